@@ -1,0 +1,228 @@
+/*
+ * kp.h — libkp: generic kernel reductions without N x M memory.
+ *
+ * libkp evaluates, for point clouds x_i (i < N) and y_j (j < M),
+ *
+ *     a_i = Red_{j<M} F(x_i, y_j, p)      (axis 1: one result per i)
+ *     b_j = Red_{i<N} F(x_i, y_j, p)      (axis 0: one result per j)
+ *
+ * where F is a small vector-valued formula written in the KeOps syntax and Red
+ * is one of Sum, LogSumExp, SumSoftMaxWeight, Min, Max, ArgMin, ArgMax,
+ * Min_ArgMin, Max_ArgMax, KMin, ArgKMin, KMin_ArgKMin. Memory is O(N + M).
+ *
+ * Worked example: the Gaussian kernel product g_i = sum_j exp(-|x_i-y_j|^2 s) b_j
+ *
+ *     kp_context *ctx;  kp_formula *f;  kp_plan *plan;
+ *     kp_context_new(&ctx);
+ *     const char *aliases[] = {"x = Vi(3)", "y = Vj(3)", "s = Pm(1)", "b = Vj(1)"};
+ *     if (kp_formula_parse(ctx, "Sum_Reduction(Exp(-SqDist(x,y)*s)*b, 1)",
+ *                          aliases, 4, &f) != KP_OK)
+ *         fprintf(stderr, "%s\n", kp_context_message(ctx));
+ *     kp_plan_new(ctx, f, KP_FLOAT32, &plan);
+ *     kp_array args[4] = {kp_array_2d(x, KP_FLOAT32, N, 3), kp_array_2d(y, KP_FLOAT32, M, 3),
+ *                         kp_array_1d(&s, KP_FLOAT32, 1),  kp_array_2d(b, KP_FLOAT32, M, 1)};
+ *     kp_array out = kp_array_2d(g, KP_FLOAT32, N, 1);
+ *     kp_plan_exec(plan, args, 4, &out, NULL, NULL);
+ *     kp_plan_free(plan); kp_formula_free(f); kp_context_free(ctx);
+ *
+ * Conventions
+ * - Every fallible call returns kp_status (KP_OK == 0) and, on failure, leaves a
+ *   human-readable message in the context (kp_context_message). The library
+ *   never aborts, exits or prints.
+ * - Each *_new / *_parse has one *_free; *_free(NULL) is a no-op.
+ * - The caller owns every buffer passed in; libkp never keeps a pointer to one
+ *   after a call returns.
+ * - Thread-safety: a kp_context is used by one thread at a time. A kp_formula
+ *   and a kp_plan are immutable after creation and may be used from several
+ *   threads at once, *provided* each thread passes its own context to calls that
+ *   take one (kp_plan_exec writes its error message into the plan's context, so
+ *   concurrent kp_plan_exec on one plan is safe only while they succeed; use one
+ *   plan per thread if you need the messages).
+ */
+#ifndef KP_H
+#define KP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KP_VERSION_MAJOR 0
+#define KP_VERSION_MINOR 1
+#define KP_VERSION_PATCH 0
+
+/* Maximal number of leading batch dimensions of an array. */
+#define KP_MAX_BATCH_DIMS 6
+#define KP_MAX_DIMS (KP_MAX_BATCH_DIMS + 2)
+
+/* Status codes, from one X-macro list so names and messages stay in step. */
+#define KP_STATUS_LIST(X)                                                         \
+    X(KP_OK, 0, "success")                                                        \
+    X(KP_ERR_PARSE, 1, "malformed formula")                                       \
+    X(KP_ERR_SHAPE, 2, "inconsistent dimensions or shapes")                       \
+    X(KP_ERR_DTYPE, 3, "unsupported or mismatched dtype")                         \
+    X(KP_ERR_ARGUMENT, 4, "invalid argument")                                     \
+    X(KP_ERR_NULL, 5, "null pointer")                                             \
+    X(KP_ERR_OOM, 6, "out of memory")                                             \
+    X(KP_ERR_TOO_LARGE, 7, "size too large")                                      \
+    X(KP_ERR_UNSUPPORTED, 8, "not supported by this engine")                      \
+    X(KP_ERR_INTERNAL, 9, "internal error")
+
+typedef enum kp_status {
+#define KP__STATUS_ENUM(name, value, text) name = value,
+    KP_STATUS_LIST(KP__STATUS_ENUM)
+#undef KP__STATUS_ENUM
+} kp_status;
+
+/* Static description of a status code ("malformed formula"); never NULL. */
+const char *kp_status_string(kp_status status);
+
+typedef enum kp_dtype { KP_FLOAT32 = 0, KP_FLOAT64 = 1, KP_INT64 = 2 } kp_dtype;
+
+typedef enum kp_device { KP_DEVICE_CPU = 0 } kp_device;
+
+/* How float32 Sum-type accumulators are kept (float64 always uses KP_SUM_BLOCK).
+ * BLOCK: each tile of up to 512 j is summed in float32 SIMD lanes, the tile sums
+ *        are added into a Kahan-compensated float32 accumulator. Relative error
+ *        ~1e-6 of float64 even at M = 10^7. The default.
+ * KAHAN: every term is added with Kahan compensation in each SIMD lane; slower,
+ *        accurate to a few ulp of the exact sum in practice.
+ * PLAIN: tile sums are added without compensation (the fastest; error grows
+ *        like M/512 ulp in the worst case). */
+typedef enum kp_sum_scheme { KP_SUM_BLOCK = 0, KP_SUM_KAHAN = 1, KP_SUM_PLAIN = 2 } kp_sum_scheme;
+
+/*
+ * An array descriptor, filled by the caller. Shape is (batch..., rows, dim) for a
+ * Vi/Vj variable and for the output, (batch..., dim) or (batch..., 1, dim) for a
+ * Pm parameter. Strides are counted in elements (not bytes) and may be any
+ * value, including 0 to broadcast a batch dimension of extent 1 or larger.
+ * The number of batch dimensions is the output's ndim - 2; every argument has
+ * either that many batch dimensions or none (then it is shared by all batches).
+ */
+typedef struct kp_array {
+    void *data;
+    kp_dtype dtype;
+    kp_device device;
+    int ndim;
+    int64_t shape[KP_MAX_DIMS];
+    int64_t strides[KP_MAX_DIMS];
+} kp_array;
+
+/* Contiguous row-major descriptors; convenience, no allocation. */
+kp_array kp_array_1d(void *data, kp_dtype dtype, int64_t n);
+kp_array kp_array_2d(void *data, kp_dtype dtype, int64_t rows, int64_t cols);
+/* Contiguous row-major array of any rank <= KP_MAX_DIMS (shape copied). */
+kp_array kp_array_nd(void *data, kp_dtype dtype, int ndim, const int64_t *shape);
+
+/* ---------------------------------------------------------------- context */
+
+typedef struct kp_context kp_context;
+
+/* Creates a context. Returns KP_ERR_NULL if out is NULL, KP_ERR_OOM on
+ * allocation failure. Not thread-safe: one thread at a time per context. */
+kp_status kp_context_new(kp_context **out);
+/* Frees the context. Formulas and plans made from it must be freed first. */
+void kp_context_free(kp_context *ctx);
+/* Message of the last failed call on this context ("" if none). The pointer
+ * stays valid until the next call on the context. */
+const char *kp_context_message(const kp_context *ctx);
+/* Number of CPU threads for executions through this context; 0 (default) means
+ * the KP_NUM_THREADS environment variable if set, else all available cores. */
+kp_status kp_context_set_num_threads(kp_context *ctx, int num_threads);
+/* Summation scheme for float32 Sum, LogSumExp and SumSoftMaxWeight reductions. */
+kp_status kp_context_set_sum_scheme(kp_context *ctx, kp_sum_scheme scheme);
+
+/* ---------------------------------------------------------------- formulas */
+
+typedef struct kp_formula kp_formula;
+
+/* Reduction kinds, in KeOps naming. */
+typedef enum kp_reduction {
+    KP_RED_SUM,
+    KP_RED_LOGSUMEXP,
+    KP_RED_SUMSOFTMAXWEIGHT,
+    KP_RED_MIN,
+    KP_RED_MAX,
+    KP_RED_ARGMIN,
+    KP_RED_ARGMAX,
+    KP_RED_MIN_ARGMIN,
+    KP_RED_MAX_ARGMAX,
+    KP_RED_KMIN,
+    KP_RED_ARGKMIN,
+    KP_RED_KMIN_ARGKMIN
+} kp_reduction;
+
+/*
+ * Parses a reduction such as "Sum_Reduction(Exp(-SqDist(x,y)*g)*b, 1)".
+ * aliases: n_aliases strings "name = Vi(d)", "name = Vj(k,d)", "name = Pm(d)";
+ * an alias without k takes the next free argument position, in order.
+ * On a malformed formula returns KP_ERR_PARSE (syntax, unknown names) or
+ * KP_ERR_SHAPE (dimension mismatch) with a message naming the column, e.g.
+ * "formula col 14: unknown function 'Exq'". *out is set only on success.
+ * The formula keeps a reference to ctx: free it before the context.
+ */
+kp_status kp_formula_parse(kp_context *ctx, const char *text, const char *const *aliases,
+                           size_t n_aliases, kp_formula **out);
+void kp_formula_free(kp_formula *f);
+
+/* Introspection. Arguments are numbered by position k (Vi(k,d) etc.). */
+typedef enum kp_var_category { KP_VAR_I = 0, KP_VAR_J = 1, KP_VAR_PARAM = 2 } kp_var_category;
+kp_reduction kp_formula_reduction(const kp_formula *f);
+int kp_formula_axis(const kp_formula *f);
+/* Number of arguments (1 + the largest position used). */
+int kp_formula_num_args(const kp_formula *f);
+/* Category and dimension of argument k; returns KP_ERR_ARGUMENT if k is unused. */
+kp_status kp_formula_arg(const kp_formula *f, int k, kp_var_category *category, int *dim);
+/* Width of the value output per row (0 if the reduction has none, e.g. ArgMin)
+ * and of the int64 index output per row (0 if none). */
+int kp_formula_out_dim(const kp_formula *f);
+int kp_formula_out_index_dim(const kp_formula *f);
+/* Number of distinct nodes of the formula DAG (shared subexpressions count once). */
+size_t kp_formula_node_count(const kp_formula *f);
+/* Writes the canonical text of the formula into buf (always NUL-terminated when
+ * size > 0); returns the length it needs, excluding the NUL. */
+size_t kp_formula_print(const kp_formula *f, char *buf, size_t size);
+
+/* ---------------------------------------------------------------- plans */
+
+typedef struct kp_plan kp_plan;
+
+/* Lowers a formula for one dtype (KP_FLOAT32 or KP_FLOAT64) on the CPU engine.
+ * Takes no reference to f: f may be freed while the plan lives. */
+kp_status kp_plan_new(kp_context *ctx, const kp_formula *f, kp_dtype dtype, kp_plan **out);
+void kp_plan_free(kp_plan *plan);
+
+/* Per-call options; pass NULL for the defaults. */
+typedef struct kp_exec_options {
+    int num_threads; /* 0: the context's setting */
+    int64_t nx;      /* number of i points when no Vi argument says it; -1: infer */
+    int64_t ny;      /* number of j points when no Vj argument says it; -1: infer */
+} kp_exec_options;
+#define KP_EXEC_OPTIONS_DEFAULT {0, -1, -1}
+
+/*
+ * Runs the reduction. args[k] describes argument k (n_args == kp_formula_num_args).
+ * out receives the values, shape (batch..., rows, out_dim) in the plan's dtype;
+ * out_index receives int64 indices, shape (batch..., rows, out_index_dim).
+ * Either may be NULL when the reduction has no such output; it must be given
+ * when it has. rows = N for axis 1, M for axis 0.
+ * Errors: KP_ERR_NULL, KP_ERR_DTYPE, KP_ERR_SHAPE (with the argument named),
+ * KP_ERR_ARGUMENT (K > number of reduced points), KP_ERR_OOM, KP_ERR_TOO_LARGE.
+ * NaN and Inf inputs are not errors: they propagate as IEEE arithmetic says;
+ * Min/Max-type reductions rank NaN before every number (it is selected).
+ * Results are bit-identical for any number of threads.
+ */
+kp_status kp_plan_exec(kp_plan *plan, const kp_array *args, size_t n_args, kp_array *out,
+                       kp_array *out_index, const kp_exec_options *options);
+
+/* One-shot convenience: parse, plan and run. */
+kp_status kp_reduce(kp_context *ctx, const char *text, const char *const *aliases,
+                    size_t n_aliases, kp_dtype dtype, const kp_array *args, size_t n_args,
+                    kp_array *out, kp_array *out_index);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KP_H */

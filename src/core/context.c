@@ -1,0 +1,123 @@
+/* context.c — contexts, status strings, messages, array descriptor helpers. */
+#include "core/context.h"
+
+#include <omp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "formula/node.h"
+
+const char *kp_status_string(kp_status status) {
+    switch (status) {
+#define KP__STATUS_CASE(name, value, text) \
+    case name:                             \
+        return text;
+        KP_STATUS_LIST(KP__STATUS_CASE)
+#undef KP__STATUS_CASE
+    }
+    return "unknown status";
+}
+
+kp_status kp_context_new(kp_context **out) {
+    if (!out) return KP_ERR_NULL;
+    *out = NULL;
+    kp_context *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return KP_ERR_OOM;
+    ctx->nodes = kp__node_store_new();
+    if (!ctx->nodes) {
+        free(ctx);
+        return KP_ERR_OOM;
+    }
+    ctx->sum_scheme = KP_SUM_BLOCK;
+    *out = ctx;
+    return KP_OK;
+}
+
+void kp_context_free(kp_context *ctx) {
+    if (!ctx) return;
+    kp__node_store_free(ctx->nodes);
+    free(ctx);
+}
+
+const char *kp_context_message(const kp_context *ctx) { return ctx ? ctx->message : "null context"; }
+
+kp_status kp_context_set_num_threads(kp_context *ctx, int num_threads) {
+    if (!ctx) return KP_ERR_NULL;
+    if (num_threads < 0 || num_threads > 4096)
+        return kp__fail(ctx, KP_ERR_ARGUMENT, "num_threads must be in [0, 4096], got %d", num_threads);
+    ctx->num_threads = num_threads;
+    return KP_OK;
+}
+
+kp_status kp_context_set_sum_scheme(kp_context *ctx, kp_sum_scheme scheme) {
+    if (!ctx) return KP_ERR_NULL;
+    if (scheme != KP_SUM_BLOCK && scheme != KP_SUM_KAHAN && scheme != KP_SUM_PLAIN)
+        return kp__fail(ctx, KP_ERR_ARGUMENT, "unknown sum scheme %d", (int)scheme);
+    ctx->sum_scheme = scheme;
+    return KP_OK;
+}
+
+kp_status kp__fail(kp_context *ctx, kp_status status, const char *fmt, ...) {
+    if (ctx) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(ctx->message, sizeof ctx->message, fmt, ap);
+        va_end(ap);
+    }
+    return status;
+}
+
+void kp__prefix_message(kp_context *ctx, const char *fmt, ...) {
+    if (!ctx) return;
+    char prefix[128], old[KP_MESSAGE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(old, ctx->message, sizeof old);
+    snprintf(ctx->message, sizeof ctx->message, "%s%s", prefix, old);
+}
+
+int kp__resolve_threads(const kp_context *ctx, int requested) {
+    if (requested > 0) return requested;
+    if (ctx && ctx->num_threads > 0) return ctx->num_threads;
+    const char *env = getenv("KP_NUM_THREADS");
+    if (env && *env) {
+        char *end = NULL;
+        long v = strtol(env, &end, 10);
+        if (end && *end == '\0' && v > 0 && v <= 4096) return (int)v;
+    }
+    int n = omp_get_num_procs();
+    return n > 0 ? n : 1;
+}
+
+int kp__mul_size(int64_t a, int64_t b, int64_t *out) { return !__builtin_mul_overflow(a, b, out); }
+
+kp_array kp_array_nd(void *data, kp_dtype dtype, int ndim, const int64_t *shape) {
+    kp_array a;
+    memset(&a, 0, sizeof a);
+    a.data = data;
+    a.dtype = dtype;
+    a.device = KP_DEVICE_CPU;
+    if (ndim < 0 || ndim > KP_MAX_DIMS || !shape) {
+        a.ndim = -1; /* rejected later with a clear message */
+        return a;
+    }
+    a.ndim = ndim;
+    int64_t stride = 1;
+    for (int d = ndim - 1; d >= 0; d--) {
+        a.shape[d] = shape[d];
+        a.strides[d] = stride;
+        stride *= shape[d] > 0 ? shape[d] : 1;
+    }
+    return a;
+}
+
+kp_array kp_array_1d(void *data, kp_dtype dtype, int64_t n) { return kp_array_nd(data, dtype, 1, &n); }
+
+kp_array kp_array_2d(void *data, kp_dtype dtype, int64_t rows, int64_t cols) {
+    int64_t shape[2] = {rows, cols};
+    return kp_array_nd(data, dtype, 2, shape);
+}

@@ -1,0 +1,69 @@
+/*
+ * engine.h — the CPU engine's contract with the plan layer.
+ *
+ * A job is one kp_plan_exec call with every array already validated: base
+ * pointers and element strides per argument, sizes, batch shape. The engine
+ * splits the work into (batch, block of rows, range of chunks of reduced
+ * points), runs it on OpenMP threads, and writes the outputs.
+ *
+ * Determinism: the reduced axis is cut into fixed chunks of KP_CHUNK points
+ * that depend only on its length. Each chunk is reduced from the monoid's
+ * identity, and chunk results are merged in chunk order, whether one thread
+ * walks all chunks or several threads share them. So every thread count gives
+ * bit-identical results.
+ */
+#ifndef KP_CPU_ENGINE_H
+#define KP_CPU_ENGINE_H
+
+#include "plan/program.h"
+
+typedef struct kp_cpu_arg {
+    const char *base;                       /* NULL if the position is unused */
+    int64_t row_stride, comp_stride;        /* in elements; row_stride 0 for parameters */
+    int64_t batch_stride[KP_MAX_BATCH_DIMS]; /* 0 broadcasts */
+} kp_cpu_arg;
+
+typedef struct kp_cpu_job {
+    const kp_program *prog;
+    kp_dtype dtype;
+    kp_sum_scheme scheme;
+    int num_threads;
+    int nbatch_dims;
+    int64_t batch_shape[KP_MAX_BATCH_DIMS];
+    int64_t nbatch; /* product of batch_shape (1 if none) */
+    int64_t nrows;  /* output rows */
+    int64_t ncols;  /* reduced points */
+    int nargs;
+    kp_cpu_arg args[KP_MAX_ARGS];
+    kp_cpu_arg out, out_idx; /* base NULL when absent */
+} kp_cpu_job;
+
+kp_status kp__cpu_run(kp_context *ctx, const kp_cpu_job *job);
+
+/* What a kernel build (one dtype x one ISA) provides; see kernel_impl.h. */
+typedef struct kp_cpu_kernels {
+    size_t real_size;
+    int tile;
+    /* State sizes per output row (reals and int64 indices). */
+    void (*state_size)(const kp_program *prog, int *nreal, int *nidx);
+    /* Reduces rows [r0,r1) of batch b over chunks [ch0,ch1). With finalize set,
+     * writes the outputs; else stores the chunk's state in (sreal, sidx). */
+    void (*process)(const kp_cpu_job *job, int64_t b, int64_t r0, int64_t r1, int64_t ch0, int64_t ch1,
+                    int finalize, void *sreal, int64_t *sidx, void *scratch);
+    /* Merges per-chunk states (chunk-major, rows [r0,r1)) in chunk order and writes the outputs. */
+    void (*merge_finalize)(const kp_cpu_job *job, int64_t b, int64_t r0, int64_t r1, int64_t nchunks,
+                           const void *sreal, const int64_t *sidx, size_t chunk_stride_real,
+                           size_t chunk_stride_idx, void *scratch);
+    /* Bytes of scratch one thread needs. */
+    size_t (*scratch_size)(const kp_program *prog);
+} kp_cpu_kernels;
+
+/* Rows per block and reduced points per chunk. */
+#define KP_ROW_BLOCK 64
+#define KP_CHUNK 32768
+
+extern const kp_cpu_kernels kp__cpu_f32_avx512, kp__cpu_f64_avx512;
+extern const kp_cpu_kernels kp__cpu_f32_avx2, kp__cpu_f64_avx2;
+extern const kp_cpu_kernels kp__cpu_f32_generic, kp__cpu_f64_generic;
+
+#endif

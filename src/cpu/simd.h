@@ -1,0 +1,68 @@
+/*
+ * simd.h — the SIMD vocabulary of one kernel build: REAL x ISA.
+ *
+ * A kernel translation unit defines KP_REAL_F32 (1 for float, 0 for double) and
+ * one of KP_ISA_AVX512, KP_ISA_AVX2, KP_ISA_GENERIC, then includes this file and
+ * kernel_impl.h. Kernels are written once against these names:
+ *
+ *   REAL, TILE        scalar type and lanes per tile (2 KiB per component)
+ *   VL                elements per vector register (1 for the generic build)
+ *   VT, VLD, VST, VSET vector type, unaligned load/store, broadcast
+ *   VFN(name)         SLEEF vector function, 1.0-ulp accuracy (u10)
+ *   LM(name)          libm function for REAL (scalar fallback)
+ */
+#ifndef KP_CPU_SIMD_H
+#define KP_CPU_SIMD_H
+
+#include <math.h>
+
+#if KP_REAL_F32
+#define REAL float
+#define TILE 512
+#define LM(fn) fn##f
+#else
+#define REAL double
+#define TILE 256
+#define LM(fn) fn
+#endif
+
+#if defined(KP_ISA_AVX512) || defined(KP_ISA_AVX2)
+#include <immintrin.h>
+#include <sleef.h>
+#endif
+
+#if defined(KP_ISA_AVX512) && KP_REAL_F32
+#define VL 16
+#define VT __m512
+#define VLD _mm512_loadu_ps
+#define VST _mm512_storeu_ps
+#define VSET _mm512_set1_ps
+#define VFN(name) Sleef_##name##f16_u10avx512f
+#elif defined(KP_ISA_AVX512)
+#define VL 8
+#define VT __m512d
+#define VLD _mm512_loadu_pd
+#define VST _mm512_storeu_pd
+#define VSET _mm512_set1_pd
+#define VFN(name) Sleef_##name##d8_u10avx512f
+#elif defined(KP_ISA_AVX2) && KP_REAL_F32
+#define VL 8
+#define VT __m256
+#define VLD _mm256_loadu_ps
+#define VST _mm256_storeu_ps
+#define VSET _mm256_set1_ps
+#define VFN(name) Sleef_##name##f8_u10avx2
+#elif defined(KP_ISA_AVX2)
+#define VL 4
+#define VT __m256d
+#define VLD _mm256_loadu_pd
+#define VST _mm256_storeu_pd
+#define VSET _mm256_set1_pd
+#define VFN(name) Sleef_##name##d4_u10avx2
+#elif defined(KP_ISA_GENERIC)
+#define VL 1
+#else
+#error "define one of KP_ISA_AVX512, KP_ISA_AVX2, KP_ISA_GENERIC"
+#endif
+
+#endif

@@ -1,0 +1,203 @@
+/* formula.c — kp_formula accessors and the canonical printer. */
+#include "formula/formula.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/context.h"
+
+void kp_formula_free(kp_formula *f) { free(f); }
+
+kp_reduction kp_formula_reduction(const kp_formula *f) { return f ? f->red : KP_RED_SUM; }
+int kp_formula_axis(const kp_formula *f) { return f ? f->axis : -1; }
+int kp_formula_num_args(const kp_formula *f) { return f ? f->nargs : 0; }
+
+kp_status kp_formula_arg(const kp_formula *f, int k, kp_var_category *category, int *dim) {
+    if (!f) return KP_ERR_NULL;
+    if (k < 0 || k >= f->nargs || !f->args[k].used)
+        return kp__fail(f->ctx, KP_ERR_ARGUMENT, "argument %d is not used by the formula", k);
+    if (category) *category = f->args[k].cat;
+    if (dim) *dim = f->args[k].dim;
+    return KP_OK;
+}
+
+int kp_formula_out_dim(const kp_formula *f) {
+    if (!f) return 0;
+    switch (f->red) {
+    case KP_RED_SUM:
+    case KP_RED_LOGSUMEXP:
+    case KP_RED_MIN:
+    case KP_RED_MAX:
+    case KP_RED_MIN_ARGMIN:
+    case KP_RED_MAX_ARGMAX: return f->f->dim;
+    case KP_RED_SUMSOFTMAXWEIGHT: return f->g->dim;
+    case KP_RED_KMIN:
+    case KP_RED_KMIN_ARGKMIN: return f->K * f->f->dim;
+    case KP_RED_ARGMIN:
+    case KP_RED_ARGMAX:
+    case KP_RED_ARGKMIN: return 0;
+    }
+    return 0;
+}
+
+int kp_formula_out_index_dim(const kp_formula *f) {
+    if (!f) return 0;
+    switch (f->red) {
+    case KP_RED_ARGMIN:
+    case KP_RED_ARGMAX:
+    case KP_RED_MIN_ARGMIN:
+    case KP_RED_MAX_ARGMAX: return f->f->dim;
+    case KP_RED_ARGKMIN:
+    case KP_RED_KMIN_ARGKMIN: return f->K * f->f->dim;
+    case KP_RED_SUM:
+    case KP_RED_LOGSUMEXP:
+    case KP_RED_SUMSOFTMAXWEIGHT:
+    case KP_RED_MIN:
+    case KP_RED_MAX:
+    case KP_RED_KMIN: return 0;
+    }
+    return 0;
+}
+
+size_t kp_formula_node_count(const kp_formula *f) {
+    if (!f) return 0;
+    const kp_node *roots[2] = {f->f, f->g};
+    return kp__node_count(roots, 2);
+}
+
+/* ------------------------------------------------------------------ printer */
+
+typedef struct {
+    char *buf;
+    size_t size, len;
+} sink;
+
+__attribute__((format(printf, 2, 3))) static void put(sink *s, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    size_t room = s->len < s->size ? s->size - s->len : 0;
+    int n = vsnprintf(room ? s->buf + s->len : NULL, room, fmt, ap);
+    va_end(ap);
+    if (n > 0) s->len += (size_t)n;
+}
+
+static void print_number(sink *s, double v) {
+    if (isnan(v)) put(s, "(0/0)");
+    else if (isinf(v)) put(s, v > 0 ? "(1/0)" : "(-1/0)");
+    else if (v < 0) put(s, "(-%.17g)", -v);
+    else put(s, "%.17g", v);
+}
+
+static void print_node(sink *s, const kp_node *n) {
+    static const char *cats[] = {"Vi", "Vj", "Pm"};
+    const char *infix = NULL;
+    switch (n->op) {
+    case KP_OP_VAR: put(s, "%s(%d,%d)", cats[n->ip[0]], n->ip[1], n->dim); return;
+    case KP_OP_CONST:
+        if (n->dim == 1) print_number(s, n->value);
+        else if (n->value == 0) put(s, "Zero(%d)", n->dim);
+        else {
+            put(s, "(Zero(%d)+", n->dim);
+            print_number(s, n->value);
+            put(s, ")");
+        }
+        return;
+    case KP_OP_ADD: infix = "+"; break;
+    case KP_OP_SUB: infix = "-"; break;
+    case KP_OP_MUL: infix = "*"; break;
+    case KP_OP_DIV: infix = "/"; break;
+    case KP_OP_LT: infix = "<"; break;
+    case KP_OP_LE: infix = "<="; break;
+    case KP_OP_GT: infix = ">"; break;
+    case KP_OP_GE: infix = ">="; break;
+    case KP_OP_EQ: infix = "=="; break;
+    case KP_OP_NE: infix = "!="; break;
+    case KP_OP_DOT: infix = "|"; break;
+    case KP_OP_NEG:
+        put(s, "(-");
+        print_node(s, n->child[0]);
+        put(s, ")");
+        return;
+    case KP_OP_POW:
+    case KP_OP_ROUND:
+    case KP_OP_ONEHOT:
+        put(s, "%s(", kp__op_name(n->op));
+        print_node(s, n->child[0]);
+        put(s, ",%d)", n->op == KP_OP_ONEHOT ? n->dim : n->ip[0]);
+        return;
+    case KP_OP_EXTRACT:
+        put(s, "Extract(");
+        print_node(s, n->child[0]);
+        put(s, ",%d,%d)", n->ip[0], n->dim);
+        return;
+    case KP_OP_INV:
+    case KP_OP_SQUARE:
+    case KP_OP_POWF:
+    case KP_OP_SQRT:
+    case KP_OP_RSQRT:
+    case KP_OP_EXP:
+    case KP_OP_LOG:
+    case KP_OP_XLOGX:
+    case KP_OP_SIN:
+    case KP_OP_COS:
+    case KP_OP_ASIN:
+    case KP_OP_ACOS:
+    case KP_OP_ATAN:
+    case KP_OP_ATAN2:
+    case KP_OP_SINXDIVX:
+    case KP_OP_TANH:
+    case KP_OP_ERF:
+    case KP_OP_ABS:
+    case KP_OP_SIGN:
+    case KP_OP_STEP:
+    case KP_OP_RELU:
+    case KP_OP_FLOOR:
+    case KP_OP_CLAMP:
+    case KP_OP_IFELSE:
+    case KP_OP_SQDIST:
+    case KP_OP_SUM:
+    case KP_OP_MAXC:
+    case KP_OP_MINC:
+    case KP_OP_ARGMAXC:
+    case KP_OP_ARGMINC:
+    case KP_OP_CONCAT:
+    case KP_OP_MATVEC:
+    case KP_OP_VECMAT:
+    case KP_OP_TENSORPROD:
+    case KP_OP_BCAST:
+    case KP_OP_COUNT_: break;
+    }
+    if (infix) {
+        put(s, "(");
+        print_node(s, n->child[0]);
+        put(s, "%s", infix);
+        print_node(s, n->child[1]);
+        put(s, ")");
+        return;
+    }
+    put(s, "%s(", kp__op_name(n->op));
+    for (int k = 0; k < n->nchild; k++) {
+        if (k) put(s, ",");
+        print_node(s, n->child[k]);
+    }
+    put(s, ")");
+}
+
+size_t kp_formula_print(const kp_formula *f, char *buf, size_t size) {
+    sink s = {buf, size, 0};
+    if (size) buf[0] = '\0';
+    if (!f) return 0;
+    put(&s, "%s(", kp__reduction_name(f->red));
+    print_node(&s, f->f);
+    if (f->red == KP_RED_KMIN || f->red == KP_RED_ARGKMIN || f->red == KP_RED_KMIN_ARGKMIN) put(&s, ",%d", f->K);
+    put(&s, ",%d", f->axis);
+    if (f->g) {
+        put(&s, ",");
+        print_node(&s, f->g);
+    }
+    put(&s, ")");
+    return s.len;
+}

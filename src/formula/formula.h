@@ -1,0 +1,30 @@
+/* formula.h — a parsed reduction: the DAG of F (and G), the reduction, the argument table. */
+#ifndef KP_FORMULA_FORMULA_H
+#define KP_FORMULA_FORMULA_H
+
+#include "formula/node.h"
+
+/* Largest argument position accepted (Vi(k,d) with k < KP_MAX_ARGS). */
+#define KP_MAX_ARGS 256
+
+typedef struct kp_arg_info {
+    int used;
+    kp_var_category cat;
+    int dim;
+} kp_arg_info;
+
+struct kp_formula {
+    kp_context *ctx;
+    kp_reduction red;
+    int axis;             /* 1: reduce over j, 0: reduce over i */
+    int K;                /* KMin family */
+    const kp_node *f;     /* the reduced formula F */
+    const kp_node *g;     /* the weight G of SumSoftMaxWeight, else NULL */
+    int nargs;            /* 1 + largest position used */
+    kp_arg_info args[KP_MAX_ARGS];
+};
+
+/* Reduction names as written in formulas ("Sum" for Sum_Reduction). */
+const char *kp__reduction_name(kp_reduction red);
+
+#endif

@@ -1,0 +1,785 @@
+/*
+ * parse.c — text to formula DAG (KeOps syntax), with errors that name the column.
+ *
+ * Grammar (recursive descent, one function per rule):
+ *
+ *   reduction  := NAME_Reduction '(' args ')'
+ *   expr       := additive [ ('<' | '<=' | '>' | '>=' | '==' | '!=') additive ]
+ *   additive   := term { ('+' | '-') term }
+ *   term       := unary { ('*' | '/') unary }
+ *   unary      := '-' unary | primary
+ *   primary    := NUMBER | ALIAS | NAME '(' args ')' | '(' expr [ '|' expr ] ')'
+ *   args       := expr { ',' expr }
+ *
+ * Integer arguments (Pow's exponent, Vi's position, axis, K, ...) are parsed as
+ * expressions and must fold to integral constants: "Pow(x,-2)" and
+ * "IntCst(3)" both work. Aliases ("x = Vi(3)") are parsed with the same lexer.
+ */
+#include <ctype.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/context.h"
+#include "formula/formula.h"
+
+typedef enum {
+    T_END,
+    T_NUM,
+    T_NAME,
+    T_LPAR,
+    T_RPAR,
+    T_COMMA,
+    T_PLUS,
+    T_MINUS,
+    T_STAR,
+    T_SLASH,
+    T_BAR,
+    T_LT,
+    T_LE,
+    T_GT,
+    T_GE,
+    T_EQEQ,
+    T_NE,
+    T_ASSIGN,
+    T_BAD
+} tok_kind;
+
+typedef struct {
+    tok_kind kind;
+    int col; /* 1-based column of the first character */
+    const char *start;
+    int len;
+    double num;
+} token;
+
+#define MAX_ALIASES 256
+#define MAX_CALL_ARGS 4
+#define MAX_DEPTH 200
+
+typedef struct {
+    char name[64];
+    const kp_node *node;
+} alias_entry;
+
+typedef struct {
+    kp_context *ctx;
+    kp_formula *f;
+    const char *text;
+    const char *where; /* "formula" or "alias 2 ('x = Vq(3)')" for messages */
+    const char *p;
+    token tok;
+    kp_status st;
+    int depth;
+    alias_entry *aliases;
+    int naliases;
+} parser;
+
+/* ------------------------------------------------------------------ lexer */
+
+static void next(parser *ps) {
+    const char *p = ps->p;
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+    token t;
+    t.start = p;
+    t.col = (int)(p - ps->text) + 1;
+    t.len = 1;
+    t.num = 0;
+    char c = *p;
+    if (c == '\0') {
+        t.kind = T_END;
+        t.len = 0;
+    } else if (isdigit((unsigned char)c) || (c == '.' && isdigit((unsigned char)p[1]))) {
+        char *end = NULL;
+        t.num = strtod(p, &end);
+        t.kind = T_NUM;
+        t.len = (int)(end - p);
+    } else if (isalpha((unsigned char)c) || c == '_') {
+        const char *q = p;
+        while (isalnum((unsigned char)*q) || *q == '_') q++;
+        t.kind = T_NAME;
+        t.len = (int)(q - p);
+    } else {
+        t.kind = T_BAD;
+        switch (c) {
+        case '(': t.kind = T_LPAR; break;
+        case ')': t.kind = T_RPAR; break;
+        case ',': t.kind = T_COMMA; break;
+        case '+': t.kind = T_PLUS; break;
+        case '-': t.kind = T_MINUS; break;
+        case '*': t.kind = T_STAR; break;
+        case '/': t.kind = T_SLASH; break;
+        case '|': t.kind = T_BAR; break;
+        case '<':
+            t.kind = p[1] == '=' ? T_LE : T_LT;
+            t.len = p[1] == '=' ? 2 : 1;
+            break;
+        case '>':
+            t.kind = p[1] == '=' ? T_GE : T_GT;
+            t.len = p[1] == '=' ? 2 : 1;
+            break;
+        case '=':
+            t.kind = p[1] == '=' ? T_EQEQ : T_ASSIGN;
+            t.len = p[1] == '=' ? 2 : 1;
+            break;
+        case '!':
+            if (p[1] == '=') {
+                t.kind = T_NE;
+                t.len = 2;
+            }
+            break;
+        default: break;
+        }
+    }
+    ps->tok = t;
+    ps->p = p + t.len;
+}
+
+static int tok_is(const token *t, const char *name) {
+    return t->kind == T_NAME && (int)strlen(name) == t->len && strncmp(t->start, name, (size_t)t->len) == 0;
+}
+
+/* Fails at column col with a formatted message; always returns NULL. */
+__attribute__((format(printf, 4, 5))) static const kp_node *error_at(parser *ps, kp_status st, int col,
+                                                                     const char *fmt, ...) {
+    if (ps->st != KP_OK) return NULL; /* keep the first error */
+    char msg[KP_MESSAGE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    ps->st = kp__fail(ps->ctx, st, "%s col %d: %s", ps->where, col, msg);
+    return NULL;
+}
+
+/* A constructor failed (shape error, out of memory): add the position. */
+static const kp_node *constructor_failed(parser *ps, kp_status st, int col) {
+    if (ps->st != KP_OK) return NULL;
+    ps->st = st;
+    kp__prefix_message(ps->ctx, "%s col %d: ", ps->where, col);
+    return NULL;
+}
+
+static const char *tok_desc(const token *t, char *buf, size_t size) {
+    if (t->kind == T_END) return "end of text";
+    snprintf(buf, size, "'%.*s'", t->len > 40 ? 40 : t->len, t->start);
+    return buf;
+}
+
+static int expect(parser *ps, tok_kind kind, const char *what) {
+    if (ps->tok.kind == kind) {
+        next(ps);
+        return 1;
+    }
+    char buf[64];
+    error_at(ps, KP_ERR_PARSE, ps->tok.col, "expected %s, found %s", what, tok_desc(&ps->tok, buf, sizeof buf));
+    return 0;
+}
+
+/* ------------------------------------------------------------------ arguments table */
+
+/* Registers argument pos as (cat, dim), or fails if it was used differently. */
+static const kp_node *use_arg(parser *ps, kp_var_category cat, int pos, int dim, int col) {
+    static const char *cats[] = {"Vi", "Vj", "Pm"};
+    if (pos < 0 || pos >= KP_MAX_ARGS)
+        return error_at(ps, KP_ERR_PARSE, col, "argument position must be in [0, %d], got %d", KP_MAX_ARGS - 1, pos);
+    if (dim < 1) return error_at(ps, KP_ERR_SHAPE, col, "variable dimension must be at least 1, got %d", dim);
+    kp_arg_info *a = &ps->f->args[pos];
+    if (a->used && (a->cat != cat || a->dim != dim))
+        return error_at(ps, KP_ERR_SHAPE, col, "argument %d used as %s(%d,%d) and as %s(%d,%d)", pos, cats[a->cat],
+                        pos, a->dim, cats[cat], pos, dim);
+    a->used = 1;
+    a->cat = cat;
+    a->dim = dim;
+    if (pos + 1 > ps->f->nargs) ps->f->nargs = pos + 1;
+    kp_status st = KP_OK;
+    const kp_node *n = kp__var(ps->ctx, cat, pos, dim, &st);
+    return n ? n : constructor_failed(ps, st, col);
+}
+
+/* ------------------------------------------------------------------ grammar */
+
+static const kp_node *parse_expr(parser *ps);
+
+typedef struct {
+    const kp_node *node[MAX_CALL_ARGS];
+    int col[MAX_CALL_ARGS];
+    int n;
+} call_args;
+
+/* args := expr { ',' expr } ')' — the '(' is already consumed. */
+static int parse_call_args(parser *ps, call_args *a, const char *fname) {
+    a->n = 0;
+    if (ps->tok.kind == T_RPAR) {
+        next(ps);
+        return 1;
+    }
+    for (;;) {
+        if (a->n == MAX_CALL_ARGS) {
+            error_at(ps, KP_ERR_PARSE, ps->tok.col, "too many arguments to %s", fname);
+            return 0;
+        }
+        a->col[a->n] = ps->tok.col;
+        a->node[a->n] = parse_expr(ps);
+        if (!a->node[a->n]) return 0;
+        a->n++;
+        if (ps->tok.kind == T_COMMA) {
+            next(ps);
+            continue;
+        }
+        return expect(ps, T_RPAR, "',' or ')'");
+    }
+}
+
+/* The integer value of argument k, or fails. */
+static int int_arg(parser *ps, const call_args *a, int k, const char *fname, const char *what, int *out) {
+    const kp_node *n = a->node[k];
+    if (n->op != KP_OP_CONST || n->dim != 1 || n->value != floor(n->value) || fabs(n->value) > 1e9) {
+        error_at(ps, KP_ERR_PARSE, a->col[k], "%s expects an integer %s here", fname, what);
+        return 0;
+    }
+    *out = (int)n->value;
+    return 1;
+}
+
+typedef enum {
+    F_UNARY,      /* op(f) */
+    F_BINARY,     /* op(f,g) */
+    F_TERNARY,    /* op(f,g,h) */
+    F_POW,        /* Pow(f,n) */
+    F_ROUND,      /* Round(f[,d]) */
+    F_ELEM,       /* Elem(f,m) */
+    F_EXTRACT,    /* Extract(f,m,d) */
+    F_ONEHOT,     /* OneHot(f,d) */
+    F_INTCST,     /* IntCst(n) */
+    F_ZERO,       /* Zero(d) */
+    F_VAR,        /* Vi/Vj/Pm(k,d) */
+    F_MOD,        /* Mod(f,a[,b]) */
+    F_SQNORM2,    /* SqNorm2(f) */
+    F_NORM2,      /* Norm2(f) */
+    F_NORMALIZE,  /* Normalize(f) */
+    F_WSQNORM,    /* WeightedSqNorm(s,f) */
+    F_WSQDIST     /* WeightedSqDist(s,f,g) */
+} fkind;
+
+static const struct {
+    const char *name;
+    fkind kind;
+    kp_op op;
+    int min_args, max_args;
+} functions[] = {
+    {"Exp", F_UNARY, KP_OP_EXP, 1, 1},
+    {"Log", F_UNARY, KP_OP_LOG, 1, 1},
+    {"XLogX", F_UNARY, KP_OP_XLOGX, 1, 1},
+    {"Sin", F_UNARY, KP_OP_SIN, 1, 1},
+    {"Cos", F_UNARY, KP_OP_COS, 1, 1},
+    {"Asin", F_UNARY, KP_OP_ASIN, 1, 1},
+    {"Acos", F_UNARY, KP_OP_ACOS, 1, 1},
+    {"Atan", F_UNARY, KP_OP_ATAN, 1, 1},
+    {"SinXDivX", F_UNARY, KP_OP_SINXDIVX, 1, 1},
+    {"Tanh", F_UNARY, KP_OP_TANH, 1, 1},
+    {"Erf", F_UNARY, KP_OP_ERF, 1, 1},
+    {"Abs", F_UNARY, KP_OP_ABS, 1, 1},
+    {"Sign", F_UNARY, KP_OP_SIGN, 1, 1},
+    {"Step", F_UNARY, KP_OP_STEP, 1, 1},
+    {"ReLU", F_UNARY, KP_OP_RELU, 1, 1},
+    {"Floor", F_UNARY, KP_OP_FLOOR, 1, 1},
+    {"Inv", F_UNARY, KP_OP_INV, 1, 1},
+    {"Square", F_UNARY, KP_OP_SQUARE, 1, 1},
+    {"Sqrt", F_UNARY, KP_OP_SQRT, 1, 1},
+    {"Rsqrt", F_UNARY, KP_OP_RSQRT, 1, 1},
+    {"Minus", F_UNARY, KP_OP_NEG, 1, 1},
+    {"Sum", F_UNARY, KP_OP_SUM, 1, 1},
+    {"Max", F_UNARY, KP_OP_MAXC, 1, 1},
+    {"Min", F_UNARY, KP_OP_MINC, 1, 1},
+    {"ArgMax", F_UNARY, KP_OP_ARGMAXC, 1, 1},
+    {"ArgMin", F_UNARY, KP_OP_ARGMINC, 1, 1},
+    {"Powf", F_BINARY, KP_OP_POWF, 2, 2},
+    {"Atan2", F_BINARY, KP_OP_ATAN2, 2, 2},
+    {"SqDist", F_BINARY, KP_OP_SQDIST, 2, 2},
+    {"Scalprod", F_BINARY, KP_OP_DOT, 2, 2},
+    {"Concat", F_BINARY, KP_OP_CONCAT, 2, 2},
+    {"MatVecMult", F_BINARY, KP_OP_MATVEC, 2, 2},
+    {"VecMatMult", F_BINARY, KP_OP_VECMAT, 2, 2},
+    {"TensorProd", F_BINARY, KP_OP_TENSORPROD, 2, 2},
+    {"Add", F_BINARY, KP_OP_ADD, 2, 2},
+    {"Subtract", F_BINARY, KP_OP_SUB, 2, 2},
+    {"Mult", F_BINARY, KP_OP_MUL, 2, 2},
+    {"Divide", F_BINARY, KP_OP_DIV, 2, 2},
+    {"Clamp", F_TERNARY, KP_OP_CLAMP, 3, 3},
+    {"IfElse", F_TERNARY, KP_OP_IFELSE, 3, 3},
+    {"Pow", F_POW, KP_OP_POW, 2, 2},
+    {"Round", F_ROUND, KP_OP_ROUND, 1, 2},
+    {"Elem", F_ELEM, KP_OP_EXTRACT, 2, 2},
+    {"Extract", F_EXTRACT, KP_OP_EXTRACT, 3, 3},
+    {"OneHot", F_ONEHOT, KP_OP_ONEHOT, 2, 2},
+    {"IntCst", F_INTCST, KP_OP_CONST, 1, 1},
+    {"Zero", F_ZERO, KP_OP_CONST, 1, 1},
+    {"Vi", F_VAR, KP_OP_VAR, 2, 2},
+    {"Vj", F_VAR, KP_OP_VAR, 2, 2},
+    {"Pm", F_VAR, KP_OP_VAR, 2, 2},
+    {"Mod", F_MOD, KP_OP_FLOOR, 2, 3},
+    {"SqNorm2", F_SQNORM2, KP_OP_DOT, 1, 1},
+    {"Norm2", F_NORM2, KP_OP_DOT, 1, 1},
+    {"Normalize", F_NORMALIZE, KP_OP_DOT, 1, 1},
+    {"WeightedSqNorm", F_WSQNORM, KP_OP_DOT, 2, 2},
+    {"WeightedSqDist", F_WSQDIST, KP_OP_DOT, 3, 3},
+};
+
+/* s-weighted squared norm of f: isotropic (dim s = 1), diagonal (dim s = dim f)
+ * or full symmetric (dim s = dim f ^ 2, row-major). */
+static const kp_node *weighted_sqnorm(parser *ps, const kp_node *s, const kp_node *f, int col, kp_status *st) {
+    if (s->dim == 1) return kp__binary(ps->ctx, KP_OP_MUL, s, kp__binary(ps->ctx, KP_OP_DOT, f, f, st), st);
+    if (s->dim == f->dim)
+        return kp__unary(ps->ctx, KP_OP_SUM,
+                         kp__binary(ps->ctx, KP_OP_MUL, s, kp__unary(ps->ctx, KP_OP_SQUARE, f, st), st), st);
+    if (s->dim == f->dim * f->dim)
+        return kp__binary(ps->ctx, KP_OP_DOT, f, kp__binary(ps->ctx, KP_OP_MATVEC, s, f, st), st);
+    return error_at(ps, KP_ERR_SHAPE, col,
+                    "weight of dimension %d does not fit a vector of dimension %d (expected 1, %d or %d)", s->dim,
+                    f->dim, f->dim, f->dim * f->dim);
+}
+
+static const kp_node *parse_call(parser *ps, token name) {
+    int col = name.col;
+    size_t nf = sizeof functions / sizeof functions[0], k;
+    for (k = 0; k < nf; k++)
+        if (tok_is(&name, functions[k].name)) break;
+    if (k == nf) {
+        if (name.len > 10 && strncmp(name.start + name.len - 10, "_Reduction", 10) == 0)
+            return error_at(ps, KP_ERR_PARSE, col, "a reduction (%.*s) may only appear at the top level", name.len,
+                            name.start);
+        return error_at(ps, KP_ERR_PARSE, col, "unknown function '%.*s'", name.len, name.start);
+    }
+    const char *fname = functions[k].name;
+    call_args a;
+    if (!parse_call_args(ps, &a, fname)) return NULL;
+    if (a.n < functions[k].min_args || a.n > functions[k].max_args) {
+        if (functions[k].min_args == functions[k].max_args)
+            return error_at(ps, KP_ERR_PARSE, col, "%s takes %d argument%s, got %d", fname, functions[k].min_args,
+                            functions[k].min_args == 1 ? "" : "s", a.n);
+        return error_at(ps, KP_ERR_PARSE, col, "%s takes %d to %d arguments, got %d", fname, functions[k].min_args,
+                        functions[k].max_args, a.n);
+    }
+    kp_context *ctx = ps->ctx;
+    kp_status st = KP_OK;
+    const kp_node *r = NULL;
+    int n1 = 0, n2 = 0;
+    switch (functions[k].kind) {
+    case F_UNARY: r = kp__unary(ctx, functions[k].op, a.node[0], &st); break;
+    case F_BINARY: r = kp__binary(ctx, functions[k].op, a.node[0], a.node[1], &st); break;
+    case F_TERNARY: r = kp__ternary(ctx, functions[k].op, a.node[0], a.node[1], a.node[2], &st); break;
+    case F_POW:
+        if (!int_arg(ps, &a, 1, fname, "exponent", &n1)) return NULL;
+        r = kp__pow(ctx, a.node[0], n1, &st);
+        break;
+    case F_ROUND:
+        if (a.n == 2 && !int_arg(ps, &a, 1, fname, "number of decimals", &n1)) return NULL;
+        r = kp__round(ctx, a.node[0], n1, &st);
+        break;
+    case F_ELEM:
+        if (!int_arg(ps, &a, 1, fname, "component index", &n1)) return NULL;
+        r = kp__extract(ctx, a.node[0], n1, 1, &st);
+        break;
+    case F_EXTRACT:
+        if (!int_arg(ps, &a, 1, fname, "first component", &n1) || !int_arg(ps, &a, 2, fname, "count", &n2))
+            return NULL;
+        r = kp__extract(ctx, a.node[0], n1, n2, &st);
+        break;
+    case F_ONEHOT:
+        if (!int_arg(ps, &a, 1, fname, "number of classes", &n1)) return NULL;
+        r = kp__onehot(ctx, a.node[0], n1, &st);
+        break;
+    case F_INTCST:
+        if (!int_arg(ps, &a, 0, fname, "value", &n1)) return NULL;
+        r = kp__const(ctx, n1, 1, &st);
+        break;
+    case F_ZERO:
+        if (!int_arg(ps, &a, 0, fname, "dimension", &n1)) return NULL;
+        r = kp__const(ctx, 0, n1, &st);
+        break;
+    case F_VAR:
+        if (!int_arg(ps, &a, 0, fname, "position", &n1) || !int_arg(ps, &a, 1, fname, "dimension", &n2)) return NULL;
+        return use_arg(ps, fname[0] == 'P' ? KP_VAR_PARAM : fname[1] == 'i' ? KP_VAR_I : KP_VAR_J, n1, n2, col);
+    case F_MOD: {
+        /* Mod(f,a,b) = f - a * Floor((f - b) / a) */
+        const kp_node *f = a.node[0], *m = a.node[1];
+        const kp_node *off = a.n == 3 ? a.node[2] : kp__const(ctx, 0, 1, &st);
+        const kp_node *q = kp__unary(ctx, KP_OP_FLOOR,
+                                     kp__binary(ctx, KP_OP_DIV, kp__binary(ctx, KP_OP_SUB, f, off, &st), m, &st), &st);
+        r = kp__binary(ctx, KP_OP_SUB, f, kp__binary(ctx, KP_OP_MUL, m, q, &st), &st);
+        break;
+    }
+    case F_SQNORM2: r = kp__binary(ctx, KP_OP_DOT, a.node[0], a.node[0], &st); break;
+    case F_NORM2: r = kp__unary(ctx, KP_OP_SQRT, kp__binary(ctx, KP_OP_DOT, a.node[0], a.node[0], &st), &st); break;
+    case F_NORMALIZE:
+        r = kp__binary(ctx, KP_OP_MUL, a.node[0],
+                       kp__unary(ctx, KP_OP_RSQRT, kp__binary(ctx, KP_OP_DOT, a.node[0], a.node[0], &st), &st), &st);
+        break;
+    case F_WSQNORM: r = weighted_sqnorm(ps, a.node[0], a.node[1], col, &st); break;
+    case F_WSQDIST: {
+        const kp_node *d = kp__binary(ctx, KP_OP_SUB, a.node[1], a.node[2], &st);
+        r = d ? weighted_sqnorm(ps, a.node[0], d, col, &st) : NULL;
+        break;
+    }
+    }
+    if (!r) return ps->st != KP_OK ? NULL : constructor_failed(ps, st, col);
+    return r;
+}
+
+static const kp_node *parse_primary(parser *ps) {
+    token t = ps->tok;
+    char buf[64];
+    if (++ps->depth > MAX_DEPTH) return error_at(ps, KP_ERR_PARSE, t.col, "formula nested too deeply");
+    const kp_node *r = NULL;
+    kp_status st = KP_OK;
+    switch (t.kind) {
+    case T_NUM:
+        next(ps);
+        r = kp__const(ps->ctx, t.num, 1, &st);
+        if (!r) constructor_failed(ps, st, t.col);
+        break;
+    case T_NAME:
+        next(ps);
+        if (ps->tok.kind == T_LPAR) {
+            next(ps);
+            r = parse_call(ps, t);
+            break;
+        }
+        for (int k = 0; k < ps->naliases; k++)
+            if ((int)strlen(ps->aliases[k].name) == t.len && strncmp(ps->aliases[k].name, t.start, (size_t)t.len) == 0)
+                r = ps->aliases[k].node;
+        if (!r) error_at(ps, KP_ERR_PARSE, t.col, "unknown variable '%.*s' (no alias of that name)", t.len, t.start);
+        break;
+    case T_LPAR: {
+        next(ps);
+        const kp_node *a = parse_expr(ps);
+        if (!a) break;
+        if (ps->tok.kind == T_BAR) {
+            int col = ps->tok.col;
+            next(ps);
+            const kp_node *b = parse_expr(ps);
+            if (!b) break;
+            r = kp__binary(ps->ctx, KP_OP_DOT, a, b, &st);
+            if (!r) {
+                constructor_failed(ps, st, col);
+                break;
+            }
+        } else {
+            r = a;
+        }
+        if (!expect(ps, T_RPAR, "')'")) r = NULL;
+        break;
+    }
+    case T_RPAR: error_at(ps, KP_ERR_PARSE, t.col, "unexpected ')'"); break;
+    case T_END: error_at(ps, KP_ERR_PARSE, t.col, "unexpected end of formula"); break;
+    case T_BAD: error_at(ps, KP_ERR_PARSE, t.col, "unexpected character %s", tok_desc(&t, buf, sizeof buf)); break;
+    case T_COMMA:
+    case T_PLUS:
+    case T_MINUS:
+    case T_STAR:
+    case T_SLASH:
+    case T_BAR:
+    case T_LT:
+    case T_LE:
+    case T_GT:
+    case T_GE:
+    case T_EQEQ:
+    case T_NE:
+    case T_ASSIGN:
+        error_at(ps, KP_ERR_PARSE, t.col, "expected an operand, found %s", tok_desc(&t, buf, sizeof buf));
+        break;
+    }
+    ps->depth--;
+    return r;
+}
+
+static const kp_node *parse_unary(parser *ps) {
+    if (ps->tok.kind == T_MINUS) {
+        int col = ps->tok.col;
+        next(ps);
+        if (++ps->depth > MAX_DEPTH) return error_at(ps, KP_ERR_PARSE, col, "formula nested too deeply");
+        const kp_node *a = parse_unary(ps);
+        ps->depth--;
+        if (!a) return NULL;
+        kp_status st = KP_OK;
+        const kp_node *r = kp__unary(ps->ctx, KP_OP_NEG, a, &st);
+        return r ? r : constructor_failed(ps, st, col);
+    }
+    return parse_primary(ps);
+}
+
+static const kp_node *binary_at(parser *ps, kp_op op, const kp_node *a, const kp_node *b, int col) {
+    if (!a || !b) return NULL;
+    kp_status st = KP_OK;
+    const kp_node *r = kp__binary(ps->ctx, op, a, b, &st);
+    return r ? r : constructor_failed(ps, st, col);
+}
+
+static const kp_node *parse_term(parser *ps) {
+    const kp_node *a = parse_unary(ps);
+    while (a && (ps->tok.kind == T_STAR || ps->tok.kind == T_SLASH)) {
+        kp_op op = ps->tok.kind == T_STAR ? KP_OP_MUL : KP_OP_DIV;
+        int col = ps->tok.col;
+        next(ps);
+        a = binary_at(ps, op, a, parse_unary(ps), col);
+    }
+    return a;
+}
+
+static const kp_node *parse_additive(parser *ps) {
+    const kp_node *a = parse_term(ps);
+    while (a && (ps->tok.kind == T_PLUS || ps->tok.kind == T_MINUS)) {
+        kp_op op = ps->tok.kind == T_PLUS ? KP_OP_ADD : KP_OP_SUB;
+        int col = ps->tok.col;
+        next(ps);
+        a = binary_at(ps, op, a, parse_term(ps), col);
+    }
+    return a;
+}
+
+static const kp_node *parse_expr(parser *ps) {
+    const kp_node *a = parse_additive(ps);
+    if (!a) return NULL;
+    kp_op op;
+    switch (ps->tok.kind) {
+    case T_LT: op = KP_OP_LT; break;
+    case T_LE: op = KP_OP_LE; break;
+    case T_GT: op = KP_OP_GT; break;
+    case T_GE: op = KP_OP_GE; break;
+    case T_EQEQ: op = KP_OP_EQ; break;
+    case T_NE: op = KP_OP_NE; break;
+    default: return a;
+    }
+    int col = ps->tok.col;
+    next(ps);
+    return binary_at(ps, op, a, parse_additive(ps), col);
+}
+
+/* ------------------------------------------------------------------ reductions */
+
+static const struct {
+    const char *name;
+    kp_reduction red;
+    int nargs; /* after F: axis, or K and axis, or axis and G */
+} reductions[] = {
+    {"Sum_Reduction", KP_RED_SUM, 2},
+    {"LogSumExp_Reduction", KP_RED_LOGSUMEXP, 2},
+    {"SumSoftMaxWeight_Reduction", KP_RED_SUMSOFTMAXWEIGHT, 3},
+    {"Min_Reduction", KP_RED_MIN, 2},
+    {"Max_Reduction", KP_RED_MAX, 2},
+    {"ArgMin_Reduction", KP_RED_ARGMIN, 2},
+    {"ArgMax_Reduction", KP_RED_ARGMAX, 2},
+    {"Min_ArgMin_Reduction", KP_RED_MIN_ARGMIN, 2},
+    {"Max_ArgMax_Reduction", KP_RED_MAX_ARGMAX, 2},
+    {"KMin_Reduction", KP_RED_KMIN, 3},
+    {"ArgKMin_Reduction", KP_RED_ARGKMIN, 3},
+    {"KMin_ArgKMin_Reduction", KP_RED_KMIN_ARGKMIN, 3},
+};
+
+const char *kp__reduction_name(kp_reduction red) {
+    for (size_t k = 0; k < sizeof reductions / sizeof reductions[0]; k++)
+        if (reductions[k].red == red) return reductions[k].name;
+    return "?";
+}
+
+static int is_kmin_family(kp_reduction r) {
+    return r == KP_RED_KMIN || r == KP_RED_ARGKMIN || r == KP_RED_KMIN_ARGKMIN;
+}
+
+static int parse_reduction(parser *ps) {
+    token t = ps->tok;
+    char buf[64];
+    size_t nr = sizeof reductions / sizeof reductions[0], k;
+    if (t.kind != T_NAME) {
+        error_at(ps, KP_ERR_PARSE, t.col, "expected a reduction such as Sum_Reduction(F,1), found %s",
+                 tok_desc(&t, buf, sizeof buf));
+        return 0;
+    }
+    for (k = 0; k < nr; k++)
+        if (tok_is(&t, reductions[k].name)) break;
+    if (k == nr) {
+        if (t.len > 10 && strncmp(t.start + t.len - 10, "_Reduction", 10) == 0)
+            error_at(ps, KP_ERR_PARSE, t.col, "unknown reduction '%.*s'", t.len, t.start);
+        else
+            error_at(ps, KP_ERR_PARSE, t.col, "expected a reduction such as Sum_Reduction(F,1), found %s",
+                     tok_desc(&t, buf, sizeof buf));
+        return 0;
+    }
+    next(ps);
+    if (!expect(ps, T_LPAR, "'(' after the reduction name")) return 0;
+    call_args a;
+    if (!parse_call_args(ps, &a, reductions[k].name)) return 0;
+    if (a.n != 1 + reductions[k].nargs) {
+        error_at(ps, KP_ERR_PARSE, t.col, "%s takes %d arguments, got %d", reductions[k].name, 1 + reductions[k].nargs,
+                 a.n);
+        return 0;
+    }
+    kp_formula *f = ps->f;
+    f->red = reductions[k].red;
+    f->f = a.node[0];
+    int axis_arg = 1;
+    if (is_kmin_family(f->red)) {
+        if (!int_arg(ps, &a, 1, reductions[k].name, "K", &f->K)) return 0;
+        if (f->K < 1) {
+            error_at(ps, KP_ERR_PARSE, a.col[1], "K must be at least 1, got %d", f->K);
+            return 0;
+        }
+        if ((int64_t)f->K * f->f->dim > 65536) {
+            error_at(ps, KP_ERR_SHAPE, a.col[1], "K x dim(F) = %d x %d is too large", f->K, f->f->dim);
+            return 0;
+        }
+        axis_arg = 2;
+    }
+    if (!int_arg(ps, &a, axis_arg, reductions[k].name, "axis", &f->axis)) return 0;
+    if (f->axis != 0 && f->axis != 1) {
+        error_at(ps, KP_ERR_PARSE, a.col[axis_arg], "axis must be 0 or 1, got %d", f->axis);
+        return 0;
+    }
+    if (f->red == KP_RED_SUMSOFTMAXWEIGHT) {
+        f->g = a.node[2];
+        if (f->f->dim != 1) {
+            error_at(ps, KP_ERR_SHAPE, a.col[0], "SumSoftMaxWeight needs a scalar F (dimension 1), got dimension %d",
+                     f->f->dim);
+            return 0;
+        }
+    }
+    if (ps->tok.kind != T_END) {
+        error_at(ps, KP_ERR_PARSE, ps->tok.col, "unexpected %s after the reduction", tok_desc(&ps->tok, buf, sizeof buf));
+        return 0;
+    }
+    return 1;
+}
+
+/* ------------------------------------------------------------------ aliases */
+
+/* "name = Vi(d)" or "name = Vi(k,d)". Positions left out are assigned later. */
+static int parse_alias(parser *ps, alias_entry *e, kp_var_category *cat, int *pos, int *dim, int *col) {
+    char buf[64];
+    token name = ps->tok;
+    if (name.kind != T_NAME) {
+        error_at(ps, KP_ERR_PARSE, name.col, "expected an alias name, found %s", tok_desc(&name, buf, sizeof buf));
+        return 0;
+    }
+    if (name.len >= (int)sizeof e->name) {
+        error_at(ps, KP_ERR_PARSE, name.col, "alias name too long");
+        return 0;
+    }
+    memcpy(e->name, name.start, (size_t)name.len);
+    e->name[name.len] = '\0';
+    next(ps);
+    if (!expect(ps, T_ASSIGN, "'='")) return 0;
+    token v = ps->tok;
+    *col = v.col;
+    if (tok_is(&v, "Vi")) *cat = KP_VAR_I;
+    else if (tok_is(&v, "Vj")) *cat = KP_VAR_J;
+    else if (tok_is(&v, "Pm")) *cat = KP_VAR_PARAM;
+    else {
+        error_at(ps, KP_ERR_PARSE, v.col, "expected Vi, Vj or Pm, found %s", tok_desc(&v, buf, sizeof buf));
+        return 0;
+    }
+    next(ps);
+    if (!expect(ps, T_LPAR, "'('")) return 0;
+    call_args a;
+    if (!parse_call_args(ps, &a, "alias")) return 0;
+    if (a.n == 1) {
+        *pos = -1;
+        if (!int_arg(ps, &a, 0, "alias", "dimension", dim)) return 0;
+    } else if (a.n == 2) {
+        if (!int_arg(ps, &a, 0, "alias", "position", pos) || !int_arg(ps, &a, 1, "alias", "dimension", dim)) return 0;
+        if (*pos < 0 || *pos >= KP_MAX_ARGS) {
+            error_at(ps, KP_ERR_PARSE, a.col[0], "argument position must be in [0, %d], got %d", KP_MAX_ARGS - 1, *pos);
+            return 0;
+        }
+    } else {
+        error_at(ps, KP_ERR_PARSE, v.col, "expected (dimension) or (position, dimension), got %d arguments", a.n);
+        return 0;
+    }
+    if (ps->tok.kind != T_END) {
+        error_at(ps, KP_ERR_PARSE, ps->tok.col, "unexpected %s after the alias", tok_desc(&ps->tok, buf, sizeof buf));
+        return 0;
+    }
+    return 1;
+}
+
+static kp_status parse_aliases(parser *ps, const char *const *aliases, size_t n) {
+    kp_var_category cats[MAX_ALIASES];
+    int pos[MAX_ALIASES], dims[MAX_ALIASES], cols[MAX_ALIASES];
+    char where[96];
+    unsigned char taken[KP_MAX_ARGS];
+    memset(taken, 0, sizeof taken);
+    if (n > MAX_ALIASES) return kp__fail(ps->ctx, KP_ERR_PARSE, "too many aliases (%zu, at most %d)", n, MAX_ALIASES);
+    if (n > 0 && !aliases) return kp__fail(ps->ctx, KP_ERR_NULL, "aliases is NULL but n_aliases is %zu", n);
+    for (size_t k = 0; k < n; k++) {
+        if (!aliases[k]) return kp__fail(ps->ctx, KP_ERR_NULL, "alias %zu is NULL", k);
+        snprintf(where, sizeof where, "alias %zu ('%.40s')", k, aliases[k]);
+        ps->where = where;
+        ps->text = ps->p = aliases[k];
+        next(ps);
+        if (!parse_alias(ps, &ps->aliases[k], &cats[k], &pos[k], &dims[k], &cols[k])) return ps->st;
+        for (size_t q = 0; q < k; q++)
+            if (strcmp(ps->aliases[q].name, ps->aliases[k].name) == 0) {
+                error_at(ps, KP_ERR_PARSE, 1, "alias name '%s' defined twice", ps->aliases[k].name);
+                return ps->st;
+            }
+        if (pos[k] >= 0) taken[pos[k]] = 1;
+    }
+    int free_pos = 0;
+    for (size_t k = 0; k < n; k++) {
+        snprintf(where, sizeof where, "alias %zu ('%.40s')", k, aliases[k]);
+        ps->where = where;
+        if (pos[k] < 0) {
+            while (free_pos < KP_MAX_ARGS && taken[free_pos]) free_pos++;
+            if (free_pos == KP_MAX_ARGS) {
+                error_at(ps, KP_ERR_PARSE, 1, "no free argument position left");
+                return ps->st;
+            }
+            pos[k] = free_pos;
+            taken[free_pos] = 1;
+        }
+        ps->aliases[k].node = use_arg(ps, cats[k], pos[k], dims[k], cols[k]);
+        if (!ps->aliases[k].node) return ps->st;
+        ps->naliases = (int)k + 1;
+    }
+    return KP_OK;
+}
+
+/* ------------------------------------------------------------------ entry point */
+
+kp_status kp_formula_parse(kp_context *ctx, const char *text, const char *const *aliases, size_t n_aliases,
+                           kp_formula **out) {
+    if (!ctx) return KP_ERR_NULL;
+    if (!out) return kp__fail(ctx, KP_ERR_NULL, "out is NULL");
+    *out = NULL;
+    if (!text) return kp__fail(ctx, KP_ERR_NULL, "formula text is NULL");
+    kp_formula *f = calloc(1, sizeof *f);
+    alias_entry *al = calloc(n_aliases ? n_aliases : 1, sizeof *al);
+    if (!f || !al) {
+        free(f);
+        free(al);
+        return kp__fail(ctx, KP_ERR_OOM, "out of memory");
+    }
+    f->ctx = ctx;
+    parser ps;
+    memset(&ps, 0, sizeof ps);
+    ps.ctx = ctx;
+    ps.f = f;
+    ps.aliases = al;
+    kp_status st = parse_aliases(&ps, aliases, n_aliases);
+    if (st == KP_OK) {
+        ps.where = "formula";
+        ps.text = ps.p = text;
+        next(&ps);
+        if (!parse_reduction(&ps)) st = ps.st != KP_OK ? ps.st : KP_ERR_PARSE;
+    }
+    free(al);
+    if (st != KP_OK) {
+        free(f);
+        return st;
+    }
+    ctx->message[0] = '\0';
+    *out = f;
+    return KP_OK;
+}

@@ -1,0 +1,57 @@
+/*
+ * program.h — the lowered program that every engine executes.
+ *
+ * Lowering splits the formula DAG by what each node depends on, for a given
+ * axis ("row" = the non-reduced index, i for axis 1; "col" = the reduced one):
+ *
+ *   ROW   depends on row variables and/or parameters only: one scalar per
+ *         component, computed once per output row.
+ *   COL   depends on col variables (and parameters): a tile of values, computed
+ *         once per tile of reduced points and shared by all rows.
+ *   PAIR  depends on both: a tile of values per (row, tile).
+ *
+ * Each value lives at a component offset in the buffer of its location
+ * (ROW: scalars; COL and PAIR: tiles of KP_TILE lanes per component). The
+ * reduction reads F (and G for SumSoftMaxWeight) from a COL or PAIR operand.
+ */
+#ifndef KP_PLAN_PROGRAM_H
+#define KP_PLAN_PROGRAM_H
+
+#include "formula/formula.h"
+
+typedef enum { KP_LOC_ROW = 0, KP_LOC_COL = 1, KP_LOC_PAIR = 2 } kp_loc;
+
+typedef struct kp_operand {
+    kp_loc loc;
+    int off; /* first component in the buffer of loc */
+    int dim;
+} kp_operand;
+
+typedef struct kp_instr {
+    kp_op op;
+    kp_operand out;
+    int nin;
+    kp_operand in[3];
+    int ip[2];    /* integer parameters; VAR: ip[0] = category, ip[1] = position */
+    double value; /* CONST */
+} kp_instr;
+
+typedef struct kp_program_part {
+    kp_instr *code;
+    int n, cap;
+} kp_program_part;
+
+typedef struct kp_program {
+    kp_program_part row, col, pair;
+    int row_size, col_size, pair_size; /* components per buffer */
+    kp_operand red_f, red_g;           /* reduction inputs; red_g.dim == 0 if none */
+    kp_reduction red;
+    int axis, K;
+    kp_var_category row_cat, col_cat;
+} kp_program;
+
+/* Lowers f for f->axis. Returns KP_OK or KP_ERR_OOM (message in ctx). */
+kp_status kp__lower(kp_context *ctx, const kp_formula *f, kp_program *prog);
+void kp__program_free(kp_program *prog);
+
+#endif
