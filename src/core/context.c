@@ -77,7 +77,13 @@ void kp__prefix_message(kp_context *ctx, const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, ctx->message, sizeof old);
-    snprintf(ctx->message, sizeof ctx->message, "%s%s", prefix, old);
+    size_t np = strlen(prefix), room = sizeof ctx->message - 1;
+    if (np > room) np = room;
+    memcpy(ctx->message, prefix, np);
+    size_t no = 0;
+    while (no < room - np && old[no]) no++;
+    memcpy(ctx->message + np, old, no);
+    ctx->message[np + no] = '\0';
 }
 
 int kp__resolve_threads(const kp_context *ctx, int requested) {

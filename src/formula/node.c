@@ -207,7 +207,7 @@ static const kp_node *fold(kp_context *ctx, kp_op op, int dim, const kp_node *a,
 
 const kp_node *kp__unary(kp_context *ctx, kp_op op, const kp_node *a, kp_status *st) {
     if (!a) return NULL;
-    switch (op) {
+    switch ((int)op) { /* selective: the other ops take the general path */
     case KP_OP_SUM:
     case KP_OP_MAXC:
     case KP_OP_MINC:
@@ -239,7 +239,7 @@ static int broadcast_dim(int a, int b) { return a == b ? a : a == 1 ? b : b == 1
 const kp_node *kp__binary(kp_context *ctx, kp_op op, const kp_node *a, const kp_node *b, kp_status *st) {
     if (!a || !b) return NULL;
     int dim;
-    switch (op) {
+    switch ((int)op) { /* selective: the other ops take the general path */
     case KP_OP_DOT:
     case KP_OP_SQDIST:
         if (a->dim != b->dim) {
@@ -278,7 +278,7 @@ const kp_node *kp__binary(kp_context *ctx, kp_op op, const kp_node *a, const kp_
     if (a->op == KP_OP_CONST && b->op == KP_OP_CONST) return fold(ctx, op, dim, a, b, NULL, 0, st);
     /* Neutral and absorbing elements; only when the kept operand already has
      * the result's dimension (else the broadcast would be lost). */
-    switch (op) {
+    switch ((int)op) { /* selective: the other ops take the general path */
     case KP_OP_ADD:
         if (kp__is_const(a, 0) && b->dim == dim) return b;
         if (kp__is_const(b, 0) && a->dim == dim) return a;

@@ -544,7 +544,7 @@ static const kp_node *parse_expr(parser *ps) {
     const kp_node *a = parse_additive(ps);
     if (!a) return NULL;
     kp_op op;
-    switch (ps->tok.kind) {
+    switch ((int)ps->tok.kind) { /* selective: anything else ends the expression */
     case T_LT: op = KP_OP_LT; break;
     case T_LE: op = KP_OP_LE; break;
     case T_GT: op = KP_OP_GT; break;
@@ -565,18 +565,18 @@ static const struct {
     kp_reduction red;
     int nargs; /* after F: axis, or K and axis, or axis and G */
 } reductions[] = {
-    {"Sum_Reduction", KP_RED_SUM, 2},
-    {"LogSumExp_Reduction", KP_RED_LOGSUMEXP, 2},
-    {"SumSoftMaxWeight_Reduction", KP_RED_SUMSOFTMAXWEIGHT, 3},
-    {"Min_Reduction", KP_RED_MIN, 2},
-    {"Max_Reduction", KP_RED_MAX, 2},
-    {"ArgMin_Reduction", KP_RED_ARGMIN, 2},
-    {"ArgMax_Reduction", KP_RED_ARGMAX, 2},
-    {"Min_ArgMin_Reduction", KP_RED_MIN_ARGMIN, 2},
-    {"Max_ArgMax_Reduction", KP_RED_MAX_ARGMAX, 2},
-    {"KMin_Reduction", KP_RED_KMIN, 3},
-    {"ArgKMin_Reduction", KP_RED_ARGKMIN, 3},
-    {"KMin_ArgKMin_Reduction", KP_RED_KMIN_ARGKMIN, 3},
+    {"Sum_Reduction", KP_RED_SUM, 1},
+    {"LogSumExp_Reduction", KP_RED_LOGSUMEXP, 1},
+    {"SumSoftMaxWeight_Reduction", KP_RED_SUMSOFTMAXWEIGHT, 2},
+    {"Min_Reduction", KP_RED_MIN, 1},
+    {"Max_Reduction", KP_RED_MAX, 1},
+    {"ArgMin_Reduction", KP_RED_ARGMIN, 1},
+    {"ArgMax_Reduction", KP_RED_ARGMAX, 1},
+    {"Min_ArgMin_Reduction", KP_RED_MIN_ARGMIN, 1},
+    {"Max_ArgMax_Reduction", KP_RED_MAX_ARGMAX, 1},
+    {"KMin_Reduction", KP_RED_KMIN, 2},
+    {"ArgKMin_Reduction", KP_RED_ARGKMIN, 2},
+    {"KMin_ArgKMin_Reduction", KP_RED_KMIN_ARGKMIN, 2},
 };
 
 const char *kp__reduction_name(kp_reduction red) {

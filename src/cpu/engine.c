@@ -1,0 +1,94 @@
+/* engine.c — CPU engine: picks the kernel build for the CPU, splits work, runs threads. */
+#include "cpu/engine.h"
+
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/context.h"
+
+static const kp_cpu_kernels *pick_kernels(kp_dtype dtype) {
+    static int level = -1; /* 2: AVX-512F, 1: AVX2+FMA, 0: generic; same answer on every call */
+    if (level < 0) {
+        __builtin_cpu_init();
+        int l = 0;
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) l = 1;
+        if (__builtin_cpu_supports("avx512f")) l = 2;
+        const char *force = getenv("KP_CPU_ISA"); /* testing aid: generic, avx2, avx512 */
+        if (force && strcmp(force, "generic") == 0) l = 0;
+        else if (force && strcmp(force, "avx2") == 0 && l >= 1) l = 1;
+        level = l;
+    }
+    if (dtype == KP_FLOAT32) return level == 2 ? &kp__cpu_f32_avx512 : level == 1 ? &kp__cpu_f32_avx2 : &kp__cpu_f32_generic;
+    return level == 2 ? &kp__cpu_f64_avx512 : level == 1 ? &kp__cpu_f64_avx2 : &kp__cpu_f64_generic;
+}
+
+kp_status kp__cpu_run(kp_context *ctx, const kp_cpu_job *job) {
+    const kp_cpu_kernels *K = pick_kernels(job->dtype);
+    if (job->nrows == 0 || job->nbatch == 0) return KP_OK;
+    int64_t nrb = (job->nrows + KP_ROW_BLOCK - 1) / KP_ROW_BLOCK;
+    int64_t nchunks = (job->ncols + KP_CHUNK - 1) / KP_CHUNK;
+    int64_t nblocks = job->nbatch * nrb;
+    int nthreads = job->num_threads;
+    /* Split the reduced axis across threads only when rows alone cannot keep
+     * them busy. Either way the arithmetic is the same (see engine.h). */
+    int split = nchunks > 1 && nblocks < 4 * (int64_t)nthreads;
+    int64_t nitems = split ? nblocks * nchunks : nblocks;
+    if (nitems < nthreads) nthreads = (int)(nitems > 0 ? nitems : 1);
+
+    int nreal, nidx;
+    K->state_size(job->prog, &nreal, &nidx);
+    size_t chunk_real = (size_t)KP_ROW_BLOCK * (size_t)nreal, chunk_idx = (size_t)KP_ROW_BLOCK * (size_t)nidx;
+    char *sreal = NULL;
+    int64_t *sidx = NULL;
+    if (split) {
+        int64_t bytes;
+        if (!kp__mul_size(nitems, (int64_t)(chunk_real * K->real_size + chunk_idx * sizeof(int64_t)), &bytes))
+            return kp__fail(ctx, KP_ERR_TOO_LARGE, "reduction state buffer too large");
+        sreal = malloc((size_t)nitems * chunk_real * K->real_size + 1);
+        sidx = malloc((size_t)nitems * chunk_idx * sizeof(int64_t) + 1);
+        if (!sreal || !sidx) {
+            free(sreal);
+            free(sidx);
+            return kp__fail(ctx, KP_ERR_OOM, "out of memory for %lld partial reduction states", (long long)nitems);
+        }
+    }
+    size_t scratch_bytes = K->scratch_size(job->prog);
+    int failed = 0;
+#pragma omp parallel num_threads(nthreads)
+    {
+        void *scratch = aligned_alloc(64, (scratch_bytes + 63) & ~(size_t)63);
+        if (!scratch) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t it = 0; it < nitems; it++) {
+            if (!scratch) continue;
+            int64_t blk = split ? it / nchunks : it, ch = split ? it % nchunks : 0;
+            int64_t b = blk / nrb, rb = blk % nrb;
+            int64_t r0 = rb * KP_ROW_BLOCK, r1 = r0 + KP_ROW_BLOCK < job->nrows ? r0 + KP_ROW_BLOCK : job->nrows;
+            if (split)
+                K->process(job, b, r0, r1, ch, ch + 1, 0, sreal + (size_t)it * chunk_real * K->real_size,
+                           sidx + (size_t)it * chunk_idx, scratch);
+            else
+                K->process(job, b, r0, r1, 0, nchunks, 1, NULL, NULL, scratch);
+        }
+        if (split) {
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t blk = 0; blk < nblocks; blk++) {
+                if (!scratch) continue;
+                int64_t b = blk / nrb, rb = blk % nrb;
+                int64_t r0 = rb * KP_ROW_BLOCK, r1 = r0 + KP_ROW_BLOCK < job->nrows ? r0 + KP_ROW_BLOCK : job->nrows;
+                size_t first = (size_t)(blk * nchunks);
+                K->merge_finalize(job, b, r0, r1, nchunks, sreal + first * chunk_real * K->real_size,
+                                  sidx + first * chunk_idx, chunk_real, chunk_idx, scratch);
+            }
+        }
+        free(scratch);
+    }
+    free(sreal);
+    free(sidx);
+    if (failed) return kp__fail(ctx, KP_ERR_OOM, "out of memory for thread scratch (%zu bytes)", scratch_bytes);
+    return KP_OK;
+}

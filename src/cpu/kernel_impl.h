@@ -1,0 +1,232 @@
+/*
+ * kernel_impl.h — the CPU tile interpreter, written once, compiled per dtype x ISA.
+ *
+ * Math: for each output row r, state_r = merge over chunks of (reduce over the
+ * tiles of that chunk of F(row r, tile)). Per block of KP_ROW_BLOCK rows:
+ *   1. the ROW program runs once per row (row variables, parameters, constants);
+ *   2. for each tile of TILE reduced points: the COL program gathers the tile's
+ *      variables into structure-of-arrays form (lanes along the reduced index)
+ *      and computes what depends on them alone; then for each row the PAIR
+ *      program runs over the whole tile and the tile is folded into the row's
+ *      state. Each instruction is one tight loop over TILE lanes, so the
+ *      interpreter's dispatch costs little per pair and no compiler is needed.
+ *
+ * Before including: KP_REAL_F32, the ISA macro (see simd.h), KP_KERNELS_NAME.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/engine.h"
+#include "cpu/simd.h"
+
+#if KP_REAL_F32
+#define KP__SCALAR_SUFFIX f
+#else
+#define KP__SCALAR_SUFFIX
+#endif
+
+#include "cpu/kernel_ops.h"
+#include "cpu/kernel_reduce.h"
+
+typedef struct scratch_layout {
+    size_t rowbuf, colbuf, pairbuf, tmp, total, partial, total_idx, partial_idx, end;
+} scratch_layout;
+
+static scratch_layout layout_of(const kp_program *prog) {
+    int nreal, nidx;
+    state_size(prog, &nreal, &nidx);
+    scratch_layout L;
+    size_t at = 0, R = sizeof(REAL);
+#define TAKE(field, bytes)                  \
+    L.field = at;                           \
+    at += ((size_t)(bytes) + 63) & ~(size_t)63;
+    TAKE(rowbuf, (size_t)KP_ROW_BLOCK * (size_t)(prog->row_size + 1) * R)
+    TAKE(colbuf, (size_t)(prog->col_size + 1) * TILE * R)
+    TAKE(pairbuf, (size_t)(prog->pair_size + 1) * TILE * R)
+    TAKE(tmp, 2 * (size_t)TILE * R)
+    TAKE(total, (size_t)KP_ROW_BLOCK * (size_t)(nreal + 1) * R)
+    TAKE(partial, (size_t)KP_ROW_BLOCK * (size_t)(nreal + 1) * R)
+    TAKE(total_idx, (size_t)KP_ROW_BLOCK * (size_t)(nidx + 1) * sizeof(int64_t))
+    TAKE(partial_idx, (size_t)KP_ROW_BLOCK * (size_t)(nidx + 1) * sizeof(int64_t))
+#undef TAKE
+    L.end = at;
+    return L;
+}
+
+static size_t scratch_size(const kp_program *prog) { return layout_of(prog).end; }
+
+/* Base pointers of every argument and output for batch index b. */
+typedef struct batch_ptrs {
+    const REAL *arg[KP_MAX_ARGS];
+    REAL *out;
+    int64_t *out_idx;
+} batch_ptrs;
+
+static int64_t batch_offset(const kp_cpu_job *job, const kp_cpu_arg *a, int64_t b) {
+    int64_t off = 0;
+    for (int d = job->nbatch_dims - 1; d >= 0; d--) {
+        int64_t i = b % job->batch_shape[d];
+        b /= job->batch_shape[d];
+        off += i * a->batch_stride[d];
+    }
+    return off;
+}
+
+static void batch_pointers(const kp_cpu_job *job, int64_t b, batch_ptrs *bp) {
+    for (int k = 0; k < job->nargs; k++)
+        bp->arg[k] = job->args[k].base ? (const REAL *)job->args[k].base + batch_offset(job, &job->args[k], b) : NULL;
+    bp->out = job->out.base ? (REAL *)job->out.base + batch_offset(job, &job->out, b) : NULL;
+    bp->out_idx = job->out_idx.base ? (int64_t *)job->out_idx.base + batch_offset(job, &job->out_idx, b) : NULL;
+}
+
+static view view_of(kp_operand o, REAL *rowv, REAL *colbuf, REAL *pairbuf) {
+    view v;
+    v.dim = o.dim;
+    if (o.dim == 0) {
+        v.p = NULL;
+        v.cs = v.ls = 0;
+    } else if (o.loc == KP_LOC_ROW) {
+        v.p = rowv + o.off;
+        v.cs = 1;
+        v.ls = 0;
+    } else {
+        v.p = (o.loc == KP_LOC_COL ? colbuf : pairbuf) + (size_t)o.off * TILE;
+        v.cs = TILE;
+        v.ls = 1;
+    }
+    return v;
+}
+
+static void run_row_program(const kp_cpu_job *job, const batch_ptrs *bp, int64_t r, REAL *rowv) {
+    const kp_program_part *P = &job->prog->row;
+    for (int i = 0; i < P->n; i++) {
+        const kp_instr *ins = &P->code[i];
+        REAL *o = rowv + ins->out.off;
+        if (ins->op == KP_OP_VAR) {
+            const kp_cpu_arg *a = &job->args[ins->ip[1]];
+            const REAL *src = bp->arg[ins->ip[1]] + (ins->ip[0] == KP_VAR_PARAM ? 0 : r * a->row_stride);
+            for (int c = 0; c < ins->out.dim; c++) o[c] = src[c * a->comp_stride];
+        } else if (ins->op == KP_OP_CONST) {
+            for (int c = 0; c < ins->out.dim; c++) o[c] = (REAL)ins->value;
+        } else {
+            exec_op(ins, 1, view_of(ins->out, rowv, NULL, NULL), view_of(ins->in[0], rowv, NULL, NULL),
+                    view_of(ins->in[1], rowv, NULL, NULL), view_of(ins->in[2], rowv, NULL, NULL));
+        }
+    }
+}
+
+static void run_col_program(const kp_cpu_job *job, const batch_ptrs *bp, int64_t j0, int len, REAL *rowv,
+                            REAL *colbuf) {
+    const kp_program_part *P = &job->prog->col;
+    for (int i = 0; i < P->n; i++) {
+        const kp_instr *ins = &P->code[i];
+        if (ins->op == KP_OP_VAR) { /* gather the tile, lanes along the reduced index */
+            const kp_cpu_arg *a = &job->args[ins->ip[1]];
+            const REAL *src = bp->arg[ins->ip[1]] + j0 * a->row_stride;
+            for (int c = 0; c < ins->out.dim; c++) {
+                REAL *o = colbuf + (size_t)(ins->out.off + c) * TILE;
+                const REAL *s = src + c * a->comp_stride;
+                if (a->row_stride == 1) memcpy(o, s, (size_t)len * sizeof(REAL));
+                else
+                    for (int k = 0; k < len; k++) o[k] = s[k * a->row_stride];
+                for (int k = len; k < TILE; k++) o[k] = 0;
+            }
+            continue;
+        }
+        exec_op(ins, TILE, view_of(ins->out, rowv, colbuf, NULL), view_of(ins->in[0], rowv, colbuf, NULL),
+                view_of(ins->in[1], rowv, colbuf, NULL), view_of(ins->in[2], rowv, colbuf, NULL));
+    }
+}
+
+static void run_pair_program(const kp_program *prog, REAL *rowv, REAL *colbuf, REAL *pairbuf) {
+    const kp_program_part *P = &prog->pair;
+    for (int i = 0; i < P->n; i++) {
+        const kp_instr *ins = &P->code[i];
+        exec_op(ins, TILE, view_of(ins->out, rowv, colbuf, pairbuf), view_of(ins->in[0], rowv, colbuf, pairbuf),
+                view_of(ins->in[1], rowv, colbuf, pairbuf), view_of(ins->in[2], rowv, colbuf, pairbuf));
+    }
+}
+
+static void write_outputs(const kp_cpu_job *job, const batch_ptrs *bp, int64_t r, const REAL *st,
+                          const int64_t *ix) {
+    REAL *out = bp->out ? bp->out + r * job->out.row_stride : NULL;
+    int64_t *oi = bp->out_idx ? bp->out_idx + r * job->out_idx.row_stride : NULL;
+    state_finalize(job->prog, st, ix, out, job->out.comp_stride, oi, job->out_idx.comp_stride);
+}
+
+static void process(const kp_cpu_job *job, int64_t b, int64_t r0, int64_t r1, int64_t ch0, int64_t ch1,
+                    int finalize, void *sreal, int64_t *sidx, void *scratch) {
+    const kp_program *prog = job->prog;
+    scratch_layout L = layout_of(prog);
+    char *base = scratch;
+    REAL *rowbuf = (REAL *)(base + L.rowbuf), *colbuf = (REAL *)(base + L.colbuf);
+    REAL *pairbuf = (REAL *)(base + L.pairbuf), *tmp = (REAL *)(base + L.tmp);
+    REAL *total = (REAL *)(base + L.total), *partial = (REAL *)(base + L.partial);
+    int64_t *total_idx = (int64_t *)(base + L.total_idx), *partial_idx = (int64_t *)(base + L.partial_idx);
+    int nreal, nidx;
+    state_size(prog, &nreal, &nidx);
+    int rs = prog->row_size;
+    int nr = (int)(r1 - r0);
+    batch_ptrs bp;
+    batch_pointers(job, b, &bp);
+
+    for (int r = 0; r < nr; r++) run_row_program(job, &bp, r0 + r, rowbuf + (size_t)r * (size_t)rs);
+    for (int r = 0; r < nr; r++) state_init(prog, total + (size_t)r * (size_t)nreal, total_idx + (size_t)r * (size_t)nidx);
+
+    const REAL *fbase = prog->red_f.loc == KP_LOC_COL ? colbuf : pairbuf;
+    const REAL *F = fbase + (size_t)prog->red_f.off * TILE;
+    const REAL *G = NULL;
+    if (prog->red_g.dim)
+        G = (prog->red_g.loc == KP_LOC_COL ? colbuf : pairbuf) + (size_t)prog->red_g.off * TILE;
+
+    for (int64_t ch = ch0; ch < ch1; ch++) {
+        int64_t jstart = ch * KP_CHUNK;
+        int64_t jend = jstart + KP_CHUNK < job->ncols ? jstart + KP_CHUNK : job->ncols;
+        for (int r = 0; r < nr; r++)
+            state_init(prog, partial + (size_t)r * (size_t)nreal, partial_idx + (size_t)r * (size_t)nidx);
+        for (int64_t j0 = jstart; j0 < jend; j0 += TILE) {
+            int len = (int)(jend - j0 < TILE ? jend - j0 : TILE);
+            run_col_program(job, &bp, j0, len, rowbuf, colbuf);
+            for (int r = 0; r < nr; r++) {
+                run_pair_program(prog, rowbuf + (size_t)r * (size_t)rs, colbuf, pairbuf);
+                state_accumulate(prog, job->scheme, partial + (size_t)r * (size_t)nreal,
+                                 partial_idx + (size_t)r * (size_t)nidx, F, G, len, j0, tmp);
+            }
+        }
+        if (finalize) {
+            for (int r = 0; r < nr; r++)
+                state_merge(prog, total + (size_t)r * (size_t)nreal, total_idx + (size_t)r * (size_t)nidx,
+                            partial + (size_t)r * (size_t)nreal, partial_idx + (size_t)r * (size_t)nidx);
+        } else {
+            memcpy(sreal, partial, (size_t)nr * (size_t)nreal * sizeof(REAL));
+            if (nidx) memcpy(sidx, partial_idx, (size_t)nr * (size_t)nidx * sizeof(int64_t));
+        }
+    }
+    if (finalize)
+        for (int r = 0; r < nr; r++)
+            write_outputs(job, &bp, r0 + r, total + (size_t)r * (size_t)nreal, total_idx + (size_t)r * (size_t)nidx);
+}
+
+static void merge_finalize(const kp_cpu_job *job, int64_t b, int64_t r0, int64_t r1, int64_t nchunks,
+                           const void *sreal, const int64_t *sidx, size_t chunk_stride_real, size_t chunk_stride_idx,
+                           void *scratch) {
+    const kp_program *prog = job->prog;
+    scratch_layout L = layout_of(prog);
+    REAL *total = (REAL *)((char *)scratch + L.total);
+    int64_t *total_idx = (int64_t *)((char *)scratch + L.total_idx);
+    int nreal, nidx;
+    state_size(prog, &nreal, &nidx);
+    batch_ptrs bp;
+    batch_pointers(job, b, &bp);
+    const REAL *s = sreal;
+    for (int64_t r = 0; r < r1 - r0; r++) {
+        state_init(prog, total, total_idx);
+        for (int64_t ch = 0; ch < nchunks; ch++)
+            state_merge(prog, total, total_idx, s + (size_t)ch * chunk_stride_real + (size_t)r * (size_t)nreal,
+                        sidx + (size_t)ch * chunk_stride_idx + (size_t)r * (size_t)nidx);
+        write_outputs(job, &bp, r0 + r, total, total_idx);
+    }
+}
+
+const kp_cpu_kernels KP_KERNELS_NAME = {sizeof(REAL), TILE, state_size, process, merge_finalize, scratch_size};

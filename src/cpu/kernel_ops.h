@@ -1,0 +1,337 @@
+/*
+ * kernel_ops.h — evaluation of one lowered instruction, for one kernel build.
+ *
+ * Values are "views": element (c, k) of a value, component c and lane k, is
+ * p[c' * cs + k * ls] where c' = 0 for a dimension-1 value (scalar broadcast
+ * over components) and c otherwise. A tile value has cs = TILE, ls = 1; a row
+ * value (uniform over the tile) has cs = 1, ls = 0. Row programs run the same
+ * code with n = 1 lane.
+ *
+ * Hot paths (arithmetic, comparisons, exp & co, SqDist, scalar product) have
+ * dedicated loops that the compiler vectorizes or that call SLEEF; everything
+ * else goes through the scalar definition in formula/scalar_eval.h.
+ * Included by kernel_impl.h only (after simd.h).
+ */
+#ifndef KP_CPU_KERNEL_OPS_H
+#define KP_CPU_KERNEL_OPS_H
+
+#include <string.h>
+
+#include "formula/scalar_eval.h"
+
+KP_DEFINE_SCALAR_EVAL(seval, REAL, KP__SCALAR_SUFFIX)
+
+typedef struct view {
+    REAL *p;
+    int cs, ls, dim;
+} view;
+
+#define AT(v, c, k) ((v).p[((v).dim == 1 ? 0 : (c)) * (v).cs + (k) * (v).ls])
+
+/* ---------------------------------------------------------------- elementwise */
+
+static void ew_generic(kp_op op, int n, int dim, view o, view a, view b, view c, int ip) {
+    for (int d = 0; d < dim; d++)
+        for (int k = 0; k < n; k++)
+            o.p[d * o.cs + k] = seval(op, AT(a, d, k), b.p ? AT(b, d, k) : (REAL)0, c.p ? AT(c, d, k) : (REAL)0, ip);
+}
+
+#if VL > 1
+#define VMATH1(name)                                                       \
+    static void vm_##name(REAL *o, const REAL *a) {       \
+        for (int k = 0; k < TILE; k += VL) VST(o + k, VFN(name)(VLD(a + k))); \
+    }
+#define VMATH2(name)                                                                        \
+    static void vm_##name(REAL *o, const REAL *a, int la, const REAL *b, int lb) { \
+        for (int k = 0; k < TILE; k += VL)                                                  \
+            VST(o + k, VFN(name)(la ? VLD(a + k) : VSET(*a), lb ? VLD(b + k) : VSET(*b)));   \
+    }
+#else
+#define VMATH1(name)                                                  \
+    static void vm_##name(REAL *o, const REAL *a) {  \
+        for (int k = 0; k < TILE; k++) o[k] = LM(name)(a[k]);          \
+    }
+#define VMATH2(name)                                                                        \
+    static void vm_##name(REAL *o, const REAL *a, int la, const REAL *b, int lb) { \
+        for (int k = 0; k < TILE; k++) o[k] = LM(name)(a[k * la], b[k * lb]);             \
+    }
+#endif
+VMATH1(exp)
+VMATH1(log)
+VMATH1(sin)
+VMATH1(cos)
+VMATH1(asin)
+VMATH1(acos)
+VMATH1(atan)
+VMATH1(tanh)
+VMATH1(erf)
+VMATH2(pow)
+VMATH2(atan2)
+
+/* Tile loops for binary arithmetic: both tiles, tile op scalar, scalar op tile. */
+#define BIN_LOOPS(EXPR)                                                  \
+    if (la && lb) {                                                      \
+        for (int k = 0; k < TILE; k++) {                                 \
+            REAL x = a[k], y = b[k];                                     \
+            o[k] = (EXPR);                                               \
+        }                                                                \
+    } else if (la) {                                                     \
+        const REAL y = *b;                                               \
+        for (int k = 0; k < TILE; k++) {                                 \
+            REAL x = a[k];                                               \
+            o[k] = (EXPR);                                               \
+        }                                                                \
+    } else {                                                             \
+        const REAL x = *a;                                               \
+        for (int k = 0; k < TILE; k++) {                                 \
+            REAL y = b[k];                                               \
+            o[k] = (EXPR);                                               \
+        }                                                                \
+    }
+
+/* One component of a binary elementwise op on a tile; returns 0 if op has no fast path. */
+static int ew2_tile(kp_op op, REAL *restrict o, const REAL *a, int la, const REAL *b, int lb) {
+    const REAL one = 1, zero = 0;
+    switch ((int)op) { /* selective: the other ops take the general path */
+    case KP_OP_ADD: BIN_LOOPS(x + y) return 1;
+    case KP_OP_SUB: BIN_LOOPS(x - y) return 1;
+    case KP_OP_MUL: BIN_LOOPS(x * y) return 1;
+    case KP_OP_DIV: BIN_LOOPS(x / y) return 1;
+    case KP_OP_LT: BIN_LOOPS(x < y ? one : zero) return 1;
+    case KP_OP_LE: BIN_LOOPS(x <= y ? one : zero) return 1;
+    case KP_OP_GT: BIN_LOOPS(x > y ? one : zero) return 1;
+    case KP_OP_GE: BIN_LOOPS(x >= y ? one : zero) return 1;
+    case KP_OP_EQ: BIN_LOOPS(x == y ? one : zero) return 1;
+    case KP_OP_NE: BIN_LOOPS(x != y ? one : zero) return 1;
+    case KP_OP_POWF: vm_pow(o, a, la, b, lb); return 1;
+    case KP_OP_ATAN2: vm_atan2(o, a, la, b, lb); return 1;
+    default: return 0;
+    }
+}
+
+/* One component of a unary elementwise op on a tile; returns 0 if no fast path. */
+static int ew1_tile(kp_op op, REAL *restrict o, const REAL *restrict a) {
+    const REAL one = 1, zero = 0;
+    switch ((int)op) { /* selective: the other ops take the general path */
+    case KP_OP_NEG:
+        for (int k = 0; k < TILE; k++) o[k] = -a[k];
+        return 1;
+    case KP_OP_INV:
+        for (int k = 0; k < TILE; k++) o[k] = one / a[k];
+        return 1;
+    case KP_OP_SQUARE:
+        for (int k = 0; k < TILE; k++) o[k] = a[k] * a[k];
+        return 1;
+    case KP_OP_SQRT:
+        for (int k = 0; k < TILE; k++) o[k] = LM(sqrt)(a[k]);
+        return 1;
+    case KP_OP_RSQRT:
+        for (int k = 0; k < TILE; k++) o[k] = a[k] == zero ? zero : one / LM(sqrt)(a[k]);
+        return 1;
+    case KP_OP_ABS:
+        for (int k = 0; k < TILE; k++) o[k] = LM(fabs)(a[k]);
+        return 1;
+    case KP_OP_RELU:
+        for (int k = 0; k < TILE; k++) o[k] = a[k] > zero ? a[k] : a[k] * zero;
+        return 1;
+    case KP_OP_STEP:
+        for (int k = 0; k < TILE; k++) o[k] = a[k] >= zero ? one : (a[k] < zero ? zero : a[k]);
+        return 1;
+    case KP_OP_SIGN:
+        for (int k = 0; k < TILE; k++) o[k] = a[k] > zero ? one : (a[k] < zero ? -one : a[k] * zero);
+        return 1;
+    case KP_OP_FLOOR:
+        for (int k = 0; k < TILE; k++) o[k] = LM(floor)(a[k]);
+        return 1;
+    case KP_OP_EXP: vm_exp(o, a); return 1;
+    case KP_OP_LOG: vm_log(o, a); return 1;
+    case KP_OP_SIN: vm_sin(o, a); return 1;
+    case KP_OP_COS: vm_cos(o, a); return 1;
+    case KP_OP_ASIN: vm_asin(o, a); return 1;
+    case KP_OP_ACOS: vm_acos(o, a); return 1;
+    case KP_OP_ATAN: vm_atan(o, a); return 1;
+    case KP_OP_TANH: vm_tanh(o, a); return 1;
+    case KP_OP_ERF: vm_erf(o, a); return 1;
+    case KP_OP_XLOGX:
+        vm_log(o, a);
+        for (int k = 0; k < TILE; k++) o[k] = a[k] == zero ? zero : a[k] * o[k];
+        return 1;
+    case KP_OP_SINXDIVX:
+        vm_sin(o, a);
+        for (int k = 0; k < TILE; k++) o[k] = a[k] == zero ? one : o[k] / a[k];
+        return 1;
+    default: return 0;
+    }
+}
+
+/* ---------------------------------------------------------------- vector ops */
+
+/* Sum over components of a[c]*b[c] (dot) or (a[c]-b[c])^2 (sqdist), on tiles.
+ * Small dimensions get unrolled single-pass loops: this is the Gaussian's hot path. */
+#define SQD_TERM(c) (AV(c) - BV(c)) * (AV(c) - BV(c))
+#define DOT_TERM(c) AV(c) * BV(c)
+#define PAIR_LOOP(TERM, D)                                                      \
+    for (int k = 0; k < n; k++) {                                               \
+        REAL s = TERM(0);                                                       \
+        for (int c = 1; c < (D); c++) s += TERM(c);                             \
+        o[k] = s;                                                               \
+    }
+
+static void dot_like(int sqdist, int n, REAL *restrict o, view a, view b) {
+    int dim = a.dim;
+    if (a.ls == 0 && b.ls == 1) { /* make a the tile operand */
+        view t = a;
+        a = b;
+        b = t;
+    }
+#define AV(c) a.p[(c) * a.cs + k]
+    if (a.ls == 1 && b.ls == 0 && dim <= 4) {
+#define BV(c) b.p[(c)]
+        if (sqdist) {
+            switch (dim) {
+            case 1: PAIR_LOOP(SQD_TERM, 1) return;
+            case 2: PAIR_LOOP(SQD_TERM, 2) return;
+            case 3: PAIR_LOOP(SQD_TERM, 3) return;
+            default: PAIR_LOOP(SQD_TERM, 4) return;
+            }
+        }
+        switch (dim) {
+        case 1: PAIR_LOOP(DOT_TERM, 1) return;
+        case 2: PAIR_LOOP(DOT_TERM, 2) return;
+        case 3: PAIR_LOOP(DOT_TERM, 3) return;
+        default: PAIR_LOOP(DOT_TERM, 4) return;
+        }
+#undef BV
+    }
+    if (a.ls == 1 && b.ls == 1 && dim <= 4) {
+#define BV(c) b.p[(c) * b.cs + k]
+        if (sqdist) {
+            switch (dim) {
+            case 1: PAIR_LOOP(SQD_TERM, 1) return;
+            case 2: PAIR_LOOP(SQD_TERM, 2) return;
+            case 3: PAIR_LOOP(SQD_TERM, 3) return;
+            default: PAIR_LOOP(SQD_TERM, 4) return;
+            }
+        }
+        switch (dim) {
+        case 1: PAIR_LOOP(DOT_TERM, 1) return;
+        case 2: PAIR_LOOP(DOT_TERM, 2) return;
+        case 3: PAIR_LOOP(DOT_TERM, 3) return;
+        default: PAIR_LOOP(DOT_TERM, 4) return;
+        }
+#undef BV
+    }
+#undef AV
+    /* Any dimension, any operand kinds: accumulate component by component. */
+    for (int k = 0; k < n; k++) o[k] = 0;
+    for (int c = 0; c < dim; c++)
+        for (int k = 0; k < n; k++) {
+            REAL x = a.p[c * a.cs + k * a.ls], y = b.p[c * b.cs + k * b.ls];
+            o[k] += sqdist ? (x - y) * (x - y) : x * y;
+        }
+}
+
+/* NaN ranks before every number: it is the min and the max of a set holding it. */
+#define BETTER_MIN(v, best) ((v) < (best) || ((v) != (v) && (best) == (best)))
+#define BETTER_MAX(v, best) ((v) > (best) || ((v) != (v) && (best) == (best)))
+
+static void vec_op(kp_op op, int n, view o, view a, view b, int ip) {
+    switch ((int)op) { /* selective: the other ops take the general path */
+    case KP_OP_DOT: dot_like(0, n, o.p, a, b); return;
+    case KP_OP_SQDIST: dot_like(1, n, o.p, a, b); return;
+    case KP_OP_SUM:
+        for (int k = 0; k < n; k++) {
+            REAL s = 0;
+            for (int c = 0; c < a.dim; c++) s += AT(a, c, k);
+            o.p[k] = s;
+        }
+        return;
+    case KP_OP_MAXC:
+    case KP_OP_MINC:
+    case KP_OP_ARGMAXC:
+    case KP_OP_ARGMINC: {
+        int is_max = op == KP_OP_MAXC || op == KP_OP_ARGMAXC, is_arg = op == KP_OP_ARGMAXC || op == KP_OP_ARGMINC;
+        for (int k = 0; k < n; k++) {
+            REAL best = AT(a, 0, k);
+            int arg = 0;
+            for (int c = 1; c < a.dim; c++) {
+                REAL v = AT(a, c, k);
+                if (is_max ? BETTER_MAX(v, best) : BETTER_MIN(v, best)) {
+                    best = v;
+                    arg = c;
+                }
+            }
+            o.p[k] = is_arg ? (REAL)arg : best;
+        }
+        return;
+    }
+    case KP_OP_EXTRACT:
+        for (int c = 0; c < o.dim; c++)
+            for (int k = 0; k < n; k++) o.p[c * o.cs + k] = AT(a, c + ip, k);
+        return;
+    case KP_OP_CONCAT:
+        for (int c = 0; c < a.dim; c++)
+            for (int k = 0; k < n; k++) o.p[c * o.cs + k] = AT(a, c, k);
+        for (int c = 0; c < b.dim; c++)
+            for (int k = 0; k < n; k++) o.p[(a.dim + c) * o.cs + k] = AT(b, c, k);
+        return;
+    case KP_OP_ONEHOT:
+        for (int k = 0; k < n; k++) {
+            REAL r = LM(round)(AT(a, 0, k));
+            for (int c = 0; c < o.dim; c++) o.p[c * o.cs + k] = r == (REAL)c ? (REAL)1 : (REAL)0;
+        }
+        return;
+    case KP_OP_MATVEC: { /* o[r] = sum_l A[r*m+l] v[l], A is a, v is b */
+        int m = b.dim;
+        for (int r = 0; r < o.dim; r++)
+            for (int k = 0; k < n; k++) {
+                REAL s = 0;
+                for (int l = 0; l < m; l++) s += AT(a, r * m + l, k) * AT(b, l, k);
+                o.p[r * o.cs + k] = s;
+            }
+        return;
+    }
+    case KP_OP_VECMAT: { /* o[l] = sum_r v[r] A[r*m+l], v is a, A is b */
+        int m = o.dim;
+        for (int l = 0; l < m; l++)
+            for (int k = 0; k < n; k++) {
+                REAL s = 0;
+                for (int r = 0; r < a.dim; r++) s += AT(a, r, k) * AT(b, r * m + l, k);
+                o.p[l * o.cs + k] = s;
+            }
+        return;
+    }
+    case KP_OP_TENSORPROD:
+        for (int r = 0; r < a.dim; r++)
+            for (int l = 0; l < b.dim; l++)
+                for (int k = 0; k < n; k++) o.p[(r * b.dim + l) * o.cs + k] = AT(a, r, k) * AT(b, l, k);
+        return;
+    case KP_OP_BCAST:
+        for (int c = 0; c < o.dim; c++)
+            for (int k = 0; k < n; k++) o.p[c * o.cs + k] = AT(a, c, k);
+        return;
+    default: return;
+    }
+}
+
+/* Evaluates one non-leaf instruction into o (n lanes: TILE for tiles, 1 for rows). */
+static void exec_op(const kp_instr *ins, int n, view o, view a, view b, view c) {
+    kp_op op = ins->op;
+    if (!kp__op_is_elementwise(op)) {
+        vec_op(op, n, o, a, b, ins->ip[0]);
+        return;
+    }
+    if (n == TILE) {
+        int done = 1;
+        for (int d = 0; d < o.dim && done; d++) {
+            REAL *od = o.p + d * o.cs;
+            if (ins->nin == 1) done = ew1_tile(op, od, &AT(a, d, 0));
+            else if (ins->nin == 2) done = ew2_tile(op, od, &AT(a, d, 0), a.ls, &AT(b, d, 0), b.ls);
+            else done = 0;
+        }
+        if (done) return;
+    }
+    ew_generic(op, n, o.dim, o, a, b, c, ins->ip[0]);
+}
+
+#endif

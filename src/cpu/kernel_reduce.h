@@ -1,0 +1,375 @@
+/*
+ * kernel_reduce.h — the reduction monoids on the CPU: init, accumulate a tile,
+ * merge two states, finalize. Included by kernel_impl.h only.
+ *
+ * State of one output row (reals, then int64 indices), D = dim F, DG = dim G:
+ *   Sum               s[D], comp[D]            Kahan-compensated sum
+ *   LogSumExp         m[D], s[D], comp[D]      sum_j exp(F_j - m), m the running max
+ *   SumSoftMaxWeight  m, s, comp_s, num[DG], comp_num[DG]
+ *   Min/Max family    v[D]           idx[D]    idx = -1 while empty
+ *   KMin family       v[K*D]         idx[K*D]  sorted, slot k*D+d
+ * Merge(a, b) assumes a covers smaller indices than b: on ties a wins, which
+ * gives "ties resolve to the smallest index" for every split of the work.
+ */
+#ifndef KP_CPU_KERNEL_REDUCE_H
+#define KP_CPU_KERNEL_REDUCE_H
+
+static void state_size(const kp_program *prog, int *nreal, int *nidx) {
+    int D = prog->red_f.dim, K = prog->K;
+    *nreal = 0;
+    *nidx = 0;
+    switch (prog->red) {
+    case KP_RED_SUM: *nreal = 2 * D; break;
+    case KP_RED_LOGSUMEXP: *nreal = 3 * D; break;
+    case KP_RED_SUMSOFTMAXWEIGHT: *nreal = 3 + 2 * prog->red_g.dim; break;
+    case KP_RED_MIN:
+    case KP_RED_MAX:
+    case KP_RED_ARGMIN:
+    case KP_RED_ARGMAX:
+    case KP_RED_MIN_ARGMIN:
+    case KP_RED_MAX_ARGMAX:
+        *nreal = D;
+        *nidx = D;
+        break;
+    case KP_RED_KMIN:
+    case KP_RED_ARGKMIN:
+    case KP_RED_KMIN_ARGKMIN:
+        *nreal = K * D;
+        *nidx = K * D;
+        break;
+    }
+}
+
+static int is_max_red(kp_reduction r) { return r == KP_RED_MAX || r == KP_RED_ARGMAX || r == KP_RED_MAX_ARGMAX; }
+
+static void state_init(const kp_program *prog, REAL *s, int64_t *ix) {
+    int nreal, nidx;
+    state_size(prog, &nreal, &nidx);
+    int D = prog->red_f.dim;
+    switch (prog->red) {
+    case KP_RED_SUM: memset(s, 0, (size_t)nreal * sizeof *s); break;
+    case KP_RED_LOGSUMEXP:
+        memset(s, 0, (size_t)nreal * sizeof *s);
+        for (int d = 0; d < D; d++) s[d] = (REAL)-INFINITY;
+        break;
+    case KP_RED_SUMSOFTMAXWEIGHT:
+        memset(s, 0, (size_t)nreal * sizeof *s);
+        s[0] = (REAL)-INFINITY;
+        break;
+    case KP_RED_MIN:
+    case KP_RED_MAX:
+    case KP_RED_ARGMIN:
+    case KP_RED_ARGMAX:
+    case KP_RED_MIN_ARGMIN:
+    case KP_RED_MAX_ARGMAX:
+    case KP_RED_KMIN:
+    case KP_RED_ARGKMIN:
+    case KP_RED_KMIN_ARGKMIN:
+        for (int k = 0; k < nreal; k++) s[k] = (REAL)(is_max_red(prog->red) ? -INFINITY : INFINITY);
+        for (int k = 0; k < nidx; k++) ix[k] = -1;
+        break;
+    }
+}
+
+/* Kahan: adds x to (*s, *c). */
+static inline void kahan_add(REAL *s, REAL *c, REAL x) {
+    REAL y = x - *c;
+    REAL t = *s + y;
+    *c = (t - *s) - y;
+    *s = t;
+}
+
+/* Sum of f[0..len) in VL-wide partial sums (plain or Kahan per lane). */
+static REAL tile_sum(const REAL *restrict f, int len, int kahan) {
+    REAL part[VL], comp[VL];
+    for (int l = 0; l < VL; l++) part[l] = comp[l] = 0;
+    int full = len - len % VL;
+    if (kahan) {
+        for (int k = 0; k < full; k += VL)
+            for (int l = 0; l < VL; l++) {
+                REAL y = f[k + l] - comp[l];
+                REAL t = part[l] + y;
+                comp[l] = (t - part[l]) - y;
+                part[l] = t;
+            }
+    } else {
+        for (int k = 0; k < full; k += VL)
+            for (int l = 0; l < VL; l++) part[l] += f[k + l];
+    }
+    for (int k = full; k < len; k++) part[k - full] += f[k];
+    /* pairwise combine of the lanes */
+    for (int w = VL / 2; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) part[l] += part[l + w];
+    return part[0];
+}
+
+static REAL tile_max(const REAL *f, int len) {
+    REAL m = (REAL)-INFINITY;
+    for (int k = 0; k < len; k++) {
+        if (f[k] != f[k]) return f[k];
+        m = f[k] > m ? f[k] : m;
+    }
+    return m;
+}
+
+/* Rescales a running (m, s, comp) of exp-sums to a new max mnew >= m. */
+static inline void rescale(REAL m, REAL mnew, REAL *s, REAL *c) {
+    if (m == mnew) return;
+    REAL f = m == (REAL)-INFINITY ? (REAL)0 : LM(exp)(m - mnew);
+    *s *= f;
+    *c *= f;
+}
+
+/* tmp: TILE scratch. f: the F tile for component d (stride TILE between comps). */
+static void lse_tile(REAL *st, int D, const REAL *f, int len, REAL *restrict tmp, int kahan) {
+    for (int d = 0; d < D; d++) {
+        const REAL *fd = f + (size_t)d * TILE;
+        REAL *m = &st[d], *s = &st[D + d], *c = &st[2 * D + d];
+        REAL mt = tile_max(fd, len);
+        if (mt != mt || *m != *m) {
+            *m = mt != mt ? mt : *m;
+            continue;
+        }
+        if (mt == (REAL)-INFINITY) continue;
+        if (mt == (REAL)INFINITY || *m == (REAL)INFINITY) {
+            *m = (REAL)INFINITY;
+            *s = 1;
+            *c = 0;
+            continue;
+        }
+        if (mt > *m) {
+            rescale(*m, mt, s, c);
+            *m = mt;
+        }
+        for (int k = 0; k < len; k++) tmp[k] = fd[k] - *m;
+        for (int k = len; k < TILE; k++) tmp[k] = (REAL)-INFINITY;
+        vm_exp(tmp, tmp);
+        kahan_add(s, c, tile_sum(tmp, len, kahan));
+    }
+}
+
+static void lse_merge(REAL *m, REAL *s, REAL *c, REAL m2, REAL s2, REAL c2) {
+    if (*m != *m || m2 != m2) {
+        *m = *m != *m ? *m : m2;
+        return;
+    }
+    if (m2 == (REAL)-INFINITY) return;
+    if (*m == (REAL)INFINITY || m2 == (REAL)INFINITY) {
+        *m = (REAL)INFINITY;
+        *s = 1;
+        *c = 0;
+        return;
+    }
+    REAL mn = *m > m2 ? *m : m2;
+    rescale(*m, mn, s, c);
+    rescale(m2, mn, &s2, &c2);
+    *m = mn;
+    kahan_add(s, c, s2);
+    kahan_add(s, c, -c2);
+}
+
+static void ssmw_tile(REAL *st, int DG, const REAL *f, const REAL *g, int len, REAL *restrict tmp, int kahan) {
+    REAL *m = &st[0], *s = &st[1], *cs = &st[2], *num = &st[3], *cn = &st[3 + DG];
+    REAL mt = tile_max(f, len);
+    if (mt != mt || *m != *m) {
+        *m = mt != mt ? mt : *m;
+        return;
+    }
+    if (mt == (REAL)-INFINITY) return;
+    if (mt == (REAL)INFINITY || *m == (REAL)INFINITY) { /* weights are 0/0: undefined */
+        *m = (REAL)NAN;
+        return;
+    }
+    if (mt > *m) {
+        REAL fct = *m == (REAL)-INFINITY ? (REAL)0 : LM(exp)(*m - mt);
+        *s *= fct;
+        *cs *= fct;
+        for (int d = 0; d < DG; d++) {
+            num[d] *= fct;
+            cn[d] *= fct;
+        }
+        *m = mt;
+    }
+    for (int k = 0; k < len; k++) tmp[k] = f[k] - *m;
+    for (int k = len; k < TILE; k++) tmp[k] = (REAL)-INFINITY;
+    vm_exp(tmp, tmp);
+    kahan_add(s, cs, tile_sum(tmp, len, kahan));
+    REAL *w = tmp + TILE; /* second scratch tile */
+    for (int d = 0; d < DG; d++) {
+        const REAL *gd = g + (size_t)d * TILE;
+        for (int k = 0; k < len; k++) w[k] = tmp[k] * gd[k];
+        kahan_add(&num[d], &cn[d], tile_sum(w, len, kahan));
+    }
+}
+
+static void ssmw_merge(REAL *a, const REAL *b, int DG) {
+    if (a[0] != a[0] || b[0] != b[0]) {
+        a[0] = a[0] != a[0] ? a[0] : b[0];
+        return;
+    }
+    if (b[0] == (REAL)-INFINITY) return;
+    REAL mn = a[0] > b[0] ? a[0] : b[0];
+    REAL fa = a[0] == (REAL)-INFINITY ? (REAL)0 : LM(exp)(a[0] - mn);
+    REAL fb = LM(exp)(b[0] - mn);
+    a[0] = mn;
+    for (int k = 1; k < 3 + 2 * DG; k++) a[k] *= fa;
+    kahan_add(&a[1], &a[2], b[1] * fb);
+    kahan_add(&a[1], &a[2], -b[2] * fb);
+    for (int d = 0; d < DG; d++) {
+        kahan_add(&a[3 + d], &a[3 + DG + d], b[3 + d] * fb);
+        kahan_add(&a[3 + d], &a[3 + DG + d], -b[3 + DG + d] * fb);
+    }
+}
+
+/* Inserts (v, j) into the sorted K-list (stride D). Earlier entries win ties. */
+static inline void kmin_insert(REAL *v, int64_t *ix, int K, int D, REAL x, int64_t j, int is_max) {
+    int last = (K - 1) * D;
+    if (ix[last] >= 0 && !(is_max ? BETTER_MAX(x, v[last]) : BETTER_MIN(x, v[last]))) return;
+    int p = K - 1;
+    while (p > 0) {
+        int q = (p - 1) * D;
+        if (ix[q] >= 0 && !(is_max ? BETTER_MAX(x, v[q]) : BETTER_MIN(x, v[q]))) break;
+        v[p * D] = v[q];
+        ix[p * D] = ix[q];
+        p--;
+    }
+    v[p * D] = x;
+    ix[p * D] = j;
+}
+
+static void select_tile(const kp_program *prog, REAL *st, int64_t *ix, const REAL *f, int len, int64_t j0) {
+    int D = prog->red_f.dim, K = prog->K;
+    int is_max = is_max_red(prog->red);
+    int kfamily = prog->red == KP_RED_KMIN || prog->red == KP_RED_ARGKMIN || prog->red == KP_RED_KMIN_ARGKMIN;
+    for (int d = 0; d < D; d++) {
+        const REAL *fd = f + (size_t)d * TILE;
+        if (kfamily) {
+            for (int k = 0; k < len; k++) kmin_insert(st + d, ix + d, K, D, fd[k], j0 + k, 0);
+            continue;
+        }
+        REAL best = st[d];
+        int64_t bi = ix[d];
+        if (is_max) {
+            for (int k = 0; k < len; k++)
+                if (bi < 0 || BETTER_MAX(fd[k], best)) {
+                    best = fd[k];
+                    bi = j0 + k;
+                }
+        } else {
+            for (int k = 0; k < len; k++)
+                if (bi < 0 || BETTER_MIN(fd[k], best)) {
+                    best = fd[k];
+                    bi = j0 + k;
+                }
+        }
+        st[d] = best;
+        ix[d] = bi;
+    }
+}
+
+static void select_merge(const kp_program *prog, REAL *a, int64_t *ai, const REAL *b, const int64_t *bi) {
+    int D = prog->red_f.dim, K = prog->red == KP_RED_KMIN || prog->red == KP_RED_ARGKMIN ||
+                                        prog->red == KP_RED_KMIN_ARGKMIN
+                                    ? prog->K
+                                    : 1;
+    int is_max = is_max_red(prog->red);
+    for (int d = 0; d < D; d++)
+        for (int k = 0; k < K && bi[k * D + d] >= 0; k++)
+            kmin_insert(a + d, ai + d, K, D, b[k * D + d], bi[k * D + d], is_max);
+}
+
+/* Accumulates one tile (len valid lanes, first reduced index j0). */
+static void state_accumulate(const kp_program *prog, kp_sum_scheme scheme, REAL *st, int64_t *ix, const REAL *f,
+                             const REAL *g, int len, int64_t j0, REAL *tmp) {
+    int D = prog->red_f.dim;
+    int lane_kahan = KP_REAL_F32 && scheme == KP_SUM_KAHAN;
+    int compensate = !(KP_REAL_F32 && scheme == KP_SUM_PLAIN);
+    switch (prog->red) {
+    case KP_RED_SUM:
+        for (int d = 0; d < D; d++) {
+            REAL t = tile_sum(f + (size_t)d * TILE, len, lane_kahan);
+            if (compensate) kahan_add(&st[d], &st[D + d], t);
+            else st[d] += t;
+        }
+        break;
+    case KP_RED_LOGSUMEXP: lse_tile(st, D, f, len, tmp, lane_kahan); break;
+    case KP_RED_SUMSOFTMAXWEIGHT: ssmw_tile(st, prog->red_g.dim, f, g, len, tmp, lane_kahan); break;
+    case KP_RED_MIN:
+    case KP_RED_MAX:
+    case KP_RED_ARGMIN:
+    case KP_RED_ARGMAX:
+    case KP_RED_MIN_ARGMIN:
+    case KP_RED_MAX_ARGMAX:
+    case KP_RED_KMIN:
+    case KP_RED_ARGKMIN:
+    case KP_RED_KMIN_ARGKMIN: select_tile(prog, st, ix, f, len, j0); break;
+    }
+}
+
+static void state_merge(const kp_program *prog, REAL *a, int64_t *ai, const REAL *b, const int64_t *bi) {
+    int D = prog->red_f.dim;
+    switch (prog->red) {
+    case KP_RED_SUM:
+        for (int d = 0; d < D; d++) {
+            kahan_add(&a[d], &a[D + d], b[d]);
+            kahan_add(&a[d], &a[D + d], -b[D + d]);
+        }
+        break;
+    case KP_RED_LOGSUMEXP:
+        for (int d = 0; d < D; d++) lse_merge(&a[d], &a[D + d], &a[2 * D + d], b[d], b[D + d], b[2 * D + d]);
+        break;
+    case KP_RED_SUMSOFTMAXWEIGHT: ssmw_merge(a, b, prog->red_g.dim); break;
+    case KP_RED_MIN:
+    case KP_RED_MAX:
+    case KP_RED_ARGMIN:
+    case KP_RED_ARGMAX:
+    case KP_RED_MIN_ARGMIN:
+    case KP_RED_MAX_ARGMAX:
+    case KP_RED_KMIN:
+    case KP_RED_ARGKMIN:
+    case KP_RED_KMIN_ARGKMIN: select_merge(prog, a, ai, b, bi); break;
+    }
+}
+
+/* Writes one row's outputs. out: values (stride cs), oi: indices (stride ics). */
+static void state_finalize(const kp_program *prog, const REAL *st, const int64_t *ix, REAL *out, int64_t cs,
+                           int64_t *oi, int64_t ics) {
+    int D = prog->red_f.dim;
+    int nreal, nidx;
+    state_size(prog, &nreal, &nidx);
+    switch (prog->red) {
+    case KP_RED_SUM:
+        for (int d = 0; d < D; d++) out[d * cs] = st[d];
+        return;
+    case KP_RED_LOGSUMEXP:
+        for (int d = 0; d < D; d++) {
+            REAL m = st[d];
+            out[d * cs] = (m != m || m == (REAL)-INFINITY || m == (REAL)INFINITY) ? m : m + LM(log)(st[D + d]);
+        }
+        return;
+    case KP_RED_SUMSOFTMAXWEIGHT: {
+        int DG = prog->red_g.dim;
+        for (int d = 0; d < DG; d++)
+            out[d * cs] = st[0] != st[0] ? st[0] : st[0] == (REAL)-INFINITY ? (REAL)NAN : st[3 + d] / st[1];
+        return;
+    }
+    case KP_RED_MIN:
+    case KP_RED_MAX:
+    case KP_RED_KMIN:
+        for (int k = 0; k < nreal; k++) out[k * cs] = st[k];
+        return;
+    case KP_RED_ARGMIN:
+    case KP_RED_ARGMAX:
+    case KP_RED_ARGKMIN:
+        for (int k = 0; k < nidx; k++) oi[k * ics] = ix[k];
+        return;
+    case KP_RED_MIN_ARGMIN:
+    case KP_RED_MAX_ARGMAX:
+    case KP_RED_KMIN_ARGKMIN:
+        for (int k = 0; k < nreal; k++) out[k * cs] = st[k];
+        for (int k = 0; k < nidx; k++) oi[k * ics] = ix[k];
+        return;
+    }
+}
+
+#endif

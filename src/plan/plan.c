@@ -1,0 +1,254 @@
+/* plan.c — kp_plan: a lowered formula for one dtype; validation of the arrays of a call. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/context.h"
+#include "cpu/engine.h"
+#include "plan/program.h"
+
+struct kp_plan {
+    kp_context *ctx;
+    kp_dtype dtype;
+    kp_program prog;
+    int nargs;
+    kp_arg_info args[KP_MAX_ARGS];
+    int out_dim, out_index_dim;
+};
+
+kp_status kp_plan_new(kp_context *ctx, const kp_formula *f, kp_dtype dtype, kp_plan **out) {
+    if (!ctx) return KP_ERR_NULL;
+    if (!out) return kp__fail(ctx, KP_ERR_NULL, "out is NULL");
+    *out = NULL;
+    if (!f) return kp__fail(ctx, KP_ERR_NULL, "formula is NULL");
+    if (dtype != KP_FLOAT32 && dtype != KP_FLOAT64)
+        return kp__fail(ctx, KP_ERR_DTYPE, "plans compute in float32 or float64, not dtype %d", (int)dtype);
+    kp_plan *p = calloc(1, sizeof *p);
+    if (!p) return kp__fail(ctx, KP_ERR_OOM, "out of memory");
+    kp_status st = kp__lower(ctx, f, &p->prog);
+    if (st != KP_OK) {
+        free(p);
+        return st;
+    }
+    p->ctx = ctx;
+    p->dtype = dtype;
+    p->nargs = f->nargs;
+    memcpy(p->args, f->args, sizeof p->args);
+    p->out_dim = kp_formula_out_dim(f);
+    p->out_index_dim = kp_formula_out_index_dim(f);
+    *out = p;
+    return KP_OK;
+}
+
+void kp_plan_free(kp_plan *plan) {
+    if (!plan) return;
+    kp__program_free(&plan->prog);
+    free(plan);
+}
+
+static const char *dtype_name(kp_dtype d) {
+    switch (d) {
+    case KP_FLOAT32: return "float32";
+    case KP_FLOAT64: return "float64";
+    case KP_INT64: return "int64";
+    }
+    return "unknown dtype";
+}
+
+static const char *cat_name(kp_var_category c) { return c == KP_VAR_I ? "Vi" : c == KP_VAR_J ? "Vj" : "Pm"; }
+
+/* Checks that every element the strides can reach has an int64 byte offset. */
+static kp_status check_extent(kp_context *ctx, const kp_array *a, const char *what) {
+    int64_t span = 0, elem = a->dtype == KP_FLOAT32 ? 4 : 8;
+    for (int d = 0; d < a->ndim; d++) {
+        int64_t s = a->strides[d] < 0 ? -a->strides[d] : a->strides[d], t;
+        if (a->shape[d] == 0) return KP_OK;
+        if (!kp__mul_size(a->shape[d] - 1, s, &t) || __builtin_add_overflow(span, t, &span))
+            return kp__fail(ctx, KP_ERR_TOO_LARGE, "%s: shape and strides overflow 64-bit offsets", what);
+    }
+    int64_t bytes;
+    if (!kp__mul_size(span + 1, elem, &bytes))
+        return kp__fail(ctx, KP_ERR_TOO_LARGE, "%s: shape and strides overflow 64-bit offsets", what);
+    return KP_OK;
+}
+
+/* Common checks: pointer, dtype, device, rank, non-negative shape. */
+static kp_status check_array(kp_context *ctx, const kp_array *a, kp_dtype dtype, const char *what) {
+    if (a->dtype != dtype)
+        return kp__fail(ctx, KP_ERR_DTYPE, "%s: dtype %s, expected %s", what, dtype_name(a->dtype), dtype_name(dtype));
+    if (a->device != KP_DEVICE_CPU) return kp__fail(ctx, KP_ERR_UNSUPPORTED, "%s: only CPU arrays are supported", what);
+    if (a->ndim < 1 || a->ndim > KP_MAX_DIMS)
+        return kp__fail(ctx, KP_ERR_SHAPE, "%s: ndim must be in [1, %d], got %d", what, KP_MAX_DIMS, a->ndim);
+    for (int d = 0; d < a->ndim; d++)
+        if (a->shape[d] < 0) return kp__fail(ctx, KP_ERR_SHAPE, "%s: negative extent %lld", what, (long long)a->shape[d]);
+    kp_status st = check_extent(ctx, a, what);
+    if (st != KP_OK) return st;
+    int64_t n = 1;
+    for (int d = 0; d < a->ndim; d++)
+        if (!kp__mul_size(n, a->shape[d], &n)) return kp__fail(ctx, KP_ERR_TOO_LARGE, "%s: too many elements", what);
+    if (n > 0 && !a->data) return kp__fail(ctx, KP_ERR_NULL, "%s: data is NULL", what);
+    return KP_OK;
+}
+
+/* Batch dims of a (its leading nb dims) against the output batch shape; fills strides. */
+static kp_status match_batch(kp_context *ctx, const kp_array *a, int a_nb, const kp_cpu_job *job, kp_cpu_arg *ca,
+                             const char *what) {
+    memset(ca->batch_stride, 0, sizeof ca->batch_stride);
+    if (a_nb == 0) return KP_OK;
+    for (int d = 0; d < job->nbatch_dims; d++) {
+        int64_t e = a->shape[d];
+        if (e != job->batch_shape[d] && e != 1)
+            return kp__fail(ctx, KP_ERR_SHAPE, "%s: batch dimension %d has extent %lld, expected %lld or 1", what, d,
+                            (long long)e, (long long)job->batch_shape[d]);
+        ca->batch_stride[d] = e == 1 ? 0 : a->strides[d];
+    }
+    return KP_OK;
+}
+
+kp_status kp_plan_exec(kp_plan *plan, const kp_array *args, size_t n_args, kp_array *out, kp_array *out_index,
+                       const kp_exec_options *options) {
+    if (!plan) return KP_ERR_NULL;
+    kp_context *ctx = plan->ctx;
+    const kp_program *prog = &plan->prog;
+    kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
+    if (options) opt = *options;
+    if (n_args != (size_t)plan->nargs)
+        return kp__fail(ctx, KP_ERR_ARGUMENT, "the formula takes %d arguments, got %zu", plan->nargs, n_args);
+    if (n_args && !args) return kp__fail(ctx, KP_ERR_NULL, "args is NULL");
+    if (plan->out_dim && !out) return kp__fail(ctx, KP_ERR_NULL, "this reduction writes values: out is NULL");
+    if (plan->out_index_dim && !out_index)
+        return kp__fail(ctx, KP_ERR_NULL, "this reduction writes indices: out_index is NULL");
+    if (opt.num_threads < 0 || opt.num_threads > 4096)
+        return kp__fail(ctx, KP_ERR_ARGUMENT, "num_threads must be in [0, 4096], got %d", opt.num_threads);
+
+    kp_cpu_job *job = calloc(1, sizeof *job);
+    if (!job) return kp__fail(ctx, KP_ERR_OOM, "out of memory");
+    kp_status st = KP_OK;
+    char what[96];
+    job->prog = prog;
+    job->dtype = plan->dtype;
+    job->scheme = ctx->sum_scheme;
+    job->num_threads = kp__resolve_threads(ctx, opt.num_threads);
+    job->nargs = plan->nargs;
+
+    /* The output fixes the batch shape and the number of rows. */
+    const kp_array *shape_src = plan->out_dim ? out : out_index;
+    if (plan->out_dim && (st = check_array(ctx, out, plan->dtype, "output")) != KP_OK) goto done;
+    if (plan->out_index_dim && (st = check_array(ctx, out_index, KP_INT64, "index output")) != KP_OK) goto done;
+    if (shape_src->ndim < 2) {
+        st = kp__fail(ctx, KP_ERR_SHAPE, "output must have shape (batch..., rows, dim), got ndim %d", shape_src->ndim);
+        goto done;
+    }
+    job->nbatch_dims = shape_src->ndim - 2;
+    job->nbatch = 1;
+    for (int d = 0; d < job->nbatch_dims; d++) {
+        job->batch_shape[d] = shape_src->shape[d];
+        job->nbatch *= shape_src->shape[d];
+    }
+    int64_t rows = shape_src->shape[shape_src->ndim - 2];
+    const kp_array *outs[2] = {out, out_index};
+    int odims[2] = {plan->out_dim, plan->out_index_dim};
+    kp_cpu_arg *jouts[2] = {&job->out, &job->out_idx};
+    for (int k = 0; k < 2; k++) {
+        if (!odims[k]) continue;
+        const kp_array *o = outs[k];
+        const char *name = k ? "index output" : "output";
+        if (o->ndim != shape_src->ndim || o->shape[o->ndim - 2] != rows || o->shape[o->ndim - 1] != odims[k]) {
+            st = kp__fail(ctx, KP_ERR_SHAPE, "%s: expected shape (batch..., %lld, %d), got ndim %d with last dims (%lld, %lld)",
+                          name, (long long)rows, odims[k], o->ndim, (long long)o->shape[o->ndim - 2],
+                          (long long)o->shape[o->ndim - 1]);
+            goto done;
+        }
+        for (int d = 0; d < job->nbatch_dims; d++)
+            if (o->shape[d] != job->batch_shape[d]) {
+                st = kp__fail(ctx, KP_ERR_SHAPE, "%s and output batch shapes differ", name);
+                goto done;
+            }
+        jouts[k]->base = o->data;
+        jouts[k]->row_stride = o->strides[o->ndim - 2];
+        jouts[k]->comp_stride = o->strides[o->ndim - 1];
+        for (int d = 0; d < job->nbatch_dims; d++) jouts[k]->batch_stride[d] = o->strides[d];
+    }
+
+    /* Sizes: nx points indexed by i, ny by j, from the arguments. */
+    int64_t n_of[2] = {opt.nx, opt.ny};
+    int row_is_i = prog->axis == 1;
+    n_of[row_is_i ? 0 : 1] = n_of[row_is_i ? 0 : 1] >= 0 && n_of[row_is_i ? 0 : 1] != rows ? -2 : rows;
+    if (n_of[row_is_i ? 0 : 1] == -2) {
+        st = kp__fail(ctx, KP_ERR_SHAPE, "output has %lld rows but the options say %lld", (long long)rows,
+                      (long long)(row_is_i ? opt.nx : opt.ny));
+        goto done;
+    }
+    for (int k = 0; k < plan->nargs; k++) {
+        const kp_arg_info *info = &plan->args[k];
+        if (!info->used) continue;
+        const kp_array *a = &args[k];
+        snprintf(what, sizeof what, "argument %d (%s(%d,%d))", k, cat_name(info->cat), k, info->dim);
+        if ((st = check_array(ctx, a, plan->dtype, what)) != KP_OK) goto done;
+        int is_param = info->cat == KP_VAR_PARAM;
+        int base_rank = is_param ? 1 : 2;
+        int nb;
+        if (a->ndim == base_rank + job->nbatch_dims) nb = job->nbatch_dims;
+        else if (a->ndim == base_rank) nb = 0;
+        else if (is_param && (a->ndim == 2 + job->nbatch_dims || a->ndim == 2) && a->shape[a->ndim - 2] == 1)
+            nb = a->ndim - 2;
+        else {
+            st = kp__fail(ctx, KP_ERR_SHAPE, "%s: ndim %d, expected %d (or %d without batch dimensions)", what, a->ndim,
+                          base_rank + job->nbatch_dims, base_rank);
+            goto done;
+        }
+        if (a->shape[a->ndim - 1] != info->dim) {
+            st = kp__fail(ctx, KP_ERR_SHAPE, "%s: last dimension is %lld, expected %d", what,
+                          (long long)a->shape[a->ndim - 1], info->dim);
+            goto done;
+        }
+        kp_cpu_arg *ca = &job->args[k];
+        ca->base = a->data;
+        ca->comp_stride = a->strides[a->ndim - 1];
+        if (!is_param) {
+            int which = info->cat == KP_VAR_I ? 0 : 1;
+            int64_t n = a->shape[a->ndim - 2];
+            if (n_of[which] >= 0 && n_of[which] != n) {
+                st = kp__fail(ctx, KP_ERR_SHAPE, "%s has %lld rows, but %s has %lld", what, (long long)n,
+                              which == (row_is_i ? 0 : 1) ? "the output or another argument" : "another argument",
+                              (long long)n_of[which]);
+                goto done;
+            }
+            n_of[which] = n;
+            ca->row_stride = a->strides[a->ndim - 2];
+        }
+        if ((st = match_batch(ctx, a, nb, job, ca, what)) != KP_OK) goto done;
+        if (n_of[0] == 0 || n_of[1] == 0 || job->nbatch == 0) ca->base = NULL;
+    }
+    job->nrows = rows;
+    job->ncols = n_of[row_is_i ? 1 : 0];
+    if (job->ncols < 0) {
+        st = kp__fail(ctx, KP_ERR_SHAPE, "no %s argument tells the number of %s points: set kp_exec_options.%s",
+                      row_is_i ? "Vj" : "Vi", row_is_i ? "j" : "i", row_is_i ? "ny" : "nx");
+        goto done;
+    }
+    if (prog->K > 0 && prog->K > job->ncols) {
+        st = kp__fail(ctx, KP_ERR_ARGUMENT, "K = %d is larger than the %lld points reduced over", prog->K,
+                      (long long)job->ncols);
+        goto done;
+    }
+    if (job->nrows > 0 && job->ncols > 0 && job->nbatch > 0)
+        for (int k = 0; k < plan->nargs; k++)
+            if (plan->args[k].used) job->args[k].base = args[k].data;
+    st = kp__cpu_run(ctx, job);
+done:
+    free(job);
+    return st;
+}
+
+kp_status kp_reduce(kp_context *ctx, const char *text, const char *const *aliases, size_t n_aliases, kp_dtype dtype,
+                    const kp_array *args, size_t n_args, kp_array *out, kp_array *out_index) {
+    kp_formula *f = NULL;
+    kp_plan *p = NULL;
+    kp_status st = kp_formula_parse(ctx, text, aliases, n_aliases, &f);
+    if (st == KP_OK) st = kp_plan_new(ctx, f, dtype, &p);
+    if (st == KP_OK) st = kp_plan_exec(p, args, n_args, out, out_index, NULL);
+    kp_plan_free(p);
+    kp_formula_free(f);
+    return st;
+}
