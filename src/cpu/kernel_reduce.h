@@ -79,26 +79,28 @@ static inline void kahan_add(REAL *s, REAL *c, REAL x) {
     *s = t;
 }
 
-/* Sum of f[0..len) in VL-wide partial sums (plain or Kahan per lane). */
+/* Sum of f[0..len) in NP = 4 VL partial sums (plain or Kahan per lane): four
+ * independent vector accumulators hide the add latency. */
+#define NP (4 * VL)
 static REAL tile_sum(const REAL *restrict f, int len, int kahan) {
-    REAL part[VL], comp[VL];
-    for (int l = 0; l < VL; l++) part[l] = comp[l] = 0;
-    int full = len - len % VL;
+    REAL part[NP], comp[NP];
+    for (int l = 0; l < NP; l++) part[l] = comp[l] = 0;
+    int full = len - len % NP;
     if (kahan) {
-        for (int k = 0; k < full; k += VL)
-            for (int l = 0; l < VL; l++) {
+        for (int k = 0; k < full; k += NP)
+            for (int l = 0; l < NP; l++) {
                 REAL y = f[k + l] - comp[l];
                 REAL t = part[l] + y;
                 comp[l] = (t - part[l]) - y;
                 part[l] = t;
             }
     } else {
-        for (int k = 0; k < full; k += VL)
-            for (int l = 0; l < VL; l++) part[l] += f[k + l];
+        for (int k = 0; k < full; k += NP)
+            for (int l = 0; l < NP; l++) part[l] += f[k + l];
     }
     for (int k = full; k < len; k++) part[k - full] += f[k];
     /* pairwise combine of the lanes */
-    for (int w = VL / 2; w >= 1; w /= 2)
+    for (int w = NP / 2; w >= 1; w /= 2)
         for (int l = 0; l < w; l++) part[l] += part[l + w];
     return part[0];
 }
