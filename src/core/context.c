@@ -22,7 +22,7 @@ const char *kp_status_string(kp_status status) {
 
 kp_status kp_context_new(kp_context **out) {
     if (!out) return KP_ERR_NULL;
-    *out = NULL;
+
     kp_context *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return KP_ERR_OOM;
     ctx->nodes = kp__node_store_new();

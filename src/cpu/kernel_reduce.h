@@ -71,11 +71,13 @@ static void state_init(const kp_program *prog, REAL *s, int64_t *ix) {
     }
 }
 
-/* Kahan: adds x to (*s, *c). */
+/* Kahan: adds x to (*s, *c). Once the sum is infinite the compensation would
+ * be inf - inf = NaN: it is dropped instead (t - t == 0 only for finite t). */
 static inline void kahan_add(REAL *s, REAL *c, REAL x) {
     REAL y = x - *c;
     REAL t = *s + y;
-    *c = (t - *s) - y;
+    REAL cc = (t - *s) - y;
+    *c = t - t == 0 ? cc : (REAL)0;
     *s = t;
 }
 
@@ -91,7 +93,8 @@ static REAL tile_sum(const REAL *restrict f, int len, int kahan) {
             for (int l = 0; l < NP; l++) {
                 REAL y = f[k + l] - comp[l];
                 REAL t = part[l] + y;
-                comp[l] = (t - part[l]) - y;
+                REAL cc = (t - part[l]) - y;
+                comp[l] = t - t == 0 ? cc : (REAL)0;
                 part[l] = t;
             }
     } else {

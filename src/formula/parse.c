@@ -207,12 +207,14 @@ typedef struct {
     const kp_node *node[MAX_CALL_ARGS];
     int col[MAX_CALL_ARGS];
     int n;
+    int close_col; /* column of the closing ')' */
 } call_args;
 
 /* args := expr { ',' expr } ')' — the '(' is already consumed. */
 static int parse_call_args(parser *ps, call_args *a, const char *fname) {
     a->n = 0;
     if (ps->tok.kind == T_RPAR) {
+        a->close_col = ps->tok.col;
         next(ps);
         return 1;
     }
@@ -229,14 +231,28 @@ static int parse_call_args(parser *ps, call_args *a, const char *fname) {
             next(ps);
             continue;
         }
+        a->close_col = ps->tok.col;
         return expect(ps, T_RPAR, "',' or ')'");
     }
 }
 
-/* The integer value of argument k, or fails. */
+/* Is the text at col an integer literal ("3", "-2") or IntCst(n), alone in its argument? */
+static int is_integer_text(const parser *ps, int col) {
+    const char *p = ps->text + col - 1;
+    if (strncmp(p, "IntCst", 6) == 0) return 1;
+    if (*p == '-') p++;
+    while (*p == ' ') p++;
+    if (!isdigit((unsigned char)*p)) return 0;
+    while (isdigit((unsigned char)*p)) p++;
+    while (*p == ' ') p++;
+    return *p == ',' || *p == ')';
+}
+
+/* The integer value of argument k, which must be written as an integer, or fails. */
 static int int_arg(parser *ps, const call_args *a, int k, const char *fname, const char *what, int *out) {
     const kp_node *n = a->node[k];
-    if (n->op != KP_OP_CONST || n->dim != 1 || n->value != floor(n->value) || fabs(n->value) > 1e9) {
+    if (n->op != KP_OP_CONST || n->dim != 1 || n->value != floor(n->value) || fabs(n->value) > 1e9 ||
+        !is_integer_text(ps, a->col[k])) {
         error_at(ps, KP_ERR_PARSE, a->col[k], "%s expects an integer %s here", fname, what);
         return 0;
     }
@@ -311,7 +327,7 @@ static const struct {
     {"Clamp", F_TERNARY, KP_OP_CLAMP, 3, 3},
     {"IfElse", F_TERNARY, KP_OP_IFELSE, 3, 3},
     {"Pow", F_POW, KP_OP_POW, 2, 2},
-    {"Round", F_ROUND, KP_OP_ROUND, 1, 2},
+    {"Round", F_ROUND, KP_OP_ROUND, 2, 2},
     {"Elem", F_ELEM, KP_OP_EXTRACT, 2, 2},
     {"Extract", F_EXTRACT, KP_OP_EXTRACT, 3, 3},
     {"OneHot", F_ONEHOT, KP_OP_ONEHOT, 2, 2},
@@ -376,7 +392,7 @@ static const kp_node *parse_call(parser *ps, token name) {
         r = kp__pow(ctx, a.node[0], n1, &st);
         break;
     case F_ROUND:
-        if (a.n == 2 && !int_arg(ps, &a, 1, fname, "number of decimals", &n1)) return NULL;
+        if (!int_arg(ps, &a, 1, fname, "number of decimals", &n1)) return NULL;
         r = kp__round(ctx, a.node[0], n1, &st);
         break;
     case F_ELEM:
@@ -613,8 +629,13 @@ static int parse_reduction(parser *ps) {
     call_args a;
     if (!parse_call_args(ps, &a, reductions[k].name)) return 0;
     if (a.n != 1 + reductions[k].nargs) {
-        error_at(ps, KP_ERR_PARSE, t.col, "%s takes %d arguments, got %d", reductions[k].name, 1 + reductions[k].nargs,
-                 a.n);
+        const char *form = is_kmin_family(reductions[k].red)                ? "(F, K, axis)"
+                           : reductions[k].red == KP_RED_SUMSOFTMAXWEIGHT ? "(F, axis, G)"
+                                                                          : "(F, axis)";
+        /* Point at the first extra argument, or at the ')' that came too early. */
+        int col = a.n > 1 + reductions[k].nargs ? a.col[1 + reductions[k].nargs] : a.close_col;
+        error_at(ps, KP_ERR_PARSE, col, "%s takes %d arguments %s, got %d", reductions[k].name,
+                 1 + reductions[k].nargs, form, a.n);
         return 0;
     }
     kp_formula *f = ps->f;
@@ -752,7 +773,7 @@ kp_status kp_formula_parse(kp_context *ctx, const char *text, const char *const 
                            kp_formula **out) {
     if (!ctx) return KP_ERR_NULL;
     if (!out) return kp__fail(ctx, KP_ERR_NULL, "out is NULL");
-    *out = NULL;
+
     if (!text) return kp__fail(ctx, KP_ERR_NULL, "formula text is NULL");
     kp_formula *f = calloc(1, sizeof *f);
     alias_entry *al = calloc(n_aliases ? n_aliases : 1, sizeof *al);

@@ -19,7 +19,7 @@ struct kp_plan {
 kp_status kp_plan_new(kp_context *ctx, const kp_formula *f, kp_dtype dtype, kp_plan **out) {
     if (!ctx) return KP_ERR_NULL;
     if (!out) return kp__fail(ctx, KP_ERR_NULL, "out is NULL");
-    *out = NULL;
+
     if (!f) return kp__fail(ctx, KP_ERR_NULL, "formula is NULL");
     if (dtype != KP_FLOAT32 && dtype != KP_FLOAT64)
         return kp__fail(ctx, KP_ERR_DTYPE, "plans compute in float32 or float64, not dtype %d", (int)dtype);
@@ -218,7 +218,6 @@ kp_status kp_plan_exec(kp_plan *plan, const kp_array *args, size_t n_args, kp_ar
             ca->row_stride = a->strides[a->ndim - 2];
         }
         if ((st = match_batch(ctx, a, nb, job, ca, what)) != KP_OK) goto done;
-        if (n_of[0] == 0 || n_of[1] == 0 || job->nbatch == 0) ca->base = NULL;
     }
     job->nrows = rows;
     job->ncols = n_of[row_is_i ? 1 : 0];
@@ -232,9 +231,6 @@ kp_status kp_plan_exec(kp_plan *plan, const kp_array *args, size_t n_args, kp_ar
                       (long long)job->ncols);
         goto done;
     }
-    if (job->nrows > 0 && job->ncols > 0 && job->nbatch > 0)
-        for (int k = 0; k < plan->nargs; k++)
-            if (plan->args[k].used) job->args[k].base = args[k].data;
     st = kp__cpu_run(ctx, job);
 done:
     free(job);
