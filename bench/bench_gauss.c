@@ -306,9 +306,20 @@ static double rel_diff(const void *a, const void *b, size_t n, kp_dtype t)
 
 /* ------------------------------------------------------------------ table */
 
-static void fmt_rate(char *buf, size_t size, double pairs_per_s)
+/* 1.41e9 rather than printf's 1.41e+09: shorter in a table. */
+static void fmt_rate(char *buf, size_t size, double v)
 {
-    snprintf(buf, size, "%.3g", pairs_per_s);
+    if (!(v > 0) || !isfinite(v)) {
+        snprintf(buf, size, "%g", v);
+        return;
+    }
+    int e = (int)floor(log10(v));
+    double mant = v / pow(10.0, e);
+    if (mant >= 9.995) {
+        mant /= 10;
+        e++;
+    }
+    snprintf(buf, size, "%.2fe%d", mant, e);
 }
 
 static void print_header(void)
@@ -451,8 +462,19 @@ static void print_machine(const bench_options *o)
            o->threads);
     printf("libkp %d.%d.%d; compiler: gcc %s\n", KP_VERSION_MAJOR, KP_VERSION_MINOR,
            KP_VERSION_PATCH, __VERSION__);
-    printf("Timing: best of %d repetitions of >= %.2g s (capped at %.3g s per measurement)\n\n",
-           o->reps, o->min_time, o->rep_cap);
+    double load = -1;
+    FILE *fp = fopen("/proc/loadavg", "r");
+    if (fp) {
+        if (fscanf(fp, "%lf", &load) != 1)
+            load = -1;
+        fclose(fp);
+    }
+    if (load >= 0)
+        printf("Load average (1 min) before the run: %.2f%s\n", load,
+               load > 0.5 ? "  -- WARNING: the machine is busy, timings are unreliable" : "");
+    printf("Timing: best of %d repetition%s of >= %.2g s each (fewer when one measurement "
+           "passes %.3g s)\n\n",
+           o->reps, o->reps == 1 ? "" : "s", o->min_time, o->rep_cap);
 }
 
 /* ------------------------------------------------------------------ main */

@@ -4,8 +4,8 @@
 #   CMake:       <libdir>/cmake/libkp/libkpConfig.cmake, libkpConfigVersion.cmake,
 #                libkpTargets*.cmake                   find_package(libkp) -> libkp::kp
 #
-# Both are relocatable: `cmake --install build --prefix /any/where` works
-# whatever CMAKE_INSTALL_PREFIX was at configure time.
+# Both follow `cmake --install build --prefix /any/where`, whatever
+# CMAKE_INSTALL_PREFIX was at configure time (the CMake files are relocatable).
 include(CMakePackageConfigHelpers)
 
 set(KP_INSTALL_CMAKEDIR "${CMAKE_INSTALL_LIBDIR}/cmake/libkp"
@@ -14,28 +14,33 @@ set(KP_INSTALL_PKGCONFIGDIR "${CMAKE_INSTALL_LIBDIR}/pkgconfig"
     CACHE STRING "Where libkp.pc is installed, relative to the prefix")
 
 # Exported include directories must not point into the source or build tree:
-# keep whatever src/ declared for the build, and add the installed include
-# directory for consumers. (A plain absolute path that src/ set is wrapped in
-# $<BUILD_INTERFACE:...>, so the export stays valid however src/ spells it.)
+# a plain absolute path that src/ declared is wrapped in $<BUILD_INTERFACE:...>
+# (so the export stays valid however src/ spells it), and consumers of the
+# installed package get <prefix>/include unless src/ already says so.
 get_target_property(_kp_incs kp INTERFACE_INCLUDE_DIRECTORIES)
 set(_kp_incs_fixed "")
+set(_kp_has_install_inc OFF)
 if(_kp_incs)
   foreach(_dir IN LISTS _kp_incs)
     if(IS_ABSOLUTE "${_dir}")
       list(APPEND _kp_incs_fixed "$<BUILD_INTERFACE:${_dir}>")
     else()
       list(APPEND _kp_incs_fixed "${_dir}")
+      if(_dir MATCHES "^\\$<INSTALL_INTERFACE:")
+        set(_kp_has_install_inc ON)
+      endif()
     endif()
   endforeach()
 endif()
-list(APPEND _kp_incs_fixed "$<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>")
+if(NOT _kp_has_install_inc)
+  list(APPEND _kp_incs_fixed "$<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>")
+endif()
 set_target_properties(kp PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${_kp_incs_fixed}")
 
 install(TARGETS kp EXPORT libkpTargets
   LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}"
   ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}"
-  RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}"
-  INCLUDES DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
+  RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}")
 install(FILES "${PROJECT_SOURCE_DIR}/include/kp.h" DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
 
 # --- CMake package ---------------------------------------------------------------
@@ -74,15 +79,10 @@ install(FILES
   DESTINATION "${KP_INSTALL_CMAKEDIR}")
 
 # --- pkg-config ------------------------------------------------------------------
-# prefix is computed from the .pc file's own location (${pcfiledir}), so the file
-# stays right after `cmake --install --prefix`; absolute install dirs are kept.
-if(IS_ABSOLUTE "${KP_INSTALL_PKGCONFIGDIR}")
-  set(KP_PC_PREFIX "${CMAKE_INSTALL_PREFIX}")
-else()
-  file(RELATIVE_PATH _kp_pc_up "/prefix/${KP_INSTALL_PKGCONFIGDIR}" "/prefix")
-  string(REGEX REPLACE "/$" "" _kp_pc_up "${_kp_pc_up}")
-  set(KP_PC_PREFIX "\${pcfiledir}/${_kp_pc_up}")
-endif()
+# The prefix is written at install time, so `cmake --install build --prefix P`
+# gives a libkp.pc for P whatever CMAKE_INSTALL_PREFIX was at configure time.
+# Absolute CMAKE_INSTALL_LIBDIR / INCLUDEDIR are kept as they are.
+set(KP_PC_PREFIX "@KP_INSTALL_PREFIX@") # replaced by install(CODE) below
 foreach(_v LIBDIR INCLUDEDIR)
   if(IS_ABSOLUTE "${CMAKE_INSTALL_${_v}}")
     set(KP_PC_${_v} "${CMAKE_INSTALL_${_v}}")
@@ -105,5 +105,10 @@ if(OpenMP_C_FLAGS)
   string(APPEND KP_PC_LIBS_PRIVATE " ${OpenMP_C_FLAGS}")
 endif()
 
-configure_file("${CMAKE_CURRENT_LIST_DIR}/libkp.pc.in" "${PROJECT_BINARY_DIR}/libkp.pc" @ONLY)
+configure_file("${CMAKE_CURRENT_LIST_DIR}/libkp.pc.in" "${PROJECT_BINARY_DIR}/libkp.pc.tmpl" @ONLY)
+install(CODE "
+  file(READ \"${PROJECT_BINARY_DIR}/libkp.pc.tmpl\" _kp_pc)
+  string(REPLACE \"@KP_INSTALL_PREFIX@\" \"\${CMAKE_INSTALL_PREFIX}\" _kp_pc \"\${_kp_pc}\")
+  file(WRITE \"${PROJECT_BINARY_DIR}/libkp.pc\" \"\${_kp_pc}\")
+")
 install(FILES "${PROJECT_BINARY_DIR}/libkp.pc" DESTINATION "${KP_INSTALL_PKGCONFIGDIR}")

@@ -3,6 +3,7 @@
 
 #include <omp.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,7 +117,8 @@ kp_array kp_array_nd(void *data, kp_dtype dtype, int ndim, const int64_t *shape)
     for (int d = ndim - 1; d >= 0; d--) {
         a.shape[d] = shape[d];
         a.strides[d] = stride;
-        stride *= shape[d] > 0 ? shape[d] : 1;
+        /* Saturate: kp_plan_exec then reports the size as too large. */
+        if (__builtin_mul_overflow(stride, shape[d] > 0 ? shape[d] : 1, &stride)) stride = INT64_MAX;
     }
     return a;
 }
