@@ -54,10 +54,11 @@ typedef struct bench_data {
     int n_args;
     kp_array args[BENCH_MAX_ARGS];
     void *buf[BENCH_MAX_ARGS];
+    int64_t out_rows; /* n for axis 1, m for axis 0 */
     int out_dim;
 } bench_data;
 
-/* The plain loop of a case: computes the same reduction into out (n x out_dim). */
+/* The plain loop of a case: computes the same reduction into out (out_rows x out_dim). */
 typedef void (*plain_fn)(const bench_data *d, void *out, int num_threads);
 
 typedef struct bench_case {
@@ -175,6 +176,7 @@ static int make_data(const kp_formula *f, const bench_case *c, kp_dtype dtype, i
     d->dtype = dtype;
     d->n_args = kp_formula_num_args(f);
     d->out_dim = kp_formula_out_dim(f);
+    d->out_rows = kp_formula_axis(f) == 0 ? m : n;
     if (d->n_args > BENCH_MAX_ARGS)
         return 1;
     rng_state = 0x5eed0fba5eULL; /* same data for both dtypes and every case */
@@ -358,13 +360,13 @@ static int run_row(kp_context *ctx, const bench_case *c, kp_dtype dtype, int64_t
         fprintf(stderr, "%s: cannot allocate the data\n", c->name);
         goto done;
     }
-    const size_t out_count = (size_t)n * (size_t)d.out_dim;
+    const size_t out_count = (size_t)d.out_rows * (size_t)d.out_dim;
     out_kp = calloc(out_count, dtype_size(dtype));
     out_plain = calloc(out_count, dtype_size(dtype));
     if (!out_kp || !out_plain)
         goto done;
 
-    kp_call kc = {plan, &d, kp_array_2d(out_kp, dtype, n, d.out_dim), ctx};
+    kp_call kc = {plan, &d, kp_array_2d(out_kp, dtype, d.out_rows, d.out_dim), ctx};
     plain_call pc = {dtype == KP_FLOAT32 ? c->plain_f32 : c->plain_f64, &d, out_plain, o->threads};
     const timing tk = time_best(call_kp, &kc, o);
     const timing tpl = time_best(call_plain, &pc, o);

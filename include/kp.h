@@ -185,6 +185,37 @@ size_t kp_formula_node_count(const kp_formula *f);
  * size > 0); returns the length it needs, excluding the NUL. */
 size_t kp_formula_print(const kp_formula *f, char *buf, size_t size);
 
+/* ---------------------------------------------------------------- gradients */
+
+/*
+ * Gradient of a reduction, as another reduction (reverse mode, O(N+M) memory).
+ *
+ * f computes out = Red(F). kp_formula_grad builds g computing the vector-
+ * Jacobian product  d<out, E>/d(argument k)  for an output gradient E. g takes
+ * f's arguments at the same positions, then:
+ *   position n = kp_formula_num_args(f): E, shaped like f's output (a row
+ *       variable of f's axis: Vi for axis 1, Vj for axis 0, dim out_dim);
+ *   position n+1 (LogSumExp, SumSoftMaxWeight): f's forward output O;
+ *   position n+2 (SumSoftMaxWeight, only when k is a variable of the reduced
+ *       axis): lse = LogSumExp over the reduced axis of F, one scalar per row,
+ *       built by kp_formula_softmax_lse(f).
+ * g's output has one row per point of argument k and k's dimension; for a
+ * parameter, g sums its rows (kp_formula_sums_rows(g) is 1) and its output has
+ * shape (batch..., 1, dim).
+ * Rules: Sum: Grad(F, v, E) reduced over the axis that keeps v's index;
+ * LogSumExp: Grad(F, v, E * Exp(F - O)) (stable: F - O <= 0);
+ * SumSoftMaxWeight: a SumSoftMaxWeight of Grad(G,v,E) + Grad(F,v,(G-O|E)), or
+ * for reduced-axis variables Exp(F - lse) times the same, summed.
+ * Min/Max/KMin-type reductions: KP_ERR_UNSUPPORTED for now.
+ * Since g is an ordinary reduction, kp_formula_grad(g, ...) gives second
+ * derivatives (Hessian-vector products), and so on.
+ */
+kp_status kp_formula_grad(kp_context *ctx, const kp_formula *f, int k, kp_formula **out);
+/* LogSumExp_Reduction(F, axis) of f's F, with f's arguments (for kp_formula_grad). */
+kp_status kp_formula_softmax_lse(kp_context *ctx, const kp_formula *f, kp_formula **out);
+/* 1 if the output rows are summed into one (parameter gradients), else 0. */
+int kp_formula_sums_rows(const kp_formula *f);
+
 /* ---------------------------------------------------------------- plans */
 
 typedef struct kp_plan kp_plan;

@@ -4,9 +4,10 @@
  *
  * Each table row gives a formula F over the aliases x = Vi(dx), y = Vj(dy) and
  * (optionally) p = Pm(dp), and a C function computing F(x_i, y_j, p) in double.
- * The test runs Sum_Reduction(F, 1) on N = 5, M = 41 points (41 crosses SIMD
- * widths 8/16/32 with a ragged tail) and asserts, for every output entry,
- *     |got - ref| <= tol * sum_j |F(x_i, y_j, p)|
+ * The test runs Sum_Reduction(F, 1) and Sum_Reduction(F, 0) on N = 19, M = 41
+ * points (both cross SIMD widths 8/16 with a ragged tail) and asserts, for
+ * every output entry,
+ *     |got - ref| <= tol * sum_j |F(x_i, y_j, p)|     (axis 1; axis 0 alike)
  * with ref = sum_j F computed by a double loop. Inputs are first rounded to the
  * run's dtype, so the reference sees exactly the numbers libkp sees; tol is
  * 1e-12 in float64 and 1e-5 in float32 unless a row says otherwise.
@@ -52,7 +53,7 @@ struct op_case {
     double tol64, tol32;  /* 0: defaults */
 };
 
-enum { N_I = 5, N_J = 41 };
+enum { N_I = 19, N_J = 41 };
 
 /* ------------------------------------------------------------ scalar refs */
 
@@ -484,7 +485,9 @@ typedef struct op_test {
     kp_dtype dtype;
 } op_test;
 
-/* Asserts that Sum_Reduction(F, 1) matches the double reference (see top). */
+/* Asserts that Sum_Reduction(F, 1) and Sum_Reduction(F, 0) match the double
+ * reference (see top): axis 1 sums over the M = 41 j points, axis 0 over the
+ * N = 19 i points (both with a ragged SIMD tail). */
 static void test_op(void **state) {
     const op_test *t = (const op_test *)*state;
     const op_case *c = t->c;
@@ -493,16 +496,16 @@ static void test_op(void **state) {
     kpt_rng_seed(&rng, name_seed(c->name));
 
     size_t nx = (size_t)(N_I * c->dx), ny = (size_t)(N_J * c->dy), np = (size_t)c->dp;
+    size_t nout = (size_t)((N_I > N_J ? N_I : N_J) * c->dout);
     double *x = calloc(nx, sizeof(double)), *y = calloc(ny, sizeof(double));
     double *p = calloc(np ? np : 1, sizeof(double));
-    double *ref = calloc((size_t)(N_I * c->dout), sizeof(double));
-    double *scale = calloc((size_t)(N_I * c->dout), sizeof(double));
-    double *got = calloc((size_t)(N_I * c->dout), sizeof(double));
-    double f[64];
+    double *F = calloc((size_t)(N_I * N_J * c->dout), sizeof(double));
+    double *ref = calloc(nout, sizeof(double)), *scale = calloc(nout, sizeof(double));
+    double *got = calloc(nout, sizeof(double));
     assert_non_null(x);
     assert_non_null(y);
+    assert_non_null(F);
     assert_non_null(got);
-    assert_true(c->dout <= 64);
 
     fill(&rng, x, nx, c->xlo, c->xhi, c->special);
     fill(&rng, y, ny, c->ylo, c->yhi, c->special);
@@ -510,60 +513,315 @@ static void test_op(void **state) {
     kpt_round_to_dtype(x, nx, dt);
     kpt_round_to_dtype(y, ny, dt);
     kpt_round_to_dtype(p, np, dt);
-
     for (int i = 0; i < N_I; i++)
-        for (int j = 0; j < N_J; j++) {
-            c->ref(c, x + i * c->dx, y + j * c->dy, p, f);
-            for (int d = 0; d < c->dout; d++) {
-                ref[i * c->dout + d] += f[d];
-                scale[i * c->dout + d] += fabs(f[d]);
-            }
-        }
+        for (int j = 0; j < N_J; j++) c->ref(c, x + i * c->dx, y + j * c->dy, p, F + (i * N_J + j) * c->dout);
 
-    char text[256], ax[32], ay[32], ap[32];
-    snprintf(text, sizeof text, "Sum_Reduction(%s, 1)", c->formula);
+    char ax[32], ay[32], ap[32];
     snprintf(ax, sizeof ax, "x = Vi(%d)", c->dx);
     snprintf(ay, sizeof ay, "y = Vj(%d)", c->dy);
     snprintf(ap, sizeof ap, "p = Pm(%d)", c->dp);
     const char *aliases[3] = {ax, ay, ap};
     kpt_arg args[3] = {{x, N_I, c->dx}, {y, N_J, c->dy}, {p, -1, c->dp}};
-    size_t n_args = c->dp ? 3 : 2;
-
-    kp_context *ctx = NULL;
-    assert_int_equal(kp_context_new(&ctx), KP_OK);
-    kp_status st = kpt_run(ctx, dt == KP_FLOAT64 ? KPT_VIA_PLAN : KPT_VIA_REDUCE, text, aliases,
-                           n_args, dt, args, n_args, N_I, c->dout, got, 0, NULL, NULL);
-    if (st != KP_OK) print_error("%s: %s\n", text, kp_context_message(ctx));
-    assert_int_equal(st, KP_OK);
-
+    size_t n_args = c->dp ? 3 : 2, bad = 0;
     double tol = dt == KP_FLOAT64 ? (c->tol64 > 0 ? c->tol64 : 1e-12)
                                   : (c->tol32 > 0 ? c->tol32 : 1e-5);
-    size_t bad = kpt_check(text, got, ref, scale, (size_t)(N_I * c->dout), tol, 1e-300);
+    kp_context *ctx = NULL;
+    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    for (int axis = 1; axis >= 0; axis--) {
+        int rows = axis ? N_I : N_J, red = axis ? N_J : N_I;
+        char text[256];
+        snprintf(text, sizeof text, "Sum_Reduction(%s, %d)", c->formula, axis);
+        memset(ref, 0, nout * sizeof(double));
+        memset(scale, 0, nout * sizeof(double));
+        for (int r = 0; r < rows; r++)
+            for (int q = 0; q < red; q++) {
+                const double *f = F + ((axis ? r * N_J + q : q * N_J + r) * c->dout);
+                for (int d = 0; d < c->dout; d++) {
+                    ref[r * c->dout + d] += f[d];
+                    scale[r * c->dout + d] += fabs(f[d]);
+                }
+            }
+        kp_status st = kpt_run(ctx, dt == KP_FLOAT64 ? KPT_VIA_PLAN : KPT_VIA_REDUCE, text,
+                               aliases, n_args, dt, args, n_args, rows, c->dout, got, 0, NULL, NULL);
+        if (st != KP_OK) {
+            print_error("%s: status %d: %s\n", text, (int)st, kp_context_message(ctx));
+            bad++;
+            continue;
+        }
+        bad += kpt_check(text, got, ref, scale, (size_t)(rows * c->dout), tol, 1e-300);
+    }
     kp_context_free(ctx);
     free(x);
     free(y);
     free(p);
+    free(F);
     free(ref);
     free(scale);
     free(got);
     assert_int_equal(bad, 0);
 }
 
+/* ============================================================ pointwise */
+
+/*
+ * Pointwise accuracy over wide domains. Sums hide the error of small terms, so
+ * here each output is ONE value of the op: with x = Vi(1) holding i, z = Vj(1)
+ * holding j and y = Vj(dy) the inputs,
+ *     Sum_Reduction(IfElse(-Square(x - z), OP(y), 0), 1)
+ * gives out_i = OP(y_i) (every other term is the literal 0, selected, not
+ * multiplied), and OP still runs along j in SIMD lanes. Asserts
+ *     |got - ref| <= rtol |ref| + atol
+ * per element, ref = the C library's double result on the dtype-rounded input;
+ * rtol is 5e-6 (float32) / 1e-13 (float64) unless the row says otherwise; atol
+ * is non-zero only for ops whose zeros lie between representable inputs.
+ */
+enum { PW_N = 1024 };
+
+enum {
+    D_EXP,        /* [-87, 88] and |v| < 1e-3 */
+    D_POS_LOG,    /* log-uniform [1e-30, 1e30] and 1 +- 1e-3 */
+    D_SIGNED_LOG, /* +- log-uniform [1e-15, 1e15] */
+    D_TRIG,       /* [-100, 100] and |v| < 1e-4 */
+    D_UNIT,       /* [-1, 1] with -1, 0, 1 and +-1e-6 */
+    D_SMALL_ODD,  /* [-20, 20] and +- log-uniform [1e-8, 1] */
+    D_XLOGX,      /* 0 and log-uniform [1e-30, 1e10] */
+    D_POWF,       /* y0 log-uniform [1e-3, 1e3], y1 in [-5, 5] */
+    D_PAIR_LOG,   /* y0, y1 both +- log-uniform [1e-10, 1e10] */
+    D_POWINT      /* +- [0.1, 10] */
+};
+
+typedef struct pw_case {
+    const char *name;
+    const char *expr; /* over y */
+    int dy;
+    double (*f1)(double);
+    double (*f2)(double, double);
+    int dom;
+    double rtol32, atol32, rtol64, atol64; /* 0: defaults (atol 0) */
+} pw_case;
+
+static double f2_powf(double a, double b) { return pow(a, b); }
+static double f2_atan2(double a, double b) { return atan2(a, b); }
+static double f2_div(double a, double b) { return a / b; }
+static double f_pow7(double v) { return v * v * v * v * v * v * v; }
+static double f_powm3(double v) { return 1.0 / (v * v * v); }
+
+static const pw_case pw_cases[] = {
+    {"Exp", "Exp(y)", 1, f_exp, NULL, D_EXP, 0, 0, 0, 0},
+    {"Log", "Log(y)", 1, f_log, NULL, D_POS_LOG, 0, 1e-7, 0, 1e-16},
+    {"Sqrt", "Sqrt(y)", 1, f_sqrt, NULL, D_POS_LOG, 0, 0, 0, 0},
+    {"Rsqrt", "Rsqrt(y)", 1, f_rsqrt, NULL, D_POS_LOG, 0, 0, 0, 0},
+    {"Inv", "Inv(y)", 1, f_inv, NULL, D_SIGNED_LOG, 0, 0, 0, 0},
+    {"Square", "Square(y)", 1, f_square, NULL, D_SIGNED_LOG, 0, 0, 0, 0},
+    {"Sin", "Sin(y)", 1, f_sin, NULL, D_TRIG, 0, 2e-7, 0, 1e-15},
+    {"Cos", "Cos(y)", 1, f_cos, NULL, D_TRIG, 0, 2e-7, 0, 1e-15},
+    {"Asin", "Asin(y)", 1, f_asin, NULL, D_UNIT, 0, 0, 0, 0},
+    {"Acos", "Acos(y)", 1, f_acos, NULL, D_UNIT, 0, 1e-7, 0, 1e-16},
+    {"Atan", "Atan(y)", 1, f_atan, NULL, D_SIGNED_LOG, 0, 0, 0, 0},
+    {"Tanh", "Tanh(y)", 1, f_tanh, NULL, D_SMALL_ODD, 1e-5, 0, 0, 0},
+    {"Erf", "Erf(y)", 1, f_erf, NULL, D_SMALL_ODD, 1e-5, 0, 0, 0},
+    {"SinXDivX", "SinXDivX(y)", 1, f_sinxdivx, NULL, D_TRIG, 0, 2e-7, 0, 1e-15},
+    {"XLogX", "XLogX(y)", 1, f_xlogx, NULL, D_XLOGX, 0, 1e-7, 0, 1e-16},
+    {"Pow7", "Pow(y, 7)", 1, f_pow7, NULL, D_POWINT, 0, 0, 0, 0},
+    {"Pow_neg3", "Pow(y, -3)", 1, f_powm3, NULL, D_POWINT, 0, 0, 0, 0},
+    {"Powf", "Powf(Elem(y, 0), Elem(y, 1))", 2, NULL, f2_powf, D_POWF, 1e-5, 0, 1e-12, 0},
+    {"Atan2", "Atan2(Elem(y, 0), Elem(y, 1))", 2, NULL, f2_atan2, D_PAIR_LOG, 0, 0, 0, 0},
+    {"Divide", "Elem(y, 0) / Elem(y, 1)", 2, NULL, f2_div, D_PAIR_LOG, 0, 0, 0, 0},
+};
+#define N_PW (sizeof(pw_cases) / sizeof(pw_cases[0]))
+
+static double log_uniform(kpt_rng *r, double lo, double hi) {
+    return exp(kpt_rng_uniform(r, log(lo), log(hi)));
+}
+static double rsign(kpt_rng *r, double v) { return (kpt_rng_u64(r) & 1u) ? -v : v; }
+
+static void pw_fill(kpt_rng *r, int dom, double *y, int dy, size_t n) {
+    static const double unit_special[] = {-1.0, 0.0, 1.0, 1e-6, -1e-6};
+    for (size_t k = 0; k < n; k++) {
+        int alt = k % 4 == 3;
+        double *v = y + k * (size_t)dy;
+        switch (dom) {
+        case D_EXP: v[0] = alt ? kpt_rng_uniform(r, -1e-3, 1e-3) : kpt_rng_uniform(r, -87, 88); break;
+        case D_POS_LOG: v[0] = alt ? 1.0 + kpt_rng_uniform(r, -1e-3, 1e-3) : log_uniform(r, 1e-30, 1e30); break;
+        case D_SIGNED_LOG: v[0] = rsign(r, log_uniform(r, 1e-15, 1e15)); break;
+        case D_TRIG: v[0] = alt ? kpt_rng_uniform(r, -1e-4, 1e-4) : kpt_rng_uniform(r, -100, 100); break;
+        case D_UNIT: v[0] = k % 8 == 7 ? unit_special[(k / 8) % 5] : kpt_rng_uniform(r, -1, 1); break;
+        case D_SMALL_ODD: v[0] = alt ? rsign(r, log_uniform(r, 1e-8, 1)) : kpt_rng_uniform(r, -20, 20); break;
+        case D_XLOGX: v[0] = k % 16 == 5 ? 0.0 : log_uniform(r, 1e-30, 1e10); break;
+        case D_POWF:
+            v[0] = log_uniform(r, 1e-3, 1e3);
+            v[1] = kpt_rng_uniform(r, -5, 5);
+            break;
+        case D_PAIR_LOG:
+            v[0] = rsign(r, log_uniform(r, 1e-10, 1e10));
+            v[1] = rsign(r, log_uniform(r, 1e-10, 1e10));
+            break;
+        default: v[0] = rsign(r, kpt_rng_uniform(r, 0.1, 10)); break;
+        }
+    }
+}
+
+/* Runs out_i = EXPR(y_i) for n points through the IfElse selection above. */
+static kp_status pw_run(kp_context *ctx, const char *expr, int dy, kp_dtype dt, const double *y,
+                        size_t n, double *out) {
+    double *ids = calloc(n, sizeof(double));
+    char text[256], ay[32];
+    if (!ids) return KP_ERR_OOM;
+    for (size_t k = 0; k < n; k++) ids[k] = (double)k;
+    snprintf(text, sizeof text, "Sum_Reduction(IfElse(-Square(x - z), %s, 0), 1)", expr);
+    snprintf(ay, sizeof ay, "y = Vj(%d)", dy);
+    const char *al[] = {"x = Vi(1)", "z = Vj(1)", ay};
+    kpt_arg args[3] = {{ids, (int64_t)n, 1}, {ids, (int64_t)n, 1}, {y, (int64_t)n, dy}};
+    kp_status st = kpt_run(ctx, KPT_VIA_PLAN, text, al, 3, dt, args, 3, (int64_t)n, 1, out, 0,
+                           NULL, NULL);
+    free(ids);
+    return st;
+}
+
+static void test_pointwise(void **state) {
+    const op_test *t = (const op_test *)*state;
+    const pw_case *c = (const pw_case *)(const void *)t->c;
+    kp_dtype dt = t->dtype;
+    kpt_rng rng;
+    kpt_rng_seed(&rng, name_seed(c->name) ^ 0x5eedu);
+    double *y = calloc(PW_N * 2, sizeof(double)), *got = calloc(PW_N, sizeof(double));
+    double *ref = calloc(PW_N, sizeof(double));
+    assert_non_null(y);
+    assert_non_null(got);
+    assert_non_null(ref);
+    pw_fill(&rng, c->dom, y, c->dy, PW_N);
+    kpt_round_to_dtype(y, (size_t)(PW_N * c->dy), dt);
+    for (size_t k = 0; k < PW_N; k++)
+        ref[k] = c->dy == 1 ? c->f1(y[k]) : c->f2(y[2 * k], y[2 * k + 1]);
+    kp_context *ctx = NULL;
+    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    kp_status st = pw_run(ctx, c->expr, c->dy, dt, y, PW_N, got);
+    if (st != KP_OK) print_error("%s: %s\n", c->expr, kp_context_message(ctx));
+    assert_int_equal(st, KP_OK);
+    double rtol = dt == KP_FLOAT32 ? (c->rtol32 > 0 ? c->rtol32 : 5e-6)
+                                   : (c->rtol64 > 0 ? c->rtol64 : 1e-13);
+    double atol = dt == KP_FLOAT32 ? c->atol32 : c->atol64;
+    size_t bad = kpt_check(c->expr, got, ref, NULL, PW_N, rtol, atol > 0 ? atol : 1e-300);
+    if (bad)
+        for (size_t k = 0, shown = 0; k < PW_N && shown < 5; k++)
+            if (fabs(got[k] - ref[k]) > rtol * fabs(ref[k]) + atol) {
+                fprintf(stderr, "    input %.9g%s%.9g\n", y[k * (size_t)c->dy],
+                        c->dy == 2 ? ", " : "", c->dy == 2 ? y[2 * k + 1] : 0.0);
+                shown++;
+            }
+    kp_context_free(ctx);
+    free(y);
+    free(got);
+    free(ref);
+    assert_int_equal(bad, 0);
+}
+
+/* ============================================================ special values */
+
+/*
+ * IEEE special inputs (kp.h: NaN and Inf propagate as IEEE arithmetic says).
+ * Expected values are those of C99 Annex F libm (exp(inf) = inf, exp(-inf) = 0,
+ * log(0) = -inf, sqrt(-1) = NaN, tanh(+-inf) = +-1, atan(inf) = pi/2, ...),
+ * through the KeOps definitions for Rsqrt, XLogX, Sign, Step, ReLU. Overflow
+ * of a finite input (Exp(1000)) must give inf, and Tanh/Erf of large finite
+ * inputs must give +-1, not NaN. Evaluated pointwise as in test_pointwise, with
+ * the list repeated to 40 entries so the SIMD body runs too; asserts exact
+ * equality for non-finite results and rtol 1e-6 otherwise.
+ */
+typedef struct sv_case {
+    const char *expr;
+    double (*f)(double);
+    double in[6];
+    int n;
+} sv_case;
+
+#define INF_ INFINITY
+static const sv_case sv_cases[] = {
+    {"Exp(y)", f_exp, {INF_, -INF_, NAN, 1000, -1000, 0}, 6},
+    {"Log(y)", f_log, {0, INF_, -1, NAN, 1}, 5},
+    {"Sqrt(y)", f_sqrt, {-1, INF_, 0, NAN}, 4},
+    {"Rsqrt(y)", f_rsqrt, {INF_, -1, NAN, 0}, 4},
+    {"Inv(y)", f_inv, {0, INF_, -INF_, NAN}, 4},
+    {"Sin(y)", f_sin, {INF_, -INF_, NAN}, 3},
+    {"Cos(y)", f_cos, {INF_, -INF_, NAN}, 3},
+    {"Tanh(y)", f_tanh, {INF_, -INF_, 100, -100, NAN}, 5},
+    {"Erf(y)", f_erf, {INF_, -INF_, 10, -10, NAN}, 5},
+    {"Atan(y)", f_atan, {INF_, -INF_, NAN}, 3},
+    {"Asin(y)", f_asin, {2, -2, NAN}, 3},
+    {"Acos(y)", f_acos, {2, -2, NAN}, 3},
+    {"Abs(y)", f_abs, {-INF_, NAN, INF_}, 3},
+    {"Square(y)", f_square, {INF_, -INF_, NAN}, 3},
+    {"Sign(y)", f_sign, {INF_, -INF_}, 2},
+    {"Step(y)", f_step, {INF_, -INF_}, 2},
+    {"ReLU(y)", f_relu, {INF_, -INF_}, 2},
+    {"Floor(y)", f_floor, {INF_, -INF_, NAN}, 3},
+    {"XLogX(y)", f_xlogx, {INF_, NAN}, 2},
+};
+#define N_SV (sizeof(sv_cases) / sizeof(sv_cases[0]))
+
+static void test_special_values(void **state) {
+    kp_dtype dt = *(const kp_dtype *)*state;
+    enum { L = 40 };
+    double y[L], got[L], ref[L];
+    size_t bad = 0;
+    kp_context *ctx = NULL;
+    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    for (size_t c = 0; c < N_SV; c++) {
+        for (int k = 0; k < L; k++) {
+            y[k] = sv_cases[c].in[k % sv_cases[c].n];
+            ref[k] = sv_cases[c].f(y[k]);
+        }
+        kp_status st = pw_run(ctx, sv_cases[c].expr, 1, dt, y, L, got);
+        if (st != KP_OK) {
+            fprintf(stderr, "  [%s] status %d: %s\n", sv_cases[c].expr, (int)st,
+                    kp_context_message(ctx));
+            bad++;
+            continue;
+        }
+        char label[64];
+        snprintf(label, sizeof label, "%s %s", sv_cases[c].expr, kpt_dtype_name(dt));
+        size_t b = kpt_check(label, got, ref, NULL, (size_t)sv_cases[c].n, 1e-6, 0);
+        if (b) {
+            for (int k = 0; k < sv_cases[c].n; k++)
+                fprintf(stderr, "    %s(%g) = %g, expected %g\n", sv_cases[c].expr, y[k], got[k], ref[k]);
+        } else {
+            /* the SIMD body sees the same inputs: all repetitions must agree too */
+            b = kpt_check(label, got, ref, NULL, L, 1e-6, 0);
+        }
+        bad += b;
+    }
+    kp_context_free(ctx);
+    assert_int_equal(bad, 0);
+}
+
 int main(void) {
-    size_t n = 2 * N_CASES;
+    static const kp_dtype dts[2] = {KP_FLOAT64, KP_FLOAT32};
+    size_t n = 2 * N_CASES + 2 * N_PW + 2;
     struct CMUnitTest *tests = calloc(n, sizeof *tests);
     op_test *states = calloc(n, sizeof *states);
     char **names = calloc(n, sizeof *names);
     if (!tests || !states || !names) return 1;
     for (size_t k = 0; k < n; k++) {
-        states[k].c = &cases[k / 2];
-        states[k].dtype = k % 2 ? KP_FLOAT32 : KP_FLOAT64;
         names[k] = malloc(128);
         if (!names[k]) return 1;
-        snprintf(names[k], 128, "%s_%s", cases[k / 2].name, kpt_dtype_name(states[k].dtype));
+        states[k].dtype = dts[k % 2];
+        if (k < 2 * N_CASES) {
+            states[k].c = &cases[k / 2];
+            snprintf(names[k], 128, "%s_%s", cases[k / 2].name, kpt_dtype_name(dts[k % 2]));
+            tests[k].test_func = test_op;
+            tests[k].initial_state = &states[k];
+        } else if (k < 2 * N_CASES + 2 * N_PW) {
+            size_t q = (k - 2 * N_CASES) / 2;
+            states[k].c = (const op_case *)(const void *)&pw_cases[q];
+            snprintf(names[k], 128, "pointwise_%s_%s", pw_cases[q].name, kpt_dtype_name(dts[k % 2]));
+            tests[k].test_func = test_pointwise;
+            tests[k].initial_state = &states[k];
+        } else {
+            snprintf(names[k], 128, "special_values_%s", kpt_dtype_name(dts[k % 2]));
+            tests[k].test_func = test_special_values;
+            tests[k].initial_state = (void *)(uintptr_t)&dts[k % 2];
+        }
         tests[k].name = names[k];
-        tests[k].test_func = test_op;
-        tests[k].initial_state = &states[k];
     }
     int failed = _cmocka_run_group_tests("ops", tests, n, NULL, NULL);
     for (size_t k = 0; k < n; k++) free(names[k]);

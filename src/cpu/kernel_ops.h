@@ -169,7 +169,7 @@ static int ew1_tile(kp_op op, REAL *restrict o, const REAL *restrict a) {
         for (int k = 0; k < TILE; k++) o[k] = LM(fabs)(a[k]);
         return 1;
     case KP_OP_RELU:
-        for (int k = 0; k < TILE; k++) o[k] = a[k] > zero ? a[k] : a[k] * zero;
+        for (int k = 0; k < TILE; k++) o[k] = a[k] > zero ? a[k] : (a[k] == a[k] ? zero : a[k]);
         return 1;
     case KP_OP_STEP:
         for (int k = 0; k < TILE; k++) o[k] = a[k] >= zero ? one : (a[k] < zero ? zero : a[k]);

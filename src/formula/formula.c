@@ -14,6 +14,7 @@ void kp_formula_free(kp_formula *f) { free(f); }
 kp_reduction kp_formula_reduction(const kp_formula *f) { return f ? f->red : KP_RED_SUM; }
 int kp_formula_axis(const kp_formula *f) { return f ? f->axis : -1; }
 int kp_formula_num_args(const kp_formula *f) { return f ? f->nargs : 0; }
+int kp_formula_sums_rows(const kp_formula *f) { return f ? f->sum_rows : 0; }
 
 kp_status kp_formula_arg(const kp_formula *f, int k, kp_var_category *category, int *dim) {
     if (!f) return KP_ERR_NULL;
@@ -190,6 +191,7 @@ size_t kp_formula_print(const kp_formula *f, char *buf, size_t size) {
     sink s = {buf, size, 0};
     if (size) buf[0] = '\0';
     if (!f) return 0;
+    if (f->sum_rows) put(&s, "RowSum(");
     put(&s, "%s(", kp__reduction_name(f->red));
     print_node(&s, f->f);
     if (f->red == KP_RED_KMIN || f->red == KP_RED_ARGKMIN || f->red == KP_RED_KMIN_ARGKMIN) put(&s, ",%d", f->K);
@@ -198,6 +200,6 @@ size_t kp_formula_print(const kp_formula *f, char *buf, size_t size) {
         put(&s, ",");
         print_node(&s, f->g);
     }
-    put(&s, ")");
+    put(&s, f->sum_rows ? "))" : ")");
     return s.len;
 }

@@ -20,6 +20,7 @@ struct kp_formula {
     int K;                /* KMin family */
     const kp_node *f;     /* the reduced formula F */
     const kp_node *g;     /* the weight G of SumSoftMaxWeight, else NULL */
+    int sum_rows;         /* sum the output rows into one (parameter gradients): RowSum(...) */
     int nargs;            /* 1 + largest position used */
     kp_arg_info args[KP_MAX_ARGS];
 };

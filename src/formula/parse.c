@@ -24,6 +24,7 @@
 
 #include "core/context.h"
 #include "formula/formula.h"
+#include "formula/grad.h"
 
 typedef enum {
     T_END,
@@ -277,7 +278,8 @@ typedef enum {
     F_NORM2,      /* Norm2(f) */
     F_NORMALIZE,  /* Normalize(f) */
     F_WSQNORM,    /* WeightedSqNorm(s,f) */
-    F_WSQDIST     /* WeightedSqDist(s,f,g) */
+    F_WSQDIST,    /* WeightedSqDist(s,f,g) */
+    F_GRAD        /* Grad(f,v,e): vector-Jacobian product */
 } fkind;
 
 static const struct {
@@ -342,6 +344,7 @@ static const struct {
     {"Normalize", F_NORMALIZE, KP_OP_DOT, 1, 1},
     {"WeightedSqNorm", F_WSQNORM, KP_OP_DOT, 2, 2},
     {"WeightedSqDist", F_WSQDIST, KP_OP_DOT, 3, 3},
+    {"Grad", F_GRAD, KP_OP_DOT, 3, 3},
 };
 
 /* s-weighted squared norm of f: isotropic (dim s = 1), diagonal (dim s = dim f)
@@ -435,6 +438,11 @@ static const kp_node *parse_call(parser *ps, token name) {
                        kp__unary(ctx, KP_OP_RSQRT, kp__binary(ctx, KP_OP_DOT, a.node[0], a.node[0], &st), &st), &st);
         break;
     case F_WSQNORM: r = weighted_sqnorm(ps, a.node[0], a.node[1], col, &st); break;
+    case F_GRAD:
+        if (a.node[1]->op != KP_OP_VAR)
+            return error_at(ps, KP_ERR_PARSE, a.col[1], "Grad: the second argument must be a variable");
+        r = kp__grad(ctx, a.node[0], a.node[1], a.node[2], &st);
+        break;
     case F_WSQDIST: {
         const kp_node *d = kp__binary(ctx, KP_OP_SUB, a.node[1], a.node[2], &st);
         r = d ? weighted_sqnorm(ps, a.node[0], d, col, &st) : NULL;
@@ -605,7 +613,26 @@ static int is_kmin_family(kp_reduction r) {
     return r == KP_RED_KMIN || r == KP_RED_ARGKMIN || r == KP_RED_KMIN_ARGKMIN;
 }
 
-static int parse_reduction(parser *ps) {
+static int parse_reduction(parser *ps, int nested);
+
+/* RowSum(reduction): the rows of the reduction summed into one (how parameter
+ * gradients are printed; not in KeOps). */
+static int parse_top(parser *ps) {
+    if (!tok_is(&ps->tok, "RowSum")) return parse_reduction(ps, 0);
+    next(ps);
+    if (!expect(ps, T_LPAR, "'(' after RowSum")) return 0;
+    ps->f->sum_rows = 1;
+    if (!parse_reduction(ps, 1)) return 0;
+    if (!expect(ps, T_RPAR, "')' closing RowSum")) return 0;
+    if (ps->tok.kind != T_END) {
+        char buf[64];
+        error_at(ps, KP_ERR_PARSE, ps->tok.col, "unexpected %s after RowSum(...)", tok_desc(&ps->tok, buf, sizeof buf));
+        return 0;
+    }
+    return 1;
+}
+
+static int parse_reduction(parser *ps, int nested) {
     token t = ps->tok;
     char buf[64];
     size_t nr = sizeof reductions / sizeof reductions[0], k;
@@ -667,7 +694,7 @@ static int parse_reduction(parser *ps) {
             return 0;
         }
     }
-    if (ps->tok.kind != T_END) {
+    if (!nested && ps->tok.kind != T_END) {
         error_at(ps, KP_ERR_PARSE, ps->tok.col, "unexpected %s after the reduction", tok_desc(&ps->tok, buf, sizeof buf));
         return 0;
     }
@@ -793,7 +820,7 @@ kp_status kp_formula_parse(kp_context *ctx, const char *text, const char *const 
         ps.where = "formula";
         ps.text = ps.p = text;
         next(&ps);
-        if (!parse_reduction(&ps)) st = ps.st != KP_OK ? ps.st : KP_ERR_PARSE;
+        if (!parse_top(&ps)) st = ps.st != KP_OK ? ps.st : KP_ERR_PARSE;
     }
     free(al);
     if (st != KP_OK) {

@@ -68,7 +68,7 @@
         case KP_OP_ABS: return KP__M(fabs, F)(a);                                     \
         case KP_OP_SIGN: return a > 0 ? (T)1 : (a < 0 ? (T)-1 : a * (T)0);            \
         case KP_OP_STEP: return a >= 0 ? (T)1 : (a < 0 ? (T)0 : a);                   \
-        case KP_OP_RELU: return a > 0 ? a : a * (T)0;                                 \
+        case KP_OP_RELU: return a > 0 ? a : (a == a ? (T)0 : a);                           \
         case KP_OP_FLOOR: return KP__M(floor, F)(a);                                  \
         case KP_OP_ROUND: {                                                           \
             T scale = (T)1;                                                           \

@@ -1,4 +1,5 @@
 /* plan.c — kp_plan: a lowered formula for one dtype; validation of the arrays of a call. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@ struct kp_plan {
     int nargs;
     kp_arg_info args[KP_MAX_ARGS];
     int out_dim, out_index_dim;
+    int sum_rows;
 };
 
 kp_status kp_plan_new(kp_context *ctx, const kp_formula *f, kp_dtype dtype, kp_plan **out) {
@@ -36,6 +38,7 @@ kp_status kp_plan_new(kp_context *ctx, const kp_formula *f, kp_dtype dtype, kp_p
     memcpy(p->args, f->args, sizeof p->args);
     p->out_dim = kp_formula_out_dim(f);
     p->out_index_dim = kp_formula_out_index_dim(f);
+    p->sum_rows = f->sum_rows;
     *out = p;
     return KP_OK;
 }
@@ -105,6 +108,47 @@ static kp_status match_batch(kp_context *ctx, const kp_array *a, int a_nb, const
     return KP_OK;
 }
 
+/* Runs job into a temporary (batch..., rows, dim) array, then writes the sum of
+ * its rows (accumulated in double, in row order) into the job's 1-row output. */
+static kp_status run_summing_rows(kp_context *ctx, kp_cpu_job *job, int dim) {
+    size_t esz = job->dtype == KP_FLOAT32 ? sizeof(float) : sizeof(double);
+    int64_t per_batch, count, bytes;
+    if (!kp__mul_size(job->nrows, dim, &per_batch) || !kp__mul_size(per_batch, job->nbatch, &count) ||
+        !kp__mul_size(count, (int64_t)esz, &bytes))
+        return kp__fail(ctx, KP_ERR_TOO_LARGE, "row-summed output: temporary too large");
+    char *tmp = malloc((size_t)bytes + 1);
+    if (!tmp) return kp__fail(ctx, KP_ERR_OOM, "out of memory for %lld bytes of per-row results", (long long)bytes);
+    kp_cpu_arg user = job->out;
+    job->out.base = tmp;
+    job->out.row_stride = dim;
+    job->out.comp_stride = 1;
+    int64_t stride = per_batch;
+    for (int d = job->nbatch_dims - 1; d >= 0; d--) {
+        job->out.batch_stride[d] = stride;
+        stride *= job->batch_shape[d];
+    }
+    kp_status st = kp__cpu_run(ctx, job);
+    for (int64_t b = 0; st == KP_OK && b < job->nbatch; b++) {
+        int64_t off = 0, rem = b;
+        for (int d = job->nbatch_dims - 1; d >= 0; d--) {
+            off += (rem % job->batch_shape[d]) * user.batch_stride[d];
+            rem /= job->batch_shape[d];
+        }
+        for (int c = 0; c < dim; c++) {
+            double sum = 0;
+            for (int64_t r = 0; r < job->nrows; r++) {
+                int64_t at = b * per_batch + r * dim + c;
+                sum += job->dtype == KP_FLOAT32 ? (double)((const float *)tmp)[at] : ((const double *)tmp)[at];
+            }
+            int64_t o = off + c * user.comp_stride;
+            if (job->dtype == KP_FLOAT32) ((float *)(uintptr_t)user.base)[o] = (float)sum;
+            else ((double *)(uintptr_t)user.base)[o] = sum;
+        }
+    }
+    free(tmp);
+    return st;
+}
+
 kp_status kp_plan_exec(kp_plan *plan, const kp_array *args, size_t n_args, kp_array *out, kp_array *out_index,
                        const kp_exec_options *options) {
     if (!plan) return KP_ERR_NULL;
@@ -172,12 +216,19 @@ kp_status kp_plan_exec(kp_plan *plan, const kp_array *args, size_t n_args, kp_ar
 
     /* Sizes: nx points indexed by i, ny by j, from the arguments. */
     int64_t n_of[2] = {opt.nx, opt.ny};
-    int row_is_i = prog->axis == 1;
-    n_of[row_is_i ? 0 : 1] = n_of[row_is_i ? 0 : 1] >= 0 && n_of[row_is_i ? 0 : 1] != rows ? -2 : rows;
-    if (n_of[row_is_i ? 0 : 1] == -2) {
+    int row_is_i = prog->axis == 1, ri = row_is_i ? 0 : 1;
+    if (plan->sum_rows) { /* the rows are summed: the output has one, the arguments say how many */
+        if (rows != 1) {
+            st = kp__fail(ctx, KP_ERR_SHAPE, "this formula sums its rows: the output must have 1 row, got %lld",
+                          (long long)rows);
+            goto done;
+        }
+    } else if (n_of[ri] >= 0 && n_of[ri] != rows) {
         st = kp__fail(ctx, KP_ERR_SHAPE, "output has %lld rows but the options say %lld", (long long)rows,
-                      (long long)(row_is_i ? opt.nx : opt.ny));
+                      (long long)n_of[ri]);
         goto done;
+    } else {
+        n_of[ri] = rows;
     }
     for (int k = 0; k < plan->nargs; k++) {
         const kp_arg_info *info = &plan->args[k];
@@ -219,8 +270,13 @@ kp_status kp_plan_exec(kp_plan *plan, const kp_array *args, size_t n_args, kp_ar
         }
         if ((st = match_batch(ctx, a, nb, job, ca, what)) != KP_OK) goto done;
     }
-    job->nrows = rows;
-    job->ncols = n_of[row_is_i ? 1 : 0];
+    job->nrows = n_of[ri];
+    job->ncols = n_of[1 - ri];
+    if (job->nrows < 0) {
+        st = kp__fail(ctx, KP_ERR_SHAPE, "no argument tells the number of rows: set kp_exec_options.%s",
+                      row_is_i ? "nx" : "ny");
+        goto done;
+    }
     if (job->ncols < 0) {
         st = kp__fail(ctx, KP_ERR_SHAPE, "no %s argument tells the number of %s points: set kp_exec_options.%s",
                       row_is_i ? "Vj" : "Vi", row_is_i ? "j" : "i", row_is_i ? "ny" : "nx");
@@ -231,7 +287,7 @@ kp_status kp_plan_exec(kp_plan *plan, const kp_array *args, size_t n_args, kp_ar
                       (long long)job->ncols);
         goto done;
     }
-    st = kp__cpu_run(ctx, job);
+    st = plan->sum_rows ? run_summing_rows(ctx, job, plan->out_dim) : kp__cpu_run(ctx, job);
 done:
     free(job);
     return st;

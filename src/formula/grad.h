@@ -1,0 +1,10 @@
+/* grad.h — symbolic derivatives of formula DAGs (see grad.c). */
+#ifndef KP_FORMULA_GRAD_H
+#define KP_FORMULA_GRAD_H
+
+#include "formula/node.h"
+
+/* sum_c e_c dF_c/dv: dimension of v. v must be a variable, dim e == dim F. */
+const kp_node *kp__grad(kp_context *ctx, const kp_node *f, const kp_node *v, const kp_node *e, kp_status *st);
+
+#endif

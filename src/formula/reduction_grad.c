@@ -1,0 +1,127 @@
+/*
+ * reduction_grad.c — gradients of reductions are reductions (see kp_formula_grad in kp.h).
+ *
+ * Notation: out_i = Red_j F_ij, E_i = d loss / d out_i (a new row variable),
+ * v = the argument differentiated, of category R (row: Vi for axis 1), C
+ * (reduced: Vj for axis 1) or P (parameter).
+ *
+ *   Sum:        d<out,E>/dv = sum_j Grad(F_ij, v, E_i)
+ *   LogSumExp:  out = log sum_j exp F  =>  sum_j Grad(F_ij, v, E_i * exp(F_ij - out_i))
+ *   SumSoftMaxWeight, out_i = sum_j s_ij G_ij with s_ij = softmax_j(F_ij):
+ *               d<out,E> = sum_j s_ij [ <dG_ij, E_i> + (G_ij - out_i | E_i) dF_ij ]
+ *               = SumSoftMaxWeight_j(F, H) with H = Grad(G,v,E) + Grad(F,v,(G-O|E)) for R and P;
+ *               for C the sum runs over i, so s_ij = exp(F_ij - lse_i) is written out.
+ *
+ * A sum over j keeps i-indexed rows (R: reduce on f's axis); a C variable
+ * collects over i (reduce on the other axis); a parameter sums everything
+ * (reduce on f's axis, then sum the rows: sum_rows).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/context.h"
+#include "formula/formula.h"
+#include "formula/grad.h"
+
+static kp_formula *copy_header(kp_context *ctx, const kp_formula *f) {
+    kp_formula *g = calloc(1, sizeof *g);
+    if (!g) return NULL;
+    g->ctx = ctx;
+    g->nargs = f->nargs;
+    memcpy(g->args, f->args, sizeof g->args);
+    return g;
+}
+
+/* Adds argument position pos as (cat, dim) to g and returns its variable node. */
+static const kp_node *add_arg(kp_context *ctx, kp_formula *g, int pos, kp_var_category cat, int dim, kp_status *st) {
+    if (pos >= KP_MAX_ARGS) {
+        *st = kp__fail(ctx, KP_ERR_ARGUMENT, "too many arguments for a gradient formula (at most %d)", KP_MAX_ARGS);
+        return NULL;
+    }
+    g->args[pos].used = 1;
+    g->args[pos].cat = cat;
+    g->args[pos].dim = dim;
+    if (pos + 1 > g->nargs) g->nargs = pos + 1;
+    return kp__var(ctx, cat, pos, dim, st);
+}
+
+kp_status kp_formula_softmax_lse(kp_context *ctx, const kp_formula *f, kp_formula **out) {
+    if (!ctx) return KP_ERR_NULL;
+    if (!f || !out) return kp__fail(ctx, KP_ERR_NULL, "formula or out is NULL");
+    kp_formula *g = copy_header(ctx, f);
+    if (!g) return kp__fail(ctx, KP_ERR_OOM, "out of memory");
+    g->red = KP_RED_LOGSUMEXP;
+    g->axis = f->axis;
+    g->f = f->f;
+    *out = g;
+    return KP_OK;
+}
+
+kp_status kp_formula_grad(kp_context *ctx, const kp_formula *f, int k, kp_formula **out) {
+    if (!ctx) return KP_ERR_NULL;
+    if (!f || !out) return kp__fail(ctx, KP_ERR_NULL, "formula or out is NULL");
+    if (k < 0 || k >= f->nargs || !f->args[k].used)
+        return kp__fail(ctx, KP_ERR_ARGUMENT, "argument %d is not used by the formula", k);
+    switch (f->red) {
+    case KP_RED_SUM:
+    case KP_RED_LOGSUMEXP:
+    case KP_RED_SUMSOFTMAXWEIGHT: break;
+    case KP_RED_MIN:
+    case KP_RED_MAX:
+    case KP_RED_ARGMIN:
+    case KP_RED_ARGMAX:
+    case KP_RED_MIN_ARGMIN:
+    case KP_RED_MAX_ARGMAX:
+    case KP_RED_KMIN:
+    case KP_RED_ARGKMIN:
+    case KP_RED_KMIN_ARGKMIN:
+        return kp__fail(ctx, KP_ERR_UNSUPPORTED, "gradients of %s are not implemented yet", kp__reduction_name(f->red));
+    }
+    kp_var_category row_cat = f->axis == 1 ? KP_VAR_I : KP_VAR_J;
+    kp_var_category vcat = f->args[k].cat;
+    kp_status st = KP_OK;
+    kp_formula *g = copy_header(ctx, f);
+    if (!g) return kp__fail(ctx, KP_ERR_OOM, "out of memory");
+    int n = f->nargs, out_dim = kp_formula_out_dim(f);
+    const kp_node *v = kp__var(ctx, vcat, k, f->args[k].dim, &st);
+    /* A row-summed f has one output row for all rows: its gradient E is the
+     * same for every row, a parameter. */
+    const kp_node *E = add_arg(ctx, g, n, f->sum_rows ? KP_VAR_PARAM : row_cat, out_dim, &st);
+    const kp_node *F = f->f, *H = NULL;
+    g->red = KP_RED_SUM;
+    g->axis = vcat == row_cat || vcat == KP_VAR_PARAM ? f->axis : 1 - f->axis;
+    g->sum_rows = vcat == KP_VAR_PARAM;
+    if (st != KP_OK) {
+    } else if (f->red == KP_RED_SUM) {
+        H = kp__grad(ctx, F, v, E, &st);
+    } else if (f->red == KP_RED_LOGSUMEXP) {
+        {
+            const kp_node *O = add_arg(ctx, g, n + 1, row_cat, out_dim, &st);
+            const kp_node *w = kp__unary(ctx, KP_OP_EXP, kp__binary(ctx, KP_OP_SUB, F, O, &st), &st);
+            H = kp__grad(ctx, F, v, kp__binary(ctx, KP_OP_MUL, E, w, &st), &st);
+        }
+    } else { /* SumSoftMaxWeight */
+        {
+            const kp_node *G = f->g;
+            const kp_node *O = add_arg(ctx, g, n + 1, row_cat, out_dim, &st);
+            const kp_node *seed = kp__binary(ctx, KP_OP_DOT, kp__binary(ctx, KP_OP_SUB, G, O, &st), E, &st);
+            H = kp__binary(ctx, KP_OP_ADD, kp__grad(ctx, G, v, E, &st), kp__grad(ctx, F, v, seed, &st), &st);
+            if (vcat == row_cat || vcat == KP_VAR_PARAM) {
+                g->red = KP_RED_SUMSOFTMAXWEIGHT;
+                g->f = F;
+                g->g = H;
+            } else {
+                const kp_node *L = add_arg(ctx, g, n + 2, row_cat, 1, &st);
+                H = kp__binary(ctx, KP_OP_MUL, kp__unary(ctx, KP_OP_EXP, kp__binary(ctx, KP_OP_SUB, F, L, &st), &st),
+                               H, &st);
+            }
+        }
+    }
+    if (st != KP_OK || !H) {
+        free(g);
+        return st != KP_OK ? st : kp__fail(ctx, KP_ERR_INTERNAL, "gradient construction failed");
+    }
+    if (g->red == KP_RED_SUM) g->f = H;
+    *out = g;
+    return KP_OK;
+}
