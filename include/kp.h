@@ -196,6 +196,11 @@ size_t kp_formula_print(const kp_formula *f, char *buf, size_t size);
  *   position n = kp_formula_num_args(f): E, shaped like f's output (a row
  *       variable of f's axis: Vi for axis 1, Vj for axis 0, dim out_dim);
  *   position n+1 (LogSumExp, SumSoftMaxWeight): f's forward output O;
+ *   position n+1 (Min, Max, Min_ArgMin, Max_ArgMax, KMin, KMin_ArgKMin): the
+ *       forward's indices (the out_index of kp_formula_with_indices(f), the
+ *       same reduction with its indices), converted to numbers of the plan's
+ *       dtype; float32 plans hold them exactly below 2^24 points (more is
+ *       KP_ERR_TOO_LARGE at execution);
  *   position n+2 (SumSoftMaxWeight, only when k is a variable of the reduced
  *       axis): lse = LogSumExp over the reduced axis of F, one scalar per row,
  *       built by kp_formula_softmax_lse(f).
@@ -206,11 +211,17 @@ size_t kp_formula_print(const kp_formula *f, char *buf, size_t size);
  * LogSumExp: Grad(F, v, E * Exp(F - O)) (stable: F - O <= 0);
  * SumSoftMaxWeight: a SumSoftMaxWeight of Grad(G,v,E) + Grad(F,v,(G-O|E)), or
  * for reduced-axis variables Exp(F - lse) times the same, summed.
- * Min/Max/KMin-type reductions: KP_ERR_UNSUPPORTED for now.
+ * Min/Max/KMin values: the gradient flows to the selected points only,
+ * Grad(F, v, sum_k E_k [index == J_k]) (at ties: to the smallest index, the
+ * one the forward selected). ArgMin, ArgMax, ArgKMin: zero gradient (g's
+ * formula is Zero; it takes no extra argument).
  * Since g is an ordinary reduction, kp_formula_grad(g, ...) gives second
  * derivatives (Hessian-vector products), and so on.
  */
 kp_status kp_formula_grad(kp_context *ctx, const kp_formula *f, int k, kp_formula **out);
+/* The Min_ArgMin / Max_ArgMax / KMin_ArgKMin version of a Min/Max/KMin-type
+ * reduction: the forward to run when its gradient will be needed. */
+kp_status kp_formula_with_indices(kp_context *ctx, const kp_formula *f, kp_formula **out);
 /* LogSumExp_Reduction(F, axis) of f's F, with f's arguments (for kp_formula_grad). */
 kp_status kp_formula_softmax_lse(kp_context *ctx, const kp_formula *f, kp_formula **out);
 /* 1 if the output rows are summed into one (parameter gradients), else 0. */

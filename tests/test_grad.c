@@ -44,8 +44,9 @@ static int64_t out_rows(const problem *p, const kp_formula *f) {
     return kp_formula_axis(f) == 1 ? p->N : p->M;
 }
 
-/* Runs f in float64 on p's arrays; out is malloc'd (rows x out_dim). */
-static double *run(kp_context *ctx, const kp_formula *f, const problem *p) {
+/* Runs f in float64 on p's arrays; returns the values (rows x out_dim), or with
+ * want_index the int64 indices converted to doubles; malloc'd. */
+static double *run_any(kp_context *ctx, const kp_formula *f, const problem *p, int want_index) {
     kp_plan *plan = NULL;
     KPT_ASSERT_OK(ctx, kp_plan_new(ctx, f, KP_FLOAT64, &plan));
     int na = kp_formula_num_args(f);
@@ -58,12 +59,22 @@ static double *run(kp_context *ctx, const kp_formula *f, const problem *p) {
                                       : kp_array_2d(p->data[k], KP_FLOAT64, arg_rows(p, cat), dim);
     }
     int64_t rows = out_rows(p, f);
-    int dim = kp_formula_out_dim(f);
-    double *out = calloc((size_t)(rows * dim + 1), sizeof *out);
-    kp_array o = kp_array_2d(out, KP_FLOAT64, rows, dim);
-    KPT_ASSERT_OK(ctx, kp_plan_exec(plan, args, (size_t)na, &o, NULL, NULL));
+    int dim = kp_formula_out_dim(f), idim = kp_formula_out_index_dim(f);
+    double *out = calloc((size_t)(rows * (dim > idim ? dim : idim) + 1), sizeof *out);
+    int64_t *idx = calloc((size_t)(rows * idim + 1), sizeof *idx);
+    kp_array o = kp_array_2d(out, KP_FLOAT64, rows, dim), oi = kp_array_2d(idx, KP_INT64, rows, idim);
+    KPT_ASSERT_OK(ctx, kp_plan_exec(plan, args, (size_t)na, dim ? &o : NULL, idim ? &oi : NULL, NULL));
+    if (want_index)
+        for (int64_t e = 0; e < rows * idim; e++) out[e] = (double)idx[e];
+    free(idx);
     kp_plan_free(plan);
     return out;
+}
+
+static double *run(kp_context *ctx, const kp_formula *f, const problem *p) { return run_any(ctx, f, p, 0); }
+
+static int is_selection(kp_reduction r) {
+    return r != KP_RED_SUM && r != KP_RED_LOGSUMEXP && r != KP_RED_SUMSOFTMAXWEIGHT;
 }
 
 static double dot(const double *a, const double *b, size_t n) {
@@ -85,7 +96,14 @@ static void grad_inputs(kp_context *ctx, const kp_formula *f, const kp_formula *
     int n = kp_formula_num_args(f);
     p->data[n] = E;
     int ng = kp_formula_num_args(g);
-    if (ng > n + 1) p->data[n + 1] = run(ctx, f, p);
+    if (ng > n + 1 && is_selection(kp_formula_reduction(f))) {
+        kp_formula *fi; /* the forward with its indices */
+        KPT_ASSERT_OK(ctx, kp_formula_with_indices(ctx, f, &fi));
+        p->data[n + 1] = run_any(ctx, fi, p, 1);
+        kp_formula_free(fi);
+    } else if (ng > n + 1) {
+        p->data[n + 1] = run(ctx, f, p);
+    }
     if (ng > n + 2) {
         kp_formula *lse;
         KPT_ASSERT_OK(ctx, kp_formula_softmax_lse(ctx, f, &lse));
@@ -135,6 +153,7 @@ static double check_grad_fd(kp_context *ctx, const kp_formula *f, problem *p, in
         p->data[k][e] = x0;
         double fd = (lp - lm) / (2 * h);
         maxerr = fmax(maxerr, fabs(fd - G[e]) / maxg);
+        if (getenv("KPT_DEBUG_GRAD")) printf("    e=%zu fd=%g G=%g\n", e, fd, G[e]);
     }
     if (maxerr > 1e-6) print_message("  [%s] arg %d: finite-difference error %.3g (max |grad| %.3g)\n", label, k, maxerr, maxg);
     kp_formula_free(g);
@@ -198,6 +217,13 @@ static const grad_case sum_cases[] = {
     {"LogSumExp_Reduction(-SqDist(x,y)*s + b, %d)", -1, 1},
     {"LogSumExp_Reduction(x*y*s + u, %d)", -1, 1},
     {"SumSoftMaxWeight_Reduction(-SqDist(x,y)*s + b, %d, y*u)", -1, 1},
+    {"Min_Reduction(SqDist(x,y)*b + u*s, %d)", -1, 1},
+    {"Max_ArgMax_Reduction(x*y + b*s, %d)", -1, 1},
+    {"Min_ArgMin_Reduction(Exp(x-y)*u, %d)", -1, 1},
+    {"KMin_Reduction(SqDist(x,y) + u*b*s, 3, %d)", -1, 1},
+    {"KMin_ArgKMin_Reduction(x - y*b, 2, %d)", -1, 1},
+    {"ArgMin_Reduction(SqDist(x,y)*b, %d)", -1, 1},
+    {"ArgKMin_Reduction(SqDist(x,y)*b, 2, %d)", -1, 1},
 };
 
 static void test_fd_all_ops(void **state) {
@@ -352,11 +378,15 @@ static void test_grad_in_formula(void **state) {
     assert_int_equal(kp_formula_parse(ctx, "Sum_Reduction(Grad(Exp(x), x*2, e), 1)", al, 6, &bad), KP_ERR_PARSE);
     assert_non_null(strstr(kp_context_message(ctx), "col 28"));
     assert_int_equal(kp_formula_parse(ctx, "Sum_Reduction(Grad(Exp(x), x, u), 1)", al, 6, &bad), KP_ERR_SHAPE);
-    /* Unsupported reductions say so. */
-    kp_formula *m = NULL;
-    KPT_ASSERT_OK(ctx, kp_formula_parse(ctx, "Min_Reduction(SqDist(x,y), 1)", al, 5, &m));
-    assert_int_equal(kp_formula_grad(ctx, m, 0, &bad), KP_ERR_UNSUPPORTED);
+    /* Indices for Min-type gradients; none for a Sum; unused arguments are refused. */
+    kp_formula *m = NULL, *mi = NULL;
+    KPT_ASSERT_OK(ctx, kp_formula_parse(ctx, "KMin_Reduction(SqDist(x,y), 2, 1)", al, 5, &m));
+    KPT_ASSERT_OK(ctx, kp_formula_with_indices(ctx, m, &mi));
+    assert_int_equal(kp_formula_reduction(mi), KP_RED_KMIN_ARGKMIN);
+    assert_int_equal(kp_formula_out_index_dim(mi), 2);
+    assert_int_equal(kp_formula_with_indices(ctx, f, &bad), KP_ERR_ARGUMENT);
     assert_int_equal(kp_formula_grad(ctx, f, 9, &bad), KP_ERR_ARGUMENT);
+    kp_formula_free(mi);
     kp_formula_free(m);
     kp_formula_free(g);
     kp_formula_free(h);

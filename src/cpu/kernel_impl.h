@@ -109,6 +109,8 @@ static void run_row_program(const kp_cpu_job *job, const batch_ptrs *bp, int64_t
             for (int c = 0; c < ins->out.dim; c++) o[c] = src[c * a->comp_stride];
         } else if (ins->op == KP_OP_CONST) {
             for (int c = 0; c < ins->out.dim; c++) o[c] = (REAL)ins->value;
+        } else if (ins->op == KP_OP_INDEX) {
+            o[0] = (REAL)r;
         } else {
             exec_op(ins, 1, view_of(ins->out, rowv, NULL, NULL), view_of(ins->in[0], rowv, NULL, NULL),
                     view_of(ins->in[1], rowv, NULL, NULL), view_of(ins->in[2], rowv, NULL, NULL));
@@ -132,6 +134,11 @@ static void run_col_program(const kp_cpu_job *job, const batch_ptrs *bp, int64_t
                     for (int k = 0; k < len; k++) o[k] = s[k * a->row_stride];
                 for (int k = len; k < TILE; k++) o[k] = 0;
             }
+            continue;
+        }
+        if (ins->op == KP_OP_INDEX) {
+            REAL *o = colbuf + (size_t)ins->out.off * TILE;
+            for (int k = 0; k < TILE; k++) o[k] = (REAL)(j0 + k);
             continue;
         }
         exec_op(ins, TILE, view_of(ins->out, rowv, colbuf, NULL), view_of(ins->in[0], rowv, colbuf, NULL),

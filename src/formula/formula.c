@@ -97,6 +97,7 @@ static void print_node(sink *s, const kp_node *n) {
     const char *infix = NULL;
     switch (n->op) {
     case KP_OP_VAR: put(s, "%s(%d,%d)", cats[n->ip[0]], n->ip[1], n->dim); return;
+    case KP_OP_INDEX: put(s, n->ip[0] == KP_VAR_I ? "IndexI()" : "IndexJ()"); return;
     case KP_OP_CONST:
         if (n->dim == 1) print_number(s, n->value);
         else if (n->value == 0) put(s, "Zero(%d)", n->dim);

@@ -55,7 +55,8 @@ static const kp_node *vjp_rule(rules *R, const kp_node *n, int k, const kp_node 
     const kp_node *a = n->child[0], *b = n->nchild > 1 ? n->child[1] : NULL, *c = n->nchild > 2 ? n->child[2] : NULL;
     switch (n->op) {
     case KP_OP_VAR:
-    case KP_OP_CONST: return NULL;
+    case KP_OP_CONST:
+    case KP_OP_INDEX: return NULL;
     case KP_OP_ADD: return g;
     case KP_OP_SUB: return k == 0 ? g : NEG(g);
     case KP_OP_MUL: return MUL(g, k == 0 ? b : a);

@@ -129,7 +129,7 @@ static const kp_node *intern(kp_context *ctx, kp_node proto, kp_status *st) {
     kp_node_store *s = ctx->nodes;
     proto.deps = 0;
     for (int k = 0; k < proto.nchild; k++) proto.deps |= proto.child[k]->deps;
-    if (proto.op == KP_OP_VAR)
+    if (proto.op == KP_OP_VAR || proto.op == KP_OP_INDEX)
         proto.deps = proto.ip[0] == KP_VAR_I ? KP_DEP_I : proto.ip[0] == KP_VAR_J ? KP_DEP_J : KP_DEP_P;
     proto.hash = hash_node(&proto);
     size_t slot = (size_t)(proto.hash & (s->nbuckets - 1));
@@ -184,6 +184,12 @@ const kp_node *kp__const(kp_context *ctx, double value, int dim, kp_status *st) 
         return shape_error(ctx, st, "dimension must be in [1, %d], got %d", KP_MAX_FORMULA_DIM, dim);
     kp_node p = proto_of(KP_OP_CONST, dim);
     p.value = value == 0 ? 0.0 : value; /* one zero: -0.0 folds to +0.0 */
+    return intern(ctx, p, st);
+}
+
+const kp_node *kp__index(kp_context *ctx, kp_var_category cat, kp_status *st) {
+    kp_node p = proto_of(KP_OP_INDEX, 1);
+    p.ip[0] = (int)cat;
     return intern(ctx, p, st);
 }
 

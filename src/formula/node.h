@@ -51,6 +51,8 @@ int kp__op_arity(kp_op op);
  * position) in ctx with the status in *status (KP_ERR_SHAPE or KP_ERR_OOM). */
 const kp_node *kp__var(kp_context *ctx, kp_var_category cat, int pos, int dim, kp_status *st);
 const kp_node *kp__const(kp_context *ctx, double value, int dim, kp_status *st);
+/* The index of the current point of category cat (KP_VAR_I or KP_VAR_J), as a number. */
+const kp_node *kp__index(kp_context *ctx, kp_var_category cat, kp_status *st);
 const kp_node *kp__unary(kp_context *ctx, kp_op op, const kp_node *a, kp_status *st);
 const kp_node *kp__binary(kp_context *ctx, kp_op op, const kp_node *a, const kp_node *b, kp_status *st);
 const kp_node *kp__ternary(kp_context *ctx, kp_op op, const kp_node *a, const kp_node *b,

@@ -279,7 +279,8 @@ typedef enum {
     F_NORMALIZE,  /* Normalize(f) */
     F_WSQNORM,    /* WeightedSqNorm(s,f) */
     F_WSQDIST,    /* WeightedSqDist(s,f,g) */
-    F_GRAD        /* Grad(f,v,e): vector-Jacobian product */
+    F_GRAD,       /* Grad(f,v,e): vector-Jacobian product */
+    F_INDEX       /* IndexI(), IndexJ(): the current point's index (gradients of Min/Max) */
 } fkind;
 
 static const struct {
@@ -345,6 +346,8 @@ static const struct {
     {"WeightedSqNorm", F_WSQNORM, KP_OP_DOT, 2, 2},
     {"WeightedSqDist", F_WSQDIST, KP_OP_DOT, 3, 3},
     {"Grad", F_GRAD, KP_OP_DOT, 3, 3},
+    {"IndexI", F_INDEX, KP_OP_INDEX, 0, 0},
+    {"IndexJ", F_INDEX, KP_OP_INDEX, 0, 0},
 };
 
 /* s-weighted squared norm of f: isotropic (dim s = 1), diagonal (dim s = dim f)
@@ -438,6 +441,7 @@ static const kp_node *parse_call(parser *ps, token name) {
                        kp__unary(ctx, KP_OP_RSQRT, kp__binary(ctx, KP_OP_DOT, a.node[0], a.node[0], &st), &st), &st);
         break;
     case F_WSQNORM: r = weighted_sqnorm(ps, a.node[0], a.node[1], col, &st); break;
+    case F_INDEX: r = kp__index(ctx, fname[5] == 'I' ? KP_VAR_I : KP_VAR_J, &st); break;
     case F_GRAD:
         if (a.node[1]->op != KP_OP_VAR)
             return error_at(ps, KP_ERR_PARSE, a.col[1], "Grad: the second argument must be a variable");

@@ -11,6 +11,9 @@
  *               d<out,E> = sum_j s_ij [ <dG_ij, E_i> + (G_ij - out_i | E_i) dF_ij ]
  *               = SumSoftMaxWeight_j(F, H) with H = Grad(G,v,E) + Grad(F,v,(G-O|E)) for R and P;
  *               for C the sum runs over i, so s_ij = exp(F_ij - lse_i) is written out.
+ *   Min, Max, KMin (values): sum_j Grad(F_ij, v, sum_k E_ik [j == J_ik]), J the forward's
+ *               indices: the gradient flows to the selected points (a subgradient at ties,
+ *               where the smallest index was selected). Arg-only reductions: zero.
  *
  * A sum over j keeps i-indexed rows (R: reduce on f's axis); a C variable
  * collects over i (reduce on the other axis); a parameter sums everything
@@ -57,26 +60,38 @@ kp_status kp_formula_softmax_lse(kp_context *ctx, const kp_formula *f, kp_formul
     return KP_OK;
 }
 
+kp_status kp_formula_with_indices(kp_context *ctx, const kp_formula *f, kp_formula **out) {
+    if (!ctx) return KP_ERR_NULL;
+    if (!f || !out) return kp__fail(ctx, KP_ERR_NULL, "formula or out is NULL");
+    kp_reduction r;
+    switch (f->red) {
+    case KP_RED_MIN:
+    case KP_RED_ARGMIN:
+    case KP_RED_MIN_ARGMIN: r = KP_RED_MIN_ARGMIN; break;
+    case KP_RED_MAX:
+    case KP_RED_ARGMAX:
+    case KP_RED_MAX_ARGMAX: r = KP_RED_MAX_ARGMAX; break;
+    case KP_RED_KMIN:
+    case KP_RED_ARGKMIN:
+    case KP_RED_KMIN_ARGKMIN: r = KP_RED_KMIN_ARGKMIN; break;
+    case KP_RED_SUM:
+    case KP_RED_LOGSUMEXP:
+    case KP_RED_SUMSOFTMAXWEIGHT:
+    default: return kp__fail(ctx, KP_ERR_ARGUMENT, "%s selects no indices", kp__reduction_name(f->red));
+    }
+    kp_formula *g = malloc(sizeof *g);
+    if (!g) return kp__fail(ctx, KP_ERR_OOM, "out of memory");
+    *g = *f;
+    g->red = r;
+    *out = g;
+    return KP_OK;
+}
+
 kp_status kp_formula_grad(kp_context *ctx, const kp_formula *f, int k, kp_formula **out) {
     if (!ctx) return KP_ERR_NULL;
     if (!f || !out) return kp__fail(ctx, KP_ERR_NULL, "formula or out is NULL");
     if (k < 0 || k >= f->nargs || !f->args[k].used)
         return kp__fail(ctx, KP_ERR_ARGUMENT, "argument %d is not used by the formula", k);
-    switch (f->red) {
-    case KP_RED_SUM:
-    case KP_RED_LOGSUMEXP:
-    case KP_RED_SUMSOFTMAXWEIGHT: break;
-    case KP_RED_MIN:
-    case KP_RED_MAX:
-    case KP_RED_ARGMIN:
-    case KP_RED_ARGMAX:
-    case KP_RED_MIN_ARGMIN:
-    case KP_RED_MAX_ARGMAX:
-    case KP_RED_KMIN:
-    case KP_RED_ARGKMIN:
-    case KP_RED_KMIN_ARGKMIN:
-        return kp__fail(ctx, KP_ERR_UNSUPPORTED, "gradients of %s are not implemented yet", kp__reduction_name(f->red));
-    }
     kp_var_category row_cat = f->axis == 1 ? KP_VAR_I : KP_VAR_J;
     kp_var_category vcat = f->args[k].cat;
     kp_status st = KP_OK;
@@ -84,13 +99,22 @@ kp_status kp_formula_grad(kp_context *ctx, const kp_formula *f, int k, kp_formul
     if (!g) return kp__fail(ctx, KP_ERR_OOM, "out of memory");
     int n = f->nargs, out_dim = kp_formula_out_dim(f);
     const kp_node *v = kp__var(ctx, vcat, k, f->args[k].dim, &st);
+    g->red = KP_RED_SUM;
+    g->axis = vcat == row_cat || vcat == KP_VAR_PARAM ? f->axis : 1 - f->axis;
+    g->sum_rows = vcat == KP_VAR_PARAM;
+    if (out_dim == 0) { /* ArgMin, ArgMax, ArgKMin: indices are piecewise constant */
+        g->f = kp__const(ctx, 0, f->args[k].dim, &st);
+        if (st != KP_OK) {
+            free(g);
+            return st;
+        }
+        *out = g;
+        return KP_OK;
+    }
     /* A row-summed f has one output row for all rows: its gradient E is the
      * same for every row, a parameter. */
     const kp_node *E = add_arg(ctx, g, n, f->sum_rows ? KP_VAR_PARAM : row_cat, out_dim, &st);
     const kp_node *F = f->f, *H = NULL;
-    g->red = KP_RED_SUM;
-    g->axis = vcat == row_cat || vcat == KP_VAR_PARAM ? f->axis : 1 - f->axis;
-    g->sum_rows = vcat == KP_VAR_PARAM;
     if (st != KP_OK) {
     } else if (f->red == KP_RED_SUM) {
         H = kp__grad(ctx, F, v, E, &st);
@@ -100,6 +124,18 @@ kp_status kp_formula_grad(kp_context *ctx, const kp_formula *f, int k, kp_formul
             const kp_node *w = kp__unary(ctx, KP_OP_EXP, kp__binary(ctx, KP_OP_SUB, F, O, &st), &st);
             H = kp__grad(ctx, F, v, kp__binary(ctx, KP_OP_MUL, E, w, &st), &st);
         }
+    } else if (f->red != KP_RED_SUMSOFTMAXWEIGHT) { /* Min, Max, KMin and their Arg variants */
+        /* The gradient flows to the selected points only: seed_ij = sum_k E_i,k [j == J_i,k],
+         * with J the forward's indices (ties already resolved to the smallest index). */
+        int D = F->dim, K = out_dim / D;
+        const kp_node *J = add_arg(ctx, g, n + 1, row_cat, out_dim, &st);
+        const kp_node *idx = kp__index(ctx, f->axis == 1 ? KP_VAR_J : KP_VAR_I, &st), *seed = NULL;
+        for (int q = 0; q < K && st == KP_OK; q++) {
+            const kp_node *hit = kp__binary(ctx, KP_OP_EQ, idx, kp__extract(ctx, J, q * D, D, &st), &st);
+            const kp_node *term = kp__binary(ctx, KP_OP_MUL, kp__extract(ctx, E, q * D, D, &st), hit, &st);
+            seed = seed ? kp__binary(ctx, KP_OP_ADD, seed, term, &st) : term;
+        }
+        H = kp__grad(ctx, F, v, seed, &st);
     } else { /* SumSoftMaxWeight */
         {
             const kp_node *G = f->g;

@@ -79,6 +79,7 @@
         case KP_OP_IFELSE: return a >= 0 ? b : c;                                     \
         case KP_OP_VAR:                                                               \
         case KP_OP_CONST:                                                             \
+        case KP_OP_INDEX:                                                             \
         case KP_OP_DOT:                                                               \
         case KP_OP_SQDIST:                                                            \
         case KP_OP_SUM:                                                               \

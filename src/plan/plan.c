@@ -16,7 +16,17 @@ struct kp_plan {
     kp_arg_info args[KP_MAX_ARGS];
     int out_dim, out_index_dim;
     int sum_rows;
+    unsigned index_cats; /* bit c: the formula uses the index of category c as a number */
 };
+
+static unsigned index_categories(const kp_program *prog) {
+    const kp_program_part *parts[3] = {&prog->row, &prog->col, &prog->pair};
+    unsigned m = 0;
+    for (int p = 0; p < 3; p++)
+        for (int i = 0; i < parts[p]->n; i++)
+            if (parts[p]->code[i].op == KP_OP_INDEX) m |= 1u << parts[p]->code[i].ip[0];
+    return m;
+}
 
 kp_status kp_plan_new(kp_context *ctx, const kp_formula *f, kp_dtype dtype, kp_plan **out) {
     if (!ctx) return KP_ERR_NULL;
@@ -39,6 +49,7 @@ kp_status kp_plan_new(kp_context *ctx, const kp_formula *f, kp_dtype dtype, kp_p
     p->out_dim = kp_formula_out_dim(f);
     p->out_index_dim = kp_formula_out_index_dim(f);
     p->sum_rows = f->sum_rows;
+    p->index_cats = index_categories(&p->prog);
     *out = p;
     return KP_OK;
 }
@@ -282,6 +293,14 @@ kp_status kp_plan_exec(kp_plan *plan, const kp_array *args, size_t n_args, kp_ar
                       row_is_i ? "Vj" : "Vi", row_is_i ? "j" : "i", row_is_i ? "ny" : "nx");
         goto done;
     }
+    for (int c = 0; c < 2; c++) /* indices as numbers: float32 is exact below 2^24 */
+        if ((plan->index_cats & (1u << c)) && plan->dtype == KP_FLOAT32 && n_of[c] > (1 << 24)) {
+            st = kp__fail(ctx, KP_ERR_TOO_LARGE,
+                          "this formula uses point indices as numbers: float32 holds them exactly only below 2^24 "
+                          "points (%lld here); use float64",
+                          (long long)n_of[c]);
+            goto done;
+        }
     if (prog->K > 0 && prog->K > job->ncols) {
         st = kp__fail(ctx, KP_ERR_ARGUMENT, "K = %d is larger than the %lld points reduced over", prog->K,
                       (long long)job->ncols);
