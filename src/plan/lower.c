@@ -45,20 +45,56 @@ static kp_operand alloc_value(lowering *lw, kp_loc loc, int dim) {
     return o;
 }
 
-/* Rewrites worth doing once locations are known (the DAG does not know which
- * side is uniform): (-t)*s with t a tile and s a row scalar becomes t*(-s),
- * so the negation runs once per row instead of once per pair. */
-static const kp_node *rewrite(lowering *lw, const kp_node *n) {
-    if (n->op != KP_OP_MUL) return n;
-    for (int k = 0; k < 2; k++) {
-        const kp_node *a = n->child[k], *b = n->child[1 - k];
-        if (a->op == KP_OP_NEG && loc_of(lw, a->child[0]) != KP_LOC_ROW && loc_of(lw, b) == KP_LOC_ROW) {
-            kp_status st = KP_OK;
-            const kp_node *r = kp__binary(lw->ctx, KP_OP_MUL, a->child[0], kp__unary(lw->ctx, KP_OP_NEG, b, &st), &st);
-            if (r) return r;
-        }
+/* ------------------------------------------------------------------ products
+ * Rewrites worth doing once locations are known (the DAG does not know which
+ * side is uniform). A product of tiles and row scalars, with negations, such
+ * as the gradient's  (x-y) * (2 * -(g * (Exp(..) * (b * e))))  is flattened
+ * and rebuilt as  tiles * (-2 g e): the row factors and the signs are
+ * multiplied once per row, the per-pair work keeps one multiply per tile
+ * factor, and scalar (dimension-1) tile factors are combined before vector
+ * ones. */
+#define MAX_FACTORS 32
+
+typedef struct {
+    const kp_node *f[MAX_FACTORS];
+    int n, neg, overflow;
+} factors;
+
+static void gather_factors(lowering *lw, const kp_node *n, factors *fs) {
+    if (loc_of(lw, n) != KP_LOC_ROW && (n->op == KP_OP_MUL || n->op == KP_OP_NEG)) {
+        if (n->op == KP_OP_NEG) fs->neg ^= 1;
+        for (int k = 0; k < n->nchild; k++) gather_factors(lw, n->child[k], fs);
+        return;
     }
-    return n;
+    if (fs->n == MAX_FACTORS) fs->overflow = 1;
+    else fs->f[fs->n++] = n;
+}
+
+static const kp_node *times(kp_context *ctx, const kp_node *acc, const kp_node *f, kp_status *st) {
+    return acc ? kp__binary(ctx, KP_OP_MUL, acc, f, st) : f;
+}
+
+static const kp_node *rewrite(lowering *lw, const kp_node *n) {
+    if (n->op != KP_OP_MUL || loc_of(lw, n) == KP_LOC_ROW) return n;
+    factors fs;
+    memset(&fs, 0, sizeof fs);
+    gather_factors(lw, n, &fs);
+    int nrow = 0;
+    for (int k = 0; k < fs.n; k++) nrow += loc_of(lw, fs.f[k]) == KP_LOC_ROW;
+    if (fs.overflow || (nrow == 0 && !fs.neg)) return n;
+    kp_context *ctx = lw->ctx;
+    kp_status st = KP_OK;
+    const kp_node *row = NULL, *scal = NULL, *vec = NULL;
+    for (int k = 0; k < fs.n; k++)
+        if (loc_of(lw, fs.f[k]) == KP_LOC_ROW) row = times(ctx, row, fs.f[k], &st);
+    if (fs.neg) row = row ? kp__unary(ctx, KP_OP_NEG, row, &st) : kp__const(ctx, -1, 1, &st);
+    for (int k = 0; k < fs.n; k++)
+        if (loc_of(lw, fs.f[k]) != KP_LOC_ROW && fs.f[k]->dim == 1) scal = times(ctx, scal, fs.f[k], &st);
+    scal = times(ctx, scal, row, &st);
+    for (int k = 0; k < fs.n; k++)
+        if (loc_of(lw, fs.f[k]) != KP_LOC_ROW && fs.f[k]->dim > 1) vec = times(ctx, vec, fs.f[k], &st);
+    const kp_node *r = vec ? times(ctx, vec, scal, &st) : scal;
+    return r && st == KP_OK && r->dim == n->dim ? r : n;
 }
 
 static int ensure_memo(lowering *lw) {
