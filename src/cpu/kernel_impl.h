@@ -183,7 +183,9 @@ static void process(const kp_cpu_job *job, int64_t b, int64_t r0, int64_t r1, in
 
     const REAL *fbase = prog->red_f.loc == KP_LOC_COL ? colbuf : pairbuf;
     const REAL *F = fbase + (size_t)prog->red_f.off * TILE;
-    const REAL *G = NULL;
+    const REAL *G = NULL, *F2 = NULL;
+    if (prog->red_f2.dim)
+        F2 = (prog->red_f2.loc == KP_LOC_COL ? colbuf : pairbuf) + (size_t)prog->red_f2.off * TILE;
     if (prog->red_g.dim)
         G = (prog->red_g.loc == KP_LOC_COL ? colbuf : pairbuf) + (size_t)prog->red_g.off * TILE;
 
@@ -198,7 +200,7 @@ static void process(const kp_cpu_job *job, int64_t b, int64_t r0, int64_t r1, in
             for (int r = 0; r < nr; r++) {
                 run_pair_program(prog, rowbuf + (size_t)r * (size_t)rs, colbuf, pairbuf);
                 state_accumulate(prog, job->scheme, partial + (size_t)r * (size_t)nreal,
-                                 partial_idx + (size_t)r * (size_t)nidx, F, G, len, j0, tmp);
+                                 partial_idx + (size_t)r * (size_t)nidx, F, F2, G, len, j0, tmp);
             }
         }
         if (finalize) {

@@ -15,7 +15,7 @@
 #define KP_CPU_KERNEL_REDUCE_H
 
 static void state_size(const kp_program *prog, int *nreal, int *nidx) {
-    int D = prog->red_f.dim, K = prog->K;
+    int D = prog->fdim, K = prog->K;
     *nreal = 0;
     *nidx = 0;
     switch (prog->red) {
@@ -45,7 +45,7 @@ static int is_max_red(kp_reduction r) { return r == KP_RED_MAX || r == KP_RED_AR
 static void state_init(const kp_program *prog, REAL *s, int64_t *ix) {
     int nreal, nidx;
     state_size(prog, &nreal, &nidx);
-    int D = prog->red_f.dim;
+    int D = prog->fdim;
     switch (prog->red) {
     case KP_RED_SUM: memset(s, 0, (size_t)nreal * sizeof *s); break;
     case KP_RED_LOGSUMEXP:
@@ -103,6 +103,30 @@ static REAL tile_sum(const REAL *restrict f, int len, int kahan) {
     }
     for (int k = full; k < len; k++) part[k - full] += f[k];
     /* pairwise combine of the lanes */
+    for (int w = NP / 2; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) part[l] += part[l + w];
+    return part[0];
+}
+
+/* Sum of a[k] * b[k] over [0, len), in the same partial sums as tile_sum. */
+static REAL tile_dot(const REAL *restrict a, const REAL *restrict b, int len, int kahan) {
+    REAL part[NP], comp[NP];
+    for (int l = 0; l < NP; l++) part[l] = comp[l] = 0;
+    int full = len - len % NP;
+    if (kahan) {
+        for (int k = 0; k < full; k += NP)
+            for (int l = 0; l < NP; l++) {
+                REAL y = a[k + l] * b[k + l] - comp[l];
+                REAL t = part[l] + y;
+                REAL cc = (t - part[l]) - y;
+                comp[l] = t - t == 0 ? cc : (REAL)0;
+                part[l] = t;
+            }
+    } else {
+        for (int k = 0; k < full; k += NP)
+            for (int l = 0; l < NP; l++) part[l] += a[k + l] * b[k + l];
+    }
+    for (int k = full; k < len; k++) part[k - full] += a[k] * b[k];
     for (int w = NP / 2; w >= 1; w /= 2)
         for (int l = 0; l < w; l++) part[l] += part[l + w];
     return part[0];
@@ -243,7 +267,7 @@ static inline void kmin_insert(REAL *v, int64_t *ix, int K, int D, REAL x, int64
 }
 
 static void select_tile(const kp_program *prog, REAL *st, int64_t *ix, const REAL *f, int len, int64_t j0) {
-    int D = prog->red_f.dim, K = prog->K;
+    int D = prog->fdim, K = prog->K;
     int is_max = is_max_red(prog->red);
     int kfamily = prog->red == KP_RED_KMIN || prog->red == KP_RED_ARGKMIN || prog->red == KP_RED_KMIN_ARGKMIN;
     for (int d = 0; d < D; d++) {
@@ -273,7 +297,7 @@ static void select_tile(const kp_program *prog, REAL *st, int64_t *ix, const REA
 }
 
 static void select_merge(const kp_program *prog, REAL *a, int64_t *ai, const REAL *b, const int64_t *bi) {
-    int D = prog->red_f.dim, K = prog->red == KP_RED_KMIN || prog->red == KP_RED_ARGKMIN ||
+    int D = prog->fdim, K = prog->red == KP_RED_KMIN || prog->red == KP_RED_ARGKMIN ||
                                         prog->red == KP_RED_KMIN_ARGKMIN
                                     ? prog->K
                                     : 1;
@@ -285,14 +309,16 @@ static void select_merge(const kp_program *prog, REAL *a, int64_t *ai, const REA
 
 /* Accumulates one tile (len valid lanes, first reduced index j0). */
 static void state_accumulate(const kp_program *prog, kp_sum_scheme scheme, REAL *st, int64_t *ix, const REAL *f,
-                             const REAL *g, int len, int64_t j0, REAL *tmp) {
-    int D = prog->red_f.dim;
+                             const REAL *f2, const REAL *g, int len, int64_t j0, REAL *tmp) {
+    int D = prog->fdim;
     int lane_kahan = KP_REAL_F32 && scheme == KP_SUM_KAHAN;
     int compensate = !(KP_REAL_F32 && scheme == KP_SUM_PLAIN);
     switch (prog->red) {
     case KP_RED_SUM:
         for (int d = 0; d < D; d++) {
-            REAL t = tile_sum(f + (size_t)d * TILE, len, lane_kahan);
+            REAL t = f2 ? tile_dot(f + (prog->red_f.dim == 1 ? 0 : (size_t)d * TILE),
+                                   f2 + (prog->red_f2.dim == 1 ? 0 : (size_t)d * TILE), len, lane_kahan)
+                        : tile_sum(f + (size_t)d * TILE, len, lane_kahan);
             if (compensate) kahan_add(&st[d], &st[D + d], t);
             else st[d] += t;
         }
@@ -312,7 +338,7 @@ static void state_accumulate(const kp_program *prog, kp_sum_scheme scheme, REAL 
 }
 
 static void state_merge(const kp_program *prog, REAL *a, int64_t *ai, const REAL *b, const int64_t *bi) {
-    int D = prog->red_f.dim;
+    int D = prog->fdim;
     switch (prog->red) {
     case KP_RED_SUM:
         for (int d = 0; d < D; d++) {
@@ -339,7 +365,7 @@ static void state_merge(const kp_program *prog, REAL *a, int64_t *ai, const REAL
 /* Writes one row's outputs. out: values (stride cs), oi: indices (stride ics). */
 static void state_finalize(const kp_program *prog, const REAL *st, const int64_t *ix, REAL *out, int64_t cs,
                            int64_t *oi, int64_t ics) {
-    int D = prog->red_f.dim;
+    int D = prog->fdim;
     int nreal, nidx;
     state_size(prog, &nreal, &nidx);
     switch (prog->red) {

@@ -165,7 +165,17 @@ kp_status kp__lower(kp_context *ctx, const kp_formula *f, kp_program *prog) {
     prog->col_cat = f->axis == 1 ? KP_VAR_J : KP_VAR_I;
     lw.row_dep = f->axis == 1 ? KP_DEP_I : KP_DEP_J;
     lw.col_dep = f->axis == 1 ? KP_DEP_J : KP_DEP_I;
-    prog->red_f = as_tile(&lw, lower_node(&lw, f->f));
+    prog->fdim = f->f->dim;
+    /* A Sum of a product of two tiles (the kernel product's K_ij * b_j) is
+     * accumulated as a product: the per-pair product is never stored. */
+    const kp_node *F = f->red == KP_RED_SUM ? rewrite(&lw, f->f) : NULL;
+    if (F && F->op == KP_OP_MUL && loc_of(&lw, F->child[0]) != KP_LOC_ROW &&
+        loc_of(&lw, F->child[1]) != KP_LOC_ROW) {
+        prog->red_f = lower_node(&lw, F->child[0]);
+        prog->red_f2 = lower_node(&lw, F->child[1]);
+    } else {
+        prog->red_f = as_tile(&lw, lower_node(&lw, f->f));
+    }
     if (f->g) prog->red_g = as_tile(&lw, lower_node(&lw, f->g));
     free(lw.memo);
     if (lw.st != KP_OK) kp__program_free(prog);

@@ -44,7 +44,11 @@ typedef struct kp_program_part {
 typedef struct kp_program {
     kp_program_part row, col, pair;
     int row_size, col_size, pair_size; /* components per buffer */
+    int fdim;                          /* dimension of F */
     kp_operand red_f, red_g;           /* reduction inputs; red_g.dim == 0 if none */
+    kp_operand red_f2;                 /* Sum of a product of tiles: F = red_f * red_f2
+                                          (dims broadcast to fdim), fused into the
+                                          accumulation; dim 0 if unused */
     kp_reduction red;
     int axis, K;
     kp_var_category row_cat, col_cat;
