@@ -14,7 +14,9 @@
  * - the Hamiltonian of the talk that started the field, H = 1/2 sum_ij k(q_i,q_j)<p_i,p_j>,
  *   dH/dq and dH/dp at N = 100,000 in 3D (no N x N memory), against a direct
  *   float64 sum on a subset of rows;
- * - Grad(F,v,e) written in a formula equals the C API's gradient.
+ * - Grad(F,v,e) written in a formula equals the C API's gradient;
+ * - Diff(F,v,u) (forward mode) against finite differences along u; Laplacian and
+ *   Divergence of Gaussian-type formulas against their closed forms.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -469,11 +471,61 @@ static void test_hamiltonian_seed(void **state) {
     kp_context_free(ctx);
 }
 
+/* Forward mode and second-order operators, against finite differences and closed forms. */
+static void test_diff_laplacian_divergence(void **state) {
+    (void)state;
+    kp_context *ctx;
+    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    const char *al[] = {"x = Vi(3)", "y = Vj(3)", "s = Pm(1)", "w = Vi(3)"};
+    const int64_t N = 5, M = 8;
+    kpt_rng rng;
+    kpt_rng_seed(&rng, 21);
+    double *x = kpt_random_array(&rng, (size_t)N * 3, -1, 1), *y = kpt_random_array(&rng, (size_t)M * 3, -1, 1);
+    double *w = kpt_random_array(&rng, (size_t)N * 3, -1, 1), s = 0.9;
+    double diff[15], fp[15], fm[15], lap[5], div[5];
+    kpt_arg args[4] = {{x, N, 3}, {y, M, 3}, {&s, -1, 1}, {w, N, 3}};
+    KPT_ASSERT_OK(ctx, kpt_run(ctx, KPT_VIA_PLAN, "Sum_Reduction(Diff(Exp(-SqDist(x,y)*s)*y, x, w), 1)", al, 4,
+                               KP_FLOAT64, args, 4, N, 3, diff, 0, NULL, NULL));
+    const double h = 1e-6;
+    double *xs = malloc((size_t)N * 3 * sizeof *xs);
+    for (int sign = -1; sign <= 1; sign += 2) {
+        for (int64_t e = 0; e < N * 3; e++) xs[e] = x[e] + sign * h * w[e];
+        kpt_arg a2[3] = {{xs, N, 3}, {y, M, 3}, {&s, -1, 1}};
+        KPT_ASSERT_OK(ctx, kpt_run(ctx, KPT_VIA_PLAN, "Sum_Reduction(Exp(-SqDist(x,y)*s)*y, 1)", al, 3, KP_FLOAT64,
+                                   a2, 3, N, 3, sign > 0 ? fp : fm, 0, NULL, NULL));
+    }
+    for (int64_t e = 0; e < N * 3; e++) assert_true(fabs(diff[e] - (fp[e] - fm[e]) / (2 * h)) < 1e-7);
+    KPT_ASSERT_OK(ctx, kpt_run(ctx, KPT_VIA_PLAN, "Sum_Reduction(Laplacian(Exp(-SqDist(x,y)*s), x), 1)", al, 3,
+                               KP_FLOAT64, args, 3, N, 1, lap, 0, NULL, NULL));
+    KPT_ASSERT_OK(ctx, kpt_run(ctx, KPT_VIA_PLAN, "Sum_Reduction(Divergence((x-y)*Exp(-SqDist(x,y)*s), x), 1)", al, 3,
+                               KP_FLOAT64, args, 3, N, 1, div, 0, NULL, NULL));
+    for (int64_t i = 0; i < N; i++) {
+        double rl = 0, rd = 0; /* closed forms: (4 s^2 r^2 - 2 s D) e^{-s r^2} and (D - 2 s r^2) e^{-s r^2} */
+        for (int64_t j = 0; j < M; j++) {
+            double r2 = 0;
+            for (int c = 0; c < 3; c++) r2 += (x[3 * i + c] - y[3 * j + c]) * (x[3 * i + c] - y[3 * j + c]);
+            rl += (4 * s * s * r2 - 2 * s * 3) * exp(-s * r2);
+            rd += (3 - 2 * s * r2) * exp(-s * r2);
+        }
+        assert_true(fabs(lap[i] - rl) < 1e-12 * (1 + fabs(rl)));
+        assert_true(fabs(div[i] - rd) < 1e-12 * (1 + fabs(rd)));
+    }
+    kp_formula *f = NULL;
+    assert_int_equal(kp_formula_parse(ctx, "Sum_Reduction(Laplacian(x, x), 1)", al, 3, &f), KP_ERR_SHAPE);
+    assert_non_null(strstr(kp_context_message(ctx), "col 15"));
+    assert_int_equal(kp_formula_parse(ctx, "Sum_Reduction(Diff(x, x, s), 1)", al, 3, &f), KP_ERR_SHAPE);
+    free(xs);
+    free(x);
+    free(y);
+    free(w);
+    kp_context_free(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_grad_in_formula),      cmocka_unit_test(test_fd_all_ops),
         cmocka_unit_test(test_hessian_vector),       cmocka_unit_test(test_lse_large_magnitude),
-        cmocka_unit_test(test_hamiltonian_seed),
+        cmocka_unit_test(test_diff_laplacian_divergence), cmocka_unit_test(test_hamiltonian_seed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,7 +10,9 @@
  * vanish, constants fold and shared subexpressions stay shared: derived
  * formulas stay small, and a derivative of a derivative is just another DAG.
  *
- * kp__diff(F, v, u) is the Jacobian-vector product  dF/dv . u  (forward mode).
+ * kp__diff(F, v, u) is the Jacobian-vector product  dF/dv . u  (forward mode),
+ * obtained as the gradient of the linear map e -> J^T e; kp__divergence and
+ * kp__laplacian are built from it.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -256,4 +258,67 @@ const kp_node *kp__grad(kp_context *ctx, const kp_node *f, const kp_node *v, con
     walk_free(&w);
     if (*st != KP_OK) return NULL;
     return result ? result : kp__const(ctx, 0, v->dim, st);
+}
+
+/* Position of the dummy variable of kp__diff: never a real argument. */
+#define KP_DUMMY_POSITION (1 << 20)
+
+/* J u = d/de <J^T e, u>: the gradient of the (linear in e) vector-Jacobian
+ * product with respect to a dummy e, in direction u. e cancels out. */
+const kp_node *kp__diff(kp_context *ctx, const kp_node *f, const kp_node *v, const kp_node *u, kp_status *st) {
+    if (!f || !v || !u) return NULL;
+    if (u->dim != v->dim) {
+        *st = kp__fail(ctx, KP_ERR_SHAPE, "Diff: the direction has dimension %d, the variable %d", u->dim, v->dim);
+        return NULL;
+    }
+    const kp_node *e = kp__var(ctx, KP_VAR_PARAM, KP_DUMMY_POSITION, f->dim, st);
+    const kp_node *jte = kp__grad(ctx, f, v, e, st);
+    const kp_node *ju = jte ? kp__grad(ctx, jte, e, u, st) : NULL;
+    if (!ju) return NULL;
+    walk w;
+    if (!walk_new(ctx, ju, e, &w)) {
+        *st = kp__fail(ctx, KP_ERR_OOM, "out of memory while differentiating");
+        return NULL;
+    }
+    int has_dummy = w.dep[0];
+    walk_free(&w);
+    if (has_dummy) {
+        *st = kp__fail(ctx, KP_ERR_INTERNAL, "Diff: the derivative did not simplify (dummy variable left)");
+        return NULL;
+    }
+    return ju;
+}
+
+/* Unit vector d of dimension n, as a constant expression. */
+static const kp_node *unit(kp_context *ctx, int d, int n, kp_status *st) {
+    const kp_node *one = kp__const(ctx, 1, 1, st);
+    if (n == 1) return one;
+    if (d == 0) return kp__binary(ctx, KP_OP_CONCAT, one, kp__const(ctx, 0, n - 1, st), st);
+    const kp_node *r = kp__binary(ctx, KP_OP_CONCAT, kp__const(ctx, 0, d, st), one, st);
+    return d == n - 1 ? r : kp__binary(ctx, KP_OP_CONCAT, r, kp__const(ctx, 0, n - 1 - d, st), st);
+}
+
+/* sum_d dF_d/dv_d (dim F == dim v). */
+const kp_node *kp__divergence(kp_context *ctx, const kp_node *f, const kp_node *v, kp_status *st) {
+    if (!f || !v) return NULL;
+    if (f->dim != v->dim) {
+        *st = kp__fail(ctx, KP_ERR_SHAPE, "Divergence needs dim F == dim of the variable, got %d and %d", f->dim, v->dim);
+        return NULL;
+    }
+    const kp_node *sum = NULL;
+    for (int d = 0; d < v->dim && *st == KP_OK; d++) {
+        const kp_node *term = kp__extract(ctx, kp__diff(ctx, f, v, unit(ctx, d, v->dim, st), st), d, 1, st);
+        sum = sum ? kp__binary(ctx, KP_OP_ADD, sum, term, st) : term;
+    }
+    return *st == KP_OK ? sum : NULL;
+}
+
+/* sum_d d^2 F / dv_d^2 for a scalar F: the divergence of the gradient. */
+const kp_node *kp__laplacian(kp_context *ctx, const kp_node *f, const kp_node *v, kp_status *st) {
+    if (!f || !v) return NULL;
+    if (f->dim != 1) {
+        *st = kp__fail(ctx, KP_ERR_SHAPE, "Laplacian needs a scalar formula, got dimension %d", f->dim);
+        return NULL;
+    }
+    return kp__divergence(ctx, kp__grad(ctx, f, v, kp__const(ctx, 1, 1, st), st), v, st);
 }

@@ -280,7 +280,10 @@ typedef enum {
     F_WSQNORM,    /* WeightedSqNorm(s,f) */
     F_WSQDIST,    /* WeightedSqDist(s,f,g) */
     F_GRAD,       /* Grad(f,v,e): vector-Jacobian product */
-    F_INDEX       /* IndexI(), IndexJ(): the current point's index (gradients of Min/Max) */
+    F_INDEX,      /* IndexI(), IndexJ(): the current point's index (gradients of Min/Max) */
+    F_DIFF,       /* Diff(f,v,u): Jacobian-vector product */
+    F_DIVERGENCE, /* Divergence(f,v) */
+    F_LAPLACIAN   /* Laplacian(f,v) */
 } fkind;
 
 static const struct {
@@ -346,6 +349,9 @@ static const struct {
     {"WeightedSqNorm", F_WSQNORM, KP_OP_DOT, 2, 2},
     {"WeightedSqDist", F_WSQDIST, KP_OP_DOT, 3, 3},
     {"Grad", F_GRAD, KP_OP_DOT, 3, 3},
+    {"Diff", F_DIFF, KP_OP_DOT, 3, 3},
+    {"Divergence", F_DIVERGENCE, KP_OP_DOT, 2, 2},
+    {"Laplacian", F_LAPLACIAN, KP_OP_DOT, 2, 2},
     {"IndexI", F_INDEX, KP_OP_INDEX, 0, 0},
     {"IndexJ", F_INDEX, KP_OP_INDEX, 0, 0},
 };
@@ -443,9 +449,15 @@ static const kp_node *parse_call(parser *ps, token name) {
     case F_WSQNORM: r = weighted_sqnorm(ps, a.node[0], a.node[1], col, &st); break;
     case F_INDEX: r = kp__index(ctx, fname[5] == 'I' ? KP_VAR_I : KP_VAR_J, &st); break;
     case F_GRAD:
+    case F_DIFF:
+    case F_DIVERGENCE:
+    case F_LAPLACIAN:
         if (a.node[1]->op != KP_OP_VAR)
-            return error_at(ps, KP_ERR_PARSE, a.col[1], "Grad: the second argument must be a variable");
-        r = kp__grad(ctx, a.node[0], a.node[1], a.node[2], &st);
+            return error_at(ps, KP_ERR_PARSE, a.col[1], "%s: the second argument must be a variable", fname);
+        if (functions[k].kind == F_GRAD) r = kp__grad(ctx, a.node[0], a.node[1], a.node[2], &st);
+        else if (functions[k].kind == F_DIFF) r = kp__diff(ctx, a.node[0], a.node[1], a.node[2], &st);
+        else if (functions[k].kind == F_DIVERGENCE) r = kp__divergence(ctx, a.node[0], a.node[1], &st);
+        else r = kp__laplacian(ctx, a.node[0], a.node[1], &st);
         break;
     case F_WSQDIST: {
         const kp_node *d = kp__binary(ctx, KP_OP_SUB, a.node[1], a.node[2], &st);
