@@ -266,33 +266,35 @@ static inline void kmin_insert(REAL *v, int64_t *ix, int K, int D, REAL x, int64
     ix[p * D] = j;
 }
 
+/* Does block f[0..NP) hold a value that beats thr (min: below; max: above) or a
+ * NaN? One vectorizable pass; most blocks of a nearest-neighbour search fail it,
+ * so the exact, ordered insertion below runs on few elements. */
+static inline int block_may_improve(const REAL *f, REAL thr, int is_max) {
+    int hit = 0;
+    if (is_max)
+        for (int l = 0; l < NP; l++) hit |= (f[l] > thr) | (f[l] != f[l]);
+    else
+        for (int l = 0; l < NP; l++) hit |= (f[l] < thr) | (f[l] != f[l]);
+    return hit;
+}
+
 static void select_tile(const kp_program *prog, REAL *st, int64_t *ix, const REAL *f, int len, int64_t j0) {
-    int D = prog->fdim, K = prog->K;
+    int D = prog->fdim;
     int is_max = is_max_red(prog->red);
-    int kfamily = prog->red == KP_RED_KMIN || prog->red == KP_RED_ARGKMIN || prog->red == KP_RED_KMIN_ARGKMIN;
+    int K = prog->red == KP_RED_KMIN || prog->red == KP_RED_ARGKMIN || prog->red == KP_RED_KMIN_ARGKMIN ? prog->K : 1;
+    int last = (K - 1) * D;
     for (int d = 0; d < D; d++) {
         const REAL *fd = f + (size_t)d * TILE;
-        if (kfamily) {
-            for (int k = 0; k < len; k++) kmin_insert(st + d, ix + d, K, D, fd[k], j0 + k, 0);
-            continue;
+        REAL *v = st + d;
+        int64_t *vi = ix + d;
+        int k = 0;
+        /* Blocks are skipped only once the list is full and the worst kept
+         * value is a number; a value equal to it never enters (earlier wins). */
+        for (; k + NP <= len; k += NP) {
+            if (vi[last] >= 0 && v[last] == v[last] && !block_may_improve(fd + k, v[last], is_max)) continue;
+            for (int l = 0; l < NP; l++) kmin_insert(v, vi, K, D, fd[k + l], j0 + k + l, is_max);
         }
-        REAL best = st[d];
-        int64_t bi = ix[d];
-        if (is_max) {
-            for (int k = 0; k < len; k++)
-                if (bi < 0 || BETTER_MAX(fd[k], best)) {
-                    best = fd[k];
-                    bi = j0 + k;
-                }
-        } else {
-            for (int k = 0; k < len; k++)
-                if (bi < 0 || BETTER_MIN(fd[k], best)) {
-                    best = fd[k];
-                    bi = j0 + k;
-                }
-        }
-        st[d] = best;
-        ix[d] = bi;
+        for (; k < len; k++) kmin_insert(v, vi, K, D, fd[k], j0 + k, is_max);
     }
 }
 
