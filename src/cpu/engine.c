@@ -7,18 +7,16 @@
 
 #include "core/context.h"
 
+/* Checked on every call (it is cheap): no shared state, so no race between
+ * threads calling libkp for the first time. */
 static const kp_cpu_kernels *pick_kernels(kp_dtype dtype) {
-    static int level = -1; /* 2: AVX-512F, 1: AVX2+FMA, 0: generic; same answer on every call */
-    if (level < 0) {
-        __builtin_cpu_init();
-        int l = 0;
-        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) l = 1;
-        if (__builtin_cpu_supports("avx512f")) l = 2;
-        const char *force = getenv("KP_CPU_ISA"); /* testing aid: generic, avx2, avx512 */
-        if (force && strcmp(force, "generic") == 0) l = 0;
-        else if (force && strcmp(force, "avx2") == 0 && l >= 1) l = 1;
-        level = l;
-    }
+    __builtin_cpu_init();
+    int level = 0; /* 2: AVX-512F, 1: AVX2+FMA, 0: generic */
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) level = 1;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) level = 2;
+    const char *force = getenv("KP_CPU_ISA"); /* testing aid: generic, avx2 */
+    if (force && strcmp(force, "generic") == 0) level = 0;
+    else if (force && strcmp(force, "avx2") == 0 && level >= 1) level = 1;
     if (dtype == KP_FLOAT32) return level == 2 ? &kp__cpu_f32_avx512 : level == 1 ? &kp__cpu_f32_avx2 : &kp__cpu_f32_generic;
     return level == 2 ? &kp__cpu_f64_avx512 : level == 1 ? &kp__cpu_f64_avx2 : &kp__cpu_f64_generic;
 }

@@ -1,0 +1,822 @@
+/* codegen.c — kp_program to CUDA C++ / OpenCL C kernel source (contract in codegen.h). */
+#include "gpu/codegen.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------ string builder */
+
+typedef struct sbuf {
+    char *p;
+    size_t n, cap;
+    int oom;
+} sbuf;
+
+static void sb_printf(sbuf *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf *s, const char *fmt, ...) {
+    if (s->oom) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(s->p ? s->p + s->n : NULL, s->p ? s->cap - s->n : 0, fmt, ap);
+        va_end(ap);
+        if (k < 0) {
+            s->oom = 1;
+            return;
+        }
+        if (s->p && s->n + (size_t)k < s->cap) {
+            s->n += (size_t)k;
+            return;
+        }
+        size_t cap = s->cap ? s->cap : 4096;
+        while (cap <= s->n + (size_t)k) cap *= 2;
+        char *q = realloc(s->p, cap);
+        if (!q) {
+            s->oom = 1;
+            return;
+        }
+        s->p = q;
+        s->cap = cap;
+    }
+}
+
+/* ------------------------------------------------------------ state sizes */
+
+static int kfamily(kp_reduction r) {
+    return r == KP_RED_KMIN || r == KP_RED_ARGKMIN || r == KP_RED_KMIN_ARGKMIN;
+}
+static int is_max_red(kp_reduction r) {
+    return r == KP_RED_MAX || r == KP_RED_ARGMAX || r == KP_RED_MAX_ARGMAX;
+}
+
+void kp__gpu_state_size(const kp_program *prog, int *nreal, int *nidx) {
+    int D = prog->fdim;
+    *nreal = 0;
+    *nidx = 0;
+    switch (prog->red) {
+    case KP_RED_SUM: *nreal = 2 * D; break;
+    case KP_RED_LOGSUMEXP: *nreal = 3 * D; break;
+    case KP_RED_SUMSOFTMAXWEIGHT: *nreal = 3 + 2 * prog->red_g.dim; break;
+    case KP_RED_MIN:
+    case KP_RED_MAX:
+    case KP_RED_ARGMIN:
+    case KP_RED_ARGMAX:
+    case KP_RED_MIN_ARGMIN:
+    case KP_RED_MAX_ARGMAX:
+        *nreal = D;
+        *nidx = D;
+        break;
+    case KP_RED_KMIN:
+    case KP_RED_ARGKMIN:
+    case KP_RED_KMIN_ARGKMIN:
+        *nreal = prog->K * D;
+        *nidx = prog->K * D;
+        break;
+    }
+}
+
+static void out_dims(const kp_program *prog, int *od, int *oi) {
+    int nreal, nidx;
+    kp__gpu_state_size(prog, &nreal, &nidx);
+    *od = 0;
+    *oi = 0;
+    switch (prog->red) {
+    case KP_RED_SUM:
+    case KP_RED_LOGSUMEXP: *od = prog->fdim; break;
+    case KP_RED_SUMSOFTMAXWEIGHT: *od = prog->red_g.dim; break;
+    case KP_RED_MIN:
+    case KP_RED_MAX:
+    case KP_RED_KMIN: *od = nreal; break;
+    case KP_RED_ARGMIN:
+    case KP_RED_ARGMAX:
+    case KP_RED_ARGKMIN: *oi = nidx; break;
+    case KP_RED_MIN_ARGMIN:
+    case KP_RED_MAX_ARGMAX:
+    case KP_RED_KMIN_ARGKMIN:
+        *od = nreal;
+        *oi = nidx;
+        break;
+    }
+}
+
+int kp__gpu_default_block(const kp_program *prog, kp_dtype dtype) {
+    int b = 128;
+    size_t esz = dtype == KP_FLOAT32 ? 4 : 8;
+    while (b > 16 && (size_t)prog->col_size * (size_t)b * esz > 16384) b /= 2;
+    return b;
+}
+
+/* ------------------------------------------------------------ device prelude */
+
+/* Macros that do not depend on the real type (guarded: several kernels may
+ * share a translation unit). */
+static const char *const prelude_common =
+    "#ifndef KP_PRELUDE_COMMON\n"
+    "#define KP_PRELUDE_COMMON\n"
+    "/* Kahan: adds x to (s, c); once s is infinite the compensation is dropped\n"
+    "   (t - t == 0 only for finite t), as on the CPU. */\n"
+    "#define KP_KAHAN(s, c, x) do { real y_ = (x) - (c); real t_ = (s) + y_; real cc_ = (t_ - (s)) - y_; \\\n"
+    "    (c) = (t_ - t_ == 0) ? cc_ : (real)0; (s) = t_; } while (0)\n"
+    "/* NaN ranks before every number: it is the min and the max of a set holding it. */\n"
+    "#define KP_BETTER_MIN(v, best) ((v) < (best) || ((v) != (v) && (best) == (best)))\n"
+    "#define KP_BETTER_MAX(v, best) ((v) > (best) || ((v) != (v) && (best) == (best)))\n"
+    "/* LogSumExp: running max m, sum s of exp(f - m), compensation c (kernel_reduce.h lse_tile). */\n"
+    "#define KP_LSE_ACC(m, s, c, f) do { real f_ = (f); \\\n"
+    "    if (f_ != f_ || (m) != (m)) { if (f_ != f_) (m) = f_; } \\\n"
+    "    else if (f_ == -KP_INF) { } \\\n"
+    "    else if (f_ == KP_INF || (m) == KP_INF) { (m) = KP_INF; (s) = 1; (c) = 0; } \\\n"
+    "    else { if (f_ > (m)) { real fc_ = (m) == -KP_INF ? (real)0 : kp_exp((m) - f_); \\\n"
+    "               (s) *= fc_; (c) *= fc_; (m) = f_; } \\\n"
+    "           KP_KAHAN(s, c, kp_exp(f_ - (m))); } } while (0)\n"
+    "#define KP_LSE_RESCALE(m, mn, s, c) do { if ((m) != (mn)) { \\\n"
+    "    real fc_ = (m) == -KP_INF ? (real)0 : kp_exp((m) - (mn)); (s) *= fc_; (c) *= fc_; } } while (0)\n"
+    "#define KP_LSE_MERGE(m, s, c, m2_, s2_, c2_) do { real m2 = (m2_), s2 = (s2_), c2 = (c2_); \\\n"
+    "    if ((m) != (m) || m2 != m2) { if ((m) == (m)) (m) = m2; } \\\n"
+    "    else if (m2 == -KP_INF) { } \\\n"
+    "    else if ((m) == KP_INF || m2 == KP_INF) { (m) = KP_INF; (s) = 1; (c) = 0; } \\\n"
+    "    else { real mn = (m) > m2 ? (m) : m2; KP_LSE_RESCALE(m, mn, s, c); KP_LSE_RESCALE(m2, mn, s2, c2); \\\n"
+    "           (m) = mn; KP_KAHAN(s, c, s2); KP_KAHAN(s, c, -c2); } } while (0)\n"
+    "#endif\n";
+
+static void emit_prelude(sbuf *s, kp_dtype dtype, kp_gpu_dialect dia, const char *name) {
+    int f32 = dtype == KP_FLOAT32;
+    if (dia == KP_GPU_OPENCL) {
+        if (!f32) sb_printf(s, "#pragma OPENCL EXTENSION cl_khr_fp64 : enable\n");
+        sb_printf(s,
+                  "#define KP_KERNEL __kernel\n#define KP_GLOBAL __global\n#define KP_LOCAL __local\n"
+                  "#define KP_BARRIER() barrier(CLK_LOCAL_MEM_FENCE)\n"
+                  "#define KP_LID ((int)get_local_id(0))\n#define KP_GROUP(d) ((long)get_group_id(d))\n"
+                  "#define KP_GSIZE(d) ((long)get_global_size(d))\n#define KP_GLOBAL_ID(d) ((long)get_global_id(d))\n"
+                  "#define KP_FN static inline\n"
+                  "typedef %s real;\ntypedef long kp_i64;\n"
+                  "#define KP_INF ((real)INFINITY)\n#define KP_NAN ((real)NAN)\n",
+                  f32 ? "float" : "double");
+    } else {
+        sb_printf(s, "#ifndef KP_PRELUDE_CUDA\n#define KP_PRELUDE_CUDA\n"
+                     "#define KP_KERNEL extern \"C\" __global__\n#define KP_GLOBAL\n#define KP_LOCAL __shared__\n"
+                     "#define KP_BARRIER() __syncthreads()\n#define KP_LID ((int)threadIdx.x)\n"
+                     "#define KP_GROUP(d) ((long long)((d) == 0 ? blockIdx.x : (d) == 1 ? blockIdx.y : blockIdx.z))\n"
+                     "#define KP_FN static __device__ __forceinline__\n"
+                     "#define KP_INF ((real)__int_as_float(0x7f800000))\n"
+                     "#define KP_NAN ((real)__int_as_float(0x7fffffff))\n#endif\n");
+        sb_printf(s, "namespace %s {\ntypedef %s real;\ntypedef long long kp_i64;\n", name, f32 ? "float" : "double");
+    }
+    /* Math functions: OpenCL overloads by type; CUDA takes the f-suffixed names for float. */
+    const char *sfx = (dia == KP_GPU_CUDA && f32) ? "f" : "";
+    static const char *const unary[] = {"exp", "log", "sqrt", "sin", "cos", "asin", "acos", "atan",
+                                        "tanh", "erf", "fabs", "floor", "round"};
+    for (size_t k = 0; k < sizeof unary / sizeof unary[0]; k++)
+        sb_printf(s, "KP_FN real kp_%s(real a) { return %s%s(a); }\n", unary[k], unary[k], sfx);
+    sb_printf(s, "KP_FN real kp_pow(real a, real b) { return pow%s(a, b); }\n", sfx);
+    sb_printf(s, "KP_FN real kp_atan2(real a, real b) { return atan2%s(a, b); }\n", sfx);
+    /* The elementwise ops of scalar_eval.h, with the same special values. */
+    sb_printf(s,
+              "KP_FN real kp_add(real a, real b) { return a + b; }\n"
+              "KP_FN real kp_sub(real a, real b) { return a - b; }\n"
+              "KP_FN real kp_mul(real a, real b) { return a * b; }\n"
+              "KP_FN real kp_div(real a, real b) { return a / b; }\n"
+              "KP_FN real kp_neg(real a) { return -a; }\n"
+              "KP_FN real kp_inv(real a) { return (real)1 / a; }\n"
+              "KP_FN real kp_square(real a) { return a * a; }\n"
+              "KP_FN real kp_powi(real a, int ip) { real r = 1, base = a;\n"
+              "    unsigned e = ip < 0 ? (unsigned)(-(long)ip) : (unsigned)ip;\n"
+              "    while (e) { if (e & 1u) r *= base; base *= base; e >>= 1; }\n"
+              "    return ip < 0 ? (real)1 / r : r; }\n"
+              "KP_FN real kp_rsqrt(real a) { return a == 0 ? (real)0 : (real)1 / kp_sqrt(a); }\n"
+              "KP_FN real kp_lt(real a, real b) { return a < b ? (real)1 : (real)0; }\n"
+              "KP_FN real kp_le(real a, real b) { return a <= b ? (real)1 : (real)0; }\n"
+              "KP_FN real kp_gt(real a, real b) { return a > b ? (real)1 : (real)0; }\n"
+              "KP_FN real kp_ge(real a, real b) { return a >= b ? (real)1 : (real)0; }\n"
+              "KP_FN real kp_eq(real a, real b) { return a == b ? (real)1 : (real)0; }\n"
+              "KP_FN real kp_ne(real a, real b) { return a != b ? (real)1 : (real)0; }\n"
+              "KP_FN real kp_xlogx(real a) { return a == 0 ? (real)0 : a * kp_log(a); }\n"
+              "KP_FN real kp_sinxdivx(real a) { return a == 0 ? (real)1 : kp_sin(a) / a; }\n"
+              "KP_FN real kp_sign(real a) { return a > 0 ? (real)1 : (a < 0 ? (real)-1 : a * (real)0); }\n"
+              "KP_FN real kp_step(real a) { return a >= 0 ? (real)1 : (a < 0 ? (real)0 : a); }\n"
+              "KP_FN real kp_relu(real a) { return a > 0 ? a : (a == a ? (real)0 : a); }\n"
+              "KP_FN real kp_roundd(real a, int ip) { real scale = (real)1;\n"
+              "    for (int k_ = 0; k_ < ip; k_++) scale *= (real)10;\n"
+              "    return kp_round(a * scale) / scale; }\n"
+              "KP_FN real kp_clamp(real a, real b, real c) { return a < b ? b : (a > c ? c : a); }\n"
+              "KP_FN real kp_ifelse(real a, real b, real c) { return a >= 0 ? b : c; }\n");
+    sb_printf(s, "%s", prelude_common);
+}
+
+/* ------------------------------------------------------------ operands */
+
+typedef struct gen {
+    sbuf *s;
+    const kp_program *prog;
+    kp_dtype dtype;
+    int B;
+    int in_pair; /* COL operands: from the shared tile (pair part) or private cv (col part) */
+} gen;
+
+/* Prints the operand's component c (an expression string; "0" for dim 1). */
+static void opnd(gen *g, kp_operand o, const char *c) {
+    const char *cc = o.dim == 1 ? "0" : c;
+    switch (o.loc) {
+    case KP_LOC_ROW: sb_printf(g->s, "rv[%d + (%s)]", o.off, cc); break;
+    case KP_LOC_COL:
+        if (g->in_pair) sb_printf(g->s, "cb[(%d + (%s)) * %d + k]", o.off, cc, g->B);
+        else sb_printf(g->s, "cv[%d + (%s)]", o.off, cc);
+        break;
+    case KP_LOC_PAIR: sb_printf(g->s, "pv[%d + (%s)]", o.off, cc); break;
+    }
+}
+
+static void print_real(gen *g, double v) {
+    if (v != v) sb_printf(g->s, "KP_NAN");
+    else if (isinf(v)) sb_printf(g->s, "%sKP_INF", v < 0 ? "-" : "");
+    else if (g->dtype == KP_FLOAT32) sb_printf(g->s, "(real)%.9ef", (double)(float)v);
+    else sb_printf(g->s, "(real)%.17e", v);
+}
+
+/* Device function of an elementwise op (NULL for the others). */
+static const char *ew_name(kp_op op) {
+    switch (op) {
+    case KP_OP_ADD: return "kp_add";
+    case KP_OP_SUB: return "kp_sub";
+    case KP_OP_MUL: return "kp_mul";
+    case KP_OP_DIV: return "kp_div";
+    case KP_OP_NEG: return "kp_neg";
+    case KP_OP_INV: return "kp_inv";
+    case KP_OP_SQUARE: return "kp_square";
+    case KP_OP_POW: return "kp_powi";
+    case KP_OP_POWF: return "kp_pow";
+    case KP_OP_SQRT: return "kp_sqrt";
+    case KP_OP_RSQRT: return "kp_rsqrt";
+    case KP_OP_LT: return "kp_lt";
+    case KP_OP_LE: return "kp_le";
+    case KP_OP_GT: return "kp_gt";
+    case KP_OP_GE: return "kp_ge";
+    case KP_OP_EQ: return "kp_eq";
+    case KP_OP_NE: return "kp_ne";
+    case KP_OP_EXP: return "kp_exp";
+    case KP_OP_LOG: return "kp_log";
+    case KP_OP_XLOGX: return "kp_xlogx";
+    case KP_OP_SIN: return "kp_sin";
+    case KP_OP_COS: return "kp_cos";
+    case KP_OP_ASIN: return "kp_asin";
+    case KP_OP_ACOS: return "kp_acos";
+    case KP_OP_ATAN: return "kp_atan";
+    case KP_OP_ATAN2: return "kp_atan2";
+    case KP_OP_SINXDIVX: return "kp_sinxdivx";
+    case KP_OP_TANH: return "kp_tanh";
+    case KP_OP_ERF: return "kp_erf";
+    case KP_OP_ABS: return "kp_fabs";
+    case KP_OP_SIGN: return "kp_sign";
+    case KP_OP_STEP: return "kp_step";
+    case KP_OP_RELU: return "kp_relu";
+    case KP_OP_FLOOR: return "kp_floor";
+    case KP_OP_ROUND: return "kp_roundd";
+    case KP_OP_CLAMP: return "kp_clamp";
+    case KP_OP_IFELSE: return "kp_ifelse";
+    case KP_OP_VAR:
+    case KP_OP_CONST:
+    case KP_OP_INDEX:
+    case KP_OP_DOT:
+    case KP_OP_SQDIST:
+    case KP_OP_SUM:
+    case KP_OP_MAXC:
+    case KP_OP_MINC:
+    case KP_OP_ARGMAXC:
+    case KP_OP_ARGMINC:
+    case KP_OP_EXTRACT:
+    case KP_OP_CONCAT:
+    case KP_OP_ONEHOT:
+    case KP_OP_MATVEC:
+    case KP_OP_VECMAT:
+    case KP_OP_TENSORPROD:
+    case KP_OP_BCAST:
+    case KP_OP_COUNT_: break;
+    }
+    return NULL;
+}
+
+/* One instruction. row_index/col_index: expressions of the current row / col point. */
+static void emit_instr(gen *g, const kp_instr *ins, kp_loc part) {
+    sbuf *s = g->s;
+    const kp_program *prog = g->prog;
+    kp_operand o = ins->out, a = ins->in[0], b = ins->in[1], c = ins->in[2];
+    sb_printf(s, "    { /* %s */\n", kp__op_name(ins->op));
+    const char *fn = ew_name(ins->op);
+    if (fn) {
+        sb_printf(s, "      for (int c_ = 0; c_ < %d; c_++) ", o.dim);
+        opnd(g, o, "c_");
+        sb_printf(s, " = %s(", fn);
+        opnd(g, a, "c_");
+        if (ins->nin > 1) {
+            sb_printf(s, ", ");
+            opnd(g, b, "c_");
+        }
+        if (ins->nin > 2) {
+            sb_printf(s, ", ");
+            opnd(g, c, "c_");
+        }
+        if (ins->op == KP_OP_POW || ins->op == KP_OP_ROUND) sb_printf(s, ", %d", ins->ip[0]);
+        sb_printf(s, ");\n    }\n");
+        return;
+    }
+    switch (ins->op) {
+    case KP_OP_VAR: {
+        int p = ins->ip[1];
+        kp_var_category cat = (kp_var_category)ins->ip[0];
+        sb_printf(s, "      for (int c_ = 0; c_ < %d; c_++) ", o.dim);
+        opnd(g, o, "c_");
+        if (cat == KP_VAR_PARAM) sb_printf(s, " = a%d[bz * bs%d + c_];\n", p, p);
+        else if (part == KP_LOC_ROW) sb_printf(s, " = active ? a%d[bz * bs%d + r * %d + c_] : (real)0;\n", p, p, o.dim);
+        else sb_printf(s, " = a%d[bz * bs%d + j * %d + c_];\n", p, p, o.dim);
+        break;
+    }
+    case KP_OP_CONST:
+        sb_printf(s, "      for (int c_ = 0; c_ < %d; c_++) ", o.dim);
+        opnd(g, o, "c_");
+        sb_printf(s, " = ");
+        print_real(g, ins->value);
+        sb_printf(s, ";\n");
+        break;
+    case KP_OP_INDEX:
+        sb_printf(s, "      ");
+        opnd(g, o, "0");
+        sb_printf(s, " = (real)%s;\n", part == KP_LOC_ROW ? "r" : "j");
+        break;
+    case KP_OP_DOT:
+    case KP_OP_SQDIST:
+        sb_printf(s, "      real s_ = 0;\n      for (int c_ = 0; c_ < %d; c_++) { real x_ = ", a.dim);
+        opnd(g, a, "c_");
+        sb_printf(s, ", y_ = ");
+        opnd(g, b, "c_");
+        sb_printf(s, "; s_ += %s; }\n      ", ins->op == KP_OP_DOT ? "x_ * y_" : "(x_ - y_) * (x_ - y_)");
+        opnd(g, o, "0");
+        sb_printf(s, " = s_;\n");
+        break;
+    case KP_OP_SUM:
+        sb_printf(s, "      real s_ = 0;\n      for (int c_ = 0; c_ < %d; c_++) s_ += ", a.dim);
+        opnd(g, a, "c_");
+        sb_printf(s, ";\n      ");
+        opnd(g, o, "0");
+        sb_printf(s, " = s_;\n");
+        break;
+    case KP_OP_MAXC:
+    case KP_OP_MINC:
+    case KP_OP_ARGMAXC:
+    case KP_OP_ARGMINC: {
+        int is_max = ins->op == KP_OP_MAXC || ins->op == KP_OP_ARGMAXC;
+        int is_arg = ins->op == KP_OP_ARGMAXC || ins->op == KP_OP_ARGMINC;
+        sb_printf(s, "      real best_ = ");
+        opnd(g, a, "0");
+        sb_printf(s, ";\n      int arg_ = 0;\n      for (int c_ = 1; c_ < %d; c_++) { real v_ = ", a.dim);
+        opnd(g, a, "c_");
+        sb_printf(s, "; if (%s(v_, best_)) { best_ = v_; arg_ = c_; } }\n      ",
+                  is_max ? "KP_BETTER_MAX" : "KP_BETTER_MIN");
+        opnd(g, o, "0");
+        sb_printf(s, " = %s;\n", is_arg ? "(real)arg_" : "best_");
+        break;
+    }
+    case KP_OP_EXTRACT: {
+        char e[32];
+        snprintf(e, sizeof e, "c_ + %d", ins->ip[0]);
+        sb_printf(s, "      for (int c_ = 0; c_ < %d; c_++) ", o.dim);
+        opnd(g, o, "c_");
+        sb_printf(s, " = ");
+        opnd(g, a, e);
+        sb_printf(s, ";\n");
+        break;
+    }
+    case KP_OP_CONCAT: {
+        char e[32];
+        snprintf(e, sizeof e, "%d + c_", a.dim);
+        sb_printf(s, "      for (int c_ = 0; c_ < %d; c_++) ", a.dim);
+        opnd(g, o, "c_");
+        sb_printf(s, " = ");
+        opnd(g, a, "c_");
+        sb_printf(s, ";\n      for (int c_ = 0; c_ < %d; c_++) ", b.dim);
+        kp_operand o2 = o;
+        o2.dim = 2; /* never broadcast the output */
+        opnd(g, o2, e);
+        sb_printf(s, " = ");
+        opnd(g, b, "c_");
+        sb_printf(s, ";\n");
+        break;
+    }
+    case KP_OP_ONEHOT:
+        sb_printf(s, "      real r_ = kp_round(");
+        opnd(g, a, "0");
+        sb_printf(s, ");\n      for (int c_ = 0; c_ < %d; c_++) ", o.dim);
+        opnd(g, o, "c_");
+        sb_printf(s, " = r_ == (real)c_ ? (real)1 : (real)0;\n");
+        break;
+    case KP_OP_MATVEC: { /* o[r] = sum_l A[r*m+l] v[l] */
+        char e[48];
+        snprintf(e, sizeof e, "r_ * %d + l_", b.dim);
+        sb_printf(s, "      for (int r_ = 0; r_ < %d; r_++) { real s_ = 0;\n        for (int l_ = 0; l_ < %d; l_++) s_ += ",
+                  o.dim, b.dim);
+        opnd(g, a, e);
+        sb_printf(s, " * ");
+        opnd(g, b, "l_");
+        sb_printf(s, ";\n        ");
+        opnd(g, o, "r_");
+        sb_printf(s, " = s_; }\n");
+        break;
+    }
+    case KP_OP_VECMAT: { /* o[l] = sum_r v[r] A[r*m+l] */
+        char e[48];
+        snprintf(e, sizeof e, "r_ * %d + l_", o.dim);
+        sb_printf(s, "      for (int l_ = 0; l_ < %d; l_++) { real s_ = 0;\n        for (int r_ = 0; r_ < %d; r_++) s_ += ",
+                  o.dim, a.dim);
+        opnd(g, a, "r_");
+        sb_printf(s, " * ");
+        opnd(g, b, e);
+        sb_printf(s, ";\n        ");
+        opnd(g, o, "l_");
+        sb_printf(s, " = s_; }\n");
+        break;
+    }
+    case KP_OP_TENSORPROD: {
+        char e[48];
+        snprintf(e, sizeof e, "r_ * %d + l_", b.dim);
+        kp_operand o2 = o;
+        o2.dim = 2;
+        sb_printf(s, "      for (int r_ = 0; r_ < %d; r_++) for (int l_ = 0; l_ < %d; l_++) ", a.dim, b.dim);
+        opnd(g, o2, e);
+        sb_printf(s, " = ");
+        opnd(g, a, "r_");
+        sb_printf(s, " * ");
+        opnd(g, b, "l_");
+        sb_printf(s, ";\n");
+        break;
+    }
+    case KP_OP_BCAST:
+        sb_printf(s, "      for (int c_ = 0; c_ < %d; c_++) ", o.dim);
+        opnd(g, o, "c_");
+        sb_printf(s, " = ");
+        opnd(g, a, "c_");
+        sb_printf(s, ";\n");
+        break;
+    case KP_OP_ADD:
+    case KP_OP_SUB:
+    case KP_OP_MUL:
+    case KP_OP_DIV:
+    case KP_OP_NEG:
+    case KP_OP_INV:
+    case KP_OP_SQUARE:
+    case KP_OP_POW:
+    case KP_OP_POWF:
+    case KP_OP_SQRT:
+    case KP_OP_RSQRT:
+    case KP_OP_LT:
+    case KP_OP_LE:
+    case KP_OP_GT:
+    case KP_OP_GE:
+    case KP_OP_EQ:
+    case KP_OP_NE:
+    case KP_OP_EXP:
+    case KP_OP_LOG:
+    case KP_OP_XLOGX:
+    case KP_OP_SIN:
+    case KP_OP_COS:
+    case KP_OP_ASIN:
+    case KP_OP_ACOS:
+    case KP_OP_ATAN:
+    case KP_OP_ATAN2:
+    case KP_OP_SINXDIVX:
+    case KP_OP_TANH:
+    case KP_OP_ERF:
+    case KP_OP_ABS:
+    case KP_OP_SIGN:
+    case KP_OP_STEP:
+    case KP_OP_RELU:
+    case KP_OP_FLOOR:
+    case KP_OP_ROUND:
+    case KP_OP_CLAMP:
+    case KP_OP_IFELSE:
+    case KP_OP_COUNT_: break; /* elementwise: handled above */
+    }
+    (void)prog;
+    sb_printf(s, "    }\n");
+}
+
+static void emit_part(gen *g, const kp_program_part *P, kp_loc part) {
+    for (int i = 0; i < P->n; i++) emit_instr(g, &P->code[i], part);
+}
+
+/* ------------------------------------------------------------ reductions */
+
+static int kof(const kp_program *prog) { return kfamily(prog->red) ? prog->K : 1; }
+
+/* State arrays st (reals) and sx (indices) set to the monoid identity. */
+static void emit_init(sbuf *s, const kp_program *prog, const char *st, const char *sx) {
+    int nreal, nidx, D = prog->fdim;
+    kp__gpu_state_size(prog, &nreal, &nidx);
+    switch (prog->red) {
+    case KP_RED_SUM: sb_printf(s, "    for (int q_ = 0; q_ < %d; q_++) %s[q_] = 0;\n", nreal, st); break;
+    case KP_RED_LOGSUMEXP:
+        sb_printf(s, "    for (int q_ = 0; q_ < %d; q_++) %s[q_] = q_ < %d ? -KP_INF : (real)0;\n", nreal, st, D);
+        break;
+    case KP_RED_SUMSOFTMAXWEIGHT:
+        sb_printf(s, "    for (int q_ = 0; q_ < %d; q_++) %s[q_] = q_ == 0 ? -KP_INF : (real)0;\n", nreal, st);
+        break;
+    case KP_RED_MIN:
+    case KP_RED_MAX:
+    case KP_RED_ARGMIN:
+    case KP_RED_ARGMAX:
+    case KP_RED_MIN_ARGMIN:
+    case KP_RED_MAX_ARGMAX:
+    case KP_RED_KMIN:
+    case KP_RED_ARGKMIN:
+    case KP_RED_KMIN_ARGKMIN:
+        sb_printf(s, "    for (int q_ = 0; q_ < %d; q_++) { %s[q_] = %sKP_INF; %s[q_] = -1; }\n", nreal, st,
+                  is_max_red(prog->red) ? "-" : "", sx);
+        break;
+    }
+}
+
+/* Inserts (x, jj) into the sorted K-list of component d (stride D); earlier entries win ties. */
+static void emit_insert(sbuf *s, const kp_program *prog, const char *st, const char *sx, const char *x,
+                        const char *jj) {
+    int K = kof(prog), D = prog->fdim;
+    const char *better = is_max_red(prog->red) ? "KP_BETTER_MAX" : "KP_BETTER_MIN";
+    if (K == 1) {
+        sb_printf(s, "      if (%s[d_] < 0 || %s(%s, %s[d_])) { %s[d_] = %s; %s[d_] = %s; }\n", sx, better, x, st, st,
+                  x, sx, jj);
+        return;
+    }
+    sb_printf(s,
+              "      if (!(%s[%d + d_] >= 0 && !%s(%s, %s[%d + d_]))) {\n"
+              "        int p_ = %d;\n"
+              "        while (p_ > 0) { int q_ = (p_ - 1) * %d + d_;\n"
+              "          if (%s[q_] >= 0 && !%s(%s, %s[q_])) break;\n"
+              "          %s[p_ * %d + d_] = %s[q_]; %s[p_ * %d + d_] = %s[q_]; p_--; }\n"
+              "        %s[p_ * %d + d_] = %s; %s[p_ * %d + d_] = %s;\n      }\n",
+              sx, (K - 1) * D, better, x, st, (K - 1) * D, K - 1, D, sx, better, x, st, st, D, st, sx, D, sx, st, D, x,
+              sx, D, jj);
+}
+
+/* Folds the current pair (point index j, values in pv / cb) into state (st, sx). */
+static void emit_accumulate(gen *g, const char *st, const char *sx) {
+    sbuf *s = g->s;
+    const kp_program *prog = g->prog;
+    int D = prog->fdim;
+    switch (prog->red) {
+    case KP_RED_SUM:
+        sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) { real t_ = ", D);
+        opnd(g, prog->red_f, "d_");
+        if (prog->red_f2.dim) {
+            sb_printf(s, " * ");
+            opnd(g, prog->red_f2, "d_");
+        }
+        sb_printf(s, "; KP_KAHAN(%s[d_], %s[%d + d_], t_); }\n", st, st, D);
+        break;
+    case KP_RED_LOGSUMEXP:
+        sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) KP_LSE_ACC(%s[d_], %s[%d + d_], %s[%d + d_], ", D, st, st, D, st,
+                  2 * D);
+        opnd(g, prog->red_f, "d_");
+        sb_printf(s, ");\n");
+        break;
+    case KP_RED_SUMSOFTMAXWEIGHT: {
+        int DG = prog->red_g.dim;
+        sb_printf(s, "    { real f_ = ");
+        opnd(g, prog->red_f, "0");
+        sb_printf(s,
+                  ";\n      if (f_ != f_ || %s[0] != %s[0]) { if (f_ != f_) %s[0] = f_; }\n"
+                  "      else if (f_ == -KP_INF) { }\n"
+                  "      else if (f_ == KP_INF || %s[0] == KP_INF) { %s[0] = KP_NAN; }\n"
+                  "      else {\n"
+                  "        if (f_ > %s[0]) { real fc_ = %s[0] == -KP_INF ? (real)0 : kp_exp(%s[0] - f_);\n"
+                  "          for (int q_ = 1; q_ < %d; q_++) %s[q_] *= fc_;\n          %s[0] = f_; }\n"
+                  "        real w_ = kp_exp(f_ - %s[0]);\n        KP_KAHAN(%s[1], %s[2], w_);\n"
+                  "        for (int d_ = 0; d_ < %d; d_++) { real t_ = w_ * ",
+                  st, st, st, st, st, st, st, st, 3 + 2 * DG, st, st, st, st, st, DG);
+        opnd(g, prog->red_g, "d_");
+        sb_printf(s, "; KP_KAHAN(%s[3 + d_], %s[%d + d_], t_); }\n      }\n    }\n", st, st, 3 + DG);
+        break;
+    }
+    case KP_RED_MIN:
+    case KP_RED_MAX:
+    case KP_RED_ARGMIN:
+    case KP_RED_ARGMAX:
+    case KP_RED_MIN_ARGMIN:
+    case KP_RED_MAX_ARGMAX:
+    case KP_RED_KMIN:
+    case KP_RED_ARGKMIN:
+    case KP_RED_KMIN_ARGKMIN:
+        sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) {\n      real x_ = ", D);
+        opnd(g, prog->red_f, "d_");
+        sb_printf(s, ";\n");
+        emit_insert(s, prog, st, sx, "x_", "j");
+        sb_printf(s, "    }\n");
+        break;
+    }
+}
+
+/* a <- merge(a, b), b covering larger indices (a wins ties). */
+static void emit_merge(sbuf *s, const kp_program *prog, const char *a, const char *ax, const char *b, const char *bx) {
+    int D = prog->fdim;
+    switch (prog->red) {
+    case KP_RED_SUM:
+        sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) { KP_KAHAN(%s[d_], %s[%d + d_], %s[d_]); "
+                     "KP_KAHAN(%s[d_], %s[%d + d_], -%s[%d + d_]); }\n",
+                  D, a, a, D, b, a, a, D, b, D);
+        break;
+    case KP_RED_LOGSUMEXP:
+        sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) KP_LSE_MERGE(%s[d_], %s[%d + d_], %s[%d + d_], %s[d_], "
+                     "%s[%d + d_], %s[%d + d_]);\n",
+                  D, a, a, D, a, 2 * D, b, b, D, b, 2 * D);
+        break;
+    case KP_RED_SUMSOFTMAXWEIGHT: {
+        int DG = prog->red_g.dim;
+        sb_printf(s,
+                  "    if (%s[0] != %s[0] || %s[0] != %s[0]) { if (%s[0] == %s[0]) %s[0] = %s[0]; }\n"
+                  "    else if (%s[0] == -KP_INF) { }\n"
+                  "    else { real mn_ = %s[0] > %s[0] ? %s[0] : %s[0];\n"
+                  "      real fa_ = %s[0] == -KP_INF ? (real)0 : kp_exp(%s[0] - mn_), fb_ = kp_exp(%s[0] - mn_);\n"
+                  "      %s[0] = mn_;\n      for (int q_ = 1; q_ < %d; q_++) %s[q_] *= fa_;\n"
+                  "      KP_KAHAN(%s[1], %s[2], %s[1] * fb_); KP_KAHAN(%s[1], %s[2], -%s[2] * fb_);\n"
+                  "      for (int d_ = 0; d_ < %d; d_++) { KP_KAHAN(%s[3 + d_], %s[%d + d_], %s[3 + d_] * fb_);\n"
+                  "        KP_KAHAN(%s[3 + d_], %s[%d + d_], -%s[%d + d_] * fb_); }\n    }\n",
+                  a, a, b, b, a, a, a, b, b, a, b, a, b, a, a, b, a, 3 + 2 * DG, a, a, a, b, a, a, b, DG, a, a, 3 + DG,
+                  b, a, a, 3 + DG, b, 3 + DG);
+        break;
+    }
+    case KP_RED_MIN:
+    case KP_RED_MAX:
+    case KP_RED_ARGMIN:
+    case KP_RED_ARGMAX:
+    case KP_RED_MIN_ARGMIN:
+    case KP_RED_MAX_ARGMAX:
+    case KP_RED_KMIN:
+    case KP_RED_ARGKMIN:
+    case KP_RED_KMIN_ARGKMIN: {
+        int K = kof(prog);
+        sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) for (int k_ = 0; k_ < %d && %s[k_ * %d + d_] >= 0; k_++) {\n"
+                     "      real x_ = %s[k_ * %d + d_]; kp_i64 jx_ = %s[k_ * %d + d_];\n",
+                  D, K, bx, D, b, D, bx, D);
+        emit_insert(s, prog, a, ax, "x_", "jx_");
+        sb_printf(s, "    }\n");
+        break;
+    }
+    }
+}
+
+/* Writes the outputs of one row from (st, sx) to out + o_ and out_idx + oi_. */
+static void emit_finalize(sbuf *s, const kp_program *prog, const char *st, const char *sx) {
+    int D = prog->fdim, nreal, nidx;
+    kp__gpu_state_size(prog, &nreal, &nidx);
+    switch (prog->red) {
+    case KP_RED_SUM: sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) out[o_ + d_] = %s[d_];\n", D, st); break;
+    case KP_RED_LOGSUMEXP:
+        sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) { real m_ = %s[d_];\n"
+                     "      out[o_ + d_] = (m_ != m_ || m_ == -KP_INF || m_ == KP_INF) ? m_ : m_ + kp_log(%s[%d + d_]); }\n",
+                  D, st, st, D);
+        break;
+    case KP_RED_SUMSOFTMAXWEIGHT:
+        sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) out[o_ + d_] = %s[0] != %s[0] ? %s[0] : "
+                     "%s[0] == -KP_INF ? KP_NAN : %s[3 + d_] / %s[1];\n",
+                  prog->red_g.dim, st, st, st, st, st, st);
+        break;
+    case KP_RED_MIN:
+    case KP_RED_MAX:
+    case KP_RED_KMIN: sb_printf(s, "    for (int q_ = 0; q_ < %d; q_++) out[o_ + q_] = %s[q_];\n", nreal, st); break;
+    case KP_RED_ARGMIN:
+    case KP_RED_ARGMAX:
+    case KP_RED_ARGKMIN: sb_printf(s, "    for (int q_ = 0; q_ < %d; q_++) out_idx[oi_ + q_] = %s[q_];\n", nidx, sx); break;
+    case KP_RED_MIN_ARGMIN:
+    case KP_RED_MAX_ARGMAX:
+    case KP_RED_KMIN_ARGKMIN:
+        sb_printf(s, "    for (int q_ = 0; q_ < %d; q_++) { out[o_ + q_] = %s[q_]; out_idx[oi_ + q_] = %s[q_]; }\n", nreal,
+                  st, sx);
+        break;
+    }
+}
+
+static int imax1(int a) { return a > 0 ? a : 1; }
+
+/* ------------------------------------------------------------ kernels */
+
+char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, kp_gpu_dialect dialect, int block, const char *name,
+                      kp_gpu_kernel_info *info) {
+    sbuf sb = {0};
+    sbuf *s = &sb;
+    if (!name) name = "kp";
+    int B = block > 0 ? block : kp__gpu_default_block(prog, dtype);
+    memset(info, 0, sizeof *info);
+    info->block = B;
+    kp__gpu_state_size(prog, &info->nreal, &info->nidx);
+    out_dims(prog, &info->out_dim, &info->out_idx_dim);
+    /* Argument positions read by VAR instructions, in increasing order. */
+    int dim_of[KP_MAX_ARGS];
+    kp_var_category cat_of[KP_MAX_ARGS];
+    for (int p = 0; p < KP_MAX_ARGS; p++) dim_of[p] = 0;
+    const kp_program_part *parts[3] = {&prog->row, &prog->col, &prog->pair};
+    for (int q = 0; q < 3; q++)
+        for (int i = 0; i < parts[q]->n; i++)
+            if (parts[q]->code[i].op == KP_OP_VAR) {
+                int p = parts[q]->code[i].ip[1];
+                if (p >= 0 && p < KP_MAX_ARGS) {
+                    dim_of[p] = parts[q]->code[i].out.dim;
+                    cat_of[p] = (kp_var_category)parts[q]->code[i].ip[0];
+                }
+            }
+    for (int p = 0; p < KP_MAX_ARGS; p++)
+        if (dim_of[p]) {
+            info->used[info->nused] = p;
+            info->used_dim[info->nused] = dim_of[p];
+            info->used_cat[info->nused] = cat_of[p];
+            info->nused++;
+        }
+
+    sb_printf(s, "/* libkp generated kernel: %s reduction, axis %d, %s, %s, B = %d */\n",
+              kp__reduction_name(prog->red), prog->axis, dtype == KP_FLOAT32 ? "float32" : "float64",
+              dialect == KP_GPU_CUDA ? "CUDA" : "OpenCL", B);
+    emit_prelude(s, dtype, dialect, name);
+    int NR = imax1(info->nreal), NX = imax1(info->nidx);
+
+    /* ---- reduce kernel */
+    sb_printf(s, "KP_KERNEL void %s_reduce(", name);
+    for (int u = 0; u < info->nused; u++)
+        sb_printf(s, "const KP_GLOBAL real *a%d, kp_i64 bs%d, ", info->used[u], info->used[u]);
+    sb_printf(s, "KP_GLOBAL real *out, KP_GLOBAL kp_i64 *out_idx, KP_GLOBAL real *part, KP_GLOBAL kp_i64 *part_idx,\n"
+                 "    kp_i64 nrows, kp_i64 ncols, kp_i64 chunk, kp_i64 nchunks, int split) {\n");
+    sb_printf(s, "  const int lid = KP_LID;\n"
+                 "  const kp_i64 r = KP_GROUP(0) * %d + lid;\n"
+                 "  const kp_i64 bz = KP_GROUP(2);\n"
+                 "  const int active = r < nrows;\n"
+                 "  real rv[%d], pv[%d], cv[%d];\n"
+                 "  KP_LOCAL real cb[%d];\n"
+                 "  real st[%d], pst[%d];\n  kp_i64 sx[%d], psx[%d];\n"
+                 "  (void)pv; (void)cv; (void)cb; (void)sx; (void)psx; (void)part_idx; (void)out_idx; (void)out;\n",
+              B, imax1(prog->row_size), imax1(prog->pair_size), imax1(prog->col_size), imax1(prog->col_size * B), NR,
+              NR, NX, NX);
+    gen g = {s, prog, dtype, B, 0};
+    sb_printf(s, "  /* ROW program (row variables guarded: the whole group computes the uniform values) */\n");
+    emit_part(&g, &prog->row, KP_LOC_ROW);
+    emit_init(s, prog, "st", "sx");
+    sb_printf(s, "  const kp_i64 ch0 = split ? KP_GROUP(1) : 0, ch1 = split ? ch0 + 1 : nchunks;\n"
+                 "  for (kp_i64 ch = ch0; ch < ch1; ch++) {\n"
+                 "    const kp_i64 jstart = ch * chunk, jend = jstart + chunk < ncols ? jstart + chunk : ncols;\n");
+    emit_init(s, prog, "pst", "psx");
+    sb_printf(s, "    for (kp_i64 j0 = jstart; j0 < jend; j0 += %d) {\n"
+                 "      const int len = (int)(jend - j0 < %d ? jend - j0 : %d);\n"
+                 "      if (lid < len) { /* COL program: one point of the tile per thread */\n"
+                 "        const kp_i64 j = j0 + lid;\n",
+              B, B, B);
+    emit_part(&g, &prog->col, KP_LOC_COL);
+    sb_printf(s, "        for (int c_ = 0; c_ < %d; c_++) cb[c_ * %d + lid] = cv[c_];\n      }\n"
+                 "      KP_BARRIER();\n"
+                 "      if (active) for (int k = 0; k < len; k++) {\n"
+                 "        const kp_i64 j = j0 + k;\n",
+              prog->col_size, B);
+    g.in_pair = 1;
+    emit_part(&g, &prog->pair, KP_LOC_PAIR);
+    emit_accumulate(&g, "pst", "psx");
+    sb_printf(s, "      }\n      KP_BARRIER();\n    }\n"
+                 "    if (!active) continue;\n"
+                 "    if (split) {\n"
+                 "      const kp_i64 at_ = (bz * nchunks + ch) * nrows + r;\n"
+                 "      for (int q_ = 0; q_ < %d; q_++) part[at_ * %d + q_] = pst[q_];\n"
+                 "      for (int q_ = 0; q_ < %d; q_++) part_idx[at_ * %d + q_] = psx[q_];\n"
+                 "    } else {\n",
+              info->nreal, info->nreal, info->nidx, info->nidx);
+    emit_merge(s, prog, "st", "sx", "pst", "psx");
+    sb_printf(s, "    }\n  }\n"
+                 "  if (split || !active) return;\n"
+                 "  const kp_i64 o_ = (bz * nrows + r) * %d, oi_ = (bz * nrows + r) * %d;\n"
+                 "  (void)o_; (void)oi_;\n",
+              info->out_dim, info->out_idx_dim);
+    emit_finalize(s, prog, "st", "sx");
+    sb_printf(s, "}\n\n");
+
+    /* ---- merge kernel: chunk states merged in chunk order */
+    sb_printf(s, "KP_KERNEL void %s_merge(const KP_GLOBAL real *part, const KP_GLOBAL kp_i64 *part_idx, "
+                 "KP_GLOBAL real *out, KP_GLOBAL kp_i64 *out_idx,\n    kp_i64 nrows, kp_i64 nchunks, kp_i64 ntotal) {\n",
+              name);
+    if (dialect == KP_GPU_CUDA)
+        sb_printf(s, "  const kp_i64 t = (kp_i64)blockIdx.x * blockDim.x + threadIdx.x;\n");
+    else sb_printf(s, "  const kp_i64 t = (kp_i64)get_global_id(0);\n");
+    sb_printf(s, "  if (t >= ntotal) return;\n"
+                 "  const kp_i64 bz = t / nrows, r = t %% nrows;\n"
+                 "  real st[%d], pst[%d];\n  kp_i64 sx[%d], psx[%d];\n"
+                 "  (void)sx; (void)psx; (void)part_idx; (void)out_idx; (void)out;\n",
+              NR, NR, NX, NX);
+    emit_init(s, prog, "st", "sx");
+    sb_printf(s, "  for (kp_i64 ch = 0; ch < nchunks; ch++) {\n"
+                 "    const kp_i64 at_ = (bz * nchunks + ch) * nrows + r;\n"
+                 "    for (int q_ = 0; q_ < %d; q_++) pst[q_] = part[at_ * %d + q_];\n"
+                 "    for (int q_ = 0; q_ < %d; q_++) psx[q_] = part_idx[at_ * %d + q_];\n",
+              info->nreal, info->nreal, info->nidx, info->nidx);
+    emit_merge(s, prog, "st", "sx", "pst", "psx");
+    sb_printf(s, "  }\n  const kp_i64 o_ = t * %d, oi_ = t * %d;\n  (void)o_; (void)oi_;\n", info->out_dim,
+              info->out_idx_dim);
+    emit_finalize(s, prog, "st", "sx");
+    sb_printf(s, "}\n");
+    if (dialect == KP_GPU_CUDA) sb_printf(s, "} /* namespace %s */\n", name);
+    if (s->oom) {
+        free(s->p);
+        return NULL;
+    }
+    return s->p;
+}

@@ -1,0 +1,76 @@
+/*
+ * codegen.h — prints a lowered kp_program (plan/program.h) as GPU kernel source,
+ * in two dialects: CUDA C++ (for NVRTC) and OpenCL C. One generator, one scheme:
+ *
+ *   - one thread per output row; its ROW values and its reduction state live in
+ *     private arrays (registers);
+ *   - the reduced axis is cut into fixed chunks of `chunk` points (a kernel
+ *     argument, chosen from the reduced length alone); each chunk is walked in
+ *     tiles of B points (B = work-group size): the work-group computes the COL
+ *     program of the tile cooperatively, one point per thread, into
+ *     shared/local memory, synchronizes, and every thread runs the PAIR program
+ *     and folds the tile into its chunk state, one point at a time, in order;
+ *   - each chunk is reduced from the monoid identity and chunk states are merged
+ *     in chunk order. Either one thread walks all chunks of its row (split = 0,
+ *     finalized in place), or one work-group row per chunk writes its chunk
+ *     state (split = 1) and the merge kernel merges them in chunk order. Both
+ *     give bit-identical results, independent of B and of the launch geometry.
+ *
+ * Reductions follow src/cpu/kernel_reduce.h: ties to the smallest index, NaN
+ * ranks first in Min/Max, LogSumExp and SumSoftMaxWeight streamed as a running
+ * max and a rescaled Kahan-compensated sum, Sum Kahan-compensated (float32 and
+ * float64). Elementwise ops follow src/formula/scalar_eval.h (device prelude).
+ *
+ * Kernels (names prefixed by `name`, "kp" by default):
+ *
+ *   <name>_reduce(for each used argument position p, in increasing order:
+ *                     const real *a<p>, i64 bs<p>,
+ *                 real *out, i64 *out_idx, real *part, i64 *part_idx,
+ *                 i64 nrows, i64 ncols, i64 chunk, i64 nchunks, int split)
+ *       global size (ceil(nrows/B)*B, split ? nchunks : 1, nbatch), local (B,1,1).
+ *       Argument p is packed: batch b's element (row t, component c) is at
+ *       a<p>[b*bs<p> + t*dim_p + c] (parameters: b*bs<p> + c); bs<p> = 0 shares it.
+ *       out: (nbatch, nrows, out_dim), out_idx: (nbatch, nrows, out_idx_dim),
+ *       part/part_idx: (nbatch, nchunks, nrows, nreal|nidx), used when split.
+ *   <name>_merge(const real *part, const i64 *part_idx, real *out, i64 *out_idx,
+ *                i64 nrows, i64 nchunks, i64 ntotal)
+ *       one thread per (batch, row), ntotal = nbatch*nrows; any local size.
+ *
+ * In the CUDA dialect everything but the two extern "C" kernels is wrapped in
+ * `namespace <name>`, so several generated kernels can share one translation
+ * unit (the NVRTC test compiles many at once).
+ */
+#ifndef KP_GPU_CODEGEN_H
+#define KP_GPU_CODEGEN_H
+
+#include "plan/program.h"
+
+typedef enum kp_gpu_dialect { KP_GPU_CUDA = 0, KP_GPU_OPENCL = 1 } kp_gpu_dialect;
+
+typedef struct kp_gpu_kernel_info {
+    int block;                /* B: threads per work-group and tile width */
+    int nreal, nidx;          /* reduction state per row (reals, int64 indices) */
+    int out_dim, out_idx_dim; /* outputs per row */
+    int nused;                /* number of argument positions the kernel takes */
+    int used[KP_MAX_ARGS];    /* those positions, increasing */
+    int used_dim[KP_MAX_ARGS];
+    kp_var_category used_cat[KP_MAX_ARGS];
+} kp_gpu_kernel_info;
+
+/* Block size the generator picks for prog (shared memory of the COL values
+ * kept below 16 KiB) when asked for block <= 0. */
+int kp__gpu_default_block(const kp_program *prog, kp_dtype dtype);
+
+/*
+ * Generates the source. dtype: KP_FLOAT32 or KP_FLOAT64. block: B (a power of
+ * two in [1, 1024]) or <= 0 for kp__gpu_default_block. name: kernel prefix, a
+ * C identifier (NULL: "kp"). Fills *info. Returns a malloc'd NUL-terminated
+ * string (the caller frees it), or NULL when out of memory.
+ */
+char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, kp_gpu_dialect dialect, int block, const char *name,
+                      kp_gpu_kernel_info *info);
+
+/* State sizes of prog's reduction (as in src/cpu/kernel_reduce.h). */
+void kp__gpu_state_size(const kp_program *prog, int *nreal, int *nidx);
+
+#endif
