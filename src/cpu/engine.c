@@ -33,6 +33,10 @@ kp_status kp__cpu_run(kp_context *ctx, const kp_cpu_job *job) {
     int split = nchunks > 1 && nblocks < 4 * (int64_t)nthreads;
     int64_t nitems = split ? nblocks * nchunks : nblocks;
     if (nitems < nthreads) nthreads = (int)(nitems > 0 ? nitems : 1);
+    /* Waking threads costs microseconds (milliseconds on a busy machine): small
+     * problems run on fewer threads, about 2^16 pairs or more each. */
+    double pairs = (double)job->nbatch * (double)job->nrows * (double)(job->ncols > 0 ? job->ncols : 1);
+    if (pairs < 65536.0 * nthreads) nthreads = pairs < 65536.0 ? 1 : (int)(pairs / 65536.0);
 
     int nreal, nidx;
     K->state_size(job->prog, &nreal, &nidx);
