@@ -7,7 +7,9 @@
 #   3. the same suites under AddressSanitizer + UndefinedBehaviorSanitizer
 #      (LeakSanitizer included) in build-asan/, without the largest cases;
 #   4. scripts/check_install.sh: install, then build examples against the
-#      installed library with pkg-config and with find_package.
+#      installed library with pkg-config and with find_package;
+#   5. the Python binding (pykp): pip-installed into a venv over Debian's
+#      numpy/torch/scipy, then its pytest suite.
 #
 # usage: scripts/test.sh          (exit status 0 only if everything passed)
 set -euo pipefail
@@ -41,4 +43,21 @@ KP_TEST_SKIP_LARGE=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=
 
 echo "== test.sh: install and use the installed library"
 scripts/check_install.sh >/dev/null
+echo "== test.sh: Python binding (pykp): build, install in a venv, pytest"
+py_packages=(python3-numpy python3-scipy python3-pytest python3-torch python3-pip python3-venv python3-setuptools python3-wheel)
+py_missing=()
+for p in "${py_packages[@]}"; do
+  dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || py_missing+=("$p")
+done
+if ((${#py_missing[@]})); then
+  sudo=()
+  [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${py_missing[@]}"
+fi
+root=$PWD
+rm -rf build-py && /usr/bin/python3 -m venv --system-site-packages build-py/venv
+build-py/venv/bin/pip install --quiet --no-build-isolation ./bindings/python
+(cd build-py && venv/bin/python -m pytest -q "$root/bindings/python/tests")
+
 echo "== test.sh: all passed"

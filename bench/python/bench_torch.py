@@ -1,0 +1,206 @@
+"""
+bench_torch.py -- pykp against dense PyTorch and dense NumPy for the Gaussian
+kernel product  a_i = sum_j exp(-|x_i - y_j|^2 / s^2) b_j  in 3D, forward and
+forward + backward (gradient with respect to x), N = M = 10^3 .. 10^5.
+
+Dense versions materialize the N x M kernel matrix; they run only where their
+estimated memory fits (--dense-limit-gb, default: half of the available
+memory, at most 8 GB). NumPy has no autograd: its backward is written by hand.
+
+Besides the ratios, the table reports pykp's own overhead: the time spent in
+Python (argument handling, autograd bookkeeping) on top of the time spent
+inside libkp's kp_plan_exec calls, measured in the same runs.
+
+usage: python3 bench/python/bench_torch.py [--sizes 1000,10000,100000] [--dtype float32]
+       [--reps 3] [--min-time 0.3] [--dense-limit-gb 8] [--threads 0]
+"""
+import argparse
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+
+import pykp
+from pykp import _lib
+
+# ------------------------------------------------------------ timing
+
+
+class _CTimer:
+    """Accumulates the wall time spent inside kp_plan_exec (monkeypatched)."""
+
+    def __init__(self):
+        self.total = 0.0
+        self.calls = 0
+        self._orig = _lib._plan_exec
+
+    def __enter__(self):
+        orig = self._orig
+
+        def timed(*a):
+            t = time.perf_counter()
+            r = orig(*a)
+            self.total += time.perf_counter() - t
+            self.calls += 1
+            return r
+
+        _lib._plan_exec = timed
+        return self
+
+    def __exit__(self, *exc):
+        _lib._plan_exec = self._orig
+
+
+def bench(fn, reps, min_time, cap=20.0):
+    """Best time per call over reps repetitions of >= min_time each (one call
+    when a single call exceeds cap), and the fraction of it spent in libkp."""
+    fn()  # warm-up: parse, plan, first-touch
+    best = best_c = None
+    for _ in range(reps):
+        with _CTimer() as ct:
+            n = 0
+            t0 = time.perf_counter()
+            while True:
+                fn()
+                n += 1
+                el = time.perf_counter() - t0
+                if el >= min_time or el > cap:
+                    break
+        per, per_c = el / n, ct.total / n
+        if best is None or per < best:
+            best, best_c = per, per_c
+        if el > cap:
+            break
+    return best, best_c
+
+
+# ------------------------------------------------------------ the three implementations
+
+
+def pykp_fwd(x, y, b, s):
+    return lambda: pykp.kernel_product(x, y, b, "gaussian", sigma=s)
+
+
+def pykp_fwd_bwd(x, y, b, s):
+    def run():
+        xg = x.detach().requires_grad_()
+        v = pykp.kernel_product(xg, y, b, "gaussian", sigma=s)
+        (g,) = torch.autograd.grad(v.sum(), [xg])
+        return g
+
+    return run
+
+
+def torch_fwd(x, y, b, s):
+    def run():
+        K = torch.exp(-torch.cdist(x, y).square_() / (s * s))
+        return K @ b
+
+    return run
+
+
+def torch_fwd_bwd(x, y, b, s):
+    def run():
+        xg = x.detach().requires_grad_()
+        d2 = ((xg[:, None, :] - y[None, :, :]) ** 2).sum(-1)
+        v = torch.exp(-d2 / (s * s)) @ b
+        (g,) = torch.autograd.grad(v.sum(), [xg])
+        return g
+
+    return run
+
+
+def numpy_fwd(x, y, b, s):
+    x, y, b = x.numpy(), y.numpy(), b.numpy()
+
+    def run():
+        d2 = (x * x).sum(1)[:, None] + (y * y).sum(1)[None, :] - 2 * x @ y.T
+        return np.exp(-d2 / (s * s)) @ b
+
+    return run
+
+
+def numpy_fwd_bwd(x, y, b, s):
+    x, y, b = x.numpy(), y.numpy(), b.numpy()
+
+    def run():
+        d2 = (x * x).sum(1)[:, None] + (y * y).sum(1)[None, :] - 2 * x @ y.T
+        K = np.exp(-d2 / (s * s))
+        v = K @ b
+        # d/dx_i sum_i v_i = sum_j K_ij b_j (-2/s^2)(x_i - y_j)
+        W = K * b.sum(1)[None, :]
+        g = (-2 / (s * s)) * (W.sum(1)[:, None] * x - W @ y)
+        return v, g
+
+    return run
+
+
+# ------------------------------------------------------------ main
+
+
+def available_gb():
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return 8.0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="1000,3000,10000,30000,100000")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--min-time", type=float, default=0.3)
+    ap.add_argument("--dense-limit-gb", type=float, default=min(8.0, available_gb() / 2))
+    ap.add_argument("--threads", type=int, default=0, help="libkp and torch threads (0: all cores)")
+    a = ap.parse_args()
+    sizes = [int(float(s)) for s in a.sizes.split(",")]
+    dtype = getattr(torch, a.dtype)
+    if a.threads:
+        pykp.set_num_threads(a.threads)
+    torch.set_num_threads(a.threads or os.cpu_count() or 1)  # some builds start with 1 thread
+    itemsize = torch.finfo(dtype).bits // 8
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print("# pykp vs dense torch vs dense NumPy: Gaussian kernel product in 3D, %s" % a.dtype)
+    print("machine: %s, %d cores, load average %.2f%s; torch %s (%d threads), numpy %s; libkp: %s" % (
+        platform.processor() or platform.machine(), os.cpu_count() or 0, load,
+        "  -- WARNING: busy machine, timings unreliable" if load > 0.5 * (os.cpu_count() or 1) else "",
+        torch.__version__, torch.get_num_threads(), np.__version__, pykp.library_path))
+    print("timing: best of %d repetitions of >= %.2f s (one call when a call exceeds 20 s); dense runs only "
+          "below %.1f GB of estimated memory\n" % (a.reps, a.min_time, a.dense_limit_gb))
+    print("| N = M | pass | pykp | in libkp | pykp overhead | dense torch | torch / pykp | dense NumPy | NumPy / pykp |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+
+    s = 0.25
+    for n in sizes:
+        torch.manual_seed(0)
+        x = torch.rand(n, 3, dtype=dtype)
+        y = torch.rand(n, 3, dtype=dtype)
+        b = torch.rand(n, 1, dtype=dtype)
+        for pass_name, kp_fn, th_fn, np_fn, temps in (
+            ("forward", pykp_fwd, torch_fwd, numpy_fwd, 2),
+            ("fwd+bwd", pykp_fwd_bwd, torch_fwd_bwd, numpy_fwd_bwd, 6),
+        ):
+            t_kp, t_c = bench(kp_fn(x, y, b, s), a.reps, a.min_time)
+            dense_gb = temps * n * n * itemsize / 2**30
+            if dense_gb <= a.dense_limit_gb:
+                t_th, _ = bench(th_fn(x, y, b, s), a.reps, a.min_time)
+                t_np, _ = bench(np_fn(x, y, b, s), a.reps, a.min_time)
+                th = "%.4g s | %.2f" % (t_th, t_th / t_kp)
+                nu = "%.4g s | %.2f" % (t_np, t_np / t_kp)
+            else:
+                th = nu = "(%.0f GB) | -" % dense_gb
+            print("| %d | %s | %.4g s | %.4g s | %+.1f%% (%.0f us) | %s | %s |" % (
+                n, pass_name, t_kp, t_c, 100 * (t_kp - t_c) / t_c, 1e6 * (t_kp - t_c), th, nu), flush=True)
+    print("\npykp overhead = (pykp time - time inside kp_plan_exec) / time inside kp_plan_exec, same runs.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,526 @@
+"""
+_lib.py -- the ctypes layer over kp.h: library loading, status -> exception,
+and thin owners of the three C handles (context, formula, plan).
+
+Nothing here knows about NumPy or PyTorch: arrays reach `Plan.exec` as plain
+descriptors (data pointer, dtype code, shape, strides in elements).
+
+Ownership. Every handle is freed by a `weakref.finalize` whose callback holds a
+strong reference to the owning `Context` object, so a context is never freed
+before the formulas and plans made from it (kp.h requires that order), also at
+interpreter exit (finalizers then run in reverse creation order).
+
+Threads. kp.h: "a kp_context is used by one thread at a time". The registry
+(`registry()`) therefore keeps one context, and one cache of parsed formulas and
+plans, per Python thread (threading.local). Calls into libkp go through
+ctypes.CDLL, which releases the GIL for the duration of the C call, so other
+Python threads run while libkp computes on all cores.
+"""
+import ctypes
+import ctypes.util
+import os
+import struct
+import threading
+import weakref
+
+# ----------------------------------------------------------------- constants
+
+KP_FLOAT32, KP_FLOAT64, KP_INT64 = 0, 1, 2
+KP_MAX_DIMS = 8
+KP_MAX_BATCH_DIMS = 6
+
+KP_VAR_I, KP_VAR_J, KP_VAR_PARAM = 0, 1, 2
+
+# kp_reduction, in kp.h order
+REDUCTIONS = (
+    "Sum",
+    "LogSumExp",
+    "SumSoftMaxWeight",
+    "Min",
+    "Max",
+    "ArgMin",
+    "ArgMax",
+    "Min_ArgMin",
+    "Max_ArgMax",
+    "KMin",
+    "ArgKMin",
+    "KMin_ArgKMin",
+)
+
+# kp_status
+KP_OK = 0
+_STATUS_NAMES = {
+    0: "KP_OK",
+    1: "KP_ERR_PARSE",
+    2: "KP_ERR_SHAPE",
+    3: "KP_ERR_DTYPE",
+    4: "KP_ERR_ARGUMENT",
+    5: "KP_ERR_NULL",
+    6: "KP_ERR_OOM",
+    7: "KP_ERR_TOO_LARGE",
+    8: "KP_ERR_UNSUPPORTED",
+    9: "KP_ERR_INTERNAL",
+}
+
+SUM_SCHEMES = {"block": 0, "kahan": 1, "plain": 2}
+
+
+# ----------------------------------------------------------------- errors
+
+
+class KpError(Exception):
+    """Base class of the errors raised from a libkp status.
+
+    `status` is the kp_status name ("KP_ERR_SHAPE"), `message` libkp's own text.
+    Each concrete class also derives from the matching Python built-in
+    (ValueError, TypeError, MemoryError, ...), so `except ValueError` works."""
+
+    def __init__(self, message, status=None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class KpValueError(KpError, ValueError):
+    """KP_ERR_PARSE, KP_ERR_SHAPE, KP_ERR_ARGUMENT, KP_ERR_TOO_LARGE, and bad input found in Python."""
+
+
+class KpTypeError(KpError, TypeError):
+    """KP_ERR_DTYPE, and unsupported or mixed dtypes found in Python."""
+
+
+class KpMemoryError(KpError, MemoryError):
+    """KP_ERR_OOM."""
+
+
+class KpNotImplementedError(KpError, NotImplementedError):
+    """KP_ERR_UNSUPPORTED (e.g. gradients of Min/Max-type reductions)."""
+
+
+class KpRuntimeError(KpError, RuntimeError):
+    """KP_ERR_NULL, KP_ERR_INTERNAL, and unsupported devices."""
+
+
+_STATUS_CLASS = {
+    1: KpValueError,
+    2: KpValueError,
+    3: KpTypeError,
+    4: KpValueError,
+    5: KpRuntimeError,
+    6: KpMemoryError,
+    7: KpValueError,
+    8: KpNotImplementedError,
+    9: KpRuntimeError,
+}
+
+
+def error_for(status, message):
+    cls = _STATUS_CLASS.get(status, KpRuntimeError)
+    name = _STATUS_NAMES.get(status, "status %d" % status)
+    return cls("libkp: %s" % (message or name), name)
+
+
+# ----------------------------------------------------------------- loading
+
+
+def _candidates():
+    env = os.environ.get("LIBKP_PATH")
+    if env:
+        if os.path.isdir(env):
+            return [os.path.join(env, n) for n in ("libkp.so", "libkp.so.0", "libkp.dylib", "kp.dll")], env
+        return [env], env
+    here = os.path.dirname(os.path.abspath(__file__))
+    names = [os.path.join(here, n) for n in ("libkp.so", "libkp.so.0", "libkp.dylib", "kp.dll")]
+    # a source checkout where `pip install ./bindings/python` has built libkp in-tree
+    names.append(os.path.normpath(os.path.join(here, "..", "build", "libkp-cmake", "src", "libkp.so")))
+    found = ctypes.util.find_library("kp")
+    if found:
+        names.append(found)
+    return names, None
+
+
+def _load():
+    names, env = _candidates()
+    errors = []
+    for n in names:
+        if os.path.sep in n and not os.path.exists(n):
+            continue
+        try:
+            return ctypes.CDLL(n), n
+        except OSError as e:  # pragma: no cover - depends on the system
+            errors.append("%s: %s" % (n, e))
+    where = ("LIBKP_PATH=%s" % env) if env else "the pykp package directory or the system library path"
+    raise ImportError(
+        "pykp: cannot load libkp from %s%s. Install pykp with `pip install ./bindings/python` "
+        "(it builds libkp), or point LIBKP_PATH at libkp.so." % (where, (": " + "; ".join(errors)) if errors else "")
+    )
+
+
+lib, library_path = _load()
+
+_vp = ctypes.c_void_p
+_i64 = ctypes.c_int64
+
+
+def _proto(name, restype, *argtypes):
+    fn = getattr(lib, name)
+    fn.restype = restype
+    fn.argtypes = list(argtypes)
+    return fn
+
+
+_context_new = _proto("kp_context_new", ctypes.c_int, ctypes.POINTER(_vp))
+_context_free = _proto("kp_context_free", None, _vp)
+_context_message = _proto("kp_context_message", ctypes.c_char_p, _vp)
+_context_set_num_threads = _proto("kp_context_set_num_threads", ctypes.c_int, _vp, ctypes.c_int)
+_context_set_sum_scheme = _proto("kp_context_set_sum_scheme", ctypes.c_int, _vp, ctypes.c_int)
+_formula_parse = _proto(
+    "kp_formula_parse", ctypes.c_int, _vp, ctypes.c_char_p, ctypes.POINTER(ctypes.c_char_p), ctypes.c_size_t, ctypes.POINTER(_vp)
+)
+_formula_free = _proto("kp_formula_free", None, _vp)
+_formula_reduction = _proto("kp_formula_reduction", ctypes.c_int, _vp)
+_formula_axis = _proto("kp_formula_axis", ctypes.c_int, _vp)
+_formula_num_args = _proto("kp_formula_num_args", ctypes.c_int, _vp)
+_formula_arg = _proto("kp_formula_arg", ctypes.c_int, _vp, ctypes.c_int, ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int))
+_formula_out_dim = _proto("kp_formula_out_dim", ctypes.c_int, _vp)
+_formula_out_index_dim = _proto("kp_formula_out_index_dim", ctypes.c_int, _vp)
+_formula_node_count = _proto("kp_formula_node_count", ctypes.c_size_t, _vp)
+_formula_print = _proto("kp_formula_print", ctypes.c_size_t, _vp, ctypes.c_char_p, ctypes.c_size_t)
+_formula_grad = _proto("kp_formula_grad", ctypes.c_int, _vp, _vp, ctypes.c_int, ctypes.POINTER(_vp))
+_formula_softmax_lse = _proto("kp_formula_softmax_lse", ctypes.c_int, _vp, _vp, ctypes.POINTER(_vp))
+_formula_sums_rows = _proto("kp_formula_sums_rows", ctypes.c_int, _vp)
+try:  # libkp >= the commit adding gradients of Min/Max/KMin reductions
+    _formula_with_indices = _proto("kp_formula_with_indices", ctypes.c_int, _vp, _vp, ctypes.POINTER(_vp))
+except AttributeError:  # pragma: no cover - older libkp
+    _formula_with_indices = None
+_plan_new = _proto("kp_plan_new", ctypes.c_int, _vp, _vp, ctypes.c_int, ctypes.POINTER(_vp))
+_plan_free = _proto("kp_plan_free", None, _vp)
+_plan_exec = _proto("kp_plan_exec", ctypes.c_int, _vp, _vp, ctypes.c_size_t, _vp, _vp, _vp)
+_status_string = _proto("kp_status_string", ctypes.c_char_p, ctypes.c_int)
+
+
+class _KpArray(ctypes.Structure):
+    """kp_array, only used to check the layout the struct packers below assume."""
+
+    _fields_ = [
+        ("data", _vp),
+        ("dtype", ctypes.c_int),
+        ("device", ctypes.c_int),
+        ("ndim", ctypes.c_int),
+        ("shape", _i64 * KP_MAX_DIMS),
+        ("strides", _i64 * KP_MAX_DIMS),
+    ]
+
+
+class _KpExecOptions(ctypes.Structure):
+    _fields_ = [("num_threads", ctypes.c_int), ("nx", _i64), ("ny", _i64)]
+
+
+_ARRAY_SIZE = ctypes.sizeof(_KpArray)
+_SHAPE_OFF = _KpArray.shape.offset
+_STRIDES_OFF = _KpArray.strides.offset
+_OPT_SIZE = ctypes.sizeof(_KpExecOptions)
+# Header (data, dtype, device, ndim) + shape of rank nd, then strides of rank nd.
+_HEAD = [struct.Struct("@Piii%dx%dq" % (_SHAPE_OFF - 20, nd)) for nd in range(KP_MAX_DIMS + 1)]
+_STRIDES = [struct.Struct("@%dq" % nd) for nd in range(KP_MAX_DIMS + 1)]
+_OPTS = struct.Struct("@i%dxqq" % (_KpExecOptions.nx.offset - 4))
+assert _HEAD[2].size == _SHAPE_OFF + 16 and _OPTS.size == _OPT_SIZE
+
+
+def status_string(status):
+    return _status_string(status).decode()
+
+
+# ----------------------------------------------------------------- settings
+
+_settings = {"num_threads": 0, "sum_scheme": 0}
+
+
+def set_num_threads(n):
+    """Threads used by every later libkp call (0: KP_NUM_THREADS or all cores)."""
+    n = int(n)
+    if n < 0 or n > 4096:
+        raise KpValueError("num_threads must be in [0, 4096], got %d" % n)
+    _settings["num_threads"] = n
+
+
+def get_num_threads():
+    return _settings["num_threads"]
+
+
+def set_sum_scheme(name):
+    """float32 summation: 'block' (default, compensated), 'kahan' or 'plain'."""
+    if name not in SUM_SCHEMES:
+        raise KpValueError("sum scheme must be one of %s, got %r" % (sorted(SUM_SCHEMES), name))
+    _settings["sum_scheme"] = SUM_SCHEMES[name]
+
+
+# ----------------------------------------------------------------- handles
+
+
+class Context:
+    """Owns one kp_context (one per thread, see registry())."""
+
+    def __init__(self):
+        h = _vp()
+        st = _context_new(ctypes.byref(h))
+        if st != KP_OK:
+            raise error_for(st, "kp_context_new failed")
+        self.handle = h.value
+        self.scheme = 0
+        self._finalizer = weakref.finalize(self, _context_free, h.value)
+
+    def message(self):
+        m = _context_message(self.handle)
+        return m.decode("utf-8", "replace") if m else ""
+
+    def fail(self, status, prefix=""):
+        return error_for(status, prefix + self.message())
+
+    def use_scheme(self, scheme):
+        if scheme != self.scheme:
+            st = _context_set_sum_scheme(self.handle, scheme)
+            if st != KP_OK:
+                raise self.fail(st)
+            self.scheme = scheme
+
+
+def _free_formula(handle, ctx):  # ctx: kept alive until the formula is freed
+    _formula_free(handle)
+
+
+def _free_plan(handle, ctx):
+    _plan_free(handle)
+
+
+class ArgInfo:
+    __slots__ = ("cat", "dim")
+
+    def __init__(self, cat, dim):
+        self.cat = cat
+        self.dim = dim
+
+
+class Formula:
+    """Owns one kp_formula; memoizes its plans (per dtype) and derived formulas."""
+
+    def __init__(self, ctx, handle):
+        self.ctx = ctx
+        self.handle = handle
+        self._finalizer = weakref.finalize(self, _free_formula, handle, ctx)
+        self.reduction = REDUCTIONS[_formula_reduction(handle)]
+        self.axis = _formula_axis(handle)
+        self.nargs = _formula_num_args(handle)
+        self.out_dim = _formula_out_dim(handle)
+        self.out_index_dim = _formula_out_index_dim(handle)
+        self.sums_rows = bool(_formula_sums_rows(handle))
+        args = []
+        cat, dim = ctypes.c_int(), ctypes.c_int()
+        for k in range(self.nargs):
+            if _formula_arg(handle, k, ctypes.byref(cat), ctypes.byref(dim)) == KP_OK:
+                args.append(ArgInfo(cat.value, dim.value))
+            else:
+                args.append(None)  # position not used by the formula
+        self.args = args
+        self._plans = {}
+        self._derived = {}
+
+    @staticmethod
+    def parse(ctx, text, aliases=()):
+        arr = (ctypes.c_char_p * max(1, len(aliases)))(*[a.encode() for a in aliases])
+        h = _vp()
+        st = _formula_parse(ctx.handle, text.encode(), arr, len(aliases), ctypes.byref(h))
+        if st != KP_OK:
+            raise ctx.fail(st, "in %r: " % text if len(text) < 400 else "")
+        return Formula(ctx, h.value)
+
+    def text(self):
+        n = _formula_print(self.handle, None, 0)
+        buf = ctypes.create_string_buffer(n + 1)
+        _formula_print(self.handle, buf, n + 1)
+        return buf.value.decode()
+
+    def node_count(self):
+        return _formula_node_count(self.handle)
+
+    def plan(self, dtype):
+        p = self._plans.get(dtype)
+        if p is None:
+            p = self._plans[dtype] = Plan(self, dtype)
+        return p
+
+    def grad(self, k):
+        """kp_formula_grad(self, k): d<out, E>/d(argument k), as a formula."""
+        key = ("grad", k)
+        g = self._derived.get(key)
+        if g is None:
+            h = _vp()
+            st = _formula_grad(self.ctx.handle, self.handle, k, ctypes.byref(h))
+            if st != KP_OK:
+                raise self.ctx.fail(st)
+            g = self._derived[key] = Formula(self.ctx, h.value)
+        return g
+
+    def with_indices(self):
+        """kp_formula_with_indices: the Min_ArgMin-type version of a Min-type reduction."""
+        g = self._derived.get("idx")
+        if g is None:
+            if _formula_with_indices is None:
+                raise KpNotImplementedError("libkp: this libkp has no kp_formula_with_indices (gradients of Min/Max)")
+            h = _vp()
+            st = _formula_with_indices(self.ctx.handle, self.handle, ctypes.byref(h))
+            if st != KP_OK:
+                raise self.ctx.fail(st)
+            g = self._derived["idx"] = Formula(self.ctx, h.value)
+        return g
+
+    def unsummed(self):
+        """The same reduction without summing its rows (for a parameter gradient
+        whose own gradient needs its per-row forward output). kp.h has no call
+        for it (see NEEDS_FROM_C.md): parsed back from kp_formula_print."""
+        g = self._derived.get("rows")
+        if g is None:
+            text = self.text()
+            if not (self.sums_rows and text.startswith("RowSum(") and text.endswith(")")):
+                raise KpRuntimeError("pykp: %r does not sum its rows" % text[:80])
+            g = self._derived["rows"] = Formula.parse(self.ctx, text[len("RowSum("):-1], ())
+        return g
+
+    def softmax_lse(self):
+        g = self._derived.get("lse")
+        if g is None:
+            h = _vp()
+            st = _formula_softmax_lse(self.ctx.handle, self.handle, ctypes.byref(h))
+            if st != KP_OK:
+                raise self.ctx.fail(st)
+            g = self._derived["lse"] = Formula(self.ctx, h.value)
+        return g
+
+
+class Plan:
+    """Owns one kp_plan and the argument descriptors it is called with.
+
+    The descriptors live in one preallocated buffer per plan (args, out,
+    out_index, options) that `exec` fills with struct.pack_into: cheaper than
+    building ctypes Structures on every call. A plan belongs to one thread's
+    registry, so the buffer is never shared between concurrent calls."""
+
+    def __init__(self, formula, dtype):
+        ctx = formula.ctx
+        h = _vp()
+        st = _plan_new(ctx.handle, formula.handle, dtype, ctypes.byref(h))
+        if st != KP_OK:
+            raise ctx.fail(st)
+        self.ctx = ctx
+        self.handle = h.value
+        self.dtype = dtype
+        self._finalizer = weakref.finalize(self, _free_plan, h.value, ctx)
+        n = formula.nargs
+        self.nargs = n
+        size = (n + 2) * _ARRAY_SIZE + _OPT_SIZE
+        self.buf = ctypes.create_string_buffer(size)
+        base = ctypes.addressof(self.buf)
+        self.base = base
+        self.out_off = n * _ARRAY_SIZE
+        self.idx_off = (n + 1) * _ARRAY_SIZE
+        self.opt_off = (n + 2) * _ARRAY_SIZE
+        self.out_addr = base + self.out_off
+        self.idx_addr = base + self.idx_off
+        self.opt_addr = base + self.opt_off
+
+    def exec(self, descs, out, idx, nx, ny, scheme=None):
+        """descs: per argument position (ptr, dtype, shape, strides) or None
+        (unused position); out, idx: the same for the outputs, or None."""
+        buf = self.buf
+        off = 0
+        for d in descs:
+            if d is not None:
+                shape, strides = d[2], d[3]
+                nd = len(shape)
+                _HEAD[nd].pack_into(buf, off, d[0], d[1], 0, nd, *shape)
+                _STRIDES[nd].pack_into(buf, off + _STRIDES_OFF, *strides)
+            off += _ARRAY_SIZE
+        out_addr = idx_addr = None
+        if out is not None:
+            shape, strides = out[2], out[3]
+            nd = len(shape)
+            _HEAD[nd].pack_into(buf, self.out_off, out[0], out[1], 0, nd, *shape)
+            _STRIDES[nd].pack_into(buf, self.out_off + _STRIDES_OFF, *strides)
+            out_addr = self.out_addr
+        if idx is not None:
+            shape, strides = idx[2], idx[3]
+            nd = len(shape)
+            _HEAD[nd].pack_into(buf, self.idx_off, idx[0], idx[1], 0, nd, *shape)
+            _STRIDES[nd].pack_into(buf, self.idx_off + _STRIDES_OFF, *strides)
+            idx_addr = self.idx_addr
+        _OPTS.pack_into(buf, self.opt_off, _settings["num_threads"], nx, ny)
+        self.ctx.use_scheme(_settings["sum_scheme"] if scheme is None else scheme)
+        st = _plan_exec(self.handle, self.base, self.nargs, out_addr, idx_addr, self.opt_addr)
+        if st != KP_OK:
+            raise self.ctx.fail(st)
+
+
+# ----------------------------------------------------------------- registry
+
+# Formulas are interned in their context's node store until the context is freed
+# (docs/architecture.md). A thread that parses very many distinct formulas
+# therefore starts a fresh context after this many; the old one is freed once
+# the last formula or plan made from it is gone.
+MAX_FORMULAS_PER_CONTEXT = 4096
+
+
+class _Registry(threading.local):
+    """Per-thread cache: formula key -> Formula.
+
+    Keys are paths: ("parse", text, aliases) for a parsed formula, and
+    (parent_key, "grad", k), (parent_key, "lse"), (parent_key, "idx") or
+    (parent_key, "rows") for derived ones (see Formula), so that a
+    formula built in one thread can be rebuilt in another (torch may run a
+    backward pass in another thread than the forward)."""
+
+    def __init__(self):
+        self.ctx = None
+        self.formulas = {}
+
+    def get(self, key):
+        f = self.formulas.get(key)
+        if f is None:
+            f = self._build(key)
+        return f
+
+    def _build(self, key):
+        if key[0] == "parse":
+            if self.ctx is None or len(self.formulas) >= MAX_FORMULAS_PER_CONTEXT:
+                self.ctx = Context()
+                self.formulas = {}
+            f = Formula.parse(self.ctx, key[1], key[2])
+        else:
+            parent = self.get(key[0])
+            op = key[1]
+            if op == "grad":
+                f = parent.grad(key[2])
+            elif op == "lse":
+                f = parent.softmax_lse()
+            elif op == "idx":
+                f = parent.with_indices()
+            elif op == "rows":
+                f = parent.unsummed()
+            else:
+                raise KpRuntimeError("pykp: unknown derived formula %r" % (op,))
+        self.formulas[key] = f
+        return f
+
+    def clear(self):
+        self.formulas = {}
+        self.ctx = None
+
+
+_registry = _Registry()
+
+
+def registry():
+    return _registry
+
+
+def formula(key):
+    return _registry.get(key)

@@ -1,0 +1,452 @@
+"""
+genred.py -- Genred (KeOps calling conventions) and the autograd bridge.
+
+Every reduction of pykp, from Genred, LazyTensor or kernel_product, ends in
+`reduce(key, args, ...)`: key names a formula in the per-thread registry, args
+are arrays in the layout of the formula's arguments. With torch tensors that
+need gradients it goes through `_KpFunction`, whose backward runs libkp's own
+gradient reductions (kp_formula_grad) through `_KpFunction` again, so that
+backward is itself differentiable, to any order.
+"""
+from . import _arrays
+from ._arrays import TorchBackend, backend_of, is_array, launch, torch
+from ._lib import KP_VAR_I, KP_VAR_J, KP_VAR_PARAM, KpNotImplementedError, KpTypeError, KpValueError, formula
+
+# ----------------------------------------------------------------- reduction names
+
+# KeOps name (and accepted aliases) -> (libkp reduction, needs opt_arg K)
+_REDUCTION_NAMES = {
+    "Sum": "Sum",
+    "LogSumExp": "LogSumExp",
+    "LogSumExpWeight": "LogSumExp",
+    "SumSoftMaxWeight": "SumSoftMaxWeight",
+    "SoftMax": "SumSoftMaxWeight",
+    "Min": "Min",
+    "Max": "Max",
+    "ArgMin": "ArgMin",
+    "ArgMax": "ArgMax",
+    "Min_ArgMin": "Min_ArgMin",
+    "MinArgMin": "Min_ArgMin",
+    "Max_ArgMax": "Max_ArgMax",
+    "MaxArgMax": "Max_ArgMax",
+    "KMin": "KMin",
+    "ArgKMin": "ArgKMin",
+    "KMin_ArgKMin": "KMin_ArgKMin",
+    "KMinArgKMin": "KMin_ArgKMin",
+}
+_K_REDUCTIONS = ("KMin", "ArgKMin", "KMin_ArgKMin")
+
+
+def reduction_text(formula, reduction_op, axis, opt_arg=None, formula2=None):
+    """The libkp text of a KeOps-style (formula, reduction_op, axis) triple."""
+    if not isinstance(formula, str) or not formula.strip():
+        raise KpValueError("pykp: the formula must be a non-empty string, got %r" % (formula,))
+    red = _REDUCTION_NAMES.get(reduction_op)
+    if red is None:
+        raise KpValueError(
+            "pykp: unknown reduction_op %r; expected one of %s" % (reduction_op, ", ".join(sorted(_REDUCTION_NAMES)))
+        )
+    if axis not in (0, 1) or isinstance(axis, bool):
+        raise KpValueError("pykp: axis must be 0 (reduce over i) or 1 (reduce over j), got %r" % (axis,))
+    if red in _K_REDUCTIONS:
+        if opt_arg is None or isinstance(opt_arg, bool) or int(opt_arg) != opt_arg or opt_arg < 1:
+            raise KpValueError("pykp: reduction %s needs opt_arg = K, a positive integer, got %r" % (reduction_op, opt_arg))
+        return "%s_Reduction(%s,%d,%d)" % (red, formula, int(opt_arg), axis)
+    if red == "SumSoftMaxWeight":
+        if formula2 is None:
+            raise KpValueError("pykp: reduction %s needs formula2 (the weights)" % reduction_op)
+        return "SumSoftMaxWeight_Reduction(%s,%d,%s)" % (formula, axis, formula2)
+    if red == "LogSumExp" and formula2 is not None:
+        # log sum_j exp(f_ij) g_ij = LogSumExp(f_ij + log g_ij), for g > 0
+        return "LogSumExp_Reduction((%s)+Log(%s),%d)" % (formula, formula2, axis)
+    if reduction_op == "LogSumExpWeight":
+        raise KpValueError("pykp: reduction LogSumExpWeight needs formula2 (the weights)")
+    return "%s_Reduction(%s,%d)" % (red, formula, axis)
+
+
+# ----------------------------------------------------------------- argument layout
+
+
+def _as_backend_array(x, be, code):
+    """A Python number or list of numbers as a 1-D array of the backend and dtype."""
+    try:
+        return be.scalar_array(x, code)
+    except (TypeError, ValueError) as e:
+        raise KpTypeError("pykp: cannot use %r as a parameter: %s" % (x, e)) from None
+
+
+def canonical_args(f, args, what="argument"):
+    """Brings user arrays into libkp's layout for formula f, by views only:
+    Vi/Vj (batch..., n, d), Pm (batch..., d) or (d,); 1-D Vi/Vj arrays of a
+    dimension-1 variable become (n, 1); 0-d parameters become (1,); Python
+    numbers become parameter arrays of the common dtype. Arguments with fewer
+    batch dimensions than the most batched one get leading unit dimensions.
+    Returns (backend, dtype code, list of arrays)."""
+    fargs = f.args
+    n = len(fargs)
+    if len(args) < n:
+        raise KpValueError("pykp: the formula takes %d arguments, got %d" % (n, len(args)))
+    args = list(args[:n])
+    be = backend_of(args)
+    if be is None:
+        raise KpTypeError("pykp: no NumPy array or torch tensor among the arguments")
+    code = None
+    for k, a in enumerate(args):
+        if fargs[k] is None:
+            continue
+        if is_array(a):
+            c = _arrays.dtype_code(a, "%s %d" % (what, k))
+            if be is TorchBackend:
+                _arrays.check_device(a, "%s %d" % (what, k))
+            if code is None:
+                code = c
+            elif c != code:
+                raise KpTypeError(
+                    "pykp: mixed dtypes: %s %d is %s but an earlier one is %s; convert them to one dtype"
+                    % (what, k, _arrays.DTYPE_NAMES[c], _arrays.DTYPE_NAMES[code])
+                )
+    nb = 0
+    for k, a in enumerate(args):
+        info = fargs[k]
+        if info is None:
+            continue
+        if not is_array(a):
+            if info.cat != KP_VAR_PARAM:
+                raise KpTypeError("pykp: %s %d must be an array (a %s variable), got %s" % (what, k, _cat_name(info.cat), type(a).__name__))
+            a = args[k] = _as_backend_array(a, be, code)
+        if info.cat == KP_VAR_PARAM:
+            if a.ndim == 0:
+                a = args[k] = be.view(a, (1,))
+        else:
+            if a.ndim == 1 and info.dim == 1:
+                a = args[k] = be.view(a, (a.shape[0], 1))
+            if a.ndim < 2:
+                raise KpValueError(
+                    "pykp: %s %d (%s(%d)) must have shape (..., n, %d), got %s"
+                    % (what, k, _cat_name(info.cat), info.dim, info.dim, tuple(a.shape))
+                )
+            nb = max(nb, a.ndim - 2)
+    for k, a in enumerate(args):  # parameters: (d,), (batch..., d) or (batch..., 1, d)
+        info = fargs[k]
+        if info is None or info.cat != KP_VAR_PARAM or a.ndim < 2:
+            continue
+        shape = tuple(a.shape)
+        if len(shape) - 1 > nb and shape[-2] == 1:
+            shape = shape[:-2] + shape[-1:]
+        while len(shape) - 1 > nb and shape[0] == 1:
+            shape = shape[1:]
+        if shape != tuple(a.shape):
+            a = args[k] = be.view(a, shape)
+        nb = max(nb, a.ndim - 1)
+    if nb:
+        for k, a in enumerate(args):
+            info = fargs[k]
+            if info is None:
+                continue
+            base = 1 if info.cat == KP_VAR_PARAM else 2
+            have = a.ndim - base
+            if 0 < have < nb:
+                args[k] = be.view(a, (1,) * (nb - have) + tuple(a.shape))
+    return be, code, args
+
+
+def _cat_name(cat):
+    return ("Vi", "Vj", "Pm")[cat]
+
+
+# ----------------------------------------------------------------- autograd
+
+if torch is not None:
+
+    class _Node:
+        """What a _KpFunction call needs besides its tensors: the formula key and
+        the sizes that no argument may tell (nx, ny)."""
+
+        __slots__ = ("key", "nx", "ny", "scheme")
+
+        def __init__(self, key, nx, ny, scheme=None):
+            self.key = key
+            self.nx = nx
+            self.ny = ny
+            self.scheme = scheme
+
+        def derived(self, *op):
+            return _Node((self.key,) + op, self.nx, self.ny, self.scheme)
+
+    def _fit_grad(g, arg, cat):
+        """Gradient g of libkp, shaped (batch_out..., rows, d) or (batch_out..., 1, d)
+        for a parameter, brought to the shape of the argument (batch dims it
+        broadcast are summed)."""
+        if cat == KP_VAR_PARAM:
+            g = g.squeeze(-2)
+            base = 1
+        else:
+            base = 2
+        nbo = g.ndim - base
+        nba = arg.ndim - base
+        if nbo > 0:
+            if nba == 0:
+                g = g.sum(dim=tuple(range(nbo)))
+            else:
+                dims = tuple(i for i in range(nbo) if arg.shape[i] == 1 and g.shape[i] != 1)
+                if dims:
+                    g = g.sum(dim=dims, keepdim=True)
+        if g.shape != arg.shape:
+            g = g.reshape(arg.shape)
+        return g
+
+    _will_execute = getattr(torch._C, "_will_engine_execute_node", None)
+
+    # The query costs microseconds, but milliseconds when torch answers with an
+    # exception (a captured leaf under torch.autograd.grad): only worth it when
+    # the gradient reduction it may save is large.
+    _WILL_USE_MIN_PAIRS = 1 << 24
+
+    def _pairs(f, args):
+        ni = nj = nb = 1
+        for info, a in zip(f.args, args):
+            if info is None or a is None:
+                continue
+            if info.cat == KP_VAR_I:
+                ni = max(ni, a.shape[-2])
+            elif info.cat == KP_VAR_J:
+                nj = max(nj, a.shape[-2])
+            if a.ndim > 2:
+                nb = max(nb, a[..., 0, 0].numel())
+        return ni * nj * nb
+
+    def _will_use(ctx, k):
+        """False when the autograd engine will not use the gradient of input k in
+        this backward pass (e.g. torch.autograd.grad(..., inputs=[q]) does not
+        need the gradient flowing to p): each gradient is a full reduction, so
+        skipping unused ones matters. Best effort, through a private torch call
+        when it exists: leaves under torch.autograd.grad (not supported by
+        torch 1.13) and any failure count as used."""
+        if _will_execute is None or ctx.kp_pairs < _WILL_USE_MIN_PAIRS:
+            return True
+        try:
+            # next_functions has one entry per tensor input (not for node or None)
+            j = sum(1 for a in ctx.kp_args[:k] if a is not None)
+            fn = ctx.next_functions[j][0]
+            if fn is None:
+                return True
+            cache = ctx.kp_will
+            r = cache.get(id(fn))
+            if r is None:
+                try:
+                    r = cache[id(fn)] = bool(_will_execute(fn))
+                except RuntimeError:  # a leaf captured by torch.autograd.grad: needed
+                    r = cache[id(fn)] = True
+            return r
+        except Exception:
+            return True
+
+    _WITH_INDICES = ("Min", "Max", "KMin")  # forward also computes the indices, for backward
+    _INDEXED = ("Min_ArgMin", "Max_ArgMax", "KMin_ArgKMin")  # outputs (values, indices)
+    _NEEDS_OUTPUT = ("LogSumExp", "SumSoftMaxWeight")  # gradient takes the forward output O
+
+    class _KpFunction(torch.autograd.Function):
+        """out = Red(F)(args); backward: one libkp gradient reduction per input,
+        run through _KpFunction again (differentiable to any order)."""
+
+        @staticmethod
+        def forward(ctx, node, *args):
+            f = formula(node.key)
+            red = f.reduction
+            run_f = formula((node.key, "idx")) if red in _WITH_INDICES else f
+            fast = _arrays.fast_describe(run_f, args)
+            if fast is not None:
+                _, code, descs, nx, ny, _ = fast
+                out, idx = _arrays.run(run_f, TorchBackend, code, descs, nx if nx >= 0 else node.nx,
+                                       ny if ny >= 0 else node.ny, (), None, node.scheme)
+            else:
+                out, idx = launch(run_f, list(args), TorchBackend, node.nx, node.ny, scheme=node.scheme)
+            ctx.node = node
+            ctx.idx = idx
+            ctx.save_for_backward(*args, out)
+            if red in _INDEXED:
+                ctx.mark_non_differentiable(idx)
+                return out, idx
+            return out
+
+        @staticmethod
+        def backward(ctx, G, *unused):
+            node = ctx.node
+            saved = ctx.saved_tensors
+            args, out = list(saved[:-1]), saved[-1]
+            ctx.kp_args = args
+            ctx.kp_will = {}
+            f = formula(node.key)
+            n = f.nargs
+            ctx.kp_pairs = _pairs(f, args)
+            needs = ctx.needs_input_grad
+            grads = [None]
+            if f.reduction in _NEEDS_OUTPUT:
+                if f.sums_rows:  # the gradient needs the per-row output, not the summed one
+                    second = _KpFunction.apply(node.derived("rows"), *args[: formula((node.key, "rows")).nargs])
+                else:
+                    second = out
+            elif ctx.idx is not None:
+                second = ctx.idx.to(out.dtype)  # the selected indices, as numbers
+            else:
+                second = None
+            lse = None
+            for k in range(n):
+                info = f.args[k]
+                if not needs[k + 1] or info is None or args[k] is None or not _will_use(ctx, k):
+                    grads.append(None)
+                    continue
+                gnode = node.derived("grad", k)
+                g = formula(gnode.key)
+                ng = g.nargs
+                extra = [G, second]
+                if ng > n + 2:
+                    if lse is None:
+                        lse = _KpFunction.apply(node.derived("lse"), *args)
+                    extra.append(lse)
+                gargs = (args + extra)[:ng]
+                gargs += [None] * (ng - len(gargs))
+                gk = _KpFunction.apply(gnode, *gargs)
+                grads.append(_fit_grad(gk, args[k], info.cat))
+            ctx.kp_args = ctx.kp_will = None  # no references kept past this pass (retain_graph)
+            return tuple(grads)
+
+
+def _needs_graph(args):
+    if not torch.is_grad_enabled():
+        return False
+    for a in args:
+        if isinstance(a, torch.Tensor) and a.requires_grad:
+            return True
+    return False
+
+
+def reduce(key, args, nx=-1, ny=-1, what="argument", out=None, scheme=None):
+    """Runs the registry formula `key` on user arrays. Returns (values, indices)
+    (either may be None), arrays of the arguments' kind; differentiable with
+    torch when an argument requires a gradient. scheme: float32 summation
+    scheme for this call and its backward passes (None: the global setting)."""
+    f = formula(key)
+    fast = _arrays.fast_describe(f, args) if len(args) == f.nargs else None
+    if fast is not None:
+        be, code, descs, fnx, fny, rg = fast
+        if not (rg and torch.is_grad_enabled()):
+            return _arrays.run(f, be, code, descs, fnx if fnx >= 0 else nx, fny if fny >= 0 else ny, (), out, scheme)
+    else:
+        be, code, args = canonical_args(f, args, what)
+        if not (be is TorchBackend and _needs_graph(args)):
+            return launch(f, args, be, nx, ny, out, scheme)
+    if out is not None:
+        raise KpValueError("pykp: out= cannot be used when an input requires a gradient")
+    if not f.out_dim:  # ArgMin, ArgMax, ArgKMin: integer outputs, nothing to differentiate
+        return launch(f, args, be, nx, ny, None, scheme)
+    r = _KpFunction.apply(_Node(key, nx, ny, scheme), *args)
+    return r if isinstance(r, tuple) else (r, None)
+
+
+# ----------------------------------------------------------------- output layout
+
+
+def postprocess(vals, idx, reduction, K=None):
+    """KeOps output conventions: Arg* -> int64 indices; Min_ArgMin -> (values,
+    indices); KMin family -> (..., rows, K, D), squeezed to (..., rows, K) when D = 1."""
+    if reduction in ("ArgMin", "ArgMax"):
+        return idx
+    if reduction in ("Min_ArgMin", "Max_ArgMax"):
+        return vals, idx
+    if reduction in _K_REDUCTIONS:
+
+        def split(a):
+            shape = tuple(a.shape[:-1]) + (K, a.shape[-1] // K)
+            a = a.reshape(shape)
+            if shape[-1] == 1:
+                a = a.reshape(shape[:-1])
+            return a
+
+        if reduction == "KMin":
+            return split(vals)
+        if reduction == "ArgKMin":
+            return split(idx)
+        return split(vals), split(idx)
+    return vals
+
+
+# ----------------------------------------------------------------- Genred
+
+
+_lookup = formula  # Genred.__init__'s `formula` argument shadows the function
+_SCHEMES = {"auto": None, "block_sum": 0, "kahan_scheme": 1, "direct_sum": 2}
+
+
+class Genred:
+    """A generic reduction, with KeOps' calling conventions.
+
+        >>> gauss = Genred("Exp(-SqDist(x,y)*g)*b", ["x = Vi(3)", "y = Vj(3)", "g = Pm(1)", "b = Vj(1)"],
+        ...                reduction_op="Sum", axis=1)
+        >>> a = gauss(x, y, g, b)         # a_i = sum_j exp(-g|x_i-y_j|^2) b_j, shape (N, 1)
+
+    formula, aliases: KeOps syntax ("x = Vi(3)", "y = Vj(0,3)", "p = Pm(1)").
+    reduction_op: Sum, LogSumExp, SumSoftMaxWeight (with formula2), Min, Max,
+        ArgMin, ArgMax, Min_ArgMin, Max_ArgMax, KMin, ArgKMin, KMin_ArgKMin
+        (with opt_arg = K); also KeOps' older names (SoftMax, MinArgMin, ...)
+        and LogSumExp with formula2 (log sum_j exp(f) g, g > 0).
+    axis: 0 reduces over i (one row per j), 1 over j (one row per i); 0 by
+        default, as in KeOps.
+    sum_scheme: "auto"/"block_sum" (libkp's compensated block sums), "kahan_scheme",
+        "direct_sum"; use_double_acc / dtype_acc="float64" select Kahan sums
+        (libkp keeps float32 accumulators). Other KeOps options (dtype,
+        cuda_type, enable_chunks, rec_multVar_highdim, use_fast_math) are
+        accepted and ignored.
+
+    Called with one array per alias: NumPy arrays (result: NumPy) or torch
+    tensors (result: torch, differentiable for Sum, LogSumExp and
+    SumSoftMaxWeight). Vi/Vj arrays are (n, d) or (batch..., n, d), parameters
+    (d,) or (batch..., d); all float32 or all float64. Index outputs are int64.
+    """
+
+    def __init__(
+        self,
+        formula,
+        aliases,
+        reduction_op="Sum",
+        axis=0,
+        dtype=None,
+        opt_arg=None,
+        formula2=None,
+        cuda_type=None,
+        dtype_acc="auto",
+        use_double_acc=False,
+        sum_scheme="auto",
+        enable_chunks=True,
+        rec_multVar_highdim=False,
+        use_fast_math=True,
+    ):
+        if isinstance(aliases, str):
+            aliases = [aliases]
+        aliases = tuple(str(a) for a in (aliases or ()))
+        self.reduction_op = reduction_op
+        self.text = reduction_text(formula, reduction_op, axis, opt_arg, formula2)
+        self.aliases = aliases
+        self.axis = axis
+        self.opt_arg = int(opt_arg) if opt_arg is not None else None
+        self.key = ("parse", self.text, aliases)
+        self.reduction = _REDUCTION_NAMES[reduction_op]
+        if sum_scheme not in ("auto", "block_sum", "kahan_scheme", "direct_sum"):
+            raise KpValueError("pykp: sum_scheme must be auto, block_sum, kahan_scheme or direct_sum, got %r" % (sum_scheme,))
+        if use_double_acc or dtype_acc == "float64":
+            sum_scheme = "kahan_scheme"
+        self.sum_scheme = sum_scheme
+        self.nargs = _lookup(self.key).nargs  # parse now: formula errors surface here
+
+    def __call__(self, *args, backend="auto", device_id=-1, ranges=None, out=None, nx=None, ny=None):
+        if ranges is not None:
+            raise KpNotImplementedError("pykp: block-sparse reductions (ranges=) are not supported yet")
+        if isinstance(backend, str) and backend.upper().startswith("GPU"):
+            raise KpNotImplementedError("pykp: backend=%r: libkp has only a CPU engine so far" % backend)
+        scheme = _SCHEMES.get(self.sum_scheme)
+        vals, idx = reduce(self.key, args, -1 if nx is None else nx, -1 if ny is None else ny, out=out, scheme=scheme)
+        return postprocess(vals, idx, self.reduction, self.opt_arg)
+
+    def __repr__(self):
+        return "Genred(%r, aliases=%r)" % (self.text, list(self.aliases))
+
