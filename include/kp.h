@@ -264,6 +264,32 @@ kp_status kp_reduce(kp_context *ctx, const char *text, const char *const *aliase
                     size_t n_aliases, kp_dtype dtype, const kp_array *args, size_t n_args,
                     kp_array *out, kp_array *out_index);
 
+
+/* ---------------------------------------------------------------- engines (GPU, issue 5)
+ * Which engine runs kp_plan_exec for a context. The CPU engine is the default
+ * and always available. KP_ENGINE_OPENCL runs the generated OpenCL kernels on
+ * the first OpenCL device (libOpenCL.so.1 is loaded at run time; host arrays
+ * are copied to device buffers and back at each call). KP_ENGINE_CUDA is not
+ * implemented yet (kernels are generated and NVRTC-checked; launching is a later
+ * issue): it reports "no CUDA device" or "not implemented". KP_ENGINE_AUTO uses
+ * the CPU for host arrays: libkp never moves data to a device behind the
+ * caller's back. */
+typedef enum kp_engine { KP_ENGINE_CPU = 0, KP_ENGINE_OPENCL = 1, KP_ENGINE_CUDA = 2, KP_ENGINE_AUTO = 3 } kp_engine;
+
+/* Selects the engine of later executions through ctx. Returns KP_ERR_ARGUMENT
+ * for an unknown value and KP_ERR_UNSUPPORTED (engine unchanged, message e.g.
+ * "no OpenCL platform: ...") when the engine cannot run on this machine. */
+kp_status kp_context_set_engine(kp_context *ctx, kp_engine engine);
+/* KP_OK if the engine can run here, else KP_ERR_UNSUPPORTED with the reason in ctx. */
+kp_status kp_engine_available(kp_context *ctx, kp_engine engine);
+/* Writes the kernel source that the engine (KP_ENGINE_CUDA: CUDA C++ for
+ * NVRTC; KP_ENGINE_OPENCL: OpenCL C) generates for f in dtype into buf (always
+ * NUL-terminated when size > 0); *needed (if not NULL) receives its length
+ * without the NUL. Kernels: kp_reduce and kp_merge (see src/gpu/codegen.h). */
+kp_status kp_formula_gpu_source(kp_context *ctx, const kp_formula *f, kp_dtype dtype, kp_engine engine, char *buf,
+                                size_t size, size_t *needed);
+/* ---------------------------------------------------------------- end of engines block */
+
 #ifdef __cplusplus
 }
 #endif

@@ -3,9 +3,12 @@
 #
 #   1. installs the Debian packages the build and the tests need, if missing;
 #   2. Release build with -Werror in build-test/, runs every ctest suite
-#      (ops, reductions incl. the large cases, errors, bench smoke run, examples);
+#      (ops, reductions incl. the large cases, errors, grad, gpu: NVRTC compiles
+#      of every generated CUDA kernel and the OpenCL engine on PoCL, bench smoke
+#      run, examples);
 #   3. the same suites under AddressSanitizer + UndefinedBehaviorSanitizer
-#      (LeakSanitizer included) in build-asan/, without the largest cases;
+#      (LeakSanitizer included) in build-asan/, without the largest cases and
+#      without the gpu ones (PoCL and NVRTC are not instrumented);
 #   4. scripts/check_install.sh: install, then build examples against the
 #      installed library with pkg-config and with find_package;
 #   5. the Python binding (pykp): pip-installed into a venv over Debian's
@@ -16,7 +19,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
 
-packages=(build-essential cmake pkg-config libsleef-dev libcmocka-dev)
+# pocl-opencl-icd + ocl-icd-libopencl1: the OpenCL engine's tests run on the CPU through PoCL.
+packages=(build-essential cmake pkg-config libsleef-dev libcmocka-dev pocl-opencl-icd ocl-icd-libopencl1)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$p")
@@ -32,14 +36,14 @@ fi
 echo "== test.sh: Release build (-Werror) and all suites"
 cmake -S . -B build-test -DCMAKE_BUILD_TYPE=Release -DKP_WERROR=ON >/dev/null
 cmake --build build-test -j"$jobs"
-ctest --test-dir build-test --output-on-failure
+ctest --test-dir build-test --output-on-failure -j2
 
 echo "== test.sh: AddressSanitizer + UndefinedBehaviorSanitizer build and suites"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKP_WERROR=ON \
   -DKP_SANITIZE=address,undefined -DKP_BUILD_BENCH=OFF >/dev/null
 cmake --build build-asan -j"$jobs"
 KP_TEST_SKIP_LARGE=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-  ctest --test-dir build-asan --output-on-failure -LE large
+  ctest --test-dir build-asan --output-on-failure -LE "large|gpu"
 
 echo "== test.sh: install and use the installed library"
 scripts/check_install.sh >/dev/null

@@ -13,6 +13,7 @@ struct kp_context {
     int num_threads;            /* 0 = KP_NUM_THREADS or all cores */
     kp_sum_scheme sum_scheme;
     struct kp_node_store *nodes; /* hash-consed formula DAG nodes, owned */
+    kp_engine engine;            /* kp_context_set_engine (src/gpu); 0 = KP_ENGINE_CPU */
 };
 
 /* Records a failure: formats the message into ctx (if ctx) and returns status,

@@ -6,6 +6,7 @@
 
 #include "core/context.h"
 #include "cpu/engine.h"
+#include "gpu/engine.h" /* kp__engine_run: engine selection hook (issue 5) */
 #include "plan/program.h"
 
 struct kp_plan {
@@ -138,7 +139,7 @@ static kp_status run_summing_rows(kp_context *ctx, kp_cpu_job *job, int dim) {
         job->out.batch_stride[d] = stride;
         stride *= job->batch_shape[d];
     }
-    kp_status st = kp__cpu_run(ctx, job);
+    kp_status st = kp__engine_run(ctx, job);
     for (int64_t b = 0; st == KP_OK && b < job->nbatch; b++) {
         int64_t off = 0, rem = b;
         for (int d = job->nbatch_dims - 1; d >= 0; d--) {
@@ -306,7 +307,7 @@ kp_status kp_plan_exec(kp_plan *plan, const kp_array *args, size_t n_args, kp_ar
                       (long long)job->ncols);
         goto done;
     }
-    st = plan->sum_rows ? run_summing_rows(ctx, job, plan->out_dim) : kp__cpu_run(ctx, job);
+    st = plan->sum_rows ? run_summing_rows(ctx, job, plan->out_dim) : kp__engine_run(ctx, job);
 done:
     free(job);
     return st;

@@ -1,0 +1,445 @@
+/*
+ * opencl.c — the OpenCL engine: generated OpenCL C (codegen.c) run on the first
+ * OpenCL device.
+ *
+ * libOpenCL.so.1 is loaded at run time (dlopen; $KP_OPENCL_LIBRARY overrides
+ * the name), so libkp builds without OpenCL headers or libraries and reports
+ * "no OpenCL platform" when there is none. The few OpenCL types and constants
+ * used are declared here (values from the Khronos headers).
+ *
+ * One call: generate the source for (program, dtype), build it (programs are
+ * cached by source text for the life of the process), pack every argument
+ * into a contiguous (batch, rows, dim) buffer (any strides and batch
+ * broadcasting are resolved on the host), run the reduce kernel (and the merge
+ * kernel when the reduced axis is split over work-groups), read the packed
+ * outputs back and scatter them into the caller's strided outputs.
+ *
+ * Split: the reduced axis is cut into chunks of KP_OCL_CHUNK points (fixed by
+ * its length alone). With few row blocks one work-group row is launched per
+ * chunk and the chunk states are merged in chunk order; otherwise each thread
+ * walks all chunks. Both give the same bits. $KP_GPU_SPLIT=0/1 forces the
+ * choice and $KP_GPU_CHUNK the chunk length (tests use them).
+ *
+ * Thread-safety: the runtime (platform, context, queue, program cache) is
+ * process-wide and guarded by a mutex; calls run one at a time.
+ */
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/context.h"
+#include "gpu/codegen.h"
+#include "gpu/engine.h"
+
+/* ------------------------------------------------------------ minimal OpenCL ABI */
+typedef int32_t cl_int;
+typedef uint32_t cl_uint;
+typedef uint64_t cl_ulong;
+typedef cl_ulong cl_bitfield;
+typedef struct _cl_platform_id *cl_platform_id;
+typedef struct _cl_device_id *cl_device_id;
+typedef struct _cl_context *cl_context;
+typedef struct _cl_command_queue *cl_command_queue;
+typedef struct _cl_mem *cl_mem;
+typedef struct _cl_program *cl_program;
+typedef struct _cl_kernel *cl_kernel;
+typedef struct _cl_event *cl_event;
+
+#define CL_SUCCESS 0
+#define CL_DEVICE_TYPE_ALL 0xFFFFFFFFu
+#define CL_MEM_READ_WRITE (1u << 0)
+#define CL_MEM_READ_ONLY (1u << 2)
+#define CL_MEM_COPY_HOST_PTR (1u << 5)
+#define CL_PROGRAM_BUILD_LOG 0x1183
+#define CL_DEVICE_NAME 0x102B
+#define CL_DEVICE_EXTENSIONS 0x1030
+#define CL_KERNEL_WORK_GROUP_SIZE 0x11B0
+#define CL_TRUE 1
+
+typedef struct ocl_api {
+    cl_int (*GetPlatformIDs)(cl_uint, cl_platform_id *, cl_uint *);
+    cl_int (*GetDeviceIDs)(cl_platform_id, cl_bitfield, cl_uint, cl_device_id *, cl_uint *);
+    cl_int (*GetDeviceInfo)(cl_device_id, cl_uint, size_t, void *, size_t *);
+    cl_context (*CreateContext)(const intptr_t *, cl_uint, const cl_device_id *, void *, void *, cl_int *);
+    cl_command_queue (*CreateCommandQueue)(cl_context, cl_device_id, cl_bitfield, cl_int *);
+    cl_program (*CreateProgramWithSource)(cl_context, cl_uint, const char **, const size_t *, cl_int *);
+    cl_int (*BuildProgram)(cl_program, cl_uint, const cl_device_id *, const char *, void *, void *);
+    cl_int (*GetProgramBuildInfo)(cl_program, cl_device_id, cl_uint, size_t, void *, size_t *);
+    cl_kernel (*CreateKernel)(cl_program, const char *, cl_int *);
+    cl_int (*GetKernelWorkGroupInfo)(cl_kernel, cl_device_id, cl_uint, size_t, void *, size_t *);
+    cl_mem (*CreateBuffer)(cl_context, cl_bitfield, size_t, void *, cl_int *);
+    cl_int (*SetKernelArg)(cl_kernel, cl_uint, size_t, const void *);
+    cl_int (*EnqueueNDRangeKernel)(cl_command_queue, cl_kernel, cl_uint, const size_t *, const size_t *,
+                                   const size_t *, cl_uint, const cl_event *, cl_event *);
+    cl_int (*EnqueueReadBuffer)(cl_command_queue, cl_mem, cl_uint, size_t, size_t, void *, cl_uint, const cl_event *,
+                                cl_event *);
+    cl_int (*Finish)(cl_command_queue);
+    cl_int (*ReleaseMemObject)(cl_mem);
+    cl_int (*ReleaseKernel)(cl_kernel);
+    cl_int (*ReleaseProgram)(cl_program);
+} ocl_api;
+
+/* ------------------------------------------------------------ runtime (process-wide) */
+
+typedef struct prog_entry {
+    char *source;
+    cl_program program;
+    struct prog_entry *next;
+} prog_entry;
+
+static struct {
+    pthread_mutex_t lock;
+    int tried;
+    kp_status status; /* of the initialization */
+    char why[256];
+    void *lib;
+    ocl_api cl;
+    cl_device_id device;
+    cl_context context;
+    cl_command_queue queue;
+    int fp64;
+    char device_name[128];
+    prog_entry *programs;
+    int nprograms;
+} rt = {PTHREAD_MUTEX_INITIALIZER, 0, KP_OK, "", NULL, {0}, NULL, NULL, NULL, 0, "", NULL, 0};
+
+#define KP_OCL_MAX_PROGRAMS 256
+
+static int load_symbols(void) {
+    void *l = rt.lib;
+#define SYM(field, name)                                   \
+    *(void **)(&rt.cl.field) = dlsym(l, name);             \
+    if (!rt.cl.field) {                                    \
+        snprintf(rt.why, sizeof rt.why, "no OpenCL platform: %s missing in the OpenCL library", name); \
+        return 0;                                          \
+    }
+    SYM(GetPlatformIDs, "clGetPlatformIDs")
+    SYM(GetDeviceIDs, "clGetDeviceIDs")
+    SYM(GetDeviceInfo, "clGetDeviceInfo")
+    SYM(CreateContext, "clCreateContext")
+    SYM(CreateCommandQueue, "clCreateCommandQueue")
+    SYM(CreateProgramWithSource, "clCreateProgramWithSource")
+    SYM(BuildProgram, "clBuildProgram")
+    SYM(GetProgramBuildInfo, "clGetProgramBuildInfo")
+    SYM(CreateKernel, "clCreateKernel")
+    SYM(GetKernelWorkGroupInfo, "clGetKernelWorkGroupInfo")
+    SYM(CreateBuffer, "clCreateBuffer")
+    SYM(SetKernelArg, "clSetKernelArg")
+    SYM(EnqueueNDRangeKernel, "clEnqueueNDRangeKernel")
+    SYM(EnqueueReadBuffer, "clEnqueueReadBuffer")
+    SYM(Finish, "clFinish")
+    SYM(ReleaseMemObject, "clReleaseMemObject")
+    SYM(ReleaseKernel, "clReleaseKernel")
+    SYM(ReleaseProgram, "clReleaseProgram")
+#undef SYM
+    return 1;
+}
+
+/* Called with rt.lock held. */
+static kp_status runtime_init(void) {
+    if (rt.tried) return rt.status;
+    rt.tried = 1;
+    rt.status = KP_ERR_UNSUPPORTED;
+    const char *path = getenv("KP_OPENCL_LIBRARY");
+    rt.lib = dlopen(path && *path ? path : "libOpenCL.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!rt.lib) {
+        snprintf(rt.why, sizeof rt.why, "no OpenCL platform: the OpenCL loader (%s) is not installed",
+                 path && *path ? path : "libOpenCL.so.1");
+        return rt.status;
+    }
+    if (!load_symbols()) return rt.status;
+    cl_platform_id plats[16];
+    cl_uint np = 0;
+    if (rt.cl.GetPlatformIDs(16, plats, &np) != CL_SUCCESS || np == 0) {
+        snprintf(rt.why, sizeof rt.why, "no OpenCL platform: the OpenCL loader finds no platform (no ICD installed)");
+        return rt.status;
+    }
+    cl_device_id dev = NULL;
+    for (cl_uint p = 0; p < np && !dev; p++) {
+        cl_uint nd = 0;
+        if (rt.cl.GetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, 1, &dev, &nd) != CL_SUCCESS || nd == 0) dev = NULL;
+    }
+    if (!dev) {
+        snprintf(rt.why, sizeof rt.why, "no OpenCL platform: %u platform(s) but no device", (unsigned)np);
+        return rt.status;
+    }
+    cl_int err = 0;
+    rt.context = rt.cl.CreateContext(NULL, 1, &dev, NULL, NULL, &err);
+    if (!rt.context || err != CL_SUCCESS) {
+        snprintf(rt.why, sizeof rt.why, "no OpenCL platform: clCreateContext failed (%d)", (int)err);
+        return rt.status;
+    }
+    rt.queue = rt.cl.CreateCommandQueue(rt.context, dev, 0, &err);
+    if (!rt.queue || err != CL_SUCCESS) {
+        snprintf(rt.why, sizeof rt.why, "no OpenCL platform: clCreateCommandQueue failed (%d)", (int)err);
+        return rt.status;
+    }
+    rt.device = dev;
+    size_t n = 0;
+    if (rt.cl.GetDeviceInfo(dev, CL_DEVICE_NAME, sizeof rt.device_name - 1, rt.device_name, &n) != CL_SUCCESS)
+        strcpy(rt.device_name, "?");
+    char ext[4096];
+    memset(ext, 0, sizeof ext);
+    if (rt.cl.GetDeviceInfo(dev, CL_DEVICE_EXTENSIONS, sizeof ext - 1, ext, &n) == CL_SUCCESS)
+        rt.fp64 = strstr(ext, "cl_khr_fp64") != NULL;
+    rt.status = KP_OK;
+    return KP_OK;
+}
+
+kp_status kp__opencl_available(kp_context *ctx) {
+    pthread_mutex_lock(&rt.lock);
+    kp_status st = runtime_init();
+    pthread_mutex_unlock(&rt.lock);
+    if (st != KP_OK) return kp__fail(ctx, st, "%s", rt.why);
+    return KP_OK;
+}
+
+/* Builds (or finds) the program of src. Called with rt.lock held. */
+static kp_status get_program(kp_context *ctx, const char *src, cl_program *out) {
+    for (prog_entry *e = rt.programs; e; e = e->next)
+        if (strcmp(e->source, src) == 0) {
+            *out = e->program;
+            return KP_OK;
+        }
+    cl_int err = 0;
+    cl_program p = rt.cl.CreateProgramWithSource(rt.context, 1, &src, NULL, &err);
+    if (!p || err != CL_SUCCESS) return kp__fail(ctx, KP_ERR_INTERNAL, "OpenCL: clCreateProgramWithSource failed (%d)", (int)err);
+    err = rt.cl.BuildProgram(p, 1, &rt.device, "", NULL, NULL);
+    if (err != CL_SUCCESS) {
+        char log[400];
+        size_t n = 0;
+        memset(log, 0, sizeof log);
+        rt.cl.GetProgramBuildInfo(p, rt.device, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log, &n);
+        rt.cl.ReleaseProgram(p);
+        return kp__fail(ctx, KP_ERR_INTERNAL, "OpenCL: building the generated kernel failed (%d): %s", (int)err, log);
+    }
+    prog_entry *e = malloc(sizeof *e);
+    char *copy = e ? malloc(strlen(src) + 1) : NULL;
+    if (!e || !copy) { /* usable, just not cached */
+        free(e);
+        *out = p;
+        return kp__fail(ctx, KP_ERR_OOM, "out of memory caching an OpenCL program");
+    }
+    strcpy(copy, src);
+    e->source = copy;
+    e->program = p;
+    e->next = rt.programs;
+    rt.programs = e;
+    if (++rt.nprograms > KP_OCL_MAX_PROGRAMS) { /* drop the oldest */
+        prog_entry **pp = &rt.programs;
+        while ((*pp)->next) pp = &(*pp)->next;
+        rt.cl.ReleaseProgram((*pp)->program);
+        free((*pp)->source);
+        free(*pp);
+        *pp = NULL;
+        rt.nprograms--;
+    }
+    *out = p;
+    return KP_OK;
+}
+
+/* ------------------------------------------------------------ host packing */
+
+static int64_t batch_offset(const kp_cpu_job *job, const kp_cpu_arg *a, int64_t b) {
+    int64_t off = 0;
+    for (int d = job->nbatch_dims - 1; d >= 0; d--) {
+        off += (b % job->batch_shape[d]) * a->batch_stride[d];
+        b /= job->batch_shape[d];
+    }
+    return off;
+}
+
+static int arg_is_batched(const kp_cpu_job *job, const kp_cpu_arg *a) {
+    for (int d = 0; d < job->nbatch_dims; d++)
+        if (a->batch_stride[d] != 0 && job->batch_shape[d] > 1) return 1;
+    return 0;
+}
+
+/* Packs argument a (rows x dim per batch, rows = 1 for parameters) into a new
+ * buffer; *bs receives the batch stride of the packed copy (0: shared). */
+static void *pack_arg(const kp_cpu_job *job, const kp_cpu_arg *a, int64_t rows, int dim, size_t esz, int64_t *bs) {
+    int64_t nb = arg_is_batched(job, a) ? job->nbatch : 1;
+    int64_t per = rows * dim;
+    size_t bytes = (size_t)(nb * per) * esz;
+    char *buf = malloc(bytes ? bytes : esz);
+    if (!buf) return NULL;
+    for (int64_t b = 0; b < nb; b++) {
+        const char *base = a->base + batch_offset(job, a, b) * (int64_t)esz; /* strides may be negative */
+        for (int64_t t = 0; t < rows; t++)
+            for (int c = 0; c < dim; c++) {
+                int64_t e = t * a->row_stride + c * a->comp_stride;
+                memcpy(buf + (size_t)(b * per + t * dim + c) * esz, base + e * (int64_t)esz, esz);
+            }
+    }
+    *bs = nb > 1 ? per : 0;
+    return buf;
+}
+
+static void unpack_out(const kp_cpu_job *job, const kp_cpu_arg *o, const char *packed, int dim, size_t esz) {
+    for (int64_t b = 0; b < job->nbatch; b++) {
+        char *base = (char *)(uintptr_t)o->base + batch_offset(job, o, b) * (int64_t)esz;
+        for (int64_t r = 0; r < job->nrows; r++)
+            for (int c = 0; c < dim; c++)
+                memcpy(base + (r * o->row_stride + c * o->comp_stride) * (int64_t)esz,
+                       packed + (size_t)((b * job->nrows + r) * dim + c) * esz, esz);
+    }
+}
+
+/* ------------------------------------------------------------ run */
+
+#define KP_OCL_CHUNK 16384
+
+static int64_t env_int(const char *name, int64_t dflt) {
+    const char *v = getenv(name);
+    if (!v || !*v) return dflt;
+    return strtoll(v, NULL, 10);
+}
+
+typedef struct run_state {
+    cl_mem mem[KP_MAX_ARGS + 6];
+    int nmem;
+    cl_kernel kr, km;
+    void *host[KP_MAX_ARGS + 2];
+    int nhost;
+} run_state;
+
+static cl_mem new_buffer(run_state *rs, size_t bytes, void *host, cl_int *err) {
+    cl_mem m = rt.cl.CreateBuffer(rt.context, host ? (CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR) : CL_MEM_READ_WRITE,
+                                  bytes ? bytes : 8, host, err);
+    if (m) rs->mem[rs->nmem++] = m;
+    return m;
+}
+
+static kp_status run_locked(kp_context *ctx, const kp_cpu_job *job, run_state *rs) {
+    const kp_program *prog = job->prog;
+    size_t esz = job->dtype == KP_FLOAT32 ? 4 : 8;
+    if (job->dtype == KP_FLOAT64 && !rt.fp64)
+        return kp__fail(ctx, KP_ERR_UNSUPPORTED, "OpenCL device '%s' has no float64 (cl_khr_fp64)", rt.device_name);
+    if (job->nrows == 0 || job->nbatch == 0) return KP_OK;
+    kp_gpu_kernel_info info;
+    int block = (int)env_int("KP_GPU_BLOCK", 0);
+    if (block < 0 || block > 1024 || (block & (block - 1))) block = 0;
+    char *src = kp__gpu_codegen(prog, job->dtype, KP_GPU_OPENCL, block, "kp", &info);
+    if (!src) return kp__fail(ctx, KP_ERR_OOM, "out of memory while generating the OpenCL kernel");
+    cl_program p = NULL;
+    kp_status st = get_program(ctx, src, &p);
+    free(src);
+    if (st != KP_OK) return st;
+    cl_int err = 0;
+    rs->kr = rt.cl.CreateKernel(p, "kp_reduce", &err);
+    if (!rs->kr) return kp__fail(ctx, KP_ERR_INTERNAL, "OpenCL: clCreateKernel(kp_reduce) failed (%d)", (int)err);
+    size_t wg = 0;
+    if (rt.cl.GetKernelWorkGroupInfo(rs->kr, rt.device, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, NULL) ==
+            CL_SUCCESS &&
+        wg < (size_t)info.block)
+        return kp__fail(ctx, KP_ERR_UNSUPPORTED, "OpenCL device allows %zu work-items per group, the kernel needs %d", wg,
+                        info.block);
+
+    /* Chunks of the reduced axis: fixed by its length. */
+    int64_t chunk = env_int("KP_GPU_CHUNK", KP_OCL_CHUNK);
+    if (chunk < 1) chunk = KP_OCL_CHUNK;
+    int64_t nchunks = job->ncols > 0 ? (job->ncols + chunk - 1) / chunk : 1;
+    int64_t nblocks = (job->nrows + info.block - 1) / info.block;
+    int split = nchunks > 1 && nblocks * job->nbatch < 64;
+    int64_t force = env_int("KP_GPU_SPLIT", -1);
+    if (force == 0) split = 0;
+    if (force == 1 && nchunks > 1) split = 1;
+
+    cl_uint ai = 0;
+#define SETARG(k, size, ptr)                                                                                \
+    do {                                                                                                    \
+        if ((err = rt.cl.SetKernelArg(k, ai++, size, ptr)) != CL_SUCCESS)                                   \
+            return kp__fail(ctx, KP_ERR_INTERNAL, "OpenCL: clSetKernelArg %u failed (%d)", ai - 1, (int)err); \
+    } while (0)
+    for (int u = 0; u < info.nused; u++) {
+        int pos = info.used[u];
+        const kp_cpu_arg *a = &job->args[pos];
+        if (!a->base) return kp__fail(ctx, KP_ERR_INTERNAL, "OpenCL: argument %d has no data", pos);
+        int64_t rows = info.used_cat[u] == KP_VAR_PARAM ? 1
+                       : (info.used_cat[u] == prog->row_cat ? job->nrows : job->ncols);
+        int64_t bs = 0;
+        void *h = pack_arg(job, a, rows, info.used_dim[u], esz, &bs);
+        if (!h) return kp__fail(ctx, KP_ERR_OOM, "out of memory packing argument %d", pos);
+        rs->host[rs->nhost++] = h;
+        int64_t nb = bs ? job->nbatch : 1;
+        cl_mem m = new_buffer(rs, (size_t)(nb * rows * info.used_dim[u]) * esz, h, &err);
+        if (!m) return kp__fail(ctx, KP_ERR_OOM, "OpenCL: clCreateBuffer for argument %d failed (%d)", pos, (int)err);
+        SETARG(rs->kr, sizeof m, &m);
+        SETARG(rs->kr, sizeof bs, &bs);
+    }
+    size_t nout = (size_t)(job->nbatch * job->nrows);
+    cl_mem out = new_buffer(rs, nout * (size_t)info.out_dim * esz, NULL, &err);
+    cl_mem oidx = out ? new_buffer(rs, nout * (size_t)info.out_idx_dim * 8, NULL, &err) : NULL;
+    size_t npart = split ? (size_t)nchunks * nout : 0;
+    cl_mem part = oidx ? new_buffer(rs, npart * (size_t)info.nreal * esz, NULL, &err) : NULL;
+    cl_mem pidx = part ? new_buffer(rs, npart * (size_t)info.nidx * 8, NULL, &err) : NULL;
+    if (!pidx) return kp__fail(ctx, KP_ERR_OOM, "OpenCL: clCreateBuffer for the outputs failed (%d)", (int)err);
+    int64_t nrows = job->nrows, ncols = job->ncols;
+    int isplit = split;
+    SETARG(rs->kr, sizeof out, &out);
+    SETARG(rs->kr, sizeof oidx, &oidx);
+    SETARG(rs->kr, sizeof part, &part);
+    SETARG(rs->kr, sizeof pidx, &pidx);
+    SETARG(rs->kr, 8, &nrows);
+    SETARG(rs->kr, 8, &ncols);
+    SETARG(rs->kr, 8, &chunk);
+    SETARG(rs->kr, 8, &nchunks);
+    SETARG(rs->kr, sizeof isplit, &isplit);
+    size_t gsz[3] = {(size_t)(nblocks * info.block), split ? (size_t)nchunks : 1, (size_t)job->nbatch};
+    size_t lsz[3] = {(size_t)info.block, 1, 1};
+    err = rt.cl.EnqueueNDRangeKernel(rt.queue, rs->kr, 3, NULL, gsz, lsz, 0, NULL, NULL);
+    if (err != CL_SUCCESS) return kp__fail(ctx, KP_ERR_INTERNAL, "OpenCL: launching kp_reduce failed (%d)", (int)err);
+    if (split) {
+        rs->km = rt.cl.CreateKernel(p, "kp_merge", &err);
+        if (!rs->km) return kp__fail(ctx, KP_ERR_INTERNAL, "OpenCL: clCreateKernel(kp_merge) failed (%d)", (int)err);
+        int64_t ntotal = (int64_t)nout;
+        ai = 0;
+        SETARG(rs->km, sizeof part, &part);
+        SETARG(rs->km, sizeof pidx, &pidx);
+        SETARG(rs->km, sizeof out, &out);
+        SETARG(rs->km, sizeof oidx, &oidx);
+        SETARG(rs->km, 8, &nrows);
+        SETARG(rs->km, 8, &nchunks);
+        SETARG(rs->km, 8, &ntotal);
+        size_t l1 = 64, g1 = (nout + 63) / 64 * 64;
+        err = rt.cl.EnqueueNDRangeKernel(rt.queue, rs->km, 1, NULL, &g1, &l1, 0, NULL, NULL);
+        if (err != CL_SUCCESS) return kp__fail(ctx, KP_ERR_INTERNAL, "OpenCL: launching kp_merge failed (%d)", (int)err);
+    }
+#undef SETARG
+    /* Read back and scatter into the caller's (strided) outputs. */
+    for (int which = 0; which < 2; which++) {
+        int dim = which ? info.out_idx_dim : info.out_dim;
+        const kp_cpu_arg *o = which ? &job->out_idx : &job->out;
+        if (!dim || !o->base) continue;
+        size_t e = which ? 8 : esz, bytes = nout * (size_t)dim * e;
+        char *h = malloc(bytes);
+        if (!h) return kp__fail(ctx, KP_ERR_OOM, "out of memory reading the OpenCL output");
+        err = rt.cl.EnqueueReadBuffer(rt.queue, which ? oidx : out, CL_TRUE, 0, bytes, h, 0, NULL, NULL);
+        if (err == CL_SUCCESS) unpack_out(job, o, h, dim, e);
+        free(h);
+        if (err != CL_SUCCESS) return kp__fail(ctx, KP_ERR_INTERNAL, "OpenCL: reading the output failed (%d)", (int)err);
+    }
+    return KP_OK;
+}
+
+kp_status kp__opencl_run(kp_context *ctx, const kp_cpu_job *job) {
+    pthread_mutex_lock(&rt.lock);
+    kp_status st = runtime_init();
+    if (st != KP_OK) {
+        pthread_mutex_unlock(&rt.lock);
+        return kp__fail(ctx, st, "%s", rt.why);
+    }
+    run_state rs;
+    memset(&rs, 0, sizeof rs);
+    st = run_locked(ctx, job, &rs);
+    if (rt.queue) rt.cl.Finish(rt.queue);
+    for (int k = 0; k < rs.nmem; k++) rt.cl.ReleaseMemObject(rs.mem[k]);
+    if (rs.kr) rt.cl.ReleaseKernel(rs.kr);
+    if (rs.km) rt.cl.ReleaseKernel(rs.km);
+    for (int k = 0; k < rs.nhost; k++) free(rs.host[k]);
+    pthread_mutex_unlock(&rt.lock);
+    return st;
+}

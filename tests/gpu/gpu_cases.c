@@ -1,0 +1,79 @@
+/* gpu_cases.c — see gpu_cases.h. */
+#include "gpu_cases.h"
+
+#include <stdio.h>
+
+const char *const kpt_gpu_aliases[] = {"x = Vi(0,3)", "y = Vj(1,3)", "b = Vj(2,2)", "s = Pm(3,1)",
+                                       "u = Vi(4,1)", "v = Vj(5,1)", "A = Vj(6,9)"};
+const int kpt_gpu_naliases = 7;
+
+#define NG {-1, -1}
+const kpt_gpu_case kpt_gpu_cases[] = {
+    /* ops */
+    {"Sum_Reduction(Exp(-SqDist(x,y)*s)*b, %d)", NG}, /* fused Sum of a product */
+    {"Sum_Reduction(x*y + x/(y+3) - (x-y) + Inv(2+y)*Square(x) - Minus(y), %d)", NG},
+    {"Sum_Reduction(Pow(x-y,3) + Pow(y+2,-2) + Powf(2+Square(x), 1+Square(y)), %d)", NG},
+    {"Sum_Reduction(Sqrt(1+Square(x-y)) + Rsqrt(1+Square(x-y)) + Rsqrt(u-u+Square(v)-Square(v)), %d)", NG},
+    {"Sum_Reduction((u<v) + (u<=v)*2 + (u>v)*3 + (u>=v)*4 + (u==v)*5 + (u!=v)*6 + (Floor(3*u)==Floor(3*v)), %d)", NG},
+    {"Sum_Reduction(Log(2+x*y) + XLogX(Abs(x-y)) + XLogX(Step(u)*Step(v)*0*u), %d)", NG},
+    {"Sum_Reduction(Sin(x)*Cos(y) + Asin(x*0.5) + Acos(y*0.5) + Atan(x-y) + Atan2(x,y), %d)", NG},
+    {"Sum_Reduction(SinXDivX(x-y) + Tanh(x*y) + Erf(x-y) + SinXDivX(Floor(u*v+1)), %d)", NG},
+    {"Sum_Reduction(Abs(x-y) + Sign(x-y) + Step(x-y) + ReLU(x-y) + Floor(3*x*y) + Round(x*y, 2) + Sign(Floor(u*v)), %d)", NG},
+    {"Sum_Reduction(Clamp(x-y, -0.5, 0.5) + IfElse(x-y, x, y) + Clamp(u, v, v+1), %d)", NG},
+    {"Sum_Reduction((x|y) + Sum(x*y) + Max(x-y) + Min(x+y) + ArgMax(x-y) + ArgMin(x+y), %d)", NG},
+    {"Sum_Reduction(Extract(Concat(x,y), 2, 3) + Elem(b, 1) + OneHot(Floor(3*Abs(u)*v*v), 3), %d)", NG},
+    {"Sum_Reduction(Concat(MatVecMult(A, x) + VecMatMult(x, A), TensorProd(x, b)), %d)", NG},
+    {"Sum_Reduction(Norm2(x-y)*Normalize(x+y+3) + WeightedSqNorm(s, x-y) + Mod(x*y*5, 2), %d)", NG},
+    {"Sum_Reduction(y*s, %d)", NG},                 /* F depends on the reduced axis only */
+    {"Sum_Reduction(x + Exp(s), %d)", NG},           /* F uniform over the reduced axis */
+    {"Sum_Reduction(Divide(Add(Subtract(x, y), Mult(x, y)), 4), %d)", NG},
+    /* reductions */
+    {"LogSumExp_Reduction(b - SqDist(x,y)*2, %d)", NG},
+    {"SumSoftMaxWeight_Reduction(-SqDist(x,y)*2, %d, Concat(b, y))", NG},
+    {"Min_Reduction(x-y, %d)", NG},
+    {"Max_Reduction(SqDist(x,y), %d)", NG},
+    {"ArgMin_Reduction(SqDist(x,y), %d)", NG},
+    {"ArgMax_Reduction(x*y, %d)", NG},
+    {"Min_ArgMin_Reduction(x-y, %d)", NG},
+    {"Max_ArgMax_Reduction(-SqDist(x,y), %d)", NG},
+    {"ArgMin_Reduction(Floor(2*u*v), %d)", NG}, /* many ties: smallest index */
+    {"Max_ArgMax_Reduction(Floor(3*u*v), %d)", NG},
+    {"KMin_Reduction(SqDist(x,y), 3, %d)", NG},
+    {"ArgKMin_Reduction(x-y, 2, %d)", NG},
+    {"KMin_ArgKMin_Reduction(SqDist(x,y), 4, %d)", NG},
+    {"KMin_ArgKMin_Reduction(Floor(2*u*v), 3, %d)", NG},
+    /* gradients */
+    {"Sum_Reduction(Exp(-SqDist(x,y)*s)*b, %d)", {0, -1}},
+    {"Sum_Reduction(Exp(-SqDist(x,y)*s)*b, %d)", {1, -1}},
+    {"Sum_Reduction(Exp(-SqDist(x,y)*s)*b, %d)", {3, -1}},
+    {"Sum_Reduction(Exp(-SqDist(x,y)*s)*b, %d)", {0, 1}},
+    {"LogSumExp_Reduction(b - SqDist(x,y)*2, %d)", {0, -1}},
+    {"SumSoftMaxWeight_Reduction(-SqDist(x,y)*2, %d, Concat(b, y))", {0, -1}},
+    {"Min_ArgMin_Reduction(x-y, %d)", {1, -1}},
+    {"KMin_Reduction(SqDist(x,y), 3, %d)", {0, -1}},
+    {"Sum_Reduction(Sin(x)*Cos(y) + Log(2+x*y) + Sqrt(1+Square(x-y)), %d)", {1, -1}},
+};
+const int kpt_gpu_ncases = (int)(sizeof kpt_gpu_cases / sizeof kpt_gpu_cases[0]);
+
+kp_status kpt_gpu_case_formula(kp_context *ctx, int c, int axis, kp_formula **out, const char **label) {
+    static char buf[512], text[400];
+    const kpt_gpu_case *k = &kpt_gpu_cases[c];
+    snprintf(text, sizeof text, k->fmt, axis);
+    snprintf(buf, sizeof buf, "case %d axis %d: %s grad %d %d", c, axis, text, k->grad[0], k->grad[1]);
+    if (label) *label = buf;
+    kp_formula *f = NULL;
+    kp_status st = kp_formula_parse(ctx, text, kpt_gpu_aliases, (size_t)kpt_gpu_naliases, &f);
+    for (int g = 0; g < 2 && st == KP_OK && k->grad[g] >= 0; g++) {
+        kp_formula *fg = NULL;
+        if (g == 0 && kp_formula_out_index_dim(f) && kp_formula_out_dim(f) == 0) break;
+        st = kp_formula_grad(ctx, f, k->grad[g], &fg);
+        kp_formula_free(f);
+        f = fg;
+    }
+    if (st != KP_OK) {
+        kp_formula_free(f);
+        return st;
+    }
+    *out = f;
+    return KP_OK;
+}

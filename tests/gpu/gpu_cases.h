@@ -1,0 +1,26 @@
+/*
+ * gpu_cases.h — the representative formula list of the GPU tests: every op of
+ * ops.def, every reduction, gradients (kp_formula_grad, to second order).
+ * Each case is a reduction with "%d" for the axis, over the aliases below, and
+ * optionally a chain of gradients with respect to argument positions.
+ */
+#ifndef KP_TEST_GPU_CASES_H
+#define KP_TEST_GPU_CASES_H
+
+#include "kp.h"
+
+typedef struct kpt_gpu_case {
+    const char *fmt;  /* reduction text, "%d" = axis */
+    int grad[2];      /* gradient positions, -1 = none (grad[1]: second order) */
+} kpt_gpu_case;
+
+extern const char *const kpt_gpu_aliases[];
+extern const int kpt_gpu_naliases;
+extern const kpt_gpu_case kpt_gpu_cases[];
+extern const int kpt_gpu_ncases;
+
+/* Builds case c for axis; *label receives a printable description (static
+ * buffer). Returns KP_OK and the formula in *out. */
+kp_status kpt_gpu_case_formula(kp_context *ctx, int c, int axis, kp_formula **out, const char **label);
+
+#endif

@@ -1,0 +1,200 @@
+/*
+ * test_gpu_opencl.c — asserts that the OpenCL engine (generated OpenCL C run
+ * on the first OpenCL device: PoCL on the CPU in CI) agrees with the CPU engine
+ * on every formula of the GPU case list (every op, every reduction, both axes,
+ * float32 and float64, gradients): values within 1e-5 (float32) / 1e-12
+ * (float64) of the largest reference value of the output, NaN where the CPU
+ * has NaN, indices exact. Sizes are ragged (37 and 301 points: partial tiles
+ * and, under `split` with KP_GPU_CHUNK=300 KP_GPU_SPLIT=1, two chunks of the 301 merged by the merge
+ * kernel). Also a batched, strided case. Skipped (exit 77) without an OpenCL
+ * platform.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpu_cases.h"
+#include "kp.h"
+#include "kp_test_util.h"
+
+#define NX 37
+#define NY 301
+
+static int failures;
+
+static void fill(kpt_rng *rng, double *a, size_t n, int pos, int base_nargs) {
+    if (pos >= base_nargs) kpt_fill_int(rng, a, n, 0, 5); /* gradient extras: E, outputs, indices */
+    else if (pos == 3) kpt_fill_uniform(rng, a, n, 0.5, 1.5);
+    else kpt_fill_uniform(rng, a, n, -1, 1);
+}
+
+/* Runs plan on the engine; outputs converted to double. */
+static kp_status run(kp_context *ctx, kp_engine eng, kp_plan *plan, kp_array *args, int nargs, kp_dtype dt,
+                     int64_t rows, int od, double *out, int oi, int64_t *oidx) {
+    kp_status st = kp_context_set_engine(ctx, eng);
+    if (st != KP_OK) return st;
+    void *o = kpt_alloc_dtype((size_t)(rows * (od ? od : 1)), dt);
+    kp_array ao = kp_array_2d(o, dt, rows, od), ai = kp_array_2d(oidx, KP_INT64, rows, oi);
+    st = kp_plan_exec(plan, args, (size_t)nargs, od ? &ao : NULL, oi ? &ai : NULL, NULL);
+    if (od) kpt_from_dtype(o, dt, (size_t)(rows * od), out);
+    free(o);
+    return st;
+}
+
+static void compare(const char *label, kp_dtype dt, const double *got, const double *ref, size_t n,
+                    const int64_t *gi, const int64_t *ri, size_t ni) {
+    double mx = 0;
+    for (size_t k = 0; k < n; k++)
+        if (isfinite(ref[k]) && fabs(ref[k]) > mx) mx = fabs(ref[k]);
+    double *scale = malloc((n ? n : 1) * sizeof *scale);
+    for (size_t k = 0; k < n; k++) scale[k] = mx > 0 ? mx : 1;
+    size_t bad = kpt_check(label, got, ref, scale, n, dt == KP_FLOAT32 ? 1e-5 : 1e-12, 0);
+    free(scale);
+    bad += kpt_check_index(label, gi, ri, ni);
+    if (bad) {
+        printf("FAIL: %s (%zu mismatches)\n", label, bad);
+        failures++;
+    }
+}
+
+static void run_case(kp_context *ctx, int c, int axis, kp_dtype dt) {
+    kp_formula *f = NULL, *base = NULL;
+    const char *label0;
+    char label[600];
+    if (kpt_gpu_case_formula(ctx, c, axis, &f, &label0) != KP_OK) {
+        printf("FAIL: %s: %s\n", label0, kp_context_message(ctx));
+        failures++;
+        return;
+    }
+    snprintf(label, sizeof label, "%s [%s]", label0, kpt_dtype_name(dt));
+    char text[400];
+    snprintf(text, sizeof text, kpt_gpu_cases[c].fmt, axis);
+    kp_formula_parse(ctx, text, kpt_gpu_aliases, (size_t)kpt_gpu_naliases, &base);
+    int base_nargs = base ? kp_formula_num_args(base) : 0;
+    kp_formula_free(base);
+
+    int nargs = kp_formula_num_args(f);
+    kpt_rng rng;
+    kpt_rng_seed(&rng, 1234u + (uint64_t)c * 7u + (uint64_t)axis);
+    kp_array *args = calloc((size_t)nargs + 1, sizeof *args);
+    void **bufs = calloc((size_t)nargs + 1, sizeof *bufs);
+    for (int k = 0; k < nargs; k++) {
+        kp_var_category cat;
+        int dim;
+        if (kp_formula_arg(f, k, &cat, &dim) != KP_OK) continue;
+        int64_t rows = cat == KP_VAR_I ? NX : cat == KP_VAR_J ? NY : 1;
+        size_t n = (size_t)(rows * dim);
+        double *d = malloc(n * sizeof *d);
+        fill(&rng, d, n, k, base_nargs);
+        bufs[k] = kpt_to_dtype(d, n, dt);
+        free(d);
+        args[k] = cat == KP_VAR_PARAM ? kp_array_1d(bufs[k], dt, dim) : kp_array_2d(bufs[k], dt, rows, dim);
+    }
+    int od = kp_formula_out_dim(f), oi = kp_formula_out_index_dim(f);
+    int64_t rows = kp_formula_sums_rows(f) ? 1 : (kp_formula_axis(f) == 1 ? NX : NY);
+    size_t nv = (size_t)(rows * od), ni = (size_t)(rows * oi);
+    double *rv = calloc(nv + 1, sizeof *rv), *gv = calloc(nv + 1, sizeof *gv);
+    int64_t *ri = calloc(ni + 1, sizeof *ri), *gi = calloc(ni + 1, sizeof *gi);
+    kp_plan *plan = NULL;
+    kp_status st = kp_plan_new(ctx, f, dt, &plan);
+    if (st == KP_OK) st = run(ctx, KP_ENGINE_CPU, plan, args, nargs, dt, rows, od, rv, oi, ri);
+    if (st != KP_OK) {
+        printf("FAIL: %s: CPU: %s\n", label, kp_context_message(ctx));
+        failures++;
+    } else {
+        st = run(ctx, KP_ENGINE_OPENCL, plan, args, nargs, dt, rows, od, gv, oi, gi);
+        if (st != KP_OK) {
+            printf("FAIL: %s: OpenCL: %s\n", label, kp_context_message(ctx));
+            failures++;
+        } else {
+            compare(label, dt, gv, rv, nv, gi, ri, ni);
+        }
+    }
+    kp_context_set_engine(ctx, KP_ENGINE_CPU);
+    kp_plan_free(plan);
+    for (int k = 0; k < nargs; k++) free(bufs[k]);
+    free(bufs);
+    free(args);
+    free(rv);
+    free(gv);
+    free(ri);
+    free(gi);
+    kp_formula_free(f);
+}
+
+/* Batched (2 x 3 batch, x shared, y broadcast over the first batch dim) and
+ * strided (x stored transposed) Gaussian kernel product, both engines. */
+static void run_batched_strided(kp_context *ctx, kp_dtype dt) {
+    const char *aliases[] = {"x = Vi(0,3)", "y = Vj(1,3)", "b = Vj(2,2)"};
+    kpt_rng rng;
+    kpt_rng_seed(&rng, 99);
+    enum { N = 45, M = 133 };
+    double xd[3 * N], yd[3 * M * 3], bd[2 * 3 * M * 2];
+    kpt_fill_uniform(&rng, xd, 3 * N, -1, 1);
+    kpt_fill_uniform(&rng, yd, 3 * M * 3, -1, 1);
+    kpt_fill_uniform(&rng, bd, 2 * 3 * M * 2, -1, 1);
+    void *x = kpt_to_dtype(xd, 3 * N, dt), *y = kpt_to_dtype(yd, 3 * M * 3, dt), *b = kpt_to_dtype(bd, 2 * 3 * M * 2, dt);
+    kp_array args[3];
+    args[0] = kp_array_2d(x, dt, N, 3); /* x: (N,3) stored as (3,N) */
+    args[0].strides[0] = 1;
+    args[0].strides[1] = N;
+    int64_t ys[4] = {1, 3, M, 3}, bs[4] = {2, 3, M, 2};
+    args[1] = kp_array_nd(y, dt, 4, ys);
+    args[1].strides[0] = 0; /* broadcast over the first batch dimension */
+    args[2] = kp_array_nd(b, dt, 4, bs);
+    kp_formula *f = NULL;
+    kp_plan *plan = NULL;
+    kp_status st = kp_formula_parse(ctx, "Sum_Reduction(Exp(-SqDist(x,y))*b, 1)", aliases, 3, &f);
+    if (st == KP_OK) st = kp_plan_new(ctx, f, dt, &plan);
+    int64_t os[4] = {2, 3, N, 2};
+    size_t n = 2 * 3 * N * 2;
+    void *o1 = kpt_alloc_dtype(n, dt), *o2 = kpt_alloc_dtype(n, dt);
+    kp_array a1 = kp_array_nd(o1, dt, 4, os), a2 = kp_array_nd(o2, dt, 4, os);
+    if (st == KP_OK) st = kp_context_set_engine(ctx, KP_ENGINE_CPU);
+    if (st == KP_OK) st = kp_plan_exec(plan, args, 3, &a1, NULL, NULL);
+    if (st == KP_OK) st = kp_context_set_engine(ctx, KP_ENGINE_OPENCL);
+    if (st == KP_OK) st = kp_plan_exec(plan, args, 3, &a2, NULL, NULL);
+    if (st != KP_OK) {
+        printf("FAIL: batched strided [%s]: %s\n", kpt_dtype_name(dt), kp_context_message(ctx));
+        failures++;
+    } else {
+        double *r = malloc(n * sizeof *r), *g = malloc(n * sizeof *g);
+        kpt_from_dtype(o1, dt, n, r);
+        kpt_from_dtype(o2, dt, n, g);
+        compare(dt == KP_FLOAT32 ? "batched strided float32" : "batched strided float64", dt, g, r, n, NULL, NULL, 0);
+        free(r);
+        free(g);
+    }
+    kp_context_set_engine(ctx, KP_ENGINE_CPU);
+    kp_plan_free(plan);
+    kp_formula_free(f);
+    free(x);
+    free(y);
+    free(b);
+    free(o1);
+    free(o2);
+}
+
+int main(int argc, char **argv) {
+    kp_context *ctx;
+    if (kp_context_new(&ctx) != KP_OK) return 1;
+    if (kp_engine_available(ctx, KP_ENGINE_OPENCL) != KP_OK) {
+        printf("SKIP: %s\n", kp_context_message(ctx));
+        kp_context_free(ctx);
+        return 77;
+    }
+    printf("mode: %s\n", argc > 1 ? argv[1] : "default");
+    int only = -1;
+    if (getenv("KP_GPU_TEST_CASE")) only = atoi(getenv("KP_GPU_TEST_CASE"));
+    for (int dti = 0; dti < 2; dti++) {
+        kp_dtype dt = dti ? KP_FLOAT64 : KP_FLOAT32;
+        for (int c = 0; c < kpt_gpu_ncases; c++)
+            for (int axis = 0; axis < 2; axis++)
+                if (only < 0 || only == c) run_case(ctx, c, axis, dt);
+        run_batched_strided(ctx, dt);
+    }
+    kp_context_free(ctx);
+    printf("%d failures\n", failures);
+    return failures ? 1 : 0;
+}
