@@ -226,6 +226,9 @@ kp_status kp_formula_with_indices(kp_context *ctx, const kp_formula *f, kp_formu
 kp_status kp_formula_softmax_lse(kp_context *ctx, const kp_formula *f, kp_formula **out);
 /* 1 if the output rows are summed into one (parameter gradients), else 0. */
 int kp_formula_sums_rows(const kp_formula *f);
+/* The same reduction as f without the row summation (one output row per row):
+ * what a second derivative through a parameter gradient needs as its forward. */
+kp_status kp_formula_unsummed(kp_context *ctx, const kp_formula *f, kp_formula **out);
 
 /* ---------------------------------------------------------------- plans */
 

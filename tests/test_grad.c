@@ -390,6 +390,18 @@ static void test_grad_in_formula(void **state) {
     assert_int_equal(kp_formula_grad(ctx, f, 9, &bad), KP_ERR_ARGUMENT);
     kp_formula_free(mi);
     kp_formula_free(m);
+    /* A parameter gradient sums its rows; unsummed gives them back, and prints without RowSum. */
+    kp_formula *gs = NULL, *gu = NULL;
+    KPT_ASSERT_OK(ctx, kp_formula_grad(ctx, f, 4, &gs));
+    assert_int_equal(kp_formula_sums_rows(gs), 1);
+    KPT_ASSERT_OK(ctx, kp_formula_unsummed(ctx, gs, &gu));
+    assert_int_equal(kp_formula_sums_rows(gu), 0);
+    kp_formula_print(gs, a, sizeof a);
+    kp_formula_print(gu, b, sizeof b);
+    assert_true(strncmp(a, "RowSum(", 7) == 0);
+    assert_true(strncmp(b, "RowSum(", 7) != 0 && strstr(a, b) == a + 7);
+    kp_formula_free(gu);
+    kp_formula_free(gs);
     kp_formula_free(g);
     kp_formula_free(h);
     kp_formula_free(f);

@@ -60,6 +60,17 @@ kp_status kp_formula_softmax_lse(kp_context *ctx, const kp_formula *f, kp_formul
     return KP_OK;
 }
 
+kp_status kp_formula_unsummed(kp_context *ctx, const kp_formula *f, kp_formula **out) {
+    if (!ctx) return KP_ERR_NULL;
+    if (!f || !out) return kp__fail(ctx, KP_ERR_NULL, "formula or out is NULL");
+    kp_formula *g = malloc(sizeof *g);
+    if (!g) return kp__fail(ctx, KP_ERR_OOM, "out of memory");
+    *g = *f;
+    g->sum_rows = 0;
+    *out = g;
+    return KP_OK;
+}
+
 kp_status kp_formula_with_indices(kp_context *ctx, const kp_formula *f, kp_formula **out) {
     if (!ctx) return KP_ERR_NULL;
     if (!f || !out) return kp__fail(ctx, KP_ERR_NULL, "formula or out is NULL");

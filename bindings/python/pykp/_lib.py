@@ -188,6 +188,7 @@ _formula_node_count = _proto("kp_formula_node_count", ctypes.c_size_t, _vp)
 _formula_print = _proto("kp_formula_print", ctypes.c_size_t, _vp, ctypes.c_char_p, ctypes.c_size_t)
 _formula_grad = _proto("kp_formula_grad", ctypes.c_int, _vp, _vp, ctypes.c_int, ctypes.POINTER(_vp))
 _formula_softmax_lse = _proto("kp_formula_softmax_lse", ctypes.c_int, _vp, _vp, ctypes.POINTER(_vp))
+_formula_unsummed = _proto("kp_formula_unsummed", ctypes.c_int, _vp, _vp, ctypes.POINTER(_vp))
 _formula_sums_rows = _proto("kp_formula_sums_rows", ctypes.c_int, _vp)
 try:  # libkp >= the commit adding gradients of Min/Max/KMin reductions
     _formula_with_indices = _proto("kp_formula_with_indices", ctypes.c_int, _vp, _vp, ctypes.POINTER(_vp))
@@ -376,14 +377,16 @@ class Formula:
 
     def unsummed(self):
         """The same reduction without summing its rows (for a parameter gradient
-        whose own gradient needs its per-row forward output). kp.h has no call
-        for it (see NEEDS_FROM_C.md): parsed back from kp_formula_print."""
+        whose own gradient needs its per-row forward output)."""
         g = self._derived.get("rows")
         if g is None:
-            text = self.text()
-            if not (self.sums_rows and text.startswith("RowSum(") and text.endswith(")")):
-                raise KpRuntimeError("pykp: %r does not sum its rows" % text[:80])
-            g = self._derived["rows"] = Formula.parse(self.ctx, text[len("RowSum("):-1], ())
+            if not self.sums_rows:
+                raise KpRuntimeError("pykp: %r does not sum its rows" % self.text()[:80])
+            h = _vp()
+            st = _formula_unsummed(self.ctx.handle, self.handle, ctypes.byref(h))
+            if st != KP_OK:
+                raise self.ctx.fail(st)
+            g = self._derived["rows"] = Formula(self.ctx, h.value)
         return g
 
     def softmax_lse(self):
