@@ -14,33 +14,10 @@
 #ifndef KP_CPU_KERNEL_REDUCE_H
 #define KP_CPU_KERNEL_REDUCE_H
 
-static void state_size(const kp_program *prog, int *nreal, int *nidx) {
-    int D = prog->fdim, K = prog->K;
-    *nreal = 0;
-    *nidx = 0;
-    switch (prog->red) {
-    case KP_RED_SUM: *nreal = 2 * D; break;
-    case KP_RED_LOGSUMEXP: *nreal = 3 * D; break;
-    case KP_RED_SUMSOFTMAXWEIGHT: *nreal = 3 + 2 * prog->red_g.dim; break;
-    case KP_RED_MIN:
-    case KP_RED_MAX:
-    case KP_RED_ARGMIN:
-    case KP_RED_ARGMAX:
-    case KP_RED_MIN_ARGMIN:
-    case KP_RED_MAX_ARGMAX:
-        *nreal = D;
-        *nidx = D;
-        break;
-    case KP_RED_KMIN:
-    case KP_RED_ARGKMIN:
-    case KP_RED_KMIN_ARGKMIN:
-        *nreal = K * D;
-        *nidx = K * D;
-        break;
-    }
-}
+#include "plan/reduction.h"
 
-static int is_max_red(kp_reduction r) { return r == KP_RED_MAX || r == KP_RED_ARGMAX || r == KP_RED_MAX_ARGMAX; }
+static void state_size(const kp_program *prog, int *nreal, int *nidx) { kp__state_size(prog, nreal, nidx); }
+
 
 static void state_init(const kp_program *prog, REAL *s, int64_t *ix) {
     int nreal, nidx;
@@ -65,7 +42,7 @@ static void state_init(const kp_program *prog, REAL *s, int64_t *ix) {
     case KP_RED_KMIN:
     case KP_RED_ARGKMIN:
     case KP_RED_KMIN_ARGKMIN:
-        for (int k = 0; k < nreal; k++) s[k] = (REAL)(is_max_red(prog->red) ? -INFINITY : INFINITY);
+        for (int k = 0; k < nreal; k++) s[k] = (REAL)(kp__is_max_reduction(prog->red) ? -INFINITY : INFINITY);
         for (int k = 0; k < nidx; k++) ix[k] = -1;
         break;
     }
@@ -280,8 +257,8 @@ static inline int block_may_improve(const REAL *f, REAL thr, int is_max) {
 
 static void select_tile(const kp_program *prog, REAL *st, int64_t *ix, const REAL *f, int len, int64_t j0) {
     int D = prog->fdim;
-    int is_max = is_max_red(prog->red);
-    int K = prog->red == KP_RED_KMIN || prog->red == KP_RED_ARGKMIN || prog->red == KP_RED_KMIN_ARGKMIN ? prog->K : 1;
+    int is_max = kp__is_max_reduction(prog->red);
+    int K = kp__kept_per_component(prog);
     int last = (K - 1) * D;
     for (int d = 0; d < D; d++) {
         const REAL *fd = f + (size_t)d * TILE;
@@ -299,11 +276,8 @@ static void select_tile(const kp_program *prog, REAL *st, int64_t *ix, const REA
 }
 
 static void select_merge(const kp_program *prog, REAL *a, int64_t *ai, const REAL *b, const int64_t *bi) {
-    int D = prog->fdim, K = prog->red == KP_RED_KMIN || prog->red == KP_RED_ARGKMIN ||
-                                        prog->red == KP_RED_KMIN_ARGKMIN
-                                    ? prog->K
-                                    : 1;
-    int is_max = is_max_red(prog->red);
+    int D = prog->fdim, K = kp__kept_per_component(prog);
+    int is_max = kp__is_max_reduction(prog->red);
     for (int d = 0; d < D; d++)
         for (int k = 0; k < K && bi[k * D + d] >= 0; k++)
             kmin_insert(a + d, ai + d, K, D, b[k * D + d], bi[k * D + d], is_max);

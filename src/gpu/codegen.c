@@ -1,5 +1,6 @@
 /* codegen.c — kp_program to CUDA C++ / OpenCL C kernel source (contract in codegen.h). */
 #include "gpu/codegen.h"
+#include "plan/reduction.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -45,42 +46,10 @@ static void sb_printf(sbuf *s, const char *fmt, ...) {
 
 /* ------------------------------------------------------------ state sizes */
 
-static int kfamily(kp_reduction r) {
-    return r == KP_RED_KMIN || r == KP_RED_ARGKMIN || r == KP_RED_KMIN_ARGKMIN;
-}
-static int is_max_red(kp_reduction r) {
-    return r == KP_RED_MAX || r == KP_RED_ARGMAX || r == KP_RED_MAX_ARGMAX;
-}
-
-void kp__gpu_state_size(const kp_program *prog, int *nreal, int *nidx) {
-    int D = prog->fdim;
-    *nreal = 0;
-    *nidx = 0;
-    switch (prog->red) {
-    case KP_RED_SUM: *nreal = 2 * D; break;
-    case KP_RED_LOGSUMEXP: *nreal = 3 * D; break;
-    case KP_RED_SUMSOFTMAXWEIGHT: *nreal = 3 + 2 * prog->red_g.dim; break;
-    case KP_RED_MIN:
-    case KP_RED_MAX:
-    case KP_RED_ARGMIN:
-    case KP_RED_ARGMAX:
-    case KP_RED_MIN_ARGMIN:
-    case KP_RED_MAX_ARGMAX:
-        *nreal = D;
-        *nidx = D;
-        break;
-    case KP_RED_KMIN:
-    case KP_RED_ARGKMIN:
-    case KP_RED_KMIN_ARGKMIN:
-        *nreal = prog->K * D;
-        *nidx = prog->K * D;
-        break;
-    }
-}
 
 static void out_dims(const kp_program *prog, int *od, int *oi) {
     int nreal, nidx;
-    kp__gpu_state_size(prog, &nreal, &nidx);
+    kp__state_size(prog, &nreal, &nidx);
     *od = 0;
     *oi = 0;
     switch (prog->red) {
@@ -506,12 +475,12 @@ static void emit_part(gen *g, const kp_program_part *P, kp_loc part) {
 
 /* ------------------------------------------------------------ reductions */
 
-static int kof(const kp_program *prog) { return kfamily(prog->red) ? prog->K : 1; }
+static int kof(const kp_program *prog) { return kp__kept_per_component(prog); }
 
 /* State arrays st (reals) and sx (indices) set to the monoid identity. */
 static void emit_init(sbuf *s, const kp_program *prog, const char *st, const char *sx) {
     int nreal, nidx, D = prog->fdim;
-    kp__gpu_state_size(prog, &nreal, &nidx);
+    kp__state_size(prog, &nreal, &nidx);
     switch (prog->red) {
     case KP_RED_SUM: sb_printf(s, "    for (int q_ = 0; q_ < %d; q_++) %s[q_] = 0;\n", nreal, st); break;
     case KP_RED_LOGSUMEXP:
@@ -530,7 +499,7 @@ static void emit_init(sbuf *s, const kp_program *prog, const char *st, const cha
     case KP_RED_ARGKMIN:
     case KP_RED_KMIN_ARGKMIN:
         sb_printf(s, "    for (int q_ = 0; q_ < %d; q_++) { %s[q_] = %sKP_INF; %s[q_] = -1; }\n", nreal, st,
-                  is_max_red(prog->red) ? "-" : "", sx);
+                  kp__is_max_reduction(prog->red) ? "-" : "", sx);
         break;
     }
 }
@@ -539,7 +508,7 @@ static void emit_init(sbuf *s, const kp_program *prog, const char *st, const cha
 static void emit_insert(sbuf *s, const kp_program *prog, const char *st, const char *sx, const char *x,
                         const char *jj) {
     int K = kof(prog), D = prog->fdim;
-    const char *better = is_max_red(prog->red) ? "KP_BETTER_MAX" : "KP_BETTER_MIN";
+    const char *better = kp__is_max_reduction(prog->red) ? "KP_BETTER_MAX" : "KP_BETTER_MIN";
     if (K == 1) {
         sb_printf(s, "      if (%s[d_] < 0 || %s(%s, %s[d_])) { %s[d_] = %s; %s[d_] = %s; }\n", sx, better, x, st, st,
                   x, sx, jj);
@@ -665,7 +634,7 @@ static void emit_merge(sbuf *s, const kp_program *prog, const char *a, const cha
 /* Writes the outputs of one row from (st, sx) to out + o_ and out_idx + oi_. */
 static void emit_finalize(sbuf *s, const kp_program *prog, const char *st, const char *sx) {
     int D = prog->fdim, nreal, nidx;
-    kp__gpu_state_size(prog, &nreal, &nidx);
+    kp__state_size(prog, &nreal, &nidx);
     switch (prog->red) {
     case KP_RED_SUM: sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) out[o_ + d_] = %s[d_];\n", D, st); break;
     case KP_RED_LOGSUMEXP:
@@ -705,7 +674,7 @@ char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, kp_gpu_dialect dia
     int B = block > 0 ? block : kp__gpu_default_block(prog, dtype);
     memset(info, 0, sizeof *info);
     info->block = B;
-    kp__gpu_state_size(prog, &info->nreal, &info->nidx);
+    kp__state_size(prog, &info->nreal, &info->nidx);
     out_dims(prog, &info->out_dim, &info->out_idx_dim);
     /* Argument positions read by VAR instructions, in increasing order. */
     int dim_of[KP_MAX_ARGS];

@@ -70,7 +70,4 @@ int kp__gpu_default_block(const kp_program *prog, kp_dtype dtype);
 char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, kp_gpu_dialect dialect, int block, const char *name,
                       kp_gpu_kernel_info *info);
 
-/* State sizes of prog's reduction (as in src/cpu/kernel_reduce.h). */
-void kp__gpu_state_size(const kp_program *prog, int *nreal, int *nidx);
-
 #endif
