@@ -15,10 +15,13 @@
  * results, max_i |kp_i - plain_i| / max_i |plain_i|, as a sanity check.
  *
  * Timing: one warm-up call, then the best of `reps` (3) repetitions, each
- * running enough calls to last at least `min_time` (0.3 s). A repetition that
- * takes longer than `rep_cap` (5 s) in total stops the repetitions early (a
- * single call on N = M = 1e5 lasts seconds, and noise is then negligible); the
- * table's "runs" column says how many repetitions x calls were timed.
+ * running enough calls to last at least `min_time` (0.3 s); libkp's and the
+ * plain loop's repetitions alternate. A measurement stops repeating once it has
+ * taken `rep_cap` (5 s), and a single call longer than rep_cap / 2 is the
+ * measurement by itself (N = M = 1e5: noise is then negligible, and 3 runs would
+ * push the table past 3 minutes); the "runs" column says how many
+ * repetitions x calls were timed, the "CPU/wall" column whether another process
+ * took the CPU meanwhile (--retry-busy K measures such a row again).
  *
  * Adding rows: append a bench_case to one of the case tables below (a new
  * section, e.g. gradients, is a new table plus one line in main). Data is
@@ -125,10 +128,17 @@ typedef struct bench_options {
     int reps;
     double min_time; /* seconds per repetition, at least */
     double rep_cap;  /* stop repeating once a measurement has taken this long */
+    int retry_busy;  /* times a row is measured again when another process disturbed it */
     int quick;
 } bench_options;
 
 /* ------------------------------------------------------------- utilities */
+
+static void sleep_s(double s)
+{
+    struct timespec t = {(time_t)s, (long)((s - floor(s)) * 1e9)};
+    nanosleep(&t, NULL);
+}
 
 static double now_s(void)
 {
@@ -208,53 +218,92 @@ static int make_data(const kp_formula *f, const bench_case *c, kp_dtype dtype, i
 typedef int (*call_fn)(void *state); /* one call; returns 0 on success */
 
 typedef struct timing {
-    double best;     /* seconds per call */
+    double best;     /* seconds per call, best repetition */
+    double cpu;      /* process CPU seconds / wall seconds during that repetition */
     int reps, calls; /* repetitions x calls per repetition actually timed */
     int failed;
+    int done;
+    call_fn call;
+    void *state;
 } timing;
 
-static timing time_best(call_fn call, void *state, const bench_options *o)
+static double cpu_s(void)
 {
-    timing r = {1e300, 0, 0, 0};
-    double t0 = now_s();
-    if (call(state)) { /* warm-up: first touch, caches, thread pool */
-        r.failed = 1;
-        return r;
-    }
-    const double first = now_s() - t0;
-    int calls = first >= o->min_time ? 1 : (int)(o->min_time / (first > 1e-7 ? first : 1e-7)) + 1;
-    if (first >= o->min_time && first > o->rep_cap / 2) {
-        /* One call already outlasts the repetition budget: the warm-up call is
-         * the measurement (first-touch costs are negligible at this size). */
-        r.best = first;
-        r.reps = 1;
-        r.calls = 1;
-        return r;
-    }
-    double spent = 0;
-    for (int rep = 0; rep < o->reps; rep++) {
-        double t;
-        for (;;) {
-            const double s = now_s();
-            for (int c = 0; c < calls; c++)
-                if (call(state)) {
-                    r.failed = 1;
-                    return r;
-                }
-            t = now_s() - s;
-            if (t >= o->min_time || rep > 0)
-                break;
-            calls = (int)((double)calls * 1.2 * o->min_time / (t > 1e-7 ? t : 1e-7)) + 1;
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Runs `calls` calls; returns their wall time and sets *cpu (CPU/wall), or -1. */
+static double run_calls(timing *r, int calls, double *cpu)
+{
+    const double c0 = cpu_s(), s = now_s();
+    for (int c = 0; c < calls; c++)
+        if (r->call(r->state)) {
+            r->failed = 1;
+            return -1;
         }
-        if (t / calls < r.best)
-            r.best = t / calls;
-        r.reps = rep + 1;
-        r.calls = calls;
-        spent += t;
-        if (spent + t > o->rep_cap)
-            break;
+    const double t = now_s() - s;
+    *cpu = t > 0 ? (cpu_s() - c0) / t : 0;
+    return t;
+}
+
+static void keep_best(timing *r, double t, int calls, double cpu)
+{
+    if (t / calls < r->best) {
+        r->best = t / calls;
+        r->cpu = cpu;
     }
-    return r;
+    r->calls = calls;
+    r->reps++;
+}
+
+/*
+ * Times the contenders a and b (libkp and the plain loop) on the same row.
+ * Their repetitions alternate (a, b, a, b, ...), so a background process that
+ * steals the CPU for a while hurts both rather than one: the ratio is steadier
+ * than the absolute numbers. Each contender: one warm-up call, calibrated to
+ * min_time per repetition, best of o->reps repetitions; no more repetitions once
+ * its measurement has taken rep_cap seconds, and a single call longer than
+ * rep_cap / 2 (warm-up included) is the measurement by itself.
+ */
+static void time_pair(timing *ab, const bench_options *o)
+{
+    int calls[2];
+    for (int k = 0; k < 2; k++) {
+        timing *r = &ab[k];
+        double cpu, t = run_calls(r, 1, &cpu); /* warm-up: first touch, thread pool */
+        if (t < 0)
+            return;
+        calls[k] = 1;
+        if (t > o->rep_cap / 2) {
+            keep_best(r, t, 1, cpu);
+            r->done = 1;
+            continue;
+        }
+        /* calibrate: enough calls for min_time */
+        while (t < o->min_time) {
+            calls[k] = (int)((double)calls[k] * 1.2 * o->min_time / (t > 1e-7 ? t : 1e-7)) + 1;
+            t = run_calls(r, calls[k], &cpu);
+            if (t < 0)
+                return;
+        }
+    }
+    double spent[2] = {0, 0};
+    for (int rep = 0; rep < o->reps; rep++)
+        for (int k = 0; k < 2; k++) {
+            timing *r = &ab[k];
+            if (r->done)
+                continue;
+            double cpu;
+            const double t = run_calls(r, calls[k], &cpu);
+            if (t < 0)
+                return;
+            keep_best(r, t, calls[k], cpu);
+            spent[k] += t;
+            if (spent[k] + t > o->rep_cap)
+                r->done = 1;
+        }
 }
 
 typedef struct kp_call {
@@ -327,8 +376,8 @@ static void fmt_rate(char *buf, size_t size, double v)
 static void print_header(void)
 {
     printf("| case | dtype | N = M | libkp pairs/s | plain loop pairs/s | libkp / plain "
-           "| rel. diff | runs (libkp; plain) |\n");
-    printf("|---|---|---:|---:|---:|---:|---:|---|\n");
+           "| rel. diff | CPU/wall (libkp; plain) | runs (libkp; plain) |\n");
+    printf("|---|---|---:|---:|---:|---:|---:|---|---|\n");
     fflush(stdout);
 }
 
@@ -368,26 +417,39 @@ static int run_row(kp_context *ctx, const bench_case *c, kp_dtype dtype, int64_t
 
     kp_call kc = {plan, &d, kp_array_2d(out_kp, dtype, d.out_rows, d.out_dim), ctx};
     plain_call pc = {dtype == KP_FLOAT32 ? c->plain_f32 : c->plain_f64, &d, out_plain, o->threads};
-    const timing tk = time_best(call_kp, &kc, o);
-    const timing tpl = time_best(call_plain, &pc, o);
+    timing ab[2];
+    for (int attempt = 0;; attempt++) {
+        const timing fresh[2] = {{1e300, 0, 0, 0, 0, 0, call_kp, &kc},
+                                 {1e300, 0, 0, 0, 0, 0, call_plain, &pc}};
+        memcpy(ab, fresh, sizeof ab);
+        time_pair(ab, o);
+        /* Disturbed: a contender got well under one core per thread. */
+        const double busy = 0.85 * o->threads;
+        if (ab[0].failed || ab[1].failed || attempt >= o->retry_busy ||
+            (ab[0].cpu >= busy && ab[1].cpu >= busy))
+            break;
+        fprintf(stderr, "kp_bench: %s %s N=%lld disturbed (CPU/wall %.1f; %.1f), again in 10 s\n",
+                c->name, dtype_name(dtype), (long long)n, ab[0].cpu, ab[1].cpu);
+        sleep_s(10);
+    }
+    const timing tk = ab[0], tpl = ab[1];
     const double pairs = (double)n * (double)n;
-    const double diff = tk.failed ? NAN : rel_diff(out_kp, out_plain, out_count, dtype);
+    const double diff = tk.failed || tpl.failed ? NAN : rel_diff(out_kp, out_plain, out_count, dtype);
     const double tol = dtype == KP_FLOAT32 ? 1e-3 : 1e-9;
 
+    const int failed = tk.failed || tpl.failed;
     char rk[32], rp[32];
-    if (tk.failed)
-        snprintf(rk, sizeof rk, "error");
-    else
-        fmt_rate(rk, sizeof rk, pairs / tk.best);
+    fmt_rate(rk, sizeof rk, pairs / tk.best);
     fmt_rate(rp, sizeof rp, pairs / tpl.best);
-    printf("| %s | %s | %lld | %s | %s | ", c->name, dtype_name(dtype), (long long)n, rk, rp);
-    if (tk.failed)
-        printf("– | – | – |\n");
+    if (failed)
+        printf("| %s | %s | %lld | error | | | | | |\n", c->name, dtype_name(dtype), (long long)n);
     else
-        printf("%.2f | %.1e%s | %dx%d; %dx%d |\n", tpl.best / tk.best, diff,
-               diff <= tol ? "" : " (!)", tk.reps, tk.calls, tpl.reps, tpl.calls);
+        printf("| %s | %s | %lld | %s | %s | %.2f | %.1e%s | %.1f; %.1f | %dx%d; %dx%d |\n",
+               c->name, dtype_name(dtype), (long long)n, rk, rp, tpl.best / tk.best, diff,
+               diff <= tol ? "" : " (!)", tk.cpu, tpl.cpu, tk.reps, tk.calls, tpl.reps,
+               tpl.calls);
     fflush(stdout);
-    bad = tk.failed || !(diff <= tol);
+    bad = failed || !(diff <= tol);
 
 done:
     free(out_kp);
@@ -483,17 +545,19 @@ static void print_machine(const bench_options *o)
 
 static void usage(const char *argv0)
 {
-    printf("usage: %s [--quick] [--threads T] [--reps R] [--min-time S]\n"
+    printf("usage: %s [--quick] [--threads T] [--reps R] [--min-time S] [--retry-busy K]\n"
            "  --quick       N = M in {1e3, 1e4}, one short repetition (CI smoke run)\n"
            "  --threads T   threads for libkp and the plain loop (default 2)\n"
            "  --reps R      repetitions, best is kept (default 3)\n"
-           "  --min-time S  seconds per repetition, at least (default 0.3)\n",
+           "  --min-time S  seconds per repetition, at least (default 0.3)\n"
+           "  --retry-busy K  measure a row again, up to K times, when its CPU/wall shows\n"
+           "                another process took the CPU (default 0; for shared machines)\n",
            argv0);
 }
 
 int main(int argc, char **argv)
 {
-    bench_options o = {2, 3, 0.3, 5.0, 0};
+    bench_options o = {2, 3, 0.3, 5.0, 0, 0};
     for (int a = 1; a < argc; a++) {
         if (strcmp(argv[a], "--quick") == 0) {
             o.quick = 1;
@@ -501,6 +565,8 @@ int main(int argc, char **argv)
             o.threads = atoi(argv[++a]);
         } else if (strcmp(argv[a], "--reps") == 0 && a + 1 < argc) {
             o.reps = atoi(argv[++a]);
+        } else if (strcmp(argv[a], "--retry-busy") == 0 && a + 1 < argc) {
+            o.retry_busy = atoi(argv[++a]);
         } else if (strcmp(argv[a], "--min-time") == 0 && a + 1 < argc) {
             o.min_time = atof(argv[++a]);
         } else {
@@ -512,7 +578,7 @@ int main(int argc, char **argv)
         o.reps = 1;
         o.min_time = 0.02;
     }
-    if (o.threads < 1 || o.reps < 1 || !(o.min_time >= 0)) {
+    if (o.threads < 1 || o.reps < 1 || !(o.min_time >= 0) || o.retry_busy < 0) {
         usage(argv[0]);
         return 2;
     }
@@ -536,7 +602,11 @@ int main(int argc, char **argv)
     print_header();
     int bad = run_section(ctx, gauss_cases, sizeof gauss_cases / sizeof gauss_cases[0], sizes,
                           n_sizes, &o, &plan_time);
-    printf("\nrel. diff = max_i |libkp_i - plain_i| / max_i |plain_i|; runs = repetitions x calls.\n");
+    printf("\nrel. diff = max_i |libkp_i - plain_i| / max_i |plain_i|; CPU/wall = process CPU time\n"
+           "/ wall time of the best repetition (%d = every thread on a core all the time, spin-waits\n"
+           "included; less = threads slept or another process took the CPU);\n"
+           "runs = repetitions x calls.\n",
+           o.threads);
     printf("Parse + plan (not timed above): at most %.3g ms per formula.\n", 1e3 * plan_time);
     printf("Total wall time: %.1f s\n", now_s() - t0);
 
