@@ -68,11 +68,13 @@ static void ew_generic(kp_op op, int n, int dim, view o, view a, view b, view c,
 typedef float vfl __attribute__((vector_size(VL * 4)));
 typedef int32_t vin __attribute__((vector_size(VL * 4)));
 static inline vfl vsel(vin m, vfl a, vfl b) { return (vfl)((m & (vin)a) | (~m & (vin)b)); }
-static void vm_exp(REAL *o, const REAL *a) {
+/* exp(a * scale): the scale is a row value the lowering fused in (lower.c). */
+static void vm_exp_scaled(REAL *o, const REAL *a, REAL scale) {
     const vfl lo = (vfl){0} - 87.3f, hi = (vfl){0} + 88.72283f;
     for (int k = 0; k < TILE; k += VL) {
         vfl x;
         memcpy(&x, a + k, sizeof x);
+        x = x * scale;
         vin under = x < lo, over = x > hi, nan = x != x;
         vfl xc = vsel(under, lo, vsel(over, hi, x));
         vfl t = xc * 1.44269504088896341f + 12582912.0f; /* 1.5 * 2^23: rounds to nearest */
@@ -94,9 +96,16 @@ static void vm_exp(REAL *o, const REAL *a) {
         memcpy(o + k, &y, sizeof y);
     }
 }
+#elif VL > 1
+static void vm_exp_scaled(REAL *o, const REAL *a, REAL scale) {
+    for (int k = 0; k < TILE; k += VL) VST(o + k, VFN(exp)(VLD(a + k) * VSET(scale)));
+}
 #else
-VMATH1(exp)
+static void vm_exp_scaled(REAL *o, const REAL *a, REAL scale) {
+    for (int k = 0; k < TILE; k++) o[k] = LM(exp)(a[k] * scale);
+}
 #endif
+static void vm_exp(REAL *o, const REAL *a) { vm_exp_scaled(o, a, (REAL)1); }
 VMATH1(log)
 VMATH1(sin)
 VMATH1(cos)
@@ -357,6 +366,15 @@ static void vec_op(kp_op op, int n, view o, view a, view b, int ip) {
 /* Evaluates one non-leaf instruction into o (n lanes: TILE for tiles, 1 for rows). */
 static void exec_op(const kp_instr *ins, int n, view o, view a, view b, view c) {
     kp_op op = ins->op;
+    if (op == KP_OP_EXP && ins->nin == 2) { /* Exp(a * s), s a row scalar (fused by lower.c) */
+        for (int d = 0; d < o.dim; d++) {
+            REAL *od = o.p + d * o.cs;
+            if (n == TILE) vm_exp_scaled(od, &AT(a, d, 0), AT(b, d, 0));
+            else
+                for (int k = 0; k < n; k++) od[k] = LM(exp)(AT(a, d, k) * AT(b, d, k));
+        }
+        return;
+    }
     if (!kp__op_is_elementwise(op)) {
         vec_op(op, n, o, a, b, ins->ip[0]);
         return;

@@ -278,7 +278,10 @@ static void emit_instr(gen *g, const kp_instr *ins, kp_loc part) {
         opnd(g, o, "c_");
         sb_printf(s, " = %s(", fn);
         opnd(g, a, "c_");
-        if (ins->nin > 1) {
+        if (ins->op == KP_OP_EXP && ins->nin == 2) { /* fused Exp(a * s), see program.h */
+            sb_printf(s, " * ");
+            opnd(g, b, "0");
+        } else if (ins->nin > 1) {
             sb_printf(s, ", ");
             opnd(g, b, "c_");
         }

@@ -118,16 +118,29 @@ static kp_operand lower_node(lowering *lw, const kp_node *n) {
     }
     if (lw->memo[n->id].dim) return lw->memo[n->id];
     kp_operand in[3];
-    for (int k = 0; k < n->nchild; k++) {
-        in[k] = lower_node(lw, n->child[k]);
-        if (lw->st != KP_OK) return none;
-    }
     kp_loc loc = loc_of(lw, n);
+    int nin = n->nchild;
+    const kp_node *scaled = n->op == KP_OP_EXP && loc != KP_LOC_ROW ? rewrite(lw, n->child[0]) : NULL;
+    if (scaled && scaled->op == KP_OP_MUL) {
+        /* Exp(t * s), t a tile and s a row scalar: one instruction with two inputs,
+         * the multiply fused into the exponential (the Gaussian's Exp(-SqDist*g)). */
+        for (int k = 0; k < 2; k++) {
+            const kp_node *t = scaled->child[k], *sc = scaled->child[1 - k];
+            if (loc_of(lw, t) != KP_LOC_ROW && loc_of(lw, sc) == KP_LOC_ROW && sc->dim == 1 && t->dim == n->dim) {
+                in[0] = lower_node(lw, t);
+                in[1] = lower_node(lw, sc);
+                nin = 2;
+                break;
+            }
+        }
+    }
+    for (int k = 0; nin == n->nchild && k < n->nchild; k++) in[k] = lower_node(lw, n->child[k]);
+    if (lw->st != KP_OK) return none;
     kp_instr *ins = emit(lw, loc);
     if (!ins) return none;
     ins->op = n->op;
-    ins->nin = n->nchild;
-    for (int k = 0; k < n->nchild; k++) ins->in[k] = in[k];
+    ins->nin = nin;
+    for (int k = 0; k < nin; k++) ins->in[k] = in[k];
     ins->ip[0] = n->ip[0];
     ins->ip[1] = n->ip[1];
     ins->value = n->value;
