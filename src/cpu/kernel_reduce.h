@@ -109,13 +109,26 @@ static REAL tile_dot(const REAL *restrict a, const REAL *restrict b, int len, in
     return part[0];
 }
 
-static REAL tile_max(const REAL *f, int len) {
-    REAL m = (REAL)-INFINITY;
-    for (int k = 0; k < len; k++) {
-        if (f[k] != f[k]) return f[k];
-        m = f[k] > m ? f[k] : m;
+/* Max of f[0..len), or NaN if any is NaN: branch-free lanes, so it vectorizes. */
+static REAL tile_max(const REAL *restrict f, int len) {
+    REAL part[NP];
+    int nan = 0;
+    for (int l = 0; l < NP; l++) part[l] = (REAL)-INFINITY;
+    int full = len - len % NP;
+    for (int k = 0; k < full; k += NP)
+        for (int l = 0; l < NP; l++) {
+            REAL v = f[k + l];
+            nan |= v != v;
+            part[l] = v > part[l] ? v : part[l];
+        }
+    for (int k = full; k < len; k++) {
+        nan |= f[k] != f[k];
+        part[k - full] = f[k] > part[k - full] ? f[k] : part[k - full];
     }
-    return m;
+    if (nan) return (REAL)NAN;
+    for (int w = NP / 2; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) part[l] = part[l + w] > part[l] ? part[l + w] : part[l];
+    return part[0];
 }
 
 /* Rescales a running (m, s, comp) of exp-sums to a new max mnew >= m. */
