@@ -155,7 +155,8 @@ static double check_grad_fd(kp_context *ctx, const kp_formula *f, problem *p, in
         p->data[k][e] = x0;
         double fd = (lp - lm) / (2 * h);
         maxerr = fmax(maxerr, fabs(fd - G[e]) / maxg);
-        if (getenv("KPT_DEBUG_GRAD")) printf("    e=%zu fd=%g G=%g\n", e, fd, G[e]);
+        if (getenv("KPT_DEBUG_GRAD")) /* debugging aid: every element, finite difference vs symbolic */
+            printf("    e=%zu fd=%g G=%g\n", e, fd, G[e]);
     }
     if (maxerr > 1e-6) print_message("  [%s] arg %d: finite-difference error %.3g (max |grad| %.3g)\n", label, k, maxerr, maxg);
     kp_formula_free(g);
