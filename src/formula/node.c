@@ -50,7 +50,6 @@ static const struct {
 };
 
 const char *kp__op_name(kp_op op) { return (unsigned)op < KP_OP_COUNT_ ? op_info[op].name : "?"; }
-int kp__op_arity(kp_op op) { return (unsigned)op < KP_OP_COUNT_ ? op_info[op].arity : 0; }
 int kp__op_is_elementwise(kp_op op) { return (unsigned)op < KP_OP_COUNT_ && op_info[op].elementwise; }
 
 kp_node_store *kp__node_store_new(void) {

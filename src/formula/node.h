@@ -45,7 +45,6 @@ void kp__node_store_free(kp_node_store *store);
 size_t kp__node_store_size(const kp_node_store *store);
 
 const char *kp__op_name(kp_op op);
-int kp__op_arity(kp_op op);
 
 /* Constructors. On failure they return NULL and leave a message (without a
  * position) in ctx with the status in *status (KP_ERR_SHAPE or KP_ERR_OOM). */
