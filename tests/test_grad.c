@@ -293,6 +293,7 @@ static void check_hvp(kp_context *ctx, const char *text, int k) {
     assert_true(maxerr < 1e-6);
     free(HW);
     free(W);
+    free_grad_inputs(f, g, &p); /* the forward output O held for LogSumExp */
     free(E);
     for (int a = 0; a < 5; a++) free(p.data[a]);
     kp_formula_free(h);
