@@ -2,6 +2,6 @@
 # CUDA entry points. Included from src/CMakeLists.txt after the kp target exists.
 # Nothing here needs CUDA or OpenCL at build time: both are dlopen'ed at run time.
 target_sources(kp PRIVATE
-  gpu/codegen.c gpu/engine_select.c gpu/opencl.c gpu/cuda.c)
+  gpu/codegen.c gpu/engine_select.c gpu/opencl.c gpu/cuda.c gpu/aot.c)
 find_package(Threads REQUIRED)
 target_link_libraries(kp PRIVATE ${CMAKE_DL_LIBS} Threads::Threads)
