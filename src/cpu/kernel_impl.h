@@ -238,4 +238,7 @@ static void merge_finalize(const kp_cpu_job *job, int64_t b, int64_t r0, int64_t
     }
 }
 
-const kp_cpu_kernels KP_KERNELS_NAME = {sizeof(REAL), TILE, state_size, process, merge_finalize, scratch_size};
+#include "cpu/kernel_joint.h"
+
+const kp_cpu_kernels KP_KERNELS_NAME = {sizeof(REAL), TILE,       state_size, process,           merge_finalize,
+                                        scratch_size, joint_rows, joint_cols, joint_scratch_size};
