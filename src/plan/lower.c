@@ -97,6 +97,34 @@ static const kp_node *rewrite(lowering *lw, const kp_node *n) {
     return r && st == KP_OK && r->dim == n->dim ? r : n;
 }
 
+/* For a product over tiles and row values (F not ROW): returns the product of
+ * its tile factors (scalars first, as rewrite() orders them) and sets *row to
+ * the product of its row factors and signs; returns NULL if there is no row
+ * factor or sign to take out, or no tile factor. */
+static const kp_node *split_row_factor(lowering *lw, const kp_node *F, const kp_node **row) {
+    *row = NULL;
+    if (loc_of(lw, F) == KP_LOC_ROW || (F->op != KP_OP_MUL && F->op != KP_OP_NEG)) return NULL;
+    factors fs;
+    memset(&fs, 0, sizeof fs);
+    gather_factors(lw, F, &fs);
+    if (fs.overflow) return NULL;
+    kp_context *ctx = lw->ctx;
+    kp_status st = KP_OK;
+    const kp_node *r = NULL, *scal = NULL, *vec = NULL;
+    for (int k = 0; k < fs.n; k++) {
+        const kp_node *x = fs.f[k];
+        if (loc_of(lw, x) == KP_LOC_ROW) r = times(ctx, r, x, &st);
+        else if (x->dim == 1) scal = times(ctx, scal, x, &st);
+        else vec = times(ctx, vec, x, &st);
+    }
+    if (fs.neg) r = r ? kp__unary(ctx, KP_OP_NEG, r, &st) : kp__const(ctx, -1, 1, &st);
+    const kp_node *t = vec && scal ? times(ctx, vec, scal, &st) : vec ? vec : scal;
+    /* the scale must broadcast onto the tiles' product, never widen it */
+    if (st != KP_OK || !r || !t || t->dim != F->dim || (r->dim != 1 && r->dim != F->dim)) return NULL;
+    *row = r;
+    return t;
+}
+
 static int ensure_memo(lowering *lw) {
     size_t need = kp__node_store_size(lw->ctx->nodes);
     if (need <= lw->nmemo) return 1;
@@ -182,12 +210,19 @@ kp_status kp__lower(kp_context *ctx, const kp_formula *f, kp_program *prog) {
     /* A Sum of a product of two tiles (the kernel product's K_ij * b_j) is
      * accumulated as a product: the per-pair product is never stored. */
     const kp_node *F = f->red == KP_RED_SUM ? rewrite(&lw, f->f) : NULL;
+    if (F) { /* row factors of a Sum leave the per-pair product: sum_j r_i t_ij = r_i sum_j t_ij */
+        const kp_node *row = NULL, *tiles = split_row_factor(&lw, F, &row);
+        if (row && tiles) {
+            prog->red_scale = lower_node(&lw, row);
+            F = tiles;
+        }
+    }
     if (F && F->op == KP_OP_MUL && loc_of(&lw, F->child[0]) != KP_LOC_ROW &&
         loc_of(&lw, F->child[1]) != KP_LOC_ROW) {
         prog->red_f = lower_node(&lw, F->child[0]);
         prog->red_f2 = lower_node(&lw, F->child[1]);
     } else {
-        prog->red_f = as_tile(&lw, lower_node(&lw, f->f));
+        prog->red_f = as_tile(&lw, lower_node(&lw, F ? F : f->f));
     }
     if (f->g) prog->red_g = as_tile(&lw, lower_node(&lw, f->g));
     free(lw.memo);
