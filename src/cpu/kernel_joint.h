@@ -17,30 +17,6 @@
 #ifndef KP_CPU_KERNEL_JOINT_H
 #define KP_CPU_KERNEL_JOINT_H
 
-/* Sum of a[k] * b[k] * c[k] over [0, len), in the partial sums of tile_sum. */
-static REAL tile_dot3(const REAL *restrict a, const REAL *restrict b, const REAL *restrict c, int len, int kahan) {
-    REAL part[NP], comp[NP];
-    for (int l = 0; l < NP; l++) part[l] = comp[l] = 0;
-    int full = len - len % NP;
-    if (kahan) {
-        for (int k = 0; k < full; k += NP)
-            for (int l = 0; l < NP; l++) {
-                REAL y = a[k + l] * b[k + l] * c[k + l] - comp[l];
-                REAL t = part[l] + y;
-                REAL cc = (t - part[l]) - y;
-                comp[l] = t - t == 0 ? cc : (REAL)0;
-                part[l] = t;
-            }
-    } else {
-        for (int k = 0; k < full; k += NP)
-            for (int l = 0; l < NP; l++) part[l] += a[k + l] * b[k + l] * c[k + l];
-    }
-    for (int k = full; k < len; k++) part[k - full] += a[k] * b[k] * c[k];
-    for (int w = NP / 2; w >= 1; w /= 2)
-        for (int l = 0; l < w; l++) part[l] += part[l + w];
-    return part[0];
-}
-
 typedef struct joint_layout {
     size_t rowbuf, colbuf, pairbuf, coltmp, total, partial, end;
     int rowdim; /* total dimension of the row terms */

@@ -58,55 +58,46 @@ static inline void kahan_add(REAL *s, REAL *c, REAL x) {
     *s = t;
 }
 
-/* Sum of f[0..len) in NP = 4 VL partial sums (plain or Kahan per lane): four
- * independent vector accumulators hide the add latency. */
+/* Sum over k in [0, len) of TERM (an expression of k), in NP = 4 VL partial
+ * sums (plain or Kahan per lane): four independent vector accumulators hide
+ * the add latency; the lanes are combined pairwise at the end. */
 #define NP (4 * VL)
-static REAL tile_sum(const REAL *restrict f, int len, int kahan) {
-    REAL part[NP], comp[NP];
-    for (int l = 0; l < NP; l++) part[l] = comp[l] = 0;
-    int full = len - len % NP;
-    if (kahan) {
-        for (int k = 0; k < full; k += NP)
-            for (int l = 0; l < NP; l++) {
-                REAL y = f[k + l] - comp[l];
-                REAL t = part[l] + y;
-                REAL cc = (t - part[l]) - y;
-                comp[l] = t - t == 0 ? cc : (REAL)0;
-                part[l] = t;
-            }
-    } else {
-        for (int k = 0; k < full; k += NP)
-            for (int l = 0; l < NP; l++) part[l] += f[k + l];
-    }
-    for (int k = full; k < len; k++) part[k - full] += f[k];
-    /* pairwise combine of the lanes */
-    for (int w = NP / 2; w >= 1; w /= 2)
-        for (int l = 0; l < w; l++) part[l] += part[l + w];
+#define KP_TILE_SUM_BODY(TERM)                                         \
+    REAL part[NP], comp[NP];                                           \
+    for (int l = 0; l < NP; l++) part[l] = comp[l] = 0;                \
+    int full = len - len % NP;                                         \
+    if (kahan) {                                                       \
+        for (int k0 = 0; k0 < full; k0 += NP)                          \
+            for (int l = 0; l < NP; l++) {                             \
+                int k = k0 + l;                                        \
+                REAL y = (TERM)-comp[l];                               \
+                REAL t = part[l] + y;                                  \
+                REAL cc = (t - part[l]) - y;                           \
+                comp[l] = t - t == 0 ? cc : (REAL)0;                   \
+                part[l] = t;                                           \
+            }                                                          \
+    } else {                                                           \
+        for (int k0 = 0; k0 < full; k0 += NP)                          \
+            for (int l = 0; l < NP; l++) {                             \
+                int k = k0 + l;                                        \
+                part[l] += (TERM);                                     \
+            }                                                          \
+    }                                                                  \
+    for (int k = full; k < len; k++) part[k - full] += (TERM);         \
+    for (int w = NP / 2; w >= 1; w /= 2)                               \
+        for (int l = 0; l < w; l++) part[l] += part[l + w];            \
     return part[0];
+
+static REAL tile_sum(const REAL *restrict f, int len, int kahan) { KP_TILE_SUM_BODY(f[k]) }
+
+/* Sum of a[k] * b[k]. */
+static REAL tile_dot(const REAL *restrict a, const REAL *restrict b, int len, int kahan) {
+    KP_TILE_SUM_BODY(a[k] * b[k])
 }
 
-/* Sum of a[k] * b[k] over [0, len), in the same partial sums as tile_sum. */
-static REAL tile_dot(const REAL *restrict a, const REAL *restrict b, int len, int kahan) {
-    REAL part[NP], comp[NP];
-    for (int l = 0; l < NP; l++) part[l] = comp[l] = 0;
-    int full = len - len % NP;
-    if (kahan) {
-        for (int k = 0; k < full; k += NP)
-            for (int l = 0; l < NP; l++) {
-                REAL y = a[k + l] * b[k + l] - comp[l];
-                REAL t = part[l] + y;
-                REAL cc = (t - part[l]) - y;
-                comp[l] = t - t == 0 ? cc : (REAL)0;
-                part[l] = t;
-            }
-    } else {
-        for (int k = 0; k < full; k += NP)
-            for (int l = 0; l < NP; l++) part[l] += a[k + l] * b[k + l];
-    }
-    for (int k = full; k < len; k++) part[k - full] += a[k] * b[k];
-    for (int w = NP / 2; w >= 1; w /= 2)
-        for (int l = 0; l < w; l++) part[l] += part[l + w];
-    return part[0];
+/* Sum of a[k] * b[k] * c[k] (joint programs' three-factor terms). */
+static REAL tile_dot3(const REAL *restrict a, const REAL *restrict b, const REAL *restrict c, int len, int kahan) {
+    KP_TILE_SUM_BODY(a[k] * b[k] * c[k])
 }
 
 /* Max of f[0..len), or NaN if any is NaN: branch-free lanes, so it vectorizes. */
