@@ -1,7 +1,12 @@
 """
 bench_torch.py -- pykp against dense PyTorch and dense NumPy for the Gaussian
-kernel product  a_i = sum_j exp(-|x_i - y_j|^2 / s^2) b_j  in 3D, forward and
-forward + backward (gradient with respect to x), N = M = 10^3 .. 10^5.
+kernel product  a_i = sum_j exp(-|x_i - y_j|^2 / s^2) b_j  in 3D, forward,
+forward + backward with respect to x ("fwd+bwd"), and forward + backward with
+respect to x, y and b ("fwd+bwd xyb": pykp runs the three gradients in one
+joint libkp pass), N = M = 10^3 .. 10^5. --separate adds, after each pykp
+backward row, the same pass with one libkp reduction per gradient (pykp's
+path before joint plans, genred.JOINT_BACKWARD = False), timed in the same run,
+its repetitions alternating with the joint ones.
 
 Dense versions materialize the N x M kernel matrix; they run only where their
 estimated memory fits (--dense-limit-gb, default: half of the available
@@ -13,6 +18,7 @@ inside libkp's kp_plan_exec calls, measured in the same runs.
 
 usage: python3 bench/python/bench_torch.py [--sizes 1000,10000,100000] [--dtype float32]
        [--reps 3] [--min-time 0.3] [--dense-limit-gb 8] [--threads 0]
+       [--passes forward,fwd+bwd,fwd+bwd-xyb] [--separate] [--no-dense]
 """
 import argparse
 import os
@@ -23,22 +29,22 @@ import numpy as np
 import torch
 
 import pykp
-from pykp import _lib
+from pykp import _lib, genred
 
 # ------------------------------------------------------------ timing
 
 
 class _CTimer:
-    """Accumulates the wall time spent inside kp_plan_exec (monkeypatched)."""
+    """Accumulates the wall time spent inside kp_plan_exec and kp_plan_exec_joint (monkeypatched)."""
+
+    _NAMES = ("_plan_exec", "_plan_exec_joint")
 
     def __init__(self):
         self.total = 0.0
         self.calls = 0
-        self._orig = _lib._plan_exec
+        self._orig = {n: getattr(_lib, n, None) for n in self._NAMES}
 
-    def __enter__(self):
-        orig = self._orig
-
+    def _timed(self, orig):
         def timed(*a):
             t = time.perf_counter()
             r = orig(*a)
@@ -46,34 +52,51 @@ class _CTimer:
             self.calls += 1
             return r
 
-        _lib._plan_exec = timed
+        return timed
+
+    def __enter__(self):
+        for n, orig in self._orig.items():
+            if orig is not None:
+                setattr(_lib, n, self._timed(orig))
         return self
 
     def __exit__(self, *exc):
-        _lib._plan_exec = self._orig
+        for n, orig in self._orig.items():
+            setattr(_lib, n, orig)
+
+
+def bench_many(fns, reps, min_time, cap=20.0):
+    """For each function: best time per call over reps repetitions of >=
+    min_time each (one call when a single call exceeds cap), and the time of
+    it spent in libkp. The functions' repetitions alternate, so that a load
+    change on a shared machine affects them alike."""
+    for fn in fns:
+        fn()  # warm-up: parse, plan, first-touch
+    best = [None] * len(fns)
+    best_c = [None] * len(fns)
+    for _ in range(reps):
+        over = False
+        for k, fn in enumerate(fns):
+            with _CTimer() as ct:
+                n = 0
+                t0 = time.perf_counter()
+                while True:
+                    fn()
+                    n += 1
+                    el = time.perf_counter() - t0
+                    if el >= min_time or el > cap:
+                        break
+            per, per_c = el / n, ct.total / n
+            if best[k] is None or per < best[k]:
+                best[k], best_c[k] = per, per_c
+            over = over or el > cap
+        if over:
+            break
+    return list(zip(best, best_c))
 
 
 def bench(fn, reps, min_time, cap=20.0):
-    """Best time per call over reps repetitions of >= min_time each (one call
-    when a single call exceeds cap), and the fraction of it spent in libkp."""
-    fn()  # warm-up: parse, plan, first-touch
-    best = best_c = None
-    for _ in range(reps):
-        with _CTimer() as ct:
-            n = 0
-            t0 = time.perf_counter()
-            while True:
-                fn()
-                n += 1
-                el = time.perf_counter() - t0
-                if el >= min_time or el > cap:
-                    break
-        per, per_c = el / n, ct.total / n
-        if best is None or per < best:
-            best, best_c = per, per_c
-        if el > cap:
-            break
-    return best, best_c
+    return bench_many([fn], reps, min_time, cap)[0]
 
 
 # ------------------------------------------------------------ the three implementations
@@ -93,6 +116,15 @@ def pykp_fwd_bwd(x, y, b, s):
     return run
 
 
+def pykp_fwd_bwd_xyb(x, y, b, s):
+    def run():
+        xg, yg, bg = (t.detach().requires_grad_() for t in (x, y, b))
+        v = pykp.kernel_product(xg, yg, bg, "gaussian", sigma=s)
+        return torch.autograd.grad(v.sum(), [xg, yg, bg])
+
+    return run
+
+
 def torch_fwd(x, y, b, s):
     def run():
         K = torch.exp(-torch.cdist(x, y).square_() / (s * s))
@@ -108,6 +140,16 @@ def torch_fwd_bwd(x, y, b, s):
         v = torch.exp(-d2 / (s * s)) @ b
         (g,) = torch.autograd.grad(v.sum(), [xg])
         return g
+
+    return run
+
+
+def torch_fwd_bwd_xyb(x, y, b, s):
+    def run():
+        xg, yg, bg = (t.detach().requires_grad_() for t in (x, y, b))
+        d2 = ((xg[:, None, :] - yg[None, :, :]) ** 2).sum(-1)
+        v = torch.exp(-d2 / (s * s)) @ bg
+        return torch.autograd.grad(v.sum(), [xg, yg, bg])
 
     return run
 
@@ -137,6 +179,43 @@ def numpy_fwd_bwd(x, y, b, s):
     return run
 
 
+def numpy_fwd_bwd_xyb(x, y, b, s):
+    x, y, b = x.numpy(), y.numpy(), b.numpy()
+
+    def run():
+        d2 = (x * x).sum(1)[:, None] + (y * y).sum(1)[None, :] - 2 * x @ y.T
+        K = np.exp(-d2 / (s * s))
+        v = K @ b
+        W = K * b.sum(1)[None, :]  # d/dx_i, d/dy_j of sum_ij K_ij b_j, and d/db_j = sum_i K_ij
+        gx = (-2 / (s * s)) * (W.sum(1)[:, None] * x - W @ y)
+        gy = (2 / (s * s)) * (W.T @ x - W.sum(0)[:, None] * y)
+        gb = np.repeat(K.sum(0)[:, None], b.shape[1], axis=1)
+        return v, gx, gy, gb
+
+    return run
+
+
+PASSES = {  # name: (pykp, dense torch, dense NumPy, N x M temporaries of the dense versions)
+    "forward": (pykp_fwd, torch_fwd, numpy_fwd, 2),
+    "fwd+bwd": (pykp_fwd_bwd, torch_fwd_bwd, numpy_fwd_bwd, 6),
+    "fwd+bwd-xyb": (pykp_fwd_bwd_xyb, torch_fwd_bwd_xyb, numpy_fwd_bwd_xyb, 6),
+}
+
+
+def separate(fn):
+    """fn with one libkp reduction per gradient (pykp's backward before joint plans)."""
+
+    def run():
+        saved = genred.JOINT_BACKWARD
+        genred.JOINT_BACKWARD = False
+        try:
+            return fn()
+        finally:
+            genred.JOINT_BACKWARD = saved
+
+    return run
+
+
 # ------------------------------------------------------------ main
 
 
@@ -159,7 +238,17 @@ def main():
     ap.add_argument("--min-time", type=float, default=0.3)
     ap.add_argument("--dense-limit-gb", type=float, default=min(8.0, available_gb() / 2))
     ap.add_argument("--threads", type=int, default=0, help="libkp and torch threads (0: all cores)")
+    ap.add_argument("--passes", default="forward,fwd+bwd,fwd+bwd-xyb", help="among %s" % ",".join(PASSES))
+    ap.add_argument("--separate", action="store_true",
+                    help="also time pykp's backward passes with one reduction per gradient (no joint plan)")
+    ap.add_argument("--no-dense", action="store_true", help="skip dense torch and NumPy")
     a = ap.parse_args()
+    passes = [p.strip() for p in a.passes.split(",") if p.strip()]
+    for p in passes:
+        if p not in PASSES:
+            ap.error("unknown pass %r (expected one of %s)" % (p, ", ".join(PASSES)))
+    if a.no_dense:
+        a.dense_limit_gb = -1.0
     sizes = [int(float(s)) for s in a.sizes.split(",")]
     dtype = getattr(torch, a.dtype)
     if a.threads:
@@ -184,11 +273,12 @@ def main():
         x = torch.rand(n, 3, dtype=dtype)
         y = torch.rand(n, 3, dtype=dtype)
         b = torch.rand(n, 1, dtype=dtype)
-        for pass_name, kp_fn, th_fn, np_fn, temps in (
-            ("forward", pykp_fwd, torch_fwd, numpy_fwd, 2),
-            ("fwd+bwd", pykp_fwd_bwd, torch_fwd_bwd, numpy_fwd_bwd, 6),
-        ):
-            t_kp, t_c = bench(kp_fn(x, y, b, s), a.reps, a.min_time)
+        for pass_name in passes:
+            kp_fn, th_fn, np_fn, temps = PASSES[pass_name]
+            with_sep = a.separate and pass_name != "forward"
+            fns = [kp_fn(x, y, b, s)] + ([separate(kp_fn(x, y, b, s))] if with_sep else [])
+            timings = bench_many(fns, a.reps, a.min_time)  # joint and separate alternate
+            t_kp, t_c = timings[0]
             dense_gb = temps * n * n * itemsize / 2**30
             if dense_gb <= a.dense_limit_gb:
                 t_th, _ = bench(th_fn(x, y, b, s), a.reps, a.min_time)
@@ -199,7 +289,14 @@ def main():
                 th = nu = "(%.0f GB) | -" % dense_gb
             print("| %d | %s | %.4g s | %.4g s | %+.1f%% (%.0f us) | %s | %s |" % (
                 n, pass_name, t_kp, t_c, 100 * (t_kp - t_c) / t_c, 1e6 * (t_kp - t_c), th, nu), flush=True)
-    print("\npykp overhead = (pykp time - time inside kp_plan_exec) / time inside kp_plan_exec, same runs.")
+            if with_sep:
+                t_sep, t_csep = timings[1]
+                print("| %d | %s, separate | %.4g s | %.4g s | %+.1f%% (%.0f us) | joint: %.2fx faster | - | - | - |" % (
+                    n, pass_name, t_sep, t_csep, 100 * (t_sep - t_csep) / t_csep, 1e6 * (t_sep - t_csep),
+                    t_sep / t_kp), flush=True)
+    print("\npykp overhead = (pykp time - time inside kp_plan_exec[_joint]) / time inside them, same runs.")
+    if a.separate:
+        print("separate: the same pass with one libkp reduction per gradient (genred.JOINT_BACKWARD = False).")
 
 
 if __name__ == "__main__":

@@ -189,17 +189,20 @@ def describe_all(f, args, nx=-1, ny=-1):
     return code, descs, nx, ny, (tuple(batch) if batch else ())
 
 
+def _rows(f, nx, ny):
+    """Output rows of formula f: 1 if it sums them, else N (axis 1) or M (axis 0)."""
+    if f.sums_rows:
+        return 1
+    rows = nx if f.axis == 1 else ny
+    if rows < 0:
+        raise KpValueError("pykp: no %s argument tells the number of output rows" % ("Vi" if f.axis == 1 else "Vj"))
+    return rows
+
+
 def run(f, be, code, descs, nx, ny, bshape, out=None, scheme=None):
     """Allocates the outputs and runs the plan of f for dtype code (scheme:
     float32 summation scheme, None for the global setting)."""
-    if f.sums_rows:
-        rows = 1
-    else:
-        rows = nx if f.axis == 1 else ny
-        if rows < 0:
-            raise KpValueError(
-                "pykp: no %s argument tells the number of output rows" % ("Vi" if f.axis == 1 else "Vj")
-            )
+    rows = _rows(f, nx, ny)
     vals = idx = dv = di = None
     if f.out_dim:
         vals = out if out is not None else be.empty(bshape + (rows, f.out_dim), code)
@@ -209,6 +212,38 @@ def run(f, be, code, descs, nx, ny, bshape, out=None, scheme=None):
         di = be.describe_out(idx)
     f.plan(code).exec(descs, dv, di, nx, ny, scheme)
     return vals, idx
+
+
+def run_joint(joint, be, args, nx=-1, ny=-1, scheme=None):
+    """Runs the formulas of a _lib.Joint on args (shared by all, one array per
+    argument position or None) in one kp_plan_exec_joint call; returns the
+    list of their values (new arrays of the backend), one per formula."""
+    fast = fast_describe(joint, args)
+    if fast is not None:
+        _, code, descs, fnx, fny, _ = fast
+        nx = fnx if fnx >= 0 else nx
+        ny = fny if fny >= 0 else ny
+        bshapes = [()] * len(joint.formulas)
+    else:
+        code, descs, nx, ny, bshape = describe_all(joint, args, nx, ny)
+        if bshape:  # each output has the batch shape of its own formula's arguments
+            bshapes = [describe_all(f, args, nx, ny)[4] for f in joint.formulas]
+        else:
+            bshapes = [()] * len(joint.formulas)
+    outs = []
+    douts = []
+    for f, bs in zip(joint.formulas, bshapes):
+        o = be.empty(bs + (_rows(f, nx, ny), f.out_dim), code)
+        outs.append(o)
+        douts.append(be.describe_out(o))
+    plan = joint.plan(code)
+    if plan is not None:
+        plan.exec(descs, douts, nx, ny, scheme)
+    else:  # libkp refused the joint plan: one call per formula
+        for f, d in zip(joint.formulas, douts):
+            f.plan(code).exec([dd if info is not None else None for dd, info in zip(descs, f.args)], d, None,
+                              nx, ny, scheme)
+    return outs
 
 
 def launch(f, args, be, nx=-1, ny=-1, out=None, scheme=None):

@@ -2,8 +2,9 @@
 _lib.py -- the ctypes layer over kp.h: library loading, status -> exception,
 and thin owners of the three C handles (context, formula, plan).
 
-Nothing here knows about NumPy or PyTorch: arrays reach `Plan.exec` as plain
-descriptors (data pointer, dtype code, shape, strides in elements).
+Nothing here knows about NumPy or PyTorch: arrays reach `Plan.exec` (and
+`JointPlan.exec`, several formulas in one call) as plain descriptors (data
+pointer, dtype code, shape, strides in elements).
 
 Ownership. Every handle is freed by a `weakref.finalize` whose callback holds a
 strong reference to the owning `Context` object, so a context is never freed
@@ -198,6 +199,15 @@ _plan_new = _proto("kp_plan_new", ctypes.c_int, _vp, _vp, ctypes.c_int, ctypes.P
 _plan_free = _proto("kp_plan_free", None, _vp)
 _plan_exec = _proto("kp_plan_exec", ctypes.c_int, _vp, _vp, ctypes.c_size_t, _vp, _vp, _vp)
 _status_string = _proto("kp_status_string", ctypes.c_char_p, ctypes.c_int)
+try:  # libkp >= the commit adding joint plans (several Sums in one pass over the pairs)
+    _plan_new_joint = _proto(
+        "kp_plan_new_joint", ctypes.c_int, _vp, ctypes.POINTER(_vp), ctypes.c_size_t, ctypes.c_int, ctypes.POINTER(_vp)
+    )
+    _plan_exec_joint = _proto("kp_plan_exec_joint", ctypes.c_int, _vp, _vp, ctypes.c_size_t, _vp, ctypes.c_size_t, _vp)
+except AttributeError:  # pragma: no cover - older libkp
+    _plan_new_joint = _plan_exec_joint = None
+
+KP_MAX_JOINT = 8  # formulas per joint plan (kp.h: "1 to 8")
 
 
 class _KpArray(ctypes.Structure):
@@ -463,6 +473,105 @@ class Plan:
             raise self.ctx.fail(st)
 
 
+def has_joint_plans():
+    """True when the loaded libkp has kp_plan_new_joint / kp_plan_exec_joint."""
+    return _plan_new_joint is not None
+
+
+class Joint:
+    """Several formulas of one context that take the same arguments (same
+    number; same category and dimension wherever two use a position), run
+    together by one joint plan (kp_plan_new_joint): the Sums among them share
+    their pairwise values in one pass over the pairs. `args` merges the
+    formulas' argument infos (a position is used if any formula uses it), so
+    that `_arrays.describe_all` and `fast_describe` take a Joint like a Formula."""
+
+    def __init__(self, formulas):
+        formulas = tuple(formulas)
+        if not 1 <= len(formulas) <= KP_MAX_JOINT:
+            raise KpValueError("pykp: a joint plan takes 1 to %d formulas, got %d" % (KP_MAX_JOINT, len(formulas)))
+        ctx = formulas[0].ctx
+        if any(f.ctx is not ctx for f in formulas):
+            raise KpRuntimeError("pykp: the formulas of a joint plan must come from one context")
+        self.ctx = ctx
+        self.formulas = formulas
+        self.nargs = formulas[0].nargs
+        args = [None] * self.nargs
+        for f in formulas:
+            if f.nargs != self.nargs:
+                raise KpValueError("pykp: the formulas of a joint plan must take the same number of arguments")
+            for k, a in enumerate(f.args):
+                if args[k] is None:
+                    args[k] = a
+        self.args = args
+        self._plans = {}
+        self.refused = None  # libkp's message if it refused the joint plan
+
+    def plan(self, dtype):
+        """The JointPlan for dtype, or None when libkp refuses to make one (then
+        the caller runs each formula's own plan: same results, no shared pass)."""
+        try:
+            return self._plans[dtype]
+        except KeyError:
+            pass
+        try:
+            p = JointPlan(self, dtype)
+        except KpMemoryError:
+            raise
+        except KpError as e:  # not expected for the gradients of one formula: keep working without
+            self.refused = e.message
+            p = None
+        self._plans[dtype] = p
+        return p
+
+
+class JointPlan:
+    """Owns one joint kp_plan; like Plan, one preallocated descriptor buffer
+    (args, then one output per formula, then the options)."""
+
+    def __init__(self, joint, dtype):
+        if _plan_new_joint is None:
+            raise KpNotImplementedError("libkp: this libkp has no kp_plan_new_joint (joint plans)")
+        ctx = joint.ctx
+        n = len(joint.formulas)
+        handles = (_vp * n)(*[f.handle for f in joint.formulas])
+        h = _vp()
+        st = _plan_new_joint(ctx.handle, handles, n, dtype, ctypes.byref(h))
+        if st != KP_OK:
+            raise ctx.fail(st)
+        self.ctx = ctx
+        self.handle = h.value
+        self.dtype = dtype
+        self._finalizer = weakref.finalize(self, _free_plan, h.value, ctx)
+        self.nargs = joint.nargs
+        self.nouts = n
+        size = (self.nargs + n) * _ARRAY_SIZE + _OPT_SIZE
+        self.buf = ctypes.create_string_buffer(size)
+        self.base = ctypes.addressof(self.buf)
+        self.out_off = self.nargs * _ARRAY_SIZE
+        self.opt_off = (self.nargs + n) * _ARRAY_SIZE
+        self.out_addr = self.base + self.out_off
+        self.opt_addr = self.base + self.opt_off
+
+    def exec(self, descs, outs, nx, ny, scheme=None):
+        """descs: per argument position (ptr, dtype, shape, strides) or None;
+        outs: one such descriptor per formula (its values)."""
+        buf = self.buf
+        off = 0
+        for d in list(descs) + list(outs):
+            if d is not None:
+                shape, strides = d[2], d[3]
+                nd = len(shape)
+                _HEAD[nd].pack_into(buf, off, d[0], d[1], 0, nd, *shape)
+                _STRIDES[nd].pack_into(buf, off + _STRIDES_OFF, *strides)
+            off += _ARRAY_SIZE
+        _OPTS.pack_into(buf, self.opt_off, _settings["num_threads"], nx, ny)
+        self.ctx.use_scheme(_settings["sum_scheme"] if scheme is None else scheme)
+        st = _plan_exec_joint(self.handle, self.base, self.nargs, self.out_addr, self.nouts, self.opt_addr)
+        if st != KP_OK:
+            raise self.ctx.fail(st)
+
+
 # ----------------------------------------------------------------- registry
 
 # Formulas are interned in their context's node store until the context is freed
@@ -473,7 +582,8 @@ MAX_FORMULAS_PER_CONTEXT = 4096
 
 
 class _Registry(threading.local):
-    """Per-thread cache: formula key -> Formula.
+    """Per-thread cache: formula key -> Formula, and tuple of formula keys ->
+    Joint (joint plans, dropped with the context like the formulas).
 
     Keys are paths: ("parse", text, aliases) for a parsed formula, and
     (parent_key, "grad", k), (parent_key, "lse"), (parent_key, "idx") or
@@ -484,6 +594,17 @@ class _Registry(threading.local):
     def __init__(self):
         self.ctx = None
         self.formulas = {}
+        self.joints = {}
+
+    def joint(self, keys):
+        """The Joint of the formulas named by keys (a tuple), cached like formulas."""
+        j = self.joints.get(keys)
+        if j is None:
+            fs = [self.get(k) for k in keys]
+            if any(f.ctx is not fs[0].ctx for f in fs):  # a context change in between: build them again
+                fs = [self.get(k) for k in keys]
+            j = self.joints[keys] = Joint(fs)
+        return j
 
     def get(self, key):
         f = self.formulas.get(key)
@@ -496,6 +617,7 @@ class _Registry(threading.local):
             if self.ctx is None or len(self.formulas) >= MAX_FORMULAS_PER_CONTEXT:
                 self.ctx = Context()
                 self.formulas = {}
+                self.joints = {}
             f = Formula.parse(self.ctx, key[1], key[2])
         else:
             parent = self.get(key[0])
@@ -515,6 +637,7 @@ class _Registry(threading.local):
 
     def clear(self):
         self.formulas = {}
+        self.joints = {}
         self.ctx = None
 
 
@@ -527,3 +650,7 @@ def registry():
 
 def formula(key):
     return _registry.get(key)
+
+
+def joint(keys):
+    return _registry.joint(keys)

@@ -6,9 +6,14 @@ Every reduction of pykp, from Genred, LazyTensor or kernel_product, ends in
 are arrays in the layout of the formula's arguments. With torch tensors that
 need gradients it goes through `_KpFunction`, whose backward runs libkp's own
 gradient reductions (kp_formula_grad) through `_KpFunction` again, so that
-backward is itself differentiable, to any order.
+backward is itself differentiable, to any order. The gradients of one backward
+pass that take the same arguments run together through `_KpJointFunction`: one
+joint libkp plan (kp_plan_new_joint), one pass over the pairs for the Sums among
+them; its backward is made of the same Functions.
 """
-from . import _arrays
+import os
+
+from . import _arrays, _lib
 from ._arrays import TorchBackend, backend_of, is_array, launch, torch
 from ._lib import KP_VAR_I, KP_VAR_J, KP_VAR_PARAM, KpNotImplementedError, KpTypeError, KpValueError, formula
 
@@ -156,6 +161,11 @@ def _cat_name(cat):
 
 # ----------------------------------------------------------------- autograd
 
+# Backward passes run the gradients that take the same arguments through one
+# joint libkp plan (one pass over the pairs for all of them). False: one
+# reduction per gradient, as before joint plans (PYKP_JOINT_BACKWARD=0 at import).
+JOINT_BACKWARD = os.environ.get("PYKP_JOINT_BACKWARD", "1").strip().lower() not in ("0", "false", "no", "off")
+
 if torch is not None:
 
     class _Node:
@@ -245,9 +255,82 @@ if torch is not None:
     _INDEXED = ("Min_ArgMin", "Max_ArgMax", "KMin_ArgKMin")  # outputs (values, indices)
     _NEEDS_OUTPUT = ("LogSumExp", "SumSoftMaxWeight")  # gradient takes the forward output O
 
+    def _joinable(g):
+        """A gradient formula the joint pass of libkp takes: a Sum, not summing
+        its rows. A parameter gradient (a Sum whose rows are summed) joins as
+        its unsummed version, whose rows pykp sums afterwards."""
+        return g.reduction == "Sum" and g.out_dim > 0
+
+    def _input_grads(ctx, node, args, out, idx, G, needs):
+        """The gradients, w.r.t. each of args, of <out, G> for out = Red(F)(args)
+        of the formula node.key (idx: the forward's indices, Min/Max/KMin):
+        one libkp gradient reduction per input that needs one (needs[k], and
+        _will_use), run through _KpFunction / _KpJointFunction so that they are
+        differentiable again. Gradients taking the same arguments (same number
+        of extra inputs: G, the forward output, the lse) run through one joint
+        plan when there are 2 or more of them (JOINT_BACKWARD). Returns a list
+        with one gradient (or None) per argument."""
+        f = formula(node.key)
+        n = f.nargs
+        grads = [None] * n
+        jobs = []
+        for k in range(n):
+            info = f.args[k]
+            if not needs[k] or info is None or args[k] is None or not _will_use(ctx, k):
+                continue
+            gnode = node.derived("grad", k)
+            jobs.append((k, gnode, formula(gnode.key)))
+        if not jobs:
+            return grads
+        if f.reduction in _NEEDS_OUTPUT:
+            if f.sums_rows:  # the gradient needs the per-row output, not the summed one
+                second = _KpFunction.apply(node.derived("rows"), *args[: formula((node.key, "rows")).nargs])
+            else:
+                second = out
+        elif idx is not None:
+            second = idx.to(out.dtype)  # the selected indices, as numbers
+        else:
+            second = None
+        extra = [G, second]
+        if any(g.nargs > n + 2 for _, _, g in jobs):
+            extra.append(_KpFunction.apply(node.derived("lse"), *args))
+        groups = {}  # gradient formulas by their arguments (their number fixes which extras they take)
+        for job in jobs:
+            groups.setdefault(job[2].nargs, []).append(job)
+        for ng, group in groups.items():
+            gargs = (args + extra)[:ng]
+            gargs += [None] * (ng - len(gargs))
+            joint = [job for job in group if _joinable(job[2])] if JOINT_BACKWARD and _lib.has_joint_plans() else []
+            if len(joint) >= 2:
+                nparts = -(-len(joint) // _lib.KP_MAX_JOINT)  # parts of 2 to KP_MAX_JOINT formulas
+                for i in range(nparts):
+                    part = joint[i * len(joint) // nparts : (i + 1) * len(joint) // nparts]
+                    keys = tuple(gnode.derived("rows").key if g.sums_rows else gnode.key for _, gnode, g in part)
+                    outs = _KpJointFunction.apply(_JointNode(keys, node.nx, node.ny, node.scheme), *gargs)
+                    for (k, _, g), gk in zip(part, outs):
+                        if g.sums_rows:  # the unsummed gradient of a parameter: sum its rows here
+                            gk = gk.sum(-2, keepdim=True)
+                        grads[k] = _fit_grad(gk, args[k], f.args[k].cat)
+            else:
+                joint = []
+            done = {job[0] for job in joint}
+            for k, gnode, g in group:
+                if k not in done:
+                    grads[k] = _fit_grad(_KpFunction.apply(gnode, *gargs), args[k], f.args[k].cat)
+        return grads
+
+    def _begin_backward(ctx, f, args):
+        ctx.kp_args = args
+        ctx.kp_will = {}
+        ctx.kp_pairs = _pairs(f, args)
+
+    def _end_backward(ctx):
+        ctx.kp_args = ctx.kp_will = None  # no references kept past this pass (retain_graph)
+
     class _KpFunction(torch.autograd.Function):
-        """out = Red(F)(args); backward: one libkp gradient reduction per input,
-        run through _KpFunction again (differentiable to any order)."""
+        """out = Red(F)(args); backward: libkp gradient reductions (see
+        _input_grads), run through _KpFunction or _KpJointFunction again
+        (differentiable to any order)."""
 
         @staticmethod
         def forward(ctx, node, *args):
@@ -274,42 +357,60 @@ if torch is not None:
             node = ctx.node
             saved = ctx.saved_tensors
             args, out = list(saved[:-1]), saved[-1]
-            ctx.kp_args = args
-            ctx.kp_will = {}
-            f = formula(node.key)
-            n = f.nargs
-            ctx.kp_pairs = _pairs(f, args)
-            needs = ctx.needs_input_grad
-            grads = [None]
-            if f.reduction in _NEEDS_OUTPUT:
-                if f.sums_rows:  # the gradient needs the per-row output, not the summed one
-                    second = _KpFunction.apply(node.derived("rows"), *args[: formula((node.key, "rows")).nargs])
-                else:
-                    second = out
-            elif ctx.idx is not None:
-                second = ctx.idx.to(out.dtype)  # the selected indices, as numbers
-            else:
-                second = None
-            lse = None
-            for k in range(n):
-                info = f.args[k]
-                if not needs[k + 1] or info is None or args[k] is None or not _will_use(ctx, k):
-                    grads.append(None)
-                    continue
-                gnode = node.derived("grad", k)
-                g = formula(gnode.key)
-                ng = g.nargs
-                extra = [G, second]
-                if ng > n + 2:
-                    if lse is None:
-                        lse = _KpFunction.apply(node.derived("lse"), *args)
-                    extra.append(lse)
-                gargs = (args + extra)[:ng]
-                gargs += [None] * (ng - len(gargs))
-                gk = _KpFunction.apply(gnode, *gargs)
-                grads.append(_fit_grad(gk, args[k], info.cat))
-            ctx.kp_args = ctx.kp_will = None  # no references kept past this pass (retain_graph)
-            return tuple(grads)
+            _begin_backward(ctx, formula(node.key), args)
+            try:
+                grads = _input_grads(ctx, node, args, out, ctx.idx, G, ctx.needs_input_grad[1:])
+            finally:
+                _end_backward(ctx)
+            return (None,) + tuple(grads)
+
+    class _JointNode:
+        """What a _KpJointFunction call needs besides its tensors: the keys of
+        its formulas (taking the same arguments) and the sizes nx, ny."""
+
+        __slots__ = ("keys", "nx", "ny", "scheme")
+
+        def __init__(self, keys, nx, ny, scheme=None):
+            self.keys = keys
+            self.nx = nx
+            self.ny = ny
+            self.scheme = scheme
+
+    class _KpJointFunction(torch.autograd.Function):
+        """outs[k] = Red_k(F_k)(args) for the formulas of node.keys (Sums, e.g.
+        the gradients of one forward w.r.t. several inputs), computed by one
+        joint libkp plan: one pass over the pairs (i, j) for all of them. The
+        backward sums, over the outputs that received a gradient, what each
+        formula's own backward gives (_input_grads, differentiable again)."""
+
+        @staticmethod
+        def forward(ctx, node, *args):
+            outs = _arrays.run_joint(_lib.joint(node.keys), TorchBackend, args, node.nx, node.ny, node.scheme)
+            ctx.node = node
+            ctx.set_materialize_grads(False)  # outputs without a gradient: G is None, no reduction
+            ctx.save_for_backward(*args, *outs)
+            return tuple(outs)
+
+        @staticmethod
+        def backward(ctx, *Gs):
+            node = ctx.node
+            saved = ctx.saved_tensors
+            nargs = len(saved) - len(node.keys)
+            args, outs = list(saved[:nargs]), saved[nargs:]
+            needs = ctx.needs_input_grad[1:]
+            total = [None] * nargs
+            _begin_backward(ctx, _lib.joint(node.keys), args)
+            try:
+                for key, out, G in zip(node.keys, outs, Gs):
+                    if G is None:
+                        continue
+                    sub = _Node(key, node.nx, node.ny, node.scheme)
+                    for k, g in enumerate(_input_grads(ctx, sub, args, out, None, G, needs)):
+                        if g is not None:
+                            total[k] = g if total[k] is None else total[k] + g
+            finally:
+                _end_backward(ctx)
+            return (None,) + tuple(total)
 
 
 def _needs_graph(args):

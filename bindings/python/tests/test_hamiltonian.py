@@ -8,8 +8,11 @@ then a backward pass through dq (second derivatives):
 - at large N in float32, in a fresh process, with the peak memory (VmHWM)
   rising by less than 200 MB over the baseline after import and data. N is
   20,000 by default (20-40 s on 2 cores); PYKP_TEST_LARGE=1 runs the full
-  N = 100,000 (about 5 minutes on 2 busy cores: 10^10 pairs per reduction,
-  8 reductions; measured peak rise 25 MB).
+  N = 100,000 (2-5 minutes on 2 busy cores: 10^10 pairs per reduction;
+  the first backward is one joint libkp pass, the second two). Measured peak
+  rise: 166 MB with joint backward passes (libkp's joint column buffers, at
+  most 256 MiB by kp.h's design; 154 MB here), 16-24 MB with one reduction
+  per gradient (PYKP_JOINT_BACKWARD=0).
 """
 import os
 import subprocess
