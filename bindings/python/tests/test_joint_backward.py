@@ -276,6 +276,7 @@ def test_third_order_through_joint_passes(monkeypatch):
 
 def test_refused_joint_plan_falls_back(monkeypatch):
     """Should libkp refuse a joint plan, its formulas run one by one, same results."""
+    monkeypatch.setattr(genred, "JOINT_BACKWARD", True)
     x0, y0, b0, W = data(torch.float64)
 
     def refuse(joint, dtype):
@@ -302,6 +303,7 @@ def test_refused_joint_plan_falls_back(monkeypatch):
 
 def test_joint_plans_are_cached(monkeypatch):
     """Repeated backward passes reuse the thread's joint plan (one per dtype)."""
+    monkeypatch.setattr(genred, "JOINT_BACKWARD", True)
     made = []
     orig = _lib.JointPlan
 
