@@ -2,6 +2,7 @@
 # CUDA entry points. Included from src/CMakeLists.txt after the kp target exists.
 # Nothing here needs CUDA or OpenCL at build time: both are dlopen'ed at run time.
 target_sources(kp PRIVATE
-  gpu/codegen.c gpu/engine_select.c gpu/opencl.c gpu/cuda.c gpu/aot.c)
+  gpu/codegen.c gpu/engine_select.c gpu/pack.c gpu/opencl.c gpu/aot.c
+  gpu/cuda.c gpu/cuda_driver.c gpu/cuda_compile.c gpu/cuda_helpers.c gpu/kcache.c gpu/sha256.c)
 find_package(Threads REQUIRED)
 target_link_libraries(kp PRIVATE ${CMAKE_DL_LIBS} Threads::Threads)
