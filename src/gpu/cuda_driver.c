@@ -58,6 +58,8 @@ static const kp_cuda_driver *load_driver(void) {
     REQ(MemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2", NULL)
     REQ(LaunchKernel, "cuLaunchKernel", NULL)
     REQ(StreamSynchronize, "cuStreamSynchronize", NULL)
+    REQ(StreamCreate, "cuStreamCreate", NULL)
+    REQ(StreamDestroy, "cuStreamDestroy_v2", "cuStreamDestroy")
     REQ(PointerGetAttribute, "cuPointerGetAttribute", NULL)
     REQ(EventCreate, "cuEventCreate", NULL)
     REQ(EventRecord, "cuEventRecord", NULL)

@@ -60,6 +60,8 @@ typedef struct kp_cuda_driver {
     CUresult (*LaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, CUstream,
                              void **, void **);
     CUresult (*StreamSynchronize)(CUstream);
+    CUresult (*StreamCreate)(CUstream *, unsigned); /* tests and benchmarks */
+    CUresult (*StreamDestroy)(CUstream);
     CUresult (*PointerGetAttribute)(void *, int, CUdeviceptr);
     CUresult (*EventCreate)(CUevent *, unsigned);
     CUresult (*EventRecord)(CUevent, CUstream);
