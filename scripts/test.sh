@@ -20,7 +20,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
 
 # pocl-opencl-icd + ocl-icd-libopencl1: the OpenCL engine's tests run on the CPU through PoCL.
-packages=(build-essential cmake pkg-config libsleef-dev libcmocka-dev pocl-opencl-icd ocl-icd-libopencl1)
+packages=(build-essential cmake pkg-config libsleef-dev libcmocka-dev nettle-dev pocl-opencl-icd ocl-icd-libopencl1)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$p")
