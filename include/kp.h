@@ -273,6 +273,32 @@ typedef struct kp_exec_options {
 kp_status kp_plan_exec(kp_plan *plan, const kp_array *args, size_t n_args, kp_array *out,
                        kp_array *out_index, const kp_exec_options *options);
 
+/* ---------------------------------------------------------------- joint plans
+ * Several reductions of the same arguments in one pass over the pairs (i, j):
+ * Sums over j (axis 1, one value per i) and Sums over i (axis 0, one value per
+ * j) share every value they have in common, such as the kernel K(x_i, y_j),
+ * which is then computed once per pair instead of once per formula. Made for
+ * an autodiff backward pass: the gradients of one forward w.r.t. its i- and
+ * j-variables (kp_formula_grad) are such formulas, and their joint pass costs
+ * little more than the most expensive of them alone.
+ *
+ * The formulas (1 to 8, made in one context) must take the same arguments:
+ * same number, and the same category and dimension wherever two use the same
+ * position. Reductions with index outputs (ArgMin, ...) are refused. Formulas
+ * the joint pass cannot take (other reductions, parameter gradients) and calls
+ * it cannot take (batch dimensions, GPU engines, fewer than 512 i points, or
+ * column buffers above 256 MiB) run one formula after the other instead; the
+ * choice depends on the sizes only, so results stay bit-identical for any
+ * number of threads. A column sum is a compensated sum of blocks of at most
+ * 64 terms: float32 keeps about 1e-6 relative accuracy at any size. */
+kp_status kp_plan_new_joint(kp_context *ctx, const kp_formula *const *formulas, size_t n, kp_dtype dtype,
+                            kp_plan **out);
+/* Runs a joint plan: args as for kp_plan_exec (shared by every formula);
+ * outs[k] receives formula k's values (n_outs == n). kp_plan_exec refuses a
+ * joint plan and kp_plan_exec_joint an ordinary one (KP_ERR_ARGUMENT). */
+kp_status kp_plan_exec_joint(kp_plan *plan, const kp_array *args, size_t n_args, kp_array *outs, size_t n_outs,
+                             const kp_exec_options *options);
+
 /* One-shot convenience: parse, plan and run. */
 kp_status kp_reduce(kp_context *ctx, const char *text, const char *const *aliases,
                     size_t n_aliases, kp_dtype dtype, const kp_array *args, size_t n_args,

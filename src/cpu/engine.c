@@ -9,7 +9,7 @@
 
 /* Checked on every call (it is cheap): no shared state, so no race between
  * threads calling libkp for the first time. */
-static const kp_cpu_kernels *pick_kernels(kp_dtype dtype) {
+const kp_cpu_kernels *kp__cpu_pick_kernels(kp_dtype dtype) {
     __builtin_cpu_init();
     int level = 0; /* 2: AVX-512F, 1: AVX2+FMA, 0: generic */
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) level = 1;
@@ -22,7 +22,7 @@ static const kp_cpu_kernels *pick_kernels(kp_dtype dtype) {
 }
 
 kp_status kp__cpu_run(kp_context *ctx, const kp_cpu_job *job) {
-    const kp_cpu_kernels *K = pick_kernels(job->dtype);
+    const kp_cpu_kernels *K = kp__cpu_pick_kernels(job->dtype);
     if (job->nrows == 0 || job->nbatch == 0) return KP_OK;
     int64_t nrb = (job->nrows + KP_ROW_BLOCK - 1) / KP_ROW_BLOCK;
     int64_t nchunks = (job->ncols + KP_CHUNK - 1) / KP_CHUNK;

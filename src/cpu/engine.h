@@ -40,6 +40,23 @@ typedef struct kp_cpu_job {
 
 kp_status kp__cpu_run(kp_context *ctx, const kp_cpu_job *job);
 
+/* A joint job (kp_plan_exec_joint): the joint program's terms in one pass over
+ * the pairs. job.nrows = N (i points), job.ncols = M (j points), one batch.
+ * Rows are cut into ngroups fixed groups (a function of the sizes only); each
+ * group adds its column terms into its own buffer, and the buffers are merged
+ * in group order, so every thread count gives bit-identical results. */
+typedef struct kp_cpu_joint_job {
+    kp_cpu_job job;
+    kp_cpu_arg out[2][KP_MAX_JOINT]; /* outputs of terms[0] (N rows) and terms[1] (M rows) */
+    int coldim;                      /* total dimension of the column terms */
+    int64_t group_rows;              /* rows per group, a multiple of KP_ROW_BLOCK */
+    int64_t ngroups;
+} kp_cpu_joint_job;
+
+/* Bytes of column buffers a joint job of these sizes needs (0 if none), or -1 on overflow. */
+int64_t kp__cpu_joint_buffer_bytes(const kp_cpu_joint_job *jj, size_t real_size);
+kp_status kp__cpu_run_joint(kp_context *ctx, kp_cpu_joint_job *jj);
+
 /* What a kernel build (one dtype x one ISA) provides; see kernel_impl.h. */
 typedef struct kp_cpu_kernels {
     size_t real_size;
@@ -56,11 +73,22 @@ typedef struct kp_cpu_kernels {
                            size_t chunk_stride_idx, void *scratch);
     /* Bytes of scratch one thread needs. */
     size_t (*scratch_size)(const kp_program *prog);
+    /* Joint programs: rows [r0,r1) of one group, column terms added into
+     * colacc (sum then compensation, component-major, 2 * coldim * M reals),
+     * which it zeroes first; row terms written. */
+    void (*joint_rows)(const kp_cpu_joint_job *jj, int64_t r0, int64_t r1, void *colacc, void *scratch);
+    /* Merges the groups' column buffers (group g at g * group_stride reals) for
+     * columns [j0,j1) in group order and writes the column terms. */
+    void (*joint_cols)(const kp_cpu_joint_job *jj, int64_t j0, int64_t j1, const void *colacc, size_t group_stride);
+    size_t (*joint_scratch_size)(const kp_cpu_joint_job *jj);
 } kp_cpu_kernels;
 
 /* Rows per block and reduced points per chunk. */
 #define KP_ROW_BLOCK 64
 #define KP_CHUNK 32768
+
+/* The kernel build for this CPU and dtype ($KP_CPU_ISA may force a lower one). */
+const kp_cpu_kernels *kp__cpu_pick_kernels(kp_dtype dtype);
 
 extern const kp_cpu_kernels kp__cpu_f32_avx512, kp__cpu_f64_avx512;
 extern const kp_cpu_kernels kp__cpu_f32_avx2, kp__cpu_f64_avx2;

@@ -155,11 +155,16 @@ static void run_pair_program(const kp_program *prog, REAL *rowv, REAL *colbuf, R
     }
 }
 
-static void write_outputs(const kp_cpu_job *job, const batch_ptrs *bp, int64_t r, const REAL *st,
-                          const int64_t *ix) {
+/* rowv: the row's ROW values, for a Sum's red_scale (applied to a non-empty sum only). */
+static void write_outputs(const kp_cpu_job *job, const batch_ptrs *bp, int64_t r, const REAL *st, const int64_t *ix,
+                          const REAL *rowv) {
+    const kp_program *prog = job->prog;
     REAL *out = bp->out ? bp->out + r * job->out.row_stride : NULL;
     int64_t *oi = bp->out_idx ? bp->out_idx + r * job->out_idx.row_stride : NULL;
-    state_finalize(job->prog, st, ix, out, job->out.comp_stride, oi, job->out_idx.comp_stride);
+    state_finalize(prog, st, ix, out, job->out.comp_stride, oi, job->out_idx.comp_stride);
+    if (prog->red == KP_RED_SUM && prog->red_scale.dim && job->ncols > 0)
+        for (int d = 0; d < prog->fdim; d++)
+            out[d * job->out.comp_stride] *= rowv[prog->red_scale.off + (prog->red_scale.dim == 1 ? 0 : d)];
 }
 
 static void process(const kp_cpu_job *job, int64_t b, int64_t r0, int64_t r1, int64_t ch0, int64_t ch1,
@@ -214,7 +219,8 @@ static void process(const kp_cpu_job *job, int64_t b, int64_t r0, int64_t r1, in
     }
     if (finalize)
         for (int r = 0; r < nr; r++)
-            write_outputs(job, &bp, r0 + r, total + (size_t)r * (size_t)nreal, total_idx + (size_t)r * (size_t)nidx);
+            write_outputs(job, &bp, r0 + r, total + (size_t)r * (size_t)nreal, total_idx + (size_t)r * (size_t)nidx,
+                          rowbuf + (size_t)r * (size_t)rs);
 }
 
 static void merge_finalize(const kp_cpu_job *job, int64_t b, int64_t r0, int64_t r1, int64_t nchunks,
@@ -224,6 +230,8 @@ static void merge_finalize(const kp_cpu_job *job, int64_t b, int64_t r0, int64_t
     scratch_layout L = layout_of(prog);
     REAL *total = (REAL *)((char *)scratch + L.total);
     int64_t *total_idx = (int64_t *)((char *)scratch + L.total_idx);
+    REAL *rowv = (REAL *)((char *)scratch + L.rowbuf);
+    int need_rowv = prog->red == KP_RED_SUM && prog->red_scale.dim;
     int nreal, nidx;
     state_size(prog, &nreal, &nidx);
     batch_ptrs bp;
@@ -234,8 +242,12 @@ static void merge_finalize(const kp_cpu_job *job, int64_t b, int64_t r0, int64_t
         for (int64_t ch = 0; ch < nchunks; ch++)
             state_merge(prog, total, total_idx, s + (size_t)ch * chunk_stride_real + (size_t)r * (size_t)nreal,
                         sidx + (size_t)ch * chunk_stride_idx + (size_t)r * (size_t)nidx);
-        write_outputs(job, &bp, r0 + r, total, total_idx);
+        if (need_rowv) run_row_program(job, &bp, r0 + r, rowv);
+        write_outputs(job, &bp, r0 + r, total, total_idx, rowv);
     }
 }
 
-const kp_cpu_kernels KP_KERNELS_NAME = {sizeof(REAL), TILE, state_size, process, merge_finalize, scratch_size};
+#include "cpu/kernel_joint.h"
+
+const kp_cpu_kernels KP_KERNELS_NAME = {sizeof(REAL), TILE,       state_size, process,           merge_finalize,
+                                        scratch_size, joint_rows, joint_cols, joint_scratch_size};

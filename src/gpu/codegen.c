@@ -541,6 +541,10 @@ static void emit_accumulate(gen *g, const char *st, const char *sx) {
             sb_printf(s, " * ");
             opnd(g, prog->red_f2, "d_");
         }
+        if (prog->red_scale.dim) { /* per pair here: the merge kernel has no row values */
+            sb_printf(s, " * ");
+            opnd(g, prog->red_scale, "d_");
+        }
         sb_printf(s, "; KP_KAHAN(%s[d_], %s[%d + d_], t_); }\n", st, st, D);
         break;
     case KP_RED_LOGSUMEXP:

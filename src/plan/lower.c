@@ -97,6 +97,34 @@ static const kp_node *rewrite(lowering *lw, const kp_node *n) {
     return r && st == KP_OK && r->dim == n->dim ? r : n;
 }
 
+/* For a product over tiles and row values (F not ROW): returns the product of
+ * its tile factors (scalars first, as rewrite() orders them) and sets *row to
+ * the product of its row factors and signs; returns NULL if there is no row
+ * factor or sign to take out, or no tile factor. */
+static const kp_node *split_row_factor(lowering *lw, const kp_node *F, const kp_node **row) {
+    *row = NULL;
+    if (loc_of(lw, F) == KP_LOC_ROW || (F->op != KP_OP_MUL && F->op != KP_OP_NEG)) return NULL;
+    factors fs;
+    memset(&fs, 0, sizeof fs);
+    gather_factors(lw, F, &fs);
+    if (fs.overflow) return NULL;
+    kp_context *ctx = lw->ctx;
+    kp_status st = KP_OK;
+    const kp_node *r = NULL, *scal = NULL, *vec = NULL;
+    for (int k = 0; k < fs.n; k++) {
+        const kp_node *x = fs.f[k];
+        if (loc_of(lw, x) == KP_LOC_ROW) r = times(ctx, r, x, &st);
+        else if (x->dim == 1) scal = times(ctx, scal, x, &st);
+        else vec = times(ctx, vec, x, &st);
+    }
+    if (fs.neg) r = r ? kp__unary(ctx, KP_OP_NEG, r, &st) : kp__const(ctx, -1, 1, &st);
+    const kp_node *t = vec && scal ? times(ctx, vec, scal, &st) : vec ? vec : scal;
+    /* the scale must broadcast onto the tiles' product, never widen it */
+    if (st != KP_OK || !r || !t || t->dim != F->dim || (r->dim != 1 && r->dim != F->dim)) return NULL;
+    *row = r;
+    return t;
+}
+
 static int ensure_memo(lowering *lw) {
     size_t need = kp__node_store_size(lw->ctx->nodes);
     if (need <= lw->nmemo) return 1;
@@ -182,12 +210,19 @@ kp_status kp__lower(kp_context *ctx, const kp_formula *f, kp_program *prog) {
     /* A Sum of a product of two tiles (the kernel product's K_ij * b_j) is
      * accumulated as a product: the per-pair product is never stored. */
     const kp_node *F = f->red == KP_RED_SUM ? rewrite(&lw, f->f) : NULL;
+    if (F) { /* row factors of a Sum leave the per-pair product: sum_j r_i t_ij = r_i sum_j t_ij */
+        const kp_node *row = NULL, *tiles = split_row_factor(&lw, F, &row);
+        if (row && tiles) {
+            prog->red_scale = lower_node(&lw, row);
+            F = tiles;
+        }
+    }
     if (F && F->op == KP_OP_MUL && loc_of(&lw, F->child[0]) != KP_LOC_ROW &&
         loc_of(&lw, F->child[1]) != KP_LOC_ROW) {
         prog->red_f = lower_node(&lw, F->child[0]);
         prog->red_f2 = lower_node(&lw, F->child[1]);
     } else {
-        prog->red_f = as_tile(&lw, lower_node(&lw, f->f));
+        prog->red_f = as_tile(&lw, lower_node(&lw, F ? F : f->f));
     }
     if (f->g) prog->red_g = as_tile(&lw, lower_node(&lw, f->g));
     free(lw.memo);
@@ -200,4 +235,79 @@ void kp__program_free(kp_program *prog) {
     free(prog->col.code);
     free(prog->pair.code);
     memset(prog, 0, sizeof *prog);
+}
+
+/* ------------------------------------------------------------------ joint programs
+ * Every formula of a joint plan is lowered into one program with row = i and
+ * col = j, so a value that several formulas use (the kernel K(x_i, y_j) of a
+ * forward's gradients) is computed once per pair. Each reduced formula becomes
+ * a term: its product factors, flattened as in rewrite(). A term over j takes
+ * its ROW factors out of the sum as a scale; a term over i keeps them as a
+ * per-row factor of the accumulation. */
+static int by_dim(const void *a, const void *b) {
+    const kp_node *x = *(const kp_node *const *)a, *y = *(const kp_node *const *)b;
+    return (x->dim > y->dim) - (x->dim < y->dim);
+}
+
+static void lower_term(lowering *lw, const kp_formula *f, int index, kp_sum_term *t) {
+    kp_context *ctx = lw->ctx;
+    kp_status st = KP_OK;
+    int over_rows = f->axis == 0; /* reduced over i: one value per j */
+    memset(t, 0, sizeof *t);
+    t->dim = f->f->dim;
+    t->formula = index;
+    factors fs;
+    memset(&fs, 0, sizeof fs);
+    if (loc_of(lw, f->f) != KP_LOC_ROW) gather_factors(lw, f->f, &fs);
+    const kp_node *tiles[MAX_FACTORS], *row = NULL;
+    int ntiles = 0;
+    for (int k = 0; !fs.overflow && k < fs.n; k++) {
+        if (loc_of(lw, fs.f[k]) == KP_LOC_ROW) row = times(ctx, row, fs.f[k], &st);
+        else tiles[ntiles++] = fs.f[k];
+    }
+    if (fs.overflow || ntiles == 0) { /* not a product of tiles: F itself, as a tile */
+        t->factor[0] = as_tile(lw, lower_node(lw, f->f));
+        t->nfactors = 1;
+        return;
+    }
+    if (fs.neg) row = row ? kp__unary(ctx, KP_OP_NEG, row, &st) : kp__const(ctx, -1, 1, &st);
+    /* A term over i multiplies its per-row factor in as one of the tiles. */
+    int max_tiles = over_rows && row ? KP_TERM_TILES - 1 : KP_TERM_TILES;
+    qsort(tiles, (size_t)ntiles, sizeof *tiles, by_dim); /* scalars first: cheapest to combine */
+    while (ntiles > max_tiles && st == KP_OK) {
+        tiles[1] = times(ctx, tiles[0], tiles[1], &st);
+        memmove(tiles, tiles + 1, (size_t)(--ntiles) * sizeof *tiles);
+    }
+    if (st != KP_OK) {
+        lw->st = kp__fail(ctx, st, "out of memory while lowering the formula");
+        return;
+    }
+    for (int k = 0; k < ntiles; k++) t->factor[k] = lower_node(lw, tiles[k]);
+    t->nfactors = ntiles;
+    if (row) {
+        if (over_rows) t->factor[t->nfactors++] = lower_node(lw, row);
+        else t->scale = lower_node(lw, row);
+    }
+}
+
+kp_status kp__lower_joint(kp_context *ctx, const kp_formula *const *fs, int n, kp_program *prog) {
+    memset(prog, 0, sizeof *prog);
+    lowering lw;
+    memset(&lw, 0, sizeof lw);
+    lw.ctx = ctx;
+    lw.prog = prog;
+    prog->joint = 1;
+    prog->red = KP_RED_SUM;
+    prog->axis = 1;
+    prog->row_cat = KP_VAR_I;
+    prog->col_cat = KP_VAR_J;
+    lw.row_dep = KP_DEP_I;
+    lw.col_dep = KP_DEP_J;
+    for (int k = 0; k < n && lw.st == KP_OK; k++) {
+        int side = fs[k]->axis == 1 ? 0 : 1;
+        lower_term(&lw, fs[k], k, &prog->terms[side][prog->nterms[side]++]);
+    }
+    free(lw.memo);
+    if (lw.st != KP_OK) kp__program_free(prog);
+    return lw.st;
 }

@@ -7,18 +7,9 @@
 #include "core/context.h"
 #include "cpu/engine.h"
 #include "gpu/engine.h" /* kp__engine_run: engine selection hook (issue 5) */
+#include "plan/plan_internal.h"
 #include "plan/program.h"
 
-struct kp_plan {
-    kp_context *ctx;
-    kp_dtype dtype;
-    kp_program prog;
-    int nargs;
-    kp_arg_info args[KP_MAX_ARGS];
-    int out_dim, out_index_dim;
-    int sum_rows;
-    unsigned index_cats; /* bit c: the formula uses the index of category c as a number */
-};
 
 static unsigned index_categories(const kp_program *prog) {
     const kp_program_part *parts[3] = {&prog->row, &prog->col, &prog->pair};
@@ -57,6 +48,7 @@ kp_status kp_plan_new(kp_context *ctx, const kp_formula *f, kp_dtype dtype, kp_p
 
 void kp_plan_free(kp_plan *plan) {
     if (!plan) return;
+    for (int k = 0; k < plan->nparts; k++) kp_plan_free(plan->parts[k]);
     kp__program_free(&plan->prog);
     free(plan);
 }
@@ -162,9 +154,8 @@ static kp_status run_summing_rows(kp_context *ctx, kp_cpu_job *job, int dim) {
     return st;
 }
 
-kp_status kp_plan_exec(kp_plan *plan, const kp_array *args, size_t n_args, kp_array *out, kp_array *out_index,
-                       const kp_exec_options *options) {
-    if (!plan) return KP_ERR_NULL;
+kp_status kp__plan_prepare(kp_plan *plan, const kp_array *args, size_t n_args, const kp_array *out,
+                           const kp_array *out_index, const kp_exec_options *options, kp_cpu_job *job) {
     kp_context *ctx = plan->ctx;
     const kp_program *prog = &plan->prog;
     kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
@@ -178,8 +169,7 @@ kp_status kp_plan_exec(kp_plan *plan, const kp_array *args, size_t n_args, kp_ar
     if (opt.num_threads < 0 || opt.num_threads > 4096)
         return kp__fail(ctx, KP_ERR_ARGUMENT, "num_threads must be in [0, 4096], got %d", opt.num_threads);
 
-    kp_cpu_job *job = calloc(1, sizeof *job);
-    if (!job) return kp__fail(ctx, KP_ERR_OOM, "out of memory");
+    memset(job, 0, sizeof *job);
     kp_status st = KP_OK;
     char what[96];
     job->prog = prog;
@@ -308,14 +298,30 @@ kp_status kp_plan_exec(kp_plan *plan, const kp_array *args, size_t n_args, kp_ar
                       (long long)job->ncols);
         goto done;
     }
+done:
+    return st;
+}
+
+kp_status kp_plan_exec(kp_plan *plan, const kp_array *args, size_t n_args, kp_array *out, kp_array *out_index,
+                       const kp_exec_options *options) {
+    if (!plan) return KP_ERR_NULL;
+    if (plan->nparts)
+        return kp__fail(plan->ctx, KP_ERR_ARGUMENT, "this is a joint plan of %d formulas: run it with kp_plan_exec_joint",
+                        plan->nparts);
+    kp_cpu_job *job = malloc(sizeof *job);
+    if (!job) return kp__fail(plan->ctx, KP_ERR_OOM, "out of memory");
+    kp_context *ctx = plan->ctx;
+    kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
+    if (options) opt = *options;
+    kp_status st = kp__plan_prepare(plan, args, n_args, out, out_index, options, job);
     kp_exec_target tgt; /* device arrays go to the device's engine (src/gpu/engine_select.c) */
-    st = kp__exec_target(ctx, plan->args, args, plan->nargs, plan->out_dim ? out : NULL,
-                         plan->out_index_dim ? out_index : NULL, &opt, &tgt);
+    if (st == KP_OK)
+        st = kp__exec_target(ctx, plan->args, args, plan->nargs, plan->out_dim ? out : NULL,
+                             plan->out_index_dim ? out_index : NULL, &opt, &tgt);
     if (st == KP_OK && tgt.device != KP_DEVICE_CPU)
         st = kp__engine_run_device(ctx, job, &tgt, plan->sum_rows ? plan->out_dim : 0);
     else if (st == KP_OK)
         st = plan->sum_rows ? run_summing_rows(ctx, job, plan->out_dim) : kp__engine_run(ctx, job);
-done:
     free(job);
     return st;
 }

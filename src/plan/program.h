@@ -44,6 +44,22 @@ typedef struct kp_program_part {
     int n, cap;
 } kp_program_part;
 
+/* Joint programs (kp_plan_new_joint) hold several Sum reductions at once, each a
+ * term: the product of up to KP_TERM_TILES factors (COL or PAIR tiles, or ROW
+ * values for terms reduced over the rows), dims broadcast to dim, times an
+ * optional ROW scale that a term reduced over the columns takes out of the sum
+ * (applied once per row at the end, not once per pair). */
+#define KP_TERM_TILES 3
+#define KP_MAX_JOINT 8
+
+typedef struct kp_sum_term {
+    kp_operand factor[KP_TERM_TILES];
+    int nfactors;
+    kp_operand scale; /* dim 0: none */
+    int dim;
+    int formula; /* index in the plan's list of formulas */
+} kp_sum_term;
+
 typedef struct kp_program {
     kp_program_part row, col, pair;
     int row_size, col_size, pair_size; /* components per buffer */
@@ -52,13 +68,26 @@ typedef struct kp_program {
     kp_operand red_f2;                 /* Sum of a product of tiles: F = red_f * red_f2
                                           (dims broadcast to fdim), fused into the
                                           accumulation; dim 0 if unused */
+    kp_operand red_scale;              /* Sum only: F = (red_f [* red_f2]) * red_scale, a
+                                          ROW value (dim 1 or fdim) that the CPU applies
+                                          once per row to the sum (none over an empty
+                                          sum), GPUs per pair; dim 0 if unused */
     kp_reduction red;
     int axis, K;
     kp_var_category row_cat, col_cat;
+    /* Joint programs only (red is then KP_RED_SUM, fdim 0, red_f unused); row
+     * = i and col = j: terms[0] are reduced over j (one value per i, "row
+     * terms"), terms[1] over i (one value per j, "column terms"). */
+    int joint;
+    int nterms[2];
+    kp_sum_term terms[2][KP_MAX_JOINT];
 } kp_program;
 
 /* Lowers f for f->axis. Returns KP_OK or KP_ERR_OOM (message in ctx). */
 kp_status kp__lower(kp_context *ctx, const kp_formula *f, kp_program *prog);
+/* Lowers n Sum formulas (axis 1 or 0, same arguments) into one joint program
+ * in which they share every value they have in common. */
+kp_status kp__lower_joint(kp_context *ctx, const kp_formula *const *fs, int n, kp_program *prog);
 void kp__program_free(kp_program *prog);
 
 #endif

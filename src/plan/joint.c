@@ -1,0 +1,160 @@
+/* joint.c — joint plans: several Sum reductions of the same arguments in one pass over the pairs. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/context.h"
+#include "gpu/engine.h"
+#include "plan/plan_internal.h"
+
+/* The joint pass needs enough groups of rows to keep threads busy, and its
+ * column buffers (one per group) must stay small next to the inputs. Both are
+ * decided from the sizes alone, never from the thread count (determinism). */
+#define JOINT_MIN_GROUPS 8
+#define JOINT_MAX_GROUPS 64
+#define JOINT_MAX_BUFFER_BYTES ((int64_t)256 << 20)
+
+static int same_arguments(const kp_formula *a, const kp_formula *b) {
+    if (a->nargs != b->nargs) return 0;
+    for (int k = 0; k < a->nargs; k++)
+        if (a->args[k].used && b->args[k].used &&
+            (a->args[k].cat != b->args[k].cat || a->args[k].dim != b->args[k].dim))
+            return 0;
+    return 1;
+}
+
+static int joint_term_allowed(const kp_formula *f) { return f->red == KP_RED_SUM && !f->sum_rows; }
+
+kp_status kp_plan_new_joint(kp_context *ctx, const kp_formula *const *fs, size_t n, kp_dtype dtype, kp_plan **out) {
+    if (!ctx) return KP_ERR_NULL;
+    if (!out) return kp__fail(ctx, KP_ERR_NULL, "out is NULL");
+    *out = NULL;
+    if (!fs) return kp__fail(ctx, KP_ERR_NULL, "formulas is NULL");
+    if (n < 1 || n > KP_MAX_JOINT)
+        return kp__fail(ctx, KP_ERR_ARGUMENT, "a joint plan takes 1 to %d formulas, got %zu", KP_MAX_JOINT, n);
+    for (size_t k = 0; k < n; k++) {
+        if (!fs[k]) return kp__fail(ctx, KP_ERR_NULL, "formula %zu is NULL", k);
+        if (fs[k]->ctx != fs[0]->ctx)
+            return kp__fail(ctx, KP_ERR_ARGUMENT, "formula %zu belongs to another context than formula 0", k);
+        if (!same_arguments(fs[0], fs[k]))
+            return kp__fail(ctx, KP_ERR_ARGUMENT,
+                            "formula %zu does not take the same arguments as formula 0 (number, categories, dimensions)",
+                            k);
+        if (kp_formula_out_index_dim(fs[k]))
+            return kp__fail(ctx, KP_ERR_ARGUMENT,
+                            "formula %zu writes indices (%s): a joint plan holds reductions with values only", k,
+                            kp__reduction_name(fs[k]->red));
+    }
+    kp_plan *p = calloc(1, sizeof *p);
+    if (!p) return kp__fail(ctx, KP_ERR_OOM, "out of memory");
+    p->ctx = ctx;
+    p->dtype = dtype;
+    kp_status st = KP_OK;
+    int fusable = 1;
+    for (size_t k = 0; k < n && st == KP_OK; k++) {
+        st = kp_plan_new(ctx, fs[k], dtype, &p->parts[k]);
+        if (st == KP_OK) p->nparts++;
+        fusable &= joint_term_allowed(fs[k]);
+    }
+    if (st == KP_OK && fusable) {
+        st = kp__lower_joint(fs[0]->ctx, fs, (int)n, &p->prog);
+        if (st != KP_OK) st = kp__fail(ctx, st, "%s", kp_context_message(fs[0]->ctx));
+        p->fusable = st == KP_OK;
+    }
+    if (st != KP_OK) {
+        kp_plan_free(p);
+        return st;
+    }
+    p->nargs = fs[0]->nargs;
+    *out = p;
+    return KP_OK;
+}
+
+/* Groups of rows for N rows and column buffers of coldim x M reals; 0 if the
+ * joint pass should not run (too few rows for the threads, or too much memory). */
+static int64_t choose_groups(kp_cpu_joint_job *jj, size_t real_size) {
+    int64_t nblocks = (jj->job.nrows + KP_ROW_BLOCK - 1) / KP_ROW_BLOCK;
+    if (nblocks < JOINT_MIN_GROUPS) return 0;
+    for (int64_t want = nblocks < JOINT_MAX_GROUPS ? nblocks : JOINT_MAX_GROUPS; want >= JOINT_MIN_GROUPS; want /= 2) {
+        int64_t blocks_per_group = (nblocks + want - 1) / want;
+        jj->group_rows = blocks_per_group * KP_ROW_BLOCK;
+        jj->ngroups = (jj->job.nrows + jj->group_rows - 1) / jj->group_rows;
+        int64_t bytes = kp__cpu_joint_buffer_bytes(jj, real_size);
+        if (bytes >= 0 && bytes <= JOINT_MAX_BUFFER_BYTES) return jj->ngroups;
+    }
+    return 0;
+}
+
+static int all_on_host(const kp_plan *plan, const kp_array *args, const kp_array *outs) {
+    for (int k = 0; k < plan->nargs; k++)
+        if (args[k].device != KP_DEVICE_CPU) return 0;
+    for (int k = 0; k < plan->nparts; k++)
+        if (outs[k].device != KP_DEVICE_CPU) return 0;
+    return 1;
+}
+
+/* Builds the joint job from the parts' validated jobs; 0 if the joint pass cannot take this call. */
+static int joint_job(const kp_plan *plan, const kp_array *args, const kp_array *outs, const kp_cpu_job *jobs,
+                     kp_cpu_joint_job *jj) {
+    if (!plan->fusable || !all_on_host(plan, args, outs)) return 0; /* device arrays: the device's engine */
+    if (plan->ctx->engine != KP_ENGINE_CPU && plan->ctx->engine != KP_ENGINE_AUTO) return 0;
+    memset(jj, 0, sizeof *jj);
+    jj->job = jobs[0];
+    jj->job.prog = &plan->prog;
+    for (int k = 0; k < plan->nparts; k++) {
+        const kp_cpu_job *j = &jobs[k];
+        if (j->nbatch != 1 || j->nbatch_dims != 0) return 0;
+        for (int a = 0; a < j->nargs; a++)
+            if (j->args[a].base) jj->job.args[a] = j->args[a];
+    }
+    int first_axis = plan->parts[0]->prog.axis;
+    jj->job.nrows = first_axis == 1 ? jobs[0].nrows : jobs[0].ncols; /* N: i points */
+    jj->job.ncols = first_axis == 1 ? jobs[0].ncols : jobs[0].nrows; /* M: j points */
+    const kp_program *prog = &plan->prog;
+    for (int side = 0; side < 2; side++)
+        for (int t = 0; t < prog->nterms[side]; t++) {
+            int f = prog->terms[side][t].formula;
+            jj->out[side][t] = jobs[f].out;
+            if (side == 1) jj->coldim += prog->terms[side][t].dim;
+        }
+    return choose_groups(jj, plan->dtype == KP_FLOAT32 ? sizeof(float) : sizeof(double)) > 0;
+}
+
+kp_status kp_plan_exec_joint(kp_plan *plan, const kp_array *args, size_t n_args, kp_array *outs, size_t n_outs,
+                             const kp_exec_options *options) {
+    if (!plan) return KP_ERR_NULL;
+    kp_context *ctx = plan->ctx;
+    if (!plan->nparts) return kp__fail(ctx, KP_ERR_ARGUMENT, "not a joint plan: run it with kp_plan_exec");
+    if (n_outs != (size_t)plan->nparts)
+        return kp__fail(ctx, KP_ERR_ARGUMENT, "the joint plan has %d formulas, got %zu outputs", plan->nparts, n_outs);
+    if (!outs) return kp__fail(ctx, KP_ERR_NULL, "outs is NULL");
+    kp_cpu_job *jobs = malloc((size_t)plan->nparts * sizeof *jobs);
+    kp_cpu_joint_job *jj = malloc(sizeof *jj);
+    kp_status st = jobs && jj ? KP_OK : kp__fail(ctx, KP_ERR_OOM, "out of memory");
+    for (int k = 0; st == KP_OK && k < plan->nparts; k++) {
+        st = kp__plan_prepare(plan->parts[k], args, n_args, &outs[k], NULL, options, &jobs[k]);
+        if (st != KP_OK) kp__prefix_message(ctx, "formula %d: ", k);
+    }
+    /* The formulas share their arguments, so they agree on N and M unless a
+     * size comes from the options or the outputs alone. */
+    int64_t N = -1, M = -1;
+    for (int k = 0; st == KP_OK && k < plan->nparts; k++) {
+        int axis = plan->parts[k]->prog.axis;
+        int64_t n = axis == 1 ? jobs[k].nrows : jobs[k].ncols, m = axis == 1 ? jobs[k].ncols : jobs[k].nrows;
+        if ((N >= 0 && n != N) || (M >= 0 && m != M))
+            st = kp__fail(ctx, KP_ERR_SHAPE, "formula %d: %lld i points and %lld j points, but formula 0 has %lld and %lld",
+                          k, (long long)n, (long long)m, (long long)N, (long long)M);
+        N = n;
+        M = m;
+    }
+    if (st == KP_OK && joint_job(plan, args, outs, jobs, jj)) {
+        st = kp__cpu_run_joint(ctx, jj);
+    } else {
+        for (int k = 0; st == KP_OK && k < plan->nparts; k++) {
+            st = kp_plan_exec(plan->parts[k], args, n_args, &outs[k], NULL, options);
+            if (st != KP_OK) kp__prefix_message(ctx, "formula %d: ", k);
+        }
+    }
+    free(jobs);
+    free(jj);
+    return st;
+}
