@@ -25,8 +25,10 @@ const void *kp__cuda_aot_image(const char *source, size_t source_len) {
             const kp_aot_entry *e = &kp__aot_entries[mid];
             return e->source_len == source_len ? kp__aot_blob + e->offset : NULL;
         }
-        if (c < 0) hi = mid;
-        else lo = mid + 1;
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
     }
     return NULL;
 }

@@ -71,7 +71,8 @@ static void die(const char *fmt, const char *arg) {
 }
 
 static void hex(const uint8_t *d, size_t n, char *out) {
-    for (size_t i = 0; i < n; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
+    for (size_t i = 0; i < n; i++)
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
 }
 
 /* ------------------------------------------------------------ 1. sources */
@@ -111,14 +112,16 @@ static void collect(kernels *ks) {
         kp_formula *f = NULL;
         if (kp_context_new(&ctx) != KP_OK) die("%s", "kp_context_new failed");
         if (kp_formula_parse(ctx, af.text, af.aliases, af.n_aliases, &f) != KP_OK) die("%s", kp_context_message(ctx));
-        for (int t = 0; t < 2; t++) add_source(ks, ctx, f, dtypes[t], af.label);
+        for (int t = 0; t < 2; t++)
+            add_source(ks, ctx, f, dtypes[t], af.label);
         for (int q = 0; q < af.ngrads; q++) {
             int a = af.grads[q];
             kp_formula *g = NULL;
             if (kp_formula_grad(ctx, f, a, &g) != KP_OK) die("%s", kp_context_message(ctx));
             char label[96];
             snprintf(label, sizeof label, "%s, gradient %d", af.label, a);
-            for (int t = 0; t < 2; t++) add_source(ks, ctx, g, dtypes[t], label);
+            for (int t = 0; t < 2; t++)
+                add_source(ks, ctx, g, dtypes[t], label);
             kp_formula_free(g);
         }
         kp_formula_free(f);
@@ -239,10 +242,12 @@ static void start(job *j, kernel *k, const char *dir, const options *o) {
     snprintf(j->tmp, sizeof j->tmp, "%s/%s.fatbin.tmp", dir, k->cache);
     write_if_changed(src, k->source, k->len); /* kept: what each image was compiled from */
     size_t n = 0;
-    while (o->nvcc[n]) n++;
+    while (o->nvcc[n])
+        n++;
     char **argv = calloc(n + 4, sizeof *argv);
     if (!argv) die("%s", "out of memory");
-    for (size_t i = 0; i < n; i++) argv[i] = o->nvcc[i];
+    for (size_t i = 0; i < n; i++)
+        argv[i] = o->nvcc[i];
     argv[n] = "-o";
     argv[n + 1] = j->tmp;
     argv[n + 2] = o->use_nvrtc ? ptx : src;
@@ -266,7 +271,8 @@ static void finish_one(job *run, int *nrun) {
     while ((pid = waitpid(-1, &status, 0)) < 0)
         if (errno != EINTR) die("%s", "waitpid failed");
     int r = 0;
-    while (r < *nrun && run[r].pid != pid) r++;
+    while (r < *nrun && run[r].pid != pid)
+        r++;
     if (r == *nrun) return; /* not ours */
     job *j = &run[r];
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
@@ -282,7 +288,8 @@ static void compile_all(kernels *ks, const char *dir, const options *o, char **k
     /* Cache key: the source and every option of this tool (front end, nvcc command). */
     int jobs = o->jobs;
     size_t cmdlen = 0;
-    for (char **a = key_args; *a; a++) cmdlen += strlen(*a) + 1;
+    for (char **a = key_args; *a; a++)
+        cmdlen += strlen(*a) + 1;
     job *run = calloc((size_t)jobs, sizeof *run);
     if (!run) die("%s", "out of memory");
     int nrun = 0;
@@ -309,7 +316,8 @@ static void compile_all(kernels *ks, const char *dir, const options *o, char **k
         start(&run[nrun++], k, dir, o);
         ncompiled++;
     }
-    while (nrun > 0) finish_one(run, &nrun);
+    while (nrun > 0)
+        finish_one(run, &nrun);
     free(run);
     printf("kp_aot_gen: %zu kernels, %zu compiled now, %zu from the cache\n", ks->n, ncompiled, ks->n - ncompiled);
 }
@@ -324,7 +332,8 @@ static void prune_cache(const kernels *ks, const char *dir) {
         const char *name = e->d_name;
         if (strlen(name) < 2 * KP_SHA256_BYTES + 2 || name[2 * KP_SHA256_BYTES] != '.') continue;
         int used = 0;
-        for (size_t i = 0; i < ks->n && !used; i++) used = !strncmp(name, ks->k[i].cache, 2 * KP_SHA256_BYTES);
+        for (size_t i = 0; i < ks->n && !used; i++)
+            used = !strncmp(name, ks->k[i].cache, 2 * KP_SHA256_BYTES);
         if (used) continue;
         char path[4200];
         snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -357,7 +366,8 @@ static void put(text *t, const char *fmt, ...) {
             return;
         }
         t->cap = t->cap ? 2 * t->cap : 1 << 16;
-        while (t->cap <= t->n + (size_t)k) t->cap *= 2;
+        while (t->cap <= t->n + (size_t)k)
+            t->cap *= 2;
         t->p = realloc(t->p, t->cap);
         if (!t->p) die("%s", "out of memory");
     }
@@ -380,7 +390,8 @@ static void write_table(kernels *ks, const char *outdir, const char *cachedir, c
     }
     unsigned char *blob = calloc(total ? total : 1, 1);
     if (!blob) die("%s", "out of memory");
-    for (size_t i = 0; i < ks->n; i++) memcpy(blob + ks->k[i].offset, ks->k[i].image, ks->k[i].size);
+    for (size_t i = 0; i < ks->n; i++)
+        memcpy(blob + ks->k[i].offset, ks->k[i].image, ks->k[i].size);
     char blob_path[4200];
     snprintf(blob_path, sizeof blob_path, "%s/aot_blob.bin", outdir);
     if (strchr(blob_path, '"') || strchr(blob_path, '\\') || strchr(blob_path, '\n'))
@@ -405,7 +416,8 @@ static void write_table(kernels *ks, const char *outdir, const char *cachedir, c
     for (size_t i = 0; i < ks->n; i++) {
         kernel *k = &ks->k[i];
         put(&t, "    {{");
-        for (int b = 0; b < KP_SHA256_BYTES; b++) put(&t, "%s0x%02x", b ? "," : "", k->digest[b]);
+        for (int b = 0; b < KP_SHA256_BYTES; b++)
+            put(&t, "%s0x%02x", b ? "," : "", k->digest[b]);
         put(&t, "}, %zu, %zu, %zu}, /* %s */\n", k->len, k->offset, k->size, k->label);
     }
     if (!ks->n) put(&t, "    {{0}, 0, 0, 0},\n");
@@ -443,12 +455,18 @@ int main(int argc, char **argv) {
     int i = 1;
     for (; i < argc && strcmp(argv[i], "--") != 0; i += 2) {
         if (i + 1 >= argc) usage();
-        if (!strcmp(argv[i], "--out")) o.out = argv[i + 1];
-        else if (!strcmp(argv[i], "--jobs")) o.jobs = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--targets")) o.targets = argv[i + 1];
-        else if (!strcmp(argv[i], "--nvrtc")) o.nvrtc_lib = argv[i + 1];
-        else if (!strcmp(argv[i], "--nvrtc-arch")) o.nvrtc_arch = argv[i + 1];
-        else usage();
+        if (!strcmp(argv[i], "--out"))
+            o.out = argv[i + 1];
+        else if (!strcmp(argv[i], "--jobs"))
+            o.jobs = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--targets"))
+            o.targets = argv[i + 1];
+        else if (!strcmp(argv[i], "--nvrtc"))
+            o.nvrtc_lib = argv[i + 1];
+        else if (!strcmp(argv[i], "--nvrtc-arch"))
+            o.nvrtc_arch = argv[i + 1];
+        else
+            usage();
     }
     if (i + 1 >= argc || !o.out || !o.targets) usage();
     o.nvcc = argv + i + 1;
@@ -468,7 +486,8 @@ int main(int argc, char **argv) {
     key_args[nk++] = (char *)o.targets;
     key_args[nk++] = o.use_nvrtc ? (char *)o.nvrtc_lib : "nvcc front end";
     key_args[nk++] = o.use_nvrtc ? (char *)o.nvrtc_arch : "";
-    for (char **a = o.nvcc; *a && nk < 8 + 255; a++) key_args[nk++] = *a;
+    for (char **a = o.nvcc; *a && nk < 8 + 255; a++)
+        key_args[nk++] = *a;
     kernels ks = {0};
     collect(&ks);
     compile_all(&ks, cachedir, &o, key_args);

@@ -44,7 +44,8 @@ static int pykp_family(size_t fam, size_t *kernel, int *lse) {
 size_t kp__aot_set_count(void) {
     size_t nfam = 0, k;
     int l;
-    while (pykp_family(nfam, &k, &l)) nfam++;
+    while (pykp_family(nfam, &k, &l))
+        nfam++;
     return (nfam + 1) * NDIMS;
 }
 
@@ -55,7 +56,8 @@ static void substitute(char *dst, size_t size, const char *fmt, const char *x, c
         const char *rep = NULL;
         if (s[0] == '{' && s[1] && s[2] == '}') rep = s[1] == 'x' ? x : s[1] == 'y' ? y : s[1] == 'p' ? p : NULL;
         if (rep) {
-            for (; *rep && n + 1 < size; rep++) dst[n++] = *rep;
+            for (; *rep && n + 1 < size; rep++)
+                dst[n++] = *rep;
             s += 2;
         } else {
             dst[n++] = *s;

@@ -53,7 +53,8 @@ void kp__sha256(const void *data, size_t len, uint8_t digest[KP_SHA256_BYTES]) {
                      0x510e527fu, 0x9b05688cu, 0x1f83d9abu, 0x5be0cd19u};
     const uint8_t *p = data;
     size_t n = len;
-    for (; n >= 64; n -= 64, p += 64) compress(h, p);
+    for (; n >= 64; n -= 64, p += 64)
+        compress(h, p);
     /* Padding: 0x80, zeros, then the message length in bits (64-bit big-endian). */
     uint8_t last[128];
     memset(last, 0, sizeof last);
@@ -61,7 +62,8 @@ void kp__sha256(const void *data, size_t len, uint8_t digest[KP_SHA256_BYTES]) {
     last[n] = 0x80;
     size_t nlast = n + 1 + 8 <= 64 ? 64 : 128;
     uint64_t bits = (uint64_t)len * 8u;
-    for (int i = 0; i < 8; i++) last[nlast - 1 - (size_t)i] = (uint8_t)(bits >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        last[nlast - 1 - (size_t)i] = (uint8_t)(bits >> (8 * i));
     compress(h, last);
     if (nlast == 128) compress(h, last + 64);
     for (int i = 0; i < 8; i++) {

@@ -46,7 +46,8 @@ static void check_sha(const void *msg, size_t len, const char *expect_hex) {
     uint8_t d[KP_SHA256_BYTES];
     char hex[2 * KP_SHA256_BYTES + 1];
     kp__sha256(msg, len, d);
-    for (int i = 0; i < KP_SHA256_BYTES; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    for (int i = 0; i < KP_SHA256_BYTES; i++)
+        snprintf(hex + 2 * i, 3, "%02x", d[i]);
     if (strcmp(hex, expect_hex) != 0) fail_msg("sha256 of %zu bytes: %s, expected %s", len, hex, expect_hex);
 }
 
@@ -69,7 +70,8 @@ static void test_sha256_vectors(void **state) {
     char *a = malloc(1000000);
     assert_non_null(a);
     memset(a, 'a', 1000000);
-    for (size_t k = 0; k < sizeof as / sizeof as[0]; k++) check_sha(a, as[k].n, as[k].hex);
+    for (size_t k = 0; k < sizeof as / sizeof as[0]; k++)
+        check_sha(a, as[k].n, as[k].hex);
     free(a);
 }
 
@@ -99,11 +101,12 @@ static uint64_t rd64(const unsigned char *p) { return (uint64_t)rd32(p) | (uint6
  * Asserts that every target of `targets` ("sm_75 ... compute_75") is present.
  */
 static void check_fatbin(const unsigned char *img, size_t size, const char *targets, const char *what) {
-    if (size < 16 || rd32(img) != 0xBA55ED50u) fail_msg("%s: not a fatbin (magic %08x)", what, size >= 4 ? rd32(img) : 0);
+    if (size < 16 || rd32(img) != 0xBA55ED50u)
+        fail_msg("%s: not a fatbin (magic %08x)", what, size >= 4 ? rd32(img) : 0);
     size_t hsize = (size_t)(img[6] | img[7] << 8);
     uint64_t body = rd64(img + 8);
-    if (hsize < 16 || hsize + body > size) fail_msg("%s: fatbin sizes %zu + %llu > image %zu", what, hsize,
-                                                    (unsigned long long)body, size);
+    if (hsize < 16 || hsize + body > size)
+        fail_msg("%s: fatbin sizes %zu + %llu > image %zu", what, hsize, (unsigned long long)body, size);
     int have_sass[1024] = {0}, have_ptx[1024] = {0};
     size_t at = hsize, end = hsize + (size_t)body;
     int nentries = 0;
@@ -114,8 +117,10 @@ static void check_fatbin(const unsigned char *img, size_t size, const char *targ
         uint32_t arch = rd32(img + at + 28);
         if (ehsize < 32 || at + ehsize + payload > end) fail_msg("%s: entry %d out of bounds", what, nentries);
         if (arch < 1024) {
-            if (kind == 2) have_sass[arch] = 1;
-            else if (kind == 1) have_ptx[arch] = 1;
+            if (kind == 2)
+                have_sass[arch] = 1;
+            else if (kind == 1)
+                have_ptx[arch] = 1;
         }
         at += ehsize + (size_t)payload;
         nentries++;
@@ -333,9 +338,13 @@ static void test_misses(void **state) {
         const char *why;
     } cases[] = {
         {"Sum_Reduction((Exp(-SqDist(xi0,yj1)*Inv(Square(pm0))))*bj,1)",
-         {"xi0 = Vi(4)", "yj1 = Vj(4)", "pm0 = Pm(1)", "bj = Vj(1)"}, 4, "D = 4 is not built in"},
+         {"xi0 = Vi(4)", "yj1 = Vj(4)", "pm0 = Pm(1)", "bj = Vj(1)"},
+         4,
+         "D = 4 is not built in"},
         {"Sum_Reduction((Exp(-SqDist(xi0,yj1)*Inv(Square(pm0))))*bj,1)",
-         {"xi0 = Vi(3)", "yj1 = Vj(3)", "bj = Vj(1)", "pm0 = Pm(1)"}, 4, "b before sigma: other positions"},
+         {"xi0 = Vi(3)", "yj1 = Vj(3)", "bj = Vj(1)", "pm0 = Pm(1)"},
+         4,
+         "b before sigma: other positions"},
         {"Min_Reduction(SqDist(x,y),1)", {"x = Vi(3)", "y = Vj(3)"}, 2, "Min is not built in"},
         {"Sum_Reduction(Exp(-SqDist(x,y))*b,1)", {"x = Vi(3)", "y = Vj(3)", "b = Vj(1)"}, 3, "no sigma"},
     };
@@ -375,10 +384,9 @@ int main(int argc, char **argv) {
         return 77;
     }
     const struct CMUnitTest t[] = {
-        cmocka_unit_test(test_table_well_formed), cmocka_unit_test(test_standard_set_hits),
+        cmocka_unit_test(test_table_well_formed),   cmocka_unit_test(test_standard_set_hits),
         cmocka_unit_test(test_pykp_gradient_order), cmocka_unit_test(test_long_session),
-        cmocka_unit_test(test_user_written_hits),
-        cmocka_unit_test(test_misses),
+        cmocka_unit_test(test_user_written_hits),   cmocka_unit_test(test_misses),
     };
     return cmocka_run_group_tests_name("gpu_aot", t, NULL, NULL);
 }
