@@ -348,6 +348,18 @@ kp_status kp_engine_available(kp_context *ctx, kp_engine engine);
  * without the NUL. Kernels: kp_reduce and kp_merge (see src/gpu/codegen.h). */
 kp_status kp_formula_gpu_source(kp_context *ctx, const kp_formula *f, kp_dtype dtype, kp_engine engine, char *buf,
                                 size_t size, size_t *needed);
+/* Ahead-of-time CUDA kernels: when libkp was built with nvcc (CMake option
+ * KP_CUDA_AOT), the kernels of the standard formulas (the Gaussian, Laplacian,
+ * Cauchy, inverse multiquadric and energy kernel products of pykp, Sum and
+ * LogSumExp, their first gradients, float32 and float64; docs/architecture.md)
+ * are built into the library, so the CUDA engine runs them without compiling
+ * with NVRTC. kp_cuda_aot_kernel_count: how many (0 when built without nvcc).
+ * kp_formula_cuda_aot sets *built_in to 1 if f in dtype is one of them (its
+ * generated source, as kp_formula_gpu_source prints it, is in the table), else
+ * 0. Same errors as kp_formula_gpu_source. Thread-safe as the other calls that
+ * take a context. */
+size_t kp_cuda_aot_kernel_count(void);
+kp_status kp_formula_cuda_aot(kp_context *ctx, const kp_formula *f, kp_dtype dtype, int *built_in);
 /* ---------------------------------------------------------------- end of engines block */
 
 #ifdef __cplusplus

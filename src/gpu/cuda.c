@@ -141,7 +141,13 @@ static kp_status get_module(cuda_run *R, const char *src, CUmodule *out) {
                                   sizeof msg);
     if (st != KP_OK) return kp__fail(R->ctx, st, "%s", msg);
     CUmodule mod = NULL;
+    int cc = R->dev->cc_major * 10 + R->dev->cc_minor;
     CUresult r = R->cu->ModuleLoadData(&mod, img.data);
+    if (r != KP_CUDA_SUCCESS && img.source == KP_IMAGE_AOT) { /* refused built-in image: compile it here */
+        st = kp__cuda_image_compiled(kp__kcache_default(), src, cc, &img, msg, sizeof msg);
+        if (st != KP_OK) return kp__fail(R->ctx, st, "%s", msg);
+        r = R->cu->ModuleLoadData(&mod, img.data);
+    }
     kp__cuda_image_free(&img);
     if (r != KP_CUDA_SUCCESS) {
         char e[200];

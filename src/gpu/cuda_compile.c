@@ -90,13 +90,19 @@ kp_status kp__nvrtc_compile(const char *src, const char *arch, int is_ptx, void 
 
 kp_status kp__cuda_image(kp_kcache *cache, const char *src, int cc, kp_cuda_image *img, char *msg, size_t msgsize) {
     memset(img, 0, sizeof *img);
-    size_t slen = strlen(src);
-    const void *aot = kp__cuda_aot_image(src, slen);
+    const void *aot = kp__cuda_aot_image(src, strlen(src));
     if (aot) {
         img->data = (void *)(uintptr_t)aot;
         img->source = KP_IMAGE_AOT;
         return KP_OK;
     }
+    return kp__cuda_image_compiled(cache, src, cc, img, msg, msgsize);
+}
+
+kp_status kp__cuda_image_compiled(kp_kcache *cache, const char *src, int cc, kp_cuda_image *img, char *msg,
+                                  size_t msgsize) {
+    memset(img, 0, sizeof *img);
+    size_t slen = strlen(src);
     const char *why = NULL;
     const kp_nvrtc_api *nv = kp__nvrtc_api(&why);
     if (!nv) {

@@ -39,6 +39,10 @@ kp_status kp__nvrtc_compile(const char *src, const char *arch, int is_ptx, void 
 /* Image of src for compute capability cc, through aot -> cache -> NVRTC;
  * cache may be NULL (no caching). Release with kp__cuda_image_free. */
 kp_status kp__cuda_image(kp_kcache *cache, const char *src, int cc, kp_cuda_image *img, char *msg, size_t msgsize);
+/* The same without the built-in table: cache -> NVRTC (when the driver refuses
+ * a built-in image, e.g. a driver older than the nvcc that built it). */
+kp_status kp__cuda_image_compiled(kp_kcache *cache, const char *src, int cc, kp_cuda_image *img, char *msg,
+                                  size_t msgsize);
 void kp__cuda_image_free(kp_cuda_image *img);
 
 #endif

@@ -5,7 +5,9 @@
  * checks their payloads by hash. The key is text we generate, but formulas
  * may come from users, and a 64-bit non-cryptographic hash (FNV-1a) can be
  * made to collide on purpose; then one formula would silently run another's
- * kernel. These wrappers keep kcache.c independent of the library's names.
+ * kernel; the ahead-of-time table (aot.c) finds a built-in kernel by the digest
+ * of its exact source, and a collision there would launch a kernel with other
+ * argument shapes. These wrappers keep both independent of the library's names.
  */
 #ifndef KP_GPU_SHA256_H
 #define KP_GPU_SHA256_H
@@ -14,6 +16,7 @@
 #include <stddef.h>
 
 #define KP_SHA256_SIZE SHA256_DIGEST_SIZE
+#define KP_SHA256_BYTES SHA256_DIGEST_SIZE
 
 typedef struct sha256_ctx kp_sha256;
 

@@ -52,8 +52,12 @@ CUresult cuDevicePrimaryCtxRetain(void **c, int d) { (void)d; *c = (void *)(uint
 CUresult cuCtxPushCurrent_v2(void *c) { return c ? 0 : 1; }
 CUresult cuCtxPopCurrent_v2(void **c) { *c = NULL; return 0; }
 CUresult cuModuleLoadData(void **m, const void *img) {
-    /* real NVRTC output: a cubin (ELF) or NUL-terminated PTX */
-    if (memcmp(img, "\177ELF", 4) != 0 && !strstr((const char *)img, ".entry")) return 200; /* INVALID_IMAGE */
+    /* real NVRTC output: a cubin (ELF) or NUL-terminated PTX; or a built-in fatbin */
+    static const unsigned char fatbin_magic[4] = {0x50, 0xED, 0x55, 0xBA}; /* 0xBA55ED50, little-endian */
+    const char *reject = getenv("MOCK_CUDA_REJECT_FATBIN"); /* a driver too old for the built-in kernels */
+    if (memcmp(img, fatbin_magic, 4) == 0 && reject && *reject == '1') return 222; /* UNSUPPORTED_PTX_VERSION */
+    if (memcmp(img, "\177ELF", 4) != 0 && memcmp(img, fatbin_magic, 4) != 0 && !strstr((const char *)img, ".entry"))
+        return 200; /* INVALID_IMAGE */
     *m = (void *)(uintptr_t)0x5678;
     return 0;
 }
