@@ -64,7 +64,9 @@ if ((${#py_missing[@]})); then
 fi
 root=$PWD
 rm -rf build-py && /usr/bin/python3 -m venv --system-site-packages build-py/venv
-build-py/venv/bin/pip install --quiet --no-build-isolation ./bindings/python
+# LIBKP_PATH: pykp bundles the Release library built and tested above (with its
+# ahead-of-time kernel table) instead of building libkp a second time.
+LIBKP_PATH="$root/build-test/src" build-py/venv/bin/pip install --quiet --no-build-isolation ./bindings/python
 # PYKP_TEST_LARGE=1: the Hamiltonian test at N = 100,000 (issue 4), a few minutes.
 (cd build-py && PYKP_TEST_LARGE=1 venv/bin/python -m pytest -q "$root/bindings/python/tests")
 
