@@ -81,7 +81,11 @@ const char *kp_status_string(kp_status status);
 
 typedef enum kp_dtype { KP_FLOAT32 = 0, KP_FLOAT64 = 1, KP_INT64 = 2 } kp_dtype;
 
-typedef enum kp_device { KP_DEVICE_CPU = 0 } kp_device;
+/* Where an array's data lives. KP_DEVICE_CUDA: data is a CUDA device pointer
+ * (a CUdeviceptr cast to void *, e.g. torch's data_ptr()) on CUDA device
+ * kp_array.device_id; only the CUDA engine reads such arrays (see the engines
+ * block below). */
+typedef enum kp_device { KP_DEVICE_CPU = 0, KP_DEVICE_CUDA = 1 } kp_device;
 
 /* How float32 Sum-type accumulators are kept (float64 always uses KP_SUM_BLOCK).
  * BLOCK: each tile of up to 512 j is summed in float32 SIMD lanes, the tile sums
@@ -108,6 +112,10 @@ typedef struct kp_array {
     int ndim;
     int64_t shape[KP_MAX_DIMS];
     int64_t strides[KP_MAX_DIMS];
+    /* CUDA device ordinal of data when device == KP_DEVICE_CUDA (ignored for
+     * KP_DEVICE_CPU). Appended last so that descriptors filled field by field
+     * by older code keep their layout; kp_array_1d/2d/nd set it to 0. */
+    int device_id;
 } kp_array;
 
 /* Contiguous row-major descriptors; convenience, no allocation. */
@@ -244,8 +252,11 @@ typedef struct kp_exec_options {
     int num_threads; /* 0: the context's setting */
     int64_t nx;      /* number of i points when no Vi argument says it; -1: infer */
     int64_t ny;      /* number of j points when no Vj argument says it; -1: infer */
+    /* CUstream for the CUDA engine with device arrays (NULL: the default
+     * stream); read only when the arrays are on a CUDA device. */
+    void *cuda_stream;
 } kp_exec_options;
-#define KP_EXEC_OPTIONS_DEFAULT {0, -1, -1}
+#define KP_EXEC_OPTIONS_DEFAULT {0, -1, -1, NULL}
 
 /*
  * Runs the reduction. args[k] describes argument k (n_args == kp_formula_num_args).
@@ -295,14 +306,34 @@ kp_status kp_reduce(kp_context *ctx, const char *text, const char *const *aliase
 
 
 /* ---------------------------------------------------------------- engines (GPU, issue 5)
- * Which engine runs kp_plan_exec for a context. The CPU engine is the default
- * and always available. KP_ENGINE_OPENCL runs the generated OpenCL kernels on
- * the first OpenCL device (libOpenCL.so.1 is loaded at run time; host arrays
- * are copied to device buffers and back at each call). KP_ENGINE_CUDA is not
- * implemented yet (kernels are generated and NVRTC-checked; launching is a later
- * issue): it reports "no CUDA device" or "not implemented". KP_ENGINE_AUTO uses
- * the CPU for host arrays: libkp never moves data to a device behind the
- * caller's back. */
+ * Which engine runs kp_plan_exec for a context. Nothing GPU-related is needed
+ * to build or load libkp: the OpenCL and CUDA libraries are loaded at run
+ * time, and a missing one is KP_ERR_UNSUPPORTED with the reason.
+ *
+ * KP_ENGINE_CPU (default): host arrays only.
+ * KP_ENGINE_OPENCL: the generated OpenCL kernels on the first OpenCL device;
+ *   host arrays, copied to device buffers and back at each call (synchronous).
+ * KP_ENGINE_CUDA: the generated CUDA kernels, compiled with NVRTC for the
+ *   device's architecture (or taken from libkp's built-in kernels) and cached
+ *   in memory and on disk (docs/gpu_cache.md), run through the driver API
+ *   (libcuda.so.1; libnvrtc for formulas that are not built in).
+ *   - Device arrays (every array of the call has device KP_DEVICE_CUDA and the
+ *     same device_id): the reduction is queued on kp_exec_options.cuda_stream
+ *     (NULL: the default stream) and kp_plan_exec returns without waiting:
+ *     the results are ready when that stream reaches this point, and the
+ *     caller synchronizes (as with any CUDA library call). Inputs must stay
+ *     valid and unmodified until then. libkp's own temporaries (for arrays not
+ *     in the packed row-major layout, split reductions, parameter gradients)
+ *     are stream-ordered (cuMemAllocAsync/cuMemFreeAsync), so they need no
+ *     synchronization; on drivers or devices without the stream-ordered
+ *     allocator they use cuMemAlloc and the call synchronizes the stream
+ *     before freeing them. Arrays may be strided and batch-broadcast.
+ *   - Host arrays: a convenience; copied to device 0 and back, synchronous.
+ * KP_ENGINE_AUTO: device arrays run on the CUDA engine, host arrays on the
+ *   CPU. libkp never moves data between devices behind the caller's back.
+ * Arrays of one call on different devices (CPU and CUDA, or two CUDA devices)
+ * are KP_ERR_ARGUMENT. CUDA device arrays given to the CPU or OpenCL engine
+ * are KP_ERR_UNSUPPORTED. */
 typedef enum kp_engine { KP_ENGINE_CPU = 0, KP_ENGINE_OPENCL = 1, KP_ENGINE_CUDA = 2, KP_ENGINE_AUTO = 3 } kp_engine;
 
 /* Selects the engine of later executions through ctx. Returns KP_ERR_ARGUMENT
@@ -317,6 +348,18 @@ kp_status kp_engine_available(kp_context *ctx, kp_engine engine);
  * without the NUL. Kernels: kp_reduce and kp_merge (see src/gpu/codegen.h). */
 kp_status kp_formula_gpu_source(kp_context *ctx, const kp_formula *f, kp_dtype dtype, kp_engine engine, char *buf,
                                 size_t size, size_t *needed);
+/* Ahead-of-time CUDA kernels: when libkp was built with nvcc (CMake option
+ * KP_CUDA_AOT), the kernels of the standard formulas (the Gaussian, Laplacian,
+ * Cauchy, inverse multiquadric and energy kernel products of pykp, Sum and
+ * LogSumExp, their first gradients, float32 and float64; docs/architecture.md)
+ * are built into the library, so the CUDA engine runs them without compiling
+ * with NVRTC. kp_cuda_aot_kernel_count: how many (0 when built without nvcc).
+ * kp_formula_cuda_aot sets *built_in to 1 if f in dtype is one of them (its
+ * generated source, as kp_formula_gpu_source prints it, is in the table), else
+ * 0. Same errors as kp_formula_gpu_source. Thread-safe as the other calls that
+ * take a context. */
+size_t kp_cuda_aot_kernel_count(void);
+kp_status kp_formula_cuda_aot(kp_context *ctx, const kp_formula *f, kp_dtype dtype, int *built_in);
 /* ---------------------------------------------------------------- end of engines block */
 
 #ifdef __cplusplus

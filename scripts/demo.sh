@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # gcc's own OpenMP runtime (libgomp, part of build-essential) is used.
-packages=(build-essential cmake pkg-config libsleef-dev)
+packages=(build-essential cmake pkg-config libsleef-dev nettle-dev)
 missing=()
 if command -v dpkg >/dev/null 2>&1; then
   for p in "${packages[@]}"; do

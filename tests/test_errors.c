@@ -323,7 +323,7 @@ static void test_exec_bad_arrays(void **s) {
               "args NULL");
     EXPECT_ST(e, kp_plan_exec(e->plan, e->args, 4, NULL, NULL, NULL), KP_ERR_NULL,
               KP_ERR_ARGUMENT, "out NULL for Sum");
-    kp_exec_options bad_opt = {-1, -1, -1};
+    kp_exec_options bad_opt = {.num_threads = -1, .nx = -1, .ny = -1};
     EXPECT_ST(e, kp_plan_exec(e->plan, e->args, 4, &e->o, NULL, &bad_opt), KP_ERR_ARGUMENT,
               KP_ERR_ARGUMENT, "num_threads -1");
     /* the plan still works after all that */

@@ -1317,7 +1317,7 @@ static void test_api_nx_ny(void **s) {
         kpt_round_to_dtype(&p, 1, dt);
         const char *ala[] = {"y = Vj(1)", "p = Pm(1)"};
         kpt_arg aa[2] = {{y, 11, 1}, {&p, -1, 1}};
-        kp_exec_options opt = {0, 6, -1};
+        kp_exec_options opt = {.num_threads = 0, .nx = 6, .ny = -1};
         KPT_ASSERT_OK(ctx, kpt_run(ctx, KPT_VIA_PLAN, "Sum_Reduction(Exp(-Square(y - p)), 1)", ala,
                                    2, dt, aa, 2, 6, 1, out, 0, NULL, &opt));
         ref = 0.0;
@@ -1326,7 +1326,7 @@ static void test_api_nx_ny(void **s) {
 
         const char *alb[] = {"x = Vi(1)", "p = Pm(1)"};
         kpt_arg ab[2] = {{x, 5, 1}, {&p, -1, 1}};
-        kp_exec_options opt2 = {0, -1, 9};
+        kp_exec_options opt2 = {.num_threads = 0, .nx = -1, .ny = 9};
         KPT_ASSERT_OK(ctx, kpt_run(ctx, KPT_VIA_PLAN, "Sum_Reduction(x*p, 1)", alb, 2, dt, ab, 2, 5,
                                    1, out, 0, NULL, &opt2));
         for (int i = 0; i < 5; i++) {

@@ -3,9 +3,10 @@
  *
  * kp__grad(F, v, e) is the vector-Jacobian product  sum_c e_c dF_c/dv  (a value
  * of v's dimension), by reverse accumulation over the DAG: adjoints start at
- * adj(F) = e and flow from each node to its children, in decreasing creation
- * order (children are always created before their parents, so that order is
- * a reverse topological order). Every rule is a few lines written with the
+ * adj(F) = e and flow from each node to its children, in decreasing canonical
+ * order (kp__node_cmp: by height first, so parents come before their children;
+ * a function of the structure only, so the gradient does not depend on what the
+ * context built before). Every rule is a few lines written with the
  * same simplifying constructors users reach through the parser, so zeros
  * vanish, constants fold and shared subexpressions stay shared: derived
  * formulas stay small, and a derivative of a derivative is just another DAG.
@@ -143,7 +144,7 @@ static const kp_node *vjp_rule(rules *R, const kp_node *n, int k, const kp_node 
     return NULL;
 }
 
-/* The nodes reachable from f, by decreasing id (parents before children), and
+/* The nodes reachable from f, in decreasing canonical order (parents before children), and
  * for each whether it depends on v. pos_of maps a node id to its index + 1. */
 typedef struct {
     const kp_node **order;
@@ -158,9 +159,12 @@ static void walk_free(walk *w) {
     free(w->pos_of);
 }
 
-static int cmp_id_desc(const void *x, const void *y) {
+/* Reverse topological order: parents are higher than their children; the
+ * canonical node order (kp__node_cmp, height first) decreasing, so the order of
+ * accumulation, hence the gradient's DAG, does not depend on creation ids. */
+static int cmp_topo_desc(const void *x, const void *y) {
     const kp_node *a = *(const kp_node *const *)x, *b = *(const kp_node *const *)y;
-    return a->id < b->id ? 1 : a->id > b->id ? -1 : 0;
+    return -kp__node_cmp(a, b);
 }
 
 static int walk_new(kp_context *ctx, const kp_node *f, const kp_node *v, walk *w) {
@@ -198,7 +202,7 @@ static int walk_new(kp_context *ctx, const kp_node *f, const kp_node *v, walk *w
     }
     free(stack);
     stack = NULL;
-    qsort(w->order, w->n, sizeof *w->order, cmp_id_desc);
+    qsort(w->order, w->n, sizeof *w->order, cmp_topo_desc);
     w->dep = calloc(w->n ? w->n : 1, 1);
     if (!w->dep) goto oom;
     for (size_t i = 0; i < w->n; i++) w->pos_of[w->order[i]->id] = i + 1;

@@ -94,6 +94,25 @@ static uint64_t hash_node(const kp_node *n) {
     return mix(h, bits);
 }
 
+int kp__node_cmp(const kp_node *a, const kp_node *b) {
+    if (a == b) return 0;
+#define KP_CMP_BY(x, y) \
+    if ((x) != (y)) return (x) < (y) ? -1 : 1
+    KP_CMP_BY(a->height, b->height);
+    KP_CMP_BY((int)a->op, (int)b->op);
+    KP_CMP_BY(a->ip[0], b->ip[0]);
+    KP_CMP_BY(a->ip[1], b->ip[1]);
+    KP_CMP_BY(a->dim, b->dim);
+    uint64_t va, vb; /* bits: a total order, NaN included */
+    memcpy(&va, &a->value, sizeof va);
+    memcpy(&vb, &b->value, sizeof vb);
+    KP_CMP_BY(va, vb);
+    KP_CMP_BY(a->hash, b->hash);
+    KP_CMP_BY(a->id, b->id);
+#undef KP_CMP_BY
+    return 0;
+}
+
 static int same_node(const kp_node *a, const kp_node *b) {
     if (a->op != b->op || a->dim != b->dim || a->nchild != b->nchild || a->ip[0] != b->ip[0] ||
         a->ip[1] != b->ip[1] || memcmp(&a->value, &b->value, sizeof a->value) != 0)
@@ -127,7 +146,11 @@ static int grow(kp_node_store *s) {
 static const kp_node *intern(kp_context *ctx, kp_node proto, kp_status *st) {
     kp_node_store *s = ctx->nodes;
     proto.deps = 0;
-    for (int k = 0; k < proto.nchild; k++) proto.deps |= proto.child[k]->deps;
+    proto.height = 0;
+    for (int k = 0; k < proto.nchild; k++) {
+        proto.deps |= proto.child[k]->deps;
+        if (proto.child[k]->height + 1 > proto.height) proto.height = proto.child[k]->height + 1;
+    }
     if (proto.op == KP_OP_VAR || proto.op == KP_OP_INDEX)
         proto.deps = proto.ip[0] == KP_VAR_I ? KP_DEP_I : proto.ip[0] == KP_VAR_J ? KP_DEP_J : KP_DEP_P;
     proto.hash = hash_node(&proto);
@@ -253,7 +276,7 @@ const kp_node *kp__binary(kp_context *ctx, kp_op op, const kp_node *a, const kp_
             return NULL;
         }
         if (op == KP_OP_SQDIST && a == b) return kp__const(ctx, 0, 1, st);
-        if (a->id > b->id) { const kp_node *t = a; a = b; b = t; }
+        if (kp__node_cmp(a, b) > 0) { const kp_node *t = a; a = b; b = t; }
         return make(ctx, op, 1, a, b, NULL, 0, st);
     case KP_OP_CONCAT:
         if (a->dim + b->dim > KP_MAX_FORMULA_DIM)
@@ -317,7 +340,7 @@ const kp_node *kp__binary(kp_context *ctx, kp_op op, const kp_node *a, const kp_
     default:
         break;
     }
-    if (is_commutative(op) && a->id > b->id && a->op != KP_OP_CONST) {
+    if (is_commutative(op) && kp__node_cmp(a, b) > 0 && a->op != KP_OP_CONST) {
         const kp_node *t = a;
         a = b;
         b = t;

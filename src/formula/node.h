@@ -35,6 +35,7 @@ struct kp_node {
     double value;          /* KP_OP_CONST */
     unsigned deps;         /* KP_DEP_* bits */
     uint32_t id;           /* creation order: children have smaller ids */
+    uint32_t height;       /* longest path down to a leaf (leaves: 0): parents are higher */
     uint64_t hash;
     kp_node *next;         /* hash bucket chain */
 };
@@ -45,6 +46,16 @@ void kp__node_store_free(kp_node_store *store);
 size_t kp__node_store_size(const kp_node_store *store);
 
 const char *kp__op_name(kp_op op);
+
+/* Canonical order of two nodes (<0, 0, >0), a function of their structure only,
+ * never of the order the context created them in: lower nodes first, then op,
+ * integer parameters (variable category, position), dimension, constant
+ * value, structural hash; the creation id only on a hash collision. Used for
+ * the operands of commutative ops and for the order of reverse accumulation,
+ * so that a formula's DAG, gradients, printed text and generated kernel source
+ * do not depend on what the context built before (the ahead-of-time CUDA
+ * kernels are looked up by that source). */
+int kp__node_cmp(const kp_node *a, const kp_node *b);
 
 /* Constructors. On failure they return NULL and leave a message (without a
  * position) in ctx with the status in *status (KP_ERR_SHAPE or KP_ERR_OOM). */

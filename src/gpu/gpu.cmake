@@ -1,7 +1,17 @@
 # GPU engines (issue 5): kernel generator (CUDA / OpenCL dialects), OpenCL engine,
-# CUDA entry points. Included from src/CMakeLists.txt after the kp target exists.
-# Nothing here needs CUDA or OpenCL at build time: both are dlopen'ed at run time.
-target_sources(kp PRIVATE
-  gpu/codegen.c gpu/engine_select.c gpu/opencl.c gpu/cuda.c gpu/aot.c)
+# CUDA engine, kernel cache, ahead-of-time CUDA kernels. Included from
+# src/CMakeLists.txt after the kp_objects target exists. Nothing here needs CUDA
+# or OpenCL at build time: both are dlopen'ed at run time; nvcc, when found,
+# only adds the ahead-of-time kernel table (aot.cmake).
+target_sources(kp_objects PRIVATE
+  gpu/codegen.c gpu/engine_select.c gpu/pack.c gpu/opencl.c gpu/aot_api.c
+  gpu/cuda.c gpu/cuda_driver.c gpu/cuda_compile.c gpu/cuda_helpers.c gpu/kcache.c)
 find_package(Threads REQUIRED)
-target_link_libraries(kp PRIVATE ${CMAKE_DL_LIBS} Threads::Threads)
+target_link_libraries(kp_objects PUBLIC ${CMAKE_DL_LIBS} Threads::Threads)
+# SHA-256 of the kernel cache's keys and of the ahead-of-time table's sources
+# (Debian: nettle-dev).
+find_path(NETTLE_INCLUDE_DIR nettle/sha2.h REQUIRED)
+find_library(NETTLE_LIBRARY nettle REQUIRED)
+target_include_directories(kp_objects PRIVATE ${NETTLE_INCLUDE_DIR})
+target_link_libraries(kp_objects PUBLIC ${NETTLE_LIBRARY})
+include(${CMAKE_CURRENT_LIST_DIR}/aot.cmake)

@@ -33,6 +33,7 @@
 #include "core/context.h"
 #include "gpu/codegen.h"
 #include "gpu/engine.h"
+#include "gpu/pack.h"
 
 /* ------------------------------------------------------------ minimal OpenCL ABI */
 typedef int32_t cl_int;
@@ -241,53 +242,6 @@ static kp_status get_program(kp_context *ctx, const char *src, cl_program *out) 
     return KP_OK;
 }
 
-/* ------------------------------------------------------------ host packing */
-
-static int64_t batch_offset(const kp_cpu_job *job, const kp_cpu_arg *a, int64_t b) {
-    int64_t off = 0;
-    for (int d = job->nbatch_dims - 1; d >= 0; d--) {
-        off += (b % job->batch_shape[d]) * a->batch_stride[d];
-        b /= job->batch_shape[d];
-    }
-    return off;
-}
-
-static int arg_is_batched(const kp_cpu_job *job, const kp_cpu_arg *a) {
-    for (int d = 0; d < job->nbatch_dims; d++)
-        if (a->batch_stride[d] != 0 && job->batch_shape[d] > 1) return 1;
-    return 0;
-}
-
-/* Packs argument a (rows x dim per batch, rows = 1 for parameters) into a new
- * buffer; *bs receives the batch stride of the packed copy (0: shared). */
-static void *pack_arg(const kp_cpu_job *job, const kp_cpu_arg *a, int64_t rows, int dim, size_t esz, int64_t *bs) {
-    int64_t nb = arg_is_batched(job, a) ? job->nbatch : 1;
-    int64_t per = rows * dim;
-    size_t bytes = (size_t)(nb * per) * esz;
-    char *buf = malloc(bytes ? bytes : esz);
-    if (!buf) return NULL;
-    for (int64_t b = 0; b < nb; b++) {
-        const char *base = a->base + batch_offset(job, a, b) * (int64_t)esz; /* strides may be negative */
-        for (int64_t t = 0; t < rows; t++)
-            for (int c = 0; c < dim; c++) {
-                int64_t e = t * a->row_stride + c * a->comp_stride;
-                memcpy(buf + (size_t)(b * per + t * dim + c) * esz, base + e * (int64_t)esz, esz);
-            }
-    }
-    *bs = nb > 1 ? per : 0;
-    return buf;
-}
-
-static void unpack_out(const kp_cpu_job *job, const kp_cpu_arg *o, const char *packed, int dim, size_t esz) {
-    for (int64_t b = 0; b < job->nbatch; b++) {
-        char *base = (char *)(uintptr_t)o->base + batch_offset(job, o, b) * (int64_t)esz;
-        for (int64_t r = 0; r < job->nrows; r++)
-            for (int c = 0; c < dim; c++)
-                memcpy(base + (r * o->row_stride + c * o->comp_stride) * (int64_t)esz,
-                       packed + (size_t)((b * job->nrows + r) * dim + c) * esz, esz);
-    }
-}
-
 /* ------------------------------------------------------------ run */
 
 #define KP_OCL_CHUNK 16384
@@ -361,7 +315,7 @@ static kp_status run_locked(kp_context *ctx, const kp_cpu_job *job, run_state *r
         int64_t rows = info.used_cat[u] == KP_VAR_PARAM ? 1
                        : (info.used_cat[u] == prog->row_cat ? job->nrows : job->ncols);
         int64_t bs = 0;
-        void *h = pack_arg(job, a, rows, info.used_dim[u], esz, &bs);
+        void *h = kp__gpu_pack_arg(job, a, rows, info.used_dim[u], esz, &bs);
         if (!h) return kp__fail(ctx, KP_ERR_OOM, "out of memory packing argument %d", pos);
         rs->host[rs->nhost++] = h;
         int64_t nb = bs ? job->nbatch : 1;
@@ -418,7 +372,7 @@ static kp_status run_locked(kp_context *ctx, const kp_cpu_job *job, run_state *r
         char *h = malloc(bytes);
         if (!h) return kp__fail(ctx, KP_ERR_OOM, "out of memory reading the OpenCL output");
         err = rt.cl.EnqueueReadBuffer(rt.queue, which ? oidx : out, CL_TRUE, 0, bytes, h, 0, NULL, NULL);
-        if (err == CL_SUCCESS) unpack_out(job, o, h, dim, e);
+        if (err == CL_SUCCESS) kp__gpu_unpack_out(job, o, h, dim, e);
         free(h);
         if (err != CL_SUCCESS) return kp__fail(ctx, KP_ERR_INTERNAL, "OpenCL: reading the output failed (%d)", (int)err);
     }

@@ -84,9 +84,18 @@ static int64_t choose_groups(kp_cpu_joint_job *jj, size_t real_size) {
     return 0;
 }
 
+static int all_on_host(const kp_plan *plan, const kp_array *args, const kp_array *outs) {
+    for (int k = 0; k < plan->nargs; k++)
+        if (args[k].device != KP_DEVICE_CPU) return 0;
+    for (int k = 0; k < plan->nparts; k++)
+        if (outs[k].device != KP_DEVICE_CPU) return 0;
+    return 1;
+}
+
 /* Builds the joint job from the parts' validated jobs; 0 if the joint pass cannot take this call. */
-static int joint_job(const kp_plan *plan, const kp_cpu_job *jobs, kp_cpu_joint_job *jj) {
-    if (!plan->fusable) return 0;
+static int joint_job(const kp_plan *plan, const kp_array *args, const kp_array *outs, const kp_cpu_job *jobs,
+                     kp_cpu_joint_job *jj) {
+    if (!plan->fusable || !all_on_host(plan, args, outs)) return 0; /* device arrays: the device's engine */
     if (plan->ctx->engine != KP_ENGINE_CPU && plan->ctx->engine != KP_ENGINE_AUTO) return 0;
     memset(jj, 0, sizeof *jj);
     jj->job = jobs[0];
@@ -137,7 +146,7 @@ kp_status kp_plan_exec_joint(kp_plan *plan, const kp_array *args, size_t n_args,
         N = n;
         M = m;
     }
-    if (st == KP_OK && joint_job(plan, jobs, jj)) {
+    if (st == KP_OK && joint_job(plan, args, outs, jobs, jj)) {
         st = kp__cpu_run_joint(ctx, jj);
     } else {
         for (int k = 0; st == KP_OK && k < plan->nparts; k++) {

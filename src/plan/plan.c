@@ -83,7 +83,8 @@ static kp_status check_extent(kp_context *ctx, const kp_array *a, const char *wh
 static kp_status check_array(kp_context *ctx, const kp_array *a, kp_dtype dtype, const char *what) {
     if (a->dtype != dtype)
         return kp__fail(ctx, KP_ERR_DTYPE, "%s: dtype %s, expected %s", what, dtype_name(a->dtype), dtype_name(dtype));
-    if (a->device != KP_DEVICE_CPU) return kp__fail(ctx, KP_ERR_UNSUPPORTED, "%s: only CPU arrays are supported", what);
+    if (a->device != KP_DEVICE_CPU && a->device != KP_DEVICE_CUDA) /* which engine may read it: kp__exec_target */
+        return kp__fail(ctx, KP_ERR_ARGUMENT, "%s: unknown device %d", what, (int)a->device);
     if (a->ndim < 1 || a->ndim > KP_MAX_DIMS)
         return kp__fail(ctx, KP_ERR_SHAPE, "%s: ndim must be in [1, %d], got %d", what, KP_MAX_DIMS, a->ndim);
     for (int d = 0; d < a->ndim; d++)
@@ -309,8 +310,18 @@ kp_status kp_plan_exec(kp_plan *plan, const kp_array *args, size_t n_args, kp_ar
                         plan->nparts);
     kp_cpu_job *job = malloc(sizeof *job);
     if (!job) return kp__fail(plan->ctx, KP_ERR_OOM, "out of memory");
+    kp_context *ctx = plan->ctx;
+    kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
+    if (options) opt = *options;
     kp_status st = kp__plan_prepare(plan, args, n_args, out, out_index, options, job);
-    if (st == KP_OK) st = plan->sum_rows ? run_summing_rows(plan->ctx, job, plan->out_dim) : kp__engine_run(plan->ctx, job);
+    kp_exec_target tgt; /* device arrays go to the device's engine (src/gpu/engine_select.c) */
+    if (st == KP_OK)
+        st = kp__exec_target(ctx, plan->args, args, plan->nargs, plan->out_dim ? out : NULL,
+                             plan->out_index_dim ? out_index : NULL, &opt, &tgt);
+    if (st == KP_OK && tgt.device != KP_DEVICE_CPU)
+        st = kp__engine_run_device(ctx, job, &tgt, plan->sum_rows ? plan->out_dim : 0);
+    else if (st == KP_OK)
+        st = plan->sum_rows ? run_summing_rows(ctx, job, plan->out_dim) : kp__engine_run(ctx, job);
     free(job);
     return st;
 }

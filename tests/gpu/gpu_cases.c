@@ -1,7 +1,11 @@
 /* gpu_cases.c — see gpu_cases.h. */
 #include "gpu_cases.h"
 
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+
+#include "kp_test_util.h"
 
 const char *const kpt_gpu_aliases[] = {"x = Vi(0,3)", "y = Vj(1,3)", "b = Vj(2,2)", "s = Pm(3,1)",
                                        "u = Vi(4,1)", "v = Vj(5,1)", "A = Vj(6,9)"};
@@ -76,4 +80,24 @@ kp_status kpt_gpu_case_formula(kp_context *ctx, int c, int axis, kp_formula **ou
     }
     *out = f;
     return KP_OK;
+}
+
+void kpt_gpu_fill(struct kpt_rng *rng, double *a, size_t n, int pos, int base_nargs) {
+    if (pos >= base_nargs) kpt_fill_int(rng, a, n, 0, 5); /* gradient extras: E, outputs, indices */
+    else if (pos == 3) kpt_fill_uniform(rng, a, n, 0.5, 1.5);
+    else kpt_fill_uniform(rng, a, n, -1, 1);
+}
+
+size_t kpt_gpu_compare(const char *label, kp_dtype dt, const double *got, const double *ref, size_t n,
+                       const int64_t *gi, const int64_t *ri, size_t ni) {
+    double mx = 0;
+    for (size_t k = 0; k < n; k++)
+        if (isfinite(ref[k]) && fabs(ref[k]) > mx) mx = fabs(ref[k]);
+    double *scale = malloc((n ? n : 1) * sizeof *scale);
+    for (size_t k = 0; k < n; k++) scale[k] = mx > 0 ? mx : 1;
+    size_t bad = kpt_check(label, got, ref, scale, n, dt == KP_FLOAT32 ? 1e-5 : 1e-12, 0);
+    free(scale);
+    bad += kpt_check_index(label, gi, ri, ni);
+    if (bad) printf("FAIL: %s (%zu mismatches)\n", label, bad);
+    return bad;
 }

@@ -23,4 +23,16 @@ extern const int kpt_gpu_ncases;
  * buffer). Returns KP_OK and the formula in *out. */
 kp_status kpt_gpu_case_formula(kp_context *ctx, int c, int axis, kp_formula **out, const char **label);
 
+/* Fills the values of argument position pos of a case (base_nargs: the
+ * number of arguments before the gradient extras, which get small integers). */
+struct kpt_rng;
+void kpt_gpu_fill(struct kpt_rng *rng, double *a, size_t n, int pos, int base_nargs);
+
+/* Asserts an engine's outputs against the CPU's: values within 1e-5
+ * (float32) / 1e-12 (float64) of the largest finite reference value, NaN
+ * where the reference has NaN, indices exact. Prints and returns the number
+ * of mismatches. */
+size_t kpt_gpu_compare(const char *label, kp_dtype dt, const double *got, const double *ref, size_t n,
+                       const int64_t *gi, const int64_t *ri, size_t ni);
+
 #endif

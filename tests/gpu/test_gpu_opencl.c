@@ -23,12 +23,6 @@
 
 static int failures;
 
-static void fill(kpt_rng *rng, double *a, size_t n, int pos, int base_nargs) {
-    if (pos >= base_nargs) kpt_fill_int(rng, a, n, 0, 5); /* gradient extras: E, outputs, indices */
-    else if (pos == 3) kpt_fill_uniform(rng, a, n, 0.5, 1.5);
-    else kpt_fill_uniform(rng, a, n, -1, 1);
-}
-
 /* Runs plan on the engine; outputs converted to double. */
 static kp_status run(kp_context *ctx, kp_engine eng, kp_plan *plan, kp_array *args, int nargs, kp_dtype dt,
                      int64_t rows, int od, double *out, int oi, int64_t *oidx) {
@@ -44,18 +38,7 @@ static kp_status run(kp_context *ctx, kp_engine eng, kp_plan *plan, kp_array *ar
 
 static void compare(const char *label, kp_dtype dt, const double *got, const double *ref, size_t n,
                     const int64_t *gi, const int64_t *ri, size_t ni) {
-    double mx = 0;
-    for (size_t k = 0; k < n; k++)
-        if (isfinite(ref[k]) && fabs(ref[k]) > mx) mx = fabs(ref[k]);
-    double *scale = malloc((n ? n : 1) * sizeof *scale);
-    for (size_t k = 0; k < n; k++) scale[k] = mx > 0 ? mx : 1;
-    size_t bad = kpt_check(label, got, ref, scale, n, dt == KP_FLOAT32 ? 1e-5 : 1e-12, 0);
-    free(scale);
-    bad += kpt_check_index(label, gi, ri, ni);
-    if (bad) {
-        printf("FAIL: %s (%zu mismatches)\n", label, bad);
-        failures++;
-    }
+    if (kpt_gpu_compare(label, dt, got, ref, n, gi, ri, ni)) failures++;
 }
 
 static void run_case(kp_context *ctx, int c, int axis, kp_dtype dt) {
@@ -86,7 +69,7 @@ static void run_case(kp_context *ctx, int c, int axis, kp_dtype dt) {
         int64_t rows = cat == KP_VAR_I ? NX : cat == KP_VAR_J ? NY : 1;
         size_t n = (size_t)(rows * dim);
         double *d = malloc(n * sizeof *d);
-        fill(&rng, d, n, k, base_nargs);
+        kpt_gpu_fill(&rng, d, n, k, base_nargs);
         bufs[k] = kpt_to_dtype(d, n, dt);
         free(d);
         args[k] = cat == KP_VAR_PARAM ? kp_array_1d(bufs[k], dt, dim) : kp_array_2d(bufs[k], dt, rows, dim);

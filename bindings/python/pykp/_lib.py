@@ -220,11 +220,12 @@ class _KpArray(ctypes.Structure):
         ("ndim", ctypes.c_int),
         ("shape", _i64 * KP_MAX_DIMS),
         ("strides", _i64 * KP_MAX_DIMS),
+        ("device_id", ctypes.c_int),  # KP_DEVICE_CUDA ordinal; 0 (zeroed buffer) for host arrays
     ]
 
 
 class _KpExecOptions(ctypes.Structure):
-    _fields_ = [("num_threads", ctypes.c_int), ("nx", _i64), ("ny", _i64)]
+    _fields_ = [("num_threads", ctypes.c_int), ("nx", _i64), ("ny", _i64), ("cuda_stream", _vp)]
 
 
 _ARRAY_SIZE = ctypes.sizeof(_KpArray)
@@ -234,8 +235,8 @@ _OPT_SIZE = ctypes.sizeof(_KpExecOptions)
 # Header (data, dtype, device, ndim) + shape of rank nd, then strides of rank nd.
 _HEAD = [struct.Struct("@Piii%dx%dq" % (_SHAPE_OFF - 20, nd)) for nd in range(KP_MAX_DIMS + 1)]
 _STRIDES = [struct.Struct("@%dq" % nd) for nd in range(KP_MAX_DIMS + 1)]
-_OPTS = struct.Struct("@i%dxqq" % (_KpExecOptions.nx.offset - 4))
-assert _HEAD[2].size == _SHAPE_OFF + 16 and _OPTS.size == _OPT_SIZE
+_OPTS = struct.Struct("@i%dxqq" % (_KpExecOptions.nx.offset - 4))  # cuda_stream stays NULL (zeroed buffer)
+assert _HEAD[2].size == _SHAPE_OFF + 16 and _OPTS.size + ctypes.sizeof(_vp) == _OPT_SIZE
 
 
 def status_string(status):

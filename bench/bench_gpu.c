@@ -1,0 +1,230 @@
+/*
+ * bench_gpu.c — the CUDA engine on the Gaussian kernel product, device arrays.
+ *
+ *   forward   a_i = sum_j exp(-g |x_i - y_j|^2) b_j      (x, y in 3D, b of dim 1, float32)
+ *   backward  d<a, E>/dx (Sum over j, dim 3) and d<a, E>/db (Sum over i), from kp_formula_grad
+ *
+ * N = M in {1e4, 1e5, 1e6} (--quick: 1e4 only). Arrays live on device 0; each
+ * call is queued on one stream and timed with CUDA events around it (best of
+ * --reps, after a warm-up call). Also reported:
+ *   - NVRTC compile time of each generated kernel (needs NVRTC, not a GPU:
+ *     printed even on machines without a device);
+ *   - first-call latency: the first kp_plan_exec of the forward in this
+ *     process, synchronized (code generation, kernel cache lookup or NVRTC,
+ *     module load, run). Set KP_CACHE_DIR to an empty directory for a cold
+ *     cache.
+ *   - the fp32 arithmetic floor: pairs x flops per pair / card peak, with the
+ *     peak = SMs x fp32 lanes per SM (from the compute capability) x 2 (FMA)
+ *     x clock. Flops per pair counted (an FMA is 2, exp is 2: ex2.approx and
+ *     the multiply by log2 e; Kahan compensation not counted):
+ *       forward: x-y 3, |.|^2 5, *(-g) 1, exp 2, *b and accumulate 2  = 13
+ *       grad x:  the same exponential 11, times b*e*(-2g) 2, times (x-y)
+ *                and accumulate 3 x 2                                  = 19
+ *       grad b:  the exponential 11, times e and accumulate 2          = 13
+ *     (the floor assumes every lane does an FMA every cycle; exp on the SFU
+ *     and the reduction's bookkeeping make the real bound higher).
+ * Timing is reported, never checked. Without a device: prints
+ * "SKIPPED: no CUDA device (reason)" after the NVRTC times and exits 77.
+ *
+ * usage: kp_bench_gpu [--quick] [--reps R]
+ */
+#define _POSIX_C_SOURCE 199309L /* clock_gettime */
+#include <kp.h>
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gpu/cuda_driver.h"
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int check(kp_context *ctx, kp_status st, const char *what) {
+    if (st == KP_OK) return 0;
+    fprintf(stderr, "kp_bench_gpu: %s: %s\n", what, kp_context_message(ctx));
+    return 1;
+}
+
+/* NVRTC compile time of f's CUDA source for arch, or a negative value. */
+static double nvrtc_seconds(kp_context *ctx, const kp_formula *f, const char *arch) {
+    const kp_nvrtc_api *nv = kp__nvrtc_api(NULL);
+    size_t need = 0;
+    if (!nv || kp_formula_gpu_source(ctx, f, KP_FLOAT32, KP_ENGINE_CUDA, NULL, 0, &need) != KP_OK) return -1;
+    char *src = malloc(need + 1);
+    kp_formula_gpu_source(ctx, f, KP_FLOAT32, KP_ENGINE_CUDA, src, need + 1, NULL);
+    char opt[64];
+    snprintf(opt, sizeof opt, "--gpu-architecture=%s", arch);
+    const char *opts[] = {opt, "--std=c++17"}; /* the engine's options (src/gpu/cuda_compile.c) */
+    nvrtcProgram p = NULL;
+    double t0 = now_s();
+    int ok = nv->CreateProgram(&p, src, "kp_kernel.cu", 0, NULL, NULL) == KP_NVRTC_SUCCESS &&
+             nv->CompileProgram(p, 2, opts) == KP_NVRTC_SUCCESS;
+    double t = now_s() - t0;
+    if (p) nv->DestroyProgram(&p);
+    free(src);
+    return ok ? t : -1;
+}
+
+static int fp32_lanes_per_sm(int major, int minor) {
+    if (major == 6 && minor == 0) return 64;
+    if (major == 7 || (major == 8 && minor == 0)) return 64;
+    return 128; /* Pascal (6.1+), Ampere 8.6+, Ada, Hopper, Blackwell */
+}
+
+typedef struct gpu {
+    const kp_cuda_driver *cu;
+    const kp_cuda_device *dev;
+    CUstream stream;
+    CUevent e0, e1;
+} gpu;
+
+static void *dalloc(gpu *g, const void *host, size_t bytes) {
+    CUdeviceptr p = 0;
+    if (g->cu->MemAlloc(&p, bytes) != KP_CUDA_SUCCESS) return NULL;
+    if (host) g->cu->MemcpyHtoDAsync(p, host, bytes, g->stream);
+    g->cu->StreamSynchronize(g->stream);
+    return (void *)(uintptr_t)p;
+}
+
+static kp_array dev_array(void *p, int64_t rows, int64_t cols) {
+    kp_array a = kp_array_2d(p, KP_FLOAT32, rows, cols);
+    a.device = KP_DEVICE_CUDA;
+    return a;
+}
+
+/* Best time (s) of reps calls, by CUDA events on the stream. */
+static double best_time(gpu *g, kp_plan *plan, const kp_array *args, size_t nargs, kp_array *out, int reps, int *bad) {
+    kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
+    opt.cuda_stream = g->stream;
+    double best = 1e300;
+    for (int r = 0; r < reps; r++) {
+        g->cu->EventRecord(g->e0, g->stream);
+        if (kp_plan_exec(plan, args, nargs, out, NULL, &opt) != KP_OK) *bad = 1;
+        g->cu->EventRecord(g->e1, g->stream);
+        g->cu->EventSynchronize(g->e1);
+        float ms = 0;
+        g->cu->EventElapsedTime(&ms, g->e0, g->e1);
+        best = ms * 1e-3 < best ? ms * 1e-3 : best;
+    }
+    return best;
+}
+
+int main(int argc, char **argv) {
+    int quick = 0, reps = 5;
+    for (int a = 1; a < argc; a++) {
+        if (strcmp(argv[a], "--quick") == 0) quick = 1;
+        else if (strcmp(argv[a], "--reps") == 0 && a + 1 < argc) reps = atoi(argv[++a]);
+        else {
+            fprintf(stderr, "usage: %s [--quick] [--reps R]\n", argv[0]);
+            return 2;
+        }
+    }
+    kp_context *ctx = NULL;
+    if (kp_context_new(&ctx) != KP_OK) return 1;
+    const char *aliases[] = {"x = Vi(3)", "y = Vj(3)", "g = Pm(1)", "b = Vj(1)"};
+    kp_formula *f = NULL, *gx = NULL, *gb = NULL;
+    int bad = check(ctx, kp_formula_parse(ctx, "Sum_Reduction(Exp(-SqDist(x,y)*g)*b, 1)", aliases, 4, &f), "parse");
+    bad |= !bad && check(ctx, kp_formula_grad(ctx, f, 0, &gx), "grad x");
+    bad |= !bad && check(ctx, kp_formula_grad(ctx, f, 3, &gb), "grad b");
+    if (bad) return 1;
+
+    const char *why = NULL;
+    if (kp__nvrtc_api(&why)) {
+        printf("NVRTC compile time of the generated kernels (float32, no cache):\n\n| kernel | sm_80 | sm_90 |\n|---|---:|---:|\n");
+        const kp_formula *fs[3] = {f, gx, gb};
+        const char *names[3] = {"forward", "grad x", "grad b"};
+        for (int k = 0; k < 3; k++)
+            printf("| %s | %.3f s | %.3f s |\n", names[k], nvrtc_seconds(ctx, fs[k], "sm_80"),
+                   nvrtc_seconds(ctx, fs[k], "sm_90"));
+        printf("\n");
+    } else {
+        printf("(no NVRTC: %s)\n", why);
+    }
+
+    char w[320];
+    gpu g;
+    memset(&g, 0, sizeof g);
+    g.dev = kp__cuda_device(0, w, sizeof w);
+    g.cu = kp__cuda_driver(NULL);
+    if (!g.dev || kp_context_set_engine(ctx, KP_ENGINE_CUDA) != KP_OK) {
+        printf("SKIPPED: no CUDA device (%s)\n", g.dev ? kp_context_message(ctx) : w);
+        kp_formula_free(gb);
+        kp_formula_free(gx);
+        kp_formula_free(f);
+        kp_context_free(ctx);
+        return 77;
+    }
+    g.cu->CtxPushCurrent(g.dev->ctx);
+    g.cu->StreamCreate(&g.stream, 1);
+    g.cu->EventCreate(&g.e0, 0);
+    g.cu->EventCreate(&g.e1, 0);
+    double peak = (double)g.dev->sm_count * fp32_lanes_per_sm(g.dev->cc_major, g.dev->cc_minor) * 2.0 *
+                  (double)g.dev->clock_khz * 1e3;
+    printf("device 0: %s, sm_%d%d, %d SMs at %.0f MHz: fp32 peak %.1f TFLOP/s\n\n", g.dev->name, g.dev->cc_major,
+           g.dev->cc_minor, g.dev->sm_count, g.dev->clock_khz * 1e-3, peak * 1e-12);
+
+    kp_plan *pf = NULL, *px = NULL, *pb = NULL;
+    bad |= check(ctx, kp_plan_new(ctx, f, KP_FLOAT32, &pf), "plan");
+    bad |= !bad && check(ctx, kp_plan_new(ctx, gx, KP_FLOAT32, &px), "plan grad x");
+    bad |= !bad && check(ctx, kp_plan_new(ctx, gb, KP_FLOAT32, &pb), "plan grad b");
+    printf("| N = M | forward | fwd floor | grad x | grad b | fwd+bwd | fwd+bwd floor | (fwd+bwd)/fwd | forward pairs/s |\n");
+    printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    const int64_t sizes[] = {10000, 100000, 1000000};
+    int first = 1;
+    for (int s = 0; s < (quick ? 1 : 3) && !bad; s++) {
+        int64_t n = sizes[s];
+        float *h = malloc((size_t)n * 3 * sizeof *h);
+        uint32_t rng = 12345u;
+        for (int64_t k = 0; k < n * 3; k++) h[k] = (float)((rng = rng * 1664525u + 1013904223u) >> 8) / 16777216.0f;
+        float gval = 10.0f;
+        void *x = dalloc(&g, h, (size_t)n * 12), *y = dalloc(&g, h, (size_t)n * 12), *b = dalloc(&g, h, (size_t)n * 4);
+        void *e = dalloc(&g, h + n, (size_t)n * 4), *gp = dalloc(&g, &gval, 4);
+        void *a = dalloc(&g, NULL, (size_t)n * 4), *dx = dalloc(&g, NULL, (size_t)n * 12), *db = dalloc(&g, NULL, (size_t)n * 4);
+        if (!x || !y || !b || !e || !gp || !a || !dx || !db) {
+            fprintf(stderr, "kp_bench_gpu: cuMemAlloc failed at N = %lld\n", (long long)n);
+            bad = 1;
+            break;
+        }
+        kp_array args[5] = {dev_array(x, n, 3), dev_array(y, n, 3), dev_array(gp, 1, 1), dev_array(b, n, 1),
+                            dev_array(e, n, 1)};
+        args[2] = kp_array_1d(gp, KP_FLOAT32, 1);
+        args[2].device = KP_DEVICE_CUDA;
+        kp_array oa = dev_array(a, n, 1), ox = dev_array(dx, n, 3), ob = dev_array(db, n, 1);
+        if (first) { /* first call of the process: generation, cache or NVRTC, module load, run */
+            kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
+            opt.cuda_stream = g.stream;
+            double t0 = now_s();
+            bad |= check(ctx, kp_plan_exec(pf, args, 4, &oa, NULL, &opt), "first forward");
+            g.cu->StreamSynchronize(g.stream);
+            printf("(first-call latency of the forward at N = %lld: %.3f s)\n\n", (long long)n, now_s() - t0);
+            first = 0;
+        }
+        best_time(&g, px, args, 5, &ox, 1, &bad); /* warm-up: compile the gradients */
+        best_time(&g, pb, args, 5, &ob, 1, &bad);
+        double tf = best_time(&g, pf, args, 4, &oa, reps, &bad);
+        double tx = best_time(&g, px, args, 5, &ox, reps, &bad);
+        double tb = best_time(&g, pb, args, 5, &ob, reps, &bad);
+        double pairs = (double)n * (double)n;
+        printf("| %lld | %.3g ms | %.3g ms | %.3g ms | %.3g ms | %.3g ms | %.3g ms | %.2f | %.3g |\n", (long long)n,
+               tf * 1e3, pairs * 13 / peak * 1e3, tx * 1e3, tb * 1e3, (tf + tx + tb) * 1e3,
+               pairs * (13 + 19 + 13) / peak * 1e3, (tf + tx + tb) / tf, pairs / tf);
+        void *all[8] = {x, y, b, e, gp, a, dx, db};
+        for (int k = 0; k < 8; k++) g.cu->MemFree((CUdeviceptr)(uintptr_t)all[k]);
+        free(h);
+    }
+    if (bad) fprintf(stderr, "kp_bench_gpu: %s\n", kp_context_message(ctx));
+    kp_plan_free(pf);
+    kp_plan_free(px);
+    kp_plan_free(pb);
+    kp_formula_free(gb);
+    kp_formula_free(gx);
+    kp_formula_free(f);
+    kp_context_free(ctx);
+    return bad;
+}

@@ -1,0 +1,365 @@
+/* kcache.c — see kcache.h for the contract and the security rules. */
+#define _GNU_SOURCE /* getrandom, O_CLOEXEC/O_NOFOLLOW/O_DIRECTORY, getpwuid_r */
+#include "gpu/kcache.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define KCACHE_MAGIC "KPKCACH"  /* 8 bytes with the NUL */
+#define KCACHE_HEADER 88        /* magic 8, format 4, header size 4, key 32, length 8, payload SHA-256 32 */
+#define KCACHE_MAX_PAYLOAD (1u << 30) /* a larger "kernel" is a corrupted length, not a kernel */
+
+typedef struct mem_entry {
+    kp_kcache_key key;
+    void *data;
+    size_t len;
+    struct mem_entry *next;
+} mem_entry;
+
+struct kp_kcache {
+    pthread_mutex_t lock;
+    int dfd; /* the checked directory, -1 when disabled */
+    char dir[4096];
+    char reason[512];
+    mem_entry *mem; /* most recently used first */
+    int nmem;
+    kp_kcache_stats stats;
+};
+
+void kp__kcache_key(kp_kcache_key *key, size_t n, const void *const *parts, const size_t *lens) {
+    kp_sha256 s;
+    kp__sha256_init(&s);
+    for (size_t k = 0; k < n; k++) {
+        unsigned char len[8];
+        for (int b = 0; b < 8; b++) len[b] = (unsigned char)((uint64_t)lens[k] >> (8 * b));
+        kp__sha256_update(&s, len, sizeof len);
+        kp__sha256_update(&s, parts[k], lens[k]);
+    }
+    kp__sha256_final(&s, key->d);
+}
+
+static void hex(const kp_kcache_key *key, char out[2 * KP_SHA256_SIZE + 1]) {
+    static const char digits[] = "0123456789abcdef";
+    for (int k = 0; k < KP_SHA256_SIZE; k++) {
+        out[2 * k] = digits[key->d[k] >> 4];
+        out[2 * k + 1] = digits[key->d[k] & 15];
+    }
+    out[2 * KP_SHA256_SIZE] = 0;
+}
+
+/* ------------------------------------------------------------ directory */
+
+static int default_dir(kp_kcache *c, char *parent, size_t psize) {
+    const char *xdg = getenv("XDG_CACHE_HOME");
+    if (xdg && xdg[0] == '/') { /* the XDG spec ignores relative values */
+        snprintf(parent, psize, "%s", xdg);
+        return snprintf(c->dir, sizeof c->dir, "%s/libkp", xdg) < (int)sizeof c->dir;
+    }
+    const char *home = getenv("HOME");
+    struct passwd pw, *res = NULL;
+    char pwbuf[2048];
+    if ((!home || home[0] != '/') && getpwuid_r(geteuid(), &pw, pwbuf, sizeof pwbuf, &res) == 0 && res)
+        home = res->pw_dir;
+    if (!home || home[0] != '/') {
+        snprintf(c->reason, sizeof c->reason, "no cache directory: neither KP_CACHE_DIR, XDG_CACHE_HOME nor HOME is set");
+        return 0;
+    }
+    snprintf(parent, psize, "%s/.cache", home);
+    return snprintf(c->dir, sizeof c->dir, "%s/.cache/libkp", home) < (int)sizeof c->dir;
+}
+
+/* Opens and checks the directory; on refusal leaves dfd = -1 and the reason. */
+static void open_dir(kp_kcache *c, const char *dir) {
+    char parent[4096] = "";
+    if (!dir) {
+        const char *env = getenv("KP_CACHE_DIR");
+        if (env && strcmp(env, "off") == 0) {
+            snprintf(c->reason, sizeof c->reason, "disk cache disabled by KP_CACHE_DIR=off");
+            return;
+        }
+        if (env && *env) dir = env;
+    }
+    if (dir) {
+        if (snprintf(c->dir, sizeof c->dir, "%s", dir) >= (int)sizeof c->dir) {
+            snprintf(c->reason, sizeof c->reason, "cache directory path too long");
+            return;
+        }
+    } else if (!default_dir(c, parent, sizeof parent)) {
+        if (!c->reason[0]) snprintf(c->reason, sizeof c->reason, "cache directory path too long");
+        return;
+    }
+    if (parent[0]) (void)mkdir(parent, 0700); /* ~/.cache may not exist yet; its failure shows below */
+    if (mkdir(c->dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(c->reason, sizeof c->reason, "cannot create cache directory %.400s: %s", c->dir, strerror(errno));
+        return;
+    }
+    int fd = open(c->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(c->reason, sizeof c->reason, "cannot open cache directory %.400s: %s", c->dir, strerror(errno));
+        return;
+    }
+    struct stat st;
+    const char *why = NULL;
+    if (fstat(fd, &st) != 0) why = "cannot stat it";
+    else if (!S_ISDIR(st.st_mode)) why = "not a directory";
+    else if (st.st_uid != geteuid()) why = "not owned by the current user";
+    else if (st.st_mode & (S_IWGRP | S_IWOTH)) why = "writable by group or others (chmod 700 it)";
+    if (why) {
+        snprintf(c->reason, sizeof c->reason, "cache directory %.400s refused: %s", c->dir, why);
+        close(fd);
+        return;
+    }
+    c->dfd = fd;
+}
+
+kp_kcache *kp__kcache_open(const char *dir) {
+    kp_kcache *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    pthread_mutex_init(&c->lock, NULL);
+    c->dfd = -1;
+    open_dir(c, dir);
+    if (c->dfd < 0) c->dir[0] = 0;
+    return c;
+}
+
+void kp__kcache_close(kp_kcache *c) {
+    if (!c) return;
+    if (c->dfd >= 0) close(c->dfd);
+    for (mem_entry *e = c->mem, *n; e; e = n) {
+        n = e->next;
+        free(e->data);
+        free(e);
+    }
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+static kp_kcache *default_cache;
+static pthread_once_t default_once = PTHREAD_ONCE_INIT;
+static void open_default(void) { default_cache = kp__kcache_open(NULL); }
+
+kp_kcache *kp__kcache_default(void) {
+    pthread_once(&default_once, open_default);
+    return default_cache;
+}
+
+const char *kp__kcache_disabled_reason(const kp_kcache *c) { return c->dfd >= 0 ? NULL : c->reason; }
+const char *kp__kcache_dir(const kp_kcache *c) { return c->dir; }
+
+void kp__kcache_path(const kp_kcache *c, const kp_kcache_key *key, char *buf, size_t size) {
+    char h[2 * KP_SHA256_SIZE + 1];
+    hex(key, h);
+    if (c->dfd < 0) snprintf(buf, size, "%s", "");
+    else snprintf(buf, size, "%s/%s", c->dir, h);
+}
+
+void kp__kcache_get_stats(kp_kcache *c, kp_kcache_stats *out) {
+    pthread_mutex_lock(&c->lock);
+    *out = c->stats;
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* ------------------------------------------------------------ memory */
+
+/* Called with the lock held; takes ownership of data. */
+static void mem_insert(kp_kcache *c, const kp_kcache_key *key, void *data, size_t len) {
+    for (mem_entry **pp = &c->mem; *pp; pp = &(*pp)->next)
+        if (memcmp((*pp)->key.d, key->d, KP_SHA256_SIZE) == 0) {
+            mem_entry *e = *pp;
+            *pp = e->next;
+            free(e->data);
+            free(e);
+            c->nmem--;
+            break;
+        }
+    mem_entry *e = malloc(sizeof *e);
+    if (!e) {
+        free(data);
+        return;
+    }
+    e->key = *key;
+    e->data = data;
+    e->len = len;
+    e->next = c->mem;
+    c->mem = e;
+    if (++c->nmem > KP_KCACHE_MEMORY_ENTRIES) { /* drop the least recently used */
+        mem_entry **pp = &c->mem;
+        while ((*pp)->next) pp = &(*pp)->next;
+        free((*pp)->data);
+        free(*pp);
+        *pp = NULL;
+        c->nmem--;
+    }
+}
+
+/* Called with the lock held: a malloc'd copy of the entry, moved to the front. */
+static int mem_lookup(kp_kcache *c, const kp_kcache_key *key, void **data, size_t *len) {
+    for (mem_entry **pp = &c->mem; *pp; pp = &(*pp)->next) {
+        mem_entry *e = *pp;
+        if (memcmp(e->key.d, key->d, KP_SHA256_SIZE) != 0) continue;
+        void *copy = malloc(e->len ? e->len : 1);
+        if (!copy) return 0;
+        memcpy(copy, e->data, e->len);
+        *pp = e->next;
+        e->next = c->mem;
+        c->mem = e;
+        *data = copy;
+        *len = e->len;
+        return 1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ disk */
+
+static void put_u32(unsigned char *p, uint32_t v) {
+    for (int b = 0; b < 4; b++) p[b] = (unsigned char)(v >> (8 * b));
+}
+static void put_u64(unsigned char *p, uint64_t v) {
+    for (int b = 0; b < 8; b++) p[b] = (unsigned char)(v >> (8 * b));
+}
+static uint32_t get_u32(const unsigned char *p) {
+    uint32_t v = 0;
+    for (int b = 3; b >= 0; b--) v = v << 8 | p[b];
+    return v;
+}
+static uint64_t get_u64(const unsigned char *p) {
+    uint64_t v = 0;
+    for (int b = 7; b >= 0; b--) v = v << 8 | p[b];
+    return v;
+}
+
+static void make_header(unsigned char h[KCACHE_HEADER], const kp_kcache_key *key, const void *data, size_t len) {
+    memset(h, 0, KCACHE_HEADER);
+    memcpy(h, KCACHE_MAGIC, 8);
+    put_u32(h + 8, KP_KCACHE_FORMAT);
+    put_u32(h + 12, KCACHE_HEADER);
+    memcpy(h + 16, key->d, KP_SHA256_SIZE);
+    put_u64(h + 48, (uint64_t)len);
+    kp__sha256(data, len, h + 56);
+}
+
+/* Reads the whole file; 1 if it is ours and intact. -1: rejected, 0: absent. */
+static int disk_read(const kp_kcache *c, const kp_kcache_key *key, void **data, size_t *len) {
+    char name[2 * KP_SHA256_SIZE + 1];
+    hex(key, name);
+    int fd = openat(c->dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) return errno == ENOENT ? 0 : -1;
+    struct stat st;
+    unsigned char h[KCACHE_HEADER];
+    int ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() && st.st_size >= KCACHE_HEADER &&
+             st.st_size - KCACHE_HEADER <= (off_t)KCACHE_MAX_PAYLOAD && pread(fd, h, KCACHE_HEADER, 0) == KCACHE_HEADER;
+    ok = ok && memcmp(h, KCACHE_MAGIC, 8) == 0 && get_u32(h + 8) == KP_KCACHE_FORMAT &&
+         get_u32(h + 12) == KCACHE_HEADER && memcmp(h + 16, key->d, KP_SHA256_SIZE) == 0 &&
+         get_u64(h + 48) == (uint64_t)(st.st_size - KCACHE_HEADER);
+    unsigned char *buf = NULL;
+    size_t n = ok ? (size_t)get_u64(h + 48) : 0;
+    if (ok) {
+        buf = malloc(n ? n : 1);
+        size_t got = 0;
+        while (buf && got < n) {
+            ssize_t r = pread(fd, buf + got, n - got, (off_t)(KCACHE_HEADER + got));
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) break;
+            got += (size_t)r;
+        }
+        unsigned char sum[KP_SHA256_SIZE];
+        if (buf && got == n) kp__sha256(buf, n, sum);
+        ok = buf && got == n && memcmp(sum, h + 56, KP_SHA256_SIZE) == 0;
+    }
+    close(fd);
+    if (!ok) {
+        free(buf);
+        return -1;
+    }
+    *data = buf;
+    *len = n;
+    return 1;
+}
+
+static int write_all(int fd, const void *p, size_t n) {
+    const char *s = p;
+    while (n > 0) {
+        ssize_t w = write(fd, s, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return 0;
+        s += w;
+        n -= (size_t)w;
+    }
+    return 1;
+}
+
+static uint64_t random_suffix(void) {
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof r, GRND_NONBLOCK) == (ssize_t)sizeof r) return r;
+    /* No entropy yet (early boot): pid, time and a counter still differ per writer; O_EXCL catches the rest. */
+    static unsigned long counter;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)getpid() << 40 ^ (uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec << 20 ^
+           __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+}
+
+static int disk_write(const kp_kcache *c, const kp_kcache_key *key, const void *data, size_t len) {
+    char name[2 * KP_SHA256_SIZE + 1], tmp[2 * KP_SHA256_SIZE + 32];
+    hex(key, name);
+    int fd = -1;
+    for (int attempt = 0; attempt < 8 && fd < 0; attempt++) {
+        snprintf(tmp, sizeof tmp, ".tmp-%.16s-%016llx", name, (unsigned long long)random_suffix());
+        fd = openat(c->dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0 && errno != EEXIST) return 0;
+    }
+    if (fd < 0) return 0;
+    unsigned char h[KCACHE_HEADER];
+    make_header(h, key, data, len);
+    int ok = write_all(fd, h, sizeof h) && write_all(fd, data, len) && fsync(fd) == 0;
+    ok = close(fd) == 0 && ok;
+    /* rename is atomic: readers see the previous file or this one, never a mix */
+    if (ok) ok = renameat(c->dfd, tmp, c->dfd, name) == 0;
+    if (!ok) unlinkat(c->dfd, tmp, 0);
+    return ok;
+}
+
+/* ------------------------------------------------------------ get / put */
+
+int kp__kcache_get(kp_kcache *c, const kp_kcache_key *key, void **data, size_t *len) {
+    pthread_mutex_lock(&c->lock);
+    int hit = mem_lookup(c, key, data, len);
+    if (hit) c->stats.memory_hits++;
+    pthread_mutex_unlock(&c->lock);
+    if (hit) return 1;
+    int r = c->dfd >= 0 ? disk_read(c, key, data, len) : 0;
+    void *copy = NULL;
+    if (r == 1 && (copy = malloc(*len ? *len : 1)) != NULL) memcpy(copy, *data, *len);
+    pthread_mutex_lock(&c->lock);
+    if (r == 1) {
+        c->stats.disk_hits++;
+        if (copy) mem_insert(c, key, copy, *len);
+    } else {
+        c->stats.misses++;
+        if (r < 0) c->stats.rejected_files++;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return r == 1;
+}
+
+int kp__kcache_put(kp_kcache *c, const kp_kcache_key *key, const void *data, size_t len) {
+    void *copy = malloc(len ? len : 1);
+    if (copy) memcpy(copy, data, len);
+    int ok = c->dfd >= 0 && len <= KCACHE_MAX_PAYLOAD && disk_write(c, key, data, len);
+    pthread_mutex_lock(&c->lock);
+    if (copy) mem_insert(c, key, copy, len);
+    if (ok) c->stats.disk_writes++;
+    pthread_mutex_unlock(&c->lock);
+    return ok;
+}

@@ -1,0 +1,357 @@
+/*
+ * test_gpu_cuda.c — the CUDA engine against the CPU engine.
+ *
+ * Always (no GPU needed): CUDA device arrays given to the CPU or OpenCL engine
+ * are KP_ERR_UNSUPPORTED, arrays of one call on different devices are
+ * KP_ERR_ARGUMENT with both named, a negative device_id is KP_ERR_ARGUMENT,
+ * and without a device the CUDA engine (explicit or AUTO with device arrays)
+ * says "no CUDA device".
+ *
+ * With a device: every formula of the GPU case list (every op, every
+ * reduction, both axes, float32 and float64, gradients to second order)
+ * agrees with the CPU engine (values within 1e-5 / 1e-12 of the largest
+ * reference value, NaN where the CPU has NaN, indices exact) three ways:
+ * host arrays (copied by libkp), device arrays on a non-blocking stream
+ * (asynchronous: the test synchronizes the stream), and device arrays
+ * through KP_ENGINE_AUTO. Plus a batched, strided, batch-broadcast case on
+ * device arrays (gather/scatter helper kernels), and a pointer on the wrong
+ * device. Ragged sizes 37 x 301; under `split` (KP_GPU_CHUNK=300
+ * KP_GPU_SPLIT=1) the merge kernel runs too. Without a device: prints
+ * "SKIPPED: no CUDA device (reason)" and exits 77.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpu/cuda_driver.h"
+#include "gpu_cases.h"
+#include "kp.h"
+#include "kp_test_util.h"
+
+#define NX 37
+#define NY 301
+
+static int failures;
+static const kp_cuda_driver *cu;
+static CUstream stream;
+
+#define CHECK(cond, ...)                 \
+    do {                                 \
+        if (!(cond)) {                   \
+            printf("FAIL: " __VA_ARGS__); \
+            printf("\n");                \
+            failures++;                  \
+        }                                \
+    } while (0)
+
+/* ------------------------------------------------------------ device memory (test side) */
+
+static void *dev_upload(const void *host, size_t bytes) {
+    CUdeviceptr p = 0;
+    if (cu->MemAlloc(&p, bytes ? bytes : 8) != KP_CUDA_SUCCESS) return NULL;
+    if (bytes && (cu->MemcpyHtoDAsync(p, host, bytes, stream) != KP_CUDA_SUCCESS ||
+                  cu->StreamSynchronize(stream) != KP_CUDA_SUCCESS))
+        return NULL;
+    return (void *)(uintptr_t)p;
+}
+
+static int dev_download(void *host, const void *dev, size_t bytes) {
+    if (!bytes) return 1;
+    return cu->MemcpyDtoHAsync(host, (CUdeviceptr)(uintptr_t)dev, bytes, stream) == KP_CUDA_SUCCESS &&
+           cu->StreamSynchronize(stream) == KP_CUDA_SUCCESS;
+}
+
+static void dev_free(void *p) {
+    if (p) cu->MemFree((CUdeviceptr)(uintptr_t)p);
+}
+
+static kp_array on_device(kp_array a, void *dev) {
+    a.data = dev;
+    a.device = KP_DEVICE_CUDA;
+    a.device_id = 0;
+    return a;
+}
+
+/* ------------------------------------------------------------ refusals (no GPU needed) */
+
+static void check_refusals(kp_context *ctx, int have_device) {
+    const char *aliases[] = {"x = Vi(3)", "y = Vj(3)"};
+    float x[6] = {0}, y[9] = {0}, out[2];
+    kp_formula *f = NULL;
+    kp_plan *plan = NULL;
+    if (kp_formula_parse(ctx, "Sum_Reduction(SqDist(x,y), 1)", aliases, 2, &f) != KP_OK ||
+        kp_plan_new(ctx, f, KP_FLOAT32, &plan) != KP_OK) {
+        CHECK(0, "refusals: setup: %s", kp_context_message(ctx));
+        return;
+    }
+    /* fake device pointers: every check below fails before any is read */
+    kp_array args[2] = {kp_array_2d(x, KP_FLOAT32, 2, 3), kp_array_2d(y, KP_FLOAT32, 3, 3)};
+    kp_array o = kp_array_2d(out, KP_FLOAT32, 2, 1);
+    kp_array dargs[2] = {on_device(args[0], (void *)(uintptr_t)0x1000), on_device(args[1], (void *)(uintptr_t)0x2000)};
+    kp_array dout = on_device(o, (void *)(uintptr_t)0x3000);
+    kp_status st;
+
+    kp_context_set_engine(ctx, KP_ENGINE_CPU);
+    st = kp_plan_exec(plan, dargs, 2, &dout, NULL, NULL);
+    CHECK(st == KP_ERR_UNSUPPORTED && strstr(kp_context_message(ctx), "CPU engine"),
+          "CPU engine with device arrays: status %d '%s'", (int)st, kp_context_message(ctx));
+    if (kp_context_set_engine(ctx, KP_ENGINE_OPENCL) == KP_OK) {
+        st = kp_plan_exec(plan, dargs, 2, &dout, NULL, NULL);
+        CHECK(st == KP_ERR_UNSUPPORTED && strstr(kp_context_message(ctx), "OpenCL engine"),
+              "OpenCL engine with device arrays: status %d '%s'", (int)st, kp_context_message(ctx));
+    }
+    kp_context_set_engine(ctx, KP_ENGINE_AUTO);
+    kp_array mixed[2] = {args[0], dargs[1]};
+    st = kp_plan_exec(plan, mixed, 2, &o, NULL, NULL);
+    CHECK(st == KP_ERR_ARGUMENT && strstr(kp_context_message(ctx), "argument 1 on CUDA device 0"),
+          "host and device arrays mixed: status %d '%s'", (int)st, kp_context_message(ctx));
+    kp_array other = dargs[0];
+    other.device_id = 1;
+    kp_array two[2] = {other, dargs[1]};
+    st = kp_plan_exec(plan, two, 2, &dout, NULL, NULL);
+    CHECK(st == KP_ERR_ARGUMENT && strstr(kp_context_message(ctx), "CUDA device 1"),
+          "two devices: status %d '%s'", (int)st, kp_context_message(ctx));
+    other.device_id = -1;
+    kp_array neg[2] = {other, dargs[1]};
+    st = kp_plan_exec(plan, neg, 2, &dout, NULL, NULL);
+    CHECK(st == KP_ERR_ARGUMENT && strstr(kp_context_message(ctx), "negative"), "device_id -1: status %d '%s'",
+          (int)st, kp_context_message(ctx));
+    kp_array unknown = args[0];
+    unknown.device = (kp_device)5;
+    kp_array unk[2] = {unknown, args[1]};
+    st = kp_plan_exec(plan, unk, 2, &o, NULL, NULL);
+    CHECK(st == KP_ERR_ARGUMENT && strstr(kp_context_message(ctx), "unknown device"), "device 5: status %d '%s'",
+          (int)st, kp_context_message(ctx));
+    /* host arrays under AUTO still run on the CPU */
+    st = kp_plan_exec(plan, args, 2, &o, NULL, NULL);
+    CHECK(st == KP_OK, "AUTO with host arrays: %s", kp_context_message(ctx));
+    if (!have_device) {
+        st = kp_plan_exec(plan, dargs, 2, &dout, NULL, NULL);
+        CHECK(st == KP_ERR_UNSUPPORTED && strstr(kp_context_message(ctx), "no CUDA device"),
+              "AUTO with device arrays and no device: status %d '%s'", (int)st, kp_context_message(ctx));
+    } else {
+        /* a host pointer claimed to be on the device */
+        kp_array lie[2] = {on_device(args[0], x), dargs[1]};
+        kp_context_set_engine(ctx, KP_ENGINE_CUDA);
+        st = kp_plan_exec(plan, lie, 2, &dout, NULL, NULL);
+        CHECK(st == KP_ERR_ARGUMENT, "host pointer as a device array: status %d '%s'", (int)st,
+              kp_context_message(ctx));
+    }
+    kp_context_set_engine(ctx, KP_ENGINE_CPU);
+    kp_plan_free(plan);
+    kp_formula_free(f);
+}
+
+/* ------------------------------------------------------------ the case list */
+
+typedef enum { HOST = 0, DEVICE = 1, DEVICE_AUTO = 2 } mode;
+static const char *const mode_name[] = {"host arrays", "device arrays", "device arrays, AUTO"};
+
+/* Runs plan; outputs converted to double. */
+static kp_status run(kp_context *ctx, kp_engine eng, mode m, kp_plan *plan, const kp_array *args, int nargs,
+                     kp_dtype dt, int64_t rows, int od, double *out, int oi, int64_t *oidx) {
+    kp_status st = kp_context_set_engine(ctx, eng);
+    if (st != KP_OK) return st;
+    size_t esz = dt == KP_FLOAT32 ? 4 : 8, nv = (size_t)(rows * od), ni = (size_t)(rows * oi);
+    void *o = kpt_alloc_dtype(nv + 1, dt);
+    kp_array ao = kp_array_2d(o, dt, rows, od), ai = kp_array_2d(oidx, KP_INT64, rows, oi);
+    if (m == HOST) {
+        st = kp_plan_exec(plan, args, (size_t)nargs, od ? &ao : NULL, oi ? &ai : NULL, NULL);
+    } else {
+        kp_array *dargs = calloc((size_t)nargs + 1, sizeof *dargs);
+        void *dout = dev_upload(o, nv * esz), *didx = dev_upload(oidx, ni * 8);
+        for (int k = 0; k < nargs; k++) {
+            if (!args[k].data) continue;
+            size_t n = 1;
+            for (int d = 0; d < args[k].ndim; d++) n *= (size_t)args[k].shape[d];
+            dargs[k] = on_device(args[k], dev_upload(args[k].data, n * esz));
+        }
+        kp_array dao = on_device(ao, dout), dai = on_device(ai, didx);
+        kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
+        opt.cuda_stream = stream;
+        st = kp_plan_exec(plan, dargs, (size_t)nargs, od ? &dao : NULL, oi ? &dai : NULL, &opt);
+        cu->StreamSynchronize(stream); /* the call is asynchronous */
+        if (st == KP_OK && (!dev_download(o, dout, nv * esz) || !dev_download(oidx, didx, ni * 8)))
+            st = KP_ERR_INTERNAL;
+        for (int k = 0; k < nargs; k++) dev_free(dargs[k].data);
+        dev_free(dout);
+        dev_free(didx);
+        free(dargs);
+    }
+    if (od) kpt_from_dtype(o, dt, nv, out);
+    free(o);
+    return st;
+}
+
+static void run_case(kp_context *ctx, int c, int axis, kp_dtype dt) {
+    kp_formula *f = NULL, *base = NULL;
+    const char *label0;
+    char label[700];
+    if (kpt_gpu_case_formula(ctx, c, axis, &f, &label0) != KP_OK) {
+        CHECK(0, "%s: %s", label0, kp_context_message(ctx));
+        return;
+    }
+    char text[400];
+    snprintf(text, sizeof text, kpt_gpu_cases[c].fmt, axis);
+    kp_formula_parse(ctx, text, kpt_gpu_aliases, (size_t)kpt_gpu_naliases, &base);
+    int base_nargs = base ? kp_formula_num_args(base) : 0;
+    kp_formula_free(base);
+
+    int nargs = kp_formula_num_args(f);
+    kpt_rng rng;
+    kpt_rng_seed(&rng, 1234u + (uint64_t)c * 7u + (uint64_t)axis);
+    kp_array *args = calloc((size_t)nargs + 1, sizeof *args);
+    for (int k = 0; k < nargs; k++) {
+        kp_var_category cat;
+        int dim;
+        if (kp_formula_arg(f, k, &cat, &dim) != KP_OK) continue;
+        int64_t rows = cat == KP_VAR_I ? NX : cat == KP_VAR_J ? NY : 1;
+        size_t n = (size_t)(rows * dim);
+        double *d = malloc(n * sizeof *d);
+        kpt_gpu_fill(&rng, d, n, k, base_nargs);
+        void *buf = kpt_to_dtype(d, n, dt);
+        free(d);
+        args[k] = cat == KP_VAR_PARAM ? kp_array_1d(buf, dt, dim) : kp_array_2d(buf, dt, rows, dim);
+    }
+    int od = kp_formula_out_dim(f), oi = kp_formula_out_index_dim(f);
+    int64_t rows = kp_formula_sums_rows(f) ? 1 : (kp_formula_axis(f) == 1 ? NX : NY);
+    size_t nv = (size_t)(rows * od), ni = (size_t)(rows * oi);
+    double *rv = calloc(nv + 1, sizeof *rv), *gv = calloc(nv + 1, sizeof *gv);
+    int64_t *ri = calloc(ni + 1, sizeof *ri), *gi = calloc(ni + 1, sizeof *gi);
+    kp_plan *plan = NULL;
+    kp_status st = kp_plan_new(ctx, f, dt, &plan);
+    if (st == KP_OK) st = run(ctx, KP_ENGINE_CPU, HOST, plan, args, nargs, dt, rows, od, rv, oi, ri);
+    CHECK(st == KP_OK, "%s: CPU: %s", label0, kp_context_message(ctx));
+    for (int m = HOST; st == KP_OK && m <= DEVICE_AUTO; m++) {
+        snprintf(label, sizeof label, "%s [%s, %s]", label0, kpt_dtype_name(dt), mode_name[m]);
+        memset(gv, 0, (nv + 1) * sizeof *gv);
+        memset(gi, 0, (ni + 1) * sizeof *gi);
+        kp_status s2 = run(ctx, m == DEVICE_AUTO ? KP_ENGINE_AUTO : KP_ENGINE_CUDA, (mode)m, plan, args, nargs, dt,
+                           rows, od, gv, oi, gi);
+        CHECK(s2 == KP_OK, "%s: CUDA: %s", label, kp_context_message(ctx));
+        if (s2 == KP_OK && kpt_gpu_compare(label, dt, gv, rv, nv, gi, ri, ni)) failures++;
+    }
+    kp_context_set_engine(ctx, KP_ENGINE_CPU);
+    kp_plan_free(plan);
+    for (int k = 0; k < nargs; k++) free(args[k].data);
+    free(args);
+    free(rv);
+    free(gv);
+    free(ri);
+    free(gi);
+    kp_formula_free(f);
+}
+
+/* Batched (2 x 3), x stored transposed, y broadcast over the first batch
+ * dimension, output written with a row stride of 3 into a wider buffer: all
+ * on the device, so the gather and scatter helpers run. Also a parameter
+ * gradient (row sums on the device). */
+static void run_batched_strided(kp_context *ctx, kp_dtype dt) {
+    const char *aliases[] = {"x = Vi(0,3)", "y = Vj(1,3)", "b = Vj(2,2)"};
+    kpt_rng rng;
+    kpt_rng_seed(&rng, 99);
+    enum { N = 45, M = 133 };
+    size_t esz = dt == KP_FLOAT32 ? 4 : 8;
+    double xd[3 * N], yd[3 * M * 3], bd[2 * 3 * M * 2];
+    kpt_fill_uniform(&rng, xd, 3 * N, -1, 1);
+    kpt_fill_uniform(&rng, yd, 3 * M * 3, -1, 1);
+    kpt_fill_uniform(&rng, bd, 2 * 3 * M * 2, -1, 1);
+    void *x = kpt_to_dtype(xd, 3 * N, dt), *y = kpt_to_dtype(yd, 3 * M * 3, dt), *b = kpt_to_dtype(bd, 2 * 3 * M * 2, dt);
+    kp_array args[3];
+    args[0] = kp_array_2d(x, dt, N, 3);
+    args[0].strides[0] = 1;
+    args[0].strides[1] = N;
+    int64_t ys[4] = {1, 3, M, 3}, bs[4] = {2, 3, M, 2};
+    args[1] = kp_array_nd(y, dt, 4, ys);
+    args[1].strides[0] = 0;
+    args[2] = kp_array_nd(b, dt, 4, bs);
+    void *dx = dev_upload(x, 3 * N * esz), *dy = dev_upload(y, 3 * M * 3 * esz), *db = dev_upload(b, 2 * 3 * M * 2 * esz);
+    kp_array dargs[3] = {on_device(args[0], dx), on_device(args[1], dy), on_device(args[2], db)};
+    kp_formula *f = NULL;
+    kp_plan *plan = NULL;
+    kp_status st = kp_formula_parse(ctx, "Sum_Reduction(Exp(-SqDist(x,y))*b, 1)", aliases, 3, &f);
+    if (st == KP_OK) st = kp_plan_new(ctx, f, dt, &plan);
+    int64_t os[4] = {2, 3, N, 2};
+    size_t n = 2 * 3 * N * 2, wide = 2 * 3 * N * 3;
+    void *o1 = kpt_alloc_dtype(n, dt), *o2 = kpt_alloc_dtype(wide, dt);
+    memset(o2, 0, wide * esz);
+    void *dout = dev_upload(o2, wide * esz);
+    kp_array a1 = kp_array_nd(o1, dt, 4, os), a2 = on_device(kp_array_nd(dout, dt, 4, os), dout);
+    a2.strides[2] = 3; /* rows 3 apart: not the packed layout */
+    a2.strides[1] = N * 3;
+    a2.strides[0] = 3 * N * 3;
+    if (st == KP_OK) st = kp_context_set_engine(ctx, KP_ENGINE_CPU);
+    if (st == KP_OK) st = kp_plan_exec(plan, args, 3, &a1, NULL, NULL);
+    kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
+    opt.cuda_stream = stream;
+    if (st == KP_OK) st = kp_context_set_engine(ctx, KP_ENGINE_CUDA);
+    if (st == KP_OK) st = kp_plan_exec(plan, dargs, 3, &a2, NULL, &opt);
+    cu->StreamSynchronize(stream);
+    CHECK(st == KP_OK, "batched strided [%s]: %s", kpt_dtype_name(dt), kp_context_message(ctx));
+    if (st == KP_OK && dev_download(o2, dout, wide * esz)) {
+        double *r = malloc(n * sizeof *r), *g = malloc(wide * sizeof *g), *gp = malloc(n * sizeof *gp);
+        kpt_from_dtype(o1, dt, n, r);
+        kpt_from_dtype(o2, dt, wide, g);
+        for (size_t k = 0; k < n; k++) gp[k] = g[k / 2 * 3 + k % 2];
+        if (kpt_gpu_compare(dt == KP_FLOAT32 ? "batched strided float32" : "batched strided float64", dt, gp, r, n,
+                            NULL, NULL, 0))
+            failures++;
+        for (size_t k = 0; k < wide; k += 3)
+            CHECK(g[k + 2] == 0, "batched strided: the gap between rows was written at %zu", k);
+        free(r);
+        free(g);
+        free(gp);
+    }
+    kp_context_set_engine(ctx, KP_ENGINE_CPU);
+    kp_plan_free(plan);
+    kp_formula_free(f);
+    dev_free(dx);
+    dev_free(dy);
+    dev_free(db);
+    dev_free(dout);
+    free(x);
+    free(y);
+    free(b);
+    free(o1);
+    free(o2);
+}
+
+int main(int argc, char **argv) {
+    kp_context *ctx;
+    if (kp_context_new(&ctx) != KP_OK) return 1;
+    kp_status avail = kp_engine_available(ctx, KP_ENGINE_CUDA);
+    char why[512];
+    snprintf(why, sizeof why, "%s", kp_context_message(ctx));
+    check_refusals(ctx, avail == KP_OK);
+    if (avail != KP_OK) {
+        kp_context_free(ctx);
+        printf("refusal checks: %d failures\n", failures);
+        if (failures) return 1;
+        printf("SKIPPED: no CUDA device (%s)\n", why);
+        return 77;
+    }
+    char w[320];
+    const kp_cuda_device *dev = kp__cuda_device(0, w, sizeof w);
+    cu = kp__cuda_driver(NULL);
+    if (!dev || cu->CtxPushCurrent(dev->ctx) != KP_CUDA_SUCCESS ||
+        cu->StreamCreate(&stream, 1 /* CU_STREAM_NON_BLOCKING */) != KP_CUDA_SUCCESS) {
+        printf("FAIL: test setup on CUDA device 0: %s\n", w);
+        return 1;
+    }
+    printf("mode: %s; device 0: %s (sm_%d%d)\n", argc > 1 ? argv[1] : "default", dev->name, dev->cc_major,
+           dev->cc_minor);
+    int only = -1;
+    if (getenv("KP_GPU_TEST_CASE")) only = atoi(getenv("KP_GPU_TEST_CASE"));
+    for (int dti = 0; dti < 2; dti++) {
+        kp_dtype dt = dti ? KP_FLOAT64 : KP_FLOAT32;
+        for (int c = 0; c < kpt_gpu_ncases; c++)
+            for (int axis = 0; axis < 2; axis++)
+                if (only < 0 || only == c) run_case(ctx, c, axis, dt);
+        run_batched_strided(ctx, dt);
+    }
+    cu->StreamDestroy(stream);
+    kp_context_free(ctx);
+    printf("%d failures\n", failures);
+    return failures ? 1 : 0;
+}
