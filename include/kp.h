@@ -287,7 +287,7 @@ kp_status kp_plan_exec(kp_plan *plan, const kp_array *args, size_t n_args, kp_ar
  * position. Reductions with index outputs (ArgMin, ...) are refused. Formulas
  * the joint pass cannot take (other reductions, parameter gradients) and calls
  * it cannot take (batch dimensions, GPU engines, fewer than 512 i points, or
- * column buffers above 256 MiB) run one formula after the other instead; the
+ * column buffers above 64 MiB) run one formula after the other instead; the
  * choice depends on the sizes only, so results stay bit-identical for any
  * number of threads. A column sum is a compensated sum of blocks of at most
  * 64 terms: float32 keeps about 1e-6 relative accuracy at any size. */

@@ -7,11 +7,13 @@
 #include "plan/plan_internal.h"
 
 /* The joint pass needs enough groups of rows to keep threads busy, and its
- * column buffers (one per group) must stay small next to the inputs. Both are
- * decided from the sizes alone, never from the thread count (determinism). */
+ * column buffers (one per group: sum and compensation, coldim x M each) must
+ * stay small: 8 to 16 groups, 64 MiB at most (the N = 10^5 Hamiltonian's three
+ * gradients: 8 groups, 38 MB). Decided from the sizes alone, never from the
+ * thread count (determinism). */
 #define JOINT_MIN_GROUPS 8
-#define JOINT_MAX_GROUPS 64
-#define JOINT_MAX_BUFFER_BYTES ((int64_t)256 << 20)
+#define JOINT_MAX_GROUPS 16
+#define JOINT_MAX_BUFFER_BYTES ((int64_t)64 << 20)
 
 static int same_arguments(const kp_formula *a, const kp_formula *b) {
     if (a->nargs != b->nargs) return 0;

@@ -6,12 +6,12 @@
 then a backward pass through dq (second derivatives):
 - at N = 2,000 against dense torch float64 (every derivative, sigma included);
 - at large N in float32, in a fresh process, with the peak memory (VmHWM)
-  rising by less than 200 MB over the baseline after import and data. N is
+  rising by less than 100 MB over the baseline after import and data. N is
   20,000 by default (20-40 s on 2 cores); PYKP_TEST_LARGE=1 runs the full
   N = 100,000 (2-5 minutes on 2 busy cores: 10^10 pairs per reduction;
   the first backward is one joint libkp pass, the second two). Measured peak
-  rise: 166 MB with joint backward passes (libkp's joint column buffers, at
-  most 256 MiB by kp.h's design; 154 MB here), 16-24 MB with one reduction
+  rise: 56 MB with joint backward passes (libkp's joint column buffers, at
+  most 64 MiB by kp.h's design; 38 MB here), 16-24 MB with one reduction
   per gradient (PYKP_JOINT_BACKWARD=0).
 """
 import os
@@ -106,4 +106,4 @@ def test_hamiltonian_large_n_memory():
           % (n, t_first, t_second, peak, peak - base, base))
     assert finite
     assert err_p < 1e-5 and err_q < 1e-4, (err_p, err_q)
-    assert peak - base < 200, "peak memory rose by %.1f MB" % (peak - base)
+    assert peak - base < 100, "peak memory rose by %.1f MB" % (peak - base)
