@@ -66,7 +66,8 @@ def check_device(t, what="argument"):
     dev = t.device
     if dev.type != "cpu":
         raise KpRuntimeError(
-            "pykp: %s is on device '%s', but libkp has only a CPU engine so far. Move it with .cpu() "
+            "pykp: %s is on device '%s', but pykp drives only libkp's CPU engine so far (the CUDA engine is "
+            "reachable from C). Move it with .cpu() "
             "(pykp never copies between devices implicitly)." % (what, dev)
         )
 

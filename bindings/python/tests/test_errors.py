@@ -93,14 +93,14 @@ def test_other_devices_are_refused_without_copies():
     g = pykp.Genred(*GAUSS, axis=1)
     x, y, s, b = args()
     meta = torch.empty(10, 3, dtype=torch.float64, device="meta")
-    with pytest.raises(RuntimeError, match="only a CPU engine"):
+    with pytest.raises(RuntimeError, match="only libkp.s CPU engine"):
         g(meta, y, s, b)
-    with pytest.raises(RuntimeError, match="only a CPU engine"):
+    with pytest.raises(RuntimeError, match="only libkp.s CPU engine"):
         pykp.LazyTensor(meta[:, None, :])
-    with pytest.raises(RuntimeError, match="only a CPU engine"):
+    with pytest.raises(RuntimeError, match="only libkp.s CPU engine"):
         pykp.kernel_product(meta, y, b, "gaussian")
     if torch.cuda.is_available():  # pragma: no cover - no GPU on the CI machine
-        with pytest.raises(RuntimeError, match="only a CPU engine"):
+        with pytest.raises(RuntimeError, match="only libkp.s CPU engine"):
             g(x.cuda(), y, s, b)
 
 
