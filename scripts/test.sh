@@ -9,7 +9,8 @@
 #      examples);
 #   3. the same suites under AddressSanitizer + UndefinedBehaviorSanitizer
 #      (LeakSanitizer included) in build-asan/, without the largest cases and
-#      without the gpu ones (PoCL and NVRTC are not instrumented);
+#      without the gpu ones that run PoCL or NVRTC-compiled code (not
+#      instrumented), but with the kernel cache and the mock-driver CUDA tests;
 #   4. scripts/check_install.sh: install, then build examples against the
 #      installed library with pkg-config and with find_package;
 #   5. the Python binding (pykp): pip-installed into a venv over Debian's
@@ -47,6 +48,10 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKP_WERROR=ON \
 cmake --build build-asan -j"$jobs"
 KP_TEST_SKIP_LARGE=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -LE "large|gpu"
+# The GPU checks that are libkp's own host code: kernel cache, engine refusals,
+# the CUDA engine against the fake driver (NVRTC itself is not instrumented).
+KP_TEST_SKIP_LARGE=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build-asan --output-on-failure -R "^(gpu_kcache|gpu_noengine|gpu_cuda|gpu_cuda_mock.*)$"
 
 echo "== test.sh: install and use the installed library"
 scripts/check_install.sh -DKP_CUDA_AOT=OFF >/dev/null  # installing does not depend on the kernel table
