@@ -284,8 +284,10 @@ kp_status kp_plan_exec(kp_plan *plan, const kp_array *args, size_t n_args, kp_ar
  *
  * The formulas (1 to 8, made in one context) must take the same arguments:
  * same number, and the same category and dimension wherever two use the same
- * position. Reductions with index outputs (ArgMin, ...) are refused. Formulas
- * the joint pass cannot take (other reductions, parameter gradients) and calls
+ * position. Reductions with index outputs (ArgMin, ...) are refused. Parameter
+ * gradients (rows summed) join the pass through a per-row temporary, summed in
+ * double as kp_plan_exec sums them. Formulas the joint pass cannot take (other
+ * reductions than Sum) and calls
  * it cannot take (batch dimensions, GPU engines, fewer than 512 i points, or
  * column buffers above 64 MiB) run one formula after the other instead; the
  * choice depends on the sizes only, so results stay bit-identical for any

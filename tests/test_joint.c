@@ -5,8 +5,8 @@
  * - the gradients of the Gaussian kernel product w.r.t. x (a Sum over j), y and
  *   b (Sums over i), run in one joint pass, equal dense float64 references
  *   (float64 to 1e-12; float32 to 1e-5 for each sum scheme);
- * - the joint pass (N >= 512) and the formula-by-formula path (small N, batch
- *   dimensions, a parameter gradient in the list) give the same values;
+ * - a parameter gradient (rows summed) in the list, in the joint pass and
+ *   formula by formula, equals its ordinary plan;
  * - every thread count gives bit-identical outputs;
  * - edges: no j points, one j point, NaN inputs, formulas that do not depend
  *   on the reduced index, terms with more than three factors;
@@ -208,26 +208,46 @@ static void test_threads_identical(void **state) {
     gauss_free(&p);
 }
 
-/* A parameter gradient cannot join the pass: the plan runs formula by formula,
- * and each output equals that formula's own plan. */
-static void test_fallback_with_parameter_gradient(void **state) {
+/* Runs G->g[which] with an ordinary plan (kp_plan_exec) in float64; malloc'd. */
+static double *run_alone(grads *G, int which, const gauss *p) {
+    kp_plan *plan = NULL;
+    KPT_ASSERT_OK(G->ctx, kp_plan_new(G->ctx, G->g[which], KP_FLOAT64, &plan));
+    double g = p->g;
+    kp_array args[5] = {kp_array_2d(p->x, KP_FLOAT64, p->N, 3), kp_array_2d(p->y, KP_FLOAT64, p->M, 3),
+                        kp_array_1d(&g, KP_FLOAT64, 1), kp_array_2d(p->b, KP_FLOAT64, p->M, 1),
+                        kp_array_2d(p->e, KP_FLOAT64, p->N, 1)};
+    int64_t rows = out_rows_of(G, which, p);
+    int dim = kp_formula_out_dim(G->g[which]);
+    double *out = malloc((size_t)(rows * dim) * sizeof *out);
+    kp_array o = kp_array_2d(out, KP_FLOAT64, rows, dim);
+    KPT_ASSERT_OK(G->ctx, kp_plan_exec(plan, args, 5, &o, NULL, NULL));
+    kp_plan_free(plan);
+    return out;
+}
+
+/* A parameter gradient (rows summed) joins the pass through a per-row
+ * temporary: every output equals that formula's ordinary plan, in the joint
+ * pass (N = 600) and formula by formula (N = 100). */
+static void test_parameter_gradient_joins(void **state) {
     (void)state;
-    gauss p = gauss_new(600, 300, 9);
-    grads G = grads_new();
-    const int all[4] = {0, 1, 2, 3};
-    double *res[4];
-    run_cfg cfg = {2, KP_FLOAT64};
-    KPT_ASSERT_OK(G.ctx, run_joint(&G, all, 4, &p, cfg, res));
-    for (int k = 0; k < 4; k++) {
-        double *alone[1];
-        KPT_ASSERT_OK(G.ctx, run_joint(&G, &all[k], 1, &p, cfg, alone));
-        size_t count = (size_t)(out_rows_of(&G, k, &p) * kp_formula_out_dim(G.g[k]));
-        assert_int_equal(kpt_check("param list vs alone", res[k], alone[0], NULL, count, 1e-13, 1e-13), 0);
-        free(alone[0]);
+    const int64_t sizes[2] = {600, 100};
+    for (int s = 0; s < 2; s++) {
+        gauss p = gauss_new(sizes[s], 300, 9);
+        grads G = grads_new();
+        const int all[4] = {0, 1, 2, 3};
+        double *res[4];
+        run_cfg cfg = {2, KP_FLOAT64};
+        KPT_ASSERT_OK(G.ctx, run_joint(&G, all, 4, &p, cfg, res));
+        for (int k = 0; k < 4; k++) {
+            double *alone = run_alone(&G, k, &p);
+            size_t count = (size_t)(out_rows_of(&G, k, &p) * kp_formula_out_dim(G.g[k]));
+            assert_int_equal(kpt_check("joint vs ordinary plan", res[k], alone, NULL, count, 1e-12, 1e-12), 0);
+            free(alone);
+        }
+        free_all(res, 4);
+        grads_free(&G);
+        gauss_free(&p);
     }
-    free_all(res, 4);
-    grads_free(&G);
-    gauss_free(&p);
 }
 
 /* No j point: the Sum over j is 0 and the Sums over i are empty. One j point,
@@ -267,9 +287,11 @@ static void test_unusual_terms(void **state) {
         "Sum_Reduction(Exp(-SqDist(x,y)) * a * b * x * y * -3, 1)", /* five factors and a sign */
         "Sum_Reduction(Exp(-SqDist(x,y)) * a * b * (x - y) * a, 0)",
         "Sum_Reduction(Cos(x - y) + a, 1)", /* not a product */
+        "RowSum(Sum_Reduction(Exp(-SqDist(x,y)) * a * b * y, 0))", /* rows summed, both sides */
+        "RowSum(Sum_Reduction(Exp(-SqDist(x,y)) * x * b, 1))",
     };
-    const int n = 5;
-    kp_formula *fs[5];
+    const int n = 7;
+    kp_formula *fs[7];
     for (int k = 0; k < n; k++) KPT_ASSERT_OK(ctx, kp_formula_parse(ctx, texts[k], aliases, 4, &fs[k]));
     int64_t N = 640, M = 130;
     kpt_rng r;
@@ -278,10 +300,10 @@ static void test_unusual_terms(void **state) {
     double *a = kpt_random_array(&r, (size_t)N, -1, 1), *b = kpt_random_array(&r, (size_t)M, -1, 1);
     kp_array args[4] = {kp_array_2d(x, KP_FLOAT64, N, 2), kp_array_2d(y, KP_FLOAT64, M, 2),
                         kp_array_2d(a, KP_FLOAT64, N, 1), kp_array_2d(b, KP_FLOAT64, M, 1)};
-    double *joint[5], *alone[5];
-    kp_array outs[5];
+    double *joint[7], *alone[7];
+    kp_array outs[7];
     for (int k = 0; k < n; k++) {
-        int64_t rows = kp_formula_axis(fs[k]) == 1 ? N : M;
+        int64_t rows = kp_formula_sums_rows(fs[k]) ? 1 : kp_formula_axis(fs[k]) == 1 ? N : M;
         joint[k] = calloc((size_t)rows * 2, sizeof(double));
         alone[k] = calloc((size_t)rows * 2, sizeof(double));
         outs[k] = kp_array_2d(joint[k], KP_FLOAT64, rows, 2);
@@ -295,7 +317,7 @@ static void test_unusual_terms(void **state) {
     KPT_ASSERT_OK(ctx, kp_plan_new_joint(ctx, (const kp_formula *const *)fs, (size_t)n, KP_FLOAT64, &jp));
     KPT_ASSERT_OK(ctx, kp_plan_exec_joint(jp, args, 4, outs, (size_t)n, NULL));
     for (int k = 0; k < n; k++) {
-        int64_t rows = kp_formula_axis(fs[k]) == 1 ? N : M;
+        int64_t rows = kp_formula_sums_rows(fs[k]) ? 1 : kp_formula_axis(fs[k]) == 1 ? N : M;
         assert_int_equal(kpt_check(texts[k], joint[k], alone[k], NULL, (size_t)rows * 2, 1e-12, 1e-12), 0);
         free(joint[k]);
         free(alone[k]);
@@ -401,7 +423,7 @@ int main(void) {
         cmocka_unit_test(test_reference_f64),
         cmocka_unit_test(test_reference_f32_schemes),
         cmocka_unit_test(test_threads_identical),
-        cmocka_unit_test(test_fallback_with_parameter_gradient),
+        cmocka_unit_test(test_parameter_gradient_joins),
         cmocka_unit_test(test_edges),
         cmocka_unit_test(test_unusual_terms),
         cmocka_unit_test(test_long_columns_f32),

@@ -1,4 +1,5 @@
 /* joint.c — joint plans: several Sum reductions of the same arguments in one pass over the pairs. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,7 +25,7 @@ static int same_arguments(const kp_formula *a, const kp_formula *b) {
     return 1;
 }
 
-static int joint_term_allowed(const kp_formula *f) { return f->red == KP_RED_SUM && !f->sum_rows; }
+static int joint_term_allowed(const kp_formula *f) { return f->red == KP_RED_SUM; }
 
 kp_status kp_plan_new_joint(kp_context *ctx, const kp_formula *const *fs, size_t n, kp_dtype dtype, kp_plan **out) {
     if (!ctx) return KP_ERR_NULL;
@@ -121,6 +122,48 @@ static int joint_job(const kp_plan *plan, const kp_array *args, const kp_array *
     return choose_groups(jj, plan->dtype == KP_FLOAT32 ? sizeof(float) : sizeof(double)) > 0;
 }
 
+/* Parameter gradients (their rows summed: kp_formula_sums_rows) join the pass
+ * as per-row terms written into a temporary, whose rows are then summed in
+ * double, in row order, as an ordinary plan sums them (plan.c). tmp[k]: formula
+ * k's temporary, NULL for the others. */
+static kp_status attach_row_sums(const kp_plan *plan, const kp_cpu_job *jobs, kp_cpu_joint_job *jj, void **tmp) {
+    size_t esz = plan->dtype == KP_FLOAT32 ? sizeof(float) : sizeof(double);
+    const kp_program *prog = &plan->prog;
+    for (int side = 0; side < 2; side++)
+        for (int t = 0; t < prog->nterms[side]; t++) {
+            int f = prog->terms[side][t].formula, dim = prog->terms[side][t].dim;
+            if (!plan->parts[f]->sum_rows) continue;
+            int64_t rows = jobs[f].nrows, count;
+            if (!kp__mul_size(rows, dim, &count) || !kp__mul_size(count, (int64_t)esz, &count))
+                return kp__fail(plan->ctx, KP_ERR_TOO_LARGE, "formula %d: row-summed output: temporary too large", f);
+            tmp[f] = malloc((size_t)count + 1);
+            if (!tmp[f])
+                return kp__fail(plan->ctx, KP_ERR_OOM, "formula %d: out of memory for %lld bytes of per-row results", f,
+                                (long long)count);
+            memset(&jj->out[side][t], 0, sizeof jj->out[side][t]);
+            jj->out[side][t].base = tmp[f];
+            jj->out[side][t].row_stride = dim;
+            jj->out[side][t].comp_stride = 1;
+        }
+    return KP_OK;
+}
+
+static void finish_row_sums(const kp_plan *plan, const kp_cpu_job *jobs, void *const *tmp) {
+    for (int f = 0; f < plan->nparts; f++) {
+        if (!tmp[f]) continue;
+        const kp_cpu_arg *o = &jobs[f].out;
+        int dim = plan->parts[f]->out_dim;
+        for (int c = 0; c < dim; c++) {
+            double sum = 0;
+            for (int64_t r = 0; r < jobs[f].nrows; r++)
+                sum += plan->dtype == KP_FLOAT32 ? (double)((const float *)tmp[f])[r * dim + c]
+                                                 : ((const double *)tmp[f])[r * dim + c];
+            if (plan->dtype == KP_FLOAT32) ((float *)(uintptr_t)o->base)[c * o->comp_stride] = (float)sum;
+            else ((double *)(uintptr_t)o->base)[c * o->comp_stride] = sum;
+        }
+    }
+}
+
 kp_status kp_plan_exec_joint(kp_plan *plan, const kp_array *args, size_t n_args, kp_array *outs, size_t n_outs,
                              const kp_exec_options *options) {
     if (!plan) return KP_ERR_NULL;
@@ -149,7 +192,11 @@ kp_status kp_plan_exec_joint(kp_plan *plan, const kp_array *args, size_t n_args,
         M = m;
     }
     if (st == KP_OK && joint_job(plan, args, outs, jobs, jj)) {
-        st = kp__cpu_run_joint(ctx, jj);
+        void *tmp[KP_MAX_JOINT] = {NULL};
+        st = attach_row_sums(plan, jobs, jj, tmp);
+        if (st == KP_OK) st = kp__cpu_run_joint(ctx, jj);
+        if (st == KP_OK) finish_row_sums(plan, jobs, tmp);
+        for (int k = 0; k < plan->nparts; k++) free(tmp[k]);
     } else {
         for (int k = 0; st == KP_OK && k < plan->nparts; k++) {
             st = kp_plan_exec(plan->parts[k], args, n_args, &outs[k], NULL, options);
