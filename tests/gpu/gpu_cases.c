@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kp_test_util.h"
 
@@ -100,4 +101,56 @@ size_t kpt_gpu_compare(const char *label, kp_dtype dt, const double *got, const 
     bad += kpt_check_index(label, gi, ri, ni);
     if (bad) printf("FAIL: %s (%zu mismatches)\n", label, bad);
     return bad;
+}
+
+kp_status kpt_gpu_batched_new(kp_context *ctx, kp_dtype dt, kpt_gpu_batched *bt) {
+    const char *aliases[] = {"x = Vi(0,3)", "y = Vj(1,3)", "b = Vj(2,2)"};
+    enum { N = KPT_BATCHED_N, M = KPT_BATCHED_M };
+    memset(bt, 0, sizeof *bt);
+    bt->dt = dt;
+    kpt_rng rng;
+    kpt_rng_seed(&rng, 99);
+    bt->nx = 3 * N;
+    bt->ny = 3 * M * 3;
+    bt->nb = 2 * 3 * M * 2;
+    double *xd = malloc(bt->nx * sizeof *xd), *yd = malloc(bt->ny * sizeof *yd), *bd = malloc(bt->nb * sizeof *bd);
+    kpt_fill_uniform(&rng, xd, bt->nx, -1, 1);
+    kpt_fill_uniform(&rng, yd, bt->ny, -1, 1);
+    kpt_fill_uniform(&rng, bd, bt->nb, -1, 1);
+    bt->x = kpt_to_dtype(xd, bt->nx, dt);
+    bt->y = kpt_to_dtype(yd, bt->ny, dt);
+    bt->b = kpt_to_dtype(bd, bt->nb, dt);
+    free(xd);
+    free(yd);
+    free(bd);
+    bt->args[0] = kp_array_2d(bt->x, dt, N, 3); /* x: (N,3) stored as (3,N) */
+    bt->args[0].strides[0] = 1;
+    bt->args[0].strides[1] = N;
+    int64_t ys[4] = {1, 3, M, 3}, bs[4] = {2, 3, M, 2};
+    bt->args[1] = kp_array_nd(bt->y, dt, 4, ys);
+    bt->args[1].strides[0] = 0; /* broadcast over the first batch dimension */
+    bt->args[2] = kp_array_nd(bt->b, dt, 4, bs);
+    int64_t os[4] = {2, 3, N, 2};
+    memcpy(bt->out_shape, os, sizeof os);
+    bt->n = 2 * 3 * N * 2;
+    void *o = kpt_alloc_dtype(bt->n, dt);
+    kp_array out = kp_array_nd(o, dt, 4, os);
+    kp_status st = kp_formula_parse(ctx, "Sum_Reduction(Exp(-SqDist(x,y))*b, 1)", aliases, 3, &bt->f);
+    if (st == KP_OK) st = kp_plan_new(ctx, bt->f, dt, &bt->plan);
+    if (st == KP_OK) st = kp_context_set_engine(ctx, KP_ENGINE_CPU);
+    if (st == KP_OK) st = kp_plan_exec(bt->plan, bt->args, 3, &out, NULL, NULL);
+    bt->ref = malloc(bt->n * sizeof *bt->ref);
+    if (st == KP_OK) kpt_from_dtype(o, dt, bt->n, bt->ref);
+    free(o);
+    return st;
+}
+
+void kpt_gpu_batched_free(kpt_gpu_batched *bt) {
+    kp_plan_free(bt->plan);
+    kp_formula_free(bt->f);
+    free(bt->x);
+    free(bt->y);
+    free(bt->b);
+    free(bt->ref);
+    memset(bt, 0, sizeof *bt);
 }

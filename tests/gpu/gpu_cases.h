@@ -35,4 +35,26 @@ void kpt_gpu_fill(struct kpt_rng *rng, double *a, size_t n, int pos, int base_na
 size_t kpt_gpu_compare(const char *label, kp_dtype dt, const double *got, const double *ref, size_t n,
                        const int64_t *gi, const int64_t *ri, size_t ni);
 
+/* The batched and strided case both engine tests run: a Gaussian kernel
+ * product over a (2 x 3) batch, x (N,3) stored transposed and shared by the
+ * batches, y broadcast over the first batch dimension, b (2,3,M,2); args
+ * describe host arrays; ref holds the CPU engine's output (n values, shape
+ * (2,3,N,2) contiguous). */
+enum { KPT_BATCHED_N = 45, KPT_BATCHED_M = 133 };
+typedef struct kpt_gpu_batched {
+    kp_dtype dt;
+    void *x, *y, *b;
+    size_t nx, ny, nb; /* elements */
+    kp_array args[3];
+    kp_formula *f;
+    kp_plan *plan;
+    int64_t out_shape[4];
+    size_t n;
+    double *ref;
+} kpt_gpu_batched;
+
+/* KP_OK, or the failing status (message in ctx); leaves ctx on the CPU engine. */
+kp_status kpt_gpu_batched_new(kp_context *ctx, kp_dtype dt, kpt_gpu_batched *bt);
+void kpt_gpu_batched_free(kpt_gpu_batched *bt);
+
 #endif

@@ -243,78 +243,49 @@ static void run_case(kp_context *ctx, int c, int axis, kp_dtype dt) {
     kp_formula_free(f);
 }
 
-/* Batched (2 x 3), x stored transposed, y broadcast over the first batch
- * dimension, output written with a row stride of 3 into a wider buffer: all
- * on the device, so the gather and scatter helpers run. Also a parameter
- * gradient (row sums on the device). */
+/* The batched and strided case of gpu_cases.c, all on the device, with the
+ * output written with a row stride of 3 into a wider buffer: the gather and
+ * scatter helpers run. */
 static void run_batched_strided(kp_context *ctx, kp_dtype dt) {
-    const char *aliases[] = {"x = Vi(0,3)", "y = Vj(1,3)", "b = Vj(2,2)"};
-    kpt_rng rng;
-    kpt_rng_seed(&rng, 99);
-    enum { N = 45, M = 133 };
+    enum { N = KPT_BATCHED_N };
+    kpt_gpu_batched bt;
+    kp_status st = kpt_gpu_batched_new(ctx, dt, &bt);
     size_t esz = dt == KP_FLOAT32 ? 4 : 8;
-    double xd[3 * N], yd[3 * M * 3], bd[2 * 3 * M * 2];
-    kpt_fill_uniform(&rng, xd, 3 * N, -1, 1);
-    kpt_fill_uniform(&rng, yd, 3 * M * 3, -1, 1);
-    kpt_fill_uniform(&rng, bd, 2 * 3 * M * 2, -1, 1);
-    void *x = kpt_to_dtype(xd, 3 * N, dt), *y = kpt_to_dtype(yd, 3 * M * 3, dt), *b = kpt_to_dtype(bd, 2 * 3 * M * 2, dt);
-    kp_array args[3];
-    args[0] = kp_array_2d(x, dt, N, 3);
-    args[0].strides[0] = 1;
-    args[0].strides[1] = N;
-    int64_t ys[4] = {1, 3, M, 3}, bs[4] = {2, 3, M, 2};
-    args[1] = kp_array_nd(y, dt, 4, ys);
-    args[1].strides[0] = 0;
-    args[2] = kp_array_nd(b, dt, 4, bs);
-    void *dx = dev_upload(x, 3 * N * esz), *dy = dev_upload(y, 3 * M * 3 * esz), *db = dev_upload(b, 2 * 3 * M * 2 * esz);
-    kp_array dargs[3] = {on_device(args[0], dx), on_device(args[1], dy), on_device(args[2], db)};
-    kp_formula *f = NULL;
-    kp_plan *plan = NULL;
-    kp_status st = kp_formula_parse(ctx, "Sum_Reduction(Exp(-SqDist(x,y))*b, 1)", aliases, 3, &f);
-    if (st == KP_OK) st = kp_plan_new(ctx, f, dt, &plan);
-    int64_t os[4] = {2, 3, N, 2};
-    size_t n = 2 * 3 * N * 2, wide = 2 * 3 * N * 3;
-    void *o1 = kpt_alloc_dtype(n, dt), *o2 = kpt_alloc_dtype(wide, dt);
+    void *dx = dev_upload(bt.x, bt.nx * esz), *dy = dev_upload(bt.y, bt.ny * esz), *db = dev_upload(bt.b, bt.nb * esz);
+    kp_array dargs[3] = {on_device(bt.args[0], dx), on_device(bt.args[1], dy), on_device(bt.args[2], db)};
+    size_t n = bt.n, wide = 2 * 3 * N * 3;
+    void *o2 = kpt_alloc_dtype(wide, dt);
     memset(o2, 0, wide * esz);
     void *dout = dev_upload(o2, wide * esz);
-    kp_array a1 = kp_array_nd(o1, dt, 4, os), a2 = on_device(kp_array_nd(dout, dt, 4, os), dout);
+    kp_array a2 = on_device(kp_array_nd(dout, dt, 4, bt.out_shape), dout);
     a2.strides[2] = 3; /* rows 3 apart: not the packed layout */
     a2.strides[1] = N * 3;
     a2.strides[0] = 3 * N * 3;
-    if (st == KP_OK) st = kp_context_set_engine(ctx, KP_ENGINE_CPU);
-    if (st == KP_OK) st = kp_plan_exec(plan, args, 3, &a1, NULL, NULL);
     kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
     opt.cuda_stream = stream;
     if (st == KP_OK) st = kp_context_set_engine(ctx, KP_ENGINE_CUDA);
-    if (st == KP_OK) st = kp_plan_exec(plan, dargs, 3, &a2, NULL, &opt);
+    if (st == KP_OK) st = kp_plan_exec(bt.plan, dargs, 3, &a2, NULL, &opt);
     cu->StreamSynchronize(stream);
     CHECK(st == KP_OK, "batched strided [%s]: %s", kpt_dtype_name(dt), kp_context_message(ctx));
     if (st == KP_OK && dev_download(o2, dout, wide * esz)) {
-        double *r = malloc(n * sizeof *r), *g = malloc(wide * sizeof *g), *gp = malloc(n * sizeof *gp);
-        kpt_from_dtype(o1, dt, n, r);
+        double *g = malloc(wide * sizeof *g), *gp = malloc(n * sizeof *gp);
         kpt_from_dtype(o2, dt, wide, g);
         for (size_t k = 0; k < n; k++) gp[k] = g[k / 2 * 3 + k % 2];
-        if (kpt_gpu_compare(dt == KP_FLOAT32 ? "batched strided float32" : "batched strided float64", dt, gp, r, n,
-                            NULL, NULL, 0))
+        if (kpt_gpu_compare(dt == KP_FLOAT32 ? "batched strided float32" : "batched strided float64", dt, gp, bt.ref,
+                            n, NULL, NULL, 0))
             failures++;
         for (size_t k = 0; k < wide; k += 3)
             CHECK(g[k + 2] == 0, "batched strided: the gap between rows was written at %zu", k);
-        free(r);
         free(g);
         free(gp);
     }
     kp_context_set_engine(ctx, KP_ENGINE_CPU);
-    kp_plan_free(plan);
-    kp_formula_free(f);
     dev_free(dx);
     dev_free(dy);
     dev_free(db);
     dev_free(dout);
-    free(x);
-    free(y);
-    free(b);
-    free(o1);
     free(o2);
+    kpt_gpu_batched_free(&bt);
 }
 
 int main(int argc, char **argv) {

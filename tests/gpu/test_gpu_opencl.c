@@ -106,57 +106,27 @@ static void run_case(kp_context *ctx, int c, int axis, kp_dtype dt) {
     kp_formula_free(f);
 }
 
-/* Batched (2 x 3 batch, x shared, y broadcast over the first batch dim) and
- * strided (x stored transposed) Gaussian kernel product, both engines. */
+/* The batched and strided case of gpu_cases.c on the OpenCL engine. */
 static void run_batched_strided(kp_context *ctx, kp_dtype dt) {
-    const char *aliases[] = {"x = Vi(0,3)", "y = Vj(1,3)", "b = Vj(2,2)"};
-    kpt_rng rng;
-    kpt_rng_seed(&rng, 99);
-    enum { N = 45, M = 133 };
-    double xd[3 * N], yd[3 * M * 3], bd[2 * 3 * M * 2];
-    kpt_fill_uniform(&rng, xd, 3 * N, -1, 1);
-    kpt_fill_uniform(&rng, yd, 3 * M * 3, -1, 1);
-    kpt_fill_uniform(&rng, bd, 2 * 3 * M * 2, -1, 1);
-    void *x = kpt_to_dtype(xd, 3 * N, dt), *y = kpt_to_dtype(yd, 3 * M * 3, dt), *b = kpt_to_dtype(bd, 2 * 3 * M * 2, dt);
-    kp_array args[3];
-    args[0] = kp_array_2d(x, dt, N, 3); /* x: (N,3) stored as (3,N) */
-    args[0].strides[0] = 1;
-    args[0].strides[1] = N;
-    int64_t ys[4] = {1, 3, M, 3}, bs[4] = {2, 3, M, 2};
-    args[1] = kp_array_nd(y, dt, 4, ys);
-    args[1].strides[0] = 0; /* broadcast over the first batch dimension */
-    args[2] = kp_array_nd(b, dt, 4, bs);
-    kp_formula *f = NULL;
-    kp_plan *plan = NULL;
-    kp_status st = kp_formula_parse(ctx, "Sum_Reduction(Exp(-SqDist(x,y))*b, 1)", aliases, 3, &f);
-    if (st == KP_OK) st = kp_plan_new(ctx, f, dt, &plan);
-    int64_t os[4] = {2, 3, N, 2};
-    size_t n = 2 * 3 * N * 2;
-    void *o1 = kpt_alloc_dtype(n, dt), *o2 = kpt_alloc_dtype(n, dt);
-    kp_array a1 = kp_array_nd(o1, dt, 4, os), a2 = kp_array_nd(o2, dt, 4, os);
-    if (st == KP_OK) st = kp_context_set_engine(ctx, KP_ENGINE_CPU);
-    if (st == KP_OK) st = kp_plan_exec(plan, args, 3, &a1, NULL, NULL);
+    kpt_gpu_batched bt;
+    kp_status st = kpt_gpu_batched_new(ctx, dt, &bt);
+    void *o = kpt_alloc_dtype(bt.n, dt);
+    kp_array out = kp_array_nd(o, dt, 4, bt.out_shape);
     if (st == KP_OK) st = kp_context_set_engine(ctx, KP_ENGINE_OPENCL);
-    if (st == KP_OK) st = kp_plan_exec(plan, args, 3, &a2, NULL, NULL);
+    if (st == KP_OK) st = kp_plan_exec(bt.plan, bt.args, 3, &out, NULL, NULL);
     if (st != KP_OK) {
         printf("FAIL: batched strided [%s]: %s\n", kpt_dtype_name(dt), kp_context_message(ctx));
         failures++;
     } else {
-        double *r = malloc(n * sizeof *r), *g = malloc(n * sizeof *g);
-        kpt_from_dtype(o1, dt, n, r);
-        kpt_from_dtype(o2, dt, n, g);
-        compare(dt == KP_FLOAT32 ? "batched strided float32" : "batched strided float64", dt, g, r, n, NULL, NULL, 0);
-        free(r);
+        double *g = malloc(bt.n * sizeof *g);
+        kpt_from_dtype(o, dt, bt.n, g);
+        compare(dt == KP_FLOAT32 ? "batched strided float32" : "batched strided float64", dt, g, bt.ref, bt.n, NULL,
+                NULL, 0);
         free(g);
     }
     kp_context_set_engine(ctx, KP_ENGINE_CPU);
-    kp_plan_free(plan);
-    kp_formula_free(f);
-    free(x);
-    free(y);
-    free(b);
-    free(o1);
-    free(o2);
+    free(o);
+    kpt_gpu_batched_free(&bt);
 }
 
 int main(int argc, char **argv) {
