@@ -256,9 +256,8 @@ if torch is not None:
     _NEEDS_OUTPUT = ("LogSumExp", "SumSoftMaxWeight")  # gradient takes the forward output O
 
     def _joinable(g):
-        """A gradient formula the joint pass of libkp takes: a Sum, not summing
-        its rows. A parameter gradient (a Sum whose rows are summed) joins as
-        its unsummed version, whose rows pykp sums afterwards."""
+        """A gradient formula the joint pass of libkp takes: a Sum (a parameter
+        gradient, whose rows libkp sums, included)."""
         return g.reduction == "Sum" and g.out_dim > 0
 
     def _input_grads(ctx, node, args, out, idx, G, needs):
@@ -305,11 +304,9 @@ if torch is not None:
                 nparts = -(-len(joint) // _lib.KP_MAX_JOINT)  # parts of 2 to KP_MAX_JOINT formulas
                 for i in range(nparts):
                     part = joint[i * len(joint) // nparts : (i + 1) * len(joint) // nparts]
-                    keys = tuple(gnode.derived("rows").key if g.sums_rows else gnode.key for _, gnode, g in part)
+                    keys = tuple(gnode.key for _, gnode, _ in part)
                     outs = _KpJointFunction.apply(_JointNode(keys, node.nx, node.ny, node.scheme), *gargs)
-                    for (k, _, g), gk in zip(part, outs):
-                        if g.sums_rows:  # the unsummed gradient of a parameter: sum its rows here
-                            gk = gk.sum(-2, keepdim=True)
+                    for (k, _, _), gk in zip(part, outs):
                         grads[k] = _fit_grad(gk, args[k], f.args[k].cat)
             else:
                 joint = []

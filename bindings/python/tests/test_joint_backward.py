@@ -90,7 +90,7 @@ def test_gaussian_gradients_match_separate_reductions(monkeypatch, dtype):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_parameter_gradient_joins_the_pass(monkeypatch, dtype):
-    """sigma's gradient (rows summed) joins as its per-row version, summed by pykp."""
+    """sigma's gradient (rows summed) joins the pass as it is (libkp sums its rows)."""
     x0, y0, b0, W = data(dtype)
     calls = Calls(monkeypatch)
 
