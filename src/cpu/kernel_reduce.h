@@ -23,25 +23,17 @@ static void state_init(const kp_program *prog, REAL *s, int64_t *ix) {
     int nreal, nidx;
     state_size(prog, &nreal, &nidx);
     int D = prog->fdim;
-    switch (prog->red) {
-    case KP_RED_SUM: memset(s, 0, (size_t)nreal * sizeof *s); break;
-    case KP_RED_LOGSUMEXP:
+    switch (kp__reduction_family(prog->red)) {
+    case KP_FAMILY_SUM: memset(s, 0, (size_t)nreal * sizeof *s); break;
+    case KP_FAMILY_LOGSUMEXP:
         memset(s, 0, (size_t)nreal * sizeof *s);
         for (int d = 0; d < D; d++) s[d] = (REAL)-INFINITY;
         break;
-    case KP_RED_SUMSOFTMAXWEIGHT:
+    case KP_FAMILY_SOFTMAX:
         memset(s, 0, (size_t)nreal * sizeof *s);
         s[0] = (REAL)-INFINITY;
         break;
-    case KP_RED_MIN:
-    case KP_RED_MAX:
-    case KP_RED_ARGMIN:
-    case KP_RED_ARGMAX:
-    case KP_RED_MIN_ARGMIN:
-    case KP_RED_MAX_ARGMAX:
-    case KP_RED_KMIN:
-    case KP_RED_ARGKMIN:
-    case KP_RED_KMIN_ARGKMIN:
+    case KP_FAMILY_SELECT:
         for (int k = 0; k < nreal; k++) s[k] = (REAL)(kp__is_max_reduction(prog->red) ? -INFINITY : INFINITY);
         for (int k = 0; k < nidx; k++) ix[k] = -1;
         break;
@@ -293,8 +285,8 @@ static void state_accumulate(const kp_program *prog, kp_sum_scheme scheme, REAL 
     int D = prog->fdim;
     int lane_kahan = KP_REAL_F32 && scheme == KP_SUM_KAHAN;
     int compensate = !(KP_REAL_F32 && scheme == KP_SUM_PLAIN);
-    switch (prog->red) {
-    case KP_RED_SUM:
+    switch (kp__reduction_family(prog->red)) {
+    case KP_FAMILY_SUM:
         for (int d = 0; d < D; d++) {
             REAL t = f2 ? tile_dot(f + (prog->red_f.dim == 1 ? 0 : (size_t)d * TILE),
                                    f2 + (prog->red_f2.dim == 1 ? 0 : (size_t)d * TILE), len, lane_kahan)
@@ -303,42 +295,26 @@ static void state_accumulate(const kp_program *prog, kp_sum_scheme scheme, REAL 
             else st[d] += t;
         }
         break;
-    case KP_RED_LOGSUMEXP: lse_tile(st, D, f, len, tmp, lane_kahan); break;
-    case KP_RED_SUMSOFTMAXWEIGHT: ssmw_tile(st, prog->red_g.dim, f, g, len, tmp, lane_kahan); break;
-    case KP_RED_MIN:
-    case KP_RED_MAX:
-    case KP_RED_ARGMIN:
-    case KP_RED_ARGMAX:
-    case KP_RED_MIN_ARGMIN:
-    case KP_RED_MAX_ARGMAX:
-    case KP_RED_KMIN:
-    case KP_RED_ARGKMIN:
-    case KP_RED_KMIN_ARGKMIN: select_tile(prog, st, ix, f, len, j0); break;
+    case KP_FAMILY_LOGSUMEXP: lse_tile(st, D, f, len, tmp, lane_kahan); break;
+    case KP_FAMILY_SOFTMAX: ssmw_tile(st, prog->red_g.dim, f, g, len, tmp, lane_kahan); break;
+    case KP_FAMILY_SELECT: select_tile(prog, st, ix, f, len, j0); break;
     }
 }
 
 static void state_merge(const kp_program *prog, REAL *a, int64_t *ai, const REAL *b, const int64_t *bi) {
     int D = prog->fdim;
-    switch (prog->red) {
-    case KP_RED_SUM:
+    switch (kp__reduction_family(prog->red)) {
+    case KP_FAMILY_SUM:
         for (int d = 0; d < D; d++) {
             kahan_add(&a[d], &a[D + d], b[d]);
             kahan_add(&a[d], &a[D + d], -b[D + d]);
         }
         break;
-    case KP_RED_LOGSUMEXP:
+    case KP_FAMILY_LOGSUMEXP:
         for (int d = 0; d < D; d++) lse_merge(&a[d], &a[D + d], &a[2 * D + d], b[d], b[D + d], b[2 * D + d]);
         break;
-    case KP_RED_SUMSOFTMAXWEIGHT: ssmw_merge(a, b, prog->red_g.dim); break;
-    case KP_RED_MIN:
-    case KP_RED_MAX:
-    case KP_RED_ARGMIN:
-    case KP_RED_ARGMAX:
-    case KP_RED_MIN_ARGMIN:
-    case KP_RED_MAX_ARGMAX:
-    case KP_RED_KMIN:
-    case KP_RED_ARGKMIN:
-    case KP_RED_KMIN_ARGKMIN: select_merge(prog, a, ai, b, bi); break;
+    case KP_FAMILY_SOFTMAX: ssmw_merge(a, b, prog->red_g.dim); break;
+    case KP_FAMILY_SELECT: select_merge(prog, a, ai, b, bi); break;
     }
 }
 

@@ -484,23 +484,15 @@ static int kof(const kp_program *prog) { return kp__kept_per_component(prog); }
 static void emit_init(sbuf *s, const kp_program *prog, const char *st, const char *sx) {
     int nreal, nidx, D = prog->fdim;
     kp__state_size(prog, &nreal, &nidx);
-    switch (prog->red) {
-    case KP_RED_SUM: sb_printf(s, "    for (int q_ = 0; q_ < %d; q_++) %s[q_] = 0;\n", nreal, st); break;
-    case KP_RED_LOGSUMEXP:
+    switch (kp__reduction_family(prog->red)) {
+    case KP_FAMILY_SUM: sb_printf(s, "    for (int q_ = 0; q_ < %d; q_++) %s[q_] = 0;\n", nreal, st); break;
+    case KP_FAMILY_LOGSUMEXP:
         sb_printf(s, "    for (int q_ = 0; q_ < %d; q_++) %s[q_] = q_ < %d ? -KP_INF : (real)0;\n", nreal, st, D);
         break;
-    case KP_RED_SUMSOFTMAXWEIGHT:
+    case KP_FAMILY_SOFTMAX:
         sb_printf(s, "    for (int q_ = 0; q_ < %d; q_++) %s[q_] = q_ == 0 ? -KP_INF : (real)0;\n", nreal, st);
         break;
-    case KP_RED_MIN:
-    case KP_RED_MAX:
-    case KP_RED_ARGMIN:
-    case KP_RED_ARGMAX:
-    case KP_RED_MIN_ARGMIN:
-    case KP_RED_MAX_ARGMAX:
-    case KP_RED_KMIN:
-    case KP_RED_ARGKMIN:
-    case KP_RED_KMIN_ARGKMIN:
+    case KP_FAMILY_SELECT:
         sb_printf(s, "    for (int q_ = 0; q_ < %d; q_++) { %s[q_] = %sKP_INF; %s[q_] = -1; }\n", nreal, st,
                   kp__is_max_reduction(prog->red) ? "-" : "", sx);
         break;
@@ -533,8 +525,8 @@ static void emit_accumulate(gen *g, const char *st, const char *sx) {
     sbuf *s = g->s;
     const kp_program *prog = g->prog;
     int D = prog->fdim;
-    switch (prog->red) {
-    case KP_RED_SUM:
+    switch (kp__reduction_family(prog->red)) {
+    case KP_FAMILY_SUM:
         sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) { real t_ = ", D);
         opnd(g, prog->red_f, "d_");
         if (prog->red_f2.dim) {
@@ -547,13 +539,13 @@ static void emit_accumulate(gen *g, const char *st, const char *sx) {
         }
         sb_printf(s, "; KP_KAHAN(%s[d_], %s[%d + d_], t_); }\n", st, st, D);
         break;
-    case KP_RED_LOGSUMEXP:
+    case KP_FAMILY_LOGSUMEXP:
         sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) KP_LSE_ACC(%s[d_], %s[%d + d_], %s[%d + d_], ", D, st, st, D, st,
                   2 * D);
         opnd(g, prog->red_f, "d_");
         sb_printf(s, ");\n");
         break;
-    case KP_RED_SUMSOFTMAXWEIGHT: {
+    case KP_FAMILY_SOFTMAX: {
         int DG = prog->red_g.dim;
         sb_printf(s, "    { real f_ = ");
         opnd(g, prog->red_f, "0");
@@ -571,15 +563,7 @@ static void emit_accumulate(gen *g, const char *st, const char *sx) {
         sb_printf(s, "; KP_KAHAN(%s[3 + d_], %s[%d + d_], t_); }\n      }\n    }\n", st, st, 3 + DG);
         break;
     }
-    case KP_RED_MIN:
-    case KP_RED_MAX:
-    case KP_RED_ARGMIN:
-    case KP_RED_ARGMAX:
-    case KP_RED_MIN_ARGMIN:
-    case KP_RED_MAX_ARGMAX:
-    case KP_RED_KMIN:
-    case KP_RED_ARGKMIN:
-    case KP_RED_KMIN_ARGKMIN:
+    case KP_FAMILY_SELECT:
         sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) {\n      real x_ = ", D);
         opnd(g, prog->red_f, "d_");
         sb_printf(s, ";\n");
@@ -592,18 +576,18 @@ static void emit_accumulate(gen *g, const char *st, const char *sx) {
 /* a <- merge(a, b), b covering larger indices (a wins ties). */
 static void emit_merge(sbuf *s, const kp_program *prog, const char *a, const char *ax, const char *b, const char *bx) {
     int D = prog->fdim;
-    switch (prog->red) {
-    case KP_RED_SUM:
+    switch (kp__reduction_family(prog->red)) {
+    case KP_FAMILY_SUM:
         sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) { KP_KAHAN(%s[d_], %s[%d + d_], %s[d_]); "
                      "KP_KAHAN(%s[d_], %s[%d + d_], -%s[%d + d_]); }\n",
                   D, a, a, D, b, a, a, D, b, D);
         break;
-    case KP_RED_LOGSUMEXP:
+    case KP_FAMILY_LOGSUMEXP:
         sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) KP_LSE_MERGE(%s[d_], %s[%d + d_], %s[%d + d_], %s[d_], "
                      "%s[%d + d_], %s[%d + d_]);\n",
                   D, a, a, D, a, 2 * D, b, b, D, b, 2 * D);
         break;
-    case KP_RED_SUMSOFTMAXWEIGHT: {
+    case KP_FAMILY_SOFTMAX: {
         int DG = prog->red_g.dim;
         sb_printf(s,
                   "    if (%s[0] != %s[0] || %s[0] != %s[0]) { if (%s[0] == %s[0]) %s[0] = %s[0]; }\n"
@@ -618,15 +602,7 @@ static void emit_merge(sbuf *s, const kp_program *prog, const char *a, const cha
                   b, a, a, 3 + DG, b, 3 + DG);
         break;
     }
-    case KP_RED_MIN:
-    case KP_RED_MAX:
-    case KP_RED_ARGMIN:
-    case KP_RED_ARGMAX:
-    case KP_RED_MIN_ARGMIN:
-    case KP_RED_MAX_ARGMAX:
-    case KP_RED_KMIN:
-    case KP_RED_ARGKMIN:
-    case KP_RED_KMIN_ARGKMIN: {
+    case KP_FAMILY_SELECT: {
         int K = kof(prog);
         sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) for (int k_ = 0; k_ < %d && %s[k_ * %d + d_] >= 0; k_++) {\n"
                      "      real x_ = %s[k_ * %d + d_]; kp_i64 jx_ = %s[k_ * %d + d_];\n",

@@ -8,6 +8,18 @@
 
 #include "plan/program.h"
 
+/* The monoid behind a reduction: what its state holds and how it folds. The
+ * nine Min/Max/KMin-type reductions share one (sorted K-lists of values and
+ * indices; K = 1 outside the KMin family) and differ only in their outputs. */
+typedef enum kp_red_family {
+    KP_FAMILY_SUM,
+    KP_FAMILY_LOGSUMEXP,
+    KP_FAMILY_SOFTMAX, /* SumSoftMaxWeight */
+    KP_FAMILY_SELECT   /* Min, Max, Arg*, KMin, ... */
+} kp_red_family;
+
+kp_red_family kp__reduction_family(kp_reduction r);
+
 /* Reals and int64 indices of the state of one output row. */
 void kp__state_size(const kp_program *prog, int *nreal, int *nidx);
 /* Max, ArgMax, Max_ArgMax. */
