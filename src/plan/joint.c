@@ -87,18 +87,11 @@ static int64_t choose_groups(kp_cpu_joint_job *jj, size_t real_size) {
     return 0;
 }
 
-static int all_on_host(const kp_plan *plan, const kp_array *args, const kp_array *outs) {
-    for (int k = 0; k < plan->nargs; k++)
-        if (args[k].device != KP_DEVICE_CPU) return 0;
-    for (int k = 0; k < plan->nparts; k++)
-        if (outs[k].device != KP_DEVICE_CPU) return 0;
-    return 1;
-}
-
 /* Builds the joint job from the parts' validated jobs; 0 if the joint pass cannot take this call. */
-static int joint_job(const kp_plan *plan, const kp_array *args, const kp_array *outs, const kp_cpu_job *jobs,
-                     kp_cpu_joint_job *jj) {
-    if (!plan->fusable || !all_on_host(plan, args, outs)) return 0; /* device arrays: the device's engine */
+static int joint_job(const kp_plan *plan, const kp_exec_target *tgts, const kp_cpu_job *jobs, kp_cpu_joint_job *jj) {
+    if (!plan->fusable) return 0;
+    for (int k = 0; k < plan->nparts; k++)
+        if (tgts[k].device != KP_DEVICE_CPU) return 0; /* device arrays: the device's engine */
     if (plan->ctx->engine != KP_ENGINE_CPU && plan->ctx->engine != KP_ENGINE_AUTO) return 0;
     memset(jj, 0, sizeof *jj);
     jj->job = jobs[0];
@@ -175,8 +168,10 @@ kp_status kp_plan_exec_joint(kp_plan *plan, const kp_array *args, size_t n_args,
     kp_cpu_job *jobs = malloc((size_t)plan->nparts * sizeof *jobs);
     kp_cpu_joint_job *jj = malloc(sizeof *jj);
     kp_status st = jobs && jj ? KP_OK : kp__fail(ctx, KP_ERR_OOM, "out of memory");
+    kp_exec_target tgts[KP_MAX_JOINT];
     for (int k = 0; st == KP_OK && k < plan->nparts; k++) {
         st = kp__plan_prepare(plan->parts[k], args, n_args, &outs[k], NULL, options, &jobs[k]);
+        if (st == KP_OK) st = kp__plan_target(plan->parts[k], args, &outs[k], NULL, options, &tgts[k]);
         if (st != KP_OK) kp__prefix_message(ctx, "formula %d: ", k);
     }
     /* The formulas share their arguments, so they agree on N and M unless a
@@ -191,15 +186,15 @@ kp_status kp_plan_exec_joint(kp_plan *plan, const kp_array *args, size_t n_args,
         N = n;
         M = m;
     }
-    if (st == KP_OK && joint_job(plan, args, outs, jobs, jj)) {
+    if (st == KP_OK && joint_job(plan, tgts, jobs, jj)) {
         void *tmp[KP_MAX_JOINT] = {NULL};
         st = attach_row_sums(plan, jobs, jj, tmp);
         if (st == KP_OK) st = kp__cpu_run_joint(ctx, jj);
         if (st == KP_OK) finish_row_sums(plan, jobs, tmp);
         for (int k = 0; k < plan->nparts; k++) free(tmp[k]);
     } else {
-        for (int k = 0; st == KP_OK && k < plan->nparts; k++) {
-            st = kp_plan_exec(plan->parts[k], args, n_args, &outs[k], NULL, options);
+        for (int k = 0; st == KP_OK && k < plan->nparts; k++) { /* the calls already validated */
+            st = kp__plan_run(plan->parts[k], &jobs[k], &tgts[k]);
             if (st != KP_OK) kp__prefix_message(ctx, "formula %d: ", k);
         }
     }

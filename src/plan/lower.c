@@ -296,7 +296,6 @@ kp_status kp__lower_joint(kp_context *ctx, const kp_formula *const *fs, int n, k
     memset(&lw, 0, sizeof lw);
     lw.ctx = ctx;
     lw.prog = prog;
-    prog->joint = 1;
     prog->red = KP_RED_SUM;
     prog->axis = 1;
     prog->row_cat = KP_VAR_I;

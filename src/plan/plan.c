@@ -302,6 +302,22 @@ done:
     return st;
 }
 
+kp_status kp__plan_target(kp_plan *plan, const kp_array *args, const kp_array *out, const kp_array *out_index,
+                          const kp_exec_options *options, kp_exec_target *tgt) {
+    kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
+    if (options) opt = *options;
+    return kp__exec_target(plan->ctx, plan->args, args, plan->nargs, plan->out_dim ? out : NULL,
+                           plan->out_index_dim ? out_index : NULL, &opt, tgt);
+}
+
+kp_status kp__plan_run(kp_plan *plan, const kp_cpu_job *job, const kp_exec_target *tgt) {
+    kp_context *ctx = plan->ctx;
+    if (tgt->device != KP_DEVICE_CPU) return kp__engine_run_device(ctx, job, tgt, plan->sum_rows ? plan->out_dim : 0);
+    if (!plan->sum_rows) return kp__engine_run(ctx, job);
+    kp_cpu_job copy = *job; /* run_summing_rows redirects the output to its temporary */
+    return run_summing_rows(ctx, &copy, plan->out_dim);
+}
+
 kp_status kp_plan_exec(kp_plan *plan, const kp_array *args, size_t n_args, kp_array *out, kp_array *out_index,
                        const kp_exec_options *options) {
     if (!plan) return KP_ERR_NULL;
@@ -310,18 +326,10 @@ kp_status kp_plan_exec(kp_plan *plan, const kp_array *args, size_t n_args, kp_ar
                         plan->nparts);
     kp_cpu_job *job = malloc(sizeof *job);
     if (!job) return kp__fail(plan->ctx, KP_ERR_OOM, "out of memory");
-    kp_context *ctx = plan->ctx;
-    kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
-    if (options) opt = *options;
-    kp_status st = kp__plan_prepare(plan, args, n_args, out, out_index, options, job);
     kp_exec_target tgt; /* device arrays go to the device's engine (src/gpu/engine_select.c) */
-    if (st == KP_OK)
-        st = kp__exec_target(ctx, plan->args, args, plan->nargs, plan->out_dim ? out : NULL,
-                             plan->out_index_dim ? out_index : NULL, &opt, &tgt);
-    if (st == KP_OK && tgt.device != KP_DEVICE_CPU)
-        st = kp__engine_run_device(ctx, job, &tgt, plan->sum_rows ? plan->out_dim : 0);
-    else if (st == KP_OK)
-        st = plan->sum_rows ? run_summing_rows(ctx, job, plan->out_dim) : kp__engine_run(ctx, job);
+    kp_status st = kp__plan_prepare(plan, args, n_args, out, out_index, options, job);
+    if (st == KP_OK) st = kp__plan_target(plan, args, out, out_index, options, &tgt);
+    if (st == KP_OK) st = kp__plan_run(plan, job, &tgt);
     free(job);
     return st;
 }

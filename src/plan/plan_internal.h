@@ -3,12 +3,13 @@
 #define KP_PLAN_PLAN_INTERNAL_H
 
 #include "cpu/engine.h"
+#include "gpu/engine.h"
 #include "plan/program.h"
 
 struct kp_plan {
     kp_context *ctx;
     kp_dtype dtype;
-    kp_program prog; /* a joint plan: its joint program (prog.joint), if it has one */
+    kp_program prog; /* a joint plan: its joint program, when fusable */
     int nargs;
     kp_arg_info args[KP_MAX_ARGS];
     int out_dim, out_index_dim;
@@ -26,5 +27,11 @@ struct kp_plan {
  * KP_OK or the error, message in plan's context. */
 kp_status kp__plan_prepare(kp_plan *plan, const kp_array *args, size_t n_args, const kp_array *out,
                            const kp_array *out_index, const kp_exec_options *options, kp_cpu_job *job);
+
+/* The device of one call's arrays (KP_ERR_ARGUMENT if they are on several). */
+kp_status kp__plan_target(kp_plan *plan, const kp_array *args, const kp_array *out, const kp_array *out_index,
+                          const kp_exec_options *options, kp_exec_target *tgt);
+/* Runs a prepared job on the engine of tgt (row sums included). */
+kp_status kp__plan_run(kp_plan *plan, const kp_cpu_job *job, const kp_exec_target *tgt);
 
 #endif

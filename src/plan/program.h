@@ -78,7 +78,6 @@ typedef struct kp_program {
     /* Joint programs only (red is then KP_RED_SUM, fdim 0, red_f unused); row
      * = i and col = j: terms[0] are reduced over j (one value per i, "row
      * terms"), terms[1] over i (one value per j, "column terms"). */
-    int joint;
     int nterms[2];
     kp_sum_term terms[2][KP_MAX_JOINT];
 } kp_program;
