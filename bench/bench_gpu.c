@@ -23,6 +23,12 @@
  *       grad b:  the exponential 11, times e and accumulate 2          = 13
  *     (the floor assumes every lane does an FMA every cycle; exp on the SFU
  *     and the reduction's bookkeeping make the real bound higher).
+ *   - the static cost of each kernel's pair loop, from its PTX (NVRTC for
+ *     compute_90; no GPU needed, ptx_loop.h): issue slots, SFU ops and shared
+ *     loads per pair, and the time at N = M = 1e6 that they imply on an H100
+ *     SXM (132 SMs x 128 fp32 lanes, 16 SFU lanes per SM, 1.98 GHz boost):
+ *     max(pairs x slots / lanes, pairs x SFU ops / SFU lanes) / clock. An
+ *     estimate for comparing kernels, printed before any device is looked for.
  * Timing is reported, never checked. Without a device: prints
  * "SKIPPED: no CUDA device (reason)" after the NVRTC times and exits 77.
  *
@@ -37,7 +43,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "gpu/codegen.h"
 #include "gpu/cuda_driver.h"
+#include "ptx_loop.h"
 
 static double now_s(void) {
     struct timespec t;
@@ -69,6 +77,50 @@ static double nvrtc_seconds(kp_context *ctx, const kp_formula *f, const char *ar
     if (p) nv->DestroyProgram(&p);
     free(src);
     return ok ? t : -1;
+}
+
+/* PTX of f's CUDA source for compute_90 (malloc'd), or NULL. */
+static char *nvrtc_ptx(kp_context *ctx, const kp_formula *f) {
+    const kp_nvrtc_api *nv = kp__nvrtc_api(NULL);
+    size_t need = 0, np = 0;
+    if (!nv || kp_formula_gpu_source(ctx, f, KP_FLOAT32, KP_ENGINE_CUDA, NULL, 0, &need) != KP_OK) return NULL;
+    char *src = malloc(need + 1), *ptx = NULL;
+    kp_formula_gpu_source(ctx, f, KP_FLOAT32, KP_ENGINE_CUDA, src, need + 1, NULL);
+    const char *opts[] = {"--gpu-architecture=compute_90", "--std=c++17"};
+    nvrtcProgram p = NULL;
+    if (nv->CreateProgram(&p, src, "kp_kernel.cu", 0, NULL, NULL) == KP_NVRTC_SUCCESS &&
+        nv->CompileProgram(p, 2, opts) == KP_NVRTC_SUCCESS && nv->GetPTXSize(p, &np) == KP_NVRTC_SUCCESS &&
+        (ptx = malloc(np + 1)) != NULL && nv->GetPTX(p, ptx) != KP_NVRTC_SUCCESS) {
+        free(ptx);
+        ptx = NULL;
+    }
+    if (ptx) ptx[np] = 0;
+    if (p) nv->DestroyProgram(&p);
+    free(src);
+    return ptx;
+}
+
+/* The static pair-loop table (see the header comment). */
+static void print_static_costs(kp_context *ctx, const kp_formula *const *fs, const char *const *names, int n) {
+    const double sms = 132, lanes = 128, sfu_lanes = 16, clock = 1.98e9, pairs = 1e12;
+    printf("Static cost of the pair loop (float32 PTX for compute_90, per pair; unroll %d):\n\n"
+           "| kernel | issue slots | SFU ops | shared loads | est. H100 SXM at N = M = 1e6 |\n|---|---:|---:|---:|---:|\n",
+           KP_GPU_UNROLL);
+    for (int k = 0; k < n; k++) {
+        char *ptx = nvrtc_ptx(ctx, fs[k]);
+        ptx_loop_cost c;
+        if (!ptx || ptx_loop_cost_of(ptx, &c) != 0) {
+            printf("| %s | (no PTX) | | | |\n", names[k]);
+            free(ptx);
+            continue;
+        }
+        double u = KP_GPU_UNROLL, slots = c.instructions / u, sfu = c.sfu / u;
+        double t_issue = pairs * slots / (sms * lanes * clock), t_sfu = pairs * sfu / (sms * sfu_lanes * clock);
+        printf("| %s | %.2f | %.2f | %.2f | %.3f s (%s-bound) |\n", names[k], slots, sfu, c.shared_loads / u,
+               t_issue > t_sfu ? t_issue : t_sfu, t_issue > t_sfu ? "issue" : "SFU");
+        free(ptx);
+    }
+    printf("\n");
 }
 
 static int fp32_lanes_per_sm(int major, int minor) {
@@ -134,8 +186,14 @@ int main(int argc, char **argv) {
     bad |= !bad && check(ctx, kp_formula_grad(ctx, f, 3, &gb), "grad b");
     if (bad) return 1;
 
+    kp_formula *lse = NULL;
+    bad |= check(ctx, kp_formula_parse(ctx, "LogSumExp_Reduction(-SqDist(x,y)*g + b, 1)", aliases, 4, &lse), "parse");
+    if (bad) return 1;
     const char *why = NULL;
     if (kp__nvrtc_api(&why)) {
+        const kp_formula *all[4] = {f, gx, gb, lse};
+        const char *labels[4] = {"forward (Sum)", "grad x", "grad b", "LogSumExp"};
+        print_static_costs(ctx, all, labels, 4);
         printf("NVRTC compile time of the generated kernels (float32, no cache):\n\n| kernel | sm_80 | sm_90 |\n|---|---:|---:|\n");
         const kp_formula *fs[3] = {f, gx, gb};
         const char *names[3] = {"forward", "grad x", "grad b"};
@@ -154,6 +212,7 @@ int main(int argc, char **argv) {
     g.cu = kp__cuda_driver(NULL);
     if (!g.dev || kp_context_set_engine(ctx, KP_ENGINE_CUDA) != KP_OK) {
         printf("SKIPPED: no CUDA device (%s)\n", g.dev ? kp_context_message(ctx) : w);
+        kp_formula_free(lse);
         kp_formula_free(gb);
         kp_formula_free(gx);
         kp_formula_free(f);
@@ -222,6 +281,7 @@ int main(int argc, char **argv) {
     kp_plan_free(pf);
     kp_plan_free(px);
     kp_plan_free(pb);
+    kp_formula_free(lse);
     kp_formula_free(gb);
     kp_formula_free(gx);
     kp_formula_free(f);

@@ -71,10 +71,18 @@ static void out_dims(const kp_program *prog, int *od, int *oi) {
     }
 }
 
+/* Reals per point in the shared tile: the COL values padded to a multiple of
+ * 16 bytes (from 3 values on; 1 and 2 stay as they are), so that the pair loop
+ * reads a point with vector loads (ld.shared.v4 / v2) broadcast to the warp. */
+static int tile_stride(const kp_program *prog, kp_dtype dtype) {
+    int per16 = dtype == KP_FLOAT32 ? 4 : 2, n = prog->col_size;
+    return n <= 2 ? n : (n + per16 - 1) / per16 * per16;
+}
+
 int kp__gpu_default_block(const kp_program *prog, kp_dtype dtype) {
     int b = 128;
     size_t esz = dtype == KP_FLOAT32 ? 4 : 8;
-    while (b > 16 && (size_t)prog->col_size * (size_t)b * esz > 16384) b /= 2;
+    while (b > 16 && (size_t)tile_stride(prog, dtype) * (size_t)b * esz > 16384) b /= 2;
     return b;
 }
 
@@ -92,14 +100,25 @@ static const char *const prelude_common =
     "/* NaN ranks before every number: it is the min and the max of a set holding it. */\n"
     "#define KP_BETTER_MIN(v, best) ((v) < (best) || ((v) != (v) && (best) == (best)))\n"
     "#define KP_BETTER_MAX(v, best) ((v) > (best) || ((v) != (v) && (best) == (best)))\n"
-    "/* LogSumExp: running max m, sum s of exp(f - m), compensation c (kernel_reduce.h lse_tile). */\n"
+    "/* LogSumExp: running max m, sum s of exp(f - m), compensation c (kernel_reduce.h lse_tile).\n"
+    "   The common case first: f <= m with m finite (so neither is NaN). */\n"
     "#define KP_LSE_ACC(m, s, c, f) do { real f_ = (f); \\\n"
-    "    if (f_ != f_ || (m) != (m)) { if (f_ != f_) (m) = f_; } \\\n"
+    "    if (f_ <= (m) && (m) > -KP_INF && (m) < KP_INF) KP_KAHAN(s, c, kp_exp(f_ - (m))); \\\n"
+    "    else if (f_ != f_ || (m) != (m)) { if (f_ != f_) (m) = f_; } \\\n"
     "    else if (f_ == -KP_INF) { } \\\n"
     "    else if (f_ == KP_INF || (m) == KP_INF) { (m) = KP_INF; (s) = 1; (c) = 0; } \\\n"
-    "    else { if (f_ > (m)) { real fc_ = (m) == -KP_INF ? (real)0 : kp_exp((m) - f_); \\\n"
-    "               (s) *= fc_; (c) *= fc_; (m) = f_; } \\\n"
-    "           KP_KAHAN(s, c, kp_exp(f_ - (m))); } } while (0)\n"
+    "    else { real fc_ = (m) == -KP_INF ? (real)0 : kp_exp((m) - f_); \\\n"
+    "           (s) *= fc_; (c) *= fc_; (m) = f_; KP_KAHAN(s, c, (real)1); } } while (0)\n"
+    "/* The same with the terms of a group of points summed plainly in t (rescaled\n"
+    "   with s and c); KP_LSE_FLUSH adds t to (s, c) at the end of the group. */\n"
+    "#define KP_LSE_ACCG(m, s, c, t, f) do { real f_ = (f); \\\n"
+    "    if (f_ <= (m) && (m) > -KP_INF && (m) < KP_INF) (t) += kp_exp(f_ - (m)); \\\n"
+    "    else if (f_ != f_ || (m) != (m)) { if (f_ != f_) (m) = f_; } \\\n"
+    "    else if (f_ == -KP_INF) { } \\\n"
+    "    else if (f_ == KP_INF || (m) == KP_INF) { (m) = KP_INF; (s) = 1; (c) = 0; (t) = 0; } \\\n"
+    "    else { real fc_ = (m) == -KP_INF ? (real)0 : kp_exp((m) - f_); \\\n"
+    "           (s) *= fc_; (c) *= fc_; (t) = (t) * fc_ + (real)1; (m) = f_; } } while (0)\n"
+    "#define KP_LSE_FLUSH(s, c, t) do { KP_KAHAN(s, c, t); (t) = 0; } while (0)\n"
     "#define KP_LSE_RESCALE(m, mn, s, c) do { if ((m) != (mn)) { \\\n"
     "    real fc_ = (m) == -KP_INF ? (real)0 : kp_exp((m) - (mn)); (s) *= fc_; (c) *= fc_; } } while (0)\n"
     "#define KP_LSE_MERGE(m, s, c, m2_, s2_, c2_) do { real m2 = (m2_), s2 = (s2_), c2 = (c2_); \\\n"
@@ -181,6 +200,9 @@ typedef struct gen {
     const kp_program *prog;
     kp_dtype dtype;
     int B;
+    int W;       /* reals per point in the shared tile (col_size padded for vector loads) */
+    int grouped; /* Sum / LogSumExp terms summed plainly per group of KP_GPU_GROUP points */
+    int plain;   /* float32 KP_SUM_PLAIN: group sums added without compensation */
     int in_pair; /* COL operands: from the shared tile (pair part) or private cv (col part) */
 } gen;
 
@@ -190,7 +212,7 @@ static void opnd(gen *g, kp_operand o, const char *c) {
     switch (o.loc) {
     case KP_LOC_ROW: sb_printf(g->s, "rv[%d + (%s)]", o.off, cc); break;
     case KP_LOC_COL:
-        if (g->in_pair) sb_printf(g->s, "cb[(%d + (%s)) * %d + k]", o.off, cc, g->B);
+        if (g->in_pair) sb_printf(g->s, "cb[k * %d + %d + (%s)]", g->W, o.off, cc);
         else sb_printf(g->s, "cv[%d + (%s)]", o.off, cc);
         break;
     case KP_LOC_PAIR: sb_printf(g->s, "pv[%d + (%s)]", o.off, cc); break;
@@ -537,11 +559,16 @@ static void emit_accumulate(gen *g, const char *st, const char *sx) {
             sb_printf(s, " * ");
             opnd(g, prog->red_scale, "d_");
         }
-        sb_printf(s, "; KP_KAHAN(%s[d_], %s[%d + d_], t_); }\n", st, st, D);
+        if (g->grouped) sb_printf(s, "; ts[d_] += t_; }\n");
+        else sb_printf(s, "; KP_KAHAN(%s[d_], %s[%d + d_], t_); }\n", st, st, D);
         break;
     case KP_FAMILY_LOGSUMEXP:
-        sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) KP_LSE_ACC(%s[d_], %s[%d + d_], %s[%d + d_], ", D, st, st, D, st,
-                  2 * D);
+        if (g->grouped)
+            sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) KP_LSE_ACCG(%s[d_], %s[%d + d_], %s[%d + d_], ts[d_], ", D,
+                      st, st, D, st, 2 * D);
+        else
+            sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) KP_LSE_ACC(%s[d_], %s[%d + d_], %s[%d + d_], ", D, st, st,
+                      D, st, 2 * D);
         opnd(g, prog->red_f, "d_");
         sb_printf(s, ");\n");
         break;
@@ -571,6 +598,19 @@ static void emit_accumulate(gen *g, const char *st, const char *sx) {
         sb_printf(s, "    }\n");
         break;
     }
+}
+
+/* Adds the group sums ts into state st and clears them (grouped Sum / LogSumExp). */
+static void emit_flush(gen *g, const char *st) {
+    int D = g->prog->fdim;
+    if (kp__reduction_family(g->prog->red) == KP_FAMILY_LOGSUMEXP)
+        sb_printf(g->s, "        for (int d_ = 0; d_ < %d; d_++) KP_LSE_FLUSH(%s[%d + d_], %s[%d + d_], ts[d_]);\n", D, st,
+                  D, st, 2 * D);
+    else if (g->plain)
+        sb_printf(g->s, "        for (int d_ = 0; d_ < %d; d_++) { %s[d_] += ts[d_]; ts[d_] = 0; }\n", D, st);
+    else
+        sb_printf(g->s, "        for (int d_ = 0; d_ < %d; d_++) { KP_KAHAN(%s[d_], %s[%d + d_], ts[d_]); ts[d_] = 0; }\n",
+                  D, st, st, D);
 }
 
 /* a <- merge(a, b), b covering larger indices (a wins ties). */
@@ -649,8 +689,8 @@ static int imax1(int a) { return a > 0 ? a : 1; }
 
 /* ------------------------------------------------------------ kernels */
 
-char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, kp_gpu_dialect dialect, int block, const char *name,
-                      kp_gpu_kernel_info *info) {
+char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, kp_sum_scheme scheme, kp_gpu_dialect dialect, int block,
+                      const char *name, kp_gpu_kernel_info *info) {
     sbuf sb = {0};
     sbuf *s = &sb;
     if (!name) name = "kp";
@@ -686,6 +726,12 @@ char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, kp_gpu_dialect dia
               dialect == KP_GPU_CUDA ? "CUDA" : "OpenCL", B);
     emit_prelude(s, dtype, dialect, name);
     int NR = imax1(info->nreal), NX = imax1(info->nidx);
+    int W = tile_stride(prog, dtype);
+    kp_red_family fam = kp__reduction_family(prog->red);
+    int f32_kahan = dtype == KP_FLOAT32 && scheme == KP_SUM_KAHAN; /* float64 always sums by groups, as on the CPU */
+    int grouped = (fam == KP_FAMILY_SUM || fam == KP_FAMILY_LOGSUMEXP) && !f32_kahan;
+    int plain = fam == KP_FAMILY_SUM && dtype == KP_FLOAT32 && scheme == KP_SUM_PLAIN;
+    int G = B < KP_GPU_GROUP ? B : KP_GPU_GROUP; /* points per inner loop: a group, or a whole tile when B is smaller */
 
     /* ---- reduce kernel */
     sb_printf(s, "KP_KERNEL void %s_reduce(", name);
@@ -697,13 +743,15 @@ char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, kp_gpu_dialect dia
                  "  const kp_i64 r = KP_GROUP(0) * %d + lid;\n"
                  "  const kp_i64 bz = KP_GROUP(2);\n"
                  "  const int active = r < nrows;\n"
-                 "  real rv[%d], pv[%d], cv[%d];\n"
-                 "  KP_LOCAL real cb[%d];\n"
+                 "  real rv[%d], pv[%d], cv[%d], ts[%d];\n"
+                 "  %s real cb[%d]%s;\n"
                  "  real st[%d], pst[%d];\n  kp_i64 sx[%d], psx[%d];\n"
-                 "  (void)pv; (void)cv; (void)cb; (void)sx; (void)psx; (void)part_idx; (void)out_idx; (void)out;\n",
-              B, imax1(prog->row_size), imax1(prog->pair_size), imax1(prog->col_size), imax1(prog->col_size * B), NR,
-              NR, NX, NX);
-    gen g = {s, prog, dtype, B, 0};
+                 "  (void)pv; (void)cv; (void)ts; (void)cb; (void)sx; (void)psx; (void)part_idx; (void)out_idx; "
+                 "(void)out;\n",
+              B, imax1(prog->row_size), imax1(prog->pair_size), imax1(prog->col_size), imax1(prog->fdim),
+              dialect == KP_GPU_CUDA ? "__shared__ __align__(16)" : "__local", imax1(W * B),
+              dialect == KP_GPU_CUDA ? "" : " __attribute__((aligned(16)))", NR, NR, NX, NX);
+    gen g = {s, prog, dtype, B, W, grouped, plain, 0};
     sb_printf(s, "  /* ROW program (row variables guarded: the whole group computes the uniform values) */\n");
     emit_part(&g, &prog->row, KP_LOC_ROW);
     emit_init(s, prog, "st", "sx");
@@ -711,20 +759,32 @@ char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, kp_gpu_dialect dia
                  "  for (kp_i64 ch = ch0; ch < ch1; ch++) {\n"
                  "    const kp_i64 jstart = ch * chunk, jend = jstart + chunk < ncols ? jstart + chunk : ncols;\n");
     emit_init(s, prog, "pst", "psx");
+    if (grouped) sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) ts[d_] = 0;\n", prog->fdim);
     sb_printf(s, "    for (kp_i64 j0 = jstart; j0 < jend; j0 += %d) {\n"
                  "      const int len = (int)(jend - j0 < %d ? jend - j0 : %d);\n"
                  "      if (lid < len) { /* COL program: one point of the tile per thread */\n"
                  "        const kp_i64 j = j0 + lid;\n",
               B, B, B);
     emit_part(&g, &prog->col, KP_LOC_COL);
-    sb_printf(s, "        for (int c_ = 0; c_ < %d; c_++) cb[c_ * %d + lid] = cv[c_];\n      }\n"
+    sb_printf(s, "        for (int c_ = 0; c_ < %d; c_++) cb[lid * %d + c_] = cv[c_];\n      }\n"
                  "      KP_BARRIER();\n"
-                 "      if (active) for (int k = 0; k < len; k++) {\n"
-                 "        const kp_i64 j = j0 + k;\n",
-              prog->col_size, B);
+                 "      if (active) for (int k0 = 0; k0 < len; k0 += %d) {\n"
+                 "        const int k1 = k0 + %d < len ? k0 + %d : len;\n",
+              prog->col_size, W, G, G, G);
+    /* A fixed unroll: the static cost per pair (kp_bench_gpu) divides by it. */
+    if (dialect == KP_GPU_CUDA) sb_printf(s, "        #pragma unroll %d\n", KP_GPU_UNROLL);
+    sb_printf(s, "        for (int k = k0; k < k1; k++) {\n        const kp_i64 j = j0 + k;\n");
     g.in_pair = 1;
     emit_part(&g, &prog->pair, KP_LOC_PAIR);
     emit_accumulate(&g, "pst", "psx");
+    sb_printf(s, "        }\n");
+    if (grouped) {
+        /* Groups are the KP_GPU_GROUP points from the chunk's start on, whatever B:
+         * with B >= KP_GPU_GROUP every inner loop ends one; below, a group spans tiles. */
+        if (B < KP_GPU_GROUP)
+            sb_printf(s, "        if (((j0 - jstart + k1) & %d) == 0 || j0 + k1 == jend)\n", KP_GPU_GROUP - 1);
+        emit_flush(&g, "pst");
+    }
     sb_printf(s, "      }\n      KP_BARRIER();\n    }\n"
                  "    if (!active) continue;\n"
                  "    if (split) {\n"

@@ -18,8 +18,19 @@
  *
  * Reductions follow src/cpu/kernel_reduce.h: ties to the smallest index, NaN
  * ranks first in Min/Max, LogSumExp and SumSoftMaxWeight streamed as a running
- * max and a rescaled Kahan-compensated sum, Sum Kahan-compensated (float32 and
- * float64). Elementwise ops follow src/formula/scalar_eval.h (device prelude).
+ * max and a rescaled Kahan-compensated sum. Sum and LogSumExp add their terms
+ * as the CPU's sum schemes say (kp.h kp_sum_scheme): KP_SUM_BLOCK (and always
+ * in float64) sums each group of KP_GPU_GROUP consecutive points of a chunk
+ * plainly, one fused multiply-add per pair, and adds the group sums with Kahan
+ * compensation; KP_SUM_PLAIN adds the group sums without it; KP_SUM_KAHAN
+ * compensates every term. Groups count from the chunk's start, so the result
+ * does not depend on B. Elementwise ops follow src/formula/scalar_eval.h
+ * (device prelude).
+ *
+ * The shared tile stores each point's COL values contiguously, padded to 16
+ * bytes from 3 values on, so the pair loop reads them with vector loads that
+ * the whole warp shares (the same address: a broadcast). The CUDA pair loop is
+ * unrolled KP_GPU_UNROLL times.
  *
  * Kernels (names prefixed by `name`, "kp" by default):
  *
@@ -47,6 +58,13 @@
 
 typedef enum kp_gpu_dialect { KP_GPU_CUDA = 0, KP_GPU_OPENCL = 1 } kp_gpu_dialect;
 
+/* Points per plainly summed group (a power of two; see the sum schemes above):
+ * 32 float32 terms in a chain keep the error of the CPU's BLOCK scheme, and
+ * the compensated add costs 7 instructions per 32 pairs. */
+#define KP_GPU_GROUP 32
+/* Unroll factor of the CUDA pair loop. */
+#define KP_GPU_UNROLL 4
+
 typedef struct kp_gpu_kernel_info {
     int block;                /* B: threads per work-group and tile width */
     int nreal, nidx;          /* reduction state per row (reals, int64 indices) */
@@ -62,12 +80,13 @@ typedef struct kp_gpu_kernel_info {
 int kp__gpu_default_block(const kp_program *prog, kp_dtype dtype);
 
 /*
- * Generates the source. dtype: KP_FLOAT32 or KP_FLOAT64. block: B (a power of
+ * Generates the source. dtype: KP_FLOAT32 or KP_FLOAT64. scheme: the
+ * context's kp_sum_scheme (it changes the source). block: B (a power of
  * two in [1, 1024]) or <= 0 for kp__gpu_default_block. name: kernel prefix, a
  * C identifier (NULL: "kp"). Fills *info. Returns a malloc'd NUL-terminated
  * string (the caller frees it), or NULL when out of memory.
  */
-char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, kp_gpu_dialect dialect, int block, const char *name,
-                      kp_gpu_kernel_info *info);
+char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, kp_sum_scheme scheme, kp_gpu_dialect dialect, int block,
+                      const char *name, kp_gpu_kernel_info *info);
 
 #endif
