@@ -54,12 +54,20 @@ static const char *opcode(const line *l) {
     return p;
 }
 
-int ptx_loop_cost_of(const char *ptx, ptx_loop_cost *c) {
+int ptx_loop_cost_of(const char *ptx, const char *entry, ptx_loop_cost *c) {
     memset(c, 0, sizeof *c);
+    if (entry) { /* from ".entry <name>(" to the next entry */
+        size_t k = strlen(entry);
+        const char *e = ptx;
+        while ((e = strstr(e, ".entry ")) != NULL && !(strncmp(e + 7, entry, k) == 0 && e[7 + k] == '(')) e += 7;
+        if (!e) return -1;
+        ptx = e + 7;
+    }
+    const char *stop = strstr(ptx, ".entry ");
     size_t cap = 1024, n = 0;
     line *ls = malloc(cap * sizeof *ls);
     if (!ls) return -1;
-    for (const char *p = ptx; *p;) {
+    for (const char *p = ptx; *p && (!stop || p < stop);) {
         const char *e = strchr(p, '\n');
         if (!e) e = p + strlen(p);
         const char *s = p;

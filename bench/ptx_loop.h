@@ -21,8 +21,8 @@ typedef struct ptx_loop_cost {
     int branches;     /* bra, taken or not */
 } ptx_loop_cost;
 
-/* Fills *c for the innermost loop of ptx (NUL-terminated); 0 on success, -1
- * when the PTX has no loop. */
-int ptx_loop_cost_of(const char *ptx, ptx_loop_cost *c);
+/* Fills *c for the innermost loop of kernel `entry` (NULL: the whole text) in
+ * ptx (NUL-terminated); 0 on success, -1 when there is no such loop. */
+int ptx_loop_cost_of(const char *ptx, const char *entry, ptx_loop_cost *c);
 
 #endif
