@@ -93,8 +93,14 @@ def device_name(where):
     return "cpu" if where[0] == KP_DEVICE_CPU else "cuda:%d" % where[1]
 
 
+# ----------------------------------------------------------------- the CUDA seam
+# The only places where pykp asks torch where a tensor is, allocates tensors or
+# asks for a stream. Tests without a GPU replace tensor_where, cuda_stream and
+# torch_empty (tests/cuda_mock_cases.py).
+
+
 def tensor_where(t, what="argument"):
-    """(kp_device, ordinal) of a torch tensor (part of the CUDA seam below)."""
+    """(kp_device, ordinal) of a torch tensor."""
     dev = t.device
     typ = dev.type
     if typ == "cpu":
@@ -140,12 +146,6 @@ def check_same_device(named):
 
 def _device_expr(where):
     return "'cpu'" if where[0] == KP_DEVICE_CPU else "'cuda:%d'" % where[1]
-
-
-# ----------------------------------------------------------------- the CUDA seam
-# The only places where pykp asks torch where a tensor is, allocates tensors or
-# asks for a stream. Tests without a GPU replace tensor_where, cuda_stream and
-# torch_empty (tests/cuda_mock_cases.py).
 
 
 def tensor_desc(t, what="argument"):
@@ -194,6 +194,10 @@ def describe(x, what="argument"):
     if any(s % item for s in strides):
         raise KpValueError("pykp: array strides %s are not multiples of its item size %d" % (strides, item))
     return (x.ctypes.data, _NP_CODES[x.dtype], x.shape, st, KP_DEVICE_CPU, 0)
+
+
+def descs_have_arrays(descs):
+    return any(d is not None for d in descs)
 
 
 def where_of_descs(descs):
@@ -347,6 +351,11 @@ def run(f, be, code, descs, nx, ny, bshape, out=None, scheme=None):
     if f.out_dim:
         vals = out if out is not None else be.empty(bshape + (rows, f.out_dim), code, where)
         dv = be.describe_out(vals)
+        if (dv[4], dv[5]) != where and descs_have_arrays(descs):
+            raise KpRuntimeError(
+                "pykp: out= is on %s but the arguments are on %s; pykp never copies between devices"
+                % (device_name((dv[4], dv[5])), device_name(where))
+            )
     if f.out_index_dim:
         idx = be.empty(bshape + (rows, f.out_index_dim), KP_INT64, where)
         di = be.describe_out(idx)
