@@ -520,7 +520,9 @@ class Genred:
 
     Called with one array per alias: NumPy arrays (result: NumPy) or torch
     tensors (result: torch, differentiable for Sum, LogSumExp and
-    SumSoftMaxWeight). Vi/Vj arrays are (n, d) or (batch..., n, d), parameters
+    SumSoftMaxWeight), all on one device: CPU tensors run on libkp's CPU
+    engine, CUDA tensors on its CUDA engine, on their device and torch's
+    current stream (backend= and device_id= may only confirm that). Vi/Vj arrays are (n, d) or (batch..., n, d), parameters
     (d,) or (batch..., d); all float32 or all float64. Index outputs are int64.
     """
 

@@ -372,7 +372,10 @@ def _param_value(s, b, code, where=_arrays.CPU):
     """sigma as a 1-element parameter array of b's kind and dtype, on device
     where (the data's)."""
     if _isnum(s):
-        key = (float(s), code, is_tensor(b), where)
+        # on a CUDA device, one cached tensor per stream: it is allocated on, and
+        # only read on, that stream, so freeing it (cache cleared) follows
+        # torch's caching-allocator rule without record_stream
+        key = (float(s), code, is_tensor(b), where, _arrays.stream_for(where))
         p = _param_cache.get(key)
         if p is None:
             if len(_param_cache) > 256:

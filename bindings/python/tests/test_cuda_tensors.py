@@ -244,3 +244,19 @@ def test_cuda_lazytensor_and_kernel_product_match_the_cpu():
         res[where] = [t.detach().cpu() for t in (a, nn, v, gb)]
     for d, c in zip(res["cuda"], res["cpu"]):
         torch.testing.assert_close(d, c, rtol=1e-10, atol=1e-10)
+
+
+@needs_cuda
+def test_cuda_lazytensor_as_scipy_linear_operator():
+    pytest.importorskip("scipy")
+    x = torch.rand(50, 2, dtype=torch.float64)
+    v = np.random.rand(50)
+    res = []
+    for where in ("cpu", "cuda"):
+        xx = x.to(where)
+        K = (-((pykp.LazyTensor(xx[:, None, :]) - pykp.LazyTensor(xx[None, :, :])) ** 2).sum(-1)).exp()
+        op = K.aslinearoperator()  # scipy's NumPy vectors go to the device and back
+        r = op.matvec(v)
+        assert isinstance(r, np.ndarray)
+        res.append(r)
+    np.testing.assert_allclose(res[1], res[0], rtol=1e-10)
