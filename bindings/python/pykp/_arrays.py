@@ -6,10 +6,33 @@ Arrays are passed to libkp as they are: data pointer, shape and strides (in
 elements), whatever the layout -- transposed, sliced, broadcast with stride 0.
 Nothing is copied, converted or moved between devices here; an array libkp
 cannot read (another device, an unsupported dtype) is an error.
+
+Devices. A descriptor is (ptr, dtype code, shape, strides, kp_device, device
+ordinal). NumPy arrays and CPU tensors are host arrays (KP_DEVICE_CPU); torch
+CUDA tensors are device arrays (KP_DEVICE_CUDA, tensor.device.index), which
+libkp's CUDA engine reads in place. All arrays of one call, outputs included,
+are on one device ("where": (kp_device, ordinal)); outputs are allocated there
+by torch, and device work is queued on torch's current stream of that device.
+The functions that touch torch's device side are the seam the tests replace
+to run without a GPU: `tensor_where` (a tensor's device), `cuda_stream`
+(torch's current stream) and `torch_empty` (every tensor pykp creates is
+allocated there: outputs, gradients, indices, parameters from numbers).
+
+Why torch's caching allocator is safe with libkp's asynchronous calls: libkp
+queues its kernels on the current stream and returns; the caller's tensors
+(inputs) stay referenced for the whole call, and outputs are allocated by torch
+on the current stream. When any of them is freed later, the caching allocator
+hands its block only to later allocations made on that same stream (a tensor
+allocated on another stream needs `record_stream`, as for any torch op), whose
+work is queued after libkp's kernels: the memory cannot be reused before libkp
+is done with it. This is torch's own rule for ops on the current stream.
+libkp's own temporaries are stream-ordered too (kp.h, KP_ENGINE_CUDA).
 """
 import numpy as np
 
 from ._lib import (
+    KP_DEVICE_CPU,
+    KP_DEVICE_CUDA,
     KP_FLOAT32,
     KP_FLOAT64,
     KP_INT64,
@@ -62,43 +85,142 @@ def dtype_code(x, what="argument"):
     return code
 
 
-def check_device(t, what="argument"):
+CPU = (KP_DEVICE_CPU, 0)  # "where" of host arrays
+
+
+def device_name(where):
+    """'cpu' or 'cuda:k', as torch writes devices."""
+    return "cpu" if where[0] == KP_DEVICE_CPU else "cuda:%d" % where[1]
+
+
+# ----------------------------------------------------------------- the CUDA seam
+# The only places where pykp asks torch where a tensor is, allocates tensors or
+# asks for a stream. Tests without a GPU replace tensor_where, cuda_stream and
+# torch_empty (tests/cuda_mock_cases.py).
+
+
+def tensor_where(t, what="argument"):
+    """(kp_device, ordinal) of a torch tensor."""
     dev = t.device
-    if dev.type != "cpu":
-        raise KpRuntimeError(
-            "pykp: %s is on device '%s', but pykp drives only libkp's CPU engine so far (the CUDA engine is "
-            "reachable from C). Move it with .cpu() "
-            "(pykp never copies between devices implicitly)." % (what, dev)
-        )
+    typ = dev.type
+    if typ == "cpu":
+        return CPU
+    if typ == "cuda":
+        idx = dev.index
+        return (KP_DEVICE_CUDA, idx if idx is not None else torch.cuda.current_device())
+    raise KpRuntimeError(
+        "pykp: %s is on device '%s'; libkp reads host memory (CPU) and CUDA device memory only. Move it "
+        "with .cpu() or .cuda() (pykp never copies between devices implicitly)." % (what, dev)
+    )
 
 
-def describe(x):
-    """(data pointer, dtype code, shape, strides in elements) of an array."""
+def where_of(x, what="argument"):
+    """(kp_device, ordinal) of an array: CPU for NumPy arrays and CPU tensors,
+    (KP_DEVICE_CUDA, index) for CUDA tensors; other devices (meta, mps, ...)
+    are a KpRuntimeError."""
     if isinstance(x, _TorchTensor):
-        if x.device.type != "cpu":
-            check_device(x)
-        return (x.data_ptr(), _TORCH_CODES[x.dtype], tuple(x.shape), x.stride())
+        return tensor_where(x, what)
+    return CPU
+
+
+def check_same_device(named):
+    """named: (name, array) pairs (non-arrays skipped). Returns the common
+    device ("where"; CPU when there is no array), or raises KpRuntimeError
+    naming the first two arguments on different devices: pykp never copies
+    between devices."""
+    first = None
+    for name, a in named:
+        if not is_array(a):
+            continue
+        w = where_of(a, name)
+        if first is None:
+            first = (name, w)
+        elif w != first[1]:
+            raise KpRuntimeError(
+                "pykp: arguments on different devices: %s is on %s, %s on %s. pykp never copies between devices: "
+                "move them to one device first (e.g. with .to(%s))"
+                % (first[0], device_name(first[1]), name, device_name(w), _device_expr(first[1]))
+            )
+    return first[1] if first is not None else CPU
+
+
+def _device_expr(where):
+    return "'cpu'" if where[0] == KP_DEVICE_CPU else "'cuda:%d'" % where[1]
+
+
+def tensor_desc(t, what="argument"):
+    """(data pointer, dtype code, shape, strides in elements, kp_device,
+    device ordinal) of a torch tensor: a CUDA tensor's data_ptr() is a device
+    pointer, which libkp's CUDA engine reads in place."""
+    w = tensor_where(t, what)
+    return (t.data_ptr(), _TORCH_CODES[t.dtype], tuple(t.shape), t.stride(), w[0], w[1])
+
+
+def cuda_stream(device_id):
+    """The CUstream (an int) of torch's current stream on CUDA device device_id:
+    libkp queues device work there, ordered with the torch ops around it
+    (also in backward passes, which torch runs on the forward's stream)."""
+    return torch.cuda.current_stream(device_id).cuda_stream
+
+
+def torch_empty(shape, dtype, where):
+    """An uninitialized torch tensor on device where (allocated by torch's
+    caching allocator on the current stream of that device)."""
+    if where[0] == KP_DEVICE_CPU:
+        return torch.empty(shape, dtype=dtype)
+    return torch.empty(shape, dtype=dtype, device=torch.device("cuda", where[1]))
+
+
+def torch_cast(t, dtype):
+    """t converted to dtype in a new tensor on t's device (through torch_empty,
+    like every tensor pykp creates)."""
+    r = torch_empty(tuple(t.shape), dtype, tensor_where(t))
+    r.copy_(t)
+    return r
+
+
+def stream_for(where):
+    """The CUstream libkp gets for a call on device where (0 for host arrays)."""
+    return 0 if where[0] == KP_DEVICE_CPU else cuda_stream(where[1])
+
+
+def describe(x, what="argument"):
+    """(data pointer, dtype code, shape, strides in elements, kp_device, ordinal) of an array."""
+    if isinstance(x, _TorchTensor):
+        return tensor_desc(x, what)
     item = x.itemsize
     strides = x.strides
     st = tuple(s // item for s in strides)
     if any(s % item for s in strides):
         raise KpValueError("pykp: array strides %s are not multiples of its item size %d" % (strides, item))
-    return (x.ctypes.data, _NP_CODES[x.dtype], x.shape, st)
+    return (x.ctypes.data, _NP_CODES[x.dtype], x.shape, st, KP_DEVICE_CPU, 0)
+
+
+def descs_have_arrays(descs):
+    return any(d is not None for d in descs)
+
+
+def where_of_descs(descs):
+    """The device of a call from its (validated, agreeing) descriptors."""
+    for d in descs:
+        if d is not None:
+            return (d[4], d[5])
+    return CPU
 
 
 class NumpyBackend:
     name = "numpy"
 
     @staticmethod
-    def empty(shape, code):
+    def empty(shape, code, where=CPU):  # NumPy arrays are host arrays
         return np.empty(shape, dtype=_NP_DTYPES[code])
 
     @staticmethod
     def describe_out(a):
-        return (a.ctypes.data, _NP_CODES[a.dtype], a.shape, tuple(s // a.itemsize for s in a.strides))
+        return (a.ctypes.data, _NP_CODES[a.dtype], a.shape, tuple(s // a.itemsize for s in a.strides), KP_DEVICE_CPU, 0)
 
     @staticmethod
-    def scalar_array(values, code):
+    def scalar_array(values, code, where=CPU):
         return np.asarray(values, dtype=_NP_DTYPES[code]).reshape(-1)
 
     @staticmethod
@@ -110,16 +232,26 @@ class TorchBackend:
     name = "torch"
 
     @staticmethod
-    def empty(shape, code):
-        return torch.empty(shape, dtype=_TORCH_DTYPES[code])
+    def empty(shape, code, where=CPU):
+        return torch_empty(shape, _TORCH_DTYPES[code], where)
 
     @staticmethod
     def describe_out(a):
-        return (a.data_ptr(), _TORCH_CODES[a.dtype], tuple(a.shape), a.stride())
+        if a.is_cpu:  # the common case without asking for a.device
+            return (a.data_ptr(), _TORCH_CODES[a.dtype], tuple(a.shape), a.stride(), KP_DEVICE_CPU, 0)
+        return tensor_desc(a, "the output")
 
     @staticmethod
-    def scalar_array(values, code):
-        return torch.tensor(values, dtype=_TORCH_DTYPES[code]).reshape(-1)
+    def scalar_array(values, code, where=CPU):
+        """Numbers (parameters written as Python numbers) as a 1-D tensor on
+        device where: built on the host, then copied into a tensor allocated
+        there (copy_ is stream-ordered on the current stream)."""
+        t = torch.tensor(values, dtype=_TORCH_DTYPES[code]).reshape(-1)
+        if where[0] == KP_DEVICE_CPU:
+            return t
+        d = torch_empty(tuple(t.shape), t.dtype, where)
+        d.copy_(t)
+        return d
 
     @staticmethod
     def view(a, shape):
@@ -155,6 +287,7 @@ def describe_all(f, args, nx=-1, ny=-1):
     descs = []
     code = None
     batch = None
+    first = None  # (position, descriptor) of the first array: its device is the call's
     for k, a in enumerate(args):
         info = fargs[k]
         if info is None:
@@ -162,9 +295,18 @@ def describe_all(f, args, nx=-1, ny=-1):
             continue
         if a is None:
             raise KpValueError("pykp: argument %d is missing" % k)
-        d = describe(a)
+        d = describe(a, "argument %d" % k)
         if code is None:
             code = d[1]
+        if first is None:
+            first = (k, d)
+        elif d[4] != first[1][4] or (d[4] and d[5] != first[1][5]):
+            w0, w = (first[1][4], first[1][5]), (d[4], d[5])
+            raise KpRuntimeError(
+                "pykp: arguments on different devices: argument %d is on %s, argument %d on %s. pykp never "
+                "copies between devices: move them to one device first (e.g. with .to(%s))"
+                % (first[0], device_name(w0), k, device_name(w), _device_expr(w0))
+            )
         descs.append(d)
         shape = d[2]
         cat = info.cat
@@ -201,17 +343,25 @@ def _rows(f, nx, ny):
 
 
 def run(f, be, code, descs, nx, ny, bshape, out=None, scheme=None):
-    """Allocates the outputs and runs the plan of f for dtype code (scheme:
-    float32 summation scheme, None for the global setting)."""
+    """Allocates the outputs on the arguments' device and runs the plan of f for
+    dtype code (scheme: float32 summation scheme, None for the global setting).
+    On a CUDA device the work is queued on torch's current stream (see the
+    module's comment on why the caching allocator is safe)."""
     rows = _rows(f, nx, ny)
+    where = where_of_descs(descs)
     vals = idx = dv = di = None
     if f.out_dim:
-        vals = out if out is not None else be.empty(bshape + (rows, f.out_dim), code)
+        vals = out if out is not None else be.empty(bshape + (rows, f.out_dim), code, where)
         dv = be.describe_out(vals)
+        if (dv[4], dv[5]) != where and descs_have_arrays(descs):
+            raise KpRuntimeError(
+                "pykp: out= is on %s but the arguments are on %s; pykp never copies between devices"
+                % (device_name((dv[4], dv[5])), device_name(where))
+            )
     if f.out_index_dim:
-        idx = be.empty(bshape + (rows, f.out_index_dim), KP_INT64)
+        idx = be.empty(bshape + (rows, f.out_index_dim), KP_INT64, where)
         di = be.describe_out(idx)
-    f.plan(code).exec(descs, dv, di, nx, ny, scheme)
+    f.plan(code).exec(descs, dv, di, nx, ny, scheme, stream_for(where))
     return vals, idx
 
 
@@ -231,19 +381,21 @@ def run_joint(joint, be, args, nx=-1, ny=-1, scheme=None):
             bshapes = [describe_all(f, args, nx, ny)[4] for f in joint.formulas]
         else:
             bshapes = [()] * len(joint.formulas)
+    where = where_of_descs(descs)
     outs = []
     douts = []
     for f, bs in zip(joint.formulas, bshapes):
-        o = be.empty(bs + (_rows(f, nx, ny), f.out_dim), code)
+        o = be.empty(bs + (_rows(f, nx, ny), f.out_dim), code, where)
         outs.append(o)
         douts.append(be.describe_out(o))
+    stream = stream_for(where)
     plan = joint.plan(code)
-    if plan is not None:
-        plan.exec(descs, douts, nx, ny, scheme)
+    if plan is not None:  # on a CUDA device libkp runs its formulas one after the other, on the stream
+        plan.exec(descs, douts, nx, ny, scheme, stream)
     else:  # libkp refused the joint plan: one call per formula
         for f, d in zip(joint.formulas, douts):
             f.plan(code).exec([dd if info is not None else None for dd, info in zip(descs, f.args)], d, None,
-                              nx, ny, scheme)
+                              nx, ny, scheme, stream)
     return outs
 
 
@@ -262,9 +414,10 @@ def launch(f, args, be, nx=-1, ny=-1, out=None, scheme=None):
 
 def fast_describe(f, args):
     """The common case in one pass: every used argument an array of one kind
-    and one float dtype, on the CPU, already in libkp's layout without batch
-    dimensions (Vi/Vj 2-D, Pm 1-D). Returns (backend, code, descs, nx, ny,
-    requires_grad) or None when anything needs the general path."""
+    and one float dtype, on one device (the CPU or one CUDA device), already
+    in libkp's layout without batch dimensions (Vi/Vj 2-D, Pm 1-D). Returns
+    (backend, code, descs, nx, ny, requires_grad) or None when anything needs
+    the general path (which also reports mixed devices)."""
     fargs = f.args
     if len(args) != len(fargs):
         return None
@@ -273,6 +426,7 @@ def fast_describe(f, args):
     nx = ny = -1
     rg = False
     descs = []
+    dev = None  # (kp_device, ordinal) of the first tensor
     for k, a in enumerate(args):
         info = fargs[k]
         if info is None:
@@ -283,10 +437,19 @@ def fast_describe(f, args):
                 return None
             be = TorchBackend
             c = _TORCH_CODES.get(a.dtype)
-            if c is None or c == KP_INT64 or not a.is_cpu:
+            if c is None or c == KP_INT64:
                 return None
             shape = a.shape
-            d = (a.data_ptr(), c, shape, a.stride())
+            if a.is_cpu:
+                d = (a.data_ptr(), c, shape, a.stride(), KP_DEVICE_CPU, 0)
+            elif a.is_cuda:
+                d = tensor_desc(a)
+            else:
+                return None
+            if dev is None:
+                dev = (d[4], d[5])
+            elif d[4] != dev[0] or d[5] != dev[1]:
+                return None
             rg = rg or a.requires_grad
         elif isinstance(a, np.ndarray):
             if be is not NumpyBackend and be is not None:
@@ -300,7 +463,7 @@ def fast_describe(f, args):
             if any(s % item for s in strides):
                 return None
             shape = a.shape
-            d = (a.ctypes.data, c, shape, tuple(s // item for s in strides))
+            d = (a.ctypes.data, c, shape, tuple(s // item for s in strides), KP_DEVICE_CPU, 0)
         else:
             return None
         if code is None:

@@ -4,7 +4,13 @@ and thin owners of the three C handles (context, formula, plan).
 
 Nothing here knows about NumPy or PyTorch: arrays reach `Plan.exec` (and
 `JointPlan.exec`, several formulas in one call) as plain descriptors (data
-pointer, dtype code, shape, strides in elements).
+pointer, dtype code, shape, strides in elements, kp_device, CUDA ordinal), with
+the CUstream to queue device work on (0: host arrays or the default stream).
+
+Engines. Every context is set to KP_ENGINE_AUTO: host arrays run on the CPU
+engine exactly as with the default KP_ENGINE_CPU (the joint pass included),
+arrays on a CUDA device run on libkp's CUDA engine, on that device and the
+given stream. Nothing CUDA-related is loaded until device arrays arrive.
 
 Ownership. Every handle is freed by a `weakref.finalize` whose callback holds a
 strong reference to the owning `Context` object, so a context is never freed
@@ -31,6 +37,9 @@ KP_MAX_DIMS = 8
 KP_MAX_BATCH_DIMS = 6
 
 KP_VAR_I, KP_VAR_J, KP_VAR_PARAM = 0, 1, 2
+
+KP_DEVICE_CPU, KP_DEVICE_CUDA = 0, 1  # kp_device
+KP_ENGINE_CPU, KP_ENGINE_OPENCL, KP_ENGINE_CUDA, KP_ENGINE_AUTO = 0, 1, 2, 3  # kp_engine
 
 # kp_reduction, in kp.h order
 REDUCTIONS = (
@@ -199,6 +208,10 @@ _plan_new = _proto("kp_plan_new", ctypes.c_int, _vp, _vp, ctypes.c_int, ctypes.P
 _plan_free = _proto("kp_plan_free", None, _vp)
 _plan_exec = _proto("kp_plan_exec", ctypes.c_int, _vp, _vp, ctypes.c_size_t, _vp, _vp, _vp)
 _status_string = _proto("kp_status_string", ctypes.c_char_p, ctypes.c_int)
+try:  # libkp >= the commit adding GPU engines
+    _context_set_engine = _proto("kp_context_set_engine", ctypes.c_int, _vp, ctypes.c_int)
+except AttributeError:  # pragma: no cover - older libkp: CPU only
+    _context_set_engine = None
 try:  # libkp >= the commit adding joint plans (several Sums in one pass over the pairs)
     _plan_new_joint = _proto(
         "kp_plan_new_joint", ctypes.c_int, _vp, ctypes.POINTER(_vp), ctypes.c_size_t, ctypes.c_int, ctypes.POINTER(_vp)
@@ -235,8 +248,24 @@ _OPT_SIZE = ctypes.sizeof(_KpExecOptions)
 # Header (data, dtype, device, ndim) + shape of rank nd, then strides of rank nd.
 _HEAD = [struct.Struct("@Piii%dx%dq" % (_SHAPE_OFF - 20, nd)) for nd in range(KP_MAX_DIMS + 1)]
 _STRIDES = [struct.Struct("@%dq" % nd) for nd in range(KP_MAX_DIMS + 1)]
-_OPTS = struct.Struct("@i%dxqq" % (_KpExecOptions.nx.offset - 4))  # cuda_stream stays NULL (zeroed buffer)
-assert _HEAD[2].size == _SHAPE_OFF + 16 and _OPTS.size + ctypes.sizeof(_vp) == _OPT_SIZE
+_DEVICE_ID_OFF = _KpArray.device_id.offset
+_DEVICE_ID = struct.Struct("@i")
+_OPTS = struct.Struct("@i%dxqqP" % (_KpExecOptions.nx.offset - 4))  # num_threads, nx, ny, cuda_stream
+assert _HEAD[2].size == _SHAPE_OFF + 16 and _OPTS.size == _OPT_SIZE
+assert _KpExecOptions.cuda_stream.offset == _OPTS.size - ctypes.sizeof(_vp)
+
+
+def _pack_array(buf, off, d):
+    """Writes descriptor d = (ptr, dtype, shape, strides, device, device_id) as
+    the kp_array at byte offset off of buf. The device ordinal is written only
+    for device arrays: libkp ignores it for host arrays (kp.h), and the CPU
+    path stays as cheap as before."""
+    shape = d[2]
+    nd = len(shape)
+    _HEAD[nd].pack_into(buf, off, d[0], d[1], d[4], nd, *shape)
+    _STRIDES[nd].pack_into(buf, off + _STRIDES_OFF, *d[3])
+    if d[4]:
+        _DEVICE_ID.pack_into(buf, off + _DEVICE_ID_OFF, d[5])
 
 
 def status_string(status):
@@ -281,6 +310,12 @@ class Context:
         self.handle = h.value
         self.scheme = 0
         self._finalizer = weakref.finalize(self, _context_free, h.value)
+        if _context_set_engine is not None:
+            # AUTO: host arrays on the CPU engine (as KP_ENGINE_CPU), CUDA device
+            # arrays on the CUDA engine; it never fails (nothing is loaded here).
+            st = _context_set_engine(h.value, KP_ENGINE_AUTO)
+            if st != KP_OK:
+                raise self.fail(st)
 
     def message(self):
         m = _context_message(self.handle)
@@ -442,32 +477,25 @@ class Plan:
         self.idx_addr = base + self.idx_off
         self.opt_addr = base + self.opt_off
 
-    def exec(self, descs, out, idx, nx, ny, scheme=None):
-        """descs: per argument position (ptr, dtype, shape, strides) or None
-        (unused position); out, idx: the same for the outputs, or None."""
+    def exec(self, descs, out, idx, nx, ny, scheme=None, stream=0):
+        """descs: per argument position (ptr, dtype, shape, strides, device,
+        device_id) or None (unused position); out, idx: the same for the
+        outputs, or None. stream: the CUstream (an int, 0 for NULL) that libkp
+        queues the work on when the arrays are on a CUDA device."""
         buf = self.buf
         off = 0
         for d in descs:
             if d is not None:
-                shape, strides = d[2], d[3]
-                nd = len(shape)
-                _HEAD[nd].pack_into(buf, off, d[0], d[1], 0, nd, *shape)
-                _STRIDES[nd].pack_into(buf, off + _STRIDES_OFF, *strides)
+                _pack_array(buf, off, d)
             off += _ARRAY_SIZE
         out_addr = idx_addr = None
         if out is not None:
-            shape, strides = out[2], out[3]
-            nd = len(shape)
-            _HEAD[nd].pack_into(buf, self.out_off, out[0], out[1], 0, nd, *shape)
-            _STRIDES[nd].pack_into(buf, self.out_off + _STRIDES_OFF, *strides)
+            _pack_array(buf, self.out_off, out)
             out_addr = self.out_addr
         if idx is not None:
-            shape, strides = idx[2], idx[3]
-            nd = len(shape)
-            _HEAD[nd].pack_into(buf, self.idx_off, idx[0], idx[1], 0, nd, *shape)
-            _STRIDES[nd].pack_into(buf, self.idx_off + _STRIDES_OFF, *strides)
+            _pack_array(buf, self.idx_off, idx)
             idx_addr = self.idx_addr
-        _OPTS.pack_into(buf, self.opt_off, _settings["num_threads"], nx, ny)
+        _OPTS.pack_into(buf, self.opt_off, _settings["num_threads"], nx, ny, stream)
         self.ctx.use_scheme(_settings["sum_scheme"] if scheme is None else scheme)
         st = _plan_exec(self.handle, self.base, self.nargs, out_addr, idx_addr, self.opt_addr)
         if st != KP_OK:
@@ -554,19 +582,17 @@ class JointPlan:
         self.out_addr = self.base + self.out_off
         self.opt_addr = self.base + self.opt_off
 
-    def exec(self, descs, outs, nx, ny, scheme=None):
-        """descs: per argument position (ptr, dtype, shape, strides) or None;
-        outs: one such descriptor per formula (its values)."""
+    def exec(self, descs, outs, nx, ny, scheme=None, stream=0):
+        """descs: per argument position (ptr, dtype, shape, strides, device,
+        device_id) or None; outs: one such descriptor per formula (its values);
+        stream: as for Plan.exec."""
         buf = self.buf
         off = 0
         for d in list(descs) + list(outs):
             if d is not None:
-                shape, strides = d[2], d[3]
-                nd = len(shape)
-                _HEAD[nd].pack_into(buf, off, d[0], d[1], 0, nd, *shape)
-                _STRIDES[nd].pack_into(buf, off + _STRIDES_OFF, *strides)
+                _pack_array(buf, off, d)
             off += _ARRAY_SIZE
-        _OPTS.pack_into(buf, self.opt_off, _settings["num_threads"], nx, ny)
+        _OPTS.pack_into(buf, self.opt_off, _settings["num_threads"], nx, ny, stream)
         self.ctx.use_scheme(_settings["sum_scheme"] if scheme is None else scheme)
         st = _plan_exec_joint(self.handle, self.base, self.nargs, self.out_addr, self.nouts, self.opt_addr)
         if st != KP_OK:

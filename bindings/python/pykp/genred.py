@@ -72,10 +72,11 @@ def reduction_text(formula, reduction_op, axis, opt_arg=None, formula2=None):
 # ----------------------------------------------------------------- argument layout
 
 
-def _as_backend_array(x, be, code):
-    """A Python number or list of numbers as a 1-D array of the backend and dtype."""
+def _as_backend_array(x, be, code, where=_arrays.CPU):
+    """A Python number or list of numbers as a 1-D array of the backend and
+    dtype, on device where (the other arguments' device)."""
     try:
-        return be.scalar_array(x, code)
+        return be.scalar_array(x, code, where)
     except (TypeError, ValueError) as e:
         raise KpTypeError("pykp: cannot use %r as a parameter: %s" % (x, e)) from None
 
@@ -84,9 +85,10 @@ def canonical_args(f, args, what="argument"):
     """Brings user arrays into libkp's layout for formula f, by views only:
     Vi/Vj (batch..., n, d), Pm (batch..., d) or (d,); 1-D Vi/Vj arrays of a
     dimension-1 variable become (n, 1); 0-d parameters become (1,); Python
-    numbers become parameter arrays of the common dtype. Arguments with fewer
-    batch dimensions than the most batched one get leading unit dimensions.
-    Returns (backend, dtype code, list of arrays)."""
+    numbers become parameter arrays of the common dtype, on the arguments'
+    device. Arguments with fewer batch dimensions than the most batched one
+    get leading unit dimensions. Arguments on different devices are a
+    KpRuntimeError (never copied). Returns (backend, dtype code, list of arrays)."""
     fargs = f.args
     n = len(fargs)
     if len(args) < n:
@@ -96,13 +98,12 @@ def canonical_args(f, args, what="argument"):
     if be is None:
         raise KpTypeError("pykp: no NumPy array or torch tensor among the arguments")
     code = None
+    where = _arrays.check_same_device(("%s %d" % (what, k), a) for k, a in enumerate(args) if fargs[k] is not None)
     for k, a in enumerate(args):
         if fargs[k] is None:
             continue
         if is_array(a):
             c = _arrays.dtype_code(a, "%s %d" % (what, k))
-            if be is TorchBackend:
-                _arrays.check_device(a, "%s %d" % (what, k))
             if code is None:
                 code = c
             elif c != code:
@@ -118,7 +119,7 @@ def canonical_args(f, args, what="argument"):
         if not is_array(a):
             if info.cat != KP_VAR_PARAM:
                 raise KpTypeError("pykp: %s %d must be an array (a %s variable), got %s" % (what, k, _cat_name(info.cat), type(a).__name__))
-            a = args[k] = _as_backend_array(a, be, code)
+            a = args[k] = _as_backend_array(a, be, code, where)
         if info.cat == KP_VAR_PARAM:
             if a.ndim == 0:
                 a = args[k] = be.view(a, (1,))
@@ -287,7 +288,7 @@ if torch is not None:
             else:
                 second = out
         elif idx is not None:
-            second = idx.to(out.dtype)  # the selected indices, as numbers
+            second = _arrays.torch_cast(idx, out.dtype)  # the selected indices, as numbers (idx's device)
         else:
             second = None
         extra = [G, second]
@@ -473,6 +474,27 @@ def postprocess(vals, idx, reduction, K=None):
 
 
 _lookup = formula  # Genred.__init__'s `formula` argument shadows the function
+
+
+def _check_backend(args, backend, device_id):
+    """KeOps' backend= and device_id= select where to compute; pykp computes
+    where the arrays are (CPU tensors and NumPy arrays: the CPU engine, CUDA
+    tensors: the CUDA engine on their device) and never copies, so these
+    options may only confirm it."""
+    where = _arrays.check_same_device(("argument %d" % k, a) for k, a in enumerate(args))
+    on = _arrays.device_name(where)
+    b = backend.upper() if isinstance(backend, str) else backend
+    if isinstance(b, str) and b.startswith("GPU") and where[0] != _lib.KP_DEVICE_CUDA:
+        raise KpValueError(
+            "pykp: backend=%r, but the arrays are on %s; pykp computes where the arrays are and never copies "
+            "between devices: pass CUDA tensors (e.g. .cuda())" % (backend, on)
+        )
+    if b == "CPU" and where[0] != _lib.KP_DEVICE_CPU:
+        raise KpValueError("pykp: backend='CPU', but the arrays are on %s; pykp never copies between devices" % on)
+    if device_id is not None and device_id != -1 and where[0] == _lib.KP_DEVICE_CUDA and where[1] != device_id:
+        raise KpValueError(
+            "pykp: device_id=%r, but the arrays are on %s; pykp never copies between devices" % (device_id, on)
+        )
 _SCHEMES = {"auto": None, "block_sum": 0, "kahan_scheme": 1, "direct_sum": 2}
 
 
@@ -498,7 +520,9 @@ class Genred:
 
     Called with one array per alias: NumPy arrays (result: NumPy) or torch
     tensors (result: torch, differentiable for Sum, LogSumExp and
-    SumSoftMaxWeight). Vi/Vj arrays are (n, d) or (batch..., n, d), parameters
+    SumSoftMaxWeight), all on one device: CPU tensors run on libkp's CPU
+    engine, CUDA tensors on its CUDA engine, on their device and torch's
+    current stream (backend= and device_id= may only confirm that). Vi/Vj arrays are (n, d) or (batch..., n, d), parameters
     (d,) or (batch..., d); all float32 or all float64. Index outputs are int64.
     """
 
@@ -539,8 +563,8 @@ class Genred:
     def __call__(self, *args, backend="auto", device_id=-1, ranges=None, out=None, nx=None, ny=None):
         if ranges is not None:
             raise KpNotImplementedError("pykp: block-sparse reductions (ranges=) are not supported yet")
-        if isinstance(backend, str) and backend.upper().startswith("GPU"):
-            raise KpNotImplementedError("pykp: backend=%r: libkp has only a CPU engine so far" % backend)
+        if (isinstance(backend, str) and backend.upper() != "AUTO") or (device_id is not None and device_id != -1):
+            _check_backend(args, backend, device_id)
         scheme = _SCHEMES.get(self.sum_scheme)
         vals, idx = reduce(self.key, args, -1 if nx is None else nx, -1 if ny is None else ny, out=out, scheme=scheme)
         return postprocess(vals, idx, self.reduction, self.opt_arg)

@@ -211,6 +211,9 @@ def kernel_product(x, y, b, kernel="gaussian", sigma=1.0, mode="sum"):
                 _compiled.clear()
             _compiled[ckey] = compiled
     key, spec, b_was_1d = compiled
+    # one device for all (never copied); sigma given as a number is made there
+    named = [("x feature %r" % n, a) for n, a in xs.items()] + [("y feature %r" % n, a) for n, a in ys.items()]
+    where = _arrays.check_same_device(named + [("b", b)])
     args = []
     code = None
     for kind, name in spec:
@@ -223,7 +226,7 @@ def kernel_product(x, y, b, kernel="gaussian", sigma=1.0, mode="sum"):
         else:
             if code is None:
                 code = _arrays.dtype_code(b, "b")
-            a = _param_value(_sigma_for(sigma, *name), b, code)
+            a = _param_value(_sigma_for(sigma, *name), b, code, where)
         args.append(a)
     out, _ = reduce(key, args, what="kernel_product input")
     return out.reshape(-1) if b_was_1d else out
@@ -365,21 +368,30 @@ def _sigma_for(sigma, a, b):
 _param_cache = {}
 
 
-def _param_value(s, b, code):
-    """sigma as a 1-element parameter array of b's kind and dtype."""
+def _param_value(s, b, code, where=_arrays.CPU):
+    """sigma as a 1-element parameter array of b's kind and dtype, on device
+    where (the data's)."""
     if _isnum(s):
-        key = (float(s), code, is_tensor(b))
+        # on a CUDA device, one cached tensor per stream: it is allocated on, and
+        # only read on, that stream, so freeing it (cache cleared) follows
+        # torch's caching-allocator rule without record_stream
+        key = (float(s), code, is_tensor(b), where, _arrays.stream_for(where))
         p = _param_cache.get(key)
         if p is None:
             if len(_param_cache) > 256:
                 _param_cache.clear()
             be = TorchBackend if is_tensor(b) else NumpyBackend
-            p = _param_cache[key] = be.scalar_array([float(s)], code)
+            p = _param_cache[key] = be.scalar_array([float(s)], code, where)
         return p
     if is_tensor(s):
         if not is_tensor(b):
             raise KpTypeError("pykp: sigma is a torch tensor but the data are NumPy arrays")
-        _arrays.check_device(s, "sigma")
+        ws = _arrays.where_of(s, "sigma")
+        if ws != where:
+            raise _arrays.KpRuntimeError(
+                "pykp: sigma is on %s but the data are on %s; pykp never copies between devices: move sigma "
+                "with .to(%r)" % (_arrays.device_name(ws), _arrays.device_name(where), _arrays.device_name(where))
+            )
         if s.numel() != 1:
             raise KpValueError("pykp: sigma must hold one value, got shape %s" % (tuple(s.shape),))
         s = s.reshape(1)
@@ -390,5 +402,5 @@ def _param_value(s, b, code):
         if s.size != 1:
             raise KpValueError("pykp: sigma must hold one value, got shape %s" % (s.shape,))
         be = TorchBackend if is_tensor(b) else NumpyBackend
-        return be.scalar_array([float(s.reshape(-1)[0])], code)
+        return be.scalar_array([float(s.reshape(-1)[0])], code, where)
     raise KpTypeError("pykp: sigma must be a number, an array or a tensor, got %s" % type(s).__name__)

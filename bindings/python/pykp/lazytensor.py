@@ -104,7 +104,7 @@ class LazyTensor:
             )
         self.code = _arrays.dtype_code(x, "LazyTensor input")
         if _arrays.is_tensor(x):
-            _arrays.check_device(x, "LazyTensor input")
+            _arrays.where_of(x, "LazyTensor input")  # CPU or CUDA (one device per reduction, checked there)
             self.backend = TorchBackend
         else:
             self.backend = NumpyBackend
@@ -672,10 +672,21 @@ class LazyTensor:
     def T(self):
         return self.t()
 
+    def _device(self):
+        """The torch device of this LazyTensor's tensors (CPU when it has none)."""
+        for v in self.vars.values():
+            if _arrays.is_tensor(v.value):
+                return v.value.device
+        return torch.device("cpu")
+
     def _as_own(self, v):
-        """scipy hands NumPy float64 vectors: convert to this LazyTensor's kind."""
+        """scipy hands NumPy float64 vectors: convert to this LazyTensor's kind
+        (on a CUDA LazyTensor: copied to its device, as scipy's LinearOperator
+        asks for; the result comes back to the host)."""
         if self.backend is TorchBackend and isinstance(v, np.ndarray):
-            return torch.from_numpy(np.ascontiguousarray(v, dtype=_arrays._NP_DTYPES[self.code])), True
+            t = torch.from_numpy(np.ascontiguousarray(v, dtype=_arrays._NP_DTYPES[self.code]))
+            dev = self._device()
+            return (t if dev.type == "cpu" else t.to(dev)), True
         if self.backend is NumpyBackend and isinstance(v, np.ndarray) and v.dtype != _arrays._NP_DTYPES[self.code]:
             return v.astype(_arrays._NP_DTYPES[self.code]), True
         return v, False
@@ -684,7 +695,7 @@ class LazyTensor:
         w, converted = self._as_own(v)
         r = K @ w
         if converted:
-            r = r.detach().numpy() if _arrays.is_tensor(r) else r
+            r = r.detach().cpu().numpy() if _arrays.is_tensor(r) else r
         return r
 
     def matvec(self, v):

@@ -45,8 +45,9 @@ def test_reduction_option_errors():
     g = pykp.Genred(f, a, axis=1)
     with pytest.raises(NotImplementedError):
         g(*args(), ranges=(1, 2, 3, 4, 5, 6))
-    with pytest.raises(NotImplementedError):
-        g(*args(), backend="GPU_1D")
+    with pytest.raises(ValueError, match="backend='GPU_1D', but the arrays are on cpu; .*never copies"):
+        g(*args(), backend="GPU_1D")  # pykp computes where the arrays are
+    assert g(*args(), backend="CPU").shape == (10, 1)
 
 
 def test_shape_errors_name_the_argument():
@@ -90,18 +91,18 @@ def test_dtype_errors_are_type_errors():
 
 
 def test_other_devices_are_refused_without_copies():
+    # libkp reads host memory and CUDA device memory: other torch devices are
+    # refused by name (CUDA tensors: tests/test_cuda_tensors.py, test_cuda_mock.py)
     g = pykp.Genred(*GAUSS, axis=1)
     x, y, s, b = args()
     meta = torch.empty(10, 3, dtype=torch.float64, device="meta")
-    with pytest.raises(RuntimeError, match="only libkp.s CPU engine"):
+    msg = "on device 'meta'; libkp reads host memory .CPU. and CUDA device memory only"
+    with pytest.raises(RuntimeError, match=msg):
         g(meta, y, s, b)
-    with pytest.raises(RuntimeError, match="only libkp.s CPU engine"):
+    with pytest.raises(RuntimeError, match=msg):
         pykp.LazyTensor(meta[:, None, :])
-    with pytest.raises(RuntimeError, match="only libkp.s CPU engine"):
+    with pytest.raises(RuntimeError, match=msg):
         pykp.kernel_product(meta, y, b, "gaussian")
-    if torch.cuda.is_available():  # pragma: no cover - no GPU on the CI machine
-        with pytest.raises(RuntimeError, match="only libkp.s CPU engine"):
-            g(x.cuda(), y, s, b)
 
 
 def test_k_larger_than_points_is_value_error():
