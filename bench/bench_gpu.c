@@ -106,23 +106,28 @@ static void print_static_costs(kp_context *ctx, const kp_formula *const *fs, con
     printf("Static cost of the pair loop (float32 PTX for compute_90, per pair; unroll %d):\n\n"
            "| kernel | issue slots | SFU ops | shared loads | est. H100 SXM at N = M = 1e6 |\n|---|---:|---:|---:|---:|\n",
            KP_GPU_UNROLL);
-    for (int k = 0; k < n; k++) {
+    for (int row = 0; row < 2 * n; row++) {
+        int k = row % n, fast = row >= n;
+        char label[96];
+        snprintf(label, sizeof label, "%s%s", names[k], fast ? ", KP_MATH_FAST" : "");
+        kp_context_set_math_mode(ctx, fast ? KP_MATH_FAST : KP_MATH_ACCURATE);
         char *ptx = nvrtc_ptx(ctx, fs[k]);
+        kp_context_set_math_mode(ctx, KP_MATH_ACCURATE);
         ptx_loop_cost c;
         if (!ptx || ptx_loop_cost_of(ptx, "kp_reduce", &c) != 0) {
-            printf("| %s | (no PTX) | | | |\n", names[k]);
+            printf("| %s | (no PTX) | | | |\n", label);
             free(ptx);
             continue;
         }
         if (c.branches > 1) { /* LogSumExp's rare max update lies inside the loop: no single path to count */
-            printf("| %s | (%d instructions, %d branches: data-dependent, not estimated) | | | |\n", names[k],
+            printf("| %s | (%d instructions, %d branches: data-dependent, not estimated) | | | |\n", label,
                    c.instructions, c.branches);
             free(ptx);
             continue;
         }
         double u = KP_GPU_UNROLL, slots = c.instructions / u, sfu = c.sfu / u;
         double t_issue = pairs * slots / (sms * lanes * clock), t_sfu = pairs * sfu / (sms * sfu_lanes * clock);
-        printf("| %s | %.2f | %.2f | %.2f | %.3f s (%s-bound) |\n", names[k], slots, sfu, c.shared_loads / u,
+        printf("| %s | %.2f | %.2f | %.2f | %.3f s (%s-bound) |\n", label, slots, sfu, c.shared_loads / u,
                t_issue > t_sfu ? t_issue : t_sfu, t_issue > t_sfu ? "issue" : "SFU");
         free(ptx);
     }

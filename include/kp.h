@@ -97,6 +97,19 @@ typedef enum kp_device { KP_DEVICE_CPU = 0, KP_DEVICE_CUDA = 1 } kp_device;
  *        like M/512 ulp in the worst case). */
 typedef enum kp_sum_scheme { KP_SUM_BLOCK = 0, KP_SUM_KAHAN = 1, KP_SUM_PLAIN = 2 } kp_sum_scheme;
 
+/* Math functions of the GPU kernels (CUDA and OpenCL engines), float32 only.
+ * ACCURATE (the default): the platform's accurate functions (CUDA expf,
+ *   logf: <= 2 ulp; OpenCL exp, log).
+ * FAST: the hardware approximations of the functions kernel formulas spend
+ *   their time in: Exp (CUDA: ex2.approx of x*log2(e), one special-function
+ *   op instead of eight instructions; relative error up to about
+ *   (2 + 1.2|x|) ulp, e.g. 2.6e-6 at x = -20), Log (__logf: 3 ulp, absolute
+ *   error 2^-21.4 on [0.5, 2]) and Rsqrt (rsqrtf, 2 ulp); OpenCL native_exp,
+ *   native_log, native_rsqrt (accuracy set by the platform). Infinities, NaN
+ *   and zeros keep their results; subnormal results flush to zero. What KeOps
+ *   calls use_fast_math. The CPU engine and float64 kernels are unaffected. */
+typedef enum kp_math_mode { KP_MATH_ACCURATE = 0, KP_MATH_FAST = 1 } kp_math_mode;
+
 /*
  * An array descriptor, filled by the caller. Shape is (batch..., rows, dim) for a
  * Vi/Vj variable and for the output, (batch..., dim) or (batch..., 1, dim) for a
@@ -141,6 +154,8 @@ const char *kp_context_message(const kp_context *ctx);
 kp_status kp_context_set_num_threads(kp_context *ctx, int num_threads);
 /* Summation scheme for float32 Sum, LogSumExp and SumSoftMaxWeight reductions. */
 kp_status kp_context_set_sum_scheme(kp_context *ctx, kp_sum_scheme scheme);
+/* Math functions of later GPU kernels (kp_math_mode above); KP_ERR_ARGUMENT for an unknown mode. */
+kp_status kp_context_set_math_mode(kp_context *ctx, kp_math_mode mode);
 
 /* ---------------------------------------------------------------- formulas */
 

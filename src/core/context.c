@@ -60,6 +60,14 @@ kp_status kp_context_set_sum_scheme(kp_context *ctx, kp_sum_scheme scheme) {
     return KP_OK;
 }
 
+kp_status kp_context_set_math_mode(kp_context *ctx, kp_math_mode mode) {
+    if (!ctx) return KP_ERR_NULL;
+    if (mode != KP_MATH_ACCURATE && mode != KP_MATH_FAST)
+        return kp__fail(ctx, KP_ERR_ARGUMENT, "unknown math mode %d", (int)mode);
+    ctx->math_mode = mode;
+    return KP_OK;
+}
+
 kp_status kp__fail(kp_context *ctx, kp_status status, const char *fmt, ...) {
     if (ctx) {
         va_list ap;

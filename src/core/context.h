@@ -12,6 +12,7 @@ struct kp_context {
     char message[KP_MESSAGE_MAX];
     int num_threads;            /* 0 = KP_NUM_THREADS or all cores */
     kp_sum_scheme sum_scheme;
+    kp_math_mode math_mode;      /* GPU kernels' float32 functions */
     struct kp_node_store *nodes; /* hash-consed formula DAG nodes, owned */
     kp_engine engine;            /* kp_context_set_engine (src/gpu); 0 = KP_ENGINE_CPU */
 };

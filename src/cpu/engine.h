@@ -27,6 +27,7 @@ typedef struct kp_cpu_job {
     const kp_program *prog;
     kp_dtype dtype;
     kp_sum_scheme scheme;
+    kp_math_mode math; /* read by the GPU engines only */
     int num_threads;
     int nbatch_dims;
     int64_t batch_shape[KP_MAX_BATCH_DIMS];

@@ -9,11 +9,12 @@
  * for newer GPUs) and linked into libkp, so the common case never waits for
  * NVRTC. See docs/architecture.md ("Ahead-of-time kernels").
  *
- * The table was built from kp__gpu_codegen(prog, dtype, KP_SUM_BLOCK,
- * KP_GPU_CUDA, 0, "kp"): the default sum scheme and block size and the kernel
- * names kp_reduce / kp_merge, i.e. the text kp_formula_gpu_source returns for a
- * context with default settings. An engine that generates with another scheme,
- * block or name simply misses and compiles with NVRTC.
+ * The table was built from kp__gpu_codegen(prog, dtype, {KP_SUM_BLOCK,
+ * KP_MATH_ACCURATE}, KP_GPU_CUDA, 0, "kp"): the default settings and block
+ * size and the kernel names kp_reduce / kp_merge, i.e. the text
+ * kp_formula_gpu_source returns for a context with default settings. An engine
+ * that generates with another scheme, math mode, block or name simply misses
+ * and compiles with NVRTC.
  */
 #ifndef KP_GPU_AOT_H
 #define KP_GPU_AOT_H

@@ -129,7 +129,7 @@ static const char *const prelude_common =
     "           (m) = mn; KP_KAHAN(s, c, s2); KP_KAHAN(s, c, -c2); } } while (0)\n"
     "#endif\n";
 
-static void emit_prelude(sbuf *s, kp_dtype dtype, kp_gpu_dialect dia, const char *name) {
+static void emit_prelude(sbuf *s, kp_dtype dtype, kp_gpu_dialect dia, const char *name, int fast) {
     int f32 = dtype == KP_FLOAT32;
     if (dia == KP_GPU_OPENCL) {
         if (!f32) sb_printf(s, "#pragma OPENCL EXTENSION cl_khr_fp64 : enable\n");
@@ -157,7 +157,23 @@ static void emit_prelude(sbuf *s, kp_dtype dtype, kp_gpu_dialect dia, const char
     static const char *const unary[] = {"exp", "log", "sqrt", "sin", "cos", "asin", "acos", "atan",
                                         "tanh", "erf", "fabs", "floor", "round"};
     for (size_t k = 0; k < sizeof unary / sizeof unary[0]; k++)
-        sb_printf(s, "KP_FN real kp_%s(real a) { return %s%s(a); }\n", unary[k], unary[k], sfx);
+        if (!fast || (strcmp(unary[k], "exp") != 0 && strcmp(unary[k], "log") != 0))
+            sb_printf(s, "KP_FN real kp_%s(real a) { return %s%s(a); }\n", unary[k], unary[k], sfx);
+    if (fast && dia == KP_GPU_CUDA) /* KP_MATH_FAST (kp.h): the special-function unit, flushing subnormals */
+        sb_printf(s, "KP_FN real kp_exp2(real a) { real r; asm(\"ex2.approx.ftz.f32 %%0, %%1;\" : \"=f\"(r) : \"f\"(a)); "
+                     "return r; }\n"
+                     "KP_FN real kp_exp(real a) { return kp_exp2(a * 1.44269504f); }\n"
+                     "KP_FN real kp_log(real a) { return __logf(a); }\n"
+                     "KP_FN real kp_rsqrt(real a) { return a == 0 ? (real)0 : rsqrtf(a); }\n");
+    else if (fast)
+        sb_printf(s, "KP_FN real kp_exp2(real a) { return native_exp2(a); }\n"
+                     "KP_FN real kp_exp(real a) { return native_exp(a); }\n"
+                     "KP_FN real kp_log(real a) { return native_log(a); }\n"
+                     "KP_FN real kp_rsqrt(real a) { return a == 0 ? (real)0 : native_rsqrt(a); }\n");
+    /* A fused Exp(a * s) (s: a row value or constant, program.h): under fast math
+       2^(a * (s log2 e)), whose product s log2 e the compiler hoists out of the pair loop. */
+    if (fast) sb_printf(s, "KP_FN real kp_exps(real a, real s) { return kp_exp2(a * (s * (real)1.44269504f)); }\n");
+    else sb_printf(s, "KP_FN real kp_exps(real a, real s) { return kp_exp(a * s); }\n");
     sb_printf(s, "KP_FN real kp_pow(real a, real b) { return pow%s(a, b); }\n", sfx);
     sb_printf(s, "KP_FN real kp_atan2(real a, real b) { return atan2%s(a, b); }\n", sfx);
     /* The elementwise ops of scalar_eval.h, with the same special values. */
@@ -173,7 +189,7 @@ static void emit_prelude(sbuf *s, kp_dtype dtype, kp_gpu_dialect dia, const char
               "    unsigned e = ip < 0 ? (unsigned)(-(long)ip) : (unsigned)ip;\n"
               "    while (e) { if (e & 1u) r *= base; base *= base; e >>= 1; }\n"
               "    return ip < 0 ? (real)1 / r : r; }\n"
-              "KP_FN real kp_rsqrt(real a) { return a == 0 ? (real)0 : (real)1 / kp_sqrt(a); }\n"
+              "%s"
               "KP_FN real kp_lt(real a, real b) { return a < b ? (real)1 : (real)0; }\n"
               "KP_FN real kp_le(real a, real b) { return a <= b ? (real)1 : (real)0; }\n"
               "KP_FN real kp_gt(real a, real b) { return a > b ? (real)1 : (real)0; }\n"
@@ -189,7 +205,8 @@ static void emit_prelude(sbuf *s, kp_dtype dtype, kp_gpu_dialect dia, const char
               "    for (int k_ = 0; k_ < ip; k_++) scale *= (real)10;\n"
               "    return kp_round(a * scale) / scale; }\n"
               "KP_FN real kp_clamp(real a, real b, real c) { return a < b ? b : (a > c ? c : a); }\n"
-              "KP_FN real kp_ifelse(real a, real b, real c) { return a >= 0 ? b : c; }\n");
+              "KP_FN real kp_ifelse(real a, real b, real c) { return a >= 0 ? b : c; }\n",
+              fast ? "" : "KP_FN real kp_rsqrt(real a) { return a == 0 ? (real)0 : (real)1 / kp_sqrt(a); }\n");
     sb_printf(s, "%s", prelude_common);
 }
 
@@ -212,7 +229,7 @@ static void opnd(gen *g, kp_operand o, const char *c) {
     switch (o.loc) {
     case KP_LOC_ROW: sb_printf(g->s, "rv[%d + (%s)]", o.off, cc); break;
     case KP_LOC_COL:
-        if (g->in_pair) sb_printf(g->s, "cb[k * %d + %d + (%s)]", g->W, o.off, cc);
+        if (g->in_pair) sb_printf(g->s, "cp[%d + (%s)]", o.off, cc);
         else sb_printf(g->s, "cv[%d + (%s)]", o.off, cc);
         break;
     case KP_LOC_PAIR: sb_printf(g->s, "pv[%d + (%s)]", o.off, cc); break;
@@ -298,10 +315,10 @@ static void emit_instr(gen *g, const kp_instr *ins, kp_loc part) {
     if (fn) {
         sb_printf(s, "      for (int c_ = 0; c_ < %d; c_++) ", o.dim);
         opnd(g, o, "c_");
-        sb_printf(s, " = %s(", fn);
+        sb_printf(s, " = %s(", ins->op == KP_OP_EXP && ins->nin == 2 ? "kp_exps" : fn);
         opnd(g, a, "c_");
         if (ins->op == KP_OP_EXP && ins->nin == 2) { /* fused Exp(a * s), see program.h */
-            sb_printf(s, " * ");
+            sb_printf(s, ", ");
             opnd(g, b, "0");
         } else if (ins->nin > 1) {
             sb_printf(s, ", ");
@@ -689,8 +706,9 @@ static int imax1(int a) { return a > 0 ? a : 1; }
 
 /* ------------------------------------------------------------ kernels */
 
-char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, kp_sum_scheme scheme, kp_gpu_dialect dialect, int block,
-                      const char *name, kp_gpu_kernel_info *info) {
+char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, const kp_gpu_settings *set, kp_gpu_dialect dialect,
+                      int block, const char *name, kp_gpu_kernel_info *info) {
+    kp_sum_scheme scheme = set->scheme;
     sbuf sb = {0};
     sbuf *s = &sb;
     if (!name) name = "kp";
@@ -724,7 +742,7 @@ char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, kp_sum_scheme sche
     sb_printf(s, "/* libkp generated kernel: %s reduction, axis %d, %s, %s, B = %d */\n",
               kp__reduction_name(prog->red), prog->axis, dtype == KP_FLOAT32 ? "float32" : "float64",
               dialect == KP_GPU_CUDA ? "CUDA" : "OpenCL", B);
-    emit_prelude(s, dtype, dialect, name);
+    emit_prelude(s, dtype, dialect, name, set->math == KP_MATH_FAST && dtype == KP_FLOAT32);
     int NR = imax1(info->nreal), NX = imax1(info->nidx);
     int W = tile_stride(prog, dtype);
     kp_red_family fam = kp__reduction_family(prog->red);
@@ -773,7 +791,11 @@ char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, kp_sum_scheme sche
               prog->col_size, W, G, G, G);
     /* A fixed unroll: the static cost per pair (kp_bench_gpu) divides by it. */
     if (dialect == KP_GPU_CUDA) sb_printf(s, "        #pragma unroll %d\n", KP_GPU_UNROLL);
-    sb_printf(s, "        for (int k = k0; k < k1; k++) {\n        const kp_i64 j = j0 + k;\n");
+    /* The point's COL values first, all together: one vector load, whatever the
+       pair program does between its uses (an asm statement splits load chains). */
+    sb_printf(s, "        for (int k = k0; k < k1; k++) {\n        const kp_i64 j = j0 + k;\n"
+                 "        real cp[%d];\n        for (int c_ = 0; c_ < %d; c_++) cp[c_] = cb[k * %d + c_];\n",
+              imax1(prog->col_size), prog->col_size, W);
     g.in_pair = 1;
     emit_part(&g, &prog->pair, KP_LOC_PAIR);
     emit_accumulate(&g, "pst", "psx");

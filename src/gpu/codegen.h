@@ -25,7 +25,9 @@
  * compensation; KP_SUM_PLAIN adds the group sums without it; KP_SUM_KAHAN
  * compensates every term. Groups count from the chunk's start, so the result
  * does not depend on B. Elementwise ops follow src/formula/scalar_eval.h
- * (device prelude).
+ * (device prelude); under KP_MATH_FAST, float32 Exp, Log and Rsqrt use the
+ * hardware approximations (kp.h), and a fused Exp(a * s) with s a row value
+ * becomes 2^(a * (s log2 e)), the product s log2 e computed once per row.
  *
  * The shared tile stores each point's COL values contiguously, padded to 16
  * bytes from 3 values on, so the pair loop reads them with vector loads that
@@ -63,7 +65,14 @@ typedef enum kp_gpu_dialect { KP_GPU_CUDA = 0, KP_GPU_OPENCL = 1 } kp_gpu_dialec
  * the compensated add costs 7 instructions per 32 pairs. */
 #define KP_GPU_GROUP 32
 /* Unroll factor of the CUDA pair loop. */
-#define KP_GPU_UNROLL 4
+#define KP_GPU_UNROLL 8
+
+/* The context's settings that the generated source depends on (so they are
+ * part of every kernel cache key, which hashes the source). */
+typedef struct kp_gpu_settings {
+    kp_sum_scheme scheme; /* Sum / LogSumExp accumulation, see above */
+    kp_math_mode math;    /* float32 Exp, Log, Rsqrt: kp.h kp_math_mode */
+} kp_gpu_settings;
 
 typedef struct kp_gpu_kernel_info {
     int block;                /* B: threads per work-group and tile width */
@@ -80,13 +89,13 @@ typedef struct kp_gpu_kernel_info {
 int kp__gpu_default_block(const kp_program *prog, kp_dtype dtype);
 
 /*
- * Generates the source. dtype: KP_FLOAT32 or KP_FLOAT64. scheme: the
- * context's kp_sum_scheme (it changes the source). block: B (a power of
+ * Generates the source. dtype: KP_FLOAT32 or KP_FLOAT64. set: the context's
+ * settings that change the source. block: B (a power of
  * two in [1, 1024]) or <= 0 for kp__gpu_default_block. name: kernel prefix, a
  * C identifier (NULL: "kp"). Fills *info. Returns a malloc'd NUL-terminated
  * string (the caller frees it), or NULL when out of memory.
  */
-char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, kp_sum_scheme scheme, kp_gpu_dialect dialect, int block,
-                      const char *name, kp_gpu_kernel_info *info);
+char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, const kp_gpu_settings *set, kp_gpu_dialect dialect,
+                      int block, const char *name, kp_gpu_kernel_info *info);
 
 #endif

@@ -250,7 +250,8 @@ static kp_status run(cuda_run *R, const kp_cpu_job *job, int on_device, int sum_
     kp_gpu_kernel_info info;
     int block = (int)env_int("KP_GPU_BLOCK", 0);
     if (block < 0 || block > 1024 || (block & (block - 1))) block = 0;
-    char *src = kp__gpu_codegen(prog, job->dtype, job->scheme, KP_GPU_CUDA, block, "kp", &info);
+    kp_gpu_settings set = {job->scheme, job->math};
+    char *src = kp__gpu_codegen(prog, job->dtype, &set, KP_GPU_CUDA, block, "kp", &info);
     if (!src) return kp__fail(R->ctx, KP_ERR_OOM, "out of memory while generating the CUDA kernel");
     CUmodule mod = NULL;
     st = get_module(R, src, &mod);

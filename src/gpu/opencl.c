@@ -276,7 +276,8 @@ static kp_status run_locked(kp_context *ctx, const kp_cpu_job *job, run_state *r
     kp_gpu_kernel_info info;
     int block = (int)env_int("KP_GPU_BLOCK", 0);
     if (block < 0 || block > 1024 || (block & (block - 1))) block = 0;
-    char *src = kp__gpu_codegen(prog, job->dtype, job->scheme, KP_GPU_OPENCL, block, "kp", &info);
+    kp_gpu_settings set = {job->scheme, job->math};
+    char *src = kp__gpu_codegen(prog, job->dtype, &set, KP_GPU_OPENCL, block, "kp", &info);
     if (!src) return kp__fail(ctx, KP_ERR_OOM, "out of memory while generating the OpenCL kernel");
     cl_program p = NULL;
     kp_status st = get_program(ctx, src, &p);

@@ -175,6 +175,7 @@ kp_status kp__plan_prepare(kp_plan *plan, const kp_array *args, size_t n_args, c
     job->prog = prog;
     job->dtype = plan->dtype;
     job->scheme = ctx->sum_scheme;
+    job->math = ctx->math_mode;
     job->num_threads = kp__resolve_threads(ctx, opt.num_threads);
     job->nargs = plan->nargs;
 

@@ -16,7 +16,10 @@
  *   - the result does not depend on the block size B (8 ... 128, below and
  *     above the group size) nor on split-j + merge: bit-identical outputs;
  *   - LogSumExp special values and a maximum that changes at every point,
- *     against the CPU engine.
+ *     against the CPU engine;
+ *   - KP_MATH_FAST: Exp, Log, Rsqrt formulas within 2e-5 of a float64
+ *     reference, their special values as on the CPU, the CUDA source (float32
+ *     switches to ex2.approx, float64 unchanged) compiling with NVRTC.
  */
 #define _POSIX_C_SOURCE 200112L /* setenv */
 #include <math.h>
@@ -26,6 +29,7 @@
 
 #include "kp.h"
 #include "kp_test_util.h"
+#include "nvrtc_check.h"
 
 static int failures;
 
@@ -65,7 +69,7 @@ static void problem_free(problem *p) {
     free(p->b);
 }
 
-/* Runs text over p on the context's engine; out: n values (float64). */
+/* Runs text over p on the context's engine; out: n x out_dim values (float64). */
 static kp_status run(kp_context *ctx, const char *text, const problem *p, kp_dtype dt, double *out) {
     kp_formula *f = NULL;
     kp_plan *plan = NULL;
@@ -73,12 +77,13 @@ static kp_status run(kp_context *ctx, const char *text, const problem *p, kp_dty
     if (st == KP_OK) st = kp_plan_new(ctx, f, dt, &plan);
     void *x = kpt_to_dtype(p->x, (size_t)(3 * p->n), dt), *y = kpt_to_dtype(p->y, (size_t)(3 * p->m), dt);
     void *b = kpt_to_dtype(p->b, (size_t)p->m, dt), *g = kpt_to_dtype(&p->g, 1, dt);
-    void *o = kpt_alloc_dtype((size_t)p->n, dt);
+    int od = f ? kp_formula_out_dim(f) : 1;
+    void *o = kpt_alloc_dtype((size_t)(p->n * od), dt);
     kp_array args[4] = {kp_array_2d(x, dt, p->n, 3), kp_array_2d(y, dt, p->m, 3), kp_array_1d(g, dt, 1),
                         kp_array_2d(b, dt, p->m, 1)};
-    kp_array ao = kp_array_2d(o, dt, p->n, 1);
+    kp_array ao = kp_array_2d(o, dt, p->n, od);
     if (st == KP_OK) st = kp_plan_exec(plan, args, 4, &ao, NULL, NULL);
-    if (st == KP_OK) kpt_from_dtype(o, dt, (size_t)p->n, out);
+    if (st == KP_OK) kpt_from_dtype(o, dt, (size_t)(p->n * od), out);
     free(x);
     free(y);
     free(b);
@@ -242,6 +247,113 @@ static void test_lse_special(kp_context *ctx, kp_engine eng) {
     lse_case(ctx, eng, "saw tooth", b, M);
 }
 
+/* KP_MATH_FAST: float32 formulas with Exp, Log and Rsqrt against the CPU engine
+ * in float64 on the same (float32) values, within the documented error. */
+static void test_fast_math(kp_context *ctx, kp_engine eng) {
+    static const char *const texts[] = {
+        "Sum_Reduction(Exp(-SqDist(x,y)*g)*b, 1)",       "Sum_Reduction(Exp(-Sqrt(SqDist(x,y))*g)*b, 1)",
+        "Sum_Reduction(Rsqrt(SqDist(x,y)*g + b)*b, 1)",   "Sum_Reduction(Log(SqDist(x,y) + b)*b, 1)",
+        "LogSumExp_Reduction(-SqDist(x,y)*g + b, 1)",     "Sum_Reduction(Exp(-SqDist(x,y)*g)*(x-y), 1)"};
+    problem p;
+    problem_new(&p, 45, 3001, KP_FLOAT32, 14u);
+    p.g = 6.0; /* exponents down to about -70: the widest error of the fast exp */
+    double *ref = malloc((size_t)p.n * 3 * sizeof *ref), *got = malloc((size_t)p.n * 3 * sizeof *got);
+    for (size_t t = 0; t < sizeof texts / sizeof texts[0]; t++) {
+        kp_context_set_engine(ctx, KP_ENGINE_CPU);
+        kp_status st = run(ctx, texts[t], &p, KP_FLOAT64, ref);
+        kp_context_set_engine(ctx, eng);
+        kp_context_set_math_mode(ctx, KP_MATH_FAST);
+        if (st == KP_OK) st = run(ctx, texts[t], &p, KP_FLOAT32, got);
+        kp_context_set_math_mode(ctx, KP_MATH_ACCURATE);
+        if (st != KP_OK) {
+            FAIL("fast math %s: %s", texts[t], kp_context_message(ctx));
+            continue;
+        }
+        size_t n = (size_t)p.n * (strstr(texts[t], "(x-y)") ? 3 : 1);
+        double big = 0, e = 0;
+        for (size_t i = 0; i < n; i++) big = fabs(ref[i]) > big ? fabs(ref[i]) : big;
+        for (size_t i = 0; i < n; i++) e = fabs(got[i] - ref[i]) > e ? fabs(got[i] - ref[i]) : e;
+        printf("fast math %s: max error %.2e of the largest value\n", texts[t], e / big);
+        if (!(e <= 2e-5 * big)) FAIL("fast math %s: error %.3e > 2e-5 x %.3e", texts[t], e, big);
+    }
+    free(ref);
+    free(got);
+    problem_free(&p);
+}
+
+/* f over the M values b (one row), float32, under KP_MATH_FAST on the engine and on the CPU: special values. */
+static void fast_special(kp_context *ctx, kp_engine eng, const char *text, const float *b, int64_t m) {
+    static const char *const al[] = {"x = Vi(1)", "b = Vj(1)"};
+    kp_formula *f = NULL;
+    kp_plan *plan = NULL;
+    float x = 0, out[2] = {0, 0};
+    kp_array args[2] = {kp_array_2d(&x, KP_FLOAT32, 1, 1), kp_array_2d((void *)b, KP_FLOAT32, m, 1)};
+    kp_status st = kp_formula_parse(ctx, text, al, 2, &f);
+    if (st == KP_OK) st = kp_plan_new(ctx, f, KP_FLOAT32, &plan);
+    kp_context_set_math_mode(ctx, KP_MATH_FAST);
+    for (int k = 0; k < 2 && st == KP_OK; k++) {
+        kp_array ao = kp_array_2d(&out[k], KP_FLOAT32, 1, 1);
+        st = kp_context_set_engine(ctx, k ? KP_ENGINE_CPU : eng);
+        if (st == KP_OK) st = kp_plan_exec(plan, args, 2, &ao, NULL, NULL);
+    }
+    kp_context_set_math_mode(ctx, KP_MATH_ACCURATE);
+    kp_context_set_engine(ctx, eng);
+    if (st != KP_OK) FAIL("fast math %s: %s", text, kp_context_message(ctx));
+    else if (isnan(out[1]) ? !isnan(out[0]) : isinf(out[1]) || out[1] == 0 ? out[0] != out[1] : !(fabsf(out[0] - out[1]) <= 1e-5f * fabsf(out[1])))
+        FAIL("fast math %s: engine %.9g, CPU %.9g", text, (double)out[0], (double)out[1]);
+    kp_plan_free(plan);
+    kp_formula_free(f);
+}
+
+static void test_fast_special(kp_context *ctx, kp_engine eng) {
+    const float ninf = -INFINITY, pinf = INFINITY;
+    float b1[2] = {ninf, 0}, b2[2] = {pinf, 1}, b3[2] = {0, 1}, b4[2] = {pinf, 4}, b5[2] = {NAN, 1}, b6[2] = {-1, 1};
+    fast_special(ctx, eng, "Sum_Reduction(Exp(b + x), 1)", b1, 2);    /* exp(-inf) + exp(0) = 1 */
+    fast_special(ctx, eng, "Sum_Reduction(Exp(b + x), 1)", b2, 2);    /* +inf */
+    fast_special(ctx, eng, "Sum_Reduction(Exp(b + x), 1)", b5, 2);    /* NaN */
+    fast_special(ctx, eng, "Sum_Reduction(Log(b + x), 1)", b3, 2);    /* log(0) = -inf */
+    fast_special(ctx, eng, "Sum_Reduction(Log(b + x), 1)", b6, 2);    /* log(-1) = NaN */
+    fast_special(ctx, eng, "Sum_Reduction(Rsqrt(b + x), 1)", b3, 2);  /* Rsqrt(0) = 0 (kp's rule), + 1 */
+    fast_special(ctx, eng, "Sum_Reduction(Rsqrt(b + x), 1)", b4, 2);  /* Rsqrt(inf) = 0, + 0.5 */
+    fast_special(ctx, eng, "LogSumExp_Reduction(b + x, 1)", b1, 2);   /* 0 */
+}
+
+/* The CUDA source under KP_MATH_FAST: the special-function unit's exp in float32,
+ * unchanged in float64, compiling with NVRTC (no GPU needed). */
+static void test_fast_source(kp_context *ctx) {
+    kp_formula *f = NULL;
+    if (kp_formula_parse(ctx, gauss, aliases, 4, &f) != KP_OK) {
+        FAIL("parse: %s", kp_context_message(ctx));
+        return;
+    }
+    char *src[2][2]; /* [math][dtype] */
+    for (int m = 0; m < 2; m++)
+        for (int d = 0; d < 2; d++) {
+            size_t need = 0;
+            kp_dtype dt = d ? KP_FLOAT64 : KP_FLOAT32;
+            kp_context_set_math_mode(ctx, m ? KP_MATH_FAST : KP_MATH_ACCURATE);
+            kp_formula_gpu_source(ctx, f, dt, KP_ENGINE_CUDA, NULL, 0, &need);
+            src[m][d] = malloc(need + 1);
+            kp_formula_gpu_source(ctx, f, dt, KP_ENGINE_CUDA, src[m][d], need + 1, NULL);
+        }
+    kp_context_set_math_mode(ctx, KP_MATH_ACCURATE);
+    if (!strstr(src[1][0], "ex2.approx.ftz.f32") || strstr(src[0][0], "ex2.approx"))
+        FAIL("fast math: the float32 CUDA source does not switch to ex2.approx");
+    if (strcmp(src[0][1], src[1][1]) != 0) FAIL("fast math: the float64 CUDA source changed");
+    const char *why = NULL;
+    if (kpt_nvrtc_available(&why)) {
+        char *log = NULL;
+        if (kpt_nvrtc_compile(src[1][0], "fast.cu", "sm_90", &log) != 0)
+            FAIL("fast math: the float32 CUDA source does not compile: %s", log ? log : "");
+        free(log);
+    } else {
+        printf("fast math: NVRTC compile not checked (%s)\n", why);
+    }
+    for (int m = 0; m < 2; m++)
+        for (int d = 0; d < 2; d++) free(src[m][d]);
+    kp_formula_free(f);
+}
+
 int main(int argc, char **argv) {
     const char *which = argc > 1 ? argv[1] : "opencl";
     kp_engine eng = strcmp(which, "cuda") == 0 ? KP_ENGINE_CUDA : KP_ENGINE_OPENCL;
@@ -260,6 +372,9 @@ int main(int argc, char **argv) {
     test_geometry(ctx, KP_FLOAT32, gauss_lse);
     test_geometry(ctx, KP_FLOAT64, gauss);
     test_lse_special(ctx, eng);
+    test_fast_math(ctx, eng);
+    test_fast_special(ctx, eng);
+    test_fast_source(ctx);
     kp_context_free(ctx);
     printf("%d failures\n", failures);
     return failures ? 1 : 0;
