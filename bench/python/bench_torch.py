@@ -12,17 +12,23 @@ Dense versions materialize the N x M kernel matrix; they run only where their
 estimated memory fits (--dense-limit-gb, default: half of the available
 memory, at most 8 GB). NumPy has no autograd: its backward is written by hand.
 
+--device cuda runs pykp (libkp's CUDA engine, on torch's current stream) and
+dense torch on the GPU with CUDA tensors, each call followed by
+torch.cuda.synchronize(); NumPy and the "in libkp" column are left out there
+(libkp only queues the work: the time inside the C call is not the GPU's).
+
 Besides the ratios, the table reports pykp's own overhead: the time spent in
 Python (argument handling, autograd bookkeeping) on top of the time spent
 inside libkp's kp_plan_exec calls, measured in the same runs.
 
 usage: python3 bench/python/bench_torch.py [--sizes 1000,10000,100000] [--dtype float32]
        [--reps 3] [--min-time 0.3] [--dense-limit-gb 8] [--threads 0]
-       [--passes forward,fwd+bwd,fwd+bwd-xyb] [--separate] [--no-dense]
+       [--passes forward,fwd+bwd,fwd+bwd-xyb] [--separate] [--no-dense] [--device cpu|cuda]
 """
 import argparse
 import os
 import platform
+import sys
 import time
 
 import numpy as np
@@ -219,6 +225,19 @@ def separate(fn):
 # ------------------------------------------------------------ main
 
 
+def synced(fn, gpu):
+    """fn, followed by torch.cuda.synchronize() on a GPU run (CUDA work is asynchronous)."""
+    if not gpu:
+        return fn
+
+    def run():
+        r = fn()
+        torch.cuda.synchronize()
+        return r
+
+    return run
+
+
 def available_gb():
     try:
         with open("/proc/meminfo") as f:
@@ -242,6 +261,7 @@ def main():
     ap.add_argument("--separate", action="store_true",
                     help="also time pykp's backward passes with one reduction per gradient (no joint plan)")
     ap.add_argument("--no-dense", action="store_true", help="skip dense torch and NumPy")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda / cuda:k (CUDA tensors, pykp on libkp's CUDA engine)")
     a = ap.parse_args()
     passes = [p.strip() for p in a.passes.split(",") if p.strip()]
     for p in passes:
@@ -250,6 +270,13 @@ def main():
     if a.no_dense:
         a.dense_limit_gb = -1.0
     sizes = [int(float(s)) for s in a.sizes.split(",")]
+    device = torch.device(a.device)
+    gpu = device.type == "cuda"
+    if gpu and not torch.cuda.is_available():
+        ap.error("--device %s: this torch has no CUDA device (torch %s)" % (a.device, torch.__version__))
+    if gpu and not a.no_dense and not any(w.startswith("--dense-limit-gb") for w in sys.argv):
+        # the default follows the GPU's free memory
+        a.dense_limit_gb = min(8.0, torch.cuda.mem_get_info(device)[0] / 2**31)
     dtype = getattr(torch, a.dtype)
     if a.threads:
         pykp.set_num_threads(a.threads)
@@ -257,7 +284,8 @@ def main():
     itemsize = torch.finfo(dtype).bits // 8
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print("# pykp vs dense torch vs dense NumPy: Gaussian kernel product in 3D, %s" % a.dtype)
+    print("# pykp vs dense torch vs dense NumPy: Gaussian kernel product in 3D, %s, %s%s" % (
+        a.dtype, device, " (%s)" % torch.cuda.get_device_name(device) if gpu else ""))
     print("machine: %s, %d cores, load average %.2f%s; torch %s (%d threads), numpy %s; libkp: %s" % (
         platform.processor() or platform.machine(), os.cpu_count() or 0, load,
         "  -- WARNING: busy machine, timings unreliable" if load > 0.5 * (os.cpu_count() or 1) else "",
@@ -270,25 +298,28 @@ def main():
     s = 0.25
     for n in sizes:
         torch.manual_seed(0)
-        x = torch.rand(n, 3, dtype=dtype)
-        y = torch.rand(n, 3, dtype=dtype)
-        b = torch.rand(n, 1, dtype=dtype)
+        x = torch.rand(n, 3, dtype=dtype).to(device)
+        y = torch.rand(n, 3, dtype=dtype).to(device)
+        b = torch.rand(n, 1, dtype=dtype).to(device)
         for pass_name in passes:
             kp_fn, th_fn, np_fn, temps = PASSES[pass_name]
             with_sep = a.separate and pass_name != "forward"
-            fns = [kp_fn(x, y, b, s)] + ([separate(kp_fn(x, y, b, s))] if with_sep else [])
+            fns = [synced(kp_fn(x, y, b, s), gpu)] + ([synced(separate(kp_fn(x, y, b, s)), gpu)] if with_sep else [])
             timings = bench_many(fns, a.reps, a.min_time)  # joint and separate alternate
             t_kp, t_c = timings[0]
             dense_gb = temps * n * n * itemsize / 2**30
             if dense_gb <= a.dense_limit_gb:
-                t_th, _ = bench(th_fn(x, y, b, s), a.reps, a.min_time)
-                t_np, _ = bench(np_fn(x, y, b, s), a.reps, a.min_time)
+                t_th, _ = bench(synced(th_fn(x, y, b, s), gpu), a.reps, a.min_time)
                 th = "%.4g s | %.2f" % (t_th, t_th / t_kp)
-                nu = "%.4g s | %.2f" % (t_np, t_np / t_kp)
+                if gpu:
+                    nu = "- | -"
+                else:
+                    t_np, _ = bench(np_fn(x, y, b, s), a.reps, a.min_time)
+                    nu = "%.4g s | %.2f" % (t_np, t_np / t_kp)
             else:
                 th = nu = "(%.0f GB) | -" % dense_gb
-            print("| %d | %s | %.4g s | %.4g s | %+.1f%% (%.0f us) | %s | %s |" % (
-                n, pass_name, t_kp, t_c, 100 * (t_kp - t_c) / t_c, 1e6 * (t_kp - t_c), th, nu), flush=True)
+            in_c = "- | -" if gpu else "%.4g s | %+.1f%% (%.0f us)" % (t_c, 100 * (t_kp - t_c) / t_c, 1e6 * (t_kp - t_c))
+            print("| %d | %s | %.4g s | %s | %s | %s |" % (n, pass_name, t_kp, in_c, th, nu), flush=True)
             if with_sep:
                 t_sep, t_csep = timings[1]
                 print("| %d | %s, separate | %.4g s | %.4g s | %+.1f%% (%.0f us) | joint: %.2fx faster | - | - | - |" % (
