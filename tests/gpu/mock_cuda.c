@@ -5,6 +5,9 @@
  * loading of real NVRTC output, pointer checks, temporaries, parameter
  * marshaling, grid shapes, stream-ordered frees) execute, under the
  * sanitizers too, on machines without a GPU. It checks nothing about results.
+ * The stream of every launch and stream-ordered memory operation is recorded
+ * too ("op@stream;", mock_cuda_streams), so tests can check that the user's
+ * stream is the one used (the streams it creates are 0x5eed, which no test passes).
  * MOCK_CUDA_POOLS=0 makes the device lack memory pools (cuMemAlloc path).
  */
 #include <stdint.h>
@@ -20,14 +23,23 @@ static void *allocs[MAXA];
 static size_t sizes[MAXA];
 static int nalloc_live;
 static char launches[16384];
+static char streams[16384];
 static int nlaunch;
 
-/* The record of launches, "name gx,gy,gz bx;" each, and the live allocations. */
+/* The record of launches, "name gx,gy,gz bx;" each, of the streams of launches
+ * and stream-ordered memory operations, "op@stream;" each (stream in hex), and
+ * the live allocations. */
 const char *mock_cuda_launches(void) { return launches; }
+const char *mock_cuda_streams(void) { return streams; }
 int mock_cuda_live_allocations(void) { return nalloc_live; }
 void mock_cuda_reset(void) {
     launches[0] = 0;
+    streams[0] = 0;
     nlaunch = 0;
+}
+static void note_stream(const char *op, const void *s) {
+    size_t n = strlen(streams);
+    snprintf(streams + n, sizeof streams - n, "%s@%lx;", op, (unsigned long)(uintptr_t)s);
 }
 
 CUresult cuInit(unsigned f) { return f == 0 ? 0 : 1; }
@@ -96,29 +108,36 @@ static CUresult release(CUdeviceptr p) {
 }
 CUresult cuMemAlloc_v2(CUdeviceptr *p, size_t n) { return alloc(p, n); }
 CUresult cuMemFree_v2(CUdeviceptr p) { return release(p); }
-CUresult cuMemAllocAsync(CUdeviceptr *p, size_t n, void *s) { (void)s; return alloc(p, n); }
-CUresult cuMemFreeAsync(CUdeviceptr p, void *s) { (void)s; return release(p); }
+CUresult cuMemAllocAsync(CUdeviceptr *p, size_t n, void *s) {
+    note_stream("alloc", s);
+    return alloc(p, n);
+}
+CUresult cuMemFreeAsync(CUdeviceptr p, void *s) {
+    note_stream("free", s);
+    return release(p);
+}
 CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void *h, size_t n, void *s) {
-    (void)s;
+    note_stream("htod", s);
     memcpy((void *)(uintptr_t)d, h, n);
     return 0;
 }
 CUresult cuMemcpyDtoHAsync_v2(void *h, CUdeviceptr d, size_t n, void *s) {
-    (void)s;
+    note_stream("dtoh", s);
     memcpy(h, (const void *)(uintptr_t)d, n);
     return 0;
 }
 CUresult cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
                         unsigned shm, void *s, void **params, void **extra) {
-    (void)by, (void)bz, (void)shm, (void)s, (void)extra;
+    (void)by, (void)bz, (void)shm, (void)extra;
     if (!params || !gx || !gy || !gz || !bx || bx > 1024) return 1; /* CUDA_ERROR_INVALID_VALUE */
+    note_stream((const char *)f, s);
     size_t n = strlen(launches);
     snprintf(launches + n, sizeof launches - n, "%s %u,%u,%u %u;", (const char *)f, gx, gy, gz, bx);
     nlaunch++;
     return 0;
 }
 CUresult cuStreamSynchronize(void *s) { (void)s; return 0; }
-CUresult cuStreamCreate(void **s, unsigned f) { (void)f; *s = (void *)(uintptr_t)0x9abc; return 0; }
+CUresult cuStreamCreate(void **s, unsigned f) { (void)f; *s = (void *)(uintptr_t)0x5eed; return 0; }
 CUresult cuStreamDestroy_v2(void *s) { (void)s; return 0; }
 CUresult cuPointerGetAttribute(void *v, int attr, CUdeviceptr p) {
     if (attr != 9) return 1;

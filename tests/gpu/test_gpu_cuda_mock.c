@@ -11,7 +11,10 @@
  *   - few rows, many reduced points: kp_reduce over chunks then kp_merge;
  *   - a parameter gradient on the device: kp_sumrows_f32;
  *   - 70,000 batches: two kp_reduce launches (grid z limit 65,535);
- *   - a host pointer passed as a device array: KP_ERR_ARGUMENT.
+ *   - a host pointer passed as a device array: KP_ERR_ARGUMENT;
+ *   - with device arrays, every launch and stream-ordered allocation, free or
+ *     copy is queued on the caller's stream (kp_exec_options.cuda_stream), and
+ *     on no other; host arrays (synchronous) use the default stream.
  * Skipped (77) without NVRTC.
  */
 #define _POSIX_C_SOURCE 200809L /* setenv */
@@ -25,6 +28,7 @@
 
 static int failures;
 static const char *(*launches)(void);
+static const char *(*streams)(void);
 static int (*live)(void);
 static void (*reset)(void);
 static int (*mem_alloc)(unsigned long long *, size_t);
@@ -50,8 +54,22 @@ static kp_array on_dev(kp_array a) {
     return a;
 }
 
-static void expect(kp_context *ctx, kp_status st, const char *what, const char *const *want, int nwant) {
+/* Checks that every recorded "op@stream;" is on stream (hex), and that there is one. */
+static void check_streams(const char *what, const char *stream) {
+    const char *l = streams();
+    int n = 0;
+    for (const char *p = l; (p = strchr(p, '@')) != NULL; p++, n++) {
+        size_t k = strlen(stream);
+        CHECK(strncmp(p + 1, stream, k) == 0 && p[1 + k] == ';', "%s: not on stream %s: '%s'", what, stream, l);
+    }
+    CHECK(n > 0, "%s: nothing was queued on a stream", what);
+}
+
+/* Checks the launch sequence (and, when stream is not NULL, that everything ran on it), then resets the records. */
+static void expect_on(kp_context *ctx, kp_status st, const char *what, const char *const *want, int nwant,
+                      const char *stream) {
     CHECK(st == KP_OK, "%s: %s", what, kp_context_message(ctx));
+    if (stream) check_streams(what, stream);
     const char *l = launches(), *at = l;
     for (int k = 0; k < nwant; k++) {
         const char *p = strstr(at, want[k]);
@@ -62,6 +80,11 @@ static void expect(kp_context *ctx, kp_status st, const char *what, const char *
     reset();
 }
 
+/* Device arrays: everything on the caller's stream 0x9abc. */
+static void expect(kp_context *ctx, kp_status st, const char *what, const char *const *want, int nwant) {
+    expect_on(ctx, st, what, want, nwant, "9abc");
+}
+
 int main(void) {
     const char *lib = getenv("KP_CUDA_LIBRARY");
     void *h = lib ? dlopen(lib, RTLD_NOW) : NULL;
@@ -70,6 +93,7 @@ int main(void) {
         return 1;
     }
     *(void **)&launches = dlsym(h, "mock_cuda_launches");
+    *(void **)&streams = dlsym(h, "mock_cuda_streams");
     *(void **)&live = dlsym(h, "mock_cuda_live_allocations");
     *(void **)&reset = dlsym(h, "mock_cuda_reset");
     *(void **)&mem_alloc = dlsym(h, "cuMemAlloc_v2");
@@ -101,7 +125,7 @@ int main(void) {
         return 77;
     }
     const char *r1[] = {"kp_reduce "};
-    expect(ctx, st, "host arrays", r1, 1);
+    expect_on(ctx, st, "host arrays", r1, 1, "0"); /* the synchronous convenience: the default stream */
     CHECK(live() == 0, "host arrays: %d device allocations left", live());
 
     void *dx = dev(N * 12), *dy = dev(M * 12), *dg = dev(4), *db = dev(M * 4), *de = dev(N * 4), *dout = dev(N * 8);

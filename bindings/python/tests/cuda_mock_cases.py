@@ -11,7 +11,8 @@ computed (outputs stay as allocated). What is asserted is the plumbing:
 - what pykp hands libkp (every kp_array, the options, read back from the
   buffers pykp passes to kp_plan_exec / kp_plan_exec_joint): device
   KP_DEVICE_CUDA and the tensor's device index for every array, outputs
-  included, and the stream pykp got from torch for that device;
+  included, and the stream pykp got from torch for that device, which the
+  driver then receives for every launch and stream-ordered allocation;
 - that libkp's CUDA engine took the call (its launches are recorded, and it
   accepts only pointers of the mock's memory: anything pykp allocated on the
   host for a device call would be refused);
@@ -36,7 +37,7 @@ from fake_cuda import FakeCuda, MockDevice
 if not os.environ.get("KP_CUDA_LIBRARY"):  # pragma: no cover - run through test_cuda_mock.py
     pytest.skip("run by test_cuda_mock.py with KP_CUDA_LIBRARY set to the mock driver", allow_module_level=True)
 
-STREAM_BASE = 0x57E40  # fake CUstream of cuda:k: STREAM_BASE + k (the mock ignores streams)
+STREAM_BASE = 0x57E40  # fake CUstream of cuda:k: STREAM_BASE + k (the mock records the streams it is given)
 KP_DEVICE_CPU, KP_DEVICE_CUDA = 0, 1
 
 GAUSS = ("Exp(-SqDist(x,y)*g)*b", ["x = Vi(3)", "y = Vj(3)", "g = Pm(1)", "b = Vj(1)"])
@@ -173,6 +174,7 @@ def test_forward_runs_on_the_cuda_engine_on_the_device_and_stream(mock, device, 
     assert rec["outs"][0]["ptr"] == out.data_ptr()
     assert device.streams_asked == [0]
     assert mock.launches() == ["kp_reduce"]
+    assert mock.streams() == [STREAM_BASE], "the driver did not get torch's stream: %s" % mock.streams()
 
 
 def test_strided_inputs_are_passed_as_they_are(mock, device):
@@ -186,6 +188,8 @@ def test_strided_inputs_are_passed_as_they_are(mock, device):
     assert_all_on(device, 0, n_calls=1)
     launches = mock.launches()
     assert "kp_gather4" in launches and launches.index("kp_gather4") < launches.index("kp_reduce"), launches
+    # the gathered copy is a stream-ordered temporary: allocated, used and freed on torch's stream
+    assert mock.streams() and set(mock.streams()) == {STREAM_BASE}, mock.streams()
 
 
 def test_index_outputs_are_allocated_on_the_device(mock, device):

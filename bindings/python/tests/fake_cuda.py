@@ -45,12 +45,15 @@ def fake(t, index=0):
 
 
 class MockDevice:
-    """The mock driver's memory as torch tensors. Launch records: `launches()`."""
+    """The mock driver's memory as torch tensors. Launch records: `launches()`,
+    the streams the driver was given: `streams()`."""
 
     def __init__(self, path):
         self.lib = lib = ctypes.CDLL(path)  # the library libkp dlopens: same handle, same state
         lib.mock_cuda_launches.restype = ctypes.c_char_p
         lib.mock_cuda_launches.argtypes = []
+        lib.mock_cuda_streams.restype = ctypes.c_char_p
+        lib.mock_cuda_streams.argtypes = []
         lib.mock_cuda_reset.restype = None
         lib.mock_cuda_reset.argtypes = []
         lib.cuMemAlloc_v2.restype = ctypes.c_int
@@ -79,6 +82,12 @@ class MockDevice:
         """The kernels launched since the last reset, by name ("kp_reduce", ...)."""
         text = self.lib.mock_cuda_launches().decode()
         return [r.split(" ")[0] for r in text.split(";") if r]
+
+    def streams(self):
+        """The CUstream of each launch and stream-ordered memory operation since
+        the last reset, as ints (the driver saw them, not just libkp)."""
+        text = self.lib.mock_cuda_streams().decode()
+        return [int(r.split("@")[1], 16) for r in text.split(";") if r]
 
     def reset(self):
         self.lib.mock_cuda_reset()
