@@ -597,6 +597,28 @@ static void emit_accumulate(gen *g, const char *st, const char *sx) {
         int DG = prog->red_g.dim;
         sb_printf(s, "    { real f_ = ");
         opnd(g, prog->red_f, "0");
+        if (g->grouped) { /* as KP_LSE_ACCG: weights summed in ts[0], weighted values in ts[1 + d] */
+            sb_printf(s,
+                      ";\n      const int ok_ = (f_ <= %s[0]) & (kp_fabs(%s[0]) < KP_INF);\n"
+                      "      const real w_ = ok_ ? kp_exp(f_ - %s[0]) : (real)0;\n      ts[0] += w_;\n"
+                      "      for (int d_ = 0; d_ < %d; d_++) ts[1 + d_] += w_ * ",
+                      st, st, st, DG);
+            opnd(g, prog->red_g, "d_");
+            sb_printf(s,
+                      ";\n      if (ok_) { }\n"
+                      "      else if (f_ != f_ || %s[0] != %s[0]) { if (f_ != f_) %s[0] = f_; }\n"
+                      "      else if (f_ == -KP_INF) { }\n"
+                      "      else if (f_ == KP_INF || %s[0] == KP_INF) { %s[0] = KP_NAN; }\n"
+                      "      else { real fc_ = %s[0] == -KP_INF ? (real)0 : kp_exp(%s[0] - f_);\n"
+                      "        for (int q_ = 1; q_ < %d; q_++) %s[q_] *= fc_;\n"
+                      "        for (int q_ = 0; q_ < %d; q_++) ts[q_] *= fc_;\n"
+                      "        %s[0] = f_; ts[0] += (real)1;\n"
+                      "        for (int d_ = 0; d_ < %d; d_++) ts[1 + d_] += ",
+                      st, st, st, st, st, st, st, 3 + 2 * DG, st, 1 + DG, st, DG);
+            opnd(g, prog->red_g, "d_");
+            sb_printf(s, "; }\n    }\n");
+            break;
+        }
         sb_printf(s,
                   ";\n      if (f_ != f_ || %s[0] != %s[0]) { if (f_ != f_) %s[0] = f_; }\n"
                   "      else if (f_ == -KP_INF) { }\n"
@@ -621,10 +643,15 @@ static void emit_accumulate(gen *g, const char *st, const char *sx) {
     }
 }
 
-/* Adds the group sums ts into state st and clears them (grouped Sum / LogSumExp). */
+/* Adds the group sums ts into state st and clears them (grouped Sum, LogSumExp, SumSoftMaxWeight). */
 static void emit_flush(gen *g, const char *st) {
     int D = g->prog->fdim;
-    if (kp__reduction_family(g->prog->red) == KP_FAMILY_LOGSUMEXP)
+    if (kp__reduction_family(g->prog->red) == KP_FAMILY_SOFTMAX)
+        sb_printf(g->s, "        { KP_KAHAN(%s[1], %s[2], ts[0]); ts[0] = 0;\n" /* one statement: it may follow an if */
+                        "          for (int d_ = 0; d_ < %d; d_++) { KP_KAHAN(%s[3 + d_], %s[%d + d_], ts[1 + d_]); "
+                        "ts[1 + d_] = 0; } }\n",
+                  st, st, g->prog->red_g.dim, st, st, 3 + g->prog->red_g.dim);
+    else if (kp__reduction_family(g->prog->red) == KP_FAMILY_LOGSUMEXP)
         sb_printf(g->s, "        for (int d_ = 0; d_ < %d; d_++) KP_LSE_FLUSH(%s[%d + d_], %s[%d + d_], ts[d_]);\n", D, st,
                   D, st, 2 * D);
     else if (g->plain)
@@ -751,7 +778,8 @@ char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, const kp_gpu_setti
     int W = tile_stride(prog, dtype);
     kp_red_family fam = kp__reduction_family(prog->red);
     int f32_kahan = dtype == KP_FLOAT32 && scheme == KP_SUM_KAHAN; /* float64 always sums by groups, as on the CPU */
-    int grouped = (fam == KP_FAMILY_SUM || fam == KP_FAMILY_LOGSUMEXP) && !f32_kahan;
+    int grouped = (fam == KP_FAMILY_SUM || fam == KP_FAMILY_LOGSUMEXP || fam == KP_FAMILY_SOFTMAX) && !f32_kahan;
+    int NT = fam == KP_FAMILY_SOFTMAX ? 1 + prog->red_g.dim : imax1(prog->fdim); /* group sums ts */
     int plain = fam == KP_FAMILY_SUM && dtype == KP_FLOAT32 && scheme == KP_SUM_PLAIN;
     int G = B < KP_GPU_GROUP ? B : KP_GPU_GROUP; /* points per inner loop: a group, or a whole tile when B is smaller */
 
@@ -770,7 +798,7 @@ char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, const kp_gpu_setti
                  "  real st[%d], pst[%d];\n  kp_i64 sx[%d], psx[%d];\n"
                  "  (void)pv; (void)cv; (void)ts; (void)cb; (void)sx; (void)psx; (void)part_idx; (void)out_idx; "
                  "(void)out;\n",
-              B, imax1(prog->row_size), imax1(prog->pair_size), imax1(prog->col_size), imax1(prog->fdim),
+              B, imax1(prog->row_size), imax1(prog->pair_size), imax1(prog->col_size), NT,
               dialect == KP_GPU_CUDA ? "__shared__ __align__(16)" : "__local", imax1(W * B),
               dialect == KP_GPU_CUDA ? "" : " __attribute__((aligned(16)))", NR, NR, NX, NX);
     gen g = {s, prog, dtype, B, W, grouped, plain, 0};
@@ -781,7 +809,7 @@ char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, const kp_gpu_setti
                  "  for (kp_i64 ch = ch0; ch < ch1; ch++) {\n"
                  "    const kp_i64 jstart = ch * chunk, jend = jstart + chunk < ncols ? jstart + chunk : ncols;\n");
     emit_init(s, prog, "pst", "psx");
-    if (grouped) sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) ts[d_] = 0;\n", prog->fdim);
+    if (grouped) sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) ts[d_] = 0;\n", NT);
     sb_printf(s, "    for (kp_i64 j0 = jstart; j0 < jend; j0 += %d) {\n"
                  "      const int len = (int)(jend - j0 < %d ? jend - j0 : %d);\n"
                  "      if (lid < len) { /* COL program: one point of the tile per thread */\n"

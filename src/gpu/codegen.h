@@ -18,12 +18,15 @@
  *
  * Reductions follow src/cpu/kernel_reduce.h: ties to the smallest index, NaN
  * ranks first in Min/Max, LogSumExp and SumSoftMaxWeight streamed as a running
- * max and a rescaled Kahan-compensated sum. Sum and LogSumExp add their terms
- * as the CPU's sum schemes say (kp.h kp_sum_scheme): KP_SUM_BLOCK (and always
- * in float64) sums each group of KP_GPU_GROUP consecutive points of a chunk
- * plainly, one fused multiply-add per pair, and adds the group sums with Kahan
- * compensation; KP_SUM_PLAIN adds the group sums without it; KP_SUM_KAHAN
- * compensates every term. Groups count from the chunk's start, so the result
+ * max and a rescaled Kahan-compensated sum. Sum, LogSumExp and SumSoftMaxWeight
+ * add their terms as the CPU's sum schemes say (kp.h kp_sum_scheme):
+ * KP_SUM_BLOCK (and always in float64) sums each group of KP_GPU_GROUP
+ * consecutive points of a chunk plainly, one fused multiply-add per pair, and
+ * adds the group sums with Kahan compensation (LogSumExp and SumSoftMaxWeight
+ * rescale the group sums with the state when the running max moves, and run
+ * the common case, f <= max with max finite, as straight-line code);
+ * KP_SUM_PLAIN adds Sum's group sums without it; KP_SUM_KAHAN compensates
+ * every term. Groups count from the chunk's start, so the result
  * does not depend on B. Elementwise ops follow src/formula/scalar_eval.h
  * (device prelude); under KP_MATH_FAST, float32 Exp, Log and Rsqrt use the
  * hardware approximations (kp.h), and a fused Exp(a * s) with s a row value

@@ -1,6 +1,6 @@
 /*
  * test_gpu_sums.c — how the GPU kernels add their terms (src/gpu/codegen.h):
- * Sum and LogSumExp sum groups of KP_GPU_GROUP points plainly and add the
+ * Sum, LogSumExp and SumSoftMaxWeight sum groups of KP_GPU_GROUP points plainly and add the
  * group sums with Kahan compensation (KP_SUM_BLOCK, and always in float64),
  * without it (KP_SUM_PLAIN), or compensate every term (KP_SUM_KAHAN).
  *
@@ -15,8 +15,8 @@
  *     compensation; PLAIN's error is printed);
  *   - the result does not depend on the block size B (8 ... 128, below and
  *     above the group size) nor on split-j + merge: bit-identical outputs;
- *   - LogSumExp special values and a maximum that changes at every point,
- *     against the CPU engine;
+ *   - LogSumExp and SumSoftMaxWeight: special values and a maximum that
+ *     changes at every point, against the CPU engine;
  *   - KP_MATH_FAST: Exp, Log, Rsqrt formulas within 2e-5 of a float64
  *     reference, their special values as on the CPU, the CUDA source (float32
  *     switches to ex2.approx, float64 unchanged) compiling with NVRTC.
@@ -206,14 +206,15 @@ static void test_geometry(kp_context *ctx, kp_dtype dt, const char *text) {
     problem_free(&p);
 }
 
-/* LogSumExp over j of b_j (one row), on the engine and on the CPU. */
-static void lse_case(kp_context *ctx, kp_engine eng, const char *label, const double *b, int64_t m) {
+/* LogSumExp over j of b_j, and the softmax-weighted average of b (one row), on the engine and on the CPU. */
+static void lse_case_of(kp_context *ctx, kp_engine eng, const char *text, const char *label, const double *b,
+                        int64_t m) {
     static const char *const al[] = {"x = Vi(1)", "b = Vj(1)"};
     kp_formula *f = NULL;
     kp_plan *plan = NULL;
     double x = 0, out[2] = {0, 0};
     kp_array args[2] = {kp_array_2d(&x, KP_FLOAT64, 1, 1), kp_array_2d((void *)b, KP_FLOAT64, m, 1)};
-    kp_status st = kp_formula_parse(ctx, "LogSumExp_Reduction(b + x, 1)", al, 2, &f);
+    kp_status st = kp_formula_parse(ctx, text, al, 2, &f);
     if (st == KP_OK) st = kp_plan_new(ctx, f, KP_FLOAT64, &plan);
     for (int k = 0; k < 2 && st == KP_OK; k++) {
         kp_array ao = kp_array_2d(&out[k], KP_FLOAT64, 1, 1);
@@ -221,11 +222,16 @@ static void lse_case(kp_context *ctx, kp_engine eng, const char *label, const do
         if (st == KP_OK) st = kp_plan_exec(plan, args, 2, &ao, NULL, NULL);
     }
     kp_context_set_engine(ctx, eng);
-    if (st != KP_OK) FAIL("LogSumExp %s: %s", label, kp_context_message(ctx));
+    if (st != KP_OK) FAIL("%s %s: %s", text, label, kp_context_message(ctx));
     else if (isnan(out[1]) ? !isnan(out[0]) : isinf(out[1]) ? out[0] != out[1] : !(fabs(out[0] - out[1]) <= 1e-13 * fabs(out[1]) + 1e-300))
-        FAIL("LogSumExp %s: engine %.17g, CPU %.17g", label, out[0], out[1]);
+        FAIL("%s %s: engine %.17g, CPU %.17g", text, label, out[0], out[1]);
     kp_plan_free(plan);
     kp_formula_free(f);
+}
+
+static void lse_case(kp_context *ctx, kp_engine eng, const char *label, const double *b, int64_t m) {
+    lse_case_of(ctx, eng, "LogSumExp_Reduction(b + x, 1)", label, b, m);
+    lse_case_of(ctx, eng, "SumSoftMaxWeight_Reduction(b + x, 1, b)", label, b, m);
 }
 
 static void test_lse_special(kp_context *ctx, kp_engine eng) {
@@ -370,6 +376,7 @@ int main(int argc, char **argv) {
     test_long_sums(ctx);
     test_geometry(ctx, KP_FLOAT32, gauss);
     test_geometry(ctx, KP_FLOAT32, gauss_lse);
+    test_geometry(ctx, KP_FLOAT32, "SumSoftMaxWeight_Reduction(-SqDist(x,y)*g + b, 1, b)");
     test_geometry(ctx, KP_FLOAT64, gauss);
     test_lse_special(ctx, eng);
     test_fast_math(ctx, eng);
