@@ -576,7 +576,7 @@ static void emit_accumulate(gen *g, const char *st, const char *sx) {
             sb_printf(s, " * ");
             opnd(g, prog->red_f2, "d_");
         }
-        if (prog->red_scale.dim) { /* per pair here: the merge kernel has no row values */
+        if (prog->red_scale.dim && !g->grouped) { /* per pair: the merge kernel has no row values */
             sb_printf(s, " * ");
             opnd(g, prog->red_scale, "d_");
         }
@@ -654,11 +654,15 @@ static void emit_flush(gen *g, const char *st) {
     else if (kp__reduction_family(g->prog->red) == KP_FAMILY_LOGSUMEXP)
         sb_printf(g->s, "        for (int d_ = 0; d_ < %d; d_++) KP_LSE_FLUSH(%s[%d + d_], %s[%d + d_], ts[d_]);\n", D, st,
                   D, st, 2 * D);
-    else if (g->plain)
-        sb_printf(g->s, "        for (int d_ = 0; d_ < %d; d_++) { %s[d_] += ts[d_]; ts[d_] = 0; }\n", D, st);
-    else
-        sb_printf(g->s, "        for (int d_ = 0; d_ < %d; d_++) { KP_KAHAN(%s[d_], %s[%d + d_], ts[d_]); ts[d_] = 0; }\n",
-                  D, st, st, D);
+    else { /* Sum: a row factor (red_scale) multiplies the group sum, not every term */
+        sb_printf(g->s, "        for (int d_ = 0; d_ < %d; d_++) { real g_ = ts[d_]", D);
+        if (g->prog->red_scale.dim) {
+            sb_printf(g->s, " * ");
+            opnd(g, g->prog->red_scale, "d_");
+        }
+        if (g->plain) sb_printf(g->s, "; %s[d_] += g_; ts[d_] = 0; }\n", st);
+        else sb_printf(g->s, "; KP_KAHAN(%s[d_], %s[%d + d_], g_); ts[d_] = 0; }\n", st, st, D);
+    }
 }
 
 /* a <- merge(a, b), b covering larger indices (a wins ties). */
