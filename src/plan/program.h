@@ -71,7 +71,8 @@ typedef struct kp_program {
     kp_operand red_scale;              /* Sum only: F = (red_f [* red_f2]) * red_scale, a
                                           ROW value (dim 1 or fdim) that the CPU applies
                                           once per row to the sum (none over an empty
-                                          sum), GPUs per pair; dim 0 if unused */
+                                          sum), GPUs once per group of points
+                                          (per pair under KP_SUM_KAHAN); dim 0 if unused */
     kp_reduction red;
     int axis, K;
     kp_var_category row_cat, col_cat;
