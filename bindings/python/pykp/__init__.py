@@ -24,6 +24,8 @@ from ._lib import (
     KpValueError,
     get_num_threads,
     library_path,
+    get_math_mode,
+    set_math_mode,
     set_num_threads,
     set_sum_scheme,
 )
@@ -51,6 +53,8 @@ __all__ = [
     "set_num_threads",
     "get_num_threads",
     "set_sum_scheme",
+    "set_math_mode",
+    "get_math_mode",
     "library_path",
     "formula_text",
 ]

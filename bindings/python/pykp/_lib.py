@@ -73,6 +73,7 @@ _STATUS_NAMES = {
 }
 
 SUM_SCHEMES = {"block": 0, "kahan": 1, "plain": 2}
+MATH_MODES = {"accurate": 0, "fast": 1}  # kp_math_mode
 
 
 # ----------------------------------------------------------------- errors
@@ -184,6 +185,7 @@ _context_free = _proto("kp_context_free", None, _vp)
 _context_message = _proto("kp_context_message", ctypes.c_char_p, _vp)
 _context_set_num_threads = _proto("kp_context_set_num_threads", ctypes.c_int, _vp, ctypes.c_int)
 _context_set_sum_scheme = _proto("kp_context_set_sum_scheme", ctypes.c_int, _vp, ctypes.c_int)
+_context_set_math_mode = _proto("kp_context_set_math_mode", ctypes.c_int, _vp, ctypes.c_int)
 _formula_parse = _proto(
     "kp_formula_parse", ctypes.c_int, _vp, ctypes.c_char_p, ctypes.POINTER(ctypes.c_char_p), ctypes.c_size_t, ctypes.POINTER(_vp)
 )
@@ -274,7 +276,7 @@ def status_string(status):
 
 # ----------------------------------------------------------------- settings
 
-_settings = {"num_threads": 0, "sum_scheme": 0}
+_settings = {"num_threads": 0, "sum_scheme": 0, "math_mode": 0}
 
 
 def set_num_threads(n):
@@ -296,6 +298,20 @@ def set_sum_scheme(name):
     _settings["sum_scheme"] = SUM_SCHEMES[name]
 
 
+def set_math_mode(name):
+    """Math functions of libkp's GPU kernels (CUDA tensors), float32 only:
+    'accurate' (default) or 'fast' -- the hardware's approximate exp, log and
+    rsqrt (KeOps' use_fast_math; errors in kp.h, kp_math_mode). The CPU engine
+    is unaffected."""
+    if name not in MATH_MODES:
+        raise KpValueError("math mode must be one of %s, got %r" % (sorted(MATH_MODES), name))
+    _settings["math_mode"] = MATH_MODES[name]
+
+
+def get_math_mode():
+    return {v: k for k, v in MATH_MODES.items()}[_settings["math_mode"]]
+
+
 # ----------------------------------------------------------------- handles
 
 
@@ -309,6 +325,7 @@ class Context:
             raise error_for(st, "kp_context_new failed")
         self.handle = h.value
         self.scheme = 0
+        self.math = 0
         self._finalizer = weakref.finalize(self, _context_free, h.value)
         if _context_set_engine is not None:
             # AUTO: host arrays on the CPU engine (as KP_ENGINE_CPU), CUDA device
@@ -330,6 +347,16 @@ class Context:
             if st != KP_OK:
                 raise self.fail(st)
             self.scheme = scheme
+
+    def use_settings(self, scheme):
+        """The summation scheme of this call (None: the global one) and the global math mode."""
+        self.use_scheme(_settings["sum_scheme"] if scheme is None else scheme)
+        math = _settings["math_mode"]
+        if math != self.math:
+            st = _context_set_math_mode(self.handle, math)
+            if st != KP_OK:
+                raise self.fail(st)
+            self.math = math
 
 
 def _free_formula(handle, ctx):  # ctx: kept alive until the formula is freed
@@ -496,7 +523,7 @@ class Plan:
             _pack_array(buf, self.idx_off, idx)
             idx_addr = self.idx_addr
         _OPTS.pack_into(buf, self.opt_off, _settings["num_threads"], nx, ny, stream)
-        self.ctx.use_scheme(_settings["sum_scheme"] if scheme is None else scheme)
+        self.ctx.use_settings(scheme)
         st = _plan_exec(self.handle, self.base, self.nargs, out_addr, idx_addr, self.opt_addr)
         if st != KP_OK:
             raise self.ctx.fail(st)
@@ -593,7 +620,7 @@ class JointPlan:
                 _pack_array(buf, off, d)
             off += _ARRAY_SIZE
         _OPTS.pack_into(buf, self.opt_off, _settings["num_threads"], nx, ny, stream)
-        self.ctx.use_scheme(_settings["sum_scheme"] if scheme is None else scheme)
+        self.ctx.use_settings(scheme)
         st = _plan_exec_joint(self.handle, self.base, self.nargs, self.out_addr, self.nouts, self.opt_addr)
         if st != KP_OK:
             raise self.ctx.fail(st)

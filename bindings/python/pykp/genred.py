@@ -516,7 +516,8 @@ class Genred:
         "direct_sum"; use_double_acc / dtype_acc="float64" select Kahan sums
         (libkp keeps float32 accumulators). Other KeOps options (dtype,
         cuda_type, enable_chunks, rec_multVar_highdim, use_fast_math) are
-        accepted and ignored.
+        accepted and ignored; pykp.set_math_mode("fast") is KeOps' fast math
+        for the GPU kernels (accurate by default).
 
     Called with one array per alias: NumPy arrays (result: NumPy) or torch
     tensors (result: torch, differentiable for Sum, LogSumExp and
