@@ -547,6 +547,13 @@ static void test_null_pointers(void **s) {
               KP_ERR_ARGUMENT, "sum scheme 9");
     assert_int_equal(kp_context_set_num_threads(e->ctx, 0), KP_OK);
     assert_int_equal(kp_context_set_sum_scheme(e->ctx, KP_SUM_KAHAN), KP_OK);
+    assert_int_equal(kp_context_set_math_mode(NULL, KP_MATH_FAST), KP_ERR_NULL);
+    EXPECT_ST(e, kp_context_set_math_mode(e->ctx, (kp_math_mode)2), KP_ERR_ARGUMENT, KP_ERR_ARGUMENT,
+              "math mode 2");
+    EXPECT_ST(e, kp_context_set_math_mode(e->ctx, (kp_math_mode)-1), KP_ERR_ARGUMENT, KP_ERR_ARGUMENT,
+              "math mode -1");
+    assert_int_equal(kp_context_set_math_mode(e->ctx, KP_MATH_FAST), KP_OK);
+    assert_int_equal(kp_context_set_math_mode(e->ctx, KP_MATH_ACCURATE), KP_OK);
     kp_var_category cat;
     int dim;
     assert_int_equal(kp_formula_arg(NULL, 0, &cat, &dim), KP_ERR_NULL);
