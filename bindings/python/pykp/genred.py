@@ -495,6 +495,8 @@ def _check_backend(args, backend, device_id):
         raise KpValueError(
             "pykp: device_id=%r, but the arrays are on %s; pykp never copies between devices" % (device_id, on)
         )
+
+
 _SCHEMES = {"auto": None, "block_sum": 0, "kahan_scheme": 1, "direct_sum": 2}
 
 
@@ -523,8 +525,9 @@ class Genred:
     tensors (result: torch, differentiable for Sum, LogSumExp and
     SumSoftMaxWeight), all on one device: CPU tensors run on libkp's CPU
     engine, CUDA tensors on its CUDA engine, on their device and torch's
-    current stream (backend= and device_id= may only confirm that). Vi/Vj arrays are (n, d) or (batch..., n, d), parameters
-    (d,) or (batch..., d); all float32 or all float64. Index outputs are int64.
+    current stream (backend= and device_id= may only confirm that). Vi/Vj
+    arrays are (n, d) or (batch..., n, d), parameters (d,) or (batch..., d);
+    all float32 or all float64. Index outputs are int64.
     """
 
     def __init__(
