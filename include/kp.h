@@ -362,7 +362,8 @@ kp_status kp_engine_available(kp_context *ctx, kp_engine engine);
 /* Writes the kernel source that the engine (KP_ENGINE_CUDA: CUDA C++ for
  * NVRTC; KP_ENGINE_OPENCL: OpenCL C) generates for f in dtype into buf (always
  * NUL-terminated when size > 0); *needed (if not NULL) receives its length
- * without the NUL. Kernels: kp_reduce and kp_merge (see src/gpu/codegen.h). */
+ * without the NUL. Kernels: kp_reduce and kp_merge (see src/gpu/codegen.h).
+ * The source follows ctx's sum scheme and math mode, as the engines' kernels do. */
 kp_status kp_formula_gpu_source(kp_context *ctx, const kp_formula *f, kp_dtype dtype, kp_engine engine, char *buf,
                                 size_t size, size_t *needed);
 /* Ahead-of-time CUDA kernels: when libkp was built with nvcc (CMake option
