@@ -4,9 +4,10 @@
  *   forward   a_i = sum_j exp(-g |x_i - y_j|^2) b_j      (x, y in 3D, b of dim 1, float32)
  *   backward  d<a, E>/dx (Sum over j, dim 3) and d<a, E>/db (Sum over i), from kp_formula_grad
  *
- * N = M in {1e4, 1e5, 1e6} (--quick: 1e4 only). Arrays live on device 0; each
- * call is queued on one stream and timed with CUDA events around it (best of
- * --reps, after a warm-up call). Also reported:
+ * N = M in {1e4, 1e5, 1e6} (--quick: 1e4 only), each with the accurate and
+ * the KP_MATH_FAST kernels. Arrays live on device 0; each call is queued on
+ * one stream and timed with CUDA events around it (best of --reps, after a
+ * warm-up call). Also reported:
  *   - NVRTC compile time of each generated kernel (needs NVRTC, not a GPU:
  *     printed even on machines without a device);
  *   - first-call latency: the first kp_plan_exec of the forward in this
@@ -243,8 +244,9 @@ int main(int argc, char **argv) {
     bad |= check(ctx, kp_plan_new(ctx, f, KP_FLOAT32, &pf), "plan");
     bad |= !bad && check(ctx, kp_plan_new(ctx, gx, KP_FLOAT32, &px), "plan grad x");
     bad |= !bad && check(ctx, kp_plan_new(ctx, gb, KP_FLOAT32, &pb), "plan grad b");
-    printf("| N = M | forward | fwd floor | grad x | grad b | fwd+bwd | fwd+bwd floor | (fwd+bwd)/fwd | forward pairs/s |\n");
-    printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    printf("| N = M | math | forward | fwd floor | grad x | grad b | fwd+bwd | fwd+bwd floor | (fwd+bwd)/fwd | "
+           "forward pairs/s |\n");
+    printf("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     const int64_t sizes[] = {10000, 100000, 1000000};
     int first = 1;
     for (int s = 0; s < (quick ? 1 : 3) && !bad; s++) {
@@ -275,15 +277,20 @@ int main(int argc, char **argv) {
             printf("(first-call latency of the forward at N = %lld: %.3f s)\n\n", (long long)n, now_s() - t0);
             first = 0;
         }
-        best_time(&g, px, args, 5, &ox, 1, &bad); /* warm-up: compile the gradients */
-        best_time(&g, pb, args, 5, &ob, 1, &bad);
-        double tf = best_time(&g, pf, args, 4, &oa, reps, &bad);
-        double tx = best_time(&g, px, args, 5, &ox, reps, &bad);
-        double tb = best_time(&g, pb, args, 5, &ob, reps, &bad);
-        double pairs = (double)n * (double)n;
-        printf("| %lld | %.3g ms | %.3g ms | %.3g ms | %.3g ms | %.3g ms | %.3g ms | %.2f | %.3g |\n", (long long)n,
-               tf * 1e3, pairs * 13 / peak * 1e3, tx * 1e3, tb * 1e3, (tf + tx + tb) * 1e3,
-               pairs * (13 + 19 + 13) / peak * 1e3, (tf + tx + tb) / tf, pairs / tf);
+        for (int fast = 0; fast < 2 && !bad; fast++) { /* accurate, then KP_MATH_FAST kernels */
+            kp_context_set_math_mode(ctx, fast ? KP_MATH_FAST : KP_MATH_ACCURATE);
+            best_time(&g, pf, args, 4, &oa, 1, &bad); /* warm-up: compile this mode's kernels */
+            best_time(&g, px, args, 5, &ox, 1, &bad);
+            best_time(&g, pb, args, 5, &ob, 1, &bad);
+            double tf = best_time(&g, pf, args, 4, &oa, reps, &bad);
+            double tx = best_time(&g, px, args, 5, &ox, reps, &bad);
+            double tb = best_time(&g, pb, args, 5, &ob, reps, &bad);
+            double pairs = (double)n * (double)n;
+            printf("| %lld | %s | %.3g ms | %.3g ms | %.3g ms | %.3g ms | %.3g ms | %.3g ms | %.2f | %.3g |\n",
+                   (long long)n, fast ? "fast" : "accurate", tf * 1e3, pairs * 13 / peak * 1e3, tx * 1e3, tb * 1e3,
+                   (tf + tx + tb) * 1e3, pairs * (13 + 19 + 13) / peak * 1e3, (tf + tx + tb) / tf, pairs / tf);
+        }
+        kp_context_set_math_mode(ctx, KP_MATH_ACCURATE);
         void *all[8] = {x, y, b, e, gp, a, dx, db};
         for (int k = 0; k < 8; k++) g.cu->MemFree((CUdeviceptr)(uintptr_t)all[k]);
         free(h);
