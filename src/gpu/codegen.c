@@ -112,9 +112,11 @@ static const char *const prelude_common =
     "/* The same with the terms of a group of points summed plainly in t (rescaled\n"
     "   with s and c); KP_LSE_FLUSH adds t to (s, c) at the end of the group. The\n"
     "   common case is straight-line code (the exponential computed anyway, added\n"
-    "   through a select), so the loop branches only around the rare update. */\n"
-    "#define KP_LSE_ACCG(m, s, c, t, f) do { real f_ = (f); \\\n"
-    "    const int ok_ = (f_ <= (m)) & (kp_fabs(m) < KP_INF); const real e_ = kp_exp(f_ - (m)); \\\n"
+    "   through a select), so the loop branches only around the rare update. The\n"
+    "   common case is f - m <= 0: f <= m, neither NaN nor both the same infinity;\n"
+    "   with m = +inf it adds exp(-inf) = 0, which leaves the state (s = 1) as is. */\n"
+    "#define KP_LSE_ACCG(m, s, c, t, f) do { real f_ = (f); const real df_ = f_ - (m); \\\n"
+    "    const int ok_ = df_ <= 0; const real e_ = kp_exp(df_); \\\n"
     "    (t) += ok_ ? e_ : (real)0; \\\n"
     "    if (ok_) { } \\\n"
     "    else if (f_ != f_ || (m) != (m)) { if (f_ != f_) (m) = f_; } \\\n"
@@ -599,10 +601,10 @@ static void emit_accumulate(gen *g, const char *st, const char *sx) {
         opnd(g, prog->red_f, "0");
         if (g->grouped) { /* as KP_LSE_ACCG: weights summed in ts[0], weighted values in ts[1 + d] */
             sb_printf(s,
-                      ";\n      const int ok_ = (f_ <= %s[0]) & (kp_fabs(%s[0]) < KP_INF);\n"
-                      "      const real w_ = ok_ ? kp_exp(f_ - %s[0]) : (real)0;\n      ts[0] += w_;\n"
+                      ";\n      const real df_ = f_ - %s[0];\n      const int ok_ = df_ <= 0;\n"
+                      "      const real w_ = ok_ ? kp_exp(df_) : (real)0;\n      ts[0] += w_;\n"
                       "      for (int d_ = 0; d_ < %d; d_++) ts[1 + d_] += w_ * ",
-                      st, st, st, DG);
+                      st, DG);
             opnd(g, prog->red_g, "d_");
             sb_printf(s,
                       ";\n      if (ok_) { }\n"

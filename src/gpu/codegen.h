@@ -24,7 +24,7 @@
  * consecutive points of a chunk plainly, one fused multiply-add per pair, and
  * adds the group sums with Kahan compensation (LogSumExp and SumSoftMaxWeight
  * rescale the group sums with the state when the running max moves, and run
- * the common case, f <= max with max finite, as straight-line code);
+ * the common case, f - max <= 0, as straight-line code);
  * KP_SUM_PLAIN adds Sum's group sums without it; KP_SUM_KAHAN compensates
  * every term. Groups count from the chunk's start, so the result
  * does not depend on B. Elementwise ops follow src/formula/scalar_eval.h
