@@ -44,7 +44,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "gpu/codegen.h"
 #include "gpu/cuda_driver.h"
 #include "ptx_loop.h"
 
@@ -80,15 +79,18 @@ static double nvrtc_seconds(kp_context *ctx, const kp_formula *f, const char *ar
     return ok ? t : -1;
 }
 
-/* PTX of f's CUDA source for compute_90 (malloc'd), or NULL. common_only:
- * with the rare branch of LogSumExp / SumSoftMaxWeight (a new running
- * maximum, special values) compiled out, to count the common case alone. */
-static char *nvrtc_ptx(kp_context *ctx, const kp_formula *f, int common_only) {
+/* PTX of f's CUDA source for compute_90 (malloc'd), or NULL; *unroll gets the
+ * pair loop's unroll factor (the source's #pragma unroll). common_only: with
+ * the rare branch of LogSumExp / SumSoftMaxWeight (a new running maximum,
+ * special values) compiled out, to count the common case alone. */
+static char *nvrtc_ptx(kp_context *ctx, const kp_formula *f, int common_only, int *unroll) {
     const kp_nvrtc_api *nv = kp__nvrtc_api(NULL);
     size_t need = 0, np = 0;
     if (!nv || kp_formula_gpu_source(ctx, f, KP_FLOAT32, KP_ENGINE_CUDA, NULL, 0, &need) != KP_OK) return NULL;
     char *src = malloc(need + 1), *ptx = NULL;
     kp_formula_gpu_source(ctx, f, KP_FLOAT32, KP_ENGINE_CUDA, src, need + 1, NULL);
+    const char *pragma = strstr(src, "#pragma unroll ");
+    *unroll = pragma ? atoi(pragma + 15) : 1;
     if (common_only) /* "if (ok_) { } else <rare update>" -> "if (1   ) { } else ...": dead code */
         for (char *q = src; (q = strstr(q, "if (ok_)")) != NULL; q += 8) memcpy(q, "if (1  )", 8);
     const char *opts[] = {"--gpu-architecture=compute_90", "--std=c++17"};
@@ -108,21 +110,21 @@ static char *nvrtc_ptx(kp_context *ctx, const kp_formula *f, int common_only) {
 /* The static pair-loop table (see the header comment). */
 static void print_static_costs(kp_context *ctx, const kp_formula *const *fs, const char *const *names, int n) {
     const double sms = 132, lanes = 128, sfu_lanes = 16, clock = 1.98e9, pairs = 1e12;
-    printf("Static cost of the pair loop (float32 PTX for compute_90, per pair; unroll %d):\n\n"
-           "| kernel | issue slots | SFU ops | shared loads | est. H100 SXM at N = M = 1e6 |\n|---|---:|---:|---:|---:|\n",
-           KP_GPU_UNROLL);
+    printf("Static cost of the pair loop (float32 PTX for compute_90, per pair = per iteration / unroll):\n\n"
+           "| kernel | issue slots | SFU ops | shared loads | est. H100 SXM at N = M = 1e6 |\n|---|---:|---:|---:|---:|\n");
     for (int row = 0; row < 2 * n; row++) {
         int k = row % n, fast = row >= n;
         char label[96];
         snprintf(label, sizeof label, "%s%s", names[k], fast ? ", KP_MATH_FAST" : "");
         kp_context_set_math_mode(ctx, fast ? KP_MATH_FAST : KP_MATH_ACCURATE);
-        char *ptx = nvrtc_ptx(ctx, fs[k], 0);
+        int unroll = 1;
+        char *ptx = nvrtc_ptx(ctx, fs[k], 0, &unroll);
         ptx_loop_cost c;
         int common = 0;
         if (ptx && ptx_loop_cost_of(ptx, "kp_reduce", &c) == 0 && c.branches > 1) {
             /* LogSumExp's rare max update lies inside the loop: count its common case alone */
             free(ptx);
-            ptx = nvrtc_ptx(ctx, fs[k], 1);
+            ptx = nvrtc_ptx(ctx, fs[k], 1, &unroll);
             common = 1;
         }
         kp_context_set_math_mode(ctx, KP_MATH_ACCURATE);
@@ -132,7 +134,7 @@ static void print_static_costs(kp_context *ctx, const kp_formula *const *fs, con
             continue;
         }
         if (common) strncat(label, " (common case)", sizeof label - strlen(label) - 1);
-        double u = KP_GPU_UNROLL, slots = c.instructions / u, sfu = c.sfu / u;
+        double u = unroll, slots = c.instructions / u, sfu = c.sfu / u;
         double t_issue = pairs * slots / (sms * lanes * clock), t_sfu = pairs * sfu / (sms * sfu_lanes * clock);
         printf("| %s | %.2f | %.2f | %.2f | %.3f s (%s-bound) |\n", label, slots, sfu, c.shared_loads / u,
                t_issue > t_sfu ? t_issue : t_sfu, t_issue > t_sfu ? "issue" : "SFU");

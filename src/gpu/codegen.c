@@ -741,6 +741,16 @@ static void emit_finalize(sbuf *s, const kp_program *prog, const char *st, const
 
 static int imax1(int a) { return a > 0 ? a : 1; }
 
+/* Unroll factor of the CUDA pair loop: KP_GPU_UNROLL for small pair programs
+ * (the kernel products: loop overhead matters there), less for large ones,
+ * whose body amortizes the loop anyway and whose compile time (NVRTC, on the
+ * first call) grows with every copy. Size: the components the program computes. */
+static int pair_unroll(const kp_program *prog) {
+    int size = 0;
+    for (int i = 0; i < prog->pair.n; i++) size += prog->pair.code[i].out.dim;
+    return size <= 16 ? KP_GPU_UNROLL : size <= 48 ? KP_GPU_UNROLL / 2 : KP_GPU_UNROLL / 4;
+}
+
 /* ------------------------------------------------------------ kernels */
 
 char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, const kp_gpu_settings *set, kp_gpu_dialect dialect,
@@ -827,8 +837,8 @@ char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, const kp_gpu_setti
                  "      if (active) for (int k0 = 0; k0 < len; k0 += %d) {\n"
                  "        const int k1 = k0 + %d < len ? k0 + %d : len;\n",
               prog->col_size, W, G, G, G);
-    /* A fixed unroll: the static cost per pair (kp_bench_gpu) divides by it. */
-    if (dialect == KP_GPU_CUDA) sb_printf(s, "        #pragma unroll %d\n", KP_GPU_UNROLL);
+    /* kp_bench_gpu's static cost per pair divides by this factor (read from the source). */
+    if (dialect == KP_GPU_CUDA) sb_printf(s, "        #pragma unroll %d\n", pair_unroll(prog));
     /* The point's COL values first, all together: one vector load, whatever the
        pair program does between its uses (an asm statement splits load chains). */
     sb_printf(s, "        for (int k = k0; k < k1; k++) {\n        const kp_i64 j = j0 + k;\n"

@@ -35,7 +35,9 @@
  * The shared tile stores each point's COL values contiguously, padded to 16
  * bytes from 3 values on, so the pair loop reads them with vector loads that
  * the whole warp shares (the same address: a broadcast). The CUDA pair loop is
- * unrolled KP_GPU_UNROLL times.
+ * unrolled KP_GPU_UNROLL times when the pair program is small (up to 16
+ * computed components; 4 times up to 48, else twice: compile time), as the
+ * `#pragma unroll` in the source says.
  *
  * Kernels (names prefixed by `name`, "kp" by default):
  *
@@ -67,7 +69,7 @@ typedef enum kp_gpu_dialect { KP_GPU_CUDA = 0, KP_GPU_OPENCL = 1 } kp_gpu_dialec
  * 32 float32 terms in a chain keep the error of the CPU's BLOCK scheme, and
  * the compensated add costs 7 instructions per 32 pairs. */
 #define KP_GPU_GROUP 32
-/* Unroll factor of the CUDA pair loop. */
+/* Unroll factor of the CUDA pair loop of small pair programs (see above). */
 #define KP_GPU_UNROLL 8
 
 /* The context's settings that the generated source depends on (so they are
