@@ -94,7 +94,10 @@ typedef enum kp_device { KP_DEVICE_CPU = 0, KP_DEVICE_CUDA = 1 } kp_device;
  * KAHAN: every term is added with Kahan compensation in each SIMD lane; slower,
  *        accurate to a few ulp of the exact sum in practice.
  * PLAIN: tile sums are added without compensation (the fastest; error grows
- *        like M/512 ulp in the worst case). */
+ *        like M/512 ulp in the worst case).
+ * The GPU engines do the same with groups of 32 points per thread instead of
+ * tiles of 512 (BLOCK: one fused multiply-add per pair, a compensated add per
+ * group), for Sum, LogSumExp and SumSoftMaxWeight. */
 typedef enum kp_sum_scheme { KP_SUM_BLOCK = 0, KP_SUM_KAHAN = 1, KP_SUM_PLAIN = 2 } kp_sum_scheme;
 
 /* Math functions of the GPU kernels (CUDA and OpenCL engines), float32 only.
