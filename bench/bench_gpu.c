@@ -44,6 +44,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "gpu/cuda_compile.h"
 #include "gpu/cuda_driver.h"
 #include "ptx_loop.h"
 
@@ -59,22 +60,25 @@ static int check(kp_context *ctx, kp_status st, const char *what) {
     return 1;
 }
 
-/* NVRTC compile time of f's CUDA source for arch, or a negative value. */
-static double nvrtc_seconds(kp_context *ctx, const kp_formula *f, const char *arch) {
-    const kp_nvrtc_api *nv = kp__nvrtc_api(NULL);
+/* f's float32 CUDA source as the engine generates it (malloc'd), or NULL. */
+static char *cuda_source(kp_context *ctx, const kp_formula *f) {
     size_t need = 0;
-    if (!nv || kp_formula_gpu_source(ctx, f, KP_FLOAT32, KP_ENGINE_CUDA, NULL, 0, &need) != KP_OK) return -1;
+    if (kp_formula_gpu_source(ctx, f, KP_FLOAT32, KP_ENGINE_CUDA, NULL, 0, &need) != KP_OK) return NULL;
     char *src = malloc(need + 1);
-    kp_formula_gpu_source(ctx, f, KP_FLOAT32, KP_ENGINE_CUDA, src, need + 1, NULL);
-    char opt[64];
-    snprintf(opt, sizeof opt, "--gpu-architecture=%s", arch);
-    const char *opts[] = {opt, "--std=c++17"}; /* the engine's options (src/gpu/cuda_compile.c) */
-    nvrtcProgram p = NULL;
+    if (src) kp_formula_gpu_source(ctx, f, KP_FLOAT32, KP_ENGINE_CUDA, src, need + 1, NULL);
+    return src;
+}
+
+/* NVRTC compile time of f's CUDA source for arch (the engine's own compile
+ * call, src/gpu/cuda_compile.c), or a negative value. */
+static double nvrtc_seconds(kp_context *ctx, const kp_formula *f, const char *arch) {
+    char *src = cuda_source(ctx, f), msg[256];
+    void *image = NULL;
+    size_t len = 0;
     double t0 = now_s();
-    int ok = nv->CreateProgram(&p, src, "kp_kernel.cu", 0, NULL, NULL) == KP_NVRTC_SUCCESS &&
-             nv->CompileProgram(p, 2, opts) == KP_NVRTC_SUCCESS;
+    int ok = src && kp__nvrtc_compile(src, arch, 0, &image, &len, msg, sizeof msg) == KP_OK;
     double t = now_s() - t0;
-    if (p) nv->DestroyProgram(&p);
+    free(image);
     free(src);
     return ok ? t : -1;
 }
@@ -84,25 +88,15 @@ static double nvrtc_seconds(kp_context *ctx, const kp_formula *f, const char *ar
  * the rare branch of LogSumExp / SumSoftMaxWeight (a new running maximum,
  * special values) compiled out, to count the common case alone. */
 static char *nvrtc_ptx(kp_context *ctx, const kp_formula *f, int common_only, int *unroll) {
-    const kp_nvrtc_api *nv = kp__nvrtc_api(NULL);
-    size_t need = 0, np = 0;
-    if (!nv || kp_formula_gpu_source(ctx, f, KP_FLOAT32, KP_ENGINE_CUDA, NULL, 0, &need) != KP_OK) return NULL;
-    char *src = malloc(need + 1), *ptx = NULL;
-    kp_formula_gpu_source(ctx, f, KP_FLOAT32, KP_ENGINE_CUDA, src, need + 1, NULL);
+    char *src = cuda_source(ctx, f), msg[256];
+    void *ptx = NULL;
+    size_t len = 0;
+    if (!src) return NULL;
     const char *pragma = strstr(src, "#pragma unroll ");
     *unroll = pragma ? atoi(pragma + 15) : 1;
     if (common_only) /* "if (ok_) { } else <rare update>" -> "if (1   ) { } else ...": dead code */
         for (char *q = src; (q = strstr(q, "if (ok_)")) != NULL; q += 8) memcpy(q, "if (1  )", 8);
-    const char *opts[] = {"--gpu-architecture=compute_90", "--std=c++17"};
-    nvrtcProgram p = NULL;
-    if (nv->CreateProgram(&p, src, "kp_kernel.cu", 0, NULL, NULL) == KP_NVRTC_SUCCESS &&
-        nv->CompileProgram(p, 2, opts) == KP_NVRTC_SUCCESS && nv->GetPTXSize(p, &np) == KP_NVRTC_SUCCESS &&
-        (ptx = malloc(np + 1)) != NULL && nv->GetPTX(p, ptx) != KP_NVRTC_SUCCESS) {
-        free(ptx);
-        ptx = NULL;
-    }
-    if (ptx) ptx[np] = 0;
-    if (p) nv->DestroyProgram(&p);
+    if (kp__nvrtc_compile(src, "compute_90", 1, &ptx, &len, msg, sizeof msg) != KP_OK) ptx = NULL;
     free(src);
     return ptx;
 }

@@ -206,27 +206,49 @@ static void test_geometry(kp_context *ctx, kp_dtype dt, const char *text) {
     problem_free(&p);
 }
 
-/* LogSumExp over j of b_j, and the softmax-weighted average of b (one row), on the engine and on the CPU. */
-static void lse_case_of(kp_context *ctx, kp_engine eng, const char *text, const char *label, const double *b,
-                        int64_t m) {
+/* text over one row x = 0 and the M values b, in dtype under math mode, on the
+ * engine (out[0]) and on the CPU (out[1]); reports a failure and returns 0 if a call fails. */
+static int one_row(kp_context *ctx, kp_engine eng, const char *text, kp_dtype dt, kp_math_mode math, const double *b,
+                   int64_t m, double out[2]) {
     static const char *const al[] = {"x = Vi(1)", "b = Vj(1)"};
     kp_formula *f = NULL;
     kp_plan *plan = NULL;
-    double x = 0, out[2] = {0, 0};
-    kp_array args[2] = {kp_array_2d(&x, KP_FLOAT64, 1, 1), kp_array_2d((void *)b, KP_FLOAT64, m, 1)};
+    double zero = 0;
+    void *x = kpt_to_dtype(&zero, 1, dt), *bb = kpt_to_dtype(b, (size_t)m, dt), *o = kpt_alloc_dtype(1, dt);
+    kp_array args[2] = {kp_array_2d(x, dt, 1, 1), kp_array_2d(bb, dt, m, 1)};
     kp_status st = kp_formula_parse(ctx, text, al, 2, &f);
-    if (st == KP_OK) st = kp_plan_new(ctx, f, KP_FLOAT64, &plan);
+    if (st == KP_OK) st = kp_plan_new(ctx, f, dt, &plan);
+    kp_context_set_math_mode(ctx, math);
     for (int k = 0; k < 2 && st == KP_OK; k++) {
-        kp_array ao = kp_array_2d(&out[k], KP_FLOAT64, 1, 1);
+        kp_array ao = kp_array_2d(o, dt, 1, 1);
         st = kp_context_set_engine(ctx, k ? KP_ENGINE_CPU : eng);
         if (st == KP_OK) st = kp_plan_exec(plan, args, 2, &ao, NULL, NULL);
+        if (st == KP_OK) kpt_from_dtype(o, dt, 1, &out[k]);
     }
+    kp_context_set_math_mode(ctx, KP_MATH_ACCURATE);
     kp_context_set_engine(ctx, eng);
-    if (st != KP_OK) FAIL("%s %s: %s", text, label, kp_context_message(ctx));
-    else if (isnan(out[1]) ? !isnan(out[0]) : isinf(out[1]) ? out[0] != out[1] : !(fabs(out[0] - out[1]) <= 1e-13 * fabs(out[1]) + 1e-300))
-        FAIL("%s %s: engine %.17g, CPU %.17g", text, label, out[0], out[1]);
+    if (st != KP_OK) FAIL("%s [%s]: %s", text, kpt_dtype_name(dt), kp_context_message(ctx));
+    free(x);
+    free(bb);
+    free(o);
     kp_plan_free(plan);
     kp_formula_free(f);
+    return st == KP_OK;
+}
+
+/* Special values must match exactly (NaN for NaN, the same infinity, zero for zero), others within rel. */
+static int agrees(double got, double ref, double rel) {
+    if (isnan(ref)) return isnan(got);
+    if (isinf(ref) || ref == 0) return got == ref;
+    return fabs(got - ref) <= rel * fabs(ref);
+}
+
+/* LogSumExp over j of b_j, and the softmax-weighted average of b (one row), float64, engine against CPU. */
+static void lse_case_of(kp_context *ctx, kp_engine eng, const char *text, const char *label, const double *b,
+                        int64_t m) {
+    double out[2];
+    if (one_row(ctx, eng, text, KP_FLOAT64, KP_MATH_ACCURATE, b, m, out) && !agrees(out[0], out[1], 1e-13))
+        FAIL("%s %s: engine %.17g, CPU %.17g", text, label, out[0], out[1]);
 }
 
 static void lse_case(kp_context *ctx, kp_engine eng, const char *label, const double *b, int64_t m) {
@@ -288,32 +310,15 @@ static void test_fast_math(kp_context *ctx, kp_engine eng) {
 }
 
 /* f over the M values b (one row), float32, under KP_MATH_FAST on the engine and on the CPU: special values. */
-static void fast_special(kp_context *ctx, kp_engine eng, const char *text, const float *b, int64_t m) {
-    static const char *const al[] = {"x = Vi(1)", "b = Vj(1)"};
-    kp_formula *f = NULL;
-    kp_plan *plan = NULL;
-    float x = 0, out[2] = {0, 0};
-    kp_array args[2] = {kp_array_2d(&x, KP_FLOAT32, 1, 1), kp_array_2d((void *)b, KP_FLOAT32, m, 1)};
-    kp_status st = kp_formula_parse(ctx, text, al, 2, &f);
-    if (st == KP_OK) st = kp_plan_new(ctx, f, KP_FLOAT32, &plan);
-    kp_context_set_math_mode(ctx, KP_MATH_FAST);
-    for (int k = 0; k < 2 && st == KP_OK; k++) {
-        kp_array ao = kp_array_2d(&out[k], KP_FLOAT32, 1, 1);
-        st = kp_context_set_engine(ctx, k ? KP_ENGINE_CPU : eng);
-        if (st == KP_OK) st = kp_plan_exec(plan, args, 2, &ao, NULL, NULL);
-    }
-    kp_context_set_math_mode(ctx, KP_MATH_ACCURATE);
-    kp_context_set_engine(ctx, eng);
-    if (st != KP_OK) FAIL("fast math %s: %s", text, kp_context_message(ctx));
-    else if (isnan(out[1]) ? !isnan(out[0]) : isinf(out[1]) || out[1] == 0 ? out[0] != out[1] : !(fabsf(out[0] - out[1]) <= 1e-5f * fabsf(out[1])))
-        FAIL("fast math %s: engine %.9g, CPU %.9g", text, (double)out[0], (double)out[1]);
-    kp_plan_free(plan);
-    kp_formula_free(f);
+static void fast_special(kp_context *ctx, kp_engine eng, const char *text, const double *b, int64_t m) {
+    double out[2];
+    if (one_row(ctx, eng, text, KP_FLOAT32, KP_MATH_FAST, b, m, out) && !agrees(out[0], out[1], 1e-5))
+        FAIL("fast math %s: engine %.9g, CPU %.9g", text, out[0], out[1]);
 }
 
 static void test_fast_special(kp_context *ctx, kp_engine eng) {
-    const float ninf = -INFINITY, pinf = INFINITY;
-    float b1[2] = {ninf, 0}, b2[2] = {pinf, 1}, b3[2] = {0, 1}, b4[2] = {pinf, 4}, b5[2] = {NAN, 1}, b6[2] = {-1, 1};
+    const double ninf = -INFINITY, pinf = INFINITY;
+    double b1[2] = {ninf, 0}, b2[2] = {pinf, 1}, b3[2] = {0, 1}, b4[2] = {pinf, 4}, b5[2] = {NAN, 1}, b6[2] = {-1, 1};
     fast_special(ctx, eng, "Sum_Reduction(Exp(b + x), 1)", b1, 2);    /* exp(-inf) + exp(0) = 1 */
     fast_special(ctx, eng, "Sum_Reduction(Exp(b + x), 1)", b2, 2);    /* +inf */
     fast_special(ctx, eng, "Sum_Reduction(Exp(b + x), 1)", b5, 2);    /* NaN */
