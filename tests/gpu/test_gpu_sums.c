@@ -16,7 +16,8 @@
  *   - the result does not depend on the block size B (8 ... 128, below and
  *     above the group size) nor on split-j + merge: bit-identical outputs;
  *   - LogSumExp and SumSoftMaxWeight: special values and a maximum that
- *     changes at every point, against the CPU engine;
+ *     changes at every point, against the CPU engine (LogSumExp also per term,
+ *     float32 KP_SUM_KAHAN);
  *   - KP_MATH_FAST: Exp, Log, Rsqrt formulas within 2e-5 of a float64
  *     reference, their special values as on the CPU, the CUDA source (float32
  *     switches to ex2.approx, float64 unchanged) compiling with NVRTC.
@@ -254,6 +255,13 @@ static void lse_case_of(kp_context *ctx, kp_engine eng, const char *text, const 
 static void lse_case(kp_context *ctx, kp_engine eng, const char *label, const double *b, int64_t m) {
     lse_case_of(ctx, eng, "LogSumExp_Reduction(b + x, 1)", label, b, m);
     lse_case_of(ctx, eng, "SumSoftMaxWeight_Reduction(b + x, 1, b)", label, b, m);
+    /* float32 under KP_SUM_KAHAN: the per-term accumulate (KP_LSE_ACC), both engines in that scheme */
+    double out[2];
+    kp_context_set_sum_scheme(ctx, KP_SUM_KAHAN);
+    if (one_row(ctx, eng, "LogSumExp_Reduction(b + x, 1)", KP_FLOAT32, KP_MATH_ACCURATE, b, m, out) &&
+        !agrees(out[0], out[1], 1e-6))
+        FAIL("LogSumExp %s, float32 KAHAN: engine %.9g, CPU %.9g", label, out[0], out[1]);
+    kp_context_set_sum_scheme(ctx, KP_SUM_BLOCK);
 }
 
 static void test_lse_special(kp_context *ctx, kp_engine eng) {
