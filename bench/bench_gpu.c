@@ -84,16 +84,20 @@ static double nvrtc_seconds(kp_context *ctx, const kp_formula *f, const char *ar
 }
 
 /* PTX of f's CUDA source for compute_90 (malloc'd), or NULL; *unroll gets the
- * pair loop's unroll factor (the source's #pragma unroll). common_only: with
+ * pair loop's unroll factor (the source's #pragma unroll N) and *rows the rows
+ * per thread ("R = " in the source; its loop over them is unrolled fully), so
+ * one pass of the loop body computes unroll x rows pairs. common_only: with
  * the rare branch of LogSumExp / SumSoftMaxWeight (a new running maximum,
  * special values) compiled out, to count the common case alone. */
-static char *nvrtc_ptx(kp_context *ctx, const kp_formula *f, int common_only, int *unroll) {
+static char *nvrtc_ptx(kp_context *ctx, const kp_formula *f, int common_only, int *unroll, int *rows) {
     char *src = cuda_source(ctx, f), msg[256];
     void *ptx = NULL;
     size_t len = 0;
     if (!src) return NULL;
     const char *pragma = strstr(src, "#pragma unroll ");
+    const char *r = strstr(src, "R = ");
     *unroll = pragma ? atoi(pragma + 15) : 1;
+    *rows = r ? atoi(r + 4) : 1;
     if (common_only) /* "if (ok_) { } else <rare update>" -> "if (1   ) { } else ...": dead code */
         for (char *q = src; (q = strstr(q, "if (ok_)")) != NULL; q += 8) memcpy(q, "if (1  )", 8);
     if (kp__nvrtc_compile(src, "compute_90", 1, &ptx, &len, msg, sizeof msg) != KP_OK) ptx = NULL;
@@ -104,33 +108,36 @@ static char *nvrtc_ptx(kp_context *ctx, const kp_formula *f, int common_only, in
 /* The static pair-loop table (see the header comment). */
 static void print_static_costs(kp_context *ctx, const kp_formula *const *fs, const char *const *names, int n) {
     const double sms = 132, lanes = 128, sfu_lanes = 16, clock = 1.98e9, pairs = 1e12;
-    printf("Static cost of the pair loop (float32 PTX for compute_90, per pair = per iteration / unroll):\n\n"
-           "| kernel | issue slots | SFU ops | shared loads | est. H100 SXM at N = M = 1e6 |\n|---|---:|---:|---:|---:|\n");
+    printf("Static cost of the pair loop (float32 PTX for compute_90, per pair = per iteration / (rows per "
+           "thread x unroll)):\n\n"
+           "| kernel | rows x unroll | issue slots | SFU ops | shared loads | est. H100 SXM at N = M = 1e6 |\n"
+           "|---|---:|---:|---:|---:|---:|\n");
     for (int row = 0; row < 2 * n; row++) {
         int k = row % n, fast = row >= n;
         char label[96];
         snprintf(label, sizeof label, "%s%s", names[k], fast ? ", KP_MATH_FAST" : "");
         kp_context_set_math_mode(ctx, fast ? KP_MATH_FAST : KP_MATH_ACCURATE);
-        int unroll = 1;
-        char *ptx = nvrtc_ptx(ctx, fs[k], 0, &unroll);
+        int unroll = 1, rows = 1;
+        char *ptx = nvrtc_ptx(ctx, fs[k], 0, &unroll, &rows);
         ptx_loop_cost c;
         int common = 0;
         if (ptx && ptx_loop_cost_of(ptx, "kp_reduce", &c) == 0 && c.branches > 1) {
             /* LogSumExp's rare max update lies inside the loop: count its common case alone */
             free(ptx);
-            ptx = nvrtc_ptx(ctx, fs[k], 1, &unroll);
+            ptx = nvrtc_ptx(ctx, fs[k], 1, &unroll, &rows);
             common = 1;
         }
         kp_context_set_math_mode(ctx, KP_MATH_ACCURATE);
         if (!ptx || ptx_loop_cost_of(ptx, "kp_reduce", &c) != 0 || c.branches > 1) {
-            printf("| %s | (no PTX, or branches left in the loop) | | | |\n", label);
+            printf("| %s | | (no PTX, or branches left in the loop) | | | |\n", label);
             free(ptx);
             continue;
         }
         if (common) strncat(label, " (common case)", sizeof label - strlen(label) - 1);
-        double u = unroll, slots = c.instructions / u, sfu = c.sfu / u;
+        double u = (double)unroll * rows, slots = c.instructions / u, sfu = c.sfu / u;
         double t_issue = pairs * slots / (sms * lanes * clock), t_sfu = pairs * sfu / (sms * sfu_lanes * clock);
-        printf("| %s | %.2f | %.2f | %.2f | %.3f s (%s-bound) |\n", label, slots, sfu, c.shared_loads / u,
+        printf("| %s | %d x %d | %.2f | %.2f | %.2f | %.3f s (%s-bound) |\n", label, rows, unroll, slots, sfu,
+               c.shared_loads / u,
                t_issue > t_sfu ? t_issue : t_sfu, t_issue > t_sfu ? "issue" : "SFU");
         free(ptx);
     }

@@ -86,6 +86,12 @@ int kp__gpu_default_block(const kp_program *prog, kp_dtype dtype) {
     return b;
 }
 
+long long kp__gpu_chunk_length(long long ncols) {
+    long long c = KP_GPU_CHUNK_MIN;
+    while (c < KP_GPU_CHUNK_MAX && c * KP_GPU_MIN_CHUNKS < ncols) c *= 2;
+    return c;
+}
+
 /* ------------------------------------------------------------ device prelude */
 
 /* Macros that do not depend on the real type (guarded: several kernels may
@@ -227,13 +233,16 @@ typedef struct gen {
     int grouped; /* Sum / LogSumExp terms summed plainly per group of KP_GPU_GROUP points */
     int plain;   /* float32 KP_SUM_PLAIN: group sums added without compensation */
     int in_pair; /* COL operands: from the shared tile (pair part) or private cv (col part) */
+    const char *rrow; /* which of the thread's rows ROW operands come from: "rq", or "0" in the COL
+                         part (which reads only uniform ROW values: parameters, constants) */
+    const char *ts;   /* the current row's group sums: "ts[rq]" */
 } gen;
 
 /* Prints the operand's component c (an expression string; "0" for dim 1). */
 static void opnd(gen *g, kp_operand o, const char *c) {
     const char *cc = o.dim == 1 ? "0" : c;
     switch (o.loc) {
-    case KP_LOC_ROW: sb_printf(g->s, "rv[%d + (%s)]", o.off, cc); break;
+    case KP_LOC_ROW: sb_printf(g->s, "rv[%s][%d + (%s)]", g->rrow, o.off, cc); break;
     case KP_LOC_COL:
         if (g->in_pair) sb_printf(g->s, "cp[%d + (%s)]", o.off, cc);
         else sb_printf(g->s, "cv[%d + (%s)]", o.off, cc);
@@ -582,13 +591,13 @@ static void emit_accumulate(gen *g, const char *st, const char *sx) {
             sb_printf(s, " * ");
             opnd(g, prog->red_scale, "d_");
         }
-        if (g->grouped) sb_printf(s, "; ts[d_] += t_; }\n");
+        if (g->grouped) sb_printf(s, "; %s[d_] += t_; }\n", g->ts);
         else sb_printf(s, "; KP_KAHAN(%s[d_], %s[%d + d_], t_); }\n", st, st, D);
         break;
     case KP_FAMILY_LOGSUMEXP:
         if (g->grouped)
-            sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) KP_LSE_ACCG(%s[d_], %s[%d + d_], %s[%d + d_], ts[d_], ", D,
-                      st, st, D, st, 2 * D);
+            sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) KP_LSE_ACCG(%s[d_], %s[%d + d_], %s[%d + d_], %s[d_], ", D,
+                      st, st, D, st, 2 * D, g->ts);
         else
             sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) KP_LSE_ACC(%s[d_], %s[%d + d_], %s[%d + d_], ", D, st, st,
                       D, st, 2 * D);
@@ -602,9 +611,9 @@ static void emit_accumulate(gen *g, const char *st, const char *sx) {
         if (g->grouped) { /* as KP_LSE_ACCG: weights summed in ts[0], weighted values in ts[1 + d] */
             sb_printf(s,
                       ";\n      const real df_ = f_ - %s[0];\n      const int ok_ = df_ <= 0;\n"
-                      "      const real w_ = ok_ ? kp_exp(df_) : (real)0;\n      ts[0] += w_;\n"
-                      "      for (int d_ = 0; d_ < %d; d_++) ts[1 + d_] += w_ * ",
-                      st, DG);
+                      "      const real w_ = ok_ ? kp_exp(df_) : (real)0;\n      %s[0] += w_;\n"
+                      "      for (int d_ = 0; d_ < %d; d_++) %s[1 + d_] += w_ * ",
+                      st, g->ts, DG, g->ts);
             opnd(g, prog->red_g, "d_");
             sb_printf(s,
                       ";\n      if (ok_) { }\n"
@@ -613,10 +622,10 @@ static void emit_accumulate(gen *g, const char *st, const char *sx) {
                       "      else if (f_ == KP_INF || %s[0] == KP_INF) { %s[0] = KP_NAN; }\n"
                       "      else { real fc_ = %s[0] == -KP_INF ? (real)0 : kp_exp(%s[0] - f_);\n"
                       "        for (int q_ = 1; q_ < %d; q_++) %s[q_] *= fc_;\n"
-                      "        for (int q_ = 0; q_ < %d; q_++) ts[q_] *= fc_;\n"
-                      "        %s[0] = f_; ts[0] += (real)1;\n"
-                      "        for (int d_ = 0; d_ < %d; d_++) ts[1 + d_] += ",
-                      st, st, st, st, st, st, st, 3 + 2 * DG, st, 1 + DG, st, DG);
+                      "        for (int q_ = 0; q_ < %d; q_++) %s[q_] *= fc_;\n"
+                      "        %s[0] = f_; %s[0] += (real)1;\n"
+                      "        for (int d_ = 0; d_ < %d; d_++) %s[1 + d_] += ",
+                      st, st, st, st, st, st, st, 3 + 2 * DG, st, 1 + DG, g->ts, st, g->ts, DG, g->ts);
             opnd(g, prog->red_g, "d_");
             sb_printf(s, "; }\n    }\n");
             break;
@@ -649,21 +658,21 @@ static void emit_accumulate(gen *g, const char *st, const char *sx) {
 static void emit_flush(gen *g, const char *st) {
     int D = g->prog->fdim;
     if (kp__reduction_family(g->prog->red) == KP_FAMILY_SOFTMAX)
-        sb_printf(g->s, "        { KP_KAHAN(%s[1], %s[2], ts[0]); ts[0] = 0;\n" /* one statement: it may follow an if */
-                        "          for (int d_ = 0; d_ < %d; d_++) { KP_KAHAN(%s[3 + d_], %s[%d + d_], ts[1 + d_]); "
-                        "ts[1 + d_] = 0; } }\n",
-                  st, st, g->prog->red_g.dim, st, st, 3 + g->prog->red_g.dim);
+        sb_printf(g->s, "        { KP_KAHAN(%s[1], %s[2], %s[0]); %s[0] = 0;\n" /* one statement: it may follow an if */
+                        "          for (int d_ = 0; d_ < %d; d_++) { KP_KAHAN(%s[3 + d_], %s[%d + d_], %s[1 + d_]); "
+                        "%s[1 + d_] = 0; } }\n",
+                  st, st, g->ts, g->ts, g->prog->red_g.dim, st, st, 3 + g->prog->red_g.dim, g->ts, g->ts);
     else if (kp__reduction_family(g->prog->red) == KP_FAMILY_LOGSUMEXP)
-        sb_printf(g->s, "        for (int d_ = 0; d_ < %d; d_++) KP_LSE_FLUSH(%s[%d + d_], %s[%d + d_], ts[d_]);\n", D, st,
-                  D, st, 2 * D);
+        sb_printf(g->s, "        for (int d_ = 0; d_ < %d; d_++) KP_LSE_FLUSH(%s[%d + d_], %s[%d + d_], %s[d_]);\n", D, st,
+                  D, st, 2 * D, g->ts);
     else { /* Sum: a row factor (red_scale) multiplies the group sum, not every term */
-        sb_printf(g->s, "        for (int d_ = 0; d_ < %d; d_++) { real g_ = ts[d_]", D);
+        sb_printf(g->s, "        for (int d_ = 0; d_ < %d; d_++) { real g_ = %s[d_]", D, g->ts);
         if (g->prog->red_scale.dim) {
             sb_printf(g->s, " * ");
             opnd(g, g->prog->red_scale, "d_");
         }
-        if (g->plain) sb_printf(g->s, "; %s[d_] += g_; ts[d_] = 0; }\n", st);
-        else sb_printf(g->s, "; KP_KAHAN(%s[d_], %s[%d + d_], g_); ts[d_] = 0; }\n", st, st, D);
+        if (g->plain) sb_printf(g->s, "; %s[d_] += g_; %s[d_] = 0; }\n", st, g->ts);
+        else sb_printf(g->s, "; KP_KAHAN(%s[d_], %s[%d + d_], g_); %s[d_] = 0; }\n", st, st, D, g->ts);
     }
 }
 
@@ -741,27 +750,60 @@ static void emit_finalize(sbuf *s, const kp_program *prog, const char *st, const
 
 static int imax1(int a) { return a > 0 ? a : 1; }
 
-/* Unroll factor of the CUDA pair loop: KP_GPU_UNROLL for small pair programs
- * (the kernel products: loop overhead matters there), less for large ones,
- * whose body amortizes the loop anyway and whose compile time (NVRTC, on the
- * first call) grows with every copy. Size: the components the program computes. */
-static int pair_unroll(const kp_program *prog) {
+/* Components the pair program computes: what one copy of the pair loop's body costs. */
+static int pair_components(const kp_program *prog) {
     int size = 0;
     for (int i = 0; i < prog->pair.n; i++) size += prog->pair.code[i].out.dim;
-    return size <= 16 ? KP_GPU_UNROLL : size <= 48 ? KP_GPU_UNROLL / 2 : KP_GPU_UNROLL / 4;
+    return size;
+}
+
+/* Group sums ts per row (grouped Sum, LogSumExp, SumSoftMaxWeight). */
+static int group_sums(const kp_program *prog) {
+    return kp__reduction_family(prog->red) == KP_FAMILY_SOFTMAX ? 1 + prog->red_g.dim : imax1(prog->fdim);
+}
+
+int kp__gpu_default_rows(const kp_program *prog, kp_dtype dtype) {
+    int nreal, nidx, words = dtype == KP_FLOAT32 ? 1 : 2;
+    kp__state_size(prog, &nreal, &nidx);
+    /* 32-bit registers a row holds for the whole loop: ROW values, chunk and
+       running states, group sums (64-bit indices take two). */
+    int per_row = (prog->row_size + 2 * nreal + group_sums(prog)) * words + 4 * nidx;
+    int size = pair_components(prog);
+    if (size <= 16 && 4 * per_row <= KP_GPU_ROW_REGS) return 4;
+    if (size <= 48 && 2 * per_row <= KP_GPU_ROW_REGS) return 2;
+    return 1;
+}
+
+/* Unroll factor of the CUDA pair loop: KP_GPU_UNROLL copies for small pair
+ * programs (the kernel products: loop overhead matters there), fewer for large
+ * ones, whose body amortizes the loop anyway and whose compile time (NVRTC, on
+ * the first call) grows with every copy. Each copy runs the body for R rows. */
+static int pair_unroll(const kp_program *prog, int R) {
+    int size = pair_components(prog);
+    int u = size <= 16 ? KP_GPU_UNROLL : size <= 48 ? KP_GPU_UNROLL / 2 : KP_GPU_UNROLL / 4;
+    return R >= 4 && u > 4 ? u / 2 : u;
+}
+
+/* "for (int rq = 0; rq < R; rq++)" over the thread's rows (no newline), at
+ * indent, unrolled in CUDA so that the per-row arrays stay in registers. */
+static void rows_loop(sbuf *s, kp_gpu_dialect dia, const char *indent, int R) {
+    if (dia == KP_GPU_CUDA) sb_printf(s, "%s#pragma unroll\n", indent);
+    sb_printf(s, "%sfor (int rq = 0; rq < %d; rq++)", indent, R);
 }
 
 /* ------------------------------------------------------------ kernels */
 
 char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, const kp_gpu_settings *set, kp_gpu_dialect dialect,
-                      int block, const char *name, kp_gpu_kernel_info *info) {
+                      int block, int rows, const char *name, kp_gpu_kernel_info *info) {
     kp_sum_scheme scheme = set->scheme;
     sbuf sb = {0};
     sbuf *s = &sb;
     if (!name) name = "kp";
     int B = block > 0 ? block : kp__gpu_default_block(prog, dtype);
     memset(info, 0, sizeof *info);
+    int R = rows > 0 ? rows : kp__gpu_default_rows(prog, dtype);
     info->block = B;
+    info->rows = R;
     kp__state_size(prog, &info->nreal, &info->nidx);
     out_dims(prog, &info->out_dim, &info->out_idx_dim);
     /* Argument positions read by VAR instructions, in increasing order. */
@@ -795,82 +837,104 @@ char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, const kp_gpu_setti
     kp_red_family fam = kp__reduction_family(prog->red);
     int f32_kahan = dtype == KP_FLOAT32 && scheme == KP_SUM_KAHAN; /* float64 always sums by groups, as on the CPU */
     int grouped = (fam == KP_FAMILY_SUM || fam == KP_FAMILY_LOGSUMEXP || fam == KP_FAMILY_SOFTMAX) && !f32_kahan;
-    int NT = fam == KP_FAMILY_SOFTMAX ? 1 + prog->red_g.dim : imax1(prog->fdim); /* group sums ts */
+    int NT = group_sums(prog);
     int plain = fam == KP_FAMILY_SUM && dtype == KP_FLOAT32 && scheme == KP_SUM_PLAIN;
     int G = B < KP_GPU_GROUP ? B : KP_GPU_GROUP; /* points per inner loop: a group, or a whole tile when B is smaller */
 
     /* ---- reduce kernel */
+    /* Each thread keeps R rows, r0 + rq * B for rq < R (coalesced row loads),
+       and runs the pair program of every one on each point it reads from the
+       tile; every loop over rq is unrolled in CUDA so their arrays stay in
+       registers. */
     sb_printf(s, "KP_KERNEL void %s_reduce(", name);
     for (int u = 0; u < info->nused; u++)
         sb_printf(s, "const KP_GLOBAL real *a%d, kp_i64 bs%d, ", info->used[u], info->used[u]);
     sb_printf(s, "KP_GLOBAL real *out, KP_GLOBAL kp_i64 *out_idx, KP_GLOBAL real *part, KP_GLOBAL kp_i64 *part_idx,\n"
                  "    kp_i64 nrows, kp_i64 ncols, kp_i64 chunk, kp_i64 nchunks, int split) {\n");
     sb_printf(s, "  const int lid = KP_LID;\n"
-                 "  const kp_i64 r = KP_GROUP(0) * %d + lid;\n"
+                 "  const kp_i64 r0 = KP_GROUP(0) * %d + lid; /* the thread's first row; R = %d rows, B = %d apart */\n"
                  "  const kp_i64 bz = KP_GROUP(2);\n"
-                 "  const int active = r < nrows;\n"
-                 "  real rv[%d], pv[%d], cv[%d], ts[%d];\n"
+                 "  real rv[%d][%d], pv[%d], cv[%d], ts[%d][%d];\n"
                  "  %s real cb[%d]%s;\n"
-                 "  real st[%d], pst[%d];\n  kp_i64 sx[%d], psx[%d];\n"
+                 "  real st[%d][%d], pst[%d][%d];\n  kp_i64 sx[%d][%d], psx[%d][%d];\n"
                  "  (void)pv; (void)cv; (void)ts; (void)cb; (void)sx; (void)psx; (void)part_idx; (void)out_idx; "
                  "(void)out;\n",
-              B, imax1(prog->row_size), imax1(prog->pair_size), imax1(prog->col_size), NT,
+              B * R, R, B, R, imax1(prog->row_size), imax1(prog->pair_size), imax1(prog->col_size), R, NT,
               dialect == KP_GPU_CUDA ? "__shared__ __align__(16)" : "__local", imax1(W * B),
-              dialect == KP_GPU_CUDA ? "" : " __attribute__((aligned(16)))", NR, NR, NX, NX);
-    gen g = {s, prog, dtype, B, W, grouped, plain, 0};
+              dialect == KP_GPU_CUDA ? "" : " __attribute__((aligned(16)))", R, NR, R, NR, R, NX, R, NX);
+    gen g = {s, prog, dtype, B, W, grouped, plain, 0, "rq", "ts[rq]"};
     sb_printf(s, "  /* ROW program (row variables guarded: the whole group computes the uniform values) */\n");
+    rows_loop(s, dialect, "  ", R);
+    sb_printf(s, " {\n  const kp_i64 r = r0 + rq * %d;\n  const int active = r < nrows;\n", B);
     emit_part(&g, &prog->row, KP_LOC_ROW);
-    emit_init(s, prog, "st", "sx");
-    sb_printf(s, "  const kp_i64 ch0 = split ? KP_GROUP(1) : 0, ch1 = split ? ch0 + 1 : nchunks;\n"
+    emit_init(s, prog, "st[rq]", "sx[rq]");
+    sb_printf(s, "  }\n"
+                 "  const kp_i64 ch0 = split ? KP_GROUP(1) : 0, ch1 = split ? ch0 + 1 : nchunks;\n"
                  "  for (kp_i64 ch = ch0; ch < ch1; ch++) {\n"
                  "    const kp_i64 jstart = ch * chunk, jend = jstart + chunk < ncols ? jstart + chunk : ncols;\n");
-    emit_init(s, prog, "pst", "psx");
-    if (grouped) sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) ts[d_] = 0;\n", NT);
-    sb_printf(s, "    for (kp_i64 j0 = jstart; j0 < jend; j0 += %d) {\n"
+    rows_loop(s, dialect, "    ", R);
+    sb_printf(s, " {\n");
+    emit_init(s, prog, "pst[rq]", "psx[rq]");
+    if (grouped) sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) ts[rq][d_] = 0;\n", NT);
+    sb_printf(s, "    }\n"
+                 "    for (kp_i64 j0 = jstart; j0 < jend; j0 += %d) {\n"
                  "      const int len = (int)(jend - j0 < %d ? jend - j0 : %d);\n"
                  "      if (lid < len) { /* COL program: one point of the tile per thread */\n"
                  "        const kp_i64 j = j0 + lid;\n",
               B, B, B);
+    g.rrow = "0";
     emit_part(&g, &prog->col, KP_LOC_COL);
+    g.rrow = "rq";
     sb_printf(s, "        for (int c_ = 0; c_ < %d; c_++) cb[lid * %d + c_] = cv[c_];\n      }\n"
                  "      KP_BARRIER();\n"
-                 "      if (active) for (int k0 = 0; k0 < len; k0 += %d) {\n"
+                 "      if (r0 < nrows) for (int k0 = 0; k0 < len; k0 += %d) {\n"
                  "        const int k1 = k0 + %d < len ? k0 + %d : len;\n",
               prog->col_size, W, G, G, G);
-    /* kp_bench_gpu's static cost per pair divides by this factor (read from the source). */
-    if (dialect == KP_GPU_CUDA) sb_printf(s, "        #pragma unroll %d\n", pair_unroll(prog));
+    /* kp_bench_gpu's static cost per pair divides by this factor and by R (read from the source). */
+    if (dialect == KP_GPU_CUDA) sb_printf(s, "        #pragma unroll %d\n", pair_unroll(prog, R));
     /* The point's COL values first, all together: one vector load, whatever the
        pair program does between its uses (an asm statement splits load chains). */
     sb_printf(s, "        for (int k = k0; k < k1; k++) {\n        const kp_i64 j = j0 + k;\n"
                  "        real cp[%d];\n        for (int c_ = 0; c_ < %d; c_++) cp[c_] = cb[k * %d + c_];\n",
               imax1(prog->col_size), prog->col_size, W);
+    rows_loop(s, dialect, "        ", R);
+    sb_printf(s, " {\n");
     g.in_pair = 1;
     emit_part(&g, &prog->pair, KP_LOC_PAIR);
-    emit_accumulate(&g, "pst", "psx");
-    sb_printf(s, "        }\n");
+    emit_accumulate(&g, "pst[rq]", "psx[rq]");
+    sb_printf(s, "        }\n        }\n");
     if (grouped) {
         /* Groups are the KP_GPU_GROUP points from the chunk's start on, whatever B:
          * with B >= KP_GPU_GROUP every inner loop ends one; below, a group spans tiles. */
         if (B < KP_GPU_GROUP)
             sb_printf(s, "        if (((j0 - jstart + k1) & %d) == 0 || j0 + k1 == jend)\n", KP_GPU_GROUP - 1);
-        emit_flush(&g, "pst");
+        rows_loop(s, dialect, "        ", R);
+        sb_printf(s, "\n");
+        emit_flush(&g, "pst[rq]");
     }
-    sb_printf(s, "      }\n      KP_BARRIER();\n    }\n"
-                 "    if (!active) continue;\n"
+    sb_printf(s, "      }\n      KP_BARRIER();\n    }\n");
+    rows_loop(s, dialect, "    ", R);
+    sb_printf(s, " {\n"
+                 "    const kp_i64 r = r0 + rq * %d;\n"
+                 "    if (r >= nrows) break;\n"
                  "    if (split) {\n"
                  "      const kp_i64 at_ = (bz * nchunks + ch) * nrows + r;\n"
-                 "      for (int q_ = 0; q_ < %d; q_++) part[at_ * %d + q_] = pst[q_];\n"
-                 "      for (int q_ = 0; q_ < %d; q_++) part_idx[at_ * %d + q_] = psx[q_];\n"
+                 "      for (int q_ = 0; q_ < %d; q_++) part[at_ * %d + q_] = pst[rq][q_];\n"
+                 "      for (int q_ = 0; q_ < %d; q_++) part_idx[at_ * %d + q_] = psx[rq][q_];\n"
                  "    } else {\n",
-              info->nreal, info->nreal, info->nidx, info->nidx);
-    emit_merge(s, prog, "st", "sx", "pst", "psx");
-    sb_printf(s, "    }\n  }\n"
-                 "  if (split || !active) return;\n"
+              B, info->nreal, info->nreal, info->nidx, info->nidx);
+    emit_merge(s, prog, "st[rq]", "sx[rq]", "pst[rq]", "psx[rq]");
+    sb_printf(s, "    }\n    }\n  }\n"
+                 "  if (split) return;\n");
+    rows_loop(s, dialect, "  ", R);
+    sb_printf(s, " {\n"
+                 "  const kp_i64 r = r0 + rq * %d;\n"
+                 "  if (r >= nrows) break;\n"
                  "  const kp_i64 o_ = (bz * nrows + r) * %d, oi_ = (bz * nrows + r) * %d;\n"
                  "  (void)o_; (void)oi_;\n",
-              info->out_dim, info->out_idx_dim);
-    emit_finalize(s, prog, "st", "sx");
-    sb_printf(s, "}\n\n");
+              B, info->out_dim, info->out_idx_dim);
+    emit_finalize(s, prog, "st[rq]", "sx[rq]");
+    sb_printf(s, "  }\n}\n\n");
 
     /* ---- merge kernel: chunk states merged in chunk order */
     sb_printf(s, "KP_KERNEL void %s_merge(const KP_GLOBAL real *part, const KP_GLOBAL kp_i64 *part_idx, "

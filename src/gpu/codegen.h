@@ -2,8 +2,12 @@
  * codegen.h — prints a lowered kp_program (plan/program.h) as GPU kernel source,
  * in two dialects: CUDA C++ (for NVRTC) and OpenCL C. One generator, one scheme:
  *
- *   - one thread per output row; its ROW values and its reduction state live in
- *     private arrays (registers);
+ *   - each thread computes R output rows (R = 1, 2 or 4, from the pair
+ *     program's size and the state a row keeps: kp__gpu_default_rows), B rows
+ *     apart, so a work-group of B threads covers B * R consecutive rows; their
+ *     ROW values and reduction states live in private arrays (registers), and
+ *     every point read from the shared tile serves the R rows (one shared load
+ *     and one loop step per R pairs);
  *   - the reduced axis is cut into fixed chunks of `chunk` points (a kernel
  *     argument, chosen from the reduced length alone); each chunk is walked in
  *     tiles of B points (B = work-group size): the work-group computes the COL
@@ -14,7 +18,7 @@
  *     in chunk order. Either one thread walks all chunks of its row (split = 0,
  *     finalized in place), or one work-group row per chunk writes its chunk
  *     state (split = 1) and the merge kernel merges them in chunk order. Both
- *     give bit-identical results, independent of B and of the launch geometry.
+ *     give bit-identical results, independent of B, R and the launch geometry.
  *
  * Reductions follow src/cpu/kernel_reduce.h: ties to the smallest index, NaN
  * ranks first in Min/Max, LogSumExp and SumSoftMaxWeight streamed as a running
@@ -45,7 +49,7 @@
  *                     const real *a<p>, i64 bs<p>,
  *                 real *out, i64 *out_idx, real *part, i64 *part_idx,
  *                 i64 nrows, i64 ncols, i64 chunk, i64 nchunks, int split)
- *       global size (ceil(nrows/B)*B, split ? nchunks : 1, nbatch), local (B,1,1).
+ *       global size (ceil(nrows/(B*R))*B, split ? nchunks : 1, nbatch), local (B,1,1).
  *       Argument p is packed: batch b's element (row t, component c) is at
  *       a<p>[b*bs<p> + t*dim_p + c] (parameters: b*bs<p> + c); bs<p> = 0 shares it.
  *       out: (nbatch, nrows, out_dim), out_idx: (nbatch, nrows, out_idx_dim),
@@ -69,8 +73,15 @@ typedef enum kp_gpu_dialect { KP_GPU_CUDA = 0, KP_GPU_OPENCL = 1 } kp_gpu_dialec
  * 32 float32 terms in a chain keep the error of the CPU's BLOCK scheme, and
  * the compensated add costs 7 instructions per 32 pairs. */
 #define KP_GPU_GROUP 32
-/* Unroll factor of the CUDA pair loop of small pair programs (see above). */
+/* Unroll factor of the CUDA pair loop of small pair programs (see above;
+ * halved when a thread computes 4 rows: 16 copies of the body then). */
 #define KP_GPU_UNROLL 8
+/* 32-bit registers that the R rows of a thread may hold for the whole pair
+ * loop (ROW values, states, group sums): R = 4 for the kernel products, fewer
+ * for wide states (K-nearest lists, vector outputs), so that occupancy stays. */
+#define KP_GPU_ROW_REGS 64
+/* Largest R a caller may ask for ($KP_GPU_ROWS, tests and tuning). */
+#define KP_GPU_MAX_ROWS 8
 
 /* The context's settings that the generated source depends on (so they are
  * part of every kernel cache key, which hashes the source). */
@@ -81,6 +92,7 @@ typedef struct kp_gpu_settings {
 
 typedef struct kp_gpu_kernel_info {
     int block;                /* B: threads per work-group and tile width */
+    int rows;                 /* R: rows per thread; a work-group covers B * R rows */
     int nreal, nidx;          /* reduction state per row (reals, int64 indices) */
     int out_dim, out_idx_dim; /* outputs per row */
     int nused;                /* number of argument positions the kernel takes */
@@ -92,15 +104,30 @@ typedef struct kp_gpu_kernel_info {
 /* Block size the generator picks for prog (shared memory of the COL values
  * kept below 16 KiB) when asked for block <= 0. */
 int kp__gpu_default_block(const kp_program *prog, kp_dtype dtype);
+/* Rows per thread the generator picks for prog when asked for rows <= 0. */
+int kp__gpu_default_rows(const kp_program *prog, kp_dtype dtype);
+
+/* Chunk length of a reduced axis of ncols points, the same for both engines:
+ * a function of ncols alone (so a row's result never depends on the other
+ * rows or on the launch), about ncols / KP_GPU_MIN_CHUNKS rounded up to a power
+ * of two, within [KP_GPU_CHUNK_MIN, KP_GPU_CHUNK_MAX]. Short axes still give
+ * several chunks, so that few row blocks (N small, or R rows per thread) can
+ * split the axis over the device instead of leaving most of it idle; long axes
+ * keep chunks long enough that each merge is amortized over 16K points. */
+#define KP_GPU_MIN_CHUNKS 16
+#define KP_GPU_CHUNK_MIN 1024
+#define KP_GPU_CHUNK_MAX 16384
+long long kp__gpu_chunk_length(long long ncols);
 
 /*
  * Generates the source. dtype: KP_FLOAT32 or KP_FLOAT64. set: the context's
  * settings that change the source. block: B (a power of
- * two in [1, 1024]) or <= 0 for kp__gpu_default_block. name: kernel prefix, a
+ * two in [1, 1024]) or <= 0 for kp__gpu_default_block. rows: R (1 to
+ * KP_GPU_MAX_ROWS) or <= 0 for kp__gpu_default_rows. name: kernel prefix, a
  * C identifier (NULL: "kp"). Fills *info. Returns a malloc'd NUL-terminated
  * string (the caller frees it), or NULL when out of memory.
  */
 char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, const kp_gpu_settings *set, kp_gpu_dialect dialect,
-                      int block, const char *name, kp_gpu_kernel_info *info);
+                      int block, int rows, const char *name, kp_gpu_kernel_info *info);
 
 #endif

@@ -4,12 +4,14 @@
  * through the driver API (cuda_driver.c, dlopen'ed), on the same grid as the
  * OpenCL engine:
  *
- *   reduce kernel: grid (ceil(nrows/B), split ? nchunks : 1, nbatch), block B;
+ *   reduce kernel: grid (ceil(nrows/(B*R)), split ? nchunks : 1, nbatch), block B
+ *   (R rows per thread);
  *   with split, the merge kernel merges the chunk states in chunk order, so
  *   both schemes give the same bits (see codegen.h). The reduced axis is cut
- *   in chunks of KP_CUDA_CHUNK points; split when the row blocks alone
+ *   in chunks of kp__gpu_chunk_length(ncols) points; split when the row blocks alone
  *   cannot fill the device (fewer than 2 per multiprocessor). $KP_GPU_SPLIT,
- *   $KP_GPU_CHUNK and $KP_GPU_BLOCK force the choices (tests).
+ *   $KP_GPU_CHUNK, $KP_GPU_BLOCK and $KP_GPU_ROWS (rows per thread) force the
+ *   choices (tests, tuning).
  *
  * Two entry points:
  *   kp__cuda_run_device: every array is a device pointer on one device.
@@ -43,7 +45,6 @@
 #include "gpu/engine.h"
 #include "gpu/pack.h"
 
-#define KP_CUDA_CHUNK 16384
 #define KP_CUDA_MAX_GRID_Z 65535
 #define KP_CUDA_MAX_GRID_Y 65535
 
@@ -250,8 +251,10 @@ static kp_status run(cuda_run *R, const kp_cpu_job *job, int on_device, int sum_
     kp_gpu_kernel_info info;
     int block = (int)env_int("KP_GPU_BLOCK", 0);
     if (block < 0 || block > 1024 || (block & (block - 1))) block = 0;
+    int per_thread = (int)env_int("KP_GPU_ROWS", 0);
+    if (per_thread < 0 || per_thread > KP_GPU_MAX_ROWS) per_thread = 0;
     kp_gpu_settings set = {job->scheme, job->math};
-    char *src = kp__gpu_codegen(prog, job->dtype, &set, KP_GPU_CUDA, block, "kp", &info);
+    char *src = kp__gpu_codegen(prog, job->dtype, &set, KP_GPU_CUDA, block, per_thread, "kp", &info);
     if (!src) return kp__fail(R->ctx, KP_ERR_OOM, "out of memory while generating the CUDA kernel");
     CUmodule mod = NULL;
     st = get_module(R, src, &mod);
@@ -269,10 +272,11 @@ static kp_status run(cuda_run *R, const kp_cpu_job *job, int on_device, int sum_
                         info.block, R->dev->ordinal, maxthr);
 
     /* Chunks of the reduced axis, fixed by its length; split when row blocks cannot fill the device. */
-    int64_t chunk = env_int("KP_GPU_CHUNK", KP_CUDA_CHUNK);
-    if (chunk < 1) chunk = KP_CUDA_CHUNK;
+    int64_t chunk = env_int("KP_GPU_CHUNK", 0);
+    if (chunk < 1) chunk = kp__gpu_chunk_length(job->ncols);
     int64_t nchunks = job->ncols > 0 ? (job->ncols + chunk - 1) / chunk : 1;
-    int64_t nblocks = (job->nrows + info.block - 1) / info.block;
+    const int64_t rows_per_block = (int64_t)info.block * info.rows;
+    int64_t nblocks = (job->nrows + rows_per_block - 1) / rows_per_block;
     int64_t fill = R->dev->sm_count > 0 ? 2 * (int64_t)R->dev->sm_count : 64;
     int split = nchunks > 1 && nblocks * job->nbatch < fill;
     int64_t force = env_int("KP_GPU_SPLIT", -1);

@@ -14,11 +14,12 @@
  * kernel when the reduced axis is split over work-groups), read the packed
  * outputs back and scatter them into the caller's strided outputs.
  *
- * Split: the reduced axis is cut into chunks of KP_OCL_CHUNK points (fixed by
+ * Split: the reduced axis is cut into chunks (kp__gpu_chunk_length: fixed by
  * its length alone). With few row blocks one work-group row is launched per
  * chunk and the chunk states are merged in chunk order; otherwise each thread
  * walks all chunks. Both give the same bits. $KP_GPU_SPLIT=0/1 forces the
- * choice and $KP_GPU_CHUNK the chunk length (tests use them).
+ * choice, $KP_GPU_CHUNK the chunk length, $KP_GPU_BLOCK the work-group size and
+ * $KP_GPU_ROWS the rows per thread (tests use them).
  *
  * Thread-safety: the runtime (platform, context, queue, program cache) is
  * process-wide and guarded by a mutex; calls run one at a time.
@@ -244,7 +245,6 @@ static kp_status get_program(kp_context *ctx, const char *src, cl_program *out) 
 
 /* ------------------------------------------------------------ run */
 
-#define KP_OCL_CHUNK 16384
 
 static int64_t env_int(const char *name, int64_t dflt) {
     const char *v = getenv(name);
@@ -276,8 +276,10 @@ static kp_status run_locked(kp_context *ctx, const kp_cpu_job *job, run_state *r
     kp_gpu_kernel_info info;
     int block = (int)env_int("KP_GPU_BLOCK", 0);
     if (block < 0 || block > 1024 || (block & (block - 1))) block = 0;
+    int per_thread = (int)env_int("KP_GPU_ROWS", 0);
+    if (per_thread < 0 || per_thread > KP_GPU_MAX_ROWS) per_thread = 0;
     kp_gpu_settings set = {job->scheme, job->math};
-    char *src = kp__gpu_codegen(prog, job->dtype, &set, KP_GPU_OPENCL, block, "kp", &info);
+    char *src = kp__gpu_codegen(prog, job->dtype, &set, KP_GPU_OPENCL, block, per_thread, "kp", &info);
     if (!src) return kp__fail(ctx, KP_ERR_OOM, "out of memory while generating the OpenCL kernel");
     cl_program p = NULL;
     kp_status st = get_program(ctx, src, &p);
@@ -294,10 +296,11 @@ static kp_status run_locked(kp_context *ctx, const kp_cpu_job *job, run_state *r
                         info.block);
 
     /* Chunks of the reduced axis: fixed by its length. */
-    int64_t chunk = env_int("KP_GPU_CHUNK", KP_OCL_CHUNK);
-    if (chunk < 1) chunk = KP_OCL_CHUNK;
+    int64_t chunk = env_int("KP_GPU_CHUNK", 0);
+    if (chunk < 1) chunk = kp__gpu_chunk_length(job->ncols);
     int64_t nchunks = job->ncols > 0 ? (job->ncols + chunk - 1) / chunk : 1;
-    int64_t nblocks = (job->nrows + info.block - 1) / info.block;
+    const int64_t rows_per_block = (int64_t)info.block * info.rows;
+    int64_t nblocks = (job->nrows + rows_per_block - 1) / rows_per_block;
     int split = nchunks > 1 && nblocks * job->nbatch < 64;
     int64_t force = env_int("KP_GPU_SPLIT", -1);
     if (force == 0) split = 0;

@@ -16,7 +16,8 @@
  * through KP_ENGINE_AUTO. Plus a batched, strided, batch-broadcast case on
  * device arrays (gather/scatter helper kernels), and a pointer on the wrong
  * device. Ragged sizes 37 x 301; under `split` (KP_GPU_CHUNK=300
- * KP_GPU_SPLIT=1) the merge kernel runs too. Without a device: prints
+ * KP_GPU_SPLIT=1) the merge kernel runs too; under `rows` (KP_GPU_BLOCK=8
+ * KP_GPU_ROWS=3) each thread computes 3 rows. Without a device: prints
  * "SKIPPED: no CUDA device (reason)" and exits 77.
  */
 #include <math.h>

@@ -136,8 +136,9 @@ int main(void) {
     kp_array dao = on_dev(kp_array_2d(dout, KP_FLOAT32, N, 1));
     kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
     opt.cuda_stream = (void *)(uintptr_t)0x9abc;
-    /* few rows (one block) and 70,000 reduced points: split over 5 chunks, merged */
-    const char *r2[] = {"kp_reduce 1,5,1", "kp_merge"};
+    /* few rows (one block) and 70,000 reduced points: split over 9 chunks of 8,192
+       (kp__gpu_chunk_length), merged */
+    const char *r2[] = {"kp_reduce 1,9,1", "kp_merge"};
     expect(ctx, kp_plan_exec(p, dargs, 4, &dao, NULL, &opt), "packed device arrays (split)", r2, 2);
     CHECK(live() == base, "device arrays: %d temporaries left", live() - base);
     setenv("KP_GPU_SPLIT", "0", 1);

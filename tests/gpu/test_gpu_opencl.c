@@ -6,7 +6,9 @@
  * (float64) of the largest reference value of the output, NaN where the CPU
  * has NaN, indices exact. Sizes are ragged (37 and 301 points: partial tiles
  * and, under `split` with KP_GPU_CHUNK=300 KP_GPU_SPLIT=1, two chunks of the 301 merged by the merge
- * kernel). Also a batched, strided case. Skipped (exit 77) without an OpenCL
+ * kernel; under `rows` with KP_GPU_BLOCK=8 KP_GPU_ROWS=3, work-groups of 8
+ * threads computing 3 rows each, the last one ragged). Also a batched,
+ * strided case. Skipped (exit 77) without an OpenCL
  * platform.
  */
 #include <math.h>

@@ -14,7 +14,9 @@
  *     terms is off by more than 1e-5 (so the check can see a missing
  *     compensation; PLAIN's error is printed);
  *   - the result does not depend on the block size B (8 ... 128, below and
- *     above the group size) nor on split-j + merge: bit-identical outputs;
+ *     above the group size), the rows per thread R (1, 2, 3, 8, the default)
+ *     nor on split-j + merge: bit-identical outputs; nor, with the engine's
+ *     own chunk and split choices, on how many other rows the call has;
  *   - LogSumExp and SumSoftMaxWeight: special values and a maximum that
  *     changes at every point, against the CPU engine (LogSumExp also per term,
  *     float32 KP_SUM_KAHAN);
@@ -179,32 +181,60 @@ static void test_long_sums(kp_context *ctx) {
     problem_free(&p);
 }
 
-/* Groups count from the chunk's start: B and split-j + merge do not change a bit. */
+/* Groups count from the chunk's start: the block size B, the rows per thread R
+ * and split-j + merge do not change a bit. R = 3 and R = 8 with small B make
+ * every row slot of a thread active, and the last work-group partial (70 rows). */
 static void test_geometry(kp_context *ctx, kp_dtype dt, const char *text) {
+    static const struct {
+        const char *block, *rows; /* "" : the generator's choice */
+        int split;
+    } geo[] = {{"128", "", 0}, {"64", "", 0}, {"32", "", 0}, {"16", "", 0}, {"8", "", 0},  {"128", "", 1},
+               {"64", "", 1},  {"32", "", 1}, {"16", "", 1}, {"8", "", 1},  {"8", "1", 0}, {"8", "2", 0},
+               {"8", "3", 0},  {"8", "8", 0}, {"32", "1", 0}, {"32", "3", 1}, {"16", "8", 1}};
     problem p;
     problem_new(&p, 70, 1000, dt, 13u);
-    double *first = malloc((size_t)p.n * 3 * sizeof *first), *got = malloc((size_t)p.n * 3 * sizeof *got);
-    static const char *const blocks[] = {"128", "64", "32", "16", "8"};
+    size_t nout = (size_t)p.n * (strstr(text, "(x-y)") ? 3 : 1);
+    double *first = malloc(nout * sizeof *first), *got = malloc(nout * sizeof *got);
     setenv("KP_GPU_CHUNK", "300", 1);
-    for (int split = 0; split < 2; split++) {
-        setenv("KP_GPU_SPLIT", split ? "1" : "0", 1);
-        for (size_t k = 0; k < sizeof blocks / sizeof blocks[0]; k++) {
-            setenv("KP_GPU_BLOCK", blocks[k], 1);
-            if (run(ctx, text, &p, dt, split || k ? got : first) != KP_OK) {
-                FAIL("geometry B = %s split %d %s: %s", blocks[k], split, kpt_dtype_name(dt), kp_context_message(ctx));
-                continue;
-            }
-            if ((split || k) && memcmp(got, first, (size_t)p.n * (strstr(text, "(x-y)") ? 3 : 1) * sizeof *got) != 0)
-                FAIL("%s [%s]: B = %s, split %d differs from B = 128 without split", text, kpt_dtype_name(dt),
-                     blocks[k], split);
+    for (size_t k = 0; k < sizeof geo / sizeof geo[0]; k++) {
+        setenv("KP_GPU_SPLIT", geo[k].split ? "1" : "0", 1);
+        setenv("KP_GPU_BLOCK", geo[k].block, 1);
+        setenv("KP_GPU_ROWS", geo[k].rows, 1);
+        if (run(ctx, text, &p, dt, k ? got : first) != KP_OK) {
+            FAIL("geometry B = %s R = %s split %d %s: %s", geo[k].block, geo[k].rows, geo[k].split,
+                 kpt_dtype_name(dt), kp_context_message(ctx));
+            continue;
         }
+        if (k && memcmp(got, first, nout * sizeof *got) != 0)
+            FAIL("%s [%s]: B = %s, R = %s, split %d differs from B = 128 without split", text, kpt_dtype_name(dt),
+                 geo[k].block, *geo[k].rows ? geo[k].rows : "default", geo[k].split);
     }
     unsetenv("KP_GPU_CHUNK");
     unsetenv("KP_GPU_SPLIT");
     unsetenv("KP_GPU_BLOCK");
+    unsetenv("KP_GPU_ROWS");
     free(first);
     free(got);
     problem_free(&p);
+}
+
+/* With the engine's own choices (chunk length, split or not), a row's result
+ * does not depend on how many rows the call has: 70 rows (few row blocks:
+ * split over the 3 chunks of M = 3000) and the same 70 among 40,000 (enough
+ * blocks to fill a device: no split) agree bit for bit. */
+static void test_rows_independent(kp_context *ctx) {
+    problem big, small;
+    problem_new(&big, 40000, 3000, KP_FLOAT32, 21u);
+    small = big;
+    small.n = 70; /* the first 70 rows of big, same columns */
+    double *a = malloc((size_t)big.n * sizeof *a), *b = malloc((size_t)small.n * sizeof *b);
+    if (run(ctx, gauss, &big, KP_FLOAT32, a) != KP_OK || run(ctx, gauss, &small, KP_FLOAT32, b) != KP_OK)
+        FAIL("rows independent: %s", kp_context_message(ctx));
+    else if (memcmp(a, b, (size_t)small.n * sizeof *a) != 0)
+        FAIL("rows independent: the first 70 rows differ between N = 70 and N = 40000");
+    free(a);
+    free(b);
+    problem_free(&big);
 }
 
 /* text over one row x = 0 and the M values b, in dtype under math mode, on the
@@ -392,6 +422,7 @@ int main(int argc, char **argv) {
     test_geometry(ctx, KP_FLOAT32, "SumSoftMaxWeight_Reduction(-SqDist(x,y)*g + b, 1, b)");
     test_geometry(ctx, KP_FLOAT32, "Sum_Reduction((x-y)*Exp(-SqDist(x,y)*g)*b*x, 1)"); /* row factor x: per group */
     test_geometry(ctx, KP_FLOAT64, gauss);
+    test_rows_independent(ctx);
     test_lse_special(ctx, eng);
     test_fast_math(ctx, eng);
     test_fast_special(ctx, eng);
