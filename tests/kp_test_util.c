@@ -136,6 +136,25 @@ int kpt_skip_large(void) {
     return v && v[0] && strcmp(v, "0") != 0;
 }
 
+kp_status kpt_context_new(kp_context **out) {
+    kp_status st = kp_context_new(out);
+    const char *want = getenv("KP_TEST_ENGINE");
+    if (st != KP_OK || !want || !*want || strcmp(want, "cpu") == 0) return st;
+    kp_engine eng;
+    if (strcmp(want, "opencl") == 0) eng = KP_ENGINE_OPENCL;
+    else if (strcmp(want, "cuda") == 0) eng = KP_ENGINE_CUDA;
+    else {
+        fprintf(stderr, "KP_TEST_ENGINE=%s: expected cpu, opencl or cuda\n", want);
+        exit(1);
+    }
+    if (kp_context_set_engine(*out, eng) != KP_OK) {
+        printf("SKIPPED: KP_TEST_ENGINE=%s: %s\n", want, kp_context_message(*out));
+        fflush(stdout);
+        exit(77);
+    }
+    return KP_OK;
+}
+
 kp_status kpt_run(kp_context *ctx, kpt_path path, const char *text, const char *const *aliases,
                   size_t n_aliases, kp_dtype dtype, const kpt_arg *args, size_t n_args,
                   int64_t out_rows, int64_t out_dim, double *out, int64_t out_index_dim,

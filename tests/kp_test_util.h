@@ -65,6 +65,14 @@ double kpt_max_rel_err(const double *got, const double *ref, size_t n);
 /* Non-zero when KP_TEST_SKIP_LARGE=1 is set (sanitizer runs): skip big cases. */
 int kpt_skip_large(void);
 
+/* kp_context_new for the suites that run on every engine (ops, reductions,
+ * grad, joint): with KP_TEST_ENGINE=opencl or cuda in the environment the
+ * context runs that engine, so the same assertions (dense float64 references,
+ * finite differences, edge sizes, NaN) check the generated GPU kernels. When
+ * that engine cannot run here, prints "SKIPPED: ..." and exits 77 (ctest's
+ * skip code); an unknown value is an error (exit 1). */
+kp_status kpt_context_new(kp_context **out);
+
 /* -------------------------------------------------------------- runner */
 
 /* A row-major (rows, dim) double array; rows < 0 means a 1-D array of length

@@ -232,7 +232,7 @@ static const grad_case sum_cases[] = {
 static void test_fd_all_ops(void **state) {
     (void)state;
     kp_context *ctx;
-    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    assert_int_equal(kpt_context_new(&ctx), KP_OK);
     char text[512];
     for (size_t c = 0; c < sizeof sum_cases / sizeof sum_cases[0]; c++)
         for (int axis = 0; axis <= 1; axis++) {
@@ -304,7 +304,7 @@ static void check_hvp(kp_context *ctx, const char *text, int k) {
 static void test_hessian_vector(void **state) {
     (void)state;
     kp_context *ctx;
-    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    assert_int_equal(kpt_context_new(&ctx), KP_OK);
     check_hvp(ctx, "Sum_Reduction(Exp(-SqDist(x,y)*s)*b, 1)", 0);
     check_hvp(ctx, "Sum_Reduction(Exp(-SqDist(x,y)*s)*b, 1)", 1);
     check_hvp(ctx, "Sum_Reduction(Exp(-SqDist(x,y)*s)*b, 0)", 0);
@@ -318,7 +318,7 @@ static void test_hessian_vector(void **state) {
 static void test_lse_large_magnitude(void **state) {
     (void)state;
     kp_context *ctx;
-    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    assert_int_equal(kpt_context_new(&ctx), KP_OK);
     kp_formula *f = NULL, *g = NULL;
     KPT_ASSERT_OK(ctx, kp_formula_parse(ctx, "LogSumExp_Reduction((x|y)*s, 1)", aliases5, 5, &f));
     problem p;
@@ -365,7 +365,7 @@ static void test_lse_large_magnitude(void **state) {
 static void test_grad_in_formula(void **state) {
     (void)state;
     kp_context *ctx;
-    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    assert_int_equal(kpt_context_new(&ctx), KP_OK);
     const char *al[] = {"x = Vi(3)", "y = Vj(3)", "u = Vi(1)", "b = Vj(1)", "s = Pm(1)", "e = Vi(1)"};
     kp_formula *f = NULL, *g = NULL, *h = NULL;
     KPT_ASSERT_OK(ctx, kp_formula_parse(ctx, "Sum_Reduction(Exp(-SqDist(x,y)*s)*b, 1)", al, 5, &f));
@@ -422,7 +422,7 @@ static void test_hamiltonian_seed(void **state) {
         skip();
     }
     kp_context *ctx;
-    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    assert_int_equal(kpt_context_new(&ctx), KP_OK);
     const int64_t N = 100000;
     const char *al[] = {"qi = Vi(3)", "qj = Vj(3)", "pi = Vi(3)", "pj = Vj(3)", "g = Pm(1)"};
     kp_formula *f = NULL, *gr[4] = {NULL, NULL, NULL, NULL};
@@ -488,7 +488,7 @@ static void test_hamiltonian_seed(void **state) {
 static void test_diff_laplacian_divergence(void **state) {
     (void)state;
     kp_context *ctx;
-    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    assert_int_equal(kpt_context_new(&ctx), KP_OK);
     const char *al[] = {"x = Vi(3)", "y = Vj(3)", "s = Pm(1)", "w = Vi(3)"};
     const int64_t N = 5, M = 8;
     kpt_rng rng;

@@ -76,7 +76,7 @@ typedef struct grads {
 static grads grads_new(void) {
     grads G;
     memset(&G, 0, sizeof G);
-    assert_int_equal(kp_context_new(&G.ctx), KP_OK);
+    assert_int_equal(kpt_context_new(&G.ctx), KP_OK);
     const char *aliases[] = {"x = Vi(3)", "y = Vj(3)", "g = Pm(1)", "b = Vj(1)"};
     KPT_ASSERT_OK(G.ctx, kp_formula_parse(G.ctx, "Sum_Reduction(Exp(-SqDist(x,y)*g)*b, 1)", aliases, 4, &G.f));
     const int var[4] = {0, 1, 3, 2};
@@ -279,7 +279,7 @@ static void test_edges(void **state) {
 static void test_unusual_terms(void **state) {
     (void)state;
     kp_context *ctx = NULL;
-    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    assert_int_equal(kpt_context_new(&ctx), KP_OK);
     const char *aliases[] = {"x = Vi(2)", "y = Vj(2)", "a = Vi(1)", "b = Vj(1)"};
     const char *texts[] = {
         "Sum_Reduction(x * a, 1)",                               /* row only: M x_i a_i */

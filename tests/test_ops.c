@@ -526,7 +526,7 @@ static void test_op(void **state) {
     double tol = dt == KP_FLOAT64 ? (c->tol64 > 0 ? c->tol64 : 1e-12)
                                   : (c->tol32 > 0 ? c->tol32 : 1e-5);
     kp_context *ctx = NULL;
-    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    assert_int_equal(kpt_context_new(&ctx), KP_OK);
     for (int axis = 1; axis >= 0; axis--) {
         int rows = axis ? N_I : N_J, red = axis ? N_J : N_I;
         char text[256];
@@ -694,7 +694,7 @@ static void test_pointwise(void **state) {
     for (size_t k = 0; k < PW_N; k++)
         ref[k] = c->dy == 1 ? c->f1(y[k]) : c->f2(y[2 * k], y[2 * k + 1]);
     kp_context *ctx = NULL;
-    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    assert_int_equal(kpt_context_new(&ctx), KP_OK);
     kp_status st = pw_run(ctx, c->expr, c->dy, dt, y, PW_N, got);
     if (st != KP_OK) print_error("%s: %s\n", c->expr, kp_context_message(ctx));
     assert_int_equal(st, KP_OK);
@@ -765,7 +765,7 @@ static void test_special_values(void **state) {
     double y[L], got[L], ref[L];
     size_t bad = 0;
     kp_context *ctx = NULL;
-    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    assert_int_equal(kpt_context_new(&ctx), KP_OK);
     for (size_t c = 0; c < N_SV; c++) {
         for (int k = 0; k < L; k++) {
             y[k] = sv_cases[c].in[k % sv_cases[c].n];

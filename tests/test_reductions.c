@@ -305,7 +305,7 @@ static void sweep(kp_dtype dt, int axis, int empty) {
     size_t bad = 0, runs = 0;
     kpt_rng rng;
     kpt_rng_seed(&rng, 42u + (uint64_t)axis * 7u + (uint64_t)dt);
-    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    assert_int_equal(kpt_context_new(&ctx), KP_OK);
 
     for (size_t a = 0; a < N_SWEEP; a++)
         for (size_t c = 0; c < N_SWEEP; c++) {
@@ -395,7 +395,7 @@ static void test_vector_valued(void **s) {
     };
     size_t bad = 0;
     kp_context *ctx = NULL;
-    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    assert_int_equal(kpt_context_new(&ctx), KP_OK);
     for (int dti = 0; dti < 2; dti++) {
         kp_dtype dt = dti ? KP_FLOAT32 : KP_FLOAT64;
         kpt_rng rng;
@@ -462,7 +462,7 @@ static void test_ties_duplicate_points(void **s) {
     const char *al[] = {"x = Vi(3)", "y = Vj(3)"};
     size_t bad = 0;
     kp_context *ctx = NULL;
-    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    assert_int_equal(kpt_context_new(&ctx), KP_OK);
     for (int dti = 0; dti < 2; dti++) {
         kp_dtype dt = dti ? KP_FLOAT32 : KP_FLOAT64;
         kpt_rng rng;
@@ -546,7 +546,7 @@ static void test_nan_inf(void **s) {
     const char *alm[] = {"u = Vi(1)", "c = Vj(1)"};
     size_t bad = 0;
     kp_context *ctx = NULL;
-    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    assert_int_equal(kpt_context_new(&ctx), KP_OK);
     /* scenario: 0 NaN at 5, 1 +inf at 7, 2 +inf at 7 and -inf at 9, 3 all -inf,
      * 4 one -inf at 11; Min family: 5 NaN at 3 and 8, 6 -inf at 5 and 11, +inf at 6. */
     for (int sc = 0; sc < 7; sc++)
@@ -633,7 +633,7 @@ static void test_logsumexp_stable(void **s) {
     const char *al[] = {"x = Vi(1)", "y = Vj(1)"};
     size_t bad = 0;
     kp_context *ctx = NULL;
-    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    assert_int_equal(kpt_context_new(&ctx), KP_OK);
     for (int sign = 0; sign < 2; sign++)
         for (int dti = 0; dti < 2; dti++) {
             kp_dtype dt = dti ? KP_FLOAT32 : KP_FLOAT64;
@@ -693,7 +693,7 @@ static void test_strided(void **s) {
     enum { N = 37, M = 53 };
     size_t bad = 0;
     kp_context *ctx = NULL;
-    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    assert_int_equal(kpt_context_new(&ctx), KP_OK);
     for (int dti = 0; dti < 2; dti++) {
         kp_dtype dt = dti ? KP_FLOAT32 : KP_FLOAT64;
         size_t es = kpt_dtype_size(dt);
@@ -803,7 +803,7 @@ static void test_batch(void **s) {
     const char *al[] = {"x = Vi(3)", "y = Vj(3)", "s = Pm(1)", "b = Vj(1)"};
     size_t bad = 0;
     kp_context *ctx = NULL;
-    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    assert_int_equal(kpt_context_new(&ctx), KP_OK);
     for (int variant = 0; variant < 3; variant++)
         for (int dti = 0; dti < 2; dti++)
             for (int axis = 0; axis < 2; axis++) {
@@ -942,7 +942,7 @@ static void test_thread_identity(void **s) {
             kp_context *ctx = NULL;
             kp_formula *f = NULL;
             kp_plan *plan = NULL;
-            assert_int_equal(kp_context_new(&ctx), KP_OK);
+            assert_int_equal(kpt_context_new(&ctx), KP_OK);
             KPT_ASSERT_OK(ctx, kp_formula_parse(ctx, tc->text, al, tc->minfam ? 2 : 3, &f));
             KPT_ASSERT_OK(ctx, kp_plan_new(ctx, f, dt, &plan));
             int axis = kp_formula_axis(f);
@@ -1050,7 +1050,7 @@ static void test_large_sum_accuracy(void **s) {
     size_t bad = 0;
     for (int sch = 0; sch < 4; sch++) {
         kp_context *ctx = NULL;
-        assert_int_equal(kp_context_new(&ctx), KP_OK);
+        assert_int_equal(kpt_context_new(&ctx), KP_OK);
         if (sch > 0) KPT_ASSERT_OK(ctx, kp_context_set_sum_scheme(ctx, (kp_sum_scheme)(sch - 1)));
         float outf[2] = {0, 0};
         kp_array out = kp_array_2d(outf, KP_FLOAT32, 2, 1);
@@ -1092,7 +1092,7 @@ static void large_gauss(int64_t N, int64_t M, int64_t row_stride) {
                         kp_array_1d(&sp, KP_FLOAT32, 1), kp_array_2d(b, KP_FLOAT32, M, 1)};
     kp_array out = kp_array_2d(o, KP_FLOAT32, N, 1);
     kp_context *ctx = NULL;
-    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    assert_int_equal(kpt_context_new(&ctx), KP_OK);
     KPT_ASSERT_OK(ctx, kp_reduce(ctx, "Sum_Reduction(Exp(-SqDist(x,y)*s)*b, 1)", al, 4,
                                  KP_FLOAT32, args, 4, &out, NULL));
     size_t bad = 0;
@@ -1144,7 +1144,7 @@ static void test_api_introspection(void **s) {
     kp_formula *f = NULL;
     kp_var_category cat;
     int dim;
-    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    assert_int_equal(kpt_context_new(&ctx), KP_OK);
 
     const char *al[] = {"x = Vi(0,3)", "y = Vj(2,3)", "s = Pm(3,1)"};
     KPT_ASSERT_OK(ctx, kp_formula_parse(ctx, "Sum_Reduction(Exp(-SqDist(x,y)*s), 0)", al, 3, &f));
@@ -1257,7 +1257,7 @@ static void test_api_print_round_trip(void **s) {
     kpt_fill_uniform(&rng, b, M, -0.3, 0.3);
     kpt_arg args[4] = {{x, N, 3}, {y, M, 3}, {&sp, -1, 1}, {b, M, 1}};
     kp_context *ctx = NULL;
-    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    assert_int_equal(kpt_context_new(&ctx), KP_OK);
     for (size_t k = 0; k < sizeof texts / sizeof texts[0]; k++) {
         kp_formula *f = NULL, *g = NULL;
         KPT_ASSERT_OK(ctx, kp_formula_parse(ctx, texts[k], al, 4, &f));
@@ -1303,7 +1303,7 @@ static void test_api_print_round_trip(void **s) {
 static void test_api_nx_ny(void **s) {
     (void)s;
     kp_context *ctx = NULL;
-    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    assert_int_equal(kpt_context_new(&ctx), KP_OK);
     double y[11], x[5], p = 0.4, out[9], ref;
     kpt_rng rng;
     kpt_rng_seed(&rng, 3);

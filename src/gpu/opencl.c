@@ -19,7 +19,8 @@
  * chunk and the chunk states are merged in chunk order; otherwise each thread
  * walks all chunks. Both give the same bits. $KP_GPU_SPLIT=0/1 forces the
  * choice, $KP_GPU_CHUNK the chunk length, $KP_GPU_BLOCK the work-group size and
- * $KP_GPU_ROWS the rows per thread (tests use them).
+ * $KP_GPU_ROWS the rows per thread (tests use them); $KP_OPENCL_BUILD_OPTIONS
+ * adds options to clBuildProgram.
  *
  * Thread-safety: the runtime (platform, context, queue, program cache) is
  * process-wide and guarded by a mutex; calls run one at a time.
@@ -209,7 +210,10 @@ static kp_status get_program(kp_context *ctx, const char *src, cl_program *out) 
     cl_int err = 0;
     cl_program p = rt.cl.CreateProgramWithSource(rt.context, 1, &src, NULL, &err);
     if (!p || err != CL_SUCCESS) return kp__fail(ctx, KP_ERR_INTERNAL, "OpenCL: clCreateProgramWithSource failed (%d)", (int)err);
-    err = rt.cl.BuildProgram(p, 1, &rt.device, "", NULL, NULL);
+    /* $KP_OPENCL_BUILD_OPTIONS: extra clBuildProgram options, e.g. -cl-opt-disable, which halves
+       PoCL's compile time (about 2 s a kernel on the CI machine) for suites that run many formulas. */
+    const char *opts = getenv("KP_OPENCL_BUILD_OPTIONS");
+    err = rt.cl.BuildProgram(p, 1, &rt.device, opts ? opts : "", NULL, NULL);
     if (err != CL_SUCCESS) {
         char log[400];
         size_t n = 0;
