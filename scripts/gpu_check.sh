@@ -11,9 +11,10 @@
 #                      -Werror)
 #   ctest.log       2. the CUDA suites of `ctest -L gpu`: the GPU case list against
 #                      the CPU three ways (host arrays, device arrays on a stream,
-#                      AUTO), with split-j + merge, with 3 rows per thread; the sum
-#                      schemes; the kernel cache; the ahead-of-time table; the quick
-#                      GPU benchmark (NVRTC compiles and the PoCL suites run in CI)
+#                      AUTO), with split-j + merge, with 3 rows per thread; the op,
+#                      reduction, gradient and joint suites on the CUDA engine; the
+#                      sum schemes; the kernel cache; the ahead-of-time table; the
+#                      quick GPU benchmark (NVRTC compiles and the PoCL suites run in CI)
 #   bench_gpu.log   3. kp_bench_gpu: Gaussian kernel product, N = M in {1e4, 1e5,
 #                      1e6}, forward and forward + backward, both math modes,
 #                      NVRTC and first-call times, the card's fp32 floor
@@ -32,6 +33,9 @@
 # usage, from the development machine (device tool):
 #   scripts/gpu_check_prepare.sh                     # once, here: fills .gpu-deps/
 #   run(command="scripts/gpu_check.sh", carry=[".gpu-deps"], timeout_s=600)
+# Should one call's 600 s not be enough, split it over two calls on the warm
+# machine (build-gpu/ stays there between calls): KP_GPU_CHECK_SKIP="pytest_cuda
+# pytest bench_torch" first, then KP_GPU_CHECK_SKIP="build ctest bench_gpu".
 # environment: OUT (output folder), PYTHON (a python3 with torch),
 #   KP_GPU_CHECK_DEPS=1 (use .gpu-deps even where the system has the packages:
 #   to test this script), KP_GPU_CHECK_SKIP="pytest bench_torch" (steps to skip).
@@ -120,7 +124,9 @@ step build build.log 420 "cmake $cmake_args && cmake --build build-gpu -j$jobs"
 grep -E "SLEEF_LIBRARY|NETTLE_LIBRARY|CMOCKA_LIBRARY|KP_CUDA_AOT" build-gpu/CMakeCache.txt >>"$OUT/build.log" 2>/dev/null
 
 # ---- 2. CUDA test suites (the NVRTC-compile and PoCL suites run in CI)
-step ctest ctest.log 420 "ctest --test-dir build-gpu -L gpu -E 'gpu_nvrtc|opencl' -j4 --output-on-failure"
+# NVRTC compiles (one process each) dominate: as many at once as there are cores, up to 8.
+ctest_jobs=$((jobs < 8 ? jobs : 8))
+step ctest ctest.log 420 "ctest --test-dir build-gpu -L gpu -E 'gpu_nvrtc|opencl' -j$ctest_jobs --output-on-failure"
 
 # ---- 3. the GPU benchmark
 step bench_gpu bench_gpu.log 300 "build-gpu/bench/kp_bench_gpu"
