@@ -40,8 +40,9 @@
  * bytes from 3 values on, so the pair loop reads them with vector loads that
  * the whole warp shares (the same address: a broadcast). The CUDA pair loop is
  * unrolled KP_GPU_UNROLL times when the pair program is small (up to 16
- * computed components; 4 times up to 48, else twice: compile time), as the
- * `#pragma unroll` in the source says.
+ * computed components; half that when R = 4; 4 times up to 48, else twice:
+ * compile time), as the `#pragma unroll N` in the source says, and its loop
+ * over the R rows is unrolled fully.
  *
  * Kernels (names prefixed by `name`, "kp" by default):
  *
