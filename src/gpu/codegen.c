@@ -86,12 +86,6 @@ int kp__gpu_default_block(const kp_program *prog, kp_dtype dtype) {
     return b;
 }
 
-long long kp__gpu_chunk_length(long long ncols) {
-    long long c = KP_GPU_CHUNK_MIN;
-    while (c < KP_GPU_CHUNK_MAX && c * KP_GPU_MIN_CHUNKS < ncols) c *= 2;
-    return c;
-}
-
 /* ------------------------------------------------------------ device prelude */
 
 /* Macros that do not depend on the real type (guarded: several kernels may
@@ -235,8 +229,10 @@ typedef struct gen {
     int in_pair; /* COL operands: from the shared tile (pair part) or private cv (col part) */
     const char *rrow; /* which of the thread's rows ROW operands come from: "rq", or "0" in the COL
                          part (which reads only uniform ROW values: parameters, constants) */
-    const char *ts;   /* the current row's group sums: "ts[rq]" */
 } gen;
+
+/* The group sums of the current row rq (an array of the reduce kernel). */
+#define TS "ts[rq]"
 
 /* Prints the operand's component c (an expression string; "0" for dim 1). */
 static void opnd(gen *g, kp_operand o, const char *c) {
@@ -591,13 +587,13 @@ static void emit_accumulate(gen *g, const char *st, const char *sx) {
             sb_printf(s, " * ");
             opnd(g, prog->red_scale, "d_");
         }
-        if (g->grouped) sb_printf(s, "; %s[d_] += t_; }\n", g->ts);
+        if (g->grouped) sb_printf(s, "; %s[d_] += t_; }\n", TS);
         else sb_printf(s, "; KP_KAHAN(%s[d_], %s[%d + d_], t_); }\n", st, st, D);
         break;
     case KP_FAMILY_LOGSUMEXP:
         if (g->grouped)
             sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) KP_LSE_ACCG(%s[d_], %s[%d + d_], %s[%d + d_], %s[d_], ", D,
-                      st, st, D, st, 2 * D, g->ts);
+                      st, st, D, st, 2 * D, TS);
         else
             sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) KP_LSE_ACC(%s[d_], %s[%d + d_], %s[%d + d_], ", D, st, st,
                       D, st, 2 * D);
@@ -613,7 +609,7 @@ static void emit_accumulate(gen *g, const char *st, const char *sx) {
                       ";\n      const real df_ = f_ - %s[0];\n      const int ok_ = df_ <= 0;\n"
                       "      const real w_ = ok_ ? kp_exp(df_) : (real)0;\n      %s[0] += w_;\n"
                       "      for (int d_ = 0; d_ < %d; d_++) %s[1 + d_] += w_ * ",
-                      st, g->ts, DG, g->ts);
+                      st, TS, DG, TS);
             opnd(g, prog->red_g, "d_");
             sb_printf(s,
                       ";\n      if (ok_) { }\n"
@@ -625,7 +621,7 @@ static void emit_accumulate(gen *g, const char *st, const char *sx) {
                       "        for (int q_ = 0; q_ < %d; q_++) %s[q_] *= fc_;\n"
                       "        %s[0] = f_; %s[0] += (real)1;\n"
                       "        for (int d_ = 0; d_ < %d; d_++) %s[1 + d_] += ",
-                      st, st, st, st, st, st, st, 3 + 2 * DG, st, 1 + DG, g->ts, st, g->ts, DG, g->ts);
+                      st, st, st, st, st, st, st, 3 + 2 * DG, st, 1 + DG, TS, st, TS, DG, TS);
             opnd(g, prog->red_g, "d_");
             sb_printf(s, "; }\n    }\n");
             break;
@@ -661,18 +657,18 @@ static void emit_flush(gen *g, const char *st) {
         sb_printf(g->s, "        { KP_KAHAN(%s[1], %s[2], %s[0]); %s[0] = 0;\n" /* one statement: it may follow an if */
                         "          for (int d_ = 0; d_ < %d; d_++) { KP_KAHAN(%s[3 + d_], %s[%d + d_], %s[1 + d_]); "
                         "%s[1 + d_] = 0; } }\n",
-                  st, st, g->ts, g->ts, g->prog->red_g.dim, st, st, 3 + g->prog->red_g.dim, g->ts, g->ts);
+                  st, st, TS, TS, g->prog->red_g.dim, st, st, 3 + g->prog->red_g.dim, TS, TS);
     else if (kp__reduction_family(g->prog->red) == KP_FAMILY_LOGSUMEXP)
         sb_printf(g->s, "        for (int d_ = 0; d_ < %d; d_++) KP_LSE_FLUSH(%s[%d + d_], %s[%d + d_], %s[d_]);\n", D, st,
-                  D, st, 2 * D, g->ts);
+                  D, st, 2 * D, TS);
     else { /* Sum: a row factor (red_scale) multiplies the group sum, not every term */
-        sb_printf(g->s, "        for (int d_ = 0; d_ < %d; d_++) { real g_ = %s[d_]", D, g->ts);
+        sb_printf(g->s, "        for (int d_ = 0; d_ < %d; d_++) { real g_ = %s[d_]", D, TS);
         if (g->prog->red_scale.dim) {
             sb_printf(g->s, " * ");
             opnd(g, g->prog->red_scale, "d_");
         }
-        if (g->plain) sb_printf(g->s, "; %s[d_] += g_; %s[d_] = 0; }\n", st, g->ts);
-        else sb_printf(g->s, "; KP_KAHAN(%s[d_], %s[%d + d_], g_); %s[d_] = 0; }\n", st, st, D, g->ts);
+        if (g->plain) sb_printf(g->s, "; %s[d_] += g_; %s[d_] = 0; }\n", st, TS);
+        else sb_printf(g->s, "; KP_KAHAN(%s[d_], %s[%d + d_], g_); %s[d_] = 0; }\n", st, st, D, TS);
     }
 }
 
@@ -862,7 +858,7 @@ char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, const kp_gpu_setti
               B * R, R, B, R, imax1(prog->row_size), imax1(prog->pair_size), imax1(prog->col_size), R, NT,
               dialect == KP_GPU_CUDA ? "__shared__ __align__(16)" : "__local", imax1(W * B),
               dialect == KP_GPU_CUDA ? "" : " __attribute__((aligned(16)))", R, NR, R, NR, R, NX, R, NX);
-    gen g = {s, prog, dtype, B, W, grouped, plain, 0, "rq", "ts[rq]"};
+    gen g = {s, prog, dtype, B, W, grouped, plain, 0, "rq"};
     sb_printf(s, "  /* ROW program (row variables guarded: the whole group computes the uniform values) */\n");
     rows_loop(s, dialect, "  ", R);
     sb_printf(s, " {\n  const kp_i64 r = r0 + rq * %d;\n  const int active = r < nrows;\n", B);
@@ -875,7 +871,7 @@ char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, const kp_gpu_setti
     rows_loop(s, dialect, "    ", R);
     sb_printf(s, " {\n");
     emit_init(s, prog, "pst[rq]", "psx[rq]");
-    if (grouped) sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) ts[rq][d_] = 0;\n", NT);
+    if (grouped) sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) %s[d_] = 0;\n", NT, TS);
     sb_printf(s, "    }\n"
                  "    for (kp_i64 j0 = jstart; j0 < jend; j0 += %d) {\n"
                  "      const int len = (int)(jend - j0 < %d ? jend - j0 : %d);\n"

@@ -9,7 +9,7 @@
  *     every point read from the shared tile serves the R rows (one shared load
  *     and one loop step per R pairs);
  *   - the reduced axis is cut into fixed chunks of `chunk` points (a kernel
- *     argument, chosen from the reduced length alone); each chunk is walked in
+ *     argument, chosen from the reduced length alone: gpu/launch.h); each chunk is walked in
  *     tiles of B points (B = work-group size): the work-group computes the COL
  *     program of the tile cooperatively, one point per thread, into
  *     shared/local memory, synchronizes, and every thread runs the PAIR program
@@ -81,7 +81,7 @@ typedef enum kp_gpu_dialect { KP_GPU_CUDA = 0, KP_GPU_OPENCL = 1 } kp_gpu_dialec
  * loop (ROW values, states, group sums): R = 4 for the kernel products, fewer
  * for wide states (K-nearest lists, vector outputs), so that occupancy stays. */
 #define KP_GPU_ROW_REGS 64
-/* Largest R a caller may ask for ($KP_GPU_ROWS, tests and tuning). */
+/* Largest R a caller may ask for ($KP_GPU_ROWS, tests and tuning: gpu/launch.h). */
 #define KP_GPU_MAX_ROWS 8
 
 /* The context's settings that the generated source depends on (so they are
@@ -107,18 +107,6 @@ typedef struct kp_gpu_kernel_info {
 int kp__gpu_default_block(const kp_program *prog, kp_dtype dtype);
 /* Rows per thread the generator picks for prog when asked for rows <= 0. */
 int kp__gpu_default_rows(const kp_program *prog, kp_dtype dtype);
-
-/* Chunk length of a reduced axis of ncols points, the same for both engines:
- * a function of ncols alone (so a row's result never depends on the other
- * rows or on the launch), about ncols / KP_GPU_MIN_CHUNKS rounded up to a power
- * of two, within [KP_GPU_CHUNK_MIN, KP_GPU_CHUNK_MAX]. Short axes still give
- * several chunks, so that few row blocks (N small, or R rows per thread) can
- * split the axis over the device instead of leaving most of it idle; long axes
- * keep chunks long enough that each merge is amortized over 16K points. */
-#define KP_GPU_MIN_CHUNKS 16
-#define KP_GPU_CHUNK_MIN 1024
-#define KP_GPU_CHUNK_MAX 16384
-long long kp__gpu_chunk_length(long long ncols);
 
 /*
  * Generates the source. dtype: KP_FLOAT32 or KP_FLOAT64. set: the context's

@@ -8,10 +8,9 @@
  *   (R rows per thread);
  *   with split, the merge kernel merges the chunk states in chunk order, so
  *   both schemes give the same bits (see codegen.h). The reduced axis is cut
- *   in chunks of kp__gpu_chunk_length(ncols) points; split when the row blocks alone
- *   cannot fill the device (fewer than 2 per multiprocessor). $KP_GPU_SPLIT,
- *   $KP_GPU_CHUNK, $KP_GPU_BLOCK and $KP_GPU_ROWS (rows per thread) force the
- *   choices (tests, tuning).
+ *   in chunks (gpu/launch.h); split when the row blocks alone cannot fill the
+ *   device (fewer than 2 per multiprocessor). launch.h also lists the
+ *   environment overrides of these choices (tests, tuning).
  *
  * Two entry points:
  *   kp__cuda_run_device: every array is a device pointer on one device.
@@ -43,6 +42,7 @@
 #include "gpu/cuda_driver.h"
 #include "gpu/cuda_helpers.h"
 #include "gpu/engine.h"
+#include "gpu/launch.h"
 #include "gpu/pack.h"
 
 #define KP_CUDA_MAX_GRID_Z 65535
@@ -52,12 +52,6 @@ kp_status kp__cuda_available(kp_context *ctx) {
     char why[320];
     if (!kp__cuda_device(0, why, sizeof why)) return kp__fail(ctx, KP_ERR_UNSUPPORTED, "%s", why);
     return KP_OK;
-}
-
-static int64_t env_int(const char *name, int64_t dflt) {
-    const char *v = getenv(name);
-    if (!v || !*v) return dflt;
-    return strtoll(v, NULL, 10);
 }
 
 /* ------------------------------------------------------------ one call */
@@ -249,10 +243,8 @@ static kp_status run(cuda_run *R, const kp_cpu_job *job, int on_device, int sum_
     if (job->nbatch == 0 || (job->nrows == 0 && !sum_rows_dim)) return KP_OK;
 
     kp_gpu_kernel_info info;
-    int block = (int)env_int("KP_GPU_BLOCK", 0);
-    if (block < 0 || block > 1024 || (block & (block - 1))) block = 0;
-    int per_thread = (int)env_int("KP_GPU_ROWS", 0);
-    if (per_thread < 0 || per_thread > KP_GPU_MAX_ROWS) per_thread = 0;
+    int block, per_thread;
+    kp__gpu_env_geometry(&block, &per_thread);
     kp_gpu_settings set = {job->scheme, job->math};
     char *src = kp__gpu_codegen(prog, job->dtype, &set, KP_GPU_CUDA, block, per_thread, "kp", &info);
     if (!src) return kp__fail(R->ctx, KP_ERR_OOM, "out of memory while generating the CUDA kernel");
@@ -272,17 +264,10 @@ static kp_status run(cuda_run *R, const kp_cpu_job *job, int on_device, int sum_
                         info.block, R->dev->ordinal, maxthr);
 
     /* Chunks of the reduced axis, fixed by its length; split when row blocks cannot fill the device. */
-    int64_t chunk = env_int("KP_GPU_CHUNK", 0);
-    if (chunk < 1) chunk = kp__gpu_chunk_length(job->ncols);
-    int64_t nchunks = job->ncols > 0 ? (job->ncols + chunk - 1) / chunk : 1;
-    const int64_t rows_per_block = (int64_t)info.block * info.rows;
-    int64_t nblocks = (job->nrows + rows_per_block - 1) / rows_per_block;
     int64_t fill = R->dev->sm_count > 0 ? 2 * (int64_t)R->dev->sm_count : 64;
-    int split = nchunks > 1 && nblocks * job->nbatch < fill;
-    int64_t force = env_int("KP_GPU_SPLIT", -1);
-    if (force == 0) split = 0;
-    if (force == 1 && nchunks > 1) split = 1;
-    if (nchunks > KP_CUDA_MAX_GRID_Y) split = 0;
+    kp_gpu_launch shape = kp__gpu_launch_shape(&info, job->nrows, job->ncols, job->nbatch, fill);
+    const int64_t chunk = shape.chunk, nchunks = shape.nchunks, nblocks = shape.nblocks;
+    int split = shape.split && nchunks <= KP_CUDA_MAX_GRID_Y;
     if (nblocks > INT32_MAX) return kp__fail(R->ctx, KP_ERR_TOO_LARGE, "CUDA engine: %lld rows are too many for one grid", (long long)job->nrows);
 
     /* Inputs: in place when packed, else gathered (device) or packed and copied (host). */

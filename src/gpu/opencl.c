@@ -14,13 +14,12 @@
  * kernel when the reduced axis is split over work-groups), read the packed
  * outputs back and scatter them into the caller's strided outputs.
  *
- * Split: the reduced axis is cut into chunks (kp__gpu_chunk_length: fixed by
- * its length alone). With few row blocks one work-group row is launched per
- * chunk and the chunk states are merged in chunk order; otherwise each thread
- * walks all chunks. Both give the same bits. $KP_GPU_SPLIT=0/1 forces the
- * choice, $KP_GPU_CHUNK the chunk length, $KP_GPU_BLOCK the work-group size and
- * $KP_GPU_ROWS the rows per thread (tests use them); $KP_OPENCL_BUILD_OPTIONS
- * adds options to clBuildProgram.
+ * Split: the reduced axis is cut into chunks (gpu/launch.h: fixed by its
+ * length alone). With fewer than 64 row blocks one work-group row is launched
+ * per chunk and the chunk states are merged in chunk order; otherwise each
+ * thread walks all chunks. Both give the same bits. launch.h lists the
+ * environment overrides (tests use them); $KP_OPENCL_BUILD_OPTIONS adds options
+ * to clBuildProgram.
  *
  * Thread-safety: the runtime (platform, context, queue, program cache) is
  * process-wide and guarded by a mutex; calls run one at a time.
@@ -35,6 +34,7 @@
 #include "core/context.h"
 #include "gpu/codegen.h"
 #include "gpu/engine.h"
+#include "gpu/launch.h"
 #include "gpu/pack.h"
 
 /* ------------------------------------------------------------ minimal OpenCL ABI */
@@ -250,12 +250,6 @@ static kp_status get_program(kp_context *ctx, const char *src, cl_program *out) 
 /* ------------------------------------------------------------ run */
 
 
-static int64_t env_int(const char *name, int64_t dflt) {
-    const char *v = getenv(name);
-    if (!v || !*v) return dflt;
-    return strtoll(v, NULL, 10);
-}
-
 typedef struct run_state {
     cl_mem mem[KP_MAX_ARGS + 6];
     int nmem;
@@ -278,10 +272,8 @@ static kp_status run_locked(kp_context *ctx, const kp_cpu_job *job, run_state *r
         return kp__fail(ctx, KP_ERR_UNSUPPORTED, "OpenCL device '%s' has no float64 (cl_khr_fp64)", rt.device_name);
     if (job->nrows == 0 || job->nbatch == 0) return KP_OK;
     kp_gpu_kernel_info info;
-    int block = (int)env_int("KP_GPU_BLOCK", 0);
-    if (block < 0 || block > 1024 || (block & (block - 1))) block = 0;
-    int per_thread = (int)env_int("KP_GPU_ROWS", 0);
-    if (per_thread < 0 || per_thread > KP_GPU_MAX_ROWS) per_thread = 0;
+    int block, per_thread;
+    kp__gpu_env_geometry(&block, &per_thread);
     kp_gpu_settings set = {job->scheme, job->math};
     char *src = kp__gpu_codegen(prog, job->dtype, &set, KP_GPU_OPENCL, block, per_thread, "kp", &info);
     if (!src) return kp__fail(ctx, KP_ERR_OOM, "out of memory while generating the OpenCL kernel");
@@ -300,15 +292,9 @@ static kp_status run_locked(kp_context *ctx, const kp_cpu_job *job, run_state *r
                         info.block);
 
     /* Chunks of the reduced axis: fixed by its length. */
-    int64_t chunk = env_int("KP_GPU_CHUNK", 0);
-    if (chunk < 1) chunk = kp__gpu_chunk_length(job->ncols);
-    int64_t nchunks = job->ncols > 0 ? (job->ncols + chunk - 1) / chunk : 1;
-    const int64_t rows_per_block = (int64_t)info.block * info.rows;
-    int64_t nblocks = (job->nrows + rows_per_block - 1) / rows_per_block;
-    int split = nchunks > 1 && nblocks * job->nbatch < 64;
-    int64_t force = env_int("KP_GPU_SPLIT", -1);
-    if (force == 0) split = 0;
-    if (force == 1 && nchunks > 1) split = 1;
+    kp_gpu_launch shape = kp__gpu_launch_shape(&info, job->nrows, job->ncols, job->nbatch, 64);
+    int64_t chunk = shape.chunk, nchunks = shape.nchunks, nblocks = shape.nblocks;
+    int split = shape.split;
 
     cl_uint ai = 0;
 #define SETARG(k, size, ptr)                                                                                \
