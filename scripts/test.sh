@@ -5,8 +5,8 @@
 #   2. Release build with -Werror in build-test/, runs every ctest suite
 #      (ops, reductions incl. the large cases, errors, grad, gpu: NVRTC compiles
 #      of every generated CUDA kernel, the ahead-of-time CUDA kernel table when
-#      nvcc is installed, and the OpenCL engine on PoCL, bench smoke run,
-#      examples);
+#      nvcc is installed, and the OpenCL engine on PoCL, the CUDA engine on
+#      the CPU emulator of tests/gpu/emul/, bench smoke run, examples);
 #   3. the same suites under AddressSanitizer + UndefinedBehaviorSanitizer
 #      (LeakSanitizer included) in build-asan/, without the largest cases and
 #      without the gpu ones that run PoCL or NVRTC-compiled code (not

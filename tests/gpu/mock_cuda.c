@@ -4,27 +4,41 @@
  * launches are recorded, not run. It lets the CUDA engine's host side (module
  * loading of real NVRTC output, pointer checks, temporaries, parameter
  * marshaling, grid shapes, stream-ordered frees) execute, under the
- * sanitizers too, on machines without a GPU. It checks nothing about results.
+ * sanitizers too, on machines without a GPU. With real images it checks
+ * nothing about results; images of the CUDA emulator (emul/emul_nvrtc.c,
+ * loaded as NVRTC) are shared objects whose kernels it runs on the CPU, so
+ * the engine's results can be checked too.
  * The stream of every launch and stream-ordered memory operation is recorded
  * too ("op@stream;", mock_cuda_streams), so tests can check that the user's
  * stream is the one used (the streams it creates are 0x5eed, which no test passes).
  * MOCK_CUDA_POOLS=0 makes the device lack memory pools (cuMemAlloc path).
  */
+#define _GNU_SOURCE /* mkstemp */
+#include <dlfcn.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "emul/emul_image.h"
 
 typedef int CUresult;
 typedef unsigned long long CUdeviceptr;
 
 #define MAXA 4096
-static void *allocs[MAXA];
+static void *allocs[MAXA]; /* buffers as handed out, their sizes, and their mappings */
 static size_t sizes[MAXA];
+static void *bases[MAXA];
+static size_t spans[MAXA];
 static int nalloc_live;
 static char launches[16384];
 static char streams[16384];
 static int nlaunch;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* The record of launches, "name gx,gy,gz bx;" each, of the streams of launches
  * and stream-ordered memory operations, "op@stream;" each (stream in hex), and
@@ -63,48 +77,116 @@ CUresult cuDeviceGetName(char *s, int n, int d) { (void)d; snprintf(s, (size_t)n
 CUresult cuDevicePrimaryCtxRetain(void **c, int d) { (void)d; *c = (void *)(uintptr_t)0x1234; return 0; }
 CUresult cuCtxPushCurrent_v2(void *c) { return c ? 0 : 1; }
 CUresult cuCtxPopCurrent_v2(void **c) { *c = NULL; return 0; }
+/* A module: a real image (recorded launches only) or an emulator image (emul/), whose kernels run. */
+typedef struct mock_module {
+    kp_emul_launch_fn launch; /* NULL: launches are recorded, not run */
+} mock_module;
+/* A function: its name first, so that a handle reads as the kernel's name. */
+typedef struct mock_function {
+    char name[32];
+    mock_module *module;
+} mock_function;
+static mock_module real_module;
+
+/* Loads an emulator image's shared object through a file of a name of its own
+ * (dlopen returns the library already loaded under a name it has seen, so a
+ * reused /proc/self/fd/N would not do); the mapping outlives the file. */
+static CUresult load_emulated(mock_module **m, const unsigned char *img) {
+    uint64_t len;
+    memcpy(&len, img + 8, 8);
+    const char *tmp = getenv("TMPDIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/kp_emul_module_XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    int fd = mkstemp(path);
+    if (fd < 0) return 2;
+    int written = (size_t)write(fd, img + KP_EMUL_HEADER, len) == len;
+    close(fd);
+    void *so = written ? dlopen(path, RTLD_NOW | RTLD_LOCAL) : NULL;
+    unlink(path);
+    mock_module *mod = calloc(1, sizeof *mod);
+    if (!so || !mod || !(*(void **)(&mod->launch) = dlsym(so, "kp_emul_launch"))) {
+        fprintf(stderr, "mock_cuda: cannot load an emulator image: %s\n", so ? "no kp_emul_launch" : dlerror());
+        free(mod);
+        return 200; /* INVALID_IMAGE */
+    }
+    *m = mod; /* modules are never unloaded (libkp keeps them for the process) */
+    return 0;
+}
+
+/* Says why a test died when an emulated kernel (or a copy) faults, then lets the fault end the process. */
+static void on_fault(int sig) {
+    static const char msg[] = "mock_cuda: segmentation fault while emulated kernels are loaded: most likely a kernel or "
+                              "a copy went past the end of a device buffer (guard page)\n";
+    ssize_t w = write(2, msg, sizeof msg - 1);
+    (void)w;
+    signal(sig, SIG_DFL);
+}
+
 CUresult cuModuleLoadData(void **m, const void *img) {
+    if (memcmp(img, KP_EMUL_MAGIC, 8) == 0) {
+        signal(SIGSEGV, on_fault);
+        return load_emulated((mock_module **)m, img);
+    }
     /* real NVRTC output: a cubin (ELF) or NUL-terminated PTX; or a built-in fatbin */
     static const unsigned char fatbin_magic[4] = {0x50, 0xED, 0x55, 0xBA}; /* 0xBA55ED50, little-endian */
     const char *reject = getenv("MOCK_CUDA_REJECT_FATBIN"); /* a driver too old for the built-in kernels */
     if (memcmp(img, fatbin_magic, 4) == 0 && reject && *reject == '1') return 222; /* UNSUPPORTED_PTX_VERSION */
     if (memcmp(img, "\177ELF", 4) != 0 && memcmp(img, fatbin_magic, 4) != 0 && !strstr((const char *)img, ".entry"))
         return 200; /* INVALID_IMAGE */
-    *m = (void *)(uintptr_t)0x5678;
+    *m = &real_module;
     return 0;
 }
 CUresult cuModuleGetFunction(void **f, void *m, const char *name) {
-    (void)m;
-    static char names[64][32];
+    static mock_function fns[4096];
     static int n;
-    for (int k = 0; k < n; k++)
-        if (strcmp(names[k], name) == 0) { *f = names[k]; return 0; }
-    if (n == 64) return 1;
-    snprintf(names[n], sizeof names[n], "%s", name);
-    *f = names[n++];
-    return 0;
+    pthread_mutex_lock(&lock);
+    CUresult r = 0;
+    int k = 0;
+    while (k < n && !(fns[k].module == m && strcmp(fns[k].name, name) == 0)) k++;
+    if (k == n && (n == 4096 || strlen(name) >= sizeof fns[k].name)) r = 1;
+    else if (k == n) snprintf(fns[n].name, sizeof fns[n].name, "%s", name), fns[n++].module = m;
+    if (!r) *f = &fns[k];
+    pthread_mutex_unlock(&lock);
+    return r;
 }
 CUresult cuFuncGetAttribute(int *v, int attr, void *f) { (void)attr; (void)f; *v = 1024; return 0; }
+/* Device memory is host memory laid so that each buffer ends where a
+ * PROT_NONE guard page begins: a kernel or a copy that reads or writes past
+ * the end of a buffer faults at once instead of going unnoticed (with the
+ * emulator, the tests' bounds check). The buffer keeps the alignment of its
+ * size (up to 16 bytes), so ending exactly at the guard costs no alignment. */
 static CUresult alloc(CUdeviceptr *p, size_t n) {
-    for (int k = 0; k < MAXA; k++)
-        if (!allocs[k]) {
-            allocs[k] = calloc(1, n);
-            sizes[k] = n;
-            *p = (CUdeviceptr)(uintptr_t)allocs[k];
-            nalloc_live++;
-            return allocs[k] ? 0 : 2;
-        }
-    return 2;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), data = n ? (n + page - 1) / page * page : page;
+    pthread_mutex_lock(&lock);
+    int k = 0;
+    while (k < MAXA && allocs[k]) k++;
+    char *base = k < MAXA ? mmap(NULL, data + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+                          : MAP_FAILED;
+    if (base != MAP_FAILED && mprotect(base + data, page, PROT_NONE) == 0) {
+        bases[k] = base;
+        spans[k] = data + page;
+        allocs[k] = base + data - n;
+        sizes[k] = n;
+        nalloc_live++;
+        *p = (CUdeviceptr)(uintptr_t)allocs[k];
+    } else if (base != MAP_FAILED) {
+        munmap(base, data + page);
+        base = MAP_FAILED;
+    }
+    pthread_mutex_unlock(&lock);
+    return base != MAP_FAILED ? 0 : 2; /* CUDA_ERROR_OUT_OF_MEMORY */
 }
 static CUresult release(CUdeviceptr p) {
-    for (int k = 0; k < MAXA; k++)
-        if (allocs[k] && (CUdeviceptr)(uintptr_t)allocs[k] == p) {
-            free(allocs[k]);
-            allocs[k] = NULL;
-            nalloc_live--;
-            return 0;
-        }
-    return 1;
+    pthread_mutex_lock(&lock);
+    int k = 0;
+    while (k < MAXA && !(allocs[k] && (CUdeviceptr)(uintptr_t)allocs[k] == p)) k++;
+    if (k < MAXA) {
+        munmap(bases[k], spans[k]);
+        allocs[k] = NULL;
+        nalloc_live--;
+    }
+    pthread_mutex_unlock(&lock);
+    return k < MAXA ? 0 : 1;
 }
 CUresult cuMemAlloc_v2(CUdeviceptr *p, size_t n) { return alloc(p, n); }
 CUresult cuMemFree_v2(CUdeviceptr p) { return release(p); }
@@ -128,13 +210,24 @@ CUresult cuMemcpyDtoHAsync_v2(void *h, CUdeviceptr d, size_t n, void *s) {
 }
 CUresult cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
                         unsigned shm, void *s, void **params, void **extra) {
-    (void)by, (void)bz, (void)shm, (void)extra;
-    if (!params || !gx || !gy || !gz || !bx || bx > 1024) return 1; /* CUDA_ERROR_INVALID_VALUE */
-    note_stream((const char *)f, s);
+    (void)shm, (void)extra;
+    const mock_function *fn = f;
+    if (!params || !gx || !gy || !gz || !bx || !by || !bz || (unsigned long)bx * by * bz > 1024)
+        return 1; /* CUDA_ERROR_INVALID_VALUE */
+    pthread_mutex_lock(&lock); /* the emulator runs one grid at a time (its shared memory is static) */
+    note_stream(fn->name, s);
     size_t n = strlen(launches);
-    snprintf(launches + n, sizeof launches - n, "%s %u,%u,%u %u;", (const char *)f, gx, gy, gz, bx);
+    snprintf(launches + n, sizeof launches - n, "%s %u,%u,%u %u;", fn->name, gx, gy, gz, bx);
     nlaunch++;
-    return 0;
+    int failed = 0;
+    if (fn->module->launch) {
+        const unsigned grid[3] = {gx, gy, gz}, block[3] = {bx, by, bz};
+        char err[256] = "";
+        failed = fn->module->launch(fn->name, grid, block, params, err, sizeof err) != 0;
+        if (failed) fprintf(stderr, "mock_cuda: %s: %s\n", fn->name, err);
+    }
+    pthread_mutex_unlock(&lock);
+    return failed ? 719 : 0; /* CUDA_ERROR_LAUNCH_FAILED */
 }
 CUresult cuStreamSynchronize(void *s) { (void)s; return 0; }
 CUresult cuStreamCreate(void **s, unsigned f) { (void)f; *s = (void *)(uintptr_t)0x5eed; return 0; }
