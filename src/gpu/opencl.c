@@ -8,7 +8,7 @@
  * used are declared here (values from the Khronos headers).
  *
  * One call: generate the source for (program, dtype), build it (programs are
- * cached by source text for the life of the process), pack every argument
+ * cached by source text and build options for the life of the process), pack every argument
  * into a contiguous (batch, rows, dim) buffer (any strides and batch
  * broadcasting are resolved on the host), run the reduce kernel (and the merge
  * kernel when the reduced axis is split over work-groups), read the packed
@@ -89,6 +89,7 @@ typedef struct ocl_api {
 
 typedef struct prog_entry {
     char *source;
+    char *options; /* the build options it was built with: part of the key */
     cl_program program;
     struct prog_entry *next;
 } prog_entry;
@@ -200,20 +201,28 @@ kp_status kp__opencl_available(kp_context *ctx) {
     return KP_OK;
 }
 
-/* Builds (or finds) the program of src. Called with rt.lock held. */
+static char *copy_text(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *c = malloc(n);
+    return c ? memcpy(c, s, n) : NULL;
+}
+
+/* Builds (or finds) the program of src with the current build options. Called with rt.lock held. */
 static kp_status get_program(kp_context *ctx, const char *src, cl_program *out) {
+    /* $KP_OPENCL_BUILD_OPTIONS: extra clBuildProgram options, e.g. -cl-opt-disable, which halves
+       PoCL's compile time (1.6 s -> 0.9 s a kernel on the 2-core CI machine) for suites that run many
+       formulas. Read at every call and part of the cache key, so a change takes effect at once. */
+    const char *opts = getenv("KP_OPENCL_BUILD_OPTIONS");
+    if (!opts) opts = "";
     for (prog_entry *e = rt.programs; e; e = e->next)
-        if (strcmp(e->source, src) == 0) {
+        if (strcmp(e->source, src) == 0 && strcmp(e->options, opts) == 0) {
             *out = e->program;
             return KP_OK;
         }
     cl_int err = 0;
     cl_program p = rt.cl.CreateProgramWithSource(rt.context, 1, &src, NULL, &err);
     if (!p || err != CL_SUCCESS) return kp__fail(ctx, KP_ERR_INTERNAL, "OpenCL: clCreateProgramWithSource failed (%d)", (int)err);
-    /* $KP_OPENCL_BUILD_OPTIONS: extra clBuildProgram options, e.g. -cl-opt-disable, which halves
-       PoCL's compile time (1.6 s -> 0.9 s a kernel on the 2-core CI machine) for suites that run many formulas. */
-    const char *opts = getenv("KP_OPENCL_BUILD_OPTIONS");
-    err = rt.cl.BuildProgram(p, 1, &rt.device, opts ? opts : "", NULL, NULL);
+    err = rt.cl.BuildProgram(p, 1, &rt.device, opts, NULL, NULL);
     if (err != CL_SUCCESS) {
         char log[400];
         size_t n = 0;
@@ -223,14 +232,15 @@ static kp_status get_program(kp_context *ctx, const char *src, cl_program *out) 
         return kp__fail(ctx, KP_ERR_INTERNAL, "OpenCL: building the generated kernel failed (%d): %s", (int)err, log);
     }
     prog_entry *e = malloc(sizeof *e);
-    char *copy = e ? malloc(strlen(src) + 1) : NULL;
-    if (!e || !copy) { /* usable, just not cached */
+    char *copy = e ? copy_text(src) : NULL, *copy_opts = copy ? copy_text(opts) : NULL;
+    if (!copy_opts) {
         free(e);
-        *out = p;
+        free(copy);
+        rt.cl.ReleaseProgram(p);
         return kp__fail(ctx, KP_ERR_OOM, "out of memory caching an OpenCL program");
     }
-    strcpy(copy, src);
     e->source = copy;
+    e->options = copy_opts;
     e->program = p;
     e->next = rt.programs;
     rt.programs = e;
@@ -239,6 +249,7 @@ static kp_status get_program(kp_context *ctx, const char *src, cl_program *out) 
         while ((*pp)->next) pp = &(*pp)->next;
         rt.cl.ReleaseProgram((*pp)->program);
         free((*pp)->source);
+        free((*pp)->options);
         free(*pp);
         *pp = NULL;
         rt.nprograms--;

@@ -8,9 +8,10 @@
  * and, under `split` with KP_GPU_CHUNK=300 KP_GPU_SPLIT=1, two chunks of the 301 merged by the merge
  * kernel; under `rows` with KP_GPU_BLOCK=8 KP_GPU_ROWS=3, work-groups of 8
  * threads computing 3 rows each, the last one ragged). Also a batched,
- * strided case. Skipped (exit 77) without an OpenCL
+ * strided case, and the program cache's key (build options included). Skipped (exit 77) without an OpenCL
  * platform.
  */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,6 +132,42 @@ static void run_batched_strided(kp_context *ctx, kp_dtype dt) {
     kpt_gpu_batched_free(&bt);
 }
 
+/* The program cache is keyed by the build options too: a program built without
+ * $KP_OPENCL_BUILD_OPTIONS is not reused once they name an option the compiler
+ * refuses (the build fails, with the compiler's status), and is found again
+ * once they are gone. */
+static void check_build_options_key(kp_context *ctx) {
+    const char *aliases[] = {"x = Vi(2)", "y = Vj(2)"};
+    float x[6] = {0, 1, 2, 3, 4, 5}, y[4] = {1, 1, 2, 0}, out[3];
+    kp_array args[2] = {kp_array_2d(x, KP_FLOAT32, 3, 2), kp_array_2d(y, KP_FLOAT32, 2, 2)};
+    kp_array ao = kp_array_2d(out, KP_FLOAT32, 3, 1);
+    kp_formula *f = NULL;
+    kp_plan *plan = NULL;
+    kp_status st = kp_formula_parse(ctx, "Sum_Reduction(SqDist(x,y), 1)", aliases, 2, &f);
+    if (st == KP_OK) st = kp_plan_new(ctx, f, KP_FLOAT32, &plan);
+    if (st == KP_OK) st = kp_context_set_engine(ctx, KP_ENGINE_OPENCL);
+    if (st == KP_OK) st = kp_plan_exec(plan, args, 2, &ao, NULL, NULL);
+    if (st != KP_OK || out[0] != 1 + 5 || out[2] != 25 + 29) {
+        printf("FAIL: build options: first run: status %d '%s'\n", (int)st, kp_context_message(ctx));
+        failures++;
+    }
+    setenv("KP_OPENCL_BUILD_OPTIONS", "-kp-no-such-option", 1);
+    st = kp_plan_exec(plan, args, 2, &ao, NULL, NULL);
+    if (st != KP_ERR_INTERNAL || !strstr(kp_context_message(ctx), "building the generated kernel failed")) {
+        printf("FAIL: build options: a refused option gave status %d '%s'\n", (int)st, kp_context_message(ctx));
+        failures++;
+    }
+    unsetenv("KP_OPENCL_BUILD_OPTIONS");
+    st = kp_plan_exec(plan, args, 2, &ao, NULL, NULL);
+    if (st != KP_OK) {
+        printf("FAIL: build options: after unsetting them: status %d '%s'\n", (int)st, kp_context_message(ctx));
+        failures++;
+    }
+    kp_context_set_engine(ctx, KP_ENGINE_CPU);
+    kp_plan_free(plan);
+    kp_formula_free(f);
+}
+
 int main(int argc, char **argv) {
     kp_context *ctx;
     if (kp_context_new(&ctx) != KP_OK) return 1;
@@ -140,6 +177,7 @@ int main(int argc, char **argv) {
         return 77;
     }
     printf("mode: %s\n", argc > 1 ? argv[1] : "default");
+    if (!getenv("KP_OPENCL_BUILD_OPTIONS")) check_build_options_key(ctx);
     int only = -1;
     if (getenv("KP_GPU_TEST_CASE")) only = atoi(getenv("KP_GPU_TEST_CASE"));
     for (int dti = 0; dti < 2; dti++) {
