@@ -32,12 +32,11 @@ import torch
 
 import pykp
 from pykp import _arrays, _lib, genred
-from fake_cuda import FakeCuda, MockDevice
+from fake_cuda import STREAM_BASE, FakeCuda, MockDevice
 
 if not os.environ.get("KP_CUDA_LIBRARY"):  # pragma: no cover - run through test_cuda_mock.py
     pytest.skip("run by test_cuda_mock.py with KP_CUDA_LIBRARY set to the mock driver", allow_module_level=True)
 
-STREAM_BASE = 0x57E40  # fake CUstream of cuda:k: STREAM_BASE + k (the mock records the streams it is given)
 KP_DEVICE_CPU, KP_DEVICE_CUDA = 0, 1
 
 GAUSS = ("Exp(-SqDist(x,y)*g)*b", ["x = Vi(3)", "y = Vj(3)", "g = Pm(1)", "b = Vj(1)"])
@@ -80,26 +79,9 @@ def mock():
 @pytest.fixture(autouse=True)
 def device(mock, monkeypatch):
     """The seam: torch's CUDA allocator and current stream replaced by the
-    mock's memory and fake streams; libkp's entry points wrapped to record
-    what pykp passes."""
-    streams_asked = []
-
-    def torch_empty(shape, dtype, where):
-        if where[0] == KP_DEVICE_CPU:
-            return torch.empty(shape, dtype=dtype)
-        return mock.empty(shape, dtype, where[1])
-
-    def cuda_stream(device_id):
-        streams_asked.append(device_id)
-        return STREAM_BASE + device_id
-
-    real_where = _arrays.tensor_where
-
-    def tensor_where(t, what="argument"):
-        # by memory: torch hands some device tensors back as plain tensors (saved outputs)
-        index = mock.device_of(t.data_ptr())
-        return (KP_DEVICE_CUDA, index) if index is not None else real_where(t, what)
-
+    mock's memory and fake streams (MockDevice.install); libkp's entry points
+    wrapped to record what pykp passes."""
+    streams_asked = mock.install(monkeypatch, STREAM_BASE)
     calls = Calls()
     real_exec, real_joint = _lib._plan_exec, _lib._plan_exec_joint
 
@@ -112,9 +94,6 @@ def device(mock, monkeypatch):
         calls.add("joint", args, nargs, [outs + k * size for k in range(nouts)], opt)
         return real_joint(plan, args, nargs, outs, nouts, opt)
 
-    monkeypatch.setattr(_arrays, "torch_empty", torch_empty)
-    monkeypatch.setattr(_arrays, "cuda_stream", cuda_stream)
-    monkeypatch.setattr(_arrays, "tensor_where", tensor_where)
     monkeypatch.setattr(_lib, "_plan_exec", plan_exec)
     monkeypatch.setattr(_lib, "_plan_exec_joint", plan_exec_joint)
     mock.reset()

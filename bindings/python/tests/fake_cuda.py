@@ -9,10 +9,16 @@ a CUDA tensor, and torch ops on it (views, reshape, sum) keep the subclass.
   CUDA engine (which refuses host pointers).
 - `MockDevice` gives fake CUDA tensors whose memory comes from the mock driver
   (tests/gpu/mock_cuda.c, loaded by libkp through KP_CUDA_LIBRARY): "device
-  memory" that libkp's CUDA engine accepts; kernels are recorded, not run.
+  memory" that libkp's CUDA engine accepts; kernels are recorded, not run
+  (or run, by the CUDA emulator: tests/cuda_emul_cases.py).
   `MockDevice.device_of(ptr)` tells which fake device a pointer's memory
   belongs to: torch drops the subclass in places (a Function's saved outputs
   come back as plain tensors), so the tests tell devices by memory.
+  `MockDevice.install(monkeypatch)` points pykp's CUDA seam at that memory.
+  `MockDevice.device_grads(t)` is t, whose gradient is copied into that
+  memory on its way back: torch's own ops on fake CUDA tensors (a loss, a
+  product, gradcheck's grad_outputs) run on the host and give host tensors,
+  which on a GPU would have been device tensors.
 """
 import bisect
 import ctypes
@@ -20,9 +26,19 @@ import weakref
 
 import torch
 
+STREAM_BASE = 0x57E40  # fake CUstream of cuda:k: STREAM_BASE + k (the mock records the streams it is given)
+
 
 class FakeCuda(torch.Tensor):
     _kp_index = 0  # results of torch ops on a FakeCuda keep the class (and this default)
+
+    def to(self, *args, **kwargs):
+        """t.to(its own device) is t, as in torch (gradcheck does it); the rest
+        is torch's (a real move to CUDA fails: torch has no CUDA here)."""
+        if len(args) == 1 and not kwargs and isinstance(args[0], (torch.device, str)):
+            if torch.device(args[0]) == self.device:
+                return self
+        return super().to(*args, **kwargs)
 
     @property
     def device(self):
@@ -111,6 +127,41 @@ class MockDevice:
         t = torch.frombuffer(buf, dtype=torch.uint8)[: n * item].view(dtype).reshape(shape)
         return fake(t, index)
 
+    def install(self, monkeypatch, stream_base=STREAM_BASE):
+        """pykp's CUDA seam pointed at the mock: tensors pykp allocates on cuda:k
+        (outputs, gradients, indices, parameters from numbers) in mock memory,
+        torch's current stream of cuda:k the fake stream_base + k, and a
+        tensor's device told by its memory (torch hands some device tensors
+        back as plain tensors: saved outputs). Returns the list of the device
+        ordinals whose stream pykp asked for."""
+        from pykp import _arrays, _lib
+
+        streams_asked = []
+        real_where = _arrays.tensor_where
+
+        def torch_empty(shape, dtype, where):
+            if where[0] == _lib.KP_DEVICE_CPU:
+                return torch.empty(shape, dtype=dtype)
+            return self.empty(shape, dtype, where[1])
+
+        def cuda_stream(device_id):
+            streams_asked.append(device_id)
+            return stream_base + device_id
+
+        def tensor_where(t, what="argument"):
+            index = self.device_of(t.data_ptr())
+            return (_lib.KP_DEVICE_CUDA, index) if index is not None else real_where(t, what)
+
+        monkeypatch.setattr(_arrays, "torch_empty", torch_empty)
+        monkeypatch.setattr(_arrays, "cuda_stream", cuda_stream)
+        monkeypatch.setattr(_arrays, "tensor_where", tensor_where)
+        return streams_asked
+
+    def device_grads(self, t):
+        """t (same values, differentiable), whose gradient is copied into mock
+        memory on cuda:index of t on its way back (to any order)."""
+        return _ToDevice.apply(t, self)
+
     def tensor(self, values, index=0, requires_grad=False):
         """A copy of values (a CPU tensor) in mock device memory, on cuda:index."""
         d = self.empty(values.shape, values.dtype, index)
@@ -119,3 +170,21 @@ class MockDevice:
         if requires_grad:
             d.requires_grad_()
         return d
+
+
+class _ToDevice(torch.autograd.Function):
+    """The identity; backward: the gradient copied into mock memory (a copy_
+    that stays differentiable, for second-order gradients)."""
+
+    @staticmethod
+    def forward(ctx, t, mock):
+        ctx.mock = mock
+        index = mock.device_of(t.data_ptr())
+        ctx.index = index if index is not None else getattr(t, "_kp_index", 0)
+        return t.view_as(t)
+
+    @staticmethod
+    def backward(ctx, G):
+        d = ctx.mock.empty(G.shape, G.dtype, ctx.index)
+        d.copy_(G)
+        return d, None

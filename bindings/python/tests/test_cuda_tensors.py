@@ -4,7 +4,8 @@ Part 1 runs everywhere: what pykp decides before libkp is called (the device
 of each tensor, the descriptors and options it packs, mixed-device errors that
 name the arguments, backend=/device_id=), with fake CUDA tensors
 (tests/fake_cuda.py: CPU tensors that say "cuda:k"). The CUDA engine itself,
-through pykp, is exercised without a GPU by test_cuda_mock.py.
+through pykp, is exercised without a GPU by test_cuda_mock.py (the plumbing)
+and test_cuda_emul.py (results, on libkp's CUDA emulator).
 
 Part 2 needs a CUDA device and a torch built with CUDA (skipped otherwise,
 saying so): results on the device against the CPU engine, gradcheck and

@@ -1,0 +1,306 @@
+"""pykp's CUDA path computing real results on libkp's CUDA emulator (no GPU needed).
+
+Not collected by itself: tests/test_cuda_emul.py runs this file in a child
+pytest with
+  KP_CUDA_LIBRARY   the fake driver  (<build>/tests/gpu/libkp_mock_cuda.so)
+  KP_NVRTC_LIBRARY  the emulator     (<build>/tests/gpu/libkp_emul_nvrtc.so)
+  MOCK_CUDA_REJECT_FATBIN=1, KP_CACHE_DIR a fresh folder,
+so that every kernel libkp's CUDA engine generates is built for the CPU by the
+host C++ compiler and run by the fake driver on launch, in its "device
+memory" (host memory): see docs/architecture.md, "The CUDA emulator".
+
+Tensors on "cuda:0" are tests/fake_cuda.FakeCuda tensors whose memory is the
+mock's (MockDevice); pykp's CUDA seam is pointed at it (MockDevice.install).
+Every case runs the same computation on ordinary CPU tensors (libkp's CPU
+engine) and compares: float32 within 1e-5 and float64 within 1e-12 of the
+largest magnitude of the CPU result, indices exactly. Each case also checks
+that its results are in the mock's memory and that kp_reduce was launched.
+Covered: Genred Sum forward (axis 1 and 0, ragged sizes, a split reduction),
+LogSumExp, Kmin and argKmin through LazyTensor, kernel_product, first-order
+gradients of scalar losses (x, y, b and the parameter; joint and separate
+backward passes; LogSumExp and Kmin, whose gradients take the forward's output
+or indices), the second order of the Hamiltonian, and torch.autograd.gradcheck
+(first and second order) in float64.
+
+Torch's own ops on fake CUDA tensors run on the host (torch has no CUDA here)
+and give host tensors: the gradient a loss sends back to a pykp output is one.
+On a GPU it would be a device tensor, so the device computations route their
+pykp outputs through MockDevice.device_grads, which copies gradients into
+mock memory on their way back (libkp's CUDA engine refuses host memory).
+"""
+import os
+
+import pytest
+import torch
+
+import pykp
+from pykp import genred
+from fake_cuda import FakeCuda, MockDevice
+
+if not (os.environ.get("KP_CUDA_LIBRARY") and os.environ.get("KP_NVRTC_LIBRARY")):  # pragma: no cover
+    pytest.skip("run by test_cuda_emul.py with KP_CUDA_LIBRARY and KP_NVRTC_LIBRARY set to the mock driver and "
+                "the CUDA emulator", allow_module_level=True)
+
+GAUSS = ("Exp(-SqDist(x,y)*g)*b", ["x = Vi(3)", "y = Vj(3)", "g = Pm(1)", "b = Vj(1)"])
+RTOL = {torch.float32: 1e-5, torch.float64: 1e-12}
+DTYPES = pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+
+
+@pytest.fixture(scope="module")
+def mock():
+    return MockDevice(os.environ["KP_CUDA_LIBRARY"])
+
+
+@pytest.fixture(autouse=True)
+def dev(mock, monkeypatch):
+    mock.install(monkeypatch)
+    mock.reset()
+    return mock
+
+
+def rand(shape, dtype, scale=1.0):
+    return (torch.rand(shape, dtype=torch.float64) * scale).to(dtype)
+
+
+def plain(t):
+    return t.detach().as_subclass(torch.Tensor)
+
+
+def assert_on_device(mock, t):
+    assert mock.device_of(t.data_ptr()) == 0, "a result in host memory, not in the mock's device memory"
+
+
+def assert_matches(mock, got, ref, what="result", from_pykp=True):
+    """got (computed on the device) against ref (the CPU engine): within RTOL
+    of ref's largest magnitude; indices exactly. from_pykp: got is what pykp
+    returned, in device memory (False: torch's ops came after pykp's, e.g. the
+    backward of x[:, None, :] or the sum of two gradients of one leaf, and ran
+    on the host)."""
+    assert got is not None, "%s: no gradient from the device" % what
+    if from_pykp:
+        assert_on_device(mock, got)
+    g, r = plain(got), plain(ref)
+    assert g.shape == r.shape and g.dtype == r.dtype, (what, g.shape, r.shape, g.dtype, r.dtype)
+    if r.dtype == torch.int64:
+        bad = (g != r).nonzero()
+        assert bad.numel() == 0, "%s: %d indices differ, first at %s: %s vs %s (CPU)" % (
+            what, bad.shape[0], tuple(bad[0].tolist()), g[tuple(bad[0])].item(), r[tuple(bad[0])].item())
+        return
+    scale = max(r.abs().max().item(), 1e-300) if r.numel() else 1.0
+    err = (g - r).abs().max().item() if r.numel() else 0.0
+    assert err <= RTOL[r.dtype] * scale, "%s: max |device - cpu| = %.3g, %.3g of max |cpu| = %.3g" % (
+        what, err, err / scale, scale)
+
+
+def assert_ran(mock, *kernels):
+    """The emulator ran kp_reduce (and the other kernels named) since the last reset."""
+    launched = mock.launches()
+    for k in ("kp_reduce",) + kernels:
+        assert k in launched, "%s was not launched: %s" % (k, launched)
+
+
+def to_device(mock, host, requires_grad=False):
+    return [mock.tensor(t, requires_grad=requires_grad) for t in host]
+
+
+def leaves(host):
+    return [t.clone().requires_grad_() for t in host]
+
+
+# ----------------------------------------------------------------- forward
+
+
+@DTYPES
+@pytest.mark.parametrize("axis", [1, 0])
+@pytest.mark.parametrize("size", ["37x301", "1x1", "3x2", "split"])
+def test_genred_sum_forward(mock, dtype, axis, size):
+    # split: the reduced axis in 3 chunks (> 1,024 each) and one row block: split-j + merge
+    n, m = {"37x301": (37, 301), "1x1": (1, 1), "3x2": (3, 2), "split": (37, 2500)}[size]
+    if axis == 0:
+        n, m = m, n
+    host = [rand((n, 3), dtype), rand((m, 3), dtype), torch.tensor([2.0], dtype=dtype), rand((m, 1), dtype)]
+    g = pykp.Genred(*GAUSS, reduction_op="Sum", axis=axis)
+    ref = g(*host)
+    out = g(*to_device(mock, host))
+    assert isinstance(out, FakeCuda)
+    assert_matches(mock, out, ref)
+    assert_ran(mock, *(["kp_merge"] if size == "split" else []))
+
+
+def test_a_parameter_given_as_a_number(mock):
+    host = [rand((37, 3), torch.float64), rand((301, 3), torch.float64), rand((301, 1), torch.float64)]
+    g = pykp.Genred(*GAUSS, axis=1)
+    x, y, b = to_device(mock, host)
+    assert_matches(mock, g(x, y, 0.7, b), g(host[0], host[1], 0.7, host[2]))  # 0.7 made on the device by pykp
+    assert_ran(mock)
+
+
+def lazy_sqdist(x, y):
+    return ((pykp.LazyTensor(x[:, None, :]) - pykp.LazyTensor(y[None, :, :])) ** 2).sum(-1)
+
+
+@DTYPES
+def test_logsumexp_through_lazytensor(mock, dtype):
+    host = [rand((37, 3), dtype, 3.0), rand((301, 3), dtype, 3.0)]
+
+    def lse(x, y):
+        return (-lazy_sqdist(x, y) * 0.5).logsumexp(dim=1)
+
+    assert_matches(mock, lse(*to_device(mock, host)), lse(*host))
+    assert_ran(mock)
+
+
+@DTYPES
+@pytest.mark.parametrize("axis", [1, 0])
+def test_kmin_and_argkmin_through_lazytensor(mock, dtype, axis):
+    host = [rand((37, 3), dtype), rand((301, 3), dtype)]
+    x, y = to_device(mock, host)
+    K = 5
+    ref_idx = lazy_sqdist(*host).argKmin(K, dim=axis)
+    ref_vals = lazy_sqdist(*host).Kmin(K, dim=axis)
+    idx = lazy_sqdist(x, y).argKmin(K, dim=axis)
+    assert idx.dtype == torch.int64
+    assert_matches(mock, idx, ref_idx, "argKmin")
+    assert_ran(mock)
+    mock.reset()
+    assert_matches(mock, lazy_sqdist(x, y).Kmin(K, dim=axis), ref_vals, "Kmin")
+    assert_ran(mock)
+    # the neighbours really are the nearest ones (the CPU engine is not the only reference)
+    D = ((host[0][:, None, :] - host[1][None, :, :]) ** 2).sum(-1)
+    dense = torch.sort(D, dim=axis).values
+    dense = dense[:, :K] if axis == 1 else dense[:K, :].t()
+    torch.testing.assert_close(plain(ref_vals), dense, rtol=RTOL[dtype] * 10, atol=0)
+
+
+@DTYPES
+def test_kernel_product_gaussian(mock, dtype):
+    host = [rand((37, 3), dtype), rand((301, 3), dtype), rand((301, 2), dtype)]
+    ref = pykp.kernel_product(*host, "gaussian", sigma=0.5)
+    out = pykp.kernel_product(*to_device(mock, host), "gaussian", sigma=0.5)
+    assert_matches(mock, out, ref)
+    assert_ran(mock)
+
+
+# ----------------------------------------------------------------- backward
+
+
+def gauss_loss(mock, x, y, s, b, axis, on_device):
+    out = pykp.Genred(*GAUSS, axis=axis)(x, y, s, b)
+    if on_device:
+        out = mock.device_grads(out)
+    w = torch.linspace(-1.0, 2.0, out.shape[0], dtype=torch.float64).to(out.dtype)[:, None]
+    return (out**2 * w).sum() + out.sum()  # a gradient that differs from row to row
+
+
+@DTYPES
+@pytest.mark.parametrize("joint", [True, False], ids=["joint", "separate"])
+@pytest.mark.parametrize("axis", [1, 0])
+def test_gradients_of_a_scalar_loss(mock, monkeypatch, dtype, joint, axis):
+    monkeypatch.setattr(genred, "JOINT_BACKWARD", joint)
+    n, m = (37, 301) if axis == 1 else (301, 37)
+    host = [rand((n, 3), dtype), rand((m, 3), dtype), torch.tensor([2.0], dtype=dtype), rand((m, 1), dtype)]
+    ins = leaves(host)
+    ref = torch.autograd.grad(gauss_loss(mock, *ins, axis, False), ins)
+    d = to_device(mock, host, requires_grad=True)
+    loss = gauss_loss(mock, *d, axis, True)
+    mock.reset()
+    got = torch.autograd.grad(loss, d)
+    for name, a, r in zip(("x", "y", "g", "b"), got, ref):
+        assert_matches(mock, a, r, "d loss / d " + name)
+    assert_ran(mock, "kp_sumrows_f32" if dtype == torch.float32 else "kp_sumrows_f64")  # g's rows summed
+
+
+@DTYPES
+@pytest.mark.parametrize("reduction", ["LogSumExp", "Kmin"])
+def test_gradients_taking_the_forward_output_or_indices(mock, dtype, reduction):
+    host = [rand((37, 3), dtype, 2.0), rand((301, 3), dtype, 2.0)]
+
+    def loss(x, y, on_device):
+        D = lazy_sqdist(x, y)
+        out = (-D).logsumexp(dim=1) if reduction == "LogSumExp" else D.Kmin(3, dim=1)
+        if on_device:
+            out = mock.device_grads(out)
+        return (out * torch.arange(1, out.shape[1] + 1, dtype=out.dtype)).sum() + (out**2).sum()
+
+    ins = leaves(host)
+    ref = torch.autograd.grad(loss(*ins, False), ins)
+    d = to_device(mock, host, requires_grad=True)
+    l = loss(*d, True)
+    mock.reset()
+    got = torch.autograd.grad(l, d)
+    for name, a, r in zip(("x", "y"), got, ref):
+        assert_matches(mock, a, r, "d loss / d " + name, from_pykp=False)  # through x[:, None, :]
+    assert_ran(mock)
+
+
+def hamiltonian(mock, q, p, s, on_device):
+    v = pykp.kernel_product(q, q, p, "gaussian", sigma=s)
+    if on_device:
+        v = mock.device_grads(v)
+    return 0.5 * (p * v).sum()
+
+
+@DTYPES
+def test_hamiltonian_second_order(mock, dtype):
+    n = 37
+    host = [rand((n, 3), dtype), (rand((n, 3), dtype) - 0.5) / n, torch.tensor(0.5, dtype=dtype)]
+    e = [rand((n, 3), dtype) - 0.5, rand((n, 3), dtype) - 0.5]  # the directions of the second derivatives
+
+    def second(q, p, s, on_device):
+        H = hamiltonian(mock, q, p, s, on_device)
+        dq, dp = torch.autograd.grad(H, [q, p], create_graph=True)
+        if on_device:
+            dq, dp = mock.device_grads(dq), mock.device_grads(dp)
+            mock.reset()
+        return (dq, dp), torch.autograd.grad((dq * e[0]).sum() + (dp * e[1]).sum(), [q, p, s])
+
+    ref_first, ref = second(*leaves(host), False)
+    first, got = second(*to_device(mock, host, requires_grad=True), True)
+    assert_ran(mock)
+    # q and p are used more than once: their gradients are sums made by torch (on the host)
+    for name, a, r in zip(("dH/dq", "dH/dp"), first, ref_first):
+        assert_matches(mock, a, r, name, from_pykp=False)
+    for name, a, r in zip(("q", "p", "sigma"), got, ref):
+        assert_matches(mock, a, r, "second order: d<dH, e> / d" + name, from_pykp=False)
+
+
+# ----------------------------------------------------------------- gradcheck
+# gradcheck perturbs the inputs in place (mock memory is host memory, so torch
+# writes it directly) and compares .to(device) copies (FakeCuda.to: a no-op to
+# its own device); its grad_outputs are host tensors, hence device_grads.
+
+
+@pytest.mark.parametrize("size", [(7, 11), (1, 3)], ids=["7x11", "1x3"])
+def test_gradcheck_float64(mock, size):
+    n, m = size
+    host = [rand((n, 3), torch.float64), rand((m, 3), torch.float64), torch.tensor([1.5], dtype=torch.float64),
+            rand((m, 1), torch.float64)]
+    g = pykp.Genred(*GAUSS, axis=1)
+    d = to_device(mock, host, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *a: mock.device_grads(g(*a)), d)
+    assert_ran(mock)
+    # gradcheck alone would pass with kernels that do nothing (zeros everywhere): the values too
+    assert_matches(mock, g(*d), g(*host))
+
+
+def test_gradgradcheck_float64(mock):
+    # gradgradcheck's own grad_outputs and first-order gradients would be host
+    # tensors: the same check written with gradcheck over the first-order
+    # gradients, each through device_grads
+    host = [rand((6, 3), torch.float64), rand((9, 3), torch.float64), torch.tensor([1.5], dtype=torch.float64),
+            rand((9, 1), torch.float64)]
+    g = pykp.Genred(*GAUSS, axis=1)
+
+    def first_order(x, y, s, b, G):
+        out = mock.device_grads(g(x, y, s, b))
+        grads = torch.autograd.grad(out, [x, y, s, b], G, create_graph=True)
+        return tuple(mock.device_grads(t) for t in grads)
+
+    host.append(rand((6, 1), torch.float64))
+    d = to_device(mock, host, requires_grad=True)
+    assert torch.autograd.gradcheck(first_order, d)
+    assert_ran(mock)
+    ins = leaves(host)
+    ref = torch.autograd.grad(g(*ins[:4]), ins[:4], ins[4])
+    for name, a, r in zip(("x", "y", "g", "b"), first_order(*d), ref):
+        assert_matches(mock, a, r, "d<out, G> / d" + name)
