@@ -74,6 +74,16 @@ def find_emulator(mock):
                   "host C++ compiler; or set PYKP_EMUL_NVRTC" % (EMUL_NAME, mock))
 
 
+def require(path, why, env_name):
+    """path, found by find_mock or find_emulator: skips (saying why) when none was found, fails
+    when the path named in $env_name does not exist."""
+    if path is None:
+        pytest.skip(why)
+    if not os.path.isfile(path):
+        pytest.fail("%s=%s: no such file" % (env_name, path))
+    return path
+
+
 def case_names(cases, env):
     """The test ids of the cases file `cases` (a name in this folder), as the
     child pytest names them. env: what the cases file needs set to be collected."""

@@ -13,27 +13,17 @@ $PYKP_EMUL_NVRTC, else libkp_emul_nvrtc.so next to the mock driver
 (tests/cuda_child.py). Skipped, saying so, when either is missing; a path
 given in PYKP_MOCK_CUDA or PYKP_EMUL_NVRTC that does not exist is a failure.
 """
-import os
-
 import pytest
 
-from cuda_child import case_names, check_case, find_emulator, find_mock, run_child
+from cuda_child import case_names, check_case, find_emulator, find_mock, require, run_child
 
 CASES = "cuda_emul_cases.py"
 
 
 @pytest.fixture(scope="module")
 def child_results(tmp_path_factory):
-    mock, why = find_mock()
-    if mock is None:
-        pytest.skip(why)
-    if not os.path.isfile(mock):
-        pytest.fail("PYKP_MOCK_CUDA=%s: no such file" % mock)
-    emul, why = find_emulator(mock)
-    if emul is None:
-        pytest.skip(why)
-    if not os.path.isfile(emul):
-        pytest.fail("PYKP_EMUL_NVRTC=%s: no such file" % emul)
+    mock = require(*find_mock(), "PYKP_MOCK_CUDA")
+    emul = require(*find_emulator(mock), "PYKP_EMUL_NVRTC")
     tmp = tmp_path_factory.mktemp("cuda_emul")
     env = dict(KP_CUDA_LIBRARY=mock, KP_NVRTC_LIBRARY=emul, MOCK_CUDA_REJECT_FATBIN="1",
                KP_CACHE_DIR=str(tmp / "kcache"))

@@ -14,22 +14,16 @@ kp_mock_cuda, tests/gpu/mock_cuda.c). It is found through, in this order:
 Skipped, saying so, when none is found (e.g. pykp installed without the C build).
 The search and the child run are tests/cuda_child.py, shared with test_cuda_emul.py.
 """
-import os
-
 import pytest
 
-from cuda_child import case_names, check_case, find_mock, run_child
+from cuda_child import case_names, check_case, find_mock, require, run_child
 
 CASES = "cuda_mock_cases.py"
 
 
 @pytest.fixture(scope="module")
 def child_results(tmp_path_factory):
-    path, why = find_mock()
-    if path is None:
-        pytest.skip(why)
-    if not os.path.isfile(path):
-        pytest.fail("PYKP_MOCK_CUDA=%s: no such file" % path)
+    path = require(*find_mock(), "PYKP_MOCK_CUDA")
     tmp = tmp_path_factory.mktemp("cuda_mock")
     env = dict(KP_CUDA_LIBRARY=path, KP_CACHE_DIR=str(tmp / "kcache"))
     results, output = run_child(CASES, env, tmp)
