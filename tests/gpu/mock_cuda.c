@@ -154,7 +154,10 @@ CUresult cuFuncGetAttribute(int *v, int attr, void *f) { (void)attr; (void)f; *v
  * PROT_NONE guard page begins: a kernel or a copy that reads or writes past
  * the end of a buffer faults at once instead of going unnoticed (with the
  * emulator, the tests' bounds check). The buffer keeps the alignment of its
- * size (up to 16 bytes), so ending exactly at the guard costs no alignment. */
+ * size, so ending exactly at the guard costs no alignment. Memory is zeroed,
+ * or with MOCK_CUDA_GARBAGE=1 all bytes 0xff (NaN in floats, -1 in integers),
+ * as a real cuMemAlloc promises nothing: with the emulator, a kernel that
+ * reads memory no one wrote spreads NaN into the results the tests compare. */
 static CUresult alloc(CUdeviceptr *p, size_t n) {
     size_t page = (size_t)sysconf(_SC_PAGESIZE), data = n ? (n + page - 1) / page * page : page;
     pthread_mutex_lock(&lock);
@@ -163,6 +166,8 @@ static CUresult alloc(CUdeviceptr *p, size_t n) {
     char *base = k < MAXA ? mmap(NULL, data + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
                           : MAP_FAILED;
     if (base != MAP_FAILED && mprotect(base + data, page, PROT_NONE) == 0) {
+        const char *garbage = getenv("MOCK_CUDA_GARBAGE");
+        if (garbage && *garbage == '1') memset(base + data - n, 0xff, n);
         bases[k] = base;
         spans[k] = data + page;
         allocs[k] = base + data - n;
@@ -246,5 +251,13 @@ CUresult cuEventRecord(void *e, void *s) { (void)e; (void)s; return 0; }
 CUresult cuEventSynchronize(void *e) { (void)e; return 0; }
 CUresult cuEventElapsedTime(float *ms, void *a, void *b) { (void)a; (void)b; *ms = 1; return 0; }
 CUresult cuEventDestroy_v2(void *e) { (void)e; return 0; }
-CUresult cuGetErrorName(CUresult r, const char **s) { *s = r == 2 ? "CUDA_ERROR_OUT_OF_MEMORY" : "CUDA_ERROR_MOCK"; return 0; }
+CUresult cuGetErrorName(CUresult r, const char **s) {
+    *s = r == 1     ? "CUDA_ERROR_INVALID_VALUE"
+         : r == 2   ? "CUDA_ERROR_OUT_OF_MEMORY"
+         : r == 200 ? "CUDA_ERROR_INVALID_IMAGE"
+         : r == 222 ? "CUDA_ERROR_UNSUPPORTED_PTX_VERSION"
+         : r == 719 ? "CUDA_ERROR_LAUNCH_FAILED" /* an emulated kernel failed: the mock said why on stderr */
+                    : "CUDA_ERROR_MOCK";
+    return 0;
+}
 CUresult cuGetErrorString(CUresult r, const char **s) { (void)r; *s = "mock error"; return 0; }

@@ -4,8 +4,10 @@ Runs tests/cuda_emul_cases.py (see its docstring for what it asserts) in a
 child pytest with the fake CUDA driver (KP_CUDA_LIBRARY) and the emulator's
 NVRTC (KP_NVRTC_LIBRARY: the generated CUDA C++ built for the CPU by the host
 C++ compiler, run by the fake driver on launch), the built-in GPU kernel images
-refused (MOCK_CUDA_REJECT_FATBIN=1) and a fresh kernel cache, and reports each
-of its cases as one test here. Compiling a kernel takes 0.3-0.5 s (g++).
+refused (MOCK_CUDA_REJECT_FATBIN=1), new device memory filled with NaN bytes
+(MOCK_CUDA_GARBAGE=1: an output pykp or libkp leaves unwritten shows) and a
+fresh kernel cache, and reports each of its cases as one test here. Compiling
+a kernel takes 0.3-0.5 s (g++).
 
 The mock driver is found as by test_cuda_mock.py ($PYKP_MOCK_CUDA, the build
 tree of the loaded libkp, <repository>/build-test or build*/); the emulator is
@@ -25,7 +27,7 @@ def child_results(tmp_path_factory):
     mock = require(*find_mock(), "PYKP_MOCK_CUDA")
     emul = require(*find_emulator(mock), "PYKP_EMUL_NVRTC")
     tmp = tmp_path_factory.mktemp("cuda_emul")
-    env = dict(KP_CUDA_LIBRARY=mock, KP_NVRTC_LIBRARY=emul, MOCK_CUDA_REJECT_FATBIN="1",
+    env = dict(KP_CUDA_LIBRARY=mock, KP_NVRTC_LIBRARY=emul, MOCK_CUDA_REJECT_FATBIN="1", MOCK_CUDA_GARBAGE="1",
                KP_CACHE_DIR=str(tmp / "kcache"))
     results, output = run_child(CASES, env, tmp)
     return results, output, "mock driver %s, emulator %s" % (mock, emul)

@@ -14,7 +14,9 @@
  * A block barrier is a round of the scheduler: every live fiber runs until its
  * next __syncthreads() or its end, so a thread that reads shared memory after
  * the barrier sees what every thread wrote before it, as on a GPU. Threads
- * that return early leave the barrier, as they do on sm_70 and later.
+ * that return early leave the barrier, as they do on sm_70 and later; the
+ * others must all wait at the same __syncthreads() (else the launch fails:
+ * a divergent barrier, undefined on a GPU).
  *
  * What it does not reproduce: device numerics (glibc's libm stands in for
  * CUDA's; no flush-to-zero except in the fast-math exp2 below), warps, and
@@ -82,6 +84,7 @@ enum { KP_EMUL_STACK = 256 * 1024, KP_EMUL_MAX_THREADS = 1024 };
 struct kp_emul_fiber {
     ucontext_t ctx;
     int done;
+    void *site; /* the __syncthreads() it waits at */
     unsigned tid[3];
     char *stack;
 };
@@ -91,8 +94,13 @@ static unsigned kp_emul_cur;
 static void (*kp_emul_body)(void **);
 static void **kp_emul_args;
 
-/* The memory clobbers keep the compiler from carrying shared (static) values in registers across the switch. */
-static inline void __syncthreads(void) {
+/* The memory clobbers keep the compiler from carrying shared (static) values in
+ * registers across the switch. The call site is recorded: CUDA requires every
+ * thread of a block to reach the same __syncthreads() (one in code that some
+ * threads skip is undefined), which the scheduler checks at each round. Not
+ * inlined, so that the return address names the site. */
+static __attribute__((noinline)) void __syncthreads(void) {
+    kp_emul_fibers[kp_emul_cur].site = __builtin_return_address(0);
     __asm__ __volatile__("" ::: "memory");
     swapcontext(&kp_emul_fibers[kp_emul_cur].ctx, &kp_emul_main);
     __asm__ __volatile__("" ::: "memory");
@@ -141,9 +149,9 @@ static int kp_emul_run(void (*entry)(void **), const unsigned grid[3], const uns
     kp_emul_args = params;
     gridDim = {grid[0], grid[1], grid[2]};
     blockDim = {block[0], block[1], block[2]};
-    for (unsigned bz = 0; bz < grid[2]; bz++)
-        for (unsigned by = 0; by < grid[1]; by++)
-            for (unsigned bx = 0; bx < grid[0]; bx++) {
+    for (unsigned bz = 0; bz < grid[2] && ok; bz++)
+        for (unsigned by = 0; by < grid[1] && ok; by++)
+            for (unsigned bx = 0; bx < grid[0] && ok; bx++) {
                 blockIdx = {bx, by, bz};
                 for (unsigned long t = 0; t < nthreads; t++) {
                     f[t].done = 0;
@@ -156,20 +164,29 @@ static int kp_emul_run(void (*entry)(void **), const unsigned grid[3], const uns
                     f[t].ctx.uc_link = &kp_emul_main;
                     makecontext(&f[t].ctx, kp_emul_thread, 0);
                 }
-                /* One round per barrier: each live thread runs to its next __syncthreads() or its end. */
-                for (unsigned long live = nthreads; live;)
+                /* One round per barrier: each live thread runs to its next __syncthreads() or its end;
+                   then every thread still live must wait at the same one (threads that ended leave it). */
+                for (unsigned long live = nthreads; live && ok;) {
+                    void *site = NULL;
                     for (unsigned long t = 0; t < nthreads; t++) {
                         if (f[t].done) continue;
                         kp_emul_cur = (unsigned)t;
                         threadIdx = {f[t].tid[0], f[t].tid[1], f[t].tid[2]};
                         swapcontext(&kp_emul_main, &f[t].ctx);
                         if (f[t].done) live--;
+                        else if (!site) site = f[t].site;
+                        else if (f[t].site != site && ok) {
+                            snprintf(err, errsize, "block %u,%u,%u: thread %lu waits at another __syncthreads() "
+                                     "than the block's first threads (divergent barrier)", bx, by, bz, t);
+                            ok = 0;
+                        }
                     }
+                }
             }
     for (unsigned long t = 0; t < nthreads; t++) free(f[t].stack);
     free(f);
     kp_emul_fibers = NULL;
-    return 0;
+    return ok ? 0 : -1;
 }
 
 #endif
