@@ -12,6 +12,10 @@
  * too ("op@stream;", mock_cuda_streams), so tests can check that the user's
  * stream is the one used (the streams it creates are 0x5eed, which no test passes).
  * MOCK_CUDA_POOLS=0 makes the device lack memory pools (cuMemAlloc path).
+ * MOCK_CUDA_DEVICES=N gives N devices (default 1): memory belongs to the
+ * device whose context was current when it was allocated (cuPointerGetAttribute
+ * answers it), and an emulated kernel launched with another device's context
+ * current than the one its module was loaded under fails, as on a real driver.
  */
 #define _GNU_SOURCE /* mkstemp */
 #include <dlfcn.h>
@@ -34,6 +38,7 @@ static void *allocs[MAXA]; /* buffers as handed out, their sizes, and their mapp
 static size_t sizes[MAXA];
 static void *bases[MAXA];
 static size_t spans[MAXA];
+static int devs[MAXA]; /* the device whose context was current at the allocation */
 static int nalloc_live;
 static char launches[16384];
 static char streams[16384];
@@ -58,8 +63,19 @@ static void note_stream(const char *op, const void *s) {
 
 CUresult cuInit(unsigned f) { return f == 0 ? 0 : 1; }
 CUresult cuDriverGetVersion(int *v) { *v = 13000; return 0; }
-CUresult cuDeviceGetCount(int *n) { *n = 1; return 0; }
-CUresult cuDeviceGet(int *d, int o) { *d = o; return o == 0 ? 0 : 101; }
+/* MOCK_CUDA_DEVICES=N: N devices (1 to 4, default 1), each with its own primary context. */
+static int device_count(void) {
+    const char *e = getenv("MOCK_CUDA_DEVICES");
+    int n = e ? atoi(e) : 1;
+    return n < 1 ? 1 : n > 4 ? 4 : n;
+}
+#define CTX_BASE 0x1234 /* device d's primary context is CTX_BASE + d */
+static _Thread_local int ctx_stack[16], ctx_depth; /* the thread's pushed contexts, as device ordinals */
+/* The device of the current context (0 when none is current). */
+static int current_device(void) { return ctx_depth ? ctx_stack[ctx_depth - 1] : 0; }
+
+CUresult cuDeviceGetCount(int *n) { *n = device_count(); return 0; }
+CUresult cuDeviceGet(int *d, int o) { *d = o; return o >= 0 && o < device_count() ? 0 : 101; }
 CUresult cuDeviceGetAttribute(int *v, int attr, int dev) {
     (void)dev;
     const char *pools = getenv("MOCK_CUDA_POOLS");
@@ -74,12 +90,22 @@ CUresult cuDeviceGetAttribute(int *v, int attr, int dev) {
     return 0;
 }
 CUresult cuDeviceGetName(char *s, int n, int d) { (void)d; snprintf(s, (size_t)n, "mock device"); return 0; }
-CUresult cuDevicePrimaryCtxRetain(void **c, int d) { (void)d; *c = (void *)(uintptr_t)0x1234; return 0; }
-CUresult cuCtxPushCurrent_v2(void *c) { return c ? 0 : 1; }
-CUresult cuCtxPopCurrent_v2(void **c) { *c = NULL; return 0; }
+CUresult cuDevicePrimaryCtxRetain(void **c, int d) { *c = (void *)(uintptr_t)(CTX_BASE + d); return 0; }
+CUresult cuCtxPushCurrent_v2(void *c) {
+    int d = (int)((uintptr_t)c - CTX_BASE);
+    if (!c || d < 0 || d >= device_count() || ctx_depth == 16) return 1;
+    ctx_stack[ctx_depth++] = d;
+    return 0;
+}
+CUresult cuCtxPopCurrent_v2(void **c) {
+    if (!ctx_depth) return 201; /* CUDA_ERROR_INVALID_CONTEXT */
+    *c = (void *)(uintptr_t)(CTX_BASE + ctx_stack[--ctx_depth]);
+    return 0;
+}
 /* A module: a real image (recorded launches only) or an emulator image (emul/), whose kernels run. */
 typedef struct mock_module {
     kp_emul_launch_fn launch; /* NULL: launches are recorded, not run */
+    int device;               /* the device whose context was current when it was loaded (emulator images) */
 } mock_module;
 /* A function: its name first, so that a handle reads as the kernel's name. */
 typedef struct mock_function {
@@ -109,6 +135,7 @@ static CUresult load_emulated(mock_module **m, const unsigned char *img) {
         free(mod);
         return 200; /* INVALID_IMAGE */
     }
+    mod->device = current_device();
     *m = mod; /* modules are never unloaded (libkp keeps them for the process) */
     return 0;
 }
@@ -169,6 +196,7 @@ static CUresult alloc(CUdeviceptr *p, size_t n) {
         const char *garbage = getenv("MOCK_CUDA_GARBAGE");
         if (garbage && *garbage == '1') memset(base + data - n, 0xff, n);
         bases[k] = base;
+        devs[k] = current_device();
         spans[k] = data + page;
         allocs[k] = base + data - n;
         sizes[k] = n;
@@ -225,6 +253,12 @@ CUresult cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned
     snprintf(launches + n, sizeof launches - n, "%s %u,%u,%u %u;", fn->name, gx, gy, gz, bx);
     nlaunch++;
     int failed = 0;
+    if (fn->module->launch && fn->module->device != current_device()) {
+        fprintf(stderr, "mock_cuda: %s: its module was loaded on device %d, launched with device %d current\n",
+                fn->name, fn->module->device, current_device());
+        pthread_mutex_unlock(&lock);
+        return 400; /* CUDA_ERROR_INVALID_HANDLE */
+    }
     if (fn->module->launch) {
         const unsigned grid[3] = {gx, gy, gz}, block[3] = {bx, by, bz};
         char err[256] = "";
@@ -241,7 +275,7 @@ CUresult cuPointerGetAttribute(void *v, int attr, CUdeviceptr p) {
     if (attr != 9) return 1;
     for (int k = 0; k < MAXA; k++)
         if (allocs[k] && p >= (CUdeviceptr)(uintptr_t)allocs[k] && p < (CUdeviceptr)(uintptr_t)allocs[k] + sizes[k] + 1) {
-            *(int *)v = 0;
+            *(int *)v = devs[k];
             return 0;
         }
     return 1; /* CUDA_ERROR_INVALID_VALUE: not ours */

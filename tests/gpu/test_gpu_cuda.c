@@ -15,7 +15,9 @@
  * (asynchronous: the test synchronizes the stream), and device arrays
  * through KP_ENGINE_AUTO. Plus a batched, strided, batch-broadcast case on
  * device arrays (gather/scatter helper kernels), and a pointer on the wrong
- * device. Ragged sizes 37 x 301; under `split` (KP_GPU_CHUNK=300
+ * device. With two devices or more (MOCK_CUDA_DEVICES=2 on the emulator),
+ * arrays of device 1 run there and agree with the CPU, and device 0 data mixed
+ * in or labeled device 1 is KP_ERR_ARGUMENT. Ragged sizes 37 x 301; under `split` (KP_GPU_CHUNK=300
  * KP_GPU_SPLIT=1) the merge kernel runs too; under `rows` (KP_GPU_BLOCK=8
  * KP_GPU_ROWS=3) each thread computes 3 rows. Without a device: prints
  * "SKIPPED: no CUDA device (reason)" and exits 77.
@@ -289,6 +291,98 @@ static void run_batched_strided(kp_context *ctx, kp_dtype dt) {
     kpt_gpu_batched_free(&bt);
 }
 
+/* ------------------------------------------------------------ a second device */
+
+/* Copies between the host and memory of device ordinal d, with d's context current
+ * and its default stream (the test's stream belongs to device 0). */
+static int copy_on(const kp_cuda_device *d, void *host, CUdeviceptr dev, size_t bytes, int to_device) {
+    CUcontext popped;
+    if (cu->CtxPushCurrent(d->ctx) != KP_CUDA_SUCCESS) return 0;
+    CUresult r = to_device ? cu->MemcpyHtoDAsync(dev, host, bytes, NULL) : cu->MemcpyDtoHAsync(host, dev, bytes, NULL);
+    if (r == KP_CUDA_SUCCESS) r = cu->StreamSynchronize(NULL);
+    cu->CtxPopCurrent(&popped);
+    return r == KP_CUDA_SUCCESS;
+}
+
+static CUdeviceptr alloc_on(const kp_cuda_device *d, size_t bytes) {
+    CUdeviceptr p = 0;
+    CUcontext popped;
+    if (cu->CtxPushCurrent(d->ctx) != KP_CUDA_SUCCESS) return 0;
+    if (cu->MemAlloc(&p, bytes) != KP_CUDA_SUCCESS) p = 0;
+    cu->CtxPopCurrent(&popped);
+    return p;
+}
+
+/* With two devices or more: arrays of device 1 (device_id 1) run there while
+ * device 0's context is the current one, and agree with the CPU; data on
+ * device 1 mixed with data on device 0 is KP_ERR_ARGUMENT, and so is data of
+ * device 0 that says device_id 1. */
+static void check_second_device(kp_context *ctx) {
+    enum { N = 37, M = 301 };
+    char w[320];
+    const kp_cuda_device *d1 = kp__cuda_device(1, w, sizeof w);
+    CHECK(d1 != NULL, "second device: %s", w);
+    if (!d1) return;
+    const char *aliases[] = {"x = Vi(3)", "y = Vj(3)", "b = Vj(1)"};
+    kp_formula *f = NULL;
+    kp_plan *plan = NULL;
+    kp_status st = kp_formula_parse(ctx, "Sum_Reduction(Exp(-SqDist(x,y))*b, 1)", aliases, 3, &f);
+    if (st == KP_OK) st = kp_plan_new(ctx, f, KP_FLOAT32, &plan);
+    CHECK(st == KP_OK, "second device: %s", kp_context_message(ctx));
+    kpt_rng rng;
+    kpt_rng_seed(&rng, 77);
+    float x[N * 3], y[M * 3], b[M], ref[N], got[N];
+    for (int k = 0; k < N * 3; k++) x[k] = (float)kpt_rng_uniform(&rng, 0, 1);
+    for (int k = 0; k < M * 3; k++) y[k] = (float)kpt_rng_uniform(&rng, 0, 1);
+    for (int k = 0; k < M; k++) b[k] = (float)kpt_rng_uniform(&rng, -1, 1);
+    kp_array args[3] = {kp_array_2d(x, KP_FLOAT32, N, 3), kp_array_2d(y, KP_FLOAT32, M, 3),
+                        kp_array_2d(b, KP_FLOAT32, M, 1)};
+    kp_array out = kp_array_2d(ref, KP_FLOAT32, N, 1);
+    if (st == KP_OK) st = kp_plan_exec(plan, args, 3, &out, NULL, NULL);
+    CHECK(st == KP_OK, "second device: CPU: %s", kp_context_message(ctx));
+
+    CUdeviceptr dx = alloc_on(d1, sizeof x), dy = alloc_on(d1, sizeof y), db = alloc_on(d1, sizeof b),
+                dout = alloc_on(d1, sizeof got), dy0 = (CUdeviceptr)(uintptr_t)dev_upload(y, sizeof y);
+    int ok = dx && dy && db && dout && dy0 && copy_on(d1, x, dx, sizeof x, 1) && copy_on(d1, y, dy, sizeof y, 1) &&
+             copy_on(d1, b, db, sizeof b, 1);
+    CHECK(ok, "second device: allocations and copies on device 1");
+    kp_array dargs[3] = {on_device(args[0], (void *)(uintptr_t)dx), on_device(args[1], (void *)(uintptr_t)dy),
+                         on_device(args[2], (void *)(uintptr_t)db)};
+    kp_array dres = on_device(kp_array_2d(NULL, KP_FLOAT32, N, 1), (void *)(uintptr_t)dout);
+    for (int k = 0; k < 3; k++) dargs[k].device_id = 1;
+    dres.device_id = 1;
+    kp_context_set_engine(ctx, KP_ENGINE_CUDA);
+    if (ok && st == KP_OK) {
+        st = kp_plan_exec(plan, dargs, 3, &dres, NULL, NULL); /* default stream of device 1, synchronous here */
+        CHECK(st == KP_OK, "second device: run on device 1: %s", kp_context_message(ctx));
+        if (st == KP_OK && copy_on(d1, got, dout, sizeof got, 0)) {
+            double g[N], r[N];
+            for (int k = 0; k < N; k++) g[k] = got[k], r[k] = ref[k];
+            if (kpt_gpu_compare("second device", KP_FLOAT32, g, r, N, NULL, NULL, 0)) failures++;
+        }
+        kp_array mixed[3] = {dargs[0], on_device(args[1], (void *)(uintptr_t)dy0), dargs[2]}; /* device_id 0 */
+        st = kp_plan_exec(plan, mixed, 3, &dres, NULL, NULL);
+        CHECK(st == KP_ERR_ARGUMENT && strstr(kp_context_message(ctx), "CUDA device 1") &&
+                  strstr(kp_context_message(ctx), "CUDA device 0"),
+              "second device: devices 0 and 1 mixed: status %d '%s'", (int)st, kp_context_message(ctx));
+        mixed[1].device_id = 1; /* data of device 0 that says device 1 */
+        st = kp_plan_exec(plan, mixed, 3, &dres, NULL, NULL);
+        CHECK(st == KP_ERR_ARGUMENT && strstr(kp_context_message(ctx), "is on CUDA device 0, but its device_id says 1"),
+              "second device: device 0 data labeled device 1: status %d '%s'", (int)st, kp_context_message(ctx));
+    }
+    CUdeviceptr mine[] = {dx, dy, db, dout};
+    CUcontext popped;
+    if (cu->CtxPushCurrent(d1->ctx) == KP_CUDA_SUCCESS) {
+        for (int k = 0; k < 4; k++)
+            if (mine[k]) cu->MemFree(mine[k]);
+        cu->CtxPopCurrent(&popped);
+    }
+    dev_free((void *)(uintptr_t)dy0);
+    kp_context_set_engine(ctx, KP_ENGINE_CPU);
+    kp_plan_free(plan);
+    kp_formula_free(f);
+}
+
 int main(int argc, char **argv) {
     kp_context *ctx;
     if (kp_context_new(&ctx) != KP_OK) return 1;
@@ -322,6 +416,10 @@ int main(int argc, char **argv) {
                 if (only < 0 || only == c) run_case(ctx, c, axis, dt);
         run_batched_strided(ctx, dt);
     }
+    int ndev = 0;
+    cu->DeviceGetCount(&ndev);
+    if (ndev >= 2) check_second_device(ctx);
+    else printf("one CUDA device: the second-device checks did not run\n");
     cu->StreamDestroy(stream);
     kp_context_free(ctx);
     printf("%d failures\n", failures);
