@@ -8,8 +8,8 @@
  * and, under `split` with KP_GPU_CHUNK=300 KP_GPU_SPLIT=1, two chunks of the 301 merged by the merge
  * kernel; under `rows` with KP_GPU_BLOCK=8 KP_GPU_ROWS=3, work-groups of 8
  * threads computing 3 rows each, the last one ragged). Also a batched,
- * strided case, and the program cache's key (build options included). Skipped (exit 77) without an OpenCL
- * platform.
+ * strided case, and the program cache's key (build options included).
+ * Skipped (exit 77) without an OpenCL platform.
  */
 #define _POSIX_C_SOURCE 200809L /* setenv */
 #include <math.h>
@@ -134,8 +134,8 @@ static void run_batched_strided(kp_context *ctx, kp_dtype dt) {
 
 /* The program cache is keyed by the build options too: a program built without
  * $KP_OPENCL_BUILD_OPTIONS is not reused once they name an option the compiler
- * refuses (the build fails, with the compiler's status), and is found again
- * once they are gone. */
+ * refuses (the build fails, with the compiler's status), and the formula runs
+ * again once they are gone. */
 static void check_build_options_key(kp_context *ctx) {
     const char *aliases[] = {"x = Vi(2)", "y = Vj(2)"};
     float x[6] = {0, 1, 2, 3, 4, 5}, y[4] = {1, 1, 2, 0}, out[3];
