@@ -13,8 +13,9 @@
 #      instrumented), but with the kernel cache and the mock-driver CUDA tests;
 #   4. scripts/check_install.sh: install, then build examples against the
 #      installed library with pkg-config and with find_package;
-#   5. the Python binding (pykp): pip-installed into a venv over Debian's
-#      numpy/torch/scipy, then its pytest suite.
+#   5. the Python binding (pykp): pip-installed into a venv (python3 on PATH,
+#      torch==2.13.0 and bindings/python/requirements-test.txt), then its
+#      pytest suite.
 #
 # usage: scripts/test.sh          (exit status 0 only if everything passed)
 set -euo pipefail
@@ -56,23 +57,24 @@ KP_TEST_SKIP_LARGE=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=
 echo "== test.sh: install and use the installed library"
 scripts/check_install.sh -DKP_CUDA_AOT=OFF >/dev/null  # installing does not depend on the kernel table
 echo "== test.sh: Python binding (pykp): build, install in a venv, pytest"
-py_packages=(python3-numpy python3-scipy python3-pytest python3-torch python3-pip python3-venv python3-setuptools python3-wheel)
-py_missing=()
-for p in "${py_packages[@]}"; do
-  dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || py_missing+=("$p")
-done
-if ((${#py_missing[@]})); then
-  sudo=()
-  [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+# The venv is made with the first python3 on PATH and pip: torch==2.13.0 (a CPU
+# build, taken offline from the machine's wheel folder where it has one) and the
+# test requirements (bindings/python/requirements-test.txt) from the package index.
+python=${KP_TEST_PYTHON:-python3}
+"$python" -m venv --help >/dev/null 2>&1 || {
+  sudo=(); [[ $(id -u) -eq 0 ]] || sudo=(sudo)
   "${sudo[@]}" apt-get update -qq
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${py_missing[@]}"
-fi
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv python3-pip
+}
 root=$PWD
-rm -rf build-py && /usr/bin/python3 -m venv --system-site-packages build-py/venv
+rm -rf build-py && "$python" -m venv build-py/venv
+build-py/venv/bin/pip install --quiet --upgrade pip setuptools wheel
+build-py/venv/bin/pip install --quiet -r bindings/python/requirements-test.txt
 # LIBKP_PATH: pykp bundles the Release library built and tested above (with its
 # ahead-of-time kernel table) instead of building libkp a second time.
 LIBKP_PATH="$root/build-test/src" build-py/venv/bin/pip install --quiet --no-build-isolation ./bindings/python
-# PYKP_TEST_LARGE=1: the Hamiltonian test at N = 100,000 (issue 4), a few minutes.
+build-py/venv/bin/python -c 'import sys, torch, numpy; print("pykp suite on Python %s, torch %s, numpy %s" % (sys.version.split()[0], torch.__version__, numpy.__version__))'
+# PYKP_TEST_LARGE=1: the Hamiltonian test at N = 100,000, a few minutes.
 # PYKP_MOCK_CUDA: the fake libcuda that the CUDA-tensor plumbing tests load (a
 # missing file fails them instead of skipping).
 (cd build-py && PYKP_MOCK_CUDA="$root/build-test/tests/gpu/libkp_mock_cuda.so" PYKP_TEST_LARGE=1 \
