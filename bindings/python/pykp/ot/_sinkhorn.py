@@ -49,11 +49,17 @@ def epsilon_schedule(p: float, diameter: float, blur: float, scaling: float) -> 
     return [diameter**p] + [float(math.exp(e)) for e in logs] + [blur**p]
 
 
-def bounding_diameter(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Diagonal of the box holding every point of x and y (all batches): an
-    upper bound on |x_i - y_j|, the starting scale of the annealing."""
+def bounding_diameter(x: torch.Tensor, y: torch.Tensor, a=None, b=None) -> float:
+    """Diagonal of the box holding every point of x and y (all batches; only
+    the points of positive weight when a, b are given): an upper bound on
+    |x_i - y_j|, the starting scale of the annealing."""
     d = x.shape[-1]
-    pts = torch.cat((x.detach().reshape(-1, d), y.detach().reshape(-1, d)))
+    xs, ys = x.detach().reshape(-1, d), y.detach().reshape(-1, d)
+    if a is not None:
+        xs = xs[a.detach().reshape(-1) > 0]
+    if b is not None:
+        ys = ys[b.detach().reshape(-1) > 0]
+    pts = torch.cat((xs, ys))
     return float((pts.max(dim=0)[0] - pts.min(dim=0)[0]).norm())
 
 

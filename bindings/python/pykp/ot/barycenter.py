@@ -38,6 +38,7 @@ def barycenter(
     tol: float = 0.0,
     seed: int = 0,
     callback=None,
+    tol_sinkhorn: Optional[float] = None,
     **loss_kwargs,
 ):
     """Free-support barycenter of clouds[k] ((N_k, D) arrays, weights[k] (N_k,)).
@@ -52,6 +53,7 @@ def barycenter(
     n_iter, lr, tol : at most n_iter steps of size lr; stop when the largest
         move of a point is below tol
     callback : called as callback(step, z, value) after each step
+    tol_sinkhorn : marginal tolerance of each Sinkhorn solve (SamplesLoss's tol)
     loss_kwargs : passed to SamplesLoss("sinkhorn", ...) (p, blur, scaling, reach, ...)
 
     Returns
@@ -87,7 +89,7 @@ def barycenter(
     else:
         z = _tensor(init, "init", dtype).detach().clone()
     b = torch.full((z.shape[0],), 1.0 / z.shape[0], dtype=dtype)
-    loss = SamplesLoss("sinkhorn", **loss_kwargs)
+    loss = SamplesLoss("sinkhorn", tol=tol_sinkhorn, **loss_kwargs)
     history: List[float] = []
     for step in range(n_iter):
         z.requires_grad_(True)
@@ -96,7 +98,7 @@ def barycenter(
         with torch.no_grad():
             move = lr * grad / b[:, None]
             z = (z - move).detach()
-        history.append(float(value))
+        history.append(float(value.detach()))
         if callback is not None:
             callback(step, z, history[-1])
         if float(move.norm(dim=1).max()) <= tol:

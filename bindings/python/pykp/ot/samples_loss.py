@@ -160,16 +160,16 @@ class SamplesLoss(torch.nn.Module):
         return "loss=%r, p=%r, blur=%r, reach=%r, scaling=%r, debias=%r" % (
             self.loss, self.p, self.blur, self.reach, self.scaling, self.debias)
 
-    def epsilon_schedule(self, x, y):
-        """The temperatures of the annealing for clouds x, y."""
-        diameter = self.diameter if self.diameter is not None else bounding_diameter(x, y)
+    def epsilon_schedule(self, x, y, a=None, b=None):
+        """The temperatures of the annealing for clouds x, y (weights a, b)."""
+        diameter = self.diameter if self.diameter is not None else bounding_diameter(x, y, a, b)
         diameter = max(diameter, self.blur)  # a single point: no annealing
         return epsilon_schedule(self.p, diameter, self.blur, self.scaling)
 
     def solve(self, a, x, b, y, debias=None) -> SinkhornResult:
         """Runs the Sinkhorn solver on batched tensors (B, N), (B, N, D), ... (no checks)."""
         debias = self.debias if debias is None else debias
-        res = sinkhorn_loop(self.cost_formula, a, x, b, y, self.epsilon_schedule(x, y), self.rho,
+        res = sinkhorn_loop(self.cost_formula, a, x, b, y, self.epsilon_schedule(x, y, a, b), self.rho,
                             debias=debias, tol=self.tol, max_iter=self.max_iter)
         self.last_result, self.n_iter, self.marginal_error = res, res.n_iter, res.marginal_error
         if self.verbose:
