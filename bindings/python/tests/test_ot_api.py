@@ -232,10 +232,10 @@ def test_barycenter_of_translates():
     translated by t/2: its mean is the middle and it is close to that cloud."""
     x = cloud(80, d=2, seed=5)
     t = torch.tensor([2.0, -1.0], dtype=F64)
-    z, hist = kot.barycenter([x, x + t], n_iter=10, blur=0.05, scaling=0.8, tol_sinkhorn=1e-6)
+    z, hist = kot.barycenter([x, x + t], n_iter=10, blur=0.05, scaling=0.8, tol_sinkhorn=1e-3)
     assert hist[-1] == pytest.approx(float(t @ t) / 8, rel=1e-3)  # W2^2/2 to either cloud: |t/2|^2 / 2
-    assert torch.allclose(z.mean(0), x.mean(0) + t / 2, atol=5e-3)
-    assert float(kot.SamplesLoss(blur=0.05)(z, x + t / 2)) < 2e-3
+    assert torch.allclose(z.mean(0), x.mean(0) + t / 2, atol=1e-3)
+    assert float(kot.SamplesLoss(blur=0.05)(z, x + t / 2)) < 1e-4
     assert hist[-1] < hist[0]
     with pytest.raises(ValueError, match="lambdas"):
         kot.barycenter([x, x + t], lambdas=[1.0])
