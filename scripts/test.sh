@@ -72,6 +72,8 @@ rm -rf build-py && /usr/bin/python3 -m venv --system-site-packages build-py/venv
 # LIBKP_PATH: pykp bundles the Release library built and tested above (with its
 # ahead-of-time kernel table) instead of building libkp a second time.
 LIBKP_PATH="$root/build-test/src" build-py/venv/bin/pip install --quiet --no-build-isolation ./bindings/python
+# POT and GeomLoss: the references of pykp.ot's tests (skipped when PyPI is out of reach)
+build-py/venv/bin/pip install --quiet pot geomloss || echo "test.sh: pot/geomloss not installed: pykp.ot's comparisons with them are skipped"
 # PYKP_TEST_LARGE=1: the Hamiltonian test at N = 100,000 (issue 4), a few minutes.
 # PYKP_MOCK_CUDA: the fake libcuda that the CUDA-tensor plumbing tests load (a
 # missing file fails them instead of skipping).
