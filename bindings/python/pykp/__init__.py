@@ -68,3 +68,12 @@ def formula_text(formula, aliases=(), reduction_op=None, axis=1, **kwargs):
 
     text = formula if reduction_op is None else reduction_text(formula, reduction_op, axis, **kwargs)
     return registry().get(("parse", text, tuple(aliases))).text()
+
+
+def __getattr__(name):
+    # pykp.ot needs torch: imported on first use, so that `import pykp` stays NumPy-only
+    if name == "ot":
+        import importlib
+
+        return importlib.import_module(".ot", __name__)
+    raise AttributeError("module 'pykp' has no attribute %r" % name)

@@ -1,0 +1,222 @@
+"""
+bench_ot.py -- Sinkhorn divergence + gradient between 3D point clouds: pykp.ot
+against GeomLoss (tensorized backend; its KeOps "online" backend with
+--keops) and POT (ot.sinkhorn2, log domain), measured in the same run.
+
+Problem: x, y uniform in the unit cube (y shifted by 0.2), N = M, float32,
+uniform weights, p = 2, blur = 0.05 (eps = 0.0025), scaling = 0.5, debiased
+divergence and its gradient w.r.t. x. POT solves the raw entropic problem at
+the fixed eps = blur^2 (no annealing, no debiasing: a different schedule, so
+compare its time per iteration), its log-domain solver on the dense cost
+matrix, at most --pot-iters iterations.
+
+Each (method, N) runs in its own subprocess, so that its peak memory (VmHWM
+of the process, minus the same measure after imports and data creation) is
+its own. Methods whose dense matrices would not fit (--dense-limit-gb) are
+skipped. Also measured: the cost of one pykp Sinkhorn iteration against the
+LogSumExp reductions it needs (4 when debiasing), each timed alone on the
+same data.
+
+usage: python3 bench/python/bench_ot.py [--sizes 1000,10000] [--large] [--keops]
+       [--pot-iters 100] [--dense-limit-gb 6] [--reps 2] [--threads 0]
+--large adds N = 10^5 (pykp only: dense solvers need 40 GB per matrix there).
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def peak_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def data(n, torch):
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(n, 3, generator=g)
+    y = torch.rand(n, 3, generator=g) + 0.2
+    return x, y
+
+
+def run_pykp(x, y, args, torch):
+    import pykp.ot
+
+    loss = pykp.ot.SamplesLoss("sinkhorn", p=2, blur=args.blur, scaling=0.5)
+    xx = x.clone().requires_grad_(True)
+    v = loss(xx, y)
+    (g,) = torch.autograd.grad(v, [xx])
+    return float(v.detach()), loss.n_iter, g
+
+
+def run_geomloss(x, y, args, torch, backend):
+    from geomloss import SamplesLoss
+
+    loss = SamplesLoss("sinkhorn", p=2, blur=args.blur, scaling=0.5, backend=backend)
+    xx = x.clone().requires_grad_(True)
+    v = loss(xx, y)
+    (g,) = torch.autograd.grad(v, [xx])
+    # GeomLoss runs the same schedule as pykp (same diameter rule)
+    import pykp.ot
+
+    n_iter = len(pykp.ot.SamplesLoss(blur=args.blur, scaling=0.5).epsilon_schedule(x, y))
+    return float(v.detach()), n_iter, g
+
+
+def run_pot(x, y, args, torch):
+    import ot
+
+    n = x.shape[0]
+    a = torch.full((n,), 1.0 / n)
+    xx = x.clone().requires_grad_(True)
+    M = ((xx[:, None, :] - y[None, :, :]) ** 2).sum(-1) / 2
+    v, log = ot.sinkhorn2(a, a, M, args.blur**2, method="sinkhorn_log", numItermax=args.pot_iters,
+                          stopThr=1e-6, log=True, warn=False)
+    (g,) = torch.autograd.grad(v, [xx])
+    return float(v.detach()), int(log["niter"]) + 1, g
+
+
+def iteration_cost(x, y, args, torch):
+    """Time of one Sinkhorn iteration (debiased: 4 soft C-transforms plus O(N)
+    work) against 4 LogSumExp reductions alone, on the same data."""
+    import pykp
+    import pykp.ot
+    from pykp.ot._sinkhorn import sinkhorn_loop
+
+    xb, yb = x[None], y[None]
+    n = x.shape[0]
+    a = torch.full((1, n), 1.0 / n)
+    eps = args.blur**2
+    red = pykp.Genred("h - (SqDist(X,Y)/IntCst(2))*e", ["X = Vi(3)", "Y = Vj(3)", "h = Vj(1)", "e = Pm(1)"],
+                      reduction_op="LogSumExp", axis=1)
+    h = torch.zeros(n, 1)
+    red(x, y, h, 1 / eps)
+    t_lse = best(lambda: [red(x, y, h, 1 / eps), red(y, x, h, 1 / eps), red(x, x, h, 1 / eps), red(y, y, h, 1 / eps)], args.reps)
+    k = 10
+    sched = [eps] * k
+    with torch.no_grad():
+        t_k = best(lambda: sinkhorn_loop("(SqDist(X,Y)/IntCst(2))", a, xb, a, yb, sched, None), args.reps)
+        t_1 = best(lambda: sinkhorn_loop("(SqDist(X,Y)/IntCst(2))", a, xb, a, yb, sched[:1], None), args.reps)
+    per_iter = (t_k - t_1) / (k - 1)
+    return per_iter, t_lse
+
+
+def best(fn, reps):
+    times = []
+    for _ in range(max(1, reps)):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def worker(method, n, args):
+    import torch
+
+    if args.threads:
+        import pykp
+
+        pykp.set_num_threads(args.threads)
+        torch.set_num_threads(args.threads)
+    x, y = data(n, torch)
+    base = peak_mb()
+    out = {"method": method, "n": n}
+    if method == "iteration":
+        per_iter, t_lse = iteration_cost(x, y, args, torch)
+        out.update(per_iter=per_iter, lse4=t_lse)
+    else:
+        fn = {
+            "pykp": lambda: run_pykp(x, y, args, torch),
+            "geomloss": lambda: run_geomloss(x, y, args, torch, "tensorized"),
+            "geomloss-keops": lambda: run_geomloss(x, y, args, torch, "online"),
+            "pot": lambda: run_pot(x, y, args, torch),
+        }[method]
+        if method == "geomloss-keops":
+            fn()  # KeOps compiles its formulas on first use: not timed
+        t0 = time.perf_counter()
+        value, n_iter, g = fn()
+        t = time.perf_counter() - t0
+        for _ in range(args.reps - 1):
+            t0 = time.perf_counter()
+            fn()
+            t = min(t, time.perf_counter() - t0)
+        out.update(time=t, value=value, iters=n_iter, peak_mb=peak_mb() - base, gnorm=float(g.norm()))
+    print(json.dumps(out))
+
+
+def dense_gb(method, n):
+    """Rough memory of the dense solvers: float32 N x N matrices alive at once."""
+    mats = {"geomloss": 10, "pot": 6}.get(method, 0)
+    return mats * 4.0 * n * n / 1e9
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="1000,10000")
+    ap.add_argument("--large", action="store_true", help="add N = 100000 (pykp only)")
+    ap.add_argument("--keops", action="store_true", help="also GeomLoss's KeOps backend (compiles on first use)")
+    ap.add_argument("--pot-iters", type=int, default=100)
+    ap.add_argument("--dense-limit-gb", type=float, default=6.0)
+    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--blur", type=float, default=0.05)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--worker", nargs=2, metavar=("METHOD", "N"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        return worker(args.worker[0], int(args.worker[1]), args)
+    sizes = [int(float(s)) for s in args.sizes.split(",") if s]
+    if args.large and 100000 not in sizes:
+        sizes.append(100000)
+    methods = ["pykp", "geomloss"] + (["geomloss-keops"] if args.keops else []) + ["pot", "iteration"]
+    print("bench_ot: %s, %s, python %s, %d cores" % (platform.processor() or platform.machine(), platform.platform(), platform.python_version(), os.cpu_count()))
+    print("Sinkhorn divergence + gradient, 3D, float32, p = 2, blur = %g, scaling = 0.5" % args.blur)
+    rows = {}
+    for n in sizes:
+        for m in methods:
+            if m in ("geomloss", "pot") and dense_gb(m, n) > args.dense_limit_gb:
+                print("  N = %-7d %-15s skipped: ~%.0f GB of dense matrices" % (n, m, dense_gb(m, n)), flush=True)
+                continue
+            if m == "geomloss-keops" and n > 10000:
+                continue
+            cmd = [sys.executable, os.path.abspath(__file__), "--worker", m, str(n), "--reps", str(args.reps),
+                   "--pot-iters", str(args.pot_iters), "--blur", str(args.blur), "--threads", str(args.threads)]
+            p = subprocess.run(cmd, capture_output=True, text=True)
+            lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
+            if p.returncode or not lines:
+                print("  N = %-7d %-15s failed: %s" % (n, m, (p.stderr.strip().splitlines() or ["?"])[-1]), flush=True)
+                continue
+            r = json.loads(lines[-1])
+            rows[(m, n)] = r
+            if m == "iteration":
+                print("  N = %-7d one Sinkhorn iteration %.4f s, its 4 LogSumExp reductions alone %.4f s: ratio %.2f"
+                      % (n, r["per_iter"], r["lse4"], r["per_iter"] / r["lse4"]), flush=True)
+            else:
+                print("  N = %-7d %-15s %8.3f s  peak %8.1f MB  iters %4d  value %.6e" % (
+                    n, m, r["time"], r["peak_mb"], r["iters"], r["value"]), flush=True)
+    print("\n| N | method | time (s) | vs pykp | peak memory (MB) | iterations | value |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
+    for n in sizes:
+        ref = rows.get(("pykp", n))
+        for m in methods:
+            r = rows.get((m, n))
+            if r is None or m == "iteration":
+                continue
+            ratio = "%.2fx" % (r["time"] / ref["time"]) if ref else "-"
+            print("| %d | %s | %.3f | %s | %.0f | %d | %.6e |" % (n, m, r["time"], ratio, r["peak_mb"], r["iters"], r["value"]))
+    for n in sizes:
+        r = rows.get(("iteration", n))
+        if r:
+            print("\nN = %d: one debiased Sinkhorn iteration %.4f s; its 4 LogSumExp reductions alone %.4f s (ratio %.2f)"
+                  % (n, r["per_iter"], r["lse4"], r["per_iter"] / r["lse4"]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

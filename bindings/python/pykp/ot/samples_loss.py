@@ -1,0 +1,214 @@
+"""
+samples_loss.py -- SamplesLoss, GeomLoss's interface over pykp reductions.
+
+    >>> import torch, pykp.ot
+    >>> loss = pykp.ot.SamplesLoss("sinkhorn", p=2, blur=0.05)
+    >>> x, y = torch.randn(1000, 3, requires_grad=True), torch.randn(2000, 3)
+    >>> L = loss(x, y)                 # debiased Sinkhorn divergence, a scalar
+    >>> L.backward()                   # envelope-theorem gradient: a few reductions
+    >>> loss.n_iter, loss.marginal_error
+
+Memory is O(N + M): every N x M quantity is a pykp reduction.
+"""
+import math
+import numbers
+from typing import Optional, Union
+
+import torch
+
+from . import _inputs
+from ._kernels import hausdorff_loss, kernel_loss
+from ._reductions import BUILTIN_COSTS
+from ._sinkhorn import SinkhornResult, bounding_diameter, epsilon_schedule, sinkhorn_cost, sinkhorn_loop
+
+LOSSES = ("sinkhorn", "hausdorff", "energy", "gaussian", "laplacian")
+BACKENDS = ("auto", "online", "tensorized")
+
+
+def _positive(value, name, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
+        raise ValueError("pykp.ot: %s must be a positive finite number%s, got %r" % (name, " or None" if allow_none else "", value))
+    return float(value)
+
+
+def nonnegative(s):
+    """max(s, 0) with a straight-through gradient (differentiable to any order)."""
+    return s + (s.clamp_min(0) - s).detach()
+
+
+class SamplesLoss(torch.nn.Module):
+    """Distances between weighted point clouds, GeomLoss's SamplesLoss on pykp.
+
+    Parameters
+    ----------
+    loss : {"sinkhorn", "hausdorff", "energy", "gaussian", "laplacian"}
+        "sinkhorn": (debiased) entropic optimal transport; "hausdorff": the
+        weighted Hausdorff divergence; the others: kernel norms
+        1/2 |a - b|_k^2 with k = -|x - y|, exp(-|x-y|^2 / 2 blur^2), exp(-|x-y| / blur).
+    p : {1, 2}
+        Cost C(x, y) = |x - y|^p / p for sinkhorn and hausdorff; eps = blur^p.
+        With a custom `cost`, any p > 0 (it only sets eps = blur^p and the annealing).
+    blur : float
+        Length scale: eps = blur^p (sinkhorn, hausdorff), kernel width otherwise.
+    reach : float or None
+        Unbalanced transport: KL marginal penalty of strength rho = reach^p. None: balanced.
+    diameter : float or None
+        Starting scale of the annealing; None: the bounding box diagonal of x and y.
+    scaling : float in (0, 1)
+        Ratio between successive blur values of the annealing (closer to 1: more
+        iterations, more accurate).
+    truncate : float or None
+        Kept for GeomLoss compatibility (multiscale kernel truncation, not available).
+    cost : str or None
+        A libkp formula in the variables X (on x_i) and Y (on y_j), e.g.
+        "SqDist(X,Y)" or "Norm2(X-Y)*Norm2(X-Y)*Norm2(X-Y)/IntCst(3)" (GeomLoss's
+        KeOps cost strings). None: |X - Y|^p / p.
+    debias : bool
+        Sinkhorn divergence S = OT(a,b) - OT(a,a)/2 - OT(b,b)/2 (True, reported
+        as >= 0) or the raw entropic cost OT(a, b) (False).
+    potentials : bool
+        Return the dual potentials (F on x, G on y) instead of the value.
+    backend : {"auto", "online", "tensorized"}
+        Accepted for compatibility; pykp always computes online (O(N + M) memory).
+        "multiscale" is not available (it needs block-sparse reductions).
+    tol : float or None
+        Keep iterating at the final eps until the L1 marginal error is below tol.
+        None: GeomLoss's fixed annealing schedule only.
+    max_iter : int
+        Cap on the number of iterations when tol is given.
+
+    Calls: loss(x, y) (uniform weights) or loss(a, x, b, y); x (N, D) or
+    (B, N, D), a (N,) or (B, N); torch tensors or NumPy arrays (NumPy in,
+    NumPy out), float32 or float64. Returns a scalar (or (B,)) tensor, or the
+    pair (F, G) of shapes (N,), (M,) (or batched) when potentials=True.
+    After a sinkhorn call, `n_iter`, `marginal_error` and `last_result` describe
+    the solve.
+    """
+
+    def __init__(
+        self,
+        loss: str = "sinkhorn",
+        p: Union[int, float] = 2,
+        blur: float = 0.05,
+        reach: Optional[float] = None,
+        diameter: Optional[float] = None,
+        scaling: float = 0.5,
+        truncate: Optional[float] = 5,
+        cost: Optional[str] = None,
+        kernel=None,
+        cluster_scale=None,
+        debias: bool = True,
+        potentials: bool = False,
+        verbose: bool = False,
+        backend: str = "auto",
+        tol: Optional[float] = None,
+        max_iter: int = 1000,
+    ):
+        super().__init__()
+        if loss not in LOSSES:
+            raise ValueError("pykp.ot: loss must be one of %s, got %r" % (", ".join(LOSSES), loss))
+        if cost is not None and not isinstance(cost, str):
+            raise TypeError(
+                "pykp.ot: cost must be a formula string in X and Y (e.g. 'SqDist(X,Y)'), got %s; "
+                "a Python function of the N x M matrix would defeat O(N + M) memory" % type(cost).__name__
+            )
+        if cost is not None and not cost.strip():
+            raise ValueError("pykp.ot: cost must be a non-empty formula string")
+        if cost is None and (isinstance(p, bool) or p not in (1, 2)):
+            raise ValueError("pykp.ot: p must be 1 or 2 (or give a cost formula), got %r" % (p,))
+        self.p = float(_positive(p, "p")) if cost is not None else int(p)
+        self.blur = _positive(blur, "blur")
+        self.reach = _positive(reach, "reach", allow_none=True)
+        self.diameter = _positive(diameter, "diameter", allow_none=True)
+        if isinstance(scaling, bool) or not isinstance(scaling, numbers.Real) or not 0 < scaling < 1:
+            raise ValueError("pykp.ot: scaling must be in (0, 1), got %r" % (scaling,))
+        self.scaling = float(scaling)
+        self.truncate = _positive(truncate, "truncate", allow_none=True)
+        if kernel is not None:
+            raise ValueError("pykp.ot: kernel (a Python function) is not supported; use loss='gaussian', 'laplacian' or 'energy'")
+        if cluster_scale is not None:
+            raise ValueError("pykp.ot: cluster_scale is not supported (no multiscale backend)")
+        for name, v in (("debias", debias), ("potentials", potentials), ("verbose", verbose)):
+            if not isinstance(v, bool):
+                raise ValueError("pykp.ot: %s must be True or False, got %r" % (name, v))
+        if backend == "multiscale":
+            raise ValueError("pykp.ot: backend='multiscale' is not available (it needs block-sparse reductions); use 'auto'")
+        if backend not in BACKENDS:
+            raise ValueError("pykp.ot: backend must be one of %s, got %r" % (", ".join(BACKENDS), backend))
+        self.tol = _positive(tol, "tol", allow_none=True)
+        if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
+            raise ValueError("pykp.ot: max_iter must be a positive integer, got %r" % (max_iter,))
+        self.max_iter = int(max_iter)
+        self.loss, self.cost, self.debias, self.potentials = loss, cost, debias, potentials
+        self.verbose, self.backend = verbose, backend
+        self.last_result: Optional[SinkhornResult] = None
+        self.n_iter = 0
+        self.marginal_error = math.nan
+
+    @property
+    def cost_formula(self) -> str:
+        """The libkp formula of the cost in X, Y."""
+        return self.cost if self.cost is not None else BUILTIN_COSTS[self.p]
+
+    @property
+    def rho(self) -> Optional[float]:
+        return None if self.reach is None else self.reach**self.p
+
+    def extra_repr(self):
+        return "loss=%r, p=%r, blur=%r, reach=%r, scaling=%r, debias=%r" % (
+            self.loss, self.p, self.blur, self.reach, self.scaling, self.debias)
+
+    def epsilon_schedule(self, x, y, a=None, b=None):
+        """The temperatures of the annealing for clouds x, y (weights a, b)."""
+        diameter = self.diameter if self.diameter is not None else bounding_diameter(x, y, a, b)
+        diameter = max(diameter, self.blur)  # a single point: no annealing
+        return epsilon_schedule(self.p, diameter, self.blur, self.scaling)
+
+    def solve(self, a, x, b, y, debias=None) -> SinkhornResult:
+        """Runs the Sinkhorn solver on batched tensors (B, N), (B, N, D), ... (no checks)."""
+        debias = self.debias if debias is None else debias
+        res = sinkhorn_loop(self.cost_formula, a, x, b, y, self.epsilon_schedule(x, y, a, b), self.rho,
+                            debias=debias, tol=self.tol, max_iter=self.max_iter)
+        self.last_result, self.n_iter, self.marginal_error = res, res.n_iter, res.marginal_error
+        if self.verbose:
+            print("pykp.ot: %d Sinkhorn iterations, eps %.3g, marginal error %.3g" % (res.n_iter, res.eps, res.marginal_error))
+        return res
+
+    def forward(self, *args):
+        inp = _inputs.process(args)
+        a, x, b, y = inp.a, inp.x, inp.b, inp.y
+        if self.loss == "sinkhorn":
+            res = self.solve(a, x, b, y)
+            if self.potentials:
+                if self.debias:
+                    F, G = res.f_ba - res.f_aa, res.g_ab - res.g_bb
+                else:
+                    F, G = res.f_ba, res.g_ab
+                return _inputs.output(F, inp), _inputs.output(G, inp)
+            value = sinkhorn_cost(res, a, b, self.debias)
+            if self.debias:
+                value = nonnegative(value)
+        elif self.loss == "hausdorff":
+            out = hausdorff_loss(self.cost_formula, a, x, b, y, self.blur**self.p, self.rho, self.potentials)
+            if self.potentials:
+                return _inputs.output(out[0], inp), _inputs.output(out[1], inp)
+            value = out
+        else:
+            out = kernel_loss(self.loss, a, x, b, y, self.blur, self.potentials)
+            if self.potentials:
+                return _inputs.output(out[0], inp), _inputs.output(out[1], inp)
+            value = nonnegative(out)
+        return _inputs.output(value, inp)
+
+    def plan(self, *args):
+        """The entropic transport plan of OT_eps(a, b) (not debiased), as a
+        TransportPlan: pi_ij = a_i b_j exp((f_i + g_j - C(x_i, y_j)) / eps),
+        applied and reduced by pykp without forming it."""
+        from .plan import TransportPlan
+
+        inp = _inputs.process(args)
+        with torch.no_grad():
+            res = self.solve(inp.a.detach(), inp.x.detach(), inp.b.detach(), inp.y.detach(), debias=False)
+        return TransportPlan(self.cost_formula, res, inp)
