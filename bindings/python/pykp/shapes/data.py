@@ -63,6 +63,20 @@ class DataTerm:
         _check_pair(a, b, self.needs_cells, self.name)
         return self._inner(a, a) - 2 * self._inner(a, b) + self._inner(b, b)
 
+    def to_target(self, target: Shape):
+        """A function a -> |A - target|^2 computing <target, target> once (a
+        registration compares many deformed sources with one target)."""
+        if not isinstance(target, Shape):
+            raise TypeError("pykp.shapes: target must be a Shape, got %s" % type(target).__name__)
+        with torch.no_grad():
+            bb = self._inner(target, target)
+
+        def distance(a: Shape) -> torch.Tensor:
+            _check_pair(a, target, self.needs_cells, self.name)
+            return self._inner(a, a) - 2 * self._inner(a, target) + bb
+
+        return distance
+
     def with_sigma(self, sigma: float) -> "DataTerm":
         """The same term with the spatial kernel at another width."""
         other = object.__new__(type(self))
@@ -167,6 +181,9 @@ class SinkhornDivergence(DataTerm):
 
     def inner(self, a, b):
         raise NotImplementedError("pykp.shapes: the Sinkhorn divergence is not an inner product")
+
+    def to_target(self, target):
+        return lambda a: self(a, target)
 
     def with_sigma(self, sigma):
         return SinkhornDivergence(**dict(self.options, blur=sigma))

@@ -18,7 +18,7 @@ from typing import Callable, List, NamedTuple, Optional, Sequence
 
 import torch
 
-from .data import DataTerm
+from .data import DataTerm, _check_pair
 from .model import Deformation
 from .shape import Shape
 
@@ -59,7 +59,7 @@ class _Objective:
     run one iteration per step() does not evaluate the same point twice."""
 
     def __init__(self, source, target, model, data_term, q0, gamma, on_source):
-        self.source, self.target, self.model, self.data = source, target, model, data_term
+        self.source, self.model, self.data = source, model, data_term.to_target(target)
         self.q0, self.gamma, self.on_source = q0, gamma, on_source
         self.last = None
 
@@ -69,7 +69,7 @@ class _Objective:
         else:
             with torch.enable_grad():
                 e = self.model.energy(self.q0, p0)
-                d = self.data(deform(self.source, self.model, self.q0, p0, self.on_source), self.target)
+                d = self.data(deform(self.source, self.model, self.q0, p0, self.on_source))
                 loss = self.gamma * e + d
                 (grad,) = torch.autograd.grad(loss, p0)
             loss, parts = loss.detach(), (float(e.detach()), float(d.detach()))
@@ -151,6 +151,7 @@ def register(
         raise TypeError("pykp.shapes: model must be a Deformation, got %s" % type(model).__name__)
     if not isinstance(data_term, DataTerm):
         raise TypeError("pykp.shapes: data_term must be a DataTerm, got %s" % type(data_term).__name__)
+    _check_pair(source, target, data_term.needs_cells, data_term.name)
     if optimizer not in OPTIMIZERS:
         raise ValueError("pykp.shapes: optimizer must be one of %s, got %r" % (", ".join(OPTIMIZERS), optimizer))
     if not float(gamma) >= 0:
