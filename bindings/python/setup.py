@@ -115,7 +115,7 @@ setup(
     description="Python binding of libkp: generic kernel reductions (KeOps formula syntax) on NumPy and PyTorch",
     long_description=open(os.path.join(HERE, "README.md")).read() if os.path.exists(os.path.join(HERE, "README.md")) else "",
     long_description_content_type="text/markdown",
-    packages=["pykp", "pykp.ot"],
+    packages=["pykp", "pykp.ot", "pykp.shapes"],
     python_requires=">=3.8",
     install_requires=["numpy"],
     extras_require={"torch": ["torch"], "scipy": ["scipy"], "test": ["pytest", "scipy"]},
