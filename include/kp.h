@@ -324,6 +324,58 @@ kp_status kp_reduce(kp_context *ctx, const char *text, const char *const *aliase
                     size_t n_aliases, kp_dtype dtype, const kp_array *args, size_t n_args,
                     kp_array *out, kp_array *out_index);
 
+/* ---------------------------------------------------------------- kernel solves
+ * kp_plan_solve solves the linear system  (alpha I + K) x = b  by conjugate
+ * gradients, where K is the linear operator  v -> kp_plan_exec(plan) with
+ * v in the place of argument `varinv`. The plan must be a Sum reduction whose
+ * formula is linear in varinv (e.g. "Sum_Reduction(Exp(-SqDist(x,y)*g)*b, 1)"
+ * with varinv = b), varinv a variable of the reduced axis (Vj for axis 1, Vi
+ * for axis 0) of the output's dimension d, and K square: the output's rows
+ * (N for axis 1) are as many as varinv's (M). CG needs alpha I + K symmetric
+ * positive definite (a positive definite kernel with x = y, or alpha > 0 and a
+ * positive semi-definite kernel); linearity and symmetry are not checked.
+ *
+ * The (n, d) columns form one vector of n*d unknowns (a block-diagonal system,
+ * as KeOps' KernelSolve). Iterates and dot products are kept in double for
+ * both dtypes; each iteration is one kp_plan_exec. Starts from x = 0 and stops
+ * when |r| <= tol |b| (r the recursively updated residual, |.| the Frobenius
+ * norm) or after max_iter iterations. */
+typedef struct kp_solve_options {
+    size_t size;        /* sizeof(kp_solve_options): lets the struct grow */
+    double alpha;       /* ridge added to K's diagonal; >= 0 */
+    double tol;         /* relative residual to reach; > 0 (default 1e-6) */
+    int max_iter;       /* iteration cap; 0: n*d (CG's exact-arithmetic bound), at least 10 */
+    const kp_exec_options *exec; /* options of every kp_plan_exec (NULL: defaults) */
+} kp_solve_options;
+#define KP_SOLVE_OPTIONS_DEFAULT {sizeof(kp_solve_options), 0.0, 1e-6, 0, NULL}
+
+/* What a solve did; filled on KP_OK. converged == 0 means max_iter was reached
+ * first: x holds the last iterate, whose relative residual is `residual`. */
+typedef struct kp_solve_info {
+    int iterations;  /* kp_plan_exec calls made (0 when b == 0) */
+    double residual; /* final |r| / |b| (0 when b == 0) */
+    int converged;   /* 1 if residual <= tol */
+} kp_solve_info;
+
+/*
+ * Solves (alpha I + K) x = b as above. args: the plan's arguments (n_args ==
+ * kp_formula_num_args), args[varinv] is ignored (may be zeroed). b and x: 2-D
+ * host arrays (n, d) of the plan's dtype, any strides; x may be b (b is read
+ * before x is written).
+ * options: NULL for the defaults. info must not be NULL: non-convergence is
+ * reported there (KP_OK, converged = 0), never silently.
+ * Errors (message in the plan's context): KP_ERR_NULL; KP_ERR_ARGUMENT (not a
+ * Sum reduction, varinv out of range or not a variable of the reduced axis,
+ * alpha < 0, tol <= 0, options->size too small, a joint plan, batch
+ * dimensions, or p^T (alpha I + K) p <= 0 at some iteration: the system is not
+ * positive definite); KP_ERR_SHAPE (K not square: N != M, or b, x not (n, d)
+ * with d the output's dimension); KP_ERR_DTYPE; kp_plan_exec's errors.
+ * Thread-safety: as kp_plan_exec.
+ */
+kp_status kp_plan_solve(kp_plan *plan, const kp_array *args, size_t n_args, int varinv, const kp_array *b,
+                        kp_array *x, const kp_solve_options *options, kp_solve_info *info);
+/* ---------------------------------------------------------------- end of kernel solves block */
+
 
 /* ---------------------------------------------------------------- engines (GPU, issue 5)
  * Which engine runs kp_plan_exec for a context. Nothing GPU-related is needed

@@ -32,6 +32,8 @@ from ._lib import (
 from .genred import Genred
 from .lazytensor import LazyTensor, Pm, Vi, Vj, aslinearoperator
 from .kernels import kernel_product, KERNELS
+from .solve import KernelSolve
+from . import cluster
 
 __version__ = "0.1.0"
 
@@ -44,6 +46,8 @@ __all__ = [
     "aslinearoperator",
     "kernel_product",
     "KERNELS",
+    "KernelSolve",
+    "cluster",
     "KpError",
     "KpValueError",
     "KpTypeError",

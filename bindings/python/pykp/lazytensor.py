@@ -713,6 +713,12 @@ class LazyTensor:
     def aslinearoperator(self):
         return aslinearoperator(self)
 
+    def solve(self, other, var=None, call=True, **kwargs):
+        """a with (alpha I + K) a = b, b = other (KeOps' solve; pykp.solve.lazy_solve)."""
+        from .solve import lazy_solve
+
+        return lazy_solve(self, other, var, call, **kwargs)
+
 
 def aslinearoperator(K):
     """K (a LazyTensor of shape (N, M)) as a scipy.sparse.linalg.LinearOperator
