@@ -424,8 +424,9 @@ static void cmd_info(int nlhs, mxArray **plhs, int nrhs, const mxArray **prhs) {
     plhs[0] = s;
 }
 
-/* The input position of an alias name, asked of libkp's parser: the reduction
- * of that name alone uses exactly its position. 0 when the name is unknown. */
+/* The input position of an alias name, asked of libkp's parser: the
+ * reduction of that name alone, printed canonically, shows the variable as
+ * Vi(k,d), Vj(k,d) or Pm(k,d). 0 when the name is not a variable. */
 static void cmd_position(mxArray **plhs, int nrhs, const mxArray **prhs) {
     if (nrhs != 3) fail(NULL, KP_ERR_ARGUMENT, "usage: kp_mex('position', key, name)");
     char *key = get_string(prhs[1], "key"), *name = get_string(prhs[2], "name");
@@ -434,13 +435,18 @@ static void cmd_position(mxArray **plhs, int nrhs, const mxArray **prhs) {
     char *probe = mxMalloc(need);
     snprintf(probe, need, "Sum_Reduction(%s,1)%s", name, nl ? nl : "");
     double pos = 0;
-    char msg[512];
+    char msg[512], text[256];
     kpm_entry *e;
-    if (kpm_resolve(probe, "", &e, msg, sizeof msg) == KP_OK) {
-        kp_var_category c;
-        int d, n = kp_formula_num_args(e->f);
-        for (int k = 0; k < n; k++)
-            if (kp_formula_arg(e->f, k, &c, &d) == KP_OK) pos = k + 1;
+    if (kpm_resolve(probe, "", &e, msg, sizeof msg) == KP_OK &&
+        kp_formula_print(e->f, text, sizeof text) < sizeof text) {
+        const char *v = strstr(text, "Sum_Reduction(");
+        long k = -1;
+        if (v) {
+            v += strlen("Sum_Reduction(");
+            if ((strncmp(v, "Vi(", 3) == 0 || strncmp(v, "Vj(", 3) == 0 || strncmp(v, "Pm(", 3) == 0) &&
+                sscanf(v + 3, "%ld,", &k) == 1 && k >= 0)
+                pos = (double)k + 1;
+        }
     }
     mxFree(probe);
     mxFree(key);
