@@ -25,8 +25,33 @@ end
 if nargin < 4 || isempty(kernel), kernel = 'gaussian'; end
 if nargin < 5 || isempty(sigma), sigma = 1; end
 if nargin < 6 || isempty(mode), mode = 'sum'; end
+if ~ischar(kernel) || ~ischar(mode)
+  error('libkp:argument', 'libkp: kernel and mode must be names such as ''gaussian'' and ''sum''');
+end
+if ~isnumeric(x) || ~isnumeric(y) || ~isnumeric(b)
+  error('libkp:dtype', 'libkp: x, y and b must be numeric (double or single) matrices');
+end
+e = size(b, 2);
+if isrow(b) && size(y, 1) ~= 1, e = 1; end
+% handles by kernel, mode and dimensions: building one costs about 1 ms of
+% interpreted code, a lookup here a few microseconds
+persistent keys handles uses_sigma
+ckey = sprintf('%s|%s|%d|%d|%d', lower(kernel), lower(mode), size(x, 2), size(y, 2), e);
+hit = find(strcmp(keys, ckey), 1);
+if isempty(hit)
+  [f, us] = make_handle(lower(kernel), lower(mode), size(x, 2), size(y, 2), e);
+  if numel(keys) >= 64, keys = {}; handles = {}; uses_sigma = []; end
+  keys{end + 1} = ckey; handles{end + 1} = f; uses_sigma(end + 1) = us;
+  hit = numel(keys);
+end
+if ~uses_sigma(hit), sigma = 1; end   % p unused: any number
+f = handles{hit};
+a = f(x, y, sigma, b);
+end
+
+function [f, us] = make_handle(kernel, mode, dx, dy, e)
 % value formula, log formula, uses sigma (p: sigma as a Pm(1) parameter)
-switch lower(kernel)
+switch kernel
   case {'gaussian', 'gauss'}
     k = {'Exp(-SqDist(x,y)*Inv(Square(p)))', '(-SqDist(x,y)*Inv(Square(p)))', true};
   case 'laplacian'
@@ -43,14 +68,8 @@ switch lower(kernel)
     error('libkp:argument', ['libkp: unknown kernel ''%s''; known kernels: cauchy, energy, ' ...
           'gaussian, inverse_multiquadric, laplacian, linear'], kernel);
 end
-if ~isnumeric(x) || ~isnumeric(y) || ~isnumeric(b)
-  error('libkp:dtype', 'libkp: x, y and b must be numeric (double or single) matrices');
-end
-d = size(x, 2);
-e = size(b, 2);
-if isrow(b) && size(y, 1) ~= 1, e = 1; end
-aliases = {sprintf('x = Vi(%d)', d), sprintf('y = Vj(%d)', size(y, 2)), 'p = Pm(1)', sprintf('b = Vj(%d)', e)};
-switch lower(mode)
+aliases = {sprintf('x = Vi(%d)', dx), sprintf('y = Vj(%d)', dy), 'p = Pm(1)', sprintf('b = Vj(%d)', e)};
+switch mode
   case 'sum'
     f = kp_genred(sprintf('%s*b', k{1}), aliases, 'Sum', 1);
   case 'lse'
@@ -58,6 +77,5 @@ switch lower(mode)
   otherwise
     error('libkp:argument', 'libkp: mode must be ''sum'' or ''lse''');
 end
-if ~k{3}, sigma = 1; end   % p unused: any number
-a = f(x, y, sigma, b);
+us = k{3};
 end
