@@ -47,7 +47,6 @@ typedef struct {
 
 static char g_msg[2048];
 static double g_exec_seconds;
-static int g_registered;
 
 static void at_exit(void) { kpm_cache_clear(); }
 
@@ -348,7 +347,7 @@ static void cmd_call(int nlhs, mxArray **plhs, int nrhs, const mxArray **prhs) {
     mxArray *vals = NULL, *idxs = NULL;
     kp_array vo, io;
     if (od) {
-        vals = mxCreateUninitNumericMatrix((size_t)rows, (size_t)od, dtype == KP_FLOAT32 ? mxSINGLE_CLASS : mxDOUBLE_CLASS, mxREAL);
+        vals = mxCreateUninitNumericMatrix((mwSize)rows, (mwSize)od, dtype == KP_FLOAT32 ? mxSINGLE_CLASS : mxDOUBLE_CLASS, mxREAL);
         memset(&vo, 0, sizeof vo);
         vo.data = mxGetData(vals);
         vo.dtype = dtype;
@@ -359,7 +358,7 @@ static void cmd_call(int nlhs, mxArray **plhs, int nrhs, const mxArray **prhs) {
         vo.strides[1] = rows ? rows : 1;
     }
     if (id) {
-        idxs = mxCreateUninitNumericMatrix((size_t)rows, (size_t)id, mxDOUBLE_CLASS, mxREAL);
+        idxs = mxCreateUninitNumericMatrix((mwSize)rows, (mwSize)id, mxDOUBLE_CLASS, mxREAL);
         memset(&io, 0, sizeof io);
         io.data = mxGetData(idxs);
         io.dtype = KP_INT64;
@@ -469,10 +468,7 @@ static void cmd_threads(mxArray **plhs, int nrhs, const mxArray **prhs) {
 }
 
 void mexFunction(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
-    if (!g_registered) {
-        mexAtExit(at_exit);
-        g_registered = 1;
-    }
+    mexAtExit(at_exit); /* every call: cheap, and right again after the MEX file is reloaded */
     if (nrhs < 1 || !mxIsChar(prhs[0])) fail(NULL, KP_ERR_ARGUMENT, "kp_mex: the first input is a command name");
     char cmd[32];
     if (mxGetString(prhs[0], cmd, sizeof cmd) != 0) fail(NULL, KP_ERR_ARGUMENT, "kp_mex: unknown command");
