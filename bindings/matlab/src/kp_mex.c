@@ -37,12 +37,15 @@
 #include "kp_mex.h"
 
 #define KPM_MAX_ARGS 64
-#define KPM_MAX_TEMPS 8
+#define KPM_MAX_TEMPS 12
 
-/* Buffers a call allocates, freed on every exit path (errors included). */
+/* Buffers a call allocates, freed on every exit path (errors included), and
+ * the output arrays, destroyed if the call fails (Octave would keep the
+ * memory of arrays left behind by an error). */
 typedef struct {
     void *p[KPM_MAX_TEMPS];
     int n;
+    mxArray *out[2];
 } temps;
 
 static char g_msg[2048];
@@ -89,6 +92,15 @@ static void temps_free(temps *t) {
     t->n = 0;
 }
 
+/* On failure: the temporaries and the outputs not handed back. */
+static void temps_abandon(temps *t) {
+    temps_free(t);
+    for (int i = 0; i < 2; i++) {
+        if (t->out[i]) mxDestroyArray(t->out[i]);
+        t->out[i] = NULL;
+    }
+}
+
 /* Raises the error: msg if given, else the context's message, else the
  * status text. Frees the call's temporaries first (the error does not return). */
 static void fail(temps *t, kp_status st, const char *msg) {
@@ -101,7 +113,7 @@ static void fail(temps *t, kp_status st, const char *msg) {
         if (strstr(text, "argument "))
             strncat(g_msg, " (argument k is input k+1)", sizeof g_msg - strlen(g_msg) - 1);
     }
-    if (t) temps_free(t);
+    if (t) temps_abandon(t);
     mexErrMsgIdAndTxt(status_id(st), "%s", g_msg);
 }
 
@@ -111,12 +123,14 @@ static void failf(temps *t, kp_status st, const char *fmt, const char *a, long b
     fail(t, st, buf);
 }
 
-/* A char argument as a NUL-terminated string (mxArrayToString: freed by the
- * MEX runtime on error; freed here on success paths by the caller). */
-static char *get_string(const mxArray *a, const char *what) {
-    if (!mxIsChar(a) || (mxGetM(a) > 1 && mxGetN(a) > 0)) failf(NULL, KP_ERR_ARGUMENT, "%s must be a character row", what, 0, 0);
-    char *s = mxArrayToString(a);
-    if (!s) fail(NULL, KP_ERR_OOM, "out of memory");
+/* A char argument as a NUL-terminated string in a temporary of t (malloc, not
+ * mxArrayToString: Octave does not give back mxMalloc'ed memory when a MEX
+ * function ends in an error). */
+static char *get_string(temps *t, const mxArray *a, const char *what) {
+    if (!mxIsChar(a) || (mxGetM(a) > 1 && mxGetN(a) > 0)) failf(t, KP_ERR_ARGUMENT, "%s must be a character row", what, 0, 0);
+    size_t n = mxGetNumberOfElements(a) + 1;
+    char *s = temp_alloc(t, n);
+    if (!s || mxGetString(a, s, (mwSize)n) != 0) fail(t, KP_ERR_OOM, "out of memory");
     return s;
 }
 
@@ -324,19 +338,19 @@ static void indices_to_double(mxArray *a) {
 
 static void cmd_call(int nlhs, mxArray **plhs, int nrhs, const mxArray **prhs) {
     char msg[512];
-    temps t = {{0}, 0};
+    temps t = {{0}, 0, {NULL, NULL}};
     kp_array args[KPM_MAX_ARGS + 3];
     if (nrhs < 3) fail(NULL, KP_ERR_ARGUMENT, "usage: kp_mex('call', key, deriv, inputs...)");
-    char *key = get_string(prhs[1], "key"), *deriv = get_string(prhs[2], "derivation");
+    char *key = get_string(&t, prhs[1], "key"), *deriv = get_string(&t, prhs[2], "derivation");
     kpm_cache_trim();
     kpm_entry *e;
     kp_status st = kpm_resolve(key, deriv, &e, msg, sizeof msg);
-    if (st != KP_OK) fail(NULL, st, msg);
+    if (st != KP_OK) fail(&t, st, msg);
     int n = nrhs - 3;
     if (n != e->user_nargs)
-        failf(NULL, KP_ERR_ARGUMENT, "%sthe reduction takes %ld inputs, got %ld", e->grad_k >= 0 ? "(gradient: the inputs, then the output gradient) " : "",
+        failf(&t, KP_ERR_ARGUMENT, "%sthe reduction takes %ld inputs, got %ld", e->grad_k >= 0 ? "(gradient: the inputs, then the output gradient) " : "",
               (long)e->user_nargs, (long)n);
-    if (n > KPM_MAX_ARGS) fail(NULL, KP_ERR_ARGUMENT, "too many inputs");
+    if (n > KPM_MAX_ARGS) fail(&t, KP_ERR_ARGUMENT, "too many inputs");
     kp_dtype dtype = user_views(&t, e, n, prhs + 3, args);
     if (e->hidden) hidden_inputs(&t, e, key, deriv, dtype, args);
 
@@ -347,7 +361,7 @@ static void cmd_call(int nlhs, mxArray **plhs, int nrhs, const mxArray **prhs) {
     mxArray *vals = NULL, *idxs = NULL;
     kp_array vo, io;
     if (od) {
-        vals = mxCreateUninitNumericMatrix((mwSize)rows, (mwSize)od, dtype == KP_FLOAT32 ? mxSINGLE_CLASS : mxDOUBLE_CLASS, mxREAL);
+        vals = t.out[0] = mxCreateUninitNumericMatrix((mwSize)rows, (mwSize)od, dtype == KP_FLOAT32 ? mxSINGLE_CLASS : mxDOUBLE_CLASS, mxREAL);
         memset(&vo, 0, sizeof vo);
         vo.data = mxGetData(vals);
         vo.dtype = dtype;
@@ -358,7 +372,7 @@ static void cmd_call(int nlhs, mxArray **plhs, int nrhs, const mxArray **prhs) {
         vo.strides[1] = rows ? rows : 1;
     }
     if (id) {
-        idxs = mxCreateUninitNumericMatrix((mwSize)rows, (mwSize)id, mxDOUBLE_CLASS, mxREAL);
+        idxs = t.out[1] = mxCreateUninitNumericMatrix((mwSize)rows, (mwSize)id, mxDOUBLE_CLASS, mxREAL);
         memset(&io, 0, sizeof io);
         io.data = mxGetData(idxs);
         io.dtype = KP_INT64;
@@ -369,7 +383,6 @@ static void cmd_call(int nlhs, mxArray **plhs, int nrhs, const mxArray **prhs) {
         io.strides[1] = rows ? rows : 1;
     }
     run(&t, e, dtype, args, od ? &vo : NULL, id ? &io : NULL, 1);
-    temps_free(&t);
     if (idxs) indices_to_double(idxs);
     if (vals && kp_formula_sums_rows(e->f) && e->grad_k >= 0 &&
         mxGetNumberOfElements(prhs[3 + e->grad_k]) == (size_t)od) /* a parameter's gradient: the parameter's shape */
@@ -377,8 +390,7 @@ static void cmd_call(int nlhs, mxArray **plhs, int nrhs, const mxArray **prhs) {
     int o = 0;
     if (vals) plhs[o++] = vals;
     if (idxs) plhs[o++] = idxs;
-    mxFree(key);
-    mxFree(deriv);
+    temps_free(&t);
 }
 
 /* ----------------------------------------------------------------- queries */
@@ -386,12 +398,14 @@ static void cmd_call(int nlhs, mxArray **plhs, int nrhs, const mxArray **prhs) {
 static void cmd_info(int nlhs, mxArray **plhs, int nrhs, const mxArray **prhs) {
     char msg[512];
     (void)nlhs;
+    temps t = {{0}, 0, {NULL, NULL}};
     if (nrhs != 3) fail(NULL, KP_ERR_ARGUMENT, "usage: kp_mex('info', key, deriv)");
-    char *key = get_string(prhs[1], "key"), *deriv = get_string(prhs[2], "derivation");
+    char *key = get_string(&t, prhs[1], "key"), *deriv = get_string(&t, prhs[2], "derivation");
     kpm_cache_trim();
     kpm_entry *e;
     kp_status st = kpm_resolve(key, deriv, &e, msg, sizeof msg);
-    if (st != KP_OK) fail(NULL, st, msg);
+    if (st != KP_OK) fail(&t, st, msg);
+    temps_free(&t);
     static const char *fields[] = {"nargs", "categories", "dims", "axis", "out_dim", "out_index_dim", "sums_rows", "formula"};
     mxArray *s = mxCreateStructMatrix(1, 1, 8, fields);
     int n = e->user_nargs;
@@ -418,8 +432,6 @@ static void cmd_info(int nlhs, mxArray **plhs, int nrhs, const mxArray **prhs) {
     mxSetField(s, 0, "sums_rows", mxCreateDoubleScalar(kp_formula_sums_rows(e->f)));
     mxSetField(s, 0, "formula", mxCreateString(text));
     mxFree(text);
-    mxFree(key);
-    mxFree(deriv);
     plhs[0] = s;
 }
 
@@ -427,8 +439,9 @@ static void cmd_info(int nlhs, mxArray **plhs, int nrhs, const mxArray **prhs) {
  * reduction of that name alone, printed canonically, shows the variable as
  * Vi(k,d), Vj(k,d) or Pm(k,d). 0 when the name is not a variable. */
 static void cmd_position(mxArray **plhs, int nrhs, const mxArray **prhs) {
+    temps t = {{0}, 0, {NULL, NULL}};
     if (nrhs != 3) fail(NULL, KP_ERR_ARGUMENT, "usage: kp_mex('position', key, name)");
-    char *key = get_string(prhs[1], "key"), *name = get_string(prhs[2], "name");
+    char *key = get_string(&t, prhs[1], "key"), *name = get_string(&t, prhs[2], "name");
     const char *nl = strchr(key, '\n');
     size_t need = strlen(name) + strlen(nl ? nl : "") + 32;
     char *probe = mxMalloc(need);
@@ -448,8 +461,7 @@ static void cmd_position(mxArray **plhs, int nrhs, const mxArray **prhs) {
         }
     }
     mxFree(probe);
-    mxFree(key);
-    mxFree(name);
+    temps_free(&t);
     plhs[0] = mxCreateDoubleScalar(pos);
 }
 

@@ -33,6 +33,7 @@ cases = {
   'inf_inputs', @inf_inputs
   'empty_inputs', @empty_inputs
   'still_works_after_errors', @after_errors
+  'no_memory_kept_by_errors', @no_leak
 };
 end
 
@@ -103,4 +104,26 @@ end
 function a = call_gauss(varargin)
 f = gauss();
 a = f(varargin{:});
+end
+
+function no_leak()
+% 30000 failing calls (libkp's errors, the gateway's, a gradient's forward)
+% must not keep memory: a leak of 100 bytes per error would show as 3 MB.
+if ~exist('/proc/self/status', 'file'), return; end
+f = gauss();
+l = kp_genred('SqDist(x,y)', {'x = Vi(3)', 'y = Vj(3)'}, 'LogSumExp', 1);
+gl = kp_grad(l, 2);
+x = rand(50, 3); y = rand(60, 3); y2 = y(:, 1:2); b = rand(60, 1); bi = int8(b); e = rand(51, 1);
+calls = {@() f(x, y2, 1, b), @() f(x, y, 1, bi), @() gl(x, y, e)};
+for k = 1:300, for c = 1:3, try, calls{c}(); catch, end, end, end %#ok<NOCOM>
+r0 = rss_kb();
+for k = 1:10000, for c = 1:3, try, calls{c}(); catch, end, end, end %#ok<NOCOM>
+grown = rss_kb() - r0;
+if grown > 1536
+  error('memory in use grew by %.1f MB over 30000 failing calls', grown / 1024);
+end
+end
+
+function kb = rss_kb()
+kb = str2double(regexp(fileread('/proc/self/status'), 'VmRSS:\s*(\d+)', 'tokens', 'once'));
 end
