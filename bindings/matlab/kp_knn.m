@@ -17,13 +17,27 @@ end
 if ~isnumeric(K) || ~isscalar(K) || ~isreal(K) || K < 1 || K ~= round(K)
   error('libkp:argument', 'libkp: K must be a positive integer');
 end
-d = size(x, 2);
-aliases = {sprintf('x = Vi(%d)', d), sprintf('y = Vj(%d)', d)};
+% handles by dimension, K and outputs: kp_genred's interpreted code costs
+% about 1 ms, a lookup here a few microseconds
+persistent keys handles
+ckey = sprintf('%d|%d|%d', size(x, 2), K, nargout > 1);
+hit = find(strcmp(keys, ckey), 1);
+if isempty(hit)
+  d = size(x, 2);
+  aliases = {sprintf('x = Vi(%d)', d), sprintf('y = Vj(%d)', d)};
+  if nargout < 2
+    f = kp_genred('SqDist(x,y)', aliases, 'ArgKMin', 1, K);
+  else
+    f = kp_genred('SqDist(x,y)', aliases, 'KMin_ArgKMin', 1, K);
+  end
+  if numel(keys) >= 64, keys = {}; handles = {}; end
+  keys{end + 1} = ckey; handles{end + 1} = f;
+  hit = numel(keys);
+end
+f = handles{hit};
 if nargout < 2
-  f = kp_genred('SqDist(x,y)', aliases, 'ArgKMin', 1, K);
   idx = f(x, y);
 else
-  f = kp_genred('SqDist(x,y)', aliases, 'KMin_ArgKMin', 1, K);
   [d2, idx] = f(x, y);
 end
 end
