@@ -12,9 +12,12 @@
 # mkoctfile is missing. Prints one line per test and "N passed, M failed";
 # exits nonzero on any failure. Takes about 1 minute on 2 cores (the N = M =
 # 10^5 case most of it).
+# KP_OCTAVE_VALGRIND=1: runs Octave under valgrind's memcheck (any invalid
+# read/write or use of uninitialised memory fails the run; installs valgrind
+# if missing), by default without the large and examples files (~5 min).
 set -euo pipefail
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
 fi
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -41,7 +44,18 @@ if [[ -z "$libdir" ]]; then
 fi
 echo "test_octave: MEX gateway against $libdir/libkp.so"
 cd "$root"
-octave-cli --no-gui --norc -q --eval "
+runner=()
+if [[ "${KP_OCTAVE_VALGRIND:-0}" == "1" ]]; then
+    if ! command -v valgrind >/dev/null; then
+        sudo=""
+        [[ $(id -u) -ne 0 ]] && sudo="sudo"
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q valgrind
+    fi
+    runner=(valgrind -q --error-exitcode=99 --leak-check=no)
+    pattern=${pattern:-'^test_(reductions|gradients|errors|api)$'}
+    export KP_OCTAVE_VALGRIND
+fi
+"${runner[@]}" octave-cli --no-gui --norc -q --eval "
   addpath('$root/bindings/matlab');
   kp_build('$libdir', '$root/include');
   addpath('$root/bindings/matlab/tests');

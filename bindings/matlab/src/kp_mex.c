@@ -387,9 +387,18 @@ static void cmd_call(int nlhs, mxArray **plhs, int nrhs, const mxArray **prhs) {
     if (vals && kp_formula_sums_rows(e->f) && e->grad_k >= 0 &&
         mxGetNumberOfElements(prhs[3 + e->grad_k]) == (size_t)od) /* a parameter's gradient: the parameter's shape */
         mxSetDimensions(vals, mxGetDimensions(prhs[3 + e->grad_k]), mxGetNumberOfDimensions(prhs[3 + e->grad_k]));
-    int o = 0;
-    if (vals) plhs[o++] = vals;
-    if (idxs) plhs[o++] = idxs;
+    /* plhs has room for max(nlhs, 1) outputs: [v] = f(...) of a Min_ArgMin
+     * wants the values only, and the indices must not be written past it */
+    int o = 0, room = nlhs > 0 ? nlhs : 1;
+    t.out[0] = t.out[1] = NULL;
+    if (vals) {
+        if (o < room) plhs[o++] = vals;
+        else mxDestroyArray(vals);
+    }
+    if (idxs) {
+        if (o < room) plhs[o++] = idxs;
+        else mxDestroyArray(idxs);
+    }
     temps_free(&t);
 }
 

@@ -13,6 +13,7 @@ cases = {
   'wide_variables', @column_slices
   'cache_cleared_handles_still_work', @cleared
   'info', @info
+  'fewer_outputs_than_the_reduction_has', @fewer_outputs
 };
 end
 
@@ -125,4 +126,21 @@ if s.nargs ~= 2 || ~strcmp(s.categories, 'ij') || ~isequal(s.dims, [3 3]) || s.a
   disp(s);
   error('unexpected info');
 end
+end
+
+function fewer_outputs()
+% [v] = f(...) of a two-output reduction gives the values only (the gateway
+% must not write the indices past the outputs asked for; valgrind run:
+% KP_OCTAVE_VALGRIND=1 scripts/test_octave.sh)
+rand('seed', 15); %#ok<RAND>
+x = rand(20, 3); y = rand(30, 3);
+for red = {'Min_ArgMin', 'Max_ArgMax'}
+  f = kp_genred('SqDist(x,y)', {'x = Vi(3)', 'y = Vj(3)'}, red{1}, 1);
+  v = f(x, y);
+  [v2, i2] = f(x, y);
+  if ~isequal(v, v2) || ~isequal(size(i2), [20 1]), error('%s: one output differs from two', red{1}); end
+end
+f = kp_genred('SqDist(x,y)', {'x = Vi(3)', 'y = Vj(3)'}, 'KMin_ArgKMin', 1, 3);
+f(x, y);   % no output asked for: ans gets the values
+if ~isequal(size(ans), [20 3]), error('ans of KMin_ArgKMin is %s', mat2str(size(ans))); end %#ok<NOANS>
 end
