@@ -1,12 +1,13 @@
 # kernel.R: keops_kernel() and keops_grad(), the formula-text interface.
 
-# Position of each alias, asked of libkp: in the formula that names only it,
-# its position is the one argument in use.
+# Position of each alias, asked of libkp: the canonical text of the formula
+# that names only it is "Sum_Reduction(Vi(k,d),1)" (declared aliases all count
+# as arguments, so the argument count cannot tell).
 .alias_positions <- function(args) {
   names <- sub("^\\s*([A-Za-z_][A-Za-z0-9_]*)\\s*=.*$", "\\1", args)
   pos <- vapply(names, function(nm) {
     op <- .parse(sprintf("Sum_Reduction(%s,1)", nm), args)
-    which(!is.na(.info(op)$category))[1L] - 1L
+    as.integer(sub("^Sum_Reduction\\((Vi|Vj|Pm)\\(([0-9]+),.*$", "\\2", .info(op)$text))
   }, integer(1))
   stats::setNames(pos, names)
 }
@@ -17,7 +18,9 @@
     stop("rkp: 'input' must be a list of the formula's arguments (matrices, vectors, numbers)",
          call. = FALSE)
   nms <- names(input)
-  if (!is.null(nms) && all(nzchar(nms))) {
+  if (!is.null(nms) && any(nzchar(nms))) {
+    if (!all(nzchar(nms)))
+      stop("rkp: name every element of 'input' or none", call. = FALSE)
     unknown <- setdiff(nms, names(positions))
     if (length(unknown))
       stop(sprintf("rkp: 'input' names %s, which the formula's args do not declare",

@@ -146,8 +146,8 @@ Ops.LazyTensor <- function(e1, e2) {
 Math.LazyTensor <- function(x, ...) {
   if (.Generic == "tan") return(sin(x) / cos(x))
   if (.Generic == "round") {
-    digits <- list(...)$digits
-    return(.combine(sprintf("Round(%%s,%d)", if (is.null(digits)) 0L else as.integer(digits)), x))
+    digits <- if (...length()) ..1 else 0L
+    return(.combine(sprintf("Round(%%s,%d)", .whole(digits, "digits", -99L)), x))
   }
   f <- .MATH[.Generic]
   if (is.na(f))
