@@ -78,3 +78,12 @@
   stop(sprintf("rkp: %s must be a numeric (double or integer) vector or matrix, got %s",
                what, cls), call. = FALSE)
 }
+
+# Seconds of each of `reps` kp_plan_exec calls of the keops_kernel operator
+# `kernel` on C-held row-major copies of `input`: the C call that
+# bench/r/bench_r.R measures the binding's overhead against.
+.c_exec_time <- function(kernel, input, reps = 1L) {
+  a <- attr(kernel, "rkp")
+  input <- lapply(input, function(x) .as_input(x, "input"))
+  .check(.Call(rkp_c_exec_time, a$op, input, .dtype_code(), as.integer(reps), .rkp$threads))
+}
