@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_r.sh: the R binding (bindings/r, package rkp), from a fresh Debian 12 machine:
 #
-#   1. installs r-base-dev and r-cran-testthat (and libkp's build packages) if missing;
+#   1. installs r-base-dev, r-cran-testthat, r-cran-matrix (sparse-input test) and
+#      libkp's build packages if missing;
 #   2. builds libkp (Release, no ahead-of-time CUDA table) in build-r/, unless a
 #      build directory or install prefix is given;
 #   3. R CMD build + R CMD check --no-manual (fails on any ERROR or WARNING);
@@ -22,12 +23,12 @@ while (($#)); do
   case "$1" in
     --libkp-dir) libkp_dir=$2; shift 2 ;;
     --no-check) do_check=0; shift ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^set -e/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "test_r.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
 
-packages=(r-base-dev r-cran-testthat build-essential cmake pkg-config libsleef-dev nettle-dev)
+packages=(r-base-dev r-cran-testthat r-cran-matrix build-essential cmake pkg-config libsleef-dev nettle-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$p")

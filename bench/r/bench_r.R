@@ -51,6 +51,24 @@ measured <- function(expr) {
 
 op <- keops_kernel("Sum_Reduction(Exp(-SqDist(x,y)*g)*b, 1)",
                    c("x = Vi(3)", "y = Vj(3)", "g = Pm(1)", "b = Vj(1)"))
+
+# The binding's fixed cost per call, where the kernel itself is negligible
+# (N = M = 100): median of many interleaved calls, float64.
+per_call <- function(reps = 400L) {
+  set.seed(2)
+  inp <- list(matrix(runif(300), 100), matrix(runif(300), 100), 8, matrix(runif(100), 100))
+  t_r <- t_c <- numeric(reps)
+  for (r in seq_len(reps)) {
+    t0 <- proc.time()[["elapsed"]]
+    for (k in 1:10) op(inp)
+    t_r[r] <- (proc.time()[["elapsed"]] - t0) / 10
+    t_c[r] <- rkp:::.c_exec_time(op, inp, 1L)
+  }
+  c(r = median(t_r), c = median(t_c))
+}
+pc <- per_call()
+cat(sprintf("per call at N = M = 100 (median, float64): R %.1f us, C %.1f us: the binding adds %.1f us per call\n",
+            1e6 * pc[["r"]], 1e6 * pc[["c"]], 1e6 * (pc[["r"]] - pc[["c"]])))
 sizes <- if (opt$quick) c(1e3, 1e4) else c(1e4, 1e5)
 rows <- list()
 for (N in sizes) {
