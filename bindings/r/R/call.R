@@ -80,10 +80,11 @@
 }
 
 # Seconds of each of `reps` kp_plan_exec calls of the keops_kernel operator
-# `kernel` on C-held row-major copies of `input`: the C call that
-# bench/r/bench_r.R measures the binding's overhead against.
-.c_exec_time <- function(kernel, input, reps = 1L) {
+# `kernel` on C-held copies of `input` (row-major, or column-major as R holds
+# them): the C call that bench/r/bench_r.R measures the binding against.
+.c_exec_time <- function(kernel, input, reps = 1L, col_major = FALSE) {
   a <- attr(kernel, "rkp")
   input <- lapply(input, function(x) .as_input(x, "input"))
-  .check(.Call(rkp_c_exec_time, a$op, input, .dtype_code(), as.integer(reps), .rkp$threads))
+  .check(.Call(rkp_c_exec_time, a$op, input, .dtype_code(), as.integer(reps), .rkp$threads,
+               isTRUE(col_major)))
 }

@@ -2,8 +2,10 @@
  * bench.c: the C call that the R binding's overhead is measured against
  * (bench/r/bench_r.R, through the unexported rkp:::.c_exec_time).
  *
- * It holds the arguments as a C user of kp.h would: contiguous row-major
- * buffers in the plan's dtype, made once, then times kp_plan_exec alone.
+ * It holds the arguments as a C user of kp.h would: buffers in the plan's
+ * dtype, made once, either contiguous row-major (a C program's usual layout)
+ * or column-major as R holds them (the strides the binding passes), then
+ * times kp_plan_exec alone.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -18,8 +20,8 @@ static double now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* A row-major copy of the n x d column-major R matrix x (a parameter: as is). */
-static void *row_major(SEXP x, kp_dtype dtype, int64_t n, int64_t d) {
+/* A copy of the n x d column-major R matrix x, row-major unless col_major. */
+static void *copy_of(SEXP x, kp_dtype dtype, int64_t n, int64_t d, int col_major) {
     size_t esz = dtype == KP_FLOAT32 ? sizeof(float) : sizeof(double);
     void *buf = malloc((size_t)(n * d) * esz + 1);
     if (!buf) return NULL;
@@ -27,16 +29,19 @@ static void *row_major(SEXP x, kp_dtype dtype, int64_t n, int64_t d) {
     for (int64_t p = 0; p < n; p++)
         for (int64_t c = 0; c < d; c++) {
             double v = src[p + c * n];
-            if (dtype == KP_FLOAT32) ((float *)buf)[p * d + c] = (float)v;
-            else ((double *)buf)[p * d + c] = v;
+            int64_t at = col_major ? p + c * n : p * d + c;
+            if (dtype == KP_FLOAT32) ((float *)buf)[at] = (float)v;
+            else ((double *)buf)[at] = v;
         }
     return buf;
 }
 
-/* rkp_c_exec_time(op, args, dtype, reps, nthreads): seconds of each of reps
- * kp_plan_exec calls on C-held copies of args (a sum-type reduction over j). */
-SEXP rkp_c_exec_time(SEXP ptr, SEXP args, SEXP dtype_, SEXP reps_, SEXP nthreads) {
+/* rkp_c_exec_time(op, args, dtype, reps, nthreads, col_major): seconds of
+ * each of reps kp_plan_exec calls on C-held copies of args (a reduction over j
+ * with values only), row-major or column-major. */
+SEXP rkp_c_exec_time(SEXP ptr, SEXP args, SEXP dtype_, SEXP reps_, SEXP nthreads, SEXP col_major_) {
     kp_dtype dtype = Rf_asInteger(dtype_) == 0 ? KP_FLOAT32 : KP_FLOAT64;
+    int col_major = Rf_asLogical(col_major_) == 1;
     int reps = Rf_asInteger(reps_);
     kp_plan *plan;
     kp_status st = rkp__plan(ptr, dtype, &plan);
@@ -55,8 +60,12 @@ SEXP rkp_c_exec_time(SEXP ptr, SEXP args, SEXP dtype_, SEXP reps_, SEXP nthreads
         SEXP x = VECTOR_ELT(args, k);
         int64_t n = Rf_isMatrix(x) ? Rf_nrows(x) : XLENGTH(x), d = Rf_isMatrix(x) ? Rf_ncols(x) : 1;
         if (cat[k] == KP_VAR_PARAM) { d = XLENGTH(x); n = 1; }
-        bufs[k] = row_major(x, dtype, n, d);
+        bufs[k] = copy_of(x, dtype, n, d, col_major && cat[k] != KP_VAR_PARAM);
         a[k] = cat[k] == KP_VAR_PARAM ? kp_array_1d(bufs[k], dtype, d) : kp_array_2d(bufs[k], dtype, n, d);
+        if (col_major && cat[k] != KP_VAR_PARAM) {
+            a[k].strides[0] = 1;
+            a[k].strides[1] = n;
+        }
         if (cat[k] == KP_VAR_I) nx = n;
     }
     size_t esz = dtype == KP_FLOAT32 ? sizeof(float) : sizeof(double);

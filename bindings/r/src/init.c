@@ -9,7 +9,7 @@ static const R_CallMethodDef call_methods[] = {
     {"rkp_derive", (DL_FUNC)&rkp_derive, 3},
     {"rkp_version", (DL_FUNC)&rkp_version, 0},
     {"rkp_exec", (DL_FUNC)&rkp_exec, 7},
-    {"rkp_c_exec_time", (DL_FUNC)&rkp_c_exec_time, 5},
+    {"rkp_c_exec_time", (DL_FUNC)&rkp_c_exec_time, 6},
     {NULL, NULL, 0}};
 
 void R_init_rkp(DllInfo *dll) {
