@@ -14,7 +14,8 @@
 #   4. scripts/check_install.sh: install, then build examples against the
 #      installed library with pkg-config and with find_package;
 #   5. the Python binding (pykp): pip-installed into a venv over Debian's
-#      numpy/torch/scipy, then its pytest suite.
+#      numpy/torch/scipy, then its pytest suite;
+#   6. the R binding (rkp): scripts/test_r.sh over the Release build.
 #
 # usage: scripts/test.sh          (exit status 0 only if everything passed)
 set -euo pipefail
@@ -77,5 +78,8 @@ LIBKP_PATH="$root/build-test/src" build-py/venv/bin/pip install --quiet --no-bui
 # missing file fails them instead of skipping).
 (cd build-py && PYKP_MOCK_CUDA="$root/build-test/tests/gpu/libkp_mock_cuda.so" PYKP_TEST_LARGE=1 \
   venv/bin/python -m pytest -q "$root/bindings/python/tests")
+
+echo "== test.sh: R binding (rkp): R CMD build + check, testthat suite, examples"
+scripts/test_r.sh --libkp-dir build-test
 
 echo "== test.sh: all passed"

@@ -71,7 +71,7 @@ per_call <- function(reps = 30L, inner = 200L) {
   c(r = median(t_r), c = median(t_c))
 }
 pc <- per_call()
-cat(sprintf("per call at N = M = 100 (median, float64): R %.1f us, C %.1f us: the binding adds %.1f us per call\n",
+cat(sprintf("per call at N = M = 100, float64, 1 thread (median of means): R %.1f us, C %.1f us: the binding adds %.1f us per call\n",
             1e6 * pc[["r"]], 1e6 * pc[["c"]], 1e6 * (pc[["r"]] - pc[["c"]])))
 sizes <- if (opt$quick) c(1e3, 1e4) else c(1e4, 1e5)
 rows <- character()
@@ -121,7 +121,7 @@ for (N in sizes) {
   }
 }
 cat(sprintf("load average at end %s\n\n", load()))
-cat("| N = M | dtype | R call (s) | C call, R's layout (s) | R overhead | C call, row-major (s) | rkp R heap | dense R, float64 (time, peak R heap) | dense / rkp |\n")
+cat("| N = M | dtype | R call (s) | C call, R's layout (s) | R overhead | C call, row-major (s) | rkp: R heap beyond the result | dense R, float64 (time, R heap beyond the result) | dense / rkp |\n")
 cat("|---|---|---|---|---|---|---|---|---|\n")
 cat(rows, sep = "\n")
 cat(sprintf("\nper call at N = M = 100, 1 thread (median of means): R %.1f us, C %.1f us: the binding adds %.1f us per call\n",

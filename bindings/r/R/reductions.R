@@ -68,13 +68,14 @@ max.LazyTensor <- function(x, index = NA, ..., na.rm = FALSE) {
 
 #' @export
 argmin <- function(x, index = NA) {
-  if (length(index) == 1L && is.na(index)) return(.combine("ArgMin(%s)", x))
+  # the component's number, from 1 as R numbers them (libkp's ArgMin counts from 0)
+  if (length(index) == 1L && is.na(index)) return(.combine("(ArgMin(%s)+IntCst(1))", x))
   .reduce(x, "ArgMin", index)
 }
 
 #' @export
 argmax <- function(x, index = NA) {
-  if (length(index) == 1L && is.na(index)) return(.combine("ArgMax(%s)", x))
+  if (length(index) == 1L && is.na(index)) return(.combine("(ArgMax(%s)+IntCst(1))", x))
   .reduce(x, "ArgMax", index)
 }
 
