@@ -15,7 +15,8 @@
 #      installed library with pkg-config and with find_package;
 #   5. the Python binding (pykp): pip-installed into a venv (python3 on PATH,
 #      torch==2.13.0 and bindings/python/requirements-test.txt), then its
-#      pytest suite.
+#      pytest suite;
+#   6. the R binding (rkp): scripts/test_r.sh over the Release build.
 #
 # usage: scripts/test.sh          (exit status 0 only if everything passed)
 set -euo pipefail
@@ -79,5 +80,8 @@ build-py/venv/bin/python -c 'import sys, torch, numpy; print("pykp suite on Pyth
 # missing file fails them instead of skipping).
 (cd build-py && PYKP_MOCK_CUDA="$root/build-test/tests/gpu/libkp_mock_cuda.so" PYKP_TEST_LARGE=1 \
   venv/bin/python -m pytest -q "$root/bindings/python/tests")
+
+echo "== test.sh: R binding (rkp): R CMD build + check, testthat suite, examples"
+scripts/test_r.sh --libkp-dir build-test
 
 echo "== test.sh: all passed"

@@ -1,0 +1,4 @@
+library(testthat)
+library(rkp)
+
+test_check("rkp")
