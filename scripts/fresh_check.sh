@@ -20,6 +20,8 @@
 #   --suite NAME     Debian suite (default: the host's, from /etc/os-release)
 #   --mirror URL     Debian mirror (default: the one in the host's apt sources)
 #   --cache DIR      cache of the base root and downloaded .debs (default .fresh-root/)
+#   --rev REV        test this git revision instead of HEAD (e.g. to see an old
+#                    demo.sh fail)
 #   --worktree       test the working tree (git stash create) instead of HEAD
 #   --demo-n N       points per cloud for the demo (default 20000: the check is
 #                    that it builds and runs, not its speed)
@@ -33,12 +35,13 @@ set -euo pipefail
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
 root_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-suite="" mirror="" cache="$root_dir/.fresh-root" use_worktree=0 demo_n=20000 keep=0 reuse_debs=1
+rev=HEAD suite="" mirror="" cache="$root_dir/.fresh-root" use_worktree=0 demo_n=20000 keep=0 reuse_debs=1
 while (($#)); do
   case "$1" in
     --suite) suite=$2; shift 2 ;;
     --mirror) mirror=$2; shift 2 ;;
     --cache) cache=$2; shift 2 ;;
+    --rev) rev=$2; shift 2 ;;
     --worktree) use_worktree=1; shift ;;
     --demo-n) demo_n=$2; shift 2 ;;
     --fresh-debs) reuse_debs=0; shift ;;
@@ -131,7 +134,6 @@ if [[ $reuse_debs -eq 1 ]]; then
   mounted+=("$run/var/cache/apt/archives")
 fi
 
-rev=HEAD
 if [[ $use_worktree -eq 1 ]]; then
   rev=$(git -C "$root_dir" stash create)
   rev=${rev:-HEAD}

@@ -90,6 +90,9 @@ kp_status kp_formula_with_indices(kp_context *ctx, const kp_formula *f, kp_formu
     case KP_RED_SUMSOFTMAXWEIGHT:
     default: return kp__fail(ctx, KP_ERR_ARGUMENT, "%s selects no indices", kp__reduction_name(f->red));
     }
+    if (f->sum_rows) /* indices of different rows do not add up */
+        return kp__fail(ctx, KP_ERR_ARGUMENT, "%s sums its rows: it has no indices to select",
+                        kp__reduction_name(f->red));
     kp_formula *g = malloc(sizeof *g);
     if (!g) return kp__fail(ctx, KP_ERR_OOM, "out of memory");
     *g = *f;
