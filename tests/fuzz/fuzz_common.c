@@ -310,10 +310,10 @@ int fz_gen_reduction(fz_reader *r, char *buf, size_t size, int *D, int *E) {
     int axis = (int)fz_pick(r, 2);
     int depth = 1 + (int)fz_pick(r, 5);
     int d = 1 + (int)fz_pick(r, 4);
-    int rowsum = fz_pick(r, 16) == 0;
+    int rowsum = fz_pick(r, 16) == 15;
     if (rowsum) put(&s, "RowSum(");
     put(&s, "%s_Reduction(", names[red]);
-    if (red == 1 || red == 2) d = fz_pick(r, 8) ? 1 : d; /* LogSumExp, SumSoftMaxWeight: scalar F */
+    if (red == 1 || red == 2) d = fz_pick(r, 8) != 7 ? 1 : d; /* LogSumExp, SumSoftMaxWeight: scalar F */
     gen(&g, d, depth);
     if (red == 2) {
         put(&s, ",%d,", axis);
@@ -470,9 +470,15 @@ static void call_free(fz_call *c) {
 
 static void draw_sizes(fz_call *c, fz_reader *r) {
     memset(c, 0, sizeof *c);
-    c->N = fz_pick(r, 16) == 0 ? 0 : 1 + (int64_t)fz_pick(r, 7);
-    c->M = fz_pick(r, 16) == 0 ? 0 : 1 + (int64_t)fz_pick(r, 7);
-    if (fz_pick(r, 8) == 0) c->M += 30 + (int64_t)fz_pick(r, 40); /* several SIMD blocks */
+    /* Rare choices are the largest values: an exhausted input reads zeros and
+     * gets the common, cheap case. */
+    c->N = fz_pick(r, 16) == 15 ? 0 : 1 + (int64_t)fz_pick(r, 7);
+    c->M = fz_pick(r, 16) == 15 ? 0 : 1 + (int64_t)fz_pick(r, 7);
+    if (fz_pick(r, 8) == 7) c->M += 30 + (int64_t)fz_pick(r, 40); /* several SIMD blocks */
+    if (fz_pick(r, 32) == 31) { /* enough pairs (> 2 x 2^16) that two threads really split the work */
+        c->N = 300 + (int64_t)fz_pick(r, 200);
+        c->M = 450 + (int64_t)fz_pick(r, 200);
+    }
     c->nb = (int)fz_pick(r, 3);
     for (int k = 0; k < c->nb; k++) c->ext[k] = 1 + (int64_t)fz_pick(r, 3);
 }

@@ -79,11 +79,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         return 0;
     }
     extras(ctx, chain[0]);
-    if (fz_pick(&r, 4) == 0) joint(ctx, chain[0]);
+    if (fz_pick(&r, 4) == 3) joint(ctx, chain[0]);
     for (int order = 1; order <= 3; order++) {
         const kp_formula *f = chain[order - 1];
         int n = kp_formula_num_args(f);
-        int k = (int)fz_pick(&r, (unsigned)n + 1) - (fz_pick(&r, 16) == 0); /* -1 and n are refused */
+        int k = (int)fz_pick(&r, (unsigned)n + 1) - (fz_pick(&r, 16) == 15); /* -1 and n are refused */
         if (kp_formula_grad(ctx, f, k, &chain[order]) != KP_OK) {
             if (!kp_context_message(ctx)[0]) fz_fail("grad failure without a message", text);
             if (k >= 0 && k < n) {
@@ -98,7 +98,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         check_reparse(ctx, chain[order]);
         lower(ctx, chain[order]);
         extras(ctx, chain[order]);
-        if (fz_pick(&r, 3) == 0) fz_exec_check(ctx, chain[order], KP_FLOAT64, &r);
+        if (fz_pick(&r, 3) == 2) fz_exec_check(ctx, chain[order], KP_FLOAT64, &r);
     }
     for (int k = 3; k >= 0; k--) kp_formula_free(chain[k]);
     kp_context_free(ctx);
