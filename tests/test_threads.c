@@ -331,6 +331,30 @@ static void test_shared_plan(void **state) {
     kp_context_free(ctx);
 }
 
+/* Negative control (KP_TEST_NEGATIVE_CONTROL=1, not part of the suite): four
+ * threads parse in ONE context, which kp.h forbids; under ThreadSanitizer this
+ * must be reported, showing that the build would see a race in libkp. */
+static void *parse_in_shared_context(void *arg) {
+    kp_context *ctx = arg;
+    for (int r = 0; r < 20; r++) {
+        kp_formula *f = NULL;
+        char text[64];
+        snprintf(text, sizeof text, "Sum_Reduction(Exp(-%d*SqDist(x,y))*b, 1)", r);
+        kp_formula_parse(ctx, text, ALIASES, 4, &f);
+        kp_formula_free(f);
+    }
+    return NULL;
+}
+
+static void negative_control(void) {
+    kp_context *ctx;
+    pthread_t th[4];
+    if (kp_context_new(&ctx) != KP_OK) return;
+    for (int t = 0; t < 4; t++) pthread_create(&th[t], NULL, parse_in_shared_context, ctx);
+    for (int t = 0; t < 4; t++) pthread_join(th[t], NULL);
+    kp_context_free(ctx);
+}
+
 static int setup(void **state) {
     (void)state;
     fill_data();
@@ -339,6 +363,10 @@ static int setup(void **state) {
 }
 
 int main(void) {
+    if (getenv("KP_TEST_NEGATIVE_CONTROL")) {
+        negative_control();
+        return 0;
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_own_contexts),
         cmocka_unit_test(test_shared_formula),
