@@ -33,11 +33,19 @@
  * - The caller owns every buffer passed in; libkp never keeps a pointer to one
  *   after a call returns.
  * - Thread-safety: a kp_context is used by one thread at a time. A kp_formula
- *   and a kp_plan are immutable after creation and may be used from several
- *   threads at once, *provided* each thread passes its own context to calls that
- *   take one (kp_plan_exec writes its error message into the plan's context, so
- *   concurrent kp_plan_exec on one plan is safe only while they succeed; use one
- *   plan per thread if you need the messages).
+ *   lives in the context that made it (its nodes are in that context's store):
+ *   calls that take a context and a formula (kp_plan_new, kp_plan_new_joint,
+ *   kp_formula_grad, _with_indices, _softmax_lse, _unsummed) must be given that
+ *   context, else KP_ERR_ARGUMENT, so they run in the thread that uses it. The
+ *   calls that only read a formula (kp_formula_reduction, _axis, _num_args,
+ *   _arg, _out_dim, _out_index_dim, _node_count, _sums_rows, _print) may run
+ *   from any number of threads at once, alongside those. A kp_plan is
+ *   immutable: kp_plan_exec and kp_plan_exec_joint may run on one plan from
+ *   several threads at once, each with its own outputs, while they succeed (a
+ *   failing call writes its message into the plan's context; use one plan per
+ *   thread if you need the messages); do not change the plan's context
+ *   settings meanwhile. tests/test_threads.c checks exactly this under
+ *   ThreadSanitizer (scripts/tsan.sh).
  */
 #ifndef KP_H
 #define KP_H

@@ -34,6 +34,10 @@ fi
 
 # KP_CUDA_AOT=OFF: the demo runs on the CPU; the ahead-of-time CUDA kernel table
 # (minutes of nvcc when the CUDA toolkit is installed) is for GPU users.
-cmake -S . -B build-demo -DCMAKE_BUILD_TYPE=Release -DKP_CUDA_AOT=OFF
+# KP_BUILD_TESTS/BENCH=OFF: the demo needs only the packages above (the test
+# suites need cmocka, which scripts/test.sh installs). scripts/fresh_check.sh
+# runs this script on a bare Debian root to keep it that way.
+cmake -S . -B build-demo -DCMAKE_BUILD_TYPE=Release -DKP_CUDA_AOT=OFF \
+  -DKP_BUILD_TESTS=OFF -DKP_BUILD_BENCH=OFF
 cmake --build build-demo --target kp_demo -j"$(nproc)"
 exec ./build-demo/examples/kp_demo "$@"

@@ -16,10 +16,17 @@ int kp_formula_axis(const kp_formula *f) { return f ? f->axis : -1; }
 int kp_formula_num_args(const kp_formula *f) { return f ? f->nargs : 0; }
 int kp_formula_sums_rows(const kp_formula *f) { return f ? f->sum_rows : 0; }
 
+kp_status kp__formula_check_context(kp_context *ctx, const kp_formula *f) {
+    if (f->ctx == ctx) return KP_OK;
+    return kp__fail(ctx, KP_ERR_ARGUMENT,
+                    "the formula was made in another context: use it with the context it was made in");
+}
+
+/* No message: this call takes no context, and writing into the formula's
+ * would race with the thread that uses that context. */
 kp_status kp_formula_arg(const kp_formula *f, int k, kp_var_category *category, int *dim) {
     if (!f) return KP_ERR_NULL;
-    if (k < 0 || k >= f->nargs || !f->args[k].used)
-        return kp__fail(f->ctx, KP_ERR_ARGUMENT, "argument %d is not used by the formula", k);
+    if (k < 0 || k >= f->nargs || !f->args[k].used) return KP_ERR_ARGUMENT;
     if (category) *category = f->args[k].cat;
     if (dim) *dim = f->args[k].dim;
     return KP_OK;

@@ -25,6 +25,11 @@ struct kp_formula {
     kp_arg_info args[KP_MAX_ARGS];
 };
 
+/* KP_OK if ctx is the context f was made in, else KP_ERR_ARGUMENT with a
+ * message in ctx. f's nodes live in its context's store (ids, hash-consing):
+ * calls that build nodes or lower f need that store, hence that context. */
+kp_status kp__formula_check_context(kp_context *ctx, const kp_formula *f);
+
 /* Reduction names as written in formulas ("Sum" for Sum_Reduction). */
 const char *kp__reduction_name(kp_reduction red);
 

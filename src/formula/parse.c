@@ -638,7 +638,13 @@ static int parse_top(parser *ps) {
     next(ps);
     if (!expect(ps, T_LPAR, "'(' after RowSum")) return 0;
     ps->f->sum_rows = 1;
+    int col = ps->tok.col;
     if (!parse_reduction(ps, 1)) return 0;
+    if (kp_formula_out_index_dim(ps->f) > 0) { /* indices of different rows do not add up */
+        error_at(ps, KP_ERR_PARSE, col, "RowSum of %s: a reduction with index outputs cannot sum its rows",
+                 kp__reduction_name(ps->f->red));
+        return 0;
+    }
     if (!expect(ps, T_RPAR, "')' closing RowSum")) return 0;
     if (ps->tok.kind != T_END) {
         char buf[64];

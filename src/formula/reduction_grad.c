@@ -51,6 +51,7 @@ static const kp_node *add_arg(kp_context *ctx, kp_formula *g, int pos, kp_var_ca
 kp_status kp_formula_softmax_lse(kp_context *ctx, const kp_formula *f, kp_formula **out) {
     if (!ctx) return KP_ERR_NULL;
     if (!f || !out) return kp__fail(ctx, KP_ERR_NULL, "formula or out is NULL");
+    if (kp__formula_check_context(ctx, f) != KP_OK) return KP_ERR_ARGUMENT;
     kp_formula *g = copy_header(ctx, f);
     if (!g) return kp__fail(ctx, KP_ERR_OOM, "out of memory");
     g->red = KP_RED_LOGSUMEXP;
@@ -63,6 +64,7 @@ kp_status kp_formula_softmax_lse(kp_context *ctx, const kp_formula *f, kp_formul
 kp_status kp_formula_unsummed(kp_context *ctx, const kp_formula *f, kp_formula **out) {
     if (!ctx) return KP_ERR_NULL;
     if (!f || !out) return kp__fail(ctx, KP_ERR_NULL, "formula or out is NULL");
+    if (kp__formula_check_context(ctx, f) != KP_OK) return KP_ERR_ARGUMENT;
     kp_formula *g = malloc(sizeof *g);
     if (!g) return kp__fail(ctx, KP_ERR_OOM, "out of memory");
     *g = *f;
@@ -74,6 +76,7 @@ kp_status kp_formula_unsummed(kp_context *ctx, const kp_formula *f, kp_formula *
 kp_status kp_formula_with_indices(kp_context *ctx, const kp_formula *f, kp_formula **out) {
     if (!ctx) return KP_ERR_NULL;
     if (!f || !out) return kp__fail(ctx, KP_ERR_NULL, "formula or out is NULL");
+    if (kp__formula_check_context(ctx, f) != KP_OK) return KP_ERR_ARGUMENT;
     kp_reduction r;
     switch (f->red) {
     case KP_RED_MIN:
@@ -90,6 +93,9 @@ kp_status kp_formula_with_indices(kp_context *ctx, const kp_formula *f, kp_formu
     case KP_RED_SUMSOFTMAXWEIGHT:
     default: return kp__fail(ctx, KP_ERR_ARGUMENT, "%s selects no indices", kp__reduction_name(f->red));
     }
+    if (f->sum_rows) /* indices of different rows do not add up */
+        return kp__fail(ctx, KP_ERR_ARGUMENT, "%s sums its rows: it has no indices to select",
+                        kp__reduction_name(f->red));
     kp_formula *g = malloc(sizeof *g);
     if (!g) return kp__fail(ctx, KP_ERR_OOM, "out of memory");
     *g = *f;
@@ -101,6 +107,7 @@ kp_status kp_formula_with_indices(kp_context *ctx, const kp_formula *f, kp_formu
 kp_status kp_formula_grad(kp_context *ctx, const kp_formula *f, int k, kp_formula **out) {
     if (!ctx) return KP_ERR_NULL;
     if (!f || !out) return kp__fail(ctx, KP_ERR_NULL, "formula or out is NULL");
+    if (kp__formula_check_context(ctx, f) != KP_OK) return KP_ERR_ARGUMENT;
     if (k < 0 || k >= f->nargs || !f->args[k].used)
         return kp__fail(ctx, KP_ERR_ARGUMENT, "argument %d is not used by the formula", k);
     kp_var_category row_cat = f->axis == 1 ? KP_VAR_I : KP_VAR_J;

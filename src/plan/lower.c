@@ -195,6 +195,8 @@ static kp_operand as_tile(lowering *lw, kp_operand o) {
 
 kp_status kp__lower(kp_context *ctx, const kp_formula *f, kp_program *prog) {
     memset(prog, 0, sizeof *prog);
+    /* Node ids index the lowering's tables: they must come from ctx's store. */
+    if (kp__formula_check_context(ctx, f) != KP_OK) return KP_ERR_ARGUMENT;
     lowering lw;
     memset(&lw, 0, sizeof lw);
     lw.ctx = ctx;
