@@ -272,7 +272,7 @@ typedef enum {
     F_ONEHOT,     /* OneHot(f,d) */
     F_INTCST,     /* IntCst(n) */
     F_ZERO,       /* Zero(d) */
-    F_VAR,        /* Vi/Vj/Pm(k,d) */
+    F_VAR,        /* Vi/Vj/Pm(k,d), Var(k,d,cat) */
     F_MOD,        /* Mod(f,a[,b]) */
     F_SQNORM2,    /* SqNorm2(f) */
     F_NORM2,      /* Norm2(f) */
@@ -342,6 +342,7 @@ static const struct {
     {"Vi", F_VAR, KP_OP_VAR, 2, 2},
     {"Vj", F_VAR, KP_OP_VAR, 2, 2},
     {"Pm", F_VAR, KP_OP_VAR, 2, 2},
+    {"Var", F_VAR, KP_OP_VAR, 3, 3},
     {"Mod", F_MOD, KP_OP_FLOOR, 2, 3},
     {"SqNorm2", F_SQNORM2, KP_OP_DOT, 1, 1},
     {"Norm2", F_NORM2, KP_OP_DOT, 1, 1},
@@ -428,9 +429,18 @@ static const kp_node *parse_call(parser *ps, token name) {
         if (!int_arg(ps, &a, 0, fname, "dimension", &n1)) return NULL;
         r = kp__const(ctx, 0, n1, &st);
         break;
-    case F_VAR:
+    case F_VAR: {
         if (!int_arg(ps, &a, 0, fname, "position", &n1) || !int_arg(ps, &a, 1, fname, "dimension", &n2)) return NULL;
-        return use_arg(ps, fname[0] == 'P' ? KP_VAR_PARAM : fname[1] == 'i' ? KP_VAR_I : KP_VAR_J, n1, n2, col);
+        kp_var_category cat = fname[0] == 'P' ? KP_VAR_PARAM : fname[1] == 'i' ? KP_VAR_I : KP_VAR_J;
+        if (a.n == 3) { /* KeOps' Var(position, dimension, category): 0 = i, 1 = j, 2 = parameter */
+            int c;
+            if (!int_arg(ps, &a, 2, fname, "category", &c)) return NULL;
+            if (c < 0 || c > 2)
+                return error_at(ps, KP_ERR_PARSE, a.col[2], "Var: the category must be 0 (i), 1 (j) or 2 (parameter), got %d", c);
+            cat = c == 0 ? KP_VAR_I : c == 1 ? KP_VAR_J : KP_VAR_PARAM;
+        }
+        return use_arg(ps, cat, n1, n2, col);
+    }
     case F_MOD: {
         /* Mod(f,a,b) = f - a * Floor((f - b) / a) */
         const kp_node *f = a.node[0], *m = a.node[1];

@@ -32,6 +32,7 @@ from ._lib import (
 from .genred import Genred
 from .lazytensor import LazyTensor, Pm, Vi, Vj, aslinearoperator
 from .kernels import kernel_product, KERNELS
+from .generic import KernelProduct, generic_argkmin, generic_argmin, generic_logsumexp, generic_sum
 
 __version__ = "0.1.0"
 
@@ -44,6 +45,11 @@ __all__ = [
     "aslinearoperator",
     "kernel_product",
     "KERNELS",
+    "KernelProduct",
+    "generic_sum",
+    "generic_logsumexp",
+    "generic_argmin",
+    "generic_argkmin",
     "KpError",
     "KpValueError",
     "KpTypeError",
