@@ -335,3 +335,20 @@ def test_clampint():
     x, y = clouds()
     r = ((Vi(x) - Vj(y)) * 5).clampint(-1, 2).sum(dim=1)
     torch.testing.assert_close(r, ((x[:, None] - y[None]) * 5).clamp(-1, 2).sum(1))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.complex64, torch.complex128])
+def test_unsupported_dtypes_are_refused_as_documented(dtype):
+    x, y = torch.rand(5, 3).to(dtype), torch.rand(4, 3).to(dtype)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        (Vi(x) * Vj(y)).sum(-1).sum(dim=1)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        Genred("(x|y)", ["x = Vi(3)", "y = Vj(3)"], axis=1)(x, y)
+
+
+def test_unknown_keops_functions_name_themselves():
+    with pytest.raises(ValueError, match="unknown function 'TensorDot'"):
+        Genred("TensorDot(x,y,(3),(3),(0),(0))", ["x = Vi(3)", "y = Vj(3)"], axis=1)
+    x, y = clouds()
+    r = Genred("Var(0,3,0) - Var(1,3,1)", [], axis=1, reduction_op="Min")(x, y)
+    torch.testing.assert_close(r, (x[:, None] - y[None]).min(1)[0])
