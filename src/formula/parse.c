@@ -25,6 +25,7 @@
 #include "core/context.h"
 #include "formula/formula.h"
 #include "formula/grad.h"
+#include "formula/tensordot.h"
 
 typedef enum {
     T_END,
@@ -273,6 +274,8 @@ typedef enum {
     F_INTCST,     /* IntCst(n) */
     F_ZERO,       /* Zero(d) */
     F_VAR,        /* Vi/Vj/Pm(k,d), Var(k,d,cat) */
+    F_TENSORDOT,  /* TensorDot(a, b, (shape a), (shape b), (axes a), (axes b) [, (perm)]) */
+    F_KRON,       /* Kron(a, b, (shape a), (shape b)) */
     F_MOD,        /* Mod(f,a[,b]) */
     F_SQNORM2,    /* SqNorm2(f) */
     F_NORM2,      /* Norm2(f) */
@@ -343,6 +346,8 @@ static const struct {
     {"Vj", F_VAR, KP_OP_VAR, 2, 2},
     {"Pm", F_VAR, KP_OP_VAR, 2, 2},
     {"Var", F_VAR, KP_OP_VAR, 3, 3},
+    {"TensorDot", F_TENSORDOT, KP_OP_CONCAT, 6, 7},
+    {"Kron", F_KRON, KP_OP_CONCAT, 4, 4},
     {"Mod", F_MOD, KP_OP_FLOOR, 2, 3},
     {"SqNorm2", F_SQNORM2, KP_OP_DOT, 1, 1},
     {"Norm2", F_NORM2, KP_OP_DOT, 1, 1},
@@ -371,6 +376,59 @@ static const kp_node *weighted_sqnorm(parser *ps, const kp_node *s, const kp_nod
                     f->dim, f->dim, f->dim * f->dim);
 }
 
+/* "(3, 3)", "(2,)" or "()": a tuple of non-negative integers (TensorDot and Kron). */
+static int parse_int_tuple(parser *ps, kp_tensor_shape *t) {
+    char buf[64];
+    t->n = 0;
+    if (!expect(ps, T_LPAR, "'(' opening a tuple of integers")) return 0;
+    while (ps->tok.kind != T_RPAR) {
+        token v = ps->tok;
+        if (v.kind != T_NUM || v.num != floor(v.num) || v.num > 1e6 || memchr(v.start, '.', (size_t)v.len)) {
+            error_at(ps, KP_ERR_PARSE, v.col, "expected an integer in the tuple, found %s", tok_desc(&v, buf, sizeof buf));
+            return 0;
+        }
+        if (t->n == KP_TENSOR_MAX_AXES) {
+            error_at(ps, KP_ERR_PARSE, v.col, "a tuple holds at most %d integers", KP_TENSOR_MAX_AXES);
+            return 0;
+        }
+        t->dim[t->n++] = (int)v.num;
+        next(ps);
+        if (ps->tok.kind == T_COMMA) next(ps);
+        else if (ps->tok.kind != T_RPAR) return expect(ps, T_RPAR, "',' or ')'");
+    }
+    next(ps);
+    return 1;
+}
+
+/* TensorDot / Kron: two formulas, then tuples of integers. */
+static const kp_node *parse_tensor_call(parser *ps, int is_kron, int col) {
+    const char *fname = is_kron ? "Kron" : "TensorDot";
+    const kp_node *a = parse_expr(ps), *b = NULL;
+    int b_col = 0;
+    if (a && expect(ps, T_COMMA, "','")) {
+        b_col = ps->tok.col;
+        b = parse_expr(ps);
+    }
+    if (!b) return NULL;
+    kp_tensor_shape t[5] = {{0}};
+    int n = 0;
+    while (ps->tok.kind == T_COMMA && n < 5) {
+        next(ps);
+        if (!parse_int_tuple(ps, &t[n++])) return NULL;
+    }
+    if (!expect(ps, T_RPAR, "',' or ')'")) return NULL;
+    if (is_kron ? n != 2 : n < 4 || n > 5)
+        return error_at(ps, KP_ERR_PARSE, col, "%s takes two formulas and %s tuples of integers, got %d tuples", fname,
+                        is_kron ? "2" : "4 or 5", n);
+    char why[160] = "";
+    kp_status st = KP_OK;
+    const kp_node *r = is_kron ? kp__kron(ps->ctx, a, b, &t[0], &t[1], why, sizeof why, &st)
+                               : kp__tensordot(ps->ctx, a, b, &t[0], &t[1], &t[2], &t[3], n == 5 ? &t[4] : NULL, why,
+                                               sizeof why, &st);
+    if (!r && why[0]) return error_at(ps, KP_ERR_SHAPE, b_col, "%s: %s", fname, why);
+    return r ? r : constructor_failed(ps, st, col);
+}
+
 static const kp_node *parse_call(parser *ps, token name) {
     int col = name.col;
     size_t nf = sizeof functions / sizeof functions[0], k;
@@ -383,6 +441,8 @@ static const kp_node *parse_call(parser *ps, token name) {
         return error_at(ps, KP_ERR_PARSE, col, "unknown function '%.*s'", name.len, name.start);
     }
     const char *fname = functions[k].name;
+    if (functions[k].kind == F_TENSORDOT || functions[k].kind == F_KRON)
+        return parse_tensor_call(ps, functions[k].kind == F_KRON, col);
     call_args a;
     if (!parse_call_args(ps, &a, fname)) return NULL;
     if (a.n < functions[k].min_args || a.n > functions[k].max_args) {
@@ -474,6 +534,8 @@ static const kp_node *parse_call(parser *ps, token name) {
         r = d ? weighted_sqnorm(ps, a.node[0], d, col, &st) : NULL;
         break;
     }
+    case F_TENSORDOT:
+    case F_KRON: break; /* parse_tensor_call */
     }
     if (!r) return ps->st != KP_OK ? NULL : constructor_failed(ps, st, col);
     return r;

@@ -521,6 +521,26 @@ class LazyTensor:
         o = self._lazy(o)
         return self._new("TensorProd(%s,%s)" % (self.formula, o.formula), self.ndim * o.ndim, (o,))
 
+    def keops_tensordot(self, other, dimfa, dimfb, contfa, contfb, *args):
+        """numpy.tensordot of self (a tensor of shape dimfa, stored flat) and
+        other (shape dimfb) over the axes contfa and contfb; an optional
+        permutation of the result's axes follows (KeOps' TensorDot)."""
+        other = self._lazy(other)
+        tuples = [tuple(int(v) for v in t) for t in (dimfa, dimfb, contfa, contfb) + args]
+        free_a = [d for k, d in enumerate(tuples[0]) if k not in tuples[2]]
+        free_b = [d for k, d in enumerate(tuples[1]) if k not in tuples[3]]
+        text = ",".join("(%s)" % ",".join(map(str, t)) for t in tuples)
+        return self._new("TensorDot(%s,%s,%s)" % (self.formula, other.formula, text),
+                         int(np.prod(free_a + free_b, dtype=np.int64)), (other,))
+
+    def keops_kron(self, other, dimfself, dimfother):
+        """torch.kron of self (shape dimfself, stored flat) and other (KeOps' Kron)."""
+        other = self._lazy(other)
+        a, b = (tuple(int(v) for v in t) for t in (dimfself, dimfother))
+        return self._new("Kron(%s,%s,(%s),(%s))" % (self.formula, other.formula, ",".join(map(str, a)),
+                                                    ",".join(map(str, b))),
+                         int(np.prod(a, dtype=np.int64) * np.prod(b, dtype=np.int64)), (other,))
+
     def clampint(self, a, b):
         """Clamp between the integers a and b (KeOps' ClampInt)."""
         return self.clamp(int(a), int(b))

@@ -347,8 +347,29 @@ def test_unsupported_dtypes_are_refused_as_documented(dtype):
 
 
 def test_unknown_keops_functions_name_themselves():
-    with pytest.raises(ValueError, match="unknown function 'TensorDot'"):
-        Genred("TensorDot(x,y,(3),(3),(0),(0))", ["x = Vi(3)", "y = Vj(3)"], axis=1)
+    with pytest.raises(ValueError, match="unknown function 'GradMatrix'"):
+        Genred("GradMatrix(x,y)", ["x = Vi(3)", "y = Vj(3)"], axis=1)
     x, y = clouds()
     r = Genred("Var(0,3,0) - Var(1,3,1)", [], axis=1, reduction_op="Min")(x, y)
     torch.testing.assert_close(r, (x[:, None] - y[None]).min(1)[0])
+
+
+def test_tensordot_and_kron():
+    """TensorDot (with and without a permutation) and Kron against einsum /
+    torch.kron in float64, gradients by gradcheck."""
+    g = torch.Generator().manual_seed(4)
+    a, b = torch.rand(6, 6, generator=g, dtype=F64), torch.rand(5, 12, generator=g, dtype=F64)
+    A, B = a.view(6, 2, 3), b.view(5, 3, 4)
+    r = Vi(a).keops_tensordot(Vj(b), (2, 3), (3, 4), (1,), (0,)).sum(dim=1)
+    torch.testing.assert_close(r, torch.einsum("nik,mkl->nmil", A, B).reshape(6, 5, 8).sum(1))
+    rp = Vi(a).keops_tensordot(Vj(b), (2, 3), (3, 4), (1,), (0,), (1, 0)).sum(dim=1)
+    torch.testing.assert_close(rp, torch.einsum("nik,mkl->nmli", A, B).reshape(6, 5, 8).sum(1))
+    with pytest.raises(ValueError, match="contracted axes"):
+        pykp.Genred("TensorDot(a,b,(2,3),(3,4),(0,1),(1,2))", ["a = Vi(6)", "b = Vj(12)"], axis=1)
+    c, d = torch.rand(6, 4, generator=g, dtype=F64), torch.rand(5, 6, generator=g, dtype=F64)
+    k = Vi(c).keops_kron(Vj(d), (2, 2), (2, 3)).sum(dim=1)
+    ref = torch.stack([sum(torch.kron(c[i].view(2, 2), d[j].view(2, 3)).reshape(-1) for j in range(5))
+                       for i in range(6)])
+    torch.testing.assert_close(k, ref)
+    a.requires_grad_()
+    torch.autograd.gradcheck(lambda a_: Vi(a_).keops_tensordot(Vj(b), (2, 3), (3, 4), (1,), (0,)).sum(dim=1), [a])
