@@ -115,6 +115,18 @@ static const err_case parse_cases[] = {
     {"Sum_Reduction(Vi(0,2) * y, 1)", KP_ERR_SHAPE, {"Vi(0,2)"}},
     {"Sum_Reduction(Vj(0,3) + y, 1)", KP_ERR_SHAPE, {"Vj(0,3)"}},
     {"Sum_Reduction(Vi(7,2) + Vi(7,3), 1)", KP_ERR_SHAPE, {"Vi(7,3)", "+ Vi"}},
+    /* KeOps' Var(position, dimension, category) */
+    {"Sum_Reduction(Var(5,3,3) * y, 1)", KP_ERR_PARSE, {"3) *", "Var"}},
+    {"Sum_Reduction(Var(5,3) * y, 1)", KP_ERR_PARSE, {"Var", "(5"}},
+    {"Sum_Reduction(Var(0,3,1) + y, 1)", KP_ERR_SHAPE, {"Var(0", "+ y"}},
+    /* KeOps' TensorDot / Kron: tuples of integers after two formulas (x, y are 3-D) */
+    {"Sum_Reduction(TensorDot(x, y, (2,2), (3,), (1,), (0,)), 1)", KP_ERR_SHAPE, {"y, (", "TensorDot"}},
+    {"Sum_Reduction(TensorDot(x, y, (3,), (3,), (0,), (0,), (1,)), 1)", KP_ERR_SHAPE, {"y, (", "TensorDot"}},
+    {"Sum_Reduction(TensorDot(x, y, (3,), (3,), (0,)), 1)", KP_ERR_PARSE, {"TensorDot"}},
+    {"Sum_Reduction(TensorDot(x, y, (3,), (3,), (0.5,), (0,)), 1)", KP_ERR_PARSE, {"0.5"}},
+    {"Sum_Reduction(TensorDot(x, y, (3,), (3,), (0,) (0,)), 1)", KP_ERR_PARSE, {"(0,))"}},
+    {"Sum_Reduction(Kron(x, y, (3,)), 1)", KP_ERR_PARSE, {"Kron"}},
+    {"Sum_Reduction(Kron(x, y, (3,), (1,3)), 1)", KP_ERR_SHAPE, {"y, (", "Kron"}},
 };
 #define N_PARSE (sizeof(parse_cases) / sizeof(parse_cases[0]))
 

@@ -1246,6 +1246,7 @@ static void test_api_print_round_trip(void **s) {
         "ArgMin(x) + Tanh(x) + Erf(y) + Sin(x) + Cos(y) + Asin(x*0.5) + Acos(y*0.5) + Atan(x) + "
         "(x <= y) + (x > y) + (x >= y) + (x == y) + Mod(x, 2), 1)",
         "Min_ArgMin_Reduction(Vi(0,3) - Vj(1,3) + Pm(2,1) * Vj(3,1), 0)",
+        "Min_ArgMin_Reduction(Var(0,3,0) - Var(1,3,1) + Var(2,1,2) * Var(3,1,1), 0)",
     };
     const char *al[] = {"x = Vi(3)", "y = Vj(3)", "s = Pm(1)", "b = Vj(1)"};
     enum { N = 13, M = 29 };

@@ -25,6 +25,7 @@
 #include "core/context.h"
 #include "formula/formula.h"
 #include "formula/grad.h"
+#include "formula/tensordot.h"
 
 typedef enum {
     T_END,
@@ -272,7 +273,9 @@ typedef enum {
     F_ONEHOT,     /* OneHot(f,d) */
     F_INTCST,     /* IntCst(n) */
     F_ZERO,       /* Zero(d) */
-    F_VAR,        /* Vi/Vj/Pm(k,d) */
+    F_VAR,        /* Vi/Vj/Pm(k,d), Var(k,d,cat) */
+    F_TENSORDOT,  /* TensorDot(a, b, (shape a), (shape b), (axes a), (axes b) [, (perm)]) */
+    F_KRON,       /* Kron(a, b, (shape a), (shape b)) */
     F_MOD,        /* Mod(f,a[,b]) */
     F_SQNORM2,    /* SqNorm2(f) */
     F_NORM2,      /* Norm2(f) */
@@ -342,6 +345,9 @@ static const struct {
     {"Vi", F_VAR, KP_OP_VAR, 2, 2},
     {"Vj", F_VAR, KP_OP_VAR, 2, 2},
     {"Pm", F_VAR, KP_OP_VAR, 2, 2},
+    {"Var", F_VAR, KP_OP_VAR, 3, 3},
+    {"TensorDot", F_TENSORDOT, KP_OP_CONCAT, 6, 7},
+    {"Kron", F_KRON, KP_OP_CONCAT, 4, 4},
     {"Mod", F_MOD, KP_OP_FLOOR, 2, 3},
     {"SqNorm2", F_SQNORM2, KP_OP_DOT, 1, 1},
     {"Norm2", F_NORM2, KP_OP_DOT, 1, 1},
@@ -370,6 +376,59 @@ static const kp_node *weighted_sqnorm(parser *ps, const kp_node *s, const kp_nod
                     f->dim, f->dim, f->dim * f->dim);
 }
 
+/* "(3, 3)", "(2,)" or "()": a tuple of non-negative integers (TensorDot and Kron). */
+static int parse_int_tuple(parser *ps, kp_tensor_shape *t) {
+    char buf[64];
+    t->n = 0;
+    if (!expect(ps, T_LPAR, "'(' opening a tuple of integers")) return 0;
+    while (ps->tok.kind != T_RPAR) {
+        token v = ps->tok;
+        if (v.kind != T_NUM || v.num != floor(v.num) || v.num > 1e6 || memchr(v.start, '.', (size_t)v.len)) {
+            error_at(ps, KP_ERR_PARSE, v.col, "expected an integer in the tuple, found %s", tok_desc(&v, buf, sizeof buf));
+            return 0;
+        }
+        if (t->n == KP_TENSOR_MAX_AXES) {
+            error_at(ps, KP_ERR_PARSE, v.col, "a tuple holds at most %d integers", KP_TENSOR_MAX_AXES);
+            return 0;
+        }
+        t->dim[t->n++] = (int)v.num;
+        next(ps);
+        if (ps->tok.kind == T_COMMA) next(ps);
+        else if (ps->tok.kind != T_RPAR) return expect(ps, T_RPAR, "',' or ')'");
+    }
+    next(ps);
+    return 1;
+}
+
+/* TensorDot / Kron: two formulas, then tuples of integers. */
+static const kp_node *parse_tensor_call(parser *ps, int is_kron, int col) {
+    const char *fname = is_kron ? "Kron" : "TensorDot";
+    const kp_node *a = parse_expr(ps), *b = NULL;
+    int b_col = 0;
+    if (a && expect(ps, T_COMMA, "','")) {
+        b_col = ps->tok.col;
+        b = parse_expr(ps);
+    }
+    if (!b) return NULL;
+    kp_tensor_shape t[5] = {{0}};
+    int n = 0;
+    while (ps->tok.kind == T_COMMA && n < 5) {
+        next(ps);
+        if (!parse_int_tuple(ps, &t[n++])) return NULL;
+    }
+    if (!expect(ps, T_RPAR, "',' or ')'")) return NULL;
+    if (is_kron ? n != 2 : n < 4 || n > 5)
+        return error_at(ps, KP_ERR_PARSE, col, "%s takes two formulas and %s tuples of integers, got %d tuples", fname,
+                        is_kron ? "2" : "4 or 5", n);
+    char why[160] = "";
+    kp_status st = KP_OK;
+    const kp_node *r = is_kron ? kp__kron(ps->ctx, a, b, &t[0], &t[1], why, sizeof why, &st)
+                               : kp__tensordot(ps->ctx, a, b, &t[0], &t[1], &t[2], &t[3], n == 5 ? &t[4] : NULL, why,
+                                               sizeof why, &st);
+    if (!r && why[0]) return error_at(ps, KP_ERR_SHAPE, b_col, "%s: %s", fname, why);
+    return r ? r : constructor_failed(ps, st, col);
+}
+
 static const kp_node *parse_call(parser *ps, token name) {
     int col = name.col;
     size_t nf = sizeof functions / sizeof functions[0], k;
@@ -382,6 +441,8 @@ static const kp_node *parse_call(parser *ps, token name) {
         return error_at(ps, KP_ERR_PARSE, col, "unknown function '%.*s'", name.len, name.start);
     }
     const char *fname = functions[k].name;
+    if (functions[k].kind == F_TENSORDOT || functions[k].kind == F_KRON)
+        return parse_tensor_call(ps, functions[k].kind == F_KRON, col);
     call_args a;
     if (!parse_call_args(ps, &a, fname)) return NULL;
     if (a.n < functions[k].min_args || a.n > functions[k].max_args) {
@@ -428,9 +489,18 @@ static const kp_node *parse_call(parser *ps, token name) {
         if (!int_arg(ps, &a, 0, fname, "dimension", &n1)) return NULL;
         r = kp__const(ctx, 0, n1, &st);
         break;
-    case F_VAR:
+    case F_VAR: {
         if (!int_arg(ps, &a, 0, fname, "position", &n1) || !int_arg(ps, &a, 1, fname, "dimension", &n2)) return NULL;
-        return use_arg(ps, fname[0] == 'P' ? KP_VAR_PARAM : fname[1] == 'i' ? KP_VAR_I : KP_VAR_J, n1, n2, col);
+        kp_var_category cat = fname[0] == 'P' ? KP_VAR_PARAM : fname[1] == 'i' ? KP_VAR_I : KP_VAR_J;
+        if (a.n == 3) { /* KeOps' Var(position, dimension, category): 0 = i, 1 = j, 2 = parameter */
+            int c;
+            if (!int_arg(ps, &a, 2, fname, "category", &c)) return NULL;
+            if (c < 0 || c > 2)
+                return error_at(ps, KP_ERR_PARSE, a.col[2], "Var: the category must be 0 (i), 1 (j) or 2 (parameter), got %d", c);
+            cat = c == 0 ? KP_VAR_I : c == 1 ? KP_VAR_J : KP_VAR_PARAM;
+        }
+        return use_arg(ps, cat, n1, n2, col);
+    }
     case F_MOD: {
         /* Mod(f,a,b) = f - a * Floor((f - b) / a) */
         const kp_node *f = a.node[0], *m = a.node[1];
@@ -464,6 +534,8 @@ static const kp_node *parse_call(parser *ps, token name) {
         r = d ? weighted_sqnorm(ps, a.node[0], d, col, &st) : NULL;
         break;
     }
+    case F_TENSORDOT:
+    case F_KRON: break; /* parse_tensor_call */
     }
     if (!r) return ps->st != KP_OK ? NULL : constructor_failed(ps, st, col);
     return r;

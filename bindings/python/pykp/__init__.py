@@ -34,6 +34,7 @@ from .lazytensor import LazyTensor, Pm, Vi, Vj, aslinearoperator
 from .kernels import kernel_product, KERNELS
 from .solve import KernelSolve
 from . import cluster
+from .generic import KernelProduct, generic_argkmin, generic_argmin, generic_logsumexp, generic_sum
 
 __version__ = "0.1.0"
 
@@ -48,6 +49,11 @@ __all__ = [
     "KERNELS",
     "KernelSolve",
     "cluster",
+    "KernelProduct",
+    "generic_sum",
+    "generic_logsumexp",
+    "generic_argmin",
+    "generic_argkmin",
     "KpError",
     "KpValueError",
     "KpTypeError",

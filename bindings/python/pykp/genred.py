@@ -13,7 +13,7 @@ them; its backward is made of the same Functions.
 """
 import os
 
-from . import _arrays, _lib
+from . import _arrays, _lib, _options
 from ._arrays import TorchBackend, backend_of, is_array, launch, torch
 from ._lib import KP_VAR_I, KP_VAR_J, KP_VAR_PARAM, KpNotImplementedError, KpTypeError, KpValueError, formula
 
@@ -476,30 +476,6 @@ def postprocess(vals, idx, reduction, K=None):
 _lookup = formula  # Genred.__init__'s `formula` argument shadows the function
 
 
-def _check_backend(args, backend, device_id):
-    """KeOps' backend= and device_id= select where to compute; pykp computes
-    where the arrays are (CPU tensors and NumPy arrays: the CPU engine, CUDA
-    tensors: the CUDA engine on their device) and never copies, so these
-    options may only confirm it."""
-    where = _arrays.check_same_device(("argument %d" % k, a) for k, a in enumerate(args))
-    on = _arrays.device_name(where)
-    b = backend.upper() if isinstance(backend, str) else backend
-    if isinstance(b, str) and b.startswith("GPU") and where[0] != _lib.KP_DEVICE_CUDA:
-        raise KpValueError(
-            "pykp: backend=%r, but the arrays are on %s; pykp computes where the arrays are and never copies "
-            "between devices: pass CUDA tensors (e.g. .cuda())" % (backend, on)
-        )
-    if b == "CPU" and where[0] != _lib.KP_DEVICE_CPU:
-        raise KpValueError("pykp: backend='CPU', but the arrays are on %s; pykp never copies between devices" % on)
-    if device_id is not None and device_id != -1 and where[0] == _lib.KP_DEVICE_CUDA and where[1] != device_id:
-        raise KpValueError(
-            "pykp: device_id=%r, but the arrays are on %s; pykp never copies between devices" % (device_id, on)
-        )
-
-
-_SCHEMES = {"auto": None, "block_sum": 0, "kahan_scheme": 1, "direct_sum": 2}
-
-
 class Genred:
     """A generic reduction, with KeOps' calling conventions.
 
@@ -516,10 +492,11 @@ class Genred:
         default, as in KeOps.
     sum_scheme: "auto"/"block_sum" (libkp's compensated block sums), "kahan_scheme",
         "direct_sum"; use_double_acc / dtype_acc="float64" select Kahan sums
-        (libkp keeps float32 accumulators). Other KeOps options (dtype,
-        cuda_type, enable_chunks, rec_multVar_highdim, use_fast_math) are
-        accepted and ignored; pykp.set_math_mode("fast") is KeOps' fast math
-        for the GPU kernels (accurate by default).
+        (libkp keeps float32 accumulators). dtype/cuda_type must match the
+        arrays; use_fast_math must agree with pykp.set_math_mode for CUDA
+        tensors; enable_chunks and rec_multVar_highdim are checked booleans
+        that only steer KeOps' code generation (pykp._options says each
+        keyword's effect; docs/keops_compat.md).
 
     Called with one array per alias: NumPy arrays (result: NumPy) or torch
     tensors (result: torch, differentiable for Sum, LogSumExp and
@@ -545,7 +522,7 @@ class Genred:
         sum_scheme="auto",
         enable_chunks=True,
         rec_multVar_highdim=False,
-        use_fast_math=True,
+        use_fast_math=None,
     ):
         if isinstance(aliases, str):
             aliases = [aliases]
@@ -557,20 +534,20 @@ class Genred:
         self.opt_arg = int(opt_arg) if opt_arg is not None else None
         self.key = ("parse", self.text, aliases)
         self.reduction = _REDUCTION_NAMES[reduction_op]
-        if sum_scheme not in ("auto", "block_sum", "kahan_scheme", "direct_sum"):
-            raise KpValueError("pykp: sum_scheme must be auto, block_sum, kahan_scheme or direct_sum, got %r" % (sum_scheme,))
-        if use_double_acc or dtype_acc == "float64":
-            sum_scheme = "kahan_scheme"
-        self.sum_scheme = sum_scheme
-        self.nargs = _lookup(self.key).nargs  # parse now: formula errors surface here
+        self.options = _options.Options(
+            "Genred", dtype=dtype, cuda_type=cuda_type, dtype_acc=dtype_acc, use_double_acc=use_double_acc,
+            sum_scheme=sum_scheme, enable_chunks=enable_chunks, rec_multVar_highdim=rec_multVar_highdim,
+            use_fast_math=use_fast_math,
+        )
+        parsed = _lookup(self.key)  # parse now: formula errors surface here
+        self.nargs = parsed.nargs
+        self.out_dim = parsed.out_dim or parsed.out_index_dim  # per row, before KeOps' reshaping
 
     def __call__(self, *args, backend="auto", device_id=-1, ranges=None, out=None, nx=None, ny=None):
-        if ranges is not None:
-            raise KpNotImplementedError("pykp: block-sparse reductions (ranges=) are not supported yet")
-        if (isinstance(backend, str) and backend.upper() != "AUTO") or (device_id is not None and device_id != -1):
-            _check_backend(args, backend, device_id)
-        scheme = _SCHEMES.get(self.sum_scheme)
-        vals, idx = reduce(self.key, args, -1 if nx is None else nx, -1 if ny is None else ny, out=out, scheme=scheme)
+        opts = self.options.with_call(backend=backend, device_id=device_id, ranges=ranges)
+        opts.check(args)
+        vals, idx = reduce(self.key, args, -1 if nx is None else nx, -1 if ny is None else ny, out=out,
+                           scheme=opts.scheme)
         return postprocess(vals, idx, self.reduction, self.opt_arg)
 
     def __repr__(self):

@@ -18,27 +18,30 @@ Batch dimensions: (B..., N, 1, D) and (B..., 1, M, D) arrays; batch extents of
 parameters (one formula serves every value).
 """
 import itertools
+import math
 import re
 
 import numpy as np
 
-from . import _arrays
+from . import _arrays, _options
 from ._arrays import NumpyBackend, TorchBackend, is_array, torch
 from ._lib import KpTypeError, KpValueError
 from .genred import postprocess, reduce, reduction_text
 
 _uids = itertools.count()
+_IN_PLACE = ("Sum", "LogSumExp", "SumSoftMaxWeight", "Min", "Max")
 _PLACEHOLDER = re.compile(r"@(\d+)@")
 _CATS = ("Vi", "Vj", "Pm")
 
 
 class _Var:
-    __slots__ = ("value", "cat", "dim")
+    __slots__ = ("value", "cat", "dim", "index")
 
-    def __init__(self, value, cat, dim):
+    def __init__(self, value, cat, dim, index=None):
         self.value = value  # array: Vi/Vj (batch..., n, d), Pm (batch..., d) / (d,); or a list of floats
         self.cat = cat
         self.dim = dim
+        self.index = index  # symbolic variable: its position among a reduction's call arguments
 
 
 def _is_number(x):
@@ -67,7 +70,9 @@ class LazyTensor:
     LazyTensor(x) with x of shape (..., N, 1, D): a Vi variable; (..., 1, M, D):
     Vj; (..., 1, 1, D): a parameter; a 2-D x needs axis=0 (Vi) or axis=1 (Vj);
     a 0-D/1-D x, a float or a list of floats: a parameter; an int: an integer
-    constant."""
+    constant; a tuple (index, dim, cat) of three ints: a symbolic variable
+    (cat 0: Vi, 1: Vj, 2: Pm) whose array is given when the reduction, which
+    is then a function, is called (KeOps' `Vi(0, 3)`)."""
 
     __array_ufunc__ = None  # numpy defers `array op lazy` to our reflected methods
     __array_priority__ = 1000
@@ -81,7 +86,11 @@ class LazyTensor:
         self.nj = None
         self.backend = None
         self.code = None
+        self.ranges = None
         if x is None:
+            return
+        if isinstance(x, tuple) and len(x) == 3 and all(isinstance(v, (int, np.integer)) for v in x):
+            self._symbolic(*(int(v) for v in x))
             return
         if isinstance(x, bool):
             raise KpTypeError("pykp: cannot build a LazyTensor from a bool")
@@ -144,6 +153,15 @@ class LazyTensor:
                 x = x.reshape(shape[-1:])
             self._leaf(x, 2, x.shape[-1])
 
+    def _symbolic(self, index, dim, cat):
+        if index < 0 or dim < 1 or cat not in (0, 1, 2):
+            raise KpValueError("pykp: a symbolic variable is (index >= 0, dim >= 1, cat in 0, 1, 2), got %r"
+                               % ((index, dim, cat),))
+        uid = next(_uids)
+        self.vars = {uid: _Var(None, cat, dim, index)}
+        self.formula = "@%d@" % uid
+        self.ndim = dim
+
     def _leaf(self, value, cat, dim):
         uid = next(_uids)
         self.vars = {uid: _Var(value, cat, dim)}
@@ -160,7 +178,9 @@ class LazyTensor:
         res.batchdims = self.batchdims
         res.ni, res.nj = self.ni, self.nj
         res.backend, res.code = self.backend, self.code
+        res.ranges = self.ranges
         for o in others:
+            res.ranges = res.ranges if o.ranges is None else o.ranges
             res.vars.update(o.vars)
             res.batchdims = _broadcast_batch(res.batchdims, o.batchdims)
             for attr in ("ni", "nj"):
@@ -375,7 +395,12 @@ class LazyTensor:
         return self._unary("Erf")
 
     def sinxdivx(self):
+        """sin(x) / x (1 at 0)."""
         return self._unary("SinXDivX")
+
+    def sinc(self):
+        """sin(pi x) / (pi x) (1 at 0), as torch.sinc and KeOps' sinc."""
+        return self._new("SinXDivX((%s*%r))" % (self.formula, math.pi), self.ndim)
 
     def relu(self):
         return self._unary("ReLU")
@@ -496,6 +521,41 @@ class LazyTensor:
         o = self._lazy(o)
         return self._new("TensorProd(%s,%s)" % (self.formula, o.formula), self.ndim * o.ndim, (o,))
 
+    def keops_tensordot(self, other, dimfa, dimfb, contfa, contfb, *args):
+        """numpy.tensordot of self (a tensor of shape dimfa, stored flat) and
+        other (shape dimfb) over the axes contfa and contfb; an optional
+        permutation of the result's axes follows (KeOps' TensorDot)."""
+        other = self._lazy(other)
+        tuples = [tuple(int(v) for v in t) for t in (dimfa, dimfb, contfa, contfb) + args]
+        free_a = [d for k, d in enumerate(tuples[0]) if k not in tuples[2]]
+        free_b = [d for k, d in enumerate(tuples[1]) if k not in tuples[3]]
+        text = ",".join("(%s)" % ",".join(map(str, t)) for t in tuples)
+        return self._new("TensorDot(%s,%s,%s)" % (self.formula, other.formula, text),
+                         int(np.prod(free_a + free_b, dtype=np.int64)), (other,))
+
+    def keops_kron(self, other, dimfself, dimfother):
+        """torch.kron of self (shape dimfself, stored flat) and other (KeOps' Kron)."""
+        other = self._lazy(other)
+        a, b = (tuple(int(v) for v in t) for t in (dimfself, dimfother))
+        return self._new("Kron(%s,%s,(%s),(%s))" % (self.formula, other.formula, ",".join(map(str, a)),
+                                                    ",".join(map(str, b))),
+                         int(np.prod(a, dtype=np.int64) * np.prod(b, dtype=np.int64)), (other,))
+
+    def clampint(self, a, b):
+        """Clamp between the integers a and b (KeOps' ClampInt)."""
+        return self.clamp(int(a), int(b))
+
+    def grad(self, v, gradin):
+        """Grad(self, v, gradin): the gradient of <self, gradin> with respect
+        to the variable v (a LazyTensor made from one array or one symbolic
+        variable), a formula of v's dimension."""
+        v, gradin = self._lazy(v), self._lazy(gradin)
+        if len(v.vars) != 1 or not _PLACEHOLDER.fullmatch(v.formula):
+            raise KpValueError("pykp: grad() differentiates with respect to a variable, not an expression")
+        if gradin.ndim != self.ndim:
+            raise KpValueError("pykp: grad() needs gradin of the formula's dimension %d, got %d" % (self.ndim, gradin.ndim))
+        return self._new("Grad(%s,%s,%s)" % (self.formula, v.formula, gradin.formula), v.ndim, (v, gradin))
+
     def one_hot(self, d):
         return self._unary("OneHot", int(d), ",%d" % int(d))
 
@@ -542,23 +602,68 @@ class LazyTensor:
         return texts, args
 
     def _reduce(self, reduction_op, axis, dim=None, opt_arg=None, other=None, **kwargs):
+        """Runs a reduction, or returns it as a function when call=False or when
+        the expression has symbolic variables (KeOps' semantics)."""
         r = self._axis(axis, dim)
-        extra = ()
-        if other is not None:
-            other = self._lazy(other)
-            merged = self._new(self.formula, self.ndim, (other,))
-        else:
-            merged = self
+        opts = _options.Options("LazyTensor.%s" % reduction_op, **kwargs)
+        other = None if other is None else self._lazy(other)
+        symbolic = self._symbolic_indices(other)
+        if symbolic or not opts.call:
+            return _Reduction(self, other, reduction_op, r, opt_arg, opts, symbolic)
+        return self._run(other, reduction_op, r, opt_arg, opts)
+
+    def _symbolic_indices(self, other=None):
+        """The call positions of the symbolic variables, checked to be 0..n-1."""
+        vs = list(self.vars.values()) + ([] if other is None else list(other.vars.values()))
+        idx = {}
+        for v in vs:
+            if v.index is None:
+                continue
+            prev = idx.setdefault(v.index, (v.cat, v.dim))
+            if prev != (v.cat, v.dim):
+                raise KpValueError("pykp: symbolic variable %d used with two categories or dimensions" % v.index)
+        if idx and sorted(idx) != list(range(len(idx))):
+            raise KpValueError("pykp: symbolic variables must be numbered 0..n-1, got %s" % sorted(idx))
+        return idx
+
+    def _bind(self, values):
+        """This expression with its symbolic variables replaced by arrays."""
+        leaves = {}
+        for uid, v in self.vars.items():
+            if v.index is not None:
+                leaf = (Vi, Vj, Pm)[v.cat](values[v.index])
+                if leaf.ndim != v.dim:
+                    raise KpValueError("pykp: symbolic variable %d has dimension %d, got an array of dimension %d"
+                                       % (v.index, v.dim, leaf.ndim))
+                leaves[uid] = leaf
+        if not leaves:
+            return self
+        base = LazyTensor()
+        base.vars = {u: v for u, v in self.vars.items() if u not in leaves}
+        base.ndim, base.batchdims, base.ni, base.nj = self.ndim, self.batchdims, self.ni, self.nj
+        base.backend, base.code, base.ranges = self.backend, self.code, self.ranges
+        formula = _PLACEHOLDER.sub(lambda m: leaves[int(m.group(1))].formula if int(m.group(1)) in leaves
+                                   else m.group(0), self.formula)
+        return base._new(formula, self.ndim, list(leaves.values()))
+
+    def _run(self, other, reduction_op, r, opt_arg, opts):
+        merged = self if other is None else self._new(self.formula, self.ndim, (other,))
         if merged.code is None:
             raise KpTypeError("pykp: this LazyTensor holds no array, so it has no dtype to compute in")
-        if other is not None:
-            extra = (other,)
+        if merged.ranges is not None and opts.ranges is None:
+            opts = opts.with_call(ranges=merged.ranges)
+        extra = () if other is None else (other,)
         texts, args = self._text(extra)
+        opts.check(args)
         text = reduction_text(texts[0], reduction_op, r, opt_arg, texts[1] if other is not None else None)
         nx = merged.ni if merged.ni is not None else 1
         ny = merged.nj if merged.nj is not None else 1
-        vals, idx = reduce(("parse", text, ()), args, nx, ny, what="LazyTensor variable")
         red = {"SoftMax": "SumSoftMaxWeight"}.get(reduction_op, reduction_op)
+        out = opts.out
+        if out is not None and red not in _IN_PLACE:
+            raise KpValueError("pykp: out= is taken by Sum, LogSumExp, SumSoftMaxWeight, Min and Max reductions, "
+                               "not by %s" % red)
+        vals, idx = reduce(("parse", text, ()), args, nx, ny, what="LazyTensor variable", out=out, scheme=opts.scheme)
         return postprocess(vals, idx, red, opt_arg)
 
     def sum(self, axis=-1, dim=None, **kwargs):
@@ -570,8 +675,12 @@ class LazyTensor:
     def sum_reduction(self, axis=None, dim=None, **kwargs):
         return self._reduce("Sum", axis, dim, **kwargs)
 
-    def logsumexp(self, axis=None, dim=None, weight=None, **kwargs):
-        return self._reduce("LogSumExp", axis, dim, other=weight, **kwargs)
+    def logsumexp(self, axis=None, dim=None, weight=None, other=None, **kwargs):
+        """log sum exp(self) over i or j; with a weight g > 0 (KeOps: `weight`
+        or `other`): log sum exp(self) g."""
+        if weight is not None and other is not None:
+            raise KpValueError("pykp: logsumexp takes the weight as weight= or other=, not both")
+        return self._reduce("LogSumExp", axis, dim, other=weight if weight is not None else other, **kwargs)
 
     logsumexp_reduction = logsumexp
 
@@ -659,12 +768,12 @@ class LazyTensor:
         res.ndim = self.ndim
         res.batchdims = self.batchdims
         res.ni, res.nj = self.nj, self.ni
-        res.backend, res.code = self.backend, self.code
+        res.backend, res.code, res.ranges = self.backend, self.code, self.ranges
         renum = {}
         for uid, v in self.vars.items():
             nu = next(_uids)
             renum[uid] = nu
-            res.vars[nu] = _Var(v.value, {0: 1, 1: 0}.get(v.cat, v.cat), v.dim)
+            res.vars[nu] = _Var(v.value, {0: 1, 1: 0}.get(v.cat, v.cat), v.dim, v.index)
         res.formula = _PLACEHOLDER.sub(lambda m: "@%d@" % renum[int(m.group(1))], self.formula)
         return res
 
@@ -720,6 +829,34 @@ class LazyTensor:
         return lazy_solve(self, other, var, call, **kwargs)
 
 
+class _Reduction:
+    """A LazyTensor reduction kept as a function (KeOps: call=False, or an
+    expression with symbolic variables): called with one array per symbolic
+    variable, in the order of their indices."""
+
+    def __init__(self, lazy, other, reduction_op, axis, opt_arg, opts, symbolic):
+        self._args = (lazy, other, reduction_op, axis, opt_arg, opts)
+        self.nargs = len(symbolic)
+
+    def __call__(self, *values, **kwargs):
+        lazy, other, reduction_op, axis, opt_arg, opts = self._args
+        bad = sorted(set(kwargs) - set(_options.CALL))
+        if bad:
+            raise KpTypeError("pykp: a reduction function takes only %s as keywords, got %s"
+                              % (", ".join(_options.CALL), ", ".join(bad)))
+        if kwargs:
+            opts = opts.with_call(**kwargs)
+        if len(values) != self.nargs:
+            raise KpValueError("pykp: this reduction takes %d array(s), one per symbolic variable, got %d"
+                               % (self.nargs, len(values)))
+        bound = lazy._bind(values)
+        return bound._run(None if other is None else other._bind(values), reduction_op, axis, opt_arg, opts)
+
+    def __repr__(self):
+        lazy, _, reduction_op, axis, _, _ = self._args
+        return "pykp reduction %s over %s of %s (%d argument(s))" % (reduction_op, "ij"[axis], lazy, self.nargs)
+
+
 def aslinearoperator(K):
     """K (a LazyTensor of shape (N, M)) as a scipy.sparse.linalg.LinearOperator
     (matvec K @ v, rmatvec K.T @ v), e.g. for eigsh or cg."""
@@ -753,18 +890,29 @@ def _as_variable(x, cat):
     return LazyTensor(x.reshape(shape[:-2] + (1,) + shape[-2:]) if len(shape) > 2 else x, axis=None if len(shape) > 2 else 1)
 
 
-def Vi(x):
-    """x (N, D) or (B..., N, D) as a LazyTensor indexed by i."""
-    return _as_variable(x, 0)
+def Vi(x, dim=None):
+    """x (N, D) or (B..., N, D) as a LazyTensor indexed by i; Vi(index, dim):
+    a symbolic i-variable (its array is given when the reduction is called)."""
+    return _as_variable(x, 0) if dim is None else LazyTensor((_index(x), int(dim), 0))
 
 
-def Vj(x):
-    """x (M, D) or (B..., M, D) as a LazyTensor indexed by j."""
-    return _as_variable(x, 1)
+def Vj(x, dim=None):
+    """x (M, D) or (B..., M, D) as a LazyTensor indexed by j; Vj(index, dim):
+    a symbolic j-variable."""
+    return _as_variable(x, 1) if dim is None else LazyTensor((_index(x), int(dim), 1))
 
 
-def Pm(x):
-    """A parameter: a number, a list of numbers, or a 0-D/1-D array."""
+def Pm(x, dim=None):
+    """A parameter: a number, a list of numbers, or a 0-D/1-D array; Pm(index,
+    dim): a symbolic parameter."""
+    if dim is not None:
+        return LazyTensor((_index(x), int(dim), 2))
     if is_array(x) and x.ndim > 1:
         raise KpValueError("pykp: Pm() takes a number or a 0-D/1-D array, got shape %s" % (tuple(x.shape),))
     return LazyTensor(x, axis=2 if is_array(x) and x.ndim == 2 else None)
+
+
+def _index(k):
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool):
+        raise KpTypeError("pykp: a symbolic variable's index must be an int, got %r" % (k,))
+    return int(k)

@@ -1,0 +1,122 @@
+"""
+_options.py -- KeOps' reduction keywords, each with its effect in pykp or a
+clear error: none is accepted and dropped.
+
+KeOps accepts the same keywords on Genred (construction and call) and on every
+LazyTensor reduction. pykp reads them here, once:
+
+    backend, device_id  where to compute: pykp computes where the arrays are
+                        and never copies, so these may only confirm it (else
+                        KpValueError naming the mismatch);
+    sum_scheme          "auto" | "block_sum" | "kahan_scheme" | "direct_sum":
+                        libkp's float32 summation for this call and its
+                        backward passes;
+    dtype_acc, use_double_acc
+                        "float64" / True select the compensated (Kahan) sums:
+                        libkp keeps float32 accumulators and compensates them;
+    use_fast_math       must agree with pykp.set_math_mode for CUDA tensors
+                        (the GPU kernels' math mode is a per-process setting);
+                        the CPU engine has one math mode, so it has no effect there;
+    enable_chunks, rec_multVar_highdim
+                        KeOps' code-generation strategies for large dimensions;
+                        libkp always tiles the reduced axis and handles every
+                        dimension, so they only change how KeOps compiles:
+                        booleans, checked, with no effect on libkp;
+    dtype, cuda_type    the arrays' dtype: must match it when given;
+    ranges              block-sparse reductions: not supported yet (error);
+    out                 the output array, written in place;
+    call                False: return a callable instead of computing.
+"""
+import copy
+
+from . import _arrays
+from ._lib import KpNotImplementedError, KpTypeError, KpValueError, get_math_mode
+
+SCHEMES = {"auto": None, "block_sum": 0, "kahan_scheme": 1, "direct_sum": 2}
+
+CONSTRUCTION = ("dtype", "cuda_type", "dtype_acc", "use_double_acc", "sum_scheme", "enable_chunks",
+                "rec_multVar_highdim", "use_fast_math")
+CALL = ("backend", "device_id", "ranges", "out")
+
+
+class Options:
+    """The reduction keywords of one Genred or one LazyTensor reduction."""
+
+    def __init__(self, where="reduction", **kw):
+        unknown = sorted(set(kw) - set(CONSTRUCTION) - set(CALL) - {"call"})
+        if unknown:
+            raise KpTypeError("pykp: %s got unexpected keyword argument(s) %s" % (where, ", ".join(unknown)))
+        self.scheme = _scheme(kw.get("sum_scheme", "auto"), kw.get("dtype_acc", "auto"), kw.get("use_double_acc", False))
+        for flag in ("enable_chunks", "rec_multVar_highdim"):
+            if not isinstance(kw.get(flag, True), bool):
+                raise KpTypeError("pykp: %s must be True or False, got %r" % (flag, kw[flag]))
+        self.fast_math = kw.get("use_fast_math")
+        if self.fast_math is not None and not isinstance(self.fast_math, bool):
+            raise KpTypeError("pykp: use_fast_math must be True or False, got %r" % (self.fast_math,))
+        self.dtype = kw.get("dtype") or kw.get("cuda_type")
+        if self.dtype is not None and str(self.dtype).replace("torch.", "") not in ("float32", "float64", "float", "double"):
+            raise KpValueError("pykp: dtype must be 'float32' or 'float64', got %r" % (self.dtype,))
+        self.backend = kw.get("backend", "auto")
+        self.device_id = kw.get("device_id", -1)
+        self.ranges = kw.get("ranges")
+        self.out = kw.get("out")
+        self.call = kw.get("call", True)
+        if not isinstance(self.call, bool):
+            raise KpTypeError("pykp: call must be True or False, got %r" % (self.call,))
+
+    def with_call(self, **call):
+        """A copy with the call-time keywords (backend, device_id, ranges) set."""
+        res = copy.copy(self)
+        res.__dict__.update(call)
+        return res
+
+    def check(self, args):
+        """Checks the options against the arrays of a call (before computing)."""
+        if self.ranges is not None:
+            raise KpNotImplementedError("pykp: block-sparse reductions (ranges=) are not supported yet")
+        arrays = [a for a in args if _arrays.is_array(a)]
+        if not arrays:
+            return
+        where = _arrays.check_same_device(("argument %d" % k, a) for k, a in enumerate(arrays))
+        on = _arrays.device_name(where)
+        b = self.backend.upper() if isinstance(self.backend, str) else self.backend
+        if not isinstance(b, str) or not (b == "AUTO" or b == "CPU" or b.startswith("GPU")):
+            raise KpValueError("pykp: backend must be 'auto', 'CPU' or 'GPU...', got %r" % (self.backend,))
+        cuda = where[0] != _arrays.CPU[0]
+        if b.startswith("GPU") and not cuda:
+            raise KpValueError(
+                "pykp: backend=%r, but the arrays are on %s; pykp computes where the arrays are and never copies "
+                "between devices: pass CUDA tensors (e.g. .cuda())" % (self.backend, on)
+            )
+        if b == "CPU" and cuda:
+            raise KpValueError("pykp: backend='CPU', but the arrays are on %s; pykp never copies between devices" % on)
+        if self.device_id not in (None, -1) and (not cuda or where[1] != self.device_id):
+            raise KpValueError(
+                "pykp: device_id=%r, but the arrays are on %s; pykp never copies between devices" % (self.device_id, on)
+            )
+        if self.fast_math is not None and cuda and self.fast_math != (get_math_mode() == "fast"):
+            raise KpValueError(
+                "pykp: use_fast_math=%r, but pykp's math mode is %r; call pykp.set_math_mode(%r) first"
+                % (self.fast_math, get_math_mode(), "fast" if self.fast_math else "accurate")
+            )
+        if self.dtype is not None:
+            want = {"float": "float32", "double": "float64"}.get(str(self.dtype).replace("torch.", ""),
+                                                               str(self.dtype).replace("torch.", ""))
+            got = _arrays.DTYPE_NAMES[_arrays.dtype_code(arrays[0], "argument 0")]
+            if want != got:
+                raise KpTypeError("pykp: dtype=%r, but the arrays are %s; pykp computes in the arrays' dtype"
+                                  % (self.dtype, got))
+
+
+def _scheme(sum_scheme, dtype_acc, use_double_acc):
+    if sum_scheme not in SCHEMES:
+        raise KpValueError("pykp: sum_scheme must be auto, block_sum, kahan_scheme or direct_sum, got %r" % (sum_scheme,))
+    if dtype_acc not in ("auto", "float32", "float64", "float", "double"):
+        raise KpValueError("pykp: dtype_acc must be 'auto', 'float32' or 'float64', got %r" % (dtype_acc,))
+    if not isinstance(use_double_acc, bool):
+        raise KpTypeError("pykp: use_double_acc must be True or False, got %r" % (use_double_acc,))
+    if use_double_acc or dtype_acc in ("float64", "double"):
+        if sum_scheme not in ("auto", "kahan_scheme"):
+            raise KpValueError("pykp: dtype_acc='float64' (compensated sums) contradicts sum_scheme=%r" % (sum_scheme,))
+        return SCHEMES["kahan_scheme"]
+    return SCHEMES[sum_scheme]
