@@ -32,8 +32,9 @@ from ._lib import (
 from .genred import Genred
 from .lazytensor import LazyTensor, Pm, Vi, Vj, aslinearoperator
 from .kernels import kernel_product, KERNELS
+from ._progress import set_progress_bar
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "Genred",
@@ -56,6 +57,7 @@ __all__ = [
     "set_math_mode",
     "get_math_mode",
     "library_path",
+    "set_progress_bar",
     "formula_text",
 ]
 
