@@ -623,31 +623,38 @@ _SCHEMES = {"auto": None, "block_sum": 0, "kahan_scheme": 1, "direct_sum": 2}
 class Genred:
     """A generic reduction, with KeOps' calling conventions.
 
-        >>> gauss = Genred("Exp(-SqDist(x,y)*g)*b", ["x = Vi(3)", "y = Vj(3)", "g = Pm(1)", "b = Vj(1)"],
-        ...                reduction_op="Sum", axis=1)
-        >>> a = gauss(x, y, g, b)         # a_i = sum_j exp(-g|x_i-y_j|^2) b_j, shape (N, 1)
+    >>> gauss = Genred("Exp(-SqDist(x,y)*g)*b", ["x = Vi(3)", "y = Vj(3)", "g = Pm(1)", "b = Vj(1)"],
+    ...                reduction_op="Sum", axis=1)
+    >>> a = gauss(x, y, g, b)         # a_i = sum_j exp(-g|x_i-y_j|^2) b_j, shape (N, 1)
 
-    formula, aliases: KeOps syntax ("x = Vi(3)", "y = Vj(0,3)", "p = Pm(1)").
-    reduction_op: Sum, LogSumExp, SumSoftMaxWeight (with formula2), Min, Max,
-        ArgMin, ArgMax, Min_ArgMin, Max_ArgMax, KMin, ArgKMin, KMin_ArgKMin
-        (with opt_arg = K); also KeOps' older names (SoftMax, MinArgMin, ...)
-        and LogSumExp with formula2 (log sum_j exp(f) g, g > 0).
-    axis: 0 reduces over i (one row per j), 1 over j (one row per i); 0 by
+    Called with one array per alias: NumPy arrays (result: NumPy) or torch
+    tensors (result: torch, differentiable for Sum, LogSumExp and
+    SumSoftMaxWeight, and usable under torch.func and torch.compile), all on
+    one device: CPU tensors run on libkp's CPU engine, CUDA tensors on its
+    CUDA engine, on their device and torch's current stream (backend= and
+    device_id= may only confirm that). Vi/Vj arrays are (n, d) or
+    (batch..., n, d), parameters (d,) or (batch..., d); all float32 or all
+    float64. Index outputs are int64.
+
+    Parameters
+    ----------
+    formula, aliases : str, list of str
+        KeOps syntax ("x = Vi(3)", "y = Vj(0,3)", "p = Pm(1)").
+    reduction_op : str
+        Sum, LogSumExp, SumSoftMaxWeight (with formula2), Min, Max, ArgMin,
+        ArgMax, Min_ArgMin, Max_ArgMax, KMin, ArgKMin, KMin_ArgKMin (with
+        opt_arg = K); also KeOps' older names (SoftMax, MinArgMin, ...) and
+        LogSumExp with formula2 (log sum_j exp(f) g, g > 0).
+    axis : {0, 1}
+        0 reduces over i (one row per j), 1 over j (one row per i); 0 by
         default, as in KeOps.
-    sum_scheme: "auto"/"block_sum" (libkp's compensated block sums), "kahan_scheme",
+    sum_scheme : str
+        "auto"/"block_sum" (libkp's compensated block sums), "kahan_scheme",
         "direct_sum"; use_double_acc / dtype_acc="float64" select Kahan sums
         (libkp keeps float32 accumulators). Other KeOps options (dtype,
         cuda_type, enable_chunks, rec_multVar_highdim, use_fast_math) are
         accepted and ignored; pykp.set_math_mode("fast") is KeOps' fast math
         for the GPU kernels (accurate by default).
-
-    Called with one array per alias: NumPy arrays (result: NumPy) or torch
-    tensors (result: torch, differentiable for Sum, LogSumExp and
-    SumSoftMaxWeight), all on one device: CPU tensors run on libkp's CPU
-    engine, CUDA tensors on its CUDA engine, on their device and torch's
-    current stream (backend= and device_id= may only confirm that). Vi/Vj
-    arrays are (n, d) or (batch..., n, d), parameters (d,) or (batch..., d);
-    all float32 or all float64. Index outputs are int64.
     """
 
     def __init__(
