@@ -167,6 +167,12 @@ def _cat_name(cat):
 # reduction per gradient, as before joint plans (PYKP_JOINT_BACKWARD=0 at import).
 JOINT_BACKWARD = os.environ.get("PYKP_JOINT_BACKWARD", "1").strip().lower() not in ("0", "false", "no", "off")
 
+if torch is not None and int(torch.__version__.split(".")[0]) < 2:
+    raise ImportError(
+        "pykp needs torch >= 2.0 (torch.func's setup_context Functions; torch.compile's custom operators need "
+        ">= 2.4), found torch %s; upgrade torch or uninstall it to use pykp with NumPy" % torch.__version__
+    )
+
 if torch is not None:
 
     class _Node:
