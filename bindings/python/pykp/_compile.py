@@ -31,13 +31,15 @@ if torch is not None:
         from torch._subclasses.fake_tensor import FakeTensor as _Fake
         from torch._subclasses.functional_tensor import FunctionalTensor as _Functional
 
-        _TRACED = (_Fake, _Functional)
+        _TRACED = frozenset((_Fake, _Functional))
     except ImportError:  # pragma: no cover - torch without these (< 2.1): Dynamo's check only
-        _TRACED = ()
+        _TRACED = frozenset()
     _is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
     if _is_compiling is None:  # torch < 2.3
         _is_compiling = getattr(getattr(torch, "_dynamo", None), "is_compiling", lambda: False)
     _functorch = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
+    # None unless a torch.func transform is active: one cheap call decides for all arguments
+    _transforms = getattr(getattr(torch._C, "_functorch", None), "peek_interpreter_stack", None)
 
 
 def tracing(args):
@@ -45,19 +47,18 @@ def tracing(args):
     (is_compiling) or AOTAutograd (fake / functional tensors)."""
     if not HAVE_OPS:
         return False
-    seen = False
-    for a in args:
-        if isinstance(a, torch.Tensor):
-            if isinstance(a, _TRACED):
-                return True
-            seen = True
-    return seen and _is_compiling()
+    if _is_compiling():
+        return any(isinstance(a, torch.Tensor) for a in args)
+    for a in args:  # exact types: this runs on every call, a set lookup is the cheapest test
+        if type(a) in _TRACED:
+            return True
+    return False
 
 
 def functorch_wrapped(args):
     """True when an argument is a torch.func transform's tensor (vmap's batched
     tensors, grad's tracking tensors): libkp cannot read those directly."""
-    if _functorch is None:
+    if _functorch is None or (_transforms is not None and _transforms() is None):
         return False
     for a in args:
         if isinstance(a, torch.Tensor) and _functorch(a):

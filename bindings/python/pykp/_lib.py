@@ -265,10 +265,12 @@ assert _KpExecOptions.cuda_stream.offset == _OPTS.size - ctypes.sizeof(_vp)
 
 def _pairs_of(nx, ny, out):
     """Pairs (i, j) of a call, for _progress: a long call gets the callback."""
-    n = max(nx, 1) * max(ny, 1)
+    n = (nx if nx > 1 else 1) * (ny if ny > 1 else 1)
     if out is not None:
-        for e in out[2][:-2]:
-            n *= e
+        shape = out[2]
+        if len(shape) > 2:
+            for e in shape[:-2]:
+                n *= e
     return n
 
 
