@@ -76,7 +76,8 @@ extern "C" {
     X(KP_ERR_OOM, 6, "out of memory")                                             \
     X(KP_ERR_TOO_LARGE, 7, "size too large")                                      \
     X(KP_ERR_UNSUPPORTED, 8, "not supported by this engine")                      \
-    X(KP_ERR_INTERNAL, 9, "internal error")
+    X(KP_ERR_INTERNAL, 9, "internal error")                                       \
+    X(KP_ERR_CANCELLED, 10, "cancelled by the progress callback")
 
 typedef enum kp_status {
 #define KP__STATUS_ENUM(name, value, text) name = value,
@@ -273,6 +274,19 @@ typedef struct kp_plan kp_plan;
 kp_status kp_plan_new(kp_context *ctx, const kp_formula *f, kp_dtype dtype, kp_plan **out);
 void kp_plan_free(kp_plan *plan);
 
+/*
+ * Progress and cancellation of a long call (CPU engine; the GPU engines queue
+ * the whole call at once and ignore it). libkp calls progress(user, done,
+ * total) from the calling thread between blocks of rows, at most every 0.25 s
+ * and never in the first 0.25 s, so short calls never see it; done <= total
+ * count blocks of work. A completed call ends with one call where done ==
+ * total (its return value is then ignored). A nonzero return cancels: the call
+ * stops after the blocks in flight and returns KP_ERR_CANCELLED, the outputs
+ * are unspecified, the plan and context stay usable. The callback must not
+ * call libkp on the same context. NULL (the default): no calls, no cost.
+ */
+typedef int (*kp_progress_fn)(void *user, int64_t done, int64_t total);
+
 /* Per-call options; pass NULL for the defaults. */
 typedef struct kp_exec_options {
     int num_threads; /* 0: the context's setting */
@@ -281,8 +295,10 @@ typedef struct kp_exec_options {
     /* CUstream for the CUDA engine with device arrays (NULL: the default
      * stream); read only when the arrays are on a CUDA device. */
     void *cuda_stream;
+    kp_progress_fn progress; /* NULL: none (see kp_progress_fn) */
+    void *progress_user;     /* passed to progress */
 } kp_exec_options;
-#define KP_EXEC_OPTIONS_DEFAULT {0, -1, -1, NULL}
+#define KP_EXEC_OPTIONS_DEFAULT {0, -1, -1, NULL, NULL, NULL}
 
 /*
  * Runs the reduction. args[k] describes argument k (n_args == kp_formula_num_args).

@@ -605,7 +605,7 @@ static void test_status_strings(void **s) {
         assert_non_null(got);
         assert_string_equal(got, expect[k].text);
     }
-    assert_int_equal(sizeof expect / sizeof expect[0], 10);
+    assert_int_equal(sizeof expect / sizeof expect[0], 11);
     const char *u = kp_status_string((kp_status)99);
     assert_non_null(u);
     assert_true(u[0] != '\0');

@@ -7,10 +7,17 @@ setup.py -- builds libkp with CMake and installs it inside the `pykp` package.
 The library is found, in this order:
   1. LIBKP_PATH at build time: an existing libkp.so (or a directory holding one),
      copied into the package instead of building;
-  2. the libkp sources two levels up (this repository): configured and built
-     with CMake (Release, no tests/bench/examples) in build/libkp-cmake/ under
-     this directory, then copied into the package as pykp/libkp.so.
+  2. the libkp sources: libkp-src/ next to this file (an sdist carries them
+     there) or two levels up (this repository), configured and built with
+     CMake (Release, no tests/bench/examples) in build/libkp-cmake/ under this
+     directory, then copied into the package as pykp/libkp.so.
 At run time, LIBKP_PATH (if set) overrides the bundled library.
+
+The wheel (`pip wheel ./bindings/python`) carries libkp (its platform tag says
+so): installing it needs no compiler or CMake. The sdist carries libkp's
+sources (CMakeLists.txt, cmake/, include/, src/) in libkp-src/ and builds them.
+Metadata (version in pykp/_version.py, dependencies, extras) is in
+pyproject.toml.
 
 Environment knobs: LIBKP_CMAKE_ARGS (extra arguments for the CMake configure
 step), LIBKP_BUILD_JOBS (parallel build jobs, default: all cores).
@@ -23,10 +30,14 @@ import subprocess
 
 from setuptools import setup
 from setuptools.command.build_py import build_py
+from setuptools.command.sdist import sdist
 from setuptools.dist import Distribution
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+BUNDLED_SRC = os.path.join(HERE, "libkp-src")  # in an sdist
+REPO = BUNDLED_SRC if os.path.isdir(BUNDLED_SRC) else os.path.abspath(os.path.join(HERE, "..", ".."))
+# What of the repository builds libkp (copied into an sdist's libkp-src/).
+LIBKP_TREE = ("CMakeLists.txt", "cmake", "include", "src")
 
 
 def _is_libkp_repo(path):
@@ -102,6 +113,23 @@ class BuildPyWithLibkp(build_py):
         print("pykp: bundled %s as %s" % (lib, dest))
 
 
+class SdistWithLibkp(sdist):
+    """sdist, plus libkp's sources in libkp-src/ so the sdist builds alone."""
+
+    def make_release_tree(self, base_dir, files):
+        super().make_release_tree(base_dir, files)
+        if not _is_libkp_repo(REPO):
+            raise RuntimeError("pykp: the libkp sources are not at %s: cannot make an sdist" % REPO)
+        dest = os.path.join(base_dir, "libkp-src")
+        for name in LIBKP_TREE:
+            src = os.path.join(REPO, name)
+            if os.path.isdir(src):
+                shutil.copytree(src, os.path.join(dest, name), ignore=shutil.ignore_patterns("build*", "__pycache__"))
+            else:
+                os.makedirs(dest, exist_ok=True)
+                shutil.copyfile(src, os.path.join(dest, name))
+
+
 class BinaryDistribution(Distribution):
     """The wheel carries a shared library: tag it for this platform."""
 
@@ -110,16 +138,6 @@ class BinaryDistribution(Distribution):
 
 
 setup(
-    name="pykp",
-    version="0.1.0",
-    description="Python binding of libkp: generic kernel reductions (KeOps formula syntax) on NumPy and PyTorch",
-    long_description=open(os.path.join(HERE, "README.md")).read() if os.path.exists(os.path.join(HERE, "README.md")) else "",
-    long_description_content_type="text/markdown",
-    packages=["pykp", "pykp.ot", "pykp.shapes"],
-    python_requires=">=3.8",
-    install_requires=["numpy"],
-    extras_require={"torch": ["torch"], "scipy": ["scipy"], "test": ["pytest", "scipy"]},
-    cmdclass={"build_py": BuildPyWithLibkp},
+    cmdclass={"build_py": BuildPyWithLibkp, "sdist": SdistWithLibkp},
     distclass=BinaryDistribution,
-    zip_safe=False,
 )

@@ -4,6 +4,7 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/context.h"
 
@@ -19,6 +20,43 @@ const kp_cpu_kernels *kp__cpu_pick_kernels(kp_dtype dtype) {
     else if (force && strcmp(force, "avx2") == 0 && level >= 1) level = 1;
     if (dtype == KP_FLOAT32) return level == 2 ? &kp__cpu_f32_avx512 : level == 1 ? &kp__cpu_f32_avx2 : &kp__cpu_f32_generic;
     return level == 2 ? &kp__cpu_f64_avx512 : level == 1 ? &kp__cpu_f64_avx2 : &kp__cpu_f64_generic;
+}
+
+/* Seconds between progress calls: a few per second, so Ctrl-C in a binding
+ * answers quickly while the callback's cost stays far below the work's. */
+#define KP_PROGRESS_PERIOD 0.25
+
+static double monotonic_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void kp__cpu_progress_init(kp_cpu_progress *p, const kp_cpu_job *job, int64_t total) {
+    p->job = job;
+    p->done = 0;
+    p->total = total;
+    p->cancelled = 0;
+    p->next = job->progress ? monotonic_seconds() + KP_PROGRESS_PERIOD : 0.0;
+}
+
+void kp__cpu_progress_tick(kp_cpu_progress *p) {
+    if (!p->job->progress) return;
+    int64_t done = __atomic_add_fetch(&p->done, 1, __ATOMIC_RELAXED);
+    if (omp_get_thread_num() != 0) return; /* the calling thread: bindings may need it (signals, GIL) */
+    double now = monotonic_seconds();
+    if (now < p->next) return;
+    p->next = now + KP_PROGRESS_PERIOD;
+    if (p->job->progress(p->job->progress_user, done, p->total)) __atomic_store_n(&p->cancelled, 1, __ATOMIC_RELAXED);
+}
+
+kp_status kp__cpu_progress_end(kp_context *ctx, kp_cpu_progress *p) {
+    if (!p->job->progress) return KP_OK;
+    if (p->cancelled)
+        return kp__fail(ctx, KP_ERR_CANCELLED, "cancelled by the progress callback after %lld of %lld blocks",
+                        (long long)p->done, (long long)p->total);
+    (void)p->job->progress(p->job->progress_user, p->total, p->total);
+    return KP_OK;
 }
 
 kp_status kp__cpu_run(kp_context *ctx, const kp_cpu_job *job) {
@@ -57,6 +95,8 @@ kp_status kp__cpu_run(kp_context *ctx, const kp_cpu_job *job) {
     }
     size_t scratch_bytes = K->scratch_size(job->prog);
     int failed = 0;
+    kp_cpu_progress prog;
+    kp__cpu_progress_init(&prog, job, nitems + (split ? nblocks : 0));
 #pragma omp parallel num_threads(nthreads)
     {
         void *scratch = aligned_alloc(64, (scratch_bytes + 63) & ~(size_t)63);
@@ -66,7 +106,7 @@ kp_status kp__cpu_run(kp_context *ctx, const kp_cpu_job *job) {
         }
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < nitems; it++) {
-            if (!scratch) continue;
+            if (!scratch || kp__cpu_progress_stop(&prog)) continue;
             int64_t blk = split ? it / nchunks : it, ch = split ? it % nchunks : 0;
             int64_t b = blk / nrb, rb = blk % nrb;
             int64_t r0 = rb * KP_ROW_BLOCK, r1 = r0 + KP_ROW_BLOCK < job->nrows ? r0 + KP_ROW_BLOCK : job->nrows;
@@ -75,16 +115,18 @@ kp_status kp__cpu_run(kp_context *ctx, const kp_cpu_job *job) {
                            sidx + (size_t)it * chunk_idx, scratch);
             else
                 K->process(job, b, r0, r1, 0, nchunks, 1, NULL, NULL, scratch);
+            kp__cpu_progress_tick(&prog);
         }
         if (split) {
 #pragma omp for schedule(dynamic, 1)
             for (int64_t blk = 0; blk < nblocks; blk++) {
-                if (!scratch) continue;
+                if (!scratch || kp__cpu_progress_stop(&prog)) continue;
                 int64_t b = blk / nrb, rb = blk % nrb;
                 int64_t r0 = rb * KP_ROW_BLOCK, r1 = r0 + KP_ROW_BLOCK < job->nrows ? r0 + KP_ROW_BLOCK : job->nrows;
                 size_t first = (size_t)(blk * nchunks);
                 K->merge_finalize(job, b, r0, r1, nchunks, sreal + first * chunk_real * K->real_size,
                                   sidx + first * chunk_idx, chunk_real, chunk_idx, scratch);
+                kp__cpu_progress_tick(&prog);
             }
         }
         free(scratch);
@@ -92,5 +134,5 @@ kp_status kp__cpu_run(kp_context *ctx, const kp_cpu_job *job) {
     free(sreal);
     free(sidx);
     if (failed) return kp__fail(ctx, KP_ERR_OOM, "out of memory for thread scratch (%zu bytes)", scratch_bytes);
-    return KP_OK;
+    return kp__cpu_progress_end(ctx, &prog);
 }

@@ -37,7 +37,28 @@ typedef struct kp_cpu_job {
     int nargs;
     kp_cpu_arg args[KP_MAX_ARGS];
     kp_cpu_arg out, out_idx; /* base NULL when absent */
+    kp_progress_fn progress; /* kp_exec_options.progress: NULL when unset */
+    void *progress_user;
 } kp_cpu_job;
+
+/* The progress of one run (kp_progress_fn): blocks done, calls paced from
+ * the calling thread (OpenMP thread 0), cancellation seen by every thread. */
+typedef struct kp_cpu_progress {
+    const kp_cpu_job *job;
+    int64_t done, total;
+    int cancelled;
+    double next; /* monotonic time of the next call */
+} kp_cpu_progress;
+
+void kp__cpu_progress_init(kp_cpu_progress *p, const kp_cpu_job *job, int64_t total);
+/* Counts one finished block; on thread 0, calls the callback when due. */
+void kp__cpu_progress_tick(kp_cpu_progress *p);
+/* Nonzero once the callback asked to stop (always 0 without a callback). */
+static inline int kp__cpu_progress_stop(kp_cpu_progress *p) {
+    return p->job->progress && __atomic_load_n(&p->cancelled, __ATOMIC_RELAXED);
+}
+/* After the run: KP_ERR_CANCELLED with a message, or the final call. */
+kp_status kp__cpu_progress_end(kp_context *ctx, kp_cpu_progress *p);
 
 kp_status kp__cpu_run(kp_context *ctx, const kp_cpu_job *job);
 

@@ -25,6 +25,8 @@ kp_status kp__cpu_run_joint(kp_context *ctx, kp_cpu_joint_job *jj) {
     int nthreads = jj->job.num_threads;
     if (nthreads > jj->ngroups) nthreads = (int)jj->ngroups;
     int failed = 0;
+    kp_cpu_progress prog;
+    kp__cpu_progress_init(&prog, &jj->job, jj->ngroups);
 #pragma omp parallel num_threads(nthreads)
     {
         void *scratch = aligned_alloc(64, (scratch_bytes + 63) & ~(size_t)63);
@@ -34,9 +36,10 @@ kp_status kp__cpu_run_joint(kp_context *ctx, kp_cpu_joint_job *jj) {
         }
 #pragma omp for schedule(dynamic, 1)
         for (int64_t g = 0; g < jj->ngroups; g++) {
-            if (!scratch) continue;
+            if (!scratch || kp__cpu_progress_stop(&prog)) continue;
             int64_t r0 = g * jj->group_rows, r1 = r0 + jj->group_rows < jj->job.nrows ? r0 + jj->group_rows : jj->job.nrows;
             K->joint_rows(jj, r0, r1, colacc + (size_t)g * group_stride * K->real_size, scratch);
+            kp__cpu_progress_tick(&prog);
         }
         /* the implicit barrier of omp for: every group's buffer is complete */
         if (jj->coldim) {
@@ -44,7 +47,7 @@ kp_status kp__cpu_run_joint(kp_context *ctx, kp_cpu_joint_job *jj) {
             int64_t nspans = (jj->job.ncols + span - 1) / span;
 #pragma omp for schedule(dynamic, 1)
             for (int64_t s = 0; s < nspans; s++) {
-                if (failed) continue;
+                if (failed || kp__cpu_progress_stop(&prog)) continue;
                 int64_t j0 = s * span, j1 = j0 + span < jj->job.ncols ? j0 + span : jj->job.ncols;
                 K->joint_cols(jj, j0, j1, colacc, group_stride);
             }
@@ -53,5 +56,5 @@ kp_status kp__cpu_run_joint(kp_context *ctx, kp_cpu_joint_job *jj) {
     }
     free(colacc);
     if (failed) return kp__fail(ctx, KP_ERR_OOM, "out of memory for thread scratch (%zu bytes)", scratch_bytes);
-    return KP_OK;
+    return kp__cpu_progress_end(ctx, &prog);
 }

@@ -178,6 +178,8 @@ kp_status kp__plan_prepare(kp_plan *plan, const kp_array *args, size_t n_args, c
     job->math = ctx->math_mode;
     job->num_threads = kp__resolve_threads(ctx, opt.num_threads);
     job->nargs = plan->nargs;
+    job->progress = opt.progress;
+    job->progress_user = opt.progress_user;
 
     /* The output fixes the batch shape and the number of rows. */
     const kp_array *shape_src = plan->out_dim ? out : out_index;

@@ -35,8 +35,9 @@ from .kernels import kernel_product, KERNELS
 from .solve import KernelSolve
 from . import cluster
 from .generic import KernelProduct, generic_argkmin, generic_argmin, generic_logsumexp, generic_sum
+from ._progress import set_progress_bar
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "Genred",
@@ -66,6 +67,7 @@ __all__ = [
     "set_math_mode",
     "get_math_mode",
     "library_path",
+    "set_progress_bar",
     "formula_text",
 ]
 

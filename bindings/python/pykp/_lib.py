@@ -30,6 +30,8 @@ import struct
 import threading
 import weakref
 
+from . import _progress
+
 # ----------------------------------------------------------------- constants
 
 KP_FLOAT32, KP_FLOAT64, KP_INT64 = 0, 1, 2
@@ -70,6 +72,7 @@ _STATUS_NAMES = {
     7: "KP_ERR_TOO_LARGE",
     8: "KP_ERR_UNSUPPORTED",
     9: "KP_ERR_INTERNAL",
+    10: "KP_ERR_CANCELLED",
 }
 
 SUM_SCHEMES = {"block": 0, "kahan": 1, "plain": 2}
@@ -122,6 +125,7 @@ _STATUS_CLASS = {
     7: KpValueError,
     8: KpNotImplementedError,
     9: KpRuntimeError,
+    10: KpRuntimeError,  # KP_ERR_CANCELLED (pykp raises KeyboardInterrupt when it cancelled)
 }
 
 
@@ -240,7 +244,8 @@ class _KpArray(ctypes.Structure):
 
 
 class _KpExecOptions(ctypes.Structure):
-    _fields_ = [("num_threads", ctypes.c_int), ("nx", _i64), ("ny", _i64), ("cuda_stream", _vp)]
+    _fields_ = [("num_threads", ctypes.c_int), ("nx", _i64), ("ny", _i64), ("cuda_stream", _vp),
+                ("progress", _vp), ("progress_user", _vp)]  # progress: see _progress.py
 
 
 _ARRAY_SIZE = ctypes.sizeof(_KpArray)
@@ -253,8 +258,20 @@ _STRIDES = [struct.Struct("@%dq" % nd) for nd in range(KP_MAX_DIMS + 1)]
 _DEVICE_ID_OFF = _KpArray.device_id.offset
 _DEVICE_ID = struct.Struct("@i")
 _OPTS = struct.Struct("@i%dxqqP" % (_KpExecOptions.nx.offset - 4))  # num_threads, nx, ny, cuda_stream
-assert _HEAD[2].size == _SHAPE_OFF + 16 and _OPTS.size == _OPT_SIZE
+_PROGRESS_OFF = _KpExecOptions.progress.offset  # filled by _progress.run for long calls
+assert _HEAD[2].size == _SHAPE_OFF + 16 and _OPTS.size == _PROGRESS_OFF
 assert _KpExecOptions.cuda_stream.offset == _OPTS.size - ctypes.sizeof(_vp)
+
+
+def _pairs_of(nx, ny, out):
+    """Pairs (i, j) of a call, for _progress: a long call gets the callback."""
+    n = (nx if nx > 1 else 1) * (ny if ny > 1 else 1)
+    if out is not None:
+        shape = out[2]
+        if len(shape) > 2:
+            for e in shape[:-2]:
+                n *= e
+    return n
 
 
 def _pack_array(buf, off, d):
@@ -524,7 +541,8 @@ class Plan:
             idx_addr = self.idx_addr
         _OPTS.pack_into(buf, self.opt_off, _settings["num_threads"], nx, ny, stream)
         self.ctx.use_settings(scheme)
-        st = _plan_exec(self.handle, self.base, self.nargs, out_addr, idx_addr, self.opt_addr)
+        st = _progress.run(_plan_exec, (self.handle, self.base, self.nargs, out_addr, idx_addr, self.opt_addr), buf,
+                           self.opt_off + _PROGRESS_OFF, _pairs_of(nx, ny, out if out is not None else idx))
         if st != KP_OK:
             raise self.ctx.fail(st)
 
@@ -621,7 +639,8 @@ class JointPlan:
             off += _ARRAY_SIZE
         _OPTS.pack_into(buf, self.opt_off, _settings["num_threads"], nx, ny, stream)
         self.ctx.use_settings(scheme)
-        st = _plan_exec_joint(self.handle, self.base, self.nargs, self.out_addr, self.nouts, self.opt_addr)
+        st = _progress.run(_plan_exec_joint, (self.handle, self.base, self.nargs, self.out_addr, self.nouts, self.opt_addr),
+                           buf, self.opt_off + _PROGRESS_OFF, _pairs_of(nx, ny, None))
         if st != KP_OK:
             raise self.ctx.fail(st)
 

@@ -13,7 +13,7 @@ them; its backward is made of the same Functions.
 """
 import os
 
-from . import _arrays, _lib, _options
+from . import _arrays, _compile, _lib, _options
 from ._arrays import TorchBackend, backend_of, is_array, launch, torch
 from ._lib import KP_VAR_I, KP_VAR_J, KP_VAR_PARAM, KpNotImplementedError, KpTypeError, KpValueError, formula
 
@@ -167,6 +167,12 @@ def _cat_name(cat):
 # reduction per gradient, as before joint plans (PYKP_JOINT_BACKWARD=0 at import).
 JOINT_BACKWARD = os.environ.get("PYKP_JOINT_BACKWARD", "1").strip().lower() not in ("0", "false", "no", "off")
 
+if torch is not None and int(torch.__version__.split(".")[0]) < 2:
+    raise ImportError(
+        "pykp needs torch >= 2.0 (torch.func's setup_context Functions; torch.compile's custom operators need "
+        ">= 2.4), found torch %s; upgrade torch or uninstall it to use pykp with NumPy" % torch.__version__
+    )
+
 if torch is not None:
 
     class _Node:
@@ -233,7 +239,7 @@ if torch is not None:
         skipping unused ones matters. Best effort, through a private torch call
         when it exists: leaves under torch.autograd.grad (not supported by
         torch 1.13) and any failure count as used."""
-        if _will_execute is None or ctx.kp_pairs < _WILL_USE_MIN_PAIRS:
+        if _will_execute is None or ctx is None or ctx.kp_pairs < _WILL_USE_MIN_PAIRS:
             return True
         try:
             # next_functions has one entry per tensor input (not for node or None)
@@ -282,25 +288,15 @@ if torch is not None:
             jobs.append((k, gnode, formula(gnode.key)))
         if not jobs:
             return grads
-        if f.reduction in _NEEDS_OUTPUT:
-            if f.sums_rows:  # the gradient needs the per-row output, not the summed one
-                second = _KpFunction.apply(node.derived("rows"), *args[: formula((node.key, "rows")).nargs])
-            else:
-                second = out
-        elif idx is not None:
-            second = _arrays.torch_cast(idx, out.dtype)  # the selected indices, as numbers (idx's device)
-        else:
-            second = None
-        extra = [G, second]
-        if any(g.nargs > n + 2 for _, _, g in jobs):
-            extra.append(_KpFunction.apply(node.derived("lse"), *args))
+        extra = _grad_extras(f, node, args, out, idx, G, any(g.nargs > n + 2 for _, _, g in jobs))
         groups = {}  # gradient formulas by their arguments (their number fixes which extras they take)
         for job in jobs:
             groups.setdefault(job[2].nargs, []).append(job)
         for ng, group in groups.items():
             gargs = (args + extra)[:ng]
             gargs += [None] * (ng - len(gargs))
-            joint = [job for job in group if _joinable(job[2])] if JOINT_BACKWARD and _lib.has_joint_plans() else []
+            joinable = JOINT_BACKWARD and _lib.has_joint_plans() and not _compile.tracing(gargs)
+            joint = [job for job in group if _joinable(job[2])] if joinable else []
             if len(joint) >= 2:
                 nparts = -(-len(joint) // _lib.KP_MAX_JOINT)  # parts of 2 to KP_MAX_JOINT formulas
                 for i in range(nparts):
@@ -314,8 +310,27 @@ if torch is not None:
             done = {job[0] for job in joint}
             for k, gnode, g in group:
                 if k not in done:
-                    grads[k] = _fit_grad(_KpFunction.apply(gnode, *gargs), args[k], f.args[k].cat)
+                    grads[k] = _fit_grad(_apply(gnode, *gargs), args[k], f.args[k].cat)
         return grads
+
+    def _grad_extras(f, node, args, out, idx, G, with_lse):
+        """The arguments the gradient formulas of f take after f's own: G, then
+        the forward output (LogSumExp, SumSoftMaxWeight; per row when f sums
+        its rows) or the selected indices as numbers (Min/Max/KMin), then the
+        log-sum-exp of SumSoftMaxWeight (with_lse)."""
+        if f.reduction in _NEEDS_OUTPUT:
+            if f.sums_rows:  # the gradient needs the per-row output, not the summed one
+                second = _apply(node.derived("rows"), *args[: formula((node.key, "rows")).nargs])
+            else:
+                second = out
+        elif idx is not None:
+            second = _arrays.torch_cast(idx, G.dtype)  # the selected indices, as numbers (idx's device)
+        else:
+            second = None
+        extra = [G, second]
+        if with_lse:
+            extra.append(_apply(node.derived("lse"), *args))
+        return extra
 
     def _begin_backward(ctx, f, args):
         ctx.kp_args = args
@@ -325,16 +340,63 @@ if torch is not None:
     def _end_backward(ctx):
         ctx.kp_args = ctx.kp_will = None  # no references kept past this pass (retain_graph)
 
+    def _split(f, r):
+        """(values, indices) from what _KpFunction returns for formula f."""
+        if f.out_dim and f.out_index_dim:
+            return r[0], r[1]
+        return (r, None) if f.out_dim else (None, r)
+
+    def _eager_forward(node):
+        """The formula _KpFunction runs for node: with the indices when the
+        backward of a Min/Max/KMin needs them."""
+        f = formula(node.key)
+        return formula((node.key, "idx")) if f.reduction in _WITH_INDICES else f
+
+    def _apply(node, *args):
+        """_KpFunction.apply, or the pykp::reduce operator while torch.compile
+        traces (fake tensors: no data to hand to libkp). Returns what
+        _KpFunction returns."""
+        if _compile.tracing(args):
+            return _compile.apply_op(node, args)
+        return _KpFunction.apply(node, *args)
+
+    def _vmap_args(f, in_dims, args):
+        """args with the vmapped dimension moved first, as libkp's leading batch
+        dimension (extent 1 for arguments that are not vmapped, which libkp
+        broadcasts), every argument with the same number of batch dimensions."""
+        nb = 0
+        for a, d, info in zip(args, in_dims, f.args):
+            if a is not None and info is not None:
+                base = 1 if info.cat == KP_VAR_PARAM else 2
+                nb = max(nb, a.ndim - base - (d is not None))
+        out = []
+        for a, d, info in zip(args, in_dims, f.args):
+            if a is None or info is None:
+                out.append(a)
+                continue
+            a = a.unsqueeze(0) if d is None else a.movedim(d, 0)
+            base = 1 if info.cat == KP_VAR_PARAM else 2
+            have = a.ndim - 1 - base
+            if have < nb:
+                a = a.reshape(a.shape[:1] + (1,) * (nb - have) + a.shape[1:])
+            out.append(a)
+        return out
+
     class _KpFunction(torch.autograd.Function):
         """out = Red(F)(args); backward: libkp gradient reductions (see
         _input_grads), run through _KpFunction or _KpJointFunction again
-        (differentiable to any order)."""
+        (differentiable to any order). Returns the values, the indices, or
+        both (Min_ArgMin, and Min/Max/KMin whose backward needs the indices).
+
+        torch.func: forward takes no ctx (setup_context), `vmap` maps the
+        vmapped dimension to a leading libkp batch dimension (one call, no
+        loop), `jvp` is the forward derivative through the gradient formulas
+        (linear in their incoming gradient G, see _jvp), so vmap, grad, jacrev,
+        jacfwd and hessian compose."""
 
         @staticmethod
-        def forward(ctx, node, *args):
-            f = formula(node.key)
-            red = f.reduction
-            run_f = formula((node.key, "idx")) if red in _WITH_INDICES else f
+        def forward(node, *args):
+            run_f = _eager_forward(node)
             fast = _arrays.fast_describe(run_f, args)
             if fast is not None:
                 _, code, descs, nx, ny, _ = fast
@@ -342,25 +404,76 @@ if torch is not None:
                                        ny if ny >= 0 else node.ny, (), None, node.scheme)
             else:
                 out, idx = launch(run_f, list(args), TorchBackend, node.nx, node.ny, scheme=node.scheme)
-            ctx.node = node
-            ctx.idx = idx
-            ctx.save_for_backward(*args, out)
-            if red in _INDEXED:
-                ctx.mark_non_differentiable(idx)
+            if out is not None and idx is not None:
                 return out, idx
-            return out
+            return out if out is not None else idx
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            node, args = inputs[0], inputs[1:]
+            out, idx = _split(_eager_forward(node), output)
+            ctx.node = node
+            if idx is not None:
+                ctx.mark_non_differentiable(idx)
+            ctx.save_for_backward(*args, out, idx)
+            ctx.save_for_forward(*args, out, idx)
 
         @staticmethod
         def backward(ctx, G, *unused):
             node = ctx.node
             saved = ctx.saved_tensors
-            args, out = list(saved[:-1]), saved[-1]
+            args, out, idx = list(saved[:-2]), saved[-2], saved[-1]
+            if out is None:  # ArgMin/ArgMax: nothing to differentiate
+                return (None,) * (len(args) + 1)
             _begin_backward(ctx, formula(node.key), args)
             try:
-                grads = _input_grads(ctx, node, args, out, ctx.idx, G, ctx.needs_input_grad[1:])
+                grads = _input_grads(ctx, node, args, out, idx, G, ctx.needs_input_grad[1:])
             finally:
                 _end_backward(ctx)
             return (None,) + tuple(grads)
+
+        @staticmethod
+        def jvp(ctx, _node_tangent, *tangents):
+            saved = ctx.saved_tensors
+            args, out, idx = list(saved[:-2]), saved[-2], saved[-1]
+            t = None if out is None else _jvp(ctx.node, args, out, idx, tangents)
+            if out is not None and idx is not None:
+                return t, None
+            return t
+
+        @staticmethod
+        def vmap(info, in_dims, node, *args):
+            f = formula(node.key)
+            args = _vmap_args(f, in_dims[1:], args)
+            r = _KpFunction.apply(node, *args)
+            return r, ((0, 0) if isinstance(r, tuple) else 0)
+
+    def _jvp(node, args, out, idx, tangents):
+        """Forward derivative of out = Red(F)(args) along tangents: sum over k
+        of J_k t_k. The gradient reduction g_k(G) = J_k^T G of _input_grads is
+        linear in G, so J_k t_k = d<g_k(G), t_k>/dG: the gradient of libkp's
+        gradient formula w.r.t. its G argument (taken at G = 0), again a
+        libkp reduction."""
+        f = formula(node.key)
+        n = f.nargs
+        total = None
+        G = torch.zeros_like(out)
+        for k, tk in enumerate(tangents):
+            if tk is None or k >= n or f.args[k] is None or args[k] is None:
+                continue
+            gnode = node.derived("grad", k)
+            g = formula(gnode.key)
+            extra = _grad_extras(f, node, args, out, idx, G, g.nargs > n + 2)
+            gargs = (args + extra)[: g.nargs]
+            gargs += [None] * (g.nargs - len(gargs))
+            if f.args[k].cat == KP_VAR_PARAM:  # the gradient of a parameter is a summed row, (batch..., 1, d)
+                tk = tk.unsqueeze(-2)
+            needs = [i == n for i in range(g.nargs)]
+            # a SumSoftMaxWeight gradient (of a LogSumExp or SumSoftMaxWeight) is differentiated with its output
+            gout = _apply(gnode, *gargs) if g.reduction in _NEEDS_OUTPUT else None
+            jk = _input_grads(None, gnode, gargs, gout, None, tk, needs)[n]
+            total = jk if total is None else total + jk
+        return total if total is not None else torch.zeros_like(out)
 
     class _JointNode:
         """What a _KpJointFunction call needs besides its tensors: the keys of
@@ -424,8 +537,20 @@ def reduce(key, args, nx=-1, ny=-1, what="argument", out=None, scheme=None):
     """Runs the registry formula `key` on user arrays. Returns (values, indices)
     (either may be None), arrays of the arguments' kind; differentiable with
     torch when an argument requires a gradient. scheme: float32 summation
-    scheme for this call and its backward passes (None: the global setting)."""
+    scheme for this call and its backward passes (None: the global setting).
+
+    While torch.compile traces, the call is the pykp::reduce operator (before
+    anything here that Dynamo could not trace); under torch.func transforms
+    it goes through _KpFunction (its vmap and jvp rules)."""
+    if torch is not None and _compile.tracing(args):
+        return _compile.reduce_op(key, args, nx, ny, scheme)
     f = formula(key)
+    if torch is not None and _compile.functorch_wrapped(args):
+        be, code, args = canonical_args(f, args, what)
+        if out is not None:
+            raise KpValueError("pykp: out= cannot be used under torch.func transforms")
+        vals, idx = _split(_eager_forward(_Node(key, nx, ny, scheme)), _KpFunction.apply(_Node(key, nx, ny, scheme), *args))
+        return vals, (idx if f.out_index_dim else None)
     fast = _arrays.fast_describe(f, args) if len(args) == f.nargs else None
     if fast is not None:
         be, code, descs, fnx, fny, rg = fast
@@ -439,8 +564,9 @@ def reduce(key, args, nx=-1, ny=-1, what="argument", out=None, scheme=None):
         raise KpValueError("pykp: out= cannot be used when an input requires a gradient")
     if not f.out_dim:  # ArgMin, ArgMax, ArgKMin: integer outputs, nothing to differentiate
         return launch(f, args, be, nx, ny, None, scheme)
-    r = _KpFunction.apply(_Node(key, nx, ny, scheme), *args)
-    return r if isinstance(r, tuple) else (r, None)
+    node = _Node(key, nx, ny, scheme)
+    vals, idx = _split(_eager_forward(node), _KpFunction.apply(node, *args))
+    return vals, (idx if f.out_index_dim else None)
 
 
 # ----------------------------------------------------------------- output layout
@@ -479,32 +605,39 @@ _lookup = formula  # Genred.__init__'s `formula` argument shadows the function
 class Genred:
     """A generic reduction, with KeOps' calling conventions.
 
-        >>> gauss = Genred("Exp(-SqDist(x,y)*g)*b", ["x = Vi(3)", "y = Vj(3)", "g = Pm(1)", "b = Vj(1)"],
-        ...                reduction_op="Sum", axis=1)
-        >>> a = gauss(x, y, g, b)         # a_i = sum_j exp(-g|x_i-y_j|^2) b_j, shape (N, 1)
+    >>> gauss = Genred("Exp(-SqDist(x,y)*g)*b", ["x = Vi(3)", "y = Vj(3)", "g = Pm(1)", "b = Vj(1)"],
+    ...                reduction_op="Sum", axis=1)
+    >>> a = gauss(x, y, g, b)         # a_i = sum_j exp(-g|x_i-y_j|^2) b_j, shape (N, 1)
 
-    formula, aliases: KeOps syntax ("x = Vi(3)", "y = Vj(0,3)", "p = Pm(1)").
-    reduction_op: Sum, LogSumExp, SumSoftMaxWeight (with formula2), Min, Max,
-        ArgMin, ArgMax, Min_ArgMin, Max_ArgMax, KMin, ArgKMin, KMin_ArgKMin
-        (with opt_arg = K); also KeOps' older names (SoftMax, MinArgMin, ...)
-        and LogSumExp with formula2 (log sum_j exp(f) g, g > 0).
-    axis: 0 reduces over i (one row per j), 1 over j (one row per i); 0 by
+    Called with one array per alias: NumPy arrays (result: NumPy) or torch
+    tensors (result: torch, differentiable for Sum, LogSumExp and
+    SumSoftMaxWeight, and usable under torch.func and torch.compile), all on
+    one device: CPU tensors run on libkp's CPU engine, CUDA tensors on its
+    CUDA engine, on their device and torch's current stream (backend= and
+    device_id= may only confirm that). Vi/Vj arrays are (n, d) or
+    (batch..., n, d), parameters (d,) or (batch..., d); all float32 or all
+    float64. Index outputs are int64.
+
+    Parameters
+    ----------
+    formula, aliases : str, list of str
+        KeOps syntax ("x = Vi(3)", "y = Vj(0,3)", "p = Pm(1)").
+    reduction_op : str
+        Sum, LogSumExp, SumSoftMaxWeight (with formula2), Min, Max, ArgMin,
+        ArgMax, Min_ArgMin, Max_ArgMax, KMin, ArgKMin, KMin_ArgKMin (with
+        opt_arg = K); also KeOps' older names (SoftMax, MinArgMin, ...) and
+        LogSumExp with formula2 (log sum_j exp(f) g, g > 0).
+    axis : {0, 1}
+        0 reduces over i (one row per j), 1 over j (one row per i); 0 by
         default, as in KeOps.
-    sum_scheme: "auto"/"block_sum" (libkp's compensated block sums), "kahan_scheme",
+    sum_scheme : str
+        "auto"/"block_sum" (libkp's compensated block sums), "kahan_scheme",
         "direct_sum"; use_double_acc / dtype_acc="float64" select Kahan sums
         (libkp keeps float32 accumulators). dtype/cuda_type must match the
         arrays; use_fast_math must agree with pykp.set_math_mode for CUDA
         tensors; enable_chunks and rec_multVar_highdim are checked booleans
         that only steer KeOps' code generation (pykp._options says each
         keyword's effect; docs/keops_compat.md).
-
-    Called with one array per alias: NumPy arrays (result: NumPy) or torch
-    tensors (result: torch, differentiable for Sum, LogSumExp and
-    SumSoftMaxWeight), all on one device: CPU tensors run on libkp's CPU
-    engine, CUDA tensors on its CUDA engine, on their device and torch's
-    current stream (backend= and device_id= may only confirm that). Vi/Vj
-    arrays are (n, d) or (batch..., n, d), parameters (d,) or (batch..., d);
-    all float32 or all float64. Index outputs are int64.
     """
 
     def __init__(

@@ -179,16 +179,25 @@ def kernel_product(x, y, b, kernel="gaussian", sigma=1.0, mode="sum"):
     """a_i = sum_j k(x_i, y_j) b_j  (mode="sum"), or
     a_i = log sum_j exp(log k(x_i, y_j) + b_j)  (mode="lse").
 
-    x, y: arrays (N, D), (M, D), or dicts name -> array of the features the
-        expression names (i-side names in x, j-side names in y).
-    b: (M, E) or (M,) array (the result is then (N, E) or (N,)).
-    kernel: a kernel name (gaussian, laplacian, cauchy, inverse_multiquadric,
+    Works on NumPy arrays and torch tensors (differentiable to any order).
+
+    Parameters
+    ----------
+    x, y : arrays (N, D), (M, D), or dicts name -> array
+        The features the expression names (i-side names in x, j-side names in y).
+    b : array (M, E) or (M,)
+        The result is then (N, E) or (N,).
+    kernel : str
+        A kernel name (gaussian, laplacian, cauchy, inverse_multiquadric,
         energy, linear) or an expression of kernel calls k(xname, yname)
         combined with + - * / ** and numbers, e.g. "gaussian(x,y) * linear(u,v)**2".
-    sigma: a number or a 0-D/1-element array/tensor for every kernel, or a dict
-        keyed by a feature name (either side) or "xname,yname". A torch sigma
-        gets gradients; it is cast to the data's dtype.
-    Works on NumPy arrays and torch tensors (differentiable to any order)."""
+    sigma : number, 0-D/1-element array/tensor, or dict
+        One value for every kernel, or a dict keyed by a feature name (either
+        side) or "xname,yname". A torch sigma gets gradients; it is cast to
+        the data's dtype.
+    mode : {"sum", "lse"}
+        Sum of kernel values, or log-sum-exp of log-kernels plus b.
+    """
     xs = _features(x, "x", "x")
     ys = _features(y, "y", "y")
     try:

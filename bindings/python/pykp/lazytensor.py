@@ -586,8 +586,7 @@ class LazyTensor:
         pos = {}
         args = []
 
-        def sub(m):
-            uid = int(m.group(1))
+        def sub(uid):
             k = pos.get(uid)
             v = all_vars[uid]
             if k is None:
@@ -598,7 +597,12 @@ class LazyTensor:
         all_vars = dict(self.vars)
         for e in extra:
             all_vars.update(e.vars)
-        texts = [_PLACEHOLDER.sub(sub, t.formula) for t in (self,) + tuple(extra)]
+        # "@uid@" placeholders split out with str.split rather than a regex, which
+        # torch.compile (Dynamo) traces without a graph break
+        texts = []
+        for t in (self,) + tuple(extra):
+            parts = t.formula.split("@")
+            texts.append("".join(sub(int(p)) if i % 2 else p for i, p in enumerate(parts)))
         return texts, args
 
     def _reduce(self, reduction_op, axis, dim=None, opt_arg=None, other=None, **kwargs):
