@@ -35,6 +35,11 @@ function [f, info] = kp_genred(formula, aliases, reduction, axis, opt)
 %     a = f(x, y, 0.5, b);     % x: N x 3, y: M x 3, b: M x 1 -> a: N x 1
 %
 %   See also KP_GRAD, KP_KERNEL_PRODUCT, KP_KNN, KP_THREADS.
+% MATLAB string objects ("x = Vi(3)") as character arrays / cells of them
+if nargin >= 1 && isa(formula, 'string'), formula = char(formula); end
+if nargin >= 2 && isa(aliases, 'string'), aliases = cellstr(aliases); end
+if nargin >= 3 && isa(reduction, 'string'), reduction = char(reduction); end
+if nargin >= 5 && isa(opt, 'string'), opt = char(opt); end
 if nargin < 1 || ~ischar(formula) || isempty(strtrim(formula)) || size(formula, 1) ~= 1
   error('libkp:argument', 'libkp: the formula must be a non-empty character row');
 end
