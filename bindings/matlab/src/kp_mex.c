@@ -130,7 +130,8 @@ static char *get_string(temps *t, const mxArray *a, const char *what) {
     if (!mxIsChar(a) || (mxGetM(a) > 1 && mxGetN(a) > 0)) failf(t, KP_ERR_ARGUMENT, "%s must be a character row", what, 0, 0);
     size_t n = mxGetNumberOfElements(a) + 1;
     char *s = temp_alloc(t, n);
-    if (!s || mxGetString(a, s, (mwSize)n) != 0) fail(t, KP_ERR_OOM, "out of memory");
+    if (!s) fail(t, KP_ERR_OOM, "out of memory");
+    if (mxGetString(a, s, (mwSize)n) != 0) failf(t, KP_ERR_ARGUMENT, "%s: cannot read it as text (non-ASCII characters?)", what, 0, 0);
     return s;
 }
 
