@@ -6,6 +6,7 @@
  *   kp_mex('info', key, deriv)               -> struct describing the formula
  *   kp_mex('position', key, name)            -> 1-based input of an alias name
  *   kp_mex('threads' [, n])                  -> thread count (0: all cores)
+ *   kp_mex('engine' [, name])                -> engine: cpu, opencl, cuda, auto
  *   kp_mex('exec_seconds')                   -> time of the last kp_plan_exec
  *   kp_mex('clear')                          -> frees the cached formulas
  *
@@ -489,6 +490,26 @@ static void cmd_threads(mxArray **plhs, int nrhs, const mxArray **prhs) {
     plhs[0] = mxCreateDoubleScalar(old);
 }
 
+/* kp_engine values by the names users pass (the enum of kp.h, in its order). */
+static const char *const engine_names[] = {"cpu", "opencl", "cuda", "auto"};
+
+static void cmd_engine(mxArray **plhs, int nrhs, const mxArray **prhs) {
+    temps t = {{0}, 0, {NULL, NULL}};
+    const char *old = engine_names[kpm_engine()];
+    if (nrhs > 2) fail(NULL, KP_ERR_ARGUMENT, "usage: kp_mex('engine' [, name])");
+    if (nrhs == 2) {
+        char *name = get_string(&t, prhs[1], "the engine name");
+        int e = -1;
+        for (int k = 0; k < 4; k++)
+            if (strcmp(name, engine_names[k]) == 0) e = k;
+        if (e < 0) fail(&t, KP_ERR_ARGUMENT, "unknown engine: expected 'cpu', 'opencl', 'cuda' or 'auto'");
+        kp_status st = kpm_set_engine((kp_engine)e);
+        if (st != KP_OK) fail(&t, st, NULL);
+    }
+    temps_free(&t);
+    plhs[0] = mxCreateString(old);
+}
+
 void mexFunction(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
     mexAtExit(at_exit); /* every call: cheap, and right again after the MEX file is reloaded */
     if (nrhs < 1 || !mxIsChar(prhs[0])) fail(NULL, KP_ERR_ARGUMENT, "kp_mex: the first input is a command name");
@@ -498,6 +519,7 @@ void mexFunction(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
     else if (strcmp(cmd, "info") == 0) cmd_info(nlhs, plhs, nrhs, prhs);
     else if (strcmp(cmd, "position") == 0) cmd_position(plhs, nrhs, prhs);
     else if (strcmp(cmd, "threads") == 0) cmd_threads(plhs, nrhs, prhs);
+    else if (strcmp(cmd, "engine") == 0) cmd_engine(plhs, nrhs, prhs);
     else if (strcmp(cmd, "exec_seconds") == 0) plhs[0] = mxCreateDoubleScalar(g_exec_seconds);
     else if (strcmp(cmd, "clear") == 0) kpm_cache_clear();
     else fail(NULL, KP_ERR_ARGUMENT, "kp_mex: unknown command");
