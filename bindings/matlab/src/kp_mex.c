@@ -338,6 +338,24 @@ static void indices_to_double(mxArray *a) {
     }
 }
 
+/* A rows x width MATLAB matrix for an output of libkp (values in dtype's
+ * class; int64 indices in a double array, converted in place afterwards) and
+ * its column-major view: shape (rows, width), strides (1, rows). */
+static mxArray *new_output(int64_t rows, int width, kp_dtype dtype, kp_array *view) {
+    mxClassID cls = dtype == KP_FLOAT32 ? mxSINGLE_CLASS : mxDOUBLE_CLASS;
+    mxArray *a = mxCreateUninitNumericMatrix((mwSize)rows, (mwSize)width, cls, mxREAL);
+    memset(view, 0, sizeof *view);
+    view->data = mxGetData(a);
+    view->dtype = dtype;
+    view->device = KP_DEVICE_CPU;
+    view->ndim = 2;
+    view->shape[0] = rows;
+    view->shape[1] = width;
+    view->strides[0] = 1;
+    view->strides[1] = rows ? rows : 1;
+    return a;
+}
+
 static void cmd_call(int nlhs, mxArray **plhs, int nrhs, const mxArray **prhs) {
     char msg[512];
     temps t = {{0}, 0, {NULL, NULL}};
@@ -353,37 +371,15 @@ static void cmd_call(int nlhs, mxArray **plhs, int nrhs, const mxArray **prhs) {
         failf(&t, KP_ERR_ARGUMENT, "%sthe reduction takes %ld inputs, got %ld", e->grad_k >= 0 ? "(gradient: the inputs, then the output gradient) " : "",
               (long)e->user_nargs, (long)n);
     if (n > KPM_MAX_ARGS) fail(&t, KP_ERR_ARGUMENT, "too many inputs");
-    kp_dtype dtype = user_views(&t, e, n, prhs + 3, args);
-    if (e->hidden) hidden_inputs(&t, e, key, deriv, dtype, args);
-
     int od = kp_formula_out_dim(e->f), id = kp_formula_out_index_dim(e->f);
     int nout = (od > 0) + (id > 0);
     if (nlhs > nout) failf(&t, KP_ERR_ARGUMENT, "%sthis reduction has %ld output(s), %ld requested", "", (long)nout, (long)nlhs);
+    kp_dtype dtype = user_views(&t, e, n, prhs + 3, args);
+    if (e->hidden) hidden_inputs(&t, e, key, deriv, dtype, args);
     int64_t rows = output_rows(&t, e, args);
-    mxArray *vals = NULL, *idxs = NULL;
     kp_array vo, io;
-    if (od) {
-        vals = t.out[0] = mxCreateUninitNumericMatrix((mwSize)rows, (mwSize)od, dtype == KP_FLOAT32 ? mxSINGLE_CLASS : mxDOUBLE_CLASS, mxREAL);
-        memset(&vo, 0, sizeof vo);
-        vo.data = mxGetData(vals);
-        vo.dtype = dtype;
-        vo.ndim = 2;
-        vo.shape[0] = rows;
-        vo.shape[1] = od;
-        vo.strides[0] = 1;
-        vo.strides[1] = rows ? rows : 1;
-    }
-    if (id) {
-        idxs = t.out[1] = mxCreateUninitNumericMatrix((mwSize)rows, (mwSize)id, mxDOUBLE_CLASS, mxREAL);
-        memset(&io, 0, sizeof io);
-        io.data = mxGetData(idxs);
-        io.dtype = KP_INT64;
-        io.ndim = 2;
-        io.shape[0] = rows;
-        io.shape[1] = id;
-        io.strides[0] = 1;
-        io.strides[1] = rows ? rows : 1;
-    }
+    mxArray *vals = od ? t.out[0] = new_output(rows, od, dtype, &vo) : NULL;
+    mxArray *idxs = id ? t.out[1] = new_output(rows, id, KP_INT64, &io) : NULL;
     run(&t, e, dtype, args, od ? &vo : NULL, id ? &io : NULL, 1);
     if (idxs) indices_to_double(idxs);
     if (vals && kp_formula_sums_rows(e->f) && e->grad_k >= 0 &&
