@@ -52,7 +52,7 @@ if [[ "${KP_OCTAVE_VALGRIND:-0}" == "1" ]]; then
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q valgrind
     fi
     runner=(valgrind -q --error-exitcode=99 --leak-check=no)
-    pattern=${pattern:-'^test_(reductions|gradients|errors|api)$'}
+    pattern=${pattern:-'^test_(reductions|gradients|errors|api|batches)$'}
     export KP_OCTAVE_VALGRIND
 fi
 "${runner[@]}" octave-cli --no-gui --norc -q --eval "
