@@ -21,6 +21,9 @@ function [f, info] = kp_genred(formula, aliases, reduction, axis, opt)
 %   per row; a row vector is taken as points when D = 1); a Pm parameter is a
 %   vector of D numbers. All double (float64) or all single (float32); a double
 %   parameter next to single data is converted. Inputs are not copied.
+%   Batches: N x D x B1 x ... x Bk arrays are reduced batch by batch (output
+%   rows x width x B1 x ... x Bk); inputs with extent 1 or without batch
+%   dimensions are shared by all batches (a batched parameter is 1 x D x B...).
 %   Outputs: values (rows x width, in the inputs' class); Arg* reductions give
 %   1-based indices as doubles; Min_ArgMin and the like give [VALUES, INDICES].
 %   Errors are raised with identifiers libkp:formula, libkp:shape,
