@@ -14,7 +14,7 @@
 # 10^5 case most of it).
 # KP_OCTAVE_VALGRIND=1: runs Octave under valgrind's memcheck (any invalid
 # read/write or use of uninitialised memory fails the run; installs valgrind
-# if missing), by default without the large and examples files (~5 min).
+# if missing), by default without the large and examples files (~8 min).
 set -euo pipefail
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
     sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
@@ -52,7 +52,7 @@ if [[ "${KP_OCTAVE_VALGRIND:-0}" == "1" ]]; then
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q valgrind
     fi
     runner=(valgrind -q --error-exitcode=99 --leak-check=no)
-    pattern=${pattern:-'^test_(reductions|gradients|errors|api)$'}
+    pattern=${pattern:-'^test_(reductions|gradients|errors|api|batches)$'}
     export KP_OCTAVE_VALGRIND
 fi
 "${runner[@]}" octave-cli --no-gui --norc -q --eval "

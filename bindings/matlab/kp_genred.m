@@ -21,6 +21,9 @@ function [f, info] = kp_genred(formula, aliases, reduction, axis, opt)
 %   per row; a row vector is taken as points when D = 1); a Pm parameter is a
 %   vector of D numbers. All double (float64) or all single (float32); a double
 %   parameter next to single data is converted. Inputs are not copied.
+%   Batches: N x D x B1 x ... x Bk arrays are reduced batch by batch (output
+%   rows x width x B1 x ... x Bk); inputs with extent 1 or without batch
+%   dimensions are shared by all batches (a batched parameter is 1 x D x B...).
 %   Outputs: values (rows x width, in the inputs' class); Arg* reductions give
 %   1-based indices as doubles; Min_ArgMin and the like give [VALUES, INDICES].
 %   Errors are raised with identifiers libkp:formula, libkp:shape,
@@ -35,6 +38,11 @@ function [f, info] = kp_genred(formula, aliases, reduction, axis, opt)
 %     a = f(x, y, 0.5, b);     % x: N x 3, y: M x 3, b: M x 1 -> a: N x 1
 %
 %   See also KP_GRAD, KP_KERNEL_PRODUCT, KP_KNN, KP_THREADS.
+% MATLAB string objects ("x = Vi(3)") as character arrays / cells of them
+if nargin >= 1 && isa(formula, 'string'), formula = char(formula); end
+if nargin >= 2 && isa(aliases, 'string'), aliases = cellstr(aliases); end
+if nargin >= 3 && isa(reduction, 'string'), reduction = char(reduction); end
+if nargin >= 5 && isa(opt, 'string'), opt = char(opt); end
 if nargin < 1 || ~ischar(formula) || isempty(strtrim(formula)) || size(formula, 1) ~= 1
   error('libkp:argument', 'libkp: the formula must be a non-empty character row');
 end

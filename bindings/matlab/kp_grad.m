@@ -7,7 +7,8 @@ function [g, info] = kp_grad(f, var)
 %
 %   where E has the shape of F's output. VAR is the input number (1-based) or
 %   the alias name ('x'). The result has the shape of input VAR (one row per
-%   point of a Vi/Vj variable; a parameter's gradient is summed over points).
+%   point of a Vi/Vj variable; a parameter's gradient is summed over points;
+%   an input shared by several batches gets the sum over those batches).
 %   The forward results some gradients need (LogSumExp and SumSoftMaxWeight
 %   outputs, Min/Max/KMin indices) are computed inside G.
 %   Gradients of gradients (Hessian-vector products) work through Sum

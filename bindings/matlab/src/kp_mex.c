@@ -6,6 +6,7 @@
  *   kp_mex('info', key, deriv)               -> struct describing the formula
  *   kp_mex('position', key, name)            -> 1-based input of an alias name
  *   kp_mex('threads' [, n])                  -> thread count (0: all cores)
+ *   kp_mex('engine' [, name])                -> engine: cpu, opencl, cuda, auto
  *   kp_mex('exec_seconds')                   -> time of the last kp_plan_exec
  *   kp_mex('clear')                          -> frees the cached formulas
  *
@@ -130,7 +131,8 @@ static char *get_string(temps *t, const mxArray *a, const char *what) {
     if (!mxIsChar(a) || (mxGetM(a) > 1 && mxGetN(a) > 0)) failf(t, KP_ERR_ARGUMENT, "%s must be a character row", what, 0, 0);
     size_t n = mxGetNumberOfElements(a) + 1;
     char *s = temp_alloc(t, n);
-    if (!s || mxGetString(a, s, (mwSize)n) != 0) fail(t, KP_ERR_OOM, "out of memory");
+    if (!s) fail(t, KP_ERR_OOM, "out of memory");
+    if (mxGetString(a, s, (mwSize)n) != 0) failf(t, KP_ERR_ARGUMENT, "%s: cannot read it as text (non-ASCII characters?)", what, 0, 0);
     return s;
 }
 
@@ -160,57 +162,68 @@ static void check_class(temps *t, const mxArray *a, int k, kp_var_category cat, 
         fail(t, KP_ERR_DTYPE, buf);
     }
     if (mxIsComplex(a)) failf(t, KP_ERR_DTYPE, "%s is complex; libkp takes real arrays", what, 0, 0);
-    if (mxGetNumberOfDimensions(a) > 2)
-        failf(t, KP_ERR_SHAPE, "%s has %ld dimensions; the binding takes N x D matrices (no batch dimensions)", what,
-              (long)mxGetNumberOfDimensions(a), 0);
+    if (mxGetNumberOfDimensions(a) > 2 + KP_MAX_BATCH_DIMS)
+        failf(t, KP_ERR_SHAPE, "%s has %ld dimensions; at most %ld batch dimensions follow N x D", what,
+              (long)mxGetNumberOfDimensions(a), (long)KP_MAX_BATCH_DIMS);
 }
 
-/* Describes input a of position k as a kp_array view: Vi/Vj as (rows, D) with
- * strides (1, rows); a 1 x n row for a dimension-1 variable as n points; Pm as
- * a vector of numel elements. Parameters of the other float class are
- * converted into a temporary of dtype. */
+/* Describes input a of position k as a kp_array view. A Vi/Vj matrix is
+ * (rows, D) with strides (1, rows); an N x D x B1 x ... x Bk array adds batch
+ * dimensions (B1, ..., Bk) in front, strides rows*D, rows*D*B1, ...; a 1 x n
+ * row for a dimension-1 variable is n points. A Pm vector is numel numbers;
+ * a batched Pm is 1 x D x B1 x ..., libkp's (batch..., 1, D). Parameters of
+ * the other float class are converted into a temporary of dtype. */
 static kp_array view_of(temps *t, const mxArray *a, kp_var_category cat, int dim, kp_dtype dtype, int k) {
     kp_array v;
     memset(&v, 0, sizeof v);
     v.dtype = class_dtype(a);
     v.device = KP_DEVICE_CPU;
     v.data = mxGetData(a);
-    size_t r = mxGetM(a), c = mxGetN(a);
-    if (cat == KP_VAR_PARAM) {
-        v.ndim = 1;
-        v.shape[0] = (int64_t)(r * c);
-        v.strides[0] = 1;
-        if (v.dtype != dtype) {
-            size_t n = r * c;
-            void *buf = temp_alloc(t, n * (dtype == KP_FLOAT32 ? sizeof(float) : sizeof(double)));
-            if (!buf) fail(t, KP_ERR_OOM, "out of memory converting a parameter");
-            for (size_t i = 0; i < n; i++) {
-                if (dtype == KP_FLOAT32) ((float *)buf)[i] = (float)((const double *)v.data)[i];
-                else ((double *)buf)[i] = (double)((const float *)v.data)[i];
-            }
-            v.data = buf;
-            v.dtype = dtype;
-        }
-        return v;
-    }
-    if (v.dtype != dtype) {
+    size_t nd = (size_t)mxGetNumberOfDimensions(a);
+    const mwSize *dims = mxGetDimensions(a);
+    size_t r = (size_t)dims[0], c = (size_t)dims[1]; /* not mxGetN: the product of all but the first */
+    if (v.dtype != dtype && cat != KP_VAR_PARAM) {
         char buf[256];
         snprintf(buf, sizeof buf,
                  "input %d (%s of dimension %d) is %s but the data are %s; convert them to one class", k + 1,
                  cat_name(cat), dim, mxGetClassName(a), dtype == KP_FLOAT32 ? "single" : "double");
         fail(t, KP_ERR_DTYPE, buf);
     }
-    v.ndim = 2;
-    if (dim == 1 && r == 1 && c != 1) { /* a row vector of scalars: c points */
+    if (v.dtype != dtype) { /* a parameter: MATLAB's arithmetic would convert it too */
+        size_t n = mxGetNumberOfElements(a);
+        void *buf = temp_alloc(t, n * (dtype == KP_FLOAT32 ? sizeof(float) : sizeof(double)));
+        if (!buf) fail(t, KP_ERR_OOM, "out of memory converting a parameter");
+        for (size_t i = 0; i < n; i++) {
+            if (dtype == KP_FLOAT32) ((float *)buf)[i] = (float)((const double *)v.data)[i];
+            else ((double *)buf)[i] = (double)((const float *)v.data)[i];
+        }
+        v.data = buf;
+        v.dtype = dtype;
+    }
+    if (nd == 2 && cat == KP_VAR_PARAM) {
+        v.ndim = 1;
+        v.shape[0] = (int64_t)(r * c);
+        v.strides[0] = 1;
+        return v;
+    }
+    int nb = (int)nd - 2;
+    int64_t stride = (int64_t)(r * c);
+    for (int d = 0; d < nb; d++) {
+        v.shape[d] = (int64_t)dims[2 + d];
+        v.strides[d] = stride;
+        stride *= (int64_t)dims[2 + d];
+    }
+    v.ndim = nb + 2;
+    if (nb == 0 && dim == 1 && r == 1 && c != 1) { /* a row vector of scalars: c points */
         v.shape[0] = (int64_t)c;
         v.shape[1] = 1;
         v.strides[0] = 1;
         v.strides[1] = 1;
     } else {
-        v.shape[0] = (int64_t)r;
-        v.shape[1] = (int64_t)c;
-        v.strides[0] = 1;
-        v.strides[1] = (int64_t)(r ? r : 1);
+        v.shape[nb] = (int64_t)r;
+        v.shape[nb + 1] = (int64_t)c;
+        v.strides[nb] = 1;
+        v.strides[nb + 1] = (int64_t)(r ? r : 1);
     }
     return v;
 }
@@ -237,6 +250,50 @@ static kp_dtype user_views(temps *t, const kpm_entry *e, int n, const mxArray **
     return dtype;
 }
 
+/* Batch dimensions of a call: the most any input has, each extent the
+ * largest (libkp checks that the others are equal or 1). Inputs with fewer
+ * (MATLAB drops trailing singleton dimensions) get extent-1 dimensions
+ * appended; inputs with none stay shared by every batch. */
+typedef struct {
+    int nb;
+    int64_t shape[KP_MAX_BATCH_DIMS];
+    int64_t count; /* product of the extents */
+} batch_info;
+
+static int view_batch_dims(const kp_array *v) {
+    if (v->ndim == 0) return 0; /* unused position */
+    return v->ndim - 2 > 0 ? v->ndim - 2 : 0;
+}
+
+static batch_info batch_of(kp_array *views, int n) {
+    batch_info b;
+    memset(&b, 0, sizeof b);
+    b.count = 1;
+    for (int k = 0; k < n; k++) {
+        int nb = view_batch_dims(&views[k]);
+        for (int d = 0; d < nb; d++)
+            if (views[k].shape[d] > b.shape[d]) b.shape[d] = views[k].shape[d];
+        if (nb > b.nb) b.nb = nb;
+    }
+    for (int k = 0; k < n; k++) {
+        int nb = view_batch_dims(&views[k]);
+        if (nb == 0 || nb == b.nb) continue;
+        kp_array *v = &views[k];
+        int grow = b.nb - nb;
+        for (int d = v->ndim - 1; d >= nb; d--) { /* rows, dim move back */
+            v->shape[d + grow] = v->shape[d];
+            v->strides[d + grow] = v->strides[d];
+        }
+        for (int d = nb; d < b.nb; d++) {
+            v->shape[d] = 1;
+            v->strides[d] = 0;
+        }
+        v->ndim += grow;
+    }
+    for (int d = 0; d < b.nb; d++) b.count *= b.shape[d];
+    return b;
+}
+
 /* ----------------------------------------------------------------- execution */
 
 /* Output rows of e for these arguments: 1 when e sums its rows, else the
@@ -246,16 +303,20 @@ static int64_t output_rows(temps *t, const kpm_entry *e, const kp_array *args) {
     kp_var_category want = kp_formula_axis(e->f) == 1 ? KP_VAR_I : KP_VAR_J, cat;
     int dim, n = kp_formula_num_args(e->f);
     for (int k = 0; k < n; k++)
-        if (kp_formula_arg(e->f, k, &cat, &dim) == KP_OK && cat == want) return args[k].shape[0];
+        if (kp_formula_arg(e->f, k, &cat, &dim) == KP_OK && cat == want) return args[k].shape[args[k].ndim - 2];
     fail(t, KP_ERR_SHAPE,
          want == KP_VAR_I ? "no Vi input tells the number of output rows (the formula reduces over j but uses no i variable)"
                           : "no Vj input tells the number of output rows (the formula reduces over i but uses no j variable)");
     return 0;
 }
 
-/* A row-major (rows, cols) descriptor. */
-static kp_array packed(void *data, kp_dtype dtype, int64_t rows, int64_t cols) {
-    return kp_array_2d(data, dtype, rows, cols);
+/* A packed row-major (batch..., rows, cols) descriptor. */
+static kp_array packed(void *data, kp_dtype dtype, const batch_info *b, int64_t rows, int64_t cols) {
+    int64_t shape[KP_MAX_DIMS];
+    for (int d = 0; d < b->nb; d++) shape[d] = b->shape[d];
+    shape[b->nb] = rows;
+    shape[b->nb + 1] = cols;
+    return kp_array_nd(data, dtype, b->nb + 2, shape);
 }
 
 /* Runs e on args into out / idx (either may be NULL when e has none). */
@@ -272,11 +333,12 @@ static void run(temps *t, kpm_entry *e, kp_dtype dtype, const kp_array *args, kp
 
 /* Forward results a gradient entry g takes after E (kp_formula_grad): the
  * parent's output O, or its indices as numbers, then the softmax lse. */
-static void hidden_inputs(temps *t, kpm_entry *g, const char *key, const char *deriv, kp_dtype dtype, kp_array *args) {
+static void hidden_inputs(temps *t, kpm_entry *g, const char *key, const char *deriv, kp_dtype dtype,
+                          const batch_info *b, kp_array *args) {
     kpm_entry *p = g->parent;
     int n = kp_formula_num_args(p->f), ng = kp_formula_num_args(g->f);
     size_t esz = dtype == KP_FLOAT32 ? sizeof(float) : sizeof(double);
-    int64_t rows = output_rows(t, p, args);
+    int64_t rows = output_rows(t, p, args), per = rows * b->count; /* rows of all batches */
     char pd[1024], msg[512];
     const char *slash = strrchr(deriv, '/');
     size_t plen = slash ? (size_t)(slash - deriv) : 0;
@@ -285,9 +347,9 @@ static void hidden_inputs(temps *t, kpm_entry *g, const char *key, const char *d
     if (ng > n + 1) {
         if (red == KP_RED_LOGSUMEXP || red == KP_RED_SUMSOFTMAXWEIGHT) {
             int od = kp_formula_out_dim(p->f);
-            void *o = temp_alloc(t, (size_t)rows * (size_t)od * esz);
+            void *o = temp_alloc(t, (size_t)per * (size_t)od * esz);
             if (!o) fail(t, KP_ERR_OOM, "out of memory for the forward output");
-            kp_array out = packed(o, dtype, rows, od);
+            kp_array out = packed(o, dtype, b, rows, od);
             run(t, p, dtype, args, &out, NULL, 0);
             args[n + 1] = out;
         } else { /* Min/Max/KMin-type: the selected indices, as numbers of dtype */
@@ -297,17 +359,17 @@ static void hidden_inputs(temps *t, kpm_entry *g, const char *key, const char *d
             kp_status st = kpm_resolve(key, pd, &w, msg, sizeof msg);
             if (st != KP_OK) fail(t, st, msg);
             int od = kp_formula_out_dim(w->f), id = kp_formula_out_index_dim(w->f);
-            void *v = temp_alloc(t, (size_t)rows * (size_t)(od ? od : 1) * esz);
-            int64_t *ix = temp_alloc(t, (size_t)rows * (size_t)id * sizeof(int64_t));
-            void *num = temp_alloc(t, (size_t)rows * (size_t)id * esz);
+            void *v = temp_alloc(t, (size_t)per * (size_t)(od ? od : 1) * esz);
+            int64_t *ix = temp_alloc(t, (size_t)per * (size_t)id * sizeof(int64_t));
+            void *num = temp_alloc(t, (size_t)per * (size_t)id * esz);
             if (!v || !ix || !num) fail(t, KP_ERR_OOM, "out of memory for the forward indices");
-            kp_array vo = packed(v, dtype, rows, od), io = packed(ix, KP_INT64, rows, id);
+            kp_array vo = packed(v, dtype, b, rows, od), io = packed(ix, KP_INT64, b, rows, id);
             run(t, w, dtype, args, od ? &vo : NULL, &io, 0);
-            for (int64_t i = 0; i < rows * id; i++) {
+            for (int64_t i = 0; i < per * id; i++) {
                 if (dtype == KP_FLOAT32) ((float *)num)[i] = (float)ix[i];
                 else ((double *)num)[i] = (double)ix[i];
             }
-            args[n + 1] = packed(num, dtype, rows, id);
+            args[n + 1] = packed(num, dtype, b, rows, id);
         }
     }
     if (ng > n + 2) { /* SumSoftMaxWeight, reduced-axis variable: lse per row */
@@ -316,9 +378,9 @@ static void hidden_inputs(temps *t, kpm_entry *g, const char *key, const char *d
         strcpy(pd + plen, plen ? "/l" : "l");
         kp_status st = kpm_resolve(key, pd, &l, msg, sizeof msg);
         if (st != KP_OK) fail(t, st, msg);
-        void *o = temp_alloc(t, (size_t)rows * esz);
+        void *o = temp_alloc(t, (size_t)per * esz);
         if (!o) fail(t, KP_ERR_OOM, "out of memory for the softmax normalizer");
-        kp_array out = packed(o, dtype, rows, 1);
+        kp_array out = packed(o, dtype, b, rows, 1);
         run(t, l, dtype, args, &out, NULL, 0);
         args[n + 2] = out;
     }
@@ -336,6 +398,72 @@ static void indices_to_double(mxArray *a) {
     }
 }
 
+/* A rows x width (x B1 x ... x Bk) MATLAB array for an output of libkp
+ * (values in dtype's class; int64 indices in a double array, converted in
+ * place afterwards) and its column-major view: shape (batch..., rows, width),
+ * strides (rows*width, rows*width*B1, ..., 1, rows). */
+static mxArray *new_output(int64_t rows, int width, kp_dtype dtype, const batch_info *b, kp_array *view) {
+    mxClassID cls = dtype == KP_FLOAT32 ? mxSINGLE_CLASS : mxDOUBLE_CLASS;
+    mwSize dims[KP_MAX_DIMS];
+    dims[0] = (mwSize)rows;
+    dims[1] = (mwSize)width;
+    memset(view, 0, sizeof *view);
+    int64_t stride = rows * width;
+    for (int d = 0; d < b->nb; d++) {
+        dims[2 + d] = (mwSize)b->shape[d];
+        view->shape[d] = b->shape[d];
+        view->strides[d] = stride;
+        stride *= b->shape[d];
+    }
+    mxArray *a = mxCreateUninitNumericArray((mwSize)(b->nb + 2), dims, cls, mxREAL);
+    view->data = mxGetData(a);
+    view->dtype = dtype;
+    view->device = KP_DEVICE_CPU;
+    view->ndim = b->nb + 2;
+    view->shape[b->nb] = rows;
+    view->shape[b->nb + 1] = width;
+    view->strides[b->nb] = 1;
+    view->strides[b->nb + 1] = rows ? rows : 1;
+    return a;
+}
+
+/* A gradient computed for every batch, summed over the batch dimensions that
+ * input k broadcast (extent 1, or none at all): the gradient of a shared input
+ * is the sum of its gradients in each batch. Returns g itself when nothing is
+ * summed, else a new array (g destroyed). */
+static mxArray *sum_broadcast(mxArray *g, const mxArray *input, const batch_info *b) {
+    size_t ndi = (size_t)mxGetNumberOfDimensions(input);
+    const mwSize *di = mxGetDimensions(input);
+    mwSize dims[KP_MAX_DIMS];
+    int64_t ext[KP_MAX_DIMS], keep[KP_MAX_DIMS], any = 0;
+    const mwSize *dg = mxGetDimensions(g);
+    int nd = b->nb + 2;
+    for (int d = 0; d < nd; d++) {
+        ext[d] = (int64_t)dg[d];
+        int64_t in_ext = d < 2 ? ext[d] : ((size_t)d < ndi && ndi > 2 ? (int64_t)di[d] : 1);
+        keep[d] = !(d >= 2 && in_ext == 1 && ext[d] != 1);
+        any |= !keep[d];
+        dims[d] = (mwSize)(keep[d] ? ext[d] : 1);
+    }
+    if (!any) return g;
+    mxArray *r = mxCreateNumericArray((mwSize)nd, dims, mxGetClassID(g), mxREAL);
+    size_t total = mxGetNumberOfElements(g);
+    int single = mxIsSingle(g);
+    for (size_t i = 0; i < total; i++) {
+        size_t rem = i, at = 0, stride = 1;
+        for (int d = 0; d < nd; d++) { /* column-major: first dimension fastest */
+            size_t c = rem % (size_t)ext[d];
+            rem /= (size_t)ext[d];
+            if (keep[d]) at += c * stride;
+            stride *= (size_t)dims[d];
+        }
+        if (single) ((float *)mxGetData(r))[at] += ((const float *)mxGetData(g))[i];
+        else ((double *)mxGetData(r))[at] += ((const double *)mxGetData(g))[i];
+    }
+    mxDestroyArray(g);
+    return r;
+}
+
 static void cmd_call(int nlhs, mxArray **plhs, int nrhs, const mxArray **prhs) {
     char msg[512];
     temps t = {{0}, 0, {NULL, NULL}};
@@ -351,42 +479,24 @@ static void cmd_call(int nlhs, mxArray **plhs, int nrhs, const mxArray **prhs) {
         failf(&t, KP_ERR_ARGUMENT, "%sthe reduction takes %ld inputs, got %ld", e->grad_k >= 0 ? "(gradient: the inputs, then the output gradient) " : "",
               (long)e->user_nargs, (long)n);
     if (n > KPM_MAX_ARGS) fail(&t, KP_ERR_ARGUMENT, "too many inputs");
-    kp_dtype dtype = user_views(&t, e, n, prhs + 3, args);
-    if (e->hidden) hidden_inputs(&t, e, key, deriv, dtype, args);
-
     int od = kp_formula_out_dim(e->f), id = kp_formula_out_index_dim(e->f);
     int nout = (od > 0) + (id > 0);
     if (nlhs > nout) failf(&t, KP_ERR_ARGUMENT, "%sthis reduction has %ld output(s), %ld requested", "", (long)nout, (long)nlhs);
+    kp_dtype dtype = user_views(&t, e, n, prhs + 3, args);
+    batch_info b = batch_of(args, n);
+    if (e->hidden) hidden_inputs(&t, e, key, deriv, dtype, &b, args);
     int64_t rows = output_rows(&t, e, args);
-    mxArray *vals = NULL, *idxs = NULL;
     kp_array vo, io;
-    if (od) {
-        vals = t.out[0] = mxCreateUninitNumericMatrix((mwSize)rows, (mwSize)od, dtype == KP_FLOAT32 ? mxSINGLE_CLASS : mxDOUBLE_CLASS, mxREAL);
-        memset(&vo, 0, sizeof vo);
-        vo.data = mxGetData(vals);
-        vo.dtype = dtype;
-        vo.ndim = 2;
-        vo.shape[0] = rows;
-        vo.shape[1] = od;
-        vo.strides[0] = 1;
-        vo.strides[1] = rows ? rows : 1;
-    }
-    if (id) {
-        idxs = t.out[1] = mxCreateUninitNumericMatrix((mwSize)rows, (mwSize)id, mxDOUBLE_CLASS, mxREAL);
-        memset(&io, 0, sizeof io);
-        io.data = mxGetData(idxs);
-        io.dtype = KP_INT64;
-        io.ndim = 2;
-        io.shape[0] = rows;
-        io.shape[1] = id;
-        io.strides[0] = 1;
-        io.strides[1] = rows ? rows : 1;
-    }
+    mxArray *vals = od ? t.out[0] = new_output(rows, od, dtype, &b, &vo) : NULL;
+    mxArray *idxs = id ? t.out[1] = new_output(rows, id, KP_INT64, &b, &io) : NULL;
     run(&t, e, dtype, args, od ? &vo : NULL, id ? &io : NULL, 1);
     if (idxs) indices_to_double(idxs);
-    if (vals && kp_formula_sums_rows(e->f) && e->grad_k >= 0 &&
-        mxGetNumberOfElements(prhs[3 + e->grad_k]) == (size_t)od) /* a parameter's gradient: the parameter's shape */
-        mxSetDimensions(vals, mxGetDimensions(prhs[3 + e->grad_k]), mxGetNumberOfDimensions(prhs[3 + e->grad_k]));
+    if (vals && e->grad_k >= 0) { /* a gradient has its input's shape (a parameter's orientation, a row of points) */
+        const mxArray *in = prhs[3 + e->grad_k];
+        if (b.nb > 0) vals = t.out[0] = sum_broadcast(vals, in, &b);
+        if (mxGetNumberOfElements(vals) == mxGetNumberOfElements(in))
+            mxSetDimensions(vals, mxGetDimensions(in), mxGetNumberOfDimensions(in));
+    }
     /* plhs has room for max(nlhs, 1) outputs: [v] = f(...) of a Min_ArgMin
      * wants the values only, and the indices must not be written past it */
     int o = 0, room = nlhs > 0 ? nlhs : 1;
@@ -488,6 +598,26 @@ static void cmd_threads(mxArray **plhs, int nrhs, const mxArray **prhs) {
     plhs[0] = mxCreateDoubleScalar(old);
 }
 
+/* kp_engine values by the names users pass (the enum of kp.h, in its order). */
+static const char *const engine_names[] = {"cpu", "opencl", "cuda", "auto"};
+
+static void cmd_engine(mxArray **plhs, int nrhs, const mxArray **prhs) {
+    temps t = {{0}, 0, {NULL, NULL}};
+    const char *old = engine_names[kpm_engine()];
+    if (nrhs > 2) fail(NULL, KP_ERR_ARGUMENT, "usage: kp_mex('engine' [, name])");
+    if (nrhs == 2) {
+        char *name = get_string(&t, prhs[1], "the engine name");
+        int e = -1;
+        for (int k = 0; k < 4; k++)
+            if (strcmp(name, engine_names[k]) == 0) e = k;
+        if (e < 0) fail(&t, KP_ERR_ARGUMENT, "unknown engine: expected 'cpu', 'opencl', 'cuda' or 'auto'");
+        kp_status st = kpm_set_engine((kp_engine)e);
+        if (st != KP_OK) fail(&t, st, NULL);
+    }
+    temps_free(&t);
+    plhs[0] = mxCreateString(old);
+}
+
 void mexFunction(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
     mexAtExit(at_exit); /* every call: cheap, and right again after the MEX file is reloaded */
     if (nrhs < 1 || !mxIsChar(prhs[0])) fail(NULL, KP_ERR_ARGUMENT, "kp_mex: the first input is a command name");
@@ -497,6 +627,7 @@ void mexFunction(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
     else if (strcmp(cmd, "info") == 0) cmd_info(nlhs, plhs, nrhs, prhs);
     else if (strcmp(cmd, "position") == 0) cmd_position(plhs, nrhs, prhs);
     else if (strcmp(cmd, "threads") == 0) cmd_threads(plhs, nrhs, prhs);
+    else if (strcmp(cmd, "engine") == 0) cmd_engine(plhs, nrhs, prhs);
     else if (strcmp(cmd, "exec_seconds") == 0) plhs[0] = mxCreateDoubleScalar(g_exec_seconds);
     else if (strcmp(cmd, "clear") == 0) kpm_cache_clear();
     else fail(NULL, KP_ERR_ARGUMENT, "kp_mex: unknown command");

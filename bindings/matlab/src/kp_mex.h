@@ -32,6 +32,9 @@ kp_context *kpm_context(void);
 /* Thread count of later calls (0: libkp's default); kept across 'clear'. */
 int kpm_threads(void);
 kp_status kpm_set_threads(int n);
+/* Engine of later calls (KP_ENGINE_CPU by default); kept across 'clear'. */
+kp_engine kpm_engine(void);
+kp_status kpm_set_engine(kp_engine e);
 /* Frees every entry and the context (mexAtExit and 'clear'). */
 void kpm_cache_clear(void);
 /* Frees the entries if more than a bound are cached; only called between

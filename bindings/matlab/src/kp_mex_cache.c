@@ -23,16 +23,30 @@ static kp_context *g_ctx;
 static kpm_entry *g_entries;
 static int g_count;
 static int g_threads; /* 0: libkp's default (KP_NUM_THREADS, else all cores) */
+static kp_engine g_engine = KP_ENGINE_CPU;
 
 kp_context *kpm_context(void) {
     if (!g_ctx) {
         if (kp_context_new(&g_ctx) != KP_OK) g_ctx = NULL;
-        else if (g_threads > 0) kp_context_set_num_threads(g_ctx, g_threads);
+        else {
+            if (g_threads > 0) kp_context_set_num_threads(g_ctx, g_threads);
+            if (g_engine != KP_ENGINE_CPU && kp_context_set_engine(g_ctx, g_engine) != KP_OK) g_engine = KP_ENGINE_CPU;
+        }
     }
     return g_ctx;
 }
 
 int kpm_threads(void) { return g_threads; }
+
+kp_engine kpm_engine(void) { return g_engine; }
+
+kp_status kpm_set_engine(kp_engine e) {
+    kp_context *ctx = kpm_context();
+    if (!ctx) return KP_ERR_OOM;
+    kp_status st = kp_context_set_engine(ctx, e);
+    if (st == KP_OK) g_engine = e;
+    return st;
+}
 
 kp_status kpm_set_threads(int n) {
     kp_context *ctx = kpm_context();

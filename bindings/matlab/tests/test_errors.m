@@ -11,7 +11,8 @@ cases = {
   'wrong_point_dimension', @() expect_error(@() call_gauss(rand(4, 2), rand(5, 3), 1, rand(5, 1)), 'libkp:shape', 'last dimension is 2, expected 3')
   'inconsistent_point_counts', @() expect_error(@() call_gauss(rand(4, 3), rand(6, 3), 1, rand(5, 1)), 'libkp:shape', '5 rows')
   'parameter_size', @() expect_error(@() call_gauss(rand(4, 3), rand(5, 3), [1 2], rand(5, 1)), 'libkp:shape')
-  'batch_dimensions', @() expect_error(@() call_gauss(rand(4, 3, 2), rand(5, 3), 1, rand(5, 1)), 'libkp:shape', 'dimensions')
+  'batch_extents_differ', @() expect_error(@() call_gauss(rand(4, 3, 2), rand(5, 3, 3), 1, rand(5, 1)), 'libkp:shape', 'batch dimension 0 has extent')
+  'too_many_batch_dimensions', @() expect_error(@() call_gauss(rand(4, 3, 1, 1, 1, 1, 1, 1, 2), rand(5, 3), 1, rand(5, 1)), 'libkp:shape', 'at most 6 batch dimensions')
   'too_few_inputs', @() expect_error(@() call_gauss(rand(4, 3), rand(5, 3), 1), 'libkp:argument', 'takes 4 inputs')
   'too_many_outputs', @too_many_outputs
   'complex', @() expect_error(@() call_gauss(rand(4, 3), rand(5, 3), 1, rand(5, 1) + 1i), 'libkp:dtype', 'complex')
