@@ -90,11 +90,11 @@ test_that("min, max, argmin, argKmin, logsumexp over LazyTensors match dense R",
   expect_equal(sumsoftmaxweight(-D2, index = "j", weight = Vj(b)),
                (exp(-D) / rowSums(exp(-D))) %*% b, tolerance = 1e-12)
   # index = NA: reductions over the vector's components, new LazyTensors
-  expect_equal(sum(sum(xi) + 0 * yj, index = "j"), matrix(45 * rowSums(d$x)), tolerance = 1e-12)
+  expect_equal(sum(sum(xi) + 0 * elem(yj, 1), index = "j"), matrix(45 * rowSums(d$x)), tolerance = 1e-12)
   expect_equal(sum(min(xi) * max(yj), index = "j"),
                matrix(apply(d$x, 1, min) * sum(apply(d$y, 1, max))), tolerance = 1e-12)
-  expect_equal(sum(argmin(xi) + 0 * yj, index = "j"), matrix(45 * apply(d$x, 1, which.min)))
-  expect_equal(sum(argmax(xi) + 0 * yj, index = "j"), matrix(45 * apply(d$x, 1, which.max)))
+  expect_equal(sum(argmin(xi) + 0 * elem(yj, 1), index = "j"), matrix(45 * apply(d$x, 1, which.min)))
+  expect_equal(sum(argmax(xi) + 0 * elem(yj, 1), index = "j"), matrix(45 * apply(d$x, 1, which.max)))
 })
 
 test_that("reductions in float32 stay within float32 accuracy", {
