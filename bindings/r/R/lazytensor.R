@@ -235,3 +235,11 @@ step <- function(object, ...) UseMethod("step")
 step.default <- function(object, ...) stats::step(object, ...)
 #' @export
 step.LazyTensor <- function(object, ...) .combine("Step(%s)", object)
+
+#' @export
+mod <- function(x, modulus, offset = 0) .combine("Mod(%s,%s,%s)", x, modulus, offset)
+
+# ifelse(test, yes, no) would mask base::ifelse for every R object; the
+# element-wise choice is named after libkp's op instead.
+#' @export
+ifelse_lt <- function(test, yes, no) .combine("IfElse(%s,%s,%s)", test, yes, no)
