@@ -99,6 +99,8 @@ SEXP rkp_exec(SEXP ptr, SEXP args, SEXP dtype_, SEXP layout_, SEXP nthreads, SEX
     int out_dim = Rf_asInteger(VECTOR_ELT(info, 5)), idx_dim = Rf_asInteger(VECTOR_ELT(info, 6));
     int sums_rows = Rf_asLogical(VECTOR_ELT(info, 7));
     if (TYPEOF(args) != VECSXP) Rf_error("rkp: the input must be a list");
+    if (!Rf_isNull(sizes) && (TYPEOF(sizes) != REALSXP || XLENGTH(sizes) != 2))
+        Rf_error("rkp: sizes must be two doubles (nx, ny)");
     if (XLENGTH(args) != nargs)
         Rf_error("rkp: the formula takes %d arguments, got %d", nargs, (int)XLENGTH(args));
 
