@@ -123,7 +123,9 @@ test_that("weighted norms, matrix products, tensor products, one-hot, mod, ifels
   wd <- sapply(1:5, function(j) apply(d$x, 1, function(p) { v <- p - d$y[j, ]; sum(v * (S %*% v)) }))
   expect_equal(sum(weightedsqdist(xi, yj, Pm(as.vector(t(S)))), index = "j"),
                matrix(rowSums(wd)), tolerance = 1e-12)
-  A <- matrix(1:6, 2)  # 2 x 3, passed row-major
+  A <- matrix(1:6, 2)  # 2 x 3: a matrix parameter is read row by row, as KeOps stores it
+  expect_equal(sum(matvecmult(Pm(A), yj) + 0 * elem(xi, 1), index = "j"),
+               matrix(A %*% colSums(d$y), 8, 2, byrow = TRUE), tolerance = 1e-12)
   expect_equal(sum(matvecmult(Pm(as.vector(t(A))), yj) + 0 * elem(xi, 1), index = "j"),
                matrix(A %*% colSums(d$y), 8, 2, byrow = TRUE), tolerance = 1e-12)
   expect_equal(sum(vecmatmult(extract(xi, 1, 2), Pm(as.vector(t(A)))) + one_j, index = "j"),
