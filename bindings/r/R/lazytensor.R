@@ -58,10 +58,9 @@ LazyTensor <- function(x, index = NA) {
   if (length(index) != 1L || !(is.na(index) || index %in% c("i", "j")))
     stop("rkp: 'index' must be \"i\", \"j\" or NA (a parameter)", call. = FALSE)
   if (is.na(index)) {
-    if (!is.null(dim(x)) && sum(dim(x) > 1L) > 1L)
-      stop("rkp: a parameter (index = NA) must be a number or a vector; give index = \"i\" or \"j\" for a matrix",
-           call. = FALSE)
-    return(.leaf(as.vector(.as_input(x, "'x'")), 2L))
+    x <- .as_input(x, "'x'")
+    # a matrix parameter is stored row by row, as KeOps' matrix ops read it
+    return(.leaf(if (is.matrix(x)) as.vector(t(x)) else as.vector(x), 2L))
   }
   x <- .as_input(x, "'x'")
   if (is.null(dim(x))) x <- matrix(x, ncol = 1L)
@@ -235,3 +234,11 @@ step <- function(object, ...) UseMethod("step")
 step.default <- function(object, ...) stats::step(object, ...)
 #' @export
 step.LazyTensor <- function(object, ...) .combine("Step(%s)", object)
+
+#' @export
+mod <- function(x, modulus, offset = 0) .combine("Mod(%s,%s,%s)", x, modulus, offset)
+
+# ifelse(test, yes, no) would mask base::ifelse for every R object; the
+# element-wise choice is named after libkp's op instead.
+#' @export
+ifelse_lt <- function(test, yes, no) .combine("IfElse(%s,%s,%s)", test, yes, no)

@@ -3,6 +3,7 @@
 .rkp <- new.env(parent = emptyenv())
 .rkp$precision <- "float64"
 .rkp$threads <- 0L
+.rkp$engine <- "cpu"
 .rkp$next_id <- 0L
 
 #' Settings of rkp computations
@@ -15,9 +16,9 @@
 #'   it unchanged.
 #' @return The previous settings, as a list, invisibly when something is set.
 #' @export
-rkp_options <- function(precision = NULL, threads = NULL) {
-  old <- list(precision = .rkp$precision, threads = .rkp$threads)
-  if (is.null(precision) && is.null(threads)) return(old)
+rkp_options <- function(precision = NULL, threads = NULL, engine = NULL) {
+  old <- list(precision = .rkp$precision, threads = .rkp$threads, engine = .rkp$engine)
+  if (is.null(precision) && is.null(threads) && is.null(engine)) return(old)
   if (!is.null(precision)) {
     if (!is.character(precision) || length(precision) != 1L ||
         !precision %in% c("float32", "float64"))
@@ -27,6 +28,13 @@ rkp_options <- function(precision = NULL, threads = NULL) {
     if (!is.numeric(threads) || length(threads) != 1L || is.na(threads) ||
         threads < 0 || threads != round(threads) || threads > 4096)
       stop("rkp: 'threads' must be a whole number in [0, 4096]", call. = FALSE)
+  }
+  if (!is.null(engine)) {
+    if (!is.character(engine) || length(engine) != 1L || !engine %in% names(.ENGINES))
+      stop("rkp: 'engine' must be one of ", paste(sprintf('"%s"', names(.ENGINES)), collapse = ", "),
+           call. = FALSE)
+    .check(.Call(rkp_set_engine, .ENGINES[[engine]]))  # libkp refuses one that cannot run here
+    .rkp$engine <- engine
   }
   if (!is.null(precision)) .rkp$precision <- precision
   if (!is.null(threads)) .rkp$threads <- as.integer(threads)
@@ -44,6 +52,23 @@ rkeops_use_float64 <- function() invisible(rkp_options(precision = "float64"))
 #' @rdname rkp_options
 #' @param ncore number of threads (0: all cores).
 #' @export
-rkeops_use_cpu <- function(ncore = 0) invisible(rkp_options(threads = ncore))
+rkeops_use_cpu <- function(ncore = 0) invisible(rkp_options(threads = ncore, engine = "cpu"))
+
+#' @rdname rkp_options
+#' @export
+rkeops_use_gpu <- function() invisible(rkp_options(engine = "cuda"))
+
+# kp_engine values of kp.h.
+.ENGINES <- c(cpu = 0L, opencl = 1L, cuda = 2L, auto = 3L)
+
+#' @rdname rkp_options
+#' @export
+rkp_engine_available <- function(engine) {
+  if (!is.character(engine) || length(engine) != 1L || !engine %in% names(.ENGINES))
+    stop("rkp: 'engine' must be one of ", paste(names(.ENGINES), collapse = ", "), call. = FALSE)
+  res <- .Call(rkp_set_engine, -.ENGINES[[engine]] - 1L)
+  if (is.null(res)) return(TRUE)
+  structure(FALSE, reason = res$message)
+}
 
 .dtype_code <- function() if (identical(.rkp$precision, "float32")) 0L else 1L

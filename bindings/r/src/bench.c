@@ -7,6 +7,8 @@
  * or column-major as R holds them (the strides the binding passes), then
  * times kp_plan_exec alone.
  */
+/* clock_gettime and CLOCK_MONOTONIC are POSIX, not C11. */
+#define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -33,13 +33,27 @@ static void describe_arg(SEXP x, int k, int cat, kp_dtype dtype, call_shape *cs,
         for (R_xlen_t t = 0; t < len; t++) buf[t] = (float)src[t];
         a->data = buf;
     }
-    if (cat == KP_VAR_PARAM) { /* any vector or matrix: its elements in R's order */
+    SEXP dims = Rf_getAttrib(x, R_DimSymbol);
+    if (cat == KP_VAR_PARAM) {
+        /* A vector as is; a matrix A row by row, as KeOps stores matrices, so
+         * that MatVecMult(A, v) is A %*% v (a small copy: parameters are short). */
         a->ndim = 1;
         a->shape[0] = len;
         a->strides[0] = 1;
+        if (!Rf_isNull(dims) && XLENGTH(dims) == 2 && INTEGER(dims)[0] > 1 && INTEGER(dims)[1] > 1) {
+            int nr = INTEGER(dims)[0], nc = INTEGER(dims)[1];
+            const double *src = REAL(x);
+            void *buf = R_alloc((size_t)len + 1, dtype == KP_FLOAT32 ? (int)sizeof(float) : (int)sizeof(double));
+            for (int r = 0; r < nr; r++)
+                for (int c = 0; c < nc; c++) {
+                    double v = src[r + (R_xlen_t)c * nr];
+                    if (dtype == KP_FLOAT32) ((float *)buf)[r * nc + c] = (float)v;
+                    else ((double *)buf)[r * nc + c] = v;
+                }
+            a->data = buf;
+        }
         return;
     }
-    SEXP dims = Rf_getAttrib(x, R_DimSymbol);
     int64_t nr = len, nc = 1;
     if (!Rf_isNull(dims)) {
         if (XLENGTH(dims) != 2) Rf_error("rkp: argument %d must be a vector or a matrix, not a %d-D array", k + 1, (int)XLENGTH(dims));
@@ -99,6 +113,8 @@ SEXP rkp_exec(SEXP ptr, SEXP args, SEXP dtype_, SEXP layout_, SEXP nthreads, SEX
     int out_dim = Rf_asInteger(VECTOR_ELT(info, 5)), idx_dim = Rf_asInteger(VECTOR_ELT(info, 6));
     int sums_rows = Rf_asLogical(VECTOR_ELT(info, 7));
     if (TYPEOF(args) != VECSXP) Rf_error("rkp: the input must be a list");
+    if (!Rf_isNull(sizes) && (TYPEOF(sizes) != REALSXP || XLENGTH(sizes) != 2))
+        Rf_error("rkp: sizes must be two doubles (nx, ny)");
     if (XLENGTH(args) != nargs)
         Rf_error("rkp: the formula takes %d arguments, got %d", nargs, (int)XLENGTH(args));
 

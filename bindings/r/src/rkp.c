@@ -189,3 +189,12 @@ kp_status rkp__plan(SEXP ptr, kp_dtype dtype, kp_plan **plan) {
 SEXP rkp__failure(kp_status st) { return failure(st); }
 
 kp_context *rkp__context(void) { return context(); }
+
+/* rkp_set_engine(e): the engine of later runs (kp_engine; e < 0 only asks
+ * whether engine -e-1 can run here). NULL on success, else an rkp_failure. */
+SEXP rkp_set_engine(SEXP engine) {
+    int e = Rf_asInteger(engine);
+    kp_context *ctx = context();
+    kp_status st = e < 0 ? kp_engine_available(ctx, (kp_engine)(-e - 1)) : kp_context_set_engine(ctx, (kp_engine)e);
+    return st == KP_OK ? R_NilValue : failure(st);
+}

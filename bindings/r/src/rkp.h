@@ -11,6 +11,7 @@ SEXP rkp_parse(SEXP text, SEXP aliases);
 SEXP rkp_info(SEXP ptr);
 SEXP rkp_derive(SEXP ptr, SEXP kind, SEXP k);
 SEXP rkp_version(void);
+SEXP rkp_set_engine(SEXP engine);
 SEXP rkp_exec(SEXP ptr, SEXP args, SEXP dtype, SEXP layout, SEXP nthreads, SEXP sizes, SEXP scheme);
 SEXP rkp_c_exec_time(SEXP ptr, SEXP args, SEXP dtype, SEXP reps, SEXP nthreads, SEXP col_major);
 

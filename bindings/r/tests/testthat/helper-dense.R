@@ -28,7 +28,7 @@ finite_diff <- function(f, x, h = 1e-6) {
 }
 
 with_options <- function(code, ...) {
-  old <- rkp_options(...)
+  old <- rkp_options(...)  # set before `code` is evaluated (lazily, below)
   on.exit(do.call(rkp_options, old))
   force(code)
 }

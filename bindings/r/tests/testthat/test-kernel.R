@@ -107,3 +107,13 @@ test_that("sum schemes are accepted and agree in float64", {
     expect_equal(op(list(d$x, d$y, 2.5, d$b)), ref, tolerance = 1e-12)
   }
 })
+
+test_that("a matrix parameter is read row by row: MatVecMult(A, v) is A %*% v", {
+  d <- clouds()
+  A <- matrix(c(1, -2, 0.5, 3, 4, -1), 2)
+  op <- keops_kernel("Sum_Reduction(MatVecMult(A, y), 0)", c("A = Pm(6)", "y = Vj(3)", "x = Vi(3)"))
+  expect_equal(op(list(A, d$y, d$x)), d$N * t(A %*% t(d$y)), tolerance = 1e-12)
+  expect_equal(op(list(as.vector(t(A)), d$y, d$x)), d$N * t(A %*% t(d$y)), tolerance = 1e-12)
+  f32 <- with_options(op(list(A, d$y, d$x)), precision = "float32")
+  expect_equal(f32, d$N * t(A %*% t(d$y)), tolerance = 1e-5)
+})

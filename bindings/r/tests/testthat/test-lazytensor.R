@@ -90,11 +90,11 @@ test_that("min, max, argmin, argKmin, logsumexp over LazyTensors match dense R",
   expect_equal(sumsoftmaxweight(-D2, index = "j", weight = Vj(b)),
                (exp(-D) / rowSums(exp(-D))) %*% b, tolerance = 1e-12)
   # index = NA: reductions over the vector's components, new LazyTensors
-  expect_equal(sum(sum(xi) + 0 * yj, index = "j"), matrix(45 * rowSums(d$x)), tolerance = 1e-12)
+  expect_equal(sum(sum(xi) + 0 * elem(yj, 1), index = "j"), matrix(45 * rowSums(d$x)), tolerance = 1e-12)
   expect_equal(sum(min(xi) * max(yj), index = "j"),
                matrix(apply(d$x, 1, min) * sum(apply(d$y, 1, max))), tolerance = 1e-12)
-  expect_equal(sum(argmin(xi) + 0 * yj, index = "j"), matrix(45 * apply(d$x, 1, which.min)))
-  expect_equal(sum(argmax(xi) + 0 * yj, index = "j"), matrix(45 * apply(d$x, 1, which.max)))
+  expect_equal(sum(argmin(xi) + 0 * elem(yj, 1), index = "j"), matrix(45 * apply(d$x, 1, which.min)))
+  expect_equal(sum(argmax(xi) + 0 * elem(yj, 1), index = "j"), matrix(45 * apply(d$x, 1, which.max)))
 })
 
 test_that("reductions in float32 stay within float32 accuracy", {
@@ -110,4 +110,34 @@ test_that("t() swaps the roles of i and j", {
   K <- exp(-sqnorm2(Vi(d$x) - Vj(d$y)))
   expect_equal(sum(t(K), index = "j"), sum(K, index = "i"), tolerance = 1e-12)
   expect_output(print(K), "inner dimension 1; 37 points i, 23 points j")
+})
+
+test_that("weighted norms, matrix products, tensor products, one-hot, mod, ifelse_lt match R", {
+  d <- clouds(N = 8, M = 5)
+  xi <- Vi(d$x); yj <- Vj(d$y)
+  one_j <- 0 * elem(yj, 1)  # pins the 5 points j
+  w <- c(0.5, 2, 3)
+  Wd <- outer(rowSums(sweep(d$x^2, 2, w, "*")), rep(1, 5))
+  expect_equal(sum(weightedsqnorm(xi, Pm(w)) + one_j, index = "j"), matrix(rowSums(Wd)), tolerance = 1e-12)
+  S <- matrix(c(2, 0.5, 0, 0.5, 1, 0.2, 0, 0.2, 3), 3)
+  wd <- sapply(1:5, function(j) apply(d$x, 1, function(p) { v <- p - d$y[j, ]; sum(v * (S %*% v)) }))
+  expect_equal(sum(weightedsqdist(xi, yj, Pm(as.vector(t(S)))), index = "j"),
+               matrix(rowSums(wd)), tolerance = 1e-12)
+  A <- matrix(1:6, 2)  # 2 x 3: a matrix parameter is read row by row, as KeOps stores it
+  expect_equal(sum(matvecmult(Pm(A), yj) + 0 * elem(xi, 1), index = "j"),
+               matrix(A %*% colSums(d$y), 8, 2, byrow = TRUE), tolerance = 1e-12)
+  expect_equal(sum(matvecmult(Pm(as.vector(t(A))), yj) + 0 * elem(xi, 1), index = "j"),
+               matrix(A %*% colSums(d$y), 8, 2, byrow = TRUE), tolerance = 1e-12)
+  expect_equal(sum(vecmatmult(extract(xi, 1, 2), Pm(as.vector(t(A)))) + one_j, index = "j"),
+               5 * d$x[, 1:2] %*% A, tolerance = 1e-12)
+  tp <- sum(tensorprod(xi, yj), index = "j")
+  expect_equal(tp[, 2 * 3 + 3], d$x[, 3] * sum(d$y[, 3]), tolerance = 1e-12)
+  expect_equal(tp[, 1 * 3 + 2], d$x[, 2] * sum(d$y[, 2]), tolerance = 1e-12)
+  cls <- floor(3 * d$x[, 1])
+  expect_equal(sum(one_hot(floor(3 * elem(xi, 1)), 3) + one_j, index = "j"),
+               5 * outer(cls, 0:2, "==") * 1)
+  expect_equal(sum(mod(5 * xi, 0.7, 0.1) + one_j, index = "j"),
+               5 * (5 * d$x - 0.7 * floor((5 * d$x - 0.1) / 0.7)), tolerance = 1e-12)
+  expect_equal(sum(ifelse_lt(elem(xi, 1) - elem(yj, 1), 1, -1), index = "j"),
+               matrix(rowSums(ifelse(outer(d$x[, 1], d$y[, 1], "-") >= 0, 1, -1))))
 })
