@@ -56,7 +56,8 @@ KP_TEST_SKIP_LARGE=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=
 echo "== test.sh: install and use the installed library"
 scripts/check_install.sh -DKP_CUDA_AOT=OFF >/dev/null  # installing does not depend on the kernel table
 echo "== test.sh: Python binding (pykp): build, install in a venv, pytest"
-py_packages=(python3-numpy python3-scipy python3-pytest python3-torch python3-pip python3-venv python3-setuptools python3-wheel)
+# python3-meshio, python3-matplotlib: pykp.shapes mesh I/O and its example (their tests skip without them)
+py_packages=(python3-numpy python3-scipy python3-pytest python3-torch python3-pip python3-venv python3-setuptools python3-wheel python3-meshio python3-matplotlib)
 py_missing=()
 for p in "${py_packages[@]}"; do
   dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || py_missing+=("$p")

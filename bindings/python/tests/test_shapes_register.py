@@ -150,8 +150,21 @@ def test_example_runs_small(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.path.join(root, "bindings", "python") + os.pathsep + os.environ.get("PYTHONPATH", ""))
     help_ = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True, env=env)
     assert help_.returncode == 0 and "usage" in help_.stdout
-    run = subprocess.run([sys.executable, script, "--level", "1", "--iterations", "5", "--out", str(tmp_path), "--quiet"],
+    run = subprocess.run([sys.executable, script, "--level", "1", "--iterations", "3", "--steps", "4",
+                          "--data-scales", "0.5", "--out", str(tmp_path), "--quiet"],
                          capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr
     for name in ("before_after.png", "energy.png", "deformed.vtk"):
         assert (tmp_path / name).stat().st_size > 0, name
+
+
+def test_registration_with_the_sinkhorn_divergence():
+    """pykp.ot's Sinkhorn divergence as the data term (skipped without pykp.ot)."""
+    pytest.importorskip("pykp.ot")
+    src = shapes.icosphere(1)
+    tgt = shapes.bumped_ellipsoid(src)
+    term = shapes.SinkhornDivergence(blur=0.05)
+    assert abs(float(term(src, src))) < 1e-10
+    res = shapes.register(src, tgt, shapes.Deformation("gaussian", 0.6, "ralston", 5), term,
+                          gamma=1e-4, iterations=15, quiet=True)
+    assert res.history[-1]["data"] < res.history[0]["data"] / 100

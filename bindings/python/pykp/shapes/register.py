@@ -81,7 +81,7 @@ class _Objective:
 
 def _make_optimizer(name, p0, lr):
     if name == "lbfgs":
-        return torch.optim.LBFGS([p0], lr=1.0 if lr is None else lr, max_iter=1, max_eval=25, history_size=20,
+        return torch.optim.LBFGS([p0], lr=1.0 if lr is None else lr, max_iter=1, max_eval=12, history_size=20,
                                  line_search_fn="strong_wolfe")
     if lr is None:
         raise ValueError("pykp.shapes: optimizer %r needs lr" % name)
