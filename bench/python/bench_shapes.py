@@ -79,7 +79,7 @@ def one_step(source, target, backend, args):
     t3 = time.perf_counter()
     cpu = time.process_time() - c0
     return {"cpu": cpu, "shoot": t1 - t0, "data": t2 - t1, "backward": t3 - t2, "total": t3 - t0,
-            "peak": rss_mb("VmHWM") - base, "loss": float(loss.detach()), "grad": p0.grad.double()}
+            "peak": max(0.0, rss_mb("VmHWM") - base), "loss": float(loss.detach()), "grad": p0.grad.double()}
 
 
 def main():

@@ -2,7 +2,6 @@
 dense float64 implementation of Hamilton's equations (explicit derivatives, no
 autograd), conservation of H to the integrator's order, normalized
 Hamiltonians, checkpointing and argument checks."""
-import math
 
 import pytest
 import torch

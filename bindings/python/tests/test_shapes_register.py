@@ -2,7 +2,6 @@
 recovers it: the data term drops by 100x or more), its options and errors, and
 mesh I/O through meshio."""
 import io
-import math
 import os
 import subprocess
 import sys
