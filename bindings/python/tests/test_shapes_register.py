@@ -167,3 +167,14 @@ def test_registration_with_the_sinkhorn_divergence():
     res = shapes.register(src, tgt, shapes.Deformation("gaussian", 0.6, "ralston", 5), term,
                           gamma=1e-4, iterations=15, quiet=True)
     assert res.history[-1]["data"] < res.history[0]["data"] / 100
+
+
+@pytest.mark.parametrize("normalize", ["row", "sinkhorn"])
+def test_registration_with_a_normalized_hamiltonian(normalize):
+    src = shapes.circle(20, 1.0)
+    model = shapes.Deformation("gaussian", 0.8, "ralston", 4, normalize=normalize, sinkhorn_iters=3)
+    tgt = _deformed_copy(src, model, 0.5, seed=2)
+    data = shapes.Varifold("gaussian", 0.5)
+    d0 = float(data(src, tgt))
+    res = shapes.register(src, tgt, model, data, gamma=1e-5, iterations=40, quiet=True)
+    assert float(data(res.deformed, tgt)) < d0 / 100
