@@ -113,6 +113,7 @@ def test_register_bad_arguments():
 # ----------------------------------------------------------------- mesh I/O
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # meshio's STL format sniffing
 @pytest.mark.parametrize("ext", ["vtk", "ply", "obj", "stl"])
 def test_mesh_roundtrip(tmp_path, ext):
     pytest.importorskip("meshio")
