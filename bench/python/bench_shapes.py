@@ -11,7 +11,8 @@ triangles); the control points are its vertices. Dense torch runs only where
 its memory, extrapolated from the smallest size (bytes per pair), fits under
 --dense-limit-gb. The peak is the process's resident high-water mark (VmHWM,
 reset through /proc/self/clear_refs before each case) above its resident size
-before the case.
+before the case. CPU s is the process's CPU time (all threads) over the case:
+on a shared machine it says more than the wall time.
 
 usage: python3 bench/python/bench_shapes.py [--sizes 1000,10000] [--large] [--steps 10]
        [--integrator euler] [--dtype float32] [--dense-limit-gb 4] [--threads 0]
@@ -68,6 +69,7 @@ def one_step(source, target, backend, args):
     distance = data.to_target(target)
     reset_peak()
     base = rss_mb("VmRSS")
+    c0 = time.process_time()
     t0 = time.perf_counter()
     q1 = model.shoot(q0, p0).q
     t1 = time.perf_counter()
@@ -75,8 +77,9 @@ def one_step(source, target, backend, args):
     t2 = time.perf_counter()
     loss.backward()
     t3 = time.perf_counter()
-    return {"shoot": t1 - t0, "data": t2 - t1, "backward": t3 - t2, "total": t3 - t0,
-            "peak": rss_mb("VmHWM") - base, "loss": float(loss.detach()), "grad": p0.grad.double()}
+    cpu = time.process_time() - c0
+    return {"cpu": cpu, "shoot": t1 - t0, "data": t2 - t1, "backward": t3 - t2, "total": t3 - t0,
+            "peak": max(0.0, rss_mb("VmHWM") - base), "loss": float(loss.detach()), "grad": p0.grad.double()}
 
 
 def main():
@@ -97,9 +100,9 @@ def main():
     print("# bench_shapes: one registration step (shoot %s T=%d + varifold + backward), %s, %s, %d cores, "
           "torch %d threads" % (args.integrator, args.steps, args.dtype, platform.processor() or platform.machine(),
                                 os.cpu_count(), torch.get_num_threads()))
-    print("| N | pykp s (shoot / data / backward) | pykp peak MB | dense torch s | dense peak MB | time ratio | "
-          "memory ratio | rel. diff of the gradient |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| N | pykp s (shoot / data / backward) | pykp CPU s | pykp peak MB | dense torch s | dense CPU s | "
+          "dense peak MB | time ratio | memory ratio | rel. diff of the gradient |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     bytes_per_pair = None
     one_step(grid_surface(100, dtype), grid_surface(100, dtype, 0.1), "pykp", args)  # formulas, first calls
     for N in sizes:
@@ -110,15 +113,15 @@ def main():
         if N >= 100000 or (est is not None and est > args.dense_limit_gb):
             dense = "skipped (~%.0f GB)" % est if est is not None else "skipped"
             row = (n, k, dense, "", "", "", "")
-            print("| %d | %.2f (%.2f / %.2f / %.2f) | %.1f | %s | | | | |" % (
-                n, k["total"], k["shoot"], k["data"], k["backward"], k["peak"], dense), flush=True)
+            print("| %d | %.2f (%.2f / %.2f / %.2f) | %.1f | %.1f | %s | | | | | |" % (
+                n, k["total"], k["shoot"], k["data"], k["backward"], k["cpu"], k["peak"], dense), flush=True)
             continue
         d = one_step(src, tgt, "torch", args)
         if bytes_per_pair is None:
             bytes_per_pair = max(d["peak"], 1.0) * 1e6 / (n * n)
         rel = float((k["grad"] - d["grad"]).norm() / d["grad"].norm())
-        print("| %d | %.2f (%.2f / %.2f / %.2f) | %.1f | %.2f | %.0f | %.1fx | %.0fx | %.1e |" % (
-            n, k["total"], k["shoot"], k["data"], k["backward"], k["peak"], d["total"], d["peak"],
+        print("| %d | %.2f (%.2f / %.2f / %.2f) | %.1f | %.1f | %.2f | %.1f | %.0f | %.1fx | %.0fx | %.1e |" % (
+            n, k["total"], k["shoot"], k["data"], k["backward"], k["cpu"], k["peak"], d["total"], d["cpu"], d["peak"],
             d["total"] / k["total"], d["peak"] / max(k["peak"], 1.0), rel), flush=True)
     print("pykp: %s; libkp %s" % (pykp.__version__, pykp.library_path))
 

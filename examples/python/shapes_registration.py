@@ -69,6 +69,7 @@ def draw(ax, shape, title, color):
     ax.plot_trisurf(P[:, 0], P[:, 1], P[:, 2], triangles=shape.cells.numpy(), color=color,
                     linewidth=0.1, edgecolor="k", alpha=0.9)
     ax.set_title(title)
+    ax.view_init(elev=8, azim=-60)  # from the side: the bump on top shows in profile
     ax.set_box_aspect((1, 1, 1))
     lim = 1.5
     ax.set_xlim(-lim, lim), ax.set_ylim(-lim, lim), ax.set_zlim(-lim, lim)
@@ -92,7 +93,7 @@ def pictures(out, source, target, deformed, history):
     fig, ax = plt.subplots(figsize=(6, 4))
     it = range(len(history))
     for key in ("loss", "data", "energy"):
-        ax.semilogy(it, [max(h[key], 1e-300) for h in history], label=key)
+        ax.semilogy(it, [h[key] if h[key] > 0 else float("nan") for h in history], label=key)
     for k in range(1, len(history)):
         if history[k]["stage"] != history[k - 1]["stage"]:
             ax.axvline(k, color="gray", lw=0.5)

@@ -28,7 +28,7 @@ import numpy as np
 from . import _arrays
 from ._arrays import is_array, torch
 from ._lib import KP_VAR_I, KP_VAR_J, KP_VAR_PARAM, KpNotImplementedError, KpTypeError, KpValueError, formula
-from .genred import _SCHEMES, Genred, reduce
+from .genred import Genred, reduce
 
 __all__ = ["KernelSolve", "SolveInfo", "conjugate_gradient", "lazy_solve"]
 
@@ -540,8 +540,7 @@ class KernelSolve:
         seed=0,
         callback=None,
     ):
-        if ranges is not None:
-            raise KpNotImplementedError("pykp: block-sparse reductions (ranges=) are not supported yet")
+        self.genred.options.with_call(backend=backend, device_id=device_id, ranges=ranges).check(args)
         cfg = self._config(alpha, eps, rtol, maxiter, precond, landmarks, blocks, seed, callback)
         f = _lookup(self.key)
         if len(args) != f.nargs:
@@ -559,10 +558,6 @@ class KernelSolve:
                                         % (tuple(b.shape),))
         if b2.shape[1] != f.out_dim:
             raise KpValueError("pykp: b must have %d columns, got %d" % (f.out_dim, b2.shape[1]))
-        if isinstance(backend, str) and backend.upper() != "AUTO" or (device_id is not None and device_id != -1):
-            from .genred import _check_backend
-
-            _check_backend(args, backend, device_id)
         self._check_square(f, args, b2.shape[0])
         if any(_is_tensor(a) and a.requires_grad for a in args) and torch.is_grad_enabled():
             a = _KernelSolveFn.apply(cfg, *args)
@@ -583,7 +578,7 @@ class KernelSolve:
         if precond == "nystrom" and alpha == 0:
             raise KpValueError("pykp: precond='nystrom' needs alpha > 0 (it preconditions alpha*I + K)")
         return _Config(key=self.key, pos=self.varinvpos, alpha=float(alpha), eps=float(eps), rtol=float(rtol),
-                       maxiter=int(maxiter), scheme=_SCHEMES.get(self.genred.sum_scheme), precond=precond,
+                       maxiter=int(maxiter), scheme=self.genred.options.scheme, precond=precond,
                        landmarks=landmarks, blocks=blocks, seed=seed, callback=callback, owner=self)
 
     def _check_square(self, f, args, n):
@@ -613,7 +608,7 @@ class KernelSolve:
         f = _lookup(self.key)
         b = args[self.varinvpos]
         n, d = b.shape[0], f.out_dim
-        op = KernelOperator(self.key, [_detach(a) for a in args], self.varinvpos, _SCHEMES.get(self.genred.sum_scheme))
+        op = KernelOperator(self.key, [_detach(a) for a in args], self.varinvpos, self.genred.options.scheme)
 
         def mv(v):
             v = np.asarray(v, dtype=np.float64).reshape(n, d)

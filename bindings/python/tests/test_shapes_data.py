@@ -294,3 +294,12 @@ def test_sinkhorn_term_needs_pykp_ot():
     A, B = _surface(0), _surface(0, seed=3)
     term = shapes.SinkhornDivergence(blur=0.05)
     assert float(term(A, A)) < 1e-6 < float(term(A, B))
+
+
+def test_to_target_matches_the_distance():
+    A, B = _surface(1, 0), _surface(1, 1)
+    for kind in ("mmd", "current", "varifold", "oriented"):
+        term = _term(kind, 0.4)
+        assert abs(float(term.to_target(B)(A)) - float(term(A, B))) < 1e-13
+    with pytest.raises(ValueError, match="a curve and a surface"):
+        shapes.Varifold("gaussian", 0.4).to_target(B)(_curve(5, 3))

@@ -2,7 +2,6 @@
 recovers it: the data term drops by 100x or more), its options and errors, and
 mesh I/O through meshio."""
 import io
-import math
 import os
 import subprocess
 import sys
@@ -114,6 +113,7 @@ def test_register_bad_arguments():
 # ----------------------------------------------------------------- mesh I/O
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # meshio's STL format sniffing
 @pytest.mark.parametrize("ext", ["vtk", "ply", "obj", "stl"])
 def test_mesh_roundtrip(tmp_path, ext):
     pytest.importorskip("meshio")
@@ -150,8 +150,32 @@ def test_example_runs_small(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.path.join(root, "bindings", "python") + os.pathsep + os.environ.get("PYTHONPATH", ""))
     help_ = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True, env=env)
     assert help_.returncode == 0 and "usage" in help_.stdout
-    run = subprocess.run([sys.executable, script, "--level", "1", "--iterations", "5", "--out", str(tmp_path), "--quiet"],
+    run = subprocess.run([sys.executable, script, "--level", "1", "--iterations", "3", "--steps", "4",
+                          "--data-scales", "0.5", "--out", str(tmp_path), "--quiet"],
                          capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr
     for name in ("before_after.png", "energy.png", "deformed.vtk"):
         assert (tmp_path / name).stat().st_size > 0, name
+
+
+def test_registration_with_the_sinkhorn_divergence():
+    """pykp.ot's Sinkhorn divergence as the data term (skipped without pykp.ot)."""
+    pytest.importorskip("pykp.ot")
+    src = shapes.icosphere(1)
+    tgt = shapes.bumped_ellipsoid(src)
+    term = shapes.SinkhornDivergence(blur=0.05)
+    assert abs(float(term(src, src))) < 1e-10
+    res = shapes.register(src, tgt, shapes.Deformation("gaussian", 0.6, "ralston", 5), term,
+                          gamma=1e-4, iterations=15, quiet=True)
+    assert res.history[-1]["data"] < res.history[0]["data"] / 100
+
+
+@pytest.mark.parametrize("normalize", ["row", "sinkhorn"])
+def test_registration_with_a_normalized_hamiltonian(normalize):
+    src = shapes.circle(20, 1.0)
+    model = shapes.Deformation("gaussian", 0.8, "ralston", 4, normalize=normalize, sinkhorn_iters=3)
+    tgt = _deformed_copy(src, model, 0.5, seed=2)
+    data = shapes.Varifold("gaussian", 0.5)
+    d0 = float(data(src, tgt))
+    res = shapes.register(src, tgt, model, data, gamma=1e-5, iterations=40, quiet=True)
+    assert float(data(res.deformed, tgt)) < d0 / 100

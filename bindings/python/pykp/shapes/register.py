@@ -12,6 +12,7 @@ search) by default; multi-scale runs go from coarse to fine data-term widths
 """
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import Callable, List, NamedTuple, Optional, Sequence
@@ -81,7 +82,7 @@ class _Objective:
 
 def _make_optimizer(name, p0, lr):
     if name == "lbfgs":
-        return torch.optim.LBFGS([p0], lr=1.0 if lr is None else lr, max_iter=1, max_eval=25, history_size=20,
+        return torch.optim.LBFGS([p0], lr=1.0 if lr is None else lr, max_iter=1, max_eval=12, history_size=20,
                                  line_search_fn="strong_wolfe")
     if lr is None:
         raise ValueError("pykp.shapes: optimizer %r needs lr" % name)
@@ -194,7 +195,7 @@ def register(
                 callback(entry)
             if it == iters[stage] or (prev is not None and abs(prev - loss) <= tol * abs(loss)):
                 break
-            if not all(map(lambda v: v == v and abs(v) != float("inf"), (loss,))):
+            if not math.isfinite(loss):
                 raise FloatingPointError("pykp.shapes: the loss became %r at iteration %d" % (loss, it))
             prev = loss
             opt.step(lambda: objective(p0))
