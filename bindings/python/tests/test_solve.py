@@ -96,6 +96,8 @@ def test_lazytensor_solve(problem):
     np.testing.assert_allclose(a, ref, atol=1e-9 * np.abs(ref).max())
     a = K.solve(pykp.Vi(b), alpha=0.3, eps=1e-10)  # a LazyTensor right-hand side
     np.testing.assert_allclose(a, ref, atol=1e-9 * np.abs(ref).max())
+    a = K.solve(pykp.Vj(b), alpha=0.3, eps=1e-10)  # b indexed by j: the unknown by i, a sum over i
+    np.testing.assert_allclose(a, ref, atol=1e-9 * np.abs(ref).max())
     # var: K linear in a j-variable already inside it
     v_j = pykp.Vj(np.zeros_like(b))
     Kv = (-((x_i - x_j) ** 2).sum(-1) * 5.0).exp() * v_j
