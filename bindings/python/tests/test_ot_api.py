@@ -239,3 +239,19 @@ def test_barycenter_of_translates():
     assert hist[-1] < hist[0]
     with pytest.raises(ValueError, match="lambdas"):
         kot.barycenter([x, x + t], lambdas=[1.0])
+
+
+def test_ot_flow_example(tmp_path):
+    """examples/python/ot_flow.py runs (small), lowers the loss and saves its pictures."""
+    pytest.importorskip("matplotlib")
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "..", "examples", "python", "ot_flow.py")
+    spec = importlib.util.spec_from_file_location("ot_flow", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "flow"
+    assert mod.main(["--n", "150", "--m", "120", "--steps", "2", "--blur", "0.05", "--out", str(out)]) == 0
+    for name in ("flow_start.png", "flow_middle.png", "flow_end.png", "loss.png"):
+        assert (out / name).stat().st_size > 1000
