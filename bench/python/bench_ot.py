@@ -21,7 +21,7 @@ LogSumExp reductions it needs (4 when debiasing), each timed alone on the
 same data (CPU times).
 
 usage: python3 bench/python/bench_ot.py [--sizes 1000,10000] [--large] [--keops]
-       [--pot-iters 100] [--dense-limit-gb 6] [--reps 2] [--threads 0]
+       [--pot-iters 100] [--dense-limit-gb 6] [--reps 2] [--threads 0] [--methods pykp,pot]
 --large adds N = 10^5 (pykp only: dense solvers need 40 GB per matrix there).
 """
 import argparse
@@ -177,6 +177,7 @@ def main():
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--blur", type=float, default=0.05)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--methods", default="", help="comma-separated subset of pykp,geomloss,geomloss-keops,pot,iteration")
     ap.add_argument("--worker", nargs=2, metavar=("METHOD", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -185,6 +186,8 @@ def main():
     if args.large and 100000 not in sizes:
         sizes.append(100000)
     methods = ["pykp", "geomloss"] + (["geomloss-keops"] if args.keops else []) + ["pot", "iteration"]
+    if args.methods:
+        methods = [m for m in args.methods.split(",") if m]
     print("bench_ot: %s, %s, python %s, %d cores" % (platform.processor() or platform.machine(), platform.platform(), platform.python_version(), os.cpu_count()))
     print("Sinkhorn divergence + gradient, 3D, float32, p = 2, blur = %g, scaling = 0.5" % args.blur)
     rows = {}
