@@ -255,3 +255,27 @@ def test_ot_flow_example(tmp_path):
     assert mod.main(["--n", "150", "--m", "120", "--steps", "2", "--blur", "0.05", "--out", str(out)]) == 0
     for name in ("flow_start.png", "flow_middle.png", "flow_end.png", "loss.png"):
         assert (out / name).stat().st_size > 1000
+
+
+def test_backward_costs_a_few_reductions(monkeypatch):
+    """The envelope-theorem gradient: backward runs 2 gradient reductions (x's
+    in OT(a, b) and OT(a, a)), whatever the number of Sinkhorn iterations."""
+    from pykp import _arrays
+
+    calls = []
+    real = _arrays.run
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_arrays, "run", counting)
+    for scaling in (0.5, 0.9):
+        x = cloud(200).requires_grad_(True)
+        loss = kot.SamplesLoss(blur=0.05, scaling=scaling)
+        v = loss(x, cloud(150, seed=1))
+        forward = len(calls)
+        v.backward()
+        assert forward == 4 * loss.n_iter + 8  # init, iterations, last extrapolation
+        assert len(calls) - forward == 2
+        calls.clear()
