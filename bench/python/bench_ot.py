@@ -1,7 +1,8 @@
 """
 bench_ot.py -- Sinkhorn divergence + gradient between 3D point clouds: pykp.ot
 against GeomLoss (tensorized backend; its KeOps "online" backend with
---keops) and POT (ot.sinkhorn2, log domain), measured in the same run.
+--keops) and POT (ot.sinkhorn, log domain, NumPy backend, the value <pi, C> of
+ot.sinkhorn2), measured in the same run.
 
 Problem: x, y uniform in the unit cube (y shifted by 0.2), N = M, float32,
 uniform weights, p = 2, blur = 0.05 (eps = 0.0025), scaling = 0.5, debiased
