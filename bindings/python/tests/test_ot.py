@@ -181,9 +181,12 @@ def test_geomloss_values_and_gradients(kw):
     assert v1.shape == (B,)
     assert torch.allclose(v1, v2, rtol=rtol, atol=1e-12)
     for name, u, w in zip("axby", g1, g2):
-        if name in "xy" and "reach" in kw:
+        if "reach" in kw:
             # GeomLoss means to scale the backward by rho + eps (its UnbalancedWeight) but,
-            # an nn.Module's backward being never called, uses rho + eps/2: pykp applies it
+            # an nn.Module's backward being never called, uses rho + eps/2: pykp applies it,
+            # and the exact weight gradients (gradcheck below); debiased, those are the same rescaling
+            if name in "ab" and not kw.get("debias", True):
+                continue
             rho, eps = kw["reach"] ** 2, kw.get("blur", 0.05) ** 2
             w = w * (rho + eps) / (rho + eps / 2)
         if name in "ab" and kw.get("loss") in (None, "sinkhorn"):
@@ -240,11 +243,15 @@ def test_gradcheck_sinkhorn_positions(p):
     assert torch.autograd.gradcheck(lambda x, y: loss(x, y), (x, y), eps=1e-6, atol=1e-7, rtol=1e-4)
 
 
-def test_gradcheck_unbalanced_positions():
+@pytest.mark.parametrize("debias", [True, False])
+def test_gradcheck_unbalanced(debias):
+    """Unbalanced: positions and weights (any mass), exact derivatives of the value."""
     x = cloud(6, 2, seed=13).requires_grad_(True)
     y = cloud(5, 2, seed=14, shift=0.3)
-    loss = kot.SamplesLoss(blur=0.3, reach=0.7, tol=1e-14, max_iter=5000)
-    assert torch.autograd.gradcheck(lambda x: loss(x, y), (x,), eps=1e-6, atol=1e-7, rtol=1e-4)
+    a = (weights(6, 3) * 1.5).requires_grad_(True)
+    b = weights(5, 4).requires_grad_(True)
+    loss = kot.SamplesLoss(blur=0.3, reach=0.7, debias=debias, tol=1e-14, max_iter=5000)
+    assert torch.autograd.gradcheck(lambda a, x, b: loss(a, x, b, y), (a, x, b), eps=1e-6, atol=1e-7, rtol=1e-4)
 
 
 @pytest.mark.parametrize("name", ["hausdorff", "energy", "gaussian", "laplacian"])

@@ -239,3 +239,43 @@ def test_barycenter_of_translates():
     assert hist[-1] < hist[0]
     with pytest.raises(ValueError, match="lambdas"):
         kot.barycenter([x, x + t], lambdas=[1.0])
+
+
+def test_ot_flow_example(tmp_path):
+    """examples/python/ot_flow.py runs (small), lowers the loss and saves its pictures."""
+    pytest.importorskip("matplotlib")
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "..", "examples", "python", "ot_flow.py")
+    spec = importlib.util.spec_from_file_location("ot_flow", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "flow"
+    assert mod.main(["--n", "150", "--m", "120", "--steps", "2", "--blur", "0.05", "--out", str(out)]) == 0
+    for name in ("flow_start.png", "flow_middle.png", "flow_end.png", "loss.png"):
+        assert (out / name).stat().st_size > 1000
+
+
+def test_backward_costs_a_few_reductions(monkeypatch):
+    """The envelope-theorem gradient: backward runs 2 gradient reductions (x's
+    in OT(a, b) and OT(a, a)), whatever the number of Sinkhorn iterations."""
+    from pykp import _arrays
+
+    calls = []
+    real = _arrays.run
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_arrays, "run", counting)
+    for scaling in (0.5, 0.9):
+        x = cloud(200).requires_grad_(True)
+        loss = kot.SamplesLoss(blur=0.05, scaling=scaling)
+        v = loss(x, cloud(150, seed=1))
+        forward = len(calls)
+        v.backward()
+        assert forward == 4 * loss.n_iter + 8  # init, iterations, last extrapolation
+        assert len(calls) - forward == 2
+        calls.clear()

@@ -106,13 +106,11 @@ def process(args) -> Inputs:
     return Inputs(a, x, b, y, batched, is_numpy)
 
 
-def output(t, inp: Inputs, like=None):
+def output(t, inp: Inputs):
     """Unbatches (when the caller did not batch) and converts back to NumPy
-    (when the caller gave NumPy); `like` reshapes to a weight's shape."""
+    (when the caller gave NumPy)."""
     if not inp.batched:
         t = t[0]
-    if like is not None:
-        t = t.reshape(like)
     if inp.numpy:
         return t.detach().cpu().numpy()
     return t

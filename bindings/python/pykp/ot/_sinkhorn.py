@@ -201,8 +201,21 @@ def sinkhorn_cost(res: SinkhornResult, a, b, debias=True):
     def w(t):
         return _UnbalancedWeight.apply(t, rho + eps / 2, rho + eps)
 
+    def mass_term(wt, f_ab, f_self):
+        # zero in value; its gradient w.r.t. the weights completes the exact one (see below)
+        e = torch.exp(-f_ab.detach() / rho)
+        if f_self is not None:
+            e = e - torch.exp(-f_self.detach() / rho)
+        e = torch.where(wt.detach() > 0, e, torch.zeros_like(e))
+        return -0.5 * eps * ((wt - wt.detach()) * e).sum(-1)
+
+    # The exact derivative w.r.t. a_i of (rho + eps/2) <a, 1 - e^{-f/rho}> (the cost up to
+    # eps/2 (m(a) + m(b)) - eps m(a) m(b)) is rho (1 - e^{-f_i/rho}) + eps/2 - eps e^{-f_i/rho}:
+    # autograd, with f independent of a, gives eps/2 e^{-f_i/rho} too much; mass_term removes it.
     if debias:
-        return _dot(a, w(torch.exp(-res.f_aa / rho) - torch.exp(-res.f_ba / rho))) + _dot(
+        value = _dot(a, w(torch.exp(-res.f_aa / rho) - torch.exp(-res.f_ba / rho))) + _dot(
             b, w(torch.exp(-res.g_bb / rho) - torch.exp(-res.g_ab / rho))
         )
-    return _dot(a, w(1 - torch.exp(-res.f_ba / rho))) + _dot(b, w(1 - torch.exp(-res.g_ab / rho)))
+        return value + mass_term(a, res.f_ba, res.f_aa) + mass_term(b, res.g_ab, res.g_bb)
+    value = _dot(a, w(1 - torch.exp(-res.f_ba / rho))) + _dot(b, w(1 - torch.exp(-res.g_ab / rho)))
+    return value + mass_term(a, res.f_ba, None) + mass_term(b, res.g_ab, None)

@@ -20,7 +20,8 @@ class TransportPlan:
     """The plan of OT_eps(a, b) between (a, x) and (b, y); see SamplesLoss.plan.
 
     Attributes: f, g (potentials on x and y, shapes (N,), (M,) or batched),
-    eps, n_iter, marginal_error. NumPy inputs give NumPy outputs.
+    eps, n_iter, marginal_error. NumPy inputs give NumPy outputs (`lazy` is a
+    LazyTensor over torch tensors in either case).
     """
 
     def __init__(self, cost: str, res: SinkhornResult, inp: "_inputs.Inputs"):
@@ -35,9 +36,7 @@ class TransportPlan:
     def _vec(self, w, n, name):
         w, _ = _inputs._as_tensor(w, name)
         w = w.to(self._x.dtype)
-        if w.dim() == (2 if self._inp.batched else 1):
-            pass
-        else:
+        if w.dim() != (2 if self._inp.batched else 1):
             raise ValueError("pykp.ot: %s must have shape %s, got %s" % (name, ("(B, %d)" if self._inp.batched else "(%d,)") % n, tuple(w.shape)))
         if w.shape[-1] != n:
             raise ValueError("pykp.ot: %s must have %d entries along its last axis, got %d" % (name, n, w.shape[-1]))
