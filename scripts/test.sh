@@ -16,7 +16,9 @@
 #   5. the Python binding (pykp): pip-installed into a venv (python3 on PATH,
 #      torch==2.13.0 and bindings/python/requirements-test.txt), then its
 #      pytest suite;
-#   6. the R binding (rkp): scripts/test_r.sh over the Release build.
+#   6. the R binding (rkp): scripts/test_r.sh over the Release build;
+#   7. the Octave/MATLAB binding: MEX gateway built with mkoctfile against
+#      build-test, its octave-cli tests (scripts/test_octave.sh).
 #
 # usage: scripts/test.sh          (exit status 0 only if everything passed)
 set -euo pipefail
@@ -37,8 +39,21 @@ if ((${#missing[@]})); then
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# NVRTC compiles every generated CUDA kernel in the gpu suites. Where the CUDA
+# toolkit came without it, pip's nvidia-cuda-nvrtc provides the library.
+nvrtc_args=()
+if ! ls /usr/local/cuda*/lib64/libnvrtc.so* /usr/local/cuda*/targets/*/lib/libnvrtc.so* >/dev/null 2>&1 &&
+   ! ldconfig -p 2>/dev/null | grep -q libnvrtc; then
+  nvrtc=build-nvrtc/nvidia/cu13/lib/libnvrtc.so.13
+  if [[ ! -e $nvrtc ]] && command -v python3 >/dev/null; then
+    python3 -m pip install --quiet --target build-nvrtc "nvidia-cuda-nvrtc>=13,<14" ||
+      echo "test.sh: pip could not install nvidia-cuda-nvrtc: the NVRTC compile checks will be skipped"
+  fi
+  [[ -e $nvrtc ]] && nvrtc_args=(-DKP_NVRTC_LIBRARY="$PWD/$nvrtc")
+fi
+
 echo "== test.sh: Release build (-Werror) and all suites"
-cmake -S . -B build-test -DCMAKE_BUILD_TYPE=Release -DKP_WERROR=ON >/dev/null
+cmake -S . -B build-test -DCMAKE_BUILD_TYPE=Release -DKP_WERROR=ON "${nvrtc_args[@]}" >/dev/null
 cmake --build build-test -j"$jobs"
 ctest --test-dir build-test --output-on-failure -j2
 
@@ -83,5 +98,8 @@ build-py/venv/bin/python -c 'import sys, torch, numpy; print("pykp suite on Pyth
 
 echo "== test.sh: R binding (rkp): R CMD build + check, testthat suite, examples"
 scripts/test_r.sh --libkp-dir build-test
+
+echo "== test.sh: Octave/MATLAB binding: MEX gateway over build-test, octave-cli tests"
+scripts/test_octave.sh build-test
 
 echo "== test.sh: all passed"
