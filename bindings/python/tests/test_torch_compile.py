@@ -141,3 +141,22 @@ def test_operator_registration_opcheck():
     s = torch.tensor([0.6], dtype=torch.float64)
     key = repr(GAUSS.key)
     torch.library.opcheck(torch.ops.pykp.reduce.default, (key, [x.requires_grad_(), y, s, b], -1, -1, -1))
+
+
+def test_batched_inputs_and_changing_sizes():
+    # libkp batch dimensions through the fake implementation's shapes, and a
+    # second size (Dynamo recompiles with symbolic sizes)
+    def fn(x, y, s, b):
+        return GAUSS(x, y, s, b)
+
+    torch._dynamo.reset()
+    cfn = torch.compile(fn, backend="aot_eager", fullgraph=True)
+    s = torch.tensor([0.6], dtype=torch.float64)
+    for n, m in ((7, 9), (11, 13), (17, 5)):
+        x = torch.randn(2, n, 3, dtype=torch.float64)
+        y = torch.randn(1, m, 3, dtype=torch.float64)
+        b = torch.randn(2, m, 2, dtype=torch.float64)
+        r = cfn(x, y, s, b)
+        ref = torch.exp(-((x[:, :, None, :] - y[:, None, :, :]) ** 2).sum(-1) * s) @ b
+        assert r.shape == (2, n, 2)
+        torch.testing.assert_close(r, ref)
