@@ -40,6 +40,8 @@ def _parse():
     p.add_argument("--reps", type=int, default=3, help="timed calls per cell (median)")
     p.add_argument("--threads", type=int, default=0, help="torch and libkp threads (0: all cores)")
     p.add_argument("--dense-limit-gb", type=float, default=4.0, help="largest dense kernel matrix")
+    p.add_argument("--passes", default="forward,fwd+bwd", help="comma-separated: forward, fwd+bwd")
+    p.add_argument("--no-first-call", action="store_true", help="skip the first-call measurement")
     p.add_argument("--max-seconds", type=float, default=20.0,
                    help="a cell whose call takes longer is timed by that one call")
     return p.parse_args()
@@ -127,13 +129,14 @@ def main():
     print("# threads: torch %d, libkp %d; KeOps build folder %s" % (torch.get_num_threads(), pykp.get_num_threads(), build))
     sys.stdout.flush()
 
-    first = _first_calls(KeopsGenred)
-    print("\nfirst call (N = M = 1000, new formula; KeOps compiles with g++, pykp does not):")
-    print("| library | first forward (s) | first fwd+bwd (s) |")
-    print("|---|---:|---:|")
-    for lib in ("pykp", "KeOps"):
-        print("| %s | %.3f | %.3f |" % (lib, first[(lib, "forward")], first[(lib, "fwd+bwd")]))
-    sys.stdout.flush()
+    if not args.no_first_call:
+        first = _first_calls(KeopsGenred)
+        print("\nfirst call (N = M = 1000, new formula; KeOps compiles with g++, pykp does not):")
+        print("| library | first forward (s) | first fwd+bwd (s) |")
+        print("|---|---:|---:|")
+        for lib in ("pykp", "KeOps"):
+            print("| %s | %.3f | %.3f |" % (lib, first[(lib, "forward")], first[(lib, "fwd+bwd")]))
+        sys.stdout.flush()
 
     kp = pykp.Genred(FORMULA, ALIASES, reduction_op="Sum", axis=1)
     ko = KeopsGenred(FORMULA, ALIASES, reduction_op="Sum", axis=1)
@@ -144,7 +147,7 @@ def main():
     for n in [int(s) for s in args.sizes.split(",")]:
         x, y, g, b = _data(n)
         dense_gb = 2 * 4.0 * n * n / 1e9  # the matrix and its exp (backward keeps more)
-        for name in ("forward", "fwd+bwd"):
+        for name in args.passes.split(","):
             t = {}
             for lib, fn in contenders.items():
                 if lib == "dense torch" and dense_gb * (2 if name == "fwd+bwd" else 1) > args.dense_limit_gb:
