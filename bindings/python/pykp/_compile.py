@@ -136,7 +136,8 @@ if HAVE_OPS:
         from .genred import reduce
 
         ref = _ref(args)
-        vals, idx = reduce(key_of(key), list(args), nx, ny, scheme=None if scheme < 0 else scheme)
+        with torch.no_grad():  # below autograd: the operator's own autograd formula differentiates it
+            vals, idx = reduce(key_of(key), list(args), nx, ny, scheme=None if scheme < 0 else scheme)
         if vals is None:
             vals = _empty(ref.dtype, ref.device)
         if idx is None:
