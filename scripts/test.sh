@@ -96,6 +96,10 @@ build-py/venv/bin/python -c 'import sys, torch, numpy; print("pykp suite on Pyth
 (cd build-py && PYKP_MOCK_CUDA="$root/build-test/tests/gpu/libkp_mock_cuda.so" PYKP_TEST_LARGE=1 \
   venv/bin/python -m pytest -q "$root/bindings/python/tests")
 
+echo "== test.sh: pykp's wheel in a fresh venv, and the documentation site (Sphinx, -W)"
+PYTHON="$root/build-py/venv/bin/python" scripts/test_wheel.sh build-test/src/libkp.so
+PYTHON="$root/build-py/venv/bin/python" scripts/build_docs.sh build-test/src/libkp.so
+
 echo "== test.sh: R binding (rkp): R CMD build + check, testthat suite, examples"
 scripts/test_r.sh --libkp-dir build-test
 

@@ -10,6 +10,7 @@
  * - a nonzero return stops a long call (N = M = 2e5, minutes of work) within
  *   a second of the first callback with KP_ERR_CANCELLED and a message, after
  *   which the same plan and context compute a correct small reduction;
+ * - the same for a joint plan (kp_plan_exec_joint of the x and y gradients);
  * - KP_EXEC_OPTIONS_DEFAULT leaves the callback unset.
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
@@ -113,7 +114,8 @@ static void test_default_has_no_callback(void **s) {
 static void test_reports_and_changes_nothing(void **s) {
     (void)s;
     problem p;
-    int64_t N = 40000, M = 40000; /* about a second on two cores: several calls */
+    /* about a second on two cores: several calls (smaller under KP_TEST_SKIP_LARGE: sanitizer runs) */
+    int64_t N = kpt_skip_large() ? 10000 : 40000, M = N;
     problem_new(&p, N, M);
     recorder r = {.min_gap = 1e9, .caller = pthread_self()};
     kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
@@ -179,11 +181,59 @@ static void test_cancel_stops_and_context_stays_usable(void **s) {
     problem_free(&p);
 }
 
+/* The joint pass (kp_plan_exec_joint) of the x and y gradients: the same
+ * cancellation, between groups of rows. */
+static void test_cancel_joint(void **s) {
+    (void)s;
+    problem p;
+    int64_t N = 200000, M = 200000;
+    problem_new(&p, N, M);
+    kp_formula *g[2];
+    assert_int_equal(kp_formula_grad(p.ctx, p.f, 0, &g[0]), KP_OK);
+    assert_int_equal(kp_formula_grad(p.ctx, p.f, 1, &g[1]), KP_OK);
+    const kp_formula *fs[2] = {g[0], g[1]};
+    kp_plan *plan;
+    assert_int_equal(kp_plan_new_joint(p.ctx, fs, 2, KP_FLOAT32, &plan), KP_OK);
+    float *e = calloc((size_t)N, sizeof(float)), *gx = malloc((size_t)N * 3 * sizeof(float));
+    float *gy = malloc((size_t)M * 3 * sizeof(float));
+    assert_true(e && gx && gy);
+    kp_array args[4] = {kp_array_2d(p.x, KP_FLOAT32, N, 3), kp_array_2d(p.y, KP_FLOAT32, M, 3),
+                        kp_array_2d(p.b, KP_FLOAT32, M, 1), kp_array_2d(e, KP_FLOAT32, N, 1)};
+    kp_array outs[2] = {kp_array_2d(gx, KP_FLOAT32, N, 3), kp_array_2d(gy, KP_FLOAT32, M, 3)};
+    recorder r = {.min_gap = 1e9, .cancel_at = 1, .caller = pthread_self()};
+    kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
+    opt.progress = record;
+    opt.progress_user = &r;
+    double t0 = now_s();
+    assert_int_equal(kp_plan_exec_joint(plan, args, 4, outs, 2, &opt), KP_ERR_CANCELLED);
+    double t1 = now_s();
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.bad, 0);
+    assert_true(t1 - r.first_call < 1.0);
+    print_message("joint cancel: first call after %.2f s, returned %.3f s later\n", r.first_call - t0, t1 - r.first_call);
+    /* usable afterwards: with e = 0 both gradients are exactly 0 */
+    kp_array small[4] = {kp_array_2d(p.x, KP_FLOAT32, 300, 3), kp_array_2d(p.y, KP_FLOAT32, 400, 3),
+                         kp_array_2d(p.b, KP_FLOAT32, 400, 1), kp_array_2d(e, KP_FLOAT32, 300, 1)};
+    kp_array souts[2] = {kp_array_2d(gx, KP_FLOAT32, 300, 3), kp_array_2d(gy, KP_FLOAT32, 400, 3)};
+    gx[0] = gy[0] = 1.0f;
+    assert_int_equal(kp_plan_exec_joint(plan, small, 4, souts, 2, NULL), KP_OK);
+    for (int k = 0; k < 900; k++) assert_true(gx[k] == 0.0f);
+    for (int k = 0; k < 1200; k++) assert_true(gy[k] == 0.0f);
+    kp_plan_free(plan);
+    kp_formula_free(g[0]);
+    kp_formula_free(g[1]);
+    free(e);
+    free(gx);
+    free(gy);
+    problem_free(&p);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_default_has_no_callback),
         cmocka_unit_test(test_reports_and_changes_nothing),
         cmocka_unit_test(test_cancel_stops_and_context_stays_usable),
+        cmocka_unit_test(test_cancel_joint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

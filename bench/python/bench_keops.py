@@ -40,6 +40,7 @@ def _parse():
     p.add_argument("--reps", type=int, default=3, help="timed calls per cell (median)")
     p.add_argument("--threads", type=int, default=0, help="torch and libkp threads (0: all cores)")
     p.add_argument("--dense-limit-gb", type=float, default=4.0, help="largest dense kernel matrix")
+    p.add_argument("--passes", default="forward,fwd+bwd", help="comma-separated: forward, fwd+bwd")
     p.add_argument("--max-seconds", type=float, default=20.0,
                    help="a cell whose call takes longer is timed by that one call")
     return p.parse_args()
@@ -127,6 +128,7 @@ def main():
     print("# threads: torch %d, libkp %d; KeOps build folder %s" % (torch.get_num_threads(), pykp.get_num_threads(), build))
     sys.stdout.flush()
 
+    # also compiles KeOps' forward and gradient before anything is timed
     first = _first_calls(KeopsGenred)
     print("\nfirst call (N = M = 1000, new formula; KeOps compiles with g++, pykp does not):")
     print("| library | first forward (s) | first fwd+bwd (s) |")
@@ -144,7 +146,7 @@ def main():
     for n in [int(s) for s in args.sizes.split(",")]:
         x, y, g, b = _data(n)
         dense_gb = 2 * 4.0 * n * n / 1e9  # the matrix and its exp (backward keeps more)
-        for name in ("forward", "fwd+bwd"):
+        for name in args.passes.split(","):
             t = {}
             for lib, fn in contenders.items():
                 if lib == "dense torch" and dense_gb * (2 if name == "fwd+bwd" else 1) > args.dense_limit_gb:

@@ -73,6 +73,7 @@ typedef struct kp_cpu_joint_job {
     int coldim;                      /* total dimension of the column terms */
     int64_t group_rows;              /* rows per group, a multiple of KP_ROW_BLOCK */
     int64_t ngroups;
+    kp_cpu_progress *progress; /* set by kp__cpu_run_joint: counted per block of rows (groups are long) */
 } kp_cpu_joint_job;
 
 /* Bytes of column buffers a joint job of these sizes needs (0 if none), or -1 on overflow. */

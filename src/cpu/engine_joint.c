@@ -26,7 +26,8 @@ kp_status kp__cpu_run_joint(kp_context *ctx, kp_cpu_joint_job *jj) {
     if (nthreads > jj->ngroups) nthreads = (int)jj->ngroups;
     int failed = 0;
     kp_cpu_progress prog;
-    kp__cpu_progress_init(&prog, &jj->job, jj->ngroups);
+    kp__cpu_progress_init(&prog, &jj->job, (jj->job.nrows + KP_ROW_BLOCK - 1) / KP_ROW_BLOCK);
+    jj->progress = &prog;
 #pragma omp parallel num_threads(nthreads)
     {
         void *scratch = aligned_alloc(64, (scratch_bytes + 63) & ~(size_t)63);
@@ -39,7 +40,6 @@ kp_status kp__cpu_run_joint(kp_context *ctx, kp_cpu_joint_job *jj) {
             if (!scratch || kp__cpu_progress_stop(&prog)) continue;
             int64_t r0 = g * jj->group_rows, r1 = r0 + jj->group_rows < jj->job.nrows ? r0 + jj->group_rows : jj->job.nrows;
             K->joint_rows(jj, r0, r1, colacc + (size_t)g * group_stride * K->real_size, scratch);
-            kp__cpu_progress_tick(&prog);
         }
         /* the implicit barrier of omp for: every group's buffer is complete */
         if (jj->coldim) {
@@ -55,6 +55,7 @@ kp_status kp__cpu_run_joint(kp_context *ctx, kp_cpu_joint_job *jj) {
         free(scratch);
     }
     free(colacc);
+    jj->progress = NULL;
     if (failed) return kp__fail(ctx, KP_ERR_OOM, "out of memory for thread scratch (%zu bytes)", scratch_bytes);
     return kp__cpu_progress_end(ctx, &prog);
 }

@@ -136,7 +136,8 @@ if HAVE_OPS:
         from .genred import reduce
 
         ref = _ref(args)
-        vals, idx = reduce(key_of(key), list(args), nx, ny, scheme=None if scheme < 0 else scheme)
+        with torch.no_grad():  # below autograd: the operator's own autograd formula differentiates it
+            vals, idx = reduce(key_of(key), list(args), nx, ny, scheme=None if scheme < 0 else scheme)
         if vals is None:
             vals = _empty(ref.dtype, ref.device)
         if idx is None:
@@ -200,3 +201,28 @@ if HAVE_OPS:
         return None, [g if g is None else g.reshape(a.shape) for g, a in zip(grads, args)], None, None, None
 
     _reduce.register_autograd(_backward, setup_context=_setup_context)
+
+    def _vmap_rule(info, in_dims, key, args, nx, ny, scheme):
+        """torch.func.vmap of the operator (e.g. vmap inside a compiled
+        function): as genred._KpFunction.vmap, the vmapped dimension becomes
+        a leading libkp batch dimension, after each argument is brought to
+        libkp's layout per sample. One operator call, no loop."""
+        from .genred import _vmap_args, canonical_args
+
+        dims = list(in_dims[1]) if in_dims[1] is not None else [None] * len(args)
+        f = formula(key_of(key))
+        moved = [a if a is None or d is None else a.movedim(d, 0) for a, d in zip(args, dims)]
+        samples = [a if a is None or d is None else a.select(0, 0) for a, d in zip(moved, dims)]
+        _, _, canon = canonical_args(f, samples)
+        batched = []
+        for a, d, c in zip(moved, dims, canon):
+            if a is None or d is None:
+                batched.append(c)
+            else:
+                batched.append(a.reshape((a.shape[0],) + tuple(c.shape)))
+        front = [None if d is None else 0 for d in dims]  # batched arguments now have it first
+        vals, idx = torch.ops.pykp.reduce(key, _vmap_args(f, front, batched), nx, ny, scheme)
+        return (vals, idx), (0 if f.out_dim else None, 0 if f.out_index_dim else None)
+
+    if hasattr(torch.library, "register_vmap"):  # torch >= 2.4
+        torch.library.register_vmap("pykp::reduce", _vmap_rule)

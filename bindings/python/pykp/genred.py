@@ -549,7 +549,8 @@ def reduce(key, args, nx=-1, ny=-1, what="argument", out=None, scheme=None):
         be, code, args = canonical_args(f, args, what)
         if out is not None:
             raise KpValueError("pykp: out= cannot be used under torch.func transforms")
-        vals, idx = _split(_eager_forward(_Node(key, nx, ny, scheme)), _KpFunction.apply(_Node(key, nx, ny, scheme), *args))
+        node = _Node(key, nx, ny, scheme)
+        vals, idx = _split(_eager_forward(node), _KpFunction.apply(node, *args))
         return vals, (idx if f.out_index_dim else None)
     fast = _arrays.fast_describe(f, args) if len(args) == f.nargs else None
     if fast is not None:

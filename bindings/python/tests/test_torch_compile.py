@@ -141,3 +141,49 @@ def test_operator_registration_opcheck():
     s = torch.tensor([0.6], dtype=torch.float64)
     key = repr(GAUSS.key)
     torch.library.opcheck(torch.ops.pykp.reduce.default, (key, [x.requires_grad_(), y, s, b], -1, -1, -1))
+
+
+def test_batched_inputs_and_changing_sizes():
+    # libkp batch dimensions through the fake implementation's shapes, and a
+    # second size (Dynamo recompiles with symbolic sizes)
+    def fn(x, y, s, b):
+        return GAUSS(x, y, s, b)
+
+    torch._dynamo.reset()
+    cfn = torch.compile(fn, backend="aot_eager", fullgraph=True)
+    s = torch.tensor([0.6], dtype=torch.float64)
+    for n, m in ((7, 9), (11, 13), (17, 5)):
+        x = torch.randn(2, n, 3, dtype=torch.float64)
+        y = torch.randn(1, m, 3, dtype=torch.float64)
+        b = torch.randn(2, m, 2, dtype=torch.float64)
+        r = cfn(x, y, s, b)
+        ref = torch.exp(-((x[:, :, None, :] - y[:, None, :, :]) ** 2).sum(-1) * s) @ b
+        assert r.shape == (2, n, 2)
+        torch.testing.assert_close(r, ref)
+
+
+def test_vmap_of_the_operator_compiled_and_eager():
+    # torch.func.vmap inside a compiled function reaches pykp::reduce's vmap
+    # rule (the vmapped dimension as a libkp batch dimension); the same rule
+    # serves vmap over the operator in eager mode
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(6, 3, dtype=torch.float64, generator=g)
+    ys = torch.randn(8, 4, 3, dtype=torch.float64, generator=g)  # vmapped dimension 1
+    b = torch.randn(8, 2, dtype=torch.float64, generator=g)
+    s = torch.tensor([0.7], dtype=torch.float64)
+
+    def f(ys):
+        return torch.func.vmap(GAUSS, in_dims=(None, 1, None, None))(x, ys, s, b)
+
+    ref = torch.stack([torch.exp(-_sqd(x, ys[:, k]) * s) @ b for k in range(4)])
+    torch._dynamo.reset()
+    torch.testing.assert_close(torch.compile(f, backend="aot_eager", fullgraph=True)(ys), ref)
+    op = lambda y: torch.ops.pykp.reduce(repr(GAUSS.key), [x, y, s, b], -1, -1, -1)[0]  # noqa: E731
+    torch.testing.assert_close(torch.func.vmap(op, in_dims=1)(ys), ref)
+    one_d = pykp.Genred("Exp(-SqDist(x,y))*b", ["x=Vi(1)", "y=Vj(1)", "b=Vj(1)"], axis=1)
+    xs1 = torch.randn(3, 6, dtype=torch.float64, generator=g)  # samples of 1-D Vi(1) arrays
+    y1 = torch.randn(8, dtype=torch.float64, generator=g)
+    b1 = torch.randn(8, 1, dtype=torch.float64, generator=g)
+    op1 = lambda x: torch.ops.pykp.reduce(repr(one_d.key), [x, y1, b1], -1, -1, -1)[0]  # noqa: E731
+    ref1 = torch.stack([torch.exp(-(xs1[k][:, None] - y1[None, :]) ** 2) @ b1 for k in range(3)])
+    torch.testing.assert_close(torch.func.vmap(op1)(xs1), ref1)

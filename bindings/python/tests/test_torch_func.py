@@ -227,3 +227,32 @@ def test_float32_vmap_and_grad():
     rk = torch.func.vmap(torch.func.grad(lambda x: GAUSS(x, y, s, b).sum()))(xs)
     rd = torch.func.vmap(torch.func.grad(lambda x: gauss_dense(x, y, s, b).sum()))(xs)
     torch.testing.assert_close(rk, rd, rtol=1e-4, atol=1e-5)
+
+
+def test_kernel_product_sigma_jacfwd_hessian():
+    x, y, _, b = _args("gauss")
+    s = torch.tensor(0.8, dtype=D)
+
+    def kp(s):
+        return pykp.kernel_product(x, y, b, "gaussian", sigma=s)
+
+    def dense(s):
+        return torch.exp(-_sqd(x, y) / s**2) @ b
+
+    torch.testing.assert_close(torch.func.jacfwd(kp)(s), torch.func.jacfwd(dense)(s), **TOL)
+    torch.testing.assert_close(torch.func.hessian(lambda s: kp(s).sum())(s),
+                               torch.func.hessian(lambda s: dense(s).sum())(s), **TOL)
+
+
+def test_kmin_vmap_jacrev_jacfwd():
+    x, y, _, _ = _args("gauss")
+    km = pykp.Genred("SqDist(x,y)", ["x=Vi(3)", "y=Vj(3)"], reduction_op="KMin", opt_arg=3, axis=1)
+
+    def dense(x, y):
+        return _sqd(x, y).topk(3, dim=-1, largest=False).values
+
+    xs = torch.randn(4, 6, 3, dtype=D)
+    torch.testing.assert_close(torch.func.vmap(km, in_dims=(0, None))(xs, y),
+                               torch.func.vmap(dense, in_dims=(0, None))(xs, y), **TOL)
+    for tr in (torch.func.jacrev, torch.func.jacfwd):
+        torch.testing.assert_close(tr(km)(x, y), tr(dense)(x, y), **TOL)
