@@ -7,7 +7,8 @@ LazyTensor reduction. pykp reads them here, once:
 
     backend, device_id  where to compute: pykp computes where the arrays are
                         and never copies, so these may only confirm it (else
-                        KpValueError naming the mismatch);
+                        KpValueError naming the mismatch); device_id, a GPU
+                        choice, does not apply to host arrays;
     sum_scheme          "auto" | "block_sum" | "kahan_scheme" | "direct_sum":
                         libkp's float32 summation for this call and its
                         backward passes;
@@ -58,6 +59,9 @@ class Options:
             raise KpValueError("pykp: dtype must be 'float32' or 'float64', got %r" % (self.dtype,))
         self.backend = kw.get("backend", "auto")
         self.device_id = kw.get("device_id", -1)
+        if self.device_id is not None and (isinstance(self.device_id, bool) or not isinstance(self.device_id, int)
+                                           or self.device_id < -1):
+            raise KpTypeError("pykp: device_id must be a CUDA device number (or -1), got %r" % (self.device_id,))
         self.ranges = kw.get("ranges")
         self.out = kw.get("out")
         self.call = kw.get("call", True)
@@ -75,11 +79,12 @@ class Options:
         if self.ranges is not None:
             raise KpNotImplementedError("pykp: block-sparse reductions (ranges=) are not supported yet")
         arrays = [a for a in args if _arrays.is_array(a)]
-        if not arrays:
-            return
+        b = self.backend.upper() if isinstance(self.backend, str) else self.backend
+        if not arrays or (b == "AUTO" and self.device_id in (None, -1) and self.fast_math is None
+                          and self.dtype is None):
+            return  # nothing to confirm: the reduction checks its arrays itself
         where = _arrays.check_same_device(("argument %d" % k, a) for k, a in enumerate(arrays))
         on = _arrays.device_name(where)
-        b = self.backend.upper() if isinstance(self.backend, str) else self.backend
         if not isinstance(b, str) or not (b == "AUTO" or b == "CPU" or b.startswith("GPU")):
             raise KpValueError("pykp: backend must be 'auto', 'CPU' or 'GPU...', got %r" % (self.backend,))
         cuda = where[0] != _arrays.CPU[0]
@@ -90,7 +95,7 @@ class Options:
             )
         if b == "CPU" and cuda:
             raise KpValueError("pykp: backend='CPU', but the arrays are on %s; pykp never copies between devices" % on)
-        if self.device_id not in (None, -1) and (not cuda or where[1] != self.device_id):
+        if self.device_id not in (None, -1) and cuda and where[1] != self.device_id:
             raise KpValueError(
                 "pykp: device_id=%r, but the arrays are on %s; pykp never copies between devices" % (self.device_id, on)
             )

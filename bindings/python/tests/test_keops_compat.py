@@ -160,7 +160,7 @@ def test_backend_and_device_confirm_where_the_arrays_are():
     ref = dense_sqdist(x, y).sum(1, keepdim=True)
     torch.testing.assert_close(K.sum(dim=1, backend="CPU"), ref)
     for bad, match in (({"backend": "GPU"}, "backend='GPU'"), ({"backend": "TPU"}, "backend must"),
-                       ({"device_id": 0}, "device_id"), ({"dtype": "float32"}, "dtype"),
+                       ({"device_id": "0"}, "device_id"), ({"dtype": "float32"}, "dtype"),
                        ({"enable_chunks": "yes"}, "enable_chunks"), ({"use_fast_math": 1}, "use_fast_math"),
                        ({"call": "no"}, "call"), ({"axis_typo": 1}, "unexpected keyword")):
         with pytest.raises((ValueError, TypeError), match=match):
@@ -181,7 +181,7 @@ REDUCTIONS = {
 }
 # one bad value per keyword: a keyword that pykp dropped would not raise
 BAD_VALUES = {
-    "backend": "GPU", "device_id": 3, "ranges": (None,) * 6, "sum_scheme": "x", "dtype_acc": "float16",
+    "backend": "GPU", "device_id": "cuda:3", "ranges": (None,) * 6, "sum_scheme": "x", "dtype_acc": "float16",
     "use_double_acc": "yes", "enable_chunks": "yes", "rec_multVar_highdim": 2, "use_fast_math": "yes",
     "dtype": "int8", "cuda_type": "int8", "out": torch.empty(1, 1), "call": "no",
 }
