@@ -265,7 +265,14 @@ typedef struct kp_plan kp_plan;
 kp_status kp_plan_new(kp_context *ctx, const kp_formula *f, kp_dtype dtype, kp_plan **out);
 void kp_plan_free(kp_plan *plan);
 
-/* Per-call options; pass NULL for the defaults. */
+/* Per-call options; pass NULL for the defaults. Start from
+ * KP_EXEC_OPTIONS_DEFAULT or kp_exec_options_init, then set fields.
+ * The struct grows: fields are added after struct_size, each with 0 as its
+ * default. libkp reads the first struct_size bytes and takes the defaults for
+ * the fields beyond; struct_size 0 (a struct zeroed or filled with the four
+ * first fields only) means the four fields before it. A struct_size larger
+ * than this libkp knows is accepted when the bytes it does not know are 0,
+ * else KP_ERR_ARGUMENT (the caller needs a newer libkp). */
 typedef struct kp_exec_options {
     int num_threads; /* 0: the context's setting */
     int64_t nx;      /* number of i points when no Vi argument says it; -1: infer */
@@ -273,8 +280,12 @@ typedef struct kp_exec_options {
     /* CUstream for the CUDA engine with device arrays (NULL: the default
      * stream); read only when the arrays are on a CUDA device. */
     void *cuda_stream;
+    size_t struct_size; /* sizeof(kp_exec_options) as the caller was compiled */
 } kp_exec_options;
-#define KP_EXEC_OPTIONS_DEFAULT {0, -1, -1, NULL}
+#define KP_EXEC_OPTIONS_DEFAULT {0, -1, -1, NULL, sizeof(kp_exec_options)}
+/* Sets *options to the defaults (KP_EXEC_OPTIONS_DEFAULT), struct_size included;
+ * for bindings that cannot use the macro. No-op on NULL. */
+void kp_exec_options_init(kp_exec_options *options);
 
 /*
  * Runs the reduction. args[k] describes argument k (n_args == kp_formula_num_args).

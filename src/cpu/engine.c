@@ -21,7 +21,7 @@ const kp_cpu_kernels *kp__cpu_pick_kernels(kp_dtype dtype) {
     return level == 2 ? &kp__cpu_f64_avx512 : level == 1 ? &kp__cpu_f64_avx2 : &kp__cpu_f64_generic;
 }
 
-kp_status kp__cpu_run(kp_context *ctx, const kp_cpu_job *job) {
+kp_status kp__cpu_run(kp_context *ctx, const kp_job *job) {
     const kp_cpu_kernels *K = kp__cpu_pick_kernels(job->dtype);
     if (job->nrows == 0 || job->nbatch == 0) return KP_OK;
     int64_t nrb = (job->nrows + KP_ROW_BLOCK - 1) / KP_ROW_BLOCK;
@@ -94,3 +94,16 @@ kp_status kp__cpu_run(kp_context *ctx, const kp_cpu_job *job) {
     if (failed) return kp__fail(ctx, KP_ERR_OOM, "out of memory for thread scratch (%zu bytes)", scratch_bytes);
     return KP_OK;
 }
+
+static kp_status cpu_available(kp_context *ctx) {
+    (void)ctx;
+    return KP_OK;
+}
+
+const kp_engine_ops kp__engine_cpu = {
+    .name = "CPU",
+    .devices = KP_ENGINE_READS(KP_DEVICE_CPU),
+    .available = cpu_available,
+    .run = kp__cpu_run,
+    .run_joint = kp__cpu_run_joint,
+};

@@ -114,7 +114,7 @@ static void write_row_terms(const kp_cpu_joint_job *jj, int64_t r, const REAL *s
     int at = 0;
     for (int t = 0; t < prog->nterms[0]; t++) {
         const kp_sum_term *term = &prog->terms[0][t];
-        const kp_cpu_arg *o = &jj->out[0][t];
+        const kp_job_arg *o = &jj->out[0][t];
         REAL *out = (REAL *)(uintptr_t)o->base + r * o->row_stride;
         for (int d = 0; d < term->dim; d++, at++) {
             REAL v = st[at];
@@ -125,7 +125,7 @@ static void write_row_terms(const kp_cpu_joint_job *jj, int64_t r, const REAL *s
 }
 
 static void joint_rows(const kp_cpu_joint_job *jj, int64_t r0, int64_t r1, void *colacc_v, void *scratch) {
-    const kp_cpu_job *job = &jj->job;
+    const kp_job *job = &jj->job;
     const kp_program *prog = job->prog;
     joint_layout L = joint_layout_of(jj);
     char *base = scratch;
@@ -192,7 +192,7 @@ static void joint_cols(const kp_cpu_joint_job *jj, int64_t j0, int64_t j1, const
         int at = 0;
         for (int t = 0; t < prog->nterms[1]; t++) {
             const kp_sum_term *term = &prog->terms[1][t];
-            const kp_cpu_arg *o = &jj->out[1][t];
+            const kp_job_arg *o = &jj->out[1][t];
             REAL *out = (REAL *)(uintptr_t)o->base + j * o->row_stride;
             for (int d = 0; d < term->dim; d++, at++) {
                 REAL s = 0, c = 0;

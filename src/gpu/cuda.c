@@ -12,8 +12,8 @@
  *   device (fewer than 2 per multiprocessor). launch.h also lists the
  *   environment overrides of these choices (tests, tuning).
  *
- * Two entry points:
- *   kp__cuda_run_device: every array is a device pointer on one device.
+ * Two kinds of jobs:
+ *   device arrays (job->device KP_DEVICE_CUDA): every array is a device pointer on one device.
  *     Arrays already in the kernels' packed layout are used in place; others
  *     go through gather/scatter helper kernels (cuda_helpers.h) into
  *     temporaries. Everything is queued on the caller's stream and nothing
@@ -21,7 +21,7 @@
  *     where the device supports memory pools; otherwise they come from
  *     cuMemAlloc and we synchronize the stream before cuMemFree (the only case
  *     where a device call blocks, and only when a temporary was needed).
- *   kp__cuda_run: host arrays (the context's engine is CUDA): packed on the
+ *   host arrays (the context's engine is CUDA): packed on the
  *     host, copied to device 0, run, copied back, synchronized.
  *
  * The device's primary context is pushed for the call and popped after, so
@@ -41,14 +41,14 @@
 #include "gpu/cuda_compile.h"
 #include "gpu/cuda_driver.h"
 #include "gpu/cuda_helpers.h"
-#include "gpu/engine.h"
 #include "gpu/launch.h"
 #include "gpu/pack.h"
+#include "plan/engine.h"
 
 #define KP_CUDA_MAX_GRID_Z 65535
 #define KP_CUDA_MAX_GRID_Y 65535
 
-kp_status kp__cuda_available(kp_context *ctx) {
+static kp_status cuda_available(kp_context *ctx) {
     char why[320];
     if (!kp__cuda_device(0, why, sizeof why)) return kp__fail(ctx, KP_ERR_UNSUPPORTED, "%s", why);
     return KP_OK;
@@ -189,7 +189,7 @@ static kp_status launch(cuda_run *R, CUfunction f, unsigned gx, unsigned gy, uns
 
 /* ------------------------------------------------------------ helpers (gather, scatter, row sums) */
 
-static void layout_of(const kp_cpu_job *job, const kp_cpu_arg *a, int batched, kp_cuda_layout *L) {
+static void layout_of(const kp_job *job, const kp_job_arg *a, int batched, kp_cuda_layout *L) {
     memset(L, 0, sizeof *L);
     L->nd = batched ? job->nbatch_dims : 0;
     for (int d = 0; d < job->nbatch_dims; d++) {
@@ -235,7 +235,7 @@ static kp_status check_pointer(cuda_run *R, const void *p, const char *what) {
 
 /* ------------------------------------------------------------ run */
 
-static kp_status run(cuda_run *R, const kp_cpu_job *job, int on_device, int sum_rows_dim) {
+static kp_status run(cuda_run *R, const kp_job *job, int on_device, int sum_rows_dim) {
     const kp_program *prog = job->prog;
     size_t esz = job->dtype == KP_FLOAT32 ? 4 : 8;
     char what[64];
@@ -275,7 +275,7 @@ static kp_status run(cuda_run *R, const kp_cpu_job *job, int on_device, int sum_
     int64_t abs_[KP_MAX_ARGS];
     for (int u = 0; u < info.nused; u++) {
         int pos = info.used[u], dim = info.used_dim[u];
-        const kp_cpu_arg *a = &job->args[pos];
+        const kp_job_arg *a = &job->args[pos];
         int64_t rows = info.used_cat[u] == KP_VAR_PARAM ? 1 : (info.used_cat[u] == prog->row_cat ? job->nrows : job->ncols);
         int batched = kp__gpu_arg_batched(job, a);
         int64_t nb = batched ? job->nbatch : 1, bs = 0;
@@ -407,7 +407,7 @@ static kp_status run(cuda_run *R, const kp_cpu_job *job, int on_device, int sum_
     return KP_OK;
 }
 
-static kp_status run_on(kp_context *ctx, const kp_cpu_job *job, int ordinal, void *stream, int on_device,
+static kp_status run_on(kp_context *ctx, const kp_job *job, int ordinal, void *stream, int on_device,
                         int sum_rows_dim) {
     char why[320];
     cuda_run R;
@@ -430,8 +430,15 @@ static kp_status run_on(kp_context *ctx, const kp_cpu_job *job, int ordinal, voi
     return st2;
 }
 
-kp_status kp__cuda_run(kp_context *ctx, const kp_cpu_job *job) { return run_on(ctx, job, 0, NULL, 0, 0); }
-
-kp_status kp__cuda_run_device(kp_context *ctx, const kp_cpu_job *job, const kp_exec_target *t, int sum_rows_dim) {
-    return run_on(ctx, job, t->device_id, t->cuda_stream, 1, sum_rows_dim);
+static kp_status cuda_run_job(kp_context *ctx, const kp_job *job) {
+    if (job->device == KP_DEVICE_CUDA) return run_on(ctx, job, job->device_id, job->stream, 1, job->sum_rows_dim);
+    return run_on(ctx, job, 0, NULL, 0, 0);
 }
+
+const kp_engine_ops kp__engine_cuda = {
+    .name = "CUDA",
+    .devices = KP_ENGINE_READS(KP_DEVICE_CPU) | KP_ENGINE_READS(KP_DEVICE_CUDA),
+    .available = cuda_available,
+    .run = cuda_run_job,
+    .run_joint = NULL,
+};

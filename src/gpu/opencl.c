@@ -33,9 +33,9 @@
 
 #include "core/context.h"
 #include "gpu/codegen.h"
-#include "gpu/engine.h"
 #include "gpu/launch.h"
 #include "gpu/pack.h"
+#include "plan/engine.h"
 
 /* ------------------------------------------------------------ minimal OpenCL ABI */
 typedef int32_t cl_int;
@@ -193,7 +193,7 @@ static kp_status runtime_init(void) {
     return KP_OK;
 }
 
-kp_status kp__opencl_available(kp_context *ctx) {
+static kp_status opencl_available(kp_context *ctx) {
     pthread_mutex_lock(&rt.lock);
     kp_status st = runtime_init();
     pthread_mutex_unlock(&rt.lock);
@@ -276,7 +276,7 @@ static cl_mem new_buffer(run_state *rs, size_t bytes, void *host, cl_int *err) {
     return m;
 }
 
-static kp_status run_locked(kp_context *ctx, const kp_cpu_job *job, run_state *rs) {
+static kp_status run_locked(kp_context *ctx, const kp_job *job, run_state *rs) {
     const kp_program *prog = job->prog;
     size_t esz = job->dtype == KP_FLOAT32 ? 4 : 8;
     if (job->dtype == KP_FLOAT64 && !rt.fp64)
@@ -315,7 +315,7 @@ static kp_status run_locked(kp_context *ctx, const kp_cpu_job *job, run_state *r
     } while (0)
     for (int u = 0; u < info.nused; u++) {
         int pos = info.used[u];
-        const kp_cpu_arg *a = &job->args[pos];
+        const kp_job_arg *a = &job->args[pos];
         if (!a->base) return kp__fail(ctx, KP_ERR_INTERNAL, "OpenCL: argument %d has no data", pos);
         int64_t rows = info.used_cat[u] == KP_VAR_PARAM ? 1
                        : (info.used_cat[u] == prog->row_cat ? job->nrows : job->ncols);
@@ -371,7 +371,7 @@ static kp_status run_locked(kp_context *ctx, const kp_cpu_job *job, run_state *r
     /* Read back and scatter into the caller's (strided) outputs. */
     for (int which = 0; which < 2; which++) {
         int dim = which ? info.out_idx_dim : info.out_dim;
-        const kp_cpu_arg *o = which ? &job->out_idx : &job->out;
+        const kp_job_arg *o = which ? &job->out_idx : &job->out;
         if (!dim || !o->base) continue;
         size_t e = which ? 8 : esz, bytes = nout * (size_t)dim * e;
         char *h = malloc(bytes);
@@ -384,7 +384,7 @@ static kp_status run_locked(kp_context *ctx, const kp_cpu_job *job, run_state *r
     return KP_OK;
 }
 
-kp_status kp__opencl_run(kp_context *ctx, const kp_cpu_job *job) {
+static kp_status opencl_run(kp_context *ctx, const kp_job *job) {
     pthread_mutex_lock(&rt.lock);
     kp_status st = runtime_init();
     if (st != KP_OK) {
@@ -402,3 +402,11 @@ kp_status kp__opencl_run(kp_context *ctx, const kp_cpu_job *job) {
     pthread_mutex_unlock(&rt.lock);
     return st;
 }
+
+const kp_engine_ops kp__engine_opencl = {
+    .name = "OpenCL",
+    .devices = KP_ENGINE_READS(KP_DEVICE_CPU),
+    .available = opencl_available,
+    .run = opencl_run,
+    .run_joint = NULL,
+};
