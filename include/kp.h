@@ -56,6 +56,10 @@ extern "C" {
 /* Maximal number of leading batch dimensions of an array. */
 #define KP_MAX_BATCH_DIMS 6
 #define KP_MAX_DIMS (KP_MAX_BATCH_DIMS + 2)
+/* Argument positions of a formula: Vi(k,d) with k < KP_MAX_ARGS. */
+#define KP_MAX_ARGS 256
+/* Formulas of one joint plan (kp_plan_new_joint). */
+#define KP_MAX_JOINT 8
 
 /* Status codes, from one X-macro list so names and messages stay in step. */
 #define KP_STATUS_LIST(X)                                                         \
@@ -78,6 +82,8 @@ typedef enum kp_status {
 
 /* Static description of a status code ("malformed formula"); never NULL. */
 const char *kp_status_string(kp_status status);
+/* Static name of a status code ("KP_ERR_SHAPE"); NULL for a value that is none. */
+const char *kp_status_name(kp_status status);
 
 typedef enum kp_dtype { KP_FLOAT32 = 0, KP_FLOAT64 = 1, KP_INT64 = 2 } kp_dtype;
 
@@ -140,6 +146,15 @@ kp_array kp_array_2d(void *data, kp_dtype dtype, int64_t rows, int64_t cols);
 /* Contiguous row-major array of any rank <= KP_MAX_DIMS (shape copied). */
 kp_array kp_array_nd(void *data, kp_dtype dtype, int ndim, const int64_t *shape);
 
+/* The value of a constant of this header, for bindings that cannot read it
+ * (ctypes, R, Octave scripts): the name of an enum value or macro
+ * ("KP_FLOAT64", "KP_MAX_JOINT", "KP_ENGINE_AUTO", "KP_VERSION_MINOR"), or the
+ * layout of a struct the caller fills: "sizeof(kp_array)",
+ * "offsetof(kp_array,shape)" (no spaces), likewise for each field of kp_array
+ * and kp_exec_options. KP_OK and *value set, KP_ERR_ARGUMENT for an unknown
+ * name, KP_ERR_NULL for a NULL pointer. Thread-safe. */
+kp_status kp_constant(const char *name, int64_t *value);
+
 /* ---------------------------------------------------------------- context */
 
 typedef struct kp_context kp_context;
@@ -179,6 +194,20 @@ typedef enum kp_reduction {
     KP_RED_ARGKMIN,
     KP_RED_KMIN_ARGKMIN
 } kp_reduction;
+
+/* The reductions as libkp knows them, so that bindings need no list of their
+ * own. kp_reduction_count: how many (kp_reduction values are 0 to count - 1).
+ * kp_reduction_name: the KeOps name ("Sum", "KMin_ArgKMin"; the formula text
+ * is Name_Reduction(...)), NULL for a value that is no reduction.
+ * kp_reduction_flags: KP_REDUCTION_* bits, 0 for a value that is no reduction. */
+#define KP_REDUCTION_TAKES_K 1u  /* Name_Reduction(F, K, axis) */
+#define KP_REDUCTION_TAKES_G 2u  /* Name_Reduction(F, axis, G): a second formula */
+#define KP_REDUCTION_VALUES 4u   /* writes values (out) */
+#define KP_REDUCTION_INDICES 8u  /* writes int64 indices (out_index) */
+#define KP_REDUCTION_SELECTS 16u /* selects points (Min, Max, KMin, Arg...): kp_formula_with_indices applies */
+int kp_reduction_count(void);
+const char *kp_reduction_name(kp_reduction r);
+unsigned kp_reduction_flags(kp_reduction r);
 
 /*
  * Parses a reduction such as "Sum_Reduction(Exp(-SqDist(x,y)*g)*b, 1)".
@@ -301,6 +330,20 @@ void kp_exec_options_init(kp_exec_options *options);
  */
 kp_status kp_plan_exec(kp_plan *plan, const kp_array *args, size_t n_args, kp_array *out,
                        kp_array *out_index, const kp_exec_options *options);
+
+/* The shape kp_plan_exec's outputs must have for these arguments (same
+ * conventions as kp_plan_exec): *ndim = batch dimensions + 2, and if not NULL
+ * shape[0 .. *ndim) = (batch..., rows, out_dim) and index_shape likewise with
+ * out_index_dim (a width of 0: the reduction has no such output). The batch
+ * shape broadcasts the arguments' (extent 1 against any); rows is N (axis 1)
+ * or M (axis 0) from the Vi/Vj arguments or options->nx / ny, 1 when the
+ * formula sums its rows. Arrays are not read, only their ndim and shape:
+ * kp_plan_exec still checks everything. Errors: KP_ERR_NULL,
+ * KP_ERR_ARGUMENT (argument count, joint plan), KP_ERR_SHAPE (batch extents
+ * that do not broadcast, no size for the rows). shape and index_shape hold
+ * KP_MAX_DIMS values. */
+kp_status kp_plan_output_shape(kp_plan *plan, const kp_array *args, size_t n_args, const kp_exec_options *options,
+                               int *ndim, int64_t *shape, int64_t *index_shape);
 
 /* ---------------------------------------------------------------- joint plans
  * Several reductions of the same arguments in one pass over the pairs (i, j):

@@ -21,6 +21,15 @@ const kp_cpu_kernels *kp__cpu_pick_kernels(kp_dtype dtype) {
     return level == 2 ? &kp__cpu_f64_avx512 : level == 1 ? &kp__cpu_f64_avx2 : &kp__cpu_f64_generic;
 }
 
+void *kp__cpu_scratch(size_t bytes, int *failed) {
+    void *p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    if (!p) {
+#pragma omp atomic write
+        *failed = 1;
+    }
+    return p;
+}
+
 kp_status kp__cpu_run(kp_context *ctx, const kp_job *job) {
     const kp_cpu_kernels *K = kp__cpu_pick_kernels(job->dtype);
     if (job->nrows == 0 || job->nbatch == 0) return KP_OK;
@@ -59,11 +68,7 @@ kp_status kp__cpu_run(kp_context *ctx, const kp_job *job) {
     int failed = 0;
 #pragma omp parallel num_threads(nthreads)
     {
-        void *scratch = aligned_alloc(64, (scratch_bytes + 63) & ~(size_t)63);
-        if (!scratch) {
-#pragma omp atomic write
-            failed = 1;
-        }
+        void *scratch = kp__cpu_scratch(scratch_bytes, &failed);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < nitems; it++) {
             if (!scratch) continue;
@@ -95,15 +100,9 @@ kp_status kp__cpu_run(kp_context *ctx, const kp_job *job) {
     return KP_OK;
 }
 
-static kp_status cpu_available(kp_context *ctx) {
-    (void)ctx;
-    return KP_OK;
-}
-
 const kp_engine_ops kp__engine_cpu = {
     .name = "CPU",
     .devices = KP_ENGINE_READS(KP_DEVICE_CPU),
-    .available = cpu_available,
     .run = kp__cpu_run,
     .run_joint = kp__cpu_run_joint,
 };

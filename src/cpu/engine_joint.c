@@ -66,11 +66,7 @@ static kp_status run_groups(kp_context *ctx, const kp_cpu_joint_job *jj, const k
     int failed = 0;
 #pragma omp parallel num_threads(nthreads)
     {
-        void *scratch = aligned_alloc(64, (scratch_bytes + 63) & ~(size_t)63);
-        if (!scratch) {
-#pragma omp atomic write
-            failed = 1;
-        }
+        void *scratch = kp__cpu_scratch(scratch_bytes, &failed);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t g = 0; g < jj->ngroups; g++) {
             if (!scratch) continue;

@@ -33,17 +33,29 @@ typedef struct scratch_layout {
     size_t rowbuf, colbuf, pairbuf, tmp, total, partial, total_idx, partial_idx, end;
 } scratch_layout;
 
+/* The next scratch buffer of the given size at *at, 64-byte aligned. */
+static size_t take(size_t *at, size_t bytes) {
+    size_t o = *at;
+    *at += (bytes + 63) & ~(size_t)63;
+    return o;
+}
+
+/* The program's buffers, first in every scratch layout: ROW values of a block
+ * of rows, COL and PAIR tiles. Returns where the next buffer goes. */
+static size_t take_program_buffers(const kp_program *prog, size_t *rowbuf, size_t *colbuf, size_t *pairbuf) {
+    size_t at = 0, R = sizeof(REAL);
+    *rowbuf = take(&at, (size_t)KP_ROW_BLOCK * (size_t)(prog->row_size + 1) * R);
+    *colbuf = take(&at, (size_t)(prog->col_size + 1) * TILE * R);
+    *pairbuf = take(&at, (size_t)(prog->pair_size + 1) * TILE * R);
+    return at;
+}
+
 static scratch_layout layout_of(const kp_program *prog) {
     int nreal, nidx;
     state_size(prog, &nreal, &nidx);
     scratch_layout L;
-    size_t at = 0, R = sizeof(REAL);
-#define TAKE(field, bytes)                  \
-    L.field = at;                           \
-    at += ((size_t)(bytes) + 63) & ~(size_t)63;
-    TAKE(rowbuf, (size_t)KP_ROW_BLOCK * (size_t)(prog->row_size + 1) * R)
-    TAKE(colbuf, (size_t)(prog->col_size + 1) * TILE * R)
-    TAKE(pairbuf, (size_t)(prog->pair_size + 1) * TILE * R)
+    size_t R = sizeof(REAL), at = take_program_buffers(prog, &L.rowbuf, &L.colbuf, &L.pairbuf);
+#define TAKE(field, bytes) L.field = take(&at, (size_t)(bytes));
     TAKE(tmp, 2 * (size_t)TILE * R)
     TAKE(total, (size_t)KP_ROW_BLOCK * (size_t)(nreal + 1) * R)
     TAKE(partial, (size_t)KP_ROW_BLOCK * (size_t)(nreal + 1) * R)

@@ -3,9 +3,8 @@
 #define KP_FORMULA_FORMULA_H
 
 #include "formula/node.h"
+#include "formula/reductions.h"
 
-/* Largest argument position accepted (Vi(k,d) with k < KP_MAX_ARGS). */
-#define KP_MAX_ARGS 256
 
 typedef struct kp_arg_info {
     int used;
@@ -25,7 +24,5 @@ struct kp_formula {
     kp_arg_info args[KP_MAX_ARGS];
 };
 
-/* Reduction names as written in formulas ("Sum" for Sum_Reduction). */
-const char *kp__reduction_name(kp_reduction red);
 
 #endif

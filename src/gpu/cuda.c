@@ -187,6 +187,14 @@ static kp_status launch(cuda_run *R, CUfunction f, unsigned gx, unsigned gy, uns
     return fail_cu(R, r, what);
 }
 
+/* A generated kernel's launch: its arguments as kp__gpu_reduce_args / kp__gpu_merge_args laid them out. */
+static kp_status launch_args(cuda_run *R, CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
+                             const kp_gpu_kernel_args *ka, const char *name) {
+    void *params[sizeof ka->a / sizeof ka->a[0]];
+    for (int i = 0; i < ka->n; i++) params[i] = (void *)(uintptr_t)ka->a[i].at;
+    return launch(R, f, gx, gy, gz, bx, params, name);
+}
+
 /* ------------------------------------------------------------ helpers (gather, scatter, row sums) */
 
 static void layout_of(const kp_job *job, const kp_job_arg *a, int batched, kp_cuda_layout *L) {
@@ -328,41 +336,27 @@ static kp_status run(cuda_run *R, const kp_job *job, int on_device, int sum_rows
     }
 
     /* Launch, in slices of at most KP_CUDA_MAX_GRID_Z batches (pointers moved to each slice). */
-    long long nrows = job->nrows, ncols = job->ncols, lchunk = chunk, lnchunks = nchunks;
-    int isplit = split;
+    const int64_t sizes[4] = {job->nrows, job->ncols, chunk, nchunks};
     for (int64_t z0 = 0; job->nrows > 0 && z0 < job->nbatch; z0 += KP_CUDA_MAX_GRID_Z) {
         int64_t nz = job->nbatch - z0 < KP_CUDA_MAX_GRID_Z ? job->nbatch - z0 : KP_CUDA_MAX_GRID_Z;
         CUdeviceptr za[KP_MAX_ARGS];
-        long long zbs[KP_MAX_ARGS];
-        void *params[2 * KP_MAX_ARGS + 9];
-        int np = 0;
-        for (int u = 0; u < info.nused; u++) {
-            za[u] = aptr[u] + (CUdeviceptr)(z0 * abs_[u] * (int64_t)esz);
-            zbs[u] = abs_[u];
-            params[np++] = &za[u];
-            params[np++] = &zbs[u];
-        }
-        CUdeviceptr zout = out ? out + (CUdeviceptr)((size_t)z0 * (size_t)job->nrows * (size_t)info.out_dim * esz) : 0;
-        CUdeviceptr zidx = oidx ? oidx + (CUdeviceptr)((size_t)z0 * (size_t)job->nrows * (size_t)info.out_idx_dim * 8) : 0;
-        size_t zpart = (size_t)z0 * (size_t)nchunks * (size_t)job->nrows;
-        CUdeviceptr zp = part ? part + (CUdeviceptr)(zpart * (size_t)info.nreal * esz) : 0;
-        CUdeviceptr zpi = pidx ? pidx + (CUdeviceptr)(zpart * (size_t)info.nidx * 8) : 0;
-        params[np++] = &zout;
-        params[np++] = &zidx;
-        params[np++] = &zp;
-        params[np++] = &zpi;
-        params[np++] = &nrows;
-        params[np++] = &ncols;
-        params[np++] = &lchunk;
-        params[np++] = &lnchunks;
-        params[np++] = &isplit;
-        st = launch(R, fr, (unsigned)nblocks, split ? (unsigned)nchunks : 1u, (unsigned)nz, (unsigned)info.block, params,
+        for (int u = 0; u < info.nused; u++) za[u] = aptr[u] + (CUdeviceptr)(z0 * abs_[u] * (int64_t)esz);
+        size_t zrows = (size_t)z0 * (size_t)job->nrows, zpart = zrows * (size_t)nchunks;
+        CUdeviceptr zo[4] = {/* out, out_idx, part, part_idx of this slice */
+                             out ? out + (CUdeviceptr)(zrows * (size_t)info.out_dim * esz) : 0,
+                             oidx ? oidx + (CUdeviceptr)(zrows * (size_t)info.out_idx_dim * 8) : 0,
+                             part ? part + (CUdeviceptr)(zpart * (size_t)info.nreal * esz) : 0,
+                             pidx ? pidx + (CUdeviceptr)(zpart * (size_t)info.nidx * 8) : 0};
+        kp_gpu_kernel_args ka;
+        kp__gpu_reduce_args(&ka, info.nused, za, abs_, sizeof(CUdeviceptr), zo, sizes, &split);
+        st = launch_args(R, fr, (unsigned)nblocks, split ? (unsigned)nchunks : 1u, (unsigned)nz, (unsigned)info.block, &ka,
                     "kp_reduce");
         if (st != KP_OK) return st;
         if (split) {
-            long long ntotal = nz * job->nrows;
-            void *mp[] = {&zp, &zpi, &zout, &zidx, &nrows, &lnchunks, &ntotal};
-            st = launch(R, fm, (unsigned)((ntotal + 127) / 128), 1, 1, 128, mp, "kp_merge");
+            const CUdeviceptr mb[4] = {zo[2], zo[3], zo[0], zo[1]};
+            const int64_t msizes[3] = {job->nrows, nchunks, nz * job->nrows};
+            kp__gpu_merge_args(&ka, mb, sizeof(CUdeviceptr), msizes);
+            st = launch_args(R, fm, (unsigned)((msizes[2] + 127) / 128), 1, 1, 128, &ka, "kp_merge");
             if (st != KP_OK) return st;
         }
     }
@@ -440,5 +434,4 @@ const kp_engine_ops kp__engine_cuda = {
     .devices = KP_ENGINE_READS(KP_DEVICE_CPU) | KP_ENGINE_READS(KP_DEVICE_CUDA),
     .available = cuda_available,
     .run = cuda_run_job,
-    .run_joint = NULL,
 };

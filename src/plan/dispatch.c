@@ -19,7 +19,7 @@ kp_status kp_engine_available(kp_context *ctx, kp_engine engine) {
     if (engine == KP_ENGINE_AUTO) return KP_OK;
     if ((int)engine < 0 || (int)engine >= NENGINES || !engines[engine])
         return kp__fail(ctx, KP_ERR_ARGUMENT, "unknown engine %d", (int)engine);
-    return engines[engine]->available(ctx);
+    return engines[engine]->available ? engines[engine]->available(ctx) : KP_OK;
 }
 
 kp_status kp_context_set_engine(kp_context *ctx, kp_engine engine) {

@@ -73,7 +73,7 @@ typedef struct kp_engine_ops {
     /* Bit d set: the engine reads arrays of kp_device d. */
     unsigned devices;
     /* KP_OK if the engine can run on this machine, else KP_ERR_UNSUPPORTED
-     * with the reason in ctx. Cheap after the first call. */
+     * with the reason in ctx. Cheap after the first call. NULL: always. */
     kp_status (*available)(kp_context *ctx);
     /* Runs a validated job (its device among `devices`); the message of a
      * failure goes into ctx. */
