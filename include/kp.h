@@ -379,7 +379,7 @@ kp_status kp_reduce(kp_context *ctx, const char *text, const char *const *aliase
                     kp_array *out, kp_array *out_index);
 
 
-/* ---------------------------------------------------------------- engines (GPU, issue 5)
+/* ---------------------------------------------------------------- engines
  * Which engine runs kp_plan_exec for a context. Nothing GPU-related is needed
  * to build or load libkp: the OpenCL and CUDA libraries are loaded at run
  * time, and a missing one is KP_ERR_UNSUPPORTED with the reason.

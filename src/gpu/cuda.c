@@ -43,6 +43,7 @@
 #include "gpu/cuda_helpers.h"
 #include "gpu/launch.h"
 #include "gpu/pack.h"
+#include "gpu/progcache.h"
 #include "plan/engine.h"
 
 #define KP_CUDA_MAX_GRID_Z 65535
@@ -105,30 +106,14 @@ static kp_status release(cuda_run *R) {
 
 /* ------------------------------------------------------------ modules */
 
-typedef struct cuda_module {
-    int ordinal;
-    kp_kcache_key key; /* SHA-256 of the source */
-    CUmodule mod;
-    struct cuda_module *next;
-} cuda_module;
-
-static pthread_mutex_t mod_lock = PTHREAD_MUTEX_INITIALIZER;
-static cuda_module *modules;
+/* Loaded modules by device and source; never evicted (kernels queued on a stream may use them). */
+static kp_progcache modules = KP_PROGCACHE_INIT(0, NULL);
 
 /* The module of src on R's device (its context current). */
 static kp_status get_module(cuda_run *R, const char *src, CUmodule *out) {
     kp_kcache_key key;
-    const void *parts[1] = {src};
-    size_t lens[1] = {strlen(src)};
-    kp__kcache_key(&key, 1, parts, lens);
-    pthread_mutex_lock(&mod_lock);
-    for (cuda_module *m = modules; m; m = m->next)
-        if (m->ordinal == R->dev->ordinal && memcmp(m->key.d, key.d, sizeof key.d) == 0) {
-            *out = m->mod;
-            pthread_mutex_unlock(&mod_lock);
-            return KP_OK;
-        }
-    pthread_mutex_unlock(&mod_lock);
+    kp__progcache_key(&key, src, NULL);
+    if ((*out = kp__progcache_find(&modules, R->dev->ordinal, &key)) != NULL) return KP_OK;
     /* Not under the lock: NVRTC can take a second; two threads may both compile, both modules work. */
     kp_cuda_image img;
     char msg[KP_MESSAGE_MAX];
@@ -156,16 +141,7 @@ static kp_status get_module(cuda_run *R, const char *src, CUmodule *out) {
                         R->dev->ordinal, R->dev->name, img.arch[0] ? img.arch : "this device", e, nv ? nv->major : 0,
                         nv ? nv->minor : 0);
     }
-    cuda_module *m = malloc(sizeof *m);
-    if (m) {
-        m->ordinal = R->dev->ordinal;
-        m->key = key;
-        m->mod = mod;
-        pthread_mutex_lock(&mod_lock);
-        m->next = modules;
-        modules = m;
-        pthread_mutex_unlock(&mod_lock);
-    } /* else: used for this call and leaked; the next call loads it again */
+    kp__progcache_add(&modules, R->dev->ordinal, &key, mod); /* out of memory: used for this call and leaked */
     *out = mod;
     return KP_OK;
 }

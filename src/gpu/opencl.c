@@ -35,6 +35,7 @@
 #include "gpu/codegen.h"
 #include "gpu/launch.h"
 #include "gpu/pack.h"
+#include "gpu/progcache.h"
 #include "plan/engine.h"
 
 /* ------------------------------------------------------------ minimal OpenCL ABI */
@@ -87,13 +88,6 @@ typedef struct ocl_api {
 
 /* ------------------------------------------------------------ runtime (process-wide) */
 
-typedef struct prog_entry {
-    char *source;
-    char *options; /* the build options it was built with: part of the key */
-    cl_program program;
-    struct prog_entry *next;
-} prog_entry;
-
 static struct {
     pthread_mutex_t lock;
     int tried;
@@ -106,11 +100,11 @@ static struct {
     cl_command_queue queue;
     int fp64;
     char device_name[128];
-    prog_entry *programs;
-    int nprograms;
-} rt = {PTHREAD_MUTEX_INITIALIZER, 0, KP_OK, "", NULL, {0}, NULL, NULL, NULL, 0, "", NULL, 0};
+} rt = {PTHREAD_MUTEX_INITIALIZER, 0, KP_OK, "", NULL, {0}, NULL, NULL, NULL, 0, ""};
 
-#define KP_OCL_MAX_PROGRAMS 256
+/* Built programs, by source and build options; the oldest beyond 256 are released. */
+static void release_program(void *p) { rt.cl.ReleaseProgram((cl_program)p); }
+static kp_progcache programs = KP_PROGCACHE_INIT(256, release_program);
 
 static int load_symbols(void) {
     void *l = rt.lib;
@@ -201,24 +195,16 @@ static kp_status opencl_available(kp_context *ctx) {
     return KP_OK;
 }
 
-static char *copy_text(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *c = malloc(n);
-    return c ? memcpy(c, s, n) : NULL;
-}
-
 /* Builds (or finds) the program of src with the current build options. Called with rt.lock held. */
 static kp_status get_program(kp_context *ctx, const char *src, cl_program *out) {
-    /* $KP_OPENCL_BUILD_OPTIONS: extra clBuildProgram options, e.g. -cl-opt-disable, which halves
-       PoCL's compile time (1.6 s -> 0.9 s a kernel on the 2-core CI machine) for suites that run many
-       formulas. Read at every call and part of the cache key, so a change takes effect at once. */
+    /* $KP_OPENCL_BUILD_OPTIONS: extra clBuildProgram options, e.g. -cl-opt-disable, which about
+       halves PoCL's compile time for suites that run many formulas. Read at every call and part of
+       the cache key, so a change takes effect at once. */
     const char *opts = getenv("KP_OPENCL_BUILD_OPTIONS");
     if (!opts) opts = "";
-    for (prog_entry *e = rt.programs; e; e = e->next)
-        if (strcmp(e->source, src) == 0 && strcmp(e->options, opts) == 0) {
-            *out = e->program;
-            return KP_OK;
-        }
+    kp_kcache_key key;
+    kp__progcache_key(&key, src, opts);
+    if ((*out = kp__progcache_find(&programs, 0, &key)) != NULL) return KP_OK;
     cl_int err = 0;
     cl_program p = rt.cl.CreateProgramWithSource(rt.context, 1, &src, NULL, &err);
     if (!p || err != CL_SUCCESS) return kp__fail(ctx, KP_ERR_INTERNAL, "OpenCL: clCreateProgramWithSource failed (%d)", (int)err);
@@ -231,28 +217,9 @@ static kp_status get_program(kp_context *ctx, const char *src, cl_program *out) 
         rt.cl.ReleaseProgram(p);
         return kp__fail(ctx, KP_ERR_INTERNAL, "OpenCL: building the generated kernel failed (%d): %s", (int)err, log);
     }
-    prog_entry *e = malloc(sizeof *e);
-    char *copy = e ? copy_text(src) : NULL, *copy_opts = copy ? copy_text(opts) : NULL;
-    if (!copy_opts) {
-        free(e);
-        free(copy);
+    if (!kp__progcache_add(&programs, 0, &key, p)) {
         rt.cl.ReleaseProgram(p);
         return kp__fail(ctx, KP_ERR_OOM, "out of memory caching an OpenCL program");
-    }
-    e->source = copy;
-    e->options = copy_opts;
-    e->program = p;
-    e->next = rt.programs;
-    rt.programs = e;
-    if (++rt.nprograms > KP_OCL_MAX_PROGRAMS) { /* drop the oldest */
-        prog_entry **pp = &rt.programs;
-        while ((*pp)->next) pp = &(*pp)->next;
-        rt.cl.ReleaseProgram((*pp)->program);
-        free((*pp)->source);
-        free((*pp)->options);
-        free(*pp);
-        *pp = NULL;
-        rt.nprograms--;
     }
     *out = p;
     return KP_OK;
