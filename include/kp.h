@@ -64,6 +64,10 @@ extern "C" {
 /* Maximal number of leading batch dimensions of an array. */
 #define KP_MAX_BATCH_DIMS 6
 #define KP_MAX_DIMS (KP_MAX_BATCH_DIMS + 2)
+/* Argument positions of a formula: Vi(k,d) with k < KP_MAX_ARGS. */
+#define KP_MAX_ARGS 256
+/* Formulas of one joint plan (kp_plan_new_joint). */
+#define KP_MAX_JOINT 8
 
 /* Status codes, from one X-macro list so names and messages stay in step. */
 #define KP_STATUS_LIST(X)                                                         \
@@ -87,6 +91,8 @@ typedef enum kp_status {
 
 /* Static description of a status code ("malformed formula"); never NULL. */
 const char *kp_status_string(kp_status status);
+/* Static name of a status code ("KP_ERR_SHAPE"); NULL for a value that is none. */
+const char *kp_status_name(kp_status status);
 
 typedef enum kp_dtype { KP_FLOAT32 = 0, KP_FLOAT64 = 1, KP_INT64 = 2 } kp_dtype;
 
@@ -149,6 +155,15 @@ kp_array kp_array_2d(void *data, kp_dtype dtype, int64_t rows, int64_t cols);
 /* Contiguous row-major array of any rank <= KP_MAX_DIMS (shape copied). */
 kp_array kp_array_nd(void *data, kp_dtype dtype, int ndim, const int64_t *shape);
 
+/* The value of a constant of this header, for bindings that cannot read it
+ * (ctypes, R, Octave scripts): the name of an enum value or macro
+ * ("KP_FLOAT64", "KP_MAX_JOINT", "KP_ENGINE_AUTO", "KP_VERSION_MINOR"), or the
+ * layout of a struct the caller fills: "sizeof(kp_array)",
+ * "offsetof(kp_array,shape)" (no spaces), likewise for each field of kp_array
+ * and kp_exec_options. KP_OK and *value set, KP_ERR_ARGUMENT for an unknown
+ * name, KP_ERR_NULL for a NULL pointer. Thread-safe. */
+kp_status kp_constant(const char *name, int64_t *value);
+
 /* ---------------------------------------------------------------- context */
 
 typedef struct kp_context kp_context;
@@ -188,6 +203,20 @@ typedef enum kp_reduction {
     KP_RED_ARGKMIN,
     KP_RED_KMIN_ARGKMIN
 } kp_reduction;
+
+/* The reductions as libkp knows them, so that bindings need no list of their
+ * own. kp_reduction_count: how many (kp_reduction values are 0 to count - 1).
+ * kp_reduction_name: the KeOps name ("Sum", "KMin_ArgKMin"; the formula text
+ * is Name_Reduction(...)), NULL for a value that is no reduction.
+ * kp_reduction_flags: KP_REDUCTION_* bits, 0 for a value that is no reduction. */
+#define KP_REDUCTION_TAKES_K 1u  /* Name_Reduction(F, K, axis) */
+#define KP_REDUCTION_TAKES_G 2u  /* Name_Reduction(F, axis, G): a second formula */
+#define KP_REDUCTION_VALUES 4u   /* writes values (out) */
+#define KP_REDUCTION_INDICES 8u  /* writes int64 indices (out_index) */
+#define KP_REDUCTION_SELECTS 16u /* selects points (Min, Max, KMin, Arg...): kp_formula_with_indices applies */
+int kp_reduction_count(void);
+const char *kp_reduction_name(kp_reduction r);
+unsigned kp_reduction_flags(kp_reduction r);
 
 /*
  * Parses a reduction such as "Sum_Reduction(Exp(-SqDist(x,y)*g)*b, 1)".
@@ -287,7 +316,14 @@ void kp_plan_free(kp_plan *plan);
  */
 typedef int (*kp_progress_fn)(void *user, int64_t done, int64_t total);
 
-/* Per-call options; pass NULL for the defaults. */
+/* Per-call options; pass NULL for the defaults. Start from
+ * KP_EXEC_OPTIONS_DEFAULT or kp_exec_options_init, then set fields.
+ * The struct grows: fields are added after struct_size, each with 0 as its
+ * default. libkp reads the first struct_size bytes and takes the defaults for
+ * the fields beyond; struct_size 0 (a struct zeroed or filled with the four
+ * first fields only) means the four fields before it. A struct_size larger
+ * than this libkp knows is accepted when the bytes it does not know are 0,
+ * else KP_ERR_ARGUMENT (the caller needs a newer libkp). */
 typedef struct kp_exec_options {
     int num_threads; /* 0: the context's setting */
     int64_t nx;      /* number of i points when no Vi argument says it; -1: infer */
@@ -295,10 +331,14 @@ typedef struct kp_exec_options {
     /* CUstream for the CUDA engine with device arrays (NULL: the default
      * stream); read only when the arrays are on a CUDA device. */
     void *cuda_stream;
+    size_t struct_size; /* sizeof(kp_exec_options) as the caller was compiled */
     kp_progress_fn progress; /* NULL: none (see kp_progress_fn) */
     void *progress_user;     /* passed to progress */
 } kp_exec_options;
-#define KP_EXEC_OPTIONS_DEFAULT {0, -1, -1, NULL, NULL, NULL}
+#define KP_EXEC_OPTIONS_DEFAULT {0, -1, -1, NULL, sizeof(kp_exec_options), NULL, NULL}
+/* Sets *options to the defaults (KP_EXEC_OPTIONS_DEFAULT), struct_size included;
+ * for bindings that cannot use the macro. No-op on NULL. */
+void kp_exec_options_init(kp_exec_options *options);
 
 /*
  * Runs the reduction. args[k] describes argument k (n_args == kp_formula_num_args).
@@ -314,6 +354,20 @@ typedef struct kp_exec_options {
  */
 kp_status kp_plan_exec(kp_plan *plan, const kp_array *args, size_t n_args, kp_array *out,
                        kp_array *out_index, const kp_exec_options *options);
+
+/* The shape kp_plan_exec's outputs must have for these arguments (same
+ * conventions as kp_plan_exec): *ndim = batch dimensions + 2, and if not NULL
+ * shape[0 .. *ndim) = (batch..., rows, out_dim) and index_shape likewise with
+ * out_index_dim (a width of 0: the reduction has no such output). The batch
+ * shape broadcasts the arguments' (extent 1 against any); rows is N (axis 1)
+ * or M (axis 0) from the Vi/Vj arguments or options->nx / ny, 1 when the
+ * formula sums its rows. Arrays are not read, only their ndim and shape:
+ * kp_plan_exec still checks everything. Errors: KP_ERR_NULL,
+ * KP_ERR_ARGUMENT (argument count, joint plan), KP_ERR_SHAPE (batch extents
+ * that do not broadcast, no size for the rows). shape and index_shape hold
+ * KP_MAX_DIMS values. */
+kp_status kp_plan_output_shape(kp_plan *plan, const kp_array *args, size_t n_args, const kp_exec_options *options,
+                               int *ndim, int64_t *shape, int64_t *index_shape);
 
 /* ---------------------------------------------------------------- joint plans
  * Several reductions of the same arguments in one pass over the pairs (i, j):
@@ -401,7 +455,7 @@ kp_status kp_plan_solve(kp_plan *plan, const kp_array *args, size_t n_args, int 
 /* ---------------------------------------------------------------- end of kernel solves block */
 
 
-/* ---------------------------------------------------------------- engines (GPU, issue 5)
+/* ---------------------------------------------------------------- engines
  * Which engine runs kp_plan_exec for a context. Nothing GPU-related is needed
  * to build or load libkp: the OpenCL and CUDA libraries are loaded at run
  * time, and a missing one is KP_ERR_UNSUPPORTED with the reason.

@@ -32,7 +32,7 @@ static double monotonic_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-void kp__cpu_progress_init(kp_cpu_progress *p, const kp_cpu_job *job, int64_t total) {
+void kp__cpu_progress_init(kp_cpu_progress *p, const kp_job *job, int64_t total) {
     p->job = job;
     p->done = 0;
     p->total = total;
@@ -59,7 +59,16 @@ kp_status kp__cpu_progress_end(kp_context *ctx, kp_cpu_progress *p) {
     return KP_OK;
 }
 
-kp_status kp__cpu_run(kp_context *ctx, const kp_cpu_job *job) {
+void *kp__cpu_scratch(size_t bytes, int *failed) {
+    void *p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    if (!p) {
+#pragma omp atomic write
+        *failed = 1;
+    }
+    return p;
+}
+
+kp_status kp__cpu_run(kp_context *ctx, const kp_job *job) {
     const kp_cpu_kernels *K = kp__cpu_pick_kernels(job->dtype);
     if (job->nrows == 0 || job->nbatch == 0) return KP_OK;
     int64_t nrb = (job->nrows + KP_ROW_BLOCK - 1) / KP_ROW_BLOCK;
@@ -99,11 +108,7 @@ kp_status kp__cpu_run(kp_context *ctx, const kp_cpu_job *job) {
     kp__cpu_progress_init(&prog, job, nitems + (split ? nblocks : 0));
 #pragma omp parallel num_threads(nthreads)
     {
-        void *scratch = aligned_alloc(64, (scratch_bytes + 63) & ~(size_t)63);
-        if (!scratch) {
-#pragma omp atomic write
-            failed = 1;
-        }
+        void *scratch = kp__cpu_scratch(scratch_bytes, &failed);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < nitems; it++) {
             if (!scratch || kp__cpu_progress_stop(&prog)) continue;
@@ -136,3 +141,10 @@ kp_status kp__cpu_run(kp_context *ctx, const kp_cpu_job *job) {
     if (failed) return kp__fail(ctx, KP_ERR_OOM, "out of memory for thread scratch (%zu bytes)", scratch_bytes);
     return kp__cpu_progress_end(ctx, &prog);
 }
+
+const kp_engine_ops kp__engine_cpu = {
+    .name = "CPU",
+    .devices = KP_ENGINE_READS(KP_DEVICE_CPU),
+    .run = kp__cpu_run,
+    .run_joint = kp__cpu_run_joint,
+};

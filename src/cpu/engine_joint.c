@@ -5,7 +5,17 @@
 #include "core/context.h"
 #include "cpu/engine.h"
 
-int64_t kp__cpu_joint_buffer_bytes(const kp_cpu_joint_job *jj, size_t real_size) {
+/* The joint pass needs enough groups of rows to keep threads busy, and its
+ * column buffers (one per group: sum and compensation, coldim x M each) must
+ * stay small: 8 to 16 groups, 64 MiB at most (the N = 10^5 Hamiltonian's three
+ * gradients: 8 groups, 38 MB). Decided from the sizes alone, never from the
+ * thread count (determinism). */
+#define JOINT_MIN_GROUPS 8
+#define JOINT_MAX_GROUPS 16
+#define JOINT_MAX_BUFFER_BYTES ((int64_t)64 << 20)
+
+/* Bytes of column buffers of jj's groups (0 if none), or -1 on overflow. */
+static int64_t buffer_bytes(const kp_cpu_joint_job *jj, size_t real_size) {
     int64_t per_group, all;
     if (!kp__mul_size(2 * (int64_t)jj->coldim, jj->job.ncols, &per_group) ||
         !kp__mul_size(per_group, (int64_t)real_size, &per_group) || !kp__mul_size(per_group, jj->ngroups, &all))
@@ -13,9 +23,38 @@ int64_t kp__cpu_joint_buffer_bytes(const kp_cpu_joint_job *jj, size_t real_size)
     return all;
 }
 
-kp_status kp__cpu_run_joint(kp_context *ctx, kp_cpu_joint_job *jj) {
-    const kp_cpu_kernels *K = kp__cpu_pick_kernels(jj->job.dtype);
-    int64_t bytes = kp__cpu_joint_buffer_bytes(jj, K->real_size);
+/* Sets the groups of rows; 0 if the joint pass should not run (too few rows
+ * for the threads, or too much memory). */
+static int choose_groups(kp_cpu_joint_job *jj, size_t real_size) {
+    int64_t nblocks = (jj->job.nrows + KP_ROW_BLOCK - 1) / KP_ROW_BLOCK;
+    if (nblocks < JOINT_MIN_GROUPS) return 0;
+    for (int64_t want = nblocks < JOINT_MAX_GROUPS ? nblocks : JOINT_MAX_GROUPS; want >= JOINT_MIN_GROUPS; want /= 2) {
+        int64_t blocks_per_group = (nblocks + want - 1) / want;
+        jj->group_rows = blocks_per_group * KP_ROW_BLOCK;
+        jj->ngroups = (jj->job.nrows + jj->group_rows - 1) / jj->group_rows;
+        int64_t bytes = buffer_bytes(jj, real_size);
+        if (bytes >= 0 && bytes <= JOINT_MAX_BUFFER_BYTES) return 1;
+    }
+    return 0;
+}
+
+static kp_status run_groups(kp_context *ctx, const kp_cpu_joint_job *jj, const kp_cpu_kernels *K);
+
+kp_status kp__cpu_run_joint(kp_context *ctx, const kp_joint_job *job) {
+    const kp_cpu_kernels *K = kp__cpu_pick_kernels(job->job.dtype);
+    kp_cpu_joint_job *jj = calloc(1, sizeof *jj);
+    if (!jj) return kp__fail(ctx, KP_ERR_OOM, "out of memory");
+    jj->job = job->job;
+    jj->out = job->out;
+    const kp_program *prog = job->job.prog;
+    for (int t = 0; t < prog->nterms[1]; t++) jj->coldim += prog->terms[1][t].dim;
+    kp_status st = choose_groups(jj, K->real_size) ? run_groups(ctx, jj, K) : KP_ERR_UNSUPPORTED;
+    free(jj);
+    return st;
+}
+
+static kp_status run_groups(kp_context *ctx, const kp_cpu_joint_job *jj, const kp_cpu_kernels *K) {
+    int64_t bytes = buffer_bytes(jj, K->real_size);
     if (bytes < 0) return kp__fail(ctx, KP_ERR_TOO_LARGE, "joint reduction: column buffers too large");
     char *colacc = malloc((size_t)bytes + 1);
     if (!colacc)
@@ -30,11 +69,7 @@ kp_status kp__cpu_run_joint(kp_context *ctx, kp_cpu_joint_job *jj) {
     jj->progress = &prog;
 #pragma omp parallel num_threads(nthreads)
     {
-        void *scratch = aligned_alloc(64, (scratch_bytes + 63) & ~(size_t)63);
-        if (!scratch) {
-#pragma omp atomic write
-            failed = 1;
-        }
+        void *scratch = kp__cpu_scratch(scratch_bytes, &failed);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t g = 0; g < jj->ngroups; g++) {
             if (!scratch || kp__cpu_progress_stop(&prog)) continue;

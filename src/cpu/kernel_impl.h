@@ -33,17 +33,29 @@ typedef struct scratch_layout {
     size_t rowbuf, colbuf, pairbuf, tmp, total, partial, total_idx, partial_idx, end;
 } scratch_layout;
 
+/* The next scratch buffer of the given size at *at, 64-byte aligned. */
+static size_t take(size_t *at, size_t bytes) {
+    size_t o = *at;
+    *at += (bytes + 63) & ~(size_t)63;
+    return o;
+}
+
+/* The program's buffers, first in every scratch layout: ROW values of a block
+ * of rows, COL and PAIR tiles. Returns where the next buffer goes. */
+static size_t take_program_buffers(const kp_program *prog, size_t *rowbuf, size_t *colbuf, size_t *pairbuf) {
+    size_t at = 0, R = sizeof(REAL);
+    *rowbuf = take(&at, (size_t)KP_ROW_BLOCK * (size_t)(prog->row_size + 1) * R);
+    *colbuf = take(&at, (size_t)(prog->col_size + 1) * TILE * R);
+    *pairbuf = take(&at, (size_t)(prog->pair_size + 1) * TILE * R);
+    return at;
+}
+
 static scratch_layout layout_of(const kp_program *prog) {
     int nreal, nidx;
     state_size(prog, &nreal, &nidx);
     scratch_layout L;
-    size_t at = 0, R = sizeof(REAL);
-#define TAKE(field, bytes)                  \
-    L.field = at;                           \
-    at += ((size_t)(bytes) + 63) & ~(size_t)63;
-    TAKE(rowbuf, (size_t)KP_ROW_BLOCK * (size_t)(prog->row_size + 1) * R)
-    TAKE(colbuf, (size_t)(prog->col_size + 1) * TILE * R)
-    TAKE(pairbuf, (size_t)(prog->pair_size + 1) * TILE * R)
+    size_t R = sizeof(REAL), at = take_program_buffers(prog, &L.rowbuf, &L.colbuf, &L.pairbuf);
+#define TAKE(field, bytes) L.field = take(&at, (size_t)(bytes));
     TAKE(tmp, 2 * (size_t)TILE * R)
     TAKE(total, (size_t)KP_ROW_BLOCK * (size_t)(nreal + 1) * R)
     TAKE(partial, (size_t)KP_ROW_BLOCK * (size_t)(nreal + 1) * R)
@@ -63,21 +75,11 @@ typedef struct batch_ptrs {
     int64_t *out_idx;
 } batch_ptrs;
 
-static int64_t batch_offset(const kp_cpu_job *job, const kp_cpu_arg *a, int64_t b) {
-    int64_t off = 0;
-    for (int d = job->nbatch_dims - 1; d >= 0; d--) {
-        int64_t i = b % job->batch_shape[d];
-        b /= job->batch_shape[d];
-        off += i * a->batch_stride[d];
-    }
-    return off;
-}
-
-static void batch_pointers(const kp_cpu_job *job, int64_t b, batch_ptrs *bp) {
+static void batch_pointers(const kp_job *job, int64_t b, batch_ptrs *bp) {
     for (int k = 0; k < job->nargs; k++)
-        bp->arg[k] = job->args[k].base ? (const REAL *)job->args[k].base + batch_offset(job, &job->args[k], b) : NULL;
-    bp->out = job->out.base ? (REAL *)job->out.base + batch_offset(job, &job->out, b) : NULL;
-    bp->out_idx = job->out_idx.base ? (int64_t *)job->out_idx.base + batch_offset(job, &job->out_idx, b) : NULL;
+        bp->arg[k] = job->args[k].base ? (const REAL *)job->args[k].base + kp__job_batch_offset(job, &job->args[k], b) : NULL;
+    bp->out = job->out.base ? (REAL *)job->out.base + kp__job_batch_offset(job, &job->out, b) : NULL;
+    bp->out_idx = job->out_idx.base ? (int64_t *)job->out_idx.base + kp__job_batch_offset(job, &job->out_idx, b) : NULL;
 }
 
 static view view_of(kp_operand o, REAL *rowv, REAL *colbuf, REAL *pairbuf) {
@@ -98,13 +100,13 @@ static view view_of(kp_operand o, REAL *rowv, REAL *colbuf, REAL *pairbuf) {
     return v;
 }
 
-static void run_row_program(const kp_cpu_job *job, const batch_ptrs *bp, int64_t r, REAL *rowv) {
+static void run_row_program(const kp_job *job, const batch_ptrs *bp, int64_t r, REAL *rowv) {
     const kp_program_part *P = &job->prog->row;
     for (int i = 0; i < P->n; i++) {
         const kp_instr *ins = &P->code[i];
         REAL *o = rowv + ins->out.off;
         if (ins->op == KP_OP_VAR) {
-            const kp_cpu_arg *a = &job->args[ins->ip[1]];
+            const kp_job_arg *a = &job->args[ins->ip[1]];
             const REAL *src = bp->arg[ins->ip[1]] + (ins->ip[0] == KP_VAR_PARAM ? 0 : r * a->row_stride);
             for (int c = 0; c < ins->out.dim; c++) o[c] = src[c * a->comp_stride];
         } else if (ins->op == KP_OP_CONST) {
@@ -118,13 +120,13 @@ static void run_row_program(const kp_cpu_job *job, const batch_ptrs *bp, int64_t
     }
 }
 
-static void run_col_program(const kp_cpu_job *job, const batch_ptrs *bp, int64_t j0, int len, REAL *rowv,
+static void run_col_program(const kp_job *job, const batch_ptrs *bp, int64_t j0, int len, REAL *rowv,
                             REAL *colbuf) {
     const kp_program_part *P = &job->prog->col;
     for (int i = 0; i < P->n; i++) {
         const kp_instr *ins = &P->code[i];
         if (ins->op == KP_OP_VAR) { /* gather the tile, lanes along the reduced index */
-            const kp_cpu_arg *a = &job->args[ins->ip[1]];
+            const kp_job_arg *a = &job->args[ins->ip[1]];
             const REAL *src = bp->arg[ins->ip[1]] + j0 * a->row_stride;
             for (int c = 0; c < ins->out.dim; c++) {
                 REAL *o = colbuf + (size_t)(ins->out.off + c) * TILE;
@@ -156,7 +158,7 @@ static void run_pair_program(const kp_program *prog, REAL *rowv, REAL *colbuf, R
 }
 
 /* rowv: the row's ROW values, for a Sum's red_scale (applied to a non-empty sum only). */
-static void write_outputs(const kp_cpu_job *job, const batch_ptrs *bp, int64_t r, const REAL *st, const int64_t *ix,
+static void write_outputs(const kp_job *job, const batch_ptrs *bp, int64_t r, const REAL *st, const int64_t *ix,
                           const REAL *rowv) {
     const kp_program *prog = job->prog;
     REAL *out = bp->out ? bp->out + r * job->out.row_stride : NULL;
@@ -167,7 +169,7 @@ static void write_outputs(const kp_cpu_job *job, const batch_ptrs *bp, int64_t r
             out[d * job->out.comp_stride] *= rowv[prog->red_scale.off + (prog->red_scale.dim == 1 ? 0 : d)];
 }
 
-static void process(const kp_cpu_job *job, int64_t b, int64_t r0, int64_t r1, int64_t ch0, int64_t ch1,
+static void process(const kp_job *job, int64_t b, int64_t r0, int64_t r1, int64_t ch0, int64_t ch1,
                     int finalize, void *sreal, int64_t *sidx, void *scratch) {
     const kp_program *prog = job->prog;
     scratch_layout L = layout_of(prog);
@@ -223,7 +225,7 @@ static void process(const kp_cpu_job *job, int64_t b, int64_t r0, int64_t r1, in
                           rowbuf + (size_t)r * (size_t)rs);
 }
 
-static void merge_finalize(const kp_cpu_job *job, int64_t b, int64_t r0, int64_t r1, int64_t nchunks,
+static void merge_finalize(const kp_job *job, int64_t b, int64_t r0, int64_t r1, int64_t nchunks,
                            const void *sreal, const int64_t *sidx, size_t chunk_stride_real, size_t chunk_stride_idx,
                            void *scratch) {
     const kp_program *prog = job->prog;

@@ -31,18 +31,11 @@ static int terms_dim(const kp_program *prog, int side) {
 static joint_layout joint_layout_of(const kp_cpu_joint_job *jj) {
     const kp_program *prog = jj->job.prog;
     joint_layout L;
-    size_t at = 0, R = sizeof(REAL);
+    size_t R = sizeof(REAL), at = take_program_buffers(prog, &L.rowbuf, &L.colbuf, &L.pairbuf);
     L.rowdim = terms_dim(prog, 0);
-#define TAKE(field, bytes)                  \
-    L.field = at;                           \
-    at += ((size_t)(bytes) + 63) & ~(size_t)63;
-    TAKE(rowbuf, (size_t)KP_ROW_BLOCK * (size_t)(prog->row_size + 1) * R)
-    TAKE(colbuf, (size_t)(prog->col_size + 1) * TILE * R)
-    TAKE(pairbuf, (size_t)(prog->pair_size + 1) * TILE * R)
-    TAKE(coltmp, (size_t)(jj->coldim + 1) * TILE * R)
-    TAKE(total, (size_t)KP_ROW_BLOCK * (size_t)(2 * L.rowdim + 1) * R)
-    TAKE(partial, (size_t)KP_ROW_BLOCK * (size_t)(2 * L.rowdim + 1) * R)
-#undef TAKE
+    L.coltmp = take(&at, (size_t)(jj->coldim + 1) * TILE * R);
+    L.total = take(&at, (size_t)KP_ROW_BLOCK * (size_t)(2 * L.rowdim + 1) * R);
+    L.partial = take(&at, (size_t)KP_ROW_BLOCK * (size_t)(2 * L.rowdim + 1) * R);
     L.end = at;
     return L;
 }
@@ -109,23 +102,27 @@ static void col_terms_tile(const kp_program *prog, REAL *restrict acc, const REA
 }
 
 /* Writes the row terms of one row: scale * sum (no scale over an empty sum). */
+/* Component d of row r of the output of terms[side][t]. */
+static REAL *term_out(const kp_cpu_joint_job *jj, int side, int t, int64_t r, int d) {
+    const kp_job_arg *o = &jj->out[side][t];
+    return (REAL *)(uintptr_t)o->base + r * o->row_stride + d * o->comp_stride;
+}
+
 static void write_row_terms(const kp_cpu_joint_job *jj, int64_t r, const REAL *st, const REAL *rowv) {
     const kp_program *prog = jj->job.prog;
     int at = 0;
     for (int t = 0; t < prog->nterms[0]; t++) {
         const kp_sum_term *term = &prog->terms[0][t];
-        const kp_cpu_arg *o = &jj->out[0][t];
-        REAL *out = (REAL *)(uintptr_t)o->base + r * o->row_stride;
         for (int d = 0; d < term->dim; d++, at++) {
             REAL v = st[at];
             if (term->scale.dim && jj->job.ncols > 0) v *= rowv[term->scale.off + (term->scale.dim == 1 ? 0 : d)];
-            out[d * o->comp_stride] = v;
+            *term_out(jj, 0, t, r, d) = v;
         }
     }
 }
 
 static void joint_rows(const kp_cpu_joint_job *jj, int64_t r0, int64_t r1, void *colacc_v, void *scratch) {
-    const kp_cpu_job *job = &jj->job;
+    const kp_job *job = &jj->job;
     const kp_program *prog = job->prog;
     joint_layout L = joint_layout_of(jj);
     char *base = scratch;
@@ -194,8 +191,6 @@ static void joint_cols(const kp_cpu_joint_job *jj, int64_t j0, int64_t j1, const
         int at = 0;
         for (int t = 0; t < prog->nterms[1]; t++) {
             const kp_sum_term *term = &prog->terms[1][t];
-            const kp_cpu_arg *o = &jj->out[1][t];
-            REAL *out = (REAL *)(uintptr_t)o->base + j * o->row_stride;
             for (int d = 0; d < term->dim; d++, at++) {
                 REAL s = 0, c = 0;
                 for (int64_t g = 0; g < jj->ngroups; g++) {
@@ -203,7 +198,7 @@ static void joint_cols(const kp_cpu_joint_job *jj, int64_t j0, int64_t j1, const
                     kahan_add(&s, &c, buf[(size_t)at * (size_t)M + (size_t)j]);
                     kahan_add(&s, &c, -buf[(size_t)(coldim + at) * (size_t)M + (size_t)j]);
                 }
-                out[d * o->comp_stride] = s;
+                *term_out(jj, 1, t, j, d) = s;
             }
         }
     }

@@ -225,6 +225,18 @@ static int ew1_tile(kp_op op, REAL *restrict o, const REAL *restrict a) {
         for (int c = 1; c < (D); c++) s += TERM(c);                             \
         o[k] = s;                                                               \
     }
+/* The unrolled loop for dim (1 to 4) and sqdist, with AV and BV as defined where it is used. */
+#define PAIR_DISPATCH                                                           \
+    switch (dim * 2 + (sqdist != 0)) {                                          \
+    case 2: PAIR_LOOP(DOT_TERM, 1) return;                                      \
+    case 3: PAIR_LOOP(SQD_TERM, 1) return;                                      \
+    case 4: PAIR_LOOP(DOT_TERM, 2) return;                                      \
+    case 5: PAIR_LOOP(SQD_TERM, 2) return;                                      \
+    case 6: PAIR_LOOP(DOT_TERM, 3) return;                                      \
+    case 7: PAIR_LOOP(SQD_TERM, 3) return;                                      \
+    case 8: PAIR_LOOP(DOT_TERM, 4) return;                                      \
+    default: PAIR_LOOP(SQD_TERM, 4) return;                                     \
+    }
 
 static void dot_like(int sqdist, int n, REAL *restrict o, view a, view b) {
     int dim = a.dim;
@@ -236,38 +248,12 @@ static void dot_like(int sqdist, int n, REAL *restrict o, view a, view b) {
 #define AV(c) a.p[(c) * a.cs + k]
     if (a.ls == 1 && b.ls == 0 && dim <= 4) {
 #define BV(c) b.p[(c)]
-        if (sqdist) {
-            switch (dim) {
-            case 1: PAIR_LOOP(SQD_TERM, 1) return;
-            case 2: PAIR_LOOP(SQD_TERM, 2) return;
-            case 3: PAIR_LOOP(SQD_TERM, 3) return;
-            default: PAIR_LOOP(SQD_TERM, 4) return;
-            }
-        }
-        switch (dim) {
-        case 1: PAIR_LOOP(DOT_TERM, 1) return;
-        case 2: PAIR_LOOP(DOT_TERM, 2) return;
-        case 3: PAIR_LOOP(DOT_TERM, 3) return;
-        default: PAIR_LOOP(DOT_TERM, 4) return;
-        }
+        PAIR_DISPATCH
 #undef BV
     }
     if (a.ls == 1 && b.ls == 1 && dim <= 4) {
 #define BV(c) b.p[(c) * b.cs + k]
-        if (sqdist) {
-            switch (dim) {
-            case 1: PAIR_LOOP(SQD_TERM, 1) return;
-            case 2: PAIR_LOOP(SQD_TERM, 2) return;
-            case 3: PAIR_LOOP(SQD_TERM, 3) return;
-            default: PAIR_LOOP(SQD_TERM, 4) return;
-            }
-        }
-        switch (dim) {
-        case 1: PAIR_LOOP(DOT_TERM, 1) return;
-        case 2: PAIR_LOOP(DOT_TERM, 2) return;
-        case 3: PAIR_LOOP(DOT_TERM, 3) return;
-        default: PAIR_LOOP(DOT_TERM, 4) return;
-        }
+        PAIR_DISPATCH
 #undef BV
     }
 #undef AV

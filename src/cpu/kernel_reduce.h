@@ -23,7 +23,7 @@ static void state_init(const kp_program *prog, REAL *s, int64_t *ix) {
     int nreal, nidx;
     state_size(prog, &nreal, &nidx);
     int D = prog->fdim;
-    switch (kp__reduction_family(prog->red)) {
+    switch (kp__red(prog->red)->family) {
     case KP_FAMILY_SUM: memset(s, 0, (size_t)nreal * sizeof *s); break;
     case KP_FAMILY_LOGSUMEXP:
         memset(s, 0, (size_t)nreal * sizeof *s);
@@ -34,7 +34,7 @@ static void state_init(const kp_program *prog, REAL *s, int64_t *ix) {
         s[0] = (REAL)-INFINITY;
         break;
     case KP_FAMILY_SELECT:
-        for (int k = 0; k < nreal; k++) s[k] = (REAL)(kp__is_max_reduction(prog->red) ? -INFINITY : INFINITY);
+        for (int k = 0; k < nreal; k++) s[k] = (REAL)(kp__red(prog->red)->is_max ? -INFINITY : INFINITY);
         for (int k = 0; k < nidx; k++) ix[k] = -1;
         break;
     }
@@ -253,7 +253,7 @@ static inline int block_may_improve(const REAL *f, REAL thr, int is_max) {
 
 static void select_tile(const kp_program *prog, REAL *st, int64_t *ix, const REAL *f, int len, int64_t j0) {
     int D = prog->fdim;
-    int is_max = kp__is_max_reduction(prog->red);
+    int is_max = kp__red(prog->red)->is_max;
     int K = kp__kept_per_component(prog);
     int last = (K - 1) * D;
     for (int d = 0; d < D; d++) {
@@ -273,7 +273,7 @@ static void select_tile(const kp_program *prog, REAL *st, int64_t *ix, const REA
 
 static void select_merge(const kp_program *prog, REAL *a, int64_t *ai, const REAL *b, const int64_t *bi) {
     int D = prog->fdim, K = kp__kept_per_component(prog);
-    int is_max = kp__is_max_reduction(prog->red);
+    int is_max = kp__red(prog->red)->is_max;
     for (int d = 0; d < D; d++)
         for (int k = 0; k < K && bi[k * D + d] >= 0; k++)
             kmin_insert(a + d, ai + d, K, D, b[k * D + d], bi[k * D + d], is_max);
@@ -285,7 +285,7 @@ static void state_accumulate(const kp_program *prog, kp_sum_scheme scheme, REAL 
     int D = prog->fdim;
     int lane_kahan = KP_REAL_F32 && scheme == KP_SUM_KAHAN;
     int compensate = !(KP_REAL_F32 && scheme == KP_SUM_PLAIN);
-    switch (kp__reduction_family(prog->red)) {
+    switch (kp__red(prog->red)->family) {
     case KP_FAMILY_SUM:
         for (int d = 0; d < D; d++) {
             REAL t = f2 ? tile_dot(f + (prog->red_f.dim == 1 ? 0 : (size_t)d * TILE),
@@ -303,7 +303,7 @@ static void state_accumulate(const kp_program *prog, kp_sum_scheme scheme, REAL 
 
 static void state_merge(const kp_program *prog, REAL *a, int64_t *ai, const REAL *b, const int64_t *bi) {
     int D = prog->fdim;
-    switch (kp__reduction_family(prog->red)) {
+    switch (kp__red(prog->red)->family) {
     case KP_FAMILY_SUM:
         for (int d = 0; d < D; d++) {
             kahan_add(&a[d], &a[D + d], b[d]);
@@ -324,37 +324,27 @@ static void state_finalize(const kp_program *prog, const REAL *st, const int64_t
     int D = prog->fdim;
     int nreal, nidx;
     state_size(prog, &nreal, &nidx);
-    switch (prog->red) {
-    case KP_RED_SUM:
+    switch (kp__red(prog->red)->family) {
+    case KP_FAMILY_SUM:
         for (int d = 0; d < D; d++) out[d * cs] = st[d];
         return;
-    case KP_RED_LOGSUMEXP:
+    case KP_FAMILY_LOGSUMEXP:
         for (int d = 0; d < D; d++) {
             REAL m = st[d];
             out[d * cs] = (m != m || m == (REAL)-INFINITY || m == (REAL)INFINITY) ? m : m + LM(log)(st[D + d]);
         }
         return;
-    case KP_RED_SUMSOFTMAXWEIGHT: {
+    case KP_FAMILY_SOFTMAX: {
         int DG = prog->red_g.dim;
         for (int d = 0; d < DG; d++)
             out[d * cs] = st[0] != st[0] ? st[0] : st[0] == (REAL)-INFINITY ? (REAL)NAN : st[3 + d] / st[1];
         return;
     }
-    case KP_RED_MIN:
-    case KP_RED_MAX:
-    case KP_RED_KMIN:
-        for (int k = 0; k < nreal; k++) out[k * cs] = st[k];
-        return;
-    case KP_RED_ARGMIN:
-    case KP_RED_ARGMAX:
-    case KP_RED_ARGKMIN:
-        for (int k = 0; k < nidx; k++) oi[k * ics] = ix[k];
-        return;
-    case KP_RED_MIN_ARGMIN:
-    case KP_RED_MAX_ARGMAX:
-    case KP_RED_KMIN_ARGKMIN:
-        for (int k = 0; k < nreal; k++) out[k * cs] = st[k];
-        for (int k = 0; k < nidx; k++) oi[k * ics] = ix[k];
+    case KP_FAMILY_SELECT:
+        if (kp__red(prog->red)->value != KP_WIDTH_NONE)
+            for (int k = 0; k < nreal; k++) out[k * cs] = st[k];
+        if (kp__red(prog->red)->index != KP_WIDTH_NONE)
+            for (int k = 0; k < nidx; k++) oi[k * ics] = ix[k];
         return;
     }
 }

@@ -33,41 +33,11 @@ kp_status kp_formula_arg(const kp_formula *f, int k, kp_var_category *category, 
 }
 
 int kp_formula_out_dim(const kp_formula *f) {
-    if (!f) return 0;
-    switch (f->red) {
-    case KP_RED_SUM:
-    case KP_RED_LOGSUMEXP:
-    case KP_RED_MIN:
-    case KP_RED_MAX:
-    case KP_RED_MIN_ARGMIN:
-    case KP_RED_MAX_ARGMAX: return f->f->dim;
-    case KP_RED_SUMSOFTMAXWEIGHT: return f->g->dim;
-    case KP_RED_KMIN:
-    case KP_RED_KMIN_ARGKMIN: return f->K * f->f->dim;
-    case KP_RED_ARGMIN:
-    case KP_RED_ARGMAX:
-    case KP_RED_ARGKMIN: return 0;
-    }
-    return 0;
+    return f ? kp__red_width(kp__red(f->red)->value, f->f->dim, f->g ? f->g->dim : 0, f->K) : 0;
 }
 
 int kp_formula_out_index_dim(const kp_formula *f) {
-    if (!f) return 0;
-    switch (f->red) {
-    case KP_RED_ARGMIN:
-    case KP_RED_ARGMAX:
-    case KP_RED_MIN_ARGMIN:
-    case KP_RED_MAX_ARGMAX: return f->f->dim;
-    case KP_RED_ARGKMIN:
-    case KP_RED_KMIN_ARGKMIN: return f->K * f->f->dim;
-    case KP_RED_SUM:
-    case KP_RED_LOGSUMEXP:
-    case KP_RED_SUMSOFTMAXWEIGHT:
-    case KP_RED_MIN:
-    case KP_RED_MAX:
-    case KP_RED_KMIN: return 0;
-    }
-    return 0;
+    return f ? kp__red_width(kp__red(f->red)->index, f->f->dim, f->g ? f->g->dim : 0, f->K) : 0;
 }
 
 size_t kp_formula_node_count(const kp_formula *f) {
@@ -99,13 +69,20 @@ static void print_number(sink *s, double v) {
     else put(s, "%.17g", v);
 }
 
+/* Operators printed between their operands, as the parser reads them back. */
+static const char *const infix_of[KP_OP_COUNT_] = {
+    [KP_OP_ADD] = "+", [KP_OP_SUB] = "-", [KP_OP_MUL] = "*", [KP_OP_DIV] = "/",  [KP_OP_LT] = "<",  [KP_OP_LE] = "<=",
+    [KP_OP_GT] = ">",  [KP_OP_GE] = ">=", [KP_OP_EQ] = "==", [KP_OP_NE] = "!=", [KP_OP_DOT] = "|",
+};
+
+/* Every op prints as Name(children...) but these. */
 static void print_node(sink *s, const kp_node *n) {
     static const char *cats[] = {"Vi", "Vj", "Pm"};
-    const char *infix = NULL;
-    switch (n->op) {
-    case KP_OP_VAR: put(s, "%s(%d,%d)", cats[n->ip[0]], n->ip[1], n->dim); return;
-    case KP_OP_INDEX: put(s, n->ip[0] == KP_VAR_I ? "IndexI()" : "IndexJ()"); return;
-    case KP_OP_CONST:
+    if (n->op == KP_OP_VAR) {
+        put(s, "%s(%d,%d)", cats[n->ip[0]], n->ip[1], n->dim);
+    } else if (n->op == KP_OP_INDEX) {
+        put(s, n->ip[0] == KP_VAR_I ? "IndexI()" : "IndexJ()");
+    } else if (n->op == KP_OP_CONST) {
         if (n->dim == 1) print_number(s, n->value);
         else if (n->value == 0) put(s, "Zero(%d)", n->dim);
         else {
@@ -113,86 +90,32 @@ static void print_node(sink *s, const kp_node *n) {
             print_number(s, n->value);
             put(s, ")");
         }
-        return;
-    case KP_OP_ADD: infix = "+"; break;
-    case KP_OP_SUB: infix = "-"; break;
-    case KP_OP_MUL: infix = "*"; break;
-    case KP_OP_DIV: infix = "/"; break;
-    case KP_OP_LT: infix = "<"; break;
-    case KP_OP_LE: infix = "<="; break;
-    case KP_OP_GT: infix = ">"; break;
-    case KP_OP_GE: infix = ">="; break;
-    case KP_OP_EQ: infix = "=="; break;
-    case KP_OP_NE: infix = "!="; break;
-    case KP_OP_DOT: infix = "|"; break;
-    case KP_OP_NEG:
+    } else if (n->op == KP_OP_NEG) {
         put(s, "(-");
         print_node(s, n->child[0]);
         put(s, ")");
-        return;
-    case KP_OP_POW:
-    case KP_OP_ROUND:
-    case KP_OP_ONEHOT:
+    } else if (n->op == KP_OP_POW || n->op == KP_OP_ROUND || n->op == KP_OP_ONEHOT) {
         put(s, "%s(", kp__op_name(n->op));
         print_node(s, n->child[0]);
         put(s, ",%d)", n->op == KP_OP_ONEHOT ? n->dim : n->ip[0]);
-        return;
-    case KP_OP_EXTRACT:
+    } else if (n->op == KP_OP_EXTRACT) {
         put(s, "Extract(");
         print_node(s, n->child[0]);
         put(s, ",%d,%d)", n->ip[0], n->dim);
-        return;
-    case KP_OP_INV:
-    case KP_OP_SQUARE:
-    case KP_OP_POWF:
-    case KP_OP_SQRT:
-    case KP_OP_RSQRT:
-    case KP_OP_EXP:
-    case KP_OP_LOG:
-    case KP_OP_XLOGX:
-    case KP_OP_SIN:
-    case KP_OP_COS:
-    case KP_OP_ASIN:
-    case KP_OP_ACOS:
-    case KP_OP_ATAN:
-    case KP_OP_ATAN2:
-    case KP_OP_SINXDIVX:
-    case KP_OP_TANH:
-    case KP_OP_ERF:
-    case KP_OP_ABS:
-    case KP_OP_SIGN:
-    case KP_OP_STEP:
-    case KP_OP_RELU:
-    case KP_OP_FLOOR:
-    case KP_OP_CLAMP:
-    case KP_OP_IFELSE:
-    case KP_OP_SQDIST:
-    case KP_OP_SUM:
-    case KP_OP_MAXC:
-    case KP_OP_MINC:
-    case KP_OP_ARGMAXC:
-    case KP_OP_ARGMINC:
-    case KP_OP_CONCAT:
-    case KP_OP_MATVEC:
-    case KP_OP_VECMAT:
-    case KP_OP_TENSORPROD:
-    case KP_OP_BCAST:
-    case KP_OP_COUNT_: break;
-    }
-    if (infix) {
+    } else if (infix_of[n->op]) {
         put(s, "(");
         print_node(s, n->child[0]);
-        put(s, "%s", infix);
+        put(s, "%s", infix_of[n->op]);
         print_node(s, n->child[1]);
         put(s, ")");
-        return;
+    } else {
+        put(s, "%s(", kp__op_name(n->op));
+        for (int k = 0; k < n->nchild; k++) {
+            if (k) put(s, ",");
+            print_node(s, n->child[k]);
+        }
+        put(s, ")");
     }
-    put(s, "%s(", kp__op_name(n->op));
-    for (int k = 0; k < n->nchild; k++) {
-        if (k) put(s, ",");
-        print_node(s, n->child[k]);
-    }
-    put(s, ")");
 }
 
 size_t kp_formula_print(const kp_formula *f, char *buf, size_t size) {
@@ -202,7 +125,7 @@ size_t kp_formula_print(const kp_formula *f, char *buf, size_t size) {
     if (f->sum_rows) put(&s, "RowSum(");
     put(&s, "%s(", kp__reduction_name(f->red));
     print_node(&s, f->f);
-    if (f->red == KP_RED_KMIN || f->red == KP_RED_ARGKMIN || f->red == KP_RED_KMIN_ARGKMIN) put(&s, ",%d", f->K);
+    if (kp__red(f->red)->takes_k) put(&s, ",%d", f->K);
     put(&s, ",%d", f->axis);
     if (f->g) {
         put(&s, ",");

@@ -3,9 +3,8 @@
 #define KP_FORMULA_FORMULA_H
 
 #include "formula/node.h"
+#include "formula/reductions.h"
 
-/* Largest argument position accepted (Vi(k,d) with k < KP_MAX_ARGS). */
-#define KP_MAX_ARGS 256
 
 typedef struct kp_arg_info {
     int used;
@@ -30,7 +29,5 @@ struct kp_formula {
  * calls that build nodes or lower f need that store, hence that context. */
 kp_status kp__formula_check_context(kp_context *ctx, const kp_formula *f);
 
-/* Reduction names as written in formulas ("Sum" for Sum_Reduction). */
-const char *kp__reduction_name(kp_reduction red);
 
 #endif

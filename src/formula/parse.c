@@ -672,35 +672,6 @@ static const kp_node *parse_expr(parser *ps) {
 
 /* ------------------------------------------------------------------ reductions */
 
-static const struct {
-    const char *name;
-    kp_reduction red;
-    int nargs; /* after F: axis, or K and axis, or axis and G */
-} reductions[] = {
-    {"Sum_Reduction", KP_RED_SUM, 1},
-    {"LogSumExp_Reduction", KP_RED_LOGSUMEXP, 1},
-    {"SumSoftMaxWeight_Reduction", KP_RED_SUMSOFTMAXWEIGHT, 2},
-    {"Min_Reduction", KP_RED_MIN, 1},
-    {"Max_Reduction", KP_RED_MAX, 1},
-    {"ArgMin_Reduction", KP_RED_ARGMIN, 1},
-    {"ArgMax_Reduction", KP_RED_ARGMAX, 1},
-    {"Min_ArgMin_Reduction", KP_RED_MIN_ARGMIN, 1},
-    {"Max_ArgMax_Reduction", KP_RED_MAX_ARGMAX, 1},
-    {"KMin_Reduction", KP_RED_KMIN, 2},
-    {"ArgKMin_Reduction", KP_RED_ARGKMIN, 2},
-    {"KMin_ArgKMin_Reduction", KP_RED_KMIN_ARGKMIN, 2},
-};
-
-const char *kp__reduction_name(kp_reduction red) {
-    for (size_t k = 0; k < sizeof reductions / sizeof reductions[0]; k++)
-        if (reductions[k].red == red) return reductions[k].name;
-    return "?";
-}
-
-static int is_kmin_family(kp_reduction r) {
-    return r == KP_RED_KMIN || r == KP_RED_ARGKMIN || r == KP_RED_KMIN_ARGKMIN;
-}
-
 static int parse_reduction(parser *ps, int nested);
 
 /* RowSum(reduction): the rows of the reduction summed into one (how parameter
@@ -726,18 +697,23 @@ static int parse_top(parser *ps) {
     return 1;
 }
 
+/* The reduction whose text name (Name_Reduction) t is, or -1. */
+static int reduction_named(const token *t) {
+    for (int r = 0; r < KP_RED_COUNT; r++)
+        if (tok_is(t, kp__reduction_name((kp_reduction)r))) return r;
+    return -1;
+}
+
 static int parse_reduction(parser *ps, int nested) {
     token t = ps->tok;
     char buf[64];
-    size_t nr = sizeof reductions / sizeof reductions[0], k;
     if (t.kind != T_NAME) {
         error_at(ps, KP_ERR_PARSE, t.col, "expected a reduction such as Sum_Reduction(F,1), found %s",
                  tok_desc(&t, buf, sizeof buf));
         return 0;
     }
-    for (k = 0; k < nr; k++)
-        if (tok_is(&t, reductions[k].name)) break;
-    if (k == nr) {
+    int r = reduction_named(&t);
+    if (r < 0) {
         if (t.len > 10 && strncmp(t.start + t.len - 10, "_Reduction", 10) == 0)
             error_at(ps, KP_ERR_PARSE, t.col, "unknown reduction '%.*s'", t.len, t.start);
         else
@@ -745,26 +721,26 @@ static int parse_reduction(parser *ps, int nested) {
                      tok_desc(&t, buf, sizeof buf));
         return 0;
     }
+    const kp_red_info *R = kp__red((kp_reduction)r);
+    const char *name = kp__reduction_name((kp_reduction)r);
+    int nargs = 2 + R->takes_k + R->takes_g; /* F, [K,] axis [, G] */
     next(ps);
     if (!expect(ps, T_LPAR, "'(' after the reduction name")) return 0;
     call_args a;
-    if (!parse_call_args(ps, &a, reductions[k].name)) return 0;
-    if (a.n != 1 + reductions[k].nargs) {
-        const char *form = is_kmin_family(reductions[k].red)                ? "(F, K, axis)"
-                           : reductions[k].red == KP_RED_SUMSOFTMAXWEIGHT ? "(F, axis, G)"
-                                                                          : "(F, axis)";
+    if (!parse_call_args(ps, &a, name)) return 0;
+    if (a.n != nargs) {
+        const char *form = R->takes_k ? "(F, K, axis)" : R->takes_g ? "(F, axis, G)" : "(F, axis)";
         /* Point at the first extra argument, or at the ')' that came too early. */
-        int col = a.n > 1 + reductions[k].nargs ? a.col[1 + reductions[k].nargs] : a.close_col;
-        error_at(ps, KP_ERR_PARSE, col, "%s takes %d arguments %s, got %d", reductions[k].name,
-                 1 + reductions[k].nargs, form, a.n);
+        int col = a.n > nargs ? a.col[nargs] : a.close_col;
+        error_at(ps, KP_ERR_PARSE, col, "%s takes %d arguments %s, got %d", name, nargs, form, a.n);
         return 0;
     }
     kp_formula *f = ps->f;
-    f->red = reductions[k].red;
+    f->red = (kp_reduction)r;
     f->f = a.node[0];
     int axis_arg = 1;
-    if (is_kmin_family(f->red)) {
-        if (!int_arg(ps, &a, 1, reductions[k].name, "K", &f->K)) return 0;
+    if (R->takes_k) {
+        if (!int_arg(ps, &a, 1, name, "K", &f->K)) return 0;
         if (f->K < 1) {
             error_at(ps, KP_ERR_PARSE, a.col[1], "K must be at least 1, got %d", f->K);
             return 0;
@@ -775,12 +751,12 @@ static int parse_reduction(parser *ps, int nested) {
         }
         axis_arg = 2;
     }
-    if (!int_arg(ps, &a, axis_arg, reductions[k].name, "axis", &f->axis)) return 0;
+    if (!int_arg(ps, &a, axis_arg, name, "axis", &f->axis)) return 0;
     if (f->axis != 0 && f->axis != 1) {
         error_at(ps, KP_ERR_PARSE, a.col[axis_arg], "axis must be 0 or 1, got %d", f->axis);
         return 0;
     }
-    if (f->red == KP_RED_SUMSOFTMAXWEIGHT) {
+    if (R->takes_g) {
         f->g = a.node[2];
         if (f->f->dim != 1) {
             error_at(ps, KP_ERR_SHAPE, a.col[0], "SumSoftMaxWeight needs a scalar F (dimension 1), got dimension %d",

@@ -77,22 +77,9 @@ kp_status kp_formula_with_indices(kp_context *ctx, const kp_formula *f, kp_formu
     if (!ctx) return KP_ERR_NULL;
     if (!f || !out) return kp__fail(ctx, KP_ERR_NULL, "formula or out is NULL");
     if (kp__formula_check_context(ctx, f) != KP_OK) return KP_ERR_ARGUMENT;
-    kp_reduction r;
-    switch (f->red) {
-    case KP_RED_MIN:
-    case KP_RED_ARGMIN:
-    case KP_RED_MIN_ARGMIN: r = KP_RED_MIN_ARGMIN; break;
-    case KP_RED_MAX:
-    case KP_RED_ARGMAX:
-    case KP_RED_MAX_ARGMAX: r = KP_RED_MAX_ARGMAX; break;
-    case KP_RED_KMIN:
-    case KP_RED_ARGKMIN:
-    case KP_RED_KMIN_ARGKMIN: r = KP_RED_KMIN_ARGKMIN; break;
-    case KP_RED_SUM:
-    case KP_RED_LOGSUMEXP:
-    case KP_RED_SUMSOFTMAXWEIGHT:
-    default: return kp__fail(ctx, KP_ERR_ARGUMENT, "%s selects no indices", kp__reduction_name(f->red));
-    }
+    kp_reduction r = kp__red(f->red)->with_indices;
+    if (kp__red(r)->index == KP_WIDTH_NONE)
+        return kp__fail(ctx, KP_ERR_ARGUMENT, "%s selects no indices", kp__reduction_name(f->red));
     if (f->sum_rows) /* indices of different rows do not add up */
         return kp__fail(ctx, KP_ERR_ARGUMENT, "%s sums its rows: it has no indices to select",
                         kp__reduction_name(f->red));

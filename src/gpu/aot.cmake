@@ -1,4 +1,4 @@
-# Ahead-of-time CUDA kernels (issue 5; src/gpu/aot.h). Included from gpu.cmake.
+# Ahead-of-time CUDA kernels (src/gpu/aot.h). Included from gpu.cmake.
 #
 # Defines the object library kp_aot (aot.c and the kernel table) that
 # libkp links. With nvcc (KP_CUDA_AOT = AUTO and nvcc found, or ON), the table

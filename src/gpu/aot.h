@@ -1,5 +1,5 @@
 /*
- * aot.h — ahead-of-time compiled CUDA kernels (issue 5).
+ * aot.h — ahead-of-time compiled CUDA kernels.
  *
  * When nvcc is found at build time (CMake option KP_CUDA_AOT), the standard
  * kernels (aot_set.c: Gaussian, Laplacian, Cauchy, inverse multiquadric,

@@ -47,30 +47,6 @@ static void sb_printf(sbuf *s, const char *fmt, ...) {
 /* ------------------------------------------------------------ state sizes */
 
 
-static void out_dims(const kp_program *prog, int *od, int *oi) {
-    int nreal, nidx;
-    kp__state_size(prog, &nreal, &nidx);
-    *od = 0;
-    *oi = 0;
-    switch (prog->red) {
-    case KP_RED_SUM:
-    case KP_RED_LOGSUMEXP: *od = prog->fdim; break;
-    case KP_RED_SUMSOFTMAXWEIGHT: *od = prog->red_g.dim; break;
-    case KP_RED_MIN:
-    case KP_RED_MAX:
-    case KP_RED_KMIN: *od = nreal; break;
-    case KP_RED_ARGMIN:
-    case KP_RED_ARGMAX:
-    case KP_RED_ARGKMIN: *oi = nidx; break;
-    case KP_RED_MIN_ARGMIN:
-    case KP_RED_MAX_ARGMAX:
-    case KP_RED_KMIN_ARGKMIN:
-        *od = nreal;
-        *oi = nidx;
-        break;
-    }
-}
-
 /* Reals per point in the shared tile: the COL values padded to a multiple of
  * 16 bytes (from 3 values on; 1 and 2 stay as they are), so that the pair loop
  * reads a point with vector loads (ld.shared.v4 / v2) broadcast to the warp. */
@@ -479,44 +455,9 @@ static void emit_instr(gen *g, const kp_instr *ins, kp_loc part) {
         opnd(g, a, "c_");
         sb_printf(s, ";\n");
         break;
-    case KP_OP_ADD:
-    case KP_OP_SUB:
-    case KP_OP_MUL:
-    case KP_OP_DIV:
-    case KP_OP_NEG:
-    case KP_OP_INV:
-    case KP_OP_SQUARE:
-    case KP_OP_POW:
-    case KP_OP_POWF:
-    case KP_OP_SQRT:
-    case KP_OP_RSQRT:
-    case KP_OP_LT:
-    case KP_OP_LE:
-    case KP_OP_GT:
-    case KP_OP_GE:
-    case KP_OP_EQ:
-    case KP_OP_NE:
-    case KP_OP_EXP:
-    case KP_OP_LOG:
-    case KP_OP_XLOGX:
-    case KP_OP_SIN:
-    case KP_OP_COS:
-    case KP_OP_ASIN:
-    case KP_OP_ACOS:
-    case KP_OP_ATAN:
-    case KP_OP_ATAN2:
-    case KP_OP_SINXDIVX:
-    case KP_OP_TANH:
-    case KP_OP_ERF:
-    case KP_OP_ABS:
-    case KP_OP_SIGN:
-    case KP_OP_STEP:
-    case KP_OP_RELU:
-    case KP_OP_FLOOR:
-    case KP_OP_ROUND:
-    case KP_OP_CLAMP:
-    case KP_OP_IFELSE:
-    case KP_OP_COUNT_: break; /* elementwise: handled above */
+/* elementwise: handled above */
+#include "formula/ops_elementwise_cases.h"
+    case KP_OP_COUNT_: break;
     }
     (void)prog;
     sb_printf(s, "    }\n");
@@ -534,7 +475,7 @@ static int kof(const kp_program *prog) { return kp__kept_per_component(prog); }
 static void emit_init(sbuf *s, const kp_program *prog, const char *st, const char *sx) {
     int nreal, nidx, D = prog->fdim;
     kp__state_size(prog, &nreal, &nidx);
-    switch (kp__reduction_family(prog->red)) {
+    switch (kp__red(prog->red)->family) {
     case KP_FAMILY_SUM: sb_printf(s, "    for (int q_ = 0; q_ < %d; q_++) %s[q_] = 0;\n", nreal, st); break;
     case KP_FAMILY_LOGSUMEXP:
         sb_printf(s, "    for (int q_ = 0; q_ < %d; q_++) %s[q_] = q_ < %d ? -KP_INF : (real)0;\n", nreal, st, D);
@@ -544,7 +485,7 @@ static void emit_init(sbuf *s, const kp_program *prog, const char *st, const cha
         break;
     case KP_FAMILY_SELECT:
         sb_printf(s, "    for (int q_ = 0; q_ < %d; q_++) { %s[q_] = %sKP_INF; %s[q_] = -1; }\n", nreal, st,
-                  kp__is_max_reduction(prog->red) ? "-" : "", sx);
+                  kp__red(prog->red)->is_max ? "-" : "", sx);
         break;
     }
 }
@@ -553,7 +494,7 @@ static void emit_init(sbuf *s, const kp_program *prog, const char *st, const cha
 static void emit_insert(sbuf *s, const kp_program *prog, const char *st, const char *sx, const char *x,
                         const char *jj) {
     int K = kof(prog), D = prog->fdim;
-    const char *better = kp__is_max_reduction(prog->red) ? "KP_BETTER_MAX" : "KP_BETTER_MIN";
+    const char *better = kp__red(prog->red)->is_max ? "KP_BETTER_MAX" : "KP_BETTER_MIN";
     if (K == 1) {
         sb_printf(s, "      if (%s[d_] < 0 || %s(%s, %s[d_])) { %s[d_] = %s; %s[d_] = %s; }\n", sx, better, x, st, st,
                   x, sx, jj);
@@ -575,7 +516,7 @@ static void emit_accumulate(gen *g, const char *st, const char *sx) {
     sbuf *s = g->s;
     const kp_program *prog = g->prog;
     int D = prog->fdim;
-    switch (kp__reduction_family(prog->red)) {
+    switch (kp__red(prog->red)->family) {
     case KP_FAMILY_SUM:
         sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) { real t_ = ", D);
         opnd(g, prog->red_f, "d_");
@@ -653,12 +594,12 @@ static void emit_accumulate(gen *g, const char *st, const char *sx) {
 /* Adds the group sums ts into state st and clears them (grouped Sum, LogSumExp, SumSoftMaxWeight). */
 static void emit_flush(gen *g, const char *st) {
     int D = g->prog->fdim;
-    if (kp__reduction_family(g->prog->red) == KP_FAMILY_SOFTMAX)
+    if (kp__red(g->prog->red)->family == KP_FAMILY_SOFTMAX)
         sb_printf(g->s, "        { KP_KAHAN(%s[1], %s[2], %s[0]); %s[0] = 0;\n" /* one statement: it may follow an if */
                         "          for (int d_ = 0; d_ < %d; d_++) { KP_KAHAN(%s[3 + d_], %s[%d + d_], %s[1 + d_]); "
                         "%s[1 + d_] = 0; } }\n",
                   st, st, TS, TS, g->prog->red_g.dim, st, st, 3 + g->prog->red_g.dim, TS, TS);
-    else if (kp__reduction_family(g->prog->red) == KP_FAMILY_LOGSUMEXP)
+    else if (kp__red(g->prog->red)->family == KP_FAMILY_LOGSUMEXP)
         sb_printf(g->s, "        for (int d_ = 0; d_ < %d; d_++) KP_LSE_FLUSH(%s[%d + d_], %s[%d + d_], %s[d_]);\n", D, st,
                   D, st, 2 * D, TS);
     else { /* Sum: a row factor (red_scale) multiplies the group sum, not every term */
@@ -675,7 +616,7 @@ static void emit_flush(gen *g, const char *st) {
 /* a <- merge(a, b), b covering larger indices (a wins ties). */
 static void emit_merge(sbuf *s, const kp_program *prog, const char *a, const char *ax, const char *b, const char *bx) {
     int D = prog->fdim;
-    switch (kp__reduction_family(prog->red)) {
+    switch (kp__red(prog->red)->family) {
     case KP_FAMILY_SUM:
         sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) { KP_KAHAN(%s[d_], %s[%d + d_], %s[d_]); "
                      "KP_KAHAN(%s[d_], %s[%d + d_], -%s[%d + d_]); }\n",
@@ -717,29 +658,26 @@ static void emit_merge(sbuf *s, const kp_program *prog, const char *a, const cha
 static void emit_finalize(sbuf *s, const kp_program *prog, const char *st, const char *sx) {
     int D = prog->fdim, nreal, nidx;
     kp__state_size(prog, &nreal, &nidx);
-    switch (prog->red) {
-    case KP_RED_SUM: sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) out[o_ + d_] = %s[d_];\n", D, st); break;
-    case KP_RED_LOGSUMEXP:
+    switch (kp__red(prog->red)->family) {
+    case KP_FAMILY_SUM: sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) out[o_ + d_] = %s[d_];\n", D, st); break;
+    case KP_FAMILY_LOGSUMEXP:
         sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) { real m_ = %s[d_];\n"
                      "      out[o_ + d_] = (m_ != m_ || m_ == -KP_INF || m_ == KP_INF) ? m_ : m_ + kp_log(%s[%d + d_]); }\n",
                   D, st, st, D);
         break;
-    case KP_RED_SUMSOFTMAXWEIGHT:
+    case KP_FAMILY_SOFTMAX:
         sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) out[o_ + d_] = %s[0] != %s[0] ? %s[0] : "
                      "%s[0] == -KP_INF ? KP_NAN : %s[3 + d_] / %s[1];\n",
                   prog->red_g.dim, st, st, st, st, st, st);
         break;
-    case KP_RED_MIN:
-    case KP_RED_MAX:
-    case KP_RED_KMIN: sb_printf(s, "    for (int q_ = 0; q_ < %d; q_++) out[o_ + q_] = %s[q_];\n", nreal, st); break;
-    case KP_RED_ARGMIN:
-    case KP_RED_ARGMAX:
-    case KP_RED_ARGKMIN: sb_printf(s, "    for (int q_ = 0; q_ < %d; q_++) out_idx[oi_ + q_] = %s[q_];\n", nidx, sx); break;
-    case KP_RED_MIN_ARGMIN:
-    case KP_RED_MAX_ARGMAX:
-    case KP_RED_KMIN_ARGKMIN:
-        sb_printf(s, "    for (int q_ = 0; q_ < %d; q_++) { out[o_ + q_] = %s[q_]; out_idx[oi_ + q_] = %s[q_]; }\n", nreal,
-                  st, sx);
+    case KP_FAMILY_SELECT:
+        if (kp__red(prog->red)->value != KP_WIDTH_NONE && kp__red(prog->red)->index != KP_WIDTH_NONE)
+            sb_printf(s, "    for (int q_ = 0; q_ < %d; q_++) { out[o_ + q_] = %s[q_]; out_idx[oi_ + q_] = %s[q_]; }\n",
+                      nreal, st, sx);
+        else if (kp__red(prog->red)->value != KP_WIDTH_NONE)
+            sb_printf(s, "    for (int q_ = 0; q_ < %d; q_++) out[o_ + q_] = %s[q_];\n", nreal, st);
+        else
+            sb_printf(s, "    for (int q_ = 0; q_ < %d; q_++) out_idx[oi_ + q_] = %s[q_];\n", nidx, sx);
         break;
     }
 }
@@ -755,7 +693,7 @@ static int pair_components(const kp_program *prog) {
 
 /* Group sums ts per row (grouped Sum, LogSumExp, SumSoftMaxWeight). */
 static int group_sums(const kp_program *prog) {
-    return kp__reduction_family(prog->red) == KP_FAMILY_SOFTMAX ? 1 + prog->red_g.dim : imax1(prog->fdim);
+    return kp__red(prog->red)->family == KP_FAMILY_SOFTMAX ? 1 + prog->red_g.dim : imax1(prog->fdim);
 }
 
 int kp__gpu_default_rows(const kp_program *prog, kp_dtype dtype) {
@@ -801,7 +739,7 @@ char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, const kp_gpu_setti
     info->block = B;
     info->rows = R;
     kp__state_size(prog, &info->nreal, &info->nidx);
-    out_dims(prog, &info->out_dim, &info->out_idx_dim);
+    kp__out_widths(prog, &info->out_dim, &info->out_idx_dim);
     /* Argument positions read by VAR instructions, in increasing order. */
     int dim_of[KP_MAX_ARGS];
     kp_var_category cat_of[KP_MAX_ARGS];
@@ -830,7 +768,7 @@ char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, const kp_gpu_setti
     emit_prelude(s, dtype, dialect, name, set->math == KP_MATH_FAST && dtype == KP_FLOAT32);
     int NR = imax1(info->nreal), NX = imax1(info->nidx);
     int W = tile_stride(prog, dtype);
-    kp_red_family fam = kp__reduction_family(prog->red);
+    kp_red_family fam = kp__red(prog->red)->family;
     int f32_kahan = dtype == KP_FLOAT32 && scheme == KP_SUM_KAHAN; /* float64 always sums by groups, as on the CPU */
     int grouped = (fam == KP_FAMILY_SUM || fam == KP_FAMILY_LOGSUMEXP || fam == KP_FAMILY_SOFTMAX) && !f32_kahan;
     int NT = group_sums(prog);

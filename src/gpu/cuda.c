@@ -12,8 +12,8 @@
  *   device (fewer than 2 per multiprocessor). launch.h also lists the
  *   environment overrides of these choices (tests, tuning).
  *
- * Two entry points:
- *   kp__cuda_run_device: every array is a device pointer on one device.
+ * Two kinds of jobs:
+ *   device arrays (job->device KP_DEVICE_CUDA): every array is a device pointer on one device.
  *     Arrays already in the kernels' packed layout are used in place; others
  *     go through gather/scatter helper kernels (cuda_helpers.h) into
  *     temporaries. Everything is queued on the caller's stream and nothing
@@ -21,7 +21,7 @@
  *     where the device supports memory pools; otherwise they come from
  *     cuMemAlloc and we synchronize the stream before cuMemFree (the only case
  *     where a device call blocks, and only when a temporary was needed).
- *   kp__cuda_run: host arrays (the context's engine is CUDA): packed on the
+ *   host arrays (the context's engine is CUDA): packed on the
  *     host, copied to device 0, run, copied back, synchronized.
  *
  * The device's primary context is pushed for the call and popped after, so
@@ -41,14 +41,15 @@
 #include "gpu/cuda_compile.h"
 #include "gpu/cuda_driver.h"
 #include "gpu/cuda_helpers.h"
-#include "gpu/engine.h"
 #include "gpu/launch.h"
 #include "gpu/pack.h"
+#include "gpu/progcache.h"
+#include "plan/engine.h"
 
 #define KP_CUDA_MAX_GRID_Z 65535
 #define KP_CUDA_MAX_GRID_Y 65535
 
-kp_status kp__cuda_available(kp_context *ctx) {
+static kp_status cuda_available(kp_context *ctx) {
     char why[320];
     if (!kp__cuda_device(0, why, sizeof why)) return kp__fail(ctx, KP_ERR_UNSUPPORTED, "%s", why);
     return KP_OK;
@@ -105,30 +106,14 @@ static kp_status release(cuda_run *R) {
 
 /* ------------------------------------------------------------ modules */
 
-typedef struct cuda_module {
-    int ordinal;
-    kp_kcache_key key; /* SHA-256 of the source */
-    CUmodule mod;
-    struct cuda_module *next;
-} cuda_module;
-
-static pthread_mutex_t mod_lock = PTHREAD_MUTEX_INITIALIZER;
-static cuda_module *modules;
+/* Loaded modules by device and source; never evicted (kernels queued on a stream may use them). */
+static kp_progcache modules = KP_PROGCACHE_INIT(0, NULL);
 
 /* The module of src on R's device (its context current). */
 static kp_status get_module(cuda_run *R, const char *src, CUmodule *out) {
     kp_kcache_key key;
-    const void *parts[1] = {src};
-    size_t lens[1] = {strlen(src)};
-    kp__kcache_key(&key, 1, parts, lens);
-    pthread_mutex_lock(&mod_lock);
-    for (cuda_module *m = modules; m; m = m->next)
-        if (m->ordinal == R->dev->ordinal && memcmp(m->key.d, key.d, sizeof key.d) == 0) {
-            *out = m->mod;
-            pthread_mutex_unlock(&mod_lock);
-            return KP_OK;
-        }
-    pthread_mutex_unlock(&mod_lock);
+    kp__progcache_key(&key, src, NULL);
+    if ((*out = kp__progcache_find(&modules, R->dev->ordinal, &key)) != NULL) return KP_OK;
     /* Not under the lock: NVRTC can take a second; two threads may both compile, both modules work. */
     kp_cuda_image img;
     char msg[KP_MESSAGE_MAX];
@@ -156,16 +141,7 @@ static kp_status get_module(cuda_run *R, const char *src, CUmodule *out) {
                         R->dev->ordinal, R->dev->name, img.arch[0] ? img.arch : "this device", e, nv ? nv->major : 0,
                         nv ? nv->minor : 0);
     }
-    cuda_module *m = malloc(sizeof *m);
-    if (m) {
-        m->ordinal = R->dev->ordinal;
-        m->key = key;
-        m->mod = mod;
-        pthread_mutex_lock(&mod_lock);
-        m->next = modules;
-        modules = m;
-        pthread_mutex_unlock(&mod_lock);
-    } /* else: used for this call and leaked; the next call loads it again */
+    kp__progcache_add(&modules, R->dev->ordinal, &key, mod); /* out of memory: used for this call and leaked */
     *out = mod;
     return KP_OK;
 }
@@ -187,9 +163,17 @@ static kp_status launch(cuda_run *R, CUfunction f, unsigned gx, unsigned gy, uns
     return fail_cu(R, r, what);
 }
 
+/* A generated kernel's launch: its arguments as kp__gpu_reduce_args / kp__gpu_merge_args laid them out. */
+static kp_status launch_args(cuda_run *R, CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
+                             const kp_gpu_kernel_args *ka, const char *name) {
+    void *params[sizeof ka->a / sizeof ka->a[0]];
+    for (int i = 0; i < ka->n; i++) params[i] = (void *)(uintptr_t)ka->a[i].at;
+    return launch(R, f, gx, gy, gz, bx, params, name);
+}
+
 /* ------------------------------------------------------------ helpers (gather, scatter, row sums) */
 
-static void layout_of(const kp_cpu_job *job, const kp_cpu_arg *a, int batched, kp_cuda_layout *L) {
+static void layout_of(const kp_job *job, const kp_job_arg *a, int batched, kp_cuda_layout *L) {
     memset(L, 0, sizeof *L);
     L->nd = batched ? job->nbatch_dims : 0;
     for (int d = 0; d < job->nbatch_dims; d++) {
@@ -235,179 +219,215 @@ static kp_status check_pointer(cuda_run *R, const void *p, const char *what) {
 
 /* ------------------------------------------------------------ run */
 
-static kp_status run(cuda_run *R, const kp_cpu_job *job, int on_device, int sum_rows_dim) {
-    const kp_program *prog = job->prog;
-    size_t esz = job->dtype == KP_FLOAT32 ? 4 : 8;
-    char what[64];
-    kp_status st;
-    if (job->nbatch == 0 || (job->nrows == 0 && !sum_rows_dim)) return KP_OK;
-
+/* One job on R's device: its kernels, launch shape, buffers. */
+typedef struct cuda_call {
+    const kp_job *job;
+    int on_device, sum_rows_dim;
+    size_t esz;
     kp_gpu_kernel_info info;
+    CUfunction fr, fm; /* reduce, merge */
+    int64_t chunk, nchunks, nblocks;
+    int split;
+    CUdeviceptr aptr[KP_MAX_ARGS]; /* argument u's packed data */
+    int64_t abs_[KP_MAX_ARGS];     /* and its batch stride */
+    CUdeviceptr out, oidx, part, pidx;
+    int out_direct, idx_direct; /* the caller's device outputs are written in place */
+} cuda_call;
+
+/* The generated kernels of C's job and its launch shape. */
+static kp_status load_kernels(cuda_run *R, cuda_call *C) {
+    const kp_job *job = C->job;
     int block, per_thread;
     kp__gpu_env_geometry(&block, &per_thread);
     kp_gpu_settings set = {job->scheme, job->math};
-    char *src = kp__gpu_codegen(prog, job->dtype, &set, KP_GPU_CUDA, block, per_thread, "kp", &info);
+    char *src = kp__gpu_codegen(job->prog, job->dtype, &set, KP_GPU_CUDA, block, per_thread, "kp", &C->info);
     if (!src) return kp__fail(R->ctx, KP_ERR_OOM, "out of memory while generating the CUDA kernel");
     CUmodule mod = NULL;
-    st = get_module(R, src, &mod);
+    kp_status st = get_module(R, src, &mod);
     free(src);
-    CUfunction fr = NULL, fm = NULL;
-    if (st == KP_OK) st = get_function(R, mod, "kp_reduce", &fr);
-    if (st == KP_OK) st = get_function(R, mod, "kp_merge", &fm);
+    if (st == KP_OK) st = get_function(R, mod, "kp_reduce", &C->fr);
+    if (st == KP_OK) st = get_function(R, mod, "kp_merge", &C->fm);
     if (st != KP_OK) return st;
     int maxthr = 0;
-    if (R->cu->FuncGetAttribute(&maxthr, KP_CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, fr) == KP_CUDA_SUCCESS &&
-        maxthr > 0 && maxthr < info.block)
+    if (R->cu->FuncGetAttribute(&maxthr, KP_CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, C->fr) == KP_CUDA_SUCCESS &&
+        maxthr > 0 && maxthr < C->info.block)
         return kp__fail(R->ctx, KP_ERR_UNSUPPORTED,
                         "CUDA engine: the kernel needs %d threads per block, device %d allows %d for it (registers); "
                         "set KP_GPU_BLOCK to a smaller power of two",
-                        info.block, R->dev->ordinal, maxthr);
-
+                        C->info.block, R->dev->ordinal, maxthr);
     /* Chunks of the reduced axis, fixed by its length; split when row blocks cannot fill the device. */
     int64_t fill = R->dev->sm_count > 0 ? 2 * (int64_t)R->dev->sm_count : 64;
-    kp_gpu_launch shape = kp__gpu_launch_shape(&info, job->nrows, job->ncols, job->nbatch, fill);
-    const int64_t chunk = shape.chunk, nchunks = shape.nchunks, nblocks = shape.nblocks;
-    int split = shape.split && nchunks <= KP_CUDA_MAX_GRID_Y;
-    if (nblocks > INT32_MAX) return kp__fail(R->ctx, KP_ERR_TOO_LARGE, "CUDA engine: %lld rows are too many for one grid", (long long)job->nrows);
-
-    /* Inputs: in place when packed, else gathered (device) or packed and copied (host). */
-    CUdeviceptr aptr[KP_MAX_ARGS];
-    int64_t abs_[KP_MAX_ARGS];
-    for (int u = 0; u < info.nused; u++) {
-        int pos = info.used[u], dim = info.used_dim[u];
-        const kp_cpu_arg *a = &job->args[pos];
-        int64_t rows = info.used_cat[u] == KP_VAR_PARAM ? 1 : (info.used_cat[u] == prog->row_cat ? job->nrows : job->ncols);
-        int batched = kp__gpu_arg_batched(job, a);
-        int64_t nb = batched ? job->nbatch : 1, bs = 0;
-        size_t bytes = (size_t)(nb * rows * dim) * esz;
-        snprintf(what, sizeof what, "argument %d", pos);
-        if (on_device) {
-            if (rows * dim > 0 && (st = check_pointer(R, a->base, what)) != KP_OK) return st;
-            if (kp__gpu_arg_is_packed(job, a, rows, dim, &bs)) {
-                aptr[u] = (CUdeviceptr)(uintptr_t)a->base;
-            } else {
-                kp_cuda_layout L;
-                layout_of(job, a, batched, &L);
-                if ((st = dev_alloc(R, bytes, &aptr[u])) != KP_OK) return st;
-                st = helper(R, esz == 4 ? "kp_gather4" : "kp_gather8", (CUdeviceptr)(uintptr_t)a->base, aptr[u], &L,
-                            nb, rows, dim);
-                if (st != KP_OK) return st;
-                bs = nb > 1 ? rows * dim : 0;
-            }
-        } else {
-            void *h = kp__gpu_pack_arg(job, a, rows, dim, esz, &bs);
-            if (!h) return kp__fail(R->ctx, KP_ERR_OOM, "out of memory packing argument %d", pos);
-            R->host[R->nhost++] = h;
-            if ((st = dev_alloc(R, bytes, &aptr[u])) != KP_OK) return st;
-            CUresult r = bytes ? R->cu->MemcpyHtoDAsync(aptr[u], h, bytes, R->stream) : KP_CUDA_SUCCESS;
-            if (r != KP_CUDA_SUCCESS) return fail_cu(R, r, "copying an argument to the device");
-        }
-        abs_[u] = bs;
-    }
-
-    /* Outputs: the caller's when packed (device), else temporaries. */
-    size_t nout = (size_t)(job->nbatch * job->nrows);
-    CUdeviceptr out = 0, oidx = 0, part = 0, pidx = 0;
-    int out_direct = 0, idx_direct = 0;
-    if (info.out_dim) {
-        if (on_device && (st = check_pointer(R, job->out.base, "the output")) != KP_OK) return st;
-        out_direct = on_device && !sum_rows_dim && kp__gpu_out_is_packed(job, &job->out, info.out_dim);
-        if (out_direct) out = (CUdeviceptr)(uintptr_t)job->out.base;
-        else if ((st = dev_alloc(R, nout * (size_t)info.out_dim * esz, &out)) != KP_OK) return st;
-    }
-    if (info.out_idx_dim) {
-        if (on_device && (st = check_pointer(R, job->out_idx.base, "the index output")) != KP_OK) return st;
-        idx_direct = on_device && kp__gpu_out_is_packed(job, &job->out_idx, info.out_idx_dim);
-        if (idx_direct) oidx = (CUdeviceptr)(uintptr_t)job->out_idx.base;
-        else if ((st = dev_alloc(R, nout * (size_t)info.out_idx_dim * 8, &oidx)) != KP_OK) return st;
-    }
-    if (split) {
-        size_t npart = (size_t)nchunks * nout;
-        if ((st = dev_alloc(R, npart * (size_t)info.nreal * esz, &part)) != KP_OK) return st;
-        if ((st = dev_alloc(R, npart * (size_t)info.nidx * 8, &pidx)) != KP_OK) return st;
-    }
-
-    /* Launch, in slices of at most KP_CUDA_MAX_GRID_Z batches (pointers moved to each slice). */
-    long long nrows = job->nrows, ncols = job->ncols, lchunk = chunk, lnchunks = nchunks;
-    int isplit = split;
-    for (int64_t z0 = 0; job->nrows > 0 && z0 < job->nbatch; z0 += KP_CUDA_MAX_GRID_Z) {
-        int64_t nz = job->nbatch - z0 < KP_CUDA_MAX_GRID_Z ? job->nbatch - z0 : KP_CUDA_MAX_GRID_Z;
-        CUdeviceptr za[KP_MAX_ARGS];
-        long long zbs[KP_MAX_ARGS];
-        void *params[2 * KP_MAX_ARGS + 9];
-        int np = 0;
-        for (int u = 0; u < info.nused; u++) {
-            za[u] = aptr[u] + (CUdeviceptr)(z0 * abs_[u] * (int64_t)esz);
-            zbs[u] = abs_[u];
-            params[np++] = &za[u];
-            params[np++] = &zbs[u];
-        }
-        CUdeviceptr zout = out ? out + (CUdeviceptr)((size_t)z0 * (size_t)job->nrows * (size_t)info.out_dim * esz) : 0;
-        CUdeviceptr zidx = oidx ? oidx + (CUdeviceptr)((size_t)z0 * (size_t)job->nrows * (size_t)info.out_idx_dim * 8) : 0;
-        size_t zpart = (size_t)z0 * (size_t)nchunks * (size_t)job->nrows;
-        CUdeviceptr zp = part ? part + (CUdeviceptr)(zpart * (size_t)info.nreal * esz) : 0;
-        CUdeviceptr zpi = pidx ? pidx + (CUdeviceptr)(zpart * (size_t)info.nidx * 8) : 0;
-        params[np++] = &zout;
-        params[np++] = &zidx;
-        params[np++] = &zp;
-        params[np++] = &zpi;
-        params[np++] = &nrows;
-        params[np++] = &ncols;
-        params[np++] = &lchunk;
-        params[np++] = &lnchunks;
-        params[np++] = &isplit;
-        st = launch(R, fr, (unsigned)nblocks, split ? (unsigned)nchunks : 1u, (unsigned)nz, (unsigned)info.block, params,
-                    "kp_reduce");
-        if (st != KP_OK) return st;
-        if (split) {
-            long long ntotal = nz * job->nrows;
-            void *mp[] = {&zp, &zpi, &zout, &zidx, &nrows, &lnchunks, &ntotal};
-            st = launch(R, fm, (unsigned)((ntotal + 127) / 128), 1, 1, 128, mp, "kp_merge");
-            if (st != KP_OK) return st;
-        }
-    }
-
-    /* Results. */
-    if (on_device) {
-        kp_cuda_layout L;
-        if (sum_rows_dim) {
-            layout_of(job, &job->out, 1, &L);
-            st = helper(R, esz == 4 ? "kp_sumrows_f32" : "kp_sumrows_f64", out, (CUdeviceptr)(uintptr_t)job->out.base,
-                        &L, job->nbatch, job->nrows, sum_rows_dim);
-        } else if (info.out_dim && !out_direct) {
-            layout_of(job, &job->out, 1, &L);
-            st = helper(R, esz == 4 ? "kp_scatter4" : "kp_scatter8", out, (CUdeviceptr)(uintptr_t)job->out.base, &L,
-                        job->nbatch, job->nrows, info.out_dim);
-        }
-        if (st == KP_OK && info.out_idx_dim && !idx_direct) {
-            layout_of(job, &job->out_idx, 1, &L);
-            st = helper(R, "kp_scatter8", oidx, (CUdeviceptr)(uintptr_t)job->out_idx.base, &L, job->nbatch, job->nrows,
-                        info.out_idx_dim);
-        }
-        return st;
-    }
-    void *hv = NULL, *hi = NULL;
-    if (info.out_dim && job->out.base) {
-        hv = malloc(nout * (size_t)info.out_dim * esz + 1);
-        if (hv) R->host[R->nhost++] = hv;
-    }
-    if (info.out_idx_dim && job->out_idx.base) {
-        hi = malloc(nout * (size_t)info.out_idx_dim * 8 + 1);
-        if (hi) R->host[R->nhost++] = hi;
-    }
-    if ((info.out_dim && job->out.base && !hv) || (info.out_idx_dim && job->out_idx.base && !hi))
-        return kp__fail(R->ctx, KP_ERR_OOM, "out of memory reading the CUDA output");
-    CUresult r = KP_CUDA_SUCCESS;
-    if (hv) r = R->cu->MemcpyDtoHAsync(hv, out, nout * (size_t)info.out_dim * esz, R->stream);
-    if (r == KP_CUDA_SUCCESS && hi) r = R->cu->MemcpyDtoHAsync(hi, oidx, nout * (size_t)info.out_idx_dim * 8, R->stream);
-    if (r == KP_CUDA_SUCCESS) r = R->cu->StreamSynchronize(R->stream);
-    if (r != KP_CUDA_SUCCESS) return fail_cu(R, r, "running the kernel and reading its output");
-    if (hv) kp__gpu_unpack_out(job, &job->out, hv, info.out_dim, esz);
-    if (hi) kp__gpu_unpack_out(job, &job->out_idx, hi, info.out_idx_dim, 8);
+    kp_gpu_launch shape = kp__gpu_launch_shape(&C->info, job->nrows, job->ncols, job->nbatch, fill);
+    C->chunk = shape.chunk;
+    C->nchunks = shape.nchunks;
+    C->nblocks = shape.nblocks;
+    C->split = shape.split && C->nchunks <= KP_CUDA_MAX_GRID_Y;
+    if (C->nblocks > INT32_MAX)
+        return kp__fail(R->ctx, KP_ERR_TOO_LARGE, "CUDA engine: %lld rows are too many for one grid", (long long)job->nrows);
     return KP_OK;
 }
 
-static kp_status run_on(kp_context *ctx, const kp_cpu_job *job, int ordinal, void *stream, int on_device,
+/* Used argument u: in place when packed, else gathered (device) or packed and copied (host). */
+static kp_status upload_arg(cuda_run *R, cuda_call *C, int u) {
+    const kp_job *job = C->job;
+    int pos = C->info.used[u], dim = C->info.used_dim[u];
+    const kp_job_arg *a = &job->args[pos];
+    int64_t rows = C->info.used_cat[u] == KP_VAR_PARAM ? 1
+                   : (C->info.used_cat[u] == job->prog->row_cat ? job->nrows : job->ncols);
+    int batched = kp__gpu_arg_batched(job, a);
+    int64_t nb = batched ? job->nbatch : 1, bs = 0;
+    size_t bytes = (size_t)(nb * rows * dim) * C->esz;
+    char what[64];
+    snprintf(what, sizeof what, "argument %d", pos);
+    kp_status st;
+    if (C->on_device) {
+        if (rows * dim > 0 && (st = check_pointer(R, a->base, what)) != KP_OK) return st;
+        if (kp__gpu_arg_is_packed(job, a, rows, dim, &bs)) {
+            C->aptr[u] = (CUdeviceptr)(uintptr_t)a->base;
+        } else {
+            kp_cuda_layout L;
+            layout_of(job, a, batched, &L);
+            if ((st = dev_alloc(R, bytes, &C->aptr[u])) != KP_OK) return st;
+            st = helper(R, C->esz == 4 ? "kp_gather4" : "kp_gather8", (CUdeviceptr)(uintptr_t)a->base, C->aptr[u], &L,
+                        nb, rows, dim);
+            if (st != KP_OK) return st;
+            bs = nb > 1 ? rows * dim : 0;
+        }
+    } else {
+        void *h = kp__gpu_pack_arg(job, a, rows, dim, C->esz, &bs);
+        if (!h) return kp__fail(R->ctx, KP_ERR_OOM, "out of memory packing argument %d", pos);
+        R->host[R->nhost++] = h;
+        if ((st = dev_alloc(R, bytes, &C->aptr[u])) != KP_OK) return st;
+        CUresult r = bytes ? R->cu->MemcpyHtoDAsync(C->aptr[u], h, bytes, R->stream) : KP_CUDA_SUCCESS;
+        if (r != KP_CUDA_SUCCESS) return fail_cu(R, r, "copying an argument to the device");
+    }
+    C->abs_[u] = bs;
+    return KP_OK;
+}
+
+/* Outputs: the caller's when packed (device), else temporaries; chunk states when split. */
+static kp_status alloc_outputs(cuda_run *R, cuda_call *C) {
+    const kp_job *job = C->job;
+    size_t nout = (size_t)(job->nbatch * job->nrows), esz = C->esz;
+    kp_status st;
+    if (C->info.out_dim) {
+        if (C->on_device && (st = check_pointer(R, job->out.base, "the output")) != KP_OK) return st;
+        C->out_direct = C->on_device && !C->sum_rows_dim && kp__gpu_out_is_packed(job, &job->out, C->info.out_dim);
+        if (C->out_direct) C->out = (CUdeviceptr)(uintptr_t)job->out.base;
+        else if ((st = dev_alloc(R, nout * (size_t)C->info.out_dim * esz, &C->out)) != KP_OK) return st;
+    }
+    if (C->info.out_idx_dim) {
+        if (C->on_device && (st = check_pointer(R, job->out_idx.base, "the index output")) != KP_OK) return st;
+        C->idx_direct = C->on_device && kp__gpu_out_is_packed(job, &job->out_idx, C->info.out_idx_dim);
+        if (C->idx_direct) C->oidx = (CUdeviceptr)(uintptr_t)job->out_idx.base;
+        else if ((st = dev_alloc(R, nout * (size_t)C->info.out_idx_dim * 8, &C->oidx)) != KP_OK) return st;
+    }
+    if (C->split) {
+        size_t npart = (size_t)C->nchunks * nout;
+        if ((st = dev_alloc(R, npart * (size_t)C->info.nreal * esz, &C->part)) != KP_OK) return st;
+        if ((st = dev_alloc(R, npart * (size_t)C->info.nidx * 8, &C->pidx)) != KP_OK) return st;
+    }
+    return KP_OK;
+}
+
+/* Reduce (and merge) launches, in slices of at most KP_CUDA_MAX_GRID_Z batches (pointers moved to each slice). */
+static kp_status launch_all(cuda_run *R, cuda_call *C) {
+    const kp_job *job = C->job;
+    const kp_gpu_kernel_info *info = &C->info;
+    size_t esz = C->esz;
+    const int64_t sizes[4] = {job->nrows, job->ncols, C->chunk, C->nchunks};
+    for (int64_t z0 = 0; job->nrows > 0 && z0 < job->nbatch; z0 += KP_CUDA_MAX_GRID_Z) {
+        int64_t nz = job->nbatch - z0 < KP_CUDA_MAX_GRID_Z ? job->nbatch - z0 : KP_CUDA_MAX_GRID_Z;
+        CUdeviceptr za[KP_MAX_ARGS];
+        for (int u = 0; u < info->nused; u++) za[u] = C->aptr[u] + (CUdeviceptr)(z0 * C->abs_[u] * (int64_t)esz);
+        size_t zrows = (size_t)z0 * (size_t)job->nrows, zpart = zrows * (size_t)C->nchunks;
+        CUdeviceptr zo[4] = {/* out, out_idx, part, part_idx of this slice */
+                             C->out ? C->out + (CUdeviceptr)(zrows * (size_t)info->out_dim * esz) : 0,
+                             C->oidx ? C->oidx + (CUdeviceptr)(zrows * (size_t)info->out_idx_dim * 8) : 0,
+                             C->part ? C->part + (CUdeviceptr)(zpart * (size_t)info->nreal * esz) : 0,
+                             C->pidx ? C->pidx + (CUdeviceptr)(zpart * (size_t)info->nidx * 8) : 0};
+        kp_gpu_kernel_args ka;
+        kp__gpu_reduce_args(&ka, info->nused, za, C->abs_, sizeof(CUdeviceptr), zo, sizes, &C->split);
+        kp_status st = launch_args(R, C->fr, (unsigned)C->nblocks, C->split ? (unsigned)C->nchunks : 1u, (unsigned)nz,
+                                   (unsigned)info->block, &ka, "kp_reduce");
+        if (st != KP_OK) return st;
+        if (C->split) {
+            const CUdeviceptr mb[4] = {zo[2], zo[3], zo[0], zo[1]};
+            const int64_t msizes[3] = {job->nrows, C->nchunks, nz * job->nrows};
+            kp__gpu_merge_args(&ka, mb, sizeof(CUdeviceptr), msizes);
+            st = launch_args(R, C->fm, (unsigned)((msizes[2] + 127) / 128), 1, 1, 128, &ka, "kp_merge");
+            if (st != KP_OK) return st;
+        }
+    }
+    return KP_OK;
+}
+
+/* Device arrays: row sums or scatters into the caller's outputs that were not written in place. */
+static kp_status finish_on_device(cuda_run *R, const cuda_call *C) {
+    const kp_job *job = C->job;
+    kp_cuda_layout L;
+    kp_status st = KP_OK;
+    if (C->sum_rows_dim) {
+        layout_of(job, &job->out, 1, &L);
+        st = helper(R, C->esz == 4 ? "kp_sumrows_f32" : "kp_sumrows_f64", C->out, (CUdeviceptr)(uintptr_t)job->out.base,
+                    &L, job->nbatch, job->nrows, C->sum_rows_dim);
+    } else if (C->info.out_dim && !C->out_direct) {
+        layout_of(job, &job->out, 1, &L);
+        st = helper(R, C->esz == 4 ? "kp_scatter4" : "kp_scatter8", C->out, (CUdeviceptr)(uintptr_t)job->out.base, &L,
+                    job->nbatch, job->nrows, C->info.out_dim);
+    }
+    if (st == KP_OK && C->info.out_idx_dim && !C->idx_direct) {
+        layout_of(job, &job->out_idx, 1, &L);
+        st = helper(R, "kp_scatter8", C->oidx, (CUdeviceptr)(uintptr_t)job->out_idx.base, &L, job->nbatch, job->nrows,
+                    C->info.out_idx_dim);
+    }
+    return st;
+}
+
+/* Host arrays: copy the packed outputs back, wait, scatter them into the caller's. */
+static kp_status finish_on_host(cuda_run *R, const cuda_call *C) {
+    const kp_job *job = C->job;
+    size_t nout = (size_t)(job->nbatch * job->nrows), esz = C->esz;
+    int od = C->info.out_dim, oi = C->info.out_idx_dim;
+    void *hv = NULL, *hi = NULL;
+    if (od && job->out.base) {
+        hv = malloc(nout * (size_t)od * esz + 1);
+        if (hv) R->host[R->nhost++] = hv;
+    }
+    if (oi && job->out_idx.base) {
+        hi = malloc(nout * (size_t)oi * 8 + 1);
+        if (hi) R->host[R->nhost++] = hi;
+    }
+    if ((od && job->out.base && !hv) || (oi && job->out_idx.base && !hi))
+        return kp__fail(R->ctx, KP_ERR_OOM, "out of memory reading the CUDA output");
+    CUresult r = KP_CUDA_SUCCESS;
+    if (hv) r = R->cu->MemcpyDtoHAsync(hv, C->out, nout * (size_t)od * esz, R->stream);
+    if (r == KP_CUDA_SUCCESS && hi) r = R->cu->MemcpyDtoHAsync(hi, C->oidx, nout * (size_t)oi * 8, R->stream);
+    if (r == KP_CUDA_SUCCESS) r = R->cu->StreamSynchronize(R->stream);
+    if (r != KP_CUDA_SUCCESS) return fail_cu(R, r, "running the kernel and reading its output");
+    if (hv) kp__gpu_unpack_out(job, &job->out, hv, od, esz);
+    if (hi) kp__gpu_unpack_out(job, &job->out_idx, hi, oi, 8);
+    return KP_OK;
+}
+
+static kp_status run(cuda_run *R, const kp_job *job, int on_device, int sum_rows_dim) {
+    if (job->nbatch == 0 || (job->nrows == 0 && !sum_rows_dim)) return KP_OK;
+    cuda_call *C = calloc(1, sizeof *C);
+    if (!C) return kp__fail(R->ctx, KP_ERR_OOM, "out of memory");
+    C->job = job;
+    C->on_device = on_device;
+    C->sum_rows_dim = sum_rows_dim;
+    C->esz = job->dtype == KP_FLOAT32 ? 4 : 8;
+    kp_status st = load_kernels(R, C);
+    for (int u = 0; st == KP_OK && u < C->info.nused; u++) st = upload_arg(R, C, u);
+    if (st == KP_OK) st = alloc_outputs(R, C);
+    if (st == KP_OK) st = launch_all(R, C);
+    if (st == KP_OK) st = on_device ? finish_on_device(R, C) : finish_on_host(R, C);
+    free(C);
+    return st;
+}
+
+static kp_status run_on(kp_context *ctx, const kp_job *job, int ordinal, void *stream, int on_device,
                         int sum_rows_dim) {
     char why[320];
     cuda_run R;
@@ -430,8 +450,14 @@ static kp_status run_on(kp_context *ctx, const kp_cpu_job *job, int ordinal, voi
     return st2;
 }
 
-kp_status kp__cuda_run(kp_context *ctx, const kp_cpu_job *job) { return run_on(ctx, job, 0, NULL, 0, 0); }
-
-kp_status kp__cuda_run_device(kp_context *ctx, const kp_cpu_job *job, const kp_exec_target *t, int sum_rows_dim) {
-    return run_on(ctx, job, t->device_id, t->cuda_stream, 1, sum_rows_dim);
+static kp_status cuda_run_job(kp_context *ctx, const kp_job *job) {
+    if (job->device == KP_DEVICE_CUDA) return run_on(ctx, job, job->device_id, job->stream, 1, job->sum_rows_dim);
+    return run_on(ctx, job, 0, NULL, 0, 0);
 }
+
+const kp_engine_ops kp__engine_cuda = {
+    .name = "CUDA",
+    .devices = KP_ENGINE_READS(KP_DEVICE_CPU) | KP_ENGINE_READS(KP_DEVICE_CUDA),
+    .available = cuda_available,
+    .run = cuda_run_job,
+};

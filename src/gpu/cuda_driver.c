@@ -17,27 +17,48 @@ static void *sym(void *lib, const char *a, const char *b) {
     return p;
 }
 
-/* ------------------------------------------------------------ driver */
+/* A library loaded on first use, once per process (under lock). */
+typedef struct lazy_lib {
+    int tried;
+    const void *ok; /* the function table, NULL if loading failed */
+    char why[320];  /* why it failed */
+} lazy_lib;
+
+static const void *load_once(lazy_lib *l, const void *(*load)(void), const char **why) {
+    pthread_mutex_lock(&lock);
+    if (!l->tried) {
+        l->tried = 1;
+        l->ok = load();
+    }
+    const void *p = l->ok;
+    pthread_mutex_unlock(&lock);
+    if (why) *why = p ? "" : l->why;
+    return p;
+}
 
 static struct {
-    int tried;
-    const kp_cuda_driver *ok;
+    lazy_lib l;
     kp_cuda_driver cu;
-    char why[320];
-} drv;
+} drv; /* libcuda */
+static struct {
+    lazy_lib l;
+    kp_nvrtc_api nv;
+} nvl; /* libnvrtc */
+
+/* ------------------------------------------------------------ driver */
 
 static const kp_cuda_driver *load_driver(void) {
     const char *path = getenv("KP_CUDA_LIBRARY");
     const char *name = path && *path ? path : "libcuda.so.1";
     void *lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
     if (!lib) {
-        snprintf(drv.why, sizeof drv.why, "no CUDA device: the CUDA driver (%.200s) is not installed", name);
+        snprintf(drv.l.why, sizeof drv.l.why, "no CUDA device: the CUDA driver (%.200s) is not installed", name);
         return NULL;
     }
     kp_cuda_driver *c = &drv.cu;
 #define REQ(field, a, b)                                                                                   \
     if (!(*(void **)(&c->field) = sym(lib, a, b))) {                                                       \
-        snprintf(drv.why, sizeof drv.why, "no CUDA device: the CUDA driver lacks %s (too old?)", a);       \
+        snprintf(drv.l.why, sizeof drv.l.why, "no CUDA device: the CUDA driver lacks %s (too old?)", a);       \
         return NULL;                                                                                       \
     }
     REQ(Init, "cuInit", NULL)
@@ -76,27 +97,19 @@ static const kp_cuda_driver *load_driver(void) {
     int n = 0;
     if (r != KP_CUDA_SUCCESS) {
         char e[160];
-        snprintf(drv.why, sizeof drv.why, "no CUDA device: cuInit failed: %s", kp__cuda_strerror(c, r, e, sizeof e));
+        snprintf(drv.l.why, sizeof drv.l.why, "no CUDA device: cuInit failed: %s", kp__cuda_strerror(c, r, e, sizeof e));
         return NULL;
     }
     if (c->DeviceGetCount(&n) != KP_CUDA_SUCCESS || n <= 0) {
-        snprintf(drv.why, sizeof drv.why, "no CUDA device: the CUDA driver reports no usable device");
+        snprintf(drv.l.why, sizeof drv.l.why, "no CUDA device: the CUDA driver reports no usable device");
         return NULL;
     }
     return c; /* the library stays loaded for the process: its functions are in use */
 }
 
-const kp_cuda_driver *kp__cuda_driver(const char **why) {
-    pthread_mutex_lock(&lock);
-    if (!drv.tried) {
-        drv.tried = 1;
-        drv.ok = load_driver();
-    }
-    const kp_cuda_driver *c = drv.ok;
-    pthread_mutex_unlock(&lock);
-    if (why) *why = c ? "" : drv.why;
-    return c;
-}
+static const void *load_driver_table(void) { return load_driver(); }
+
+const kp_cuda_driver *kp__cuda_driver(const char **why) { return load_once(&drv.l, load_driver_table, why); }
 
 const char *kp__cuda_strerror(const kp_cuda_driver *cu, CUresult r, char *buf, size_t size) {
     const char *name = NULL, *text = NULL;
@@ -159,13 +172,6 @@ const kp_cuda_device *kp__cuda_device(int ordinal, char *why, size_t size) {
 
 /* ------------------------------------------------------------ NVRTC */
 
-static struct {
-    int tried;
-    const kp_nvrtc_api *ok;
-    kp_nvrtc_api nv;
-    char why[320];
-} nvl;
-
 static const kp_nvrtc_api *load_nvrtc(void) {
     const char *env = getenv("KP_NVRTC_LIBRARY");
     const char *names[] = {env,
@@ -182,13 +188,13 @@ static const kp_nvrtc_api *load_nvrtc(void) {
         if (!lib && k == 0) break; /* an explicit library that fails is an error, not a hint */
     }
     if (!lib) {
-        snprintf(nvl.why, sizeof nvl.why, "NVRTC (libnvrtc.so) not found: install the CUDA toolkit's NVRTC or set KP_NVRTC_LIBRARY");
+        snprintf(nvl.l.why, sizeof nvl.l.why, "NVRTC (libnvrtc.so) not found: install the CUDA toolkit's NVRTC or set KP_NVRTC_LIBRARY");
         return NULL;
     }
     kp_nvrtc_api *n = &nvl.nv;
 #define REQ(field, a)                                                                          \
     if (!(*(void **)(&n->field) = dlsym(lib, a))) {                                            \
-        snprintf(nvl.why, sizeof nvl.why, "NVRTC library lacks %s", a);                        \
+        snprintf(nvl.l.why, sizeof nvl.l.why, "NVRTC library lacks %s", a);                        \
         return NULL;                                                                           \
     }
     REQ(Version, "nvrtcVersion")
@@ -208,20 +214,12 @@ static const kp_nvrtc_api *load_nvrtc(void) {
     *(void **)(&n->GetSupportedArchs) = dlsym(lib, "nvrtcGetSupportedArchs");
     if (!n->GetNumSupportedArchs || !n->GetSupportedArchs) n->GetNumSupportedArchs = NULL, n->GetSupportedArchs = NULL;
     if (n->Version(&n->major, &n->minor) != KP_NVRTC_SUCCESS) {
-        snprintf(nvl.why, sizeof nvl.why, "nvrtcVersion failed");
+        snprintf(nvl.l.why, sizeof nvl.l.why, "nvrtcVersion failed");
         return NULL;
     }
     return n;
 }
 
-const kp_nvrtc_api *kp__nvrtc_api(const char **why) {
-    pthread_mutex_lock(&lock);
-    if (!nvl.tried) {
-        nvl.tried = 1;
-        nvl.ok = load_nvrtc();
-    }
-    const kp_nvrtc_api *n = nvl.ok;
-    pthread_mutex_unlock(&lock);
-    if (why) *why = n ? "" : nvl.why;
-    return n;
-}
+static const void *load_nvrtc_table(void) { return load_nvrtc(); }
+
+const kp_nvrtc_api *kp__nvrtc_api(const char **why) { return load_once(&nvl.l, load_nvrtc_table, why); }

@@ -1,11 +1,11 @@
-# GPU engines (issue 5): kernel generator (CUDA / OpenCL dialects), OpenCL engine,
+# GPU engines: kernel generator (CUDA / OpenCL dialects), OpenCL engine,
 # CUDA engine, kernel cache, ahead-of-time CUDA kernels. Included from
 # src/CMakeLists.txt after the kp_objects target exists. Nothing here needs CUDA
 # or OpenCL at build time: both are dlopen'ed at run time; nvcc, when found,
 # only adds the ahead-of-time kernel table (aot.cmake).
 target_sources(kp_objects PRIVATE
-  gpu/codegen.c gpu/launch.c gpu/engine_select.c gpu/pack.c gpu/opencl.c gpu/aot_api.c
-  gpu/cuda.c gpu/cuda_driver.c gpu/cuda_compile.c gpu/cuda_helpers.c gpu/kcache.c)
+  gpu/codegen.c gpu/launch.c gpu/source.c gpu/pack.c gpu/opencl.c gpu/aot_api.c
+  gpu/cuda.c gpu/cuda_driver.c gpu/cuda_compile.c gpu/cuda_helpers.c gpu/kcache.c gpu/progcache.c)
 find_package(Threads REQUIRED)
 target_link_libraries(kp_objects PUBLIC ${CMAKE_DL_LIBS} Threads::Threads)
 # SHA-256 of the kernel cache's keys and of the ahead-of-time table's sources

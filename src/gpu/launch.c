@@ -36,3 +36,27 @@ kp_gpu_launch kp__gpu_launch_shape(const kp_gpu_kernel_info *info, int64_t nrows
     if (force == 1 && L.nchunks > 1) L.split = 1;
     return L;
 }
+
+static void push(kp_gpu_kernel_args *k, const void *at, size_t size) {
+    k->a[k->n].at = at;
+    k->a[k->n].size = size;
+    k->n++;
+}
+
+void kp__gpu_reduce_args(kp_gpu_kernel_args *k, int nused, const void *bufs, const int64_t *bstride, size_t hs,
+                         const void *outs, const int64_t sizes[4], const int *split) {
+    k->n = 0;
+    for (int u = 0; u < nused; u++) {
+        push(k, (const char *)bufs + (size_t)u * hs, hs);
+        push(k, &bstride[u], sizeof bstride[u]);
+    }
+    for (int b = 0; b < 4; b++) push(k, (const char *)outs + (size_t)b * hs, hs);
+    for (int q = 0; q < 4; q++) push(k, &sizes[q], sizeof sizes[q]);
+    push(k, split, sizeof *split);
+}
+
+void kp__gpu_merge_args(kp_gpu_kernel_args *k, const void *bufs, size_t hs, const int64_t sizes[3]) {
+    k->n = 0;
+    for (int b = 0; b < 4; b++) push(k, (const char *)bufs + (size_t)b * hs, hs);
+    for (int q = 0; q < 3; q++) push(k, &sizes[q], sizeof sizes[q]);
+}

@@ -14,6 +14,7 @@
 #ifndef KP_GPU_LAUNCH_H
 #define KP_GPU_LAUNCH_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "gpu/codegen.h"
@@ -45,5 +46,28 @@ typedef struct kp_gpu_launch {
  * would run and there are 2 chunks or more, unless $KP_GPU_SPLIT says. */
 kp_gpu_launch kp__gpu_launch_shape(const kp_gpu_kernel_info *info, int64_t nrows, int64_t ncols, int64_t nbatch,
                                    int64_t fill);
+
+/* One kernel argument: the address and size of its value (clSetKernelArg
+ * takes both, cuLaunchKernel the address). */
+typedef struct kp_gpu_arg {
+    const void *at;
+    size_t size;
+} kp_gpu_arg;
+
+/* The arguments of one launch, in the order codegen.h documents. The values
+ * pointed to must outlive the launch call. */
+typedef struct kp_gpu_kernel_args {
+    int n;
+    kp_gpu_arg a[2 * KP_MAX_ARGS + 9];
+} kp_gpu_kernel_args;
+
+/* <name>_reduce: for each used argument u, its buffer handle at bufs + u * hs
+ * (hs: the size of the engine's handle, CUdeviceptr or cl_mem) and bstride[u];
+ * the handles out, out_idx, part, part_idx at outs + k * hs; sizes = nrows,
+ * ncols, chunk, nchunks; *split. */
+void kp__gpu_reduce_args(kp_gpu_kernel_args *k, int nused, const void *bufs, const int64_t *bstride, size_t hs,
+                         const void *outs, const int64_t sizes[4], const int *split);
+/* <name>_merge: the handles part, part_idx, out, out_idx at bufs + k * hs; sizes = nrows, nchunks, ntotal. */
+void kp__gpu_merge_args(kp_gpu_kernel_args *k, const void *bufs, size_t hs, const int64_t sizes[3]);
 
 #endif

@@ -33,9 +33,10 @@
 
 #include "core/context.h"
 #include "gpu/codegen.h"
-#include "gpu/engine.h"
 #include "gpu/launch.h"
 #include "gpu/pack.h"
+#include "gpu/progcache.h"
+#include "plan/engine.h"
 
 /* ------------------------------------------------------------ minimal OpenCL ABI */
 typedef int32_t cl_int;
@@ -87,13 +88,6 @@ typedef struct ocl_api {
 
 /* ------------------------------------------------------------ runtime (process-wide) */
 
-typedef struct prog_entry {
-    char *source;
-    char *options; /* the build options it was built with: part of the key */
-    cl_program program;
-    struct prog_entry *next;
-} prog_entry;
-
 static struct {
     pthread_mutex_t lock;
     int tried;
@@ -106,11 +100,11 @@ static struct {
     cl_command_queue queue;
     int fp64;
     char device_name[128];
-    prog_entry *programs;
-    int nprograms;
-} rt = {PTHREAD_MUTEX_INITIALIZER, 0, KP_OK, "", NULL, {0}, NULL, NULL, NULL, 0, "", NULL, 0};
+} rt = {PTHREAD_MUTEX_INITIALIZER, 0, KP_OK, "", NULL, {0}, NULL, NULL, NULL, 0, ""};
 
-#define KP_OCL_MAX_PROGRAMS 256
+/* Built programs, by source and build options; the oldest beyond 256 are released. */
+static void release_program(void *p) { rt.cl.ReleaseProgram((cl_program)p); }
+static kp_progcache programs = KP_PROGCACHE_INIT(256, release_program);
 
 static int load_symbols(void) {
     void *l = rt.lib;
@@ -193,7 +187,7 @@ static kp_status runtime_init(void) {
     return KP_OK;
 }
 
-kp_status kp__opencl_available(kp_context *ctx) {
+static kp_status opencl_available(kp_context *ctx) {
     pthread_mutex_lock(&rt.lock);
     kp_status st = runtime_init();
     pthread_mutex_unlock(&rt.lock);
@@ -201,24 +195,16 @@ kp_status kp__opencl_available(kp_context *ctx) {
     return KP_OK;
 }
 
-static char *copy_text(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *c = malloc(n);
-    return c ? memcpy(c, s, n) : NULL;
-}
-
 /* Builds (or finds) the program of src with the current build options. Called with rt.lock held. */
 static kp_status get_program(kp_context *ctx, const char *src, cl_program *out) {
-    /* $KP_OPENCL_BUILD_OPTIONS: extra clBuildProgram options, e.g. -cl-opt-disable, which halves
-       PoCL's compile time (1.6 s -> 0.9 s a kernel on the 2-core CI machine) for suites that run many
-       formulas. Read at every call and part of the cache key, so a change takes effect at once. */
+    /* $KP_OPENCL_BUILD_OPTIONS: extra clBuildProgram options, e.g. -cl-opt-disable, which about
+       halves PoCL's compile time for suites that run many formulas. Read at every call and part of
+       the cache key, so a change takes effect at once. */
     const char *opts = getenv("KP_OPENCL_BUILD_OPTIONS");
     if (!opts) opts = "";
-    for (prog_entry *e = rt.programs; e; e = e->next)
-        if (strcmp(e->source, src) == 0 && strcmp(e->options, opts) == 0) {
-            *out = e->program;
-            return KP_OK;
-        }
+    kp_kcache_key key;
+    kp__progcache_key(&key, src, opts);
+    if ((*out = kp__progcache_find(&programs, 0, &key)) != NULL) return KP_OK;
     cl_int err = 0;
     cl_program p = rt.cl.CreateProgramWithSource(rt.context, 1, &src, NULL, &err);
     if (!p || err != CL_SUCCESS) return kp__fail(ctx, KP_ERR_INTERNAL, "OpenCL: clCreateProgramWithSource failed (%d)", (int)err);
@@ -231,28 +217,9 @@ static kp_status get_program(kp_context *ctx, const char *src, cl_program *out) 
         rt.cl.ReleaseProgram(p);
         return kp__fail(ctx, KP_ERR_INTERNAL, "OpenCL: building the generated kernel failed (%d): %s", (int)err, log);
     }
-    prog_entry *e = malloc(sizeof *e);
-    char *copy = e ? copy_text(src) : NULL, *copy_opts = copy ? copy_text(opts) : NULL;
-    if (!copy_opts) {
-        free(e);
-        free(copy);
+    if (!kp__progcache_add(&programs, 0, &key, p)) {
         rt.cl.ReleaseProgram(p);
         return kp__fail(ctx, KP_ERR_OOM, "out of memory caching an OpenCL program");
-    }
-    e->source = copy;
-    e->options = copy_opts;
-    e->program = p;
-    e->next = rt.programs;
-    rt.programs = e;
-    if (++rt.nprograms > KP_OCL_MAX_PROGRAMS) { /* drop the oldest */
-        prog_entry **pp = &rt.programs;
-        while ((*pp)->next) pp = &(*pp)->next;
-        rt.cl.ReleaseProgram((*pp)->program);
-        free((*pp)->source);
-        free((*pp)->options);
-        free(*pp);
-        *pp = NULL;
-        rt.nprograms--;
     }
     *out = p;
     return KP_OK;
@@ -276,7 +243,16 @@ static cl_mem new_buffer(run_state *rs, size_t bytes, void *host, cl_int *err) {
     return m;
 }
 
-static kp_status run_locked(kp_context *ctx, const kp_cpu_job *job, run_state *rs) {
+static kp_status set_args(kp_context *ctx, cl_kernel k, const kp_gpu_kernel_args *ka, const char *name) {
+    for (int i = 0; i < ka->n; i++) {
+        cl_int err = rt.cl.SetKernelArg(k, (cl_uint)i, ka->a[i].size, ka->a[i].at);
+        if (err != CL_SUCCESS)
+            return kp__fail(ctx, KP_ERR_INTERNAL, "OpenCL: clSetKernelArg %d of %s failed (%d)", i, name, (int)err);
+    }
+    return KP_OK;
+}
+
+static kp_status run_locked(kp_context *ctx, const kp_job *job, run_state *rs) {
     const kp_program *prog = job->prog;
     size_t esz = job->dtype == KP_FLOAT32 ? 4 : 8;
     if (job->dtype == KP_FLOAT64 && !rt.fp64)
@@ -307,46 +283,34 @@ static kp_status run_locked(kp_context *ctx, const kp_cpu_job *job, run_state *r
     int64_t chunk = shape.chunk, nchunks = shape.nchunks, nblocks = shape.nblocks;
     int split = shape.split;
 
-    cl_uint ai = 0;
-#define SETARG(k, size, ptr)                                                                                \
-    do {                                                                                                    \
-        if ((err = rt.cl.SetKernelArg(k, ai++, size, ptr)) != CL_SUCCESS)                                   \
-            return kp__fail(ctx, KP_ERR_INTERNAL, "OpenCL: clSetKernelArg %u failed (%d)", ai - 1, (int)err); \
-    } while (0)
+    cl_mem bufs[KP_MAX_ARGS];
+    int64_t bstride[KP_MAX_ARGS];
     for (int u = 0; u < info.nused; u++) {
         int pos = info.used[u];
-        const kp_cpu_arg *a = &job->args[pos];
+        const kp_job_arg *a = &job->args[pos];
         if (!a->base) return kp__fail(ctx, KP_ERR_INTERNAL, "OpenCL: argument %d has no data", pos);
         int64_t rows = info.used_cat[u] == KP_VAR_PARAM ? 1
                        : (info.used_cat[u] == prog->row_cat ? job->nrows : job->ncols);
-        int64_t bs = 0;
-        void *h = kp__gpu_pack_arg(job, a, rows, info.used_dim[u], esz, &bs);
+        void *h = kp__gpu_pack_arg(job, a, rows, info.used_dim[u], esz, &bstride[u]);
         if (!h) return kp__fail(ctx, KP_ERR_OOM, "out of memory packing argument %d", pos);
         rs->host[rs->nhost++] = h;
-        int64_t nb = bs ? job->nbatch : 1;
-        cl_mem m = new_buffer(rs, (size_t)(nb * rows * info.used_dim[u]) * esz, h, &err);
-        if (!m) return kp__fail(ctx, KP_ERR_OOM, "OpenCL: clCreateBuffer for argument %d failed (%d)", pos, (int)err);
-        SETARG(rs->kr, sizeof m, &m);
-        SETARG(rs->kr, sizeof bs, &bs);
+        int64_t nb = bstride[u] ? job->nbatch : 1;
+        bufs[u] = new_buffer(rs, (size_t)(nb * rows * info.used_dim[u]) * esz, h, &err);
+        if (!bufs[u]) return kp__fail(ctx, KP_ERR_OOM, "OpenCL: clCreateBuffer for argument %d failed (%d)", pos, (int)err);
     }
     size_t nout = (size_t)(job->nbatch * job->nrows);
-    cl_mem out = new_buffer(rs, nout * (size_t)info.out_dim * esz, NULL, &err);
-    cl_mem oidx = out ? new_buffer(rs, nout * (size_t)info.out_idx_dim * 8, NULL, &err) : NULL;
+    cl_mem outs[4]; /* out, out_idx, part, part_idx */
+    outs[0] = new_buffer(rs, nout * (size_t)info.out_dim * esz, NULL, &err);
+    outs[1] = outs[0] ? new_buffer(rs, nout * (size_t)info.out_idx_dim * 8, NULL, &err) : NULL;
     size_t npart = split ? (size_t)nchunks * nout : 0;
-    cl_mem part = oidx ? new_buffer(rs, npart * (size_t)info.nreal * esz, NULL, &err) : NULL;
-    cl_mem pidx = part ? new_buffer(rs, npart * (size_t)info.nidx * 8, NULL, &err) : NULL;
-    if (!pidx) return kp__fail(ctx, KP_ERR_OOM, "OpenCL: clCreateBuffer for the outputs failed (%d)", (int)err);
-    int64_t nrows = job->nrows, ncols = job->ncols;
-    int isplit = split;
-    SETARG(rs->kr, sizeof out, &out);
-    SETARG(rs->kr, sizeof oidx, &oidx);
-    SETARG(rs->kr, sizeof part, &part);
-    SETARG(rs->kr, sizeof pidx, &pidx);
-    SETARG(rs->kr, 8, &nrows);
-    SETARG(rs->kr, 8, &ncols);
-    SETARG(rs->kr, 8, &chunk);
-    SETARG(rs->kr, 8, &nchunks);
-    SETARG(rs->kr, sizeof isplit, &isplit);
+    outs[2] = outs[1] ? new_buffer(rs, npart * (size_t)info.nreal * esz, NULL, &err) : NULL;
+    outs[3] = outs[2] ? new_buffer(rs, npart * (size_t)info.nidx * 8, NULL, &err) : NULL;
+    if (!outs[3]) return kp__fail(ctx, KP_ERR_OOM, "OpenCL: clCreateBuffer for the outputs failed (%d)", (int)err);
+    kp_gpu_kernel_args ka;
+    const int64_t sizes[4] = {job->nrows, job->ncols, chunk, nchunks};
+    kp__gpu_reduce_args(&ka, info.nused, bufs, bstride, sizeof(cl_mem), outs, sizes, &split);
+    st = set_args(ctx, rs->kr, &ka, "kp_reduce");
+    if (st != KP_OK) return st;
     size_t gsz[3] = {(size_t)(nblocks * info.block), split ? (size_t)nchunks : 1, (size_t)job->nbatch};
     size_t lsz[3] = {(size_t)info.block, 1, 1};
     err = rt.cl.EnqueueNDRangeKernel(rt.queue, rs->kr, 3, NULL, gsz, lsz, 0, NULL, NULL);
@@ -354,29 +318,23 @@ static kp_status run_locked(kp_context *ctx, const kp_cpu_job *job, run_state *r
     if (split) {
         rs->km = rt.cl.CreateKernel(p, "kp_merge", &err);
         if (!rs->km) return kp__fail(ctx, KP_ERR_INTERNAL, "OpenCL: clCreateKernel(kp_merge) failed (%d)", (int)err);
-        int64_t ntotal = (int64_t)nout;
-        ai = 0;
-        SETARG(rs->km, sizeof part, &part);
-        SETARG(rs->km, sizeof pidx, &pidx);
-        SETARG(rs->km, sizeof out, &out);
-        SETARG(rs->km, sizeof oidx, &oidx);
-        SETARG(rs->km, 8, &nrows);
-        SETARG(rs->km, 8, &nchunks);
-        SETARG(rs->km, 8, &ntotal);
+        const cl_mem mbufs[4] = {outs[2], outs[3], outs[0], outs[1]};
+        const int64_t msizes[3] = {job->nrows, nchunks, (int64_t)nout};
+        kp__gpu_merge_args(&ka, mbufs, sizeof(cl_mem), msizes);
+        if ((st = set_args(ctx, rs->km, &ka, "kp_merge")) != KP_OK) return st;
         size_t l1 = 64, g1 = (nout + 63) / 64 * 64;
         err = rt.cl.EnqueueNDRangeKernel(rt.queue, rs->km, 1, NULL, &g1, &l1, 0, NULL, NULL);
         if (err != CL_SUCCESS) return kp__fail(ctx, KP_ERR_INTERNAL, "OpenCL: launching kp_merge failed (%d)", (int)err);
     }
-#undef SETARG
     /* Read back and scatter into the caller's (strided) outputs. */
     for (int which = 0; which < 2; which++) {
         int dim = which ? info.out_idx_dim : info.out_dim;
-        const kp_cpu_arg *o = which ? &job->out_idx : &job->out;
+        const kp_job_arg *o = which ? &job->out_idx : &job->out;
         if (!dim || !o->base) continue;
         size_t e = which ? 8 : esz, bytes = nout * (size_t)dim * e;
         char *h = malloc(bytes);
         if (!h) return kp__fail(ctx, KP_ERR_OOM, "out of memory reading the OpenCL output");
-        err = rt.cl.EnqueueReadBuffer(rt.queue, which ? oidx : out, CL_TRUE, 0, bytes, h, 0, NULL, NULL);
+        err = rt.cl.EnqueueReadBuffer(rt.queue, outs[which], CL_TRUE, 0, bytes, h, 0, NULL, NULL);
         if (err == CL_SUCCESS) kp__gpu_unpack_out(job, o, h, dim, e);
         free(h);
         if (err != CL_SUCCESS) return kp__fail(ctx, KP_ERR_INTERNAL, "OpenCL: reading the output failed (%d)", (int)err);
@@ -384,7 +342,7 @@ static kp_status run_locked(kp_context *ctx, const kp_cpu_job *job, run_state *r
     return KP_OK;
 }
 
-kp_status kp__opencl_run(kp_context *ctx, const kp_cpu_job *job) {
+static kp_status opencl_run(kp_context *ctx, const kp_job *job) {
     pthread_mutex_lock(&rt.lock);
     kp_status st = runtime_init();
     if (st != KP_OK) {
@@ -402,3 +360,10 @@ kp_status kp__opencl_run(kp_context *ctx, const kp_cpu_job *job) {
     pthread_mutex_unlock(&rt.lock);
     return st;
 }
+
+const kp_engine_ops kp__engine_opencl = {
+    .name = "OpenCL",
+    .devices = KP_ENGINE_READS(KP_DEVICE_CPU),
+    .available = opencl_available,
+    .run = opencl_run,
+};

@@ -9,20 +9,18 @@
 #ifndef KP_GPU_PACK_H
 #define KP_GPU_PACK_H
 
-#include "cpu/engine.h"
+#include "plan/engine.h"
 
-/* Element offset of batch b (flat index over job's batch shape) in a. */
-int64_t kp__gpu_batch_offset(const kp_cpu_job *job, const kp_cpu_arg *a, int64_t b);
 /* 1 if a varies over the batch (some batch dimension > 1 with a stride). */
-int kp__gpu_arg_batched(const kp_cpu_job *job, const kp_cpu_arg *a);
+int kp__gpu_arg_batched(const kp_job *job, const kp_job_arg *a);
 /* Packs a (rows x dim per batch; rows = 1 for parameters) into a new malloc'd
  * buffer; *bs receives its batch stride (0: shared by all batches). */
-void *kp__gpu_pack_arg(const kp_cpu_job *job, const kp_cpu_arg *a, int64_t rows, int dim, size_t esz, int64_t *bs);
+void *kp__gpu_pack_arg(const kp_job *job, const kp_job_arg *a, int64_t rows, int dim, size_t esz, int64_t *bs);
 /* Scatters packed (nbatch, nrows, dim) values into the strided output o. */
-void kp__gpu_unpack_out(const kp_cpu_job *job, const kp_cpu_arg *o, const char *packed, int dim, size_t esz);
+void kp__gpu_unpack_out(const kp_job *job, const kp_job_arg *o, const char *packed, int dim, size_t esz);
 /* 1 if a already has the packed layout (any batch stride *bs), so a kernel can read it in place. */
-int kp__gpu_arg_is_packed(const kp_cpu_job *job, const kp_cpu_arg *a, int64_t rows, int dim, int64_t *bs);
+int kp__gpu_arg_is_packed(const kp_job *job, const kp_job_arg *a, int64_t rows, int dim, int64_t *bs);
 /* 1 if output o is exactly (nbatch, nrows, dim) contiguous. */
-int kp__gpu_out_is_packed(const kp_cpu_job *job, const kp_cpu_arg *o, int dim);
+int kp__gpu_out_is_packed(const kp_job *job, const kp_job_arg *o, int dim);
 
 #endif

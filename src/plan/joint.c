@@ -4,17 +4,7 @@
 #include <string.h>
 
 #include "core/context.h"
-#include "gpu/engine.h"
 #include "plan/plan_internal.h"
-
-/* The joint pass needs enough groups of rows to keep threads busy, and its
- * column buffers (one per group: sum and compensation, coldim x M each) must
- * stay small: 8 to 16 groups, 64 MiB at most (the N = 10^5 Hamiltonian's three
- * gradients: 8 groups, 38 MB). Decided from the sizes alone, never from the
- * thread count (determinism). */
-#define JOINT_MIN_GROUPS 8
-#define JOINT_MAX_GROUPS 16
-#define JOINT_MAX_BUFFER_BYTES ((int64_t)64 << 20)
 
 static int same_arguments(const kp_formula *a, const kp_formula *b) {
     if (a->nargs != b->nargs) return 0;
@@ -72,54 +62,34 @@ kp_status kp_plan_new_joint(kp_context *ctx, const kp_formula *const *fs, size_t
     return KP_OK;
 }
 
-/* Groups of rows for N rows and column buffers of coldim x M reals; 0 if the
- * joint pass should not run (too few rows for the threads, or too much memory). */
-static int64_t choose_groups(kp_cpu_joint_job *jj, size_t real_size) {
-    int64_t nblocks = (jj->job.nrows + KP_ROW_BLOCK - 1) / KP_ROW_BLOCK;
-    if (nblocks < JOINT_MIN_GROUPS) return 0;
-    for (int64_t want = nblocks < JOINT_MAX_GROUPS ? nblocks : JOINT_MAX_GROUPS; want >= JOINT_MIN_GROUPS; want /= 2) {
-        int64_t blocks_per_group = (nblocks + want - 1) / want;
-        jj->group_rows = blocks_per_group * KP_ROW_BLOCK;
-        jj->ngroups = (jj->job.nrows + jj->group_rows - 1) / jj->group_rows;
-        int64_t bytes = kp__cpu_joint_buffer_bytes(jj, real_size);
-        if (bytes >= 0 && bytes <= JOINT_MAX_BUFFER_BYTES) return jj->ngroups;
-    }
-    return 0;
-}
-
-/* Builds the joint job from the parts' validated jobs; 0 if the joint pass cannot take this call. */
-static int joint_job(const kp_plan *plan, const kp_exec_target *tgts, const kp_cpu_job *jobs, kp_cpu_joint_job *jj) {
+/* Builds the joint job from the parts' validated jobs; 0 if no joint pass can
+ * take this call (formulas it cannot fuse, batches, device arrays). */
+static int joint_job(const kp_plan *plan, const kp_job *jobs, kp_joint_job *jj) {
     if (!plan->fusable) return 0;
-    for (int k = 0; k < plan->nparts; k++)
-        if (tgts[k].device != KP_DEVICE_CPU) return 0; /* device arrays: the device's engine */
-    if (plan->ctx->engine != KP_ENGINE_CPU && plan->ctx->engine != KP_ENGINE_AUTO) return 0;
     memset(jj, 0, sizeof *jj);
     jj->job = jobs[0];
     jj->job.prog = &plan->prog;
     for (int k = 0; k < plan->nparts; k++) {
-        const kp_cpu_job *j = &jobs[k];
-        if (j->nbatch != 1 || j->nbatch_dims != 0) return 0;
+        const kp_job *j = &jobs[k];
+        if (j->device != KP_DEVICE_CPU || j->nbatch != 1 || j->nbatch_dims != 0) return 0;
         for (int a = 0; a < j->nargs; a++)
             if (j->args[a].base) jj->job.args[a] = j->args[a];
     }
     int first_axis = plan->parts[0]->prog.axis;
     jj->job.nrows = first_axis == 1 ? jobs[0].nrows : jobs[0].ncols; /* N: i points */
     jj->job.ncols = first_axis == 1 ? jobs[0].ncols : jobs[0].nrows; /* M: j points */
+    jj->job.sum_rows_dim = 0;
     const kp_program *prog = &plan->prog;
     for (int side = 0; side < 2; side++)
-        for (int t = 0; t < prog->nterms[side]; t++) {
-            int f = prog->terms[side][t].formula;
-            jj->out[side][t] = jobs[f].out;
-            if (side == 1) jj->coldim += prog->terms[side][t].dim;
-        }
-    return choose_groups(jj, plan->dtype == KP_FLOAT32 ? sizeof(float) : sizeof(double)) > 0;
+        for (int t = 0; t < prog->nterms[side]; t++) jj->out[side][t] = jobs[prog->terms[side][t].formula].out;
+    return 1;
 }
 
 /* Parameter gradients (their rows summed: kp_formula_sums_rows) join the pass
  * as per-row terms written into a temporary, whose rows are then summed in
  * double, in row order, as an ordinary plan sums them (plan.c). tmp[k]: formula
  * k's temporary, NULL for the others. */
-static kp_status attach_row_sums(const kp_plan *plan, const kp_cpu_job *jobs, kp_cpu_joint_job *jj, void **tmp) {
+static kp_status attach_row_sums(const kp_plan *plan, const kp_job *jobs, kp_joint_job *jj, void **tmp) {
     size_t esz = plan->dtype == KP_FLOAT32 ? sizeof(float) : sizeof(double);
     const kp_program *prog = &plan->prog;
     for (int side = 0; side < 2; side++)
@@ -141,10 +111,10 @@ static kp_status attach_row_sums(const kp_plan *plan, const kp_cpu_job *jobs, kp
     return KP_OK;
 }
 
-static void finish_row_sums(const kp_plan *plan, const kp_cpu_job *jobs, void *const *tmp) {
+static void finish_row_sums(const kp_plan *plan, const kp_job *jobs, void *const *tmp) {
     for (int f = 0; f < plan->nparts; f++) {
         if (!tmp[f]) continue;
-        const kp_cpu_arg *o = &jobs[f].out;
+        const kp_job_arg *o = &jobs[f].out;
         int dim = plan->parts[f]->out_dim;
         for (int c = 0; c < dim; c++) {
             double sum = 0;
@@ -165,13 +135,11 @@ kp_status kp_plan_exec_joint(kp_plan *plan, const kp_array *args, size_t n_args,
     if (n_outs != (size_t)plan->nparts)
         return kp__fail(ctx, KP_ERR_ARGUMENT, "the joint plan has %d formulas, got %zu outputs", plan->nparts, n_outs);
     if (!outs) return kp__fail(ctx, KP_ERR_NULL, "outs is NULL");
-    kp_cpu_job *jobs = malloc((size_t)plan->nparts * sizeof *jobs);
-    kp_cpu_joint_job *jj = malloc(sizeof *jj);
+    kp_job *jobs = malloc((size_t)plan->nparts * sizeof *jobs);
+    kp_joint_job *jj = malloc(sizeof *jj);
     kp_status st = jobs && jj ? KP_OK : kp__fail(ctx, KP_ERR_OOM, "out of memory");
-    kp_exec_target tgts[KP_MAX_JOINT];
     for (int k = 0; st == KP_OK && k < plan->nparts; k++) {
         st = kp__plan_prepare(plan->parts[k], args, n_args, &outs[k], NULL, options, &jobs[k]);
-        if (st == KP_OK) st = kp__plan_target(plan->parts[k], args, &outs[k], NULL, options, &tgts[k]);
         if (st != KP_OK) kp__prefix_message(ctx, "formula %d: ", k);
     }
     /* The formulas share their arguments, so they agree on N and M unless a
@@ -186,17 +154,22 @@ kp_status kp_plan_exec_joint(kp_plan *plan, const kp_array *args, size_t n_args,
         N = n;
         M = m;
     }
-    if (st == KP_OK && joint_job(plan, tgts, jobs, jj)) {
-        void *tmp[KP_MAX_JOINT] = {NULL};
-        st = attach_row_sums(plan, jobs, jj, tmp);
-        if (st == KP_OK) st = kp__cpu_run_joint(ctx, jj);
-        if (st == KP_OK) finish_row_sums(plan, jobs, tmp);
-        for (int k = 0; k < plan->nparts; k++) free(tmp[k]);
-    } else {
-        for (int k = 0; st == KP_OK && k < plan->nparts; k++) { /* the calls already validated */
-            st = kp__plan_run(plan->parts[k], &jobs[k], &tgts[k]);
-            if (st != KP_OK) kp__prefix_message(ctx, "formula %d: ", k);
+    int joint_done = 0;
+    if (st == KP_OK && joint_job(plan, jobs, jj)) {
+        const kp_engine_ops *eng = kp__plan_engine(ctx, &jj->job);
+        if (eng && eng->run_joint) {
+            void *tmp[KP_MAX_JOINT] = {NULL};
+            st = attach_row_sums(plan, jobs, jj, tmp);
+            if (st == KP_OK) st = eng->run_joint(ctx, jj);
+            joint_done = st != KP_ERR_UNSUPPORTED; /* else the engine declined these sizes */
+            if (st == KP_ERR_UNSUPPORTED) st = KP_OK;
+            if (st == KP_OK && joint_done) finish_row_sums(plan, jobs, tmp);
+            for (int k = 0; k < plan->nparts; k++) free(tmp[k]);
         }
+    }
+    for (int k = 0; st == KP_OK && !joint_done && k < plan->nparts; k++) { /* the calls already validated */
+        st = kp__plan_run(plan->parts[k], &jobs[k]);
+        if (st != KP_OK) kp__prefix_message(ctx, "formula %d: ", k);
     }
     free(jobs);
     free(jj);

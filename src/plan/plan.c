@@ -5,11 +5,7 @@
 #include <string.h>
 
 #include "core/context.h"
-#include "cpu/engine.h"
-#include "gpu/engine.h" /* kp__engine_run: engine selection hook (issue 5) */
 #include "plan/plan_internal.h"
-#include "plan/program.h"
-
 
 static unsigned index_categories(const kp_program *prog) {
     const kp_program_part *parts[3] = {&prog->row, &prog->col, &prog->pair};
@@ -83,7 +79,7 @@ static kp_status check_extent(kp_context *ctx, const kp_array *a, const char *wh
 static kp_status check_array(kp_context *ctx, const kp_array *a, kp_dtype dtype, const char *what) {
     if (a->dtype != dtype)
         return kp__fail(ctx, KP_ERR_DTYPE, "%s: dtype %s, expected %s", what, dtype_name(a->dtype), dtype_name(dtype));
-    if (a->device != KP_DEVICE_CPU && a->device != KP_DEVICE_CUDA) /* which engine may read it: kp__exec_target */
+    if (a->device != KP_DEVICE_CPU && a->device != KP_DEVICE_CUDA) /* which engine may read it: dispatch.c */
         return kp__fail(ctx, KP_ERR_ARGUMENT, "%s: unknown device %d", what, (int)a->device);
     if (a->ndim < 1 || a->ndim > KP_MAX_DIMS)
         return kp__fail(ctx, KP_ERR_SHAPE, "%s: ndim must be in [1, %d], got %d", what, KP_MAX_DIMS, a->ndim);
@@ -99,7 +95,7 @@ static kp_status check_array(kp_context *ctx, const kp_array *a, kp_dtype dtype,
 }
 
 /* Batch dims of a (its leading nb dims) against the output batch shape; fills strides. */
-static kp_status match_batch(kp_context *ctx, const kp_array *a, int a_nb, const kp_cpu_job *job, kp_cpu_arg *ca,
+static kp_status match_batch(kp_context *ctx, const kp_array *a, int a_nb, const kp_job *job, kp_job_arg *ca,
                              const char *what) {
     memset(ca->batch_stride, 0, sizeof ca->batch_stride);
     if (a_nb == 0) return KP_OK;
@@ -113,53 +109,158 @@ static kp_status match_batch(kp_context *ctx, const kp_array *a, int a_nb, const
     return KP_OK;
 }
 
-/* Runs job into a temporary (batch..., rows, dim) array, then writes the sum of
- * its rows (accumulated in double, in row order) into the job's 1-row output. */
-static kp_status run_summing_rows(kp_context *ctx, kp_cpu_job *job, int dim) {
-    size_t esz = job->dtype == KP_FLOAT32 ? sizeof(float) : sizeof(double);
-    int64_t per_batch, count, bytes;
-    if (!kp__mul_size(job->nrows, dim, &per_batch) || !kp__mul_size(per_batch, job->nbatch, &count) ||
-        !kp__mul_size(count, (int64_t)esz, &bytes))
-        return kp__fail(ctx, KP_ERR_TOO_LARGE, "row-summed output: temporary too large");
-    char *tmp = malloc((size_t)bytes + 1);
-    if (!tmp) return kp__fail(ctx, KP_ERR_OOM, "out of memory for %lld bytes of per-row results", (long long)bytes);
-    kp_cpu_arg user = job->out;
-    job->out.base = tmp;
-    job->out.row_stride = dim;
-    job->out.comp_stride = 1;
-    int64_t stride = per_batch;
-    for (int d = job->nbatch_dims - 1; d >= 0; d--) {
-        job->out.batch_stride[d] = stride;
-        stride *= job->batch_shape[d];
+/* The output (or the index output) fixes the batch shape and the number of rows. */
+static kp_status prepare_outputs(kp_plan *plan, const kp_array *out, const kp_array *out_index, kp_job *job,
+                                 int64_t *rows) {
+    kp_context *ctx = plan->ctx;
+    kp_status st;
+    const kp_array *shape_src = plan->out_dim ? out : out_index;
+    if (plan->out_dim && (st = check_array(ctx, out, plan->dtype, "output")) != KP_OK) return st;
+    if (plan->out_index_dim && (st = check_array(ctx, out_index, KP_INT64, "index output")) != KP_OK) return st;
+    if (shape_src->ndim < 2)
+        return kp__fail(ctx, KP_ERR_SHAPE, "output must have shape (batch..., rows, dim), got ndim %d", shape_src->ndim);
+    job->nbatch_dims = shape_src->ndim - 2;
+    job->nbatch = 1;
+    for (int d = 0; d < job->nbatch_dims; d++) {
+        job->batch_shape[d] = shape_src->shape[d];
+        job->nbatch *= shape_src->shape[d];
     }
-    kp_status st = kp__engine_run(ctx, job);
-    for (int64_t b = 0; st == KP_OK && b < job->nbatch; b++) {
-        int64_t off = 0, rem = b;
-        for (int d = job->nbatch_dims - 1; d >= 0; d--) {
-            off += (rem % job->batch_shape[d]) * user.batch_stride[d];
-            rem /= job->batch_shape[d];
-        }
-        for (int c = 0; c < dim; c++) {
-            double sum = 0;
-            for (int64_t r = 0; r < job->nrows; r++) {
-                int64_t at = b * per_batch + r * dim + c;
-                sum += job->dtype == KP_FLOAT32 ? (double)((const float *)tmp)[at] : ((const double *)tmp)[at];
-            }
-            int64_t o = off + c * user.comp_stride;
-            if (job->dtype == KP_FLOAT32) ((float *)(uintptr_t)user.base)[o] = (float)sum;
-            else ((double *)(uintptr_t)user.base)[o] = sum;
+    *rows = shape_src->shape[shape_src->ndim - 2];
+    const kp_array *outs[2] = {out, out_index};
+    int odims[2] = {plan->out_dim, plan->out_index_dim};
+    kp_job_arg *jouts[2] = {&job->out, &job->out_idx};
+    for (int k = 0; k < 2; k++) {
+        if (!odims[k]) continue;
+        const kp_array *o = outs[k];
+        const char *name = k ? "index output" : "output";
+        if (o->ndim != shape_src->ndim || o->shape[o->ndim - 2] != *rows || o->shape[o->ndim - 1] != odims[k])
+            return kp__fail(ctx, KP_ERR_SHAPE,
+                            "%s: expected shape (batch..., %lld, %d), got ndim %d with last dims (%lld, %lld)", name,
+                            (long long)*rows, odims[k], o->ndim, (long long)o->shape[o->ndim - 2],
+                            (long long)o->shape[o->ndim - 1]);
+        for (int d = 0; d < job->nbatch_dims; d++)
+            if (o->shape[d] != job->batch_shape[d])
+                return kp__fail(ctx, KP_ERR_SHAPE, "%s and output batch shapes differ", name);
+        jouts[k]->base = o->data;
+        jouts[k]->row_stride = o->strides[o->ndim - 2];
+        jouts[k]->comp_stride = o->strides[o->ndim - 1];
+        for (int d = 0; d < job->nbatch_dims; d++) jouts[k]->batch_stride[d] = o->strides[d];
+    }
+    return KP_OK;
+}
+
+/* Argument k against its Vi/Vj/Pm declaration; n_of[0], n_of[1]: the numbers
+ * of i and j points known so far (-1: not yet), updated. */
+static kp_status prepare_arg(kp_plan *plan, int k, const kp_array *a, kp_job *job, int64_t n_of[2]) {
+    kp_context *ctx = plan->ctx;
+    const kp_arg_info *info = &plan->args[k];
+    char what[96];
+    snprintf(what, sizeof what, "argument %d (%s(%d,%d))", k, cat_name(info->cat), k, info->dim);
+    kp_status st = check_array(ctx, a, plan->dtype, what);
+    if (st != KP_OK) return st;
+    int is_param = info->cat == KP_VAR_PARAM;
+    int base_rank = is_param ? 1 : 2;
+    int nb;
+    if (a->ndim == base_rank + job->nbatch_dims) nb = job->nbatch_dims;
+    else if (a->ndim == base_rank) nb = 0;
+    else if (is_param && (a->ndim == 2 + job->nbatch_dims || a->ndim == 2) && a->shape[a->ndim - 2] == 1)
+        nb = a->ndim - 2;
+    else
+        return kp__fail(ctx, KP_ERR_SHAPE, "%s: ndim %d, expected %d (or %d without batch dimensions)", what, a->ndim,
+                        base_rank + job->nbatch_dims, base_rank);
+    if (a->shape[a->ndim - 1] != info->dim)
+        return kp__fail(ctx, KP_ERR_SHAPE, "%s: last dimension is %lld, expected %d", what,
+                        (long long)a->shape[a->ndim - 1], info->dim);
+    kp_job_arg *ca = &job->args[k];
+    ca->base = a->data;
+    ca->comp_stride = a->strides[a->ndim - 1];
+    if (!is_param) {
+        int which = info->cat == KP_VAR_I ? 0 : 1;
+        int64_t n = a->shape[a->ndim - 2];
+        if (n_of[which] >= 0 && n_of[which] != n)
+            return kp__fail(ctx, KP_ERR_SHAPE, "%s has %lld rows, but %s has %lld", what, (long long)n,
+                            which == (plan->prog.axis == 1 ? 0 : 1) ? "the output or another argument"
+                                                                    : "another argument",
+                            (long long)n_of[which]);
+        n_of[which] = n;
+        ca->row_stride = a->strides[a->ndim - 2];
+    }
+    return match_batch(ctx, a, nb, job, ca, what);
+}
+
+/* The call's numbers of rows and reduced points, from n_of, and their limits. */
+static kp_status prepare_sizes(kp_plan *plan, kp_job *job, const int64_t n_of[2]) {
+    kp_context *ctx = plan->ctx;
+    const kp_program *prog = &plan->prog;
+    int row_is_i = prog->axis == 1, ri = row_is_i ? 0 : 1;
+    job->nrows = n_of[ri];
+    job->ncols = n_of[1 - ri];
+    if (job->nrows < 0)
+        return kp__fail(ctx, KP_ERR_SHAPE, "no argument tells the number of rows: set kp_exec_options.%s",
+                        row_is_i ? "nx" : "ny");
+    if (job->ncols < 0)
+        return kp__fail(ctx, KP_ERR_SHAPE, "no %s argument tells the number of %s points: set kp_exec_options.%s",
+                        row_is_i ? "Vj" : "Vi", row_is_i ? "j" : "i", row_is_i ? "ny" : "nx");
+    for (int c = 0; c < 2; c++) /* indices as numbers: float32 is exact below 2^24 */
+        if ((plan->index_cats & (1u << c)) && plan->dtype == KP_FLOAT32 && n_of[c] > (1 << 24))
+            return kp__fail(ctx, KP_ERR_TOO_LARGE,
+                            "this formula uses point indices as numbers: float32 holds them exactly only below 2^24 "
+                            "points (%lld here); use float64",
+                            (long long)n_of[c]);
+    if (prog->K > 0 && prog->K > job->ncols)
+        return kp__fail(ctx, KP_ERR_ARGUMENT, "K = %d is larger than the %lld points reduced over", prog->K,
+                        (long long)job->ncols);
+    return KP_OK;
+}
+
+static const char *device_name(const kp_array *a, char *buf, size_t size) {
+    if (a->device == KP_DEVICE_CPU) return "the CPU";
+    snprintf(buf, size, "CUDA device %d", a->device_id);
+    return buf;
+}
+
+/* Every array of the call (out and out_index when the plan writes them, the
+ * used arguments) on one known device: job->device, device_id and stream. */
+static kp_status prepare_device(kp_plan *plan, const kp_array *args, const kp_array *out, const kp_array *out_index,
+                                const kp_exec_options *opt, kp_job *job) {
+    kp_context *ctx = plan->ctx;
+    const kp_array *first = NULL;
+    char first_name[32] = "", name[32], d1[32], d2[32];
+    for (int k = -2; k < plan->nargs; k++) {
+        const kp_array *a = k == -2   ? (plan->out_dim ? out : NULL)
+                            : k == -1 ? (plan->out_index_dim ? out_index : NULL)
+                            : plan->args[k].used ? &args[k]
+                                                 : NULL;
+        if (!a) continue;
+        if (k == -2) snprintf(name, sizeof name, "the output");
+        else if (k == -1) snprintf(name, sizeof name, "the index output");
+        else snprintf(name, sizeof name, "argument %d", k);
+        if (a->device == KP_DEVICE_CUDA && a->device_id < 0)
+            return kp__fail(ctx, KP_ERR_ARGUMENT, "%s: CUDA device_id %d is negative", name, a->device_id);
+        if (!first) {
+            first = a;
+            memcpy(first_name, name, sizeof name);
+        } else if (a->device != first->device || (a->device == KP_DEVICE_CUDA && a->device_id != first->device_id)) {
+            return kp__fail(ctx, KP_ERR_ARGUMENT,
+                            "all arrays of a call must be on one device: %s is on %s, %s on %s (libkp never "
+                            "copies between devices)",
+                            first_name, device_name(first, d1, sizeof d1), name, device_name(a, d2, sizeof d2));
         }
     }
-    free(tmp);
-    return st;
+    if (first && first->device == KP_DEVICE_CUDA) {
+        job->device = KP_DEVICE_CUDA;
+        job->device_id = first->device_id;
+        job->stream = opt->cuda_stream;
+    }
+    return KP_OK;
 }
 
 kp_status kp__plan_prepare(kp_plan *plan, const kp_array *args, size_t n_args, const kp_array *out,
-                           const kp_array *out_index, const kp_exec_options *options, kp_cpu_job *job) {
+                           const kp_array *out_index, const kp_exec_options *options, kp_job *job) {
     kp_context *ctx = plan->ctx;
-    const kp_program *prog = &plan->prog;
-    kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
-    if (options) opt = *options;
+    kp_exec_options opt;
+    kp_status st = kp__exec_options_read(ctx, options, &opt);
+    if (st != KP_OK) return st;
     if (n_args != (size_t)plan->nargs)
         return kp__fail(ctx, KP_ERR_ARGUMENT, "the formula takes %d arguments, got %zu", plan->nargs, n_args);
     if (n_args && !args) return kp__fail(ctx, KP_ERR_NULL, "args is NULL");
@@ -170,9 +271,7 @@ kp_status kp__plan_prepare(kp_plan *plan, const kp_array *args, size_t n_args, c
         return kp__fail(ctx, KP_ERR_ARGUMENT, "num_threads must be in [0, 4096], got %d", opt.num_threads);
 
     memset(job, 0, sizeof *job);
-    kp_status st = KP_OK;
-    char what[96];
-    job->prog = prog;
+    job->prog = &plan->prog;
     job->dtype = plan->dtype;
     job->scheme = ctx->sum_scheme;
     job->math = ctx->math_mode;
@@ -180,145 +279,27 @@ kp_status kp__plan_prepare(kp_plan *plan, const kp_array *args, size_t n_args, c
     job->nargs = plan->nargs;
     job->progress = opt.progress;
     job->progress_user = opt.progress_user;
+    job->sum_rows_dim = plan->sum_rows ? plan->out_dim : 0;
+    int64_t rows = 0;
+    if ((st = prepare_outputs(plan, out, out_index, job, &rows)) != KP_OK) return st;
 
-    /* The output fixes the batch shape and the number of rows. */
-    const kp_array *shape_src = plan->out_dim ? out : out_index;
-    if (plan->out_dim && (st = check_array(ctx, out, plan->dtype, "output")) != KP_OK) goto done;
-    if (plan->out_index_dim && (st = check_array(ctx, out_index, KP_INT64, "index output")) != KP_OK) goto done;
-    if (shape_src->ndim < 2) {
-        st = kp__fail(ctx, KP_ERR_SHAPE, "output must have shape (batch..., rows, dim), got ndim %d", shape_src->ndim);
-        goto done;
-    }
-    job->nbatch_dims = shape_src->ndim - 2;
-    job->nbatch = 1;
-    for (int d = 0; d < job->nbatch_dims; d++) {
-        job->batch_shape[d] = shape_src->shape[d];
-        job->nbatch *= shape_src->shape[d];
-    }
-    int64_t rows = shape_src->shape[shape_src->ndim - 2];
-    const kp_array *outs[2] = {out, out_index};
-    int odims[2] = {plan->out_dim, plan->out_index_dim};
-    kp_cpu_arg *jouts[2] = {&job->out, &job->out_idx};
-    for (int k = 0; k < 2; k++) {
-        if (!odims[k]) continue;
-        const kp_array *o = outs[k];
-        const char *name = k ? "index output" : "output";
-        if (o->ndim != shape_src->ndim || o->shape[o->ndim - 2] != rows || o->shape[o->ndim - 1] != odims[k]) {
-            st = kp__fail(ctx, KP_ERR_SHAPE, "%s: expected shape (batch..., %lld, %d), got ndim %d with last dims (%lld, %lld)",
-                          name, (long long)rows, odims[k], o->ndim, (long long)o->shape[o->ndim - 2],
-                          (long long)o->shape[o->ndim - 1]);
-            goto done;
-        }
-        for (int d = 0; d < job->nbatch_dims; d++)
-            if (o->shape[d] != job->batch_shape[d]) {
-                st = kp__fail(ctx, KP_ERR_SHAPE, "%s and output batch shapes differ", name);
-                goto done;
-            }
-        jouts[k]->base = o->data;
-        jouts[k]->row_stride = o->strides[o->ndim - 2];
-        jouts[k]->comp_stride = o->strides[o->ndim - 1];
-        for (int d = 0; d < job->nbatch_dims; d++) jouts[k]->batch_stride[d] = o->strides[d];
-    }
-
-    /* Sizes: nx points indexed by i, ny by j, from the arguments. */
+    /* Sizes: nx points indexed by i, ny by j, from the output and the arguments. */
     int64_t n_of[2] = {opt.nx, opt.ny};
-    int row_is_i = prog->axis == 1, ri = row_is_i ? 0 : 1;
+    int ri = plan->prog.axis == 1 ? 0 : 1;
     if (plan->sum_rows) { /* the rows are summed: the output has one, the arguments say how many */
-        if (rows != 1) {
-            st = kp__fail(ctx, KP_ERR_SHAPE, "this formula sums its rows: the output must have 1 row, got %lld",
-                          (long long)rows);
-            goto done;
-        }
+        if (rows != 1)
+            return kp__fail(ctx, KP_ERR_SHAPE, "this formula sums its rows: the output must have 1 row, got %lld",
+                            (long long)rows);
     } else if (n_of[ri] >= 0 && n_of[ri] != rows) {
-        st = kp__fail(ctx, KP_ERR_SHAPE, "output has %lld rows but the options say %lld", (long long)rows,
-                      (long long)n_of[ri]);
-        goto done;
+        return kp__fail(ctx, KP_ERR_SHAPE, "output has %lld rows but the options say %lld", (long long)rows,
+                        (long long)n_of[ri]);
     } else {
         n_of[ri] = rows;
     }
-    for (int k = 0; k < plan->nargs; k++) {
-        const kp_arg_info *info = &plan->args[k];
-        if (!info->used) continue;
-        const kp_array *a = &args[k];
-        snprintf(what, sizeof what, "argument %d (%s(%d,%d))", k, cat_name(info->cat), k, info->dim);
-        if ((st = check_array(ctx, a, plan->dtype, what)) != KP_OK) goto done;
-        int is_param = info->cat == KP_VAR_PARAM;
-        int base_rank = is_param ? 1 : 2;
-        int nb;
-        if (a->ndim == base_rank + job->nbatch_dims) nb = job->nbatch_dims;
-        else if (a->ndim == base_rank) nb = 0;
-        else if (is_param && (a->ndim == 2 + job->nbatch_dims || a->ndim == 2) && a->shape[a->ndim - 2] == 1)
-            nb = a->ndim - 2;
-        else {
-            st = kp__fail(ctx, KP_ERR_SHAPE, "%s: ndim %d, expected %d (or %d without batch dimensions)", what, a->ndim,
-                          base_rank + job->nbatch_dims, base_rank);
-            goto done;
-        }
-        if (a->shape[a->ndim - 1] != info->dim) {
-            st = kp__fail(ctx, KP_ERR_SHAPE, "%s: last dimension is %lld, expected %d", what,
-                          (long long)a->shape[a->ndim - 1], info->dim);
-            goto done;
-        }
-        kp_cpu_arg *ca = &job->args[k];
-        ca->base = a->data;
-        ca->comp_stride = a->strides[a->ndim - 1];
-        if (!is_param) {
-            int which = info->cat == KP_VAR_I ? 0 : 1;
-            int64_t n = a->shape[a->ndim - 2];
-            if (n_of[which] >= 0 && n_of[which] != n) {
-                st = kp__fail(ctx, KP_ERR_SHAPE, "%s has %lld rows, but %s has %lld", what, (long long)n,
-                              which == (row_is_i ? 0 : 1) ? "the output or another argument" : "another argument",
-                              (long long)n_of[which]);
-                goto done;
-            }
-            n_of[which] = n;
-            ca->row_stride = a->strides[a->ndim - 2];
-        }
-        if ((st = match_batch(ctx, a, nb, job, ca, what)) != KP_OK) goto done;
-    }
-    job->nrows = n_of[ri];
-    job->ncols = n_of[1 - ri];
-    if (job->nrows < 0) {
-        st = kp__fail(ctx, KP_ERR_SHAPE, "no argument tells the number of rows: set kp_exec_options.%s",
-                      row_is_i ? "nx" : "ny");
-        goto done;
-    }
-    if (job->ncols < 0) {
-        st = kp__fail(ctx, KP_ERR_SHAPE, "no %s argument tells the number of %s points: set kp_exec_options.%s",
-                      row_is_i ? "Vj" : "Vi", row_is_i ? "j" : "i", row_is_i ? "ny" : "nx");
-        goto done;
-    }
-    for (int c = 0; c < 2; c++) /* indices as numbers: float32 is exact below 2^24 */
-        if ((plan->index_cats & (1u << c)) && plan->dtype == KP_FLOAT32 && n_of[c] > (1 << 24)) {
-            st = kp__fail(ctx, KP_ERR_TOO_LARGE,
-                          "this formula uses point indices as numbers: float32 holds them exactly only below 2^24 "
-                          "points (%lld here); use float64",
-                          (long long)n_of[c]);
-            goto done;
-        }
-    if (prog->K > 0 && prog->K > job->ncols) {
-        st = kp__fail(ctx, KP_ERR_ARGUMENT, "K = %d is larger than the %lld points reduced over", prog->K,
-                      (long long)job->ncols);
-        goto done;
-    }
-done:
-    return st;
-}
-
-kp_status kp__plan_target(kp_plan *plan, const kp_array *args, const kp_array *out, const kp_array *out_index,
-                          const kp_exec_options *options, kp_exec_target *tgt) {
-    kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
-    if (options) opt = *options;
-    return kp__exec_target(plan->ctx, plan->args, args, plan->nargs, plan->out_dim ? out : NULL,
-                           plan->out_index_dim ? out_index : NULL, &opt, tgt);
-}
-
-kp_status kp__plan_run(kp_plan *plan, const kp_cpu_job *job, const kp_exec_target *tgt) {
-    kp_context *ctx = plan->ctx;
-    if (tgt->device != KP_DEVICE_CPU) return kp__engine_run_device(ctx, job, tgt, plan->sum_rows ? plan->out_dim : 0);
-    if (!plan->sum_rows) return kp__engine_run(ctx, job);
-    kp_cpu_job copy = *job; /* run_summing_rows redirects the output to its temporary */
-    return run_summing_rows(ctx, &copy, plan->out_dim);
+    for (int k = 0; k < plan->nargs; k++)
+        if (plan->args[k].used && (st = prepare_arg(plan, k, &args[k], job, n_of)) != KP_OK) return st;
+    if ((st = prepare_sizes(plan, job, n_of)) != KP_OK) return st;
+    return prepare_device(plan, args, out, out_index, &opt, job);
 }
 
 kp_status kp_plan_exec(kp_plan *plan, const kp_array *args, size_t n_args, kp_array *out, kp_array *out_index,
@@ -327,12 +308,10 @@ kp_status kp_plan_exec(kp_plan *plan, const kp_array *args, size_t n_args, kp_ar
     if (plan->nparts)
         return kp__fail(plan->ctx, KP_ERR_ARGUMENT, "this is a joint plan of %d formulas: run it with kp_plan_exec_joint",
                         plan->nparts);
-    kp_cpu_job *job = malloc(sizeof *job);
+    kp_job *job = malloc(sizeof *job);
     if (!job) return kp__fail(plan->ctx, KP_ERR_OOM, "out of memory");
-    kp_exec_target tgt; /* device arrays go to the device's engine (src/gpu/engine_select.c) */
     kp_status st = kp__plan_prepare(plan, args, n_args, out, out_index, options, job);
-    if (st == KP_OK) st = kp__plan_target(plan, args, out, out_index, options, &tgt);
-    if (st == KP_OK) st = kp__plan_run(plan, job, &tgt);
+    if (st == KP_OK) st = kp__plan_run(plan, job);
     free(job);
     return st;
 }

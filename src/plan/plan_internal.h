@@ -1,9 +1,8 @@
-/* plan_internal.h — struct kp_plan and the array checks that plan.c and joint.c share. */
+/* plan_internal.h — struct kp_plan, the array checks and the dispatch that plan.c and joint.c share. */
 #ifndef KP_PLAN_PLAN_INTERNAL_H
 #define KP_PLAN_PLAN_INTERNAL_H
 
-#include "cpu/engine.h"
-#include "gpu/engine.h"
+#include "plan/engine.h"
 #include "plan/program.h"
 
 struct kp_plan {
@@ -23,15 +22,22 @@ struct kp_plan {
     int fusable; /* prog holds every part as a term */
 };
 
-/* Validates one call's arrays against plan and fills job (zeroed first).
- * KP_OK or the error, message in plan's context. */
-kp_status kp__plan_prepare(kp_plan *plan, const kp_array *args, size_t n_args, const kp_array *out,
-                           const kp_array *out_index, const kp_exec_options *options, kp_cpu_job *job);
+/* Copies the caller's options (NULL: the defaults), whatever the version of
+ * kp.h it was built with, into *opt (options.c). KP_ERR_ARGUMENT for a
+ * struct_size this libkp cannot read. */
+kp_status kp__exec_options_read(kp_context *ctx, const kp_exec_options *options, kp_exec_options *opt);
 
-/* The device of one call's arrays (KP_ERR_ARGUMENT if they are on several). */
-kp_status kp__plan_target(kp_plan *plan, const kp_array *args, const kp_array *out, const kp_array *out_index,
-                          const kp_exec_options *options, kp_exec_target *tgt);
-/* Runs a prepared job on the engine of tgt (row sums included). */
-kp_status kp__plan_run(kp_plan *plan, const kp_cpu_job *job, const kp_exec_target *tgt);
+/* Validates one call's arrays against plan (shapes, dtypes, and that they are
+ * all on one device) and fills job (zeroed first). KP_OK or the error,
+ * message in plan's context. */
+kp_status kp__plan_prepare(kp_plan *plan, const kp_array *args, size_t n_args, const kp_array *out,
+                           const kp_array *out_index, const kp_exec_options *options, kp_job *job);
+
+/* The engine that runs job for ctx (its kp_engine, or for KP_ENGINE_AUTO the
+ * first that reads job's device); NULL, with KP_ERR_UNSUPPORTED and the reason
+ * in ctx, when the context's engine cannot read the arrays (dispatch.c). */
+const kp_engine_ops *kp__plan_engine(kp_context *ctx, const kp_job *job);
+/* Runs a prepared job on its engine, row sums included. */
+kp_status kp__plan_run(kp_plan *plan, const kp_job *job);
 
 #endif

@@ -50,7 +50,7 @@ typedef struct kp_program_part {
  * optional ROW scale that a term reduced over the columns takes out of the sum
  * (applied once per row at the end, not once per pair). */
 #define KP_TERM_TILES 3
-#define KP_MAX_JOINT 8
+
 
 typedef struct kp_sum_term {
     kp_operand factor[KP_TERM_TILES];

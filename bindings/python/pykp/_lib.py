@@ -33,51 +33,8 @@ import weakref
 from . import _progress
 
 # ----------------------------------------------------------------- constants
-
-KP_FLOAT32, KP_FLOAT64, KP_INT64 = 0, 1, 2
-KP_MAX_DIMS = 8
-KP_MAX_BATCH_DIMS = 6
-
-KP_VAR_I, KP_VAR_J, KP_VAR_PARAM = 0, 1, 2
-
-KP_DEVICE_CPU, KP_DEVICE_CUDA = 0, 1  # kp_device
-KP_ENGINE_CPU, KP_ENGINE_OPENCL, KP_ENGINE_CUDA, KP_ENGINE_AUTO = 0, 1, 2, 3  # kp_engine
-
-# kp_reduction, in kp.h order
-REDUCTIONS = (
-    "Sum",
-    "LogSumExp",
-    "SumSoftMaxWeight",
-    "Min",
-    "Max",
-    "ArgMin",
-    "ArgMax",
-    "Min_ArgMin",
-    "Max_ArgMax",
-    "KMin",
-    "ArgKMin",
-    "KMin_ArgKMin",
-)
-
-# kp_status
-KP_OK = 0
-_STATUS_NAMES = {
-    0: "KP_OK",
-    1: "KP_ERR_PARSE",
-    2: "KP_ERR_SHAPE",
-    3: "KP_ERR_DTYPE",
-    4: "KP_ERR_ARGUMENT",
-    5: "KP_ERR_NULL",
-    6: "KP_ERR_OOM",
-    7: "KP_ERR_TOO_LARGE",
-    8: "KP_ERR_UNSUPPORTED",
-    9: "KP_ERR_INTERNAL",
-    10: "KP_ERR_CANCELLED",
-}
-
-SUM_SCHEMES = {"block": 0, "kahan": 1, "plain": 2}
-MATH_MODES = {"accurate": 0, "fast": 1}  # kp_math_mode
-
+# Every value of kp.h (enums, limits, reduction and status names, struct
+# layout) is asked from the library once it is loaded (below the loader).
 
 # ----------------------------------------------------------------- errors
 
@@ -116,22 +73,23 @@ class KpRuntimeError(KpError, RuntimeError):
 
 
 _STATUS_CLASS = {
-    1: KpValueError,
-    2: KpValueError,
-    3: KpTypeError,
-    4: KpValueError,
-    5: KpRuntimeError,
-    6: KpMemoryError,
-    7: KpValueError,
-    8: KpNotImplementedError,
-    9: KpRuntimeError,
-    10: KpRuntimeError,  # KP_ERR_CANCELLED (pykp raises KeyboardInterrupt when it cancelled)
+    "KP_ERR_PARSE": KpValueError,
+    "KP_ERR_SHAPE": KpValueError,
+    "KP_ERR_DTYPE": KpTypeError,
+    "KP_ERR_ARGUMENT": KpValueError,
+    "KP_ERR_NULL": KpRuntimeError,
+    "KP_ERR_OOM": KpMemoryError,
+    "KP_ERR_TOO_LARGE": KpValueError,
+    "KP_ERR_UNSUPPORTED": KpNotImplementedError,
+    "KP_ERR_INTERNAL": KpRuntimeError,
+    "KP_ERR_CANCELLED": KpRuntimeError,  # pykp raises KeyboardInterrupt when it cancelled
 }
 
 
 def error_for(status, message):
-    cls = _STATUS_CLASS.get(status, KpRuntimeError)
-    name = _STATUS_NAMES.get(status, "status %d" % status)
+    name = _status_name(status)
+    name = name.decode() if name else "status %d" % status
+    cls = _STATUS_CLASS.get(name, KpRuntimeError)
     return cls("libkp: %s" % (message or name), name)
 
 
@@ -206,61 +164,82 @@ _formula_grad = _proto("kp_formula_grad", ctypes.c_int, _vp, _vp, ctypes.c_int, 
 _formula_softmax_lse = _proto("kp_formula_softmax_lse", ctypes.c_int, _vp, _vp, ctypes.POINTER(_vp))
 _formula_unsummed = _proto("kp_formula_unsummed", ctypes.c_int, _vp, _vp, ctypes.POINTER(_vp))
 _formula_sums_rows = _proto("kp_formula_sums_rows", ctypes.c_int, _vp)
-try:  # libkp >= the commit adding gradients of Min/Max/KMin reductions
-    _formula_with_indices = _proto("kp_formula_with_indices", ctypes.c_int, _vp, _vp, ctypes.POINTER(_vp))
-except AttributeError:  # pragma: no cover - older libkp
-    _formula_with_indices = None
+_formula_with_indices = _proto("kp_formula_with_indices", ctypes.c_int, _vp, _vp, ctypes.POINTER(_vp))
 _plan_new = _proto("kp_plan_new", ctypes.c_int, _vp, _vp, ctypes.c_int, ctypes.POINTER(_vp))
 _plan_free = _proto("kp_plan_free", None, _vp)
 _plan_exec = _proto("kp_plan_exec", ctypes.c_int, _vp, _vp, ctypes.c_size_t, _vp, _vp, _vp)
 _status_string = _proto("kp_status_string", ctypes.c_char_p, ctypes.c_int)
-try:  # libkp >= the commit adding GPU engines
-    _context_set_engine = _proto("kp_context_set_engine", ctypes.c_int, _vp, ctypes.c_int)
-except AttributeError:  # pragma: no cover - older libkp: CPU only
-    _context_set_engine = None
-try:  # libkp >= the commit adding joint plans (several Sums in one pass over the pairs)
-    _plan_new_joint = _proto(
-        "kp_plan_new_joint", ctypes.c_int, _vp, ctypes.POINTER(_vp), ctypes.c_size_t, ctypes.c_int, ctypes.POINTER(_vp)
-    )
-    _plan_exec_joint = _proto("kp_plan_exec_joint", ctypes.c_int, _vp, _vp, ctypes.c_size_t, _vp, ctypes.c_size_t, _vp)
-except AttributeError:  # pragma: no cover - older libkp
-    _plan_new_joint = _plan_exec_joint = None
-
-KP_MAX_JOINT = 8  # formulas per joint plan (kp.h: "1 to 8")
+_status_name = _proto("kp_status_name", ctypes.c_char_p, ctypes.c_int)
+_context_set_engine = _proto("kp_context_set_engine", ctypes.c_int, _vp, ctypes.c_int)
+_plan_new_joint = _proto(
+    "kp_plan_new_joint", ctypes.c_int, _vp, ctypes.POINTER(_vp), ctypes.c_size_t, ctypes.c_int, ctypes.POINTER(_vp)
+)
+_plan_exec_joint = _proto("kp_plan_exec_joint", ctypes.c_int, _vp, _vp, ctypes.c_size_t, _vp, ctypes.c_size_t, _vp)
+_constant = _proto("kp_constant", ctypes.c_int, ctypes.c_char_p, ctypes.POINTER(_i64))
+_reduction_count = _proto("kp_reduction_count", ctypes.c_int)
+_reduction_name = _proto("kp_reduction_name", ctypes.c_char_p, ctypes.c_int)
+_reduction_flags = _proto("kp_reduction_flags", ctypes.c_uint, ctypes.c_int)
 
 
-class _KpArray(ctypes.Structure):
-    """kp_array, only used to check the layout the struct packers below assume."""
-
-    _fields_ = [
-        ("data", _vp),
-        ("dtype", ctypes.c_int),
-        ("device", ctypes.c_int),
-        ("ndim", ctypes.c_int),
-        ("shape", _i64 * KP_MAX_DIMS),
-        ("strides", _i64 * KP_MAX_DIMS),
-        ("device_id", ctypes.c_int),  # KP_DEVICE_CUDA ordinal; 0 (zeroed buffer) for host arrays
-    ]
+def constant(name):
+    """The value of a constant of kp.h (an enum value, a limit, or
+    "sizeof(kp_array)" / "offsetof(kp_array,shape)"), from libkp (kp_constant)."""
+    v = _i64()
+    if _constant(name.encode(), ctypes.byref(v)) != 0:
+        raise KpRuntimeError("libkp: this libkp does not know the constant %s" % name, "KP_ERR_ARGUMENT")
+    return v.value
 
 
-class _KpExecOptions(ctypes.Structure):
-    _fields_ = [("num_threads", ctypes.c_int), ("nx", _i64), ("ny", _i64), ("cuda_stream", _vp),
-                ("progress", _vp), ("progress_user", _vp)]  # progress: see _progress.py
+KP_OK = constant("KP_OK")
+KP_FLOAT32, KP_FLOAT64, KP_INT64 = (constant(n) for n in ("KP_FLOAT32", "KP_FLOAT64", "KP_INT64"))
+KP_MAX_DIMS = constant("KP_MAX_DIMS")
+KP_MAX_BATCH_DIMS = constant("KP_MAX_BATCH_DIMS")
+KP_MAX_JOINT = constant("KP_MAX_JOINT")  # formulas per joint plan
+KP_VAR_I, KP_VAR_J, KP_VAR_PARAM = (constant(n) for n in ("KP_VAR_I", "KP_VAR_J", "KP_VAR_PARAM"))
+KP_DEVICE_CPU, KP_DEVICE_CUDA = constant("KP_DEVICE_CPU"), constant("KP_DEVICE_CUDA")
+KP_ENGINE_CPU, KP_ENGINE_OPENCL, KP_ENGINE_CUDA, KP_ENGINE_AUTO = (
+    constant("KP_ENGINE_" + n) for n in ("CPU", "OPENCL", "CUDA", "AUTO")
+)
+SUM_SCHEMES = {n.lower(): constant("KP_SUM_" + n) for n in ("BLOCK", "KAHAN", "PLAIN")}
+MATH_MODES = {n.lower(): constant("KP_MATH_" + n) for n in ("ACCURATE", "FAST")}  # kp_math_mode
+
+# kp_reduction: names in enum order, and what each takes and writes (kp_reduction_flags)
+REDUCTIONS = tuple(_reduction_name(r).decode() for r in range(_reduction_count()))
+_RED_FLAGS = {n: _reduction_flags(r) for r, n in enumerate(REDUCTIONS)}
+K_REDUCTIONS = tuple(n for n in REDUCTIONS if _RED_FLAGS[n] & constant("KP_REDUCTION_TAKES_K"))
+_VALUES, _INDICES = constant("KP_REDUCTION_VALUES"), constant("KP_REDUCTION_INDICES")
+_SELECTS = constant("KP_REDUCTION_SELECTS")
+# Selecting reductions with values only (their forward also computes the indices, for backward)
+# and those with both outputs (values, indices).
+WITH_INDICES = tuple(n for n in REDUCTIONS if _RED_FLAGS[n] & _SELECTS and _RED_FLAGS[n] & (_VALUES | _INDICES) == _VALUES)
+INDEXED = tuple(n for n in REDUCTIONS if _RED_FLAGS[n] & (_VALUES | _INDICES) == _VALUES | _INDICES)
 
 
-_ARRAY_SIZE = ctypes.sizeof(_KpArray)
-_SHAPE_OFF = _KpArray.shape.offset
-_STRIDES_OFF = _KpArray.strides.offset
-_OPT_SIZE = ctypes.sizeof(_KpExecOptions)
-# Header (data, dtype, device, ndim) + shape of rank nd, then strides of rank nd.
-_HEAD = [struct.Struct("@Piii%dx%dq" % (_SHAPE_OFF - 20, nd)) for nd in range(KP_MAX_DIMS + 1)]
+def _at(struct_name, field):
+    return constant("offsetof(%s,%s)" % (struct_name, field))
+
+
+# The struct packers below write kp_array and kp_exec_options at libkp's own offsets.
+_ARRAY_SIZE = constant("sizeof(kp_array)")
+_DTYPE_OFF, _SHAPE_OFF, _STRIDES_OFF = _at("kp_array", "dtype"), _at("kp_array", "shape"), _at("kp_array", "strides")
+_DEVICE_ID_OFF = _at("kp_array", "device_id")
+# One pack for the head: data, then dtype, device, ndim (ints, in this order), then the shape.
+assert _at("kp_array", "data") == 0 and _at("kp_array", "device") == _DTYPE_OFF + 4
+assert _at("kp_array", "ndim") == _DTYPE_OFF + 8
+_HEAD = [
+    struct.Struct("@P%dxiii%dx%dq" % (_DTYPE_OFF - ctypes.sizeof(_vp), _SHAPE_OFF - _DTYPE_OFF - 12, nd))
+    for nd in range(KP_MAX_DIMS + 1)
+]
 _STRIDES = [struct.Struct("@%dq" % nd) for nd in range(KP_MAX_DIMS + 1)]
-_DEVICE_ID_OFF = _KpArray.device_id.offset
 _DEVICE_ID = struct.Struct("@i")
-_OPTS = struct.Struct("@i%dxqqP" % (_KpExecOptions.nx.offset - 4))  # num_threads, nx, ny, cuda_stream
-_PROGRESS_OFF = _KpExecOptions.progress.offset  # filled by _progress.run for long calls
-assert _HEAD[2].size == _SHAPE_OFF + 16 and _OPTS.size == _PROGRESS_OFF
-assert _KpExecOptions.cuda_stream.offset == _OPTS.size - ctypes.sizeof(_vp)
+# kp_exec_options: the fields pykp packs, then the progress pointers (_progress.run).
+_OPT_AT = [_at("kp_exec_options", f) for f in ("num_threads", "nx", "ny", "cuda_stream", "struct_size")]
+_OPT_SIZE = constant("sizeof(kp_exec_options)")
+_OPTS = struct.Struct("@i%dxqqPN" % (_OPT_AT[1] - 4))  # num_threads, nx, ny, cuda_stream, struct_size
+_PROGRESS_OFF = _at("kp_exec_options", "progress")  # filled by _progress.run for long calls
+assert _OPT_AT[0] == 0 and _OPT_AT[2] == _OPT_AT[1] + 8 and _OPT_AT[3] == _OPT_AT[2] + 8
+assert _OPT_AT[4] == _OPT_AT[3] + ctypes.sizeof(_vp) and _OPTS.size == _PROGRESS_OFF
+assert _at("kp_exec_options", "progress_user") == _PROGRESS_OFF + ctypes.sizeof(_vp)
 
 
 def _pairs_of(nx, ny, out):
@@ -344,12 +323,11 @@ class Context:
         self.scheme = 0
         self.math = 0
         self._finalizer = weakref.finalize(self, _context_free, h.value)
-        if _context_set_engine is not None:
-            # AUTO: host arrays on the CPU engine (as KP_ENGINE_CPU), CUDA device
-            # arrays on the CUDA engine; it never fails (nothing is loaded here).
-            st = _context_set_engine(h.value, KP_ENGINE_AUTO)
-            if st != KP_OK:
-                raise self.fail(st)
+        # AUTO: host arrays on the CPU engine (as KP_ENGINE_CPU), CUDA device
+        # arrays on the CUDA engine; it never fails (nothing is loaded here).
+        st = _context_set_engine(h.value, KP_ENGINE_AUTO)
+        if st != KP_OK:
+            raise self.fail(st)
 
     def message(self):
         m = _context_message(self.handle)
@@ -456,8 +434,6 @@ class Formula:
         """kp_formula_with_indices: the Min_ArgMin-type version of a Min-type reduction."""
         g = self._derived.get("idx")
         if g is None:
-            if _formula_with_indices is None:
-                raise KpNotImplementedError("libkp: this libkp has no kp_formula_with_indices (gradients of Min/Max)")
             h = _vp()
             st = _formula_with_indices(self.ctx.handle, self.handle, ctypes.byref(h))
             if st != KP_OK:
@@ -539,7 +515,7 @@ class Plan:
         if idx is not None:
             _pack_array(buf, self.idx_off, idx)
             idx_addr = self.idx_addr
-        _OPTS.pack_into(buf, self.opt_off, _settings["num_threads"], nx, ny, stream)
+        _OPTS.pack_into(buf, self.opt_off, _settings["num_threads"], nx, ny, stream, _OPT_SIZE)
         self.ctx.use_settings(scheme)
         st = _progress.run(_plan_exec, (self.handle, self.base, self.nargs, out_addr, idx_addr, self.opt_addr), buf,
                            self.opt_off + _PROGRESS_OFF, _pairs_of(nx, ny, out if out is not None else idx))
@@ -548,8 +524,8 @@ class Plan:
 
 
 def has_joint_plans():
-    """True when the loaded libkp has kp_plan_new_joint / kp_plan_exec_joint."""
-    return _plan_new_joint is not None
+    """True: every libkp pykp loads has joint plans (kp_plan_new_joint)."""
+    return True
 
 
 class Joint:
@@ -604,8 +580,6 @@ class JointPlan:
     (args, then one output per formula, then the options)."""
 
     def __init__(self, joint, dtype):
-        if _plan_new_joint is None:
-            raise KpNotImplementedError("libkp: this libkp has no kp_plan_new_joint (joint plans)")
         ctx = joint.ctx
         n = len(joint.formulas)
         handles = (_vp * n)(*[f.handle for f in joint.formulas])
@@ -637,7 +611,7 @@ class JointPlan:
             if d is not None:
                 _pack_array(buf, off, d)
             off += _ARRAY_SIZE
-        _OPTS.pack_into(buf, self.opt_off, _settings["num_threads"], nx, ny, stream)
+        _OPTS.pack_into(buf, self.opt_off, _settings["num_threads"], nx, ny, stream, _OPT_SIZE)
         self.ctx.use_settings(scheme)
         st = _progress.run(_plan_exec_joint, (self.handle, self.base, self.nargs, self.out_addr, self.nouts, self.opt_addr),
                            buf, self.opt_off + _PROGRESS_OFF, _pairs_of(nx, ny, None))

@@ -19,27 +19,12 @@ from ._lib import KP_VAR_I, KP_VAR_J, KP_VAR_PARAM, KpNotImplementedError, KpTyp
 
 # ----------------------------------------------------------------- reduction names
 
-# KeOps name (and accepted aliases) -> (libkp reduction, needs opt_arg K)
-_REDUCTION_NAMES = {
-    "Sum": "Sum",
-    "LogSumExp": "LogSumExp",
-    "LogSumExpWeight": "LogSumExp",
-    "SumSoftMaxWeight": "SumSoftMaxWeight",
-    "SoftMax": "SumSoftMaxWeight",
-    "Min": "Min",
-    "Max": "Max",
-    "ArgMin": "ArgMin",
-    "ArgMax": "ArgMax",
-    "Min_ArgMin": "Min_ArgMin",
-    "MinArgMin": "Min_ArgMin",
-    "Max_ArgMax": "Max_ArgMax",
-    "MaxArgMax": "Max_ArgMax",
-    "KMin": "KMin",
-    "ArgKMin": "ArgKMin",
-    "KMin_ArgKMin": "KMin_ArgKMin",
-    "KMinArgKMin": "KMin_ArgKMin",
-}
-_K_REDUCTIONS = ("KMin", "ArgKMin", "KMin_ArgKMin")
+# KeOps name (and accepted aliases) -> libkp reduction: libkp's names, the same
+# without underscores (KeOps accepts "MinArgMin"), and KeOps' other spellings.
+_REDUCTION_NAMES = {n: n for n in _lib.REDUCTIONS}
+_REDUCTION_NAMES.update({n.replace("_", ""): n for n in _lib.REDUCTIONS})
+_REDUCTION_NAMES.update({"LogSumExpWeight": "LogSumExp", "SoftMax": "SumSoftMaxWeight"})
+_K_REDUCTIONS = _lib.K_REDUCTIONS
 
 
 def reduction_text(formula, reduction_op, axis, opt_arg=None, formula2=None):
@@ -258,8 +243,8 @@ if torch is not None:
         except Exception:
             return True
 
-    _WITH_INDICES = ("Min", "Max", "KMin")  # forward also computes the indices, for backward
-    _INDEXED = ("Min_ArgMin", "Max_ArgMax", "KMin_ArgKMin")  # outputs (values, indices)
+    _WITH_INDICES = _lib.WITH_INDICES  # forward also computes the indices, for backward
+    _INDEXED = _lib.INDEXED  # outputs (values, indices)
     _NEEDS_OUTPUT = ("LogSumExp", "SumSoftMaxWeight")  # gradient takes the forward output O
 
     def _joinable(g):

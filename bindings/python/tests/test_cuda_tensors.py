@@ -13,6 +13,7 @@ gradgradcheck in float64 on the device, joint and separate backward passes,
 a non-default stream, a second device, mixed devices.
 """
 import ctypes
+import struct
 
 import numpy as np
 import pytest
@@ -42,16 +43,26 @@ def test_descriptors_of_cpu_and_cuda_tensors():
 
 
 def test_descriptors_and_stream_are_packed_where_libkp_reads_them():
-    # the kp_array and kp_exec_options layouts of kp.h, read back through ctypes
-    buf = ctypes.create_string_buffer(ctypes.sizeof(_lib._KpArray) + ctypes.sizeof(_lib._KpExecOptions))
+    # read back at the offsets libkp reports for its own structs (kp_constant)
+    c = _lib.constant
+    asize, osize = c("sizeof(kp_array)"), c("sizeof(kp_exec_options)")
+    buf = ctypes.create_string_buffer(asize + osize)
     _lib._pack_array(buf, 0, (0x1000, _lib.KP_FLOAT32, (4, 3), (3, 1), _lib.KP_DEVICE_CUDA, 5))
-    a = _lib._KpArray.from_buffer(buf)
-    assert (a.data, a.dtype, a.device, a.ndim, a.device_id) == (0x1000, 0, 1, 2, 5)
-    assert tuple(a.shape[:2]) == (4, 3) and tuple(a.strides[:2]) == (3, 1)
-    off = ctypes.sizeof(_lib._KpArray)
-    _lib._OPTS.pack_into(buf, off, 3, 7, -1, 0xABCDEF0)
-    o = _lib._KpExecOptions.from_buffer(buf, off)
-    assert (o.num_threads, o.nx, o.ny, o.cuda_stream) == (3, 7, -1, 0xABCDEF0)
+
+    def at(fmt, struct_name, field, base=0):
+        return struct.unpack_from(fmt, buf, base + c("offsetof(%s,%s)" % (struct_name, field)))
+
+    assert at("@P", "kp_array", "data") == (0x1000,)
+    assert at("@iii", "kp_array", "dtype") == (_lib.KP_FLOAT32, _lib.KP_DEVICE_CUDA, 2)
+    assert at("@i", "kp_array", "ndim") == (2,) and at("@i", "kp_array", "device_id") == (5,)
+    assert at("@2q", "kp_array", "shape") == (4, 3) and at("@2q", "kp_array", "strides") == (3, 1)
+    _lib._OPTS.pack_into(buf, asize, 3, 7, -1, 0xABCDEF0, _lib._OPT_SIZE)
+    opt = [at(f, "kp_exec_options", n, asize)[0] for f, n in (("@i", "num_threads"), ("@q", "nx"), ("@q", "ny"))]
+    assert opt == [3, 7, -1]
+    assert at("@P", "kp_exec_options", "cuda_stream", asize) == (0xABCDEF0,)
+    # the struct_size pykp passes covers every field it writes; libkp takes defaults for the rest
+    assert at("@N", "kp_exec_options", "struct_size", asize) == (_lib._OPT_SIZE,)
+    assert _lib._OPT_SIZE <= osize
 
 
 def test_cuda_stream_is_torchs_current_stream_of_the_device(monkeypatch):

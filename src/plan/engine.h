@@ -1,0 +1,95 @@
+/*
+ * engine.h — the interface between the plan layer and the engines.
+ *
+ * plan/ validates a call's arrays and describes the work as a kp_job: base
+ * pointers and element strides per argument, sizes, batch shape, settings,
+ * and the device the arrays live on. An engine is a kp_engine_ops table; the
+ * plan layer picks one by kp_engine (plan/dispatch.c) and calls its slots.
+ * Engines include this header (and plan/program.h, plan/reduction.h) and
+ * nothing of each other; plan/ includes no engine header. A new engine is
+ * one folder, one table, one entry in dispatch.c.
+ */
+#ifndef KP_PLAN_ENGINE_H
+#define KP_PLAN_ENGINE_H
+
+#include "plan/program.h"
+
+/* One array of a job, in elements (not bytes). */
+typedef struct kp_job_arg {
+    const char *base;                        /* NULL if the position is unused */
+    int64_t row_stride, comp_stride;         /* row_stride 0 for parameters */
+    int64_t batch_stride[KP_MAX_BATCH_DIMS]; /* 0 broadcasts */
+} kp_job_arg;
+
+/* One kp_plan_exec call, every array validated. */
+typedef struct kp_job {
+    const kp_program *prog;
+    kp_dtype dtype;
+    kp_sum_scheme scheme;
+    kp_math_mode math;
+    int num_threads;
+    int nbatch_dims;
+    int64_t batch_shape[KP_MAX_BATCH_DIMS];
+    int64_t nbatch; /* product of batch_shape (1 if none) */
+    int64_t nrows;  /* output rows */
+    int64_t ncols;  /* reduced points */
+    int nargs;
+    kp_job_arg args[KP_MAX_ARGS];
+    kp_job_arg out, out_idx; /* base NULL when absent */
+    /* Where every array of the call lives: KP_DEVICE_CPU (host memory) or
+     * KP_DEVICE_CUDA with its ordinal; stream: the caller's CUstream. */
+    kp_device device;
+    int device_id;
+    void *stream;
+    /* > 0: the formula sums its rows (kp_formula_sums_rows), out is one row
+     * of this width and the engine writes the sum over the nrows rows. Set
+     * only for device arrays; for host arrays the plan layer sums. */
+    int sum_rows_dim;
+    kp_progress_fn progress; /* kp_exec_options.progress: NULL when unset (CPU engine) */
+    void *progress_user;
+} kp_job;
+
+/* Element offset of batch b (flat, row-major over job's batch shape) in a. */
+static inline int64_t kp__job_batch_offset(const kp_job *job, const kp_job_arg *a, int64_t b) {
+    int64_t off = 0;
+    for (int d = job->nbatch_dims - 1; d >= 0; d--) {
+        off += (b % job->batch_shape[d]) * a->batch_stride[d];
+        b /= job->batch_shape[d];
+    }
+    return off;
+}
+
+/* A joint job (kp_plan_exec_joint): every Sum term of a joint program in one
+ * pass over the pairs. job.nrows = N (i points), job.ncols = M (j points),
+ * one batch, host arrays; out[0][t]: term t of terms[0] (N rows), out[1][t]:
+ * term t of terms[1] (M rows). */
+typedef struct kp_joint_job {
+    kp_job job;
+    kp_job_arg out[2][KP_MAX_JOINT];
+} kp_joint_job;
+
+/* An engine. */
+typedef struct kp_engine_ops {
+    /* Named in messages ("the OpenCL engine reads host memory only"). */
+    const char *name;
+    /* Bit d set: the engine reads arrays of kp_device d. */
+    unsigned devices;
+    /* KP_OK if the engine can run on this machine, else KP_ERR_UNSUPPORTED
+     * with the reason in ctx. Cheap after the first call. NULL: always. */
+    kp_status (*available)(kp_context *ctx);
+    /* Runs a validated job (its device among `devices`); the message of a
+     * failure goes into ctx. */
+    kp_status (*run)(kp_context *ctx, const kp_job *job);
+    /* Optional (NULL: the plan runs the formulas one by one). Runs a joint
+     * job, or returns KP_ERR_UNSUPPORTED without a message when this call's
+     * sizes do not suit the joint pass; the choice may depend on the sizes
+     * only, never on the thread count. */
+    kp_status (*run_joint)(kp_context *ctx, const kp_joint_job *jj);
+} kp_engine_ops;
+
+#define KP_ENGINE_READS(d) (1u << (unsigned)(d))
+
+/* The engines' tables, defined in their folders. */
+extern const kp_engine_ops kp__engine_cpu, kp__engine_opencl, kp__engine_cuda;
+
+#endif
