@@ -11,13 +11,13 @@ import math
 import pytest
 import torch
 
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+# hypothesis is in requirements-test.txt: a missing one fails, not skips.
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-import pykp  # noqa: E402
-from pykp import LazyTensor  # noqa: E402
-from conftest import assert_close, dense_reduce  # noqa: E402
+import pykp
+from pykp import LazyTensor
+from conftest import assert_close, dense_reduce
 
 SETTINGS = dict(derandomize=True, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 
