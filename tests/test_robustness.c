@@ -151,11 +151,55 @@ static void test_exec_argument_errors(void **state) {
     kp_context_free(ctx);
 }
 
+/* The parser's limits: each a status and a message, never a crash. */
+static void test_parser_limits(void **state) {
+    (void)state;
+    kp_context *ctx;
+    kp_formula *f = NULL;
+    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    static const struct {
+        const char *text;
+        kp_status st;
+        const char *msg;
+    } cases[] = {
+        {"Sum_Reduction(Vi(256,1), 1)", KP_ERR_PARSE, "position"},
+        {"Sum_Reduction(Vi(0,0), 1)", KP_ERR_SHAPE, "dimension"},
+        {"Sum_Reduction(Clamp(Vi(0,1),Vi(0,1),Vi(0,1),Vi(0,1),Vi(0,1)), 1)", KP_ERR_PARSE, "arguments"},
+        {"KMin_Reduction(Vi(0,300), 300, 1)", KP_ERR_SHAPE, "too large"},
+        {"KMin_Reduction(Vi(0,3), 0, 1)", KP_ERR_PARSE, "at least 1"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        kp_status st = kp_formula_parse(ctx, cases[k].text, NULL, 0, &f);
+        if (st != cases[k].st || !strstr(kp_context_message(ctx), cases[k].msg))
+            print_error("%s: status %d, message '%s'\n", cases[k].text, (int)st, kp_context_message(ctx));
+        assert_int_equal(st, cases[k].st);
+        assert_non_null(strstr(kp_context_message(ctx), cases[k].msg));
+        assert_null(f);
+    }
+    /* Nesting deeper than the parser's limit is an error, not a stack overflow. */
+    char deep[4096] = "Sum_Reduction(";
+    for (int k = 0; k < 1000; k++) strcat(deep, "(");
+    strcat(deep, "Vi(0,1)");
+    for (int k = 0; k < 1000; k++) strcat(deep, ")");
+    strcat(deep, ",1)");
+    assert_int_equal(kp_formula_parse(ctx, deep, NULL, 0, &f), KP_ERR_PARSE);
+    assert_non_null(strstr(kp_context_message(ctx), "deeply"));
+    /* A gradient needs positions past the formula's: at position 255, there are none. */
+    KPT_ASSERT_OK(ctx, kp_formula_parse(ctx, "Sum_Reduction(Vi(255,1)*Vj(254,1), 1)", NULL, 0, &f));
+    kp_formula *g = NULL;
+    assert_int_equal(kp_formula_grad(ctx, f, 255, &g), KP_ERR_ARGUMENT);
+    assert_non_null(strstr(kp_context_message(ctx), "too many arguments"));
+    assert_null(g);
+    kp_formula_free(f);
+    kp_context_free(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rowsum_of_indices_refused),
         cmocka_unit_test(test_formula_needs_its_own_context),
         cmocka_unit_test(test_exec_argument_errors),
+        cmocka_unit_test(test_parser_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
