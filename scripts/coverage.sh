@@ -9,20 +9,23 @@
 # src/plan and src/cpu, each and together, and of all of src/. An HTML report
 # goes to build-cov/html/index.html, the per-file table to build-cov/coverage.txt.
 #
-# usage: scripts/coverage.sh [--gpu] [--large]
-#   --gpu     also run the gpu-labelled suites (OpenCL on PoCL, CUDA emulator; slow)
-#   --large   also run the largest cases (KP_TEST_SKIP_LARGE unset)
+# usage: scripts/coverage.sh [--gpu] [--large] [--add-fuzz]
+#   --gpu       also run the gpu-labelled suites (OpenCL on PoCL, CUDA emulator; slow)
+#   --large     also run the largest cases (KP_TEST_SKIP_LARGE unset)
+#   --add-fuzz  keep the counts of the previous run and only replay the fuzz
+#               corpus again (after a fuzzing session grew it), then report
 #   -h, --help
 # Needs gcc, lcov (genhtml) and the test dependencies (libcmocka-dev).
 set -euo pipefail
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-gpu=0 large=0
+gpu=0 large=0 add_fuzz=0
 while (($#)); do
   case "$1" in
     --gpu) gpu=1; shift ;;
     --large) large=1; shift ;;
+    --add-fuzz) add_fuzz=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "coverage.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -35,17 +38,22 @@ CC=gcc cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Debug -DKP_BUILD_BENCH=OF
   -DCMAKE_C_FLAGS="--coverage -O0" -DCMAKE_EXE_LINKER_FLAGS=--coverage -DCMAKE_SHARED_LINKER_FLAGS=--coverage \
   >/dev/null
 cmake --build "$build" -j2 >/dev/null
-find "$build" -name '*.gcda' -delete
-
-echo "== coverage.sh: test suites"
-exclude="large|gpu"
-((gpu)) && exclude="large"
-((large)) && exclude=${exclude/large|/} && exclude=${exclude/large/}
-((large)) || export KP_TEST_SKIP_LARGE=1
-if [[ -n "$exclude" ]]; then
-  ctest --test-dir "$build" --output-on-failure -j2 -LE "$exclude"
+if ((add_fuzz)); then
+  echo "== coverage.sh: fuzz corpus replay, added to the previous counts"
+  ctest --test-dir "$build" --output-on-failure -L fuzz
 else
-  ctest --test-dir "$build" --output-on-failure -j2
+  find "$build" -name '*.gcda' -delete
+
+  echo "== coverage.sh: test suites"
+  exclude="large|gpu"
+  ((gpu)) && exclude="large"
+  ((large)) && exclude=${exclude/large|/} && exclude=${exclude/large/}
+  ((large)) || export KP_TEST_SKIP_LARGE=1
+  if [[ -n "$exclude" ]]; then
+    ctest --test-dir "$build" --output-on-failure -j2 -LE "$exclude"
+  else
+    ctest --test-dir "$build" --output-on-failure -j2
+  fi
 fi
 
 echo "== coverage.sh: lcov"

@@ -27,7 +27,7 @@ kp_status kp_plan_new_joint(kp_context *ctx, const kp_formula *const *fs, size_t
     for (size_t k = 0; k < n; k++) {
         if (!fs[k]) return kp__fail(ctx, KP_ERR_NULL, "formula %zu is NULL", k);
         if (fs[k]->ctx != ctx) /* lowered in its context's node store */
-            return kp__fail(ctx, KP_ERR_ARGUMENT, "formula %zu was made in another context: use it with that context", k);
+            return kp__fail(ctx, KP_ERR_ARGUMENT, "formula %zu was made in another context: use that context", k);
         if (!same_arguments(fs[0], fs[k]))
             return kp__fail(ctx, KP_ERR_ARGUMENT,
                             "formula %zu does not take the same arguments as formula 0 (number, categories, dimensions)",

@@ -92,7 +92,7 @@ int main(int argc, char **argv) {
             snprintf(names[n++], len, "%s/%s", argv[a], e->d_name);
         }
         closedir(d);
-        qsort(names, n, sizeof *names, cmp); /* a fixed order */
+        if (n) qsort(names, n, sizeof *names, cmp); /* a fixed order */
         for (size_t k = 0; k < n; k++) {
             failed |= run_file(names[k]);
             count++;

@@ -11,13 +11,13 @@ import math
 import pytest
 import torch
 
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+# hypothesis is in requirements-test.txt: a missing one fails, not skips.
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-import pykp  # noqa: E402
-from pykp import LazyTensor  # noqa: E402
-from conftest import assert_close, dense_reduce  # noqa: E402
+import pykp
+from pykp import LazyTensor
+from conftest import assert_close, dense_reduce
 
 SETTINGS = dict(derandomize=True, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 
@@ -290,3 +290,43 @@ def test_random_formula_text_parses_or_raises_value_error(text, red):
         pykp.Genred(text, ["x = Vi(3)", "y = Vj(3)", "b = Vj(1)"], reduction_op=red, axis=1, **opts)
     except pykp.KpValueError as e:
         assert e.status in ("KP_ERR_PARSE", "KP_ERR_SHAPE", "KP_ERR_ARGUMENT", None) and str(e)
+
+
+# ---------------------------------------------------------------- huge sizes, freed and resized tensors
+
+def test_huge_sizes_are_errors_or_cheap():
+    """A reduced axis of 2^40 points (a stride-0 view) with no rows costs
+    nothing; float32 point indices beyond 2^24 (the gradient of a Min) are
+    KP_ERR_TOO_LARGE, a KpValueError naming the limit."""
+    y = torch.zeros(1, 3).expand(2**40, 3)
+    out = (LazyTensor(torch.rand(0, 3)[:, None, :]) - LazyTensor(y[None, :, :])).sqnorm2().sum(1)
+    assert out.shape == (0, 1)
+    x = torch.rand(1, 3, dtype=torch.float32, requires_grad=True)
+    yy = torch.rand(1, 3, dtype=torch.float32).expand(2**24 + 3, 3)
+    m = (LazyTensor(x[:, None, :]) - LazyTensor(yy[None, :, :])).sqnorm2().min(1)
+    with pytest.raises(pykp.KpValueError, match="2\\^24") as e:
+        m.sum().backward()
+    assert e.value.status == "KP_ERR_TOO_LARGE"
+
+
+def test_freed_and_resized_tensors():
+    """A LazyTensor keeps its views (so their storage) alive, and reads them
+    when reduced, as torch does: deleting the caller's tensor changes nothing;
+    resizing it (torch moves the shared storage to a new buffer) and writing
+    into it shows in the result exactly as in the dense computation on the
+    same views; never stale or freed memory."""
+    import gc
+
+    x, y = clouds(3, 6, 5, 2)
+    xs, ys = x.clone(), y.clone()
+    xv, yv = xs[:, None, :], ys[None, :, :]
+    K = (LazyTensor(xv) - LazyTensor(yv)).sqnorm2()
+    ref = ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1).sum(1, keepdim=True)
+    del xs
+    gc.collect()
+    assert_close(K.sum(1), ref)
+    ys.resize_(1000, 7)  # a new buffer for the storage yv shares
+    ys.copy_(torch.linspace(-1, 1, 7000).reshape(1000, 7))
+    dense = ((xv - yv) ** 2).sum(-1).sum(1, keepdim=True)
+    assert_close(K.sum(1), dense)
+    assert not torch.allclose(dense, ref)
