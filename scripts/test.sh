@@ -18,7 +18,10 @@
 #      pytest suite;
 #   6. the R binding (rkp): scripts/test_r.sh over the Release build;
 #   7. the Octave/MATLAB binding: MEX gateway built with mkoctfile against
-#      build-test, its octave-cli tests (scripts/test_octave.sh).
+#      build-test, its octave-cli tests (scripts/test_octave.sh);
+#   8. reliability: the README's demo on a debootstrapped bare Debian root
+#      (scripts/fresh_check.sh), 60 s of fuzzing, ThreadSanitizer
+#      (docs/testing.md).
 #
 # usage: scripts/test.sh          (exit status 0 only if everything passed)
 set -euo pipefail
@@ -26,7 +29,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
 
 # pocl-opencl-icd + ocl-icd-libopencl1: the OpenCL engine's tests run on the CPU through PoCL.
-packages=(build-essential cmake pkg-config libsleef-dev libcmocka-dev nettle-dev pocl-opencl-icd ocl-icd-libopencl1)
+# debootstrap: the fresh-machine check; clang, its runtime and libomp: fuzzing and ThreadSanitizer.
+packages=(build-essential cmake pkg-config libsleef-dev libcmocka-dev nettle-dev pocl-opencl-icd ocl-icd-libopencl1
+          debootstrap clang libclang-rt-dev libomp-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$p")
@@ -105,5 +110,13 @@ scripts/test_r.sh --libkp-dir build-test
 
 echo "== test.sh: Octave/MATLAB binding: MEX gateway over build-test, octave-cli tests"
 scripts/test_octave.sh build-test
+
+echo "== test.sh: the README's demo and the install check on a bare Debian root (debootstrap)"
+# The base root is cached outside the checkout, so later runs on this machine reuse it.
+scripts/fresh_check.sh --cache /var/cache/libkp-fresh-check
+
+echo "== test.sh: 60 seconds of fuzzing (clang, ASan + UBSan) and the ThreadSanitizer stress test"
+scripts/fuzz.sh --time 20
+scripts/tsan.sh
 
 echo "== test.sh: all passed"

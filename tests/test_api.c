@@ -114,7 +114,7 @@ static void test_options_versions(void **state) {
     assert_true(i.num_threads == d.num_threads && i.nx == d.nx && i.ny == d.ny && i.cuda_stream == d.cuda_stream &&
                 i.struct_size == d.struct_size);
     assert_int_equal(run_with(ctx, &d), KP_OK);
-    kp_exec_options old = {1, -1, -1, NULL, 0}; /* a caller filling the first fields only */
+    kp_exec_options old = {.num_threads = 1, .nx = -1, .ny = -1}; /* a caller filling the first fields only */
     assert_int_equal(run_with(ctx, &old), KP_OK);
     old.struct_size = 8; /* fewer bytes than the first fields */
     assert_int_equal(run_with(ctx, &old), KP_ERR_ARGUMENT);

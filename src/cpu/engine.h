@@ -16,18 +16,6 @@
 
 #include "plan/engine.h"
 
-/* A joint job as the CPU runs it. Rows are cut into ngroups fixed groups (a
- * function of the sizes only); each group adds its column terms into its own
- * buffer, and the buffers are merged in group order, so every thread count
- * gives bit-identical results. */
-typedef struct kp_cpu_joint_job {
-    kp_job job;                            /* N rows (i), M columns (j), one batch */
-    const kp_job_arg (*out)[KP_MAX_JOINT]; /* the kp_joint_job's outputs */
-    int coldim;                            /* total dimension of the column terms */
-    int64_t group_rows;                    /* rows per group, a multiple of KP_ROW_BLOCK */
-    int64_t ngroups;
-} kp_cpu_joint_job;
-
 /* The progress of one run (kp_progress_fn): blocks done, calls paced from
  * the calling thread (OpenMP thread 0), cancellation seen by every thread. */
 typedef struct kp_cpu_progress {
@@ -46,6 +34,19 @@ static inline int kp__cpu_progress_stop(kp_cpu_progress *p) {
 }
 /* After the run: KP_ERR_CANCELLED with a message, or the final call. */
 kp_status kp__cpu_progress_end(kp_context *ctx, kp_cpu_progress *p);
+
+/* A joint job as the CPU runs it. Rows are cut into ngroups fixed groups (a
+ * function of the sizes only); each group adds its column terms into its own
+ * buffer, and the buffers are merged in group order, so every thread count
+ * gives bit-identical results. */
+typedef struct kp_cpu_joint_job {
+    kp_job job;                            /* N rows (i), M columns (j), one batch */
+    const kp_job_arg (*out)[KP_MAX_JOINT]; /* the kp_joint_job's outputs */
+    int coldim;                            /* total dimension of the column terms */
+    int64_t group_rows;                    /* rows per group, a multiple of KP_ROW_BLOCK */
+    int64_t ngroups;
+    kp_cpu_progress *progress; /* set by kp__cpu_run_joint: counted per block of rows (groups are long) */
+} kp_cpu_joint_job;
 
 kp_status kp__cpu_run(kp_context *ctx, const kp_job *job);
 /* One thread's scratch (64-byte aligned), or NULL after setting *failed

@@ -38,7 +38,7 @@ static int choose_groups(kp_cpu_joint_job *jj, size_t real_size) {
     return 0;
 }
 
-static kp_status run_groups(kp_context *ctx, const kp_cpu_joint_job *jj, const kp_cpu_kernels *K);
+static kp_status run_groups(kp_context *ctx, kp_cpu_joint_job *jj, const kp_cpu_kernels *K);
 
 kp_status kp__cpu_run_joint(kp_context *ctx, const kp_joint_job *job) {
     const kp_cpu_kernels *K = kp__cpu_pick_kernels(job->job.dtype);
@@ -53,7 +53,7 @@ kp_status kp__cpu_run_joint(kp_context *ctx, const kp_joint_job *job) {
     return st;
 }
 
-static kp_status run_groups(kp_context *ctx, const kp_cpu_joint_job *jj, const kp_cpu_kernels *K) {
+static kp_status run_groups(kp_context *ctx, kp_cpu_joint_job *jj, const kp_cpu_kernels *K) {
     int64_t bytes = buffer_bytes(jj, K->real_size);
     if (bytes < 0) return kp__fail(ctx, KP_ERR_TOO_LARGE, "joint reduction: column buffers too large");
     char *colacc = malloc((size_t)bytes + 1);
