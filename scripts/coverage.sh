@@ -40,6 +40,13 @@ CC=gcc cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Debug -DKP_BUILD_BENCH=OF
 cmake --build "$build" -j2 >/dev/null
 if ((add_fuzz)); then
   echo "== coverage.sh: fuzz corpus replay, added to the previous counts"
+  # Objects rebuilt since (sources changed) lost their counts: say so, drop the stale files.
+  while IFS= read -r gcda; do
+    if [[ "${gcda%.gcda}.gcno" -nt "$gcda" ]]; then
+      echo "coverage.sh: ${gcda#$build/} predates its rebuilt object: its earlier counts are dropped" >&2
+      rm -f "$gcda"
+    fi
+  done < <(find "$build" -name '*.gcda')
   ctest --test-dir "$build" --output-on-failure -L fuzz
 else
   find "$build" -name '*.gcda' -delete

@@ -80,7 +80,8 @@ for t in "${targets[@]}"; do
   if ((save)); then
     new="$build/merge-$t"
     rm -rf "$new" && mkdir -p "$new"
-    "$bin" -merge=1 -timeout="$timeout" -max_len=512 "$new" "$kept" "$work" >"$build/merge-$t.log" 2>&1
+    "$bin" -merge=1 -timeout="$timeout" -max_len=512 -artifact_prefix="$art/" "$new" "$kept" "$work" \
+      >"$build/merge-$t.log" 2>&1
     rm -rf "$kept" && mv "$new" "$kept"
     echo "   corpus kept: $(find "$kept" -type f | wc -l) inputs, $(du -sk "$kept" | cut -f1) KiB in tests/fuzz/corpus/$t"
     for f in "$art"/crash-* "$art"/leak-* "$art"/timeout-*; do
