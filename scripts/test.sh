@@ -54,7 +54,10 @@ if ! ls /usr/local/cuda*/lib64/libnvrtc.so* /usr/local/cuda*/targets/*/lib/libnv
     python3 -m pip install --quiet --target build-nvrtc "nvidia-cuda-nvrtc>=13,<14" ||
       echo "test.sh: pip could not install nvidia-cuda-nvrtc: the NVRTC compile checks will be skipped"
   fi
-  [[ -e $nvrtc ]] && nvrtc_args=(-DKP_NVRTC_LIBRARY="$PWD/$nvrtc")
+  if [[ -e $nvrtc ]]; then
+    nvrtc_args=(-DKP_NVRTC_LIBRARY="$PWD/$nvrtc")
+    export KP_NVRTC_LIBRARY="$PWD/$nvrtc"  # libkp finds it so at run time (pykp's CUDA mock tests)
+  fi
 fi
 
 echo "== test.sh: Release build (-Werror) and all suites"

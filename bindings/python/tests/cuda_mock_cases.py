@@ -42,6 +42,23 @@ KP_DEVICE_CPU, KP_DEVICE_CUDA = 0, 1
 GAUSS = ("Exp(-SqDist(x,y)*g)*b", ["x = Vi(3)", "y = Vj(3)", "g = Pm(1)", "b = Vj(1)"])
 
 
+def read(addr, ctype):
+    return ctype.from_address(addr).value
+
+
+def decode_array(addr):
+    """A kp_array at addr as a dict, None for an unused argument position."""
+    at = lambda field: addr + _lib._at("kp_array", field)  # noqa: E731
+    data = read(at("data"), ctypes.c_void_p)
+    if data is None:
+        return None
+    ndim = read(at("ndim"), ctypes.c_int)
+    shape = (ctypes.c_int64 * ndim).from_address(at("shape"))
+    strides = (ctypes.c_int64 * ndim).from_address(at("strides"))
+    return dict(device=read(at("device"), ctypes.c_int), device_id=read(at("device_id"), ctypes.c_int), ptr=data,
+                shape=tuple(shape), strides=tuple(strides))
+
+
 class Calls:
     """What libkp received: one record per kp_plan_exec / kp_plan_exec_joint call."""
 
@@ -50,20 +67,12 @@ class Calls:
 
     def add(self, kind, args_addr, nargs, out_addrs, opt_addr):
         """Decodes the kp_array descriptors and options pykp passes (ctypes
-        addresses, as _lib.Plan / JointPlan hand them to libkp)."""
-        size = ctypes.sizeof(_lib._KpArray)
-
-        def array(addr):
-            a = _lib._KpArray.from_address(addr)
-            if a.data is None:  # an unused argument position
-                return None
-            return dict(device=a.device, device_id=a.device_id, ptr=a.data, shape=tuple(a.shape[: a.ndim]),
-                        strides=tuple(a.strides[: a.ndim]))
-
-        opt = _lib._KpExecOptions.from_address(opt_addr)
+        addresses, as _lib.Plan / JointPlan hand them to libkp), at the offsets
+        libkp states (kp_constant)."""
         self.records.append(
-            dict(kind=kind, args=[array(args_addr + k * size) for k in range(nargs)],
-                 outs=[array(a) for a in out_addrs], stream=opt.cuda_stream or 0)
+            dict(kind=kind, args=[decode_array(args_addr + k * _lib._ARRAY_SIZE) for k in range(nargs)],
+                 outs=[decode_array(a) for a in out_addrs],
+                 stream=read(opt_addr + _lib._at("kp_exec_options", "cuda_stream"), ctypes.c_void_p) or 0)
         )
 
     def arrays(self):
@@ -90,8 +99,7 @@ def device(mock, monkeypatch):
         return real_exec(plan, args, nargs, out, out_index, opt)
 
     def plan_exec_joint(plan, args, nargs, outs, nouts, opt):
-        size = ctypes.sizeof(_lib._KpArray)
-        calls.add("joint", args, nargs, [outs + k * size for k in range(nouts)], opt)
+        calls.add("joint", args, nargs, [outs + k * _lib._ARRAY_SIZE for k in range(nouts)], opt)
         return real_joint(plan, args, nargs, outs, nouts, opt)
 
     monkeypatch.setattr(_lib, "_plan_exec", plan_exec)
