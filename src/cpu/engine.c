@@ -1,4 +1,5 @@
 /* engine.c — CPU engine: picks the kernel build for the CPU, splits work, runs threads. */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, CLOCK_MONOTONIC under strict C11 (clang) */
 #include "cpu/engine.h"
 
 #include <omp.h>
