@@ -465,9 +465,9 @@ class KernelSolve:
     definite: a positive definite kernel of the same points (x = y), or
     alpha > 0 and a positive semi-definite one. Neither is checked; CG fails
     with a clear error when it meets p^T A p <= 0.
-    The other options are Genred's (dtype_acc, use_double_acc, sum_scheme;
-    KeOps' enable_chunks, rec_multVar_highdim, dtype, cuda_type,
-    use_fast_math are accepted and ignored).
+    The other options are Genred's, read as Genred reads them (dtype_acc,
+    use_double_acc, sum_scheme, enable_chunks, rec_multVar_highdim, dtype,
+    cuda_type, use_fast_math: pykp._options says each one's effect).
 
     Calling it: the arguments of the formula, b at varinvalias's position
     ((N, d) or (N,) for d = 1; NumPy arrays or torch tensors), and
@@ -496,13 +496,15 @@ class KernelSolve:
         use_double_acc=False,
         sum_scheme="auto",
         enable_chunks=True,
-        rec_multVar_highdim=None,
+        rec_multVar_highdim=False,
         dtype=None,
         cuda_type=None,
-        use_fast_math=True,
+        use_fast_math=None,
     ):
         self.genred = Genred(formula, aliases, reduction_op="Sum", axis=axis, dtype_acc=dtype_acc,
-                             use_double_acc=use_double_acc, sum_scheme=sum_scheme)
+                             use_double_acc=use_double_acc, sum_scheme=sum_scheme, enable_chunks=enable_chunks,
+                             rec_multVar_highdim=rec_multVar_highdim, dtype=dtype, cuda_type=cuda_type,
+                             use_fast_math=use_fast_math)
         self.key = self.genred.key
         f = _lookup(self.key)
         aliases = self.genred.aliases

@@ -373,3 +373,20 @@ def test_tensordot_and_kron():
     torch.testing.assert_close(k, ref)
     a.requires_grad_()
     torch.autograd.gradcheck(lambda a_: Vi(a_).keops_tensordot(Vj(b), (2, 3), (3, 4), (1,), (0,)).sum(dim=1), [a])
+
+
+def test_kernel_solve_reads_the_genred_keywords():
+    """KernelSolve takes Genred's keywords and reads them (a bad value raises,
+    dtype is checked against the arrays), none dropped."""
+    x = torch.rand(30, 3, dtype=F64)
+    b = torch.rand(30, 1, dtype=F64)
+    args = ("Exp(-SqDist(x,y))*b", ["x = Vi(3)", "y = Vj(3)", "b = Vj(1)"], "b")
+    for kw, bad in BAD_VALUES.items():
+        if kw in _options.CONSTRUCTION:
+            with pytest.raises((ValueError, TypeError)):
+                pykp.KernelSolve(*args, axis=1, **{kw: bad})
+    with pytest.raises(TypeError, match="dtype"):
+        pykp.KernelSolve(*args, axis=1, dtype="float32")(x, x, b, alpha=1.0)
+    a = pykp.KernelSolve(*args, axis=1, dtype="float64", enable_chunks=False)(x, x, b, alpha=1.0)
+    K = torch.exp(-dense_sqdist(x, x))
+    torch.testing.assert_close(a, torch.linalg.solve(K + torch.eye(30, dtype=F64), b), rtol=1e-6, atol=1e-6)
