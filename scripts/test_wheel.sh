@@ -43,8 +43,10 @@ assert "pykp/libkp.so" in names, names
 assert "pykp/_version.py" in names, names
 meta = [n for n in names if n.endswith("METADATA")][0]
 text = zipfile.ZipFile(sys.argv[1]).read(meta).decode()
-for needed in ("Provides-Extra: torch", "Provides-Extra: ot", "Provides-Extra: shapes", "Requires-Dist: numpy"):
+for needed in ("Provides-Extra: torch", "Provides-Extra: ot", "Provides-Extra: shapes", "Requires-Dist: numpy",
+               "License-Expression: MIT", "License-File: LICENSE"):
     assert needed in text, needed
+assert any(n.endswith("licenses/LICENSE") for n in names), names
 print("wheel contents and metadata: ok")
 EOF
 
@@ -90,7 +92,7 @@ tar = [f for f in os.listdir(out) if f.endswith(".tar.gz")][0]
 names = tarfile.open(os.path.join(out, tar)).getnames()
 top = names[0].split("/")[0]
 for needed in ("libkp-src/CMakeLists.txt", "libkp-src/include/kp.h", "libkp-src/src/CMakeLists.txt",
-               "libkp-src/cmake/install.cmake", "pyproject.toml", "setup.py", "pykp/genred.py"):
+               "libkp-src/cmake/install.cmake", "LICENSE", "pyproject.toml", "setup.py", "pykp/genred.py"):
     assert "%s/%s" % (top, needed) in names, needed
 print("sdist %s carries libkp's sources: ok" % tar)
 EOF
