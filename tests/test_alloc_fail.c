@@ -371,6 +371,36 @@ static kp_status sc_opencl(kp_context *ctx) {
     return st;
 }
 
+/* The CUDA engine on host arrays. Against the fake driver of tests/gpu
+ * (kernels recorded, not run: argument "cuda-mock") only the statuses and the
+ * host side's allocations are checked, not the results. */
+static int g_cuda_mock;
+
+static kp_status sc_cuda(kp_context *ctx) {
+    static double out[N * E];
+    kp_formula *f = NULL, *g = NULL;
+    kp_plan *p = NULL, *pg = NULL;
+    kp_status st = kp_context_set_engine(ctx, KP_ENGINE_CUDA);
+    if (st == KP_OK) st = kp_formula_parse(ctx, GAUSS, GAUSS_ALIASES, 4, &f);
+    if (st == KP_OK) st = kp_plan_new(ctx, f, KP_FLOAT64, &p);
+    kp_array o = kp_array_2d(out, KP_FLOAT64, N, E);
+    if (st == KP_OK) st = kp_plan_exec(p, gauss_args, 4, &o, NULL, NULL);
+    if (st == KP_OK && !g_cuda_mock) st = close_to("cuda gauss", out, g_gauss_ref, N * E, 1e-10);
+    double dg = 0; /* a parameter gradient: rows summed */
+    kp_array args[5] = {gauss_args[0], gauss_args[1], gauss_args[2], gauss_args[3], kp_array_2d(EE, KP_FLOAT64, N, E)};
+    kp_array og = kp_array_2d(&dg, KP_FLOAT64, 1, 1);
+    if (st == KP_OK) st = kp_formula_grad(ctx, f, 2, &g);
+    if (st == KP_OK) st = kp_plan_new(ctx, g, KP_FLOAT64, &pg);
+    if (st == KP_OK) st = kp_plan_exec(pg, args, 5, &og, NULL, NULL);
+    if (st == KP_OK && !g_cuda_mock) st = close_to("cuda dg", &dg, &g_dg, 1, 1e-10);
+    kp_plan_free(p);
+    kp_plan_free(pg);
+    kp_formula_free(f);
+    kp_formula_free(g);
+    kp_context_set_engine(ctx, KP_ENGINE_CPU);
+    return st;
+}
+
 /* ------------------------------------------------------------ the driver */
 
 static long g_points_total; /* allocations failed, over every scenario */
@@ -442,6 +472,22 @@ static void test_opencl(void **state) {
     fail_each("opencl", sc_opencl);
 }
 
+static void test_cuda(void **state) {
+    (void)state;
+    kp_context *ctx;
+    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    kp_status st = kp_engine_available(ctx, KP_ENGINE_CUDA);
+    if (st == KP_OK) st = sc_cuda(ctx); /* a clean run: kernels may not compile here (no NVRTC) */
+    if (st == KP_ERR_UNSUPPORTED) {
+        print_message("CUDA engine not available here (%s): skipped\n", kp_context_message(ctx));
+        kp_context_free(ctx);
+        skip();
+    }
+    if (st != KP_OK) fail_msg("cuda: %s: %s%s", kp_status_name(st), kp_context_message(ctx), g_wrong);
+    kp_context_free(ctx);
+    fail_each(g_cuda_mock ? "cuda (fake driver)" : "cuda", sc_cuda);
+}
+
 /* The default allocator and a caller's one give the same results; NULL out. */
 static void test_api(void **state) {
     (void)state;
@@ -452,17 +498,22 @@ static void test_api(void **state) {
     kp_context_free(ctx);
 }
 
-int main(void) {
+/* No argument: every scenario (OpenCL and CUDA where they run); "cuda-mock":
+ * the CUDA scenario alone, against tests/gpu's fake driver. */
+int main(int argc, char **argv) {
     fill_data();
     set_gauss_args();
     gauss_ref(g_gauss_ref);
     grad_refs();
+    g_cuda_mock = argc > 1 && strcmp(argv[1], "cuda-mock") == 0;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_api),   cmocka_unit_test(test_parse), cmocka_unit_test(test_grad),
         cmocka_unit_test(test_exec),  cmocka_unit_test(test_grads), cmocka_unit_test(test_joint),
         cmocka_unit_test(test_solve), cmocka_unit_test(test_gpu_source), cmocka_unit_test(test_opencl),
+        cmocka_unit_test(test_cuda),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest mock[] = {cmocka_unit_test(test_cuda)};
+    int rc = g_cuda_mock ? cmocka_run_group_tests(mock, NULL, NULL) : cmocka_run_group_tests(tests, NULL, NULL);
     printf("allocation failure points tried: %ld\n", g_points_total);
     return rc;
 }

@@ -1,6 +1,7 @@
 /* alloc.c — the context's allocator: headers that remember sizes, the C library default. */
 #include "core/alloc.h"
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +24,7 @@ void *kp__default_alloc(void *user, void *ptr, size_t old_size, size_t new_size,
         free(ptr);
         return NULL;
     }
-    if (alignment <= KP__ALLOC_ALIGN) return realloc(ptr, new_size); /* malloc's blocks are 16-aligned */
+    if (alignment <= _Alignof(max_align_t)) return realloc(ptr, new_size); /* malloc's alignment suffices */
     size_t rounded = (new_size + alignment - 1) & ~(alignment - 1); /* aligned_alloc wants a multiple */
     if (rounded < new_size) return NULL;
     void *q = aligned_alloc(alignment, rounded);

@@ -244,7 +244,7 @@ static kp_status load_kernels(cuda_run *R, cuda_call *C) {
     if (!src) return kp__fail(R->ctx, KP_ERR_OOM, "out of memory while generating the CUDA kernel");
     CUmodule mod = NULL;
     kp_status st = get_module(R, src, &mod);
-    kp__free(R->ctx, src);
+    kp__free(job->prog->ctx, src);
     if (st == KP_OK) st = get_function(R, mod, "kp_reduce", &C->fr);
     if (st == KP_OK) st = get_function(R, mod, "kp_merge", &C->fm);
     if (st != KP_OK) return st;

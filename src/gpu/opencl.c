@@ -266,7 +266,7 @@ static kp_status run_locked(kp_context *ctx, const kp_job *job, run_state *rs) {
     if (!src) return kp__fail(ctx, KP_ERR_OOM, "out of memory while generating the OpenCL kernel");
     cl_program p = NULL;
     kp_status st = get_program(ctx, src, &p);
-    kp__free(ctx, src);
+    kp__free(prog->ctx, src);
     if (st != KP_OK) return st;
     cl_int err = 0;
     rs->kr = rt.cl.CreateKernel(p, "kp_reduce", &err);
