@@ -187,8 +187,10 @@ kp_status kp_context_new(kp_context **out);
  * 4096 (64 for the CPU engine's SIMD scratch buffers). The sizes include a
  * header of align bytes that libkp keeps in front of each block it uses.
  * Return NULL when a block cannot be given (p then stays valid as it was):
- * the libkp call fails with KP_ERR_OOM and a message, frees what it allocated,
- * and the context, its formulas and plans stay usable.
+ * the libkp call fails with KP_ERR_OOM and a message, frees what it allocated
+ * for the call (formula nodes it interned stay in the context's shared store,
+ * as after any call, until the context is freed), and the context, its
+ * formulas and plans stay usable.
  *
  * Thread-safety: the function must be thread-safe. The CPU engine calls it
  * from its OpenMP worker threads during kp_plan_exec (a scratch buffer per
