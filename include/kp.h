@@ -171,6 +171,44 @@ typedef struct kp_context kp_context;
 /* Creates a context. Returns KP_ERR_NULL if out is NULL, KP_ERR_OOM on
  * allocation failure. Not thread-safe: one thread at a time per context. */
 kp_status kp_context_new(kp_context **out);
+/*
+ * A caller-supplied allocator, in the style of Lua's lua_Alloc: one function
+ * for every allocation libkp makes for a context and for the formulas and
+ * plans made from it (the context itself included). libkp calls
+ *
+ *   alloc(user, NULL, 0, n, align)       a new block of n > 0 bytes whose
+ *                                        address is a multiple of align;
+ *   alloc(user, p, old, n, align), n > 0 p resized to n bytes (its first
+ *                                        min(old, n) bytes kept), same align;
+ *   alloc(user, p, old, 0, align)        p freed (the result is ignored).
+ *
+ * old and align are always those p was last allocated or resized with, so the
+ * function may keep no table of its own. align is a power of two from 16 to
+ * 4096 (64 for the CPU engine's SIMD scratch buffers). The sizes include a
+ * header of align bytes that libkp keeps in front of each block it uses.
+ * Return NULL when a block cannot be given (p then stays valid as it was):
+ * the libkp call fails with KP_ERR_OOM and a message, frees what it allocated
+ * for the call (formula nodes it interned stay in the context's shared store,
+ * as after any call, until the context is freed), and the context, its
+ * formulas and plans stay usable.
+ *
+ * Thread-safety: the function must be thread-safe. The CPU engine calls it
+ * from its OpenMP worker threads during kp_plan_exec (a scratch buffer per
+ * thread), and kp_plan_exec may run on one plan from several threads at once.
+ *
+ * What it does not see: process-wide state shared by all contexts, which
+ * outlives any of them (the GPU engines' caches of compiled kernels and
+ * modules, the loaded GPU libraries) and the GPU drivers' own memory; those
+ * use the C library. Every block libkp takes through a context is given back
+ * through the same context's allocator, at the latest by the *_free call of
+ * the object that holds it; which is why formulas and plans must be freed
+ * before their context.
+ */
+typedef void *(*kp_alloc_fn)(void *user, void *ptr, size_t old_size, size_t new_size, size_t alignment);
+/* Creates a context whose allocations, and those of every formula and plan
+ * made from it, go through alloc(user, ...); alloc NULL: the C library's
+ * (kp_context_new). KP_ERR_NULL if out is NULL, KP_ERR_OOM if alloc fails. */
+kp_status kp_context_new_with_allocator(kp_alloc_fn alloc, void *user, kp_context **out);
 /* Frees the context. Formulas and plans made from it must be freed first. */
 void kp_context_free(kp_context *ctx);
 /* Message of the last failed call on this context ("" if none). The pointer

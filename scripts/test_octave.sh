@@ -55,8 +55,24 @@ if [[ "${KP_OCTAVE_VALGRIND:-0}" == "1" ]]; then
     pattern=${pattern:-'^test_(reductions|gradients|errors|api|batches)$'}
     export KP_OCTAVE_VALGRIND
 fi
-"${runner[@]}" octave-cli --no-gui --norc -q --eval "
+# --no-history: Octave 7 writes its command history at exit into
+# ~/.local/share/octave/, and where that folder does not exist (a fresh
+# account, CI) it prints "error: ignoring const execution_exception& while
+# preparing to exit" and still exits 0. An error Octave prints on stderr
+# outside the tests (at exit, or from the gateway's mexAtExit) fails the run.
+errlog=$(mktemp)
+trap 'rm -f "$errlog"' EXIT
+set +e
+"${runner[@]}" octave-cli --no-gui --norc --no-history -q --eval "
   addpath('$root/bindings/matlab');
   kp_build('$libdir', '$root/include');
   addpath('$root/bindings/matlab/tests');
-  exit(run_tests('$pattern') > 0);"
+  exit(run_tests('$pattern') > 0);" 2> >(tee "$errlog" >&2)
+rc=$?
+set -e
+wait
+if grep -q '^error:' "$errlog"; then
+    echo "test_octave: octave-cli printed errors outside the tests (above)"
+    rc=1
+fi
+exit $rc

@@ -9,9 +9,10 @@ function [f, info] = kp_genred(formula, aliases, reduction, axis, opt)
 %   FORMULA  KeOps syntax, e.g. 'Exp(-SqDist(x,y)*g)*b'.
 %   ALIASES  cell of 'name = Vi(d)', 'name = Vj(d)', 'name = Pm(d)' (or with
 %            explicit positions, 'x = Vi(0,3)'); inputs of F come in alias order.
-%   REDUCTION 'Sum', 'LogSumExp', 'SumSoftMaxWeight', 'Min', 'Max', 'ArgMin',
-%            'ArgMax', 'Min_ArgMin', 'Max_ArgMax', 'KMin', 'ArgKMin',
-%            'KMin_ArgKMin'.
+%   REDUCTION a reduction of libkp ('Sum', 'LogSumExp', 'SumSoftMaxWeight',
+%            'Min', 'Max', 'ArgMin', 'ArgMax', 'Min_ArgMin', 'Max_ArgMax',
+%            'KMin', 'ArgKMin', 'KMin_ArgKMin'; kp_mex('reductions') lists
+%            them as kp.h does, with what each takes and gives).
 %   F = KP_GENRED(FORMULA, ALIASES, REDUCTION, AXIS, K) for the K-reductions;
 %   F = KP_GENRED(FORMULA, ALIASES, 'SumSoftMaxWeight', AXIS, WEIGHTS) with the
 %   weight formula; F = KP_GENRED(TEXT, ALIASES) with a complete reduction text
@@ -38,6 +39,7 @@ function [f, info] = kp_genred(formula, aliases, reduction, axis, opt)
 %     a = f(x, y, 0.5, b);     % x: N x 3, y: M x 3, b: M x 1 -> a: N x 1
 %
 %   See also KP_GRAD, KP_KERNEL_PRODUCT, KP_KNN, KP_THREADS.
+persistent reds
 % MATLAB string objects ("x = Vi(3)") as character arrays / cells of them
 if nargin >= 1 && isa(formula, 'string'), formula = char(formula); end
 if nargin >= 2 && isa(aliases, 'string'), aliases = cellstr(aliases); end
@@ -66,14 +68,28 @@ else
   if ~isnumeric(axis) || ~isscalar(axis) || ~any(axis == [0 1])
     error('libkp:argument', 'libkp: axis must be 0 (reduce over i) or 1 (reduce over j)');
   end
-  if nargin < 5
-    text = sprintf('%s_Reduction(%s,%d)', reduction, formula, axis);
-  elseif ischar(opt)   % SumSoftMaxWeight: the weight formula
-    text = sprintf('%s_Reduction(%s,%d,%s)', reduction, formula, axis, opt);
-  elseif isnumeric(opt) && isscalar(opt) && opt >= 1 && opt == round(opt)
+  % what the reduction takes, as kp.h says (kp_reduction_flags)
+  if isempty(reds), reds = kp_mex('reductions'); end
+  r = find(strcmp({reds.name}, reduction), 1);
+  if isempty(r)
+    error('libkp:formula', 'libkp: unknown reduction ''%s''; libkp''s reductions: %s', reduction, ...
+          strjoin({reds.name}, ', '));
+  end
+  if reds(r).takes_k
+    if nargin < 5 || ~isnumeric(opt) || ~isscalar(opt) || ~isreal(opt) || opt < 1 || opt ~= round(opt)
+      error('libkp:argument', 'libkp: %s takes K, a positive integer: kp_genred(formula, aliases, ''%s'', axis, K)', ...
+            reduction, reduction);
+    end
     text = sprintf('%s_Reduction(%s,%d,%d)', reduction, formula, opt, axis);
+  elseif reds(r).takes_g
+    if nargin < 5 || ~ischar(opt)
+      error('libkp:argument', 'libkp: %s takes a second formula (the weights) as its fifth input', reduction);
+    end
+    text = sprintf('%s_Reduction(%s,%d,%s)', reduction, formula, axis, opt);
+  elseif nargin >= 5
+    error('libkp:argument', 'libkp: %s takes no fifth input (K or weights)', reduction);
   else
-    error('libkp:argument', 'libkp: K must be a positive integer');
+    text = sprintf('%s_Reduction(%s,%d)', reduction, formula, axis);
   end
 end
 % the cache key of the gateway: the text, then one alias per line

@@ -21,14 +21,21 @@ const char *kp_status_string(kp_status status) {
     return "unknown status";
 }
 
-kp_status kp_context_new(kp_context **out) {
-    if (!out) return KP_ERR_NULL;
+kp_status kp_context_new(kp_context **out) { return kp_context_new_with_allocator(NULL, NULL, out); }
 
-    kp_context *ctx = calloc(1, sizeof *ctx);
+kp_status kp_context_new_with_allocator(kp_alloc_fn alloc, void *user, kp_context **out) {
+    if (!out) return KP_ERR_NULL;
+    kp_context proto; /* the allocator, before the context exists */
+    memset(&proto, 0, sizeof proto);
+    proto.alloc = alloc ? alloc : kp__default_alloc;
+    proto.alloc_user = user;
+    kp_context *ctx = kp__calloc(&proto, 1, sizeof *ctx);
     if (!ctx) return KP_ERR_OOM;
-    ctx->nodes = kp__node_store_new();
+    ctx->alloc = proto.alloc;
+    ctx->alloc_user = user;
+    ctx->nodes = kp__node_store_new(ctx);
     if (!ctx->nodes) {
-        free(ctx);
+        kp__free(&proto, ctx);
         return KP_ERR_OOM;
     }
     ctx->sum_scheme = KP_SUM_BLOCK;
@@ -39,7 +46,8 @@ kp_status kp_context_new(kp_context **out) {
 void kp_context_free(kp_context *ctx) {
     if (!ctx) return;
     kp__node_store_free(ctx->nodes);
-    free(ctx);
+    kp_context proto = *ctx; /* ctx's allocator frees ctx itself */
+    kp__free(&proto, ctx);
 }
 
 const char *kp_context_message(const kp_context *ctx) { return ctx ? ctx->message : "null context"; }
@@ -69,11 +77,13 @@ kp_status kp_context_set_math_mode(kp_context *ctx, kp_math_mode mode) {
 }
 
 kp_status kp__fail(kp_context *ctx, kp_status status, const char *fmt, ...) {
-    if (ctx) {
+    if (ctx) { /* through a copy: an argument may be ctx's own message ("%s", kp_context_message(ctx)) */
+        char text[KP_MESSAGE_MAX];
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(ctx->message, sizeof ctx->message, fmt, ap);
+        vsnprintf(text, sizeof text, fmt, ap);
         va_end(ap);
+        memcpy(ctx->message, text, sizeof text);
     }
     return status;
 }

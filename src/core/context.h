@@ -3,6 +3,7 @@
 #define KP_CORE_CONTEXT_H
 
 #include "kp.h"
+#include "core/alloc.h"
 
 #define KP_MESSAGE_MAX 512
 
@@ -15,6 +16,8 @@ struct kp_context {
     kp_math_mode math_mode;      /* GPU kernels' float32 functions */
     struct kp_node_store *nodes; /* hash-consed formula DAG nodes, owned */
     kp_engine engine;            /* kp_context_set_engine (src/gpu); 0 = KP_ENGINE_CPU */
+    kp_alloc_fn alloc;           /* every allocation of the context (core/alloc.h) */
+    void *alloc_user;
 };
 
 /* Records a failure: formats the message into ctx (if ctx) and returns status,

@@ -60,8 +60,8 @@ kp_status kp__cpu_progress_end(kp_context *ctx, kp_cpu_progress *p) {
     return KP_OK;
 }
 
-void *kp__cpu_scratch(size_t bytes, int *failed) {
-    void *p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+void *kp__cpu_scratch(kp_context *ctx, size_t bytes, int *failed) {
+    void *p = kp__alloc_aligned(ctx, (bytes + 63) & ~(size_t)63, 64);
     if (!p) {
 #pragma omp atomic write
         *failed = 1;
@@ -95,11 +95,11 @@ kp_status kp__cpu_run(kp_context *ctx, const kp_job *job) {
         int64_t bytes;
         if (!kp__mul_size(nitems, (int64_t)(chunk_real * K->real_size + chunk_idx * sizeof(int64_t)), &bytes))
             return kp__fail(ctx, KP_ERR_TOO_LARGE, "reduction state buffer too large");
-        sreal = malloc((size_t)nitems * chunk_real * K->real_size + 1);
-        sidx = malloc((size_t)nitems * chunk_idx * sizeof(int64_t) + 1);
+        sreal = kp__alloc(ctx, (size_t)nitems * chunk_real * K->real_size + 1);
+        sidx = kp__alloc(ctx, (size_t)nitems * chunk_idx * sizeof(int64_t) + 1);
         if (!sreal || !sidx) {
-            free(sreal);
-            free(sidx);
+            kp__free(ctx, sreal);
+            kp__free(ctx, sidx);
             return kp__fail(ctx, KP_ERR_OOM, "out of memory for %lld partial reduction states", (long long)nitems);
         }
     }
@@ -109,7 +109,7 @@ kp_status kp__cpu_run(kp_context *ctx, const kp_job *job) {
     kp__cpu_progress_init(&prog, job, nitems + (split ? nblocks : 0));
 #pragma omp parallel num_threads(nthreads)
     {
-        void *scratch = kp__cpu_scratch(scratch_bytes, &failed);
+        void *scratch = kp__cpu_scratch(ctx, scratch_bytes, &failed);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < nitems; it++) {
             if (!scratch || kp__cpu_progress_stop(&prog)) continue;
@@ -135,10 +135,10 @@ kp_status kp__cpu_run(kp_context *ctx, const kp_job *job) {
                 kp__cpu_progress_tick(&prog);
             }
         }
-        free(scratch);
+        kp__free(ctx, scratch);
     }
-    free(sreal);
-    free(sidx);
+    kp__free(ctx, sreal);
+    kp__free(ctx, sidx);
     if (failed) return kp__fail(ctx, KP_ERR_OOM, "out of memory for thread scratch (%zu bytes)", scratch_bytes);
     return kp__cpu_progress_end(ctx, &prog);
 }

@@ -51,7 +51,7 @@ typedef struct kp_cpu_joint_job {
 kp_status kp__cpu_run(kp_context *ctx, const kp_job *job);
 /* One thread's scratch (64-byte aligned), or NULL after setting *failed
  * (atomically: called inside a parallel region). */
-void *kp__cpu_scratch(size_t bytes, int *failed);
+void *kp__cpu_scratch(kp_context *ctx, size_t bytes, int *failed);
 /* Runs a joint job, or KP_ERR_UNSUPPORTED (no message) when its sizes do not
  * suit the joint pass (engine_joint.c). */
 kp_status kp__cpu_run_joint(kp_context *ctx, const kp_joint_job *jj);

@@ -42,21 +42,21 @@ static kp_status run_groups(kp_context *ctx, kp_cpu_joint_job *jj, const kp_cpu_
 
 kp_status kp__cpu_run_joint(kp_context *ctx, const kp_joint_job *job) {
     const kp_cpu_kernels *K = kp__cpu_pick_kernels(job->job.dtype);
-    kp_cpu_joint_job *jj = calloc(1, sizeof *jj);
+    kp_cpu_joint_job *jj = kp__calloc(ctx, 1, sizeof *jj);
     if (!jj) return kp__fail(ctx, KP_ERR_OOM, "out of memory");
     jj->job = job->job;
     jj->out = job->out;
     const kp_program *prog = job->job.prog;
     for (int t = 0; t < prog->nterms[1]; t++) jj->coldim += prog->terms[1][t].dim;
     kp_status st = choose_groups(jj, K->real_size) ? run_groups(ctx, jj, K) : KP_ERR_UNSUPPORTED;
-    free(jj);
+    kp__free(ctx, jj);
     return st;
 }
 
 static kp_status run_groups(kp_context *ctx, kp_cpu_joint_job *jj, const kp_cpu_kernels *K) {
     int64_t bytes = buffer_bytes(jj, K->real_size);
     if (bytes < 0) return kp__fail(ctx, KP_ERR_TOO_LARGE, "joint reduction: column buffers too large");
-    char *colacc = malloc((size_t)bytes + 1);
+    char *colacc = kp__alloc(ctx, (size_t)bytes + 1);
     if (!colacc)
         return kp__fail(ctx, KP_ERR_OOM, "out of memory for %lld bytes of joint column buffers", (long long)bytes);
     size_t group_stride = (size_t)(2 * jj->coldim) * (size_t)jj->job.ncols; /* reals */
@@ -69,7 +69,7 @@ static kp_status run_groups(kp_context *ctx, kp_cpu_joint_job *jj, const kp_cpu_
     jj->progress = &prog;
 #pragma omp parallel num_threads(nthreads)
     {
-        void *scratch = kp__cpu_scratch(scratch_bytes, &failed);
+        void *scratch = kp__cpu_scratch(ctx, scratch_bytes, &failed);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t g = 0; g < jj->ngroups; g++) {
             if (!scratch || kp__cpu_progress_stop(&prog)) continue;
@@ -87,9 +87,9 @@ static kp_status run_groups(kp_context *ctx, kp_cpu_joint_job *jj, const kp_cpu_
                 K->joint_cols(jj, j0, j1, colacc, group_stride);
             }
         }
-        free(scratch);
+        kp__free(ctx, scratch);
     }
-    free(colacc);
+    kp__free(ctx, colacc);
     jj->progress = NULL;
     if (failed) return kp__fail(ctx, KP_ERR_OOM, "out of memory for thread scratch (%zu bytes)", scratch_bytes);
     return kp__cpu_progress_end(ctx, &prog);

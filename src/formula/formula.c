@@ -9,7 +9,7 @@
 
 #include "core/context.h"
 
-void kp_formula_free(kp_formula *f) { free(f); }
+void kp_formula_free(kp_formula *f) { if (f) kp__free(f->ctx, f); }
 
 kp_reduction kp_formula_reduction(const kp_formula *f) { return f ? f->red : KP_RED_SUM; }
 int kp_formula_axis(const kp_formula *f) { return f ? f->axis : -1; }
@@ -43,7 +43,7 @@ int kp_formula_out_index_dim(const kp_formula *f) {
 size_t kp_formula_node_count(const kp_formula *f) {
     if (!f) return 0;
     const kp_node *roots[2] = {f->f, f->g};
-    return kp__node_count(roots, 2);
+    return kp__node_count(f->ctx, roots, 2);
 }
 
 /* ------------------------------------------------------------------ printer */

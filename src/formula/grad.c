@@ -151,12 +151,13 @@ typedef struct {
     unsigned char *dep;
     size_t n;
     size_t *pos_of;
+    kp_context *ctx; /* whose allocator holds the arrays */
 } walk;
 
 static void walk_free(walk *w) {
-    free(w->order);
-    free(w->dep);
-    free(w->pos_of);
+    kp__free(w->ctx, w->order);
+    kp__free(w->ctx, w->dep);
+    kp__free(w->ctx, w->pos_of);
 }
 
 /* Reverse topological order: parents are higher than their children; the
@@ -169,11 +170,12 @@ static int cmp_topo_desc(const void *x, const void *y) {
 
 static int walk_new(kp_context *ctx, const kp_node *f, const kp_node *v, walk *w) {
     memset(w, 0, sizeof *w);
+    w->ctx = ctx;
     size_t nids = kp__node_store_size(ctx->nodes);
     size_t cap = 64, top = 0;
-    const kp_node **stack = malloc(cap * sizeof *stack);
-    w->pos_of = calloc(nids, sizeof *w->pos_of);
-    w->order = malloc(cap * sizeof *w->order);
+    const kp_node **stack = kp__alloc(ctx, cap * sizeof *stack);
+    w->pos_of = kp__calloc(ctx, nids, sizeof *w->pos_of);
+    w->order = kp__alloc(ctx, cap * sizeof *w->order);
     size_t ocap = cap;
     if (!stack || !w->pos_of || !w->order) goto oom;
     stack[top++] = f;
@@ -181,7 +183,7 @@ static int walk_new(kp_context *ctx, const kp_node *f, const kp_node *v, walk *w
     while (top) {
         const kp_node *x = stack[--top];
         if (w->n == ocap) {
-            const kp_node **o = realloc(w->order, 2 * ocap * sizeof *o);
+            const kp_node **o = kp__realloc(ctx, w->order, 2 * ocap * sizeof *o);
             if (!o) goto oom;
             w->order = o;
             ocap *= 2;
@@ -192,7 +194,7 @@ static int walk_new(kp_context *ctx, const kp_node *f, const kp_node *v, walk *w
             if (w->pos_of[ch->id]) continue;
             w->pos_of[ch->id] = 1; /* seen; the real position is set below */
             if (top == cap) {
-                const kp_node **s = realloc(stack, 2 * cap * sizeof *s);
+                const kp_node **s = kp__realloc(ctx, stack, 2 * cap * sizeof *s);
                 if (!s) goto oom;
                 stack = s;
                 cap *= 2;
@@ -200,10 +202,10 @@ static int walk_new(kp_context *ctx, const kp_node *f, const kp_node *v, walk *w
             stack[top++] = ch;
         }
     }
-    free(stack);
+    kp__free(ctx, stack);
     stack = NULL;
     qsort(w->order, w->n, sizeof *w->order, cmp_topo_desc);
-    w->dep = calloc(w->n ? w->n : 1, 1);
+    w->dep = kp__calloc(ctx, w->n ? w->n : 1, 1);
     if (!w->dep) goto oom;
     for (size_t i = 0; i < w->n; i++) w->pos_of[w->order[i]->id] = i + 1;
     for (size_t i = w->n; i-- > 0;) { /* children first */
@@ -214,7 +216,7 @@ static int walk_new(kp_context *ctx, const kp_node *f, const kp_node *v, walk *w
     }
     return 1;
 oom:
-    free(stack);
+    kp__free(ctx, stack);
     walk_free(w);
     return 0;
 }
@@ -234,7 +236,7 @@ const kp_node *kp__grad(kp_context *ctx, const kp_node *f, const kp_node *v, con
         *st = kp__fail(ctx, KP_ERR_OOM, "out of memory while differentiating");
         return NULL;
     }
-    const kp_node **adj = calloc(w.n, sizeof *adj);
+    const kp_node **adj = kp__calloc(ctx, w.n, sizeof *adj);
     if (!adj) {
         walk_free(&w);
         *st = kp__fail(ctx, KP_ERR_OOM, "out of memory while differentiating");
@@ -258,7 +260,7 @@ const kp_node *kp__grad(kp_context *ctx, const kp_node *f, const kp_node *v, con
             if (contrib) adj[j] = adj[j] ? ADD(adj[j], contrib) : contrib;
         }
     }
-    free(adj);
+    kp__free(ctx, adj);
     walk_free(&w);
     if (*st != KP_OK) return NULL;
     return result ? result : kp__const(ctx, 0, v->dim, st);

@@ -27,6 +27,7 @@ struct kp_node_store {
     size_t nbuckets;
     size_t count;
     node_block *blocks;
+    kp_context *ctx; /* whose allocator the store uses */
 };
 
 static const struct {
@@ -52,13 +53,14 @@ static const struct {
 const char *kp__op_name(kp_op op) { return (unsigned)op < KP_OP_COUNT_ ? op_info[op].name : "?"; }
 int kp__op_is_elementwise(kp_op op) { return (unsigned)op < KP_OP_COUNT_ && op_info[op].elementwise; }
 
-kp_node_store *kp__node_store_new(void) {
-    kp_node_store *s = calloc(1, sizeof *s);
+kp_node_store *kp__node_store_new(kp_context *ctx) {
+    kp_node_store *s = kp__calloc(ctx, 1, sizeof *s);
     if (!s) return NULL;
     s->nbuckets = 256;
-    s->buckets = calloc(s->nbuckets, sizeof *s->buckets);
+    s->ctx = ctx;
+    s->buckets = kp__calloc(ctx, s->nbuckets, sizeof *s->buckets);
     if (!s->buckets) {
-        free(s);
+        kp__free(ctx, s);
         return NULL;
     }
     return s;
@@ -69,11 +71,11 @@ void kp__node_store_free(kp_node_store *s) {
     node_block *b = s->blocks;
     while (b) {
         node_block *prev = b->prev;
-        free(b);
+        kp__free(s->ctx, b);
         b = prev;
     }
-    free(s->buckets);
-    free(s);
+    kp__free(s->ctx, s->buckets);
+    kp__free(s->ctx, s);
 }
 
 size_t kp__node_store_size(const kp_node_store *s) { return s ? s->count : 0; }
@@ -124,7 +126,7 @@ static int same_node(const kp_node *a, const kp_node *b) {
 
 static int grow(kp_node_store *s) {
     size_t nb = s->nbuckets * 2;
-    kp_node **buckets = calloc(nb, sizeof *buckets);
+    kp_node **buckets = kp__calloc(s->ctx, nb, sizeof *buckets);
     if (!buckets) return 0;
     for (size_t i = 0; i < s->nbuckets; i++) {
         kp_node *n = s->buckets[i];
@@ -136,7 +138,7 @@ static int grow(kp_node_store *s) {
             n = next;
         }
     }
-    free(s->buckets);
+    kp__free(s->ctx, s->buckets);
     s->buckets = buckets;
     s->nbuckets = nb;
     return 1;
@@ -159,7 +161,7 @@ static const kp_node *intern(kp_context *ctx, kp_node proto, kp_status *st) {
         if (n->hash == proto.hash && same_node(n, &proto)) return n;
     if (s->count + 1 > s->nbuckets && !grow(s)) goto oom;
     if (!s->blocks || s->blocks->used == NODES_PER_BLOCK) {
-        node_block *b = malloc(sizeof *b);
+        node_block *b = kp__alloc(ctx, sizeof *b);
         if (!b) goto oom;
         b->prev = s->blocks;
         b->used = 0;
@@ -413,6 +415,7 @@ const kp_node *kp__onehot(kp_context *ctx, const kp_node *a, int classes, kp_sta
 typedef struct {
     const kp_node **seen;
     size_t n, cap;
+    kp_context *ctx;
 } visit_set;
 
 static int visited(visit_set *v, const kp_node *n) {
@@ -425,7 +428,7 @@ static void count_rec(visit_set *v, const kp_node *n) {
     if (visited(v, n)) return;
     if (v->n == v->cap) {
         size_t cap = v->cap ? 2 * v->cap : 64;
-        const kp_node **s = realloc(v->seen, cap * sizeof *s);
+        const kp_node **s = kp__realloc(v->ctx, v->seen, cap * sizeof *s);
         if (!s) return;
         v->seen = s;
         v->cap = cap;
@@ -434,10 +437,10 @@ static void count_rec(visit_set *v, const kp_node *n) {
     for (int k = 0; k < n->nchild; k++) count_rec(v, n->child[k]);
 }
 
-size_t kp__node_count(const kp_node *const *roots, int nroots) {
-    visit_set v = {NULL, 0, 0};
+size_t kp__node_count(kp_context *ctx, const kp_node *const *roots, int nroots) {
+    visit_set v = {NULL, 0, 0, ctx};
     for (int r = 0; r < nroots; r++)
         if (roots[r]) count_rec(&v, roots[r]);
-    free(v.seen);
+    kp__free(ctx, v.seen);
     return v.n;
 }

@@ -41,7 +41,7 @@ struct kp_node {
 };
 
 typedef struct kp_node_store kp_node_store;
-kp_node_store *kp__node_store_new(void);
+kp_node_store *kp__node_store_new(kp_context *ctx);
 void kp__node_store_free(kp_node_store *store);
 size_t kp__node_store_size(const kp_node_store *store);
 
@@ -75,6 +75,6 @@ const kp_node *kp__onehot(kp_context *ctx, const kp_node *a, int classes, kp_sta
 int kp__is_const(const kp_node *n, double value);
 
 /* Counts the distinct nodes reachable from the given roots. */
-size_t kp__node_count(const kp_node *const *roots, int nroots);
+size_t kp__node_count(kp_context *ctx, const kp_node *const *roots, int nroots);
 
 #endif

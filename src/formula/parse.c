@@ -872,11 +872,11 @@ kp_status kp_formula_parse(kp_context *ctx, const char *text, const char *const 
     if (!out) return kp__fail(ctx, KP_ERR_NULL, "out is NULL");
 
     if (!text) return kp__fail(ctx, KP_ERR_NULL, "formula text is NULL");
-    kp_formula *f = calloc(1, sizeof *f);
-    alias_entry *al = calloc(n_aliases ? n_aliases : 1, sizeof *al);
+    kp_formula *f = kp__calloc(ctx, 1, sizeof *f);
+    alias_entry *al = kp__calloc(ctx, n_aliases ? n_aliases : 1, sizeof *al);
     if (!f || !al) {
-        free(f);
-        free(al);
+        kp__free(ctx, f);
+        kp__free(ctx, al);
         return kp__fail(ctx, KP_ERR_OOM, "out of memory");
     }
     f->ctx = ctx;
@@ -892,9 +892,9 @@ kp_status kp_formula_parse(kp_context *ctx, const char *text, const char *const 
         next(&ps);
         if (!parse_top(&ps)) st = ps.st != KP_OK ? ps.st : KP_ERR_PARSE;
     }
-    free(al);
+    kp__free(ctx, al);
     if (st != KP_OK) {
-        free(f);
+        kp__free(ctx, f);
         return st;
     }
     ctx->message[0] = '\0';

@@ -27,7 +27,7 @@
 #include "formula/grad.h"
 
 static kp_formula *copy_header(kp_context *ctx, const kp_formula *f) {
-    kp_formula *g = calloc(1, sizeof *g);
+    kp_formula *g = kp__calloc(ctx, 1, sizeof *g);
     if (!g) return NULL;
     g->ctx = ctx;
     g->nargs = f->nargs;
@@ -65,7 +65,7 @@ kp_status kp_formula_unsummed(kp_context *ctx, const kp_formula *f, kp_formula *
     if (!ctx) return KP_ERR_NULL;
     if (!f || !out) return kp__fail(ctx, KP_ERR_NULL, "formula or out is NULL");
     if (kp__formula_check_context(ctx, f) != KP_OK) return KP_ERR_ARGUMENT;
-    kp_formula *g = malloc(sizeof *g);
+    kp_formula *g = kp__alloc(ctx, sizeof *g);
     if (!g) return kp__fail(ctx, KP_ERR_OOM, "out of memory");
     *g = *f;
     g->sum_rows = 0;
@@ -83,7 +83,7 @@ kp_status kp_formula_with_indices(kp_context *ctx, const kp_formula *f, kp_formu
     if (f->sum_rows) /* indices of different rows do not add up */
         return kp__fail(ctx, KP_ERR_ARGUMENT, "%s sums its rows: it has no indices to select",
                         kp__reduction_name(f->red));
-    kp_formula *g = malloc(sizeof *g);
+    kp_formula *g = kp__alloc(ctx, sizeof *g);
     if (!g) return kp__fail(ctx, KP_ERR_OOM, "out of memory");
     *g = *f;
     g->red = r;
@@ -110,7 +110,7 @@ kp_status kp_formula_grad(kp_context *ctx, const kp_formula *f, int k, kp_formul
     if (out_dim == 0) { /* ArgMin, ArgMax, ArgKMin: indices are piecewise constant */
         g->f = kp__const(ctx, 0, f->args[k].dim, &st);
         if (st != KP_OK) {
-            free(g);
+            kp__free(ctx, g);
             return st;
         }
         *out = g;
@@ -159,7 +159,7 @@ kp_status kp_formula_grad(kp_context *ctx, const kp_formula *f, int k, kp_formul
         }
     }
     if (st != KP_OK || !H) {
-        free(g);
+        kp__free(ctx, g);
         return st != KP_OK ? st : kp__fail(ctx, KP_ERR_INTERNAL, "gradient construction failed");
     }
     if (g->red == KP_RED_SUM) g->f = H;

@@ -14,10 +14,10 @@ kp_status kp_formula_cuda_aot(kp_context *ctx, const kp_formula *f, kp_dtype dty
     size_t need = 0;
     kp_status st = kp_formula_gpu_source(ctx, f, dtype, KP_ENGINE_CUDA, NULL, 0, &need);
     if (st != KP_OK) return st;
-    char *src = malloc(need + 1);
+    char *src = kp__alloc(ctx, need + 1);
     if (!src) return kp__fail(ctx, KP_ERR_OOM, "out of memory while generating the kernel");
     st = kp_formula_gpu_source(ctx, f, dtype, KP_ENGINE_CUDA, src, need + 1, NULL);
     if (st == KP_OK) *built_in = kp__cuda_aot_image(src, need) != NULL;
-    free(src);
+    kp__free(ctx, src);
     return st;
 }

@@ -1,6 +1,7 @@
 /* codegen.c — kp_program to CUDA C++ / OpenCL C kernel source (contract in codegen.h). */
 #include "gpu/codegen.h"
 #include "plan/reduction.h"
+#include "core/alloc.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@ typedef struct sbuf {
     char *p;
     size_t n, cap;
     int oom;
+    kp_context *ctx; /* whose allocator holds p: the program's */
 } sbuf;
 
 static void sb_printf(sbuf *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -34,7 +36,7 @@ static void sb_printf(sbuf *s, const char *fmt, ...) {
         }
         size_t cap = s->cap ? s->cap : 4096;
         while (cap <= s->n + (size_t)k) cap *= 2;
-        char *q = realloc(s->p, cap);
+        char *q = kp__realloc(s->ctx, s->p, cap);
         if (!q) {
             s->oom = 1;
             return;
@@ -731,6 +733,7 @@ char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, const kp_gpu_setti
                       int block, int rows, const char *name, kp_gpu_kernel_info *info) {
     kp_sum_scheme scheme = set->scheme;
     sbuf sb = {0};
+    sb.ctx = prog->ctx;
     sbuf *s = &sb;
     if (!name) name = "kp";
     int B = block > 0 ? block : kp__gpu_default_block(prog, dtype);
@@ -895,7 +898,7 @@ char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, const kp_gpu_setti
     sb_printf(s, "}\n");
     if (dialect == KP_GPU_CUDA) sb_printf(s, "} /* namespace %s */\n", name);
     if (s->oom) {
-        free(s->p);
+        kp__free(s->ctx, s->p);
         return NULL;
     }
     return s->p;

@@ -113,8 +113,8 @@ int kp__gpu_default_rows(const kp_program *prog, kp_dtype dtype);
  * settings that change the source. block: B (a power of
  * two in [1, 1024]) or <= 0 for kp__gpu_default_block. rows: R (1 to
  * KP_GPU_MAX_ROWS) or <= 0 for kp__gpu_default_rows. name: kernel prefix, a
- * C identifier (NULL: "kp"). Fills *info. Returns a malloc'd NUL-terminated
- * string (the caller frees it), or NULL when out of memory.
+ * C identifier (NULL: "kp"). Fills *info. Returns a NUL-terminated string from
+ * prog->ctx's allocator (kp__free(prog->ctx, ...)), or NULL when out of memory.
  */
 char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, const kp_gpu_settings *set, kp_gpu_dialect dialect,
                       int block, int rows, const char *name, kp_gpu_kernel_info *info);

@@ -99,7 +99,7 @@ static kp_status release(cuda_run *R) {
         if (first == KP_CUDA_SUCCESS) first = r;
     }
     R->ntmp = 0;
-    for (int k = 0; k < R->nhost; k++) free(R->host[k]);
+    for (int k = 0; k < R->nhost; k++) kp__free(R->ctx, R->host[k]);
     R->nhost = 0;
     return first == KP_CUDA_SUCCESS ? KP_OK : fail_cu(R, first, "freeing temporaries");
 }
@@ -244,7 +244,7 @@ static kp_status load_kernels(cuda_run *R, cuda_call *C) {
     if (!src) return kp__fail(R->ctx, KP_ERR_OOM, "out of memory while generating the CUDA kernel");
     CUmodule mod = NULL;
     kp_status st = get_module(R, src, &mod);
-    free(src);
+    kp__free(job->prog->ctx, src);
     if (st == KP_OK) st = get_function(R, mod, "kp_reduce", &C->fr);
     if (st == KP_OK) st = get_function(R, mod, "kp_merge", &C->fm);
     if (st != KP_OK) return st;
@@ -391,11 +391,11 @@ static kp_status finish_on_host(cuda_run *R, const cuda_call *C) {
     int od = C->info.out_dim, oi = C->info.out_idx_dim;
     void *hv = NULL, *hi = NULL;
     if (od && job->out.base) {
-        hv = malloc(nout * (size_t)od * esz + 1);
+        hv = kp__alloc(R->ctx, nout * (size_t)od * esz + 1);
         if (hv) R->host[R->nhost++] = hv;
     }
     if (oi && job->out_idx.base) {
-        hi = malloc(nout * (size_t)oi * 8 + 1);
+        hi = kp__alloc(R->ctx, nout * (size_t)oi * 8 + 1);
         if (hi) R->host[R->nhost++] = hi;
     }
     if ((od && job->out.base && !hv) || (oi && job->out_idx.base && !hi))
@@ -412,7 +412,7 @@ static kp_status finish_on_host(cuda_run *R, const cuda_call *C) {
 
 static kp_status run(cuda_run *R, const kp_job *job, int on_device, int sum_rows_dim) {
     if (job->nbatch == 0 || (job->nrows == 0 && !sum_rows_dim)) return KP_OK;
-    cuda_call *C = calloc(1, sizeof *C);
+    cuda_call *C = kp__calloc(R->ctx, 1, sizeof *C);
     if (!C) return kp__fail(R->ctx, KP_ERR_OOM, "out of memory");
     C->job = job;
     C->on_device = on_device;
@@ -423,7 +423,7 @@ static kp_status run(cuda_run *R, const kp_job *job, int on_device, int sum_rows
     if (st == KP_OK) st = alloc_outputs(R, C);
     if (st == KP_OK) st = launch_all(R, C);
     if (st == KP_OK) st = on_device ? finish_on_device(R, C) : finish_on_host(R, C);
-    free(C);
+    kp__free(R->ctx, C);
     return st;
 }
 

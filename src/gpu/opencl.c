@@ -266,7 +266,7 @@ static kp_status run_locked(kp_context *ctx, const kp_job *job, run_state *rs) {
     if (!src) return kp__fail(ctx, KP_ERR_OOM, "out of memory while generating the OpenCL kernel");
     cl_program p = NULL;
     kp_status st = get_program(ctx, src, &p);
-    free(src);
+    kp__free(prog->ctx, src);
     if (st != KP_OK) return st;
     cl_int err = 0;
     rs->kr = rt.cl.CreateKernel(p, "kp_reduce", &err);
@@ -332,11 +332,11 @@ static kp_status run_locked(kp_context *ctx, const kp_job *job, run_state *rs) {
         const kp_job_arg *o = which ? &job->out_idx : &job->out;
         if (!dim || !o->base) continue;
         size_t e = which ? 8 : esz, bytes = nout * (size_t)dim * e;
-        char *h = malloc(bytes);
+        char *h = kp__alloc(ctx, bytes);
         if (!h) return kp__fail(ctx, KP_ERR_OOM, "out of memory reading the OpenCL output");
         err = rt.cl.EnqueueReadBuffer(rt.queue, outs[which], CL_TRUE, 0, bytes, h, 0, NULL, NULL);
         if (err == CL_SUCCESS) kp__gpu_unpack_out(job, o, h, dim, e);
-        free(h);
+        kp__free(ctx, h);
         if (err != CL_SUCCESS) return kp__fail(ctx, KP_ERR_INTERNAL, "OpenCL: reading the output failed (%d)", (int)err);
     }
     return KP_OK;
@@ -356,7 +356,7 @@ static kp_status opencl_run(kp_context *ctx, const kp_job *job) {
     for (int k = 0; k < rs.nmem; k++) rt.cl.ReleaseMemObject(rs.mem[k]);
     if (rs.kr) rt.cl.ReleaseKernel(rs.kr);
     if (rs.km) rt.cl.ReleaseKernel(rs.km);
-    for (int k = 0; k < rs.nhost; k++) free(rs.host[k]);
+    for (int k = 0; k < rs.nhost; k++) kp__free(ctx, rs.host[k]);
     pthread_mutex_unlock(&rt.lock);
     return st;
 }

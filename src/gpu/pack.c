@@ -1,5 +1,6 @@
 /* pack.c — see pack.h. */
 #include "gpu/pack.h"
+#include "core/alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,7 @@ void *kp__gpu_pack_arg(const kp_job *job, const kp_job_arg *a, int64_t rows, int
     int64_t nb = kp__gpu_arg_batched(job, a) ? job->nbatch : 1;
     int64_t per = rows * dim;
     size_t bytes = (size_t)(nb * per) * esz;
-    char *buf = malloc(bytes ? bytes : esz);
+    char *buf = kp__alloc(job->prog->ctx, bytes ? bytes : esz);
     if (!buf) return NULL;
     for (int64_t b = 0; b < nb; b++) {
         const char *base = a->base + kp__job_batch_offset(job, a, b) * (int64_t)esz; /* strides may be negative */

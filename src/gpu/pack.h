@@ -13,8 +13,8 @@
 
 /* 1 if a varies over the batch (some batch dimension > 1 with a stride). */
 int kp__gpu_arg_batched(const kp_job *job, const kp_job_arg *a);
-/* Packs a (rows x dim per batch; rows = 1 for parameters) into a new malloc'd
- * buffer; *bs receives its batch stride (0: shared by all batches). */
+/* Packs a (rows x dim per batch; rows = 1 for parameters) into a new buffer of
+ * job->prog->ctx's allocator; *bs receives its batch stride (0: shared by all batches). */
 void *kp__gpu_pack_arg(const kp_job *job, const kp_job_arg *a, int64_t rows, int dim, size_t esz, int64_t *bs);
 /* Scatters packed (nbatch, nrows, dim) values into the strided output o. */
 void kp__gpu_unpack_out(const kp_job *job, const kp_job_arg *o, const char *packed, int dim, size_t esz);

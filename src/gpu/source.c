@@ -28,6 +28,6 @@ kp_status kp_formula_gpu_source(kp_context *ctx, const kp_formula *f, kp_dtype d
         memcpy(buf, src, k);
         buf[k] = 0;
     }
-    free(src);
+    kp__free(f->ctx, src);
     return KP_OK;
 }

@@ -52,7 +52,7 @@ static kp_status run_summing_rows(kp_context *ctx, const kp_engine_ops *eng, kp_
     if (!kp__mul_size(job->nrows, dim, &per_batch) || !kp__mul_size(per_batch, job->nbatch, &count) ||
         !kp__mul_size(count, (int64_t)esz, &bytes))
         return kp__fail(ctx, KP_ERR_TOO_LARGE, "row-summed output: temporary too large");
-    char *tmp = malloc((size_t)bytes + 1);
+    char *tmp = kp__alloc(ctx, (size_t)bytes + 1);
     if (!tmp) return kp__fail(ctx, KP_ERR_OOM, "out of memory for %lld bytes of per-row results", (long long)bytes);
     kp_job_arg user = job->out;
     job->out.base = tmp;
@@ -77,7 +77,7 @@ static kp_status run_summing_rows(kp_context *ctx, const kp_engine_ops *eng, kp_
             else ((double *)(uintptr_t)user.base)[o] = sum;
         }
     }
-    free(tmp);
+    kp__free(ctx, tmp);
     return st;
 }
 

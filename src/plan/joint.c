@@ -37,7 +37,7 @@ kp_status kp_plan_new_joint(kp_context *ctx, const kp_formula *const *fs, size_t
                             "formula %zu writes indices (%s): a joint plan holds reductions with values only", k,
                             kp__reduction_name(fs[k]->red));
     }
-    kp_plan *p = calloc(1, sizeof *p);
+    kp_plan *p = kp__calloc(ctx, 1, sizeof *p);
     if (!p) return kp__fail(ctx, KP_ERR_OOM, "out of memory");
     p->ctx = ctx;
     p->dtype = dtype;
@@ -99,7 +99,7 @@ static kp_status attach_row_sums(const kp_plan *plan, const kp_job *jobs, kp_joi
             int64_t rows = jobs[f].nrows, count;
             if (!kp__mul_size(rows, dim, &count) || !kp__mul_size(count, (int64_t)esz, &count))
                 return kp__fail(plan->ctx, KP_ERR_TOO_LARGE, "formula %d: row-summed output: temporary too large", f);
-            tmp[f] = malloc((size_t)count + 1);
+            tmp[f] = kp__alloc(plan->ctx, (size_t)count + 1);
             if (!tmp[f])
                 return kp__fail(plan->ctx, KP_ERR_OOM, "formula %d: out of memory for %lld bytes of per-row results", f,
                                 (long long)count);
@@ -135,8 +135,8 @@ kp_status kp_plan_exec_joint(kp_plan *plan, const kp_array *args, size_t n_args,
     if (n_outs != (size_t)plan->nparts)
         return kp__fail(ctx, KP_ERR_ARGUMENT, "the joint plan has %d formulas, got %zu outputs", plan->nparts, n_outs);
     if (!outs) return kp__fail(ctx, KP_ERR_NULL, "outs is NULL");
-    kp_job *jobs = malloc((size_t)plan->nparts * sizeof *jobs);
-    kp_joint_job *jj = malloc(sizeof *jj);
+    kp_job *jobs = kp__alloc(ctx, (size_t)plan->nparts * sizeof *jobs);
+    kp_joint_job *jj = kp__alloc(ctx, sizeof *jj);
     kp_status st = jobs && jj ? KP_OK : kp__fail(ctx, KP_ERR_OOM, "out of memory");
     for (int k = 0; st == KP_OK && k < plan->nparts; k++) {
         st = kp__plan_prepare(plan->parts[k], args, n_args, &outs[k], NULL, options, &jobs[k]);
@@ -164,14 +164,14 @@ kp_status kp_plan_exec_joint(kp_plan *plan, const kp_array *args, size_t n_args,
             joint_done = st != KP_ERR_UNSUPPORTED; /* else the engine declined these sizes */
             if (st == KP_ERR_UNSUPPORTED) st = KP_OK;
             if (st == KP_OK && joint_done) finish_row_sums(plan, jobs, tmp);
-            for (int k = 0; k < plan->nparts; k++) free(tmp[k]);
+            for (int k = 0; k < plan->nparts; k++) kp__free(ctx, tmp[k]);
         }
     }
     for (int k = 0; st == KP_OK && !joint_done && k < plan->nparts; k++) { /* the calls already validated */
         st = kp__plan_run(plan->parts[k], &jobs[k]);
         if (st != KP_OK) kp__prefix_message(ctx, "formula %d: ", k);
     }
-    free(jobs);
-    free(jj);
+    kp__free(ctx, jobs);
+    kp__free(ctx, jj);
     return st;
 }

@@ -24,7 +24,7 @@ static kp_instr *emit(lowering *lw, kp_loc loc) {
     kp_program_part *p = loc == KP_LOC_ROW ? &lw->prog->row : loc == KP_LOC_COL ? &lw->prog->col : &lw->prog->pair;
     if (p->n == p->cap) {
         int cap = p->cap ? 2 * p->cap : 16;
-        kp_instr *code = realloc(p->code, (size_t)cap * sizeof *code);
+        kp_instr *code = kp__realloc(lw->ctx, p->code, (size_t)cap * sizeof *code);
         if (!code) {
             lw->st = kp__fail(lw->ctx, KP_ERR_OOM, "out of memory while lowering the formula");
             return NULL;
@@ -128,7 +128,7 @@ static const kp_node *split_row_factor(lowering *lw, const kp_node *F, const kp_
 static int ensure_memo(lowering *lw) {
     size_t need = kp__node_store_size(lw->ctx->nodes);
     if (need <= lw->nmemo) return 1;
-    kp_operand *m = realloc(lw->memo, need * sizeof *m);
+    kp_operand *m = kp__realloc(lw->ctx, lw->memo, need * sizeof *m);
     if (!m) return 0;
     memset(m + lw->nmemo, 0, (need - lw->nmemo) * sizeof *m);
     lw->memo = m;
@@ -200,6 +200,7 @@ kp_status kp__lower(kp_context *ctx, const kp_formula *f, kp_program *prog) {
     lowering lw;
     memset(&lw, 0, sizeof lw);
     lw.ctx = ctx;
+    prog->ctx = ctx; /* whose allocator holds the code */
     lw.prog = prog;
     prog->red = f->red;
     prog->axis = f->axis;
@@ -227,15 +228,15 @@ kp_status kp__lower(kp_context *ctx, const kp_formula *f, kp_program *prog) {
         prog->red_f = as_tile(&lw, lower_node(&lw, F ? F : f->f));
     }
     if (f->g) prog->red_g = as_tile(&lw, lower_node(&lw, f->g));
-    free(lw.memo);
+    kp__free(ctx, lw.memo);
     if (lw.st != KP_OK) kp__program_free(prog);
     return lw.st;
 }
 
 void kp__program_free(kp_program *prog) {
-    free(prog->row.code);
-    free(prog->col.code);
-    free(prog->pair.code);
+    kp__free(prog->ctx, prog->row.code);
+    kp__free(prog->ctx, prog->col.code);
+    kp__free(prog->ctx, prog->pair.code);
     memset(prog, 0, sizeof *prog);
 }
 
@@ -297,6 +298,7 @@ kp_status kp__lower_joint(kp_context *ctx, const kp_formula *const *fs, int n, k
     lowering lw;
     memset(&lw, 0, sizeof lw);
     lw.ctx = ctx;
+    prog->ctx = ctx; /* whose allocator holds the code */
     lw.prog = prog;
     prog->red = KP_RED_SUM;
     prog->axis = 1;
@@ -308,7 +310,7 @@ kp_status kp__lower_joint(kp_context *ctx, const kp_formula *const *fs, int n, k
         int side = fs[k]->axis == 1 ? 0 : 1;
         lower_term(&lw, fs[k], k, &prog->terms[side][prog->nterms[side]++]);
     }
-    free(lw.memo);
+    kp__free(ctx, lw.memo);
     if (lw.st != KP_OK) kp__program_free(prog);
     return lw.st;
 }

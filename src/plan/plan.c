@@ -23,11 +23,11 @@ kp_status kp_plan_new(kp_context *ctx, const kp_formula *f, kp_dtype dtype, kp_p
     if (!f) return kp__fail(ctx, KP_ERR_NULL, "formula is NULL");
     if (dtype != KP_FLOAT32 && dtype != KP_FLOAT64)
         return kp__fail(ctx, KP_ERR_DTYPE, "plans compute in float32 or float64, not dtype %d", (int)dtype);
-    kp_plan *p = calloc(1, sizeof *p);
+    kp_plan *p = kp__calloc(ctx, 1, sizeof *p);
     if (!p) return kp__fail(ctx, KP_ERR_OOM, "out of memory");
     kp_status st = kp__lower(ctx, f, &p->prog);
     if (st != KP_OK) {
-        free(p);
+        kp__free(ctx, p);
         return st;
     }
     p->ctx = ctx;
@@ -46,7 +46,7 @@ void kp_plan_free(kp_plan *plan) {
     if (!plan) return;
     for (int k = 0; k < plan->nparts; k++) kp_plan_free(plan->parts[k]);
     kp__program_free(&plan->prog);
-    free(plan);
+    kp__free(plan->ctx, plan);
 }
 
 static const char *dtype_name(kp_dtype d) {
@@ -308,11 +308,11 @@ kp_status kp_plan_exec(kp_plan *plan, const kp_array *args, size_t n_args, kp_ar
     if (plan->nparts)
         return kp__fail(plan->ctx, KP_ERR_ARGUMENT, "this is a joint plan of %d formulas: run it with kp_plan_exec_joint",
                         plan->nparts);
-    kp_job *job = malloc(sizeof *job);
+    kp_job *job = kp__alloc(plan->ctx, sizeof *job);
     if (!job) return kp__fail(plan->ctx, KP_ERR_OOM, "out of memory");
     kp_status st = kp__plan_prepare(plan, args, n_args, out, out_index, options, job);
     if (st == KP_OK) st = kp__plan_run(plan, job);
-    free(job);
+    kp__free(plan->ctx, job);
     return st;
 }
 

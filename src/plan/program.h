@@ -81,6 +81,7 @@ typedef struct kp_program {
      * terms"), terms[1] over i (one value per j, "column terms"). */
     int nterms[2];
     kp_sum_term terms[2][KP_MAX_JOINT];
+    struct kp_context *ctx; /* the context whose allocator holds the code arrays */
 } kp_program;
 
 /* Lowers f for f->axis. Returns KP_OK or KP_ERR_OOM (message in ctx). */

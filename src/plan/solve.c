@@ -149,12 +149,12 @@ static kp_status check_square(kp_plan *plan, const kp_array *args, size_t n_args
 }
 
 static void ws_free(solve_ws *w) {
-    free(w->x);
-    free(w->r);
-    free(w->p);
-    free(w->q);
-    free(w->pv);
-    free(w->kv);
+    kp__free(w->plan->ctx, w->x);
+    kp__free(w->plan->ctx, w->r);
+    kp__free(w->plan->ctx, w->p);
+    kp__free(w->plan->ctx, w->q);
+    kp__free(w->plan->ctx, w->pv);
+    kp__free(w->plan->ctx, w->kv);
 }
 
 static kp_status ws_init(solve_ws *w, kp_plan *plan, const kp_array *args, size_t n_args, int varinv, int64_t n,
@@ -170,12 +170,12 @@ static kp_status ws_init(solve_ws *w, kp_plan *plan, const kp_array *args, size_
     w->alpha = o->alpha;
     w->exec = o->exec;
     size_t m = w->len ? w->len : 1;
-    w->x = calloc(m, sizeof(double));
-    w->r = malloc(m * sizeof(double));
-    w->p = malloc(m * sizeof(double));
-    w->q = malloc(m * sizeof(double));
-    w->pv = malloc(m * dtype_size(plan->dtype));
-    w->kv = malloc(m * dtype_size(plan->dtype));
+    w->x = kp__calloc(plan->ctx, m, sizeof(double));
+    w->r = kp__alloc(plan->ctx, m * sizeof(double));
+    w->p = kp__alloc(plan->ctx, m * sizeof(double));
+    w->q = kp__alloc(plan->ctx, m * sizeof(double));
+    w->pv = kp__alloc(plan->ctx, m * dtype_size(plan->dtype));
+    w->kv = kp__alloc(plan->ctx, m * dtype_size(plan->dtype));
     if (!w->x || !w->r || !w->p || !w->q || !w->pv || !w->kv) {
         ws_free(w);
         return kp__fail(plan->ctx, KP_ERR_OOM, "kp_plan_solve: out of memory (%zu unknowns)", w->len);
@@ -238,7 +238,7 @@ kp_status kp_plan_solve(kp_plan *plan, const kp_array *args, size_t n_args, int 
                         (long long)n);
     st = check_square(plan, args, n_args, varinv, n, o.exec);
     if (st != KP_OK) return st;
-    solve_ws *w = malloc(sizeof *w); /* ~40 KB of argument descriptors: not on the stack */
+    solve_ws *w = kp__alloc(ctx, sizeof *w); /* ~40 KB of argument descriptors: not on the stack */
     if (!w) return kp__fail(ctx, KP_ERR_OOM, "kp_plan_solve: out of memory");
     st = ws_init(w, plan, args, n_args, varinv, n, d, &o);
     if (st == KP_OK) {
@@ -247,6 +247,6 @@ kp_status kp_plan_solve(kp_plan *plan, const kp_array *args, size_t n_args, int 
         if (st == KP_OK) store(x, n, d, w->x);
         ws_free(w);
     }
-    free(w);
+    kp__free(ctx, w);
     return st;
 }

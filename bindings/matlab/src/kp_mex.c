@@ -7,6 +7,8 @@
  *   kp_mex('position', key, name)            -> 1-based input of an alias name
  *   kp_mex('threads' [, n])                  -> thread count (0: all cores)
  *   kp_mex('engine' [, name])                -> engine: cpu, opencl, cuda, auto
+ *   kp_mex('reductions')                     -> kp.h's reductions: name and flags
+ *   kp_mex('statuses')                       -> kp.h's status codes and their error ids
  *   kp_mex('exec_seconds')                   -> time of the last kp_plan_exec
  *   kp_mex('clear')                          -> frees the cached formulas
  *
@@ -67,18 +69,25 @@ static double now_seconds(void) {
 #endif
 }
 
+/* The error identifier of a status: "libkp:" and kp.h's name of it without
+ * KP_ERR_, in camel case (KP_ERR_TOO_LARGE: libkp:tooLarge), so that every
+ * status libkp has gets one. Two keep the names the binding documents:
+ * KP_ERR_PARSE is libkp:formula, KP_ERR_OOM libkp:outOfMemory. */
 static const char *status_id(kp_status st) {
-    switch (st) {
-    case KP_ERR_PARSE: return "libkp:formula";
-    case KP_ERR_SHAPE: return "libkp:shape";
-    case KP_ERR_DTYPE: return "libkp:dtype";
-    case KP_ERR_ARGUMENT: return "libkp:argument";
-    case KP_ERR_NULL: return "libkp:null";
-    case KP_ERR_OOM: return "libkp:outOfMemory";
-    case KP_ERR_TOO_LARGE: return "libkp:tooLarge";
-    case KP_ERR_UNSUPPORTED: return "libkp:unsupported";
-    default: return "libkp:internal";
+    static char id[64];
+    const char *name = kp_status_name(st);
+    if (st == KP_ERR_PARSE) return "libkp:formula";
+    if (st == KP_ERR_OOM) return "libkp:outOfMemory";
+    if (!name || strncmp(name, "KP_ERR_", 7) != 0) return "libkp:internal";
+    size_t n = strlen("libkp:");
+    memcpy(id, "libkp:", n);
+    for (const char *c = name + 7; *c && n + 1 < sizeof id; c++) {
+        if (*c == '_') continue;
+        char lower = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
+        id[n++] = c > name + 7 && c[-1] == '_' ? *c : lower;
     }
+    id[n] = '\0';
+    return id;
 }
 
 static void *temp_alloc(temps *t, size_t bytes) {
@@ -250,10 +259,8 @@ static kp_dtype user_views(temps *t, const kpm_entry *e, int n, const mxArray **
     return dtype;
 }
 
-/* Batch dimensions of a call: the most any input has, each extent the
- * largest (libkp checks that the others are equal or 1). Inputs with fewer
- * (MATLAB drops trailing singleton dimensions) get extent-1 dimensions
- * appended; inputs with none stay shared by every batch. */
+/* Batch dimensions of a call's outputs and their rows, as kp_plan_output_shape
+ * tells them (libkp's broadcasting and row rules: the gateway has none). */
 typedef struct {
     int nb;
     int64_t shape[KP_MAX_BATCH_DIMS];
@@ -265,49 +272,51 @@ static int view_batch_dims(const kp_array *v) {
     return v->ndim - 2 > 0 ? v->ndim - 2 : 0;
 }
 
-static batch_info batch_of(kp_array *views, int n) {
-    batch_info b;
-    memset(&b, 0, sizeof b);
-    b.count = 1;
+/* MATLAB drops trailing singleton dimensions: an input with some batch
+ * dimensions but fewer than the most any input has gets extent-1 dimensions
+ * appended (a layout fact of MATLAB arrays); inputs with none stay shared by
+ * every batch, as libkp takes them. */
+static void pad_batch_dims(kp_array *views, int n) {
+    int most = 0;
+    for (int k = 0; k < n; k++)
+        if (view_batch_dims(&views[k]) > most) most = view_batch_dims(&views[k]);
     for (int k = 0; k < n; k++) {
         int nb = view_batch_dims(&views[k]);
-        for (int d = 0; d < nb; d++)
-            if (views[k].shape[d] > b.shape[d]) b.shape[d] = views[k].shape[d];
-        if (nb > b.nb) b.nb = nb;
-    }
-    for (int k = 0; k < n; k++) {
-        int nb = view_batch_dims(&views[k]);
-        if (nb == 0 || nb == b.nb) continue;
+        if (nb == 0 || nb == most) continue;
         kp_array *v = &views[k];
-        int grow = b.nb - nb;
+        int grow = most - nb;
         for (int d = v->ndim - 1; d >= nb; d--) { /* rows, dim move back */
             v->shape[d + grow] = v->shape[d];
             v->strides[d + grow] = v->strides[d];
         }
-        for (int d = nb; d < b.nb; d++) {
+        for (int d = nb; d < most; d++) {
             v->shape[d] = 1;
             v->strides[d] = 0;
         }
         v->ndim += grow;
     }
-    for (int d = 0; d < b.nb; d++) b.count *= b.shape[d];
-    return b;
 }
 
 /* ----------------------------------------------------------------- execution */
 
-/* Output rows of e for these arguments: 1 when e sums its rows, else the
- * point count of its first argument indexed like its output. */
-static int64_t output_rows(temps *t, const kpm_entry *e, const kp_array *args) {
-    if (kp_formula_sums_rows(e->f)) return 1;
-    kp_var_category want = kp_formula_axis(e->f) == 1 ? KP_VAR_I : KP_VAR_J, cat;
-    int dim, n = kp_formula_num_args(e->f);
-    for (int k = 0; k < n; k++)
-        if (kp_formula_arg(e->f, k, &cat, &dim) == KP_OK && cat == want) return args[k].shape[args[k].ndim - 2];
-    fail(t, KP_ERR_SHAPE,
-         want == KP_VAR_I ? "no Vi input tells the number of output rows (the formula reduces over j but uses no i variable)"
-                          : "no Vj input tells the number of output rows (the formula reduces over i but uses no j variable)");
-    return 0;
+/* The output shape of e in dtype for these arguments, from libkp: batch
+ * dimensions into *b, the rows returned. */
+static int64_t output_shape(temps *t, kpm_entry *e, kp_dtype dtype, const kp_array *args, batch_info *b) {
+    kp_plan *plan;
+    int64_t shape[KP_MAX_DIMS];
+    int ndim = 0;
+    kp_status st = kpm_plan(e, dtype, &plan);
+    if (st == KP_OK)
+        st = kp_plan_output_shape(plan, args, (size_t)kp_formula_num_args(e->f), NULL, &ndim, shape, NULL);
+    if (st != KP_OK) fail(t, st, NULL);
+    memset(b, 0, sizeof *b);
+    b->nb = ndim - 2;
+    b->count = 1;
+    for (int d = 0; d < b->nb; d++) {
+        b->shape[d] = shape[d];
+        b->count *= shape[d];
+    }
+    return shape[ndim - 2];
 }
 
 /* A packed row-major (batch..., rows, cols) descriptor. */
@@ -334,18 +343,19 @@ static void run(temps *t, kpm_entry *e, kp_dtype dtype, const kp_array *args, kp
 /* Forward results a gradient entry g takes after E (kp_formula_grad): the
  * parent's output O, or its indices as numbers, then the softmax lse. */
 static void hidden_inputs(temps *t, kpm_entry *g, const char *key, const char *deriv, kp_dtype dtype,
-                          const batch_info *b, kp_array *args) {
+                          kp_array *args) {
     kpm_entry *p = g->parent;
     int n = kp_formula_num_args(p->f), ng = kp_formula_num_args(g->f);
     size_t esz = dtype == KP_FLOAT32 ? sizeof(float) : sizeof(double);
-    int64_t rows = output_rows(t, p, args), per = rows * b->count; /* rows of all batches */
+    batch_info bi, *b = &bi;
+    int64_t rows = output_shape(t, p, dtype, args, b), per = rows * b->count; /* rows of all batches */
     char pd[1024], msg[512];
     const char *slash = strrchr(deriv, '/');
     size_t plen = slash ? (size_t)(slash - deriv) : 0;
     if (plen + 4 > sizeof pd) fail(t, KP_ERR_ARGUMENT, "derivation path too long");
     kp_reduction red = kp_formula_reduction(p->f);
     if (ng > n + 1) {
-        if (red == KP_RED_LOGSUMEXP || red == KP_RED_SUMSOFTMAXWEIGHT) {
+        if (!(kp_reduction_flags(red) & KP_REDUCTION_SELECTS)) { /* LogSumExp, SumSoftMaxWeight: O */
             int od = kp_formula_out_dim(p->f);
             void *o = temp_alloc(t, (size_t)per * (size_t)od * esz);
             if (!o) fail(t, KP_ERR_OOM, "out of memory for the forward output");
@@ -483,9 +493,10 @@ static void cmd_call(int nlhs, mxArray **plhs, int nrhs, const mxArray **prhs) {
     int nout = (od > 0) + (id > 0);
     if (nlhs > nout) failf(&t, KP_ERR_ARGUMENT, "%sthis reduction has %ld output(s), %ld requested", "", (long)nout, (long)nlhs);
     kp_dtype dtype = user_views(&t, e, n, prhs + 3, args);
-    batch_info b = batch_of(args, n);
-    if (e->hidden) hidden_inputs(&t, e, key, deriv, dtype, &b, args);
-    int64_t rows = output_rows(&t, e, args);
+    pad_batch_dims(args, n);
+    if (e->hidden) hidden_inputs(&t, e, key, deriv, dtype, args);
+    batch_info b;
+    int64_t rows = output_shape(&t, e, dtype, args, &b);
     kp_array vo, io;
     mxArray *vals = od ? t.out[0] = new_output(rows, od, dtype, &b, &vo) : NULL;
     mxArray *idxs = id ? t.out[1] = new_output(rows, id, KP_INT64, &b, &io) : NULL;
@@ -598,24 +609,76 @@ static void cmd_threads(mxArray **plhs, int nrhs, const mxArray **prhs) {
     plhs[0] = mxCreateDoubleScalar(old);
 }
 
-/* kp_engine values by the names users pass (the enum of kp.h, in its order). */
+/* The engines by the names users pass (kp_engine.m documents them); their
+ * values are kp.h's, asked of kp_constant ("opencl": KP_ENGINE_OPENCL). */
 static const char *const engine_names[] = {"cpu", "opencl", "cuda", "auto"};
+#define KPM_N_ENGINES (sizeof engine_names / sizeof engine_names[0])
+
+/* kp_engine value of a user's name; -1 for a name that is none. */
+static int64_t engine_value(const char *name) {
+    char constant[32] = "KP_ENGINE_";
+    size_t n = strlen(constant);
+    for (const char *c = name; *c && n + 1 < sizeof constant; c++)
+        constant[n++] = (char)(*c >= 'a' && *c <= 'z' ? *c - 'a' + 'A' : *c);
+    constant[n] = '\0';
+    int64_t v;
+    for (size_t k = 0; k < KPM_N_ENGINES; k++)
+        if (strcmp(name, engine_names[k]) == 0 && kp_constant(constant, &v) == KP_OK) return v;
+    return -1;
+}
+
+static const char *engine_name(kp_engine e) {
+    for (size_t k = 0; k < KPM_N_ENGINES; k++)
+        if (engine_value(engine_names[k]) == (int64_t)e) return engine_names[k];
+    return "unknown";
+}
 
 static void cmd_engine(mxArray **plhs, int nrhs, const mxArray **prhs) {
     temps t = {{0}, 0, {NULL, NULL}};
-    const char *old = engine_names[kpm_engine()];
+    const char *old = engine_name(kpm_engine());
     if (nrhs > 2) fail(NULL, KP_ERR_ARGUMENT, "usage: kp_mex('engine' [, name])");
     if (nrhs == 2) {
         char *name = get_string(&t, prhs[1], "the engine name");
-        int e = -1;
-        for (int k = 0; k < 4; k++)
-            if (strcmp(name, engine_names[k]) == 0) e = k;
+        int64_t e = engine_value(name);
         if (e < 0) fail(&t, KP_ERR_ARGUMENT, "unknown engine: expected 'cpu', 'opencl', 'cuda' or 'auto'");
         kp_status st = kpm_set_engine((kp_engine)e);
         if (st != KP_OK) fail(&t, st, NULL);
     }
     temps_free(&t);
     plhs[0] = mxCreateString(old);
+}
+
+/* kp_mex('reductions'): kp.h's reductions as a struct array (name, takes_k,
+ * takes_g, values, indices, selects), for kp_genred and the tests. */
+static void cmd_reductions(mxArray **plhs) {
+    static const char *fields[] = {"name", "takes_k", "takes_g", "values", "indices", "selects"};
+    static const unsigned bits[] = {KP_REDUCTION_TAKES_K, KP_REDUCTION_TAKES_G, KP_REDUCTION_VALUES,
+                                    KP_REDUCTION_INDICES, KP_REDUCTION_SELECTS};
+    int n = kp_reduction_count();
+    mxArray *s = mxCreateStructMatrix(1, (size_t)n, 6, fields);
+    for (int r = 0; r < n; r++) {
+        unsigned flags = kp_reduction_flags((kp_reduction)r);
+        mxSetField(s, (size_t)r, "name", mxCreateString(kp_reduction_name((kp_reduction)r)));
+        for (int f = 0; f < 5; f++)
+            mxSetField(s, (size_t)r, fields[f + 1], mxCreateLogicalScalar((flags & bits[f]) != 0));
+    }
+    plhs[0] = s;
+}
+
+/* kp_mex('statuses'): every status code of kp.h (code, name, identifier of
+ * the errors it raises, text), for the tests and users matching identifiers. */
+static void cmd_statuses(mxArray **plhs) {
+    static const char *fields[] = {"code", "name", "id", "text"};
+    int n = 0;
+    while (kp_status_name((kp_status)n)) n++;
+    mxArray *s = mxCreateStructMatrix(1, (size_t)n, 4, fields);
+    for (int k = 0; k < n; k++) {
+        mxSetField(s, (size_t)k, "code", mxCreateDoubleScalar(k));
+        mxSetField(s, (size_t)k, "name", mxCreateString(kp_status_name((kp_status)k)));
+        mxSetField(s, (size_t)k, "id", mxCreateString(k == KP_OK ? "" : status_id((kp_status)k)));
+        mxSetField(s, (size_t)k, "text", mxCreateString(kp_status_string((kp_status)k)));
+    }
+    plhs[0] = s;
 }
 
 void mexFunction(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
@@ -628,6 +691,8 @@ void mexFunction(int nlhs, mxArray *plhs[], int nrhs, const mxArray *prhs[]) {
     else if (strcmp(cmd, "position") == 0) cmd_position(plhs, nrhs, prhs);
     else if (strcmp(cmd, "threads") == 0) cmd_threads(plhs, nrhs, prhs);
     else if (strcmp(cmd, "engine") == 0) cmd_engine(plhs, nrhs, prhs);
+    else if (strcmp(cmd, "reductions") == 0) cmd_reductions(plhs);
+    else if (strcmp(cmd, "statuses") == 0) cmd_statuses(plhs);
     else if (strcmp(cmd, "exec_seconds") == 0) plhs[0] = mxCreateDoubleScalar(g_exec_seconds);
     else if (strcmp(cmd, "clear") == 0) kpm_cache_clear();
     else fail(NULL, KP_ERR_ARGUMENT, "kp_mex: unknown command");

@@ -1,10 +1,37 @@
 # call.R: the only place that calls the C glue; turns libkp failures into R
 # conditions of class c("rkp_error_<status>", "rkp_error", "error", "condition").
 
-# Reduction names in the order of kp.h's kp_reduction enum.
-.REDUCTIONS <- c("Sum", "LogSumExp", "SumSoftMaxWeight", "Min", "Max", "ArgMin",
-                 "ArgMax", "Min_ArgMin", "Max_ArgMax", "KMin", "ArgKMin",
-                 "KMin_ArgKMin")
+# Facts of kp.h, asked of libkp (never copied here): the reductions with what
+# they take and give (kp_reduction_name, kp_reduction_flags), constants
+# (kp_constant). Asked on first use and kept: they cannot change in a session.
+.kp <- new.env(parent = emptyenv())
+
+# list(name, takes_k, takes_g, values, indices, selects), one element per
+# kp_reduction value.
+.reductions <- function() {
+  if (is.null(.kp$reductions)) .kp$reductions <- .Call(rkp_reductions)
+  .kp$reductions
+}
+
+# A flag of kp.h for the reduction called `name` ("takes_k", "selects", ...).
+.reduction_has <- function(name, flag) {
+  r <- .reductions()
+  k <- match(name, r$name)
+  if (is.na(k)) stop(sprintf("rkp: unknown reduction %s; libkp's reductions: %s", sQuote(name, FALSE),
+                             paste(r$name, collapse = ", ")), call. = FALSE)
+  r[[flag]][[k]]
+}
+
+# The value of a kp.h constant ("KP_FLOAT32", "KP_ENGINE_OPENCL", ...).
+.kp_constant <- function(name) {
+  v <- .kp[[name]]
+  if (is.null(v)) {
+    v <- .Call(rkp_constant, name)
+    if (is.na(v)) stop(sprintf("rkp: libkp has no constant %s", name), call. = FALSE)
+    assign(name, v, envir = .kp)
+  }
+  v
+}
 
 .check <- function(res, call = NULL) {
   if (!inherits(res, "rkp_failure")) return(res)
@@ -26,7 +53,7 @@
 
 .info <- function(op) {
   info <- .Call(rkp_info, op)
-  info$reduction_name <- .REDUCTIONS[info$reduction + 1L]
+  info$reduction_name <- .reductions()$name[info$reduction + 1L]
   info
 }
 
@@ -34,13 +61,19 @@
   .check(.Call(rkp_derive, op, as.integer(kind), as.integer(k)))
 }
 
-.SCHEMES <- c(auto = -1L, block_sum = 0L, kahan_scheme = 1L, direct_sum = 2L)
+# Summation schemes by rkeops' names: kp_sum_scheme values of kp.h ("auto":
+# the context's own, -1).
+.SCHEMES <- c(auto = NA, block_sum = "KP_SUM_BLOCK", kahan_scheme = "KP_SUM_KAHAN",
+              direct_sum = "KP_SUM_PLAIN")
+.scheme_code <- function(scheme) {
+  if (is.na(.SCHEMES[[scheme]])) -1L else .kp_constant(.SCHEMES[[scheme]])
+}
 
 # Runs op on a list of double vectors / matrices; list(values, index) with
 # 0-based double indices. layout 0: rows are points, 1: columns are points.
 .exec <- function(op, args, layout = 0L, sizes = c(-1, -1), scheme = "auto") {
   .check(.Call(rkp_exec, op, args, .dtype_code(), as.integer(layout),
-               .rkp$threads, as.double(sizes), .SCHEMES[[scheme]]))
+               .rkp$threads, as.double(sizes), .scheme_code(scheme)))
 }
 
 # 0-based double indices -> 1-based integers (doubles past .Machine$integer.max).
@@ -51,14 +84,18 @@
   idx + 1L
 }
 
-# The user's result: values, 1-based indices, or both in a named list.
+# The user's result, from what kp.h says the reduction writes: values,
+# 1-based indices, or both in a named list (rkeops' names: min and argmin,
+# Kmin and argKmin, ...).
 .format_result <- function(res, reduction) {
-  switch(reduction,
-         ArgMin = , ArgMax = , ArgKMin = .one_based(res[[2]]),
-         Min_ArgMin = list(min = res[[1]], argmin = .one_based(res[[2]])),
-         Max_ArgMax = list(max = res[[1]], argmax = .one_based(res[[2]])),
-         KMin_ArgKMin = list(Kmin = res[[1]], argKmin = .one_based(res[[2]])),
-         res[[1]])
+  values <- .reduction_has(reduction, "values")
+  indices <- .reduction_has(reduction, "indices")
+  if (!indices) return(res[[1]])
+  if (!values) return(.one_based(res[[2]]))
+  what <- sub("(Min|Max)$", "\\L\\1", strsplit(reduction, "_", fixed = TRUE)[[1]][1], perl = TRUE)
+  out <- list(res[[1]], .one_based(res[[2]]))
+  names(out) <- c(what, paste0("arg", what))
+  out
 }
 
 # An R object as the double vector / matrix libkp reads; `what` names it.

@@ -87,7 +87,7 @@ print.rkp_kernel <- function(x, ...) {
   extra <- list()
   red <- info$reduction_name
   if (gnargs > n + 1L) {
-    if (red %in% c("LogSumExp", "SumSoftMaxWeight")) {
+    if (!.reduction_has(red, "selects")) {  # LogSumExp, SumSoftMaxWeight: the output
       extra[[1]] <- .exec(op, args, layout, sizes, scheme)[[1]]
     } else {
       fwd <- .derive(op, 1L)

@@ -30,10 +30,10 @@ rkp_options <- function(precision = NULL, threads = NULL, engine = NULL) {
       stop("rkp: 'threads' must be a whole number in [0, 4096]", call. = FALSE)
   }
   if (!is.null(engine)) {
-    if (!is.character(engine) || length(engine) != 1L || !engine %in% names(.ENGINES))
-      stop("rkp: 'engine' must be one of ", paste(sprintf('"%s"', names(.ENGINES)), collapse = ", "),
+    if (!is.character(engine) || length(engine) != 1L || !engine %in% .ENGINE_NAMES)
+      stop("rkp: 'engine' must be one of ", paste(sprintf('"%s"', .ENGINE_NAMES), collapse = ", "),
            call. = FALSE)
-    .check(.Call(rkp_set_engine, .ENGINES[[engine]]))  # libkp refuses one that cannot run here
+    .check(.Call(rkp_set_engine, .engine_code(engine)))  # libkp refuses one that cannot run here
     .rkp$engine <- engine
   }
   if (!is.null(precision)) .rkp$precision <- precision
@@ -58,17 +58,19 @@ rkeops_use_cpu <- function(ncore = 0) invisible(rkp_options(threads = ncore, eng
 #' @export
 rkeops_use_gpu <- function() invisible(rkp_options(engine = "cuda"))
 
-# kp_engine values of kp.h.
-.ENGINES <- c(cpu = 0L, opencl = 1L, cuda = 2L, auto = 3L)
+# The engines by the names users pass; their kp_engine values are kp.h's
+# (kp_constant("KP_ENGINE_OPENCL") for "opencl").
+.ENGINE_NAMES <- c("cpu", "opencl", "cuda", "auto")
+.engine_code <- function(engine) .kp_constant(paste0("KP_ENGINE_", toupper(engine)))
 
 #' @rdname rkp_options
 #' @export
 rkp_engine_available <- function(engine) {
-  if (!is.character(engine) || length(engine) != 1L || !engine %in% names(.ENGINES))
-    stop("rkp: 'engine' must be one of ", paste(names(.ENGINES), collapse = ", "), call. = FALSE)
-  res <- .Call(rkp_set_engine, -.ENGINES[[engine]] - 1L)
+  if (!is.character(engine) || length(engine) != 1L || !engine %in% .ENGINE_NAMES)
+    stop("rkp: 'engine' must be one of ", paste(.ENGINE_NAMES, collapse = ", "), call. = FALSE)
+  res <- .Call(rkp_set_engine, -.engine_code(engine) - 1L)
   if (is.null(res)) return(TRUE)
   structure(FALSE, reason = res$message)
 }
 
-.dtype_code <- function() if (identical(.rkp$precision, "float32")) 0L else 1L
+.dtype_code <- function() .kp_constant(if (identical(.rkp$precision, "float32")) "KP_FLOAT32" else "KP_FLOAT64")

@@ -21,18 +21,18 @@
     ni <- .merge_n(ni, weight$ni, "i")
     nj <- .merge_n(nj, weight$nj, "j")
   }
-  text <- if (red %in% c("KMin", "ArgKMin", "KMin_ArgKMin")) {
+  text <- if (.reduction_has(red, "takes_k")) {
     sprintf("%s_Reduction(%s,%d,%d)", red, x$formula, .whole(opt_arg, "K"), axis)
-  } else if (red == "SumSoftMaxWeight") {
-    sprintf("SumSoftMaxWeight_Reduction(%s,%d,%s)", x$formula, axis, wtext)
+  } else if (.reduction_has(red, "takes_g")) {
+    sprintf("%s_Reduction(%s,%d,%s)", red, x$formula, axis, wtext)
   } else if (red == "LogSumExp" && !is.null(wtext)) {
     # log sum_j exp(f_ij) w_ij = LogSumExp(f_ij + log w_ij), for w > 0
     sprintf("LogSumExp_Reduction((%s)+Log(%s),%d)", x$formula, wtext, axis)
   } else {
     sprintf("%s_Reduction(%s,%d)", red, x$formula, axis)
   }
-  list(op = .parse(text, .aliases(vars)), args = lapply(vars, `[[`, "x"),
-       sizes = c(if (is.na(ni)) 1 else ni, if (is.na(nj)) 1 else nj))
+  # point counts: libkp's, from the leaves (-1); an index without leaves has one point
+  list(op = .parse(text, .aliases(vars)), args = lapply(vars, `[[`, "x"), sizes = c(-1, -1))
 }
 
 .reduce <- function(x, red, index, opt_arg = NULL, weight = NULL) {

@@ -42,7 +42,7 @@ static void *copy_of(SEXP x, kp_dtype dtype, int64_t n, int64_t d, int col_major
  * each of reps kp_plan_exec calls on C-held copies of args (a reduction over j
  * with values only), row-major or column-major. */
 SEXP rkp_c_exec_time(SEXP ptr, SEXP args, SEXP dtype_, SEXP reps_, SEXP nthreads, SEXP col_major_) {
-    kp_dtype dtype = Rf_asInteger(dtype_) == 0 ? KP_FLOAT32 : KP_FLOAT64;
+    kp_dtype dtype = rkp__dtype(dtype_);
     int col_major = Rf_asLogical(col_major_) == 1;
     int reps = Rf_asInteger(reps_);
     kp_plan *plan;
@@ -57,7 +57,6 @@ SEXP rkp_c_exec_time(SEXP ptr, SEXP args, SEXP dtype_, SEXP reps_, SEXP nthreads
         if (TYPEOF(VECTOR_ELT(args, k)) != REALSXP) Rf_error("rkp: .c_exec_time takes double arguments");
     kp_array a[16];
     void *bufs[17] = {0};
-    int64_t nx = 1;
     for (int k = 0; k < nargs; k++) {
         SEXP x = VECTOR_ELT(args, k);
         int64_t n = Rf_isMatrix(x) ? Rf_nrows(x) : XLENGTH(x), d = Rf_isMatrix(x) ? Rf_ncols(x) : 1;
@@ -68,17 +67,21 @@ SEXP rkp_c_exec_time(SEXP ptr, SEXP args, SEXP dtype_, SEXP reps_, SEXP nthreads
             a[k].strides[0] = 1;
             a[k].strides[1] = n;
         }
-        if (cat[k] == KP_VAR_I) nx = n;
     }
+    kp_exec_options opt;
+    kp_exec_options_init(&opt);
+    opt.num_threads = Rf_asInteger(nthreads);
+    int ndim = 0;
+    int64_t shape[KP_MAX_DIMS] = {0};
+    st = kp_plan_output_shape(plan, a, (size_t)nargs, &opt, &ndim, shape, NULL);
+    int64_t nx = st == KP_OK ? shape[ndim - 2] : 0;
     size_t esz = dtype == KP_FLOAT32 ? sizeof(float) : sizeof(double);
     bufs[nargs] = malloc((size_t)(nx * out_dim) * esz + 1);
     SEXP times = PROTECT(Rf_allocVector(REALSXP, reps));
     kp_array out = kp_array_2d(bufs[nargs], dtype, nx, out_dim);
-    kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
-    opt.num_threads = Rf_asInteger(nthreads);
     int ok = 1;
     for (int k = 0; k <= nargs; k++) ok &= bufs[k] != NULL;
-    st = ok ? KP_OK : KP_ERR_OOM;
+    if (st == KP_OK && !ok) st = KP_ERR_OOM;
     for (int r = 0; r < reps && st == KP_OK; r++) {
         double t0 = now();
         st = kp_plan_exec(plan, a, (size_t)nargs, &out, NULL, &opt);

@@ -14,8 +14,7 @@
 #include "rkp.h"
 
 typedef struct call_shape {
-    int layout;        /* 0: rows are points, 1: columns are points */
-    int64_t points[2]; /* rows of the first Vi / Vj argument, -1 if none */
+    int layout; /* 0: rows are points, 1: columns are points */
 } call_shape;
 
 /* Fills the descriptor of argument k (category cat) from the R vector x. */
@@ -67,7 +66,6 @@ static void describe_arg(SEXP x, int k, int cat, kp_dtype dtype, call_shape *cs,
     a->shape[1] = d;
     a->strides[0] = sp;
     a->strides[1] = sc;
-    if (cs->points[cat] < 0) cs->points[cat] = n;
 }
 
 /* An n x d R matrix (d x n with layout 1) filled from a (n, d) libkp result. */
@@ -101,17 +99,15 @@ static void *scratch(int64_t n, size_t esz) {
  * indices are 0-based doubles), or an rkp_failure.
  */
 SEXP rkp_exec(SEXP ptr, SEXP args, SEXP dtype_, SEXP layout_, SEXP nthreads, SEXP sizes, SEXP scheme) {
-    kp_dtype dtype = Rf_asInteger(dtype_) == 0 ? KP_FLOAT32 : KP_FLOAT64;
-    call_shape cs = {Rf_asInteger(layout_) ? 1 : 0, {-1, -1}};
+    kp_dtype dtype = rkp__dtype(dtype_);
+    call_shape cs = {Rf_asInteger(layout_) ? 1 : 0};
     kp_plan *plan = NULL;
     kp_status st = rkp__plan(ptr, dtype, &plan);
     if (st != KP_OK) return rkp__failure(st);
     SEXP info = PROTECT(rkp_info(ptr));
     int nargs = Rf_asInteger(VECTOR_ELT(info, 2));
     const int *cat = INTEGER(VECTOR_ELT(info, 3));
-    int axis = Rf_asInteger(VECTOR_ELT(info, 1));
     int out_dim = Rf_asInteger(VECTOR_ELT(info, 5)), idx_dim = Rf_asInteger(VECTOR_ELT(info, 6));
-    int sums_rows = Rf_asLogical(VECTOR_ELT(info, 7));
     if (TYPEOF(args) != VECSXP) Rf_error("rkp: the input must be a list");
     if (!Rf_isNull(sizes) && (TYPEOF(sizes) != REALSXP || XLENGTH(sizes) != 2))
         Rf_error("rkp: sizes must be two doubles (nx, ny)");
@@ -123,17 +119,27 @@ SEXP rkp_exec(SEXP ptr, SEXP args, SEXP dtype_, SEXP layout_, SEXP nthreads, SEX
         if (cat[k] == NA_INTEGER) memset(&a[k], 0, sizeof a[k]);
         else describe_arg(VECTOR_ELT(args, k), k, cat[k], dtype, &cs, &a[k]);
     }
-    /* Point counts: the options first, then the arguments, else 1. */
-    int64_t n_of[2];
+    /* Point counts: R's sizes where given (LazyTensor reductions), else
+     * libkp infers them from the arguments; an index no argument has counts
+     * one point, as in KeOps (Sum_Reduction(x, 1) of a Vi x alone). */
+    kp_exec_options opt;
+    kp_exec_options_init(&opt);
+    opt.num_threads = Rf_asInteger(nthreads);
+    int64_t *n_of[2] = {&opt.nx, &opt.ny};
     for (int s = 0; s < 2; s++) {
         double v = Rf_isNull(sizes) ? -1 : REAL(sizes)[s];
-        n_of[s] = v >= 0 ? (int64_t)v : cs.points[s] >= 0 ? cs.points[s] : 1;
+        int has = 0;
+        for (int k = 0; k < nargs; k++) has |= cat[k] == (s ? KP_VAR_J : KP_VAR_I);
+        *n_of[s] = v >= 0 ? (int64_t)v : has ? -1 : 1;
     }
-    kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
-    opt.num_threads = Rf_asInteger(nthreads);
-    opt.nx = n_of[0];
-    opt.ny = n_of[1];
-    int64_t rows = sums_rows ? 1 : axis == 1 ? n_of[0] : n_of[1];
+    /* The outputs' shape as libkp sets it (rows: 1 when the formula sums them). */
+    int ndim = 0;
+    int64_t shape[KP_MAX_DIMS];
+    if ((st = kp_plan_output_shape(plan, a, (size_t)nargs, &opt, &ndim, shape, NULL)) != KP_OK) {
+        UNPROTECT(1);
+        return rkp__failure(st);
+    }
+    int64_t rows = shape[ndim - 2];
     if (rows > INT32_MAX) Rf_error("rkp: %lld output rows do not fit an R matrix", (long long)rows);
 
     /* float64 values go straight into the R matrix, through its strides. */

@@ -9,6 +9,8 @@ static const R_CallMethodDef call_methods[] = {
     {"rkp_derive", (DL_FUNC)&rkp_derive, 3},
     {"rkp_version", (DL_FUNC)&rkp_version, 0},
     {"rkp_set_engine", (DL_FUNC)&rkp_set_engine, 1},
+    {"rkp_reductions", (DL_FUNC)&rkp_reductions, 0},
+    {"rkp_constant", (DL_FUNC)&rkp_constant, 1},
     {"rkp_exec", (DL_FUNC)&rkp_exec, 7},
     {"rkp_c_exec_time", (DL_FUNC)&rkp_c_exec_time, 6},
     {NULL, NULL, 0}};

@@ -32,24 +32,14 @@ static kp_context *context(void) {
     return g_ctx;
 }
 
-static const char *status_name(kp_status st) {
-    switch (st) {
-#define RKP_STATUS_NAME(name, value, text) \
-    case name:                             \
-        return #name;
-        KP_STATUS_LIST(RKP_STATUS_NAME)
-#undef RKP_STATUS_NAME
-    }
-    return "KP_ERR_UNKNOWN";
-}
-
 /* The failure object: list(status, name, message) of class "rkp_failure". */
 static SEXP failure(kp_status st) {
     const char *msg = kp_context_message(g_ctx);
     if (!msg || !*msg) msg = kp_status_string(st);
     SEXP res = PROTECT(Rf_allocVector(VECSXP, 3));
     SET_VECTOR_ELT(res, 0, Rf_ScalarInteger((int)st));
-    SET_VECTOR_ELT(res, 1, Rf_mkString(status_name(st)));
+    const char *name = kp_status_name(st);
+    SET_VECTOR_ELT(res, 1, Rf_mkString(name ? name : "KP_ERR_UNKNOWN"));
     SET_VECTOR_ELT(res, 2, Rf_mkString(msg));
     SEXP names = PROTECT(Rf_allocVector(STRSXP, 3));
     SET_STRING_ELT(names, 0, Rf_mkChar("status"));
@@ -188,6 +178,12 @@ kp_status rkp__plan(SEXP ptr, kp_dtype dtype, kp_plan **plan) {
 
 SEXP rkp__failure(kp_status st) { return failure(st); }
 
+kp_dtype rkp__dtype(SEXP code) {
+    int d = Rf_asInteger(code);
+    if (d != KP_FLOAT32 && d != KP_FLOAT64) Rf_error("rkp: dtype %d is neither KP_FLOAT32 nor KP_FLOAT64", d);
+    return (kp_dtype)d;
+}
+
 kp_context *rkp__context(void) { return context(); }
 
 /* rkp_set_engine(e): the engine of later runs (kp_engine; e < 0 only asks
@@ -197,4 +193,37 @@ SEXP rkp_set_engine(SEXP engine) {
     kp_context *ctx = context();
     kp_status st = e < 0 ? kp_engine_available(ctx, (kp_engine)(-e - 1)) : kp_context_set_engine(ctx, (kp_engine)e);
     return st == KP_OK ? R_NilValue : failure(st);
+}
+
+/* kp.h's reductions: list(name, takes_k, takes_g, values, indices, selects),
+ * one element per kp_reduction value (kp_reduction_name, kp_reduction_flags). */
+SEXP rkp_reductions(void) {
+    static const char *names[] = {"name", "takes_k", "takes_g", "values", "indices", "selects"};
+    static const unsigned bits[] = {KP_REDUCTION_TAKES_K, KP_REDUCTION_TAKES_G, KP_REDUCTION_VALUES,
+                                    KP_REDUCTION_INDICES, KP_REDUCTION_SELECTS};
+    int n = kp_reduction_count();
+    SEXP res = PROTECT(Rf_allocVector(VECSXP, 6)), nm = PROTECT(Rf_allocVector(STRSXP, 6));
+    SEXP red = PROTECT(Rf_allocVector(STRSXP, n));
+    for (int r = 0; r < n; r++) SET_STRING_ELT(red, r, Rf_mkChar(kp_reduction_name((kp_reduction)r)));
+    SET_VECTOR_ELT(res, 0, red);
+    for (int f = 0; f < 5; f++) {
+        SEXP v = PROTECT(Rf_allocVector(LGLSXP, n));
+        for (int r = 0; r < n; r++) LOGICAL(v)[r] = (kp_reduction_flags((kp_reduction)r) & bits[f]) != 0;
+        SET_VECTOR_ELT(res, f + 1, v);
+        UNPROTECT(1);
+    }
+    for (int k = 0; k < 6; k++) SET_STRING_ELT(nm, k, Rf_mkChar(names[k]));
+    Rf_setAttrib(res, R_NamesSymbol, nm);
+    UNPROTECT(3);
+    return res;
+}
+
+/* kp_constant(name) as an integer; NA for a name kp.h does not have. */
+SEXP rkp_constant(SEXP name) {
+    if (!Rf_isString(name) || XLENGTH(name) != 1 || STRING_ELT(name, 0) == NA_STRING)
+        Rf_error("rkp: the constant's name must be one character string");
+    int64_t v;
+    if (kp_constant(Rf_translateCharUTF8(STRING_ELT(name, 0)), &v) != KP_OK || v < INT32_MIN || v > INT32_MAX)
+        return Rf_ScalarInteger(NA_INTEGER);
+    return Rf_ScalarInteger((int)v);
 }
