@@ -24,6 +24,6 @@ libdir=$(cd "$build/src" && pwd)
 cbin="$build/c_gauss_octave_bench"
 cc -O2 -std=c11 -I"$root/include" "$root/bench/octave/c_gauss.c" -L"$libdir" -lkp -Wl,-rpath,"$libdir" -o "$cbin"
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; $(octave-cli --version | head -1)"
-octave-cli --no-gui --norc -q --eval "
+octave-cli --no-gui --norc --no-history -q --eval "
   addpath('$root/bindings/matlab'); kp_build('$libdir', '$root/include');
   addpath('$root/bench/octave'); bench_octave('$cbin', $sizes);" 2>&1 | grep -v 'ignoring const execution_exception'
