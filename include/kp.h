@@ -608,6 +608,19 @@ kp_status kp_plan_state_merge(kp_plan *plan, void *a, const void *b, size_t byte
  * points. */
 kp_status kp_plan_state_finalize(kp_plan *plan, const kp_array *args, size_t n_args, const void *state, size_t bytes,
                                  kp_array *out, kp_array *out_index, const kp_exec_options *options);
+/* For layers built on kp.h that are handed a plan (libkp_mpi, bindings): the
+ * plan's context (where its calls leave their messages), the axis it reduces
+ * over (1: over j, 0: over i; -1 for NULL or a joint plan), its number of
+ * arguments (-1 for NULL), and argument k's category and dimension (*used 0:
+ * the formula does not read that position). */
+kp_context *kp_plan_context(const kp_plan *plan);
+int kp_plan_axis(const kp_plan *plan);
+int kp_plan_num_args(const kp_plan *plan);
+kp_status kp_plan_arg(const kp_plan *plan, int k, kp_var_category *category, int *dim, int *used);
+/* Leaves message in ctx as a failing libkp call would, and returns status
+ * (KP_OK clears the message): how such layers report through the same
+ * context. KP_ERR_NULL if ctx is NULL. */
+kp_status kp_context_set_error(kp_context *ctx, kp_status status, const char *message);
 /* ---------------------------------------------------------------- end of partial states block */
 
 #ifdef __cplusplus
