@@ -240,10 +240,13 @@ class _Call:
                     nxt[k] = np.empty(shape, a.dtype)
                     comm.Sendrecv(a, dest=left, sendtag=9, recvbuf=nxt[k], source=right, recvtag=9)
                 block = nxt
+        if err is None and rank > 0 and starts[rank] > 0:  # head holds points: it comes first
+            try:
+                _lib.state_merge(self.plan, head, tail)
+                tail = head
+            except Exception as e:
+                err = e
         _agree(comm, err)
-        if rank > 0 and starts[rank] > 0:
-            _step(comm, _lib.state_merge, self.plan, head, tail)
-            return head
         return tail
 
 
