@@ -74,7 +74,7 @@ static void run(kp_plan *plan, const char *mode, int64_t n_all_i, int64_t n_all_
         size_t block = (size_t)((n_all_j + size - 1) / size) * 4 * sizeof(float);
         double comm = layout == KP_MPI_RING ? ring_time(block, reps) : 0;
         if (rank == 0)
-            printf("| %s | %s | %d | %lld x %lld | %.4f | %.3g | %.3g | %.4f |\n", mode,
+            printf("| %s | %s | %d | %lld x %lld | %.4f | %.3g | %.3g | %.2e |\n", mode,
                    layout == KP_MPI_RING ? "ring" : "rows", size, (long long)n_all_i, (long long)n_all_j, t,
                    (double)n_all_i * (double)n_all_j / t,
                    layout == KP_MPI_RING ? (double)block * (size - 1) : 0.0, comm);

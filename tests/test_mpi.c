@@ -8,6 +8,7 @@
  *     bit-identical for KP_MPI_ROWS axis 1 and for the Min/Max/KMin family,
  *     within 1e-5 (float32) / 1e-12 (float64) of the largest output otherwise;
  *   - IndexI()/IndexJ() read global indices (row and reduced offsets);
+ *   - ring blocks of KP_STATE_CHUNK points: rank 0's rows bit-identical;
  *   - bad input on one rank: every rank returns the same status and message
  *     (disagreeing arguments: KP_ERR_ARGUMENT), and nobody hangs.
  * A failed check aborts every rank (MPI_Abort), so CTest sees the failure.
@@ -199,6 +200,33 @@ static void check_errors(kp_context *ctx, const global *g) {
     kp_formula_free(f);
 }
 
+/* Ring blocks of KP_STATE_CHUNK points each: rank 0 folds them in global
+ * order from the identity, which is one process's computation bit for bit. */
+static void check_aligned_ring(kp_context *ctx) {
+    const int64_t NI = 70, MJ = (int64_t)size * KP_STATE_CHUNK;
+    double *x = make(NI * 2, 4), *y = make((size_t)MJ * 2, 5);
+    const char *al[] = {"x = Vi(2)", "y = Vj(2)"};
+    kp_formula *f;
+    kp_plan *p;
+    CHECK(kp_formula_parse(ctx, "Sum_Reduction(Exp(-SqDist(x,y)),1)", al, 2, &f) == KP_OK, "parse");
+    CHECK(kp_plan_new(ctx, f, KP_FLOAT32, &p) == KP_OK, "plan");
+    float *xs = as_dtype(x, NI * 2, KP_FLOAT32), *ys = as_dtype(y, (size_t)MJ * 2, KP_FLOAT32);
+    float ref[70], got[70];
+    kp_array full[2] = {kp_array_2d(xs, KP_FLOAT32, NI, 2), kp_array_2d(ys, KP_FLOAT32, MJ, 2)};
+    kp_array ro = kp_array_2d(ref, KP_FLOAT32, NI, 1);
+    CHECK(kp_plan_exec(p, full, 2, &ro, NULL, NULL) == KP_OK, "%s", kp_context_message(ctx));
+    int64_t i0 = rank == 0 ? 0 : NI, ni = rank == 0 ? NI : 0; /* all rows on rank 0 */
+    kp_array mine[2] = {kp_array_2d(xs + 2 * i0, KP_FLOAT32, ni, 2),
+                        kp_array_2d(ys + 2 * rank * KP_STATE_CHUNK, KP_FLOAT32, KP_STATE_CHUNK, 2)};
+    kp_array o = kp_array_2d(got, KP_FLOAT32, ni, 1);
+    CHECK(kp_mpi_exec(p, MPI_COMM_WORLD, KP_MPI_RING, mine, 2, &o, NULL, NULL) == KP_OK, "%s",
+          kp_context_message(ctx));
+    if (rank == 0) CHECK(!memcmp(got, ref, sizeof ref), "aligned ring: rank 0 not bit-identical");
+    kp_plan_free(p);
+    kp_formula_free(f);
+    free(x), free(y), free(xs), free(ys);
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -223,6 +251,7 @@ int main(int argc, char **argv) {
         check_errors(ctx, &g);
         free(g.x), free(g.y), free(g.b);
     }
+    check_aligned_ring(ctx);
     kp_context_free(ctx);
     free(x), free(y), free(b);
     if (rank == 0) printf("test_mpi: %d cases on %d ranks passed\n", ncases, size);
