@@ -21,7 +21,8 @@ exactly in every layout; Sum, LogSumExp and SumSoftMaxWeight merge their states
 in a fixed order (the same bits for the same split, within ~1e-6 relative in
 float32 and ~1e-15 in float64 of one process).
 
-Autograd (torch tensors, Sum and LogSumExp): the loss is taken as the sum of
+Autograd (torch tensors; Sum, LogSumExp, Min, Max, KMin; indices, as for
+ArgMin or Min_ArgMin, are not differentiated): the loss is taken as the sum of
 every rank's loss. The gradient of a rank's own points is computed where they
 live; the gradient of a replicated variable (``Vj`` of ``layout="rows"``) or of
 a parameter is the sum over all ranks (a column-side gradient is a reduction
@@ -278,15 +279,19 @@ def _allreduce_sum(comm, a):
 if torch is not None:
 
     class _DistFunction(torch.autograd.Function):
-        """A distributed reduction with its gradients (Sum, LogSumExp)."""
+        """A distributed reduction with its gradients (_DIFFERENTIABLE): each
+        gradient is itself a distributed reduction (kp_formula_grad), run with
+        the same layout."""
 
         @staticmethod
         def forward(ctx, spec, *args):
             key, layout, comm = spec
-            vals, _ = _run_numpy(key, list(args), layout, comm)
+            selects = formula(key).reduction in _lib.WITH_INDICES  # Min, Max, KMin: backward needs the indices
+            vals, idx = _run_numpy((key, "idx") if selects else key, list(args), layout, comm)
             ref = next(a for a in args if isinstance(a, torch.Tensor))
             out = torch.from_numpy(vals).to(ref.device)
             ctx.spec = spec
+            ctx.idx = idx  # global indices (NumPy), for the gradients of Min/Max/KMin
             ctx.save_for_backward(*[a if isinstance(a, torch.Tensor) else None for a in args], out)
             ctx.nonarrays = [None if isinstance(a, torch.Tensor) else a for a in args]
             return out
@@ -298,23 +303,28 @@ if torch is not None:
             args = [s if s is not None else n for s, n in zip(saved[:-1], ctx.nonarrays)]
             out = saved[-1]
             f = formula(key)
-            if f.reduction not in ("Sum", "LogSumExp") or f.sums_rows:
-                raise KpNotImplementedError("pykp.distributed: gradients of %s reductions are not supported (Sum and "
-                                            "LogSumExp are)" % f.reduction)
+            if f.reduction not in _DIFFERENTIABLE or f.sums_rows:
+                raise KpNotImplementedError("pykp.distributed: gradients of %s reductions are not supported (%s are)"
+                                            % (f.reduction, ", ".join(_DIFFERENTIABLE)))
             if not _rows_split(layout, f.axis):  # replicated outputs: the ranks' output gradients add up
                 G = torch.from_numpy(_allreduce_sum(comm, _to_numpy(G))).to(G.device)
+            # after G: the forward output (LogSumExp) or the selected indices as numbers (Min/Max/KMin)
+            second = out if ctx.idx is None else torch.from_numpy(ctx.idx.astype(_to_numpy(out).dtype))
             grads = [None] * len(args)
             for k, info in enumerate(f.args):
                 if info is None or not ctx.needs_input_grad[k + 1]:
                     continue
                 g = formula((key, "grad", k))
-                gargs = (list(args) + [G, out])[: g.nargs]
+                gargs = (list(args) + [G, second])[: g.nargs]
                 gv, _ = _run_numpy((key, "grad", k), gargs, layout, comm)
                 if g.sums_rows and _rows_split(layout, g.axis):  # each rank summed its own rows
                     gv = _allreduce_sum(comm, gv)
                 a = args[k]
                 grads[k] = torch.from_numpy(gv).to(a.device).reshape(a.shape)
             return (None, *grads)
+
+
+_DIFFERENTIABLE = ("Sum", "LogSumExp", "Min", "Max", "KMin")
 
 
 def _needs_autograd(args):
@@ -328,7 +338,7 @@ def _reduce_key(key, args, reduction, opt_arg, layout, comm):
         raise KpValueError("pykp.distributed: layout must be one of %s, got %r" % (LAYOUTS, layout))
     comm = _world(comm)
     torch_out = torch is not None and any(isinstance(a, torch.Tensor) for a in args)
-    if _needs_autograd(args):
+    if _needs_autograd(args) and formula(key).out_index_dim == 0:  # Arg* and *_Arg*: no values to differentiate
         vals = _DistFunction.apply((key, layout, comm), *args)
         return postprocess(vals, None, reduction, opt_arg)
     vals, idx = _run_numpy(key, list(args), layout, comm)

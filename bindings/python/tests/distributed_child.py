@@ -65,7 +65,7 @@ def check_lazy():
 
 def check_autograd(red):
     t = lambda a: torch.tensor(a, dtype=torch.float64, requires_grad=True)  # noqa: E731
-    form = "Exp(-SqDist(x,y)*g)*b" if red == "Sum" else "-SqDist(x,y)*g+b"
+    form = {"Sum": "Exp(-SqDist(x,y)*g)*b", "LogSumExp": "-SqDist(x,y)*g+b", "Min": "SqDist(x,y)*g+b"}[red]
     al = ALIASES + ["g = Pm(1)"]
     W = np.random.default_rng(5).standard_normal((N, 1))
     for layout in distributed.LAYOUTS:
@@ -102,6 +102,7 @@ check_forward(np.float64)
 check_lazy()
 check_autograd("Sum")
 check_autograd("LogSumExp")
+check_autograd("Min")  # the gradient compares global indices (IndexJ) with the forward's
 check_errors()
 print("OK rank %d of %d" % (rank, size))
 sys.stdout.flush()
