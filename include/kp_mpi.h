@@ -32,8 +32,8 @@
  * ... /KMin-type reductions give kp_plan_exec's values and indices exactly in
  * every layout. Sum, LogSumExp and SumSoftMaxWeight merge states in a fixed
  * order: the same bits for the same numbers of points per rank (and any
- * thread counts), within ~1e-6 relative (float32) or ~1e-15 (float64) of one
- * process; rank 0's rows of KP_MPI_RING are bit-identical when every rank's
+ * thread counts), within 1e-6 of the largest output (float32) or 1e-13
+ * (float64) of one process (tests/test_mpi.c); rank 0's rows of KP_MPI_RING are bit-identical when every rank's
  * block of reduced points is a multiple of KP_STATE_CHUNK (the last may be
  * shorter).
  *

@@ -72,8 +72,10 @@ echo "== test.sh: AddressSanitizer + UndefinedBehaviorSanitizer build and suites
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKP_WERROR=ON \
   -DKP_SANITIZE=address,undefined -DKP_BUILD_BENCH=OFF -DKP_CUDA_AOT=OFF >/dev/null
 cmake --build build-asan -j"$jobs"
+# "mpi": Open MPI's own allocations live until exit and LeakSanitizer reports them;
+# libkp_mpi's libkp side (partial states) runs here through the "partial" suite.
 KP_TEST_SKIP_LARGE=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-  ctest --test-dir build-asan --output-on-failure -LE "large|gpu"
+  ctest --test-dir build-asan --output-on-failure -LE "large|gpu|mpi"
 # The GPU checks that are libkp's own host code: kernel cache, engine refusals,
 # the CUDA engine against the fake driver (NVRTC itself is not instrumented).
 # pip's NVRTC fails its compiles under ASan here, so this pass runs without it,

@@ -18,8 +18,8 @@ libkp_mpi (include/kp_mpi.h, docs/distributed.md):
 
 Min/Max/ArgMin/.../KMin-type reductions give one process's values and indices
 exactly in every layout; Sum, LogSumExp and SumSoftMaxWeight merge their states
-in a fixed order (the same bits for the same split, within ~1e-6 relative in
-float32 and ~1e-15 in float64 of one process).
+in a fixed order (the same bits for the same split, within 1e-6 of the largest output in
+float32 and 1e-13 in float64 of one process).
 
 Autograd (torch tensors; Sum, LogSumExp, Min, Max, KMin; indices, as for
 ArgMin or Min_ArgMin, are not differentiated): the loss is taken as the sum of

@@ -23,7 +23,11 @@ def test_distributed_matches_one_process(np_):
     # Open MPI refuses to run as root unless told; harmless otherwise. One thread per rank.
     env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", KP_NUM_THREADS="1",
                OMPI_MCA_btl="self,vader", OMP_NUM_THREADS="1", OMPI_MCA_mpi_yield_when_idle="1")
-    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(HERE)] + [p for p in [env.get("PYTHONPATH")] if p])
+    # the child imports the pykp this process imported (the installed one in CI, with its libkp)
+    import pykp
+
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(pykp.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([parent] + [p for p in [env.get("PYTHONPATH")] if p])
     cmd = [MPIRUN, "-np", str(np_), "--oversubscribe", sys.executable, os.path.join(HERE, "distributed_child.py")]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
