@@ -39,10 +39,6 @@ static kp_status check_plan(kp_plan *plan) {
     if (!plan) return KP_ERR_NULL;
     if (plan->nparts)
         return kp__fail(plan->ctx, KP_ERR_ARGUMENT, "partial states of a joint plan: run its formulas' own plans");
-    if (plan->ctx->engine == KP_ENGINE_OPENCL || plan->ctx->engine == KP_ENGINE_CUDA)
-        return kp__fail(plan->ctx, KP_ERR_UNSUPPORTED,
-                        "partial reduction states run on the CPU engine only: select KP_ENGINE_CPU or "
-                        "KP_ENGINE_AUTO with host arrays");
     return KP_OK;
 }
 
@@ -77,7 +73,7 @@ static kp_status prepare(kp_plan *plan, const kp_array *args, size_t n_args, kp_
     free(copy);
     job->prog = &plan->prog;
     if (st == KP_OK && job->device != KP_DEVICE_CPU)
-        st = kp__fail(ctx, KP_ERR_UNSUPPORTED, "partial reduction states read host arrays only (CPU engine)");
+        st = kp__fail(ctx, KP_ERR_UNSUPPORTED, "partial reduction states read host arrays only (CPU engine only)");
     return st;
 }
 
@@ -186,10 +182,17 @@ kp_status kp_plan_exec_partial(kp_plan *plan, const kp_array *args, size_t n_arg
     if (st == KP_OK) st = check_shape(plan, &h, job);
     if (st == KP_OK && __builtin_add_overflow(h.ncols, job->ncols, &h.ncols))
         st = kp__fail(ctx, KP_ERR_TOO_LARGE, "more than 2^63 points folded");
+    const kp_engine_ops *eng = st == KP_OK ? kp__plan_engine(ctx, job) : NULL;
+    if (st == KP_OK && !eng) st = KP_ERR_UNSUPPORTED;
+    if (st == KP_OK && !eng->run_partial)
+        st = kp__fail(ctx, KP_ERR_UNSUPPORTED,
+                      "the %s engine does not compute partial reduction states (CPU engine only): select "
+                      "KP_ENGINE_CPU, or KP_ENGINE_AUTO with host arrays",
+                      eng->name);
     if (st == KP_OK) {
         job->row_offset = h.row_offset;
         job->col_offset = offset;
-        st = kp__engine_cpu.run_partial(ctx, job, offset, reals_of(state, &info), indices_of(state, &info));
+        st = eng->run_partial(ctx, job, offset, reals_of(state, &info), indices_of(state, &info));
     }
     if (st == KP_OK) memcpy(state, &h, sizeof h);
     free(job);
