@@ -9,6 +9,7 @@
  *     within 1e-6 (float32) / 1e-13 (float64) of the largest output otherwise;
  *   - IndexI()/IndexJ() read global indices (row and reduced offsets);
  *   - ring blocks of KP_STATE_CHUNK points: rank 0's rows bit-identical;
+ *   - a column-side gradient (kp_formula_grad w.r.t. y) in both layouts;
  *   - bad input on one rank: every rank returns the same status and message
  *     (disagreeing arguments: KP_ERR_ARGUMENT), and nobody hangs.
  * A failed check aborts every rank (MPI_Abort), so CTest sees the failure.
@@ -227,6 +228,51 @@ static void check_aligned_ring(kp_context *ctx) {
     free(x), free(y), free(xs), free(ys);
 }
 
+/* A column-side gradient (of the Gaussian kernel product with respect to y:
+ * a reduction over the split i points) through KP_MPI_ROWS: every rank gets
+ * all M rows, within tolerance of one process; the same through the ring
+ * gives each rank its own rows. */
+static void check_gradient(kp_context *ctx, const global *g) {
+    const char *al[] = {"x = Vi(2)", "y = Vj(2)", "b = Vj(1)"};
+    kp_formula *f, *gy;
+    kp_plan *p;
+    CHECK(kp_formula_parse(ctx, "Sum_Reduction(Exp(-SqDist(x,y))*b,1)", al, 3, &f) == KP_OK, "parse");
+    CHECK(kp_formula_grad(ctx, f, 1, &gy) == KP_OK, "%s", kp_context_message(ctx));
+    CHECK(kp_plan_new(ctx, gy, g->dt, &p) == KP_OK, "%s", kp_context_message(ctx));
+    double *e = make(N, 6);
+    void *es = as_dtype(e, N, g->dt), *ref = malloc((size_t)M * 2 * g->es), *got = malloc((size_t)M * 2 * g->es);
+    kp_array full[4] = {rows_of(g->x, g, 0, N, 2), rows_of(g->y, g, 0, M, 2), rows_of(g->b, g, 0, M, 1),
+                        kp_array_2d(es, g->dt, N, 1)};
+    kp_array ro = kp_array_2d(ref, g->dt, M, 2);
+    CHECK(kp_plan_exec(p, full, 4, &ro, NULL, NULL) == KP_OK, "%s", kp_context_message(ctx));
+    for (int layout = 0; layout <= 1; layout++) {
+        int64_t i0, ni, j0 = 0, nj = M;
+        share(N, rank, &i0, &ni);
+        if (layout == KP_MPI_RING) {
+            j0 = (int64_t)M * rank / size;
+            nj = (int64_t)M * (rank + 1) / size - j0;
+        }
+        kp_array mine[4] = {rows_of(g->x, g, i0, ni, 2), rows_of(g->y, g, j0, nj, 2), rows_of(g->b, g, j0, nj, 1),
+                            kp_array_2d((char *)es + (size_t)i0 * g->es, g->dt, ni, 1)};
+        kp_array o = kp_array_2d(got, g->dt, nj, 2);
+        CHECK(kp_mpi_exec(p, MPI_COMM_WORLD, (kp_mpi_layout)layout, mine, 4, &o, NULL, NULL) == KP_OK, "%s",
+              kp_context_message(ctx));
+        double big = 0, worst = 0, tol = g->dt == KP_FLOAT32 ? 1e-6 : 1e-13;
+        for (int64_t k = 0; k < 2 * M; k++)
+            big = fmax(big, fabs(g->dt == KP_FLOAT32 ? ((float *)ref)[k] : ((double *)ref)[k]));
+        for (int64_t k = 0; k < 2 * nj; k++) {
+            double a = g->dt == KP_FLOAT32 ? ((float *)got)[k] : ((double *)got)[k];
+            double r = g->dt == KP_FLOAT32 ? ((float *)ref)[2 * j0 + k] : ((double *)ref)[2 * j0 + k];
+            worst = fmax(worst, fabs(a - r));
+        }
+        CHECK(worst <= tol * big, "gradient, layout %d: error %g > %g", layout, worst, tol * big);
+    }
+    free(e), free(es), free(ref), free(got);
+    kp_plan_free(p);
+    kp_formula_free(gy);
+    kp_formula_free(f);
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -248,6 +294,7 @@ int main(int argc, char **argv) {
                     check_case(ctx, &g, text, axis, (kp_mpi_layout)layout);
                     ncases++;
                 }
+        check_gradient(ctx, &g);
         check_errors(ctx, &g);
         free(g.x), free(g.y), free(g.b);
     }
