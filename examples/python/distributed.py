@@ -1,6 +1,7 @@
 """A kernel product and its gradients over MPI ranks with pykp.distributed.
 
-    mpirun -np 2 python examples/python/distributed.py      (--oversubscribe on a small machine)
+    mpirun -np 2 python examples/python/distributed.py [--n-local N] [--m-local M]
+                                                   (add --oversubscribe on a small machine)
 
 Every rank owns 2000 points x_i and 3000 points y_j (with weights b_j); the y
 blocks travel around a ring (layout="ring"), so no rank holds all of them.
@@ -9,6 +10,8 @@ torch autograd gives the gradients of the sum of the ranks' losses: x and y
 gradients of the rank's own points, the gradient of the parameter s summed
 over all ranks. Rank 0 checks its rows against pykp on all points.
 """
+import argparse
+
 import numpy as np
 import torch
 from mpi4py import MPI
@@ -16,9 +19,13 @@ from mpi4py import MPI
 import pykp
 from pykp import distributed
 
+parser = argparse.ArgumentParser(description="A kernel product and its gradients over MPI ranks (run with mpirun).")
+parser.add_argument("--n-local", type=int, default=2000, help="x points per rank (default 2000)")
+parser.add_argument("--m-local", type=int, default=3000, help="y points per rank (default 3000)")
+opts = parser.parse_args()
 comm = MPI.COMM_WORLD
 rank, size = comm.rank, comm.size
-N_LOCAL, M_LOCAL = 2000, 3000
+N_LOCAL, M_LOCAL = opts.n_local, opts.m_local
 
 
 def points(r):

@@ -16,9 +16,7 @@ MPIRUN = shutil.which("mpirun")
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-@pytest.mark.skipif(MPIRUN is None, reason="mpirun (Open MPI) is not installed")
-@pytest.mark.parametrize("np_", [1, 2, 3])
-def test_distributed_matches_one_process(np_):
+def _env():
     env = dict(os.environ)
     # Open MPI refuses to run as root unless told; harmless otherwise. One thread per rank.
     env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", KP_NUM_THREADS="1",
@@ -28,8 +26,27 @@ def test_distributed_matches_one_process(np_):
 
     parent = os.path.dirname(os.path.dirname(os.path.abspath(pykp.__file__)))
     env["PYTHONPATH"] = os.pathsep.join([parent] + [p for p in [env.get("PYTHONPATH")] if p])
+    return env
+
+
+@pytest.mark.skipif(MPIRUN is None, reason="mpirun (Open MPI) is not installed")
+@pytest.mark.parametrize("np_", [1, 2, 3])
+def test_distributed_matches_one_process(np_):
+    env = _env()
     cmd = [MPIRUN, "-np", str(np_), "--oversubscribe", sys.executable, os.path.join(HERE, "distributed_child.py")]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     for k in range(np_):
         assert "OK rank %d of %d" % (k, np_) in r.stdout
+
+
+@pytest.mark.skipif(MPIRUN is None, reason="mpirun (Open MPI) is not installed")
+def test_example_runs():
+    """examples/python/distributed.py on 2 ranks (small): rank 0 checks its rows itself."""
+    script = os.path.join(HERE, "..", "..", "..", "examples", "python", "distributed.py")
+    if not os.path.exists(script):
+        pytest.skip("the examples are not next to this test file")
+    cmd = [MPIRUN, "-np", "2", "--oversubscribe", sys.executable, script, "--n-local", "300", "--m-local", "400"]
+    r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "2 ranks: 600 x 800 points" in r.stdout
