@@ -551,6 +551,118 @@ size_t kp_cuda_aot_kernel_count(void);
 kp_status kp_formula_cuda_aot(kp_context *ctx, const kp_formula *f, kp_dtype dtype, int *built_in);
 /* ---------------------------------------------------------------- end of engines block */
 
+/* ---------------------------------------------------------------- partial reduction states
+ * Every reduction is a monoid (init, fold, merge, finalize). These calls expose
+ * its states so that the reduced axis can be split over processes, machines or
+ * devices (libkp_mpi, pykp.distributed are built on them):
+ *
+ *   kp_plan_state_info(plan, args, ...)          size and layout of a state buffer
+ *   kp_plan_state_init(plan, &info, state)       every row at the monoid's identity
+ *   kp_plan_exec_partial(plan, part_args, offset, state, ...)
+ *                                                folds a part of the reduced axis in
+ *   kp_plan_state_merge(plan, a, b, bytes)       a <- a (+) b
+ *   kp_plan_state_finalize(plan, args, state, out, out_index, ...)
+ *
+ * A part is given as ordinary arguments whose reduced-axis variables (Vj for
+ * axis 1, Vi for axis 0) hold only the part's points; `offset` is the global
+ * index of its first point, added to every index a Min/Max/KMin-type state
+ * keeps (and to what IndexI()/IndexJ() read on the reduced axis). Row-axis variables and parameters are the full ones of the rows the
+ * state holds. Parts may be empty (0 points).
+ *
+ * Buffer layout (bytes from the start; kp_state_info says the numbers):
+ *   [0, 64)                header: "kpstate" magic, dtype, nbatch, nrows,
+ *                          nreal, nidx, the number of points folded in,
+ *                          the reduction, row_offset
+ *   [real_offset, ...)     nbatch x nrows x nreal reals of the plan's dtype,
+ *                          row-major (batch, row, slot)
+ *   [index_offset, ...)    nbatch x nrows x nidx int64 indices, likewise
+ * The slots of one row (D = dim of F, DG = dim of G, K of the KMin family):
+ *   Sum               sum[D], compensation[D]  (Kahan: the value is sum - comp)
+ *   LogSumExp         max[D], sum[D], comp[D]  (sum of exp(F - max))
+ *   SumSoftMaxWeight  max, sum, comp, num[DG], comp_num[DG]
+ *   Min/Max/Arg...    value[D]         index[D]     (index -1: nothing yet)
+ *   KMin family       value[K*D]       index[K*D]   (sorted; slot k*D + d)
+ * Rows are the output rows of kp_plan_exec (N for axis 1, M for axis 0), also
+ * when the formula sums its rows (finalize sums them as kp_plan_exec does).
+ * Buffers are plain bytes in host order: they may be sent between processes
+ * of the same architecture as they are.
+ *
+ * Order and bits. Reduced points are folded in chunks of KP_STATE_CHUNK points
+ * (counted from the start of each part), exactly as kp_plan_exec walks them:
+ * folding parts into one state in increasing order, each starting at a
+ * multiple of KP_STATE_CHUNK, gives results bit-identical to one kp_plan_exec
+ * over all points, for any thread counts. kp_plan_state_merge(a, b) (b holds
+ * the points after a's) is exact for the Min/Max/ArgMin/.../KMin family (the
+ * same values and indices as one call, ties to the smallest index, for any
+ * split); for Sum, LogSumExp and SumSoftMaxWeight it is compensated and
+ * deterministic (same split, same merge order: same bits) but rounds
+ * differently from one call: within 1e-6 of the largest output in float32
+ * and 1e-13 in float64 (what tests/test_partial.c checks).
+ *
+ * Engines: the states are computed by the CPU engine (host arrays):
+ * kp_plan_exec_partial on a context whose engine is KP_ENGINE_OPENCL or
+ * KP_ENGINE_CUDA, or with CUDA device arrays, is KP_ERR_UNSUPPORTED (the
+ * message names the engine). Merge and finalize are host operations and run
+ * for any engine setting. Joint plans are KP_ERR_ARGUMENT.
+ * Thread-safety: as kp_plan_exec; each call writes only the state it is given.
+ */
+#define KP_STATE_CHUNK 32768
+#define KP_STATE_HEADER_BYTES 64
+
+typedef struct kp_state_info {
+    size_t bytes;                      /* size of the whole buffer */
+    int64_t nbatch, nrows;             /* flat batch count, rows per batch */
+    int nreal, nidx;                   /* reals and int64 indices per row */
+    size_t real_offset, index_offset;  /* bytes from the start of the buffer */
+    kp_dtype dtype;                    /* of the reals: the plan's */
+    /* Global index of the state's first row (what IndexI()/IndexJ() of the
+     * rows read, e.g. in the gradients of Min/Max): 0 from
+     * kp_plan_state_info; set it before kp_plan_state_init when the rows
+     * are a slice of a larger set. Kept in the header. */
+    int64_t row_offset;
+} kp_state_info;
+
+/* The state buffer for these arguments (as for kp_plan_exec; the reduced-axis
+ * variables may hold any number of points: only the rows and the batch shape
+ * count). Errors: as kp_plan_output_shape, KP_ERR_TOO_LARGE. */
+kp_status kp_plan_state_info(kp_plan *plan, const kp_array *args, size_t n_args, const kp_exec_options *options,
+                             kp_state_info *info);
+/* Writes the header and every row's identity (no point folded) into state
+ * (info->bytes bytes, from kp_plan_state_info on this plan). */
+kp_status kp_plan_state_init(kp_plan *plan, const kp_state_info *info, void *state);
+/* Folds the reduced-axis points of args (global indices offset, offset + 1,
+ * ...) into state (bytes long, initialized for the same rows and batches).
+ * Errors: kp_plan_exec's (except that K may exceed the part's points),
+ * KP_ERR_ARGUMENT (offset < 0, a state of another plan or shape),
+ * KP_ERR_UNSUPPORTED (see Engines above), KP_ERR_CANCELLED (the state is then
+ * unspecified). */
+kp_status kp_plan_exec_partial(kp_plan *plan, const kp_array *args, size_t n_args, int64_t offset, void *state,
+                               size_t bytes, const kp_exec_options *options);
+/* a <- a (+) b for two states of the same plan and shape (b's points come
+ * after a's, which decides ties). KP_ERR_ARGUMENT when they differ. */
+kp_status kp_plan_state_merge(kp_plan *plan, void *a, const void *b, size_t bytes);
+/* Writes the outputs of state as kp_plan_exec would (args, out, out_index as
+ * for kp_plan_exec; the reduced-axis variables may hold any number of points,
+ * even 0: they are not read). KP_ERR_ARGUMENT when state does not match the
+ * arguments' rows or when a KMin-type reduction has folded fewer than K
+ * points. */
+kp_status kp_plan_state_finalize(kp_plan *plan, const kp_array *args, size_t n_args, const void *state, size_t bytes,
+                                 kp_array *out, kp_array *out_index, const kp_exec_options *options);
+/* For layers built on kp.h that are handed a plan (libkp_mpi, bindings): the
+ * plan's context (where its calls leave their messages), the axis it reduces
+ * over (1: over j, 0: over i; -1 for NULL or a joint plan), its number of
+ * arguments (-1 for NULL), and argument k's category and dimension (*used 0:
+ * the formula does not read that position). */
+kp_context *kp_plan_context(const kp_plan *plan);
+int kp_plan_axis(const kp_plan *plan);
+int kp_plan_num_args(const kp_plan *plan);
+kp_status kp_plan_arg(const kp_plan *plan, int k, kp_var_category *category, int *dim, int *used);
+/* Leaves message in ctx as a failing libkp call would, and returns status
+ * (KP_OK clears the message): how such layers report through the same
+ * context. KP_ERR_NULL if ctx is NULL. */
+kp_status kp_context_set_error(kp_context *ctx, kp_status status, const char *message);
+/* ---------------------------------------------------------------- end of partial states block */
+
 #ifdef __cplusplus
 }
 #endif

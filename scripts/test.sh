@@ -30,8 +30,9 @@ jobs=$(nproc 2>/dev/null || echo 2)
 
 # pocl-opencl-icd + ocl-icd-libopencl1: the OpenCL engine's tests run on the CPU through PoCL.
 # debootstrap: the fresh-machine check; clang, its runtime and libomp: fuzzing and ThreadSanitizer.
+# openmpi-bin + libopenmpi-dev: libkp_mpi and its mpirun tests (pykp.distributed: mpi4py from pip).
 packages=(build-essential cmake pkg-config libsleef-dev libcmocka-dev nettle-dev pocl-opencl-icd ocl-icd-libopencl1
-          debootstrap clang libclang-rt-dev libomp-dev)
+          debootstrap clang libclang-rt-dev libomp-dev openmpi-bin libopenmpi-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$p")
@@ -71,8 +72,10 @@ echo "== test.sh: AddressSanitizer + UndefinedBehaviorSanitizer build and suites
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKP_WERROR=ON \
   -DKP_SANITIZE=address,undefined -DKP_BUILD_BENCH=OFF -DKP_CUDA_AOT=OFF >/dev/null
 cmake --build build-asan -j"$jobs"
+# "mpi": Open MPI's own allocations live until exit and LeakSanitizer reports them;
+# libkp_mpi's libkp side (partial states) runs here through the "partial" suite.
 KP_TEST_SKIP_LARGE=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-  ctest --test-dir build-asan --output-on-failure -LE "large|gpu"
+  ctest --test-dir build-asan --output-on-failure -LE "large|gpu|mpi"
 # The GPU checks that are libkp's own host code: kernel cache, engine refusals,
 # the CUDA engine against the fake driver (NVRTC itself is not instrumented).
 # pip's NVRTC fails its compiles under ASan here, so this pass runs without it,

@@ -148,4 +148,5 @@ const kp_engine_ops kp__engine_cpu = {
     .devices = KP_ENGINE_READS(KP_DEVICE_CPU),
     .run = kp__cpu_run,
     .run_joint = kp__cpu_run_joint,
+    .run_partial = kp__cpu_partial_fold,
 };

@@ -80,7 +80,17 @@ typedef struct kp_cpu_kernels {
      * columns [j0,j1) in group order and writes the column terms. */
     void (*joint_cols)(const kp_cpu_joint_job *jj, int64_t j0, int64_t j1, const void *colacc, size_t group_stride);
     size_t (*joint_scratch_size)(const kp_cpu_joint_job *jj);
+    /* Partial states (kernel_partial.h): n row states at the identity;
+     * a[r] <- a[r] (+) b[r]; outputs of rows [r0,r1) of batch b from their
+     * states (job->ncols: the points folded in). */
+    void (*states_init)(const kp_program *prog, int64_t n, void *sreal, int64_t *sidx);
+    void (*states_merge)(const kp_program *prog, int64_t n, void *a, int64_t *ai, const void *b, const int64_t *bi);
+    void (*states_finalize)(const kp_job *job, int64_t b, int64_t r0, int64_t r1, const void *sreal,
+                            const int64_t *sidx, void *scratch);
 } kp_cpu_kernels;
+
+/* kp__engine_cpu.run_partial (engine_partial.c; the state calls are declared in plan/engine.h). */
+kp_status kp__cpu_partial_fold(kp_context *ctx, const kp_job *job, int64_t offset, void *sreal, int64_t *sidx);
 
 /* Rows per block and reduced points per chunk. */
 #define KP_ROW_BLOCK 64

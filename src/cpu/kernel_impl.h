@@ -112,7 +112,7 @@ static void run_row_program(const kp_job *job, const batch_ptrs *bp, int64_t r, 
         } else if (ins->op == KP_OP_CONST) {
             for (int c = 0; c < ins->out.dim; c++) o[c] = (REAL)ins->value;
         } else if (ins->op == KP_OP_INDEX) {
-            o[0] = (REAL)r;
+            o[0] = (REAL)(job->row_offset + r);
         } else {
             exec_op(ins, 1, view_of(ins->out, rowv, NULL, NULL), view_of(ins->in[0], rowv, NULL, NULL),
                     view_of(ins->in[1], rowv, NULL, NULL), view_of(ins->in[2], rowv, NULL, NULL));
@@ -140,7 +140,7 @@ static void run_col_program(const kp_job *job, const batch_ptrs *bp, int64_t j0,
         }
         if (ins->op == KP_OP_INDEX) {
             REAL *o = colbuf + (size_t)ins->out.off * TILE;
-            for (int k = 0; k < TILE; k++) o[k] = (REAL)(j0 + k);
+            for (int k = 0; k < TILE; k++) o[k] = (REAL)(job->col_offset + j0 + k);
             continue;
         }
         exec_op(ins, TILE, view_of(ins->out, rowv, colbuf, NULL), view_of(ins->in[0], rowv, colbuf, NULL),
@@ -250,6 +250,8 @@ static void merge_finalize(const kp_job *job, int64_t b, int64_t r0, int64_t r1,
 }
 
 #include "cpu/kernel_joint.h"
+#include "cpu/kernel_partial.h"
 
 const kp_cpu_kernels KP_KERNELS_NAME = {sizeof(REAL), TILE,       state_size, process,           merge_finalize,
-                                        scratch_size, joint_rows, joint_cols, joint_scratch_size};
+                                        scratch_size, joint_rows, joint_cols, joint_scratch_size,
+                                        states_init,  states_merge, states_finalize};

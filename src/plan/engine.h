@@ -47,6 +47,9 @@ typedef struct kp_job {
     int sum_rows_dim;
     kp_progress_fn progress; /* kp_exec_options.progress: NULL when unset (CPU engine) */
     void *progress_user;
+    /* Global index of the first row and of the first reduced point, what
+     * IndexI()/IndexJ() read: 0 but for partial states of a part. */
+    int64_t row_offset, col_offset;
 } kp_job;
 
 /* Element offset of batch b (flat, row-major over job's batch shape) in a. */
@@ -85,7 +88,20 @@ typedef struct kp_engine_ops {
      * sizes do not suit the joint pass; the choice may depend on the sizes
      * only, never on the thread count. */
     kp_status (*run_joint)(kp_context *ctx, const kp_joint_job *jj);
+    /* Optional (NULL: kp_plan_exec_partial is KP_ERR_UNSUPPORTED on this
+     * engine). Folds the job's reduced points (global indices offset + j)
+     * into nbatch x nrows host states (plan/reduction.h layout, reals then
+     * indices), chunk by chunk in increasing order as run does. */
+    kp_status (*run_partial)(kp_context *ctx, const kp_job *job, int64_t offset, void *sreal, int64_t *sidx);
 } kp_engine_ops;
+
+/* The host-side monoid of partial states (CPU engine, cpu/engine_partial.c):
+ * every engine's states are merged and finalized by it. */
+void kp__cpu_states_init(const kp_program *prog, kp_dtype dtype, int64_t n, void *sreal, int64_t *sidx);
+void kp__cpu_states_merge(const kp_program *prog, kp_dtype dtype, int64_t n, void *a, int64_t *ai, const void *b,
+                          const int64_t *bi);
+/* Writes the job's outputs from its nbatch x nrows states; job->ncols: the points folded in. */
+kp_status kp__cpu_states_finalize(kp_context *ctx, const kp_job *job, const void *sreal, const int64_t *sidx);
 
 #define KP_ENGINE_READS(d) (1u << (unsigned)(d))
 

@@ -523,6 +523,89 @@ class Plan:
             raise self.ctx.fail(st)
 
 
+# ----------------------------------------------------------------- partial states
+# kp.h's partial reduction states (pykp.distributed is built on them): a state
+# is a bytearray of kp_state_info.bytes bytes that travels as it is.
+
+
+class StateInfo(ctypes.Structure):
+    """kp_state_info (kp.h): the size and layout of a state buffer."""
+
+    _fields_ = [("bytes", ctypes.c_size_t), ("nbatch", _i64), ("nrows", _i64), ("nreal", ctypes.c_int),
+                ("nidx", ctypes.c_int), ("real_offset", ctypes.c_size_t), ("index_offset", ctypes.c_size_t),
+                ("dtype", ctypes.c_int), ("row_offset", _i64)]
+
+
+_plan_state_info = _proto("kp_plan_state_info", ctypes.c_int, _vp, _vp, ctypes.c_size_t, _vp, ctypes.POINTER(StateInfo))
+_plan_state_init = _proto("kp_plan_state_init", ctypes.c_int, _vp, ctypes.POINTER(StateInfo), _vp)
+_plan_exec_partial = _proto("kp_plan_exec_partial", ctypes.c_int, _vp, _vp, ctypes.c_size_t, _i64, _vp, ctypes.c_size_t, _vp)
+_plan_state_merge = _proto("kp_plan_state_merge", ctypes.c_int, _vp, _vp, _vp, ctypes.c_size_t)
+_plan_state_finalize = _proto(
+    "kp_plan_state_finalize", ctypes.c_int, _vp, _vp, ctypes.c_size_t, _vp, ctypes.c_size_t, _vp, _vp, _vp
+)
+
+
+def _address(buf):
+    return ctypes.addressof((ctypes.c_char * len(buf)).from_buffer(buf))
+
+
+def _plan_pack(plan, descs, out, idx, nx, ny):
+    """Packs descriptors and options into plan.buf (as Plan.exec does)."""
+    buf = plan.buf
+    off = 0
+    for d in descs:
+        if d is not None:
+            _pack_array(buf, off, d)
+        off += _ARRAY_SIZE
+    if out is not None:
+        _pack_array(buf, plan.out_off, out)
+    if idx is not None:
+        _pack_array(buf, plan.idx_off, idx)
+    _OPTS.pack_into(buf, plan.opt_off, _settings["num_threads"], nx, ny, 0, _OPT_SIZE)
+    plan.ctx.use_settings(None)
+
+
+def state_new(plan, descs, nx, ny, row_offset=0):
+    """A new state (bytearray, every row at the identity) for plan's rows as
+    descs give them; row_offset: global index of the first row."""
+    _plan_pack(plan, descs, None, None, nx, ny)
+    info = StateInfo()
+    st = _plan_state_info(plan.handle, plan.base, plan.nargs, plan.opt_addr, ctypes.byref(info))
+    if st != KP_OK:
+        raise plan.ctx.fail(st)
+    info.row_offset = row_offset
+    state = bytearray(info.bytes)
+    st = _plan_state_init(plan.handle, ctypes.byref(info), _address(state))
+    if st != KP_OK:
+        raise plan.ctx.fail(st)
+    return state
+
+
+def state_fold(plan, descs, offset, state, nx, ny):
+    """Folds the reduced points of descs (global indices from offset) into state."""
+    _plan_pack(plan, descs, None, None, nx, ny)
+    st = _plan_exec_partial(plan.handle, plan.base, plan.nargs, offset, _address(state), len(state), plan.opt_addr)
+    if st != KP_OK:
+        raise plan.ctx.fail(st)
+
+
+def state_merge(plan, a, b):
+    """a <- a (+) b (b's points after a's)."""
+    st = _plan_state_merge(plan.handle, _address(a), _address(b), len(a))
+    if st != KP_OK:
+        raise plan.ctx.fail(st)
+
+
+def state_finalize(plan, descs, state, out, idx, nx, ny):
+    """Writes state's outputs into the arrays out, idx describe (or None)."""
+    _plan_pack(plan, descs, out, idx, nx, ny)
+    st = _plan_state_finalize(plan.handle, plan.base, plan.nargs, _address(state), len(state),
+                              plan.out_addr if out is not None else None,
+                              plan.idx_addr if idx is not None else None, plan.opt_addr)
+    if st != KP_OK:
+        raise plan.ctx.fail(st)
+
+
 def has_joint_plans():
     """True: every libkp pykp loads has joint plans (kp_plan_new_joint)."""
     return True

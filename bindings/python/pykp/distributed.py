@@ -1,0 +1,415 @@
+"""
+pykp.distributed -- libkp reductions over the processes of an MPI communicator
+(mpi4py), built on kp.h's partial reduction states through pykp's ctypes layer.
+
+Points are numbered globally in rank order (rank 0's first). Two layouts, as in
+libkp_mpi (include/kp_mpi.h, docs/distributed.md):
+
+``layout="rows"``
+    i points (``Vi``) split over the ranks, j points (``Vj``) replicated: every
+    rank passes all of them. Axis 1 (reduce over j): each rank gets the rows of
+    its own i points, bit-identical to one process. Axis 0 (reduce over i):
+    every rank folds its i points into the states of all M rows, the states are
+    merged in rank order over a fixed tree, and every rank gets all M rows.
+``layout="ring"``
+    i and j points both split. Each rank gets the rows of its own points of the
+    output axis; the reduced axis' variables travel around the ring in blocks
+    (``Sendrecv``), so no rank ever holds all of them.
+
+Min/Max/ArgMin/.../KMin-type reductions give one process's values and indices
+exactly in every layout; Sum, LogSumExp and SumSoftMaxWeight merge their states
+in a fixed order (the same bits for the same split, within 1e-6 of the largest output in
+float32 and 1e-13 in float64 of one process).
+
+Autograd (torch tensors; Sum, LogSumExp, Min, Max, KMin; indices, as for
+ArgMin or Min_ArgMin, are not differentiated): the loss is taken as the sum of
+every rank's loss. The gradient of a rank's own points is computed where they
+live; the gradient of a replicated variable (``Vj`` of ``layout="rows"``) or of
+a parameter is the sum over all ranks (a column-side gradient is a reduction
+over the split axis, merged as states; parameter gradients are summed with an
+allreduce), the same on every rank. Gradients of replicated outputs (axis 0 of
+``layout="rows"``) sum the ranks' output gradients first.
+
+Errors reach every rank: a rank whose arguments disagree with the others'
+(count, dtype, dimensions, the number of replicated points) makes every rank
+raise ValueError with the same message; an error on one rank is raised on all,
+prefixed with that rank. The computation itself runs on the CPU (torch tensors
+on a GPU are copied to the host and the results back).
+"""
+import numpy as np
+
+from . import _arrays, _lib
+from ._arrays import torch
+from ._lib import KP_VAR_I, KP_VAR_J, KP_VAR_PARAM, KpError, KpNotImplementedError, KpValueError, formula
+from .genred import canonical_args, postprocess, reduction_text
+
+__all__ = ["Genred", "reduce", "LAYOUTS"]
+
+LAYOUTS = ("rows", "ring")
+
+_CLASSES = [(TypeError, _lib.KpTypeError), (MemoryError, _lib.KpMemoryError),
+            (NotImplementedError, KpNotImplementedError), (ValueError, KpValueError)]
+
+
+def _world(comm):
+    if comm is not None:
+        return comm
+    try:
+        from mpi4py import MPI
+    except ImportError as e:  # pragma: no cover - depends on the machine
+        raise ImportError("pykp.distributed needs mpi4py (Debian: python3-mpi4py; pip install mpi4py)") from e
+    return MPI.COMM_WORLD
+
+
+def _agree(comm, exc):
+    """Collective: raises on every rank the first failing rank's error (or returns)."""
+    mine = comm.rank if exc is not None else comm.size
+    first = comm.allreduce(mine, op=_mpi_min())
+    if first == comm.size:
+        return
+    kind = None
+    if comm.rank == first:
+        kind = next((i for i, (base, _) in enumerate(_CLASSES) if isinstance(exc, base)), -1)
+        payload = (kind, str(exc))
+    else:
+        payload = None
+    kind, message = comm.bcast(payload, root=first)
+    cls = _CLASSES[kind][1] if kind >= 0 else _lib.KpRuntimeError
+    err = cls("rank %d: %s" % (first, message))
+    if comm.rank == first and exc is not None:
+        raise err from exc
+    raise err
+
+
+def _mpi_min():
+    from mpi4py import MPI
+
+    return MPI.MIN
+
+
+def _step(comm, fn, *args):
+    """Runs fn locally, then agrees: every rank returns or every rank raises."""
+    try:
+        r, exc = fn(*args), None
+    except Exception as e:  # agreed below, re-raised on every rank
+        r, exc = None, e
+    _agree(comm, exc)
+    return r
+
+
+def _split(layout, cat):
+    return cat == KP_VAR_I or (cat == KP_VAR_J and layout == "ring")
+
+
+def _check_same(comm, f, arrays, layout):
+    """ValueError on every rank when the ranks' arguments disagree (only the
+    rows of split variables may differ); the message is computed from every
+    rank's signature, so it is the same everywhere."""
+    sig = [layout, f.axis, len(arrays)]
+    for k, a in enumerate(arrays):
+        info = f.args[k] if k < len(f.args) else None
+        if info is None or a is None:
+            sig.append(None)
+            continue
+        shape = tuple(-1 if (_split(layout, info.cat) and d == a.ndim - 2) else int(s) for d, s in enumerate(a.shape))
+        sig.append((str(a.dtype), a.ndim, shape))
+    sigs = comm.allgather(sig)
+    for r, s in enumerate(sigs):
+        if s == sigs[0]:
+            continue
+        for pos, (x, y) in enumerate(zip(sigs[0], s)):
+            if x != y:
+                what = ("the layout", "the axis", "the number of arguments")[pos] if pos < 3 else "argument %d" % (pos - 3)
+                raise KpValueError("pykp.distributed: ranks 0 and %d disagree on %s: %r against %r (only the rows of "
+                                   "split variables may differ)" % (r, what, x, y))
+        raise KpValueError("pykp.distributed: ranks 0 and %d disagree on the number of arguments" % r)
+
+
+def _rows_of(f, arrays, cat):
+    for info, a in zip(f.args, arrays):
+        if info is not None and a is not None and info.cat == cat:
+            return int(a.shape[-2])
+    return -1
+
+
+class _Call:
+    """One distributed reduction of formula f on host arrays (NumPy)."""
+
+    def __init__(self, f, code, arrays, layout, comm):
+        self.f, self.code, self.arrays, self.layout, self.comm = f, code, arrays, layout, comm
+        self.plan = f.plan(code)
+        self.red_cat = KP_VAR_J if f.axis == 1 else KP_VAR_I
+        self.row_cat = KP_VAR_I if f.axis == 1 else KP_VAR_J
+
+    def descs(self, arrays):
+        code, descs, nx, ny, bshape = _arrays.describe_all(self.f, arrays, -1, -1)
+        return descs, nx, ny, bshape
+
+    def new_state(self, row_offset):
+        d, nx, ny, _ = self.descs(self.arrays)
+        return _lib.state_new(self.plan, d, nx, ny, row_offset)
+
+    def fold(self, arrays, offset, state):
+        d, nx, ny, _ = self.descs(arrays)
+        _lib.state_fold(self.plan, d, offset, state, nx, ny)
+
+    def finalize(self, state):
+        d, nx, ny, bshape = self.descs(self.arrays)
+        f = self.f
+        rows = 1 if f.sums_rows else (nx if f.axis == 1 else ny)
+        dt = np.float32 if self.code == _lib.KP_FLOAT32 else np.float64
+        vals = np.empty(tuple(bshape) + (rows, f.out_dim), dt) if f.out_dim else None
+        idx = np.empty(tuple(bshape) + (rows, f.out_index_dim), np.int64) if f.out_index_dim else None
+        _lib.state_finalize(self.plan, d, state,
+                            _arrays.describe(vals) if vals is not None else None,
+                            _arrays.describe(idx) if idx is not None else None, nx, ny)
+        return vals, idx
+
+    def offsets(self, n):
+        counts = self.comm.allgather(max(n, 0))
+        return counts, sum(counts[: self.comm.rank])
+
+    def run(self):
+        comm = self.comm
+        _step(comm, _check_same, comm, self.f, self.arrays, self.layout)
+        if self.layout == "rows" and self.f.axis == 1:
+            _, first = self.offsets(_rows_of(self.f, self.arrays, KP_VAR_I))
+            state = _step(comm, self._fold_all, first, 0)
+        elif self.layout == "rows":
+            _, first = self.offsets(_rows_of(self.f, self.arrays, KP_VAR_I))
+            state = _step(comm, self._fold_all, 0, first)
+            state = self._tree_merge(state)
+        else:
+            state = self._ring()
+        return _step(comm, self.finalize, state)
+
+    def _fold_all(self, row_offset, offset):
+        state = self.new_state(row_offset)
+        self.fold(self.arrays, offset, state)
+        return state
+
+    def _tree_merge(self, state):
+        """Rank 0 merges every rank's state in rank order over a fixed binary
+        tree, then broadcasts the result (the same bits on every rank)."""
+        comm, rank, size = self.comm, self.comm.rank, self.comm.size
+        step = 1
+        while step < size:
+            if rank % (2 * step) == 0 and rank + step < size:
+                other = bytearray(len(state))
+                comm.Recv(other, source=rank + step, tag=7)
+                _step(comm, _lib.state_merge, self.plan, state, other)
+            elif rank % (2 * step) == step:
+                comm.Send(state, dest=rank - step, tag=7)
+                _step(comm, lambda: None)
+            else:
+                _step(comm, lambda: None)
+            step *= 2
+        comm.Bcast(state, root=0)
+        return state
+
+    def _ring(self):
+        """Blocks of the reduced variables go around the ring (rank r receives
+        from r + 1, sends to r - 1); blocks of ranks >= r fold into tail, the
+        others into head, each in increasing global order."""
+        comm, rank, size = self.comm, self.comm.rank, self.comm.size
+        counts, _ = self.offsets(_rows_of(self.f, self.arrays, self.red_cat))
+        _, first_row = self.offsets(_rows_of(self.f, self.arrays, self.row_cat))
+        starts = [sum(counts[:r]) for r in range(size)]
+        head = _step(comm, self.new_state, first_row)
+        tail = _step(comm, self.new_state, first_row)
+        travel = [k for k, info in enumerate(self.f.args) if info is not None and info.cat == self.red_cat]
+        block = {k: np.ascontiguousarray(self.arrays[k]) for k in travel}
+        left, right = (rank - 1) % size, (rank + 1) % size
+        err = None
+        for s in range(size):
+            owner = (rank + s) % size
+            if err is None:
+                try:
+                    arrays = list(self.arrays)
+                    for k in travel:
+                        arrays[k] = block[k]
+                    self.fold(arrays, starts[owner], tail if owner >= rank else head)
+                except Exception as e:  # the ring goes on: every rank reaches the agreement
+                    err = e
+            if s + 1 < size:
+                incoming = (rank + s + 1) % size
+                nxt = {}
+                for k in travel:
+                    a = block[k]
+                    shape = list(a.shape)
+                    shape[-2] = counts[incoming]
+                    nxt[k] = np.empty(shape, a.dtype)
+                    comm.Sendrecv(a, dest=left, sendtag=9, recvbuf=nxt[k], source=right, recvtag=9)
+                block = nxt
+        if err is None and rank > 0 and starts[rank] > 0:  # head holds points: it comes first
+            try:
+                _lib.state_merge(self.plan, head, tail)
+                tail = head
+            except Exception as e:
+                err = e
+        _agree(comm, err)
+        return tail
+
+
+def _to_numpy(a):
+    if torch is not None and isinstance(a, torch.Tensor):
+        return np.ascontiguousarray(a.detach().cpu().numpy())
+    return a if a is None or not hasattr(a, "shape") else np.ascontiguousarray(a)
+
+
+def _run_numpy(key, args, layout, comm):
+    f = formula(key)
+    be, code, args = canonical_args(f, args)
+    arrays = [None if f.args[k] is None else _to_numpy(a) for k, a in enumerate(args)]
+    return _Call(f, code, arrays, layout, comm).run()
+
+
+def _rows_split(layout, axis):
+    return layout == "ring" or axis == 1
+
+
+def _allreduce_sum(comm, a):
+    out = np.empty_like(a)
+    from mpi4py import MPI
+
+    comm.Allreduce(np.ascontiguousarray(a), out, op=MPI.SUM)
+    return out
+
+
+if torch is not None:
+
+    class _DistFunction(torch.autograd.Function):
+        """A distributed reduction with its gradients (_DIFFERENTIABLE): each
+        gradient is itself a distributed reduction (kp_formula_grad), run with
+        the same layout."""
+
+        @staticmethod
+        def forward(ctx, spec, *args):
+            key, layout, comm = spec
+            selects = formula(key).reduction in _lib.WITH_INDICES  # Min, Max, KMin: backward needs the indices
+            vals, idx = _run_numpy((key, "idx") if selects else key, list(args), layout, comm)
+            ref = next(a for a in args if isinstance(a, torch.Tensor))
+            out = torch.from_numpy(vals).to(ref.device)
+            ctx.spec = spec
+            ctx.idx = idx  # global indices (NumPy), for the gradients of Min/Max/KMin
+            ctx.save_for_backward(*[a if isinstance(a, torch.Tensor) else None for a in args], out)
+            ctx.nonarrays = [None if isinstance(a, torch.Tensor) else a for a in args]
+            return out
+
+        @staticmethod
+        def backward(ctx, G):
+            key, layout, comm = ctx.spec
+            saved = ctx.saved_tensors
+            args = [s if s is not None else n for s, n in zip(saved[:-1], ctx.nonarrays)]
+            out = saved[-1]
+            f = formula(key)
+            if f.reduction not in _DIFFERENTIABLE or f.sums_rows:
+                raise KpNotImplementedError("pykp.distributed: gradients of %s reductions are not supported (%s are)"
+                                            % (f.reduction, ", ".join(_DIFFERENTIABLE)))
+            if not _rows_split(layout, f.axis):  # replicated outputs: the ranks' output gradients add up
+                G = torch.from_numpy(_allreduce_sum(comm, _to_numpy(G))).to(G.device)
+            # after G: the forward output (LogSumExp) or the selected indices as numbers (Min/Max/KMin)
+            second = out if ctx.idx is None else torch.from_numpy(ctx.idx.astype(_to_numpy(out).dtype))
+            grads = [None] * len(args)
+            for k, info in enumerate(f.args):
+                if info is None or not ctx.needs_input_grad[k + 1]:
+                    continue
+                g = formula((key, "grad", k))
+                gargs = (list(args) + [G, second])[: g.nargs]
+                gv, _ = _run_numpy((key, "grad", k), gargs, layout, comm)
+                if g.sums_rows and _rows_split(layout, g.axis):  # each rank summed its own rows
+                    gv = _allreduce_sum(comm, gv)
+                a = args[k]
+                grads[k] = torch.from_numpy(gv).to(a.device).reshape(a.shape)
+            return (None, *grads)
+
+
+_DIFFERENTIABLE = ("Sum", "LogSumExp", "Min", "Max", "KMin")
+
+
+def _needs_autograd(args):
+    return torch is not None and torch.is_grad_enabled() and any(
+        isinstance(a, torch.Tensor) and a.requires_grad for a in args
+    )
+
+
+def _reduce_key(key, args, reduction, opt_arg, layout, comm):
+    if layout not in LAYOUTS:
+        raise KpValueError("pykp.distributed: layout must be one of %s, got %r" % (LAYOUTS, layout))
+    comm = _world(comm)
+    torch_out = torch is not None and any(isinstance(a, torch.Tensor) for a in args)
+    if _needs_autograd(args) and formula(key).out_index_dim == 0:  # Arg* and *_Arg*: no values to differentiate
+        vals = _DistFunction.apply((key, layout, comm), *args)
+        return postprocess(vals, None, reduction, opt_arg)
+    vals, idx = _run_numpy(key, list(args), layout, comm)
+    if torch_out:
+        ref = next(a for a in args if isinstance(a, torch.Tensor))
+        vals = None if vals is None else torch.from_numpy(vals).to(ref.device)
+        idx = None if idx is None else torch.from_numpy(idx).to(ref.device)
+    return postprocess(vals, idx, reduction, opt_arg)
+
+
+class Genred:
+    """pykp.Genred over an MPI communicator.
+
+    >>> g = Genred("Exp(-SqDist(x,y))*b", ["x = Vi(3)", "y = Vj(3)", "b = Vj(1)"], "Sum", axis=1, layout="ring")
+    >>> a = g(x_mine, y_mine, b_mine)      # the rows of this rank's x points
+
+    Parameters
+    ----------
+    formula, aliases, reduction_op, axis, opt_arg, formula2
+        As for pykp.Genred.
+    layout : {"rows", "ring"}
+        "rows": i points split over the ranks, j points replicated; "ring":
+        both split (see the module's documentation).
+    comm : mpi4py communicator, optional
+        MPI.COMM_WORLD by default.
+    """
+
+    def __init__(self, formula, aliases, reduction_op="Sum", axis=0, opt_arg=None, formula2=None, layout="rows",
+                 comm=None):
+        if isinstance(aliases, str):
+            aliases = [aliases]
+        self.aliases = tuple(str(a) for a in (aliases or ()))
+        self.text = reduction_text(formula, reduction_op, axis, opt_arg, formula2)
+        self.key = ("parse", self.text, self.aliases)
+        self.reduction = {"SoftMax": "SumSoftMaxWeight"}.get(reduction_op, reduction_op)
+        self.opt_arg = int(opt_arg) if opt_arg is not None else None
+        if layout not in LAYOUTS:
+            raise KpValueError("pykp.distributed: layout must be one of %s, got %r" % (LAYOUTS, layout))
+        self.layout = layout
+        self.comm = comm
+        _lib.formula(self.key)  # parse now: formula errors surface here
+
+    def __call__(self, *args):
+        """The reduction of this rank's arguments: NumPy arrays or torch tensors
+        (differentiable for Sum and LogSumExp), one per alias."""
+        return _reduce_key(self.key, args, self.reduction, self.opt_arg, self.layout, self.comm)
+
+    def __repr__(self):
+        return "pykp.distributed.Genred(%r, layout=%r)" % (self.text, self.layout)
+
+
+def reduce(lazy, reduction_op, axis, opt_arg=None, layout="rows", comm=None):
+    """A LazyTensor reduction over an MPI communicator:
+    ``reduce(x_i.sqdist(y_j), "Min", axis=1, layout="ring")`` is
+    ``x_i.sqdist(y_j).min(axis=1)`` with this rank's points.
+
+    Parameters
+    ----------
+    lazy : pykp.LazyTensor
+        The expression, built from this rank's arrays.
+    reduction_op : str
+        As for pykp.Genred ("Sum", "LogSumExp", "Min", "ArgKMin", ...).
+    axis : {0, 1}
+        0 reduces over i, 1 over j.
+    opt_arg : int, optional
+        K of the KMin family.
+    layout, comm
+        As for Genred.
+    """
+    texts, args = lazy._text(())
+    text = reduction_text(texts[0], reduction_op, axis, opt_arg)
+    key = ("parse", text, ())
+    red = {"SoftMax": "SumSoftMaxWeight"}.get(reduction_op, reduction_op)
+    return _reduce_key(key, list(args), red, opt_arg, layout, comm)

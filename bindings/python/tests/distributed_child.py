@@ -1,0 +1,108 @@
+"""Run by test_distributed.py under mpirun: pykp.distributed against one
+process (pykp.Genred on all points), every rank checking its own rows; prints
+"OK rank R" at the end. Any failure raises (mpirun then exits nonzero)."""
+import sys
+
+import numpy as np
+import torch
+from mpi4py import MPI
+
+import pykp
+from pykp import distributed
+
+comm = MPI.COMM_WORLD
+rank, size = comm.rank, comm.size
+N, M = 157, 1203
+
+
+def share(n, r):
+    """Rank r's slice of n points: weights r + 1, rank 1 empty with 3+ ranks."""
+    w = [0 if (size >= 3 and q == 1) else q + 1 for q in range(size)]
+    acc = sum(w[:r])
+    return slice(n * acc // sum(w), n * (acc + w[r]) // sum(w))
+
+
+rng = np.random.default_rng(3)
+X, Y, B = rng.standard_normal((N, 2)), rng.standard_normal((M, 2)), rng.random((M, 1))
+ALIASES = ["x = Vi(2)", "y = Vj(2)", "b = Vj(1)"]
+CASES = [("Sum", "Exp(-SqDist(x,y))*b", None), ("LogSumExp", "-SqDist(x,y)+b", None),
+         ("Min_ArgMin", "SqDist(x,y)+b", None), ("KMin", "SqDist(x,y)", 3), ("ArgKMin", "SqDist(x,y)", 3),
+         ("Max", "Concat(SqDist(x,y),b)", None)]
+
+
+def mine(layout, x, y, b):
+    si = share(N, rank)
+    sj = share(M, rank) if layout == "ring" else slice(0, M)
+    return x[si], y[sj], b[sj], si, sj
+
+
+def check_forward(dtype):
+    x, y, b = X.astype(dtype), Y.astype(dtype), B.astype(dtype)
+    for red, form, k in CASES:
+        for axis in (0, 1):
+            full = pykp.Genred(form, ALIASES, red, axis=axis, opt_arg=k)(x, y, b)
+            for layout in distributed.LAYOUTS:
+                xm, ym, bm, si, sj = mine(layout, x, y, b)
+                got = distributed.Genred(form, ALIASES, red, axis=axis, opt_arg=k, layout=layout)(xm, ym, bm)
+                rows = si if axis == 1 else sj
+                refs = full if isinstance(full, tuple) else (full,)
+                gots = got if isinstance(got, tuple) else (got,)
+                for r, g in zip(refs, gots):
+                    r = r[rows]
+                    if red in ("Sum", "LogSumExp"):
+                        tol = 1e-6 if dtype == np.float32 else 1e-13
+                        np.testing.assert_allclose(g, r, rtol=tol, atol=tol * np.abs(r).max(initial=1))
+                    else:
+                        assert np.array_equal(g, r), (red, axis, layout)
+
+
+def check_lazy():
+    xm, ym, _, si, _ = mine("ring", X, Y, B)
+    got = distributed.reduce(pykp.Vi(xm).sqdist(pykp.Vj(ym)), "ArgMin", axis=1, layout="ring")
+    ref = (pykp.Vi(X).sqdist(pykp.Vj(Y))).argmin(axis=1)
+    assert np.array_equal(got, ref[si])
+
+
+def check_autograd(red):
+    t = lambda a: torch.tensor(a, dtype=torch.float64, requires_grad=True)  # noqa: E731
+    form = {"Sum": "Exp(-SqDist(x,y)*g)*b", "LogSumExp": "-SqDist(x,y)*g+b", "Min": "SqDist(x,y)*g+b"}[red]
+    al = ALIASES + ["g = Pm(1)"]
+    W = np.random.default_rng(5).standard_normal((N, 1))
+    for layout in distributed.LAYOUTS:
+        x, y, b, g = t(X), t(Y), t(B), t([0.7])
+        full = pykp.Genred(form, al, red, axis=1)(x, y, b, g)
+        (full * torch.from_numpy(W)).sum().backward()
+        xm, ym, bm, si, sj = mine(layout, X, Y, B)
+        xm, ym, bm, gm = t(xm), t(ym), t(bm), t([0.7])
+        out = distributed.Genred(form, al, red, axis=1, layout=layout)(xm, ym, bm, gm)
+        (out * torch.from_numpy(W[si])).sum().backward()  # the global loss is the sum of the ranks'
+        np.testing.assert_allclose(xm.grad.numpy(), x.grad.numpy()[si], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(ym.grad.numpy(), y.grad.numpy()[sj], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(bm.grad.numpy(), b.grad.numpy()[sj], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(gm.grad.numpy(), g.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def check_errors():
+    for layout in distributed.LAYOUTS:
+        xm, ym, bm, _, _ = mine(layout, X, Y, B)
+        if rank == size - 1:
+            bm = np.zeros((bm.shape[0], 2))  # another dimension than the others'
+        try:
+            distributed.Genred("SqDist(x,y)*b", ALIASES, "Sum", axis=1, layout=layout)(xm, ym, bm)
+        except ValueError as e:
+            msg = str(e)
+        else:
+            raise AssertionError("no error raised")
+        msgs = comm.allgather(msg)
+        assert len(set(msgs)) == 1, msgs
+
+
+check_forward(np.float32)
+check_forward(np.float64)
+check_lazy()
+check_autograd("Sum")
+check_autograd("LogSumExp")
+check_autograd("Min")  # the gradient compares global indices (IndexJ) with the forward's
+check_errors()
+print("OK rank %d of %d" % (rank, size))
+sys.stdout.flush()

@@ -1,0 +1,153 @@
+/*
+ * engine_partial.c — partial reduction states on the CPU engine: fold a part
+ * of the reduced axis into caller-owned row states, merge, finalize.
+ *
+ * Folding walks the part's chunks of KP_CHUNK points in increasing order and
+ * merges each chunk's state into the row's state, which is what kp__cpu_run
+ * does from the identity: a part that starts on a chunk boundary continues
+ * the very fold of one call. When rows are too few to keep the threads busy,
+ * the chunks' states are computed in parallel first and merged in chunk order
+ * after, so the bits never depend on the thread count.
+ */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/context.h"
+#include "cpu/engine.h"
+
+/* Row block `blk` of a job: batch, first and end row. */
+static void block_rows(const kp_job *job, int64_t blk, int64_t *b, int64_t *r0, int64_t *r1) {
+    int64_t nrb = (job->nrows + KP_ROW_BLOCK - 1) / KP_ROW_BLOCK;
+    *b = blk / nrb;
+    *r0 = (blk % nrb) * KP_ROW_BLOCK;
+    *r1 = *r0 + KP_ROW_BLOCK < job->nrows ? *r0 + KP_ROW_BLOCK : job->nrows;
+}
+
+/* Shifts the indices a chunk's states hold (part-local) to global ones. */
+static void offset_indices(int64_t *ix, size_t n, int64_t offset) {
+    for (size_t k = 0; k < n; k++)
+        if (ix[k] >= 0) ix[k] += offset;
+}
+
+typedef struct fold_ctx {
+    const kp_cpu_kernels *K;
+    const kp_job *job;
+    int64_t offset, nchunks;
+    int nreal, nidx;
+    char *sreal;
+    int64_t *sidx;
+} fold_ctx;
+
+/* Merges one chunk's states (rows [r0,r1) of batch b) into the caller's. */
+static void merge_chunk(const fold_ctx *F, int64_t b, int64_t r0, int64_t r1, void *creal, int64_t *cidx) {
+    size_t row = (size_t)(b * F->job->nrows + r0), nr = (size_t)(r1 - r0);
+    if (F->nidx) offset_indices(cidx, nr * (size_t)F->nidx, F->offset);
+    F->K->states_merge(F->job->prog, (int64_t)nr, F->sreal + row * (size_t)F->nreal * F->K->real_size,
+                       F->nidx ? F->sidx + row * (size_t)F->nidx : NULL, creal, F->nidx ? cidx : NULL);
+}
+
+kp_status kp__cpu_partial_fold(kp_context *ctx, const kp_job *job, int64_t offset, void *sreal, int64_t *sidx) {
+    const kp_cpu_kernels *K = kp__cpu_pick_kernels(job->dtype);
+    if (job->nrows == 0 || job->nbatch == 0 || job->ncols == 0) return KP_OK;
+    fold_ctx F = {K, job, offset, (job->ncols + KP_CHUNK - 1) / KP_CHUNK, 0, 0, sreal, sidx};
+    K->state_size(job->prog, &F.nreal, &F.nidx);
+    int64_t nblocks = job->nbatch * ((job->nrows + KP_ROW_BLOCK - 1) / KP_ROW_BLOCK);
+    int nthreads = job->num_threads;
+    int split = F.nchunks > 1 && nblocks < 4 * (int64_t)nthreads;
+    int64_t nitems = split ? nblocks * F.nchunks : nblocks;
+    if (nitems < nthreads) nthreads = (int)nitems;
+    double pairs = (double)job->nbatch * (double)job->nrows * (double)job->ncols;
+    if (pairs < 65536.0 * nthreads) nthreads = pairs < 65536.0 ? 1 : (int)(pairs / 65536.0);
+    size_t creal = (size_t)KP_ROW_BLOCK * (size_t)F.nreal * K->real_size, cidx = (size_t)KP_ROW_BLOCK * (size_t)F.nidx;
+    size_t nbuf = split ? (size_t)nitems : (size_t)nthreads;
+    int64_t bytes;
+    if (!kp__mul_size((int64_t)nbuf, (int64_t)(creal + cidx * sizeof(int64_t)), &bytes))
+        return kp__fail(ctx, KP_ERR_TOO_LARGE, "partial state buffers too large");
+    char *breal = kp__alloc(ctx, nbuf * creal + 1);
+    int64_t *bidx = kp__alloc(ctx, nbuf * cidx * sizeof(int64_t) + 1);
+    if (!breal || !bidx) {
+        kp__free(ctx, breal);
+        kp__free(ctx, bidx);
+        return kp__fail(ctx, KP_ERR_OOM, "out of memory for %zu chunk states", nbuf);
+    }
+    size_t scratch_bytes = K->scratch_size(job->prog);
+    int failed = 0;
+    kp_cpu_progress prog;
+    kp__cpu_progress_init(&prog, job, nitems + (split ? nblocks : 0));
+#pragma omp parallel num_threads(nthreads)
+    {
+        void *scratch = kp__cpu_scratch(ctx, scratch_bytes, &failed);
+        size_t mine = (size_t)omp_get_thread_num();
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t it = 0; it < nitems; it++) {
+            if (!scratch || kp__cpu_progress_stop(&prog)) continue;
+            int64_t b, r0, r1;
+            block_rows(job, split ? it / F.nchunks : it, &b, &r0, &r1);
+            if (split) {
+                int64_t ch = it % F.nchunks;
+                K->process(job, b, r0, r1, ch, ch + 1, 0, breal + (size_t)it * creal, bidx + (size_t)it * cidx, scratch);
+            } else {
+                for (int64_t ch = 0; ch < F.nchunks; ch++) {
+                    K->process(job, b, r0, r1, ch, ch + 1, 0, breal + mine * creal, bidx + mine * cidx, scratch);
+                    merge_chunk(&F, b, r0, r1, breal + mine * creal, bidx + mine * cidx);
+                }
+            }
+            kp__cpu_progress_tick(&prog);
+        }
+        if (split) {
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t blk = 0; blk < nblocks; blk++) {
+                if (!scratch || kp__cpu_progress_stop(&prog)) continue;
+                int64_t b, r0, r1;
+                block_rows(job, blk, &b, &r0, &r1);
+                for (int64_t ch = 0; ch < F.nchunks; ch++) {
+                    size_t at = (size_t)(blk * F.nchunks + ch);
+                    merge_chunk(&F, b, r0, r1, breal + at * creal, bidx + at * cidx);
+                }
+                kp__cpu_progress_tick(&prog);
+            }
+        }
+        kp__free(ctx, scratch);
+    }
+    kp__free(ctx, breal);
+    kp__free(ctx, bidx);
+    if (failed) return kp__fail(ctx, KP_ERR_OOM, "out of memory for thread scratch (%zu bytes)", scratch_bytes);
+    return kp__cpu_progress_end(ctx, &prog);
+}
+
+void kp__cpu_states_init(const kp_program *prog, kp_dtype dtype, int64_t n, void *sreal, int64_t *sidx) {
+    kp__cpu_pick_kernels(dtype)->states_init(prog, n, sreal, sidx);
+}
+
+void kp__cpu_states_merge(const kp_program *prog, kp_dtype dtype, int64_t n, void *a, int64_t *ai, const void *b,
+                          const int64_t *bi) {
+    kp__cpu_pick_kernels(dtype)->states_merge(prog, n, a, ai, b, bi);
+}
+
+kp_status kp__cpu_states_finalize(kp_context *ctx, const kp_job *job, const void *sreal, const int64_t *sidx) {
+    const kp_cpu_kernels *K = kp__cpu_pick_kernels(job->dtype);
+    int nreal, nidx;
+    K->state_size(job->prog, &nreal, &nidx);
+    int64_t nblocks = job->nbatch * ((job->nrows + KP_ROW_BLOCK - 1) / KP_ROW_BLOCK);
+    if (job->nrows == 0 || nblocks == 0) return KP_OK;
+    size_t scratch_bytes = K->scratch_size(job->prog);
+    int failed = 0, nthreads = nblocks < job->num_threads ? (int)nblocks : job->num_threads;
+    if ((double)job->nbatch * (double)job->nrows < 4096.0) nthreads = 1;
+#pragma omp parallel num_threads(nthreads)
+    {
+        void *scratch = kp__cpu_scratch(ctx, scratch_bytes, &failed);
+#pragma omp for schedule(static)
+        for (int64_t blk = 0; blk < nblocks; blk++) {
+            if (!scratch) continue;
+            int64_t b, r0, r1;
+            block_rows(job, blk, &b, &r0, &r1);
+            size_t row = (size_t)(b * job->nrows + r0);
+            K->states_finalize(job, b, r0, r1, (const char *)sreal + row * (size_t)nreal * K->real_size,
+                               nidx ? sidx + row * (size_t)nidx : NULL, scratch);
+        }
+        kp__free(ctx, scratch);
+    }
+    if (failed) return kp__fail(ctx, KP_ERR_OOM, "out of memory for thread scratch (%zu bytes)", scratch_bytes);
+    return KP_OK;
+}

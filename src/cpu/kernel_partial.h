@@ -1,0 +1,49 @@
+/*
+ * kernel_partial.h — partial reduction states (kp_plan_exec_partial and
+ * friends) on top of the monoid of kernel_reduce.h: init, merge and finalize
+ * whole arrays of row states. Included by kernel_impl.h only.
+ *
+ * The states are the very ones the tile interpreter folds (process() with
+ * finalize unset hands out one chunk's state), so a state folded chunk by
+ * chunk here and finalized is what kp_plan_exec computes.
+ */
+#ifndef KP_CPU_KERNEL_PARTIAL_H
+#define KP_CPU_KERNEL_PARTIAL_H
+
+/* n row states at the monoid's identity. */
+static void states_init(const kp_program *prog, int64_t n, void *sreal, int64_t *sidx) {
+    int nreal, nidx;
+    state_size(prog, &nreal, &nidx);
+    for (int64_t r = 0; r < n; r++)
+        state_init(prog, (REAL *)sreal + (size_t)r * (size_t)nreal, sidx ? sidx + (size_t)r * (size_t)nidx : NULL);
+}
+
+/* a[r] <- a[r] (+) b[r] for n rows; b's points come after a's. */
+static void states_merge(const kp_program *prog, int64_t n, void *a, int64_t *ai, const void *b, const int64_t *bi) {
+    int nreal, nidx;
+    state_size(prog, &nreal, &nidx);
+    for (int64_t r = 0; r < n; r++)
+        state_merge(prog, (REAL *)a + (size_t)r * (size_t)nreal, ai ? ai + (size_t)r * (size_t)nidx : NULL,
+                    (const REAL *)b + (size_t)r * (size_t)nreal, bi ? bi + (size_t)r * (size_t)nidx : NULL);
+}
+
+/* Writes the outputs of rows [r0,r1) of batch b from their states (row r0 at
+ * sreal[0]). job->ncols is the number of points folded into the states. */
+static void states_finalize(const kp_job *job, int64_t b, int64_t r0, int64_t r1, const void *sreal,
+                            const int64_t *sidx, void *scratch) {
+    const kp_program *prog = job->prog;
+    scratch_layout L = layout_of(prog);
+    REAL *rowv = (REAL *)((char *)scratch + L.rowbuf);
+    int need_rowv = prog->red == KP_RED_SUM && prog->red_scale.dim;
+    int nreal, nidx;
+    state_size(prog, &nreal, &nidx);
+    batch_ptrs bp;
+    batch_pointers(job, b, &bp);
+    for (int64_t r = 0; r < r1 - r0; r++) {
+        if (need_rowv) run_row_program(job, &bp, r0 + r, rowv);
+        write_outputs(job, &bp, r0 + r, (const REAL *)sreal + (size_t)r * (size_t)nreal,
+                      sidx ? sidx + (size_t)r * (size_t)nidx : NULL, rowv);
+    }
+}
+
+#endif

@@ -1,0 +1,284 @@
+/*
+ * partial.c — partial reduction states (kp.h "partial reduction states"):
+ * the state buffer's header and layout, argument checks, and the calls that
+ * fold, merge and finalize through the engine table.
+ *
+ * A state buffer is a 64-byte header, then the reals of nbatch x nrows row
+ * states, then their int64 indices (the per-row layout of plan/reduction.h).
+ * The header names the plan's reduction and shape, so a buffer of another
+ * plan or shape is refused instead of misread.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/context.h"
+#include "plan/plan_internal.h"
+#include "plan/reduction.h"
+
+typedef struct state_header {
+    char magic[8]; /* "kpstate" */
+    int32_t version, dtype;
+    int64_t nbatch, nrows;
+    int32_t nreal, nidx;
+    int64_t ncols;    /* points folded in */
+    uint64_t tag;       /* the reduction: family, axis, widths, K */
+    int64_t row_offset; /* global index of the first row */
+} state_header;
+_Static_assert(sizeof(state_header) == KP_STATE_HEADER_BYTES, "the documented header size");
+
+static const char state_magic[8] = "kpstate";
+
+static uint64_t plan_tag(const kp_plan *plan) {
+    const kp_program *p = &plan->prog;
+    return (uint64_t)p->red | (uint64_t)p->axis << 8 | (uint64_t)(uint32_t)p->fdim << 16 |
+           (uint64_t)(uint32_t)p->red_g.dim << 32 | (uint64_t)(uint32_t)p->K << 48;
+}
+
+static kp_status check_plan(kp_plan *plan) {
+    if (!plan) return KP_ERR_NULL;
+    if (plan->nparts)
+        return kp__fail(plan->ctx, KP_ERR_ARGUMENT, "partial states of a joint plan: run its formulas' own plans");
+    return KP_OK;
+}
+
+/* Validates a call's arrays as kp_plan_exec does, but without outputs (unless
+ * given) and without requiring K reduced points: a part may hold fewer. */
+static kp_status prepare(kp_plan *plan, const kp_array *args, size_t n_args, kp_array *out, kp_array *out_index,
+                         const kp_exec_options *options, kp_job *job) {
+    kp_context *ctx = plan->ctx;
+    static char dummy[8]; /* shapes only: the fold never writes outputs */
+    kp_array dout, didx;
+    if (!out && !out_index) {
+        int ndim = 0;
+        int64_t shape[KP_MAX_DIMS], ishape[KP_MAX_DIMS];
+        kp_status st = kp_plan_output_shape(plan, args, n_args, options, &ndim, shape, ishape);
+        if (st != KP_OK) return st;
+        memset(&dout, 0, sizeof dout);
+        dout.data = dummy;
+        dout.dtype = plan->dtype;
+        dout.ndim = ndim;
+        memcpy(dout.shape, shape, sizeof shape);
+        didx = dout;
+        didx.dtype = KP_INT64;
+        memcpy(didx.shape, ishape, sizeof ishape);
+        out = &dout;
+        out_index = &didx;
+    }
+    kp_plan *copy = kp__alloc(ctx, sizeof *copy);
+    if (!copy) return kp__fail(ctx, KP_ERR_OOM, "out of memory");
+    *copy = *plan;
+    copy->prog.K = 0; /* K against the part's points: checked at finalize instead */
+    kp_status st = kp__plan_prepare(copy, args, n_args, out, out_index, options, job);
+    kp__free(ctx, copy);
+    job->prog = &plan->prog;
+    if (st == KP_OK && job->device != KP_DEVICE_CPU)
+        st = kp__fail(ctx, KP_ERR_UNSUPPORTED, "partial reduction states read host arrays only (CPU engine only)");
+    return st;
+}
+
+static kp_status info_of(kp_plan *plan, int64_t nbatch, int64_t nrows, kp_state_info *info) {
+    memset(info, 0, sizeof *info);
+    kp__state_size(&plan->prog, &info->nreal, &info->nidx);
+    info->nbatch = nbatch;
+    info->nrows = nrows;
+    info->dtype = plan->dtype;
+    int64_t rows, nr, ni, rbytes, ibytes;
+    size_t esz = plan->dtype == KP_FLOAT32 ? 4 : 8;
+    if (!kp__mul_size(nbatch, nrows, &rows) || !kp__mul_size(rows, info->nreal, &nr) ||
+        !kp__mul_size(rows, info->nidx, &ni) || !kp__mul_size(nr, (int64_t)esz, &rbytes) ||
+        !kp__mul_size(ni, 8, &ibytes) || rbytes > INT64_MAX / 2 || ibytes > INT64_MAX / 2)
+        return kp__fail(plan->ctx, KP_ERR_TOO_LARGE, "state buffer too large");
+    info->real_offset = KP_STATE_HEADER_BYTES;
+    info->index_offset = info->real_offset + (((size_t)rbytes + 7) & ~(size_t)7);
+    info->bytes = info->index_offset + (size_t)ibytes;
+    return KP_OK;
+}
+
+kp_status kp_plan_state_info(kp_plan *plan, const kp_array *args, size_t n_args, const kp_exec_options *options,
+                             kp_state_info *info) {
+    kp_status st = check_plan(plan);
+    if (st != KP_OK) return st;
+    if (!info) return kp__fail(plan->ctx, KP_ERR_NULL, "info is NULL");
+    kp_job *job = kp__alloc(plan->ctx, sizeof *job);
+    if (!job) return kp__fail(plan->ctx, KP_ERR_OOM, "out of memory");
+    st = prepare(plan, args, n_args, NULL, NULL, options, job);
+    if (st == KP_OK) st = info_of(plan, job->nbatch, job->nrows, info);
+    kp__free(plan->ctx, job);
+    return st;
+}
+
+kp_status kp_plan_state_init(kp_plan *plan, const kp_state_info *info, void *state) {
+    kp_status st = check_plan(plan);
+    if (st != KP_OK) return st;
+    if (!info || !state) return kp__fail(plan->ctx, KP_ERR_NULL, "%s is NULL", info ? "state" : "info");
+    kp_state_info want;
+    if (info->nbatch < 0 || info->nrows < 0 || info_of(plan, info->nbatch, info->nrows, &want) != KP_OK || want.bytes != info->bytes ||
+        info->dtype != plan->dtype || info->row_offset < 0)
+        return kp__fail(plan->ctx, KP_ERR_ARGUMENT, "info does not describe a state of this plan (kp_plan_state_info)");
+    state_header h;
+    memset(&h, 0, sizeof h);
+    memcpy(h.magic, state_magic, sizeof h.magic);
+    h.version = 1;
+    h.dtype = (int32_t)plan->dtype;
+    h.nbatch = info->nbatch;
+    h.nrows = info->nrows;
+    h.nreal = info->nreal;
+    h.nidx = info->nidx;
+    h.tag = plan_tag(plan);
+    h.row_offset = info->row_offset;
+    memcpy(state, &h, sizeof h);
+    kp__cpu_states_init(&plan->prog, plan->dtype, info->nbatch * info->nrows, (char *)state + want.real_offset,
+                        info->nidx ? (int64_t *)(void *)((char *)state + want.index_offset) : NULL);
+    return KP_OK;
+}
+
+/* Reads and checks a state's header; *info its layout. rows < 0: any shape. */
+static kp_status read_state(kp_plan *plan, const void *state, size_t bytes, const char *what, state_header *h,
+                            kp_state_info *info) {
+    if (!state) return kp__fail(plan->ctx, KP_ERR_NULL, "%s is NULL", what);
+    if (bytes < sizeof *h) return kp__fail(plan->ctx, KP_ERR_ARGUMENT, "%s: %zu bytes, not a state buffer", what, bytes);
+    memcpy(h, state, sizeof *h);
+    if (memcmp(h->magic, state_magic, sizeof h->magic) != 0 || h->version != 1)
+        return kp__fail(plan->ctx, KP_ERR_ARGUMENT, "%s is not a state buffer (kp_plan_state_init makes one)", what);
+    if (h->tag != plan_tag(plan) || h->dtype != (int32_t)plan->dtype)
+        return kp__fail(plan->ctx, KP_ERR_ARGUMENT, "%s is the state of another reduction or dtype", what);
+    if (h->nbatch < 0 || h->nrows < 0) return kp__fail(plan->ctx, KP_ERR_ARGUMENT, "%s: corrupt header", what);
+    kp_status st = info_of(plan, h->nbatch, h->nrows, info);
+    if (st != KP_OK) return st;
+    info->row_offset = h->row_offset;
+    if (info->bytes != bytes)
+        return kp__fail(plan->ctx, KP_ERR_ARGUMENT, "%s: %zu bytes, but its header describes %zu", what, bytes,
+                        info->bytes);
+    return KP_OK;
+}
+
+static void *reals_of(void *state, const kp_state_info *info) { return (char *)state + info->real_offset; }
+static int64_t *indices_of(void *state, const kp_state_info *info) {
+    return info->nidx ? (int64_t *)(void *)((char *)state + info->index_offset) : NULL;
+}
+
+/* The state matches the job's batches and rows. */
+static kp_status check_shape(kp_plan *plan, const state_header *h, const kp_job *job) {
+    if (h->nbatch != job->nbatch || h->nrows != job->nrows)
+        return kp__fail(plan->ctx, KP_ERR_ARGUMENT,
+                        "the state holds %lld batches of %lld rows, the arguments give %lld of %lld",
+                        (long long)h->nbatch, (long long)h->nrows, (long long)job->nbatch, (long long)job->nrows);
+    return KP_OK;
+}
+
+kp_status kp_plan_exec_partial(kp_plan *plan, const kp_array *args, size_t n_args, int64_t offset, void *state,
+                               size_t bytes, const kp_exec_options *options) {
+    kp_status st = check_plan(plan);
+    if (st != KP_OK) return st;
+    kp_context *ctx = plan->ctx;
+    if (offset < 0) return kp__fail(ctx, KP_ERR_ARGUMENT, "offset is %lld, must be >= 0", (long long)offset);
+    state_header h;
+    kp_state_info info;
+    if ((st = read_state(plan, state, bytes, "state", &h, &info)) != KP_OK) return st;
+    kp_job *job = kp__alloc(ctx, sizeof *job);
+    if (!job) return kp__fail(ctx, KP_ERR_OOM, "out of memory");
+    st = prepare(plan, args, n_args, NULL, NULL, options, job);
+    if (st == KP_OK) st = check_shape(plan, &h, job);
+    if (st == KP_OK && __builtin_add_overflow(h.ncols, job->ncols, &h.ncols))
+        st = kp__fail(ctx, KP_ERR_TOO_LARGE, "more than 2^63 points folded");
+    const kp_engine_ops *eng = st == KP_OK ? kp__plan_engine(ctx, job) : NULL;
+    if (st == KP_OK && !eng) st = KP_ERR_UNSUPPORTED;
+    if (st == KP_OK && !eng->run_partial)
+        st = kp__fail(ctx, KP_ERR_UNSUPPORTED,
+                      "the %s engine does not compute partial reduction states (CPU engine only): select "
+                      "KP_ENGINE_CPU, or KP_ENGINE_AUTO with host arrays",
+                      eng->name);
+    if (st == KP_OK) {
+        job->row_offset = h.row_offset;
+        job->col_offset = offset;
+        st = eng->run_partial(ctx, job, offset, reals_of(state, &info), indices_of(state, &info));
+    }
+    if (st == KP_OK) memcpy(state, &h, sizeof h);
+    kp__free(ctx, job);
+    return st;
+}
+
+kp_status kp_plan_state_merge(kp_plan *plan, void *a, const void *b, size_t bytes) {
+    kp_status st = check_plan(plan);
+    if (st != KP_OK) return st;
+    state_header ha, hb;
+    kp_state_info ia, ib;
+    if ((st = read_state(plan, a, bytes, "a", &ha, &ia)) != KP_OK) return st;
+    if ((st = read_state(plan, b, bytes, "b", &hb, &ib)) != KP_OK) return st;
+    if (ha.nbatch != hb.nbatch || ha.nrows != hb.nrows || ha.row_offset != hb.row_offset)
+        return kp__fail(plan->ctx, KP_ERR_ARGUMENT, "a and b hold different rows or batches");
+    if (__builtin_add_overflow(ha.ncols, hb.ncols, &ha.ncols))
+        return kp__fail(plan->ctx, KP_ERR_TOO_LARGE, "more than 2^63 points merged");
+    kp__cpu_states_merge(&plan->prog, plan->dtype, ha.nbatch * ha.nrows, reals_of(a, &ia), indices_of(a, &ia),
+                         reals_of((void *)(uintptr_t)b, &ib), indices_of((void *)(uintptr_t)b, &ib));
+    memcpy(a, &ha, sizeof ha);
+    return KP_OK;
+}
+
+/* Finalizes into a (batch..., rows, dim) temporary and writes the sum of its
+ * rows, accumulated in double in row order, as kp_plan_exec does. */
+static kp_status finalize_summing_rows(kp_context *ctx, kp_job *job, const void *sreal, const int64_t *sidx) {
+    int dim = job->sum_rows_dim;
+    size_t esz = job->dtype == KP_FLOAT32 ? sizeof(float) : sizeof(double);
+    int64_t per_batch, count, nbytes;
+    if (!kp__mul_size(job->nrows, dim, &per_batch) || !kp__mul_size(per_batch, job->nbatch, &count) ||
+        !kp__mul_size(count, (int64_t)esz, &nbytes))
+        return kp__fail(ctx, KP_ERR_TOO_LARGE, "row-summed output: temporary too large");
+    char *tmp = kp__alloc(ctx, (size_t)nbytes + 1);
+    if (!tmp) return kp__fail(ctx, KP_ERR_OOM, "out of memory for %lld bytes of per-row results", (long long)nbytes);
+    kp_job_arg user = job->out;
+    job->out.base = tmp;
+    job->out.row_stride = dim;
+    job->out.comp_stride = 1;
+    int64_t stride = per_batch;
+    for (int d = job->nbatch_dims - 1; d >= 0; d--) {
+        job->out.batch_stride[d] = stride;
+        stride *= job->batch_shape[d];
+    }
+    kp_status st = kp__cpu_states_finalize(ctx, job, sreal, sidx);
+    for (int64_t b = 0; st == KP_OK && b < job->nbatch; b++) {
+        int64_t off = kp__job_batch_offset(job, &user, b);
+        for (int c = 0; c < dim; c++) {
+            double sum = 0;
+            for (int64_t r = 0; r < job->nrows; r++) {
+                int64_t at = b * per_batch + r * dim + c;
+                sum += job->dtype == KP_FLOAT32 ? (double)((const float *)tmp)[at] : ((const double *)tmp)[at];
+            }
+            int64_t o = off + c * user.comp_stride;
+            if (job->dtype == KP_FLOAT32) ((float *)(uintptr_t)user.base)[o] = (float)sum;
+            else ((double *)(uintptr_t)user.base)[o] = sum;
+        }
+    }
+    kp__free(ctx, tmp);
+    return st;
+}
+
+kp_status kp_plan_state_finalize(kp_plan *plan, const kp_array *args, size_t n_args, const void *state, size_t bytes,
+                                 kp_array *out, kp_array *out_index, const kp_exec_options *options) {
+    kp_status st = check_plan(plan);
+    if (st != KP_OK) return st;
+    kp_context *ctx = plan->ctx;
+    if (plan->out_dim && !out) return kp__fail(ctx, KP_ERR_NULL, "this reduction writes values: out is NULL");
+    if (plan->out_index_dim && !out_index)
+        return kp__fail(ctx, KP_ERR_NULL, "this reduction writes indices: out_index is NULL");
+    state_header h;
+    kp_state_info info;
+    if ((st = read_state(plan, state, bytes, "state", &h, &info)) != KP_OK) return st;
+    if (plan->prog.K > 0 && plan->prog.K > h.ncols)
+        return kp__fail(ctx, KP_ERR_ARGUMENT, "K = %d is larger than the %lld points reduced over", plan->prog.K,
+                        (long long)h.ncols);
+    kp_job *job = kp__alloc(ctx, sizeof *job);
+    if (!job) return kp__fail(ctx, KP_ERR_OOM, "out of memory");
+    st = prepare(plan, args, n_args, out, out_index, options, job);
+    if (st == KP_OK) st = check_shape(plan, &h, job);
+    if (st == KP_OK) {
+        void *s = (void *)(uintptr_t)state;
+        job->ncols = h.ncols;
+        job->row_offset = h.row_offset;
+        st = job->sum_rows_dim ? finalize_summing_rows(ctx, job, reals_of(s, &info), indices_of(s, &info))
+                               : kp__cpu_states_finalize(ctx, job, reals_of(s, &info), indices_of(s, &info));
+    }
+    kp__free(ctx, job);
+    return st;
+}

@@ -1,0 +1,307 @@
+/*
+ * test_mpi.c — kp_mpi_exec against one process, run by CTest under
+ * mpirun -np 1, 2, 3, 4 (tests/CMakeLists.txt). Every rank builds the same
+ * global data (N i points, M j points), takes its share (uneven, rank 1 of
+ * 3+ ranks gets no point at all), and checks, for every reduction, both axes,
+ * both layouts, float32 and float64:
+ *   - the rows it owns against kp_plan_exec over all points on one process:
+ *     bit-identical for KP_MPI_ROWS axis 1 and for the Min/Max/KMin family,
+ *     within 1e-6 (float32) / 1e-13 (float64) of the largest output otherwise;
+ *   - IndexI()/IndexJ() read global indices (row and reduced offsets);
+ *   - ring blocks of KP_STATE_CHUNK points: rank 0's rows bit-identical;
+ *   - a column-side gradient (kp_formula_grad w.r.t. y) in both layouts;
+ *   - bad input on one rank: every rank returns the same status and message
+ *     (disagreeing arguments: KP_ERR_ARGUMENT), and nobody hangs.
+ * A failed check aborts every rank (MPI_Abort), so CTest sees the failure.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kp_mpi.h"
+
+#define N 203
+#define M 3001
+#define KK 3
+
+static int rank, size;
+
+#define CHECK(cond, ...)                                                   \
+    do {                                                                   \
+        if (!(cond)) {                                                     \
+            fprintf(stderr, "rank %d: %s:%d: ", rank, __FILE__, __LINE__); \
+            fprintf(stderr, __VA_ARGS__);                                  \
+            fprintf(stderr, "\n");                                         \
+            MPI_Abort(MPI_COMM_WORLD, 1);                                  \
+        }                                                                  \
+    } while (0)
+
+static const char *const REDS[] = {"Sum_Reduction(@,#)",       "LogSumExp_Reduction(@,#)",
+                                   "SumSoftMaxWeight_Reduction(-SqDist(x,y),#,Concat(b,x))",
+                                   "Min_Reduction(@,#)",       "Max_Reduction(@,#)",
+                                   "ArgMin_Reduction(@,#)",    "ArgMax_Reduction(@,#)",
+                                   "Min_ArgMin_Reduction(@,#)", "Max_ArgMax_Reduction(@,#)",
+                                   "KMin_Reduction(@,3,#)",    "ArgKMin_Reduction(@,3,#)",
+                                   "KMin_ArgKMin_Reduction(@,3,#)", "Sum_Reduction(Exp(-SqDist(x,y))*(IndexJ()+2*IndexI()),#)"};
+
+static void build_text(const char *red, int axis, char *buf, size_t n) {
+    size_t k = 0;
+    for (const char *p = red; *p && k + 40 < n; p++) {
+        if (*p == '@') k += (size_t)snprintf(buf + k, n - k, "Concat(SqDist(x,y),Sin(5*(x|y)))");
+        else if (*p == '#') buf[k++] = (char)('0' + axis);
+        else buf[k++] = *p;
+    }
+    buf[k] = 0;
+}
+
+/* Deterministic data, the same on every rank. */
+static double *make(size_t n, unsigned seed) {
+    double *a = malloc(n * sizeof *a);
+    unsigned s = seed;
+    for (size_t k = 0; k < n; k++) {
+        s = s * 1103515245u + 12345u;
+        a[k] = ((s >> 8) & 0xffff) / 32768.0 - 1.0;
+    }
+    return a;
+}
+
+static void *as_dtype(const double *a, size_t n, kp_dtype dt) {
+    void *o = malloc(n * 8 + 8);
+    for (size_t k = 0; k < n; k++) {
+        if (dt == KP_FLOAT32) ((float *)o)[k] = (float)a[k];
+        else ((double *)o)[k] = a[k];
+    }
+    return o;
+}
+
+/* Rank r's share of n points: weights r + 1, rank 1 empty when size >= 3. */
+static void share(int64_t n, int r, int64_t *first, int64_t *count) {
+    int64_t w[64], tot = 0, acc = 0;
+    for (int q = 0; q < size; q++) tot += w[q] = (size >= 3 && q == 1) ? 0 : q + 1;
+    for (int q = 0; q < r; q++) acc += w[q];
+    *first = n * acc / tot;
+    *count = n * (acc + w[r]) / tot - *first;
+}
+
+typedef struct global {
+    void *x, *y, *b;
+    kp_dtype dt;
+    size_t es;
+} global;
+
+static kp_array rows_of(void *base, const global *g, int64_t first, int64_t count, int dim) {
+    return kp_array_2d((char *)base + (size_t)(first * dim) * g->es, g->dt, count, dim);
+}
+
+/* Runs one case and checks it; returns nothing, aborts on failure. */
+static void check_case(kp_context *ctx, const global *g, const char *text, int axis, kp_mpi_layout layout) {
+    const char *al[] = {"x = Vi(2)", "y = Vj(2)", "b = Vj(1)"};
+    kp_formula *f;
+    CHECK(kp_formula_parse(ctx, text, al, 3, &f) == KP_OK, "%s", kp_context_message(ctx));
+    kp_plan *p;
+    CHECK(kp_plan_new(ctx, f, g->dt, &p) == KP_OK, "%s", kp_context_message(ctx));
+    int od = kp_formula_out_dim(f), id = kp_formula_out_index_dim(f), na = kp_formula_num_args(f);
+    int64_t nrows_all = axis == 1 ? N : M;
+    /* One process, all points. */
+    kp_array full[3] = {rows_of(g->x, g, 0, N, 2), rows_of(g->y, g, 0, M, 2), rows_of(g->b, g, 0, M, 1)};
+    void *ref = malloc((size_t)nrows_all * (size_t)(od + 1) * g->es);
+    int64_t *refi = malloc((size_t)nrows_all * (size_t)(id + 1) * 8);
+    kp_array ro = kp_array_2d(ref, g->dt, nrows_all, od), roi = kp_array_2d(refi, KP_INT64, nrows_all, id);
+    CHECK(kp_plan_exec(p, full, (size_t)na, od ? &ro : NULL, id ? &roi : NULL, NULL) == KP_OK, "%s",
+          kp_context_message(ctx));
+    /* This rank's share. */
+    int64_t i0, ni, j0 = 0, nj = M;
+    share(N, rank, &i0, &ni);
+    if (layout == KP_MPI_RING) share(M, size - 1 - rank, &j0, &nj); /* another split than the i points' */
+    if (layout == KP_MPI_RING) { /* j shares must follow rank order: recompute them in order */
+        int64_t acc = 0, f0, c0;
+        for (int q = 0; q < rank; q++) {
+            share(M, size - 1 - q, &f0, &c0);
+            acc += c0;
+        }
+        j0 = acc;
+    }
+    kp_array mine[3] = {rows_of(g->x, g, i0, ni, 2), rows_of(g->y, g, j0, nj, 2), rows_of(g->b, g, j0, nj, 1)};
+    int64_t r0 = axis == 1 ? i0 : (layout == KP_MPI_RING ? j0 : 0);
+    int64_t nr = axis == 1 ? ni : (layout == KP_MPI_RING ? nj : M);
+    void *got = malloc((size_t)(nr + 1) * (size_t)(od + 1) * g->es);
+    int64_t *goti = malloc((size_t)(nr + 1) * (size_t)(id + 1) * 8);
+    kp_array o = kp_array_2d(got, g->dt, nr, od), oi = kp_array_2d(goti, KP_INT64, nr, id);
+    kp_status st = kp_mpi_exec(p, MPI_COMM_WORLD, layout, mine, (size_t)na, od ? &o : NULL, id ? &oi : NULL, NULL);
+    CHECK(st == KP_OK, "%s layout %d: %s", text, (int)layout, kp_context_message(ctx));
+    if (id) CHECK(!memcmp(goti, refi + r0 * id, (size_t)(nr * id) * 8), "%s layout %d: indices differ", text, (int)layout);
+    int exact = strncmp(text, "Sum", 3) && strncmp(text, "LogSumExp", 9);
+    exact |= layout == KP_MPI_ROWS && axis == 1;
+    if (od && exact)
+        CHECK(!memcmp(got, (char *)ref + (size_t)(r0 * od) * g->es, (size_t)(nr * od) * g->es),
+              "%s layout %d: values not bit-identical", text, (int)layout);
+    if (od && !exact) {
+        double big = 0, worst = 0, tol = g->dt == KP_FLOAT32 ? 1e-6 : 1e-13;
+        for (int64_t k = 0; k < nrows_all * od; k++)
+            big = fmax(big, fabs(g->dt == KP_FLOAT32 ? ((float *)ref)[k] : ((double *)ref)[k]));
+        for (int64_t k = 0; k < nr * od; k++) {
+            double a = g->dt == KP_FLOAT32 ? ((float *)got)[k] : ((double *)got)[k];
+            double b = g->dt == KP_FLOAT32 ? ((float *)ref)[r0 * od + k] : ((double *)ref)[r0 * od + k];
+            worst = fmax(worst, fabs(a - b));
+        }
+        CHECK(worst <= tol * big, "%s layout %d: error %g > %g", text, (int)layout, worst, tol * big);
+    }
+    free(ref), free(refi), free(got), free(goti);
+    kp_plan_free(p);
+    kp_formula_free(f);
+}
+
+/* The message of rank 0 equals every rank's. */
+static void check_same_message(kp_context *ctx) {
+    char mine[600], first[600];
+    snprintf(mine, sizeof mine, "%s", kp_context_message(ctx));
+    memcpy(first, mine, sizeof first);
+    MPI_Bcast(first, (int)sizeof first, MPI_CHAR, 0, MPI_COMM_WORLD);
+    CHECK(!strcmp(first, mine), "messages differ: '%s' vs '%s'", mine, first);
+}
+
+static void check_errors(kp_context *ctx, const global *g) {
+    const char *al[] = {"x = Vi(2)", "y = Vj(2)", "b = Vj(1)"};
+    kp_formula *f;
+    kp_plan *p;
+    CHECK(kp_formula_parse(ctx, "Sum_Reduction(SqDist(x,y)*b,1)", al, 3, &f) == KP_OK, "parse");
+    CHECK(kp_plan_new(ctx, f, g->dt, &p) == KP_OK, "plan");
+    int last = rank == size - 1;
+    double out[N];
+    for (int layout = 0; layout <= 1; layout++) {
+        kp_array a[3] = {rows_of(g->x, g, 0, 5, 2), rows_of(g->y, g, 0, 7, 2), rows_of(g->b, g, 0, 7, 1)};
+        kp_array o = kp_array_2d(out, g->dt, 5, 1);
+        /* The last rank's b has another dimension: every rank refuses. */
+        if (last) a[2] = rows_of(g->b, g, 0, 3, 2);
+        kp_status st = kp_mpi_exec(p, MPI_COMM_WORLD, (kp_mpi_layout)layout, a, 3, &o, NULL, NULL);
+        kp_status want = size > 1 ? KP_ERR_ARGUMENT : KP_ERR_SHAPE;
+        CHECK(st == want, "disagreeing dims: status %d, message %s", (int)st, kp_context_message(ctx));
+        check_same_message(ctx);
+        if (size > 1) CHECK(strstr(kp_context_message(ctx), "argument 2") != NULL, "%s", kp_context_message(ctx));
+        /* Replicated j points that differ in number (KP_MPI_ROWS). */
+        a[2] = rows_of(g->b, g, 0, 7, 1);
+        if (layout == KP_MPI_ROWS && last && size > 1) {
+            a[1] = rows_of(g->y, g, 0, 6, 2);
+            a[2] = rows_of(g->b, g, 0, 6, 1);
+        }
+        st = kp_mpi_exec(p, MPI_COMM_WORLD, (kp_mpi_layout)layout, a, 3, &o, NULL, NULL);
+        CHECK(st == KP_OK || (layout == KP_MPI_ROWS && size > 1 && st == KP_ERR_ARGUMENT), "sizes: %d %s", (int)st,
+              kp_context_message(ctx));
+        check_same_message(ctx);
+        /* A wrong output on one rank: its own error, on every rank. */
+        a[1] = rows_of(g->y, g, 0, 7, 2);
+        a[2] = rows_of(g->b, g, 0, 7, 1);
+        kp_array bad = kp_array_2d(out, g->dt, last ? 4 : 5, 1);
+        st = kp_mpi_exec(p, MPI_COMM_WORLD, (kp_mpi_layout)layout, a, 3, &bad, NULL, NULL);
+        CHECK(st == KP_ERR_SHAPE, "wrong output: status %d %s", (int)st, kp_context_message(ctx));
+        check_same_message(ctx);
+    }
+    kp_plan_free(p);
+    kp_formula_free(f);
+}
+
+/* Ring blocks of KP_STATE_CHUNK points each: rank 0 folds them in global
+ * order from the identity, which is one process's computation bit for bit. */
+static void check_aligned_ring(kp_context *ctx) {
+    const int64_t NI = 70, MJ = (int64_t)size * KP_STATE_CHUNK;
+    double *x = make(NI * 2, 4), *y = make((size_t)MJ * 2, 5);
+    const char *al[] = {"x = Vi(2)", "y = Vj(2)"};
+    kp_formula *f;
+    kp_plan *p;
+    CHECK(kp_formula_parse(ctx, "Sum_Reduction(Exp(-SqDist(x,y)),1)", al, 2, &f) == KP_OK, "parse");
+    CHECK(kp_plan_new(ctx, f, KP_FLOAT32, &p) == KP_OK, "plan");
+    float *xs = as_dtype(x, NI * 2, KP_FLOAT32), *ys = as_dtype(y, (size_t)MJ * 2, KP_FLOAT32);
+    float ref[70], got[70];
+    kp_array full[2] = {kp_array_2d(xs, KP_FLOAT32, NI, 2), kp_array_2d(ys, KP_FLOAT32, MJ, 2)};
+    kp_array ro = kp_array_2d(ref, KP_FLOAT32, NI, 1);
+    CHECK(kp_plan_exec(p, full, 2, &ro, NULL, NULL) == KP_OK, "%s", kp_context_message(ctx));
+    int64_t i0 = rank == 0 ? 0 : NI, ni = rank == 0 ? NI : 0; /* all rows on rank 0 */
+    kp_array mine[2] = {kp_array_2d(xs + 2 * i0, KP_FLOAT32, ni, 2),
+                        kp_array_2d(ys + 2 * rank * KP_STATE_CHUNK, KP_FLOAT32, KP_STATE_CHUNK, 2)};
+    kp_array o = kp_array_2d(got, KP_FLOAT32, ni, 1);
+    CHECK(kp_mpi_exec(p, MPI_COMM_WORLD, KP_MPI_RING, mine, 2, &o, NULL, NULL) == KP_OK, "%s",
+          kp_context_message(ctx));
+    if (rank == 0) CHECK(!memcmp(got, ref, sizeof ref), "aligned ring: rank 0 not bit-identical");
+    kp_plan_free(p);
+    kp_formula_free(f);
+    free(x), free(y), free(xs), free(ys);
+}
+
+/* A column-side gradient (of the Gaussian kernel product with respect to y:
+ * a reduction over the split i points) through KP_MPI_ROWS: every rank gets
+ * all M rows, within tolerance of one process; the same through the ring
+ * gives each rank its own rows. */
+static void check_gradient(kp_context *ctx, const global *g) {
+    const char *al[] = {"x = Vi(2)", "y = Vj(2)", "b = Vj(1)"};
+    kp_formula *f, *gy;
+    kp_plan *p;
+    CHECK(kp_formula_parse(ctx, "Sum_Reduction(Exp(-SqDist(x,y))*b,1)", al, 3, &f) == KP_OK, "parse");
+    CHECK(kp_formula_grad(ctx, f, 1, &gy) == KP_OK, "%s", kp_context_message(ctx));
+    CHECK(kp_plan_new(ctx, gy, g->dt, &p) == KP_OK, "%s", kp_context_message(ctx));
+    double *e = make(N, 6);
+    void *es = as_dtype(e, N, g->dt), *ref = malloc((size_t)M * 2 * g->es), *got = malloc((size_t)M * 2 * g->es);
+    kp_array full[4] = {rows_of(g->x, g, 0, N, 2), rows_of(g->y, g, 0, M, 2), rows_of(g->b, g, 0, M, 1),
+                        kp_array_2d(es, g->dt, N, 1)};
+    kp_array ro = kp_array_2d(ref, g->dt, M, 2);
+    CHECK(kp_plan_exec(p, full, 4, &ro, NULL, NULL) == KP_OK, "%s", kp_context_message(ctx));
+    for (int layout = 0; layout <= 1; layout++) {
+        int64_t i0, ni, j0 = 0, nj = M;
+        share(N, rank, &i0, &ni);
+        if (layout == KP_MPI_RING) {
+            j0 = (int64_t)M * rank / size;
+            nj = (int64_t)M * (rank + 1) / size - j0;
+        }
+        kp_array mine[4] = {rows_of(g->x, g, i0, ni, 2), rows_of(g->y, g, j0, nj, 2), rows_of(g->b, g, j0, nj, 1),
+                            kp_array_2d((char *)es + (size_t)i0 * g->es, g->dt, ni, 1)};
+        kp_array o = kp_array_2d(got, g->dt, nj, 2);
+        CHECK(kp_mpi_exec(p, MPI_COMM_WORLD, (kp_mpi_layout)layout, mine, 4, &o, NULL, NULL) == KP_OK, "%s",
+              kp_context_message(ctx));
+        double big = 0, worst = 0, tol = g->dt == KP_FLOAT32 ? 1e-6 : 1e-13;
+        for (int64_t k = 0; k < 2 * M; k++)
+            big = fmax(big, fabs(g->dt == KP_FLOAT32 ? ((float *)ref)[k] : ((double *)ref)[k]));
+        for (int64_t k = 0; k < 2 * nj; k++) {
+            double a = g->dt == KP_FLOAT32 ? ((float *)got)[k] : ((double *)got)[k];
+            double r = g->dt == KP_FLOAT32 ? ((float *)ref)[2 * j0 + k] : ((double *)ref)[2 * j0 + k];
+            worst = fmax(worst, fabs(a - r));
+        }
+        CHECK(worst <= tol * big, "gradient, layout %d: error %g > %g", layout, worst, tol * big);
+    }
+    free(e), free(es), free(ref), free(got);
+    kp_plan_free(p);
+    kp_formula_free(gy);
+    kp_formula_free(f);
+}
+
+int main(int argc, char **argv) {
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    CHECK(size <= 64, "at most 64 ranks");
+    double *x = make(N * 2, 1), *y = make(M * 2, 2), *b = make(M, 3);
+    kp_context *ctx;
+    CHECK(kp_context_new(&ctx) == KP_OK, "context");
+    kp_context_set_num_threads(ctx, 1);
+    int ncases = 0;
+    for (int dti = 0; dti <= 1; dti++) {
+        kp_dtype dt = dti ? KP_FLOAT64 : KP_FLOAT32;
+        global g = {as_dtype(x, N * 2, dt), as_dtype(y, M * 2, dt), as_dtype(b, M, dt), dt, dti ? 8u : 4u};
+        for (size_t k = 0; k < sizeof REDS / sizeof REDS[0]; k++)
+            for (int axis = 0; axis <= 1; axis++)
+                for (int layout = 0; layout <= 1; layout++) {
+                    char text[256];
+                    build_text(REDS[k], axis, text, sizeof text);
+                    check_case(ctx, &g, text, axis, (kp_mpi_layout)layout);
+                    ncases++;
+                }
+        check_gradient(ctx, &g);
+        check_errors(ctx, &g);
+        free(g.x), free(g.y), free(g.b);
+    }
+    check_aligned_ring(ctx);
+    kp_context_free(ctx);
+    free(x), free(y), free(b);
+    if (rank == 0) printf("test_mpi: %d cases on %d ranks passed\n", ncases, size);
+    MPI_Finalize();
+    return 0;
+}
