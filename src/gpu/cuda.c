@@ -451,6 +451,9 @@ static kp_status run_on(kp_context *ctx, const kp_job *job, int ordinal, void *s
 }
 
 static kp_status cuda_run_job(kp_context *ctx, const kp_job *job) {
+    if (job->ranges.rows) /* the kernels walk every pair: refuse rather than answer densely */
+        return kp__fail(ctx, KP_ERR_UNSUPPORTED,
+                        "the CUDA engine does not run block-sparse ranges yet: use the CPU engine with host arrays");
     if (job->device == KP_DEVICE_CUDA) return run_on(ctx, job, job->device_id, job->stream, 1, job->sum_rows_dim);
     return run_on(ctx, job, 0, NULL, 0, 0);
 }

@@ -343,6 +343,9 @@ static kp_status run_locked(kp_context *ctx, const kp_job *job, run_state *rs) {
 }
 
 static kp_status opencl_run(kp_context *ctx, const kp_job *job) {
+    if (job->ranges.rows) /* the kernels walk every pair: refuse rather than answer densely */
+        return kp__fail(ctx, KP_ERR_UNSUPPORTED,
+                        "the OpenCL engine does not run block-sparse ranges yet: use the CPU engine");
     pthread_mutex_lock(&rt.lock);
     kp_status st = runtime_init();
     if (st != KP_OK) {
