@@ -122,18 +122,22 @@ static void run_row_program(const kp_job *job, const batch_ptrs *bp, int64_t r, 
     }
 }
 
-static void run_col_program(const kp_job *job, const batch_ptrs *bp, int64_t j0, int len, REAL *rowv,
-                            REAL *colbuf) {
+/* The COL program on the tile of reduced points j0 + k (k < len), or jmap[k]
+ * when jmap is not NULL (a tile gathered from several ranges). */
+static void run_col_program(const kp_job *job, const batch_ptrs *bp, int64_t j0, const int64_t *jmap, int len,
+                            REAL *rowv, REAL *colbuf) {
     const kp_program_part *P = &job->prog->col;
     for (int i = 0; i < P->n; i++) {
         const kp_instr *ins = &P->code[i];
         if (ins->op == KP_OP_VAR) { /* gather the tile, lanes along the reduced index */
             const kp_job_arg *a = &job->args[ins->ip[1]];
-            const REAL *src = bp->arg[ins->ip[1]] + j0 * a->row_stride;
+            const REAL *src = bp->arg[ins->ip[1]] + (jmap ? 0 : j0 * a->row_stride);
             for (int c = 0; c < ins->out.dim; c++) {
                 REAL *o = colbuf + (size_t)(ins->out.off + c) * TILE;
                 const REAL *s = src + c * a->comp_stride;
-                if (a->row_stride == 1) memcpy(o, s, (size_t)len * sizeof(REAL));
+                if (jmap)
+                    for (int k = 0; k < len; k++) o[k] = s[jmap[k] * a->row_stride];
+                else if (a->row_stride == 1) memcpy(o, s, (size_t)len * sizeof(REAL));
                 else
                     for (int k = 0; k < len; k++) o[k] = s[k * a->row_stride];
                 for (int k = len; k < TILE; k++) o[k] = 0;
@@ -142,7 +146,7 @@ static void run_col_program(const kp_job *job, const batch_ptrs *bp, int64_t j0,
         }
         if (ins->op == KP_OP_INDEX) {
             REAL *o = colbuf + (size_t)ins->out.off * TILE;
-            for (int k = 0; k < TILE; k++) o[k] = (REAL)(j0 + k);
+            for (int k = 0; k < TILE; k++) o[k] = (REAL)(jmap ? (k < len ? jmap[k] : 0) : j0 + k);
             continue;
         }
         exec_op(ins, TILE, view_of(ins->out, rowv, colbuf, NULL), view_of(ins->in[0], rowv, colbuf, NULL),
@@ -169,13 +173,14 @@ typedef struct block_ctx {
     int nreal, nidx, rs;
 } block_ctx;
 
-/* Folds the tile [j0, j0 + len) into the partial states of the block's rows [ra, rb). */
-static void reduce_tile(const block_ctx *c, int64_t j0, int len, int ra, int rb) {
-    run_col_program(c->job, c->bp, j0, len, c->rowbuf, c->colbuf);
+/* Folds the tile [j0, j0 + len) (or the points jmap[0..len), see
+ * run_col_program) into the partial states of the block's rows [ra, rb). */
+static void reduce_tile(const block_ctx *c, int64_t j0, const int64_t *jmap, int len, int ra, int rb) {
+    run_col_program(c->job, c->bp, j0, jmap, len, c->rowbuf, c->colbuf);
     for (int r = ra; r < rb; r++) {
         run_pair_program(c->job->prog, c->rowbuf + (size_t)r * (size_t)c->rs, c->colbuf, c->pairbuf);
         state_accumulate(c->job->prog, c->job->scheme, c->partial + (size_t)r * (size_t)c->nreal,
-                         c->partial_idx + (size_t)r * (size_t)c->nidx, c->F, c->F2, c->G, len, j0, c->tmp);
+                         c->partial_idx + (size_t)r * (size_t)c->nidx, c->F, c->F2, c->G, len, j0, jmap, c->tmp);
     }
 }
 
@@ -229,7 +234,7 @@ static void process(const kp_job *job, int64_t b, int64_t r0, int64_t r1, int64_
         if (job->ranges.rows) reduce_chunk_ranges(&bc, r0, nr, jstart, jend);
         else
             for (int64_t j0 = jstart; j0 < jend; j0 += TILE)
-                reduce_tile(&bc, j0, (int)(jend - j0 < TILE ? jend - j0 : TILE), 0, nr);
+                reduce_tile(&bc, j0, NULL, (int)(jend - j0 < TILE ? jend - j0 : TILE), 0, nr);
         if (finalize) {
             for (int r = 0; r < nr; r++)
                 state_merge(prog, total + (size_t)r * (size_t)nreal, total_idx + (size_t)r * (size_t)nidx,
