@@ -15,7 +15,9 @@
  *     with ranges equals its formulas run one by one;
  *   - each malformed 6-tuple is KP_ERR_ARGUMENT (or KP_ERR_NULL) naming the
  *     array and its first bad entry, before anything is read out of bounds;
- *   - the GPU engines refuse ranges (KP_ERR_UNSUPPORTED) where they run.
+ *   - the CUDA engine refuses ranges (KP_ERR_UNSUPPORTED) where it runs.
+ * With KP_TEST_ENGINE=opencl (ctest ranges_opencl) the result tests run on the
+ * OpenCL engine, against the same float64 loops.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -248,7 +250,7 @@ static void every_reduction(int64_t nb, int64_t n, int64_t m, uint64_t seed, siz
     kpt_rng_seed(&g, seed);
     static ranges6 rg;
     kp_context *ctx;
-    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    assert_int_equal(kpt_context_new(&ctx), KP_OK);
     for (int axis = 0; axis <= 1; axis++) {
         /* rows: the output's points; on axis 0 the data's x plays the j points (see run) */
         data d = make_data(&g, nb, n, m);
@@ -301,7 +303,7 @@ static void test_split_chunks(void **state) {
 static void test_empty_row_factor(void **state) {
     (void)state;
     kp_context *ctx;
-    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    assert_int_equal(kpt_context_new(&ctx), KP_OK);
     double a[3] = {INFINITY, 2, 3}, y[4] = {1, 2, 3, 4}, out[3];
     int64_t ri[4] = {0, 1, 1, 3}, si[2] = {0, 1}, rj[2] = {0, 4};
     kp_ranges r = {0};
@@ -357,7 +359,7 @@ static void test_gradient_and_joint(void **state) {
             for (int64_t i = ci[k]; i < ci[k + 1]; i++)
                 for (int64_t j = cj[l]; j < cj[l + 1]; j++) mask[i][j] = keep[k * 4 + l];
     kp_context *ctx;
-    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    assert_int_equal(kpt_context_new(&ctx), KP_OK);
     const char *al[] = {"x = Vi(2)", "y = Vj(2)", "b = Vj(1)"};
     kp_formula *f, *gx, *gy, *fs[2];
     KPT_ASSERT_OK(ctx, kp_formula_parse(ctx, "Sum_Reduction(Exp(-SqDist(x,y))*b, 1)", al, 3, &f));
@@ -467,7 +469,7 @@ static void test_bad_ranges(void **state) {
     kp_context_free(ctx);
 }
 
-/* The GPU engines cannot walk ranges yet: a clear refusal, never a dense answer. */
+/* The CUDA engine cannot walk ranges yet: a clear refusal, never a dense answer. */
 static void test_gpu_refuses(void **state) {
     (void)state;
     kp_context *ctx;
@@ -482,7 +484,7 @@ static void test_gpu_refuses(void **state) {
     double x[2] = {1, 2}, y[2] = {3, 4}, out[2];
     kpt_arg args[2] = {{x, 2, 1}, {y, 2, 1}};
     int ran = 0;
-    for (int e = KP_ENGINE_OPENCL; e <= KP_ENGINE_CUDA; e++) {
+    for (int e = KP_ENGINE_CUDA; e <= KP_ENGINE_CUDA; e++) {
         if (kp_context_set_engine(ctx, (kp_engine)e) != KP_OK) continue;
         kp_status st = kpt_run(ctx, KPT_VIA_PLAN, "Sum_Reduction(x*y, 1)", al, 2, KP_FLOAT64, args, 2, 2, 1, out, 0,
                                NULL, &opt);

@@ -239,7 +239,7 @@ static kp_status load_kernels(cuda_run *R, cuda_call *C) {
     const kp_job *job = C->job;
     int block, per_thread;
     kp__gpu_env_geometry(&block, &per_thread);
-    kp_gpu_settings set = {job->scheme, job->math};
+    kp_gpu_settings set = {job->scheme, job->math, 0};
     char *src = kp__gpu_codegen(job->prog, job->dtype, &set, KP_GPU_CUDA, block, per_thread, "kp", &C->info);
     if (!src) return kp__fail(R->ctx, KP_ERR_OOM, "out of memory while generating the CUDA kernel");
     CUmodule mod = NULL;
