@@ -15,9 +15,9 @@
  *     with ranges equals its formulas run one by one;
  *   - each malformed 6-tuple is KP_ERR_ARGUMENT (or KP_ERR_NULL) naming the
  *     array and its first bad entry, before anything is read out of bounds;
- *   - the CUDA engine refuses ranges (KP_ERR_UNSUPPORTED) where it runs.
- * With KP_TEST_ENGINE=opencl (ctest ranges_opencl) the result tests run on the
- * OpenCL engine, against the same float64 loops.
+ * With KP_TEST_ENGINE=opencl or cuda (ctest ranges_opencl, ranges_cuda,
+ * ranges_cuda_emul) the result tests run on that GPU engine, against the
+ * same float64 loops.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -469,38 +469,11 @@ static void test_bad_ranges(void **state) {
     kp_context_free(ctx);
 }
 
-/* The CUDA engine cannot walk ranges yet: a clear refusal, never a dense answer. */
-static void test_gpu_refuses(void **state) {
-    (void)state;
-    kp_context *ctx;
-    assert_int_equal(kp_context_new(&ctx), KP_OK);
-    int64_t ri[2] = {0, 2}, si[1] = {1}, rj[2] = {0, 1};
-    kp_ranges r = {0};
-    r.index_size = 8;
-    r.ranges_i = ri, r.slices_i = si, r.redranges_j = rj, r.n_ranges_i = r.n_slices_i = r.n_redranges_j = 1;
-    kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
-    opt.ranges = &r;
-    const char *al[] = {"x = Vi(1)", "y = Vj(1)"};
-    double x[2] = {1, 2}, y[2] = {3, 4}, out[2];
-    kpt_arg args[2] = {{x, 2, 1}, {y, 2, 1}};
-    int ran = 0;
-    for (int e = KP_ENGINE_CUDA; e <= KP_ENGINE_CUDA; e++) {
-        if (kp_context_set_engine(ctx, (kp_engine)e) != KP_OK) continue;
-        kp_status st = kpt_run(ctx, KPT_VIA_PLAN, "Sum_Reduction(x*y, 1)", al, 2, KP_FLOAT64, args, 2, 2, 1, out, 0,
-                               NULL, &opt);
-        assert_int_equal(st, KP_ERR_UNSUPPORTED);
-        assert_non_null(strstr(kp_context_message(ctx), "block-sparse ranges"));
-        ran++;
-    }
-    kp_context_free(ctx);
-    if (!ran) skip();
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_reduction),  cmocka_unit_test(test_split_chunks),
         cmocka_unit_test(test_empty_row_factor), cmocka_unit_test(test_gradient_and_joint),
-        cmocka_unit_test(test_bad_ranges),       cmocka_unit_test(test_gpu_refuses),
+        cmocka_unit_test(test_bad_ranges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
