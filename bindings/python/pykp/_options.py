@@ -25,7 +25,7 @@ LazyTensor reduction. pykp reads them here, once:
                         booleans, checked, with no effect on libkp;
     dtype, cuda_type    the arrays' dtype: must match it when given;
     ranges              block-sparse reductions: KeOps' 6-tuple (pykp._ranges,
-                        docs/ranges.md), read by libkp's CPU engine;
+                        docs/ranges.md), on every engine;
     out                 the output array, written in place;
     call                False: return a callable instead of computing.
 """

@@ -46,8 +46,8 @@ def _as_numpy(a, name):
     if torch is not None and isinstance(a, torch.Tensor):
         if a.device.type != "cpu":
             raise KpValueError(
-                "pykp: ranges: %s is on %s; libkp reads ranges on the CPU engine only (host memory): pass CPU tensors "
-                "and CPU arrays" % (name, a.device)
+                "pykp: ranges: %s is on %s; libkp reads the ranges from host memory (also for CUDA data): pass CPU "
+                "tensors or NumPy arrays" % (name, a.device)
             )
         if a.dtype not in (torch.int32, torch.int64):
             raise KpTypeError("pykp: ranges: %s must be int32 or int64, got %s" % (name, a.dtype))
