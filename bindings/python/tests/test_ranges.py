@@ -250,3 +250,32 @@ def test_ranges_under_vmap_and_compile_are_refused():
     with pytest.raises(NotImplementedError, match="vmap"):
         torch.func.vmap(lambda xx: gr(xx, y, ranges=rg))(x)
     assert pykp.cluster.swap_axes(None) is None
+
+
+def test_kernel_solve_with_ranges_matches_the_masked_dense_solve():
+    """KernelSolve and LazyTensor.solve with ranges solve (alpha I + K o mask) a = b,
+    mask symmetric (from_matrix of a symmetric cluster mask); the gradient in b
+    is another ranged solve."""
+    g = np.random.default_rng(4)
+    x = np.sort(g.uniform(0, 1, (300, 1)), axis=0) @ np.ones((1, 2))  # sorted: clusters of consecutive points
+    b = g.standard_normal((300, 1))
+    lab = np.minimum((x[:, 0] * 6).astype(np.int64), 5)
+    rng_ = pykp.cluster.cluster_ranges(lab)
+    c = (np.arange(6)[:, None] - np.arange(6)[None, :])
+    keep = np.abs(c) <= 1
+    rg = from_matrix(rng_, rng_, keep)
+    mask = keep[lab][:, lab]
+    Kd = np.exp(-((x[:, None] - x[None]) ** 2).sum(-1) / 0.02) * mask
+    alpha = 0.5
+    want = np.linalg.solve(alpha * np.eye(300) + Kd, b)
+    solver = pykp.KernelSolve("Exp(-SqDist(x,y)*g)*b", ["x = Vi(2)", "y = Vj(2)", "g = Pm(1)", "b = Vj(1)"], "b", axis=1)
+    got = solver(x, x, np.array([50.0]), b, alpha=alpha, eps=1e-10, ranges=rg)
+    np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-9)
+    xt, bt = torch.from_numpy(x), torch.from_numpy(b).requires_grad_()
+    K = (-Vi(xt).sqdist(Vj(xt)) * 50.0).exp()
+    K.ranges = rg
+    a = K.solve(bt, alpha=alpha, eps=1e-10)
+    np.testing.assert_allclose(a.detach().numpy(), want, rtol=1e-7, atol=1e-9)
+    w = torch.randn(300, 1, dtype=F64)
+    (gb,) = torch.autograd.grad((a * w).sum(), bt)
+    np.testing.assert_allclose(gb.numpy(), np.linalg.solve(alpha * np.eye(300) + Kd, w.numpy()), rtol=1e-6, atol=1e-8)
