@@ -16,6 +16,7 @@ entry; this module checks types and shapes and keeps the arrays alive.
 """
 import ctypes
 import struct
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -41,7 +42,7 @@ _PTR_AT = [_at(n) for n in NAMES]
 _COUNT_AT = [_at(n) for n in ("n_ranges_i", "n_slices_i", "n_redranges_j", "n_ranges_j", "n_slices_j", "n_redranges_i")]
 
 
-def _as_numpy(a, name):
+def _as_numpy(a: Any, name: str) -> np.ndarray:
     """A contiguous NumPy view (or copy) of one array of the tuple."""
     if torch is not None and isinstance(a, torch.Tensor):
         if a.device.type != "cpu":
@@ -62,14 +63,13 @@ def _as_numpy(a, name):
 class Ranges:
     """A packed kp_ranges (`addr`) and the arrays it points to (kept alive)."""
 
-    __slots__ = ("buf", "addr", "arrays", "source")
+    __slots__ = ("buf", "addr", "arrays")
 
-    def __init__(self, ranges):
+    def __init__(self, ranges: Sequence[Any]):
         if not isinstance(ranges, (tuple, list)) or len(ranges) != 6:
-            raise KpTypeError(
-                "pykp: ranges must be a 6-tuple (ranges_i, slices_i, redranges_j, ranges_j, slices_j, redranges_i), "
-                "got %r" % (type(ranges).__name__ if not isinstance(ranges, (tuple, list)) else "%d items" % len(ranges))
-            )
+            got = "%d items" % len(ranges) if isinstance(ranges, (tuple, list)) else type(ranges).__name__
+            raise KpTypeError("pykp: ranges must be a 6-tuple (ranges_i, slices_i, redranges_j, ranges_j, slices_j, "
+                              "redranges_i), got %r" % got)
         arrays = [_as_numpy(a, n) for a, n in zip(ranges, NAMES)]
         for k, (a, n) in enumerate(zip(arrays, NAMES)):
             want = 1 if k % 3 == 1 else 2
@@ -78,7 +78,6 @@ class Ranges:
                                    % (n, "(C,)" if want == 1 else "(C, 2)", tuple(a.shape)))
         dt = arrays[0].dtype if all(a.dtype == arrays[0].dtype for a in arrays) else np.dtype(np.int64)
         self.arrays = [np.ascontiguousarray(a, dtype=dt) for a in arrays]
-        self.source = ranges
         self.buf = ctypes.create_string_buffer(_SIZE)
         self.addr = ctypes.addressof(self.buf)
         _INDEX_SIZE.pack_into(self.buf, _at("index_size"), dt.itemsize)
@@ -86,12 +85,8 @@ class Ranges:
             _PTR.pack_into(self.buf, p, a.ctypes.data if a.size else 0)
             _I64.pack_into(self.buf, c, a.shape[0])
 
-    def swapped(self):
-        """The ranges of the transposed problem (pykp.cluster.swap_axes)."""
-        return Ranges(tuple(self.source[3:6]) + tuple(self.source[0:3]))
 
-
-def prepare(ranges):
+def prepare(ranges: Optional[Any]) -> Optional[Ranges]:
     """None, or the Ranges of a 6-tuple (an existing Ranges is returned as is)."""
     if ranges is None or isinstance(ranges, Ranges):
         return ranges
