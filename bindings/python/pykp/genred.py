@@ -640,6 +640,12 @@ class Genred:
         tensors; enable_chunks and rec_multVar_highdim are checked booleans
         that only steer KeOps' code generation (pykp._options says each
         keyword's effect; docs/keops_compat.md).
+
+    A call takes the arrays and the keywords backend, device_id, out, nx,
+    ny and ranges: KeOps' block-sparse 6-tuple (ranges_i, slices_i,
+    redranges_j, ranges_j, slices_j, redranges_i) of int32/int64 NumPy
+    arrays or CPU tensors (pykp.cluster.from_matrix builds it), which the
+    reduction and its gradients read (docs/ranges.md).
     """
 
     def __init__(
