@@ -364,7 +364,7 @@ typedef struct kp_exec_options {
     size_t struct_size; /* sizeof(kp_exec_options) as the caller was compiled */
     kp_progress_fn progress; /* NULL: none (see kp_progress_fn) */
     void *progress_user;     /* passed to progress */
-    const kp_ranges *ranges; /* NULL: dense (every pair); see kp_ranges. CPU engine only */
+    const kp_ranges *ranges; /* NULL: dense (every pair); see kp_ranges (every engine) */
 } kp_exec_options;
 #define KP_EXEC_OPTIONS_DEFAULT {0, -1, -1, NULL, sizeof(kp_exec_options), NULL, NULL, NULL}
 /* Sets *options to the defaults (KP_EXEC_OPTIONS_DEFAULT), struct_size included;
