@@ -24,8 +24,11 @@ from ._lib import KpTypeError, KpValueError, constant
 
 try:
     import torch
+
+    _NO_FUNCTORCH = getattr(torch._C, "_DisableFuncTorch", None)
 except ImportError:  # pragma: no cover - exercised only without torch
     torch = None
+    _NO_FUNCTORCH = None
 
 NAMES = ("ranges_i", "slices_i", "redranges_j", "ranges_j", "slices_j", "redranges_i")
 
@@ -52,7 +55,13 @@ def _as_numpy(a: Any, name: str) -> np.ndarray:
             )
         if a.dtype not in (torch.int32, torch.int64):
             raise KpTypeError("pykp: ranges: %s must be int32 or int64, got %s" % (name, a.dtype))
-        a = a.detach().contiguous().numpy()
+        # under torch.func transforms (jvp, hessian) even a plain tensor's numpy() sees a
+        # wrapper without storage: read it with the transforms off (integers have no gradient)
+        if _NO_FUNCTORCH is not None:
+            with _NO_FUNCTORCH():
+                a = a.numpy()
+        else:  # pragma: no cover - torch without functorch
+            a = a.numpy()
     elif not isinstance(a, np.ndarray):
         raise KpTypeError("pykp: ranges: %s must be a NumPy array or a torch tensor, got %s" % (name, type(a).__name__))
     if a.dtype not in (np.int32, np.int64):
@@ -84,6 +93,18 @@ class Ranges:
         for a, p, c in zip(self.arrays, _PTR_AT, _COUNT_AT):
             _PTR.pack_into(self.buf, p, a.ctypes.data if a.size else 0)
             _I64.pack_into(self.buf, c, a.shape[0])
+
+    def repeated(self, copies: int, ni: int, nj: int) -> "Ranges":
+        """The ranges of `copies` problems stacked as an outer batch, each with ni
+        (flattened) i rows and nj j rows: copy v shifted by v ni / v nj."""
+        ri, si, rj, rj2, sj, ri2 = self.arrays
+
+        def triple(r, sl, c, nr, nc):
+            v = np.arange(copies, dtype=r.dtype)
+            return (np.concatenate([r + k * nr for k in v]), np.concatenate([sl + k * len(c) for k in v]),
+                    np.concatenate([c + k * nc for k in v]))
+
+        return Ranges(triple(ri, si, rj, ni, nj) + triple(rj2, sj, ri2, nj, ni))
 
 
 def prepare(ranges: Optional[Any]) -> Optional[Ranges]:

@@ -434,12 +434,31 @@ if torch is not None:
 
         @staticmethod
         def vmap(info, in_dims, node, *args):
-            if node.ranges is not None:  # the vmapped dimension would become a batch the ranges do not index
-                raise KpNotImplementedError("pykp: ranges= cannot be used under torch.func.vmap")
             f = formula(node.key)
             args = _vmap_args(f, in_dims[1:], args)
+            if node.ranges is not None:  # the vmapped dimension is the outermost batch: the ranges repeat
+                node = _Node(node.key, node.nx, node.ny, node.scheme, _vmapped_ranges(f, node, args))
             r = _KpFunction.apply(node, *args)
             return r, ((0, 0) if isinstance(r, tuple) else 0)
+
+    def _vmapped_ranges(f, node, args):
+        """node's ranges for args whose leading dimension is vmap's (_vmap_args):
+        copy v of the 6-tuple indexes the flattened rows of slice v."""
+        V, B, n_of = 1, 1, {KP_VAR_I: node.nx, KP_VAR_J: node.ny}
+        bshape = ()
+        for a, info in zip(args, f.args):
+            if a is None or info is None:
+                continue
+            base = 1 if info.cat == KP_VAR_PARAM else 2
+            V = max(V, a.shape[0])
+            bshape = torch.broadcast_shapes(bshape, tuple(a.shape[1 : a.ndim - base]))
+            if info.cat != KP_VAR_PARAM:
+                n_of[info.cat] = a.shape[-2]
+        for e in bshape:
+            B *= e
+        if n_of[KP_VAR_I] is None or n_of[KP_VAR_I] < 0 or n_of[KP_VAR_J] is None or n_of[KP_VAR_J] < 0:
+            raise KpNotImplementedError("pykp: ranges= under torch.func.vmap needs Vi and Vj arguments")
+        return node.ranges.repeated(V, B * n_of[KP_VAR_I], B * n_of[KP_VAR_J])
 
     def _jvp(node, args, out, idx, tangents):
         """Forward derivative of out = Red(F)(args) along tangents: sum over k
