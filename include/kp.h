@@ -160,7 +160,7 @@ kp_array kp_array_nd(void *data, kp_dtype dtype, int ndim, const int64_t *shape)
  * ("KP_FLOAT64", "KP_MAX_JOINT", "KP_ENGINE_AUTO", "KP_VERSION_MINOR"), or the
  * layout of a struct the caller fills: "sizeof(kp_array)",
  * "offsetof(kp_array,shape)" (no spaces), likewise for each field of kp_array
- * and kp_exec_options. KP_OK and *value set, KP_ERR_ARGUMENT for an unknown
+ * kp_exec_options and kp_ranges. KP_OK and *value set, KP_ERR_ARGUMENT for an unknown
  * name, KP_ERR_NULL for a NULL pointer. Thread-safe. */
 kp_status kp_constant(const char *name, int64_t *value);
 
@@ -354,6 +354,36 @@ void kp_plan_free(kp_plan *plan);
  */
 typedef int (*kp_progress_fn)(void *user, int64_t done, int64_t total);
 
+/*
+ * Block-sparse reductions (KeOps' `ranges` 6-tuple): which pairs (i, j) a
+ * reduction visits. The i points are cut into clusters ranges_i[k] =
+ * [start, end) (n_ranges_i rows of 2 indices); cluster k reduces over the j
+ * ranges redranges_j[l] for slices_i[k-1] <= l < slices_i[k] (slices_i[-1]
+ * read as 0; one slice per cluster). ranges_j, slices_j, redranges_i are the
+ * same for the reduction over i (axis 0). A reduction reads the triple of its
+ * axis only: axis 1 (over j) the first three, axis 0 the last three, so the
+ * gradient plans of kp_formula_grad, which reduce over the other axis for the
+ * other side's variables, take the same struct and use the transposed triple.
+ * Pairs outside the ranges are skipped; a row in no cluster, or whose
+ * clusters' lists are empty, gets the reduction's neutral value (Sum 0,
+ * LogSumExp -inf, Min +inf with index -1, Max -inf, SumSoftMaxWeight NaN).
+ * With batch dimensions (B batches in all), indices count the flattened
+ * (batch, point) rows, as KeOps: i in [0, B N), j in [0, B M); a cluster lies
+ * in one batch and its j ranges in that batch.
+ * Checked at each call (KP_ERR_ARGUMENT naming the array and its first bad
+ * entry): index_size 4 (int32) or 8 (int64); n_slices == n_ranges; every
+ * range start <= end, within bounds; clusters sorted and disjoint; each
+ * cluster's j ranges sorted and disjoint; slices non-decreasing, at most the
+ * number of redranges. Arrays are contiguous host memory.
+ */
+typedef struct kp_ranges {
+    int index_size; /* bytes of one index: 4 (int32) or 8 (int64) */
+    const void *ranges_i, *slices_i, *redranges_j;
+    const void *ranges_j, *slices_j, *redranges_i;
+    int64_t n_ranges_i, n_slices_i, n_redranges_j; /* ranges count pairs: (n, 2) arrays */
+    int64_t n_ranges_j, n_slices_j, n_redranges_i;
+} kp_ranges;
+
 /* Per-call options; pass NULL for the defaults. Start from
  * KP_EXEC_OPTIONS_DEFAULT or kp_exec_options_init, then set fields.
  * The struct grows: fields are added after struct_size, each with 0 as its
@@ -372,8 +402,9 @@ typedef struct kp_exec_options {
     size_t struct_size; /* sizeof(kp_exec_options) as the caller was compiled */
     kp_progress_fn progress; /* NULL: none (see kp_progress_fn) */
     void *progress_user;     /* passed to progress */
+    const kp_ranges *ranges; /* NULL: dense (every pair); see kp_ranges (every engine) */
 } kp_exec_options;
-#define KP_EXEC_OPTIONS_DEFAULT {0, -1, -1, NULL, sizeof(kp_exec_options), NULL, NULL}
+#define KP_EXEC_OPTIONS_DEFAULT {0, -1, -1, NULL, sizeof(kp_exec_options), NULL, NULL, NULL}
 /* Sets *options to the defaults (KP_EXEC_OPTIONS_DEFAULT), struct_size included;
  * for bindings that cannot use the macro. No-op on NULL. */
 void kp_exec_options_init(kp_exec_options *options);

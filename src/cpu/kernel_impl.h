@@ -73,9 +73,11 @@ typedef struct batch_ptrs {
     const REAL *arg[KP_MAX_ARGS];
     REAL *out;
     int64_t *out_idx;
+    int64_t batch;
 } batch_ptrs;
 
 static void batch_pointers(const kp_job *job, int64_t b, batch_ptrs *bp) {
+    bp->batch = b;
     for (int k = 0; k < job->nargs; k++)
         bp->arg[k] = job->args[k].base ? (const REAL *)job->args[k].base + kp__job_batch_offset(job, &job->args[k], b) : NULL;
     bp->out = job->out.base ? (REAL *)job->out.base + kp__job_batch_offset(job, &job->out, b) : NULL;
@@ -120,18 +122,22 @@ static void run_row_program(const kp_job *job, const batch_ptrs *bp, int64_t r, 
     }
 }
 
-static void run_col_program(const kp_job *job, const batch_ptrs *bp, int64_t j0, int len, REAL *rowv,
-                            REAL *colbuf) {
+/* The COL program on the tile of reduced points j0 + k (k < len), or jmap[k]
+ * when jmap is not NULL (a tile gathered from several ranges). */
+static void run_col_program(const kp_job *job, const batch_ptrs *bp, int64_t j0, const int64_t *jmap, int len,
+                            REAL *rowv, REAL *colbuf) {
     const kp_program_part *P = &job->prog->col;
     for (int i = 0; i < P->n; i++) {
         const kp_instr *ins = &P->code[i];
         if (ins->op == KP_OP_VAR) { /* gather the tile, lanes along the reduced index */
             const kp_job_arg *a = &job->args[ins->ip[1]];
-            const REAL *src = bp->arg[ins->ip[1]] + j0 * a->row_stride;
+            const REAL *src = bp->arg[ins->ip[1]] + (jmap ? 0 : j0 * a->row_stride);
             for (int c = 0; c < ins->out.dim; c++) {
                 REAL *o = colbuf + (size_t)(ins->out.off + c) * TILE;
                 const REAL *s = src + c * a->comp_stride;
-                if (a->row_stride == 1) memcpy(o, s, (size_t)len * sizeof(REAL));
+                if (jmap)
+                    for (int k = 0; k < len; k++) o[k] = s[jmap[k] * a->row_stride];
+                else if (a->row_stride == 1) memcpy(o, s, (size_t)len * sizeof(REAL));
                 else
                     for (int k = 0; k < len; k++) o[k] = s[k * a->row_stride];
                 for (int k = len; k < TILE; k++) o[k] = 0;
@@ -140,7 +146,8 @@ static void run_col_program(const kp_job *job, const batch_ptrs *bp, int64_t j0,
         }
         if (ins->op == KP_OP_INDEX) {
             REAL *o = colbuf + (size_t)ins->out.off * TILE;
-            for (int k = 0; k < TILE; k++) o[k] = (REAL)(job->col_offset + j0 + k);
+            for (int k = 0; k < TILE; k++)
+                o[k] = (REAL)(job->col_offset + (jmap ? (k < len ? jmap[k] : 0) : j0 + k));
             continue;
         }
         exec_op(ins, TILE, view_of(ins->out, rowv, colbuf, NULL), view_of(ins->in[0], rowv, colbuf, NULL),
@@ -157,6 +164,29 @@ static void run_pair_program(const kp_program *prog, REAL *rowv, REAL *colbuf, R
     }
 }
 
+/* The buffers of one block of rows (process), for the tile loops. */
+typedef struct block_ctx {
+    const kp_job *job;
+    const batch_ptrs *bp;
+    REAL *rowbuf, *colbuf, *pairbuf, *tmp, *partial;
+    int64_t *partial_idx;
+    const REAL *F, *F2, *G;
+    int nreal, nidx, rs;
+} block_ctx;
+
+/* Folds the tile [j0, j0 + len) (or the points jmap[0..len), see
+ * run_col_program) into the partial states of the block's rows [ra, rb). */
+static void reduce_tile(const block_ctx *c, int64_t j0, const int64_t *jmap, int len, int ra, int rb) {
+    run_col_program(c->job, c->bp, j0, jmap, len, c->rowbuf, c->colbuf);
+    for (int r = ra; r < rb; r++) {
+        run_pair_program(c->job->prog, c->rowbuf + (size_t)r * (size_t)c->rs, c->colbuf, c->pairbuf);
+        state_accumulate(c->job->prog, c->job->scheme, c->partial + (size_t)r * (size_t)c->nreal,
+                         c->partial_idx + (size_t)r * (size_t)c->nidx, c->F, c->F2, c->G, len, j0, jmap, c->tmp);
+    }
+}
+
+#include "cpu/kernel_ranges.h"
+
 /* rowv: the row's ROW values, for a Sum's red_scale (applied to a non-empty sum only). */
 static void write_outputs(const kp_job *job, const batch_ptrs *bp, int64_t r, const REAL *st, const int64_t *ix,
                           const REAL *rowv) {
@@ -164,7 +194,7 @@ static void write_outputs(const kp_job *job, const batch_ptrs *bp, int64_t r, co
     REAL *out = bp->out ? bp->out + r * job->out.row_stride : NULL;
     int64_t *oi = bp->out_idx ? bp->out_idx + r * job->out_idx.row_stride : NULL;
     state_finalize(prog, st, ix, out, job->out.comp_stride, oi, job->out_idx.comp_stride);
-    if (prog->red == KP_RED_SUM && prog->red_scale.dim && job->ncols > 0)
+    if (prog->red == KP_RED_SUM && prog->red_scale.dim && row_has_pairs(job, bp->batch, r))
         for (int d = 0; d < prog->fdim; d++)
             out[d * job->out.comp_stride] *= rowv[prog->red_scale.off + (prog->red_scale.dim == 1 ? 0 : d)];
 }
@@ -196,20 +226,16 @@ static void process(const kp_job *job, int64_t b, int64_t r0, int64_t r1, int64_
     if (prog->red_g.dim)
         G = (prog->red_g.loc == KP_LOC_COL ? colbuf : pairbuf) + (size_t)prog->red_g.off * TILE;
 
+    block_ctx bc = {job, &bp, rowbuf, colbuf, pairbuf, tmp, partial, partial_idx, F, F2, G, nreal, nidx, rs};
     for (int64_t ch = ch0; ch < ch1; ch++) {
         int64_t jstart = ch * KP_CHUNK;
         int64_t jend = jstart + KP_CHUNK < job->ncols ? jstart + KP_CHUNK : job->ncols;
         for (int r = 0; r < nr; r++)
             state_init(prog, partial + (size_t)r * (size_t)nreal, partial_idx + (size_t)r * (size_t)nidx);
-        for (int64_t j0 = jstart; j0 < jend; j0 += TILE) {
-            int len = (int)(jend - j0 < TILE ? jend - j0 : TILE);
-            run_col_program(job, &bp, j0, len, rowbuf, colbuf);
-            for (int r = 0; r < nr; r++) {
-                run_pair_program(prog, rowbuf + (size_t)r * (size_t)rs, colbuf, pairbuf);
-                state_accumulate(prog, job->scheme, partial + (size_t)r * (size_t)nreal,
-                                 partial_idx + (size_t)r * (size_t)nidx, F, F2, G, len, j0, tmp);
-            }
-        }
+        if (job->ranges.rows) reduce_chunk_ranges(&bc, r0, nr, jstart, jend);
+        else
+            for (int64_t j0 = jstart; j0 < jend; j0 += TILE)
+                reduce_tile(&bc, j0, NULL, (int)(jend - j0 < TILE ? jend - j0 : TILE), 0, nr);
         if (finalize) {
             for (int r = 0; r < nr; r++)
                 state_merge(prog, total + (size_t)r * (size_t)nreal, total_idx + (size_t)r * (size_t)nidx,

@@ -146,7 +146,7 @@ static void joint_rows(const kp_cpu_joint_job *jj, int64_t r0, int64_t r1, void 
             memset(partial, 0, (size_t)nr * (size_t)sd * sizeof(REAL));
             for (int64_t j0 = jstart; j0 < jend; j0 += TILE) {
                 int len = (int)(jend - j0 < TILE ? jend - j0 : TILE);
-                run_col_program(job, &bp, j0, len, rowbuf, colbuf);
+                run_col_program(job, &bp, j0, NULL, len, rowbuf, colbuf);
                 if (coldim) memset(coltmp, 0, (size_t)coldim * TILE * sizeof(REAL));
                 for (int r = 0; r < nr; r++) {
                     REAL *rowv = rowbuf + (size_t)r * (size_t)rs;

@@ -251,7 +251,10 @@ static inline int block_may_improve(const REAL *f, REAL thr, int is_max) {
     return hit;
 }
 
-static void select_tile(const kp_program *prog, REAL *st, int64_t *ix, const REAL *f, int len, int64_t j0) {
+/* Lane k holds reduced point j0 + k, or jmap[k] when jmap is not NULL (a
+ * tile gathered from several ranges, in increasing order). */
+static void select_tile(const kp_program *prog, REAL *st, int64_t *ix, const REAL *f, int len, int64_t j0,
+                        const int64_t *jmap) {
     int D = prog->fdim;
     int is_max = kp__red(prog->red)->is_max;
     int K = kp__kept_per_component(prog);
@@ -265,9 +268,10 @@ static void select_tile(const kp_program *prog, REAL *st, int64_t *ix, const REA
          * value is a number; a value equal to it never enters (earlier wins). */
         for (; k + NP <= len; k += NP) {
             if (vi[last] >= 0 && v[last] == v[last] && !block_may_improve(fd + k, v[last], is_max)) continue;
-            for (int l = 0; l < NP; l++) kmin_insert(v, vi, K, D, fd[k + l], j0 + k + l, is_max);
+            for (int l = 0; l < NP; l++)
+                kmin_insert(v, vi, K, D, fd[k + l], jmap ? jmap[k + l] : j0 + k + l, is_max);
         }
-        for (; k < len; k++) kmin_insert(v, vi, K, D, fd[k], j0 + k, is_max);
+        for (; k < len; k++) kmin_insert(v, vi, K, D, fd[k], jmap ? jmap[k] : j0 + k, is_max);
     }
 }
 
@@ -279,9 +283,9 @@ static void select_merge(const kp_program *prog, REAL *a, int64_t *ai, const REA
             kmin_insert(a + d, ai + d, K, D, b[k * D + d], bi[k * D + d], is_max);
 }
 
-/* Accumulates one tile (len valid lanes, first reduced index j0). */
+/* Accumulates one tile (len valid lanes, first reduced index j0; jmap: see select_tile). */
 static void state_accumulate(const kp_program *prog, kp_sum_scheme scheme, REAL *st, int64_t *ix, const REAL *f,
-                             const REAL *f2, const REAL *g, int len, int64_t j0, REAL *tmp) {
+                             const REAL *f2, const REAL *g, int len, int64_t j0, const int64_t *jmap, REAL *tmp) {
     int D = prog->fdim;
     int lane_kahan = KP_REAL_F32 && scheme == KP_SUM_KAHAN;
     int compensate = !(KP_REAL_F32 && scheme == KP_SUM_PLAIN);
@@ -297,7 +301,7 @@ static void state_accumulate(const kp_program *prog, kp_sum_scheme scheme, REAL 
         break;
     case KP_FAMILY_LOGSUMEXP: lse_tile(st, D, f, len, tmp, lane_kahan); break;
     case KP_FAMILY_SOFTMAX: ssmw_tile(st, prog->red_g.dim, f, g, len, tmp, lane_kahan); break;
-    case KP_FAMILY_SELECT: select_tile(prog, st, ix, f, len, j0); break;
+    case KP_FAMILY_SELECT: select_tile(prog, st, ix, f, len, j0, jmap); break;
     }
 }
 

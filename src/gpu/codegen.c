@@ -786,29 +786,47 @@ char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, const kp_gpu_setti
     sb_printf(s, "KP_KERNEL void %s_reduce(", name);
     for (int u = 0; u < info->nused; u++)
         sb_printf(s, "const KP_GLOBAL real *a%d, kp_i64 bs%d, ", info->used[u], info->used[u]);
+    /* Block-sparse ranges (set->ranges): the work-group's rows, batch and list
+       of reduced ranges come from its entry of rg_blk; rows end at rend_, and
+       each range takes the place of a chunk. */
+    const int rg = set->ranges;
+    const char *rlim = rg ? "rend_" : "nrows";
     sb_printf(s, "KP_GLOBAL real *out, KP_GLOBAL kp_i64 *out_idx, KP_GLOBAL real *part, KP_GLOBAL kp_i64 *part_idx,\n"
-                 "    kp_i64 nrows, kp_i64 ncols, kp_i64 chunk, kp_i64 nchunks, int split) {\n");
-    sb_printf(s, "  const int lid = KP_LID;\n"
-                 "  const kp_i64 r0 = KP_GROUP(0) * %d + lid; /* the thread's first row; R = %d rows, B = %d apart */\n"
-                 "  const kp_i64 bz = KP_GROUP(2);\n"
-                 "  real rv[%d][%d], pv[%d], cv[%d], ts[%d][%d];\n"
+                 "    kp_i64 nrows, kp_i64 ncols, kp_i64 chunk, kp_i64 nchunks, int split%s) {\n",
+              rg ? ", const KP_GLOBAL kp_i64 *rg_blk, const KP_GLOBAL kp_i64 *rg_cols" : "");
+    sb_printf(s, "  const int lid = KP_LID;\n");
+    if (rg)
+        sb_printf(s, "  const KP_GLOBAL kp_i64 *e_ = rg_blk + KP_GROUP(0) * 5; /* rows, ranges and batch of this group */\n"
+                     "  const kp_i64 r0 = e_[0] + lid, rend_ = e_[1], bz = e_[4]; /* R = %d rows, B = %d apart */\n",
+                  R, B);
+    else
+        sb_printf(s, "  const kp_i64 r0 = KP_GROUP(0) * %d + lid; /* the thread's first row; R = %d rows, B = %d apart */\n"
+                     "  const kp_i64 bz = KP_GROUP(2);\n",
+                  B * R, R, B);
+    sb_printf(s, "  real rv[%d][%d], pv[%d], cv[%d], ts[%d][%d];\n"
                  "  %s real cb[%d]%s;\n"
                  "  real st[%d][%d], pst[%d][%d];\n  kp_i64 sx[%d][%d], psx[%d][%d];\n"
                  "  (void)pv; (void)cv; (void)ts; (void)cb; (void)sx; (void)psx; (void)part_idx; (void)out_idx; "
                  "(void)out;\n",
-              B * R, R, B, R, imax1(prog->row_size), imax1(prog->pair_size), imax1(prog->col_size), R, NT,
+              R, imax1(prog->row_size), imax1(prog->pair_size), imax1(prog->col_size), R, NT,
               dialect == KP_GPU_CUDA ? "__shared__ __align__(16)" : "__local", imax1(W * B),
               dialect == KP_GPU_CUDA ? "" : " __attribute__((aligned(16)))", R, NR, R, NR, R, NX, R, NX);
     gen g = {s, prog, dtype, B, W, grouped, plain, 0, "rq"};
     sb_printf(s, "  /* ROW program (row variables guarded: the whole group computes the uniform values) */\n");
     rows_loop(s, dialect, "  ", R);
-    sb_printf(s, " {\n  const kp_i64 r = r0 + rq * %d;\n  const int active = r < nrows;\n", B);
+    sb_printf(s, " {\n  const kp_i64 r = r0 + rq * %d;\n  const int active = r < %s;\n", B, rlim);
     emit_part(&g, &prog->row, KP_LOC_ROW);
     emit_init(s, prog, "st[rq]", "sx[rq]");
-    sb_printf(s, "  }\n"
-                 "  const kp_i64 ch0 = split ? KP_GROUP(1) : 0, ch1 = split ? ch0 + 1 : nchunks;\n"
-                 "  for (kp_i64 ch = ch0; ch < ch1; ch++) {\n"
-                 "    const kp_i64 jstart = ch * chunk, jend = jstart + chunk < ncols ? jstart + chunk : ncols;\n");
+    if (rg)
+        sb_printf(s, "  }\n"
+                     "  const kp_i64 ch0 = e_[2], ch1 = e_[3];\n"
+                     "  for (kp_i64 ch = ch0; ch < ch1; ch++) {\n"
+                     "    const kp_i64 jstart = rg_cols[2 * ch], jend = rg_cols[2 * ch + 1];\n");
+    else
+        sb_printf(s, "  }\n"
+                     "  const kp_i64 ch0 = split ? KP_GROUP(1) : 0, ch1 = split ? ch0 + 1 : nchunks;\n"
+                     "  for (kp_i64 ch = ch0; ch < ch1; ch++) {\n"
+                     "    const kp_i64 jstart = ch * chunk, jend = jstart + chunk < ncols ? jstart + chunk : ncols;\n");
     rows_loop(s, dialect, "    ", R);
     sb_printf(s, " {\n");
     emit_init(s, prog, "pst[rq]", "psx[rq]");
@@ -824,9 +842,9 @@ char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, const kp_gpu_setti
     g.rrow = "rq";
     sb_printf(s, "        for (int c_ = 0; c_ < %d; c_++) cb[lid * %d + c_] = cv[c_];\n      }\n"
                  "      KP_BARRIER();\n"
-                 "      if (r0 < nrows) for (int k0 = 0; k0 < len; k0 += %d) {\n"
+                 "      if (r0 < %s) for (int k0 = 0; k0 < len; k0 += %d) {\n"
                  "        const int k1 = k0 + %d < len ? k0 + %d : len;\n",
-              prog->col_size, W, G, G, G);
+              prog->col_size, W, rlim, G, G, G);
     /* kp_bench_gpu's static cost per pair divides by this factor and by R (read from the source). */
     if (dialect == KP_GPU_CUDA) sb_printf(s, "        #pragma unroll %d\n", pair_unroll(prog, R));
     /* The point's COL values first, all together: one vector load, whatever the
@@ -853,23 +871,23 @@ char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, const kp_gpu_setti
     rows_loop(s, dialect, "    ", R);
     sb_printf(s, " {\n"
                  "    const kp_i64 r = r0 + rq * %d;\n"
-                 "    if (r >= nrows) break;\n"
+                 "    if (r >= %s) break;\n"
                  "    if (split) {\n"
                  "      const kp_i64 at_ = (bz * nchunks + ch) * nrows + r;\n"
                  "      for (int q_ = 0; q_ < %d; q_++) part[at_ * %d + q_] = pst[rq][q_];\n"
                  "      for (int q_ = 0; q_ < %d; q_++) part_idx[at_ * %d + q_] = psx[rq][q_];\n"
                  "    } else {\n",
-              B, info->nreal, info->nreal, info->nidx, info->nidx);
+              B, rlim, info->nreal, info->nreal, info->nidx, info->nidx);
     emit_merge(s, prog, "st[rq]", "sx[rq]", "pst[rq]", "psx[rq]");
     sb_printf(s, "    }\n    }\n  }\n"
                  "  if (split) return;\n");
     rows_loop(s, dialect, "  ", R);
     sb_printf(s, " {\n"
                  "  const kp_i64 r = r0 + rq * %d;\n"
-                 "  if (r >= nrows) break;\n"
+                 "  if (r >= %s) break;\n"
                  "  const kp_i64 o_ = (bz * nrows + r) * %d, oi_ = (bz * nrows + r) * %d;\n"
                  "  (void)o_; (void)oi_;\n",
-              B, info->out_dim, info->out_idx_dim);
+              B, rlim, info->out_dim, info->out_idx_dim);
     emit_finalize(s, prog, "st[rq]", "sx[rq]");
     sb_printf(s, "  }\n}\n\n");
 

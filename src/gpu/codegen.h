@@ -89,6 +89,15 @@ typedef enum kp_gpu_dialect { KP_GPU_CUDA = 0, KP_GPU_OPENCL = 1 } kp_gpu_dialec
 typedef struct kp_gpu_settings {
     kp_sum_scheme scheme; /* Sum / LogSumExp accumulation, see above */
     kp_math_mode math;    /* float32 Exp, Log, Rsqrt: kp.h kp_math_mode */
+    /* 1: block-sparse ranges (kp_ranges). <name>_reduce then takes two more
+     * arguments after split, `const i64 *rg_blk, const i64 *rg_cols`: work-group
+     * g computes rows [rg_blk[5g], rg_blk[5g+1]) of batch rg_blk[5g+4] (at most
+     * B * R of them), walking the reduced ranges rg_cols[2l], rg_cols[2l+1]
+     * (batch-local [start, end), sorted and disjoint) for rg_blk[5g+2] <= l <
+     * rg_blk[5g+3], each range in place of a chunk (its own state, merged in
+     * order); the global size is (number of entries * B, 1, 1) and split is 0.
+     * Rows of an entry with no range get the neutral value. */
+    int ranges;
 } kp_gpu_settings;
 
 typedef struct kp_gpu_kernel_info {

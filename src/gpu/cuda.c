@@ -44,6 +44,7 @@
 #include "gpu/launch.h"
 #include "gpu/pack.h"
 #include "gpu/progcache.h"
+#include "gpu/ranges_table.h"
 #include "plan/engine.h"
 
 #define KP_CUDA_MAX_GRID_Z 65535
@@ -232,6 +233,7 @@ typedef struct cuda_call {
     int64_t abs_[KP_MAX_ARGS];     /* and its batch stride */
     CUdeviceptr out, oidx, part, pidx;
     int out_direct, idx_direct; /* the caller's device outputs are written in place */
+    CUdeviceptr rg[2];          /* block-sparse ranges: the table's entries and ranges (gpu/ranges_table.h) */
 } cuda_call;
 
 /* The generated kernels of C's job and its launch shape. */
@@ -239,7 +241,7 @@ static kp_status load_kernels(cuda_run *R, cuda_call *C) {
     const kp_job *job = C->job;
     int block, per_thread;
     kp__gpu_env_geometry(&block, &per_thread);
-    kp_gpu_settings set = {job->scheme, job->math};
+    kp_gpu_settings set = {job->scheme, job->math, job->ranges.rows != NULL};
     char *src = kp__gpu_codegen(job->prog, job->dtype, &set, KP_GPU_CUDA, block, per_thread, "kp", &C->info);
     if (!src) return kp__fail(R->ctx, KP_ERR_OOM, "out of memory while generating the CUDA kernel");
     CUmodule mod = NULL;
@@ -261,7 +263,7 @@ static kp_status load_kernels(cuda_run *R, cuda_call *C) {
     C->chunk = shape.chunk;
     C->nchunks = shape.nchunks;
     C->nblocks = shape.nblocks;
-    C->split = shape.split && C->nchunks <= KP_CUDA_MAX_GRID_Y;
+    C->split = shape.split && C->nchunks <= KP_CUDA_MAX_GRID_Y && !job->ranges.rows;
     if (C->nblocks > INT32_MAX)
         return kp__fail(R->ctx, KP_ERR_TOO_LARGE, "CUDA engine: %lld rows are too many for one grid", (long long)job->nrows);
     return KP_OK;
@@ -305,6 +307,29 @@ static kp_status upload_arg(cuda_run *R, cuda_call *C, int u) {
     return KP_OK;
 }
 
+/* Block-sparse ranges: the table (gpu/ranges_table.h) copied to the device;
+ * its entries are the work-groups of the launch. Copies from pageable memory
+ * return once the data is staged, so the host table may go with the others. */
+static kp_status upload_ranges(cuda_run *R, cuda_call *C) {
+    kp_gpu_ranges_table t;
+    if (!kp__gpu_ranges_table(R->ctx, C->job, (int64_t)C->info.block * C->info.rows, &t))
+        return kp__fail(R->ctx, KP_ERR_OOM, "out of memory for the table of block-sparse ranges");
+    R->host[R->nhost++] = t.blk;
+    R->host[R->nhost++] = t.cols;
+    size_t b0 = (size_t)t.nblk * 5 * sizeof(int64_t), b1 = (size_t)t.ncols * 2 * sizeof(int64_t);
+    kp_status st = dev_alloc(R, b0, &C->rg[0]);
+    if (st == KP_OK) st = dev_alloc(R, b1, &C->rg[1]);
+    if (st != KP_OK) return st;
+    CUresult r = b0 ? R->cu->MemcpyHtoDAsync(C->rg[0], t.blk, b0, R->stream) : KP_CUDA_SUCCESS;
+    if (r == KP_CUDA_SUCCESS && b1) r = R->cu->MemcpyHtoDAsync(C->rg[1], t.cols, b1, R->stream);
+    if (r != KP_CUDA_SUCCESS) return fail_cu(R, r, "copying the block-sparse ranges to the device");
+    C->nblocks = t.nblk;
+    if (C->nblocks > INT32_MAX)
+        return kp__fail(R->ctx, KP_ERR_TOO_LARGE, "CUDA engine: %lld row blocks are too many for one grid",
+                        (long long)C->nblocks);
+    return KP_OK;
+}
+
 /* Outputs: the caller's when packed (device), else temporaries; chunk states when split. */
 static kp_status alloc_outputs(cuda_run *R, cuda_call *C) {
     const kp_job *job = C->job;
@@ -336,8 +361,10 @@ static kp_status launch_all(cuda_run *R, cuda_call *C) {
     const kp_gpu_kernel_info *info = &C->info;
     size_t esz = C->esz;
     const int64_t sizes[4] = {job->nrows, job->ncols, C->chunk, C->nchunks};
-    for (int64_t z0 = 0; job->nrows > 0 && z0 < job->nbatch; z0 += KP_CUDA_MAX_GRID_Z) {
-        int64_t nz = job->nbatch - z0 < KP_CUDA_MAX_GRID_Z ? job->nbatch - z0 : KP_CUDA_MAX_GRID_Z;
+    const int rg = job->ranges.rows != NULL; /* one launch: the table's entries carry their batch */
+    const int64_t zstep = rg ? job->nbatch : KP_CUDA_MAX_GRID_Z;
+    for (int64_t z0 = 0; job->nrows > 0 && z0 < job->nbatch; z0 += zstep) {
+        int64_t nz = rg ? 1 : job->nbatch - z0 < KP_CUDA_MAX_GRID_Z ? job->nbatch - z0 : KP_CUDA_MAX_GRID_Z;
         CUdeviceptr za[KP_MAX_ARGS];
         for (int u = 0; u < info->nused; u++) za[u] = C->aptr[u] + (CUdeviceptr)(z0 * C->abs_[u] * (int64_t)esz);
         size_t zrows = (size_t)z0 * (size_t)job->nrows, zpart = zrows * (size_t)C->nchunks;
@@ -348,6 +375,7 @@ static kp_status launch_all(cuda_run *R, cuda_call *C) {
                              C->pidx ? C->pidx + (CUdeviceptr)(zpart * (size_t)info->nidx * 8) : 0};
         kp_gpu_kernel_args ka;
         kp__gpu_reduce_args(&ka, info->nused, za, C->abs_, sizeof(CUdeviceptr), zo, sizes, &C->split);
+        if (rg) kp__gpu_ranges_args(&ka, C->rg, sizeof(CUdeviceptr));
         kp_status st = launch_args(R, C->fr, (unsigned)C->nblocks, C->split ? (unsigned)C->nchunks : 1u, (unsigned)nz,
                                    (unsigned)info->block, &ka, "kp_reduce");
         if (st != KP_OK) return st;
@@ -420,6 +448,7 @@ static kp_status run(cuda_run *R, const kp_job *job, int on_device, int sum_rows
     C->esz = job->dtype == KP_FLOAT32 ? 4 : 8;
     kp_status st = load_kernels(R, C);
     for (int u = 0; st == KP_OK && u < C->info.nused; u++) st = upload_arg(R, C, u);
+    if (st == KP_OK && job->ranges.rows) st = upload_ranges(R, C);
     if (st == KP_OK) st = alloc_outputs(R, C);
     if (st == KP_OK) st = launch_all(R, C);
     if (st == KP_OK) st = on_device ? finish_on_device(R, C) : finish_on_host(R, C);

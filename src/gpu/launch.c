@@ -60,3 +60,7 @@ void kp__gpu_merge_args(kp_gpu_kernel_args *k, const void *bufs, size_t hs, cons
     for (int b = 0; b < 4; b++) push(k, (const char *)bufs + (size_t)b * hs, hs);
     for (int q = 0; q < 3; q++) push(k, &sizes[q], sizeof sizes[q]);
 }
+
+void kp__gpu_ranges_args(kp_gpu_kernel_args *k, const void *bufs, size_t hs) {
+    for (int b = 0; b < 2; b++) push(k, (const char *)bufs + (size_t)b * hs, hs);
+}

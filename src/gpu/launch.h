@@ -58,7 +58,7 @@ typedef struct kp_gpu_arg {
  * pointed to must outlive the launch call. */
 typedef struct kp_gpu_kernel_args {
     int n;
-    kp_gpu_arg a[2 * KP_MAX_ARGS + 9];
+    kp_gpu_arg a[2 * KP_MAX_ARGS + 11];
 } kp_gpu_kernel_args;
 
 /* <name>_reduce: for each used argument u, its buffer handle at bufs + u * hs
@@ -67,6 +67,8 @@ typedef struct kp_gpu_kernel_args {
  * ncols, chunk, nchunks; *split. */
 void kp__gpu_reduce_args(kp_gpu_kernel_args *k, int nused, const void *bufs, const int64_t *bstride, size_t hs,
                          const void *outs, const int64_t sizes[4], const int *split);
+/* Appends the two handles of a kernel with ranges (rg_blk, rg_cols at bufs + k * hs). */
+void kp__gpu_ranges_args(kp_gpu_kernel_args *k, const void *bufs, size_t hs);
 /* <name>_merge: the handles part, part_idx, out, out_idx at bufs + k * hs; sizes = nrows, nchunks, ntotal. */
 void kp__gpu_merge_args(kp_gpu_kernel_args *k, const void *bufs, size_t hs, const int64_t sizes[3]);
 

@@ -35,6 +35,7 @@
 #include "gpu/codegen.h"
 #include "gpu/launch.h"
 #include "gpu/pack.h"
+#include "gpu/ranges_table.h"
 #include "gpu/progcache.h"
 #include "plan/engine.h"
 
@@ -252,6 +253,21 @@ static kp_status set_args(kp_context *ctx, cl_kernel k, const kp_gpu_kernel_args
     return KP_OK;
 }
 
+/* The ranges table of job (gpu/ranges_table.h) in two device buffers; *nentries: its entries. */
+static kp_status ranges_buffers(kp_context *ctx, const kp_job *job, const kp_gpu_kernel_info *info, run_state *rs,
+                                cl_mem bufs[2], int64_t *nentries) {
+    kp_gpu_ranges_table t;
+    if (!kp__gpu_ranges_table(ctx, job, (int64_t)info->block * info->rows, &t))
+        return kp__fail(ctx, KP_ERR_OOM, "out of memory for the table of block-sparse ranges");
+    cl_int err = 0;
+    bufs[0] = new_buffer(rs, (size_t)t.nblk * 5 * sizeof(int64_t), t.blk, &err);
+    bufs[1] = bufs[0] ? new_buffer(rs, (size_t)(t.ncols ? t.ncols : 1) * 2 * sizeof(int64_t), t.cols, &err) : NULL;
+    *nentries = t.nblk;
+    kp__gpu_ranges_table_free(ctx, &t);
+    if (!bufs[1]) return kp__fail(ctx, KP_ERR_OOM, "OpenCL: clCreateBuffer for the ranges failed (%d)", (int)err);
+    return KP_OK;
+}
+
 static kp_status run_locked(kp_context *ctx, const kp_job *job, run_state *rs) {
     const kp_program *prog = job->prog;
     size_t esz = job->dtype == KP_FLOAT32 ? 4 : 8;
@@ -261,7 +277,7 @@ static kp_status run_locked(kp_context *ctx, const kp_job *job, run_state *rs) {
     kp_gpu_kernel_info info;
     int block, per_thread;
     kp__gpu_env_geometry(&block, &per_thread);
-    kp_gpu_settings set = {job->scheme, job->math};
+    kp_gpu_settings set = {job->scheme, job->math, job->ranges.rows != NULL};
     char *src = kp__gpu_codegen(prog, job->dtype, &set, KP_GPU_OPENCL, block, per_thread, "kp", &info);
     if (!src) return kp__fail(ctx, KP_ERR_OOM, "out of memory while generating the OpenCL kernel");
     cl_program p = NULL;
@@ -278,10 +294,13 @@ static kp_status run_locked(kp_context *ctx, const kp_job *job, run_state *rs) {
         return kp__fail(ctx, KP_ERR_UNSUPPORTED, "OpenCL device allows %zu work-items per group, the kernel needs %d", wg,
                         info.block);
 
-    /* Chunks of the reduced axis: fixed by its length. */
+    /* Chunks of the reduced axis: fixed by its length. With ranges, one work-group per
+       entry of the ranges table, never split (gpu/ranges_table.h). */
     kp_gpu_launch shape = kp__gpu_launch_shape(&info, job->nrows, job->ncols, job->nbatch, 64);
     int64_t chunk = shape.chunk, nchunks = shape.nchunks, nblocks = shape.nblocks;
-    int split = shape.split;
+    int split = job->ranges.rows ? 0 : shape.split;
+    cl_mem rgbufs[2] = {NULL, NULL};
+    if (job->ranges.rows && (st = ranges_buffers(ctx, job, &info, rs, rgbufs, &nblocks)) != KP_OK) return st;
 
     cl_mem bufs[KP_MAX_ARGS];
     int64_t bstride[KP_MAX_ARGS];
@@ -309,9 +328,11 @@ static kp_status run_locked(kp_context *ctx, const kp_job *job, run_state *rs) {
     kp_gpu_kernel_args ka;
     const int64_t sizes[4] = {job->nrows, job->ncols, chunk, nchunks};
     kp__gpu_reduce_args(&ka, info.nused, bufs, bstride, sizeof(cl_mem), outs, sizes, &split);
+    if (job->ranges.rows) kp__gpu_ranges_args(&ka, rgbufs, sizeof(cl_mem));
     st = set_args(ctx, rs->kr, &ka, "kp_reduce");
     if (st != KP_OK) return st;
-    size_t gsz[3] = {(size_t)(nblocks * info.block), split ? (size_t)nchunks : 1, (size_t)job->nbatch};
+    size_t gsz[3] = {(size_t)(nblocks * info.block), split ? (size_t)nchunks : 1,
+                     job->ranges.rows ? 1 : (size_t)job->nbatch};
     size_t lsz[3] = {(size_t)info.block, 1, 1};
     err = rt.cl.EnqueueNDRangeKernel(rt.queue, rs->kr, 3, NULL, gsz, lsz, 0, NULL, NULL);
     if (err != CL_SUCCESS) return kp__fail(ctx, KP_ERR_INTERNAL, "OpenCL: launching kp_reduce failed (%d)", (int)err);

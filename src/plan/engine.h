@@ -21,6 +21,23 @@ typedef struct kp_job_arg {
     int64_t batch_stride[KP_MAX_BATCH_DIMS]; /* 0 broadcasts */
 } kp_job_arg;
 
+/* Block-sparse ranges of a job, the triple of its axis (kp_ranges in kp.h),
+ * validated by plan/ranges.c: clusters of output rows (sorted, disjoint, each
+ * in one batch), each with its sorted, disjoint list of reduced ranges in the
+ * same batch. Indices count flattened (batch, point) rows. rows == NULL: dense. */
+typedef struct kp_job_ranges {
+    const void *rows;   /* (nclusters, 2) [start, end) of output rows */
+    const void *slices; /* (nclusters): end of cluster k's list in cols */
+    const void *cols;   /* (n, 2) [start, end) of reduced points */
+    int64_t nclusters;
+    int index_size; /* 4 or 8 */
+} kp_job_ranges;
+
+/* Entry k of an index array of kp_job_ranges. */
+static inline int64_t kp__ranges_at(const kp_job_ranges *r, const void *a, int64_t k) {
+    return r->index_size == 4 ? (int64_t)((const int32_t *)a)[k] : ((const int64_t *)a)[k];
+}
+
 /* One kp_plan_exec call, every array validated. */
 typedef struct kp_job {
     const kp_program *prog;
@@ -50,6 +67,7 @@ typedef struct kp_job {
     /* Global index of the first row and of the first reduced point, what
      * IndexI()/IndexJ() read: 0 but for partial states of a part. */
     int64_t row_offset, col_offset;
+    kp_job_ranges ranges; /* kp_exec_options.ranges, this axis's triple; rows NULL: dense */
 } kp_job;
 
 /* Element offset of batch b (flat, row-major over job's batch shape) in a. */

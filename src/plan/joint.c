@@ -155,7 +155,9 @@ kp_status kp_plan_exec_joint(kp_plan *plan, const kp_array *args, size_t n_args,
         M = m;
     }
     int joint_done = 0;
-    if (st == KP_OK && joint_job(plan, jobs, jj)) {
+    int sparse = 0; /* block-sparse ranges: the joint pass walks every pair, the formulas one by one do not */
+    for (int k = 0; st == KP_OK && k < plan->nparts; k++) sparse |= jobs[k].ranges.rows != NULL;
+    if (st == KP_OK && !sparse && joint_job(plan, jobs, jj)) {
         const kp_engine_ops *eng = kp__plan_engine(ctx, &jj->job);
         if (eng && eng->run_joint) {
             void *tmp[KP_MAX_JOINT] = {NULL};

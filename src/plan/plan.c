@@ -6,6 +6,7 @@
 
 #include "core/context.h"
 #include "plan/plan_internal.h"
+#include "plan/ranges.h"
 
 static unsigned index_categories(const kp_program *prog) {
     const kp_program_part *parts[3] = {&prog->row, &prog->col, &prog->pair};
@@ -299,6 +300,7 @@ kp_status kp__plan_prepare(kp_plan *plan, const kp_array *args, size_t n_args, c
     for (int k = 0; k < plan->nargs; k++)
         if (plan->args[k].used && (st = prepare_arg(plan, k, &args[k], job, n_of)) != KP_OK) return st;
     if ((st = prepare_sizes(plan, job, n_of)) != KP_OK) return st;
+    if ((st = kp__ranges_prepare(ctx, opt.ranges, job)) != KP_OK) return st;
     return prepare_device(plan, args, out, out_index, &opt, job);
 }
 

@@ -342,7 +342,7 @@ def _rows(f, nx, ny):
     return rows
 
 
-def run(f, be, code, descs, nx, ny, bshape, out=None, scheme=None):
+def run(f, be, code, descs, nx, ny, bshape, out=None, scheme=None, ranges=None):
     """Allocates the outputs on the arguments' device and runs the plan of f for
     dtype code (scheme: float32 summation scheme, None for the global setting).
     On a CUDA device the work is queued on torch's current stream (see the
@@ -361,11 +361,11 @@ def run(f, be, code, descs, nx, ny, bshape, out=None, scheme=None):
     if f.out_index_dim:
         idx = be.empty(bshape + (rows, f.out_index_dim), KP_INT64, where)
         di = be.describe_out(idx)
-    f.plan(code).exec(descs, dv, di, nx, ny, scheme, stream_for(where))
+    f.plan(code).exec(descs, dv, di, nx, ny, scheme, stream_for(where), ranges)
     return vals, idx
 
 
-def run_joint(joint, be, args, nx=-1, ny=-1, scheme=None):
+def run_joint(joint, be, args, nx=-1, ny=-1, scheme=None, ranges=None):
     """Runs the formulas of a _lib.Joint on args (shared by all, one array per
     argument position or None) in one kp_plan_exec_joint call; returns the
     list of their values (new arrays of the backend), one per formula."""
@@ -391,15 +391,15 @@ def run_joint(joint, be, args, nx=-1, ny=-1, scheme=None):
     stream = stream_for(where)
     plan = joint.plan(code)
     if plan is not None:  # on a CUDA device libkp runs its formulas one after the other, on the stream
-        plan.exec(descs, douts, nx, ny, scheme, stream)
+        plan.exec(descs, douts, nx, ny, scheme, stream, ranges)
     else:  # libkp refused the joint plan: one call per formula
         for f, d in zip(joint.formulas, douts):
             f.plan(code).exec([dd if info is not None else None for dd, info in zip(descs, f.args)], d, None,
-                              nx, ny, scheme, stream)
+                              nx, ny, scheme, stream, ranges)
     return outs
 
 
-def launch(f, args, be, nx=-1, ny=-1, out=None, scheme=None):
+def launch(f, args, be, nx=-1, ny=-1, out=None, scheme=None, ranges=None):
     """Runs formula f on args (one array per argument position, None where the
     formula does not use the position) and returns (values, indices), each a
     new array of the backend (or None when the reduction has no such output).
@@ -409,7 +409,7 @@ def launch(f, args, be, nx=-1, ny=-1, out=None, scheme=None):
     number of them, each of extent 1 or the batch extent. libkp validates all of
     it and reports errors naming the argument."""
     code, descs, nx, ny, bshape = describe_all(f, args, nx, ny)
-    return run(f, be, code, descs, nx, ny, bshape, out, scheme)
+    return run(f, be, code, descs, nx, ny, bshape, out, scheme, ranges)
 
 
 def fast_describe(f, args):

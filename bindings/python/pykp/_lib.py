@@ -240,6 +240,8 @@ _PROGRESS_OFF = _at("kp_exec_options", "progress")  # filled by _progress.run fo
 assert _OPT_AT[0] == 0 and _OPT_AT[2] == _OPT_AT[1] + 8 and _OPT_AT[3] == _OPT_AT[2] + 8
 assert _OPT_AT[4] == _OPT_AT[3] + ctypes.sizeof(_vp) and _OPTS.size == _PROGRESS_OFF
 assert _at("kp_exec_options", "progress_user") == _PROGRESS_OFF + ctypes.sizeof(_vp)
+_RANGES_OFF = _at("kp_exec_options", "ranges")  # a kp_ranges pointer (pykp._ranges.Ranges.addr) or NULL
+_POINTER = struct.Struct("@P")
 
 
 def _pairs_of(nx, ny, out):
@@ -497,11 +499,12 @@ class Plan:
         self.idx_addr = base + self.idx_off
         self.opt_addr = base + self.opt_off
 
-    def exec(self, descs, out, idx, nx, ny, scheme=None, stream=0):
+    def exec(self, descs, out, idx, nx, ny, scheme=None, stream=0, ranges=None):
         """descs: per argument position (ptr, dtype, shape, strides, device,
         device_id) or None (unused position); out, idx: the same for the
         outputs, or None. stream: the CUstream (an int, 0 for NULL) that libkp
-        queues the work on when the arrays are on a CUDA device."""
+        queues the work on when the arrays are on a CUDA device. ranges: a
+        pykp._ranges.Ranges (block-sparse) or None."""
         buf = self.buf
         off = 0
         for d in descs:
@@ -516,6 +519,7 @@ class Plan:
             _pack_array(buf, self.idx_off, idx)
             idx_addr = self.idx_addr
         _OPTS.pack_into(buf, self.opt_off, _settings["num_threads"], nx, ny, stream, _OPT_SIZE)
+        _POINTER.pack_into(buf, self.opt_off + _RANGES_OFF, 0 if ranges is None else ranges.addr)
         self.ctx.use_settings(scheme)
         st = _progress.run(_plan_exec, (self.handle, self.base, self.nargs, out_addr, idx_addr, self.opt_addr), buf,
                            self.opt_off + _PROGRESS_OFF, _pairs_of(nx, ny, out if out is not None else idx))
@@ -684,10 +688,10 @@ class JointPlan:
         self.out_addr = self.base + self.out_off
         self.opt_addr = self.base + self.opt_off
 
-    def exec(self, descs, outs, nx, ny, scheme=None, stream=0):
+    def exec(self, descs, outs, nx, ny, scheme=None, stream=0, ranges=None):
         """descs: per argument position (ptr, dtype, shape, strides, device,
         device_id) or None; outs: one such descriptor per formula (its values);
-        stream: as for Plan.exec."""
+        stream, ranges: as for Plan.exec."""
         buf = self.buf
         off = 0
         for d in list(descs) + list(outs):
@@ -695,6 +699,7 @@ class JointPlan:
                 _pack_array(buf, off, d)
             off += _ARRAY_SIZE
         _OPTS.pack_into(buf, self.opt_off, _settings["num_threads"], nx, ny, stream, _OPT_SIZE)
+        _POINTER.pack_into(buf, self.opt_off + _RANGES_OFF, 0 if ranges is None else ranges.addr)
         self.ctx.use_settings(scheme)
         st = _progress.run(_plan_exec_joint, (self.handle, self.base, self.nargs, self.out_addr, self.nouts, self.opt_addr),
                            buf, self.opt_off + _PROGRESS_OFF, _pairs_of(nx, ny, None))

@@ -24,14 +24,15 @@ LazyTensor reduction. pykp reads them here, once:
                         dimension, so they only change how KeOps compiles:
                         booleans, checked, with no effect on libkp;
     dtype, cuda_type    the arrays' dtype: must match it when given;
-    ranges              block-sparse reductions: not supported yet (error);
+    ranges              block-sparse reductions: KeOps' 6-tuple (pykp._ranges,
+                        docs/ranges.md), on every engine;
     out                 the output array, written in place;
     call                False: return a callable instead of computing.
 """
 import copy
 
-from . import _arrays
-from ._lib import KpNotImplementedError, KpTypeError, KpValueError, get_math_mode
+from . import _arrays, _ranges
+from ._lib import KpTypeError, KpValueError, get_math_mode
 
 SCHEMES = {"auto": None, "block_sum": 0, "kahan_scheme": 1, "direct_sum": 2}
 
@@ -63,6 +64,7 @@ class Options:
                                            or self.device_id < -1):
             raise KpTypeError("pykp: device_id must be a CUDA device number (or -1), got %r" % (self.device_id,))
         self.ranges = kw.get("ranges")
+        self.kp_ranges = None  # the checked ranges, set by check()
         self.out = kw.get("out")
         self.call = kw.get("call", True)
         if not isinstance(self.call, bool):
@@ -76,8 +78,7 @@ class Options:
 
     def check(self, args):
         """Checks the options against the arrays of a call (before computing)."""
-        if self.ranges is not None:
-            raise KpNotImplementedError("pykp: block-sparse reductions (ranges=) are not supported yet")
+        self.kp_ranges = _ranges.prepare(self.ranges)  # types and shapes; libkp checks the values
         arrays = [a for a in args if _arrays.is_array(a)]
         b = self.backend.upper() if isinstance(self.backend, str) else self.backend
         if not arrays or (b == "AUTO" and self.device_id in (None, -1) and self.fast_math is None

@@ -13,7 +13,7 @@ them; its backward is made of the same Functions.
 """
 import os
 
-from . import _arrays, _compile, _lib, _options
+from . import _arrays, _compile, _lib, _options, _ranges
 from ._arrays import TorchBackend, backend_of, is_array, launch, torch
 from ._lib import KP_VAR_I, KP_VAR_J, KP_VAR_PARAM, KpNotImplementedError, KpTypeError, KpValueError, formula
 
@@ -161,19 +161,24 @@ if torch is not None and int(torch.__version__.split(".")[0]) < 2:
 if torch is not None:
 
     class _Node:
-        """What a _KpFunction call needs besides its tensors: the formula key and
-        the sizes that no argument may tell (nx, ny)."""
+        """What a _KpFunction call needs besides its tensors: the formula key,
+        the sizes that no argument may tell (nx, ny), the summation scheme and
+        the block-sparse ranges (a _ranges.Ranges or None). Derived formulas
+        (gradients, the lse, the indexed forward) keep the same ranges: libkp
+        reads the triple of each formula's axis, the transposed one for the
+        gradients that reduce over the other axis."""
 
-        __slots__ = ("key", "nx", "ny", "scheme")
+        __slots__ = ("key", "nx", "ny", "scheme", "ranges")
 
-        def __init__(self, key, nx, ny, scheme=None):
+        def __init__(self, key, nx, ny, scheme=None, ranges=None):
             self.key = key
             self.nx = nx
             self.ny = ny
             self.scheme = scheme
+            self.ranges = ranges
 
         def derived(self, *op):
-            return _Node((self.key,) + op, self.nx, self.ny, self.scheme)
+            return _Node((self.key,) + op, self.nx, self.ny, self.scheme, self.ranges)
 
     def _fit_grad(g, arg, cat):
         """Gradient g of libkp, shaped (batch_out..., rows, d) or (batch_out..., 1, d)
@@ -287,7 +292,7 @@ if torch is not None:
                 for i in range(nparts):
                     part = joint[i * len(joint) // nparts : (i + 1) * len(joint) // nparts]
                     keys = tuple(gnode.key for _, gnode, _ in part)
-                    outs = _KpJointFunction.apply(_JointNode(keys, node.nx, node.ny, node.scheme), *gargs)
+                    outs = _KpJointFunction.apply(_JointNode(keys, node.nx, node.ny, node.scheme, node.ranges), *gargs)
                     for (k, _, _), gk in zip(part, outs):
                         grads[k] = _fit_grad(gk, args[k], f.args[k].cat)
             else:
@@ -386,9 +391,10 @@ if torch is not None:
             if fast is not None:
                 _, code, descs, nx, ny, _ = fast
                 out, idx = _arrays.run(run_f, TorchBackend, code, descs, nx if nx >= 0 else node.nx,
-                                       ny if ny >= 0 else node.ny, (), None, node.scheme)
+                                       ny if ny >= 0 else node.ny, (), None, node.scheme, node.ranges)
             else:
-                out, idx = launch(run_f, list(args), TorchBackend, node.nx, node.ny, scheme=node.scheme)
+                out, idx = launch(run_f, list(args), TorchBackend, node.nx, node.ny, scheme=node.scheme,
+                                  ranges=node.ranges)
             if out is not None and idx is not None:
                 return out, idx
             return out if out is not None else idx
@@ -430,8 +436,29 @@ if torch is not None:
         def vmap(info, in_dims, node, *args):
             f = formula(node.key)
             args = _vmap_args(f, in_dims[1:], args)
+            if node.ranges is not None:  # the vmapped dimension is the outermost batch: the ranges repeat
+                node = _Node(node.key, node.nx, node.ny, node.scheme, _vmapped_ranges(f, node, args))
             r = _KpFunction.apply(node, *args)
             return r, ((0, 0) if isinstance(r, tuple) else 0)
+
+    def _vmapped_ranges(f, node, args):
+        """node's ranges for args whose leading dimension is vmap's (_vmap_args):
+        copy v of the 6-tuple indexes the flattened rows of slice v."""
+        V, B, n_of = 1, 1, {KP_VAR_I: node.nx, KP_VAR_J: node.ny}
+        bshape = ()
+        for a, info in zip(args, f.args):
+            if a is None or info is None:
+                continue
+            base = 1 if info.cat == KP_VAR_PARAM else 2
+            V = max(V, a.shape[0])
+            bshape = torch.broadcast_shapes(bshape, tuple(a.shape[1 : a.ndim - base]))
+            if info.cat != KP_VAR_PARAM:
+                n_of[info.cat] = a.shape[-2]
+        for e in bshape:
+            B *= e
+        if n_of[KP_VAR_I] is None or n_of[KP_VAR_I] < 0 or n_of[KP_VAR_J] is None or n_of[KP_VAR_J] < 0:
+            raise KpNotImplementedError("pykp: ranges= under torch.func.vmap needs Vi and Vj arguments")
+        return node.ranges.repeated(V, B * n_of[KP_VAR_I], B * n_of[KP_VAR_J])
 
     def _jvp(node, args, out, idx, tangents):
         """Forward derivative of out = Red(F)(args) along tangents: sum over k
@@ -464,13 +491,14 @@ if torch is not None:
         """What a _KpJointFunction call needs besides its tensors: the keys of
         its formulas (taking the same arguments) and the sizes nx, ny."""
 
-        __slots__ = ("keys", "nx", "ny", "scheme")
+        __slots__ = ("keys", "nx", "ny", "scheme", "ranges")
 
-        def __init__(self, keys, nx, ny, scheme=None):
+        def __init__(self, keys, nx, ny, scheme=None, ranges=None):
             self.keys = keys
             self.nx = nx
             self.ny = ny
             self.scheme = scheme
+            self.ranges = ranges
 
     class _KpJointFunction(torch.autograd.Function):
         """outs[k] = Red_k(F_k)(args) for the formulas of node.keys (Sums, e.g.
@@ -481,7 +509,8 @@ if torch is not None:
 
         @staticmethod
         def forward(ctx, node, *args):
-            outs = _arrays.run_joint(_lib.joint(node.keys), TorchBackend, args, node.nx, node.ny, node.scheme)
+            outs = _arrays.run_joint(_lib.joint(node.keys), TorchBackend, args, node.nx, node.ny, node.scheme,
+                                     node.ranges)
             ctx.node = node
             ctx.set_materialize_grads(False)  # outputs without a gradient: G is None, no reduction
             ctx.save_for_backward(*args, *outs)
@@ -500,7 +529,7 @@ if torch is not None:
                 for key, out, G in zip(node.keys, outs, Gs):
                     if G is None:
                         continue
-                    sub = _Node(key, node.nx, node.ny, node.scheme)
+                    sub = _Node(key, node.nx, node.ny, node.scheme, node.ranges)
                     for k, g in enumerate(_input_grads(ctx, sub, args, out, None, G, needs)):
                         if g is not None:
                             total[k] = g if total[k] is None else total[k] + g
@@ -518,39 +547,45 @@ def _needs_graph(args):
     return False
 
 
-def reduce(key, args, nx=-1, ny=-1, what="argument", out=None, scheme=None):
+def reduce(key, args, nx=-1, ny=-1, what="argument", out=None, scheme=None, ranges=None):
     """Runs the registry formula `key` on user arrays. Returns (values, indices)
     (either may be None), arrays of the arguments' kind; differentiable with
     torch when an argument requires a gradient. scheme: float32 summation
     scheme for this call and its backward passes (None: the global setting).
+    ranges: block-sparse ranges (KeOps' 6-tuple or a _ranges.Ranges) for this
+    call and its backward passes, None for every pair.
 
     While torch.compile traces, the call is the pykp::reduce operator (before
     anything here that Dynamo could not trace); under torch.func transforms
     it goes through _KpFunction (its vmap and jvp rules)."""
+    ranges = _ranges.prepare(ranges)
     if torch is not None and _compile.tracing(args):
+        if ranges is not None:
+            raise KpNotImplementedError("pykp: ranges= cannot be used inside torch.compile")
         return _compile.reduce_op(key, args, nx, ny, scheme)
     f = formula(key)
     if torch is not None and _compile.functorch_wrapped(args):
         be, code, args = canonical_args(f, args, what)
         if out is not None:
             raise KpValueError("pykp: out= cannot be used under torch.func transforms")
-        node = _Node(key, nx, ny, scheme)
+        node = _Node(key, nx, ny, scheme, ranges)
         vals, idx = _split(_eager_forward(node), _KpFunction.apply(node, *args))
         return vals, (idx if f.out_index_dim else None)
     fast = _arrays.fast_describe(f, args) if len(args) == f.nargs else None
     if fast is not None:
         be, code, descs, fnx, fny, rg = fast
         if not (rg and torch.is_grad_enabled()):
-            return _arrays.run(f, be, code, descs, fnx if fnx >= 0 else nx, fny if fny >= 0 else ny, (), out, scheme)
+            return _arrays.run(f, be, code, descs, fnx if fnx >= 0 else nx, fny if fny >= 0 else ny, (), out, scheme,
+                               ranges)
     else:
         be, code, args = canonical_args(f, args, what)
         if not (be is TorchBackend and _needs_graph(args)):
-            return launch(f, args, be, nx, ny, out, scheme)
+            return launch(f, args, be, nx, ny, out, scheme, ranges)
     if out is not None:
         raise KpValueError("pykp: out= cannot be used when an input requires a gradient")
     if not f.out_dim:  # ArgMin, ArgMax, ArgKMin: integer outputs, nothing to differentiate
-        return launch(f, args, be, nx, ny, None, scheme)
-    node = _Node(key, nx, ny, scheme)
+        return launch(f, args, be, nx, ny, None, scheme, ranges)
+    node = _Node(key, nx, ny, scheme, ranges)
     vals, idx = _split(_eager_forward(node), _KpFunction.apply(node, *args))
     return vals, (idx if f.out_index_dim else None)
 
@@ -624,6 +659,12 @@ class Genred:
         tensors; enable_chunks and rec_multVar_highdim are checked booleans
         that only steer KeOps' code generation (pykp._options says each
         keyword's effect; docs/keops_compat.md).
+
+    A call takes the arrays and the keywords backend, device_id, out, nx,
+    ny and ranges: KeOps' block-sparse 6-tuple (ranges_i, slices_i,
+    redranges_j, ranges_j, slices_j, redranges_i) of int32/int64 NumPy
+    arrays or CPU tensors (pykp.cluster.from_matrix builds it), which the
+    reduction and its gradients read (docs/ranges.md).
     """
 
     def __init__(
@@ -666,7 +707,7 @@ class Genred:
         opts = self.options.with_call(backend=backend, device_id=device_id, ranges=ranges)
         opts.check(args)
         vals, idx = reduce(self.key, args, -1 if nx is None else nx, -1 if ny is None else ny, out=out,
-                           scheme=opts.scheme)
+                           scheme=opts.scheme, ranges=opts.kp_ranges)
         return postprocess(vals, idx, self.reduction, self.opt_arg)
 
     def __repr__(self):

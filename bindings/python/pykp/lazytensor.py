@@ -667,7 +667,8 @@ class LazyTensor:
         if out is not None and red not in _IN_PLACE:
             raise KpValueError("pykp: out= is taken by Sum, LogSumExp, SumSoftMaxWeight, Min and Max reductions, "
                                "not by %s" % red)
-        vals, idx = reduce(("parse", text, ()), args, nx, ny, what="LazyTensor variable", out=out, scheme=opts.scheme)
+        vals, idx = reduce(("parse", text, ()), args, nx, ny, what="LazyTensor variable", out=out, scheme=opts.scheme,
+                           ranges=opts.kp_ranges)
         return postprocess(vals, idx, red, opt_arg)
 
     def sum(self, axis=-1, dim=None, **kwargs):
@@ -772,7 +773,9 @@ class LazyTensor:
         res.ndim = self.ndim
         res.batchdims = self.batchdims
         res.ni, res.nj = self.nj, self.ni
-        res.backend, res.code, res.ranges = self.backend, self.code, self.ranges
+        res.backend, res.code = self.backend, self.code
+        # i and j trade places: so do the two halves of the ranges (pykp.cluster.swap_axes)
+        res.ranges = None if self.ranges is None else tuple(self.ranges[3:6]) + tuple(self.ranges[0:3])
         renum = {}
         for uid, v in self.vars.items():
             nu = next(_uids)

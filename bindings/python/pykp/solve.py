@@ -76,12 +76,13 @@ class KernelOperator:
     scheme : float32 sum scheme of the reductions (None: the global one)
     """
 
-    def __init__(self, key, args: Sequence[Any], pos: int, scheme=None):
+    def __init__(self, key, args: Sequence[Any], pos: int, scheme=None, ranges=None):
         self.key = key
         self.f = formula(key)
         self.args = list(args)
         self.pos = pos
         self.scheme = scheme
+        self.ranges = ranges  # block-sparse ranges (pykp._ranges.Ranges) of the products, None: dense
         self.d = self.f.out_dim
         self.colcat = self.f.args[pos].cat
         self.rowcat = KP_VAR_I if self.colcat == KP_VAR_J else KP_VAR_J
@@ -89,7 +90,7 @@ class KernelOperator:
     def __call__(self, v):
         args = list(self.args)
         args[self.pos] = v
-        out, _ = reduce(self.key, args, scheme=self.scheme)
+        out, _ = reduce(self.key, args, scheme=self.scheme, ranges=self.ranges)
         return out
 
     def _block_key(self, width: int):
@@ -301,8 +302,8 @@ def conjugate_gradient(
 class _Config:
     """A solve's settings, shared by forward and backward solves."""
 
-    __slots__ = ("key", "pos", "alpha", "eps", "rtol", "maxiter", "scheme", "precond", "landmarks", "blocks", "seed",
-                 "callback", "owner", "built")
+    __slots__ = ("key", "pos", "alpha", "eps", "rtol", "maxiter", "scheme", "ranges", "precond", "landmarks", "blocks",
+                 "seed", "callback", "owner", "built")
 
     def __init__(self, **kw):
         self.built = None  # the preconditioner, built once per call and reused by backward solves
@@ -346,7 +347,7 @@ def _solve_plain(cfg: _Config, args: list):
     """(alpha I + K)^-1 args[pos] on detached arrays; returns (a, SolveInfo)."""
     args = [_detach(a) for a in args]
     b = args[cfg.pos]
-    op = KernelOperator(cfg.key, args, cfg.pos, cfg.scheme)
+    op = KernelOperator(cfg.key, args, cfg.pos, cfg.scheme, cfg.ranges)
     n = b.shape[0]
     with _no_grad():
         P = _make_precond(cfg, op, n)
@@ -400,7 +401,7 @@ if torch is not None:
                 fargs = list(args)
                 fargs[cfg.pos] = a
                 for k in others:
-                    g, _ = reduce((cfg.key, "grad", k), fargs + [-aG], scheme=cfg.scheme)
+                    g, _ = reduce((cfg.key, "grad", k), fargs + [-aG], scheme=cfg.scheme, ranges=cfg.ranges)
                     grads[k] = g.reshape(args[k].shape)
             return (None,) + tuple(grads)
 
@@ -542,8 +543,10 @@ class KernelSolve:
         seed=0,
         callback=None,
     ):
-        self.genred.options.with_call(backend=backend, device_id=device_id, ranges=ranges).check(args)
+        opts = self.genred.options.with_call(backend=backend, device_id=device_id, ranges=ranges)
+        opts.check(args)
         cfg = self._config(alpha, eps, rtol, maxiter, precond, landmarks, blocks, seed, callback)
+        cfg.ranges = opts.kp_ranges
         f = _lookup(self.key)
         if len(args) != f.nargs:
             raise KpValueError("pykp: the formula takes %d arguments, got %d" % (f.nargs, len(args)))
@@ -580,7 +583,7 @@ class KernelSolve:
         if precond == "nystrom" and alpha == 0:
             raise KpValueError("pykp: precond='nystrom' needs alpha > 0 (it preconditions alpha*I + K)")
         return _Config(key=self.key, pos=self.varinvpos, alpha=float(alpha), eps=float(eps), rtol=float(rtol),
-                       maxiter=int(maxiter), scheme=self.genred.options.scheme, precond=precond,
+                       maxiter=int(maxiter), scheme=self.genred.options.scheme, ranges=None, precond=precond,
                        landmarks=landmarks, blocks=blocks, seed=seed, callback=callback, owner=self)
 
     def _check_square(self, f, args, n):
@@ -690,6 +693,8 @@ def lazy_solve(K, other, var=None, call=True, alpha=1e-10, **kwargs):
     order = list(dict.fromkeys(int(m) for m in _placeholders(expr.formula)))
     pos = order.index(uid)
     solver = KernelSolve(texts[0], [], pos, axis=axis)
+    if K.ranges is not None and "ranges" not in kwargs:
+        kwargs["ranges"] = K.ranges
     a = solver(*args, alpha=alpha, **kwargs)
     K.info = solver.info
     return a.reshape(b.shape) if flat else a

@@ -233,6 +233,37 @@ def test_gradients_taking_the_forward_output_or_indices(mock, dtype, reduction):
     assert_ran(mock)
 
 
+@DTYPES
+@pytest.mark.parametrize("axis", [1, 0])
+def test_block_sparse_ranges(mock, dtype, axis):
+    """ranges= (host index arrays) with device data: the ranged kernels against the CPU engine,
+    forward and the gradients (those in y and b reduce over the other axis: the transposed triple)."""
+    from pykp.cluster import from_matrix
+
+    ri, rj = torch.tensor([[0, 20], [20, 21], [25, 37]]), torch.tensor([[0, 100], [100, 230], [230, 301]])
+    rg = from_matrix(ri, rj, torch.tensor([[1, 0, 1], [0, 1, 0], [1, 1, 0]], dtype=torch.bool))
+    host = [rand((37, 3), dtype), rand((301, 3), dtype), torch.tensor([2.0], dtype=dtype), rand((301, 1), dtype)]
+
+    def loss(x, y, s, b, on_device):
+        out = pykp.Genred(*GAUSS, axis=axis)(x, y, s, b, ranges=rg)
+        if on_device:
+            out = mock.device_grads(out)
+        w = torch.linspace(-1.0, 2.0, out.shape[0], dtype=torch.float64).to(out.dtype)[:, None]
+        return (out**2 * w).sum() + out.sum(), out
+
+    ins = leaves(host)
+    lref, oref = loss(*ins, False)
+    ref = torch.autograd.grad(lref, ins)
+    d = to_device(mock, host, requires_grad=True)
+    l, out = loss(*d, True)
+    assert_matches(mock, plain(out), plain(oref), "forward", from_pykp=False)
+    mock.reset()
+    got = torch.autograd.grad(l, d)
+    for name, a, r in zip(("x", "y", "g", "b"), got, ref):
+        assert_matches(mock, a, r, "d loss / d " + name)
+    assert_ran(mock)
+
+
 def hamiltonian(mock, q, p, s, on_device):
     v = pykp.kernel_product(q, q, p, "gaussian", sigma=s)
     if on_device:

@@ -43,7 +43,7 @@ def test_reduction_option_errors():
     with pytest.raises(ValueError, match="axis"):
         pykp.Genred(f, a, axis=2)
     g = pykp.Genred(f, a, axis=1)
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(TypeError, match="ranges_i must be a NumPy array or a torch tensor"):
         g(*args(), ranges=(1, 2, 3, 4, 5, 6))
     with pytest.raises(ValueError, match="backend='GPU_1D', but the arrays are on cpu; .*never copies"):
         g(*args(), backend="GPU_1D")  # pykp computes where the arrays are

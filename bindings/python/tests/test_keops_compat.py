@@ -12,6 +12,7 @@ torch = pytest.importorskip("torch")
 import pykp  # noqa: E402
 from pykp import Genred, KernelProduct, LazyTensor, Pm, Vi, Vj  # noqa: E402
 from pykp import _options  # noqa: E402
+from pykp.cluster import from_matrix  # noqa: E402
 
 F64 = torch.float64
 
@@ -142,16 +143,23 @@ def test_out_is_written_in_place():
         Vi(x).sqdist(Vj(y)).argmin(dim=1, out=torch.empty(40, 1, dtype=torch.int64))
 
 
-def test_ranges_are_refused_not_ignored():
+def test_ranges_are_applied_not_ignored():
+    """K.ranges and ranges= mask the reduction (docs/ranges.md); K.t() swaps their halves."""
     x, y = clouds()
     K = (-Vi(x).sqdist(Vj(y))).exp()
-    with pytest.raises(NotImplementedError, match="ranges"):
-        K.sum(dim=1, ranges=(None,) * 6)
-    K.ranges = (None,) * 6
-    with pytest.raises(NotImplementedError, match="ranges"):
-        (K * 2).sum(dim=1)  # carried through operations
-    with pytest.raises(NotImplementedError, match="ranges"):
-        K.t().sum(dim=1)
+    ri = torch.tensor([[0, 10], [10, x.shape[0]]])
+    rj = torch.tensor([[0, 5], [5, y.shape[0]]])
+    rg = from_matrix(ri, rj, torch.tensor([[True, False], [False, True]]))
+    mask = torch.zeros(x.shape[0], y.shape[0], dtype=torch.bool)
+    mask[:10, :5] = mask[10:, 5:] = True
+    dense = torch.exp(-dense_sqdist(x, y)) * mask
+    torch.testing.assert_close(K.sum(dim=1, ranges=rg), dense.sum(1, keepdim=True))
+    K.ranges = rg
+    torch.testing.assert_close((K * 2).sum(dim=1), 2 * dense.sum(1, keepdim=True))  # carried through operations
+    torch.testing.assert_close(K.sum(dim=0), dense.sum(0).unsqueeze(1))
+    torch.testing.assert_close(K.t().sum(dim=1), dense.sum(0).unsqueeze(1))
+    with pytest.raises(TypeError, match="ranges must be a 6-tuple"):
+        K.sum(dim=1, ranges=(None,) * 5)
 
 
 def test_backend_and_device_confirm_where_the_arrays_are():

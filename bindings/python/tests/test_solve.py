@@ -313,7 +313,7 @@ def test_bad_arguments():
         Kinv(x, x, g)
     with pytest.raises(TypeError, match="must be an array"):
         Kinv(x, x, g, [1.0] * 50)
-    with pytest.raises(NotImplementedError, match="ranges"):
+    with pytest.raises(TypeError, match="ranges_i must be a NumPy array"):
         Kinv(x, x, g, b, ranges=(0,) * 6)
     with pytest.raises(ValueError, match="NaN"):
         Kinv(x, x, g, np.full((50, 1), np.nan))
