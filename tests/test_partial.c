@@ -375,6 +375,14 @@ static void test_errors(void **state) {
     a[2].dtype = KP_FLOAT64;
     assert_int_equal(kp_plan_exec_partial(p, a, 3, 0, st, info.bytes, NULL), KP_ERR_DTYPE);
     a[2].dtype = KP_FLOAT32;
+    /* Block-sparse ranges are refused, not ignored: one cluster of all NR rows
+     * over the part's 2 points (axis 1 reads ranges_i, slices_i, redranges_j). */
+    int64_t rows[2] = {0, NR}, cols[2] = {0, 2}, slice[1] = {1};
+    kp_ranges rg = {8, rows, slice, cols, cols, slice, rows, 1, 1, 1, 1, 1, 1};
+    kp_exec_options ro = KP_EXEC_OPTIONS_DEFAULT;
+    ro.ranges = &rg;
+    assert_int_equal(kp_plan_exec_partial(p, a, 3, 0, st, info.bytes, &ro), KP_ERR_UNSUPPORTED);
+    assert_non_null(strstr(kp_context_message(ctx), "block-sparse"));
     /* The GPU engines do not compute partial states (when one can be selected here). */
     if (kp_context_set_engine(ctx, KP_ENGINE_OPENCL) == KP_OK) {
         assert_int_equal(kp_plan_exec_partial(p, a, 3, 0, st, info.bytes, NULL), KP_ERR_UNSUPPORTED);

@@ -74,6 +74,8 @@ static kp_status prepare(kp_plan *plan, const kp_array *args, size_t n_args, kp_
     job->prog = &plan->prog;
     if (st == KP_OK && job->device != KP_DEVICE_CPU)
         st = kp__fail(ctx, KP_ERR_UNSUPPORTED, "partial reduction states read host arrays only (CPU engine only)");
+    if (st == KP_OK && job->ranges.rows)
+        st = kp__fail(ctx, KP_ERR_UNSUPPORTED, "partial reduction states of block-sparse (ranges) calls are not supported");
     return st;
 }
 
