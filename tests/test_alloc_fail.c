@@ -5,7 +5,8 @@
  * Each scenario (parse; gradients to order 2, with indices, softmax; plans and
  * CPU executions, the split path and index outputs included; a row-summed
  * parameter gradient; a joint plan; a kernel solve; GPU kernel source and the
- * built-in kernel table; the OpenCL engine where it runs) is first run with
+ * built-in kernel table; block-sparse ranges and partial states; the OpenCL
+ * engine where it runs, ranges included) is first run with
  * no failure to count its allocations. Then, for k = 1, 2, ... the k-th
  * allocation (context creation included) fails: every call that fails must
  * return KP_ERR_OOM with a message, the same scenario run again on the same
@@ -354,6 +355,61 @@ static kp_status sc_gpu_source(kp_context *ctx) {
     return st;
 }
 
+/* Block-sparse ranges that keep every pair (two clusters of rows, each over
+ * both halves of the columns): the dense result, on the context's engine. */
+static kp_status ranged_gauss(kp_plan *p, double *out) {
+    static const int64_t rows[4] = {0, N / 2, N / 2, N}, cols[4] = {0, M / 2, M / 2, M}, slices[2] = {2, 4};
+    static const int64_t redcols[8] = {0, M / 2, M / 2, M, 0, M / 2, M / 2, M};
+    static const int64_t redrows[8] = {0, N / 2, N / 2, N, 0, N / 2, N / 2, N};
+    kp_ranges rg = {8, rows, slices, redcols, cols, slices, redrows, 2, 2, 4, 2, 2, 4};
+    kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
+    opt.ranges = &rg;
+    kp_array o = kp_array_2d(out, KP_FLOAT64, N, E);
+    kp_status st = kp_plan_exec(p, gauss_args, 4, &o, NULL, &opt);
+    return st == KP_OK ? close_to("ranged gauss", out, g_gauss_ref, N * E, 1e-10) : st;
+}
+
+/* Partial states: the Gaussian sum over two parts of j, merged, finalized. */
+static kp_status partial_gauss(kp_plan *p, double *out) {
+    kp_array lo[4], hi[4];
+    memcpy(lo, gauss_args, sizeof lo);
+    memcpy(hi, gauss_args, sizeof hi);
+    lo[1].shape[0] = lo[3].shape[0] = M / 2;
+    hi[1].shape[0] = hi[3].shape[0] = M - M / 2;
+    hi[1].data = &Y[(M / 2) * D];
+    hi[3].data = &B[(M / 2) * E];
+    kp_state_info info;
+    kp_status st = kp_plan_state_info(p, lo, 4, NULL, &info);
+    if (st != KP_OK) return st;
+    void *a = malloc(info.bytes), *b = malloc(info.bytes);
+    if (!a || !b) st = wrong("the test's own malloc failed");
+    if (st == KP_OK) st = kp_plan_state_init(p, &info, a);
+    if (st == KP_OK) st = kp_plan_state_init(p, &info, b);
+    if (st == KP_OK) st = kp_plan_exec_partial(p, lo, 4, 0, a, info.bytes, NULL);
+    if (st == KP_OK) st = kp_plan_exec_partial(p, hi, 4, M / 2, b, info.bytes, NULL);
+    if (st == KP_OK) st = kp_plan_state_merge(p, a, b, info.bytes);
+    kp_array o = kp_array_2d(out, KP_FLOAT64, N, E);
+    if (st == KP_OK) st = kp_plan_state_finalize(p, lo, 4, a, info.bytes, &o, NULL, NULL);
+    if (st == KP_OK) st = close_to("partial gauss", out, g_gauss_ref, N * E, 1e-12);
+    free(a);
+    free(b);
+    return st;
+}
+
+/* Ranges and partial states on the CPU engine. */
+static kp_status sc_ranges_partial(kp_context *ctx) {
+    static double out[N * E];
+    kp_formula *f = NULL;
+    kp_plan *p = NULL;
+    kp_status st = kp_formula_parse(ctx, GAUSS, GAUSS_ALIASES, 4, &f);
+    if (st == KP_OK) st = kp_plan_new(ctx, f, KP_FLOAT64, &p);
+    if (st == KP_OK) st = ranged_gauss(p, out);
+    if (st == KP_OK) st = partial_gauss(p, out);
+    kp_plan_free(p);
+    kp_formula_free(f);
+    return st;
+}
+
 /* The OpenCL engine: the exec scenario's Gaussian sum on it. */
 static kp_status sc_opencl(kp_context *ctx) {
     static double out[N * E];
@@ -365,6 +421,7 @@ static kp_status sc_opencl(kp_context *ctx) {
     kp_array o = kp_array_2d(out, KP_FLOAT64, N, E);
     if (st == KP_OK) st = kp_plan_exec(p, gauss_args, 4, &o, NULL, NULL);
     if (st == KP_OK) st = close_to("opencl gauss", out, g_gauss_ref, N * E, 1e-10);
+    if (st == KP_OK) st = ranged_gauss(p, out);
     kp_plan_free(p);
     kp_formula_free(f);
     kp_context_set_engine(ctx, KP_ENGINE_CPU);
@@ -457,6 +514,7 @@ static void test_grads(void **state) { (void)state; fail_each("gradient exec", s
 static void test_joint(void **state) { (void)state; fail_each("joint", sc_joint); }
 static void test_solve(void **state) { (void)state; fail_each("solve", sc_solve); }
 static void test_gpu_source(void **state) { (void)state; fail_each("gpu source", sc_gpu_source); }
+static void test_ranges_partial(void **state) { (void)state; fail_each("ranges and partial states", sc_ranges_partial); }
 
 static void test_opencl(void **state) {
     (void)state;
@@ -509,7 +567,8 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_api),   cmocka_unit_test(test_parse), cmocka_unit_test(test_grad),
         cmocka_unit_test(test_exec),  cmocka_unit_test(test_grads), cmocka_unit_test(test_joint),
-        cmocka_unit_test(test_solve), cmocka_unit_test(test_gpu_source), cmocka_unit_test(test_opencl),
+        cmocka_unit_test(test_solve), cmocka_unit_test(test_gpu_source), cmocka_unit_test(test_ranges_partial),
+        cmocka_unit_test(test_opencl),
         cmocka_unit_test(test_cuda),
     };
     const struct CMUnitTest mock[] = {cmocka_unit_test(test_cuda)};
