@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/context.h"
+#include "formula/canon.h"
 #include "formula/scalar_eval.h"
 
 KP_DEFINE_SCALAR_EVAL(fold_scalar, double, )
@@ -233,6 +234,15 @@ static const kp_node *fold(kp_context *ctx, kp_op op, int dim, const kp_node *a,
     return kp__const(ctx, v, dim, st);
 }
 
+/* The outcome of a canonical rewrite (canon.h): the node, or NULL with the status. */
+static const kp_node *canon_result(const kp_node *c, kp_status cst, kp_status *st) {
+    if (cst != KP_OK) {
+        *st = cst;
+        return NULL;
+    }
+    return c;
+}
+
 const kp_node *kp__unary(kp_context *ctx, kp_op op, const kp_node *a, kp_status *st) {
     if (!a) return NULL;
     switch ((int)op) { /* selective: the other ops take the general path */
@@ -244,6 +254,11 @@ const kp_node *kp__unary(kp_context *ctx, kp_op op, const kp_node *a, kp_status 
         if (a->dim == 1) {
             if (op == KP_OP_ARGMAXC || op == KP_OP_ARGMINC) return kp__const(ctx, 0, 1, st);
             return a;
+        }
+        if (op == KP_OP_SUM) {
+            kp_status cst = KP_OK;
+            const kp_node *c = kp__canon_sum(ctx, a, &cst);
+            if (c || cst != KP_OK) return canon_result(c, cst, st);
         }
         return make(ctx, op, 1, a, NULL, NULL, 0, st);
     case KP_OP_BCAST:
@@ -336,6 +351,11 @@ const kp_node *kp__binary(kp_context *ctx, kp_op op, const kp_node *a, const kp_
     case KP_OP_DIV:
         if (kp__is_const(a, 0) && !kp__is_const(b, 0)) return kp__const(ctx, 0, dim, st);
         if (kp__is_const(b, 1) && a->dim == dim) return a;
+        {
+            kp_status cst = KP_OK;
+            const kp_node *c = kp__canon_div(ctx, a, b, &cst);
+            if (c || cst != KP_OK) return canon_result(c, cst, st);
+        }
         break;
     default:
         break;

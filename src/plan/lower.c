@@ -162,6 +162,21 @@ static kp_operand lower_node(lowering *lw, const kp_node *n) {
             }
         }
     }
+    if (nin == n->nchild && n->op == KP_OP_EXP && loc != KP_LOC_ROW && n->child[0]->op == KP_OP_NEG &&
+        loc_of(lw, n->child[0]->child[0]) != KP_LOC_ROW) {
+        /* Exp(-t) as the same fused instruction, Exp(t * -1): exact, and one
+         * pass over the tile instead of two (the canonical -(a / s) of
+         * KeOps' tutorials' Exp(-D / s), see formula/canon.c). */
+        kp_status cst = KP_OK;
+        const kp_node *m1 = kp__const(lw->ctx, -1, 1, &cst);
+        if (!m1) {
+            lw->st = cst;
+            return none;
+        }
+        in[0] = lower_node(lw, n->child[0]->child[0]);
+        in[1] = lower_node(lw, m1);
+        nin = 2;
+    }
     for (int k = 0; nin == n->nchild && k < n->nchild; k++) in[k] = lower_node(lw, n->child[k]);
     if (lw->st != KP_OK) return none;
     kp_instr *ins = emit(lw, loc);
