@@ -51,8 +51,8 @@ static kp_operand alloc_value(lowering *lw, kp_loc loc, int dim) {
  * as the gradient's  (x-y) * (2 * -(g * (Exp(..) * (b * e))))  is flattened
  * and rebuilt as  tiles * (-2 g e): the row factors and the signs are
  * multiplied once per row, the per-pair work keeps one multiply per tile
- * factor, and scalar (dimension-1) tile factors are combined before vector
- * ones. */
+ * factor (a negated product, -(16 * D), is the product D * -16), and scalar
+ * (dimension-1) tile factors are combined before vector ones. */
 #define MAX_FACTORS 32
 
 typedef struct {
@@ -75,7 +75,7 @@ static const kp_node *times(kp_context *ctx, const kp_node *acc, const kp_node *
 }
 
 static const kp_node *rewrite(lowering *lw, const kp_node *n) {
-    if (n->op != KP_OP_MUL || loc_of(lw, n) == KP_LOC_ROW) return n;
+    if ((n->op != KP_OP_MUL && n->op != KP_OP_NEG) || loc_of(lw, n) == KP_LOC_ROW) return n;
     factors fs;
     memset(&fs, 0, sizeof fs);
     gather_factors(lw, n, &fs);
