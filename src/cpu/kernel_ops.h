@@ -275,6 +275,13 @@ static void vec_op(kp_op op, int n, view o, view a, view b, int ip) {
     case KP_OP_DOT: dot_like(0, n, o.p, a, b); return;
     case KP_OP_SQDIST: dot_like(1, n, o.p, a, b); return;
     case KP_OP_SUM:
+        if (a.ls == 1 && a.dim > 1) { /* a tile: component by component, vectorized; the same
+                                         additions in the same order as below (0 + a_0 keeps -0 out) */
+            for (int k = 0; k < n; k++) o.p[k] = (REAL)0 + a.p[k];
+            for (int c = 1; c < a.dim; c++)
+                for (int k = 0; k < n; k++) o.p[k] += a.p[c * a.cs + k];
+            return;
+        }
         for (int k = 0; k < n; k++) {
             REAL s = 0;
             for (int c = 0; c < a.dim; c++) s += AT(a, c, k);
