@@ -52,6 +52,11 @@ static const struct {
     {"Sum(Square(x-y)*w)", "(Pm(2,3)|Square((Vi(0,3)-Vj(1,3))))"},
     {"Sum(x*b)", "Sum((Vi(0,3)*Vj(3,1)))"}, /* dimensions differ: no scalar product */
     {"Sum(Abs(x-y))", "Sum(Abs((Vi(0,3)-Vj(1,3))))"},
+    {"Norm2(x-y)", "Sqrt(SqDist(Vi(0,3),Vj(1,3)))"},
+    {"-(16*x)", "((-16)*Vi(0,3))"},
+    {"(-x)*16", "((-16)*Vi(0,3))"},
+    {"x*(-16)", "((-16)*Vi(0,3))"},
+    {"-(s*x)", "(-(Vi(0,3)*Pm(4,1)))"}, /* a parameter's sign is left to the lowering */
     {"x/4", "(0.25*Vi(0,3))"},
     {"x/0.125", "(8*Vi(0,3))"},
     {"x/(-2)", "((-0.5)*Vi(0,3))"},
@@ -97,6 +102,9 @@ static const struct {
     {"LogSumExp_Reduction((-Sum(Square(x-y)))*IntCst(16),1)", "LogSumExp_Reduction(-SqDist(x,y)*16,1)"},
     {"ArgKMin_Reduction(Sum(Square(x-y)),8,1)", "ArgKMin_Reduction(SqDist(x,y),8,1)"},
     {"Sum_Reduction(Sum(x*y)/IntCst(2)*b,1)", "Sum_Reduction(0.5*(x|y)*b,1)"},
+    {"Sum_Reduction(Exp(-Sum(Square(x-y)*w))*b,1)", "Sum_Reduction(Exp(-WeightedSqDist(w,x,y))*b,1)"},
+    {"Sum_Reduction(Exp((-Sqrt(Sum(Square(x-y))))*IntCst(4))*b,1)", "Sum_Reduction(Exp(-Norm2(x-y)*4)*b,1)"},
+    {"Sum_Reduction(Exp((-Sum(Abs(x-y)))*IntCst(4))*b,1)", "Sum_Reduction(Exp(Sum(Abs(x-y))*(-4))*b,1)"},
 };
 
 static void test_equal_programs(void **state) {

@@ -54,8 +54,8 @@ def _parse():
     p.add_argument("--sizes", default="1000,10000,100000", help="comma-separated N (= M)")
     p.add_argument("--dtypes", default="float32,float64", help="comma-separated: float32, float64")
     p.add_argument("--threads", type=int, default=2, help="threads of pykp and of the plain loop")
-    p.add_argument("--reps", type=int, default=3, help="repetitions per cell, the best is kept")
-    p.add_argument("--min-time", type=float, default=0.2, help="seconds per repetition, at least")
+    p.add_argument("--reps", type=int, default=3, help="calls per cell at least, the fastest is kept")
+    p.add_argument("--min-time", type=float, default=0.2, help="seconds per cell, at least, per rep")
     p.add_argument("--max-seconds", type=float, default=4.0,
                    help="a call longer than this is the cell's only measurement")
     p.add_argument("--formulas", default=",".join(FORMULAS), help="comma-separated subset of " + ",".join(FORMULAS))
@@ -95,19 +95,20 @@ def _native(cc, tmp):
 
 
 def _time(fn, reps, min_time, max_seconds):
-    """Best time of one call: reps repetitions of enough calls to last min_time."""
+    """Best time of one call over at least `reps` calls lasting `reps * min_time`
+    in all (after a warm-up call): on a shared machine the fastest call is the
+    one least disturbed by other processes."""
     t0 = time.perf_counter()
     fn()  # warm-up (plans, caches)
     first = time.perf_counter() - t0
     if first > max_seconds:  # the call is the measurement: parse and plan cost milliseconds
         return first
-    calls = max(1, int(min_time / max(first, 1e-6)))
-    best = float("inf")
-    for _ in range(reps):
+    best, spent, calls = float("inf"), 0.0, 0
+    while calls < reps or spent < reps * min_time:
         t0 = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        best = min(best, (time.perf_counter() - t0) / calls)
+        fn()
+        dt = time.perf_counter() - t0
+        best, spent, calls = min(best, dt), spent + dt, calls + 1
     return best
 
 

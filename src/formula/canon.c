@@ -8,14 +8,31 @@
  * contract a product and the running sum into one fused multiply-add, which
  * rounds once where the op-by-op form rounds twice (docs/formulas.md). */
 const kp_node *kp__canon_sum(kp_context *ctx, const kp_node *a, kp_status *st) {
-    if (a->op == KP_OP_SQUARE) {
-        const kp_node *d = a->child[0];
-        if (d->op == KP_OP_SUB && d->child[0]->dim == d->child[1]->dim)
-            return kp__binary(ctx, KP_OP_SQDIST, d->child[0], d->child[1], st);
-        return kp__binary(ctx, KP_OP_DOT, d, d, st);
-    }
+    if (a->op == KP_OP_SQUARE) return kp__binary(ctx, KP_OP_DOT, a->child[0], a->child[0], st);
     if (a->op == KP_OP_MUL && a->child[0]->dim == a->child[1]->dim)
         return kp__binary(ctx, KP_OP_DOT, a->child[0], a->child[1], st);
+    return NULL;
+}
+
+/* (a - b | a - b) = SqDist(a, b) (Norm2(x - y) is Sqrt of it): the difference
+ * is rounded the same way whether a tile holds it or a register. */
+const kp_node *kp__canon_dot(kp_context *ctx, const kp_node *a, const kp_node *b, kp_status *st) {
+    if (a == b && a->op == KP_OP_SUB && a->child[0]->dim == a->child[1]->dim)
+        return kp__binary(ctx, KP_OP_SQDIST, a->child[0], a->child[1], st);
+    return NULL;
+}
+
+/* One place for a constant's sign: -(c * a) = (-c) * a and c * (-a) = (-c) * a,
+ * so that -(16 * D), (-D) * 16 and D * -16 are one node, Mult(-16, D). Exact. */
+const kp_node *kp__canon_neg(kp_context *ctx, const kp_node *a, kp_status *st) {
+    if (a->op == KP_OP_MUL && a->child[0]->op == KP_OP_CONST && a->child[0]->dim == 1)
+        return kp__binary(ctx, KP_OP_MUL, kp__const(ctx, -a->child[0]->value, 1, st), a->child[1], st);
+    return NULL;
+}
+
+const kp_node *kp__canon_mul(kp_context *ctx, const kp_node *a, const kp_node *b, kp_status *st) {
+    if (a->op == KP_OP_CONST && a->dim == 1 && b->op == KP_OP_NEG)
+        return kp__binary(ctx, KP_OP_MUL, kp__const(ctx, -a->value, 1, st), b->child[0], st);
     return NULL;
 }
 

@@ -15,6 +15,12 @@
 
 /* Sum over the components of a (a->dim > 1). */
 const kp_node *kp__canon_sum(kp_context *ctx, const kp_node *a, kp_status *st);
+/* (a|b), a and b of equal dimension. */
+const kp_node *kp__canon_dot(kp_context *ctx, const kp_node *a, const kp_node *b, kp_status *st);
+/* -a, a not a constant. */
+const kp_node *kp__canon_neg(kp_context *ctx, const kp_node *a, kp_status *st);
+/* a * b, with a constant a moved to the left already. */
+const kp_node *kp__canon_mul(kp_context *ctx, const kp_node *a, const kp_node *b, kp_status *st);
 /* a / b, for operands that are not both constants. */
 const kp_node *kp__canon_div(kp_context *ctx, const kp_node *a, const kp_node *b, kp_status *st);
 

@@ -268,6 +268,11 @@ const kp_node *kp__unary(kp_context *ctx, kp_op op, const kp_node *a, kp_status 
     }
     if (a->op == KP_OP_CONST) return fold(ctx, op, a->dim, a, NULL, NULL, 0, st);
     if (op == KP_OP_NEG && a->op == KP_OP_NEG) return a->child[0];
+    if (op == KP_OP_NEG) {
+        kp_status cst = KP_OK;
+        const kp_node *c = kp__canon_neg(ctx, a, &cst);
+        if (c || cst != KP_OK) return canon_result(c, cst, st);
+    }
     if (op == KP_OP_INV && a->op == KP_OP_INV) return a->child[0];
     return make(ctx, op, a->dim, a, NULL, NULL, 0, st);
 }
@@ -291,6 +296,11 @@ const kp_node *kp__binary(kp_context *ctx, kp_op op, const kp_node *a, const kp_
             return NULL;
         }
         if (op == KP_OP_SQDIST && a == b) return kp__const(ctx, 0, 1, st);
+        if (op == KP_OP_DOT) {
+            kp_status cst = KP_OK;
+            const kp_node *c = kp__canon_dot(ctx, a, b, &cst);
+            if (c || cst != KP_OK) return canon_result(c, cst, st);
+        }
         if (kp__node_cmp(a, b) > 0) { const kp_node *t = a; a = b; b = t; }
         return make(ctx, op, 1, a, b, NULL, 0, st);
     case KP_OP_CONCAT:
@@ -343,6 +353,11 @@ const kp_node *kp__binary(kp_context *ctx, kp_op op, const kp_node *a, const kp_
         if (a == b) return kp__unary(ctx, KP_OP_SQUARE, a, st);
         /* Constants to the left, and fold c1*(c2*x) = (c1*c2)*x. */
         if (b->op == KP_OP_CONST) { const kp_node *t = a; a = b; b = t; }
+        {
+            kp_status cst = KP_OK;
+            const kp_node *c = kp__canon_mul(ctx, a, b, &cst);
+            if (c || cst != KP_OK) return canon_result(c, cst, st);
+        }
         if (a->op == KP_OP_CONST && b->op == KP_OP_MUL && b->child[0]->op == KP_OP_CONST &&
             a->dim == 1 && b->child[0]->dim == 1)
             return kp__binary(ctx, KP_OP_MUL, kp__const(ctx, a->value * b->child[0]->value, 1, st),
