@@ -22,8 +22,12 @@ pair 3 subtractions, 3 multiply-adds, 1 scale, 1 accumulating multiply-add and
 one exp. The Gaussian's forward + backward (gradients in x and b, torch
 autograd over pykp.Genred) is reported over its forward.
 
+Timing: each cell's fastest call; the cells of one size are called in turn,
+round after round, so that other processes disturb them alike (see
+_time_cells); calls longer than --max-seconds are timed once.
+
 usage: python bench/python/bench_panel.py [--sizes 1000,10000,100000]
-       [--dtypes float32,float64] [--threads 2] [--reps 3] [--min-time 0.2]
+       [--dtypes float32,float64] [--threads 2] [--rounds 30] [--budget 30]
        [--max-seconds 4] [--formulas gaussian,cauchy,...] [--no-grad] [--no-floor]
 """
 import argparse
@@ -54,8 +58,8 @@ def _parse():
     p.add_argument("--sizes", default="1000,10000,100000", help="comma-separated N (= M)")
     p.add_argument("--dtypes", default="float32,float64", help="comma-separated: float32, float64")
     p.add_argument("--threads", type=int, default=2, help="threads of pykp and of the plain loop")
-    p.add_argument("--reps", type=int, default=3, help="calls per cell at least, the fastest is kept")
-    p.add_argument("--min-time", type=float, default=0.2, help="seconds per cell, at least, per rep")
+    p.add_argument("--rounds", type=int, default=30, help="calls per cell at most (at least 3); the fastest is kept")
+    p.add_argument("--budget", type=float, default=30.0, help="seconds of rounds per size and dtype, about")
     p.add_argument("--max-seconds", type=float, default=4.0,
                    help="a call longer than this is the cell's only measurement")
     p.add_argument("--formulas", default=",".join(FORMULAS), help="comma-separated subset of " + ",".join(FORMULAS))
@@ -94,21 +98,25 @@ def _native(cc, tmp):
     return lib
 
 
-def _time(fn, reps, min_time, max_seconds):
-    """Best time of one call over at least `reps` calls lasting `reps * min_time`
-    in all (after a warm-up call): on a shared machine the fastest call is the
-    one least disturbed by other processes."""
-    t0 = time.perf_counter()
-    fn()  # warm-up (plans, caches)
-    first = time.perf_counter() - t0
-    if first > max_seconds:  # the call is the measurement: parse and plan cost milliseconds
-        return first
-    best, spent, calls = float("inf"), 0.0, 0
-    while calls < reps or spent < reps * min_time:
+def _time_cells(fns, args):
+    """Fastest call of each function. The cells are called in turn, round after
+    round (at least 3 rounds, up to --rounds, while the size's --budget lasts),
+    so that other processes on a shared machine disturb them all alike; the
+    fastest call is the least disturbed one. A function whose first call takes
+    longer than --max-seconds is timed by that call alone."""
+    best = []
+    for fn in fns:  # warm-up: plans, caches; and the measurement of long calls
         t0 = time.perf_counter()
         fn()
-        dt = time.perf_counter() - t0
-        best, spent, calls = min(best, dt), spent + dt, calls + 1
+        best.append(time.perf_counter() - t0)
+    live = [k for k, t in enumerate(best) if t <= args.max_seconds]
+    t_start, rounds = time.perf_counter(), 0
+    while live and rounds < args.rounds and (rounds < 3 or time.perf_counter() - t_start < args.budget):
+        for k in live:
+            t0 = time.perf_counter()
+            fns[k]()
+            best[k] = min(best[k], time.perf_counter() - t0)
+        rounds += 1
     return best
 
 
@@ -142,7 +150,9 @@ def _cases(name, x, y, b, w, dtype):
 
 
 def _floor(lib, dt, threads):
-    """Gaussian floor in pairs/s, FMA lane-ops/s and exps/s on `threads` threads."""
+    """Gaussian floor in pairs/s, FMA lane-ops/s and exps/s on `threads` threads
+    (the best of 200 windows of about 1 ms each: short enough that some run
+    between other processes' time slices on a shared machine)."""
     rates = {}
     for name, unit in (("fma", 12 * 16), ("exp", 1024)):
         f = getattr(lib, "floor_%s_%s" % (name, dt))
@@ -151,9 +161,13 @@ def _floor(lib, dt, threads):
             t0 = time.perf_counter()
             f(n, threads)
             dt_s = time.perf_counter() - t0
-            if dt_s > 0.3:
+            if dt_s > 0.001:
                 break
-            n *= 4
+            n *= 2
+        for _ in range(200):
+            t0 = time.perf_counter()
+            f(n, threads)
+            dt_s = min(dt_s, time.perf_counter() - t0)
         rates[name] = n * unit * threads / dt_s
     return 1.0 / (8.0 / rates["fma"] + 1.0 / rates["exp"]), rates["fma"], rates["exp"]
 
@@ -177,8 +191,7 @@ def _grad_ratio(n, dtype, args):
         gx, gb = torch.autograd.grad(out, (xg, bg), e)
         return gx, gb
 
-    tf = _time(lambda: k(x, y, g, b), args.reps, args.min_time, args.max_seconds)
-    tfb = _time(fwd_bwd, args.reps, args.min_time, args.max_seconds)
+    tf, tfb = _time_cells([lambda: k(x, y, g, b), fwd_bwd], args)
     return tf, tfb
 
 
@@ -221,22 +234,25 @@ def main():
                 out = np.empty((n, 1), dtype=dtype)
                 plain = getattr(lib, "plain_gauss3d_b1_" + dt)
                 gv = 1.0 / S2
-                t_plain = _time(lambda: plain(n, n, x.ctypes.data, y.ctypes.data, gv, b.ctypes.data,
-                                              out.ctypes.data, args.threads), args.reps, args.min_time,
-                                args.max_seconds)
+                names = args.formulas.split(",")
+                fns = [lambda: plain(n, n, x.ctypes.data, y.ctypes.data, gv, b.ctypes.data, out.ctypes.data,
+                                     args.threads)]
+                for name in names:
+                    fns.extend(_cases(name, x, y, b, w, dtype))
+                t = _time_cells(fns, args)
+                t_plain = t[0]
                 print("| plain C Gaussian loop | %s | %d | %.3g | | 1.00 | |" %
                       (np.dtype(dtype).name, n, n * n / t_plain))
-                for name in args.formulas.split(","):
-                    gen, lt = _cases(name, x, y, b, w, dtype)
-                    tg = _time(gen, args.reps, args.min_time, args.max_seconds)
-                    tl = _time(lt, args.reps, args.min_time, args.max_seconds)
+                for k, name in enumerate(names):
+                    tg, tl = t[1 + 2 * k], t[2 + 2 * k]
                     print("| %s | %s | %d | %.3g | %.3g | %.2f | %.2f |" %
                           (name, np.dtype(dtype).name, n, n * n / tg, n * n / tl, t_plain / tg, t_plain / tl))
-                    sys.stdout.flush()
+                sys.stdout.flush()
                 if not args.no_grad:
                     tf, tfb = _grad_ratio(n, dtype, args)
                     print("| Gaussian fwd+bwd (x, b) / fwd | %s | %d | fwd %.3g | fwd+bwd %.3g | %.2f | |" %
                           (np.dtype(dtype).name, n, n * n / tf, n * n / tfb, tfb / tf))
+                print("load average: %s" % " ".join("%.2f" % v for v in os.getloadavg()))
     print("\nload average after: %s; total %.0f s" %
           (" ".join("%.2f" % v for v in os.getloadavg()), time.time() - t_start))
 
