@@ -283,8 +283,6 @@ static void joint_cols_ftz(const kp_cpu_joint_job *jj, int64_t j0, int64_t j1, c
 #define KP__ENTRY(f) f
 #endif
 
-const kp_cpu_kernels KP_KERNELS_NAME = {sizeof(REAL),       TILE,
-                                        state_size,         KP__ENTRY(process),
-                                        KP__ENTRY(merge_finalize), scratch_size,
-                                        KP__ENTRY(joint_rows),     KP__ENTRY(joint_cols),
-                                        joint_scratch_size};
+const kp_cpu_kernels KP_KERNELS_NAME = {
+    sizeof(REAL),          TILE,                  state_size, KP__ENTRY(process), KP__ENTRY(merge_finalize),
+    scratch_size,          KP__ENTRY(joint_rows), KP__ENTRY(joint_cols), joint_scratch_size};
