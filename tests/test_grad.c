@@ -217,6 +217,11 @@ static const grad_case sum_cases[] = {
     {"Sum_Reduction(Concat(x*b, y*u) + OneHot(u*0+1, 6)*b, %d)", -1, 1},
     {"Sum_Reduction(MatVecMult(TensorProd(x,y), y) + VecMatMult(x, TensorProd(y,x)) + TensorProd(x*b,u), %d)", -1, 1},
     {"Sum_Reduction(Mod(x*b, 0.7, 0.1) + ArgMax(x)*b + ArgMin(y)*u + (x<y)*u + (x>=y)*b, %d)", -1, 1},
+    /* spellings that canonical forms rewrite (formula/canon.c): SqDist, scalar products, exact divisions */
+    {"Sum_Reduction(Exp(-Sum(Square(x-y))/s)*b + Sum(x*y)*u + IntCst(1)/(IntCst(1)+Sum(Square(x*u))/IntCst(4)), %d)",
+     -1, 1},
+    {"Sum_Reduction(Exp(-Sqrt(Sum(Square(x-y)))*s)*b + Sum(Square(x-y)*y)*u - (-x)/(-s) + Sum(Square(x-b)), %d)",
+     0.5, 1.5},
     {"LogSumExp_Reduction(-SqDist(x,y)*s + b, %d)", -1, 1},
     {"LogSumExp_Reduction(x*y*s + u, %d)", -1, 1},
     {"SumSoftMaxWeight_Reduction(-SqDist(x,y)*s + b, %d, y*u)", -1, 1},

@@ -278,6 +278,51 @@ static void merge_finalize(const kp_job *job, int64_t b, int64_t r0, int64_t r1,
 #include "cpu/kernel_joint.h"
 #include "cpu/kernel_partial.h"
 
-const kp_cpu_kernels KP_KERNELS_NAME = {sizeof(REAL), TILE,       state_size, process,           merge_finalize,
-                                        scratch_size, joint_rows, joint_cols, joint_scratch_size,
-                                        states_init,  states_merge, states_finalize};
+#if KP_REAL_F32
+/* The float32 entry points run with flush-to-zero (cpu/fpenv.h). */
+#include "cpu/fpenv.h"
+static void process_ftz(const kp_job *job, int64_t b, int64_t r0, int64_t r1, int64_t ch0, int64_t ch1,
+                        int finalize, void *sreal, int64_t *sidx, void *scratch) {
+    kp_fpenv env = kp__ftz_enter();
+    process(job, b, r0, r1, ch0, ch1, finalize, sreal, sidx, scratch);
+    kp__ftz_leave(env);
+}
+static void merge_finalize_ftz(const kp_job *job, int64_t b, int64_t r0, int64_t r1, int64_t nchunks,
+                               const void *sreal, const int64_t *sidx, size_t chunk_stride_real,
+                               size_t chunk_stride_idx, void *scratch) {
+    kp_fpenv env = kp__ftz_enter();
+    merge_finalize(job, b, r0, r1, nchunks, sreal, sidx, chunk_stride_real, chunk_stride_idx, scratch);
+    kp__ftz_leave(env);
+}
+static void joint_rows_ftz(const kp_cpu_joint_job *jj, int64_t r0, int64_t r1, void *colacc, void *scratch) {
+    kp_fpenv env = kp__ftz_enter();
+    joint_rows(jj, r0, r1, colacc, scratch);
+    kp__ftz_leave(env);
+}
+static void joint_cols_ftz(const kp_cpu_joint_job *jj, int64_t j0, int64_t j1, const void *colacc,
+                           size_t group_stride) {
+    kp_fpenv env = kp__ftz_enter();
+    joint_cols(jj, j0, j1, colacc, group_stride);
+    kp__ftz_leave(env);
+}
+static void states_merge_ftz(const kp_program *prog, int64_t n, void *a, int64_t *ai, const void *b,
+                             const int64_t *bi) {
+    kp_fpenv env = kp__ftz_enter();
+    states_merge(prog, n, a, ai, b, bi);
+    kp__ftz_leave(env);
+}
+static void states_finalize_ftz(const kp_job *job, int64_t b, int64_t r0, int64_t r1, const void *sreal,
+                                const int64_t *sidx, void *scratch) {
+    kp_fpenv env = kp__ftz_enter();
+    states_finalize(job, b, r0, r1, sreal, sidx, scratch);
+    kp__ftz_leave(env);
+}
+#define KP__ENTRY(f) f##_ftz
+#else
+#define KP__ENTRY(f) f
+#endif
+
+const kp_cpu_kernels KP_KERNELS_NAME = {
+    sizeof(REAL),          TILE,                  state_size, KP__ENTRY(process), KP__ENTRY(merge_finalize),
+    scratch_size,          KP__ENTRY(joint_rows), KP__ENTRY(joint_cols), joint_scratch_size,
+    states_init,           KP__ENTRY(states_merge), KP__ENTRY(states_finalize)};

@@ -68,13 +68,14 @@ static void ew_generic(kp_op op, int n, int dim, view o, view a, view b, view c,
 typedef float vfl __attribute__((vector_size(VL * 4)));
 typedef int32_t vin __attribute__((vector_size(VL * 4)));
 static inline vfl vsel(vin m, vfl a, vfl b) { return (vfl)((m & (vin)a) | (~m & (vin)b)); }
-/* exp(a * scale): the scale is a row value the lowering fused in (lower.c). */
-static void vm_exp_scaled(REAL *o, const REAL *a, REAL scale) {
+/* exp(a * scale), or exp(a / scale) when divide: the scale is a row value the
+ * lowering fused in (lower.c); divide is a constant where this is inlined. */
+static inline __attribute__((always_inline)) void vm_exp_core(REAL *o, const REAL *a, REAL scale, int divide) {
     const vfl lo = (vfl){0} - 87.3f, hi = (vfl){0} + 88.72283f;
     for (int k = 0; k < TILE; k += VL) {
         vfl x;
         memcpy(&x, a + k, sizeof x);
-        x = x * scale;
+        x = divide ? x / scale : x * scale;
         vin under = x < lo, over = x > hi, nan = x != x;
         vfl xc = vsel(under, lo, vsel(over, hi, x));
         vfl t = xc * 1.44269504088896341f + 12582912.0f; /* 1.5 * 2^23: rounds to nearest */
@@ -96,13 +97,21 @@ static void vm_exp_scaled(REAL *o, const REAL *a, REAL scale) {
         memcpy(o + k, &y, sizeof y);
     }
 }
+static void vm_exp_scaled(REAL *o, const REAL *a, REAL scale) { vm_exp_core(o, a, scale, 0); }
+static void vm_exp_divided(REAL *o, const REAL *a, REAL scale) { vm_exp_core(o, a, scale, 1); }
 #elif VL > 1
 static void vm_exp_scaled(REAL *o, const REAL *a, REAL scale) {
     for (int k = 0; k < TILE; k += VL) VST(o + k, VFN(exp)(VLD(a + k) * VSET(scale)));
 }
+static void vm_exp_divided(REAL *o, const REAL *a, REAL scale) {
+    for (int k = 0; k < TILE; k += VL) VST(o + k, VFN(exp)(VLD(a + k) / VSET(scale)));
+}
 #else
 static void vm_exp_scaled(REAL *o, const REAL *a, REAL scale) {
     for (int k = 0; k < TILE; k++) o[k] = LM(exp)(a[k] * scale);
+}
+static void vm_exp_divided(REAL *o, const REAL *a, REAL scale) {
+    for (int k = 0; k < TILE; k++) o[k] = LM(exp)(a[k] / scale);
 }
 #endif
 static void vm_exp(REAL *o, const REAL *a) { vm_exp_scaled(o, a, (REAL)1); }
@@ -275,6 +284,13 @@ static void vec_op(kp_op op, int n, view o, view a, view b, int ip) {
     case KP_OP_DOT: dot_like(0, n, o.p, a, b); return;
     case KP_OP_SQDIST: dot_like(1, n, o.p, a, b); return;
     case KP_OP_SUM:
+        if (a.ls == 1 && a.dim > 1) { /* a tile: component by component, vectorized; the same
+                                         additions in the same order as below (0 + a_0 keeps -0 out) */
+            for (int k = 0; k < n; k++) o.p[k] = (REAL)0 + a.p[k];
+            for (int c = 1; c < a.dim; c++)
+                for (int k = 0; k < n; k++) o.p[k] += a.p[c * a.cs + k];
+            return;
+        }
         for (int k = 0; k < n; k++) {
             REAL s = 0;
             for (int c = 0; c < a.dim; c++) s += AT(a, c, k);
@@ -352,12 +368,14 @@ static void vec_op(kp_op op, int n, view o, view a, view b, int ip) {
 /* Evaluates one non-leaf instruction into o (n lanes: TILE for tiles, 1 for rows). */
 static void exec_op(const kp_instr *ins, int n, view o, view a, view b, view c) {
     kp_op op = ins->op;
-    if (op == KP_OP_EXP && ins->nin == 2) { /* Exp(a * s), s a row scalar (fused by lower.c) */
+    if (op == KP_OP_EXP && ins->nin == 2) { /* Exp(a * s) or Exp(a / s), s a row scalar (lower.c) */
+        int divide = ins->ip[1];
         for (int d = 0; d < o.dim; d++) {
             REAL *od = o.p + d * o.cs;
-            if (n == TILE) vm_exp_scaled(od, &AT(a, d, 0), AT(b, d, 0));
+            if (n == TILE) (divide ? vm_exp_divided : vm_exp_scaled)(od, &AT(a, d, 0), AT(b, d, 0));
             else
-                for (int k = 0; k < n; k++) od[k] = LM(exp)(AT(a, d, k) * AT(b, d, k));
+                for (int k = 0; k < n; k++)
+                    od[k] = LM(exp)(divide ? AT(a, d, k) / AT(b, d, k) : AT(a, d, k) * AT(b, d, k));
         }
         return;
     }

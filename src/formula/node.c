@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/context.h"
+#include "formula/canon.h"
 #include "formula/scalar_eval.h"
 
 KP_DEFINE_SCALAR_EVAL(fold_scalar, double, )
@@ -235,6 +236,15 @@ static const kp_node *fold(kp_context *ctx, kp_op op, int dim, const kp_node *a,
     return kp__const(ctx, v, dim, st);
 }
 
+/* The outcome of a canonical rewrite (canon.h): the node, or NULL with the status. */
+static const kp_node *canon_result(const kp_node *c, kp_status cst, kp_status *st) {
+    if (cst != KP_OK) {
+        *st = cst;
+        return NULL;
+    }
+    return c;
+}
+
 const kp_node *kp__unary(kp_context *ctx, kp_op op, const kp_node *a, kp_status *st) {
     if (!a) return NULL;
     switch ((int)op) { /* selective: the other ops take the general path */
@@ -247,6 +257,11 @@ const kp_node *kp__unary(kp_context *ctx, kp_op op, const kp_node *a, kp_status 
             if (op == KP_OP_ARGMAXC || op == KP_OP_ARGMINC) return kp__const(ctx, 0, 1, st);
             return a;
         }
+        if (op == KP_OP_SUM) {
+            kp_status cst = KP_OK;
+            const kp_node *c = kp__canon_sum(ctx, a, &cst);
+            if (c || cst != KP_OK) return canon_result(c, cst, st);
+        }
         return make(ctx, op, 1, a, NULL, NULL, 0, st);
     case KP_OP_BCAST:
         return make(ctx, op, a->dim, a, NULL, NULL, 0, st);
@@ -255,6 +270,11 @@ const kp_node *kp__unary(kp_context *ctx, kp_op op, const kp_node *a, kp_status 
     }
     if (a->op == KP_OP_CONST) return fold(ctx, op, a->dim, a, NULL, NULL, 0, st);
     if (op == KP_OP_NEG && a->op == KP_OP_NEG) return a->child[0];
+    if (op == KP_OP_NEG) {
+        kp_status cst = KP_OK;
+        const kp_node *c = kp__canon_neg(ctx, a, &cst);
+        if (c || cst != KP_OK) return canon_result(c, cst, st);
+    }
     if (op == KP_OP_INV && a->op == KP_OP_INV) return a->child[0];
     return make(ctx, op, a->dim, a, NULL, NULL, 0, st);
 }
@@ -278,6 +298,11 @@ const kp_node *kp__binary(kp_context *ctx, kp_op op, const kp_node *a, const kp_
             return NULL;
         }
         if (op == KP_OP_SQDIST && a == b) return kp__const(ctx, 0, 1, st);
+        if (op == KP_OP_DOT) {
+            kp_status cst = KP_OK;
+            const kp_node *c = kp__canon_dot(ctx, a, b, &cst);
+            if (c || cst != KP_OK) return canon_result(c, cst, st);
+        }
         if (kp__node_cmp(a, b) > 0) { const kp_node *t = a; a = b; b = t; }
         return make(ctx, op, 1, a, b, NULL, 0, st);
     case KP_OP_CONCAT:
@@ -330,6 +355,11 @@ const kp_node *kp__binary(kp_context *ctx, kp_op op, const kp_node *a, const kp_
         if (a == b) return kp__unary(ctx, KP_OP_SQUARE, a, st);
         /* Constants to the left, and fold c1*(c2*x) = (c1*c2)*x. */
         if (b->op == KP_OP_CONST) { const kp_node *t = a; a = b; b = t; }
+        {
+            kp_status cst = KP_OK;
+            const kp_node *c = kp__canon_mul(ctx, a, b, &cst);
+            if (c || cst != KP_OK) return canon_result(c, cst, st);
+        }
         if (a->op == KP_OP_CONST && b->op == KP_OP_MUL && b->child[0]->op == KP_OP_CONST &&
             a->dim == 1 && b->child[0]->dim == 1)
             return kp__binary(ctx, KP_OP_MUL, kp__const(ctx, a->value * b->child[0]->value, 1, st),
@@ -338,6 +368,11 @@ const kp_node *kp__binary(kp_context *ctx, kp_op op, const kp_node *a, const kp_
     case KP_OP_DIV:
         if (kp__is_const(a, 0) && !kp__is_const(b, 0)) return kp__const(ctx, 0, dim, st);
         if (kp__is_const(b, 1) && a->dim == dim) return a;
+        {
+            kp_status cst = KP_OK;
+            const kp_node *c = kp__canon_div(ctx, a, b, &cst);
+            if (c || cst != KP_OK) return canon_result(c, cst, st);
+        }
         break;
     default:
         break;

@@ -154,10 +154,12 @@ static void emit_prelude(sbuf *s, kp_dtype dtype, kp_gpu_dialect dia, const char
                      "KP_FN real kp_exp(real a) { return native_exp(a); }\n"
                      "KP_FN real kp_log(real a) { return native_log(a); }\n"
                      "KP_FN real kp_rsqrt(real a) { return a == 0 ? (real)0 : native_rsqrt(a); }\n");
-    /* A fused Exp(a * s) (s: a row value or constant, program.h): under fast math
-       2^(a * (s log2 e)), whose product s log2 e the compiler hoists out of the pair loop. */
-    if (fast) sb_printf(s, "KP_FN real kp_exps(real a, real s) { return kp_exp2(a * (s * (real)1.44269504f)); }\n");
-    else sb_printf(s, "KP_FN real kp_exps(real a, real s) { return kp_exp(a * s); }\n");
+    /* A fused Exp(a * s) or Exp(a / s) (s: a row value or constant, program.h): under fast math
+       2^(a * (s log2 e)) and 2^(a * (log2 e / s)), whose factor the compiler hoists out of the pair loop. */
+    if (fast) sb_printf(s, "KP_FN real kp_exps(real a, real s) { return kp_exp2(a * (s * (real)1.44269504f)); }\n"
+                           "KP_FN real kp_expd(real a, real s) { return kp_exp2(a * ((real)1.44269504f / s)); }\n");
+    else sb_printf(s, "KP_FN real kp_exps(real a, real s) { return kp_exp(a * s); }\n"
+                      "KP_FN real kp_expd(real a, real s) { return kp_exp(a / s); }\n");
     sb_printf(s, "KP_FN real kp_pow(real a, real b) { return pow%s(a, b); }\n", sfx);
     sb_printf(s, "KP_FN real kp_atan2(real a, real b) { return atan2%s(a, b); }\n", sfx);
     /* The elementwise ops of scalar_eval.h, with the same special values. */
@@ -304,9 +306,10 @@ static void emit_instr(gen *g, const kp_instr *ins, kp_loc part) {
     if (fn) {
         sb_printf(s, "      for (int c_ = 0; c_ < %d; c_++) ", o.dim);
         opnd(g, o, "c_");
-        sb_printf(s, " = %s(", ins->op == KP_OP_EXP && ins->nin == 2 ? "kp_exps" : fn);
+        int fused = ins->op == KP_OP_EXP && ins->nin == 2; /* Exp(a * s) or Exp(a / s), see program.h */
+        sb_printf(s, " = %s(", fused ? (ins->ip[1] ? "kp_expd" : "kp_exps") : fn);
         opnd(g, a, "c_");
-        if (ins->op == KP_OP_EXP && ins->nin == 2) { /* fused Exp(a * s), see program.h */
+        if (fused) {
             sb_printf(s, ", ");
             opnd(g, b, "0");
         } else if (ins->nin > 1) {

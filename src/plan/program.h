@@ -28,8 +28,8 @@ typedef struct kp_operand {
 } kp_operand;
 
 /* An instruction applies op to its inputs, as ops.def says, with one fused
- * form: KP_OP_EXP with nin == 2 computes Exp(in[0] * in[1]), in[1] a row
- * scalar (dimension 1). */
+ * form: KP_OP_EXP with nin == 2 computes Exp(in[0] * in[1]), or
+ * Exp(in[0] / in[1]) when ip[1] == 1, in[1] a row scalar (dimension 1). */
 typedef struct kp_instr {
     kp_op op;
     kp_operand out;
