@@ -44,9 +44,7 @@ const kp_engine_ops *kp__plan_engine(kp_context *ctx, const kp_job *job) {
     return NULL;
 }
 
-/* Runs job into a temporary (batch..., rows, dim) array, then writes the sum of
- * its rows (accumulated in double, in row order) into the job's 1-row output. */
-static kp_status run_summing_rows(kp_context *ctx, const kp_engine_ops *eng, kp_job *job, int dim) {
+kp_status kp__run_summing_rows(kp_context *ctx, kp_job *job, int dim, kp_row_runner run, const void *user_data) {
     size_t esz = job->dtype == KP_FLOAT32 ? sizeof(float) : sizeof(double);
     int64_t per_batch, count, bytes;
     if (!kp__mul_size(job->nrows, dim, &per_batch) || !kp__mul_size(per_batch, job->nbatch, &count) ||
@@ -63,7 +61,7 @@ static kp_status run_summing_rows(kp_context *ctx, const kp_engine_ops *eng, kp_
         job->out.batch_stride[d] = stride;
         stride *= job->batch_shape[d];
     }
-    kp_status st = eng->run(ctx, job);
+    kp_status st = run(ctx, job, user_data);
     for (int64_t b = 0; st == KP_OK && b < job->nbatch; b++) {
         int64_t off = kp__job_batch_offset(job, &user, b);
         for (int c = 0; c < dim; c++) {
@@ -81,6 +79,10 @@ static kp_status run_summing_rows(kp_context *ctx, const kp_engine_ops *eng, kp_
     return st;
 }
 
+static kp_status run_engine(kp_context *ctx, const kp_job *job, const void *eng) {
+    return ((const kp_engine_ops *)eng)->run(ctx, job);
+}
+
 kp_status kp__plan_run(kp_plan *plan, const kp_job *job) {
     kp_context *ctx = plan->ctx;
     const kp_engine_ops *eng = kp__plan_engine(ctx, job);
@@ -88,5 +90,5 @@ kp_status kp__plan_run(kp_plan *plan, const kp_job *job) {
     if (job->device != KP_DEVICE_CPU || !job->sum_rows_dim) return eng->run(ctx, job);
     kp_job copy = *job; /* host arrays: the rows are summed here, on the host */
     copy.sum_rows_dim = 0;
-    return run_summing_rows(ctx, eng, &copy, job->sum_rows_dim);
+    return kp__run_summing_rows(ctx, &copy, job->sum_rows_dim, run_engine, eng);
 }

@@ -218,42 +218,15 @@ kp_status kp_plan_state_merge(kp_plan *plan, void *a, const void *b, size_t byte
     return KP_OK;
 }
 
-/* Finalizes into a (batch..., rows, dim) temporary and writes the sum of its
- * rows, accumulated in double in row order, as kp_plan_exec does. */
-static kp_status finalize_summing_rows(kp_context *ctx, kp_job *job, const void *sreal, const int64_t *sidx) {
-    int dim = job->sum_rows_dim;
-    size_t esz = job->dtype == KP_FLOAT32 ? sizeof(float) : sizeof(double);
-    int64_t per_batch, count, nbytes;
-    if (!kp__mul_size(job->nrows, dim, &per_batch) || !kp__mul_size(per_batch, job->nbatch, &count) ||
-        !kp__mul_size(count, (int64_t)esz, &nbytes))
-        return kp__fail(ctx, KP_ERR_TOO_LARGE, "row-summed output: temporary too large");
-    char *tmp = kp__alloc(ctx, (size_t)nbytes + 1);
-    if (!tmp) return kp__fail(ctx, KP_ERR_OOM, "out of memory for %lld bytes of per-row results", (long long)nbytes);
-    kp_job_arg user = job->out;
-    job->out.base = tmp;
-    job->out.row_stride = dim;
-    job->out.comp_stride = 1;
-    int64_t stride = per_batch;
-    for (int d = job->nbatch_dims - 1; d >= 0; d--) {
-        job->out.batch_stride[d] = stride;
-        stride *= job->batch_shape[d];
-    }
-    kp_status st = kp__cpu_states_finalize(ctx, job, sreal, sidx);
-    for (int64_t b = 0; st == KP_OK && b < job->nbatch; b++) {
-        int64_t off = kp__job_batch_offset(job, &user, b);
-        for (int c = 0; c < dim; c++) {
-            double sum = 0;
-            for (int64_t r = 0; r < job->nrows; r++) {
-                int64_t at = b * per_batch + r * dim + c;
-                sum += job->dtype == KP_FLOAT32 ? (double)((const float *)tmp)[at] : ((const double *)tmp)[at];
-            }
-            int64_t o = off + c * user.comp_stride;
-            if (job->dtype == KP_FLOAT32) ((float *)(uintptr_t)user.base)[o] = (float)sum;
-            else ((double *)(uintptr_t)user.base)[o] = sum;
-        }
-    }
-    kp__free(ctx, tmp);
-    return st;
+/* The states of a partial call (sreal, then sidx) finalized into a job's outputs. */
+typedef struct states_ref {
+    const void *sreal;
+    const int64_t *sidx;
+} states_ref;
+
+static kp_status finalize_states(kp_context *ctx, const kp_job *job, const void *user_data) {
+    const states_ref *s = user_data;
+    return kp__cpu_states_finalize(ctx, job, s->sreal, s->sidx);
 }
 
 kp_status kp_plan_state_finalize(kp_plan *plan, const kp_array *args, size_t n_args, const void *state, size_t bytes,
@@ -278,8 +251,9 @@ kp_status kp_plan_state_finalize(kp_plan *plan, const kp_array *args, size_t n_a
         void *s = (void *)(uintptr_t)state;
         job->ncols = h.ncols;
         job->row_offset = h.row_offset;
-        st = job->sum_rows_dim ? finalize_summing_rows(ctx, job, reals_of(s, &info), indices_of(s, &info))
-                               : kp__cpu_states_finalize(ctx, job, reals_of(s, &info), indices_of(s, &info));
+        states_ref ref = {reals_of(s, &info), indices_of(s, &info)};
+        st = job->sum_rows_dim ? kp__run_summing_rows(ctx, job, job->sum_rows_dim, finalize_states, &ref)
+                               : finalize_states(ctx, job, &ref);
     }
     kp__free(ctx, job);
     return st;

@@ -39,5 +39,11 @@ kp_status kp__plan_prepare(kp_plan *plan, const kp_array *args, size_t n_args, c
 const kp_engine_ops *kp__plan_engine(kp_context *ctx, const kp_job *job);
 /* Runs a prepared job on its engine, row sums included. */
 kp_status kp__plan_run(kp_plan *plan, const kp_job *job);
+/* Runs job (run(ctx, job, user_data)) into a temporary (batch..., rows, dim)
+ * array, then writes the sum of its rows, accumulated in double in row order,
+ * into the job's 1-row output: how host-array row sums are made, for calls and
+ * for finalized partial states alike. */
+typedef kp_status (*kp_row_runner)(kp_context *ctx, const kp_job *job, const void *user_data);
+kp_status kp__run_summing_rows(kp_context *ctx, kp_job *job, int dim, kp_row_runner run, const void *user_data);
 
 #endif
