@@ -6,7 +6,8 @@
 #      (ops, reductions incl. the large cases, errors, grad, gpu: NVRTC compiles
 #      of every generated CUDA kernel, the ahead-of-time CUDA kernel table when
 #      nvcc is installed, and the OpenCL engine on PoCL, the CUDA engine on
-#      the CPU emulator of tests/gpu/emul/, bench smoke run, examples);
+#      the CPU emulator of tests/gpu/emul/, bench smoke run, examples,
+#      libkp_mpi under mpirun on 1 to 4 processes);
 #   3. the same suites under AddressSanitizer + UndefinedBehaviorSanitizer
 #      (LeakSanitizer included) in build-asan/, without the largest cases and
 #      without the gpu ones that run PoCL or NVRTC-compiled code (not
