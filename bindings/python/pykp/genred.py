@@ -660,6 +660,8 @@ class Genred:
         that only steer KeOps' code generation (pykp._options says each
         keyword's effect; docs/keops_compat.md).
 
+    Notes
+    -----
     A call takes the arrays and the keywords backend, device_id, out, nx,
     ny and ranges: KeOps' block-sparse 6-tuple (ranges_i, slices_i,
     redranges_j, ranges_j, slices_j, redranges_i) of int32/int64 NumPy
