@@ -112,3 +112,15 @@ install(CODE "
   file(WRITE \"${PROJECT_BINARY_DIR}/libkp.pc\" \"\${_kp_pc}\")
 ")
 install(FILES "${PROJECT_BINARY_DIR}/libkp.pc" DESTINATION "${KP_INSTALL_PKGCONFIGDIR}")
+
+# --- libkp_mpi, where it was built ---------------------------------------------
+# The library and its header. A consumer compiles with mpicc and links -lkp_mpi
+# before pkg-config's libkp flags (docs/distributed.md); MPI itself comes from
+# the consumer's MPI compiler wrapper, not from libkp's package files.
+if(TARGET kp_mpi)
+  install(TARGETS kp_mpi
+    LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}"
+    ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}"
+    RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}")
+  install(FILES "${PROJECT_SOURCE_DIR}/include/kp_mpi.h" DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
+endif()

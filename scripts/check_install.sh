@@ -8,7 +8,9 @@
 #      PKG_CONFIG_PATH pointing into the prefix) and run it;
 #   3. configure + build examples/cmake_consumer/ (find_package(libkp) ->
 #      libkp::kp, CMAKE_PREFIX_PATH = the prefix) and run it;
-#   4. check that no installed file mentions the source or build directory.
+#   4. where libkp_mpi was built and mpicc is installed: build examples/mpi/
+#      against the prefix with mpicc and run it under mpirun -np 2;
+#   5. check that no installed file mentions the source or build directory.
 #
 # usage: scripts/check_install.sh [extra cmake configure arguments...]
 # Exits nonzero on the first failure. KEEP_TMP=1 keeps the temporary directory.
@@ -56,6 +58,17 @@ cmake -S "$root/examples/cmake_consumer" -B "$tmp/consumer" -DCMAKE_BUILD_TYPE=R
   -DCMAKE_PREFIX_PATH="$prefix"
 cmake --build "$tmp/consumer" -j"$jobs"
 "$tmp/consumer/kp_consumer"
+
+if [[ -f "$prefix/include/kp_mpi.h" ]] && command -v mpicc >/dev/null && command -v mpirun >/dev/null; then
+  step "libkp_mpi consumer (examples/mpi with mpicc, run by mpirun -np 2)"
+  libdir=$(pkg-config --variable=libdir libkp)
+  # shellcheck disable=SC2046  # pkg-config's flags are meant to split
+  mpicc -std=c11 -O2 "$root/examples/mpi/distributed.c" -o "$tmp/mpi_example" $(pkg-config --cflags libkp) \
+    -L"$libdir" -Wl,-rpath,"$libdir" -lkp_mpi $(pkg-config --libs libkp) -lm
+  # Open MPI refuses root unless told; loopback transports only.
+  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader KP_NUM_THREADS=1 \
+    mpirun -np 2 --oversubscribe "$tmp/mpi_example"
+fi
 
 step "installed files mention neither the source nor the build tree"
 if grep -rIl -e "$root" -e "$tmp/build" "$prefix"; then
