@@ -36,6 +36,18 @@ static kp_status offsets(const kp_mpi_call *c, int64_t n, int64_t *all, int64_t 
     return st;
 }
 
+/* Global index of this rank's first i point (collective; agreed on every rank). */
+static kp_status first_i_point(const kp_mpi_call *c, int64_t *first) {
+    int64_t *counts = malloc((size_t)c->size * sizeof *counts);
+    kp_status st = kp__mpi_agree(c, counts ? KP_OK : kp__mpi_fail(c, KP_ERR_OOM, "out of memory"));
+    if (st == KP_OK) {
+        int64_t n = kp__mpi_local_points(c, KP_VAR_I);
+        st = kp__mpi_agree(c, offsets(c, n < 0 ? 0 : n, counts, first));
+    }
+    free(counts);
+    return st;
+}
+
 /* Merges every rank's state into rank 0's in rank order over a fixed binary
  * tree (rank r takes r + s's at step s), then broadcasts it. */
 static kp_status tree_merge(const kp_mpi_call *c, state_buf *s) {
@@ -62,12 +74,9 @@ static kp_status tree_merge(const kp_mpi_call *c, state_buf *s) {
  * through a state only so that IndexI() reads global row indices (one fold
  * from the identity is kp_plan_exec's computation, bit for bit). */
 static kp_status rows_row_side(const kp_mpi_call *c, kp_array *out, kp_array *out_index) {
-    int64_t *counts = malloc((size_t)c->size * sizeof *counts), first = 0;
+    int64_t first = 0;
     state_buf s = {0};
-    kp_status st = counts ? KP_OK : kp__mpi_fail(c, KP_ERR_OOM, "out of memory");
-    if ((st = kp__mpi_agree(c, st)) != KP_OK) return free(counts), st;
-    int64_t n = kp__mpi_local_points(c, KP_VAR_I);
-    st = kp__mpi_agree(c, offsets(c, n < 0 ? 0 : n, counts, &first));
+    kp_status st = first_i_point(c, &first);
     if (st == KP_OK) {
         st = state_new(c, c->args, first, &s);
         if (st == KP_OK) st = kp_plan_exec_partial(c->plan, c->args, c->nargs, 0, s.data, s.info.bytes, c->options);
@@ -76,18 +85,14 @@ static kp_status rows_row_side(const kp_mpi_call *c, kp_array *out, kp_array *ou
         st = kp__mpi_agree(c, st);
     }
     free(s.data);
-    free(counts);
     return st;
 }
 
 /* KP_MPI_ROWS, axis 0: every rank folds its i points into all M rows. */
 static kp_status rows_column_side(const kp_mpi_call *c, kp_array *out, kp_array *out_index) {
-    int64_t *counts = malloc((size_t)c->size * sizeof *counts), first = 0;
+    int64_t first = 0;
     state_buf s = {0};
-    kp_status st = counts ? KP_OK : kp__mpi_fail(c, KP_ERR_OOM, "out of memory");
-    if ((st = kp__mpi_agree(c, st)) != KP_OK) return free(counts), st;
-    int64_t n = kp__mpi_local_points(c, KP_VAR_I);
-    st = kp__mpi_agree(c, offsets(c, n < 0 ? 0 : n, counts, &first));
+    kp_status st = first_i_point(c, &first);
     if (st == KP_OK) st = kp__mpi_agree(c, state_new(c, c->args, 0, &s));
     if (st == KP_OK)
         st = kp__mpi_agree(c, kp_plan_exec_partial(c->plan, c->args, c->nargs, first, s.data, s.info.bytes, c->options));
@@ -96,7 +101,6 @@ static kp_status rows_column_side(const kp_mpi_call *c, kp_array *out, kp_array 
         st = kp__mpi_agree(c, kp_plan_state_finalize(c->plan, c->args, c->nargs, s.data, s.info.bytes, out, out_index,
                                                      c->options));
     free(s.data);
-    free(counts);
     return st;
 }
 
