@@ -408,6 +408,9 @@ def reduce(lazy, reduction_op, axis, opt_arg=None, layout="rows", comm=None):
     layout, comm
         As for Genred.
     """
+    if lazy.ranges is not None:
+        raise KpNotImplementedError("pykp.distributed: block-sparse ranges (lazy.ranges) are not supported: "
+                                  "libkp's partial states refuse them")
     texts, args = lazy._text(())
     text = reduction_text(texts[0], reduction_op, axis, opt_arg)
     key = ("parse", text, ())

@@ -50,3 +50,15 @@ def test_example_runs():
     r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "2 ranks: 600 x 800 points" in r.stdout
+
+
+def test_reduce_refuses_ranges_before_any_mpi_call():
+    """A LazyTensor's ranges are refused, not dropped (no communicator is touched)."""
+    from pykp import Vi, Vj
+    from pykp.distributed import reduce
+
+    x, y = torch.rand(4, 3), torch.rand(5, 3)
+    K = Vi(x).sqdist(Vj(y))
+    K.ranges = tuple(torch.tensor(a) for a in ([[0, 4]], [1], [[0, 5]], [[0, 5]], [1], [[0, 4]]))
+    with pytest.raises(NotImplementedError, match="ranges"):
+        reduce(K, "Sum", axis=1, comm=object())
