@@ -94,7 +94,31 @@ const char *kp_status_string(kp_status status);
 /* Static name of a status code ("KP_ERR_SHAPE"); NULL for a value that is none. */
 const char *kp_status_name(kp_status status);
 
-typedef enum kp_dtype { KP_FLOAT32 = 0, KP_FLOAT64 = 1, KP_INT64 = 2 } kp_dtype;
+/* Element types. Plans compute in float32 or float64; the other dtypes are
+ * storage formats that the plan layer maps onto those:
+ * KP_FLOAT16: IEEE 754 binary16, computed in float32. A KP_FLOAT16 plan reads
+ *   float16 arrays (converted to float32 once per call, O(N + M), rounding
+ *   back to nearest-even into float16 outputs; infinities, NaN and subnormals
+ *   kept) and also float32 ones (e.g. Min/Max indices given back to a
+ *   gradient, which float16 holds exactly only up to 2048), on every engine.
+ *   Host arrays only: float16 CUDA device arrays are KP_ERR_UNSUPPORTED.
+ * KP_COMPLEX64 / KP_COMPLEX128: interleaved (real, imaginary) float32 /
+ *   float64 pairs, as C99 complex, numpy and torch store them. A complex array
+ *   of last extent D is read as 2 D reals (real parts at even components), so
+ *   it fills a formula variable of dimension 2 D, which the complex formula
+ *   ops (ComplexMult, ...; docs/formulas.md) treat as D complex numbers. Its
+ *   components must be contiguous (last stride 1) unless D == 1. A complex
+ *   plan computes in float32 / float64 and takes complex or real arrays of
+ *   its precision for each argument and for the output (a complex output of
+ *   last extent out_dim / 2). kp_plan_output_shape counts reals. */
+typedef enum kp_dtype {
+    KP_FLOAT32 = 0,
+    KP_FLOAT64 = 1,
+    KP_INT64 = 2,
+    KP_FLOAT16 = 3,
+    KP_COMPLEX64 = 4,
+    KP_COMPLEX128 = 5
+} kp_dtype;
 
 /* Where an array's data lives. KP_DEVICE_CUDA: data is a CUDA device pointer
  * (a CUdeviceptr cast to void *, e.g. torch's data_ptr()) on CUDA device
@@ -336,7 +360,8 @@ kp_status kp_formula_unsummed(kp_context *ctx, const kp_formula *f, kp_formula *
 
 typedef struct kp_plan kp_plan;
 
-/* Lowers a formula for one dtype (KP_FLOAT32 or KP_FLOAT64) on the CPU engine.
+/* Lowers a formula for one dtype (KP_FLOAT32, KP_FLOAT64, or the storage dtypes
+ * KP_FLOAT16, KP_COMPLEX64, KP_COMPLEX128 computed in float32 / float64: see kp_dtype).
  * Takes no reference to f: f may be freed while the plan lives. */
 kp_status kp_plan_new(kp_context *ctx, const kp_formula *f, kp_dtype dtype, kp_plan **out);
 void kp_plan_free(kp_plan *plan);

@@ -49,6 +49,9 @@ const char *kpt_dtype_name(kp_dtype dtype) {
     case KP_FLOAT32: return "float32";
     case KP_FLOAT64: return "float64";
     case KP_INT64: return "int64";
+    case KP_FLOAT16: return "float16";
+    case KP_COMPLEX64: return "complex64";
+    case KP_COMPLEX128: return "complex128";
     }
     return "?";
 }

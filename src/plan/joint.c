@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/context.h"
+#include "plan/io.h"
 #include "plan/plan_internal.h"
 
 static int same_arguments(const kp_formula *a, const kp_formula *b) {
@@ -40,13 +41,16 @@ kp_status kp_plan_new_joint(kp_context *ctx, const kp_formula *const *fs, size_t
     kp_plan *p = kp__calloc(ctx, 1, sizeof *p);
     if (!p) return kp__fail(ctx, KP_ERR_OOM, "out of memory");
     p->ctx = ctx;
-    p->dtype = dtype;
     kp_status st = KP_OK;
     int fusable = 1;
     for (size_t k = 0; k < n && st == KP_OK; k++) {
         st = kp_plan_new(ctx, fs[k], dtype, &p->parts[k]);
         if (st == KP_OK) p->nparts++;
         fusable &= joint_term_allowed(fs[k]);
+    }
+    if (st == KP_OK) { /* the parts' dtypes: the compute one, and the storage one calls may use */
+        p->dtype = p->parts[0]->dtype;
+        p->io_dtype = dtype;
     }
     if (st == KP_OK && fusable) {
         st = kp__lower_joint(fs[0]->ctx, fs, (int)n, &p->prog);
@@ -127,6 +131,9 @@ static void finish_row_sums(const kp_plan *plan, const kp_job *jobs, void *const
     }
 }
 
+static kp_status exec_joint(kp_plan *plan, const kp_array *args, size_t n_args, kp_array *outs,
+                            const kp_exec_options *options);
+
 kp_status kp_plan_exec_joint(kp_plan *plan, const kp_array *args, size_t n_args, kp_array *outs, size_t n_outs,
                              const kp_exec_options *options) {
     if (!plan) return KP_ERR_NULL;
@@ -135,6 +142,15 @@ kp_status kp_plan_exec_joint(kp_plan *plan, const kp_array *args, size_t n_args,
     if (n_outs != (size_t)plan->nparts)
         return kp__fail(ctx, KP_ERR_ARGUMENT, "the joint plan has %d formulas, got %zu outputs", plan->nparts, n_outs);
     if (!outs) return kp__fail(ctx, KP_ERR_NULL, "outs is NULL");
+    kp_io io;
+    kp_status st = kp__io_begin(plan, args, n_args, outs, n_outs, &io);
+    if (st != KP_OK) return st;
+    return kp__io_end(&io, exec_joint(plan, io.args, n_args, io.outs, options));
+}
+
+static kp_status exec_joint(kp_plan *plan, const kp_array *args, size_t n_args, kp_array *outs,
+                            const kp_exec_options *options) {
+    kp_context *ctx = plan->ctx;
     kp_job *jobs = kp__alloc(ctx, (size_t)plan->nparts * sizeof *jobs);
     kp_joint_job *jj = kp__alloc(ctx, sizeof *jj);
     kp_status st = jobs && jj ? KP_OK : kp__fail(ctx, KP_ERR_OOM, "out of memory");

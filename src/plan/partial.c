@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/context.h"
+#include "plan/io.h"
 #include "plan/plan_internal.h"
 #include "plan/reduction.h"
 
@@ -102,12 +103,14 @@ kp_status kp_plan_state_info(kp_plan *plan, const kp_array *args, size_t n_args,
     kp_status st = check_plan(plan);
     if (st != KP_OK) return st;
     if (!info) return kp__fail(plan->ctx, KP_ERR_NULL, "info is NULL");
+    kp_io io;
+    if ((st = kp__io_begin(plan, args, n_args, NULL, 0, &io)) != KP_OK) return st;
     kp_job *job = kp__alloc(plan->ctx, sizeof *job);
-    if (!job) return kp__fail(plan->ctx, KP_ERR_OOM, "out of memory");
-    st = prepare(plan, args, n_args, NULL, NULL, options, job);
+    if (!job) return kp__io_end(&io, kp__fail(plan->ctx, KP_ERR_OOM, "out of memory"));
+    st = prepare(plan, io.args, n_args, NULL, NULL, options, job);
     if (st == KP_OK) st = info_of(plan, job->nbatch, job->nrows, info);
     kp__free(plan->ctx, job);
-    return st;
+    return kp__io_end(&io, st);
 }
 
 kp_status kp_plan_state_init(kp_plan *plan, const kp_state_info *info, void *state) {
@@ -178,9 +181,11 @@ kp_status kp_plan_exec_partial(kp_plan *plan, const kp_array *args, size_t n_arg
     state_header h;
     kp_state_info info;
     if ((st = read_state(plan, state, bytes, "state", &h, &info)) != KP_OK) return st;
+    kp_io io;
+    if ((st = kp__io_begin(plan, args, n_args, NULL, 0, &io)) != KP_OK) return st;
     kp_job *job = kp__alloc(ctx, sizeof *job);
-    if (!job) return kp__fail(ctx, KP_ERR_OOM, "out of memory");
-    st = prepare(plan, args, n_args, NULL, NULL, options, job);
+    if (!job) return kp__io_end(&io, kp__fail(ctx, KP_ERR_OOM, "out of memory"));
+    st = prepare(plan, io.args, n_args, NULL, NULL, options, job);
     if (st == KP_OK) st = check_shape(plan, &h, job);
     if (st == KP_OK && __builtin_add_overflow(h.ncols, job->ncols, &h.ncols))
         st = kp__fail(ctx, KP_ERR_TOO_LARGE, "more than 2^63 points folded");
@@ -198,7 +203,7 @@ kp_status kp_plan_exec_partial(kp_plan *plan, const kp_array *args, size_t n_arg
     }
     if (st == KP_OK) memcpy(state, &h, sizeof h);
     kp__free(ctx, job);
-    return st;
+    return kp__io_end(&io, st);
 }
 
 kp_status kp_plan_state_merge(kp_plan *plan, void *a, const void *b, size_t bytes) {
@@ -243,9 +248,11 @@ kp_status kp_plan_state_finalize(kp_plan *plan, const kp_array *args, size_t n_a
     if (plan->prog.K > 0 && plan->prog.K > h.ncols)
         return kp__fail(ctx, KP_ERR_ARGUMENT, "K = %d is larger than the %lld points reduced over", plan->prog.K,
                         (long long)h.ncols);
+    kp_io io;
+    if ((st = kp__io_begin(plan, args, n_args, out, plan->out_dim ? 1 : 0, &io)) != KP_OK) return st;
     kp_job *job = kp__alloc(ctx, sizeof *job);
-    if (!job) return kp__fail(ctx, KP_ERR_OOM, "out of memory");
-    st = prepare(plan, args, n_args, out, out_index, options, job);
+    if (!job) return kp__io_end(&io, kp__fail(ctx, KP_ERR_OOM, "out of memory"));
+    st = prepare(plan, io.args, n_args, io.n_outs ? io.outs : out, out_index, options, job);
     if (st == KP_OK) st = check_shape(plan, &h, job);
     if (st == KP_OK) {
         void *s = (void *)(uintptr_t)state;
@@ -256,5 +263,5 @@ kp_status kp_plan_state_finalize(kp_plan *plan, const kp_array *args, size_t n_a
                                : finalize_states(ctx, job, &ref);
     }
     kp__free(ctx, job);
-    return st;
+    return kp__io_end(&io, st);
 }

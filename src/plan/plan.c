@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/context.h"
+#include "plan/io.h"
 #include "plan/plan_internal.h"
 #include "plan/ranges.h"
 
@@ -22,8 +23,11 @@ kp_status kp_plan_new(kp_context *ctx, const kp_formula *f, kp_dtype dtype, kp_p
     if (!out) return kp__fail(ctx, KP_ERR_NULL, "out is NULL");
 
     if (!f) return kp__fail(ctx, KP_ERR_NULL, "formula is NULL");
-    if (dtype != KP_FLOAT32 && dtype != KP_FLOAT64)
-        return kp__fail(ctx, KP_ERR_DTYPE, "plans compute in float32 or float64, not dtype %d", (int)dtype);
+    int compute = kp__dtype_compute(dtype);
+    if (compute < 0)
+        return kp__fail(ctx, KP_ERR_DTYPE,
+                        "plans take float32, float64, float16, complex64 or complex128, not dtype %d (%s)", (int)dtype,
+                        kp__dtype_name(dtype));
     kp_plan *p = kp__calloc(ctx, 1, sizeof *p);
     if (!p) return kp__fail(ctx, KP_ERR_OOM, "out of memory");
     kp_status st = kp__lower(ctx, f, &p->prog);
@@ -32,7 +36,8 @@ kp_status kp_plan_new(kp_context *ctx, const kp_formula *f, kp_dtype dtype, kp_p
         return st;
     }
     p->ctx = ctx;
-    p->dtype = dtype;
+    p->dtype = (kp_dtype)compute;
+    p->io_dtype = dtype;
     p->nargs = f->nargs;
     memcpy(p->args, f->args, sizeof p->args);
     p->out_dim = kp_formula_out_dim(f);
@@ -50,14 +55,7 @@ void kp_plan_free(kp_plan *plan) {
     kp__free(plan->ctx, plan);
 }
 
-static const char *dtype_name(kp_dtype d) {
-    switch (d) {
-    case KP_FLOAT32: return "float32";
-    case KP_FLOAT64: return "float64";
-    case KP_INT64: return "int64";
-    }
-    return "unknown dtype";
-}
+static const char *dtype_name(kp_dtype d) { return kp__dtype_name(d); }
 
 static const char *cat_name(kp_var_category c) { return c == KP_VAR_I ? "Vi" : c == KP_VAR_J ? "Vj" : "Pm"; }
 
@@ -310,12 +308,15 @@ kp_status kp_plan_exec(kp_plan *plan, const kp_array *args, size_t n_args, kp_ar
     if (plan->nparts)
         return kp__fail(plan->ctx, KP_ERR_ARGUMENT, "this is a joint plan of %d formulas: run it with kp_plan_exec_joint",
                         plan->nparts);
+    kp_io io;
+    kp_status st = kp__io_begin(plan, args, n_args, out, plan->out_dim && out ? 1 : 0, &io);
+    if (st != KP_OK) return st;
     kp_job *job = kp__alloc(plan->ctx, sizeof *job);
-    if (!job) return kp__fail(plan->ctx, KP_ERR_OOM, "out of memory");
-    kp_status st = kp__plan_prepare(plan, args, n_args, out, out_index, options, job);
+    if (!job) return kp__io_end(&io, kp__fail(plan->ctx, KP_ERR_OOM, "out of memory"));
+    st = kp__plan_prepare(plan, io.args, n_args, io.n_outs ? io.outs : out, out_index, options, job);
     if (st == KP_OK) st = kp__plan_run(plan, job);
     kp__free(plan->ctx, job);
-    return st;
+    return kp__io_end(&io, st);
 }
 
 kp_status kp_reduce(kp_context *ctx, const char *text, const char *const *aliases, size_t n_aliases, kp_dtype dtype,

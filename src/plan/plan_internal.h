@@ -7,7 +7,8 @@
 
 struct kp_plan {
     kp_context *ctx;
-    kp_dtype dtype;
+    kp_dtype dtype;    /* what the plan computes in: float32 or float64 */
+    kp_dtype io_dtype; /* the dtype it was made for: dtype or a storage dtype (plan/io.h) */
     kp_program prog; /* a joint plan: its joint program, when fusable */
     int nargs;
     kp_arg_info args[KP_MAX_ARGS];

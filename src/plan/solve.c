@@ -17,6 +17,8 @@
 #include <string.h>
 
 #include "core/context.h"
+#include "core/half.h"
+#include "plan/io.h"
 #include "plan/plan_internal.h"
 
 /* One solve's buffers and fixed inputs. */
@@ -40,8 +42,9 @@ static void load(const kp_array *a, int64_t n, int64_t d, double *dst) {
     for (int64_t i = 0; i < n; i++)
         for (int64_t c = 0; c < d; c++) {
             int64_t off = i * a->strides[0] + c * a->strides[1];
-            dst[i * d + c] = a->dtype == KP_FLOAT32 ? (double)((const float *)a->data)[off]
-                                                    : ((const double *)a->data)[off];
+            dst[i * d + c] = a->dtype == KP_FLOAT32   ? (double)((const float *)a->data)[off]
+                             : a->dtype == KP_FLOAT16 ? (double)kp__half_to_float(((const uint16_t *)a->data)[off])
+                                                      : ((const double *)a->data)[off];
         }
 }
 
@@ -52,6 +55,8 @@ static void store(kp_array *a, int64_t n, int64_t d, const double *src) {
             int64_t off = i * a->strides[0] + c * a->strides[1];
             if (a->dtype == KP_FLOAT32)
                 ((float *)a->data)[off] = (float)src[i * d + c];
+            else if (a->dtype == KP_FLOAT16) /* through float32: what a float16 plan's outputs get */
+                ((uint16_t *)a->data)[off] = kp__float_to_half((float)src[i * d + c]);
             else
                 ((double *)a->data)[off] = src[i * d + c];
         }
@@ -81,14 +86,25 @@ static kp_status apply(solve_ws *w) {
     return KP_OK;
 }
 
-static kp_status check_vector(kp_context *ctx, const kp_array *a, const char *name, kp_dtype dtype, int64_t d) {
+/* b or x as a real (n, d) array v: complex arrays of a complex plan as their reals. */
+static kp_status check_vector(const kp_plan *plan, const kp_array *a, const char *name, int64_t d, kp_array *v) {
+    kp_context *ctx = plan->ctx;
     if (!a || (!a->data && a->ndim == 2 && a->shape[0] * a->shape[1] > 0))
         return kp__fail(ctx, KP_ERR_NULL, "kp_plan_solve: %s is NULL", name);
     if (a->device != KP_DEVICE_CPU)
         return kp__fail(ctx, KP_ERR_ARGUMENT, "kp_plan_solve: %s must be a host array", name);
-    if (a->dtype != dtype)
-        return kp__fail(ctx, KP_ERR_DTYPE, "kp_plan_solve: %s has dtype %d, the plan computes in dtype %d", name,
-                        (int)a->dtype, (int)dtype);
+    if (a->dtype != plan->dtype && a->dtype != plan->io_dtype)
+        return kp__fail(ctx, KP_ERR_DTYPE, "kp_plan_solve: %s has dtype %s, the plan takes %s", name,
+                        kp__dtype_name(a->dtype), kp__dtype_name(plan->io_dtype));
+    *v = *a;
+    if (a->dtype == KP_COMPLEX64 || a->dtype == KP_COMPLEX128) {
+        if (a->ndim != 2)
+            return kp__fail(ctx, KP_ERR_SHAPE, "kp_plan_solve: %s must have shape (n, %lld) (no batch dimensions)",
+                            name, (long long)d / 2);
+        kp_status st = kp__complex_view(ctx, a, plan->dtype, v, name);
+        if (st != KP_OK) return st;
+        a = v;
+    }
     if (a->ndim != 2 || a->shape[1] != d || a->shape[0] < 0)
         return kp__fail(ctx, KP_ERR_SHAPE, "kp_plan_solve: %s must have shape (n, %lld) (no batch dimensions)", name,
                         (long long)d);
@@ -229,9 +245,12 @@ kp_status kp_plan_solve(kp_plan *plan, const kp_array *args, size_t n_args, int 
     if (options) o = *options;
     kp_status st = check_plan(plan, varinv, &o);
     int64_t d = plan->out_dim;
-    if (st == KP_OK) st = check_vector(ctx, b, "b", plan->dtype, d);
-    if (st == KP_OK) st = check_vector(ctx, x, "x", plan->dtype, d);
+    kp_array bv, xv; /* b and x as reals */
+    if (st == KP_OK) st = check_vector(plan, b, "b", d, &bv);
+    if (st == KP_OK) st = check_vector(plan, x, "x", d, &xv);
     if (st != KP_OK) return st;
+    b = &bv;
+    x = &xv;
     int64_t n = b->shape[0];
     if (x->shape[0] != n)
         return kp__fail(ctx, KP_ERR_SHAPE, "kp_plan_solve: x has %lld rows, b has %lld", (long long)x->shape[0],
