@@ -11,6 +11,9 @@
  *     batches, float32 arrays in a float16 plan, joint plans, partial states,
  *     kp_plan_solve;
  *   - complex arrays read as interleaved reals, mixed with real ones;
+ *   - every complex formula op (ComplexMult, ..., ComplexExp1j) against C99
+ *     complex arithmetic in double, and a gradient through them against
+ *     finite differences;
  *   - errors: a dtype the plan does not take, float16 device arrays, complex
  *     arrays whose components are not contiguous.
  */
@@ -24,6 +27,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <complex.h>
 
 #include "core/half.h"
 #include "kp_test_util.h"
@@ -530,6 +534,208 @@ static void test_complex128(void **state) {
     run_complex(KP_COMPLEX128, KP_FLOAT64);
 }
 
+
+/* ------------------------------------------------------------ complex ops */
+
+#define CN 7
+#define CM 5
+#define CD 2
+/* z_i, w_j complex (CD numbers), x_j real (CD), s_i real (1). */
+typedef struct cdata {
+    double complex z[CN][CD], w[CM][CD];
+    double x[CM][CD], s[CN];
+} cdata;
+
+typedef void (*cref_fn)(const cdata *d, int i, int j, double *out); /* adds term (i, j) to out */
+
+static void r_mult(const cdata *d, int i, int j, double *o) {
+    for (int k = 0; k < CD; k++) {
+        double complex v = d->z[i][k] * d->w[j][k];
+        o[2 * k] += creal(v), o[2 * k + 1] += cimag(v);
+    }
+}
+static void r_div(const cdata *d, int i, int j, double *o) {
+    for (int k = 0; k < CD; k++) {
+        double complex v = d->z[i][k] / d->w[j][k];
+        o[2 * k] += creal(v), o[2 * k + 1] += cimag(v);
+    }
+}
+static void r_addsub(const cdata *d, int i, int j, double *o) { /* (z + w) - conj(w) */
+    for (int k = 0; k < CD; k++) {
+        double complex v = d->z[i][k] + d->w[j][k] - conj(d->w[j][k]);
+        o[2 * k] += creal(v), o[2 * k + 1] += cimag(v);
+    }
+}
+static void r_exp(const cdata *d, int i, int j, double *o) { /* exp(z w) exp(1j x) */
+    for (int k = 0; k < CD; k++) {
+        double complex v = cexp(d->z[i][k] * d->w[j][k]) * cexp(I * d->x[j][k]);
+        o[2 * k] += creal(v), o[2 * k + 1] += cimag(v);
+    }
+}
+static void r_parts(const cdata *d, int i, int j, double *o) { /* Re(zw), Im(zw), |w - z|, |w|^2, arg(w) */
+    for (int k = 0; k < CD; k++) {
+        double complex v = d->z[i][k] * d->w[j][k];
+        o[k] += creal(v);
+        o[CD + k] += cimag(v);
+        o[2 * CD + k] += cabs(d->w[j][k] - d->z[i][k]);
+        o[3 * CD + k] += creal(d->w[j][k] * conj(d->w[j][k]));
+        o[4 * CD + k] += carg(d->w[j][k]);
+    }
+}
+static void r_sums(const cdata *d, int i, int j, double *o) { /* ComplexSumT(ComplexSum(z w), CD) */
+    double complex t = 0;
+    for (int k = 0; k < CD; k++) t += d->z[i][k] * d->w[j][k];
+    for (int k = 0; k < CD; k++) o[2 * k] += creal(t), o[2 * k + 1] += cimag(t);
+}
+static void r_scal(const cdata *d, int i, int j, double *o) { /* sum(z) w + s w + x z */
+    double complex t = 0;
+    for (int k = 0; k < CD; k++) t += d->z[i][k];
+    for (int k = 0; k < CD; k++) {
+        double complex v = t * d->w[j][k] + d->s[i] * d->w[j][k] + d->x[j][k] * d->z[i][k];
+        o[2 * k] += creal(v), o[2 * k + 1] += cimag(v);
+    }
+}
+static void r_real2(const cdata *d, int i, int j, double *o) { /* x + 1j s x */
+    for (int k = 0; k < CD; k++) o[2 * k] += d->x[j][k], o[2 * k + 1] += d->s[i] * d->x[j][k];
+}
+
+static const struct {
+    const char *text;
+    int out_dim;
+    cref_fn ref;
+} CASES[] = {
+    {"ComplexMult(z,w)", 2 * CD, r_mult},
+    {"ComplexDivide(z,w)", 2 * CD, r_div},
+    {"ComplexSubtract(ComplexAdd(z,w),Conj(w))", 2 * CD, r_addsub},
+    {"ComplexMult(ComplexExp(ComplexMult(z,w)),ComplexExp1j(x))", 2 * CD, r_exp},
+    {"Concat(Concat(Concat(ComplexReal(ComplexMult(z,w)),ComplexImag(ComplexMult(w,z))),"
+     "Concat(ComplexAbs(ComplexSubtract(w,z)),ComplexSquareAbs(w))),ComplexAngle(w))",
+     5 * CD, r_parts},
+    {"ComplexSumT(ComplexSum(ComplexMult(z,w)),2)", 2 * CD, r_sums},
+    {"ComplexAdd(ComplexAdd(ComplexScal(ComplexSum(z),w),ComplexRealScal(s,w)),ComplexRealScal(x,z))", 2 * CD,
+     r_scal},
+    {"ComplexAdd(Real2Complex(x),ComplexRealScal(s,Imag2Complex(x)))", 2 * CD, r_real2},
+};
+
+static void cdata_init(cdata *d) {
+    kpt_rng r;
+    kpt_rng_seed(&r, 11);
+    for (int i = 0; i < CN; i++) {
+        for (int k = 0; k < CD; k++) d->z[i][k] = kpt_rng_uniform(&r, -1, 1) + I * kpt_rng_uniform(&r, -1, 1);
+        d->s[i] = kpt_rng_uniform(&r, -1, 1);
+    }
+    for (int j = 0; j < CM; j++)
+        for (int k = 0; k < CD; k++) {
+            d->w[j][k] = kpt_rng_uniform(&r, 0.5, 1) + I * kpt_rng_uniform(&r, -1, 1); /* away from 0 (Divide) */
+            d->x[j][k] = kpt_rng_uniform(&r, -1, 1);
+        }
+}
+
+static const char *const CAL[] = {"z = Vi(0,4)", "w = Vj(1,4)", "x = Vj(2,2)", "s = Vi(3,1)"};
+
+static void cargs(cdata *d, kp_array a[4]) {
+    a[0] = kp_array_2d(d->z, KP_COMPLEX128, CN, CD);
+    a[1] = kp_array_2d(d->w, KP_COMPLEX128, CM, CD);
+    a[2] = kp_array_2d(d->x, KP_FLOAT64, CM, CD);
+    a[3] = kp_array_2d(d->s, KP_FLOAT64, CN, 1);
+}
+
+static void test_complex_ops(void **state) {
+    (void)state;
+    kp_context *ctx;
+    assert_int_equal(kpt_context_new(&ctx), KP_OK);
+    cdata d;
+    cdata_init(&d);
+    kp_array args[4];
+    cargs(&d, args);
+    for (size_t c = 0; c < sizeof CASES / sizeof *CASES; c++) {
+        char text[512];
+        snprintf(text, sizeof text, "Sum_Reduction(%s, 1)", CASES[c].text);
+        kp_formula *f;
+        kp_plan *p;
+        KPT_ASSERT_OK(ctx, kp_formula_parse(ctx, text, CAL, 4, &f));
+        assert_int_equal(kp_formula_out_dim(f), CASES[c].out_dim);
+        KPT_ASSERT_OK(ctx, kp_plan_new(ctx, f, KP_COMPLEX128, &p));
+        double out[CN * 5 * CD], ref[CN * 5 * CD];
+        int od = CASES[c].out_dim;
+        memset(ref, 0, sizeof ref);
+        for (int i = 0; i < CN; i++)
+            for (int j = 0; j < CM; j++) CASES[c].ref(&d, i, j, ref + i * od);
+        kp_array o = kp_array_2d(out, KP_FLOAT64, CN, od); /* real output of a complex plan */
+        KPT_ASSERT_OK(ctx, kp_plan_exec(p, args, 4, &o, NULL, NULL));
+        assert_int_equal(kpt_check(CASES[c].text, out, ref, NULL, (size_t)(CN * od), 1e-12, 1e-12), 0);
+        if (od == 2 * CD) { /* and as a complex output */
+            double complex oc[CN * CD];
+            kp_array ocx = kp_array_2d(oc, KP_COMPLEX128, CN, CD);
+            KPT_ASSERT_OK(ctx, kp_plan_exec(p, args, 4, &ocx, NULL, NULL));
+            assert_memory_equal(oc, out, sizeof oc);
+        }
+        kp_plan_free(p);
+        kp_formula_free(f);
+    }
+    /* Shapes: odd dimensions and mismatched numbers are errors naming the op. */
+    kp_formula *f;
+    assert_int_equal(kp_formula_parse(ctx, "Sum_Reduction(ComplexMult(z,Concat(z,x)), 1)", CAL, 4, &f), KP_ERR_SHAPE);
+    assert_int_equal(kp_formula_parse(ctx, "Sum_Reduction(Conj(s), 1)", CAL, 4, &f), KP_ERR_SHAPE);
+    assert_non_null(strstr(kp_context_message(ctx), "Conj: a complex argument has an even dimension"));
+    assert_int_equal(kp_formula_parse(ctx, "Sum_Reduction(ComplexSumT(z, 3), 1)", CAL, 4, &f), KP_ERR_SHAPE);
+    assert_int_equal(kp_formula_parse(ctx, "Sum_Reduction(ComplexMult(z), 1)", CAL, 4, &f), KP_ERR_PARSE);
+    kp_context_free(ctx);
+}
+
+/* Gradient in z (complex, 2 CD reals) of <Sum_j F, e> with F mixing every
+ * kind of op, against central differences in float64 on z's real and
+ * imaginary parts: KeOps' real-linear gradient, a complex output array. */
+static void test_complex_gradient(void **state) {
+    (void)state;
+    kp_context *ctx;
+    assert_int_equal(kpt_context_new(&ctx), KP_OK);
+    cdata d;
+    cdata_init(&d);
+    const char *text = "Sum_Reduction(Concat(ComplexDivide(ComplexExp(ComplexMult(z,Conj(w))),ComplexAdd(w,z)),"
+                       "Concat(ComplexAbs(z),ComplexAngle(ComplexMult(z,w)))), 1)";
+    kp_formula *f, *g;
+    kp_plan *pf, *pg;
+    KPT_ASSERT_OK(ctx, kp_formula_parse(ctx, text, CAL, 4, &f));
+    int od = kp_formula_out_dim(f);
+    assert_int_equal(od, 4 * CD);
+    KPT_ASSERT_OK(ctx, kp_formula_grad(ctx, f, 0, &g));
+    KPT_ASSERT_OK(ctx, kp_plan_new(ctx, f, KP_COMPLEX128, &pf));
+    KPT_ASSERT_OK(ctx, kp_plan_new(ctx, g, KP_COMPLEX128, &pg));
+    double e[CN * 4 * CD];
+    kpt_rng r;
+    kpt_rng_seed(&r, 5);
+    kpt_fill_uniform(&r, e, CN * 4 * CD, -1, 1);
+    kp_array args[5];
+    cargs(&d, args);
+    args[4] = kp_array_2d(e, KP_FLOAT64, CN, od);
+    double complex grad[CN * CD];
+    kp_array go = kp_array_2d(grad, KP_COMPLEX128, CN, CD);
+    KPT_ASSERT_OK(ctx, kp_plan_exec(pg, args, 5, &go, NULL, NULL));
+    double fd[CN * 2 * CD], got[CN * 2 * CD], out[CN * 4 * CD];
+    const double h = 1e-6;
+    for (int i = 0; i < CN; i++)
+        for (int c = 0; c < 2 * CD; c++) {
+            double *comp = (double *)&d.z[i][c / 2] + (c % 2), keep = *comp, lr[2];
+            for (int side = 0; side < 2; side++) {
+                *comp = keep + (side ? h : -h);
+                kp_array o = kp_array_2d(out, KP_FLOAT64, CN, od);
+                KPT_ASSERT_OK(ctx, kp_plan_exec(pf, args, 4, &o, NULL, NULL));
+                lr[side] = 0;
+                for (int k = 0; k < CN * od; k++) lr[side] += out[k] * e[k];
+            }
+            *comp = keep;
+            fd[i * 2 * CD + c] = (lr[1] - lr[0]) / (2 * h);
+            got[i * 2 * CD + c] = c % 2 ? cimag(grad[i * CD + c / 2]) : creal(grad[i * CD + c / 2]);
+        }
+    assert_int_equal(kpt_check("complex gradient", got, fd, NULL, CN * 2 * CD, 1e-6, 1e-6), 0);
+    kp_plan_free(pg);
+    kp_plan_free(pf);
+    kp_formula_free(g);
+    kp_formula_free(f);
+    kp_context_free(ctx);
+}
+
 static void test_errors(void **state) {
     (void)state;
     kp_context *ctx;
@@ -575,6 +781,7 @@ int main(void) {
         cmocka_unit_test(test_float16_every_value), cmocka_unit_test(test_float16_gaussian),
         cmocka_unit_test(test_float16_gradient),    cmocka_unit_test(test_float16_other_calls),
         cmocka_unit_test(test_complex64),           cmocka_unit_test(test_complex128),
+        cmocka_unit_test(test_complex_ops),         cmocka_unit_test(test_complex_gradient),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

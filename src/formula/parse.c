@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "core/context.h"
+#include "formula/complex.h"
 #include "formula/formula.h"
 #include "formula/grad.h"
 #include "formula/tensordot.h"
@@ -429,11 +430,33 @@ static const kp_node *parse_tensor_call(parser *ps, int is_kron, int col) {
     return r ? r : constructor_failed(ps, st, col);
 }
 
+/* ComplexMult(z, w), ComplexSumT(z, n), ...: formula/complex.c. */
+static const kp_node *parse_complex_call(parser *ps, token name, kp_complex_op op, int nargs) {
+    call_args a;
+    char fname[32], why[160] = "";
+    snprintf(fname, sizeof fname, "%.*s", name.len, name.start);
+    if (!parse_call_args(ps, &a, fname)) return NULL;
+    int want = nargs + (op == KP_CX_SUMT);
+    if (a.n != want)
+        return error_at(ps, KP_ERR_PARSE, name.col, "%s takes %d argument%s, got %d", fname, want, want == 1 ? "" : "s",
+                        a.n);
+    int n = 0;
+    if (op == KP_CX_SUMT && !int_arg(ps, &a, 1, fname, "number of copies", &n)) return NULL;
+    kp_status st = KP_OK;
+    const kp_node *r = kp__complex(ps->ctx, op, a.node[0], nargs == 2 ? a.node[1] : NULL, n, why, sizeof why, &st);
+    if (!r && why[0]) return error_at(ps, KP_ERR_SHAPE, name.col, "%s: %s", fname, why);
+    return r ? r : constructor_failed(ps, st, name.col);
+}
+
 static const kp_node *parse_call(parser *ps, token name) {
     int col = name.col;
     size_t nf = sizeof functions / sizeof functions[0], k;
     for (k = 0; k < nf; k++)
         if (tok_is(&name, functions[k].name)) break;
+    kp_complex_op cop;
+    int cnargs;
+    if (k == nf && kp__complex_lookup(name.start, name.len, &cop, &cnargs))
+        return parse_complex_call(ps, name, cop, cnargs);
     if (k == nf) {
         if (name.len > 10 && strncmp(name.start + name.len - 10, "_Reduction", 10) == 0)
             return error_at(ps, KP_ERR_PARSE, col, "a reduction (%.*s) may only appear at the top level", name.len,
