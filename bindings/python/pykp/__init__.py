@@ -31,6 +31,7 @@ from ._lib import (
 )
 from .genred import Genred
 from .lazytensor import LazyTensor, Pm, Vi, Vj, aslinearoperator
+from .complexlazy import ComplexLazyTensor
 from .kernels import kernel_product, KERNELS
 from .solve import KernelSolve
 from . import cluster
@@ -42,6 +43,7 @@ from ._version import __version__
 __all__ = [
     "Genred",
     "LazyTensor",
+    "ComplexLazyTensor",
     "Vi",
     "Vj",
     "Pm",

@@ -32,7 +32,10 @@ import numpy as np
 
 from ._lib import (
     KP_DEVICE_CPU,
+    KP_COMPLEX64,
+    KP_COMPLEX128,
     KP_DEVICE_CUDA,
+    KP_FLOAT16,
     KP_FLOAT32,
     KP_FLOAT64,
     KP_INT64,
@@ -48,8 +51,9 @@ try:  # torch is optional
     import torch
 
     _TorchTensor = torch.Tensor
-    _TORCH_CODES = {torch.float32: KP_FLOAT32, torch.float64: KP_FLOAT64, torch.int64: KP_INT64}
-    _TORCH_DTYPES = {KP_FLOAT32: torch.float32, KP_FLOAT64: torch.float64, KP_INT64: torch.int64}
+    _TORCH_CODES = {torch.float32: KP_FLOAT32, torch.float64: KP_FLOAT64, torch.int64: KP_INT64,
+                    torch.float16: KP_FLOAT16, torch.complex64: KP_COMPLEX64, torch.complex128: KP_COMPLEX128}
+    _TORCH_DTYPES = {v: k for k, v in _TORCH_CODES.items()}
 except ImportError:  # pragma: no cover - exercised only without torch
     torch = None
 
@@ -59,9 +63,35 @@ except ImportError:  # pragma: no cover - exercised only without torch
     _TORCH_CODES = {}
     _TORCH_DTYPES = {}
 
-_NP_CODES = {np.dtype(np.float32): KP_FLOAT32, np.dtype(np.float64): KP_FLOAT64, np.dtype(np.int64): KP_INT64}
-_NP_DTYPES = {KP_FLOAT32: np.float32, KP_FLOAT64: np.float64, KP_INT64: np.int64}
-DTYPE_NAMES = {KP_FLOAT32: "float32", KP_FLOAT64: "float64", KP_INT64: "int64"}
+_NP_CODES = {np.dtype(np.float32): KP_FLOAT32, np.dtype(np.float64): KP_FLOAT64, np.dtype(np.int64): KP_INT64,
+             np.dtype(np.float16): KP_FLOAT16, np.dtype(np.complex64): KP_COMPLEX64,
+             np.dtype(np.complex128): KP_COMPLEX128}
+_NP_DTYPES = {v: k.type for k, v in _NP_CODES.items()}
+DTYPE_NAMES = {KP_FLOAT32: "float32", KP_FLOAT64: "float64", KP_INT64: "int64", KP_FLOAT16: "float16",
+               KP_COMPLEX64: "complex64", KP_COMPLEX128: "complex128"}
+COMPLEX_CODES = (KP_COMPLEX64, KP_COMPLEX128)
+# The real dtype of the same precision (complex: of its parts; float16 calls
+# also take float32 arrays, e.g. the Min/Max indices a gradient reads).
+REAL_CODE = {KP_FLOAT32: KP_FLOAT32, KP_FLOAT64: KP_FLOAT64, KP_FLOAT16: KP_FLOAT32, KP_COMPLEX64: KP_FLOAT32,
+             KP_COMPLEX128: KP_FLOAT64}
+
+
+def call_code(codes):
+    """The dtype code of a call whose arrays have these codes: complex when one
+    is complex, float16 when one is float16 (libkp takes the real arrays of the
+    same precision alongside, and reports any other mix), else the first."""
+    first = None
+    for c in codes:
+        if first is None:
+            first = c
+        if c in COMPLEX_CODES or (c == KP_FLOAT16 and first not in COMPLEX_CODES):
+            first = c
+    return first
+
+
+def compatible(c, code):
+    """Whether arrays of codes c and code may meet in one call (same precision)."""
+    return c == code or REAL_CODE.get(c) == code or REAL_CODE.get(code) == c
 
 
 def is_tensor(x):
@@ -73,7 +103,7 @@ def is_array(x):
 
 
 def dtype_code(x, what="argument"):
-    """kp dtype code of a float32/float64 array; TypeError for anything else."""
+    """kp dtype code of a float16/32/64 or complex64/128 array; TypeError for anything else."""
     if isinstance(x, _TorchTensor):
         code = _TORCH_CODES.get(x.dtype)
     elif isinstance(x, np.ndarray):
@@ -81,7 +111,9 @@ def dtype_code(x, what="argument"):
     else:
         raise KpTypeError("pykp: %s is a %s, expected a NumPy array or a torch tensor" % (what, type(x).__name__))
     if code is None or code == KP_INT64:
-        raise KpTypeError("pykp: %s has dtype %s; libkp computes in float32 or float64" % (what, x.dtype))
+        raise KpTypeError(
+            "pykp: %s has dtype %s; libkp takes float16, float32, float64, complex64 and complex128" % (what, x.dtype)
+        )
     return code
 
 
@@ -216,12 +248,18 @@ class NumpyBackend:
         return np.empty(shape, dtype=_NP_DTYPES[code])
 
     @staticmethod
+    def as_real(a):
+        """A complex array's interleaved reals: (..., d) complex -> (..., 2 d) real, a view
+        (a real array is returned as it is)."""
+        return a.view(a.real.dtype) if np.iscomplexobj(a) else a
+
+    @staticmethod
     def describe_out(a):
         return (a.ctypes.data, _NP_CODES[a.dtype], a.shape, tuple(s // a.itemsize for s in a.strides), KP_DEVICE_CPU, 0)
 
     @staticmethod
     def scalar_array(values, code, where=CPU):
-        return np.asarray(values, dtype=_NP_DTYPES[code]).reshape(-1)
+        return np.asarray(values, dtype=_NP_DTYPES[REAL_CODE[code] if code in COMPLEX_CODES else code]).reshape(-1)
 
     @staticmethod
     def view(a, shape):
@@ -236,6 +274,12 @@ class TorchBackend:
         return torch_empty(shape, _TORCH_DTYPES[code], where)
 
     @staticmethod
+    def as_real(a):
+        """A complex tensor's interleaved reals: (..., d) complex -> (..., 2 d) real, a view
+        (differentiable; a real tensor is returned as it is)."""
+        return torch.view_as_real(a).flatten(-2) if a.is_complex() else a
+
+    @staticmethod
     def describe_out(a):
         if a.is_cpu:  # the common case without asking for a.device
             return (a.data_ptr(), _TORCH_CODES[a.dtype], tuple(a.shape), a.stride(), KP_DEVICE_CPU, 0)
@@ -246,7 +290,7 @@ class TorchBackend:
         """Numbers (parameters written as Python numbers) as a 1-D tensor on
         device where: built on the host, then copied into a tensor allocated
         there (copy_ is stream-ordered on the current stream)."""
-        t = torch.tensor(values, dtype=_TORCH_DTYPES[code]).reshape(-1)
+        t = torch.tensor(values, dtype=_TORCH_DTYPES[REAL_CODE[code] if code in COMPLEX_CODES else code]).reshape(-1)
         if where[0] == KP_DEVICE_CPU:
             return t
         d = torch_empty(tuple(t.shape), t.dtype, where)
@@ -296,8 +340,7 @@ def describe_all(f, args, nx=-1, ny=-1):
         if a is None:
             raise KpValueError("pykp: argument %d is missing" % k)
         d = describe(a, "argument %d" % k)
-        if code is None:
-            code = d[1]
+        code = d[1] if code is None else call_code((code, d[1]))
         if first is None:
             first = (k, d)
         elif d[4] != first[1][4] or (d[4] and d[5] != first[1][5]):
@@ -342,6 +385,17 @@ def _rows(f, nx, ny):
     return rows
 
 
+def empty_values(be, lead, dim, code, where=CPU):
+    """A new output of dim reals per row for a call of dtype code: for a
+    complex call, dim / 2 complex numbers when dim is even (libkp writes the
+    interleaved reals); take be.as_real of it for a real result."""
+    if code in COMPLEX_CODES:
+        if dim % 2 == 0:
+            return be.empty(lead + (dim // 2,), code, where)
+        code = REAL_CODE[code]
+    return be.empty(lead + (dim,), code, where)
+
+
 def run(f, be, code, descs, nx, ny, bshape, out=None, scheme=None, ranges=None):
     """Allocates the outputs on the arguments' device and runs the plan of f for
     dtype code (scheme: float32 summation scheme, None for the global setting).
@@ -351,7 +405,7 @@ def run(f, be, code, descs, nx, ny, bshape, out=None, scheme=None, ranges=None):
     where = where_of_descs(descs)
     vals = idx = dv = di = None
     if f.out_dim:
-        vals = out if out is not None else be.empty(bshape + (rows, f.out_dim), code, where)
+        vals = out if out is not None else empty_values(be, bshape + (rows,), f.out_dim, code, where)
         dv = be.describe_out(vals)
         if (dv[4], dv[5]) != where and descs_have_arrays(descs):
             raise KpRuntimeError(
@@ -385,7 +439,7 @@ def run_joint(joint, be, args, nx=-1, ny=-1, scheme=None, ranges=None):
     outs = []
     douts = []
     for f, bs in zip(joint.formulas, bshapes):
-        o = be.empty(bs + (_rows(f, nx, ny), f.out_dim), code, where)
+        o = empty_values(be, bs + (_rows(f, nx, ny),), f.out_dim, code, where)
         outs.append(o)
         douts.append(be.describe_out(o))
     stream = stream_for(where)

@@ -192,6 +192,8 @@ def constant(name):
 
 KP_OK = constant("KP_OK")
 KP_FLOAT32, KP_FLOAT64, KP_INT64 = (constant(n) for n in ("KP_FLOAT32", "KP_FLOAT64", "KP_INT64"))
+# Storage dtypes (kp.h kp_dtype): float16 computed in float32, complex as interleaved reals.
+KP_FLOAT16, KP_COMPLEX64, KP_COMPLEX128 = (constant(n) for n in ("KP_FLOAT16", "KP_COMPLEX64", "KP_COMPLEX128"))
 KP_MAX_DIMS = constant("KP_MAX_DIMS")
 KP_MAX_BATCH_DIMS = constant("KP_MAX_BATCH_DIMS")
 KP_MAX_JOINT = constant("KP_MAX_JOINT")  # formulas per joint plan

@@ -56,8 +56,11 @@ class Options:
         if self.fast_math is not None and not isinstance(self.fast_math, bool):
             raise KpTypeError("pykp: use_fast_math must be True or False, got %r" % (self.fast_math,))
         self.dtype = kw.get("dtype") or kw.get("cuda_type")
-        if self.dtype is not None and str(self.dtype).replace("torch.", "") not in ("float32", "float64", "float", "double"):
-            raise KpValueError("pykp: dtype must be 'float32' or 'float64', got %r" % (self.dtype,))
+        if self.dtype is not None and str(self.dtype).replace("torch.", "") not in (
+            "float32", "float64", "float", "double", "float16", "half", "complex64", "complex128"
+        ):
+            raise KpValueError("pykp: dtype must be 'float16', 'float32', 'float64', 'complex64' or 'complex128', got %r"
+                               % (self.dtype,))
         self.backend = kw.get("backend", "auto")
         self.device_id = kw.get("device_id", -1)
         if self.device_id is not None and (isinstance(self.device_id, bool) or not isinstance(self.device_id, int)
@@ -106,9 +109,9 @@ class Options:
                 % (self.fast_math, get_math_mode(), "fast" if self.fast_math else "accurate")
             )
         if self.dtype is not None:
-            want = {"float": "float32", "double": "float64"}.get(str(self.dtype).replace("torch.", ""),
-                                                               str(self.dtype).replace("torch.", ""))
-            got = _arrays.DTYPE_NAMES[_arrays.dtype_code(arrays[0], "argument 0")]
+            want = {"float": "float32", "double": "float64", "half": "float16"}.get(
+                str(self.dtype).replace("torch.", ""), str(self.dtype).replace("torch.", ""))
+            got = _arrays.DTYPE_NAMES[_arrays.call_code([_arrays.dtype_code(a, "argument") for a in arrays])]
             if want != got:
                 raise KpTypeError("pykp: dtype=%r, but the arrays are %s; pykp computes in the arrays' dtype"
                                   % (self.dtype, got))

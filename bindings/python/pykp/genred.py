@@ -91,6 +91,8 @@ def canonical_args(f, args, what="argument"):
             c = _arrays.dtype_code(a, "%s %d" % (what, k))
             if code is None:
                 code = c
+            elif _arrays.compatible(c, code) and (c in _arrays.COMPLEX_CODES or code in _arrays.COMPLEX_CODES):
+                code = _arrays.call_code((code, c))  # complex and real arrays of one precision meet (KeOps)
             elif c != code:
                 raise KpTypeError(
                     "pykp: mixed dtypes: %s %d is %s but an earlier one is %s; convert them to one dtype"
@@ -183,7 +185,10 @@ if torch is not None:
     def _fit_grad(g, arg, cat):
         """Gradient g of libkp, shaped (batch_out..., rows, d) or (batch_out..., 1, d)
         for a parameter, brought to the shape of the argument (batch dims it
-        broadcast are summed)."""
+        broadcast are summed). A complex call writes complex gradients (interleaved
+        reals) of even width: a real argument gets their reals."""
+        if g.is_complex() and not arg.is_complex():
+            g = torch.view_as_real(g).flatten(-2)
         if cat == KP_VAR_PARAM:
             g = g.squeeze(-2)
             base = 1
@@ -314,7 +319,10 @@ if torch is not None:
             else:
                 second = out
         elif idx is not None:
-            second = _arrays.torch_cast(idx, G.dtype)  # the selected indices, as numbers (idx's device)
+            # the selected indices, as numbers (idx's device): float32 for float16 calls, which hold
+            # integers exactly only up to 2048, and real for complex ones
+            second = _arrays.torch_cast(idx, torch.float32 if G.dtype in (torch.float16, torch.complex64)
+                                        else torch.float64 if G.dtype == torch.complex128 else G.dtype)
         else:
             second = None
         extra = [G, second]

@@ -44,8 +44,30 @@ class _Var:
         self.index = index  # symbolic variable: its position among a reduction's call arguments
 
 
+def _is_complex_operand(o):
+    return o.is_complex if isinstance(o, LazyTensor) else _is_complex_input(o)
+
+
 def _is_number(x):
     return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+
+
+def _is_complex_input(x):
+    """A Python complex number, a list holding one, or a complex array."""
+    if isinstance(x, (complex, np.complexfloating)):
+        return True
+    if isinstance(x, (list, tuple)) and any(isinstance(v, (complex, np.complexfloating)) for v in x):
+        return not (len(x) == 3 and all(isinstance(v, (int, np.integer)) for v in x))
+    return is_array(x) and _arrays.dtype_code(x, "LazyTensor input") in _arrays.COMPLEX_CODES
+
+
+def _blank(cplx):
+    """An empty LazyTensor, complex (a ComplexLazyTensor) or not."""
+    if cplx:
+        from .complexlazy import ComplexLazyTensor
+
+        return ComplexLazyTensor()
+    return LazyTensor()
 
 
 def _broadcast_batch(a, b):
@@ -76,6 +98,14 @@ class LazyTensor:
 
     __array_ufunc__ = None  # numpy defers `array op lazy` to our reflected methods
     __array_priority__ = 1000
+    is_complex = False
+
+    def __new__(cls, x=None, axis=None):
+        if cls is LazyTensor and _is_complex_input(x):  # KeOps: complex inputs give a ComplexLazyTensor
+            from .complexlazy import ComplexLazyTensor
+
+            cls = ComplexLazyTensor
+        return object.__new__(cls)
 
     def __init__(self, x=None, axis=None):
         self.formula = None
@@ -170,8 +200,9 @@ class LazyTensor:
 
     # ------------------------------------------------------------ plumbing
 
-    def _new(self, formula, ndim, others=()):
-        res = LazyTensor()
+    def _new(self, formula, ndim, others=(), cplx=None):
+        """A LazyTensor of this one's kind (cplx None) or complex / real."""
+        res = _blank(self.is_complex if cplx is None else cplx)
         res.formula = formula
         res.ndim = ndim
         res.vars = dict(self.vars)
@@ -192,6 +223,11 @@ class LazyTensor:
             if o.backend is not None:
                 if res.backend is not None and res.backend is not o.backend:
                     raise KpTypeError("pykp: a LazyTensor cannot mix NumPy arrays and torch tensors")
+                if res.code is not None and res.code != o.code and _arrays.compatible(res.code, o.code) and (
+                    _arrays.COMPLEX_CODES.count(res.code) or _arrays.COMPLEX_CODES.count(o.code)
+                ):  # complex and real arrays of one precision meet (KeOps)
+                    res.code = _arrays.call_code((res.code, o.code))
+                    continue
                 if res.code is not None and res.code != o.code:
                     raise KpTypeError(
                         "pykp: mixed dtypes in a LazyTensor expression (%s and %s); convert to one dtype"
@@ -243,7 +279,12 @@ class LazyTensor:
 
     @property
     def dtype(self):
-        return None if self.code is None else _arrays.DTYPE_NAMES[self.code]
+        if self.code is None:
+            return None
+        code = self.code
+        if code in _arrays.COMPLEX_CODES and not self.is_complex:  # e.g. z.real: real values of a complex call
+            code = _arrays.REAL_CODE[code]
+        return _arrays.DTYPE_NAMES[code]
 
     def __repr__(self):
         return "pykp.LazyTensor(formula=%s, shape=%s)" % (self._text()[0][0], self.shape)
@@ -253,41 +294,57 @@ class LazyTensor:
     # ------------------------------------------------------------ arithmetic
 
     def __add__(self, o):
+        if not self.is_complex and _is_complex_operand(o):
+            return self._lazy(o).__radd__(self)
         if _is_number(o) and o == 0:
             return self
         return self._binary(o, "(%s+%s)")
 
     def __radd__(self, o):
+        if not self.is_complex and _is_complex_operand(o):
+            return self._lazy(o).__add__(self)
         if _is_number(o) and o == 0:
             return self
         return self._binary(o, "(%s+%s)", reverse=True)
 
     def __sub__(self, o):
+        if not self.is_complex and _is_complex_operand(o):
+            return self._lazy(o).__rsub__(self)
         if _is_number(o) and o == 0:
             return self
         return self._binary(o, "(%s-%s)")
 
     def __rsub__(self, o):
+        if not self.is_complex and _is_complex_operand(o):
+            return self._lazy(o).__sub__(self)
         if _is_number(o) and o == 0:
             return -self
         return self._binary(o, "(%s-%s)", reverse=True)
 
     def __mul__(self, o):
+        if not self.is_complex and _is_complex_operand(o):
+            return self._lazy(o).__rmul__(self)
         if _is_number(o) and o == 1:
             return self
         return self._binary(o, "(%s*%s)")
 
     def __rmul__(self, o):
+        if not self.is_complex and _is_complex_operand(o):
+            return self._lazy(o).__mul__(self)
         if _is_number(o) and o == 1:
             return self
         return self._binary(o, "(%s*%s)", reverse=True)
 
     def __truediv__(self, o):
+        if not self.is_complex and _is_complex_operand(o):
+            return self._lazy(o).__rtruediv__(self)
         if _is_number(o) and o == 1:
             return self
         return self._binary(o, "(%s/%s)")
 
     def __rtruediv__(self, o):
+        if not self.is_complex and _is_complex_operand(o):
+            return self._lazy(o).__truediv__(self)
         return self._binary(o, "(%s/%s)", reverse=True)
 
     def __neg__(self):
@@ -404,6 +461,18 @@ class LazyTensor:
 
     def relu(self):
         return self._unary("ReLU")
+
+    def real2complex(self):
+        """x + 0i, a ComplexLazyTensor (KeOps' Real2Complex)."""
+        return self._new("Real2Complex(%s)" % self.formula, 2 * self.ndim, cplx=True)
+
+    def imag2complex(self):
+        """0 + x i, a ComplexLazyTensor (KeOps' Imag2Complex)."""
+        return self._new("Imag2Complex(%s)" % self.formula, 2 * self.ndim, cplx=True)
+
+    def exp1j(self):
+        """exp(1j x) = cos x + i sin x, a ComplexLazyTensor (KeOps' ComplexExp1j)."""
+        return self._new("ComplexExp1j(%s)" % self.formula, 2 * self.ndim, cplx=True)
 
     def step(self):
         return self._unary("Step")
@@ -669,6 +738,8 @@ class LazyTensor:
                                "not by %s" % red)
         vals, idx = reduce(("parse", text, ()), args, nx, ny, what="LazyTensor variable", out=out, scheme=opts.scheme,
                            ranges=opts.kp_ranges)
+        if vals is not None and not self.is_complex and merged.code in _arrays.COMPLEX_CODES and out is None:
+            vals = merged.backend.as_real(vals)  # real values of a complex call (z.abs(), z.real, ...)
         return postprocess(vals, idx, red, opt_arg)
 
     def sum(self, axis=-1, dim=None, **kwargs):
@@ -769,7 +840,7 @@ class LazyTensor:
 
     def t(self):
         """Transpose: i-variables become j-variables and conversely."""
-        res = LazyTensor()
+        res = _blank(self.is_complex)
         res.ndim = self.ndim
         res.batchdims = self.batchdims
         res.ni, res.nj = self.nj, self.ni
