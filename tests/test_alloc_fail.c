@@ -30,6 +30,7 @@
 #include <cmocka.h>
 
 #include "kp.h"
+#include "core/half.h"
 #include "kp_test_util.h"
 
 /* ------------------------------------------------------------ the allocator */
@@ -410,6 +411,37 @@ static kp_status sc_ranges_partial(kp_context *ctx) {
     return st;
 }
 
+/* Storage dtypes: float16 inputs and output (converted through the context's
+ * allocator), complex arrays read as reals, on the Gaussian sum. */
+static kp_status sc_dtypes(kp_context *ctx) {
+    static uint16_t hx[N * D], hy[M * D], hb[M * E], hout[N * E];
+    static double out[N * E];
+    uint16_t hg = kp__float_to_half((float)G);
+    for (int k = 0; k < N * D; k++) hx[k] = kp__float_to_half((float)X[k]);
+    for (int k = 0; k < M * D; k++) hy[k] = kp__float_to_half((float)Y[k]);
+    for (int k = 0; k < M * E; k++) hb[k] = kp__float_to_half((float)B[k]);
+    kp_formula *f = NULL;
+    kp_plan *p = NULL, *pc = NULL;
+    kp_status st = kp_formula_parse(ctx, GAUSS, GAUSS_ALIASES, 4, &f);
+    if (st == KP_OK) st = kp_plan_new(ctx, f, KP_FLOAT16, &p);
+    kp_array a[4] = {kp_array_2d(hx, KP_FLOAT16, N, D), kp_array_2d(hy, KP_FLOAT16, M, D),
+                     kp_array_1d(&hg, KP_FLOAT16, 1), kp_array_2d(hb, KP_FLOAT16, M, E)};
+    kp_array o = kp_array_2d(hout, KP_FLOAT16, N, E);
+    if (st == KP_OK) st = kp_plan_exec(p, a, 4, &o, NULL, NULL);
+    for (int k = 0; st == KP_OK && k < N * E; k++) out[k] = (double)kp__half_to_float(hout[k]);
+    if (st == KP_OK) st = close_to("float16 gauss", out, g_gauss_ref, N * E, 1e-2);
+    /* b as M complex numbers (E = 2 reals each), the output as N */
+    if (st == KP_OK) st = kp_plan_new(ctx, f, KP_COMPLEX128, &pc);
+    kp_array c[4] = {gauss_args[0], gauss_args[1], gauss_args[2], kp_array_2d(B, KP_COMPLEX128, M, 1)};
+    kp_array oc = kp_array_2d(out, KP_COMPLEX128, N, 1);
+    if (st == KP_OK) st = kp_plan_exec(pc, c, 4, &oc, NULL, NULL);
+    if (st == KP_OK) st = close_to("complex gauss", out, g_gauss_ref, N * E, 1e-12);
+    kp_plan_free(p);
+    kp_plan_free(pc);
+    kp_formula_free(f);
+    return st;
+}
+
 /* The OpenCL engine: the exec scenario's Gaussian sum on it. */
 static kp_status sc_opencl(kp_context *ctx) {
     static double out[N * E];
@@ -515,6 +547,7 @@ static void test_joint(void **state) { (void)state; fail_each("joint", sc_joint)
 static void test_solve(void **state) { (void)state; fail_each("solve", sc_solve); }
 static void test_gpu_source(void **state) { (void)state; fail_each("gpu source", sc_gpu_source); }
 static void test_ranges_partial(void **state) { (void)state; fail_each("ranges and partial states", sc_ranges_partial); }
+static void test_dtypes(void **state) { (void)state; fail_each("float16 and complex arrays", sc_dtypes); }
 
 static void test_opencl(void **state) {
     (void)state;
@@ -568,6 +601,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_api),   cmocka_unit_test(test_parse), cmocka_unit_test(test_grad),
         cmocka_unit_test(test_exec),  cmocka_unit_test(test_grads), cmocka_unit_test(test_joint),
         cmocka_unit_test(test_solve), cmocka_unit_test(test_gpu_source), cmocka_unit_test(test_ranges_partial),
+        cmocka_unit_test(test_dtypes),
         cmocka_unit_test(test_opencl),
         cmocka_unit_test(test_cuda),
     };
