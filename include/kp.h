@@ -670,7 +670,7 @@ typedef struct kp_state_info {
     int64_t nbatch, nrows;             /* flat batch count, rows per batch */
     int nreal, nidx;                   /* reals and int64 indices per row */
     size_t real_offset, index_offset;  /* bytes from the start of the buffer */
-    kp_dtype dtype;                    /* of the reals: the plan's */
+    kp_dtype dtype;                    /* of the reals: the plan's compute dtype (float32 for a float16 plan) */
     /* Global index of the state's first row (what IndexI()/IndexJ() of the
      * rows read, e.g. in the gradients of Min/Max): 0 from
      * kp_plan_state_info; set it before kp_plan_state_init when the rows
