@@ -335,3 +335,30 @@ def test_gradgradcheck_float64(mock):
     ref = torch.autograd.grad(g(*ins[:4]), ins[:4], ins[4])
     for name, a, r in zip(("x", "y", "g", "b"), first_order(*d), ref):
         assert_matches(mock, a, r, "d<out, G> / d" + name)
+
+
+# ----------------------------------------------------------------- storage dtypes
+
+
+def test_complex_tensors_on_the_device(mock):
+    """complex128 device tensors reach the CUDA engine as interleaved reals (a
+    view of the descriptors, no copy); the result is a complex device tensor."""
+    host = [torch.randn(37, 2, dtype=torch.complex128), torch.randn(301, 2, dtype=torch.complex128),
+            rand((301, 1), torch.float64)]
+    g = pykp.Genred("ComplexMult(ComplexExp(ComplexMult(z,w)),ComplexRealScal(b,Conj(w)))",
+                    ["z = Vi(4)", "w = Vj(4)", "b = Vj(1)"], axis=1)
+    ref = g(*host)
+    out = g(*to_device(mock, host))
+    assert isinstance(out, FakeCuda) and out.dtype == torch.complex128
+    assert_on_device(mock, out)
+    err = (plain(out) - ref).abs().max().item()
+    assert err <= 1e-12 * ref.abs().max().item(), err
+    assert_ran(mock)
+
+
+def test_float16_device_tensors_are_refused(mock):
+    """float16 arrays are converted on the host by libkp: device ones are refused, by name."""
+    host = [rand((5, 3), torch.float16), rand((4, 3), torch.float16)]
+    g = pykp.Genred("SqDist(x,y)", ["x = Vi(3)", "y = Vj(3)"], axis=1)
+    with pytest.raises(pykp.KpError, match="float16 arrays are converted on the host"):
+        g(*to_device(mock, host))
