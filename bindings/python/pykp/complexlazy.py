@@ -18,7 +18,7 @@ import numpy as np
 
 from . import _arrays
 from ._arrays import is_array
-from ._lib import KpValueError
+from ._lib import KpTypeError, KpValueError
 from .lazytensor import LazyTensor, _Var
 
 
@@ -38,6 +38,9 @@ class ComplexLazyTensor(LazyTensor):
                 c = complex(v)
                 inter += [c.real, c.imag]
             x = inter  # a parameter of interleaved reals
+        if is_array(x) and _arrays.dtype_code(x, "ComplexLazyTensor input") not in _arrays.COMPLEX_CODES:
+            raise KpTypeError("pykp: ComplexLazyTensor takes a complex array, got %s (use x.real2complex() for a "
+                              "real LazyTensor)" % (x.dtype,))
         super().__init__(x, axis)
         if is_array(x) and self.vars:  # a complex array: D numbers, 2 D reals in the formula
             (uid, v), = self.vars.items()

@@ -223,6 +223,9 @@ def test_complex_gradcheck_lazytensor_and_matmul():
 
 
 def test_complex_errors():
+    with pytest.raises(TypeError, match="complex array"):
+        ComplexLazyTensor(torch.ones(3, 1, 2))
+    assert isinstance(ComplexLazyTensor([1.0, 2j]), ComplexLazyTensor)  # a parameter of 2 numbers
     zi = LazyTensor(rand_c(5, 1, 2))
     with pytest.raises(ValueError, match="real2complex"):
         zi.real2complex()
