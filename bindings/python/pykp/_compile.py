@@ -168,7 +168,14 @@ if HAVE_OPS:
         bshape = tuple(batch) if batch else ()
         rows = _arrays._rows(f, nx, ny)
         ref = _ref(args)
-        vals = ref.new_empty(bshape + (rows, f.out_dim)) if f.out_dim else _empty(ref.dtype, ref.device)
+        code = _arrays.call_code([_arrays.dtype_code(a) for a in cargs if isinstance(a, torch.Tensor)])
+        if not f.out_dim:
+            vals = _empty(ref.dtype, ref.device)
+        elif code in _arrays.COMPLEX_CODES and f.out_dim % 2 == 0:  # as _arrays.empty_values
+            vals = ref.new_empty(bshape + (rows, f.out_dim // 2), dtype=_arrays._TORCH_DTYPES[code])
+        else:
+            vals = ref.new_empty(bshape + (rows, f.out_dim), dtype=_arrays._TORCH_DTYPES[_arrays.REAL_CODE[code]]
+                                 if code in _arrays.COMPLEX_CODES else _arrays._TORCH_DTYPES[code])
         if f.out_index_dim:
             idx = ref.new_empty(bshape + (rows, f.out_index_dim), dtype=torch.int64)
         else:

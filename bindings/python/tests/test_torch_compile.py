@@ -187,3 +187,18 @@ def test_vmap_of_the_operator_compiled_and_eager():
     op1 = lambda x: torch.ops.pykp.reduce(repr(one_d.key), [x, y1, b1], -1, -1, -1)[0]  # noqa: E731
     ref1 = torch.stack([torch.exp(-(xs1[k][:, None] - y1[None, :]) ** 2) @ b1 for k in range(3)])
     torch.testing.assert_close(torch.func.vmap(op1)(xs1), ref1)
+
+
+def test_float16_and_complex_compile_without_graph_breaks():
+    """The fake implementation allocates what libkp writes: float16 values, and
+    complex ones (out_dim / 2 numbers) for complex calls."""
+    g = pykp.Genred("Exp(-SqDist(x,y))*b", ["x = Vi(3)", "y = Vj(3)", "b = Vj(2)"], axis=1)
+    x, y, b = torch.randn(50, 3).half(), torch.randn(40, 3).half(), torch.randn(40, 2).half()
+    r = torch.compile(lambda x, y, b: g(x, y, b) * 2, fullgraph=True)(x, y, b)
+    assert r.dtype == torch.float16
+    torch.testing.assert_close(r, 2 * g(x, y, b), rtol=0, atol=0)
+    z, w = torch.randn(50, 2, dtype=torch.complex128), torch.randn(40, 2, dtype=torch.complex128)
+    g2 = pykp.Genred("ComplexMult(z,w)", ["z = Vi(4)", "w = Vj(4)"], axis=1)
+    r2 = torch.compile(lambda z, w: g2(z, w), fullgraph=True)(z, w)
+    assert r2.dtype == torch.complex128 and r2.shape == (50, 2)
+    torch.testing.assert_close(r2, z * w.sum(0), rtol=1e-12, atol=1e-12)
