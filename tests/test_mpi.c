@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/half.h"
 #include "kp_mpi.h"
 
 #define N 203
@@ -273,6 +274,64 @@ static void check_gradient(kp_context *ctx, const global *g) {
     kp_formula_free(f);
 }
 
+/* Storage dtypes travel around the ring as they are (2-byte halves, 16-byte
+ * complex numbers): kp_mpi_exec against one kp_plan_exec, y and b split. */
+static void check_storage_dtypes(kp_context *ctx, const double *x, const double *y, const double *b) {
+    static const kp_dtype dts[2] = {KP_FLOAT16, KP_COMPLEX128};
+    const char *al[] = {"x = Vi(2)", "y = Vj(2)", "b = Vj(1)"};
+    for (int t = 0; t < 2; t++) {
+        kp_dtype dt = dts[t];
+        int half = dt == KP_FLOAT16;
+        size_t es = half ? 2 : 16; /* a complex128 row of 2 reals is 1 number */
+        int64_t xd = half ? 2 : 1;
+        char *xa = malloc((size_t)N * 2 * 8 + 8), *ya = malloc((size_t)M * 2 * 8 + 8), *ba = malloc((size_t)M * 8 + 8);
+        for (size_t k = 0; k < (size_t)N * 2; k++)
+            if (half) ((uint16_t *)xa)[k] = kp__float_to_half((float)x[k]);
+            else ((double *)xa)[k] = x[k];
+        for (size_t k = 0; k < (size_t)M * 2; k++)
+            if (half) ((uint16_t *)ya)[k] = kp__float_to_half((float)y[k]);
+            else ((double *)ya)[k] = y[k];
+        for (size_t k = 0; k < (size_t)M; k++)
+            if (half) ((uint16_t *)ba)[k] = kp__float_to_half((float)b[k]);
+            else ((double *)ba)[k] = b[k];
+        kp_dtype bdt = half ? KP_FLOAT16 : KP_FLOAT64; /* a real argument of a complex plan */
+        size_t bes = half ? 2 : 8;
+        kp_formula *f;
+        kp_plan *p;
+        CHECK(kp_formula_parse(ctx, "Sum_Reduction(Concat(Exp(-SqDist(x,y)),Sin(5*(x|y)))*b,1)", al, 3, &f) == KP_OK,
+              "%s", kp_context_message(ctx));
+        CHECK(kp_plan_new(ctx, f, dt, &p) == KP_OK, "%s", kp_context_message(ctx));
+        size_t oes = half ? 2 : 8; /* the output as reals: float16, or float64 in a complex plan */
+        kp_dtype odt = half ? KP_FLOAT16 : KP_FLOAT64;
+        char *ref = malloc((size_t)N * 2 * oes), *got = malloc((size_t)N * 2 * oes + 8);
+        kp_array full[3] = {kp_array_2d(xa, dt, N, xd), kp_array_2d(ya, dt, M, xd), kp_array_2d(ba, bdt, M, 1)};
+        kp_array ro = kp_array_2d(ref, odt, N, 2);
+        CHECK(kp_plan_exec(p, full, 3, &ro, NULL, NULL) == KP_OK, "%s", kp_context_message(ctx));
+        int64_t i0, ni, j0, nj;
+        share(N, rank, &i0, &ni);
+        share(M, rank, &j0, &nj);
+        kp_array mine[3] = {kp_array_2d(xa + (size_t)i0 * (size_t)xd * es, dt, ni, xd),
+                            kp_array_2d(ya + (size_t)j0 * (size_t)xd * es, dt, nj, xd),
+                            kp_array_2d(ba + (size_t)j0 * bes, bdt, nj, 1)};
+        kp_array o = kp_array_2d(got, odt, ni, 2);
+        CHECK(kp_mpi_exec(p, MPI_COMM_WORLD, KP_MPI_RING, mine, 3, &o, NULL, NULL) == KP_OK, "%s",
+              kp_context_message(ctx));
+        double big = 0;
+        for (int64_t k = 0; k < N * 2; k++)
+            big = fmax(big, fabs(half ? (double)kp__half_to_float(((uint16_t *)ref)[k]) : ((double *)ref)[k]));
+        for (int64_t k = 0; k < ni * 2; k++) {
+            double a = half ? (double)kp__half_to_float(((uint16_t *)got)[k]) : ((double *)got)[k];
+            double r = half ? (double)kp__half_to_float(((uint16_t *)ref)[i0 * 2 + k]) : ((double *)ref)[i0 * 2 + k];
+            double tol = half ? ldexp(fabs(r), -10) + 1e-6 * big : 1e-13 * big; /* one float16 rounding */
+            CHECK(fabs(a - r) <= tol, "%s row %lld: %g, one process %g", half ? "float16" : "complex128",
+                  (long long)(i0 + k / 2), a, r);
+        }
+        free(xa), free(ya), free(ba), free(ref), free(got);
+        kp_plan_free(p);
+        kp_formula_free(f);
+    }
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -299,6 +358,7 @@ int main(int argc, char **argv) {
         free(g.x), free(g.y), free(g.b);
     }
     check_aligned_ring(ctx);
+    check_storage_dtypes(ctx, x, y, b);
     kp_context_free(ctx);
     free(x), free(y), free(b);
     if (rank == 0) printf("test_mpi: %d cases on %d ranks passed\n", ncases, size);

@@ -9,7 +9,18 @@
 
 #include "mpi/mpi_internal.h"
 
-static size_t elem_size(kp_dtype d) { return d == KP_FLOAT32 ? 4 : 8; }
+/* Bytes of one element of an argument: any dtype a plan takes (kp.h kp_dtype). */
+static size_t elem_size(kp_dtype d) {
+    switch (d) {
+    case KP_FLOAT16: return 2;
+    case KP_FLOAT32: return 4;
+    case KP_COMPLEX128: return 16;
+    case KP_FLOAT64:
+    case KP_INT64:
+    case KP_COMPLEX64: return 8;
+    }
+    return 8;
+}
 
 /* Used reduced-axis variable? */
 static int travels(const kp_mpi_call *c, size_t k) {
