@@ -157,8 +157,8 @@ class _Call:
         d, nx, ny, bshape = self.descs(self.arrays)
         f = self.f
         rows = 1 if f.sums_rows else (nx if f.axis == 1 else ny)
-        dt = np.float32 if self.code == _lib.KP_FLOAT32 else np.float64
-        vals = np.empty(tuple(bshape) + (rows, f.out_dim), dt) if f.out_dim else None
+        vals = _arrays.empty_values(_arrays.NumpyBackend, tuple(bshape) + (rows,), f.out_dim, self.code) \
+            if f.out_dim else None  # float16 or complex calls: libkp's storage dtypes
         idx = np.empty(tuple(bshape) + (rows, f.out_index_dim), np.int64) if f.out_index_dim else None
         _lib.state_finalize(self.plan, d, state,
                             _arrays.describe(vals) if vals is not None else None,
@@ -239,7 +239,9 @@ class _Call:
                     shape = list(a.shape)
                     shape[-2] = counts[incoming]
                     nxt[k] = np.empty(shape, a.dtype)
-                    comm.Sendrecv(a, dest=left, sendtag=9, recvbuf=nxt[k], source=right, recvtag=9)
+                    # as bytes: MPI has no float16 type (both buffers are contiguous)
+                    comm.Sendrecv(a.view(np.uint8), dest=left, sendtag=9, recvbuf=nxt[k].view(np.uint8),
+                                  source=right, recvtag=9)
                 block = nxt
         if err is None and rank > 0 and starts[rank] > 0:  # head holds points: it comes first
             try:
@@ -269,9 +271,11 @@ def _rows_split(layout, axis):
 
 
 def _allreduce_sum(comm, a):
-    out = np.empty_like(a)
     from mpi4py import MPI
 
+    if a.dtype == np.float16:  # MPI has no float16 sum: added in float32, rounded once
+        return _allreduce_sum(comm, a.astype(np.float32)).astype(np.float16)
+    out = np.empty_like(a)
     comm.Allreduce(np.ascontiguousarray(a), out, op=MPI.SUM)
     return out
 
@@ -309,7 +313,9 @@ if torch is not None:
             if not _rows_split(layout, f.axis):  # replicated outputs: the ranks' output gradients add up
                 G = torch.from_numpy(_allreduce_sum(comm, _to_numpy(G))).to(G.device)
             # after G: the forward output (LogSumExp) or the selected indices as numbers (Min/Max/KMin)
-            second = out if ctx.idx is None else torch.from_numpy(ctx.idx.astype(_to_numpy(out).dtype))
+            # (indices as float32 for float16 outputs, which hold integers exactly only up to 2048)
+            second = out if ctx.idx is None else torch.from_numpy(ctx.idx.astype(
+                np.float32 if _to_numpy(out).dtype == np.float16 else _to_numpy(out).dtype))
             grads = [None] * len(args)
             for k, info in enumerate(f.args):
                 if info is None or not ctx.needs_input_grad[k + 1]:
