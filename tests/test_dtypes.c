@@ -373,15 +373,15 @@ static void test_float16_gradient(void **state) {
     kp_context_free(ctx);
 }
 
-/* Joint plans, partial states and kp_plan_solve take float16 arrays too: the
- * same bits as kp_plan_exec (joint, aligned partial fold) or a float64 CG. */
+/* Joint plans and partial states take float16 arrays too: the same bits as
+ * kp_plan_exec (joint, aligned partial fold). */
 static void test_float16_other_calls(void **state) {
     (void)state;
     kp_context *ctx;
     assert_int_equal(kpt_context_new(&ctx), KP_OK);
     gdata *d = malloc(sizeof *d);
     gdata_init(d);
-    kp_formula *f, *gb;
+    kp_formula *f;
     kp_plan *p, *joint;
     KPT_ASSERT_OK(ctx, kp_formula_parse(ctx, GAUSS, GAL, 4, &f));
     KPT_ASSERT_OK(ctx, kp_plan_new(ctx, f, KP_FLOAT16, &p));
@@ -421,6 +421,22 @@ static void test_float16_other_calls(void **state) {
         kp_context_free(cpu);
     }
 
+    kp_plan_free(joint);
+    kp_plan_free(p);
+    kp_formula_free(f);
+    gdata_free(d);
+    free(d);
+    kp_context_free(ctx);
+}
+
+/* kp_plan_solve with float16 b and x: the residual of the float16 solution in float64. */
+static void test_float16_solve(void **state) {
+    (void)state;
+    kp_context *ctx;
+    assert_int_equal(kpt_context_new(&ctx), KP_OK);
+    gdata *d = malloc(sizeof *d);
+    gdata_init(d);
+    kp_formula *gb;
     /* Solve (0.5 I + K) v = b with K the Gaussian kernel of y against itself. */
     const char *sal[] = {"x = Vi(3)", "y = Vj(3)", "s = Pm(1)", "b = Vj(1)"};
     KPT_ASSERT_OK(ctx, kp_formula_parse(ctx, "Sum_Reduction(Exp(-SqDist(x,y)*s)*b, 1)", sal, 4, &gb));
@@ -454,9 +470,6 @@ static void test_float16_other_calls(void **state) {
     assert_true(sqrt(res) <= 1e-2 * sqrt(nb));
     kp_plan_free(ps);
     kp_formula_free(gb);
-    kp_plan_free(joint);
-    kp_plan_free(p);
-    kp_formula_free(f);
     gdata_free(d);
     free(d);
     kp_context_free(ctx);
@@ -780,6 +793,7 @@ int main(void) {
         cmocka_unit_test(test_half_to_float_all),   cmocka_unit_test(test_float_to_half_boundaries),
         cmocka_unit_test(test_float16_every_value), cmocka_unit_test(test_float16_gaussian),
         cmocka_unit_test(test_float16_gradient),    cmocka_unit_test(test_float16_other_calls),
+        cmocka_unit_test(test_float16_solve),
         cmocka_unit_test(test_complex64),           cmocka_unit_test(test_complex128),
         cmocka_unit_test(test_complex_ops),         cmocka_unit_test(test_complex_gradient),
         cmocka_unit_test(test_errors),
