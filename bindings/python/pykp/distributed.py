@@ -38,10 +38,10 @@ on a GPU are copied to the host and the results back).
 """
 import numpy as np
 
-from . import _arrays, _lib
+from . import _arrays, _call, _lib
 from ._arrays import torch
 from ._lib import KP_VAR_I, KP_VAR_J, KP_VAR_PARAM, KpError, KpNotImplementedError, KpValueError, formula
-from .genred import canonical_args, postprocess, reduction_text
+from .genred import postprocess, reduction_text
 
 __all__ = ["Genred", "reduce", "LAYOUTS"]
 
@@ -142,24 +142,23 @@ class _Call:
         self.row_cat = KP_VAR_I if f.axis == 1 else KP_VAR_J
 
     def descs(self, arrays):
-        code, descs, nx, ny, bshape = _arrays.describe_all(self.f, arrays, -1, -1)
-        return descs, nx, ny, bshape
+        call = _call.prepare(self.f, arrays)
+        return call.descs, call.nx, call.ny
 
     def new_state(self, row_offset):
-        d, nx, ny, _ = self.descs(self.arrays)
+        d, nx, ny = self.descs(self.arrays)
         return _lib.state_new(self.plan, d, nx, ny, row_offset)
 
     def fold(self, arrays, offset, state):
-        d, nx, ny, _ = self.descs(arrays)
+        d, nx, ny = self.descs(arrays)
         _lib.state_fold(self.plan, d, offset, state, nx, ny)
 
     def finalize(self, state):
-        d, nx, ny, bshape = self.descs(self.arrays)
-        f = self.f
-        rows = 1 if f.sums_rows else (nx if f.axis == 1 else ny)
+        d, nx, ny = self.descs(self.arrays)
+        vshape, ishape = _call.output_shapes(self.f, self.code, d, nx, ny)
         dt = np.float32 if self.code == _lib.KP_FLOAT32 else np.float64
-        vals = np.empty(tuple(bshape) + (rows, f.out_dim), dt) if f.out_dim else None
-        idx = np.empty(tuple(bshape) + (rows, f.out_index_dim), np.int64) if f.out_index_dim else None
+        vals = np.empty(vshape, dt) if vshape is not None else None
+        idx = np.empty(ishape, np.int64) if ishape is not None else None
         _lib.state_finalize(self.plan, d, state,
                             _arrays.describe(vals) if vals is not None else None,
                             _arrays.describe(idx) if idx is not None else None, nx, ny)
@@ -259,7 +258,7 @@ def _to_numpy(a):
 
 def _run_numpy(key, args, layout, comm):
     f = formula(key)
-    be, code, args = canonical_args(f, args)
+    _, code, args = _call.canonical(f, args)
     arrays = [None if f.args[k] is None else _to_numpy(a) for k, a in enumerate(args)]
     return _Call(f, code, arrays, layout, comm).run()
 
