@@ -21,8 +21,9 @@ exactly in every layout; Sum, LogSumExp and SumSoftMaxWeight merge their states
 in a fixed order (the same bits for the same split, within 1e-6 of the largest output in
 float32 and 1e-13 in float64 of one process).
 
-Autograd (torch tensors; Sum, LogSumExp, Min, Max, KMin; indices, as for
-ArgMin or Min_ArgMin, are not differentiated): the loss is taken as the sum of
+Autograd (torch tensors; Sum, LogSumExp, SumSoftMaxWeight, Min, Max, KMin, to
+any order; indices, as for ArgMin or Min_ArgMin, are not differentiated; nor
+are parameter gradients a second time): the loss is taken as the sum of
 every rank's loss. The gradient of a rank's own points is computed where they
 live; the gradient of a replicated variable (``Vj`` of ``layout="rows"``) or of
 a parameter is the sum over all ranks (a column-side gradient is a reduction
@@ -40,7 +41,7 @@ import numpy as np
 
 from . import _arrays, _call, _lib
 from ._arrays import torch
-from ._lib import KP_VAR_I, KP_VAR_J, KP_VAR_PARAM, KpError, KpNotImplementedError, KpValueError, formula
+from ._lib import KP_VAR_I, KP_VAR_J, KpNotImplementedError, KpValueError, formula
 from .genred import postprocess, reduction_text
 
 __all__ = ["Genred", "reduce", "LAYOUTS"]
@@ -277,10 +278,27 @@ def _allreduce_sum(comm, a):
 
 if torch is not None:
 
+    class _AllreduceSum(torch.autograd.Function):
+        """The sum of a tensor over the ranks, on every rank. The loss being the
+        sum of every rank's loss, its backward is the same allreduce."""
+
+        @staticmethod
+        def forward(ctx, comm, a):
+            ctx.comm = comm
+            return torch.from_numpy(_allreduce_sum(comm, _to_numpy(a))).to(a.device)
+
+        @staticmethod
+        def backward(ctx, G):
+            return None, _AllreduceSum.apply(ctx.comm, G)
+
+    def _allreduce(comm, a):
+        return _AllreduceSum.apply(comm, a)
+
     class _DistFunction(torch.autograd.Function):
         """A distributed reduction with its gradients (_DIFFERENTIABLE): each
         gradient is itself a distributed reduction (kp_formula_grad), run with
-        the same layout."""
+        the same layout through this Function again, so that gradients are
+        differentiable to any order."""
 
         @staticmethod
         def forward(ctx, spec, *args):
@@ -300,30 +318,52 @@ if torch is not None:
             key, layout, comm = ctx.spec
             saved = ctx.saved_tensors
             args = [s if s is not None else n for s, n in zip(saved[:-1], ctx.nonarrays)]
-            out = saved[-1]
             f = formula(key)
             if f.reduction not in _DIFFERENTIABLE or f.sums_rows:
                 raise KpNotImplementedError("pykp.distributed: gradients of %s reductions are not supported (%s are)"
                                             % (f.reduction, ", ".join(_DIFFERENTIABLE)))
             if not _rows_split(layout, f.axis):  # replicated outputs: the ranks' output gradients add up
-                G = torch.from_numpy(_allreduce_sum(comm, _to_numpy(G))).to(G.device)
-            # after G: the forward output (LogSumExp) or the selected indices as numbers (Min/Max/KMin)
-            second = out if ctx.idx is None else torch.from_numpy(ctx.idx.astype(_to_numpy(out).dtype))
+                G = _allreduce(comm, G)
+            extras = _grad_extras(ctx, key, args, saved[-1], G)
             grads = [None] * len(args)
             for k, info in enumerate(f.args):
                 if info is None or not ctx.needs_input_grad[k + 1]:
                     continue
-                g = formula((key, "grad", k))
-                gargs = (list(args) + [G, second])[: g.nargs]
-                gv, _ = _run_numpy((key, "grad", k), gargs, layout, comm)
+                gkey = (key, "grad", k)
+                g = formula(gkey)
+                gv = _reduce_values(gkey, (list(args) + extras(g.nargs - len(args)))[: g.nargs], layout, comm)
                 if g.sums_rows and _rows_split(layout, g.axis):  # each rank summed its own rows
-                    gv = _allreduce_sum(comm, gv)
-                a = args[k]
-                grads[k] = torch.from_numpy(gv).to(a.device).reshape(a.shape)
+                    gv = _allreduce(comm, gv)
+                grads[k] = gv.reshape(args[k].shape)
             return (None, *grads)
 
+    def _grad_extras(ctx, key, args, out, G):
+        """A function of n giving the n arguments the gradient formulas take
+        after the forward's: G, then the forward output (LogSumExp,
+        SumSoftMaxWeight) or the selected global indices as numbers (Min, Max,
+        KMin), then SumSoftMaxWeight's log-sum-exp (computed when asked)."""
+        _, layout, comm = ctx.spec
+        second = out if ctx.idx is None else torch.from_numpy(ctx.idx.astype(_to_numpy(out).dtype)).to(out.device)
+        extras = [G, second]
 
-_DIFFERENTIABLE = ("Sum", "LogSumExp", "Min", "Max", "KMin")
+        def take(n):
+            if n > 2 and len(extras) == 2:
+                extras.append(_reduce_values((key, "lse"), list(args), layout, comm))
+            return extras[:n]
+
+        return take
+
+    def _reduce_values(key, args, layout, comm):
+        """The values of a distributed reduction, through _DistFunction when
+        torch records a graph (double backward), else computed directly."""
+        if _needs_autograd(args):
+            return _DistFunction.apply((key, layout, comm), *args)
+        vals, _ = _run_numpy(key, list(args), layout, comm)
+        ref = next(a for a in args if isinstance(a, torch.Tensor))
+        return torch.from_numpy(vals).to(ref.device)
+
+
+_DIFFERENTIABLE = ("Sum", "LogSumExp", "SumSoftMaxWeight", "Min", "Max", "KMin")
 
 
 def _needs_autograd(args):
