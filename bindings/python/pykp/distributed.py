@@ -14,7 +14,8 @@ libkp_mpi (include/kp_mpi.h, docs/distributed.md):
 ``layout="ring"``
     i and j points both split. Each rank gets the rows of its own points of the
     output axis; the reduced axis' variables travel around the ring in blocks
-    (``Sendrecv``), so no rank ever holds all of them.
+    (nonblocking sends and receives: the next block travels while the local
+    engine folds the current one), so no rank ever holds all of them.
 
 Min/Max/ArgMin/.../KMin-type reductions give one process's values and indices
 exactly in every layout; Sum, LogSumExp and SumSoftMaxWeight merge their states
@@ -207,6 +208,21 @@ class _Call:
         comm.Bcast(state, root=0)
         return state
 
+    def _pass_on(self, block, incoming_rows):
+        """Starts sending block to the left neighbour and receiving the right
+        one's (incoming_rows points); returns (the arrays being received,
+        the requests to wait for)."""
+        comm = self.comm
+        left, right = (comm.rank - 1) % comm.size, (comm.rank + 1) % comm.size
+        nxt, requests = {}, []
+        for tag, (k, a) in enumerate(sorted(block.items())):
+            shape = list(a.shape)
+            shape[-2] = incoming_rows
+            nxt[k] = np.empty(shape, a.dtype)
+            requests.append(comm.Irecv(nxt[k], source=right, tag=16 + tag))
+            requests.append(comm.Isend(a, dest=left, tag=16 + tag))
+        return nxt, requests
+
     def _ring(self):
         """Blocks of the reduced variables go around the ring (rank r receives
         from r + 1, sends to r - 1); blocks of ranks >= r fold into tail, the
@@ -219,10 +235,11 @@ class _Call:
         tail = _step(comm, self.new_state, first_row)
         travel = [k for k, info in enumerate(self.f.args) if info is not None and info.cat == self.red_cat]
         block = {k: np.ascontiguousarray(self.arrays[k]) for k in travel}
-        left, right = (rank - 1) % size, (rank + 1) % size
         err = None
         for s in range(size):
             owner = (rank + s) % size
+            # the next block travels while this one is folded
+            nxt, pending = self._pass_on(block, counts[(rank + s + 1) % size]) if s + 1 < size else (None, [])
             if err is None:
                 try:
                     arrays = list(self.arrays)
@@ -231,16 +248,8 @@ class _Call:
                     self.fold(arrays, starts[owner], tail if owner >= rank else head)
                 except Exception as e:  # the ring goes on: every rank reaches the agreement
                     err = e
-            if s + 1 < size:
-                incoming = (rank + s + 1) % size
-                nxt = {}
-                for k in travel:
-                    a = block[k]
-                    shape = list(a.shape)
-                    shape[-2] = counts[incoming]
-                    nxt[k] = np.empty(shape, a.dtype)
-                    comm.Sendrecv(a, dest=left, sendtag=9, recvbuf=nxt[k], source=right, recvtag=9)
-                block = nxt
+            _wait_all(pending)
+            block = nxt
         if err is None and rank > 0 and starts[rank] > 0:  # head holds points: it comes first
             try:
                 _lib.state_merge(self.plan, head, tail)
@@ -249,6 +258,13 @@ class _Call:
                 err = e
         _agree(comm, err)
         return tail
+
+
+def _wait_all(requests):
+    if requests:
+        from mpi4py import MPI
+
+        MPI.Request.Waitall(requests)
 
 
 def _to_numpy(a):
