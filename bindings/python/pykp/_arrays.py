@@ -1,6 +1,6 @@
 """
-_arrays.py -- NumPy and PyTorch arrays as kp_array descriptors, and `launch`,
-the one function that runs a formula on arrays.
+_arrays.py -- NumPy and PyTorch arrays as kp_array descriptors (the call
+itself is _call.py).
 
 Arrays are passed to libkp as they are: data pointer, shape and strides (in
 elements), whatever the layout -- transposed, sliced, broadcast with stride 0.
@@ -39,9 +39,6 @@ from ._lib import (
     KP_FLOAT32,
     KP_FLOAT64,
     KP_INT64,
-    KP_VAR_I,
-    KP_VAR_J,
-    KP_VAR_PARAM,
     KpRuntimeError,
     KpTypeError,
     KpValueError,
@@ -322,220 +319,19 @@ def backend_of(args):
     return be
 
 
-def describe_all(f, args, nx=-1, ny=-1):
-    """Descriptors of args (canonical layout) for formula f: returns
-    (dtype code, descs, nx, ny, batch shape)."""
-    fargs = f.args
-    if len(args) != len(fargs):
-        raise KpValueError("pykp: the formula takes %d arguments, got %d" % (len(fargs), len(args)))
-    descs = []
-    code = None
-    batch = None
-    first = None  # (position, descriptor) of the first array: its device is the call's
-    for k, a in enumerate(args):
-        info = fargs[k]
-        if info is None:
-            descs.append(None)
-            continue
-        if a is None:
-            raise KpValueError("pykp: argument %d is missing" % k)
-        d = describe(a, "argument %d" % k)
-        code = d[1] if code is None else call_code((code, d[1]))
-        if first is None:
-            first = (k, d)
-        elif d[4] != first[1][4] or (d[4] and d[5] != first[1][5]):
-            w0, w = (first[1][4], first[1][5]), (d[4], d[5])
-            raise KpRuntimeError(
-                "pykp: arguments on different devices: argument %d is on %s, argument %d on %s. pykp never "
-                "copies between devices: move them to one device first (e.g. with .to(%s))"
-                % (first[0], device_name(w0), k, device_name(w), _device_expr(w0))
-            )
-        descs.append(d)
-        shape = d[2]
-        cat = info.cat
-        nb = len(shape) - (1 if cat == KP_VAR_PARAM else 2)
-        if cat == KP_VAR_I:
-            if len(shape) >= 2:
-                nx = shape[-2]
-        elif cat == KP_VAR_J:
-            if len(shape) >= 2:
-                ny = shape[-2]
-        if nb > 0:
-            bs = shape[:nb]
-            if batch is None:
-                batch = list(bs)
-            elif len(bs) == len(batch):
-                for i, e in enumerate(bs):
-                    if e != 1:
-                        batch[i] = e
-    if code is None:
-        raise KpValueError("pykp: the formula has no array argument to take the dtype from")
-    if code == KP_INT64:
-        raise KpTypeError("pykp: int64 arrays are not valid inputs; libkp computes in float32 or float64")
-    return code, descs, nx, ny, (tuple(batch) if batch else ())
-
-
-def _rows(f, nx, ny):
-    """Output rows of formula f: 1 if it sums them, else N (axis 1) or M (axis 0)."""
-    if f.sums_rows:
-        return 1
-    rows = nx if f.axis == 1 else ny
-    if rows < 0:
-        raise KpValueError("pykp: no %s argument tells the number of output rows" % ("Vi" if f.axis == 1 else "Vj"))
-    return rows
-
-
-def empty_values(be, lead, dim, code, where=CPU):
-    """A new output of dim reals per row for a call of dtype code: for a
-    complex call, dim / 2 complex numbers when dim is even (libkp writes the
-    interleaved reals); take be.as_real of it for a real result."""
+def values_layout(shape, code):
+    """(shape, dtype code) of the output array libkp writes as shape (...,
+    dim) reals for a call of dtype code: a complex call writes dim / 2 complex
+    numbers when dim is even (interleaved reals; take be.as_real of it for a
+    real result), else dim reals of its precision."""
     if code in COMPLEX_CODES:
-        if dim % 2 == 0:
-            return be.empty(lead + (dim // 2,), code, where)
-        code = REAL_CODE[code]
-    return be.empty(lead + (dim,), code, where)
+        if shape[-1] % 2 == 0:
+            return tuple(shape[:-1]) + (shape[-1] // 2,), code
+        return tuple(shape), REAL_CODE[code]
+    return tuple(shape), code
 
 
-def run(f, be, code, descs, nx, ny, bshape, out=None, scheme=None, ranges=None):
-    """Allocates the outputs on the arguments' device and runs the plan of f for
-    dtype code (scheme: float32 summation scheme, None for the global setting).
-    On a CUDA device the work is queued on torch's current stream (see the
-    module's comment on why the caching allocator is safe)."""
-    rows = _rows(f, nx, ny)
-    where = where_of_descs(descs)
-    vals = idx = dv = di = None
-    if f.out_dim:
-        vals = out if out is not None else empty_values(be, bshape + (rows,), f.out_dim, code, where)
-        dv = be.describe_out(vals)
-        if (dv[4], dv[5]) != where and descs_have_arrays(descs):
-            raise KpRuntimeError(
-                "pykp: out= is on %s but the arguments are on %s; pykp never copies between devices"
-                % (device_name((dv[4], dv[5])), device_name(where))
-            )
-    if f.out_index_dim:
-        idx = be.empty(bshape + (rows, f.out_index_dim), KP_INT64, where)
-        di = be.describe_out(idx)
-    f.plan(code).exec(descs, dv, di, nx, ny, scheme, stream_for(where), ranges)
-    return vals, idx
-
-
-def run_joint(joint, be, args, nx=-1, ny=-1, scheme=None, ranges=None):
-    """Runs the formulas of a _lib.Joint on args (shared by all, one array per
-    argument position or None) in one kp_plan_exec_joint call; returns the
-    list of their values (new arrays of the backend), one per formula."""
-    fast = fast_describe(joint, args)
-    if fast is not None:
-        _, code, descs, fnx, fny, _ = fast
-        nx = fnx if fnx >= 0 else nx
-        ny = fny if fny >= 0 else ny
-        bshapes = [()] * len(joint.formulas)
-    else:
-        code, descs, nx, ny, bshape = describe_all(joint, args, nx, ny)
-        if bshape:  # each output has the batch shape of its own formula's arguments
-            bshapes = [describe_all(f, args, nx, ny)[4] for f in joint.formulas]
-        else:
-            bshapes = [()] * len(joint.formulas)
-    where = where_of_descs(descs)
-    outs = []
-    douts = []
-    for f, bs in zip(joint.formulas, bshapes):
-        o = empty_values(be, bs + (_rows(f, nx, ny),), f.out_dim, code, where)
-        outs.append(o)
-        douts.append(be.describe_out(o))
-    stream = stream_for(where)
-    plan = joint.plan(code)
-    if plan is not None:  # on a CUDA device libkp runs its formulas one after the other, on the stream
-        plan.exec(descs, douts, nx, ny, scheme, stream, ranges)
-    else:  # libkp refused the joint plan: one call per formula
-        for f, d in zip(joint.formulas, douts):
-            f.plan(code).exec([dd if info is not None else None for dd, info in zip(descs, f.args)], d, None,
-                              nx, ny, scheme, stream, ranges)
-    return outs
-
-
-def launch(f, args, be, nx=-1, ny=-1, out=None, scheme=None, ranges=None):
-    """Runs formula f on args (one array per argument position, None where the
-    formula does not use the position) and returns (values, indices), each a
-    new array of the backend (or None when the reduction has no such output).
-
-    Arrays must be in the canonical layout libkp takes: Vi/Vj (batch..., n, d),
-    Pm (batch..., d) or (d,); arguments with batch dimensions all have the same
-    number of them, each of extent 1 or the batch extent. libkp validates all of
-    it and reports errors naming the argument."""
-    code, descs, nx, ny, bshape = describe_all(f, args, nx, ny)
-    return run(f, be, code, descs, nx, ny, bshape, out, scheme, ranges)
-
-
-def fast_describe(f, args):
-    """The common case in one pass: every used argument an array of one kind
-    and one float dtype, on one device (the CPU or one CUDA device), already
-    in libkp's layout without batch dimensions (Vi/Vj 2-D, Pm 1-D). Returns
-    (backend, code, descs, nx, ny, requires_grad) or None when anything needs
-    the general path (which also reports mixed devices)."""
-    fargs = f.args
-    if len(args) != len(fargs):
-        return None
-    be = None
-    code = None
-    nx = ny = -1
-    rg = False
-    descs = []
-    dev = None  # (kp_device, ordinal) of the first tensor
-    for k, a in enumerate(args):
-        info = fargs[k]
-        if info is None:
-            descs.append(None)
-            continue
-        if isinstance(a, _TorchTensor):
-            if be is not TorchBackend and be is not None:
-                return None
-            be = TorchBackend
-            c = _TORCH_CODES.get(a.dtype)
-            if c is None or c == KP_INT64:
-                return None
-            shape = a.shape
-            if a.is_cpu:
-                d = (a.data_ptr(), c, shape, a.stride(), KP_DEVICE_CPU, 0)
-            elif a.is_cuda:
-                d = tensor_desc(a)
-            else:
-                return None
-            if dev is None:
-                dev = (d[4], d[5])
-            elif d[4] != dev[0] or d[5] != dev[1]:
-                return None
-            rg = rg or a.requires_grad
-        elif isinstance(a, np.ndarray):
-            if be is not NumpyBackend and be is not None:
-                return None
-            be = NumpyBackend
-            c = _NP_CODES.get(a.dtype)
-            if c is None or c == KP_INT64:
-                return None
-            item = a.itemsize
-            strides = a.strides
-            if any(s % item for s in strides):
-                return None
-            shape = a.shape
-            d = (a.ctypes.data, c, shape, tuple(s // item for s in strides), KP_DEVICE_CPU, 0)
-        else:
-            return None
-        if code is None:
-            code = c
-        elif c != code:
-            return None
-        cat = info.cat
-        if cat == KP_VAR_PARAM:
-            if len(shape) != 1:
-                return None
-        else:
-            if len(shape) != 2:
-                return None
-            if cat == KP_VAR_I:
-                nx = shape[0]
-            else:
-                ny = shape[0]
-        descs.append(d)
-    if code is None:
-        return None
-    return be, code, descs, nx, ny, rg
+def empty_values(be, shape, code, where=CPU):
+    """A new output array for values libkp reports as shape (..., dim) reals."""
+    shape, code = values_layout(shape, code)
+    return be.empty(shape, code, where)

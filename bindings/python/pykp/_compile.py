@@ -21,7 +21,7 @@ from typing import List, Optional, Tuple
 
 from . import _arrays
 from ._arrays import torch
-from ._lib import KP_VAR_I, KP_VAR_J, KP_VAR_PARAM, formula
+from ._lib import KP_VAR_I, KP_VAR_J, formula
 
 HAVE_OPS = torch is not None and hasattr(torch.library, "custom_op")
 
@@ -146,40 +146,25 @@ if HAVE_OPS:
 
     @_reduce.register_fake
     def _reduce_fake(key, args, nx, ny, scheme):
-        from .genred import canonical_args
+        """Outputs with the shapes libkp gives for the arguments' shapes (fake
+        tensors have no storage: only their shapes are described)."""
+        from ._call import canonical, output_shapes, shape_descs
 
         f = formula(key_of(key))
-        _, _, cargs = canonical_args(f, list(args))
-        batch = None
+        _, code, cargs = canonical(f, list(args))
         for info, a in zip(f.args, cargs):
-            if info is None or a is None:
-                continue
-            base = 1 if info.cat == KP_VAR_PARAM else 2
-            if info.cat == KP_VAR_I:
+            if info is not None and info.cat == KP_VAR_I:
                 nx = a.shape[-2]
-            elif info.cat == KP_VAR_J:
+            elif info is not None and info.cat == KP_VAR_J:
                 ny = a.shape[-2]
-            bs = tuple(a.shape[: a.ndim - base])
-            if bs:
-                if batch is None:
-                    batch = list(bs)
-                else:
-                    batch = [e if e != 1 else b for b, e in zip(batch, bs)]
-        bshape = tuple(batch) if batch else ()
-        rows = _arrays._rows(f, nx, ny)
+        vshape, ishape = output_shapes(f, code, shape_descs(f, code, cargs), nx, ny)
         ref = _ref(args)
-        code = _arrays.call_code([_arrays.dtype_code(a) for a in cargs if isinstance(a, torch.Tensor)])
-        if not f.out_dim:
+        if vshape is None:
             vals = _empty(ref.dtype, ref.device)
-        elif code in _arrays.COMPLEX_CODES and f.out_dim % 2 == 0:  # as _arrays.empty_values
-            vals = ref.new_empty(bshape + (rows, f.out_dim // 2), dtype=_arrays._TORCH_DTYPES[code])
-        else:
-            vals = ref.new_empty(bshape + (rows, f.out_dim), dtype=_arrays._TORCH_DTYPES[_arrays.REAL_CODE[code]]
-                                 if code in _arrays.COMPLEX_CODES else _arrays._TORCH_DTYPES[code])
-        if f.out_index_dim:
-            idx = ref.new_empty(bshape + (rows, f.out_index_dim), dtype=torch.int64)
-        else:
-            idx = _empty(torch.int64, ref.device)
+        else:  # float16 or complex calls: libkp's storage dtypes, as _arrays.empty_values
+            shape, vcode = _arrays.values_layout(vshape, code)
+            vals = ref.new_empty(shape, dtype=_arrays._TORCH_DTYPES[vcode])
+        idx = ref.new_empty(ishape, dtype=torch.int64) if ishape is not None else _empty(torch.int64, ref.device)
         return vals, idx
 
     def _setup_context(ctx, inputs, output):
@@ -188,7 +173,8 @@ if HAVE_OPS:
         ctx.save_for_backward(*args, *output)
 
     def _backward(ctx, gvals, gidx):
-        from .genred import _INDEXED, _WITH_INDICES, _Node, _input_grads, canonical_args
+        from ._call import canonical
+        from .genred import _INDEXED, _WITH_INDICES, _Node, _input_grads
 
         text, n, nx, ny, scheme = ctx.kp
         saved = ctx.saved_tensors
@@ -199,7 +185,7 @@ if HAVE_OPS:
         f = formula(key)
         if not f.out_dim or gvals is None:
             return None, [None] * n, None, None, None
-        _, _, cargs = canonical_args(f, args)
+        _, _, cargs = canonical(f, args)
         if f.reduction not in _WITH_INDICES and f.reduction not in _INDEXED:
             idx = None
         node = _Node(key, nx, ny, None if scheme < 0 else scheme)
@@ -214,13 +200,14 @@ if HAVE_OPS:
         function): as genred._KpFunction.vmap, the vmapped dimension becomes
         a leading libkp batch dimension, after each argument is brought to
         libkp's layout per sample. One operator call, no loop."""
-        from .genred import _vmap_args, canonical_args
+        from ._call import canonical
+        from .genred import _vmap_args
 
         dims = list(in_dims[1]) if in_dims[1] is not None else [None] * len(args)
         f = formula(key_of(key))
         moved = [a if a is None or d is None else a.movedim(d, 0) for a, d in zip(args, dims)]
         samples = [a if a is None or d is None else a.select(0, 0) for a, d in zip(moved, dims)]
-        _, _, canon = canonical_args(f, samples)
+        _, _, canon = canonical(f, samples)
         batched = []
         for a, d, c in zip(moved, dims, canon):
             if a is None or d is None:

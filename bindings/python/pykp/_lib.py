@@ -168,6 +168,7 @@ _formula_with_indices = _proto("kp_formula_with_indices", ctypes.c_int, _vp, _vp
 _plan_new = _proto("kp_plan_new", ctypes.c_int, _vp, _vp, ctypes.c_int, ctypes.POINTER(_vp))
 _plan_free = _proto("kp_plan_free", None, _vp)
 _plan_exec = _proto("kp_plan_exec", ctypes.c_int, _vp, _vp, ctypes.c_size_t, _vp, _vp, _vp)
+_plan_output_shape = _proto("kp_plan_output_shape", ctypes.c_int, _vp, _vp, ctypes.c_size_t, _vp, _vp, _vp, _vp)
 _status_string = _proto("kp_status_string", ctypes.c_char_p, ctypes.c_int)
 _status_name = _proto("kp_status_name", ctypes.c_char_p, ctypes.c_int)
 _context_set_engine = _proto("kp_context_set_engine", ctypes.c_int, _vp, ctypes.c_int)
@@ -500,19 +501,41 @@ class Plan:
         self.out_addr = base + self.out_off
         self.idx_addr = base + self.idx_off
         self.opt_addr = base + self.opt_off
+        self.shape_buf = (ctypes.c_int(), (_i64 * KP_MAX_DIMS)(), (_i64 * KP_MAX_DIMS)())
+        self.shape_addr = tuple(ctypes.addressof(b) for b in self.shape_buf)
 
-    def exec(self, descs, out, idx, nx, ny, scheme=None, stream=0, ranges=None):
-        """descs: per argument position (ptr, dtype, shape, strides, device,
-        device_id) or None (unused position); out, idx: the same for the
-        outputs, or None. stream: the CUstream (an int, 0 for NULL) that libkp
-        queues the work on when the arrays are on a CUDA device. ranges: a
-        pykp._ranges.Ranges (block-sparse) or None."""
+    def pack(self, descs, nx, ny, stream=0, ranges=None):
+        """Writes the arguments and options of the next call into the plan's
+        buffer. descs: per argument position (ptr, dtype, shape, strides,
+        device, device_id) or None (unused position). stream: the CUstream (an
+        int, 0 for NULL) that libkp queues the work on when the arrays are on a
+        CUDA device. ranges: a pykp._ranges.Ranges (block-sparse) or None."""
         buf = self.buf
         off = 0
         for d in descs:
             if d is not None:
                 _pack_array(buf, off, d)
             off += _ARRAY_SIZE
+        _OPTS.pack_into(buf, self.opt_off, _settings["num_threads"], nx, ny, stream, _OPT_SIZE)
+        _POINTER.pack_into(buf, self.opt_off + _RANGES_OFF, 0 if ranges is None else ranges.addr)
+
+    def output_shapes(self):
+        """kp_plan_output_shape for the packed arguments: (values shape,
+        indices shape), each a tuple, or None when the reduction has no such
+        output."""
+        ndim, shape, ishape = self.shape_buf
+        st = _plan_output_shape(self.handle, self.base, self.nargs, self.opt_addr, *self.shape_addr)
+        if st != KP_OK:
+            raise self.ctx.fail(st)
+        n = ndim.value
+        vals = tuple(shape[:n]) if shape[n - 1] else None
+        idx = tuple(ishape[:n]) if ishape[n - 1] else None
+        return vals, idx
+
+    def run_packed(self, out, idx, nx, ny, scheme=None):
+        """kp_plan_exec on the packed arguments; out, idx: descriptors of the
+        outputs, or None."""
+        buf = self.buf
         out_addr = idx_addr = None
         if out is not None:
             _pack_array(buf, self.out_off, out)
@@ -520,13 +543,16 @@ class Plan:
         if idx is not None:
             _pack_array(buf, self.idx_off, idx)
             idx_addr = self.idx_addr
-        _OPTS.pack_into(buf, self.opt_off, _settings["num_threads"], nx, ny, stream, _OPT_SIZE)
-        _POINTER.pack_into(buf, self.opt_off + _RANGES_OFF, 0 if ranges is None else ranges.addr)
         self.ctx.use_settings(scheme)
         st = _progress.run(_plan_exec, (self.handle, self.base, self.nargs, out_addr, idx_addr, self.opt_addr), buf,
                            self.opt_off + _PROGRESS_OFF, _pairs_of(nx, ny, out if out is not None else idx))
         if st != KP_OK:
             raise self.ctx.fail(st)
+
+    def exec(self, descs, out, idx, nx, ny, scheme=None, stream=0, ranges=None):
+        """pack, then run_packed: one kp_plan_exec call."""
+        self.pack(descs, nx, ny, stream, ranges)
+        self.run_packed(out, idx, nx, ny, scheme)
 
 
 # ----------------------------------------------------------------- partial states
@@ -555,26 +581,11 @@ def _address(buf):
     return ctypes.addressof((ctypes.c_char * len(buf)).from_buffer(buf))
 
 
-def _plan_pack(plan, descs, out, idx, nx, ny):
-    """Packs descriptors and options into plan.buf (as Plan.exec does)."""
-    buf = plan.buf
-    off = 0
-    for d in descs:
-        if d is not None:
-            _pack_array(buf, off, d)
-        off += _ARRAY_SIZE
-    if out is not None:
-        _pack_array(buf, plan.out_off, out)
-    if idx is not None:
-        _pack_array(buf, plan.idx_off, idx)
-    _OPTS.pack_into(buf, plan.opt_off, _settings["num_threads"], nx, ny, 0, _OPT_SIZE)
-    plan.ctx.use_settings(None)
-
-
 def state_new(plan, descs, nx, ny, row_offset=0):
     """A new state (bytearray, every row at the identity) for plan's rows as
     descs give them; row_offset: global index of the first row."""
-    _plan_pack(plan, descs, None, None, nx, ny)
+    plan.pack(descs, nx, ny)
+    plan.ctx.use_settings(None)
     info = StateInfo()
     st = _plan_state_info(plan.handle, plan.base, plan.nargs, plan.opt_addr, ctypes.byref(info))
     if st != KP_OK:
@@ -589,7 +600,8 @@ def state_new(plan, descs, nx, ny, row_offset=0):
 
 def state_fold(plan, descs, offset, state, nx, ny):
     """Folds the reduced points of descs (global indices from offset) into state."""
-    _plan_pack(plan, descs, None, None, nx, ny)
+    plan.pack(descs, nx, ny)
+    plan.ctx.use_settings(None)
     st = _plan_exec_partial(plan.handle, plan.base, plan.nargs, offset, _address(state), len(state), plan.opt_addr)
     if st != KP_OK:
         raise plan.ctx.fail(st)
@@ -604,10 +616,17 @@ def state_merge(plan, a, b):
 
 def state_finalize(plan, descs, state, out, idx, nx, ny):
     """Writes state's outputs into the arrays out, idx describe (or None)."""
-    _plan_pack(plan, descs, out, idx, nx, ny)
-    st = _plan_state_finalize(plan.handle, plan.base, plan.nargs, _address(state), len(state),
-                              plan.out_addr if out is not None else None,
-                              plan.idx_addr if idx is not None else None, plan.opt_addr)
+    plan.pack(descs, nx, ny)
+    plan.ctx.use_settings(None)
+    out_addr = idx_addr = None
+    if out is not None:
+        _pack_array(plan.buf, plan.out_off, out)
+        out_addr = plan.out_addr
+    if idx is not None:
+        _pack_array(plan.buf, plan.idx_off, idx)
+        idx_addr = plan.idx_addr
+    st = _plan_state_finalize(plan.handle, plan.base, plan.nargs, _address(state), len(state), out_addr, idx_addr,
+                              plan.opt_addr)
     if st != KP_OK:
         raise plan.ctx.fail(st)
 
@@ -623,7 +642,7 @@ class Joint:
     together by one joint plan (kp_plan_new_joint): the Sums among them share
     their pairwise values in one pass over the pairs. `args` merges the
     formulas' argument infos (a position is used if any formula uses it), so
-    that `_arrays.describe_all` and `fast_describe` take a Joint like a Formula."""
+    that `_call.prepare` takes a Joint like a Formula."""
 
     def __init__(self, formulas):
         formulas = tuple(formulas)

@@ -14,15 +14,17 @@ libkp_mpi (include/kp_mpi.h, docs/distributed.md):
 ``layout="ring"``
     i and j points both split. Each rank gets the rows of its own points of the
     output axis; the reduced axis' variables travel around the ring in blocks
-    (``Sendrecv``), so no rank ever holds all of them.
+    (nonblocking sends and receives: the next block travels while the local
+    engine folds the current one), so no rank ever holds all of them.
 
 Min/Max/ArgMin/.../KMin-type reductions give one process's values and indices
 exactly in every layout; Sum, LogSumExp and SumSoftMaxWeight merge their states
 in a fixed order (the same bits for the same split, within 1e-6 of the largest output in
 float32 and 1e-13 in float64 of one process).
 
-Autograd (torch tensors; Sum, LogSumExp, Min, Max, KMin; indices, as for
-ArgMin or Min_ArgMin, are not differentiated): the loss is taken as the sum of
+Autograd (torch tensors; Sum, LogSumExp, SumSoftMaxWeight, Min, Max, KMin, to
+any order; indices, as for ArgMin or Min_ArgMin, are not differentiated; nor
+are parameter gradients a second time): the loss is taken as the sum of
 every rank's loss. The gradient of a rank's own points is computed where they
 live; the gradient of a replicated variable (``Vj`` of ``layout="rows"``) or of
 a parameter is the sum over all ranks (a column-side gradient is a reduction
@@ -38,10 +40,10 @@ on a GPU are copied to the host and the results back).
 """
 import numpy as np
 
-from . import _arrays, _lib
+from . import _arrays, _call, _lib
 from ._arrays import torch
-from ._lib import KP_VAR_I, KP_VAR_J, KP_VAR_PARAM, KpError, KpNotImplementedError, KpValueError, formula
-from .genred import canonical_args, postprocess, reduction_text
+from ._lib import KP_VAR_I, KP_VAR_J, KpNotImplementedError, KpValueError, formula
+from .genred import postprocess, reduction_text
 
 __all__ = ["Genred", "reduce", "LAYOUTS"]
 
@@ -142,24 +144,23 @@ class _Call:
         self.row_cat = KP_VAR_I if f.axis == 1 else KP_VAR_J
 
     def descs(self, arrays):
-        code, descs, nx, ny, bshape = _arrays.describe_all(self.f, arrays, -1, -1)
-        return descs, nx, ny, bshape
+        call = _call.prepare(self.f, arrays)
+        return call.descs, call.nx, call.ny
 
     def new_state(self, row_offset):
-        d, nx, ny, _ = self.descs(self.arrays)
+        d, nx, ny = self.descs(self.arrays)
         return _lib.state_new(self.plan, d, nx, ny, row_offset)
 
     def fold(self, arrays, offset, state):
-        d, nx, ny, _ = self.descs(arrays)
+        d, nx, ny = self.descs(arrays)
         _lib.state_fold(self.plan, d, offset, state, nx, ny)
 
     def finalize(self, state):
-        d, nx, ny, bshape = self.descs(self.arrays)
-        f = self.f
-        rows = 1 if f.sums_rows else (nx if f.axis == 1 else ny)
-        vals = _arrays.empty_values(_arrays.NumpyBackend, tuple(bshape) + (rows,), f.out_dim, self.code) \
-            if f.out_dim else None  # float16 or complex calls: libkp's storage dtypes
-        idx = np.empty(tuple(bshape) + (rows, f.out_index_dim), np.int64) if f.out_index_dim else None
+        d, nx, ny = self.descs(self.arrays)
+        vshape, ishape = _call.output_shapes(self.f, self.code, d, nx, ny)
+        # float16 or complex calls: outputs in libkp's storage dtypes
+        vals = _arrays.empty_values(_arrays.NumpyBackend, vshape, self.code) if vshape is not None else None
+        idx = np.empty(ishape, np.int64) if ishape is not None else None
         _lib.state_finalize(self.plan, d, state,
                             _arrays.describe(vals) if vals is not None else None,
                             _arrays.describe(idx) if idx is not None else None, nx, ny)
@@ -207,6 +208,22 @@ class _Call:
         comm.Bcast(state, root=0)
         return state
 
+    def _pass_on(self, block, incoming_rows):
+        """Starts sending block to the left neighbour and receiving the right
+        one's (incoming_rows points); returns (the arrays being received,
+        the requests to wait for)."""
+        comm = self.comm
+        left, right = (comm.rank - 1) % comm.size, (comm.rank + 1) % comm.size
+        nxt, requests = {}, []
+        for tag, (k, a) in enumerate(sorted(block.items())):
+            shape = list(a.shape)
+            shape[-2] = incoming_rows
+            nxt[k] = np.empty(shape, a.dtype)
+            # as bytes: MPI has no float16 type (both buffers are contiguous)
+            requests.append(comm.Irecv(nxt[k].view(np.uint8), source=right, tag=16 + tag))
+            requests.append(comm.Isend(a.view(np.uint8), dest=left, tag=16 + tag))
+        return nxt, requests
+
     def _ring(self):
         """Blocks of the reduced variables go around the ring (rank r receives
         from r + 1, sends to r - 1); blocks of ranks >= r fold into tail, the
@@ -219,10 +236,11 @@ class _Call:
         tail = _step(comm, self.new_state, first_row)
         travel = [k for k, info in enumerate(self.f.args) if info is not None and info.cat == self.red_cat]
         block = {k: np.ascontiguousarray(self.arrays[k]) for k in travel}
-        left, right = (rank - 1) % size, (rank + 1) % size
         err = None
         for s in range(size):
             owner = (rank + s) % size
+            # the next block travels while this one is folded
+            nxt, pending = self._pass_on(block, counts[(rank + s + 1) % size]) if s + 1 < size else (None, [])
             if err is None:
                 try:
                     arrays = list(self.arrays)
@@ -231,18 +249,8 @@ class _Call:
                     self.fold(arrays, starts[owner], tail if owner >= rank else head)
                 except Exception as e:  # the ring goes on: every rank reaches the agreement
                     err = e
-            if s + 1 < size:
-                incoming = (rank + s + 1) % size
-                nxt = {}
-                for k in travel:
-                    a = block[k]
-                    shape = list(a.shape)
-                    shape[-2] = counts[incoming]
-                    nxt[k] = np.empty(shape, a.dtype)
-                    # as bytes: MPI has no float16 type (both buffers are contiguous)
-                    comm.Sendrecv(a.view(np.uint8), dest=left, sendtag=9, recvbuf=nxt[k].view(np.uint8),
-                                  source=right, recvtag=9)
-                block = nxt
+            _wait_all(pending)
+            block = nxt
         if err is None and rank > 0 and starts[rank] > 0:  # head holds points: it comes first
             try:
                 _lib.state_merge(self.plan, head, tail)
@@ -253,6 +261,13 @@ class _Call:
         return tail
 
 
+def _wait_all(requests):
+    if requests:
+        from mpi4py import MPI
+
+        MPI.Request.Waitall(requests)
+
+
 def _to_numpy(a):
     if torch is not None and isinstance(a, torch.Tensor):
         return np.ascontiguousarray(a.detach().cpu().numpy())
@@ -261,7 +276,7 @@ def _to_numpy(a):
 
 def _run_numpy(key, args, layout, comm):
     f = formula(key)
-    be, code, args = canonical_args(f, args)
+    _, code, args = _call.canonical(f, args)
     arrays = [None if f.args[k] is None else _to_numpy(a) for k, a in enumerate(args)]
     return _Call(f, code, arrays, layout, comm).run()
 
@@ -282,10 +297,27 @@ def _allreduce_sum(comm, a):
 
 if torch is not None:
 
+    class _AllreduceSum(torch.autograd.Function):
+        """The sum of a tensor over the ranks, on every rank. The loss being the
+        sum of every rank's loss, its backward is the same allreduce."""
+
+        @staticmethod
+        def forward(ctx, comm, a):
+            ctx.comm = comm
+            return torch.from_numpy(_allreduce_sum(comm, _to_numpy(a))).to(a.device)
+
+        @staticmethod
+        def backward(ctx, G):
+            return None, _AllreduceSum.apply(ctx.comm, G)
+
+    def _allreduce(comm, a):
+        return _AllreduceSum.apply(comm, a)
+
     class _DistFunction(torch.autograd.Function):
         """A distributed reduction with its gradients (_DIFFERENTIABLE): each
         gradient is itself a distributed reduction (kp_formula_grad), run with
-        the same layout."""
+        the same layout through this Function again, so that gradients are
+        differentiable to any order."""
 
         @staticmethod
         def forward(ctx, spec, *args):
@@ -305,32 +337,56 @@ if torch is not None:
             key, layout, comm = ctx.spec
             saved = ctx.saved_tensors
             args = [s if s is not None else n for s, n in zip(saved[:-1], ctx.nonarrays)]
-            out = saved[-1]
             f = formula(key)
             if f.reduction not in _DIFFERENTIABLE or f.sums_rows:
                 raise KpNotImplementedError("pykp.distributed: gradients of %s reductions are not supported (%s are)"
                                             % (f.reduction, ", ".join(_DIFFERENTIABLE)))
             if not _rows_split(layout, f.axis):  # replicated outputs: the ranks' output gradients add up
-                G = torch.from_numpy(_allreduce_sum(comm, _to_numpy(G))).to(G.device)
-            # after G: the forward output (LogSumExp) or the selected indices as numbers (Min/Max/KMin)
-            # (indices as float32 for float16 outputs, which hold integers exactly only up to 2048)
-            second = out if ctx.idx is None else torch.from_numpy(ctx.idx.astype(
-                np.float32 if _to_numpy(out).dtype == np.float16 else _to_numpy(out).dtype))
+                G = _allreduce(comm, G)
+            extras = _grad_extras(ctx, key, args, saved[-1], G)
             grads = [None] * len(args)
             for k, info in enumerate(f.args):
                 if info is None or not ctx.needs_input_grad[k + 1]:
                     continue
-                g = formula((key, "grad", k))
-                gargs = (list(args) + [G, second])[: g.nargs]
-                gv, _ = _run_numpy((key, "grad", k), gargs, layout, comm)
+                gkey = (key, "grad", k)
+                g = formula(gkey)
+                gv = _reduce_values(gkey, (list(args) + extras(g.nargs - len(args)))[: g.nargs], layout, comm)
                 if g.sums_rows and _rows_split(layout, g.axis):  # each rank summed its own rows
-                    gv = _allreduce_sum(comm, gv)
-                a = args[k]
-                grads[k] = torch.from_numpy(gv).to(a.device).reshape(a.shape)
+                    gv = _allreduce(comm, gv)
+                grads[k] = gv.reshape(args[k].shape)
             return (None, *grads)
 
+    def _grad_extras(ctx, key, args, out, G):
+        """A function of n giving the n arguments the gradient formulas take
+        after the forward's: G, then the forward output (LogSumExp,
+        SumSoftMaxWeight) or the selected global indices as numbers (Min, Max,
+        KMin), then SumSoftMaxWeight's log-sum-exp (computed when asked)."""
+        _, layout, comm = ctx.spec
+        if ctx.idx is None:
+            second = out
+        else:  # as float32 for float16 outputs, which hold integers exactly only up to 2048
+            dt = _to_numpy(out).dtype
+            second = torch.from_numpy(ctx.idx.astype(np.float32 if dt == np.float16 else dt)).to(out.device)
+        extras = [G, second]
 
-_DIFFERENTIABLE = ("Sum", "LogSumExp", "Min", "Max", "KMin")
+        def take(n):
+            if n > 2 and len(extras) == 2:
+                extras.append(_reduce_values((key, "lse"), list(args), layout, comm))
+            return extras[:n]
+
+        return take
+
+    def _reduce_values(key, args, layout, comm):
+        """The values of a distributed reduction, through _DistFunction when
+        torch records a graph (double backward), else computed directly."""
+        if _needs_autograd(args):
+            return _DistFunction.apply((key, layout, comm), *args)
+        vals, _ = _run_numpy(key, list(args), layout, comm)
+        ref = next(a for a in args if isinstance(a, torch.Tensor))
+        return torch.from_numpy(vals).to(ref.device)
+
+
+_DIFFERENTIABLE = ("Sum", "LogSumExp", "SumSoftMaxWeight", "Min", "Max", "KMin")
 
 
 def _needs_autograd(args):

@@ -13,9 +13,10 @@ them; its backward is made of the same Functions.
 """
 import os
 
-from . import _arrays, _compile, _lib, _options, _ranges
-from ._arrays import TorchBackend, backend_of, is_array, launch, torch
-from ._lib import KP_VAR_I, KP_VAR_J, KP_VAR_PARAM, KpNotImplementedError, KpTypeError, KpValueError, formula
+from . import _arrays, _call, _compile, _lib, _options, _ranges
+from ._arrays import torch
+from ._call import canonical
+from ._lib import KP_VAR_I, KP_VAR_J, KP_VAR_PARAM, KpNotImplementedError, KpValueError, formula
 
 # ----------------------------------------------------------------- reduction names
 
@@ -52,99 +53,6 @@ def reduction_text(formula, reduction_op, axis, opt_arg=None, formula2=None):
     if reduction_op == "LogSumExpWeight":
         raise KpValueError("pykp: reduction LogSumExpWeight needs formula2 (the weights)")
     return "%s_Reduction(%s,%d)" % (red, formula, axis)
-
-
-# ----------------------------------------------------------------- argument layout
-
-
-def _as_backend_array(x, be, code, where=_arrays.CPU):
-    """A Python number or list of numbers as a 1-D array of the backend and
-    dtype, on device where (the other arguments' device)."""
-    try:
-        return be.scalar_array(x, code, where)
-    except (TypeError, ValueError) as e:
-        raise KpTypeError("pykp: cannot use %r as a parameter: %s" % (x, e)) from None
-
-
-def canonical_args(f, args, what="argument"):
-    """Brings user arrays into libkp's layout for formula f, by views only:
-    Vi/Vj (batch..., n, d), Pm (batch..., d) or (d,); 1-D Vi/Vj arrays of a
-    dimension-1 variable become (n, 1); 0-d parameters become (1,); Python
-    numbers become parameter arrays of the common dtype, on the arguments'
-    device. Arguments with fewer batch dimensions than the most batched one
-    get leading unit dimensions. Arguments on different devices are a
-    KpRuntimeError (never copied). Returns (backend, dtype code, list of arrays)."""
-    fargs = f.args
-    n = len(fargs)
-    if len(args) < n:
-        raise KpValueError("pykp: the formula takes %d arguments, got %d" % (n, len(args)))
-    args = list(args[:n])
-    be = backend_of(args)
-    if be is None:
-        raise KpTypeError("pykp: no NumPy array or torch tensor among the arguments")
-    code = None
-    where = _arrays.check_same_device(("%s %d" % (what, k), a) for k, a in enumerate(args) if fargs[k] is not None)
-    for k, a in enumerate(args):
-        if fargs[k] is None:
-            continue
-        if is_array(a):
-            c = _arrays.dtype_code(a, "%s %d" % (what, k))
-            if code is None:
-                code = c
-            elif _arrays.compatible(c, code) and (c in _arrays.COMPLEX_CODES or code in _arrays.COMPLEX_CODES):
-                code = _arrays.call_code((code, c))  # complex and real arrays of one precision meet (KeOps)
-            elif c != code:
-                raise KpTypeError(
-                    "pykp: mixed dtypes: %s %d is %s but an earlier one is %s; convert them to one dtype"
-                    % (what, k, _arrays.DTYPE_NAMES[c], _arrays.DTYPE_NAMES[code])
-                )
-    nb = 0
-    for k, a in enumerate(args):
-        info = fargs[k]
-        if info is None:
-            continue
-        if not is_array(a):
-            if info.cat != KP_VAR_PARAM:
-                raise KpTypeError("pykp: %s %d must be an array (a %s variable), got %s" % (what, k, _cat_name(info.cat), type(a).__name__))
-            a = args[k] = _as_backend_array(a, be, code, where)
-        if info.cat == KP_VAR_PARAM:
-            if a.ndim == 0:
-                a = args[k] = be.view(a, (1,))
-        else:
-            if a.ndim == 1 and info.dim == 1:
-                a = args[k] = be.view(a, (a.shape[0], 1))
-            if a.ndim < 2:
-                raise KpValueError(
-                    "pykp: %s %d (%s(%d)) must have shape (..., n, %d), got %s"
-                    % (what, k, _cat_name(info.cat), info.dim, info.dim, tuple(a.shape))
-                )
-            nb = max(nb, a.ndim - 2)
-    for k, a in enumerate(args):  # parameters: (d,), (batch..., d) or (batch..., 1, d)
-        info = fargs[k]
-        if info is None or info.cat != KP_VAR_PARAM or a.ndim < 2:
-            continue
-        shape = tuple(a.shape)
-        if len(shape) - 1 > nb and shape[-2] == 1:
-            shape = shape[:-2] + shape[-1:]
-        while len(shape) - 1 > nb and shape[0] == 1:
-            shape = shape[1:]
-        if shape != tuple(a.shape):
-            a = args[k] = be.view(a, shape)
-        nb = max(nb, a.ndim - 1)
-    if nb:
-        for k, a in enumerate(args):
-            info = fargs[k]
-            if info is None:
-                continue
-            base = 1 if info.cat == KP_VAR_PARAM else 2
-            have = a.ndim - base
-            if 0 < have < nb:
-                args[k] = be.view(a, (1,) * (nb - have) + tuple(a.shape))
-    return be, code, args
-
-
-def _cat_name(cat):
-    return ("Vi", "Vj", "Pm")[cat]
 
 
 # ----------------------------------------------------------------- autograd
@@ -395,14 +303,8 @@ if torch is not None:
         @staticmethod
         def forward(node, *args):
             run_f = _eager_forward(node)
-            fast = _arrays.fast_describe(run_f, args)
-            if fast is not None:
-                _, code, descs, nx, ny, _ = fast
-                out, idx = _arrays.run(run_f, TorchBackend, code, descs, nx if nx >= 0 else node.nx,
-                                       ny if ny >= 0 else node.ny, (), None, node.scheme, node.ranges)
-            else:
-                out, idx = launch(run_f, list(args), TorchBackend, node.nx, node.ny, scheme=node.scheme,
-                                  ranges=node.ranges)
+            call = _call.prepare(run_f, args, nx=node.nx, ny=node.ny)
+            out, idx = _call.run(run_f, call, None, node.scheme, node.ranges)
             if out is not None and idx is not None:
                 return out, idx
             return out if out is not None else idx
@@ -517,8 +419,7 @@ if torch is not None:
 
         @staticmethod
         def forward(ctx, node, *args):
-            outs = _arrays.run_joint(_lib.joint(node.keys), TorchBackend, args, node.nx, node.ny, node.scheme,
-                                     node.ranges)
+            outs = _call.run_joint(_lib.joint(node.keys), args, node.nx, node.ny, node.scheme, node.ranges)
             ctx.node = node
             ctx.set_materialize_grads(False)  # outputs without a gradient: G is None, no reduction
             ctx.save_for_backward(*args, *outs)
@@ -546,15 +447,6 @@ if torch is not None:
             return (None,) + tuple(total)
 
 
-def _needs_graph(args):
-    if not torch.is_grad_enabled():
-        return False
-    for a in args:
-        if isinstance(a, torch.Tensor) and a.requires_grad:
-            return True
-    return False
-
-
 def reduce(key, args, nx=-1, ny=-1, what="argument", out=None, scheme=None, ranges=None):
     """Runs the registry formula `key` on user arrays. Returns (values, indices)
     (either may be None), arrays of the arguments' kind; differentiable with
@@ -573,28 +465,20 @@ def reduce(key, args, nx=-1, ny=-1, what="argument", out=None, scheme=None, rang
         return _compile.reduce_op(key, args, nx, ny, scheme)
     f = formula(key)
     if torch is not None and _compile.functorch_wrapped(args):
-        be, code, args = canonical_args(f, args, what)
+        _, _, args = canonical(f, args, what)
         if out is not None:
             raise KpValueError("pykp: out= cannot be used under torch.func transforms")
         node = _Node(key, nx, ny, scheme, ranges)
         vals, idx = _split(_eager_forward(node), _KpFunction.apply(node, *args))
         return vals, (idx if f.out_index_dim else None)
-    fast = _arrays.fast_describe(f, args) if len(args) == f.nargs else None
-    if fast is not None:
-        be, code, descs, fnx, fny, rg = fast
-        if not (rg and torch.is_grad_enabled()):
-            return _arrays.run(f, be, code, descs, fnx if fnx >= 0 else nx, fny if fny >= 0 else ny, (), out, scheme,
-                               ranges)
-    else:
-        be, code, args = canonical_args(f, args, what)
-        if not (be is TorchBackend and _needs_graph(args)):
-            return launch(f, args, be, nx, ny, out, scheme, ranges)
+    call = _call.prepare(f, args, what, nx, ny)
+    if not (call.requires_grad and torch.is_grad_enabled()) or not f.out_dim:
+        # (ArgMin, ArgMax, ArgKMin: integer outputs, nothing to differentiate)
+        return _call.run(f, call, out, scheme, ranges)
     if out is not None:
         raise KpValueError("pykp: out= cannot be used when an input requires a gradient")
-    if not f.out_dim:  # ArgMin, ArgMax, ArgKMin: integer outputs, nothing to differentiate
-        return launch(f, args, be, nx, ny, None, scheme, ranges)
     node = _Node(key, nx, ny, scheme, ranges)
-    vals, idx = _split(_eager_forward(node), _KpFunction.apply(node, *args))
+    vals, idx = _split(_eager_forward(node), _KpFunction.apply(node, *call.arrays))
     return vals, (idx if f.out_index_dim else None)
 
 

@@ -98,6 +98,49 @@ def check_autograd(red):
         np.testing.assert_allclose(gm.grad.numpy(), g.grad.numpy(), rtol=1e-10, atol=1e-12)
 
 
+def check_softmax_autograd():
+    """SumSoftMaxWeight: its gradient takes the forward output and the
+    log-sum-exp, both distributed reductions themselves."""
+    t = lambda a: torch.tensor(a, dtype=torch.float64, requires_grad=True)  # noqa: E731
+    W = np.random.default_rng(6).standard_normal((N, 1))
+    args = dict(reduction_op="SumSoftMaxWeight", axis=1, formula2="b")
+    for layout in distributed.LAYOUTS:
+        x, y, b = t(X), t(Y), t(B)
+        (pykp.Genred("-SqDist(x,y)", ALIASES, **args)(x, y, b) * torch.from_numpy(W)).sum().backward()
+        xm, ym, bm, si, sj = mine(layout, X, Y, B)
+        xm, ym, bm = t(xm), t(ym), t(bm)
+        out = distributed.Genred("-SqDist(x,y)", ALIASES, layout=layout, **args)(xm, ym, bm)
+        (out * torch.from_numpy(W[si])).sum().backward()
+        for got, ref, rows in ((xm, x, si), (ym, y, sj), (bm, b, sj)):
+            np.testing.assert_allclose(got.grad.numpy(), ref.grad.numpy()[rows], rtol=1e-10, atol=1e-12)
+
+
+def check_double_backward(axis):
+    """Second derivatives: the gradient in x (computed with create_graph) is
+    differentiated again, through distributed gradient reductions."""
+    t = lambda a: torch.tensor(a, dtype=torch.float64, requires_grad=True)  # noqa: E731
+    form = "Exp(-SqDist(x,y))*b"
+    rows_n = N if axis == 1 else M
+    W = np.random.default_rng(7).standard_normal((rows_n, 1))
+
+    def second(x, y, b, g, w):
+        (gx,) = torch.autograd.grad((g(x, y, b) * torch.from_numpy(w)).sum(), [x], create_graph=True)
+        return (gx**2).sum()
+
+    for layout in distributed.LAYOUTS:
+        x, y, b = t(X), t(Y), t(B)
+        second(x, y, b, pykp.Genred(form, ALIASES, "Sum", axis=axis), W).backward()
+        xm, ym, bm, si, sj = mine(layout, X, Y, B)
+        xm, ym, bm = t(xm), t(ym), t(bm)
+        w = W[si] if axis == 1 else W[sj]
+        if axis == 0 and layout == "rows":  # replicated outputs: rank 0 alone carries the output loss
+            w = W if rank == 0 else np.zeros_like(W)
+        g = distributed.Genred(form, ALIASES, "Sum", axis=axis, layout=layout)
+        second(xm, ym, bm, g, w).backward()  # the global loss is the sum of the ranks'
+        for got, ref, rows in ((xm, x, si), (ym, y, sj), (bm, b, sj)):
+            np.testing.assert_allclose(got.grad.numpy(), ref.grad.numpy()[rows], rtol=1e-9, atol=1e-11)
+
+
 def check_errors():
     for layout in distributed.LAYOUTS:
         xm, ym, bm, _, _ = mine(layout, X, Y, B)
@@ -121,6 +164,9 @@ check_lazy()
 check_autograd("Sum")
 check_autograd("LogSumExp")
 check_autograd("Min")  # the gradient compares global indices (IndexJ) with the forward's
+check_softmax_autograd()
+check_double_backward(1)
+check_double_backward(0)
 check_errors()
 print("OK rank %d of %d" % (rank, size))
 sys.stdout.flush()

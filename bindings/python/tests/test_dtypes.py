@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 
 import pykp  # noqa: E402
 from pykp import ComplexLazyTensor, Genred, LazyTensor  # noqa: E402
-from pykp import _arrays, _lib  # noqa: E402
+from pykp import _arrays, _call, _lib  # noqa: E402
 from pykp.genred import formula  # noqa: E402
 
 H, F64, C128 = torch.float16, torch.float64, torch.complex128
@@ -37,7 +37,7 @@ def gauss_dense(x, y, b, s=1.0):
 def _run_f16(fml, aliases, args):
     """The formula on args through libkp's dtype handling, arrays as they are."""
     f = formula(("parse", fml, tuple(aliases)))
-    vals, _ = _arrays.launch(f, list(args), _arrays.NumpyBackend)
+    vals, _ = _call.launch(f, list(args), _arrays.NumpyBackend)
     return vals
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import pykp
-from pykp import _arrays, _lib
+from pykp import _call, _lib
 
 GAUSS = ("Exp(-SqDist(x,y)*g)*b", ["x = Vi(3)", "y = Vj(3)", "g = Pm(1)", "b = Vj(1)"])
 
@@ -121,7 +121,7 @@ def test_out_of_memory_is_memory_error():
     n = 2**40
     big = np.broadcast_to(np.zeros((1, 1)), (n, 1))
     with pytest.raises(MemoryError) as e:
-        _arrays.launch(g, [big, np.ones(1), np.ones((1, 1)), big], _arrays.NumpyBackend)
+        _call.launch(g, [big, np.ones(1), np.ones((1, 1)), big])
     assert e.value.status == "KP_ERR_OOM"
     assert isinstance(_lib.error_for(6, "oom"), MemoryError)
 

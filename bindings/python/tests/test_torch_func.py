@@ -106,13 +106,13 @@ def test_nested_vmap_and_batched_inputs():
 def test_vmap_is_one_libkp_call(monkeypatch):
     x, y, s, b = _args("gauss")
     calls = []
-    real = _lib.Plan.exec
+    real = _lib.Plan.run_packed
 
     def counting(self, *a, **k):
         calls.append(1)
         return real(self, *a, **k)
 
-    monkeypatch.setattr(_lib.Plan, "exec", counting)
+    monkeypatch.setattr(_lib.Plan, "run_packed", counting)
     torch.func.vmap(GAUSS, in_dims=(0, None, None, None))(torch.randn(16, 6, 3, dtype=D), y, s, b)
     assert len(calls) == 1
 
