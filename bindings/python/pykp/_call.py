@@ -219,8 +219,10 @@ def _common_code(fargs, args, what):
         c = _arrays.dtype_code(a, "%s %d" % (what, k))
         if code is None:
             code = c
-        elif _arrays.compatible(c, code) and (c in _arrays.COMPLEX_CODES or code in _arrays.COMPLEX_CODES):
-            code = _arrays.call_code((code, c))  # complex and real arrays of one precision meet (KeOps)
+        elif c != code and _arrays.compatible(c, code):
+            # complex and real arrays of one precision meet (KeOps); a float16 call also takes
+            # float32 arrays (the indices a Min gradient reads, exact past 2048)
+            code = _arrays.call_code((code, c))
         elif c != code:
             raise KpTypeError(
                 "pykp: mixed dtypes: %s %d is %s but an earlier one is %s; convert them to one dtype"
