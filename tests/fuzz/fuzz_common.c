@@ -518,14 +518,14 @@ static void check_indices(const fz_buf *idx, int64_t reduced, const char *formul
     }
 }
 
-kp_status fz_exec_check(kp_context *ctx, const kp_formula *f, kp_dtype dtype, fz_reader *r) {
+kp_status fz_exec_check(kp_context *ctx, const kp_formula *f, kp_dtype dtype, fz_reader *r, int allow_large) {
     char text[4096];
     kp_formula_print(f, text, sizeof text);
     kp_plan *plan = NULL;
     kp_status st = kp_plan_new(ctx, f, dtype, &plan);
     if (st != KP_OK) return st;
     fz_call c;
-    draw_sizes(&c, r, kp_formula_node_count(f) <= FZ_BIG_MAX_NODES);
+    draw_sizes(&c, r, allow_large && kp_formula_node_count(f) <= FZ_BIG_MAX_NODES);
     if (getenv("FZ_VERBOSE"))
         fprintf(stderr, "exec %s: N = %lld, M = %lld, batch dims %d (%lld %lld), %s\n", text, (long long)c.N,
                 (long long)c.M, c.nb, (long long)c.ext[0], (long long)c.ext[1], dtype == KP_FLOAT32 ? "float32" : "float64");
