@@ -7,7 +7,8 @@
  * does from the identity: a part that starts on a chunk boundary continues
  * the very fold of one call. When rows are too few to keep the threads busy,
  * the chunks' states are computed in parallel first and merged in chunk order
- * after, so the bits never depend on the thread count.
+ * after, so the bits never depend on the thread count. The split and the
+ * threads are kp__cpu_run's (schedule.c).
  */
 #include <omp.h>
 #include <stdlib.h>
