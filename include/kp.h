@@ -305,10 +305,24 @@ kp_status kp_formula_arg(const kp_formula *f, int k, kp_var_category *category, 
  * and of the int64 index output per row (0 if none). */
 int kp_formula_out_dim(const kp_formula *f);
 int kp_formula_out_index_dim(const kp_formula *f);
-/* Number of distinct nodes of the formula DAG (shared subexpressions count once). */
+/* Number of distinct nodes of the formula DAG (shared subexpressions count
+ * once), in time linear in that number. Counting takes temporary memory (one
+ * bit per node of f's context, from f's context's allocator): 0, which no
+ * formula has, when f is NULL or that memory cannot be had (no message: the
+ * call takes no context). kp_formula_count_nodes reports the failure. */
 size_t kp_formula_node_count(const kp_formula *f);
+/* The same count into *count, with a status: KP_ERR_NULL, or KP_ERR_OOM with a
+ * message in ctx when the temporary memory cannot be had. ctx may be any
+ * context (the memory comes from its allocator, the message goes to it), so a
+ * thread may count a formula it does not own with a context of its own. */
+kp_status kp_formula_count_nodes(kp_context *ctx, const kp_formula *f, size_t *count);
 /* Writes the canonical text of the formula into buf (always NUL-terminated when
- * size > 0); returns the length it needs, excluding the NUL. */
+ * size > 0); returns the length it needs, excluding the NUL (SIZE_MAX if that
+ * does not fit in a size_t). The text writes the DAG as a tree, so shared
+ * subexpressions are repeated and its length can grow exponentially with
+ * their nesting (a third derivative of three nested Normalize: 380 nodes,
+ * 29 MB of text); measuring it (buf NULL, size 0) takes constant time and
+ * printing into buf costs O(size), whatever the text's length. */
 size_t kp_formula_print(const kp_formula *f, char *buf, size_t size);
 
 /* ---------------------------------------------------------------- gradients */

@@ -18,7 +18,7 @@
 #   --keep-going  fork mode: continue after a crash (-fork=1 -ignore_crashes=1 ...)
 #   --build-only  configure and build, run nothing
 #   -h, --help    this text
-# Exit status 0 when no target crashed, leaked or timed out. A summary line per
+# Exit status 0 when no target crashed, leaked or timed out in this run. A summary line per
 # target (runs, seconds, corpus size) is printed and appended to build-fuzz/fuzz-log.txt.
 set -euo pipefail
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
@@ -64,13 +64,15 @@ for t in "${targets[@]}"; do
   extra=()
   ((keep_going)) && extra=(-fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1)
   rc=0
+  stamp="$build/started-$t" # failures of this run only: older artifacts stay for inspection
+  touch "$stamp"
   "$bin" -max_total_time="$secs" -timeout="$timeout" -rss_limit_mb=2048 -max_len=512 \
     -print_final_stats=1 -artifact_prefix="$art/" "${extra[@]}" "$work" "$kept" >"$log" 2>&1 || rc=$?
   runs=$(grep -Eo '^stat::number_of_executed_units: *[0-9]+' "$log" | grep -Eo '[0-9]+$' | tail -1 || true)
   if [[ -z "$runs" ]]; then # fork mode prints no final stats: the last status line
     runs=$(grep -Eo '^#[0-9]+' "$log" | tail -1 | tr -d '#' || true)
   fi
-  found=$(find "$art" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) | wc -l)
+  found=$(find "$art" -maxdepth 1 -type f -newer "$stamp" \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) | wc -l)
   line="$(date -u +%FT%TZ) $t: ${runs:-?} inputs in $secs s, exit $rc, $found failing inputs in $art"
   echo "$line" | tee -a "$build/fuzz-log.txt"
   if ((rc != 0 || found > 0)); then

@@ -1,4 +1,4 @@
-/* engine.c — CPU engine: picks the kernel build for the CPU, splits work, runs threads. */
+/* engine.c — CPU engine: picks the kernel build for the CPU, runs a job's items (schedule.c splits them). */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, CLOCK_MONOTONIC under strict C11 (clang) */
 #include "cpu/engine.h"
 
@@ -69,78 +69,60 @@ void *kp__cpu_scratch(kp_context *ctx, size_t bytes, int *failed) {
     return p;
 }
 
+/* One run's per-chunk states (split runs only), item by item. */
+typedef struct run_ctx {
+    const kp_cpu_kernels *K;
+    const kp_job *job;
+    int64_t nchunks;
+    size_t chunk_real, chunk_idx; /* per item, in reals and indices */
+    char *sreal;
+    int64_t *sidx;
+} run_ctx;
+
+static void run_item(const void *user, int64_t it, int64_t b, int64_t r0, int64_t r1, int64_t ch, int thread,
+                     void *scratch) {
+    const run_ctx *R = user;
+    (void)thread;
+    if (ch >= 0)
+        R->K->process(R->job, b, r0, r1, ch, ch + 1, 0, R->sreal + (size_t)it * R->chunk_real * R->K->real_size,
+                      R->sidx + (size_t)it * R->chunk_idx, scratch);
+    else
+        R->K->process(R->job, b, r0, r1, 0, R->nchunks, 1, NULL, NULL, scratch);
+}
+
+static void run_block(const void *user, int64_t blk, int64_t b, int64_t r0, int64_t r1, void *scratch) {
+    const run_ctx *R = user;
+    size_t first = (size_t)(blk * R->nchunks);
+    R->K->merge_finalize(R->job, b, r0, r1, R->nchunks, R->sreal + first * R->chunk_real * R->K->real_size,
+                         R->sidx + first * R->chunk_idx, R->chunk_real, R->chunk_idx, scratch);
+}
+
 kp_status kp__cpu_run(kp_context *ctx, const kp_job *job) {
     const kp_cpu_kernels *K = kp__cpu_pick_kernels(job->dtype);
     if (job->nrows == 0 || job->nbatch == 0) return KP_OK;
-    int64_t nrb = (job->nrows + KP_ROW_BLOCK - 1) / KP_ROW_BLOCK;
-    int64_t nchunks = (job->ncols + KP_CHUNK - 1) / KP_CHUNK;
-    int64_t nblocks = job->nbatch * nrb;
-    int nthreads = job->num_threads;
-    /* Split the reduced axis across threads only when rows alone cannot keep
-     * them busy. Either way the arithmetic is the same (see engine.h). */
-    int split = nchunks > 1 && nblocks < 4 * (int64_t)nthreads;
-    int64_t nitems = split ? nblocks * nchunks : nblocks;
-    if (nitems < nthreads) nthreads = (int)(nitems > 0 ? nitems : 1);
-    /* Waking threads costs microseconds (milliseconds on a busy machine): small
-     * problems run on fewer threads, about 2^16 pairs or more each. */
-    double pairs = (double)job->nbatch * (double)job->nrows * (double)(job->ncols > 0 ? job->ncols : 1);
-    if (pairs < 65536.0 * nthreads) nthreads = pairs < 65536.0 ? 1 : (int)(pairs / 65536.0);
-
+    kp_cpu_split s;
+    kp__cpu_split_init(job, &s);
     int nreal, nidx;
     K->state_size(job->prog, &nreal, &nidx);
-    size_t chunk_real = (size_t)KP_ROW_BLOCK * (size_t)nreal, chunk_idx = (size_t)KP_ROW_BLOCK * (size_t)nidx;
-    char *sreal = NULL;
-    int64_t *sidx = NULL;
-    if (split) {
+    run_ctx R = {K, job, s.nchunks, (size_t)KP_ROW_BLOCK * (size_t)nreal, (size_t)KP_ROW_BLOCK * (size_t)nidx,
+                 NULL, NULL};
+    if (s.split) {
         int64_t bytes;
-        if (!kp__mul_size(nitems, (int64_t)(chunk_real * K->real_size + chunk_idx * sizeof(int64_t)), &bytes))
+        if (!kp__mul_size(s.nitems, (int64_t)(R.chunk_real * K->real_size + R.chunk_idx * sizeof(int64_t)), &bytes))
             return kp__fail(ctx, KP_ERR_TOO_LARGE, "reduction state buffer too large");
-        sreal = kp__alloc(ctx, (size_t)nitems * chunk_real * K->real_size + 1);
-        sidx = kp__alloc(ctx, (size_t)nitems * chunk_idx * sizeof(int64_t) + 1);
-        if (!sreal || !sidx) {
-            kp__free(ctx, sreal);
-            kp__free(ctx, sidx);
-            return kp__fail(ctx, KP_ERR_OOM, "out of memory for %lld partial reduction states", (long long)nitems);
+        R.sreal = kp__alloc(ctx, (size_t)s.nitems * R.chunk_real * K->real_size + 1);
+        R.sidx = kp__alloc(ctx, (size_t)s.nitems * R.chunk_idx * sizeof(int64_t) + 1);
+        if (!R.sreal || !R.sidx) {
+            kp__free(ctx, R.sreal);
+            kp__free(ctx, R.sidx);
+            return kp__fail(ctx, KP_ERR_OOM, "out of memory for %lld partial reduction states", (long long)s.nitems);
         }
     }
-    size_t scratch_bytes = K->scratch_size(job->prog);
-    int failed = 0;
-    kp_cpu_progress prog;
-    kp__cpu_progress_init(&prog, job, nitems + (split ? nblocks : 0));
-#pragma omp parallel num_threads(nthreads)
-    {
-        void *scratch = kp__cpu_scratch(ctx, scratch_bytes, &failed);
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t it = 0; it < nitems; it++) {
-            if (!scratch || kp__cpu_progress_stop(&prog)) continue;
-            int64_t blk = split ? it / nchunks : it, ch = split ? it % nchunks : 0;
-            int64_t b = blk / nrb, rb = blk % nrb;
-            int64_t r0 = rb * KP_ROW_BLOCK, r1 = r0 + KP_ROW_BLOCK < job->nrows ? r0 + KP_ROW_BLOCK : job->nrows;
-            if (split)
-                K->process(job, b, r0, r1, ch, ch + 1, 0, sreal + (size_t)it * chunk_real * K->real_size,
-                           sidx + (size_t)it * chunk_idx, scratch);
-            else
-                K->process(job, b, r0, r1, 0, nchunks, 1, NULL, NULL, scratch);
-            kp__cpu_progress_tick(&prog);
-        }
-        if (split) {
-#pragma omp for schedule(dynamic, 1)
-            for (int64_t blk = 0; blk < nblocks; blk++) {
-                if (!scratch || kp__cpu_progress_stop(&prog)) continue;
-                int64_t b = blk / nrb, rb = blk % nrb;
-                int64_t r0 = rb * KP_ROW_BLOCK, r1 = r0 + KP_ROW_BLOCK < job->nrows ? r0 + KP_ROW_BLOCK : job->nrows;
-                size_t first = (size_t)(blk * nchunks);
-                K->merge_finalize(job, b, r0, r1, nchunks, sreal + first * chunk_real * K->real_size,
-                                  sidx + first * chunk_idx, chunk_real, chunk_idx, scratch);
-                kp__cpu_progress_tick(&prog);
-            }
-        }
-        kp__free(ctx, scratch);
-    }
-    kp__free(ctx, sreal);
-    kp__free(ctx, sidx);
-    if (failed) return kp__fail(ctx, KP_ERR_OOM, "out of memory for thread scratch (%zu bytes)", scratch_bytes);
-    return kp__cpu_progress_end(ctx, &prog);
+    kp_cpu_work w = {run_item, run_block, &R};
+    kp_status st = kp__cpu_schedule(ctx, job, &s, K->scratch_size(job->prog), &w);
+    kp__free(ctx, R.sreal);
+    kp__free(ctx, R.sidx);
+    return st;
 }
 
 const kp_engine_ops kp__engine_cpu = {
@@ -149,4 +131,7 @@ const kp_engine_ops kp__engine_cpu = {
     .run = kp__cpu_run,
     .run_joint = kp__cpu_run_joint,
     .run_partial = kp__cpu_partial_fold,
+    .states_init = kp__cpu_states_init,
+    .states_merge = kp__cpu_states_merge,
+    .states_finalize = kp__cpu_states_finalize,
 };

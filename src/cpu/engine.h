@@ -89,12 +89,56 @@ typedef struct kp_cpu_kernels {
                             const int64_t *sidx, void *scratch);
 } kp_cpu_kernels;
 
-/* kp__engine_cpu.run_partial (engine_partial.c; the state calls are declared in plan/engine.h). */
-kp_status kp__cpu_partial_fold(kp_context *ctx, const kp_job *job, int64_t offset, void *sreal, int64_t *sidx);
-
 /* Rows per block and reduced points per chunk. */
 #define KP_ROW_BLOCK 64
 #define KP_CHUNK 32768
+
+/* Partial states (engine_partial.c): kp__engine_cpu's run_partial and its
+ * host state monoid (the states_* slots of plan/engine.h). */
+kp_status kp__cpu_partial_fold(kp_context *ctx, const kp_job *job, int64_t offset, void *sreal, int64_t *sidx);
+void kp__cpu_states_init(const kp_program *prog, kp_dtype dtype, int64_t n, void *sreal, int64_t *sidx);
+void kp__cpu_states_merge(const kp_program *prog, kp_dtype dtype, int64_t n, void *a, int64_t *ai, const void *b,
+                          const int64_t *bi);
+kp_status kp__cpu_states_finalize(kp_context *ctx, const kp_job *job, const void *sreal, const int64_t *sidx);
+
+/* ------------------------------------------------------------ the scheduler
+ * (schedule.c) How kp__cpu_run and the partial fold cut a job and share it
+ * between threads. Blocks are KP_ROW_BLOCK rows of one batch (nbatch x nrb of
+ * them). Without split, an item is a block over all chunks; with split (too
+ * few blocks to keep the threads busy), an item is (block, chunk), and a
+ * second pass visits each block once every item is done. */
+typedef struct kp_cpu_split {
+    int64_t nrb, nchunks, nblocks, nitems;
+    int split;
+    int nthreads; /* how many threads the run uses */
+} kp_cpu_split;
+
+void kp__cpu_split_init(const kp_job *job, kp_cpu_split *s);
+
+/* Row block blk of a job: its batch and rows [r0, r1). */
+static inline void kp__cpu_block_rows(const kp_job *job, int64_t blk, int64_t *b, int64_t *r0, int64_t *r1) {
+    int64_t nrb = (job->nrows + KP_ROW_BLOCK - 1) / KP_ROW_BLOCK;
+    *b = blk / nrb;
+    *r0 = (blk % nrb) * KP_ROW_BLOCK;
+    *r1 = *r0 + KP_ROW_BLOCK < job->nrows ? *r0 + KP_ROW_BLOCK : job->nrows;
+}
+
+/* What a run does per item and, with split, per block; thread is the OpenMP
+ * thread number (for per-thread buffers), scratch that thread's scratch. */
+typedef struct kp_cpu_work {
+    /* Item it: rows [r0, r1) of batch b; chunk ch with split, else -1 (all chunks). */
+    void (*item)(const void *user, int64_t it, int64_t b, int64_t r0, int64_t r1, int64_t ch, int thread,
+                 void *scratch);
+    /* With split, after every item: block blk (rows [r0, r1) of batch b). */
+    void (*block)(const void *user, int64_t blk, int64_t b, int64_t r0, int64_t r1, void *scratch);
+    const void *user;
+} kp_cpu_work;
+
+/* Runs w over s on s->nthreads threads, each with scratch_bytes of scratch,
+ * with kp_exec_options.progress (per item and block) and cancellation:
+ * KP_ERR_OOM for a thread's scratch, KP_ERR_CANCELLED, each with a message. */
+kp_status kp__cpu_schedule(kp_context *ctx, const kp_job *job, const kp_cpu_split *s, size_t scratch_bytes,
+                           const kp_cpu_work *w);
 
 /* The kernel build for this CPU and dtype ($KP_CPU_ISA may force a lower one). */
 const kp_cpu_kernels *kp__cpu_pick_kernels(kp_dtype dtype);

@@ -7,7 +7,8 @@
  * does from the identity: a part that starts on a chunk boundary continues
  * the very fold of one call. When rows are too few to keep the threads busy,
  * the chunks' states are computed in parallel first and merged in chunk order
- * after, so the bits never depend on the thread count.
+ * after, so the bits never depend on the thread count. The split and the
+ * threads are kp__cpu_run's (schedule.c).
  */
 #include <omp.h>
 #include <stdlib.h>
@@ -15,14 +16,6 @@
 
 #include "core/context.h"
 #include "cpu/engine.h"
-
-/* Row block `blk` of a job: batch, first and end row. */
-static void block_rows(const kp_job *job, int64_t blk, int64_t *b, int64_t *r0, int64_t *r1) {
-    int64_t nrb = (job->nrows + KP_ROW_BLOCK - 1) / KP_ROW_BLOCK;
-    *b = blk / nrb;
-    *r0 = (blk % nrb) * KP_ROW_BLOCK;
-    *r1 = *r0 + KP_ROW_BLOCK < job->nrows ? *r0 + KP_ROW_BLOCK : job->nrows;
-}
 
 /* Shifts the indices a chunk's states hold (part-local) to global ones. */
 static void offset_indices(int64_t *ix, size_t n, int64_t offset) {
@@ -35,8 +28,11 @@ typedef struct fold_ctx {
     const kp_job *job;
     int64_t offset, nchunks;
     int nreal, nidx;
-    char *sreal;
+    char *sreal; /* the caller's row states */
     int64_t *sidx;
+    size_t creal, cidx; /* one chunk buffer: bytes of reals, number of indices */
+    char *breal;        /* chunk buffers: one per item with split, else one per thread */
+    int64_t *bidx;
 } fold_ctx;
 
 /* Merges one chunk's states (rows [r0,r1) of batch b) into the caller's. */
@@ -47,73 +43,59 @@ static void merge_chunk(const fold_ctx *F, int64_t b, int64_t r0, int64_t r1, vo
                        F->nidx ? F->sidx + row * (size_t)F->nidx : NULL, creal, F->nidx ? cidx : NULL);
 }
 
+/* With split: chunk ch's state into the item's own buffer. Without: every
+ * chunk in order through the thread's buffer, merged as it goes. */
+static void fold_item(const void *user, int64_t it, int64_t b, int64_t r0, int64_t r1, int64_t ch, int thread,
+                      void *scratch) {
+    const fold_ctx *F = user;
+    if (ch >= 0) {
+        F->K->process(F->job, b, r0, r1, ch, ch + 1, 0, F->breal + (size_t)it * F->creal,
+                      F->bidx + (size_t)it * F->cidx, scratch);
+        return;
+    }
+    char *creal = F->breal + (size_t)thread * F->creal;
+    int64_t *cidx = F->bidx + (size_t)thread * F->cidx;
+    for (int64_t c = 0; c < F->nchunks; c++) {
+        F->K->process(F->job, b, r0, r1, c, c + 1, 0, creal, cidx, scratch);
+        merge_chunk(F, b, r0, r1, creal, cidx);
+    }
+}
+
+/* With split, once every chunk's state is made: merged in chunk order. */
+static void fold_block(const void *user, int64_t blk, int64_t b, int64_t r0, int64_t r1, void *scratch) {
+    const fold_ctx *F = user;
+    (void)scratch;
+    for (int64_t c = 0; c < F->nchunks; c++) {
+        size_t at = (size_t)(blk * F->nchunks + c);
+        merge_chunk(F, b, r0, r1, F->breal + at * F->creal, F->bidx + at * F->cidx);
+    }
+}
+
 kp_status kp__cpu_partial_fold(kp_context *ctx, const kp_job *job, int64_t offset, void *sreal, int64_t *sidx) {
     const kp_cpu_kernels *K = kp__cpu_pick_kernels(job->dtype);
     if (job->nrows == 0 || job->nbatch == 0 || job->ncols == 0) return KP_OK;
-    fold_ctx F = {K, job, offset, (job->ncols + KP_CHUNK - 1) / KP_CHUNK, 0, 0, sreal, sidx};
+    kp_cpu_split s;
+    kp__cpu_split_init(job, &s);
+    fold_ctx F = {K, job, offset, s.nchunks, 0, 0, sreal, sidx, 0, 0, NULL, NULL};
     K->state_size(job->prog, &F.nreal, &F.nidx);
-    int64_t nblocks = job->nbatch * ((job->nrows + KP_ROW_BLOCK - 1) / KP_ROW_BLOCK);
-    int nthreads = job->num_threads;
-    int split = F.nchunks > 1 && nblocks < 4 * (int64_t)nthreads;
-    int64_t nitems = split ? nblocks * F.nchunks : nblocks;
-    if (nitems < nthreads) nthreads = (int)nitems;
-    double pairs = (double)job->nbatch * (double)job->nrows * (double)job->ncols;
-    if (pairs < 65536.0 * nthreads) nthreads = pairs < 65536.0 ? 1 : (int)(pairs / 65536.0);
-    size_t creal = (size_t)KP_ROW_BLOCK * (size_t)F.nreal * K->real_size, cidx = (size_t)KP_ROW_BLOCK * (size_t)F.nidx;
-    size_t nbuf = split ? (size_t)nitems : (size_t)nthreads;
+    F.creal = (size_t)KP_ROW_BLOCK * (size_t)F.nreal * K->real_size;
+    F.cidx = (size_t)KP_ROW_BLOCK * (size_t)F.nidx;
+    size_t nbuf = s.split ? (size_t)s.nitems : (size_t)s.nthreads;
     int64_t bytes;
-    if (!kp__mul_size((int64_t)nbuf, (int64_t)(creal + cidx * sizeof(int64_t)), &bytes))
+    if (!kp__mul_size((int64_t)nbuf, (int64_t)(F.creal + F.cidx * sizeof(int64_t)), &bytes))
         return kp__fail(ctx, KP_ERR_TOO_LARGE, "partial state buffers too large");
-    char *breal = kp__alloc(ctx, nbuf * creal + 1);
-    int64_t *bidx = kp__alloc(ctx, nbuf * cidx * sizeof(int64_t) + 1);
-    if (!breal || !bidx) {
-        kp__free(ctx, breal);
-        kp__free(ctx, bidx);
-        return kp__fail(ctx, KP_ERR_OOM, "out of memory for %zu chunk states", nbuf);
+    F.breal = kp__alloc(ctx, nbuf * F.creal + 1);
+    F.bidx = kp__alloc(ctx, nbuf * F.cidx * sizeof(int64_t) + 1);
+    kp_status st = KP_OK;
+    if (!F.breal || !F.bidx) {
+        st = kp__fail(ctx, KP_ERR_OOM, "out of memory for %zu chunk states", nbuf);
+    } else {
+        kp_cpu_work w = {fold_item, fold_block, &F};
+        st = kp__cpu_schedule(ctx, job, &s, K->scratch_size(job->prog), &w);
     }
-    size_t scratch_bytes = K->scratch_size(job->prog);
-    int failed = 0;
-    kp_cpu_progress prog;
-    kp__cpu_progress_init(&prog, job, nitems + (split ? nblocks : 0));
-#pragma omp parallel num_threads(nthreads)
-    {
-        void *scratch = kp__cpu_scratch(ctx, scratch_bytes, &failed);
-        size_t mine = (size_t)omp_get_thread_num();
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t it = 0; it < nitems; it++) {
-            if (!scratch || kp__cpu_progress_stop(&prog)) continue;
-            int64_t b, r0, r1;
-            block_rows(job, split ? it / F.nchunks : it, &b, &r0, &r1);
-            if (split) {
-                int64_t ch = it % F.nchunks;
-                K->process(job, b, r0, r1, ch, ch + 1, 0, breal + (size_t)it * creal, bidx + (size_t)it * cidx, scratch);
-            } else {
-                for (int64_t ch = 0; ch < F.nchunks; ch++) {
-                    K->process(job, b, r0, r1, ch, ch + 1, 0, breal + mine * creal, bidx + mine * cidx, scratch);
-                    merge_chunk(&F, b, r0, r1, breal + mine * creal, bidx + mine * cidx);
-                }
-            }
-            kp__cpu_progress_tick(&prog);
-        }
-        if (split) {
-#pragma omp for schedule(dynamic, 1)
-            for (int64_t blk = 0; blk < nblocks; blk++) {
-                if (!scratch || kp__cpu_progress_stop(&prog)) continue;
-                int64_t b, r0, r1;
-                block_rows(job, blk, &b, &r0, &r1);
-                for (int64_t ch = 0; ch < F.nchunks; ch++) {
-                    size_t at = (size_t)(blk * F.nchunks + ch);
-                    merge_chunk(&F, b, r0, r1, breal + at * creal, bidx + at * cidx);
-                }
-                kp__cpu_progress_tick(&prog);
-            }
-        }
-        kp__free(ctx, scratch);
-    }
-    kp__free(ctx, breal);
-    kp__free(ctx, bidx);
-    if (failed) return kp__fail(ctx, KP_ERR_OOM, "out of memory for thread scratch (%zu bytes)", scratch_bytes);
-    return kp__cpu_progress_end(ctx, &prog);
+    kp__free(ctx, F.breal);
+    kp__free(ctx, F.bidx);
+    return st;
 }
 
 void kp__cpu_states_init(const kp_program *prog, kp_dtype dtype, int64_t n, void *sreal, int64_t *sidx) {
@@ -141,7 +123,7 @@ kp_status kp__cpu_states_finalize(kp_context *ctx, const kp_job *job, const void
         for (int64_t blk = 0; blk < nblocks; blk++) {
             if (!scratch) continue;
             int64_t b, r0, r1;
-            block_rows(job, blk, &b, &r0, &r1);
+            kp__cpu_block_rows(job, blk, &b, &r0, &r1);
             size_t row = (size_t)(b * job->nrows + r0);
             K->states_finalize(job, b, r0, r1, (const char *)sreal + row * (size_t)nreal * K->real_size,
                                nidx ? sidx + row * (size_t)nidx : NULL, scratch);

@@ -7,6 +7,7 @@
 
 #include "core/context.h"
 #include "formula/canon.h"
+#include "formula/print.h"
 #include "formula/scalar_eval.h"
 
 KP_DEFINE_SCALAR_EVAL(fold_scalar, double, )
@@ -171,6 +172,7 @@ static const kp_node *intern(kp_context *ctx, kp_node proto, kp_status *st) {
     kp_node *n = &s->blocks->nodes[s->blocks->used++];
     *n = proto;
     n->id = (uint32_t)s->count++;
+    n->text_len = kp__node_text_len(n);
     slot = (size_t)(n->hash & (s->nbuckets - 1));
     n->next = s->buckets[slot];
     s->buckets[slot] = n;
@@ -447,35 +449,27 @@ const kp_node *kp__onehot(kp_context *ctx, const kp_node *a, int classes, kp_sta
     return make(ctx, KP_OP_ONEHOT, classes, a, NULL, NULL, 0, st);
 }
 
-typedef struct {
-    const kp_node **seen;
-    size_t n, cap;
-    kp_context *ctx;
-} visit_set;
-
-static int visited(visit_set *v, const kp_node *n) {
-    for (size_t k = 0; k < v->n; k++)
-        if (v->seen[k] == n) return 1;
-    return 0;
+/* Marks n and everything below it in a bitmap indexed by node id; returns the
+ * number of nodes newly marked. Ids are unique in the store, so one bit each
+ * makes the walk linear in the DAG's size. */
+static size_t mark_rec(uint64_t *seen, const kp_node *n) {
+    uint64_t bit = (uint64_t)1 << (n->id & 63);
+    if (seen[n->id >> 6] & bit) return 0;
+    seen[n->id >> 6] |= bit;
+    size_t c = 1;
+    for (int k = 0; k < n->nchild; k++) c += mark_rec(seen, n->child[k]);
+    return c;
 }
 
-static void count_rec(visit_set *v, const kp_node *n) {
-    if (visited(v, n)) return;
-    if (v->n == v->cap) {
-        size_t cap = v->cap ? 2 * v->cap : 64;
-        const kp_node **s = kp__realloc(v->ctx, v->seen, cap * sizeof *s);
-        if (!s) return;
-        v->seen = s;
-        v->cap = cap;
-    }
-    v->seen[v->n++] = n;
-    for (int k = 0; k < n->nchild; k++) count_rec(v, n->child[k]);
-}
-
-size_t kp__node_count(kp_context *ctx, const kp_node *const *roots, int nroots) {
-    visit_set v = {NULL, 0, 0, ctx};
+kp_status kp__node_count(kp_context *ctx, const kp_node *const *roots, int nroots, size_t *count) {
+    *count = 0;
+    uint32_t top = 0; /* children have smaller ids than their parents */
     for (int r = 0; r < nroots; r++)
-        if (roots[r]) count_rec(&v, roots[r]);
-    kp__free(ctx, v.seen);
-    return v.n;
+        if (roots[r] && roots[r]->id > top) top = roots[r]->id;
+    uint64_t *seen = kp__calloc(ctx, (size_t)(top >> 6) + 1, sizeof *seen);
+    if (!seen) return KP_ERR_OOM;
+    for (int r = 0; r < nroots; r++)
+        if (roots[r]) *count += mark_rec(seen, roots[r]);
+    kp__free(ctx, seen);
+    return KP_OK;
 }

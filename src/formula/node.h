@@ -37,6 +37,7 @@ struct kp_node {
     uint32_t id;           /* creation order: children have smaller ids */
     uint32_t height;       /* longest path down to a leaf (leaves: 0): parents are higher */
     uint64_t hash;
+    size_t text_len;       /* length of the printed text (formula/print.h; saturates at SIZE_MAX) */
     kp_node *next;         /* hash bucket chain */
 };
 
@@ -74,7 +75,9 @@ const kp_node *kp__onehot(kp_context *ctx, const kp_node *a, int classes, kp_sta
 
 int kp__is_const(const kp_node *n, double value);
 
-/* Counts the distinct nodes reachable from the given roots. */
-size_t kp__node_count(kp_context *ctx, const kp_node *const *roots, int nroots);
+/* Counts the distinct nodes reachable from the given (possibly NULL) roots into
+ * *count, with a temporary bitmap from ctx's allocator: KP_ERR_OOM, without a
+ * message (the caller may not own ctx), if it cannot be had. */
+kp_status kp__node_count(kp_context *ctx, const kp_node *const *roots, int nroots, size_t *count);
 
 #endif

@@ -44,6 +44,13 @@ const kp_engine_ops *kp__plan_engine(kp_context *ctx, const kp_job *job) {
     return NULL;
 }
 
+const kp_engine_ops *kp__plan_host_states(void) {
+    for (int e = 0; e < NENGINES; e++)
+        if (engines[e] && engines[e]->states_init && engines[e]->states_merge && engines[e]->states_finalize)
+            return engines[e];
+    return NULL; /* not reached: the CPU engine fills them */
+}
+
 kp_status kp__run_summing_rows(kp_context *ctx, kp_job *job, int dim, kp_row_runner run, const void *user_data) {
     size_t esz = job->dtype == KP_FLOAT32 ? sizeof(float) : sizeof(double);
     int64_t per_batch, count, bytes;

@@ -111,15 +111,21 @@ typedef struct kp_engine_ops {
      * into nbatch x nrows host states (plan/reduction.h layout, reals then
      * indices), chunk by chunk in increasing order as run does. */
     kp_status (*run_partial)(kp_context *ctx, const kp_job *job, int64_t offset, void *sreal, int64_t *sidx);
+    /* The monoid of partial states in host memory (plan/reduction.h layout,
+     * reals then indices). States live on the host whichever engine folded
+     * them, so the plan layer inits, merges and finalizes every engine's
+     * states with the first engine of dispatch.c's table that fills these
+     * three slots (kp__plan_host_states); an engine that reads host memory
+     * provides them, others leave them NULL. */
+    /* n row states at the identity. */
+    void (*states_init)(const kp_program *prog, kp_dtype dtype, int64_t n, void *sreal, int64_t *sidx);
+    /* a[r] <- a[r] (+) b[r] for the n rows. */
+    void (*states_merge)(const kp_program *prog, kp_dtype dtype, int64_t n, void *a, int64_t *ai, const void *b,
+                         const int64_t *bi);
+    /* Writes the job's (host) outputs from its nbatch x nrows states;
+     * job->ncols: the points folded in. */
+    kp_status (*states_finalize)(kp_context *ctx, const kp_job *job, const void *sreal, const int64_t *sidx);
 } kp_engine_ops;
-
-/* The host-side monoid of partial states (CPU engine, cpu/engine_partial.c):
- * every engine's states are merged and finalized by it. */
-void kp__cpu_states_init(const kp_program *prog, kp_dtype dtype, int64_t n, void *sreal, int64_t *sidx);
-void kp__cpu_states_merge(const kp_program *prog, kp_dtype dtype, int64_t n, void *a, int64_t *ai, const void *b,
-                          const int64_t *bi);
-/* Writes the job's outputs from its nbatch x nrows states; job->ncols: the points folded in. */
-kp_status kp__cpu_states_finalize(kp_context *ctx, const kp_job *job, const void *sreal, const int64_t *sidx);
 
 #define KP_ENGINE_READS(d) (1u << (unsigned)(d))
 

@@ -468,19 +468,28 @@ static void call_free(fz_call *c) {
     for (int k = 0; k < c->nargs; k++) buf_free(&c->args[k]);
 }
 
-static void draw_sizes(fz_call *c, fz_reader *r) {
+/* The large case is for formulas of at most this many nodes: its work is
+ * pairs times program length, and the sanitized, coverage-instrumented
+ * interpreter takes about 0.3 us per pair and ~0.1 us per instruction, so a
+ * third derivative (hundreds of nodes) over 2.7 million pairs (500 x 650 x 9
+ * batches) ran for 5-17 s per input. */
+#define FZ_BIG_MAX_NODES 24
+
+static void draw_sizes(fz_call *c, fz_reader *r, int big_ok) {
     memset(c, 0, sizeof *c);
     /* Rare choices are the largest values: an exhausted input reads zeros and
      * gets the common, cheap case. */
     c->N = fz_pick(r, 16) == 15 ? 0 : 1 + (int64_t)fz_pick(r, 7);
     c->M = fz_pick(r, 16) == 15 ? 0 : 1 + (int64_t)fz_pick(r, 7);
     if (fz_pick(r, 8) == 7) c->M += 30 + (int64_t)fz_pick(r, 40); /* several SIMD blocks */
-    if (fz_pick(r, 32) == 31) { /* enough pairs (> 2 x 2^16) that two threads really split the work */
-        c->N = 300 + (int64_t)fz_pick(r, 200);
-        c->M = 450 + (int64_t)fz_pick(r, 200);
+    int big = fz_pick(r, 32) == 31 && big_ok;
+    if (big) { /* enough pairs (> 2 x 2^16) that two threads really split the work, one batch */
+        c->N = 300 + (int64_t)fz_pick(r, 100);
+        c->M = 450 + (int64_t)fz_pick(r, 100);
     }
     c->nb = (int)fz_pick(r, 3);
     for (int k = 0; k < c->nb; k++) c->ext[k] = 1 + (int64_t)fz_pick(r, 3);
+    if (big) c->nb = 0; /* batches would only multiply the work: the split needs few row blocks */
 }
 
 /* The output pair for f: values (if out_dim > 0) and indices (if any). */
@@ -509,14 +518,17 @@ static void check_indices(const fz_buf *idx, int64_t reduced, const char *formul
     }
 }
 
-kp_status fz_exec_check(kp_context *ctx, const kp_formula *f, kp_dtype dtype, fz_reader *r) {
+kp_status fz_exec_check(kp_context *ctx, const kp_formula *f, kp_dtype dtype, fz_reader *r, int allow_large) {
     char text[4096];
     kp_formula_print(f, text, sizeof text);
     kp_plan *plan = NULL;
     kp_status st = kp_plan_new(ctx, f, dtype, &plan);
     if (st != KP_OK) return st;
     fz_call c;
-    draw_sizes(&c, r);
+    draw_sizes(&c, r, allow_large && kp_formula_node_count(f) <= FZ_BIG_MAX_NODES);
+    if (getenv("FZ_VERBOSE"))
+        fprintf(stderr, "exec %s: N = %lld, M = %lld, batch dims %d (%lld %lld), %s\n", text, (long long)c.N,
+                (long long)c.M, c.nb, (long long)c.ext[0], (long long)c.ext[1], dtype == KP_FLOAT32 ? "float32" : "float64");
     uint64_t rng = r->n;
     fz_buf out, idx;
     kp_array *args = NULL;

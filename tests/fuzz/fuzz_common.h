@@ -45,8 +45,11 @@ void fz_aliases(int D, int E, char store[FZ_N_ALIASES][24], const char *out[FZ_N
 int fz_gen_reduction(fz_reader *r, char *buf, size_t size, int *D, int *E);
 
 /* Runs f (dtype) on tiny arrays shaped from the bytes of r and checks the
- * invariants above. Returns the status of the single-thread execution. */
-kp_status fz_exec_check(kp_context *ctx, const kp_formula *f, kp_dtype dtype, fz_reader *r);
+ * invariants above. allow_large: now and then (1 in 32) sizes large enough that
+ * two threads share the work (about 2 x 10^5 pairs, one batch), for formulas
+ * of at most FZ_BIG_MAX_NODES nodes; 0 keeps every size tiny. Returns the
+ * status of the single-thread execution. */
+kp_status fz_exec_check(kp_context *ctx, const kp_formula *f, kp_dtype dtype, fz_reader *r, int allow_large);
 
 /* Traps unless g (reparsed from f's printed text) has f's signature: reduction,
  * axis, K-independent output widths, row summation, and every argument's

@@ -31,7 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     kp_status st = kp_formula_parse(ctx, text, aliases, FZ_N_ALIASES, &f);
     if (getenv("FZ_VERBOSE")) fprintf(stderr, "parse: %s\n", kp_context_message(ctx));
     if (st == KP_OK) {
-        fz_exec_check(ctx, f, dtype, &r);
+        fz_exec_check(ctx, f, dtype, &r, 1);
     } else if (!kp_context_message(ctx)[0]) {
         fz_fail("parse failure without a message", text);
     }
