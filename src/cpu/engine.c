@@ -8,6 +8,8 @@
 #include <time.h>
 
 #include "core/context.h"
+#include "jit/jit.h"
+#include "plan/reduction.h"
 
 /* Checked on every call (it is cheap): no shared state, so no race between
  * threads calling libkp for the first time. */
@@ -69,9 +71,31 @@ void *kp__cpu_scratch(kp_context *ctx, size_t bytes, int *failed) {
     return p;
 }
 
+/* The compiled kernel for job (jit/jit.h), or NULL for the interpreter: a
+ * Sum fused into the kernel unless its float32 tiles need lane-by-lane Kahan
+ * sums (or the tile sums outgrow the tile scratch); other reductions get F. */
+static const kp_jit_kernel *compiled_kernel(kp_context *ctx, const kp_job *job, const kp_cpu_kernels *K, int *failed) {
+    const kp_program *prog = job->prog;
+    int vec_bytes = K == &kp__cpu_f32_avx512 || K == &kp__cpu_f64_avx512 ? 64
+                    : K == &kp__cpu_f32_avx2 || K == &kp__cpu_f64_avx2   ? 32
+                                                                         : 16;
+    int fused = kp__red(prog->red)->family == KP_FAMILY_SUM && !(job->dtype == KP_FLOAT32 && job->scheme == KP_SUM_KAHAN) &&
+                prog->fdim * KP_JIT_MAX_ROWS <= 2 * K->tile;
+    return kp__jit_kernel(ctx, prog, job->dtype, K->tile, vec_bytes, fused ? KP_JIT_SUM : KP_JIT_TILES, failed);
+}
+
 kp_status kp__cpu_run(kp_context *ctx, const kp_job *job) {
     const kp_cpu_kernels *K = kp__cpu_pick_kernels(job->dtype);
     if (job->nrows == 0 || job->nbatch == 0) return KP_OK;
+    int jit_failed = 0;
+    const kp_jit_kernel *jk = compiled_kernel(ctx, job, K, &jit_failed);
+    if (jit_failed) return KP_ERR_INTERNAL;
+    kp_job with_kernel;
+    if (jk) {
+        with_kernel = *job;
+        with_kernel.engine_kernel = jk;
+        job = &with_kernel;
+    }
     int64_t nrb = (job->nrows + KP_ROW_BLOCK - 1) / KP_ROW_BLOCK;
     int64_t nchunks = (job->ncols + KP_CHUNK - 1) / KP_CHUNK;
     int64_t nblocks = job->nbatch * nrb;
