@@ -141,6 +141,7 @@ static void compile(entry *e) {
         LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
         err = LLVMRunPasses(M, "default<O3>", tm, opts);
         LLVMDisposePassBuilderOptions(opts);
+        if (getenv("KP_JIT_DUMP")) LLVMPrintModuleToFile(M, getenv("KP_JIT_DUMP"), NULL); /* TEMP */
         if (err) {
             error_message(err, e->msg, sizeof e->msg, "LLVM optimizer");
             LLVMDisposeModule(M);
@@ -193,7 +194,7 @@ static void put_operand(int64_t *k, size_t *n, kp_operand o) {
 }
 
 #define KEY_HEAD 24
-#define KEY_PER_INSTR 16
+#define KEY_PER_INSTR 17
 
 /* Writes the key of s into k (KEY_HEAD + KEY_PER_INSTR * s->n entries); returns its length. */
 static size_t make_key(const kp_jit_spec *s, int64_t *k) {
@@ -264,6 +265,7 @@ static jit_mode env_mode(void) {
 /* Rows per block: enough independent chains to hide latencies, few enough
  * that the accumulators (KP_JIT_SUM) stay in registers. */
 static int rows_for(const kp_program *prog, kp_jit_mode mode) {
+    if (getenv("KP_JIT_ROWS")) return atoi(getenv("KP_JIT_ROWS")); /* TEMP */
     if (mode == KP_JIT_TILES) return 4;
     int r = 16 / (prog->fdim > 0 ? prog->fdim : 1);
     return r > 4 ? 4 : r < 1 ? 1 : r;
