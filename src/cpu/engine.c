@@ -81,21 +81,28 @@ static const kp_jit_kernel *compiled_kernel(kp_context *ctx, const kp_job *job, 
                                                                          : 16;
     int fused = kp__red(prog->red)->family == KP_FAMILY_SUM && !(job->dtype == KP_FLOAT32 && job->scheme == KP_SUM_KAHAN) &&
                 prog->fdim * KP_JIT_MAX_ROWS <= 2 * K->tile;
-    return kp__jit_kernel(ctx, prog, job->dtype, K->tile, vec_bytes, fused ? KP_JIT_SUM : KP_JIT_TILES, failed);
+    double pairs = (double)job->nbatch * (double)job->nrows * (double)job->ncols;
+    return kp__jit_kernel(ctx, prog, job->dtype, K->tile, vec_bytes, fused ? KP_JIT_SUM : KP_JIT_TILES, pairs, failed);
+}
+
+kp_status kp__cpu_attach_kernel(kp_context *ctx, const kp_job **job, kp_job *copy) {
+    int failed = 0;
+    const kp_jit_kernel *jk = compiled_kernel(ctx, *job, kp__cpu_pick_kernels((*job)->dtype), &failed);
+    if (failed) return KP_ERR_INTERNAL;
+    if (jk) {
+        *copy = **job;
+        copy->engine_kernel = jk;
+        *job = copy;
+    }
+    return KP_OK;
 }
 
 kp_status kp__cpu_run(kp_context *ctx, const kp_job *job) {
     const kp_cpu_kernels *K = kp__cpu_pick_kernels(job->dtype);
     if (job->nrows == 0 || job->nbatch == 0) return KP_OK;
-    int jit_failed = 0;
-    const kp_jit_kernel *jk = compiled_kernel(ctx, job, K, &jit_failed);
-    if (jit_failed) return KP_ERR_INTERNAL;
     kp_job with_kernel;
-    if (jk) {
-        with_kernel = *job;
-        with_kernel.engine_kernel = jk;
-        job = &with_kernel;
-    }
+    kp_status st = kp__cpu_attach_kernel(ctx, &job, &with_kernel);
+    if (st != KP_OK) return st;
     int64_t nrb = (job->nrows + KP_ROW_BLOCK - 1) / KP_ROW_BLOCK;
     int64_t nchunks = (job->ncols + KP_CHUNK - 1) / KP_CHUNK;
     int64_t nblocks = job->nbatch * nrb;

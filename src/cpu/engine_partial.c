@@ -50,6 +50,9 @@ static void merge_chunk(const fold_ctx *F, int64_t b, int64_t r0, int64_t r1, vo
 kp_status kp__cpu_partial_fold(kp_context *ctx, const kp_job *job, int64_t offset, void *sreal, int64_t *sidx) {
     const kp_cpu_kernels *K = kp__cpu_pick_kernels(job->dtype);
     if (job->nrows == 0 || job->nbatch == 0 || job->ncols == 0) return KP_OK;
+    kp_job with_kernel; /* the compiled kernel of kp__cpu_run, if any: the same bits */
+    kp_status jst = kp__cpu_attach_kernel(ctx, &job, &with_kernel);
+    if (jst != KP_OK) return jst;
     fold_ctx F = {K, job, offset, (job->ncols + KP_CHUNK - 1) / KP_CHUNK, 0, 0, sreal, sidx};
     K->state_size(job->prog, &F.nreal, &F.nidx);
     int64_t nblocks = job->nbatch * ((job->nrows + KP_ROW_BLOCK - 1) / KP_ROW_BLOCK);

@@ -27,7 +27,14 @@
 #include "core/context.h"
 #include "jit/jit_internal.h"
 
-enum { PENDING = 0, READY = 1, FAILED = 2 };
+/* COLD: counting the pairs its calls reduce, not compiling yet. */
+enum { COLD = 0, PENDING = 1, READY = 2, FAILED = 3 };
+
+/* Pairs a formula's calls reduce on the interpreter before a background
+ * compile starts (~0.05 s of the Gaussian on one core): compiling costs about
+ * 0.1 s of one core, which small and one-off calls never repay, and short
+ * processes then rarely start LLVM at all. $KP_JIT_THRESHOLD overrides it. */
+#define KP_JIT_THRESHOLD 134217728.0
 
 typedef struct entry {
     struct entry *next;
@@ -36,7 +43,8 @@ typedef struct entry {
     size_t nkey;
     kp_jit_spec spec;
     kp_instr *code;
-    int state; /* atomic */
+    int state; /* atomic; COLD -> PENDING under cache_mu */
+    double pairs; /* reduced on the interpreter while COLD */
     kp_jit_kernel kernel;
     char msg[256];
 } entry;
@@ -52,7 +60,7 @@ static LLVMTargetMachineRef tm;
 static char *host_cpu, *host_features;
 static char init_msg[256];
 static int init_ok;
-static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT, warm_once = PTHREAD_ONCE_INIT;
 static int kernel_count;
 
 static double now_seconds(void) {
@@ -102,7 +110,6 @@ static void init_llvm(void) {
     tm = LLVMCreateTargetMachine(target, triple, host_cpu, host_features, LLVMCodeGenLevelAggressive, LLVMRelocDefault,
                                  LLVMCodeModelJITDefault);
     LLVMDisposeMessage(triple);
-    atexit(wait_idle);
     init_ok = tm != NULL;
     if (!init_ok) snprintf(init_msg, sizeof init_msg, "LLVM cannot make a target machine for the host");
 }
@@ -133,7 +140,10 @@ static void compile(entry *e) {
     pthread_mutex_lock(&compile_mu);
     snprintf(name, sizeof name, "kp_jit_k%d", kernel_count++);
     LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
-    LLVMModuleRef M = kp__jit_build(LLVMOrcThreadSafeContextGetContext(tsc), &e->spec, name, e->msg, sizeof e->msg);
+    LLVMModuleRef M = NULL;
+    if (__atomic_load_n(&kp__jit_fail_compiles, __ATOMIC_RELAXED))
+        snprintf(e->msg, sizeof e->msg, "compile failure injected (kp__jit_fail_compiles)");
+    else M = kp__jit_build(LLVMOrcThreadSafeContextGetContext(tsc), &e->spec, name, e->msg, sizeof e->msg);
     LLVMErrorRef err = NULL;
     LLVMOrcExecutorAddress addr = 0;
     if (M) {
@@ -141,7 +151,6 @@ static void compile(entry *e) {
         LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
         err = LLVMRunPasses(M, "default<O3>", tm, opts);
         LLVMDisposePassBuilderOptions(opts);
-        if (getenv("KP_JIT_DUMP")) LLVMPrintModuleToFile(M, getenv("KP_JIT_DUMP"), NULL); /* TEMP */
         if (err) {
             error_message(err, e->msg, sizeof e->msg, "LLVM optimizer");
             LLVMDisposeModule(M);
@@ -179,8 +188,42 @@ static void compile_done(void) {
     pthread_mutex_unlock(&cache_mu);
 }
 
+/* One small kernel through every stage (bitcode, vector exp, an op lane by
+ * lane, O3, code generation), compiled in the thread that first needs the
+ * JIT. LLVM creates function-local statics on first use, and exit() destroys
+ * them before the handlers registered earlier: with them all made here, the
+ * wait_idle registered after this runs first at exit, and a background
+ * compile never meets a destroyed static. */
+static void warm_up(void) {
+    kp_instr code[3];
+    memset(code, 0, sizeof code);
+    code[0].op = KP_OP_SQDIST;
+    code[0].nin = 2;
+    code[0].in[0] = (kp_operand){KP_LOC_ROW, 0, 1};
+    code[0].in[1] = (kp_operand){KP_LOC_COL, 0, 1};
+    code[0].out = (kp_operand){KP_LOC_PAIR, 0, 1};
+    code[1].op = KP_OP_EXP;
+    code[1].nin = 1;
+    code[1].in[0] = code[0].out;
+    code[1].out = (kp_operand){KP_LOC_PAIR, 1, 1};
+    code[2].op = KP_OP_LOG;
+    code[2].nin = 1;
+    code[2].in[0] = code[1].out;
+    code[2].out = (kp_operand){KP_LOC_PAIR, 2, 1};
+    entry e;
+    memset(&e, 0, sizeof e);
+    e.spec = (kp_jit_spec){1, 64, 16, 1, KP_JIT_SUM, 1, 1, 3, 1, code[2].out, {0, 0, 0}, {0, 0, 0}, 3, code};
+    compile(&e);
+    pthread_mutex_lock(&cache_mu);
+    stats.compiled -= e.state == READY; /* not a formula's */
+    stats.failed -= e.state == FAILED;
+    pthread_mutex_unlock(&cache_mu);
+    atexit(wait_idle);
+}
+
 static void *compile_thread(void *arg) {
     compile(arg);
+    atexit(wait_idle); /* after any static this compile made (see warm_up) */
     compile_done();
     return NULL;
 }
@@ -229,7 +272,7 @@ static entry *find(uint64_t h, const int64_t *k, size_t n) {
     return NULL;
 }
 
-/* A new PENDING entry owning copies of the key and the code, or NULL. */
+/* A new COLD entry owning copies of the key and the code, or NULL. */
 static entry *new_entry(const kp_jit_spec *s, const int64_t *k, size_t n, uint64_t h) {
     entry *e = calloc(1, sizeof *e);
     if (!e) return NULL;
@@ -265,14 +308,18 @@ static jit_mode env_mode(void) {
 /* Rows per block: enough independent chains to hide latencies, few enough
  * that the accumulators (KP_JIT_SUM) stay in registers. */
 static int rows_for(const kp_program *prog, kp_jit_mode mode) {
-    if (getenv("KP_JIT_ROWS")) return atoi(getenv("KP_JIT_ROWS")); /* TEMP */
     if (mode == KP_JIT_TILES) return 4;
     int r = 16 / (prog->fdim > 0 ? prog->fdim : 1);
     return r > 4 ? 4 : r < 1 ? 1 : r;
 }
 
+static double threshold(void) {
+    const char *v = getenv("KP_JIT_THRESHOLD");
+    return v && *v ? strtod(v, NULL) : KP_JIT_THRESHOLD;
+}
+
 const kp_jit_kernel *kp__jit_kernel(kp_context *ctx, const kp_program *prog, kp_dtype dtype, int tile, int vec_bytes,
-                                    kp_jit_mode mode, int *failed) {
+                                    kp_jit_mode mode, double pairs, int *failed) {
     jit_mode m = env_mode();
     if (m == MODE_OFF || prog->pair.n == 0 || (dtype != KP_FLOAT32 && dtype != KP_FLOAT64)) return NULL;
     kp_jit_spec s = {dtype == KP_FLOAT32, tile, vec_bytes / (dtype == KP_FLOAT32 ? 4 : 8), rows_for(prog, mode), mode,
@@ -286,19 +333,27 @@ const kp_jit_kernel *kp__jit_kernel(kp_context *ctx, const kp_program *prog, kp_
     uint64_t h = hash_key(k, n);
     pthread_mutex_lock(&cache_mu);
     entry *e = find(h, k, n);
-    int start = 0;
     if (!e && (e = new_entry(&s, k, n, h))) {
         e->next = cache_head;
         cache_head = e;
-        start = 1;
-        if (m == MODE_BACKGROUND) inflight++;
     }
-    if (e && !start) stats.hits++;
+    int start = 0;
+    if (e && e->state == COLD) {
+        e->pairs += pairs;
+        if (m != MODE_BACKGROUND || e->pairs >= threshold()) {
+            __atomic_store_n(&e->state, PENDING, __ATOMIC_RELEASE);
+            start = 1;
+            if (m == MODE_BACKGROUND) inflight++;
+        }
+    } else if (e) {
+        stats.hits++;
+    }
     pthread_mutex_unlock(&cache_mu);
     if (k != stack_key) free(k);
     if (!e) return NULL;
     if (start) {
         pthread_once(&init_once, init_llvm);
+        if (init_ok) pthread_once(&warm_once, warm_up);
         if (!init_ok) {
             snprintf(e->msg, sizeof e->msg, "%s", init_msg);
             __atomic_store_n(&e->state, FAILED, __ATOMIC_RELEASE);
@@ -317,7 +372,7 @@ const kp_jit_kernel *kp__jit_kernel(kp_context *ctx, const kp_program *prog, kp_
         }
     } else if (m != MODE_BACKGROUND) {
         /* Another thread compiles it: force and require wait for it. */
-        while (__atomic_load_n(&e->state, __ATOMIC_ACQUIRE) == PENDING) {
+        while (__atomic_load_n(&e->state, __ATOMIC_ACQUIRE) <= PENDING) {
             pthread_mutex_lock(&compile_mu);
             pthread_mutex_unlock(&compile_mu);
         }
@@ -330,6 +385,10 @@ const kp_jit_kernel *kp__jit_kernel(kp_context *ctx, const kp_program *prog, kp_
     }
     return NULL;
 }
+
+int kp__jit_built(void) { return 1; }
+
+int kp__jit_fail_compiles;
 
 void kp__jit_stats(kp_jit_stats *out) {
     pthread_mutex_lock(&cache_mu);

@@ -22,8 +22,9 @@
  *
  * Kernels are compiled once per process and program (a cache keyed by the
  * program's description, dtype, tile and vector width). $KP_JIT chooses when:
- *   unset, "on"   in a background thread: calls run on the interpreter until
- *                 the kernel is ready (no call waits for the compiler);
+ *   unset, "on"   in a background thread, once the program's calls have
+ *                 reduced $KP_JIT_THRESHOLD pairs (default 2^27): calls run
+ *                 on the interpreter until the kernel is ready;
  *   "force"       in the calling thread, on the first call (tests, benchmarks);
  *   "require"     as force, and a kernel that fails to compile fails the call
  *                 (KP_ERR_INTERNAL) instead of falling back (tests);
@@ -48,10 +49,11 @@ typedef struct kp_jit_kernel {
 
 /* The compiled kernel of prog for this dtype, tile (lanes per tile) and
  * vector width (bytes: 16, 32, 64), in mode, or NULL when the interpreter
- * must run (KP_JIT off or absent, not compiled yet, or compile failed). In
- * "require" mode a failed compile sets *failed and its message in ctx. */
+ * must run (KP_JIT off or absent, not compiled yet, or compile failed).
+ * pairs: what the call reduces, counted towards the background threshold.
+ * In "require" mode a failed compile sets *failed and its message in ctx. */
 const kp_jit_kernel *kp__jit_kernel(kp_context *ctx, const kp_program *prog, kp_dtype dtype, int tile, int vec_bytes,
-                                    kp_jit_mode mode, int *failed);
+                                    kp_jit_mode mode, double pairs, int *failed);
 
 /* Process-wide counters (tests): kernels compiled, compiles failed, calls
  * answered from the cache, and the seconds spent compiling. */
@@ -60,5 +62,10 @@ typedef struct kp_jit_stats {
     double compile_seconds;
 } kp_jit_stats;
 void kp__jit_stats(kp_jit_stats *out);
+/* Nonzero when libkp was built with the compiler (CMake KP_JIT=ON). */
+int kp__jit_built(void);
+/* Fault injection for tests (as sqlite3_test_control): while nonzero, every
+ * compile fails with a message, as a refused target or an LLVM error would. */
+extern int kp__jit_fail_compiles;
 
 #endif
