@@ -15,7 +15,9 @@
  *     interpreter, the kernel arrives within 30 s and gives the same results;
  *   - a failed compile (injected) falls back to the interpreter under "force"
  *     (identical results) and fails the call under "require" (KP_ERR_INTERNAL
- *     naming the cause); KP_JIT=off compiles nothing.
+ *     naming the cause); KP_JIT=off compiles nothing;
+ *   - "absent" (argument, its own process): libLLVM cannot be loaded, force
+ *     falls back to the interpreter, require names the cause.
  * Without the compiler (KP_JIT=OFF builds) it prints SKIPPED and exits 77.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -252,10 +254,38 @@ static void test_fallback(void **state) {
     free(d);
 }
 
-int main(void) {
+/* "absent" group, its own process: libLLVM cannot be loaded ($KP_JIT_LLVM). */
+static void test_llvm_absent(void **state) {
+    (void)state;
+    data *d = calloc(1, sizeof *d);
+    assert_non_null(d);
+    fill(d);
+    kp_context *ctx = NULL;
+    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    const char *text = "Sum_Reduction(Exp(-SqDist(x,y)*g)*b, 1)";
+    double ref[N * 2], got[N * 2];
+    mode("off");
+    KPT_ASSERT_OK(ctx, run(ctx, text, KP_FLOAT32, 1, d, 2, ref, 0, NULL));
+    mode("force");
+    KPT_ASSERT_OK(ctx, run(ctx, text, KP_FLOAT32, 1, d, 2, got, 0, NULL));
+    assert_memory_equal(got, ref, sizeof ref); /* the interpreter ran */
+    mode("require");
+    assert_int_equal(run(ctx, text, KP_FLOAT32, 1, d, 2, got, 0, NULL), KP_ERR_INTERNAL);
+    assert_non_null(strstr(kp_context_message(ctx), "cannot load libLLVM"));
+    assert_int_equal(compiled_count(), 0);
+    kp_context_free(ctx);
+    free(d);
+}
+
+int main(int argc, char **argv) {
     if (!kp__jit_built()) {
         printf("SKIPPED: libkp built without the compiler (KP_JIT=OFF)\n");
         return 77;
+    }
+    if (argc > 1 && strcmp(argv[1], "absent") == 0) {
+        setenv("KP_JIT_LLVM", "/nonexistent/libLLVM.so", 1);
+        const struct CMUnitTest absent[] = {cmocka_unit_test(test_llvm_absent)};
+        return cmocka_run_group_tests(absent, NULL, NULL);
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matches_interpreter),

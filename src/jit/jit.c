@@ -12,12 +12,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "jit/jit.h"
 
-#include <llvm-c/Error.h>
-#include <llvm-c/LLJIT.h>
-#include <llvm-c/Orc.h>
-#include <llvm-c/Target.h>
-#include <llvm-c/TargetMachine.h>
-#include <llvm-c/Transforms/PassBuilder.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +20,7 @@
 
 #include "core/context.h"
 #include "jit/jit_internal.h"
+#include "jit/jit_llvm.h"
 
 /* COLD: counting the pairs its calls reduce, not compiling yet. */
 enum { COLD = 0, PENDING = 1, READY = 2, FAILED = 3 };
@@ -70,9 +65,9 @@ static double now_seconds(void) {
 }
 
 static void error_message(LLVMErrorRef e, char *msg, size_t n, const char *what) {
-    char *m = LLVMGetErrorMessage(e);
+    char *m = kp__llvm.LLVMGetErrorMessage(e);
     snprintf(msg, n, "%s: %s", what, m);
-    LLVMDisposeErrorMessage(m);
+    kp__llvm.LLVMDisposeErrorMessage(m);
 }
 
 static void wait_idle(void) {
@@ -82,34 +77,31 @@ static void wait_idle(void) {
 }
 
 static void init_llvm(void) {
-    if (LLVMInitializeNativeTarget() || LLVMInitializeNativeAsmPrinter()) {
-        snprintf(init_msg, sizeof init_msg, "LLVM has no native target for this machine");
-        return;
-    }
+    if (!kp__llvm_load(init_msg, sizeof init_msg)) return;
     LLVMOrcJITTargetMachineBuilderRef jtmb;
-    LLVMErrorRef e = LLVMOrcJITTargetMachineBuilderDetectHost(&jtmb);
+    LLVMErrorRef e = kp__llvm.LLVMOrcJITTargetMachineBuilderDetectHost(&jtmb);
     if (e) return error_message(e, init_msg, sizeof init_msg, "LLVM cannot describe the host");
-    LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
-    LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(builder, jtmb);
-    if ((e = LLVMOrcCreateLLJIT(&jit, builder))) return error_message(e, init_msg, sizeof init_msg, "LLVM's JIT");
+    LLVMOrcLLJITBuilderRef builder = kp__llvm.LLVMOrcCreateLLJITBuilder();
+    kp__llvm.LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(builder, jtmb);
+    if ((e = kp__llvm.LLVMOrcCreateLLJIT(&jit, builder))) return error_message(e, init_msg, sizeof init_msg, "LLVM's JIT");
     /* libm (logf, sinf, ...) for the ops compiled lane by lane. */
     LLVMOrcDefinitionGeneratorRef gen;
-    if ((e = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(jit), NULL, NULL)))
+    if ((e = kp__llvm.LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, kp__llvm.LLVMOrcLLJITGetGlobalPrefix(jit), NULL, NULL)))
         return error_message(e, init_msg, sizeof init_msg, "LLVM's JIT symbol search");
-    LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(jit), gen);
-    char *triple = LLVMGetDefaultTargetTriple(), *err = NULL;
+    kp__llvm.LLVMOrcJITDylibAddGenerator(kp__llvm.LLVMOrcLLJITGetMainJITDylib(jit), gen);
+    char *triple = kp__llvm.LLVMGetDefaultTargetTriple(), *err = NULL;
     LLVMTargetRef target;
-    if (LLVMGetTargetFromTriple(triple, &target, &err)) {
+    if (kp__llvm.LLVMGetTargetFromTriple(triple, &target, &err)) {
         snprintf(init_msg, sizeof init_msg, "LLVM target: %s", err ? err : "unknown");
-        LLVMDisposeMessage(err);
-        LLVMDisposeMessage(triple);
+        kp__llvm.LLVMDisposeMessage(err);
+        kp__llvm.LLVMDisposeMessage(triple);
         return;
     }
-    host_cpu = LLVMGetHostCPUName();
-    host_features = LLVMGetHostCPUFeatures();
-    tm = LLVMCreateTargetMachine(target, triple, host_cpu, host_features, LLVMCodeGenLevelAggressive, LLVMRelocDefault,
+    host_cpu = kp__llvm.LLVMGetHostCPUName();
+    host_features = kp__llvm.LLVMGetHostCPUFeatures();
+    tm = kp__llvm.LLVMCreateTargetMachine(target, triple, host_cpu, host_features, LLVMCodeGenLevelAggressive, LLVMRelocDefault,
                                  LLVMCodeModelJITDefault);
-    LLVMDisposeMessage(triple);
+    kp__llvm.LLVMDisposeMessage(triple);
     init_ok = tm != NULL;
     if (!init_ok) snprintf(init_msg, sizeof init_msg, "LLVM cannot make a target machine for the host");
 }
@@ -117,19 +109,19 @@ static void init_llvm(void) {
 /* Host CPU and features on every function, so the bitcode inlines into the
  * kernel; the bitcode's functions become internal, to vanish once inlined. */
 static void prepare_module(LLVMModuleRef M, const char *name) {
-    LLVMSetTarget(M, LLVMOrcLLJITGetTripleString(jit));
-    LLVMSetDataLayout(M, LLVMOrcLLJITGetDataLayoutStr(jit));
-    for (LLVMValueRef f = LLVMGetFirstFunction(M); f; f = LLVMGetNextFunction(f)) {
-        if (LLVMIsDeclaration(f)) continue;
-        LLVMRemoveStringAttributeAtIndex(f, (LLVMAttributeIndex)LLVMAttributeFunctionIndex, "target-cpu", 10);
-        LLVMRemoveStringAttributeAtIndex(f, (LLVMAttributeIndex)LLVMAttributeFunctionIndex, "target-features", 15);
-        LLVMRemoveStringAttributeAtIndex(f, (LLVMAttributeIndex)LLVMAttributeFunctionIndex, "tune-cpu", 8);
-        LLVMAddTargetDependentFunctionAttr(f, "target-cpu", host_cpu);
-        LLVMAddTargetDependentFunctionAttr(f, "target-features", host_features);
-        LLVMAddTargetDependentFunctionAttr(f, "min-legal-vector-width", "512");
-        LLVMAddTargetDependentFunctionAttr(f, "prefer-vector-width", "512");
+    kp__llvm.LLVMSetTarget(M, kp__llvm.LLVMOrcLLJITGetTripleString(jit));
+    kp__llvm.LLVMSetDataLayout(M, kp__llvm.LLVMOrcLLJITGetDataLayoutStr(jit));
+    for (LLVMValueRef f = kp__llvm.LLVMGetFirstFunction(M); f; f = kp__llvm.LLVMGetNextFunction(f)) {
+        if (kp__llvm.LLVMIsDeclaration(f)) continue;
+        kp__llvm.LLVMRemoveStringAttributeAtIndex(f, (LLVMAttributeIndex)LLVMAttributeFunctionIndex, "target-cpu", 10);
+        kp__llvm.LLVMRemoveStringAttributeAtIndex(f, (LLVMAttributeIndex)LLVMAttributeFunctionIndex, "target-features", 15);
+        kp__llvm.LLVMRemoveStringAttributeAtIndex(f, (LLVMAttributeIndex)LLVMAttributeFunctionIndex, "tune-cpu", 8);
+        kp__llvm.LLVMAddTargetDependentFunctionAttr(f, "target-cpu", host_cpu);
+        kp__llvm.LLVMAddTargetDependentFunctionAttr(f, "target-features", host_features);
+        kp__llvm.LLVMAddTargetDependentFunctionAttr(f, "min-legal-vector-width", "512");
+        kp__llvm.LLVMAddTargetDependentFunctionAttr(f, "prefer-vector-width", "512");
         size_t n;
-        if (strcmp(LLVMGetValueName2(f, &n), name) != 0) LLVMSetLinkage(f, LLVMInternalLinkage);
+        if (strcmp(kp__llvm.LLVMGetValueName2(f, &n), name) != 0) kp__llvm.LLVMSetLinkage(f, LLVMInternalLinkage);
     }
 }
 
@@ -139,32 +131,32 @@ static void compile(entry *e) {
     char name[32];
     pthread_mutex_lock(&compile_mu);
     snprintf(name, sizeof name, "kp_jit_k%d", kernel_count++);
-    LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
+    LLVMOrcThreadSafeContextRef tsc = kp__llvm.LLVMOrcCreateNewThreadSafeContext();
     LLVMModuleRef M = NULL;
     if (__atomic_load_n(&kp__jit_fail_compiles, __ATOMIC_RELAXED))
         snprintf(e->msg, sizeof e->msg, "compile failure injected (kp__jit_fail_compiles)");
-    else M = kp__jit_build(LLVMOrcThreadSafeContextGetContext(tsc), &e->spec, name, e->msg, sizeof e->msg);
+    else M = kp__jit_build(kp__llvm.LLVMOrcThreadSafeContextGetContext(tsc), &e->spec, name, e->msg, sizeof e->msg);
     LLVMErrorRef err = NULL;
     LLVMOrcExecutorAddress addr = 0;
     if (M) {
         prepare_module(M, name);
-        LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
-        err = LLVMRunPasses(M, "default<O3>", tm, opts);
-        LLVMDisposePassBuilderOptions(opts);
+        LLVMPassBuilderOptionsRef opts = kp__llvm.LLVMCreatePassBuilderOptions();
+        err = kp__llvm.LLVMRunPasses(M, "default<O3>", tm, opts);
+        kp__llvm.LLVMDisposePassBuilderOptions(opts);
         if (err) {
             error_message(err, e->msg, sizeof e->msg, "LLVM optimizer");
-            LLVMDisposeModule(M);
+            kp__llvm.LLVMDisposeModule(M);
         } else {
-            LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(M, tsc);
-            if ((err = LLVMOrcLLJITAddLLVMIRModule(jit, LLVMOrcLLJITGetMainJITDylib(jit), tsm))) {
-                LLVMOrcDisposeThreadSafeModule(tsm);
+            LLVMOrcThreadSafeModuleRef tsm = kp__llvm.LLVMOrcCreateNewThreadSafeModule(M, tsc);
+            if ((err = kp__llvm.LLVMOrcLLJITAddLLVMIRModule(jit, kp__llvm.LLVMOrcLLJITGetMainJITDylib(jit), tsm))) {
+                kp__llvm.LLVMOrcDisposeThreadSafeModule(tsm);
                 error_message(err, e->msg, sizeof e->msg, "LLVM's JIT");
-            } else if ((err = LLVMOrcLLJITLookup(jit, &addr, name))) {
+            } else if ((err = kp__llvm.LLVMOrcLLJITLookup(jit, &addr, name))) {
                 error_message(err, e->msg, sizeof e->msg, "LLVM's JIT");
             }
         }
     }
-    LLVMOrcDisposeThreadSafeContext(tsc);
+    kp__llvm.LLVMOrcDisposeThreadSafeContext(tsc);
     pthread_mutex_unlock(&compile_mu);
     int ok = M && !err && addr;
     if (ok) {

@@ -41,10 +41,13 @@ if(KP_JIT)
   add_custom_command(OUTPUT ${_kp_bc_c}
     COMMAND ${CMAKE_COMMAND} -DIN=${_kp_bc} -DOUT=${_kp_bc_c} -P ${CMAKE_CURRENT_SOURCE_DIR}/jit/embed.cmake
     DEPENDS ${_kp_bc} jit/embed.cmake)
-  target_sources(kp_objects PRIVATE jit/jit.c jit/jit_codegen.c ${_kp_bc_c})
+  target_sources(kp_objects PRIVATE jit/jit.c jit/jit_codegen.c jit/jit_llvm.c ${_kp_bc_c})
   target_include_directories(kp_objects SYSTEM PRIVATE ${_kp_llvm_inc})
+  # libLLVM is loaded on the first compile (jit_llvm.c), not linked.
+  get_filename_component(_kp_llvm_real ${KP_LLVM_LIBRARY} REALPATH)
+  set_property(SOURCE jit/jit_llvm.c APPEND PROPERTY COMPILE_DEFINITIONS KP_LLVM_LIBRARY="${_kp_llvm_real}")
   find_package(Threads REQUIRED)
-  target_link_libraries(kp_objects PUBLIC ${KP_LLVM_LIBRARY} Threads::Threads)
+  target_link_libraries(kp_objects PUBLIC ${CMAKE_DL_LIBS} Threads::Threads)
 else()
   target_sources(kp_objects PRIVATE jit/jit_none.c)
 endif()

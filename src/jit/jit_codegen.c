@@ -11,15 +11,13 @@
  * scalar definition lane by lane (formula/scalar_eval.h). The O3 pipeline
  * inlines all of it.
  */
-#include <llvm-c/BitReader.h>
-#include <llvm-c/Core.h>
-#include <llvm-c/Analysis.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "formula/scalar_eval.h"
 #include "jit/jit_internal.h"
+#include "jit/jit_llvm.h"
 
 typedef struct gen {
     LLVMContextRef C;
@@ -45,16 +43,16 @@ static void fail(gen *g, const char *what) {
 
 static LLVMValueRef splat(gen *g, double v) {
     LLVMValueRef e[16];
-    for (int l = 0; l < g->s->vl; l++) e[l] = LLVMConstReal(g->T, v);
-    return LLVMConstVector(e, (unsigned)g->s->vl);
+    for (int l = 0; l < g->s->vl; l++) e[l] = kp__llvm.LLVMConstReal(g->T, v);
+    return kp__llvm.LLVMConstVector(e, (unsigned)g->s->vl);
 }
 
 static LLVMValueRef intrinsic(gen *g, const char *name, LLVMValueRef *args, unsigned nargs) {
-    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    unsigned id = kp__llvm.LLVMLookupIntrinsicID(name, strlen(name));
     LLVMTypeRef ty = g->VT;
-    LLVMValueRef f = LLVMGetIntrinsicDeclaration(g->M, id, &ty, 1);
-    LLVMTypeRef fty = LLVMIntrinsicGetType(g->C, id, &ty, 1);
-    return LLVMBuildCall2(g->B, fty, f, args, nargs, "");
+    LLVMValueRef f = kp__llvm.LLVMGetIntrinsicDeclaration(g->M, id, &ty, 1);
+    LLVMTypeRef fty = kp__llvm.LLVMIntrinsicGetType(g->C, id, &ty, 1);
+    return kp__llvm.LLVMBuildCall2(g->B, fty, f, args, nargs, "");
 }
 
 static LLVMValueRef call1(gen *g, const char *name, LLVMValueRef a) { return intrinsic(g, name, &a, 1); }
@@ -65,11 +63,11 @@ static LLVMValueRef fmuladd(gen *g, LLVMValueRef a, LLVMValueRef b, LLVMValueRef
 }
 
 static LLVMValueRef sel(gen *g, LLVMValueRef cond, LLVMValueRef a, LLVMValueRef b) {
-    return LLVMBuildSelect(g->B, cond, a, b, "");
+    return kp__llvm.LLVMBuildSelect(g->B, cond, a, b, "");
 }
 
 static LLVMValueRef cmp(gen *g, LLVMRealPredicate p, LLVMValueRef a, LLVMValueRef b) {
-    return LLVMBuildFCmp(g->B, p, a, b, "");
+    return kp__llvm.LLVMBuildFCmp(g->B, p, a, b, "");
 }
 
 /* Component c of operand o for the current row and step (dimension 1 broadcasts). */
@@ -79,10 +77,10 @@ static LLVMValueRef get(gen *g, kp_operand o, int c) {
     case KP_LOC_ROW: return g->rowval[g->r * g->s->row_size + comp];
     case KP_LOC_COL:
         if (!g->colval[comp]) {
-            LLVMValueRef idx = LLVMBuildAdd(g->B, g->k, LLVMConstInt(g->i64, (unsigned long long)comp * (unsigned long long)g->s->tile, 0), "");
-            LLVMValueRef p = LLVMBuildGEP2(g->B, g->T, g->colbuf, &idx, 1, "");
-            LLVMValueRef ld = LLVMBuildLoad2(g->B, g->VT, LLVMBuildBitCast(g->B, p, g->PVT, ""), "");
-            LLVMSetAlignment(ld, (unsigned)(g->s->f32 ? 4 : 8));
+            LLVMValueRef idx = kp__llvm.LLVMBuildAdd(g->B, g->k, kp__llvm.LLVMConstInt(g->i64, (unsigned long long)comp * (unsigned long long)g->s->tile, 0), "");
+            LLVMValueRef p = kp__llvm.LLVMBuildGEP2(g->B, g->T, g->colbuf, &idx, 1, "");
+            LLVMValueRef ld = kp__llvm.LLVMBuildLoad2(g->B, g->VT, kp__llvm.LLVMBuildBitCast(g->B, p, g->PVT, ""), "");
+            kp__llvm.LLVMSetAlignment(ld, (unsigned)(g->s->f32 ? 4 : 8));
             g->colval[comp] = ld;
         }
         return g->colval[comp];
@@ -95,38 +93,38 @@ static LLVMValueRef get(gen *g, kp_operand o, int c) {
 
 /* Calls a bitcode function by name. */
 static LLVMValueRef call_bc(gen *g, const char *name, LLVMValueRef *args, unsigned n) {
-    LLVMValueRef f = LLVMGetNamedFunction(g->M, name);
+    LLVMValueRef f = kp__llvm.LLVMGetNamedFunction(g->M, name);
     if (!f) {
         fail(g, "op bitcode lacks a function");
         return NULL;
     }
-    return LLVMBuildCall2(g->B, LLVMGlobalGetValueType(f), f, args, n, "");
+    return kp__llvm.LLVMBuildCall2(g->B, kp__llvm.LLVMGlobalGetValueType(f), f, args, n, "");
 }
 
 /* exp on a vector: the bitcode's kp_jit_exp_{f32,f64}xVL, through two stack slots. */
 static LLVMValueRef vexp(gen *g, LLVMValueRef a) {
     char name[32];
     snprintf(name, sizeof name, "kp_jit_exp_%sx%d", g->s->f32 ? "f32" : "f64", g->s->vl);
-    LLVMValueRef in = LLVMBuildAlloca(g->AB, g->VT, ""), out = LLVMBuildAlloca(g->AB, g->VT, "");
-    LLVMBuildStore(g->B, a, in);
-    LLVMValueRef args[2] = {LLVMBuildBitCast(g->B, out, g->PT, ""), LLVMBuildBitCast(g->B, in, g->PT, "")};
+    LLVMValueRef in = kp__llvm.LLVMBuildAlloca(g->AB, g->VT, ""), out = kp__llvm.LLVMBuildAlloca(g->AB, g->VT, "");
+    kp__llvm.LLVMBuildStore(g->B, a, in);
+    LLVMValueRef args[2] = {kp__llvm.LLVMBuildBitCast(g->B, out, g->PT, ""), kp__llvm.LLVMBuildBitCast(g->B, in, g->PT, "")};
     if (!call_bc(g, name, args, 2)) return a;
-    return LLVMBuildLoad2(g->B, g->VT, out, "");
+    return kp__llvm.LLVMBuildLoad2(g->B, g->VT, out, "");
 }
 
 /* Any elementwise op, lane by lane, through the bitcode's scalar definition. */
 static LLVMValueRef scalarized(gen *g, kp_op op, int ip, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
     const char *name = g->s->f32 ? "kp_jit_seval_f32" : "kp_jit_seval_f64";
-    LLVMValueRef v = LLVMGetUndef(g->VT);
+    LLVMValueRef v = kp__llvm.LLVMGetUndef(g->VT);
     for (int l = 0; l < g->s->vl; l++) {
-        LLVMValueRef lane = LLVMConstInt(g->i32, (unsigned long long)l, 0);
-        LLVMValueRef args[5] = {LLVMConstInt(g->i32, (unsigned long long)op, 0), LLVMBuildExtractElement(g->B, a, lane, ""),
-                                b ? LLVMBuildExtractElement(g->B, b, lane, "") : LLVMConstReal(g->T, 0),
-                                c ? LLVMBuildExtractElement(g->B, c, lane, "") : LLVMConstReal(g->T, 0),
-                                LLVMConstInt(g->i32, (unsigned long long)(long long)ip, 1)};
+        LLVMValueRef lane = kp__llvm.LLVMConstInt(g->i32, (unsigned long long)l, 0);
+        LLVMValueRef args[5] = {kp__llvm.LLVMConstInt(g->i32, (unsigned long long)op, 0), kp__llvm.LLVMBuildExtractElement(g->B, a, lane, ""),
+                                b ? kp__llvm.LLVMBuildExtractElement(g->B, b, lane, "") : kp__llvm.LLVMConstReal(g->T, 0),
+                                c ? kp__llvm.LLVMBuildExtractElement(g->B, c, lane, "") : kp__llvm.LLVMConstReal(g->T, 0),
+                                kp__llvm.LLVMConstInt(g->i32, (unsigned long long)(long long)ip, 1)};
         LLVMValueRef r = call_bc(g, name, args, 5);
         if (!r) return a;
-        v = LLVMBuildInsertElement(g->B, v, r, lane, "");
+        v = kp__llvm.LLVMBuildInsertElement(g->B, v, r, lane, "");
     }
     return v;
 }
@@ -138,30 +136,30 @@ static LLVMValueRef ipow(gen *g, LLVMValueRef a, int ip) {
     int first = 1;
     while (e) {
         if (e & 1u) {
-            r = first ? base : LLVMBuildFMul(g->B, r, base, "");
+            r = first ? base : kp__llvm.LLVMBuildFMul(g->B, r, base, "");
             first = 0;
         }
         e >>= 1;
-        if (e) base = LLVMBuildFMul(g->B, base, base, "");
+        if (e) base = kp__llvm.LLVMBuildFMul(g->B, base, base, "");
     }
-    return ip < 0 ? LLVMBuildFDiv(g->B, splat(g, 1), r, "") : r;
+    return ip < 0 ? kp__llvm.LLVMBuildFDiv(g->B, splat(g, 1), r, "") : r;
 }
 
 /* One component of an elementwise op (ops.def classes EW1, EW2, EW3). */
 static LLVMValueRef elementwise(gen *g, const kp_instr *ins, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
     LLVMValueRef one = splat(g, 1), zero = splat(g, 0);
     switch ((int)ins->op) { /* selective: the others fail or take another path */
-    case KP_OP_ADD: return LLVMBuildFAdd(g->B, a, b, "");
-    case KP_OP_SUB: return LLVMBuildFSub(g->B, a, b, "");
-    case KP_OP_MUL: return LLVMBuildFMul(g->B, a, b, "");
-    case KP_OP_DIV: return LLVMBuildFDiv(g->B, a, b, "");
-    case KP_OP_NEG: return LLVMBuildFNeg(g->B, a, "");
-    case KP_OP_INV: return LLVMBuildFDiv(g->B, one, a, "");
-    case KP_OP_SQUARE: return LLVMBuildFMul(g->B, a, a, "");
+    case KP_OP_ADD: return kp__llvm.LLVMBuildFAdd(g->B, a, b, "");
+    case KP_OP_SUB: return kp__llvm.LLVMBuildFSub(g->B, a, b, "");
+    case KP_OP_MUL: return kp__llvm.LLVMBuildFMul(g->B, a, b, "");
+    case KP_OP_DIV: return kp__llvm.LLVMBuildFDiv(g->B, a, b, "");
+    case KP_OP_NEG: return kp__llvm.LLVMBuildFNeg(g->B, a, "");
+    case KP_OP_INV: return kp__llvm.LLVMBuildFDiv(g->B, one, a, "");
+    case KP_OP_SQUARE: return kp__llvm.LLVMBuildFMul(g->B, a, a, "");
     case KP_OP_POW: return ipow(g, a, ins->ip[0]);
     case KP_OP_SQRT: return call1(g, "llvm.sqrt", a);
     case KP_OP_RSQRT:
-        return sel(g, cmp(g, LLVMRealOEQ, a, zero), zero, LLVMBuildFDiv(g->B, one, call1(g, "llvm.sqrt", a), ""));
+        return sel(g, cmp(g, LLVMRealOEQ, a, zero), zero, kp__llvm.LLVMBuildFDiv(g->B, one, call1(g, "llvm.sqrt", a), ""));
     case KP_OP_LT: return sel(g, cmp(g, LLVMRealOLT, a, b), one, zero);
     case KP_OP_LE: return sel(g, cmp(g, LLVMRealOLE, a, b), one, zero);
     case KP_OP_GT: return sel(g, cmp(g, LLVMRealOGT, a, b), one, zero);
@@ -169,13 +167,13 @@ static LLVMValueRef elementwise(gen *g, const kp_instr *ins, LLVMValueRef a, LLV
     case KP_OP_EQ: return sel(g, cmp(g, LLVMRealOEQ, a, b), one, zero);
     case KP_OP_NE: return sel(g, cmp(g, LLVMRealUNE, a, b), one, zero);
     case KP_OP_EXP:
-        if (ins->nin == 2) return vexp(g, ins->ip[1] ? LLVMBuildFDiv(g->B, a, b, "") : LLVMBuildFMul(g->B, a, b, ""));
+        if (ins->nin == 2) return vexp(g, ins->ip[1] ? kp__llvm.LLVMBuildFDiv(g->B, a, b, "") : kp__llvm.LLVMBuildFMul(g->B, a, b, ""));
         return vexp(g, a);
     case KP_OP_ABS: return call1(g, "llvm.fabs", a);
     case KP_OP_FLOOR: return call1(g, "llvm.floor", a);
     case KP_OP_SIGN:
         return sel(g, cmp(g, LLVMRealOGT, a, zero), one,
-                   sel(g, cmp(g, LLVMRealOLT, a, zero), splat(g, -1), LLVMBuildFMul(g->B, a, zero, "")));
+                   sel(g, cmp(g, LLVMRealOLT, a, zero), splat(g, -1), kp__llvm.LLVMBuildFMul(g->B, a, zero, "")));
     case KP_OP_STEP: return sel(g, cmp(g, LLVMRealOGE, a, zero), one, sel(g, cmp(g, LLVMRealOLT, a, zero), zero, a));
     case KP_OP_RELU: return sel(g, cmp(g, LLVMRealOGT, a, zero), a, sel(g, cmp(g, LLVMRealOEQ, a, a), zero, a));
     case KP_OP_CLAMP: return sel(g, cmp(g, LLVMRealOLT, a, b), b, sel(g, cmp(g, LLVMRealOGT, a, c), c, a));
@@ -202,8 +200,8 @@ static LLVMValueRef dot_like(gen *g, const kp_instr *ins, int sqdist) {
     LLVMValueRef s = NULL;
     for (int c = 0; c < ins->in[0].dim; c++) {
         LLVMValueRef a = get(g, ins->in[0], c), b = get(g, ins->in[1], c);
-        if (sqdist) a = b = LLVMBuildFSub(g->B, a, b, "");
-        s = s ? fmuladd(g, a, b, s) : LLVMBuildFMul(g->B, a, b, "");
+        if (sqdist) a = b = kp__llvm.LLVMBuildFSub(g->B, a, b, "");
+        s = s ? fmuladd(g, a, b, s) : kp__llvm.LLVMBuildFMul(g->B, a, b, "");
     }
     return s;
 }
@@ -215,8 +213,8 @@ static LLVMValueRef select_comp(gen *g, const kp_instr *ins) {
     LLVMValueRef best = get(g, ins->in[0], 0), arg = splat(g, 0);
     for (int c = 1; c < ins->in[0].dim; c++) {
         LLVMValueRef v = get(g, ins->in[0], c);
-        LLVMValueRef better = LLVMBuildOr(g->B, cmp(g, is_max ? LLVMRealOGT : LLVMRealOLT, v, best),
-                                          LLVMBuildAnd(g->B, cmp(g, LLVMRealUNO, v, v), cmp(g, LLVMRealORD, best, best), ""), "");
+        LLVMValueRef better = kp__llvm.LLVMBuildOr(g->B, cmp(g, is_max ? LLVMRealOGT : LLVMRealOLT, v, best),
+                                          kp__llvm.LLVMBuildAnd(g->B, cmp(g, LLVMRealUNO, v, v), cmp(g, LLVMRealORD, best, best), ""), "");
         best = sel(g, better, v, best);
         arg = sel(g, better, splat(g, c), arg);
     }
@@ -239,8 +237,8 @@ static void vector_op(gen *g, const kp_instr *ins) {
     case KP_OP_DOT: set_out(g, ins, 0, dot_like(g, ins, 0)); return;
     case KP_OP_SQDIST: set_out(g, ins, 0, dot_like(g, ins, 1)); return;
     case KP_OP_SUM: {
-        LLVMValueRef s = LLVMBuildFAdd(g->B, splat(g, 0), get(g, a, 0), ""); /* 0 + a_0: no -0 */
-        for (int c = 1; c < a.dim; c++) s = LLVMBuildFAdd(g->B, s, get(g, a, c), "");
+        LLVMValueRef s = kp__llvm.LLVMBuildFAdd(g->B, splat(g, 0), get(g, a, 0), ""); /* 0 + a_0: no -0 */
+        for (int c = 1; c < a.dim; c++) s = kp__llvm.LLVMBuildFAdd(g->B, s, get(g, a, c), "");
         set_out(g, ins, 0, s);
         return;
     }
@@ -272,7 +270,7 @@ static void vector_op(gen *g, const kp_instr *ins) {
     case KP_OP_TENSORPROD:
         for (int r = 0; r < a.dim; r++)
             for (int l = 0; l < b.dim; l++)
-                set_out(g, ins, r * b.dim + l, LLVMBuildFMul(g->B, get(g, a, r), get(g, b, l), ""));
+                set_out(g, ins, r * b.dim + l, kp__llvm.LLVMBuildFMul(g->B, get(g, a, r), get(g, b, l), ""));
         return;
     default: fail(g, "op without a compiled form (a leaf in the pair program)"); return;
     }
@@ -314,11 +312,11 @@ static void load_rows(gen *g) {
     for (int r = 0; r < s->rows; r++)
         for (int c = 0; c < s->row_size; c++) {
             if (!need[c]) continue;
-            LLVMValueRef idx = LLVMConstInt(g->i64, (unsigned long long)(r * s->row_size + c), 0);
-            LLVMValueRef x = LLVMBuildLoad2(g->AB, g->T, LLVMBuildGEP2(g->AB, g->T, g->rowv, &idx, 1, ""), "");
-            LLVMValueRef v = LLVMBuildInsertElement(g->AB, LLVMGetUndef(g->VT), x, LLVMConstInt(g->i32, 0, 0), "");
-            LLVMValueRef zeros = LLVMConstNull(LLVMVectorType(g->i32, (unsigned)s->vl));
-            g->rowval[r * s->row_size + c] = LLVMBuildShuffleVector(g->AB, v, LLVMGetUndef(g->VT), zeros, "");
+            LLVMValueRef idx = kp__llvm.LLVMConstInt(g->i64, (unsigned long long)(r * s->row_size + c), 0);
+            LLVMValueRef x = kp__llvm.LLVMBuildLoad2(g->AB, g->T, kp__llvm.LLVMBuildGEP2(g->AB, g->T, g->rowv, &idx, 1, ""), "");
+            LLVMValueRef v = kp__llvm.LLVMBuildInsertElement(g->AB, kp__llvm.LLVMGetUndef(g->VT), x, kp__llvm.LLVMConstInt(g->i32, 0, 0), "");
+            LLVMValueRef zeros = kp__llvm.LLVMConstNull(kp__llvm.LLVMVectorType(g->i32, (unsigned)s->vl));
+            g->rowval[r * s->row_size + c] = kp__llvm.LLVMBuildShuffleVector(g->AB, v, kp__llvm.LLVMGetUndef(g->VT), zeros, "");
         }
     free(need);
 }
@@ -326,14 +324,14 @@ static void load_rows(gen *g) {
 /* Lanes k + l < len, as a vector of i1. */
 static LLVMValueRef lane_mask(gen *g) {
     LLVMValueRef e[16];
-    for (int l = 0; l < g->s->vl; l++) e[l] = LLVMConstInt(g->i64, (unsigned long long)l, 0);
-    LLVMTypeRef vi = LLVMVectorType(g->i64, (unsigned)g->s->vl);
-    LLVMValueRef kv = LLVMBuildInsertElement(g->B, LLVMGetUndef(vi), g->k, LLVMConstInt(g->i32, 0, 0), "");
-    LLVMValueRef lv = LLVMBuildInsertElement(g->B, LLVMGetUndef(vi), g->len, LLVMConstInt(g->i32, 0, 0), "");
-    LLVMValueRef zeros = LLVMConstNull(LLVMVectorType(g->i32, (unsigned)g->s->vl));
-    kv = LLVMBuildShuffleVector(g->B, kv, LLVMGetUndef(vi), zeros, "");
-    lv = LLVMBuildShuffleVector(g->B, lv, LLVMGetUndef(vi), zeros, "");
-    return LLVMBuildICmp(g->B, LLVMIntSLT, LLVMBuildAdd(g->B, kv, LLVMConstVector(e, (unsigned)g->s->vl), ""), lv, "");
+    for (int l = 0; l < g->s->vl; l++) e[l] = kp__llvm.LLVMConstInt(g->i64, (unsigned long long)l, 0);
+    LLVMTypeRef vi = kp__llvm.LLVMVectorType(g->i64, (unsigned)g->s->vl);
+    LLVMValueRef kv = kp__llvm.LLVMBuildInsertElement(g->B, kp__llvm.LLVMGetUndef(vi), g->k, kp__llvm.LLVMConstInt(g->i32, 0, 0), "");
+    LLVMValueRef lv = kp__llvm.LLVMBuildInsertElement(g->B, kp__llvm.LLVMGetUndef(vi), g->len, kp__llvm.LLVMConstInt(g->i32, 0, 0), "");
+    LLVMValueRef zeros = kp__llvm.LLVMConstNull(kp__llvm.LLVMVectorType(g->i32, (unsigned)g->s->vl));
+    kv = kp__llvm.LLVMBuildShuffleVector(g->B, kv, kp__llvm.LLVMGetUndef(vi), zeros, "");
+    lv = kp__llvm.LLVMBuildShuffleVector(g->B, lv, kp__llvm.LLVMGetUndef(vi), zeros, "");
+    return kp__llvm.LLVMBuildICmp(g->B, LLVMIntSLT, kp__llvm.LLVMBuildAdd(g->B, kv, kp__llvm.LLVMConstVector(e, (unsigned)g->s->vl), ""), lv, "");
 }
 
 /* One step (VL lanes at g->k) of every row: accumulates F (* F2) into acc
@@ -348,10 +346,10 @@ static void step(gen *g, LLVMValueRef *acc, LLVMValueRef mask) {
             for (int d = 0; d < s->fdim; d++) {
                 LLVMValueRef *a = &acc[g->r * s->fdim + d], f = get(g, s->red_f, d);
                 if (mask) {
-                    if (s->red_f2.dim) f = LLVMBuildFMul(g->B, f, get(g, s->red_f2, d), "");
-                    *a = LLVMBuildFAdd(g->B, *a, sel(g, mask, f, splat(g, 0)), "");
+                    if (s->red_f2.dim) f = kp__llvm.LLVMBuildFMul(g->B, f, get(g, s->red_f2, d), "");
+                    *a = kp__llvm.LLVMBuildFAdd(g->B, *a, sel(g, mask, f, splat(g, 0)), "");
                 } else {
-                    *a = s->red_f2.dim ? fmuladd(g, f, get(g, s->red_f2, d), *a) : LLVMBuildFAdd(g->B, *a, f, "");
+                    *a = s->red_f2.dim ? fmuladd(g, f, get(g, s->red_f2, d), *a) : kp__llvm.LLVMBuildFAdd(g->B, *a, f, "");
                 }
             }
             continue;
@@ -361,9 +359,9 @@ static void step(gen *g, LLVMValueRef *acc, LLVMValueRef mask) {
             if (ops[q]->dim == 0 || ops[q]->loc != KP_LOC_PAIR) continue;
             for (int c = 0; c < ops[q]->dim; c++) {
                 unsigned long long at = (unsigned long long)(g->r * (s->pair_size + 1) + ops[q]->off + c) * (unsigned long long)s->tile;
-                LLVMValueRef idx = LLVMBuildAdd(g->B, g->k, LLVMConstInt(g->i64, at, 0), "");
-                LLVMValueRef p = LLVMBuildBitCast(g->B, LLVMBuildGEP2(g->B, g->T, g->out, &idx, 1, ""), g->PVT, "");
-                LLVMSetAlignment(LLVMBuildStore(g->B, get(g, *ops[q], c), p), (unsigned)(s->f32 ? 4 : 8));
+                LLVMValueRef idx = kp__llvm.LLVMBuildAdd(g->B, g->k, kp__llvm.LLVMConstInt(g->i64, at, 0), "");
+                LLVMValueRef p = kp__llvm.LLVMBuildBitCast(g->B, kp__llvm.LLVMBuildGEP2(g->B, g->T, g->out, &idx, 1, ""), g->PVT, "");
+                kp__llvm.LLVMSetAlignment(kp__llvm.LLVMBuildStore(g->B, get(g, *ops[q], c), p), (unsigned)(s->f32 ? 4 : 8));
             }
         }
     }
@@ -375,11 +373,11 @@ static void store_sums(gen *g, LLVMValueRef *acc) {
     for (int i = 0; i < n; i++) {
         LLVMValueRef lanes[16];
         for (int l = 0; l < g->s->vl; l++)
-            lanes[l] = LLVMBuildExtractElement(g->B, acc[i], LLVMConstInt(g->i32, (unsigned long long)l, 0), "");
+            lanes[l] = kp__llvm.LLVMBuildExtractElement(g->B, acc[i], kp__llvm.LLVMConstInt(g->i32, (unsigned long long)l, 0), "");
         for (int w = g->s->vl / 2; w >= 1; w /= 2)
-            for (int l = 0; l < w; l++) lanes[l] = LLVMBuildFAdd(g->B, lanes[l], lanes[l + w], "");
-        LLVMValueRef idx = LLVMConstInt(g->i64, (unsigned long long)i, 0);
-        LLVMBuildStore(g->B, lanes[0], LLVMBuildGEP2(g->B, g->T, g->out, &idx, 1, ""));
+            for (int l = 0; l < w; l++) lanes[l] = kp__llvm.LLVMBuildFAdd(g->B, lanes[l], lanes[l + w], "");
+        LLVMValueRef idx = kp__llvm.LLVMConstInt(g->i64, (unsigned long long)i, 0);
+        kp__llvm.LLVMBuildStore(g->B, lanes[0], kp__llvm.LLVMBuildGEP2(g->B, g->T, g->out, &idx, 1, ""));
     }
 }
 
@@ -394,71 +392,71 @@ static void build_loop(gen *g, LLVMBasicBlockRef entry) {
         free(acc), free(acc0), free(phis);
         return;
     }
-    LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(g->C, g->fn, "head");
-    LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(g->C, g->fn, "body");
-    LLVMBasicBlockRef tail = LLVMAppendBasicBlockInContext(g->C, g->fn, "tail");
-    LLVMBasicBlockRef last = LLVMAppendBasicBlockInContext(g->C, g->fn, "last");
-    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(g->C, g->fn, "done");
-    LLVMPositionBuilderAtEnd(g->B, head);
-    LLVMValueRef kphi = LLVMBuildPhi(g->B, g->i64, "k");
-    for (int i = 0; i < nacc; i++) phis[i] = acc[i] = LLVMBuildPhi(g->B, g->VT, "");
-    LLVMValueRef vl = LLVMConstInt(g->i64, (unsigned long long)s->vl, 0);
+    LLVMBasicBlockRef head = kp__llvm.LLVMAppendBasicBlockInContext(g->C, g->fn, "head");
+    LLVMBasicBlockRef body = kp__llvm.LLVMAppendBasicBlockInContext(g->C, g->fn, "body");
+    LLVMBasicBlockRef tail = kp__llvm.LLVMAppendBasicBlockInContext(g->C, g->fn, "tail");
+    LLVMBasicBlockRef last = kp__llvm.LLVMAppendBasicBlockInContext(g->C, g->fn, "last");
+    LLVMBasicBlockRef done = kp__llvm.LLVMAppendBasicBlockInContext(g->C, g->fn, "done");
+    kp__llvm.LLVMPositionBuilderAtEnd(g->B, head);
+    LLVMValueRef kphi = kp__llvm.LLVMBuildPhi(g->B, g->i64, "k");
+    for (int i = 0; i < nacc; i++) phis[i] = acc[i] = kp__llvm.LLVMBuildPhi(g->B, g->VT, "");
+    LLVMValueRef vl = kp__llvm.LLVMConstInt(g->i64, (unsigned long long)s->vl, 0);
     /* SUM: full steps while k + VL <= len; TILES: every step that starts before len. */
-    LLVMValueRef more = s->mode == KP_JIT_SUM ? LLVMBuildICmp(g->B, LLVMIntSLE, LLVMBuildAdd(g->B, kphi, vl, ""), g->len, "")
-                                              : LLVMBuildICmp(g->B, LLVMIntSLT, kphi, g->len, "");
-    LLVMBuildCondBr(g->B, more, body, tail);
-    LLVMPositionBuilderAtEnd(g->B, body);
+    LLVMValueRef more = s->mode == KP_JIT_SUM ? kp__llvm.LLVMBuildICmp(g->B, LLVMIntSLE, kp__llvm.LLVMBuildAdd(g->B, kphi, vl, ""), g->len, "")
+                                              : kp__llvm.LLVMBuildICmp(g->B, LLVMIntSLT, kphi, g->len, "");
+    kp__llvm.LLVMBuildCondBr(g->B, more, body, tail);
+    kp__llvm.LLVMPositionBuilderAtEnd(g->B, body);
     g->k = kphi;
     step(g, acc, NULL);
-    LLVMValueRef knext = LLVMBuildAdd(g->B, kphi, vl, "");
-    LLVMBasicBlockRef body_end = LLVMGetInsertBlock(g->B);
-    LLVMBuildBr(g->B, head);
-    LLVMValueRef zero64 = LLVMConstInt(g->i64, 0, 0);
-    LLVMAddIncoming(kphi, &zero64, &entry, 1);
-    LLVMAddIncoming(kphi, &knext, &body_end, 1);
+    LLVMValueRef knext = kp__llvm.LLVMBuildAdd(g->B, kphi, vl, "");
+    LLVMBasicBlockRef body_end = kp__llvm.LLVMGetInsertBlock(g->B);
+    kp__llvm.LLVMBuildBr(g->B, head);
+    LLVMValueRef zero64 = kp__llvm.LLVMConstInt(g->i64, 0, 0);
+    kp__llvm.LLVMAddIncoming(kphi, &zero64, &entry, 1);
+    kp__llvm.LLVMAddIncoming(kphi, &knext, &body_end, 1);
     LLVMValueRef z = splat(g, 0);
     for (int i = 0; i < nacc; i++) {
-        LLVMAddIncoming(phis[i], &z, &entry, 1);
-        LLVMAddIncoming(phis[i], &acc[i], &body_end, 1);
+        kp__llvm.LLVMAddIncoming(phis[i], &z, &entry, 1);
+        kp__llvm.LLVMAddIncoming(phis[i], &acc[i], &body_end, 1);
         acc0[i] = acc[i] = phis[i];
     }
-    LLVMPositionBuilderAtEnd(g->B, tail);
-    LLVMBuildCondBr(g->B, s->mode == KP_JIT_SUM ? LLVMBuildICmp(g->B, LLVMIntSLT, kphi, g->len, "") : LLVMConstInt(LLVMInt1TypeInContext(g->C), 0, 0), last, done);
-    LLVMPositionBuilderAtEnd(g->B, last);
+    kp__llvm.LLVMPositionBuilderAtEnd(g->B, tail);
+    kp__llvm.LLVMBuildCondBr(g->B, s->mode == KP_JIT_SUM ? kp__llvm.LLVMBuildICmp(g->B, LLVMIntSLT, kphi, g->len, "") : kp__llvm.LLVMConstInt(kp__llvm.LLVMInt1TypeInContext(g->C), 0, 0), last, done);
+    kp__llvm.LLVMPositionBuilderAtEnd(g->B, last);
     if (s->mode == KP_JIT_SUM) step(g, acc, lane_mask(g));
-    LLVMBasicBlockRef last_end = LLVMGetInsertBlock(g->B);
-    LLVMBuildBr(g->B, done);
-    LLVMPositionBuilderAtEnd(g->B, done);
+    LLVMBasicBlockRef last_end = kp__llvm.LLVMGetInsertBlock(g->B);
+    kp__llvm.LLVMBuildBr(g->B, done);
+    kp__llvm.LLVMPositionBuilderAtEnd(g->B, done);
     for (int i = 0; i < nacc; i++) {
-        LLVMValueRef p = LLVMBuildPhi(g->B, g->VT, "");
-        LLVMAddIncoming(p, &acc0[i], &tail, 1);
-        LLVMAddIncoming(p, &acc[i], &last_end, 1);
+        LLVMValueRef p = kp__llvm.LLVMBuildPhi(g->B, g->VT, "");
+        kp__llvm.LLVMAddIncoming(p, &acc0[i], &tail, 1);
+        kp__llvm.LLVMAddIncoming(p, &acc[i], &last_end, 1);
         acc[i] = p;
     }
     if (s->mode == KP_JIT_SUM) store_sums(g, acc);
-    LLVMBuildRetVoid(g->B);
-    LLVMBuildBr(g->AB, head); /* last: the entry block took allocas and row values until now */
+    kp__llvm.LLVMBuildRetVoid(g->B);
+    kp__llvm.LLVMBuildBr(g->AB, head); /* last: the entry block took allocas and row values until now */
     free(acc), free(acc0), free(phis);
 }
 
 static void build_function(gen *g, const char *name) {
     const kp_jit_spec *s = g->s;
-    g->T = s->f32 ? LLVMFloatTypeInContext(g->C) : LLVMDoubleTypeInContext(g->C);
-    g->VT = LLVMVectorType(g->T, (unsigned)s->vl);
-    g->PT = LLVMPointerType(g->T, 0);
-    g->PVT = LLVMPointerType(g->VT, 0);
-    g->i32 = LLVMInt32TypeInContext(g->C);
-    g->i64 = LLVMInt64TypeInContext(g->C);
+    g->T = s->f32 ? kp__llvm.LLVMFloatTypeInContext(g->C) : kp__llvm.LLVMDoubleTypeInContext(g->C);
+    g->VT = kp__llvm.LLVMVectorType(g->T, (unsigned)s->vl);
+    g->PT = kp__llvm.LLVMPointerType(g->T, 0);
+    g->PVT = kp__llvm.LLVMPointerType(g->VT, 0);
+    g->i32 = kp__llvm.LLVMInt32TypeInContext(g->C);
+    g->i64 = kp__llvm.LLVMInt64TypeInContext(g->C);
     LLVMTypeRef params[4] = {g->PT, g->PT, g->PT, g->i64};
-    g->fn = LLVMAddFunction(g->M, name, LLVMFunctionType(LLVMVoidTypeInContext(g->C), params, 4, 0));
-    g->rowv = LLVMGetParam(g->fn, 0);
-    g->colbuf = LLVMGetParam(g->fn, 1);
-    g->out = LLVMGetParam(g->fn, 2);
-    g->len = LLVMGetParam(g->fn, 3);
+    g->fn = kp__llvm.LLVMAddFunction(g->M, name, kp__llvm.LLVMFunctionType(kp__llvm.LLVMVoidTypeInContext(g->C), params, 4, 0));
+    g->rowv = kp__llvm.LLVMGetParam(g->fn, 0);
+    g->colbuf = kp__llvm.LLVMGetParam(g->fn, 1);
+    g->out = kp__llvm.LLVMGetParam(g->fn, 2);
+    g->len = kp__llvm.LLVMGetParam(g->fn, 3);
     for (unsigned p = 0; p < 3; p++) /* the buffers never alias each other */
-        LLVMAddAttributeAtIndex(g->fn, p + 1, LLVMCreateEnumAttribute(g->C, LLVMGetEnumAttributeKindForName("noalias", 7), 0));
-    LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(g->C, g->fn, "entry");
-    LLVMPositionBuilderAtEnd(g->AB, entry);
+        kp__llvm.LLVMAddAttributeAtIndex(g->fn, p + 1, kp__llvm.LLVMCreateEnumAttribute(g->C, kp__llvm.LLVMGetEnumAttributeKindForName("noalias", 7), 0));
+    LLVMBasicBlockRef entry = kp__llvm.LLVMAppendBasicBlockInContext(g->C, g->fn, "entry");
+    kp__llvm.LLVMPositionBuilderAtEnd(g->AB, entry);
     g->colval = calloc((size_t)s->col_size + 1, sizeof *g->colval);
     g->pv = calloc((size_t)s->pair_size + 1, sizeof *g->pv);
     if (!g->colval || !g->pv) {
@@ -480,24 +478,24 @@ LLVMModuleRef kp__jit_build(LLVMContextRef C, const kp_jit_spec *s, const char *
         snprintf(msg, msgsz, "unsupported vector width or row count");
         return NULL;
     }
-    LLVMMemoryBufferRef buf = LLVMCreateMemoryBufferWithMemoryRange((const char *)kp__jit_bitcode, kp__jit_bitcode_size, "kp_jit_ops", 0);
-    if (LLVMParseBitcodeInContext2(C, buf, &g.M)) {
-        LLVMDisposeMemoryBuffer(buf);
+    LLVMMemoryBufferRef buf = kp__llvm.LLVMCreateMemoryBufferWithMemoryRange((const char *)kp__jit_bitcode, kp__jit_bitcode_size, "kp_jit_ops", 0);
+    if (kp__llvm.LLVMParseBitcodeInContext2(C, buf, &g.M)) {
+        kp__llvm.LLVMDisposeMemoryBuffer(buf);
         snprintf(msg, msgsz, "cannot read the op bitcode (built by a newer clang than this LLVM?)");
         return NULL;
     }
-    LLVMDisposeMemoryBuffer(buf);
-    g.B = LLVMCreateBuilderInContext(C);
-    g.AB = LLVMCreateBuilderInContext(C);
+    kp__llvm.LLVMDisposeMemoryBuffer(buf);
+    g.B = kp__llvm.LLVMCreateBuilderInContext(C);
+    g.AB = kp__llvm.LLVMCreateBuilderInContext(C);
     build_function(&g, name);
-    LLVMDisposeBuilder(g.B);
-    LLVMDisposeBuilder(g.AB);
+    kp__llvm.LLVMDisposeBuilder(g.B);
+    kp__llvm.LLVMDisposeBuilder(g.AB);
     free(g.rowval), free(g.colval), free(g.pv);
     char *err = NULL;
-    if (!g.failed && LLVMVerifyModule(g.M, LLVMReturnStatusAction, &err)) fail(&g, err ? err : "invalid IR");
-    if (err) LLVMDisposeMessage(err);
+    if (!g.failed && kp__llvm.LLVMVerifyModule(g.M, LLVMReturnStatusAction, &err)) fail(&g, err ? err : "invalid IR");
+    if (err) kp__llvm.LLVMDisposeMessage(err);
     if (g.failed) {
-        LLVMDisposeModule(g.M);
+        kp__llvm.LLVMDisposeModule(g.M);
         return NULL;
     }
     return g.M;
