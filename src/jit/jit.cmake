@@ -43,6 +43,10 @@ if(KP_JIT)
     DEPENDS ${_kp_bc} jit/embed.cmake)
   target_sources(kp_objects PRIVATE jit/jit.c jit/jit_codegen.c jit/jit_llvm.c ${_kp_bc_c})
   target_include_directories(kp_objects SYSTEM PRIVATE ${_kp_llvm_inc})
+  # Newer LLVMs mark C API functions deprecated before removing them; the
+  # functions used are those of LLVM 14 to 19, so a deprecation is no error.
+  set_source_files_properties(jit/jit.c jit/jit_codegen.c jit/jit_llvm.c PROPERTIES
+    COMPILE_OPTIONS "-Wno-deprecated-declarations")
   # libLLVM is loaded on the first compile (jit_llvm.c), not linked.
   get_filename_component(_kp_llvm_real ${KP_LLVM_LIBRARY} REALPATH)
   set_property(SOURCE jit/jit_llvm.c APPEND PROPERTY COMPILE_DEFINITIONS KP_LLVM_LIBRARY="${_kp_llvm_real}")
