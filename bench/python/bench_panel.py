@@ -22,13 +22,19 @@ the rates of one core times the threads: per pair 3 subtractions, 3 multiply-add
 one exp. The Gaussian's forward + backward (gradients in x and b, torch
 autograd over pykp.Genred) is reported over its forward.
 
+With the compiled kernels (libkp built with KP_JIT, docs/jit.md), each
+formula is timed twice in the same rounds: on the interpreter (KP_JIT=off) and
+compiled (KP_JIT=force: its first call compiles, in the calling thread); the
+compile time reported is that first call minus the formula's fastest compiled
+call. --no-jit times the interpreter only (the columns as before).
+
 Timing: each cell's fastest call; the cells of one size are called in turn,
 round after round, so that other processes disturb them alike (see
 _time_cells); calls longer than --max-seconds are timed once.
 
 usage: python bench/python/bench_panel.py [--sizes 1000,10000,100000]
        [--dtypes float32,float64] [--threads 2] [--rounds 30] [--budget 30]
-       [--max-seconds 4] [--formulas gaussian,cauchy,...] [--no-grad] [--no-floor]
+       [--max-seconds 4] [--formulas gaussian,cauchy,...] [--no-grad] [--no-floor] [--no-jit]
 """
 import argparse
 import ctypes
@@ -65,6 +71,7 @@ def _parse():
     p.add_argument("--formulas", default=",".join(FORMULAS), help="comma-separated subset of " + ",".join(FORMULAS))
     p.add_argument("--no-grad", action="store_true", help="skip the Gaussian's forward + backward")
     p.add_argument("--no-floor", action="store_true", help="skip the FMA / exp microbenchmark")
+    p.add_argument("--no-jit", action="store_true", help="interpreter only (no compiled-kernel columns)")
     p.add_argument("--cc", default=os.environ.get("CC", "cc"), help="C compiler for the plain loop and floor")
     args = p.parse_args()
     bad = [f for f in args.formulas.split(",") if f not in FORMULAS]
@@ -149,6 +156,14 @@ def _cases(name, x, y, b, w, dtype):
     return (lambda: k(x, y)), (lambda: ((xi - yj) ** 2).sum(-1).argKmin(8, dim=1))
 
 
+def _in_mode(mode, fn):
+    """fn called with $KP_JIT = mode (libkp reads it on every call)."""
+    def call():
+        os.environ["KP_JIT"] = mode
+        return fn()
+    return call
+
+
 def _floor(lib, dt, threads):
     """Gaussian floor in pairs/s, FMA lane-ops/s and exps/s on `threads` cores:
     `threads` times the rate of one thread (the calling one: no thread wake-up
@@ -195,8 +210,9 @@ def _grad_ratio(n, dtype, args):
         gx, gb = torch.autograd.grad(out, (xg, bg), e)
         return gx, gb
 
-    tf, tfb = _time_cells([lambda: k(x, y, g, b), fwd_bwd], args)
-    return tf, tfb
+    modes = ["off"] if args.no_jit else ["off", "force"]
+    t = _time_cells([_in_mode(m, f) for m in modes for f in (lambda: k(x, y, g, b), fwd_bwd)], args)
+    return t
 
 
 def _cpu_model():
@@ -223,12 +239,19 @@ def main():
         lib = _native(args.cc, tmp)
         for dtype in dtypes:
             dt = "f32" if dtype == np.float32 else "f64"
+            fl = None
             if not args.no_floor:
                 fl, fma, ex = _floor(lib, dt, args.threads)
                 print("\n%s floor: %.3g FMA lane-ops/s, %.3g exp/s -> Gaussian floor %.3g pairs/s" %
                       (np.dtype(dtype).name, fma, ex, fl))
-            print("\n| formula | dtype | N = M | Genred pairs/s | LazyTensor pairs/s | Genred / plain | "
-                  "LazyTensor / plain |\n|---|---|---:|---:|---:|---:|---:|")
+            head = ("\n| formula | dtype | N = M | Genred pairs/s | LazyTensor pairs/s | Genred / plain | "
+                    "LazyTensor / plain |")
+            rule = "\n|---|---|---:|---:|---:|---:|---:|"
+            if not args.no_jit:
+                head += (" compiled Genred pairs/s | compiled LazyTensor pairs/s | compiled Genred / plain | "
+                         "compiled LazyTensor / plain | compile ms (Genred / LazyTensor) | compiled Gaussian / floor |")
+                rule += "---:|---:|---:|---:|---:|---:|"
+            print(head + rule)
             for n in sizes:
                 rng = np.random.default_rng(0)
                 x = rng.random((n, 3)).astype(dtype)
@@ -241,21 +264,42 @@ def main():
                 names = args.formulas.split(",")
                 fns = [lambda: plain(n, n, x.ctypes.data, y.ctypes.data, gv, b.ctypes.data, out.ctypes.data,
                                      args.threads)]
+                modes = ["off"] if args.no_jit else ["off", "force"]
+                first = {}
                 for name in names:
-                    fns.extend(_cases(name, x, y, b, w, dtype))
+                    for m in modes:
+                        for spelling, fn in zip(("Genred", "LazyTensor"), _cases(name, x, y, b, w, dtype)):
+                            fns.append(_in_mode(m, fn))
+                            if m == "force":  # the first call compiles
+                                t0 = time.perf_counter()
+                                fns[-1]()
+                                first[(name, spelling)] = time.perf_counter() - t0
                 t = _time_cells(fns, args)
                 t_plain = t[0]
-                print("| plain C Gaussian loop | %s | %d | %.3g | | 1.00 | |" %
-                      (np.dtype(dtype).name, n, n * n / t_plain))
+                print("| plain C Gaussian loop | %s | %d | %.3g | | 1.00 | |%s" %
+                      (np.dtype(dtype).name, n, n * n / t_plain, "" if args.no_jit else " | | |"))
+                per = len(modes) * 2
                 for k, name in enumerate(names):
-                    tg, tl = t[1 + 2 * k], t[2 + 2 * k]
-                    print("| %s | %s | %d | %.3g | %.3g | %.2f | %.2f |" %
-                          (name, np.dtype(dtype).name, n, n * n / tg, n * n / tl, t_plain / tg, t_plain / tl))
+                    tg, tl = t[1 + per * k], t[2 + per * k]
+                    row = "| %s | %s | %d | %.3g | %.3g | %.2f | %.2f |" % (
+                        name, np.dtype(dtype).name, n, n * n / tg, n * n / tl, t_plain / tg, t_plain / tl)
+                    if not args.no_jit:
+                        cg, cl = t[3 + per * k], t[4 + per * k]
+                        comp = max(first[(name, "Genred")] - cg, 0.0), max(first[(name, "LazyTensor")] - cl, 0.0)
+                        # Kernels are cached per process: only the first size of a dtype compiles.
+                        cms = "%.0f / %.0f" % (1e3 * comp[0], 1e3 * comp[1]) if n == sizes[0] else "cached"
+                        row += " %.3g | %.3g | %.2f | %.2f | %s |" % (
+                            n * n / cg, n * n / cl, t_plain / cg, t_plain / cl, cms)
+                        if name == "gaussian" and fl:
+                            row += " %.0f%% |" % (100.0 * n * n / cg / fl)
+                    print(row)
                 sys.stdout.flush()
                 if not args.no_grad:
-                    tf, tfb = _grad_ratio(n, dtype, args)
-                    print("| Gaussian fwd+bwd (x, b) / fwd | %s | %d | fwd %.3g | fwd+bwd %.3g | %.2f | |" %
-                          (np.dtype(dtype).name, n, n * n / tf, n * n / tfb, tfb / tf))
+                    t = _grad_ratio(n, dtype, args)
+                    print("| Gaussian fwd+bwd (x, b) / fwd | %s | %d | fwd %.3g | fwd+bwd %.3g | %.2f | |%s" %
+                          (np.dtype(dtype).name, n, n * n / t[0], n * n / t[1], t[1] / t[0],
+                           "" if args.no_jit else " fwd %.3g | fwd+bwd %.3g | %.2f | | | |" %
+                           (n * n / t[2], n * n / t[3], t[3] / t[2])))
                 print("load average: %s" % " ".join("%.2f" % v for v in os.getloadavg()))
     print("\nload average after: %s; total %.0f s" %
           (" ".join("%.2f" % v for v in os.getloadavg()), time.time() - t_start))

@@ -8,6 +8,8 @@
 #include <time.h>
 
 #include "core/context.h"
+#include "jit/jit.h"
+#include "plan/reduction.h"
 
 /* Checked on every call (it is cheap): no shared state, so no race between
  * threads calling libkp for the first time. */
@@ -97,9 +99,38 @@ static void run_block(const void *user, int64_t blk, int64_t b, int64_t r0, int6
                          R->sidx + first * R->chunk_idx, R->chunk_real, R->chunk_idx, scratch);
 }
 
+/* The compiled kernel for job (jit/jit.h), or NULL for the interpreter: a
+ * Sum fused into the kernel unless its float32 tiles need lane-by-lane Kahan
+ * sums (or the tile sums outgrow the tile scratch); other reductions get F. */
+static const kp_jit_kernel *compiled_kernel(kp_context *ctx, const kp_job *job, const kp_cpu_kernels *K, int *failed) {
+    const kp_program *prog = job->prog;
+    int vec_bytes = K == &kp__cpu_f32_avx512 || K == &kp__cpu_f64_avx512 ? 64
+                    : K == &kp__cpu_f32_avx2 || K == &kp__cpu_f64_avx2   ? 32
+                                                                         : 16;
+    int fused = kp__red(prog->red)->family == KP_FAMILY_SUM && !(job->dtype == KP_FLOAT32 && job->scheme == KP_SUM_KAHAN) &&
+                prog->fdim * KP_JIT_MAX_ROWS <= 2 * K->tile;
+    double pairs = (double)job->nbatch * (double)job->nrows * (double)job->ncols;
+    return kp__jit_kernel(ctx, prog, job->dtype, K->tile, vec_bytes, fused ? KP_JIT_SUM : KP_JIT_TILES, pairs, failed);
+}
+
+kp_status kp__cpu_attach_kernel(kp_context *ctx, const kp_job **job, kp_job *copy) {
+    int failed = 0;
+    const kp_jit_kernel *jk = compiled_kernel(ctx, *job, kp__cpu_pick_kernels((*job)->dtype), &failed);
+    if (failed) return KP_ERR_INTERNAL;
+    if (jk) {
+        *copy = **job;
+        copy->engine_kernel = jk;
+        *job = copy;
+    }
+    return KP_OK;
+}
+
 kp_status kp__cpu_run(kp_context *ctx, const kp_job *job) {
     const kp_cpu_kernels *K = kp__cpu_pick_kernels(job->dtype);
     if (job->nrows == 0 || job->nbatch == 0) return KP_OK;
+    kp_job with_kernel;
+    kp_status ast = kp__cpu_attach_kernel(ctx, &job, &with_kernel);
+    if (ast != KP_OK) return ast;
     kp_cpu_split s;
     kp__cpu_split_init(job, &s);
     int nreal, nidx;

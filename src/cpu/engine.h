@@ -49,6 +49,11 @@ typedef struct kp_cpu_joint_job {
 } kp_cpu_joint_job;
 
 kp_status kp__cpu_run(kp_context *ctx, const kp_job *job);
+/* When a compiled kernel (jit/jit.h) serves (*job)'s program, points *job at
+ * copy, a copy of it that carries the kernel; run and run_partial both do, so
+ * partial states fold as a whole call does. KP_ERR_INTERNAL (message in ctx)
+ * only under KP_JIT=require. */
+kp_status kp__cpu_attach_kernel(kp_context *ctx, const kp_job **job, kp_job *copy);
 /* One thread's scratch (64-byte aligned), or NULL after setting *failed
  * (atomically: called inside a parallel region). */
 void *kp__cpu_scratch(kp_context *ctx, size_t bytes, int *failed);

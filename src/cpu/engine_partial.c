@@ -74,6 +74,9 @@ static void fold_block(const void *user, int64_t blk, int64_t b, int64_t r0, int
 kp_status kp__cpu_partial_fold(kp_context *ctx, const kp_job *job, int64_t offset, void *sreal, int64_t *sidx) {
     const kp_cpu_kernels *K = kp__cpu_pick_kernels(job->dtype);
     if (job->nrows == 0 || job->nbatch == 0 || job->ncols == 0) return KP_OK;
+    kp_job with_kernel; /* the compiled kernel of kp__cpu_run, if any: the same bits */
+    kp_status jst = kp__cpu_attach_kernel(ctx, &job, &with_kernel);
+    if (jst != KP_OK) return jst;
     kp_cpu_split s;
     kp__cpu_split_init(job, &s);
     fold_ctx F = {K, job, offset, s.nchunks, 0, 0, sreal, sidx, 0, 0, NULL, NULL};

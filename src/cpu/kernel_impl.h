@@ -28,6 +28,7 @@
 
 #include "cpu/kernel_ops.h"
 #include "cpu/kernel_reduce.h"
+#include "jit/jit.h"
 
 typedef struct scratch_layout {
     size_t rowbuf, colbuf, pairbuf, tmp, total, partial, total_idx, partial_idx, end;
@@ -44,9 +45,11 @@ static size_t take(size_t *at, size_t bytes) {
  * of rows, COL and PAIR tiles. Returns where the next buffer goes. */
 static size_t take_program_buffers(const kp_program *prog, size_t *rowbuf, size_t *colbuf, size_t *pairbuf) {
     size_t at = 0, R = sizeof(REAL);
-    *rowbuf = take(&at, (size_t)KP_ROW_BLOCK * (size_t)(prog->row_size + 1) * R);
+    /* Compiled kernels (jit/jit.h) read KP_JIT_MAX_ROWS rows from any row of
+     * the block and write one pair buffer per row. */
+    *rowbuf = take(&at, (size_t)(KP_ROW_BLOCK + KP_JIT_MAX_ROWS) * (size_t)(prog->row_size + 1) * R);
     *colbuf = take(&at, (size_t)(prog->col_size + 1) * TILE * R);
-    *pairbuf = take(&at, (size_t)(prog->pair_size + 1) * TILE * R);
+    *pairbuf = take(&at, (size_t)(prog->pair_size + 1) * TILE * R * KP_JIT_MAX_ROWS);
     return at;
 }
 
@@ -172,12 +175,51 @@ typedef struct block_ctx {
     int64_t *partial_idx;
     const REAL *F, *F2, *G;
     int nreal, nidx, rs;
+    const kp_jit_kernel *jit; /* NULL: the interpreter */
 } block_ctx;
+
+/* A reduction input of the compiled kernel's row (pair buffer pb), or of the tile. */
+static const REAL *jit_input(kp_operand o, const REAL *colbuf, const REAL *pb) {
+    if (o.dim == 0) return NULL;
+    return (o.loc == KP_LOC_COL ? colbuf : pb) + (size_t)o.off * TILE;
+}
+
+/* reduce_tile's work by the compiled kernel, jit->rows rows per call: tile
+ * sums added as state_accumulate adds its own, or F, F2, G written for the
+ * interpreter's monoid. */
+static void jit_tile(const block_ctx *c, int64_t j0, const int64_t *jmap, int len, int ra, int rb) {
+    const kp_jit_kernel *K = c->jit;
+    const kp_program *prog = c->job->prog;
+    size_t pstride = (size_t)(prog->pair_size + 1) * TILE;
+    int D = prog->fdim, compensate = !(KP_REAL_F32 && c->job->scheme == KP_SUM_PLAIN);
+    for (int r = ra; r < rb; r += K->rows) {
+        int n = rb - r < K->rows ? rb - r : K->rows;
+        K->fn(c->rowbuf + (size_t)r * (size_t)c->rs, c->colbuf, K->mode == KP_JIT_SUM ? c->tmp : c->pairbuf, len);
+        for (int q = 0; q < n; q++) {
+            REAL *st = c->partial + (size_t)(r + q) * (size_t)c->nreal;
+            if (K->mode == KP_JIT_SUM) {
+                for (int d = 0; d < D; d++) {
+                    if (compensate) kahan_add(&st[d], &st[D + d], c->tmp[q * D + d]);
+                    else st[d] += c->tmp[q * D + d];
+                }
+                continue;
+            }
+            const REAL *pb = c->pairbuf + (size_t)q * pstride;
+            state_accumulate(prog, c->job->scheme, st, c->partial_idx + (size_t)(r + q) * (size_t)c->nidx,
+                             jit_input(prog->red_f, c->colbuf, pb), jit_input(prog->red_f2, c->colbuf, pb),
+                             jit_input(prog->red_g, c->colbuf, pb), len, j0, jmap, c->tmp);
+        }
+    }
+}
 
 /* Folds the tile [j0, j0 + len) (or the points jmap[0..len), see
  * run_col_program) into the partial states of the block's rows [ra, rb). */
 static void reduce_tile(const block_ctx *c, int64_t j0, const int64_t *jmap, int len, int ra, int rb) {
     run_col_program(c->job, c->bp, j0, jmap, len, c->rowbuf, c->colbuf);
+    if (c->jit) {
+        jit_tile(c, j0, jmap, len, ra, rb);
+        return;
+    }
     for (int r = ra; r < rb; r++) {
         run_pair_program(c->job->prog, c->rowbuf + (size_t)r * (size_t)c->rs, c->colbuf, c->pairbuf);
         state_accumulate(c->job->prog, c->job->scheme, c->partial + (size_t)r * (size_t)c->nreal,
@@ -226,7 +268,8 @@ static void process(const kp_job *job, int64_t b, int64_t r0, int64_t r1, int64_
     if (prog->red_g.dim)
         G = (prog->red_g.loc == KP_LOC_COL ? colbuf : pairbuf) + (size_t)prog->red_g.off * TILE;
 
-    block_ctx bc = {job, &bp, rowbuf, colbuf, pairbuf, tmp, partial, partial_idx, F, F2, G, nreal, nidx, rs};
+    block_ctx bc = {job, &bp, rowbuf, colbuf, pairbuf, tmp, partial, partial_idx, F, F2, G, nreal, nidx, rs,
+                    (const kp_jit_kernel *)job->engine_kernel};
     for (int64_t ch = ch0; ch < ch1; ch++) {
         int64_t jstart = ch * KP_CHUNK;
         int64_t jend = jstart + KP_CHUNK < job->ncols ? jstart + KP_CHUNK : job->ncols;

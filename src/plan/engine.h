@@ -68,6 +68,9 @@ typedef struct kp_job {
      * IndexI()/IndexJ() read: 0 but for partial states of a part. */
     int64_t row_offset, col_offset;
     kp_job_ranges ranges; /* kp_exec_options.ranges, this axis's triple; rows NULL: dense */
+    /* Engine-private: compiled code the engine attached to its own copy of
+     * the job (the CPU engine's kp_jit_kernel); NULL from the plan layer. */
+    const void *engine_kernel;
 } kp_job;
 
 /* Element offset of batch b (flat, row-major over job's batch shape) in a. */

@@ -1,0 +1,389 @@
+/*
+ * jit.c — compiled kernels: the per-process cache, background compilation,
+ * and LLVM's ORC JIT (C API only, LLVM 14 to 19).
+ *
+ * The cache and the JIT are process-wide and outlive every kp_context, so
+ * their memory comes from malloc, not from a context's allocator. Entries are
+ * never removed: a process sees few distinct programs, and a kernel's code
+ * lives in the JIT until exit. One compile runs at a time (one mutex); an
+ * atexit handler waits for a background compile in flight, so LLVM's static
+ * destructors never run under it.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "jit/jit.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/context.h"
+#include "jit/jit_internal.h"
+#include "jit/jit_llvm.h"
+
+/* COLD: counting the pairs its calls reduce, not compiling yet. */
+enum { COLD = 0, PENDING = 1, READY = 2, FAILED = 3 };
+
+/* Pairs a formula's calls reduce on the interpreter before a background
+ * compile starts (~0.05 s of the Gaussian on one core): compiling costs about
+ * 0.1 s of one core, which small and one-off calls never repay, and short
+ * processes then rarely start LLVM at all. $KP_JIT_THRESHOLD overrides it. */
+#define KP_JIT_THRESHOLD 134217728.0
+
+typedef struct entry {
+    struct entry *next;
+    uint64_t hash;
+    int64_t *key;
+    size_t nkey;
+    kp_jit_spec spec;
+    kp_instr *code;
+    int state; /* atomic; COLD -> PENDING under cache_mu */
+    double pairs; /* reduced on the interpreter while COLD */
+    kp_jit_kernel kernel;
+    char msg[256];
+} entry;
+
+static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER, compile_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t idle_cv = PTHREAD_COND_INITIALIZER;
+static entry *cache_head;
+static int inflight;
+static kp_jit_stats stats;
+
+static LLVMOrcLLJITRef jit;
+static LLVMTargetMachineRef tm;
+static char *host_cpu, *host_features;
+static char init_msg[256];
+static int init_ok;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT, warm_once = PTHREAD_ONCE_INIT;
+static int kernel_count;
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void error_message(LLVMErrorRef e, char *msg, size_t n, const char *what) {
+    char *m = kp__llvm.LLVMGetErrorMessage(e);
+    snprintf(msg, n, "%s: %s", what, m);
+    kp__llvm.LLVMDisposeErrorMessage(m);
+}
+
+static void wait_idle(void) {
+    pthread_mutex_lock(&cache_mu);
+    while (inflight > 0) pthread_cond_wait(&idle_cv, &cache_mu);
+    pthread_mutex_unlock(&cache_mu);
+}
+
+static void init_llvm(void) {
+    if (!kp__llvm_load(init_msg, sizeof init_msg)) return;
+    LLVMOrcJITTargetMachineBuilderRef jtmb;
+    LLVMErrorRef e = kp__llvm.LLVMOrcJITTargetMachineBuilderDetectHost(&jtmb);
+    if (e) return error_message(e, init_msg, sizeof init_msg, "LLVM cannot describe the host");
+    LLVMOrcLLJITBuilderRef builder = kp__llvm.LLVMOrcCreateLLJITBuilder();
+    kp__llvm.LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(builder, jtmb);
+    if ((e = kp__llvm.LLVMOrcCreateLLJIT(&jit, builder))) return error_message(e, init_msg, sizeof init_msg, "LLVM's JIT");
+    /* libm (logf, sinf, ...) for the ops compiled lane by lane. */
+    LLVMOrcDefinitionGeneratorRef gen;
+    if ((e = kp__llvm.LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, kp__llvm.LLVMOrcLLJITGetGlobalPrefix(jit), NULL, NULL)))
+        return error_message(e, init_msg, sizeof init_msg, "LLVM's JIT symbol search");
+    kp__llvm.LLVMOrcJITDylibAddGenerator(kp__llvm.LLVMOrcLLJITGetMainJITDylib(jit), gen);
+    char *triple = kp__llvm.LLVMGetDefaultTargetTriple(), *err = NULL;
+    LLVMTargetRef target;
+    if (kp__llvm.LLVMGetTargetFromTriple(triple, &target, &err)) {
+        snprintf(init_msg, sizeof init_msg, "LLVM target: %s", err ? err : "unknown");
+        kp__llvm.LLVMDisposeMessage(err);
+        kp__llvm.LLVMDisposeMessage(triple);
+        return;
+    }
+    host_cpu = kp__llvm.LLVMGetHostCPUName();
+    host_features = kp__llvm.LLVMGetHostCPUFeatures();
+    tm = kp__llvm.LLVMCreateTargetMachine(target, triple, host_cpu, host_features, LLVMCodeGenLevelAggressive, LLVMRelocDefault,
+                                 LLVMCodeModelJITDefault);
+    kp__llvm.LLVMDisposeMessage(triple);
+    init_ok = tm != NULL;
+    if (!init_ok) snprintf(init_msg, sizeof init_msg, "LLVM cannot make a target machine for the host");
+}
+
+/* Host CPU and features on every function, so the bitcode inlines into the
+ * kernel; the bitcode's functions become internal, to vanish once inlined. */
+static void prepare_module(LLVMModuleRef M, const char *name) {
+    kp__llvm.LLVMSetTarget(M, kp__llvm.LLVMOrcLLJITGetTripleString(jit));
+    kp__llvm.LLVMSetDataLayout(M, kp__llvm.LLVMOrcLLJITGetDataLayoutStr(jit));
+    for (LLVMValueRef f = kp__llvm.LLVMGetFirstFunction(M); f; f = kp__llvm.LLVMGetNextFunction(f)) {
+        if (kp__llvm.LLVMIsDeclaration(f)) continue;
+        kp__llvm.LLVMRemoveStringAttributeAtIndex(f, (LLVMAttributeIndex)LLVMAttributeFunctionIndex, "target-cpu", 10);
+        kp__llvm.LLVMRemoveStringAttributeAtIndex(f, (LLVMAttributeIndex)LLVMAttributeFunctionIndex, "target-features", 15);
+        kp__llvm.LLVMRemoveStringAttributeAtIndex(f, (LLVMAttributeIndex)LLVMAttributeFunctionIndex, "tune-cpu", 8);
+        kp__llvm.LLVMAddTargetDependentFunctionAttr(f, "target-cpu", host_cpu);
+        kp__llvm.LLVMAddTargetDependentFunctionAttr(f, "target-features", host_features);
+        kp__llvm.LLVMAddTargetDependentFunctionAttr(f, "min-legal-vector-width", "512");
+        kp__llvm.LLVMAddTargetDependentFunctionAttr(f, "prefer-vector-width", "512");
+        size_t n;
+        if (strcmp(kp__llvm.LLVMGetValueName2(f, &n), name) != 0) kp__llvm.LLVMSetLinkage(f, LLVMInternalLinkage);
+    }
+}
+
+/* Compiles e's kernel (under compile_mu). */
+static void compile(entry *e) {
+    double t0 = now_seconds();
+    char name[32];
+    pthread_mutex_lock(&compile_mu);
+    snprintf(name, sizeof name, "kp_jit_k%d", kernel_count++);
+    LLVMOrcThreadSafeContextRef tsc = kp__llvm.LLVMOrcCreateNewThreadSafeContext();
+    LLVMModuleRef M = NULL;
+    if (__atomic_load_n(&kp__jit_fail_compiles, __ATOMIC_RELAXED))
+        snprintf(e->msg, sizeof e->msg, "compile failure injected (kp__jit_fail_compiles)");
+    else M = kp__jit_build(kp__llvm.LLVMOrcThreadSafeContextGetContext(tsc), &e->spec, name, e->msg, sizeof e->msg);
+    LLVMErrorRef err = NULL;
+    LLVMOrcExecutorAddress addr = 0;
+    if (M) {
+        prepare_module(M, name);
+        LLVMPassBuilderOptionsRef opts = kp__llvm.LLVMCreatePassBuilderOptions();
+        err = kp__llvm.LLVMRunPasses(M, "default<O3>", tm, opts);
+        kp__llvm.LLVMDisposePassBuilderOptions(opts);
+        if (err) {
+            error_message(err, e->msg, sizeof e->msg, "LLVM optimizer");
+            kp__llvm.LLVMDisposeModule(M);
+        } else {
+            LLVMOrcThreadSafeModuleRef tsm = kp__llvm.LLVMOrcCreateNewThreadSafeModule(M, tsc);
+            if ((err = kp__llvm.LLVMOrcLLJITAddLLVMIRModule(jit, kp__llvm.LLVMOrcLLJITGetMainJITDylib(jit), tsm))) {
+                kp__llvm.LLVMOrcDisposeThreadSafeModule(tsm);
+                error_message(err, e->msg, sizeof e->msg, "LLVM's JIT");
+            } else if ((err = kp__llvm.LLVMOrcLLJITLookup(jit, &addr, name))) {
+                error_message(err, e->msg, sizeof e->msg, "LLVM's JIT");
+            }
+        }
+    }
+    kp__llvm.LLVMOrcDisposeThreadSafeContext(tsc);
+    pthread_mutex_unlock(&compile_mu);
+    int ok = M && !err && addr;
+    if (ok) {
+        kp_jit_fn fn;
+        uintptr_t a = (uintptr_t)addr;
+        memcpy(&fn, &a, sizeof fn); /* an address from the JIT is code */
+        e->kernel.fn = fn;
+    }
+    pthread_mutex_lock(&cache_mu);
+    if (ok) stats.compiled++;
+    else stats.failed++;
+    stats.compile_seconds += now_seconds() - t0;
+    pthread_mutex_unlock(&cache_mu);
+    __atomic_store_n(&e->state, ok ? READY : FAILED, __ATOMIC_RELEASE);
+}
+
+/* A background compile has ended (wait_idle may return). */
+static void compile_done(void) {
+    pthread_mutex_lock(&cache_mu);
+    if (--inflight == 0) pthread_cond_broadcast(&idle_cv);
+    pthread_mutex_unlock(&cache_mu);
+}
+
+/* One small kernel through every stage (bitcode, vector exp, an op lane by
+ * lane, O3, code generation), compiled in the thread that first needs the
+ * JIT. LLVM creates function-local statics on first use, and exit() destroys
+ * them before the handlers registered earlier: with them all made here, the
+ * wait_idle registered after this runs first at exit, and a background
+ * compile never meets a destroyed static. */
+static void warm_up(void) {
+    kp_instr code[3];
+    memset(code, 0, sizeof code);
+    code[0].op = KP_OP_SQDIST;
+    code[0].nin = 2;
+    code[0].in[0] = (kp_operand){KP_LOC_ROW, 0, 1};
+    code[0].in[1] = (kp_operand){KP_LOC_COL, 0, 1};
+    code[0].out = (kp_operand){KP_LOC_PAIR, 0, 1};
+    code[1].op = KP_OP_EXP;
+    code[1].nin = 1;
+    code[1].in[0] = code[0].out;
+    code[1].out = (kp_operand){KP_LOC_PAIR, 1, 1};
+    code[2].op = KP_OP_LOG;
+    code[2].nin = 1;
+    code[2].in[0] = code[1].out;
+    code[2].out = (kp_operand){KP_LOC_PAIR, 2, 1};
+    entry e;
+    memset(&e, 0, sizeof e);
+    e.spec = (kp_jit_spec){1, 64, 16, 1, KP_JIT_SUM, 1, 1, 3, 1, code[2].out, {0, 0, 0}, {0, 0, 0}, 3, code};
+    compile(&e);
+    pthread_mutex_lock(&cache_mu);
+    stats.compiled -= e.state == READY; /* not a formula's */
+    stats.failed -= e.state == FAILED;
+    pthread_mutex_unlock(&cache_mu);
+    atexit(wait_idle);
+}
+
+static void *compile_thread(void *arg) {
+    compile(arg);
+    atexit(wait_idle); /* after any static this compile made (see warm_up) */
+    compile_done();
+    return NULL;
+}
+
+/* ------------------------------------------------------------- the cache key */
+
+static void put_operand(int64_t *k, size_t *n, kp_operand o) {
+    k[(*n)++] = o.loc;
+    k[(*n)++] = o.off;
+    k[(*n)++] = o.dim;
+}
+
+#define KEY_HEAD 24
+#define KEY_PER_INSTR 17
+
+/* Writes the key of s into k (KEY_HEAD + KEY_PER_INSTR * s->n entries); returns its length. */
+static size_t make_key(const kp_jit_spec *s, int64_t *k) {
+    size_t n = 0;
+    int64_t head[] = {s->f32, s->tile, s->vl, s->rows, s->mode, s->row_size, s->col_size, s->pair_size, s->fdim, s->n};
+    for (size_t i = 0; i < sizeof head / sizeof *head; i++) k[n++] = head[i];
+    put_operand(k, &n, s->red_f);
+    put_operand(k, &n, s->red_f2);
+    put_operand(k, &n, s->red_g);
+    for (int i = 0; i < s->n; i++) {
+        const kp_instr *ins = &s->code[i];
+        k[n++] = ins->op;
+        k[n++] = ins->nin;
+        put_operand(k, &n, ins->out);
+        for (int j = 0; j < 3; j++) put_operand(k, &n, j < ins->nin ? ins->in[j] : (kp_operand){0, 0, 0});
+        k[n++] = ins->ip[0];
+        k[n++] = ins->ip[1];
+        memcpy(&k[n++], &ins->value, sizeof ins->value);
+    }
+    return n;
+}
+
+static uint64_t hash_key(const int64_t *k, size_t n) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ (uint64_t)k[i]) * 1099511628211ull;
+    return h;
+}
+
+static entry *find(uint64_t h, const int64_t *k, size_t n) {
+    for (entry *e = cache_head; e; e = e->next)
+        if (e->hash == h && e->nkey == n && memcmp(e->key, k, n * sizeof *k) == 0) return e;
+    return NULL;
+}
+
+/* A new COLD entry owning copies of the key and the code, or NULL. */
+static entry *new_entry(const kp_jit_spec *s, const int64_t *k, size_t n, uint64_t h) {
+    entry *e = calloc(1, sizeof *e);
+    if (!e) return NULL;
+    e->key = malloc(n * sizeof *k);
+    e->code = malloc((size_t)(s->n + 1) * sizeof *e->code);
+    if (!e->key || !e->code) {
+        free(e->key), free(e->code), free(e);
+        return NULL;
+    }
+    memcpy(e->key, k, n * sizeof *k);
+    memcpy(e->code, s->code, (size_t)s->n * sizeof *e->code);
+    e->nkey = n;
+    e->hash = h;
+    e->spec = *s;
+    e->spec.code = e->code;
+    e->kernel.rows = s->rows;
+    e->kernel.mode = s->mode;
+    return e;
+}
+
+/* ------------------------------------------------------------- entry point */
+
+typedef enum { MODE_OFF, MODE_BACKGROUND, MODE_FORCE, MODE_REQUIRE } jit_mode;
+
+static jit_mode env_mode(void) {
+    const char *v = getenv("KP_JIT");
+    if (!v || !*v || strcmp(v, "on") == 0) return MODE_BACKGROUND;
+    if (strcmp(v, "force") == 0) return MODE_FORCE;
+    if (strcmp(v, "require") == 0) return MODE_REQUIRE;
+    return MODE_OFF;
+}
+
+/* Rows per block: enough independent chains to hide latencies, few enough
+ * that the accumulators (KP_JIT_SUM) stay in registers. */
+static int rows_for(const kp_program *prog, kp_jit_mode mode) {
+    if (mode == KP_JIT_TILES) return 4;
+    int r = 16 / (prog->fdim > 0 ? prog->fdim : 1);
+    return r > 4 ? 4 : r < 1 ? 1 : r;
+}
+
+static double threshold(void) {
+    const char *v = getenv("KP_JIT_THRESHOLD");
+    return v && *v ? strtod(v, NULL) : KP_JIT_THRESHOLD;
+}
+
+const kp_jit_kernel *kp__jit_kernel(kp_context *ctx, const kp_program *prog, kp_dtype dtype, int tile, int vec_bytes,
+                                    kp_jit_mode mode, double pairs, int *failed) {
+    jit_mode m = env_mode();
+    if (m == MODE_OFF || prog->pair.n == 0 || (dtype != KP_FLOAT32 && dtype != KP_FLOAT64)) return NULL;
+    kp_jit_spec s = {dtype == KP_FLOAT32, tile, vec_bytes / (dtype == KP_FLOAT32 ? 4 : 8), rows_for(prog, mode), mode,
+                     prog->row_size, prog->col_size, prog->pair_size, prog->fdim, prog->red_f, prog->red_f2,
+                     prog->red_g, prog->pair.n, prog->pair.code};
+    int64_t stack_key[KEY_HEAD + KEY_PER_INSTR * 32];
+    size_t cap = KEY_HEAD + KEY_PER_INSTR * (size_t)s.n;
+    int64_t *k = cap <= sizeof stack_key / sizeof *stack_key ? stack_key : malloc(cap * sizeof *k);
+    if (!k) return NULL;
+    size_t n = make_key(&s, k);
+    uint64_t h = hash_key(k, n);
+    pthread_mutex_lock(&cache_mu);
+    entry *e = find(h, k, n);
+    if (!e && (e = new_entry(&s, k, n, h))) {
+        e->next = cache_head;
+        cache_head = e;
+    }
+    int start = 0;
+    if (e && e->state == COLD) {
+        e->pairs += pairs;
+        if (m != MODE_BACKGROUND || e->pairs >= threshold()) {
+            __atomic_store_n(&e->state, PENDING, __ATOMIC_RELEASE);
+            start = 1;
+            if (m == MODE_BACKGROUND) inflight++;
+        }
+    } else if (e) {
+        stats.hits++;
+    }
+    pthread_mutex_unlock(&cache_mu);
+    if (k != stack_key) free(k);
+    if (!e) return NULL;
+    if (start) {
+        pthread_once(&init_once, init_llvm);
+        if (init_ok) pthread_once(&warm_once, warm_up);
+        if (!init_ok) {
+            snprintf(e->msg, sizeof e->msg, "%s", init_msg);
+            __atomic_store_n(&e->state, FAILED, __ATOMIC_RELEASE);
+            if (m == MODE_BACKGROUND) compile_done();
+        } else if (m == MODE_BACKGROUND) {
+            pthread_t t;
+            pthread_attr_t attr;
+            pthread_attr_init(&attr);
+            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+            int rc = pthread_create(&t, &attr, compile_thread, e);
+            pthread_attr_destroy(&attr);
+            if (rc == 0) return NULL;
+            compile_thread(e); /* no thread to spare: compile here */
+        } else {
+            compile(e);
+        }
+    } else if (m != MODE_BACKGROUND) {
+        /* Another thread compiles it: force and require wait for it. */
+        while (__atomic_load_n(&e->state, __ATOMIC_ACQUIRE) <= PENDING) {
+            pthread_mutex_lock(&compile_mu);
+            pthread_mutex_unlock(&compile_mu);
+        }
+    }
+    int st = __atomic_load_n(&e->state, __ATOMIC_ACQUIRE);
+    if (st == READY) return &e->kernel;
+    if (st == FAILED && m == MODE_REQUIRE) {
+        *failed = 1;
+        kp__fail(ctx, KP_ERR_INTERNAL, "KP_JIT=require: the kernel did not compile: %s", e->msg);
+    }
+    return NULL;
+}
+
+int kp__jit_built(void) { return 1; }
+
+int kp__jit_fail_compiles;
+
+void kp__jit_stats(kp_jit_stats *out) {
+    pthread_mutex_lock(&cache_mu);
+    *out = stats;
+    pthread_mutex_unlock(&cache_mu);
+}

@@ -1,0 +1,71 @@
+/*
+ * jit.h — compiled kernels for the CPU engine (LLVM ORC JIT, built with
+ * KP_JIT=ON; without it kp__jit_kernel always answers NULL and the
+ * interpreter runs everything).
+ *
+ * What is compiled is the PAIR program of a lowered program (plan/program.h)
+ * fused with the reduction's input: for a block of `rows` output rows and one
+ * tile of reduced points whose COL values the interpreter has computed, the
+ * kernel walks the tile VL lanes at a time (one SIMD register), evaluates the
+ * pair program for each of the rows with every intermediate in registers, and
+ *   KP_JIT_SUM    sums F (times F2, program.h's red_f2) over the tile's first
+ *                 len lanes: out[r * fdim + d] for row r, component d; the
+ *                 CPU engine adds these tile sums into its compensated states
+ *                 as it adds its own;
+ *   KP_JIT_TILES  writes the PAIR components of F, F2 and G, row r's at
+ *                 out + (r * (pair_size + 1) + c) * tile (the interpreter's
+ *                 pair buffer, one per row), lanes [0, len) rounded up to VL;
+ *                 the interpreter's monoid (kernel_reduce.h) folds them.
+ * Row r's ROW values are at rowv + r * row_size; COL component c's tile at
+ * colbuf + c * tile. The kernel computes all `rows` rows: callers give it
+ * buffers of that many rows (rows past the block's end hold any value).
+ *
+ * Kernels are compiled once per process and program (a cache keyed by the
+ * program's description, dtype, tile and vector width). $KP_JIT chooses when:
+ *   unset, "on"   in a background thread, once the program's calls have
+ *                 reduced $KP_JIT_THRESHOLD pairs (default 2^27): calls run
+ *                 on the interpreter until the kernel is ready;
+ *   "force"       in the calling thread, on the first call (tests, benchmarks);
+ *   "require"     as force, and a kernel that fails to compile fails the call
+ *                 (KP_ERR_INTERNAL) instead of falling back (tests);
+ *   "off"         never.
+ */
+#ifndef KP_JIT_JIT_H
+#define KP_JIT_JIT_H
+
+#include "plan/program.h"
+
+#define KP_JIT_MAX_ROWS 4
+
+typedef enum { KP_JIT_SUM = 0, KP_JIT_TILES = 1 } kp_jit_mode;
+
+typedef void (*kp_jit_fn)(const void *rowv, const void *colbuf, void *out, int64_t len);
+
+typedef struct kp_jit_kernel {
+    kp_jit_fn fn;
+    int rows; /* rows per call, <= KP_JIT_MAX_ROWS */
+    kp_jit_mode mode;
+} kp_jit_kernel;
+
+/* The compiled kernel of prog for this dtype, tile (lanes per tile) and
+ * vector width (bytes: 16, 32, 64), in mode, or NULL when the interpreter
+ * must run (KP_JIT off or absent, not compiled yet, or compile failed).
+ * pairs: what the call reduces, counted towards the background threshold.
+ * In "require" mode a failed compile sets *failed and its message in ctx. */
+const kp_jit_kernel *kp__jit_kernel(kp_context *ctx, const kp_program *prog, kp_dtype dtype, int tile, int vec_bytes,
+                                    kp_jit_mode mode, double pairs, int *failed);
+
+/* Process-wide counters (tests): kernels compiled, compiles failed, calls
+ * answered from the cache, and the seconds spent compiling. */
+typedef struct kp_jit_stats {
+    int64_t compiled, failed, hits;
+    double compile_seconds;
+} kp_jit_stats;
+void kp__jit_stats(kp_jit_stats *out);
+/* Nonzero when libkp was built with the compiler (CMake KP_JIT=ON). */
+int kp__jit_built(void);
+/* Fault injection for tests (as sqlite3_test_control): while nonzero, every
+ * compile fails with a message, as a refused target or an LLVM error would. */
+extern int kp__jit_fail_compiles;
+
+#endif

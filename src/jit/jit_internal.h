@@ -1,0 +1,27 @@
+/* jit_internal.h — between the JIT's cache and driver (jit.c) and its kernel builder (jit_codegen.c). */
+#ifndef KP_JIT_INTERNAL_H
+#define KP_JIT_INTERNAL_H
+
+#include <llvm-c/Core.h>
+
+#include "jit/jit.h"
+
+/* What one kernel computes (jit.h): everything the builder reads. */
+typedef struct kp_jit_spec {
+    int f32, tile, vl, rows;
+    kp_jit_mode mode;
+    int row_size, col_size, pair_size, fdim;
+    kp_operand red_f, red_f2, red_g;
+    int n;
+    const kp_instr *code; /* the PAIR program */
+} kp_jit_spec;
+
+/* Parses the op bitcode into C and adds the kernel `name` (jit.h's kp_jit_fn)
+ * for s. Returns the module, or NULL with a message in msg. */
+LLVMModuleRef kp__jit_build(LLVMContextRef C, const kp_jit_spec *s, const char *name, char *msg, size_t msgsz);
+
+/* The op bitcode (jit_ops.c compiled by clang, embedded at build time). */
+extern const unsigned char kp__jit_bitcode[];
+extern const size_t kp__jit_bitcode_size;
+
+#endif
