@@ -206,6 +206,7 @@ typedef struct gen {
     int W;       /* reals per point in the shared tile (col_size padded for vector loads) */
     int grouped; /* Sum / LogSumExp terms summed plainly per group of KP_GPU_GROUP points */
     int plain;   /* float32 KP_SUM_PLAIN: group sums added without compensation */
+    int states;  /* partial states: no row factor in the states, global indices (kp_gpu_settings) */
     int in_pair; /* COL operands: from the shared tile (pair part) or private cv (col part) */
     const char *rrow; /* which of the thread's rows ROW operands come from: "rq", or "0" in the COL
                          part (which reads only uniform ROW values: parameters, constants) */
@@ -345,7 +346,8 @@ static void emit_instr(gen *g, const kp_instr *ins, kp_loc part) {
     case KP_OP_INDEX:
         sb_printf(s, "      ");
         opnd(g, o, "0");
-        sb_printf(s, " = (real)%s;\n", part == KP_LOC_ROW ? "r" : "j");
+        if (g->states) sb_printf(s, " = (real)(%s);\n", part == KP_LOC_ROW ? "r + row_off" : "j + col_off");
+        else sb_printf(s, " = (real)%s;\n", part == KP_LOC_ROW ? "r" : "j");
         break;
     case KP_OP_DOT:
     case KP_OP_SQDIST:
@@ -529,7 +531,7 @@ static void emit_accumulate(gen *g, const char *st, const char *sx) {
             sb_printf(s, " * ");
             opnd(g, prog->red_f2, "d_");
         }
-        if (prog->red_scale.dim && !g->grouped) { /* per pair: the merge kernel has no row values */
+        if (prog->red_scale.dim && !g->grouped && !g->states) { /* per pair: the merge kernel has no row values */
             sb_printf(s, " * ");
             opnd(g, prog->red_scale, "d_");
         }
@@ -609,7 +611,7 @@ static void emit_flush(gen *g, const char *st) {
                   D, st, 2 * D, TS);
     else { /* Sum: a row factor (red_scale) multiplies the group sum, not every term */
         sb_printf(g->s, "        for (int d_ = 0; d_ < %d; d_++) { real g_ = %s[d_]", D, TS);
-        if (g->prog->red_scale.dim) {
+        if (g->prog->red_scale.dim && !g->states) {
             sb_printf(g->s, " * ");
             opnd(g, g->prog->red_scale, "d_");
         }
@@ -795,9 +797,11 @@ char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, const kp_gpu_setti
     const int rg = set->ranges;
     const char *rlim = rg ? "rend_" : "nrows";
     sb_printf(s, "KP_GLOBAL real *out, KP_GLOBAL kp_i64 *out_idx, KP_GLOBAL real *part, KP_GLOBAL kp_i64 *part_idx,\n"
-                 "    kp_i64 nrows, kp_i64 ncols, kp_i64 chunk, kp_i64 nchunks, int split%s) {\n",
-              rg ? ", const KP_GLOBAL kp_i64 *rg_blk, const KP_GLOBAL kp_i64 *rg_cols" : "");
+                 "    kp_i64 nrows, kp_i64 ncols, kp_i64 chunk, kp_i64 nchunks, int split%s%s) {\n",
+              rg ? ", const KP_GLOBAL kp_i64 *rg_blk, const KP_GLOBAL kp_i64 *rg_cols" : "",
+              set->states ? ", kp_i64 row_off, kp_i64 col_off" : "");
     sb_printf(s, "  const int lid = KP_LID;\n");
+    if (set->states) sb_printf(s, "  (void)row_off; (void)col_off;\n");
     if (rg)
         sb_printf(s, "  const KP_GLOBAL kp_i64 *e_ = rg_blk + KP_GROUP(0) * 5; /* rows, ranges and batch of this group */\n"
                      "  const kp_i64 r0 = e_[0] + lid, rend_ = e_[1], bz = e_[4]; /* R = %d rows, B = %d apart */\n",
@@ -814,7 +818,7 @@ char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, const kp_gpu_setti
               R, imax1(prog->row_size), imax1(prog->pair_size), imax1(prog->col_size), R, NT,
               dialect == KP_GPU_CUDA ? "__shared__ __align__(16)" : "__local", imax1(W * B),
               dialect == KP_GPU_CUDA ? "" : " __attribute__((aligned(16)))", R, NR, R, NR, R, NX, R, NX);
-    gen g = {s, prog, dtype, B, W, grouped, plain, 0, "rq"};
+    gen g = {s, prog, dtype, B, W, grouped, plain, set->states, 0, "rq"};
     sb_printf(s, "  /* ROW program (row variables guarded: the whole group computes the uniform values) */\n");
     rows_loop(s, dialect, "  ", R);
     sb_printf(s, " {\n  const kp_i64 r = r0 + rq * %d;\n  const int active = r < %s;\n", B, rlim);

@@ -4,7 +4,7 @@
 # or OpenCL at build time: both are dlopen'ed at run time; nvcc, when found,
 # only adds the ahead-of-time kernel table (aot.cmake).
 target_sources(kp_objects PRIVATE
-  gpu/codegen.c gpu/launch.c gpu/source.c gpu/pack.c gpu/opencl.c gpu/aot_api.c gpu/ranges_table.c
+  gpu/codegen.c gpu/launch.c gpu/host_loop.c gpu/source.c gpu/pack.c gpu/opencl.c gpu/aot_api.c gpu/ranges_table.c
   gpu/cuda.c gpu/cuda_driver.c gpu/cuda_compile.c gpu/cuda_helpers.c gpu/kcache.c gpu/progcache.c)
 find_package(Threads REQUIRED)
 target_link_libraries(kp_objects PUBLIC ${CMAKE_DL_LIBS} Threads::Threads)
