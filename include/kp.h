@@ -669,11 +669,13 @@ kp_status kp_formula_cuda_aot(kp_context *ctx, const kp_formula *f, kp_dtype dty
  * differently from one call: within 1e-6 of the largest output in float32
  * and 1e-13 in float64 (what tests/test_partial.c checks).
  *
- * Engines: the states are computed by the CPU engine (host arrays):
- * kp_plan_exec_partial on a context whose engine is KP_ENGINE_OPENCL or
- * KP_ENGINE_CUDA, or with CUDA device arrays, is KP_ERR_UNSUPPORTED (the
- * message names the engine). Merge and finalize are host operations and run
- * for any engine setting. Joint plans are KP_ERR_ARGUMENT.
+ * Engines: the states are computed by the context's engine from host
+ * arrays (CUDA device arrays are KP_ERR_UNSUPPORTED). Every engine writes the
+ * same layout, so states of different engines merge; the bits above hold per
+ * engine (the GPU engines fold chunks of 16384 points, so their aligned parts
+ * are multiples of 16384, which KP_STATE_CHUNK is). Merge and finalize are
+ * host operations and run for any engine setting. Joint plans are
+ * KP_ERR_ARGUMENT.
  * Thread-safety: as kp_plan_exec; each call writes only the state it is given.
  */
 #define KP_STATE_CHUNK 32768

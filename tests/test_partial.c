@@ -383,12 +383,6 @@ static void test_errors(void **state) {
     ro.ranges = &rg;
     assert_int_equal(kp_plan_exec_partial(p, a, 3, 0, st, info.bytes, &ro), KP_ERR_UNSUPPORTED);
     assert_non_null(strstr(kp_context_message(ctx), "block-sparse"));
-    /* The GPU engines do not compute partial states (when one can be selected here). */
-    if (kp_context_set_engine(ctx, KP_ENGINE_OPENCL) == KP_OK) {
-        assert_int_equal(kp_plan_exec_partial(p, a, 3, 0, st, info.bytes, NULL), KP_ERR_UNSUPPORTED);
-        assert_non_null(strstr(kp_context_message(ctx), "CPU engine only"));
-        KPT_ASSERT_OK(ctx, kp_context_set_engine(ctx, KP_ENGINE_CPU));
-    }
     kp_formula *fs[2];
     const char *al[] = {"x = Vi(2)", "y = Vj(2)", "b = Vj(1)"};
     KPT_ASSERT_OK(ctx, kp_formula_parse(ctx, "Sum_Reduction(SqDist(x,y)*b,1)", al, 3, &fs[0]));

@@ -8,8 +8,9 @@
  * code with n = 1 lane.
  *
  * Hot paths (arithmetic, comparisons, exp & co, SqDist, scalar product) have
- * dedicated loops that the compiler vectorizes or that call SLEEF; everything
- * else goes through the scalar definition in formula/scalar_eval.h.
+ * dedicated loops that the compiler vectorizes (over the scalar functions of
+ * device/ops.h, inlined) or that call SLEEF; everything else goes through the
+ * scalar dispatch of formula/scalar_eval.h over device/ops.h.
  * Included by kernel_impl.h only (after simd.h).
  */
 #ifndef KP_CPU_KERNEL_OPS_H
@@ -19,7 +20,7 @@
 
 #include "formula/scalar_eval.h"
 
-KP_DEFINE_SCALAR_EVAL(seval, REAL, KP__SCALAR_SUFFIX)
+KP_DEFINE_SCALAR_EVAL(seval)
 
 typedef struct view {
     REAL *p;
@@ -149,58 +150,44 @@ VMATH2(atan2)
 
 /* One component of a binary elementwise op on a tile; returns 0 if op has no fast path. */
 static int ew2_tile(kp_op op, REAL *restrict o, const REAL *a, int la, const REAL *b, int lb) {
-    const REAL one = 1, zero = 0;
     switch ((int)op) { /* selective: the other ops take the general path */
     case KP_OP_ADD: BIN_LOOPS(x + y) return 1;
     case KP_OP_SUB: BIN_LOOPS(x - y) return 1;
     case KP_OP_MUL: BIN_LOOPS(x * y) return 1;
     case KP_OP_DIV: BIN_LOOPS(x / y) return 1;
-    case KP_OP_LT: BIN_LOOPS(x < y ? one : zero) return 1;
-    case KP_OP_LE: BIN_LOOPS(x <= y ? one : zero) return 1;
-    case KP_OP_GT: BIN_LOOPS(x > y ? one : zero) return 1;
-    case KP_OP_GE: BIN_LOOPS(x >= y ? one : zero) return 1;
-    case KP_OP_EQ: BIN_LOOPS(x == y ? one : zero) return 1;
-    case KP_OP_NE: BIN_LOOPS(x != y ? one : zero) return 1;
+    case KP_OP_LT: BIN_LOOPS(kp__d_lt(x, y)) return 1;
+    case KP_OP_LE: BIN_LOOPS(kp__d_le(x, y)) return 1;
+    case KP_OP_GT: BIN_LOOPS(kp__d_gt(x, y)) return 1;
+    case KP_OP_GE: BIN_LOOPS(kp__d_ge(x, y)) return 1;
+    case KP_OP_EQ: BIN_LOOPS(kp__d_eq(x, y)) return 1;
+    case KP_OP_NE: BIN_LOOPS(kp__d_ne(x, y)) return 1;
     case KP_OP_POWF: vm_pow(o, a, la, b, lb); return 1;
     case KP_OP_ATAN2: vm_atan2(o, a, la, b, lb); return 1;
     default: return 0;
     }
 }
 
+/* A unary function over a tile (device/ops.h's are inlined: the compiler vectorizes them). */
+#define EW1_LOOP(fn)                                       \
+    for (int k = 0; k < TILE; k++) o[k] = fn(a[k]);        \
+    return 1;
+
 /* One component of a unary elementwise op on a tile; returns 0 if no fast path. */
 static int ew1_tile(kp_op op, REAL *restrict o, const REAL *restrict a) {
     const REAL one = 1, zero = 0;
     switch ((int)op) { /* selective: the other ops take the general path */
-    case KP_OP_NEG:
-        for (int k = 0; k < TILE; k++) o[k] = -a[k];
-        return 1;
-    case KP_OP_INV:
-        for (int k = 0; k < TILE; k++) o[k] = one / a[k];
-        return 1;
-    case KP_OP_SQUARE:
-        for (int k = 0; k < TILE; k++) o[k] = a[k] * a[k];
-        return 1;
-    case KP_OP_SQRT:
-        for (int k = 0; k < TILE; k++) o[k] = LM(sqrt)(a[k]);
-        return 1;
+    case KP_OP_NEG: EW1_LOOP(kp__d_neg)
+    case KP_OP_INV: EW1_LOOP(kp__d_inv)
+    case KP_OP_SQUARE: EW1_LOOP(kp__d_square)
+    case KP_OP_SQRT: EW1_LOOP(LM(sqrt))
     case KP_OP_RSQRT:
         for (int k = 0; k < TILE; k++) o[k] = a[k] == zero ? zero : one / LM(sqrt)(a[k]);
         return 1;
-    case KP_OP_ABS:
-        for (int k = 0; k < TILE; k++) o[k] = LM(fabs)(a[k]);
-        return 1;
-    case KP_OP_RELU:
-        for (int k = 0; k < TILE; k++) o[k] = a[k] > zero ? a[k] : (a[k] == a[k] ? zero : a[k]);
-        return 1;
-    case KP_OP_STEP:
-        for (int k = 0; k < TILE; k++) o[k] = a[k] >= zero ? one : (a[k] < zero ? zero : a[k]);
-        return 1;
-    case KP_OP_SIGN:
-        for (int k = 0; k < TILE; k++) o[k] = a[k] > zero ? one : (a[k] < zero ? -one : a[k] * zero);
-        return 1;
-    case KP_OP_FLOOR:
-        for (int k = 0; k < TILE; k++) o[k] = LM(floor)(a[k]);
-        return 1;
+    case KP_OP_ABS: EW1_LOOP(LM(fabs))
+    case KP_OP_RELU: EW1_LOOP(kp__d_relu)
+    case KP_OP_STEP: EW1_LOOP(kp__d_step)
+    case KP_OP_SIGN: EW1_LOOP(kp__d_sign)
+    case KP_OP_FLOOR: EW1_LOOP(LM(floor))
     case KP_OP_EXP: vm_exp(o, a); return 1;
     case KP_OP_LOG: vm_log(o, a); return 1;
     case KP_OP_SIN: vm_sin(o, a); return 1;
@@ -276,8 +263,8 @@ static void dot_like(int sqdist, int n, REAL *restrict o, view a, view b) {
 }
 
 /* NaN ranks before every number: it is the min and the max of a set holding it. */
-#define BETTER_MIN(v, best) ((v) < (best) || ((v) != (v) && (best) == (best)))
-#define BETTER_MAX(v, best) ((v) > (best) || ((v) != (v) && (best) == (best)))
+#define BETTER_MIN KP_BETTER_MIN /* device/monoid.h */
+#define BETTER_MAX KP_BETTER_MAX
 
 static void vec_op(kp_op op, int n, view o, view a, view b, int ip) {
     switch ((int)op) { /* selective: the other ops take the general path */

@@ -40,15 +40,8 @@ static void state_init(const kp_program *prog, REAL *s, int64_t *ix) {
     }
 }
 
-/* Kahan: adds x to (*s, *c). Once the sum is infinite the compensation would
- * be inf - inf = NaN: it is dropped instead (t - t == 0 only for finite t). */
-static inline void kahan_add(REAL *s, REAL *c, REAL x) {
-    REAL y = x - *c;
-    REAL t = *s + y;
-    REAL cc = (t - *s) - y;
-    *c = t - t == 0 ? cc : (REAL)0;
-    *s = t;
-}
+/* Kahan: adds x to (*s, *c) (device/monoid.h, shared with the GPU kernels). */
+static inline void kahan_add(REAL *s, REAL *c, REAL x) { KP_KAHAN(*s, *c, x); }
 
 /* Sum over k in [0, len) of TERM (an expression of k), in NP = 4 VL partial
  * sums (plain or Kahan per lane): four independent vector accumulators hide

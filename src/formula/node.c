@@ -8,9 +8,10 @@
 #include "core/context.h"
 #include "formula/canon.h"
 #include "formula/print.h"
+#define KP_REAL_F32 0 /* constants fold in double */
 #include "formula/scalar_eval.h"
 
-KP_DEFINE_SCALAR_EVAL(fold_scalar, double, )
+KP_DEFINE_SCALAR_EVAL(fold_scalar)
 
 /* The largest dimension of one formula value: well past any sensible formula,
  * and small enough that dims times tile sizes never overflow an int. */

@@ -1,5 +1,6 @@
 /* codegen.c — kp_program to CUDA C++ / OpenCL C kernel source (contract in codegen.h). */
 #include "gpu/codegen.h"
+#include "gpu/device_sources.h"
 #include "plan/reduction.h"
 #include "core/alloc.h"
 
@@ -66,53 +67,9 @@ int kp__gpu_default_block(const kp_program *prog, kp_dtype dtype) {
 
 /* ------------------------------------------------------------ device prelude */
 
-/* Macros that do not depend on the real type (guarded: several kernels may
- * share a translation unit). */
-static const char *const prelude_common =
-    "#ifndef KP_PRELUDE_COMMON\n"
-    "#define KP_PRELUDE_COMMON\n"
-    "/* Kahan: adds x to (s, c); once s is infinite the compensation is dropped\n"
-    "   (t - t == 0 only for finite t), as on the CPU. */\n"
-    "#define KP_KAHAN(s, c, x) do { real y_ = (x) - (c); real t_ = (s) + y_; real cc_ = (t_ - (s)) - y_; \\\n"
-    "    (c) = (t_ - t_ == 0) ? cc_ : (real)0; (s) = t_; } while (0)\n"
-    "/* NaN ranks before every number: it is the min and the max of a set holding it. */\n"
-    "#define KP_BETTER_MIN(v, best) ((v) < (best) || ((v) != (v) && (best) == (best)))\n"
-    "#define KP_BETTER_MAX(v, best) ((v) > (best) || ((v) != (v) && (best) == (best)))\n"
-    "/* LogSumExp: running max m, sum s of exp(f - m), compensation c (kernel_reduce.h lse_tile).\n"
-    "   The common case first: f - m <= 0 (no NaN, not both the same infinity; with\n"
-    "   m = +inf it adds exp(-inf) = 0 to s = 1, as the rare branch would leave it). */\n"
-    "#define KP_LSE_ACC(m, s, c, f) do { real f_ = (f); const real df_ = f_ - (m); \\\n"
-    "    if (df_ <= 0) KP_KAHAN(s, c, kp_exp(df_)); \\\n"
-    "    else if (f_ != f_ || (m) != (m)) { if (f_ != f_) (m) = f_; } \\\n"
-    "    else if (f_ == -KP_INF) { } \\\n"
-    "    else if (f_ == KP_INF || (m) == KP_INF) { (m) = KP_INF; (s) = 1; (c) = 0; } \\\n"
-    "    else { real fc_ = (m) == -KP_INF ? (real)0 : kp_exp((m) - f_); \\\n"
-    "           (s) *= fc_; (c) *= fc_; (m) = f_; KP_KAHAN(s, c, (real)1); } } while (0)\n"
-    "/* The same with the terms of a group of points summed plainly in t (rescaled\n"
-    "   with s and c); KP_LSE_FLUSH adds t to (s, c) at the end of the group. The\n"
-    "   common case is straight-line code (the exponential computed anyway, added\n"
-    "   through a select), so the loop branches only around the rare update (the\n"
-    "   same common case as KP_LSE_ACC). */\n"
-    "#define KP_LSE_ACCG(m, s, c, t, f) do { real f_ = (f); const real df_ = f_ - (m); \\\n"
-    "    const int ok_ = df_ <= 0; const real e_ = kp_exp(df_); \\\n"
-    "    (t) += ok_ ? e_ : (real)0; \\\n"
-    "    if (ok_) { } \\\n"
-    "    else if (f_ != f_ || (m) != (m)) { if (f_ != f_) (m) = f_; } \\\n"
-    "    else if (f_ == -KP_INF) { } \\\n"
-    "    else if (f_ == KP_INF || (m) == KP_INF) { (m) = KP_INF; (s) = 1; (c) = 0; (t) = 0; } \\\n"
-    "    else { real fc_ = (m) == -KP_INF ? (real)0 : kp_exp((m) - f_); \\\n"
-    "           (s) *= fc_; (c) *= fc_; (t) = (t) * fc_ + (real)1; (m) = f_; } } while (0)\n"
-    "#define KP_LSE_FLUSH(s, c, t) do { KP_KAHAN(s, c, t); (t) = 0; } while (0)\n"
-    "#define KP_LSE_RESCALE(m, mn, s, c) do { if ((m) != (mn)) { \\\n"
-    "    real fc_ = (m) == -KP_INF ? (real)0 : kp_exp((m) - (mn)); (s) *= fc_; (c) *= fc_; } } while (0)\n"
-    "#define KP_LSE_MERGE(m, s, c, m2_, s2_, c2_) do { real m2 = (m2_), s2 = (s2_), c2 = (c2_); \\\n"
-    "    if ((m) != (m) || m2 != m2) { if ((m) == (m)) (m) = m2; } \\\n"
-    "    else if (m2 == -KP_INF) { } \\\n"
-    "    else if ((m) == KP_INF || m2 == KP_INF) { (m) = KP_INF; (s) = 1; (c) = 0; } \\\n"
-    "    else { real mn = (m) > m2 ? (m) : m2; KP_LSE_RESCALE(m, mn, s, c); KP_LSE_RESCALE(m2, mn, s2, c2); \\\n"
-    "           (m) = mn; KP_KAHAN(s, c, s2); KP_KAHAN(s, c, -c2); } } while (0)\n"
-    "#endif\n";
-
+/* The dialect's part of the prelude: qualifiers, the real type, and the math
+ * library (libm names, fast-math approximations); the ops and monoid steps
+ * that follow are the shared device sources (device/ops.h, device/monoid.h). */
 static void emit_prelude(sbuf *s, kp_dtype dtype, kp_gpu_dialect dia, const char *name, int fast) {
     int f32 = dtype == KP_FLOAT32;
     if (dia == KP_GPU_OPENCL) {
@@ -122,7 +79,7 @@ static void emit_prelude(sbuf *s, kp_dtype dtype, kp_gpu_dialect dia, const char
                   "#define KP_BARRIER() barrier(CLK_LOCAL_MEM_FENCE)\n"
                   "#define KP_LID ((int)get_local_id(0))\n#define KP_GROUP(d) ((long)get_group_id(d))\n"
                   "#define KP_GSIZE(d) ((long)get_global_size(d))\n#define KP_GLOBAL_ID(d) ((long)get_global_id(d))\n"
-                  "#define KP_FN static inline\n"
+                  "#define KP_FN static inline\n#define KP_DEVICE KP_FN\n#define KP_REAL real\n"
                   "typedef %s real;\ntypedef long kp_i64;\n"
                   "#define KP_INF ((real)INFINITY)\n#define KP_NAN ((real)NAN)\n",
                   f32 ? "float" : "double");
@@ -131,7 +88,7 @@ static void emit_prelude(sbuf *s, kp_dtype dtype, kp_gpu_dialect dia, const char
                      "#define KP_KERNEL extern \"C\" __global__\n#define KP_GLOBAL\n#define KP_LOCAL __shared__\n"
                      "#define KP_BARRIER() __syncthreads()\n#define KP_LID ((int)threadIdx.x)\n"
                      "#define KP_GROUP(d) ((long long)((d) == 0 ? blockIdx.x : (d) == 1 ? blockIdx.y : blockIdx.z))\n"
-                     "#define KP_FN static __device__ __forceinline__\n"
+                     "#define KP_FN static __device__ __forceinline__\n#define KP_DEVICE KP_FN\n#define KP_REAL real\n"
                      "#define KP_INF ((real)__int_as_float(0x7f800000))\n"
                      "#define KP_NAN ((real)__int_as_float(0x7fffffff))\n#endif\n");
         sb_printf(s, "namespace %s {\ntypedef %s real;\ntypedef long long kp_i64;\n", name, f32 ? "float" : "double");
@@ -142,58 +99,28 @@ static void emit_prelude(sbuf *s, kp_dtype dtype, kp_gpu_dialect dia, const char
                                         "tanh", "erf", "fabs", "floor", "round"};
     for (size_t k = 0; k < sizeof unary / sizeof unary[0]; k++)
         if (!fast || (strcmp(unary[k], "exp") != 0 && strcmp(unary[k], "log") != 0))
-            sb_printf(s, "KP_FN real kp_%s(real a) { return %s%s(a); }\n", unary[k], unary[k], sfx);
+            sb_printf(s, "KP_FN real kp__d_%s(real a) { return %s%s(a); }\n", unary[k], unary[k], sfx);
     if (fast && dia == KP_GPU_CUDA) /* KP_MATH_FAST (kp.h): the special-function unit, flushing subnormals */
-        sb_printf(s, "KP_FN real kp_exp2(real a) { real r; asm(\"ex2.approx.ftz.f32 %%0, %%1;\" : \"=f\"(r) : \"f\"(a)); "
+        sb_printf(s, "KP_FN real kp__d_exp2(real a) { real r; asm(\"ex2.approx.ftz.f32 %%0, %%1;\" : \"=f\"(r) : \"f\"(a)); "
                      "return r; }\n"
-                     "KP_FN real kp_exp(real a) { return kp_exp2(a * 1.44269504f); }\n"
-                     "KP_FN real kp_log(real a) { return __logf(a); }\n"
-                     "KP_FN real kp_rsqrt(real a) { return a == 0 ? (real)0 : rsqrtf(a); }\n");
+                     "KP_FN real kp__d_exp(real a) { return kp__d_exp2(a * 1.44269504f); }\n"
+                     "KP_FN real kp__d_log(real a) { return __logf(a); }\n"
+                     "KP_FN real kp__d_rsqrt_raw(real a) { return rsqrtf(a); }\n");
     else if (fast)
-        sb_printf(s, "KP_FN real kp_exp2(real a) { return native_exp2(a); }\n"
-                     "KP_FN real kp_exp(real a) { return native_exp(a); }\n"
-                     "KP_FN real kp_log(real a) { return native_log(a); }\n"
-                     "KP_FN real kp_rsqrt(real a) { return a == 0 ? (real)0 : native_rsqrt(a); }\n");
+        sb_printf(s, "KP_FN real kp__d_exp2(real a) { return native_exp2(a); }\n"
+                     "KP_FN real kp__d_exp(real a) { return native_exp(a); }\n"
+                     "KP_FN real kp__d_log(real a) { return native_log(a); }\n"
+                     "KP_FN real kp__d_rsqrt_raw(real a) { return native_rsqrt(a); }\n");
+    else sb_printf(s, "KP_FN real kp__d_rsqrt_raw(real a) { return (real)1 / kp__d_sqrt(a); }\n");
     /* A fused Exp(a * s) or Exp(a / s) (s: a row value or constant, program.h): under fast math
        2^(a * (s log2 e)) and 2^(a * (log2 e / s)), whose factor the compiler hoists out of the pair loop. */
-    if (fast) sb_printf(s, "KP_FN real kp_exps(real a, real s) { return kp_exp2(a * (s * (real)1.44269504f)); }\n"
-                           "KP_FN real kp_expd(real a, real s) { return kp_exp2(a * ((real)1.44269504f / s)); }\n");
-    else sb_printf(s, "KP_FN real kp_exps(real a, real s) { return kp_exp(a * s); }\n"
-                      "KP_FN real kp_expd(real a, real s) { return kp_exp(a / s); }\n");
-    sb_printf(s, "KP_FN real kp_pow(real a, real b) { return pow%s(a, b); }\n", sfx);
-    sb_printf(s, "KP_FN real kp_atan2(real a, real b) { return atan2%s(a, b); }\n", sfx);
-    /* The elementwise ops of scalar_eval.h, with the same special values. */
-    sb_printf(s,
-              "KP_FN real kp_add(real a, real b) { return a + b; }\n"
-              "KP_FN real kp_sub(real a, real b) { return a - b; }\n"
-              "KP_FN real kp_mul(real a, real b) { return a * b; }\n"
-              "KP_FN real kp_div(real a, real b) { return a / b; }\n"
-              "KP_FN real kp_neg(real a) { return -a; }\n"
-              "KP_FN real kp_inv(real a) { return (real)1 / a; }\n"
-              "KP_FN real kp_square(real a) { return a * a; }\n"
-              "KP_FN real kp_powi(real a, int ip) { real r = 1, base = a;\n"
-              "    unsigned e = ip < 0 ? (unsigned)(-(long)ip) : (unsigned)ip;\n"
-              "    while (e) { if (e & 1u) r *= base; base *= base; e >>= 1; }\n"
-              "    return ip < 0 ? (real)1 / r : r; }\n"
-              "%s"
-              "KP_FN real kp_lt(real a, real b) { return a < b ? (real)1 : (real)0; }\n"
-              "KP_FN real kp_le(real a, real b) { return a <= b ? (real)1 : (real)0; }\n"
-              "KP_FN real kp_gt(real a, real b) { return a > b ? (real)1 : (real)0; }\n"
-              "KP_FN real kp_ge(real a, real b) { return a >= b ? (real)1 : (real)0; }\n"
-              "KP_FN real kp_eq(real a, real b) { return a == b ? (real)1 : (real)0; }\n"
-              "KP_FN real kp_ne(real a, real b) { return a != b ? (real)1 : (real)0; }\n"
-              "KP_FN real kp_xlogx(real a) { return a == 0 ? (real)0 : a * kp_log(a); }\n"
-              "KP_FN real kp_sinxdivx(real a) { return a == 0 ? (real)1 : kp_sin(a) / a; }\n"
-              "KP_FN real kp_sign(real a) { return a > 0 ? (real)1 : (a < 0 ? (real)-1 : a * (real)0); }\n"
-              "KP_FN real kp_step(real a) { return a >= 0 ? (real)1 : (a < 0 ? (real)0 : a); }\n"
-              "KP_FN real kp_relu(real a) { return a > 0 ? a : (a == a ? (real)0 : a); }\n"
-              "KP_FN real kp_roundd(real a, int ip) { real scale = (real)1;\n"
-              "    for (int k_ = 0; k_ < ip; k_++) scale *= (real)10;\n"
-              "    return kp_round(a * scale) / scale; }\n"
-              "KP_FN real kp_clamp(real a, real b, real c) { return a < b ? b : (a > c ? c : a); }\n"
-              "KP_FN real kp_ifelse(real a, real b, real c) { return a >= 0 ? b : c; }\n",
-              fast ? "" : "KP_FN real kp_rsqrt(real a) { return a == 0 ? (real)0 : (real)1 / kp_sqrt(a); }\n");
-    sb_printf(s, "%s", prelude_common);
+    if (fast) sb_printf(s, "KP_FN real kp__d_exps(real a, real s) { return kp__d_exp2(a * (s * (real)1.44269504f)); }\n"
+                           "KP_FN real kp__d_expd(real a, real s) { return kp__d_exp2(a * ((real)1.44269504f / s)); }\n");
+    else sb_printf(s, "KP_FN real kp__d_exps(real a, real s) { return kp__d_exp(a * s); }\n"
+                      "KP_FN real kp__d_expd(real a, real s) { return kp__d_exp(a / s); }\n");
+    sb_printf(s, "KP_FN real kp__d_pow(real a, real b) { return pow%s(a, b); }\n", sfx);
+    sb_printf(s, "KP_FN real kp__d_atan2(real a, real b) { return atan2%s(a, b); }\n", sfx);
+    sb_printf(s, "%s%s", kp__device_ops_source, kp__device_monoid_source);
 }
 
 /* ------------------------------------------------------------ operands */
@@ -206,9 +133,19 @@ typedef struct gen {
     int W;       /* reals per point in the shared tile (col_size padded for vector loads) */
     int grouped; /* Sum / LogSumExp terms summed plainly per group of KP_GPU_GROUP points */
     int plain;   /* float32 KP_SUM_PLAIN: group sums added without compensation */
+    int states;  /* partial states: no row factor in the states, global indices (kp_gpu_settings) */
     int in_pair; /* COL operands: from the shared tile (pair part) or private cv (col part) */
     const char *rrow; /* which of the thread's rows ROW operands come from: "rq", or "0" in the COL
                          part (which reads only uniform ROW values: parameters, constants) */
+    /* The kernels being printed (kp__gpu_codegen). */
+    kp_gpu_dialect dia;
+    const char *name;                /* kernel prefix */
+    const kp_gpu_kernel_info *info;
+    int R;                           /* rows per thread */
+    int NR, NX, NT;                  /* array sizes: state reals, state indices, group sums */
+    int G;                           /* points per inner loop: a group, or a whole tile when B is smaller */
+    int rg;                          /* block-sparse ranges (kp_gpu_settings.ranges) */
+    const char *rlim;                /* the end of the work-group's rows: "nrows", or "rend_" with ranges */
 } gen;
 
 /* The group sums of the current row rq (an array of the reduce kernel). */
@@ -234,121 +171,89 @@ static void print_real(gen *g, double v) {
     else sb_printf(g->s, "(real)%.17e", v);
 }
 
+/* Every elementwise op of formula/ops.def has a device function in device/ew_ops.def. */
+enum { KP__CLS_LEAF = 0, KP__CLS_EW1 = 1, KP__CLS_EW2 = 1, KP__CLS_EW3 = 1, KP__CLS_VEC = 0 };
+enum {
+    KP__N_ELEMENTWISE = 0
+#define X(e, name, arity, cls) +KP__CLS_##cls
+#include "formula/ops.def"
+#undef X
+};
+enum {
+    KP__N_DEVICE_OPS = 0
+#define KP_DEVICE_OP(op, fn, args) +1
+#include "device/ew_ops.def"
+#undef KP_DEVICE_OP
+};
+_Static_assert((int)KP__N_ELEMENTWISE == (int)KP__N_DEVICE_OPS, "an elementwise op of ops.def lacks its row in ew_ops.def");
+
 /* Device function of an elementwise op (NULL for the others). */
 static const char *ew_name(kp_op op) {
-    switch (op) {
-    case KP_OP_ADD: return "kp_add";
-    case KP_OP_SUB: return "kp_sub";
-    case KP_OP_MUL: return "kp_mul";
-    case KP_OP_DIV: return "kp_div";
-    case KP_OP_NEG: return "kp_neg";
-    case KP_OP_INV: return "kp_inv";
-    case KP_OP_SQUARE: return "kp_square";
-    case KP_OP_POW: return "kp_powi";
-    case KP_OP_POWF: return "kp_pow";
-    case KP_OP_SQRT: return "kp_sqrt";
-    case KP_OP_RSQRT: return "kp_rsqrt";
-    case KP_OP_LT: return "kp_lt";
-    case KP_OP_LE: return "kp_le";
-    case KP_OP_GT: return "kp_gt";
-    case KP_OP_GE: return "kp_ge";
-    case KP_OP_EQ: return "kp_eq";
-    case KP_OP_NE: return "kp_ne";
-    case KP_OP_EXP: return "kp_exp";
-    case KP_OP_LOG: return "kp_log";
-    case KP_OP_XLOGX: return "kp_xlogx";
-    case KP_OP_SIN: return "kp_sin";
-    case KP_OP_COS: return "kp_cos";
-    case KP_OP_ASIN: return "kp_asin";
-    case KP_OP_ACOS: return "kp_acos";
-    case KP_OP_ATAN: return "kp_atan";
-    case KP_OP_ATAN2: return "kp_atan2";
-    case KP_OP_SINXDIVX: return "kp_sinxdivx";
-    case KP_OP_TANH: return "kp_tanh";
-    case KP_OP_ERF: return "kp_erf";
-    case KP_OP_ABS: return "kp_fabs";
-    case KP_OP_SIGN: return "kp_sign";
-    case KP_OP_STEP: return "kp_step";
-    case KP_OP_RELU: return "kp_relu";
-    case KP_OP_FLOOR: return "kp_floor";
-    case KP_OP_ROUND: return "kp_roundd";
-    case KP_OP_CLAMP: return "kp_clamp";
-    case KP_OP_IFELSE: return "kp_ifelse";
-    case KP_OP_VAR:
-    case KP_OP_CONST:
-    case KP_OP_INDEX:
-    case KP_OP_DOT:
-    case KP_OP_SQDIST:
-    case KP_OP_SUM:
-    case KP_OP_MAXC:
-    case KP_OP_MINC:
-    case KP_OP_ARGMAXC:
-    case KP_OP_ARGMINC:
-    case KP_OP_EXTRACT:
-    case KP_OP_CONCAT:
-    case KP_OP_ONEHOT:
-    case KP_OP_MATVEC:
-    case KP_OP_VECMAT:
-    case KP_OP_TENSORPROD:
-    case KP_OP_BCAST:
-    case KP_OP_COUNT_: break;
-    }
-    return NULL;
+    static const char *const names[KP_OP_COUNT_] = {
+#define KP_DEVICE_OP(op, fn, args) [op] = #fn,
+#include "device/ew_ops.def"
+#undef KP_DEVICE_OP
+    };
+    return (unsigned)op < (unsigned)KP_OP_COUNT_ ? names[op] : NULL;
 }
 
-/* One instruction. row_index/col_index: expressions of the current row / col point. */
-static void emit_instr(gen *g, const kp_instr *ins, kp_loc part) {
+/* An elementwise op: its device function (device/ops.h) per component. */
+static void emit_elementwise(gen *g, const kp_instr *ins, const char *fn) {
     sbuf *s = g->s;
-    const kp_program *prog = g->prog;
     kp_operand o = ins->out, a = ins->in[0], b = ins->in[1], c = ins->in[2];
-    sb_printf(s, "    { /* %s */\n", kp__op_name(ins->op));
-    const char *fn = ew_name(ins->op);
-    if (fn) {
-        sb_printf(s, "      for (int c_ = 0; c_ < %d; c_++) ", o.dim);
-        opnd(g, o, "c_");
-        int fused = ins->op == KP_OP_EXP && ins->nin == 2; /* Exp(a * s) or Exp(a / s), see program.h */
-        sb_printf(s, " = %s(", fused ? (ins->ip[1] ? "kp_expd" : "kp_exps") : fn);
-        opnd(g, a, "c_");
-        if (fused) {
-            sb_printf(s, ", ");
-            opnd(g, b, "0");
-        } else if (ins->nin > 1) {
-            sb_printf(s, ", ");
-            opnd(g, b, "c_");
-        }
-        if (ins->nin > 2) {
-            sb_printf(s, ", ");
-            opnd(g, c, "c_");
-        }
-        if (ins->op == KP_OP_POW || ins->op == KP_OP_ROUND) sb_printf(s, ", %d", ins->ip[0]);
-        sb_printf(s, ");\n    }\n");
-        return;
+    sb_printf(s, "      for (int c_ = 0; c_ < %d; c_++) ", o.dim);
+    opnd(g, o, "c_");
+    int fused = ins->op == KP_OP_EXP && ins->nin == 2; /* Exp(a * s) or Exp(a / s), see program.h */
+    sb_printf(s, " = %s(", fused ? (ins->ip[1] ? "kp__d_expd" : "kp__d_exps") : fn);
+    opnd(g, a, "c_");
+    if (fused) {
+        sb_printf(s, ", ");
+        opnd(g, b, "0");
+    } else if (ins->nin > 1) {
+        sb_printf(s, ", ");
+        opnd(g, b, "c_");
     }
-    switch (ins->op) {
-    case KP_OP_VAR: {
-        int p = ins->ip[1];
-        kp_var_category cat = (kp_var_category)ins->ip[0];
-        sb_printf(s, "      for (int c_ = 0; c_ < %d; c_++) ", o.dim);
-        opnd(g, o, "c_");
-        if (cat == KP_VAR_PARAM) sb_printf(s, " = a%d[bz * bs%d + c_];\n", p, p);
-        else if (part == KP_LOC_ROW) sb_printf(s, " = active ? a%d[bz * bs%d + r * %d + c_] : (real)0;\n", p, p, o.dim);
-        else sb_printf(s, " = a%d[bz * bs%d + j * %d + c_];\n", p, p, o.dim);
-        break;
+    if (ins->nin > 2) {
+        sb_printf(s, ", ");
+        opnd(g, c, "c_");
     }
-    case KP_OP_CONST:
-        sb_printf(s, "      for (int c_ = 0; c_ < %d; c_++) ", o.dim);
-        opnd(g, o, "c_");
-        sb_printf(s, " = ");
-        print_real(g, ins->value);
-        sb_printf(s, ";\n");
-        break;
-    case KP_OP_INDEX:
-        sb_printf(s, "      ");
-        opnd(g, o, "0");
-        sb_printf(s, " = (real)%s;\n", part == KP_LOC_ROW ? "r" : "j");
-        break;
-    case KP_OP_DOT:
-    case KP_OP_SQDIST:
+    if (ins->op == KP_OP_POW || ins->op == KP_OP_ROUND) sb_printf(s, ", %d", ins->ip[0]);
+    sb_printf(s, ");\n    }\n");
+}
+
+/* Var (an argument's components: parameter, row or point), Const, IndexI/IndexJ. */
+static void emit_var(gen *g, const kp_instr *ins, kp_loc part) {
+    sbuf *s = g->s;
+    kp_operand o = ins->out;
+    int p = ins->ip[1];
+    kp_var_category cat = (kp_var_category)ins->ip[0];
+    sb_printf(s, "      for (int c_ = 0; c_ < %d; c_++) ", o.dim);
+    opnd(g, o, "c_");
+    if (cat == KP_VAR_PARAM) sb_printf(s, " = a%d[bz * bs%d + c_];\n", p, p);
+    else if (part == KP_LOC_ROW) sb_printf(s, " = active ? a%d[bz * bs%d + r * %d + c_] : (real)0;\n", p, p, o.dim);
+    else sb_printf(s, " = a%d[bz * bs%d + j * %d + c_];\n", p, p, o.dim);
+}
+
+static void emit_const(gen *g, const kp_instr *ins) {
+    sb_printf(g->s, "      for (int c_ = 0; c_ < %d; c_++) ", ins->out.dim);
+    opnd(g, ins->out, "c_");
+    sb_printf(g->s, " = ");
+    print_real(g, ins->value);
+    sb_printf(g->s, ";\n");
+}
+
+static void emit_index(gen *g, const kp_instr *ins, kp_loc part) {
+    sb_printf(g->s, "      ");
+    opnd(g, ins->out, "0");
+    if (g->states) sb_printf(g->s, " = (real)(%s);\n", part == KP_LOC_ROW ? "r + row_off" : "j + col_off");
+    else sb_printf(g->s, " = (real)%s;\n", part == KP_LOC_ROW ? "r" : "j");
+}
+
+/* Reductions over components: Dot, SqDist, Sum, Max/Min and their Arg. */
+static void emit_over_components(gen *g, const kp_instr *ins) {
+    sbuf *s = g->s;
+    kp_operand o = ins->out, a = ins->in[0], b = ins->in[1];
+    if (ins->op == KP_OP_DOT || ins->op == KP_OP_SQDIST) {
         sb_printf(s, "      real s_ = 0;\n      for (int c_ = 0; c_ < %d; c_++) { real x_ = ", a.dim);
         opnd(g, a, "c_");
         sb_printf(s, ", y_ = ");
@@ -356,18 +261,13 @@ static void emit_instr(gen *g, const kp_instr *ins, kp_loc part) {
         sb_printf(s, "; s_ += %s; }\n      ", ins->op == KP_OP_DOT ? "x_ * y_" : "(x_ - y_) * (x_ - y_)");
         opnd(g, o, "0");
         sb_printf(s, " = s_;\n");
-        break;
-    case KP_OP_SUM:
+    } else if (ins->op == KP_OP_SUM) {
         sb_printf(s, "      real s_ = 0;\n      for (int c_ = 0; c_ < %d; c_++) s_ += ", a.dim);
         opnd(g, a, "c_");
         sb_printf(s, ";\n      ");
         opnd(g, o, "0");
         sb_printf(s, " = s_;\n");
-        break;
-    case KP_OP_MAXC:
-    case KP_OP_MINC:
-    case KP_OP_ARGMAXC:
-    case KP_OP_ARGMINC: {
+    } else {
         int is_max = ins->op == KP_OP_MAXC || ins->op == KP_OP_ARGMAXC;
         int is_arg = ins->op == KP_OP_ARGMAXC || ins->op == KP_OP_ARGMINC;
         sb_printf(s, "      real best_ = ");
@@ -378,20 +278,22 @@ static void emit_instr(gen *g, const kp_instr *ins, kp_loc part) {
                   is_max ? "KP_BETTER_MAX" : "KP_BETTER_MIN");
         opnd(g, o, "0");
         sb_printf(s, " = %s;\n", is_arg ? "(real)arg_" : "best_");
-        break;
     }
-    case KP_OP_EXTRACT: {
-        char e[32];
+}
+
+/* Moves of components: Extract, Concat, OneHot, broadcast. */
+static void emit_layout(gen *g, const kp_instr *ins) {
+    sbuf *s = g->s;
+    kp_operand o = ins->out, a = ins->in[0], b = ins->in[1];
+    char e[32];
+    if (ins->op == KP_OP_EXTRACT || ins->op == KP_OP_BCAST) { /* a broadcast copies from component 0 */
         snprintf(e, sizeof e, "c_ + %d", ins->ip[0]);
         sb_printf(s, "      for (int c_ = 0; c_ < %d; c_++) ", o.dim);
         opnd(g, o, "c_");
         sb_printf(s, " = ");
-        opnd(g, a, e);
+        opnd(g, a, ins->op == KP_OP_EXTRACT ? e : "c_");
         sb_printf(s, ";\n");
-        break;
-    }
-    case KP_OP_CONCAT: {
-        char e[32];
+    } else if (ins->op == KP_OP_CONCAT) {
         snprintf(e, sizeof e, "%d + c_", a.dim);
         sb_printf(s, "      for (int c_ = 0; c_ < %d; c_++) ", a.dim);
         opnd(g, o, "c_");
@@ -404,43 +306,41 @@ static void emit_instr(gen *g, const kp_instr *ins, kp_loc part) {
         sb_printf(s, " = ");
         opnd(g, b, "c_");
         sb_printf(s, ";\n");
-        break;
-    }
-    case KP_OP_ONEHOT:
-        sb_printf(s, "      real r_ = kp_round(");
+    } else { /* KP_OP_ONEHOT */
+        sb_printf(s, "      real r_ = kp__d_round(");
         opnd(g, a, "0");
         sb_printf(s, ");\n      for (int c_ = 0; c_ < %d; c_++) ", o.dim);
         opnd(g, o, "c_");
         sb_printf(s, " = r_ == (real)c_ ? (real)1 : (real)0;\n");
-        break;
-    case KP_OP_MATVEC: { /* o[r] = sum_l A[r*m+l] v[l] */
-        char e[48];
+    }
+}
+
+/* o[i] = sum over k < n of x[xi] * y[yi], for i < m (loop variables iv, kv). */
+static void emit_sum_of_products(gen *g, kp_operand o, const char *iv, int m, const char *kv, int n, kp_operand x,
+                                 const char *xi, kp_operand y, const char *yi) {
+    sbuf *s = g->s;
+    sb_printf(s, "      for (int %s = 0; %s < %d; %s++) { real s_ = 0;\n        for (int %s = 0; %s < %d; %s++) s_ += ", iv,
+              iv, m, iv, kv, kv, n, kv);
+    opnd(g, x, xi);
+    sb_printf(s, " * ");
+    opnd(g, y, yi);
+    sb_printf(s, ";\n        ");
+    opnd(g, o, iv);
+    sb_printf(s, " = s_; }\n");
+}
+
+/* Products of matrices and vectors: MatVecMult, VecMatMult, TensorProd. */
+static void emit_products(gen *g, const kp_instr *ins) {
+    sbuf *s = g->s;
+    kp_operand o = ins->out, a = ins->in[0], b = ins->in[1];
+    char e[48];
+    if (ins->op == KP_OP_MATVEC) { /* o[r] = sum_l A[r*m+l] v[l] */
         snprintf(e, sizeof e, "r_ * %d + l_", b.dim);
-        sb_printf(s, "      for (int r_ = 0; r_ < %d; r_++) { real s_ = 0;\n        for (int l_ = 0; l_ < %d; l_++) s_ += ",
-                  o.dim, b.dim);
-        opnd(g, a, e);
-        sb_printf(s, " * ");
-        opnd(g, b, "l_");
-        sb_printf(s, ";\n        ");
-        opnd(g, o, "r_");
-        sb_printf(s, " = s_; }\n");
-        break;
-    }
-    case KP_OP_VECMAT: { /* o[l] = sum_r v[r] A[r*m+l] */
-        char e[48];
+        emit_sum_of_products(g, o, "r_", o.dim, "l_", b.dim, a, e, b, "l_");
+    } else if (ins->op == KP_OP_VECMAT) { /* o[l] = sum_r v[r] A[r*m+l] */
         snprintf(e, sizeof e, "r_ * %d + l_", o.dim);
-        sb_printf(s, "      for (int l_ = 0; l_ < %d; l_++) { real s_ = 0;\n        for (int r_ = 0; r_ < %d; r_++) s_ += ",
-                  o.dim, a.dim);
-        opnd(g, a, "r_");
-        sb_printf(s, " * ");
-        opnd(g, b, e);
-        sb_printf(s, ";\n        ");
-        opnd(g, o, "l_");
-        sb_printf(s, " = s_; }\n");
-        break;
-    }
-    case KP_OP_TENSORPROD: {
-        char e[48];
+        emit_sum_of_products(g, o, "l_", o.dim, "r_", a.dim, a, "r_", b, e);
+    } else { /* KP_OP_TENSORPROD */
         snprintf(e, sizeof e, "r_ * %d + l_", b.dim);
         kp_operand o2 = o;
         o2.dim = 2;
@@ -451,21 +351,40 @@ static void emit_instr(gen *g, const kp_instr *ins, kp_loc part) {
         sb_printf(s, " * ");
         opnd(g, b, "l_");
         sb_printf(s, ";\n");
-        break;
     }
-    case KP_OP_BCAST:
-        sb_printf(s, "      for (int c_ = 0; c_ < %d; c_++) ", o.dim);
-        opnd(g, o, "c_");
-        sb_printf(s, " = ");
-        opnd(g, a, "c_");
-        sb_printf(s, ";\n");
-        break;
+}
+
+/* One instruction, in its own block. */
+static void emit_instr(gen *g, const kp_instr *ins, kp_loc part) {
+    sb_printf(g->s, "    { /* %s */\n", kp__op_name(ins->op));
+    const char *fn = ew_name(ins->op);
+    if (fn) {
+        emit_elementwise(g, ins, fn);
+        return;
+    }
+    switch (ins->op) {
+    case KP_OP_VAR: emit_var(g, ins, part); break;
+    case KP_OP_CONST: emit_const(g, ins); break;
+    case KP_OP_INDEX: emit_index(g, ins, part); break;
+    case KP_OP_DOT:
+    case KP_OP_SQDIST:
+    case KP_OP_SUM:
+    case KP_OP_MAXC:
+    case KP_OP_MINC:
+    case KP_OP_ARGMAXC:
+    case KP_OP_ARGMINC: emit_over_components(g, ins); break;
+    case KP_OP_EXTRACT:
+    case KP_OP_CONCAT:
+    case KP_OP_ONEHOT:
+    case KP_OP_BCAST: emit_layout(g, ins); break;
+    case KP_OP_MATVEC:
+    case KP_OP_VECMAT:
+    case KP_OP_TENSORPROD: emit_products(g, ins); break;
 /* elementwise: handled above */
 #include "formula/ops_elementwise_cases.h"
     case KP_OP_COUNT_: break;
     }
-    (void)prog;
-    sb_printf(s, "    }\n");
+    sb_printf(g->s, "    }\n");
 }
 
 static void emit_part(gen *g, const kp_program_part *P, kp_loc part) {
@@ -529,7 +448,7 @@ static void emit_accumulate(gen *g, const char *st, const char *sx) {
             sb_printf(s, " * ");
             opnd(g, prog->red_f2, "d_");
         }
-        if (prog->red_scale.dim && !g->grouped) { /* per pair: the merge kernel has no row values */
+        if (prog->red_scale.dim && !g->grouped && !g->states) { /* per pair: the merge kernel has no row values */
             sb_printf(s, " * ");
             opnd(g, prog->red_scale, "d_");
         }
@@ -553,7 +472,7 @@ static void emit_accumulate(gen *g, const char *st, const char *sx) {
         if (g->grouped) { /* as KP_LSE_ACCG: weights summed in ts[0], weighted values in ts[1 + d] */
             sb_printf(s,
                       ";\n      const real df_ = f_ - %s[0];\n      const int ok_ = df_ <= 0;\n"
-                      "      const real w_ = ok_ ? kp_exp(df_) : (real)0;\n      %s[0] += w_;\n"
+                      "      const real w_ = ok_ ? kp__d_exp(df_) : (real)0;\n      %s[0] += w_;\n"
                       "      for (int d_ = 0; d_ < %d; d_++) %s[1 + d_] += w_ * ",
                       st, TS, DG, TS);
             opnd(g, prog->red_g, "d_");
@@ -562,7 +481,7 @@ static void emit_accumulate(gen *g, const char *st, const char *sx) {
                       "      else if (f_ != f_ || %s[0] != %s[0]) { if (f_ != f_) %s[0] = f_; }\n"
                       "      else if (f_ == -KP_INF) { }\n"
                       "      else if (f_ == KP_INF || %s[0] == KP_INF) { %s[0] = KP_NAN; }\n"
-                      "      else { real fc_ = %s[0] == -KP_INF ? (real)0 : kp_exp(%s[0] - f_);\n"
+                      "      else { real fc_ = %s[0] == -KP_INF ? (real)0 : kp__d_exp(%s[0] - f_);\n"
                       "        for (int q_ = 1; q_ < %d; q_++) %s[q_] *= fc_;\n"
                       "        for (int q_ = 0; q_ < %d; q_++) %s[q_] *= fc_;\n"
                       "        %s[0] = f_; %s[0] += (real)1;\n"
@@ -577,9 +496,9 @@ static void emit_accumulate(gen *g, const char *st, const char *sx) {
                   "      else if (f_ == -KP_INF) { }\n"
                   "      else if (f_ == KP_INF || %s[0] == KP_INF) { %s[0] = KP_NAN; }\n"
                   "      else {\n"
-                  "        if (f_ > %s[0]) { real fc_ = %s[0] == -KP_INF ? (real)0 : kp_exp(%s[0] - f_);\n"
+                  "        if (f_ > %s[0]) { real fc_ = %s[0] == -KP_INF ? (real)0 : kp__d_exp(%s[0] - f_);\n"
                   "          for (int q_ = 1; q_ < %d; q_++) %s[q_] *= fc_;\n          %s[0] = f_; }\n"
-                  "        real w_ = kp_exp(f_ - %s[0]);\n        KP_KAHAN(%s[1], %s[2], w_);\n"
+                  "        real w_ = kp__d_exp(f_ - %s[0]);\n        KP_KAHAN(%s[1], %s[2], w_);\n"
                   "        for (int d_ = 0; d_ < %d; d_++) { real t_ = w_ * ",
                   st, st, st, st, st, st, st, st, 3 + 2 * DG, st, st, st, st, st, DG);
         opnd(g, prog->red_g, "d_");
@@ -609,7 +528,7 @@ static void emit_flush(gen *g, const char *st) {
                   D, st, 2 * D, TS);
     else { /* Sum: a row factor (red_scale) multiplies the group sum, not every term */
         sb_printf(g->s, "        for (int d_ = 0; d_ < %d; d_++) { real g_ = %s[d_]", D, TS);
-        if (g->prog->red_scale.dim) {
+        if (g->prog->red_scale.dim && !g->states) {
             sb_printf(g->s, " * ");
             opnd(g, g->prog->red_scale, "d_");
         }
@@ -638,7 +557,7 @@ static void emit_merge(sbuf *s, const kp_program *prog, const char *a, const cha
                   "    if (%s[0] != %s[0] || %s[0] != %s[0]) { if (%s[0] == %s[0]) %s[0] = %s[0]; }\n"
                   "    else if (%s[0] == -KP_INF) { }\n"
                   "    else { real mn_ = %s[0] > %s[0] ? %s[0] : %s[0];\n"
-                  "      real fa_ = %s[0] == -KP_INF ? (real)0 : kp_exp(%s[0] - mn_), fb_ = kp_exp(%s[0] - mn_);\n"
+                  "      real fa_ = %s[0] == -KP_INF ? (real)0 : kp__d_exp(%s[0] - mn_), fb_ = kp__d_exp(%s[0] - mn_);\n"
                   "      %s[0] = mn_;\n      for (int q_ = 1; q_ < %d; q_++) %s[q_] *= fa_;\n"
                   "      KP_KAHAN(%s[1], %s[2], %s[1] * fb_); KP_KAHAN(%s[1], %s[2], -%s[2] * fb_);\n"
                   "      for (int d_ = 0; d_ < %d; d_++) { KP_KAHAN(%s[3 + d_], %s[%d + d_], %s[3 + d_] * fb_);\n"
@@ -667,7 +586,7 @@ static void emit_finalize(sbuf *s, const kp_program *prog, const char *st, const
     case KP_FAMILY_SUM: sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) out[o_ + d_] = %s[d_];\n", D, st); break;
     case KP_FAMILY_LOGSUMEXP:
         sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) { real m_ = %s[d_];\n"
-                     "      out[o_ + d_] = (m_ != m_ || m_ == -KP_INF || m_ == KP_INF) ? m_ : m_ + kp_log(%s[%d + d_]); }\n",
+                     "      out[o_ + d_] = (m_ != m_ || m_ == -KP_INF || m_ == KP_INF) ? m_ : m_ + kp__d_log(%s[%d + d_]); }\n",
                   D, st, st, D);
         break;
     case KP_FAMILY_SOFTMAX:
@@ -732,21 +651,14 @@ static void rows_loop(sbuf *s, kp_gpu_dialect dia, const char *indent, int R) {
 
 /* ------------------------------------------------------------ kernels */
 
-char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, const kp_gpu_settings *set, kp_gpu_dialect dialect,
-                      int block, int rows, const char *name, kp_gpu_kernel_info *info) {
-    kp_sum_scheme scheme = set->scheme;
-    sbuf sb = {0};
-    sb.ctx = prog->ctx;
-    sbuf *s = &sb;
-    if (!name) name = "kp";
-    int B = block > 0 ? block : kp__gpu_default_block(prog, dtype);
+/* The launch facts of the kernels: B, R, state and output widths, and the
+ * argument positions read by VAR instructions, in increasing order. */
+static void kernel_info(const kp_program *prog, int B, int R, kp_gpu_kernel_info *info) {
     memset(info, 0, sizeof *info);
-    int R = rows > 0 ? rows : kp__gpu_default_rows(prog, dtype);
     info->block = B;
     info->rows = R;
     kp__state_size(prog, &info->nreal, &info->nidx);
     kp__out_widths(prog, &info->out_dim, &info->out_idx_dim);
-    /* Argument positions read by VAR instructions, in increasing order. */
     int dim_of[KP_MAX_ARGS];
     kp_var_category cat_of[KP_MAX_ARGS];
     for (int p = 0; p < KP_MAX_ARGS; p++) dim_of[p] = 0;
@@ -767,37 +679,30 @@ char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, const kp_gpu_setti
             info->used_cat[info->nused] = cat_of[p];
             info->nused++;
         }
+}
 
-    sb_printf(s, "/* libkp generated kernel: %s reduction, axis %d, %s, %s, B = %d */\n",
-              kp__reduction_name(prog->red), prog->axis, dtype == KP_FLOAT32 ? "float32" : "float64",
-              dialect == KP_GPU_CUDA ? "CUDA" : "OpenCL", B);
-    emit_prelude(s, dtype, dialect, name, set->math == KP_MATH_FAST && dtype == KP_FLOAT32);
-    int NR = imax1(info->nreal), NX = imax1(info->nidx);
-    int W = tile_stride(prog, dtype);
-    kp_red_family fam = kp__red(prog->red)->family;
-    int f32_kahan = dtype == KP_FLOAT32 && scheme == KP_SUM_KAHAN; /* float64 always sums by groups, as on the CPU */
-    int grouped = (fam == KP_FAMILY_SUM || fam == KP_FAMILY_LOGSUMEXP || fam == KP_FAMILY_SOFTMAX) && !f32_kahan;
-    int NT = group_sums(prog);
-    int plain = fam == KP_FAMILY_SUM && dtype == KP_FLOAT32 && scheme == KP_SUM_PLAIN;
-    int G = B < KP_GPU_GROUP ? B : KP_GPU_GROUP; /* points per inner loop: a group, or a whole tile when B is smaller */
-
-    /* ---- reduce kernel */
-    /* Each thread keeps R rows, r0 + rq * B for rq < R (coalesced row loads),
-       and runs the pair program of every one on each point it reads from the
-       tile; every loop over rq is unrolled in CUDA so their arrays stay in
-       registers. */
-    sb_printf(s, "KP_KERNEL void %s_reduce(", name);
+/* The reduce kernel's signature, its thread's rows, per-row arrays and ROW
+ * program, and the opening of the loop over chunks (or ranges). Each thread
+ * keeps R rows, r0 + rq * B for rq < R (coalesced row loads), and runs the
+ * pair program of every one on each point it reads from the tile; every loop
+ * over rq is unrolled in CUDA so their arrays stay in registers. */
+static void emit_reduce_head(gen *g) {
+    sbuf *s = g->s;
+    const kp_program *prog = g->prog;
+    const kp_gpu_kernel_info *info = g->info;
+    const int B = g->B, R = g->R, rg = g->rg;
+    sb_printf(s, "KP_KERNEL void %s_reduce(", g->name);
     for (int u = 0; u < info->nused; u++)
         sb_printf(s, "const KP_GLOBAL real *a%d, kp_i64 bs%d, ", info->used[u], info->used[u]);
-    /* Block-sparse ranges (set->ranges): the work-group's rows, batch and list
-       of reduced ranges come from its entry of rg_blk; rows end at rend_, and
-       each range takes the place of a chunk. */
-    const int rg = set->ranges;
-    const char *rlim = rg ? "rend_" : "nrows";
+    /* Block-sparse ranges: the work-group's rows, batch and list of reduced
+       ranges come from its entry of rg_blk; rows end at rend_, and each range
+       takes the place of a chunk. */
     sb_printf(s, "KP_GLOBAL real *out, KP_GLOBAL kp_i64 *out_idx, KP_GLOBAL real *part, KP_GLOBAL kp_i64 *part_idx,\n"
-                 "    kp_i64 nrows, kp_i64 ncols, kp_i64 chunk, kp_i64 nchunks, int split%s) {\n",
-              rg ? ", const KP_GLOBAL kp_i64 *rg_blk, const KP_GLOBAL kp_i64 *rg_cols" : "");
+                 "    kp_i64 nrows, kp_i64 ncols, kp_i64 chunk, kp_i64 nchunks, int split%s%s) {\n",
+              rg ? ", const KP_GLOBAL kp_i64 *rg_blk, const KP_GLOBAL kp_i64 *rg_cols" : "",
+              g->states ? ", kp_i64 row_off, kp_i64 col_off" : "");
     sb_printf(s, "  const int lid = KP_LID;\n");
+    if (g->states) sb_printf(s, "  (void)row_off; (void)col_off;\n");
     if (rg)
         sb_printf(s, "  const KP_GLOBAL kp_i64 *e_ = rg_blk + KP_GROUP(0) * 5; /* rows, ranges and batch of this group */\n"
                      "  const kp_i64 r0 = e_[0] + lid, rend_ = e_[1], bz = e_[4]; /* R = %d rows, B = %d apart */\n",
@@ -811,14 +716,13 @@ char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, const kp_gpu_setti
                  "  real st[%d][%d], pst[%d][%d];\n  kp_i64 sx[%d][%d], psx[%d][%d];\n"
                  "  (void)pv; (void)cv; (void)ts; (void)cb; (void)sx; (void)psx; (void)part_idx; (void)out_idx; "
                  "(void)out;\n",
-              R, imax1(prog->row_size), imax1(prog->pair_size), imax1(prog->col_size), R, NT,
-              dialect == KP_GPU_CUDA ? "__shared__ __align__(16)" : "__local", imax1(W * B),
-              dialect == KP_GPU_CUDA ? "" : " __attribute__((aligned(16)))", R, NR, R, NR, R, NX, R, NX);
-    gen g = {s, prog, dtype, B, W, grouped, plain, 0, "rq"};
+              R, imax1(prog->row_size), imax1(prog->pair_size), imax1(prog->col_size), R, g->NT,
+              g->dia == KP_GPU_CUDA ? "__shared__ __align__(16)" : "__local", imax1(g->W * B),
+              g->dia == KP_GPU_CUDA ? "" : " __attribute__((aligned(16)))", R, g->NR, R, g->NR, R, g->NX, R, g->NX);
     sb_printf(s, "  /* ROW program (row variables guarded: the whole group computes the uniform values) */\n");
-    rows_loop(s, dialect, "  ", R);
-    sb_printf(s, " {\n  const kp_i64 r = r0 + rq * %d;\n  const int active = r < %s;\n", B, rlim);
-    emit_part(&g, &prog->row, KP_LOC_ROW);
+    rows_loop(s, g->dia, "  ", R);
+    sb_printf(s, " {\n  const kp_i64 r = r0 + rq * %d;\n  const int active = r < %s;\n", B, g->rlim);
+    emit_part(g, &prog->row, KP_LOC_ROW);
     emit_init(s, prog, "st[rq]", "sx[rq]");
     if (rg)
         sb_printf(s, "  }\n"
@@ -830,48 +734,65 @@ char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, const kp_gpu_setti
                      "  const kp_i64 ch0 = split ? KP_GROUP(1) : 0, ch1 = split ? ch0 + 1 : nchunks;\n"
                      "  for (kp_i64 ch = ch0; ch < ch1; ch++) {\n"
                      "    const kp_i64 jstart = ch * chunk, jend = jstart + chunk < ncols ? jstart + chunk : ncols;\n");
-    rows_loop(s, dialect, "    ", R);
+}
+
+/* One chunk: its states at the identity, then tile by tile the COL program
+ * into the shared tile and the pair loop folding each point into them. */
+static void emit_chunk(gen *g) {
+    sbuf *s = g->s;
+    const kp_program *prog = g->prog;
+    const int B = g->B, R = g->R, G = g->G;
+    rows_loop(s, g->dia, "    ", R);
     sb_printf(s, " {\n");
     emit_init(s, prog, "pst[rq]", "psx[rq]");
-    if (grouped) sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) %s[d_] = 0;\n", NT, TS);
+    if (g->grouped) sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) %s[d_] = 0;\n", g->NT, TS);
     sb_printf(s, "    }\n"
                  "    for (kp_i64 j0 = jstart; j0 < jend; j0 += %d) {\n"
                  "      const int len = (int)(jend - j0 < %d ? jend - j0 : %d);\n"
                  "      if (lid < len) { /* COL program: one point of the tile per thread */\n"
                  "        const kp_i64 j = j0 + lid;\n",
               B, B, B);
-    g.rrow = "0";
-    emit_part(&g, &prog->col, KP_LOC_COL);
-    g.rrow = "rq";
+    g->rrow = "0";
+    emit_part(g, &prog->col, KP_LOC_COL);
+    g->rrow = "rq";
     sb_printf(s, "        for (int c_ = 0; c_ < %d; c_++) cb[lid * %d + c_] = cv[c_];\n      }\n"
                  "      KP_BARRIER();\n"
                  "      if (r0 < %s) for (int k0 = 0; k0 < len; k0 += %d) {\n"
                  "        const int k1 = k0 + %d < len ? k0 + %d : len;\n",
-              prog->col_size, W, rlim, G, G, G);
+              prog->col_size, g->W, g->rlim, G, G, G);
     /* kp_bench_gpu's static cost per pair divides by this factor and by R (read from the source). */
-    if (dialect == KP_GPU_CUDA) sb_printf(s, "        #pragma unroll %d\n", pair_unroll(prog, R));
+    if (g->dia == KP_GPU_CUDA) sb_printf(s, "        #pragma unroll %d\n", pair_unroll(prog, R));
     /* The point's COL values first, all together: one vector load, whatever the
        pair program does between its uses (an asm statement splits load chains). */
     sb_printf(s, "        for (int k = k0; k < k1; k++) {\n        const kp_i64 j = j0 + k;\n"
                  "        real cp[%d];\n        for (int c_ = 0; c_ < %d; c_++) cp[c_] = cb[k * %d + c_];\n",
-              imax1(prog->col_size), prog->col_size, W);
-    rows_loop(s, dialect, "        ", R);
+              imax1(prog->col_size), prog->col_size, g->W);
+    rows_loop(s, g->dia, "        ", R);
     sb_printf(s, " {\n");
-    g.in_pair = 1;
-    emit_part(&g, &prog->pair, KP_LOC_PAIR);
-    emit_accumulate(&g, "pst[rq]", "psx[rq]");
+    g->in_pair = 1;
+    emit_part(g, &prog->pair, KP_LOC_PAIR);
+    emit_accumulate(g, "pst[rq]", "psx[rq]");
+    g->in_pair = 0;
     sb_printf(s, "        }\n        }\n");
-    if (grouped) {
+    if (g->grouped) {
         /* Groups are the KP_GPU_GROUP points from the chunk's start on, whatever B:
          * with B >= KP_GPU_GROUP every inner loop ends one; below, a group spans tiles. */
         if (B < KP_GPU_GROUP)
             sb_printf(s, "        if (((j0 - jstart + k1) & %d) == 0 || j0 + k1 == jend)\n", KP_GPU_GROUP - 1);
-        rows_loop(s, dialect, "        ", R);
+        rows_loop(s, g->dia, "        ", R);
         sb_printf(s, "\n");
-        emit_flush(&g, "pst[rq]");
+        emit_flush(g, "pst[rq]");
     }
     sb_printf(s, "      }\n      KP_BARRIER();\n    }\n");
-    rows_loop(s, dialect, "    ", R);
+}
+
+/* The end of a chunk (its state written out when split, else merged into the
+ * row's) and of the kernel (the rows' outputs when not split). */
+static void emit_reduce_tail(gen *g) {
+    sbuf *s = g->s;
+    const kp_program *prog = g->prog;
+    const kp_gpu_kernel_info *info = g->info;
+    rows_loop(s, g->dia, "    ", g->R);
     sb_printf(s, " {\n"
                  "    const kp_i64 r = r0 + rq * %d;\n"
                  "    if (r >= %s) break;\n"
@@ -880,32 +801,37 @@ char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, const kp_gpu_setti
                  "      for (int q_ = 0; q_ < %d; q_++) part[at_ * %d + q_] = pst[rq][q_];\n"
                  "      for (int q_ = 0; q_ < %d; q_++) part_idx[at_ * %d + q_] = psx[rq][q_];\n"
                  "    } else {\n",
-              B, rlim, info->nreal, info->nreal, info->nidx, info->nidx);
+              g->B, g->rlim, info->nreal, info->nreal, info->nidx, info->nidx);
     emit_merge(s, prog, "st[rq]", "sx[rq]", "pst[rq]", "psx[rq]");
     sb_printf(s, "    }\n    }\n  }\n"
                  "  if (split) return;\n");
-    rows_loop(s, dialect, "  ", R);
+    rows_loop(s, g->dia, "  ", g->R);
     sb_printf(s, " {\n"
                  "  const kp_i64 r = r0 + rq * %d;\n"
                  "  if (r >= %s) break;\n"
                  "  const kp_i64 o_ = (bz * nrows + r) * %d, oi_ = (bz * nrows + r) * %d;\n"
                  "  (void)o_; (void)oi_;\n",
-              B, rlim, info->out_dim, info->out_idx_dim);
+              g->B, g->rlim, info->out_dim, info->out_idx_dim);
     emit_finalize(s, prog, "st[rq]", "sx[rq]");
     sb_printf(s, "  }\n}\n\n");
+}
 
-    /* ---- merge kernel: chunk states merged in chunk order */
+/* The merge kernel: a row's chunk states merged in chunk order, then its outputs. */
+static void emit_merge_kernel(gen *g) {
+    sbuf *s = g->s;
+    const kp_program *prog = g->prog;
+    const kp_gpu_kernel_info *info = g->info;
     sb_printf(s, "KP_KERNEL void %s_merge(const KP_GLOBAL real *part, const KP_GLOBAL kp_i64 *part_idx, "
                  "KP_GLOBAL real *out, KP_GLOBAL kp_i64 *out_idx,\n    kp_i64 nrows, kp_i64 nchunks, kp_i64 ntotal) {\n",
-              name);
-    if (dialect == KP_GPU_CUDA)
+              g->name);
+    if (g->dia == KP_GPU_CUDA)
         sb_printf(s, "  const kp_i64 t = (kp_i64)blockIdx.x * blockDim.x + threadIdx.x;\n");
     else sb_printf(s, "  const kp_i64 t = (kp_i64)get_global_id(0);\n");
     sb_printf(s, "  if (t >= ntotal) return;\n"
                  "  const kp_i64 bz = t / nrows, r = t %% nrows;\n"
                  "  real st[%d], pst[%d];\n  kp_i64 sx[%d], psx[%d];\n"
                  "  (void)sx; (void)psx; (void)part_idx; (void)out_idx; (void)out;\n",
-              NR, NR, NX, NX);
+              g->NR, g->NR, g->NX, g->NX);
     emit_init(s, prog, "st", "sx");
     sb_printf(s, "  for (kp_i64 ch = 0; ch < nchunks; ch++) {\n"
                  "    const kp_i64 at_ = (bz * nchunks + ch) * nrows + r;\n"
@@ -917,10 +843,51 @@ char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, const kp_gpu_setti
               info->out_idx_dim);
     emit_finalize(s, prog, "st", "sx");
     sb_printf(s, "}\n");
-    if (dialect == KP_GPU_CUDA) sb_printf(s, "} /* namespace %s */\n", name);
-    if (s->oom) {
-        kp__free(s->ctx, s->p);
+}
+
+char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, const kp_gpu_settings *set, kp_gpu_dialect dialect,
+                      int block, int rows, const char *name, kp_gpu_kernel_info *info) {
+    sbuf sb = {0};
+    sb.ctx = prog->ctx;
+    if (!name) name = "kp";
+    int B = block > 0 ? block : kp__gpu_default_block(prog, dtype);
+    int R = rows > 0 ? rows : kp__gpu_default_rows(prog, dtype);
+    kernel_info(prog, B, R, info);
+    sb_printf(&sb, "/* libkp generated kernel: %s reduction, axis %d, %s, %s, B = %d */\n",
+              kp__reduction_name(prog->red), prog->axis, dtype == KP_FLOAT32 ? "float32" : "float64",
+              dialect == KP_GPU_CUDA ? "CUDA" : "OpenCL", B);
+    emit_prelude(&sb, dtype, dialect, name, set->math == KP_MATH_FAST && dtype == KP_FLOAT32);
+    kp_red_family fam = kp__red(prog->red)->family;
+    int f32_kahan = dtype == KP_FLOAT32 && set->scheme == KP_SUM_KAHAN; /* float64 always sums by groups, as on the CPU */
+    gen g = {
+        .s = &sb,
+        .prog = prog,
+        .dtype = dtype,
+        .B = B,
+        .W = tile_stride(prog, dtype),
+        .grouped = (fam == KP_FAMILY_SUM || fam == KP_FAMILY_LOGSUMEXP || fam == KP_FAMILY_SOFTMAX) && !f32_kahan,
+        .plain = fam == KP_FAMILY_SUM && dtype == KP_FLOAT32 && set->scheme == KP_SUM_PLAIN,
+        .states = set->states,
+        .rrow = "rq",
+        .dia = dialect,
+        .name = name,
+        .info = info,
+        .R = R,
+        .NR = imax1(info->nreal),
+        .NX = imax1(info->nidx),
+        .NT = group_sums(prog),
+        .G = B < KP_GPU_GROUP ? B : KP_GPU_GROUP,
+        .rg = set->ranges,
+        .rlim = set->ranges ? "rend_" : "nrows",
+    };
+    emit_reduce_head(&g);
+    emit_chunk(&g);
+    emit_reduce_tail(&g);
+    emit_merge_kernel(&g);
+    if (dialect == KP_GPU_CUDA) sb_printf(&sb, "} /* namespace %s */\n", name);
+    if (sb.oom) {
+        kp__free(sb.ctx, sb.p);
         return NULL;
     }
-    return s->p;
+    return sb.p;
 }

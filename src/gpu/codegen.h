@@ -98,6 +98,12 @@ typedef struct kp_gpu_settings {
      * order); the global size is (number of entries * B, 1, 1) and split is 0.
      * Rows of an entry with no range get the neutral value. */
     int ranges;
+    /* 1: partial states (kp_plan_exec_partial). The chunk states are the
+     * result (split is 1): a Sum's row factor (red_scale) is left for the
+     * host's finalize, as in the CPU engine's states, and <name>_reduce takes
+     * two more arguments after split, `i64 row_off, i64 col_off`, the global
+     * indices of the first row and point, which IndexI()/IndexJ() add. */
+    int states;
 } kp_gpu_settings;
 
 typedef struct kp_gpu_kernel_info {

@@ -41,10 +41,10 @@
 #include "gpu/cuda_compile.h"
 #include "gpu/cuda_driver.h"
 #include "gpu/cuda_helpers.h"
+#include "gpu/host_loop.h"
 #include "gpu/launch.h"
 #include "gpu/pack.h"
 #include "gpu/progcache.h"
-#include "gpu/ranges_table.h"
 #include "plan/engine.h"
 
 #define KP_CUDA_MAX_GRID_Z 65535
@@ -66,8 +66,6 @@ typedef struct cuda_run {
     int async; /* stream-ordered temporaries */
     CUdeviceptr tmp[KP_MAX_ARGS + 8];
     int ntmp;
-    void *host[KP_MAX_ARGS + 4];
-    int nhost;
 } cuda_run;
 
 static kp_status fail_cu(cuda_run *R, CUresult r, const char *what) {
@@ -100,8 +98,6 @@ static kp_status release(cuda_run *R) {
         if (first == KP_CUDA_SUCCESS) first = r;
     }
     R->ntmp = 0;
-    for (int k = 0; k < R->nhost; k++) kp__free(R->ctx, R->host[k]);
-    R->nhost = 0;
     return first == KP_CUDA_SUCCESS ? KP_OK : fail_cu(R, first, "freeing temporaries");
 }
 
@@ -164,14 +160,6 @@ static kp_status launch(cuda_run *R, CUfunction f, unsigned gx, unsigned gy, uns
     return fail_cu(R, r, what);
 }
 
-/* A generated kernel's launch: its arguments as kp__gpu_reduce_args / kp__gpu_merge_args laid them out. */
-static kp_status launch_args(cuda_run *R, CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
-                             const kp_gpu_kernel_args *ka, const char *name) {
-    void *params[sizeof ka->a / sizeof ka->a[0]];
-    for (int i = 0; i < ka->n; i++) params[i] = (void *)(uintptr_t)ka->a[i].at;
-    return launch(R, f, gx, gy, gz, bx, params, name);
-}
-
 /* ------------------------------------------------------------ helpers (gather, scatter, row sums) */
 
 static void layout_of(const kp_job *job, const kp_job_arg *a, int batched, kp_cuda_layout *L) {
@@ -218,246 +206,144 @@ static kp_status check_pointer(cuda_run *R, const void *p, const char *what) {
     return KP_OK;
 }
 
-/* ------------------------------------------------------------ run */
+/* ------------------------------------------------------------ the device table (host_loop.h) */
 
-/* One job on R's device: its kernels, launch shape, buffers. */
-typedef struct cuda_call {
-    const kp_job *job;
-    int on_device, sum_rows_dim;
-    size_t esz;
-    kp_gpu_kernel_info info;
-    CUfunction fr, fm; /* reduce, merge */
-    int64_t chunk, nchunks, nblocks;
-    int split;
-    CUdeviceptr aptr[KP_MAX_ARGS]; /* argument u's packed data */
-    int64_t abs_[KP_MAX_ARGS];     /* and its batch stride */
-    CUdeviceptr out, oidx, part, pidx;
-    int out_direct, idx_direct; /* the caller's device outputs are written in place */
-    CUdeviceptr rg[2];          /* block-sparse ranges: the table's entries and ranges (gpu/ranges_table.h) */
-} cuda_call;
-
-/* The generated kernels of C's job and its launch shape. */
-static kp_status load_kernels(cuda_run *R, cuda_call *C) {
-    const kp_job *job = C->job;
-    int block, per_thread;
-    kp__gpu_env_geometry(&block, &per_thread);
-    kp_gpu_settings set = {job->scheme, job->math, job->ranges.rows != NULL};
-    char *src = kp__gpu_codegen(job->prog, job->dtype, &set, KP_GPU_CUDA, block, per_thread, "kp", &C->info);
-    if (!src) return kp__fail(R->ctx, KP_ERR_OOM, "out of memory while generating the CUDA kernel");
+static kp_status op_load(void *self, const char *src, kp_gpu_kernels *k) {
+    cuda_run *R = self;
     CUmodule mod = NULL;
     kp_status st = get_module(R, src, &mod);
-    kp__free(job->prog->ctx, src);
-    if (st == KP_OK) st = get_function(R, mod, "kp_reduce", &C->fr);
-    if (st == KP_OK) st = get_function(R, mod, "kp_merge", &C->fm);
+    CUfunction fr = NULL, fm = NULL;
+    if (st == KP_OK) st = get_function(R, mod, "kp_reduce", &fr);
+    if (st == KP_OK) st = get_function(R, mod, "kp_merge", &fm);
     if (st != KP_OK) return st;
-    int maxthr = 0;
-    if (R->cu->FuncGetAttribute(&maxthr, KP_CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, C->fr) == KP_CUDA_SUCCESS &&
-        maxthr > 0 && maxthr < C->info.block)
-        return kp__fail(R->ctx, KP_ERR_UNSUPPORTED,
-                        "CUDA engine: the kernel needs %d threads per block, device %d allows %d for it (registers); "
-                        "set KP_GPU_BLOCK to a smaller power of two",
-                        C->info.block, R->dev->ordinal, maxthr);
-    /* Chunks of the reduced axis, fixed by its length; split when row blocks cannot fill the device. */
-    int64_t fill = R->dev->sm_count > 0 ? 2 * (int64_t)R->dev->sm_count : 64;
-    kp_gpu_launch shape = kp__gpu_launch_shape(&C->info, job->nrows, job->ncols, job->nbatch, fill);
-    C->chunk = shape.chunk;
-    C->nchunks = shape.nchunks;
-    C->nblocks = shape.nblocks;
-    C->split = shape.split && C->nchunks <= KP_CUDA_MAX_GRID_Y && !job->ranges.rows;
-    if (C->nblocks > INT32_MAX)
-        return kp__fail(R->ctx, KP_ERR_TOO_LARGE, "CUDA engine: %lld rows are too many for one grid", (long long)job->nrows);
+    k->reduce = fr;
+    k->merge = fm;
+    k->max_block = 0;
+    if (R->cu->FuncGetAttribute(&k->max_block, KP_CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, fr) != KP_CUDA_SUCCESS)
+        k->max_block = 0;
     return KP_OK;
 }
 
-/* Used argument u: in place when packed, else gathered (device) or packed and copied (host). */
-static kp_status upload_arg(cuda_run *R, cuda_call *C, int u) {
+static kp_status op_alloc(void *self, size_t bytes, kp_gpu_mem *m) {
+    CUdeviceptr p = 0;
+    kp_status st = dev_alloc(self, bytes, &p);
+    m->addr = p;
+    return st;
+}
+
+/* Copies from pageable memory return once the data is staged, so the host buffer may go with the others. */
+static kp_status op_upload(void *self, kp_gpu_mem dst, const void *src, size_t bytes) {
+    cuda_run *R = self;
+    CUresult r = R->cu->MemcpyHtoDAsync(dst.addr, src, bytes, R->stream);
+    return r == KP_CUDA_SUCCESS ? KP_OK : fail_cu(R, r, "copying to the device");
+}
+
+static kp_status op_download(void *self, void *dst, kp_gpu_mem src, size_t bytes) {
+    cuda_run *R = self;
+    CUresult r = R->cu->MemcpyDtoHAsync(dst, src.addr, bytes, R->stream);
+    if (r == KP_CUDA_SUCCESS) r = R->cu->StreamSynchronize(R->stream);
+    return r == KP_CUDA_SUCCESS ? KP_OK : fail_cu(R, r, "running the kernel and reading its output");
+}
+
+static kp_status op_launch(void *self, void *kernel, const int64_t groups[3], int block, const kp_gpu_kernel_args *ka,
+                           const char *name) {
+    void *params[sizeof ka->a / sizeof ka->a[0]];
+    for (int i = 0; i < ka->n; i++) params[i] = (void *)(uintptr_t)ka->a[i].at;
+    return launch(self, (CUfunction)kernel, (unsigned)groups[0], (unsigned)groups[1], (unsigned)groups[2],
+                  (unsigned)block, params, name);
+}
+
+static kp_gpu_mem op_at(kp_gpu_mem m, size_t bytes) {
+    if (m.addr) m.addr += bytes;
+    return m;
+}
+
+static kp_status op_release(void *self) { return release(self); }
+
+/* Device arrays: argument u in place when packed, else gathered into a temporary. */
+static kp_status op_device_arg(void *self, const kp_gpu_call *C, int u, kp_gpu_mem *m, int64_t *bs) {
+    cuda_run *R = self;
     const kp_job *job = C->job;
     int pos = C->info.used[u], dim = C->info.used_dim[u];
     const kp_job_arg *a = &job->args[pos];
-    int64_t rows = C->info.used_cat[u] == KP_VAR_PARAM ? 1
-                   : (C->info.used_cat[u] == job->prog->row_cat ? job->nrows : job->ncols);
+    int64_t rows = kp__gpu_arg_rows(C, u);
     int batched = kp__gpu_arg_batched(job, a);
-    int64_t nb = batched ? job->nbatch : 1, bs = 0;
-    size_t bytes = (size_t)(nb * rows * dim) * C->esz;
+    int64_t nb = batched ? job->nbatch : 1;
     char what[64];
     snprintf(what, sizeof what, "argument %d", pos);
     kp_status st;
-    if (C->on_device) {
-        if (rows * dim > 0 && (st = check_pointer(R, a->base, what)) != KP_OK) return st;
-        if (kp__gpu_arg_is_packed(job, a, rows, dim, &bs)) {
-            C->aptr[u] = (CUdeviceptr)(uintptr_t)a->base;
-        } else {
-            kp_cuda_layout L;
-            layout_of(job, a, batched, &L);
-            if ((st = dev_alloc(R, bytes, &C->aptr[u])) != KP_OK) return st;
-            st = helper(R, C->esz == 4 ? "kp_gather4" : "kp_gather8", (CUdeviceptr)(uintptr_t)a->base, C->aptr[u], &L,
-                        nb, rows, dim);
-            if (st != KP_OK) return st;
-            bs = nb > 1 ? rows * dim : 0;
-        }
-    } else {
-        void *h = kp__gpu_pack_arg(job, a, rows, dim, C->esz, &bs);
-        if (!h) return kp__fail(R->ctx, KP_ERR_OOM, "out of memory packing argument %d", pos);
-        R->host[R->nhost++] = h;
-        if ((st = dev_alloc(R, bytes, &C->aptr[u])) != KP_OK) return st;
-        CUresult r = bytes ? R->cu->MemcpyHtoDAsync(C->aptr[u], h, bytes, R->stream) : KP_CUDA_SUCCESS;
-        if (r != KP_CUDA_SUCCESS) return fail_cu(R, r, "copying an argument to the device");
+    if (rows * dim > 0 && (st = check_pointer(R, a->base, what)) != KP_OK) return st;
+    if (kp__gpu_arg_is_packed(job, a, rows, dim, bs)) {
+        m->addr = (CUdeviceptr)(uintptr_t)a->base;
+        return KP_OK;
     }
-    C->abs_[u] = bs;
-    return KP_OK;
+    kp_cuda_layout L;
+    layout_of(job, a, batched, &L);
+    if ((st = op_alloc(R, (size_t)(nb * rows * dim) * C->esz, m)) != KP_OK) return st;
+    *bs = nb > 1 ? rows * dim : 0;
+    return helper(R, C->esz == 4 ? "kp_gather4" : "kp_gather8", (CUdeviceptr)(uintptr_t)a->base, m->addr, &L, nb,
+                  rows, dim);
 }
 
-/* Block-sparse ranges: the table (gpu/ranges_table.h) copied to the device;
- * its entries are the work-groups of the launch. Copies from pageable memory
- * return once the data is staged, so the host table may go with the others. */
-static kp_status upload_ranges(cuda_run *R, cuda_call *C) {
-    kp_gpu_ranges_table t;
-    if (!kp__gpu_ranges_table(R->ctx, C->job, (int64_t)C->info.block * C->info.rows, &t))
-        return kp__fail(R->ctx, KP_ERR_OOM, "out of memory for the table of block-sparse ranges");
-    R->host[R->nhost++] = t.blk;
-    R->host[R->nhost++] = t.cols;
-    size_t b0 = (size_t)t.nblk * 5 * sizeof(int64_t), b1 = (size_t)t.ncols * 2 * sizeof(int64_t);
-    kp_status st = dev_alloc(R, b0, &C->rg[0]);
-    if (st == KP_OK) st = dev_alloc(R, b1, &C->rg[1]);
+/* Device arrays: output `which` written in place when packed (and not row-summed). */
+static kp_status op_device_out(void *self, const kp_gpu_call *C, int which, kp_gpu_mem *m, int *direct) {
+    cuda_run *R = self;
+    const kp_job *job = C->job;
+    const kp_job_arg *o = which ? &job->out_idx : &job->out;
+    kp_status st = check_pointer(R, o->base, which ? "the index output" : "the output");
     if (st != KP_OK) return st;
-    CUresult r = b0 ? R->cu->MemcpyHtoDAsync(C->rg[0], t.blk, b0, R->stream) : KP_CUDA_SUCCESS;
-    if (r == KP_CUDA_SUCCESS && b1) r = R->cu->MemcpyHtoDAsync(C->rg[1], t.cols, b1, R->stream);
-    if (r != KP_CUDA_SUCCESS) return fail_cu(R, r, "copying the block-sparse ranges to the device");
-    C->nblocks = t.nblk;
-    if (C->nblocks > INT32_MAX)
-        return kp__fail(R->ctx, KP_ERR_TOO_LARGE, "CUDA engine: %lld row blocks are too many for one grid",
-                        (long long)C->nblocks);
-    return KP_OK;
-}
-
-/* Outputs: the caller's when packed (device), else temporaries; chunk states when split. */
-static kp_status alloc_outputs(cuda_run *R, cuda_call *C) {
-    const kp_job *job = C->job;
-    size_t nout = (size_t)(job->nbatch * job->nrows), esz = C->esz;
-    kp_status st;
-    if (C->info.out_dim) {
-        if (C->on_device && (st = check_pointer(R, job->out.base, "the output")) != KP_OK) return st;
-        C->out_direct = C->on_device && !C->sum_rows_dim && kp__gpu_out_is_packed(job, &job->out, C->info.out_dim);
-        if (C->out_direct) C->out = (CUdeviceptr)(uintptr_t)job->out.base;
-        else if ((st = dev_alloc(R, nout * (size_t)C->info.out_dim * esz, &C->out)) != KP_OK) return st;
-    }
-    if (C->info.out_idx_dim) {
-        if (C->on_device && (st = check_pointer(R, job->out_idx.base, "the index output")) != KP_OK) return st;
-        C->idx_direct = C->on_device && kp__gpu_out_is_packed(job, &job->out_idx, C->info.out_idx_dim);
-        if (C->idx_direct) C->oidx = (CUdeviceptr)(uintptr_t)job->out_idx.base;
-        else if ((st = dev_alloc(R, nout * (size_t)C->info.out_idx_dim * 8, &C->oidx)) != KP_OK) return st;
-    }
-    if (C->split) {
-        size_t npart = (size_t)C->nchunks * nout;
-        if ((st = dev_alloc(R, npart * (size_t)C->info.nreal * esz, &C->part)) != KP_OK) return st;
-        if ((st = dev_alloc(R, npart * (size_t)C->info.nidx * 8, &C->pidx)) != KP_OK) return st;
-    }
-    return KP_OK;
-}
-
-/* Reduce (and merge) launches, in slices of at most KP_CUDA_MAX_GRID_Z batches (pointers moved to each slice). */
-static kp_status launch_all(cuda_run *R, cuda_call *C) {
-    const kp_job *job = C->job;
-    const kp_gpu_kernel_info *info = &C->info;
-    size_t esz = C->esz;
-    const int64_t sizes[4] = {job->nrows, job->ncols, C->chunk, C->nchunks};
-    const int rg = job->ranges.rows != NULL; /* one launch: the table's entries carry their batch */
-    const int64_t zstep = rg ? job->nbatch : KP_CUDA_MAX_GRID_Z;
-    for (int64_t z0 = 0; job->nrows > 0 && z0 < job->nbatch; z0 += zstep) {
-        int64_t nz = rg ? 1 : job->nbatch - z0 < KP_CUDA_MAX_GRID_Z ? job->nbatch - z0 : KP_CUDA_MAX_GRID_Z;
-        CUdeviceptr za[KP_MAX_ARGS];
-        for (int u = 0; u < info->nused; u++) za[u] = C->aptr[u] + (CUdeviceptr)(z0 * C->abs_[u] * (int64_t)esz);
-        size_t zrows = (size_t)z0 * (size_t)job->nrows, zpart = zrows * (size_t)C->nchunks;
-        CUdeviceptr zo[4] = {/* out, out_idx, part, part_idx of this slice */
-                             C->out ? C->out + (CUdeviceptr)(zrows * (size_t)info->out_dim * esz) : 0,
-                             C->oidx ? C->oidx + (CUdeviceptr)(zrows * (size_t)info->out_idx_dim * 8) : 0,
-                             C->part ? C->part + (CUdeviceptr)(zpart * (size_t)info->nreal * esz) : 0,
-                             C->pidx ? C->pidx + (CUdeviceptr)(zpart * (size_t)info->nidx * 8) : 0};
-        kp_gpu_kernel_args ka;
-        kp__gpu_reduce_args(&ka, info->nused, za, C->abs_, sizeof(CUdeviceptr), zo, sizes, &C->split);
-        if (rg) kp__gpu_ranges_args(&ka, C->rg, sizeof(CUdeviceptr));
-        kp_status st = launch_args(R, C->fr, (unsigned)C->nblocks, C->split ? (unsigned)C->nchunks : 1u, (unsigned)nz,
-                                   (unsigned)info->block, &ka, "kp_reduce");
-        if (st != KP_OK) return st;
-        if (C->split) {
-            const CUdeviceptr mb[4] = {zo[2], zo[3], zo[0], zo[1]};
-            const int64_t msizes[3] = {job->nrows, C->nchunks, nz * job->nrows};
-            kp__gpu_merge_args(&ka, mb, sizeof(CUdeviceptr), msizes);
-            st = launch_args(R, C->fm, (unsigned)((msizes[2] + 127) / 128), 1, 1, 128, &ka, "kp_merge");
-            if (st != KP_OK) return st;
-        }
-    }
+    int dim = which ? C->info.out_idx_dim : C->info.out_dim;
+    *direct = (which || !C->dev->sum_rows_dim) && kp__gpu_out_is_packed(job, o, dim);
+    if (*direct) m->addr = (CUdeviceptr)(uintptr_t)o->base;
     return KP_OK;
 }
 
 /* Device arrays: row sums or scatters into the caller's outputs that were not written in place. */
-static kp_status finish_on_device(cuda_run *R, const cuda_call *C) {
+static kp_status op_device_finish(void *self, const kp_gpu_call *C) {
+    cuda_run *R = self;
     const kp_job *job = C->job;
     kp_cuda_layout L;
     kp_status st = KP_OK;
-    if (C->sum_rows_dim) {
+    if (C->dev->sum_rows_dim) {
         layout_of(job, &job->out, 1, &L);
-        st = helper(R, C->esz == 4 ? "kp_sumrows_f32" : "kp_sumrows_f64", C->out, (CUdeviceptr)(uintptr_t)job->out.base,
-                    &L, job->nbatch, job->nrows, C->sum_rows_dim);
-    } else if (C->info.out_dim && !C->out_direct) {
+        st = helper(R, C->esz == 4 ? "kp_sumrows_f32" : "kp_sumrows_f64", C->out[0].addr,
+                    (CUdeviceptr)(uintptr_t)job->out.base, &L, job->nbatch, job->nrows, C->dev->sum_rows_dim);
+    } else if (C->info.out_dim && !C->direct[0]) {
         layout_of(job, &job->out, 1, &L);
-        st = helper(R, C->esz == 4 ? "kp_scatter4" : "kp_scatter8", C->out, (CUdeviceptr)(uintptr_t)job->out.base, &L,
-                    job->nbatch, job->nrows, C->info.out_dim);
+        st = helper(R, C->esz == 4 ? "kp_scatter4" : "kp_scatter8", C->out[0].addr,
+                    (CUdeviceptr)(uintptr_t)job->out.base, &L, job->nbatch, job->nrows, C->info.out_dim);
     }
-    if (st == KP_OK && C->info.out_idx_dim && !C->idx_direct) {
+    if (st == KP_OK && C->info.out_idx_dim && !C->direct[1]) {
         layout_of(job, &job->out_idx, 1, &L);
-        st = helper(R, "kp_scatter8", C->oidx, (CUdeviceptr)(uintptr_t)job->out_idx.base, &L, job->nbatch, job->nrows,
-                    C->info.out_idx_dim);
+        st = helper(R, "kp_scatter8", C->out[1].addr, (CUdeviceptr)(uintptr_t)job->out_idx.base, &L, job->nbatch,
+                    job->nrows, C->info.out_idx_dim);
     }
     return st;
 }
 
-/* Host arrays: copy the packed outputs back, wait, scatter them into the caller's. */
-static kp_status finish_on_host(cuda_run *R, const cuda_call *C) {
-    const kp_job *job = C->job;
-    size_t nout = (size_t)(job->nbatch * job->nrows), esz = C->esz;
-    int od = C->info.out_dim, oi = C->info.out_idx_dim;
-    void *hv = NULL, *hi = NULL;
-    if (od && job->out.base) {
-        hv = kp__alloc(R->ctx, nout * (size_t)od * esz + 1);
-        if (hv) R->host[R->nhost++] = hv;
-    }
-    if (oi && job->out_idx.base) {
-        hi = kp__alloc(R->ctx, nout * (size_t)oi * 8 + 1);
-        if (hi) R->host[R->nhost++] = hi;
-    }
-    if ((od && job->out.base && !hv) || (oi && job->out_idx.base && !hi))
-        return kp__fail(R->ctx, KP_ERR_OOM, "out of memory reading the CUDA output");
-    CUresult r = KP_CUDA_SUCCESS;
-    if (hv) r = R->cu->MemcpyDtoHAsync(hv, C->out, nout * (size_t)od * esz, R->stream);
-    if (r == KP_CUDA_SUCCESS && hi) r = R->cu->MemcpyDtoHAsync(hi, C->oidx, nout * (size_t)oi * 8, R->stream);
-    if (r == KP_CUDA_SUCCESS) r = R->cu->StreamSynchronize(R->stream);
-    if (r != KP_CUDA_SUCCESS) return fail_cu(R, r, "running the kernel and reading its output");
-    if (hv) kp__gpu_unpack_out(job, &job->out, hv, od, esz);
-    if (hi) kp__gpu_unpack_out(job, &job->out_idx, hi, oi, 8);
-    return KP_OK;
-}
+static const kp_gpu_device_ops cuda_device = {
+    .dialect = KP_GPU_CUDA,
+    .handle_size = sizeof(CUdeviceptr),
+    .max_grid_y = KP_CUDA_MAX_GRID_Y,
+    .max_grid_z = KP_CUDA_MAX_GRID_Z,
+    .load = op_load,
+    .alloc = op_alloc,
+    .upload = op_upload,
+    .download = op_download,
+    .launch = op_launch,
+    .at = op_at,
+    .release = op_release,
+    .device_arg = op_device_arg,
+    .device_out = op_device_out,
+    .device_finish = op_device_finish,
+};
 
-static kp_status run(cuda_run *R, const kp_job *job, int on_device, int sum_rows_dim) {
-    if (job->nbatch == 0 || (job->nrows == 0 && !sum_rows_dim)) return KP_OK;
-    cuda_call *C = kp__calloc(R->ctx, 1, sizeof *C);
-    if (!C) return kp__fail(R->ctx, KP_ERR_OOM, "out of memory");
-    C->job = job;
-    C->on_device = on_device;
-    C->sum_rows_dim = sum_rows_dim;
-    C->esz = job->dtype == KP_FLOAT32 ? 4 : 8;
-    kp_status st = load_kernels(R, C);
-    for (int u = 0; st == KP_OK && u < C->info.nused; u++) st = upload_arg(R, C, u);
-    if (st == KP_OK && job->ranges.rows) st = upload_ranges(R, C);
-    if (st == KP_OK) st = alloc_outputs(R, C);
-    if (st == KP_OK) st = launch_all(R, C);
-    if (st == KP_OK) st = on_device ? finish_on_device(R, C) : finish_on_host(R, C);
-    kp__free(R->ctx, C);
-    return st;
-}
+/* ------------------------------------------------------------ run */
 
+/* One job on a device (ordinal, stream), its primary context current for the call. partial: the
+ * states of kp_plan_exec_partial (host arrays). */
 static kp_status run_on(kp_context *ctx, const kp_job *job, int ordinal, void *stream, int on_device,
-                        int sum_rows_dim) {
+                        const kp_gpu_partial *partial) {
     char why[320];
     cuda_run R;
     memset(&R, 0, sizeof R);
@@ -469,19 +355,24 @@ static kp_status run_on(kp_context *ctx, const kp_job *job, int ordinal, void *s
     R.async = R.dev->mempools;
     CUresult r = R.cu->CtxPushCurrent(R.dev->ctx);
     if (r != KP_CUDA_SUCCESS) return fail_cu(&R, r, "cuCtxPushCurrent");
-    kp_status st = run(&R, job, on_device, sum_rows_dim);
-    char keep[KP_MESSAGE_MAX];
-    if (st != KP_OK) snprintf(keep, sizeof keep, "%s", kp_context_message(ctx));
-    kp_status st2 = release(&R);
+    /* Chunks of the reduced axis are split over the grid when row blocks cannot fill the device. */
+    kp_gpu_device d = {&cuda_device, &R, ctx, R.dev->sm_count > 0 ? 2 * (int64_t)R.dev->sm_count : 64, on_device,
+                       on_device ? job->sum_rows_dim : 0};
+    kp_status st = partial ? kp__gpu_run_partial(&d, job, partial->offset, partial->sreal, partial->sidx)
+                           : kp__gpu_run(&d, job);
     CUcontext popped;
     R.cu->CtxPopCurrent(&popped);
-    if (st != KP_OK) return kp__fail(ctx, st, "%s", keep); /* the first error is the one to report */
-    return st2;
+    return st;
 }
 
 static kp_status cuda_run_job(kp_context *ctx, const kp_job *job) {
-    if (job->device == KP_DEVICE_CUDA) return run_on(ctx, job, job->device_id, job->stream, 1, job->sum_rows_dim);
-    return run_on(ctx, job, 0, NULL, 0, 0);
+    if (job->device == KP_DEVICE_CUDA) return run_on(ctx, job, job->device_id, job->stream, 1, NULL);
+    return run_on(ctx, job, 0, NULL, 0, NULL);
+}
+
+static kp_status cuda_run_partial(kp_context *ctx, const kp_job *job, int64_t offset, void *sreal, int64_t *sidx) {
+    kp_gpu_partial p = {offset, sreal, sidx};
+    return run_on(ctx, job, 0, NULL, 0, &p);
 }
 
 const kp_engine_ops kp__engine_cuda = {
@@ -489,4 +380,5 @@ const kp_engine_ops kp__engine_cuda = {
     .devices = KP_ENGINE_READS(KP_DEVICE_CPU) | KP_ENGINE_READS(KP_DEVICE_CUDA),
     .available = cuda_available,
     .run = cuda_run_job,
+    .run_partial = cuda_run_partial,
 };

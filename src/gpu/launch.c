@@ -43,24 +43,28 @@ static void push(kp_gpu_kernel_args *k, const void *at, size_t size) {
     k->n++;
 }
 
-void kp__gpu_reduce_args(kp_gpu_kernel_args *k, int nused, const void *bufs, const int64_t *bstride, size_t hs,
-                         const void *outs, const int64_t sizes[4], const int *split) {
+void kp__gpu_reduce_args(kp_gpu_kernel_args *k, int nused, const kp_gpu_mem *bufs, const int64_t *bstride, size_t hs,
+                         const kp_gpu_mem outs[4], const int64_t sizes[4], const int *split) {
     k->n = 0;
     for (int u = 0; u < nused; u++) {
-        push(k, (const char *)bufs + (size_t)u * hs, hs);
+        push(k, &bufs[u], hs);
         push(k, &bstride[u], sizeof bstride[u]);
     }
-    for (int b = 0; b < 4; b++) push(k, (const char *)outs + (size_t)b * hs, hs);
+    for (int b = 0; b < 4; b++) push(k, &outs[b], hs);
     for (int q = 0; q < 4; q++) push(k, &sizes[q], sizeof sizes[q]);
     push(k, split, sizeof *split);
 }
 
-void kp__gpu_merge_args(kp_gpu_kernel_args *k, const void *bufs, size_t hs, const int64_t sizes[3]) {
+void kp__gpu_merge_args(kp_gpu_kernel_args *k, const kp_gpu_mem bufs[4], size_t hs, const int64_t sizes[3]) {
     k->n = 0;
-    for (int b = 0; b < 4; b++) push(k, (const char *)bufs + (size_t)b * hs, hs);
+    for (int b = 0; b < 4; b++) push(k, &bufs[b], hs);
     for (int q = 0; q < 3; q++) push(k, &sizes[q], sizeof sizes[q]);
 }
 
-void kp__gpu_ranges_args(kp_gpu_kernel_args *k, const void *bufs, size_t hs) {
-    for (int b = 0; b < 2; b++) push(k, (const char *)bufs + (size_t)b * hs, hs);
+void kp__gpu_ranges_args(kp_gpu_kernel_args *k, const kp_gpu_mem bufs[2], size_t hs) {
+    for (int b = 0; b < 2; b++) push(k, &bufs[b], hs);
+}
+
+void kp__gpu_offset_args(kp_gpu_kernel_args *k, const int64_t offsets[2]) {
+    for (int b = 0; b < 2; b++) push(k, &offsets[b], sizeof offsets[b]);
 }

@@ -47,6 +47,13 @@ typedef struct kp_gpu_launch {
 kp_gpu_launch kp__gpu_launch_shape(const kp_gpu_kernel_info *info, int64_t nrows, int64_t ncols, int64_t nbatch,
                                    int64_t fill);
 
+/* A device buffer handle: a CUDA device address or an OpenCL cl_mem. A
+ * kernel argument reads it at its address, whichever member the engine uses. */
+typedef union kp_gpu_mem {
+    uint64_t addr; /* CUdeviceptr */
+    void *obj;     /* cl_mem */
+} kp_gpu_mem;
+
 /* One kernel argument: the address and size of its value (clSetKernelArg
  * takes both, cuLaunchKernel the address). */
 typedef struct kp_gpu_arg {
@@ -58,18 +65,20 @@ typedef struct kp_gpu_arg {
  * pointed to must outlive the launch call. */
 typedef struct kp_gpu_kernel_args {
     int n;
-    kp_gpu_arg a[2 * KP_MAX_ARGS + 11];
+    kp_gpu_arg a[2 * KP_MAX_ARGS + 13];
 } kp_gpu_kernel_args;
 
-/* <name>_reduce: for each used argument u, its buffer handle at bufs + u * hs
- * (hs: the size of the engine's handle, CUdeviceptr or cl_mem) and bstride[u];
- * the handles out, out_idx, part, part_idx at outs + k * hs; sizes = nrows,
- * ncols, chunk, nchunks; *split. */
-void kp__gpu_reduce_args(kp_gpu_kernel_args *k, int nused, const void *bufs, const int64_t *bstride, size_t hs,
-                         const void *outs, const int64_t sizes[4], const int *split);
-/* Appends the two handles of a kernel with ranges (rg_blk, rg_cols at bufs + k * hs). */
-void kp__gpu_ranges_args(kp_gpu_kernel_args *k, const void *bufs, size_t hs);
-/* <name>_merge: the handles part, part_idx, out, out_idx at bufs + k * hs; sizes = nrows, nchunks, ntotal. */
-void kp__gpu_merge_args(kp_gpu_kernel_args *k, const void *bufs, size_t hs, const int64_t sizes[3]);
+/* <name>_reduce: for each used argument u, its buffer bufs[u] and bstride[u]
+ * (hs: the size of the engine's handle, CUdeviceptr or cl_mem); the buffers
+ * out, out_idx, part, part_idx in outs[0..3]; sizes = nrows, ncols, chunk,
+ * nchunks; *split. */
+void kp__gpu_reduce_args(kp_gpu_kernel_args *k, int nused, const kp_gpu_mem *bufs, const int64_t *bstride, size_t hs,
+                         const kp_gpu_mem outs[4], const int64_t sizes[4], const int *split);
+/* Appends the two buffers of a kernel with ranges (rg_blk, rg_cols). */
+void kp__gpu_ranges_args(kp_gpu_kernel_args *k, const kp_gpu_mem bufs[2], size_t hs);
+/* Appends the row and column offsets of a kernel of partial states (row_off, col_off). */
+void kp__gpu_offset_args(kp_gpu_kernel_args *k, const int64_t offsets[2]);
+/* <name>_merge: the buffers part, part_idx, out, out_idx in bufs[0..3]; sizes = nrows, nchunks, ntotal. */
+void kp__gpu_merge_args(kp_gpu_kernel_args *k, const kp_gpu_mem bufs[4], size_t hs, const int64_t sizes[3]);
 
 #endif

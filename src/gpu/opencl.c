@@ -7,12 +7,11 @@
  * "no OpenCL platform" when there is none. The few OpenCL types and constants
  * used are declared here (values from the Khronos headers).
  *
- * One call: generate the source for (program, dtype), build it (programs are
- * cached by source text and build options for the life of the process), pack every argument
- * into a contiguous (batch, rows, dim) buffer (any strides and batch
- * broadcasting are resolved on the host), run the reduce kernel (and the merge
- * kernel when the reduced axis is split over work-groups), read the packed
- * outputs back and scatter them into the caller's strided outputs.
+ * A call runs through the GPU host loop (host_loop.c): this file is the
+ * OpenCL device table under it (programs built and cached by source text and
+ * build options for the life of the process, buffers, launches, reads).
+ * Arguments are packed on the host into contiguous (batch, rows, dim) buffers
+ * and outputs scattered back into the caller's strided arrays.
  *
  * Split: the reduced axis is cut into chunks (gpu/launch.h: fixed by its
  * length alone). With fewer than 64 row blocks one work-group row is launched
@@ -33,9 +32,7 @@
 
 #include "core/context.h"
 #include "gpu/codegen.h"
-#include "gpu/launch.h"
-#include "gpu/pack.h"
-#include "gpu/ranges_table.h"
+#include "gpu/host_loop.h"
 #include "gpu/progcache.h"
 #include "plan/engine.h"
 
@@ -56,8 +53,6 @@ typedef struct _cl_event *cl_event;
 #define CL_SUCCESS 0
 #define CL_DEVICE_TYPE_ALL 0xFFFFFFFFu
 #define CL_MEM_READ_WRITE (1u << 0)
-#define CL_MEM_READ_ONLY (1u << 2)
-#define CL_MEM_COPY_HOST_PTR (1u << 5)
 #define CL_PROGRAM_BUILD_LOG 0x1183
 #define CL_DEVICE_NAME 0x102B
 #define CL_DEVICE_EXTENSIONS 0x1030
@@ -79,6 +74,8 @@ typedef struct ocl_api {
     cl_int (*SetKernelArg)(cl_kernel, cl_uint, size_t, const void *);
     cl_int (*EnqueueNDRangeKernel)(cl_command_queue, cl_kernel, cl_uint, const size_t *, const size_t *,
                                    const size_t *, cl_uint, const cl_event *, cl_event *);
+    cl_int (*EnqueueWriteBuffer)(cl_command_queue, cl_mem, cl_uint, size_t, size_t, const void *, cl_uint,
+                                 const cl_event *, cl_event *);
     cl_int (*EnqueueReadBuffer)(cl_command_queue, cl_mem, cl_uint, size_t, size_t, void *, cl_uint, const cl_event *,
                                 cl_event *);
     cl_int (*Finish)(cl_command_queue);
@@ -128,6 +125,7 @@ static int load_symbols(void) {
     SYM(CreateBuffer, "clCreateBuffer")
     SYM(SetKernelArg, "clSetKernelArg")
     SYM(EnqueueNDRangeKernel, "clEnqueueNDRangeKernel")
+    SYM(EnqueueWriteBuffer, "clEnqueueWriteBuffer")
     SYM(EnqueueReadBuffer, "clEnqueueReadBuffer")
     SYM(Finish, "clFinish")
     SYM(ReleaseMemObject, "clReleaseMemObject")
@@ -226,160 +224,132 @@ static kp_status get_program(kp_context *ctx, const char *src, cl_program *out) 
     return KP_OK;
 }
 
-/* ------------------------------------------------------------ run */
+/* ------------------------------------------------------------ the device table (host_loop.h) */
 
-
-typedef struct run_state {
-    cl_mem mem[KP_MAX_ARGS + 6];
+/* One call's buffers and kernels, released after it. Called with rt.lock held. */
+typedef struct ocl_call {
+    kp_context *ctx;
+    cl_mem mem[KP_MAX_ARGS + 8];
     int nmem;
     cl_kernel kr, km;
-    void *host[KP_MAX_ARGS + 2];
-    int nhost;
-} run_state;
+} ocl_call;
 
-static cl_mem new_buffer(run_state *rs, size_t bytes, void *host, cl_int *err) {
-    cl_mem m = rt.cl.CreateBuffer(rt.context, host ? (CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR) : CL_MEM_READ_WRITE,
-                                  bytes ? bytes : 8, host, err);
-    if (m) rs->mem[rs->nmem++] = m;
-    return m;
+static kp_status op_load(void *self, const char *src, kp_gpu_kernels *k) {
+    ocl_call *oc = self;
+    cl_program p = NULL;
+    kp_status st = get_program(oc->ctx, src, &p);
+    if (st != KP_OK) return st;
+    cl_int err = 0;
+    oc->kr = rt.cl.CreateKernel(p, "kp_reduce", &err);
+    if (!oc->kr) return kp__fail(oc->ctx, KP_ERR_INTERNAL, "OpenCL: clCreateKernel(kp_reduce) failed (%d)", (int)err);
+    oc->km = rt.cl.CreateKernel(p, "kp_merge", &err);
+    if (!oc->km) return kp__fail(oc->ctx, KP_ERR_INTERNAL, "OpenCL: clCreateKernel(kp_merge) failed (%d)", (int)err);
+    k->reduce = oc->kr;
+    k->merge = oc->km;
+    size_t wg = 0;
+    k->max_block = rt.cl.GetKernelWorkGroupInfo(oc->kr, rt.device, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, NULL) ==
+                                   CL_SUCCESS && wg < (size_t)INT32_MAX
+                       ? (int)wg
+                       : 0;
+    return KP_OK;
 }
 
-static kp_status set_args(kp_context *ctx, cl_kernel k, const kp_gpu_kernel_args *ka, const char *name) {
+static kp_status op_alloc(void *self, size_t bytes, kp_gpu_mem *m) {
+    ocl_call *oc = self;
+    if (oc->nmem == (int)(sizeof oc->mem / sizeof oc->mem[0]))
+        return kp__fail(oc->ctx, KP_ERR_INTERNAL, "OpenCL engine: too many buffers");
+    cl_int err = 0;
+    cl_mem b = rt.cl.CreateBuffer(rt.context, CL_MEM_READ_WRITE, bytes ? bytes : 8, NULL, &err);
+    if (!b) return kp__fail(oc->ctx, KP_ERR_OOM, "OpenCL: clCreateBuffer of %zu bytes failed (%d)", bytes, (int)err);
+    oc->mem[oc->nmem++] = b;
+    m->obj = b;
+    return KP_OK;
+}
+
+static kp_status op_upload(void *self, kp_gpu_mem dst, const void *src, size_t bytes) {
+    cl_int err = rt.cl.EnqueueWriteBuffer(rt.queue, (cl_mem)dst.obj, CL_TRUE, 0, bytes, src, 0, NULL, NULL);
+    if (err != CL_SUCCESS)
+        return kp__fail(((ocl_call *)self)->ctx, KP_ERR_INTERNAL, "OpenCL: writing an argument failed (%d)", (int)err);
+    return KP_OK;
+}
+
+static kp_status op_download(void *self, void *dst, kp_gpu_mem src, size_t bytes) {
+    cl_int err = rt.cl.EnqueueReadBuffer(rt.queue, (cl_mem)src.obj, CL_TRUE, 0, bytes, dst, 0, NULL, NULL);
+    if (err != CL_SUCCESS)
+        return kp__fail(((ocl_call *)self)->ctx, KP_ERR_INTERNAL, "OpenCL: reading the output failed (%d)", (int)err);
+    return KP_OK;
+}
+
+static kp_status op_launch(void *self, void *kernel, const int64_t groups[3], int block, const kp_gpu_kernel_args *ka,
+                           const char *name) {
+    ocl_call *oc = self;
+    cl_kernel k = kernel;
     for (int i = 0; i < ka->n; i++) {
         cl_int err = rt.cl.SetKernelArg(k, (cl_uint)i, ka->a[i].size, ka->a[i].at);
         if (err != CL_SUCCESS)
-            return kp__fail(ctx, KP_ERR_INTERNAL, "OpenCL: clSetKernelArg %d of %s failed (%d)", i, name, (int)err);
+            return kp__fail(oc->ctx, KP_ERR_INTERNAL, "OpenCL: clSetKernelArg %d of %s failed (%d)", i, name, (int)err);
     }
+    size_t gsz[3] = {(size_t)groups[0] * (size_t)block, (size_t)groups[1], (size_t)groups[2]};
+    size_t lsz[3] = {(size_t)block, 1, 1};
+    cl_int err = rt.cl.EnqueueNDRangeKernel(rt.queue, k, 3, NULL, gsz, lsz, 0, NULL, NULL);
+    if (err != CL_SUCCESS) return kp__fail(oc->ctx, KP_ERR_INTERNAL, "OpenCL: launching %s failed (%d)", name, (int)err);
     return KP_OK;
 }
 
-/* The ranges table of job (gpu/ranges_table.h) in two device buffers; *nentries: its entries. */
-static kp_status ranges_buffers(kp_context *ctx, const kp_job *job, const kp_gpu_kernel_info *info, run_state *rs,
-                                cl_mem bufs[2], int64_t *nentries) {
-    kp_gpu_ranges_table t;
-    if (!kp__gpu_ranges_table(ctx, job, (int64_t)info->block * info->rows, &t))
-        return kp__fail(ctx, KP_ERR_OOM, "out of memory for the table of block-sparse ranges");
-    cl_int err = 0;
-    bufs[0] = new_buffer(rs, (size_t)t.nblk * 5 * sizeof(int64_t), t.blk, &err);
-    bufs[1] = bufs[0] ? new_buffer(rs, (size_t)(t.ncols ? t.ncols : 1) * 2 * sizeof(int64_t), t.cols, &err) : NULL;
-    *nentries = t.nblk;
-    kp__gpu_ranges_table_free(ctx, &t);
-    if (!bufs[1]) return kp__fail(ctx, KP_ERR_OOM, "OpenCL: clCreateBuffer for the ranges failed (%d)", (int)err);
+static kp_status op_release(void *self) {
+    ocl_call *oc = self;
+    if (rt.queue) rt.cl.Finish(rt.queue);
+    for (int k = 0; k < oc->nmem; k++) rt.cl.ReleaseMemObject(oc->mem[k]);
+    if (oc->kr) rt.cl.ReleaseKernel(oc->kr);
+    if (oc->km) rt.cl.ReleaseKernel(oc->km);
+    oc->nmem = 0;
+    oc->kr = oc->km = NULL;
     return KP_OK;
 }
 
-static kp_status run_locked(kp_context *ctx, const kp_job *job, run_state *rs) {
-    const kp_program *prog = job->prog;
-    size_t esz = job->dtype == KP_FLOAT32 ? 4 : 8;
-    if (job->dtype == KP_FLOAT64 && !rt.fp64)
-        return kp__fail(ctx, KP_ERR_UNSUPPORTED, "OpenCL device '%s' has no float64 (cl_khr_fp64)", rt.device_name);
-    if (job->nrows == 0 || job->nbatch == 0) return KP_OK;
-    kp_gpu_kernel_info info;
-    int block, per_thread;
-    kp__gpu_env_geometry(&block, &per_thread);
-    kp_gpu_settings set = {job->scheme, job->math, job->ranges.rows != NULL};
-    char *src = kp__gpu_codegen(prog, job->dtype, &set, KP_GPU_OPENCL, block, per_thread, "kp", &info);
-    if (!src) return kp__fail(ctx, KP_ERR_OOM, "out of memory while generating the OpenCL kernel");
-    cl_program p = NULL;
-    kp_status st = get_program(ctx, src, &p);
-    kp__free(prog->ctx, src);
-    if (st != KP_OK) return st;
-    cl_int err = 0;
-    rs->kr = rt.cl.CreateKernel(p, "kp_reduce", &err);
-    if (!rs->kr) return kp__fail(ctx, KP_ERR_INTERNAL, "OpenCL: clCreateKernel(kp_reduce) failed (%d)", (int)err);
-    size_t wg = 0;
-    if (rt.cl.GetKernelWorkGroupInfo(rs->kr, rt.device, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, NULL) ==
-            CL_SUCCESS &&
-        wg < (size_t)info.block)
-        return kp__fail(ctx, KP_ERR_UNSUPPORTED, "OpenCL device allows %zu work-items per group, the kernel needs %d", wg,
-                        info.block);
+/* Global sizes are size_t: no grid limit that a call reaches. */
+static const kp_gpu_device_ops opencl_device = {
+    .dialect = KP_GPU_OPENCL,
+    .handle_size = sizeof(cl_mem),
+    .max_grid_y = INT64_MAX,
+    .max_grid_z = INT64_MAX,
+    .load = op_load,
+    .alloc = op_alloc,
+    .upload = op_upload,
+    .download = op_download,
+    .launch = op_launch,
+    .release = op_release,
+};
 
-    /* Chunks of the reduced axis: fixed by its length. With ranges, one work-group per
-       entry of the ranges table, never split (gpu/ranges_table.h). */
-    kp_gpu_launch shape = kp__gpu_launch_shape(&info, job->nrows, job->ncols, job->nbatch, 64);
-    int64_t chunk = shape.chunk, nchunks = shape.nchunks, nblocks = shape.nblocks;
-    int split = job->ranges.rows ? 0 : shape.split;
-    cl_mem rgbufs[2] = {NULL, NULL};
-    if (job->ranges.rows && (st = ranges_buffers(ctx, job, &info, rs, rgbufs, &nblocks)) != KP_OK) return st;
+/* ------------------------------------------------------------ run */
 
-    cl_mem bufs[KP_MAX_ARGS];
-    int64_t bstride[KP_MAX_ARGS];
-    for (int u = 0; u < info.nused; u++) {
-        int pos = info.used[u];
-        const kp_job_arg *a = &job->args[pos];
-        if (!a->base) return kp__fail(ctx, KP_ERR_INTERNAL, "OpenCL: argument %d has no data", pos);
-        int64_t rows = info.used_cat[u] == KP_VAR_PARAM ? 1
-                       : (info.used_cat[u] == prog->row_cat ? job->nrows : job->ncols);
-        void *h = kp__gpu_pack_arg(job, a, rows, info.used_dim[u], esz, &bstride[u]);
-        if (!h) return kp__fail(ctx, KP_ERR_OOM, "out of memory packing argument %d", pos);
-        rs->host[rs->nhost++] = h;
-        int64_t nb = bstride[u] ? job->nbatch : 1;
-        bufs[u] = new_buffer(rs, (size_t)(nb * rows * info.used_dim[u]) * esz, h, &err);
-        if (!bufs[u]) return kp__fail(ctx, KP_ERR_OOM, "OpenCL: clCreateBuffer for argument %d failed (%d)", pos, (int)err);
-    }
-    size_t nout = (size_t)(job->nbatch * job->nrows);
-    cl_mem outs[4]; /* out, out_idx, part, part_idx */
-    outs[0] = new_buffer(rs, nout * (size_t)info.out_dim * esz, NULL, &err);
-    outs[1] = outs[0] ? new_buffer(rs, nout * (size_t)info.out_idx_dim * 8, NULL, &err) : NULL;
-    size_t npart = split ? (size_t)nchunks * nout : 0;
-    outs[2] = outs[1] ? new_buffer(rs, npart * (size_t)info.nreal * esz, NULL, &err) : NULL;
-    outs[3] = outs[2] ? new_buffer(rs, npart * (size_t)info.nidx * 8, NULL, &err) : NULL;
-    if (!outs[3]) return kp__fail(ctx, KP_ERR_OOM, "OpenCL: clCreateBuffer for the outputs failed (%d)", (int)err);
-    kp_gpu_kernel_args ka;
-    const int64_t sizes[4] = {job->nrows, job->ncols, chunk, nchunks};
-    kp__gpu_reduce_args(&ka, info.nused, bufs, bstride, sizeof(cl_mem), outs, sizes, &split);
-    if (job->ranges.rows) kp__gpu_ranges_args(&ka, rgbufs, sizeof(cl_mem));
-    st = set_args(ctx, rs->kr, &ka, "kp_reduce");
-    if (st != KP_OK) return st;
-    size_t gsz[3] = {(size_t)(nblocks * info.block), split ? (size_t)nchunks : 1,
-                     job->ranges.rows ? 1 : (size_t)job->nbatch};
-    size_t lsz[3] = {(size_t)info.block, 1, 1};
-    err = rt.cl.EnqueueNDRangeKernel(rt.queue, rs->kr, 3, NULL, gsz, lsz, 0, NULL, NULL);
-    if (err != CL_SUCCESS) return kp__fail(ctx, KP_ERR_INTERNAL, "OpenCL: launching kp_reduce failed (%d)", (int)err);
-    if (split) {
-        rs->km = rt.cl.CreateKernel(p, "kp_merge", &err);
-        if (!rs->km) return kp__fail(ctx, KP_ERR_INTERNAL, "OpenCL: clCreateKernel(kp_merge) failed (%d)", (int)err);
-        const cl_mem mbufs[4] = {outs[2], outs[3], outs[0], outs[1]};
-        const int64_t msizes[3] = {job->nrows, nchunks, (int64_t)nout};
-        kp__gpu_merge_args(&ka, mbufs, sizeof(cl_mem), msizes);
-        if ((st = set_args(ctx, rs->km, &ka, "kp_merge")) != KP_OK) return st;
-        size_t l1 = 64, g1 = (nout + 63) / 64 * 64;
-        err = rt.cl.EnqueueNDRangeKernel(rt.queue, rs->km, 1, NULL, &g1, &l1, 0, NULL, NULL);
-        if (err != CL_SUCCESS) return kp__fail(ctx, KP_ERR_INTERNAL, "OpenCL: launching kp_merge failed (%d)", (int)err);
-    }
-    /* Read back and scatter into the caller's (strided) outputs. */
-    for (int which = 0; which < 2; which++) {
-        int dim = which ? info.out_idx_dim : info.out_dim;
-        const kp_job_arg *o = which ? &job->out_idx : &job->out;
-        if (!dim || !o->base) continue;
-        size_t e = which ? 8 : esz, bytes = nout * (size_t)dim * e;
-        char *h = kp__alloc(ctx, bytes);
-        if (!h) return kp__fail(ctx, KP_ERR_OOM, "out of memory reading the OpenCL output");
-        err = rt.cl.EnqueueReadBuffer(rt.queue, outs[which], CL_TRUE, 0, bytes, h, 0, NULL, NULL);
-        if (err == CL_SUCCESS) kp__gpu_unpack_out(job, o, h, dim, e);
-        kp__free(ctx, h);
-        if (err != CL_SUCCESS) return kp__fail(ctx, KP_ERR_INTERNAL, "OpenCL: reading the output failed (%d)", (int)err);
-    }
-    return KP_OK;
-}
-
-static kp_status opencl_run(kp_context *ctx, const kp_job *job) {
+/* One job (partial: kp_plan_exec_partial's states), the runtime locked for the call. */
+static kp_status run_job(kp_context *ctx, const kp_job *job, const kp_gpu_partial *partial) {
     pthread_mutex_lock(&rt.lock);
     kp_status st = runtime_init();
     if (st != KP_OK) {
         pthread_mutex_unlock(&rt.lock);
         return kp__fail(ctx, st, "%s", rt.why);
     }
-    run_state rs;
-    memset(&rs, 0, sizeof rs);
-    st = run_locked(ctx, job, &rs);
-    if (rt.queue) rt.cl.Finish(rt.queue);
-    for (int k = 0; k < rs.nmem; k++) rt.cl.ReleaseMemObject(rs.mem[k]);
-    if (rs.kr) rt.cl.ReleaseKernel(rs.kr);
-    if (rs.km) rt.cl.ReleaseKernel(rs.km);
-    for (int k = 0; k < rs.nhost; k++) kp__free(ctx, rs.host[k]);
+    if (job->dtype == KP_FLOAT64 && !rt.fp64) {
+        pthread_mutex_unlock(&rt.lock);
+        return kp__fail(ctx, KP_ERR_UNSUPPORTED, "OpenCL device '%s' has no float64 (cl_khr_fp64)", rt.device_name);
+    }
+    ocl_call oc;
+    memset(&oc, 0, sizeof oc);
+    oc.ctx = ctx;
+    /* Below 64 row blocks, the reduced axis is split over work-groups. */
+    kp_gpu_device d = {&opencl_device, &oc, ctx, 64, 0, 0};
+    st = partial ? kp__gpu_run_partial(&d, job, partial->offset, partial->sreal, partial->sidx) : kp__gpu_run(&d, job);
     pthread_mutex_unlock(&rt.lock);
     return st;
+}
+
+static kp_status opencl_run(kp_context *ctx, const kp_job *job) { return run_job(ctx, job, NULL); }
+
+static kp_status opencl_run_partial(kp_context *ctx, const kp_job *job, int64_t offset, void *sreal, int64_t *sidx) {
+    kp_gpu_partial p = {offset, sreal, sidx};
+    return run_job(ctx, job, &p);
 }
 
 const kp_engine_ops kp__engine_opencl = {
@@ -387,4 +357,5 @@ const kp_engine_ops kp__engine_opencl = {
     .devices = KP_ENGINE_READS(KP_DEVICE_CPU),
     .available = opencl_available,
     .run = opencl_run,
+    .run_partial = opencl_run_partial,
 };

@@ -17,7 +17,7 @@ kp_status kp_formula_gpu_source(kp_context *ctx, const kp_formula *f, kp_dtype d
     kp_status st = kp__lower(f->ctx, f, &prog); /* lowering may intern nodes: the formula's own store */
     if (st != KP_OK) return kp__fail(ctx, st, "%s", kp_context_message(f->ctx));
     kp_gpu_kernel_info info;
-    kp_gpu_settings set = {ctx->sum_scheme, ctx->math_mode, 0};
+    kp_gpu_settings set = {ctx->sum_scheme, ctx->math_mode, 0, 0};
     char *src = kp__gpu_codegen(&prog, dtype, &set, engine == KP_ENGINE_CUDA ? KP_GPU_CUDA : KP_GPU_OPENCL, 0, 0, "kp", &info);
     kp__program_free(&prog);
     if (!src) return kp__fail(ctx, KP_ERR_OOM, "out of memory while generating the kernel");

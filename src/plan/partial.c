@@ -74,7 +74,7 @@ static kp_status prepare(kp_plan *plan, const kp_array *args, size_t n_args, kp_
     kp__free(ctx, copy);
     job->prog = &plan->prog;
     if (st == KP_OK && job->device != KP_DEVICE_CPU)
-        st = kp__fail(ctx, KP_ERR_UNSUPPORTED, "partial reduction states read host arrays only (CPU engine only)");
+        st = kp__fail(ctx, KP_ERR_UNSUPPORTED, "partial reduction states read host arrays only");
     if (st == KP_OK && job->ranges.rows)
         st = kp__fail(ctx, KP_ERR_UNSUPPORTED, "partial reduction states of block-sparse (ranges) calls are not supported");
     return st;
@@ -202,8 +202,8 @@ kp_status kp_plan_exec_partial(kp_plan *plan, const kp_array *args, size_t n_arg
     if (st == KP_OK && !eng) st = KP_ERR_UNSUPPORTED;
     if (st == KP_OK && !eng->run_partial)
         st = kp__fail(ctx, KP_ERR_UNSUPPORTED,
-                      "the %s engine does not compute partial reduction states (CPU engine only): select "
-                      "KP_ENGINE_CPU, or KP_ENGINE_AUTO with host arrays",
+                      "the %s engine does not compute partial reduction states: select KP_ENGINE_CPU, "
+                      "KP_ENGINE_OPENCL or KP_ENGINE_CUDA",
                       eng->name);
     if (st == KP_OK) {
         job->row_offset = h.row_offset;

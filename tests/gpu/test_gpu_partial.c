@@ -1,0 +1,282 @@
+/*
+ * test_gpu_partial.c — partial reduction states (kp_plan_exec_partial) on a
+ * GPU engine (argv[1]: opencl or cuda; skipped, 77, when it is not
+ * available), against the CPU engine. NR = 37 rows, NRED = 2000 reduced
+ * points, chunks of $KP_GPU_CHUNK = 256 points (set by CTest); F is
+ * (|x - y|^2, 3 x.y), whose extremes have no near-ties that the engines'
+ * rounding could order differently:
+ *   - every reduction, float32, axis 1 (and a subset on axis 0 and in float64):
+ *     parts on multiples of the chunk folded in order give the bits of one
+ *     part (several splits); parts at any points reduced separately and
+ *     merged; both against the CPU engine's states of the same parts,
+ *     finalized: the same indices, values within 1e-5 (float32) or 1e-12
+ *     (float64) of the largest output;
+ *   - IndexI()/IndexJ() read global indices (row_offset, offset), and a Sum
+ *     with a row factor keeps it out of the states (finalize applies it once);
+ *   - the states are interchangeable: a GPU state merged with a CPU one.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "kp_test_util.h"
+
+#define NR 37
+#define NRED 2000
+#define KK 3
+#define OUTW (NR * 2 * KK)
+
+static kp_engine gpu_engine = KP_ENGINE_OPENCL;
+
+static const char *const REDS[] = {"Sum_Reduction(@,#)",       "LogSumExp_Reduction(@,#)",
+                                   "SumSoftMaxWeight_Reduction(-SqDist(x,y),#,Concat(b,y))", "Min_Reduction(@,#)",
+                                   "Max_Reduction(@,#)",       "ArgMin_Reduction(@,#)",
+                                   "ArgMax_Reduction(@,#)",    "Min_ArgMin_Reduction(@,#)",
+                                   "Max_ArgMax_Reduction(@,#)", "KMin_Reduction(@,3,#)",
+                                   "ArgKMin_Reduction(@,3,#)", "KMin_ArgKMin_Reduction(@,3,#)",
+                                   "Sum_Reduction(Elem(x,0)*Exp(-SqDist(x,y))*b,#)",
+                                   "Sum_Reduction(Exp(-SqDist(x,y))*(IndexJ()+2*IndexI()),#)"};
+#define NREDS (sizeof REDS / sizeof REDS[0])
+
+static void build_text(const char *red, int axis, char *buf, size_t size) {
+    char tmp[256];
+    size_t n = 0;
+    for (const char *p = red; *p && n + 60 < sizeof tmp; p++) {
+        if (*p == '@') n += (size_t)snprintf(tmp + n, sizeof tmp - n, "Concat(SqDist(x,y),3*(x|y))");
+        else if (*p == '#') tmp[n++] = (char)('0' + axis);
+        else tmp[n++] = *p;
+    }
+    tmp[n] = 0;
+    snprintf(buf, size, "%s", tmp);
+}
+
+typedef struct data {
+    void *x, *y, *b; /* x: the rows' cloud (NR x 2); y (NRED x 2), b (NRED x 1): the reduced side */
+    kp_dtype dt;
+} data;
+
+static void args_of(const data *d, int64_t r0, int64_t j0, int64_t j1, kp_array a[3]) {
+    size_t es = kpt_dtype_size(d->dt);
+    a[0] = kp_array_2d((char *)d->x + (size_t)r0 * 2 * es, d->dt, NR - r0, 2);
+    a[1] = kp_array_2d((char *)d->y + (size_t)j0 * 2 * es, d->dt, j1 - j0, 2);
+    a[2] = kp_array_2d((char *)d->b + (size_t)j0 * es, d->dt, j1 - j0, 1);
+}
+
+typedef struct result {
+    double v[OUTW];
+    int64_t ix[OUTW];
+} result;
+
+static kp_plan *plan_of(kp_context *ctx, const char *text, int axis, kp_dtype dt) {
+    const char *al1[] = {"x = Vi(2)", "y = Vj(2)", "b = Vj(1)"};
+    const char *al0[] = {"x = Vj(2)", "y = Vi(2)", "b = Vi(1)"};
+    kp_formula *f;
+    KPT_ASSERT_OK(ctx, kp_formula_parse(ctx, text, axis == 1 ? al1 : al0, 3, &f));
+    kp_plan *p;
+    KPT_ASSERT_OK(ctx, kp_plan_new(ctx, f, dt, &p));
+    kp_formula_free(f);
+    return p;
+}
+
+/* A state of rows [r0, NR) at the identity; *bytes its size. */
+static void *new_state(kp_context *ctx, kp_plan *p, const data *d, int64_t r0, size_t *bytes) {
+    kp_array a[3];
+    args_of(d, r0, 0, NRED, a);
+    kp_state_info info;
+    KPT_ASSERT_OK(ctx, kp_plan_state_info(p, a, 3, NULL, &info));
+    info.row_offset = r0;
+    void *s = malloc(info.bytes);
+    KPT_ASSERT_OK(ctx, kp_plan_state_init(p, &info, s));
+    *bytes = info.bytes;
+    return s;
+}
+
+static void finalize(kp_context *ctx, kp_plan *p, const data *d, int64_t r0, const void *state, size_t bytes,
+                     result *r) {
+    int ndim;
+    int64_t shape[KP_MAX_DIMS], ishape[KP_MAX_DIMS];
+    kp_array a[3];
+    args_of(d, r0, 0, 0, a);
+    KPT_ASSERT_OK(ctx, kp_plan_output_shape(p, a, 3, NULL, &ndim, shape, ishape));
+    int od = (int)shape[1], id = (int)ishape[1];
+    void *vo = kpt_alloc_dtype(OUTW, d->dt);
+    memset(r, 0, sizeof *r);
+    kp_array o = kp_array_2d(vo, d->dt, NR - r0, od), oi = kp_array_2d(r->ix, KP_INT64, NR - r0, id);
+    KPT_ASSERT_OK(ctx, kp_plan_state_finalize(p, a, 3, state, bytes, od ? &o : NULL, id ? &oi : NULL, NULL));
+    if (od) kpt_from_dtype(vo, d->dt, (size_t)(NR - r0) * (size_t)od, r->v);
+    free(vo);
+}
+
+/* Parts cut at bounds[0] = 0 < ... < bounds[n] = NRED on the context's engine:
+ * fold into one state in order, or one state per part merged left to right. */
+static void partial(kp_context *ctx, kp_plan *p, const data *d, int64_t r0, const int64_t *bounds, int n, int fold,
+                    result *r) {
+    size_t bytes;
+    void *acc = new_state(ctx, p, d, r0, &bytes), *part = malloc(bytes);
+    for (int k = 0; k < n; k++) {
+        kp_array a[3];
+        args_of(d, r0, bounds[k], bounds[k + 1], a);
+        if (fold) {
+            KPT_ASSERT_OK(ctx, kp_plan_exec_partial(p, a, 3, bounds[k], acc, bytes, NULL));
+        } else {
+            free(part);
+            part = new_state(ctx, p, d, r0, &bytes);
+            KPT_ASSERT_OK(ctx, kp_plan_exec_partial(p, a, 3, bounds[k], part, bytes, NULL));
+            KPT_ASSERT_OK(ctx, kp_plan_state_merge(p, acc, part, bytes));
+        }
+    }
+    finalize(ctx, p, d, r0, acc, bytes, r);
+    free(acc);
+    free(part);
+}
+
+static data make_data(kp_dtype dt) {
+    kpt_rng r;
+    kpt_rng_seed(&r, 5);
+    double *x = kpt_random_array(&r, NR * 2, -1, 1), *y = kpt_random_array(&r, NRED * 2, -1, 1);
+    double *b = kpt_random_array(&r, NRED, 0, 1);
+    data d = {kpt_to_dtype(x, NR * 2, dt), kpt_to_dtype(y, NRED * 2, dt), kpt_to_dtype(b, NRED, dt), dt};
+    free(x);
+    free(y);
+    free(b);
+    return d;
+}
+
+static void free_data(data *d) {
+    free(d->x);
+    free(d->y);
+    free(d->b);
+}
+
+/* got (GPU) against want (CPU): the same indices, values within tol of the largest output. */
+static void assert_close(const char *what, const char *text, const result *got, const result *want, double tol) {
+    double big = 0;
+    for (int e = 0; e < OUTW; e++) big = fmax(big, fabs(want->v[e]));
+    if (memcmp(got->ix, want->ix, sizeof got->ix)) print_error("%s: %s: indices differ\n", text, what);
+    assert_memory_equal(got->ix, want->ix, sizeof got->ix);
+    assert_int_equal(kpt_check(text, got->v, want->v, NULL, OUTW, tol, tol * (big > 1 ? big : 1)), 0);
+}
+
+/* One formula: GPU folds and merges against the CPU engine's; r0: first row. */
+static void check_formula(kp_context *ctx, const char *red, int axis, const data *d, int64_t r0) {
+    const int64_t aligned[][5] = {{0, NRED}, {0, 512, 1280, NRED}, {0, 768, 768, NRED}}; /* 768, 768: an empty part */
+    const int naligned[] = {1, 3, 3};
+    const int64_t any[] = {0, 700, 1301, NRED};
+    char text[512];
+    build_text(red, axis, text, sizeof text);
+    kp_plan *p = plan_of(ctx, text, axis, d->dt);
+    double tol = d->dt == KP_FLOAT32 ? 1e-5 : 1e-12;
+    result want, one, got;
+    KPT_ASSERT_OK(ctx, kp_context_set_engine(ctx, KP_ENGINE_CPU));
+    partial(ctx, p, d, r0, aligned[0], naligned[0], 1, &want);
+    KPT_ASSERT_OK(ctx, kp_context_set_engine(ctx, gpu_engine));
+    partial(ctx, p, d, r0, aligned[0], naligned[0], 1, &one);
+    assert_close("one part", text, &one, &want, tol);
+    for (int s = 1; s < 3; s++) {
+        partial(ctx, p, d, r0, aligned[s], naligned[s], 1, &got);
+        if (memcmp(&got, &one, sizeof got)) print_error("%s: aligned parts folded in order differ from one part\n", text);
+        assert_memory_equal(&got, &one, sizeof got);
+    }
+    partial(ctx, p, d, r0, any, 3, 0, &got);
+    assert_close("parts merged", text, &got, &want, tol);
+    kp_plan_free(p);
+}
+
+static void test_every_reduction(void **state) {
+    (void)state;
+    kp_context *ctx;
+    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    data d = make_data(KP_FLOAT32);
+    for (size_t k = 0; k < NREDS; k++) check_formula(ctx, REDS[k], 1, &d, 0);
+    free_data(&d);
+    kp_context_free(ctx);
+}
+
+/* Axis 0, float64 and rows from row_offset = 10 on, for a subset. */
+static void test_axis0_float64_offsets(void **state) {
+    (void)state;
+    kp_context *ctx;
+    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    const size_t subset[] = {0, 1, 2, 11, 12, 13};
+    for (int dti = 0; dti <= 1; dti++) {
+        data d = make_data(dti ? KP_FLOAT64 : KP_FLOAT32);
+        if (dti && kp_context_set_engine(ctx, gpu_engine) == KP_OK) {
+            /* a device without float64 refuses it: nothing more to check there */
+            size_t bytes;
+            kp_plan *p = plan_of(ctx, "Sum_Reduction(SqDist(x,y),1)", 1, KP_FLOAT64);
+            void *s = new_state(ctx, p, &d, 0, &bytes);
+            kp_array a[3];
+            args_of(&d, 0, 0, NRED, a);
+            kp_status st = kp_plan_exec_partial(p, a, 3, 0, s, bytes, NULL);
+            free(s);
+            kp_plan_free(p);
+            if (st == KP_ERR_UNSUPPORTED) {
+                free_data(&d);
+                continue;
+            }
+            KPT_ASSERT_OK(ctx, st);
+        }
+        for (size_t k = 0; k < sizeof subset / sizeof subset[0]; k++)
+            for (int axis = dti; axis >= 0; axis--) check_formula(ctx, REDS[subset[k]], axis, &d, axis ? 10 : 0);
+        free_data(&d);
+    }
+    kp_context_free(ctx);
+}
+
+/* A GPU state merged with a CPU state of the next part: the states share one layout. */
+static void test_mixed_engines(void **state) {
+    (void)state;
+    kp_context *ctx;
+    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    data d = make_data(KP_FLOAT32);
+    const size_t pick[] = {1, 2, 11};
+    for (size_t k = 0; k < sizeof pick / sizeof pick[0]; k++) {
+        char text[512];
+        build_text(REDS[pick[k]], 1, text, sizeof text);
+        kp_plan *p = plan_of(ctx, text, 1, d.dt);
+        size_t bytes;
+        void *a = new_state(ctx, p, &d, 0, &bytes), *b = new_state(ctx, p, &d, 0, &bytes);
+        kp_array x[3];
+        KPT_ASSERT_OK(ctx, kp_context_set_engine(ctx, gpu_engine));
+        args_of(&d, 0, 0, 900, x);
+        KPT_ASSERT_OK(ctx, kp_plan_exec_partial(p, x, 3, 0, a, bytes, NULL));
+        KPT_ASSERT_OK(ctx, kp_context_set_engine(ctx, KP_ENGINE_CPU));
+        args_of(&d, 0, 900, NRED, x);
+        KPT_ASSERT_OK(ctx, kp_plan_exec_partial(p, x, 3, 900, b, bytes, NULL));
+        KPT_ASSERT_OK(ctx, kp_plan_state_merge(p, a, b, bytes));
+        result got, want;
+        finalize(ctx, p, &d, 0, a, bytes, &got);
+        const int64_t whole[] = {0, NRED};
+        partial(ctx, p, &d, 0, whole, 1, 1, &want);
+        assert_close("GPU state merged with a CPU state", text, &got, &want, 1e-5);
+        free(a);
+        free(b);
+        kp_plan_free(p);
+    }
+    free_data(&d);
+    kp_context_free(ctx);
+}
+
+int main(int argc, char **argv) {
+    const char *which = argc > 1 ? argv[1] : "opencl";
+    gpu_engine = strcmp(which, "cuda") == 0 ? KP_ENGINE_CUDA : KP_ENGINE_OPENCL;
+    kp_context *ctx;
+    if (kp_context_new(&ctx) != KP_OK) return 1;
+    if (kp_context_set_engine(ctx, gpu_engine) != KP_OK) {
+        printf("SKIPPED: %s engine: %s\n", which, kp_context_message(ctx));
+        kp_context_free(ctx);
+        return 77;
+    }
+    kp_context_free(ctx);
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_every_reduction),
+                                       cmocka_unit_test(test_axis0_float64_offsets),
+                                       cmocka_unit_test(test_mixed_engines)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
