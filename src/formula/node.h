@@ -80,4 +80,7 @@ int kp__is_const(const kp_node *n, double value);
  * message (the caller may not own ctx), if it cannot be had. */
 kp_status kp__node_count(kp_context *ctx, const kp_node *const *roots, int nroots, size_t *count);
 
+/* Is op evaluated component by component (class EW1, EW2, EW3)? */
+int kp__op_is_elementwise(kp_op op);
+
 #endif

@@ -35,7 +35,4 @@ static inline KP_REAL kp__scalar_eval(kp_op op, KP_REAL a, KP_REAL b, KP_REAL c,
         return kp__scalar_eval(op, a, b, c, ip);                                    \
     }
 
-/* Is op evaluated component by component (class EW1, EW2, EW3)? */
-int kp__op_is_elementwise(kp_op op);
-
 #endif

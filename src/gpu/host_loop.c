@@ -240,12 +240,14 @@ static kp_status merge_chunk_states(kp_gpu_call *C, int64_t offset, void *sreal,
     for (size_t k = 0; k < nstates * (size_t)nidx; k++)
         if (hi[k] >= 0) hi[k] += offset;
     const size_t rowr = (size_t)job->nrows * (size_t)nreal, rowi = (size_t)job->nrows * (size_t)nidx;
+    const kp_engine_ops *host = kp__plan_host_states();
+    if (!host) return kp__fail(d->ctx, KP_ERR_UNSUPPORTED, "no engine merges partial states on the host");
     for (int64_t b = 0; b < job->nbatch; b++)
         for (int64_t ch = 0; ch < C->shape.nchunks; ch++) {
             size_t at = (size_t)(b * C->shape.nchunks + ch);
-            kp__cpu_states_merge(job->prog, job->dtype, job->nrows, (char *)sreal + (size_t)b * rowr * C->esz,
-                                 nidx ? sidx + (size_t)b * rowi : NULL, hr + at * rowr * C->esz,
-                                 nidx ? hi + at * rowi : NULL);
+            host->states_merge(job->prog, job->dtype, job->nrows, (char *)sreal + (size_t)b * rowr * C->esz,
+                               nidx ? sidx + (size_t)b * rowi : NULL, hr + at * rowr * C->esz,
+                               nidx ? hi + at * rowi : NULL);
         }
     return KP_OK;
 }

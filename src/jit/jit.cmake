@@ -16,8 +16,9 @@ if(KP_LLVM_CONFIG)
   if(NOT KP_JIT_CLANG)
     find_program(KP_JIT_CLANG NAMES clang-${_kp_llvm_major})
   endif()
+  find_program(KP_LLVM_LINK NAMES llvm-link HINTS ${_kp_llvm_bindir} NO_DEFAULT_PATH)
   find_library(KP_LLVM_LIBRARY NAMES LLVM LLVM-${_kp_llvm_major} HINTS ${_kp_llvm_libdir} NO_DEFAULT_PATH)
-  if(_kp_llvm_major GREATER_EQUAL 14 AND KP_JIT_CLANG AND KP_LLVM_LIBRARY
+  if(_kp_llvm_major GREATER_EQUAL 14 AND KP_JIT_CLANG AND KP_LLVM_LINK AND KP_LLVM_LIBRARY
      AND EXISTS "${_kp_llvm_inc}/llvm-c/LLJIT.h")
     set(_kp_jit_found ON)
   endif()
@@ -26,17 +27,24 @@ option(KP_JIT "Compile formulas to native code at run time (LLVM ORC JIT)" ${_kp
 
 if(KP_JIT)
   if(NOT _kp_jit_found)
-    message(FATAL_ERROR "KP_JIT=ON needs LLVM >= 14 (llvm-config, libLLVM, llvm-c/LLJIT.h) and its clang "
+    message(FATAL_ERROR "KP_JIT=ON needs LLVM >= 14 (llvm-config, llvm-link, libLLVM, llvm-c/LLJIT.h) and its clang "
                         "(Debian: apt-get install llvm-dev clang), or -DKP_JIT=OFF")
   endif()
   message(STATUS "KP_JIT: LLVM ${_kp_llvm_version} (${KP_LLVM_LIBRARY}), bitcode by ${KP_JIT_CLANG}")
   set(_kp_bc ${CMAKE_CURRENT_BINARY_DIR}/jit_ops.bc)
   set(_kp_bc_c ${CMAKE_CURRENT_BINARY_DIR}/jit_bitcode.c)
+  set(_kp_clang_flags -O2 -fno-math-errno -ffp-contract=fast -std=c11 -Wall -Wno-psabi
+      -I${PROJECT_SOURCE_DIR}/include -I${CMAKE_CURRENT_SOURCE_DIR} -emit-llvm -c)
+  file(GLOB _kp_device_src ${CMAKE_CURRENT_SOURCE_DIR}/device/*)
+  # jit_ops.c (vector exp), and jit_seval.c once per precision (the device
+  # sources take one real type per translation unit), joined by llvm-link.
   add_custom_command(OUTPUT ${_kp_bc}
-    COMMAND ${KP_JIT_CLANG} -O2 -fno-math-errno -ffp-contract=fast -std=c11 -Wall -Wno-psabi
-            -I${PROJECT_SOURCE_DIR}/include -I${CMAKE_CURRENT_SOURCE_DIR}
-            -emit-llvm -c ${CMAKE_CURRENT_SOURCE_DIR}/jit/jit_ops.c -o ${_kp_bc}
-    DEPENDS jit/jit_ops.c formula/scalar_eval.h formula/ops.def formula/node.h
+    COMMAND ${KP_JIT_CLANG} ${_kp_clang_flags} ${CMAKE_CURRENT_SOURCE_DIR}/jit/jit_ops.c -o jit_ops_vec.bc
+    COMMAND ${KP_JIT_CLANG} ${_kp_clang_flags} -DKP_REAL_F32=1 ${CMAKE_CURRENT_SOURCE_DIR}/jit/jit_seval.c -o jit_seval_f32.bc
+    COMMAND ${KP_JIT_CLANG} ${_kp_clang_flags} -DKP_REAL_F32=0 ${CMAKE_CURRENT_SOURCE_DIR}/jit/jit_seval.c -o jit_seval_f64.bc
+    COMMAND ${KP_LLVM_LINK} jit_ops_vec.bc jit_seval_f32.bc jit_seval_f64.bc -o ${_kp_bc}
+    WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}
+    DEPENDS jit/jit_ops.c jit/jit_seval.c formula/scalar_eval.h formula/ops.def formula/node.h ${_kp_device_src}
     COMMENT "Compiling the JIT's op bitcode")
   add_custom_command(OUTPUT ${_kp_bc_c}
     COMMAND ${CMAKE_COMMAND} -DIN=${_kp_bc} -DOUT=${_kp_bc_c} -P ${CMAKE_CURRENT_SOURCE_DIR}/jit/embed.cmake

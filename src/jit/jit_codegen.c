@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "formula/scalar_eval.h"
+#include "formula/node.h"
 #include "jit/jit_internal.h"
 #include "jit/jit_llvm.h"
 

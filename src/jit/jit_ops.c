@@ -4,11 +4,9 @@
  * -fno-math-errno), the bitcode is embedded in libkp (jit_bitcode.c) and the
  * kernel builder calls these functions, which the optimizer inlines.
  *
- *   kp_jit_seval_f32/f64   every elementwise op on one scalar: the same
- *                          definition (formula/scalar_eval.h) as constant
- *                          folding and the interpreter's scalar path; a
- *                          kernel calls it with a constant op, so only that
- *                          case survives inlining.
+ *   kp_jit_seval_f32/f64   every elementwise op on one scalar: in
+ *                          jit_seval.c (compiled once per precision and
+ *                          linked with this file's bitcode).
  *   kp_jit_exp_f32xN       expf on N lanes (N = 4, 8, 16): the interpreter's
  *                          float32 exp (cpu/kernel_ops.h), same reduction,
  *                          same Cephes polynomial, same special values
@@ -24,17 +22,7 @@
  */
 #include <string.h>
 
-#include "formula/scalar_eval.h"
-
 #define KP_JIT_INLINE __attribute__((always_inline))
-
-KP_DEFINE_SCALAR_EVAL(seval_f32, float, f)
-KP_DEFINE_SCALAR_EVAL(seval_f64, double, )
-
-KP_JIT_INLINE float kp_jit_seval_f32(int op, float a, float b, float c, int ip);
-KP_JIT_INLINE double kp_jit_seval_f64(int op, double a, double b, double c, int ip);
-float kp_jit_seval_f32(int op, float a, float b, float c, int ip) { return seval_f32((kp_op)op, a, b, c, ip); }
-double kp_jit_seval_f64(int op, double a, double b, double c, int ip) { return seval_f64((kp_op)op, a, b, c, ip); }
 
 /* m ? a : b lane by lane (m all ones or zero), as bit operations. */
 #define SEL(T, IT, m, a, b) ((T)(((m) & (IT)(a)) | (~(m) & (IT)(b))))

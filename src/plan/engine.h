@@ -132,6 +132,11 @@ typedef struct kp_engine_ops {
 
 #define KP_ENGINE_READS(d) (1u << (unsigned)(d))
 
+/* The engine whose states_* slots hold the host monoid of partial states (the
+ * first in dispatch.c's table that fills them; NULL if none does): the plan
+ * layer's merges, and an engine merging its own chunk states, go through it. */
+const kp_engine_ops *kp__plan_host_states(void);
+
 /* The engines' tables, defined in their folders. */
 extern const kp_engine_ops kp__engine_cpu, kp__engine_opencl, kp__engine_cuda;
 

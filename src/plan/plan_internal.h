@@ -38,9 +38,6 @@ kp_status kp__plan_prepare(kp_plan *plan, const kp_array *args, size_t n_args, c
  * first that reads job's device); NULL, with KP_ERR_UNSUPPORTED and the reason
  * in ctx, when the context's engine cannot read the arrays (dispatch.c). */
 const kp_engine_ops *kp__plan_engine(kp_context *ctx, const kp_job *job);
-/* The engine whose states_* slots hold the host monoid of partial states (the
- * first in dispatch.c's table that fills them; NULL if none does). */
-const kp_engine_ops *kp__plan_host_states(void);
 /* Runs a prepared job on its engine, row sums included. */
 kp_status kp__plan_run(kp_plan *plan, const kp_job *job);
 /* Runs job (run(ctx, job, user_data)) into a temporary (batch..., rows, dim)
