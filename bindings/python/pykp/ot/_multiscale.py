@@ -113,15 +113,17 @@ def _row_keep(s, truncate):
     return s > thr
 
 
-def _keep(u: _Clouds, v: _Clouds, f, g, cmin, eps, truncate):
+def _keep(u: _Clouds, v: _Clouds, u_pair, v_pair, cmin, eps, truncate):
     """The cell pairs to keep for the reductions between u (rows) and v, and
-    v (rows) and u: a row's sum is 1 once its potential is updated (balanced
-    case), and the cell pairs left out of each row cell bound a part of it
-    below e^{-truncate} (_scores, _row_keep)."""
-    f_all, f_pos = u.cell_max(f, False).double(), u.cell_max(f, True).double()
-    g_all, g_pos = v.cell_max(g, False).double(), v.cell_max(g, True).double()
-    rows = _scores(f_all, g_pos, log_weights(v.w_c).double(), cmin, eps)  # rows of u, summing over v
-    cols = _scores(g_all, f_pos, log_weights(u.w_c).double(), cmin.t(), eps)  # rows of v, summing over u
+    v (rows) and u. u_pair = (f, g): f on u, the soft C-transform of g on v,
+    so that each row of u sums to 1; v_pair likewise for the rows of v. The
+    cell pairs left out of each row cell bound a part of it below
+    e^{-truncate} (_scores, _row_keep)."""
+    (f, g), (g2, f2) = u_pair, v_pair
+    rows = _scores(u.cell_max(f, False).double(), v.cell_max(g, True).double(),
+                   log_weights(v.w_c).double(), cmin, eps)  # rows of u, summing over v
+    cols = _scores(v.cell_max(g2, False).double(), u.cell_max(f2, True).double(),
+                   log_weights(u.w_c).double(), cmin.t(), eps)  # rows of v, summing over u
     return _row_keep(rows, truncate) | _row_keep(cols, truncate).t()
 
 
@@ -135,13 +137,13 @@ class _Truncation:
         self.c_yy = _box_cost(cy, cy, p) if debias else None
         self.kept = {}
 
-    def __call__(self, eps, pots):
-        f_ba, g_ab, f_aa, g_bb = (None if t is None else t[0] for t in pots)
+    def __call__(self, eps, pairs):
+        xy, yx, xx, yy = (tuple(None if t is None else t[0] for t in pr) for pr in pairs)
         cx, cy, t = self.cx, self.cy, self.truncate
-        out = {"xy": self._ranges("xy", cx, cy, _keep(cx, cy, f_ba, g_ab, self.c_xy, eps, t))}
-        if f_aa is not None:
-            out["xx"] = self._ranges("xx", cx, cx, _keep(cx, cx, f_aa, f_aa, self.c_xx, eps, t))
-            out["yy"] = self._ranges("yy", cy, cy, _keep(cy, cy, g_bb, g_bb, self.c_yy, eps, t))
+        out = {"xy": self._ranges("xy", cx, cy, _keep(cx, cy, xy, yx, self.c_xy, eps, t))}
+        if xx[0] is not None:
+            out["xx"] = self._ranges("xx", cx, cx, _keep(cx, cx, xx, xx, self.c_xx, eps, t))
+            out["yy"] = self._ranges("yy", cy, cy, _keep(cy, cy, yy, yy, self.c_yy, eps, t))
         if self.verbose:
             print("pykp.ot multiscale: eps %.3g, kept pairs %s" % (
                 eps, ", ".join("%s %.2f%%" % (k, 100 * v) for k, v in self.kept.items())))
@@ -171,8 +173,9 @@ def multiscale_loop(cost, p, a, x, b, y, eps_list, rho, cluster_scale, truncate,
                                     debias, None, max_iter)
     pots = _extrapolate(cost, cx, cy, c_pots, coarse[-1], rho)
     trunc = _Truncation(cx, cy, p, truncate, debias, verbose)
+    # the first pruning uses the extrapolated potentials at the jump's temperature
     pots, n_fine, err, rng = anneal(cost, cx.w[None], cx.z[None], cy.w[None], cy.z[None], fine, rho, debias, tol,
-                                    max(1, max_iter - n_coarse), init=pots, truncation=trunc)
+                                    max(1, max_iter - n_coarse), init=pots, init_eps=coarse[-1], truncation=trunc)
     eps = eps_list[-1]
     f_ba, g_ab, f_aa, g_bb = last_step(cost, cx.w[None], cx.z[None], cy.w[None], cy.z[None], pots, eps, rho,
                                        debias, ranges=rng)
