@@ -18,7 +18,9 @@ _multiscale.py -- two-scale Sinkhorn with kernel truncation, for D <= 3
    potential is updated (balanced case): each row cell keeps its cell pairs
    of largest bound, leaving out those whose bounds sum to less than
    e^{-truncate} (likewise for the rows of y).
-   The pruning is redone with the current potentials whenever eps shrinks.
+   The pruning is redone at the first iteration of each new temperature
+   (after its soft C-transforms, on the previous ranges) and every 10
+   iterations of the refinement at the final one (anneal's truncation).
 5. The last extrapolation (the envelope theorem's gradient) uses the same
    block-sparse ranges, so the backward pass is block-sparse too.
 
