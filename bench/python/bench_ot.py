@@ -24,6 +24,13 @@ same data (CPU times).
 usage: python3 bench/python/bench_ot.py [--sizes 1000,10000] [--large] [--keops]
        [--pot-iters 100] [--dense-limit-gb 6] [--reps 2] [--threads 0] [--methods pykp,pot]
 --large adds N = 10^5 (pykp only: dense solvers need 40 GB per matrix there).
+
+--multiscale: the multiscale backend instead (default sizes 10^4, 10^5): x, y
+uniform on the unit sphere (y shifted by 0.2 along the first axis), same
+loss, backend="multiscale" (method pykp-ms) against pykp's dense online
+backend (pykp-online, up to --online-max-n), one run each (--reps 1 is
+implied above N = 10^4); also the fraction of point pairs the last truncation
+kept and the relative difference of the gradients.
 """
 import argparse
 import json
@@ -50,6 +57,26 @@ def data(n, torch):
     x = torch.rand(n, 3, generator=g)
     y = torch.rand(n, 3, generator=g) + 0.2
     return x, y
+
+
+def sphere_data(n, torch):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 3, generator=g)
+    y = torch.randn(n, 3, generator=g)
+    x, y = x / x.norm(dim=1, keepdim=True), y / y.norm(dim=1, keepdim=True)
+    y[:, 0] += 0.2
+    return x, y
+
+
+def run_pykp_backend(x, y, args, torch, backend):
+    import pykp.ot
+
+    loss = pykp.ot.SamplesLoss("sinkhorn", p=2, blur=args.blur, scaling=0.5, backend=backend)
+    xx = x.clone().requires_grad_(True)
+    v = loss(xx, y)
+    (g,) = torch.autograd.grad(v, [xx])
+    kept = getattr(loss.last_result, "kept", {}).get("xy", 1.0)
+    return float(v.detach()), loss.n_iter, g, kept
 
 
 def run_pykp(x, y, args, torch):
@@ -138,7 +165,7 @@ def worker(method, n, args):
 
         pykp.set_num_threads(args.threads)
         torch.set_num_threads(args.threads)
-    x, y = data(n, torch)
+    x, y = (sphere_data if method.startswith("pykp-") else data)(n, torch)
     base = peak_mb()
     out = {"method": method, "n": n}
     if method == "iteration":
@@ -150,15 +177,23 @@ def worker(method, n, args):
             "geomloss": lambda: run_geomloss(x, y, args, torch, "tensorized"),
             "geomloss-keops": lambda: run_geomloss(x, y, args, torch, "online"),
             "pot": lambda: run_pot(x, y, args, torch),
+            "pykp-ms": lambda: run_pykp_backend(x, y, args, torch, "multiscale"),
+            "pykp-online": lambda: run_pykp_backend(x, y, args, torch, "online"),
         }[method]
         if method == "geomloss-keops":
             fn()  # KeOps compiles its formulas on first use: not timed
         t, cpu = math.inf, math.inf
-        for _ in range(max(1, args.reps)):
+        for _ in range(max(1, args.reps if n <= 10000 else 1)):
             t0, c0 = time.perf_counter(), time.process_time()
-            value, n_iter, g = fn()
+            value, n_iter, g, *kept = fn()
             t, cpu = min(t, time.perf_counter() - t0), min(cpu, time.process_time() - c0)
         out.update(time=t, cpu=cpu, value=value, iters=n_iter, peak_mb=peak_mb() - base, gnorm=float(g.norm()))
+        if kept:
+            out["kept"] = kept[0]
+        if args.save:
+            import numpy as np
+
+            np.save(args.save, g.detach().numpy())
     print(json.dumps(out))
 
 
@@ -179,10 +214,15 @@ def main():
     ap.add_argument("--blur", type=float, default=0.05)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--methods", default="", help="comma-separated subset of pykp,geomloss,geomloss-keops,pot,iteration")
+    ap.add_argument("--multiscale", action="store_true", help="the multiscale backend against pykp's online one, on a sphere")
+    ap.add_argument("--online-max-n", type=int, default=100000, help="largest N for pykp-online with --multiscale")
     ap.add_argument("--worker", nargs=2, metavar=("METHOD", "N"), help=argparse.SUPPRESS)
+    ap.add_argument("--save", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         return worker(args.worker[0], int(args.worker[1]), args)
+    if args.multiscale:
+        return main_multiscale(args)
     sizes = [int(float(s)) for s in args.sizes.split(",") if s]
     if args.large and 100000 not in sizes:
         sizes.append(100000)
@@ -230,6 +270,55 @@ def main():
         if r:
             print("\nN = %d: one debiased Sinkhorn iteration %.4f s; its 4 LogSumExp reductions alone %.4f s (ratio %.2f)"
                   % (n, r["per_iter"], r["lse4"], r["per_iter"] / r["lse4"]))
+
+
+def main_multiscale(args):
+    """--multiscale: pykp-ms against pykp-online on the sphere, one subprocess each."""
+    import tempfile
+
+    import numpy as np
+
+    sizes = [int(float(s)) for s in (args.sizes if args.sizes != "1000,10000" else "10000,100000").split(",") if s]
+    print("bench_ot --multiscale: %s, %s, python %s, %d cores, load average %s" % (
+        platform.processor() or platform.machine(), platform.platform(), platform.python_version(), os.cpu_count(),
+        " ".join("%.2f" % v for v in os.getloadavg())))
+    print("Sinkhorn divergence + gradient, unit sphere, float32, p = 2, blur = %g, scaling = 0.5" % args.blur)
+    tmp = tempfile.mkdtemp(prefix="bench_ot_")
+    rows = {}
+    for n in sizes:
+        for m in ("pykp-ms", "pykp-online"):
+            if m == "pykp-online" and n > args.online_max_n:
+                continue
+            save = os.path.join(tmp, "%s-%d.npy" % (m, n))
+            cmd = [sys.executable, os.path.abspath(__file__), "--worker", m, str(n), "--reps", str(args.reps),
+                   "--blur", str(args.blur), "--threads", str(args.threads), "--save", save]
+            p = subprocess.run(cmd, capture_output=True, text=True)
+            lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
+            if p.returncode or not lines:
+                print("  N = %-8d %-12s failed: %s" % (n, m, (p.stderr.strip().splitlines() or ["?"])[-1]), flush=True)
+                continue
+            r = json.loads(lines[-1])
+            r["grad"] = save
+            rows[(m, n)] = r
+            print("  N = %-8d %-12s %9.2f s  cpu %9.2f s  peak %8.1f MB  iters %3d  value %.6e  kept %.4f  (load %s)" % (
+                n, m, r["time"], r["cpu"], r["peak_mb"], r["iters"], r["value"], r.get("kept", 1.0),
+                " ".join("%.2f" % v for v in os.getloadavg())), flush=True)
+    print("\n| N | method | wall (s) | CPU (s) | CPU vs online | peak memory (MB) | iterations | value | kept pairs | value rel. diff | gradient rel. diff |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n in sizes:
+        ref = rows.get(("pykp-online", n))
+        for m in ("pykp-ms", "pykp-online"):
+            r = rows.get((m, n))
+            if r is None:
+                continue
+            ratio, dv, dg = "-", "-", "-"
+            if ref is not None:
+                ratio = "%.3fx" % (r["cpu"] / ref["cpu"])
+                dv = "%.1e" % (abs(r["value"] - ref["value"]) / abs(ref["value"]))
+                g, g0 = np.load(r["grad"]).astype(np.float64), np.load(ref["grad"]).astype(np.float64)
+                dg = "%.1e" % (np.linalg.norm(g - g0) / np.linalg.norm(g0))
+            print("| %d | %s | %.2f | %.2f | %s | %.0f | %d | %.6e | %.4f | %s | %s |" % (
+                n, m, r["time"], r["cpu"], ratio, r["peak_mb"], r["iters"], r["value"], r.get("kept", 1.0), dv, dg))
 
 
 if __name__ == "__main__":

@@ -69,14 +69,16 @@ def _barycentric_genred(cost, dim):
     )
 
 
-def softmin(cost, eps, x, y, h):
+def softmin(cost, eps, x, y, h, ranges=None):
     """f_i = -eps log sum_j exp(h_j - C(x_i, y_j) / eps), the soft C-transform.
 
     x: (..., N, D), y: (..., M, D), h: (..., M) tensors of one dtype; returns (..., N).
     Entries h_j = -inf (zero weights) drop out; gradients flow to x, y and h
-    through pykp's autograd (LogSumExp's gradient is a softmax-weighted Sum)."""
+    through pykp's autograd (LogSumExp's gradient is a softmax-weighted Sum).
+    ranges: block-sparse ranges (KeOps' 6-tuple, i = x, j = y) or None (dense);
+    a row with no kept pair gets +inf."""
     red = _softmin_genred(cost, x.shape[-1])
-    return -eps * red(x, y, h.unsqueeze(-1), 1.0 / eps).squeeze(-1)
+    return -eps * red(x, y, h.unsqueeze(-1), 1.0 / eps, ranges=ranges).squeeze(-1)
 
 
 def kernel_apply(kernel, param, x, y, w):

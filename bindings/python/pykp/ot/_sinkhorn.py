@@ -31,6 +31,7 @@ from typing import List, Optional
 import numpy as np
 import torch
 
+from ..cluster import swap_axes
 from ._reductions import softmin
 
 
@@ -105,6 +106,106 @@ def _marginal_error(a, f, f_new, eps, rho):
     return diff.sum(-1)
 
 
+def anneal(cost, a, x, b, y, eps_list, rho, debias=True, tol=None, max_iter=1000, init=None, init_eps=None,
+           truncation=None):
+    """The annealed symmetric Sinkhorn loop, without autograd.
+
+    a: (..., N), x: (..., N, D), b: (..., M), y: (..., M, D) tensors (used
+    detached). eps_list: the annealing temperatures. tol: when given,
+    iterations continue at the final temperature until the marginal error is
+    below tol (at most max_iter iterations in all). init: potentials
+    (f_ba, g_ab, f_aa, g_bb) to start from; None: one soft C-transform of the
+    log-weights at eps_list[0]. init_eps: the temperature init was computed
+    at (default eps_list[0]). truncation: None (dense reductions) or a
+    function (eps, pairs) -> {"xy": ranges, "xx": ranges, "yy": ranges}
+    whose block-sparse ranges (i = the first cloud) the reductions then use;
+    pairs = ((f, g), (g', f'), (f_aa', f_aa), (g_bb', g_bb)) holds, for the
+    rows of each reduction, an undamped soft C-transform and the potential it
+    was computed from (the rows' sums are then 1). It is called once with
+    init at init_eps, then at the first iteration of each new temperature,
+    after its soft C-transforms (computed with the previous ranges), and
+    every 10 iterations of the refinement at the final temperature (tol).
+    Returns ((f_ba, g_ab, f_aa, g_bb), n_iter, marginal_error, ranges), the
+    ranges of the last temperature (None without truncation)."""
+    a_log, b_log = log_weights(a.detach()), log_weights(b.detach())
+    xd, yd = x.detach(), y.detach()
+    err = math.inf
+    rng = {"xy": None, "yx": None, "xx": None, "yy": None}
+    rng_eps = None
+
+    def sm(key, eps, u, v, h):
+        return softmin(cost, eps, u, v, h, ranges=rng[key])
+
+    def prune(eps, pairs):
+        out = dict(truncation(eps, pairs))
+        out["yx"] = swap_axes(out["xy"])
+        return out
+
+    with torch.no_grad():
+        if init is None:
+            eps = eps_list[0]
+            dmp = damping(eps, rho)
+            f_ba = dmp * softmin(cost, eps, xd, yd, b_log)
+            g_ab = dmp * softmin(cost, eps, yd, xd, a_log)
+            f_aa = dmp * softmin(cost, eps, xd, xd, a_log) if debias else None
+            g_bb = dmp * softmin(cost, eps, yd, yd, b_log) if debias else None
+        else:
+            f_ba, g_ab, f_aa, g_bb = init
+            if truncation is not None:
+                rng_eps = eps_list[0] if init_eps is None else init_eps
+                rng = prune(rng_eps, ((f_ba, g_ab), (g_ab, f_ba), (f_aa, f_aa), (g_bb, g_bb)))
+        n_iter = 0
+        schedule = list(eps_list)
+        while n_iter < len(schedule) or (tol is not None and err > tol and n_iter < max_iter):
+            annealing = n_iter < len(schedule)
+            eps = schedule[min(n_iter, len(schedule) - 1)]
+            dmp = damping(eps, rho)
+            ft = sm("xy", eps, xd, yd, b_log + g_ab / eps)
+            if annealing:  # symmetric: both updates from the same iterate, averaged
+                gt = sm("yx", eps, yd, xd, a_log + f_ba / eps)
+            else:  # refining at the final eps: alternate (about twice as fast as averaging)
+                f_old, f_ba = f_ba, dmp * ft
+                gt = sm("yx", eps, yd, xd, a_log + f_ba / eps)
+            if n_iter >= len(schedule) - 1:  # at the final temperature: measure the marginals
+                ea = _marginal_error(a.detach(), f_ba if annealing else f_old, ft, eps, rho)
+                eb = _marginal_error(b.detach(), g_ab, gt, eps, rho)
+                err = float(torch.maximum(ea, eb).max())
+            if debias:  # OT(a, a), OT(b, b): averaging converges fast on these symmetric problems
+                ft_aa = sm("xx", eps, xd, xd, a_log + f_aa / eps)
+                gt_bb = sm("yy", eps, yd, yd, b_log + g_bb / eps)
+            refresh = not annealing and (n_iter - len(schedule)) % 10 == 9  # potentials still move: follow them
+            if truncation is not None and (eps != rng_eps or refresh):  # prune the blocks for this temperature
+                pairs = ((ft, g_ab), (gt, f_ba if annealing else f_old), (ft_aa, f_aa), (gt_bb, g_bb)) if debias \
+                    else ((ft, g_ab), (gt, f_ba if annealing else f_old), (None, None), (None, None))
+                rng, rng_eps = prune(eps, pairs), eps
+            if debias:
+                f_aa, g_bb = 0.5 * (f_aa + dmp * ft_aa), 0.5 * (g_bb + dmp * gt_bb)
+            if annealing:
+                f_ba, g_ab = 0.5 * (f_ba + dmp * ft), 0.5 * (g_ab + dmp * gt)
+            else:
+                g_ab = dmp * gt
+            n_iter += 1
+    return (f_ba, g_ab, f_aa, g_bb), n_iter, err, (rng if truncation is not None else None)
+
+
+def last_step(cost, a, x, b, y, pots, eps, rho, debias=True, ranges=None):
+    """The last extrapolation, with autograd (the envelope theorem's gradient):
+    the soft C-transforms of the detached potentials `pots` at eps, with the
+    positions x, y as given (they may require gradients). ranges: None or the
+    dict of anneal's truncation. Returns (f_ba, g_ab, f_aa, g_bb)."""
+    f_ba, g_ab, f_aa, g_bb = pots
+    rng = ranges if ranges is not None else {}
+    a_log, b_log = log_weights(a.detach()), log_weights(b.detach())
+    xd, yd = x.detach(), y.detach()
+    dmp = damping(eps, rho)
+    f_new = dmp * softmin(cost, eps, x, yd, b_log + g_ab / eps, ranges=rng.get("xy"))
+    g_new = dmp * softmin(cost, eps, y, xd, a_log + f_ba / eps, ranges=rng.get("yx"))
+    if debias:
+        f_aa = dmp * softmin(cost, eps, x, xd, a_log + f_aa / eps, ranges=rng.get("xx"))
+        g_bb = dmp * softmin(cost, eps, y, yd, b_log + g_bb / eps, ranges=rng.get("yy"))
+    return f_new, g_new, f_aa, g_bb
+
+
 def sinkhorn_loop(cost, a, x, b, y, eps_list, rho, debias=True, tol=None, max_iter=1000):
     """Runs the annealed symmetric Sinkhorn loop and the last extrapolation.
 
@@ -113,50 +214,9 @@ def sinkhorn_loop(cost, a, x, b, y, eps_list, rho, debias=True, tol=None, max_it
     when given, iterations continue at the final temperature until the
     marginal error is below tol (at most max_iter iterations in all).
     Returns a SinkhornResult."""
-    a_log, b_log = log_weights(a.detach()), log_weights(b.detach())
-    xd, yd = x.detach(), y.detach()
-    err = math.inf
-    with torch.no_grad():
-        eps = eps_list[0]
-        dmp = damping(eps, rho)
-        f_ba = dmp * softmin(cost, eps, xd, yd, b_log)
-        g_ab = dmp * softmin(cost, eps, yd, xd, a_log)
-        f_aa = dmp * softmin(cost, eps, xd, xd, a_log) if debias else None
-        g_bb = dmp * softmin(cost, eps, yd, yd, b_log) if debias else None
-        n_iter = 0
-        schedule = list(eps_list)
-        while n_iter < len(schedule) or (tol is not None and err > tol and n_iter < max_iter):
-            annealing = n_iter < len(schedule)
-            eps = schedule[min(n_iter, len(schedule) - 1)]
-            dmp = damping(eps, rho)
-            ft = softmin(cost, eps, xd, yd, b_log + g_ab / eps)
-            if annealing:  # symmetric: both updates from the same iterate, averaged
-                gt = softmin(cost, eps, yd, xd, a_log + f_ba / eps)
-            else:  # refining at the final eps: alternate (about twice as fast as averaging)
-                f_old, f_ba = f_ba, dmp * ft
-                gt = softmin(cost, eps, yd, xd, a_log + f_ba / eps)
-            if n_iter >= len(schedule) - 1:  # at the final temperature: measure the marginals
-                ea = _marginal_error(a.detach(), f_ba if annealing else f_old, ft, eps, rho)
-                eb = _marginal_error(b.detach(), g_ab, gt, eps, rho)
-                err = float(torch.maximum(ea, eb).max())
-            if debias:  # OT(a, a), OT(b, b): averaging converges fast on these symmetric problems
-                ft_aa = dmp * softmin(cost, eps, xd, xd, a_log + f_aa / eps)
-                gt_bb = dmp * softmin(cost, eps, yd, yd, b_log + g_bb / eps)
-                f_aa, g_bb = 0.5 * (f_aa + ft_aa), 0.5 * (g_bb + gt_bb)
-            if annealing:
-                f_ba, g_ab = 0.5 * (f_ba + dmp * ft), 0.5 * (g_ab + dmp * gt)
-            else:
-                g_ab = dmp * gt
-            n_iter += 1
-    eps = eps_list[-1]
-    dmp = damping(eps, rho)
-    # last extrapolation, with autograd: the envelope theorem's gradient
-    f_new = dmp * softmin(cost, eps, x, yd, b_log + g_ab / eps)
-    g_new = dmp * softmin(cost, eps, y, xd, a_log + f_ba / eps)
-    if debias:
-        f_aa = dmp * softmin(cost, eps, x, xd, a_log + f_aa / eps)
-        g_bb = dmp * softmin(cost, eps, y, yd, b_log + g_bb / eps)
-    return SinkhornResult(f_new, g_new, f_aa, g_bb, eps, rho, n_iter, err, list(eps_list))
+    pots, n_iter, err, _ = anneal(cost, a, x, b, y, eps_list, rho, debias, tol, max_iter)
+    f_new, g_new, f_aa, g_bb = last_step(cost, a, x, b, y, pots, eps_list[-1], rho, debias)
+    return SinkhornResult(f_new, g_new, f_aa, g_bb, eps_list[-1], rho, n_iter, err, list(eps_list))
 
 
 class _UnbalancedWeight(torch.autograd.Function):

@@ -18,11 +18,12 @@ import torch
 
 from . import _inputs
 from ._kernels import hausdorff_loss, kernel_loss
+from ._multiscale import default_cluster_scale, multiscale_loop
 from ._reductions import BUILTIN_COSTS
 from ._sinkhorn import SinkhornResult, bounding_diameter, epsilon_schedule, sinkhorn_cost, sinkhorn_loop
 
 LOSSES = ("sinkhorn", "hausdorff", "energy", "gaussian", "laplacian")
-BACKENDS = ("auto", "online", "tensorized")
+BACKENDS = ("auto", "online", "tensorized", "multiscale")
 
 
 def _positive(value, name, allow_none=False):
@@ -60,7 +61,10 @@ class SamplesLoss(torch.nn.Module):
         Ratio between successive blur values of the annealing (closer to 1: more
         iterations, more accurate).
     truncate : float or None
-        Kept for GeomLoss compatibility (multiscale kernel truncation, not available).
+        Multiscale backend: a pair of cells is skipped when no pair of points
+        in it can have f_i + g_j - C(x_i, y_j) > -truncate eps (its plan entries
+        are below a_i b_j e^{-truncate}). None: no truncation (every cell pair
+        kept; the coarse stage still runs). Ignored by the other backends.
     cost : str or None
         A libkp formula in the variables X (on x_i) and Y (on y_j), e.g.
         "SqDist(X,Y)" or "Norm2(X-Y)*Norm2(X-Y)*Norm2(X-Y)/IntCst(3)" (GeomLoss's
@@ -70,9 +74,17 @@ class SamplesLoss(torch.nn.Module):
         as >= 0) or the raw entropic cost OT(a, b) (False).
     potentials : bool
         Return the dual potentials (F on x, G on y) instead of the value.
-    backend : {"auto", "online", "tensorized"}
-        Accepted for compatibility; pykp always computes online (O(N + M) memory).
-        "multiscale" is not available (it needs block-sparse reductions).
+    cluster_scale : float or None
+        Multiscale backend: side of the cubic cells that cluster the points.
+        None: GeomLoss's rule, diameter / (sqrt(D) 2000^(1/D)) (about 2000
+        cells in the bounding box).
+    backend : {"auto", "online", "tensorized", "multiscale"}
+        "online" (and "tensorized", accepted for compatibility): dense
+        reductions, O(N + M) memory. "multiscale": two-scale Sinkhorn with
+        block-sparse reductions (loss="sinkhorn", p = 2, built-in cost,
+        D <= 3, one pair of clouds; docs/ot.md). "auto": multiscale when
+        loss="sinkhorn", p = 2, built-in cost, D <= 3, one pair of clouds and
+        N M > 10^8 (GeomLoss's rule), online otherwise.
     tol : float or None
         Keep iterating at the final eps until the L1 marginal error is below tol.
         None: GeomLoss's fixed annealing schedule only.
@@ -98,7 +110,7 @@ class SamplesLoss(torch.nn.Module):
         truncate: Optional[float] = 5,
         cost: Optional[str] = None,
         kernel=None,
-        cluster_scale=None,
+        cluster_scale: Optional[float] = None,
         debias: bool = True,
         potentials: bool = False,
         verbose: bool = False,
@@ -128,19 +140,20 @@ class SamplesLoss(torch.nn.Module):
         self.truncate = _positive(truncate, "truncate", allow_none=True)
         if kernel is not None:
             raise ValueError("pykp.ot: kernel (a Python function) is not supported; use loss='gaussian', 'laplacian' or 'energy'")
-        if cluster_scale is not None:
-            raise ValueError("pykp.ot: cluster_scale is not supported (no multiscale backend)")
+        self.cluster_scale = _positive(cluster_scale, "cluster_scale", allow_none=True)
         for name, v in (("debias", debias), ("potentials", potentials), ("verbose", verbose)):
             if not isinstance(v, bool):
                 raise ValueError("pykp.ot: %s must be True or False, got %r" % (name, v))
-        if backend == "multiscale":
-            raise ValueError("pykp.ot: backend='multiscale' is not available (it needs block-sparse reductions); use 'auto'")
         if backend not in BACKENDS:
             raise ValueError("pykp.ot: backend must be one of %s, got %r" % (", ".join(BACKENDS), backend))
         self.tol = _positive(tol, "tol", allow_none=True)
         if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
             raise ValueError("pykp.ot: max_iter must be a positive integer, got %r" % (max_iter,))
         self.max_iter = int(max_iter)
+        if backend == "multiscale" and (loss != "sinkhorn" or cost is not None or p != 2):
+            raise ValueError("pykp.ot: backend='multiscale' needs loss='sinkhorn', p=2 and the built-in cost (cost=None), "
+                             "got loss=%r, p=%r, cost=%r (with p=1 the kernel's exponential tails make the truncation "
+                             "drop too much; use backend='online')" % (loss, p, cost))
         self.loss, self.cost, self.debias, self.potentials = loss, cost, debias, potentials
         self.verbose, self.backend = verbose, backend
         self.last_result: Optional[SinkhornResult] = None
@@ -160,17 +173,44 @@ class SamplesLoss(torch.nn.Module):
         return "loss=%r, p=%r, blur=%r, reach=%r, scaling=%r, debias=%r" % (
             self.loss, self.p, self.blur, self.reach, self.scaling, self.debias)
 
+    def _diameter(self, x, y, a=None, b=None) -> float:
+        diameter = self.diameter if self.diameter is not None else bounding_diameter(x, y, a, b)
+        return max(diameter, self.blur)  # a single point: no annealing
+
     def epsilon_schedule(self, x, y, a=None, b=None):
         """The temperatures of the annealing for clouds x, y (weights a, b)."""
-        diameter = self.diameter if self.diameter is not None else bounding_diameter(x, y, a, b)
-        diameter = max(diameter, self.blur)  # a single point: no annealing
-        return epsilon_schedule(self.p, diameter, self.blur, self.scaling)
+        return epsilon_schedule(self.p, self._diameter(x, y, a, b), self.blur, self.scaling)
+
+    def uses_multiscale(self, x, y) -> bool:
+        """Whether a sinkhorn call on batched clouds x (B, N, D), y (B, M, D)
+        runs the multiscale backend (see `backend`); raises ValueError when
+        backend='multiscale' cannot take them."""
+        B, N, D = x.shape
+        M = y.shape[-2]
+        if self.backend == "multiscale":
+            if B != 1:
+                raise ValueError("pykp.ot: backend='multiscale' takes one pair of clouds, got a batch of %d; "
+                                 "use backend='online' (or a loop over the batch)" % B)
+            if D > 3:
+                raise ValueError("pykp.ot: backend='multiscale' needs points of dimension D <= 3 (cubic cells), got D = %d; "
+                                 "use backend='online'" % D)
+            return True
+        return (self.backend == "auto" and self.loss == "sinkhorn" and self.cost is None and self.p == 2
+                and B == 1 and D <= 3 and N * M > 10**8)
 
     def solve(self, a, x, b, y, debias=None) -> SinkhornResult:
         """Runs the Sinkhorn solver on batched tensors (B, N), (B, N, D), ... (no checks)."""
         debias = self.debias if debias is None else debias
-        res = sinkhorn_loop(self.cost_formula, a, x, b, y, self.epsilon_schedule(x, y, a, b), self.rho,
-                            debias=debias, tol=self.tol, max_iter=self.max_iter)
+        diameter = self._diameter(x, y, a, b)
+        eps_list = epsilon_schedule(self.p, diameter, self.blur, self.scaling)
+        if self.uses_multiscale(x, y):
+            scale = self.cluster_scale if self.cluster_scale is not None else default_cluster_scale(diameter, x.shape[-1])
+            truncate = math.inf if self.truncate is None else self.truncate
+            res = multiscale_loop(self.cost_formula, self.p, a, x, b, y, eps_list, self.rho, scale, truncate,
+                                  debias=debias, tol=self.tol, max_iter=self.max_iter, verbose=self.verbose)
+        else:
+            res = sinkhorn_loop(self.cost_formula, a, x, b, y, eps_list, self.rho,
+                                debias=debias, tol=self.tol, max_iter=self.max_iter)
         self.last_result, self.n_iter, self.marginal_error = res, res.n_iter, res.marginal_error
         if self.verbose:
             print("pykp.ot: %d Sinkhorn iterations, eps %.3g, marginal error %.3g" % (res.n_iter, res.eps, res.marginal_error))
