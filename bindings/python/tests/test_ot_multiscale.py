@@ -153,6 +153,9 @@ def test_multiscale_errors():
     for bad in (0, -1.0, math.nan, "big"):
         with pytest.raises(ValueError, match="cluster_scale"):
             kot.SamplesLoss(backend="multiscale", cluster_scale=bad)
+    for dense in ("online", "tensorized"):  # no cells: the option would have no effect
+        with pytest.raises(ValueError, match="cluster_scale"):
+            kot.SamplesLoss(backend=dense, cluster_scale=0.1)
     ms = kot.SamplesLoss("sinkhorn", backend="multiscale")
     with pytest.raises(ValueError, match="batch"):
         ms(torch.rand(2, 50, 3), torch.rand(2, 60, 3))

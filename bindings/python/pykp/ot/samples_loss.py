@@ -77,7 +77,8 @@ class SamplesLoss(torch.nn.Module):
     cluster_scale : float or None
         Multiscale backend: side of the cubic cells that cluster the points.
         None: GeomLoss's rule, diameter / (sqrt(D) 2000^(1/D)) (about 2000
-        cells in the bounding box).
+        cells in the bounding box). A ValueError with backend="online" or
+        "tensorized", which have no cells.
     backend : {"auto", "online", "tensorized", "multiscale"}
         "online" (and "tensorized", accepted for compatibility): dense
         reductions, O(N + M) memory. "multiscale": two-scale Sinkhorn with
@@ -146,6 +147,9 @@ class SamplesLoss(torch.nn.Module):
                 raise ValueError("pykp.ot: %s must be True or False, got %r" % (name, v))
         if backend not in BACKENDS:
             raise ValueError("pykp.ot: backend must be one of %s, got %r" % (", ".join(BACKENDS), backend))
+        if cluster_scale is not None and backend in ("online", "tensorized"):
+            raise ValueError("pykp.ot: cluster_scale sets the cells of the multiscale backend; backend=%r has "
+                             "none (use backend='multiscale' or 'auto')" % backend)
         self.tol = _positive(tol, "tol", allow_none=True)
         if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
             raise ValueError("pykp.ot: max_iter must be a positive integer, got %r" % (max_iter,))
