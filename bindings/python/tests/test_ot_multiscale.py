@@ -96,14 +96,15 @@ def test_truncation_alone_sphere(reach):
 
 def test_potentials_and_debias_false():
     x, y = sphere(800, 5), sphere(700, 6, shift=0.2)
-    kw = dict(p=2, blur=0.2, tol=1e-4, cluster_scale=0.1)
+    kw = dict(p=2, blur=0.2, tol=1e-4)
+    ms = dict(kw, cluster_scale=0.1)
     F0, G0 = kot.SamplesLoss("sinkhorn", potentials=True, backend="online", **kw)(x, y)
-    F1, G1 = kot.SamplesLoss("sinkhorn", potentials=True, backend="multiscale", **kw)(x, y)
+    F1, G1 = kot.SamplesLoss("sinkhorn", potentials=True, backend="multiscale", **ms)(x, y)
     assert F1.shape == (800,) and G1.shape == (700,)
     assert float((centered(F1) - centered(F0)).abs().max()) < 0.05 * 0.2**2  # up to F + c, G - c
     assert float((centered(G1) - centered(G0)).abs().max()) < 0.05 * 0.2**2
     v0 = kot.SamplesLoss("sinkhorn", debias=False, backend="online", **kw)(x, y)
-    v1 = kot.SamplesLoss("sinkhorn", debias=False, backend="multiscale", **kw)(x, y)
+    v1 = kot.SamplesLoss("sinkhorn", debias=False, backend="multiscale", **ms)(x, y)
     assert float(v1) == pytest.approx(float(v0), rel=1e-3)
 
 
@@ -113,8 +114,9 @@ def test_float32_numpy_and_zero_weights():
     a[x[:, 2] > 0] = 0  # a whole hemisphere (many whole cells) of zero weight
     a = (a / a.sum()).float()
     b = torch.full((1000,), 1.0 / 1000).float()
-    kw = dict(p=2, blur=0.2, tol=1e-3, cluster_scale=0.1)
+    kw = dict(p=2, blur=0.2, tol=1e-3)
     v0 = kot.SamplesLoss("sinkhorn", backend="online", **kw)(a, x, b, y)
+    kw["cluster_scale"] = 0.1  # the multiscale calls below
     ms = kot.SamplesLoss("sinkhorn", backend="multiscale", **kw)
     v1 = ms(a.numpy(), x.numpy(), b.numpy(), y.numpy())
     assert isinstance(v1, np.ndarray) and v1.dtype == np.float32
