@@ -29,7 +29,8 @@ def sphere(n, seed, shift=0.0):
 
 def solve(backend, x, y, args):
     loss = pykp.ot.SamplesLoss("sinkhorn", p=2, blur=args.blur, backend=backend, truncate=args.truncate,
-                               cluster_scale=args.cluster_scale, verbose=args.verbose)
+                               cluster_scale=args.cluster_scale if backend == "multiscale" else None,
+                               verbose=args.verbose)
     xx = x.clone().requires_grad_(True)
     t, c = time.perf_counter(), time.process_time()
     value = loss(xx, y)
