@@ -669,6 +669,13 @@ kp_status kp_formula_cuda_aot(kp_context *ctx, const kp_formula *f, kp_dtype dty
  * differently from one call: within 1e-6 of the largest output in float32
  * and 1e-13 in float64 (what tests/test_partial.c checks).
  *
+ * Block-sparse ranges (options->ranges) select the pairs a part folds, in
+ * the part's coordinates: a reduced range [s, e) of global points is given
+ * as [max(s, offset) - offset, min(e, offset + n) - offset) for a part of n
+ * points (empty where they do not meet). The rules below hold as without
+ * ranges. kp_plan_state_info and kp_plan_state_finalize ignore ranges.
+ * CPU engine only (the GPU engines: KP_ERR_UNSUPPORTED).
+ *
  * Engines: the states are computed by the context's engine from host
  * arrays (CUDA device arrays are KP_ERR_UNSUPPORTED). Every engine writes the
  * same layout, so states of different engines merge; the bits above hold per

@@ -9,7 +9,9 @@
  *     1e-13 (float64) of kp_plan_exec for Sum, LogSumExp, SumSoftMaxWeight,
  *     the same bits for 1 and 3 threads, and Sum against a float64 loop;
  *   - batches, a row-summed (parameter gradient) formula, empty parts, a rank
- *     of K larger than a part, and the errors of the calls.
+ *     of K larger than a part, and the errors of the calls;
+ *   - block-sparse ranges, given to each part in its own coordinates: the
+ *     same rules against one ranged kp_plan_exec.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -67,6 +69,41 @@ typedef struct result {
     int64_t ix[OUTW];
 } result;
 
+/* Block-sparse ranges over the NR rows and NRED reduced points, in global
+ * coordinates. Both triples are the same arrays, so they serve either axis
+ * (the rows are always the NR-point cloud here). The last cluster keeps no
+ * point, so its rows meet no pair. */
+#define NCL 3
+#define NRG 6
+typedef struct part_ranges {
+    int64_t rows[2 * NCL], slices[NCL], cols[2 * NRG];
+} part_ranges;
+
+static const part_ranges RANGES = {{0, 20, 20, 45, 45, NR},
+                                   {3, 6, 6},
+                                   {0, 5000, 30000, 40000, 65000, NRED, 100, 200, 32768, 33000, 50000, 66000}};
+
+/* The ranges of the reduced points [j0, j1), counted from j0 (kp.h: a part's
+ * ranges are in its own coordinates); local holds their 2 * NRG entries. */
+static kp_ranges ranges_of_part(const part_ranges *t, int64_t j0, int64_t j1, int64_t *local) {
+    for (int k = 0; k < 2 * NRG; k++) {
+        int64_t c = t->cols[k] < j0 ? j0 : t->cols[k] > j1 ? j1 : t->cols[k];
+        local[k] = c - j0;
+    }
+    kp_ranges rg = {8, t->rows, t->slices, local, t->rows, t->slices, local, NCL, NCL, NRG, NCL, NCL, NRG};
+    return rg;
+}
+
+/* opt with the ranges of points [j0, j1) when t is not NULL. */
+static kp_exec_options options_of(const part_ranges *t, int64_t j0, int64_t j1, int64_t *local, kp_ranges *rg) {
+    kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
+    if (t) {
+        *rg = ranges_of_part(t, j0, j1, local);
+        opt.ranges = rg;
+    }
+    return opt;
+}
+
 static kp_plan *plan_of(kp_context *ctx, const char *text, int axis, kp_dtype dt) {
     const char *al1[] = {"x = Vi(2)", "y = Vj(2)", "b = Vj(1)"};
     const char *al0[] = {"x = Vj(2)", "y = Vi(2)", "b = Vi(1)"};
@@ -94,7 +131,7 @@ static void finalize(kp_context *ctx, kp_plan *p, const data *d, const void *sta
     free(vo);
 }
 
-static void exec_once(kp_context *ctx, kp_plan *p, const data *d, result *r) {
+static void exec_once(kp_context *ctx, kp_plan *p, const data *d, const part_ranges *t, result *r) {
     int ndim;
     int64_t shape[KP_MAX_DIMS], ishape[KP_MAX_DIMS];
     kp_array a[3];
@@ -104,7 +141,10 @@ static void exec_once(kp_context *ctx, kp_plan *p, const data *d, result *r) {
     void *vo = kpt_alloc_dtype(OUTW, d->dt);
     memset(r, 0, sizeof *r);
     kp_array o = kp_array_2d(vo, d->dt, NR, od), oi = kp_array_2d(r->ix, KP_INT64, NR, id);
-    KPT_ASSERT_OK(ctx, kp_plan_exec(p, a, 3, od ? &o : NULL, id ? &oi : NULL, NULL));
+    int64_t local[2 * NRG];
+    kp_ranges rg;
+    kp_exec_options opt = options_of(t, 0, NRED, local, &rg);
+    KPT_ASSERT_OK(ctx, kp_plan_exec(p, a, 3, od ? &o : NULL, id ? &oi : NULL, &opt));
     if (od) kpt_from_dtype(vo, d->dt, (size_t)NR * (size_t)od, r->v);
     free(vo);
 }
@@ -112,7 +152,7 @@ static void exec_once(kp_context *ctx, kp_plan *p, const data *d, result *r) {
 /* Reduces the parts cut at bounds[0] = 0 < ... < bounds[n] = NRED. fold: into
  * one state, in order; else one state per part, merged left to right. */
 static void partial(kp_context *ctx, kp_plan *p, const data *d, const int64_t *bounds, int n, int fold,
-                    int nthreads, result *r) {
+                    int nthreads, const part_ranges *t, result *r) {
     kp_array a[3];
     args_of(d, 0, NRED, a);
     kp_state_info info;
@@ -122,9 +162,11 @@ static void partial(kp_context *ctx, kp_plan *p, const data *d, const int64_t *b
     assert_true(info.real_offset == KP_STATE_HEADER_BYTES);
     void *acc = malloc(info.bytes), *part = malloc(info.bytes);
     KPT_ASSERT_OK(ctx, kp_plan_state_init(p, &info, acc));
-    kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
-    opt.num_threads = nthreads;
     for (int k = 0; k < n; k++) {
+        int64_t local[2 * NRG];
+        kp_ranges rg;
+        kp_exec_options opt = options_of(t, bounds[k], bounds[k + 1], local, &rg);
+        opt.num_threads = nthreads;
         args_of(d, bounds[k], bounds[k + 1], a);
         if (fold) {
             KPT_ASSERT_OK(ctx, kp_plan_exec_partial(p, a, 3, bounds[k], acc, info.bytes, &opt));
@@ -164,8 +206,8 @@ static void free_data(data *d) {
     free(d->b);
 }
 
-static void test_every_reduction(void **state) {
-    (void)state;
+/* Every reduction, both axes and dtypes, dense (t NULL) or on the ranges t. */
+static void every_reduction(const part_ranges *t) {
     const int64_t C = KP_STATE_CHUNK;
     const int64_t aligned[][5] = {{0, C, 2 * C, NRED}, {0, 2 * C, NRED}, {0, C, C, NRED}}; /* C, C: an empty part */
     const int naligned[] = {3, 2, 3};
@@ -173,7 +215,7 @@ static void test_every_reduction(void **state) {
     const int nany[] = {3, 2, 4};
     kp_context *ctx;
     assert_int_equal(kp_context_new(&ctx), KP_OK);
-    for (int dti = 0; dti <= 1; dti++) {
+    for (int dti = 0; dti <= (t ? 0 : 1); dti++) { /* ranges: float32 only, the rules do not depend on it */
         data d = make_data(dti ? KP_FLOAT64 : KP_FLOAT32);
         for (int axis = 0; axis <= 1; axis++)
             for (size_t k = 0; k < sizeof REDS / sizeof REDS[0]; k++) {
@@ -181,15 +223,15 @@ static void test_every_reduction(void **state) {
                 build_text(REDS[k], axis, text, sizeof text);
                 kp_plan *p = plan_of(ctx, text, axis, d.dt);
                 result one, got, again;
-                exec_once(ctx, p, &d, &one);
+                exec_once(ctx, p, &d, t, &one);
                 for (int s = 0; s < 3; s++) {
-                    partial(ctx, p, &d, aligned[s], naligned[s], 1, s == 0 ? 1 : 0, &got);
+                    partial(ctx, p, &d, aligned[s], naligned[s], 1, s == 0 ? 1 : 0, t, &got);
                     assert_same("aligned parts folded in order", text, &got, &one);
                 }
                 for (int s = 0; s < 3; s++) {
-                    partial(ctx, p, &d, any[s], nany[s], 0, 0, &got);
+                    partial(ctx, p, &d, any[s], nany[s], 0, 0, t, &got);
                     if (s == 0) { /* deterministic for any thread count */
-                        partial(ctx, p, &d, any[s], nany[s], 0, 1, &again);
+                        partial(ctx, p, &d, any[s], nany[s], 0, 1, t, &again);
                         assert_memory_equal(&got, &again, sizeof got);
                     }
                     if (is_select(REDS[k])) {
@@ -208,6 +250,30 @@ static void test_every_reduction(void **state) {
     kp_context_free(ctx);
 }
 
+static void test_every_reduction(void **state) {
+    (void)state;
+    every_reduction(NULL);
+}
+
+/* Block-sparse parts; the ranges change the result (they are not ignored). */
+static void test_ranges(void **state) {
+    (void)state;
+    every_reduction(&RANGES);
+    kp_context *ctx;
+    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    data d = make_data(KP_FLOAT64);
+    kp_plan *p = plan_of(ctx, "Sum_Reduction(SqDist(x,y)*b,1)", 1, KP_FLOAT64);
+    result dense, ranged;
+    exec_once(ctx, p, &d, NULL, &dense);
+    const int64_t bounds[] = {0, 12345, 50000, NRED};
+    partial(ctx, p, &d, bounds, 3, 0, 0, &RANGES, &ranged);
+    assert_true(ranged.v[NR - 1] == 0 && dense.v[NR - 1] > 0); /* the last cluster meets no point */
+    assert_true(fabs(ranged.v[0] - dense.v[0]) > 1e-3 * dense.v[0]);
+    kp_plan_free(p);
+    free_data(&d);
+    kp_context_free(ctx);
+}
+
 /* Sum of F's first component over a split merged from parts, against a float64 loop. */
 static void test_sum_reference(void **state) {
     (void)state;
@@ -217,7 +283,7 @@ static void test_sum_reference(void **state) {
     kp_plan *p = plan_of(ctx, "Sum_Reduction(SqDist(x,y)*b,1)", 1, KP_FLOAT64);
     const int64_t bounds[] = {0, 12345, 50000, NRED};
     result got;
-    partial(ctx, p, &d, bounds, 3, 0, 0, &got);
+    partial(ctx, p, &d, bounds, 3, 0, 0, NULL, &got);
     double ref[NR];
     const double *x = d.x, *y = d.y, *b = d.b;
     for (int i = 0; i < NR; i++) {
@@ -311,7 +377,7 @@ static void test_indices_as_numbers(void **state) {
     data d = make_data(KP_FLOAT64);
     kp_plan *p = plan_of(ctx, "Sum_Reduction(Exp(-SqDist(x,y))*(IndexJ()+2*IndexI()),1)", 1, KP_FLOAT64);
     result one;
-    exec_once(ctx, p, &d, &one);
+    exec_once(ctx, p, &d, NULL, &one);
     const int R0 = 10;
     kp_array a[3];
     args_of(&d, 0, NRED, a);
@@ -375,14 +441,18 @@ static void test_errors(void **state) {
     a[2].dtype = KP_FLOAT64;
     assert_int_equal(kp_plan_exec_partial(p, a, 3, 0, st, info.bytes, NULL), KP_ERR_DTYPE);
     a[2].dtype = KP_FLOAT32;
-    /* Block-sparse ranges are refused, not ignored: one cluster of all NR rows
-     * over the part's 2 points (axis 1 reads ranges_i, slices_i, redranges_j). */
-    int64_t rows[2] = {0, NR}, cols[2] = {0, 2}, slice[1] = {1};
+    /* A part's ranges count its own points: one cluster of all NR rows over
+     * points [0, 3) is past this part's 2 points (axis 1 reads ranges_i,
+     * slices_i, redranges_j). */
+    int64_t rows[2] = {0, NR}, cols[2] = {0, 3}, slice[1] = {1};
     kp_ranges rg = {8, rows, slice, cols, cols, slice, rows, 1, 1, 1, 1, 1, 1};
     kp_exec_options ro = KP_EXEC_OPTIONS_DEFAULT;
     ro.ranges = &rg;
-    assert_int_equal(kp_plan_exec_partial(p, a, 3, 0, st, info.bytes, &ro), KP_ERR_UNSUPPORTED);
-    assert_non_null(strstr(kp_context_message(ctx), "block-sparse"));
+    assert_int_equal(kp_plan_exec_partial(p, a, 3, 0, st, info.bytes, &ro), KP_ERR_ARGUMENT);
+    assert_non_null(strstr(kp_context_message(ctx), "redranges_j"));
+    /* The layout and the finalization do not read the ranges. */
+    KPT_ASSERT_OK(ctx, kp_plan_state_info(p, a, 3, &ro, &qi));
+    assert_int_equal(qi.bytes, info.bytes);
     kp_formula *fs[2];
     const char *al[] = {"x = Vi(2)", "y = Vj(2)", "b = Vj(1)"};
     KPT_ASSERT_OK(ctx, kp_formula_parse(ctx, "Sum_Reduction(SqDist(x,y)*b,1)", al, 3, &fs[0]));
@@ -403,7 +473,8 @@ static void test_errors(void **state) {
 }
 
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_every_reduction), cmocka_unit_test(test_sum_reference),
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_every_reduction), cmocka_unit_test(test_ranges),
+                                       cmocka_unit_test(test_sum_reference),
                                        cmocka_unit_test(test_batches_and_row_sums), cmocka_unit_test(test_indices_as_numbers),
                                        cmocka_unit_test(test_errors)};
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -253,6 +253,11 @@ static kp_status merge_chunk_states(kp_gpu_call *C, int64_t offset, void *sreal,
 }
 
 kp_status kp__gpu_run_partial(const kp_gpu_device *d, const kp_job *job, int64_t offset, void *sreal, int64_t *sidx) {
+    if (job->ranges.rows) {
+        d->ops->release(d->self);
+        return kp__fail(d->ctx, KP_ERR_UNSUPPORTED,
+                        "the GPU engines do not fold partial states of block-sparse (ranges) calls: select KP_ENGINE_CPU");
+    }
     if (job->nbatch == 0 || job->nrows == 0 || job->ncols == 0) return d->ops->release(d->self);
     kp_gpu_call *C = call_new(d, job, 1);
     if (!C) {

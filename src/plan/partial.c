@@ -44,17 +44,23 @@ static kp_status check_plan(kp_plan *plan) {
 }
 
 /* Validates a call's arrays as kp_plan_exec does, but without outputs (unless
- * given) and without requiring K reduced points: a part may hold fewer. */
+ * given) and without requiring K reduced points: a part may hold fewer.
+ * Block-sparse ranges select the pairs a part folds (fold set); the layout
+ * and the finalization of states do not depend on them, so the other calls
+ * leave them out rather than check them against points they do not read. */
 static kp_status prepare(kp_plan *plan, const kp_array *args, size_t n_args, kp_array *out, kp_array *out_index,
-                         const kp_exec_options *options, kp_job *job) {
+                         const kp_exec_options *options, int fold, kp_job *job) {
     kp_context *ctx = plan->ctx;
+    kp_exec_options opt;
+    kp_status st = kp__exec_options_read(ctx, options, &opt);
+    if (st != KP_OK) return st;
+    if (!fold) opt.ranges = NULL;
     static char dummy[8]; /* shapes only: the fold never writes outputs */
     kp_array dout, didx;
     if (!out && !out_index) {
         int ndim = 0;
         int64_t shape[KP_MAX_DIMS], ishape[KP_MAX_DIMS];
-        kp_status st = kp_plan_output_shape(plan, args, n_args, options, &ndim, shape, ishape);
-        if (st != KP_OK) return st;
+        if ((st = kp_plan_output_shape(plan, args, n_args, &opt, &ndim, shape, ishape)) != KP_OK) return st;
         memset(&dout, 0, sizeof dout);
         dout.data = dummy;
         dout.dtype = plan->dtype;
@@ -70,13 +76,11 @@ static kp_status prepare(kp_plan *plan, const kp_array *args, size_t n_args, kp_
     if (!copy) return kp__fail(ctx, KP_ERR_OOM, "out of memory");
     *copy = *plan;
     copy->prog.K = 0; /* K against the part's points: checked at finalize instead */
-    kp_status st = kp__plan_prepare(copy, args, n_args, out, out_index, options, job);
+    st = kp__plan_prepare(copy, args, n_args, out, out_index, &opt, job);
     kp__free(ctx, copy);
     job->prog = &plan->prog;
     if (st == KP_OK && job->device != KP_DEVICE_CPU)
         st = kp__fail(ctx, KP_ERR_UNSUPPORTED, "partial reduction states read host arrays only");
-    if (st == KP_OK && job->ranges.rows)
-        st = kp__fail(ctx, KP_ERR_UNSUPPORTED, "partial reduction states of block-sparse (ranges) calls are not supported");
     return st;
 }
 
@@ -107,7 +111,7 @@ kp_status kp_plan_state_info(kp_plan *plan, const kp_array *args, size_t n_args,
     if ((st = kp__io_begin(plan, args, n_args, NULL, 0, &io)) != KP_OK) return st;
     kp_job *job = kp__alloc(plan->ctx, sizeof *job);
     if (!job) return kp__io_end(&io, kp__fail(plan->ctx, KP_ERR_OOM, "out of memory"));
-    st = prepare(plan, io.args, n_args, NULL, NULL, options, job);
+    st = prepare(plan, io.args, n_args, NULL, NULL, options, 0, job);
     if (st == KP_OK) st = info_of(plan, job->nbatch, job->nrows, info);
     kp__free(plan->ctx, job);
     return kp__io_end(&io, st);
@@ -194,7 +198,7 @@ kp_status kp_plan_exec_partial(kp_plan *plan, const kp_array *args, size_t n_arg
     if ((st = kp__io_begin(plan, args, n_args, NULL, 0, &io)) != KP_OK) return st;
     kp_job *job = kp__alloc(ctx, sizeof *job);
     if (!job) return kp__io_end(&io, kp__fail(ctx, KP_ERR_OOM, "out of memory"));
-    st = prepare(plan, io.args, n_args, NULL, NULL, options, job);
+    st = prepare(plan, io.args, n_args, NULL, NULL, options, 1, job);
     if (st == KP_OK) st = check_shape(plan, &h, job);
     if (st == KP_OK && __builtin_add_overflow(h.ncols, job->ncols, &h.ncols))
         st = kp__fail(ctx, KP_ERR_TOO_LARGE, "more than 2^63 points folded");
@@ -264,7 +268,7 @@ kp_status kp_plan_state_finalize(kp_plan *plan, const kp_array *args, size_t n_a
     if ((st = kp__io_begin(plan, args, n_args, out, plan->out_dim ? 1 : 0, &io)) != KP_OK) return st;
     kp_job *job = kp__alloc(ctx, sizeof *job);
     if (!job) return kp__io_end(&io, kp__fail(ctx, KP_ERR_OOM, "out of memory"));
-    st = prepare(plan, io.args, n_args, io.n_outs ? io.outs : out, out_index, options, job);
+    st = prepare(plan, io.args, n_args, io.n_outs ? io.outs : out, out_index, options, 0, job);
     if (st == KP_OK) st = check_shape(plan, &h, job);
     if (st == KP_OK) {
         void *s = (void *)(uintptr_t)state;

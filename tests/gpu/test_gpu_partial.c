@@ -264,6 +264,33 @@ static void test_mixed_engines(void **state) {
     kp_context_free(ctx);
 }
 
+/* Ranged parts are the CPU engine's: the GPU engine refuses them, it does not
+ * fold the dense part instead. */
+static void test_ranges_refused(void **state) {
+    (void)state;
+    kp_context *ctx;
+    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    data d = make_data(KP_FLOAT32);
+    kp_plan *p = plan_of(ctx, "Sum_Reduction(SqDist(x,y)*b,1)", 1, d.dt);
+    size_t bytes;
+    void *s = new_state(ctx, p, &d, 0, &bytes);
+    int64_t rows[2] = {0, NR}, cols[2] = {0, 10}, slice[1] = {1};
+    kp_ranges rg = {8, rows, slice, cols, cols, slice, rows, 1, 1, 1, 1, 1, 1};
+    kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
+    opt.ranges = &rg;
+    kp_array x[3];
+    args_of(&d, 0, 0, 900, x);
+    KPT_ASSERT_OK(ctx, kp_context_set_engine(ctx, gpu_engine));
+    assert_int_equal(kp_plan_exec_partial(p, x, 3, 0, s, bytes, &opt), KP_ERR_UNSUPPORTED);
+    assert_non_null(strstr(kp_context_message(ctx), "block-sparse"));
+    KPT_ASSERT_OK(ctx, kp_context_set_engine(ctx, KP_ENGINE_CPU));
+    KPT_ASSERT_OK(ctx, kp_plan_exec_partial(p, x, 3, 0, s, bytes, &opt));
+    free(s);
+    kp_plan_free(p);
+    free_data(&d);
+    kp_context_free(ctx);
+}
+
 int main(int argc, char **argv) {
     const char *which = argc > 1 ? argv[1] : "opencl";
     gpu_engine = strcmp(which, "cuda") == 0 ? KP_ENGINE_CUDA : KP_ENGINE_OPENCL;
@@ -277,6 +304,6 @@ int main(int argc, char **argv) {
     kp_context_free(ctx);
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_every_reduction),
                                        cmocka_unit_test(test_axis0_float64_offsets),
-                                       cmocka_unit_test(test_mixed_engines)};
+                                       cmocka_unit_test(test_mixed_engines), cmocka_unit_test(test_ranges_refused)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
