@@ -23,8 +23,9 @@ in a fixed order (the same bits for the same split, within 1e-6 of the largest o
 float32 and 1e-13 in float64 of one process).
 
 Autograd (torch tensors; Sum, LogSumExp, SumSoftMaxWeight, Min, Max, KMin, to
-any order; indices, as for ArgMin or Min_ArgMin, are not differentiated; nor
-are parameter gradients a second time): the loss is taken as the sum of
+any order; indices, as for ArgMin or Min_ArgMin, are not differentiated, nor
+are the parameter gradients of Min, Max and KMin, nor, a second time, LogSumExp
+and SumSoftMaxWeight with replicated outputs): the loss is taken as the sum of
 every rank's loss. The gradient of a rank's own points is computed where they
 live; the gradient of a replicated variable (``Vj`` of ``layout="rows"``) or of
 a parameter is the sum over all ranks (a column-side gradient is a reduction
@@ -338,10 +339,17 @@ if torch is not None:
             saved = ctx.saved_tensors
             args = [s if s is not None else n for s, n in zip(saved[:-1], ctx.nonarrays)]
             f = formula(key)
-            if f.reduction not in _DIFFERENTIABLE or f.sums_rows:
-                raise KpNotImplementedError("pykp.distributed: gradients of %s reductions are not supported (%s are)"
-                                            % (f.reduction, ", ".join(_DIFFERENTIABLE)))
+            if f.reduction not in _DIFFERENTIABLE or (f.sums_rows and ctx.idx is not None):
+                raise KpNotImplementedError("pykp.distributed: gradients of %s reductions are not supported (%s are, "
+                                            "and %s of parameter gradients)" % (
+                                                f.reduction, ", ".join(_DIFFERENTIABLE), ", ".join(_SUMMED_ROWS)))
             if not _rows_split(layout, f.axis):  # replicated outputs: the ranks' output gradients add up
+                if torch.is_grad_enabled() and f.reduction in _READS_OUTPUT:
+                    # The gradient would read the replicated output, and a gradient reaching it later is
+                    # already the ranks' sum, which this allreduce would count once per rank.
+                    raise KpNotImplementedError(
+                        "pykp.distributed: second derivatives of %s with replicated outputs (layout='rows', axis=0) "
+                        "are not supported: use layout='ring'" % f.reduction)
                 G = _allreduce(comm, G)
             extras = _grad_extras(ctx, key, args, saved[-1], G)
             grads = [None] * len(args)
@@ -362,7 +370,9 @@ if torch is not None:
         SumSoftMaxWeight) or the selected global indices as numbers (Min, Max,
         KMin), then SumSoftMaxWeight's log-sum-exp (computed when asked)."""
         _, layout, comm = ctx.spec
-        if ctx.idx is None:
+        if ctx.idx is None and formula(key).sums_rows:  # a parameter gradient: its gradient needs the rows' outputs
+            second = None
+        elif ctx.idx is None:
             second = out
         else:  # as float32 for float16 outputs, which hold integers exactly only up to 2048
             dt = _to_numpy(out).dtype
@@ -370,6 +380,8 @@ if torch is not None:
         extras = [G, second]
 
         def take(n):
+            if n > 1 and extras[1] is None:
+                extras[1] = _reduce_values((key, "rows"), list(args)[: formula((key, "rows")).nargs], layout, comm)
             if n > 2 and len(extras) == 2:
                 extras.append(_reduce_values((key, "lse"), list(args), layout, comm))
             return extras[:n]
@@ -387,6 +399,8 @@ if torch is not None:
 
 
 _DIFFERENTIABLE = ("Sum", "LogSumExp", "SumSoftMaxWeight", "Min", "Max", "KMin")
+_SUMMED_ROWS = ("Sum", "LogSumExp", "SumSoftMaxWeight")  # reductions whose parameter gradients differentiate again
+_READS_OUTPUT = ("LogSumExp", "SumSoftMaxWeight")  # gradients that read the forward output
 
 
 def _needs_autograd(args):

@@ -2,7 +2,7 @@
 distributed_child.py checks every rank's rows against one process (forward,
 both layouts and axes, float32, float64 and float16, complex128, LazyTensor, torch autograd of Sum,
 LogSumExp, Min and SumSoftMaxWeight with replicated, split and parameter gradients, second derivatives
-on both axes) and that bad input on one rank
+on both axes, parameter gradients differentiated again) and that bad input on one rank
 raises the same error on all. Skipped when mpi4py or mpirun is missing."""
 import os
 import shutil
