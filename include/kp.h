@@ -119,6 +119,8 @@ typedef enum kp_dtype {
     KP_COMPLEX64 = 4,
     KP_COMPLEX128 = 5
 } kp_dtype;
+/* Static name of a dtype ("float32", "complex64": numpy's spelling); NULL for a value that is none. */
+const char *kp_dtype_name(kp_dtype dtype);
 
 /* Where an array's data lives. KP_DEVICE_CUDA: data is a CUDA device pointer
  * (a CUdeviceptr cast to void *, e.g. torch's data_ptr()) on CUDA device

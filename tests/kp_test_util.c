@@ -45,15 +45,8 @@ size_t kpt_dtype_size(kp_dtype dtype) {
 }
 
 const char *kpt_dtype_name(kp_dtype dtype) {
-    switch (dtype) {
-    case KP_FLOAT32: return "float32";
-    case KP_FLOAT64: return "float64";
-    case KP_INT64: return "int64";
-    case KP_FLOAT16: return "float16";
-    case KP_COMPLEX64: return "complex64";
-    case KP_COMPLEX128: return "complex128";
-    }
-    return "?";
+    const char *name = kp_dtype_name(dtype);
+    return name ? name : "?";
 }
 
 void kpt_round_to_dtype(double *a, size_t n, kp_dtype dtype) {

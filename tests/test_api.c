@@ -1,6 +1,6 @@
 /*
  * test_api.c — what bindings read from kp.h instead of copying it:
- * kp_constant (values and struct layout equal to the header's), kp_status_name,
+ * kp_constant (values and struct layout equal to the header's), kp_status_name, kp_dtype_name,
  * the reduction table queries (names parse back, flags agree with the
  * formula's outputs), kp_exec_options versions (struct_size 0, the current
  * size, a larger size with zero or non-zero tail), and kp_plan_output_shape
@@ -51,6 +51,9 @@ static void test_status_names(void **state) {
     KP_STATUS_LIST(CHECK_NAME)
 #undef CHECK_NAME
     assert_null(kp_status_name((kp_status)1000));
+    const char *const dtypes[] = {"float32", "float64", "int64", "float16", "complex64", "complex128"};
+    for (int d = KP_FLOAT32; d <= KP_COMPLEX128; d++) assert_string_equal(kp_dtype_name((kp_dtype)d), dtypes[d]);
+    assert_null(kp_dtype_name((kp_dtype)6));
 }
 
 static void test_reductions(void **state) {

@@ -1,4 +1,4 @@
-/* constants.c — kp_status_name and kp_constant: kp.h's constants and struct layout, by name. */
+/* constants.c — kp_status_name, kp_dtype_name and kp_constant: kp.h's constants and struct layout, by name. */
 #include <stddef.h>
 #include <string.h>
 
@@ -11,6 +11,18 @@ const char *kp_status_name(kp_status status) {
         return #name;
         KP_STATUS_LIST(KP__STATUS_NAME)
 #undef KP__STATUS_NAME
+    }
+    return NULL;
+}
+
+const char *kp_dtype_name(kp_dtype dtype) {
+    switch (dtype) {
+    case KP_FLOAT32: return "float32";
+    case KP_FLOAT64: return "float64";
+    case KP_INT64: return "int64";
+    case KP_FLOAT16: return "float16";
+    case KP_COMPLEX64: return "complex64";
+    case KP_COMPLEX128: return "complex128";
     }
     return NULL;
 }

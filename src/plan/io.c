@@ -11,15 +11,8 @@
 #include "plan/plan_internal.h"
 
 const char *kp__dtype_name(kp_dtype d) {
-    switch (d) {
-    case KP_FLOAT32: return "float32";
-    case KP_FLOAT64: return "float64";
-    case KP_INT64: return "int64";
-    case KP_FLOAT16: return "float16";
-    case KP_COMPLEX64: return "complex64";
-    case KP_COMPLEX128: return "complex128";
-    }
-    return "unknown dtype";
+    const char *name = kp_dtype_name(d);
+    return name ? name : "unknown dtype";
 }
 
 size_t kp__dtype_size(kp_dtype d) {
