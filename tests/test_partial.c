@@ -24,50 +24,14 @@
 
 #include <cmocka.h>
 
-#include "kp_test_util.h"
-
 #define NR 70
 #define NRED 70001
 #define KK 3
 #define OUTW (NR * 2 * KK) /* enough for every output here */
+#define PAIR_TERM "Sin(5*(x|y))" /* no ties on random data */
+#include "partial_fixture.h"
 
-static const char *const REDS[] = {"Sum_Reduction(@,#)",       "LogSumExp_Reduction(@,#)",
-                                   "SumSoftMaxWeight_Reduction(-SqDist(x,y),#,Concat(b,y))", "Min_Reduction(@,#)",
-                                   "Max_Reduction(@,#)",       "ArgMin_Reduction(@,#)",
-                                   "ArgMax_Reduction(@,#)",    "Min_ArgMin_Reduction(@,#)",
-                                   "Max_ArgMax_Reduction(@,#)", "KMin_Reduction(@,3,#)",
-                                   "ArgKMin_Reduction(@,3,#)", "KMin_ArgKMin_Reduction(@,3,#)"};
-
-/* F of dimension 2: (|x - y|^2, sin(5 x.y)): no ties on random data. */
-static void build_text(const char *red, int axis, char *buf, size_t size) {
-    char tmp[256];
-    size_t n = 0;
-    for (const char *p = red; *p && n + 60 < sizeof tmp; p++) {
-        if (*p == '@') n += (size_t)snprintf(tmp + n, sizeof tmp - n, "Concat(SqDist(x,y),Sin(5*(x|y)))");
-        else if (*p == '#') tmp[n++] = (char)('0' + axis);
-        else tmp[n++] = *p;
-    }
-    tmp[n] = 0;
-    snprintf(buf, size, "%s", tmp);
-}
-
-typedef struct data {
-    void *x, *y, *b; /* x: the rows' cloud (NR x 2), y (NRED x 2), b (NRED x 1): the reduced side */
-    kp_dtype dt;
-} data;
-
-/* The arguments with the reduced side restricted to points [j0, j1). */
-static void args_of(const data *d, int64_t j0, int64_t j1, kp_array a[3]) {
-    size_t es = kpt_dtype_size(d->dt);
-    a[0] = kp_array_2d(d->x, d->dt, NR, 2);
-    a[1] = kp_array_2d((char *)d->y + (size_t)j0 * 2 * es, d->dt, j1 - j0, 2);
-    a[2] = kp_array_2d((char *)d->b + (size_t)j0 * es, d->dt, j1 - j0, 1);
-}
-
-typedef struct result {
-    double v[OUTW];
-    int64_t ix[OUTW];
-} result;
+static const char *const REDS[] = {PARTIAL_REDUCTIONS};
 
 /* Block-sparse ranges over the NR rows and NRED reduced points, in global
  * coordinates. Both triples are the same arrays, so they serve either axis
@@ -104,22 +68,11 @@ static kp_exec_options options_of(const part_ranges *t, int64_t j0, int64_t j1, 
     return opt;
 }
 
-static kp_plan *plan_of(kp_context *ctx, const char *text, int axis, kp_dtype dt) {
-    const char *al1[] = {"x = Vi(2)", "y = Vj(2)", "b = Vj(1)"};
-    const char *al0[] = {"x = Vj(2)", "y = Vi(2)", "b = Vi(1)"};
-    kp_formula *f;
-    KPT_ASSERT_OK(ctx, kp_formula_parse(ctx, text, axis == 1 ? al1 : al0, 3, &f));
-    kp_plan *p;
-    KPT_ASSERT_OK(ctx, kp_plan_new(ctx, f, dt, &p));
-    kp_formula_free(f);
-    return p;
-}
-
 static void finalize(kp_context *ctx, kp_plan *p, const data *d, const void *state, size_t bytes, result *r) {
     int od = 0, id = 0, ndim;
     int64_t shape[KP_MAX_DIMS], ishape[KP_MAX_DIMS];
     kp_array a[3];
-    args_of(d, 0, 0, a); /* finalize does not read the reduced side */
+    args_of(d, 0, 0, 0, a); /* finalize does not read the reduced side */
     KPT_ASSERT_OK(ctx, kp_plan_output_shape(p, a, 3, NULL, &ndim, shape, ishape));
     od = (int)shape[1];
     id = (int)ishape[1];
@@ -135,7 +88,7 @@ static void exec_once(kp_context *ctx, kp_plan *p, const data *d, const part_ran
     int ndim;
     int64_t shape[KP_MAX_DIMS], ishape[KP_MAX_DIMS];
     kp_array a[3];
-    args_of(d, 0, NRED, a);
+    args_of(d, 0, 0, NRED, a);
     KPT_ASSERT_OK(ctx, kp_plan_output_shape(p, a, 3, NULL, &ndim, shape, ishape));
     int od = (int)shape[1], id = (int)ishape[1];
     void *vo = kpt_alloc_dtype(OUTW, d->dt);
@@ -154,7 +107,7 @@ static void exec_once(kp_context *ctx, kp_plan *p, const data *d, const part_ran
 static void partial(kp_context *ctx, kp_plan *p, const data *d, const int64_t *bounds, int n, int fold,
                     int nthreads, const part_ranges *t, result *r) {
     kp_array a[3];
-    args_of(d, 0, NRED, a);
+    args_of(d, 0, 0, NRED, a);
     kp_state_info info;
     KPT_ASSERT_OK(ctx, kp_plan_state_info(p, a, 3, NULL, &info));
     assert_int_equal(info.nrows, NR);
@@ -167,7 +120,7 @@ static void partial(kp_context *ctx, kp_plan *p, const data *d, const int64_t *b
         kp_ranges rg;
         kp_exec_options opt = options_of(t, bounds[k], bounds[k + 1], local, &rg);
         opt.num_threads = nthreads;
-        args_of(d, bounds[k], bounds[k + 1], a);
+        args_of(d, 0, bounds[k], bounds[k + 1], a);
         if (fold) {
             KPT_ASSERT_OK(ctx, kp_plan_exec_partial(p, a, 3, bounds[k], acc, info.bytes, &opt));
         } else {
@@ -188,24 +141,6 @@ static void assert_same(const char *what, const char *text, const result *a, con
     assert_memory_equal(a, b, sizeof *a);
 }
 
-static data make_data(kp_dtype dt) {
-    kpt_rng r;
-    kpt_rng_seed(&r, 11);
-    double *x = kpt_random_array(&r, NR * 2, -1, 1), *y = kpt_random_array(&r, NRED * 2, -1, 1);
-    double *b = kpt_random_array(&r, NRED, 0, 1);
-    data d = {kpt_to_dtype(x, NR * 2, dt), kpt_to_dtype(y, NRED * 2, dt), kpt_to_dtype(b, NRED, dt), dt};
-    free(x);
-    free(y);
-    free(b);
-    return d;
-}
-
-static void free_data(data *d) {
-    free(d->x);
-    free(d->y);
-    free(d->b);
-}
-
 /* Every reduction, both axes and dtypes, dense (t NULL) or on the ranges t. */
 static void every_reduction(const part_ranges *t) {
     const int64_t C = KP_STATE_CHUNK;
@@ -216,7 +151,7 @@ static void every_reduction(const part_ranges *t) {
     kp_context *ctx;
     assert_int_equal(kp_context_new(&ctx), KP_OK);
     for (int dti = 0; dti <= (t ? 0 : 1); dti++) { /* ranges: float32 only, the rules do not depend on it */
-        data d = make_data(dti ? KP_FLOAT64 : KP_FLOAT32);
+        data d = make_data(dti ? KP_FLOAT64 : KP_FLOAT32, 11);
         for (int axis = 0; axis <= 1; axis++)
             for (size_t k = 0; k < sizeof REDS / sizeof REDS[0]; k++) {
                 char text[512];
@@ -261,7 +196,7 @@ static void test_ranges(void **state) {
     every_reduction(&RANGES);
     kp_context *ctx;
     assert_int_equal(kp_context_new(&ctx), KP_OK);
-    data d = make_data(KP_FLOAT64);
+    data d = make_data(KP_FLOAT64, 11);
     kp_plan *p = plan_of(ctx, "Sum_Reduction(SqDist(x,y)*b,1)", 1, KP_FLOAT64);
     result dense, ranged;
     exec_once(ctx, p, &d, NULL, &dense);
@@ -279,7 +214,7 @@ static void test_sum_reference(void **state) {
     (void)state;
     kp_context *ctx;
     assert_int_equal(kp_context_new(&ctx), KP_OK);
-    data d = make_data(KP_FLOAT64);
+    data d = make_data(KP_FLOAT64, 11);
     kp_plan *p = plan_of(ctx, "Sum_Reduction(SqDist(x,y)*b,1)", 1, KP_FLOAT64);
     const int64_t bounds[] = {0, 12345, 50000, NRED};
     result got;
@@ -374,13 +309,13 @@ static void test_indices_as_numbers(void **state) {
     (void)state;
     kp_context *ctx;
     assert_int_equal(kp_context_new(&ctx), KP_OK);
-    data d = make_data(KP_FLOAT64);
+    data d = make_data(KP_FLOAT64, 11);
     kp_plan *p = plan_of(ctx, "Sum_Reduction(Exp(-SqDist(x,y))*(IndexJ()+2*IndexI()),1)", 1, KP_FLOAT64);
     result one;
     exec_once(ctx, p, &d, NULL, &one);
     const int R0 = 10;
     kp_array a[3];
-    args_of(&d, 0, NRED, a);
+    args_of(&d, 0, 0, NRED, a);
     a[0].data = (double *)d.x + 2 * R0;
     a[0].shape[0] = NR - R0;
     kp_state_info info;
@@ -391,7 +326,7 @@ static void test_indices_as_numbers(void **state) {
     for (int64_t j0 = 0; j0 < NRED; j0 += KP_STATE_CHUNK) {
         int64_t j1 = j0 + KP_STATE_CHUNK < NRED ? j0 + KP_STATE_CHUNK : NRED;
         kp_array part[3];
-        args_of(&d, j0, j1, part);
+        args_of(&d, 0, j0, j1, part);
         part[0] = a[0];
         KPT_ASSERT_OK(ctx, kp_plan_exec_partial(p, part, 3, j0, st, info.bytes, NULL));
     }
@@ -409,11 +344,11 @@ static void test_errors(void **state) {
     (void)state;
     kp_context *ctx;
     assert_int_equal(kp_context_new(&ctx), KP_OK);
-    data d = make_data(KP_FLOAT32);
+    data d = make_data(KP_FLOAT32, 11);
     kp_plan *p = plan_of(ctx, "KMin_Reduction(SqDist(x,y),3,1)", 1, KP_FLOAT32);
     kp_plan *q = plan_of(ctx, "Sum_Reduction(SqDist(x,y),1)", 1, KP_FLOAT32);
     kp_array a[3];
-    args_of(&d, 0, 2, a); /* a part of 2 points: fewer than K is fine for a part */
+    args_of(&d, 0, 0, 2, a); /* a part of 2 points: fewer than K is fine for a part */
     kp_state_info info;
     KPT_ASSERT_OK(ctx, kp_plan_state_info(p, a, 3, NULL, &info));
     void *st = malloc(info.bytes), *other = malloc(info.bytes);
