@@ -22,7 +22,10 @@
  *     by formula, the same bits as the plans alone);
  *   - partial states of device arrays: KP_ERR_UNSUPPORTED, by name.
  * Run on the CUDA emulator (gpu_half_cuda_emul) or a GPU (gpu_half_cuda);
- * without a device: "SKIPPED" and exit 77.
+ * without a device: "SKIPPED" and exit 77. With the argument "compile", on the
+ * fake driver with the real NVRTC (gpu_half_nvrtc): the conversion kernels and
+ * the reductions' kernels compile for a GPU; only the calls' statuses are
+ * checked (the fake driver records launches without running them).
  */
 #include <math.h>
 #include <stdio.h>
@@ -33,11 +36,13 @@
 #include "gpu/cuda_driver.h"
 #include "kp.h"
 #include "kp_test_util.h"
+#include "nvrtc_check.h"
 
 #define N 37
 #define M 301
 
 static int failures;
+static int compile_only; /* argument "compile": the fake driver runs nothing, only statuses are checked */
 static const kp_cuda_driver *cu;
 static CUstream stream;
 
@@ -125,8 +130,8 @@ static int same_half(uint16_t a, uint16_t b) {
     return na || nb ? na && nb : a == b;
 }
 
-/* The call with host and with device arrays: the same bits. vals/idx: the
- * host run's outputs (n values, ni indices), for the references. */
+/* The call with host and with device arrays: the same bits. outs keeps the
+ * host run's values, for the references. */
 static void both_ways(kp_context *ctx, const char *label, kp_plan *plan, const kp_array *args, int nargs,
                       kp_array *outs, const kp_exec_options *opt) {
     size_t nv = outs[0].data ? span_bytes(&outs[0], 2) : 0, ni = outs[1].data ? span_bytes(&outs[1], 8) : 0;
@@ -139,6 +144,7 @@ static void both_ways(kp_context *ctx, const char *label, kp_plan *plan, const k
     if (ni) memset(outs[1].data, 0x55, ni);
     st = exec(plan, args, nargs, outs, 1, opt);
     CHECK(st == KP_OK, "%s: device arrays: %s", label, kp_context_message(ctx));
+    if (compile_only) st = KP_ERR_UNSUPPORTED; /* nothing to compare */
     const uint16_t *dv = outs[0].data, *rv = (const uint16_t *)hv;
     int bad = 0;
     for (size_t k = 0; st == KP_OK && k < nv / 2; k++)
@@ -189,6 +195,7 @@ static double d2(const data *d, int i, int j) {
 /* got (halves) against ref: float16 rounding of the result (2^-11 relative)
  * plus float32 arithmetic relative to the largest |ref|. */
 static void check_ref(const char *label, const uint16_t *got, const double *ref, size_t n) {
+    if (compile_only) return;
     double scale = 0;
     for (size_t k = 0; k < n; k++) scale = fmax(scale, fabs(ref[k]));
     int bad = 0;
@@ -306,7 +313,7 @@ static void case_reductions(kp_context *ctx, data *d) {
     p = plan_of(ctx, "ArgMin_Reduction(SqDist(x,y), 1)", -1);
     kp_array oi[2] = {kp_array_2d(NULL, KP_FLOAT16, N, 0), kp_array_2d(idx, KP_INT64, N, 1)};
     if (p) both_ways(ctx, "ArgMin", p, a, 4, oi, NULL);
-    for (int i = 0; p && i < N; i++) {
+    for (int i = 0; p && !compile_only && i < N; i++) {
         double best = INFINITY;
         for (int j = 0; j < M; j++) best = fmin(best, d2(d, i, j));
         CHECK(idx[i] >= 0 && idx[i] < M && d2(d, i, (int)idx[i]) <= best * (1 + 1e-6) + 1e-7,
@@ -455,7 +462,13 @@ static void case_layouts(kp_context *ctx, data *d) {
     kp_formula_free(gs);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    compile_only = argc > 1 && strcmp(argv[1], "compile") == 0;
+    const char *why;
+    if (compile_only && !kpt_nvrtc_available(&why)) {
+        printf("SKIPPED: %s\n", why);
+        return 77;
+    }
     kp_context *ctx;
     if (kp_context_new(&ctx) != KP_OK) return 1;
     if (kp_context_set_engine(ctx, KP_ENGINE_CUDA) != KP_OK) {
@@ -473,10 +486,10 @@ int main(void) {
     }
     data *d = malloc(sizeof *d);
     data_init(d);
-    case_every_value(ctx);
+    if (!compile_only) case_every_value(ctx);
     case_reductions(ctx, d);
     case_gradients(ctx, d);
-    case_layouts(ctx, d);
+    if (!compile_only) case_layouts(ctx, d);
     free(d);
     cu->StreamDestroy(stream);
     kp_context_free(ctx);
