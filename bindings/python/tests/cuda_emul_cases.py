@@ -19,8 +19,11 @@ Covered: Genred Sum forward (axis 1 and 0, ragged sizes, a split reduction),
 LogSumExp, Kmin and argKmin through LazyTensor, kernel_product, first-order
 gradients of scalar losses (x, y, b and the parameter; joint and separate
 backward passes; LogSumExp and Kmin, whose gradients take the forward's output
-or indices), the second order of the Hamiltonian, and torch.autograd.gradcheck
-(first and second order) in float64.
+or indices), the second order of the Hamiltonian, torch.autograd.gradcheck
+(first and second order) in float64, complex128 tensors, and float16 tensors
+(converted on the device by libkp: Genred, LogSumExp, Kmin, argKmin, the
+gradients with the parameter's row sum, small and split sizes) against
+float64 references within float16 rounding.
 
 Torch's own ops on fake CUDA tensors run on the host (torch has no CUDA here)
 and give host tensors: the gradient a loss sends back to a pykp output is one.
