@@ -17,8 +17,9 @@
  *     Arrays already in the kernels' packed layout are used in place; others
  *     go through gather/scatter helper kernels (cuda_helpers.h) into
  *     temporaries; float16 arrays of a float16 plan through the conversion
- *     kernels of cuda_half.h (float32 temporaries, results rounded back). Everything is queued on the caller's stream and nothing
- *     waits: temporaries are stream-ordered (cuMemAllocAsync/cuMemFreeAsync)
+ *     kernels of cuda_half.h (float32 temporaries, results rounded back).
+ *     Everything is queued on the caller's stream and nothing waits:
+ *     temporaries are stream-ordered (cuMemAllocAsync/cuMemFreeAsync)
  *     where the device supports memory pools; otherwise they come from
  *     cuMemAlloc and we synchronize the stream before cuMemFree (the only case
  *     where a device call blocks, and only when a temporary was needed).
