@@ -69,6 +69,7 @@ typedef struct cuda_run {
     int async; /* stream-ordered temporaries */
     CUdeviceptr tmp[KP_MAX_ARGS + 8];
     int ntmp;
+    CUmodule half; /* the float16 conversion kernels' module, once loaded for the call */
 } cuda_run;
 
 static kp_status fail_cu(cuda_run *R, CUresult r, const char *what) {
@@ -184,11 +185,15 @@ static kp_status helper(cuda_run *R, const char *name, CUdeviceptr src, CUdevice
     CUmodule mod;
     CUfunction f;
     kp_status st;
-    if (strncmp(name, "kp_half", 7) == 0) {
+    if (strncmp(name, "kp_half", 7) == 0 && R->half) {
+        mod = R->half;
+        st = KP_OK;
+    } else if (strncmp(name, "kp_half", 7) == 0) { /* its source is built, and hashed, once per call */
         char *text = kp__cuda_half_source(R->ctx);
         if (!text) return kp__fail(R->ctx, KP_ERR_OOM, "CUDA engine: out of memory for the float16 kernels' source");
         st = get_module(R, text, &mod);
         kp__free(R->ctx, text);
+        if (st == KP_OK) R->half = mod;
     } else {
         st = get_module(R, kp__cuda_helpers_source, &mod);
     }
