@@ -91,9 +91,9 @@ static size_t esz_of(kp_dtype dt) { return dt == KP_FLOAT16 ? 2 : dt == KP_FLOAT
 /* ------------------------------------------------------------ one call, both ways */
 
 /* Runs plan on the CUDA engine with the host arrays of args and outs (outs[0]
- * values, outs[1] indices, either with NULL data when absent), on the host
- * (device 0) or as copies on the device (device 1), results into the host
- * outputs. */
+ * values, outs[1] indices, either with NULL data when absent) as they are
+ * (device = 0) or with copies of them in device memory (device = 1), the
+ * results read back into the host outputs. */
 static kp_status exec(kp_plan *plan, const kp_array *args, int nargs, kp_array *outs, int device,
                       const kp_exec_options *base) {
     kp_exec_options opt = base ? *base : (kp_exec_options)KP_EXEC_OPTIONS_DEFAULT;
