@@ -101,7 +101,10 @@ const char *kp_status_name(kp_status status);
  *   back to nearest-even into float16 outputs; infinities, NaN and subnormals
  *   kept) and also float32 ones (e.g. Min/Max indices given back to a
  *   gradient, which float16 holds exactly only up to 2048), on every engine.
- *   Host arrays only: float16 CUDA device arrays are KP_ERR_UNSUPPORTED.
+ *   Host arrays are converted by the plan layer; CUDA device arrays by the
+ *   CUDA engine, on the device and the call's stream, with the same
+ *   conversions (the same bits; not in kp_plan_exec_partial, which reads
+ *   host arrays only).
  * KP_COMPLEX64 / KP_COMPLEX128: interleaved (real, imaginary) float32 /
  *   float64 pairs, as C99 complex, numpy and torch store them. A complex array
  *   of last extent D is read as 2 D reals (real parts at even components), so

@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <dlfcn.h>
 
 #include "kp.h"
 #include "core/half.h"
@@ -476,8 +477,37 @@ static kp_status sc_opencl(kp_context *ctx) {
 
 /* The CUDA engine on host arrays. Against the fake driver of tests/gpu
  * (kernels recorded, not run: argument "cuda-mock") only the statuses and the
- * host side's allocations are checked, not the results. */
+ * host side's allocations are checked, not the results; there, float16 device
+ * arrays too (the fake driver's memory, allocated once through its
+ * cuMemAlloc): the engine's conversion kernels and their temporaries. */
 static int g_cuda_mock;
+
+static kp_status sc_cuda_half_device(kp_context *ctx) {
+    static void *dev[5];
+    if (!dev[0]) {
+        void *lib = dlopen(getenv("KP_CUDA_LIBRARY"), RTLD_NOW);
+        int (*mem_alloc)(uintptr_t *, size_t) = lib ? (int (*)(uintptr_t *, size_t))dlsym(lib, "cuMemAlloc_v2") : NULL;
+        const size_t bytes[5] = {N * 3 * 2, M * 3 * 2, 2, M * E * 2, N * E * 2};
+        for (int k = 0; k < 5; k++) {
+            uintptr_t p = 0;
+            if (!mem_alloc || mem_alloc(&p, bytes[k]) != 0) return KP_ERR_INTERNAL;
+            dev[k] = (void *)p;
+        }
+    }
+    kp_formula *f = NULL;
+    kp_plan *p = NULL;
+    kp_status st = kp_formula_parse(ctx, GAUSS, GAUSS_ALIASES, 4, &f);
+    if (st == KP_OK) st = kp_plan_new(ctx, f, KP_FLOAT16, &p);
+    kp_array a[4] = {kp_array_2d(dev[0], KP_FLOAT16, N, 3), kp_array_2d(dev[1], KP_FLOAT16, M, 3),
+                     kp_array_1d(dev[2], KP_FLOAT16, 1), kp_array_2d(dev[3], KP_FLOAT16, M, E)};
+    kp_array o = kp_array_2d(dev[4], KP_FLOAT16, N, E);
+    for (int k = 0; k < 4; k++) a[k].device = KP_DEVICE_CUDA;
+    o.device = KP_DEVICE_CUDA;
+    if (st == KP_OK) st = kp_plan_exec(p, a, 4, &o, NULL, NULL);
+    kp_plan_free(p);
+    kp_formula_free(f);
+    return st;
+}
 
 static kp_status sc_cuda(kp_context *ctx) {
     static double out[N * E];
@@ -496,6 +526,7 @@ static kp_status sc_cuda(kp_context *ctx) {
     if (st == KP_OK) st = kp_plan_new(ctx, g, KP_FLOAT64, &pg);
     if (st == KP_OK) st = kp_plan_exec(pg, args, 5, &og, NULL, NULL);
     if (st == KP_OK && !g_cuda_mock) st = close_to("cuda dg", &dg, &g_dg, 1, 1e-10);
+    if (st == KP_OK && g_cuda_mock) st = sc_cuda_half_device(ctx);
     kp_plan_free(p);
     kp_plan_free(pg);
     kp_formula_free(f);

@@ -14,8 +14,9 @@
  *   - every complex formula op (ComplexMult, ..., ComplexExp1j) against C99
  *     complex arithmetic in double, and a gradient through them against
  *     finite differences;
- *   - errors: a dtype the plan does not take, float16 device arrays, complex
- *     arrays whose components are not contiguous.
+ *   - errors: a dtype the plan does not take, float16 arrays on an unknown
+ *     device or mixed with host arrays, complex arrays whose components are
+ *     not contiguous.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -767,8 +768,12 @@ static void test_errors(void **state) {
     assert_int_equal(kp_plan_exec(p, args, 2, &o, NULL, NULL), KP_ERR_DTYPE);
     assert_non_null(strstr(kp_context_message(ctx), "argument 1: dtype float64, expected float16 or float32"));
     args[1] = kp_array_2d(x, KP_FLOAT16, 2, 1);
-    args[1].device = KP_DEVICE_CUDA;
-    assert_int_equal(kp_plan_exec(p, args, 2, &o, NULL, NULL), KP_ERR_UNSUPPORTED);
+    args[1].device = KP_DEVICE_CUDA; /* float16 device arrays: gpu/test_gpu_half.c */
+    assert_int_equal(kp_plan_exec(p, args, 2, &o, NULL, NULL), KP_ERR_ARGUMENT);
+    assert_non_null(strstr(kp_context_message(ctx), "one device"));
+    args[1].device = (kp_device)5;
+    assert_int_equal(kp_plan_exec(p, args, 2, &o, NULL, NULL), KP_ERR_ARGUMENT);
+    assert_non_null(strstr(kp_context_message(ctx), "unknown device 5"));
     args[1].device = KP_DEVICE_CPU;
     args[1].data = NULL;
     assert_int_equal(kp_plan_exec(p, args, 2, &o, NULL, NULL), KP_ERR_NULL);

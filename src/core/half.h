@@ -1,8 +1,10 @@
 /* half.h — IEEE 754 binary16 (KP_FLOAT16) <-> binary32, bit-exact in software.
  *
- * Software rather than _Float16: the conversions must give the same bits with
- * every compiler and on every target libkp builds for, and they run O(N + M)
- * times per call (never inside the pair loop), where their cost is nothing. */
+ * Written once, in device/half.h, for the CPU and the GPU kernels that
+ * convert float16 device arrays. Software rather than _Float16: the
+ * conversions must give the same bits with every compiler and on every target
+ * libkp builds for, and they run O(N + M) times per call (never inside the
+ * pair loop), where their cost is nothing. */
 #ifndef KP_CORE_HALF_H
 #define KP_CORE_HALF_H
 

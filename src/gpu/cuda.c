@@ -16,8 +16,10 @@
  *   device arrays (job->device KP_DEVICE_CUDA): every array is a device pointer on one device.
  *     Arrays already in the kernels' packed layout are used in place; others
  *     go through gather/scatter helper kernels (cuda_helpers.h) into
- *     temporaries. Everything is queued on the caller's stream and nothing
- *     waits: temporaries are stream-ordered (cuMemAllocAsync/cuMemFreeAsync)
+ *     temporaries; float16 arrays of a float16 plan through the conversion
+ *     kernels of cuda_half.h (float32 temporaries, results rounded back).
+ *     Everything is queued on the caller's stream and nothing waits:
+ *     temporaries are stream-ordered (cuMemAllocAsync/cuMemFreeAsync)
  *     where the device supports memory pools; otherwise they come from
  *     cuMemAlloc and we synchronize the stream before cuMemFree (the only case
  *     where a device call blocks, and only when a temporary was needed).
@@ -40,6 +42,7 @@
 #include "gpu/codegen.h"
 #include "gpu/cuda_compile.h"
 #include "gpu/cuda_driver.h"
+#include "gpu/cuda_half.h"
 #include "gpu/cuda_helpers.h"
 #include "gpu/host_loop.h"
 #include "gpu/launch.h"
@@ -66,6 +69,7 @@ typedef struct cuda_run {
     int async; /* stream-ordered temporaries */
     CUdeviceptr tmp[KP_MAX_ARGS + 8];
     int ntmp;
+    CUmodule half; /* the float16 conversion kernels' module, once loaded for the call */
 } cuda_run;
 
 static kp_status fail_cu(cuda_run *R, CUresult r, const char *what) {
@@ -173,13 +177,26 @@ static void layout_of(const kp_job *job, const kp_job_arg *a, int batched, kp_cu
     L->comp_stride = a->comp_stride;
 }
 
+/* Helper kernel `name` of cuda_helpers.h, or of cuda_half.h when its name says kp_half. */
 static kp_status helper(cuda_run *R, const char *name, CUdeviceptr src, CUdeviceptr dst, const kp_cuda_layout *L,
                         int64_t nb, int64_t rows, int64_t dim) {
-    int64_t n = nb * (strncmp(name, "kp_sumrows", 10) == 0 ? 1 : rows) * dim;
+    int64_t n = nb * (strstr(name, "sumrows") ? 1 : rows) * dim;
     if (n == 0) return KP_OK;
     CUmodule mod;
     CUfunction f;
-    kp_status st = get_module(R, kp__cuda_helpers_source, &mod);
+    kp_status st;
+    if (strncmp(name, "kp_half", 7) == 0 && R->half) {
+        mod = R->half;
+        st = KP_OK;
+    } else if (strncmp(name, "kp_half", 7) == 0) { /* its source is built, and hashed, once per call */
+        char *text = kp__cuda_half_source(R->ctx);
+        if (!text) return kp__fail(R->ctx, KP_ERR_OOM, "CUDA engine: out of memory for the float16 kernels' source");
+        st = get_module(R, text, &mod);
+        kp__free(R->ctx, text);
+        if (st == KP_OK) R->half = mod;
+    } else {
+        st = get_module(R, kp__cuda_helpers_source, &mod);
+    }
     if (st == KP_OK) st = get_function(R, mod, name, &f);
     if (st != KP_OK) return st;
     kp_cuda_layout l = *L;
@@ -260,7 +277,8 @@ static kp_gpu_mem op_at(kp_gpu_mem m, size_t bytes) {
 
 static kp_status op_release(void *self) { return release(self); }
 
-/* Device arrays: argument u in place when packed, else gathered into a temporary. */
+/* Device arrays: argument u in place when packed, else gathered into a temporary (float16
+ * arrays always: converted into a float32 one). */
 static kp_status op_device_arg(void *self, const kp_gpu_call *C, int u, kp_gpu_mem *m, int64_t *bs) {
     cuda_run *R = self;
     const kp_job *job = C->job;
@@ -273,7 +291,7 @@ static kp_status op_device_arg(void *self, const kp_gpu_call *C, int u, kp_gpu_m
     snprintf(what, sizeof what, "argument %d", pos);
     kp_status st;
     if (rows * dim > 0 && (st = check_pointer(R, a->base, what)) != KP_OK) return st;
-    if (kp__gpu_arg_is_packed(job, a, rows, dim, bs)) {
+    if (!a->half && kp__gpu_arg_is_packed(job, a, rows, dim, bs)) {
         m->addr = (CUdeviceptr)(uintptr_t)a->base;
         return KP_OK;
     }
@@ -281,11 +299,11 @@ static kp_status op_device_arg(void *self, const kp_gpu_call *C, int u, kp_gpu_m
     layout_of(job, a, batched, &L);
     if ((st = op_alloc(R, (size_t)(nb * rows * dim) * C->esz, m)) != KP_OK) return st;
     *bs = nb > 1 ? rows * dim : 0;
-    return helper(R, C->esz == 4 ? "kp_gather4" : "kp_gather8", (CUdeviceptr)(uintptr_t)a->base, m->addr, &L, nb,
-                  rows, dim);
+    const char *name = a->half ? "kp_half_gather" : C->esz == 4 ? "kp_gather4" : "kp_gather8";
+    return helper(R, name, (CUdeviceptr)(uintptr_t)a->base, m->addr, &L, nb, rows, dim);
 }
 
-/* Device arrays: output `which` written in place when packed (and not row-summed). */
+/* Device arrays: output `which` written in place when packed (and not row-summed nor float16). */
 static kp_status op_device_out(void *self, const kp_gpu_call *C, int which, kp_gpu_mem *m, int *direct) {
     cuda_run *R = self;
     const kp_job *job = C->job;
@@ -293,12 +311,13 @@ static kp_status op_device_out(void *self, const kp_gpu_call *C, int which, kp_g
     kp_status st = check_pointer(R, o->base, which ? "the index output" : "the output");
     if (st != KP_OK) return st;
     int dim = which ? C->info.out_idx_dim : C->info.out_dim;
-    *direct = (which || !C->dev->sum_rows_dim) && kp__gpu_out_is_packed(job, o, dim);
+    *direct = (which || (!C->dev->sum_rows_dim && !o->half)) && kp__gpu_out_is_packed(job, o, dim);
     if (*direct) m->addr = (CUdeviceptr)(uintptr_t)o->base;
     return KP_OK;
 }
 
-/* Device arrays: row sums or scatters into the caller's outputs that were not written in place. */
+/* Device arrays: row sums or scatters (float16 outputs: rounded) into the caller's outputs that
+ * were not written in place. */
 static kp_status op_device_finish(void *self, const kp_gpu_call *C) {
     cuda_run *R = self;
     const kp_job *job = C->job;
@@ -306,12 +325,14 @@ static kp_status op_device_finish(void *self, const kp_gpu_call *C) {
     kp_status st = KP_OK;
     if (C->dev->sum_rows_dim) {
         layout_of(job, &job->out, 1, &L);
-        st = helper(R, C->esz == 4 ? "kp_sumrows_f32" : "kp_sumrows_f64", C->out[0].addr,
-                    (CUdeviceptr)(uintptr_t)job->out.base, &L, job->nbatch, job->nrows, C->dev->sum_rows_dim);
+        const char *name = job->out.half ? "kp_half_sumrows" : C->esz == 4 ? "kp_sumrows_f32" : "kp_sumrows_f64";
+        st = helper(R, name, C->out[0].addr, (CUdeviceptr)(uintptr_t)job->out.base, &L, job->nbatch, job->nrows,
+                    C->dev->sum_rows_dim);
     } else if (C->info.out_dim && !C->direct[0]) {
         layout_of(job, &job->out, 1, &L);
-        st = helper(R, C->esz == 4 ? "kp_scatter4" : "kp_scatter8", C->out[0].addr,
-                    (CUdeviceptr)(uintptr_t)job->out.base, &L, job->nbatch, job->nrows, C->info.out_dim);
+        const char *name = job->out.half ? "kp_half_scatter" : C->esz == 4 ? "kp_scatter4" : "kp_scatter8";
+        st = helper(R, name, C->out[0].addr, (CUdeviceptr)(uintptr_t)job->out.base, &L, job->nbatch, job->nrows,
+                    C->info.out_dim);
     }
     if (st == KP_OK && C->info.out_idx_dim && !C->direct[1]) {
         layout_of(job, &job->out_idx, 1, &L);

@@ -1,12 +1,15 @@
 /*
- * device_sources.h - the text of src/device/ops.h and src/device/monoid.h,
- * embedded at build time (cmake/embed_source.cmake, gpu/gpu.cmake): the
- * generator prints them into every kernel after the dialect's prelude.
+ * device_sources.h - the text of src/device/ops.h, src/device/monoid.h and
+ * src/device/half.h, embedded at build time (cmake/embed_source.cmake,
+ * gpu/gpu.cmake): the generator prints the first two into every kernel after
+ * the dialect's prelude; the CUDA engine's float16 conversion kernels
+ * (cuda_half.h) print the third.
  */
 #ifndef KP_GPU_DEVICE_SOURCES_H
 #define KP_GPU_DEVICE_SOURCES_H
 
 extern const char kp__device_ops_source[];
 extern const char kp__device_monoid_source[];
+extern const char kp__device_half_source[];
 
 #endif

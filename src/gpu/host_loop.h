@@ -57,7 +57,10 @@ typedef struct kp_gpu_device_ops {
      * that reads host memory only. Argument u of the kernel (in place, or
      * gathered into a temporary; *bs its batch stride); output `which` (0
      * values, 1 indices: the caller's array when packed, else a temporary);
-     * after the launches, the outputs not written in place (scatters, row sums). */
+     * after the launches, the outputs not written in place (scatters, row sums).
+     * Arrays of kp_job_arg.half (float16) are never used in place: converted
+     * into float32 temporaries and rounded back, with device/half.h's
+     * conversions (CUDA: cuda_half.h). */
     kp_status (*device_arg)(void *self, const kp_gpu_call *C, int u, kp_gpu_mem *m, int64_t *bs);
     kp_status (*device_out)(void *self, const kp_gpu_call *C, int which, kp_gpu_mem *m, int *direct);
     kp_status (*device_finish)(void *self, const kp_gpu_call *C);

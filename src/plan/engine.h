@@ -19,6 +19,11 @@ typedef struct kp_job_arg {
     const char *base;                        /* NULL if the position is unused */
     int64_t row_stride, comp_stride;         /* row_stride 0 for parameters */
     int64_t batch_stride[KP_MAX_BATCH_DIMS]; /* 0 broadcasts */
+    /* 1: the array holds binary16 values (a float16 plan's CUDA device
+     * array, never an index output), which the engine converts to and from
+     * the job's float32 on the device, as plan/io.h converts host arrays;
+     * 0: values of the job's dtype. Host arrays are always 0. */
+    int half;
 } kp_job_arg;
 
 /* Block-sparse ranges of a job, the triple of its axis (kp_ranges in kp.h),

@@ -78,11 +78,7 @@ static kp_status walk_shape(kp_context *ctx, const kp_array *a, int64_t *ext, in
         if (!kp__mul_size(*count, ext[d], count)) return kp__fail(ctx, KP_ERR_TOO_LARGE, "%s: too many elements", what);
     }
     if (*count > 0 && !a->data) return kp__fail(ctx, KP_ERR_NULL, "%s: data is NULL", what);
-    if (a->device != KP_DEVICE_CPU)
-        return kp__fail(ctx, KP_ERR_UNSUPPORTED,
-                        "%s: float16 arrays are converted on the host: a CUDA device array cannot be (convert it to "
-                        "float32 on the device)",
-                        what);
+    if (a->device != KP_DEVICE_CPU) return kp__fail(ctx, KP_ERR_ARGUMENT, "%s: unknown device %d", what, (int)a->device);
     return KP_OK;
 }
 
@@ -134,6 +130,7 @@ static kp_status prepare_one(kp_plan *plan, const kp_array *a, int out, kp_array
     if (a->dtype != io)
         return kp__fail(ctx, KP_ERR_DTYPE, "%s: dtype %s, expected %s or %s", what, kp__dtype_name(a->dtype),
                         kp__dtype_name(io), kp__dtype_name(comp));
+    if (io == KP_FLOAT16 && a->device == KP_DEVICE_CUDA) return KP_OK; /* the engine converts (kp_job_arg.half) */
     if (io == KP_FLOAT16) return half_scratch(ctx, a, out, v, scratch, what);
     return kp__complex_view(ctx, a, comp, v, what);
 }

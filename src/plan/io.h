@@ -4,10 +4,13 @@
  *
  * KP_COMPLEX64 / KP_COMPLEX128 arrays are reinterpreted in place as float32 /
  * float64 arrays with twice the last extent (descriptors only, no copy, any
- * device). KP_FLOAT16 arrays are converted to float32 scratch through the
- * context's allocator before the call (O(N + M)), float16 outputs are
+ * device). KP_FLOAT16 host arrays are converted to float32 scratch through
+ * the context's allocator before the call (O(N + M)), float16 outputs are
  * computed into float32 scratch and rounded into the caller's arrays after
- * it. Every engine therefore sees float32 / float64 arrays only.
+ * it. KP_FLOAT16 CUDA device arrays pass unchanged: the plan marks them
+ * (kp_job_arg.half) and the CUDA engine converts them on the device with the
+ * same conversions (device/half.h, gpu/cuda_half.h). Engines therefore see
+ * float32 / float64 arrays only, but for those device arrays.
  */
 #ifndef KP_PLAN_IO_H
 #define KP_PLAN_IO_H
@@ -45,7 +48,7 @@ typedef struct kp_io {
  * Arrays already of the compute dtype pass unchanged; arguments the plan does
  * not read are not looked at. Errors (message in the plan's context):
  * KP_ERR_DTYPE for a dtype the plan does not take, KP_ERR_SHAPE, KP_ERR_NULL,
- * KP_ERR_TOO_LARGE, KP_ERR_OOM, KP_ERR_UNSUPPORTED (float16 device arrays).
+ * KP_ERR_TOO_LARGE, KP_ERR_OOM, KP_ERR_ARGUMENT (an unknown device).
  * On failure nothing is left to free. */
 kp_status kp__io_begin(struct kp_plan *plan, const kp_array *args, size_t n_args, kp_array *outs, size_t n_outs,
                        kp_io *io);

@@ -66,6 +66,12 @@ static kp_status prepare(kp_plan *plan, const kp_array *args, size_t n_args, kp_
         dout.dtype = plan->dtype;
         dout.ndim = ndim;
         memcpy(dout.shape, shape, sizeof shape);
+        for (size_t k = 0; k < n_args; k++) /* the arguments' device: device arrays get the refusal below */
+            if (k < (size_t)KP_MAX_ARGS && plan->args[k].used && args[k].device != KP_DEVICE_CPU) {
+                dout.device = args[k].device;
+                dout.device_id = args[k].device_id;
+                break;
+            }
         didx = dout;
         didx.dtype = KP_INT64;
         memcpy(didx.shape, ishape, sizeof ishape);

@@ -61,7 +61,7 @@ static const char *cat_name(kp_var_category c) { return c == KP_VAR_I ? "Vi" : c
 
 /* Checks that every element the strides can reach has an int64 byte offset. */
 static kp_status check_extent(kp_context *ctx, const kp_array *a, const char *what) {
-    int64_t span = 0, elem = a->dtype == KP_FLOAT32 ? 4 : 8;
+    int64_t span = 0, elem = (int64_t)kp__dtype_size(a->dtype);
     for (int d = 0; d < a->ndim; d++) {
         int64_t s = a->strides[d] < 0 ? -a->strides[d] : a->strides[d], t;
         if (a->shape[d] == 0) return KP_OK;
@@ -93,6 +93,18 @@ static kp_status check_array(kp_context *ctx, const kp_array *a, kp_dtype dtype,
     return KP_OK;
 }
 
+/* A float16 array on a CUDA device in a float16 plan: the engine gets it as
+ * stored (kp_job_arg.half) and converts it on the device, where plan/io.h
+ * converts host arrays on the host. */
+static int device_half(const kp_plan *plan, const kp_array *a) {
+    return plan->io_dtype == KP_FLOAT16 && a->dtype == KP_FLOAT16 && a->device == KP_DEVICE_CUDA;
+}
+
+/* The dtype array a of the call must have: the plan's, or float16 (device_half). */
+static kp_dtype dtype_of(const kp_plan *plan, const kp_array *a) {
+    return device_half(plan, a) ? KP_FLOAT16 : plan->dtype;
+}
+
 /* Batch dims of a (its leading nb dims) against the output batch shape; fills strides. */
 static kp_status match_batch(kp_context *ctx, const kp_array *a, int a_nb, const kp_job *job, kp_job_arg *ca,
                              const char *what) {
@@ -114,7 +126,7 @@ static kp_status prepare_outputs(kp_plan *plan, const kp_array *out, const kp_ar
     kp_context *ctx = plan->ctx;
     kp_status st;
     const kp_array *shape_src = plan->out_dim ? out : out_index;
-    if (plan->out_dim && (st = check_array(ctx, out, plan->dtype, "output")) != KP_OK) return st;
+    if (plan->out_dim && (st = check_array(ctx, out, dtype_of(plan, out), "output")) != KP_OK) return st;
     if (plan->out_index_dim && (st = check_array(ctx, out_index, KP_INT64, "index output")) != KP_OK) return st;
     if (shape_src->ndim < 2)
         return kp__fail(ctx, KP_ERR_SHAPE, "output must have shape (batch..., rows, dim), got ndim %d", shape_src->ndim);
@@ -143,6 +155,7 @@ static kp_status prepare_outputs(kp_plan *plan, const kp_array *out, const kp_ar
         jouts[k]->base = o->data;
         jouts[k]->row_stride = o->strides[o->ndim - 2];
         jouts[k]->comp_stride = o->strides[o->ndim - 1];
+        jouts[k]->half = k == 0 && device_half(plan, o);
         for (int d = 0; d < job->nbatch_dims; d++) jouts[k]->batch_stride[d] = o->strides[d];
     }
     return KP_OK;
@@ -155,7 +168,7 @@ static kp_status prepare_arg(kp_plan *plan, int k, const kp_array *a, kp_job *jo
     const kp_arg_info *info = &plan->args[k];
     char what[96];
     snprintf(what, sizeof what, "argument %d (%s(%d,%d))", k, cat_name(info->cat), k, info->dim);
-    kp_status st = check_array(ctx, a, plan->dtype, what);
+    kp_status st = check_array(ctx, a, dtype_of(plan, a), what);
     if (st != KP_OK) return st;
     int is_param = info->cat == KP_VAR_PARAM;
     int base_rank = is_param ? 1 : 2;
@@ -173,6 +186,7 @@ static kp_status prepare_arg(kp_plan *plan, int k, const kp_array *a, kp_job *jo
     kp_job_arg *ca = &job->args[k];
     ca->base = a->data;
     ca->comp_stride = a->strides[a->ndim - 1];
+    ca->half = device_half(plan, a);
     if (!is_param) {
         int which = info->cat == KP_VAR_I ? 0 : 1;
         int64_t n = a->shape[a->ndim - 2];

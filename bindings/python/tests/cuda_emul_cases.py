@@ -19,8 +19,11 @@ Covered: Genred Sum forward (axis 1 and 0, ragged sizes, a split reduction),
 LogSumExp, Kmin and argKmin through LazyTensor, kernel_product, first-order
 gradients of scalar losses (x, y, b and the parameter; joint and separate
 backward passes; LogSumExp and Kmin, whose gradients take the forward's output
-or indices), the second order of the Hamiltonian, and torch.autograd.gradcheck
-(first and second order) in float64.
+or indices), the second order of the Hamiltonian, torch.autograd.gradcheck
+(first and second order) in float64, complex128 tensors, and float16 tensors
+(converted on the device by libkp: Genred, LogSumExp, Kmin, argKmin, the
+gradients with the parameter's row sum, small and split sizes) against
+float64 references within float16 rounding.
 
 Torch's own ops on fake CUDA tensors run on the host (torch has no CUDA here)
 and give host tensors: the gradient a loss sends back to a pykp output is one.
@@ -356,9 +359,79 @@ def test_complex_tensors_on_the_device(mock):
     assert_ran(mock)
 
 
-def test_float16_device_tensors_are_refused(mock):
-    """float16 arrays are converted on the host by libkp: device ones are refused, by name."""
-    host = [rand((5, 3), torch.float16), rand((4, 3), torch.float16)]
+# float16: libkp's CUDA engine converts float16 device arrays on the device (kp_half_gather into
+# float32, kp_half_scatter / kp_half_sumrows back, the host's rounding) and computes in float32.
+# Checked against float64 on the same (float16) values: 2^-11 relative rounding of each result plus
+# float32 arithmetic, relative to the largest value; the host float16 path (CPU engine) alike.
+HALF_TOL = 2.0**-10
+
+
+def close_half(got, ref, what="result"):
+    g = plain(got)
+    assert g.dtype == torch.float16, (what, g.dtype)
+    err = (g.double() - ref).abs().max().item()
+    assert err <= HALF_TOL * ref.abs().max().item(), "%s: max error %.3g, max |ref| %.3g" % (
+        what, err, ref.abs().max().item())
+
+
+def test_float16_device_tensors(mock):
+    """A float16 Genred on device tensors: the result is a float16 device tensor, equal to the
+    float64 reference and to the host float16 path up to float16 rounding."""
+    H = torch.float16
+    host = [rand((37, 3), H), rand((301, 3), H), torch.tensor([0.7]).to(H), rand((301, 2), H) - 0.5]
+    g = pykp.Genred("Exp(-SqDist(x,y)*s)*b", ["x = Vi(3)", "y = Vj(3)", "s = Pm(1)", "b = Vj(2)"], axis=1)
+    out = g(*to_device(mock, host))
+    assert isinstance(out, FakeCuda) and out.dtype == H and tuple(out.shape) == (37, 2)
+    assert_on_device(mock, out)
+    assert_ran(mock, "kp_half_gather", "kp_half_scatter")
+    x, y, s, b = (t.double() for t in host)
+    ref = torch.exp(-((x[:, None, :] - y[None, :, :]) ** 2).sum(-1) * s) @ b
+    close_half(out, ref)
+    close_half(out, g(*host).double(), "against the host float16 path")
+
+
+def test_float16_device_lazytensor_reductions(mock):
+    """LogSumExp, Kmin and argKmin of float16 device tensors through LazyTensor."""
+    H = torch.float16
+    host = [rand((37, 3), H, 2.0), rand((301, 3), H, 2.0)]
+    x, y = to_device(mock, host)
+    D = ((host[0].double()[:, None, :] - host[1].double()[None, :, :]) ** 2).sum(-1)
+    close_half((-lazy_sqdist(x, y)).logsumexp(dim=1), torch.logsumexp(-D, 1, keepdim=True), "LogSumExp")
+    assert_ran(mock, "kp_half_gather")
+    close_half(lazy_sqdist(x, y).Kmin(3, dim=1), D.sort(1).values[:, :3], "Kmin")
+    idx = lazy_sqdist(x, y).argKmin(3, dim=1)
+    assert idx.dtype == torch.int64
+    assert_on_device(mock, idx)
+    # the distances at the indices are the 3 smallest (up to float32 rounding of near ties)
+    torch.testing.assert_close(D.gather(1, plain(idx)), D.sort(1).values[:, :3], rtol=1e-6, atol=1e-7)
+
+
+def test_float16_device_gradients(mock):
+    """Gradients of a float16 Genred on device tensors in every argument, the parameter's (rows
+    summed on the device: kp_half_sumrows) included, against float64 autograd."""
+    H = torch.float16
+    host = [rand((37, 3), H), rand((301, 3), H), torch.tensor([2.0]).to(H), rand((301, 1), H) - 0.5]
+    e = rand((37, 1), H) - 0.5
+    g = pykp.Genred(*GAUSS, axis=1)
+    d = to_device(mock, host, requires_grad=True)
+    out = mock.device_grads(g(*d))
+    mock.reset()
+    got = torch.autograd.grad((out * e).sum(), d)
+    assert_ran(mock, "kp_half_gather", "kp_half_sumrows")
+    ins = [t.double().requires_grad_() for t in host]
+    x, y, s, b = ins
+    ref_out = torch.exp(-((x[:, None, :] - y[None, :, :]) ** 2).sum(-1) * s) @ b
+    ref = torch.autograd.grad((ref_out * e.double()).sum(), ins)
+    for name, a, r in zip(("x", "y", "g", "b"), got, ref):
+        close_half(a, r, "d loss / d " + name)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (5, 4), (3, 2500)], ids=["1x1", "5x4", "split"])
+def test_float16_device_sizes(mock, size):
+    """Small and ragged sizes, and a reduced axis split in chunks (split-j + merge)."""
+    n, m = size
+    host = [rand((n, 3), torch.float16), rand((m, 3), torch.float16)]
     g = pykp.Genred("SqDist(x,y)", ["x = Vi(3)", "y = Vj(3)"], axis=1)
-    with pytest.raises(NotImplementedError, match="float16 arrays are converted on the host"):
-        g(*to_device(mock, host))
+    out = g(*to_device(mock, host))
+    assert_on_device(mock, out)
+    close_half(out, ((host[0].double()[:, None] - host[1].double()[None]) ** 2).sum(-1).sum(1, keepdim=True))
