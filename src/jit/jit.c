@@ -160,16 +160,9 @@ static void compile(entry *e) {
     pthread_mutex_unlock(&compile_mu);
     int ok = M && !err && addr;
     if (ok) {
-        kp_jit_fn fn;
-        uintptr_t a = (uintptr_t)addr;
-        memcpy(&fn, &a, sizeof fn); /* an address from the JIT is code */
-        if (e->spec.mode == KP_JIT_JOINT) {
-            kp_jit_joint_fn jfn;
-            memcpy(&jfn, &a, sizeof jfn);
-            e->kernel.joint = jfn;
-        } else {
-            e->kernel.fn = fn;
-        }
+        uintptr_t a = (uintptr_t)addr; /* an address from the JIT is code */
+        if (e->spec.mode == KP_JIT_JOINT) memcpy(&e->kernel.joint, &a, sizeof e->kernel.joint);
+        else memcpy(&e->kernel.fn, &a, sizeof e->kernel.fn);
     }
     pthread_mutex_lock(&cache_mu);
     if (ok) {

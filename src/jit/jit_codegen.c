@@ -9,7 +9,8 @@
  * instructions with the interpreter's order of operations; Exp calls the op
  * bitcode's vector exp; the other transcendental ops call the bitcode's
  * scalar definition lane by lane (formula/scalar_eval.h). The O3 pipeline
- * inlines all of it.
+ * inlines all of it. A joint kernel (KP_JIT_JOINT) runs the same pair
+ * program and feeds a joint program's Sum terms from it (joint_step).
  */
 #include <stdio.h>
 #include <stdlib.h>
