@@ -16,6 +16,13 @@
  *   - a failed compile (injected) falls back to the interpreter under "force"
  *     (identical results) and fails the call under "require" (KP_ERR_INTERNAL
  *     naming the cause); KP_JIT=off compiles nothing;
+ *   - joint plans (an autodiff backward's gradients in x, y, b and a summed
+ *     parameter; terms of every shape), float32 and float64, N = 517 rows
+ *     (a last block of 5 rows), M = 1037: exactly one joint kernel compiled
+ *     per plan, outputs within the same bounds; float32 Kahan sums stay on the
+ *     interpreter (bit-identical); background mode answers bit-identically
+ *     from the interpreter first, then from the kernel; an injected compile
+ *     failure falls back (force) or fails the call (require);
  *   - "absent" (argument, its own process): libLLVM cannot be loaded, force
  *     falls back to the interpreter, require names the cause.
  * Without the compiler (KP_JIT=OFF builds) it prints SKIPPED and exits 77.
