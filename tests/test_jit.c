@@ -16,6 +16,13 @@
  *   - a failed compile (injected) falls back to the interpreter under "force"
  *     (identical results) and fails the call under "require" (KP_ERR_INTERNAL
  *     naming the cause); KP_JIT=off compiles nothing;
+ *   - joint plans (an autodiff backward's gradients in x, y, b and a summed
+ *     parameter; terms of every shape), float32 and float64, N = 517 rows
+ *     (a last block of 5 rows), M = 1037: exactly one joint kernel compiled
+ *     per plan, outputs within the same bounds; float32 Kahan sums stay on the
+ *     interpreter (bit-identical); background mode answers bit-identically
+ *     from the interpreter first, then from the kernel; an injected compile
+ *     failure falls back (force) or fails the call (require);
  *   - "absent" (argument, its own process): libLLVM cannot be loaded, force
  *     falls back to the interpreter, require names the cause.
  * Without the compiler (KP_JIT=OFF builds) it prints SKIPPED and exits 77.
@@ -254,6 +261,230 @@ static void test_fallback(void **state) {
     free(d);
 }
 
+/* ------------------------------------------------------------ joint plans
+ * JN rows make 9 blocks of 64 (the joint pass needs 8), the last of 5 rows
+ * (not a multiple of the kernel's rows); JM points: two tiles and a tail. */
+enum { JN = 517, JM = 1037 };
+
+static const char *jaliases[] = {"x = Vi(3)", "y = Vj(3)", "g = Pm(1)", "b = Vj(2)", "e = Vi(2)", "a = Vi(1)"};
+
+typedef struct jdata {
+    double x[JN * 3], y[JM * 3], g, b[JM * 2], e[JN * 2], a[JN];
+} jdata;
+
+static jdata *jdata_new(void) {
+    jdata *d = calloc(1, sizeof *d);
+    assert_non_null(d);
+    kpt_rng rng;
+    kpt_rng_seed(&rng, 15);
+    kpt_fill_uniform(&rng, d->x, JN * 3, 0, 1);
+    kpt_fill_uniform(&rng, d->y, JM * 3, 0, 1);
+    kpt_fill_uniform(&rng, d->b, JM * 2, -1, 1);
+    kpt_fill_uniform(&rng, d->e, JN * 2, -1, 1);
+    kpt_fill_uniform(&rng, d->a, JN, -1, 1);
+    d->g = 5.0;
+    return d;
+}
+
+/* The backward of Sum_j Exp(-g |x_i - y_j|^2) b_j in x, y, b and g (its rows
+ * summed), as an autodiff framework asks for it. */
+static const char *grad_set[] = {
+    "Sum_Reduction(Grad(Exp(-SqDist(x,y)*g)*b, x, e), 1)",
+    "Sum_Reduction(Grad(Exp(-SqDist(x,y)*g)*b, y, e), 0)",
+    "Sum_Reduction(Grad(Exp(-SqDist(x,y)*g)*b, b, e), 0)",
+    "RowSum(Sum_Reduction(Grad(Exp(-SqDist(x,y)*g)*b, g, e), 1))",
+};
+
+/* Terms of every shape: row factors of column terms, several tiles, COL-only
+ * factors, a term that is no product, transcendental ops lane by lane. */
+static const char *odd_set[] = {
+    "Sum_Reduction(Exp(-SqDist(x,y)*g) * a * Elem(b,0) * x * y * -3, 1)",
+    "Sum_Reduction(Exp(-SqDist(x,y)) * a * Elem(b,1) * (x - y) * a, 0)",
+    "Sum_Reduction(Cos(x - y) + a, 1)",
+    "Sum_Reduction(b * Elem(y,2), 0)",
+    "Sum_Reduction(Log(1 + SqDist(x,y)) * b, 1)",
+    "Sum_Reduction(Atan((x|y)) * a * Sqrt(SqDist(x,y)), 0)",
+};
+
+/* Rows of formula f's output (1 when its rows are summed). */
+static int64_t joint_rows_of(const kp_formula *f) {
+    return kp_formula_sums_rows(f) ? 1 : kp_formula_axis(f) == 1 ? JN : JM;
+}
+
+/* Runs texts as one joint plan in dt; out[k] (malloc'd, as double) gets
+ * formula k's output and *count[k] its size. */
+static kp_status run_joint(kp_context *ctx, const char *const *texts, int n, kp_dtype dt, const jdata *d,
+                           double **out, size_t *count) {
+    kp_formula *fs[8];
+    for (int k = 0; k < n; k++) KPT_ASSERT_OK(ctx, kp_formula_parse(ctx, texts[k], jaliases, 6, &fs[k]));
+    kp_plan *plan = NULL;
+    KPT_ASSERT_OK(ctx, kp_plan_new_joint(ctx, (const kp_formula *const *)fs, (size_t)n, dt, &plan));
+    const double *src[6] = {d->x, d->y, &d->g, d->b, d->e, d->a};
+    const size_t len[6] = {JN * 3, JM * 3, 1, JM * 2, JN * 2, JN};
+    const int64_t rows[6] = {JN, JM, -1, JM, JN, JN}, dims[6] = {3, 3, 1, 2, 2, 1};
+    void *bufs[6];
+    kp_array args[6], outs[8];
+    void *obuf[8];
+    for (int k = 0; k < 6; k++) {
+        bufs[k] = kpt_to_dtype(src[k], len[k], dt);
+        args[k] = rows[k] < 0 ? kp_array_1d(bufs[k], dt, 1) : kp_array_2d(bufs[k], dt, rows[k], dims[k]);
+    }
+    for (int k = 0; k < n; k++) {
+        int64_t r = joint_rows_of(fs[k]), dim = kp_formula_out_dim(fs[k]);
+        count[k] = (size_t)(r * dim);
+        obuf[k] = kpt_alloc_dtype(count[k], dt);
+        outs[k] = kp_array_2d(obuf[k], dt, r, dim);
+    }
+    kp_status st = kp_plan_exec_joint(plan, args, 6, outs, (size_t)n, NULL);
+    for (int k = 0; k < n; k++) {
+        out[k] = calloc(count[k], sizeof(double));
+        assert_non_null(out[k]);
+        kpt_from_dtype(obuf[k], dt, count[k], out[k]);
+        free(obuf[k]);
+        kp_formula_free(fs[k]);
+    }
+    for (int k = 0; k < 6; k++) free(bufs[k]);
+    kp_plan_free(plan);
+    return st;
+}
+
+static int64_t joint_count(void) {
+    kp_jit_stats s;
+    kp__jit_stats(&s);
+    return s.joint;
+}
+
+/* got against ref, formula by formula: within tol of each output's largest value, or bit-identical (tol < 0). */
+static void check_joint(const char *const *texts, int n, double **got, double **ref, const size_t *count, double tol) {
+    for (int k = 0; k < n; k++) {
+        if (tol < 0) {
+            assert_memory_equal(got[k], ref[k], count[k] * sizeof(double));
+            continue;
+        }
+        double m = max_abs(ref[k], count[k]);
+        assert_int_equal(kpt_check(texts[k], got[k], ref[k], NULL, count[k], 0, tol * m), 0);
+    }
+}
+
+static void free_outputs(double **o, int n) {
+    for (int k = 0; k < n; k++) free(o[k]);
+}
+
+/* One joint plan compiled (KP_JIT=require) against the interpreter: exactly one
+ * joint kernel compiled, outputs within the bound of every compiled kernel. */
+static void compare_joint(kp_context *ctx, const char *const *texts, int n, kp_dtype dt, const jdata *d) {
+    double *ref[8], *got[8];
+    size_t count[8];
+    mode("off");
+    KPT_ASSERT_OK(ctx, run_joint(ctx, texts, n, dt, d, ref, count));
+    int64_t before = joint_count();
+    kp_jit_stats s0, s1;
+    kp__jit_stats(&s0);
+    mode("require");
+    KPT_ASSERT_OK(ctx, run_joint(ctx, texts, n, dt, d, got, count));
+    kp__jit_stats(&s1);
+    print_message("joint kernel of %d formulas (%s): compiled in %.3f s\n", n, kpt_dtype_name(dt),
+                  s1.compile_seconds - s0.compile_seconds);
+    if (joint_count() != before + 1) print_error("%s (%s): no joint kernel compiled\n", texts[0], kpt_dtype_name(dt));
+    assert_int_equal(joint_count(), before + 1);
+    check_joint(texts, n, got, ref, count, dt == KP_FLOAT32 ? 1e-5 : 1e-12);
+    free_outputs(ref, n);
+    free_outputs(got, n);
+}
+
+static void test_joint_matches_interpreter(void **state) {
+    (void)state;
+    jdata *d = jdata_new();
+    kp_context *ctx = NULL;
+    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    for (int t = 0; t < 2; t++) {
+        kp_dtype dt = t ? KP_FLOAT64 : KP_FLOAT32;
+        compare_joint(ctx, grad_set, 4, dt, d);
+        compare_joint(ctx, grad_set, 3, dt, d); /* another program: the parameter's term left out */
+        compare_joint(ctx, odd_set, 6, dt, d);
+    }
+    /* float32 plain sums: compiled too; Kahan sums stay on the interpreter (bit-identical). */
+    KPT_ASSERT_OK(ctx, kp_context_set_sum_scheme(ctx, KP_SUM_PLAIN));
+    compare_joint(ctx, odd_set, 5, KP_FLOAT32, d);
+    KPT_ASSERT_OK(ctx, kp_context_set_sum_scheme(ctx, KP_SUM_KAHAN));
+    double *ref[8], *got[8];
+    size_t count[8];
+    mode("off");
+    KPT_ASSERT_OK(ctx, run_joint(ctx, grad_set, 3, KP_FLOAT32, d, ref, count));
+    int64_t before = compiled_count();
+    mode("require");
+    KPT_ASSERT_OK(ctx, run_joint(ctx, grad_set, 3, KP_FLOAT32, d, got, count));
+    assert_int_equal(compiled_count(), before);
+    check_joint(grad_set, 3, got, ref, count, -1);
+    free_outputs(ref, 3);
+    free_outputs(got, 3);
+    kp_context_free(ctx);
+    free(d);
+}
+
+/* Background mode: the first joint call runs on the interpreter (bits of
+ * KP_JIT=off) while its kernel compiles; the kernel then serves the calls. */
+static void test_joint_background(void **state) {
+    (void)state;
+    jdata *d = jdata_new();
+    kp_context *ctx = NULL;
+    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    const char *texts[2] = {"Sum_Reduction(Grad(Exp(-SqDist(x,y)*g*2)*b, x, e), 1)",
+                            "Sum_Reduction(Grad(Exp(-SqDist(x,y)*g*2)*b, b, e), 0)"};
+    double *ref[2], *got[2];
+    size_t count[2];
+    mode("off");
+    KPT_ASSERT_OK(ctx, run_joint(ctx, texts, 2, KP_FLOAT32, d, ref, count));
+    int64_t before = compiled_count() + failed_count(), joint = joint_count();
+    unsetenv("KP_JIT");
+    setenv("KP_JIT_THRESHOLD", "1", 1); /* the first call starts the compile */
+    KPT_ASSERT_OK(ctx, run_joint(ctx, texts, 2, KP_FLOAT32, d, got, count));
+    check_joint(texts, 2, got, ref, count, -1);
+    free_outputs(got, 2);
+    for (int waited = 0; compiled_count() + failed_count() == before && waited < 30000; waited += 10) sleep_ms(10);
+    assert_int_equal(joint_count(), joint + 1);
+    KPT_ASSERT_OK(ctx, run_joint(ctx, texts, 2, KP_FLOAT32, d, got, count));
+    check_joint(texts, 2, got, ref, count, 1e-5);
+    int differs = 0; /* the compiled kernel answered: its sums round differently somewhere */
+    for (int k = 0; k < 2; k++) differs |= memcmp(got[k], ref[k], count[k] * sizeof(double)) != 0;
+    assert_true(differs);
+    unsetenv("KP_JIT_THRESHOLD");
+    free_outputs(ref, 2);
+    free_outputs(got, 2);
+    kp_context_free(ctx);
+    free(d);
+}
+
+/* A joint kernel that fails to compile: force falls back to the interpreter
+ * (bit-identical), require fails the call naming the cause. */
+static void test_joint_fallback(void **state) {
+    (void)state;
+    jdata *d = jdata_new();
+    kp_context *ctx = NULL;
+    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    const char *texts[2] = {"Sum_Reduction(Grad(Exp(-SqDist(x,y)*g*7)*b, x, e), 1)",
+                            "Sum_Reduction(Grad(Exp(-SqDist(x,y)*g*7)*b, y, e), 0)"};
+    double *ref[2], *got[2];
+    size_t count[2];
+    mode("off");
+    KPT_ASSERT_OK(ctx, run_joint(ctx, texts, 2, KP_FLOAT64, d, ref, count));
+    int64_t failed = failed_count();
+    kp__jit_fail_compiles = 1;
+    mode("force");
+    KPT_ASSERT_OK(ctx, run_joint(ctx, texts, 2, KP_FLOAT64, d, got, count));
+    assert_int_equal(failed_count(), failed + 1);
+    check_joint(texts, 2, got, ref, count, -1);
+    free_outputs(got, 2);
+    mode("require");
+    assert_int_equal(run_joint(ctx, texts, 2, KP_FLOAT64, d, got, count), KP_ERR_INTERNAL);
+    assert_non_null(strstr(kp_context_message(ctx), "injected"));
+    kp__jit_fail_compiles = 0;
+    free_outputs(ref, 2);
+    free_outputs(got, 2);
+    kp_context_free(ctx);
+    free(d);
+}
+
 /* "absent" group, its own process: libLLVM cannot be loaded ($KP_JIT_LLVM). */
 static void test_llvm_absent(void **state) {
     (void)state;
@@ -292,6 +523,9 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_exp_accuracy),
         cmocka_unit_test(test_background),
         cmocka_unit_test(test_fallback),
+        cmocka_unit_test(test_joint_matches_interpreter),
+        cmocka_unit_test(test_joint_background),
+        cmocka_unit_test(test_joint_fallback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

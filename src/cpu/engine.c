@@ -25,6 +25,12 @@ const kp_cpu_kernels *kp__cpu_pick_kernels(kp_dtype dtype) {
     return level == 2 ? &kp__cpu_f64_avx512 : level == 1 ? &kp__cpu_f64_avx2 : &kp__cpu_f64_generic;
 }
 
+int kp__cpu_vec_bytes(const kp_cpu_kernels *K) {
+    return K == &kp__cpu_f32_avx512 || K == &kp__cpu_f64_avx512 ? 64
+           : K == &kp__cpu_f32_avx2 || K == &kp__cpu_f64_avx2   ? 32
+                                                                : 16;
+}
+
 /* Seconds between progress calls: a few per second, so Ctrl-C in a binding
  * answers quickly while the callback's cost stays far below the work's. */
 #define KP_PROGRESS_PERIOD 0.25
@@ -104,13 +110,11 @@ static void run_block(const void *user, int64_t blk, int64_t b, int64_t r0, int6
  * sums (or the tile sums outgrow the tile scratch); other reductions get F. */
 static const kp_jit_kernel *compiled_kernel(kp_context *ctx, const kp_job *job, const kp_cpu_kernels *K, int *failed) {
     const kp_program *prog = job->prog;
-    int vec_bytes = K == &kp__cpu_f32_avx512 || K == &kp__cpu_f64_avx512 ? 64
-                    : K == &kp__cpu_f32_avx2 || K == &kp__cpu_f64_avx2   ? 32
-                                                                         : 16;
     int fused = kp__red(prog->red)->family == KP_FAMILY_SUM && !(job->dtype == KP_FLOAT32 && job->scheme == KP_SUM_KAHAN) &&
                 prog->fdim * KP_JIT_MAX_ROWS <= 2 * K->tile;
     double pairs = (double)job->nbatch * (double)job->nrows * (double)job->ncols;
-    return kp__jit_kernel(ctx, prog, job->dtype, K->tile, vec_bytes, fused ? KP_JIT_SUM : KP_JIT_TILES, pairs, failed);
+    return kp__jit_kernel(ctx, prog, job->dtype, K->tile, kp__cpu_vec_bytes(K), fused ? KP_JIT_SUM : KP_JIT_TILES, pairs,
+                          failed);
 }
 
 kp_status kp__cpu_attach_kernel(kp_context *ctx, const kp_job **job, kp_job *copy) {

@@ -40,7 +40,8 @@ kp_status kp__cpu_progress_end(kp_context *ctx, kp_cpu_progress *p);
  * buffer, and the buffers are merged in group order, so every thread count
  * gives bit-identical results. */
 typedef struct kp_cpu_joint_job {
-    kp_job job;                            /* N rows (i), M columns (j), one batch */
+    kp_job job;                            /* N rows (i), M columns (j), one batch; job.engine_kernel: the
+                                              compiled joint kernel (jit.h, KP_JIT_JOINT) or NULL */
     const kp_job_arg (*out)[KP_MAX_JOINT]; /* the kp_joint_job's outputs */
     int coldim;                            /* total dimension of the column terms */
     int64_t group_rows;                    /* rows per group, a multiple of KP_ROW_BLOCK */
@@ -147,6 +148,8 @@ kp_status kp__cpu_schedule(kp_context *ctx, const kp_job *job, const kp_cpu_spli
 
 /* The kernel build for this CPU and dtype ($KP_CPU_ISA may force a lower one). */
 const kp_cpu_kernels *kp__cpu_pick_kernels(kp_dtype dtype);
+/* Bytes of one SIMD register of that build (64, 32, 16): compiled kernels match it. */
+int kp__cpu_vec_bytes(const kp_cpu_kernels *K);
 
 extern const kp_cpu_kernels kp__cpu_f32_avx512, kp__cpu_f64_avx512;
 extern const kp_cpu_kernels kp__cpu_f32_avx2, kp__cpu_f64_avx2;

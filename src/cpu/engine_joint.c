@@ -4,6 +4,7 @@
 
 #include "core/context.h"
 #include "cpu/engine.h"
+#include "jit/jit.h"
 
 /* The joint pass needs enough groups of rows to keep threads busy, and its
  * column buffers (one per group: sum and compensation, coldim x M each) must
@@ -40,15 +41,34 @@ static int choose_groups(kp_cpu_joint_job *jj, size_t real_size) {
 
 static kp_status run_groups(kp_context *ctx, kp_cpu_joint_job *jj, const kp_cpu_kernels *K);
 
+/* Puts the compiled joint kernel (jit/jit.h, KP_JIT_JOINT) in jj's job when
+ * one serves it; KP_ERR_INTERNAL (message in ctx) only under KP_JIT=require.
+ * float32 Kahan sums stay on the interpreter: its row sums compensate lane by
+ * lane, which the kernel's register sums do not. */
+static kp_status attach_joint_kernel(kp_context *ctx, kp_cpu_joint_job *jj, const kp_cpu_kernels *K) {
+    const kp_job *job = &jj->job;
+    if (job->dtype == KP_FLOAT32 && job->scheme == KP_SUM_KAHAN) return KP_OK;
+    int failed = 0;
+    double pairs = (double)job->nrows * (double)job->ncols;
+    jj->job.engine_kernel =
+        kp__jit_kernel(ctx, job->prog, job->dtype, K->tile, kp__cpu_vec_bytes(K), KP_JIT_JOINT, pairs, &failed);
+    return failed ? KP_ERR_INTERNAL : KP_OK;
+}
+
 kp_status kp__cpu_run_joint(kp_context *ctx, const kp_joint_job *job) {
     const kp_cpu_kernels *K = kp__cpu_pick_kernels(job->job.dtype);
     kp_cpu_joint_job *jj = kp__calloc(ctx, 1, sizeof *jj);
     if (!jj) return kp__fail(ctx, KP_ERR_OOM, "out of memory");
     jj->job = job->job;
+    jj->job.engine_kernel = NULL;
     jj->out = job->out;
     const kp_program *prog = job->job.prog;
     for (int t = 0; t < prog->nterms[1]; t++) jj->coldim += prog->terms[1][t].dim;
-    kp_status st = choose_groups(jj, K->real_size) ? run_groups(ctx, jj, K) : KP_ERR_UNSUPPORTED;
+    kp_status st = KP_ERR_UNSUPPORTED;
+    if (choose_groups(jj, K->real_size)) {
+        st = attach_joint_kernel(ctx, jj, K);
+        if (st == KP_OK) st = run_groups(ctx, jj, K);
+    }
     kp__free(ctx, jj);
     return st;
 }

@@ -18,7 +18,7 @@
 #define KP_CPU_KERNEL_JOINT_H
 
 typedef struct joint_layout {
-    size_t rowbuf, colbuf, pairbuf, coltmp, total, partial, end;
+    size_t rowbuf, colbuf, pairbuf, coltmp, total, partial, jitsum, end;
     int rowdim; /* total dimension of the row terms */
 } joint_layout;
 
@@ -36,6 +36,7 @@ static joint_layout joint_layout_of(const kp_cpu_joint_job *jj) {
     L.coltmp = take(&at, (size_t)(jj->coldim + 1) * TILE * R);
     L.total = take(&at, (size_t)KP_ROW_BLOCK * (size_t)(2 * L.rowdim + 1) * R);
     L.partial = take(&at, (size_t)KP_ROW_BLOCK * (size_t)(2 * L.rowdim + 1) * R);
+    L.jitsum = take(&at, (size_t)KP_JIT_MAX_ROWS * (size_t)(L.rowdim + 1) * R);
     L.end = at;
     return L;
 }
@@ -121,6 +122,25 @@ static void write_row_terms(const kp_cpu_joint_job *jj, int64_t r, const REAL *s
     }
 }
 
+/* The block's nr rows on one tile by the compiled kernel (jit.h,
+ * KP_JIT_JOINT), K->rows at a time: column terms added into coltmp, row
+ * terms' tile sums (in sums) added into partial as row_terms_tile adds its own. */
+static void jit_joint_tile(const kp_jit_kernel *K, kp_sum_scheme scheme, REAL *partial, int rowdim, const REAL *rowbuf,
+                           int rs, const REAL *colbuf, REAL *coltmp, REAL *sums, int nr, int len) {
+    int compensate = !(KP_REAL_F32 && scheme == KP_SUM_PLAIN);
+    for (int r = 0; r < nr; r += K->rows) {
+        int n = nr - r < K->rows ? nr - r : K->rows;
+        K->joint(rowbuf + (size_t)r * (size_t)rs, colbuf, sums, coltmp, len, n);
+        for (int q = 0; q < n; q++) {
+            REAL *st = partial + (size_t)(r + q) * (size_t)(2 * rowdim);
+            for (int d = 0; d < rowdim; d++) {
+                if (compensate) kahan_add(&st[d], &st[rowdim + d], sums[q * rowdim + d]);
+                else st[d] += sums[q * rowdim + d];
+            }
+        }
+    }
+}
+
 static void joint_rows(const kp_cpu_joint_job *jj, int64_t r0, int64_t r1, void *colacc_v, void *scratch) {
     const kp_job *job = &jj->job;
     const kp_program *prog = job->prog;
@@ -130,6 +150,7 @@ static void joint_rows(const kp_cpu_joint_job *jj, int64_t r0, int64_t r1, void 
     REAL *pairbuf = (REAL *)(base + L.pairbuf), *coltmp = (REAL *)(base + L.coltmp);
     REAL *total = (REAL *)(base + L.total), *partial = (REAL *)(base + L.partial);
     REAL *colacc = colacc_v;
+    const kp_jit_kernel *jk = job->engine_kernel; /* NULL: the interpreter */
     int64_t M = job->ncols;
     int rs = prog->row_size, sd = 2 * L.rowdim, coldim = jj->coldim;
     memset(colacc, 0, (size_t)(2 * coldim) * (size_t)M * sizeof(REAL));
@@ -148,7 +169,10 @@ static void joint_rows(const kp_cpu_joint_job *jj, int64_t r0, int64_t r1, void 
                 int len = (int)(jend - j0 < TILE ? jend - j0 : TILE);
                 run_col_program(job, &bp, j0, NULL, len, rowbuf, colbuf);
                 if (coldim) memset(coltmp, 0, (size_t)coldim * TILE * sizeof(REAL));
-                for (int r = 0; r < nr; r++) {
+                if (jk)
+                    jit_joint_tile(jk, job->scheme, partial, L.rowdim, rowbuf, rs, colbuf, coltmp,
+                                   (REAL *)(base + L.jitsum), nr, len);
+                for (int r = 0; !jk && r < nr; r++) {
                     REAL *rowv = rowbuf + (size_t)r * (size_t)rs;
                     run_pair_program(prog, rowv, colbuf, pairbuf);
                     row_terms_tile(prog, job->scheme, partial + (size_t)r * (size_t)sd, L.rowdim, rowv, colbuf,

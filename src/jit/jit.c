@@ -160,14 +160,17 @@ static void compile(entry *e) {
     pthread_mutex_unlock(&compile_mu);
     int ok = M && !err && addr;
     if (ok) {
-        kp_jit_fn fn;
-        uintptr_t a = (uintptr_t)addr;
-        memcpy(&fn, &a, sizeof fn); /* an address from the JIT is code */
-        e->kernel.fn = fn;
+        uintptr_t a = (uintptr_t)addr; /* an address from the JIT is code */
+        if (e->spec.mode == KP_JIT_JOINT) memcpy(&e->kernel.joint, &a, sizeof e->kernel.joint);
+        else memcpy(&e->kernel.fn, &a, sizeof e->kernel.fn);
     }
     pthread_mutex_lock(&cache_mu);
-    if (ok) stats.compiled++;
-    else stats.failed++;
+    if (ok) {
+        stats.compiled++;
+        stats.joint += e->spec.mode == KP_JIT_JOINT;
+    } else {
+        stats.failed++;
+    }
     stats.compile_seconds += now_seconds() - t0;
     pthread_mutex_unlock(&cache_mu);
     __atomic_store_n(&e->state, ok ? READY : FAILED, __ATOMIC_RELEASE);
@@ -204,7 +207,8 @@ static void warm_up(void) {
     code[2].out = (kp_operand){KP_LOC_PAIR, 2, 1};
     entry e;
     memset(&e, 0, sizeof e);
-    e.spec = (kp_jit_spec){1, 64, 16, 1, KP_JIT_SUM, 1, 1, 3, 1, code[2].out, {0, 0, 0}, {0, 0, 0}, 3, code};
+    e.spec = (kp_jit_spec){.f32 = 1, .tile = 64, .vl = 16, .rows = 1, .mode = KP_JIT_SUM, .row_size = 1,
+                           .col_size = 1, .pair_size = 3, .fdim = 1, .red_f = code[2].out, .n = 3, .code = code};
     compile(&e);
     pthread_mutex_lock(&cache_mu);
     stats.compiled -= e.state == READY; /* not a formula's */
@@ -228,7 +232,7 @@ static void put_operand(int64_t *k, size_t *n, kp_operand o) {
     k[(*n)++] = o.dim;
 }
 
-#define KEY_HEAD 24
+#define KEY_HEAD (24 + 2 + 11 * 2 * KP_MAX_JOINT)
 #define KEY_PER_INSTR 17
 
 /* Writes the key of s into k (KEY_HEAD + KEY_PER_INSTR * s->n entries); returns its length. */
@@ -239,6 +243,16 @@ static size_t make_key(const kp_jit_spec *s, int64_t *k) {
     put_operand(k, &n, s->red_f);
     put_operand(k, &n, s->red_f2);
     put_operand(k, &n, s->red_g);
+    for (int side = 0; side < 2; side++) { /* joint terms (none otherwise); scales are not the kernel's */
+        k[n++] = s->nterms[side];
+        for (int t = 0; t < s->nterms[side]; t++) {
+            const kp_sum_term *term = &s->terms[side][t];
+            k[n++] = term->nfactors;
+            k[n++] = term->dim;
+            for (int f = 0; f < KP_TERM_TILES; f++)
+                put_operand(k, &n, f < term->nfactors ? term->factor[f] : (kp_operand){0, 0, 0});
+        }
+    }
     for (int i = 0; i < s->n; i++) {
         const kp_instr *ins = &s->code[i];
         k[n++] = ins->op;
@@ -299,10 +313,42 @@ static jit_mode env_mode(void) {
 
 /* Rows per block: enough independent chains to hide latencies, few enough
  * that the accumulators (KP_JIT_SUM) stay in registers. */
-static int rows_for(const kp_program *prog, kp_jit_mode mode) {
-    if (mode == KP_JIT_TILES) return 4;
-    int r = 16 / (prog->fdim > 0 ? prog->fdim : 1);
+static int rows_for(const kp_jit_spec *s) {
+    if (s->mode == KP_JIT_TILES) return 4;
+    int acc = s->mode == KP_JIT_JOINT ? s->rowdim + s->coldim : s->fdim;
+    int r = 16 / (acc > 0 ? acc : 1);
     return r > 4 ? 4 : r < 1 ? 1 : r;
+}
+
+/* The kernel's description for prog (the joint terms for KP_JIT_JOINT). */
+static kp_jit_spec spec_of(const kp_program *prog, kp_dtype dtype, int tile, int vec_bytes, kp_jit_mode mode) {
+    kp_jit_spec s;
+    memset(&s, 0, sizeof s);
+    s.f32 = dtype == KP_FLOAT32;
+    s.tile = tile;
+    s.vl = vec_bytes / (dtype == KP_FLOAT32 ? 4 : 8);
+    s.mode = mode;
+    s.row_size = prog->row_size;
+    s.col_size = prog->col_size;
+    s.pair_size = prog->pair_size;
+    s.n = prog->pair.n;
+    s.code = prog->pair.code;
+    if (mode == KP_JIT_JOINT) {
+        for (int side = 0; side < 2; side++) {
+            s.nterms[side] = prog->nterms[side];
+            for (int t = 0; t < prog->nterms[side]; t++) {
+                s.terms[side][t] = prog->terms[side][t];
+                *(side ? &s.coldim : &s.rowdim) += prog->terms[side][t].dim;
+            }
+        }
+    } else {
+        s.fdim = prog->fdim;
+        s.red_f = prog->red_f;
+        s.red_f2 = prog->red_f2;
+        s.red_g = prog->red_g;
+    }
+    s.rows = rows_for(&s);
+    return s;
 }
 
 static double threshold(void) {
@@ -314,9 +360,7 @@ const kp_jit_kernel *kp__jit_kernel(kp_context *ctx, const kp_program *prog, kp_
                                     kp_jit_mode mode, double pairs, int *failed) {
     jit_mode m = env_mode();
     if (m == MODE_OFF || prog->pair.n == 0 || (dtype != KP_FLOAT32 && dtype != KP_FLOAT64)) return NULL;
-    kp_jit_spec s = {dtype == KP_FLOAT32, tile, vec_bytes / (dtype == KP_FLOAT32 ? 4 : 8), rows_for(prog, mode), mode,
-                     prog->row_size, prog->col_size, prog->pair_size, prog->fdim, prog->red_f, prog->red_f2,
-                     prog->red_g, prog->pair.n, prog->pair.code};
+    kp_jit_spec s = spec_of(prog, dtype, tile, vec_bytes, mode);
     int64_t stack_key[KEY_HEAD + KEY_PER_INSTR * 32];
     size_t cap = KEY_HEAD + KEY_PER_INSTR * (size_t)s.n;
     int64_t *k = cap <= sizeof stack_key / sizeof *stack_key ? stack_key : malloc(cap * sizeof *k);

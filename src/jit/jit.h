@@ -16,6 +16,15 @@
  *                 out + (r * (pair_size + 1) + c) * tile (the interpreter's
  *                 pair buffer, one per row), lanes [0, len) rounded up to VL;
  *                 the interpreter's monoid (kernel_reduce.h) folds them.
+ *   KP_JIT_JOINT  a joint program's Sum terms (program.h's terms[2]; the
+ *                 kernel is kp_jit_kernel.joint): the row terms (reduced over
+ *                 the columns) summed over the tile's first len lanes into
+ *                 rowsums[r * rowdim + c], c the component among all row terms
+ *                 in order; the column terms (reduced over the rows) of rows
+ *                 [0, nrows) added, lane by lane and in row order, into
+ *                 coltmp[c * tile + k] (k < len; lanes past len keep their values),
+ *                 as the interpreter's kernel_joint.h adds them. Row terms'
+ *                 scales stay the interpreter's (applied once per row).
  * Row r's ROW values are at rowv + r * row_size; COL component c's tile at
  * colbuf + c * tile. The kernel computes all `rows` rows: callers give it
  * buffers of that many rows (rows past the block's end hold any value).
@@ -37,28 +46,35 @@
 
 #define KP_JIT_MAX_ROWS 4
 
-typedef enum { KP_JIT_SUM = 0, KP_JIT_TILES = 1 } kp_jit_mode;
+typedef enum { KP_JIT_SUM = 0, KP_JIT_TILES = 1, KP_JIT_JOINT = 2 } kp_jit_mode;
 
 typedef void (*kp_jit_fn)(const void *rowv, const void *colbuf, void *out, int64_t len);
+/* KP_JIT_JOINT: nrows (1 to rows) rows are real; the others' row sums are
+ * written and their column terms left out. */
+typedef void (*kp_jit_joint_fn)(const void *rowv, const void *colbuf, void *rowsums, void *coltmp, int64_t len,
+                                int64_t nrows);
 
 typedef struct kp_jit_kernel {
-    kp_jit_fn fn;
-    int rows; /* rows per call, <= KP_JIT_MAX_ROWS */
+    kp_jit_fn fn;          /* KP_JIT_SUM, KP_JIT_TILES */
+    kp_jit_joint_fn joint; /* KP_JIT_JOINT */
+    int rows;              /* rows per call, <= KP_JIT_MAX_ROWS */
     kp_jit_mode mode;
 } kp_jit_kernel;
 
 /* The compiled kernel of prog for this dtype, tile (lanes per tile) and
- * vector width (bytes: 16, 32, 64), in mode, or NULL when the interpreter
+ * vector width (bytes: 16, 32, 64), in mode (KP_JIT_JOINT for a joint
+ * program, the others for an ordinary one), or NULL when the interpreter
  * must run (KP_JIT off or absent, not compiled yet, or compile failed).
  * pairs: what the call reduces, counted towards the background threshold.
  * In "require" mode a failed compile sets *failed and its message in ctx. */
 const kp_jit_kernel *kp__jit_kernel(kp_context *ctx, const kp_program *prog, kp_dtype dtype, int tile, int vec_bytes,
                                     kp_jit_mode mode, double pairs, int *failed);
 
-/* Process-wide counters (tests): kernels compiled, compiles failed, calls
- * answered from the cache, and the seconds spent compiling. */
+/* Process-wide counters (tests): kernels compiled (joint: of them, joint
+ * kernels), compiles failed, calls answered from the cache, and the seconds
+ * spent compiling. */
 typedef struct kp_jit_stats {
-    int64_t compiled, failed, hits;
+    int64_t compiled, joint, failed, hits;
     double compile_seconds;
 } kp_jit_stats;
 void kp__jit_stats(kp_jit_stats *out);

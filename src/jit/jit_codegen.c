@@ -9,7 +9,8 @@
  * instructions with the interpreter's order of operations; Exp calls the op
  * bitcode's vector exp; the other transcendental ops call the bitcode's
  * scalar definition lane by lane (formula/scalar_eval.h). The O3 pipeline
- * inlines all of it.
+ * inlines all of it. A joint kernel (KP_JIT_JOINT) runs the same pair
+ * program and feeds a joint program's Sum terms from it (joint_step).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,8 @@ typedef struct gen {
     const kp_jit_spec *s;
     LLVMTypeRef T, VT, PT, PVT, i32, i64;
     LLVMValueRef fn, rowv, colbuf, out, len;
+    LLVMValueRef coltmp, nrows;            /* KP_JIT_JOINT */
+    LLVMValueRef valid[KP_JIT_MAX_ROWS];   /* KP_JIT_JOINT: row r < nrows (i1) */
     LLVMValueRef *rowval; /* rows * row_size splats (NULL: unused) */
     LLVMValueRef *colval; /* col_size: this step's loads */
     LLVMValueRef *pv;     /* pair_size: the current row's values */
@@ -293,6 +296,11 @@ static void pair_program(gen *g) {
     }
 }
 
+static void mark_row(char *need, int row_size, kp_operand o) {
+    if (o.loc == KP_LOC_ROW)
+        for (int c = 0; c < o.dim && o.off + c < row_size; c++) need[o.off + c] = 1;
+}
+
 /* Row splats, in the first block, for every ROW operand the program reads. */
 static void load_rows(gen *g) {
     const kp_jit_spec *s = g->s;
@@ -304,11 +312,10 @@ static void load_rows(gen *g) {
         return;
     }
     for (int i = 0; i < s->n; i++)
-        for (int j = 0; j < s->code[i].nin; j++) {
-            kp_operand o = s->code[i].in[j];
-            if (o.loc == KP_LOC_ROW)
-                for (int c = 0; c < o.dim && o.off + c < s->row_size; c++) need[o.off + c] = 1;
-        }
+        for (int j = 0; j < s->code[i].nin; j++) mark_row(need, s->row_size, s->code[i].in[j]);
+    for (int side = 0; side < 2; side++)
+        for (int t = 0; t < s->nterms[side]; t++)
+            for (int f = 0; f < s->terms[side][t].nfactors; f++) mark_row(need, s->row_size, s->terms[side][t].factor[f]);
     for (int r = 0; r < s->rows; r++)
         for (int c = 0; c < s->row_size; c++) {
             if (!need[c]) continue;
@@ -334,12 +341,80 @@ static LLVMValueRef lane_mask(gen *g) {
     return kp__llvm.LLVMBuildICmp(g->B, LLVMIntSLT, kp__llvm.LLVMBuildAdd(g->B, kv, kp__llvm.LLVMConstVector(e, (unsigned)g->s->vl), ""), lv, "");
 }
 
+/* ---------------------------------------------------------- joint programs */
+
+/* acc + (the product of v[0..n)), lanes outside mask adding 0: the product
+ * left to right, its last factor fused into the add where no mask intervenes
+ * (the interpreter's s * a[k] * b[k] accumulated). */
+static LLVMValueRef add_product(gen *g, LLVMValueRef acc, LLVMValueRef *v, int n, LLVMValueRef mask) {
+    LLVMValueRef p = v[0];
+    int last = mask || n == 1 ? n : n - 1;
+    for (int i = 1; i < last; i++) p = kp__llvm.LLVMBuildFMul(g->B, p, v[i], "");
+    if (last == n) return kp__llvm.LLVMBuildFAdd(g->B, acc, mask ? sel(g, mask, p, splat(g, 0)) : p, "");
+    return fmuladd(g, p, v[n - 1], acc);
+}
+
+/* Component d of a term's factors for the current row, in the interpreter's
+ * order: a column term's ROW factor first (kernel_joint.h's scalar s), then
+ * its tiles. Returns how many. */
+static int term_factors(gen *g, const kp_sum_term *t, int d, LLVMValueRef *v) {
+    int n = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (int f = 0; f < t->nfactors; f++)
+            if ((t->factor[f].loc == KP_LOC_ROW) == (pass == 0)) v[n++] = get(g, t->factor[f], d);
+    return n;
+}
+
+/* Address of lane k of column term component c in coltmp, as a vector pointer. */
+static LLVMValueRef coltmp_at(gen *g, int c) {
+    LLVMValueRef idx = kp__llvm.LLVMBuildAdd(g->B, g->k, kp__llvm.LLVMConstInt(g->i64, (unsigned long long)c * (unsigned long long)g->s->tile, 0), "");
+    return kp__llvm.LLVMBuildBitCast(g->B, kp__llvm.LLVMBuildGEP2(g->B, g->T, g->coltmp, &idx, 1, ""), g->PVT, "");
+}
+
+/* One step of a joint kernel: every row's pair program, its row terms into
+ * acc (rows x rowdim), its column terms added into this step's coltmp lanes
+ * (loaded once, stored once, rows past nrows left out). */
+static void joint_step(gen *g, LLVMValueRef *acc, LLVMValueRef mask) {
+    const kp_jit_spec *s = g->s;
+    LLVMValueRef *cacc = calloc((size_t)s->coldim + 1, sizeof *cacc), v[KP_TERM_TILES];
+    if (!cacc) {
+        fail(g, "out of memory");
+        return;
+    }
+    for (int c = 0; c < s->coldim; c++) {
+        cacc[c] = kp__llvm.LLVMBuildLoad2(g->B, g->VT, coltmp_at(g, c), "");
+        kp__llvm.LLVMSetAlignment(cacc[c], (unsigned)(s->f32 ? 4 : 8));
+    }
+    for (g->r = 0; g->r < s->rows && !g->failed; g->r++) {
+        pair_program(g);
+        for (int side = 0, at = 0; side < 2; side++, at = 0)
+            for (int t = 0; t < s->nterms[side]; t++)
+                for (int d = 0; d < s->terms[side][t].dim; d++, at++) {
+                    int n = term_factors(g, &s->terms[side][t], d, v);
+                    if (side == 0) {
+                        LLVMValueRef *a = &acc[g->r * s->rowdim + at];
+                        *a = add_product(g, *a, v, n, mask);
+                        continue;
+                    }
+                    LLVMValueRef sum = add_product(g, cacc[at], v, n, mask);
+                    cacc[at] = g->r == 0 ? sum : sel(g, g->valid[g->r], sum, cacc[at]);
+                }
+    }
+    for (int c = 0; c < s->coldim && !g->failed; c++)
+        kp__llvm.LLVMSetAlignment(kp__llvm.LLVMBuildStore(g->B, cacc[c], coltmp_at(g, c)), (unsigned)(s->f32 ? 4 : 8));
+    free(cacc);
+}
+
 /* One step (VL lanes at g->k) of every row: accumulates F (* F2) into acc
  * (KP_JIT_SUM; lanes outside mask add 0) or stores the reduction's PAIR
  * inputs (KP_JIT_TILES). */
 static void step(gen *g, LLVMValueRef *acc, LLVMValueRef mask) {
     const kp_jit_spec *s = g->s;
     memset(g->colval, 0, (size_t)(s->col_size + 1) * sizeof *g->colval);
+    if (s->mode == KP_JIT_JOINT) {
+        joint_step(g, acc, mask);
+        return;
+    }
     for (g->r = 0; g->r < s->rows && !g->failed; g->r++) {
         pair_program(g);
         if (s->mode == KP_JIT_SUM) {
@@ -367,9 +442,8 @@ static void step(gen *g, LLVMValueRef *acc, LLVMValueRef mask) {
     }
 }
 
-/* Horizontal sums of the accumulators, stored to out (KP_JIT_SUM). */
-static void store_sums(gen *g, LLVMValueRef *acc) {
-    int n = g->s->rows * g->s->fdim;
+/* Horizontal sums of the n accumulators, stored to out (KP_JIT_SUM, KP_JIT_JOINT). */
+static void store_sums(gen *g, LLVMValueRef *acc, int n) {
     for (int i = 0; i < n; i++) {
         LLVMValueRef lanes[16];
         for (int l = 0; l < g->s->vl; l++)
@@ -384,7 +458,8 @@ static void store_sums(gen *g, LLVMValueRef *acc) {
 /* The loop over steps: header (phis), body, then for KP_JIT_SUM a masked last step. */
 static void build_loop(gen *g, LLVMBasicBlockRef entry) {
     const kp_jit_spec *s = g->s;
-    int nacc = s->mode == KP_JIT_SUM ? s->rows * s->fdim : 0;
+    int sums = s->mode != KP_JIT_TILES; /* SUM, JOINT: full steps, then a masked last one */
+    int nacc = s->mode == KP_JIT_SUM ? s->rows * s->fdim : s->mode == KP_JIT_JOINT ? s->rows * s->rowdim : 0;
     LLVMValueRef *acc = calloc((size_t)nacc + 1, sizeof *acc), *acc0 = calloc((size_t)nacc + 1, sizeof *acc0);
     LLVMValueRef *phis = calloc((size_t)nacc + 1, sizeof *phis);
     if (!acc || !acc0 || !phis) {
@@ -402,7 +477,7 @@ static void build_loop(gen *g, LLVMBasicBlockRef entry) {
     for (int i = 0; i < nacc; i++) phis[i] = acc[i] = kp__llvm.LLVMBuildPhi(g->B, g->VT, "");
     LLVMValueRef vl = kp__llvm.LLVMConstInt(g->i64, (unsigned long long)s->vl, 0);
     /* SUM: full steps while k + VL <= len; TILES: every step that starts before len. */
-    LLVMValueRef more = s->mode == KP_JIT_SUM ? kp__llvm.LLVMBuildICmp(g->B, LLVMIntSLE, kp__llvm.LLVMBuildAdd(g->B, kphi, vl, ""), g->len, "")
+    LLVMValueRef more = sums ? kp__llvm.LLVMBuildICmp(g->B, LLVMIntSLE, kp__llvm.LLVMBuildAdd(g->B, kphi, vl, ""), g->len, "")
                                               : kp__llvm.LLVMBuildICmp(g->B, LLVMIntSLT, kphi, g->len, "");
     kp__llvm.LLVMBuildCondBr(g->B, more, body, tail);
     kp__llvm.LLVMPositionBuilderAtEnd(g->B, body);
@@ -421,9 +496,9 @@ static void build_loop(gen *g, LLVMBasicBlockRef entry) {
         acc0[i] = acc[i] = phis[i];
     }
     kp__llvm.LLVMPositionBuilderAtEnd(g->B, tail);
-    kp__llvm.LLVMBuildCondBr(g->B, s->mode == KP_JIT_SUM ? kp__llvm.LLVMBuildICmp(g->B, LLVMIntSLT, kphi, g->len, "") : kp__llvm.LLVMConstInt(kp__llvm.LLVMInt1TypeInContext(g->C), 0, 0), last, done);
+    kp__llvm.LLVMBuildCondBr(g->B, sums ? kp__llvm.LLVMBuildICmp(g->B, LLVMIntSLT, kphi, g->len, "") : kp__llvm.LLVMConstInt(kp__llvm.LLVMInt1TypeInContext(g->C), 0, 0), last, done);
     kp__llvm.LLVMPositionBuilderAtEnd(g->B, last);
-    if (s->mode == KP_JIT_SUM) step(g, acc, lane_mask(g));
+    if (sums) step(g, acc, lane_mask(g));
     LLVMBasicBlockRef last_end = kp__llvm.LLVMGetInsertBlock(g->B);
     kp__llvm.LLVMBuildBr(g->B, done);
     kp__llvm.LLVMPositionBuilderAtEnd(g->B, done);
@@ -433,7 +508,7 @@ static void build_loop(gen *g, LLVMBasicBlockRef entry) {
         kp__llvm.LLVMAddIncoming(p, &acc[i], &last_end, 1);
         acc[i] = p;
     }
-    if (s->mode == KP_JIT_SUM) store_sums(g, acc);
+    if (sums) store_sums(g, acc, nacc);
     kp__llvm.LLVMBuildRetVoid(g->B);
     kp__llvm.LLVMBuildBr(g->AB, head); /* last: the entry block took allocas and row values until now */
     free(acc), free(acc0), free(phis);
@@ -447,16 +522,26 @@ static void build_function(gen *g, const char *name) {
     g->PVT = kp__llvm.LLVMPointerType(g->VT, 0);
     g->i32 = kp__llvm.LLVMInt32TypeInContext(g->C);
     g->i64 = kp__llvm.LLVMInt64TypeInContext(g->C);
-    LLVMTypeRef params[4] = {g->PT, g->PT, g->PT, g->i64};
-    g->fn = kp__llvm.LLVMAddFunction(g->M, name, kp__llvm.LLVMFunctionType(kp__llvm.LLVMVoidTypeInContext(g->C), params, 4, 0));
+    /* (rowv, colbuf, out, len), or for KP_JIT_JOINT (rowv, colbuf, rowsums, coltmp, len, nrows) */
+    int joint = s->mode == KP_JIT_JOINT;
+    unsigned nptr = joint ? 4 : 3;
+    LLVMTypeRef params[6] = {g->PT, g->PT, g->PT, g->PT, g->i64, g->i64};
+    if (!joint) params[3] = g->i64;
+    g->fn = kp__llvm.LLVMAddFunction(g->M, name, kp__llvm.LLVMFunctionType(kp__llvm.LLVMVoidTypeInContext(g->C), params, nptr + 1 + (unsigned)joint, 0));
     g->rowv = kp__llvm.LLVMGetParam(g->fn, 0);
     g->colbuf = kp__llvm.LLVMGetParam(g->fn, 1);
     g->out = kp__llvm.LLVMGetParam(g->fn, 2);
-    g->len = kp__llvm.LLVMGetParam(g->fn, 3);
-    for (unsigned p = 0; p < 3; p++) /* the buffers never alias each other */
+    if (joint) g->coltmp = kp__llvm.LLVMGetParam(g->fn, 3);
+    g->len = kp__llvm.LLVMGetParam(g->fn, nptr);
+    for (unsigned p = 0; p < nptr; p++) /* the buffers never alias each other */
         kp__llvm.LLVMAddAttributeAtIndex(g->fn, p + 1, kp__llvm.LLVMCreateEnumAttribute(g->C, kp__llvm.LLVMGetEnumAttributeKindForName("noalias", 7), 0));
     LLVMBasicBlockRef entry = kp__llvm.LLVMAppendBasicBlockInContext(g->C, g->fn, "entry");
     kp__llvm.LLVMPositionBuilderAtEnd(g->AB, entry);
+    if (joint) {
+        g->nrows = kp__llvm.LLVMGetParam(g->fn, nptr + 1);
+        for (int r = 0; r < s->rows; r++)
+            g->valid[r] = kp__llvm.LLVMBuildICmp(g->AB, LLVMIntSLT, kp__llvm.LLVMConstInt(g->i64, (unsigned long long)r, 0), g->nrows, "");
+    }
     g->colval = calloc((size_t)s->col_size + 1, sizeof *g->colval);
     g->pv = calloc((size_t)s->pair_size + 1, sizeof *g->pv);
     if (!g->colval || !g->pv) {

@@ -14,6 +14,11 @@ typedef struct kp_jit_spec {
     kp_operand red_f, red_f2, red_g;
     int n;
     const kp_instr *code; /* the PAIR program */
+    /* KP_JIT_JOINT: the joint program's terms (row terms, column terms) and
+     * the total dimension of each side. */
+    int nterms[2];
+    kp_sum_term terms[2][KP_MAX_JOINT];
+    int rowdim, coldim;
 } kp_jit_spec;
 
 /* Parses the op bitcode into C and adds the kernel `name` (jit.h's kp_jit_fn)
