@@ -18,7 +18,8 @@ import torch
 
 from . import _inputs
 from ._kernels import hausdorff_loss, kernel_loss
-from ._multiscale import default_cluster_scale, multiscale_loop
+from ._cells import choose_scales
+from ._multiscale import multiscale_loop
 from ._reductions import BUILTIN_COSTS
 from ._sinkhorn import SinkhornResult, bounding_diameter, epsilon_schedule, sinkhorn_cost, sinkhorn_loop
 
@@ -208,10 +209,11 @@ class SamplesLoss(torch.nn.Module):
         diameter = self._diameter(x, y, a, b)
         eps_list = epsilon_schedule(self.p, diameter, self.blur, self.scaling)
         if self.uses_multiscale(x, y):
-            scale = self.cluster_scale if self.cluster_scale is not None else default_cluster_scale(diameter, x.shape[-1])
+            scale, factor = choose_scales(x, y, self.blur, diameter, self.cluster_scale)
             truncate = math.inf if self.truncate is None else self.truncate
             res = multiscale_loop(self.cost_formula, self.p, a, x, b, y, eps_list, self.rho, scale, truncate,
-                                  debias=debias, tol=self.tol, max_iter=self.max_iter, verbose=self.verbose)
+                                  debias=debias, tol=self.tol, max_iter=self.max_iter, verbose=self.verbose,
+                                  parent_factor=factor)
         else:
             res = sinkhorn_loop(self.cost_formula, a, x, b, y, eps_list, self.rho,
                                 debias=debias, tol=self.tol, max_iter=self.max_iter)
