@@ -22,7 +22,7 @@ import torch
 # the builtin costs' lower bound between two boxes at distance d: d^p / p
 BOX_COST = {1: lambda d2: d2.sqrt(), 2: lambda d2: 0.5 * d2}
 
-MIN_POINTS = 128  # the automatic blocks hold at least this many points on average (libkp's tiles)
+MIN_POINTS = 32  # the automatic blocks hold at least this many points on average (libkp's tiles)
 MAX_BLOCKS = 16384  # and are at most this many per cloud (the coarse problem is dense)
 
 

@@ -162,7 +162,8 @@ def multiscale_loop(cost, p, a, x, b, y, eps_list, rho, cluster_scale, truncate,
 
     Returns a SinkhornResult (potentials in the caller's order, with autograd
     through the sort) with one more field, kept: the fraction of the point
-    pairs kept by the last truncation, per reduction ("xy", "xx", "yy")."""
+    pairs kept by the last truncation, per reduction ("xy", "xx", "yy"),
+    cluster_scale and parent_factor: the blocks' side and the parents' factor."""
     cx, cy = _Clouds(a[0], x[0], cluster_scale, parent_factor), _Clouds(b[0], y[0], cluster_scale, parent_factor)
     jump = jump_index(eps_list, cluster_scale, p)
     coarse, fine = eps_list[:jump + 1], eps_list[jump + 1:] or [eps_list[-1]]
@@ -184,7 +185,7 @@ def multiscale_loop(cost, p, a, x, b, y, eps_list, rho, cluster_scale, truncate,
     f_ba, f_aa = (None if t is None else unsort(t, cx.perm) for t in (f_ba, f_aa))
     g_ab, g_bb = (None if t is None else unsort(t, cy.perm) for t in (g_ab, g_bb))
     res = SinkhornResult(f_ba, g_ab, f_aa, g_bb, eps, rho, n_coarse + n_fine, err, list(eps_list))
-    res.kept = dict(trunc.kept)
+    res.kept, res.cluster_scale, res.parent_factor = dict(trunc.kept), cluster_scale, parent_factor
     return res
 
 
