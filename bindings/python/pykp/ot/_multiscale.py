@@ -2,22 +2,29 @@
 _multiscale.py -- two-scale Sinkhorn with kernel truncation, for D <= 3
 (GeomLoss's "multiscale" backend on pykp's block-sparse reductions).
 
-1. Both clouds are binned in cubic cells of side `cluster_scale`
-   (pykp.cluster.grid_cluster) and sorted so that each cell is contiguous;
-   a cell becomes one coarse point (weighted centroid, summed weight).
-2. The annealing runs on the coarse problem (dense: a few thousand cells)
+1. Both clouds are binned in cubic blocks of side `cluster_scale`, nested
+   in parents of side parent_factor * cluster_scale (_cells.sort_by_cells),
+   and sorted by (parent, block) so that each block and each parent is
+   contiguous; a block becomes one coarse point (weighted centroid, summed
+   weight). _cells.choose_scales picks both from blur and N by default.
+2. The annealing runs on the coarse problem (dense: up to ~16000 blocks)
    while eps >= cluster_scale^p.
 3. Jump: the coarse potentials are extrapolated to the fine points by one
    soft C-transform (f_i = damping softmin(eps, x_i, y_coarse, log b_c + g_c / eps)).
 4. The annealing goes on with the fine points, each reduction restricted to
-   the cell pairs (k, l) whose terms can matter: for the rows i of cell k,
+   the block pairs (k, l) whose terms can matter: for the rows i of cell k,
    the sum over cell l, sum_{j in l} b_j exp((f_i + g_j - C_ij) / eps), is
    bounded by
        s(k, l) = log b(l) + (max_{i in k} f_i + max_{j in l} g_j - min C) / eps,
    min C taken between the cells' bounding boxes. A row's sum is 1 once its
-   potential is updated (balanced case): each row cell keeps its cell pairs
-   of largest bound, leaving out those whose bounds sum to less than
-   e^{-truncate} (likewise for the rows of y).
+   potential is updated (balanced case). The bound is first taken between
+   parents (dense, a few thousand per cloud): each row parent keeps its
+   parent pairs of largest bound, leaving out those whose bounds sum to less
+   than e^{-truncate} / 2; then between the blocks of the kept parent pairs
+   only (a sparse list: no blocks x blocks matrix), each row block leaving
+   out at most e^{-truncate} / 2 more (likewise for the rows of y; the union
+   of both directions is kept). So each row leaves out at most e^{-truncate}
+   of its sum, as with one level.
    The pruning is redone at the first iteration of each new temperature
    (after its soft C-transforms, on the previous ranges) and every 10
    iterations of the refinement at the final one (anneal's truncation).
@@ -28,6 +35,9 @@ GeomLoss tests its truncation (f + g - C > -truncate eps, pair by pair) on
 the coarse potentials at the centroids, once; here the bound holds for every
 pair of points of the cells whatever their size, and it is the sum of what is
 left out that is bounded, not each term (in 3D, many small terms add up).
+Blocks of side ~blur (rather than GeomLoss's fixed ~2000 cells) keep the
+pairs within a few blur only, so the kept pairs per point stay bounded as N
+grows, and the coarse annealing goes down to eps ~ blur^p.
 """
 import math
 import torch

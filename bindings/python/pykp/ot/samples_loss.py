@@ -76,10 +76,14 @@ class SamplesLoss(torch.nn.Module):
     potentials : bool
         Return the dual potentials (F on x, G on y) instead of the value.
     cluster_scale : float or None
-        Multiscale backend: side of the cubic cells that cluster the points.
-        None: GeomLoss's rule, diameter / (sqrt(D) 2000^(1/D)) (about 2000
-        cells in the bounding box). A ValueError with backend="online" or
-        "tensorized", which have no cells.
+        Multiscale backend: side of the cubic blocks that cluster the points
+        (the coarse points and the blocks of the fine reductions). None: s0 / m
+        with s0 GeomLoss's diameter / (sqrt(D) 2000^(1/D)) (about 2000 cells
+        in the bounding box) and m >= 1 the largest integer such that the
+        blocks stay >= blur, hold >= 32 points on average and number <= 16384
+        per cloud (so s0 at N = 10^5 on the unit sphere, blur = 0.05, and
+        s0 / 3 at N = 10^6). The pruning also uses parents of side >= s0.
+        A ValueError with backend="online" or "tensorized", which have no cells.
     backend : {"auto", "online", "tensorized", "multiscale"}
         "online" (and "tensorized", accepted for compatibility): dense
         reductions, O(N + M) memory. "multiscale": two-scale Sinkhorn with
