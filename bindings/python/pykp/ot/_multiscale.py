@@ -120,11 +120,16 @@ def _keep(u: _Clouds, v: _Clouds, u_pair, v_pair, c_par, eps, truncate, p):
     likewise for the rows of v. c_par: the cost bounds between the parents.
     The parent pairs left out of a row's parent, then the block pairs left
     out of a row's block among those of the kept parent pairs, each bound a
-    part of the row's sum below e^{-truncate} / 2 (_scores, row_keep)."""
+    part of the row's sum below e^{-truncate} / 2 (_scores, row_keep). With
+    one block per parent (parent_factor 1), one dense level and budget."""
     (f, g), (g2, f2) = u_pair, v_pair
     fu, gv = u.cell_max(f, False).double(), v.cell_max(g, True).double()  # rows of u, summing over v
     gv2, fu2 = v.cell_max(g2, False).double(), u.cell_max(f2, True).double()  # rows of v, summing over u
     lw_u, lw_v = log_weights(u.w_c).double(), log_weights(v.w_c).double()
+    if u.children.shape[0] == u.ranges.shape[0] and v.children.shape[0] == v.ranges.shape[0]:
+        # one block per parent: one dense level, with the whole budget
+        rows, cols = _scores(fu, gv, lw_v, c_par, eps), _scores(gv2, fu2, lw_u, c_par.t(), eps)
+        return torch.nonzero(row_keep(rows, truncate) | row_keep(cols, truncate).t(), as_tuple=True)
     half = truncate + math.log(2)
     rows = _scores(u.parent_max(fu), v.parent_max(gv), log_weights(v.p_w).double(), c_par, eps)
     cols = _scores(v.parent_max(gv2), u.parent_max(fu2), log_weights(u.p_w).double(), c_par.t(), eps)
