@@ -181,16 +181,20 @@ def test_auto_rule():
     assert kot.SamplesLoss("sinkhorn", backend="multiscale").uses_multiscale(small, small)
 
 
-def test_three_levels_truncation_alone():
+@pytest.mark.parametrize("reach", [None, 0.5])
+def test_three_levels_truncation_alone(reach):
     """Blocks smaller than GeomLoss's cells (cluster_scale = 0.08: parents of
     twice their side, the block pairs pruned sparsely among those of the kept
     parent pairs): truncate=7 against truncate=None, same iterations. With
     blocks of one or two points the bounds are nearly tight, so what a row
     leaves out nears its budget (e^-truncate of the row; 2e-3 on the gradient
-    with truncate=5): a smaller budget is tested."""
+    with truncate=5): a smaller budget is tested. Balanced and unbalanced,
+    with a cap of zero weights."""
     x, y = sphere(600, 11), sphere(650, 12, shift=0.2)
     a, b = weights(600, 11), weights(650, 12)
-    kw = dict(p=2, blur=0.1, backend="multiscale", cluster_scale=0.08)
+    a[x[:, 2] > 0.3] = 0
+    a = a / a.sum()
+    kw = dict(p=2, blur=0.1, backend="multiscale", cluster_scale=0.08, reach=reach)
     full = kot.SamplesLoss("sinkhorn", truncate=None, **kw)
     trunc = kot.SamplesLoss("sinkhorn", truncate=7, **kw)
     v0, gx0, ga0 = value_and_grads(full, a, x, b, y)
