@@ -92,7 +92,6 @@ class _Clouds:
         pc = torch.bincount(self.parent, minlength=npar)
         pe = pc.cumsum(0)
         self.children = torch.stack((pe - pc, pe), dim=1)  # [start, end) blocks of each parent
-        self.p_ranges = torch.stack((self.ranges[pe - pc, 0], self.ranges[pe - 1, 1]), dim=1)  # its points
         self.p_lo, self.p_hi = _scatter(self.lo, self.parent, npar, "amin"), _scatter(self.hi, self.parent, npar, "amax")
         self.p_w = torch.zeros(npar, dtype=wd.dtype, device=wd.device).index_add_(0, self.parent, self.w_c)
 

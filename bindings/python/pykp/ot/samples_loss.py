@@ -62,10 +62,10 @@ class SamplesLoss(torch.nn.Module):
         Ratio between successive blur values of the annealing (closer to 1: more
         iterations, more accurate).
     truncate : float or None
-        Multiscale backend: a pair of cells is skipped when no pair of points
-        in it can have f_i + g_j - C(x_i, y_j) > -truncate eps (its plan entries
-        are below a_i b_j e^{-truncate}). None: no truncation (every cell pair
-        kept; the coarse stage still runs). Ignored by the other backends.
+        Multiscale backend: each row of a reduction leaves out the cell pairs
+        whose bounded shares of its sum total at most e^{-truncate} (docs/ot.md).
+        None: no truncation (every cell pair kept; the coarse stage still
+        runs). Ignored by the other backends.
     cost : str or None
         A libkp formula in the variables X (on x_i) and Y (on y_j), e.g.
         "SqDist(X,Y)" or "Norm2(X-Y)*Norm2(X-Y)*Norm2(X-Y)/IntCst(3)" (GeomLoss's
@@ -81,7 +81,7 @@ class SamplesLoss(torch.nn.Module):
         with s0 GeomLoss's diameter / (sqrt(D) 2000^(1/D)) (about 2000 cells
         in the bounding box) and m >= 1 the largest integer such that the
         blocks stay >= blur, hold >= 32 points on average and number <= 16384
-        per cloud (so s0 at N = 10^5 on the unit sphere, blur = 0.05, and
+        per cloud (on the unit sphere with blur = 0.05: s0 / 2 at N = 10^5,
         s0 / 3 at N = 10^6). The pruning also uses parents of side >= s0.
         A ValueError with backend="online" or "tensorized", which have no cells.
     backend : {"auto", "online", "tensorized", "multiscale"}
