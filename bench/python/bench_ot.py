@@ -30,7 +30,9 @@ uniform on the unit sphere (y shifted by 0.2 along the first axis), same
 loss, backend="multiscale" (method pykp-ms) against pykp's dense online
 backend (pykp-online, up to --online-max-n), one run each (--reps 1 is
 implied above N = 10^4); also the fraction of point pairs the last truncation
-kept and the relative difference of the gradients.
+kept, the blocks' side and parent factor, and the relative difference of
+the gradients. --cluster-scale S: the multiscale blocks' side (default: the
+solver's rule from blur and N).
 """
 import argparse
 import json
@@ -71,12 +73,15 @@ def sphere_data(n, torch):
 def run_pykp_backend(x, y, args, torch, backend):
     import pykp.ot
 
-    loss = pykp.ot.SamplesLoss("sinkhorn", p=2, blur=args.blur, scaling=0.5, backend=backend)
+    extra = {"cluster_scale": args.cluster_scale} if backend == "multiscale" and args.cluster_scale else {}
+    loss = pykp.ot.SamplesLoss("sinkhorn", p=2, blur=args.blur, scaling=0.5, backend=backend, **extra)
     xx = x.clone().requires_grad_(True)
     v = loss(xx, y)
     (g,) = torch.autograd.grad(v, [xx])
-    kept = getattr(loss.last_result, "kept", {}).get("xy", 1.0)
-    return float(v.detach()), loss.n_iter, g, kept
+    res = loss.last_result
+    kept = getattr(res, "kept", {}).get("xy", 1.0)
+    blocks = "%.3g/%d" % (res.cluster_scale, res.parent_factor) if hasattr(res, "parent_factor") else "-"
+    return float(v.detach()), loss.n_iter, g, kept, blocks
 
 
 def run_pykp(x, y, args, torch):
@@ -189,7 +194,7 @@ def worker(method, n, args):
             t, cpu = min(t, time.perf_counter() - t0), min(cpu, time.process_time() - c0)
         out.update(time=t, cpu=cpu, value=value, iters=n_iter, peak_mb=peak_mb() - base, gnorm=float(g.norm()))
         if kept:
-            out["kept"] = kept[0]
+            out["kept"], out["blocks"] = kept
         if args.save:
             import numpy as np
 
@@ -216,6 +221,8 @@ def main():
     ap.add_argument("--methods", default="", help="comma-separated subset of pykp,geomloss,geomloss-keops,pot,iteration")
     ap.add_argument("--multiscale", action="store_true", help="the multiscale backend against pykp's online one, on a sphere")
     ap.add_argument("--online-max-n", type=int, default=100000, help="largest N for pykp-online with --multiscale")
+    ap.add_argument("--cluster-scale", type=float, default=0.0,
+                    help="with --multiscale: side of the blocks (0: the solver's rule from blur and N)")
     ap.add_argument("--worker", nargs=2, metavar=("METHOD", "N"), help=argparse.SUPPRESS)
     ap.add_argument("--save", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -291,7 +298,8 @@ def main_multiscale(args):
                 continue
             save = os.path.join(tmp, "%s-%d.npy" % (m, n))
             cmd = [sys.executable, os.path.abspath(__file__), "--worker", m, str(n), "--reps", str(args.reps),
-                   "--blur", str(args.blur), "--threads", str(args.threads), "--save", save]
+                   "--blur", str(args.blur), "--threads", str(args.threads), "--save", save,
+                   "--cluster-scale", str(args.cluster_scale or 0)]
             p = subprocess.run(cmd, capture_output=True, text=True)
             lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
             if p.returncode or not lines:
@@ -300,11 +308,11 @@ def main_multiscale(args):
             r = json.loads(lines[-1])
             r["grad"] = save
             rows[(m, n)] = r
-            print("  N = %-8d %-12s %9.2f s  cpu %9.2f s  peak %8.1f MB  iters %3d  value %.6e  kept %.4f  (load %s)" % (
-                n, m, r["time"], r["cpu"], r["peak_mb"], r["iters"], r["value"], r.get("kept", 1.0),
+            print("  N = %-8d %-12s %9.2f s  cpu %9.2f s  peak %8.1f MB  iters %3d  value %.6e  kept %.4f  blocks %s  (load %s)" % (
+                n, m, r["time"], r["cpu"], r["peak_mb"], r["iters"], r["value"], r.get("kept", 1.0), r.get("blocks", "-"),
                 " ".join("%.2f" % v for v in os.getloadavg())), flush=True)
-    print("\n| N | method | wall (s) | CPU (s) | CPU vs online | peak memory (MB) | iterations | value | kept pairs | value rel. diff | gradient rel. diff |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n| N | method | wall (s) | CPU (s) | CPU vs online | peak memory (MB) | iterations | value | kept pairs | blocks (side/parent factor) | value rel. diff | gradient rel. diff |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
     for n in sizes:
         ref = rows.get(("pykp-online", n))
         for m in ("pykp-ms", "pykp-online"):
@@ -317,8 +325,9 @@ def main_multiscale(args):
                 dv = "%.1e" % (abs(r["value"] - ref["value"]) / abs(ref["value"]))
                 g, g0 = np.load(r["grad"]).astype(np.float64), np.load(ref["grad"]).astype(np.float64)
                 dg = "%.1e" % (np.linalg.norm(g - g0) / np.linalg.norm(g0))
-            print("| %d | %s | %.2f | %.2f | %s | %.0f | %d | %.6e | %.4f | %s | %s |" % (
-                n, m, r["time"], r["cpu"], ratio, r["peak_mb"], r["iters"], r["value"], r.get("kept", 1.0), dv, dg))
+            print("| %d | %s | %.2f | %.2f | %s | %.0f | %d | %.6e | %.4f | %s | %s | %s |" % (
+                n, m, r["time"], r["cpu"], ratio, r["peak_mb"], r["iters"], r["value"], r.get("kept", 1.0),
+                r.get("blocks", "-"), dv, dg))
 
 
 if __name__ == "__main__":

@@ -179,3 +179,63 @@ def test_auto_rule():
     assert not kot.SamplesLoss("sinkhorn", p=2, cost="SqDist(X,Y)").uses_multiscale(big, big)
     assert not kot.SamplesLoss("sinkhorn", p=2, backend="online").uses_multiscale(big, big)
     assert kot.SamplesLoss("sinkhorn", backend="multiscale").uses_multiscale(small, small)
+
+
+@pytest.mark.parametrize("reach", [None, 0.5])
+def test_three_levels_truncation_alone(reach):
+    """Blocks smaller than GeomLoss's cells (cluster_scale = 0.08: parents of
+    twice their side, the block pairs pruned sparsely among those of the kept
+    parent pairs): truncate=7 against truncate=None, same iterations. With
+    blocks of one or two points the bounds are nearly tight, so what a row
+    leaves out nears its budget (e^-truncate of the row; 2e-3 on the gradient
+    with truncate=5): a smaller budget is tested. Balanced and unbalanced,
+    with a cap of zero weights."""
+    x, y = sphere(600, 11), sphere(650, 12, shift=0.2)
+    a, b = weights(600, 11), weights(650, 12)
+    a[x[:, 2] > 0.3] = 0
+    a = a / a.sum()
+    kw = dict(p=2, blur=0.1, backend="multiscale", cluster_scale=0.08, reach=reach)
+    full = kot.SamplesLoss("sinkhorn", truncate=None, **kw)
+    trunc = kot.SamplesLoss("sinkhorn", truncate=7, **kw)
+    v0, gx0, ga0 = value_and_grads(full, a, x, b, y)
+    v1, gx1, ga1 = value_and_grads(trunc, a, x, b, y)
+    assert trunc.last_result.parent_factor == 2
+    assert full.last_result.kept["xy"] == 1.0
+    assert trunc.last_result.kept["xy"] < 0.5
+    assert v1 == pytest.approx(v0, rel=1e-3)
+    assert rel(gx1, gx0) < 1e-3
+    assert rel(ga1, ga0) < 1e-3
+
+
+def test_sparse_pruning_helpers():
+    """The sparse row rule keeps what the dense (sorted) one keeps, and drops
+    at most e^-truncate per row; sparse_ranges equals from_matrix; the
+    automatic blocks follow blur and N."""
+    from pykp.cluster import from_matrix
+    from pykp.ot._cells import choose_scales, expand_pairs, row_keep, sparse_ranges, sparse_row_keep
+    g = torch.Generator().manual_seed(0)
+    s = torch.randn(50, 70, generator=g, dtype=F64) * 4 - 8
+    s[3] = -math.inf  # a row of zero weights
+    s[4, :5] = math.nan  # inf - inf: kept
+    k, l = torch.nonzero(torch.ones(50, 70, dtype=torch.bool), as_tuple=True)
+    dense, sparse = row_keep(s, 5.0), sparse_row_keep(k, s[k, l], 50, 5.0).view(50, 70)
+    assert not bool((dense & ~sparse).any())
+    assert int(sparse.sum()) < 50 * 70 // 2
+    assert bool(sparse[4, :5].all()) and bool(sparse.any(1).all())
+    assert float(torch.where(sparse, 0.0, s.nan_to_num(nan=0.0).exp()).sum(1).max()) < math.exp(-5)
+    ru, rv = torch.tensor([[0, 3], [3, 5], [5, 9]]), torch.tensor([[0, 2], [2, 7]])
+    keep = torch.tensor([[1, 0], [1, 1], [0, 1]], dtype=torch.bool)
+    kk, ll = torch.nonzero(keep, as_tuple=True)
+    perm = torch.tensor([2, 0, 3, 1])
+    out, ref = sparse_ranges(ru, rv, kk[perm], ll[perm]), from_matrix(ru, rv, keep)
+    assert all(torch.equal(u, v) and u.dtype == v.dtype for u, v in zip(out, ref))
+    kp, lp = expand_pairs(torch.tensor([[1, 0], [1, 1]], dtype=torch.bool), torch.tensor([[0, 2], [2, 3]]),
+                          torch.tensor([[0, 1], [1, 4]]))
+    assert kp.tolist() == [0, 1, 2, 2, 2, 2] and lp.tolist() == [0, 0, 0, 1, 2, 3]
+    x, y = sphere(200_000, 13).float(), sphere(200_000, 14, shift=0.2).float()
+    diameter = float((torch.cat((x, y)).max(0)[0] - torch.cat((x, y)).min(0)[0]).norm())
+    side, m = choose_scales(x, y, 0.05, diameter)
+    assert m == 3 and side >= 0.05  # ~35 points per block, not below blur
+    assert choose_scales(x, y, 0.1, diameter)[1] == 1  # blocks of side >= blur
+    assert choose_scales(x[:20_000], y[:20_000], 0.05, diameter)[1] == 1  # too few points per block
+    assert choose_scales(x, y, 0.05, diameter, cluster_scale=0.04) == (0.04, 4)
