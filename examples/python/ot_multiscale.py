@@ -46,7 +46,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=100000, help="points per cloud (default 10^5)")
     ap.add_argument("--blur", type=float, default=0.05, help="eps = blur^2 (default 0.05)")
-    ap.add_argument("--cluster-scale", type=float, default=None, help="side of the cells (default: GeomLoss's rule)")
+    ap.add_argument("--cluster-scale", type=float, default=None, help="side of the cells (default: chosen from blur and N, docs/ot.md)")
     ap.add_argument("--truncate", type=float, default=5.0, help="truncation threshold (default 5)")
     ap.add_argument("--compare", action="store_true", help="also run the dense online backend")
     ap.add_argument("--verbose", action="store_true", help="print the cells and the kept pairs per temperature")
