@@ -53,7 +53,11 @@ static kp_status prepare(kp_plan *plan, const kp_array *args, size_t n_args, kp_
     if (!out && !out_index) {
         int ndim = 0;
         int64_t shape[KP_MAX_DIMS], ishape[KP_MAX_DIMS];
-        kp_status st = kp_plan_output_shape(plan, args, n_args, options, &ndim, shape, ishape);
+        kp_exec_options opt;
+        kp_status st = kp__exec_options_read(ctx, options, &opt);
+        if (st != KP_OK) return st;
+        opt.output = 0; /* a shape query's field: the partial calls do not read it */
+        st = kp_plan_output_shape(plan, args, n_args, &opt, &ndim, shape, ishape);
         if (st != KP_OK) return st;
         memset(&dout, 0, sizeof dout);
         dout.data = dummy;
