@@ -447,8 +447,11 @@ typedef struct kp_exec_options {
     kp_progress_fn progress; /* NULL: none (see kp_progress_fn) */
     void *progress_user;     /* passed to progress */
     const kp_ranges *ranges; /* NULL: dense (every pair); see kp_ranges (every engine) */
+    /* Joint plans: the formula (0 to n-1) whose output kp_plan_output_shape
+     * describes; 0 for an ordinary plan. The other calls do not read it. */
+    int output;
 } kp_exec_options;
-#define KP_EXEC_OPTIONS_DEFAULT {0, -1, -1, NULL, sizeof(kp_exec_options), NULL, NULL, NULL}
+#define KP_EXEC_OPTIONS_DEFAULT {0, -1, -1, NULL, sizeof(kp_exec_options), NULL, NULL, NULL, 0}
 /* Sets *options to the defaults (KP_EXEC_OPTIONS_DEFAULT), struct_size included;
  * for bindings that cannot use the macro. No-op on NULL. */
 void kp_exec_options_init(kp_exec_options *options);
@@ -475,10 +478,14 @@ kp_status kp_plan_exec(kp_plan *plan, const kp_array *args, size_t n_args, kp_ar
  * shape broadcasts the arguments' (extent 1 against any); rows is N (axis 1)
  * or M (axis 0) from the Vi/Vj arguments or options->nx / ny, 1 when the
  * formula sums its rows. Arrays are not read, only their ndim and shape:
- * kp_plan_exec still checks everything. Errors: KP_ERR_NULL,
- * KP_ERR_ARGUMENT (argument count, joint plan), KP_ERR_SHAPE (batch extents
- * that do not broadcast, no size for the rows). shape and index_shape hold
- * KP_MAX_DIMS values. */
+ * kp_plan_exec still checks everything. A joint plan (kp_plan_new_joint) has
+ * one output per formula: options->output = k selects formula k's, the shape
+ * kp_plan_exec_joint wants for outs[k] (its index_shape width is 0: joint
+ * plans hold no index outputs). Errors: KP_ERR_NULL, KP_ERR_ARGUMENT (argument
+ * count; options->output not 0 for an ordinary plan, or not below the number
+ * of formulas of a joint one), KP_ERR_SHAPE (batch extents that do not
+ * broadcast, no size for the rows). shape and index_shape hold KP_MAX_DIMS
+ * values. */
 kp_status kp_plan_output_shape(kp_plan *plan, const kp_array *args, size_t n_args, const kp_exec_options *options,
                                int *ndim, int64_t *shape, int64_t *index_shape);
 

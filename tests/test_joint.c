@@ -12,7 +12,10 @@
  *   on the reduced index, terms with more than three factors;
  * - float32 column sums over N = 10^6 rows stay within 2e-6 of float64;
  * - bad calls get clear errors (wrong counts, NULLs, mixed arguments, index
- *   reductions, the wrong exec function, mismatched outputs).
+ *   reductions, the wrong exec function, mismatched outputs);
+ * - kp_plan_output_shape gives each formula's output shape (options.output),
+ *   equal to its own plan's, unbatched and batched, and kp_plan_exec_joint
+ *   takes outputs of those shapes; a bad selection is refused.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -418,6 +421,80 @@ static void test_errors(void **state) {
     grads_free(&G);
 }
 
+/* kp_plan_output_shape on a joint plan: options.output = k gives formula k's
+ * output, the shape of its own ordinary plan, which kp_plan_exec_joint takes;
+ * unbatched and with a batch dimension; out-of-range selections are refused. */
+static void expect_shape(int ndim, const int64_t *shape, int want_ndim, const int64_t *want) {
+    assert_int_equal(ndim, want_ndim);
+    for (int d = 0; d < want_ndim; d++) assert_int_equal(shape[d], want[d]);
+}
+
+static void test_output_shapes(void **state) {
+    (void)state;
+    grads G = grads_new();
+    kp_context *ctx = G.ctx;
+    const int64_t N = 7, M = 5, NB = 2;
+    const kp_formula *fs[4] = {G.g[0], G.g[1], G.g[2], G.g[3]};
+    kp_plan *plan = NULL, *single = NULL;
+    KPT_ASSERT_OK(ctx, kp_plan_new_joint(ctx, fs, 4, KP_FLOAT64, &plan));
+    double *x = calloc((size_t)(NB * N * 3), 8), *y = calloc((size_t)M * 3, 8), *b = calloc((size_t)M, 8);
+    double *e = calloc((size_t)(NB * N), 8), g = 1;
+    const int64_t xs[3] = {NB, N, 3}, es[3] = {NB, N, 1};
+    kp_array flat[5] = {kp_array_2d(x, KP_FLOAT64, N, 3), kp_array_2d(y, KP_FLOAT64, M, 3), kp_array_1d(&g, KP_FLOAT64, 1),
+                        kp_array_2d(b, KP_FLOAT64, M, 1), kp_array_2d(e, KP_FLOAT64, N, 1)};
+    kp_array batched[5] = {kp_array_nd(x, KP_FLOAT64, 3, xs), flat[1], flat[2], flat[3], kp_array_nd(e, KP_FLOAT64, 3, es)};
+    const int64_t rows[4] = {N, M, M, 1}, dims[4] = {3, 3, 1, 1};
+    kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
+    int ndim = 0;
+    int64_t shape[KP_MAX_DIMS], ishape[KP_MAX_DIMS], own[KP_MAX_DIMS];
+    for (int k = 0; k < 4; k++) {
+        opt.output = k;
+        KPT_ASSERT_OK(ctx, kp_plan_output_shape(plan, flat, 5, &opt, &ndim, shape, ishape));
+        const int64_t want[2] = {rows[k], dims[k]}, iwant[2] = {rows[k], 0};
+        expect_shape(ndim, shape, 2, want);
+        expect_shape(ndim, ishape, 2, iwant);
+        KPT_ASSERT_OK(ctx, kp_plan_output_shape(plan, batched, 5, &opt, &ndim, shape, NULL));
+        const int64_t bwant[3] = {NB, rows[k], dims[k]};
+        expect_shape(ndim, shape, 3, bwant);
+        KPT_ASSERT_OK(ctx, kp_plan_new(ctx, fs[k], KP_FLOAT64, &single)); /* the same as formula k's own plan */
+        int own_ndim = 0;
+        KPT_ASSERT_OK(ctx, kp_plan_output_shape(single, batched, 5, NULL, &own_ndim, own, NULL));
+        expect_shape(ndim, shape, own_ndim, own);
+        opt.output = 1; /* an ordinary plan has output 0 only */
+        assert_int_equal(kp_plan_output_shape(single, batched, 5, &opt, &own_ndim, own, NULL), KP_ERR_ARGUMENT);
+        assert_non_null(strstr(kp_context_message(ctx), "one output"));
+        kp_plan_free(single);
+    }
+    /* the reported shapes are what kp_plan_exec_joint takes (batched: formula by formula) */
+    double *obuf[4];
+    kp_array outs[4];
+    for (int k = 0; k < 4; k++) {
+        opt.output = k;
+        KPT_ASSERT_OK(ctx, kp_plan_output_shape(plan, batched, 5, &opt, &ndim, shape, NULL));
+        obuf[k] = calloc((size_t)(shape[0] * shape[1] * shape[2]), 8);
+        outs[k] = kp_array_nd(obuf[k], KP_FLOAT64, ndim, shape);
+    }
+    KPT_ASSERT_OK(ctx, kp_plan_exec_joint(plan, batched, 5, outs, 4, &opt)); /* output: read by the shape query only */
+    opt.output = 4;
+    assert_int_equal(kp_plan_output_shape(plan, flat, 5, &opt, &ndim, shape, NULL), KP_ERR_ARGUMENT);
+    assert_non_null(strstr(kp_context_message(ctx), "4 formulas"));
+    opt.output = -1;
+    assert_int_equal(kp_plan_output_shape(plan, flat, 5, &opt, &ndim, shape, NULL), KP_ERR_ARGUMENT);
+    /* a caller built before the field: output 0 */
+    opt.output = 3;
+    opt.struct_size = offsetof(kp_exec_options, output);
+    KPT_ASSERT_OK(ctx, kp_plan_output_shape(plan, flat, 5, &opt, &ndim, shape, NULL));
+    const int64_t first[2] = {N, 3};
+    expect_shape(ndim, shape, 2, first);
+    for (int k = 0; k < 4; k++) free(obuf[k]);
+    free(x);
+    free(y);
+    free(b);
+    free(e);
+    kp_plan_free(plan);
+    grads_free(&G);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reference_f64),
@@ -428,6 +505,7 @@ int main(void) {
         cmocka_unit_test(test_unusual_terms),
         cmocka_unit_test(test_long_columns_f32),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_output_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

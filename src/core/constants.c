@@ -53,6 +53,7 @@ static const struct {
     SIZE(kp_exec_options) AT(kp_exec_options, num_threads) AT(kp_exec_options, nx) AT(kp_exec_options, ny)
     AT(kp_exec_options, cuda_stream) AT(kp_exec_options, struct_size) AT(kp_exec_options, progress)
     AT(kp_exec_options, progress_user) AT(kp_exec_options, ranges)
+    AT(kp_exec_options, output)
     SIZE(kp_ranges) AT(kp_ranges, index_size) AT(kp_ranges, ranges_i) AT(kp_ranges, slices_i)
     AT(kp_ranges, redranges_j) AT(kp_ranges, ranges_j) AT(kp_ranges, slices_j) AT(kp_ranges, redranges_i)
     AT(kp_ranges, n_ranges_i) AT(kp_ranges, n_slices_i) AT(kp_ranges, n_redranges_j) AT(kp_ranges, n_ranges_j)

@@ -166,7 +166,5 @@ const kp_engine_ops kp__engine_cpu = {
     .run = kp__cpu_run,
     .run_joint = kp__cpu_run_joint,
     .run_partial = kp__cpu_partial_fold,
-    .states_init = kp__cpu_states_init,
-    .states_merge = kp__cpu_states_merge,
-    .states_finalize = kp__cpu_states_finalize,
+    .states = &kp__cpu_states,
 };

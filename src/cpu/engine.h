@@ -100,12 +100,9 @@ typedef struct kp_cpu_kernels {
 #define KP_CHUNK 32768
 
 /* Partial states (engine_partial.c): kp__engine_cpu's run_partial and its
- * host state monoid (the states_* slots of plan/engine.h). */
+ * host state monoid (plan/engine.h kp_states_ops). */
 kp_status kp__cpu_partial_fold(kp_context *ctx, const kp_job *job, int64_t offset, void *sreal, int64_t *sidx);
-void kp__cpu_states_init(const kp_program *prog, kp_dtype dtype, int64_t n, void *sreal, int64_t *sidx);
-void kp__cpu_states_merge(const kp_program *prog, kp_dtype dtype, int64_t n, void *a, int64_t *ai, const void *b,
-                          const int64_t *bi);
-kp_status kp__cpu_states_finalize(kp_context *ctx, const kp_job *job, const void *sreal, const int64_t *sidx);
+extern const kp_states_ops kp__cpu_states;
 
 /* ------------------------------------------------------------ the scheduler
  * (schedule.c) How kp__cpu_run and the partial fold cut a job and share it

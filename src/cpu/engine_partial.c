@@ -101,16 +101,16 @@ kp_status kp__cpu_partial_fold(kp_context *ctx, const kp_job *job, int64_t offse
     return st;
 }
 
-void kp__cpu_states_init(const kp_program *prog, kp_dtype dtype, int64_t n, void *sreal, int64_t *sidx) {
+static void states_init(const kp_program *prog, kp_dtype dtype, int64_t n, void *sreal, int64_t *sidx) {
     kp__cpu_pick_kernels(dtype)->states_init(prog, n, sreal, sidx);
 }
 
-void kp__cpu_states_merge(const kp_program *prog, kp_dtype dtype, int64_t n, void *a, int64_t *ai, const void *b,
-                          const int64_t *bi) {
+static void states_merge(const kp_program *prog, kp_dtype dtype, int64_t n, void *a, int64_t *ai, const void *b,
+                         const int64_t *bi) {
     kp__cpu_pick_kernels(dtype)->states_merge(prog, n, a, ai, b, bi);
 }
 
-kp_status kp__cpu_states_finalize(kp_context *ctx, const kp_job *job, const void *sreal, const int64_t *sidx) {
+static kp_status states_finalize(kp_context *ctx, const kp_job *job, const void *sreal, const int64_t *sidx) {
     const kp_cpu_kernels *K = kp__cpu_pick_kernels(job->dtype);
     int nreal, nidx;
     K->state_size(job->prog, &nreal, &nidx);
@@ -136,3 +136,5 @@ kp_status kp__cpu_states_finalize(kp_context *ctx, const kp_job *job, const void
     if (failed) return kp__fail(ctx, KP_ERR_OOM, "out of memory for thread scratch (%zu bytes)", scratch_bytes);
     return KP_OK;
 }
+
+const kp_states_ops kp__cpu_states = {states_init, states_merge, states_finalize};

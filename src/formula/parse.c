@@ -290,6 +290,22 @@ typedef enum {
     F_LAPLACIAN   /* Laplacian(f,v) */
 } fkind;
 
+/* The integer arguments of a kind (constants in the text), read before the
+ * node is built: their names, consecutive from position `at`. */
+static const struct {
+    int at;
+    const char *name[2];
+} int_args[F_LAPLACIAN + 1] = { /* every kind: the others have none */
+    [F_POW] = {1, {"exponent"}},
+    [F_ROUND] = {1, {"number of decimals"}},
+    [F_ELEM] = {1, {"component index"}},
+    [F_EXTRACT] = {1, {"first component", "count"}},
+    [F_ONEHOT] = {1, {"number of classes"}},
+    [F_INTCST] = {0, {"value"}},
+    [F_ZERO] = {0, {"dimension"}},
+    [F_VAR] = {0, {"position", "dimension"}},
+};
+
 static const struct {
     const char *name;
     fkind kind;
@@ -478,42 +494,22 @@ static const kp_node *parse_call(parser *ps, token name) {
     kp_context *ctx = ps->ctx;
     kp_status st = KP_OK;
     const kp_node *r = NULL;
-    int n1 = 0, n2 = 0;
-    switch (functions[k].kind) {
+    int n[2] = {0, 0};
+    fkind kind = functions[k].kind;
+    for (int q = 0; q < 2 && int_args[kind].name[q]; q++)
+        if (!int_arg(ps, &a, int_args[kind].at + q, fname, int_args[kind].name[q], &n[q])) return NULL;
+    switch (kind) {
     case F_UNARY: r = kp__unary(ctx, functions[k].op, a.node[0], &st); break;
     case F_BINARY: r = kp__binary(ctx, functions[k].op, a.node[0], a.node[1], &st); break;
     case F_TERNARY: r = kp__ternary(ctx, functions[k].op, a.node[0], a.node[1], a.node[2], &st); break;
-    case F_POW:
-        if (!int_arg(ps, &a, 1, fname, "exponent", &n1)) return NULL;
-        r = kp__pow(ctx, a.node[0], n1, &st);
-        break;
-    case F_ROUND:
-        if (!int_arg(ps, &a, 1, fname, "number of decimals", &n1)) return NULL;
-        r = kp__round(ctx, a.node[0], n1, &st);
-        break;
-    case F_ELEM:
-        if (!int_arg(ps, &a, 1, fname, "component index", &n1)) return NULL;
-        r = kp__extract(ctx, a.node[0], n1, 1, &st);
-        break;
-    case F_EXTRACT:
-        if (!int_arg(ps, &a, 1, fname, "first component", &n1) || !int_arg(ps, &a, 2, fname, "count", &n2))
-            return NULL;
-        r = kp__extract(ctx, a.node[0], n1, n2, &st);
-        break;
-    case F_ONEHOT:
-        if (!int_arg(ps, &a, 1, fname, "number of classes", &n1)) return NULL;
-        r = kp__onehot(ctx, a.node[0], n1, &st);
-        break;
-    case F_INTCST:
-        if (!int_arg(ps, &a, 0, fname, "value", &n1)) return NULL;
-        r = kp__const(ctx, n1, 1, &st);
-        break;
-    case F_ZERO:
-        if (!int_arg(ps, &a, 0, fname, "dimension", &n1)) return NULL;
-        r = kp__const(ctx, 0, n1, &st);
-        break;
+    case F_POW: r = kp__pow(ctx, a.node[0], n[0], &st); break;
+    case F_ROUND: r = kp__round(ctx, a.node[0], n[0], &st); break;
+    case F_ELEM: r = kp__extract(ctx, a.node[0], n[0], 1, &st); break;
+    case F_EXTRACT: r = kp__extract(ctx, a.node[0], n[0], n[1], &st); break;
+    case F_ONEHOT: r = kp__onehot(ctx, a.node[0], n[0], &st); break;
+    case F_INTCST: r = kp__const(ctx, n[0], 1, &st); break;
+    case F_ZERO: r = kp__const(ctx, 0, n[0], &st); break;
     case F_VAR: {
-        if (!int_arg(ps, &a, 0, fname, "position", &n1) || !int_arg(ps, &a, 1, fname, "dimension", &n2)) return NULL;
         kp_var_category cat = fname[0] == 'P' ? KP_VAR_PARAM : fname[1] == 'i' ? KP_VAR_I : KP_VAR_J;
         if (a.n == 3) { /* KeOps' Var(position, dimension, category): 0 = i, 1 = j, 2 = parameter */
             int c;
@@ -522,7 +518,7 @@ static const kp_node *parse_call(parser *ps, token name) {
                 return error_at(ps, KP_ERR_PARSE, a.col[2], "Var: the category must be 0 (i), 1 (j) or 2 (parameter), got %d", c);
             cat = c == 0 ? KP_VAR_I : c == 1 ? KP_VAR_J : KP_VAR_PARAM;
         }
-        return use_arg(ps, cat, n1, n2, col);
+        return use_arg(ps, cat, n[0], n[1], col);
     }
     case F_MOD: {
         /* Mod(f,a,b) = f - a * Floor((f - b) / a) */
@@ -653,45 +649,45 @@ static const kp_node *binary_at(parser *ps, kp_op op, const kp_node *a, const kp
     return r ? r : constructor_failed(ps, st, col);
 }
 
-static const kp_node *parse_term(parser *ps) {
-    const kp_node *a = parse_unary(ps);
-    while (a && (ps->tok.kind == T_STAR || ps->tok.kind == T_SLASH)) {
-        kp_op op = ps->tok.kind == T_STAR ? KP_OP_MUL : KP_OP_DIV;
-        int col = ps->tok.col;
-        next(ps);
-        a = binary_at(ps, op, a, parse_unary(ps), col);
-    }
-    return a;
-}
-
-static const kp_node *parse_additive(parser *ps) {
-    const kp_node *a = parse_term(ps);
-    while (a && (ps->tok.kind == T_PLUS || ps->tok.kind == T_MINUS)) {
-        kp_op op = ps->tok.kind == T_PLUS ? KP_OP_ADD : KP_OP_SUB;
-        int col = ps->tok.col;
-        next(ps);
-        a = binary_at(ps, op, a, parse_term(ps), col);
-    }
-    return a;
-}
-
-static const kp_node *parse_expr(parser *ps) {
-    const kp_node *a = parse_additive(ps);
-    if (!a) return NULL;
+/* A binary operator token's op and precedence (higher binds tighter; 0: not
+ * a binary operator, which ends the expression). */
+typedef struct binop {
     kp_op op;
-    switch ((int)ps->tok.kind) { /* selective: anything else ends the expression */
-    case T_LT: op = KP_OP_LT; break;
-    case T_LE: op = KP_OP_LE; break;
-    case T_GT: op = KP_OP_GT; break;
-    case T_GE: op = KP_OP_GE; break;
-    case T_EQEQ: op = KP_OP_EQ; break;
-    case T_NE: op = KP_OP_NE; break;
-    default: return a;
+    int prec;
+} binop;
+
+static binop binop_of(int kind) {
+    switch (kind) {
+    case T_STAR: return (binop){KP_OP_MUL, 3};
+    case T_SLASH: return (binop){KP_OP_DIV, 3};
+    case T_PLUS: return (binop){KP_OP_ADD, 2};
+    case T_MINUS: return (binop){KP_OP_SUB, 2};
+    case T_LT: return (binop){KP_OP_LT, 1};
+    case T_LE: return (binop){KP_OP_LE, 1};
+    case T_GT: return (binop){KP_OP_GT, 1};
+    case T_GE: return (binop){KP_OP_GE, 1};
+    case T_EQEQ: return (binop){KP_OP_EQ, 1};
+    case T_NE: return (binop){KP_OP_NE, 1};
+    default: return (binop){KP_OP_COUNT_, 0};
     }
-    int col = ps->tok.col;
-    next(ps);
-    return binary_at(ps, op, a, parse_additive(ps), col);
 }
+
+/* Operands joined by the operators that bind tighter than `above`, by
+ * precedence climbing: + - * / associate to the left; a comparison takes one
+ * operand on each side and does not chain (a second one is left to the caller,
+ * which reports it). */
+static const kp_node *parse_binary(parser *ps, int above) {
+    const kp_node *a = parse_unary(ps);
+    for (binop b = binop_of((int)ps->tok.kind); a && b.prec > above; b = binop_of((int)ps->tok.kind)) {
+        int col = ps->tok.col;
+        next(ps);
+        a = binary_at(ps, b.op, a, parse_binary(ps, b.prec), col);
+        if (b.prec == 1) break;
+    }
+    return a;
+}
+
+static const kp_node *parse_expr(parser *ps) { return parse_binary(ps, 0); }
 
 /* ------------------------------------------------------------------ reductions */
 

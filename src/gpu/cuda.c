@@ -379,8 +379,7 @@ static kp_status run_on(kp_context *ctx, const kp_job *job, int ordinal, void *s
     /* Chunks of the reduced axis are split over the grid when row blocks cannot fill the device. */
     kp_gpu_device d = {&cuda_device, &R, ctx, R.dev->sm_count > 0 ? 2 * (int64_t)R.dev->sm_count : 64, on_device,
                        on_device ? job->sum_rows_dim : 0};
-    kp_status st = partial ? kp__gpu_run_partial(&d, job, partial->offset, partial->sreal, partial->sidx)
-                           : kp__gpu_run(&d, job);
+    kp_status st = kp__gpu_run(&d, job, partial);
     CUcontext popped;
     R.cu->CtxPopCurrent(&popped);
     return st;

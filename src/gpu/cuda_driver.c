@@ -17,6 +17,34 @@ static void *sym(void *lib, const char *a, const char *b) {
     return p;
 }
 
+/* One entry point of a function table (cuda_driver.h's entry lists): where
+ * its pointer goes, its names, its group (0: required). */
+typedef struct entry {
+    size_t off;
+    const char *name, *alt;
+    int group;
+} entry;
+
+/* Fills table from lib (what: the library, for the message). 0 when a
+ * required entry is missing, with the reason in why; an optional group with a
+ * missing entry is left all NULL. */
+static int resolve(void *lib, void *table, const entry *e, size_t n, const char *what, char *why, size_t size) {
+    char *base = table;
+    unsigned missing = 0; /* optional groups with a missing entry */
+    for (size_t k = 0; k < n; k++) {
+        void *p = sym(lib, e[k].name, e[k].alt);
+        if (!p && !e[k].group) {
+            snprintf(why, size, "%s lacks %s (too old?)", what, e[k].name);
+            return 0;
+        }
+        if (!p) missing |= 1u << e[k].group;
+        memcpy(base + e[k].off, &p, sizeof p);
+    }
+    for (size_t k = 0; k < n; k++)
+        if (missing >> e[k].group & 1u) memset(base + e[k].off, 0, sizeof(void *));
+    return 1;
+}
+
 /* A library loaded on first use, once per process (under lock). */
 typedef struct lazy_lib {
     int tried;
@@ -56,43 +84,12 @@ static const kp_cuda_driver *load_driver(void) {
         return NULL;
     }
     kp_cuda_driver *c = &drv.cu;
-#define REQ(field, a, b)                                                                                   \
-    if (!(*(void **)(&c->field) = sym(lib, a, b))) {                                                       \
-        snprintf(drv.l.why, sizeof drv.l.why, "no CUDA device: the CUDA driver lacks %s (too old?)", a);       \
-        return NULL;                                                                                       \
-    }
-    REQ(Init, "cuInit", NULL)
-    REQ(DriverGetVersion, "cuDriverGetVersion", NULL)
-    REQ(DeviceGetCount, "cuDeviceGetCount", NULL)
-    REQ(DeviceGet, "cuDeviceGet", NULL)
-    REQ(DeviceGetAttribute, "cuDeviceGetAttribute", NULL)
-    REQ(DeviceGetName, "cuDeviceGetName", NULL)
-    REQ(DevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain", NULL)
-    REQ(CtxPushCurrent, "cuCtxPushCurrent_v2", "cuCtxPushCurrent")
-    REQ(CtxPopCurrent, "cuCtxPopCurrent_v2", "cuCtxPopCurrent")
-    REQ(ModuleLoadData, "cuModuleLoadData", NULL)
-    REQ(ModuleGetFunction, "cuModuleGetFunction", NULL)
-    REQ(FuncGetAttribute, "cuFuncGetAttribute", NULL)
-    REQ(MemAlloc, "cuMemAlloc_v2", NULL)
-    REQ(MemFree, "cuMemFree_v2", NULL)
-    REQ(MemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2", NULL)
-    REQ(MemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2", NULL)
-    REQ(LaunchKernel, "cuLaunchKernel", NULL)
-    REQ(StreamSynchronize, "cuStreamSynchronize", NULL)
-    REQ(StreamCreate, "cuStreamCreate", NULL)
-    REQ(StreamDestroy, "cuStreamDestroy_v2", "cuStreamDestroy")
-    REQ(PointerGetAttribute, "cuPointerGetAttribute", NULL)
-    REQ(EventCreate, "cuEventCreate", NULL)
-    REQ(EventRecord, "cuEventRecord", NULL)
-    REQ(EventSynchronize, "cuEventSynchronize", NULL)
-    REQ(EventElapsedTime, "cuEventElapsedTime_v2", "cuEventElapsedTime")
-    REQ(EventDestroy, "cuEventDestroy_v2", "cuEventDestroy")
-#undef REQ
-    *(void **)(&c->MemAllocAsync) = sym(lib, "cuMemAllocAsync", NULL);
-    *(void **)(&c->MemFreeAsync) = sym(lib, "cuMemFreeAsync", NULL);
-    if (!c->MemAllocAsync || !c->MemFreeAsync) c->MemAllocAsync = NULL, c->MemFreeAsync = NULL;
-    *(void **)(&c->GetErrorName) = sym(lib, "cuGetErrorName", NULL);
-    *(void **)(&c->GetErrorString) = sym(lib, "cuGetErrorString", NULL);
+#define DRIVER_ENTRY(field, params, name, alt, group) {offsetof(kp_cuda_driver, field), name, alt, group},
+    static const entry entries[] = {KP_CUDA_DRIVER_ENTRIES(DRIVER_ENTRY)};
+#undef DRIVER_ENTRY
+    if (!resolve(lib, c, entries, sizeof entries / sizeof entries[0], "no CUDA device: the CUDA driver", drv.l.why,
+                 sizeof drv.l.why))
+        return NULL;
     CUresult r = c->Init(0);
     int n = 0;
     if (r != KP_CUDA_SUCCESS) {
@@ -192,27 +189,11 @@ static const kp_nvrtc_api *load_nvrtc(void) {
         return NULL;
     }
     kp_nvrtc_api *n = &nvl.nv;
-#define REQ(field, a)                                                                          \
-    if (!(*(void **)(&n->field) = dlsym(lib, a))) {                                            \
-        snprintf(nvl.l.why, sizeof nvl.l.why, "NVRTC library lacks %s", a);                        \
-        return NULL;                                                                           \
-    }
-    REQ(Version, "nvrtcVersion")
-    REQ(CreateProgram, "nvrtcCreateProgram")
-    REQ(CompileProgram, "nvrtcCompileProgram")
-    REQ(GetProgramLogSize, "nvrtcGetProgramLogSize")
-    REQ(GetProgramLog, "nvrtcGetProgramLog")
-    REQ(GetPTXSize, "nvrtcGetPTXSize")
-    REQ(GetPTX, "nvrtcGetPTX")
-    REQ(DestroyProgram, "nvrtcDestroyProgram")
-    REQ(GetErrorString, "nvrtcGetErrorString")
-#undef REQ
-    *(void **)(&n->GetCUBINSize) = dlsym(lib, "nvrtcGetCUBINSize");
-    *(void **)(&n->GetCUBIN) = dlsym(lib, "nvrtcGetCUBIN");
-    if (!n->GetCUBINSize || !n->GetCUBIN) n->GetCUBINSize = NULL, n->GetCUBIN = NULL;
-    *(void **)(&n->GetNumSupportedArchs) = dlsym(lib, "nvrtcGetNumSupportedArchs");
-    *(void **)(&n->GetSupportedArchs) = dlsym(lib, "nvrtcGetSupportedArchs");
-    if (!n->GetNumSupportedArchs || !n->GetSupportedArchs) n->GetNumSupportedArchs = NULL, n->GetSupportedArchs = NULL;
+#define NVRTC_ENTRY(ret, field, params, name, group) {offsetof(kp_nvrtc_api, field), name, NULL, group},
+    static const entry entries[] = {KP_NVRTC_ENTRIES(NVRTC_ENTRY)};
+#undef NVRTC_ENTRY
+    if (!resolve(lib, n, entries, sizeof entries / sizeof entries[0], "the NVRTC library", nvl.l.why, sizeof nvl.l.why))
+        return NULL;
     if (n->Version(&n->major, &n->minor) != KP_NVRTC_SUCCESS) {
         snprintf(nvl.l.why, sizeof nvl.l.why, "nvrtcVersion failed");
         return NULL;

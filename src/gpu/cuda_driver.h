@@ -40,59 +40,75 @@ typedef int nvrtcResult;
 #define KP_CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK 0
 #define KP_NVRTC_SUCCESS 0
 
-typedef struct kp_cuda_driver {
-    CUresult (*Init)(unsigned);
-    CUresult (*DriverGetVersion)(int *);
-    CUresult (*DeviceGetCount)(int *);
-    CUresult (*DeviceGet)(CUdevice *, int);
-    CUresult (*DeviceGetAttribute)(int *, int, CUdevice);
-    CUresult (*DeviceGetName)(char *, int, CUdevice);
-    CUresult (*DevicePrimaryCtxRetain)(CUcontext *, CUdevice);
-    CUresult (*CtxPushCurrent)(CUcontext);
-    CUresult (*CtxPopCurrent)(CUcontext *);
-    CUresult (*ModuleLoadData)(CUmodule *, const void *);
-    CUresult (*ModuleGetFunction)(CUfunction *, CUmodule, const char *);
-    CUresult (*FuncGetAttribute)(int *, int, CUfunction);
-    CUresult (*MemAlloc)(CUdeviceptr *, size_t);
-    CUresult (*MemFree)(CUdeviceptr);
-    CUresult (*MemcpyHtoDAsync)(CUdeviceptr, const void *, size_t, CUstream);
-    CUresult (*MemcpyDtoHAsync)(void *, CUdeviceptr, size_t, CUstream);
-    CUresult (*LaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, CUstream,
-                             void **, void **);
-    CUresult (*StreamSynchronize)(CUstream);
-    CUresult (*StreamCreate)(CUstream *, unsigned); /* tests and benchmarks */
-    CUresult (*StreamDestroy)(CUstream);
-    CUresult (*PointerGetAttribute)(void *, int, CUdeviceptr);
-    CUresult (*EventCreate)(CUevent *, unsigned);
-    CUresult (*EventRecord)(CUevent, CUstream);
-    CUresult (*EventSynchronize)(CUevent);
-    CUresult (*EventElapsedTime)(float *, CUevent, CUevent);
-    CUresult (*EventDestroy)(CUevent);
-    /* Optional (NULL when the driver lacks them): */
-    CUresult (*MemAllocAsync)(CUdeviceptr *, size_t, CUstream); /* CUDA >= 11.2 */
-    CUresult (*MemFreeAsync)(CUdeviceptr, CUstream);
-    CUresult (*GetErrorName)(CUresult, const char **);
-    CUresult (*GetErrorString)(CUresult, const char **);
-} kp_cuda_driver;
+/* The driver's entry points, each declared once: X(field, parameters, symbol,
+ * older symbol or NULL, group). Every one returns CUresult. Group 0 is
+ * required (the driver is unusable without it); the entries of a group > 0 are
+ * optional and come all or none (NULL when the driver lacks one). */
+#define KP_CUDA_DRIVER_ENTRIES(X)                                                                          \
+    X(Init, (unsigned), "cuInit", NULL, 0)                                                                 \
+    X(DriverGetVersion, (int *), "cuDriverGetVersion", NULL, 0)                                            \
+    X(DeviceGetCount, (int *), "cuDeviceGetCount", NULL, 0)                                                \
+    X(DeviceGet, (CUdevice *, int), "cuDeviceGet", NULL, 0)                                                \
+    X(DeviceGetAttribute, (int *, int, CUdevice), "cuDeviceGetAttribute", NULL, 0)                         \
+    X(DeviceGetName, (char *, int, CUdevice), "cuDeviceGetName", NULL, 0)                                  \
+    X(DevicePrimaryCtxRetain, (CUcontext *, CUdevice), "cuDevicePrimaryCtxRetain", NULL, 0)                \
+    X(CtxPushCurrent, (CUcontext), "cuCtxPushCurrent_v2", "cuCtxPushCurrent", 0)                           \
+    X(CtxPopCurrent, (CUcontext *), "cuCtxPopCurrent_v2", "cuCtxPopCurrent", 0)                            \
+    X(ModuleLoadData, (CUmodule *, const void *), "cuModuleLoadData", NULL, 0)                             \
+    X(ModuleGetFunction, (CUfunction *, CUmodule, const char *), "cuModuleGetFunction", NULL, 0)           \
+    X(FuncGetAttribute, (int *, int, CUfunction), "cuFuncGetAttribute", NULL, 0)                           \
+    X(MemAlloc, (CUdeviceptr *, size_t), "cuMemAlloc_v2", NULL, 0)                                         \
+    X(MemFree, (CUdeviceptr), "cuMemFree_v2", NULL, 0)                                                     \
+    X(MemcpyHtoDAsync, (CUdeviceptr, const void *, size_t, CUstream), "cuMemcpyHtoDAsync_v2", NULL, 0)     \
+    X(MemcpyDtoHAsync, (void *, CUdeviceptr, size_t, CUstream), "cuMemcpyDtoHAsync_v2", NULL, 0)           \
+    X(LaunchKernel,                                                                                        \
+      (CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, CUstream, void **, \
+       void **),                                                                                           \
+      "cuLaunchKernel", NULL, 0)                                                                           \
+    X(StreamSynchronize, (CUstream), "cuStreamSynchronize", NULL, 0)                                       \
+    X(StreamCreate, (CUstream *, unsigned), "cuStreamCreate", NULL, 0) /* tests and benchmarks */          \
+    X(StreamDestroy, (CUstream), "cuStreamDestroy_v2", "cuStreamDestroy", 0)                               \
+    X(PointerGetAttribute, (void *, int, CUdeviceptr), "cuPointerGetAttribute", NULL, 0)                   \
+    X(EventCreate, (CUevent *, unsigned), "cuEventCreate", NULL, 0)                                        \
+    X(EventRecord, (CUevent, CUstream), "cuEventRecord", NULL, 0)                                          \
+    X(EventSynchronize, (CUevent), "cuEventSynchronize", NULL, 0)                                          \
+    X(EventElapsedTime, (float *, CUevent, CUevent), "cuEventElapsedTime_v2", "cuEventElapsedTime", 0)     \
+    X(EventDestroy, (CUevent), "cuEventDestroy_v2", "cuEventDestroy", 0)                                   \
+    X(MemAllocAsync, (CUdeviceptr *, size_t, CUstream), "cuMemAllocAsync", NULL, 1) /* CUDA >= 11.2 */     \
+    X(MemFreeAsync, (CUdeviceptr, CUstream), "cuMemFreeAsync", NULL, 1)                                    \
+    X(GetErrorName, (CUresult, const char **), "cuGetErrorName", NULL, 2)                                  \
+    X(GetErrorString, (CUresult, const char **), "cuGetErrorString", NULL, 3)
 
+/* NVRTC's entry points: X(return type, field, parameters, symbol, group), groups as above. */
+#define KP_NVRTC_ENTRIES(X)                                                                                \
+    X(nvrtcResult, Version, (int *, int *), "nvrtcVersion", 0)                                             \
+    X(nvrtcResult, CreateProgram,                                                                          \
+      (nvrtcProgram *, const char *, const char *, int, const char *const *, const char *const *),         \
+      "nvrtcCreateProgram", 0)                                                                             \
+    X(nvrtcResult, CompileProgram, (nvrtcProgram, int, const char *const *), "nvrtcCompileProgram", 0)     \
+    X(nvrtcResult, GetProgramLogSize, (nvrtcProgram, size_t *), "nvrtcGetProgramLogSize", 0)               \
+    X(nvrtcResult, GetProgramLog, (nvrtcProgram, char *), "nvrtcGetProgramLog", 0)                         \
+    X(nvrtcResult, GetPTXSize, (nvrtcProgram, size_t *), "nvrtcGetPTXSize", 0)                             \
+    X(nvrtcResult, GetPTX, (nvrtcProgram, char *), "nvrtcGetPTX", 0)                                       \
+    X(nvrtcResult, DestroyProgram, (nvrtcProgram *), "nvrtcDestroyProgram", 0)                             \
+    X(const char *, GetErrorString, (nvrtcResult), "nvrtcGetErrorString", 0)                               \
+    X(nvrtcResult, GetCUBINSize, (nvrtcProgram, size_t *), "nvrtcGetCUBINSize", 1) /* NVRTC >= 11.1 */     \
+    X(nvrtcResult, GetCUBIN, (nvrtcProgram, char *), "nvrtcGetCUBIN", 1)                                   \
+    X(nvrtcResult, GetNumSupportedArchs, (int *), "nvrtcGetNumSupportedArchs", 2) /* NVRTC >= 11.2 */      \
+    X(nvrtcResult, GetSupportedArchs, (int *), "nvrtcGetSupportedArchs", 2)
+
+#define KP_CUDA_DRIVER_FIELD(field, params, name, alt, group) CUresult(*field) params;
+typedef struct kp_cuda_driver {
+    KP_CUDA_DRIVER_ENTRIES(KP_CUDA_DRIVER_FIELD)
+} kp_cuda_driver;
+#undef KP_CUDA_DRIVER_FIELD
+
+#define KP_NVRTC_FIELD(ret, field, params, name, group) ret(*field) params;
 typedef struct kp_nvrtc_api {
-    nvrtcResult (*Version)(int *, int *);
-    nvrtcResult (*CreateProgram)(nvrtcProgram *, const char *, const char *, int, const char *const *,
-                                 const char *const *);
-    nvrtcResult (*CompileProgram)(nvrtcProgram, int, const char *const *);
-    nvrtcResult (*GetProgramLogSize)(nvrtcProgram, size_t *);
-    nvrtcResult (*GetProgramLog)(nvrtcProgram, char *);
-    nvrtcResult (*GetPTXSize)(nvrtcProgram, size_t *);
-    nvrtcResult (*GetPTX)(nvrtcProgram, char *);
-    nvrtcResult (*DestroyProgram)(nvrtcProgram *);
-    const char *(*GetErrorString)(nvrtcResult);
-    /* Optional: */
-    nvrtcResult (*GetCUBINSize)(nvrtcProgram, size_t *); /* NVRTC >= 11.1 */
-    nvrtcResult (*GetCUBIN)(nvrtcProgram, char *);
-    nvrtcResult (*GetNumSupportedArchs)(int *); /* NVRTC >= 11.2 */
-    nvrtcResult (*GetSupportedArchs)(int *);
+    KP_NVRTC_ENTRIES(KP_NVRTC_FIELD)
     int major, minor; /* nvrtcVersion */
 } kp_nvrtc_api;
+#undef KP_NVRTC_FIELD
 
 /* The driver table after a successful cuInit(0); NULL when libcuda.so.1 is
  * missing or cuInit fails, with a one-line reason in *why (static storage). */

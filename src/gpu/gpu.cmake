@@ -4,7 +4,7 @@
 # or OpenCL at build time: both are dlopen'ed at run time; nvcc, when found,
 # only adds the ahead-of-time kernel table (aot.cmake).
 target_sources(kp_objects PRIVATE
-  gpu/codegen.c gpu/launch.c gpu/host_loop.c gpu/source.c gpu/pack.c gpu/opencl.c gpu/aot_api.c gpu/ranges_table.c
+  gpu/codegen.c gpu/codegen_info.c gpu/codegen_prelude.c gpu/codegen_instr.c gpu/codegen_monoid.c gpu/launch.c gpu/host_loop.c gpu/source.c gpu/pack.c gpu/opencl.c gpu/aot_api.c gpu/ranges_table.c
   gpu/cuda.c gpu/cuda_driver.c gpu/cuda_compile.c gpu/cuda_helpers.c gpu/cuda_half.c gpu/kcache.c gpu/progcache.c)
 # The device sources (src/device, the common subset of C, CUDA C++ and OpenCL C)
 # as C strings that the generator embeds in every kernel (ops.h, monoid.h) and

@@ -194,22 +194,6 @@ static kp_gpu_call *call_new(const kp_gpu_device *d, const kp_job *job, int stat
     return C;
 }
 
-kp_status kp__gpu_run(const kp_gpu_device *d, const kp_job *job) {
-    if (job->nbatch == 0 || (job->nrows == 0 && !d->sum_rows_dim)) return d->ops->release(d->self);
-    kp_gpu_call *C = call_new(d, job, 0);
-    if (!C) {
-        d->ops->release(d->self);
-        return kp__fail(d->ctx, KP_ERR_OOM, "out of memory");
-    }
-    kp_status st = load_kernels(C);
-    for (int u = 0; st == KP_OK && u < C->info.nused; u++) st = upload_arg(C, u);
-    if (st == KP_OK && job->ranges.rows) st = upload_ranges(C);
-    if (st == KP_OK) st = alloc_outputs(C);
-    if (st == KP_OK) st = launch_all(C, NULL);
-    if (st == KP_OK) st = d->on_device ? d->ops->device_finish(d->self, C) : download_outputs(C);
-    return finish_call(C, st);
-}
-
 /* ------------------------------------------------------------ partial states */
 
 /* The chunk states (nbatch, nchunks, nrows, nreal | nidx) read back and merged
@@ -240,47 +224,57 @@ static kp_status merge_chunk_states(kp_gpu_call *C, int64_t offset, void *sreal,
     for (size_t k = 0; k < nstates * (size_t)nidx; k++)
         if (hi[k] >= 0) hi[k] += offset;
     const size_t rowr = (size_t)job->nrows * (size_t)nreal, rowi = (size_t)job->nrows * (size_t)nidx;
-    const kp_engine_ops *host = kp__plan_host_states();
+    const kp_states_ops *host = kp__plan_host_states();
     if (!host) return kp__fail(d->ctx, KP_ERR_UNSUPPORTED, "no engine merges partial states on the host");
     for (int64_t b = 0; b < job->nbatch; b++)
         for (int64_t ch = 0; ch < C->shape.nchunks; ch++) {
             size_t at = (size_t)(b * C->shape.nchunks + ch);
-            host->states_merge(job->prog, job->dtype, job->nrows, (char *)sreal + (size_t)b * rowr * C->esz,
-                               nidx ? sidx + (size_t)b * rowi : NULL, hr + at * rowr * C->esz,
-                               nidx ? hi + at * rowi : NULL);
+            host->merge(job->prog, job->dtype, job->nrows, (char *)sreal + (size_t)b * rowr * C->esz,
+                        nidx ? sidx + (size_t)b * rowi : NULL, hr + at * rowr * C->esz, nidx ? hi + at * rowi : NULL);
         }
     return KP_OK;
 }
 
-kp_status kp__gpu_run_partial(const kp_gpu_device *d, const kp_job *job, int64_t offset, void *sreal, int64_t *sidx) {
-    if (job->ranges.rows) {
+/* Partial states: every chunk's state, chunks of a fixed length (host_loop.h). */
+static kp_status fixed_chunks(kp_gpu_call *C) {
+    const char *env = getenv("KP_GPU_CHUNK");
+    int64_t chunk = env && *env ? strtoll(env, NULL, 10) : 0;
+    C->shape.chunk = chunk > 0 ? chunk : KP_GPU_CHUNK_MAX;
+    C->shape.nchunks = (C->job->ncols + C->shape.chunk - 1) / C->shape.chunk;
+    C->shape.split = 1;
+    if (C->shape.nchunks > C->dev->ops->max_grid_y)
+        return kp__fail(C->dev->ctx, KP_ERR_TOO_LARGE,
+                        "%s engine: a part of %lld points is too long for partial states; fold it in parts of at "
+                        "most %lld points",
+                        engine_name(C), (long long)C->job->ncols, (long long)(C->dev->ops->max_grid_y * C->shape.chunk));
+    return KP_OK;
+}
+
+/* ------------------------------------------------------------ the call */
+
+kp_status kp__gpu_run(const kp_gpu_device *d, const kp_job *job, const kp_gpu_partial *partial) {
+    int empty = partial ? job->nbatch == 0 || job->nrows == 0 || job->ncols == 0
+                        : job->nbatch == 0 || (job->nrows == 0 && !d->sum_rows_dim);
+    if (partial && job->ranges.rows) {
         d->ops->release(d->self);
         return kp__fail(d->ctx, KP_ERR_UNSUPPORTED,
                         "the GPU engines do not fold partial states of block-sparse (ranges) calls: select KP_ENGINE_CPU");
     }
-    if (job->nbatch == 0 || job->nrows == 0 || job->ncols == 0) return d->ops->release(d->self);
-    kp_gpu_call *C = call_new(d, job, 1);
+    if (empty) return d->ops->release(d->self);
+    kp_gpu_call *C = call_new(d, job, partial != NULL);
     if (!C) {
         d->ops->release(d->self);
         return kp__fail(d->ctx, KP_ERR_OOM, "out of memory");
     }
     kp_status st = load_kernels(C);
-    if (st == KP_OK) { /* every chunk's state, chunks of a fixed length */
-        const char *env = getenv("KP_GPU_CHUNK");
-        int64_t chunk = env && *env ? strtoll(env, NULL, 10) : 0;
-        C->shape.chunk = chunk > 0 ? chunk : KP_GPU_CHUNK_MAX;
-        C->shape.nchunks = (job->ncols + C->shape.chunk - 1) / C->shape.chunk;
-        C->shape.split = 1;
-        if (C->shape.nchunks > d->ops->max_grid_y)
-            st = kp__fail(d->ctx, KP_ERR_TOO_LARGE,
-                          "%s engine: a part of %lld points is too long for partial states; fold it in parts of at "
-                          "most %lld points",
-                          engine_name(C), (long long)job->ncols, (long long)(d->ops->max_grid_y * C->shape.chunk));
-    }
+    if (st == KP_OK && partial) st = fixed_chunks(C);
     for (int u = 0; st == KP_OK && u < C->info.nused; u++) st = upload_arg(C, u);
+    if (st == KP_OK && !partial && job->ranges.rows) st = upload_ranges(C);
     if (st == KP_OK) st = alloc_outputs(C);
-    const int64_t offsets[2] = {job->row_offset, job->col_offset};
-    if (st == KP_OK) st = launch_all(C, offsets);
-    if (st == KP_OK) st = merge_chunk_states(C, offset, sreal, sidx);
+    const int64_t offsets[2] = {job->row_offset, job->col_offset}; /* global indices of partial states */
+    if (st == KP_OK) st = launch_all(C, partial ? offsets : NULL);
+    if (st != KP_OK) return finish_call(C, st);
+    if (partial) st = merge_chunk_states(C, partial->offset, partial->sreal, partial->sidx);
+    else st = d->on_device ? d->ops->device_finish(d->self, C) : download_outputs(C);
     return finish_call(C, st);
 }

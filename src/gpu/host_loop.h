@@ -9,7 +9,7 @@
  * back instead of merged on the device.
  *
  * An engine describes its device by a kp_gpu_device_ops table (CUDA: driver
- * API, OpenCL: clXxx calls) and calls kp__gpu_run / kp__gpu_run_partial with
+ * API, OpenCL: clXxx calls) and calls kp__gpu_run with
  * a kp_gpu_device: the table, its own per-call state, and the facts of this
  * call (how many row blocks fill the device, whether the arrays are already
  * in device memory).
@@ -103,12 +103,11 @@ typedef struct kp_gpu_partial {
 /* Rows of the reduced or output side of used argument u. */
 int64_t kp__gpu_arg_rows(const kp_gpu_call *C, int u);
 
-/* kp_engine_ops.run through the device. */
-kp_status kp__gpu_run(const kp_gpu_device *d, const kp_job *job);
-/* kp_engine_ops.run_partial through the device: host arrays; the reduced
- * axis in chunks of a fixed length (KP_GPU_CHUNK_MAX, or $KP_GPU_CHUNK), so
- * parts starting on multiples of it fold into the same bits in any split; the
- * chunk states merged into the caller's on the host, in order. */
-kp_status kp__gpu_run_partial(const kp_gpu_device *d, const kp_job *job, int64_t offset, void *sreal, int64_t *sidx);
+/* One job through the device: kp_engine_ops.run (partial NULL), or its
+ * run_partial (host arrays; the reduced axis in chunks of a fixed length,
+ * KP_GPU_CHUNK_MAX or $KP_GPU_CHUNK, so parts starting on multiples of it fold
+ * into the same bits in any split; the chunk states merged into the caller's
+ * on the host, in order). */
+kp_status kp__gpu_run(const kp_gpu_device *d, const kp_job *job, const kp_gpu_partial *partial);
 
 #endif

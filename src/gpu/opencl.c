@@ -340,7 +340,7 @@ static kp_status run_job(kp_context *ctx, const kp_job *job, const kp_gpu_partia
     oc.ctx = ctx;
     /* Below 64 row blocks, the reduced axis is split over work-groups. */
     kp_gpu_device d = {&opencl_device, &oc, ctx, 64, 0, 0};
-    st = partial ? kp__gpu_run_partial(&d, job, partial->offset, partial->sreal, partial->sidx) : kp__gpu_run(&d, job);
+    st = kp__gpu_run(&d, job, partial);
     pthread_mutex_unlock(&rt.lock);
     return st;
 }

@@ -27,70 +27,71 @@
 /* m ? a : b lane by lane (m all ones or zero), as bit operations. */
 #define SEL(T, IT, m, a, b) ((T)(((m) & (IT)(a)) | (~(m) & (IT)(b))))
 
-#define KP_JIT_EXP_F32(N)                                                                       \
-    typedef float vf##N __attribute__((vector_size(N * 4)));                                    \
-    typedef int vi##N __attribute__((vector_size(N * 4)));                                      \
-    KP_JIT_INLINE void kp_jit_exp_f32x##N(float *o, const float *a);                            \
-    void kp_jit_exp_f32x##N(float *o, const float *a) {                                         \
-        const vf##N lo = (vf##N){0} - 87.3f, hi = (vf##N){0} + 88.72283f;                       \
-        vf##N x;                                                                                \
-        memcpy(&x, a, sizeof x);                                                                \
-        vi##N under = x < lo, over = x > hi, nan = x != x;                                      \
-        vf##N xc = SEL(vf##N, vi##N, under, lo, SEL(vf##N, vi##N, over, hi, x));                                                \
-        vf##N t = xc * 1.44269504088896341f + 12582912.0f;                                      \
-        vi##N n = (vi##N)t - 0x4B400000;                                                        \
-        vf##N nf = t - 12582912.0f;                                                             \
-        vf##N r = xc - nf * 0.693359375f;                                                       \
-        r = r - nf * -2.12194440e-4f;                                                           \
-        vf##N p = r * 1.9875691500e-4f + 1.3981999507e-3f;                                      \
-        p = p * r + 8.3334519073e-3f;                                                           \
-        p = p * r + 4.1665795894e-2f;                                                           \
-        p = p * r + 1.6666665459e-1f;                                                           \
-        p = p * r + 5.0000001201e-1f;                                                           \
-        p = p * (r * r) + r + 1.0f;                                                             \
-        vf##N y = (vf##N)((vi##N)p + (n << 23));                                                \
-        y = SEL(vf##N, vi##N, over, (vf##N){0} + __builtin_inff(), SEL(vf##N, vi##N, under, (vf##N){0}, y));          \
-        y = SEL(vf##N, vi##N, nan, x, y);                                                                       \
-        memcpy(o, &y, sizeof y);                                                                \
+/* exp on N lanes of E (IE: the integer type of E's width), as the header says:
+ * x clamped to [-LO, HI] (below: 0, above: +inf, NaN: itself); n = round(x
+ * log2 e) by the shifter trick (SHIFT = 1.5 * 2^MANT, whose bit pattern
+ * SHIFT_BITS subtracted from t's leaves n); r = x - n ln2 with ln2 = LN2_HI +
+ * LN2_LO (Cody-Waite, LN2_LO with its sign); exp(r) = 1 + r + r^2 P(r), where
+ * POLY(p, r) sets p = P(r) by Horner steps; 2^n added to the exponent field,
+ * MANT bits up. */
+#define KP_JIT_EXP(FN, E, IE, N, LO, HI, LOG2E, SHIFT, SHIFT_BITS, LN2_HI, LN2_LO, ONE, INF, MANT, POLY)         \
+    typedef E FN##_v __attribute__((vector_size(N * sizeof(E))));                                           \
+    typedef IE FN##_i __attribute__((vector_size(N * sizeof(E))));                                          \
+    KP_JIT_INLINE void FN(E *o, const E *a);                                                                \
+    void FN(E *o, const E *a) {                                                                             \
+        typedef FN##_v V;                                                                                   \
+        typedef FN##_i IV;                                                                                  \
+        const V lo = (V){0} - LO, hi = (V){0} + HI;                                                         \
+        V x;                                                                                                \
+        memcpy(&x, a, sizeof x);                                                                            \
+        IV under = x < lo, over = x > hi, nan = x != x;                                                     \
+        V xc = SEL(V, IV, under, lo, SEL(V, IV, over, hi, x));                                              \
+        V t = xc * LOG2E + SHIFT;                                                                           \
+        IV n = (IV)t - SHIFT_BITS;                                                                          \
+        V nf = t - SHIFT;                                                                                   \
+        V r = xc - nf * LN2_HI;                                                                             \
+        r = r - nf * LN2_LO;                                                                                \
+        V p;                                                                                                \
+        POLY(p, r)                                                                                          \
+        p = p * (r * r) + r + ONE;                                                                          \
+        V y = (V)((IV)p + (n << MANT));                                                                     \
+        y = SEL(V, IV, over, (V){0} + INF, SEL(V, IV, under, (V){0}, y));                                   \
+        y = SEL(V, IV, nan, x, y);                                                                          \
+        memcpy(o, &y, sizeof y);                                                                            \
     }
+
+/* float32: the Cephes expf polynomial. */
+#define KP_JIT_POLY_F32(p, r)                                                                               \
+    p = r * 1.9875691500e-4f + 1.3981999507e-3f;                                                            \
+    p = p * r + 8.3334519073e-3f;                                                                           \
+    p = p * r + 4.1665795894e-2f;                                                                           \
+    p = p * r + 1.6666665459e-1f;                                                                           \
+    p = p * r + 5.0000001201e-1f;
+#define KP_JIT_EXP_F32(N)                                                                                   \
+    KP_JIT_EXP(kp_jit_exp_f32x##N, float, int, N, 87.3f, 88.72283f, 1.44269504088896341f, 12582912.0f,      \
+               0x4B400000, 0.693359375f, -2.12194440e-4f, 1.0f, __builtin_inff(), 23, KP_JIT_POLY_F32)
+
+/* float64: the Taylor coefficients 1/13! ... 1/2!. */
+#define KP_JIT_POLY_F64(p, r)                                                                               \
+    p = r * (1.0 / 6227020800.0) + (1.0 / 479001600.0);                                                     \
+    p = p * r + (1.0 / 39916800.0);                                                                         \
+    p = p * r + (1.0 / 3628800.0);                                                                          \
+    p = p * r + (1.0 / 362880.0);                                                                           \
+    p = p * r + (1.0 / 40320.0);                                                                            \
+    p = p * r + (1.0 / 5040.0);                                                                             \
+    p = p * r + (1.0 / 720.0);                                                                              \
+    p = p * r + (1.0 / 120.0);                                                                              \
+    p = p * r + (1.0 / 24.0);                                                                               \
+    p = p * r + (1.0 / 6.0);                                                                                \
+    p = p * r + 0.5;
+#define KP_JIT_EXP_F64(N)                                                                                   \
+    KP_JIT_EXP(kp_jit_exp_f64x##N, double, long long, N, 708.39, 709.782712893384, 1.4426950408889634,       \
+               6755399441055744.0, 0x4338000000000000LL, 6.93147180369123816490e-01,                          \
+               1.90821492927058770002e-10, 1.0, __builtin_inf(), 52, KP_JIT_POLY_F64)
 
 KP_JIT_EXP_F32(4)
 KP_JIT_EXP_F32(8)
 KP_JIT_EXP_F32(16)
-
-#define KP_JIT_EXP_F64(N)                                                                       \
-    typedef double vd##N __attribute__((vector_size(N * 8)));                                   \
-    typedef long long vl##N __attribute__((vector_size(N * 8)));                                \
-    KP_JIT_INLINE void kp_jit_exp_f64x##N(double *o, const double *a);                          \
-    void kp_jit_exp_f64x##N(double *o, const double *a) {                                       \
-        const vd##N lo = (vd##N){0} - 708.39, hi = (vd##N){0} + 709.782712893384;              \
-        vd##N x;                                                                                \
-        memcpy(&x, a, sizeof x);                                                                \
-        vl##N under = x < lo, over = x > hi, nan = x != x;                                      \
-        vd##N xc = SEL(vd##N, vl##N, under, lo, SEL(vd##N, vl##N, over, hi, x));                                                \
-        vd##N t = xc * 1.4426950408889634 + 6755399441055744.0; /* 1.5 * 2^52 */               \
-        vl##N n = (vl##N)t - 0x4338000000000000LL;                                              \
-        vd##N nf = t - 6755399441055744.0;                                                      \
-        vd##N r = xc - nf * 6.93147180369123816490e-01;                                         \
-        r = r - nf * 1.90821492927058770002e-10;                                                \
-        vd##N p = r * (1.0 / 6227020800.0) + (1.0 / 479001600.0);                               \
-        p = p * r + (1.0 / 39916800.0);                                                         \
-        p = p * r + (1.0 / 3628800.0);                                                          \
-        p = p * r + (1.0 / 362880.0);                                                           \
-        p = p * r + (1.0 / 40320.0);                                                            \
-        p = p * r + (1.0 / 5040.0);                                                             \
-        p = p * r + (1.0 / 720.0);                                                              \
-        p = p * r + (1.0 / 120.0);                                                              \
-        p = p * r + (1.0 / 24.0);                                                               \
-        p = p * r + (1.0 / 6.0);                                                                \
-        p = p * r + 0.5;                                                                        \
-        p = p * (r * r) + r + 1.0;                                                              \
-        vd##N y = (vd##N)((vl##N)p + (n << 52));                                                \
-        y = SEL(vd##N, vl##N, over, (vd##N){0} + __builtin_inf(), SEL(vd##N, vl##N, under, (vd##N){0}, y));         \
-        y = SEL(vd##N, vl##N, nan, x, y);                                                                       \
-        memcpy(o, &y, sizeof y);                                                                \
-    }
-
 KP_JIT_EXP_F64(2)
 KP_JIT_EXP_F64(4)
 KP_JIT_EXP_F64(8)

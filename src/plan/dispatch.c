@@ -44,10 +44,9 @@ const kp_engine_ops *kp__plan_engine(kp_context *ctx, const kp_job *job) {
     return NULL;
 }
 
-const kp_engine_ops *kp__plan_host_states(void) {
+const kp_states_ops *kp__plan_host_states(void) {
     for (int e = 0; e < NENGINES; e++)
-        if (engines[e] && engines[e]->states_init && engines[e]->states_merge && engines[e]->states_finalize)
-            return engines[e];
+        if (engines[e] && engines[e]->states) return engines[e]->states;
     return NULL; /* not reached: the CPU engine fills them */
 }
 

@@ -97,6 +97,22 @@ typedef struct kp_joint_job {
     kp_job_arg out[2][KP_MAX_JOINT];
 } kp_joint_job;
 
+/* The monoid of partial states in host memory (plan/reduction.h layout,
+ * reals then indices). States live on the host whichever engine folded them,
+ * so the plan layer inits, merges and finalizes every engine's states with the
+ * first engine of dispatch.c's table that has this table (kp__plan_host_states);
+ * an engine that reads host memory provides it. */
+typedef struct kp_states_ops {
+    /* n row states at the identity. */
+    void (*init)(const kp_program *prog, kp_dtype dtype, int64_t n, void *sreal, int64_t *sidx);
+    /* a[r] <- a[r] (+) b[r] for the n rows. */
+    void (*merge)(const kp_program *prog, kp_dtype dtype, int64_t n, void *a, int64_t *ai, const void *b,
+                  const int64_t *bi);
+    /* Writes the job's (host) outputs from its nbatch x nrows states;
+     * job->ncols: the points folded in. */
+    kp_status (*finalize)(kp_context *ctx, const kp_job *job, const void *sreal, const int64_t *sidx);
+} kp_states_ops;
+
 /* An engine. */
 typedef struct kp_engine_ops {
     /* Named in messages ("the OpenCL engine reads host memory only"). */
@@ -119,28 +135,17 @@ typedef struct kp_engine_ops {
      * into nbatch x nrows host states (plan/reduction.h layout, reals then
      * indices), chunk by chunk in increasing order as run does. */
     kp_status (*run_partial)(kp_context *ctx, const kp_job *job, int64_t offset, void *sreal, int64_t *sidx);
-    /* The monoid of partial states in host memory (plan/reduction.h layout,
-     * reals then indices). States live on the host whichever engine folded
-     * them, so the plan layer inits, merges and finalizes every engine's
-     * states with the first engine of dispatch.c's table that fills these
-     * three slots (kp__plan_host_states); an engine that reads host memory
-     * provides them, others leave them NULL. */
-    /* n row states at the identity. */
-    void (*states_init)(const kp_program *prog, kp_dtype dtype, int64_t n, void *sreal, int64_t *sidx);
-    /* a[r] <- a[r] (+) b[r] for the n rows. */
-    void (*states_merge)(const kp_program *prog, kp_dtype dtype, int64_t n, void *a, int64_t *ai, const void *b,
-                         const int64_t *bi);
-    /* Writes the job's (host) outputs from its nbatch x nrows states;
-     * job->ncols: the points folded in. */
-    kp_status (*states_finalize)(kp_context *ctx, const kp_job *job, const void *sreal, const int64_t *sidx);
+    /* The host monoid of partial states (kp_states_ops below); NULL for an
+     * engine that does not read host memory. */
+    const struct kp_states_ops *states;
 } kp_engine_ops;
 
 #define KP_ENGINE_READS(d) (1u << (unsigned)(d))
 
-/* The engine whose states_* slots hold the host monoid of partial states (the
- * first in dispatch.c's table that fills them; NULL if none does): the plan
- * layer's merges, and an engine merging its own chunk states, go through it. */
-const kp_engine_ops *kp__plan_host_states(void);
+/* The host monoid of partial states (the first engine's in dispatch.c's table
+ * that has one; NULL if none does): the plan layer's merges, and an engine
+ * merging its own chunk states, go through it. */
+const kp_states_ops *kp__plan_host_states(void);
 
 /* The engines' tables, defined in their folders. */
 extern const kp_engine_ops kp__engine_cpu, kp__engine_opencl, kp__engine_cuda;

@@ -60,6 +60,7 @@ static kp_status prepare(kp_plan *plan, const kp_array *args, size_t n_args, kp_
     if (!out && !out_index) {
         int ndim = 0;
         int64_t shape[KP_MAX_DIMS], ishape[KP_MAX_DIMS];
+        opt.output = 0; /* a shape query's field: the partial calls do not read it */
         if ((st = kp_plan_output_shape(plan, args, n_args, &opt, &ndim, shape, ishape)) != KP_OK) return st;
         memset(&dout, 0, sizeof dout);
         dout.data = dummy;
@@ -124,8 +125,8 @@ kp_status kp_plan_state_info(kp_plan *plan, const kp_array *args, size_t n_args,
 }
 
 /* The host monoid of partial states (plan/engine.h), or NULL with a message. */
-static const kp_engine_ops *host_states(kp_context *ctx) {
-    const kp_engine_ops *h = kp__plan_host_states();
+static const kp_states_ops *host_states(kp_context *ctx) {
+    const kp_states_ops *h = kp__plan_host_states();
     if (!h) kp__fail(ctx, KP_ERR_UNSUPPORTED, "no engine of this build handles partial states in host memory");
     return h;
 }
@@ -149,11 +150,11 @@ kp_status kp_plan_state_init(kp_plan *plan, const kp_state_info *info, void *sta
     h.nidx = info->nidx;
     h.tag = plan_tag(plan);
     h.row_offset = info->row_offset;
-    const kp_engine_ops *hs = host_states(plan->ctx);
+    const kp_states_ops *hs = host_states(plan->ctx);
     if (!hs) return KP_ERR_UNSUPPORTED;
     memcpy(state, &h, sizeof h);
-    hs->states_init(&plan->prog, plan->dtype, info->nbatch * info->nrows, (char *)state + want.real_offset,
-                    info->nidx ? (int64_t *)(void *)((char *)state + want.index_offset) : NULL);
+    hs->init(&plan->prog, plan->dtype, info->nbatch * info->nrows, (char *)state + want.real_offset,
+             info->nidx ? (int64_t *)(void *)((char *)state + want.index_offset) : NULL);
     return KP_OK;
 }
 
@@ -236,10 +237,10 @@ kp_status kp_plan_state_merge(kp_plan *plan, void *a, const void *b, size_t byte
         return kp__fail(plan->ctx, KP_ERR_ARGUMENT, "a and b hold different rows or batches");
     if (__builtin_add_overflow(ha.ncols, hb.ncols, &ha.ncols))
         return kp__fail(plan->ctx, KP_ERR_TOO_LARGE, "more than 2^63 points merged");
-    const kp_engine_ops *hs = host_states(plan->ctx);
+    const kp_states_ops *hs = host_states(plan->ctx);
     if (!hs) return KP_ERR_UNSUPPORTED;
-    hs->states_merge(&plan->prog, plan->dtype, ha.nbatch * ha.nrows, reals_of(a, &ia), indices_of(a, &ia),
-                     reals_of((void *)(uintptr_t)b, &ib), indices_of((void *)(uintptr_t)b, &ib));
+    hs->merge(&plan->prog, plan->dtype, ha.nbatch * ha.nrows, reals_of(a, &ia), indices_of(a, &ia),
+              reals_of((void *)(uintptr_t)b, &ib), indices_of((void *)(uintptr_t)b, &ib));
     memcpy(a, &ha, sizeof ha);
     return KP_OK;
 }
@@ -252,8 +253,8 @@ typedef struct states_ref {
 
 static kp_status finalize_states(kp_context *ctx, const kp_job *job, const void *user_data) {
     const states_ref *s = user_data;
-    const kp_engine_ops *hs = host_states(ctx);
-    return hs ? hs->states_finalize(ctx, job, s->sreal, s->sidx) : KP_ERR_UNSUPPORTED;
+    const kp_states_ops *hs = host_states(ctx);
+    return hs ? hs->finalize(ctx, job, s->sreal, s->sidx) : KP_ERR_UNSUPPORTED;
 }
 
 kp_status kp_plan_state_finalize(kp_plan *plan, const kp_array *args, size_t n_args, const void *state, size_t bytes,

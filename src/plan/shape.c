@@ -23,18 +23,11 @@ static kp_status broadcast(kp_context *ctx, int k, const kp_array *a, int nb, in
     return KP_OK;
 }
 
-kp_status kp_plan_output_shape(kp_plan *plan, const kp_array *args, size_t n_args, const kp_exec_options *options,
-                               int *ndim, int64_t *shape, int64_t *index_shape) {
-    if (!plan) return KP_ERR_NULL;
+/* The output shape of an ordinary plan, options read (kp_plan_output_shape). */
+static kp_status output_shape(kp_plan *plan, const kp_array *args, int64_t nx, int64_t ny, int *ndim, int64_t *shape,
+                              int64_t *index_shape) {
     kp_context *ctx = plan->ctx;
-    if (plan->nparts) return kp__fail(ctx, KP_ERR_ARGUMENT, "a joint plan has one output per formula");
-    if (!ndim) return kp__fail(ctx, KP_ERR_NULL, "ndim is NULL");
-    if (n_args != (size_t)plan->nargs)
-        return kp__fail(ctx, KP_ERR_ARGUMENT, "the formula takes %d arguments, got %zu", plan->nargs, n_args);
-    if (n_args && !args) return kp__fail(ctx, KP_ERR_NULL, "args is NULL");
-    kp_exec_options opt;
-    kp_status st = kp__exec_options_read(ctx, options, &opt);
-    if (st != KP_OK) return st;
+    kp_status st = KP_OK;
     int nb = 0, have_rows = 0;
     for (int pass = 0; pass < 2; pass++) /* Vi/Vj arguments say it; parameters only when there are none */
         for (int k = 0; k < plan->nargs; k++) {
@@ -49,7 +42,7 @@ kp_status kp_plan_output_shape(kp_plan *plan, const kp_array *args, size_t n_arg
         }
     if (nb < 0 || nb > KP_MAX_BATCH_DIMS)
         return kp__fail(ctx, KP_ERR_SHAPE, "%d batch dimensions, at most %d", nb, KP_MAX_BATCH_DIMS);
-    int64_t out[KP_MAX_DIMS], n_of[2] = {opt.nx, opt.ny};
+    int64_t out[KP_MAX_DIMS], n_of[2] = {nx, ny};
     for (int d = 0; d < nb; d++) out[d] = 1;
     for (int k = 0; k < plan->nargs; k++) {
         const kp_arg_info *info = &plan->args[k];
@@ -76,4 +69,25 @@ kp_status kp_plan_output_shape(kp_plan *plan, const kp_array *args, size_t n_arg
         index_shape[nb + 1] = plan->out_index_dim;
     }
     return KP_OK;
+}
+
+kp_status kp_plan_output_shape(kp_plan *plan, const kp_array *args, size_t n_args, const kp_exec_options *options,
+                               int *ndim, int64_t *shape, int64_t *index_shape) {
+    if (!plan) return KP_ERR_NULL;
+    kp_context *ctx = plan->ctx;
+    if (!ndim) return kp__fail(ctx, KP_ERR_NULL, "ndim is NULL");
+    if (n_args != (size_t)plan->nargs)
+        return kp__fail(ctx, KP_ERR_ARGUMENT, "the formula takes %d arguments, got %zu", plan->nargs, n_args);
+    if (n_args && !args) return kp__fail(ctx, KP_ERR_NULL, "args is NULL");
+    kp_exec_options opt;
+    kp_status st = kp__exec_options_read(ctx, options, &opt);
+    if (st != KP_OK) return st;
+    /* A joint plan's formula k runs as its own plan's would (kp_plan_exec_joint): same output shape. */
+    int nout = plan->nparts ? plan->nparts : 1;
+    if (opt.output < 0 || opt.output >= nout)
+        return plan->nparts ? kp__fail(ctx, KP_ERR_ARGUMENT, "kp_exec_options.output is %d: the joint plan has %d formulas",
+                                       opt.output, plan->nparts)
+                            : kp__fail(ctx, KP_ERR_ARGUMENT,
+                                       "kp_exec_options.output is %d: an ordinary plan has one output (0)", opt.output);
+    return output_shape(plan->nparts ? plan->parts[opt.output] : plan, args, opt.nx, opt.ny, ndim, shape, index_shape);
 }

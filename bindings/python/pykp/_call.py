@@ -331,19 +331,17 @@ def run_joint(joint, args, nx=-1, ny=-1, scheme=None, ranges=None):
     call = prepare(joint, args, nx=nx, ny=ny)
     be, code, descs = call.be, call.code, call.descs
     where = where_of_descs(descs)
-    outs = []
-    douts = []
-    for f in joint.formulas:
-        own = [d if info is not None else None for d, info in zip(descs, f.args)]
-        o = _arrays.empty_values(be, output_shapes(f, code, own, call.nx, call.ny)[0], code, where)
-        outs.append(o)
-        douts.append(be.describe_out(o))
     stream = stream_for(where)
     plan = joint.plan(code)
     if plan is not None:  # on a CUDA device libkp runs its formulas one after the other, on the stream
-        plan.exec(descs, douts, call.nx, call.ny, scheme, stream, ranges)
-    else:  # libkp refused the joint plan: one call per formula
-        for f, d in zip(joint.formulas, douts):
-            f.plan(code).exec([dd if info is not None else None for dd, info in zip(descs, f.args)], d, None,
-                              call.nx, call.ny, scheme, stream, ranges)
+        plan.pack(descs, call.nx, call.ny, stream, ranges)
+        outs = [_arrays.empty_values(be, plan.output_shape(k), code, where) for k in range(len(joint.formulas))]
+        plan.run_packed([be.describe_out(o) for o in outs], call.nx, call.ny, scheme)
+        return outs
+    outs = []  # libkp refused the joint plan: one call per formula
+    for f in joint.formulas:
+        own = [d if info is not None else None for d, info in zip(descs, f.args)]
+        o = _arrays.empty_values(be, output_shapes(f, code, own, call.nx, call.ny)[0], code, where)
+        f.plan(code).exec(own, be.describe_out(o), None, call.nx, call.ny, scheme, stream, ranges)
+        outs.append(o)
     return outs

@@ -244,6 +244,8 @@ assert _OPT_AT[0] == 0 and _OPT_AT[2] == _OPT_AT[1] + 8 and _OPT_AT[3] == _OPT_A
 assert _OPT_AT[4] == _OPT_AT[3] + ctypes.sizeof(_vp) and _OPTS.size == _PROGRESS_OFF
 assert _at("kp_exec_options", "progress_user") == _PROGRESS_OFF + ctypes.sizeof(_vp)
 _RANGES_OFF = _at("kp_exec_options", "ranges")  # a kp_ranges pointer (pykp._ranges.Ranges.addr) or NULL
+_OUTPUT_OFF = _at("kp_exec_options", "output")  # joint plans: which formula kp_plan_output_shape describes
+_INT = struct.Struct("@i")
 _POINTER = struct.Struct("@P")
 
 
@@ -708,19 +710,40 @@ class JointPlan:
         self.opt_off = (self.nargs + n) * _ARRAY_SIZE
         self.out_addr = self.base + self.out_off
         self.opt_addr = self.base + self.opt_off
+        self.shape_buf = (ctypes.c_int(), (_i64 * KP_MAX_DIMS)())
+        self.shape_addr = tuple(ctypes.addressof(b) for b in self.shape_buf)
 
-    def exec(self, descs, outs, nx, ny, scheme=None, stream=0, ranges=None):
-        """descs: per argument position (ptr, dtype, shape, strides, device,
-        device_id) or None; outs: one such descriptor per formula (its values);
-        stream, ranges: as for Plan.exec."""
+    def pack(self, descs, nx, ny, stream=0, ranges=None):
+        """Writes the arguments and options of the next call into the plan's
+        buffer; descs, stream, ranges: as for Plan.pack."""
         buf = self.buf
         off = 0
-        for d in list(descs) + list(outs):
+        for d in descs:
             if d is not None:
                 _pack_array(buf, off, d)
             off += _ARRAY_SIZE
         _OPTS.pack_into(buf, self.opt_off, _settings["num_threads"], nx, ny, stream, _OPT_SIZE)
         _POINTER.pack_into(buf, self.opt_off + _RANGES_OFF, 0 if ranges is None else ranges.addr)
+
+    def output_shape(self, k):
+        """kp_plan_output_shape of formula k for the packed arguments: the
+        shape of its values (a tuple)."""
+        ndim, shape = self.shape_buf
+        _INT.pack_into(self.buf, self.opt_off + _OUTPUT_OFF, k)
+        st = _plan_output_shape(self.handle, self.base, self.nargs, self.opt_addr, self.shape_addr[0],
+                                self.shape_addr[1], None)
+        if st != KP_OK:
+            raise self.ctx.fail(st)
+        return tuple(shape[:ndim.value])
+
+    def run_packed(self, outs, nx, ny, scheme=None):
+        """kp_plan_exec_joint on the packed arguments; outs: one descriptor per
+        formula (its values)."""
+        buf = self.buf
+        off = self.out_off
+        for d in outs:
+            _pack_array(buf, off, d)
+            off += _ARRAY_SIZE
         self.ctx.use_settings(scheme)
         st = _progress.run(_plan_exec_joint, (self.handle, self.base, self.nargs, self.out_addr, self.nouts, self.opt_addr),
                            buf, self.opt_off + _PROGRESS_OFF, _pairs_of(nx, ny, None))

@@ -318,3 +318,30 @@ def test_joint_plans_are_cached(monkeypatch):
         x.requires_grad_(), y.requires_grad_(), b.requires_grad_()
         red(x, y, torch.tensor([2.0], dtype=dtype), b).sum().backward()
     assert sorted(made) == [_lib.KP_FLOAT32, _lib.KP_FLOAT64]
+
+
+def test_joint_plan_output_shapes():
+    """run_joint's output shapes come from the joint plan (kp_plan_output_shape
+    with kp_exec_options.output = k): formula k's own plan's shape, with a
+    batch dimension, rows N or M, and one row for the summed parameter
+    gradient; a formula index past the last one is refused."""
+    from pykp import _call
+
+    key = ("parse", "Sum_Reduction(Exp(-SqDist(x,y)*g)*b, 1)", ("x = Vi(3)", "y = Vj(3)", "g = Pm(1)", "b = Vj(2)"))
+    f = _lib.formula(key)
+    grads = [(key, "grad", k) for k in (0, 1, 2, 3)]
+    joint = _lib.joint(tuple(grads))
+    f64 = torch.float64
+    x, y, b = torch.rand(2, 7, 3, dtype=f64), torch.rand(5, 3, dtype=f64), torch.rand(5, 2, dtype=f64)
+    e = torch.rand(2, 7, 2, dtype=f64)  # the gradients' seed, an i-variable
+    args = [x, y, torch.tensor([0.5], dtype=f64), b, e]
+    call = _call.prepare(joint, args)
+    plan = joint.plan(call.code)
+    assert plan is not None and f.nargs == 4
+    plan.pack(call.descs, call.nx, call.ny)
+    got = [plan.output_shape(k) for k in range(4)]
+    own = [_call.output_shapes(g, call.code, [d if i is not None else None for d, i in zip(call.descs, g.args)],
+                               call.nx, call.ny)[0] for g in joint.formulas]
+    assert got == own == [(2, 7, 3), (2, 5, 3), (2, 1, 1), (2, 5, 2)]
+    with pytest.raises(_lib.KpError, match="4 formulas"):
+        plan.output_shape(4)
