@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cuda_test_mem.h"
 #include "gpu/cuda_driver.h"
 #include "gpu_cases.h"
 #include "kp.h"
@@ -34,40 +35,6 @@
 
 #define NX 37
 #define NY 301
-
-static int failures;
-static const kp_cuda_driver *cu;
-static CUstream stream;
-
-#define CHECK(cond, ...)                 \
-    do {                                 \
-        if (!(cond)) {                   \
-            printf("FAIL: " __VA_ARGS__); \
-            printf("\n");                \
-            failures++;                  \
-        }                                \
-    } while (0)
-
-/* ------------------------------------------------------------ device memory (test side) */
-
-static void *dev_upload(const void *host, size_t bytes) {
-    CUdeviceptr p = 0;
-    if (cu->MemAlloc(&p, bytes ? bytes : 8) != KP_CUDA_SUCCESS) return NULL;
-    if (bytes && (cu->MemcpyHtoDAsync(p, host, bytes, stream) != KP_CUDA_SUCCESS ||
-                  cu->StreamSynchronize(stream) != KP_CUDA_SUCCESS))
-        return NULL;
-    return (void *)(uintptr_t)p;
-}
-
-static int dev_download(void *host, const void *dev, size_t bytes) {
-    if (!bytes) return 1;
-    return cu->MemcpyDtoHAsync(host, (CUdeviceptr)(uintptr_t)dev, bytes, stream) == KP_CUDA_SUCCESS &&
-           cu->StreamSynchronize(stream) == KP_CUDA_SUCCESS;
-}
-
-static void dev_free(void *p) {
-    if (p) cu->MemFree((CUdeviceptr)(uintptr_t)p);
-}
 
 static kp_array on_device(kp_array a, void *dev) {
     a.data = dev;

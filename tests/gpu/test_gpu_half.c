@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "core/half.h"
+#include "cuda_test_mem.h"
 #include "gpu/cuda_driver.h"
 #include "kp.h"
 #include "kp_test_util.h"
@@ -41,40 +42,7 @@
 #define N 37
 #define M 301
 
-static int failures;
 static int compile_only; /* argument "compile": the fake driver runs nothing, only statuses are checked */
-static const kp_cuda_driver *cu;
-static CUstream stream;
-
-#define CHECK(cond, ...)                  \
-    do {                                  \
-        if (!(cond)) {                    \
-            printf("FAIL: " __VA_ARGS__); \
-            printf("\n");                 \
-            failures++;                   \
-        }                                 \
-    } while (0)
-
-/* ------------------------------------------------------------ device memory */
-
-static void *dev_upload(const void *host, size_t bytes) {
-    CUdeviceptr p = 0;
-    if (cu->MemAlloc(&p, bytes ? bytes : 8) != KP_CUDA_SUCCESS) return NULL;
-    if (bytes && (cu->MemcpyHtoDAsync(p, host, bytes, stream) != KP_CUDA_SUCCESS ||
-                  cu->StreamSynchronize(stream) != KP_CUDA_SUCCESS))
-        return NULL;
-    return (void *)(uintptr_t)p;
-}
-
-static int dev_download(void *host, const void *dev, size_t bytes) {
-    if (!bytes) return 1;
-    return cu->MemcpyDtoHAsync(host, (CUdeviceptr)(uintptr_t)dev, bytes, stream) == KP_CUDA_SUCCESS &&
-           cu->StreamSynchronize(stream) == KP_CUDA_SUCCESS;
-}
-
-static void dev_free(void *p) {
-    if (p) cu->MemFree((CUdeviceptr)(uintptr_t)p);
-}
 
 /* Bytes an array's strides reach (elements of esz bytes). */
 static size_t span_bytes(const kp_array *a, size_t esz) {
