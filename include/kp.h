@@ -103,8 +103,7 @@ const char *kp_status_name(kp_status status);
  *   gradient, which float16 holds exactly only up to 2048), on every engine.
  *   Host arrays are converted by the plan layer; CUDA device arrays by the
  *   CUDA engine, on the device and the call's stream, with the same
- *   conversions (the same bits; not in kp_plan_exec_partial, which reads
- *   host arrays only).
+ *   conversions (the same bits, kp_plan_exec_partial included).
  * KP_COMPLEX64 / KP_COMPLEX128: interleaved (real, imaginary) float32 /
  *   float64 pairs, as C99 complex, numpy and torch store them. A complex array
  *   of last extent D is read as 2 D reals (real parts at even components), so
@@ -688,8 +687,11 @@ kp_status kp_formula_cuda_aot(kp_context *ctx, const kp_formula *f, kp_dtype dty
  * ranges. kp_plan_state_info and kp_plan_state_finalize ignore ranges.
  * CPU engine only (the GPU engines: KP_ERR_UNSUPPORTED).
  *
- * Engines: the states are computed by the context's engine from host
- * arrays (CUDA device arrays are KP_ERR_UNSUPPORTED). Every engine writes the
+ * Engines: the states are computed by the context's engine. The CUDA
+ * engine also folds CUDA device arrays (float16 ones included; on
+ * options->cuda_stream, synchronized before the call returns); the states
+ * are host buffers either way. kp_plan_state_finalize runs on the host and
+ * takes host arrays only (KP_ERR_UNSUPPORTED). Every engine writes the
  * same layout, so states of different engines merge; the bits above hold per
  * engine (the GPU engines fold chunks of 16384 points, so their aligned parts
  * are multiples of 16384, which KP_STATE_CHUNK is). Merge and finalize are

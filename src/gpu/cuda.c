@@ -362,7 +362,7 @@ static const kp_gpu_device_ops cuda_device = {
 /* ------------------------------------------------------------ run */
 
 /* One job on a device (ordinal, stream), its primary context current for the call. partial: the
- * states of kp_plan_exec_partial (host arrays). */
+ * states of kp_plan_exec_partial. */
 static kp_status run_on(kp_context *ctx, const kp_job *job, int ordinal, void *stream, int on_device,
                         const kp_gpu_partial *partial) {
     char why[320];
@@ -378,7 +378,7 @@ static kp_status run_on(kp_context *ctx, const kp_job *job, int ordinal, void *s
     if (r != KP_CUDA_SUCCESS) return fail_cu(&R, r, "cuCtxPushCurrent");
     /* Chunks of the reduced axis are split over the grid when row blocks cannot fill the device. */
     kp_gpu_device d = {&cuda_device, &R, ctx, R.dev->sm_count > 0 ? 2 * (int64_t)R.dev->sm_count : 64, on_device,
-                       on_device ? job->sum_rows_dim : 0};
+                       on_device && !partial ? job->sum_rows_dim : 0}; /* states keep rows: finalize sums them */
     kp_status st = kp__gpu_run(&d, job, partial);
     CUcontext popped;
     R.cu->CtxPopCurrent(&popped);
@@ -390,8 +390,10 @@ static kp_status cuda_run_job(kp_context *ctx, const kp_job *job) {
     return run_on(ctx, job, 0, NULL, 0, NULL);
 }
 
+/* The states are host buffers, also for device arrays: the chunk states are read back and merged. */
 static kp_status cuda_run_partial(kp_context *ctx, const kp_job *job, int64_t offset, void *sreal, int64_t *sidx) {
     kp_gpu_partial p = {offset, sreal, sidx};
+    if (job->device == KP_DEVICE_CUDA) return run_on(ctx, job, job->device_id, job->stream, 1, &p);
     return run_on(ctx, job, 0, NULL, 0, &p);
 }
 

@@ -43,14 +43,19 @@ static kp_status check_plan(kp_plan *plan) {
     return KP_OK;
 }
 
+/* What a call does with the arrays it prepares. */
+typedef enum prep_use { FOR_INFO, FOR_FOLD, FOR_FINALIZE } prep_use;
+
 /* Validates a call's arrays as kp_plan_exec does, but without outputs (unless
  * given) and without requiring K reduced points: a part may hold fewer.
- * Block-sparse ranges select the pairs a part folds (fold set); the layout
+ * Block-sparse ranges select the pairs a part folds (FOR_FOLD); the layout
  * and the finalization of states do not depend on them, so the other calls
  * leave them out rather than check them against points they do not read. */
+
 static kp_status prepare(kp_plan *plan, const kp_array *args, size_t n_args, kp_array *out, kp_array *out_index,
-                         const kp_exec_options *options, int fold, kp_job *job) {
+                         const kp_exec_options *options, prep_use use, kp_job *job) {
     kp_context *ctx = plan->ctx;
+    const int fold = use == FOR_FOLD;
     kp_exec_options opt;
     kp_status st = kp__exec_options_read(ctx, options, &opt);
     if (st != KP_OK) return st;
@@ -67,7 +72,7 @@ static kp_status prepare(kp_plan *plan, const kp_array *args, size_t n_args, kp_
         dout.dtype = plan->dtype;
         dout.ndim = ndim;
         memcpy(dout.shape, shape, sizeof shape);
-        for (size_t k = 0; k < n_args; k++) /* the arguments' device: device arrays get the refusal below */
+        for (size_t k = 0; k < n_args; k++) /* the arguments' device, which the engine must read */
             if (k < (size_t)KP_MAX_ARGS && plan->args[k].used && args[k].device != KP_DEVICE_CPU) {
                 dout.device = args[k].device;
                 dout.device_id = args[k].device_id;
@@ -86,8 +91,9 @@ static kp_status prepare(kp_plan *plan, const kp_array *args, size_t n_args, kp_
     st = kp__plan_prepare(copy, args, n_args, out, out_index, &opt, job);
     kp__free(ctx, copy);
     job->prog = &plan->prog;
-    if (st == KP_OK && job->device != KP_DEVICE_CPU)
-        st = kp__fail(ctx, KP_ERR_UNSUPPORTED, "partial reduction states read host arrays only");
+    /* Finalize runs on the host, and may read the rows' arguments there. */
+    if (st == KP_OK && use == FOR_FINALIZE && job->device != KP_DEVICE_CPU)
+        st = kp__fail(ctx, KP_ERR_UNSUPPORTED, "kp_plan_state_finalize runs on the host: it reads host arrays only");
     return st;
 }
 
@@ -118,7 +124,7 @@ kp_status kp_plan_state_info(kp_plan *plan, const kp_array *args, size_t n_args,
     if ((st = kp__io_begin(plan, args, n_args, NULL, 0, &io)) != KP_OK) return st;
     kp_job *job = kp__alloc(plan->ctx, sizeof *job);
     if (!job) return kp__io_end(&io, kp__fail(plan->ctx, KP_ERR_OOM, "out of memory"));
-    st = prepare(plan, io.args, n_args, NULL, NULL, options, 0, job);
+    st = prepare(plan, io.args, n_args, NULL, NULL, options, FOR_INFO, job);
     if (st == KP_OK) st = info_of(plan, job->nbatch, job->nrows, info);
     kp__free(plan->ctx, job);
     return kp__io_end(&io, st);
@@ -152,6 +158,7 @@ kp_status kp_plan_state_init(kp_plan *plan, const kp_state_info *info, void *sta
     h.row_offset = info->row_offset;
     const kp_states_ops *hs = host_states(plan->ctx);
     if (!hs) return KP_ERR_UNSUPPORTED;
+    memset(state, 0, info->bytes); /* the padding too: equal states are equal bytes */
     memcpy(state, &h, sizeof h);
     hs->init(&plan->prog, plan->dtype, info->nbatch * info->nrows, (char *)state + want.real_offset,
              info->nidx ? (int64_t *)(void *)((char *)state + want.index_offset) : NULL);
@@ -205,7 +212,7 @@ kp_status kp_plan_exec_partial(kp_plan *plan, const kp_array *args, size_t n_arg
     if ((st = kp__io_begin(plan, args, n_args, NULL, 0, &io)) != KP_OK) return st;
     kp_job *job = kp__alloc(ctx, sizeof *job);
     if (!job) return kp__io_end(&io, kp__fail(ctx, KP_ERR_OOM, "out of memory"));
-    st = prepare(plan, io.args, n_args, NULL, NULL, options, 1, job);
+    st = prepare(plan, io.args, n_args, NULL, NULL, options, FOR_FOLD, job);
     if (st == KP_OK) st = check_shape(plan, &h, job);
     if (st == KP_OK && __builtin_add_overflow(h.ncols, job->ncols, &h.ncols))
         st = kp__fail(ctx, KP_ERR_TOO_LARGE, "more than 2^63 points folded");
@@ -275,7 +282,7 @@ kp_status kp_plan_state_finalize(kp_plan *plan, const kp_array *args, size_t n_a
     if ((st = kp__io_begin(plan, args, n_args, out, plan->out_dim ? 1 : 0, &io)) != KP_OK) return st;
     kp_job *job = kp__alloc(ctx, sizeof *job);
     if (!job) return kp__io_end(&io, kp__fail(ctx, KP_ERR_OOM, "out of memory"));
-    st = prepare(plan, io.args, n_args, io.n_outs ? io.outs : out, out_index, options, 0, job);
+    st = prepare(plan, io.args, n_args, io.n_outs ? io.outs : out, out_index, options, FOR_FINALIZE, job);
     if (st == KP_OK) st = check_shape(plan, &h, job);
     if (st == KP_OK) {
         void *s = (void *)(uintptr_t)state;

@@ -20,7 +20,8 @@
  *   - strided, transposed and batch-broadcast arrays, a float32 device array
  *     mixed in, block-sparse ranges, a joint plan of both gradients (formula
  *     by formula, the same bits as the plans alone);
- *   - partial states of device arrays: KP_ERR_UNSUPPORTED, by name.
+ *   - partial states of device arrays: the host arrays' state bytes (two parts
+ *     folded); finalize refuses device arrays, by name.
  * Run on the CUDA emulator (gpu_half_cuda_emul) or a GPU (gpu_half_cuda);
  * without a device: "SKIPPED" and exit 77. With the argument "compile", on the
  * fake driver with the real NVRTC (gpu_half_nvrtc): the conversion kernels and
@@ -416,11 +417,6 @@ static void case_layouts(kp_context *ctx, data *d) {
         exec(ps, a, 5, os, 0, NULL);
         CHECK(memcmp(j0, r0, sizeof r0) == 0 && j1 == r1, "joint on device arrays: other bits than the plans one by one");
     }
-    /* partial states read host arrays only */
-    kp_state_info info;
-    st = kp_plan_state_info(px, dargs, 5, NULL, &info);
-    CHECK(st == KP_ERR_UNSUPPORTED && strstr(kp_context_message(ctx), "host arrays only"),
-          "partial states of float16 device arrays: status %d '%s'", (int)st, kp_context_message(ctx));
     for (int k = 0; k < 7; k++) dev_free(dm[k]);
     kp_plan_free(joint);
     kp_plan_free(px);
@@ -428,6 +424,64 @@ static void case_layouts(kp_context *ctx, data *d) {
     kp_formula_free(f);
     kp_formula_free(gx);
     kp_formula_free(gs);
+}
+
+/* The state of p after folding points [0, 150) then [150, M) (offsets 0 and
+ * 150) of args a, in a new buffer of *bytes. */
+static unsigned char *fold_two_parts(kp_context *ctx, kp_plan *p, const kp_array *a, int device, size_t *bytes) {
+    kp_state_info info;
+    kp_status st = kp_plan_state_info(p, a, 4, NULL, &info);
+    CHECK(st == KP_OK, "state info (%s arrays): %s", device ? "device" : "host", kp_context_message(ctx));
+    if (st != KP_OK) return NULL;
+    unsigned char *s = malloc(info.bytes);
+    if (kp_plan_state_init(p, &info, s) != KP_OK) return free(s), NULL;
+    kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
+    opt.cuda_stream = device ? stream : NULL;
+    const int64_t cut[3] = {0, 150, M};
+    for (int k = 0; k < 2 && st == KP_OK; k++) {
+        kp_array part[4] = {a[0], a[1], a[2], a[3]};
+        part[1].data = (char *)a[1].data + (size_t)cut[k] * 3 * 2, part[1].shape[0] = cut[k + 1] - cut[k];
+        part[3].data = (char *)a[3].data + (size_t)cut[k] * 2 * 2, part[3].shape[0] = cut[k + 1] - cut[k];
+        st = kp_plan_exec_partial(p, part, 4, cut[k], s, info.bytes, &opt);
+    }
+    CHECK(st == KP_OK, "fold (%s arrays): %s", device ? "device" : "host", kp_context_message(ctx));
+    *bytes = info.bytes;
+    return s;
+}
+
+/* Partial states of float16 device arrays: the same state bytes as from host
+ * arrays on the same engine; finalize takes host arrays only. */
+static void case_partial(kp_context *ctx, data *d) {
+    kp_array a[5], da[4];
+    args_of(d, a);
+    void *dm[4] = {NULL};
+    for (int k = 0; k < 4; k++) {
+        da[k] = a[k];
+        da[k].data = dm[k] = dev_upload(a[k].data, span_bytes(&a[k], 2));
+        da[k].device = KP_DEVICE_CUDA;
+    }
+    const char *const texts[] = {GAUSS, "ArgKMin_Reduction(SqDist(x,y)*s, 3, 1)", "LogSumExp_Reduction(-SqDist(x,y)*s, 1)"};
+    for (size_t t = 0; t < sizeof texts / sizeof texts[0]; t++) {
+        kp_plan *p = plan_of(ctx, texts[t], -1);
+        size_t hb = 0, db = 0;
+        unsigned char *hs = p ? fold_two_parts(ctx, p, a, 0, &hb) : NULL, *ds = p ? fold_two_parts(ctx, p, da, 1, &db) : NULL;
+        size_t at = 0;
+        while (hs && ds && hb == db && at < hb && hs[at] == ds[at]) at++;
+        CHECK(hs && ds && hb == db && at == hb, "%s: states of device arrays differ from host arrays' (byte %zu of %zu)",
+              texts[t], at, hb);
+        if (ds) {
+            uint16_t out[N * 3];
+            int64_t idx[N * 3];
+            kp_array o = kp_array_2d(out, KP_FLOAT16, N, t == 0 ? 2 : 1), oi = kp_array_2d(idx, KP_INT64, N, 3);
+            kp_status st = kp_plan_state_finalize(p, da, 4, ds, db, t == 1 ? NULL : &o, t == 1 ? &oi : NULL, NULL);
+            CHECK(st != KP_OK && strstr(kp_context_message(ctx), "device"), "finalize with device arrays: status %d '%s'",
+                  (int)st, kp_context_message(ctx));
+        }
+        free(hs);
+        free(ds);
+        kp_plan_free(p);
+    }
+    for (int k = 0; k < 4; k++) dev_free(dm[k]);
 }
 
 int main(int argc, char **argv) {
@@ -458,6 +512,7 @@ int main(int argc, char **argv) {
     case_reductions(ctx, d);
     case_gradients(ctx, d);
     if (!compile_only) case_layouts(ctx, d);
+    if (!compile_only) case_partial(ctx, d);
     free(d);
     cu->StreamDestroy(stream);
     kp_context_free(ctx);
