@@ -485,8 +485,8 @@ def reduce(lazy, reduction_op, axis, opt_arg=None, layout="rows", comm=None):
         As for Genred.
     """
     if lazy.ranges is not None:
-        raise KpNotImplementedError("pykp.distributed: block-sparse ranges (lazy.ranges) are not supported: "
-                                  "libkp's partial states refuse them")
+        raise KpNotImplementedError("pykp.distributed: block-sparse ranges (lazy.ranges) are not split over "
+                                  "the ranks: reduce without them, or per rank with pykp")
     texts, args = lazy._text(())
     text = reduction_text(texts[0], reduction_op, axis, opt_arg)
     key = ("parse", text, ())
