@@ -2,7 +2,7 @@
  * cuda_test_mem.h — what the tests that drive CUDA themselves share
  * (test_gpu_cuda.c, test_gpu_half.c): a failure counter with its CHECK, and
  * device memory through the driver table cu on the stream `stream`, which
- * the includer loads before using these.
+ * cuda_test_setup makes.
  */
 #ifndef KP_TESTS_GPU_CUDA_TEST_MEM_H
 #define KP_TESTS_GPU_CUDA_TEST_MEM_H
@@ -43,6 +43,20 @@ static inline int dev_download(void *host, const void *dev, size_t bytes) {
 
 static inline void dev_free(void *p) {
     if (p) cu->MemFree((CUdeviceptr)(uintptr_t)p);
+}
+
+/* cu and stream for CUDA device 0, its primary context made current; 0 with
+ * a message printed when it cannot be. */
+static inline int cuda_test_setup(void) {
+    char w[320];
+    const kp_cuda_device *dev = kp__cuda_device(0, w, sizeof w);
+    cu = kp__cuda_driver(NULL);
+    if (!dev || cu->CtxPushCurrent(dev->ctx) != KP_CUDA_SUCCESS ||
+        cu->StreamCreate(&stream, 1 /* CU_STREAM_NON_BLOCKING */) != KP_CUDA_SUCCESS) {
+        printf("FAIL: test setup on CUDA device 0: %s\n", w);
+        return 0;
+    }
+    return 1;
 }
 
 #endif

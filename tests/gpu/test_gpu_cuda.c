@@ -364,14 +364,9 @@ int main(int argc, char **argv) {
         printf("SKIPPED: no CUDA device (%s)\n", why);
         return 77;
     }
+    if (!cuda_test_setup()) return 1;
     char w[320];
     const kp_cuda_device *dev = kp__cuda_device(0, w, sizeof w);
-    cu = kp__cuda_driver(NULL);
-    if (!dev || cu->CtxPushCurrent(dev->ctx) != KP_CUDA_SUCCESS ||
-        cu->StreamCreate(&stream, 1 /* CU_STREAM_NON_BLOCKING */) != KP_CUDA_SUCCESS) {
-        printf("FAIL: test setup on CUDA device 0: %s\n", w);
-        return 1;
-    }
     printf("mode: %s; device 0: %s (sm_%d%d)\n", argc > 1 ? argv[1] : "default", dev->name, dev->cc_major,
            dev->cc_minor);
     int only = -1;

@@ -498,14 +498,7 @@ int main(int argc, char **argv) {
         kp_context_free(ctx);
         return 77;
     }
-    char w[320];
-    const kp_cuda_device *dev = kp__cuda_device(0, w, sizeof w);
-    cu = kp__cuda_driver(NULL);
-    if (!dev || cu->CtxPushCurrent(dev->ctx) != KP_CUDA_SUCCESS ||
-        cu->StreamCreate(&stream, 1 /* CU_STREAM_NON_BLOCKING */) != KP_CUDA_SUCCESS) {
-        printf("FAIL: test setup on CUDA device 0: %s\n", w);
-        return 1;
-    }
+    if (!cuda_test_setup()) return 1;
     data *d = malloc(sizeof *d);
     data_init(d);
     if (!compile_only) case_every_value(ctx);
