@@ -447,7 +447,8 @@ typedef struct kp_exec_options {
     void *progress_user;     /* passed to progress */
     const kp_ranges *ranges; /* NULL: dense (every pair); see kp_ranges (every engine) */
     /* Joint plans: the formula (0 to n-1) whose output kp_plan_output_shape
-     * describes; 0 for an ordinary plan. The other calls do not read it. */
+     * describes; 0 for an ordinary plan. Every other call refuses a value
+     * other than 0 (KP_ERR_ARGUMENT) rather than ignore it. */
     int output;
 } kp_exec_options;
 #define KP_EXEC_OPTIONS_DEFAULT {0, -1, -1, NULL, sizeof(kp_exec_options), NULL, NULL, NULL, 0}

@@ -474,7 +474,11 @@ static void test_output_shapes(void **state) {
         obuf[k] = calloc((size_t)(shape[0] * shape[1] * shape[2]), 8);
         outs[k] = kp_array_nd(obuf[k], KP_FLOAT64, ndim, shape);
     }
-    KPT_ASSERT_OK(ctx, kp_plan_exec_joint(plan, batched, 5, outs, 4, &opt)); /* output: read by the shape query only */
+    /* output is the shape query's: the calls refuse it rather than ignore it */
+    assert_int_equal(kp_plan_exec_joint(plan, batched, 5, outs, 4, &opt), KP_ERR_ARGUMENT);
+    assert_non_null(strstr(kp_context_message(ctx), "kp_exec_options.output is 3"));
+    opt.output = 0;
+    KPT_ASSERT_OK(ctx, kp_plan_exec_joint(plan, batched, 5, outs, 4, &opt));
     opt.output = 4;
     assert_int_equal(kp_plan_output_shape(plan, flat, 5, &opt, &ndim, shape, NULL), KP_ERR_ARGUMENT);
     assert_non_null(strstr(kp_context_message(ctx), "4 formulas"));

@@ -65,7 +65,6 @@ static kp_status prepare(kp_plan *plan, const kp_array *args, size_t n_args, kp_
     if (!out && !out_index) {
         int ndim = 0;
         int64_t shape[KP_MAX_DIMS], ishape[KP_MAX_DIMS];
-        opt.output = 0; /* a shape query's field: the partial calls do not read it */
         if ((st = kp_plan_output_shape(plan, args, n_args, &opt, &ndim, shape, ishape)) != KP_OK) return st;
         memset(&dout, 0, sizeof dout);
         dout.data = dummy;

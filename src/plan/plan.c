@@ -274,6 +274,10 @@ kp_status kp__plan_prepare(kp_plan *plan, const kp_array *args, size_t n_args, c
     kp_exec_options opt;
     kp_status st = kp__exec_options_read(ctx, options, &opt);
     if (st != KP_OK) return st;
+    if (opt.output != 0)
+        return kp__fail(ctx, KP_ERR_ARGUMENT,
+                        "kp_exec_options.output is %d: only kp_plan_output_shape reads it (0 for every other call)",
+                        opt.output);
     if (n_args != (size_t)plan->nargs)
         return kp__fail(ctx, KP_ERR_ARGUMENT, "the formula takes %d arguments, got %zu", plan->nargs, n_args);
     if (n_args && !args) return kp__fail(ctx, KP_ERR_NULL, "args is NULL");

@@ -732,6 +732,7 @@ class JointPlan:
         _INT.pack_into(self.buf, self.opt_off + _OUTPUT_OFF, k)
         st = _plan_output_shape(self.handle, self.base, self.nargs, self.opt_addr, self.shape_addr[0],
                                 self.shape_addr[1], None)
+        _INT.pack_into(self.buf, self.opt_off + _OUTPUT_OFF, 0)  # the calls refuse any other value
         if st != KP_OK:
             raise self.ctx.fail(st)
         return tuple(shape[:ndim.value])
