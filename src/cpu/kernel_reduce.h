@@ -232,16 +232,16 @@ static inline void kmin_insert(REAL *v, int64_t *ix, int K, int D, REAL x, int64
     ix[p * D] = j;
 }
 
-/* Does block f[0..NP) hold a value that beats thr (min: below; max: above) or a
- * NaN? One vectorizable pass; most blocks of a nearest-neighbour search fail it,
- * so the exact, ordered insertion below runs on few elements. */
-static inline int block_may_improve(const REAL *f, REAL thr, int is_max) {
-    int hit = 0;
-    if (is_max)
-        for (int l = 0; l < NP; l++) hit |= (f[l] > thr) | (f[l] != f[l]);
-    else
-        for (int l = 0; l < NP; l++) hit |= (f[l] < thr) | (f[l] != f[l]);
-    return hit;
+/* The lanes of block f[0..NP) that beat thr (min: below; max: above) or are
+ * NaN, one bit each. Most blocks of a nearest-neighbour search have none, so
+ * the exact, ordered insertion below runs on few elements; and as the kept
+ * list only tightens while a block is inserted, a lane outside the mask would
+ * be refused by kmin_insert anyway. */
+_Static_assert(NP <= 64, "block_candidates keeps one bit per lane");
+static inline uint64_t block_candidates(const REAL *f, REAL thr, int is_max) {
+    uint64_t mask = 0;
+    for (int l = 0; l < NP; l += VL) mask |= (uint64_t)vbeats(f + l, thr, is_max) << l;
+    return mask;
 }
 
 /* Lane k holds reduced point j0 + k, or jmap[k] when jmap is not NULL (a
@@ -257,12 +257,19 @@ static void select_tile(const kp_program *prog, REAL *st, int64_t *ix, const REA
         REAL *v = st + d;
         int64_t *vi = ix + d;
         int k = 0;
-        /* Blocks are skipped only once the list is full and the worst kept
-         * value is a number; a value equal to it never enters (earlier wins). */
+        /* Once the list is full and its worst kept value is a number, only a
+         * block's candidate lanes are offered; a value equal to it never enters
+         * (earlier wins). */
         for (; k + NP <= len; k += NP) {
-            if (vi[last] >= 0 && v[last] == v[last] && !block_may_improve(fd + k, v[last], is_max)) continue;
-            for (int l = 0; l < NP; l++)
+            if (vi[last] < 0 || v[last] != v[last]) {
+                for (int l = 0; l < NP; l++)
+                    kmin_insert(v, vi, K, D, fd[k + l], jmap ? jmap[k + l] : j0 + k + l, is_max);
+                continue;
+            }
+            for (uint64_t m = block_candidates(fd + k, v[last], is_max); m; m &= m - 1) {
+                int l = __builtin_ctzll(m);
                 kmin_insert(v, vi, K, D, fd[k + l], jmap ? jmap[k + l] : j0 + k + l, is_max);
+            }
         }
         for (; k < len; k++) kmin_insert(v, vi, K, D, fd[k], jmap ? jmap[k] : j0 + k, is_max);
     }

@@ -10,6 +10,8 @@
  *   VT, VLD, VST, VSET vector type, unaligned load/store, broadcast
  *   VFN(name)         SLEEF vector function, 1.0-ulp accuracy (u10)
  *   LM(name)          libm function for REAL (scalar fallback)
+ *   vbeats(f, t, mx)  one bit per lane of the VL values at f: the value beats t
+ *                     (mx: is above it; else below it) or is NaN
  */
 #ifndef KP_CPU_SIMD_H
 #define KP_CPU_SIMD_H
@@ -63,6 +65,36 @@
 #define VL 1
 #else
 #error "define one of KP_ISA_AVX512, KP_ISA_AVX2, KP_ISA_GENERIC"
+#endif
+
+#if defined(KP_ISA_AVX512) && KP_REAL_F32
+static inline unsigned vbeats(const REAL *f, REAL t, int mx) {
+    __m512 v = VLD(f), w = VSET(t);
+    return (unsigned)(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) |
+                      (mx ? _mm512_cmp_ps_mask(v, w, _CMP_GT_OQ) : _mm512_cmp_ps_mask(v, w, _CMP_LT_OQ)));
+}
+#elif defined(KP_ISA_AVX512)
+static inline unsigned vbeats(const REAL *f, REAL t, int mx) {
+    __m512d v = VLD(f), w = VSET(t);
+    return (unsigned)(_mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q) |
+                      (mx ? _mm512_cmp_pd_mask(v, w, _CMP_GT_OQ) : _mm512_cmp_pd_mask(v, w, _CMP_LT_OQ)));
+}
+#elif defined(KP_ISA_AVX2) && KP_REAL_F32
+static inline unsigned vbeats(const REAL *f, REAL t, int mx) {
+    __m256 v = VLD(f), w = VSET(t);
+    __m256 b = mx ? _mm256_cmp_ps(v, w, _CMP_GT_OQ) : _mm256_cmp_ps(v, w, _CMP_LT_OQ);
+    return (unsigned)_mm256_movemask_ps(_mm256_or_ps(b, _mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
+}
+#elif defined(KP_ISA_AVX2)
+static inline unsigned vbeats(const REAL *f, REAL t, int mx) {
+    __m256d v = VLD(f), w = VSET(t);
+    __m256d b = mx ? _mm256_cmp_pd(v, w, _CMP_GT_OQ) : _mm256_cmp_pd(v, w, _CMP_LT_OQ);
+    return (unsigned)_mm256_movemask_pd(_mm256_or_pd(b, _mm256_cmp_pd(v, v, _CMP_UNORD_Q)));
+}
+#else
+static inline unsigned vbeats(const REAL *f, REAL t, int mx) {
+    return (unsigned)((mx ? *f > t : *f < t) | (*f != *f));
+}
 #endif
 
 #endif
