@@ -168,6 +168,7 @@ static void compile(entry *e) {
     if (ok) {
         stats.compiled++;
         stats.joint += e->spec.mode == KP_JIT_JOINT;
+        stats.lse += e->spec.mode == KP_JIT_LSE;
     } else {
         stats.failed++;
     }
@@ -312,10 +313,12 @@ static jit_mode env_mode(void) {
 }
 
 /* Rows per block: enough independent chains to hide latencies, few enough
- * that the accumulators (KP_JIT_SUM) stay in registers. */
+ * that the accumulators (KP_JIT_SUM, JOINT, LSE) stay in registers. */
 static int rows_for(const kp_jit_spec *s) {
     if (s->mode == KP_JIT_TILES) return 4;
-    int acc = s->mode == KP_JIT_JOINT ? s->rowdim + s->coldim : s->fdim;
+    int acc = s->mode == KP_JIT_JOINT ? s->rowdim + s->coldim
+              : s->mode == KP_JIT_LSE   ? kp__jit_lse_state(s->fdim, s->red_g.dim)
+                                        : s->fdim;
     int r = 16 / (acc > 0 ? acc : 1);
     return r > 4 ? 4 : r < 1 ? 1 : r;
 }
