@@ -163,6 +163,14 @@ static void test_matches_interpreter(void **state) {
     KPT_ASSERT_OK(ctx, kp_context_set_sum_scheme(ctx, KP_SUM_KAHAN));
     compare(ctx, &cases[0], KP_FLOAT32, 1, d, 1);
     compare(ctx, &cases[7], KP_FLOAT32, 1, d, 1);
+    /* LogSumExp kernels of 3 rows per call (1 by default): N = 37 leaves a last call of 1 row. */
+    KPT_ASSERT_OK(ctx, kp_context_set_sum_scheme(ctx, KP_SUM_BLOCK));
+    kp__jit_lse_rows = 3;
+    for (size_t k = 7; k <= 13; k++) {
+        compare(ctx, &cases[k], KP_FLOAT32, 1, d, 0);
+        compare(ctx, &cases[k], KP_FLOAT64, 1, d, 0);
+    }
+    kp__jit_lse_rows = 0;
     kp_context_free(ctx);
     free(d);
 }
@@ -309,8 +317,9 @@ static void test_lse_special(void **state) {
     assert_int_equal(kp_context_new(&ctx), KP_OK);
     double got[N * 3];
     int64_t lse0 = lse_count();
-    for (int t = 0; t < 2; t++) {
-        kp_dtype dt = t ? KP_FLOAT64 : KP_FLOAT32;
+    for (int t = 0; t < 4; t++) { /* float32, float64; 1 row per call, then 2 (a last call of 1 row) */
+        kp_dtype dt = t % 2 ? KP_FLOAT64 : KP_FLOAT32;
+        kp__jit_lse_rows = t < 2 ? 0 : 2;
         for (int special = 0; special <= SP_GNAN; special++) {
             sfill(d, special);
             special_case(ctx, "LogSumExp_Reduction(a + c, 1)", 1, dt, d, got);
@@ -343,7 +352,8 @@ static void test_lse_special(void **state) {
                 }
         }
     }
-    assert_int_equal(lse_count(), lse0 + 6); /* 3 formulas x 2 dtypes, all fused */
+    kp__jit_lse_rows = 0;
+    assert_int_equal(lse_count(), lse0 + 12); /* 3 formulas x 2 dtypes x 2 row counts, all fused */
     kp_context_free(ctx);
     free(d);
 }

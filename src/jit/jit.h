@@ -99,5 +99,9 @@ int kp__jit_built(void);
 /* Fault injection for tests (as sqlite3_test_control): while nonzero, every
  * compile fails with a message, as a refused target or an LLVM error would. */
 extern int kp__jit_fail_compiles;
+/* Test control: while 1 to KP_JIT_MAX_ROWS, KP_JIT_LSE kernels compiled
+ * take that many rows per call (default 1), so that tests reach a block's
+ * last, shorter call. */
+extern int kp__jit_lse_rows;
 
 #endif
