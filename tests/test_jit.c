@@ -7,7 +7,14 @@
  *     a multiple of the kernel's rows) and M = 1037 points (several tiles and
  *     a ragged tail): compiled (KP_JIT=require) results within 1e-5 (float32)
  *     or 1e-12 (float64) of the interpreter's, relative to the largest output;
- *     selected indices identical; a kernel was compiled for each run;
+ *     selected indices identical; a kernel was compiled for each run, fused
+ *     (KP_JIT_LSE) for LogSumExp and SumSoftMaxWeight (dim F 1 to 3, dim G 1
+ *     to 3) but under float32 Kahan sums; again with LogSumExp kernels of 3
+ *     rows per call (a last call of 1 row);
+ *   - LogSumExp and SumSoftMaxWeight on -inf, NaN and +inf: rows of -inf,
+ *     tiles of -inf, one NaN or +inf F, a NaN weight where F = -inf; 1 and 2
+ *     rows per call: the interpreter's outputs (special values at the same
+ *     places, the rest within the bounds above) and partial states' max slots;
  *   - the compiled exp: max error against double exp over the whole range,
  *     <= 2 ulp in both dtypes (measured: 0.95 and 1.00), and its special values (NaN, +inf
  *     above the range, 0 below);

@@ -320,7 +320,7 @@ static int rows_for(const kp_jit_spec *s) {
      * carry over from step to step, so steps already overlap; more rows only
      * added register spills (2 and 4 rows: as fast or up to 15% slower, 3
      * rows 40% slower, float64 on AVX-512). */
-    if (s->mode == KP_JIT_LSE) return kp__jit_lse_rows > 0 && kp__jit_lse_rows <= KP_JIT_MAX_ROWS ? kp__jit_lse_rows : 1;
+    if (s->mode == KP_JIT_LSE) return kp__jit_lse_rows >= 1 && kp__jit_lse_rows <= KP_JIT_MAX_ROWS ? kp__jit_lse_rows : 1;
     int acc = s->mode == KP_JIT_JOINT ? s->rowdim + s->coldim : s->fdim;
     int r = 16 / (acc > 0 ? acc : 1);
     return r > 4 ? 4 : r < 1 ? 1 : r;

@@ -431,7 +431,7 @@ static void lse_update(gen *g, LLVMValueRef *st, LLVMValueRef f, const LLVMValue
     for (int k = 0; k < 2 + nw; k++) st[k] = mask ? sel(g, mask, next[k], st[k]) : next[k];
 }
 
-/* The current row's pair values into its states st (lse_width vectors):
+/* The current row's pair values into its states st (kp__jit_lse_state vectors):
  * LogSumExp, (m, s) per component of F; SumSoftMaxWeight, (m, s, acc[dim G]). */
 static void lse_row(gen *g, LLVMValueRef *st, LLVMValueRef mask) {
     const kp_jit_spec *s = g->s;
@@ -475,9 +475,11 @@ static void store_scalar(gen *g, int64_t at, LLVMValueRef v) {
 }
 
 /* One online state's lanes st = (m, s, acc[0..nw)) combined into the tile's
- * (M, S, A): M the lanes' max, each lane rescaled by exp(m - M) (0 where that
- * is NaN: lanes of -inf under M = -inf, of +inf under M = +inf, or M NaN),
- * then summed. Stored at out[at_m], out[at_s], out[at_a + k * a_stride]. */
+ * (M, S, A): M the lanes' max, each lane rescaled by exp(m - M), then summed.
+ * exp(m - M) is taken as 0 where it is NaN (lanes of -inf under M = -inf, of
+ * +inf under M = +inf, or M NaN): the merge skips or overrides those states,
+ * and their sums are then written as numbers. Stored at out[at_m],
+ * out[at_s], out[at_a + k]. */
 static void lse_combine(gen *g, const LLVMValueRef *st, int nw, int64_t at_m, int64_t at_s, int64_t at_a, int ssmw) {
     LLVMValueRef M = hreduce(g, st[0], 1);
     LLVMValueRef v = kp__llvm.LLVMBuildInsertElement(g->B, kp__llvm.LLVMGetUndef(g->VT), M, kp__llvm.LLVMConstInt(g->i32, 0, 0), "");
@@ -675,7 +677,8 @@ LLVMModuleRef kp__jit_build(LLVMContextRef C, const kp_jit_spec *s, const char *
         snprintf(msg, msgsz, "unsupported vector width or row count");
         return NULL;
     }
-    if (s->mode == KP_JIT_LSE && (kp__jit_lse_state(s->fdim, s->red_g.dim) > KP_JIT_LSE_MAX_STATE || (s->red_g.dim && s->fdim != 1))) {
+    if (s->mode == KP_JIT_LSE &&
+        (kp__jit_lse_state(s->fdim, s->red_g.dim) > KP_JIT_LSE_MAX_STATE || (s->red_g.dim && s->fdim != 1))) {
         snprintf(msg, msgsz, "LogSumExp state too wide for a fused kernel");
         return NULL;
     }
