@@ -9,7 +9,8 @@
  *     or 1e-12 (float64) of the interpreter's, relative to the largest output;
  *     selected indices identical; a kernel was compiled for each run, fused
  *     (KP_JIT_LSE) for LogSumExp and SumSoftMaxWeight (dim F 1 to 3, dim G 1
- *     to 3) but under float32 Kahan sums; again with LogSumExp kernels of 3
+ *     to 3) but under float32 Kahan sums and for states too wide (dim F 9,
+ *     dim G 19: KP_JIT_TILES); again with LogSumExp kernels of 3
  *     rows per call (a last call of 1 row);
  *   - LogSumExp and SumSoftMaxWeight on -inf, NaN and +inf: rows of -inf,
  *     tiles of -inf, one NaN or +inf F, a NaN weight where F = -inf; 1 and 2
@@ -98,6 +99,9 @@ static const jcase cases[] = {
     {"SumSoftMaxWeight_Reduction(Log(1 + SqDist(x,y)) - (x|y)*g*20, %d, x - y)", 3, 0},
     {"ArgKMin_Reduction(SqDist(x,y), 4, %d)", 0, 4},
     {"Max_ArgMax_Reduction((x|y) + Log(1 + SqDist(x,y)) * g, %d)", 1, 1},
+    /* States too wide for registers (KP_JIT_LSE_MAX_STATE): F written for the interpreter (KP_JIT_TILES). */
+    {"LogSumExp_Reduction(TensorProd(x-y, y-x)*g, %d)", 9, 0},
+    {"SumSoftMaxWeight_Reduction(-SqDist(x,y)*g, %d, Concat(Concat(TensorProd(x, y), TensorProd(y, x-y)), (x|y)))", 19, 0},
 };
 
 static void mode(const char *m) { setenv("KP_JIT", m, 1); }
@@ -145,7 +149,9 @@ static void compare(kp_context *ctx, const jcase *c, kp_dtype dt, int axis, cons
     if (compiled_count() != before + 1) print_error("%s (%s): no kernel compiled\n", text, kpt_dtype_name(dt));
     assert_int_equal(compiled_count(), before + 1);
     /* LogSumExp and SumSoftMaxWeight are fused (KP_JIT_LSE) but for float32 Kahan sums. */
-    int fused = (strstr(text, "LogSumExp") || strstr(text, "SoftMax")) && !(dt == KP_FLOAT32 && kahan);
+    int ssmw = strstr(text, "SoftMax") != NULL, lse = ssmw || strstr(text, "LogSumExp");
+    int fused = lse && kp__jit_lse_state(ssmw ? 1 : c->dout, ssmw ? c->dout : 0) <= KP_JIT_LSE_MAX_STATE &&
+                !(dt == KP_FLOAT32 && kahan);
     assert_int_equal(lse_count(), lse_before + fused);
     double m = max_abs(ref, nout);
     for (size_t k = 0; k < nout; k++) scale[k] = m;
