@@ -7,7 +7,15 @@
  *     a multiple of the kernel's rows) and M = 1037 points (several tiles and
  *     a ragged tail): compiled (KP_JIT=require) results within 1e-5 (float32)
  *     or 1e-12 (float64) of the interpreter's, relative to the largest output;
- *     selected indices identical; a kernel was compiled for each run;
+ *     selected indices identical; a kernel was compiled for each run, fused
+ *     (KP_JIT_LSE) for LogSumExp and SumSoftMaxWeight (dim F 1 to 3, dim G 1
+ *     to 3) but under float32 Kahan sums and for states too wide (dim F 9,
+ *     dim G 19: KP_JIT_TILES); again with LogSumExp kernels of 3
+ *     rows per call (a last call of 1 row);
+ *   - LogSumExp and SumSoftMaxWeight on -inf, NaN and +inf: rows of -inf,
+ *     tiles of -inf, one NaN or +inf F, a NaN weight where F = -inf; 1 and 2
+ *     rows per call: the interpreter's outputs (special values at the same
+ *     places, the rest within the bounds above) and partial states' max slots;
  *   - the compiled exp: max error against double exp over the whole range,
  *     <= 2 ulp in both dtypes (measured: 0.95 and 1.00), and its special values (NaN, +inf
  *     above the range, 0 below);
@@ -84,9 +92,16 @@ static const jcase cases[] = {
     {"Sum_Reduction(Max(x-y) + ArgMin(y-x) + Rsqrt(Abs(x-y)) + IfElse(x-y, Sign(x-y), ReLU(y-x)) + Floor(4*y), %d)", 3, 0},
     {"LogSumExp_Reduction(-SqDist(x,y)*g, %d)", 1, 0},
     {"LogSumExp_Reduction(Log(1 + SqDist(x,y)) - (x|y)*b, %d)", 2, 0},
+    {"LogSumExp_Reduction(-SqDist(x,y)*g*100, %d)", 1, 0},
+    {"LogSumExp_Reduction(-(x-y)*(x-y)*g + Sum(b), %d)", 3, 0},
     {"SumSoftMaxWeight_Reduction(-SqDist(x,y)*g, %d, b * (x|y))", 2, 0},
+    {"SumSoftMaxWeight_Reduction(-SqDist(x,y)*g, %d, Sum(b))", 1, 0},
+    {"SumSoftMaxWeight_Reduction(Log(1 + SqDist(x,y)) - (x|y)*g*20, %d, x - y)", 3, 0},
     {"ArgKMin_Reduction(SqDist(x,y), 4, %d)", 0, 4},
     {"Max_ArgMax_Reduction((x|y) + Log(1 + SqDist(x,y)) * g, %d)", 1, 1},
+    /* States too wide for registers (KP_JIT_LSE_MAX_STATE): F written for the interpreter (KP_JIT_TILES). */
+    {"LogSumExp_Reduction(TensorProd(x-y, y-x)*g, %d)", 9, 0},
+    {"SumSoftMaxWeight_Reduction(-SqDist(x,y)*g, %d, Concat(Concat(TensorProd(x, y), TensorProd(y, x-y)), (x|y)))", 19, 0},
 };
 
 static void mode(const char *m) { setenv("KP_JIT", m, 1); }
@@ -95,6 +110,13 @@ static int64_t compiled_count(void) {
     kp_jit_stats s;
     kp__jit_stats(&s);
     return s.compiled;
+}
+
+/* Kernels compiled in KP_JIT_LSE mode (LogSumExp, SumSoftMaxWeight fused). */
+static int64_t lse_count(void) {
+    kp_jit_stats s;
+    kp__jit_stats(&s);
+    return s.lse;
 }
 
 static int64_t failed_count(void) {
@@ -109,8 +131,9 @@ static double max_abs(const double *a, size_t n) {
     return m > 0 ? m : 1;
 }
 
-/* One case in one dtype, axis and sum scheme: interpreter, then the compiled kernel. */
-static void compare(kp_context *ctx, const jcase *c, kp_dtype dt, int axis, const data *d) {
+/* One case in one dtype, axis and sum scheme (kahan: KP_SUM_KAHAN is set):
+ * interpreter, then the compiled kernel. */
+static void compare(kp_context *ctx, const jcase *c, kp_dtype dt, int axis, const data *d, int kahan) {
     char text[256];
     snprintf(text, sizeof text, c->text, axis);
     size_t rows = axis == 1 ? N : M;
@@ -120,11 +143,16 @@ static void compare(kp_context *ctx, const jcase *c, kp_dtype dt, int axis, cons
     assert_non_null(ref), assert_non_null(got), assert_non_null(scale), assert_non_null(iref), assert_non_null(igot);
     mode("off");
     KPT_ASSERT_OK(ctx, run(ctx, text, dt, axis, d, c->dout, c->dout ? ref : NULL, c->didx, c->didx ? iref : NULL));
-    int64_t before = compiled_count();
+    int64_t before = compiled_count(), lse_before = lse_count();
     mode("require");
     KPT_ASSERT_OK(ctx, run(ctx, text, dt, axis, d, c->dout, c->dout ? got : NULL, c->didx, c->didx ? igot : NULL));
     if (compiled_count() != before + 1) print_error("%s (%s): no kernel compiled\n", text, kpt_dtype_name(dt));
     assert_int_equal(compiled_count(), before + 1);
+    /* LogSumExp and SumSoftMaxWeight are fused (KP_JIT_LSE) but for float32 Kahan sums. */
+    int ssmw = strstr(text, "SoftMax") != NULL, lse = ssmw || strstr(text, "LogSumExp");
+    int fused = lse && kp__jit_lse_state(ssmw ? 1 : c->dout, ssmw ? c->dout : 0) <= KP_JIT_LSE_MAX_STATE &&
+                !(dt == KP_FLOAT32 && kahan);
+    assert_int_equal(lse_count(), lse_before + fused);
     double m = max_abs(ref, nout);
     for (size_t k = 0; k < nout; k++) scale[k] = m;
     assert_int_equal(kpt_check(text, got, ref, scale, c->dout ? nout : 0, dt == KP_FLOAT32 ? 1e-5 : 1e-12, 0), 0);
@@ -141,12 +169,21 @@ static void test_matches_interpreter(void **state) {
     assert_int_equal(kp_context_new(&ctx), KP_OK);
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
         for (int axis = 0; axis <= 1; axis++) {
-            compare(ctx, &cases[k], KP_FLOAT32, axis, d);
-            compare(ctx, &cases[k], KP_FLOAT64, axis, d);
+            compare(ctx, &cases[k], KP_FLOAT32, axis, d, 0);
+            compare(ctx, &cases[k], KP_FLOAT64, axis, d, 0);
         }
     /* float32 Kahan sums: the kernel hands F to the interpreter's lane-compensated sums. */
     KPT_ASSERT_OK(ctx, kp_context_set_sum_scheme(ctx, KP_SUM_KAHAN));
-    compare(ctx, &cases[0], KP_FLOAT32, 1, d);
+    compare(ctx, &cases[0], KP_FLOAT32, 1, d, 1);
+    compare(ctx, &cases[7], KP_FLOAT32, 1, d, 1);
+    /* LogSumExp kernels of 3 rows per call (1 by default): N = 37 leaves a last call of 1 row. */
+    KPT_ASSERT_OK(ctx, kp_context_set_sum_scheme(ctx, KP_SUM_BLOCK));
+    kp__jit_lse_rows = 3;
+    for (size_t k = 7; k <= 13; k++) {
+        compare(ctx, &cases[k], KP_FLOAT32, 1, d, 0);
+        compare(ctx, &cases[k], KP_FLOAT64, 1, d, 0);
+    }
+    kp__jit_lse_rows = 0;
     kp_context_free(ctx);
     free(d);
 }
@@ -199,6 +236,139 @@ static void test_exp_accuracy(void **state) {
     }
     free(xs);
     kp_context_free(ctx);
+}
+
+/* ---------------------------------------------- LogSumExp: special values
+ * F = a_i + c_j, G = v_j (dim 1) or w_j (dim 3), N rows, M points: rows with
+ * a_i = -inf (every F of the row -inf), c_j = -inf at every 7th point and over
+ * [512, 1024) (whole tiles of -inf for finite rows), then one NaN or one
+ * +inf in c, or a NaN weight at a point where F = -inf in a tile whose max
+ * is finite (0 * NaN: NaN, as in the interpreter). */
+enum { SP_NAN = 1, SP_INF = 2, SP_GNAN = 3 };
+
+typedef struct sdata {
+    double a[N], c[M], v[M], w[M * 3];
+} sdata;
+
+static void sfill(sdata *d, int special) {
+    kpt_rng rng;
+    kpt_rng_seed(&rng, 15);
+    kpt_fill_uniform(&rng, d->a, N, -2, 2);
+    kpt_fill_uniform(&rng, d->c, M, -3, 3);
+    kpt_fill_uniform(&rng, d->v, M, -1, 1);
+    kpt_fill_uniform(&rng, d->w, M * 3, -1, 1);
+    for (int i = 0; i < N; i++)
+        if (i % 5 == 2) d->a[i] = -INFINITY;
+    for (int j = 0; j < M; j++)
+        if (j % 7 == 3 || (j >= 512 && j < 1024)) d->c[j] = -INFINITY;
+    if (special == SP_NAN) d->c[300] = NAN;
+    if (special == SP_INF) d->c[1030] = INFINITY;
+    if (special == SP_GNAN) d->w[3 * 3 + 1] = d->v[3] = NAN; /* c[3] = -inf */
+}
+
+/* Outputs' scale: the largest finite one. */
+static double max_finite(const double *a, size_t n) {
+    double m = 0;
+    for (size_t k = 0; k < n; k++)
+        if (isfinite(a[k])) m = fabs(a[k]) > m ? fabs(a[k]) : m;
+    return m > 0 ? m : 1;
+}
+
+/* Interpreter and compiled kernel on d; returns the compiled outputs in got (N x dout). */
+static void special_case(kp_context *ctx, const char *text, int dout, kp_dtype dt, const sdata *d, double *got) {
+    const char *al[] = {"a = Vi(1)", "c = Vj(1)", "v = Vj(1)", "w = Vj(3)"};
+    kpt_arg args[4] = {{d->a, N, 1}, {d->c, M, 1}, {d->v, M, 1}, {d->w, M, 3}};
+    double ref[N * 3], scale[N * 3];
+    mode("off");
+    KPT_ASSERT_OK(ctx, kpt_run(ctx, KPT_VIA_PLAN, text, al, 4, dt, args, 4, N, dout, ref, 0, NULL, NULL));
+    mode("require");
+    KPT_ASSERT_OK(ctx, kpt_run(ctx, KPT_VIA_PLAN, text, al, 4, dt, args, 4, N, dout, got, 0, NULL, NULL));
+    size_t n = (size_t)N * (size_t)dout;
+    for (size_t k = 0; k < n; k++) scale[k] = max_finite(ref, n);
+    assert_int_equal(kpt_check(text, got, ref, scale, n, dt == KP_FLOAT32 ? 1e-5 : 1e-12, 0), 0);
+}
+
+/* The partial states (kp_plan_exec_partial: the rows' tile states merged as
+ * the engine merges them) of text on d, interpreter (ref) and compiled (got),
+ * N rows x nreal; returns nreal. */
+static int special_states(kp_context *ctx, const char *text, kp_dtype dt, const sdata *d, double *ref, double *got) {
+    const char *al[] = {"a = Vi(1)", "c = Vj(1)", "v = Vj(1)", "w = Vj(3)"};
+    const double *src[4] = {d->a, d->c, d->v, d->w};
+    int64_t rows[4] = {N, M, M, M}, dims[4] = {1, 1, 1, 3};
+    void *buf[4];
+    kp_array a[4];
+    for (int k = 0; k < 4; k++) {
+        buf[k] = kpt_to_dtype(src[k], (size_t)(rows[k] * dims[k]), dt);
+        a[k] = kp_array_2d(buf[k], dt, rows[k], dims[k]);
+    }
+    kp_formula *f = NULL;
+    kp_plan *p = NULL;
+    KPT_ASSERT_OK(ctx, kp_formula_parse(ctx, text, al, 4, &f));
+    KPT_ASSERT_OK(ctx, kp_plan_new(ctx, f, dt, &p));
+    kp_state_info info;
+    KPT_ASSERT_OK(ctx, kp_plan_state_info(p, a, 4, NULL, &info));
+    void *st = malloc(info.bytes);
+    assert_non_null(st);
+    for (int t = 0; t < 2; t++) {
+        mode(t ? "require" : "off");
+        KPT_ASSERT_OK(ctx, kp_plan_state_init(p, &info, st));
+        KPT_ASSERT_OK(ctx, kp_plan_exec_partial(p, a, 4, 0, st, info.bytes, NULL));
+        kpt_from_dtype((const char *)st + info.real_offset, dt, (size_t)N * (size_t)info.nreal, t ? got : ref);
+    }
+    free(st);
+    kp_plan_free(p);
+    kp_formula_free(f);
+    for (int k = 0; k < 4; k++) free(buf[k]);
+    return info.nreal;
+}
+
+static void test_lse_special(void **state) {
+    (void)state;
+    sdata *d = calloc(1, sizeof *d);
+    assert_non_null(d);
+    kp_context *ctx = NULL;
+    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    double got[N * 3];
+    int64_t lse0 = lse_count();
+    for (int t = 0; t < 4; t++) { /* float32, float64; 1 row per call, then 2 (a last call of 1 row) */
+        kp_dtype dt = t % 2 ? KP_FLOAT64 : KP_FLOAT32;
+        kp__jit_lse_rows = t < 2 ? 0 : 2;
+        for (int special = 0; special <= SP_GNAN; special++) {
+            sfill(d, special);
+            special_case(ctx, "LogSumExp_Reduction(a + c, 1)", 1, dt, d, got);
+            for (int i = 0; i < N; i++) {
+                int ninf = d->a[i] == -INFINITY;
+                if (special == SP_NAN || (special == SP_INF && ninf)) assert_true(isnan(got[i]));
+                else if (special == SP_INF) assert_true(got[i] == INFINITY);
+                else if (ninf) assert_true(got[i] == -INFINITY);
+                else assert_true(isfinite(got[i]));
+            }
+            special_case(ctx, "SumSoftMaxWeight_Reduction(a + c, 1, v)", 1, dt, d, got);
+            for (int i = 0; i < N; i++)
+                assert_true(isnan(got[i]) == (special != 0 || d->a[i] == -INFINITY));
+            /* The states' max slots: the same values (a +inf F: NaN for SumSoftMaxWeight). */
+            for (int f = 0; f < 2; f++) {
+                double sref[N * 9], sgot[N * 9];
+                int nreal = special_states(ctx, f ? "SumSoftMaxWeight_Reduction(a + c, 1, w)" : "LogSumExp_Reduction(a + c, 1)",
+                                           dt, d, sref, sgot);
+                for (int i = 0; i < N; i++) {
+                    double mr = sref[i * nreal], mg = sgot[i * nreal];
+                    assert_true(isnan(mr) ? isnan(mg) : mr == mg); /* a max is exact */
+                }
+            }
+            special_case(ctx, "SumSoftMaxWeight_Reduction(a + c, 1, w)", 3, dt, d, got);
+            for (int i = 0; i < N; i++)
+                for (int k = 0; k < 3; k++) {
+                    int nan = d->a[i] == -INFINITY || special == SP_NAN || special == SP_INF ||
+                              (special == SP_GNAN && k == 1);
+                    assert_true(isnan(got[i * 3 + k]) == nan);
+                }
+        }
+    }
+    kp__jit_lse_rows = 0;
+    assert_int_equal(lse_count(), lse0 + 12); /* 3 formulas x 2 dtypes x 2 row counts, all fused */
+    kp_context_free(ctx);
+    free(d);
 }
 
 static void sleep_ms(int ms) {
@@ -520,6 +690,7 @@ int main(int argc, char **argv) {
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matches_interpreter),
+        cmocka_unit_test(test_lse_special),
         cmocka_unit_test(test_exp_accuracy),
         cmocka_unit_test(test_background),
         cmocka_unit_test(test_fallback),

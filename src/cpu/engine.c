@@ -105,16 +105,34 @@ static void run_block(const void *user, int64_t blk, int64_t b, int64_t r0, int6
                          R->sidx + first * R->chunk_idx, R->chunk_real, R->chunk_idx, scratch);
 }
 
-/* The compiled kernel for job (jit/jit.h), or NULL for the interpreter: a
- * Sum fused into the kernel unless its float32 tiles need lane-by-lane Kahan
- * sums (or the tile sums outgrow the tile scratch); other reductions get F. */
+/* The kernel mode for job: a Sum fused into the kernel (KP_JIT_SUM), and a
+ * LogSumExp or SumSoftMaxWeight (KP_JIT_LSE), unless their float32 tiles need
+ * lane-by-lane Kahan sums, a LogSumExp state outgrows the registers
+ * (KP_JIT_LSE_MAX_STATE) or the tile results outgrow the tile scratch (2 *
+ * tile reals); everything else gets F from the kernel (KP_JIT_TILES). */
+static kp_jit_mode jit_mode_of(const kp_job *job, const kp_cpu_kernels *K) {
+    const kp_program *prog = job->prog;
+    if (job->dtype == KP_FLOAT32 && job->scheme == KP_SUM_KAHAN) return KP_JIT_TILES;
+    int nreal, nidx;
+    kp__state_size(prog, &nreal, &nidx);
+    switch (kp__red(prog->red)->family) {
+    case KP_FAMILY_SUM: return prog->fdim * KP_JIT_MAX_ROWS <= 2 * K->tile ? KP_JIT_SUM : KP_JIT_TILES;
+    case KP_FAMILY_LOGSUMEXP:
+    case KP_FAMILY_SOFTMAX:
+        return kp__jit_lse_state(prog->fdim, prog->red_g.dim) <= KP_JIT_LSE_MAX_STATE &&
+                       nreal * KP_JIT_MAX_ROWS <= 2 * K->tile
+                   ? KP_JIT_LSE
+                   : KP_JIT_TILES;
+    case KP_FAMILY_SELECT: return KP_JIT_TILES;
+    }
+    return KP_JIT_TILES;
+}
+
+/* The compiled kernel for job (jit/jit.h), or NULL for the interpreter. */
 static const kp_jit_kernel *compiled_kernel(kp_context *ctx, const kp_job *job, const kp_cpu_kernels *K, int *failed) {
     const kp_program *prog = job->prog;
-    int fused = kp__red(prog->red)->family == KP_FAMILY_SUM && !(job->dtype == KP_FLOAT32 && job->scheme == KP_SUM_KAHAN) &&
-                prog->fdim * KP_JIT_MAX_ROWS <= 2 * K->tile;
     double pairs = (double)job->nbatch * (double)job->nrows * (double)job->ncols;
-    return kp__jit_kernel(ctx, prog, job->dtype, K->tile, kp__cpu_vec_bytes(K), fused ? KP_JIT_SUM : KP_JIT_TILES, pairs,
-                          failed);
+    return kp__jit_kernel(ctx, prog, job->dtype, K->tile, kp__cpu_vec_bytes(K), jit_mode_of(job, K), pairs, failed);
 }
 
 kp_status kp__cpu_attach_kernel(kp_context *ctx, const kp_job **job, kp_job *copy) {

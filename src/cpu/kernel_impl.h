@@ -185,7 +185,8 @@ static const REAL *jit_input(kp_operand o, const REAL *colbuf, const REAL *pb) {
 }
 
 /* reduce_tile's work by the compiled kernel, jit->rows rows per call: tile
- * sums added as state_accumulate adds its own, or F, F2, G written for the
+ * sums added as state_accumulate adds its own, tile states (KP_JIT_LSE)
+ * merged as two chunks' states are, or F, F2, G written for the
  * interpreter's monoid. */
 static void jit_tile(const block_ctx *c, int64_t j0, const int64_t *jmap, int len, int ra, int rb) {
     const kp_jit_kernel *K = c->jit;
@@ -194,9 +195,13 @@ static void jit_tile(const block_ctx *c, int64_t j0, const int64_t *jmap, int le
     int D = prog->fdim, compensate = !(KP_REAL_F32 && c->job->scheme == KP_SUM_PLAIN);
     for (int r = ra; r < rb; r += K->rows) {
         int n = rb - r < K->rows ? rb - r : K->rows;
-        K->fn(c->rowbuf + (size_t)r * (size_t)c->rs, c->colbuf, K->mode == KP_JIT_SUM ? c->tmp : c->pairbuf, len);
+        K->fn(c->rowbuf + (size_t)r * (size_t)c->rs, c->colbuf, K->mode == KP_JIT_TILES ? c->pairbuf : c->tmp, len);
         for (int q = 0; q < n; q++) {
             REAL *st = c->partial + (size_t)(r + q) * (size_t)c->nreal;
+            if (K->mode == KP_JIT_LSE) {
+                state_merge(prog, st, NULL, c->tmp + (size_t)q * (size_t)c->nreal, NULL);
+                continue;
+            }
             if (K->mode == KP_JIT_SUM) {
                 for (int d = 0; d < D; d++) {
                     if (compensate) kahan_add(&st[d], &st[D + d], c->tmp[q * D + d]);

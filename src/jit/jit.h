@@ -16,6 +16,16 @@
  *                 out + (r * (pair_size + 1) + c) * tile (the interpreter's
  *                 pair buffer, one per row), lanes [0, len) rounded up to VL;
  *                 the interpreter's monoid (kernel_reduce.h) folds them.
+ *   KP_JIT_LSE    LogSumExp or SumSoftMaxWeight (red_g.dim > 0) folded over
+ *                 the tile's first len lanes: each lane keeps an online
+ *                 (max, sum of exp(F - max)[, sum of exp(F - max) * G]) per
+ *                 row and component, one exp per pair, branch-free; at the
+ *                 end the lanes are combined and row r's tile state is
+ *                 written at out + r * nreal in the interpreter's state
+ *                 layout (kernel_reduce.h; compensations 0). A NaN F makes
+ *                 the max NaN, a +inf F makes it +inf (SumSoftMaxWeight:
+ *                 NaN, as ssmw_tile), a tile of -inf leaves it -inf; the CPU
+ *                 engine merges the state as it merges two chunks' states.
  *   KP_JIT_JOINT  a joint program's Sum terms (program.h's terms[2]; the
  *                 kernel is kp_jit_kernel.joint): the row terms (reduced over
  *                 the columns) summed over the tile's first len lanes into
@@ -46,7 +56,13 @@
 
 #define KP_JIT_MAX_ROWS 4
 
-typedef enum { KP_JIT_SUM = 0, KP_JIT_TILES = 1, KP_JIT_JOINT = 2 } kp_jit_mode;
+typedef enum { KP_JIT_SUM = 0, KP_JIT_TILES = 1, KP_JIT_JOINT = 2, KP_JIT_LSE = 3 } kp_jit_mode;
+
+/* KP_JIT_LSE: state vectors per row at most (LogSumExp: 2 per component of
+ * F; SumSoftMaxWeight: 2 + dim G), so that the states of a call's rows stay
+ * in registers; wider reductions take KP_JIT_TILES. */
+#define KP_JIT_LSE_MAX_STATE 16
+static inline int kp__jit_lse_state(int fdim, int gdim) { return gdim ? 2 + gdim : 2 * fdim; }
 
 typedef void (*kp_jit_fn)(const void *rowv, const void *colbuf, void *out, int64_t len);
 /* KP_JIT_JOINT: nrows (1 to rows) rows are real; the others' row sums are
@@ -55,7 +71,7 @@ typedef void (*kp_jit_joint_fn)(const void *rowv, const void *colbuf, void *rows
                                 int64_t nrows);
 
 typedef struct kp_jit_kernel {
-    kp_jit_fn fn;          /* KP_JIT_SUM, KP_JIT_TILES */
+    kp_jit_fn fn;          /* KP_JIT_SUM, KP_JIT_TILES, KP_JIT_LSE */
     kp_jit_joint_fn joint; /* KP_JIT_JOINT */
     int rows;              /* rows per call, <= KP_JIT_MAX_ROWS */
     kp_jit_mode mode;
@@ -70,11 +86,11 @@ typedef struct kp_jit_kernel {
 const kp_jit_kernel *kp__jit_kernel(kp_context *ctx, const kp_program *prog, kp_dtype dtype, int tile, int vec_bytes,
                                     kp_jit_mode mode, double pairs, int *failed);
 
-/* Process-wide counters (tests): kernels compiled (joint: of them, joint
- * kernels), compiles failed, calls answered from the cache, and the seconds
- * spent compiling. */
+/* Process-wide counters (tests): kernels compiled (joint, lse: of them,
+ * KP_JIT_JOINT and KP_JIT_LSE kernels), compiles failed, calls answered from
+ * the cache, and the seconds spent compiling. */
 typedef struct kp_jit_stats {
-    int64_t compiled, joint, failed, hits;
+    int64_t compiled, joint, lse, failed, hits;
     double compile_seconds;
 } kp_jit_stats;
 void kp__jit_stats(kp_jit_stats *out);
@@ -83,5 +99,9 @@ int kp__jit_built(void);
 /* Fault injection for tests (as sqlite3_test_control): while nonzero, every
  * compile fails with a message, as a refused target or an LLVM error would. */
 extern int kp__jit_fail_compiles;
+/* Test control: while 1 to KP_JIT_MAX_ROWS, KP_JIT_LSE kernels compiled
+ * take that many rows per call (default 1), so that tests reach a block's
+ * last, shorter call. */
+extern int kp__jit_lse_rows;
 
 #endif

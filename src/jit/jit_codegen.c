@@ -10,8 +10,10 @@
  * bitcode's vector exp; the other transcendental ops call the bitcode's
  * scalar definition lane by lane (formula/scalar_eval.h). The O3 pipeline
  * inlines all of it. A joint kernel (KP_JIT_JOINT) runs the same pair
- * program and feeds a joint program's Sum terms from it (joint_step).
+ * program and feeds a joint program's Sum terms from it (joint_step); a
+ * KP_JIT_LSE kernel folds F (and G) into online LogSumExp states (lse_update).
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -405,9 +407,121 @@ static void joint_step(gen *g, LLVMValueRef *acc, LLVMValueRef mask) {
     free(cacc);
 }
 
+/* ------------------------------------------ LogSumExp and SumSoftMaxWeight */
+
+/* One pair into a lane's online state st = (m, s, acc[0..nw)) with F = f and
+ * weights w: one exp, no branch. With d = f - m and e = exp(-|d|), a new max
+ * (f > m) makes s = s * e + 1 and acc = acc * e + w, m = f; otherwise s += e
+ * and acc += e * w; both as x * a + b with a, b selected. d is NaN when f and
+ * m are the same infinity (or one is NaN): e = 0 then, so a tile of -inf
+ * adds nothing. A NaN f becomes the max and stays it (f > NaN is false), as
+ * the interpreter's max is NaN once it has met one. Lanes outside mask keep
+ * their state. */
+static void lse_update(gen *g, LLVMValueRef *st, LLVMValueRef f, const LLVMValueRef *w, int nw, LLVMValueRef mask) {
+    LLVMValueRef zero = splat(g, 0), one = splat(g, 1), m = st[0];
+    LLVMValueRef d = kp__llvm.LLVMBuildFSub(g->B, f, m, "");
+    LLVMValueRef e = vexp(g, kp__llvm.LLVMBuildFNeg(g->B, call1(g, "llvm.fabs", d), ""));
+    e = sel(g, cmp(g, LLVMRealUNO, d, d), zero, e);
+    LLVMValueRef up = kp__llvm.LLVMBuildOr(g->B, cmp(g, LLVMRealOGT, f, m), cmp(g, LLVMRealUNO, f, f), "");
+    LLVMValueRef a = sel(g, up, e, one), b = sel(g, up, one, e);
+    LLVMValueRef next[2 + KP_JIT_LSE_MAX_STATE];
+    next[0] = sel(g, up, f, m);
+    next[1] = fmuladd(g, st[1], a, b);
+    for (int k = 0; k < nw; k++) next[2 + k] = fmuladd(g, st[2 + k], a, kp__llvm.LLVMBuildFMul(g->B, b, w[k], ""));
+    for (int k = 0; k < 2 + nw; k++) st[k] = mask ? sel(g, mask, next[k], st[k]) : next[k];
+}
+
+/* The current row's pair values into its states st (kp__jit_lse_state vectors):
+ * LogSumExp, (m, s) per component of F; SumSoftMaxWeight, (m, s, acc[dim G]). */
+static void lse_row(gen *g, LLVMValueRef *st, LLVMValueRef mask) {
+    const kp_jit_spec *s = g->s;
+    if (!s->red_g.dim) {
+        for (int d = 0; d < s->fdim; d++) lse_update(g, st + 2 * d, get(g, s->red_f, d), NULL, 0, mask);
+        return;
+    }
+    LLVMValueRef w[KP_JIT_LSE_MAX_STATE];
+    for (int k = 0; k < s->red_g.dim; k++) w[k] = get(g, s->red_g, k);
+    lse_update(g, st, get(g, s->red_f, 0), w, s->red_g.dim, mask);
+}
+
+/* Is acc[i] of a KP_JIT_LSE kernel a max (starting at -inf, the others at 0)? */
+static int lse_is_max(const kp_jit_spec *s, int i) {
+    int at = i % kp__jit_lse_state(s->fdim, s->red_g.dim);
+    return s->red_g.dim ? at == 0 : at % 2 == 0;
+}
+
+/* The lanes of v combined into one scalar: pairwise sums, or the max with
+ * NaN winning (max). */
+static LLVMValueRef hreduce(gen *g, LLVMValueRef v, int max) {
+    LLVMValueRef lanes[16];
+    for (int l = 0; l < g->s->vl; l++)
+        lanes[l] = kp__llvm.LLVMBuildExtractElement(g->B, v, kp__llvm.LLVMConstInt(g->i32, (unsigned long long)l, 0), "");
+    for (int w = g->s->vl / 2; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) {
+            LLVMValueRef a = lanes[l], b = lanes[l + w];
+            if (!max) {
+                lanes[l] = kp__llvm.LLVMBuildFAdd(g->B, a, b, "");
+                continue;
+            }
+            LLVMValueRef better = kp__llvm.LLVMBuildOr(g->B, cmp(g, LLVMRealOGT, a, b), cmp(g, LLVMRealUNO, a, a), "");
+            lanes[l] = sel(g, better, a, b);
+        }
+    return lanes[0];
+}
+
+static void store_scalar(gen *g, int64_t at, LLVMValueRef v) {
+    LLVMValueRef idx = kp__llvm.LLVMConstInt(g->i64, (unsigned long long)at, 0);
+    kp__llvm.LLVMBuildStore(g->B, v, kp__llvm.LLVMBuildGEP2(g->B, g->T, g->out, &idx, 1, ""));
+}
+
+/* One online state's lanes st = (m, s, acc[0..nw)) combined into the tile's
+ * (M, S, A): M the lanes' max, each lane rescaled by exp(m - M), then summed.
+ * exp(m - M) is taken as 0 where it is NaN (lanes of -inf under M = -inf, of
+ * +inf under M = +inf, or M NaN): the merge skips or overrides those states,
+ * and their sums are then written as numbers. Stored at out[at_m],
+ * out[at_s], out[at_a + k]. */
+static void lse_combine(gen *g, const LLVMValueRef *st, int nw, int64_t at_m, int64_t at_s, int64_t at_a, int ssmw) {
+    LLVMValueRef M = hreduce(g, st[0], 1);
+    LLVMValueRef v = kp__llvm.LLVMBuildInsertElement(g->B, kp__llvm.LLVMGetUndef(g->VT), M, kp__llvm.LLVMConstInt(g->i32, 0, 0), "");
+    LLVMValueRef zeros = kp__llvm.LLVMConstNull(kp__llvm.LLVMVectorType(g->i32, (unsigned)g->s->vl));
+    LLVMValueRef d = kp__llvm.LLVMBuildFSub(g->B, st[0], kp__llvm.LLVMBuildShuffleVector(g->B, v, kp__llvm.LLVMGetUndef(g->VT), zeros, ""), "");
+    LLVMValueRef w = sel(g, cmp(g, LLVMRealUNO, d, d), splat(g, 0), vexp(g, d));
+    if (ssmw) { /* a +inf F: the weights are 0/0 (ssmw_tile) */
+        LLVMValueRef inf = kp__llvm.LLVMConstReal(g->T, INFINITY), nan = kp__llvm.LLVMConstReal(g->T, NAN);
+        M = sel(g, cmp(g, LLVMRealOEQ, M, inf), nan, M);
+    }
+    store_scalar(g, at_m, M);
+    store_scalar(g, at_s, hreduce(g, kp__llvm.LLVMBuildFMul(g->B, st[1], w, ""), 0));
+    for (int k = 0; k < nw; k++) store_scalar(g, at_a + k, hreduce(g, kp__llvm.LLVMBuildFMul(g->B, st[2 + k], w, ""), 0));
+}
+
+/* Every row's tile state, in the interpreter's layout (kernel_reduce.h), its
+ * compensations 0: LogSumExp m[D], s[D], c[D]; SumSoftMaxWeight m, s, c,
+ * num[DG], c[DG]. */
+static void lse_store(gen *g, LLVMValueRef *acc) {
+    const kp_jit_spec *s = g->s;
+    int D = s->fdim, DG = s->red_g.dim, W = kp__jit_lse_state(D, DG);
+    int nreal = DG ? 3 + 2 * DG : 3 * D;
+    LLVMValueRef zero = kp__llvm.LLVMConstReal(g->T, 0);
+    for (int r = 0; r < s->rows; r++) {
+        int64_t base = (int64_t)r * nreal;
+        if (DG) {
+            lse_combine(g, acc + r * W, DG, base, base + 1, base + 3, 1);
+            store_scalar(g, base + 2, zero);
+            for (int k = 0; k < DG; k++) store_scalar(g, base + 3 + DG + k, zero);
+            continue;
+        }
+        for (int d = 0; d < D; d++) {
+            lse_combine(g, acc + r * W + 2 * d, 0, base + d, base + D + d, 0, 0);
+            store_scalar(g, base + 2 * D + d, zero);
+        }
+    }
+}
+
 /* One step (VL lanes at g->k) of every row: accumulates F (* F2) into acc
- * (KP_JIT_SUM; lanes outside mask add 0) or stores the reduction's PAIR
- * inputs (KP_JIT_TILES). */
+ * (KP_JIT_SUM; lanes outside mask add 0), folds F (and G) into the online
+ * states in acc (KP_JIT_LSE; lanes outside mask unchanged) or stores the
+ * reduction's PAIR inputs (KP_JIT_TILES). */
 static void step(gen *g, LLVMValueRef *acc, LLVMValueRef mask) {
     const kp_jit_spec *s = g->s;
     memset(g->colval, 0, (size_t)(s->col_size + 1) * sizeof *g->colval);
@@ -417,6 +531,10 @@ static void step(gen *g, LLVMValueRef *acc, LLVMValueRef mask) {
     }
     for (g->r = 0; g->r < s->rows && !g->failed; g->r++) {
         pair_program(g);
+        if (s->mode == KP_JIT_LSE) {
+            lse_row(g, acc + g->r * kp__jit_lse_state(s->fdim, s->red_g.dim), mask);
+            continue;
+        }
         if (s->mode == KP_JIT_SUM) {
             for (int d = 0; d < s->fdim; d++) {
                 LLVMValueRef *a = &acc[g->r * s->fdim + d], f = get(g, s->red_f, d);
@@ -444,22 +562,17 @@ static void step(gen *g, LLVMValueRef *acc, LLVMValueRef mask) {
 
 /* Horizontal sums of the n accumulators, stored to out (KP_JIT_SUM, KP_JIT_JOINT). */
 static void store_sums(gen *g, LLVMValueRef *acc, int n) {
-    for (int i = 0; i < n; i++) {
-        LLVMValueRef lanes[16];
-        for (int l = 0; l < g->s->vl; l++)
-            lanes[l] = kp__llvm.LLVMBuildExtractElement(g->B, acc[i], kp__llvm.LLVMConstInt(g->i32, (unsigned long long)l, 0), "");
-        for (int w = g->s->vl / 2; w >= 1; w /= 2)
-            for (int l = 0; l < w; l++) lanes[l] = kp__llvm.LLVMBuildFAdd(g->B, lanes[l], lanes[l + w], "");
-        LLVMValueRef idx = kp__llvm.LLVMConstInt(g->i64, (unsigned long long)i, 0);
-        kp__llvm.LLVMBuildStore(g->B, lanes[0], kp__llvm.LLVMBuildGEP2(g->B, g->T, g->out, &idx, 1, ""));
-    }
+    for (int i = 0; i < n; i++) store_scalar(g, i, hreduce(g, acc[i], 0));
 }
 
-/* The loop over steps: header (phis), body, then for KP_JIT_SUM a masked last step. */
+/* The loop over steps: header (phis), body, then (all but KP_JIT_TILES) a masked last step. */
 static void build_loop(gen *g, LLVMBasicBlockRef entry) {
     const kp_jit_spec *s = g->s;
-    int sums = s->mode != KP_JIT_TILES; /* SUM, JOINT: full steps, then a masked last one */
-    int nacc = s->mode == KP_JIT_SUM ? s->rows * s->fdim : s->mode == KP_JIT_JOINT ? s->rows * s->rowdim : 0;
+    int sums = s->mode != KP_JIT_TILES; /* SUM, JOINT, LSE: full steps, then a masked last one */
+    int nacc = s->mode == KP_JIT_SUM     ? s->rows * s->fdim
+               : s->mode == KP_JIT_JOINT ? s->rows * s->rowdim
+               : s->mode == KP_JIT_LSE   ? s->rows * kp__jit_lse_state(s->fdim, s->red_g.dim)
+                                         : 0;
     LLVMValueRef *acc = calloc((size_t)nacc + 1, sizeof *acc), *acc0 = calloc((size_t)nacc + 1, sizeof *acc0);
     LLVMValueRef *phis = calloc((size_t)nacc + 1, sizeof *phis);
     if (!acc || !acc0 || !phis) {
@@ -489,9 +602,9 @@ static void build_loop(gen *g, LLVMBasicBlockRef entry) {
     LLVMValueRef zero64 = kp__llvm.LLVMConstInt(g->i64, 0, 0);
     kp__llvm.LLVMAddIncoming(kphi, &zero64, &entry, 1);
     kp__llvm.LLVMAddIncoming(kphi, &knext, &body_end, 1);
-    LLVMValueRef z = splat(g, 0);
+    LLVMValueRef z = splat(g, 0), minf = splat(g, -INFINITY);
     for (int i = 0; i < nacc; i++) {
-        kp__llvm.LLVMAddIncoming(phis[i], &z, &entry, 1);
+        kp__llvm.LLVMAddIncoming(phis[i], s->mode == KP_JIT_LSE && lse_is_max(s, i) ? &minf : &z, &entry, 1);
         kp__llvm.LLVMAddIncoming(phis[i], &acc[i], &body_end, 1);
         acc0[i] = acc[i] = phis[i];
     }
@@ -508,7 +621,8 @@ static void build_loop(gen *g, LLVMBasicBlockRef entry) {
         kp__llvm.LLVMAddIncoming(p, &acc[i], &last_end, 1);
         acc[i] = p;
     }
-    if (sums) store_sums(g, acc, nacc);
+    if (s->mode == KP_JIT_LSE) lse_store(g, acc);
+    else if (sums) store_sums(g, acc, nacc);
     kp__llvm.LLVMBuildRetVoid(g->B);
     kp__llvm.LLVMBuildBr(g->AB, head); /* last: the entry block took allocas and row values until now */
     free(acc), free(acc0), free(phis);
@@ -561,6 +675,11 @@ LLVMModuleRef kp__jit_build(LLVMContextRef C, const kp_jit_spec *s, const char *
     g.msgsz = msgsz;
     if (s->vl > 16 || s->vl < 2 || s->rows < 1 || s->rows > KP_JIT_MAX_ROWS) {
         snprintf(msg, msgsz, "unsupported vector width or row count");
+        return NULL;
+    }
+    if (s->mode == KP_JIT_LSE &&
+        (kp__jit_lse_state(s->fdim, s->red_g.dim) > KP_JIT_LSE_MAX_STATE || (s->red_g.dim && s->fdim != 1))) {
+        snprintf(msg, msgsz, "LogSumExp state too wide for a fused kernel");
         return NULL;
     }
     LLVMMemoryBufferRef buf = kp__llvm.LLVMCreateMemoryBufferWithMemoryRange((const char *)kp__jit_bitcode, kp__jit_bitcode_size, "kp_jit_ops", 0);

@@ -14,3 +14,4 @@ void kp__jit_stats(kp_jit_stats *out) { memset(out, 0, sizeof *out); }
 int kp__jit_built(void) { return 0; }
 
 int kp__jit_fail_compiles;
+int kp__jit_lse_rows;
