@@ -237,15 +237,17 @@ static kp_status ring_exec(const kp_mpi_call *c, kp_array *out, kp_array *out_in
     if (st == KP_OK) st = kp__mpi_agree(c, state_new(c, c->args, R.first_row, &head));
     if (st == KP_OK) st = state_and_ranges(c, R.first_row, R.total_rows, R.total_red, &tail, &part, &g);
     if (st == KP_OK) st = kp__mpi_agree(c, ring_walk(c, &R, &head, &tail, &part, &g));
-    if (st == KP_OK && c->rank > 0 && R.starts[c->rank] > 0) { /* head holds points: it comes first */
-        st = kp_plan_state_merge(c->plan, head.data, tail.data, head.info.bytes);
-        void *t = tail.data;
-        tail.data = head.data;
-        head.data = t;
+    if (st == KP_OK) { /* every rank, or none (agreed): a failure is not agreed, and prefixed, twice */
+        if (c->rank > 0 && R.starts[c->rank] > 0) { /* head holds points: it comes first */
+            st = kp_plan_state_merge(c->plan, head.data, tail.data, head.info.bytes);
+            void *t = tail.data;
+            tail.data = head.data;
+            head.data = t;
+        }
+        if (st == KP_OK)
+            st = kp_plan_state_finalize(c->plan, c->args, c->nargs, tail.data, tail.info.bytes, out, out_index, &c->opt);
+        st = kp__mpi_agree(c, st);
     }
-    if (st == KP_OK)
-        st = kp_plan_state_finalize(c->plan, c->args, c->nargs, tail.data, tail.info.bytes, out, out_index, &c->opt);
-    st = kp__mpi_agree(c, st);
     kp__mpi_part_free(&part);
     free(head.data);
     free(tail.data);
