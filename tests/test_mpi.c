@@ -15,7 +15,7 @@
  *   - block-sparse ranges of the whole problem (a cluster with no range, rows
  *     and points in no cluster, clusters cut by the ranks' shares): every
  *     case above against one ranged kp_plan_exec, the aligned ring bit for
- *     bit, the gradient; ranges that differ between ranks or are malformed
+ *     bit, the gradient, two batches; ranges that differ between ranks or are malformed
  *     for the whole problem: KP_ERR_ARGUMENT with one message everywhere.
  * A failed check aborts every rank (MPI_Abort), so CTest sees the failure.
  */
@@ -267,6 +267,88 @@ static void check_errors(kp_context *ctx, const global *g) {
     kp_formula_free(f);
 }
 
+/* Two batches, float64: batch 1's ranges from another mask, indices of the
+ * flattened (batch, point) rows; each rank's points of each batch are a
+ * strided slice. Against one ranged kp_plan_exec. */
+#define NB 2
+static int keep_b(int bt, int a, int b) { return bt == 0 ? keep(a, b) : !keep(a, b) && a != 4; }
+
+static void check_batched_ranges(kp_context *ctx, const double *x, const double *y, const double *b) {
+    static const char *const reds[] = {"Sum_Reduction(@,#)", "LogSumExp_Reduction(@,#)", "Min_ArgMin_Reduction(@,#)",
+                                       "KMin_ArgKMin_Reduction(@,3,#)"};
+    int64_t ri[2 * NB * NCI], si[NB * NCI], rj[2 * NB * NCI * NCJ], rjj[2 * NB * NCJ], sj[NB * NCJ],
+        rii[2 * NB * NCI * NCJ], l = 0, l0 = 0;
+    for (int bt = 0; bt < NB; bt++) {
+        for (int a = 0; a < NCI; a++) {
+            ri[2 * (bt * NCI + a)] = bt * N + CI[a][0], ri[2 * (bt * NCI + a) + 1] = bt * N + CI[a][1];
+            for (int c = 0; c < NCJ; c++)
+                if (keep_b(bt, a, c)) rj[2 * l] = bt * M + CJ[c][0], rj[2 * l + 1] = bt * M + CJ[c][1], l++;
+            si[bt * NCI + a] = l;
+        }
+        for (int c = 0; c < NCJ; c++) {
+            rjj[2 * (bt * NCJ + c)] = bt * M + CJ[c][0], rjj[2 * (bt * NCJ + c) + 1] = bt * M + CJ[c][1];
+            for (int a = 0; a < NCI; a++)
+                if (keep_b(bt, a, c)) rii[2 * l0] = bt * N + CI[a][0], rii[2 * l0 + 1] = bt * N + CI[a][1], l0++;
+            sj[bt * NCJ + c] = l0;
+        }
+    }
+    kp_ranges rg = {8, ri, si, rj, rjj, sj, rii, NB * NCI, NB * NCI, l, NB * NCJ, NB * NCJ, l0};
+    kp_exec_options opt = options_with(&rg);
+    /* Batch 1's points are batch 0's, scaled: other values, same layout. */
+    double *xb = malloc(NB * N * 2 * sizeof *xb), *yb = malloc(NB * M * 2 * sizeof *yb), *bb = malloc(NB * M * sizeof *bb);
+    for (int bt = 0; bt < NB; bt++) {
+        for (int k = 0; k < N * 2; k++) xb[bt * N * 2 + k] = x[k] * (1 + 0.5 * bt);
+        for (int k = 0; k < M * 2; k++) yb[bt * M * 2 + k] = y[k] * (1 - 0.3 * bt);
+        for (int k = 0; k < M; k++) bb[bt * M + k] = b[k] + bt;
+    }
+    const char *al[] = {"x = Vi(2)", "y = Vj(2)", "b = Vj(1)"};
+    for (size_t q = 0; q < sizeof reds / sizeof reds[0]; q++)
+        for (int axis = 0; axis <= 1; axis++)
+            for (int layout = 0; layout <= 1; layout++) {
+                char text[256];
+                build_text(reds[q], axis, text, sizeof text);
+                kp_formula *f;
+                kp_plan *p;
+                CHECK(kp_formula_parse(ctx, text, al, 3, &f) == KP_OK, "%s", kp_context_message(ctx));
+                CHECK(kp_plan_new(ctx, f, KP_FLOAT64, &p) == KP_OK, "%s", kp_context_message(ctx));
+                int od = kp_formula_out_dim(f), id = kp_formula_out_index_dim(f);
+                int64_t nall = axis == 1 ? N : M;
+                int64_t sx[3] = {NB, N, 2}, sy[3] = {NB, M, 2}, sb[3] = {NB, M, 1}, so[3] = {NB, nall, od},
+                        soi[3] = {NB, nall, id};
+                kp_array full[3] = {kp_array_nd(xb, KP_FLOAT64, 3, sx), kp_array_nd(yb, KP_FLOAT64, 3, sy),
+                                    kp_array_nd(bb, KP_FLOAT64, 3, sb)};
+                double *ref = malloc((size_t)(NB * nall * od) * 8), *got = malloc((size_t)(NB * nall * od + 1) * 8);
+                int64_t *refi = malloc((size_t)(NB * nall * id) * 8), *goti = malloc((size_t)(NB * nall * id + 1) * 8);
+                kp_array ro = kp_array_nd(ref, KP_FLOAT64, 3, so), roi = kp_array_nd(refi, KP_INT64, 3, soi);
+                CHECK(kp_plan_exec(p, full, 3, &ro, &roi, &opt) == KP_OK, "%s", kp_context_message(ctx));
+                int64_t i0, ni, j0 = 0, nj = M;
+                share(N, rank, &i0, &ni);
+                if (layout == KP_MPI_RING) j0 = (int64_t)M * rank / size, nj = (int64_t)M * (rank + 1) / size - j0;
+                kp_array mine[3] = {full[0], full[1], full[2]};
+                mine[0].data = xb + i0 * 2, mine[0].shape[1] = ni;
+                mine[1].data = yb + j0 * 2, mine[1].shape[1] = nj;
+                mine[2].data = bb + j0, mine[2].shape[1] = nj;
+                int64_t r0 = axis == 1 ? i0 : (layout == KP_MPI_RING ? j0 : 0);
+                int64_t nr = axis == 1 ? ni : (layout == KP_MPI_RING ? nj : M);
+                int64_t mo[3] = {NB, nr, od}, moi[3] = {NB, nr, id};
+                kp_array o = kp_array_nd(got, KP_FLOAT64, 3, mo), oi = kp_array_nd(goti, KP_INT64, 3, moi);
+                CHECK(kp_mpi_exec(p, MPI_COMM_WORLD, (kp_mpi_layout)layout, mine, 3, &o, &oi, &opt) == KP_OK,
+                      "%s batches: %s", text, kp_context_message(ctx));
+                double tol = 1e-13 * largest(ref, KP_FLOAT64, NB * nall * od);
+                for (int bt = 0; bt < NB; bt++) {
+                    char what[300];
+                    snprintf(what, sizeof what, "%s layout %d batch %d", text, layout, bt);
+                    check_close(got + bt * nr * od, ref + (bt * nall + r0) * od, KP_FLOAT64, nr * od, tol, what);
+                    CHECK(!memcmp(goti + bt * nr * id, refi + (bt * nall + r0) * id, (size_t)(nr * id) * 8),
+                          "%s: indices differ", what);
+                }
+                free(ref), free(got), free(refi), free(goti);
+                kp_plan_free(p);
+                kp_formula_free(f);
+            }
+    free(xb), free(yb), free(bb);
+}
+
 /* Every rank returns st with rank 0's message, which contains want. */
 static void check_refused(kp_context *ctx, kp_status st, const char *want) {
     CHECK(st == KP_ERR_ARGUMENT, "status %d (%s), expected KP_ERR_ARGUMENT", (int)st, kp_context_message(ctx));
@@ -500,6 +582,7 @@ int main(int argc, char **argv) {
     check_aligned_ring(ctx, 0);
     check_aligned_ring(ctx, 1);
     check_storage_dtypes(ctx, x, y, b);
+    check_batched_ranges(ctx, x, y, b);
     kp_context_free(ctx);
     free(x), free(y), free(b);
     if (rank == 0) printf("test_mpi: %d cases on %d ranks passed\n", ncases, size);
