@@ -295,7 +295,8 @@ static void check_batched_ranges(kp_context *ctx, const double *x, const double 
     kp_ranges rg = {8, ri, si, rj, rjj, sj, rii, NB * NCI, NB * NCI, l, NB * NCJ, NB * NCJ, l0};
     kp_exec_options opt = options_with(&rg);
     /* Batch 1's points are batch 0's, scaled: other values, same layout. */
-    double *xb = malloc(NB * N * 2 * sizeof *xb), *yb = malloc(NB * M * 2 * sizeof *yb), *bb = malloc(NB * M * sizeof *bb);
+    double *xb = malloc(NB * N * 2 * sizeof *xb), *yb = malloc(NB * M * 2 * sizeof *yb);
+    double *bb = malloc(NB * M * sizeof *bb);
     for (int bt = 0; bt < NB; bt++) {
         for (int k = 0; k < N * 2; k++) xb[bt * N * 2 + k] = x[k] * (1 + 0.5 * bt);
         for (int k = 0; k < M * 2; k++) yb[bt * M * 2 + k] = y[k] * (1 - 0.3 * bt);
@@ -445,7 +446,8 @@ static void check_aligned_ring(kp_context *ctx, int ranged) {
     kp_array o = kp_array_2d(got, KP_FLOAT32, ni, 1);
     CHECK(kp_mpi_exec(p, MPI_COMM_WORLD, KP_MPI_RING, mine, 2, &o, NULL, &opt) == KP_OK, "%s",
           kp_context_message(ctx));
-    if (rank == 0) CHECK(!memcmp(got, ref, sizeof ref), "aligned ring%s: rank 0 not bit-identical", ranged ? ", ranges" : "");
+    if (rank == 0)
+        CHECK(!memcmp(got, ref, sizeof ref), "aligned ring%s: rank 0 not bit-identical", ranged ? ", ranges" : "");
     kp_plan_free(p);
     kp_formula_free(f);
     free(x), free(y), free(xs), free(ys);

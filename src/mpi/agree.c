@@ -102,7 +102,8 @@ kp_status kp__mpi_same_shapes(const kp_mpi_call *c) {
                 return kp__mpi_fail(c, KP_ERR_ARGUMENT,
                                     "the ranks disagree on the ranges (%s, or ranges on some ranks only): pass the "
                                     "ranges of the whole problem, the same on every rank",
-                                    c->axis == 1 ? "ranges_i, slices_i, redranges_j" : "ranges_j, slices_j, redranges_i");
+                                    c->axis == 1 ? "ranges_i, slices_i, redranges_j"
+                                                 : "ranges_j, slices_j, redranges_i");
             return kp__mpi_fail(c, KP_ERR_ARGUMENT, "the ranks disagree on the %s (from %lld to %lld)", what[k],
                                 (long long)lo[k], (long long)hi[k]);
         }

@@ -212,7 +212,8 @@ static kp_status ring_walk(const kp_mpi_call *c, ring *R, state_buf *head, state
         if (st == KP_OK) {
             state_buf *into = owner >= c->rank ? tail : head;
             kp__mpi_block_args(c, &R->cur, R->args);
-            const kp_exec_options *o = kp__mpi_part(c, part, g, R->first_row, R->nrows, R->starts[owner], R->counts[owner]);
+            const kp_exec_options *o =
+                kp__mpi_part(c, part, g, R->first_row, R->nrows, R->starts[owner], R->counts[owner]);
             st = kp_plan_exec_partial(c->plan, R->args, c->nargs, R->starts[owner], into->data, into->info.bytes, o);
         }
         if (nreq) {
@@ -245,7 +246,8 @@ static kp_status ring_exec(const kp_mpi_call *c, kp_array *out, kp_array *out_in
             head.data = t;
         }
         if (st == KP_OK)
-            st = kp_plan_state_finalize(c->plan, c->args, c->nargs, tail.data, tail.info.bytes, out, out_index, &c->opt);
+            st = kp_plan_state_finalize(c->plan, c->args, c->nargs, tail.data, tail.info.bytes, out, out_index,
+                                        &c->opt);
         st = kp__mpi_agree(c, st);
     }
     kp__mpi_part_free(&part);

@@ -176,10 +176,11 @@ def _check_same(comm, f, arrays, layout, ranges=None):
         for pos, (x, y) in enumerate(zip(sigs[0], s)):
             if x != y:
                 if pos == 3:
-                    raise KpValueError("pykp.distributed: ranks 0 and %d disagree on the ranges (the triple of axis %d, "
-                                       "or ranges on some ranks only): pass the ranges of the whole problem, the same "
-                                       "on every rank" % (r, f.axis))
-                what = ("the layout", "the axis", "the number of arguments")[pos] if pos < 3 else "argument %d" % (pos - 4)
+                    raise KpValueError("pykp.distributed: ranks 0 and %d disagree on the ranges (the triple of "
+                                       "axis %d, or ranges on some ranks only): pass the ranges of the whole "
+                                       "problem, the same on every rank" % (r, f.axis))
+                what = ("the layout", "the axis", "the number of arguments")[pos] if pos < 3 else (
+                    "argument %d" % (pos - 4))
                 raise KpValueError("pykp.distributed: ranks 0 and %d disagree on %s: %r against %r (only the rows of "
                                    "split variables may differ)" % (r, what, x, y))
         raise KpValueError("pykp.distributed: ranks 0 and %d disagree on the number of arguments" % r)

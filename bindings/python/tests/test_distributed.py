@@ -91,7 +91,8 @@ def test_clip_keeps_the_part_of_the_whole():
             for cs, ce in zip(c[0::2], c[1::2]):
                 cols.append((b * wc + cs, b * wc + ce))
             slices.append(len(cols))
-    whole = (np.array(rows, np.int64).reshape(-1, 2), np.array(slices, np.int64), np.array(cols, np.int64).reshape(-1, 2))
+    whole = (np.array(rows, np.int64).reshape(-1, 2), np.array(slices, np.int64),
+             np.array(cols, np.int64).reshape(-1, 2))
 
     def mask(triple, nr, nc):
         m = np.zeros((nb * nr, nb * nc), bool)
