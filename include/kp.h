@@ -751,6 +751,14 @@ kp_context *kp_plan_context(const kp_plan *plan);
 int kp_plan_axis(const kp_plan *plan);
 int kp_plan_num_args(const kp_plan *plan);
 kp_status kp_plan_arg(const kp_plan *plan, int k, kp_var_category *category, int *dim, int *used);
+/* Checks ranges as kp_plan_exec would for a call of this plan over nbatch
+ * (flat) batches of nrows output rows and ncols reduced points each (the
+ * triple of the plan's axis only): KP_ERR_ARGUMENT (or KP_ERR_NULL) with
+ * kp_plan_exec's message naming the first bad entry; NULL ranges: KP_OK. For
+ * layers that split a call whose ranges are given for the whole problem
+ * (libkp_mpi, pykp.distributed): the parts' clipped ranges cannot show every
+ * error of the whole. */
+kp_status kp_plan_ranges_check(kp_plan *plan, const kp_ranges *ranges, int64_t nbatch, int64_t nrows, int64_t ncols);
 /* Leaves message in ctx as a failing libkp call would, and returns status
  * (KP_OK clears the message): how such layers report through the same
  * context. KP_ERR_NULL if ctx is NULL. */

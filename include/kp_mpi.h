@@ -39,6 +39,14 @@
  *
  * Formulas that sum their rows (parameter gradients) give each rank the sum
  * over the rows it outputs; add those with MPI_Allreduce.
+ *
+ * Block-sparse ranges (options->ranges): those of the whole problem, in
+ * global indices, as kp_plan_exec over all points would take them, the same
+ * on every rank. Each rank clips them to its output rows and to the reduced
+ * points of each part it folds, counted from their starts (kp.h's partial
+ * states), so results are those of one ranged kp_plan_exec with the bits
+ * above. The triple of the plan's axis is read (gradient plans: the
+ * transposed one). CPU engine only (as ranged partial states).
  */
 #ifndef KP_MPI_H
 #define KP_MPI_H
@@ -63,8 +71,9 @@ typedef enum kp_mpi_layout { KP_MPI_ROWS = 0, KP_MPI_RING = 1 } kp_mpi_layout;
  * Errors reach every rank: all ranks return the same status with the same
  * message (in the plan's context), prefixed with the rank that failed first.
  * Arguments that disagree between ranks (count, dtype, dimensions, batch
- * shape, the number of replicated points, layout) make every rank return
- * KP_ERR_ARGUMENT before any work. A failure of MPI itself is KP_ERR_INTERNAL
+ * shape, the number of replicated points, layout, the ranges) make every rank
+ * return KP_ERR_ARGUMENT before any work, and so do ranges malformed for the
+ * whole problem (kp_plan_ranges_check). A failure of MPI itself is KP_ERR_INTERNAL
  * with MPI's error string (the communicator's error handler is used as set:
  * set MPI_ERRORS_RETURN on comm to receive it). No rank waits forever on a
  * rank that failed.

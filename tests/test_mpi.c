@@ -11,7 +11,12 @@
  *   - ring blocks of KP_STATE_CHUNK points: rank 0's rows bit-identical;
  *   - a column-side gradient (kp_formula_grad w.r.t. y) in both layouts;
  *   - bad input on one rank: every rank returns the same status and message
- *     (disagreeing arguments: KP_ERR_ARGUMENT), and nobody hangs.
+ *     (disagreeing arguments: KP_ERR_ARGUMENT), and nobody hangs;
+ *   - block-sparse ranges of the whole problem (a cluster with no range, rows
+ *     and points in no cluster, clusters cut by the ranks' shares): every
+ *     case above against one ranged kp_plan_exec, the aligned ring bit for
+ *     bit, the gradient, two batches; ranges that differ between ranks or are malformed
+ *     for the whole problem: KP_ERR_ARGUMENT with one message everywhere.
  * A failed check aborts every rank (MPI_Abort), so CTest sees the failure.
  */
 #include <math.h>
@@ -85,6 +90,67 @@ static void share(int64_t n, int r, int64_t *first, int64_t *count) {
     *count = n * (acc + w[r]) / tot - *first;
 }
 
+/* The mask of the ranges: NCI clusters of i, NCJ of j, rows [70, 80) and
+ * points [1500, 1550) in none, i cluster 2 kept with nothing. */
+#define NCI 5
+#define NCJ 8
+static const int64_t CI[NCI][2] = {{0, 30}, {30, 70}, {80, 120}, {120, 160}, {160, N}};
+static const int64_t CJ[NCJ][2] = {{0, 300},     {300, 700},   {700, 1000},  {1000, 1500},
+                                   {1550, 1900}, {1900, 2200}, {2200, 2600}, {2600, M}};
+static int keep(int a, int b) { return a != 2 && (a + 2 * b) % 3 != 0; }
+
+/* Both triples from the mask (as pykp.cluster.from_matrix builds them). */
+typedef struct mask_ranges {
+    int64_t ri[2 * NCI], si[NCI], rj[2 * NCI * NCJ];  /* axis 1 */
+    int64_t rjj[2 * NCJ], sj[NCJ], rii[2 * NCI * NCJ]; /* axis 0 */
+    kp_ranges r;
+} mask_ranges;
+
+static void mask_build(mask_ranges *m) {
+    int64_t l = 0;
+    for (int a = 0; a < NCI; a++) {
+        m->ri[2 * a] = CI[a][0], m->ri[2 * a + 1] = CI[a][1];
+        for (int b = 0; b < NCJ; b++)
+            if (keep(a, b)) m->rj[2 * l] = CJ[b][0], m->rj[2 * l + 1] = CJ[b][1], l++;
+        m->si[a] = l;
+    }
+    int64_t l0 = 0;
+    for (int b = 0; b < NCJ; b++) {
+        m->rjj[2 * b] = CJ[b][0], m->rjj[2 * b + 1] = CJ[b][1];
+        for (int a = 0; a < NCI; a++)
+            if (keep(a, b)) m->rii[2 * l0] = CI[a][0], m->rii[2 * l0 + 1] = CI[a][1], l0++;
+        m->sj[b] = l0;
+    }
+    m->r = (kp_ranges){8, m->ri, m->si, m->rj, m->rjj, m->sj, m->rii, NCI, NCI, l, NCJ, NCJ, l0};
+}
+
+static kp_exec_options options_with(const kp_ranges *rg) {
+    kp_exec_options o = KP_EXEC_OPTIONS_DEFAULT;
+    o.ranges = rg;
+    return o;
+}
+
+/* Largest |value| among the finite ones. */
+static double largest(const void *a, kp_dtype dt, int64_t n) {
+    double big = 0;
+    for (int64_t k = 0; k < n; k++) {
+        double v = dt == KP_FLOAT32 ? ((const float *)a)[k] : ((const double *)a)[k];
+        if (isfinite(v)) big = fmax(big, fabs(v));
+    }
+    return big;
+}
+
+/* |got - ref| <= tol where ref is finite, the same value (or both NaN) where
+ * it is not (the neutral values of rows that meet no pair). */
+static void check_close(const void *got, const void *ref, kp_dtype dt, int64_t n, double tol, const char *what) {
+    for (int64_t k = 0; k < n; k++) {
+        double a = dt == KP_FLOAT32 ? ((const float *)got)[k] : ((const double *)got)[k];
+        double b = dt == KP_FLOAT32 ? ((const float *)ref)[k] : ((const double *)ref)[k];
+        if (isfinite(b)) CHECK(fabs(a - b) <= tol, "%s: entry %lld: %g, one process %g", what, (long long)k, a, b);
+        else CHECK(a == b || (isnan(a) && isnan(b)), "%s: entry %lld: %g, one process %g", what, (long long)k, a, b);
+    }
+}
+
 typedef struct global {
     void *x, *y, *b;
     kp_dtype dt;
@@ -96,7 +162,9 @@ static kp_array rows_of(void *base, const global *g, int64_t first, int64_t coun
 }
 
 /* Runs one case and checks it; returns nothing, aborts on failure. */
-static void check_case(kp_context *ctx, const global *g, const char *text, int axis, kp_mpi_layout layout) {
+static void check_case(kp_context *ctx, const global *g, const char *text, int axis, kp_mpi_layout layout,
+                       const kp_ranges *rg) {
+    kp_exec_options opt = options_with(rg);
     const char *al[] = {"x = Vi(2)", "y = Vj(2)", "b = Vj(1)"};
     kp_formula *f;
     CHECK(kp_formula_parse(ctx, text, al, 3, &f) == KP_OK, "%s", kp_context_message(ctx));
@@ -109,7 +177,7 @@ static void check_case(kp_context *ctx, const global *g, const char *text, int a
     void *ref = malloc((size_t)nrows_all * (size_t)(od + 1) * g->es);
     int64_t *refi = malloc((size_t)nrows_all * (size_t)(id + 1) * 8);
     kp_array ro = kp_array_2d(ref, g->dt, nrows_all, od), roi = kp_array_2d(refi, KP_INT64, nrows_all, id);
-    CHECK(kp_plan_exec(p, full, (size_t)na, od ? &ro : NULL, id ? &roi : NULL, NULL) == KP_OK, "%s",
+    CHECK(kp_plan_exec(p, full, (size_t)na, od ? &ro : NULL, id ? &roi : NULL, &opt) == KP_OK, "%s",
           kp_context_message(ctx));
     /* This rank's share. */
     int64_t i0, ni, j0 = 0, nj = M;
@@ -129,24 +197,21 @@ static void check_case(kp_context *ctx, const global *g, const char *text, int a
     void *got = malloc((size_t)(nr + 1) * (size_t)(od + 1) * g->es);
     int64_t *goti = malloc((size_t)(nr + 1) * (size_t)(id + 1) * 8);
     kp_array o = kp_array_2d(got, g->dt, nr, od), oi = kp_array_2d(goti, KP_INT64, nr, id);
-    kp_status st = kp_mpi_exec(p, MPI_COMM_WORLD, layout, mine, (size_t)na, od ? &o : NULL, id ? &oi : NULL, NULL);
+    kp_status st = kp_mpi_exec(p, MPI_COMM_WORLD, layout, mine, (size_t)na, od ? &o : NULL, id ? &oi : NULL, &opt);
     CHECK(st == KP_OK, "%s layout %d: %s", text, (int)layout, kp_context_message(ctx));
-    if (id) CHECK(!memcmp(goti, refi + r0 * id, (size_t)(nr * id) * 8), "%s layout %d: indices differ", text, (int)layout);
+    if (id)
+        CHECK(!memcmp(goti, refi + r0 * id, (size_t)(nr * id) * 8), "%s layout %d%s: indices differ", text, (int)layout,
+              rg ? " ranges" : "");
     int exact = strncmp(text, "Sum", 3) && strncmp(text, "LogSumExp", 9);
     exact |= layout == KP_MPI_ROWS && axis == 1;
     if (od && exact)
         CHECK(!memcmp(got, (char *)ref + (size_t)(r0 * od) * g->es, (size_t)(nr * od) * g->es),
-              "%s layout %d: values not bit-identical", text, (int)layout);
+              "%s layout %d%s: values not bit-identical", text, (int)layout, rg ? " ranges" : "");
     if (od && !exact) {
-        double big = 0, worst = 0, tol = g->dt == KP_FLOAT32 ? 1e-6 : 1e-13;
-        for (int64_t k = 0; k < nrows_all * od; k++)
-            big = fmax(big, fabs(g->dt == KP_FLOAT32 ? ((float *)ref)[k] : ((double *)ref)[k]));
-        for (int64_t k = 0; k < nr * od; k++) {
-            double a = g->dt == KP_FLOAT32 ? ((float *)got)[k] : ((double *)got)[k];
-            double b = g->dt == KP_FLOAT32 ? ((float *)ref)[r0 * od + k] : ((double *)ref)[r0 * od + k];
-            worst = fmax(worst, fabs(a - b));
-        }
-        CHECK(worst <= tol * big, "%s layout %d: error %g > %g", text, (int)layout, worst, tol * big);
+        double tol = (g->dt == KP_FLOAT32 ? 1e-6 : 1e-13) * largest(ref, g->dt, nrows_all * od);
+        char what[300];
+        snprintf(what, sizeof what, "%s layout %d%s", text, (int)layout, rg ? " ranges" : "");
+        check_close(got, (char *)ref + (size_t)(r0 * od) * g->es, g->dt, nr * od, tol, what);
     }
     free(ref), free(refi), free(got), free(goti);
     kp_plan_free(p);
@@ -202,9 +267,162 @@ static void check_errors(kp_context *ctx, const global *g) {
     kp_formula_free(f);
 }
 
+/* Two batches, float64: batch 1's ranges from another mask, indices of the
+ * flattened (batch, point) rows; each rank's points of each batch are a
+ * strided slice. Against one ranged kp_plan_exec. */
+#define NB 2
+static int keep_b(int bt, int a, int b) { return bt == 0 ? keep(a, b) : !keep(a, b) && a != 4; }
+
+static void check_batched_ranges(kp_context *ctx, const double *x, const double *y, const double *b) {
+    static const char *const reds[] = {"Sum_Reduction(@,#)", "LogSumExp_Reduction(@,#)", "Min_ArgMin_Reduction(@,#)",
+                                       "KMin_ArgKMin_Reduction(@,3,#)"};
+    int64_t ri[2 * NB * NCI], si[NB * NCI], rj[2 * NB * NCI * NCJ], rjj[2 * NB * NCJ], sj[NB * NCJ],
+        rii[2 * NB * NCI * NCJ], l = 0, l0 = 0;
+    for (int bt = 0; bt < NB; bt++) {
+        for (int a = 0; a < NCI; a++) {
+            ri[2 * (bt * NCI + a)] = bt * N + CI[a][0], ri[2 * (bt * NCI + a) + 1] = bt * N + CI[a][1];
+            for (int c = 0; c < NCJ; c++)
+                if (keep_b(bt, a, c)) rj[2 * l] = bt * M + CJ[c][0], rj[2 * l + 1] = bt * M + CJ[c][1], l++;
+            si[bt * NCI + a] = l;
+        }
+        for (int c = 0; c < NCJ; c++) {
+            rjj[2 * (bt * NCJ + c)] = bt * M + CJ[c][0], rjj[2 * (bt * NCJ + c) + 1] = bt * M + CJ[c][1];
+            for (int a = 0; a < NCI; a++)
+                if (keep_b(bt, a, c)) rii[2 * l0] = bt * N + CI[a][0], rii[2 * l0 + 1] = bt * N + CI[a][1], l0++;
+            sj[bt * NCJ + c] = l0;
+        }
+    }
+    kp_ranges rg = {8, ri, si, rj, rjj, sj, rii, NB * NCI, NB * NCI, l, NB * NCJ, NB * NCJ, l0};
+    kp_exec_options opt = options_with(&rg);
+    /* Batch 1's points are batch 0's, scaled: other values, same layout. */
+    double *xb = malloc(NB * N * 2 * sizeof *xb), *yb = malloc(NB * M * 2 * sizeof *yb);
+    double *bb = malloc(NB * M * sizeof *bb);
+    for (int bt = 0; bt < NB; bt++) {
+        for (int k = 0; k < N * 2; k++) xb[bt * N * 2 + k] = x[k] * (1 + 0.5 * bt);
+        for (int k = 0; k < M * 2; k++) yb[bt * M * 2 + k] = y[k] * (1 - 0.3 * bt);
+        for (int k = 0; k < M; k++) bb[bt * M + k] = b[k] + bt;
+    }
+    const char *al[] = {"x = Vi(2)", "y = Vj(2)", "b = Vj(1)"};
+    for (size_t q = 0; q < sizeof reds / sizeof reds[0]; q++)
+        for (int axis = 0; axis <= 1; axis++)
+            for (int layout = 0; layout <= 1; layout++) {
+                char text[256];
+                build_text(reds[q], axis, text, sizeof text);
+                kp_formula *f;
+                kp_plan *p;
+                CHECK(kp_formula_parse(ctx, text, al, 3, &f) == KP_OK, "%s", kp_context_message(ctx));
+                CHECK(kp_plan_new(ctx, f, KP_FLOAT64, &p) == KP_OK, "%s", kp_context_message(ctx));
+                int od = kp_formula_out_dim(f), id = kp_formula_out_index_dim(f);
+                int64_t nall = axis == 1 ? N : M;
+                int64_t sx[3] = {NB, N, 2}, sy[3] = {NB, M, 2}, sb[3] = {NB, M, 1}, so[3] = {NB, nall, od},
+                        soi[3] = {NB, nall, id};
+                kp_array full[3] = {kp_array_nd(xb, KP_FLOAT64, 3, sx), kp_array_nd(yb, KP_FLOAT64, 3, sy),
+                                    kp_array_nd(bb, KP_FLOAT64, 3, sb)};
+                double *ref = malloc((size_t)(NB * nall * od) * 8), *got = malloc((size_t)(NB * nall * od + 1) * 8);
+                int64_t *refi = malloc((size_t)(NB * nall * id) * 8), *goti = malloc((size_t)(NB * nall * id + 1) * 8);
+                kp_array ro = kp_array_nd(ref, KP_FLOAT64, 3, so), roi = kp_array_nd(refi, KP_INT64, 3, soi);
+                CHECK(kp_plan_exec(p, full, 3, &ro, &roi, &opt) == KP_OK, "%s", kp_context_message(ctx));
+                int64_t i0, ni, j0 = 0, nj = M;
+                share(N, rank, &i0, &ni);
+                if (layout == KP_MPI_RING) j0 = (int64_t)M * rank / size, nj = (int64_t)M * (rank + 1) / size - j0;
+                kp_array mine[3] = {full[0], full[1], full[2]};
+                mine[0].data = xb + i0 * 2, mine[0].shape[1] = ni;
+                mine[1].data = yb + j0 * 2, mine[1].shape[1] = nj;
+                mine[2].data = bb + j0, mine[2].shape[1] = nj;
+                int64_t r0 = axis == 1 ? i0 : (layout == KP_MPI_RING ? j0 : 0);
+                int64_t nr = axis == 1 ? ni : (layout == KP_MPI_RING ? nj : M);
+                int64_t mo[3] = {NB, nr, od}, moi[3] = {NB, nr, id};
+                kp_array o = kp_array_nd(got, KP_FLOAT64, 3, mo), oi = kp_array_nd(goti, KP_INT64, 3, moi);
+                CHECK(kp_mpi_exec(p, MPI_COMM_WORLD, (kp_mpi_layout)layout, mine, 3, &o, &oi, &opt) == KP_OK,
+                      "%s batches: %s", text, kp_context_message(ctx));
+                double tol = 1e-13 * largest(ref, KP_FLOAT64, NB * nall * od);
+                for (int bt = 0; bt < NB; bt++) {
+                    char what[300];
+                    snprintf(what, sizeof what, "%s layout %d batch %d", text, layout, bt);
+                    check_close(got + bt * nr * od, ref + (bt * nall + r0) * od, KP_FLOAT64, nr * od, tol, what);
+                    CHECK(!memcmp(goti + bt * nr * id, refi + (bt * nall + r0) * id, (size_t)(nr * id) * 8),
+                          "%s: indices differ", what);
+                }
+                free(ref), free(got), free(refi), free(goti);
+                kp_plan_free(p);
+                kp_formula_free(f);
+            }
+    free(xb), free(yb), free(bb);
+}
+
+/* Every rank returns st with rank 0's message, which contains want. */
+static void check_refused(kp_context *ctx, kp_status st, const char *want) {
+    CHECK(st == KP_ERR_ARGUMENT, "status %d (%s), expected KP_ERR_ARGUMENT", (int)st, kp_context_message(ctx));
+    check_same_message(ctx);
+    CHECK(strstr(kp_context_message(ctx), want) != NULL, "'%s' not in '%s'", want, kp_context_message(ctx));
+}
+
+/* Ranges that differ between ranks, or that are malformed for the whole
+ * problem (out of bounds where no rank's share sees it, unsorted clusters),
+ * on one rank or on all: KP_ERR_ARGUMENT with one message on every rank. */
+static void check_range_errors(kp_context *ctx, const global *g, const mask_ranges *good) {
+    const char *al[] = {"x = Vi(2)", "y = Vj(2)", "b = Vj(1)"};
+    int last = rank == size - 1;
+    double out[2 * M];
+    for (int axis = 0; axis <= 1; axis++) {
+        char text[64];
+        snprintf(text, sizeof text, "Sum_Reduction(SqDist(x,y)*b,%d)", axis);
+        kp_formula *f;
+        kp_plan *p;
+        CHECK(kp_formula_parse(ctx, text, al, 3, &f) == KP_OK, "parse");
+        CHECK(kp_plan_new(ctx, f, g->dt, &p) == KP_OK, "plan");
+        const char *cols = axis == 1 ? "redranges_j" : "redranges_i";
+        for (int layout = 0; layout <= 1; layout++) {
+            int64_t i0, ni, j0 = 0, nj = M;
+            share(N, rank, &i0, &ni);
+            if (layout == KP_MPI_RING) j0 = (int64_t)M * rank / size, nj = (int64_t)M * (rank + 1) / size - j0;
+            kp_array a[3] = {rows_of(g->x, g, i0, ni, 2), rows_of(g->y, g, j0, nj, 2), rows_of(g->b, g, j0, nj, 1)};
+            int64_t nr = axis == 1 ? ni : nj;
+            kp_array o = kp_array_2d(out, g->dt, nr, 1);
+            mask_ranges m = *good;
+            m.r = (kp_ranges){8, m.ri, m.si, m.rj, m.rjj, m.sj, m.rii, good->r.n_ranges_i, good->r.n_slices_i,
+                              good->r.n_redranges_j, good->r.n_ranges_j, good->r.n_slices_j, good->r.n_redranges_i};
+            int64_t *c1 = axis == 1 ? &m.rj[2 * good->r.n_redranges_j - 1] : &m.rii[2 * good->r.n_redranges_i - 1];
+            int64_t end = *c1;
+            kp_exec_options opt = options_with(&m.r), none = options_with(NULL);
+            /* One rank's last range is shorter: valid, but not the others'. */
+            if (last) *c1 = end - 1;
+            kp_status st = kp_mpi_exec(p, MPI_COMM_WORLD, (kp_mpi_layout)layout, a, 3, &o, NULL, &opt);
+            if (size > 1) check_refused(ctx, st, "disagree on the ranges");
+            else CHECK(st == KP_OK, "%s", kp_context_message(ctx));
+            /* Ranges on one rank only. */
+            st = kp_mpi_exec(p, MPI_COMM_WORLD, (kp_mpi_layout)layout, a, 3, &o, NULL, last ? &none : &opt);
+            if (size > 1) check_refused(ctx, st, "disagree on the ranges");
+            /* The last range past the last point, on every rank: no rank's
+             * share sees it but the whole problem's check does. */
+            const int64_t past = (axis == 1 ? M : N) + 1;
+            *c1 = past;
+            st = kp_mpi_exec(p, MPI_COMM_WORLD, (kp_mpi_layout)layout, a, 3, &o, NULL, &opt);
+            check_refused(ctx, st, cols);
+            check_refused(ctx, st, "outside");
+            /* Malformed on one rank only. */
+            *c1 = last ? past : end;
+            st = kp_mpi_exec(p, MPI_COMM_WORLD, (kp_mpi_layout)layout, a, 3, &o, NULL, &opt);
+            check_refused(ctx, st, size > 1 ? "disagree on the ranges" : "outside");
+            /* Unsorted clusters everywhere. */
+            *c1 = end;
+            int64_t *rows = axis == 1 ? m.ri : m.rjj, keep0 = rows[2];
+            rows[2] = rows[1] - 1;
+            st = kp_mpi_exec(p, MPI_COMM_WORLD, (kp_mpi_layout)layout, a, 3, &o, NULL, &opt);
+            check_refused(ctx, st, axis == 1 ? "ranges_i[1]" : "ranges_j[1]");
+            rows[2] = keep0;
+            /* Repaired: it runs. */
+            st = kp_mpi_exec(p, MPI_COMM_WORLD, (kp_mpi_layout)layout, a, 3, &o, NULL, &opt);
+            CHECK(st == KP_OK, "%s", kp_context_message(ctx));
+        }
+        kp_plan_free(p);
+        kp_formula_free(f);
+    }
+}
+
 /* Ring blocks of KP_STATE_CHUNK points each: rank 0 folds them in global
  * order from the identity, which is one process's computation bit for bit. */
-static void check_aligned_ring(kp_context *ctx) {
+static void check_aligned_ring(kp_context *ctx, int ranged) {
     const int64_t NI = 70, MJ = (int64_t)size * KP_STATE_CHUNK;
     double *x = make(NI * 2, 4), *y = make((size_t)MJ * 2, 5);
     const char *al[] = {"x = Vi(2)", "y = Vj(2)"};
@@ -216,14 +434,20 @@ static void check_aligned_ring(kp_context *ctx) {
     float ref[70], got[70];
     kp_array full[2] = {kp_array_2d(xs, KP_FLOAT32, NI, 2), kp_array_2d(ys, KP_FLOAT32, MJ, 2)};
     kp_array ro = kp_array_2d(ref, KP_FLOAT32, NI, 1);
-    CHECK(kp_plan_exec(p, full, 2, &ro, NULL, NULL) == KP_OK, "%s", kp_context_message(ctx));
+    /* Ranges across the blocks' borders; rows [35, 40) in no cluster. */
+    int64_t ri[] = {0, 35, 40, NI}, si[] = {2, 3};
+    int64_t rj[] = {100, MJ / 2 + 5000, MJ / 2 + 9000, MJ - 3, 20000, MJ};
+    kp_ranges rg = {8, ri, si, rj, NULL, NULL, NULL, 2, 2, 3, 0, 0, 0};
+    kp_exec_options opt = options_with(ranged ? &rg : NULL);
+    CHECK(kp_plan_exec(p, full, 2, &ro, NULL, &opt) == KP_OK, "%s", kp_context_message(ctx));
     int64_t i0 = rank == 0 ? 0 : NI, ni = rank == 0 ? NI : 0; /* all rows on rank 0 */
     kp_array mine[2] = {kp_array_2d(xs + 2 * i0, KP_FLOAT32, ni, 2),
                         kp_array_2d(ys + 2 * rank * KP_STATE_CHUNK, KP_FLOAT32, KP_STATE_CHUNK, 2)};
     kp_array o = kp_array_2d(got, KP_FLOAT32, ni, 1);
-    CHECK(kp_mpi_exec(p, MPI_COMM_WORLD, KP_MPI_RING, mine, 2, &o, NULL, NULL) == KP_OK, "%s",
+    CHECK(kp_mpi_exec(p, MPI_COMM_WORLD, KP_MPI_RING, mine, 2, &o, NULL, &opt) == KP_OK, "%s",
           kp_context_message(ctx));
-    if (rank == 0) CHECK(!memcmp(got, ref, sizeof ref), "aligned ring: rank 0 not bit-identical");
+    if (rank == 0)
+        CHECK(!memcmp(got, ref, sizeof ref), "aligned ring%s: rank 0 not bit-identical", ranged ? ", ranges" : "");
     kp_plan_free(p);
     kp_formula_free(f);
     free(x), free(y), free(xs), free(ys);
@@ -233,7 +457,8 @@ static void check_aligned_ring(kp_context *ctx) {
  * a reduction over the split i points) through KP_MPI_ROWS: every rank gets
  * all M rows, within tolerance of one process; the same through the ring
  * gives each rank its own rows. */
-static void check_gradient(kp_context *ctx, const global *g) {
+static void check_gradient(kp_context *ctx, const global *g, const kp_ranges *rg) {
+    kp_exec_options opt = options_with(rg); /* the gradient reduces over i: it reads the transposed triple */
     const char *al[] = {"x = Vi(2)", "y = Vj(2)", "b = Vj(1)"};
     kp_formula *f, *gy;
     kp_plan *p;
@@ -245,7 +470,7 @@ static void check_gradient(kp_context *ctx, const global *g) {
     kp_array full[4] = {rows_of(g->x, g, 0, N, 2), rows_of(g->y, g, 0, M, 2), rows_of(g->b, g, 0, M, 1),
                         kp_array_2d(es, g->dt, N, 1)};
     kp_array ro = kp_array_2d(ref, g->dt, M, 2);
-    CHECK(kp_plan_exec(p, full, 4, &ro, NULL, NULL) == KP_OK, "%s", kp_context_message(ctx));
+    CHECK(kp_plan_exec(p, full, 4, &ro, NULL, &opt) == KP_OK, "%s", kp_context_message(ctx));
     for (int layout = 0; layout <= 1; layout++) {
         int64_t i0, ni, j0 = 0, nj = M;
         share(N, rank, &i0, &ni);
@@ -256,17 +481,11 @@ static void check_gradient(kp_context *ctx, const global *g) {
         kp_array mine[4] = {rows_of(g->x, g, i0, ni, 2), rows_of(g->y, g, j0, nj, 2), rows_of(g->b, g, j0, nj, 1),
                             kp_array_2d((char *)es + (size_t)i0 * g->es, g->dt, ni, 1)};
         kp_array o = kp_array_2d(got, g->dt, nj, 2);
-        CHECK(kp_mpi_exec(p, MPI_COMM_WORLD, (kp_mpi_layout)layout, mine, 4, &o, NULL, NULL) == KP_OK, "%s",
+        CHECK(kp_mpi_exec(p, MPI_COMM_WORLD, (kp_mpi_layout)layout, mine, 4, &o, NULL, &opt) == KP_OK, "%s",
               kp_context_message(ctx));
-        double big = 0, worst = 0, tol = g->dt == KP_FLOAT32 ? 1e-6 : 1e-13;
-        for (int64_t k = 0; k < 2 * M; k++)
-            big = fmax(big, fabs(g->dt == KP_FLOAT32 ? ((float *)ref)[k] : ((double *)ref)[k]));
-        for (int64_t k = 0; k < 2 * nj; k++) {
-            double a = g->dt == KP_FLOAT32 ? ((float *)got)[k] : ((double *)got)[k];
-            double r = g->dt == KP_FLOAT32 ? ((float *)ref)[2 * j0 + k] : ((double *)ref)[2 * j0 + k];
-            worst = fmax(worst, fabs(a - r));
-        }
-        CHECK(worst <= tol * big, "gradient, layout %d: error %g > %g", layout, worst, tol * big);
+        double tol = (g->dt == KP_FLOAT32 ? 1e-6 : 1e-13) * largest(ref, g->dt, 2 * M);
+        check_close(got, (char *)ref + (size_t)(2 * j0) * g->es, g->dt, 2 * nj, tol,
+                    rg ? "gradient with ranges" : "gradient");
     }
     free(e), free(es), free(ref), free(got);
     kp_plan_free(p);
@@ -342,6 +561,8 @@ int main(int argc, char **argv) {
     CHECK(kp_context_new(&ctx) == KP_OK, "context");
     kp_context_set_num_threads(ctx, 1);
     int ncases = 0;
+    mask_ranges mask;
+    mask_build(&mask);
     for (int dti = 0; dti <= 1; dti++) {
         kp_dtype dt = dti ? KP_FLOAT64 : KP_FLOAT32;
         global g = {as_dtype(x, N * 2, dt), as_dtype(y, M * 2, dt), as_dtype(b, M, dt), dt, dti ? 8u : 4u};
@@ -350,15 +571,20 @@ int main(int argc, char **argv) {
                 for (int layout = 0; layout <= 1; layout++) {
                     char text[256];
                     build_text(REDS[k], axis, text, sizeof text);
-                    check_case(ctx, &g, text, axis, (kp_mpi_layout)layout);
-                    ncases++;
+                    check_case(ctx, &g, text, axis, (kp_mpi_layout)layout, NULL);
+                    check_case(ctx, &g, text, axis, (kp_mpi_layout)layout, &mask.r);
+                    ncases += 2;
                 }
-        check_gradient(ctx, &g);
+        check_gradient(ctx, &g, NULL);
+        check_gradient(ctx, &g, &mask.r);
         check_errors(ctx, &g);
+        check_range_errors(ctx, &g, &mask);
         free(g.x), free(g.y), free(g.b);
     }
-    check_aligned_ring(ctx);
+    check_aligned_ring(ctx, 0);
+    check_aligned_ring(ctx, 1);
     check_storage_dtypes(ctx, x, y, b);
+    check_batched_ranges(ctx, x, y, b);
     kp_context_free(ctx);
     free(x), free(y), free(b);
     if (rank == 0) printf("test_mpi: %d cases on %d ranks passed\n", ncases, size);

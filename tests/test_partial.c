@@ -388,6 +388,19 @@ static void test_errors(void **state) {
     /* The layout and the finalization do not read the ranges. */
     KPT_ASSERT_OK(ctx, kp_plan_state_info(p, a, 3, &ro, &qi));
     assert_int_equal(qi.bytes, info.bytes);
+    /* kp_plan_ranges_check: the same ranges against the whole problem's
+     * sizes, with kp_plan_exec's messages (3 points: valid; 2: past them;
+     * two batches: the cluster of NR rows in batch 0, its range past batch 0's
+     * 2 points); NULL ranges are dense. */
+    KPT_ASSERT_OK(ctx, kp_plan_ranges_check(p, &rg, 1, NR, 3));
+    KPT_ASSERT_OK(ctx, kp_plan_ranges_check(p, NULL, 1, NR, 0));
+    assert_int_equal(kp_plan_ranges_check(p, &rg, 1, NR, 2), KP_ERR_ARGUMENT);
+    assert_non_null(strstr(kp_context_message(ctx), "redranges_j[0] = [0, 3) is outside [0, 2]"));
+    assert_int_equal(kp_plan_ranges_check(p, &rg, 2, NR, 2), KP_ERR_ARGUMENT);
+    assert_int_equal(kp_plan_ranges_check(p, &rg, 1, NR - 1, 3), KP_ERR_ARGUMENT);
+    assert_non_null(strstr(kp_context_message(ctx), "ranges_i[0]"));
+    assert_int_equal(kp_plan_ranges_check(p, &rg, 0, NR, 3), KP_ERR_ARGUMENT);
+    assert_int_equal(kp_plan_ranges_check(NULL, &rg, 1, NR, 3), KP_ERR_NULL);
     kp_formula *fs[2];
     const char *al[] = {"x = Vi(2)", "y = Vj(2)", "b = Vj(1)"};
     KPT_ASSERT_OK(ctx, kp_formula_parse(ctx, "Sum_Reduction(SqDist(x,y)*b,1)", al, 3, &fs[0]));
@@ -395,6 +408,7 @@ static void test_errors(void **state) {
     kp_plan *joint;
     KPT_ASSERT_OK(ctx, kp_plan_new_joint(ctx, (const kp_formula *const *)fs, 2, KP_FLOAT32, &joint));
     assert_int_equal(kp_plan_state_info(joint, a, 3, NULL, &qi), KP_ERR_ARGUMENT);
+    assert_int_equal(kp_plan_ranges_check(joint, &rg, 1, NR, 3), KP_ERR_ARGUMENT);
     kp_plan_free(joint);
     kp_formula_free(fs[0]);
     kp_formula_free(fs[1]);

@@ -53,7 +53,7 @@ kp_status kp__mpi_agree(const kp_mpi_call *c, kp_status st) {
 
 /* Signature slots per argument: dtype, ndim, device, the extents. */
 #define SIG_PER_ARG (3 + KP_MAX_DIMS)
-#define SIG_HEAD 4
+#define SIG_HEAD 5
 #define SIG_LEN (SIG_HEAD + KP_MAX_ARGS * SIG_PER_ARG)
 
 static int is_split(const kp_mpi_call *c, kp_var_category cat) {
@@ -67,6 +67,7 @@ static void signature(const kp_mpi_call *c, int64_t *sig) {
     sig[1] = (int64_t)c->nargs;
     sig[2] = c->plan ? kp_plan_num_args(c->plan) : -1;
     sig[3] = c->axis;
+    sig[4] = (int64_t)kp__mpi_ranges_hash(c);
     for (size_t k = 0; c->args && k < c->nargs && k < KP_MAX_ARGS; k++) {
         const kp_array *a = &c->args[k];
         kp_var_category cat = KP_VAR_PARAM;
@@ -97,6 +98,12 @@ kp_status kp__mpi_same_shapes(const kp_mpi_call *c) {
         if (lo[k] == hi[k]) continue;
         if (k < SIG_HEAD) {
             const char *what[] = {"layout", "number of arguments", "plan's number of arguments", "plan's axis"};
+            if (k == 4)
+                return kp__mpi_fail(c, KP_ERR_ARGUMENT,
+                                    "the ranks disagree on the ranges (%s, or ranges on some ranks only): pass the "
+                                    "ranges of the whole problem, the same on every rank",
+                                    c->axis == 1 ? "ranges_i, slices_i, redranges_j"
+                                                 : "ranges_j, slices_j, redranges_i");
             return kp__mpi_fail(c, KP_ERR_ARGUMENT, "the ranks disagree on the %s (from %lld to %lld)", what[k],
                                 (long long)lo[k], (long long)hi[k]);
         }

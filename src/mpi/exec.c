@@ -17,7 +17,7 @@ typedef struct state_buf {
 
 static kp_status state_new(const kp_mpi_call *c, const kp_array *args, int64_t row_offset, state_buf *s) {
     s->data = NULL;
-    kp_status st = kp_plan_state_info(c->plan, args, c->nargs, c->options, &s->info);
+    kp_status st = kp_plan_state_info(c->plan, args, c->nargs, &c->opt, &s->info);
     if (st != KP_OK) return st;
     if (s->info.bytes > (size_t)INT_MAX)
         return kp__mpi_fail(c, KP_ERR_TOO_LARGE, "a state of %zu bytes exceeds one MPI message (2^31 - 1 bytes)",
@@ -36,16 +36,33 @@ static kp_status offsets(const kp_mpi_call *c, int64_t n, int64_t *all, int64_t 
     return st;
 }
 
-/* Global index of this rank's first i point (collective; agreed on every rank). */
-static kp_status first_i_point(const kp_mpi_call *c, int64_t *first) {
+/* Points of a category on this rank: its variables' rows, else the option
+ * that gives them (nx, ny), else 0. */
+static int64_t points_of(const kp_mpi_call *c, kp_var_category cat) {
+    int64_t n = kp__mpi_local_points(c, cat), opt = cat == KP_VAR_I ? c->opt.nx : c->opt.ny;
+    return n >= 0 ? n : opt > 0 ? opt : 0;
+}
+
+/* Global index of this rank's first i point and their total (collective;
+ * agreed on every rank). */
+static kp_status first_i_point(const kp_mpi_call *c, int64_t *first, int64_t *total) {
     int64_t *counts = malloc((size_t)c->size * sizeof *counts);
     kp_status st = kp__mpi_agree(c, counts ? KP_OK : kp__mpi_fail(c, KP_ERR_OOM, "out of memory"));
-    if (st == KP_OK) {
-        int64_t n = kp__mpi_local_points(c, KP_VAR_I);
-        st = kp__mpi_agree(c, offsets(c, n < 0 ? 0 : n, counts, first));
-    }
+    if (st == KP_OK) st = kp__mpi_agree(c, offsets(c, points_of(c, KP_VAR_I), counts, first));
+    *total = 0;
+    for (int r = 0; st == KP_OK && r < c->size; r++) *total += counts[r];
     free(counts);
     return st;
+}
+
+/* The state, the whole problem's ranges checked, a part's options ready. */
+static kp_status state_and_ranges(const kp_mpi_call *c, int64_t row_offset, int64_t nrows, int64_t ncols, state_buf *s,
+                                  kp_mpi_part *part, kp_mpi_geometry *g) {
+    kp_status st = state_new(c, c->args, row_offset, s);
+    if (st == KP_OK) st = kp__mpi_part_alloc(c, part);
+    if ((st = kp__mpi_agree(c, st)) != KP_OK) return st;
+    *g = (kp_mpi_geometry){s->info.nbatch, nrows, ncols};
+    return kp__mpi_ranges_check(c, g);
 }
 
 /* Merges every rank's state into rank 0's in rank order over a fixed binary
@@ -74,39 +91,48 @@ static kp_status tree_merge(const kp_mpi_call *c, state_buf *s) {
  * through a state only so that IndexI() reads global row indices (one fold
  * from the identity is kp_plan_exec's computation, bit for bit). */
 static kp_status rows_row_side(const kp_mpi_call *c, kp_array *out, kp_array *out_index) {
-    int64_t first = 0;
+    int64_t first = 0, n = 0, m = points_of(c, KP_VAR_J);
     state_buf s = {0};
-    kp_status st = first_i_point(c, &first);
+    kp_mpi_part part = {0};
+    kp_mpi_geometry g;
+    kp_status st = first_i_point(c, &first, &n);
+    if (st == KP_OK) st = state_and_ranges(c, first, n, m, &s, &part, &g);
     if (st == KP_OK) {
-        st = state_new(c, c->args, first, &s);
-        if (st == KP_OK) st = kp_plan_exec_partial(c->plan, c->args, c->nargs, 0, s.data, s.info.bytes, c->options);
+        const kp_exec_options *o = kp__mpi_part(c, &part, &g, first, points_of(c, KP_VAR_I), 0, m);
+        st = kp_plan_exec_partial(c->plan, c->args, c->nargs, 0, s.data, s.info.bytes, o);
         if (st == KP_OK)
-            st = kp_plan_state_finalize(c->plan, c->args, c->nargs, s.data, s.info.bytes, out, out_index, c->options);
+            st = kp_plan_state_finalize(c->plan, c->args, c->nargs, s.data, s.info.bytes, out, out_index, &c->opt);
         st = kp__mpi_agree(c, st);
     }
+    kp__mpi_part_free(&part);
     free(s.data);
     return st;
 }
 
 /* KP_MPI_ROWS, axis 0: every rank folds its i points into all M rows. */
 static kp_status rows_column_side(const kp_mpi_call *c, kp_array *out, kp_array *out_index) {
-    int64_t first = 0;
+    int64_t first = 0, n = 0, m = points_of(c, KP_VAR_J);
     state_buf s = {0};
-    kp_status st = first_i_point(c, &first);
-    if (st == KP_OK) st = kp__mpi_agree(c, state_new(c, c->args, 0, &s));
-    if (st == KP_OK)
-        st = kp__mpi_agree(c, kp_plan_exec_partial(c->plan, c->args, c->nargs, first, s.data, s.info.bytes, c->options));
+    kp_mpi_part part = {0};
+    kp_mpi_geometry g;
+    kp_status st = first_i_point(c, &first, &n);
+    if (st == KP_OK) st = state_and_ranges(c, 0, m, n, &s, &part, &g);
+    if (st == KP_OK) {
+        const kp_exec_options *o = kp__mpi_part(c, &part, &g, 0, m, first, points_of(c, KP_VAR_I));
+        st = kp__mpi_agree(c, kp_plan_exec_partial(c->plan, c->args, c->nargs, first, s.data, s.info.bytes, o));
+    }
     if (st == KP_OK) st = tree_merge(c, &s);
     if (st == KP_OK)
         st = kp__mpi_agree(c, kp_plan_state_finalize(c->plan, c->args, c->nargs, s.data, s.info.bytes, out, out_index,
-                                                     c->options));
+                                                     &c->opt));
+    kp__mpi_part_free(&part);
     free(s.data);
     return st;
 }
 
 /* The ring's buffers: the block being folded and the one arriving. */
 typedef struct ring {
-    int64_t *counts, first_row;
+    int64_t *counts, first_row, nrows, total_rows, total_red;
     int64_t *starts; /* global index of each rank's first reduced point */
     kp_mpi_block cur, next;
     kp_array *args;
@@ -136,6 +162,11 @@ static kp_status ring_setup(const kp_mpi_call *c, ring *R) {
     if (!rowcounts) return kp__mpi_fail(c, KP_ERR_OOM, "out of memory");
     kp_status st = offsets(c, n < 0 ? 0 : n, R->counts, &mine);
     if (st == KP_OK) st = offsets(c, rows < 0 ? 0 : rows, rowcounts, &R->first_row);
+    R->nrows = rows < 0 ? 0 : rows;
+    for (int r = 0; st == KP_OK && r < c->size; r++) {
+        R->total_rows += rowcounts[r];
+        R->total_red += R->counts[r];
+    }
     free(rowcounts);
     if (st != KP_OK) return st;
     if (n < 0)
@@ -163,7 +194,8 @@ static kp_status ring_setup(const kp_mpi_call *c, ring *R) {
  * of ranks >= rank fold into tail, the others into head: each state sees its
  * blocks in increasing global order. A failed fold stops folding, never the
  * ring, so every rank reaches the agreement. */
-static kp_status ring_walk(const kp_mpi_call *c, ring *R, state_buf *head, state_buf *tail) {
+static kp_status ring_walk(const kp_mpi_call *c, ring *R, state_buf *head, state_buf *tail, kp_mpi_part *part,
+                           const kp_mpi_geometry *g) {
     kp_status st = KP_OK;
     int left = (c->rank - 1 + c->size) % c->size, right = (c->rank + 1) % c->size;
     for (int s = 0; s < c->size; s++) {
@@ -180,8 +212,9 @@ static kp_status ring_walk(const kp_mpi_call *c, ring *R, state_buf *head, state
         if (st == KP_OK) {
             state_buf *into = owner >= c->rank ? tail : head;
             kp__mpi_block_args(c, &R->cur, R->args);
-            st = kp_plan_exec_partial(c->plan, R->args, c->nargs, R->starts[owner], into->data, into->info.bytes,
-                                      c->options);
+            const kp_exec_options *o =
+                kp__mpi_part(c, part, g, R->first_row, R->nrows, R->starts[owner], R->counts[owner]);
+            st = kp_plan_exec_partial(c->plan, R->args, c->nargs, R->starts[owner], into->data, into->info.bytes, o);
         }
         if (nreq) {
             int rc = MPI_Waitall(nreq, req, MPI_STATUSES_IGNORE);
@@ -198,23 +231,26 @@ static kp_status ring_walk(const kp_mpi_call *c, ring *R, state_buf *head, state
 static kp_status ring_exec(const kp_mpi_call *c, kp_array *out, kp_array *out_index) {
     ring R;
     state_buf head = {0}, tail = {0};
+    kp_mpi_part part = {0};
+    kp_mpi_geometry g;
     kp_status st = kp__mpi_agree(c, ring_alloc(c, &R));
     if (st == KP_OK) st = kp__mpi_agree(c, ring_setup(c, &R));
-    if (st == KP_OK) {
-        st = state_new(c, c->args, R.first_row, &head);
-        if (st == KP_OK) st = state_new(c, c->args, R.first_row, &tail);
+    if (st == KP_OK) st = kp__mpi_agree(c, state_new(c, c->args, R.first_row, &head));
+    if (st == KP_OK) st = state_and_ranges(c, R.first_row, R.total_rows, R.total_red, &tail, &part, &g);
+    if (st == KP_OK) st = kp__mpi_agree(c, ring_walk(c, &R, &head, &tail, &part, &g));
+    if (st == KP_OK) { /* every rank, or none (agreed): a failure is not agreed, and prefixed, twice */
+        if (c->rank > 0 && R.starts[c->rank] > 0) { /* head holds points: it comes first */
+            st = kp_plan_state_merge(c->plan, head.data, tail.data, head.info.bytes);
+            void *t = tail.data;
+            tail.data = head.data;
+            head.data = t;
+        }
+        if (st == KP_OK)
+            st = kp_plan_state_finalize(c->plan, c->args, c->nargs, tail.data, tail.info.bytes, out, out_index,
+                                        &c->opt);
         st = kp__mpi_agree(c, st);
     }
-    if (st == KP_OK) st = kp__mpi_agree(c, ring_walk(c, &R, &head, &tail));
-    if (st == KP_OK && c->rank > 0 && R.starts[c->rank] > 0) { /* head holds points: it comes first */
-        st = kp_plan_state_merge(c->plan, head.data, tail.data, head.info.bytes);
-        void *t = tail.data;
-        tail.data = head.data;
-        head.data = t;
-    }
-    if (st == KP_OK)
-        st = kp_plan_state_finalize(c->plan, c->args, c->nargs, tail.data, tail.info.bytes, out, out_index, c->options);
-    st = kp__mpi_agree(c, st);
+    kp__mpi_part_free(&part);
     free(head.data);
     free(tail.data);
     ring_free(&R);
@@ -248,6 +284,8 @@ kp_status kp_mpi_exec(kp_plan *plan, MPI_Comm comm, kp_mpi_layout layout, const 
     else if (n_args != (size_t)kp_plan_num_args(plan))
         st = kp__mpi_fail(&c, KP_ERR_ARGUMENT, "the formula takes %d arguments, got %zu", kp_plan_num_args(plan),
                           n_args);
+    else
+        st = kp__mpi_read_options(&c);
     if ((st = kp__mpi_agree(&c, st)) != KP_OK) return st;
     if ((st = kp__mpi_agree(&c, kp__mpi_same_shapes(&c))) != KP_OK) return st;
     if (layout == KP_MPI_ROWS && c.axis == 1) return rows_row_side(&c, out, out_index);

@@ -20,7 +20,9 @@ typedef struct kp_mpi_call {
     kp_var_category red_cat;  /* the reduced axis' variables: KP_VAR_J for axis 1 */
     const kp_array *args;
     size_t nargs;
-    const kp_exec_options *options;
+    const kp_exec_options *options; /* the caller's */
+    kp_exec_options opt;            /* read from options, without the ranges */
+    const kp_ranges *ranges;        /* the caller's, of the whole problem (NULL: dense) */
 } kp_mpi_call;
 
 /* Collective: the first rank (lowest) whose st is not KP_OK sends its status
@@ -34,7 +36,7 @@ kp_status kp__mpi_fail(const kp_mpi_call *c, kp_status st, const char *fmt, ...)
 kp_status kp__mpi_check(const kp_mpi_call *c, int rc, const char *what);
 /* Collective: KP_ERR_ARGUMENT on every rank when the ranks' calls disagree
  * (layout, argument count, dtypes, dimensions, batch shapes, replicated
- * sizes); the split row counts may differ. */
+ * sizes, ranges); the split row counts may differ. */
 kp_status kp__mpi_same_shapes(const kp_mpi_call *c);
 
 /* The reduced-axis variables of a call, packed contiguously to travel. */
@@ -52,5 +54,38 @@ void kp__mpi_block_pack(const kp_mpi_call *c, kp_mpi_block *b);
 void kp__mpi_block_args(const kp_mpi_call *c, const kp_mpi_block *b, kp_array *out_args);
 /* Points of the reduced axis in the rank's own arguments (-1: no such variable). */
 int64_t kp__mpi_local_points(const kp_mpi_call *c, kp_var_category cat);
+
+/* Block-sparse ranges (ranges.c). */
+/* Reads the caller's options into c->opt and c->ranges (libkp's rules for
+ * struct_size: a struct too short to hold ranges holds none). */
+kp_status kp__mpi_read_options(kp_mpi_call *c);
+
+/* The whole problem: flat batches, output rows and reduced points per batch. */
+typedef struct kp_mpi_geometry {
+    int64_t nbatch, nrows, ncols;
+} kp_mpi_geometry;
+
+/* A hash of the ranges the plan reads (the triple of its axis; 0 ranges too),
+ * compared between ranks by kp__mpi_same_shapes. */
+uint64_t kp__mpi_ranges_hash(const kp_mpi_call *c);
+/* Collective (all ranks have the same ranges): KP_ERR_ARGUMENT on every rank
+ * when they are malformed for the whole problem g (kp_plan_ranges_check). */
+kp_status kp__mpi_ranges_check(const kp_mpi_call *c, const kp_mpi_geometry *g);
+
+/* The options of one part: c->opt with the ranges clipped to the part. */
+typedef struct kp_mpi_part {
+    kp_exec_options opt;
+    kp_ranges local;
+    int64_t *buf; /* the clipped triple: rows, cols, slices */
+} kp_mpi_part;
+
+kp_status kp__mpi_part_alloc(const kp_mpi_call *c, kp_mpi_part *p);
+void kp__mpi_part_free(kp_mpi_part *p);
+/* The options for folding the output rows [row0, row0 + nrows) against the
+ * reduced points [col0, col0 + ncols) (per batch, of the whole problem g):
+ * the caller's ranges clipped to them, counted from row0 and col0 (valid
+ * until the next call on p). Dense calls: c->opt. */
+const kp_exec_options *kp__mpi_part(const kp_mpi_call *c, kp_mpi_part *p, const kp_mpi_geometry *g, int64_t row0,
+                                    int64_t nrows, int64_t col0, int64_t ncols);
 
 #endif

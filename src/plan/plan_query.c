@@ -4,6 +4,7 @@
 
 #include "core/context.h"
 #include "plan/plan_internal.h"
+#include "plan/ranges.h"
 
 kp_context *kp_plan_context(const kp_plan *plan) { return plan ? plan->ctx : NULL; }
 
@@ -19,6 +20,22 @@ kp_status kp_plan_arg(const kp_plan *plan, int k, kp_var_category *category, int
     if (dim) *dim = plan->args[k].dim;
     if (used) *used = plan->args[k].used;
     return KP_OK;
+}
+
+kp_status kp_plan_ranges_check(kp_plan *plan, const kp_ranges *ranges, int64_t nbatch, int64_t nrows, int64_t ncols) {
+    if (!plan) return KP_ERR_NULL;
+    if (plan->nparts)
+        return kp__fail(plan->ctx, KP_ERR_ARGUMENT, "ranges of a joint plan: check its formulas' own plans");
+    if (nbatch < 1 || nrows < 0 || ncols < 0)
+        return kp__fail(plan->ctx, KP_ERR_ARGUMENT, "kp_plan_ranges_check: %lld batches of %lld rows and %lld points",
+                        (long long)nbatch, (long long)nrows, (long long)ncols);
+    kp_job job; /* only what the checks read: the axis and the sizes */
+    memset(&job, 0, sizeof job);
+    job.prog = &plan->prog;
+    job.nbatch = nbatch;
+    job.nrows = nrows;
+    job.ncols = ncols;
+    return kp__ranges_prepare(plan->ctx, ranges, &job);
 }
 
 kp_status kp_context_set_error(kp_context *ctx, kp_status status, const char *message) {

@@ -573,6 +573,7 @@ class StateInfo(ctypes.Structure):
 _plan_state_info = _proto("kp_plan_state_info", ctypes.c_int, _vp, _vp, ctypes.c_size_t, _vp, ctypes.POINTER(StateInfo))
 _plan_state_init = _proto("kp_plan_state_init", ctypes.c_int, _vp, ctypes.POINTER(StateInfo), _vp)
 _plan_exec_partial = _proto("kp_plan_exec_partial", ctypes.c_int, _vp, _vp, ctypes.c_size_t, _i64, _vp, ctypes.c_size_t, _vp)
+_plan_ranges_check = _proto("kp_plan_ranges_check", ctypes.c_int, _vp, _vp, _i64, _i64, _i64)
 _plan_state_merge = _proto("kp_plan_state_merge", ctypes.c_int, _vp, _vp, _vp, ctypes.c_size_t)
 _plan_state_finalize = _proto(
     "kp_plan_state_finalize", ctypes.c_int, _vp, _vp, ctypes.c_size_t, _vp, ctypes.c_size_t, _vp, _vp, _vp
@@ -583,15 +584,21 @@ def _address(buf):
     return ctypes.addressof((ctypes.c_char * len(buf)).from_buffer(buf))
 
 
-def state_new(plan, descs, nx, ny, row_offset=0):
-    """A new state (bytearray, every row at the identity) for plan's rows as
-    descs give them; row_offset: global index of the first row."""
+def state_info(plan, descs, nx, ny):
+    """kp_plan_state_info: the StateInfo of plan's rows as descs give them."""
     plan.pack(descs, nx, ny)
     plan.ctx.use_settings(None)
     info = StateInfo()
     st = _plan_state_info(plan.handle, plan.base, plan.nargs, plan.opt_addr, ctypes.byref(info))
     if st != KP_OK:
         raise plan.ctx.fail(st)
+    return info
+
+
+def state_new(plan, descs, nx, ny, row_offset=0):
+    """A new state (bytearray, every row at the identity) for plan's rows as
+    descs give them; row_offset: global index of the first row."""
+    info = state_info(plan, descs, nx, ny)
     info.row_offset = row_offset
     state = bytearray(info.bytes)
     st = _plan_state_init(plan.handle, ctypes.byref(info), _address(state))
@@ -600,11 +607,20 @@ def state_new(plan, descs, nx, ny, row_offset=0):
     return state
 
 
-def state_fold(plan, descs, offset, state, nx, ny):
-    """Folds the reduced points of descs (global indices from offset) into state."""
-    plan.pack(descs, nx, ny)
+def state_fold(plan, descs, offset, state, nx, ny, ranges=None):
+    """Folds the reduced points of descs (global indices from offset) into
+    state; ranges (a pykp._ranges.Ranges or None): in the part's coordinates."""
+    plan.pack(descs, nx, ny, 0, ranges)
     plan.ctx.use_settings(None)
     st = _plan_exec_partial(plan.handle, plan.base, plan.nargs, offset, _address(state), len(state), plan.opt_addr)
+    if st != KP_OK:
+        raise plan.ctx.fail(st)
+
+
+def ranges_check(plan, ranges, nbatch, nrows, ncols):
+    """kp_plan_ranges_check: raises (ValueError) when ranges (a Ranges) are
+    malformed for nbatch batches of nrows output rows and ncols reduced points."""
+    st = _plan_ranges_check(plan.handle, ranges.addr, nbatch, nrows, ncols)
     if st != KP_OK:
         raise plan.ctx.fail(st)
 

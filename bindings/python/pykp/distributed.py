@@ -33,15 +33,24 @@ over the split axis, merged as states; parameter gradients are summed with an
 allreduce), the same on every rank. Gradients of replicated outputs (axis 0 of
 ``layout="rows"``) sum the ranks' output gradients first.
 
+Block-sparse ranges (``ranges=`` of Genred, ``lazy.ranges`` of reduce: KeOps'
+6-tuple, docs/ranges.md) are those of the whole problem, in global indices, the
+same on every rank, as one process would take them. Each rank clips them to its
+own output rows and to each block of reduced points it folds, counted from
+their starts; gradients read the transposed triple, as in one process.
+
 Errors reach every rank: a rank whose arguments disagree with the others'
-(count, dtype, dimensions, the number of replicated points) makes every rank
-raise ValueError with the same message; an error on one rank is raised on all,
+(count, dtype, dimensions, the number of replicated points, the ranges) makes
+every rank raise ValueError with the same message, and so do ranges malformed
+for the whole problem; an error on one rank is raised on all,
 prefixed with that rank. The computation itself runs on the CPU (torch tensors
 on a GPU are copied to the host and the results back).
 """
+import hashlib
+
 import numpy as np
 
-from . import _arrays, _call, _lib
+from . import _arrays, _call, _lib, _ranges
 from ._arrays import torch
 from ._lib import KP_VAR_I, KP_VAR_J, KpNotImplementedError, KpValueError, formula
 from .genred import postprocess, reduction_text
@@ -104,11 +113,55 @@ def _split(layout, cat):
     return cat == KP_VAR_I or (cat == KP_VAR_J and layout == "ring")
 
 
-def _check_same(comm, f, arrays, layout):
+def _triple(f, ranges):
+    """The triple of ranges that f's axis reads: (clusters of output rows,
+    slices, reduced ranges), as int64 arrays."""
+    a = ranges.arrays[:3] if f.axis == 1 else ranges.arrays[3:]
+    return tuple(np.asarray(x, dtype=np.int64) for x in a)
+
+
+def _ranges_digest(f, ranges):
+    """What the ranks compare of the ranges: a digest of the triple f reads."""
+    if ranges is None:
+        return None
+    h = hashlib.sha256()
+    for a in _triple(f, ranges):
+        h.update(repr(a.shape).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _clip(triple, whole, rows, cols):
+    """The part of the whole problem's triple that falls in the output rows
+    rows = (start, count) and the reduced points cols = (start, count) of each
+    batch, counted from their starts (kp.h: a part's ranges are in its own
+    coordinates), as a 6-tuple whose halves are both that triple (the plan
+    reads its axis's only). whole = (rows, reduced points) per batch."""
+    rr, sl, cc = triple
+    (r0, nr), (c0, nc), (wr, wc) = rows, cols, whole
+    if len(rr) == 0 or wr == 0:
+        e2, e1 = np.zeros((0, 2), np.int64), np.zeros(0, np.int64)
+        return (e2, e1, e2, e2, e1, e2)
+    b = rr[:, 0] // wr  # each cluster lies in one batch
+    lo = np.maximum(rr[:, 0] - b * wr, r0)
+    hi = np.minimum(rr[:, 1] - b * wr, r0 + nr)
+    kept = lo < hi
+    owner = np.repeat(np.arange(len(rr)), np.diff(np.concatenate([[0], sl])))  # each reduced range's cluster
+    cb = b[owner] if len(owner) else np.zeros(0, np.int64)
+    clo = np.maximum(cc[: len(owner), 0] - cb * wc, c0)
+    chi = np.minimum(cc[: len(owner), 1] - cb * wc, c0 + nc)
+    ckept = (clo < chi) & kept[owner] if len(owner) else np.zeros(0, bool)
+    new_rows = np.stack([b * nr + lo - r0, b * nr + hi - r0], axis=1)[kept]
+    new_cols = np.stack([cb * nc + clo - c0, cb * nc + chi - c0], axis=1)[ckept]
+    new_slices = np.cumsum(np.bincount(owner[ckept], minlength=len(rr)))[kept]
+    return (new_rows, new_slices, new_cols, new_rows, new_slices, new_cols)
+
+
+def _check_same(comm, f, arrays, layout, ranges=None):
     """ValueError on every rank when the ranks' arguments disagree (only the
     rows of split variables may differ); the message is computed from every
     rank's signature, so it is the same everywhere."""
-    sig = [layout, f.axis, len(arrays)]
+    sig = [layout, f.axis, len(arrays), _ranges_digest(f, ranges)]
     for k, a in enumerate(arrays):
         info = f.args[k] if k < len(f.args) else None
         if info is None or a is None:
@@ -122,7 +175,12 @@ def _check_same(comm, f, arrays, layout):
             continue
         for pos, (x, y) in enumerate(zip(sigs[0], s)):
             if x != y:
-                what = ("the layout", "the axis", "the number of arguments")[pos] if pos < 3 else "argument %d" % (pos - 3)
+                if pos == 3:
+                    raise KpValueError("pykp.distributed: ranks 0 and %d disagree on the ranges (the triple of "
+                                       "axis %d, or ranges on some ranks only): pass the ranges of the whole "
+                                       "problem, the same on every rank" % (r, f.axis))
+                what = ("the layout", "the axis", "the number of arguments")[pos] if pos < 3 else (
+                    "argument %d" % (pos - 4))
                 raise KpValueError("pykp.distributed: ranks 0 and %d disagree on %s: %r against %r (only the rows of "
                                    "split variables may differ)" % (r, what, x, y))
         raise KpValueError("pykp.distributed: ranks 0 and %d disagree on the number of arguments" % r)
@@ -138,8 +196,10 @@ def _rows_of(f, arrays, cat):
 class _Call:
     """One distributed reduction of formula f on host arrays (NumPy)."""
 
-    def __init__(self, f, code, arrays, layout, comm):
+    def __init__(self, f, code, arrays, layout, comm, ranges=None):
         self.f, self.code, self.arrays, self.layout, self.comm = f, code, arrays, layout, comm
+        self.ranges = ranges  # of the whole problem (a _ranges.Ranges), or None
+        self.whole = None  # (output rows, reduced points) per batch of the whole problem, for the ranges
         self.plan = f.plan(code)
         self.red_cat = KP_VAR_J if f.axis == 1 else KP_VAR_I
         self.row_cat = KP_VAR_I if f.axis == 1 else KP_VAR_J
@@ -152,9 +212,24 @@ class _Call:
         d, nx, ny = self.descs(self.arrays)
         return _lib.state_new(self.plan, d, nx, ny, row_offset)
 
-    def fold(self, arrays, offset, state):
+    def fold(self, arrays, offset, state, rows=None, cols=None):
+        """Folds a part: its reduced points start at global index offset; with
+        ranges, rows and cols are (start, count) of the part's output rows and
+        reduced points in the whole problem."""
         d, nx, ny = self.descs(arrays)
-        _lib.state_fold(self.plan, d, offset, state, nx, ny)
+        part = None
+        if self.ranges is not None:
+            part = _ranges.Ranges(_clip(_triple(self.f, self.ranges), self.whole, rows, cols))
+        _lib.state_fold(self.plan, d, offset, state, nx, ny, part)
+
+    def check_ranges(self, nrows, ncols):
+        """Checks the ranges against the whole problem (ValueError), which no
+        part's clipped ranges can do."""
+        self.whole = (nrows, ncols)
+        if self.ranges is not None:
+            d, nx, ny = self.descs(self.arrays)
+            nbatch = _lib.state_info(self.plan, d, nx, ny).nbatch
+            _lib.ranges_check(self.plan, self.ranges, nbatch, nrows, ncols)
 
     def finalize(self, state):
         d, nx, ny = self.descs(self.arrays)
@@ -173,21 +248,24 @@ class _Call:
 
     def run(self):
         comm = self.comm
-        _step(comm, _check_same, comm, self.f, self.arrays, self.layout)
-        if self.layout == "rows" and self.f.axis == 1:
-            _, first = self.offsets(_rows_of(self.f, self.arrays, KP_VAR_I))
-            state = _step(comm, self._fold_all, first, 0)
-        elif self.layout == "rows":
-            _, first = self.offsets(_rows_of(self.f, self.arrays, KP_VAR_I))
-            state = _step(comm, self._fold_all, 0, first)
-            state = self._tree_merge(state)
+        _step(comm, _check_same, comm, self.f, self.arrays, self.layout, self.ranges)
+        if self.layout == "rows":
+            ni, m = max(_rows_of(self.f, self.arrays, KP_VAR_I), 0), max(_rows_of(self.f, self.arrays, KP_VAR_J), 0)
+            counts, first = self.offsets(ni)
+            if self.f.axis == 1:
+                _step(comm, self.check_ranges, sum(counts), m)
+                state = _step(comm, self._fold_all, first, 0, (first, ni), (0, m))
+            else:
+                _step(comm, self.check_ranges, m, sum(counts))
+                state = _step(comm, self._fold_all, 0, first, (0, m), (first, ni))
+                state = self._tree_merge(state)
         else:
             state = self._ring()
         return _step(comm, self.finalize, state)
 
-    def _fold_all(self, row_offset, offset):
+    def _fold_all(self, row_offset, offset, rows, cols):
         state = self.new_state(row_offset)
-        self.fold(self.arrays, offset, state)
+        self.fold(self.arrays, offset, state, rows, cols)
         return state
 
     def _tree_merge(self, state):
@@ -231,8 +309,10 @@ class _Call:
         others into head, each in increasing global order."""
         comm, rank, size = self.comm, self.comm.rank, self.comm.size
         counts, _ = self.offsets(_rows_of(self.f, self.arrays, self.red_cat))
-        _, first_row = self.offsets(_rows_of(self.f, self.arrays, self.row_cat))
+        nrows = max(_rows_of(self.f, self.arrays, self.row_cat), 0)
+        row_counts, first_row = self.offsets(nrows)
         starts = [sum(counts[:r]) for r in range(size)]
+        _step(comm, self.check_ranges, sum(row_counts), sum(counts))
         head = _step(comm, self.new_state, first_row)
         tail = _step(comm, self.new_state, first_row)
         travel = [k for k, info in enumerate(self.f.args) if info is not None and info.cat == self.red_cat]
@@ -247,7 +327,8 @@ class _Call:
                     arrays = list(self.arrays)
                     for k in travel:
                         arrays[k] = block[k]
-                    self.fold(arrays, starts[owner], tail if owner >= rank else head)
+                    self.fold(arrays, starts[owner], tail if owner >= rank else head, (first_row, nrows),
+                              (starts[owner], counts[owner]))
                 except Exception as e:  # the ring goes on: every rank reaches the agreement
                     err = e
             _wait_all(pending)
@@ -275,11 +356,11 @@ def _to_numpy(a):
     return a if a is None or not hasattr(a, "shape") else np.ascontiguousarray(a)
 
 
-def _run_numpy(key, args, layout, comm):
+def _run_numpy(key, args, layout, comm, ranges=None):
     f = formula(key)
     _, code, args = _call.canonical(f, args)
     arrays = [None if f.args[k] is None else _to_numpy(a) for k, a in enumerate(args)]
-    return _Call(f, code, arrays, layout, comm).run()
+    return _Call(f, code, arrays, layout, comm, ranges).run()
 
 
 def _rows_split(layout, axis):
@@ -322,9 +403,9 @@ if torch is not None:
 
         @staticmethod
         def forward(ctx, spec, *args):
-            key, layout, comm = spec
+            key, layout, comm, ranges = spec
             selects = formula(key).reduction in _lib.WITH_INDICES  # Min, Max, KMin: backward needs the indices
-            vals, idx = _run_numpy((key, "idx") if selects else key, list(args), layout, comm)
+            vals, idx = _run_numpy((key, "idx") if selects else key, list(args), layout, comm, ranges)
             ref = next(a for a in args if isinstance(a, torch.Tensor))
             out = torch.from_numpy(vals).to(ref.device)
             ctx.spec = spec
@@ -335,7 +416,7 @@ if torch is not None:
 
         @staticmethod
         def backward(ctx, G):
-            key, layout, comm = ctx.spec
+            key, layout, comm, ranges = ctx.spec
             saved = ctx.saved_tensors
             args = [s if s is not None else n for s, n in zip(saved[:-1], ctx.nonarrays)]
             f = formula(key)
@@ -358,7 +439,8 @@ if torch is not None:
                     continue
                 gkey = (key, "grad", k)
                 g = formula(gkey)
-                gv = _reduce_values(gkey, (list(args) + extras(g.nargs - len(args)))[: g.nargs], layout, comm)
+                # the same 6-tuple: a gradient over the other axis reads the transposed triple
+                gv = _reduce_values(gkey, (list(args) + extras(g.nargs - len(args)))[: g.nargs], layout, comm, ranges)
                 if g.sums_rows and _rows_split(layout, g.axis):  # each rank summed its own rows
                     gv = _allreduce(comm, gv)
                 grads[k] = gv.reshape(args[k].shape)
@@ -369,7 +451,7 @@ if torch is not None:
         after the forward's: G, then the forward output (LogSumExp,
         SumSoftMaxWeight) or the selected global indices as numbers (Min, Max,
         KMin), then SumSoftMaxWeight's log-sum-exp (computed when asked)."""
-        _, layout, comm = ctx.spec
+        _, layout, comm, ranges = ctx.spec
         if ctx.idx is None and formula(key).sums_rows:  # a parameter gradient: its gradient needs the rows' outputs
             second = None
         elif ctx.idx is None:
@@ -381,19 +463,20 @@ if torch is not None:
 
         def take(n):
             if n > 1 and extras[1] is None:
-                extras[1] = _reduce_values((key, "rows"), list(args)[: formula((key, "rows")).nargs], layout, comm)
+                extras[1] = _reduce_values((key, "rows"), list(args)[: formula((key, "rows")).nargs], layout, comm,
+                                           ranges)
             if n > 2 and len(extras) == 2:
-                extras.append(_reduce_values((key, "lse"), list(args), layout, comm))
+                extras.append(_reduce_values((key, "lse"), list(args), layout, comm, ranges))
             return extras[:n]
 
         return take
 
-    def _reduce_values(key, args, layout, comm):
+    def _reduce_values(key, args, layout, comm, ranges=None):
         """The values of a distributed reduction, through _DistFunction when
         torch records a graph (double backward), else computed directly."""
         if _needs_autograd(args):
-            return _DistFunction.apply((key, layout, comm), *args)
-        vals, _ = _run_numpy(key, list(args), layout, comm)
+            return _DistFunction.apply((key, layout, comm, ranges), *args)
+        vals, _ = _run_numpy(key, list(args), layout, comm, ranges)
         ref = next(a for a in args if isinstance(a, torch.Tensor))
         return torch.from_numpy(vals).to(ref.device)
 
@@ -409,15 +492,16 @@ def _needs_autograd(args):
     )
 
 
-def _reduce_key(key, args, reduction, opt_arg, layout, comm):
+def _reduce_key(key, args, reduction, opt_arg, layout, comm, ranges=None):
     if layout not in LAYOUTS:
         raise KpValueError("pykp.distributed: layout must be one of %s, got %r" % (LAYOUTS, layout))
+    ranges = _ranges.prepare(ranges)  # types and shapes, before any collective call
     comm = _world(comm)
     torch_out = torch is not None and any(isinstance(a, torch.Tensor) for a in args)
     if _needs_autograd(args) and formula(key).out_index_dim == 0:  # Arg* and *_Arg*: no values to differentiate
-        vals = _DistFunction.apply((key, layout, comm), *args)
+        vals = _DistFunction.apply((key, layout, comm, ranges), *args)
         return postprocess(vals, None, reduction, opt_arg)
-    vals, idx = _run_numpy(key, list(args), layout, comm)
+    vals, idx = _run_numpy(key, list(args), layout, comm, ranges)
     if torch_out:
         ref = next(a for a in args if isinstance(a, torch.Tensor))
         vals = None if vals is None else torch.from_numpy(vals).to(ref.device)
@@ -457,10 +541,12 @@ class Genred:
         self.comm = comm
         _lib.formula(self.key)  # parse now: formula errors surface here
 
-    def __call__(self, *args):
+    def __call__(self, *args, ranges=None):
         """The reduction of this rank's arguments: NumPy arrays or torch tensors
-        (differentiable for Sum and LogSumExp), one per alias."""
-        return _reduce_key(self.key, args, self.reduction, self.opt_arg, self.layout, self.comm)
+        (differentiable, see the module's documentation), one per alias.
+        ranges: KeOps' block-sparse 6-tuple of the whole problem (global
+        indices, the same on every rank), as pykp.Genred takes it."""
+        return _reduce_key(self.key, args, self.reduction, self.opt_arg, self.layout, self.comm, ranges)
 
     def __repr__(self):
         return "pykp.distributed.Genred(%r, layout=%r)" % (self.text, self.layout)
@@ -474,7 +560,9 @@ def reduce(lazy, reduction_op, axis, opt_arg=None, layout="rows", comm=None):
     Parameters
     ----------
     lazy : pykp.LazyTensor
-        The expression, built from this rank's arrays.
+        The expression, built from this rank's arrays; its block-sparse
+        ``ranges``, if set, are those of the whole problem (global indices, the
+        same on every rank).
     reduction_op : str
         As for pykp.Genred ("Sum", "LogSumExp", "Min", "ArgKMin", ...).
     axis : {0, 1}
@@ -484,11 +572,8 @@ def reduce(lazy, reduction_op, axis, opt_arg=None, layout="rows", comm=None):
     layout, comm
         As for Genred.
     """
-    if lazy.ranges is not None:
-        raise KpNotImplementedError("pykp.distributed: block-sparse ranges (lazy.ranges) are not split over "
-                                  "the ranks: reduce without them, or per rank with pykp")
     texts, args = lazy._text(())
     text = reduction_text(texts[0], reduction_op, axis, opt_arg)
     key = ("parse", text, ())
     red = {"SoftMax": "SumSoftMaxWeight"}.get(reduction_op, reduction_op)
-    return _reduce_key(key, list(args), red, opt_arg, layout, comm)
+    return _reduce_key(key, list(args), red, opt_arg, layout, comm, lazy.ranges)

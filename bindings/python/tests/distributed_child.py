@@ -1,6 +1,9 @@
 """Run by test_distributed.py under mpirun: pykp.distributed against one
 process (pykp.Genred on all points), every rank checking its own rows; prints
-"OK rank R" at the end. Any failure raises (mpirun then exits nonzero)."""
+"OK rank R" at the end. Any failure raises (mpirun then exits nonzero).
+The ranged checks pass the block-sparse ranges of the whole problem (RANGES:
+a cluster of i with no range, rows and points in no cluster, clusters cut by
+the ranks' shares) and compare with one ranged pykp call."""
 import sys
 
 import numpy as np
@@ -30,31 +33,50 @@ CASES = [("Sum", "Exp(-SqDist(x,y))*b", None), ("LogSumExp", "-SqDist(x,y)+b", N
          ("Max", "Concat(SqDist(x,y),b)", None)]
 
 
+def _ranges():
+    """KeOps' 6-tuple of the whole problem from a cluster mask
+    (pykp.cluster.from_matrix): rows [60, 70) and points [500, 540) in no
+    cluster, i cluster 2 with nothing to reduce."""
+    from pykp.cluster import from_matrix
+
+    ci = np.array([[0, 25], [25, 60], [70, 100], [100, 130], [130, N]])
+    cj = np.array([[0, 200], [200, 500], [540, 800], [800, 1000], [1000, M]])
+    keep = np.array([[a != 2 and (a + 2 * b) % 3 != 0 for b in range(len(cj))] for a in range(len(ci))])
+    return from_matrix(ci, cj, keep)
+
+
+RANGES = _ranges()
+
+
 def mine(layout, x, y, b):
     si = share(N, rank)
     sj = share(M, rank) if layout == "ring" else slice(0, M)
     return x[si], y[sj], b[sj], si, sj
 
 
-def check_forward(dtype):
+def check_forward(dtype, ranges=None):
     x, y, b = X.astype(dtype), Y.astype(dtype), B.astype(dtype)
-    for red, form, k in CASES:
+    cases = CASES + ([("SumSoftMaxWeight", "-SqDist(x,y)", None), ("ArgMax", "SqDist(x,y)", None)] if ranges else [])
+    for red, form, k in cases:
+        f2 = "Concat(b,y)" if red == "SumSoftMaxWeight" else None
         for axis in (0, 1):
-            full = pykp.Genred(form, ALIASES, red, axis=axis, opt_arg=k)(x, y, b)
+            full = pykp.Genred(form, ALIASES, red, axis=axis, opt_arg=k, formula2=f2)(x, y, b, ranges=ranges)
             for layout in distributed.LAYOUTS:
                 xm, ym, bm, si, sj = mine(layout, x, y, b)
-                got = distributed.Genred(form, ALIASES, red, axis=axis, opt_arg=k, layout=layout)(xm, ym, bm)
+                got = distributed.Genred(form, ALIASES, red, axis=axis, opt_arg=k, formula2=f2,
+                                         layout=layout)(xm, ym, bm, ranges=ranges)
                 rows = si if axis == 1 else sj
                 refs = full if isinstance(full, tuple) else (full,)
                 gots = got if isinstance(got, tuple) else (got,)
                 for r, g in zip(refs, gots):
                     r = r[rows]
-                    if red in ("Sum", "LogSumExp"):
+                    if red in ("Sum", "LogSumExp", "SumSoftMaxWeight"):
                         # float16: both results are float32 ones rounded once, 1 half ulp apart at most
                         tol = {np.float32: 1e-6, np.float64: 1e-13, np.float16: 2.0**-10}[dtype]
-                        np.testing.assert_allclose(g, r, rtol=tol, atol=tol * np.abs(r).max(initial=1))
+                        big = np.abs(r[np.isfinite(r)]).max(initial=1)  # neutral values: -inf, NaN
+                        np.testing.assert_allclose(g, r, rtol=tol, atol=tol * big, equal_nan=True)
                     else:
-                        assert np.array_equal(g, r), (red, axis, layout)
+                        assert np.array_equal(g, r, equal_nan=True), (red, axis, layout, ranges is not None)
 
 
 def check_complex():
@@ -77,20 +99,33 @@ def check_lazy():
     got = distributed.reduce(pykp.Vi(xm).sqdist(pykp.Vj(ym)), "ArgMin", axis=1, layout="ring")
     ref = (pykp.Vi(X).sqdist(pykp.Vj(Y))).argmin(axis=1)
     assert np.array_equal(got, ref[si])
+    # lazy.ranges (torch tensors here) are those of the whole problem
+    for layout in distributed.LAYOUTS:
+        xm, ym, _, si, _ = mine(layout, X, Y, B)
+        K = pykp.Vi(xm).sqdist(pykp.Vj(ym))
+        K.ranges = tuple(torch.from_numpy(a) for a in RANGES)
+        got = distributed.reduce(K, "ArgMin", axis=1, layout=layout)
+        Kf = pykp.Vi(X).sqdist(pykp.Vj(Y))
+        Kf.ranges = RANGES
+        ref = Kf.argmin(axis=1)
+        assert np.array_equal(got, ref[si])
+        assert (ref[60:70] == -1).all()  # rows in no cluster
 
 
-def check_autograd(red):
+def check_autograd(red, ranges=None):
     t = lambda a: torch.tensor(a, dtype=torch.float64, requires_grad=True)  # noqa: E731
     form = {"Sum": "Exp(-SqDist(x,y)*g)*b", "LogSumExp": "-SqDist(x,y)*g+b", "Min": "SqDist(x,y)*g+b"}[red]
     al = ALIASES + ["g = Pm(1)"]
     W = np.random.default_rng(5).standard_normal((N, 1))
+    if ranges is not None and red != "Sum":  # rows in no cluster: -inf or +inf, which W must not weigh
+        W[60:70] = 0
     for layout in distributed.LAYOUTS:
         x, y, b, g = t(X), t(Y), t(B), t([0.7])
-        full = pykp.Genred(form, al, red, axis=1)(x, y, b, g)
+        full = pykp.Genred(form, al, red, axis=1)(x, y, b, g, ranges=ranges)
         (full * torch.from_numpy(W)).sum().backward()
         xm, ym, bm, si, sj = mine(layout, X, Y, B)
         xm, ym, bm, gm = t(xm), t(ym), t(bm), t([0.7])
-        out = distributed.Genred(form, al, red, axis=1, layout=layout)(xm, ym, bm, gm)
+        out = distributed.Genred(form, al, red, axis=1, layout=layout)(xm, ym, bm, gm, ranges=ranges)
         (out * torch.from_numpy(W[si])).sum().backward()  # the global loss is the sum of the ranks'
         np.testing.assert_allclose(xm.grad.numpy(), x.grad.numpy()[si], rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(ym.grad.numpy(), y.grad.numpy()[sj], rtol=1e-10, atol=1e-12)
@@ -98,24 +133,29 @@ def check_autograd(red):
         np.testing.assert_allclose(gm.grad.numpy(), g.grad.numpy(), rtol=1e-10, atol=1e-12)
 
 
-def check_softmax_autograd():
+def check_softmax_autograd(ranges=None):
     """SumSoftMaxWeight: its gradient takes the forward output and the
     log-sum-exp, both distributed reductions themselves."""
     t = lambda a: torch.tensor(a, dtype=torch.float64, requires_grad=True)  # noqa: E731
     W = np.random.default_rng(6).standard_normal((N, 1))
     args = dict(reduction_op="SumSoftMaxWeight", axis=1, formula2="b")
+    valid = np.ones(N, bool)
+    if ranges is not None:  # rows that meet no pair are NaN (a mean of nothing): out of the loss
+        valid[60:100] = False
     for layout in distributed.LAYOUTS:
         x, y, b = t(X), t(Y), t(B)
-        (pykp.Genred("-SqDist(x,y)", ALIASES, **args)(x, y, b) * torch.from_numpy(W)).sum().backward()
+        out = pykp.Genred("-SqDist(x,y)", ALIASES, **args)(x, y, b, ranges=ranges)
+        (out[torch.from_numpy(valid)] * torch.from_numpy(W[valid])).sum().backward()
         xm, ym, bm, si, sj = mine(layout, X, Y, B)
         xm, ym, bm = t(xm), t(ym), t(bm)
-        out = distributed.Genred("-SqDist(x,y)", ALIASES, layout=layout, **args)(xm, ym, bm)
-        (out * torch.from_numpy(W[si])).sum().backward()
+        out = distributed.Genred("-SqDist(x,y)", ALIASES, layout=layout, **args)(xm, ym, bm, ranges=ranges)
+        v = valid[si]
+        (out[torch.from_numpy(v)] * torch.from_numpy(W[si][v])).sum().backward()
         for got, ref, rows in ((xm, x, si), (ym, y, sj), (bm, b, sj)):
             np.testing.assert_allclose(got.grad.numpy(), ref.grad.numpy()[rows], rtol=1e-10, atol=1e-12)
 
 
-def check_double_backward(axis):
+def check_double_backward(axis, ranges=None):
     """Second derivatives: the gradient in x (computed with create_graph) is
     differentiated again, through distributed gradient reductions."""
     t = lambda a: torch.tensor(a, dtype=torch.float64, requires_grad=True)  # noqa: E731
@@ -129,14 +169,14 @@ def check_double_backward(axis):
 
     for layout in distributed.LAYOUTS:
         x, y, b = t(X), t(Y), t(B)
-        second(x, y, b, pykp.Genred(form, ALIASES, "Sum", axis=axis), W).backward()
+        second(x, y, b, lambda *a: pykp.Genred(form, ALIASES, "Sum", axis=axis)(*a, ranges=ranges), W).backward()
         xm, ym, bm, si, sj = mine(layout, X, Y, B)
         xm, ym, bm = t(xm), t(ym), t(bm)
         w = W[si] if axis == 1 else W[sj]
         if axis == 0 and layout == "rows":  # replicated outputs: rank 0 alone carries the output loss
             w = W if rank == 0 else np.zeros_like(W)
-        g = distributed.Genred(form, ALIASES, "Sum", axis=axis, layout=layout)
-        second(xm, ym, bm, g, w).backward()  # the global loss is the sum of the ranks'
+        gen = distributed.Genred(form, ALIASES, "Sum", axis=axis, layout=layout)
+        second(xm, ym, bm, lambda *a: gen(*a, ranges=ranges), w).backward()  # the global loss is the sum of the ranks'
         for got, ref, rows in ((xm, x, si), (ym, y, sj), (bm, b, sj)):
             np.testing.assert_allclose(got.grad.numpy(), ref.grad.numpy()[rows], rtol=1e-9, atol=1e-11)
 
@@ -177,6 +217,32 @@ def check_param_double_backward(red, axis):
         np.testing.assert_allclose(gm.grad.numpy(), g.grad.numpy(), rtol=1e-9, atol=1e-11)
 
 
+def check_range_errors():
+    """Ranges that differ on one rank, or that only the whole problem shows
+    malformed (a range past the last point): ValueError everywhere, with one
+    message."""
+    bad = [np.array(a) for a in RANGES]
+    bad[2][-1, 1] = M + 1  # the last redranges_j
+    short = [np.array(a) for a in RANGES]
+    short[2][-1, 1] -= 1
+    for layout in distributed.LAYOUTS:
+        xm, ym, bm, _, _ = mine(layout, X, Y, B)
+        g = distributed.Genred("SqDist(x,y)*b", ALIASES, "Sum", axis=1, layout=layout)
+        for ranges, want in ((short if rank == size - 1 else RANGES, "disagree on the ranges"),
+                             (bad, "redranges_j"), (None if rank == size - 1 else RANGES, "disagree on the ranges")):
+            if size == 1 and want.startswith("disagree"):
+                continue
+            try:
+                g(xm, ym, bm, ranges=ranges)
+            except ValueError as e:
+                msg = str(e)
+            else:
+                raise AssertionError("no error raised")
+            assert want in msg, msg
+            msgs = comm.allgather(msg)
+            assert len(set(msgs)) == 1, msgs
+
+
 def check_errors():
     for layout in distributed.LAYOUTS:
         xm, ym, bm, _, _ = mine(layout, X, Y, B)
@@ -207,5 +273,14 @@ for red in ("Sum", "LogSumExp"):
     check_param_double_backward(red, 1)
     check_param_double_backward(red, 0)
 check_errors()
+check_forward(np.float32, RANGES)
+check_forward(np.float64, RANGES)
+check_autograd("Sum", RANGES)
+check_autograd("LogSumExp", RANGES)
+check_autograd("Min", RANGES)
+check_softmax_autograd(RANGES)
+check_double_backward(1, RANGES)
+check_double_backward(0, RANGES)
+check_range_errors()
 print("OK rank %d of %d" % (rank, size))
 sys.stdout.flush()
