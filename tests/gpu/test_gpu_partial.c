@@ -68,27 +68,72 @@ static void finalize(kp_context *ctx, kp_plan *p, const data *d, int64_t r0, con
     free(vo);
 }
 
-/* Parts cut at bounds[0] = 0 < ... < bounds[n] = NRED on the context's engine:
- * fold into one state in order, or one state per part merged left to right. */
-static void partial(kp_context *ctx, kp_plan *p, const data *d, int64_t r0, const int64_t *bounds, int n, int fold,
-                    result *r) {
+/* Block-sparse ranges over the NR rows and NRED reduced points, in global
+ * coordinates; both triples are these arrays, so they serve either axis (the
+ * rows are the NR-point cloud on both). Ranges cross chunk boundaries (256)
+ * and part bounds, two touch; the last cluster keeps no point, so its rows
+ * meet no pair. */
+#define NCL 3
+#define NRG 7
+typedef struct part_ranges {
+    int64_t rows[2 * NCL], slices[NCL], cols[2 * NRG];
+} part_ranges;
+
+static const part_ranges RANGES = {{0, 12, 12, 25, 25, NR},
+                                   {3, 7, 7},
+                                   {0, 100, 300, 700, 1500, NRED, 100, 120, 255, 260, 260, 300, 1000, 1900}};
+
+/* The ranges of the reduced points [j0, j1), counted from j0 (kp.h: a part's
+ * ranges are in its own coordinates); local holds their 2 * NRG entries. */
+static kp_ranges ranges_of_part(const part_ranges *t, int64_t j0, int64_t j1, int64_t *local) {
+    for (int k = 0; k < 2 * NRG; k++) {
+        int64_t c = t->cols[k] < j0 ? j0 : t->cols[k] > j1 ? j1 : t->cols[k];
+        local[k] = c - j0;
+    }
+    kp_ranges rg = {8, t->rows, t->slices, local, t->rows, t->slices, local, NCL, NCL, NRG, NCL, NCL, NRG};
+    return rg;
+}
+
+/* Folds points [j0, j1) of rows [r0, NR) into state (on the ranges t unless NULL). */
+static void fold_part(kp_context *ctx, kp_plan *p, const data *d, int64_t r0, int64_t j0, int64_t j1,
+                      const part_ranges *t, void *state, size_t bytes) {
+    kp_array a[3];
+    args_of(d, r0, j0, j1, a);
+    int64_t local[2 * NRG];
+    kp_ranges rg;
+    kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
+    if (t) {
+        rg = ranges_of_part(t, j0, j1, local);
+        opt.ranges = &rg;
+    }
+    KPT_ASSERT_OK(ctx, kp_plan_exec_partial(p, a, 3, j0, state, bytes, &opt));
+}
+
+/* Parts cut at bounds[0] = 0 < ... < bounds[n] = NRED on the context's engine
+ * (on the ranges t unless NULL): fold into one state in order, or one state
+ * per part merged left to right. */
+static void partial_on(kp_context *ctx, kp_plan *p, const data *d, int64_t r0, const int64_t *bounds, int n, int fold,
+                       const part_ranges *t, result *r) {
     size_t bytes;
     void *acc = new_state(ctx, p, d, r0, &bytes), *part = malloc(bytes);
     for (int k = 0; k < n; k++) {
-        kp_array a[3];
-        args_of(d, r0, bounds[k], bounds[k + 1], a);
         if (fold) {
-            KPT_ASSERT_OK(ctx, kp_plan_exec_partial(p, a, 3, bounds[k], acc, bytes, NULL));
+            fold_part(ctx, p, d, r0, bounds[k], bounds[k + 1], t, acc, bytes);
         } else {
             free(part);
             part = new_state(ctx, p, d, r0, &bytes);
-            KPT_ASSERT_OK(ctx, kp_plan_exec_partial(p, a, 3, bounds[k], part, bytes, NULL));
+            fold_part(ctx, p, d, r0, bounds[k], bounds[k + 1], t, part, bytes);
             KPT_ASSERT_OK(ctx, kp_plan_state_merge(p, acc, part, bytes));
         }
     }
     finalize(ctx, p, d, r0, acc, bytes, r);
     free(acc);
     free(part);
+}
+
+static void partial(kp_context *ctx, kp_plan *p, const data *d, int64_t r0, const int64_t *bounds, int n, int fold,
+                    result *r) {
+    partial_on(ctx, p, d, r0, bounds, n, fold, NULL, r);
 }
 
 /* got (GPU) against want (CPU): the same indices, values within tol of the largest output. */
@@ -200,29 +245,57 @@ static void test_mixed_engines(void **state) {
     kp_context_free(ctx);
 }
 
-/* Ranged parts are the CPU engine's: the GPU engine refuses them, it does not
- * fold the dense part instead. */
-static void test_ranges_refused(void **state) {
+/* Ranged parts (in their own coordinates) on the GPU engine against the CPU
+ * engine's, every reduction, both axes: one part, aligned parts folded in
+ * order (the bits of one part), parts at any points merged; rows of the
+ * empty cluster included. The ranges change the result (not ignored), and
+ * a GPU state merges with a CPU state of the next ranged part. */
+static void check_ranged(kp_context *ctx, const char *red, int axis, const data *d) {
+    const int64_t aligned[][5] = {{0, NRED}, {0, 512, 1280, NRED}, {0, 768, 768, NRED}};
+    const int naligned[] = {1, 3, 3};
+    const int64_t any[] = {0, 700, 1301, NRED}, two[] = {0, 1100, NRED};
+    char text[512];
+    build_text(red, axis, text, sizeof text);
+    kp_plan *p = plan_of(ctx, text, axis, d->dt);
+    const double tol = 1e-5;
+    result want, one, got, dense;
+    KPT_ASSERT_OK(ctx, kp_context_set_engine(ctx, KP_ENGINE_CPU));
+    partial_on(ctx, p, d, 0, aligned[0], 1, 1, &RANGES, &want);
+    KPT_ASSERT_OK(ctx, kp_context_set_engine(ctx, gpu_engine));
+    partial_on(ctx, p, d, 0, aligned[0], 1, 1, &RANGES, &one);
+    assert_close("ranged, one part", text, &one, &want, tol);
+    partial_on(ctx, p, d, 0, aligned[0], 1, 1, NULL, &dense);
+    if (!memcmp(&dense, &one, sizeof one)) print_error("%s: the ranges change nothing\n", text);
+    assert_memory_not_equal(&dense, &one, sizeof one);
+    for (int s = 1; s < 3; s++) {
+        partial_on(ctx, p, d, 0, aligned[s], naligned[s], 1, &RANGES, &got);
+        if (memcmp(&got, &one, sizeof got))
+            print_error("%s: ranged aligned parts folded in order differ from one part\n", text);
+        assert_memory_equal(&got, &one, sizeof got);
+    }
+    partial_on(ctx, p, d, 0, any, 3, 0, &RANGES, &got);
+    assert_close("ranged parts merged", text, &got, &want, tol);
+    /* a GPU state of [0, 1100) merged with a CPU state of [1100, NRED) */
+    size_t bytes;
+    void *a = new_state(ctx, p, d, 0, &bytes), *b = new_state(ctx, p, d, 0, &bytes);
+    fold_part(ctx, p, d, 0, two[0], two[1], &RANGES, a, bytes);
+    KPT_ASSERT_OK(ctx, kp_context_set_engine(ctx, KP_ENGINE_CPU));
+    fold_part(ctx, p, d, 0, two[1], two[2], &RANGES, b, bytes);
+    KPT_ASSERT_OK(ctx, kp_plan_state_merge(p, a, b, bytes));
+    finalize(ctx, p, d, 0, a, bytes, &got);
+    assert_close("ranged GPU state merged with a CPU state", text, &got, &want, tol);
+    free(a);
+    free(b);
+    kp_plan_free(p);
+}
+
+static void test_ranges(void **state) {
     (void)state;
     kp_context *ctx;
     assert_int_equal(kp_context_new(&ctx), KP_OK);
     data d = make_data(KP_FLOAT32, 5);
-    kp_plan *p = plan_of(ctx, "Sum_Reduction(SqDist(x,y)*b,1)", 1, d.dt);
-    size_t bytes;
-    void *s = new_state(ctx, p, &d, 0, &bytes);
-    int64_t rows[2] = {0, NR}, cols[2] = {0, 10}, slice[1] = {1};
-    kp_ranges rg = {8, rows, slice, cols, cols, slice, rows, 1, 1, 1, 1, 1, 1};
-    kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
-    opt.ranges = &rg;
-    kp_array x[3];
-    args_of(&d, 0, 0, 900, x);
-    KPT_ASSERT_OK(ctx, kp_context_set_engine(ctx, gpu_engine));
-    assert_int_equal(kp_plan_exec_partial(p, x, 3, 0, s, bytes, &opt), KP_ERR_UNSUPPORTED);
-    assert_non_null(strstr(kp_context_message(ctx), "block-sparse"));
-    KPT_ASSERT_OK(ctx, kp_context_set_engine(ctx, KP_ENGINE_CPU));
-    KPT_ASSERT_OK(ctx, kp_plan_exec_partial(p, x, 3, 0, s, bytes, &opt));
-    free(s);
-    kp_plan_free(p);
+    for (int axis = 1; axis >= 0; axis--)
+        for (size_t k = 0; k < NREDS; k++) check_ranged(ctx, REDS[k], axis, &d);
     free_data(&d);
     kp_context_free(ctx);
 }
@@ -240,6 +313,6 @@ int main(int argc, char **argv) {
     kp_context_free(ctx);
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_every_reduction),
                                        cmocka_unit_test(test_axis0_float64_offsets),
-                                       cmocka_unit_test(test_mixed_engines), cmocka_unit_test(test_ranges_refused)};
+                                       cmocka_unit_test(test_mixed_engines), cmocka_unit_test(test_ranges)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
