@@ -78,8 +78,16 @@ static kp_status upload_arg(kp_gpu_call *C, int u) {
 static kp_status upload_ranges(kp_gpu_call *C) {
     const kp_gpu_device *d = C->dev;
     kp_gpu_ranges_table t;
-    if (!kp__gpu_ranges_table(d->ctx, C->job, (int64_t)C->info.block * C->info.rows, &t) ||
-        (C->states && !kp__gpu_ranges_table_chunks(d->ctx, &t, C->shape.chunk, C->shape.nchunks)))
+    if (!kp__gpu_ranges_table(d->ctx, C->job, (int64_t)C->info.block * C->info.rows, &t))
+        return kp__fail(d->ctx, KP_ERR_OOM, "out of memory for the table of block-sparse ranges");
+    if (C->states && t.nblk > INT32_MAX / C->shape.nchunks) {
+        kp__gpu_ranges_table_free(d->ctx, &t);
+        return kp__fail(d->ctx, KP_ERR_TOO_LARGE,
+                        "%s engine: a part of %lld points is too long for partial states on these ranges; fold it in "
+                        "shorter parts",
+                        engine_name(C), (long long)C->job->ncols);
+    }
+    if (C->states && !kp__gpu_ranges_table_chunks(d->ctx, &t, C->shape.chunk, C->shape.nchunks))
         return kp__fail(d->ctx, KP_ERR_OOM, "out of memory for the table of block-sparse ranges");
     kp_status st = keep_host(C, t.blk);
     if (st == KP_OK) st = keep_host(C, t.cols);

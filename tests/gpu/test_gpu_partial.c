@@ -13,7 +13,12 @@
  *     (float64) of the largest output;
  *   - IndexI()/IndexJ() read global indices (row_offset, offset), and a Sum
  *     with a row factor keeps it out of the states (finalize applies it once);
- *   - the states are interchangeable: a GPU state merged with a CPU one.
+ *   - the states are interchangeable: a GPU state merged with a CPU one;
+ *   - block-sparse ranges given to each part in its own coordinates (ranges
+ *     across chunk and part bounds, an empty cluster): every reduction, both
+ *     axes, the same rules against the CPU engine's ranged states; the rows
+ *     of the empty cluster keep the identity's bytes on both engines, and
+ *     the ranges change the result.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -250,6 +255,31 @@ static void test_mixed_engines(void **state) {
  * order (the bits of one part), parts at any points merged; rows of the
  * empty cluster included. The ranges change the result (not ignored), and
  * a GPU state merges with a CPU state of the next ranged part. */
+/* Rows [RANGES.rows[4], NR) (the empty cluster) of the state of points
+ * [0, NRED) folded on the ranges by engine e: the bytes of the identity. */
+static void assert_empty_rows_identity(kp_context *ctx, kp_plan *p, const data *d, kp_engine e, const char *text) {
+    kp_array a[3];
+    args_of(d, 0, 0, NRED, a);
+    kp_state_info info;
+    KPT_ASSERT_OK(ctx, kp_plan_state_info(p, a, 3, NULL, &info));
+    unsigned char *s = malloc(info.bytes), *id = malloc(info.bytes);
+    KPT_ASSERT_OK(ctx, kp_plan_state_init(p, &info, s));
+    KPT_ASSERT_OK(ctx, kp_plan_state_init(p, &info, id));
+    KPT_ASSERT_OK(ctx, kp_context_set_engine(ctx, e));
+    fold_part(ctx, p, d, 0, 0, NRED, &RANGES, s, info.bytes);
+    const int64_t r = RANGES.rows[4];
+    size_t esz = info.dtype == KP_FLOAT32 ? 4 : 8;
+    size_t ro = info.real_offset + (size_t)r * (size_t)info.nreal * esz, rn = (size_t)(NR - r) * (size_t)info.nreal * esz;
+    size_t io = info.index_offset + (size_t)r * (size_t)info.nidx * 8, in = (size_t)(NR - r) * (size_t)info.nidx * 8;
+    if (memcmp(s + ro, id + ro, rn) || memcmp(s + io, id + io, in))
+        print_error("%s: engine %d: rows of the empty cluster are not at the identity\n", text, (int)e);
+    assert_memory_equal(s + ro, id + ro, rn);
+    assert_memory_equal(s + io, id + io, in);
+    assert_memory_not_equal(s + info.real_offset, id + info.real_offset, (size_t)r * (size_t)info.nreal * esz);
+    free(s);
+    free(id);
+}
+
 static void check_ranged(kp_context *ctx, const char *red, int axis, const data *d) {
     const int64_t aligned[][5] = {{0, NRED}, {0, 512, 1280, NRED}, {0, 768, 768, NRED}};
     const int naligned[] = {1, 3, 3};
@@ -275,6 +305,8 @@ static void check_ranged(kp_context *ctx, const char *red, int axis, const data 
     }
     partial_on(ctx, p, d, 0, any, 3, 0, &RANGES, &got);
     assert_close("ranged parts merged", text, &got, &want, tol);
+    assert_empty_rows_identity(ctx, p, d, KP_ENGINE_CPU, text);
+    assert_empty_rows_identity(ctx, p, d, gpu_engine, text);
     /* a GPU state of [0, 1100) merged with a CPU state of [1100, NRED) */
     size_t bytes;
     void *a = new_state(ctx, p, d, 0, &bytes), *b = new_state(ctx, p, d, 0, &bytes);
