@@ -3,10 +3,11 @@
  * ranges, kp_gpu_settings.ranges) of every reduction, both axes, float32 and
  * float64, compile with the real NVRTC, and so do their variants that write
  * partial states (kp_plan_exec_partial with ranges): the CUDA engine runs each
- * reduction with ranges, then folds the same points into a state, on the mock driver (KP_CUDA_LIBRARY), which loads the image
- * NVRTC produced and runs nothing, so only the compile is checked here (the
- * results are checked on the CUDA emulator by ranges_cuda_emul and on a GPU by
- * ranges_cuda). Skipped (77) when NVRTC cannot be loaded.
+ * reduction with ranges, then folds the same points into a state, on the mock
+ * driver (KP_CUDA_LIBRARY), which loads the image NVRTC produced and runs
+ * nothing, so only the compile is checked here (the results are checked on
+ * the CUDA emulator by ranges_cuda_emul and gpu_partial_cuda_emul, and on a
+ * GPU by ranges_cuda). Skipped (77) when NVRTC cannot be loaded.
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -269,13 +269,14 @@ static void assert_empty_rows_identity(kp_context *ctx, kp_plan *p, const data *
     fold_part(ctx, p, d, 0, 0, NRED, &RANGES, s, info.bytes);
     const int64_t r = RANGES.rows[4];
     size_t esz = info.dtype == KP_FLOAT32 ? 4 : 8;
-    size_t ro = info.real_offset + (size_t)r * (size_t)info.nreal * esz, rn = (size_t)(NR - r) * (size_t)info.nreal * esz;
-    size_t io = info.index_offset + (size_t)r * (size_t)info.nidx * 8, in = (size_t)(NR - r) * (size_t)info.nidx * 8;
+    const size_t rowr = (size_t)info.nreal * esz, rowi = (size_t)info.nidx * 8;
+    size_t ro = info.real_offset + (size_t)r * rowr, rn = (size_t)(NR - r) * rowr;
+    size_t io = info.index_offset + (size_t)r * rowi, in = (size_t)(NR - r) * rowi;
     if (memcmp(s + ro, id + ro, rn) || memcmp(s + io, id + io, in))
         print_error("%s: engine %d: rows of the empty cluster are not at the identity\n", text, (int)e);
     assert_memory_equal(s + ro, id + ro, rn);
     assert_memory_equal(s + io, id + io, in);
-    assert_memory_not_equal(s + info.real_offset, id + info.real_offset, (size_t)r * (size_t)info.nreal * esz);
+    assert_memory_not_equal(s + info.real_offset, id + info.real_offset, (size_t)r * rowr);
     free(s);
     free(id);
 }
