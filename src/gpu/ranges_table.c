@@ -60,13 +60,15 @@ void kp__gpu_ranges_table_free(kp_context *ctx, kp_gpu_ranges_table *t) {
     t->blk = t->cols = NULL;
 }
 
-/* Appends the pieces of ranges [l0, l1) of t that fall in [c0, c1), clipped. */
-static void add_clipped(kp_gpu_ranges_table *out, const kp_gpu_ranges_table *t, int64_t l0, int64_t l1, int64_t c0,
+/* Appends the pieces of ranges [*l, l1) of t (sorted, disjoint) that fall in
+ * [c0, c1), clipped; *l moves past the ranges that end in it, so that walking
+ * the chunks in order reads each range once (plus once per chunk it crosses). */
+static void add_clipped(kp_gpu_ranges_table *out, const kp_gpu_ranges_table *t, int64_t *l, int64_t l1, int64_t c0,
                         int64_t c1) {
-    for (int64_t l = l0; l < l1; l++) {
-        int64_t s = t->cols[2 * l] > c0 ? t->cols[2 * l] : c0, e = t->cols[2 * l + 1] < c1 ? t->cols[2 * l + 1] : c1;
-        if (s >= e) continue;
-        out->cols[2 * out->ncols] = s, out->cols[2 * out->ncols + 1] = e, out->ncols++;
+    for (int64_t k = *l; k < l1 && t->cols[2 * k] < c1; k++) {
+        int64_t s = t->cols[2 * k] > c0 ? t->cols[2 * k] : c0, e = t->cols[2 * k + 1] < c1 ? t->cols[2 * k + 1] : c1;
+        if (s < e) out->cols[2 * out->ncols] = s, out->cols[2 * out->ncols + 1] = e, out->ncols++;
+        if (t->cols[2 * k + 1] <= c1) *l = k + 1;
     }
 }
 
@@ -86,10 +88,10 @@ int kp__gpu_ranges_table_chunks(kp_context *ctx, kp_gpu_ranges_table *t, int64_t
         const int64_t *e = t->blk + 5 * g, l0 = e[2], l1 = e[3];
         int fresh = l0 < l1 && (l0 != prev0 || l1 != prev1);
         if (fresh) prev0 = l0, prev1 = l1, first = out.ncols;
-        int64_t at = first; /* chunk ch's clipped ranges start here */
+        int64_t at = first, cur = l0; /* chunk ch's clipped ranges start at at; t's next range: cur */
         for (int64_t ch = 0; ch < nchunks; ch++) {
             int64_t c0 = ch * chunk, c1 = c0 + chunk, end = at;
-            if (fresh) add_clipped(&out, t, l0, l1, c0, c1), end = out.ncols;
+            if (fresh) add_clipped(&out, t, &cur, l1, c0, c1), end = out.ncols;
             else if (l0 < l1) /* the same list again: its pieces of this chunk are those already written */
                 while (end < out.ncols && out.cols[2 * end] < c1 && out.cols[2 * end] >= c0) end++;
             int64_t *o = out.blk + 6 * out.nblk++;
