@@ -686,7 +686,7 @@ kp_status kp_formula_cuda_aot(kp_context *ctx, const kp_formula *f, kp_dtype dty
  * as [max(s, offset) - offset, min(e, offset + n) - offset) for a part of n
  * points (empty where they do not meet). The rules below hold as without
  * ranges. kp_plan_state_info and kp_plan_state_finalize ignore ranges.
- * CPU engine only (the GPU engines: KP_ERR_UNSUPPORTED).
+ * Every engine that computes states folds ranged parts.
  *
  * Engines: the states are computed by the context's engine. The CUDA
  * engine also folds CUDA device arrays (float16 ones included; on

@@ -5,8 +5,9 @@
  * Each scenario (parse; gradients to order 2, with indices, softmax; plans and
  * CPU executions, the split path and index outputs included; a row-summed
  * parameter gradient; a joint plan; a kernel solve; GPU kernel source and the
- * built-in kernel table; block-sparse ranges and partial states; the OpenCL
- * engine where it runs, ranges included) is first run with
+ * built-in kernel table; block-sparse ranges and partial states, dense and
+ * ranged; the OpenCL engine where it runs, ranges and ranged partial states
+ * included) is first run with
  * no failure to count its allocations. Then, for k = 1, 2, ... the k-th
  * allocation (context creation included) fails: every call that fails must
  * return KP_ERR_OOM with a message, the same scenario run again on the same
@@ -385,8 +386,17 @@ static kp_status ranged_gauss(kp_plan *p, double *out) {
     return st == KP_OK ? close_to("ranged gauss", out, g_gauss_ref, N * E, 1e-10) : st;
 }
 
-/* Partial states: the Gaussian sum over two parts of j, merged, finalized. */
-static kp_status partial_gauss(kp_plan *p, double *out) {
+/* Ranges of a part of n points that keep every pair (two clusters of rows, in the part's coordinates). */
+static kp_ranges all_pairs(int64_t n, int64_t *cols) {
+    static const int64_t rows[4] = {0, N / 2, N / 2, N}, slices[2] = {1, 2};
+    cols[0] = cols[2] = 0, cols[1] = cols[3] = n;
+    kp_ranges rg = {8, rows, slices, cols, rows, slices, cols, 2, 2, 2, 2, 2, 2};
+    return rg;
+}
+
+/* Partial states: the Gaussian sum over two parts of j (on ranges keeping
+ * every pair when ranged), merged, finalized. */
+static kp_status partial_gauss(kp_plan *p, double *out, int ranged) {
     kp_array lo[4], hi[4];
     memcpy(lo, gauss_args, sizeof lo);
     memcpy(hi, gauss_args, sizeof hi);
@@ -401,8 +411,13 @@ static kp_status partial_gauss(kp_plan *p, double *out) {
     if (!a || !b) st = wrong("the test's own malloc failed");
     if (st == KP_OK) st = kp_plan_state_init(p, &info, a);
     if (st == KP_OK) st = kp_plan_state_init(p, &info, b);
-    if (st == KP_OK) st = kp_plan_exec_partial(p, lo, 4, 0, a, info.bytes, NULL);
-    if (st == KP_OK) st = kp_plan_exec_partial(p, hi, 4, M / 2, b, info.bytes, NULL);
+    int64_t clo[4], chi[4];
+    kp_ranges rlo = all_pairs(M / 2, clo), rhi = all_pairs(M - M / 2, chi);
+    kp_exec_options olo = KP_EXEC_OPTIONS_DEFAULT, ohi = KP_EXEC_OPTIONS_DEFAULT;
+    olo.ranges = ranged ? &rlo : NULL;
+    ohi.ranges = ranged ? &rhi : NULL;
+    if (st == KP_OK) st = kp_plan_exec_partial(p, lo, 4, 0, a, info.bytes, &olo);
+    if (st == KP_OK) st = kp_plan_exec_partial(p, hi, 4, M / 2, b, info.bytes, &ohi);
     if (st == KP_OK) st = kp_plan_state_merge(p, a, b, info.bytes);
     kp_array o = kp_array_2d(out, KP_FLOAT64, N, E);
     if (st == KP_OK) st = kp_plan_state_finalize(p, lo, 4, a, info.bytes, &o, NULL, NULL);
@@ -420,7 +435,8 @@ static kp_status sc_ranges_partial(kp_context *ctx) {
     kp_status st = kp_formula_parse(ctx, GAUSS, GAUSS_ALIASES, 4, &f);
     if (st == KP_OK) st = kp_plan_new(ctx, f, KP_FLOAT64, &p);
     if (st == KP_OK) st = ranged_gauss(p, out);
-    if (st == KP_OK) st = partial_gauss(p, out);
+    if (st == KP_OK) st = partial_gauss(p, out, 0);
+    if (st == KP_OK) st = partial_gauss(p, out, 1);
     kp_plan_free(p);
     kp_formula_free(f);
     return st;
@@ -457,7 +473,8 @@ static kp_status sc_dtypes(kp_context *ctx) {
     return st;
 }
 
-/* The OpenCL engine: the exec scenario's Gaussian sum on it. */
+/* The OpenCL engine: the exec scenario's Gaussian sum on it, with ranges, and
+ * in partial states on ranges. */
 static kp_status sc_opencl(kp_context *ctx) {
     static double out[N * E];
     kp_formula *f = NULL;
@@ -469,6 +486,7 @@ static kp_status sc_opencl(kp_context *ctx) {
     if (st == KP_OK) st = kp_plan_exec(p, gauss_args, 4, &o, NULL, NULL);
     if (st == KP_OK) st = close_to("opencl gauss", out, g_gauss_ref, N * E, 1e-10);
     if (st == KP_OK) st = ranged_gauss(p, out);
+    if (st == KP_OK) st = partial_gauss(p, out, 1);
     kp_plan_free(p);
     kp_formula_free(f);
     kp_context_set_engine(ctx, KP_ENGINE_CPU);

@@ -69,9 +69,9 @@ static void emit_reduce_head(kp_cg_gen *g) {
     kp__sb_printf(s, "  const int lid = KP_LID;\n");
     if (g->states) kp__sb_printf(s, "  (void)row_off; (void)col_off;\n");
     if (rg)
-        kp__sb_printf(s, "  const KP_GLOBAL kp_i64 *e_ = rg_blk + KP_GROUP(0) * 5; /* rows, ranges and batch of this group */\n"
+        kp__sb_printf(s, "  const KP_GLOBAL kp_i64 *e_ = rg_blk + KP_GROUP(0) * %d; /* rows, ranges and batch of this group */\n"
                      "  const kp_i64 r0 = e_[0] + lid, rend_ = e_[1], bz = e_[4]; /* R = %d rows, B = %d apart */\n",
-                  R, B);
+                  g->states ? 6 : 5, R, B);
     else
         kp__sb_printf(s, "  const kp_i64 r0 = KP_GROUP(0) * %d + lid; /* the thread's first row; R = %d rows, B = %d apart */\n"
                      "  const kp_i64 bz = KP_GROUP(2);\n",
@@ -151,12 +151,40 @@ static void emit_chunk(kp_cg_gen *g) {
     kp__sb_printf(s, "      }\n      KP_BARRIER();\n    }\n");
 }
 
+/* Ranges and partial states: the entry's ranges (those of one chunk) merged
+ * into the rows' states, which are that chunk's states: written out at the
+ * entry's chunk e_[5], never finalized (the host merges and finalizes). */
+static void emit_ranged_states_tail(kp_cg_gen *g) {
+    kp_sbuf *s = g->s;
+    const kp_gpu_kernel_info *info = g->info;
+    rows_loop(s, g->dia, "    ", g->R);
+    kp__sb_printf(s, " {\n"
+                 "    const kp_i64 r = r0 + rq * %d;\n"
+                 "    if (r >= rend_) break;\n",
+              g->B);
+    kp__cg_merge(s, g->prog, "st[rq]", "sx[rq]", "pst[rq]", "psx[rq]");
+    kp__sb_printf(s, "    }\n  }\n  (void)split;\n");
+    rows_loop(s, g->dia, "  ", g->R);
+    kp__sb_printf(s, " {\n"
+                 "  const kp_i64 r = r0 + rq * %d;\n"
+                 "  if (r >= rend_) break;\n"
+                 "  const kp_i64 at_ = (bz * nchunks + e_[5]) * nrows + r;\n"
+                 "  for (int q_ = 0; q_ < %d; q_++) part[at_ * %d + q_] = st[rq][q_];\n"
+                 "  for (int q_ = 0; q_ < %d; q_++) part_idx[at_ * %d + q_] = sx[rq][q_];\n"
+                 "  }\n}\n\n",
+              g->B, info->nreal, info->nreal, info->nidx, info->nidx);
+}
+
 /* The end of a chunk (its state written out when split, else merged into the
  * row's) and of the kernel (the rows' outputs when not split). */
 static void emit_reduce_tail(kp_cg_gen *g) {
     kp_sbuf *s = g->s;
     const kp_program *prog = g->prog;
     const kp_gpu_kernel_info *info = g->info;
+    if (g->rg && g->states) {
+        emit_ranged_states_tail(g);
+        return;
+    }
     rows_loop(s, g->dia, "    ", g->R);
     kp__sb_printf(s, " {\n"
                  "    const kp_i64 r = r0 + rq * %d;\n"

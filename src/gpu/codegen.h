@@ -96,7 +96,11 @@ typedef struct kp_gpu_settings {
      * (batch-local [start, end), sorted and disjoint) for rg_blk[5g+2] <= l <
      * rg_blk[5g+3], each range in place of a chunk (its own state, merged in
      * order); the global size is (number of entries * B, 1, 1) and split is 0.
-     * Rows of an entry with no range get the neutral value. */
+     * Rows of an entry with no range get the neutral value. With states, entries
+     * have 6 numbers, the sixth a chunk c: the ranges are those of chunk c only,
+     * and the rows' states merged over them are written as chunk c's states
+     * (part at ((batch * nchunks + c) * nrows + row)), never finalized; split
+     * is then ignored (gpu/ranges_table.h builds such entries). */
     int ranges;
     /* 1: partial states (kp_plan_exec_partial). The chunk states are the
      * result (split is 1): a Sum's row factor (red_scale) is left for the

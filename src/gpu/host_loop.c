@@ -73,16 +73,26 @@ static kp_status upload_arg(kp_gpu_call *C, int u) {
     return st;
 }
 
-/* Block-sparse ranges: the table (gpu/ranges_table.h) on the device; its entries are the work-groups. */
+/* Block-sparse ranges: the table (gpu/ranges_table.h) on the device; its
+ * entries are the work-groups. Partial states: one entry per rows and chunk. */
 static kp_status upload_ranges(kp_gpu_call *C) {
     const kp_gpu_device *d = C->dev;
     kp_gpu_ranges_table t;
     if (!kp__gpu_ranges_table(d->ctx, C->job, (int64_t)C->info.block * C->info.rows, &t))
         return kp__fail(d->ctx, KP_ERR_OOM, "out of memory for the table of block-sparse ranges");
+    if (C->states && t.nblk > INT32_MAX / C->shape.nchunks) {
+        kp__gpu_ranges_table_free(d->ctx, &t);
+        return kp__fail(d->ctx, KP_ERR_TOO_LARGE,
+                        "%s engine: a part of %lld points is too long for partial states on these ranges; fold it in "
+                        "shorter parts",
+                        engine_name(C), (long long)C->job->ncols);
+    }
+    if (C->states && !kp__gpu_ranges_table_chunks(d->ctx, &t, C->shape.chunk, C->shape.nchunks))
+        return kp__fail(d->ctx, KP_ERR_OOM, "out of memory for the table of block-sparse ranges");
     kp_status st = keep_host(C, t.blk);
     if (st == KP_OK) st = keep_host(C, t.cols);
     else kp__free(d->ctx, t.cols);
-    size_t b0 = (size_t)t.nblk * 5 * sizeof(int64_t), b1 = (size_t)t.ncols * 2 * sizeof(int64_t);
+    size_t b0 = (size_t)t.nblk * (C->states ? 6 : 5) * sizeof(int64_t), b1 = (size_t)t.ncols * 2 * sizeof(int64_t);
     if (st == KP_OK) st = d->ops->alloc(d->self, b0, &C->rg[0]);
     if (st == KP_OK) st = d->ops->alloc(d->self, b1, &C->rg[1]);
     if (st == KP_OK && b0) st = d->ops->upload(d->self, C->rg[0], t.blk, b0);
@@ -134,10 +144,11 @@ static kp_status launch_all(kp_gpu_call *C, const int64_t offsets[2]) {
                                   mem_at(C, C->out[2], zpart * (size_t)info->nreal * esz),
                                   mem_at(C, C->out[3], zpart * (size_t)info->nidx * 8)};
         kp_gpu_kernel_args ka;
-        kp__gpu_reduce_args(&ka, info->nused, za, C->bs, hs, zo, sizes, &C->shape.split);
+        const int split = C->shape.split && !rg; /* ranged states: the entries carry their chunk */
+        kp__gpu_reduce_args(&ka, info->nused, za, C->bs, hs, zo, sizes, &split);
         if (rg) kp__gpu_ranges_args(&ka, C->rg, hs);
         if (C->states) kp__gpu_offset_args(&ka, offsets);
-        const int64_t groups[3] = {C->shape.nblocks, C->shape.split ? C->shape.nchunks : 1, nz};
+        const int64_t groups[3] = {C->shape.nblocks, C->shape.split && !rg ? C->shape.nchunks : 1, nz};
         kp_status st = d->ops->launch(d->self, C->k.reduce, groups, info->block, &ka, "kp_reduce");
         if (st != KP_OK || !C->shape.split || C->states) {
             if (st != KP_OK) return st;
@@ -235,14 +246,16 @@ static kp_status merge_chunk_states(kp_gpu_call *C, int64_t offset, void *sreal,
     return KP_OK;
 }
 
-/* Partial states: every chunk's state, chunks of a fixed length (host_loop.h). */
+/* Partial states: every chunk's state, chunks of a fixed length (host_loop.h).
+ * With ranges the chunks are not a grid dimension: the table's entries are
+ * (upload_ranges). */
 static kp_status fixed_chunks(kp_gpu_call *C) {
     const char *env = getenv("KP_GPU_CHUNK");
     int64_t chunk = env && *env ? strtoll(env, NULL, 10) : 0;
     C->shape.chunk = chunk > 0 ? chunk : KP_GPU_CHUNK_MAX;
     C->shape.nchunks = (C->job->ncols + C->shape.chunk - 1) / C->shape.chunk;
     C->shape.split = 1;
-    if (C->shape.nchunks > C->dev->ops->max_grid_y)
+    if (C->shape.nchunks > C->dev->ops->max_grid_y && !C->job->ranges.rows)
         return kp__fail(C->dev->ctx, KP_ERR_TOO_LARGE,
                         "%s engine: a part of %lld points is too long for partial states; fold it in parts of at "
                         "most %lld points",
@@ -255,11 +268,6 @@ static kp_status fixed_chunks(kp_gpu_call *C) {
 kp_status kp__gpu_run(const kp_gpu_device *d, const kp_job *job, const kp_gpu_partial *partial) {
     int empty = partial ? job->nbatch == 0 || job->nrows == 0 || job->ncols == 0
                         : job->nbatch == 0 || (job->nrows == 0 && !d->sum_rows_dim);
-    if (partial && job->ranges.rows) {
-        d->ops->release(d->self);
-        return kp__fail(d->ctx, KP_ERR_UNSUPPORTED,
-                        "the GPU engines do not fold partial states of block-sparse (ranges) calls: select KP_ENGINE_CPU");
-    }
     if (empty) return d->ops->release(d->self);
     kp_gpu_call *C = call_new(d, job, partial != NULL);
     if (!C) {
@@ -269,7 +277,7 @@ kp_status kp__gpu_run(const kp_gpu_device *d, const kp_job *job, const kp_gpu_pa
     kp_status st = load_kernels(C);
     if (st == KP_OK && partial) st = fixed_chunks(C);
     for (int u = 0; st == KP_OK && u < C->info.nused; u++) st = upload_arg(C, u);
-    if (st == KP_OK && !partial && job->ranges.rows) st = upload_ranges(C);
+    if (st == KP_OK && job->ranges.rows) st = upload_ranges(C);
     if (st == KP_OK) st = alloc_outputs(C);
     const int64_t offsets[2] = {job->row_offset, job->col_offset}; /* global indices of partial states */
     if (st == KP_OK) st = launch_all(C, partial ? offsets : NULL);

@@ -107,7 +107,8 @@ int64_t kp__gpu_arg_rows(const kp_gpu_call *C, int u);
  * run_partial (host arrays; the reduced axis in chunks of a fixed length,
  * KP_GPU_CHUNK_MAX or $KP_GPU_CHUNK, so parts starting on multiples of it fold
  * into the same bits in any split; the chunk states merged into the caller's
- * on the host, in order). */
+ * on the host, in order). With block-sparse ranges, the ranged kernel writes
+ * the chunk states, one work-group per row piece and chunk. */
 kp_status kp__gpu_run(const kp_gpu_device *d, const kp_job *job, const kp_gpu_partial *partial);
 
 #endif

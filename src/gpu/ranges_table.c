@@ -59,3 +59,51 @@ void kp__gpu_ranges_table_free(kp_context *ctx, kp_gpu_ranges_table *t) {
     kp__free(ctx, t->cols);
     t->blk = t->cols = NULL;
 }
+
+/* Appends the pieces of ranges [*l, l1) of t (sorted, disjoint) that fall in
+ * [c0, c1), clipped; *l moves past the ranges that end in it, so that walking
+ * the chunks in order reads each range once (plus once per chunk it crosses). */
+static void add_clipped(kp_gpu_ranges_table *out, const kp_gpu_ranges_table *t, int64_t *l, int64_t l1, int64_t c0,
+                        int64_t c1) {
+    for (int64_t k = *l; k < l1 && t->cols[2 * k] < c1; k++) {
+        int64_t s = t->cols[2 * k] > c0 ? t->cols[2 * k] : c0, e = t->cols[2 * k + 1] < c1 ? t->cols[2 * k + 1] : c1;
+        if (s < e) out->cols[2 * out->ncols] = s, out->cols[2 * out->ncols + 1] = e, out->ncols++;
+        if (t->cols[2 * k + 1] <= c1) *l = k + 1;
+    }
+}
+
+int kp__gpu_ranges_table_chunks(kp_context *ctx, kp_gpu_ranges_table *t, int64_t chunk, int64_t nchunks) {
+    kp_gpu_ranges_table out;
+    out.nblk = out.ncols = 0;
+    /* a range meets at most every chunk; the clipped lists of entries that share
+       their ranges (one cluster's row pieces) are written once */
+    int64_t lists = 0;
+    for (int64_t g = 0; g < t->nblk; g++)
+        if (t->blk[5 * g + 2] < t->blk[5 * g + 3]) lists++;
+    out.blk = kp__alloc(ctx, (size_t)(t->nblk * nchunks + 1) * 6 * sizeof *out.blk);
+    out.cols = kp__alloc(ctx, (size_t)(t->ncols + lists * nchunks + 1) * 2 * sizeof *out.cols);
+    int ok = out.blk && out.cols;
+    int64_t prev0 = -1, prev1 = -1, first = 0; /* the last clipped list: t's ranges and where it starts in out */
+    for (int64_t g = 0; ok && g < t->nblk; g++) {
+        const int64_t *e = t->blk + 5 * g, l0 = e[2], l1 = e[3];
+        int fresh = l0 < l1 && (l0 != prev0 || l1 != prev1);
+        if (fresh) prev0 = l0, prev1 = l1, first = out.ncols;
+        int64_t at = first, cur = l0; /* chunk ch's clipped ranges start at at; t's next range: cur */
+        for (int64_t ch = 0; ch < nchunks; ch++) {
+            int64_t c0 = ch * chunk, c1 = c0 + chunk, end = at;
+            if (fresh) add_clipped(&out, t, &cur, l1, c0, c1), end = out.ncols;
+            else if (l0 < l1) /* the same list again: its pieces of this chunk are those already written */
+                while (end < out.ncols && out.cols[2 * end] < c1 && out.cols[2 * end] >= c0) end++;
+            int64_t *o = out.blk + 6 * out.nblk++;
+            o[0] = e[0], o[1] = e[1], o[2] = l0 < l1 ? at : 0, o[3] = l0 < l1 ? end : 0, o[4] = e[4], o[5] = ch;
+            at = end;
+        }
+    }
+    kp__gpu_ranges_table_free(ctx, t);
+    if (!ok) {
+        kp__gpu_ranges_table_free(ctx, &out);
+        return 0;
+    }
+    *t = out;
+    return 1;
+}

@@ -23,4 +23,12 @@ typedef struct kp_gpu_ranges_table {
 int kp__gpu_ranges_table(kp_context *ctx, const kp_job *job, int64_t rows_per_block, kp_gpu_ranges_table *t);
 void kp__gpu_ranges_table_free(kp_context *ctx, kp_gpu_ranges_table *t);
 
+/* Partial states (codegen.h, kp_gpu_settings.states with ranges): t's entries
+ * again, one per (entry, chunk) for the nchunks chunks of chunk points that
+ * cut a batch's reduced axis, 6 numbers each: t's 5, the ranges clipped to
+ * the chunk, then the chunk. Every (rows, chunk) has its entry, with no range
+ * where the cluster keeps no point of the chunk (its state: the identity), so
+ * every chunk state is written. t is freed either way; 0 when out of memory. */
+int kp__gpu_ranges_table_chunks(kp_context *ctx, kp_gpu_ranges_table *t, int64_t chunk, int64_t nchunks);
+
 #endif

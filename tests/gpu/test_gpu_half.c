@@ -21,7 +21,8 @@
  *     mixed in, block-sparse ranges, a joint plan of both gradients (formula
  *     by formula, the same bits as the plans alone);
  *   - partial states of device arrays: the host arrays' state bytes (two parts
- *     folded); finalize refuses device arrays, by name.
+ *     folded, dense and on block-sparse ranges); finalize refuses device
+ *     arrays, by name.
  * Run on the CUDA emulator (gpu_half_cuda_emul) or a GPU (gpu_half_cuda);
  * without a device: "SKIPPED" and exit 77. With the argument "compile", on the
  * fake driver with the real NVRTC (gpu_half_nvrtc): the conversion kernels and
@@ -426,9 +427,21 @@ static void case_layouts(kp_context *ctx, data *d) {
     kp_formula_free(gs);
 }
 
+/* Ranges of the partial states (global j): rows [0, 20) over j in [100, 250),
+ * across the parts' cut; rows [20, N) over [0, 40) and [290, M). */
+static const int64_t part_ri[4] = {0, 20, 20, N}, part_si[2] = {1, 3}, part_rj[6] = {100, 250, 0, 40, 290, M};
+
+/* The ranges above for the part of points [j0, j1), in its own coordinates (kp.h); local: 6 entries. */
+static kp_ranges part_ranges(int64_t j0, int64_t j1, int64_t *local) {
+    for (int k = 0; k < 6; k++) local[k] = (part_rj[k] < j0 ? j0 : part_rj[k] > j1 ? j1 : part_rj[k]) - j0;
+    kp_ranges rg = {8, part_ri, part_si, local, part_ri, part_si, local, 2, 2, 3, 2, 2, 3};
+    return rg;
+}
+
 /* The state of p after folding points [0, 150) then [150, M) (offsets 0 and
- * 150) of args a, in a new buffer of *bytes. */
-static unsigned char *fold_two_parts(kp_context *ctx, kp_plan *p, const kp_array *a, int device, size_t *bytes) {
+ * 150) of args a (on the ranges above when ranged), in a new buffer of *bytes. */
+static unsigned char *fold_two_parts(kp_context *ctx, kp_plan *p, const kp_array *a, int device, int ranged,
+                                     size_t *bytes) {
     kp_state_info info;
     kp_status st = kp_plan_state_info(p, a, 4, NULL, &info);
     CHECK(st == KP_OK, "state info (%s arrays): %s", device ? "device" : "host", kp_context_message(ctx));
@@ -442,6 +455,9 @@ static unsigned char *fold_two_parts(kp_context *ctx, kp_plan *p, const kp_array
         kp_array part[4] = {a[0], a[1], a[2], a[3]};
         part[1].data = (char *)a[1].data + (size_t)cut[k] * 3 * 2, part[1].shape[0] = cut[k + 1] - cut[k];
         part[3].data = (char *)a[3].data + (size_t)cut[k] * 2 * 2, part[3].shape[0] = cut[k + 1] - cut[k];
+        int64_t local[6];
+        kp_ranges rg = part_ranges(cut[k], cut[k + 1], local);
+        opt.ranges = ranged ? &rg : NULL;
         st = kp_plan_exec_partial(p, part, 4, cut[k], s, info.bytes, &opt);
     }
     CHECK(st == KP_OK, "fold (%s arrays): %s", device ? "device" : "host", kp_context_message(ctx));
@@ -450,7 +466,8 @@ static unsigned char *fold_two_parts(kp_context *ctx, kp_plan *p, const kp_array
 }
 
 /* Partial states of float16 device arrays: the same state bytes as from host
- * arrays on the same engine; finalize takes host arrays only. */
+ * arrays on the same engine, dense and ranged (the ranges change the state);
+ * finalize takes host arrays only. */
 static void case_partial(kp_context *ctx, data *d) {
     kp_array a[5], da[4];
     args_of(d, a);
@@ -464,11 +481,20 @@ static void case_partial(kp_context *ctx, data *d) {
     for (size_t t = 0; t < sizeof texts / sizeof texts[0]; t++) {
         kp_plan *p = plan_of(ctx, texts[t], -1);
         size_t hb = 0, db = 0;
-        unsigned char *hs = p ? fold_two_parts(ctx, p, a, 0, &hb) : NULL, *ds = p ? fold_two_parts(ctx, p, da, 1, &db) : NULL;
+        unsigned char *hs = p ? fold_two_parts(ctx, p, a, 0, 0, &hb) : NULL;
+        unsigned char *ds = p ? fold_two_parts(ctx, p, da, 1, 0, &db) : NULL;
         size_t at = 0;
         while (hs && ds && hb == db && at < hb && hs[at] == ds[at]) at++;
         CHECK(hs && ds && hb == db && at == hb, "%s: states of device arrays differ from host arrays' (byte %zu of %zu)",
               texts[t], at, hb);
+        size_t rhb = 0, rdb = 0;
+        unsigned char *rhs = p ? fold_two_parts(ctx, p, a, 0, 1, &rhb) : NULL;
+        unsigned char *rds = p ? fold_two_parts(ctx, p, da, 1, 1, &rdb) : NULL;
+        CHECK(rhs && rds && rhb == rdb && memcmp(rhs, rds, rhb) == 0,
+              "%s: ranged states of device arrays differ from host arrays'", texts[t]);
+        CHECK(rhs && hs && rhb == hb && memcmp(rhs, hs, hb) != 0, "%s: the ranges do not change the state", texts[t]);
+        free(rhs);
+        free(rds);
         if (ds) {
             uint16_t out[N * 3];
             int64_t idx[N * 3];

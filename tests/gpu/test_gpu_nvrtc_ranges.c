@@ -1,13 +1,16 @@
 /*
  * test_gpu_nvrtc_ranges.c — asserts that the ranged CUDA kernels (block-sparse
  * ranges, kp_gpu_settings.ranges) of every reduction, both axes, float32 and
- * float64, compile with the real NVRTC: the CUDA engine runs each reduction
- * with ranges on the mock driver (KP_CUDA_LIBRARY), which loads the image
- * NVRTC produced and runs nothing, so only the compile is checked here (the
- * results are checked on the CUDA emulator by ranges_cuda_emul and on a GPU by
- * ranges_cuda). Skipped (77) when NVRTC cannot be loaded.
+ * float64, compile with the real NVRTC, and so do their variants that write
+ * partial states (kp_plan_exec_partial with ranges): the CUDA engine runs each
+ * reduction with ranges, then folds the same points into a state, on the mock
+ * driver (KP_CUDA_LIBRARY), which loads the image NVRTC produced and runs
+ * nothing, so only the compile is checked here (the results are checked on
+ * the CUDA emulator by ranges_cuda_emul and gpu_partial_cuda_emul, and on a
+ * GPU by ranges_cuda). Skipped (77) when NVRTC cannot be loaded.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kp.h"
@@ -44,6 +47,13 @@ static kp_status run(kp_context *ctx, const char *text, int axis, kp_dtype dt, c
         kp_array a[3] = {kp_array_2d(data, dt, 8, 2), kp_array_2d(data, dt, 8, 2), kp_array_2d(data, dt, 8, 1)};
         kp_array o = kp_array_2d(out, dt, 8, od ? od : 1), oi = kp_array_2d(idx, KP_INT64, 8, id ? id : 1);
         st = kp_plan_exec(p, a, (size_t)kp_formula_num_args(f), od ? &o : NULL, id ? &oi : NULL, opt);
+        kp_state_info info;
+        if (st == KP_OK) st = kp_plan_state_info(p, a, (size_t)kp_formula_num_args(f), NULL, &info);
+        void *s = st == KP_OK ? malloc(info.bytes) : NULL;
+        if (st == KP_OK && !s) st = KP_ERR_OOM;
+        if (st == KP_OK) st = kp_plan_state_init(p, &info, s);
+        if (st == KP_OK) st = kp_plan_exec_partial(p, a, (size_t)kp_formula_num_args(f), 0, s, info.bytes, opt);
+        free(s);
     }
     kp_plan_free(p);
     kp_formula_free(f);
@@ -83,7 +93,8 @@ int main(void) {
                     failures++;
                 }
             }
-    printf("%d ranged CUDA kernels, %d failed to compile or launch\n", n, failures);
+    printf("%d reductions (a ranged CUDA kernel and its partial-state variant each), %d failed to compile or launch\n",
+           n, failures);
     kp_context_free(ctx);
     return failures != 0;
 }

@@ -13,7 +13,12 @@
  *     (float64) of the largest output;
  *   - IndexI()/IndexJ() read global indices (row_offset, offset), and a Sum
  *     with a row factor keeps it out of the states (finalize applies it once);
- *   - the states are interchangeable: a GPU state merged with a CPU one.
+ *   - the states are interchangeable: a GPU state merged with a CPU one;
+ *   - block-sparse ranges given to each part in its own coordinates (ranges
+ *     across chunk and part bounds, an empty cluster): every reduction, both
+ *     axes, the same rules against the CPU engine's ranged states; the rows
+ *     of the empty cluster keep the identity's bytes on both engines, and
+ *     the ranges change the result; 2 batches on ranges (float64), a subset.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -68,27 +73,72 @@ static void finalize(kp_context *ctx, kp_plan *p, const data *d, int64_t r0, con
     free(vo);
 }
 
-/* Parts cut at bounds[0] = 0 < ... < bounds[n] = NRED on the context's engine:
- * fold into one state in order, or one state per part merged left to right. */
-static void partial(kp_context *ctx, kp_plan *p, const data *d, int64_t r0, const int64_t *bounds, int n, int fold,
-                    result *r) {
+/* Block-sparse ranges over the NR rows and NRED reduced points, in global
+ * coordinates; both triples are these arrays, so they serve either axis (the
+ * rows are the NR-point cloud on both). Ranges cross chunk boundaries (256)
+ * and part bounds, two touch; the last cluster keeps no point, so its rows
+ * meet no pair. */
+#define NCL 3
+#define NRG 7
+typedef struct part_ranges {
+    int64_t rows[2 * NCL], slices[NCL], cols[2 * NRG];
+} part_ranges;
+
+static const part_ranges RANGES = {{0, 12, 12, 25, 25, NR},
+                                   {3, 7, 7},
+                                   {0, 100, 300, 700, 1500, NRED, 100, 120, 255, 260, 260, 300, 1000, 1900}};
+
+/* The ranges of the reduced points [j0, j1), counted from j0 (kp.h: a part's
+ * ranges are in its own coordinates); local holds their 2 * NRG entries. */
+static kp_ranges ranges_of_part(const part_ranges *t, int64_t j0, int64_t j1, int64_t *local) {
+    for (int k = 0; k < 2 * NRG; k++) {
+        int64_t c = t->cols[k] < j0 ? j0 : t->cols[k] > j1 ? j1 : t->cols[k];
+        local[k] = c - j0;
+    }
+    kp_ranges rg = {8, t->rows, t->slices, local, t->rows, t->slices, local, NCL, NCL, NRG, NCL, NCL, NRG};
+    return rg;
+}
+
+/* Folds points [j0, j1) of rows [r0, NR) into state (on the ranges t unless NULL). */
+static void fold_part(kp_context *ctx, kp_plan *p, const data *d, int64_t r0, int64_t j0, int64_t j1,
+                      const part_ranges *t, void *state, size_t bytes) {
+    kp_array a[3];
+    args_of(d, r0, j0, j1, a);
+    int64_t local[2 * NRG];
+    kp_ranges rg;
+    kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
+    if (t) {
+        rg = ranges_of_part(t, j0, j1, local);
+        opt.ranges = &rg;
+    }
+    KPT_ASSERT_OK(ctx, kp_plan_exec_partial(p, a, 3, j0, state, bytes, &opt));
+}
+
+/* Parts cut at bounds[0] = 0 < ... < bounds[n] = NRED on the context's engine
+ * (on the ranges t unless NULL): fold into one state in order, or one state
+ * per part merged left to right. */
+static void partial_on(kp_context *ctx, kp_plan *p, const data *d, int64_t r0, const int64_t *bounds, int n, int fold,
+                       const part_ranges *t, result *r) {
     size_t bytes;
     void *acc = new_state(ctx, p, d, r0, &bytes), *part = malloc(bytes);
     for (int k = 0; k < n; k++) {
-        kp_array a[3];
-        args_of(d, r0, bounds[k], bounds[k + 1], a);
         if (fold) {
-            KPT_ASSERT_OK(ctx, kp_plan_exec_partial(p, a, 3, bounds[k], acc, bytes, NULL));
+            fold_part(ctx, p, d, r0, bounds[k], bounds[k + 1], t, acc, bytes);
         } else {
             free(part);
             part = new_state(ctx, p, d, r0, &bytes);
-            KPT_ASSERT_OK(ctx, kp_plan_exec_partial(p, a, 3, bounds[k], part, bytes, NULL));
+            fold_part(ctx, p, d, r0, bounds[k], bounds[k + 1], t, part, bytes);
             KPT_ASSERT_OK(ctx, kp_plan_state_merge(p, acc, part, bytes));
         }
     }
     finalize(ctx, p, d, r0, acc, bytes, r);
     free(acc);
     free(part);
+}
+
+static void partial(kp_context *ctx, kp_plan *p, const data *d, int64_t r0, const int64_t *bounds, int n, int fold,
+                    result *r) {
+    partial_on(ctx, p, d, r0, bounds, n, fold, NULL, r);
 }
 
 /* got (GPU) against want (CPU): the same indices, values within tol of the largest output. */
@@ -200,30 +250,207 @@ static void test_mixed_engines(void **state) {
     kp_context_free(ctx);
 }
 
-/* Ranged parts are the CPU engine's: the GPU engine refuses them, it does not
- * fold the dense part instead. */
-static void test_ranges_refused(void **state) {
+/* Ranged parts (in their own coordinates) on the GPU engine against the CPU
+ * engine's, every reduction, both axes: one part, aligned parts folded in
+ * order (the bits of one part), parts at any points merged; rows of the
+ * empty cluster included. The ranges change the result (not ignored), and
+ * a GPU state merges with a CPU state of the next ranged part. */
+/* Rows [RANGES.rows[4], NR) (the empty cluster) of the state of points
+ * [0, NRED) folded on the ranges by engine e: the bytes of the identity. */
+static void assert_empty_rows_identity(kp_context *ctx, kp_plan *p, const data *d, kp_engine e, const char *text) {
+    kp_array a[3];
+    args_of(d, 0, 0, NRED, a);
+    kp_state_info info;
+    KPT_ASSERT_OK(ctx, kp_plan_state_info(p, a, 3, NULL, &info));
+    unsigned char *s = malloc(info.bytes), *id = malloc(info.bytes);
+    KPT_ASSERT_OK(ctx, kp_plan_state_init(p, &info, s));
+    KPT_ASSERT_OK(ctx, kp_plan_state_init(p, &info, id));
+    KPT_ASSERT_OK(ctx, kp_context_set_engine(ctx, e));
+    fold_part(ctx, p, d, 0, 0, NRED, &RANGES, s, info.bytes);
+    const int64_t r = RANGES.rows[4];
+    size_t esz = info.dtype == KP_FLOAT32 ? 4 : 8;
+    const size_t rowr = (size_t)info.nreal * esz, rowi = (size_t)info.nidx * 8;
+    size_t ro = info.real_offset + (size_t)r * rowr, rn = (size_t)(NR - r) * rowr;
+    size_t io = info.index_offset + (size_t)r * rowi, in = (size_t)(NR - r) * rowi;
+    if (memcmp(s + ro, id + ro, rn) || memcmp(s + io, id + io, in))
+        print_error("%s: engine %d: rows of the empty cluster are not at the identity\n", text, (int)e);
+    assert_memory_equal(s + ro, id + ro, rn);
+    assert_memory_equal(s + io, id + io, in);
+    assert_memory_not_equal(s + info.real_offset, id + info.real_offset, (size_t)r * rowr);
+    free(s);
+    free(id);
+}
+
+static void check_ranged(kp_context *ctx, const char *red, int axis, const data *d) {
+    const int64_t aligned[][5] = {{0, NRED}, {0, 512, 1280, NRED}, {0, 768, 768, NRED}};
+    const int naligned[] = {1, 3, 3};
+    const int64_t any[] = {0, 700, 1301, NRED}, two[] = {0, 1100, NRED};
+    char text[512];
+    build_text(red, axis, text, sizeof text);
+    kp_plan *p = plan_of(ctx, text, axis, d->dt);
+    const double tol = 1e-5;
+    result want, one, got, dense;
+    KPT_ASSERT_OK(ctx, kp_context_set_engine(ctx, KP_ENGINE_CPU));
+    partial_on(ctx, p, d, 0, aligned[0], 1, 1, &RANGES, &want);
+    KPT_ASSERT_OK(ctx, kp_context_set_engine(ctx, gpu_engine));
+    partial_on(ctx, p, d, 0, aligned[0], 1, 1, &RANGES, &one);
+    assert_close("ranged, one part", text, &one, &want, tol);
+    partial_on(ctx, p, d, 0, aligned[0], 1, 1, NULL, &dense);
+    if (!memcmp(&dense, &one, sizeof one)) print_error("%s: the ranges change nothing\n", text);
+    assert_memory_not_equal(&dense, &one, sizeof one);
+    for (int s = 1; s < 3; s++) {
+        partial_on(ctx, p, d, 0, aligned[s], naligned[s], 1, &RANGES, &got);
+        if (memcmp(&got, &one, sizeof got))
+            print_error("%s: ranged aligned parts folded in order differ from one part\n", text);
+        assert_memory_equal(&got, &one, sizeof got);
+    }
+    partial_on(ctx, p, d, 0, any, 3, 0, &RANGES, &got);
+    assert_close("ranged parts merged", text, &got, &want, tol);
+    assert_empty_rows_identity(ctx, p, d, KP_ENGINE_CPU, text);
+    assert_empty_rows_identity(ctx, p, d, gpu_engine, text);
+    /* a GPU state of [0, 1100) merged with a CPU state of [1100, NRED) */
+    size_t bytes;
+    void *a = new_state(ctx, p, d, 0, &bytes), *b = new_state(ctx, p, d, 0, &bytes);
+    fold_part(ctx, p, d, 0, two[0], two[1], &RANGES, a, bytes);
+    KPT_ASSERT_OK(ctx, kp_context_set_engine(ctx, KP_ENGINE_CPU));
+    fold_part(ctx, p, d, 0, two[1], two[2], &RANGES, b, bytes);
+    KPT_ASSERT_OK(ctx, kp_plan_state_merge(p, a, b, bytes));
+    finalize(ctx, p, d, 0, a, bytes, &got);
+    assert_close("ranged GPU state merged with a CPU state", text, &got, &want, tol);
+    free(a);
+    free(b);
+    kp_plan_free(p);
+}
+
+static void test_ranges(void **state) {
     (void)state;
     kp_context *ctx;
     assert_int_equal(kp_context_new(&ctx), KP_OK);
     data d = make_data(KP_FLOAT32, 5);
-    kp_plan *p = plan_of(ctx, "Sum_Reduction(SqDist(x,y)*b,1)", 1, d.dt);
-    size_t bytes;
-    void *s = new_state(ctx, p, &d, 0, &bytes);
-    int64_t rows[2] = {0, NR}, cols[2] = {0, 10}, slice[1] = {1};
-    kp_ranges rg = {8, rows, slice, cols, cols, slice, rows, 1, 1, 1, 1, 1, 1};
-    kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
-    opt.ranges = &rg;
-    kp_array x[3];
-    args_of(&d, 0, 0, 900, x);
-    KPT_ASSERT_OK(ctx, kp_context_set_engine(ctx, gpu_engine));
-    assert_int_equal(kp_plan_exec_partial(p, x, 3, 0, s, bytes, &opt), KP_ERR_UNSUPPORTED);
-    assert_non_null(strstr(kp_context_message(ctx), "block-sparse"));
-    KPT_ASSERT_OK(ctx, kp_context_set_engine(ctx, KP_ENGINE_CPU));
-    KPT_ASSERT_OK(ctx, kp_plan_exec_partial(p, x, 3, 0, s, bytes, &opt));
-    free(s);
-    kp_plan_free(p);
+    for (int axis = 1; axis >= 0; axis--)
+        for (size_t k = 0; k < NREDS; k++) check_ranged(ctx, REDS[k], axis, &d);
     free_data(&d);
+    kp_context_free(ctx);
+}
+
+/* Batches on ranges: 2 batches of NR rows and NRED points (float64, so that
+ * a slip of a batch or a chunk shows beyond rounding); batch 0 keeps
+ * RANGES, batch 1 one cluster of rows [5, 30) over [300, 1700) (its other
+ * rows in no cluster). A part of n points per batch holds in batch b the
+ * ranges b n + [max(s, j0), min(e, j1)) - j0. */
+typedef struct batched {
+    double *x, *y, *b;
+    int64_t rows[2 * (NCL + 1)], slices[NCL + 1], cols[2 * (NRG + 1)];
+} batched;
+
+static batched make_batched(void) {
+    kpt_rng r;
+    kpt_rng_seed(&r, 9);
+    batched B = {kpt_random_array(&r, 2 * NR * 2, -1, 1), kpt_random_array(&r, 2 * NRED * 2, -1, 1),
+                 kpt_random_array(&r, 2 * NRED, 0, 1), {0}, {0}, {0}};
+    for (int k = 0; k < 2 * NCL; k++) B.rows[k] = RANGES.rows[k];
+    B.rows[2 * NCL] = NR + 5, B.rows[2 * NCL + 1] = NR + 30;
+    for (int k = 0; k < NCL; k++) B.slices[k] = RANGES.slices[k];
+    B.slices[NCL] = NRG + 1;
+    return B;
+}
+
+/* The arguments and the ranges (into cols) of points [j0, j1) of each batch. */
+static kp_ranges batched_part(batched *B, int64_t j0, int64_t j1, kp_array a[3]) {
+    const int64_t n = j1 - j0, gcols[2] = {NRED + 300, NRED + 1700};
+    for (int k = 0; k < 2 * (NRG + 1); k++) {
+        int64_t g = k < 2 * NRG ? RANGES.cols[k] : gcols[k - 2 * NRG], b = g / NRED - (g % NRED == 0 && k & 1);
+        int64_t c = g - b * NRED;
+        B->cols[k] = b * n + (c < j0 ? j0 : c > j1 ? j1 : c) - j0;
+    }
+    const int64_t xs[3] = {2, NR, 2}, ys[3] = {2, NRED, 2}, bs[3] = {2, NRED, 1};
+    a[0] = kp_array_nd(B->x, KP_FLOAT64, 3, xs);
+    a[1] = kp_array_nd(B->y + j0 * 2, KP_FLOAT64, 3, ys);
+    a[2] = kp_array_nd(B->b + j0, KP_FLOAT64, 3, bs);
+    a[1].shape[1] = a[2].shape[1] = n;
+    kp_ranges rg = {8,       B->rows, B->slices, B->cols, B->rows, B->slices,
+                    B->cols, NCL + 1, NCL + 1,   NRG + 1, NCL + 1, NCL + 1, NRG + 1};
+    return rg;
+}
+
+/* The parts cut at bounds, folded in order (fold) or merged, finalized into v, ix (2 * OUTW each). */
+static void batched_partial(kp_context *ctx, kp_plan *p, batched *B, const int64_t *bounds, int n, int fold, double *v,
+                            int64_t *ix) {
+    kp_array a[3];
+    batched_part(B, 0, NRED, a);
+    kp_state_info info;
+    KPT_ASSERT_OK(ctx, kp_plan_state_info(p, a, 3, NULL, &info));
+    assert_int_equal(info.nbatch, 2);
+    void *acc = malloc(info.bytes), *part = malloc(info.bytes);
+    KPT_ASSERT_OK(ctx, kp_plan_state_init(p, &info, acc));
+    for (int k = 0; k < n; k++) {
+        kp_ranges rg = batched_part(B, bounds[k], bounds[k + 1], a);
+        kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
+        opt.ranges = &rg;
+        if (!fold) KPT_ASSERT_OK(ctx, kp_plan_state_init(p, &info, part));
+        KPT_ASSERT_OK(ctx, kp_plan_exec_partial(p, a, 3, bounds[k], fold ? acc : part, info.bytes, &opt));
+        if (!fold) KPT_ASSERT_OK(ctx, kp_plan_state_merge(p, acc, part, info.bytes));
+    }
+    batched_part(B, 0, 0, a);
+    int ndim;
+    int64_t shape[KP_MAX_DIMS], ishape[KP_MAX_DIMS];
+    KPT_ASSERT_OK(ctx, kp_plan_output_shape(p, a, 3, NULL, &ndim, shape, ishape));
+    memset(v, 0, 2 * OUTW * sizeof *v);
+    memset(ix, 0, 2 * OUTW * sizeof *ix);
+    kp_array o = kp_array_nd(v, KP_FLOAT64, ndim, shape), oi = kp_array_nd(ix, KP_INT64, ndim, ishape);
+    KPT_ASSERT_OK(ctx, kp_plan_state_finalize(p, a, 3, acc, info.bytes, shape[ndim - 1] ? &o : NULL,
+                                              ishape[ndim - 1] ? &oi : NULL, NULL));
+    free(acc);
+    free(part);
+}
+
+static void test_batched_ranges(void **state) {
+    (void)state;
+    kp_context *ctx;
+    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    batched B = make_batched();
+    const size_t subset[] = {0, 1, 2, 7, 11, 12};
+    const int64_t whole[] = {0, NRED}, aligned[] = {0, 768, NRED}, any[] = {0, 700, 1301, NRED};
+    double want[2 * OUTW], got[2 * OUTW], one[2 * OUTW];
+    int64_t iwant[2 * OUTW], igot[2 * OUTW], ione[2 * OUTW];
+    for (size_t k = 0; k < sizeof subset / sizeof subset[0]; k++)
+        for (int axis = 1; axis >= 0; axis--) {
+            char text[512];
+            build_text(REDS[subset[k]], axis, text, sizeof text);
+            kp_plan *p = plan_of(ctx, text, axis, KP_FLOAT64);
+            KPT_ASSERT_OK(ctx, kp_context_set_engine(ctx, KP_ENGINE_CPU));
+            batched_partial(ctx, p, &B, whole, 1, 1, want, iwant);
+            if (kp_context_set_engine(ctx, gpu_engine) != KP_OK) break;
+            kp_array a[3];
+            kp_ranges rg = batched_part(&B, 0, NRED, a);
+            kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
+            opt.ranges = &rg;
+            kp_state_info info;
+            KPT_ASSERT_OK(ctx, kp_plan_state_info(p, a, 3, NULL, &info));
+            void *s = malloc(info.bytes);
+            KPT_ASSERT_OK(ctx, kp_plan_state_init(p, &info, s));
+            kp_status st = kp_plan_exec_partial(p, a, 3, 0, s, info.bytes, &opt);
+            free(s);
+            if (st == KP_ERR_UNSUPPORTED) { /* a device without float64 */
+                kp_plan_free(p);
+                goto done;
+            }
+            KPT_ASSERT_OK(ctx, st);
+            batched_partial(ctx, p, &B, whole, 1, 1, one, ione);
+            assert_memory_equal(ione, iwant, sizeof ione);
+            assert_int_equal(kpt_check(text, one, want, NULL, 2 * OUTW, 1e-12, 1e-12), 0);
+            batched_partial(ctx, p, &B, aligned, 2, 1, got, igot);
+            assert_memory_equal(got, one, sizeof got);
+            assert_memory_equal(igot, ione, sizeof igot);
+            batched_partial(ctx, p, &B, any, 3, 0, got, igot);
+            assert_memory_equal(igot, iwant, sizeof igot);
+            assert_int_equal(kpt_check(text, got, want, NULL, 2 * OUTW, 1e-12, 1e-12), 0);
+            kp_plan_free(p);
+        }
+done:
+    free(B.x);
+    free(B.y);
+    free(B.b);
     kp_context_free(ctx);
 }
 
@@ -240,6 +467,7 @@ int main(int argc, char **argv) {
     kp_context_free(ctx);
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_every_reduction),
                                        cmocka_unit_test(test_axis0_float64_offsets),
-                                       cmocka_unit_test(test_mixed_engines), cmocka_unit_test(test_ranges_refused)};
+                                       cmocka_unit_test(test_mixed_engines), cmocka_unit_test(test_ranges),
+                                       cmocka_unit_test(test_batched_ranges)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
