@@ -102,6 +102,9 @@ static const jcase cases[] = {
     /* States too wide for registers (KP_JIT_LSE_MAX_STATE): F written for the interpreter (KP_JIT_TILES). */
     {"LogSumExp_Reduction(TensorProd(x-y, y-x)*g, %d)", 9, 0},
     {"SumSoftMaxWeight_Reduction(-SqDist(x,y)*g, %d, Concat(Concat(TensorProd(x, y), TensorProd(y, x-y)), (x|y)))", 19, 0},
+    /* ROW values from parameters only (held once for all of a kernel's rows)
+     * beside ROW values of each row's point (one per row). */
+    {"Sum_Reduction(Exp(-SqDist(x,y)*(g*Sum(x)) - g*3)*b, %d)", 2, 0},
 };
 
 static void mode(const char *m) { setenv("KP_JIT", m, 1); }

@@ -239,7 +239,8 @@ static void put_operand(int64_t *k, size_t *n, kp_operand o) {
 /* Writes the key of s into k (KEY_HEAD + KEY_PER_INSTR * s->n entries); returns its length. */
 static size_t make_key(const kp_jit_spec *s, int64_t *k) {
     size_t n = 0;
-    int64_t head[] = {s->f32, s->tile, s->vl, s->rows, s->mode, s->row_size, s->col_size, s->pair_size, s->fdim, s->n};
+    int64_t head[] = {s->f32,      s->tile,      s->vl,   s->rows, s->mode, s->row_size, s->col_size, s->pair_size,
+                      s->fdim,     s->n,         (int64_t)s->row_uniform};
     for (size_t i = 0; i < sizeof head / sizeof *head; i++) k[n++] = head[i];
     put_operand(k, &n, s->red_f);
     put_operand(k, &n, s->red_f2);
@@ -323,7 +324,38 @@ static int rows_for(const kp_jit_spec *s) {
     if (s->mode == KP_JIT_LSE) return kp__jit_lse_rows >= 1 && kp__jit_lse_rows <= KP_JIT_MAX_ROWS ? kp__jit_lse_rows : 1;
     int acc = s->mode == KP_JIT_JOINT ? s->rowdim + s->coldim : s->fdim;
     int r = 16 / (acc > 0 ? acc : 1);
-    return r > 4 ? 4 : r < 1 ? 1 : r;
+    /* Fewer rows for float32 Sum kernels: the AVX-512 exp's constants and
+     * four rows' values outgrew the 32 registers, and LLVM's register
+     * allocator then spilled and shuffled registers in the loop (the
+     * compiled Gaussian, float32, one thread: 2.24e9 pairs/s with 2 rows,
+     * 2.04e9 with 4). float64 keeps 4 rows: its exp is twice as long, and
+     * more independent rows hide its latency (8.2e8 with 4, 7.85e8 with 2). */
+    int most = s->f32 && s->mode == KP_JIT_SUM ? 2 : 4;
+    return r > most ? most : r < 1 ? 1 : r;
+}
+
+/* Which ROW components (below 64) hold the same value in every row: those
+ * the ROW program computes from parameters and constants only. */
+static uint64_t row_uniform(const kp_program *prog) {
+    uint64_t u = 0;
+    for (int i = 0; i < prog->row.n; i++) {
+        const kp_instr *ins = &prog->row.code[i];
+        int same = ins->op == KP_OP_CONST || (ins->op == KP_OP_VAR && ins->ip[0] == KP_VAR_PARAM);
+        if (ins->op != KP_OP_VAR && ins->op != KP_OP_CONST && ins->op != KP_OP_INDEX) {
+            same = 1;
+            for (int j = 0; j < ins->nin; j++)
+                for (int c = 0; c < ins->in[j].dim; c++) {
+                    int k = ins->in[j].off + c;
+                    same &= ins->in[j].loc == KP_LOC_ROW && k < 64 && (u >> k & 1);
+                }
+        }
+        for (int c = 0; c < ins->out.dim; c++) {
+            int k = ins->out.off + c;
+            if (k >= 64) continue;
+            u = same ? u | (uint64_t)1 << k : u & ~((uint64_t)1 << k);
+        }
+    }
+    return u;
 }
 
 /* The kernel's description for prog (the joint terms for KP_JIT_JOINT). */
@@ -337,6 +369,7 @@ static kp_jit_spec spec_of(const kp_program *prog, kp_dtype dtype, int tile, int
     s.row_size = prog->row_size;
     s.col_size = prog->col_size;
     s.pair_size = prog->pair_size;
+    s.row_uniform = row_uniform(prog);
     s.n = prog->pair.n;
     s.code = prog->pair.code;
     if (mode == KP_JIT_JOINT) {

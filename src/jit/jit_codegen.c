@@ -303,7 +303,8 @@ static void mark_row(char *need, int row_size, kp_operand o) {
         for (int c = 0; c < o.dim && o.off + c < row_size; c++) need[o.off + c] = 1;
 }
 
-/* Row splats, in the first block, for every ROW operand the program reads. */
+/* Row splats, in the first block, for every ROW operand the program reads
+ * (row 0's for a component that is the same in every row). */
 static void load_rows(gen *g) {
     const kp_jit_spec *s = g->s;
     char *need = calloc((size_t)s->row_size + 1, 1);
@@ -321,6 +322,10 @@ static void load_rows(gen *g) {
     for (int r = 0; r < s->rows; r++)
         for (int c = 0; c < s->row_size; c++) {
             if (!need[c]) continue;
+            if (r > 0 && c < 64 && (s->row_uniform >> c & 1)) {
+                g->rowval[r * s->row_size + c] = g->rowval[c];
+                continue;
+            }
             LLVMValueRef idx = kp__llvm.LLVMConstInt(g->i64, (unsigned long long)(r * s->row_size + c), 0);
             LLVMValueRef x = kp__llvm.LLVMBuildLoad2(g->AB, g->T, kp__llvm.LLVMBuildGEP2(g->AB, g->T, g->rowv, &idx, 1, ""), "");
             LLVMValueRef v = kp__llvm.LLVMBuildInsertElement(g->AB, kp__llvm.LLVMGetUndef(g->VT), x, kp__llvm.LLVMConstInt(g->i32, 0, 0), "");

@@ -3,6 +3,7 @@
 #define KP_JIT_INTERNAL_H
 
 #include <llvm-c/Core.h>
+#include <stdint.h>
 
 #include "jit/jit.h"
 
@@ -11,6 +12,10 @@ typedef struct kp_jit_spec {
     int f32, tile, vl, rows;
     kp_jit_mode mode;
     int row_size, col_size, pair_size, fdim;
+    /* Bit c: ROW component c (c < 64) is the same in every row (computed
+     * from parameters and constants only), so the kernel reads it once for
+     * all its rows and holds one register instead of one per row. */
+    uint64_t row_uniform;
     kp_operand red_f, red_f2, red_g;
     int n;
     const kp_instr *code; /* the PAIR program */
