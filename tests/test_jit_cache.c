@@ -340,7 +340,7 @@ static void test_corrupt_files(void **state) {
     free(dir);
 }
 
-/* File 0 rewritten through the cache (valid header and checksum) with its kernel's name and bytes that are no object. */
+/* File 0 rewritten through the cache (valid header and checksum): its kernel's name, then bytes that are no object. */
 static void test_refused_object(void **state) {
     (void)state;
     char *dir = new_dir(0700), names[16][256], p[1024];

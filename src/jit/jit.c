@@ -192,8 +192,10 @@ static void init_disk_cache(void) {
     unsigned char bitcode[KP_SHA256_SIZE];
     kp__sha256(kp__jit_bitcode, kp__jit_bitcode_size, bitcode);
     snprintf(format, sizeof format, "libkp CPU kernel %d %s<16 key bytes in hex>", JIT_CACHE_FORMAT, NAME_PREFIX);
-    const char *triple = kp__llvm.LLVMOrcLLJITGetTripleString(jit), *layout = kp__llvm.LLVMOrcLLJITGetDataLayoutStr(jit);
-    const void *parts[] = {format, LLVM_VERSION_STRING, llvm_id, kp_id, triple, layout, host_cpu, host_features, bitcode};
+    const char *triple = kp__llvm.LLVMOrcLLJITGetTripleString(jit);
+    const char *layout = kp__llvm.LLVMOrcLLJITGetDataLayoutStr(jit);
+    const void *parts[] = {format, LLVM_VERSION_STRING, llvm_id, kp_id, triple, layout, host_cpu, host_features,
+                           bitcode};
     size_t lens[] = {strlen(format), strlen(LLVM_VERSION_STRING), strlen(llvm_id), strlen(kp_id), strlen(triple),
                      strlen(layout), strlen(host_cpu), strlen(host_features), sizeof bitcode};
     kp_kcache_key k;
@@ -229,7 +231,8 @@ static void kernel_name(const kp_kcache_key *key, char name[NAME_MAX_LEN]) {
 static LLVMOrcExecutorAddress add_object(const char *name, const void *obj, size_t len, char *msg, size_t msgsz) {
     LLVMMemoryBufferRef b = kp__llvm.LLVMCreateMemoryBufferWithMemoryRangeCopy(obj, len, name);
     LLVMOrcExecutorAddress addr = 0;
-    LLVMErrorRef err = kp__llvm.LLVMOrcLLJITAddObjectFile(jit, kp__llvm.LLVMOrcLLJITGetMainJITDylib(jit), b); /* owns b */
+    /* The JIT owns b from here, error or not. */
+    LLVMErrorRef err = kp__llvm.LLVMOrcLLJITAddObjectFile(jit, kp__llvm.LLVMOrcLLJITGetMainJITDylib(jit), b);
     if (!err) err = kp__llvm.LLVMOrcLLJITLookup(jit, &addr, name);
     if (err) {
         error_message(err, msg, msgsz, "LLVM's JIT");
