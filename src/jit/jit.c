@@ -311,9 +311,12 @@ static void compile(entry *e) {
     kp_kcache_key key;
     char name[NAME_MAX_LEN];
     int use_disk = disk && !e->warm_up && !__atomic_load_n(&kp__jit_fail_compiles, __ATOMIC_RELAXED), refused = 0;
-    kernel_key(e, &key);
-    if (e->warm_up) snprintf(name, sizeof name, "%swarm_up", NAME_PREFIX);
-    else kernel_name(&key, name);
+    if (e->warm_up) {
+        snprintf(name, sizeof name, "%swarm_up", NAME_PREFIX);
+    } else {
+        kernel_key(e, &key);
+        kernel_name(&key, name);
+    }
     LLVMOrcExecutorAddress addr = use_disk ? load_cached(&key, &refused) : 0;
     int loaded = addr != 0;
     double t1 = now_seconds();
@@ -346,8 +349,8 @@ static void compile(entry *e) {
     } else {
         stats.failed++;
     }
-    stats.load_seconds += t1 - t0;
-    if (!loaded) stats.compile_seconds += t2 - t1;
+    if (use_disk) stats.load_seconds += t1 - t0;
+    if (!loaded && !e->warm_up) stats.compile_seconds += t2 - t1; /* warm_up counts its own */
     pthread_mutex_unlock(&cache_mu);
     __atomic_store_n(&e->state, ok ? READY : FAILED, __ATOMIC_RELEASE);
 }
@@ -392,7 +395,6 @@ static void warm_up(void) {
     stats.compiled -= e.state == READY; /* not a formula's */
     stats.failed -= e.state == FAILED;
     stats.warm_up_seconds = now_seconds() - t0;
-    stats.compile_seconds -= stats.warm_up_seconds;
     pthread_mutex_unlock(&cache_mu);
     atexit(wait_idle);
 }
