@@ -556,8 +556,9 @@ static void compare_joint(kp_context *ctx, const char *const *texts, int n, kp_d
     mode("require");
     KPT_ASSERT_OK(ctx, run_joint(ctx, texts, n, dt, d, got, count));
     kp__jit_stats(&s1);
-    print_message("joint kernel of %d formulas (%s): compiled in %.3f s\n", n, kpt_dtype_name(dt),
-                  s1.compile_seconds - s0.compile_seconds);
+    print_message("joint kernel of %d formulas (%s): compiled in %.1f ms, looked up / loaded from disk in %.2f ms\n", n,
+                  kpt_dtype_name(dt), 1e3 * (s1.compile_seconds - s0.compile_seconds),
+                  1e3 * (s1.load_seconds - s0.load_seconds));
     if (joint_count() != before + 1) print_error("%s (%s): no joint kernel compiled\n", texts[0], kpt_dtype_name(dt));
     assert_int_equal(joint_count(), before + 1);
     check_joint(texts, n, got, ref, count, dt == KP_FLOAT32 ? 1e-5 : 1e-12);

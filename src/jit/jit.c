@@ -7,18 +7,24 @@
  * never removed: a process sees few distinct programs, and a kernel's code
  * lives in the JIT until exit. One compile runs at a time (one mutex); an
  * atexit handler waits for a background compile in flight, so LLVM's static
- * destructors never run under it.
+ * destructors never run under it. Compiled objects are also kept on disk
+ * (gpu/kcache.h's directory and rules), so another process loads them
+ * instead of compiling.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* dladdr */
 #include "jit/jit.h"
 
+#include <dlfcn.h>
+#include <link.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "core/context.h"
+#include "gpu/kcache.h"
 #include "jit/jit_internal.h"
 #include "jit/jit_llvm.h"
 
@@ -39,6 +45,7 @@ typedef struct entry {
     kp_jit_spec spec;
     kp_instr *code;
     int state; /* atomic; COLD -> PENDING under cache_mu */
+    int warm_up; /* warm_up's kernel: always compiled, never cached on disk */
     double pairs; /* reduced on the interpreter while COLD */
     kp_jit_kernel kernel;
     char msg[256];
@@ -76,7 +83,9 @@ static void wait_idle(void) {
     pthread_mutex_unlock(&cache_mu);
 }
 
-static void init_llvm(void) {
+static void init_disk_cache(void);
+
+static void start_llvm(void) {
     if (!kp__llvm_load(init_msg, sizeof init_msg)) return;
     LLVMOrcJITTargetMachineBuilderRef jtmb;
     LLVMErrorRef e = kp__llvm.LLVMOrcJITTargetMachineBuilderDetectHost(&jtmb);
@@ -106,6 +115,16 @@ static void init_llvm(void) {
     if (!init_ok) snprintf(init_msg, sizeof init_msg, "LLVM cannot make a target machine for the host");
 }
 
+/* Loads libLLVM, makes the JIT and opens the disk cache (once per process). */
+static void init_llvm(void) {
+    double t0 = now_seconds();
+    start_llvm();
+    if (init_ok) init_disk_cache();
+    pthread_mutex_lock(&cache_mu);
+    stats.llvm_load_seconds = now_seconds() - t0;
+    pthread_mutex_unlock(&cache_mu);
+}
+
 /* Host CPU and features on every function, so the bitcode inlines into the
  * kernel; the bitcode's functions become internal, to vanish once inlined. */
 static void prepare_module(LLVMModuleRef M, const char *name) {
@@ -125,40 +144,197 @@ static void prepare_module(LLVMModuleRef M, const char *name) {
     }
 }
 
-/* Compiles e's kernel (under compile_mu). */
-static void compile(entry *e) {
-    double t0 = now_seconds();
-    char name[32];
-    pthread_mutex_lock(&compile_mu);
-    snprintf(name, sizeof name, "kp_jit_k%d", kernel_count++);
+/* ------------------------------------------------------------- the disk cache
+ *
+ * A kernel's object file is stored under the SHA-256 of its entry's key
+ * (make_key) and of everything else its code depends on (process_key): the
+ * format below, LLVM's version and the libLLVM file loaded, libkp's own
+ * binary (the code generator, the op bitcode's semantics, the kernels'
+ * contract with the interpreter), the op bitcode, the target triple, data
+ * layout, host CPU name and features. The payload is the kernel's symbol name
+ * (one length byte, the name) then the object. Names are NAME_PREFIX and the
+ * key's first 16 bytes in hex: the same in every process for one key, and
+ * distinct for distinct kernels of a process. */
+
+/* Bump when the payload's layout or the meaning of a key changes without
+ * libkp's binary changing. */
+#define JIT_CACHE_FORMAT 1
+#define NAME_PREFIX "kp_jit_"
+#define NAME_MAX_LEN 96
+
+static kp_kcache *disk; /* NULL: memory only (KP_CACHE_DIR=off, a refused directory, an unidentified binary) */
+static unsigned char process_key[KP_SHA256_SIZE];
+
+/* "path device inode size mtime" of the file holding code address fn, or 0. */
+static int binary_identity(const void *fn, char *out, size_t n) {
+    Dl_info info;
+    struct link_map *lm = NULL;
+    struct stat st;
+    if (!dladdr1(fn, &info, (void **)&lm, RTLD_DL_LINKMAP) || !lm) return 0;
+    /* The main program has no name in its link map (dladdr then answers argv[0], which may be any string). */
+    const char *path = lm->l_name && *lm->l_name ? lm->l_name : "/proc/self/exe";
+    if (stat(path, &st) != 0) return 0;
+    return snprintf(out, n, "%s %llu %llu %lld %lld.%09ld", path, (unsigned long long)st.st_dev,
+                    (unsigned long long)st.st_ino, (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+                    st.st_mtim.tv_nsec) < (int)n;
+}
+
+/* Called once LLVM is up: the process's part of every kernel's key, and the
+ * disk cache when both binaries can be identified. */
+static void init_disk_cache(void) {
+    char llvm_id[4200] = "", kp_id[4200] = "", format[64];
+    void *llvm_fn, *kp_fn;
+    memcpy(&llvm_fn, &kp__llvm.LLVMRunPasses, sizeof llvm_fn); /* function pointers are not void *: their bits */
+    const kp_jit_kernel *(*self)(kp_context *, const kp_program *, kp_dtype, int, int, kp_jit_mode, double, int *) =
+        kp__jit_kernel;
+    memcpy(&kp_fn, &self, sizeof kp_fn);
+    int identified = binary_identity(llvm_fn, llvm_id, sizeof llvm_id) && binary_identity(kp_fn, kp_id, sizeof kp_id);
+    unsigned char bitcode[KP_SHA256_SIZE];
+    kp__sha256(kp__jit_bitcode, kp__jit_bitcode_size, bitcode);
+    snprintf(format, sizeof format, "libkp CPU kernel %d %s<16 key bytes in hex>", JIT_CACHE_FORMAT, NAME_PREFIX);
+    const char *triple = kp__llvm.LLVMOrcLLJITGetTripleString(jit);
+    const char *layout = kp__llvm.LLVMOrcLLJITGetDataLayoutStr(jit);
+    const void *parts[] = {format, LLVM_VERSION_STRING, llvm_id, kp_id, triple, layout, host_cpu, host_features,
+                           bitcode};
+    size_t lens[] = {strlen(format), strlen(LLVM_VERSION_STRING), strlen(llvm_id), strlen(kp_id), strlen(triple),
+                     strlen(layout), strlen(host_cpu), strlen(host_features), sizeof bitcode};
+    kp_kcache_key k;
+    kp__kcache_key(&k, sizeof parts / sizeof *parts, parts, lens);
+    memcpy(process_key, k.d, sizeof process_key);
+    if (!identified) return;
+    kp_kcache *c = kp__kcache_open(NULL);
+    if (c && kp__kcache_disabled_reason(c)) {
+        kp__kcache_close(c);
+        c = NULL;
+    }
+    disk = c;
+}
+
+static void kernel_key(const entry *e, kp_kcache_key *key) {
+    const void *parts[] = {process_key, e->key};
+    size_t lens[] = {sizeof process_key, e->nkey * sizeof *e->key};
+    kp__kcache_key(key, 2, parts, lens);
+}
+
+static void kernel_name(const kp_kcache_key *key, char name[NAME_MAX_LEN]) {
+    static const char digits[] = "0123456789abcdef";
+    size_t n = strlen(NAME_PREFIX);
+    memcpy(name, NAME_PREFIX, n);
+    for (int b = 0; b < 16; b++) {
+        name[n++] = digits[key->d[b] >> 4];
+        name[n++] = digits[key->d[b] & 15];
+    }
+    name[n] = 0;
+}
+
+/* Adds the object file (copied) to the JIT and finds name in it: its address, or 0 with a message. */
+static LLVMOrcExecutorAddress add_object(const char *name, const void *obj, size_t len, char *msg, size_t msgsz) {
+    LLVMMemoryBufferRef b = kp__llvm.LLVMCreateMemoryBufferWithMemoryRangeCopy(obj, len, name);
+    LLVMOrcExecutorAddress addr = 0;
+    /* The JIT owns b from here, error or not. */
+    LLVMErrorRef err = kp__llvm.LLVMOrcLLJITAddObjectFile(jit, kp__llvm.LLVMOrcLLJITGetMainJITDylib(jit), b);
+    if (!err) err = kp__llvm.LLVMOrcLLJITLookup(jit, &addr, name);
+    if (err) {
+        error_message(err, msg, msgsz, "LLVM's JIT");
+        return 0;
+    }
+    return addr;
+}
+
+/* The kernel from the disk cache: its address; 0 on a miss (*refused: the
+ * file checked out but LLVM would not load it, or it names no kernel). */
+static LLVMOrcExecutorAddress load_cached(const kp_kcache_key *key, int *refused) {
+    void *data;
+    size_t len;
+    *refused = 0;
+    if (!kp__kcache_get(disk, key, &data, &len)) return 0;
+    const unsigned char *p = data;
+    size_t nl = len > 0 ? p[0] : 0;
+    char name[NAME_MAX_LEN], msg[256];
+    LLVMOrcExecutorAddress addr = 0;
+    if (nl > strlen(NAME_PREFIX) && nl < NAME_MAX_LEN && len > 1 + nl && !memchr(p + 1, 0, nl) &&
+        memcmp(p + 1, NAME_PREFIX, strlen(NAME_PREFIX)) == 0) {
+        memcpy(name, p + 1, nl);
+        name[nl] = 0;
+        addr = add_object(name, p + 1 + nl, len - 1 - nl, msg, sizeof msg);
+    }
+    free(data);
+    *refused = addr == 0;
+    return addr;
+}
+
+/* Stores name and the object under key (a failed write only costs the next process a compile). */
+static void store_cached(const kp_kcache_key *key, const char *name, const void *obj, size_t len) {
+    size_t nl = strlen(name);
+    unsigned char *payload = malloc(1 + nl + len);
+    if (!payload) return;
+    payload[0] = (unsigned char)nl;
+    memcpy(payload + 1, name, nl);
+    memcpy(payload + 1 + nl, obj, len);
+    kp__kcache_put(disk, key, payload, 1 + nl + len);
+    free(payload);
+}
+
+/* Builds e's kernel as `name`, optimizes it and generates its object file:
+ * the object, or NULL with a message in e->msg. */
+static LLVMMemoryBufferRef compile_object(entry *e, const char *name) {
     LLVMOrcThreadSafeContextRef tsc = kp__llvm.LLVMOrcCreateNewThreadSafeContext();
     LLVMModuleRef M = NULL;
+    LLVMMemoryBufferRef obj = NULL;
     if (__atomic_load_n(&kp__jit_fail_compiles, __ATOMIC_RELAXED))
         snprintf(e->msg, sizeof e->msg, "compile failure injected (kp__jit_fail_compiles)");
     else M = kp__jit_build(kp__llvm.LLVMOrcThreadSafeContextGetContext(tsc), &e->spec, name, e->msg, sizeof e->msg);
-    LLVMErrorRef err = NULL;
-    LLVMOrcExecutorAddress addr = 0;
     if (M) {
         prepare_module(M, name);
         LLVMPassBuilderOptionsRef opts = kp__llvm.LLVMCreatePassBuilderOptions();
-        err = kp__llvm.LLVMRunPasses(M, "default<O3>", tm, opts);
+        LLVMErrorRef err = kp__llvm.LLVMRunPasses(M, "default<O3>", tm, opts);
         kp__llvm.LLVMDisposePassBuilderOptions(opts);
+        char *cg_msg = NULL;
         if (err) {
             error_message(err, e->msg, sizeof e->msg, "LLVM optimizer");
-            kp__llvm.LLVMDisposeModule(M);
-        } else {
-            LLVMOrcThreadSafeModuleRef tsm = kp__llvm.LLVMOrcCreateNewThreadSafeModule(M, tsc);
-            if ((err = kp__llvm.LLVMOrcLLJITAddLLVMIRModule(jit, kp__llvm.LLVMOrcLLJITGetMainJITDylib(jit), tsm))) {
-                kp__llvm.LLVMOrcDisposeThreadSafeModule(tsm);
-                error_message(err, e->msg, sizeof e->msg, "LLVM's JIT");
-            } else if ((err = kp__llvm.LLVMOrcLLJITLookup(jit, &addr, name))) {
-                error_message(err, e->msg, sizeof e->msg, "LLVM's JIT");
-            }
+        } else if (kp__llvm.LLVMTargetMachineEmitToMemoryBuffer(tm, M, LLVMObjectFile, &cg_msg, &obj)) {
+            snprintf(e->msg, sizeof e->msg, "LLVM code generator: %s", cg_msg ? cg_msg : "unknown error");
+            obj = NULL;
         }
+        kp__llvm.LLVMDisposeMessage(cg_msg);
+        kp__llvm.LLVMDisposeModule(M);
     }
     kp__llvm.LLVMOrcDisposeThreadSafeContext(tsc);
+    return obj;
+}
+
+/* Makes e's kernel ready (under compile_mu): loaded from the disk cache if
+ * there, else compiled (and stored). */
+static void compile(entry *e) {
+    pthread_mutex_lock(&compile_mu);
+    double t0 = now_seconds();
+    kp_kcache_key key;
+    char name[NAME_MAX_LEN];
+    int use_disk = disk && !e->warm_up && !__atomic_load_n(&kp__jit_fail_compiles, __ATOMIC_RELAXED), refused = 0;
+    if (e->warm_up) {
+        snprintf(name, sizeof name, "%swarm_up", NAME_PREFIX);
+    } else {
+        kernel_key(e, &key);
+        kernel_name(&key, name);
+    }
+    LLVMOrcExecutorAddress addr = use_disk ? load_cached(&key, &refused) : 0;
+    int loaded = addr != 0;
+    double t1 = now_seconds();
+    if (!loaded) {
+        /* A refused object may have defined its name in the JIT: compile under another. */
+        if (refused) snprintf(name + strlen(name), sizeof name - strlen(name), "_r%d", kernel_count++);
+        LLVMMemoryBufferRef obj = compile_object(e, name);
+        if (obj) {
+            const void *bytes = kp__llvm.LLVMGetBufferStart(obj);
+            size_t len = kp__llvm.LLVMGetBufferSize(obj);
+            addr = add_object(name, bytes, len, e->msg, sizeof e->msg);
+            if (addr && use_disk) store_cached(&key, name, bytes, len);
+            kp__llvm.LLVMDisposeMemoryBuffer(obj);
+        }
+    }
     pthread_mutex_unlock(&compile_mu);
-    int ok = M && !err && addr;
+    double t2 = now_seconds();
+    int ok = addr != 0;
     if (ok) {
         uintptr_t a = (uintptr_t)addr; /* an address from the JIT is code */
         if (e->spec.mode == KP_JIT_JOINT) memcpy(&e->kernel.joint, &a, sizeof e->kernel.joint);
@@ -167,12 +343,14 @@ static void compile(entry *e) {
     pthread_mutex_lock(&cache_mu);
     if (ok) {
         stats.compiled++;
+        stats.disk_hits += loaded;
         stats.joint += e->spec.mode == KP_JIT_JOINT;
         stats.lse += e->spec.mode == KP_JIT_LSE;
     } else {
         stats.failed++;
     }
-    stats.compile_seconds += now_seconds() - t0;
+    if (use_disk) stats.load_seconds += t1 - t0;
+    if (!loaded && !e->warm_up) stats.compile_seconds += t2 - t1; /* warm_up counts its own */
     pthread_mutex_unlock(&cache_mu);
     __atomic_store_n(&e->state, ok ? READY : FAILED, __ATOMIC_RELEASE);
 }
@@ -206,14 +384,17 @@ static void warm_up(void) {
     code[2].nin = 1;
     code[2].in[0] = code[1].out;
     code[2].out = (kp_operand){KP_LOC_PAIR, 2, 1};
+    double t0 = now_seconds();
     entry e;
     memset(&e, 0, sizeof e);
+    e.warm_up = 1;
     e.spec = (kp_jit_spec){.f32 = 1, .tile = 64, .vl = 16, .rows = 1, .mode = KP_JIT_SUM, .row_size = 1,
                            .col_size = 1, .pair_size = 3, .fdim = 1, .red_f = code[2].out, .n = 3, .code = code};
     compile(&e);
     pthread_mutex_lock(&cache_mu);
     stats.compiled -= e.state == READY; /* not a formula's */
     stats.failed -= e.state == FAILED;
+    stats.warm_up_seconds = now_seconds() - t0;
     pthread_mutex_unlock(&cache_mu);
     atexit(wait_idle);
 }

@@ -40,7 +40,9 @@
  * buffers of that many rows (rows past the block's end hold any value).
  *
  * Kernels are compiled once per process and program (a cache keyed by the
- * program's description, dtype, tile and vector width). $KP_JIT chooses when:
+ * program's description, dtype, tile and vector width), and kept on disk
+ * (gpu/kcache.h's directory and rules) for the next process, which loads
+ * them instead of compiling. $KP_JIT chooses when:
  *   unset, "on"   in a background thread, once the program's calls have
  *                 reduced $KP_JIT_THRESHOLD pairs (default 2^27): calls run
  *                 on the interpreter until the kernel is ready;
@@ -86,12 +88,16 @@ typedef struct kp_jit_kernel {
 const kp_jit_kernel *kp__jit_kernel(kp_context *ctx, const kp_program *prog, kp_dtype dtype, int tile, int vec_bytes,
                                     kp_jit_mode mode, double pairs, int *failed);
 
-/* Process-wide counters (tests): kernels compiled (joint, lse: of them,
- * KP_JIT_JOINT and KP_JIT_LSE kernels), compiles failed, calls answered from
- * the cache, and the seconds spent compiling. */
+/* Process-wide counters (tests, measurements): kernels made ready, compiled
+ * or loaded from the disk cache (disk_hits: of them, loaded; joint, lse: of
+ * them, KP_JIT_JOINT and KP_JIT_LSE kernels), compiles failed, calls answered
+ * from the per-process cache; seconds spent compiling (passes, code
+ * generation, linking) and looking kernels up on disk and loading them; once
+ * per process, seconds spent loading libLLVM and making the JIT (with the
+ * disk cache's key and directory), and in warm_up (jit.c). */
 typedef struct kp_jit_stats {
-    int64_t compiled, joint, lse, failed, hits;
-    double compile_seconds;
+    int64_t compiled, joint, lse, failed, hits, disk_hits;
+    double compile_seconds, load_seconds, llvm_load_seconds, warm_up_seconds;
 } kp_jit_stats;
 void kp__jit_stats(kp_jit_stats *out);
 /* Nonzero when libkp was built with the compiler (CMake KP_JIT=ON). */

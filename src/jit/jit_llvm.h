@@ -59,6 +59,7 @@
     X(LLVMCreateBuilderInContext) \
     X(LLVMCreateEnumAttribute) \
     X(LLVMCreateMemoryBufferWithMemoryRange) \
+    X(LLVMCreateMemoryBufferWithMemoryRangeCopy) \
     X(LLVMCreatePassBuilderOptions) \
     X(LLVMCreateTargetMachine) \
     X(LLVMDisposeBuilder) \
@@ -70,6 +71,8 @@
     X(LLVMDoubleTypeInContext) \
     X(LLVMFloatTypeInContext) \
     X(LLVMFunctionType) \
+    X(LLVMGetBufferSize) \
+    X(LLVMGetBufferStart) \
     X(LLVMGetDefaultTargetTriple) \
     X(LLVMGetEnumAttributeKindForName) \
     X(LLVMGetErrorMessage) \
@@ -95,12 +98,10 @@
     X(LLVMOrcCreateLLJIT) \
     X(LLVMOrcCreateLLJITBuilder) \
     X(LLVMOrcCreateNewThreadSafeContext) \
-    X(LLVMOrcCreateNewThreadSafeModule) \
     X(LLVMOrcDisposeThreadSafeContext) \
-    X(LLVMOrcDisposeThreadSafeModule) \
     X(LLVMOrcJITDylibAddGenerator) \
     X(LLVMOrcJITTargetMachineBuilderDetectHost) \
-    X(LLVMOrcLLJITAddLLVMIRModule) \
+    X(LLVMOrcLLJITAddObjectFile) \
     X(LLVMOrcLLJITBuilderSetJITTargetMachineBuilder) \
     X(LLVMOrcLLJITGetDataLayoutStr) \
     X(LLVMOrcLLJITGetGlobalPrefix) \
@@ -117,6 +118,7 @@
     X(LLVMSetDataLayout) \
     X(LLVMSetLinkage) \
     X(LLVMSetTarget) \
+    X(LLVMTargetMachineEmitToMemoryBuffer) \
     X(LLVMVectorType) \
     X(LLVMVerifyModule) \
     X(LLVMVoidTypeInContext)
