@@ -34,29 +34,11 @@
 static const char *const REDS[] = {PARTIAL_REDUCTIONS};
 
 /* Block-sparse ranges over the NR rows and NRED reduced points, in global
- * coordinates. Both triples are the same arrays, so they serve either axis
- * (the rows are always the NR-point cloud here). The last cluster keeps no
- * point, so its rows meet no pair. */
-#define NCL 3
-#define NRG 6
-typedef struct part_ranges {
-    int64_t rows[2 * NCL], slices[NCL], cols[2 * NRG];
-} part_ranges;
-
-static const part_ranges RANGES = {{0, 20, 20, 45, 45, NR},
-                                   {3, 6, 6},
-                                   {0, 5000, 30000, 40000, 65000, NRED, 100, 200, 32768, 33000, 50000, 66000}};
-
-/* The ranges of the reduced points [j0, j1), counted from j0 (kp.h: a part's
- * ranges are in its own coordinates); local holds their 2 * NRG entries. */
-static kp_ranges ranges_of_part(const part_ranges *t, int64_t j0, int64_t j1, int64_t *local) {
-    for (int k = 0; k < 2 * NRG; k++) {
-        int64_t c = t->cols[k] < j0 ? j0 : t->cols[k] > j1 ? j1 : t->cols[k];
-        local[k] = c - j0;
-    }
-    kp_ranges rg = {8, t->rows, t->slices, local, t->rows, t->slices, local, NCL, NCL, NRG, NCL, NCL, NRG};
-    return rg;
-}
+ * coordinates (partial_fixture.h). The last cluster keeps no point, so its
+ * rows meet no pair. */
+static const int64_t RANGE_ROWS[] = {0, 20, 20, 45, 45, NR}, RANGE_SLICES[] = {3, 6, 6},
+                     RANGE_COLS[] = {0, 5000, 30000, 40000, 65000, NRED, 100, 200, 32768, 33000, 50000, 66000};
+static const part_ranges RANGES = PART_RANGES(RANGE_ROWS, RANGE_SLICES, RANGE_COLS);
 
 /* opt with the ranges of points [j0, j1) when t is not NULL. */
 static kp_exec_options options_of(const part_ranges *t, int64_t j0, int64_t j1, int64_t *local, kp_ranges *rg) {
@@ -94,7 +76,7 @@ static void exec_once(kp_context *ctx, kp_plan *p, const data *d, const part_ran
     void *vo = kpt_alloc_dtype(OUTW, d->dt);
     memset(r, 0, sizeof *r);
     kp_array o = kp_array_2d(vo, d->dt, NR, od), oi = kp_array_2d(r->ix, KP_INT64, NR, id);
-    int64_t local[2 * NRG];
+    int64_t local[2 * PART_RANGES_MAX];
     kp_ranges rg;
     kp_exec_options opt = options_of(t, 0, NRED, local, &rg);
     KPT_ASSERT_OK(ctx, kp_plan_exec(p, a, 3, od ? &o : NULL, id ? &oi : NULL, &opt));
@@ -116,7 +98,7 @@ static void partial(kp_context *ctx, kp_plan *p, const data *d, const int64_t *b
     void *acc = malloc(info.bytes), *part = malloc(info.bytes);
     KPT_ASSERT_OK(ctx, kp_plan_state_init(p, &info, acc));
     for (int k = 0; k < n; k++) {
-        int64_t local[2 * NRG];
+        int64_t local[2 * PART_RANGES_MAX];
         kp_ranges rg;
         kp_exec_options opt = options_of(t, bounds[k], bounds[k + 1], local, &rg);
         opt.num_threads = nthreads;
@@ -257,11 +239,11 @@ static void test_batches_and_row_sums(void **state) {
         kp_formula *ff = which ? grad : f;
         kp_plan *p;
         KPT_ASSERT_OK(ctx, kp_plan_new(ctx, ff, KP_FLOAT64, &p));
-        int batched = !which;
+        int is_batched = !which;
         int64_t xs[3] = {2, NR, 2}, ys[3] = {2, M, 2}, gs[1] = {1}, es[2] = {NR, 1};
         double *e = kpt_random_array(&r, NR, -1, 1);
-        kp_array a[4] = {batched ? kp_array_nd(x, KP_FLOAT64, 3, xs) : kp_array_2d(x, KP_FLOAT64, NR, 2),
-                         batched ? kp_array_nd(y, KP_FLOAT64, 3, ys) : kp_array_2d(y, KP_FLOAT64, M, 2),
+        kp_array a[4] = {is_batched ? kp_array_nd(x, KP_FLOAT64, 3, xs) : kp_array_2d(x, KP_FLOAT64, NR, 2),
+                         is_batched ? kp_array_nd(y, KP_FLOAT64, 3, ys) : kp_array_2d(y, KP_FLOAT64, M, 2),
                          kp_array_nd(&g, KP_FLOAT64, 1, gs), kp_array_nd(e, KP_FLOAT64, 2, es)};
         size_t na = (size_t)kp_formula_num_args(ff);
         double v1[2 * NR * KK], v2[2 * NR * KK];
@@ -276,7 +258,7 @@ static void test_batches_and_row_sums(void **state) {
         KPT_ASSERT_OK(ctx, kp_plan_exec(p, a, na, &o1, has_idx ? &n1 : NULL, NULL));
         kp_state_info info;
         KPT_ASSERT_OK(ctx, kp_plan_state_info(p, a, na, NULL, &info));
-        assert_int_equal(info.nbatch, batched ? 2 : 1);
+        assert_int_equal(info.nbatch, is_batched ? 2 : 1);
         assert_int_equal(info.nrows, NR);
         void *st = malloc(info.bytes);
         KPT_ASSERT_OK(ctx, kp_plan_state_init(p, &info, st));
