@@ -11,7 +11,8 @@
  *   - batches, a row-summed (parameter gradient) formula, empty parts, a rank
  *     of K larger than a part, and the errors of the calls;
  *   - block-sparse ranges, given to each part in its own coordinates: the
- *     same rules against one ranged kp_plan_exec.
+ *     same rules against one ranged kp_plan_exec; with 2 batches too (float64,
+ *     clusters in both batches, parts of all rows and of rows [10, NR)).
  */
 #include <math.h>
 #include <setjmp.h>
@@ -188,6 +189,82 @@ static void test_ranges(void **state) {
     assert_true(fabs(ranged.v[0] - dense.v[0]) > 1e-3 * dense.v[0]);
     kp_plan_free(p);
     free_data(&d);
+    kp_context_free(ctx);
+}
+
+/* Two batches on ranges (float64), in flattened (batch, point) indices: batch
+ * 0 keeps RANGES; batch 1 has a cluster over ranges crossing chunk bounds and
+ * ending at the batch's last point, and one whose rows the part of rows
+ * [R0B, NR) cuts; rows [60, NR) of batch 1 are in no cluster. */
+#define R0B 10
+static const int64_t BATCHED_ROWS[] = {0, 20, 20, 45, 45, NR, NR + 5, NR + 30, NR + 30, NR + 60},
+                     BATCHED_SLICES[] = {3, 6, 6, 8, 9},
+                     BATCHED_COLS[] = {0, 5000, 30000, 40000, 65000, NRED, 100, 200, 32768, 33000, 50000, 66000,
+                                       NRED + 300, NRED + 33000, NRED + 65000, 2 * NRED, NRED + 32000, NRED + 40000};
+static const part_ranges BATCHED = PART_RANGES(BATCHED_ROWS, BATCHED_SLICES, BATCHED_COLS);
+
+/* got (rows [r0, NR) of each batch, width w) against those rows of want (all
+ * NR rows): the same bits (exact) or within tol of want's largest value. */
+static void assert_batched_rows(const char *text, const double *got, const int64_t *igot, const double *want,
+                                const int64_t *iwant, int64_t r0, int w, int wi, int exact, double tol) {
+    double sub[2 * OUTW], big = 0;
+    int64_t isub[2 * OUTW];
+    const int64_t nr = NR - r0;
+    for (int64_t bt = 0; bt < 2; bt++)
+        for (int64_t r = r0; r < NR; r++) {
+            memcpy(sub + (bt * nr + r - r0) * w, want + (bt * NR + r) * w, (size_t)w * sizeof *sub);
+            memcpy(isub + (bt * nr + r - r0) * wi, iwant + (bt * NR + r) * wi, (size_t)wi * sizeof *isub);
+        }
+    const size_t nv = (size_t)(2 * nr * w), ni = (size_t)(2 * nr * wi);
+    assert_int_equal(kpt_check_index(text, igot, isub, ni), 0);
+    if (exact) {
+        if (memcmp(got, sub, nv * sizeof *got)) print_error("%s: batched ranged parts differ from one call\n", text);
+        assert_memory_equal(got, sub, nv * sizeof *got);
+        return;
+    }
+    for (size_t e = 0; e < nv; e++) big = fmax(big, fabs(sub[e]));
+    assert_int_equal(kpt_check(text, got, sub, NULL, nv, tol, tol * big), 0);
+}
+
+/* Batched ranged parts, every reduction, both axes, against one ranged
+ * kp_plan_exec: aligned parts folded in order give its bits; parts at any
+ * points merged, and the parts of rows [R0B, NR) (clusters cut, row_offset
+ * set), follow the rules of unbatched parts. */
+static void test_batched_ranges(void **state) {
+    (void)state;
+    const int64_t C = KP_STATE_CHUNK;
+    const int64_t aligned[] = {0, C, 2 * C, NRED}, any[] = {0, 1000, 32900, NRED};
+    kp_context *ctx;
+    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    batched B = make_batched(13);
+    static double one[2 * OUTW], got[2 * OUTW];
+    static int64_t ione[2 * OUTW], igot[2 * OUTW];
+    for (int axis = 0; axis <= 1; axis++)
+        for (size_t k = 0; k < sizeof REDS / sizeof REDS[0]; k++) {
+            char text[512];
+            build_text(REDS[k], axis, text, sizeof text);
+            kp_plan *p = plan_of(ctx, text, axis, KP_FLOAT64);
+            kp_array a[3];
+            batched_args(&B, 0, 0, NRED, a);
+            int ndim;
+            int64_t shape[KP_MAX_DIMS], ishape[KP_MAX_DIMS];
+            KPT_ASSERT_OK(ctx, kp_plan_output_shape(p, a, 3, NULL, &ndim, shape, ishape));
+            const int w = (int)shape[ndim - 1], wi = (int)ishape[ndim - 1], exact = is_select(REDS[k]);
+            batched_exec(ctx, p, &B, &BATCHED, one, ione);
+            batched_partial(ctx, p, &B, &BATCHED, 0, aligned, 3, 1, got, igot);
+            assert_batched_rows(text, got, igot, one, ione, 0, w, wi, 1, 0);
+            batched_partial(ctx, p, &B, &BATCHED, 0, any, 3, 0, got, igot);
+            assert_batched_rows(text, got, igot, one, ione, 0, w, wi, exact, 1e-13);
+            batched_partial(ctx, p, &B, &BATCHED, R0B, any, 3, 0, got, igot);
+            assert_batched_rows(text, got, igot, one, ione, R0B, w, wi, exact, 1e-13);
+            kp_plan_free(p);
+        }
+    /* The ranges matter in both batches: batch 1's rows [60, NR) meet no pair. */
+    kp_plan *p = plan_of(ctx, "Sum_Reduction(SqDist(x,y)*b,1)", 1, KP_FLOAT64);
+    batched_exec(ctx, p, &B, &BATCHED, one, ione);
+    assert_true(one[NR + 60] == 0 && one[NR + 59] > 0 && one[NR - 1] == 0 && one[0] > 0);
+    kp_plan_free(p);
+    free_batched(&B);
     kp_context_free(ctx);
 }
 
@@ -405,6 +482,7 @@ static void test_errors(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_every_reduction), cmocka_unit_test(test_ranges),
+                                       cmocka_unit_test(test_batched_ranges),
                                        cmocka_unit_test(test_sum_reference),
                                        cmocka_unit_test(test_batches_and_row_sums), cmocka_unit_test(test_indices_as_numbers),
                                        cmocka_unit_test(test_errors)};
