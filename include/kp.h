@@ -684,8 +684,23 @@ kp_status kp_formula_cuda_aot(kp_context *ctx, const kp_formula *f, kp_dtype dty
  * Block-sparse ranges (options->ranges) select the pairs a part folds, in
  * the part's coordinates: a reduced range [s, e) of global points is given
  * as [max(s, offset) - offset, min(e, offset + n) - offset) for a part of n
- * points (empty where they do not meet). The rules below hold as without
- * ranges. kp_plan_state_info and kp_plan_state_finalize ignore ranges.
+ * points (empty where they do not meet). With batch dimensions the part's
+ * coordinates are the flattened (batch, point) indices of the part's own
+ * arrays, as kp_plan_exec's are of its arrays. For a part of n points per
+ * batch at offset, out of M points per batch, a reduced range [s, e) of a
+ * cluster of batch b (b M <= s <= e <= (b + 1) M) is given as
+ *     b n + [max(s - b M, offset) - offset, min(e - b M, offset + n) - offset)
+ * and the row clusters count the rows the state holds, nrows per batch, from
+ * 0 whatever row_offset: a cluster [s, e) of batch b, of a whole problem of N
+ * rows per batch, for a state of rows [r0, r0 + nrows), is
+ *     b nrows + [max(s - b N, r0) - r0, min(e - b N, r0 + nrows) - r0)
+ * (r0 = 0, nrows = N for a state of every row: the clusters as they are).
+ * Clipping keeps the order, so the ranges stay sorted and in their batch;
+ * empty ones may stay, or be dropped with the slices recounted. libkp_mpi
+ * clips so for each part it folds (src/mpi/ranges.c); tests/test_partial.c
+ * checks batched ranged parts against one ranged kp_plan_exec. The rules
+ * below hold as without ranges. kp_plan_state_info and
+ * kp_plan_state_finalize ignore ranges.
  * Every engine that computes states folds ranged parts.
  *
  * Engines: the states are computed by the context's engine. The CUDA

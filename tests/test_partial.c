@@ -11,7 +11,8 @@
  *   - batches, a row-summed (parameter gradient) formula, empty parts, a rank
  *     of K larger than a part, and the errors of the calls;
  *   - block-sparse ranges, given to each part in its own coordinates: the
- *     same rules against one ranged kp_plan_exec.
+ *     same rules against one ranged kp_plan_exec; with 2 batches too (float64,
+ *     clusters in both batches, parts of all rows and of rows [10, NR)).
  */
 #include <math.h>
 #include <setjmp.h>
@@ -34,29 +35,11 @@
 static const char *const REDS[] = {PARTIAL_REDUCTIONS};
 
 /* Block-sparse ranges over the NR rows and NRED reduced points, in global
- * coordinates. Both triples are the same arrays, so they serve either axis
- * (the rows are always the NR-point cloud here). The last cluster keeps no
- * point, so its rows meet no pair. */
-#define NCL 3
-#define NRG 6
-typedef struct part_ranges {
-    int64_t rows[2 * NCL], slices[NCL], cols[2 * NRG];
-} part_ranges;
-
-static const part_ranges RANGES = {{0, 20, 20, 45, 45, NR},
-                                   {3, 6, 6},
-                                   {0, 5000, 30000, 40000, 65000, NRED, 100, 200, 32768, 33000, 50000, 66000}};
-
-/* The ranges of the reduced points [j0, j1), counted from j0 (kp.h: a part's
- * ranges are in its own coordinates); local holds their 2 * NRG entries. */
-static kp_ranges ranges_of_part(const part_ranges *t, int64_t j0, int64_t j1, int64_t *local) {
-    for (int k = 0; k < 2 * NRG; k++) {
-        int64_t c = t->cols[k] < j0 ? j0 : t->cols[k] > j1 ? j1 : t->cols[k];
-        local[k] = c - j0;
-    }
-    kp_ranges rg = {8, t->rows, t->slices, local, t->rows, t->slices, local, NCL, NCL, NRG, NCL, NCL, NRG};
-    return rg;
-}
+ * coordinates (partial_fixture.h). The last cluster keeps no point, so its
+ * rows meet no pair. */
+static const int64_t RANGE_ROWS[] = {0, 20, 20, 45, 45, NR}, RANGE_SLICES[] = {3, 6, 6},
+                     RANGE_COLS[] = {0, 5000, 30000, 40000, 65000, NRED, 100, 200, 32768, 33000, 50000, 66000};
+static const part_ranges RANGES = PART_RANGES(RANGE_ROWS, RANGE_SLICES, RANGE_COLS);
 
 /* opt with the ranges of points [j0, j1) when t is not NULL. */
 static kp_exec_options options_of(const part_ranges *t, int64_t j0, int64_t j1, int64_t *local, kp_ranges *rg) {
@@ -94,7 +77,7 @@ static void exec_once(kp_context *ctx, kp_plan *p, const data *d, const part_ran
     void *vo = kpt_alloc_dtype(OUTW, d->dt);
     memset(r, 0, sizeof *r);
     kp_array o = kp_array_2d(vo, d->dt, NR, od), oi = kp_array_2d(r->ix, KP_INT64, NR, id);
-    int64_t local[2 * NRG];
+    int64_t local[2 * PART_RANGES_MAX];
     kp_ranges rg;
     kp_exec_options opt = options_of(t, 0, NRED, local, &rg);
     KPT_ASSERT_OK(ctx, kp_plan_exec(p, a, 3, od ? &o : NULL, id ? &oi : NULL, &opt));
@@ -116,7 +99,7 @@ static void partial(kp_context *ctx, kp_plan *p, const data *d, const int64_t *b
     void *acc = malloc(info.bytes), *part = malloc(info.bytes);
     KPT_ASSERT_OK(ctx, kp_plan_state_init(p, &info, acc));
     for (int k = 0; k < n; k++) {
-        int64_t local[2 * NRG];
+        int64_t local[2 * PART_RANGES_MAX];
         kp_ranges rg;
         kp_exec_options opt = options_of(t, bounds[k], bounds[k + 1], local, &rg);
         opt.num_threads = nthreads;
@@ -209,6 +192,82 @@ static void test_ranges(void **state) {
     kp_context_free(ctx);
 }
 
+/* Two batches on ranges (float64), in flattened (batch, point) indices: batch
+ * 0 keeps RANGES; batch 1 has a cluster over ranges crossing chunk bounds and
+ * ending at the batch's last point, and one whose rows the part of rows
+ * [R0B, NR) cuts; rows [60, NR) of batch 1 are in no cluster. */
+#define R0B 10
+static const int64_t BATCHED_ROWS[] = {0, 20, 20, 45, 45, NR, NR + 5, NR + 30, NR + 30, NR + 60},
+                     BATCHED_SLICES[] = {3, 6, 6, 8, 9},
+                     BATCHED_COLS[] = {0, 5000, 30000, 40000, 65000, NRED, 100, 200, 32768, 33000, 50000, 66000,
+                                       NRED + 300, NRED + 33000, NRED + 65000, 2 * NRED, NRED + 32000, NRED + 40000};
+static const part_ranges BATCHED = PART_RANGES(BATCHED_ROWS, BATCHED_SLICES, BATCHED_COLS);
+
+/* got (rows [r0, NR) of each batch, width w) against those rows of want (all
+ * NR rows): the same bits (exact) or within tol of want's largest value. */
+static void assert_batched_rows(const char *text, const double *got, const int64_t *igot, const double *want,
+                                const int64_t *iwant, int64_t r0, int w, int wi, int exact, double tol) {
+    double sub[2 * OUTW], big = 0;
+    int64_t isub[2 * OUTW];
+    const int64_t nr = NR - r0;
+    for (int64_t bt = 0; bt < 2; bt++)
+        for (int64_t r = r0; r < NR; r++) {
+            memcpy(sub + (bt * nr + r - r0) * w, want + (bt * NR + r) * w, (size_t)w * sizeof *sub);
+            memcpy(isub + (bt * nr + r - r0) * wi, iwant + (bt * NR + r) * wi, (size_t)wi * sizeof *isub);
+        }
+    const size_t nv = (size_t)(2 * nr * w), ni = (size_t)(2 * nr * wi);
+    assert_int_equal(kpt_check_index(text, igot, isub, ni), 0);
+    if (exact) {
+        if (memcmp(got, sub, nv * sizeof *got)) print_error("%s: batched ranged parts differ from one call\n", text);
+        assert_memory_equal(got, sub, nv * sizeof *got);
+        return;
+    }
+    for (size_t e = 0; e < nv; e++) big = fmax(big, fabs(sub[e]));
+    assert_int_equal(kpt_check(text, got, sub, NULL, nv, tol, tol * big), 0);
+}
+
+/* Batched ranged parts, every reduction, both axes, against one ranged
+ * kp_plan_exec: aligned parts folded in order give its bits; parts at any
+ * points merged, and the parts of rows [R0B, NR) (clusters cut, row_offset
+ * set), follow the rules of unbatched parts. */
+static void test_batched_ranges(void **state) {
+    (void)state;
+    const int64_t C = KP_STATE_CHUNK;
+    const int64_t aligned[] = {0, C, 2 * C, NRED}, any[] = {0, 1000, 32900, NRED};
+    kp_context *ctx;
+    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    batched B = make_batched(13);
+    static double one[2 * OUTW], got[2 * OUTW];
+    static int64_t ione[2 * OUTW], igot[2 * OUTW];
+    for (int axis = 0; axis <= 1; axis++)
+        for (size_t k = 0; k < sizeof REDS / sizeof REDS[0]; k++) {
+            char text[512];
+            build_text(REDS[k], axis, text, sizeof text);
+            kp_plan *p = plan_of(ctx, text, axis, KP_FLOAT64);
+            kp_array a[3];
+            batched_args(&B, 0, 0, NRED, a);
+            int ndim;
+            int64_t shape[KP_MAX_DIMS], ishape[KP_MAX_DIMS];
+            KPT_ASSERT_OK(ctx, kp_plan_output_shape(p, a, 3, NULL, &ndim, shape, ishape));
+            const int w = (int)shape[ndim - 1], wi = (int)ishape[ndim - 1], exact = is_select(REDS[k]);
+            batched_exec(ctx, p, &B, &BATCHED, one, ione);
+            batched_partial(ctx, p, &B, &BATCHED, 0, aligned, 3, 1, got, igot);
+            assert_batched_rows(text, got, igot, one, ione, 0, w, wi, 1, 0);
+            batched_partial(ctx, p, &B, &BATCHED, 0, any, 3, 0, got, igot);
+            assert_batched_rows(text, got, igot, one, ione, 0, w, wi, exact, 1e-13);
+            batched_partial(ctx, p, &B, &BATCHED, R0B, any, 3, 0, got, igot);
+            assert_batched_rows(text, got, igot, one, ione, R0B, w, wi, exact, 1e-13);
+            kp_plan_free(p);
+        }
+    /* The ranges matter in both batches: batch 1's rows [60, NR) meet no pair. */
+    kp_plan *p = plan_of(ctx, "Sum_Reduction(SqDist(x,y)*b,1)", 1, KP_FLOAT64);
+    batched_exec(ctx, p, &B, &BATCHED, one, ione);
+    assert_true(one[NR + 60] == 0 && one[NR + 59] > 0 && one[NR - 1] == 0 && one[0] > 0);
+    kp_plan_free(p);
+    free_batched(&B);
+    kp_context_free(ctx);
+}
+
 /* Sum of F's first component over a split merged from parts, against a float64 loop. */
 static void test_sum_reference(void **state) {
     (void)state;
@@ -257,11 +316,11 @@ static void test_batches_and_row_sums(void **state) {
         kp_formula *ff = which ? grad : f;
         kp_plan *p;
         KPT_ASSERT_OK(ctx, kp_plan_new(ctx, ff, KP_FLOAT64, &p));
-        int batched = !which;
+        int is_batched = !which;
         int64_t xs[3] = {2, NR, 2}, ys[3] = {2, M, 2}, gs[1] = {1}, es[2] = {NR, 1};
         double *e = kpt_random_array(&r, NR, -1, 1);
-        kp_array a[4] = {batched ? kp_array_nd(x, KP_FLOAT64, 3, xs) : kp_array_2d(x, KP_FLOAT64, NR, 2),
-                         batched ? kp_array_nd(y, KP_FLOAT64, 3, ys) : kp_array_2d(y, KP_FLOAT64, M, 2),
+        kp_array a[4] = {is_batched ? kp_array_nd(x, KP_FLOAT64, 3, xs) : kp_array_2d(x, KP_FLOAT64, NR, 2),
+                         is_batched ? kp_array_nd(y, KP_FLOAT64, 3, ys) : kp_array_2d(y, KP_FLOAT64, M, 2),
                          kp_array_nd(&g, KP_FLOAT64, 1, gs), kp_array_nd(e, KP_FLOAT64, 2, es)};
         size_t na = (size_t)kp_formula_num_args(ff);
         double v1[2 * NR * KK], v2[2 * NR * KK];
@@ -276,7 +335,7 @@ static void test_batches_and_row_sums(void **state) {
         KPT_ASSERT_OK(ctx, kp_plan_exec(p, a, na, &o1, has_idx ? &n1 : NULL, NULL));
         kp_state_info info;
         KPT_ASSERT_OK(ctx, kp_plan_state_info(p, a, na, NULL, &info));
-        assert_int_equal(info.nbatch, batched ? 2 : 1);
+        assert_int_equal(info.nbatch, is_batched ? 2 : 1);
         assert_int_equal(info.nrows, NR);
         void *st = malloc(info.bytes);
         KPT_ASSERT_OK(ctx, kp_plan_state_init(p, &info, st));
@@ -423,6 +482,7 @@ static void test_errors(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_every_reduction), cmocka_unit_test(test_ranges),
+                                       cmocka_unit_test(test_batched_ranges),
                                        cmocka_unit_test(test_sum_reference),
                                        cmocka_unit_test(test_batches_and_row_sums), cmocka_unit_test(test_indices_as_numbers),
                                        cmocka_unit_test(test_errors)};

@@ -55,14 +55,15 @@ static kp_status first_i_point(const kp_mpi_call *c, int64_t *first, int64_t *to
     return st;
 }
 
-/* The state, the whole problem's ranges checked, a part's options ready. */
+/* The state, the whole problem's ranges checked, a part's options ready
+ * (collective: one agreement for the three). */
 static kp_status state_and_ranges(const kp_mpi_call *c, int64_t row_offset, int64_t nrows, int64_t ncols, state_buf *s,
                                   kp_mpi_part *part, kp_mpi_geometry *g) {
     kp_status st = state_new(c, c->args, row_offset, s);
     if (st == KP_OK) st = kp__mpi_part_alloc(c, part);
-    if ((st = kp__mpi_agree(c, st)) != KP_OK) return st;
     *g = (kp_mpi_geometry){s->info.nbatch, nrows, ncols};
-    return kp__mpi_ranges_check(c, g);
+    if (st == KP_OK) st = kp__mpi_ranges_check(c, g);
+    return kp__mpi_agree(c, st);
 }
 
 /* Merges every rank's state into rank 0's in rank order over a fixed binary

@@ -68,8 +68,10 @@ typedef struct kp_mpi_geometry {
 /* A hash of the ranges the plan reads (the triple of its axis; 0 ranges too),
  * compared between ranks by kp__mpi_same_shapes. */
 uint64_t kp__mpi_ranges_hash(const kp_mpi_call *c);
-/* Collective (all ranks have the same ranges): KP_ERR_ARGUMENT on every rank
- * when they are malformed for the whole problem g (kp_plan_ranges_check). */
+/* Local: KP_ERR_ARGUMENT when the ranges are malformed for the whole problem g
+ * (kp_plan_ranges_check). The ranks' ranges and g being the same (agreed by
+ * kp__mpi_same_shapes), every rank gets the same status and message, so the
+ * caller agrees on it with its other steps' statuses, in one agreement. */
 kp_status kp__mpi_ranges_check(const kp_mpi_call *c, const kp_mpi_geometry *g);
 
 /* The options of one part: c->opt with the ranges clipped to the part. */

@@ -74,37 +74,19 @@ static void finalize(kp_context *ctx, kp_plan *p, const data *d, int64_t r0, con
 }
 
 /* Block-sparse ranges over the NR rows and NRED reduced points, in global
- * coordinates; both triples are these arrays, so they serve either axis (the
- * rows are the NR-point cloud on both). Ranges cross chunk boundaries (256)
- * and part bounds, two touch; the last cluster keeps no point, so its rows
- * meet no pair. */
-#define NCL 3
-#define NRG 7
-typedef struct part_ranges {
-    int64_t rows[2 * NCL], slices[NCL], cols[2 * NRG];
-} part_ranges;
-
-static const part_ranges RANGES = {{0, 12, 12, 25, 25, NR},
-                                   {3, 7, 7},
-                                   {0, 100, 300, 700, 1500, NRED, 100, 120, 255, 260, 260, 300, 1000, 1900}};
-
-/* The ranges of the reduced points [j0, j1), counted from j0 (kp.h: a part's
- * ranges are in its own coordinates); local holds their 2 * NRG entries. */
-static kp_ranges ranges_of_part(const part_ranges *t, int64_t j0, int64_t j1, int64_t *local) {
-    for (int k = 0; k < 2 * NRG; k++) {
-        int64_t c = t->cols[k] < j0 ? j0 : t->cols[k] > j1 ? j1 : t->cols[k];
-        local[k] = c - j0;
-    }
-    kp_ranges rg = {8, t->rows, t->slices, local, t->rows, t->slices, local, NCL, NCL, NRG, NCL, NCL, NRG};
-    return rg;
-}
+ * coordinates (partial_fixture.h). Ranges cross chunk boundaries (256) and
+ * part bounds, two touch; the last cluster keeps no point, so its rows meet
+ * no pair. */
+static const int64_t RANGE_ROWS[] = {0, 12, 12, 25, 25, NR}, RANGE_SLICES[] = {3, 7, 7},
+                     RANGE_COLS[] = {0, 100, 300, 700, 1500, NRED, 100, 120, 255, 260, 260, 300, 1000, 1900};
+static const part_ranges RANGES = PART_RANGES(RANGE_ROWS, RANGE_SLICES, RANGE_COLS);
 
 /* Folds points [j0, j1) of rows [r0, NR) into state (on the ranges t unless NULL). */
 static void fold_part(kp_context *ctx, kp_plan *p, const data *d, int64_t r0, int64_t j0, int64_t j1,
                       const part_ranges *t, void *state, size_t bytes) {
     kp_array a[3];
     args_of(d, r0, j0, j1, a);
-    int64_t local[2 * NRG];
+    int64_t local[2 * PART_RANGES_MAX];
     kp_ranges rg;
     kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
     if (t) {
@@ -336,79 +318,18 @@ static void test_ranges(void **state) {
 /* Batches on ranges: 2 batches of NR rows and NRED points (float64, so that
  * a slip of a batch or a chunk shows beyond rounding); batch 0 keeps
  * RANGES, batch 1 one cluster of rows [5, 30) over [300, 1700) (its other
- * rows in no cluster). A part of n points per batch holds in batch b the
- * ranges b n + [max(s, j0), min(e, j1)) - j0. */
-typedef struct batched {
-    double *x, *y, *b;
-    int64_t rows[2 * (NCL + 1)], slices[NCL + 1], cols[2 * (NRG + 1)];
-} batched;
-
-static batched make_batched(void) {
-    kpt_rng r;
-    kpt_rng_seed(&r, 9);
-    batched B = {kpt_random_array(&r, 2 * NR * 2, -1, 1), kpt_random_array(&r, 2 * NRED * 2, -1, 1),
-                 kpt_random_array(&r, 2 * NRED, 0, 1), {0}, {0}, {0}};
-    for (int k = 0; k < 2 * NCL; k++) B.rows[k] = RANGES.rows[k];
-    B.rows[2 * NCL] = NR + 5, B.rows[2 * NCL + 1] = NR + 30;
-    for (int k = 0; k < NCL; k++) B.slices[k] = RANGES.slices[k];
-    B.slices[NCL] = NRG + 1;
-    return B;
-}
-
-/* The arguments and the ranges (into cols) of points [j0, j1) of each batch. */
-static kp_ranges batched_part(batched *B, int64_t j0, int64_t j1, kp_array a[3]) {
-    const int64_t n = j1 - j0, gcols[2] = {NRED + 300, NRED + 1700};
-    for (int k = 0; k < 2 * (NRG + 1); k++) {
-        int64_t g = k < 2 * NRG ? RANGES.cols[k] : gcols[k - 2 * NRG], b = g / NRED - (g % NRED == 0 && k & 1);
-        int64_t c = g - b * NRED;
-        B->cols[k] = b * n + (c < j0 ? j0 : c > j1 ? j1 : c) - j0;
-    }
-    const int64_t xs[3] = {2, NR, 2}, ys[3] = {2, NRED, 2}, bs[3] = {2, NRED, 1};
-    a[0] = kp_array_nd(B->x, KP_FLOAT64, 3, xs);
-    a[1] = kp_array_nd(B->y + j0 * 2, KP_FLOAT64, 3, ys);
-    a[2] = kp_array_nd(B->b + j0, KP_FLOAT64, 3, bs);
-    a[1].shape[1] = a[2].shape[1] = n;
-    kp_ranges rg = {8,       B->rows, B->slices, B->cols, B->rows, B->slices,
-                    B->cols, NCL + 1, NCL + 1,   NRG + 1, NCL + 1, NCL + 1, NRG + 1};
-    return rg;
-}
-
-/* The parts cut at bounds, folded in order (fold) or merged, finalized into v, ix (2 * OUTW each). */
-static void batched_partial(kp_context *ctx, kp_plan *p, batched *B, const int64_t *bounds, int n, int fold, double *v,
-                            int64_t *ix) {
-    kp_array a[3];
-    batched_part(B, 0, NRED, a);
-    kp_state_info info;
-    KPT_ASSERT_OK(ctx, kp_plan_state_info(p, a, 3, NULL, &info));
-    assert_int_equal(info.nbatch, 2);
-    void *acc = malloc(info.bytes), *part = malloc(info.bytes);
-    KPT_ASSERT_OK(ctx, kp_plan_state_init(p, &info, acc));
-    for (int k = 0; k < n; k++) {
-        kp_ranges rg = batched_part(B, bounds[k], bounds[k + 1], a);
-        kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
-        opt.ranges = &rg;
-        if (!fold) KPT_ASSERT_OK(ctx, kp_plan_state_init(p, &info, part));
-        KPT_ASSERT_OK(ctx, kp_plan_exec_partial(p, a, 3, bounds[k], fold ? acc : part, info.bytes, &opt));
-        if (!fold) KPT_ASSERT_OK(ctx, kp_plan_state_merge(p, acc, part, info.bytes));
-    }
-    batched_part(B, 0, 0, a);
-    int ndim;
-    int64_t shape[KP_MAX_DIMS], ishape[KP_MAX_DIMS];
-    KPT_ASSERT_OK(ctx, kp_plan_output_shape(p, a, 3, NULL, &ndim, shape, ishape));
-    memset(v, 0, 2 * OUTW * sizeof *v);
-    memset(ix, 0, 2 * OUTW * sizeof *ix);
-    kp_array o = kp_array_nd(v, KP_FLOAT64, ndim, shape), oi = kp_array_nd(ix, KP_INT64, ndim, ishape);
-    KPT_ASSERT_OK(ctx, kp_plan_state_finalize(p, a, 3, acc, info.bytes, shape[ndim - 1] ? &o : NULL,
-                                              ishape[ndim - 1] ? &oi : NULL, NULL));
-    free(acc);
-    free(part);
-}
+ * rows in no cluster), in flattened (batch, point) indices; each part gets
+ * them clipped by ranges_of_part (partial_fixture.h). */
+static const int64_t BATCHED_ROWS[] = {0, 12, 12, 25, 25, NR, NR + 5, NR + 30}, BATCHED_SLICES[] = {3, 7, 7, 8},
+                     BATCHED_COLS[] = {0,    100,  300, 700, 1500, NRED, 100, 120, 255, 260, 260, 300, 1000, 1900,
+                                       NRED + 300, NRED + 1700};
+static const part_ranges BATCHED = PART_RANGES(BATCHED_ROWS, BATCHED_SLICES, BATCHED_COLS);
 
 static void test_batched_ranges(void **state) {
     (void)state;
     kp_context *ctx;
     assert_int_equal(kp_context_new(&ctx), KP_OK);
-    batched B = make_batched();
+    batched B = make_batched(9);
     const size_t subset[] = {0, 1, 2, 7, 11, 12};
     const int64_t whole[] = {0, NRED}, aligned[] = {0, 768, NRED}, any[] = {0, 700, 1301, NRED};
     double want[2 * OUTW], got[2 * OUTW], one[2 * OUTW];
@@ -419,10 +340,12 @@ static void test_batched_ranges(void **state) {
             build_text(REDS[subset[k]], axis, text, sizeof text);
             kp_plan *p = plan_of(ctx, text, axis, KP_FLOAT64);
             KPT_ASSERT_OK(ctx, kp_context_set_engine(ctx, KP_ENGINE_CPU));
-            batched_partial(ctx, p, &B, whole, 1, 1, want, iwant);
+            batched_partial(ctx, p, &B, &BATCHED, 0, whole, 1, 1, want, iwant);
             if (kp_context_set_engine(ctx, gpu_engine) != KP_OK) break;
             kp_array a[3];
-            kp_ranges rg = batched_part(&B, 0, NRED, a);
+            int64_t local[2 * PART_RANGES_MAX];
+            batched_args(&B, 0, 0, NRED, a);
+            kp_ranges rg = ranges_of_part(&BATCHED, 0, NRED, local);
             kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
             opt.ranges = &rg;
             kp_state_info info;
@@ -436,21 +359,19 @@ static void test_batched_ranges(void **state) {
                 goto done;
             }
             KPT_ASSERT_OK(ctx, st);
-            batched_partial(ctx, p, &B, whole, 1, 1, one, ione);
+            batched_partial(ctx, p, &B, &BATCHED, 0, whole, 1, 1, one, ione);
             assert_memory_equal(ione, iwant, sizeof ione);
             assert_int_equal(kpt_check(text, one, want, NULL, 2 * OUTW, 1e-12, 1e-12), 0);
-            batched_partial(ctx, p, &B, aligned, 2, 1, got, igot);
+            batched_partial(ctx, p, &B, &BATCHED, 0, aligned, 2, 1, got, igot);
             assert_memory_equal(got, one, sizeof got);
             assert_memory_equal(igot, ione, sizeof igot);
-            batched_partial(ctx, p, &B, any, 3, 0, got, igot);
+            batched_partial(ctx, p, &B, &BATCHED, 0, any, 3, 0, got, igot);
             assert_memory_equal(igot, iwant, sizeof igot);
             assert_int_equal(kpt_check(text, got, want, NULL, 2 * OUTW, 1e-12, 1e-12), 0);
             kp_plan_free(p);
         }
 done:
-    free(B.x);
-    free(B.y);
-    free(B.b);
+    free_batched(&B);
     kp_context_free(ctx);
 }
 

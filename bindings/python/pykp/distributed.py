@@ -378,6 +378,7 @@ def _allreduce_sum(comm, a):
 
 
 if torch is not None:
+    from .genred import _fit_grad
 
     class _AllreduceSum(torch.autograd.Function):
         """The sum of a tensor over the ranks, on every rank. The loss being the
@@ -443,7 +444,8 @@ if torch is not None:
                 gv = _reduce_values(gkey, (list(args) + extras(g.nargs - len(args)))[: g.nargs], layout, comm, ranges)
                 if g.sums_rows and _rows_split(layout, g.axis):  # each rank summed its own rows
                     gv = _allreduce(comm, gv)
-                grads[k] = gv.reshape(args[k].shape)
+                # batch dimensions an argument broadcast over (a parameter of batched variables) are summed
+                grads[k] = _fit_grad(gv, args[k], info.cat)
             return (None, *grads)
 
     def _grad_extras(ctx, key, args, out, G):

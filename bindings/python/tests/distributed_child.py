@@ -3,7 +3,8 @@ process (pykp.Genred on all points), every rank checking its own rows; prints
 "OK rank R" at the end. Any failure raises (mpirun then exits nonzero).
 The ranged checks pass the block-sparse ranges of the whole problem (RANGES:
 a cluster of i with no range, rows and points in no cluster, clusters cut by
-the ranks' shares) and compare with one ranged pykp call."""
+the ranks' shares) and compare with one ranged pykp call; check_batched_ranges
+does so on two batches with ranges in both."""
 import sys
 
 import numpy as np
@@ -217,6 +218,87 @@ def check_param_double_backward(red, axis):
         np.testing.assert_allclose(gm.grad.numpy(), g.grad.numpy(), rtol=1e-9, atol=1e-11)
 
 
+NB = 2  # batches of the batched ranged checks
+
+
+def _batched_ranges():
+    """Ranges of NB = 2 batches of the whole problem, in flattened (batch,
+    point) indices: batch 0 keeps RANGES, batch 1 other clusters (cut at other
+    places by the ranks' shares; rows [0, 20) and points [1100, M) in no
+    cluster)."""
+    from pykp.cluster import from_matrix
+
+    ci = np.array([[20, 50], [50, 90], [90, N]])
+    cj = np.array([[0, 300], [300, 700], [700, 1100]])
+    keep = np.array([[True, False, True], [False, True, True], [True, True, False]])
+    one = from_matrix(ci, cj, keep)
+    r0, r1 = [np.asarray(a, np.int64) for a in RANGES], [np.asarray(a, np.int64) for a in one]
+    return (np.vstack([r0[0], r1[0] + N]), np.concatenate([r0[1], r1[1] + len(r0[2])]),
+            np.vstack([r0[2], r1[2] + M]), np.vstack([r0[3], r1[3] + M]),
+            np.concatenate([r0[4], r1[4] + len(r0[5])]), np.vstack([r0[5], r1[5] + N]))
+
+
+def check_batched_ranges():
+    """Batched arrays (NB, points, dim) on the ranges of the whole batched
+    problem: forward (every reduction family, both axes and layouts) and torch
+    gradients (x, y, b and a parameter shared by the batches; Sum on both
+    axes, LogSumExp and Min on axis 1) against one process."""
+    br = _batched_ranges()
+    brng = np.random.default_rng(11)
+    X3, Y3, B3 = brng.standard_normal((NB, N, 2)), brng.standard_normal((NB, M, 2)), brng.random((NB, M, 1))
+
+    def mine3(layout, x, y, b):
+        si = share(N, rank)
+        sj = share(M, rank) if layout == "ring" else slice(0, M)
+        return x[:, si], y[:, sj], b[:, sj], si, sj
+
+    cases = CASES + [("SumSoftMaxWeight", "-SqDist(x,y)", None), ("ArgMax", "SqDist(x,y)", None)]
+    for red, form, k in cases:
+        f2 = "Concat(b,y)" if red == "SumSoftMaxWeight" else None
+        for axis in (0, 1):
+            full = pykp.Genred(form, ALIASES, red, axis=axis, opt_arg=k, formula2=f2)(X3, Y3, B3, ranges=br)
+            for layout in distributed.LAYOUTS:
+                xm, ym, bm, si, sj = mine3(layout, X3, Y3, B3)
+                got = distributed.Genred(form, ALIASES, red, axis=axis, opt_arg=k, formula2=f2,
+                                         layout=layout)(xm, ym, bm, ranges=br)
+                rows = si if axis == 1 else sj
+                refs = full if isinstance(full, tuple) else (full,)
+                gots = got if isinstance(got, tuple) else (got,)
+                for r, g in zip(refs, gots):
+                    r = r[:, rows]
+                    assert g.shape == r.shape, (red, axis, layout, g.shape, r.shape)
+                    if red in ("Sum", "LogSumExp", "SumSoftMaxWeight"):
+                        big = np.abs(r[np.isfinite(r)]).max(initial=1)
+                        np.testing.assert_allclose(g, r, rtol=1e-13, atol=1e-13 * big, equal_nan=True)
+                    else:
+                        assert np.array_equal(g, r, equal_nan=True), (red, axis, layout)
+    # the ranges are read per batch: batch 1's rows [0, 20) meet no pair, batch 0's do
+    full = pykp.Genred("Exp(-SqDist(x,y))*b", ALIASES, "Sum", axis=1)(X3, Y3, B3, ranges=br)
+    assert (full[1, :20] == 0).all() and (full[0, :20] != 0).all()
+
+    t = lambda a: torch.tensor(a, dtype=torch.float64, requires_grad=True)  # noqa: E731
+    al = ALIASES + ["g = Pm(1)"]
+    forms = {"Sum": "Exp(-SqDist(x,y)*g)*b", "LogSumExp": "-SqDist(x,y)*g+b", "Min": "SqDist(x,y)*g+b"}
+    for red, axis in (("Sum", 0), ("Sum", 1), ("LogSumExp", 1), ("Min", 1)):
+        form = forms[red]
+        W = np.random.default_rng(12).standard_normal((NB, N if axis == 1 else M, 1))
+        for layout in distributed.LAYOUTS:
+            x, y, b, g = t(X3), t(Y3), t(B3), t([0.7])
+            full = pykp.Genred(form, al, red, axis=axis)(x, y, b, g, ranges=br)
+            W[~np.isfinite(full.detach().numpy())] = 0  # rows that meet no pair: -inf or +inf, out of the loss
+            (full * torch.from_numpy(W)).sum().backward()
+            xm, ym, bm, si, sj = mine3(layout, X3, Y3, B3)
+            xm, ym, bm, gm = t(xm), t(ym), t(bm), t([0.7])
+            out = distributed.Genred(form, al, red, axis=axis, layout=layout)(xm, ym, bm, gm, ranges=br)
+            w = W[:, si] if axis == 1 else W[:, sj]
+            if axis == 0 and layout == "rows":  # replicated outputs: rank 0 alone carries the output loss
+                w = W if rank == 0 else np.zeros_like(W)
+            (out * torch.from_numpy(w)).sum().backward()  # the global loss is the sum of the ranks'
+            for got, ref, rows in ((xm, x, si), (ym, y, sj), (bm, b, sj)):
+                np.testing.assert_allclose(got.grad.numpy(), ref.grad.numpy()[:, rows], rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(gm.grad.numpy(), g.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
 def check_range_errors():
     """Ranges that differ on one rank, or that only the whole problem shows
     malformed (a range past the last point): ValueError everywhere, with one
@@ -281,6 +363,7 @@ check_autograd("Min", RANGES)
 check_softmax_autograd(RANGES)
 check_double_backward(1, RANGES)
 check_double_backward(0, RANGES)
+check_batched_ranges()
 check_range_errors()
 print("OK rank %d of %d" % (rank, size))
 sys.stdout.flush()

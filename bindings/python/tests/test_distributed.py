@@ -3,7 +3,8 @@ distributed_child.py checks every rank's rows against one process (forward,
 both layouts and axes, float32, float64 and float16, complex128, LazyTensor, torch autograd of Sum,
 LogSumExp, Min and SumSoftMaxWeight with replicated, split and parameter gradients, second derivatives
 on both axes, parameter gradients differentiated again; the same on block-sparse ranges of the
-whole problem, every reduction family, gradients and second derivatives included) and that bad
+whole problem, every reduction family, gradients and second derivatives included, and on two
+batches with ranges in both, forward and gradients, a parameter shared by the batches included) and that bad
 input on one rank (ranges too) raises the same error on all. Skipped when mpi4py or mpirun is
 missing."""
 import os
