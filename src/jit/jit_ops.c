@@ -95,8 +95,9 @@ KP_JIT_EXP_F32(8)
 KP_JIT_EXP_F64(2)
 KP_JIT_EXP_F64(4)
 
-/* The full-width AVX-512 vectors (only AVX-512 hosts compile kernels of 16
- * floats or 8 doubles) take a shorter exp: the same reduction and
+/* The full-width AVX-512 vectors (the CPU engine asks for kernels of 16
+ * floats or 8 doubles only on AVX-512 hosts, and nothing else may: these use
+ * AVX-512 instructions) take a shorter exp: the same reduction and
  * polynomials, but x clamped by min/max (NaN passes through both), the
  * polynomial's tail as two FMAs, and 2^n applied by VSCALEF, which also gives
  * +inf on overflow, so that only the float64 underflow needs a mask (14
