@@ -27,7 +27,7 @@ Timing: rounds of --inner calls per case, the cases in turn round after round
 microseconds.
 
 usage: python bench/python/bench_call_overhead.py [--n 10] [--threads 2]
-       [--inner 200] [--rounds 30] [--dtype float32] [--cases genred,lazy_matmul,...]
+       [--inner 20] [--rounds 200] [--dtype float32] [--cases genred,lazy_matmul,...]
        [--no-c] [--profile CASE]
 """
 import argparse
@@ -60,8 +60,8 @@ def _parse():
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--n", type=int, default=10, help="N = M (default 10: the kernel costs nothing)")
     p.add_argument("--threads", type=int, default=2, help="libkp threads (pykp.set_num_threads and the C program)")
-    p.add_argument("--inner", type=int, default=200, help="calls per round")
-    p.add_argument("--rounds", type=int, default=30, help="rounds; the best round of each case is kept")
+    p.add_argument("--inner", type=int, default=20, help="calls per round")
+    p.add_argument("--rounds", type=int, default=200, help="rounds; the best round of each case is kept")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of " + ",".join(CASES))
     p.add_argument("--kinds", default=",".join(KINDS), help="comma-separated subset of " + ",".join(KINDS))

@@ -315,8 +315,7 @@ def run(f, call, out=None, scheme=None, ranges=None):
     _arrays' comment on why the caching allocator is safe)."""
     plan = f.plan(call.code)
     where = where_of_descs(call.descs)
-    plan.pack(call.descs, call.nx, call.ny, stream_for(where), ranges)
-    vshape, ishape = plan.output_shapes()
+    vshape, ishape = plan.pack_call(call.descs, call.nx, call.ny, stream_for(where), ranges)
     vals = idx = dv = di = None
     be = call.be
     if vshape is not None:
