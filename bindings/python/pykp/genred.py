@@ -271,7 +271,7 @@ if torch is not None:
         return _function_apply(_KpFunction, node, *args)
 
     _transforms_active = getattr(torch._C, "_are_functorch_transforms_active", None)
-    _unwrap_dead = getattr(getattr(getattr(torch, "_functorch", None), "utils", None), "unwrap_dead_wrappers", None)
+    _unwrap_if_dead = getattr(getattr(torch._C, "_functorch", None), "unwrap_if_dead", None)
 
     def _function_apply(cls, *args):
         """cls.apply(*args) for pykp's Functions. Outside torch.func transforms,
@@ -279,10 +279,13 @@ if torch is not None:
         inspect.signature, tens of microseconds per call) when setup_context
         is defined, then calls the C apply: pykp's forwards take (node, *args)
         without defaults, so the binding changes nothing and is skipped here;
-        the rest is what Function.apply does."""
-        if _transforms_active is None or _unwrap_dead is None or _transforms_active():
+        the rest is what Function.apply does (tensors left over from a finished
+        transform unwrapped, as torch._functorch.utils.unwrap_dead_wrappers does)."""
+        if _transforms_active is None or _unwrap_if_dead is None or _transforms_active():
             return cls.apply(*args)
-        return super(torch.autograd.Function, cls).apply(*_unwrap_dead(args))
+        Tensor = torch.Tensor
+        return super(torch.autograd.Function, cls).apply(*[_unwrap_if_dead(a) if isinstance(a, Tensor) else a
+                                                          for a in args])
 
     def _vmap_args(f, in_dims, args):
         """args with the vmapped dimension moved first, as libkp's leading batch
