@@ -28,6 +28,9 @@ work is queued after libkp's kernels: the memory cannot be reused before libkp
 is done with it. This is torch's own rule for ops on the current stream.
 libkp's own temporaries are stream-ordered too (kp.h, KP_ENGINE_CUDA).
 """
+import ctypes
+import platform
+
 import numpy as np
 
 from ._lib import (
@@ -71,6 +74,60 @@ COMPLEX_CODES = (KP_COMPLEX64, KP_COMPLEX128)
 # also take float32 arrays, e.g. the Min/Max indices a gradient reads).
 REAL_CODE = {KP_FLOAT32: KP_FLOAT32, KP_FLOAT64: KP_FLOAT64, KP_FLOAT16: KP_FLOAT32, KP_COMPLEX64: KP_FLOAT32,
              KP_COMPLEX128: KP_FLOAT64}
+
+
+def _data_offset():
+    """Byte offset of the data pointer inside a NumPy array object (the `data`
+    field of PyArrayObject, right after the object header, which NumPy's own C
+    macros read directly), checked against `ndarray.ctypes.data` on arrays of
+    several layouts; None where it does not hold (another interpreter, another
+    object header)."""
+    if platform.python_implementation() != "CPython":
+        return None
+    off = 2 * ctypes.sizeof(ctypes.c_void_p)  # ob_refcnt, ob_type
+    base = np.arange(24, dtype=np.float64).reshape(4, 6)
+    probes = (base, base[1:], base[:, 2:], base.T, base[::2, 1::3], np.ones(3, np.float32))
+    try:
+        if all(ctypes.c_void_p.from_address(id(a) + off).value == a.ctypes.data for a in probes):
+            return off
+    except (ValueError, OverflowError):  # pragma: no cover - id() not an address
+        pass
+    return None  # pragma: no cover - depends on the interpreter
+
+
+_DATA_OFFSET = _data_offset()
+
+if _DATA_OFFSET is not None:
+
+    def np_data(a, _at=ctypes.c_void_p.from_address, _off=_DATA_OFFSET):
+        """The data pointer of a NumPy array, read from the array object:
+        `a.ctypes.data` builds a ctypes helper object per call (microseconds,
+        several per reduction)."""
+        return _at(id(a) + _off).value or 0
+
+else:  # pragma: no cover - interpreters without CPython's object layout
+
+    def np_data(a):
+        return a.ctypes.data
+
+
+_ELEMENT_STRIDES = {}  # (byte strides, item size) -> strides in elements
+
+
+def element_strides(strides, item):
+    """NumPy byte strides in elements (a tuple), or None when one is not a
+    multiple of the item size. Memoized: the same few layouts come back on
+    every call."""
+    key = (strides, item)
+    st = _ELEMENT_STRIDES.get(key)
+    if st is None:
+        if any(s % item for s in strides):
+            return None
+        st = tuple(s // item for s in strides)
+        if len(_ELEMENT_STRIDES) >= 4096:
+            _ELEMENT_STRIDES.clear()
+        _ELEMENT_STRIDES[key] = st
+    return st
 
 
 def call_code(codes):
@@ -196,7 +253,8 @@ def torch_empty(shape, dtype, where):
     """An uninitialized torch tensor on device where (allocated by torch's
     caching allocator on the current stream of that device)."""
     if where[0] == KP_DEVICE_CPU:
-        return torch.empty(shape, dtype=dtype)
+        # sizes as separate arguments: torch parses them faster than one tuple
+        return torch.empty(*shape, dtype=dtype) if shape else torch.empty((), dtype=dtype)
     return torch.empty(shape, dtype=dtype, device=torch.device("cuda", where[1]))
 
 
@@ -219,10 +277,10 @@ def describe(x, what="argument"):
         return tensor_desc(x, what)
     item = x.itemsize
     strides = x.strides
-    st = tuple(s // item for s in strides)
-    if any(s % item for s in strides):
+    st = element_strides(strides, item)
+    if st is None:
         raise KpValueError("pykp: array strides %s are not multiples of its item size %d" % (strides, item))
-    return (x.ctypes.data, _NP_CODES[x.dtype], x.shape, st, KP_DEVICE_CPU, 0)
+    return (np_data(x), _NP_CODES[x.dtype], x.shape, st, KP_DEVICE_CPU, 0)
 
 
 def descs_have_arrays(descs):
@@ -252,7 +310,10 @@ class NumpyBackend:
 
     @staticmethod
     def describe_out(a):
-        return (a.ctypes.data, _NP_CODES[a.dtype], a.shape, tuple(s // a.itemsize for s in a.strides), KP_DEVICE_CPU, 0)
+        st = element_strides(a.strides, a.itemsize)
+        if st is None:  # libkp reports the layout it cannot write
+            st = tuple(s // a.itemsize for s in a.strides)
+        return (np_data(a), _NP_CODES[a.dtype], a.shape, st, KP_DEVICE_CPU, 0)
 
     @staticmethod
     def scalar_array(values, code, where=CPU):
@@ -287,7 +348,14 @@ class TorchBackend:
         """Numbers (parameters written as Python numbers) as a 1-D tensor on
         device where: built on the host, then copied into a tensor allocated
         there (copy_ is stream-ordered on the current stream)."""
-        t = torch.tensor(values, dtype=_TORCH_DTYPES[REAL_CODE[code] if code in COMPLEX_CODES else code]).reshape(-1)
+        dtype = _TORCH_DTYPES[REAL_CODE[code] if code in COMPLEX_CODES else code]
+        if type(values) is list and len(values) == 1 and type(values[0]) is float and (
+                dtype is torch.float64 or (dtype is torch.float32 and abs(values[0]) <= 3e38)):
+            # LazyTensor's numbers: the tensor torch.tensor makes, faster (torch.full refuses
+            # what overflows the dtype, where torch.tensor gives inf: those take torch.tensor)
+            t = torch.full((1,), values[0], dtype=dtype)
+        else:
+            t = torch.tensor(values, dtype=dtype).reshape(-1)
         if where[0] == KP_DEVICE_CPU:
             return t
         d = torch_empty(tuple(t.shape), t.dtype, where)

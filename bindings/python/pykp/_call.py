@@ -21,13 +21,17 @@ from ._arrays import (
     backend_of,
     describe,
     device_name,
+    element_strides,
     is_array,
+    np_data,
     stream_for,
     tensor_desc,
     where_of_descs,
 )
 from ._lib import (
     KP_DEVICE_CPU,
+    KP_FLOAT32,
+    KP_FLOAT64,
     KP_INT64,
     KP_VAR_I,
     KP_VAR_J,
@@ -78,6 +82,7 @@ def _prepare_fast(f, args):
     nx = ny = -1
     rg = False
     descs = []
+    numbers = None  # positions of parameters given as Python numbers (LazyTensor's floats)
     dev = None  # (kp_device, ordinal) of the first tensor
     for info, a in zip(f.args, args):
         if info is None:
@@ -109,12 +114,17 @@ def _prepare_fast(f, args):
             c = _NP_CODES.get(a.dtype)
             if c is None or c == KP_INT64:
                 return None
-            item = a.itemsize
-            strides = a.strides
-            if any(s % item for s in strides):
+            st = element_strides(a.strides, a.itemsize)
+            if st is None:
                 return None
             shape = a.shape
-            d = (a.ctypes.data, c, shape, tuple(s // item for s in strides), KP_DEVICE_CPU, 0)
+            d = (np_data(a), c, shape, st, KP_DEVICE_CPU, 0)
+        elif info.cat == KP_VAR_PARAM and isinstance(a, list):
+            if numbers is None:
+                numbers = []
+            numbers.append(len(descs))
+            descs.append(None)  # described once the call's backend, dtype and device are known
+            continue
         else:
             return None
         if code is None:
@@ -135,7 +145,17 @@ def _prepare_fast(f, args):
         descs.append(d)
     if code is None:
         return None
-    return Call(be, code, list(args), descs, nx, ny, rg)
+    arrays = list(args)
+    if numbers is not None:
+        if code != KP_FLOAT32 and code != KP_FLOAT64:
+            return None  # float16 and complex calls take their parameters in another dtype: general path
+        for k in numbers:
+            try:
+                a = arrays[k] = be.scalar_array(arrays[k], code, dev if dev is not None else _arrays.CPU)
+            except (TypeError, ValueError):
+                return None  # the general path names the problem
+            descs[k] = describe(a)
+    return Call(be, code, arrays, descs, nx, ny, rg)
 
 
 def _described(f, be, code, arrays):
@@ -295,8 +315,7 @@ def run(f, call, out=None, scheme=None, ranges=None):
     _arrays' comment on why the caching allocator is safe)."""
     plan = f.plan(call.code)
     where = where_of_descs(call.descs)
-    plan.pack(call.descs, call.nx, call.ny, stream_for(where), ranges)
-    vshape, ishape = plan.output_shapes()
+    vshape, ishape = plan.pack_call(call.descs, call.nx, call.ny, stream_for(where), ranges)
     vals = idx = dv = di = None
     be = call.be
     if vshape is not None:

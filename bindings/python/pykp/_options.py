@@ -29,8 +29,6 @@ LazyTensor reduction. pykp reads them here, once:
     out                 the output array, written in place;
     call                False: return a callable instead of computing.
 """
-import copy
-
 from . import _arrays, _ranges
 from ._lib import KpTypeError, KpValueError, get_math_mode
 
@@ -75,13 +73,24 @@ class Options:
 
     def with_call(self, **call):
         """A copy with the call-time keywords (backend, device_id, ranges) set."""
-        res = copy.copy(self)
+        res = object.__new__(Options)  # copy.copy's generic protocol costs microseconds per call
+        res.__dict__.update(self.__dict__)
         res.__dict__.update(call)
         return res
 
+    def confirms_nothing(self):
+        """True when the options ask nothing of a call's arrays (no backend,
+        device, math mode, dtype or ranges to confirm): `check` would only
+        find that out."""
+        return (self.backend == "auto" and self.device_id in (None, -1) and self.fast_math is None
+                and self.dtype is None and self.ranges is None)
+
     def check(self, args):
         """Checks the options against the arrays of a call (before computing)."""
-        self.kp_ranges = _ranges.prepare(self.ranges)  # types and shapes; libkp checks the values
+        if self.ranges is not None or self.kp_ranges is not None:  # (shared defaults are never written)
+            self.kp_ranges = _ranges.prepare(self.ranges)  # types and shapes; libkp checks the values
+        if self.confirms_nothing():
+            return
         arrays = [a for a in args if _arrays.is_array(a)]
         b = self.backend.upper() if isinstance(self.backend, str) else self.backend
         if not arrays or (b == "AUTO" and self.device_id in (None, -1) and self.fast_math is None
@@ -115,6 +124,18 @@ class Options:
             if want != got:
                 raise KpTypeError("pykp: dtype=%r, but the arrays are %s; pykp computes in the arrays' dtype"
                                   % (self.dtype, got))
+
+
+_DEFAULTS = {}
+
+
+def defaults(where):
+    """Options(where) without keywords, made once per `where` and shared:
+    nothing writes to them (with_call copies, check leaves them as they are)."""
+    o = _DEFAULTS.get(where)
+    if o is None:
+        o = _DEFAULTS[where] = Options(where)
+    return o
 
 
 def _scheme(sum_scheme, dtype_acc, use_double_acc):

@@ -11,6 +11,7 @@ pass that take the same arguments run together through `_KpJointFunction`: one
 joint libkp plan (kp_plan_new_joint), one pass over the pairs for the Sums among
 them; its backward is made of the same Functions.
 """
+import operator
 import os
 
 from . import _arrays, _call, _compile, _lib, _options, _ranges
@@ -78,7 +79,7 @@ if torch is not None:
         reads the triple of each formula's axis, the transposed one for the
         gradients that reduce over the other axis."""
 
-        __slots__ = ("key", "nx", "ny", "scheme", "ranges")
+        __slots__ = ("key", "nx", "ny", "scheme", "ranges", "call")
 
         def __init__(self, key, nx, ny, scheme=None, ranges=None):
             self.key = key
@@ -86,6 +87,9 @@ if torch is not None:
             self.ny = ny
             self.scheme = scheme
             self.ranges = ranges
+            # the _call.Call that `reduce` prepared for these arguments, taken (once) by
+            # _KpFunction.forward instead of preparing the same arrays again
+            self.call = None
 
         def derived(self, *op):
             return _Node((self.key,) + op, self.nx, self.ny, self.scheme, self.ranges)
@@ -264,7 +268,24 @@ if torch is not None:
         _KpFunction returns."""
         if _compile.tracing(args):
             return _compile.apply_op(node, args)
-        return _KpFunction.apply(node, *args)
+        return _function_apply(_KpFunction, node, *args)
+
+    _transforms_active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    _unwrap_if_dead = getattr(getattr(torch._C, "_functorch", None), "unwrap_if_dead", None)
+
+    def _function_apply(cls, *args):
+        """cls.apply(*args) for pykp's Functions. Outside torch.func transforms,
+        Function.apply binds the arguments to forward's signature (through
+        inspect.signature, tens of microseconds per call) when setup_context
+        is defined, then calls the C apply: pykp's forwards take (node, *args)
+        without defaults, so the binding changes nothing and is skipped here;
+        the rest is what Function.apply does (tensors left over from a finished
+        transform unwrapped, as torch._functorch.utils.unwrap_dead_wrappers does)."""
+        if _transforms_active is None or _unwrap_if_dead is None or _transforms_active():
+            return cls.apply(*args)
+        Tensor = torch.Tensor
+        return super(torch.autograd.Function, cls).apply(*[_unwrap_if_dead(a) if isinstance(a, Tensor) else a
+                                                          for a in args])
 
     def _vmap_args(f, in_dims, args):
         """args with the vmapped dimension moved first, as libkp's leading batch
@@ -303,7 +324,10 @@ if torch is not None:
         @staticmethod
         def forward(node, *args):
             run_f = _eager_forward(node)
-            call = _call.prepare(run_f, args, nx=node.nx, ny=node.ny)
+            call = node.call
+            node.call = None  # the node lives on in the graph: no reference to the arguments' Call
+            if call is None or len(call.arrays) != len(args) or not all(map(operator.is_, call.arrays, args)):
+                call = _call.prepare(run_f, args, nx=node.nx, ny=node.ny)
             out, idx = _call.run(run_f, call, None, node.scheme, node.ranges)
             if out is not None and idx is not None:
                 return out, idx
@@ -478,7 +502,10 @@ def reduce(key, args, nx=-1, ny=-1, what="argument", out=None, scheme=None, rang
     if out is not None:
         raise KpValueError("pykp: out= cannot be used when an input requires a gradient")
     node = _Node(key, nx, ny, scheme, ranges)
-    vals, idx = _split(_eager_forward(node), _KpFunction.apply(node, *call.arrays))
+    run_f = _eager_forward(node)
+    if run_f is f:
+        node.call = call
+    vals, idx = _split(run_f, _function_apply(_KpFunction, node, *call.arrays))
     return vals, (idx if f.out_index_dim else None)
 
 
@@ -593,15 +620,20 @@ class Genred:
             sum_scheme=sum_scheme, enable_chunks=enable_chunks, rec_multVar_highdim=rec_multVar_highdim,
             use_fast_math=use_fast_math,
         )
+        self._plain = self.options.confirms_nothing()
         parsed = _lookup(self.key)  # parse now: formula errors surface here
         self.nargs = parsed.nargs
         self.out_dim = parsed.out_dim or parsed.out_index_dim  # per row, before KeOps' reshaping
 
     def __call__(self, *args, backend="auto", device_id=-1, ranges=None, out=None, nx=None, ny=None):
-        opts = self.options.with_call(backend=backend, device_id=device_id, ranges=ranges)
-        opts.check(args)
+        if self._plain and ranges is None and device_id == -1 and isinstance(backend, str) and backend == "auto":
+            scheme, kp_ranges = self.options.scheme, None  # nothing to confirm against the arrays
+        else:
+            opts = self.options.with_call(backend=backend, device_id=device_id, ranges=ranges)
+            opts.check(args)
+            scheme, kp_ranges = opts.scheme, opts.kp_ranges
         vals, idx = reduce(self.key, args, -1 if nx is None else nx, -1 if ny is None else ny, out=out,
-                           scheme=opts.scheme, ranges=opts.kp_ranges)
+                           scheme=scheme, ranges=kp_ranges)
         return postprocess(vals, idx, self.reduction, self.opt_arg)
 
     def __repr__(self):

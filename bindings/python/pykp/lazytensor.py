@@ -70,6 +70,12 @@ def _blank(cplx):
     return LazyTensor()
 
 
+def _complex_class():
+    from .complexlazy import ComplexLazyTensor
+
+    return ComplexLazyTensor
+
+
 def _broadcast_batch(a, b):
     if a is None:
         return b
@@ -101,7 +107,7 @@ class LazyTensor:
     is_complex = False
 
     def __new__(cls, x=None, axis=None):
-        if cls is LazyTensor and _is_complex_input(x):  # KeOps: complex inputs give a ComplexLazyTensor
+        if x is not None and cls is LazyTensor and type(x) is not float and _is_complex_input(x):  # KeOps: complex inputs give a ComplexLazyTensor
             from .complexlazy import ComplexLazyTensor
 
             cls = ComplexLazyTensor
@@ -118,6 +124,9 @@ class LazyTensor:
         self.code = None
         self.ranges = None
         if x is None:
+            return
+        if type(x) is float and axis is None:  # a parameter: the most common operand after the arrays
+            self._leaf([x], 2, 1)
             return
         if isinstance(x, tuple) and len(x) == 3 and all(isinstance(v, (int, np.integer)) for v in x):
             self._symbolic(*(int(v) for v in x))
@@ -202,7 +211,8 @@ class LazyTensor:
 
     def _new(self, formula, ndim, others=(), cplx=None):
         """A LazyTensor of this one's kind (cplx None) or complex / real."""
-        res = _blank(self.is_complex if cplx is None else cplx)
+        # every attribute __init__ sets is set here: the blank object skips __init__
+        res = object.__new__(_complex_class() if (self.is_complex if cplx is None else cplx) else LazyTensor)
         res.formula = formula
         res.ndim = ndim
         res.vars = dict(self.vars)
@@ -213,13 +223,18 @@ class LazyTensor:
         for o in others:
             res.ranges = res.ranges if o.ranges is None else o.ranges
             res.vars.update(o.vars)
-            res.batchdims = _broadcast_batch(res.batchdims, o.batchdims)
-            for attr in ("ni", "nj"):
-                a, b = getattr(res, attr), getattr(o, attr)
-                if a is not None and b is not None and a != b:
-                    raise KpValueError("pykp: incompatible numbers of %s points: %d and %d" % (attr[1], a, b))
-                if a is None:
-                    setattr(res, attr, b)
+            if o.batchdims is not None:
+                res.batchdims = _broadcast_batch(res.batchdims, o.batchdims)
+            a, b = res.ni, o.ni
+            if b is not None and a != b:
+                if a is not None:
+                    raise KpValueError("pykp: incompatible numbers of i points: %d and %d" % (a, b))
+                res.ni = b
+            a, b = res.nj, o.nj
+            if b is not None and a != b:
+                if a is not None:
+                    raise KpValueError("pykp: incompatible numbers of j points: %d and %d" % (a, b))
+                res.nj = b
             if o.backend is not None:
                 if res.backend is not None and res.backend is not o.backend:
                     raise KpTypeError("pykp: a LazyTensor cannot mix NumPy arrays and torch tensors")
@@ -678,7 +693,8 @@ class LazyTensor:
         """Runs a reduction, or returns it as a function when call=False or when
         the expression has symbolic variables (KeOps' semantics)."""
         r = self._axis(axis, dim)
-        opts = _options.Options("LazyTensor.%s" % reduction_op, **kwargs)
+        where = "LazyTensor.%s" % reduction_op
+        opts = _options.Options(where, **kwargs) if kwargs else _options.defaults(where)
         other = None if other is None else self._lazy(other)
         symbolic = self._symbolic_indices(other)
         if symbolic or not opts.call:
@@ -687,6 +703,9 @@ class LazyTensor:
 
     def _symbolic_indices(self, other=None):
         """The call positions of the symbolic variables, checked to be 0..n-1."""
+        if all(v.index is None for v in self.vars.values()) and (
+                other is None or all(v.index is None for v in other.vars.values())):
+            return {}  # arrays only, the common case
         vs = list(self.vars.values()) + ([] if other is None else list(other.vars.values()))
         idx = {}
         for v in vs:
@@ -830,11 +849,11 @@ class LazyTensor:
         if not is_array(v):
             raise KpTypeError("pykp: K @ v needs an array v, got %s" % type(v).__name__)
         shape = tuple(v.shape)
-        if len(shape) == 1:
-            vv = v.reshape((1, shape[0], 1))
-        else:
-            vv = v.reshape(shape[:-2] + (1,) + shape[-2:])
-        Kv = self * LazyTensor(vv)
+        bv = _j_leaf(v, shape) if len(shape) >= 2 else None
+        if bv is None:
+            vv = v.reshape((1, shape[0], 1)) if len(shape) == 1 else v.reshape(shape[:-2] + (1,) + shape[-2:])
+            bv = LazyTensor(vv)
+        Kv = self * bv
         Kv = Kv.sum(dim=Kv.dim() - 2)
         return Kv.reshape(-1) if len(shape) == 1 else Kv
 
@@ -952,6 +971,28 @@ def aslinearoperator(K):
         matmat=lambda v: K._mv(K, v),
         rmatmat=lambda v: K._mv(Kt, v),
     )
+
+
+def _j_leaf(v, shape):
+    """A real array v of shape (..., M, E), M > 1, as the j-variable that
+    LazyTensor(v viewed as (..., 1, M, E)) makes, without the two views; None
+    for the other arrays (complex, M = 1), which take that path."""
+    if shape[-2] == 1:
+        return None
+    code = _arrays.dtype_code(v, "LazyTensor input")
+    if code in _arrays.COMPLEX_CODES:
+        return None
+    res = LazyTensor()
+    res.code = code
+    if _arrays.is_tensor(v):
+        _arrays.where_of(v, "LazyTensor input")  # CPU or CUDA, as LazyTensor(x) checks
+        res.backend = TorchBackend
+    else:
+        res.backend = NumpyBackend
+    res.batchdims = shape[:-2] or None
+    res.nj = shape[-2]
+    res._leaf(v, 1, shape[-1])
+    return res
 
 
 def _as_variable(x, cat):

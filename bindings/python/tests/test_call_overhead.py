@@ -1,0 +1,127 @@
+"""The shortcuts of pykp's per-call path give what the general path gives:
+NumPy data pointers read from the array object, the element strides memo, a
+plan's memory of the previous call's layout (only the data pointers change),
+LazyTensor numbers and K @ v taking the fast path, and contiguous inputs
+passed to libkp in place."""
+import numpy as np
+import pytest
+
+from pykp import Genred, LazyTensor, _arrays, _call, _lib
+
+try:
+    import torch
+except ImportError:  # pragma: no cover
+    torch = None
+
+GAUSS = ["x = Vi(3)", "y = Vj(3)", "g = Pm(1)", "b = Vj(1)"]
+
+
+def _gauss_ref(x, y, g, b):
+    d = ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
+    return (np.exp(-d * g[0]) @ b).astype(np.float64)
+
+
+def test_np_data_matches_ctypes_on_every_layout():
+    base = np.arange(60, dtype=np.float32).reshape(6, 10)
+    for a in (base, base[2:], base[:, 3:], base.T, base[::-1], base[:, ::-2], base[1:1], np.float64(3.0) * base,
+              np.empty((0, 3)), base[3]):
+        assert _arrays.np_data(a) == a.ctypes.data
+
+
+def test_element_strides_memo_and_odd_strides():
+    a = np.zeros((4, 6), np.float32)
+    assert _arrays.element_strides(a.strides, a.itemsize) == (6, 1)
+    assert _arrays.element_strides(a.T.strides, a.itemsize) == (1, 6)
+    assert _arrays.element_strides((6,), 4) is None  # not a multiple of the item size
+    raw = np.zeros(25, np.uint8)[1:].view(np.float32).reshape(2, 3)  # misaligned but whole items
+    assert _arrays.element_strides(raw.strides, raw.itemsize) == (3, 1)
+
+
+def test_layout_memory_follows_pointers_and_layouts():
+    """One Genred called in turn with other arrays of the same layout (only
+    the pointers change), other sizes and strided views (the layout changes),
+    and between them a direct Plan.pack (the plan's memory is dropped)."""
+    rng = np.random.default_rng(1)
+    k = Genred("Exp(-SqDist(x,y)*g)*b", GAUSS, axis=1)
+    g = np.array([2.0], np.float64)
+    cases = []
+    for n, m in ((5, 7), (5, 7), (9, 7), (5, 7), (5, 3)):
+        cases.append((rng.random((n, 3)), rng.random((m, 3)), g, rng.random((m, 1))))
+    wide = rng.random((7, 6))
+    cases.append((cases[0][0], wide[:, ::2], g, cases[0][3]))  # strided y: another layout
+    cases.append(cases[0])
+    f = _lib.formula(k.key)
+    for i, (x, y, gg, b) in enumerate(cases):
+        out = k(x, y, gg, b)
+        np.testing.assert_allclose(out, _gauss_ref(x, y, gg, b), rtol=1e-12)
+        if i == 2:  # something else packs the plan's buffer: the next call must write it all again
+            call = _call.prepare(f, (x, y, gg, b))
+            f.plan(call.code).pack(call.descs, call.nx, call.ny)
+
+
+def test_layout_memory_keeps_shape_errors():
+    k = Genred("Exp(-SqDist(x,y)*g)*b", GAUSS, axis=1)
+    x, y, g, b = np.ones((4, 3)), np.ones((5, 3)), np.ones(1), np.ones((5, 1))
+    k(x, y, g, b)
+    with pytest.raises(ValueError):
+        k(x, y, g, np.ones((6, 1)))  # b and y disagree on M: libkp says so, every time
+    with pytest.raises(ValueError):
+        k(x, y, g, np.ones((6, 1)))
+    np.testing.assert_allclose(k(x, y, g, b), _gauss_ref(x, y, g, b))
+
+
+def test_contiguous_inputs_are_passed_in_place():
+    x, y, g, b = np.ones((4, 3)), np.ones((5, 3)), np.ones(1), np.ones((5, 1))
+    f = _lib.formula(Genred("Exp(-SqDist(x,y)*g)*b", GAUSS, axis=1).key)
+    call = _call.prepare(f, (x, y, g, b))
+    assert [d[0] for d in call.descs] == [a.ctypes.data for a in (x, y, g, b)]
+    assert all(a is b for a, b in zip(call.arrays, (x, y, g, b)))
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_lazytensor_numbers_and_matmul(kind):
+    if kind == "torch" and torch is None:
+        pytest.skip("torch")
+    rng = np.random.default_rng(2)
+    x, y, b = rng.random((6, 3)), rng.random((8, 3)), rng.random((8, 2))
+    ref = np.exp(-((x[:, None, :] - y[None, :, :]) ** 2).sum(-1) / 0.25) @ b
+    conv = (lambda a: a) if kind == "numpy" else torch.from_numpy
+    xi, yj = LazyTensor(conv(x)[:, None, :]), LazyTensor(conv(y)[None, :, :])
+    K = (-((xi - yj) ** 2).sum(-1) / 0.25).exp()
+    for v in (conv(b), conv(b[:, :1])):
+        r = K @ v
+        r = r if kind == "numpy" else r.numpy()
+        np.testing.assert_allclose(r, ref[:, : v.shape[1]], rtol=1e-12)
+    r = K @ conv(b[:, 0])  # 1-D v: (N,)
+    np.testing.assert_allclose(r if kind == "numpy" else r.numpy(), ref[:, 0], rtol=1e-12)
+
+
+def test_float32_number_that_overflows_is_inf_as_before():
+    """A number beyond float32 becomes inf in a float32 call (torch.tensor's
+    rounding), on the fast path as on the general one."""
+    if torch is None:
+        pytest.skip("torch")
+    x = torch.ones(3, 1, 1, dtype=torch.float32)
+    y = torch.ones(1, 4, 1, dtype=torch.float32)
+    r = (LazyTensor(x) * LazyTensor(y) * 1e40).sum(dim=1)
+    assert torch.isinf(r).all()
+    t = _arrays.TorchBackend.scalar_array([1e40], _lib.KP_FLOAT32)
+    assert torch.isinf(t).all() and t.shape == (1,)
+    t = _arrays.TorchBackend.scalar_array([0.1], _lib.KP_FLOAT32)
+    assert t.item() == torch.tensor([0.1], dtype=torch.float32).item()
+
+
+def test_torch_grad_through_fast_apply_matches_reference():
+    if torch is None:
+        pytest.skip("torch")
+    torch.manual_seed(0)
+    x = torch.rand(5, 3, dtype=torch.float64, requires_grad=True)
+    y = torch.rand(6, 3, dtype=torch.float64)
+    b = torch.rand(6, 1, dtype=torch.float64, requires_grad=True)
+    g = torch.tensor([2.0], dtype=torch.float64)
+    k = Genred("Exp(-SqDist(x,y)*g)*b", GAUSS, axis=1)
+    gx, gb = torch.autograd.grad(k(x, y, g, b).sum(), (x, b))
+    ref = (torch.exp(-((x[:, None, :] - y[None, :, :]) ** 2).sum(-1) * g) @ b).sum()
+    rx, rb = torch.autograd.grad(ref, (x, b))
+    torch.testing.assert_close(gx, rx)
+    torch.testing.assert_close(gb, rb)
