@@ -8,10 +8,14 @@
  *   REAL, TILE        scalar type and lanes per tile (2 KiB per component)
  *   VL                elements per vector register (1 for the generic build)
  *   VT, VLD, VST, VSET vector type, unaligned load/store, broadcast
+ *   VMIN, VMAX        lane-wise a < b ? a : b and a > b ? a : b (so a NaN in a
+ *                     gives b), as x86 min/max do
  *   VFN(name)         SLEEF vector function, 1.0-ulp accuracy (u10)
  *   LM(name)          libm function for REAL (scalar fallback)
  *   vbeats(f, t, mx)  one bit per lane of the VL values at f: the value beats t
  *                     (mx: is above it; else below it) or is NaN
+ *   vwithin(f, t, mx)  one bit per lane: the value is not beyond t (mx: not
+ *                     below it; else not above it), NaN included
  */
 #ifndef KP_CPU_SIMD_H
 #define KP_CPU_SIMD_H
@@ -39,6 +43,8 @@
 #define VLD _mm512_loadu_ps
 #define VST _mm512_storeu_ps
 #define VSET _mm512_set1_ps
+#define VMIN _mm512_min_ps
+#define VMAX _mm512_max_ps
 #define VFN(name) Sleef_##name##f16_u10avx512f
 #elif defined(KP_ISA_AVX512)
 #define VL 8
@@ -46,6 +52,8 @@
 #define VLD _mm512_loadu_pd
 #define VST _mm512_storeu_pd
 #define VSET _mm512_set1_pd
+#define VMIN _mm512_min_pd
+#define VMAX _mm512_max_pd
 #define VFN(name) Sleef_##name##d8_u10avx512f
 #elif defined(KP_ISA_AVX2) && KP_REAL_F32
 #define VL 8
@@ -53,6 +61,8 @@
 #define VLD _mm256_loadu_ps
 #define VST _mm256_storeu_ps
 #define VSET _mm256_set1_ps
+#define VMIN _mm256_min_ps
+#define VMAX _mm256_max_ps
 #define VFN(name) Sleef_##name##f8_u10avx2
 #elif defined(KP_ISA_AVX2)
 #define VL 4
@@ -60,6 +70,8 @@
 #define VLD _mm256_loadu_pd
 #define VST _mm256_storeu_pd
 #define VSET _mm256_set1_pd
+#define VMIN _mm256_min_pd
+#define VMAX _mm256_max_pd
 #define VFN(name) Sleef_##name##d4_u10avx2
 #elif defined(KP_ISA_GENERIC)
 #define VL 1
@@ -73,11 +85,19 @@ static inline unsigned vbeats(const REAL *f, REAL t, int mx) {
     return (unsigned)(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) |
                       (mx ? _mm512_cmp_ps_mask(v, w, _CMP_GT_OQ) : _mm512_cmp_ps_mask(v, w, _CMP_LT_OQ)));
 }
+static inline unsigned vwithin(const REAL *f, REAL t, int mx) {
+    __m512 v = VLD(f), w = VSET(t);
+    return (unsigned)(mx ? _mm512_cmp_ps_mask(v, w, _CMP_NLT_UQ) : _mm512_cmp_ps_mask(v, w, _CMP_NGT_UQ));
+}
 #elif defined(KP_ISA_AVX512)
 static inline unsigned vbeats(const REAL *f, REAL t, int mx) {
     __m512d v = VLD(f), w = VSET(t);
     return (unsigned)(_mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q) |
                       (mx ? _mm512_cmp_pd_mask(v, w, _CMP_GT_OQ) : _mm512_cmp_pd_mask(v, w, _CMP_LT_OQ)));
+}
+static inline unsigned vwithin(const REAL *f, REAL t, int mx) {
+    __m512d v = VLD(f), w = VSET(t);
+    return (unsigned)(mx ? _mm512_cmp_pd_mask(v, w, _CMP_NLT_UQ) : _mm512_cmp_pd_mask(v, w, _CMP_NGT_UQ));
 }
 #elif defined(KP_ISA_AVX2) && KP_REAL_F32
 static inline unsigned vbeats(const REAL *f, REAL t, int mx) {
@@ -85,16 +105,25 @@ static inline unsigned vbeats(const REAL *f, REAL t, int mx) {
     __m256 b = mx ? _mm256_cmp_ps(v, w, _CMP_GT_OQ) : _mm256_cmp_ps(v, w, _CMP_LT_OQ);
     return (unsigned)_mm256_movemask_ps(_mm256_or_ps(b, _mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
 }
+static inline unsigned vwithin(const REAL *f, REAL t, int mx) {
+    __m256 v = VLD(f), w = VSET(t);
+    return (unsigned)_mm256_movemask_ps(mx ? _mm256_cmp_ps(v, w, _CMP_NLT_UQ) : _mm256_cmp_ps(v, w, _CMP_NGT_UQ));
+}
 #elif defined(KP_ISA_AVX2)
 static inline unsigned vbeats(const REAL *f, REAL t, int mx) {
     __m256d v = VLD(f), w = VSET(t);
     __m256d b = mx ? _mm256_cmp_pd(v, w, _CMP_GT_OQ) : _mm256_cmp_pd(v, w, _CMP_LT_OQ);
     return (unsigned)_mm256_movemask_pd(_mm256_or_pd(b, _mm256_cmp_pd(v, v, _CMP_UNORD_Q)));
 }
+static inline unsigned vwithin(const REAL *f, REAL t, int mx) {
+    __m256d v = VLD(f), w = VSET(t);
+    return (unsigned)_mm256_movemask_pd(mx ? _mm256_cmp_pd(v, w, _CMP_NLT_UQ) : _mm256_cmp_pd(v, w, _CMP_NGT_UQ));
+}
 #else
 static inline unsigned vbeats(const REAL *f, REAL t, int mx) {
     return (unsigned)((mx ? *f > t : *f < t) | (*f != *f));
 }
+static inline unsigned vwithin(const REAL *f, REAL t, int mx) { return (unsigned)(mx ? !(*f < t) : !(*f > t)); }
 #endif
 
 #endif
