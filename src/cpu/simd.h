@@ -16,6 +16,11 @@
  *                     (mx: is above it; else below it) or is NaN
  *   vwithin(f, t, mx)  one bit per lane: the value is not beyond t (mx: not
  *                     below it; else not above it), NaN included
+ *   KP_VKMIN_MAX, vkmin_insert(v, ix, K, x, j, mx)  (AVX-512 only) a sorted
+ *                     list of K <= KP_VKMIN_MAX contiguous slots takes (x, j)
+ *                     after the slots x does not beat (mx: is not above; else
+ *                     not below); x must be a number, the empty slots hold the
+ *                     identity (+inf; mx: -inf)
  */
 #ifndef KP_CPU_SIMD_H
 #define KP_CPU_SIMD_H
@@ -124,6 +129,39 @@ static inline unsigned vbeats(const REAL *f, REAL t, int mx) {
     return (unsigned)((mx ? *f > t : *f < t) | (*f != *f));
 }
 static inline unsigned vwithin(const REAL *f, REAL t, int mx) { return (unsigned)(mx ? !(*f < t) : !(*f > t)); }
+#endif
+
+#if defined(KP_ISA_AVX512)
+/* The slots x beats are a suffix [p, K) (the list is sorted): they take
+ * their predecessor's entry (a lane permutation), then slot p takes x; when
+ * x beats none, every mask is empty and nothing is written. */
+#define KP_VKMIN_MAX 8
+static inline void vkmin_insert(REAL *v, int64_t *ix, int K, REAL x, int64_t j, int mx) {
+    __mmask8 km = (__mmask8)((1u << K) - 1);
+    __m512i prev = _mm512_set_epi64(6, 5, 4, 3, 2, 1, 0, 0);
+#if KP_REAL_F32
+    __m512 lv = _mm512_maskz_loadu_ps(km, v), xv = VSET(x);
+    __mmask8 beaten = (__mmask8)(km & (mx ? _mm512_cmp_ps_mask(xv, lv, _CMP_GT_OQ) : _mm512_cmp_ps_mask(xv, lv, _CMP_LT_OQ)));
+    __m512 sh = _mm512_permutexvar_ps(_mm512_set_epi32(14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 0), lv);
+#else
+    __m512d lv = _mm512_maskz_loadu_pd(km, v), xv = VSET(x);
+    __mmask8 beaten = (__mmask8)(km & (mx ? _mm512_cmp_pd_mask(xv, lv, _CMP_GT_OQ) : _mm512_cmp_pd_mask(xv, lv, _CMP_LT_OQ)));
+    __m512d sh = _mm512_permutexvar_pd(prev, lv);
+#endif
+    int p = K - __builtin_popcount(beaten);
+    __mmask8 at = (__mmask8)(beaten & (1u << p));
+#if KP_REAL_F32
+    lv = _mm512_mask_mov_ps(_mm512_mask_mov_ps(lv, beaten, sh), at, xv);
+    _mm512_mask_storeu_ps(v, km, lv);
+#else
+    lv = _mm512_mask_mov_pd(_mm512_mask_mov_pd(lv, beaten, sh), at, xv);
+    _mm512_mask_storeu_pd(v, km, lv);
+#endif
+    __m512i li = _mm512_maskz_loadu_epi64(km, ix);
+    li = _mm512_mask_mov_epi64(_mm512_mask_mov_epi64(li, beaten, _mm512_permutexvar_epi64(prev, li)), at,
+                               _mm512_set1_epi64(j));
+    _mm512_mask_storeu_epi64(ix, km, li);
+}
 #endif
 
 #endif
