@@ -271,16 +271,10 @@ static inline void kmin_insert_short(REAL *v, int64_t *ix, int K, int D, REAL x,
     ix[at * D] = xj[enter];
 }
 
-/* Lanes per stripe bound of tile_bound: the K-th of BOUND_LANES stripe minima
- * is a useful bound while K is at most half of them. */
+/* Stripes of tile_bound: the K-th of BOUND_LANES stripe minima is a useful
+ * bound while K is at most half of them. */
 enum { BOUND_LANES = 16 };
 
-/* A bound t on what can enter a K-list from f[0..len) alone: lane l's stripe
- * (the elements k = l mod BOUND_LANES) has its minimum (max: maximum) among
- * its numbers, or a NaN, which beats every number; so when the K-th smallest
- * stripe minimum is t, K distinct elements are at or below t or NaN, and any
- * number above t is beaten by K elements of the tile. No bound (+inf; max:
- * -inf) when K is too large or fewer than K stripes hold a number. */
 _Static_assert(BOUND_LANES % VL == 0, "stripes fill whole vectors");
 
 /* lm[l] = the least (max: greatest) number among f[k], k = l mod BOUND_LANES,
@@ -305,14 +299,22 @@ static inline void stripe_extrema(const REAL *restrict f, int full, int is_max, 
 #endif
 }
 
+/* A bound t on what can enter a K-list from f[0..len) alone: lane l's stripe
+ * (the elements k = l mod BOUND_LANES) has its minimum (max: maximum) among
+ * its numbers, or a NaN, which beats every number; so when the K-th smallest
+ * stripe minimum is t, K distinct elements are at or below t or NaN, and any
+ * number above t is beaten by K elements of the tile. No bound (+inf; max:
+ * -inf) when K is too large or fewer than K stripes hold a number. */
 static REAL tile_bound(const REAL *restrict f, int len, int K, int is_max) {
     REAL none = is_max ? (REAL)-INFINITY : (REAL)INFINITY;
     if (2 * K > BOUND_LANES || len < BOUND_LANES) return none;
     REAL lm[BOUND_LANES];
     int full = len - len % BOUND_LANES;
     stripe_extrema(f, full, is_max, lm);
-    for (int k = full; k < len; k++)
-        lm[k - full] = is_max ? (f[k] > lm[k - full] ? f[k] : lm[k - full]) : (f[k] < lm[k - full] ? f[k] : lm[k - full]);
+    for (int k = full; k < len; k++) {
+        REAL *m = &lm[k - full];
+        *m = is_max ? (f[k] > *m ? f[k] : *m) : (f[k] < *m ? f[k] : *m);
+    }
     /* The K-th best stripe extremum: the best lm[i] with at least K stripes
      * at or beyond it (lm holds no NaN, so vwithin counts exactly those). */
     REAL t = none;
@@ -336,7 +338,8 @@ _Static_assert(NP <= 64, "block_candidates keeps one bit per lane");
 static inline uint64_t block_candidates(const REAL *f, REAL t, int full, REAL worst, int is_max) {
     uint64_t mask = 0;
     if (full)
-        for (int l = 0; l < NP; l += VL) mask |= (uint64_t)(vwithin(f + l, t, is_max) & vbeats(f + l, worst, is_max)) << l;
+        for (int l = 0; l < NP; l += VL)
+            mask |= (uint64_t)(vwithin(f + l, t, is_max) & vbeats(f + l, worst, is_max)) << l;
     else
         for (int l = 0; l < NP; l += VL) mask |= (uint64_t)vwithin(f + l, t, is_max) << l;
     return mask;

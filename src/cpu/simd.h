@@ -141,11 +141,13 @@ static inline void vkmin_insert(REAL *v, int64_t *ix, int K, REAL x, int64_t j, 
     __m512i prev = _mm512_set_epi64(6, 5, 4, 3, 2, 1, 0, 0);
 #if KP_REAL_F32
     __m512 lv = _mm512_maskz_loadu_ps(km, v), xv = VSET(x);
-    __mmask8 beaten = (__mmask8)(km & (mx ? _mm512_cmp_ps_mask(xv, lv, _CMP_GT_OQ) : _mm512_cmp_ps_mask(xv, lv, _CMP_LT_OQ)));
+    __mmask8 beaten = (__mmask8)(km & (mx ? _mm512_cmp_ps_mask(xv, lv, _CMP_GT_OQ)
+                                          : _mm512_cmp_ps_mask(xv, lv, _CMP_LT_OQ)));
     __m512 sh = _mm512_permutexvar_ps(_mm512_set_epi32(14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 0), lv);
 #else
     __m512d lv = _mm512_maskz_loadu_pd(km, v), xv = VSET(x);
-    __mmask8 beaten = (__mmask8)(km & (mx ? _mm512_cmp_pd_mask(xv, lv, _CMP_GT_OQ) : _mm512_cmp_pd_mask(xv, lv, _CMP_LT_OQ)));
+    __mmask8 beaten = (__mmask8)(km & (mx ? _mm512_cmp_pd_mask(xv, lv, _CMP_GT_OQ)
+                                          : _mm512_cmp_pd_mask(xv, lv, _CMP_LT_OQ)));
     __m512d sh = _mm512_permutexvar_pd(prev, lv);
 #endif
     int p = K - __builtin_popcount(beaten);
