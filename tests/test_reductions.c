@@ -622,6 +622,69 @@ static void test_nan_inf(void **s) {
     assert_int_equal(bad, 0);
 }
 
+/* ================================================================ long K-lists */
+
+/* The K-list filters of the CPU engine (a whole tile's bound before its list
+ * is full, then the worst kept value per block) and its branch-free insertion
+ * must give exactly the dense reference's entries. F = u + c on integers
+ * (exact in float32): a wide range (few candidates per block, as a
+ * nearest-neighbour search has) and a narrow one (ties everywhere, smallest
+ * index first), with NaN and +-inf planted in some rows of c, on rows shorter
+ * than, equal to and longer than a tile (512 float32, 256 float64 lanes) and
+ * not multiples of the 16-lane stripes; K = 1 (Min/Max), 3, 8 (the largest K
+ * with a tile bound), 9 and 17 (past the branch-free insertion). Both axes,
+ * both dtypes. */
+static void test_select_long_rows(void **s) {
+    (void)s;
+    static const int64_t sizes[][2] = {{3, 16}, {4, 47}, {5, 300}, {3, 700}, {2, 1100}};
+    static const red_form f[] = {{"Min_ArgMin_Reduction(u + c, %d)", KP_RED_MIN_ARGMIN, 0},
+                                 {"Max_ArgMax_Reduction(u + c, %d)", KP_RED_MAX_ARGMAX, 0},
+                                 {"KMin_ArgKMin_Reduction(u + c, 3, %d)", KP_RED_KMIN_ARGKMIN, 3},
+                                 {"KMin_ArgKMin_Reduction(u + c, 8, %d)", KP_RED_KMIN_ARGKMIN, 8},
+                                 {"ArgKMin_Reduction(u + c, 8, %d)", KP_RED_ARGKMIN, 8},
+                                 {"KMin_ArgKMin_Reduction(u + c, 9, %d)", KP_RED_KMIN_ARGKMIN, 9},
+                                 {"KMin_ArgKMin_Reduction(u + c, 17, %d)", KP_RED_KMIN_ARGKMIN, 17}};
+    const char *alm[] = {"u = Vi(1)", "c = Vj(1)"};
+    size_t bad = 0;
+    kp_context *ctx = NULL;
+    assert_int_equal(kpt_context_new(&ctx), KP_OK);
+    for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++)
+        for (int sc = 0; sc < 4; sc++) /* 0 wide, 1 narrow, 2 wide + NaN, 3 narrow + inf */
+            for (int dti = 0; dti < 2; dti++)
+                for (int axis = 0; axis < 2; axis++) {
+                    kp_dtype dt = dti ? KP_FLOAT32 : KP_FLOAT64;
+                    int64_t N = axis == 1 ? sizes[z][0] : sizes[z][1], M = axis == 1 ? sizes[z][1] : sizes[z][0];
+                    int64_t L = axis == 1 ? M : N; /* the reduced length */
+                    double *u = malloc((size_t)N * sizeof *u), *c = malloc((size_t)M * sizeof *c);
+                    double *F = malloc((size_t)(N * M) * sizeof *F);
+                    assert_non_null(u), assert_non_null(c), assert_non_null(F);
+                    kpt_rng rng;
+                    kpt_rng_seed(&rng, 700 + 10 * (uint64_t)z + (uint64_t)sc);
+                    int wide = sc % 2 == 0;
+                    kpt_fill_int(&rng, u, (size_t)N, wide ? -1000 : -2, wide ? 1000 : 2);
+                    kpt_fill_int(&rng, c, (size_t)M, wide ? -1000000 : -3, wide ? 1000000 : 3);
+                    double *red_side = axis == 1 ? c : u;
+                    if (sc == 2)
+                        for (int64_t k = L / 3; k < L; k += L / 3 + 1) red_side[k] = NAN;
+                    if (sc == 3)
+                        for (int64_t k = 1; k < L; k += 37) red_side[k] = (k / 37) % 2 ? INFINITY : -INFINITY;
+                    for (int64_t i = 0; i < N; i++)
+                        for (int64_t j = 0; j < M; j++) F[i * M + j] = u[i] + c[j];
+                    kpt_arg args[2] = {{u, N, 1}, {c, M, 1}};
+                    for (size_t k = 0; k < sizeof f / sizeof f[0]; k++) {
+                        if (f[k].K > L) continue;
+                        char text[96];
+                        snprintf(text, sizeof text, f[k].fmt, axis);
+                        red_run q = {"select-long", ctx, KPT_VIA_REDUCE, text, alm, 2, dt, args, 2,
+                                     f[k].red, f[k].K, axis, F, NULL, N, M, 1, 1, 0};
+                        bad += run_check(&q);
+                    }
+                    free(u), free(c), free(F);
+                }
+    kp_context_free(ctx);
+    assert_int_equal(bad, 0);
+}
+
 /* ================================================================ LSE stability */
 
 /* LogSumExp of F = x + y and F = -(x + y) with x ~ 1e4: a naive exp overflows
@@ -1354,6 +1417,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_vector_valued),
         cmocka_unit_test(test_ties_duplicate_points),
         cmocka_unit_test(test_nan_inf),
+        cmocka_unit_test(test_select_long_rows),
         cmocka_unit_test(test_logsumexp_stable),
         cmocka_unit_test(test_strided),
         cmocka_unit_test(test_batch),

@@ -284,7 +284,11 @@ static void process(const kp_job *job, int64_t b, int64_t r0, int64_t r1, int64_
         else
             for (int64_t j0 = jstart; j0 < jend; j0 += TILE)
                 reduce_tile(&bc, j0, NULL, (int)(jend - j0 < TILE ? jend - j0 : TILE), 0, nr);
-        if (finalize) {
+        if (finalize && ch == ch0 && kp__red(prog->red)->family == KP_FAMILY_SELECT) {
+            /* A K-list merged into the identity comes out as it went in. */
+            memcpy(total, partial, (size_t)nr * (size_t)nreal * sizeof(REAL));
+            memcpy(total_idx, partial_idx, (size_t)nr * (size_t)nidx * sizeof(int64_t));
+        } else if (finalize) {
             for (int r = 0; r < nr; r++)
                 state_merge(prog, total + (size_t)r * (size_t)nreal, total_idx + (size_t)r * (size_t)nidx,
                             partial + (size_t)r * (size_t)nreal, partial_idx + (size_t)r * (size_t)nidx);

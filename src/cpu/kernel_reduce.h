@@ -232,46 +232,149 @@ static inline void kmin_insert(REAL *v, int64_t *ix, int K, int D, REAL x, int64
     ix[p * D] = j;
 }
 
-/* The lanes of block f[0..NP) that beat thr (min: below; max: above) or are
- * NaN, one bit each. Most blocks of a nearest-neighbour search have none, so
- * the exact, ordered insertion below runs on few elements; and as the kept
- * list only tightens while a block is inserted, a lane outside the mask would
- * be refused by kmin_insert anyway. */
+/* kmin_insert for short lists, without data-dependent branches: a candidate
+ * lands at a position that looks random to the branch predictor, and a
+ * mispredicted loop exit costs more than walking all K slots. p counts the
+ * kept entries x does not beat, a prefix as the list is sorted; p = K leaves
+ * the list as it is. Empty slots (last) hold the identity, +inf (max: -inf),
+ * which a number short of it beats, so for such an x the count needs no
+ * look at the indices; any other x (NaN, the identity) takes kmin_insert. */
+enum { KMIN_BRANCHLESS_MAX = 16 };
+static inline void kmin_insert_short(REAL *v, int64_t *ix, int K, int D, REAL x, int64_t j, int is_max) {
+    if (!(is_max ? x > (REAL)-INFINITY : x < (REAL)INFINITY)) {
+        kmin_insert(v, ix, K, D, x, j, is_max);
+        return;
+    }
+#ifdef KP_VKMIN_MAX
+    if (D == 1 && K <= KP_VKMIN_MAX) {
+        vkmin_insert(v, ix, K, x, j, is_max);
+        return;
+    }
+#endif
+    int p = 0;
+    if (is_max)
+        for (int q = 0; q < K; q++) p += !(x > v[q * D]);
+    else
+        for (int q = 0; q < K; q++) p += !(x < v[q * D]);
+    /* Slots after p take their predecessor's entry, then x goes to p. The
+     * moves are written as index arithmetic, not selects of values, which
+     * the compiler would turn back into branches. */
+    for (int q = K - 1; q > 0; q--) {
+        int src = q - (q > p);
+        v[q * D] = v[src * D];
+        ix[q * D] = ix[src * D];
+    }
+    int at = p - (p == K), enter = p < K;
+    REAL xv[2] = {v[at * D], x};
+    int64_t xj[2] = {ix[at * D], j};
+    v[at * D] = xv[enter];
+    ix[at * D] = xj[enter];
+}
+
+/* Stripes of tile_bound: the K-th of BOUND_LANES stripe minima is a useful
+ * bound while K is at most half of them. */
+enum { BOUND_LANES = 16 };
+
+_Static_assert(BOUND_LANES % VL == 0, "stripes fill whole vectors");
+
+/* lm[l] = the least (max: greatest) number among f[k], k = l mod BOUND_LANES,
+ * k < full (a multiple of BOUND_LANES); +inf (max: -inf) if none. */
+static inline void stripe_extrema(const REAL *restrict f, int full, int is_max, REAL *restrict lm) {
+    REAL none = is_max ? (REAL)-INFINITY : (REAL)INFINITY;
+#if VL > 1
+    VT acc[BOUND_LANES / VL];
+    for (int a = 0; a < BOUND_LANES / VL; a++) acc[a] = VSET(none);
+    if (is_max)
+        for (int k = 0; k < full; k += BOUND_LANES)
+            for (int a = 0; a < BOUND_LANES / VL; a++) acc[a] = VMAX(VLD(f + k + a * VL), acc[a]);
+    else
+        for (int k = 0; k < full; k += BOUND_LANES)
+            for (int a = 0; a < BOUND_LANES / VL; a++) acc[a] = VMIN(VLD(f + k + a * VL), acc[a]);
+    for (int a = 0; a < BOUND_LANES / VL; a++) VST(lm + a * VL, acc[a]);
+#else
+    for (int l = 0; l < BOUND_LANES; l++) lm[l] = none;
+    for (int k = 0; k < full; k += BOUND_LANES)
+        for (int l = 0; l < BOUND_LANES; l++)
+            lm[l] = is_max ? (f[k + l] > lm[l] ? f[k + l] : lm[l]) : (f[k + l] < lm[l] ? f[k + l] : lm[l]);
+#endif
+}
+
+/* A bound t on what can enter a K-list from f[0..len) alone: lane l's stripe
+ * (the elements k = l mod BOUND_LANES) has its minimum (max: maximum) among
+ * its numbers, or a NaN, which beats every number; so when the K-th smallest
+ * stripe minimum is t, K distinct elements are at or below t or NaN, and any
+ * number above t is beaten by K elements of the tile. No bound (+inf; max:
+ * -inf) when K is too large or fewer than K stripes hold a number. */
+static REAL tile_bound(const REAL *restrict f, int len, int K, int is_max) {
+    REAL none = is_max ? (REAL)-INFINITY : (REAL)INFINITY;
+    if (2 * K > BOUND_LANES || len < BOUND_LANES) return none;
+    REAL lm[BOUND_LANES];
+    int full = len - len % BOUND_LANES;
+    stripe_extrema(f, full, is_max, lm);
+    for (int k = full; k < len; k++) {
+        REAL *m = &lm[k - full];
+        *m = is_max ? (f[k] > *m ? f[k] : *m) : (f[k] < *m ? f[k] : *m);
+    }
+    /* The K-th best stripe extremum: the best lm[i] with at least K stripes
+     * at or beyond it (lm holds no NaN, so vwithin counts exactly those). */
+    REAL t = none;
+    for (int i = 0; i < BOUND_LANES; i++) {
+        int count = 0;
+        for (int l = 0; l < BOUND_LANES; l += VL) count += __builtin_popcount(vwithin(lm + l, lm[i], is_max));
+        REAL pick[2] = {none, lm[i]}; /* an index, not a select: it would become a branch */
+        REAL c = pick[count >= K];
+        t = is_max ? (c > t ? c : t) : (c < t ? c : t);
+    }
+    return t;
+}
+
+/* The lanes of block f[0..NP) worth offering to the K-list: not beyond the
+ * tile's bound t (tile_bound), and, once the list is full (full), beating its
+ * worst kept value worst (min: below; max: above), NaN included; one bit each.
+ * Most blocks of a nearest-neighbour search have none, so the exact, ordered
+ * insertion runs on few elements; and as the kept list only tightens while a
+ * block is inserted, a lane outside the mask would be refused by it anyway. */
 _Static_assert(NP <= 64, "block_candidates keeps one bit per lane");
-static inline uint64_t block_candidates(const REAL *f, REAL thr, int is_max) {
+static inline uint64_t block_candidates(const REAL *f, REAL t, int full, REAL worst, int is_max) {
     uint64_t mask = 0;
-    for (int l = 0; l < NP; l += VL) mask |= (uint64_t)vbeats(f + l, thr, is_max) << l;
+    if (full)
+        for (int l = 0; l < NP; l += VL)
+            mask |= (uint64_t)(vwithin(f + l, t, is_max) & vbeats(f + l, worst, is_max)) << l;
+    else
+        for (int l = 0; l < NP; l += VL) mask |= (uint64_t)vwithin(f + l, t, is_max) << l;
     return mask;
 }
 
 /* Lane k holds reduced point j0 + k, or jmap[k] when jmap is not NULL (a
- * tile gathered from several ranges, in increasing order). */
+ * tile gathered from several ranges, in increasing order). Each lane within
+ * the tile's bound is offered in increasing order, except that blocks offer
+ * only their candidate lanes (block_candidates); a value equal to the worst
+ * kept one never enters (earlier wins). */
 static void select_tile(const kp_program *prog, REAL *st, int64_t *ix, const REAL *f, int len, int64_t j0,
                         const int64_t *jmap) {
     int D = prog->fdim;
     int is_max = kp__red(prog->red)->is_max;
     int K = kp__kept_per_component(prog);
     int last = (K - 1) * D;
+    int short_list = K <= KMIN_BRANCHLESS_MAX;
     for (int d = 0; d < D; d++) {
         const REAL *fd = f + (size_t)d * TILE;
         REAL *v = st + d;
         int64_t *vi = ix + d;
+        /* Once the list is full its worst value filters the tile about as
+         * well as the tile's own bound would. */
+        REAL t = vi[last] >= 0 ? (REAL)(is_max ? -INFINITY : INFINITY) : tile_bound(fd, len, K, is_max);
         int k = 0;
-        /* Once the list is full and its worst kept value is a number, only a
-         * block's candidate lanes are offered; a value equal to it never enters
-         * (earlier wins). */
-        for (; k + NP <= len; k += NP) {
-            if (vi[last] < 0 || v[last] != v[last]) {
-                for (int l = 0; l < NP; l++)
-                    kmin_insert(v, vi, K, D, fd[k + l], jmap ? jmap[k + l] : j0 + k + l, is_max);
-                continue;
-            }
-            for (uint64_t m = block_candidates(fd + k, v[last], is_max); m; m &= m - 1) {
+        for (; k + NP <= len; k += NP)
+            for (uint64_t m = block_candidates(fd + k, t, vi[last] >= 0, v[last], is_max); m; m &= m - 1) {
                 int l = __builtin_ctzll(m);
-                kmin_insert(v, vi, K, D, fd[k + l], jmap ? jmap[k + l] : j0 + k + l, is_max);
+                int64_t j = jmap ? jmap[k + l] : j0 + k + l;
+                if (short_list) kmin_insert_short(v, vi, K, D, fd[k + l], j, is_max);
+                else kmin_insert(v, vi, K, D, fd[k + l], j, is_max);
             }
-        }
-        for (; k < len; k++) kmin_insert(v, vi, K, D, fd[k], jmap ? jmap[k] : j0 + k, is_max);
+        for (; k < len; k++)
+            if (is_max ? !(fd[k] < t) : !(fd[k] > t))
+                kmin_insert(v, vi, K, D, fd[k], jmap ? jmap[k] : j0 + k, is_max);
     }
 }
 

@@ -8,10 +8,19 @@
  *   REAL, TILE        scalar type and lanes per tile (2 KiB per component)
  *   VL                elements per vector register (1 for the generic build)
  *   VT, VLD, VST, VSET vector type, unaligned load/store, broadcast
+ *   VMIN, VMAX        lane-wise a < b ? a : b and a > b ? a : b (so a NaN in a
+ *                     gives b), as x86 min/max do
  *   VFN(name)         SLEEF vector function, 1.0-ulp accuracy (u10)
  *   LM(name)          libm function for REAL (scalar fallback)
  *   vbeats(f, t, mx)  one bit per lane of the VL values at f: the value beats t
  *                     (mx: is above it; else below it) or is NaN
+ *   vwithin(f, t, mx)  one bit per lane: the value is not beyond t (mx: not
+ *                     below it; else not above it), NaN included
+ *   KP_VKMIN_MAX, vkmin_insert(v, ix, K, x, j, mx)  (AVX-512 only) a sorted
+ *                     list of K <= KP_VKMIN_MAX contiguous slots takes (x, j)
+ *                     after the slots x does not beat (mx: is not above; else
+ *                     not below); x must be a number, the empty slots hold the
+ *                     identity (+inf; mx: -inf)
  */
 #ifndef KP_CPU_SIMD_H
 #define KP_CPU_SIMD_H
@@ -39,6 +48,8 @@
 #define VLD _mm512_loadu_ps
 #define VST _mm512_storeu_ps
 #define VSET _mm512_set1_ps
+#define VMIN _mm512_min_ps
+#define VMAX _mm512_max_ps
 #define VFN(name) Sleef_##name##f16_u10avx512f
 #elif defined(KP_ISA_AVX512)
 #define VL 8
@@ -46,6 +57,8 @@
 #define VLD _mm512_loadu_pd
 #define VST _mm512_storeu_pd
 #define VSET _mm512_set1_pd
+#define VMIN _mm512_min_pd
+#define VMAX _mm512_max_pd
 #define VFN(name) Sleef_##name##d8_u10avx512f
 #elif defined(KP_ISA_AVX2) && KP_REAL_F32
 #define VL 8
@@ -53,6 +66,8 @@
 #define VLD _mm256_loadu_ps
 #define VST _mm256_storeu_ps
 #define VSET _mm256_set1_ps
+#define VMIN _mm256_min_ps
+#define VMAX _mm256_max_ps
 #define VFN(name) Sleef_##name##f8_u10avx2
 #elif defined(KP_ISA_AVX2)
 #define VL 4
@@ -60,6 +75,8 @@
 #define VLD _mm256_loadu_pd
 #define VST _mm256_storeu_pd
 #define VSET _mm256_set1_pd
+#define VMIN _mm256_min_pd
+#define VMAX _mm256_max_pd
 #define VFN(name) Sleef_##name##d4_u10avx2
 #elif defined(KP_ISA_GENERIC)
 #define VL 1
@@ -73,11 +90,19 @@ static inline unsigned vbeats(const REAL *f, REAL t, int mx) {
     return (unsigned)(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q) |
                       (mx ? _mm512_cmp_ps_mask(v, w, _CMP_GT_OQ) : _mm512_cmp_ps_mask(v, w, _CMP_LT_OQ)));
 }
+static inline unsigned vwithin(const REAL *f, REAL t, int mx) {
+    __m512 v = VLD(f), w = VSET(t);
+    return (unsigned)(mx ? _mm512_cmp_ps_mask(v, w, _CMP_NLT_UQ) : _mm512_cmp_ps_mask(v, w, _CMP_NGT_UQ));
+}
 #elif defined(KP_ISA_AVX512)
 static inline unsigned vbeats(const REAL *f, REAL t, int mx) {
     __m512d v = VLD(f), w = VSET(t);
     return (unsigned)(_mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q) |
                       (mx ? _mm512_cmp_pd_mask(v, w, _CMP_GT_OQ) : _mm512_cmp_pd_mask(v, w, _CMP_LT_OQ)));
+}
+static inline unsigned vwithin(const REAL *f, REAL t, int mx) {
+    __m512d v = VLD(f), w = VSET(t);
+    return (unsigned)(mx ? _mm512_cmp_pd_mask(v, w, _CMP_NLT_UQ) : _mm512_cmp_pd_mask(v, w, _CMP_NGT_UQ));
 }
 #elif defined(KP_ISA_AVX2) && KP_REAL_F32
 static inline unsigned vbeats(const REAL *f, REAL t, int mx) {
@@ -85,15 +110,59 @@ static inline unsigned vbeats(const REAL *f, REAL t, int mx) {
     __m256 b = mx ? _mm256_cmp_ps(v, w, _CMP_GT_OQ) : _mm256_cmp_ps(v, w, _CMP_LT_OQ);
     return (unsigned)_mm256_movemask_ps(_mm256_or_ps(b, _mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
 }
+static inline unsigned vwithin(const REAL *f, REAL t, int mx) {
+    __m256 v = VLD(f), w = VSET(t);
+    return (unsigned)_mm256_movemask_ps(mx ? _mm256_cmp_ps(v, w, _CMP_NLT_UQ) : _mm256_cmp_ps(v, w, _CMP_NGT_UQ));
+}
 #elif defined(KP_ISA_AVX2)
 static inline unsigned vbeats(const REAL *f, REAL t, int mx) {
     __m256d v = VLD(f), w = VSET(t);
     __m256d b = mx ? _mm256_cmp_pd(v, w, _CMP_GT_OQ) : _mm256_cmp_pd(v, w, _CMP_LT_OQ);
     return (unsigned)_mm256_movemask_pd(_mm256_or_pd(b, _mm256_cmp_pd(v, v, _CMP_UNORD_Q)));
 }
+static inline unsigned vwithin(const REAL *f, REAL t, int mx) {
+    __m256d v = VLD(f), w = VSET(t);
+    return (unsigned)_mm256_movemask_pd(mx ? _mm256_cmp_pd(v, w, _CMP_NLT_UQ) : _mm256_cmp_pd(v, w, _CMP_NGT_UQ));
+}
 #else
 static inline unsigned vbeats(const REAL *f, REAL t, int mx) {
     return (unsigned)((mx ? *f > t : *f < t) | (*f != *f));
+}
+static inline unsigned vwithin(const REAL *f, REAL t, int mx) { return (unsigned)(mx ? !(*f < t) : !(*f > t)); }
+#endif
+
+#if defined(KP_ISA_AVX512)
+/* The slots x beats are a suffix [p, K) (the list is sorted): they take
+ * their predecessor's entry (a lane permutation), then slot p takes x; when
+ * x beats none, every mask is empty and nothing is written. */
+#define KP_VKMIN_MAX 8
+static inline void vkmin_insert(REAL *v, int64_t *ix, int K, REAL x, int64_t j, int mx) {
+    __mmask8 km = (__mmask8)((1u << K) - 1);
+    __m512i prev = _mm512_set_epi64(6, 5, 4, 3, 2, 1, 0, 0);
+#if KP_REAL_F32
+    __m512 lv = _mm512_maskz_loadu_ps(km, v), xv = VSET(x);
+    __mmask8 beaten = (__mmask8)(km & (mx ? _mm512_cmp_ps_mask(xv, lv, _CMP_GT_OQ)
+                                          : _mm512_cmp_ps_mask(xv, lv, _CMP_LT_OQ)));
+    __m512 sh = _mm512_permutexvar_ps(_mm512_set_epi32(14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 0), lv);
+#else
+    __m512d lv = _mm512_maskz_loadu_pd(km, v), xv = VSET(x);
+    __mmask8 beaten = (__mmask8)(km & (mx ? _mm512_cmp_pd_mask(xv, lv, _CMP_GT_OQ)
+                                          : _mm512_cmp_pd_mask(xv, lv, _CMP_LT_OQ)));
+    __m512d sh = _mm512_permutexvar_pd(prev, lv);
+#endif
+    int p = K - __builtin_popcount(beaten);
+    __mmask8 at = (__mmask8)(beaten & (1u << p));
+#if KP_REAL_F32
+    lv = _mm512_mask_mov_ps(_mm512_mask_mov_ps(lv, beaten, sh), at, xv);
+    _mm512_mask_storeu_ps(v, km, lv);
+#else
+    lv = _mm512_mask_mov_pd(_mm512_mask_mov_pd(lv, beaten, sh), at, xv);
+    _mm512_mask_storeu_pd(v, km, lv);
+#endif
+    __m512i li = _mm512_maskz_loadu_epi64(km, ix);
+    li = _mm512_mask_mov_epi64(_mm512_mask_mov_epi64(li, beaten, _mm512_permutexvar_epi64(prev, li)), at,
+                               _mm512_set1_epi64(j));
+    _mm512_mask_storeu_epi64(ix, km, li);
 }
 #endif
 
