@@ -163,9 +163,8 @@ int kp__kcache_parse_size(const char *text, uint64_t *bytes) {
     return 1;
 }
 
-/* A malformed value falls back to the default rather than to unbounded: a
- * typo must not let the directory grow without end, nor empty it (0 bytes
- * would be a bound that evicts everything, which nobody means). */
+/* A malformed value falls back to the default rather than to unbounded (0):
+ * a typo must not let the directory grow without end. */
 static uint64_t max_size_from_env(void) {
     uint64_t v;
     return kp__kcache_parse_size(getenv("KP_CACHE_MAX_SIZE"), &v) ? v : KP_KCACHE_DEFAULT_MAX_SIZE;
