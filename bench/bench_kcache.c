@@ -4,7 +4,7 @@
  * directory), and a put that evicts. Fills a fresh temporary directory with
  * --files entries of 6000 bytes (the JIT's files are 1.2-18 KB, 6.4 KB on
  * average), so 40000 files is a full directory at the default 256 MiB bound.
- *   kp_bench_kcache [--files N] [--quick]      (--quick: 2000 files, for CI)
+ *   kp_bench_kcache [--files N] [--quick]      (--quick: 500 files, for CI)
  * Prints times; fails only when the cache misbehaves (no scan, no eviction).
  */
 #define _GNU_SOURCE
@@ -48,7 +48,7 @@ static double first_put_ms(const char *dir, uint64_t bound, int id, const unsign
 int main(int argc, char **argv) {
     int nfiles = 40000;
     for (int a = 1; a < argc; a++) {
-        if (strcmp(argv[a], "--quick") == 0) nfiles = 2000;
+        if (strcmp(argv[a], "--quick") == 0) nfiles = 500;
         else if (strcmp(argv[a], "--files") == 0 && a + 1 < argc) nfiles = atoi(argv[++a]);
         else {
             fprintf(stderr, "usage: kp_bench_kcache [--files N] [--quick]\n");
