@@ -2,6 +2,7 @@
 #define _GNU_SOURCE /* getrandom, O_CLOEXEC/O_NOFOLLOW/O_DIRECTORY, getpwuid_r */
 #include "gpu/kcache.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -18,6 +19,9 @@
 #define KCACHE_MAGIC "KPKCACH"  /* 8 bytes with the NUL */
 #define KCACHE_HEADER 88        /* magic 8, format 4, header size 4, key 32, length 8, payload SHA-256 32 */
 #define KCACHE_MAX_PAYLOAD (1u << 30) /* a larger "kernel" is a corrupted length, not a kernel */
+#define KCACHE_NAME_LEN (2 * KP_SHA256_SIZE)
+#define KCACHE_TMP_PREFIX ".tmp-"
+#define KCACHE_TMP_LEN (5 + 16 + 1 + 16) /* ".tmp-" 16 hex of the key, "-", 16 hex random */
 
 typedef struct mem_entry {
     kp_kcache_key key;
@@ -34,6 +38,21 @@ struct kp_kcache {
     mem_entry *mem; /* most recently used first */
     int nmem;
     kp_kcache_stats stats;
+    /* Size bound (kcache.h). The directory is shared by processes that never
+     * talk to each other, so its total is only known by scanning it. Scanning
+     * on every put would cost a readdir + stat of every file (thousands) per
+     * compiled kernel; instead each cache scans once, at its first put (other
+     * processes filled the directory before), then keeps a running estimate:
+     * the scanned total plus the bytes it wrote since. Only when the estimate
+     * passes the bound does a put rescan (other processes' writes and
+     * evictions are then counted exactly) and evict down to 80%: the next
+     * scan is then at least a fifth of the bound away in this process's own
+     * writes. Several processes each writing less than that between their
+     * scans may together overshoot the bound until one of them rescans. */
+    uint64_t max_size;      /* 0: unbounded */
+    uint64_t size_estimate; /* bytes in cache files, as of the last scan plus own writes since */
+    int size_known;         /* a scan happened */
+    pthread_mutex_t evict_lock; /* one scan at a time per cache; a put that finds it held skips its scan */
 };
 
 void kp__kcache_key(kp_kcache_key *key, size_t n, const void *const *parts, const size_t *lens) {
@@ -122,11 +141,42 @@ static void open_dir(kp_kcache *c, const char *dir) {
     c->dfd = fd;
 }
 
+int kp__kcache_parse_size(const char *text, uint64_t *bytes) {
+    if (!text || *text < '0' || *text > '9') return 0;
+    uint64_t v = 0;
+    for (; *text >= '0' && *text <= '9'; text++) {
+        unsigned d = (unsigned)(*text - '0');
+        if (v > (UINT64_MAX - d) / 10) return 0;
+        v = v * 10 + d;
+    }
+    int shift = 0;
+    switch (*text) {
+    case 0: break;
+    case 'k': case 'K': shift = 10; break;
+    case 'm': case 'M': shift = 20; break;
+    case 'g': case 'G': shift = 30; break;
+    default: return 0;
+    }
+    if (shift && *++text) return 0;
+    if (v > UINT64_MAX >> shift) return 0;
+    *bytes = v << shift;
+    return 1;
+}
+
+/* A malformed value falls back to the default rather than to unbounded (0):
+ * a typo must not let the directory grow without end. */
+static uint64_t max_size_from_env(void) {
+    uint64_t v;
+    return kp__kcache_parse_size(getenv("KP_CACHE_MAX_SIZE"), &v) ? v : KP_KCACHE_DEFAULT_MAX_SIZE;
+}
+
 kp_kcache *kp__kcache_open(const char *dir) {
     kp_kcache *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     pthread_mutex_init(&c->lock, NULL);
+    pthread_mutex_init(&c->evict_lock, NULL);
     c->dfd = -1;
+    c->max_size = max_size_from_env();
     open_dir(c, dir);
     if (c->dfd < 0) c->dir[0] = 0;
     return c;
@@ -141,6 +191,7 @@ void kp__kcache_close(kp_kcache *c) {
         free(e);
     }
     pthread_mutex_destroy(&c->lock);
+    pthread_mutex_destroy(&c->evict_lock);
     free(c);
 }
 
@@ -161,6 +212,19 @@ void kp__kcache_path(const kp_kcache *c, const kp_kcache_key *key, char *buf, si
     hex(key, h);
     if (c->dfd < 0) snprintf(buf, size, "%s", "");
     else snprintf(buf, size, "%s/%s", c->dir, h);
+}
+
+uint64_t kp__kcache_max_size(kp_kcache *c) {
+    pthread_mutex_lock(&c->lock);
+    uint64_t v = c->max_size;
+    pthread_mutex_unlock(&c->lock);
+    return v;
+}
+
+void kp__kcache_set_max_size(kp_kcache *c, uint64_t bytes) {
+    pthread_mutex_lock(&c->lock);
+    c->max_size = bytes;
+    pthread_mutex_unlock(&c->lock);
 }
 
 void kp__kcache_get_stats(kp_kcache *c, kp_kcache_stats *out) {
@@ -277,6 +341,9 @@ static int disk_read(const kp_kcache *c, const kp_kcache_key *key, void **data, 
         if (buf && got == n) kp__sha256(buf, n, sum);
         ok = buf && got == n && memcmp(sum, h + 56, KP_SHA256_SIZE) == 0;
     }
+    /* Recency for the size bound's eviction; a read-only mount or another
+     * failure only makes this file look older. */
+    if (ok) (void)futimens(fd, NULL);
     close(fd);
     if (!ok) {
         free(buf);
@@ -330,6 +397,136 @@ static int disk_write(const kp_kcache *c, const kp_kcache_key *key, const void *
     return ok;
 }
 
+/* ------------------------------------------------------------ size bound */
+
+static int is_lower_hex(const char *s, size_t n) {
+    for (size_t k = 0; k < n; k++)
+        if (!((s[k] >= '0' && s[k] <= '9') || (s[k] >= 'a' && s[k] <= 'f'))) return 0;
+    return 1;
+}
+
+/* The names this file writes: the key in lowercase hex, and disk_write's temporaries. */
+static int is_cache_name(const char *name) { return strlen(name) == KCACHE_NAME_LEN && is_lower_hex(name, KCACHE_NAME_LEN); }
+static int is_tmp_name(const char *name) {
+    return strlen(name) == KCACHE_TMP_LEN && strncmp(name, KCACHE_TMP_PREFIX, 5) == 0 && is_lower_hex(name + 5, 16) &&
+           name[21] == '-' && is_lower_hex(name + 22, 16);
+}
+
+typedef struct cache_file {
+    char name[KCACHE_NAME_LEN + 1];
+    struct timespec mtime;
+    uint64_t size;
+} cache_file;
+
+typedef struct file_list {
+    cache_file *v;
+    size_t n, cap;
+    uint64_t total;
+} file_list;
+
+static int push_file(file_list *l, const char *name, const struct stat *st) {
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 256;
+        cache_file *v = realloc(l->v, cap * sizeof *v);
+        if (!v) return 0;
+        l->v = v;
+        l->cap = cap;
+    }
+    cache_file *f = &l->v[l->n++];
+    memcpy(f->name, name, KCACHE_NAME_LEN + 1);
+    f->mtime = st->st_mtim;
+    f->size = (uint64_t)st->st_size;
+    l->total += f->size;
+    return 1;
+}
+
+/* A temporary file nobody wrote to for an hour belongs to a writer that died
+ * between create and rename; a live writer's file is minutes old at most
+ * (it writes one kernel and fsyncs it). Removing one by mistake only makes
+ * that writer's rename fail, which kp__kcache_put reports as a memory-only put. */
+static void remove_if_stale_tmp(int dfd, const char *name, const struct stat *st) {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (now.tv_sec - st->st_mtim.tv_sec > KP_KCACHE_STALE_TMP_SECONDS) (void)unlinkat(dfd, name, 0);
+}
+
+/* Lists the directory's cache files (regular, owned by the user, key-named;
+ * lstat-like, no link followed) and removes stale temporaries. 0 when the
+ * directory cannot be read or memory runs out. */
+static int scan_dir(int dfd, file_list *l) {
+    int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* own offset, unlike dup */
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0) close(fd);
+        return 0;
+    }
+    int ok = 1;
+    uid_t me = geteuid();
+    struct dirent *e;
+    while (ok && (e = readdir(d)) != NULL) {
+        int cache = is_cache_name(e->d_name), tmp = !cache && is_tmp_name(e->d_name);
+        struct stat st;
+        if (!cache && !tmp) continue;
+        if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue; /* removed meanwhile */
+        if (!S_ISREG(st.st_mode) || st.st_uid != me) continue;
+        if (cache) ok = push_file(l, e->d_name, &st);
+        else remove_if_stale_tmp(dfd, e->d_name, &st);
+    }
+    closedir(d);
+    return ok;
+}
+
+static int older_first(const void *a, const void *b) {
+    const cache_file *x = a, *y = b;
+    if (x->mtime.tv_sec != y->mtime.tv_sec) return x->mtime.tv_sec < y->mtime.tv_sec ? -1 : 1;
+    if (x->mtime.tv_nsec != y->mtime.tv_nsec) return x->mtime.tv_nsec < y->mtime.tv_nsec ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+/* Removes the oldest files until the total is at most target; never `keep`,
+ * the file the triggering put just wrote (a put is not undone by its own
+ * eviction, even when that one file is larger than the target). Returns the
+ * number of files removed; l->total becomes the remaining total. A file
+ * another process removed first counts as removed here too: it is gone. */
+static long evict_oldest(int dfd, file_list *l, uint64_t target, const char *keep) {
+    qsort(l->v, l->n, sizeof *l->v, older_first);
+    long removed = 0;
+    for (size_t k = 0; k < l->n && l->total > target; k++) {
+        if (strcmp(l->v[k].name, keep) == 0) continue;
+        if (unlinkat(dfd, l->v[k].name, 0) != 0 && errno != ENOENT) continue;
+        l->total -= l->v[k].size;
+        removed++;
+    }
+    return removed;
+}
+
+/* Called without the lock after a successful disk write of `written` bytes. */
+static void enforce_size_bound(kp_kcache *c, const kp_kcache_key *key, uint64_t written) {
+    pthread_mutex_lock(&c->lock);
+    uint64_t max = c->max_size;
+    int scan = max > 0 && (!c->size_known || (c->size_estimate += written) > max);
+    pthread_mutex_unlock(&c->lock);
+    if (!scan || pthread_mutex_trylock(&c->evict_lock) != 0) return; /* another thread of this cache is scanning */
+    file_list l = {0};
+    long removed = 0;
+    int ok = scan_dir(c->dfd, &l);
+    if (ok && l.total > max) {
+        char keep[KCACHE_NAME_LEN + 1];
+        hex(key, keep);
+        removed = evict_oldest(c->dfd, &l, max - max / 5, keep);
+    }
+    free(l.v);
+    pthread_mutex_lock(&c->lock);
+    c->stats.size_scans++;
+    c->stats.evicted_files += removed;
+    if (ok) { /* writes of other threads during the scan may be missed: the next scan counts them */
+        c->size_estimate = l.total;
+        c->size_known = 1;
+    }
+    pthread_mutex_unlock(&c->lock);
+    pthread_mutex_unlock(&c->evict_lock);
+}
+
 /* ------------------------------------------------------------ get / put */
 
 int kp__kcache_get(kp_kcache *c, const kp_kcache_key *key, void **data, size_t *len) {
@@ -361,5 +558,6 @@ int kp__kcache_put(kp_kcache *c, const kp_kcache_key *key, const void *data, siz
     if (copy) mem_insert(c, key, copy, len);
     if (ok) c->stats.disk_writes++;
     pthread_mutex_unlock(&c->lock);
+    if (ok) enforce_size_bound(c, key, (uint64_t)len + KCACHE_HEADER);
     return ok;
 }

@@ -25,6 +25,20 @@
  * check out (truncated, corrupted, another format) is ignored as a miss and
  * replaced by the next put.
  *
+ * Size bound: the directory's cache files (key-named files) are kept under
+ * a maximum total size, $KP_CACHE_MAX_SIZE bytes (optional K, M or G suffix,
+ * powers of 1024; 0 = unbounded; unset, empty or malformed: the default,
+ * KP_KCACHE_DEFAULT_MAX_SIZE), read when the cache is opened. A put that
+ * takes the total past the bound removes least-recently-used cache files,
+ * oldest modification time first, until the total is under 80% of it; a
+ * disk hit sets its file's modification time to now (failing to is not an
+ * error), so "used" means written or read from disk by some process. Only
+ * regular files owned by the user and named like a key are counted and
+ * removed; other names (a writer's temporary file in flight, anything the
+ * user put there), links and directories are left alone, except temporary
+ * files untouched for KP_KCACHE_STALE_TMP_SECONDS (their writer died). A
+ * file removed under a reader is a plain miss for it.
+ *
  * Memory: a bounded list of recent entries (KP_KCACHE_MEMORY_ENTRIES), so a
  * process looks a kernel up on disk at most once. Thread-safe (one mutex per
  * cache).
@@ -33,11 +47,14 @@
 #define KP_GPU_KCACHE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "gpu/sha256.h"
 
 #define KP_KCACHE_MEMORY_ENTRIES 64
 #define KP_KCACHE_FORMAT 1
+#define KP_KCACHE_DEFAULT_MAX_SIZE ((uint64_t)256 << 20)
+#define KP_KCACHE_STALE_TMP_SECONDS 3600
 
 typedef struct kp_kcache kp_kcache;
 
@@ -71,9 +88,18 @@ int kp__kcache_get(kp_kcache *c, const kp_kcache_key *key, void **data, size_t *
  * callers: a cache failure never stops a compilation). */
 int kp__kcache_put(kp_kcache *c, const kp_kcache_key *key, const void *data, size_t len);
 
-/* Statistics, for tests and diagnostics. */
+/* The size bound in bytes (0: unbounded), and a setter for tests. */
+uint64_t kp__kcache_max_size(kp_kcache *c);
+void kp__kcache_set_max_size(kp_kcache *c, uint64_t bytes);
+/* Parses a KP_CACHE_MAX_SIZE value ("4096", "64K", "256M", "1G"); 1 and
+ * *bytes on success, 0 for anything else (empty, sign, spaces, fractions,
+ * other suffixes, overflow). */
+int kp__kcache_parse_size(const char *text, uint64_t *bytes);
+
+/* Statistics, for tests and diagnostics. size_scans: directory scans for
+ * the size bound; evicted_files: cache files this cache removed for it. */
 typedef struct kp_kcache_stats {
-    long memory_hits, disk_hits, misses, disk_writes, rejected_files;
+    long memory_hits, disk_hits, misses, disk_writes, rejected_files, size_scans, evicted_files;
 } kp_kcache_stats;
 void kp__kcache_get_stats(kp_kcache *c, kp_kcache_stats *out);
 

@@ -12,6 +12,14 @@
  *   - a directory writable by group or others (0777, 0770), or (when run as
  *     root, so it can be simulated) owned by another user, is refused with a
  *     reason, and the cache still works in memory; KP_CACHE_DIR=off disables it;
+ *   - the size bound: KP_CACHE_MAX_SIZE's values (K/M/G, 0, malformed ones
+ *     falling back to the default); a put past the bound removes the least
+ *     recently used files (a file read from disk since survives, an older
+ *     untouched one goes) down to 80%; the total stays under the bound after
+ *     every put; 0 keeps everything; names that are not keys, key-named links
+ *     and directories, and fresh temporaries are never removed, temporaries
+ *     2 hours old are; processes evicting at once read only intact hits or
+ *     plain misses;
  *   - NVRTC output goes through the cache: a generated kernel compiled for
  *     sm_90 comes back byte-identical from the cache; the helper kernels
  *     compile; a device newer than NVRTC gets PTX; a compile error carries the
@@ -30,6 +38,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -408,6 +417,368 @@ static void test_directory_permissions(void **state) {
     kp__kcache_close(c);
 }
 
+/* ------------------------------------------------------------ size bound */
+
+#define ENTRY 1000                   /* payload bytes of the size tests' entries */
+#define ENTRY_FILE (ENTRY + 88)      /* with kcache's header */
+
+static int is_key_name(const char *name) {
+    if (strlen(name) != 64) return 0;
+    for (const char *p = name; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) return 0;
+    return 1;
+}
+
+/* Total bytes of the key-named regular files in dir, and their count. */
+static long long cache_bytes(const char *dir, int *count) {
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    long long total = 0;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        struct stat sb;
+        if (!is_key_name(e->d_name) || fstatat(dirfd(d), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
+            !S_ISREG(sb.st_mode))
+            continue;
+        total += sb.st_size;
+        n++;
+    }
+    closedir(d);
+    if (count) *count = n;
+    return total;
+}
+
+static int entry_on_disk(kp_kcache *c, const char *text) {
+    kp_kcache_key k;
+    char path[512];
+    key_of(&k, text);
+    kp__kcache_path(c, &k, path, sizeof path);
+    struct stat sb;
+    return lstat(path, &sb) == 0;
+}
+
+/* Sets text's file's modification time to `ago` seconds in the past. */
+static void age_entry(kp_kcache *c, const char *text, int ago) {
+    kp_kcache_key k;
+    char path[512];
+    key_of(&k, text);
+    kp__kcache_path(c, &k, path, sizeof path);
+    struct timespec t[2];
+    clock_gettime(CLOCK_REALTIME, &t[0]);
+    t[0].tv_sec -= ago;
+    t[1] = t[0];
+    assert_int_equal(utimensat(AT_FDCWD, path, t, 0), 0);
+}
+
+static void test_max_size_parsing(void **state) {
+    (void)state;
+    static const struct {
+        const char *text;
+        unsigned long long bytes;
+    } good[] = {{"0", 0}, {"4096", 4096}, {"4K", 4096}, {"4k", 4096}, {"3M", 3u << 20}, {"2g", 2ull << 30},
+                {"18446744073709551615", 18446744073709551615ull}, {"16777215G", 16777215ull << 30}};
+    for (size_t t = 0; t < sizeof good / sizeof good[0]; t++) {
+        uint64_t v = 1;
+        assert_int_equal(kp__kcache_parse_size(good[t].text, &v), 1);
+        assert_true(v == good[t].bytes);
+    }
+    static const char *bad[] = {"", " 5", "5 ", "-5", "+5", "abc", "12X", "1.5G", "4KB", "4KK", "G",
+                                "18446744073709551616", "17179869184G", "99999999999999999999999"};
+    for (size_t t = 0; t < sizeof bad / sizeof bad[0]; t++) {
+        uint64_t v = 7;
+        assert_int_equal(kp__kcache_parse_size(bad[t], &v), 0);
+        assert_true(v == 7);
+    }
+    assert_int_equal(kp__kcache_parse_size(NULL, &(uint64_t){0}), 0);
+
+    /* The variable, read at open: unset, valid, malformed (the default, and the cache works). */
+    char dir[300];
+    make_dir(dir, sizeof dir, "maxsize_env");
+    unsetenv("KP_CACHE_MAX_SIZE");
+    kp_kcache *c = kp__kcache_open(dir);
+    assert_true(kp__kcache_max_size(c) == KP_KCACHE_DEFAULT_MAX_SIZE);
+    assert_true(KP_KCACHE_DEFAULT_MAX_SIZE == 256u << 20);
+    kp__kcache_close(c);
+    setenv("KP_CACHE_MAX_SIZE", "64K", 1);
+    c = kp__kcache_open(dir);
+    assert_true(kp__kcache_max_size(c) == 65536);
+    kp__kcache_close(c);
+    for (size_t t = 0; t < sizeof bad / sizeof bad[0]; t++) {
+        setenv("KP_CACHE_MAX_SIZE", bad[t], 1);
+        c = kp__kcache_open(dir);
+        assert_true(kp__kcache_max_size(c) == KP_KCACHE_DEFAULT_MAX_SIZE);
+        put(c, bad[t], ENTRY);
+        kp__kcache_close(c);
+        c = kp__kcache_open(dir);
+        expect_hit(c, bad[t], ENTRY);
+        kp__kcache_close(c);
+    }
+    unsetenv("KP_CACHE_MAX_SIZE");
+}
+
+static void test_evicts_least_recently_used(void **state) {
+    (void)state;
+    char dir[300];
+    make_dir(dir, sizeof dir, "lru");
+    setenv("KP_CACHE_MAX_SIZE", "8K", 1); /* through the variable, as a user sets it */
+    kp_kcache *c = kp__kcache_open(dir);
+    unsetenv("KP_CACHE_MAX_SIZE");
+    assert_true(kp__kcache_max_size(c) == 8192);
+    const char *names[] = {"A", "B", "C", "D", "E", "F"};
+    for (int k = 0; k < 6; k++) put(c, names[k], ENTRY);
+    for (int k = 0; k < 6; k++) age_entry(c, names[k], 600 - 60 * k); /* A oldest ... F newest */
+    kp_kcache_stats st;
+    kp__kcache_get_stats(c, &st);
+    assert_int_equal(st.size_scans, 1); /* the first put's; the others fit the estimate */
+    assert_int_equal(st.evicted_files, 0);
+
+    kp_kcache *reader = kp__kcache_open(dir); /* another process reads A from disk: A is now recent */
+    expect_hit(reader, "A", ENTRY);
+    kp__kcache_get_stats(reader, &st);
+    assert_int_equal(st.disk_hits, 1);
+    kp__kcache_close(reader);
+
+    put(c, "G", ENTRY); /* 7 files, 7616 bytes: fits */
+    kp__kcache_get_stats(c, &st);
+    assert_int_equal(st.evicted_files, 0);
+    put(c, "H", ENTRY); /* 8704 > 8192: scan, evict the oldest down to 80% (6553): B then C */
+    kp__kcache_get_stats(c, &st);
+    assert_int_equal(st.size_scans, 2);
+    assert_int_equal(st.evicted_files, 2);
+    assert_false(entry_on_disk(c, "B"));
+    assert_false(entry_on_disk(c, "C"));
+    const char *kept[] = {"A", "D", "E", "F", "G", "H"};
+    for (int k = 0; k < 6; k++) assert_true(entry_on_disk(c, kept[k]));
+    int n = 0;
+    assert_true(cache_bytes(dir, &n) == 6 * ENTRY_FILE);
+    assert_int_equal(n, 6);
+    kp__kcache_close(c);
+
+    /* Evicted entries are plain misses for a fresh cache; the kept ones hit. */
+    c = kp__kcache_open(dir);
+    kp_kcache_key k;
+    void *d = NULL;
+    size_t len = 0;
+    key_of(&k, "B");
+    assert_int_equal(kp__kcache_get(c, &k, &d, &len), 0);
+    for (int j = 0; j < 6; j++) expect_hit(c, kept[j], ENTRY);
+    kp__kcache_get_stats(c, &st);
+    assert_int_equal(st.rejected_files, 0);
+    kp__kcache_close(c);
+}
+
+static void test_total_stays_under_bound(void **state) {
+    (void)state;
+    char dir[300];
+    make_dir(dir, sizeof dir, "bound");
+    kp_kcache *c = kp__kcache_open(dir);
+    kp__kcache_set_max_size(c, 65536);
+    char text[32];
+    for (int k = 0; k < 200; k++) {
+        snprintf(text, sizeof text, "entry %d", k);
+        put(c, text, ENTRY + (size_t)(k % 5) * 100);
+        assert_true(cache_bytes(dir, NULL) <= 65536);
+        assert_true(entry_on_disk(c, text)); /* a put is never undone by its own eviction */
+    }
+    kp_kcache_stats st;
+    kp__kcache_get_stats(c, &st);
+    assert_int_equal(st.disk_writes, 200);
+    /* 257 KB written through a 64 KB bound: a scan at the first put, then one
+     * per ~13 KB (the 20% left free by eviction), ~17 in all, not one per put */
+    assert_true(st.size_scans >= 10 && st.size_scans <= 25);
+    assert_true(st.evicted_files >= 140);
+    /* an entry larger than 80% of the bound evicts all others, not itself */
+    kp__kcache_set_max_size(c, 4096);
+    put(c, "big", 3500);
+    int n = 0;
+    assert_true(cache_bytes(dir, &n) == 3500 + 88);
+    assert_int_equal(n, 1);
+    assert_true(entry_on_disk(c, "big"));
+    kp__kcache_close(c);
+}
+
+static void test_unbounded(void **state) {
+    (void)state;
+    char dir[300];
+    make_dir(dir, sizeof dir, "unbounded");
+    setenv("KP_CACHE_MAX_SIZE", "0", 1);
+    kp_kcache *c = kp__kcache_open(dir);
+    unsetenv("KP_CACHE_MAX_SIZE");
+    assert_true(kp__kcache_max_size(c) == 0);
+    char text[32];
+    for (int k = 0; k < 50; k++) {
+        snprintf(text, sizeof text, "entry %d", k);
+        put(c, text, ENTRY);
+    }
+    int n = 0;
+    assert_true(cache_bytes(dir, &n) == 50 * ENTRY_FILE);
+    assert_int_equal(n, 50);
+    kp_kcache_stats st;
+    kp__kcache_get_stats(c, &st);
+    assert_int_equal(st.size_scans, 0);
+    assert_int_equal(st.evicted_files, 0);
+    kp__kcache_close(c);
+}
+
+static void write_file(const char *dir, const char *name, size_t n, int ago) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    for (size_t k = 0; k < n; k++) fputc('x', f);
+    fclose(f);
+    struct timespec t[2];
+    clock_gettime(CLOCK_REALTIME, &t[0]);
+    t[0].tv_sec -= ago;
+    t[1] = t[0];
+    assert_int_equal(utimensat(AT_FDCWD, path, t, 0), 0);
+}
+
+static int exists(const char *dir, const char *name) {
+    char path[512];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return lstat(path, &sb) == 0;
+}
+
+static void test_foreign_files_kept(void **state) {
+    (void)state;
+    char dir[300], outside[300], sub[400], path[512];
+    make_dir(dir, sizeof dir, "foreign");
+    make_dir(outside, sizeof outside, "foreign_target");
+    const char *hex64 = "00000000000000000000000000000000000000000000000000000000000000aa";
+    const char *foreign[] = {
+        "README",                                                             /* the user's note */
+        "00000000000000000000000000000000000000000000000000000000000000AA", /* upper case: not ours */
+        "0000000000000000000000000000000000000000000000000000000000000a",   /* 62 hex digits */
+        "00000000000000000000000000000000000000000000000000000000000000aa.bak",
+        ".tmp-0123456789abcdef-0123456789abcdeX", /* not quite a temporary's name */
+    };
+    for (size_t k = 0; k < sizeof foreign / sizeof foreign[0]; k++) write_file(dir, foreign[k], 4000, 7200);
+    /* a key-named link to a file outside, and a key-named directory: neither followed nor removed */
+    write_file(outside, "target", 4000, 7200);
+    snprintf(path, sizeof path, "%s/%s", dir, hex64);
+    char target[400];
+    snprintf(target, sizeof target, "%s/target", outside);
+    assert_int_equal(symlink(target, path), 0);
+    snprintf(sub, sizeof sub, "%s/00000000000000000000000000000000000000000000000000000000000000bb", dir);
+    assert_int_equal(mkdir(sub, 0700), 0);
+    /* a writer's temporary in flight (fresh) stays; a dead writer's (2 hours old) goes */
+    const char *live_tmp = ".tmp-0123456789abcdef-0123456789abcdef";
+    const char *dead_tmp = ".tmp-fedcba9876543210-fedcba9876543210";
+    write_file(dir, live_tmp, 3000, 0);
+    write_file(dir, dead_tmp, 3000, 7200);
+
+    kp_kcache *c = kp__kcache_open(dir);
+    kp__kcache_set_max_size(c, 4096);
+    char text[32];
+    for (int k = 0; k < 20; k++) {
+        snprintf(text, sizeof text, "entry %d", k);
+        put(c, text, ENTRY);
+    }
+    kp_kcache_stats st;
+    kp__kcache_get_stats(c, &st);
+    assert_true(st.evicted_files >= 15);
+    kp__kcache_close(c);
+    assert_true(cache_bytes(dir, NULL) <= 4096); /* foreign files are not counted */
+    for (size_t k = 0; k < sizeof foreign / sizeof foreign[0]; k++) assert_true(exists(dir, foreign[k]));
+    assert_true(exists(dir, hex64));
+    assert_true(exists(outside, "target"));
+    struct stat sb;
+    assert_int_equal(stat(target, &sb), 0);
+    assert_int_equal(sb.st_size, 4000);
+    assert_int_equal(stat(sub, &sb), 0);
+    assert_true(S_ISDIR(sb.st_mode));
+    assert_true(exists(dir, live_tmp));
+    assert_false(exists(dir, dead_tmp));
+}
+
+#define NEVICTORS 4
+#define NEVICT_PUTS 60
+
+/* Each child writes its own entries and reads everyone's while all evict
+ * under a small bound: every read is an intact hit or a plain miss. */
+static void test_concurrent_eviction(void **state) {
+    (void)state;
+    char dir[300];
+    make_dir(dir, sizeof dir, "concurrent_evict");
+    pid_t pids[NEVICTORS];
+    for (int w = 0; w < NEVICTORS; w++) {
+        pids[w] = fork();
+        assert_true(pids[w] >= 0);
+        if (pids[w] == 0) {
+            kp_kcache *c = kp__kcache_open(dir);
+            if (!c || kp__kcache_disabled_reason(c)) _exit(2);
+            kp__kcache_set_max_size(c, 16384);
+            char text[64];
+            for (int k = 0; k < NEVICT_PUTS; k++) {
+                snprintf(text, sizeof text, "writer %d entry %d", w, k);
+                put(c, text, ENTRY);
+                for (int o = 0; o < NEVICTORS; o++) {
+                    kp_kcache *fresh = kp__kcache_open(dir); /* empty memory: reads go to disk */
+                    snprintf(text, sizeof text, "writer %d entry %d", o, k > 3 ? k - 3 : 0);
+                    kp_kcache_key key;
+                    key_of(&key, text);
+                    void *d = NULL;
+                    size_t len = 0;
+                    if (kp__kcache_get(fresh, &key, &d, &len)) {
+                        unsigned char *want = payload(text, ENTRY);
+                        int same = len == ENTRY && memcmp(d, want, ENTRY) == 0;
+                        free(want);
+                        free(d);
+                        if (!same) _exit(3);
+                    }
+                    kp_kcache_stats st;
+                    kp__kcache_get_stats(fresh, &st);
+                    kp__kcache_close(fresh);
+                    if (st.rejected_files != 0) _exit(4);
+                }
+            }
+            kp_kcache_stats st;
+            kp__kcache_get_stats(c, &st);
+            kp__kcache_close(c);
+            _exit(st.disk_writes == NEVICT_PUTS && st.evicted_files > 0 ? 0 : 5);
+        }
+    }
+    for (int w = 0; w < NEVICTORS; w++) {
+        int status = 0;
+        assert_int_equal(waitpid(pids[w], &status, 0), pids[w]);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+    }
+    /* Everything left is intact, no temporary is left behind, and the next
+     * process's first put brings the total under the bound. */
+    kp_kcache *c = kp__kcache_open(dir);
+    kp__kcache_set_max_size(c, 16384);
+    DIR *d = opendir(dir);
+    int files = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.' && (e->d_name[1] == 0 || e->d_name[1] == '.')) continue;
+        assert_true(strncmp(e->d_name, ".tmp", 4) != 0);
+        assert_true(is_key_name(e->d_name));
+        files++;
+    }
+    closedir(d);
+    assert_true(files > 0 && files < NEVICTORS * NEVICT_PUTS);
+    char text[64];
+    int hits = 0;
+    for (int w = 0; w < NEVICTORS; w++)
+        for (int k = 0; k < NEVICT_PUTS; k++) {
+            snprintf(text, sizeof text, "writer %d entry %d", w, k);
+            if (entry_on_disk(c, text)) {
+                expect_hit(c, text, ENTRY);
+                hits++;
+            }
+        }
+    assert_int_equal(hits, files);
+    put(c, "after", ENTRY);
+    assert_true(cache_bytes(dir, NULL) <= 16384);
+    kp_kcache_stats st;
+    kp__kcache_get_stats(c, &st);
+    assert_int_equal(st.rejected_files, 0);
+    kp__kcache_close(c);
+}
+
 static void test_nvrtc_through_cache(void **state) {
     (void)state;
     const char *why = NULL;
@@ -481,6 +852,7 @@ static int setup(void **state) {
     (void)state;
     const char *tmp = getenv("TMPDIR");
     snprintf(root, sizeof root, "%s/kp_kcache_XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    unsetenv("KP_CACHE_MAX_SIZE"); /* the tests choose their bounds */
     return mkdtemp(root) ? 0 : -1;
 }
 
@@ -498,6 +870,12 @@ int main(void) {
         cmocka_unit_test(test_concurrent_writers),
         cmocka_unit_test(test_corrupted_files),
         cmocka_unit_test(test_directory_permissions),
+        cmocka_unit_test(test_max_size_parsing),
+        cmocka_unit_test(test_evicts_least_recently_used),
+        cmocka_unit_test(test_total_stays_under_bound),
+        cmocka_unit_test(test_unbounded),
+        cmocka_unit_test(test_foreign_files_kept),
+        cmocka_unit_test(test_concurrent_eviction),
         cmocka_unit_test(test_nvrtc_through_cache),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
