@@ -105,6 +105,9 @@ static const jcase cases[] = {
     /* ROW values from parameters only (held once for all of a kernel's rows)
      * beside ROW values of each row's point (one per row). */
     {"Sum_Reduction(Exp(-SqDist(x,y)*(g*Sum(x)) - g*3)*b, %d)", 2, 0},
+    /* Divisions by ROW values (products with their reciprocals, jit.h). */
+    {"Sum_Reduction(Exp(-SqDist(x,y)/g)*b, %d)", 2, 0},
+    {"Sum_Reduction(SqDist(x,y)/(g*Sum(x)+1)*Sum(b) + (x-y)/x, %d)", 3, 0},
 };
 
 static void mode(const char *m) { setenv("KP_JIT", m, 1); }
@@ -209,6 +212,47 @@ static double exp_ulps(kp_context *ctx, kp_dtype dt, const double *xs, size_t n)
     }
     free(out);
     return worst;
+}
+
+/* Rows whose divisor has no normal reciprocal (subnormal, or above 1 / the
+ * smallest normal) run on the interpreter: a * (1 / b) would be inf or 0
+ * where a / b is a modest number. */
+static void test_divisor_without_reciprocal(void **state) {
+    (void)state;
+    kp_context *ctx = NULL;
+    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    enum { NI = 9, NJ = 70 };
+    const char *al[] = {"x = Vi(1)", "y = Vj(1)", "h = Pm(1)", "g = Vi(1)"};
+    double x[NI], y[NJ], h, g[NI], ref[NI], got[NI], scale[NI];
+    for (int j = 0; j < NJ; j++) y[j] = 0.5 + j / (double)NJ;
+    struct { kp_dtype dt; double h, small, big, tol; } dts[] = {
+        {KP_FLOAT32, 1e-37, 1e-40, 1e38, 1e-5},    /* 1e-40: subnormal; 1e38 > 2^126 */
+        {KP_FLOAT64, 1e-300, 1e-310, 1e308, 1e-12}, /* 1e-310: subnormal; 1e308 > 2^1022 */
+    };
+    for (int t = 0; t < 2; t++) {
+        h = dts[t].h;
+        /* Rows alternate between normal divisors and the two kinds of bad ones,
+         * so a kernel call of several rows meets both. */
+        for (int i = 0; i < NI; i++) {
+            x[i] = 1 + i;
+            g[i] = i % 3 == 0 ? dts[t].small : i % 3 == 1 ? 2.0 + i : dts[t].big;
+        }
+        kpt_arg args[4] = {{x, NI, 1}, {y, NJ, 1}, {&h, -1, 1}, {g, NI, 1}};
+        /* Small divisor: x y h / g is about 1e3 x y (its reciprocal is inf); big
+         * divisor: x y (g h) / g is about 10 h x y (float32: its reciprocal is
+         * flushed to 0). */
+        const char *text = "Sum_Reduction(x*y*h/g + x*y*(g*h)/g, 1)";
+        mode("off");
+        KPT_ASSERT_OK(ctx, kpt_run(ctx, KPT_VIA_PLAN, text, al, 4, dts[t].dt, args, 4, NI, 1, ref, 0, NULL, NULL));
+        mode("require");
+        KPT_ASSERT_OK(ctx, kpt_run(ctx, KPT_VIA_PLAN, text, al, 4, dts[t].dt, args, 4, NI, 1, got, 0, NULL, NULL));
+        for (int i = 0; i < NI; i++) {
+            assert_true(isfinite(ref[i]) && ref[i] > 0);
+            scale[i] = fabs(ref[i]);
+        }
+        assert_int_equal(kpt_check(text, got, ref, scale, NI, dts[t].tol, 0), 0);
+    }
+    kp_context_free(ctx);
 }
 
 static void test_exp_accuracy(void **state) {
@@ -696,6 +740,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_matches_interpreter),
         cmocka_unit_test(test_lse_special),
         cmocka_unit_test(test_exp_accuracy),
+        cmocka_unit_test(test_divisor_without_reciprocal),
         cmocka_unit_test(test_background),
         cmocka_unit_test(test_fallback),
         cmocka_unit_test(test_joint_matches_interpreter),

@@ -188,6 +188,21 @@ static const REAL *jit_input(kp_operand o, const REAL *colbuf, const REAL *pb) {
  * sums added as state_accumulate adds its own, tile states (KP_JIT_LSE)
  * merged as two chunks' states are, or F, F2, G written for the
  * interpreter's monoid. */
+static void interpreted_rows(const block_ctx *c, int64_t j0, const int64_t *jmap, int len, int ra, int rb);
+
+/* Whether the compiled kernel may run rows [r, r + n): its divisions by ROW
+ * values are products with their reciprocals (jit.h, row_divisors), which
+ * only rows whose divisors keep a normal reciprocal compute to within an ulp
+ * of the division. */
+static int jit_rows_exact(const block_ctx *c, const kp_jit_kernel *K, int r, int n) {
+    if (!K->row_divisors) return 1;
+#if KP_REAL_F32
+    return kp__jit_divisors_safe_f32(K->row_divisors, c->rowbuf + (size_t)r * (size_t)c->rs, (size_t)c->rs, n);
+#else
+    return kp__jit_divisors_safe_f64(K->row_divisors, c->rowbuf + (size_t)r * (size_t)c->rs, (size_t)c->rs, n);
+#endif
+}
+
 static void jit_tile(const block_ctx *c, int64_t j0, const int64_t *jmap, int len, int ra, int rb) {
     const kp_jit_kernel *K = c->jit;
     const kp_program *prog = c->job->prog;
@@ -195,6 +210,10 @@ static void jit_tile(const block_ctx *c, int64_t j0, const int64_t *jmap, int le
     int D = prog->fdim, compensate = !(KP_REAL_F32 && c->job->scheme == KP_SUM_PLAIN);
     for (int r = ra; r < rb; r += K->rows) {
         int n = rb - r < K->rows ? rb - r : K->rows;
+        if (!jit_rows_exact(c, K, r, n)) {
+            interpreted_rows(c, j0, jmap, len, r, r + n);
+            continue;
+        }
         K->fn(c->rowbuf + (size_t)r * (size_t)c->rs, c->colbuf, K->mode == KP_JIT_TILES ? c->pairbuf : c->tmp, len);
         for (int q = 0; q < n; q++) {
             REAL *st = c->partial + (size_t)(r + q) * (size_t)c->nreal;
@@ -221,10 +240,12 @@ static void jit_tile(const block_ctx *c, int64_t j0, const int64_t *jmap, int le
  * run_col_program) into the partial states of the block's rows [ra, rb). */
 static void reduce_tile(const block_ctx *c, int64_t j0, const int64_t *jmap, int len, int ra, int rb) {
     run_col_program(c->job, c->bp, j0, jmap, len, c->rowbuf, c->colbuf);
-    if (c->jit) {
-        jit_tile(c, j0, jmap, len, ra, rb);
-        return;
-    }
+    if (c->jit) jit_tile(c, j0, jmap, len, ra, rb);
+    else interpreted_rows(c, j0, jmap, len, ra, rb);
+}
+
+/* The interpreter's fold of the tile (its COL values computed) into rows [ra, rb). */
+static void interpreted_rows(const block_ctx *c, int64_t j0, const int64_t *jmap, int len, int ra, int rb) {
     for (int r = ra; r < rb; r++) {
         run_pair_program(c->job->prog, c->rowbuf + (size_t)r * (size_t)c->rs, c->colbuf, c->pairbuf);
         state_accumulate(c->job->prog, c->job->scheme, c->partial + (size_t)r * (size_t)c->nreal,

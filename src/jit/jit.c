@@ -423,7 +423,7 @@ static void put_operand(int64_t *k, size_t *n, kp_operand o) {
 static size_t make_key(const kp_jit_spec *s, int64_t *k) {
     size_t n = 0;
     int64_t head[] = {s->f32,      s->tile,      s->vl,   s->rows, s->mode, s->row_size, s->col_size, s->pair_size,
-                      s->fdim,     s->n,         (int64_t)s->row_uniform};
+                      s->fdim,     s->n,         (int64_t)s->row_uniform, (int64_t)s->row_divisors};
     for (size_t i = 0; i < sizeof head / sizeof *head; i++) k[n++] = head[i];
     put_operand(k, &n, s->red_f);
     put_operand(k, &n, s->red_f2);
@@ -480,6 +480,7 @@ static entry *new_entry(const kp_jit_spec *s, const int64_t *k, size_t n, uint64
     e->spec = *s;
     e->spec.code = e->code;
     e->kernel.rows = s->rows;
+    e->kernel.row_divisors = s->row_divisors;
     e->kernel.mode = s->mode;
     return e;
 }
@@ -541,6 +542,20 @@ static uint64_t row_uniform(const kp_program *prog) {
     return u;
 }
 
+/* The ROW components (below 64) that divide PAIR values in the pair
+ * program: the divisor of Div, and of the fused Exp(a / b). */
+static uint64_t row_divisors(const kp_program *prog) {
+    uint64_t m = 0;
+    for (int i = 0; i < prog->pair.n; i++) {
+        const kp_instr *ins = &prog->pair.code[i];
+        int divides = ins->op == KP_OP_DIV || (ins->op == KP_OP_EXP && ins->nin == 2 && ins->ip[1]);
+        if (!divides || ins->in[1].loc != KP_LOC_ROW) continue;
+        for (int c = 0; c < ins->in[1].dim; c++)
+            if (ins->in[1].off + c < 64) m |= (uint64_t)1 << (ins->in[1].off + c);
+    }
+    return m;
+}
+
 /* The kernel's description for prog (the joint terms for KP_JIT_JOINT). */
 static kp_jit_spec spec_of(const kp_program *prog, kp_dtype dtype, int tile, int vec_bytes, kp_jit_mode mode) {
     kp_jit_spec s;
@@ -553,6 +568,7 @@ static kp_jit_spec spec_of(const kp_program *prog, kp_dtype dtype, int tile, int
     s.col_size = prog->col_size;
     s.pair_size = prog->pair_size;
     s.row_uniform = row_uniform(prog);
+    s.row_divisors = mode == KP_JIT_JOINT ? 0 : row_divisors(prog);
     s.n = prog->pair.n;
     s.code = prog->pair.code;
     if (mode == KP_JIT_JOINT) {

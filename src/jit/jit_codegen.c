@@ -150,6 +150,16 @@ static LLVMValueRef ipow(gen *g, LLVMValueRef a, int ip) {
     return ip < 0 ? kp__llvm.LLVMBuildFDiv(g->B, splat(g, 1), r, "") : r;
 }
 
+/* a / b, b operand o of ins: when o is a ROW value the kernel takes as a
+ * divisor (jit.h, row_divisors: every component's bit), a times 1 / b,
+ * divided once per call in the first block. */
+static LLVMValueRef quotient(gen *g, kp_operand o, LLVMValueRef a, LLVMValueRef b) {
+    int reciprocal = o.loc == KP_LOC_ROW && o.dim > 0 && o.off + o.dim <= 64;
+    for (int c = 0; reciprocal && c < o.dim; c++) reciprocal = (int)(g->s->row_divisors >> (o.off + c) & 1);
+    if (!reciprocal) return kp__llvm.LLVMBuildFDiv(g->B, a, b, "");
+    return kp__llvm.LLVMBuildFMul(g->B, a, kp__llvm.LLVMBuildFDiv(g->AB, splat(g, 1), b, ""), "");
+}
+
 /* One component of an elementwise op (ops.def classes EW1, EW2, EW3). */
 static LLVMValueRef elementwise(gen *g, const kp_instr *ins, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
     LLVMValueRef one = splat(g, 1), zero = splat(g, 0);
@@ -157,7 +167,7 @@ static LLVMValueRef elementwise(gen *g, const kp_instr *ins, LLVMValueRef a, LLV
     case KP_OP_ADD: return kp__llvm.LLVMBuildFAdd(g->B, a, b, "");
     case KP_OP_SUB: return kp__llvm.LLVMBuildFSub(g->B, a, b, "");
     case KP_OP_MUL: return kp__llvm.LLVMBuildFMul(g->B, a, b, "");
-    case KP_OP_DIV: return kp__llvm.LLVMBuildFDiv(g->B, a, b, "");
+    case KP_OP_DIV: return quotient(g, ins->in[1], a, b);
     case KP_OP_NEG: return kp__llvm.LLVMBuildFNeg(g->B, a, "");
     case KP_OP_INV: return kp__llvm.LLVMBuildFDiv(g->B, one, a, "");
     case KP_OP_SQUARE: return kp__llvm.LLVMBuildFMul(g->B, a, a, "");
@@ -172,7 +182,7 @@ static LLVMValueRef elementwise(gen *g, const kp_instr *ins, LLVMValueRef a, LLV
     case KP_OP_EQ: return sel(g, cmp(g, LLVMRealOEQ, a, b), one, zero);
     case KP_OP_NE: return sel(g, cmp(g, LLVMRealUNE, a, b), one, zero);
     case KP_OP_EXP:
-        if (ins->nin == 2) return vexp(g, ins->ip[1] ? kp__llvm.LLVMBuildFDiv(g->B, a, b, "") : kp__llvm.LLVMBuildFMul(g->B, a, b, ""));
+        if (ins->nin == 2) return vexp(g, ins->ip[1] ? quotient(g, ins->in[1], a, b) : kp__llvm.LLVMBuildFMul(g->B, a, b, ""));
         return vexp(g, a);
     case KP_OP_ABS: return call1(g, "llvm.fabs", a);
     case KP_OP_FLOOR: return call1(g, "llvm.floor", a);
