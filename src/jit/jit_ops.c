@@ -17,6 +17,8 @@
  *                          relative); measured max error 2 ulp against libm
  *                          (tests/test_jit.c). +inf above 709.78, 0 below
  *                          -708.39 (no subnormal results), NaN for NaN.
+ *                          N = 16 floats and N = 8 doubles (AVX-512) compute
+ *                          the same with fewer operations (below).
  * Vectors cross the interface through pointers: a vector argument's calling
  * convention depends on the target features, a pointer's does not.
  */
