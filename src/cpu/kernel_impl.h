@@ -13,6 +13,7 @@
  *
  * Before including: KP_REAL_F32, the ISA macro (see simd.h), KP_KERNELS_NAME.
  */
+#include <float.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,6 +177,7 @@ typedef struct block_ctx {
     const REAL *F, *F2, *G;
     int nreal, nidx, rs;
     const kp_jit_kernel *jit; /* NULL: the interpreter */
+    int divide;               /* block_needs_division: rows to run on the interpreter */
 } block_ctx;
 
 /* A reduction input of the compiled kernel's row (pair buffer pb), or of the tile. */
@@ -190,17 +192,27 @@ static const REAL *jit_input(kp_operand o, const REAL *colbuf, const REAL *pb) {
  * interpreter's monoid. */
 static void interpreted_rows(const block_ctx *c, int64_t j0, const int64_t *jmap, int len, int ra, int rb);
 
-/* Whether the compiled kernel may run rows [r, r + n): its divisions by ROW
- * values are products with their reciprocals (jit.h, row_divisors), which
- * only rows whose divisors keep a normal reciprocal compute to within an ulp
- * of the division. */
-static int jit_rows_exact(const block_ctx *c, const kp_jit_kernel *K, int r, int n) {
-    if (!K->row_divisors) return 1;
-#if KP_REAL_F32
-    return kp__jit_divisors_safe_f32(K->row_divisors, c->rowbuf + (size_t)r * (size_t)c->rs, (size_t)c->rs, n);
-#else
-    return kp__jit_divisors_safe_f64(K->row_divisors, c->rowbuf + (size_t)r * (size_t)c->rs, (size_t)c->rs, n);
-#endif
+/* Whether row rowv's divisors (mask: the kernel's row_divisors, jit.h) have
+ * normal reciprocals, so that the kernel's a * (1 / b) is within an ulp of
+ * a / b. 0, +-inf and NaN divisors give the division's values as products
+ * too; a subnormal b makes 1 / b inf, and b above 1 / REAL_MIN makes it
+ * subnormal (flushed to 0 in float32 kernels). */
+static int row_has_reciprocals(uint64_t mask, const REAL *rowv) {
+    const REAL smallest = KP_REAL_F32 ? (REAL)FLT_MIN : (REAL)DBL_MIN, largest = KP_REAL_F32 ? (REAL)FLT_MAX : (REAL)DBL_MAX;
+    for (; mask; mask &= mask - 1) {
+        REAL b = rowv[__builtin_ctzll(mask)], a = b < 0 ? -b : b;
+        if ((a > 0 && a < smallest) || (a > 1 / smallest && a <= largest)) return 0;
+    }
+    return 1;
+}
+
+/* Whether any row of the block [0, nr) has a divisor without a normal
+ * reciprocal: then jit_tile looks at its rows one by one. */
+static int block_needs_division(const kp_jit_kernel *K, const REAL *rowbuf, int rs, int nr) {
+    if (!K || !K->row_divisors) return 0;
+    for (int r = 0; r < nr; r++)
+        if (!row_has_reciprocals(K->row_divisors, rowbuf + (size_t)r * (size_t)rs)) return 1;
+    return 0;
 }
 
 static void jit_tile(const block_ctx *c, int64_t j0, const int64_t *jmap, int len, int ra, int rb) {
@@ -210,13 +222,15 @@ static void jit_tile(const block_ctx *c, int64_t j0, const int64_t *jmap, int le
     int D = prog->fdim, compensate = !(KP_REAL_F32 && c->job->scheme == KP_SUM_PLAIN);
     for (int r = ra; r < rb; r += K->rows) {
         int n = rb - r < K->rows ? rb - r : K->rows;
-        if (!jit_rows_exact(c, K, r, n)) {
-            interpreted_rows(c, j0, jmap, len, r, r + n);
-            continue;
-        }
         K->fn(c->rowbuf + (size_t)r * (size_t)c->rs, c->colbuf, K->mode == KP_JIT_TILES ? c->pairbuf : c->tmp, len);
         for (int q = 0; q < n; q++) {
             REAL *st = c->partial + (size_t)(r + q) * (size_t)c->nreal;
+            /* Each row alone decides (not its neighbours in the call), so a
+             * row's path does not depend on how rows are grouped. */
+            if (c->divide && !row_has_reciprocals(K->row_divisors, c->rowbuf + (size_t)(r + q) * (size_t)c->rs)) {
+                interpreted_rows(c, j0, jmap, len, r + q, r + q + 1);
+                continue;
+            }
             if (K->mode == KP_JIT_LSE) {
                 state_merge(prog, st, NULL, c->tmp + (size_t)q * (size_t)c->nreal, NULL);
                 continue;
@@ -294,8 +308,9 @@ static void process(const kp_job *job, int64_t b, int64_t r0, int64_t r1, int64_
     if (prog->red_g.dim)
         G = (prog->red_g.loc == KP_LOC_COL ? colbuf : pairbuf) + (size_t)prog->red_g.off * TILE;
 
+    const kp_jit_kernel *jk = job->engine_kernel;
     block_ctx bc = {job, &bp, rowbuf, colbuf, pairbuf, tmp, partial, partial_idx, F, F2, G, nreal, nidx, rs,
-                    (const kp_jit_kernel *)job->engine_kernel};
+                    jk, block_needs_division(jk, rowbuf, rs, nr)};
     for (int64_t ch = ch0; ch < ch1; ch++) {
         int64_t jstart = ch * KP_CHUNK;
         int64_t jend = jstart + KP_CHUNK < job->ncols ? jstart + KP_CHUNK : job->ncols;

@@ -524,15 +524,14 @@ static uint64_t row_uniform(const kp_program *prog) {
     uint64_t u = 0;
     for (int i = 0; i < prog->row.n; i++) {
         const kp_instr *ins = &prog->row.code[i];
-        int same = ins->op == KP_OP_CONST || (ins->op == KP_OP_VAR && ins->ip[0] == KP_VAR_PARAM);
-        if (ins->op != KP_OP_VAR && ins->op != KP_OP_CONST && ins->op != KP_OP_INDEX) {
-            same = 1;
-            for (int j = 0; j < ins->nin; j++)
-                for (int c = 0; c < ins->in[j].dim; c++) {
-                    int k = ins->in[j].off + c;
-                    same &= ins->in[j].loc == KP_LOC_ROW && k < 64 && (u >> k & 1);
-                }
-        }
+        /* Leaves: parameters and constants (no inputs) are; variables of the
+         * rows and indices are not. Other ops: when all their inputs are. */
+        int same = ins->op == KP_OP_VAR ? ins->ip[0] == KP_VAR_PARAM : ins->op != KP_OP_INDEX;
+        for (int j = 0; j < ins->nin; j++)
+            for (int c = 0; c < ins->in[j].dim; c++) {
+                int k = ins->in[j].off + c;
+                same &= ins->in[j].loc == KP_LOC_ROW && k < 64 && (u >> k & 1);
+            }
         for (int c = 0; c < ins->out.dim; c++) {
             int k = ins->out.off + c;
             if (k >= 64) continue;

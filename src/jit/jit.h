@@ -81,7 +81,7 @@ typedef struct kp_jit_kernel {
      * several times a multiplication. a * (1 / b) is within an ulp or so of
      * a / b while 1 / b is a normal number; callers run the rows whose b is
      * subnormal or above 1 / (smallest normal) on the interpreter instead
-     * (kp__jit_divisors_safe_f32/f64). */
+     * (cpu/kernel_impl.h, row_has_reciprocals). */
     uint64_t row_divisors;
     kp_jit_mode mode;
 } kp_jit_kernel;
@@ -94,26 +94,6 @@ typedef struct kp_jit_kernel {
  * In "require" mode a failed compile sets *failed and its message in ctx. */
 const kp_jit_kernel *kp__jit_kernel(kp_context *ctx, const kp_program *prog, kp_dtype dtype, int tile, int vec_bytes,
                                     kp_jit_mode mode, double pairs, int *failed);
-
-/* Whether a kernel with row_divisors may run rows rowv[0 .. n) (row q's
- * ROW values at rowv + q * rs): no divisor's reciprocal leaves the normal
- * range (0, +-inf and NaN divisors are exact as products too). */
-static inline int kp__jit_divisors_safe_f32(uint64_t mask, const float *rowv, size_t rs, int n) {
-    for (int q = 0; q < n; q++)
-        for (uint64_t m = mask; m; m &= m - 1) {
-            float b = rowv[(size_t)q * rs + (size_t)__builtin_ctzll(m)], a = b < 0 ? -b : b;
-            if ((a > 0 && a < 0x1p-126f) || (a > 0x1p126f && a <= 0x1.fffffep127f)) return 0;
-        }
-    return 1;
-}
-static inline int kp__jit_divisors_safe_f64(uint64_t mask, const double *rowv, size_t rs, int n) {
-    for (int q = 0; q < n; q++)
-        for (uint64_t m = mask; m; m &= m - 1) {
-            double b = rowv[(size_t)q * rs + (size_t)__builtin_ctzll(m)], a = b < 0 ? -b : b;
-            if ((a > 0 && a < 0x1p-1022) || (a > 0x1p1022 && a <= 0x1.fffffffffffffp1023)) return 0;
-        }
-    return 1;
-}
 
 /* Process-wide counters (tests, measurements): kernels made ready, compiled
  * or loaded from the disk cache (disk_hits: of them, loaded; joint, lse: of
