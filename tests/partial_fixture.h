@@ -168,6 +168,26 @@ static inline void batched_args(const batched *B, int64_t r0, int64_t j0, int64_
     a[1].shape[1] = a[2].shape[1] = j1 - j0;
 }
 
+/* The output arrays over v, ix (2 * OUTW each, zeroed here) for arguments
+ * a; *vo, *io are NULL when the plan writes no values or no indices. */
+typedef struct batched_out {
+    kp_array v, ix;
+    kp_array *vo, *io;
+} batched_out;
+
+static inline void batched_outputs(kp_context *ctx, kp_plan *p, const kp_array a[3], double *v, int64_t *ix,
+                                   batched_out *o) {
+    int ndim;
+    int64_t shape[KP_MAX_DIMS], ishape[KP_MAX_DIMS];
+    KPT_ASSERT_OK(ctx, kp_plan_output_shape(p, a, 3, NULL, &ndim, shape, ishape));
+    memset(v, 0, 2 * OUTW * sizeof *v);
+    memset(ix, 0, 2 * OUTW * sizeof *ix);
+    o->v = kp_array_nd(v, KP_FLOAT64, ndim, shape);
+    o->ix = kp_array_nd(ix, KP_INT64, ndim, ishape);
+    o->vo = shape[ndim - 1] ? &o->v : NULL;
+    o->io = ishape[ndim - 1] ? &o->ix : NULL;
+}
+
 /* Writes v, ix (2 * OUTW each, zeroed first) from one kp_plan_exec over every
  * point of B on the whole problem's ranges t. */
 static inline void batched_exec(kp_context *ctx, kp_plan *p, const batched *B, const part_ranges *t, double *v,
@@ -178,13 +198,9 @@ static inline void batched_exec(kp_context *ctx, kp_plan *p, const batched *B, c
     kp_ranges rg = ranges_of_part(t, 0, NRED, local);
     kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
     opt.ranges = &rg;
-    int ndim;
-    int64_t shape[KP_MAX_DIMS], ishape[KP_MAX_DIMS];
-    KPT_ASSERT_OK(ctx, kp_plan_output_shape(p, a, 3, NULL, &ndim, shape, ishape));
-    memset(v, 0, 2 * OUTW * sizeof *v);
-    memset(ix, 0, 2 * OUTW * sizeof *ix);
-    kp_array o = kp_array_nd(v, KP_FLOAT64, ndim, shape), oi = kp_array_nd(ix, KP_INT64, ndim, ishape);
-    KPT_ASSERT_OK(ctx, kp_plan_exec(p, a, 3, shape[ndim - 1] ? &o : NULL, ishape[ndim - 1] ? &oi : NULL, &opt));
+    batched_out o;
+    batched_outputs(ctx, p, a, v, ix, &o);
+    KPT_ASSERT_OK(ctx, kp_plan_exec(p, a, 3, o.vo, o.io, &opt));
 }
 
 /* The parts of rows [r0, NR) of B cut at bounds[0] = 0 < ... < bounds[n] =
@@ -212,14 +228,9 @@ static inline void batched_partial(kp_context *ctx, kp_plan *p, const batched *B
         if (!fold) KPT_ASSERT_OK(ctx, kp_plan_state_merge(p, acc, part, info.bytes));
     }
     batched_args(B, r0, 0, 0, a);
-    int ndim;
-    int64_t shape[KP_MAX_DIMS], ishape[KP_MAX_DIMS];
-    KPT_ASSERT_OK(ctx, kp_plan_output_shape(p, a, 3, NULL, &ndim, shape, ishape));
-    memset(v, 0, 2 * OUTW * sizeof *v);
-    memset(ix, 0, 2 * OUTW * sizeof *ix);
-    kp_array o = kp_array_nd(v, KP_FLOAT64, ndim, shape), oi = kp_array_nd(ix, KP_INT64, ndim, ishape);
-    KPT_ASSERT_OK(ctx, kp_plan_state_finalize(p, a, 3, acc, info.bytes, shape[ndim - 1] ? &o : NULL,
-                                              ishape[ndim - 1] ? &oi : NULL, NULL));
+    batched_out o;
+    batched_outputs(ctx, p, a, v, ix, &o);
+    KPT_ASSERT_OK(ctx, kp_plan_state_finalize(p, a, 3, acc, info.bytes, o.vo, o.io, NULL));
     free(acc);
     free(part);
 }

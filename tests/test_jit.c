@@ -52,22 +52,7 @@
 #include "jit/jit.h"
 #include "kp_test_util.h"
 
-enum { N = 37, M = 1037 };
-
-static const char *aliases[] = {"x = Vi(3)", "y = Vj(3)", "g = Pm(1)", "b = Vj(2)"};
-
-typedef struct data {
-    double x[N * 3], y[M * 3], g, b[M * 2];
-} data;
-
-static void fill(data *d) {
-    kpt_rng rng;
-    kpt_rng_seed(&rng, 14);
-    kpt_fill_uniform(&rng, d->x, N * 3, 0, 1);
-    kpt_fill_uniform(&rng, d->y, M * 3, 0, 1);
-    kpt_fill_uniform(&rng, d->b, M * 2, -1, 1);
-    d->g = 4.0;
-}
+#include "jit_data.h"
 
 /* Runs text (axis in the text) on d: x has N points, y and b have M; the
  * output has N rows (axis 1) or M (axis 0). out and idx may be NULL. */

@@ -48,9 +48,9 @@
 #include "jit/jit.h"
 #include "kp_test_util.h"
 
-enum { N = 37, M = 1037, NF = 4, MAXOUT = M * 4 };
+#include "jit_data.h"
 
-static const char *aliases[] = {"x = Vi(3)", "y = Vj(3)", "g = Pm(1)", "b = Vj(2)"};
+enum { NF = 4, MAXOUT = M * 4 };
 
 typedef struct formula {
     const char *text;
@@ -73,19 +73,6 @@ typedef struct report {
     double out[NF][MAXOUT];
     int64_t idx[NF][MAXOUT];
 } report;
-
-typedef struct data {
-    double x[N * 3], y[M * 3], g, b[M * 2];
-} data;
-
-static void fill(data *d) {
-    kpt_rng rng;
-    kpt_rng_seed(&rng, 14);
-    kpt_fill_uniform(&rng, d->x, N * 3, 0, 1);
-    kpt_fill_uniform(&rng, d->y, M * 3, 0, 1);
-    kpt_fill_uniform(&rng, d->b, M * 2, -1, 1);
-    d->g = 4.0;
-}
 
 static kp_status run(kp_context *ctx, const formula *f, const data *d, double *out, int64_t *idx) {
     kpt_arg args[4] = {{d->x, N, 3}, {d->y, M, 3}, {&d->g, -1, 1}, {d->b, M, 2}};
