@@ -78,24 +78,27 @@ class Options:
         res.__dict__.update(call)
         return res
 
+    def _asks_of_arrays(self):
+        """Whether a backend, device, math mode or dtype is to be confirmed
+        against a call's arrays."""
+        b = self.backend.upper() if isinstance(self.backend, str) else self.backend
+        return not (b == "AUTO" and self.device_id in (None, -1) and self.fast_math is None and self.dtype is None)
+
     def confirms_nothing(self):
-        """True when the options ask nothing of a call's arrays (no backend,
-        device, math mode, dtype or ranges to confirm): `check` would only
-        find that out."""
-        return (self.backend == "auto" and self.device_id in (None, -1) and self.fast_math is None
-                and self.dtype is None and self.ranges is None)
+        """True when `check` has nothing to do for any call: nothing to
+        confirm against the arrays and no ranges to prepare."""
+        return self.ranges is None and not self._asks_of_arrays()
 
     def check(self, args):
         """Checks the options against the arrays of a call (before computing)."""
         if self.ranges is not None or self.kp_ranges is not None:  # (shared defaults are never written)
             self.kp_ranges = _ranges.prepare(self.ranges)  # types and shapes; libkp checks the values
-        if self.confirms_nothing():
-            return
-        arrays = [a for a in args if _arrays.is_array(a)]
-        b = self.backend.upper() if isinstance(self.backend, str) else self.backend
-        if not arrays or (b == "AUTO" and self.device_id in (None, -1) and self.fast_math is None
-                          and self.dtype is None):
+        if not self._asks_of_arrays():
             return  # nothing to confirm: the reduction checks its arrays itself
+        arrays = [a for a in args if _arrays.is_array(a)]
+        if not arrays:
+            return
+        b = self.backend.upper() if isinstance(self.backend, str) else self.backend
         where = _arrays.check_same_device(("argument %d" % k, a) for k, a in enumerate(arrays))
         on = _arrays.device_name(where)
         if not isinstance(b, str) or not (b == "AUTO" or b == "CPU" or b.startswith("GPU")):

@@ -626,7 +626,7 @@ class Genred:
         self.out_dim = parsed.out_dim or parsed.out_index_dim  # per row, before KeOps' reshaping
 
     def __call__(self, *args, backend="auto", device_id=-1, ranges=None, out=None, nx=None, ny=None):
-        if self._plain and ranges is None and device_id == -1 and isinstance(backend, str) and backend == "auto":
+        if self._plain and ranges is None and device_id == -1 and backend == "auto":
             scheme, kp_ranges = self.options.scheme, None  # nothing to confirm against the arrays
         else:
             opts = self.options.with_call(backend=backend, device_id=device_id, ranges=ranges)
