@@ -508,6 +508,15 @@ static const char *odd_set[] = {
     "Sum_Reduction(Atan((x|y)) * a * Sqrt(SqDist(x,y)), 0)",
 };
 
+/* Divisions by ROW values (products with reciprocals, jit.h): by the
+ * parameter in the Gaussian of KeOps' spelling and its gradient, and by a
+ * row variable in a column term. */
+static const char *div_set[] = {
+    "Sum_Reduction(Exp(-SqDist(x,y)/g)*b, 1)",
+    "Sum_Reduction(Grad(Exp(-SqDist(x,y)/g)*b, x, e), 1)",
+    "Sum_Reduction((x-y)/(a+1) * Elem(b,0), 0)",
+};
+
 /* Rows of formula f's output (1 when its rows are summed). */
 static int64_t joint_rows_of(const kp_formula *f) {
     return kp_formula_sums_rows(f) ? 1 : kp_formula_axis(f) == 1 ? JN : JM;
@@ -515,10 +524,10 @@ static int64_t joint_rows_of(const kp_formula *f) {
 
 /* Runs texts as one joint plan in dt; out[k] (malloc'd, as double) gets
  * formula k's output and *count[k] its size. */
-static kp_status run_joint(kp_context *ctx, const char *const *texts, int n, kp_dtype dt, const jdata *d,
-                           double **out, size_t *count) {
+static kp_status run_joint_aliases(kp_context *ctx, const char *const *texts, int n, kp_dtype dt, const jdata *d,
+                                   const char *const *aliases6, double **out, size_t *count) {
     kp_formula *fs[8];
-    for (int k = 0; k < n; k++) KPT_ASSERT_OK(ctx, kp_formula_parse(ctx, texts[k], jaliases, 6, &fs[k]));
+    for (int k = 0; k < n; k++) KPT_ASSERT_OK(ctx, kp_formula_parse(ctx, texts[k], aliases6, 6, &fs[k]));
     kp_plan *plan = NULL;
     KPT_ASSERT_OK(ctx, kp_plan_new_joint(ctx, (const kp_formula *const *)fs, (size_t)n, dt, &plan));
     const double *src[6] = {d->x, d->y, &d->g, d->b, d->e, d->a};
@@ -548,6 +557,12 @@ static kp_status run_joint(kp_context *ctx, const char *const *texts, int n, kp_
     for (int k = 0; k < 6; k++) free(bufs[k]);
     kp_plan_free(plan);
     return st;
+}
+
+/* run_joint_aliases with jaliases. */
+static kp_status run_joint(kp_context *ctx, const char *const *texts, int n, kp_dtype dt, const jdata *d,
+                           double **out, size_t *count) {
+    return run_joint_aliases(ctx, texts, n, dt, d, jaliases, out, count);
 }
 
 static int64_t joint_count(void) {
@@ -605,6 +620,7 @@ static void test_joint_matches_interpreter(void **state) {
         compare_joint(ctx, grad_set, 4, dt, d);
         compare_joint(ctx, grad_set, 3, dt, d); /* another program: the parameter's term left out */
         compare_joint(ctx, odd_set, 6, dt, d);
+        compare_joint(ctx, div_set, 3, dt, d);
     }
     /* float32 plain sums: compiled too; Kahan sums stay on the interpreter (bit-identical). */
     KPT_ASSERT_OK(ctx, kp_context_set_sum_scheme(ctx, KP_SUM_PLAIN));
@@ -621,6 +637,36 @@ static void test_joint_matches_interpreter(void **state) {
     check_joint(grad_set, 3, got, ref, count, -1);
     free_outputs(ref, 3);
     free_outputs(got, 3);
+    kp_context_free(ctx);
+    free(d);
+}
+
+/* A joint plan's rows whose divisor has no normal reciprocal run on the
+ * interpreter, in its row terms and its column terms (float32: a = 1e-40 is
+ * subnormal, 1e38 above 2^126); the kernel takes the runs of rows between. */
+static void test_joint_divisor_without_reciprocal(void **state) {
+    (void)state;
+    static const char *texts[] = {
+        "Sum_Reduction(x*Elem(y,0)*h/a + x*Elem(y,0)*(a*h)/a, 1)",
+        "Sum_Reduction(x*Elem(y,0)*h/a + x*Elem(y,0)*(a*h)/a, 0)",
+    };
+    jdata *d = jdata_new();
+    for (int i = 0; i < JN; i++) d->a[i] = i % 3 == 0 ? 1e-40 : i % 3 == 1 ? 2.0 + i : 1e38;
+    d->g = 1e-37; /* h below */
+    kp_context *ctx = NULL;
+    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    const char *al[] = {"x = Vi(3)", "y = Vj(3)", "h = Pm(1)", "b = Vj(2)", "e = Vi(2)", "a = Vi(1)"};
+    double *ref[2], *got[2];
+    size_t count[2];
+    mode("off");
+    KPT_ASSERT_OK(ctx, run_joint_aliases(ctx, texts, 2, KP_FLOAT32, d, al, ref, count));
+    mode("require");
+    KPT_ASSERT_OK(ctx, run_joint_aliases(ctx, texts, 2, KP_FLOAT32, d, al, got, count));
+    for (int k = 0; k < 2; k++)
+        for (size_t c = 0; c < count[k]; c++) assert_true(isfinite(ref[k][c]));
+    check_joint(texts, 2, got, ref, count, 1e-5);
+    free_outputs(ref, 2);
+    free_outputs(got, 2);
     kp_context_free(ctx);
     free(d);
 }
@@ -726,6 +772,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_lse_special),
         cmocka_unit_test(test_exp_accuracy),
         cmocka_unit_test(test_divisor_without_reciprocal),
+        cmocka_unit_test(test_joint_divisor_without_reciprocal),
         cmocka_unit_test(test_background),
         cmocka_unit_test(test_fallback),
         cmocka_unit_test(test_joint_matches_interpreter),

@@ -122,14 +122,40 @@ static void write_row_terms(const kp_cpu_joint_job *jj, int64_t r, const REAL *s
     }
 }
 
+/* Row rowv's terms on one tile by the interpreter: its row terms into its
+ * state st, its column terms added into coltmp. */
+static void joint_row_interpreted(const kp_job *job, REAL *st, int rowdim, REAL *rowv, REAL *colbuf, REAL *pairbuf,
+                                  REAL *coltmp, int len) {
+    run_pair_program(job->prog, rowv, colbuf, pairbuf);
+    row_terms_tile(job->prog, job->scheme, st, rowdim, rowv, colbuf, pairbuf, len);
+    col_terms_tile(job->prog, coltmp, rowv, colbuf, pairbuf, len);
+}
+
+/* Whether row r must divide on the interpreter (block_needs_division). */
+static int joint_row_divides(const kp_jit_kernel *K, int divide, const REAL *rowbuf, int rs, int r) {
+    return divide && !row_has_reciprocals(K->row_divisors, rowbuf + (size_t)r * (size_t)rs);
+}
+
 /* The block's nr rows on one tile by the compiled kernel (jit.h,
- * KP_JIT_JOINT), K->rows at a time: column terms added into coltmp, row
- * terms' tile sums (in sums) added into partial as row_terms_tile adds its own. */
-static void jit_joint_tile(const kp_jit_kernel *K, kp_sum_scheme scheme, REAL *partial, int rowdim, const REAL *rowbuf,
-                           int rs, const REAL *colbuf, REAL *coltmp, REAL *sums, int nr, int len) {
-    int compensate = !(KP_REAL_F32 && scheme == KP_SUM_PLAIN);
-    for (int r = 0; r < nr; r += K->rows) {
-        int n = nr - r < K->rows ? nr - r : K->rows;
+ * KP_JIT_JOINT), up to K->rows at a time: column terms added into coltmp, row
+ * terms' tile sums (in sums) added into partial as row_terms_tile adds its
+ * own. When divide (block_needs_division), a row whose divisors have no
+ * normal reciprocal runs on the interpreter, and the kernel calls take the
+ * runs of rows between such rows; column terms are added row by row in row
+ * order either way. */
+static void jit_joint_tile(const kp_job *job, const kp_jit_kernel *K, int divide, REAL *partial, int rowdim,
+                           REAL *rowbuf, int rs, REAL *colbuf, REAL *pairbuf, REAL *coltmp, REAL *sums, int nr,
+                           int len) {
+    int compensate = !(KP_REAL_F32 && job->scheme == KP_SUM_PLAIN);
+    for (int r = 0; r < nr;) {
+        if (joint_row_divides(K, divide, rowbuf, rs, r)) {
+            joint_row_interpreted(job, partial + (size_t)r * (size_t)(2 * rowdim), rowdim,
+                                  rowbuf + (size_t)r * (size_t)rs, colbuf, pairbuf, coltmp, len);
+            r++;
+            continue;
+        }
+        int n = 1;
+        while (n < K->rows && r + n < nr && !joint_row_divides(K, divide, rowbuf, rs, r + n)) n++;
         K->joint(rowbuf + (size_t)r * (size_t)rs, colbuf, sums, coltmp, len, n);
         for (int q = 0; q < n; q++) {
             REAL *st = partial + (size_t)(r + q) * (size_t)(2 * rowdim);
@@ -138,6 +164,7 @@ static void jit_joint_tile(const kp_jit_kernel *K, kp_sum_scheme scheme, REAL *p
                 else st[d] += sums[q * rowdim + d];
             }
         }
+        r += n;
     }
 }
 
@@ -161,6 +188,7 @@ static void joint_rows(const kp_cpu_joint_job *jj, int64_t r0, int64_t r1, void 
         if (jj->progress && kp__cpu_progress_stop(jj->progress)) return; /* cancelled: outputs unspecified */
         int nr = (int)(r1 - b0 < KP_ROW_BLOCK ? r1 - b0 : KP_ROW_BLOCK);
         for (int r = 0; r < nr; r++) run_row_program(job, &bp, b0 + r, rowbuf + (size_t)r * (size_t)rs);
+        int divide = block_needs_division(jk, rowbuf, rs, nr);
         memset(total, 0, (size_t)nr * (size_t)sd * sizeof(REAL));
         for (int64_t jstart = 0; jstart < M; jstart += KP_CHUNK) {
             int64_t jend = jstart + KP_CHUNK < M ? jstart + KP_CHUNK : M;
@@ -170,15 +198,11 @@ static void joint_rows(const kp_cpu_joint_job *jj, int64_t r0, int64_t r1, void 
                 run_col_program(job, &bp, j0, NULL, len, rowbuf, colbuf);
                 if (coldim) memset(coltmp, 0, (size_t)coldim * TILE * sizeof(REAL));
                 if (jk)
-                    jit_joint_tile(jk, job->scheme, partial, L.rowdim, rowbuf, rs, colbuf, coltmp,
+                    jit_joint_tile(job, jk, divide, partial, L.rowdim, rowbuf, rs, colbuf, pairbuf, coltmp,
                                    (REAL *)(base + L.jitsum), nr, len);
-                for (int r = 0; !jk && r < nr; r++) {
-                    REAL *rowv = rowbuf + (size_t)r * (size_t)rs;
-                    run_pair_program(prog, rowv, colbuf, pairbuf);
-                    row_terms_tile(prog, job->scheme, partial + (size_t)r * (size_t)sd, L.rowdim, rowv, colbuf,
-                                   pairbuf, len);
-                    col_terms_tile(prog, coltmp, rowv, colbuf, pairbuf, len);
-                }
+                for (int r = 0; !jk && r < nr; r++)
+                    joint_row_interpreted(job, partial + (size_t)r * (size_t)sd, L.rowdim, rowbuf + (size_t)r * (size_t)rs,
+                                          colbuf, pairbuf, coltmp, len);
                 for (int c = 0; c < coldim; c++) { /* compensated add of the block's tile */
                     REAL *restrict s = colacc + (size_t)c * (size_t)M + j0;
                     REAL *restrict e = colacc + (size_t)(coldim + c) * (size_t)M + j0;

@@ -515,6 +515,12 @@ static int rows_for(const kp_jit_spec *s) {
      * 2.04e9 with 4). float64 keeps 4 rows: its exp is twice as long, and
      * more independent rows hide its latency (8.2e8 with 4, 7.85e8 with 2). */
     int most = s->f32 && s->mode == KP_JIT_SUM ? 2 : 4;
+    /* Joint kernels hold each row's values and row accumulators besides the
+     * exp's constants: with 4 rows LLVM spilled accumulators to the stack in
+     * the loop (the Gaussian's gradients in x and b, one thread, N = 10^4:
+     * float32 0.050 s with 4 rows, 0.047 with 2; float64 0.136 s with 4,
+     * 0.130 with 2, 0.120 with 1). */
+    if (s->mode == KP_JIT_JOINT) most = s->f32 ? 2 : 1;
     return r > most ? most : r < 1 ? 1 : r;
 }
 
@@ -567,7 +573,7 @@ static kp_jit_spec spec_of(const kp_program *prog, kp_dtype dtype, int tile, int
     s.col_size = prog->col_size;
     s.pair_size = prog->pair_size;
     s.row_uniform = row_uniform(prog);
-    s.row_divisors = mode == KP_JIT_JOINT ? 0 : row_divisors(prog);
+    s.row_divisors = row_divisors(prog);
     s.n = prog->pair.n;
     s.code = prog->pair.code;
     if (mode == KP_JIT_JOINT) {

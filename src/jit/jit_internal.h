@@ -18,7 +18,7 @@ typedef struct kp_jit_spec {
     uint64_t row_uniform;
     /* Bit c: ROW component c (c < 64) divides PAIR values (Div, the fused
      * Exp(a / b)): the kernel multiplies by its reciprocal, taken once per
-     * call (jit.h, kp_jit_kernel.row_divisors). Not in KP_JIT_JOINT. */
+     * call (jit.h, kp_jit_kernel.row_divisors). */
     uint64_t row_divisors;
     kp_operand red_f, red_f2, red_g;
     int n;
