@@ -71,6 +71,11 @@ static const struct {
     {"-x/s", "(-(Vi(0,3)/Pm(4,1)))"},
     {"x/(-s)", "(-(Vi(0,3)/Pm(4,1)))"},
     {"(-x)/(-s)", "(Vi(0,3)/Pm(4,1))"},
+    {"x+(-y)", "(Vi(0,3)-Vj(1,3))"},
+    {"(-x)+y", "(Vj(1,3)-Vi(0,3))"}, /* not y+(-x), which reparses as y-x */
+    {"(-y)+x", "(Vi(0,3)-Vj(1,3))"},
+    {"(-x)+(-y)", "((-Vi(0,3))-Vj(1,3))"},
+    {"x-(-y)", "(Vi(0,3)+Vj(1,3))"},
 };
 
 static void test_printed_forms(void **state) {

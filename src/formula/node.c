@@ -342,6 +342,8 @@ const kp_node *kp__binary(kp_context *ctx, kp_op op, const kp_node *a, const kp_
         if (kp__is_const(b, 0) && a->dim == dim) return a;
         if (a == b) return kp__binary(ctx, KP_OP_MUL, kp__const(ctx, 2, 1, st), a, st);
         if (b->op == KP_OP_NEG) return kp__binary(ctx, KP_OP_SUB, a, b->child[0], st);
+        /* and (-a) + b = b - a, or the operand order below could print b + (-a) */
+        if (a->op == KP_OP_NEG) return kp__binary(ctx, KP_OP_SUB, b, a->child[0], st);
         break;
     case KP_OP_SUB:
         if (kp__is_const(b, 0) && a->dim == dim) return a;
