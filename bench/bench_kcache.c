@@ -1,7 +1,7 @@
 /*
  * kp_bench_kcache — the costs of the disk cache's size bound (src/gpu/kcache.c):
  * a put that does not scan, the first put of a process (which scans the
- * directory), and a put that evicts. Fills a fresh temporary directory with
+ * directory), and the puts that evict. Fills a fresh temporary directory with
  * --files entries of 6000 bytes (the JIT's files are 1.2-18 KB, 6.4 KB on
  * average), so 40000 files is a full directory at the default 256 MiB bound.
  *   kp_bench_kcache [--files N] [--quick]      (--quick: 500 files, for CI)
@@ -78,11 +78,31 @@ int main(int argc, char **argv) {
         printf("first put of a process, scan of %d files, nothing evicted: %.2f ms\n", nfiles + rep, t);
         bad |= st.size_scans != 1 || st.evicted_files != 0;
     }
-    /* a bound 10% under the total: the scan, then eviction down to 80% of it */
-    double t = bad ? 0 : first_put_ms(dir, total * 9 / 10, nfiles + 10, buf, &st);
-    printf("first put of a process past the bound: scan + %ld files evicted: %.2f ms (%.3f ms per file evicted)\n",
-           st.evicted_files, t, st.evicted_files ? t / (double)st.evicted_files : 0.0);
-    bad |= st.evicted_files < nfiles / 5;
+    /* a bound 10% under the total: the scan, then eviction down to 80% of it,
+     * a bounded time per put, spread over the puts that follow */
+    if (!bad) {
+        kp_kcache *cache = kp__kcache_open(dir);
+        kp__kcache_set_max_size(cache, total * 9 / 10);
+        double first = 0, most = 0, all = 0;
+        long evicted = -1;
+        int puts = 0;
+        for (; puts < nfiles; puts++) {
+            double t1 = now_ms();
+            put_entry(cache, nfiles + 10 + puts, buf);
+            double t = now_ms() - t1;
+            kp__kcache_get_stats(cache, &st);
+            if (puts == 0) first = t;
+            if (st.evicted_files == evicted) break; /* this put had nothing left to remove */
+            evicted = st.evicted_files;
+            most = t > most ? t : most;
+            all += t;
+        }
+        kp__kcache_close(cache);
+        printf("past the bound: the first put (scan + eviction) %.2f ms; eviction of %ld files spread over %d puts, "
+               "%.2f ms at most, %.2f ms in all (%.3f ms per file evicted)\n",
+               first, evicted, puts, most, all, evicted > 0 ? all / (double)evicted : 0.0);
+        bad |= st.size_scans != 1 || evicted < nfiles / 5;
+    }
 
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

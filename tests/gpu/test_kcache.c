@@ -516,6 +516,52 @@ static void test_max_size_parsing(void **state) {
     unsetenv("KP_CACHE_MAX_SIZE");
 }
 
+/* An eviction spread over puts: with no time to spare, each put removes two
+ * files and leaves the rest of the listing to the next puts, without listing
+ * the directory again; a file read from disk meanwhile is kept. */
+static void test_eviction_spread_over_puts(void **state) {
+    (void)state;
+    char dir[300], name[16];
+    make_dir(dir, sizeof dir, "evict_budget");
+    kp_kcache *c = kp__kcache_open(dir);
+    kp__kcache_set_max_size(c, 0);
+    for (int k = 0; k < 20; k++) {
+        snprintf(name, sizeof name, "e%d", k);
+        put(c, name, ENTRY);
+        age_entry(c, name, 2000 - 60 * k); /* e0 oldest ... e19 newest */
+    }
+    kp__kcache_close(c);
+    c = kp__kcache_open(dir);
+    kp__kcache_set_max_size(c, 20 * ENTRY_FILE); /* down to 80%: 16 files */
+    kp__kcache_set_evict_budget(c, 0);
+    kp_kcache_stats st;
+    put(c, "n0", ENTRY); /* 21 files: listed; e0, e1 removed */
+    kp__kcache_get_stats(c, &st);
+    assert_int_equal(st.size_scans, 1);
+    assert_int_equal(st.evicted_files, 2);
+    assert_false(entry_on_disk(c, "e0"));
+    assert_false(entry_on_disk(c, "e1"));
+    assert_true(entry_on_disk(c, "e2"));
+
+    kp_kcache *reader = kp__kcache_open(dir); /* e2 read from disk: used since the listing */
+    expect_hit(reader, "e2", ENTRY);
+    kp__kcache_close(reader);
+    put(c, "n1", ENTRY); /* e2 skipped; e3, e4 removed */
+    put(c, "n2", ENTRY); /* e5 removed: the listing's total is down to 16 files */
+    put(c, "n3", ENTRY); /* nothing left to do; 19 files fit the bound */
+    kp__kcache_get_stats(c, &st);
+    assert_int_equal(st.size_scans, 1);
+    assert_int_equal(st.evicted_files, 5);
+    for (int k = 0; k < 20; k++) {
+        snprintf(name, sizeof name, "e%d", k);
+        assert_int_equal(entry_on_disk(c, name), k == 2 || k > 5);
+    }
+    int n = 0;
+    assert_true(cache_bytes(dir, &n) == 19 * ENTRY_FILE);
+    assert_int_equal(n, 19);
+    kp__kcache_close(c);
+}
+
 static void test_evicts_least_recently_used(void **state) {
     (void)state;
     char dir[300];
@@ -872,6 +918,7 @@ int main(void) {
         cmocka_unit_test(test_directory_permissions),
         cmocka_unit_test(test_max_size_parsing),
         cmocka_unit_test(test_evicts_least_recently_used),
+        cmocka_unit_test(test_eviction_spread_over_puts),
         cmocka_unit_test(test_total_stays_under_bound),
         cmocka_unit_test(test_unbounded),
         cmocka_unit_test(test_foreign_files_kept),
