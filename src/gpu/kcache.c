@@ -445,7 +445,6 @@ static int is_tmp_name(const char *name) {
            name[21] == '-' && is_lower_hex(name + 22, 16);
 }
 
-
 static int push_file(file_list *l, const char *name, const struct stat *st) {
     if (l->n == l->cap) {
         size_t cap = l->cap ? 2 * l->cap : 256;
