@@ -10,6 +10,8 @@
  * - every thread count gives bit-identical outputs;
  * - edges: no j points, one j point, NaN inputs, formulas that do not depend
  *   on the reduced index, terms with more than three factors;
+ * - divisions by ROW scalars (the tutorials' Gaussian's gradient): the joint
+ *   pass, which divides each row's sum once, equals the formulas' own plans;
  * - float32 column sums over N = 10^6 rows stay within 2e-6 of float64;
  * - bad calls get clear errors (wrong counts, NULLs, mixed arguments, index
  *   reductions, the wrong exec function, mismatched outputs);
@@ -334,6 +336,87 @@ static void test_unusual_terms(void **state) {
     kp_context_free(ctx);
 }
 
+/* Runs texts (aliases x = Vi(2), y = Vj(2), a = Vi(1), b = Vj(1), s = Pm(1),
+ * w = Vi(2)) as one joint plan and one by one in dtype on N x M points; checks
+ * that they agree within rtol of each output's largest value (or exactly 0
+ * for empty sums). */
+static void compare_joint_alone(const char *const *texts, int n, kp_dtype dtype, int64_t N, int64_t M, double s,
+                                double rtol) {
+    kp_context *ctx = NULL;
+    assert_int_equal(kpt_context_new(&ctx), KP_OK);
+    const char *aliases[] = {"x = Vi(2)", "y = Vj(2)", "a = Vi(1)", "b = Vj(1)", "s = Pm(1)", "w = Vi(2)"};
+    kp_formula *fs[8];
+    for (int k = 0; k < n; k++) KPT_ASSERT_OK(ctx, kp_formula_parse(ctx, texts[k], aliases, 6, &fs[k]));
+    kpt_rng r;
+    kpt_rng_seed(&r, 5);
+    double *src[6] = {kpt_random_array(&r, (size_t)N * 2, -1, 1), kpt_random_array(&r, (size_t)M * 2 + 1, -1, 1),
+                      kpt_random_array(&r, (size_t)N, 0.5, 1.5), kpt_random_array(&r, (size_t)M + 1, -1, 1), &s,
+                      kpt_random_array(&r, (size_t)N * 2, 0.5, 1.5)};
+    const int64_t rows[6] = {N, M, N, M, -1, N}, dims[6] = {2, 2, 1, 1, 1, 2};
+    void *data[6];
+    kp_array args[6];
+    for (int k = 0; k < 6; k++) {
+        size_t count = rows[k] < 0 ? 1 : (size_t)(rows[k] * dims[k]);
+        data[k] = kpt_to_dtype(src[k], count, dtype);
+        args[k] = rows[k] < 0 ? kp_array_1d(data[k], dtype, 1) : kp_array_2d(data[k], dtype, rows[k], dims[k]);
+    }
+    void *joint[8], *alone[8];
+    kp_array outs[8];
+    size_t count[8];
+    for (int k = 0; k < n; k++) {
+        int64_t orows = kp_formula_axis(fs[k]) == 1 ? N : M;
+        count[k] = (size_t)orows * (size_t)kp_formula_out_dim(fs[k]);
+        joint[k] = kpt_alloc_dtype(count[k] + 1, dtype);
+        alone[k] = kpt_alloc_dtype(count[k] + 1, dtype);
+        outs[k] = kp_array_2d(joint[k], dtype, orows, kp_formula_out_dim(fs[k]));
+        kp_array o = kp_array_2d(alone[k], dtype, orows, kp_formula_out_dim(fs[k]));
+        kp_plan *plan = NULL;
+        KPT_ASSERT_OK(ctx, kp_plan_new(ctx, fs[k], dtype, &plan));
+        KPT_ASSERT_OK(ctx, kp_plan_exec(plan, args, 6, &o, NULL, NULL));
+        kp_plan_free(plan);
+    }
+    kp_plan *jp = NULL;
+    KPT_ASSERT_OK(ctx, kp_plan_new_joint(ctx, (const kp_formula *const *)fs, (size_t)n, dtype, &jp));
+    KPT_ASSERT_OK(ctx, kp_plan_exec_joint(jp, args, 6, outs, (size_t)n, NULL));
+    for (int k = 0; k < n; k++) {
+        double *got = malloc((count[k] + 1) * sizeof *got), *want = malloc((count[k] + 1) * sizeof *want), top = 0;
+        kpt_from_dtype(joint[k], dtype, count[k], got);
+        kpt_from_dtype(alone[k], dtype, count[k], want);
+        for (size_t c = 0; c < count[k]; c++) top = fmax(top, fabs(want[c]));
+        assert_int_equal(kpt_check(texts[k], got, want, NULL, count[k], 0, rtol * top), 0);
+        free(got);
+        free(want);
+        free(joint[k]);
+        free(alone[k]);
+        kp_formula_free(fs[k]);
+    }
+    kp_plan_free(jp);
+    for (int k = 0; k < 6; k++) {
+        free(data[k]);
+        if (k != 4) free(src[k]);
+    }
+    kp_context_free(ctx);
+}
+
+/* Divisions by a ROW scalar in terms over j are applied once per row, after
+ * the row scale ((sum * scale) / divisor); other divisions stay per pair. */
+static void test_divided_terms(void **state) {
+    (void)state;
+    static const char *texts[] = {
+        /* the x-gradient of Exp(-SqDist(x,y)/s)*b, as kp_formula_grad writes it */
+        "Sum_Reduction((x-y) * ((-2) * (((a*b)*Exp(-(SqDist(x,y)/s)))/s)), 1)",
+        "Sum_Reduction(a*Exp(-(SqDist(x,y)/s)), 0)", /* over i: no divisor taken */
+        "Sum_Reduction(x * b / a, 1)",                /* a ROW variable */
+        "Sum_Reduction((x * b / a) / s, 1)",          /* two divisions: one taken, one per pair */
+        "Sum_Reduction(x * b / w, 1)",                /* a vector divisor: per pair */
+        "Sum_Reduction(y * b / a, 0)",                /* over i: per pair */
+    };
+    compare_joint_alone(texts, 6, KP_FLOAT64, 700, 300, 0.7, 1e-12);
+    compare_joint_alone(texts, 6, KP_FLOAT32, 700, 300, 0.7, 1e-5);
+    /* No point: empty sums are 0, even divided by 0. */
+    compare_joint_alone(texts, 6, KP_FLOAT64, 700, 0, 0.0, 0);
+}
+
 /* Column sums over 10^6 rows in float32 against float64. */
 static void test_long_columns_f32(void **state) {
     (void)state;
@@ -507,6 +590,7 @@ int main(void) {
         cmocka_unit_test(test_parameter_gradient_joins),
         cmocka_unit_test(test_edges),
         cmocka_unit_test(test_unusual_terms),
+        cmocka_unit_test(test_divided_terms),
         cmocka_unit_test(test_long_columns_f32),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_output_shapes),

@@ -102,13 +102,14 @@ static void col_terms_tile(const kp_program *prog, REAL *restrict acc, const REA
     }
 }
 
-/* Writes the row terms of one row: scale * sum (no scale over an empty sum). */
 /* Component d of row r of the output of terms[side][t]. */
 static REAL *term_out(const kp_cpu_joint_job *jj, int side, int t, int64_t r, int d) {
     const kp_job_arg *o = &jj->out[side][t];
     return (REAL *)(uintptr_t)o->base + r * o->row_stride + d * o->comp_stride;
 }
 
+/* Writes the row terms of one row: (sum * scale) / divisor, neither over an
+ * empty sum (a sum of nothing is 0, as written). */
 static void write_row_terms(const kp_cpu_joint_job *jj, int64_t r, const REAL *st, const REAL *rowv) {
     const kp_program *prog = jj->job.prog;
     int at = 0;
@@ -117,6 +118,7 @@ static void write_row_terms(const kp_cpu_joint_job *jj, int64_t r, const REAL *s
         for (int d = 0; d < term->dim; d++, at++) {
             REAL v = st[at];
             if (term->scale.dim && jj->job.ncols > 0) v *= rowv[term->scale.off + (term->scale.dim == 1 ? 0 : d)];
+            if (term->divisor.dim && jj->job.ncols > 0) v /= rowv[term->divisor.off];
             *term_out(jj, 0, t, r, d) = v;
         }
     }

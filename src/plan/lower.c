@@ -58,12 +58,21 @@ static kp_operand alloc_value(lowering *lw, kp_loc loc, int dim) {
 typedef struct {
     const kp_node *f[MAX_FACTORS];
     int n, neg, overflow;
+    int take_divisor;       /* set by the caller: a division by a ROW scalar may be taken out */
+    const kp_node *divisor; /* then: the product is f[0] * ... * f[n-1] / divisor */
 } factors;
 
 static void gather_factors(lowering *lw, const kp_node *n, factors *fs) {
     if (loc_of(lw, n) != KP_LOC_ROW && (n->op == KP_OP_MUL || n->op == KP_OP_NEG)) {
         if (n->op == KP_OP_NEG) fs->neg ^= 1;
         for (int k = 0; k < n->nchild; k++) gather_factors(lw, n->child[k], fs);
+        return;
+    }
+    /* One division at most: s1 * s2 could overflow where t / s1 / s2 does not. */
+    if (fs->take_divisor && !fs->divisor && loc_of(lw, n) != KP_LOC_ROW && n->op == KP_OP_DIV &&
+        loc_of(lw, n->child[1]) == KP_LOC_ROW && n->child[1]->dim == 1 && n->child[0]->dim == n->dim) {
+        fs->divisor = n->child[1];
+        gather_factors(lw, n->child[0], fs);
         return;
     }
     if (fs->n == MAX_FACTORS) fs->overflow = 1;
@@ -275,8 +284,11 @@ void kp__program_free(kp_program *prog) {
  * col = j, so a value that several formulas use (the kernel K(x_i, y_j) of a
  * forward's gradients) is computed once per pair. Each reduced formula becomes
  * a term: its product factors, flattened as in rewrite(). A term over j takes
- * its ROW factors out of the sum as a scale; a term over i keeps them as a
- * per-row factor of the accumulation. */
+ * its ROW factors out of the sum as a scale, and a division by a ROW scalar
+ * as its divisor: the gradient of Exp(-D / s) * b in x carries
+ * ((e_i * b_j) * K_ij) / s, which becomes (sum_j b_j K_ij ...) * e_i / s, the
+ * division last as written, one product per pair fewer. A term over i keeps
+ * its ROW factors as a per-row factor of the accumulation. */
 static int by_dim(const void *a, const void *b) {
     const kp_node *x = *(const kp_node *const *)a, *y = *(const kp_node *const *)b;
     return (x->dim > y->dim) - (x->dim < y->dim);
@@ -291,6 +303,7 @@ static void lower_term(lowering *lw, const kp_formula *f, int index, kp_sum_term
     t->formula = index;
     factors fs;
     memset(&fs, 0, sizeof fs);
+    fs.take_divisor = !over_rows;
     if (loc_of(lw, f->f) != KP_LOC_ROW) gather_factors(lw, f->f, &fs);
     const kp_node *tiles[MAX_FACTORS], *row = NULL;
     int ntiles = 0;
@@ -321,6 +334,7 @@ static void lower_term(lowering *lw, const kp_formula *f, int index, kp_sum_term
         if (over_rows) t->factor[t->nfactors++] = lower_node(lw, row);
         else t->scale = lower_node(lw, row);
     }
+    if (fs.divisor) t->divisor = lower_node(lw, fs.divisor);
 }
 
 kp_status kp__lower_joint(kp_context *ctx, const kp_formula *const *fs, int n, kp_program *prog) {

@@ -48,14 +48,16 @@ typedef struct kp_program_part {
  * term: the product of up to KP_TERM_TILES factors (COL or PAIR tiles, or ROW
  * values for terms reduced over the rows), dims broadcast to dim, times an
  * optional ROW scale that a term reduced over the columns takes out of the sum
- * (applied once per row at the end, not once per pair). */
+ * (applied once per row at the end, not once per pair), then divided by an
+ * optional ROW scalar the same way: (sum * scale) / divisor. */
 #define KP_TERM_TILES 3
 
 
 typedef struct kp_sum_term {
     kp_operand factor[KP_TERM_TILES];
     int nfactors;
-    kp_operand scale; /* dim 0: none */
+    kp_operand scale;   /* dim 0: none */
+    kp_operand divisor; /* dim 0: none; dim 1, terms reduced over the columns only */
     int dim;
     int formula; /* index in the plan's list of formulas */
 } kp_sum_term;
