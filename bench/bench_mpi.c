@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mpi_usage.h"
+
 #include "kp_mpi.h"
 
 static int rank, size;
@@ -92,6 +94,11 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[k], "--n") && k + 1 < argc) n = atoll(argv[++k]);
         else if (!strcmp(argv[k], "--reps") && k + 1 < argc) reps = atoi(argv[++k]);
         else if (!strcmp(argv[k], "--header")) header = 1;
+        else
+            return mpi_bench_usage(rank, argv[k],
+                                   "usage: mpirun -np P kp_bench_mpi [--n N] [--reps R] [--header]\n"
+                                   "Strong and weak scaling of kp_mpi_exec (the Gaussian kernel product, float32,\n"
+                                   "one thread per rank): one table row per layout; bench/mpi_scaling.sh runs P = 1..4.\n");
     }
     kp_context *ctx;
     kp_formula *f;

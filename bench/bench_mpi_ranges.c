@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mpi_usage.h"
+
 #include "mpi/mpi_internal.h"
 
 static int rank, size;
@@ -156,6 +158,11 @@ int main(int argc, char **argv) {
     for (int k = 1; k < argc; k++) {
         if (!strcmp(argv[k], "--reps") && k + 1 < argc) reps = atoi(argv[++k]);
         else if (!strcmp(argv[k], "--quick")) quick = 1;
+        else
+            return mpi_bench_usage(rank, argv[k],
+                                   "usage: mpirun -np P kp_bench_mpi_ranges [--reps R] [--quick]\n"
+                                   "What block-sparse ranges cost kp_mpi_exec per call besides the reduction\n"
+                                   "(hash, check, agreement, clipping), as a table; --quick: smaller sizes.\n");
     }
     kp_context *ctx;
     kp_formula *f;

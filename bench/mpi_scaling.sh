@@ -6,6 +6,7 @@
 # the overhead of the layouts (communication, merges, oversubscription), not
 # a speedup; see docs/distributed.md.
 set -euo pipefail
+case "${1:-}" in -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 build=${1:-build}
 shift || true
 exe="$build/bench/kp_bench_mpi"

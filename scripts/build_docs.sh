@@ -7,6 +7,7 @@
 #   PYTHON: a Python with sphinx, myst-parser, numpy (default: python3);
 #   the library (default: build/src/libkp.so) is what pykp loads for autodoc.
 set -euo pipefail
+case "${1:-}" in -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 py=${PYTHON:-python3}
 lib=${1:-${LIBKP_PATH:-build/src/libkp.so}}

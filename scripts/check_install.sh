@@ -15,6 +15,7 @@
 # usage: scripts/check_install.sh [extra cmake configure arguments...]
 # Exits nonzero on the first failure. KEEP_TMP=1 keeps the temporary directory.
 set -euo pipefail
+case "${1:-}" in -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/kp-check-install.XXXXXX")

@@ -6,6 +6,7 @@
 #
 # usage: scripts/demo.sh [N]      (N = M points per cloud, default 200000)
 set -euo pipefail
+case "${1:-}" in -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # gcc's own OpenMP runtime (libgomp, part of build-essential) is used.

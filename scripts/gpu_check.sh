@@ -41,6 +41,7 @@
 #   KP_GPU_CHECK_DEPS=1 (use .gpu-deps even where the system has the packages:
 #   to test this script), KP_GPU_CHECK_SKIP="pytest bench_torch" (steps to skip).
 set -uo pipefail
+case "${1:-}" in -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
 OUT=${OUT:-$root/gpu-check-out}

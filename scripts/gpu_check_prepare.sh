@@ -8,6 +8,7 @@
 #
 # usage: scripts/gpu_check_prepare.sh
 set -euo pipefail
+case "${1:-}" in -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 packages=(libsleef3 libsleef-dev libnettle8 nettle-dev libcmocka0 libcmocka-dev)
 rm -rf .gpu-deps && mkdir -p .gpu-deps

@@ -20,6 +20,7 @@
 #   PYTHON: the Python that builds (default: python3; it needs pip, setuptools
 #   >= 64 and, for the numpy wheel, access to the package index or its cache).
 set -euo pipefail
+case "${1:-}" in -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;; esac
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$PWD
 lib=${1:-build/src/libkp.so}
