@@ -517,9 +517,12 @@ static int rows_for(const kp_jit_spec *s) {
     int most = s->f32 && s->mode == KP_JIT_SUM ? 2 : 4;
     /* Joint kernels hold each row's values and row accumulators besides the
      * exp's constants: with 4 rows LLVM spilled accumulators to the stack in
-     * the loop (the Gaussian's gradients in x and b, one thread, N = 10^4:
-     * float32 0.050 s with 4 rows, 0.047 with 2; float64 0.136 s with 4,
-     * 0.130 with 2, 0.120 with 1). */
+     * the loop. The Gaussian's gradients in x and b, one thread, N = 10^4,
+     * backward alone as Exp(-SqDist(x,y)*g)*b: float32 0.050 s with 4 rows,
+     * 0.047 with 2; float64 0.136 s with 4, 0.130 with 2, 0.120 with 1.
+     * Forward + backward in the LazyTensor spelling (-D / s).exp() @ b:
+     * float32 0.084-0.086 s with 4, 0.079-0.082 with 2, 0.081 with 1;
+     * float64 0.224-0.232 s with 4, 0.225 with 2, 0.213-0.217 with 1. */
     if (s->mode == KP_JIT_JOINT) most = s->f32 ? 2 : 1;
     return r > most ? most : r < 1 ? 1 : r;
 }
