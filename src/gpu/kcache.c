@@ -540,14 +540,14 @@ static long evict_oldest(int dfd, file_list *l, size_t *next, uint64_t target, c
 }
 
 /* Lists the directory into c->backlog, oldest first; the list is kept only
- * when its total is past the bound. 0 when the directory cannot be read. */
-static int list_for_eviction(kp_kcache *c, uint64_t max, uint64_t *total) {
+ * when its total is past the bound (l->total is the listed total either
+ * way). 0 when the directory cannot be read. */
+static int list_for_eviction(kp_kcache *c, uint64_t max) {
     file_list *l = &c->backlog;
     l->n = 0;
     l->total = 0;
-    int ok = scan_dir(c->dfd, l);
-    *total = l->total;
     c->backlog_next = 0;
+    int ok = scan_dir(c->dfd, l);
     if (ok && l->total > max) qsort(l->v, l->n, sizeof *l->v, older_first);
     else l->n = 0;
     return ok;
@@ -557,31 +557,31 @@ static int list_for_eviction(kp_kcache *c, uint64_t max, uint64_t *total) {
 static void enforce_size_bound(kp_kcache *c, const kp_kcache_key *key, uint64_t written) {
     pthread_mutex_lock(&c->lock);
     uint64_t max = c->max_size;
-    int scan = max > 0 && !c->backlog_left && (!c->size_known || (c->size_estimate += written) > max);
+    if (c->size_known) c->size_estimate += written;
     int resume = max > 0 && c->backlog_left;
-    if (resume) c->size_estimate += written;
+    int scan = max > 0 && !resume && (!c->size_known || c->size_estimate > max);
     pthread_mutex_unlock(&c->lock);
     if ((!scan && !resume) || pthread_mutex_trylock(&c->evict_lock) != 0) return; /* another thread of this cache evicts */
     file_list *l = &c->backlog;
-    uint64_t listed = 0;
-    int ok = scan ? list_for_eviction(c, max, &listed) : 1;
-    uint64_t before = l->total;
+    int ok = scan ? list_for_eviction(c, max) : 1;
+    uint64_t before = l->total, target = max - max / 5;
     long removed = 0;
     if (ok && l->n) {
         char keep[KCACHE_NAME_LEN + 1];
         hex(key, keep);
-        removed = evict_oldest(c->dfd, l, &c->backlog_next, max - max / 5, keep, c->evict_budget_ns);
+        removed = evict_oldest(c->dfd, l, &c->backlog_next, target, keep, c->evict_budget_ns);
     }
-    uint64_t freed = before - l->total;
-    int more = ok && l->n && c->backlog_next < l->n && l->total > max - max / 5;
+    uint64_t left = l->total;
+    int more = ok && l->n && c->backlog_next < l->n && left > target;
     if (!more) l->n = l->total = 0, c->backlog_next = 0;
     pthread_mutex_lock(&c->lock);
     c->stats.size_scans += scan;
     c->stats.evicted_files += removed;
     if (scan && ok) { /* writes of other threads during the scan may be missed: the next scan counts them */
-        c->size_estimate = listed - freed;
+        c->size_estimate = left;
         c->size_known = 1;
     } else if (resume) {
+        uint64_t freed = before - left;
         c->size_estimate = c->size_estimate > freed ? c->size_estimate - freed : 0;
     }
     c->backlog_left = more;
