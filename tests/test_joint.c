@@ -281,61 +281,6 @@ static void test_edges(void **state) {
 
 /* Formulas that do not depend on the reduced index, and products of many
  * factors, against their plain plans run one by one. */
-static void test_unusual_terms(void **state) {
-    (void)state;
-    kp_context *ctx = NULL;
-    assert_int_equal(kpt_context_new(&ctx), KP_OK);
-    const char *aliases[] = {"x = Vi(2)", "y = Vj(2)", "a = Vi(1)", "b = Vj(1)"};
-    const char *texts[] = {
-        "Sum_Reduction(x * a, 1)",                               /* row only: M x_i a_i */
-        "Sum_Reduction(b * y, 0)",                               /* column only: N b_j y_j */
-        "Sum_Reduction(Exp(-SqDist(x,y)) * a * b * x * y * -3, 1)", /* five factors and a sign */
-        "Sum_Reduction(Exp(-SqDist(x,y)) * a * b * (x - y) * a, 0)",
-        "Sum_Reduction(Cos(x - y) + a, 1)", /* not a product */
-        "RowSum(Sum_Reduction(Exp(-SqDist(x,y)) * a * b * y, 0))", /* rows summed, both sides */
-        "RowSum(Sum_Reduction(Exp(-SqDist(x,y)) * x * b, 1))",
-    };
-    const int n = 7;
-    kp_formula *fs[7];
-    for (int k = 0; k < n; k++) KPT_ASSERT_OK(ctx, kp_formula_parse(ctx, texts[k], aliases, 4, &fs[k]));
-    int64_t N = 640, M = 130;
-    kpt_rng r;
-    kpt_rng_seed(&r, 21);
-    double *x = kpt_random_array(&r, (size_t)N * 2, -1, 1), *y = kpt_random_array(&r, (size_t)M * 2, -1, 1);
-    double *a = kpt_random_array(&r, (size_t)N, -1, 1), *b = kpt_random_array(&r, (size_t)M, -1, 1);
-    kp_array args[4] = {kp_array_2d(x, KP_FLOAT64, N, 2), kp_array_2d(y, KP_FLOAT64, M, 2),
-                        kp_array_2d(a, KP_FLOAT64, N, 1), kp_array_2d(b, KP_FLOAT64, M, 1)};
-    double *joint[7], *alone[7];
-    kp_array outs[7];
-    for (int k = 0; k < n; k++) {
-        int64_t rows = kp_formula_sums_rows(fs[k]) ? 1 : kp_formula_axis(fs[k]) == 1 ? N : M;
-        joint[k] = calloc((size_t)rows * 2, sizeof(double));
-        alone[k] = calloc((size_t)rows * 2, sizeof(double));
-        outs[k] = kp_array_2d(joint[k], KP_FLOAT64, rows, 2);
-        kp_array o = kp_array_2d(alone[k], KP_FLOAT64, rows, 2);
-        kp_plan *plan = NULL;
-        KPT_ASSERT_OK(ctx, kp_plan_new(ctx, fs[k], KP_FLOAT64, &plan));
-        KPT_ASSERT_OK(ctx, kp_plan_exec(plan, args, 4, &o, NULL, NULL));
-        kp_plan_free(plan);
-    }
-    kp_plan *jp = NULL;
-    KPT_ASSERT_OK(ctx, kp_plan_new_joint(ctx, (const kp_formula *const *)fs, (size_t)n, KP_FLOAT64, &jp));
-    KPT_ASSERT_OK(ctx, kp_plan_exec_joint(jp, args, 4, outs, (size_t)n, NULL));
-    for (int k = 0; k < n; k++) {
-        int64_t rows = kp_formula_sums_rows(fs[k]) ? 1 : kp_formula_axis(fs[k]) == 1 ? N : M;
-        assert_int_equal(kpt_check(texts[k], joint[k], alone[k], NULL, (size_t)rows * 2, 1e-12, 1e-12), 0);
-        free(joint[k]);
-        free(alone[k]);
-        kp_formula_free(fs[k]);
-    }
-    kp_plan_free(jp);
-    free(x);
-    free(y);
-    free(a);
-    free(b);
-    kp_context_free(ctx);
-}
-
 /* Runs texts (aliases x = Vi(2), y = Vj(2), a = Vi(1), b = Vj(1), s = Pm(1),
  * w = Vi(2)) as one joint plan and one by one in dtype on N x M points; checks
  * that they agree within rtol of each output's largest value (or exactly 0
@@ -364,7 +309,7 @@ static void compare_joint_alone(const char *const *texts, int n, kp_dtype dtype,
     kp_array outs[8];
     size_t count[8];
     for (int k = 0; k < n; k++) {
-        int64_t orows = kp_formula_axis(fs[k]) == 1 ? N : M;
+        int64_t orows = kp_formula_sums_rows(fs[k]) ? 1 : kp_formula_axis(fs[k]) == 1 ? N : M;
         count[k] = (size_t)orows * (size_t)kp_formula_out_dim(fs[k]);
         joint[k] = kpt_alloc_dtype(count[k] + 1, dtype);
         alone[k] = kpt_alloc_dtype(count[k] + 1, dtype);
@@ -396,6 +341,20 @@ static void compare_joint_alone(const char *const *texts, int n, kp_dtype dtype,
         if (k != 4) free(src[k]);
     }
     kp_context_free(ctx);
+}
+
+static void test_unusual_terms(void **state) {
+    (void)state;
+    static const char *texts[] = {
+        "Sum_Reduction(x * a, 1)",                               /* row only: M x_i a_i */
+        "Sum_Reduction(b * y, 0)",                               /* column only: N b_j y_j */
+        "Sum_Reduction(Exp(-SqDist(x,y)) * a * b * x * y * -3, 1)", /* five factors and a sign */
+        "Sum_Reduction(Exp(-SqDist(x,y)) * a * b * (x - y) * a, 0)",
+        "Sum_Reduction(Cos(x - y) + a, 1)", /* not a product */
+        "RowSum(Sum_Reduction(Exp(-SqDist(x,y)) * a * b * y, 0))", /* rows summed, both sides */
+        "RowSum(Sum_Reduction(Exp(-SqDist(x,y)) * x * b, 1))",
+    };
+    compare_joint_alone(texts, 7, KP_FLOAT64, 640, 130, 0.7, 1e-12);
 }
 
 /* Divisions by a ROW scalar in terms over j are applied once per row, after
