@@ -12,6 +12,9 @@
  *                first one until the first call that starts after the
  *                compiled kernel is ready (kp__jit_stats counts it): the
  *                wall time the interpreter served the formula alone;
+ *   slowest      the slowest and the fastest of those interpreted calls: a
+ *                call that waited for the compiler (or for LLVM's start)
+ *                would stand out;
  *   speedup      the fastest interpreted call of that loop over the fastest
  *                of the first compiled call and --reps more.
  * The process's very first call (thread pool, page faults) is timed apart on
@@ -134,25 +137,31 @@ typedef struct options {
     double max_seconds;
 } options;
 
-/* Calls at in's size until one starts after a kernel was compiled: *wait is
- * when it started, *speedup the fastest interpreted call over the fastest of
- * that one and reps more. */
-static int takeover(kp_context *ctx, kp_plan *p, const inputs *in, const options *o, double *wait, double *speedup) {
+typedef struct takeover_times {
+    double wait, speedup, slowest, fastest;
+} takeover_times;
+
+/* Calls at in's size until one starts after a kernel was compiled: wait is
+ * when it started, speedup the fastest interpreted call over the fastest of
+ * that one and reps more, slowest and fastest the interpreted calls'. */
+static int takeover(kp_context *ctx, kp_plan *p, const inputs *in, const options *o, takeover_times *tt) {
     int64_t before = compiled_count();
     double t0 = now_s(), interp = 1e300, compiled = 1e300;
-    *wait = -1, *speedup = 0;
+    *tt = (takeover_times){.wait = -1};
     while (now_s() - t0 < o->max_seconds) {
         int ready = compiled_count() > before;
         double start = now_s(), t = call(ctx, p, in);
         if (t < 0) return 1;
         if (!ready) {
             interp = t < interp ? t : interp;
+            tt->slowest = t > tt->slowest ? t : tt->slowest;
+            tt->fastest = interp;
             continue;
         }
-        *wait = start - t0;
+        tt->wait = start - t0;
         for (int r = 0; r <= o->reps && t >= 0; r++, t = call(ctx, p, in)) compiled = t < compiled ? t : compiled;
         if (t < 0) return 1;
-        *speedup = interp < 1e300 ? interp / compiled : 0;
+        tt->speedup = interp < 1e300 ? interp / compiled : 0;
         return 0;
     }
     return 0;
@@ -170,13 +179,14 @@ static int bench_formula_row(kp_context *ctx, const bench_formula *bf, const inp
         if (t < 0) return kp_plan_free(p), 1;
         steady = t < steady ? t : steady;
     }
-    double wait, speedup;
-    int bad = takeover(ctx, p, large, o, &wait, &speedup);
+    takeover_times tt;
+    int bad = takeover(ctx, p, large, o, &tt);
     kp_plan_free(p);
     char w[32] = "not within the limit", s[32] = "-";
-    if (wait >= 0) snprintf(w, sizeof w, "%.3f s", wait);
-    if (speedup > 0) snprintf(s, sizeof s, "%.2fx", speedup);
-    printf("| %s | %.2f ms | %.2f ms | %.2f ms | %s | %s |\n", bf->name, 1e3 * first, 1e3 * tplan, 1e3 * steady, w, s);
+    if (tt.wait >= 0) snprintf(w, sizeof w, "%.3f s", tt.wait);
+    if (tt.speedup > 0) snprintf(s, sizeof s, "%.2fx", tt.speedup);
+    printf("| %s | %.2f ms | %.2f ms | %.2f ms | %s | %.1f / %.1f ms | %s |\n", bf->name, 1e3 * first, 1e3 * tplan,
+           1e3 * steady, w, 1e3 * tt.slowest, 1e3 * tt.fastest, s);
     fflush(stdout);
     return bad;
 }
@@ -225,7 +235,7 @@ int main(int argc, char **argv) {
     kp_plan_free(warm);
     printf("The process's first call (another formula: thread pool, first touch): %.2f ms\n\n", 1e3 * (now_s() - t0));
     printf("| formula | first call (parse + plan + call) | of which parse + plan | steady call | interpreter "
-           "alone for | compiled / interpreted speed |\n|---|---:|---:|---:|---:|---:|\n");
+           "alone for | its slowest / fastest call | compiled / interpreted speed |\n|---|---:|---:|---:|---:|---:|---:|\n");
     for (size_t k = 0; k < sizeof panel / sizeof panel[0] && !bad; k++)
         bad |= bench_formula_row(ctx, &panel[k], &small, &large, &o);
     inputs_free(&small), inputs_free(&large);

@@ -19,10 +19,13 @@
  *   - a cache directory writable by its group is refused: kernels compile,
  *     nothing is written there, the next process compiles again;
  *   - KP_CACHE_DIR=off writes nothing (neither $XDG_CACHE_HOME nor $HOME);
- *   - exit() from main, and from another thread, right after the call that
- *     starts a background compile (KP_JIT unset, KP_JIT_THRESHOLD=1): 25
- *     processes each, every one exits normally within 60 s, and at least half
- *     of them called exit() before the compile was done.
+ *   - exit() from main right after the call that starts a background compile
+ *     (KP_JIT unset, KP_JIT_THRESHOLD=1), made by main or by another thread:
+ *     25 processes each, every one exits normally within 60 s, and at least
+ *     half of them called exit() before the compile was done;
+ *   - that call returns while LLVM's start is held (kp__jit_hold_start); a
+ *     child forked then computes on the interpreter, fails KP_JIT=require
+ *     with a message, and exits; once released, the kernel compiles and runs.
  * Without the compiler (KP_JIT=OFF builds) it prints SKIPPED and exits 77.
  */
 #define _GNU_SOURCE /* mkdtemp, dirent */
@@ -124,31 +127,99 @@ static int child(const char *out_path) {
 }
 
 enum { EXIT_LATE = 9 };
-static int exit_code;
 
-static void *exit_now(void *arg) {
-    (void)arg;
+static int exit_code;
+static data exit_data;
+
+/* One call on the first formula; 0 if it went well. */
+static void *call_once(void *arg) {
+    static double out[N * 2];
+    kp_context *ctx = NULL;
+    int bad = kp_context_new(&ctx) != KP_OK || run(ctx, &formulas[0], &exit_data, out, NULL) != KP_OK;
+    kp_context_free(ctx);
+    *(int *)arg = bad;
+    return NULL;
+}
+
+/* One call that starts a background compile, made by main or by another
+ * thread, then exit() from main. */
+static int child_exit(int from_thread) {
+    fill(&exit_data);
+    int bad = 0;
+    pthread_t t;
+    if (!from_thread) call_once(&bad);
+    else if (pthread_create(&t, NULL, call_once, &bad) != 0 || pthread_join(t, NULL) != 0) return 6;
+    if (bad) return 4;
+    kp_jit_stats s;
+    kp__jit_stats(&s);
+    /* 0: exit() called while LLVM was starting or compiling; EXIT_LATE: it was already done (a loaded machine). */
+    exit_code = s.compiled == 0 ? 0 : EXIT_LATE;
     exit(exit_code);
 }
 
-/* One call that starts a background compile, then exit() from main or from another thread. */
-static int child_exit(int from_thread) {
-    static data d;
-    static double out[N * 2];
-    fill(&d);
+/* The first formula on the interpreter and as ctx's calls run it; 0 if they agree. */
+static int agrees(kp_context *ctx) {
+    static double ref[N * 2], out[N * 2], scale[N * 2];
+    const char *mode = getenv("KP_JIT");
+    char saved[16];
+    snprintf(saved, sizeof saved, "%s", mode ? mode : "");
+    setenv("KP_JIT", "off", 1);
+    if (run(ctx, &formulas[0], &exit_data, ref, NULL) != KP_OK) return 1;
+    setenv("KP_JIT", saved, 1);
+    if (run(ctx, &formulas[0], &exit_data, out, NULL) != KP_OK) return 1;
+    for (size_t i = 0; i < N * 2; i++) scale[i] = 1;
+    return kpt_check(formulas[0].text, out, ref, scale, N * 2, 1e-5, 0) != 0;
+}
+
+/* A child forked while LLVM's start is pending: it compiles nothing (require
+ * says why), computes on the interpreter, and exits without waiting. */
+static int forked_child(void) {
+    alarm(20);
     kp_context *ctx = NULL;
-    if (kp_context_new(&ctx) != KP_OK) return 3;
-    if (run(ctx, &formulas[0], &d, out, NULL) != KP_OK) return 4;
+    if (kp_context_new(&ctx) != KP_OK || agrees(ctx)) _exit(20);
+    setenv("KP_JIT", "require", 1);
+    static double out[N * 2];
+    kp_status st = run(ctx, &formulas[1], &exit_data, out, NULL);
+    if (st == KP_OK || !strstr(kp_context_message(ctx), "forked")) _exit(21);
     kp_jit_stats s;
     kp__jit_stats(&s);
-    /* 0: exit() called while the compile was in flight; EXIT_LATE: it was already done (a loaded machine). */
-    exit_code = s.compiled == 0 ? 0 : EXIT_LATE;
-    if (from_thread) {
-        pthread_t t;
-        if (pthread_create(&t, NULL, exit_now, NULL) != 0) return 6;
-        pthread_join(t, NULL);
+    if (s.compiled != 0 || s.llvm_load_seconds != 0) _exit(22);
+    kp_context_free(ctx);
+    exit(0);
+}
+
+/* The call that crosses the threshold returns while LLVM's start is held
+ * (were it to wait, it would never return); a fork then gets a child that
+ * exits; once released, the kernel compiles and the next call runs it. */
+static int child_no_wait(void) {
+    fill(&exit_data);
+    kp__jit_hold_start = 1;
+    kp_context *ctx = NULL;
+    if (kp_context_new(&ctx) != KP_OK || agrees(ctx)) return 3;
+    kp_jit_stats s;
+    kp__jit_stats(&s);
+    if (s.compiled != 0 || s.llvm_load_seconds != 0) return 4;
+    pid_t pid = fork();
+    if (pid < 0) return 5;
+    if (pid == 0) forked_child();
+    int status;
+    if (waitpid(pid, &status, 0) != pid) return 6;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "forked child: %s %d\n", WIFEXITED(status) ? "exit" : "signal",
+                WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+        return 7;
     }
-    exit(exit_code);
+    __atomic_store_n(&kp__jit_hold_start, 0, __ATOMIC_RELEASE);
+    for (int waited = 0; s.compiled == 0 && waited < 30000; waited++) {
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+        kp__jit_stats(&s);
+    }
+    if (s.compiled != 1) return 8;
+    if (agrees(ctx)) return 9;
+    kp_jit_stats after;
+    kp__jit_stats(&after);
+    kp_context_free(ctx);
+    return after.hits > s.hits ? 0 : 10;
 }
 
 /* ------------------------------------------------------------- the parent */
@@ -416,7 +487,17 @@ static void exit_loop(const char *what) {
 static void test_exit_during_compile(void **state) {
     (void)state;
     exit_loop("exit_main");
-    exit_loop("exit_thread");
+    exit_loop("exit_worker");
+}
+
+static void test_no_wait(void **state) {
+    (void)state;
+    const char *env[] = {"KP_JIT=", "KP_JIT_THRESHOLD=1", "KP_CACHE_DIR=off", NULL};
+    int status = spawn("no_wait", NULL, env);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        print_error("no_wait: %s %d\n", WIFEXITED(status) ? "exit" : "signal",
+                    WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 int main(int argc, char **argv) {
@@ -426,7 +507,8 @@ int main(int argc, char **argv) {
     }
     if (argc > 2 && strcmp(argv[1], "child") == 0) return child(argv[2]);
     if (argc > 1 && strcmp(argv[1], "exit_main") == 0) return child_exit(0);
-    if (argc > 1 && strcmp(argv[1], "exit_thread") == 0) return child_exit(1);
+    if (argc > 1 && strcmp(argv[1], "exit_worker") == 0) return child_exit(1);
+    if (argc > 1 && strcmp(argv[1], "no_wait") == 0) return child_no_wait();
     int fd = mkstemp(out_path);
     if (fd < 0) return 1;
     close(fd);
@@ -434,6 +516,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_disk_hit),         cmocka_unit_test(test_corrupt_files),
         cmocka_unit_test(test_refused_object),   cmocka_unit_test(test_group_writable_dir),
         cmocka_unit_test(test_cache_off),        cmocka_unit_test(test_exit_during_compile),
+        cmocka_unit_test(test_no_wait),
     };
     int failures = cmocka_run_group_tests(tests, NULL, NULL);
     unlink(out_path);

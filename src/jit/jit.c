@@ -5,11 +5,12 @@
  * The cache and the JIT are process-wide and outlive every kp_context, so
  * their memory comes from malloc, not from a context's allocator. Entries are
  * never removed: a process sees few distinct programs, and a kernel's code
- * lives in the JIT until exit. One compile runs at a time (one mutex); an
- * atexit handler waits for a background compile in flight, so LLVM's static
- * destructors never run under it. Compiled objects are also kept on disk
- * (gpu/kcache.h's directory and rules), so another process loads them
- * instead of compiling.
+ * lives in the JIT until exit. One compile runs at a time (one mutex). In the
+ * background mode libLLVM is loaded and started in the compiling thread too,
+ * and exit() waits for both (see "Starting LLVM, exit() and fork()"), so
+ * LLVM's static destructors never run under them. Compiled objects are also
+ * kept on disk (gpu/kcache.h's directory and rules), so another process
+ * loads them instead of compiling.
  */
 #define _GNU_SOURCE /* dladdr */
 #include "jit/jit.h"
@@ -363,9 +364,9 @@ static void compile_done(void) {
 }
 
 /* One small kernel through every stage (bitcode, vector exp, an op lane by
- * lane, O3, code generation), compiled in the thread that first needs the
- * JIT. LLVM creates function-local statics on first use, and exit() destroys
- * them before the handlers registered earlier: with them all made here, the
+ * lane, O3, code generation), compiled once, right after libLLVM is loaded.
+ * LLVM creates function-local statics on first use, and exit() destroys them
+ * before the handlers registered earlier: with them all made here, the
  * wait_idle registered after this runs first at exit, and a background
  * compile never meets a destroyed static. */
 static void warm_up(void) {
@@ -401,11 +402,122 @@ static void warm_up(void) {
     atexit(wait_idle);
 }
 
+/* ------------------------------------------ starting LLVM, exit() and fork()
+ *
+ * Loading libLLVM and the warm-up take 35-95 ms once per process. In the
+ * background mode they run in the compiling thread, so no call waits for
+ * them. Until the warm-up has registered wait_idle, an exit() would destroy
+ * LLVM's statics under them; what stands in the way is an exit guard: a
+ * destructor of the thread's thread-local objects, which exit() runs before
+ * any atexit handler (C++'s rule for thread_local, glibc's
+ * __cxa_thread_atexit_impl). It waits for the start to end. A thread gets one
+ * when it loads libkp and when it first asks for a kernel, except while the
+ * start runs (registering takes the dynamic loader's lock, which the start's
+ * dlopen holds). Where there is no such destructor, the call that starts LLVM
+ * waits for it, as the force and require modes do.
+ *
+ * A child forked while LLVM starts or compiles in another thread has neither
+ * that thread nor a usable LLVM: it compiles nothing, and never waits for the
+ * thread (at exit or in a call). */
+
+enum { START_IDLE, START_RUNNING, START_DONE };
+static int start_state; /* under cache_mu */
+static pthread_cond_t start_cv = PTHREAD_COND_INITIALIZER;
+static int forked_busy; /* under cache_mu: this process forked while LLVM was busy */
+
+#if defined(__GLIBC__)
+#if __GLIBC_PREREQ(2, 18)
+#define HAVE_EXIT_GUARD 1
+#endif
+#endif
+#ifdef HAVE_EXIT_GUARD
+enum { EXIT_GUARDS = 1 };
+#else
+enum { EXIT_GUARDS = 0 };
+#endif
+
+#ifdef HAVE_EXIT_GUARD
+extern int __cxa_thread_atexit_impl(void (*fn)(void *), void *obj, void *dso);
+extern void *__dso_handle;
+static _Thread_local int thread_guarded;
+
+static void wait_start(void *unused) {
+    (void)unused;
+    pthread_mutex_lock(&cache_mu);
+    while (start_state == START_RUNNING) pthread_cond_wait(&start_cv, &cache_mu);
+    pthread_mutex_unlock(&cache_mu);
+}
+
+/* Gives the calling thread its exit guard. */
+static void guard_thread(void) {
+    if (!thread_guarded) thread_guarded = __cxa_thread_atexit_impl(wait_start, NULL, &__dso_handle) == 0;
+}
+
+/* Guards the calling thread unless the start runs now (see above). */
+static void guard_if_idle(void) {
+    if (thread_guarded) return;
+    pthread_mutex_lock(&cache_mu);
+    int running = start_state == START_RUNNING;
+    pthread_mutex_unlock(&cache_mu);
+    if (!running) guard_thread();
+}
+#else
+static void guard_thread(void) {}
+static void guard_if_idle(void) {}
+#endif
+
+/* Loads libLLVM, makes the JIT and warms it up (once per process); whether
+ * the JIT works. */
+static int start_llvm_once(void) {
+    pthread_mutex_lock(&cache_mu);
+    if (start_state == START_IDLE) start_state = START_RUNNING;
+    pthread_mutex_unlock(&cache_mu);
+    while (__atomic_load_n(&kp__jit_hold_start, __ATOMIC_ACQUIRE)) nanosleep(&(struct timespec){0, 1000000}, NULL);
+    pthread_once(&init_once, init_llvm);
+    if (init_ok) pthread_once(&warm_once, warm_up);
+    pthread_mutex_lock(&cache_mu);
+    start_state = START_DONE;
+    pthread_cond_broadcast(&start_cv);
+    pthread_mutex_unlock(&cache_mu);
+    return init_ok;
+}
+
+/* Compiles e (after starting LLVM), or fails it with LLVM's start message. */
+static void start_and_compile(entry *e) {
+    if (start_llvm_once()) {
+        compile(e);
+    } else {
+        snprintf(e->msg, sizeof e->msg, "%s", init_msg);
+        __atomic_store_n(&e->state, FAILED, __ATOMIC_RELEASE);
+    }
+}
+
 static void *compile_thread(void *arg) {
-    compile(arg);
-    atexit(wait_idle); /* after any static this compile made (see warm_up) */
+    start_and_compile(arg);
+    if (init_ok) atexit(wait_idle); /* after any static this compile made (see warm_up) */
     compile_done();
     return NULL;
+}
+
+static void before_fork(void) { pthread_mutex_lock(&cache_mu); }
+
+static void after_fork_parent(void) { pthread_mutex_unlock(&cache_mu); }
+
+static void after_fork_child(void) {
+    /* The child has only the forking thread: a compile mutex held now is held forever. */
+    int busy = start_state == START_RUNNING || inflight > 0 || pthread_mutex_trylock(&compile_mu) != 0;
+    if (!busy) pthread_mutex_unlock(&compile_mu);
+    if (busy) {
+        forked_busy = 1;
+        inflight = 0;
+        start_state = START_DONE;
+    }
+    pthread_mutex_unlock(&cache_mu);
+}
+
+__attribute__((constructor)) static void guard_loading_thread(void) {
+    guard_thread();
+    pthread_atfork(before_fork, after_fork_parent, after_fork_child);
 }
 
 /* ------------------------------------------------------------- the cache key */
@@ -606,6 +718,7 @@ const kp_jit_kernel *kp__jit_kernel(kp_context *ctx, const kp_program *prog, kp_
                                     kp_jit_mode mode, double pairs, int *failed) {
     jit_mode m = env_mode();
     if (m == MODE_OFF || prog->pair.n == 0 || (dtype != KP_FLOAT32 && dtype != KP_FLOAT64)) return NULL;
+    if (m == MODE_BACKGROUND) guard_if_idle();
     kp_jit_spec s = spec_of(prog, dtype, tile, vec_bytes, mode);
     int64_t stack_key[KEY_HEAD + KEY_PER_INSTR * 32];
     size_t cap = KEY_HEAD + KEY_PER_INSTR * (size_t)s.n;
@@ -620,7 +733,10 @@ const kp_jit_kernel *kp__jit_kernel(kp_context *ctx, const kp_program *prog, kp_
         cache_head = e;
     }
     int start = 0;
-    if (e && e->state == COLD) {
+    if (e && forked_busy && e->state <= PENDING) {
+        snprintf(e->msg, sizeof e->msg, "this process was forked while LLVM was busy in another thread");
+        __atomic_store_n(&e->state, FAILED, __ATOMIC_RELEASE);
+    } else if (e && e->state == COLD) {
         e->pairs += pairs;
         if (m != MODE_BACKGROUND || e->pairs >= threshold()) {
             __atomic_store_n(&e->state, PENDING, __ATOMIC_RELEASE);
@@ -633,25 +749,18 @@ const kp_jit_kernel *kp__jit_kernel(kp_context *ctx, const kp_program *prog, kp_
     pthread_mutex_unlock(&cache_mu);
     if (k != stack_key) free(k);
     if (!e) return NULL;
-    if (start) {
-        pthread_once(&init_once, init_llvm);
-        if (init_ok) pthread_once(&warm_once, warm_up);
-        if (!init_ok) {
-            snprintf(e->msg, sizeof e->msg, "%s", init_msg);
-            __atomic_store_n(&e->state, FAILED, __ATOMIC_RELEASE);
-            if (m == MODE_BACKGROUND) compile_done();
-        } else if (m == MODE_BACKGROUND) {
-            pthread_t t;
-            pthread_attr_t attr;
-            pthread_attr_init(&attr);
-            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-            int rc = pthread_create(&t, &attr, compile_thread, e);
-            pthread_attr_destroy(&attr);
-            if (rc == 0) return NULL;
-            compile_thread(e); /* no thread to spare: compile here */
-        } else {
-            compile(e);
-        }
+    if (start && m == MODE_BACKGROUND) {
+        if (!EXIT_GUARDS) start_llvm_once(); /* no exit guard: start LLVM here */
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int rc = pthread_create(&t, &attr, compile_thread, e);
+        pthread_attr_destroy(&attr);
+        if (rc == 0) return NULL;
+        compile_thread(e); /* no thread to spare: compile here */
+    } else if (start) {
+        start_and_compile(e);
     } else if (m != MODE_BACKGROUND) {
         /* Another thread compiles it: force and require wait for it. */
         while (__atomic_load_n(&e->state, __ATOMIC_ACQUIRE) <= PENDING) {
@@ -672,6 +781,7 @@ int kp__jit_built(void) { return 1; }
 
 int kp__jit_fail_compiles;
 int kp__jit_lse_rows;
+int kp__jit_hold_start;
 
 void kp__jit_stats(kp_jit_stats *out) {
     pthread_mutex_lock(&cache_mu);

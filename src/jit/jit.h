@@ -116,5 +116,9 @@ extern int kp__jit_fail_compiles;
  * take that many rows per call (default 1), so that tests reach a block's
  * last, shorter call. */
 extern int kp__jit_lse_rows;
+/* Test control: while nonzero, the start of LLVM (loading libLLVM, making
+ * the JIT, the warm-up) waits before it begins, so that tests see a call
+ * return, a fork and an exit while it is pending. */
+extern int kp__jit_hold_start;
 
 #endif

@@ -15,3 +15,4 @@ int kp__jit_built(void) { return 0; }
 
 int kp__jit_fail_compiles;
 int kp__jit_lse_rows;
+int kp__jit_hold_start;
