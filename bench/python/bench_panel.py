@@ -28,6 +28,12 @@ compiled (KP_JIT=force: its first call compiles, in the calling thread); the
 compile time reported is that first call minus the formula's fastest compiled
 call. --no-jit times the interpreter only (the columns as before).
 
+--isa avx2 measures what an AVX2 machine would get, on this one: libkp runs its
+AVX2 kernels (KP_CPU_ISA=avx2; compiled kernels target an AVX2 CPU, haswell),
+and the plain loop and the floor are compiled with -march=haswell. The core is
+still this one (its caches, ports and clock), so it approximates an AVX2
+machine of the same design, not a different one.
+
 Timing: each cell's fastest call; the cells of one size are called in turn,
 round after round, so that other processes disturb them alike (see
 _time_cells); calls longer than --max-seconds are timed once.
@@ -35,6 +41,7 @@ _time_cells); calls longer than --max-seconds are timed once.
 usage: python bench/python/bench_panel.py [--sizes 1000,10000,100000]
        [--dtypes float32,float64] [--threads 2] [--rounds 30] [--budget 30]
        [--max-seconds 4] [--formulas gaussian,cauchy,...] [--no-grad] [--no-floor] [--no-jit]
+       [--isa native|avx2]
 """
 import argparse
 import ctypes
@@ -73,6 +80,8 @@ def _parse():
     p.add_argument("--no-floor", action="store_true", help="skip the FMA / exp microbenchmark")
     p.add_argument("--no-jit", action="store_true", help="interpreter only (no compiled-kernel columns)")
     p.add_argument("--cc", default=os.environ.get("CC", "cc"), help="C compiler for the plain loop and floor")
+    p.add_argument("--isa", choices=["native", "avx2"], default="native",
+                   help="avx2: libkp's AVX2 kernels and a plain loop and floor built for AVX2 (see above)")
     args = p.parse_args()
     bad = [f for f in args.formulas.split(",") if f not in FORMULAS]
     if bad:
@@ -80,12 +89,14 @@ def _parse():
     return args
 
 
-def _native(cc, tmp):
+def _native(cc, tmp, isa):
     """The plain loop and the floor microbenchmark, compiled into one shared library."""
     so = os.path.join(tmp, "libkp_bench_native.so")
-    flags = ["-O3", "-march=native", "-ffast-math", "-fopenmp", "-fPIC"]
+    march = "-march=haswell" if isa == "avx2" else "-march=native"
+    flags = ["-O3", march, "-ffast-math", "-fopenmp", "-fPIC"]
+    wide = [] if isa == "avx2" else ["-mprefer-vector-width=512"]
     objs = []
-    for src, extra in (("plain_loop.c", []), ("floor.c", ["-mprefer-vector-width=512"])):
+    for src, extra in (("plain_loop.c", []), ("floor.c", wide)):
         obj = os.path.join(tmp, src + ".o")
         cmd = [cc] + flags + extra + ["-c", os.path.join(BENCH, src), "-o", obj]
         if subprocess.run(cmd).returncode != 0 and extra:  # a compiler without that option
@@ -232,11 +243,14 @@ def main():
     sizes = [int(float(s)) for s in args.sizes.split(",")]
     dtypes = [np.dtype(d).type for d in args.dtypes.split(",")]
     model, isa = _cpu_model()
+    if args.isa == "avx2":
+        os.environ["KP_CPU_ISA"] = "avx2"
+        isa += "; measured as AVX2 (KP_CPU_ISA=avx2, plain loop -march=haswell)"
     print("# bench_panel: %s (%s), %d threads, load average before: %s" %
           (model, isa, args.threads, " ".join("%.2f" % v for v in os.getloadavg())))
     t_start = time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        lib = _native(args.cc, tmp)
+        lib = _native(args.cc, tmp, args.isa)
         for dtype in dtypes:
             dt = "f32" if dtype == np.float32 else "f64"
             fl = None

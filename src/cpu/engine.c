@@ -13,11 +13,17 @@
 
 /* Checked on every call (it is cheap): no shared state, so no race between
  * threads calling libkp for the first time. */
-const kp_cpu_kernels *kp__cpu_pick_kernels(kp_dtype dtype) {
+/* 2: AVX-512F (and DQ), 1: AVX2+FMA, 0: generic. */
+static int native_level(void) {
     __builtin_cpu_init();
-    int level = 0; /* 2: AVX-512F, 1: AVX2+FMA, 0: generic */
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) level = 1;
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) level = 2;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) return 2;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
+}
+
+int kp__cpu_native_vec_bytes(void) { return 16 << native_level(); }
+
+const kp_cpu_kernels *kp__cpu_pick_kernels(kp_dtype dtype) {
+    int level = native_level();
     const char *force = getenv("KP_CPU_ISA"); /* testing aid: generic, avx2 */
     if (force && strcmp(force, "generic") == 0) level = 0;
     else if (force && strcmp(force, "avx2") == 0 && level >= 1) level = 1;

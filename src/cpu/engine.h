@@ -147,6 +147,8 @@ kp_status kp__cpu_schedule(kp_context *ctx, const kp_job *job, const kp_cpu_spli
 const kp_cpu_kernels *kp__cpu_pick_kernels(kp_dtype dtype);
 /* Bytes of one SIMD register of that build (64, 32, 16): compiled kernels match it. */
 int kp__cpu_vec_bytes(const kp_cpu_kernels *K);
+/* Bytes of one SIMD register of the build this CPU would get without $KP_CPU_ISA. */
+int kp__cpu_native_vec_bytes(void);
 
 extern const kp_cpu_kernels kp__cpu_f32_avx512, kp__cpu_f64_avx512;
 extern const kp_cpu_kernels kp__cpu_f32_avx2, kp__cpu_f64_avx2;

@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "core/context.h"
+#include "cpu/engine.h"
 #include "gpu/kcache.h"
 #include "jit/jit_internal.h"
 #include "jit/jit_llvm.h"
@@ -126,9 +127,24 @@ static void init_llvm(void) {
     pthread_mutex_unlock(&cache_mu);
 }
 
-/* Host CPU and features on every function, so the bitcode inlines into the
- * kernel; the bitcode's functions become internal, to vanish once inlined. */
-static void prepare_module(LLVMModuleRef M, const char *name) {
+/* The CPU a kernel of s is compiled for: the host, or, for vectors narrower
+ * than the host's ($KP_CPU_ISA=avx2|generic), a CPU with that ISA and no
+ * more, so that the kernel is the one an AVX2 machine (16 vector registers,
+ * no masks) or a plain x86-64 one would run. */
+static void kernel_target(const kp_jit_spec *s, const char **cpu, const char **features) {
+    int bytes = s->vl * (s->f32 ? 4 : 8);
+    *cpu = host_cpu, *features = host_features;
+    if (bytes >= kp__cpu_native_vec_bytes() || !strstr(kp__llvm.LLVMOrcLLJITGetTripleString(jit), "x86_64")) return;
+    *cpu = bytes == 32 ? "haswell" : "x86-64";
+    *features = "";
+}
+
+/* The kernel's target CPU and features on every function, so the bitcode
+ * inlines into the kernel; the bitcode's functions become internal, to
+ * vanish once inlined. */
+static void prepare_module(LLVMModuleRef M, const char *name, const kp_jit_spec *s) {
+    const char *cpu, *features;
+    kernel_target(s, &cpu, &features);
     kp__llvm.LLVMSetTarget(M, kp__llvm.LLVMOrcLLJITGetTripleString(jit));
     kp__llvm.LLVMSetDataLayout(M, kp__llvm.LLVMOrcLLJITGetDataLayoutStr(jit));
     for (LLVMValueRef f = kp__llvm.LLVMGetFirstFunction(M); f; f = kp__llvm.LLVMGetNextFunction(f)) {
@@ -136,8 +152,8 @@ static void prepare_module(LLVMModuleRef M, const char *name) {
         kp__llvm.LLVMRemoveStringAttributeAtIndex(f, (LLVMAttributeIndex)LLVMAttributeFunctionIndex, "target-cpu", 10);
         kp__llvm.LLVMRemoveStringAttributeAtIndex(f, (LLVMAttributeIndex)LLVMAttributeFunctionIndex, "target-features", 15);
         kp__llvm.LLVMRemoveStringAttributeAtIndex(f, (LLVMAttributeIndex)LLVMAttributeFunctionIndex, "tune-cpu", 8);
-        kp__llvm.LLVMAddTargetDependentFunctionAttr(f, "target-cpu", host_cpu);
-        kp__llvm.LLVMAddTargetDependentFunctionAttr(f, "target-features", host_features);
+        kp__llvm.LLVMAddTargetDependentFunctionAttr(f, "target-cpu", cpu);
+        kp__llvm.LLVMAddTargetDependentFunctionAttr(f, "target-features", features);
         kp__llvm.LLVMAddTargetDependentFunctionAttr(f, "min-legal-vector-width", "512");
         kp__llvm.LLVMAddTargetDependentFunctionAttr(f, "prefer-vector-width", "512");
         size_t n;
@@ -286,7 +302,7 @@ static LLVMMemoryBufferRef compile_object(entry *e, const char *name) {
         snprintf(e->msg, sizeof e->msg, "compile failure injected (kp__jit_fail_compiles)");
     else M = kp__jit_build(kp__llvm.LLVMOrcThreadSafeContextGetContext(tsc), &e->spec, name, e->msg, sizeof e->msg);
     if (M) {
-        prepare_module(M, name);
+        prepare_module(M, name, &e->spec);
         LLVMPassBuilderOptionsRef opts = kp__llvm.LLVMCreatePassBuilderOptions();
         LLVMErrorRef err = kp__llvm.LLVMRunPasses(M, "default<O3>", tm, opts);
         kp__llvm.LLVMDisposePassBuilderOptions(opts);
