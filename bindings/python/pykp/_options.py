@@ -78,10 +78,14 @@ class Options:
         res.__dict__.update(call)
         return res
 
+    def _backend_upper(self):
+        """The backend as asked, upper-cased if a string (anything else is refused by `check`)."""
+        return self.backend.upper() if isinstance(self.backend, str) else self.backend
+
     def _asks_of_arrays(self):
         """Whether a backend, device, math mode or dtype is to be confirmed
         against a call's arrays."""
-        b = self.backend.upper() if isinstance(self.backend, str) else self.backend
+        b = self._backend_upper()
         return not (b == "AUTO" and self.device_id in (None, -1) and self.fast_math is None and self.dtype is None)
 
     def confirms_nothing(self):
@@ -98,7 +102,7 @@ class Options:
         arrays = [a for a in args if _arrays.is_array(a)]
         if not arrays:
             return
-        b = self.backend.upper() if isinstance(self.backend, str) else self.backend
+        b = self._backend_upper()
         where = _arrays.check_same_device(("argument %d" % k, a) for k, a in enumerate(arrays))
         on = _arrays.device_name(where)
         if not isinstance(b, str) or not (b == "AUTO" or b == "CPU" or b.startswith("GPU")):
