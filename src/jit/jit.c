@@ -643,6 +643,11 @@ static int rows_for(const kp_jit_spec *s) {
      * 2.04e9 with 4). float64 keeps 4 rows: its exp is twice as long, and
      * more independent rows hide its latency (8.2e8 with 4, 7.85e8 with 2). */
     int most = s->f32 && s->mode == KP_JIT_SUM ? 2 : 4;
+    /* With 16 vector registers (AVX2, SSE), 4 rows' coordinates alone take
+     * most of them: 2 rows (float64 Sum kernels, AVX2, N = 10^4, 2 threads:
+     * Gaussian 1.21-1.23e9 pairs/s with 2 rows, 1.17-1.18e9 with 4; Laplacian,
+     * L1 and anisotropic 3-6% faster too). */
+    if (s->vl * (s->f32 ? 4 : 8) <= 32) most = 2;
     /* Joint kernels hold each row's values and row accumulators besides the
      * exp's constants: with 4 rows LLVM spilled accumulators to the stack in
      * the loop. The Gaussian's gradients in x and b, one thread, N = 10^4,
