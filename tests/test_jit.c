@@ -18,7 +18,7 @@
  *     places, the rest within the bounds above) and partial states' max slots;
  *   - the compiled exp: max error against double exp over the whole range,
  *     <= 2 ulp in both dtypes (measured: 0.81-1.07 and 1.00), and its special values (NaN, +inf
- *     above the range, 0 below);
+ *     above the range and for +inf, 0 below and for -inf);
  *   - background compilation (KP_JIT unset): the first call answers from the
  *     interpreter, the kernel arrives within 30 s and gives the same results;
  *   - a failed compile (injected) falls back to the interpreter under "force"
@@ -256,15 +256,17 @@ static void test_exp_accuracy(void **state) {
     assert_true(u64 <= 2.0);
     /* Special values, each dtype: NaN stays NaN, +inf above the range, 0 below. */
     const char *al[] = {"x = Vi(1)", "y = Vj(1)"};
-    double sx[3] = {NAN, 1000.0, -1000.0}, zero = 0, out[3];
-    kpt_arg args[2] = {{sx, 3, 1}, {&zero, 1, 1}};
+    double sx[5] = {NAN, 1000.0, -1000.0, INFINITY, -INFINITY}, zero = 0, out[5];
+    kpt_arg args[2] = {{sx, 5, 1}, {&zero, 1, 1}};
     for (int t = 0; t < 2; t++) {
         kp_dtype dt = t ? KP_FLOAT64 : KP_FLOAT32;
-        KPT_ASSERT_OK(ctx, kpt_run(ctx, KPT_VIA_PLAN, "Sum_Reduction(Exp(x - y), 1)", al, 2, dt, args, 2, 3, 1, out, 0,
+        KPT_ASSERT_OK(ctx, kpt_run(ctx, KPT_VIA_PLAN, "Sum_Reduction(Exp(x - y), 1)", al, 2, dt, args, 2, 5, 1, out, 0,
                                    NULL, NULL));
         assert_true(isnan(out[0]));
         assert_true(isinf(out[1]) && out[1] > 0);
         assert_true(out[2] == 0.0);
+        assert_true(isinf(out[3]) && out[3] > 0);
+        assert_true(out[4] == 0.0);
     }
     free(xs);
     kp_context_free(ctx);
