@@ -106,16 +106,21 @@ static LLVMValueRef call_bc(gen *g, const char *name, LLVMValueRef *args, unsign
     return kp__llvm.LLVMBuildCall2(g->B, kp__llvm.LLVMGlobalGetValueType(f), f, args, n, "");
 }
 
-/* exp on a vector: the bitcode's kp_jit_exp_{f32,f64}xVL, through two stack slots. */
-static LLVMValueRef vexp(gen *g, LLVMValueRef a) {
-    char name[32];
-    snprintf(name, sizeof name, "kp_jit_exp_%sx%d", g->s->f32 ? "f32" : "f64", g->s->vl);
+/* The bitcode's vector function fn_{f32,f64}xVL on a, through two stack slots. */
+static LLVMValueRef vcall(gen *g, const char *fn, LLVMValueRef a) {
+    char name[40];
+    snprintf(name, sizeof name, "%s_%sx%d", fn, g->s->f32 ? "f32" : "f64", g->s->vl);
     LLVMValueRef in = kp__llvm.LLVMBuildAlloca(g->AB, g->VT, ""), out = kp__llvm.LLVMBuildAlloca(g->AB, g->VT, "");
     kp__llvm.LLVMBuildStore(g->B, a, in);
     LLVMValueRef args[2] = {kp__llvm.LLVMBuildBitCast(g->B, out, g->PT, ""), kp__llvm.LLVMBuildBitCast(g->B, in, g->PT, "")};
     if (!call_bc(g, name, args, 2)) return a;
     return kp__llvm.LLVMBuildLoad2(g->B, g->VT, out, "");
 }
+
+static LLVMValueRef vexp(gen *g, LLVMValueRef a) { return vcall(g, "kp_jit_exp", a); }
+
+/* exp(a) for a <= 0, and 0 where a is NaN. */
+static LLVMValueRef vexpneg(gen *g, LLVMValueRef a) { return vcall(g, "kp_jit_expneg", a); }
 
 /* Any elementwise op, lane by lane, through the bitcode's scalar definition. */
 static LLVMValueRef scalarized(gen *g, kp_op op, int ip, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
@@ -433,10 +438,9 @@ static void joint_step(gen *g, LLVMValueRef *acc, LLVMValueRef mask) {
  * the interpreter's max is NaN once it has met one. Lanes outside mask keep
  * their state. */
 static void lse_update(gen *g, LLVMValueRef *st, LLVMValueRef f, const LLVMValueRef *w, int nw, LLVMValueRef mask) {
-    LLVMValueRef zero = splat(g, 0), one = splat(g, 1), m = st[0];
+    LLVMValueRef one = splat(g, 1), m = st[0];
     LLVMValueRef d = kp__llvm.LLVMBuildFSub(g->B, f, m, "");
-    LLVMValueRef e = vexp(g, kp__llvm.LLVMBuildFNeg(g->B, call1(g, "llvm.fabs", d), ""));
-    e = sel(g, cmp(g, LLVMRealUNO, d, d), zero, e);
+    LLVMValueRef e = vexpneg(g, kp__llvm.LLVMBuildFNeg(g->B, call1(g, "llvm.fabs", d), ""));
     LLVMValueRef up = kp__llvm.LLVMBuildOr(g->B, cmp(g, LLVMRealOGT, f, m), cmp(g, LLVMRealUNO, f, f), "");
     LLVMValueRef a = sel(g, up, e, one), b = sel(g, up, one, e);
     LLVMValueRef next[2 + KP_JIT_LSE_MAX_STATE];
@@ -500,7 +504,7 @@ static void lse_combine(gen *g, const LLVMValueRef *st, int nw, int64_t at_m, in
     LLVMValueRef v = kp__llvm.LLVMBuildInsertElement(g->B, kp__llvm.LLVMGetUndef(g->VT), M, kp__llvm.LLVMConstInt(g->i32, 0, 0), "");
     LLVMValueRef zeros = kp__llvm.LLVMConstNull(kp__llvm.LLVMVectorType(g->i32, (unsigned)g->s->vl));
     LLVMValueRef d = kp__llvm.LLVMBuildFSub(g->B, st[0], kp__llvm.LLVMBuildShuffleVector(g->B, v, kp__llvm.LLVMGetUndef(g->VT), zeros, ""), "");
-    LLVMValueRef w = sel(g, cmp(g, LLVMRealUNO, d, d), splat(g, 0), vexp(g, d));
+    LLVMValueRef w = vexpneg(g, d);
     if (ssmw) { /* a +inf F: the weights are 0/0 (ssmw_tile) */
         LLVMValueRef inf = kp__llvm.LLVMConstReal(g->T, INFINITY), nan = kp__llvm.LLVMConstReal(g->T, NAN);
         M = sel(g, cmp(g, LLVMRealOEQ, M, inf), nan, M);

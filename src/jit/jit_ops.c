@@ -19,6 +19,8 @@
  *                          -708.39 (no subnormal results), NaN for NaN.
  *                          N = 16 floats and N = 8 doubles (AVX-512) compute
  *                          the same with fewer operations (below).
+ *   kp_jit_expneg_*xN      the same exp for x <= 0 (LogSumExp's exp(-|d|)),
+ *                          0 for NaN as for x below the range: one mask.
  * Vectors cross the interface through pointers: a vector argument's calling
  * convention depends on the target features, a pointer's does not.
  */
@@ -40,7 +42,7 @@
  * where x is above HI or NaN (+inf, or NaN itself), and 0 below -LO. That
  * takes about 25 vector operations in float64 instead of the 34 that clamping
  * x first took (AVX2 kernels, where the exp is most of the work). */
-#define KP_JIT_EXP(FN, E, IE, N, LO, HI, LOG2E, SHIFT, SHIFT_BITS, LN2_HI, LN2_LO, ONE, INF, MANT, POLY)         \
+#define KP_JIT_EXP(FN, E, IE, N, LO, HI, LOG2E, SHIFT, SHIFT_BITS, LN2_HI, LN2_LO, ONE, INF, MANT, POLY, FINISH) \
     typedef E FN##_v __attribute__((vector_size(N * sizeof(E))));                                           \
     typedef IE FN##_i __attribute__((vector_size(N * sizeof(E))));                                          \
     KP_JIT_INLINE void FN(E *o, const E *a);                                                                \
@@ -49,7 +51,6 @@
         typedef FN##_i IV;                                                                                  \
         V x;                                                                                                \
         memcpy(&x, a, sizeof x);                                                                            \
-        IV under = x < -(LO), above_or_nan = ~(x <= (HI));                                                  \
         V t = x * LOG2E + SHIFT;                                                                            \
         IV n = (IV)t - SHIFT_BITS;                                                                          \
         V nf = t - SHIFT;                                                                                   \
@@ -60,10 +61,16 @@
         p = p * r + ONE;                                                                                    \
         p = p * r + ONE;                                                                                    \
         V y = (V)((IV)p + (n << MANT));                                                                     \
-        y = SEL(V, IV, above_or_nan, x + INF, y);                                                           \
-        y = (V)(~under & (IV)y);                                                                            \
+        FINISH(V, IV, x, y, LO, HI, INF)                                                                    \
         memcpy(o, &y, sizeof y);                                                                            \
     }
+
+/* exp's ends: +inf above HI, the NaN itself, 0 below -LO. */
+#define KP_JIT_FINISH_ALL(V, IV, x, y, LO, HI, INF)                                                         \
+    y = SEL(V, IV, ~(x <= (HI)), x + INF, y);                                                               \
+    y = (V)(~(x < -(LO)) & (IV)y);
+/* expneg's (x <= 0 or NaN): 0 below -LO and for NaN, one mask. */
+#define KP_JIT_FINISH_NEG(V, IV, x, y, LO, HI, INF) y = (V)((x >= -(LO)) & (IV)y);
 
 /* float32: the Cephes expf polynomial. */
 #define KP_JIT_POLY_F32(p, r)                                                                               \
@@ -72,9 +79,9 @@
     p = p * r + 4.1665795894e-2f;                                                                           \
     p = p * r + 1.6666665459e-1f;                                                                           \
     p = p * r + 5.0000001201e-1f;
-#define KP_JIT_EXP_F32(N)                                                                                   \
-    KP_JIT_EXP(kp_jit_exp_f32x##N, float, int, N, 87.3f, 88.72283f, 1.44269504088896341f, 12582912.0f,      \
-               0x4B400000, 0.693359375f, -2.12194440e-4f, 1.0f, __builtin_inff(), 23, KP_JIT_POLY_F32)
+#define KP_JIT_EXP_F32(FN, N, FINISH)                                                                       \
+    KP_JIT_EXP(FN##_f32x##N, float, int, N, 87.3f, 88.72283f, 1.44269504088896341f, 12582912.0f, 0x4B400000, \
+               0.693359375f, -2.12194440e-4f, 1.0f, __builtin_inff(), 23, KP_JIT_POLY_F32, FINISH)
 
 /* float64: the Taylor coefficients 1/13! ... 1/2!. */
 #define KP_JIT_POLY_F64(p, r)                                                                               \
@@ -89,15 +96,19 @@
     p = p * r + (1.0 / 24.0);                                                                               \
     p = p * r + (1.0 / 6.0);                                                                                \
     p = p * r + 0.5;
-#define KP_JIT_EXP_F64(N)                                                                                   \
-    KP_JIT_EXP(kp_jit_exp_f64x##N, double, long long, N, 708.39, 709.782712893384, 1.4426950408889634,       \
+#define KP_JIT_EXP_F64(FN, N, FINISH)                                                                       \
+    KP_JIT_EXP(FN##_f64x##N, double, long long, N, 708.39, 709.782712893384, 1.4426950408889634,             \
                6755399441055744.0, 0x4338000000000000LL, 6.93147180369123816490e-01,                          \
-               1.90821492927058770002e-10, 1.0, __builtin_inf(), 52, KP_JIT_POLY_F64)
+               1.90821492927058770002e-10, 1.0, __builtin_inf(), 52, KP_JIT_POLY_F64, FINISH)
 
-KP_JIT_EXP_F32(4)
-KP_JIT_EXP_F32(8)
-KP_JIT_EXP_F64(2)
-KP_JIT_EXP_F64(4)
+KP_JIT_EXP_F32(kp_jit_exp, 4, KP_JIT_FINISH_ALL)
+KP_JIT_EXP_F32(kp_jit_exp, 8, KP_JIT_FINISH_ALL)
+KP_JIT_EXP_F64(kp_jit_exp, 2, KP_JIT_FINISH_ALL)
+KP_JIT_EXP_F64(kp_jit_exp, 4, KP_JIT_FINISH_ALL)
+KP_JIT_EXP_F32(kp_jit_expneg, 4, KP_JIT_FINISH_NEG)
+KP_JIT_EXP_F32(kp_jit_expneg, 8, KP_JIT_FINISH_NEG)
+KP_JIT_EXP_F64(kp_jit_expneg, 2, KP_JIT_FINISH_NEG)
+KP_JIT_EXP_F64(kp_jit_expneg, 4, KP_JIT_FINISH_NEG)
 
 /* The full-width AVX-512 vectors (the CPU engine asks for kernels of 16
  * floats or 8 doubles only on AVX-512 hosts, and nothing else may: these use
@@ -112,11 +123,11 @@ KP_JIT_EXP_F64(4)
  * take a microcode assist (~100 cycles) per lane: x is clamped where the
  * result is still normal and the lanes below -708.39 are zeroed by the
  * instruction's mask, the interpreter's rule. */
-#define KP_JIT_EXP512(FN, E, V, SUF, LO, HI, LOG2E, SHIFT, LN2_HI, LN2_LO, POLY, RESULT)                     \
+#define KP_JIT_EXP512(FN, E, V, SUF, LO, HI, LOG2E, SHIFT, LN2_HI, LN2_LO, POLY, CLAMP, RESULT)              \
     KP_JIT_INLINE __attribute__((target("avx512f"))) void FN(E *o, const E *a);                             \
     __attribute__((target("avx512f"))) void FN(E *o, const E *a) {                                          \
         V x = _mm512_loadu_##SUF(a);                                                                        \
-        x = _mm512_min_##SUF(_mm512_set1_##SUF(HI), _mm512_max_##SUF(_mm512_set1_##SUF(-(LO)), x));        \
+        x = CLAMP(SUF, x, LO, HI);                                                                          \
         V t = _mm512_fmadd_##SUF(x, _mm512_set1_##SUF(LOG2E), _mm512_set1_##SUF(SHIFT));                   \
         V nf = _mm512_sub_##SUF(t, _mm512_set1_##SUF(SHIFT));                                               \
         V r = _mm512_fnmadd_##SUF(nf, _mm512_set1_##SUF(LN2_HI), x);                                        \
@@ -148,14 +159,29 @@ KP_JIT_EXP_F64(4)
     KP_JIT_HORNER(p, r, SUF, 1.0 / 6.0)                                                                     \
     KP_JIT_HORNER(p, r, SUF, 0.5)
 
+#define KP_JIT_CLAMP(SUF, x, LO, HI) _mm512_min_##SUF(_mm512_set1_##SUF(HI), _mm512_max_##SUF(_mm512_set1_##SUF(-(LO)), x))
+/* expneg (x <= 0 or NaN): no clamp, the result's mask drops the lanes out of range. */
+#define KP_JIT_NO_CLAMP(SUF, x, LO, HI) (x)
+
 /* p 2^n; float64: 0 where the clamped x is at the clamp (x <= -708.39, not NaN). */
 #define KP_JIT_SCALE_F32(SUF, p, nf, xc) _mm512_scalef_##SUF(p, nf)
 #define KP_JIT_SCALE_F64(SUF, p, nf, xc)                                                                    \
     _mm512_maskz_scalef_##SUF(_mm512_cmp_##SUF##_mask(xc, _mm512_set1_##SUF(-708.39), _CMP_NLE_UQ), p, nf)
+/* expneg: 0 below the range (float32: -104, flushed to 0 from -87.3 on) and for NaN. */
+#define KP_JIT_SCALE_NEG_F32(SUF, p, nf, x)                                                                 \
+    _mm512_maskz_scalef_##SUF(_mm512_cmp_##SUF##_mask(x, _mm512_set1_##SUF(-104.0f), _CMP_GE_OQ), p, nf)
+#define KP_JIT_SCALE_NEG_F64(SUF, p, nf, x)                                                                 \
+    _mm512_maskz_scalef_##SUF(_mm512_cmp_##SUF##_mask(x, _mm512_set1_##SUF(-708.39), _CMP_GT_OQ), p, nf)
 
 /* Clamps: below -104 float32 exp is under FLT_MIN (flushed to 0); above 100
  * (float32) or 710 (float64) it overflows to +inf. */
-KP_JIT_EXP512(kp_jit_exp_f32x16, float, __m512, ps, 104.0f, 100.0f, 1.44269504088896341f, 12582912.0f, 0.693359375f,
-              -2.12194440e-4f, KP_JIT_POLY512_F32, KP_JIT_SCALE_F32)
-KP_JIT_EXP512(kp_jit_exp_f64x8, double, __m512d, pd, 708.39, 710.0, 1.4426950408889634, 6755399441055744.0,
-              6.93147180369123816490e-01, 1.90821492927058770002e-10, KP_JIT_POLY512_F64, KP_JIT_SCALE_F64)
+#define KP_JIT_EXP512_F32(FN, CLAMP, RESULT)                                                                \
+    KP_JIT_EXP512(FN, float, __m512, ps, 104.0f, 100.0f, 1.44269504088896341f, 12582912.0f, 0.693359375f,    \
+                  -2.12194440e-4f, KP_JIT_POLY512_F32, CLAMP, RESULT)
+#define KP_JIT_EXP512_F64(FN, CLAMP, RESULT)                                                                \
+    KP_JIT_EXP512(FN, double, __m512d, pd, 708.39, 710.0, 1.4426950408889634, 6755399441055744.0,            \
+                  6.93147180369123816490e-01, 1.90821492927058770002e-10, KP_JIT_POLY512_F64, CLAMP, RESULT)
+KP_JIT_EXP512_F32(kp_jit_exp_f32x16, KP_JIT_CLAMP, KP_JIT_SCALE_F32)
+KP_JIT_EXP512_F64(kp_jit_exp_f64x8, KP_JIT_CLAMP, KP_JIT_SCALE_F64)
+KP_JIT_EXP512_F32(kp_jit_expneg_f32x16, KP_JIT_NO_CLAMP, KP_JIT_SCALE_NEG_F32)
+KP_JIT_EXP512_F64(kp_jit_expneg_f64x8, KP_JIT_NO_CLAMP, KP_JIT_SCALE_NEG_F64)
