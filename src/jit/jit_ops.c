@@ -7,10 +7,10 @@
  *   kp_jit_seval_f32/f64   every elementwise op on one scalar: in
  *                          jit_seval.c (compiled once per precision and
  *                          linked with this file's bitcode).
- *   kp_jit_exp_f32xN       expf on N lanes (N = 4, 8, 16): the reduction and
- *                          Cephes polynomial of the interpreter's float32 exp
- *                          (cpu/kernel_ops.h), its special values (< 2 ulp
- *                          on [-87.3, 88.7], 0 below, +inf above).
+ *   kp_jit_exp_f32xN       expf on N lanes (N = 4, 8, 16): the reduction of
+ *                          the interpreter's float32 exp (cpu/kernel_ops.h)
+ *                          and its special values, a degree-6 polynomial
+ *                          (< 2 ulp on [-87.3, 88.7], 0 below, +inf above).
  *   kp_jit_exp_f64xN       exp on N lanes (N = 2, 4, 8): Cody-Waite reduction
  *                          x = n ln2 + r, |r| <= ln2/2, then a degree-11
  *                          polynomial of exp(r) (approximation error 1.6e-17
@@ -72,13 +72,20 @@
 /* expneg's (x <= 0 or NaN): 0 below -LO and for NaN, one mask. */
 #define KP_JIT_FINISH_NEG(V, IV, x, y, LO, HI, INF) y = (V)((x >= -(LO)) & (IV)y);
 
-/* float32: the Cephes expf polynomial. */
+/* float32: P(r) of degree 4, the Chebyshev fit of (exp(r) - 1 - r) / r^2 on
+ * |r| <= ln2/2 rounded to float (scripts/exp_poly.py --float32): exp(r)
+ * within 1.04e-8 relative (0.17 ulp) before the rounding of the steps, in 4
+ * FMAs where the Cephes polynomial of the interpreter's expf takes 5. */
+#define KP_JIT_C32_4 0.001392625f
+#define KP_JIT_C32_3 0.008363233f
+#define KP_JIT_C32_2 0.041666552f
+#define KP_JIT_C32_1 0.16666576f
+#define KP_JIT_C32_0 0.5f
 #define KP_JIT_POLY_F32(p, r)                                                                               \
-    p = r * 1.9875691500e-4f + 1.3981999507e-3f;                                                            \
-    p = p * r + 8.3334519073e-3f;                                                                           \
-    p = p * r + 4.1665795894e-2f;                                                                           \
-    p = p * r + 1.6666665459e-1f;                                                                           \
-    p = p * r + 5.0000001201e-1f;
+    p = r * KP_JIT_C32_4 + KP_JIT_C32_3;                                                                    \
+    p = p * r + KP_JIT_C32_2;                                                                               \
+    p = p * r + KP_JIT_C32_1;                                                                               \
+    p = p * r + KP_JIT_C32_0;
 #define KP_JIT_EXP_F32(FN, N, FINISH)                                                                       \
     KP_JIT_EXP(FN##_f32x##N, float, int, N, 87.3f, 88.72283f, 1.44269504088896341f, 12582912.0f, 0x4B400000, \
                0.693359375f, -2.12194440e-4f, 1.0f, __builtin_inff(), 23, KP_JIT_POLY_F32, FINISH)
@@ -153,11 +160,10 @@ KP_JIT_EXP_F64(kp_jit_expneg, 4, KP_JIT_FINISH_NEG)
 
 #define KP_JIT_HORNER(p, r, SUF, c) p = _mm512_fmadd_##SUF(p, r, _mm512_set1_##SUF(c));
 #define KP_JIT_POLY512_F32(p, r, SUF)                                                                       \
-    p = _mm512_fmadd_##SUF(r, _mm512_set1_##SUF(1.9875691500e-4f), _mm512_set1_##SUF(1.3981999507e-3f));   \
-    KP_JIT_HORNER(p, r, SUF, 8.3334519073e-3f)                                                              \
-    KP_JIT_HORNER(p, r, SUF, 4.1665795894e-2f)                                                              \
-    KP_JIT_HORNER(p, r, SUF, 1.6666665459e-1f)                                                              \
-    KP_JIT_HORNER(p, r, SUF, 5.0000001201e-1f)
+    p = _mm512_fmadd_##SUF(r, _mm512_set1_##SUF(KP_JIT_C32_4), _mm512_set1_##SUF(KP_JIT_C32_3));            \
+    KP_JIT_HORNER(p, r, SUF, KP_JIT_C32_2)                                                                  \
+    KP_JIT_HORNER(p, r, SUF, KP_JIT_C32_1)                                                                  \
+    KP_JIT_HORNER(p, r, SUF, KP_JIT_C32_0)
 #define KP_JIT_POLY512_F64(p, r, SUF)                                                                       \
     p = _mm512_fmadd_##SUF(r, _mm512_set1_##SUF(KP_JIT_C64_9), _mm512_set1_##SUF(KP_JIT_C64_8));            \
     KP_JIT_HORNER(p, r, SUF, KP_JIT_C64_7)                                                                  \
