@@ -40,8 +40,8 @@
  * exponent field, MANT bits up. x is not clamped: lanes outside [-LO, HI]
  * (and NaN) compute garbage, which two masks replace at the end: x + inf
  * where x is above HI or NaN (+inf, or NaN itself), and 0 below -LO. That
- * takes about 25 vector operations in float64 instead of the 34 that clamping
- * x first took (AVX2 kernels, where the exp is most of the work). */
+ * saves about 9 vector operations per exp over clamping x first and
+ * selecting (AVX2 kernels, where the exp is most of the work). */
 #define KP_JIT_EXP(FN, E, IE, N, LO, HI, LOG2E, SHIFT, SHIFT_BITS, LN2_HI, LN2_LO, ONE, INF, MANT, POLY, FINISH) \
     typedef E FN##_v __attribute__((vector_size(N * sizeof(E))));                                           \
     typedef IE FN##_i __attribute__((vector_size(N * sizeof(E))));                                          \
