@@ -178,7 +178,7 @@ static int forked_child(void) {
     kp_context *ctx = NULL;
     if (kp_context_new(&ctx) != KP_OK || agrees(ctx)) _exit(20);
     setenv("KP_JIT", "require", 1);
-    static double out[N * 2];
+    static double out[MAXOUT];
     kp_status st = run(ctx, &formulas[1], &exit_data, out, NULL);
     if (st == KP_OK || !strstr(kp_context_message(ctx), "forked")) _exit(21);
     kp_jit_stats s;
@@ -188,14 +188,11 @@ static int forked_child(void) {
     exit(0);
 }
 
-/* The call that crosses the threshold returns while LLVM's start is held
- * (were it to wait, it would never return); a fork then gets a child that
- * exits; once released, the kernel compiles and the next call runs it. */
-static int child_no_wait(void) {
-    fill(&exit_data);
-    kp__jit_hold_start = 1;
-    kp_context *ctx = NULL;
-    if (kp_context_new(&ctx) != KP_OK || agrees(ctx)) return 3;
+/* The steps of child_no_wait taken while LLVM's start is held: the call that
+ * crosses the threshold returns (were it to wait, it would never return),
+ * nothing is loaded yet, and a child forked then exits; 0 if all went so. */
+static int while_held(kp_context *ctx) {
+    if (agrees(ctx)) return 3;
     kp_jit_stats s;
     kp__jit_stats(&s);
     if (s.compiled != 0 || s.llvm_load_seconds != 0) return 4;
@@ -209,7 +206,21 @@ static int child_no_wait(void) {
                 WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
         return 7;
     }
+    return 0;
+}
+
+/* while_held's steps; then, released, the kernel compiles and the next call runs it. */
+static int child_no_wait(void) {
+    fill(&exit_data);
+    kp_context *ctx = NULL;
+    if (kp_context_new(&ctx) != KP_OK) return 2;
+    kp__jit_hold_start = 1;
+    int bad = while_held(ctx);
+    /* released even after a failure: exit() waits for the start */
     __atomic_store_n(&kp__jit_hold_start, 0, __ATOMIC_RELEASE);
+    if (bad) return bad;
+    kp_jit_stats s;
+    kp__jit_stats(&s);
     for (int waited = 0; s.compiled == 0 && waited < 30000; waited++) {
         nanosleep(&(struct timespec){0, 1000000}, NULL);
         kp__jit_stats(&s);
@@ -224,7 +235,7 @@ static int child_no_wait(void) {
 
 /* ------------------------------------------------------------- the parent */
 
-/* Runs this binary as "child OUT" (or "exit_main"/"exit_thread") with env
+/* Runs this binary as "child OUT" (or "exit_main", "exit_worker", "no_wait") with env
  * (NAME=VALUE, NAME= unsets); returns its wait status. */
 static int spawn(const char *what, const char *out, const char *const *env) {
     pid_t pid = fork();
