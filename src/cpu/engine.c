@@ -11,8 +11,6 @@
 #include "jit/jit.h"
 #include "plan/reduction.h"
 
-/* Checked on every call (it is cheap): no shared state, so no race between
- * threads calling libkp for the first time. */
 /* 2: AVX-512F (and DQ), 1: AVX2+FMA, 0: generic. */
 static int native_level(void) {
     __builtin_cpu_init();
@@ -22,6 +20,8 @@ static int native_level(void) {
 
 int kp__cpu_native_vec_bytes(void) { return 16 << native_level(); }
 
+/* Checked on every call (it is cheap): no shared state, so no race between
+ * threads calling libkp for the first time. */
 const kp_cpu_kernels *kp__cpu_pick_kernels(kp_dtype dtype) {
     int level = native_level();
     const char *force = getenv("KP_CPU_ISA"); /* testing aid: generic, avx2 */
