@@ -279,8 +279,6 @@ static void test_edges(void **state) {
     grads_free(&G);
 }
 
-/* Formulas that do not depend on the reduced index, and products of many
- * factors, against their plain plans run one by one. */
 /* Runs texts (aliases x = Vi(2), y = Vj(2), a = Vi(1), b = Vj(1), s = Pm(1),
  * w = Vi(2)) as one joint plan and one by one in dtype on N x M points; checks
  * that they agree within rtol of each output's largest value (or exactly 0
@@ -343,6 +341,8 @@ static void compare_joint_alone(const char *const *texts, int n, kp_dtype dtype,
     kp_context_free(ctx);
 }
 
+/* Formulas that do not depend on the reduced index, and products of many
+ * factors, against their plain plans run one by one. */
 static void test_unusual_terms(void **state) {
     (void)state;
     static const char *texts[] = {
