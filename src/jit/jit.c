@@ -127,12 +127,15 @@ static void init_llvm(void) {
     pthread_mutex_unlock(&cache_mu);
 }
 
+/* Bytes of one of s's vectors. */
+static int spec_vec_bytes(const kp_jit_spec *s) { return s->vl * (s->f32 ? 4 : 8); }
+
 /* The CPU a kernel of s is compiled for: the host, or, for vectors narrower
  * than the host's ($KP_CPU_ISA=avx2|generic), a CPU with that ISA and no
  * more, so that the kernel is the one an AVX2 machine (16 vector registers,
  * no masks) or a plain x86-64 one would run. */
 static void kernel_target(const kp_jit_spec *s, const char **cpu, const char **features) {
-    int bytes = s->vl * (s->f32 ? 4 : 8);
+    int bytes = spec_vec_bytes(s);
     *cpu = host_cpu, *features = host_features;
     if (bytes >= kp__cpu_native_vec_bytes() || !strstr(kp__llvm.LLVMOrcLLJITGetTripleString(jit), "x86_64")) return;
     *cpu = bytes == 32 ? "haswell" : "x86-64";
@@ -647,7 +650,7 @@ static int rows_for(const kp_jit_spec *s) {
      * most of them: 2 rows (float64 Sum kernels, AVX2, N = 10^4, 2 threads:
      * Gaussian 1.21-1.23e9 pairs/s with 2 rows, 1.17-1.18e9 with 4; Laplacian,
      * L1 and anisotropic 3-6% faster too). */
-    if (s->vl * (s->f32 ? 4 : 8) <= 32) most = 2;
+    if (spec_vec_bytes(s) <= 32) most = 2;
     /* Joint kernels hold each row's values and row accumulators besides the
      * exp's constants: with 4 rows LLVM spilled accumulators to the stack in
      * the loop. The Gaussian's gradients in x and b, one thread, N = 10^4,
