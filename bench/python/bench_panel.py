@@ -243,6 +243,8 @@ def main():
     sizes = [int(float(s)) for s in args.sizes.split(",")]
     dtypes = [np.dtype(d).type for d in args.dtypes.split(",")]
     model, isa = _cpu_model()
+    if args.isa == "avx2" and not ("avx2" in isa and "fma" in isa):
+        sys.exit("bench_panel.py: --isa avx2 needs a CPU with AVX2 and FMA (this one: %s)" % (isa or "neither"))
     if args.isa == "avx2":
         os.environ["KP_CPU_ISA"] = "avx2"
         isa += "; measured as AVX2 (KP_CPU_ISA=avx2, plain loop -march=haswell)"
