@@ -130,6 +130,7 @@ typedef struct bench_options {
     double rep_cap;  /* stop repeating once a measurement has taken this long */
     int retry_busy;  /* times a row is measured again when another process disturbed it */
     int quick;
+    kp_sum_scheme scheme; /* libkp's sum scheme (--sum-scheme) */
 } bench_options;
 
 /* ------------------------------------------------------------- utilities */
@@ -546,18 +547,23 @@ static void print_machine(const bench_options *o)
 static void usage(const char *argv0)
 {
     printf("usage: %s [--quick] [--threads T] [--reps R] [--min-time S] [--retry-busy K]\n"
+           "          [--sum-scheme block|kahan|plain|exact]\n"
            "  --quick       N = M in {1e3, 1e4}, one short repetition (CI smoke run)\n"
            "  --threads T   threads for libkp and the plain loop (default 2)\n"
            "  --reps R      repetitions, best is kept (default 3)\n"
            "  --min-time S  seconds per repetition, at least (default 0.3)\n"
            "  --retry-busy K  measure a row again, up to K times, when its CPU/wall shows\n"
-           "                another process took the CPU (default 0; for shared machines)\n",
+           "                another process took the CPU (default 0; for shared machines)\n"
+           "  --sum-scheme S  libkp's summation (kp_sum_scheme; default block); exact: the\n"
+           "                order-independent sums of KP_SUM_EXACT\n",
            argv0);
 }
 
 int main(int argc, char **argv)
 {
-    bench_options o = {2, 3, 0.3, 5.0, 0, 0};
+    bench_options o = {2, 3, 0.3, 5.0, 0, 0, KP_SUM_BLOCK};
+    static const char *const schemes[] = {[KP_SUM_BLOCK] = "block", [KP_SUM_KAHAN] = "kahan",
+                                          [KP_SUM_PLAIN] = "plain", [KP_SUM_EXACT] = "exact"};
     for (int a = 1; a < argc; a++) {
         if (strcmp(argv[a], "--quick") == 0) {
             o.quick = 1;
@@ -569,6 +575,16 @@ int main(int argc, char **argv)
             o.retry_busy = atoi(argv[++a]);
         } else if (strcmp(argv[a], "--min-time") == 0 && a + 1 < argc) {
             o.min_time = atof(argv[++a]);
+        } else if (strcmp(argv[a], "--sum-scheme") == 0 && a + 1 < argc) {
+            const char *name = argv[++a];
+            int found = -1;
+            for (int k = 0; k < (int)(sizeof schemes / sizeof *schemes); k++)
+                if (strcmp(name, schemes[k]) == 0) found = k;
+            if (found < 0) {
+                usage(argv[0]);
+                return 2;
+            }
+            o.scheme = (kp_sum_scheme)found;
         } else {
             usage(argv[0]);
             return strcmp(argv[a], "--help") == 0 || strcmp(argv[a], "-h") == 0 ? 0 : 2;
@@ -589,13 +605,15 @@ int main(int argc, char **argv)
     const size_t n_sizes = o.quick ? 2 : 3;
 
     kp_context *ctx = NULL;
-    if (kp_context_new(&ctx) != KP_OK || kp_context_set_num_threads(ctx, o.threads) != KP_OK) {
+    if (kp_context_new(&ctx) != KP_OK || kp_context_set_num_threads(ctx, o.threads) != KP_OK ||
+        kp_context_set_sum_scheme(ctx, o.scheme) != KP_OK) {
         fprintf(stderr, "kp_bench: cannot create a libkp context\n");
         kp_context_free(ctx);
         return 1;
     }
 
     print_machine(&o);
+    printf("libkp's sum scheme: %s\n\n", schemes[o.scheme]);
     double plan_time = 0;
     const double t0 = now_s();
     printf("### Gaussian kernel product in 3D: a_i = sum_j exp(-g |x_i - y_j|^2) b_j\n\n");

@@ -130,7 +130,8 @@ const char *kp_dtype_name(kp_dtype dtype);
  * block below). */
 typedef enum kp_device { KP_DEVICE_CPU = 0, KP_DEVICE_CUDA = 1 } kp_device;
 
-/* How float32 Sum-type accumulators are kept (float64 always uses KP_SUM_BLOCK).
+/* How float32 Sum-type accumulators are kept (float64 uses KP_SUM_BLOCK, or
+ * KP_SUM_EXACT when that is chosen).
  * BLOCK: each tile of up to 512 j is summed in float32 SIMD lanes, the tile sums
  *        are added into a Kahan-compensated float32 accumulator. Relative error
  *        ~1e-6 of float64 even at M = 10^7. The default.
@@ -140,8 +141,20 @@ typedef enum kp_device { KP_DEVICE_CPU = 0, KP_DEVICE_CUDA = 1 } kp_device;
  *        like M/512 ulp in the worst case).
  * The GPU engines do the same with groups of 32 points per thread instead of
  * tiles of 512 (BLOCK: one fused multiply-add per pair, a compensated add per
- * group), for Sum, LogSumExp and SumSoftMaxWeight. */
-typedef enum kp_sum_scheme { KP_SUM_BLOCK = 0, KP_SUM_KAHAN = 1, KP_SUM_PLAIN = 2 } kp_sum_scheme;
+ * group), for Sum, LogSumExp and SumSoftMaxWeight.
+ * EXACT: float32 and float64 Sum reductions add every term exactly (integers
+ *        in exponent bins, see docs/distributed.md) and round once, to
+ *        nearest: the result does not depend on the order of the terms, the
+ *        threads, or how the reduced axis is split into partial states and
+ *        merged (any split, any merge order: the same bits as one call),
+ *        and it is the correctly rounded sum of the terms unless they span
+ *        more than 2^128 (terms below 2^-128 of the largest are left out).
+ *        At most 2^43 terms per row (KP_ERR_TOO_LARGE). CPU engine only
+ *        (KP_ERR_UNSUPPORTED elsewhere); it runs on the interpreter, several
+ *        times slower than BLOCK. Sum only: the other reductions keep
+ *        BLOCK's accumulation. Partial states made under EXACT have their
+ *        own layout and are refused under the other schemes. */
+typedef enum kp_sum_scheme { KP_SUM_BLOCK = 0, KP_SUM_KAHAN = 1, KP_SUM_PLAIN = 2, KP_SUM_EXACT = 3 } kp_sum_scheme;
 
 /* Math functions of the GPU kernels (CUDA and OpenCL engines), float32 only.
  * ACCURATE (the default): the platform's accurate functions (CUDA expf,

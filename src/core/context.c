@@ -62,7 +62,7 @@ kp_status kp_context_set_num_threads(kp_context *ctx, int num_threads) {
 
 kp_status kp_context_set_sum_scheme(kp_context *ctx, kp_sum_scheme scheme) {
     if (!ctx) return KP_ERR_NULL;
-    if (scheme != KP_SUM_BLOCK && scheme != KP_SUM_KAHAN && scheme != KP_SUM_PLAIN)
+    if (scheme != KP_SUM_BLOCK && scheme != KP_SUM_KAHAN && scheme != KP_SUM_PLAIN && scheme != KP_SUM_EXACT)
         return kp__fail(ctx, KP_ERR_ARGUMENT, "unknown sum scheme %d", (int)scheme);
     ctx->sum_scheme = scheme;
     return KP_OK;

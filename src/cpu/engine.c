@@ -137,6 +137,7 @@ static kp_jit_mode jit_mode_of(const kp_job *job, const kp_cpu_kernels *K) {
 /* The compiled kernel for job (jit/jit.h), or NULL for the interpreter. */
 static const kp_jit_kernel *compiled_kernel(kp_context *ctx, const kp_job *job, const kp_cpu_kernels *K, int *failed) {
     const kp_program *prog = job->prog;
+    if (prog->exact) return NULL; /* its terms go one by one into the interpreter's exact accumulators */
     double pairs = (double)job->nbatch * (double)job->nrows * (double)job->ncols;
     return kp__jit_kernel(ctx, prog, job->dtype, K->tile, kp__cpu_vec_bytes(K), jit_mode_of(job, K), pairs, failed);
 }

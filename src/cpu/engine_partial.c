@@ -38,7 +38,7 @@ typedef struct fold_ctx {
 /* Merges one chunk's states (rows [r0,r1) of batch b) into the caller's. */
 static void merge_chunk(const fold_ctx *F, int64_t b, int64_t r0, int64_t r1, void *creal, int64_t *cidx) {
     size_t row = (size_t)(b * F->job->nrows + r0), nr = (size_t)(r1 - r0);
-    if (F->nidx) offset_indices(cidx, nr * (size_t)F->nidx, F->offset);
+    if (F->nidx && !F->job->prog->exact) offset_indices(cidx, nr * (size_t)F->nidx, F->offset); /* not bins */
     F->K->states_merge(F->job->prog, (int64_t)nr, F->sreal + row * (size_t)F->nreal * F->K->real_size,
                        F->nidx ? F->sidx + row * (size_t)F->nidx : NULL, creal, F->nidx ? cidx : NULL);
 }

@@ -14,6 +14,7 @@
 #ifndef KP_CPU_KERNEL_REDUCE_H
 #define KP_CPU_KERNEL_REDUCE_H
 
+#include "plan/exact_sum.h"
 #include "plan/reduction.h"
 
 static void state_size(const kp_program *prog, int *nreal, int *nidx) { kp__state_size(prog, nreal, nidx); }
@@ -24,7 +25,11 @@ static void state_init(const kp_program *prog, REAL *s, int64_t *ix) {
     state_size(prog, &nreal, &nidx);
     int D = prog->fdim;
     switch (kp__red(prog->red)->family) {
-    case KP_FAMILY_SUM: memset(s, 0, (size_t)nreal * sizeof *s); break;
+    case KP_FAMILY_SUM:
+        memset(s, 0, (size_t)nreal * sizeof *s);
+        if (prog->exact)
+            for (int d = 0; d < D; d++) kp__xsum_init(ix + (size_t)d * KP_XSUM_WORDS);
+        break;
     case KP_FAMILY_LOGSUMEXP:
         memset(s, 0, (size_t)nreal * sizeof *s);
         for (int d = 0; d < D; d++) s[d] = (REAL)-INFINITY;
@@ -386,6 +391,30 @@ static void select_merge(const kp_program *prog, REAL *a, int64_t *ai, const REA
             kmin_insert(a + d, ai + d, K, D, b[k * D + d], bi[k * D + d], is_max);
 }
 
+static inline void xsum_add(int64_t *w, REAL x) {
+#if KP_REAL_F32
+    kp__xsum_add_f32(w, x);
+#else
+    kp__xsum_add_f64(w, x);
+#endif
+}
+
+/* A Sum under KP_SUM_EXACT: every term (F, or F * F2 rounded as tile_dot's
+ * products are) into the component's exact accumulator. */
+static void exact_sum_tile(const kp_program *prog, int64_t *ix, const REAL *f, const REAL *f2, int len) {
+    for (int d = 0; d < prog->fdim; d++) {
+        int64_t *w = ix + (size_t)d * KP_XSUM_WORDS;
+        if (f2) {
+            const REAL *a = f + (prog->red_f.dim == 1 ? 0 : (size_t)d * TILE);
+            const REAL *b = f2 + (prog->red_f2.dim == 1 ? 0 : (size_t)d * TILE);
+            for (int k = 0; k < len; k++) xsum_add(w, a[k] * b[k]);
+        } else {
+            const REAL *a = f + (size_t)d * TILE;
+            for (int k = 0; k < len; k++) xsum_add(w, a[k]);
+        }
+    }
+}
+
 /* Accumulates one tile (len valid lanes, first reduced index j0; jmap: see select_tile). */
 static void state_accumulate(const kp_program *prog, kp_sum_scheme scheme, REAL *st, int64_t *ix, const REAL *f,
                              const REAL *f2, const REAL *g, int len, int64_t j0, const int64_t *jmap, REAL *tmp) {
@@ -394,6 +423,10 @@ static void state_accumulate(const kp_program *prog, kp_sum_scheme scheme, REAL 
     int compensate = !(KP_REAL_F32 && scheme == KP_SUM_PLAIN);
     switch (kp__red(prog->red)->family) {
     case KP_FAMILY_SUM:
+        if (prog->exact) {
+            exact_sum_tile(prog, ix, f, f2, len);
+            break;
+        }
         for (int d = 0; d < D; d++) {
             REAL t = f2 ? tile_dot(f + (prog->red_f.dim == 1 ? 0 : (size_t)d * TILE),
                                    f2 + (prog->red_f2.dim == 1 ? 0 : (size_t)d * TILE), len, lane_kahan)
@@ -412,6 +445,10 @@ static void state_merge(const kp_program *prog, REAL *a, int64_t *ai, const REAL
     int D = prog->fdim;
     switch (kp__red(prog->red)->family) {
     case KP_FAMILY_SUM:
+        if (prog->exact) {
+            for (int d = 0; d < D; d++) kp__xsum_merge(ai + (size_t)d * KP_XSUM_WORDS, bi + (size_t)d * KP_XSUM_WORDS);
+            break;
+        }
         for (int d = 0; d < D; d++) {
             kahan_add(&a[d], &a[D + d], b[d]);
             kahan_add(&a[d], &a[D + d], -b[D + d]);
@@ -433,7 +470,10 @@ static void state_finalize(const kp_program *prog, const REAL *st, const int64_t
     state_size(prog, &nreal, &nidx);
     switch (kp__red(prog->red)->family) {
     case KP_FAMILY_SUM:
-        for (int d = 0; d < D; d++) out[d * cs] = st[d];
+        if (prog->exact)
+            for (int d = 0; d < D; d++) out[d * cs] = (REAL)kp__xsum_value(ix + (size_t)d * KP_XSUM_WORDS, KP_REAL_F32);
+        else
+            for (int d = 0; d < D; d++) out[d * cs] = st[d];
         return;
     case KP_FAMILY_LOGSUMEXP:
         for (int d = 0; d < D; d++) {

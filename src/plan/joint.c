@@ -69,7 +69,7 @@ kp_status kp_plan_new_joint(kp_context *ctx, const kp_formula *const *fs, size_t
 /* Builds the joint job from the parts' validated jobs; 0 if no joint pass can
  * take this call (formulas it cannot fuse, batches, device arrays). */
 static int joint_job(const kp_plan *plan, const kp_job *jobs, kp_joint_job *jj) {
-    if (!plan->fusable) return 0;
+    if (!plan->fusable || jobs[0].prog->exact) return 0; /* exact sums: the formulas one by one */
     memset(jj, 0, sizeof *jj);
     jj->job = jobs[0];
     jj->job.prog = &plan->prog;

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/context.h"
+#include "plan/exact_sum.h"
 #include "plan/io.h"
 #include "plan/plan_internal.h"
 #include "plan/reduction.h"
@@ -30,9 +31,10 @@ _Static_assert(sizeof(state_header) == KP_STATE_HEADER_BYTES, "the documented he
 
 static const char state_magic[8] = "kpstate";
 
+/* The reduction of plan's calls under the context's sum scheme. */
 static uint64_t plan_tag(const kp_plan *plan) {
-    const kp_program *p = &plan->prog;
-    return (uint64_t)p->red | (uint64_t)p->axis << 8 | (uint64_t)(uint32_t)p->fdim << 16 |
+    const kp_program *p = kp__plan_program(plan);
+    return (uint64_t)p->red | (uint64_t)(p->axis | p->exact << 4) << 8 | (uint64_t)(uint32_t)p->fdim << 16 |
            (uint64_t)(uint32_t)p->red_g.dim << 32 | (uint64_t)(uint32_t)p->K << 48;
 }
 
@@ -86,10 +88,10 @@ static kp_status prepare(kp_plan *plan, const kp_array *args, size_t n_args, kp_
     kp_plan *copy = kp__alloc(ctx, sizeof *copy);
     if (!copy) return kp__fail(ctx, KP_ERR_OOM, "out of memory");
     *copy = *plan;
-    copy->prog.K = 0; /* K against the part's points: checked at finalize instead */
+    copy->prog.K = copy->prog_exact.K = 0; /* K against the part's points: checked at finalize instead */
     st = kp__plan_prepare(copy, args, n_args, out, out_index, &opt, job);
     kp__free(ctx, copy);
-    job->prog = &plan->prog;
+    job->prog = kp__plan_program(plan);
     /* Finalize runs on the host, and may read the rows' arguments there. */
     if (st == KP_OK && use == FOR_FINALIZE && job->device != KP_DEVICE_CPU)
         st = kp__fail(ctx, KP_ERR_UNSUPPORTED, "kp_plan_state_finalize runs on the host: it reads host arrays only");
@@ -98,7 +100,7 @@ static kp_status prepare(kp_plan *plan, const kp_array *args, size_t n_args, kp_
 
 static kp_status info_of(kp_plan *plan, int64_t nbatch, int64_t nrows, kp_state_info *info) {
     memset(info, 0, sizeof *info);
-    kp__state_size(&plan->prog, &info->nreal, &info->nidx);
+    kp__state_size(kp__plan_program(plan), &info->nreal, &info->nidx);
     info->nbatch = nbatch;
     info->nrows = nrows;
     info->dtype = plan->dtype;
@@ -159,7 +161,7 @@ kp_status kp_plan_state_init(kp_plan *plan, const kp_state_info *info, void *sta
     if (!hs) return KP_ERR_UNSUPPORTED;
     memset(state, 0, info->bytes); /* the padding too: equal states are equal bytes */
     memcpy(state, &h, sizeof h);
-    hs->init(&plan->prog, plan->dtype, info->nbatch * info->nrows, (char *)state + want.real_offset,
+    hs->init(kp__plan_program(plan), plan->dtype, info->nbatch * info->nrows, (char *)state + want.real_offset,
              info->nidx ? (int64_t *)(void *)((char *)state + want.index_offset) : NULL);
     return KP_OK;
 }
@@ -173,7 +175,8 @@ static kp_status read_state(kp_plan *plan, const void *state, size_t bytes, cons
     if (memcmp(h->magic, state_magic, sizeof h->magic) != 0 || h->version != 1)
         return kp__fail(plan->ctx, KP_ERR_ARGUMENT, "%s is not a state buffer (kp_plan_state_init makes one)", what);
     if (h->tag != plan_tag(plan) || h->dtype != (int32_t)plan->dtype)
-        return kp__fail(plan->ctx, KP_ERR_ARGUMENT, "%s is the state of another reduction or dtype", what);
+        return kp__fail(plan->ctx, KP_ERR_ARGUMENT,
+                        "%s is the state of another reduction, dtype or sum scheme (KP_SUM_EXACT or not)", what);
     if (h->nbatch < 0 || h->nrows < 0) return kp__fail(plan->ctx, KP_ERR_ARGUMENT, "%s: corrupt header", what);
     kp_status st = info_of(plan, h->nbatch, h->nrows, info);
     if (st != KP_OK) return st;
@@ -198,6 +201,14 @@ static kp_status check_shape(kp_plan *plan, const state_header *h, const kp_job 
     return KP_OK;
 }
 
+/* An exact sum's bins hold KP_XSUM_MAX_TERMS terms per row (exact_sum.h). */
+static kp_status check_terms(kp_plan *plan, int64_t ncols) {
+    if (kp__plan_program(plan)->exact && ncols > KP_XSUM_MAX_TERMS)
+        return kp__fail(plan->ctx, KP_ERR_TOO_LARGE, "KP_SUM_EXACT sums at most 2^43 terms per row, got %lld",
+                        (long long)ncols);
+    return KP_OK;
+}
+
 kp_status kp_plan_exec_partial(kp_plan *plan, const kp_array *args, size_t n_args, int64_t offset, void *state,
                                size_t bytes, const kp_exec_options *options) {
     kp_status st = check_plan(plan);
@@ -215,6 +226,7 @@ kp_status kp_plan_exec_partial(kp_plan *plan, const kp_array *args, size_t n_arg
     if (st == KP_OK) st = check_shape(plan, &h, job);
     if (st == KP_OK && __builtin_add_overflow(h.ncols, job->ncols, &h.ncols))
         st = kp__fail(ctx, KP_ERR_TOO_LARGE, "more than 2^63 points folded");
+    if (st == KP_OK) st = check_terms(plan, h.ncols);
     const kp_engine_ops *eng = st == KP_OK ? kp__plan_engine(ctx, job) : NULL;
     if (st == KP_OK && !eng) st = KP_ERR_UNSUPPORTED;
     if (st == KP_OK && !eng->run_partial)
@@ -243,9 +255,10 @@ kp_status kp_plan_state_merge(kp_plan *plan, void *a, const void *b, size_t byte
         return kp__fail(plan->ctx, KP_ERR_ARGUMENT, "a and b hold different rows or batches");
     if (__builtin_add_overflow(ha.ncols, hb.ncols, &ha.ncols))
         return kp__fail(plan->ctx, KP_ERR_TOO_LARGE, "more than 2^63 points merged");
+    if ((st = check_terms(plan, ha.ncols)) != KP_OK) return st;
     const kp_states_ops *hs = host_states(plan->ctx);
     if (!hs) return KP_ERR_UNSUPPORTED;
-    hs->merge(&plan->prog, plan->dtype, ha.nbatch * ha.nrows, reals_of(a, &ia), indices_of(a, &ia),
+    hs->merge(kp__plan_program(plan), plan->dtype, ha.nbatch * ha.nrows, reals_of(a, &ia), indices_of(a, &ia),
               reals_of((void *)(uintptr_t)b, &ib), indices_of((void *)(uintptr_t)b, &ib));
     memcpy(a, &ha, sizeof ha);
     return KP_OK;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/context.h"
+#include "plan/exact_sum.h"
 #include "plan/io.h"
 #include "plan/plan_internal.h"
 #include "plan/ranges.h"
@@ -44,6 +45,8 @@ kp_status kp_plan_new(kp_context *ctx, const kp_formula *f, kp_dtype dtype, kp_p
     p->out_index_dim = kp_formula_out_index_dim(f);
     p->sum_rows = f->sum_rows;
     p->index_cats = index_categories(&p->prog);
+    p->prog_exact = p->prog;
+    p->prog_exact.exact = kp__red(p->prog.red)->family == KP_FAMILY_SUM;
     *out = p;
     return KP_OK;
 }
@@ -53,6 +56,10 @@ void kp_plan_free(kp_plan *plan) {
     for (int k = 0; k < plan->nparts; k++) kp_plan_free(plan->parts[k]);
     kp__program_free(&plan->prog);
     kp__free(plan->ctx, plan);
+}
+
+const kp_program *kp__plan_program(const kp_plan *plan) {
+    return plan->ctx->sum_scheme == KP_SUM_EXACT ? &plan->prog_exact : &plan->prog;
 }
 
 static const char *dtype_name(kp_dtype d) { return kp__dtype_name(d); }
@@ -288,7 +295,7 @@ kp_status kp__plan_prepare(kp_plan *plan, const kp_array *args, size_t n_args, c
         return kp__fail(ctx, KP_ERR_ARGUMENT, "num_threads must be in [0, 4096], got %d", opt.num_threads);
 
     memset(job, 0, sizeof *job);
-    job->prog = &plan->prog;
+    job->prog = kp__plan_program(plan);
     job->dtype = plan->dtype;
     job->scheme = ctx->sum_scheme;
     job->math = ctx->math_mode;
@@ -316,6 +323,9 @@ kp_status kp__plan_prepare(kp_plan *plan, const kp_array *args, size_t n_args, c
     for (int k = 0; k < plan->nargs; k++)
         if (plan->args[k].used && (st = prepare_arg(plan, k, &args[k], job, n_of)) != KP_OK) return st;
     if ((st = prepare_sizes(plan, job, n_of)) != KP_OK) return st;
+    if (job->prog->exact && job->ncols > KP_XSUM_MAX_TERMS)
+        return kp__fail(ctx, KP_ERR_TOO_LARGE, "KP_SUM_EXACT sums at most 2^43 terms per row, got %lld",
+                        (long long)job->ncols);
     if ((st = kp__ranges_prepare(ctx, opt.ranges, job)) != KP_OK) return st;
     return prepare_device(plan, args, out, out_index, &opt, job);
 }

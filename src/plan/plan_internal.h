@@ -10,6 +10,9 @@ struct kp_plan {
     kp_dtype dtype;    /* what the plan computes in: float32 or float64 */
     kp_dtype io_dtype; /* the dtype it was made for: dtype or a storage dtype (plan/io.h) */
     kp_program prog; /* a joint plan: its joint program, when fusable */
+    /* prog for calls under KP_SUM_EXACT: the same code (not freed twice),
+     * with exact set for a Sum. Ordinary plans only. */
+    kp_program prog_exact;
     int nargs;
     kp_arg_info args[KP_MAX_ARGS];
     int out_dim, out_index_dim;
@@ -27,6 +30,9 @@ struct kp_plan {
  * kp.h it was built with, into *opt (options.c). KP_ERR_ARGUMENT for a
  * struct_size this libkp cannot read. */
 kp_status kp__exec_options_read(kp_context *ctx, const kp_exec_options *options, kp_exec_options *opt);
+
+/* The program a call of plan runs under its context's sum scheme. */
+const kp_program *kp__plan_program(const kp_plan *plan);
 
 /* Validates one call's arrays against plan (shapes, dtypes, and that they are
  * all on one device) and fills job (zeroed first). KP_OK or the error,

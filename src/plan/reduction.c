@@ -1,6 +1,8 @@
 /* reduction.c — per-row state sizes and families of the reductions (see reduction.h). */
 #include "plan/reduction.h"
 
+#include "plan/exact_sum.h"
+
 int kp__kept_per_component(const kp_program *prog) { return kp__red(prog->red)->takes_k ? prog->K : 1; }
 
 void kp__state_size(const kp_program *prog, int *nreal, int *nidx) {
@@ -8,7 +10,10 @@ void kp__state_size(const kp_program *prog, int *nreal, int *nidx) {
     *nreal = 0;
     *nidx = 0;
     switch (kp__red(prog->red)->family) {
-    case KP_FAMILY_SUM: *nreal = 2 * D; break;       /* sum, compensation */
+    case KP_FAMILY_SUM:
+        if (prog->exact) *nidx = KP_XSUM_WORDS * D; /* one exact accumulator per component */
+        else *nreal = 2 * D;                       /* sum, compensation */
+        break;
     case KP_FAMILY_LOGSUMEXP: *nreal = 3 * D; break; /* max, scaled sum, compensation */
     case KP_FAMILY_SOFTMAX: *nreal = 3 + 2 * prog->red_g.dim; break;
     case KP_FAMILY_SELECT:

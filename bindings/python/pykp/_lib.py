@@ -203,7 +203,7 @@ KP_DEVICE_CPU, KP_DEVICE_CUDA = constant("KP_DEVICE_CPU"), constant("KP_DEVICE_C
 KP_ENGINE_CPU, KP_ENGINE_OPENCL, KP_ENGINE_CUDA, KP_ENGINE_AUTO = (
     constant("KP_ENGINE_" + n) for n in ("CPU", "OPENCL", "CUDA", "AUTO")
 )
-SUM_SCHEMES = {n.lower(): constant("KP_SUM_" + n) for n in ("BLOCK", "KAHAN", "PLAIN")}
+SUM_SCHEMES = {n.lower(): constant("KP_SUM_" + n) for n in ("BLOCK", "KAHAN", "PLAIN", "EXACT")}
 MATH_MODES = {n.lower(): constant("KP_MATH_" + n) for n in ("ACCURATE", "FAST")}  # kp_math_mode
 
 # kp_reduction: names in enum order, and what each takes and writes (kp_reduction_flags)
@@ -295,7 +295,11 @@ def get_num_threads():
 
 
 def set_sum_scheme(name):
-    """float32 summation: 'block' (default, compensated), 'kahan' or 'plain'."""
+    """Summation of Sum reductions: 'block' (default, compensated), 'kahan' or
+    'plain' (float32), or 'exact' (float32 and float64, CPU only): every term
+    added exactly and the sum rounded once, so results do not depend on the
+    order, the threads or how pykp.distributed splits the points (kp.h,
+    kp_sum_scheme)."""
     if name not in SUM_SCHEMES:
         raise KpValueError("sum scheme must be one of %s, got %r" % (sorted(SUM_SCHEMES), name))
     _settings["sum_scheme"] = SUM_SCHEMES[name]
@@ -653,6 +657,7 @@ def ranges_check(plan, ranges, nbatch, nrows, ncols):
 
 def state_merge(plan, a, b):
     """a <- a (+) b (b's points after a's)."""
+    plan.ctx.use_settings(None)  # the sum scheme decides the states' layout
     st = _plan_state_merge(plan.handle, _address(a), _address(b), len(a))
     if st != KP_OK:
         raise plan.ctx.fail(st)

@@ -11,7 +11,9 @@ LazyTensor reduction. pykp reads them here, once:
                         choice, does not apply to host arrays;
     sum_scheme          "auto" | "block_sum" | "kahan_scheme" | "direct_sum":
                         libkp's float32 summation for this call and its
-                        backward passes;
+                        backward passes; "exact_sum" (a pykp extension):
+                        exact, correctly rounded Sums in float32 and
+                        float64 on the CPU (kp.h, KP_SUM_EXACT);
     dtype_acc, use_double_acc
                         "float64" / True select the compensated (Kahan) sums:
                         libkp keeps float32 accumulators and compensates them;
@@ -32,7 +34,7 @@ LazyTensor reduction. pykp reads them here, once:
 from . import _arrays, _ranges
 from ._lib import KpTypeError, KpValueError, get_math_mode
 
-SCHEMES = {"auto": None, "block_sum": 0, "kahan_scheme": 1, "direct_sum": 2}
+SCHEMES = {"auto": None, "block_sum": 0, "kahan_scheme": 1, "direct_sum": 2, "exact_sum": 3}
 
 CONSTRUCTION = ("dtype", "cuda_type", "dtype_acc", "use_double_acc", "sum_scheme", "enable_chunks",
                 "rec_multVar_highdim", "use_fast_math")
@@ -147,7 +149,8 @@ def defaults(where):
 
 def _scheme(sum_scheme, dtype_acc, use_double_acc):
     if sum_scheme not in SCHEMES:
-        raise KpValueError("pykp: sum_scheme must be auto, block_sum, kahan_scheme or direct_sum, got %r" % (sum_scheme,))
+        raise KpValueError("pykp: sum_scheme must be auto, block_sum, kahan_scheme, direct_sum or exact_sum, got %r"
+                           % (sum_scheme,))
     if dtype_acc not in ("auto", "float32", "float64", "float", "double"):
         raise KpValueError("pykp: dtype_acc must be 'auto', 'float32' or 'float64', got %r" % (dtype_acc,))
     if not isinstance(use_double_acc, bool):

@@ -325,6 +325,39 @@ def check_range_errors():
             assert len(set(msgs)) == 1, msgs
 
 
+def check_exact(ranges=None):
+    """Under the exact sum scheme, Sums and their torch gradients are one
+    process's bits in every layout (a parameter's gradient adds the ranks'
+    row sums in floating point: close only)."""
+    pykp.set_sum_scheme("exact")
+    try:
+        for dtype in (np.float32, np.float64):
+            x, y, b = X.astype(dtype), Y.astype(dtype), B.astype(dtype)
+            for axis in (0, 1):
+                full = pykp.Genred("Exp(-SqDist(x,y))*b-x", ALIASES, "Sum", axis=axis)(x, y, b, ranges=ranges)
+                for layout in distributed.LAYOUTS:
+                    xm, ym, bm, si, sj = mine(layout, x, y, b)
+                    got = distributed.Genred("Exp(-SqDist(x,y))*b-x", ALIASES, "Sum", axis=axis,
+                                             layout=layout)(xm, ym, bm, ranges=ranges)
+                    assert np.array_equal(got, full[si if axis == 1 else sj]), (dtype, axis, layout)
+        t = lambda a: torch.tensor(a, dtype=torch.float64, requires_grad=True)  # noqa: E731
+        form, al = "Exp(-SqDist(x,y)*g)*b", ALIASES + ["g = Pm(1)"]
+        W = np.random.default_rng(6).standard_normal((N, 1))
+        for layout in distributed.LAYOUTS:
+            x, y, b, g = t(X), t(Y), t(B), t([0.7])
+            (pykp.Genred(form, al, "Sum", axis=1)(x, y, b, g, ranges=ranges) * torch.from_numpy(W)).sum().backward()
+            xm, ym, bm, si, sj = mine(layout, X, Y, B)
+            xm, ym, bm, gm = t(xm), t(ym), t(bm), t([0.7])
+            out = distributed.Genred(form, al, "Sum", axis=1, layout=layout)(xm, ym, bm, gm, ranges=ranges)
+            (out * torch.from_numpy(W[si])).sum().backward()
+            assert np.array_equal(xm.grad.numpy(), x.grad.numpy()[si]), layout
+            assert np.array_equal(ym.grad.numpy(), y.grad.numpy()[sj]), layout
+            assert np.array_equal(bm.grad.numpy(), b.grad.numpy()[sj]), layout
+            np.testing.assert_allclose(gm.grad.numpy(), g.grad.numpy(), rtol=1e-10, atol=1e-12)
+    finally:
+        pykp.set_sum_scheme("block")
+
+
 def check_errors():
     for layout in distributed.LAYOUTS:
         xm, ym, bm, _, _ = mine(layout, X, Y, B)
@@ -355,6 +388,8 @@ for red in ("Sum", "LogSumExp"):
     check_param_double_backward(red, 1)
     check_param_double_backward(red, 0)
 check_errors()
+check_exact()
+check_exact(RANGES)
 check_forward(np.float32, RANGES)
 check_forward(np.float64, RANGES)
 check_autograd("Sum", RANGES)

@@ -1,0 +1,114 @@
+/*
+ * exact_sum.h — an order-independent sum of floating-point terms, the
+ * accumulator of Sum reductions under KP_SUM_EXACT (kp.h).
+ *
+ * Every finite term is an integer m times a power of two 2^e. The exponents
+ * fall into bins of KP_XSUM_WIDTH: bin b holds the terms with
+ * b W <= e < (b + 1) W as one 128-bit integer, the exact sum of their
+ * m 2^(e - b W). An accumulator keeps the KP_XSUM_BINS bins from the
+ * highest one that any term has reached (its "top") down, so integer
+ * additions only: the bins, the top and the special values seen (flags) are
+ * the same whatever order the terms came in and however they were split and
+ * merged. Bins below the window are dropped whole; a dropped term is below
+ * 2^-(W (BINS - 1)) = 2^-128 of the largest term, so what is kept is within
+ * 2^-85 of the largest term of the exact sum even at the limit of
+ * KP_XSUM_MAX_TERMS terms. Reading the value rounds it once, to nearest.
+ *
+ * Layout of one accumulator, KP_XSUM_WORDS int64 words:
+ *   [0]                 flags: +inf, -inf, NaN seen
+ *   [1]                 top bin (KP_XSUM_EMPTY: no nonzero finite term yet)
+ *   [2 + 2k, 3 + 2k]    bin top - k, a two's-complement 128-bit integer
+ *                       (low word first), k < KP_XSUM_BINS
+ * A term's m 2^s (s < W) is below 2^(53 + 31) in float64, so a bin holds
+ * 2^43 terms before it could overflow: KP_XSUM_MAX_TERMS per row.
+ */
+#ifndef KP_PLAN_EXACT_SUM_H
+#define KP_PLAN_EXACT_SUM_H
+
+#include <stdint.h>
+#include <string.h>
+
+#define KP_XSUM_BINS 5
+#define KP_XSUM_WIDTH 32
+#define KP_XSUM_WORDS (2 + 2 * KP_XSUM_BINS)
+#define KP_XSUM_MAX_TERMS ((int64_t)1 << 43)
+#define KP_XSUM_EMPTY INT64_MIN
+
+enum { KP_XSUM_POS_INF = 1, KP_XSUM_NEG_INF = 2, KP_XSUM_NAN = 4 };
+
+typedef __int128 kp_xsum_bin;
+
+static inline kp_xsum_bin kp__xsum_bin(const int64_t *w, int64_t k) {
+    kp_xsum_bin v;
+    memcpy(&v, w + 2 + 2 * k, sizeof v); /* the words are 8-byte aligned only */
+    return v;
+}
+
+static inline void kp__xsum_set_bin(int64_t *w, int64_t k, kp_xsum_bin v) { memcpy(w + 2 + 2 * k, &v, sizeof v); }
+
+static inline void kp__xsum_init(int64_t *w) {
+    memset(w, 0, KP_XSUM_WORDS * sizeof *w);
+    w[1] = KP_XSUM_EMPTY;
+}
+
+/* Moves the window up so that bin top (> w[1]) is its first. */
+static inline void kp__xsum_raise(int64_t *w, int64_t top) {
+    int64_t shift = w[1] == KP_XSUM_EMPTY || top - w[1] > KP_XSUM_BINS ? KP_XSUM_BINS : top - w[1];
+    for (int64_t k = KP_XSUM_BINS - 1; k >= 0; k--) kp__xsum_set_bin(w, k, k >= shift ? kp__xsum_bin(w, k - shift) : 0);
+    w[1] = top;
+}
+
+/* Adds m 2^e (|m| < 2^53). */
+static inline void kp__xsum_add_scaled(int64_t *w, int64_t m, int e) {
+    int s = e & (KP_XSUM_WIDTH - 1);
+    int64_t b = (e - s) / KP_XSUM_WIDTH; /* exact: the floor of e / W */
+    if (b > w[1]) kp__xsum_raise(w, b);
+    int64_t k = w[1] - b;
+    if (k >= KP_XSUM_BINS) return;
+    kp__xsum_set_bin(w, k, kp__xsum_bin(w, k) + (kp_xsum_bin)m * ((kp_xsum_bin)1 << s));
+}
+
+static inline void kp__xsum_add_f64(int64_t *w, double x) {
+    uint64_t u;
+    memcpy(&u, &x, sizeof u);
+    int biased = (int)(u >> 52 & 0x7ff);
+    int64_t m = (int64_t)(u & (((uint64_t)1 << 52) - 1));
+    if (biased == 0x7ff) {
+        w[0] |= m ? KP_XSUM_NAN : u >> 63 ? KP_XSUM_NEG_INF : KP_XSUM_POS_INF;
+        return;
+    }
+    if (biased == 0) {
+        if (!m) return;
+        biased = 1; /* subnormal: the exponent of the smallest normal, no implicit bit */
+    } else {
+        m |= (int64_t)1 << 52;
+    }
+    kp__xsum_add_scaled(w, u >> 63 ? -m : m, biased - 1075);
+}
+
+static inline void kp__xsum_add_f32(int64_t *w, float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    int biased = (int)(u >> 23 & 0xff);
+    int64_t m = (int64_t)(u & ((1u << 23) - 1));
+    if (biased == 0xff) {
+        w[0] |= m ? KP_XSUM_NAN : u >> 31 ? KP_XSUM_NEG_INF : KP_XSUM_POS_INF;
+        return;
+    }
+    if (biased == 0) {
+        if (!m) return;
+        biased = 1;
+    } else {
+        m |= (int64_t)1 << 23;
+    }
+    kp__xsum_add_scaled(w, u >> 31 ? -m : m, biased - 150);
+}
+
+/* a <- a + b: the accumulator of both sets of terms. */
+void kp__xsum_merge(int64_t *a, const int64_t *b);
+/* The accumulated sum rounded to nearest (ties to even) in float64 (f32 = 0)
+ * or float32 (f32 = 1, returned as the float64 that holds it exactly); NaN
+ * after a NaN or both infinities, else the infinity seen; +0 for no term. */
+double kp__xsum_value(const int64_t *w, int f32);
+
+#endif
