@@ -677,6 +677,9 @@ kp_status kp_formula_cuda_aot(kp_context *ctx, const kp_formula *f, kp_dtype dty
  *   SumSoftMaxWeight  max, sum, comp, num[DG], comp_num[DG]
  *   Min/Max/Arg...    value[D]         index[D]     (index -1: nothing yet)
  *   KMin family       value[K*D]       index[K*D]   (sorted; slot k*D + d)
+ *   Sum, KP_SUM_EXACT no reals         12*D int64 words: per component, flags,
+ *                                      top bin, 5 bins of 128 bits
+ *                                      (src/plan/exact_sum.h, docs/distributed.md)
  * Rows are the output rows of kp_plan_exec (N for axis 1, M for axis 0), also
  * when the formula sums its rows (finalize sums them as kp_plan_exec does).
  * Buffers are plain bytes in host order: they may be sent between processes
@@ -692,7 +695,11 @@ kp_status kp_formula_cuda_aot(kp_context *ctx, const kp_formula *f, kp_dtype dty
  * split); for Sum, LogSumExp and SumSoftMaxWeight it is compensated and
  * deterministic (same split, same merge order: same bits) but rounds
  * differently from one call: within 1e-6 of the largest output in float32
- * and 1e-13 in float64 (what tests/test_partial.c checks).
+ * and 1e-13 in float64 (what tests/test_partial.c checks). Under the
+ * KP_SUM_EXACT sum scheme a Sum's states are exact: any split, merged in any
+ * order, gives one call's bits (tests/test_exact_sum.c); the sum scheme in
+ * force when a state is made must be in force when it is folded, merged and
+ * finalized (KP_ERR_ARGUMENT otherwise).
  *
  * Block-sparse ranges (options->ranges) select the pairs a part folds, in
  * the part's coordinates: a reduced range [s, e) of global points is given

@@ -391,27 +391,32 @@ static void select_merge(const kp_program *prog, REAL *a, int64_t *ai, const REA
             kmin_insert(a + d, ai + d, K, D, b[k * D + d], bi[k * D + d], is_max);
 }
 
-static inline void xsum_add(int64_t *w, REAL x) {
 #if KP_REAL_F32
-    kp__xsum_add_f32(w, x);
+#define XSUM_SPLIT kp__xsum_split_f32
 #else
-    kp__xsum_add_f64(w, x);
+#define XSUM_SPLIT kp__xsum_split_f64
 #endif
-}
+
+_Static_assert(TILE <= 4096, "kp__xsum_add_terms takes a tile at once");
 
 /* A Sum under KP_SUM_EXACT: every term (F, or F * F2 rounded as tile_dot's
- * products are) into the component's exact accumulator. */
+ * products are) into the component's exact accumulator, a tile at a time. */
 static void exact_sum_tile(const kp_program *prog, int64_t *ix, const REAL *f, const REAL *f2, int len) {
+    int64_t m[TILE];
+    int32_t e[TILE];
     for (int d = 0; d < prog->fdim; d++) {
         int64_t *w = ix + (size_t)d * KP_XSUM_WORDS;
-        if (f2) {
-            const REAL *a = f + (prog->red_f.dim == 1 ? 0 : (size_t)d * TILE);
-            const REAL *b = f2 + (prog->red_f2.dim == 1 ? 0 : (size_t)d * TILE);
-            for (int k = 0; k < len; k++) xsum_add(w, a[k] * b[k]);
-        } else {
-            const REAL *a = f + (size_t)d * TILE;
-            for (int k = 0; k < len; k++) xsum_add(w, a[k]);
+        const REAL *a = f + (f2 && prog->red_f.dim == 1 ? 0 : (size_t)d * TILE);
+        const REAL *b = f2 ? f2 + (prog->red_f2.dim == 1 ? 0 : (size_t)d * TILE) : NULL;
+        int n = 0, emax = INT32_MIN;
+        for (int k = 0; k < len; k++) {
+            REAL x = b ? a[k] * b[k] : a[k];
+            if (XSUM_SPLIT(x, &m[n], &e[n], &w[0])) {
+                emax = e[n] > emax ? e[n] : emax;
+                n++;
+            }
         }
+        kp__xsum_add_terms(w, m, e, n, emax);
     }
 }
 

@@ -3,6 +3,25 @@
 
 #include <math.h>
 
+void kp__xsum_add_terms(int64_t *w, const int64_t *m, const int32_t *e, int n, int emax) {
+    if (n <= 0) return;
+    int s = emax & (KP_XSUM_WIDTH - 1);
+    int64_t top = (emax - s) / KP_XSUM_WIDTH;
+    if (top > w[1]) kp__xsum_raise(w, top);
+    kp_xsum_bin part[4][KP_XSUM_BINS] = {{0}}; /* a bin gains < 2^84 a term: room for 2^43 */
+    /* e + BIAS >= 0 for every float64 exponent, and BIAS is whole bins: shifts, not divisions */
+    enum { BIAS = 34 * KP_XSUM_WIDTH };
+    int64_t first = w[1] + BIAS / KP_XSUM_WIDTH;
+    for (int k = 0; k < n; k++) {
+        uint32_t biased = (uint32_t)(e[k] + BIAS);
+        int64_t at = first - (int64_t)(biased / KP_XSUM_WIDTH);
+        unsigned __int128 v = (unsigned __int128)(kp_xsum_bin)m[k] << (biased % KP_XSUM_WIDTH);
+        if (at < KP_XSUM_BINS) part[k & 3][at] += (kp_xsum_bin)v; /* two's complement, as GCC and Clang define it */
+    }
+    for (int k = 0; k < KP_XSUM_BINS; k++)
+        kp__xsum_set_bin(w, k, kp__xsum_bin(w, k) + part[0][k] + part[1][k] + part[2][k] + part[3][k]);
+}
+
 void kp__xsum_merge(int64_t *a, const int64_t *b) {
     a[0] |= b[0];
     if (b[1] == KP_XSUM_EMPTY) return;

@@ -58,51 +58,39 @@ static inline void kp__xsum_raise(int64_t *w, int64_t top) {
     w[1] = top;
 }
 
-/* Adds m 2^e (|m| < 2^53). */
-static inline void kp__xsum_add_scaled(int64_t *w, int64_t m, int e) {
-    int s = e & (KP_XSUM_WIDTH - 1);
-    int64_t b = (e - s) / KP_XSUM_WIDTH; /* exact: the floor of e / W */
-    if (b > w[1]) kp__xsum_raise(w, b);
-    int64_t k = w[1] - b;
-    if (k >= KP_XSUM_BINS) return;
-    kp__xsum_set_bin(w, k, kp__xsum_bin(w, k) + (kp_xsum_bin)m * ((kp_xsum_bin)1 << s));
-}
-
-static inline void kp__xsum_add_f64(int64_t *w, double x) {
+/* A term as m 2^e (|m| < 2^53) for kp__xsum_add_terms: 1 for a nonzero
+ * finite x, else 0 with x's flag (if any) or'ed into *flags. */
+static inline int kp__xsum_split_f64(double x, int64_t *m, int32_t *e, int64_t *flags) {
     uint64_t u;
     memcpy(&u, &x, sizeof u);
     int biased = (int)(u >> 52 & 0x7ff);
-    int64_t m = (int64_t)(u & (((uint64_t)1 << 52) - 1));
-    if (biased == 0x7ff) {
-        w[0] |= m ? KP_XSUM_NAN : u >> 63 ? KP_XSUM_NEG_INF : KP_XSUM_POS_INF;
-        return;
-    }
-    if (biased == 0) {
-        if (!m) return;
-        biased = 1; /* subnormal: the exponent of the smallest normal, no implicit bit */
-    } else {
-        m |= (int64_t)1 << 52;
-    }
-    kp__xsum_add_scaled(w, u >> 63 ? -m : m, biased - 1075);
+    int64_t mant = (int64_t)(u & (((uint64_t)1 << 52) - 1));
+    if (biased == 0x7ff) *flags |= mant ? KP_XSUM_NAN : u >> 63 ? KP_XSUM_NEG_INF : KP_XSUM_POS_INF;
+    if (biased == 0x7ff || (biased == 0 && !mant)) return 0;
+    if (biased) mant |= (int64_t)1 << 52;
+    *m = u >> 63 ? -mant : mant;
+    *e = (biased ? biased : 1) - 1075;
+    return 1;
 }
 
-static inline void kp__xsum_add_f32(int64_t *w, float x) {
+static inline int kp__xsum_split_f32(float x, int64_t *m, int32_t *e, int64_t *flags) {
     uint32_t u;
     memcpy(&u, &x, sizeof u);
     int biased = (int)(u >> 23 & 0xff);
-    int64_t m = (int64_t)(u & ((1u << 23) - 1));
-    if (biased == 0xff) {
-        w[0] |= m ? KP_XSUM_NAN : u >> 31 ? KP_XSUM_NEG_INF : KP_XSUM_POS_INF;
-        return;
-    }
-    if (biased == 0) {
-        if (!m) return;
-        biased = 1;
-    } else {
-        m |= (int64_t)1 << 23;
-    }
-    kp__xsum_add_scaled(w, u >> 31 ? -m : m, biased - 150);
+    int64_t mant = (int64_t)(u & ((1u << 23) - 1));
+    if (biased == 0xff) *flags |= mant ? KP_XSUM_NAN : u >> 31 ? KP_XSUM_NEG_INF : KP_XSUM_POS_INF;
+    if (biased == 0xff || (biased == 0 && !mant)) return 0;
+    if (biased) mant |= (int64_t)1 << 23;
+    *m = u >> 31 ? -mant : mant;
+    *e = (biased ? biased : 1) - 150;
+    return 1;
 }
+
+/* Adds the n terms m[k] 2^e[k] (n <= 4096; emax the largest e[k]): the
+ * window raised once to emax's bin, then each term into its bin (or left
+ * out below the window), through four partial bins that let consecutive
+ * additions run side by side. */
+void kp__xsum_add_terms(int64_t *w, const int64_t *m, const int32_t *e, int n, int emax);
 
 /* a <- a + b: the accumulator of both sets of terms. */
 void kp__xsum_merge(int64_t *a, const int64_t *b);

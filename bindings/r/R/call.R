@@ -62,9 +62,9 @@
 }
 
 # Summation schemes by rkeops' names: kp_sum_scheme values of kp.h ("auto":
-# the context's own, -1).
+# the context's own, -1); "exact_sum" is libkp's own (KP_SUM_EXACT).
 .SCHEMES <- c(auto = NA, block_sum = "KP_SUM_BLOCK", kahan_scheme = "KP_SUM_KAHAN",
-              direct_sum = "KP_SUM_PLAIN")
+              direct_sum = "KP_SUM_PLAIN", exact_sum = "KP_SUM_EXACT")
 .scheme_code <- function(scheme) {
   if (is.na(.SCHEMES[[scheme]])) -1L else .kp_constant(.SCHEMES[[scheme]])
 }

@@ -108,6 +108,17 @@ test_that("sum schemes are accepted and agree in float64", {
   }
 })
 
+test_that("exact sums are correctly rounded and do not depend on the order of the points", {
+  terms <- c(2^60, 1, -2^60, 2^-40, 3, -3)
+  x <- matrix(1, 1, 1)
+  op <- keops_kernel("Sum_Reduction(x*b, 1)", c("x = Vi(1)", "b = Vj(1)"), sum_scheme = "exact_sum")
+  for (p in list(seq_along(terms), rev(seq_along(terms)), c(2, 4, 6, 1, 3, 5)))
+    expect_identical(with_options(op(list(x, matrix(terms[p], ncol = 1))), precision = "float64")[1, 1], 1 + 2^-40)
+  block <- keops_kernel("Sum_Reduction(x*b, 1)", c("x = Vi(1)", "b = Vj(1)"), sum_scheme = "block_sum")
+  expect_false(identical(with_options(block(list(x, matrix(terms, ncol = 1))), precision = "float64")[1, 1],
+                         1 + 2^-40))
+})
+
 test_that("a matrix parameter is read row by row: MatVecMult(A, v) is A %*% v", {
   d <- clouds()
   A <- matrix(c(1, -2, 0.5, 3, 4, -1), 2)
