@@ -142,18 +142,21 @@ typedef enum kp_device { KP_DEVICE_CPU = 0, KP_DEVICE_CUDA = 1 } kp_device;
  * The GPU engines do the same with groups of 32 points per thread instead of
  * tiles of 512 (BLOCK: one fused multiply-add per pair, a compensated add per
  * group), for Sum, LogSumExp and SumSoftMaxWeight.
- * EXACT: float32 and float64 Sum reductions add every term exactly (integers
- *        in exponent bins, see docs/distributed.md) and round once, to
- *        nearest: the result does not depend on the order of the terms, the
- *        threads, or how the reduced axis is split into partial states and
- *        merged (any split, any merge order: the same bits as one call),
- *        and it is the correctly rounded sum of the terms unless they span
- *        more than 2^128 (terms below 2^-128 of the largest are left out).
- *        At most 2^43 terms per row (KP_ERR_TOO_LARGE). CPU engine only
- *        (KP_ERR_UNSUPPORTED elsewhere); it runs on the interpreter, several
- *        times slower than BLOCK. Sum only: the other reductions keep
- *        BLOCK's accumulation. Partial states made under EXACT have their
- *        own layout and are refused under the other schemes. */
+ * EXACT: float32 and float64 Sum, LogSumExp and SumSoftMaxWeight reductions
+ *        add their terms exactly (integers in exponent bins, see
+ *        docs/distributed.md) and round once: the result does not depend on
+ *        the order of the terms, the threads, or how the reduced axis is
+ *        split into partial states and merged (any split, any merge order:
+ *        the same bits as one call). A Sum is the correctly rounded sum of
+ *        its terms unless they span more than 2^128 (terms below 2^-128 of
+ *        the largest may be left out); LogSumExp and SumSoftMaxWeight sum
+ *        exp(x) = v 2^n with v and n functions of x alone (a few ulp), then
+ *        take the log or the ratio. At most 2^43 terms per row
+ *        (KP_ERR_TOO_LARGE). CPU engine only (KP_ERR_UNSUPPORTED elsewhere);
+ *        it runs on the interpreter, several times slower than BLOCK. The
+ *        Min/Max family is exact anyway and unchanged. Partial states made
+ *        under EXACT have their own layout and are refused under the other
+ *        schemes. */
 typedef enum kp_sum_scheme { KP_SUM_BLOCK = 0, KP_SUM_KAHAN = 1, KP_SUM_PLAIN = 2, KP_SUM_EXACT = 3 } kp_sum_scheme;
 
 /* Math functions of the GPU kernels (CUDA and OpenCL engines), float32 only.
@@ -258,7 +261,7 @@ const char *kp_context_message(const kp_context *ctx);
 /* Number of CPU threads for executions through this context; 0 (default) means
  * the KP_NUM_THREADS environment variable if set, else all available cores. */
 kp_status kp_context_set_num_threads(kp_context *ctx, int num_threads);
-/* Summation scheme for float32 Sum, LogSumExp and SumSoftMaxWeight reductions. */
+/* Summation scheme of Sum, LogSumExp and SumSoftMaxWeight reductions (kp_sum_scheme). */
 kp_status kp_context_set_sum_scheme(kp_context *ctx, kp_sum_scheme scheme);
 /* Math functions of later GPU kernels (kp_math_mode above); KP_ERR_ARGUMENT for an unknown mode. */
 kp_status kp_context_set_math_mode(kp_context *ctx, kp_math_mode mode);
@@ -677,9 +680,15 @@ kp_status kp_formula_cuda_aot(kp_context *ctx, const kp_formula *f, kp_dtype dty
  *   SumSoftMaxWeight  max, sum, comp, num[DG], comp_num[DG]
  *   Min/Max/Arg...    value[D]         index[D]     (index -1: nothing yet)
  *   KMin family       value[K*D]       index[K*D]   (sorted; slot k*D + d)
- *   Sum, KP_SUM_EXACT no reals         12*D int64 words: per component, flags,
- *                                      top bin, 5 bins of 128 bits
- *                                      (src/plan/exact_sum.h, docs/distributed.md)
+ * and under KP_SUM_EXACT, no reals and these int64 words (an accumulator
+ * is 12 words: flags, top bin, 5 bins of 128 bits; src/plan/exact_sum.h,
+ * src/plan/exact_exp.h, docs/distributed.md):
+ *   Sum               an accumulator per component: 12*D words
+ *   LogSumExp         per component, the largest F (float64 bits) and an
+ *                     accumulator: 13*D words
+ *   SumSoftMaxWeight  the largest F, the largest F with |F| >= 1.5e18 and
+ *                     its count, accumulators of exp(F), exp(F) G[DG] and
+ *                     G[DG] at that F: 3 + 12*(1 + 2*DG) words
  * Rows are the output rows of kp_plan_exec (N for axis 1, M for axis 0), also
  * when the formula sums its rows (finalize sums them as kp_plan_exec does).
  * Buffers are plain bytes in host order: they may be sent between processes
@@ -696,7 +705,7 @@ kp_status kp_formula_cuda_aot(kp_context *ctx, const kp_formula *f, kp_dtype dty
  * deterministic (same split, same merge order: same bits) but rounds
  * differently from one call: within 1e-6 of the largest output in float32
  * and 1e-13 in float64 (what tests/test_partial.c checks). Under the
- * KP_SUM_EXACT sum scheme a Sum's states are exact: any split, merged in any
+ * KP_SUM_EXACT sum scheme their states are exact: any split, merged in any
  * order, gives one call's bits (tests/test_exact_sum.c); the sum scheme in
  * force when a state is made must be in force when it is folded, merged and
  * finalized (KP_ERR_ARGUMENT otherwise).

@@ -1,5 +1,6 @@
 /*
- * test_exact_sum.c — Sum reductions under KP_SUM_EXACT (kp.h kp_sum_scheme).
+ * test_exact_sum.c — Sum, LogSumExp and SumSoftMaxWeight under KP_SUM_EXACT
+ * (kp.h kp_sum_scheme).
  *   - any split of the reduced axis (unaligned, empty parts), folded in order
  *     or reduced part by part and merged in any order, with 1 or 3 threads,
  *     dense and on block-sparse ranges: the bits of one kp_plan_exec, float32
@@ -7,7 +8,10 @@
  *   - the correctly rounded sum of the terms where it is known exactly:
  *     cancellation, halfway cases (ties to even), subnormals, overflow, and
  *     NaN / infinities, in every order of the terms;
- *   - the other reductions are unchanged by the scheme; states of one scheme
+ *   - LogSumExp and SumSoftMaxWeight against the default scheme, and their
+ *     special values (NaN, infinities, no term, |x| beyond 1.5e18) as the
+ *     default scheme gives them, in every order;
+ *   - the Min/Max family is unchanged by the scheme; states of one scheme
  *     are refused under another; the GPU engines refuse the scheme.
  */
 #include <math.h>
@@ -113,7 +117,8 @@ static void assert_bits(const char *what, const char *text, const double *want, 
 /* Splits at unaligned points (some parts empty, some shorter than a tile),
  * folded and merged in both orders, 1 and 3 threads: one call's bits. */
 static void any_split(const part_ranges *t) {
-    const char *texts[] = {"Sum_Reduction(@,#)", "Sum_Reduction(Exp(-SqDist(x,y))*b,#)", "Sum_Reduction(b*y-x,#)"};
+    const char *texts[] = {"Sum_Reduction(@,#)", "Sum_Reduction(Exp(-SqDist(x,y))*b,#)", "Sum_Reduction(b*y-x,#)",
+                           "LogSumExp_Reduction(@,#)", "SumSoftMaxWeight_Reduction(-SqDist(x,y)*20,#,Concat(b,y))"};
     const int64_t cuts[][7] = {{0, 1, 12345, 12345, 50000, 69999, NRED},
                                {0, 511, 513, 32767, 32769, 65537, NRED},
                                {0, 7, 10007, 20011, 40009, 60013, NRED}};
@@ -235,38 +240,115 @@ static void test_correctly_rounded(void **state) {
     kp_context_free(ctx);
 }
 
-/* Min, LogSumExp, ... give the same bits under either scheme. */
+/* LogSumExp and SumSoftMaxWeight under KP_SUM_EXACT against the default
+ * scheme (1e-6 / 1e-13 of the largest output); Min/Max-type reductions give
+ * the same state size and bits under either scheme. */
 static void test_other_reductions(void **state) {
     (void)state;
-    const char *texts[] = {"LogSumExp_Reduction(@,1)", "SumSoftMaxWeight_Reduction(-SqDist(x,y),1,Concat(b,y))",
-                           "Min_ArgMin_Reduction(@,1)", "KMin_Reduction(@,3,1)"};
+    const char *texts[] = {"LogSumExp_Reduction(@,#)", "SumSoftMaxWeight_Reduction(-SqDist(x,y)*20,#,Concat(b,y))",
+                           "LogSumExp_Reduction(-SqDist(x,y)*1000,#)", "Min_ArgMin_Reduction(@,#)",
+                           "KMin_Reduction(@,3,#)"};
+    const kp_dtype dts[] = {KP_FLOAT32, KP_FLOAT64};
     kp_context *block, *exact;
     KPT_ASSERT_OK(NULL, kpt_context_new(&block));
     KPT_ASSERT_OK(NULL, kpt_context_new(&exact));
     KPT_ASSERT_OK(exact, kp_context_set_sum_scheme(exact, KP_SUM_EXACT));
-    data d = make_data(KP_FLOAT32, 9);
-    for (size_t ti = 0; ti < sizeof texts / sizeof *texts; ti++) {
-        char text[256];
-        build_text(texts[ti], 1, text, sizeof text);
-        kp_plan *pb = plan_of(block, text, 1, KP_FLOAT32), *pe = plan_of(exact, text, 1, KP_FLOAT32);
-        kp_array a[3];
-        args_of(&d, 0, 0, NRED, a);
-        kp_state_info ib, ie;
-        KPT_ASSERT_OK(block, kp_plan_state_info(pb, a, 3, NULL, &ib));
-        KPT_ASSERT_OK(exact, kp_plan_state_info(pe, a, 3, NULL, &ie));
-        assert_int_equal(ib.bytes, ie.bytes);
-        if (strncmp(texts[ti], "Min", 3) && strncmp(texts[ti], "KMin", 4)) {
-            double wb[OUTW], we[OUTW];
-            exec_once(block, pb, &d, NULL, 1, wb);
-            exec_once(exact, pe, &d, NULL, 1, we);
-            assert_bits("KP_SUM_EXACT", text, wb, we);
-        }
-        kp_plan_free(pb);
-        kp_plan_free(pe);
+    for (int di = 0; di < 2; di++) {
+        data d = make_data(dts[di], 9);
+        for (int axis = 0; axis <= 1; axis++)
+            for (size_t ti = 0; ti < sizeof texts / sizeof *texts; ti++) {
+                char text[256];
+                build_text(texts[ti], axis, text, sizeof text);
+                kp_plan *pb = plan_of(block, text, axis, dts[di]), *pe = plan_of(exact, text, axis, dts[di]);
+                int select = strstr(text, "Min") != NULL;
+                kp_array a[3];
+                args_of(&d, 0, 0, NRED, a);
+                kp_state_info ib, ie;
+                KPT_ASSERT_OK(block, kp_plan_state_info(pb, a, 3, NULL, &ib));
+                KPT_ASSERT_OK(exact, kp_plan_state_info(pe, a, 3, NULL, &ie));
+                if (select) assert_int_equal(ib.bytes, ie.bytes);
+                if (select) {
+                    kp_plan_free(pb);
+                    kp_plan_free(pe);
+                    continue; /* their indices: test_partial.c; here the scheme changes nothing to read */
+                }
+                double wb[OUTW], we[OUTW], scale[OUTW];
+                exec_once(block, pb, &d, NULL, 1, wb);
+                exec_once(exact, pe, &d, NULL, 1, we);
+                double big = 0;
+                for (int k = 0; k < OUTW; k++) big = fabs(wb[k]) > big ? fabs(wb[k]) : big;
+                for (int k = 0; k < OUTW; k++) scale[k] = big;
+                int od = out_width(exact, pe, &d);
+                assert_int_equal(kpt_check(text, we, wb, scale, (size_t)NR * (size_t)od, dts[di] == KP_FLOAT32 ? 1e-6 : 1e-13, 0), 0);
+                kp_plan_free(pb);
+                kp_plan_free(pe);
+            }
+        free_data(&d);
     }
-    free_data(&d);
     kp_context_free(block);
     kp_context_free(exact);
+}
+
+/* One row's reduction of terms x (and weights g: SumSoftMaxWeight) under
+ * KP_SUM_EXACT in float64, in every rotation and reversal of their order:
+ * always want (NaN matches NaN). */
+static void check_exp(kp_context *ctx, const char *red, const double *x, const double *g, int n, double want) {
+    const char *al[] = {"x = Vj(1)", "g = Vj(1)"};
+    char text[128];
+    snprintf(text, sizeof text, "%s_Reduction(x,1%s)", red, strcmp(red, "SumSoftMaxWeight") ? "" : ",g");
+    kp_formula *f;
+    KPT_ASSERT_OK(ctx, kp_formula_parse(ctx, text, al, 2, &f));
+    kp_plan *p;
+    KPT_ASSERT_OK(ctx, kp_plan_new(ctx, f, KP_FLOAT64, &p));
+    size_t nargs = (size_t)kp_formula_num_args(f);
+    kp_formula_free(f);
+    double xs[8], gs[8], out;
+    for (int rev = 0; rev < 2; rev++)
+        for (int r = 0; r < n; r++) {
+            for (int k = 0; k < n; k++) {
+                int at = (rev ? n - 1 - k + r : k + r) % n;
+                xs[k] = x[at];
+                gs[k] = g ? g[at] : 0;
+            }
+            kp_array a[2] = {kp_array_2d(xs, KP_FLOAT64, n, 1), kp_array_2d(gs, KP_FLOAT64, n, 1)};
+            kp_array o = kp_array_2d(&out, KP_FLOAT64, 1, 1);
+            kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
+            opt.nx = 1;
+            KPT_ASSERT_OK(ctx, kp_plan_exec(p, a, nargs, &o, NULL, &opt));
+            if (!(out == want || (isnan(out) && isnan(want))))
+                print_error("%s: %a, want %a (rotation %d%s)\n", text, out, want, r, rev ? " reversed" : "");
+            assert_true(out == want || (isnan(out) && isnan(want)));
+        }
+    kp_plan_free(p);
+}
+
+static void test_exp_special_values(void **state) {
+    (void)state;
+    kp_context *ctx;
+    KPT_ASSERT_OK(NULL, kpt_context_new(&ctx));
+    KPT_ASSERT_OK(ctx, kp_context_set_sum_scheme(ctx, KP_SUM_EXACT));
+    const double inf = INFINITY;
+    check_exp(ctx, "LogSumExp", (const double[]){0, 0, 0, 0}, NULL, 4, log(4.0));
+    check_exp(ctx, "LogSumExp", (const double[]){1, NAN, 2}, NULL, 3, NAN);
+    check_exp(ctx, "LogSumExp", (const double[]){1, inf, 2}, NULL, 3, inf);
+    check_exp(ctx, "LogSumExp", (const double[]){-inf, -inf}, NULL, 2, -inf);
+    check_exp(ctx, "LogSumExp", (const double[]){-inf, 3}, NULL, 2, 3);
+    check_exp(ctx, "LogSumExp", (const double[]){1e19, 1, 1e19}, NULL, 3, 1e19);     /* the largest x decides */
+    check_exp(ctx, "LogSumExp", (const double[]){-1e19, -2e19}, NULL, 2, -1e19);
+    check_exp(ctx, "LogSumExp", (const double[]){-1e19, 5, -7}, NULL, 3, 5 + log1p(exp(-12)));
+    check_exp(ctx, "LogSumExp", (const double[]){1e6, 1e6}, NULL, 2, 1e6 + log(2.0)); /* far outside exp's range */
+    check_exp(ctx, "LogSumExp", (const double[]){-1e6, -1e6 - 1}, NULL, 2, -1e6 + log1p(exp(-1)));
+    const double g[] = {1, 2, 4, 8};
+    check_exp(ctx, "SumSoftMaxWeight", (const double[]){0, 0, 0, 0}, g, 4, 3.75);
+    check_exp(ctx, "SumSoftMaxWeight", (const double[]){1e6, 1e6, -1e6, 0}, g, 4, 1.5);
+    check_exp(ctx, "SumSoftMaxWeight", (const double[]){1, NAN, 2, 0}, g, 4, NAN);
+    check_exp(ctx, "SumSoftMaxWeight", (const double[]){1, inf, 2, 0}, g, 4, NAN);
+    check_exp(ctx, "SumSoftMaxWeight", (const double[]){-inf, -inf, -inf, -inf}, g, 4, NAN);
+    check_exp(ctx, "SumSoftMaxWeight", (const double[]){-inf, 3, -inf, -inf}, g, 4, 2);
+    check_exp(ctx, "SumSoftMaxWeight", (const double[]){2e18, 2e18, 1e18, 5}, g, 4, 1.5); /* ties at a huge x */
+    check_exp(ctx, "SumSoftMaxWeight", (const double[]){-2e18, -3e18, -2e18, -2e18}, g, 4, 13.0 / 3);
+    check_exp(ctx, "SumSoftMaxWeight", (const double[]){-2e18, 0, -2e18, -2e18}, g, 4, 2);
+    kp_context_free(ctx);
 }
 
 /* A state of one scheme under another, the state's size, and the GPU engines. */
@@ -316,6 +398,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_any_split),         cmocka_unit_test(test_any_split_ranges),
         cmocka_unit_test(test_correctly_rounded), cmocka_unit_test(test_other_reductions),
+        cmocka_unit_test(test_exp_special_values),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -79,6 +79,8 @@ def _parse():
     p.add_argument("--no-grad", action="store_true", help="skip the Gaussian's forward + backward")
     p.add_argument("--no-floor", action="store_true", help="skip the FMA / exp microbenchmark")
     p.add_argument("--no-jit", action="store_true", help="interpreter only (no compiled-kernel columns)")
+    p.add_argument("--sum-scheme", choices=sorted(pykp._lib.SUM_SCHEMES), default="block",
+                   help="pykp.set_sum_scheme for every pykp call (exact: order-independent sums, interpreter only)")
     p.add_argument("--cc", default=os.environ.get("CC", "cc"), help="C compiler for the plain loop and floor")
     p.add_argument("--isa", choices=["native", "avx2"], default="native",
                    help="avx2: libkp's AVX2 kernels and a plain loop and floor built for AVX2 (see above)")
@@ -240,6 +242,7 @@ def _cpu_model():
 def main():
     args = _parse()
     pykp.set_num_threads(args.threads)
+    pykp.set_sum_scheme(args.sum_scheme)
     sizes = [int(float(s)) for s in args.sizes.split(",")]
     dtypes = [np.dtype(d).type for d in args.dtypes.split(",")]
     model, isa = _cpu_model()
@@ -248,8 +251,8 @@ def main():
     if args.isa == "avx2":
         os.environ["KP_CPU_ISA"] = "avx2"
         isa += "; measured as AVX2 (KP_CPU_ISA=avx2, plain loop -march=haswell)"
-    print("# bench_panel: %s (%s), %d threads, load average before: %s" %
-          (model, isa, args.threads, " ".join("%.2f" % v for v in os.getloadavg())))
+    print("# bench_panel: %s (%s), %d threads, sum scheme %s, load average before: %s" %
+          (model, isa, args.threads, args.sum_scheme, " ".join("%.2f" % v for v in os.getloadavg())))
     t_start = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         lib = _native(args.cc, tmp, args.isa)

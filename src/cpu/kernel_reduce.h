@@ -14,8 +14,8 @@
 #ifndef KP_CPU_KERNEL_REDUCE_H
 #define KP_CPU_KERNEL_REDUCE_H
 
-#include "plan/exact_sum.h"
 #include "plan/reduction.h"
+#include "cpu/kernel_exact.h"
 
 static void state_size(const kp_program *prog, int *nreal, int *nidx) { kp__state_size(prog, nreal, nidx); }
 
@@ -31,10 +31,18 @@ static void state_init(const kp_program *prog, REAL *s, int64_t *ix) {
             for (int d = 0; d < D; d++) kp__xsum_init(ix + (size_t)d * KP_XSUM_WORDS);
         break;
     case KP_FAMILY_LOGSUMEXP:
+        if (prog->exact) {
+            exact_lse_init(ix, D);
+            break;
+        }
         memset(s, 0, (size_t)nreal * sizeof *s);
         for (int d = 0; d < D; d++) s[d] = (REAL)-INFINITY;
         break;
     case KP_FAMILY_SOFTMAX:
+        if (prog->exact) {
+            exact_ssmw_init(ix, prog->red_g.dim);
+            break;
+        }
         memset(s, 0, (size_t)nreal * sizeof *s);
         s[0] = (REAL)-INFINITY;
         break;
@@ -391,47 +399,24 @@ static void select_merge(const kp_program *prog, REAL *a, int64_t *ai, const REA
             kmin_insert(a + d, ai + d, K, D, b[k * D + d], bi[k * D + d], is_max);
 }
 
-#if KP_REAL_F32
-#define XSUM_SPLIT kp__xsum_split_f32
-#else
-#define XSUM_SPLIT kp__xsum_split_f64
-#endif
-
-_Static_assert(TILE <= 4096, "kp__xsum_add_terms takes a tile at once");
-
-/* A Sum under KP_SUM_EXACT: every term (F, or F * F2 rounded as tile_dot's
- * products are) into the component's exact accumulator, a tile at a time. */
-static void exact_sum_tile(const kp_program *prog, int64_t *ix, const REAL *f, const REAL *f2, int len) {
-    int64_t m[TILE];
-    int32_t e[TILE];
-    for (int d = 0; d < prog->fdim; d++) {
-        int64_t *w = ix + (size_t)d * KP_XSUM_WORDS;
-        const REAL *a = f + (f2 && prog->red_f.dim == 1 ? 0 : (size_t)d * TILE);
-        const REAL *b = f2 ? f2 + (prog->red_f2.dim == 1 ? 0 : (size_t)d * TILE) : NULL;
-        int n = 0, emax = INT32_MIN;
-        for (int k = 0; k < len; k++) {
-            REAL x = b ? a[k] * b[k] : a[k];
-            if (XSUM_SPLIT(x, &m[n], &e[n], &w[0])) {
-                emax = e[n] > emax ? e[n] : emax;
-                n++;
-            }
-        }
-        kp__xsum_add_terms(w, m, e, n, emax);
-    }
-}
-
 /* Accumulates one tile (len valid lanes, first reduced index j0; jmap: see select_tile). */
 static void state_accumulate(const kp_program *prog, kp_sum_scheme scheme, REAL *st, int64_t *ix, const REAL *f,
                              const REAL *f2, const REAL *g, int len, int64_t j0, const int64_t *jmap, REAL *tmp) {
     int D = prog->fdim;
     int lane_kahan = KP_REAL_F32 && scheme == KP_SUM_KAHAN;
     int compensate = !(KP_REAL_F32 && scheme == KP_SUM_PLAIN);
+    if (prog->exact && kp__red(prog->red)->family != KP_FAMILY_SELECT) {
+        xterms terms;
+        switch (kp__red(prog->red)->family) {
+        case KP_FAMILY_SUM: exact_sum_tile(prog, ix, f, f2, len, &terms); break;
+        case KP_FAMILY_LOGSUMEXP: exact_lse_tile(ix, D, f, len, &terms); break;
+        case KP_FAMILY_SOFTMAX: exact_ssmw_tile(ix, prog->red_g.dim, f, g, len, &terms); break;
+        case KP_FAMILY_SELECT: break;
+        }
+        return;
+    }
     switch (kp__red(prog->red)->family) {
     case KP_FAMILY_SUM:
-        if (prog->exact) {
-            exact_sum_tile(prog, ix, f, f2, len);
-            break;
-        }
         for (int d = 0; d < D; d++) {
             REAL t = f2 ? tile_dot(f + (prog->red_f.dim == 1 ? 0 : (size_t)d * TILE),
                                    f2 + (prog->red_f2.dim == 1 ? 0 : (size_t)d * TILE), len, lane_kahan)
@@ -460,9 +445,14 @@ static void state_merge(const kp_program *prog, REAL *a, int64_t *ai, const REAL
         }
         break;
     case KP_FAMILY_LOGSUMEXP:
-        for (int d = 0; d < D; d++) lse_merge(&a[d], &a[D + d], &a[2 * D + d], b[d], b[D + d], b[2 * D + d]);
+        if (prog->exact) exact_lse_merge(ai, bi, D);
+        else
+            for (int d = 0; d < D; d++) lse_merge(&a[d], &a[D + d], &a[2 * D + d], b[d], b[D + d], b[2 * D + d]);
         break;
-    case KP_FAMILY_SOFTMAX: ssmw_merge(a, b, prog->red_g.dim); break;
+    case KP_FAMILY_SOFTMAX:
+        if (prog->exact) exact_ssmw_merge(ai, bi, prog->red_g.dim);
+        else ssmw_merge(a, b, prog->red_g.dim);
+        break;
     case KP_FAMILY_SELECT: select_merge(prog, a, ai, b, bi); break;
     }
 }
@@ -481,6 +471,10 @@ static void state_finalize(const kp_program *prog, const REAL *st, const int64_t
             for (int d = 0; d < D; d++) out[d * cs] = st[d];
         return;
     case KP_FAMILY_LOGSUMEXP:
+        if (prog->exact) {
+            exact_lse_finalize(ix, D, out, cs);
+            return;
+        }
         for (int d = 0; d < D; d++) {
             REAL m = st[d];
             out[d * cs] = (m != m || m == (REAL)-INFINITY || m == (REAL)INFINITY) ? m : m + LM(log)(st[D + d]);
@@ -488,6 +482,10 @@ static void state_finalize(const kp_program *prog, const REAL *st, const int64_t
         return;
     case KP_FAMILY_SOFTMAX: {
         int DG = prog->red_g.dim;
+        if (prog->exact) {
+            exact_ssmw_finalize(ix, DG, out, cs);
+            return;
+        }
         for (int d = 0; d < DG; d++)
             out[d * cs] = st[0] != st[0] ? st[0] : st[0] == (REAL)-INFINITY ? (REAL)NAN : st[3 + d] / st[1];
         return;

@@ -3,19 +3,18 @@
 
 #include <math.h>
 
-void kp__xsum_add_terms(int64_t *w, const int64_t *m, const int32_t *e, int n, int emax) {
+/* The bin of exponent e: floor(e / W), by the arithmetic shift that GCC and
+ * Clang define for negative numbers. */
+static inline int64_t bin_of(int64_t e) { return e >> 5; }
+_Static_assert(KP_XSUM_WIDTH == 1 << 5, "bin_of shifts by log2 of the width");
+
+void kp__xsum_add_terms(int64_t *w, const int64_t *m, const int64_t *e, int n, int64_t emax) {
     if (n <= 0) return;
-    int s = emax & (KP_XSUM_WIDTH - 1);
-    int64_t top = (emax - s) / KP_XSUM_WIDTH;
-    if (top > w[1]) kp__xsum_raise(w, top);
+    if (bin_of(emax) > w[1]) kp__xsum_raise(w, bin_of(emax));
     kp_xsum_bin part[4][KP_XSUM_BINS] = {{0}}; /* a bin gains < 2^84 a term: room for 2^43 */
-    /* e + BIAS >= 0 for every float64 exponent, and BIAS is whole bins: shifts, not divisions */
-    enum { BIAS = 34 * KP_XSUM_WIDTH };
-    int64_t first = w[1] + BIAS / KP_XSUM_WIDTH;
     for (int k = 0; k < n; k++) {
-        uint32_t biased = (uint32_t)(e[k] + BIAS);
-        int64_t at = first - (int64_t)(biased / KP_XSUM_WIDTH);
-        unsigned __int128 v = (unsigned __int128)(kp_xsum_bin)m[k] << (biased % KP_XSUM_WIDTH);
+        int64_t at = w[1] - bin_of(e[k]);
+        unsigned __int128 v = (unsigned __int128)(kp_xsum_bin)m[k] << (e[k] & (KP_XSUM_WIDTH - 1));
         if (at < KP_XSUM_BINS) part[k & 3][at] += (kp_xsum_bin)v; /* two's complement, as GCC and Clang define it */
     }
     for (int k = 0; k < KP_XSUM_BINS; k++)
@@ -50,23 +49,21 @@ static void add_at(uint32_t *L, int at, kp_xsum_bin v) {
     }
 }
 
-static int bit_of(const uint32_t *L, int i) { return i >= 0 && i < 32 * NLIMBS ? (int)(L[i / 32] >> (i % 32) & 1) : 0; }
+static int bit_of(const uint32_t *L, int64_t i) { return i >= 0 && i < 32 * NLIMBS ? (int)(L[i / 32] >> (i % 32) & 1) : 0; }
 
-static int any_below(const uint32_t *L, int i) {
-    for (int k = 0; k < i && k < 32 * NLIMBS; k++)
+static int any_below(const uint32_t *L, int64_t i) {
+    for (int64_t k = 0; k < i && k < 32 * NLIMBS; k++)
         if (bit_of(L, k)) return 1;
     return 0;
 }
 
-double kp__xsum_value(const int64_t *w, int f32) {
-    if ((w[0] & KP_XSUM_NAN) || (w[0] & KP_XSUM_POS_INF && w[0] & KP_XSUM_NEG_INF)) return NAN;
-    if (w[0] & KP_XSUM_POS_INF) return INFINITY;
-    if (w[0] & KP_XSUM_NEG_INF) return -INFINITY;
-    if (w[1] == KP_XSUM_EMPTY) return 0.0;
+kp_xsum_rounded kp__xsum_round(const int64_t *w, int precision, int64_t smallest) {
+    kp_xsum_rounded r = {0, 0, 0};
+    if (w[1] == KP_XSUM_EMPTY) return r;
     uint32_t L[NLIMBS] = {0};
     for (int k = 0; k < KP_XSUM_BINS; k++) add_at(L, KP_XSUM_BINS - 1 - k, kp__xsum_bin(w, k));
-    int negative = (int)(L[NLIMBS - 1] >> 31);
-    if (negative) { /* the magnitude: two's complement negation */
+    r.negative = (int)(L[NLIMBS - 1] >> 31);
+    if (r.negative) { /* the magnitude: two's complement negation */
         uint64_t carry = 1;
         for (int i = 0; i < NLIMBS; i++) {
             uint64_t s = (uint64_t)(uint32_t)~L[i] + carry;
@@ -77,20 +74,26 @@ double kp__xsum_value(const int64_t *w, int f32) {
     int high = -1;
     for (int i = 32 * NLIMBS - 1; i >= 0 && high < 0; i--)
         if (bit_of(L, i)) high = i;
-    if (high < 0) return 0.0;
+    if (high < 0) return r;
     /* The value is L 2^unit; keep `precision` bits from the highest, but no
-     * bit below the smallest subnormal's. */
+     * bit below 2^smallest. */
     int64_t unit = KP_XSUM_WIDTH * (w[1] - (KP_XSUM_BINS - 1));
-    int precision = f32 ? 24 : 53, smallest = f32 ? -149 : -1074;
     int64_t low = high - precision + 1;
     if (low + unit < smallest) low = smallest - unit;
-    uint64_t q = 0;
-    for (int64_t i = high; i >= low; i--) q = q << 1 | (uint64_t)bit_of(L, (int)i);
-    if (low > 0) {
-        int half = bit_of(L, (int)low - 1), sticky = any_below(L, (int)low - 1);
-        if (half && (sticky || (q & 1))) q++;
-    }
-    double v = ldexp((double)q, (int)(low + unit)); /* exact: q has at most precision + 1 bits */
+    for (int64_t i = high; i >= low; i--) r.q = r.q << 1 | (uint64_t)bit_of(L, i);
+    if (low > 0 && bit_of(L, low - 1) && (any_below(L, low - 1) || (r.q & 1))) r.q++; /* to nearest, ties to even */
+    r.e = low + unit;
+    return r;
+}
+
+double kp__xsum_value(const int64_t *w, int f32) {
+    if ((w[0] & KP_XSUM_NAN) || (w[0] & KP_XSUM_POS_INF && w[0] & KP_XSUM_NEG_INF)) return NAN;
+    if (w[0] & KP_XSUM_POS_INF) return INFINITY;
+    if (w[0] & KP_XSUM_NEG_INF) return -INFINITY;
+    kp_xsum_rounded r = kp__xsum_round(w, f32 ? 24 : 53, f32 ? -149 : -1074);
+    if (!r.q) return 0.0;
+    /* exact: q has at most precision + 1 bits; exponents past the range clamp to 0 or inf */
+    double v = ldexp((double)r.q, (int)(r.e < -4000 ? -4000 : r.e > 4000 ? 4000 : r.e));
     if (f32 && fabs(v) > 0x1.fffffep127) v = INFINITY;
-    return negative ? -v : v;
+    return r.negative ? -v : v;
 }

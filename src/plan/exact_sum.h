@@ -1,6 +1,7 @@
 /*
  * exact_sum.h — an order-independent sum of floating-point terms, the
- * accumulator of Sum reductions under KP_SUM_EXACT (kp.h).
+ * accumulator of Sum reductions under KP_SUM_EXACT (kp.h), and of the exp
+ * terms of LogSumExp and SumSoftMaxWeight there (exact_exp.h).
  *
  * Every finite term is an integer m times a power of two 2^e. The exponents
  * fall into bins of KP_XSUM_WIDTH: bin b holds the terms with
@@ -20,7 +21,8 @@
  *   [2 + 2k, 3 + 2k]    bin top - k, a two's-complement 128-bit integer
  *                       (low word first), k < KP_XSUM_BINS
  * A term's m 2^s (s < W) is below 2^(53 + 31) in float64, so a bin holds
- * 2^43 terms before it could overflow: KP_XSUM_MAX_TERMS per row.
+ * 2^43 terms before it could overflow: KP_XSUM_MAX_TERMS per row. Exponents
+ * are int64, so terms far outside float64's range (exact_exp.h's v 2^n) fit.
  */
 #ifndef KP_PLAN_EXACT_SUM_H
 #define KP_PLAN_EXACT_SUM_H
@@ -60,7 +62,7 @@ static inline void kp__xsum_raise(int64_t *w, int64_t top) {
 
 /* A term as m 2^e (|m| < 2^53) for kp__xsum_add_terms: 1 for a nonzero
  * finite x, else 0 with x's flag (if any) or'ed into *flags. */
-static inline int kp__xsum_split_f64(double x, int64_t *m, int32_t *e, int64_t *flags) {
+static inline int kp__xsum_split_f64(double x, int64_t *m, int64_t *e, int64_t *flags) {
     uint64_t u;
     memcpy(&u, &x, sizeof u);
     int biased = (int)(u >> 52 & 0x7ff);
@@ -73,7 +75,7 @@ static inline int kp__xsum_split_f64(double x, int64_t *m, int32_t *e, int64_t *
     return 1;
 }
 
-static inline int kp__xsum_split_f32(float x, int64_t *m, int32_t *e, int64_t *flags) {
+static inline int kp__xsum_split_f32(float x, int64_t *m, int64_t *e, int64_t *flags) {
     uint32_t u;
     memcpy(&u, &x, sizeof u);
     int biased = (int)(u >> 23 & 0xff);
@@ -86,14 +88,23 @@ static inline int kp__xsum_split_f32(float x, int64_t *m, int32_t *e, int64_t *f
     return 1;
 }
 
-/* Adds the n terms m[k] 2^e[k] (n <= 4096; emax the largest e[k]): the
- * window raised once to emax's bin, then each term into its bin (or left
- * out below the window), through four partial bins that let consecutive
- * additions run side by side. */
-void kp__xsum_add_terms(int64_t *w, const int64_t *m, const int32_t *e, int n, int emax);
+/* Adds the n terms m[k] 2^e[k] (|m[k]| < 2^53, n <= 4096, emax the largest
+ * e[k], |e[k]| < 2^62): the window raised once to emax's bin, then each term
+ * into its bin (or left out below the window), through four partial bins
+ * that let consecutive additions run side by side. */
+void kp__xsum_add_terms(int64_t *w, const int64_t *m, const int64_t *e, int n, int64_t emax);
 
 /* a <- a + b: the accumulator of both sets of terms. */
 void kp__xsum_merge(int64_t *a, const int64_t *b);
+/* The finite part of the sum (flags aside) rounded to nearest, ties to even,
+ * to `precision` bits (<= 53) and no bit below 2^smallest: (-1)^negative q
+ * 2^e with q < 2^(precision + 1); q = 0 for a zero sum. */
+typedef struct kp_xsum_rounded {
+    int negative;
+    uint64_t q;
+    int64_t e;
+} kp_xsum_rounded;
+kp_xsum_rounded kp__xsum_round(const int64_t *w, int precision, int64_t smallest); /* INT64_MIN: no floor */
 /* The accumulated sum rounded to nearest (ties to even) in float64 (f32 = 0)
  * or float32 (f32 = 1, returned as the float64 that holds it exactly); NaN
  * after a NaN or both infinities, else the infinity seen; +0 for no term. */

@@ -46,7 +46,8 @@ kp_status kp_plan_new(kp_context *ctx, const kp_formula *f, kp_dtype dtype, kp_p
     p->sum_rows = f->sum_rows;
     p->index_cats = index_categories(&p->prog);
     p->prog_exact = p->prog;
-    p->prog_exact.exact = kp__red(p->prog.red)->family == KP_FAMILY_SUM;
+    kp_red_family family = kp__red(p->prog.red)->family;
+    p->prog_exact.exact = family == KP_FAMILY_SUM || family == KP_FAMILY_LOGSUMEXP || family == KP_FAMILY_SOFTMAX;
     *out = p;
     return KP_OK;
 }

@@ -77,7 +77,7 @@ typedef struct kp_program {
                                           (per pair under KP_SUM_KAHAN); dim 0 if unused */
     kp_reduction red;
     int axis, K;
-    int exact; /* a Sum under KP_SUM_EXACT: its state is exact_sum.h's accumulators */
+    int exact; /* a Sum, LogSumExp or SumSoftMaxWeight under KP_SUM_EXACT: exact_sum.h's accumulators */
     kp_var_category row_cat, col_cat;
     /* Joint programs only (red is then KP_RED_SUM, fdim 0, red_f unused); row
      * = i and col = j: terms[0] are reduced over j (one value per i, "row

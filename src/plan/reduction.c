@@ -1,7 +1,7 @@
 /* reduction.c — per-row state sizes and families of the reductions (see reduction.h). */
 #include "plan/reduction.h"
 
-#include "plan/exact_sum.h"
+#include "plan/exact_exp.h"
 
 int kp__kept_per_component(const kp_program *prog) { return kp__red(prog->red)->takes_k ? prog->K : 1; }
 
@@ -14,8 +14,14 @@ void kp__state_size(const kp_program *prog, int *nreal, int *nidx) {
         if (prog->exact) *nidx = KP_XSUM_WORDS * D; /* one exact accumulator per component */
         else *nreal = 2 * D;                       /* sum, compensation */
         break;
-    case KP_FAMILY_LOGSUMEXP: *nreal = 3 * D; break; /* max, scaled sum, compensation */
-    case KP_FAMILY_SOFTMAX: *nreal = 3 + 2 * prog->red_g.dim; break;
+    case KP_FAMILY_LOGSUMEXP:
+        if (prog->exact) *nidx = KP_XEXP_LSE_WORDS * D;
+        else *nreal = 3 * D; /* max, scaled sum, compensation */
+        break;
+    case KP_FAMILY_SOFTMAX:
+        if (prog->exact) *nidx = KP_XEXP_SSMW_WORDS(prog->red_g.dim);
+        else *nreal = 3 + 2 * prog->red_g.dim;
+        break;
     case KP_FAMILY_SELECT:
         *nreal = kp__kept_per_component(prog) * D;
         *nidx = *nreal;

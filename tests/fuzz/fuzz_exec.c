@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (getenv("FZ_VERBOSE")) fprintf(stderr, "formula: %s (D = %d, E = %d)\n", text, D, E);
     kp_context *ctx = NULL;
     if (kp_context_new(&ctx) != KP_OK) fz_fail("kp_context_new", NULL);
-    if (fz_pick(&r, 4) == 0) kp_context_set_sum_scheme(ctx, (kp_sum_scheme)fz_pick(&r, 3));
+    if (fz_pick(&r, 4) == 0) kp_context_set_sum_scheme(ctx, (kp_sum_scheme)fz_pick(&r, 4));
     kp_formula *f = NULL;
     kp_status st = kp_formula_parse(ctx, text, aliases, FZ_N_ALIASES, &f);
     if (getenv("FZ_VERBOSE")) fprintf(stderr, "parse: %s\n", kp_context_message(ctx));

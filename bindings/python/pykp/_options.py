@@ -12,8 +12,9 @@ LazyTensor reduction. pykp reads them here, once:
     sum_scheme          "auto" | "block_sum" | "kahan_scheme" | "direct_sum":
                         libkp's float32 summation for this call and its
                         backward passes; "exact_sum" (a pykp extension):
-                        exact, correctly rounded Sums in float32 and
-                        float64 on the CPU (kp.h, KP_SUM_EXACT);
+                        order-independent Sum, LogSumExp and SumSoftMaxWeight
+                        in float32 and float64 on the CPU (kp.h,
+                        KP_SUM_EXACT);
     dtype_acc, use_double_acc
                         "float64" / True select the compensated (Kahan) sums:
                         libkp keeps float32 accumulators and compensates them;

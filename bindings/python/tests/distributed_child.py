@@ -326,20 +326,23 @@ def check_range_errors():
 
 
 def check_exact(ranges=None):
-    """Under the exact sum scheme, Sums and their torch gradients are one
-    process's bits in every layout (a parameter's gradient adds the ranks'
+    """Under the exact sum scheme, Sum, LogSumExp and SumSoftMaxWeight and the
+    torch gradients of a Sum are one process's bits in every layout (a parameter's gradient adds the ranks'
     row sums in floating point: close only)."""
     pykp.set_sum_scheme("exact")
     try:
         for dtype in (np.float32, np.float64):
             x, y, b = X.astype(dtype), Y.astype(dtype), B.astype(dtype)
-            for axis in (0, 1):
-                full = pykp.Genred("Exp(-SqDist(x,y))*b-x", ALIASES, "Sum", axis=axis)(x, y, b, ranges=ranges)
-                for layout in distributed.LAYOUTS:
-                    xm, ym, bm, si, sj = mine(layout, x, y, b)
-                    got = distributed.Genred("Exp(-SqDist(x,y))*b-x", ALIASES, "Sum", axis=axis,
-                                             layout=layout)(xm, ym, bm, ranges=ranges)
-                    assert np.array_equal(got, full[si if axis == 1 else sj]), (dtype, axis, layout)
+            for red, form, f2 in (("Sum", "Exp(-SqDist(x,y))*b-x", None), ("LogSumExp", "-SqDist(x,y)*9+b", None),
+                                  ("SumSoftMaxWeight", "-SqDist(x,y)*9", "Concat(b,y)")):
+                for axis in (0, 1):
+                    full = pykp.Genred(form, ALIASES, red, axis=axis, formula2=f2)(x, y, b, ranges=ranges)
+                    for layout in distributed.LAYOUTS:
+                        xm, ym, bm, si, sj = mine(layout, x, y, b)
+                        got = distributed.Genred(form, ALIASES, red, axis=axis, formula2=f2,
+                                                 layout=layout)(xm, ym, bm, ranges=ranges)
+                        rows = full[si if axis == 1 else sj]
+                        assert np.array_equal(got, rows, equal_nan=True), (red, dtype, axis, layout)
         t = lambda a: torch.tensor(a, dtype=torch.float64, requires_grad=True)  # noqa: E731
         form, al = "Exp(-SqDist(x,y)*g)*b", ALIASES + ["g = Pm(1)"]
         W = np.random.default_rng(6).standard_normal((N, 1))

@@ -5,7 +5,7 @@ LogSumExp, Min and SumSoftMaxWeight with replicated, split and parameter gradien
 on both axes, parameter gradients differentiated again; the same on block-sparse ranges of the
 whole problem, every reduction family, gradients and second derivatives included, and on two
 batches with ranges in both, forward and gradients, a parameter shared by the batches included; Sums and their
-gradients bit for bit under the exact sum scheme) and that bad
+gradients, LogSumExp and SumSoftMaxWeight bit for bit under the exact sum scheme) and that bad
 input on one rank (ranges too) raises the same error on all. Skipped when mpi4py or mpirun is
 missing."""
 import os

@@ -1,8 +1,9 @@
-"""Sums under the exact scheme (sum_scheme="exact_sum", pykp.set_sum_scheme("exact")):
-correctly rounded against math.fsum (float64) and exact fractions (float32), on
+"""Reductions under the exact scheme (sum_scheme="exact_sum", pykp.set_sum_scheme("exact")):
+Sums correctly rounded against math.fsum (float64) and exact fractions (float32), on
 terms spanning 80 orders of magnitude with cancellations; the same bits in every
-order of the points and for every thread count; LazyTensor reductions; torch
-gradients (gradcheck) through the exact scheme."""
+order of the points and for every thread count; LazyTensor reductions; LogSumExp and
+SumSoftMaxWeight against the default scheme; torch gradients (gradcheck) through the
+exact scheme."""
 import math
 from fractions import Fraction
 
@@ -96,6 +97,23 @@ def test_global_setting_and_lazytensor():
         pykp.set_sum_scheme("exactly")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_logsumexp_and_softmax(dtype):
+    """Close to the default scheme, and the same bits in any order of the points."""
+    rng = np.random.default_rng(10)
+    x, y = rng.standard_normal((40, 3)).astype(dtype), rng.standard_normal((30000, 3)).astype(dtype)
+    b = rng.standard_normal((30000, 2)).astype(dtype)
+    perm = rng.permutation(30000)
+    al = ["x = Vi(3)", "y = Vj(3)", "b = Vj(2)"]
+    tol = 1e-6 if dtype == np.float32 else 1e-13
+    for red, form, f2 in (("LogSumExp", "-SqDist(x,y)*30+b", None), ("SumSoftMaxWeight", "-SqDist(x,y)*30", "b")):
+        exact = pykp.Genred(form, al, red, axis=1, formula2=f2, sum_scheme="exact_sum")
+        block = pykp.Genred(form, al, red, axis=1, formula2=f2)
+        want = exact(x, y, b)
+        assert np.array_equal(exact(x, y[perm], b[perm]), want)
+        np.testing.assert_allclose(want, block(x, y, b), rtol=tol, atol=tol * np.abs(want).max())
+
+
 def test_gradients():
     rng = np.random.default_rng(9)
     t = lambda a: torch.tensor(a, dtype=torch.float64, requires_grad=True)  # noqa: E731
@@ -104,6 +122,9 @@ def test_gradients():
                     sum_scheme="exact_sum")
     assert torch.autograd.gradcheck(g, (x, y, b))
     assert torch.autograd.gradgradcheck(g, (x, y, b))
+    lse = pykp.Genred("-SqDist(x,y)+b", ["x = Vi(2)", "y = Vj(2)", "b = Vj(1)"], "LogSumExp", axis=1,
+                      sum_scheme="exact_sum")
+    assert torch.autograd.gradcheck(lse, (x, y, b))
     # the gradient w.r.t. y is a Sum over i: also independent of the order of the rows
     out = g(x, y, b)
     (out * torch.arange(7.0, dtype=torch.float64)[:, None]).sum().backward()

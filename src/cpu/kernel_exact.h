@@ -1,0 +1,228 @@
+/*
+ * kernel_exact.h — the states of Sum, LogSumExp and SumSoftMaxWeight under
+ * KP_SUM_EXACT on the CPU: the pair values of a tile go into exact
+ * accumulators (plan/exact_sum.h, plan/exact_exp.h), so a state holds the
+ * same words whatever the order, the threads and the split of the points.
+ * Included by kernel_reduce.h only; every state lives in the int64 words of
+ * the row (kp__state_size).
+ */
+#ifndef KP_CPU_KERNEL_EXACT_H
+#define KP_CPU_KERNEL_EXACT_H
+
+#include <math.h>
+
+#include "plan/exact_exp.h"
+#include "plan/exact_sum.h"
+
+#if KP_REAL_F32
+#define XSUM_SPLIT kp__xsum_split_f32
+#else
+#define XSUM_SPLIT kp__xsum_split_f64
+#endif
+
+_Static_assert(TILE <= 4096, "kp__xsum_add_terms takes a tile at once");
+
+static inline double word_double(int64_t w) {
+    double d;
+    memcpy(&d, &w, sizeof d);
+    return d;
+}
+
+static inline int64_t double_word(double d) {
+    int64_t w;
+    memcpy(&w, &d, sizeof w);
+    return w;
+}
+
+/* The terms of one accumulator, collected over a tile then added at once. */
+typedef struct xterms {
+    int64_t m[TILE], e[TILE], emax;
+    int n;
+} xterms;
+
+static inline void xterms_clear(xterms *t) {
+    t->n = 0;
+    t->emax = INT64_MIN;
+}
+
+/* Adds the float64 v 2^scale (flags of non-finite v into *flags). */
+static inline void xterms_add(xterms *t, double v, int64_t scale, int64_t *flags) {
+    int64_t *e = &t->e[t->n];
+    if (!kp__xsum_split_f64(v, &t->m[t->n], e, flags)) return;
+    *e += scale;
+    t->emax = *e > t->emax ? *e : t->emax;
+    t->n++;
+}
+
+static inline void xterms_flush(xterms *t, int64_t *w) {
+    kp__xsum_add_terms(w, t->m, t->e, t->n, t->emax);
+    xterms_clear(t);
+}
+
+/* ------------------------------------------------------------------ Sum */
+
+/* Every term (F, or F * F2 rounded as tile_dot's products are) into the
+ * component's accumulator. */
+static void exact_sum_tile(const kp_program *prog, int64_t *ix, const REAL *f, const REAL *f2, int len,
+                           xterms *t) {
+    for (int d = 0; d < prog->fdim; d++) {
+        int64_t *w = ix + (size_t)d * KP_XSUM_WORDS;
+        const REAL *a = f + (f2 && prog->red_f.dim == 1 ? 0 : (size_t)d * TILE);
+        const REAL *b = f2 ? f2 + (prog->red_f2.dim == 1 ? 0 : (size_t)d * TILE) : NULL;
+        xterms_clear(t);
+        for (int k = 0; k < len; k++) {
+            REAL x = b ? a[k] * b[k] : a[k];
+            int64_t *e = &t->e[t->n];
+            if (XSUM_SPLIT(x, &t->m[t->n], e, &w[0])) {
+                t->emax = *e > t->emax ? *e : t->emax;
+                t->n++;
+            }
+        }
+        xterms_flush(t, w);
+    }
+}
+
+/* ------------------------------------------------------------ LogSumExp */
+
+/* Per component: [0] the largest x (-inf: none), then the sum of exp(x). */
+static void exact_lse_init(int64_t *ix, int D) {
+    for (int d = 0; d < D; d++) {
+        int64_t *s = ix + (size_t)d * KP_XEXP_LSE_WORDS;
+        s[0] = double_word(-INFINITY);
+        kp__xsum_init(s + 1);
+    }
+}
+
+static void exact_lse_tile(int64_t *ix, int D, const REAL *f, int len, xterms *t) {
+    for (int d = 0; d < D; d++) {
+        int64_t *s = ix + (size_t)d * KP_XEXP_LSE_WORDS, *w = s + 1;
+        const REAL *fd = f + (size_t)d * TILE;
+        double xmax = word_double(s[0]);
+        xterms_clear(t);
+        for (int k = 0; k < len; k++) {
+            double x = (double)fd[k], v;
+            int64_t n;
+            if (x != x) w[0] |= KP_XSUM_NAN;
+            if (x > xmax) xmax = x;
+            if (!(fabs(x) < KP_XEXP_HUGE)) continue; /* NaN, +-inf, and x that the largest x decides */
+            kp__xexp_split(x, &v, &n);
+            xterms_add(t, v, n, &w[0]);
+        }
+        s[0] = double_word(xmax);
+        xterms_flush(t, w);
+    }
+}
+
+static void exact_lse_merge(int64_t *a, const int64_t *b, int D) {
+    for (int d = 0; d < D; d++) {
+        int64_t *sa = a + (size_t)d * KP_XEXP_LSE_WORDS;
+        const int64_t *sb = b + (size_t)d * KP_XEXP_LSE_WORDS;
+        if (word_double(sb[0]) > word_double(sa[0])) sa[0] = sb[0];
+        kp__xsum_merge(sa + 1, sb + 1);
+    }
+}
+
+/* NaN, +inf and -inf (no term) as the other schemes give them; a largest x
+ * of magnitude KP_XEXP_HUGE or more is the result (exact_exp.h). */
+static void exact_lse_finalize(const int64_t *ix, int D, REAL *out, int64_t cs) {
+    for (int d = 0; d < D; d++) {
+        const int64_t *s = ix + (size_t)d * KP_XEXP_LSE_WORDS;
+        double xmax = word_double(s[0]);
+        double r = s[1] & KP_XSUM_NAN ? (double)NAN : !(fabs(xmax) < KP_XEXP_HUGE) ? xmax : kp__xexp_log(s + 1);
+        out[d * cs] = (REAL)r;
+    }
+}
+
+/* ----------------------------------------------------- SumSoftMaxWeight */
+
+/* [0] the largest x, [1] the largest x of magnitude >= KP_XEXP_HUGE (-inf:
+ * none), [2] the number of terms at it, then the accumulators: den, num[DG],
+ * huge[DG] (the sum of the g of the terms at [1]). */
+typedef struct ssmw_view {
+    int64_t *s, *den, *num, *huge;
+} ssmw_view;
+
+static ssmw_view ssmw_of(int64_t *s, int DG) {
+    ssmw_view v = {s, s + 3, s + 3 + KP_XSUM_WORDS, s + 3 + KP_XSUM_WORDS * (1 + (size_t)DG)};
+    return v;
+}
+
+static void exact_ssmw_init(int64_t *ix, int DG) {
+    ix[0] = ix[1] = double_word(-INFINITY);
+    ix[2] = 0;
+    for (int k = 0; k < 1 + 2 * DG; k++) kp__xsum_init(ix + 3 + (size_t)k * KP_XSUM_WORDS);
+}
+
+/* A term at x of magnitude >= KP_XEXP_HUGE: kept when x is the largest such. */
+static void ssmw_huge(ssmw_view V, int DG, double x, const REAL *g, int k) {
+    double top = word_double(V.s[1]);
+    if (x < top) return;
+    if (x > top) {
+        V.s[1] = double_word(x);
+        V.s[2] = 0;
+        for (int c = 0; c < DG; c++) kp__xsum_init(V.huge + (size_t)c * KP_XSUM_WORDS);
+    }
+    V.s[2]++;
+    for (int c = 0; c < DG; c++) {
+        int64_t *w = V.huge + (size_t)c * KP_XSUM_WORDS, m, e;
+        if (kp__xsum_split_f64((double)g[(size_t)c * TILE + (size_t)k], &m, &e, &w[0])) kp__xsum_add_terms(w, &m, &e, 1, e);
+    }
+}
+
+static void exact_ssmw_tile(int64_t *ix, int DG, const REAL *f, const REAL *g, int len, xterms *t) {
+    ssmw_view V = ssmw_of(ix, DG);
+    double xmax = word_double(V.s[0]), v[TILE];
+    int64_t n[TILE];
+    int keep[TILE];
+    for (int k = 0; k < len; k++) {
+        double x = (double)f[k];
+        if (x != x || x == INFINITY) V.den[0] |= x != x ? KP_XSUM_NAN : KP_XSUM_POS_INF;
+        if (x > xmax) xmax = x;
+        keep[k] = fabs(x) < KP_XEXP_HUGE;
+        if (keep[k]) kp__xexp_split(x, &v[k], &n[k]);
+        else if (x == x && x != INFINITY && x != -INFINITY) ssmw_huge(V, DG, x, g, k);
+    }
+    V.s[0] = double_word(xmax);
+    xterms_clear(t);
+    for (int k = 0; k < len; k++)
+        if (keep[k]) xterms_add(t, v[k], n[k], &V.den[0]);
+    xterms_flush(t, V.den);
+    for (int c = 0; c < DG; c++) {
+        int64_t *w = V.num + (size_t)c * KP_XSUM_WORDS;
+        const REAL *gc = g + (size_t)c * TILE;
+        for (int k = 0; k < len; k++)
+            if (keep[k]) xterms_add(t, v[k] * (double)gc[k], n[k], &w[0]);
+        xterms_flush(t, w);
+    }
+}
+
+static void exact_ssmw_merge(int64_t *a, const int64_t *b, int DG) {
+    ssmw_view A = ssmw_of(a, DG), B = ssmw_of((int64_t *)(uintptr_t)b, DG);
+    if (word_double(b[0]) > word_double(a[0])) a[0] = b[0];
+    double ta = word_double(a[1]), tb = word_double(b[1]);
+    if (tb > ta) {
+        a[1] = b[1];
+        a[2] = b[2];
+        memcpy(A.huge, B.huge, (size_t)DG * KP_XSUM_WORDS * sizeof *a);
+    } else if (tb == ta && b[2]) {
+        a[2] += b[2];
+        for (int c = 0; c < DG; c++) kp__xsum_merge(A.huge + (size_t)c * KP_XSUM_WORDS, B.huge + (size_t)c * KP_XSUM_WORDS);
+    }
+    for (int k = 0; k < 1 + DG; k++) kp__xsum_merge(A.den + (size_t)k * KP_XSUM_WORDS, B.den + (size_t)k * KP_XSUM_WORDS);
+}
+
+/* NaN where the other schemes give it (a NaN or +inf x, no term); at a
+ * largest x of magnitude KP_XEXP_HUGE or more, the mean g of its terms. */
+static void exact_ssmw_finalize(const int64_t *ix, int DG, REAL *out, int64_t cs) {
+    ssmw_view V = ssmw_of((int64_t *)(uintptr_t)ix, DG);
+    double xmax = word_double(ix[0]);
+    for (int c = 0; c < DG; c++) {
+        double r;
+        if (V.den[0] || xmax == -INFINITY) r = NAN;
+        else if (!(fabs(xmax) < KP_XEXP_HUGE)) r = kp__xsum_value(V.huge + (size_t)c * KP_XSUM_WORDS, 0) / (double)ix[2];
+        else r = kp__xexp_ratio(V.num + (size_t)c * KP_XSUM_WORDS, V.den);
+        out[c * cs] = (REAL)r;
+    }
+}
+
+#endif
