@@ -14,10 +14,14 @@
 #include "plan/exact_exp.h"
 #include "plan/exact_sum.h"
 
+/* The fields of a REAL: mantissa bits, exponent mask, the exponent of the
+ * mantissa's unit at biased exponent 1 (minus 1), the sign's bit. */
 #if KP_REAL_F32
-#define XSUM_SPLIT kp__xsum_split_f32
+typedef uint32_t real_bits;
+enum { MANT_BITS = 23, EXP_MASK = 0xff, UNIT_BIAS = 150, SIGN_BIT = 31 };
 #else
-#define XSUM_SPLIT kp__xsum_split_f64
+typedef uint64_t real_bits;
+enum { MANT_BITS = 52, EXP_MASK = 0x7ff, UNIT_BIAS = 1075, SIGN_BIT = 63 };
 #endif
 
 _Static_assert(TILE <= 4096, "kp__xsum_add_terms takes a tile at once");
@@ -61,23 +65,41 @@ static inline void xterms_flush(xterms *t, int64_t *w) {
 
 /* ------------------------------------------------------------------ Sum */
 
+/* x[0..len) as m 2^e (zeros and non-finite numbers: KP_XSUM_NO_TERM, their
+ * flags or'ed into *flags), without branches, so that it vectorizes. */
+static void split_tile(const REAL *restrict x, int len, xterms *restrict t, int64_t *flags) {
+    int64_t fl = 0, emax = KP_XSUM_NO_TERM;
+    for (int k = 0; k < len; k++) {
+        real_bits u;
+        memcpy(&u, &x[k], sizeof u);
+        int64_t biased = (int64_t)(u >> MANT_BITS) & EXP_MASK, mant = (int64_t)(u & (((real_bits)1 << MANT_BITS) - 1));
+        int64_t special = biased == EXP_MASK, negative = (int64_t)(u >> SIGN_BIT);
+        fl |= special ? (mant ? KP_XSUM_NAN : negative ? KP_XSUM_NEG_INF : KP_XSUM_POS_INF) : 0;
+        int64_t full = biased ? mant | (int64_t)1 << MANT_BITS : mant; /* subnormal: no implicit bit */
+        int64_t m = special ? 0 : negative ? -full : full;
+        int64_t e = m ? (biased ? biased : 1) - UNIT_BIAS : KP_XSUM_NO_TERM;
+        t->m[k] = m;
+        t->e[k] = e;
+        emax = e > emax ? e : emax;
+    }
+    *flags |= fl;
+    t->n = len;
+    t->emax = emax;
+}
+
 /* Every term (F, or F * F2 rounded as tile_dot's products are) into the
  * component's accumulator. */
 static void exact_sum_tile(const kp_program *prog, int64_t *ix, const REAL *f, const REAL *f2, int len,
-                           xterms *t) {
+                           xterms *t, REAL *tmp) {
     for (int d = 0; d < prog->fdim; d++) {
         int64_t *w = ix + (size_t)d * KP_XSUM_WORDS;
         const REAL *a = f + (f2 && prog->red_f.dim == 1 ? 0 : (size_t)d * TILE);
-        const REAL *b = f2 ? f2 + (prog->red_f2.dim == 1 ? 0 : (size_t)d * TILE) : NULL;
-        xterms_clear(t);
-        for (int k = 0; k < len; k++) {
-            REAL x = b ? a[k] * b[k] : a[k];
-            int64_t *e = &t->e[t->n];
-            if (XSUM_SPLIT(x, &t->m[t->n], e, &w[0])) {
-                t->emax = *e > t->emax ? *e : t->emax;
-                t->n++;
-            }
+        if (f2) {
+            const REAL *b = f2 + (prog->red_f2.dim == 1 ? 0 : (size_t)d * TILE);
+            for (int k = 0; k < len; k++) tmp[k] = a[k] * b[k];
+            a = tmp;
         }
+        split_tile(a, len, t, &w[0]);
         xterms_flush(t, w);
     }
 }

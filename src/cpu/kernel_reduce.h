@@ -408,7 +408,7 @@ static void state_accumulate(const kp_program *prog, kp_sum_scheme scheme, REAL 
     if (prog->exact && kp__red(prog->red)->family != KP_FAMILY_SELECT) {
         xterms terms;
         switch (kp__red(prog->red)->family) {
-        case KP_FAMILY_SUM: exact_sum_tile(prog, ix, f, f2, len, &terms); break;
+        case KP_FAMILY_SUM: exact_sum_tile(prog, ix, f, f2, len, &terms, tmp); break;
         case KP_FAMILY_LOGSUMEXP: exact_lse_tile(ix, D, f, len, &terms); break;
         case KP_FAMILY_SOFTMAX: exact_ssmw_tile(ix, prog->red_g.dim, f, g, len, &terms); break;
         case KP_FAMILY_SELECT: break;

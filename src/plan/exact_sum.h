@@ -89,9 +89,11 @@ static inline int kp__xsum_split_f32(float x, int64_t *m, int64_t *e, int64_t *f
 }
 
 /* Adds the n terms m[k] 2^e[k] (|m[k]| < 2^53, n <= 4096, emax the largest
- * e[k], |e[k]| < 2^62): the window raised once to emax's bin, then each term
- * into its bin (or left out below the window), through four partial bins
- * that let consecutive additions run side by side. */
+ * e[k], |e[k]| < 2^62, or e[k] = KP_XSUM_NO_TERM for an entry to skip): the
+ * window raised once to emax's bin, then each term into its bin (or left out
+ * below the window), through four partial bins that let consecutive
+ * additions run side by side, without a branch per term. */
+#define KP_XSUM_NO_TERM INT64_MIN
 void kp__xsum_add_terms(int64_t *w, const int64_t *m, const int64_t *e, int n, int64_t emax);
 
 /* a <- a + b: the accumulator of both sets of terms. */
