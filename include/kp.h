@@ -151,7 +151,8 @@ typedef enum kp_device { KP_DEVICE_CPU = 0, KP_DEVICE_CUDA = 1 } kp_device;
  *        its terms unless they span more than 2^128 (terms below 2^-128 of
  *        the largest may be left out); LogSumExp and SumSoftMaxWeight sum
  *        exp(x) = v 2^n with v and n functions of x alone (a few ulp), then
- *        take the log or the ratio. At most 2^43 terms per row
+ *        take the log or the ratio (bit for bit between processes that run
+ *        the same CPU kernels: KP_CPU_ISA). At most 2^43 terms per row
  *        (KP_ERR_TOO_LARGE). CPU engine only (KP_ERR_UNSUPPORTED elsewhere);
  *        it runs on the interpreter, several times slower than BLOCK. The
  *        Min/Max family is exact anyway and unchanged. Partial states made

@@ -49,15 +49,6 @@ static inline void xterms_clear(xterms *t) {
     t->emax = INT64_MIN;
 }
 
-/* Adds the float64 v 2^scale (flags of non-finite v into *flags). */
-static inline void xterms_add(xterms *t, double v, int64_t scale, int64_t *flags) {
-    int64_t *e = &t->e[t->n];
-    if (!kp__xsum_split_f64(v, &t->m[t->n], e, flags)) return;
-    *e += scale;
-    t->emax = *e > t->emax ? *e : t->emax;
-    t->n++;
-}
-
 static inline void xterms_flush(xterms *t, int64_t *w) {
     kp__xsum_add_terms(w, t->m, t->e, t->n, t->emax);
     xterms_clear(t);
@@ -104,6 +95,62 @@ static void exact_sum_tile(const kp_program *prog, int64_t *ix, const REAL *f, c
     }
 }
 
+/* ------------------------------------------------------ exp(x) = v 2^n */
+
+/* v[k] = 2^r[k] for k < len; r has room for whole vectors past len. */
+static void exp2_tile(double *restrict v, double *restrict r, int len) {
+#if defined(KP_ISA_AVX512)
+    for (int k = len; k % 8; k++) r[k] = 0;
+    for (int k = 0; k < len; k += 8) _mm512_storeu_pd(v + k, Sleef_exp2d8_u10avx512f(_mm512_loadu_pd(r + k)));
+#elif defined(KP_ISA_AVX2)
+    for (int k = len; k % 4; k++) r[k] = 0;
+    for (int k = 0; k < len; k += 4) _mm256_storeu_pd(v + k, Sleef_exp2d4_u10avx2(_mm256_loadu_pd(r + k)));
+#else
+    for (int k = 0; k < len; k++) v[k] = exp2(r[k]);
+#endif
+}
+
+/* The exp terms of a tile of x: exp(x[k]) = v[k] 2^n[k] where x[k] is a
+ * finite number below KP_XEXP_HUGE in magnitude, else n[k] = KP_XSUM_NO_TERM. */
+typedef struct exp_terms {
+    double v[TILE + 8], r[TILE + 8];
+    int64_t n[TILE];
+} exp_terms;
+
+static void exp_terms_of(const REAL *restrict x, int len, exp_terms *restrict E) {
+    for (int k = 0; k < len; k++) {
+        double xk = (double)x[k];
+        int keep = fabs(xk) < KP_XEXP_HUGE;
+        int64_t n;
+        kp__xexp_reduce(keep ? xk : 0.0, &E->r[k], &n);
+        E->n[k] = keep ? n : KP_XSUM_NO_TERM;
+    }
+    exp2_tile(E->v, E->r, len);
+}
+
+/* v[k] 2^n[k] (n[k] = KP_XSUM_NO_TERM: no term) as m 2^e, without branches;
+ * flags of non-finite v[k] or'ed into *flags. */
+static void split_scaled(const double *restrict v, const int64_t *restrict n, int len, xterms *restrict t,
+                         int64_t *flags) {
+    int64_t fl = 0, emax = KP_XSUM_NO_TERM;
+    for (int k = 0; k < len; k++) {
+        uint64_t u;
+        memcpy(&u, &v[k], sizeof u);
+        int64_t biased = (int64_t)(u >> 52) & 0x7ff, mant = (int64_t)(u & (((uint64_t)1 << 52) - 1));
+        int64_t special = biased == 0x7ff, negative = (int64_t)(u >> 63), none = n[k] == KP_XSUM_NO_TERM;
+        fl |= special && !none ? (mant ? KP_XSUM_NAN : negative ? KP_XSUM_NEG_INF : KP_XSUM_POS_INF) : 0;
+        int64_t full = biased ? mant | (int64_t)1 << 52 : mant;
+        int64_t m = special || none ? 0 : negative ? -full : full;
+        int64_t e = m ? (biased ? biased : 1) - 1075 + n[k] : KP_XSUM_NO_TERM;
+        t->m[k] = m;
+        t->e[k] = e;
+        emax = e > emax ? e : emax;
+    }
+    *flags |= fl;
+    t->n = len;
+    t->emax = emax;
+}
+
 /* ------------------------------------------------------------ LogSumExp */
 
 /* Per component: [0] the largest x (-inf: none), then the sum of exp(x). */
@@ -115,22 +162,21 @@ static void exact_lse_init(int64_t *ix, int D) {
     }
 }
 
-static void exact_lse_tile(int64_t *ix, int D, const REAL *f, int len, xterms *t) {
+static void exact_lse_tile(int64_t *ix, int D, const REAL *f, int len, xterms *t, exp_terms *E) {
     for (int d = 0; d < D; d++) {
         int64_t *s = ix + (size_t)d * KP_XEXP_LSE_WORDS, *w = s + 1;
         const REAL *fd = f + (size_t)d * TILE;
         double xmax = word_double(s[0]);
-        xterms_clear(t);
+        int64_t nan = 0;
         for (int k = 0; k < len; k++) {
-            double x = (double)fd[k], v;
-            int64_t n;
-            if (x != x) w[0] |= KP_XSUM_NAN;
-            if (x > xmax) xmax = x;
-            if (!(fabs(x) < KP_XEXP_HUGE)) continue; /* NaN, +-inf, and x that the largest x decides */
-            kp__xexp_split(x, &v, &n);
-            xterms_add(t, v, n, &w[0]);
+            double x = (double)fd[k];
+            nan |= x != x;
+            xmax = x > xmax ? x : xmax;
         }
+        if (nan) w[0] |= KP_XSUM_NAN;
         s[0] = double_word(xmax);
+        exp_terms_of(fd, len, E);
+        split_scaled(E->v, E->n, len, t, &w[0]);
         xterms_flush(t, w);
     }
 }
@@ -191,29 +237,24 @@ static void ssmw_huge(ssmw_view V, int DG, double x, const REAL *g, int k) {
     }
 }
 
-static void exact_ssmw_tile(int64_t *ix, int DG, const REAL *f, const REAL *g, int len, xterms *t) {
+static void exact_ssmw_tile(int64_t *ix, int DG, const REAL *f, const REAL *g, int len, xterms *t, exp_terms *E) {
     ssmw_view V = ssmw_of(ix, DG);
-    double xmax = word_double(V.s[0]), v[TILE];
-    int64_t n[TILE];
-    int keep[TILE];
+    double xmax = word_double(V.s[0]);
     for (int k = 0; k < len; k++) {
         double x = (double)f[k];
         if (x != x || x == INFINITY) V.den[0] |= x != x ? KP_XSUM_NAN : KP_XSUM_POS_INF;
-        if (x > xmax) xmax = x;
-        keep[k] = fabs(x) < KP_XEXP_HUGE;
-        if (keep[k]) kp__xexp_split(x, &v[k], &n[k]);
-        else if (x == x && x != INFINITY && x != -INFINITY) ssmw_huge(V, DG, x, g, k);
+        xmax = x > xmax ? x : xmax;
+        if (!(fabs(x) < KP_XEXP_HUGE) && x == x && x != INFINITY && x != -INFINITY) ssmw_huge(V, DG, x, g, k);
     }
     V.s[0] = double_word(xmax);
-    xterms_clear(t);
-    for (int k = 0; k < len; k++)
-        if (keep[k]) xterms_add(t, v[k], n[k], &V.den[0]);
+    exp_terms_of(f, len, E);
+    split_scaled(E->v, E->n, len, t, &V.den[0]);
     xterms_flush(t, V.den);
     for (int c = 0; c < DG; c++) {
         int64_t *w = V.num + (size_t)c * KP_XSUM_WORDS;
         const REAL *gc = g + (size_t)c * TILE;
-        for (int k = 0; k < len; k++)
-            if (keep[k]) xterms_add(t, v[k] * (double)gc[k], n[k], &w[0]);
+        for (int k = 0; k < len; k++) E->r[k] = E->v[k] * (double)gc[k]; /* r: free once v is made */
+        split_scaled(E->r, E->n, len, t, &w[0]);
         xterms_flush(t, w);
     }
 }

@@ -3,17 +3,8 @@
 
 #include <math.h>
 
-/* log2(e) and log(2) in two parts: the first the float64 nearest, the second the rest. */
-static const double LOG2E_HI = 0x1.71547652b82fep0, LOG2E_LO = 0x1.777d0ffda0d24p-56;
+/* log(2) in two parts: the float64 nearest, and the rest. */
 static const double LN2_HI = 0x1.62e42fefa39efp-1, LN2_LO = 0x1.abc9e3b39803fp-56;
-
-void kp__xexp_split(double x, double *v, int64_t *n) {
-    double hi = x * LOG2E_HI;
-    double lo = fma(x, LOG2E_HI, -hi) + x * LOG2E_LO; /* x log2 e = hi + lo, to 2^-100 relative */
-    double fl = floor(hi);
-    *n = (int64_t)fl;
-    *v = exp2((hi - fl) + lo); /* hi - fl is exact */
-}
 
 double kp__xexp_log(const int64_t *w) {
     kp_xsum_rounded r = kp__xsum_round(w, 53, INT64_MIN);
