@@ -288,4 +288,20 @@ static void exact_ssmw_finalize(const int64_t *ix, int DG, REAL *out, int64_t cs
     }
 }
 
+/* ---------------------------------------------------------------------- */
+
+/* One tile into a row's exact state; not inlined, so that the tile buffers
+ * take stack only under KP_SUM_EXACT, not in every call of the other schemes. */
+static __attribute__((noinline)) void exact_accumulate(const kp_program *prog, int64_t *ix, const REAL *f,
+                                                       const REAL *f2, const REAL *g, int len, REAL *tmp) {
+    xterms terms;
+    exp_terms E;
+    switch (kp__red(prog->red)->family) {
+    case KP_FAMILY_SUM: exact_sum_tile(prog, ix, f, f2, len, &terms, tmp); break;
+    case KP_FAMILY_LOGSUMEXP: exact_lse_tile(ix, prog->fdim, f, len, &terms, &E); break;
+    case KP_FAMILY_SOFTMAX: exact_ssmw_tile(ix, prog->red_g.dim, f, g, len, &terms, &E); break;
+    case KP_FAMILY_SELECT: break;
+    }
+}
+
 #endif

@@ -406,14 +406,7 @@ static void state_accumulate(const kp_program *prog, kp_sum_scheme scheme, REAL 
     int lane_kahan = KP_REAL_F32 && scheme == KP_SUM_KAHAN;
     int compensate = !(KP_REAL_F32 && scheme == KP_SUM_PLAIN);
     if (prog->exact && kp__red(prog->red)->family != KP_FAMILY_SELECT) {
-        xterms terms;
-        exp_terms E;
-        switch (kp__red(prog->red)->family) {
-        case KP_FAMILY_SUM: exact_sum_tile(prog, ix, f, f2, len, &terms, tmp); break;
-        case KP_FAMILY_LOGSUMEXP: exact_lse_tile(ix, D, f, len, &terms, &E); break;
-        case KP_FAMILY_SOFTMAX: exact_ssmw_tile(ix, prog->red_g.dim, f, g, len, &terms, &E); break;
-        case KP_FAMILY_SELECT: break;
-        }
+        exact_accumulate(prog, ix, f, f2, g, len, tmp);
         return;
     }
     switch (kp__red(prog->red)->family) {
