@@ -24,7 +24,7 @@ typedef uint64_t real_bits;
 enum { MANT_BITS = 52, EXP_MASK = 0x7ff, UNIT_BIAS = 1075, SIGN_BIT = 63 };
 #endif
 
-_Static_assert(TILE <= 4096, "kp__xsum_add_terms takes a tile at once");
+_Static_assert(TILE <= KP_XSUM_MAX_BATCH, "kp__xsum_add_terms takes a tile at once");
 
 static inline double word_double(int64_t w) {
     double d;

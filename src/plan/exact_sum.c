@@ -3,25 +3,6 @@
 
 #include <math.h>
 
-/* The bin of exponent e: floor(e / W), by the arithmetic shift that GCC and
- * Clang define for negative numbers. */
-static inline int64_t bin_of(int64_t e) { return e >> 5; }
-_Static_assert(KP_XSUM_WIDTH == 1 << 5, "bin_of shifts by log2 of the width");
-
-void kp__xsum_add_terms(int64_t *w, const int64_t *m, const int64_t *e, int n, int64_t emax) {
-    if (n <= 0 || emax == KP_XSUM_NO_TERM) return;
-    if (bin_of(emax) > w[1]) kp__xsum_raise(w, bin_of(emax));
-    /* a bin gains < 2^84 a term: room for 2^43; slot KP_XSUM_BINS takes what is left out */
-    kp_xsum_bin part[4][KP_XSUM_BINS + 1] = {{0}};
-    for (int k = 0; k < n; k++) {
-        uint64_t at = (uint64_t)(w[1] - bin_of(e[k])); /* KP_XSUM_NO_TERM: far beyond the window */
-        unsigned __int128 v = (unsigned __int128)(kp_xsum_bin)m[k] << (e[k] & (KP_XSUM_WIDTH - 1));
-        part[k & 3][at < KP_XSUM_BINS ? at : KP_XSUM_BINS] += (kp_xsum_bin)v; /* two's complement, as GCC and Clang define it */
-    }
-    for (int k = 0; k < KP_XSUM_BINS; k++)
-        kp__xsum_set_bin(w, k, kp__xsum_bin(w, k) + part[0][k] + part[1][k] + part[2][k] + part[3][k]);
-}
-
 void kp__xsum_merge(int64_t *a, const int64_t *b) {
     a[0] |= b[0];
     if (b[1] == KP_XSUM_EMPTY) return;

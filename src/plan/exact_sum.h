@@ -88,13 +88,39 @@ static inline int kp__xsum_split_f32(float x, int64_t *m, int64_t *e, int64_t *f
     return 1;
 }
 
-/* Adds the n terms m[k] 2^e[k] (|m[k]| < 2^53, n <= 4096, emax the largest
- * e[k], |e[k]| < 2^62, or e[k] = KP_XSUM_NO_TERM for an entry to skip): the
- * window raised once to emax's bin, then each term into its bin (or left out
- * below the window), through four partial bins that let consecutive
- * additions run side by side, without a branch per term. */
+/* The bin of exponent e: floor(e / W), by the arithmetic shift that GCC and
+ * Clang define for negative numbers. */
+static inline int64_t kp__xsum_bin_of(int64_t e) { return e >> 5; }
+_Static_assert(KP_XSUM_WIDTH == 1 << 5, "kp__xsum_bin_of shifts by log2 of the width");
+
+/* Adds the n terms m[k] 2^e[k] (|m[k]| < 2^53, n <= KP_XSUM_MAX_BATCH, emax
+ * the largest e[k], |e[k]| < 2^62, or e[k] = KP_XSUM_NO_TERM for an entry to
+ * skip): the window raised once to emax's bin, then each term into its bin
+ * (or left out below the window). A term m 2^s (s < 32) is written
+ * lo + hi 2^32 with lo < 2^32 and |hi| < 2^53, and each bin sums its terms'
+ * lo and hi in two int64s: no branch and no 128-bit arithmetic per term,
+ * so the loop vectorizes in the kernels that inline it. */
 #define KP_XSUM_NO_TERM INT64_MIN
-void kp__xsum_add_terms(int64_t *w, const int64_t *m, const int64_t *e, int n, int64_t emax);
+#define KP_XSUM_MAX_BATCH 1024 /* hi sums stay below 2^63 */
+static inline void kp__xsum_add_terms(int64_t *w, const int64_t *m, const int64_t *e, int n, int64_t emax) {
+    if (n <= 0 || emax == KP_XSUM_NO_TERM) return;
+    if (kp__xsum_bin_of(emax) > w[1]) kp__xsum_raise(w, kp__xsum_bin_of(emax));
+    int64_t lo[KP_XSUM_BINS] = {0}, hi[KP_XSUM_BINS] = {0}, top = w[1];
+    for (int k = 0; k < n; k++) {
+        int64_t at = top - kp__xsum_bin_of(e[k]); /* KP_XSUM_NO_TERM: far beyond the window */
+        int s = (int)(e[k] & (KP_XSUM_WIDTH - 1));
+        /* m = mhi 2^32 + mlo, mlo in [0, 2^32): m 2^s = mlo 2^s + mhi 2^(s + 32) */
+        uint64_t low = ((uint64_t)m[k] & 0xffffffffu) << s;
+        int64_t mhi = m[k] >> 32, v0 = (int64_t)(low & 0xffffffffu), v1 = (int64_t)(low >> 32) + mhi * ((int64_t)1 << s);
+        for (int q = 0; q < KP_XSUM_BINS; q++) {
+            int64_t sel = -(int64_t)(at == q);
+            lo[q] += v0 & sel;
+            hi[q] += v1 & sel;
+        }
+    }
+    for (int q = 0; q < KP_XSUM_BINS; q++)
+        kp__xsum_set_bin(w, q, kp__xsum_bin(w, q) + lo[q] + (kp_xsum_bin)hi[q] * ((kp_xsum_bin)1 << 32));
+}
 
 /* a <- a + b: the accumulator of both sets of terms. */
 void kp__xsum_merge(int64_t *a, const int64_t *b);
