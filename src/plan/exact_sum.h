@@ -60,8 +60,8 @@ static inline void kp__xsum_raise(int64_t *w, int64_t top) {
     w[1] = top;
 }
 
-/* A term as m 2^e (|m| < 2^53) for kp__xsum_add_terms: 1 for a nonzero
- * finite x, else 0 with x's flag (if any) or'ed into *flags. */
+/* A float64 term as m 2^e (|m| < 2^53) for kp__xsum_add_terms: 1 for a
+ * nonzero finite x, else 0 with x's flag (if any) or'ed into *flags. */
 static inline int kp__xsum_split_f64(double x, int64_t *m, int64_t *e, int64_t *flags) {
     uint64_t u;
     memcpy(&u, &x, sizeof u);
@@ -72,19 +72,6 @@ static inline int kp__xsum_split_f64(double x, int64_t *m, int64_t *e, int64_t *
     if (biased) mant |= (int64_t)1 << 52;
     *m = u >> 63 ? -mant : mant;
     *e = (biased ? biased : 1) - 1075;
-    return 1;
-}
-
-static inline int kp__xsum_split_f32(float x, int64_t *m, int64_t *e, int64_t *flags) {
-    uint32_t u;
-    memcpy(&u, &x, sizeof u);
-    int biased = (int)(u >> 23 & 0xff);
-    int64_t mant = (int64_t)(u & ((1u << 23) - 1));
-    if (biased == 0xff) *flags |= mant ? KP_XSUM_NAN : u >> 31 ? KP_XSUM_NEG_INF : KP_XSUM_POS_INF;
-    if (biased == 0xff || (biased == 0 && !mant)) return 0;
-    if (biased) mant |= (int64_t)1 << 23;
-    *m = u >> 31 ? -mant : mant;
-    *e = (biased ? biased : 1) - 150;
     return 1;
 }
 
