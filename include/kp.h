@@ -153,11 +153,13 @@ typedef enum kp_device { KP_DEVICE_CPU = 0, KP_DEVICE_CUDA = 1 } kp_device;
  *        exp(x) = v 2^n with v and n functions of x alone (a few ulp), then
  *        take the log or the ratio (bit for bit between processes that run
  *        the same CPU kernels: KP_CPU_ISA). At most 2^43 terms per row
- *        (KP_ERR_TOO_LARGE). CPU engine only (KP_ERR_UNSUPPORTED elsewhere);
- *        it runs on the interpreter, several times slower than BLOCK. The
- *        Min/Max family is exact anyway and unchanged. Partial states made
- *        under EXACT have their own layout and are refused under the other
- *        schemes. */
+ *        (KP_ERR_TOO_LARGE). Every engine: the CPU engine's interpreter,
+ *        several times slower than BLOCK; the GPU kernels add one term at a
+ *        time in integer arithmetic (a Sum: its result and states bit for bit
+ *        the CPU engine's when both compute the same terms; their states
+ *        merge with each other). The Min/Max family is exact anyway and
+ *        unchanged. Partial states made under EXACT have their own layout and
+ *        are refused under the other schemes. */
 typedef enum kp_sum_scheme { KP_SUM_BLOCK = 0, KP_SUM_KAHAN = 1, KP_SUM_PLAIN = 2, KP_SUM_EXACT = 3 } kp_sum_scheme;
 
 /* Math functions of the GPU kernels (CUDA and OpenCL engines), float32 only.

@@ -35,7 +35,8 @@
  * thread counts), within 1e-6 of the largest output (float32) or 1e-13
  * (float64) of one process (tests/test_mpi.c); rank 0's rows of KP_MPI_RING are bit-identical when every rank's
  * block of reduced points is a multiple of KP_STATE_CHUNK (the last may be
- * shorter).
+ * shorter). Under the KP_SUM_EXACT sum scheme (kp.h) they are one process's
+ * bits in every layout, for any number of ranks and points per rank.
  *
  * Formulas that sum their rows (parameter gradients) give each rank the sum
  * over the rows it outputs; add those with MPI_Allreduce.
@@ -46,7 +47,7 @@
  * points of each part it folds, counted from their starts (kp.h's partial
  * states), so results are those of one ranged kp_plan_exec with the bits
  * above. The triple of the plan's axis is read (gradient plans: the
- * transposed one). CPU engine only (as ranged partial states).
+ * transposed one). On every engine, as ranged partial states.
  */
 #ifndef KP_MPI_H
 #define KP_MPI_H

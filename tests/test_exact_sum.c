@@ -12,7 +12,7 @@
  *     special values (NaN, infinities, no term, |x| beyond 1.5e18) as the
  *     default scheme gives them, in every order;
  *   - the Min/Max family is unchanged by the scheme; states of one scheme
- *     are refused under another; the GPU engines refuse the scheme.
+ *     are refused under another (the GPU engines: tests/gpu/test_gpu_partial.c).
  */
 #include <math.h>
 #include <setjmp.h>
@@ -351,7 +351,7 @@ static void test_exp_special_values(void **state) {
     kp_context_free(ctx);
 }
 
-/* A state of one scheme under another, the state's size, and the GPU engines. */
+/* A state of one scheme under another, and the state's size. */
 static void test_errors(void **state) {
     (void)state;
     kp_context *ctx;
@@ -380,13 +380,6 @@ static void test_errors(void **state) {
     KPT_ASSERT_OK(ctx, kp_context_set_sum_scheme(ctx, KP_SUM_EXACT));
     KPT_ASSERT_OK(ctx, kp_plan_state_merge(p, s, s2, exact.bytes));
     assert_int_equal(kp_context_set_sum_scheme(ctx, (kp_sum_scheme)4), KP_ERR_ARGUMENT);
-    if (kp_context_set_engine(ctx, KP_ENGINE_OPENCL) == KP_OK) {
-        double o[NR * 2];
-        kp_array out = kp_array_2d(o, KP_FLOAT64, NR, 2);
-        assert_int_equal(kp_plan_exec(p, a, 3, &out, NULL, NULL), KP_ERR_UNSUPPORTED);
-        assert_non_null(strstr(kp_context_message(ctx), "CPU engine only"));
-        assert_int_equal(kp_plan_exec_partial(p, a, 3, 0, s, exact.bytes, NULL), KP_ERR_UNSUPPORTED);
-    }
     free(s);
     free(s2);
     kp_plan_free(p);

@@ -206,6 +206,11 @@ static void emit_reduce_tail(kp_cg_gen *g) {
                  "  (void)o_; (void)oi_;\n",
               g->B, g->rlim, info->out_dim, info->out_idx_dim);
     kp__cg_finalize(s, prog, "st[rq]", "sx[rq]");
+    if (prog->exact && prog->red_scale.dim && !g->states) { /* as the CPU: the rounded sum times the row factor */
+        kp__sb_printf(s, "  if (ch1 > ch0 && ncols > 0) for (int d_ = 0; d_ < %d; d_++) out[o_ + d_] *= ", prog->fdim);
+        kp__cg_operand(g, prog->red_scale, "d_");
+        kp__sb_printf(s, ";\n");
+    }
     kp__sb_printf(s, "  }\n}\n\n");
 }
 
@@ -250,6 +255,7 @@ char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, const kp_gpu_setti
               kp__reduction_name(prog->red), prog->axis, dtype == KP_FLOAT32 ? "float32" : "float64",
               dialect == KP_GPU_CUDA ? "CUDA" : "OpenCL", B);
     kp__cg_prelude(&sb, dtype, dialect, name, set->math == KP_MATH_FAST && dtype == KP_FLOAT32);
+    if (prog->exact) kp__cg_prelude_exact(&sb, dialect);
     kp_red_family fam = kp__red(prog->red)->family;
     int f32_kahan = dtype == KP_FLOAT32 && set->scheme == KP_SUM_KAHAN; /* float64 always sums by groups, as on the CPU */
     kp_cg_gen g = {
@@ -258,7 +264,8 @@ char *kp__gpu_codegen(const kp_program *prog, kp_dtype dtype, const kp_gpu_setti
         .dtype = dtype,
         .B = B,
         .W = kp__cg_tile_stride(prog, dtype),
-        .grouped = (fam == KP_FAMILY_SUM || fam == KP_FAMILY_LOGSUMEXP || fam == KP_FAMILY_SOFTMAX) && !f32_kahan,
+        .grouped = (fam == KP_FAMILY_SUM || fam == KP_FAMILY_LOGSUMEXP || fam == KP_FAMILY_SOFTMAX) && !f32_kahan &&
+                   !prog->exact, /* exact terms go one by one into the bins */
         .plain = fam == KP_FAMILY_SUM && dtype == KP_FLOAT32 && set->scheme == KP_SUM_PLAIN,
         .states = set->states,
         .rrow = "rq",

@@ -115,6 +115,8 @@ typedef struct kp_gpu_kernel_info {
     int rows;                 /* R: rows per thread; a work-group covers B * R rows */
     int nreal, nidx;          /* reduction state per row (reals, int64 indices) */
     int out_dim, out_idx_dim; /* outputs per row */
+    int no_split;             /* 1: the merge kernel cannot finalize (an exact Sum's row factor is
+                                 applied to the rounded sum, in the reduce kernel): never split */
     int nused;                /* number of argument positions the kernel takes */
     int used[KP_MAX_ARGS];    /* those positions, increasing */
     int used_dim[KP_MAX_ARGS];

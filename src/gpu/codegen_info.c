@@ -62,6 +62,7 @@ void kp__cg_kernel_info(const kp_program *prog, int B, int R, kp_gpu_kernel_info
     info->rows = R;
     kp__state_size(prog, &info->nreal, &info->nidx);
     kp__out_widths(prog, &info->out_dim, &info->out_idx_dim);
+    info->no_split = prog->exact && prog->red_scale.dim;
     int dim_of[KP_MAX_ARGS];
     kp_var_category cat_of[KP_MAX_ARGS];
     for (int p = 0; p < KP_MAX_ARGS; p++) dim_of[p] = 0;

@@ -9,6 +9,7 @@
  *   codegen_prelude.c  the dialect prelude (qualifiers, real type, math library)
  *   codegen_instr.c    operands and the instructions of the ROW / COL / PAIR programs
  *   codegen_monoid.c   the reduction state: init, accumulate, flush, merge, finalize
+ *   codegen_exact.c    the same for the states of KP_SUM_EXACT (device/exact.h)
  */
 #ifndef KP_GPU_CODEGEN_INTERNAL_H
 #define KP_GPU_CODEGEN_INTERNAL_H
@@ -69,6 +70,8 @@ void kp__cg_kernel_info(const kp_program *prog, int B, int R, kp_gpu_kernel_info
 
 /* codegen_prelude.c: the prelude of dtype in dialect dia (fast: KP_MATH_FAST float32). */
 void kp__cg_prelude(kp_sbuf *s, kp_dtype dtype, kp_gpu_dialect dia, const char *name, int fast);
+/* The exact accumulators (device/exact.h) and what they need from the dialect. */
+void kp__cg_prelude_exact(kp_sbuf *s, kp_gpu_dialect dia);
 
 /* codegen_instr.c */
 /* Prints operand o's component c (an expression string; "0" for dim 1). */
@@ -82,5 +85,11 @@ void kp__cg_accumulate(kp_cg_gen *g, const char *st, const char *sx);
 void kp__cg_flush(kp_cg_gen *g, const char *st);
 void kp__cg_merge(kp_sbuf *s, const kp_program *prog, const char *a, const char *ax, const char *b, const char *bx);
 void kp__cg_finalize(kp_sbuf *s, const kp_program *prog, const char *st, const char *sx);
+
+/* codegen_exact.c: the steps above for a program with prog->exact (the words in sx). */
+void kp__cg_exact_init(kp_sbuf *s, const kp_program *prog, const char *sx);
+void kp__cg_exact_accumulate(kp_cg_gen *g, const char *sx);
+void kp__cg_exact_merge(kp_sbuf *s, const kp_program *prog, const char *ax, const char *bx);
+void kp__cg_exact_finalize(kp_sbuf *s, const kp_program *prog, const char *sx);
 
 #endif

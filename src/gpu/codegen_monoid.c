@@ -10,6 +10,10 @@ static int kof(const kp_program *prog) { return kp__kept_per_component(prog); }
 void kp__cg_init(kp_sbuf *s, const kp_program *prog, const char *st, const char *sx) {
     int nreal, nidx, D = prog->fdim;
     kp__state_size(prog, &nreal, &nidx);
+    if (prog->exact) {
+        kp__cg_exact_init(s, prog, sx);
+        return;
+    }
     switch (kp__red(prog->red)->family) {
     case KP_FAMILY_SUM: kp__sb_printf(s, "    for (int q_ = 0; q_ < %d; q_++) %s[q_] = 0;\n", nreal, st); break;
     case KP_FAMILY_LOGSUMEXP:
@@ -51,6 +55,10 @@ void kp__cg_accumulate(kp_cg_gen *g, const char *st, const char *sx) {
     kp_sbuf *s = g->s;
     const kp_program *prog = g->prog;
     int D = prog->fdim;
+    if (prog->exact) {
+        kp__cg_exact_accumulate(g, sx);
+        return;
+    }
     switch (kp__red(prog->red)->family) {
     case KP_FAMILY_SUM:
         kp__sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) { real t_ = ", D);
@@ -151,6 +159,10 @@ void kp__cg_flush(kp_cg_gen *g, const char *st) {
 /* a <- merge(a, b), b covering larger indices (a wins ties). */
 void kp__cg_merge(kp_sbuf *s, const kp_program *prog, const char *a, const char *ax, const char *b, const char *bx) {
     int D = prog->fdim;
+    if (prog->exact) {
+        kp__cg_exact_merge(s, prog, ax, bx);
+        return;
+    }
     switch (kp__red(prog->red)->family) {
     case KP_FAMILY_SUM:
         kp__sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) { KP_KAHAN(%s[d_], %s[%d + d_], %s[d_]); "
@@ -193,6 +205,10 @@ void kp__cg_merge(kp_sbuf *s, const kp_program *prog, const char *a, const char 
 void kp__cg_finalize(kp_sbuf *s, const kp_program *prog, const char *st, const char *sx) {
     int D = prog->fdim, nreal, nidx;
     kp__state_size(prog, &nreal, &nidx);
+    if (prog->exact) {
+        kp__cg_exact_finalize(s, prog, sx);
+        return;
+    }
     switch (kp__red(prog->red)->family) {
     case KP_FAMILY_SUM: kp__sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) out[o_ + d_] = %s[d_];\n", D, st); break;
     case KP_FAMILY_LOGSUMEXP:

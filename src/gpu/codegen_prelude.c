@@ -59,3 +59,18 @@ void kp__cg_prelude(kp_sbuf *s, kp_dtype dtype, kp_gpu_dialect dia, const char *
     kp__sb_printf(s, "KP_FN real kp__d_atan2(real a, real b) { return atan2%s(a, b); }\n", sfx);
     kp__sb_printf(s, "%s%s", kp__device_ops_source, kp__device_monoid_source);
 }
+
+void kp__cg_prelude_exact(kp_sbuf *s, kp_gpu_dialect dia) {
+    if (dia == KP_GPU_OPENCL) /* exp terms and rounding in float64, float32 kernels too */
+        kp__sb_printf(s, "#pragma OPENCL EXTENSION cl_khr_fp64 : enable\n"
+                         "typedef ulong kp_u64;\ntypedef uint kp_u32;\n"
+                         "KP_FN kp_i64 kp__d_f64_bits(double x) { return as_long(x); }\n"
+                         "KP_FN double kp__d_f64_of(kp_i64 w) { return as_double(w); }\n"
+                         "KP_FN kp_u32 kp__d_f32_bits(float x) { return as_uint(x); }\n");
+    else
+        kp__sb_printf(s, "typedef unsigned long long kp_u64;\ntypedef unsigned int kp_u32;\n"
+                         "KP_FN kp_i64 kp__d_f64_bits(double x) { return __double_as_longlong(x); }\n"
+                         "KP_FN double kp__d_f64_of(kp_i64 w) { return __longlong_as_double(w); }\n"
+                         "KP_FN kp_u32 kp__d_f32_bits(float x) { return (kp_u32)__float_as_int(x); }\n");
+    kp__sb_printf(s, "%s", kp__device_exact_source);
+}

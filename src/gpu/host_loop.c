@@ -232,8 +232,9 @@ static kp_status merge_chunk_states(kp_gpu_call *C, int64_t offset, void *sreal,
     st = d->ops->download(d->self, hr, C->out[2], rbytes);
     if (st == KP_OK && ibytes) st = d->ops->download(d->self, hi, C->out[3], ibytes);
     if (st != KP_OK) return st;
-    for (size_t k = 0; k < nstates * (size_t)nidx; k++)
-        if (hi[k] >= 0) hi[k] += offset;
+    if (!job->prog->exact) /* an exact state's words are bins, not indices */
+        for (size_t k = 0; k < nstates * (size_t)nidx; k++)
+            if (hi[k] >= 0) hi[k] += offset;
     const size_t rowr = (size_t)job->nrows * (size_t)nreal, rowi = (size_t)job->nrows * (size_t)nidx;
     const kp_states_ops *host = kp__plan_host_states();
     if (!host) return kp__fail(d->ctx, KP_ERR_UNSUPPORTED, "no engine merges partial states on the host");

@@ -34,6 +34,7 @@ kp_gpu_launch kp__gpu_launch_shape(const kp_gpu_kernel_info *info, int64_t nrows
     int64_t force = env_int("KP_GPU_SPLIT", -1);
     if (force == 0) L.split = 0;
     if (force == 1 && L.nchunks > 1) L.split = 1;
+    if (info->no_split) L.split = 0;
     return L;
 }
 

@@ -43,7 +43,8 @@ typedef struct kp_gpu_launch {
 
 /* The launch of a kernel described by info over nrows x ncols points and
  * nbatch batches: split when fewer than fill row blocks (all batches together)
- * would run and there are 2 chunks or more, unless $KP_GPU_SPLIT says. */
+ * would run and there are 2 chunks or more, unless $KP_GPU_SPLIT says; never
+ * when info->no_split. */
 kp_gpu_launch kp__gpu_launch_shape(const kp_gpu_kernel_info *info, int64_t nrows, int64_t ncols, int64_t nbatch,
                                    int64_t fill);
 

@@ -4,6 +4,7 @@
 
 #include "core/context.h"
 #include "gpu/codegen.h"
+#include "plan/reduction.h"
 
 kp_status kp_formula_gpu_source(kp_context *ctx, const kp_formula *f, kp_dtype dtype, kp_engine engine, char *buf,
                                 size_t size, size_t *needed) {
@@ -16,6 +17,7 @@ kp_status kp_formula_gpu_source(kp_context *ctx, const kp_formula *f, kp_dtype d
     kp_program prog;
     kp_status st = kp__lower(f->ctx, f, &prog); /* lowering may intern nodes: the formula's own store */
     if (st != KP_OK) return kp__fail(ctx, st, "%s", kp_context_message(f->ctx));
+    prog.exact = ctx->sum_scheme == KP_SUM_EXACT && kp__red(prog.red)->family != KP_FAMILY_SELECT; /* as kp_plan_new */
     kp_gpu_kernel_info info;
     kp_gpu_settings set = {ctx->sum_scheme, ctx->math_mode, 0, 0};
     char *src = kp__gpu_codegen(&prog, dtype, &set, engine == KP_ENGINE_CUDA ? KP_GPU_CUDA : KP_GPU_OPENCL, 0, 0, "kp", &info);

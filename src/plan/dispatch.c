@@ -29,24 +29,13 @@ kp_status kp_context_set_engine(kp_context *ctx, kp_engine engine) {
     return st;
 }
 
-/* Exact sums (KP_SUM_EXACT) fold their terms one by one into integer bins,
- * which only the CPU engine does. */
-static const kp_engine_ops *exact_on_cpu(kp_context *ctx, const kp_job *job, const kp_engine_ops *eng) {
-    if (!job->prog->exact || eng == &kp__engine_cpu) return eng;
-    kp__fail(ctx, KP_ERR_UNSUPPORTED,
-             "the KP_SUM_EXACT sum scheme runs on the CPU engine only: select KP_ENGINE_CPU, pass host arrays, or "
-             "choose another sum scheme for the %s engine",
-             eng->name);
-    return NULL;
-}
-
 const kp_engine_ops *kp__plan_engine(kp_context *ctx, const kp_job *job) {
     unsigned need = KP_ENGINE_READS(job->device);
     if (ctx->engine == KP_ENGINE_AUTO) {
         for (int e = 0; e < NENGINES; e++)
-            if (engines[e] && (engines[e]->devices & need)) return exact_on_cpu(ctx, job, engines[e]);
+            if (engines[e] && (engines[e]->devices & need)) return engines[e];
     } else if (engines[ctx->engine]->devices & need) {
-        return exact_on_cpu(ctx, job, engines[ctx->engine]);
+        return engines[ctx->engine];
     }
     kp__fail(ctx, KP_ERR_UNSUPPORTED,
              "the arrays are on CUDA device %d, but the %s engine reads host memory only: select "

@@ -1,8 +1,9 @@
 /*
  * test_gpu_nvrtc.c — asserts that the CUDA kernel generated for every formula
  * of the GPU case list (every op, every reduction, both axes, float32 and
- * float64, gradients) compiles with NVRTC for sm_80 and sm_90. A compile error
- * fails the test (the failing kernels are compiled one by one to name them).
+ * float64, gradients), and those of the KP_SUM_EXACT scheme, compile with
+ * NVRTC for sm_80 and sm_90. A compile error fails the test (the failing
+ * kernels are compiled one by one to name them).
  * Needs no GPU; skipped (exit 77) when libnvrtc cannot be loaded.
  */
 #include <stdio.h>
@@ -75,6 +76,47 @@ static char *kernel_source(kp_context *ctx, const kp_formula *f, kp_dtype dt, in
     return c;
 }
 
+/* The kernels of KP_SUM_EXACT (device/exact.h inside), float32 and float64, one unit per
+ * architecture: returns the number of failures. */
+static int compile_exact(kp_context *ctx, const char *const archs[2]) {
+    static const char *const texts[] = {"Sum_Reduction(Exp(-SqDist(x,y))*b,1)",
+                                        "Sum_Reduction(Elem(x,0)*Exp(-SqDist(x,y))*b,1)",
+                                        "LogSumExp_Reduction(Concat(-SqDist(x,y),b),0)",
+                                        "SumSoftMaxWeight_Reduction(-SqDist(x,y),1,Concat(b,y))"};
+    const char *aliases[] = {"x = Vi(2)", "y = Vj(2)", "b = Vj(1)"};
+    int failures = 0, n = 0;
+    strbuf tu = {0};
+    kp_context_set_sum_scheme(ctx, KP_SUM_EXACT);
+    for (int dti = 0; dti < 2; dti++)
+        for (size_t t = 0; t < sizeof texts / sizeof texts[0]; t++) {
+            kp_formula *f;
+            char *src = NULL;
+            if (kp_formula_parse(ctx, texts[t], aliases, 3, &f) == KP_OK) {
+                src = kernel_source(ctx, f, dti ? KP_FLOAT64 : KP_FLOAT32, 1000 + n);
+                kp_formula_free(f);
+            }
+            if (!src) {
+                printf("FAIL: exact %s: %s\n", texts[t], kp_context_message(ctx));
+                failures++;
+                continue;
+            }
+            sb_add(&tu, src);
+            free(src);
+            n++;
+        }
+    kp_context_set_sum_scheme(ctx, KP_SUM_BLOCK);
+    for (int a = 0; a < 2 && tu.p; a++) {
+        char *log = NULL;
+        int rc = kpt_nvrtc_compile(tu.p, "libkp_exact.cu", archs[a], &log);
+        printf("KP_SUM_EXACT %s: %d kernels in one unit: %s\n%s", archs[a], n, rc == 0 ? "compiled" : "COMPILE ERROR",
+               rc == 0 || !log ? "" : log);
+        failures += rc != 0;
+        free(log);
+    }
+    free(tu.p);
+    return failures;
+}
+
 int main(void) {
     const char *why;
     if (!kpt_nvrtc_available(&why)) {
@@ -137,6 +179,7 @@ int main(void) {
         free(labbuf);
         free(tu.p);
     }
+    failures += compile_exact(ctx, archs);
     kp_context_free(ctx);
     printf("%d kernels per architecture, %d failures\n", kernels, failures);
     return failures ? 1 : 0;

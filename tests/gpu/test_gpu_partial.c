@@ -18,8 +18,15 @@
  *     across chunk and part bounds, an empty cluster): every reduction, both
  *     axes, the same rules against the CPU engine's ranged states; the rows
  *     of the empty cluster keep the identity's bytes on both engines, and
- *     the ranges change the result; 2 batches on ranges (float64), a subset.
+ *     the ranges change the result; 2 batches on ranges (float64), a subset;
+ *   - under KP_SUM_EXACT (Sum, LogSumExp, SumSoftMaxWeight, float32 and
+ *     float64, both axes, dense and ranged): parts at any points, folded in
+ *     order or merged in reverse order, give the bits of one kp_plan_exec,
+ *     also when the parts alternate between the GPU and the CPU engine, and
+ *     whatever the launch geometry; where both engines compute the terms
+ *     alike, the CPU engine's bits, else within 1e-6 / 1e-13 of them.
  */
+#define _POSIX_C_SOURCE 200112L /* setenv */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -375,6 +382,168 @@ done:
     kp_context_free(ctx);
 }
 
+/* ------------------------------------------------------------ KP_SUM_EXACT */
+
+/* Exact sums: the formulas, the first three with terms that both engines
+ * compute alike (products rounded once each), so their states and results
+ * are the CPU engine's bit for bit; the others within rounding of it. */
+static const char *const EXACT_REDS[] = {
+    "Sum_Reduction(x*y*b,#)",
+    "Sum_Reduction(Elem(x,0)*(y*b),#)", /* a row factor: the rounded sum times it */
+    "Sum_Reduction(Elem(x,1)*(y*b),#)",
+    "Sum_Reduction(@,#)",
+    "LogSumExp_Reduction(@,#)",
+    "SumSoftMaxWeight_Reduction(-SqDist(x,y),#,Concat(b,y))",
+    "Sum_Reduction(Elem(x,0)*Exp(-SqDist(x,y))*b,#)",
+};
+#define EXACT_SAME_TERMS 3
+
+/* One kp_plan_exec of points [0, NRED) on the context's engine (on the ranges t unless NULL). */
+static void exec_whole(kp_context *ctx, kp_plan *p, const data *d, const part_ranges *t, result *r) {
+    kp_array a[3];
+    args_of(d, 0, 0, NRED, a);
+    int ndim;
+    int64_t shape[KP_MAX_DIMS], ishape[KP_MAX_DIMS];
+    KPT_ASSERT_OK(ctx, kp_plan_output_shape(p, a, 3, NULL, &ndim, shape, ishape));
+    int od = (int)shape[1];
+    void *vo = kpt_alloc_dtype(OUTW, d->dt);
+    memset(r, 0, sizeof *r);
+    kp_array o = kp_array_2d(vo, d->dt, NR, od);
+    int64_t local[2 * PART_RANGES_MAX];
+    kp_ranges rg;
+    kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
+    if (t) {
+        rg = ranges_of_part(t, 0, NRED, local);
+        opt.ranges = &rg;
+    }
+    KPT_ASSERT_OK(ctx, kp_plan_exec(p, a, 3, &o, NULL, &opt));
+    kpt_from_dtype(vo, d->dt, (size_t)NR * (size_t)od, r->v);
+    free(vo);
+}
+
+/* Parts at any points, each on engine eng[k % 2], merged into the last part's
+ * state from the last to the first (the reverse of the points' order). */
+static void exact_parts_reversed(kp_context *ctx, kp_plan *p, const data *d, const int64_t *bounds, int n,
+                                 const part_ranges *t, const kp_engine eng[2], result *r) {
+    size_t bytes;
+    void *acc = new_state(ctx, p, d, 0, &bytes);
+    for (int k = n - 1; k >= 0; k--) {
+        void *part = new_state(ctx, p, d, 0, &bytes);
+        KPT_ASSERT_OK(ctx, kp_context_set_engine(ctx, eng[k % 2]));
+        fold_part(ctx, p, d, 0, bounds[k], bounds[k + 1], t, part, bytes);
+        KPT_ASSERT_OK(ctx, kp_plan_state_merge(p, acc, part, bytes));
+        free(part);
+    }
+    finalize(ctx, p, d, 0, acc, bytes, r);
+    free(acc);
+}
+
+static void assert_same_bits(const char *what, const char *text, const result *got, const result *want) {
+    if (memcmp(got, want, sizeof *got)) {
+        print_error("%s: %s: not the bits of one call\n", text, what);
+        for (int e = 0, shown = 0; e < OUTW && shown < 4; e++)
+            if (memcmp(&got->v[e], &want->v[e], sizeof got->v[e]) || got->ix[e] != want->ix[e])
+                print_error("  output %d: %.17g (index %lld) != %.17g (index %lld)\n", e, got->v[e],
+                            (long long)got->ix[e], want->v[e], (long long)want->ix[e]), shown++;
+    }
+    assert_memory_equal(got, want, sizeof *got);
+}
+
+/* Rows that meet no pair on the ranges: finalize applies a Sum's row factor
+ * to their 0 (docs/distributed.md), where one call leaves +0; -0 is then the
+ * one difference, taken out here. */
+static void unsign_zeros(result *r) {
+    for (int e = 0; e < OUTW; e++)
+        if (r->v[e] == 0) r->v[e] = 0;
+}
+
+/* One formula under KP_SUM_EXACT: the GPU engine's one call against its
+ * parts at any points (folded in order, merged in reverse order, alternating
+ * with the CPU engine) and the CPU engine's one call. */
+static void check_exact(kp_context *ctx, int k, int axis, const data *d, const part_ranges *t) {
+    const int64_t any[] = {0, 1, 700, 1301, 1301, NRED}; /* unaligned, a 1-point part, an empty part */
+    const kp_engine gpu_only[2] = {gpu_engine, gpu_engine}, mixed[2] = {gpu_engine, KP_ENGINE_CPU};
+    char text[512];
+    build_text(EXACT_REDS[k], axis, text, sizeof text);
+    kp_plan *p = plan_of(ctx, text, axis, d->dt);
+    result one, got, cpu;
+    KPT_ASSERT_OK(ctx, kp_context_set_engine(ctx, gpu_engine));
+    exec_whole(ctx, p, d, t, &one);
+    if (t) unsign_zeros(&one);
+    partial_on(ctx, p, d, 0, any, 5, 1, t, &got);
+    if (t) unsign_zeros(&got);
+    assert_same_bits("parts folded in order", text, &got, &one);
+    exact_parts_reversed(ctx, p, d, any, 5, t, gpu_only, &got);
+    if (t) unsign_zeros(&got);
+    assert_same_bits("parts merged in reverse order", text, &got, &one);
+    KPT_ASSERT_OK(ctx, kp_context_set_engine(ctx, KP_ENGINE_CPU));
+    exec_whole(ctx, p, d, t, &cpu);
+    if (k < EXACT_SAME_TERMS) {
+        if (t) unsign_zeros(&cpu);
+        assert_same_bits("the CPU engine's call", text, &cpu, &one);
+        exact_parts_reversed(ctx, p, d, any, 5, t, mixed, &got);
+        if (t) unsign_zeros(&got);
+        assert_same_bits("GPU and CPU parts merged", text, &got, &one);
+    } else {
+        assert_close("against the CPU engine", text, &one, &cpu, d->dt == KP_FLOAT32 ? 1e-6 : 1e-13);
+    }
+    kp_plan_free(p);
+}
+
+static void test_exact_any_split(void **state) {
+    (void)state;
+    kp_context *ctx;
+    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    KPT_ASSERT_OK(ctx, kp_context_set_sum_scheme(ctx, KP_SUM_EXACT));
+    for (int dti = 0; dti <= 1; dti++) {
+        data d = make_data(dti ? KP_FLOAT64 : KP_FLOAT32, 8);
+        for (int axis = 1; axis >= 0; axis--)
+            for (int k = 0; k < (int)(sizeof EXACT_REDS / sizeof EXACT_REDS[0]); k++) {
+                check_exact(ctx, k, axis, &d, NULL);
+                if (!dti) check_exact(ctx, k, axis, &d, &RANGES);
+            }
+        free_data(&d);
+    }
+    kp_context_free(ctx);
+}
+
+/* The launch geometry (B, R, chunk length, split and merge kernel) changes no bit. */
+static void test_exact_geometry(void **state) {
+    (void)state;
+    static const char *const geo[][4] = {/* block, rows, chunk, split */
+                                         {"", "", "", ""},      {"8", "1", "100", "1"}, {"16", "3", "333", "1"},
+                                         {"64", "2", "64", "0"}, {"32", "8", "5000", "1"}};
+    const char *chunk0 = getenv("KP_GPU_CHUNK");
+    char keep[64];
+    snprintf(keep, sizeof keep, "%s", chunk0 ? chunk0 : "");
+    kp_context *ctx;
+    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    KPT_ASSERT_OK(ctx, kp_context_set_sum_scheme(ctx, KP_SUM_EXACT));
+    KPT_ASSERT_OK(ctx, kp_context_set_engine(ctx, gpu_engine));
+    data d = make_data(KP_FLOAT32, 4);
+    for (int k = 0; k < (int)(sizeof EXACT_REDS / sizeof EXACT_REDS[0]); k++) {
+        char text[512];
+        build_text(EXACT_REDS[k], 1, text, sizeof text);
+        kp_plan *p = plan_of(ctx, text, 1, d.dt);
+        result first, got;
+        for (size_t g = 0; g < sizeof geo / sizeof geo[0]; g++) {
+            setenv("KP_GPU_BLOCK", geo[g][0], 1);
+            setenv("KP_GPU_ROWS", geo[g][1], 1);
+            setenv("KP_GPU_CHUNK", geo[g][2], 1);
+            setenv("KP_GPU_SPLIT", geo[g][3], 1);
+            exec_whole(ctx, p, &d, NULL, g ? &got : &first);
+            if (g) assert_same_bits(geo[g][0], text, &got, &first);
+        }
+        kp_plan_free(p);
+    }
+    unsetenv("KP_GPU_BLOCK");
+    unsetenv("KP_GPU_ROWS");
+    unsetenv("KP_GPU_SPLIT");
+    setenv("KP_GPU_CHUNK", keep, 1);
+    free_data(&d);
+    kp_context_free(ctx);
+}
+
 int main(int argc, char **argv) {
     const char *which = argc > 1 ? argv[1] : "opencl";
     gpu_engine = strcmp(which, "cuda") == 0 ? KP_ENGINE_CUDA : KP_ENGINE_OPENCL;
@@ -389,6 +558,8 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_every_reduction),
                                        cmocka_unit_test(test_axis0_float64_offsets),
                                        cmocka_unit_test(test_mixed_engines), cmocka_unit_test(test_ranges),
-                                       cmocka_unit_test(test_batched_ranges)};
+                                       cmocka_unit_test(test_batched_ranges),
+                                       cmocka_unit_test(test_exact_any_split),
+                                       cmocka_unit_test(test_exact_geometry)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

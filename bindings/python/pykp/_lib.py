@@ -297,7 +297,7 @@ def get_num_threads():
 def set_sum_scheme(name):
     """Summation of Sum, LogSumExp and SumSoftMaxWeight reductions: 'block'
     (default, compensated), 'kahan' or 'plain' (float32), or 'exact' (float32
-    and float64, CPU only): every term added exactly and the sum rounded once,
+    and float64, every engine): every term added exactly and the sum rounded once,
     so results do not depend on the order, the threads or how
     pykp.distributed splits the points (kp.h, kp_sum_scheme)."""
     if name not in SUM_SCHEMES:
