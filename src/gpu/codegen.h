@@ -31,7 +31,11 @@
  * the common case, f - max <= 0, as straight-line code);
  * KP_SUM_PLAIN adds Sum's group sums without it; KP_SUM_KAHAN compensates
  * every term. Groups count from the chunk's start, so the result
- * does not depend on B. Elementwise ops follow src/formula/scalar_eval.h
+ * does not depend on B. KP_SUM_EXACT (prog->exact) adds each term into the
+ * exact accumulators of device/exact.h, kept in the state's int64 words in
+ * the CPU engine's layout (codegen_exact.c); its Sum multiplies the rounded
+ * sum by a row factor in the reduce kernel, so such a kernel never splits
+ * (kp_gpu_kernel_info.no_split). Elementwise ops follow src/formula/scalar_eval.h
  * (device prelude); under KP_MATH_FAST, float32 Exp, Log and Rsqrt use the
  * hardware approximations (kp.h), and a fused Exp(a * s) with s a row value
  * becomes 2^(a * (s log2 e)), the product s log2 e computed once per row.
