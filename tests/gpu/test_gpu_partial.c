@@ -24,7 +24,9 @@
  *     order or merged in reverse order, give the bits of one kp_plan_exec,
  *     also when the parts alternate between the GPU and the CPU engine, and
  *     whatever the launch geometry; where both engines compute the terms
- *     alike, the CPU engine's bits, else within 1e-6 / 1e-13 of them.
+ *     alike, the CPU engine's bits, else within 1e-6 / 1e-13 of them;
+ *     NaN, infinities and |x| >= 1.5e18 in LogSumExp and SumSoftMaxWeight
+ *     give the CPU engine's bits.
  */
 #define _POSIX_C_SOURCE 200112L /* setenv */
 #include <math.h>
@@ -544,6 +546,54 @@ static void test_exact_geometry(void **state) {
     kp_context_free(ctx);
 }
 
+/* Special values under KP_SUM_EXACT: LogSumExp_Reduction(b) and SumSoftMaxWeight_Reduction(b, 1, y)
+ * over a few points b (the same x = b on both engines: + 0 * x adds an exact 0), GPU against CPU:
+ * NaN, +inf, -inf, |b| >= 1.5e18 (the largest decides) bit for bit, finite sums within 1e-15. */
+static void exact_special_case(kp_context *ctx, const double *bv, int m, int bitwise) {
+    const char *texts[] = {"LogSumExp_Reduction(b+0*Elem(x,0),1)", "SumSoftMaxWeight_Reduction(b+0*Elem(x,0),1,y)"};
+    const char *al[] = {"x = Vi(2)", "y = Vj(2)", "b = Vj(1)"};
+    double x[2 * 3] = {0.5, 1, 2, 3, -1, 0}, y[2 * 8], out[2][3 * 2];
+    for (int k = 0; k < 2 * m; k++) y[k] = k + 1;
+    for (size_t t = 0; t < 2; t++) {
+        kp_formula *f;
+        kp_plan *p;
+        KPT_ASSERT_OK(ctx, kp_formula_parse(ctx, texts[t], al, 3, &f));
+        KPT_ASSERT_OK(ctx, kp_plan_new(ctx, f, KP_FLOAT64, &p));
+        int od = kp_formula_out_dim(f);
+        kp_array a[3] = {kp_array_2d(x, KP_FLOAT64, 3, 2), kp_array_2d(y, KP_FLOAT64, m, 2),
+                         kp_array_2d((void *)(uintptr_t)bv, KP_FLOAT64, m, 1)};
+        for (int e = 0; e < 2; e++) {
+            kp_array o = kp_array_2d(out[e], KP_FLOAT64, 3, od);
+            KPT_ASSERT_OK(ctx, kp_context_set_engine(ctx, e ? KP_ENGINE_CPU : gpu_engine));
+            KPT_ASSERT_OK(ctx, kp_plan_exec(p, a, 3, &o, NULL, NULL));
+        }
+        for (int k = 0; k < 3 * od; k++) {
+            double g = out[0][k], c = out[1][k];
+            int same = bitwise ? !memcmp(&g, &c, sizeof g) : fabs(g - c) <= 1e-15 * fabs(c);
+            if (!same) print_error("%s, b[0] = %g: GPU %.17g, CPU %.17g\n", texts[t], bv[0], g, c);
+            assert_true(same);
+        }
+        kp_plan_free(p);
+        kp_formula_free(f);
+    }
+}
+
+static void test_exact_special(void **state) {
+    (void)state;
+    kp_context *ctx;
+    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    KPT_ASSERT_OK(ctx, kp_context_set_sum_scheme(ctx, KP_SUM_EXACT));
+    const double inf = INFINITY;
+    exact_special_case(ctx, (const double[]){1, 2, 3, 4}, 4, 0);
+    exact_special_case(ctx, (const double[]){-2e18, 5, 700, -700}, 4, 0);
+    exact_special_case(ctx, (const double[]){1, 2e18, 3, 2e18}, 4, 1);
+    exact_special_case(ctx, (const double[]){-inf, -inf}, 2, 1);
+    exact_special_case(ctx, (const double[]){1, NAN, 3}, 3, 1);
+    exact_special_case(ctx, (const double[]){1, inf, 3}, 3, 1);
+    exact_special_case(ctx, (const double[]){-inf, 2e18, inf}, 3, 1);
+    kp_context_free(ctx);
+}
+
 int main(int argc, char **argv) {
     const char *which = argc > 1 ? argv[1] : "opencl";
     gpu_engine = strcmp(which, "cuda") == 0 ? KP_ENGINE_CUDA : KP_ENGINE_OPENCL;
@@ -560,6 +610,7 @@ int main(int argc, char **argv) {
                                        cmocka_unit_test(test_mixed_engines), cmocka_unit_test(test_ranges),
                                        cmocka_unit_test(test_batched_ranges),
                                        cmocka_unit_test(test_exact_any_split),
-                                       cmocka_unit_test(test_exact_geometry)};
+                                       cmocka_unit_test(test_exact_geometry),
+                                       cmocka_unit_test(test_exact_special)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
