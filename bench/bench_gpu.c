@@ -33,7 +33,9 @@
  * Timing is reported, never checked. Without a device: prints
  * "SKIPPED: no CUDA device (reason)" after the NVRTC times and exits 77.
  *
- * usage: kp_bench_gpu [--quick] [--reps R]
+ * usage: kp_bench_gpu [--quick] [--reps R] [--sum-scheme block|kahan|plain|exact]
+ *   --sum-scheme: the context's kp_sum_scheme for every call (default block);
+ *   exact (KP_SUM_EXACT, integer bins per term) is far slower: use --quick.
  */
 #define _POSIX_C_SOURCE 199309L /* clock_gettime */
 #include <kp.h>
@@ -188,18 +190,30 @@ static double best_time(gpu *g, kp_plan *plan, const kp_array *args, size_t narg
     return best;
 }
 
+/* The kp_sum_scheme named s, or -1. */
+static int scheme_of(const char *s) {
+    static const char *const names[] = {"block", "kahan", "plain", "exact"}; /* kp_sum_scheme's order */
+    for (int k = 0; k < 4; k++)
+        if (strcmp(s, names[k]) == 0) return k;
+    return -1;
+}
+
 int main(int argc, char **argv) {
-    int quick = 0, reps = 5;
+    int quick = 0, reps = 5, scheme = KP_SUM_BLOCK;
     for (int a = 1; a < argc; a++) {
         if (strcmp(argv[a], "--quick") == 0) quick = 1;
         else if (strcmp(argv[a], "--reps") == 0 && a + 1 < argc) reps = atoi(argv[++a]);
+        else if (strcmp(argv[a], "--sum-scheme") == 0 && a + 1 < argc && (scheme = scheme_of(argv[++a])) >= 0) continue;
         else {
-            fprintf(stderr, "usage: %s [--quick] [--reps R]\n", argv[0]);
-            return 2;
+            int help = strcmp(argv[a], "--help") == 0 || strcmp(argv[a], "-h") == 0;
+            fprintf(help ? stdout : stderr, "usage: %s [--quick] [--reps R] [--sum-scheme block|kahan|plain|exact]\n",
+                    argv[0]);
+            return help ? 0 : 2;
         }
     }
     kp_context *ctx = NULL;
     if (kp_context_new(&ctx) != KP_OK) return 1;
+    if (check(ctx, kp_context_set_sum_scheme(ctx, (kp_sum_scheme)scheme), "sum scheme")) return 1;
     const char *aliases[] = {"x = Vi(3)", "y = Vj(3)", "g = Pm(1)", "b = Vj(1)"};
     kp_formula *f = NULL, *gx = NULL, *gb = NULL;
     int bad = check(ctx, kp_formula_parse(ctx, "Sum_Reduction(Exp(-SqDist(x,y)*g)*b, 1)", aliases, 4, &f), "parse");
@@ -246,8 +260,8 @@ int main(int argc, char **argv) {
     g.cu->EventCreate(&g.e1, 0);
     double peak = (double)g.dev->sm_count * fp32_lanes_per_sm(g.dev->cc_major, g.dev->cc_minor) * 2.0 *
                   (double)g.dev->clock_khz * 1e3;
-    printf("device 0: %s, sm_%d%d, %d SMs at %.0f MHz: fp32 peak %.1f TFLOP/s\n\n", g.dev->name, g.dev->cc_major,
-           g.dev->cc_minor, g.dev->sm_count, g.dev->clock_khz * 1e-3, peak * 1e-12);
+    printf("device 0: %s, sm_%d%d, %d SMs at %.0f MHz: fp32 peak %.1f TFLOP/s; sum scheme %d\n\n", g.dev->name,
+           g.dev->cc_major, g.dev->cc_minor, g.dev->sm_count, g.dev->clock_khz * 1e-3, peak * 1e-12, scheme);
 
     kp_plan *pf = NULL, *px = NULL, *pb = NULL;
     bad |= check(ctx, kp_plan_new(ctx, f, KP_FLOAT32, &pf), "plan");
