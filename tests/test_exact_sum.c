@@ -267,7 +267,7 @@ static void test_other_reductions(void **state) {
                 KPT_ASSERT_OK(block, kp_plan_state_info(pb, a, 3, NULL, &ib));
                 KPT_ASSERT_OK(exact, kp_plan_state_info(pe, a, 3, NULL, &ie));
                 if (select) assert_int_equal(ib.bytes, ie.bytes);
-                if (select) {
+                if (select && strstr(text, "Arg")) {
                     kp_plan_free(pb);
                     kp_plan_free(pe);
                     continue; /* their indices: test_partial.c; here the scheme changes nothing to read */
@@ -275,6 +275,12 @@ static void test_other_reductions(void **state) {
                 double wb[OUTW], we[OUTW], scale[OUTW];
                 exec_once(block, pb, &d, NULL, 1, wb);
                 exec_once(exact, pe, &d, NULL, 1, we);
+                if (select) { /* KMin: the same values, bit for bit */
+                    assert_memory_equal(wb, we, sizeof wb);
+                    kp_plan_free(pb);
+                    kp_plan_free(pe);
+                    continue;
+                }
                 double big = 0;
                 for (int k = 0; k < OUTW; k++) big = fabs(wb[k]) > big ? fabs(wb[k]) : big;
                 for (int k = 0; k < OUTW; k++) scale[k] = big;
