@@ -37,10 +37,15 @@ import subprocess
 import sys
 import time
 
-import numpy as np
+try:
+    import numpy as np
 
-import pykp
-from pykp import Genred, LazyTensor, _lib
+    import pykp
+    from pykp import Genred, LazyTensor, _lib
+except ImportError as error:  # --help works without them; reported after parsing
+    MISSING = error
+else:
+    MISSING = None
 
 try:
     import torch
@@ -69,6 +74,8 @@ def _parse():
     p.add_argument("--profile", metavar="CASE:KIND",
                    help="instead of timing, profile one cell (e.g. lazy_matmul:torch) with cProfile")
     args = p.parse_args()
+    if MISSING:
+        raise SystemExit("bench_call_overhead.py: %s" % MISSING)
     for name, known in (("cases", CASES), ("kinds", KINDS)):
         bad = [c for c in getattr(args, name).split(",") if c not in known]
         if bad:

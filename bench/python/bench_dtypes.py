@@ -14,9 +14,14 @@ import argparse
 import statistics
 import time
 
-import torch
+try:
+    import torch
 
-import pykp
+    import pykp
+except ImportError as error:  # --help works without them; reported after parsing
+    MISSING = error
+else:
+    MISSING = None
 
 ALIASES = ["x = Vi(3)", "y = Vj(3)", "b = Vj(2)"]
 
@@ -37,6 +42,8 @@ def main() -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     p.add_argument("--repeat", type=int, default=5)
     a = p.parse_args()
+    if MISSING:
+        raise SystemExit("bench_dtypes.py: %s" % MISSING)
     g = pykp.Genred("Exp(-SqDist(x,y))*b", ALIASES, axis=1)
     gc = pykp.Genred("Exp(-SqDist(x,y))*b", ["x = Vi(3)", "y = Vj(3)", "b = Vj(2)"], axis=1)
     print("%8s %-10s %10s %10s %8s %8s" % ("N = M", "dtype", "wall s", "cpu s", "wall/f32", "cpu/f32"))

@@ -26,9 +26,14 @@ import sys
 import tempfile
 import time
 
-import torch
+try:
+    import torch
 
-import pykp
+    import pykp
+except ImportError as error:  # --help works without them; reported after parsing
+    MISSING = error
+else:
+    MISSING = None
 
 FORMULA = "Exp(-SqDist(x,y)*g)*b"
 ALIASES = ["x = Vi(3)", "y = Vj(3)", "g = Pm(1)", "b = Vj(1)"]
@@ -43,7 +48,10 @@ def _parse():
     p.add_argument("--passes", default="forward,fwd+bwd", help="comma-separated: forward, fwd+bwd")
     p.add_argument("--max-seconds", type=float, default=20.0,
                    help="a cell whose call takes longer is timed by that one call")
-    return p.parse_args()
+    args = p.parse_args()
+    if MISSING:
+        raise SystemExit("bench_keops.py: %s" % MISSING)
+    return args
 
 
 def _data(n, seed=0):

@@ -12,14 +12,14 @@ import argparse
 import os
 import time
 
-import torch
-
-from pykp import LazyTensor
-
 ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 ap.add_argument("--n", type=int, default=10000, help="N = M points")
 ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
 args = ap.parse_args()
+
+import torch  # noqa: E402 (after --help, which needs neither)
+
+from pykp import LazyTensor  # noqa: E402
 N = args.n
 dt = getattr(torch, args.dtype)
 g = torch.Generator().manual_seed(0)

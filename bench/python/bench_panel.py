@@ -52,10 +52,15 @@ import sys
 import tempfile
 import time
 
-import numpy as np
+try:
+    import numpy as np
 
-import pykp
-from pykp import Genred, LazyTensor
+    import pykp
+    from pykp import Genred, LazyTensor
+except ImportError as error:  # --help works without them; reported after parsing
+    MISSING = error
+else:
+    MISSING = None
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BENCH = os.path.dirname(HERE)
@@ -79,12 +84,14 @@ def _parse():
     p.add_argument("--no-grad", action="store_true", help="skip the Gaussian's forward + backward")
     p.add_argument("--no-floor", action="store_true", help="skip the FMA / exp microbenchmark")
     p.add_argument("--no-jit", action="store_true", help="interpreter only (no compiled-kernel columns)")
-    p.add_argument("--sum-scheme", choices=sorted(pykp._lib.SUM_SCHEMES), default="block",
+    p.add_argument("--sum-scheme", choices=["block", "exact", "kahan", "plain"], default="block",  # set_sum_scheme
                    help="pykp.set_sum_scheme for every pykp call (exact: order-independent sums, interpreter only)")
     p.add_argument("--cc", default=os.environ.get("CC", "cc"), help="C compiler for the plain loop and floor")
     p.add_argument("--isa", choices=["native", "avx2"], default="native",
                    help="avx2: libkp's AVX2 kernels and a plain loop and floor built for AVX2 (see above)")
     args = p.parse_args()
+    if MISSING:
+        raise SystemExit("bench_panel.py: %s" % MISSING)
     bad = [f for f in args.formulas.split(",") if f not in FORMULAS]
     if bad:
         p.error("--formulas: unknown %s (known: %s)" % (",".join(bad), ",".join(FORMULAS)))

@@ -11,10 +11,15 @@ the relative error of each truncated result against the dense one.
 import argparse
 import time
 
-import torch
+try:
+    import torch
 
-from pykp import LazyTensor, Vi, Vj
-from pykp.cluster import cluster_ranges_centroids, from_matrix, grid_cluster, sort_clusters
+    from pykp import LazyTensor, Vi, Vj
+    from pykp.cluster import cluster_ranges_centroids, from_matrix, grid_cluster, sort_clusters
+except ImportError as error:  # --help works without them; reported after parsing
+    MISSING = error
+else:
+    MISSING = None
 
 
 def block_sparse_setup(n: int, sigma: float, eps: float):
@@ -60,6 +65,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2, help="torch and libkp threads (default 2)")
     p.add_argument("--reps", type=int, default=3, help="ranged calls timed, fastest kept (default 3)")
     a = p.parse_args()
+    if MISSING:
+        raise SystemExit("bench_ranges_lazy.py: %s" % MISSING)
     torch.set_num_threads(a.threads)
     x, y, b, ranges, kept = block_sparse_setup(a.n, a.sigma, a.eps)
     s2 = 2 * a.sigma**2

@@ -23,11 +23,16 @@ import platform
 import sys
 import time
 
-import numpy as np
+try:
+    import numpy as np
 
-import pykp
-from pykp import cluster
-from pykp.solve import BlockJacobiPreconditioner, KernelOperator, NystromPreconditioner
+    import pykp
+    from pykp import cluster
+    from pykp.solve import BlockJacobiPreconditioner, KernelOperator, NystromPreconditioner
+except ImportError as error:  # --help works without them; reported after parsing
+    MISSING = error
+else:
+    MISSING = None
 
 
 def parse_args(argv=None):
@@ -45,7 +50,10 @@ def parse_args(argv=None):
     p.add_argument("--ntest", type=int, default=2000, help="test points for the RMSE (default 2000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="libkp threads (0: all cores)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if MISSING:
+        raise SystemExit("bench_solve.py: %s" % MISSING)
+    return args
 
 
 def target(x, rng=None):

@@ -31,11 +31,16 @@ import platform
 import sys
 import time
 
-import numpy as np
-import torch
+try:
+    import numpy as np
+    import torch
 
-import pykp
-from pykp import _lib, genred
+    import pykp
+    from pykp import _lib, genred
+except ImportError as error:  # --help works without them; reported after parsing
+    MISSING = error
+else:
+    MISSING = None
 
 # ------------------------------------------------------------ timing
 
@@ -263,6 +268,8 @@ def main():
     ap.add_argument("--no-dense", action="store_true", help="skip dense torch and NumPy")
     ap.add_argument("--device", default="cpu", help="cpu, or cuda / cuda:k (CUDA tensors, pykp on libkp's CUDA engine)")
     a = ap.parse_args()
+    if MISSING:
+        raise SystemExit("bench_torch.py: %s" % MISSING)
     passes = [p.strip() for p in a.passes.split(",") if p.strip()]
     for p in passes:
         if p not in PASSES:
