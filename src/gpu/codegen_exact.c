@@ -59,9 +59,9 @@ void kp__cg_exact_merge(kp_sbuf *s, const kp_program *prog, const char *ax, cons
     switch (kp__red(prog->red)->family) {
     case KP_FAMILY_SUM:
     case KP_FAMILY_LOGSUMEXP:
-        kp__sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) kp__xs_%smerge(%s + d_ * %d, %s + d_ * %d);\n", prog->fdim,
-                      kp__red(prog->red)->family == KP_FAMILY_SUM ? "" : "lse_", ax, words_per_component(prog), bx,
-                      words_per_component(prog));
+        kp__sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) kp__xs_%smerge(%s + d_ * %d, %s + d_ * %d);\n",
+                      prog->fdim, kp__red(prog->red)->family == KP_FAMILY_SUM ? "" : "lse_", ax,
+                      words_per_component(prog), bx, words_per_component(prog));
         break;
     case KP_FAMILY_SOFTMAX: kp__sb_printf(s, "    kp__xs_ssmw_merge(%s, %s, %d);\n", ax, bx, prog->red_g.dim); break;
     case KP_FAMILY_SELECT: break;
@@ -72,7 +72,9 @@ void kp__cg_exact_merge(kp_sbuf *s, const kp_program *prog, const char *ax, cons
 void kp__cg_exact_finalize(kp_sbuf *s, const kp_program *prog, const char *sx) {
     switch (kp__red(prog->red)->family) {
     case KP_FAMILY_SUM:
-        kp__sb_printf(s, "    for (int d_ = 0; d_ < %d; d_++) out[o_ + d_] = (real)kp__xs_value(%s + d_ * %d, sizeof(real) == 4);\n",
+        kp__sb_printf(s,
+                      "    for (int d_ = 0; d_ < %d; d_++)\n"
+                      "      out[o_ + d_] = (real)kp__xs_value(%s + d_ * %d, sizeof(real) == 4);\n",
                       prog->fdim, sx, KP_XSUM_WORDS);
         break;
     case KP_FAMILY_LOGSUMEXP:
