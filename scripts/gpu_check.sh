@@ -12,13 +12,15 @@
 #                      -Werror)
 #   ctest.log       2. the CUDA suites of `ctest -L gpu`: the GPU case list against
 #                      the CPU three ways (host arrays, device arrays on a stream,
-#                      AUTO), with split-j + merge, with 3 rows per thread; the op,
+#                      AUTO), with split-j + merge, with 3 rows per thread; partial
+#                      states (dense, ranged, exact sums) against the CPU's; the op,
 #                      reduction, gradient and joint suites on the CUDA engine; the
 #                      sum schemes; the kernel cache; the ahead-of-time table; the
 #                      quick GPU benchmark (NVRTC compiles and the PoCL suites run in CI)
 #   bench_gpu.log   3. kp_bench_gpu: Gaussian kernel product, N = M in {1e4, 1e5,
 #                      1e6}, forward and forward + backward, both math modes,
-#                      NVRTC and first-call times, the card's fp32 floor
+#                      NVRTC and first-call times, the card's fp32 floor; then
+#                      N = M = 1e4 under the exact sum scheme (KP_SUM_EXACT)
 #   pytest.log      4. pykp on CUDA tensors (test_cuda_tensors.py, test_cuda_aot.py),
 #                      then pykp's whole suite
 #   bench_torch.log 5. bench/python/bench_torch.py --device cuda: pykp against
@@ -132,6 +134,7 @@ step ctest ctest.log 420 "ctest --test-dir build-gpu -L gpu -E 'gpu_nvrtc|opencl
 
 # ---- 3. the GPU benchmark
 step bench_gpu bench_gpu.log 300 "build-gpu/bench/kp_bench_gpu"
+step bench_gpu_exact bench_gpu.log 120 "build-gpu/bench/kp_bench_gpu --quick --sum-scheme exact"
 
 # ---- 4. pykp on CUDA tensors, then its whole suite (from the source tree, on the library just built)
 py=${PYTHON:-}
