@@ -26,7 +26,8 @@
  *     whatever the launch geometry; where both engines compute the terms
  *     alike, the CPU engine's bits, else within 1e-6 / 1e-13 of them;
  *     NaN, infinities and |x| >= 1.5e18 in LogSumExp and SumSoftMaxWeight
- *     give the CPU engine's bits.
+ *     give the CPU engine's bits; 2 batches on ranges, parts merged: the
+ *     bits of one part.
  */
 #define _POSIX_C_SOURCE 200112L /* setenv */
 #include <math.h>
@@ -546,6 +547,36 @@ static void test_exact_geometry(void **state) {
     kp_context_free(ctx);
 }
 
+/* KP_SUM_EXACT with 2 batches on ranges (float64): parts at any points merged
+ * give the GPU's one-part bits, within 1e-12 of the CPU engine's. */
+static void test_exact_batched_ranges(void **state) {
+    (void)state;
+    kp_context *ctx;
+    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    KPT_ASSERT_OK(ctx, kp_context_set_sum_scheme(ctx, KP_SUM_EXACT));
+    batched B = make_batched(9);
+    const int64_t whole[] = {0, NRED}, any[] = {0, 700, 1301, NRED};
+    double want[2 * OUTW], got[2 * OUTW], one[2 * OUTW];
+    int64_t iwant[2 * OUTW], igot[2 * OUTW], ione[2 * OUTW];
+    for (size_t k = 0; k < 3; k++) /* Sum, LogSumExp, SumSoftMaxWeight */
+        for (int axis = 1; axis >= 0; axis--) {
+            char text[512];
+            build_text(REDS[k], axis, text, sizeof text);
+            kp_plan *p = plan_of(ctx, text, axis, KP_FLOAT64);
+            KPT_ASSERT_OK(ctx, kp_context_set_engine(ctx, KP_ENGINE_CPU));
+            batched_partial(ctx, p, &B, &BATCHED, 0, whole, 1, 1, want, iwant);
+            KPT_ASSERT_OK(ctx, kp_context_set_engine(ctx, gpu_engine));
+            batched_partial(ctx, p, &B, &BATCHED, 0, whole, 1, 1, one, ione);
+            assert_int_equal(kpt_check(text, one, want, NULL, 2 * OUTW, 1e-12, 1e-12), 0);
+            batched_partial(ctx, p, &B, &BATCHED, 0, any, 3, 0, got, igot);
+            if (memcmp(got, one, sizeof got)) print_error("%s: batched exact parts differ from one part\n", text);
+            assert_memory_equal(got, one, sizeof got);
+            kp_plan_free(p);
+        }
+    free_batched(&B);
+    kp_context_free(ctx);
+}
+
 /* Special values under KP_SUM_EXACT: LogSumExp_Reduction(b) and SumSoftMaxWeight_Reduction(b, 1, y)
  * over a few points b (the same x = b on both engines: + 0 * x adds an exact 0), GPU against CPU:
  * NaN, +inf, -inf, |b| >= 1.5e18 (the largest decides) bit for bit, finite sums within 1e-15. */
@@ -611,6 +642,7 @@ int main(int argc, char **argv) {
                                        cmocka_unit_test(test_batched_ranges),
                                        cmocka_unit_test(test_exact_any_split),
                                        cmocka_unit_test(test_exact_geometry),
-                                       cmocka_unit_test(test_exact_special)};
+                                       cmocka_unit_test(test_exact_special),
+                                       cmocka_unit_test(test_exact_batched_ranges)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
