@@ -1,12 +1,14 @@
 /*
  * test_device_exact.c — src/device/exact.h (the KP_SUM_EXACT accumulators of
- * the generated GPU kernels, one term at a time) compiled for the CPU and
- * checked against plan/exact_sum.h and plan/exact_exp.h, which the CPU
- * engine adds tiles of terms with:
+ * the generated GPU kernels, one term at a time) compiled for the CPU
+ * (device/exact_host.h) and checked against plan/exact_sum.h, with which the
+ * CPU engine adds tiles of terms (merging and rounding are exact.h's on both
+ * sides):
  *   - the same words after the same terms, whatever the order, the split
  *     into parts and the order of their merges (random terms over 2^-1100 ..
  *     2^1000, cancellations, subnormals, zeros, infinities and NaN);
- *   - the same rounded values (float64 and float32), logarithms and ratios;
+ *   - rounding to nearest, ties to even, in float64 and float32 (known
+ *     answers; test_exact_sum.c checks correctly rounded sums end to end);
  *   - float32 terms split into their own mantissa and exponent;
  *   - exp terms (LogSumExp, SumSoftMaxWeight) reduced and scaled as the CPU
  *     engine reduces them, with libm's exp2 on both sides;
@@ -26,30 +28,7 @@
 #include "plan/exact_exp.h"
 #include "plan/exact_sum.h"
 
-/* What the device source expects from its includer, as device/host.h does it for ops.h. */
-#define KP_DEVICE static inline
-typedef int64_t kp_i64;
-typedef uint64_t kp_u64;
-typedef uint32_t kp_u32;
-static inline kp_i64 kp__d_f64_bits(double x) {
-    kp_i64 w;
-    memcpy(&w, &x, sizeof w);
-    return w;
-}
-static inline double kp__d_f64_of(kp_i64 w) {
-    double x;
-    memcpy(&x, &w, sizeof x);
-    return x;
-}
-static inline kp_u32 kp__d_f32_bits(float x) {
-    kp_u32 w;
-    memcpy(&w, &x, sizeof w);
-    return w;
-}
-#include "device/exact.h"
-
-_Static_assert(KP_XS_WORDS == KP_XSUM_WORDS && KP_XS_BINS == KP_XSUM_BINS, "one layout");
-_Static_assert(KP_XS_LSE_WORDS == KP_XEXP_LSE_WORDS, "one layout");
+#include "device/exact_host.h"
 
 #define NTERMS 600
 

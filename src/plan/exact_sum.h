@@ -111,15 +111,6 @@ static inline void kp__xsum_add_terms(int64_t *w, const int64_t *m, const int64_
 
 /* a <- a + b: the accumulator of both sets of terms. */
 void kp__xsum_merge(int64_t *a, const int64_t *b);
-/* The finite part of the sum (flags aside) rounded to nearest, ties to even,
- * to `precision` bits (<= 53) and no bit below 2^smallest: (-1)^negative q
- * 2^e with q < 2^(precision + 1); q = 0 for a zero sum. */
-typedef struct kp_xsum_rounded {
-    int negative;
-    uint64_t q;
-    int64_t e;
-} kp_xsum_rounded;
-kp_xsum_rounded kp__xsum_round(const int64_t *w, int precision, int64_t smallest); /* INT64_MIN: no floor */
 /* The accumulated sum rounded to nearest (ties to even) in float64 (f32 = 0)
  * or float32 (f32 = 1, returned as the float64 that holds it exactly); NaN
  * after a NaN or both infinities, else the infinity seen; +0 for no term. */
