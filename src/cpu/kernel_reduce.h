@@ -291,19 +291,29 @@ enum { BOUND_LANES = 16 };
 _Static_assert(BOUND_LANES % VL == 0, "stripes fill whole vectors");
 
 /* lm[l] = the least (max: greatest) number among f[k], k = l mod BOUND_LANES,
- * k < full (a multiple of BOUND_LANES); +inf (max: -inf) if none. */
+ * k < full (a multiple of BOUND_LANES); +inf (max: -inf) if none. The
+ * blocks of BOUND_LANES go round STRIPE_CHAINS sets of accumulators, so
+ * that the min/max latencies overlap instead of forming one chain. */
+enum { STRIPE_CHAINS = 4 };
 static inline void stripe_extrema(const REAL *restrict f, int full, int is_max, REAL *restrict lm) {
     REAL none = is_max ? (REAL)-INFINITY : (REAL)INFINITY;
 #if VL > 1
-    VT acc[BOUND_LANES / VL];
-    for (int a = 0; a < BOUND_LANES / VL; a++) acc[a] = VSET(none);
-    if (is_max)
-        for (int k = 0; k < full; k += BOUND_LANES)
-            for (int a = 0; a < BOUND_LANES / VL; a++) acc[a] = VMAX(VLD(f + k + a * VL), acc[a]);
-    else
-        for (int k = 0; k < full; k += BOUND_LANES)
-            for (int a = 0; a < BOUND_LANES / VL; a++) acc[a] = VMIN(VLD(f + k + a * VL), acc[a]);
-    for (int a = 0; a < BOUND_LANES / VL; a++) VST(lm + a * VL, acc[a]);
+    enum { A = BOUND_LANES / VL, STEP = STRIPE_CHAINS * BOUND_LANES };
+    VT acc[STRIPE_CHAINS][A];
+    for (int c = 0; c < STRIPE_CHAINS; c++)
+        for (int a = 0; a < A; a++) acc[c][a] = VSET(none);
+    /* is_max is the same throughout: -O3 unswitches the loops on it. */
+#define KP_EXTREME(a, b) (is_max ? VMAX(a, b) : VMIN(a, b))
+    int k = 0;
+    for (; k + STEP <= full; k += STEP)
+        for (int c = 0; c < STRIPE_CHAINS; c++)
+            for (int a = 0; a < A; a++) acc[c][a] = KP_EXTREME(VLD(f + k + c * BOUND_LANES + a * VL), acc[c][a]);
+    for (int c = 0; k < full; k += BOUND_LANES, c++)
+        for (int a = 0; a < A; a++) acc[c][a] = KP_EXTREME(VLD(f + k + a * VL), acc[c][a]);
+    for (int c = 1; c < STRIPE_CHAINS; c++)
+        for (int a = 0; a < A; a++) acc[0][a] = KP_EXTREME(acc[c][a], acc[0][a]);
+#undef KP_EXTREME
+    for (int a = 0; a < A; a++) VST(lm + a * VL, acc[0][a]);
 #else
     for (int l = 0; l < BOUND_LANES; l++) lm[l] = none;
     for (int k = 0; k < full; k += BOUND_LANES)
@@ -363,6 +373,40 @@ static inline uint64_t block_candidates(const REAL *f, REAL t, int full, REAL wo
  * the tile's bound is offered in increasing order, except that blocks offer
  * only their candidate lanes (block_candidates); a value equal to the worst
  * kept one never enters (earlier wins). */
+#ifdef KP_VKMIN_MAX
+/* select_tile for one component's list of K <= KP_VKMIN_MAX contiguous
+ * slots: the tile's candidates (block_candidates' test, against the list as
+ * it was before the tile) are gathered without branches, then enter the list
+ * in order, which stays in registers meanwhile. Where a block-by-block
+ * filter mispredicts on every block with a candidate, this pays for a few
+ * more candidates, which the list refuses. */
+static void select_tile_vkmin(REAL *v, int64_t *vi, int K, const REAL *fd, int len, int64_t j0, const int64_t *jmap,
+                              int is_max) {
+    REAL none = (REAL)(is_max ? -INFINITY : INFINITY);
+    int32_t co[TILE + 16];
+    int full = vi[K - 1] >= 0;
+    REAL worst = v[K - 1], t = full ? none : tile_bound(fd, len, K, is_max);
+    int n = 0;
+    if (full) /* t is then no bound: the lanes that beat the worst kept value */
+        for (int k = 0; k < len; k += 16) n += vkmin_offsets(fd + k, len - k, worst, 1, is_max, co + n, k);
+    else
+        for (int k = 0; k < len; k += 16) n += vkmin_offsets(fd + k, len - k, t, 0, is_max, co + n, k);
+    vkmin_list L = vkmin_load(v, vi, K);
+    for (int c = 0; c < n; c++) {
+        REAL x = fd[co[c]];
+        int64_t j = jmap ? jmap[co[c]] : j0 + co[c];
+        if (is_max ? x > none : x < none) {
+            vkmin_push(&L, K, x, j, is_max);
+            continue;
+        }
+        vkmin_store(&L, v, vi, K); /* NaN or the identity: kmin_insert's rules */
+        kmin_insert(v, vi, K, 1, x, j, is_max);
+        L = vkmin_load(v, vi, K);
+    }
+    vkmin_store(&L, v, vi, K);
+}
+#endif
+
 static void select_tile(const kp_program *prog, REAL *st, int64_t *ix, const REAL *f, int len, int64_t j0,
                         const int64_t *jmap) {
     int D = prog->fdim;
@@ -370,6 +414,12 @@ static void select_tile(const kp_program *prog, REAL *st, int64_t *ix, const REA
     int K = kp__kept_per_component(prog);
     int last = (K - 1) * D;
     int short_list = K <= KMIN_BRANCHLESS_MAX;
+#ifdef KP_VKMIN_MAX
+    if (D == 1 && K <= KP_VKMIN_MAX) {
+        select_tile_vkmin(st, ix, K, f, len, j0, jmap, is_max);
+        return;
+    }
+#endif
     for (int d = 0; d < D; d++) {
         const REAL *fd = f + (size_t)d * TILE;
         REAL *v = st + d;

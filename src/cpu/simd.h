@@ -20,7 +20,10 @@
  *                     list of K <= KP_VKMIN_MAX contiguous slots takes (x, j)
  *                     after the slots x does not beat (mx: is not above; else
  *                     not below); x must be a number, the empty slots hold the
- *                     identity (+inf; mx: -inf)
+ *                     identity (+inf; mx: -inf). vkmin_load, vkmin_push,
+ *                     vkmin_store: the same with the list kept in registers
+ *                     between insertions;
+ *                     vkmin_offsets: the lanes of a vector worth offering
  */
 #ifndef KP_CPU_SIMD_H
 #define KP_CPU_SIMD_H
@@ -132,37 +135,96 @@ static inline unsigned vwithin(const REAL *f, REAL t, int mx) { return (unsigned
 #endif
 
 #if defined(KP_ISA_AVX512)
+/* A K-list in registers (vkmin_load .. vkmin_store), so that a tile's
+ * insertions do not wait on each other's masked stores and loads. */
+#define KP_VKMIN_MAX 8
+#if KP_REAL_F32
+typedef __m512 vkmin_values;
+#else
+typedef __m512d vkmin_values;
+#endif
+typedef struct vkmin_list {
+    vkmin_values v; /* slots 0..K-1 */
+    __m512i ix;
+} vkmin_list;
+
+static inline vkmin_list vkmin_load(const REAL *v, const int64_t *ix, int K) {
+    __mmask8 km = (__mmask8)((1u << K) - 1);
+#if KP_REAL_F32
+    vkmin_list L = {_mm512_maskz_loadu_ps(km, v), _mm512_maskz_loadu_epi64(km, ix)};
+#else
+    vkmin_list L = {_mm512_maskz_loadu_pd(km, v), _mm512_maskz_loadu_epi64(km, ix)};
+#endif
+    return L;
+}
+
+static inline void vkmin_store(const vkmin_list *L, REAL *v, int64_t *ix, int K) {
+    __mmask8 km = (__mmask8)((1u << K) - 1);
+#if KP_REAL_F32
+    _mm512_mask_storeu_ps(v, km, L->v);
+#else
+    _mm512_mask_storeu_pd(v, km, L->v);
+#endif
+    _mm512_mask_storeu_epi64(ix, km, L->ix);
+}
+
 /* The slots x beats are a suffix [p, K) (the list is sorted): they take
  * their predecessor's entry (a lane permutation), then slot p takes x; when
- * x beats none, every mask is empty and nothing is written. */
-#define KP_VKMIN_MAX 8
-static inline void vkmin_insert(REAL *v, int64_t *ix, int K, REAL x, int64_t j, int mx) {
+ * x beats none, every mask is empty and nothing changes. */
+static inline void vkmin_push(vkmin_list *L, int K, REAL x, int64_t j, int mx) {
     __mmask8 km = (__mmask8)((1u << K) - 1);
     __m512i prev = _mm512_set_epi64(6, 5, 4, 3, 2, 1, 0, 0);
 #if KP_REAL_F32
-    __m512 lv = _mm512_maskz_loadu_ps(km, v), xv = VSET(x);
-    __mmask8 beaten = (__mmask8)(km & (mx ? _mm512_cmp_ps_mask(xv, lv, _CMP_GT_OQ)
-                                          : _mm512_cmp_ps_mask(xv, lv, _CMP_LT_OQ)));
-    __m512 sh = _mm512_permutexvar_ps(_mm512_set_epi32(14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 0), lv);
-#else
-    __m512d lv = _mm512_maskz_loadu_pd(km, v), xv = VSET(x);
-    __mmask8 beaten = (__mmask8)(km & (mx ? _mm512_cmp_pd_mask(xv, lv, _CMP_GT_OQ)
-                                          : _mm512_cmp_pd_mask(xv, lv, _CMP_LT_OQ)));
-    __m512d sh = _mm512_permutexvar_pd(prev, lv);
-#endif
+    __m512 xv = VSET(x);
+    __mmask8 beaten = (__mmask8)(km & (mx ? _mm512_cmp_ps_mask(xv, L->v, _CMP_GT_OQ)
+                                          : _mm512_cmp_ps_mask(xv, L->v, _CMP_LT_OQ)));
+    __m512 sh = _mm512_permutexvar_ps(_mm512_set_epi32(14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 0), L->v);
     int p = K - __builtin_popcount(beaten);
     __mmask8 at = (__mmask8)(beaten & (1u << p));
-#if KP_REAL_F32
-    lv = _mm512_mask_mov_ps(_mm512_mask_mov_ps(lv, beaten, sh), at, xv);
-    _mm512_mask_storeu_ps(v, km, lv);
+    L->v = _mm512_mask_mov_ps(_mm512_mask_mov_ps(L->v, beaten, sh), at, xv);
 #else
-    lv = _mm512_mask_mov_pd(_mm512_mask_mov_pd(lv, beaten, sh), at, xv);
-    _mm512_mask_storeu_pd(v, km, lv);
+    __m512d xv = VSET(x);
+    __mmask8 beaten = (__mmask8)(km & (mx ? _mm512_cmp_pd_mask(xv, L->v, _CMP_GT_OQ)
+                                          : _mm512_cmp_pd_mask(xv, L->v, _CMP_LT_OQ)));
+    __m512d sh = _mm512_permutexvar_pd(prev, L->v);
+    int p = K - __builtin_popcount(beaten);
+    __mmask8 at = (__mmask8)(beaten & (1u << p));
+    L->v = _mm512_mask_mov_pd(_mm512_mask_mov_pd(L->v, beaten, sh), at, xv);
 #endif
-    __m512i li = _mm512_maskz_loadu_epi64(km, ix);
-    li = _mm512_mask_mov_epi64(_mm512_mask_mov_epi64(li, beaten, _mm512_permutexvar_epi64(prev, li)), at,
-                               _mm512_set1_epi64(j));
-    _mm512_mask_storeu_epi64(ix, km, li);
+    L->ix = _mm512_mask_mov_epi64(_mm512_mask_mov_epi64(L->ix, beaten, _mm512_permutexvar_epi64(prev, L->ix)), at,
+                                  _mm512_set1_epi64(j));
+}
+
+/* Appends to co the offsets base + l of the values f[l], l < n (0 < n <=
+ * 16; those past n are not read), that beat u (beat: vbeats; else not
+ * beyond it: vwithin), in order; returns how many. Without branches: co
+ * takes 16 entries whatever the count. */
+static inline int vkmin_offsets(const REAL *f, int n, REAL u, int beat, int mx, int32_t *co, int base) {
+    __m512i lane = _mm512_add_epi32(_mm512_set1_epi32(base),
+                                    _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0));
+    __mmask16 live = (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1);
+#if KP_REAL_F32
+    __m512 v = _mm512_maskz_loadu_ps(live, f), uv = VSET(u);
+    __mmask16 m = beat ? (mx ? _mm512_cmp_ps_mask(v, uv, _CMP_NLE_UQ) : _mm512_cmp_ps_mask(v, uv, _CMP_NGE_UQ))
+                       : (mx ? _mm512_cmp_ps_mask(v, uv, _CMP_NLT_UQ) : _mm512_cmp_ps_mask(v, uv, _CMP_NGT_UQ));
+#else
+    __mmask8 lo = (__mmask8)live, hi = (__mmask8)(live >> 8);
+    __m512d v0 = _mm512_maskz_loadu_pd(lo, f), v1 = _mm512_maskz_loadu_pd(hi, f + 8), uv = VSET(u);
+#define KP_OFFSET_TEST(v)                                                                                            \
+    (beat ? (mx ? _mm512_cmp_pd_mask(v, uv, _CMP_NLE_UQ) : _mm512_cmp_pd_mask(v, uv, _CMP_NGE_UQ))                   \
+          : (mx ? _mm512_cmp_pd_mask(v, uv, _CMP_NLT_UQ) : _mm512_cmp_pd_mask(v, uv, _CMP_NGT_UQ)))
+    __mmask16 m = (__mmask16)(KP_OFFSET_TEST(v0) | (unsigned)KP_OFFSET_TEST(v1) << 8);
+#undef KP_OFFSET_TEST
+#endif
+    m &= live;
+    _mm512_storeu_si512(co, _mm512_maskz_compress_epi32(m, lane));
+    return __builtin_popcount((unsigned)m);
+}
+
+static inline void vkmin_insert(REAL *v, int64_t *ix, int K, REAL x, int64_t j, int mx) {
+    vkmin_list L = vkmin_load(v, ix, K);
+    vkmin_push(&L, K, x, j, mx);
+    vkmin_store(&L, v, ix, K);
 }
 #endif
 
