@@ -8,6 +8,9 @@
  *     the thread count, whichever way the work is split);
  *   - against direct float64 loops for Sum, LogSumExp, Min/ArgMin, Max/ArgMax
  *     and KMin/ArgKMin (indices exactly, ties impossible with this data).
+ * And the split of the rows into blocks: blocks of a run read the COL tiles
+ * that the run computed once (engine.c's cache) instead of their own, the
+ * same bits as calls on fewer rows (one block, no cache).
  */
 #include <math.h>
 #include <setjmp.h>
@@ -169,7 +172,92 @@ static void test_split_every_reduction(void **state) {
     free(d.b);
 }
 
+/* ------------------------------------------------------------ COL cache */
+
+enum { CB = 3, CN = 300, CM = 1300, CSLICE = 50 };
+
+/* Rows [r0, r0 + n) of every batch of (x: CB x CN x 3, y: CB x CM x 3,
+ * b: CB x CM x 1, g: 1) on text, values (CB x n x od) and indices (CB x n x id)
+ * into v, ix; data of dtype dt. */
+static kp_status run_rows(kp_context *ctx, const char *text, kp_dtype dt, const void *x, const void *y,
+                          const void *b, const void *g, int64_t r0, int64_t n, void *v, int64_t *ix) {
+    const char *al[] = {"x = Vi(3)", "y = Vj(3)", "b = Vj(1)", "g = Pm(1)"};
+    kp_formula *f;
+    kp_status st = kp_formula_parse(ctx, text, al, 4, &f);
+    if (st != KP_OK) return st;
+    size_t es = kpt_dtype_size(dt);
+    int od = kp_formula_out_dim(f), id = kp_formula_out_index_dim(f);
+    /* The rows [r0, r0 + n) of every batch, as one batched array. */
+    void *xs = malloc((size_t)(CB * n * 3) * es);
+    for (int bb = 0; bb < CB; bb++)
+        memcpy((char *)xs + (size_t)(bb * n * 3) * es, (const char *)x + (size_t)((bb * CN + r0) * 3) * es,
+               (size_t)(n * 3) * es);
+    int64_t sx[3] = {CB, n, 3}, sy[3] = {CB, CM, 3}, sb[3] = {CB, CM, 1}, so[3] = {CB, n, od}, si[3] = {CB, n, id};
+    kp_array a[4] = {kp_array_nd(xs, dt, 3, sx), kp_array_nd((void *)y, dt, 3, sy), kp_array_nd((void *)b, dt, 3, sb),
+                     kp_array_1d((void *)g, dt, 1)};
+    kp_array o = kp_array_nd(v, dt, 3, so), oi = kp_array_nd(ix, KP_INT64, 3, si);
+    kp_exec_options opt = KP_EXEC_OPTIONS_DEFAULT;
+    opt.num_threads = 2;
+    kp_plan *p;
+    st = kp_plan_new(ctx, f, dt, &p);
+    if (st == KP_OK) st = kp_plan_exec(p, a, 4, od ? &o : NULL, id ? &oi : NULL, &opt);
+    kp_plan_free(p);
+    kp_formula_free(f);
+    free(xs);
+    return st;
+}
+
+/* Batches of 300 rows (5 blocks) and 1300 reduced points (the last tile
+ * partial), COL values that read a parameter (y * g, Sin(b * g)): the whole
+ * call against slices of 50 rows, bit for bit, every reduction family. */
+static void test_col_cache(void **state) {
+    (void)state;
+    static const char *const texts[] = {
+        "Sum_Reduction(Exp(-SqDist(x,y*g))*Sin(b*g),1)", "LogSumExp_Reduction(-SqDist(x,y*g)+Sin(b*g),1)",
+        "SumSoftMaxWeight_Reduction(-SqDist(x,y*g),1,Sin(b*g))", "Min_ArgMin_Reduction(SqDist(x,y*g)+b,1)",
+        "KMin_ArgKMin_Reduction(SqDist(x,y*g)+b,5,1)"};
+    kpt_rng r;
+    kpt_rng_seed(&r, 11);
+    double *x = kpt_random_array(&r, CB * CN * 3, -1, 1), *y = kpt_random_array(&r, CB * CM * 3, -1, 1);
+    double *b = kpt_random_array(&r, CB * CM, 0, 1), g = 1.25;
+    kp_context *ctx;
+    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    for (int dt = 0; dt <= 1; dt++)
+        for (size_t k = 0; k < sizeof texts / sizeof texts[0]; k++) {
+            kp_dtype dtype = dt ? KP_FLOAT64 : KP_FLOAT32;
+            size_t es = kpt_dtype_size(dtype), nv = (size_t)CB * CN * 5;
+            void *xs = kpt_to_dtype(x, CB * CN * 3, dtype), *ys = kpt_to_dtype(y, CB * CM * 3, dtype);
+            void *bs = kpt_to_dtype(b, CB * CM, dtype), *gs = kpt_to_dtype(&g, 1, dtype);
+            char *whole = calloc(nv, es), *sliced = calloc(nv, es), *part = calloc(nv, es);
+            int64_t *iwhole = calloc(nv, sizeof(int64_t)), *isliced = calloc(nv, sizeof(int64_t));
+            int64_t *ipart = calloc(nv, sizeof(int64_t));
+            KPT_ASSERT_OK(ctx, run_rows(ctx, texts[k], dtype, xs, ys, bs, gs, 0, CN, whole, iwhole));
+            kp_formula *f;
+            const char *al[] = {"x = Vi(3)", "y = Vj(3)", "b = Vj(1)", "g = Pm(1)"};
+            KPT_ASSERT_OK(ctx, kp_formula_parse(ctx, texts[k], al, 4, &f));
+            size_t od = (size_t)kp_formula_out_dim(f), id = (size_t)kp_formula_out_index_dim(f);
+            kp_formula_free(f);
+            for (int64_t r0 = 0; r0 < CN; r0 += CSLICE) {
+                KPT_ASSERT_OK(ctx, run_rows(ctx, texts[k], dtype, xs, ys, bs, gs, r0, CSLICE, part, ipart));
+                for (int bb = 0; bb < CB; bb++) {
+                    size_t to = (size_t)(bb * CN + r0), from = (size_t)(bb * CSLICE);
+                    memcpy(sliced + to * od * es, part + from * od * es, CSLICE * od * es);
+                    memcpy(isliced + to * id, ipart + from * id, CSLICE * id * sizeof(int64_t));
+                }
+            }
+            if (memcmp(whole, sliced, (size_t)CB * CN * od * es) ||
+                memcmp(iwhole, isliced, (size_t)CB * CN * id * sizeof(int64_t)))
+                print_error("%s (%s): 300 rows differ from slices of 50\n", texts[k], kpt_dtype_name(dtype));
+            assert_memory_equal(whole, sliced, (size_t)CB * CN * od * es);
+            assert_memory_equal(iwhole, isliced, (size_t)CB * CN * id * sizeof(int64_t));
+            free(xs), free(ys), free(bs), free(gs), free(whole), free(sliced), free(part);
+            free(iwhole), free(isliced), free(ipart);
+        }
+    kp_context_free(ctx);
+    free(x), free(y), free(b);
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_split_every_reduction)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_split_every_reduction), cmocka_unit_test(test_col_cache)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -154,6 +154,35 @@ kp_status kp__cpu_attach_kernel(kp_context *ctx, const kp_job **job, kp_job *cop
     return KP_OK;
 }
 
+/* Bytes at most of a run's COL tiles cache: it stays in the outer caches
+ * (and, at small sizes, in L2), and a failed allocation only costs speed. */
+#define KP_COL_CACHE_MAX ((size_t)8 << 20)
+
+typedef struct col_cache_ctx {
+    const kp_cpu_kernels *K;
+    const kp_job *job;
+    int64_t ntiles;
+    void *cache;
+} col_cache_ctx;
+
+static void fill_col_tile(const void *user, int64_t k, void *scratch) {
+    const col_cache_ctx *C = user;
+    C->K->col_tile(C->job, k / C->ntiles, k % C->ntiles, C->cache, scratch);
+}
+
+/* The COL tiles of the whole run, computed once (by the threads, before the
+ * items) when some row blocks share them and they are small enough: else
+ * every block computes its own (NULL). */
+static void *col_cache_new(kp_context *ctx, const kp_job *job, const kp_cpu_kernels *K, const kp_cpu_split *s,
+                           int64_t *ntiles) {
+    const kp_program *prog = job->prog;
+    *ntiles = (job->ncols + K->tile - 1) / K->tile;
+    if (prog->col.n == 0 || job->ranges.rows || s->nrb < 2 || job->ncols == 0) return NULL;
+    double bytes = (double)job->nbatch * (double)*ntiles * (double)prog->col_size * (double)K->tile * (double)K->real_size;
+    if (bytes > (double)KP_COL_CACHE_MAX) return NULL;
+    return kp__alloc_aligned(ctx, (size_t)bytes, 64);
+}
+
 kp_status kp__cpu_run(kp_context *ctx, const kp_job *job) {
     const kp_cpu_kernels *K = kp__cpu_pick_kernels(job->dtype);
     if (job->nrows == 0 || job->nbatch == 0) return KP_OK;
@@ -178,10 +207,18 @@ kp_status kp__cpu_run(kp_context *ctx, const kp_job *job) {
             return kp__fail(ctx, KP_ERR_OOM, "out of memory for %lld partial reduction states", (long long)s.nitems);
         }
     }
-    kp_cpu_work w = {run_item, run_block, &R};
+    col_cache_ctx C = {K, job, 0, NULL};
+    C.cache = col_cache_new(ctx, job, K, &s, &C.ntiles);
+    if (C.cache) {
+        if (job != &with_kernel) with_kernel = *job;
+        with_kernel.engine_cache = C.cache;
+        C.job = R.job = job = &with_kernel;
+    }
+    kp_cpu_work w = {run_item, run_block, &R, C.cache ? fill_col_tile : NULL, &C, job->nbatch * C.ntiles};
     kp_status st = kp__cpu_schedule(ctx, job, &s, K->scratch_size(job->prog), &w);
     kp__free(ctx, R.sreal);
     kp__free(ctx, R.sidx);
+    kp__free(ctx, C.cache);
     return st;
 }
 

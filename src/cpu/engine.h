@@ -93,6 +93,12 @@ typedef struct kp_cpu_kernels {
     void (*states_merge)(const kp_program *prog, int64_t n, void *a, int64_t *ai, const void *b, const int64_t *bi);
     void (*states_finalize)(const kp_job *job, int64_t b, int64_t r0, int64_t r1, const void *sreal,
                             const int64_t *sidx, void *scratch);
+    /* The COL tiles cache (job->engine_cache, when set): tile t of batch b,
+     * the COL buffer that process would compute for reduced points
+     * [t * tile, ...), written at cache + (b * ntiles + t) * prog->col_size * tile
+     * reals, ntiles = ceil(ncols / tile). process then reads the tiles there
+     * instead of computing them for every block of rows. */
+    void (*col_tile)(const kp_job *job, int64_t b, int64_t t, void *cache, void *scratch);
 } kp_cpu_kernels;
 
 /* Rows per block and reduced points per chunk. */
@@ -135,6 +141,10 @@ typedef struct kp_cpu_work {
     /* With split, after every item: block blk (rows [r0, r1) of batch b). */
     void (*block)(const void *user, int64_t blk, int64_t b, int64_t r0, int64_t r1, void *scratch);
     const void *user;
+    /* Before the items (NULL: nothing): step k of nprepare, on any thread. */
+    void (*prepare)(const void *prepare_user, int64_t k, void *scratch);
+    const void *prepare_user;
+    int64_t nprepare;
 } kp_cpu_work;
 
 /* Runs w over s on s->nthreads threads, each with scratch_bytes of scratch,

@@ -93,7 +93,7 @@ kp_status kp__cpu_partial_fold(kp_context *ctx, const kp_job *job, int64_t offse
     if (!F.breal || !F.bidx) {
         st = kp__fail(ctx, KP_ERR_OOM, "out of memory for %zu chunk states", nbuf);
     } else {
-        kp_cpu_work w = {fold_item, fold_block, &F};
+        kp_cpu_work w = {fold_item, fold_block, &F, NULL, NULL, 0};
         st = kp__cpu_schedule(ctx, job, &s, K->scratch_size(job->prog), &w);
     }
     kp__free(ctx, F.breal);

@@ -250,12 +250,51 @@ static void jit_tile(const block_ctx *c, int64_t j0, const int64_t *jmap, int le
     }
 }
 
+/* c's COL buffer becomes colbuf, and the reduction's inputs follow it. */
+static void use_colbuf(block_ctx *c, REAL *colbuf) {
+    const kp_program *prog = c->job->prog;
+    c->colbuf = colbuf;
+    c->F = (prog->red_f.loc == KP_LOC_COL ? colbuf : c->pairbuf) + (size_t)prog->red_f.off * TILE;
+    c->F2 = prog->red_f2.dim ? (prog->red_f2.loc == KP_LOC_COL ? colbuf : c->pairbuf) + (size_t)prog->red_f2.off * TILE
+                             : NULL;
+    c->G = prog->red_g.dim ? (prog->red_g.loc == KP_LOC_COL ? colbuf : c->pairbuf) + (size_t)prog->red_g.off * TILE
+                           : NULL;
+}
+
+/* The run's COL tile (job->engine_cache, col_tile) for a tile of the dense
+ * path, tile j0 / TILE; NULL where the block computes its own. */
+static REAL *cached_colbuf(const kp_job *job, int64_t b, int64_t j0, const int64_t *jmap) {
+    if (!job->engine_cache || jmap || j0 % TILE) return NULL;
+    int64_t ntiles = (job->ncols + TILE - 1) / TILE;
+    return (REAL *)job->engine_cache + (size_t)(b * ntiles + j0 / TILE) * (size_t)job->prog->col_size * TILE;
+}
+
 /* Folds the tile [j0, j0 + len) (or the points jmap[0..len), see
  * run_col_program) into the partial states of the block's rows [ra, rb). */
 static void reduce_tile(const block_ctx *c, int64_t j0, const int64_t *jmap, int len, int ra, int rb) {
-    run_col_program(c->job, c->bp, j0, jmap, len, c->rowbuf, c->colbuf);
+    block_ctx at_cache;
+    REAL *cached = cached_colbuf(c->job, c->bp->batch, j0, jmap);
+    if (cached) {
+        at_cache = *c;
+        use_colbuf(&at_cache, cached);
+        c = &at_cache;
+    } else {
+        run_col_program(c->job, c->bp, j0, jmap, len, c->rowbuf, c->colbuf);
+    }
     if (c->jit) jit_tile(c, j0, jmap, len, ra, rb);
     else interpreted_rows(c, j0, jmap, len, ra, rb);
+}
+
+/* kp_cpu_kernels.col_tile: tile t of batch b, as reduce_tile would compute it. */
+static void col_tile(const kp_job *job, int64_t b, int64_t t, void *cache, void *scratch) {
+    const kp_program *prog = job->prog;
+    REAL *rowv = (REAL *)((char *)scratch + layout_of(prog).rowbuf);
+    batch_ptrs bp;
+    batch_pointers(job, b, &bp);
+    run_row_program(job, &bp, 0, rowv); /* COL values read parameters only, the same in every row */
+    int64_t ntiles = (job->ncols + TILE - 1) / TILE, j0 = t * TILE;
+    REAL *dst = (REAL *)cache + (size_t)(b * ntiles + t) * (size_t)prog->col_size * TILE;
+    run_col_program(job, &bp, j0, NULL, (int)(job->ncols - j0 < TILE ? job->ncols - j0 : TILE), rowv, dst);
 }
 
 /* The interpreter's fold of the tile (its COL values computed) into rows [ra, rb). */
@@ -300,17 +339,10 @@ static void process(const kp_job *job, int64_t b, int64_t r0, int64_t r1, int64_
     for (int r = 0; r < nr; r++) run_row_program(job, &bp, r0 + r, rowbuf + (size_t)r * (size_t)rs);
     for (int r = 0; r < nr; r++) state_init(prog, total + (size_t)r * (size_t)nreal, total_idx + (size_t)r * (size_t)nidx);
 
-    const REAL *fbase = prog->red_f.loc == KP_LOC_COL ? colbuf : pairbuf;
-    const REAL *F = fbase + (size_t)prog->red_f.off * TILE;
-    const REAL *G = NULL, *F2 = NULL;
-    if (prog->red_f2.dim)
-        F2 = (prog->red_f2.loc == KP_LOC_COL ? colbuf : pairbuf) + (size_t)prog->red_f2.off * TILE;
-    if (prog->red_g.dim)
-        G = (prog->red_g.loc == KP_LOC_COL ? colbuf : pairbuf) + (size_t)prog->red_g.off * TILE;
-
     const kp_jit_kernel *jk = job->engine_kernel;
-    block_ctx bc = {job, &bp, rowbuf, colbuf, pairbuf, tmp, partial, partial_idx, F, F2, G, nreal, nidx, rs,
+    block_ctx bc = {job, &bp, rowbuf, colbuf, pairbuf, tmp, partial, partial_idx, NULL, NULL, NULL, nreal, nidx, rs,
                     jk, block_needs_division(jk, rowbuf, rs, nr)};
+    use_colbuf(&bc, colbuf);
     for (int64_t ch = ch0; ch < ch1; ch++) {
         int64_t jstart = ch * KP_CHUNK;
         int64_t jend = jstart + KP_CHUNK < job->ncols ? jstart + KP_CHUNK : job->ncols;
@@ -399,6 +431,11 @@ static void states_merge_ftz(const kp_program *prog, int64_t n, void *a, int64_t
     states_merge(prog, n, a, ai, b, bi);
     kp__ftz_leave(env);
 }
+static void col_tile_ftz(const kp_job *job, int64_t b, int64_t t, void *cache, void *scratch) {
+    kp_fpenv env = kp__ftz_enter();
+    col_tile(job, b, t, cache, scratch);
+    kp__ftz_leave(env);
+}
 static void states_finalize_ftz(const kp_job *job, int64_t b, int64_t r0, int64_t r1, const void *sreal,
                                 const int64_t *sidx, void *scratch) {
     kp_fpenv env = kp__ftz_enter();
@@ -413,4 +450,4 @@ static void states_finalize_ftz(const kp_job *job, int64_t b, int64_t r0, int64_
 const kp_cpu_kernels KP_KERNELS_NAME = {
     sizeof(REAL),          TILE,                  state_size, KP__ENTRY(process), KP__ENTRY(merge_finalize),
     scratch_size,          KP__ENTRY(joint_rows), KP__ENTRY(joint_cols), joint_scratch_size,
-    states_init,           KP__ENTRY(states_merge), KP__ENTRY(states_finalize)};
+    states_init,           KP__ENTRY(states_merge), KP__ENTRY(states_finalize), KP__ENTRY(col_tile)};

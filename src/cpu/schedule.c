@@ -34,6 +34,11 @@ kp_status kp__cpu_schedule(kp_context *ctx, const kp_job *job, const kp_cpu_spli
     {
         void *scratch = kp__cpu_scratch(ctx, scratch_bytes, &failed);
         int thread = omp_get_thread_num();
+        if (w->prepare) {
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t k = 0; k < w->nprepare; k++)
+                if (scratch) w->prepare(w->prepare_user, k, scratch);
+        }
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < s->nitems; it++) {
             if (!scratch || kp__cpu_progress_stop(&prog)) continue;

@@ -76,6 +76,9 @@ typedef struct kp_job {
     /* Engine-private: compiled code the engine attached to its own copy of
      * the job (the CPU engine's kp_jit_kernel); NULL from the plan layer. */
     const void *engine_kernel;
+    /* Engine-private: values the engine computed once for the whole run (the
+     * CPU engine's COL tiles, cpu/engine.h); NULL from the plan layer. */
+    const void *engine_cache;
 } kp_job;
 
 /* Element offset of batch b (flat, row-major over job's batch shape) in a. */
