@@ -98,7 +98,7 @@ static kp_status run_groups(kp_context *ctx, kp_cpu_joint_job *jj, const kp_cpu_
         }
         /* the implicit barrier of omp for: every group's buffer is complete */
         if (jj->coldim) {
-            const int64_t span = 4096;
+            const int64_t span = 1024; /* a few spans per thread already at M = 10^4 */
             int64_t nspans = (jj->job.ncols + span - 1) / span;
 #pragma omp for schedule(dynamic, 1)
             for (int64_t s = 0; s < nspans; s++) {

@@ -232,23 +232,35 @@ static void joint_rows(const kp_cpu_joint_job *jj, int64_t r0, int64_t r1, void 
     }
 }
 
+/* Columns merged at a time by joint_cols: their sums stay in L1 while the
+ * groups' buffers stream past. */
+enum { JOINT_COL_SPAN = 256 };
+
 static void joint_cols(const kp_cpu_joint_job *jj, int64_t j0, int64_t j1, const void *colacc_v, size_t group_stride) {
     const kp_program *prog = jj->job.prog;
     const REAL *colacc = colacc_v;
     int64_t M = jj->job.ncols;
     int coldim = jj->coldim;
-    for (int64_t j = j0; j < j1; j++) {
+    REAL s[JOINT_COL_SPAN], c[JOINT_COL_SPAN];
+    /* Each column's sum takes the groups in order, as ever; the columns side
+     * by side, so that the compensated adds run in vectors, not as one
+     * latency chain per column. */
+    for (int64_t jb = j0; jb < j1; jb += JOINT_COL_SPAN) {
+        int n = (int)(j1 - jb < JOINT_COL_SPAN ? j1 - jb : JOINT_COL_SPAN);
         int at = 0;
         for (int t = 0; t < prog->nterms[1]; t++) {
             const kp_sum_term *term = &prog->terms[1][t];
             for (int d = 0; d < term->dim; d++, at++) {
-                REAL s = 0, c = 0;
+                for (int k = 0; k < n; k++) s[k] = c[k] = 0;
                 for (int64_t g = 0; g < jj->ngroups; g++) {
-                    const REAL *buf = colacc + (size_t)g * group_stride;
-                    kahan_add(&s, &c, buf[(size_t)at * (size_t)M + (size_t)j]);
-                    kahan_add(&s, &c, -buf[(size_t)(coldim + at) * (size_t)M + (size_t)j]);
+                    const REAL *restrict sum = colacc + (size_t)g * group_stride + (size_t)at * (size_t)M + (size_t)jb;
+                    const REAL *restrict comp = sum + (size_t)coldim * (size_t)M;
+                    for (int k = 0; k < n; k++) {
+                        kahan_add(&s[k], &c[k], sum[k]);
+                        kahan_add(&s[k], &c[k], -comp[k]);
+                    }
                 }
-                *term_out(jj, 1, t, j, d) = s;
+                for (int k = 0; k < n; k++) *term_out(jj, 1, t, jb + k, d) = s[k];
             }
         }
     }
