@@ -44,11 +44,17 @@ static size_t take(size_t *at, size_t bytes) {
 
 /* The program's buffers, first in every scratch layout: ROW values of a block
  * of rows, COL and PAIR tiles. Returns where the next buffer goes. */
+/* Reals of a block's ROW values, row by row. Compiled kernels (jit/jit.h)
+ * read KP_JIT_MAX_ROWS rows from any row of the block. run_row_block's
+ * component-major copy follows them in the same buffer. */
+static size_t rowbuf_reals(const kp_program *prog) {
+    return (size_t)(KP_ROW_BLOCK + KP_JIT_MAX_ROWS) * (size_t)(prog->row_size + 1);
+}
+
 static size_t take_program_buffers(const kp_program *prog, size_t *rowbuf, size_t *colbuf, size_t *pairbuf) {
     size_t at = 0, R = sizeof(REAL);
-    /* Compiled kernels (jit/jit.h) read KP_JIT_MAX_ROWS rows from any row of
-     * the block and write one pair buffer per row. */
-    *rowbuf = take(&at, (size_t)(KP_ROW_BLOCK + KP_JIT_MAX_ROWS) * (size_t)(prog->row_size + 1) * R);
+    /* Compiled kernels write one pair buffer per row. */
+    *rowbuf = take(&at, (rowbuf_reals(prog) + (size_t)KP_ROW_BLOCK * (size_t)(prog->row_size + 1)) * R);
     *colbuf = take(&at, (size_t)(prog->col_size + 1) * TILE * R);
     *pairbuf = take(&at, (size_t)(prog->pair_size + 1) * TILE * R * KP_JIT_MAX_ROWS);
     return at;
@@ -106,24 +112,56 @@ static view view_of(kp_operand o, REAL *rowv, REAL *colbuf, REAL *pairbuf) {
     return v;
 }
 
-static void run_row_program(const kp_job *job, const batch_ptrs *bp, int64_t r, REAL *rowv) {
-    const kp_program_part *P = &job->prog->row;
+/* Operand o of a ROW instruction in run_row_block's component-major buffer:
+ * the block's rows as lanes, or (lane >= 0) that one row alone, as a row
+ * value (lane stride 0). */
+static view row_block_view(kp_operand o, REAL *soa, int lane) {
+    view v;
+    v.dim = o.dim;
+    v.p = o.dim ? soa + (size_t)o.off * KP_ROW_BLOCK + (lane >= 0 ? lane : 0) : NULL;
+    v.cs = KP_ROW_BLOCK;
+    v.ls = lane >= 0 ? 0 : 1;
+    return v;
+}
+
+/* The ROW program of rows [r0, r0 + nr) (nr <= KP_ROW_BLOCK), row r's values
+ * at rowbuf + r * row_size. The rows are the lanes of each instruction
+ * (component c of row r at soa[c * KP_ROW_BLOCK + r]), so that an
+ * instruction is dispatched once per block, not per row. A row's values do
+ * not depend on its block: elementwise ops go lane by lane through the same
+ * scalar functions (exec_op takes its tile paths only for TILE lanes), the
+ * others row by row. */
+static void run_row_block(const kp_job *job, const batch_ptrs *bp, int64_t r0, int nr, REAL *rowbuf) {
+    const kp_program *prog = job->prog;
+    const kp_program_part *P = &prog->row;
+    REAL *soa = rowbuf + rowbuf_reals(prog);
     for (int i = 0; i < P->n; i++) {
         const kp_instr *ins = &P->code[i];
-        REAL *o = rowv + ins->out.off;
+        REAL *o = soa + (size_t)ins->out.off * KP_ROW_BLOCK;
         if (ins->op == KP_OP_VAR) {
             const kp_job_arg *a = &job->args[ins->ip[1]];
-            const REAL *src = bp->arg[ins->ip[1]] + (ins->ip[0] == KP_VAR_PARAM ? 0 : r * a->row_stride);
-            for (int c = 0; c < ins->out.dim; c++) o[c] = src[c * a->comp_stride];
+            int param = ins->ip[0] == KP_VAR_PARAM;
+            for (int c = 0; c < ins->out.dim; c++)
+                for (int r = 0; r < nr; r++)
+                    o[c * KP_ROW_BLOCK + r] =
+                        bp->arg[ins->ip[1]][(param ? 0 : (r0 + r) * a->row_stride) + c * a->comp_stride];
         } else if (ins->op == KP_OP_CONST) {
-            for (int c = 0; c < ins->out.dim; c++) o[c] = (REAL)ins->value;
+            for (int c = 0; c < ins->out.dim; c++)
+                for (int r = 0; r < nr; r++) o[c * KP_ROW_BLOCK + r] = (REAL)ins->value;
         } else if (ins->op == KP_OP_INDEX) {
-            o[0] = (REAL)(job->row_offset + r);
+            for (int r = 0; r < nr; r++) o[r] = (REAL)(job->row_offset + r0 + r);
+        } else if (kp__op_is_elementwise(ins->op) || ins->op == KP_OP_EXP) {
+            exec_op(ins, nr, row_block_view(ins->out, soa, -1), row_block_view(ins->in[0], soa, -1),
+                    row_block_view(ins->in[1], soa, -1), row_block_view(ins->in[2], soa, -1));
         } else {
-            exec_op(ins, 1, view_of(ins->out, rowv, NULL, NULL), view_of(ins->in[0], rowv, NULL, NULL),
-                    view_of(ins->in[1], rowv, NULL, NULL), view_of(ins->in[2], rowv, NULL, NULL));
+            for (int r = 0; r < nr; r++)
+                exec_op(ins, 1, row_block_view(ins->out, soa, r), row_block_view(ins->in[0], soa, r),
+                        row_block_view(ins->in[1], soa, r), row_block_view(ins->in[2], soa, r));
         }
     }
+    int rs = prog->row_size;
+    for (int r = 0; r < nr; r++)
+        for (int c = 0; c < rs; c++) rowbuf[(size_t)r * (size_t)rs + (size_t)c] = soa[(size_t)c * KP_ROW_BLOCK + (size_t)r];
 }
 
 /* The COL program on the tile of reduced points j0 + k (k < len), or jmap[k]
@@ -291,7 +329,7 @@ static void col_tile(const kp_job *job, int64_t b, int64_t t, void *cache, void 
     REAL *rowv = (REAL *)((char *)scratch + layout_of(prog).rowbuf);
     batch_ptrs bp;
     batch_pointers(job, b, &bp);
-    run_row_program(job, &bp, 0, rowv); /* COL values read parameters only, the same in every row */
+    run_row_block(job, &bp, 0, 1, rowv); /* COL values read parameters only, the same in every row */
     int64_t ntiles = (job->ncols + TILE - 1) / TILE, j0 = t * TILE;
     REAL *dst = (REAL *)cache + (size_t)(b * ntiles + t) * (size_t)prog->col_size * TILE;
     run_col_program(job, &bp, j0, NULL, (int)(job->ncols - j0 < TILE ? job->ncols - j0 : TILE), rowv, dst);
@@ -336,7 +374,7 @@ static void process(const kp_job *job, int64_t b, int64_t r0, int64_t r1, int64_
     batch_ptrs bp;
     batch_pointers(job, b, &bp);
 
-    for (int r = 0; r < nr; r++) run_row_program(job, &bp, r0 + r, rowbuf + (size_t)r * (size_t)rs);
+    run_row_block(job, &bp, r0, nr, rowbuf);
     for (int r = 0; r < nr; r++) state_init(prog, total + (size_t)r * (size_t)nreal, total_idx + (size_t)r * (size_t)nidx);
 
     const kp_jit_kernel *jk = job->engine_kernel;
@@ -390,7 +428,7 @@ static void merge_finalize(const kp_job *job, int64_t b, int64_t r0, int64_t r1,
         for (int64_t ch = 0; ch < nchunks; ch++)
             state_merge(prog, total, total_idx, s + (size_t)ch * chunk_stride_real + (size_t)r * (size_t)nreal,
                         sidx + (size_t)ch * chunk_stride_idx + (size_t)r * (size_t)nidx);
-        if (need_rowv) run_row_program(job, &bp, r0 + r, rowv);
+        if (need_rowv) run_row_block(job, &bp, r0 + r, 1, rowv);
         write_outputs(job, &bp, r0 + r, total, total_idx, rowv);
     }
 }

@@ -189,7 +189,7 @@ static void joint_rows(const kp_cpu_joint_job *jj, int64_t r0, int64_t r1, void 
     for (int64_t b0 = r0; b0 < r1; b0 += KP_ROW_BLOCK) {
         if (jj->progress && kp__cpu_progress_stop(jj->progress)) return; /* cancelled: outputs unspecified */
         int nr = (int)(r1 - b0 < KP_ROW_BLOCK ? r1 - b0 : KP_ROW_BLOCK);
-        for (int r = 0; r < nr; r++) run_row_program(job, &bp, b0 + r, rowbuf + (size_t)r * (size_t)rs);
+        run_row_block(job, &bp, b0, nr, rowbuf);
         int divide = block_needs_division(jk, rowbuf, rs, nr);
         memset(total, 0, (size_t)nr * (size_t)sd * sizeof(REAL));
         for (int64_t jstart = 0; jstart < M; jstart += KP_CHUNK) {

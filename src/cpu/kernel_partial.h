@@ -40,7 +40,7 @@ static void states_finalize(const kp_job *job, int64_t b, int64_t r0, int64_t r1
     batch_ptrs bp;
     batch_pointers(job, b, &bp);
     for (int64_t r = 0; r < r1 - r0; r++) {
-        if (need_rowv) run_row_program(job, &bp, r0 + r, rowv);
+        if (need_rowv) run_row_block(job, &bp, r0 + r, 1, rowv);
         write_outputs(job, &bp, r0 + r, (const REAL *)sreal + (size_t)r * (size_t)nreal,
                       sidx ? sidx + (size_t)r * (size_t)nidx : NULL, rowv);
     }
