@@ -358,6 +358,8 @@ static void write_outputs(const kp_job *job, const batch_ptrs *bp, int64_t r, co
             out[d * job->out.comp_stride] *= rowv[prog->red_scale.off + (prog->red_scale.dim == 1 ? 0 : d)];
 }
 
+static void states_init(const kp_program *prog, int64_t n, void *sreal, int64_t *sidx); /* kernel_partial.h */
+
 static void process(const kp_job *job, int64_t b, int64_t r0, int64_t r1, int64_t ch0, int64_t ch1,
                     int finalize, void *sreal, int64_t *sidx, void *scratch) {
     const kp_program *prog = job->prog;
@@ -375,7 +377,7 @@ static void process(const kp_job *job, int64_t b, int64_t r0, int64_t r1, int64_
     batch_pointers(job, b, &bp);
 
     run_row_block(job, &bp, r0, nr, rowbuf);
-    for (int r = 0; r < nr; r++) state_init(prog, total + (size_t)r * (size_t)nreal, total_idx + (size_t)r * (size_t)nidx);
+    states_init(prog, nr, total, total_idx);
 
     const kp_jit_kernel *jk = job->engine_kernel;
     block_ctx bc = {job, &bp, rowbuf, colbuf, pairbuf, tmp, partial, partial_idx, NULL, NULL, NULL, nreal, nidx, rs,
@@ -384,8 +386,7 @@ static void process(const kp_job *job, int64_t b, int64_t r0, int64_t r1, int64_
     for (int64_t ch = ch0; ch < ch1; ch++) {
         int64_t jstart = ch * KP_CHUNK;
         int64_t jend = jstart + KP_CHUNK < job->ncols ? jstart + KP_CHUNK : job->ncols;
-        for (int r = 0; r < nr; r++)
-            state_init(prog, partial + (size_t)r * (size_t)nreal, partial_idx + (size_t)r * (size_t)nidx);
+        states_init(prog, nr, partial, partial_idx);
         if (job->ranges.rows) reduce_chunk_ranges(&bc, r0, nr, jstart, jend);
         else
             for (int64_t j0 = jstart; j0 < jend; j0 += TILE)

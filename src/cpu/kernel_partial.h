@@ -10,12 +10,18 @@
 #ifndef KP_CPU_KERNEL_PARTIAL_H
 #define KP_CPU_KERNEL_PARTIAL_H
 
-/* n row states at the monoid's identity. */
+/* n row states at the monoid's identity: the first one made, the others
+ * copies of it. */
 static void states_init(const kp_program *prog, int64_t n, void *sreal, int64_t *sidx) {
+    if (n <= 0) return;
     int nreal, nidx;
     state_size(prog, &nreal, &nidx);
-    for (int64_t r = 0; r < n; r++)
-        state_init(prog, (REAL *)sreal + (size_t)r * (size_t)nreal, sidx ? sidx + (size_t)r * (size_t)nidx : NULL);
+    REAL *s = sreal;
+    state_init(prog, s, sidx);
+    for (int64_t r = 1; r < n; r++) { /* a few words each: loops, not calls to memcpy */
+        for (int k = 0; k < nreal; k++) s[(size_t)r * (size_t)nreal + (size_t)k] = s[k];
+        for (int k = 0; sidx && k < nidx; k++) sidx[(size_t)r * (size_t)nidx + (size_t)k] = sidx[k];
+    }
 }
 
 /* a[r] <- a[r] (+) b[r] for n rows; b's points come after a's. */
