@@ -171,11 +171,10 @@ static kp_status prepare_outputs(kp_plan *plan, const kp_array *out, const kp_ar
 
 /* Argument k against its Vi/Vj/Pm declaration; n_of[0], n_of[1]: the numbers
  * of i and j points known so far (-1: not yet), updated. */
-static kp_status prepare_arg(kp_plan *plan, int k, const kp_array *a, kp_job *job, int64_t n_of[2]) {
+static kp_status prepare_arg_named(kp_plan *plan, int k, const kp_array *a, kp_job *job, int64_t n_of[2],
+                                   const char *what) {
     kp_context *ctx = plan->ctx;
     const kp_arg_info *info = &plan->args[k];
-    char what[96];
-    snprintf(what, sizeof what, "argument %d (%s(%d,%d))", k, cat_name(info->cat), k, info->dim);
     kp_status st = check_array(ctx, a, dtype_of(plan, a), what);
     if (st != KP_OK) return st;
     int is_param = info->cat == KP_VAR_PARAM;
@@ -207,6 +206,19 @@ static kp_status prepare_arg(kp_plan *plan, int k, const kp_array *a, kp_job *jo
         ca->row_stride = a->strides[a->ndim - 2];
     }
     return match_batch(ctx, a, nb, job, ca, what);
+}
+
+/* prepare_arg_named, the argument's name formatted only for an error
+ * message: a failed check runs again with it (the checks are repeatable:
+ * the same failure, the message now naming the argument). Formatting it on
+ * every call cost a tenth of a small call. */
+static kp_status prepare_arg(kp_plan *plan, int k, const kp_array *a, kp_job *job, int64_t n_of[2]) {
+    kp_status st = prepare_arg_named(plan, k, a, job, n_of, "argument");
+    if (st == KP_OK) return st;
+    const kp_arg_info *info = &plan->args[k];
+    char what[96];
+    snprintf(what, sizeof what, "argument %d (%s(%d,%d))", k, cat_name(info->cat), k, info->dim);
+    return prepare_arg_named(plan, k, a, job, n_of, what);
 }
 
 /* The call's numbers of rows and reduced points, from n_of, and their limits. */
