@@ -151,11 +151,11 @@ static void run_row_block(const kp_job *job, const batch_ptrs *bp, int64_t r0, i
         } else if (ins->op == KP_OP_INDEX) {
             for (int r = 0; r < nr; r++) o[r] = (REAL)(job->row_offset + r0 + r);
         } else if (kp__op_is_elementwise(ins->op) || ins->op == KP_OP_EXP) {
-            exec_op(ins, nr, row_block_view(ins->out, soa, -1), row_block_view(ins->in[0], soa, -1),
+            exec_op(ins, nr, 0, row_block_view(ins->out, soa, -1), row_block_view(ins->in[0], soa, -1),
                     row_block_view(ins->in[1], soa, -1), row_block_view(ins->in[2], soa, -1));
         } else {
             for (int r = 0; r < nr; r++)
-                exec_op(ins, 1, row_block_view(ins->out, soa, r), row_block_view(ins->in[0], soa, r),
+                exec_op(ins, 1, 0, row_block_view(ins->out, soa, r), row_block_view(ins->in[0], soa, r),
                         row_block_view(ins->in[1], soa, r), row_block_view(ins->in[2], soa, r));
         }
     }
@@ -182,27 +182,30 @@ static void run_col_program(const kp_job *job, const batch_ptrs *bp, int64_t j0,
                 else if (a->row_stride == 1) memcpy(o, s, (size_t)len * sizeof(REAL));
                 else
                     for (int k = 0; k < len; k++) o[k] = s[k * a->row_stride];
-                for (int k = len; k < TILE; k++) o[k] = 0;
+                for (int k = len; k < tile_lanes(len); k++) o[k] = 0;
             }
             continue;
         }
         if (ins->op == KP_OP_INDEX) {
             REAL *o = colbuf + (size_t)ins->out.off * TILE;
-            for (int k = 0; k < TILE; k++)
+            for (int k = 0; k < tile_lanes(len); k++)
                 o[k] = (REAL)(job->col_offset + (jmap ? (k < len ? jmap[k] : 0) : j0 + k));
             continue;
         }
-        exec_op(ins, TILE, view_of(ins->out, rowv, colbuf, NULL), view_of(ins->in[0], rowv, colbuf, NULL),
-                view_of(ins->in[1], rowv, colbuf, NULL), view_of(ins->in[2], rowv, colbuf, NULL));
+        exec_op(ins, tile_lanes(len), 1, view_of(ins->out, rowv, colbuf, NULL),
+                view_of(ins->in[0], rowv, colbuf, NULL), view_of(ins->in[1], rowv, colbuf, NULL),
+                view_of(ins->in[2], rowv, colbuf, NULL));
     }
 }
 
-static void run_pair_program(const kp_program *prog, REAL *rowv, REAL *colbuf, REAL *pairbuf) {
+/* The PAIR program of one row on a tile of len points (tile_lanes(len) lanes). */
+static void run_pair_program(const kp_program *prog, REAL *rowv, REAL *colbuf, REAL *pairbuf, int len) {
     const kp_program_part *P = &prog->pair;
     for (int i = 0; i < P->n; i++) {
         const kp_instr *ins = &P->code[i];
-        exec_op(ins, TILE, view_of(ins->out, rowv, colbuf, pairbuf), view_of(ins->in[0], rowv, colbuf, pairbuf),
-                view_of(ins->in[1], rowv, colbuf, pairbuf), view_of(ins->in[2], rowv, colbuf, pairbuf));
+        exec_op(ins, tile_lanes(len), 1, view_of(ins->out, rowv, colbuf, pairbuf),
+                view_of(ins->in[0], rowv, colbuf, pairbuf), view_of(ins->in[1], rowv, colbuf, pairbuf),
+                view_of(ins->in[2], rowv, colbuf, pairbuf));
     }
 }
 
@@ -338,7 +341,7 @@ static void col_tile(const kp_job *job, int64_t b, int64_t t, void *cache, void 
 /* The interpreter's fold of the tile (its COL values computed) into rows [ra, rb). */
 static void interpreted_rows(const block_ctx *c, int64_t j0, const int64_t *jmap, int len, int ra, int rb) {
     for (int r = ra; r < rb; r++) {
-        run_pair_program(c->job->prog, c->rowbuf + (size_t)r * (size_t)c->rs, c->colbuf, c->pairbuf);
+        run_pair_program(c->job->prog, c->rowbuf + (size_t)r * (size_t)c->rs, c->colbuf, c->pairbuf, len);
         state_accumulate(c->job->prog, c->job->scheme, c->partial + (size_t)r * (size_t)c->nreal,
                          c->partial_idx + (size_t)r * (size_t)c->nidx, c->F, c->F2, c->G, len, j0, jmap, c->tmp);
     }

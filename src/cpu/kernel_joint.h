@@ -128,7 +128,7 @@ static void write_row_terms(const kp_cpu_joint_job *jj, int64_t r, const REAL *s
  * state st, its column terms added into coltmp. */
 static void joint_row_interpreted(const kp_job *job, REAL *st, int rowdim, REAL *rowv, REAL *colbuf, REAL *pairbuf,
                                   REAL *coltmp, int len) {
-    run_pair_program(job->prog, rowv, colbuf, pairbuf);
+    run_pair_program(job->prog, rowv, colbuf, pairbuf, len);
     row_terms_tile(job->prog, job->scheme, st, rowdim, rowv, colbuf, pairbuf, len);
     col_terms_tile(job->prog, coltmp, rowv, colbuf, pairbuf, len);
 }

@@ -39,22 +39,22 @@ static void ew_generic(kp_op op, int n, int dim, view o, view a, view b, view c,
 
 #if VL > 1
 #define VMATH1(name)                                                       \
-    static void vm_##name(REAL *o, const REAL *a) {       \
-        for (int k = 0; k < TILE; k += VL) VST(o + k, VFN(name)(VLD(a + k))); \
+    static void vm_##name(REAL *o, const REAL *a, int n) {       \
+        for (int k = 0; k < n; k += VL) VST(o + k, VFN(name)(VLD(a + k))); \
     }
 #define VMATH2(name)                                                                        \
-    static void vm_##name(REAL *o, const REAL *a, int la, const REAL *b, int lb) { \
-        for (int k = 0; k < TILE; k += VL)                                                  \
+    static void vm_##name(REAL *o, const REAL *a, int la, const REAL *b, int lb, int n) { \
+        for (int k = 0; k < n; k += VL)                                                  \
             VST(o + k, VFN(name)(la ? VLD(a + k) : VSET(*a), lb ? VLD(b + k) : VSET(*b)));   \
     }
 #else
 #define VMATH1(name)                                                  \
-    static void vm_##name(REAL *o, const REAL *a) {  \
-        for (int k = 0; k < TILE; k++) o[k] = LM(name)(a[k]);          \
+    static void vm_##name(REAL *o, const REAL *a, int n) {  \
+        for (int k = 0; k < n; k++) o[k] = LM(name)(a[k]);          \
     }
 #define VMATH2(name)                                                                        \
-    static void vm_##name(REAL *o, const REAL *a, int la, const REAL *b, int lb) { \
-        for (int k = 0; k < TILE; k++) o[k] = LM(name)(a[k * la], b[k * lb]);             \
+    static void vm_##name(REAL *o, const REAL *a, int la, const REAL *b, int lb, int n) { \
+        for (int k = 0; k < n; k++) o[k] = LM(name)(a[k * la], b[k * lb]);             \
     }
 #endif
 #if KP_REAL_F32
@@ -71,9 +71,10 @@ typedef int32_t vin __attribute__((vector_size(VL * 4)));
 static inline vfl vsel(vin m, vfl a, vfl b) { return (vfl)((m & (vin)a) | (~m & (vin)b)); }
 /* exp(a * scale), or exp(a / scale) when divide: the scale is a row value the
  * lowering fused in (lower.c); divide is a constant where this is inlined. */
-static inline __attribute__((always_inline)) void vm_exp_core(REAL *o, const REAL *a, REAL scale, int divide) {
+static inline __attribute__((always_inline)) void vm_exp_core(REAL *o, const REAL *a, REAL scale, int divide,
+                                                              int lanes) {
     const vfl lo = (vfl){0} - 87.3f, hi = (vfl){0} + 88.72283f;
-    for (int k = 0; k < TILE; k += VL) {
+    for (int k = 0; k < lanes; k += VL) {
         vfl x;
         memcpy(&x, a + k, sizeof x);
         x = divide ? x / scale : x * scale;
@@ -98,24 +99,24 @@ static inline __attribute__((always_inline)) void vm_exp_core(REAL *o, const REA
         memcpy(o + k, &y, sizeof y);
     }
 }
-static void vm_exp_scaled(REAL *o, const REAL *a, REAL scale) { vm_exp_core(o, a, scale, 0); }
-static void vm_exp_divided(REAL *o, const REAL *a, REAL scale) { vm_exp_core(o, a, scale, 1); }
+static void vm_exp_scaled(REAL *o, const REAL *a, REAL scale, int n) { vm_exp_core(o, a, scale, 0, n); }
+static void vm_exp_divided(REAL *o, const REAL *a, REAL scale, int n) { vm_exp_core(o, a, scale, 1, n); }
 #elif VL > 1
-static void vm_exp_scaled(REAL *o, const REAL *a, REAL scale) {
-    for (int k = 0; k < TILE; k += VL) VST(o + k, VFN(exp)(VLD(a + k) * VSET(scale)));
+static void vm_exp_scaled(REAL *o, const REAL *a, REAL scale, int n) {
+    for (int k = 0; k < n; k += VL) VST(o + k, VFN(exp)(VLD(a + k) * VSET(scale)));
 }
-static void vm_exp_divided(REAL *o, const REAL *a, REAL scale) {
-    for (int k = 0; k < TILE; k += VL) VST(o + k, VFN(exp)(VLD(a + k) / VSET(scale)));
+static void vm_exp_divided(REAL *o, const REAL *a, REAL scale, int n) {
+    for (int k = 0; k < n; k += VL) VST(o + k, VFN(exp)(VLD(a + k) / VSET(scale)));
 }
 #else
-static void vm_exp_scaled(REAL *o, const REAL *a, REAL scale) {
-    for (int k = 0; k < TILE; k++) o[k] = LM(exp)(a[k] * scale);
+static void vm_exp_scaled(REAL *o, const REAL *a, REAL scale, int n) {
+    for (int k = 0; k < n; k++) o[k] = LM(exp)(a[k] * scale);
 }
-static void vm_exp_divided(REAL *o, const REAL *a, REAL scale) {
-    for (int k = 0; k < TILE; k++) o[k] = LM(exp)(a[k] / scale);
+static void vm_exp_divided(REAL *o, const REAL *a, REAL scale, int n) {
+    for (int k = 0; k < n; k++) o[k] = LM(exp)(a[k] / scale);
 }
 #endif
-static void vm_exp(REAL *o, const REAL *a) { vm_exp_scaled(o, a, (REAL)1); }
+static void vm_exp(REAL *o, const REAL *a, int n) { vm_exp_scaled(o, a, (REAL)1, n); }
 VMATH1(log)
 VMATH1(sin)
 VMATH1(cos)
@@ -130,26 +131,26 @@ VMATH2(atan2)
 /* Tile loops for binary arithmetic: both tiles, tile op scalar, scalar op tile. */
 #define BIN_LOOPS(EXPR)                                                  \
     if (la && lb) {                                                      \
-        for (int k = 0; k < TILE; k++) {                                 \
+        for (int k = 0; k < n; k++) {                                    \
             REAL x = a[k], y = b[k];                                     \
             o[k] = (EXPR);                                               \
         }                                                                \
     } else if (la) {                                                     \
         const REAL y = *b;                                               \
-        for (int k = 0; k < TILE; k++) {                                 \
+        for (int k = 0; k < n; k++) {                                    \
             REAL x = a[k];                                               \
             o[k] = (EXPR);                                               \
         }                                                                \
     } else {                                                             \
         const REAL x = *a;                                               \
-        for (int k = 0; k < TILE; k++) {                                 \
+        for (int k = 0; k < n; k++) {                                    \
             REAL y = b[k];                                               \
             o[k] = (EXPR);                                               \
         }                                                                \
     }
 
 /* One component of a binary elementwise op on a tile; returns 0 if op has no fast path. */
-static int ew2_tile(kp_op op, REAL *restrict o, const REAL *a, int la, const REAL *b, int lb) {
+static int ew2_tile(kp_op op, REAL *restrict o, const REAL *a, int la, const REAL *b, int lb, int n) {
     switch ((int)op) { /* selective: the other ops take the general path */
     case KP_OP_ADD: BIN_LOOPS(x + y) return 1;
     case KP_OP_SUB: BIN_LOOPS(x - y) return 1;
@@ -161,19 +162,19 @@ static int ew2_tile(kp_op op, REAL *restrict o, const REAL *a, int la, const REA
     case KP_OP_GE: BIN_LOOPS(kp__d_ge(x, y)) return 1;
     case KP_OP_EQ: BIN_LOOPS(kp__d_eq(x, y)) return 1;
     case KP_OP_NE: BIN_LOOPS(kp__d_ne(x, y)) return 1;
-    case KP_OP_POWF: vm_pow(o, a, la, b, lb); return 1;
-    case KP_OP_ATAN2: vm_atan2(o, a, la, b, lb); return 1;
+    case KP_OP_POWF: vm_pow(o, a, la, b, lb, n); return 1;
+    case KP_OP_ATAN2: vm_atan2(o, a, la, b, lb, n); return 1;
     default: return 0;
     }
 }
 
 /* A unary function over a tile (device/ops.h's are inlined: the compiler vectorizes them). */
 #define EW1_LOOP(fn)                                       \
-    for (int k = 0; k < TILE; k++) o[k] = fn(a[k]);        \
+    for (int k = 0; k < n; k++) o[k] = fn(a[k]);           \
     return 1;
 
 /* One component of a unary elementwise op on a tile; returns 0 if no fast path. */
-static int ew1_tile(kp_op op, REAL *restrict o, const REAL *restrict a) {
+static int ew1_tile(kp_op op, REAL *restrict o, const REAL *restrict a, int n) {
     const REAL one = 1, zero = 0;
     switch ((int)op) { /* selective: the other ops take the general path */
     case KP_OP_NEG: EW1_LOOP(kp__d_neg)
@@ -181,29 +182,29 @@ static int ew1_tile(kp_op op, REAL *restrict o, const REAL *restrict a) {
     case KP_OP_SQUARE: EW1_LOOP(kp__d_square)
     case KP_OP_SQRT: EW1_LOOP(LM(sqrt))
     case KP_OP_RSQRT:
-        for (int k = 0; k < TILE; k++) o[k] = a[k] == zero ? zero : one / LM(sqrt)(a[k]);
+        for (int k = 0; k < n; k++) o[k] = a[k] == zero ? zero : one / LM(sqrt)(a[k]);
         return 1;
     case KP_OP_ABS: EW1_LOOP(LM(fabs))
     case KP_OP_RELU: EW1_LOOP(kp__d_relu)
     case KP_OP_STEP: EW1_LOOP(kp__d_step)
     case KP_OP_SIGN: EW1_LOOP(kp__d_sign)
     case KP_OP_FLOOR: EW1_LOOP(LM(floor))
-    case KP_OP_EXP: vm_exp(o, a); return 1;
-    case KP_OP_LOG: vm_log(o, a); return 1;
-    case KP_OP_SIN: vm_sin(o, a); return 1;
-    case KP_OP_COS: vm_cos(o, a); return 1;
-    case KP_OP_ASIN: vm_asin(o, a); return 1;
-    case KP_OP_ACOS: vm_acos(o, a); return 1;
-    case KP_OP_ATAN: vm_atan(o, a); return 1;
-    case KP_OP_TANH: vm_tanh(o, a); return 1;
-    case KP_OP_ERF: vm_erf(o, a); return 1;
+    case KP_OP_EXP: vm_exp(o, a, n); return 1;
+    case KP_OP_LOG: vm_log(o, a, n); return 1;
+    case KP_OP_SIN: vm_sin(o, a, n); return 1;
+    case KP_OP_COS: vm_cos(o, a, n); return 1;
+    case KP_OP_ASIN: vm_asin(o, a, n); return 1;
+    case KP_OP_ACOS: vm_acos(o, a, n); return 1;
+    case KP_OP_ATAN: vm_atan(o, a, n); return 1;
+    case KP_OP_TANH: vm_tanh(o, a, n); return 1;
+    case KP_OP_ERF: vm_erf(o, a, n); return 1;
     case KP_OP_XLOGX:
-        vm_log(o, a);
-        for (int k = 0; k < TILE; k++) o[k] = a[k] == zero ? zero : a[k] * o[k];
+        vm_log(o, a, n);
+        for (int k = 0; k < n; k++) o[k] = a[k] == zero ? zero : a[k] * o[k];
         return 1;
     case KP_OP_SINXDIVX:
-        vm_sin(o, a);
-        for (int k = 0; k < TILE; k++) o[k] = a[k] == zero ? one : o[k] / a[k];
+        vm_sin(o, a, n);
+        for (int k = 0; k < n; k++) o[k] = a[k] == zero ? one : o[k] / a[k];
         return 1;
     default: return 0;
     }
@@ -352,14 +353,23 @@ static void vec_op(kp_op op, int n, view o, view a, view b, int ip) {
     }
 }
 
-/* Evaluates one non-leaf instruction into o (n lanes: TILE for tiles, 1 for rows). */
-static void exec_op(const kp_instr *ins, int n, view o, view a, view b, view c) {
+/* The lanes the interpreter computes for a tile of len points (0 < len <=
+ * TILE): whole vectors, so that a short tile (small N, a range, the last
+ * tile) costs its points, not TILE lanes. Lanes len.. of the result are
+ * never read (compiled kernels read whole vectors and mask them). */
+static inline int tile_lanes(int len) { return (len + VL - 1) / VL * VL; }
+
+/* Evaluates one non-leaf instruction into o, n lanes. tile: they are the
+ * first n lanes of tiles (n a multiple of VL, at most TILE), which the
+ * vector paths may take; else (ROW values) every value comes from the
+ * scalar code, whatever n. */
+static void exec_op(const kp_instr *ins, int n, int tile, view o, view a, view b, view c) {
     kp_op op = ins->op;
     if (op == KP_OP_EXP && ins->nin == 2) { /* Exp(a * s) or Exp(a / s), s a row scalar (lower.c) */
         int divide = ins->ip[1];
         for (int d = 0; d < o.dim; d++) {
             REAL *od = o.p + d * o.cs;
-            if (n == TILE) (divide ? vm_exp_divided : vm_exp_scaled)(od, &AT(a, d, 0), AT(b, d, 0));
+            if (tile) (divide ? vm_exp_divided : vm_exp_scaled)(od, &AT(a, d, 0), AT(b, d, 0), n);
             else
                 for (int k = 0; k < n; k++)
                     od[k] = LM(exp)(divide ? AT(a, d, k) / AT(b, d, k) : AT(a, d, k) * AT(b, d, k));
@@ -370,12 +380,12 @@ static void exec_op(const kp_instr *ins, int n, view o, view a, view b, view c) 
         vec_op(op, n, o, a, b, ins->ip[0]);
         return;
     }
-    if (n == TILE) {
+    if (tile) {
         int done = 1;
         for (int d = 0; d < o.dim && done; d++) {
             REAL *od = o.p + d * o.cs;
-            if (ins->nin == 1) done = ew1_tile(op, od, &AT(a, d, 0));
-            else if (ins->nin == 2) done = ew2_tile(op, od, &AT(a, d, 0), a.ls, &AT(b, d, 0), b.ls);
+            if (ins->nin == 1) done = ew1_tile(op, od, &AT(a, d, 0), n);
+            else if (ins->nin == 2) done = ew2_tile(op, od, &AT(a, d, 0), a.ls, &AT(b, d, 0), b.ls, n);
             else done = 0;
         }
         if (done) return;

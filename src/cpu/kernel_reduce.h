@@ -150,8 +150,8 @@ static void lse_tile(REAL *st, int D, const REAL *f, int len, REAL *restrict tmp
             *m = mt;
         }
         for (int k = 0; k < len; k++) tmp[k] = fd[k] - *m;
-        for (int k = len; k < TILE; k++) tmp[k] = (REAL)-INFINITY;
-        vm_exp(tmp, tmp);
+        for (int k = len; k < tile_lanes(len); k++) tmp[k] = (REAL)-INFINITY;
+        vm_exp(tmp, tmp, tile_lanes(len));
         kahan_add(s, c, tile_sum(tmp, len, kahan));
     }
 }
@@ -199,8 +199,8 @@ static void ssmw_tile(REAL *st, int DG, const REAL *f, const REAL *g, int len, R
         *m = mt;
     }
     for (int k = 0; k < len; k++) tmp[k] = f[k] - *m;
-    for (int k = len; k < TILE; k++) tmp[k] = (REAL)-INFINITY;
-    vm_exp(tmp, tmp);
+    for (int k = len; k < tile_lanes(len); k++) tmp[k] = (REAL)-INFINITY;
+    vm_exp(tmp, tmp, tile_lanes(len));
     kahan_add(s, cs, tile_sum(tmp, len, kahan));
     REAL *w = tmp + TILE; /* second scratch tile */
     for (int d = 0; d < DG; d++) {

@@ -209,7 +209,8 @@ if torch is not None:
                 for i in range(nparts):
                     part = joint[i * len(joint) // nparts : (i + 1) * len(joint) // nparts]
                     keys = tuple(gnode.key for _, gnode, _ in part)
-                    outs = _KpJointFunction.apply(_JointNode(keys, node.nx, node.ny, node.scheme, node.ranges), *gargs)
+                    outs = _function_apply(_KpJointFunction, _JointNode(keys, node.nx, node.ny, node.scheme, node.ranges),
+                                           *gargs)
                     for (k, _, _), gk in zip(part, outs):
                         grads[k] = _fit_grad(gk, args[k], f.args[k].cat)
             else:
