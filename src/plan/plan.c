@@ -252,32 +252,41 @@ static const char *device_name(const kp_array *a, char *buf, size_t size) {
     return buf;
 }
 
+/* The name of array k of prepare_device in its messages (-2: the output,
+ * -1: the index output), formatted for a message only. */
+static const char *array_name(int k, char *buf, size_t size) {
+    if (k == -2) return "the output";
+    if (k == -1) return "the index output";
+    snprintf(buf, size, "argument %d", k);
+    return buf;
+}
+
 /* Every array of the call (out and out_index when the plan writes them, the
  * used arguments) on one known device: job->device, device_id and stream. */
 static kp_status prepare_device(kp_plan *plan, const kp_array *args, const kp_array *out, const kp_array *out_index,
                                 const kp_exec_options *opt, kp_job *job) {
     kp_context *ctx = plan->ctx;
     const kp_array *first = NULL;
-    char first_name[32] = "", name[32], d1[32], d2[32];
+    int first_k = 0;
+    char n1[32], n2[32], d1[32], d2[32];
     for (int k = -2; k < plan->nargs; k++) {
         const kp_array *a = k == -2   ? (plan->out_dim ? out : NULL)
                             : k == -1 ? (plan->out_index_dim ? out_index : NULL)
                             : plan->args[k].used ? &args[k]
                                                  : NULL;
         if (!a) continue;
-        if (k == -2) snprintf(name, sizeof name, "the output");
-        else if (k == -1) snprintf(name, sizeof name, "the index output");
-        else snprintf(name, sizeof name, "argument %d", k);
         if (a->device == KP_DEVICE_CUDA && a->device_id < 0)
-            return kp__fail(ctx, KP_ERR_ARGUMENT, "%s: CUDA device_id %d is negative", name, a->device_id);
+            return kp__fail(ctx, KP_ERR_ARGUMENT, "%s: CUDA device_id %d is negative", array_name(k, n1, sizeof n1),
+                            a->device_id);
         if (!first) {
             first = a;
-            memcpy(first_name, name, sizeof name);
+            first_k = k;
         } else if (a->device != first->device || (a->device == KP_DEVICE_CUDA && a->device_id != first->device_id)) {
             return kp__fail(ctx, KP_ERR_ARGUMENT,
                             "all arrays of a call must be on one device: %s is on %s, %s on %s (libkp never "
                             "copies between devices)",
-                            first_name, device_name(first, d1, sizeof d1), name, device_name(a, d2, sizeof d2));
+                            array_name(first_k, n1, sizeof n1), device_name(first, d1, sizeof d1),
+                            array_name(k, n2, sizeof n2), device_name(a, d2, sizeof d2));
         }
     }
     if (first && first->device == KP_DEVICE_CUDA) {
