@@ -368,11 +368,6 @@ static inline uint64_t block_candidates(const REAL *f, REAL t, int full, REAL wo
     return mask;
 }
 
-/* Lane k holds reduced point j0 + k, or jmap[k] when jmap is not NULL (a
- * tile gathered from several ranges, in increasing order). Each lane within
- * the tile's bound is offered in increasing order, except that blocks offer
- * only their candidate lanes (block_candidates); a value equal to the worst
- * kept one never enters (earlier wins). */
 #ifdef KP_VKMIN_MAX
 /* select_tile for one component's list of K <= KP_VKMIN_MAX contiguous
  * slots: the tile's candidates (block_candidates' test, against the list as
@@ -407,6 +402,11 @@ static void select_tile_vkmin(REAL *v, int64_t *vi, int K, const REAL *fd, int l
 }
 #endif
 
+/* Lane k holds reduced point j0 + k, or jmap[k] when jmap is not NULL (a
+ * tile gathered from several ranges, in increasing order). Each lane within
+ * the tile's bound is offered in increasing order, except that blocks offer
+ * only their candidate lanes (block_candidates); a value equal to the worst
+ * kept one never enters (earlier wins). */
 static void select_tile(const kp_program *prog, REAL *st, int64_t *ix, const REAL *f, int len, int64_t j0,
                         const int64_t *jmap) {
     int D = prog->fdim;
