@@ -759,6 +759,7 @@ class JointPlan:
         self.opt_addr = self.base + self.opt_off
         self.shape_buf = (ctypes.c_int(), (_i64 * KP_MAX_DIMS)())
         self.shape_addr = tuple(ctypes.addressof(b) for b in self.shape_buf)
+        self._shapes_key = self._shapes = None
 
     def pack(self, descs, nx, ny, stream=0, ranges=None):
         """Writes the arguments and options of the next call into the plan's
@@ -783,6 +784,17 @@ class JointPlan:
         if st != KP_OK:
             raise self.ctx.fail(st)
         return tuple(shape[:ndim.value])
+
+    def output_shapes(self, descs, nx, ny):
+        """output_shape of every formula for the packed arguments descs (as
+        given to pack), remembered for the last layout: the arguments' dtypes
+        and shapes and nx, ny decide them, and the backward of a loop calls
+        with the same layout every time (run_packed checks every call)."""
+        key = (tuple(None if d is None else (d[1], tuple(d[2])) for d in descs), nx, ny)
+        if key != self._shapes_key:
+            self._shapes = [self.output_shape(k) for k in range(self.nouts)]
+            self._shapes_key = key
+        return self._shapes
 
     def run_packed(self, outs, nx, ny, scheme=None):
         """kp_plan_exec_joint on the packed arguments; outs: one descriptor per
