@@ -42,8 +42,6 @@ static size_t take(size_t *at, size_t bytes) {
     return o;
 }
 
-/* The program's buffers, first in every scratch layout: ROW values of a block
- * of rows, COL and PAIR tiles. Returns where the next buffer goes. */
 /* Reals of a block's ROW values, row by row. Compiled kernels (jit/jit.h)
  * read KP_JIT_MAX_ROWS rows from any row of the block. run_row_block's
  * component-major copy follows them in the same buffer. */
@@ -51,6 +49,8 @@ static size_t rowbuf_reals(const kp_program *prog) {
     return (size_t)(KP_ROW_BLOCK + KP_JIT_MAX_ROWS) * (size_t)(prog->row_size + 1);
 }
 
+/* The program's buffers, first in every scratch layout: ROW values of a block
+ * of rows, COL and PAIR tiles. Returns where the next buffer goes. */
 static size_t take_program_buffers(const kp_program *prog, size_t *rowbuf, size_t *colbuf, size_t *pairbuf) {
     size_t at = 0, R = sizeof(REAL);
     /* Compiled kernels write one pair buffer per row. */
@@ -129,8 +129,8 @@ static view row_block_view(kp_operand o, REAL *soa, int lane) {
  * (component c of row r at soa[c * KP_ROW_BLOCK + r]), so that an
  * instruction is dispatched once per block, not per row. A row's values do
  * not depend on its block: elementwise ops go lane by lane through the same
- * scalar functions (exec_op takes its tile paths only for TILE lanes), the
- * others row by row. */
+ * scalar functions (exec_op told its lanes are not a tile's), the others row
+ * by row. */
 static void run_row_block(const kp_job *job, const batch_ptrs *bp, int64_t r0, int nr, REAL *rowbuf) {
     const kp_program *prog = job->prog;
     const kp_program_part *P = &prog->row;
