@@ -56,7 +56,11 @@ int main(int argc, char **argv) {
     for (int a = 1; a < argc; a++) {
         if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h")) return usage(argv[0]), 0;
         if (!strcmp(argv[a], "--n") && a + 1 < argc) n = atol(argv[++a]);
-        else if (!strcmp(argv[a], "--dtype") && a + 1 < argc) dt = !strcmp(argv[++a], "f64") ? KP_FLOAT64 : KP_FLOAT32;
+        else if (!strcmp(argv[a], "--dtype") && a + 1 < argc) {
+            const char *d = argv[++a];
+            if (strcmp(d, "f32") && strcmp(d, "f64")) return fprintf(stderr, "--dtype: f32 or f64\n"), 2;
+            dt = strcmp(d, "f64") ? KP_FLOAT32 : KP_FLOAT64;
+        }
         else if (!strcmp(argv[a], "--threads") && a + 1 < argc) threads = atoi(argv[++a]);
         else if (!strcmp(argv[a], "--calls") && a + 1 < argc) calls = atol(argv[++a]);
         else if (!strcmp(argv[a], "--rounds") && a + 1 < argc) rounds = atoi(argv[++a]);

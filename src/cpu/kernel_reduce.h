@@ -258,12 +258,6 @@ static inline void kmin_insert_short(REAL *v, int64_t *ix, int K, int D, REAL x,
         kmin_insert(v, ix, K, D, x, j, is_max);
         return;
     }
-#ifdef KP_VKMIN_MAX
-    if (D == 1 && K <= KP_VKMIN_MAX) {
-        vkmin_insert(v, ix, K, x, j, is_max);
-        return;
-    }
-#endif
     int p = 0;
     if (is_max)
         for (int q = 0; q < K; q++) p += !(x > v[q * D]);

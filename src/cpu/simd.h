@@ -16,14 +16,13 @@
  *                     (mx: is above it; else below it) or is NaN
  *   vwithin(f, t, mx)  one bit per lane: the value is not beyond t (mx: not
  *                     below it; else not above it), NaN included
- *   KP_VKMIN_MAX, vkmin_insert(v, ix, K, x, j, mx)  (AVX-512 only) a sorted
- *                     list of K <= KP_VKMIN_MAX contiguous slots takes (x, j)
- *                     after the slots x does not beat (mx: is not above; else
- *                     not below); x must be a number, the empty slots hold the
- *                     identity (+inf; mx: -inf). vkmin_load, vkmin_push,
- *                     vkmin_store: the same with the list kept in registers
- *                     between insertions;
- *                     vkmin_offsets: the lanes of a vector worth offering
+ *   KP_VKMIN_MAX, vkmin_load, vkmin_push, vkmin_store  (AVX-512 only) a
+ *                     sorted list of K <= KP_VKMIN_MAX contiguous slots, held
+ *                     in registers, takes (x, j) after the slots x does not
+ *                     beat (mx: is not above; else not below); x must be a
+ *                     number, the empty slots hold the identity (+inf; mx:
+ *                     -inf); vkmin_offsets: the lanes of a vector worth
+ *                     offering
  */
 #ifndef KP_CPU_SIMD_H
 #define KP_CPU_SIMD_H
@@ -221,11 +220,6 @@ static inline int vkmin_offsets(const REAL *f, int n, REAL u, int beat, int mx, 
     return __builtin_popcount((unsigned)m);
 }
 
-static inline void vkmin_insert(REAL *v, int64_t *ix, int K, REAL x, int64_t j, int mx) {
-    vkmin_list L = vkmin_load(v, ix, K);
-    vkmin_push(&L, K, x, j, mx);
-    vkmin_store(&L, v, ix, K);
-}
 #endif
 
 #endif
