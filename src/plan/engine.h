@@ -56,7 +56,8 @@ typedef struct kp_job {
     int64_t nrows;  /* output rows */
     int64_t ncols;  /* reduced points */
     int nargs;
-    kp_job_arg args[KP_MAX_ARGS];
+    kp_job_arg *args; /* nargs entries, in the job's own block (plan/plan_internal.h kp__jobs_new);
+                         copies of a job share them, and engines only read them */
     kp_job_arg out, out_idx; /* base NULL when absent */
     /* Where every array of the call lives: KP_DEVICE_CPU (host memory) or
      * KP_DEVICE_CUDA with its ordinal; stream: the caller's CUstream. */

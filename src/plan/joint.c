@@ -70,8 +70,11 @@ kp_status kp_plan_new_joint(kp_context *ctx, const kp_formula *const *fs, size_t
  * take this call (formulas it cannot fuse, batches, device arrays). */
 static int joint_job(const kp_plan *plan, const kp_job *jobs, kp_joint_job *jj) {
     if (!plan->fusable || jobs[0].prog->exact) return 0; /* exact sums: the formulas one by one */
+    kp_job_arg *room = jj->job.args; /* the joint job's own: the parts' arguments gather there */
     memset(jj, 0, sizeof *jj);
     jj->job = jobs[0];
+    jj->job.args = room;
+    memset(room, 0, (size_t)plan->nargs * sizeof *room);
     jj->job.prog = &plan->prog;
     for (int k = 0; k < plan->nparts; k++) {
         const kp_job *j = &jobs[k];
@@ -151,9 +154,11 @@ kp_status kp_plan_exec_joint(kp_plan *plan, const kp_array *args, size_t n_args,
 static kp_status exec_joint(kp_plan *plan, const kp_array *args, size_t n_args, kp_array *outs,
                             const kp_exec_options *options) {
     kp_context *ctx = plan->ctx;
-    kp_job *jobs = kp__alloc(ctx, (size_t)plan->nparts * sizeof *jobs);
-    kp_joint_job *jj = kp__alloc(ctx, sizeof *jj);
+    kp_job *jobs = kp__jobs_new(ctx, plan->nparts, plan->nargs);
+    /* the joint job's own arguments follow it (kp_joint_job's size: a multiple of 8) */
+    kp_joint_job *jj = kp__alloc(ctx, sizeof *jj + (size_t)(plan->nargs > 0 ? plan->nargs : 1) * sizeof(kp_job_arg));
     kp_status st = jobs && jj ? KP_OK : kp__fail(ctx, KP_ERR_OOM, "out of memory");
+    if (jj) jj->job.args = (kp_job_arg *)(jj + 1);
     for (int k = 0; st == KP_OK && k < plan->nparts; k++) {
         st = kp__plan_prepare(plan->parts[k], args, n_args, &outs[k], NULL, options, &jobs[k]);
         if (st != KP_OK) kp__prefix_message(ctx, "formula %d: ", k);

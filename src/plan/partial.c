@@ -123,7 +123,7 @@ kp_status kp_plan_state_info(kp_plan *plan, const kp_array *args, size_t n_args,
     if (!info) return kp__fail(plan->ctx, KP_ERR_NULL, "info is NULL");
     kp_io io;
     if ((st = kp__io_begin(plan, args, n_args, NULL, 0, &io)) != KP_OK) return st;
-    kp_job *job = kp__alloc(plan->ctx, sizeof *job);
+    kp_job *job = kp__jobs_new(plan->ctx, 1, plan->nargs);
     if (!job) return kp__io_end(&io, kp__fail(plan->ctx, KP_ERR_OOM, "out of memory"));
     st = prepare(plan, io.args, n_args, NULL, NULL, options, FOR_INFO, job);
     if (st == KP_OK) st = info_of(plan, job->nbatch, job->nrows, info);
@@ -220,7 +220,7 @@ kp_status kp_plan_exec_partial(kp_plan *plan, const kp_array *args, size_t n_arg
     if ((st = read_state(plan, state, bytes, "state", &h, &info)) != KP_OK) return st;
     kp_io io;
     if ((st = kp__io_begin(plan, args, n_args, NULL, 0, &io)) != KP_OK) return st;
-    kp_job *job = kp__alloc(ctx, sizeof *job);
+    kp_job *job = kp__jobs_new(ctx, 1, plan->nargs);
     if (!job) return kp__io_end(&io, kp__fail(ctx, KP_ERR_OOM, "out of memory"));
     st = prepare(plan, io.args, n_args, NULL, NULL, options, FOR_FOLD, job);
     if (st == KP_OK) st = check_shape(plan, &h, job);
@@ -292,7 +292,7 @@ kp_status kp_plan_state_finalize(kp_plan *plan, const kp_array *args, size_t n_a
                         (long long)h.ncols);
     kp_io io;
     if ((st = kp__io_begin(plan, args, n_args, out, plan->out_dim ? 1 : 0, &io)) != KP_OK) return st;
-    kp_job *job = kp__alloc(ctx, sizeof *job);
+    kp_job *job = kp__jobs_new(ctx, 1, plan->nargs);
     if (!job) return kp__io_end(&io, kp__fail(ctx, KP_ERR_OOM, "out of memory"));
     st = prepare(plan, io.args, n_args, io.n_outs ? io.outs : out, out_index, options, FOR_FINALIZE, job);
     if (st == KP_OK) st = check_shape(plan, &h, job);

@@ -297,6 +297,15 @@ static kp_status prepare_device(kp_plan *plan, const kp_array *args, const kp_ar
     return KP_OK;
 }
 
+kp_job *kp__jobs_new(kp_context *ctx, int n, int nargs) {
+    size_t room = (size_t)(nargs > 0 ? nargs : 1);
+    kp_job *jobs = kp__alloc(ctx, (size_t)n * (sizeof *jobs + room * sizeof(kp_job_arg)));
+    if (!jobs) return NULL;
+    kp_job_arg *args = (kp_job_arg *)(jobs + n); /* kp_job's size is a multiple of its int64 members' alignment */
+    for (int k = 0; k < n; k++) jobs[k].args = args + (size_t)k * room;
+    return jobs;
+}
+
 kp_status kp__plan_prepare(kp_plan *plan, const kp_array *args, size_t n_args, const kp_array *out,
                            const kp_array *out_index, const kp_exec_options *options, kp_job *job) {
     kp_context *ctx = plan->ctx;
@@ -316,7 +325,10 @@ kp_status kp__plan_prepare(kp_plan *plan, const kp_array *args, size_t n_args, c
     if (opt.num_threads < 0 || opt.num_threads > 4096)
         return kp__fail(ctx, KP_ERR_ARGUMENT, "num_threads must be in [0, 4096], got %d", opt.num_threads);
 
+    kp_job_arg *room = job->args;
     memset(job, 0, sizeof *job);
+    memset(room, 0, (size_t)plan->nargs * sizeof *room);
+    job->args = room;
     job->prog = kp__plan_program(plan);
     job->dtype = plan->dtype;
     job->scheme = ctx->sum_scheme;
@@ -361,7 +373,7 @@ kp_status kp_plan_exec(kp_plan *plan, const kp_array *args, size_t n_args, kp_ar
     kp_io io;
     kp_status st = kp__io_begin(plan, args, n_args, out, plan->out_dim && out ? 1 : 0, &io);
     if (st != KP_OK) return st;
-    kp_job *job = kp__alloc(plan->ctx, sizeof *job);
+    kp_job *job = kp__jobs_new(plan->ctx, 1, plan->nargs);
     if (!job) return kp__io_end(&io, kp__fail(plan->ctx, KP_ERR_OOM, "out of memory"));
     st = kp__plan_prepare(plan, io.args, n_args, io.n_outs ? io.outs : out, out_index, options, job);
     if (st == KP_OK) st = kp__plan_run(plan, job);

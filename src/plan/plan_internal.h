@@ -34,8 +34,13 @@ kp_status kp__exec_options_read(kp_context *ctx, const kp_exec_options *options,
 /* The program a call of plan runs under its context's sum scheme. */
 const kp_program *kp__plan_program(const kp_plan *plan);
 
+/* n jobs with room for nargs arguments each (job->args), in one block freed
+ * with kp__free; NULL when out of memory. kp__plan_prepare keeps that room. */
+kp_job *kp__jobs_new(kp_context *ctx, int n, int nargs);
+
 /* Validates one call's arrays against plan (shapes, dtypes, and that they are
- * all on one device) and fills job (zeroed first). KP_OK or the error,
+ * all on one device) and fills job (zeroed first, but for its room for
+ * arguments: kp__jobs_new, plan->nargs at least). KP_OK or the error,
  * message in plan's context. */
 kp_status kp__plan_prepare(kp_plan *plan, const kp_array *args, size_t n_args, const kp_array *out,
                            const kp_array *out_index, const kp_exec_options *options, kp_job *job);
