@@ -170,14 +170,11 @@ static void fill_col_tile(const void *user, int64_t k, void *scratch) {
     C->K->col_tile(C->job, k / C->ntiles, k % C->ntiles, C->cache, scratch);
 }
 
-/* The COL tiles of the whole run, computed once (by the threads, before the
- * items) when some row blocks share them and they are small enough: else
- * every block computes its own (NULL). */
-static void *col_cache_new(kp_context *ctx, const kp_job *job, const kp_cpu_kernels *K, const kp_cpu_split *s,
-                           int64_t *ntiles) {
+void *kp__cpu_col_cache_new(kp_context *ctx, const kp_job *job, const kp_cpu_kernels *K, int64_t row_blocks,
+                            int64_t *ntiles) {
     const kp_program *prog = job->prog;
     *ntiles = (job->ncols + K->tile - 1) / K->tile;
-    if (prog->col.n == 0 || job->ranges.rows || s->nrb < 2 || job->ncols == 0) return NULL;
+    if (prog->col.n == 0 || job->ranges.rows || row_blocks < 2 || job->ncols == 0) return NULL;
     double bytes = (double)job->nbatch * (double)*ntiles * (double)prog->col_size * (double)K->tile * (double)K->real_size;
     if (bytes > (double)KP_COL_CACHE_MAX) return NULL;
     return kp__alloc_aligned(ctx, (size_t)bytes, 64);
@@ -208,7 +205,7 @@ kp_status kp__cpu_run(kp_context *ctx, const kp_job *job) {
         }
     }
     col_cache_ctx C = {K, job, 0, NULL};
-    C.cache = col_cache_new(ctx, job, K, &s, &C.ntiles);
+    C.cache = kp__cpu_col_cache_new(ctx, job, K, s.nrb, &C.ntiles);
     if (C.cache) {
         if (job != &with_kernel) with_kernel = *job;
         with_kernel.engine_cache = C.cache;

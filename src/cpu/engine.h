@@ -96,10 +96,17 @@ typedef struct kp_cpu_kernels {
     /* The COL tiles cache (job->engine_cache, when set): tile t of batch b,
      * the COL buffer that process would compute for reduced points
      * [t * tile, ...), written at cache + (b * ntiles + t) * prog->col_size * tile
-     * reals, ntiles = ceil(ncols / tile). process then reads the tiles there
-     * instead of computing them for every block of rows. */
+     * reals, ntiles = ceil(ncols / tile). process and joint_rows then read the
+     * tiles there instead of computing them for every block of rows. */
     void (*col_tile)(const kp_job *job, int64_t b, int64_t t, void *cache, void *scratch);
 } kp_cpu_kernels;
+
+/* The COL tiles of a whole run (job->engine_cache; kp_cpu_kernels.col_tile
+ * fills tile t of batch b), when row_blocks blocks of rows would each compute
+ * them again and they are small enough (8 MiB): NULL where every block
+ * computes its own. *ntiles: tiles per batch. Freed with kp__free. */
+void *kp__cpu_col_cache_new(kp_context *ctx, const kp_job *job, const kp_cpu_kernels *K, int64_t row_blocks,
+                            int64_t *ntiles);
 
 /* Rows per block and reduced points per chunk. */
 #define KP_ROW_BLOCK 64

@@ -81,6 +81,9 @@ static kp_status run_groups(kp_context *ctx, kp_cpu_joint_job *jj, const kp_cpu_
         return kp__fail(ctx, KP_ERR_OOM, "out of memory for %lld bytes of joint column buffers", (long long)bytes);
     size_t group_stride = (size_t)(2 * jj->coldim) * (size_t)jj->job.ncols; /* reals */
     size_t scratch_bytes = K->joint_scratch_size(jj);
+    int64_t ntiles;
+    void *col_cache = kp__cpu_col_cache_new(ctx, &jj->job, K, (jj->job.nrows + KP_ROW_BLOCK - 1) / KP_ROW_BLOCK, &ntiles);
+    jj->job.engine_cache = col_cache;
     int nthreads = jj->job.num_threads;
     if (nthreads > jj->ngroups) nthreads = (int)jj->ngroups;
     int failed = 0;
@@ -90,6 +93,11 @@ static kp_status run_groups(kp_context *ctx, kp_cpu_joint_job *jj, const kp_cpu_
 #pragma omp parallel num_threads(nthreads)
     {
         void *scratch = kp__cpu_scratch(ctx, scratch_bytes, &failed);
+        if (col_cache) { /* the implicit barrier: every tile is there before the groups read it */
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t t = 0; t < ntiles; t++)
+                if (scratch) K->col_tile(&jj->job, 0, t, col_cache, scratch);
+        }
 #pragma omp for schedule(dynamic, 1)
         for (int64_t g = 0; g < jj->ngroups; g++) {
             if (!scratch || kp__cpu_progress_stop(&prog)) continue;
@@ -110,6 +118,8 @@ static kp_status run_groups(kp_context *ctx, kp_cpu_joint_job *jj, const kp_cpu_
         kp__free(ctx, scratch);
     }
     kp__free(ctx, colacc);
+    kp__free(ctx, col_cache);
+    jj->job.engine_cache = NULL;
     jj->progress = NULL;
     if (failed) return kp__fail(ctx, KP_ERR_OOM, "out of memory for thread scratch (%zu bytes)", scratch_bytes);
     return kp__cpu_progress_end(ctx, &prog);

@@ -197,14 +197,18 @@ static void joint_rows(const kp_cpu_joint_job *jj, int64_t r0, int64_t r1, void 
             memset(partial, 0, (size_t)nr * (size_t)sd * sizeof(REAL));
             for (int64_t j0 = jstart; j0 < jend; j0 += TILE) {
                 int len = (int)(jend - j0 < TILE ? jend - j0 : TILE);
-                run_col_program(job, &bp, j0, NULL, len, rowbuf, colbuf);
+                REAL *cols = cached_colbuf(job, 0, j0, NULL);
+                if (!cols) {
+                    run_col_program(job, &bp, j0, NULL, len, rowbuf, colbuf);
+                    cols = colbuf;
+                }
                 if (coldim) memset(coltmp, 0, (size_t)coldim * TILE * sizeof(REAL));
                 if (jk)
-                    jit_joint_tile(job, jk, divide, partial, L.rowdim, rowbuf, rs, colbuf, pairbuf, coltmp,
+                    jit_joint_tile(job, jk, divide, partial, L.rowdim, rowbuf, rs, cols, pairbuf, coltmp,
                                    (REAL *)(base + L.jitsum), nr, len);
                 for (int r = 0; !jk && r < nr; r++)
                     joint_row_interpreted(job, partial + (size_t)r * (size_t)sd, L.rowdim, rowbuf + (size_t)r * (size_t)rs,
-                                          colbuf, pairbuf, coltmp, len);
+                                          cols, pairbuf, coltmp, len);
                 for (int c = 0; c < coldim; c++) { /* compensated add of the block's tile */
                     REAL *restrict s = colacc + (size_t)c * (size_t)M + j0;
                     REAL *restrict e = colacc + (size_t)(coldim + c) * (size_t)M + j0;

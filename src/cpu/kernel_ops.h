@@ -359,10 +359,24 @@ static void vec_op(kp_op op, int n, view o, view a, view b, int ip) {
  * never read (compiled kernels read whole vectors and mask them). */
 static inline int tile_lanes(int len) { return (len + VL - 1) / VL * VL; }
 
+/* Whether ew1_tile / ew2_tile compute op as the scalar code does, bit for
+ * bit (IEEE's correctly rounded arithmetic, comparisons, sign tests), so
+ * that ROW values may take them too. */
+static int ew_tile_is_exact(kp_op op) {
+    switch ((int)op) {
+    case KP_OP_ADD: case KP_OP_SUB: case KP_OP_MUL: case KP_OP_DIV:
+    case KP_OP_LT: case KP_OP_LE: case KP_OP_GT: case KP_OP_GE: case KP_OP_EQ: case KP_OP_NE:
+    case KP_OP_NEG: case KP_OP_INV: case KP_OP_SQUARE: case KP_OP_SQRT: case KP_OP_ABS:
+    case KP_OP_RELU: case KP_OP_STEP: case KP_OP_SIGN: case KP_OP_FLOOR:
+        return 1;
+    default: return 0;
+    }
+}
+
 /* Evaluates one non-leaf instruction into o, n lanes. tile: they are the
  * first n lanes of tiles (n a multiple of VL, at most TILE), which the
- * vector paths may take; else (ROW values) every value comes from the
- * scalar code, whatever n. */
+ * vector paths may take; else (ROW values) every value is the scalar
+ * code's, whatever n. */
 static void exec_op(const kp_instr *ins, int n, int tile, view o, view a, view b, view c) {
     kp_op op = ins->op;
     if (op == KP_OP_EXP && ins->nin == 2) { /* Exp(a * s) or Exp(a / s), s a row scalar (lower.c) */
@@ -380,7 +394,7 @@ static void exec_op(const kp_instr *ins, int n, int tile, view o, view a, view b
         vec_op(op, n, o, a, b, ins->ip[0]);
         return;
     }
-    if (tile) {
+    if (tile || ew_tile_is_exact(op)) {
         int done = 1;
         for (int d = 0; d < o.dim && done; d++) {
             REAL *od = o.p + d * o.cs;
