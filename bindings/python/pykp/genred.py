@@ -209,8 +209,9 @@ if torch is not None:
                 for i in range(nparts):
                     part = joint[i * len(joint) // nparts : (i + 1) * len(joint) // nparts]
                     keys = tuple(gnode.key for _, gnode, _ in part)
-                    outs = _function_apply(_KpJointFunction, _JointNode(keys, node.nx, node.ny, node.scheme, node.ranges),
-                                           *gargs)
+                    jnode = _JointNode(keys, node.nx, node.ny, node.scheme, node.ranges)
+                    outs = (_call.run_joint(_lib.joint(keys), gargs, node.nx, node.ny, node.scheme, node.ranges)
+                            if _untracked() else _function_apply(_KpJointFunction, jnode, *gargs))
                     for (k, _, _), gk in zip(part, outs):
                         grads[k] = _fit_grad(gk, args[k], f.args[k].cat)
             else:
@@ -262,6 +263,13 @@ if torch is not None:
         backward of a Min/Max/KMin needs them."""
         f = formula(node.key)
         return formula((node.key, "idx")) if f.reduction in _WITH_INDICES else f
+
+    def _untracked():
+        """Whether a gradient reduction needs no autograd node: a backward pass
+        that does not build a graph (create_graph=False runs it with grad
+        disabled), outside torch.func transforms. Its Function would only
+        cost the call its apply."""
+        return not torch.is_grad_enabled() and _transforms_active is not None and not _transforms_active()
 
     def _apply(node, *args):
         """_KpFunction.apply, or the pykp::reduce operator while torch.compile
