@@ -30,10 +30,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
 
 # pocl-opencl-icd + ocl-icd-libopencl1: the OpenCL engine's tests run on the CPU through PoCL.
+# libmpfr-dev: the exact sums' reference values (tests/test_device_exact.c).
 # debootstrap: the fresh-machine check; clang, its runtime and libomp: fuzzing and ThreadSanitizer.
 # llvm-dev (+ clang): the CPU engine's compiled kernels (KP_JIT, src/jit).
 # openmpi-bin + libopenmpi-dev: libkp_mpi and its mpirun tests (pykp.distributed: mpi4py from pip).
-packages=(build-essential cmake pkg-config libsleef-dev libcmocka-dev nettle-dev pocl-opencl-icd ocl-icd-libopencl1
+packages=(build-essential cmake pkg-config libsleef-dev libcmocka-dev libmpfr-dev nettle-dev pocl-opencl-icd ocl-icd-libopencl1
           debootstrap clang libclang-rt-dev libomp-dev openmpi-bin libopenmpi-dev llvm-dev)
 missing=()
 for p in "${packages[@]}"; do
