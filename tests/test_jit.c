@@ -19,6 +19,10 @@
  *   - the compiled exp: max error against double exp over the whole range,
  *     <= 2 ulp in both dtypes (measured: 0.87-1.14 and 1.00), and its special values (NaN, +inf
  *     above the range and for +inf, 0 below and for -inf);
+ *   - exps of arguments <= 0 or NaN given a row scalar's sign (AVX-512:
+ *     without clamps): the clamped exp's bits where the sign holds, the
+ *     interpreter's where it does not, for Exp(a * s), Exp(a / s) of both
+ *     signs, specials and arguments below the clamps; a joint plan too;
  *   - background compilation (KP_JIT unset): the first call answers from the
  *     interpreter, the kernel arrives within 30 s and gives the same results;
  *   - a failed compile (injected) falls back to the interpreter under "force"
@@ -49,6 +53,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cpu/engine.h"
 #include "jit/jit.h"
 #include "kp_test_util.h"
 
@@ -673,6 +678,94 @@ static void test_joint_divisor_without_reciprocal(void **state) {
     free(d);
 }
 
+/* Whether this process runs the AVX-512 kernels, whose exps of arguments
+ * known to be <= 0 or NaN drop their clamps (jit.c exp_signs). */
+static int kernels_512(kp_dtype dt) { return kp__cpu_vec_bytes(kp__cpu_pick_kernels(dt)) == 64; }
+
+/* A row's sign class for test_exp_signs: which rows fit a kernel that takes
+ * -SqDist * a <= 0 (POS: a > 0), SqDist * a <= 0 (NEG), or either. */
+enum { SIGN_EITHER, SIGN_POS, SIGN_NEG };
+static int sign_class(double a) { return a > 0 ? SIGN_POS : a < 0 ? SIGN_NEG : SIGN_EITHER; }
+
+/* Exps whose argument is <= 0 or NaN when a row scalar has a sign (the
+ * fused Exp(a * s) and Exp(a / s) of a known sign, jit.c exp_signs): rows
+ * where the sign holds get the clamped exp's bits (kp__jit_no_exp_signs);
+ * the others run on the interpreter (its bits), and some of those differ
+ * from the kernel's, which shows they did (AVX-512; elsewhere every row has
+ * the clamped kernel's bits). Arguments below the clamps (a = 500, 4000),
+ * NaN and infinite rows and scalars included, float32 and float64. */
+static void test_exp_signs(void **state) {
+    (void)state;
+    enum { NI = 45, NJ = 1037, NVAL = 15 };
+    static const struct { const char *text; int fits; } texts[] = {
+        {"Sum_Reduction(Exp(-SqDist(x,y)*a)*b, 1)", SIGN_POS},
+        {"Sum_Reduction(Exp(SqDist(x,y)*a)*b, 1)", SIGN_NEG},
+        {"Sum_Reduction(Exp(-SqDist(x,y)/a)*b, 1)", SIGN_POS},
+        {"Sum_Reduction(Exp(-Sqrt(Sum(Square(x-y)))*a)*b, 1)", SIGN_POS},
+    };
+    const double vals[NVAL] = {2, 500, 1e-30, -3, -500, 0.0, -0.0, NAN, INFINITY, -INFINITY, 0.5, 4000, -1e-30, 7, -7};
+    const char *al[] = {"x = Vi(3)", "y = Vj(3)", "a = Vi(1)", "b = Vj(1)"};
+    double x[NI * 3], y[NJ * 3], a[NI], b[NJ], ref[NI], got[NI], plain[NI];
+    kpt_rng rng;
+    kpt_rng_seed(&rng, 21);
+    kpt_fill_uniform(&rng, x, NI * 3, 0, 1);
+    kpt_fill_uniform(&rng, y, NJ * 3, 0, 1);
+    kpt_fill_uniform(&rng, b, NJ, -1, 1);
+    for (int i = 0; i < NI; i++) a[i] = vals[i % NVAL];
+    x[3 * 40] = NAN, x[3 * 41 + 1] = INFINITY; /* a NaN and an infinite argument, with a = 500 and a = 4000 */
+    kpt_arg args[4] = {{x, NI, 3}, {y, NJ, 3}, {a, NI, 1}, {b, NJ, 1}};
+    kp_context *ctx = NULL;
+    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    for (int t = 0; t < 2; t++) {
+        kp_dtype dt = t ? KP_FLOAT64 : KP_FLOAT32;
+        int fell_back = 0; /* unfit rows whose interpreter bits differ from the kernel's */
+        for (size_t f = 0; f < sizeof texts / sizeof *texts; f++) {
+            const char *text = texts[f].text;
+            mode("off");
+            KPT_ASSERT_OK(ctx, kpt_run(ctx, KPT_VIA_PLAN, text, al, 4, dt, args, 4, NI, 1, ref, 0, NULL, NULL));
+            mode("require");
+            kp__jit_no_exp_signs = 1;
+            KPT_ASSERT_OK(ctx, kpt_run(ctx, KPT_VIA_PLAN, text, al, 4, dt, args, 4, NI, 1, plain, 0, NULL, NULL));
+            kp__jit_no_exp_signs = 0;
+            KPT_ASSERT_OK(ctx, kpt_run(ctx, KPT_VIA_PLAN, text, al, 4, dt, args, 4, NI, 1, got, 0, NULL, NULL));
+            for (int i = 0; i < NI; i++) {
+                int cls = sign_class(a[i]);
+                const double *want = !kernels_512(dt) || cls == texts[f].fits ? plain
+                                     : cls != SIGN_EITHER                     ? ref
+                                     : memcmp(&got[i], &plain[i], sizeof got[i]) == 0 ? plain
+                                                                                      : ref;
+                if (memcmp(&got[i], &want[i], sizeof got[i]) != 0)
+                    fail_msg("%s (%s), row %d (a = %g): %.17g, expected %.17g (%s)", text, kpt_dtype_name(dt), i, a[i],
+                             got[i], want[i], want == plain ? "the clamped exp's kernel" : "the interpreter");
+                if (want == ref && memcmp(&ref[i], &plain[i], sizeof ref[i]) != 0) fell_back++;
+            }
+        }
+        if (kernels_512(dt)) assert_true(fell_back > 0);
+    }
+    /* A joint plan (gradients in x and b) whose rows all fit: the clamped exp's bits. */
+    jdata *d = jdata_new();
+    for (int i = 0; i < JN; i++) d->a[i] = i % 3 == 0 ? 500 : i % 3 == 1 ? 2 : 4000;
+    d->x[3 * 100] = NAN, d->x[3 * 200 + 2] = INFINITY;
+    static const char *grads[] = {"Sum_Reduction(Grad(Exp(-SqDist(x,y)*a)*b, x, e), 1)",
+                                  "Sum_Reduction(Grad(Exp(-SqDist(x,y)*a)*b, b, e), 0)"};
+    const char *al6[] = {"x = Vi(3)", "y = Vj(3)", "h = Pm(1)", "b = Vj(2)", "e = Vi(2)", "a = Vi(1)"};
+    for (int t = 0; t < 2; t++) {
+        kp_dtype dt = t ? KP_FLOAT64 : KP_FLOAT32;
+        double *want[2], *have[2];
+        size_t count[2];
+        mode("require");
+        kp__jit_no_exp_signs = 1;
+        KPT_ASSERT_OK(ctx, run_joint_aliases(ctx, grads, 2, dt, d, al6, want, count));
+        kp__jit_no_exp_signs = 0;
+        KPT_ASSERT_OK(ctx, run_joint_aliases(ctx, grads, 2, dt, d, al6, have, count));
+        check_joint(grads, 2, have, want, count, -1);
+        free_outputs(want, 2);
+        free_outputs(have, 2);
+    }
+    kp_context_free(ctx);
+    free(d);
+}
+
 /* Background mode: the first joint call runs on the interpreter (bits of
  * KP_JIT=off) while its kernel compiles; the kernel then serves the calls. */
 static void test_joint_background(void **state) {
@@ -776,6 +869,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_exp_accuracy),
         cmocka_unit_test(test_divisor_without_reciprocal),
         cmocka_unit_test(test_joint_divisor_without_reciprocal),
+        cmocka_unit_test(test_exp_signs),
         cmocka_unit_test(test_background),
         cmocka_unit_test(test_fallback),
         cmocka_unit_test(test_joint_matches_interpreter),

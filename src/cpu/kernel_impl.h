@@ -14,6 +14,7 @@
  * Before including: KP_REAL_F32, the ISA macro (see simd.h), KP_KERNELS_NAME.
  */
 #include <float.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,7 +219,7 @@ typedef struct block_ctx {
     const REAL *F, *F2, *G;
     int nreal, nidx, rs;
     const kp_jit_kernel *jit; /* NULL: the interpreter */
-    int divide;               /* block_needs_division: rows to run on the interpreter */
+    int divide;               /* block_has_unfit_rows: rows to run on the interpreter */
 } block_ctx;
 
 /* A reduction input of the compiled kernel's row (pair buffer pb), or of the tile. */
@@ -247,12 +248,29 @@ static int row_has_reciprocals(uint64_t mask, const REAL *rowv) {
     return 1;
 }
 
-/* Whether any row of the block [0, nr) has a divisor without a normal
- * reciprocal: then jit_tile looks at its rows one by one. */
-static int block_needs_division(const kp_jit_kernel *K, const REAL *rowbuf, int rs, int nr) {
-    if (!K || !K->row_divisors) return 0;
+/* Whether row rowv's components in mask have their sign bit set (negative)
+ * or clear (!negative), or are NaN. */
+static int row_has_signs(uint64_t mask, int negative, const REAL *rowv) {
+    for (; mask; mask &= mask - 1) {
+        REAL b = rowv[__builtin_ctzll(mask)];
+        if (b == b && (signbit(b) != 0) != negative) return 0;
+    }
+    return 1;
+}
+
+/* Whether the compiled kernel K may run row rowv: its divisors have normal
+ * reciprocals and the signs its exps take for granted hold (jit.h). */
+static int row_fits_kernel(const kp_jit_kernel *K, const REAL *rowv) {
+    return row_has_reciprocals(K->row_divisors, rowv) && row_has_signs(K->row_neg, 1, rowv) &&
+           row_has_signs(K->row_pos, 0, rowv);
+}
+
+/* Whether some row of the block [0, nr) does not fit the kernel
+ * (row_fits_kernel): then jit_tile looks at its rows one by one. */
+static int block_has_unfit_rows(const kp_jit_kernel *K, const REAL *rowbuf, int rs, int nr) {
+    if (!K || !(K->row_divisors | K->row_neg | K->row_pos)) return 0;
     for (int r = 0; r < nr; r++)
-        if (!row_has_reciprocals(K->row_divisors, rowbuf + (size_t)r * (size_t)rs)) return 1;
+        if (!row_fits_kernel(K, rowbuf + (size_t)r * (size_t)rs)) return 1;
     return 0;
 }
 
@@ -268,7 +286,7 @@ static void jit_tile(const block_ctx *c, int64_t j0, const int64_t *jmap, int le
             REAL *st = c->partial + (size_t)(r + q) * (size_t)c->nreal;
             /* Each row alone decides (not its neighbours in the call), so a
              * row's path does not depend on how rows are grouped. */
-            if (c->divide && !row_has_reciprocals(K->row_divisors, c->rowbuf + (size_t)(r + q) * (size_t)c->rs)) {
+            if (c->divide && !row_fits_kernel(K, c->rowbuf + (size_t)(r + q) * (size_t)c->rs)) {
                 interpreted_rows(c, j0, jmap, len, r + q, r + q + 1);
                 continue;
             }
@@ -384,7 +402,7 @@ static void process(const kp_job *job, int64_t b, int64_t r0, int64_t r1, int64_
 
     const kp_jit_kernel *jk = job->engine_kernel;
     block_ctx bc = {job, &bp, rowbuf, colbuf, pairbuf, tmp, partial, partial_idx, NULL, NULL, NULL, nreal, nidx, rs,
-                    jk, block_needs_division(jk, rowbuf, rs, nr)};
+                    jk, block_has_unfit_rows(jk, rowbuf, rs, nr)};
     use_colbuf(&bc, colbuf);
     for (int64_t ch = ch0; ch < ch1; ch++) {
         int64_t jstart = ch * KP_CHUNK;

@@ -133,16 +133,16 @@ static void joint_row_interpreted(const kp_job *job, REAL *st, int rowdim, REAL 
     col_terms_tile(job->prog, coltmp, rowv, colbuf, pairbuf, len);
 }
 
-/* Whether row r must divide on the interpreter (block_needs_division). */
+/* Whether row r must run on the interpreter (block_has_unfit_rows, row_fits_kernel). */
 static int joint_row_divides(const kp_jit_kernel *K, int divide, const REAL *rowbuf, int rs, int r) {
-    return divide && !row_has_reciprocals(K->row_divisors, rowbuf + (size_t)r * (size_t)rs);
+    return divide && !row_fits_kernel(K, rowbuf + (size_t)r * (size_t)rs);
 }
 
 /* The block's nr rows on one tile by the compiled kernel (jit.h,
  * KP_JIT_JOINT), up to K->rows at a time: column terms added into coltmp, row
  * terms' tile sums (in sums) added into partial as row_terms_tile adds its
- * own. When divide (block_needs_division), a row whose divisors have no
- * normal reciprocal runs on the interpreter, and the kernel calls take the
+ * own. When divide (block_has_unfit_rows), a row that does not fit the
+ * kernel (row_fits_kernel) runs on the interpreter, and the kernel calls take the
  * runs of rows between such rows; column terms are added row by row in row
  * order either way. */
 static void jit_joint_tile(const kp_job *job, const kp_jit_kernel *K, int divide, REAL *partial, int rowdim,
@@ -190,7 +190,7 @@ static void joint_rows(const kp_cpu_joint_job *jj, int64_t r0, int64_t r1, void 
         if (jj->progress && kp__cpu_progress_stop(jj->progress)) return; /* cancelled: outputs unspecified */
         int nr = (int)(r1 - b0 < KP_ROW_BLOCK ? r1 - b0 : KP_ROW_BLOCK);
         run_row_block(job, &bp, b0, nr, rowbuf);
-        int divide = block_needs_division(jk, rowbuf, rs, nr);
+        int divide = block_has_unfit_rows(jk, rowbuf, rs, nr);
         memset(total, 0, (size_t)nr * (size_t)sd * sizeof(REAL));
         for (int64_t jstart = 0; jstart < M; jstart += KP_CHUNK) {
             int64_t jend = jstart + KP_CHUNK < M ? jstart + KP_CHUNK : M;

@@ -554,7 +554,8 @@ static void put_operand(int64_t *k, size_t *n, kp_operand o) {
 static size_t make_key(const kp_jit_spec *s, int64_t *k) {
     size_t n = 0;
     int64_t head[] = {s->f32,      s->tile,      s->vl,   s->rows, s->mode, s->row_size, s->col_size, s->pair_size,
-                      s->fdim,     s->n,         (int64_t)s->row_uniform, (int64_t)s->row_divisors};
+                      s->fdim,     s->n,         (int64_t)s->row_uniform, (int64_t)s->row_divisors,
+                      (int64_t)s->exp_nonpos, (int64_t)s->row_neg, (int64_t)s->row_pos};
     for (size_t i = 0; i < sizeof head / sizeof *head; i++) k[n++] = head[i];
     put_operand(k, &n, s->red_f);
     put_operand(k, &n, s->red_f2);
@@ -612,6 +613,8 @@ static entry *new_entry(const kp_jit_spec *s, const int64_t *k, size_t n, uint64
     e->spec.code = e->code;
     e->kernel.rows = s->rows;
     e->kernel.row_divisors = s->row_divisors;
+    e->kernel.row_neg = s->row_neg;
+    e->kernel.row_pos = s->row_pos;
     e->kernel.mode = s->mode;
     return e;
 }
@@ -700,6 +703,64 @@ static uint64_t row_divisors(const kp_program *prog) {
     return m;
 }
 
+/* Sign facts about PAIR values: >= 0 or NaN, <= 0 or NaN (a zero of either
+ * sign is both), or neither known. */
+enum { SIGN_ANY = 0, SIGN_NONNEG = 1, SIGN_NONPOS = 2 };
+
+/* What operand o is known to be, from sign[] (the PAIR components' facts, the
+ * first nsign of them): ROW and COL values are not known. */
+static int operand_sign(const unsigned char *sign, int nsign, kp_operand o) {
+    if (o.loc != KP_LOC_PAIR || o.dim < 1 || o.off + o.dim > nsign) return SIGN_ANY;
+    int s = SIGN_NONNEG | SIGN_NONPOS; /* narrowed by each component: unknown or mixed end at SIGN_ANY */
+    for (int c = 0; c < o.dim; c++) s &= sign[o.off + c];
+    return s;
+}
+
+/* The sign fact of instruction ins's output. Division is left out: a
+ * divisor -0 turns a nonnegative quotient into -inf. */
+static int instr_sign(const unsigned char *sign, int nsign, const kp_instr *ins) {
+    int a = ins->nin > 0 ? operand_sign(sign, nsign, ins->in[0]) : SIGN_ANY;
+    int b = ins->nin > 1 ? operand_sign(sign, nsign, ins->in[1]) : SIGN_ANY;
+    switch ((int)ins->op) {
+    case KP_OP_SQDIST: case KP_OP_SQUARE: case KP_OP_ABS: case KP_OP_SQRT: case KP_OP_EXP: return SIGN_NONNEG;
+    case KP_OP_NEG: return a == SIGN_NONNEG ? SIGN_NONPOS : a == SIGN_NONPOS ? SIGN_NONNEG : SIGN_ANY;
+    case KP_OP_SUM: return a;
+    case KP_OP_ADD: return a == b ? a : SIGN_ANY;
+    case KP_OP_MUL: return a == SIGN_ANY || b == SIGN_ANY ? SIGN_ANY : a == b ? SIGN_NONNEG : SIGN_NONPOS;
+    default: return SIGN_ANY;
+    }
+}
+
+/* Which PAIR Exps (s->exp_nonpos) take an argument <= 0 or NaN, and what
+ * that asks of the rows (s->row_neg, s->row_pos): Exp(a) with a known <= 0;
+ * the fused Exp(a * b) and Exp(a / b) (lower.c) with a known >= 0 and the
+ * ROW scalar b of sign bit set, or a known <= 0 and b of sign bit clear
+ * (NaN either way: the product or quotient is NaN, which the exp keeps).
+ * Only AVX-512 exps have a cheaper form for it (jit_ops.c). */
+static void exp_signs(const kp_program *prog, kp_jit_spec *s) {
+    if (kp__jit_no_exp_signs || s->vl * (s->f32 ? 4 : 8) != 64) return;
+    enum { TRACKED = 256 }; /* PAIR components followed; the others count as unknown */
+    unsigned char sign[TRACKED];
+    int nsign = prog->pair_size < TRACKED ? prog->pair_size : TRACKED;
+    memset(sign, 0, sizeof sign);
+    for (int i = 0; i < prog->pair.n; i++) {
+        const kp_instr *ins = &prog->pair.code[i];
+        if (ins->op == KP_OP_EXP && i < 64) {
+            int a = operand_sign(sign, nsign, ins->in[0]);
+            if (ins->nin == 1 && a == SIGN_NONPOS) s->exp_nonpos |= (uint64_t)1 << i;
+            kp_operand b = ins->in[1];
+            if (ins->nin == 2 && a != SIGN_ANY && b.loc == KP_LOC_ROW && b.dim == 1 && b.off < 64) {
+                s->exp_nonpos |= (uint64_t)1 << i;
+                *(a == SIGN_NONNEG ? &s->row_neg : &s->row_pos) |= (uint64_t)1 << b.off;
+            }
+        }
+        int out = instr_sign(sign, nsign, ins);
+        for (int c = 0; ins->out.loc == KP_LOC_PAIR && c < ins->out.dim; c++)
+            if (ins->out.off + c < nsign) sign[ins->out.off + c] = (unsigned char)out;
+    }
+    if (s->row_neg & s->row_pos) s->exp_nonpos = s->row_neg = s->row_pos = 0; /* one scalar, both ways: no row fits */
+}
+
 /* The kernel's description for prog (the joint terms for KP_JIT_JOINT). */
 static kp_jit_spec spec_of(const kp_program *prog, kp_dtype dtype, int tile, int vec_bytes, kp_jit_mode mode) {
     kp_jit_spec s;
@@ -713,6 +774,7 @@ static kp_jit_spec spec_of(const kp_program *prog, kp_dtype dtype, int tile, int
     s.pair_size = prog->pair_size;
     s.row_uniform = row_uniform(prog);
     s.row_divisors = row_divisors(prog);
+    exp_signs(prog, &s);
     s.n = prog->pair.n;
     s.code = prog->pair.code;
     if (mode == KP_JIT_JOINT) {
@@ -805,6 +867,7 @@ int kp__jit_built(void) { return 1; }
 
 int kp__jit_fail_compiles;
 int kp__jit_lse_rows;
+int kp__jit_no_exp_signs;
 int kp__jit_hold_start;
 
 void kp__jit_stats(kp_jit_stats *out) {

@@ -83,6 +83,12 @@ typedef struct kp_jit_kernel {
      * subnormal or above 1 / (smallest normal) on the interpreter instead
      * (cpu/kernel_impl.h, row_has_reciprocals). */
     uint64_t row_divisors;
+    /* Bits c: the kernel takes some exp argument to be <= 0 or NaN (an
+     * AVX-512 exp without its clamps, jit.c exp_signs) because ROW component
+     * c (c < 64), a factor or divisor of it, has its sign bit set (row_neg)
+     * or clear (row_pos), or is NaN. Rows where it does not hold run on the
+     * interpreter (cpu/kernel_impl.h, row_fits_kernel). */
+    uint64_t row_neg, row_pos;
     kp_jit_mode mode;
 } kp_jit_kernel;
 
@@ -116,6 +122,9 @@ extern int kp__jit_fail_compiles;
  * take that many rows per call (default 1), so that tests reach a block's
  * last, shorter call. */
 extern int kp__jit_lse_rows;
+/* Test control: while nonzero, kernels compiled take every exp on the
+ * clamped path (no sign analysis, jit.c exp_signs), for comparison. */
+extern int kp__jit_no_exp_signs;
 /* Test control: while nonzero, the start of LLVM (loading libLLVM, making
  * the JIT, the warm-up) waits before it begins, so that tests see a call
  * return, a fork and an exit while it is pending. */

@@ -14,6 +14,7 @@
  * KP_JIT_LSE kernel folds F (and G) into online LogSumExp states (lse_update).
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,6 +120,9 @@ static LLVMValueRef vcall(gen *g, const char *fn, LLVMValueRef a) {
 
 static LLVMValueRef vexp(gen *g, LLVMValueRef a) { return vcall(g, "kp_jit_exp", a); }
 
+/* exp(a) for a <= 0 or NaN, bit for bit vexp's: on AVX-512 without the clamps. */
+static LLVMValueRef vexpnp(gen *g, LLVMValueRef a) { return vcall(g, "kp_jit_expnp", a); }
+
 /* exp(a) for a <= 0, and 0 where a is NaN. */
 static LLVMValueRef vexpneg(gen *g, LLVMValueRef a) { return vcall(g, "kp_jit_expneg", a); }
 
@@ -186,9 +190,12 @@ static LLVMValueRef elementwise(gen *g, const kp_instr *ins, LLVMValueRef a, LLV
     case KP_OP_GE: return sel(g, cmp(g, LLVMRealOGE, a, b), one, zero);
     case KP_OP_EQ: return sel(g, cmp(g, LLVMRealOEQ, a, b), one, zero);
     case KP_OP_NE: return sel(g, cmp(g, LLVMRealUNE, a, b), one, zero);
-    case KP_OP_EXP:
-        if (ins->nin == 2) return vexp(g, ins->ip[1] ? quotient(g, ins->in[1], a, b) : kp__llvm.LLVMBuildFMul(g->B, a, b, ""));
-        return vexp(g, a);
+    case KP_OP_EXP: {
+        ptrdiff_t i = ins - g->s->code; /* its place in the PAIR program */
+        LLVMValueRef (*exp_of)(gen *, LLVMValueRef) = i >= 0 && i < 64 && (g->s->exp_nonpos >> i & 1) ? vexpnp : vexp;
+        if (ins->nin == 2) return exp_of(g, ins->ip[1] ? quotient(g, ins->in[1], a, b) : kp__llvm.LLVMBuildFMul(g->B, a, b, ""));
+        return exp_of(g, a);
+    }
     case KP_OP_ABS: return call1(g, "llvm.fabs", a);
     case KP_OP_FLOOR: return call1(g, "llvm.floor", a);
     case KP_OP_SIGN:

@@ -20,6 +20,10 @@ typedef struct kp_jit_spec {
      * Exp(a / b)): the kernel multiplies by its reciprocal, taken once per
      * call (jit.h, kp_jit_kernel.row_divisors). */
     uint64_t row_divisors;
+    /* Bit i: the argument of the PAIR program's Exp i (i < 64) is <= 0 or
+     * NaN in every row that fits the kernel (jit.h row_neg, row_pos, which
+     * say what that takes): on AVX-512 its exp needs no clamp. */
+    uint64_t exp_nonpos, row_neg, row_pos;
     kp_operand red_f, red_f2, red_g;
     int n;
     const kp_instr *code; /* the PAIR program */

@@ -15,4 +15,5 @@ int kp__jit_built(void) { return 0; }
 
 int kp__jit_fail_compiles;
 int kp__jit_lse_rows;
+int kp__jit_no_exp_signs;
 int kp__jit_hold_start;

@@ -189,6 +189,14 @@ KP_JIT_EXP_F64(kp_jit_expneg, 4, KP_JIT_FINISH_NEG)
 #define KP_JIT_SCALE_NEG_F64(SUF, p, nf, x)                                                                 \
     _mm512_maskz_scalef_##SUF(_mm512_cmp_##SUF##_mask(x, _mm512_set1_##SUF(-708.39), _CMP_GT_OQ), p, nf)
 
+/* expnp (x <= 0 or NaN): no clamp; the lanes below the clamp are 0, as the
+ * clamped exp gives them (float32: flushed to 0 from -87.3 on), and NaN
+ * stays NaN (the mask keeps unordered lanes): for every such x, the clamped
+ * exp's bits with one compare instead of two clamps. */
+#define KP_JIT_SCALE_NP_F32(SUF, p, nf, x)                                                                  \
+    _mm512_maskz_scalef_##SUF(_mm512_cmp_##SUF##_mask(x, _mm512_set1_##SUF(-104.0f), _CMP_NLT_UQ), p, nf)
+#define KP_JIT_SCALE_NP_F64 KP_JIT_SCALE_F64
+
 /* Clamps: below -104 float32 exp is under FLT_MIN (flushed to 0); above 100
  * (float32) or 710 (float64) it overflows to +inf. */
 #define KP_JIT_EXP512_F32(FN, CLAMP, RESULT)                                                                \
@@ -201,3 +209,5 @@ KP_JIT_EXP512_F32(kp_jit_exp_f32x16, KP_JIT_CLAMP, KP_JIT_SCALE_F32)
 KP_JIT_EXP512_F64(kp_jit_exp_f64x8, KP_JIT_CLAMP, KP_JIT_SCALE_F64)
 KP_JIT_EXP512_F32(kp_jit_expneg_f32x16, KP_JIT_NO_CLAMP, KP_JIT_SCALE_NEG_F32)
 KP_JIT_EXP512_F64(kp_jit_expneg_f64x8, KP_JIT_NO_CLAMP, KP_JIT_SCALE_NEG_F64)
+KP_JIT_EXP512_F32(kp_jit_expnp_f32x16, KP_JIT_NO_CLAMP, KP_JIT_SCALE_NP_F32)
+KP_JIT_EXP512_F64(kp_jit_expnp_f64x8, KP_JIT_NO_CLAMP, KP_JIT_SCALE_NP_F64)
