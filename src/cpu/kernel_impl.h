@@ -268,7 +268,9 @@ static int row_fits_kernel(const kp_jit_kernel *K, const REAL *rowv) {
 /* Whether some row of the block [0, nr) does not fit the kernel
  * (row_fits_kernel): then jit_tile looks at its rows one by one. */
 static int block_has_unfit_rows(const kp_jit_kernel *K, const REAL *rowbuf, int rs, int nr) {
-    if (!K || !(K->row_divisors | K->row_neg | K->row_pos)) return 0;
+    uint64_t checked = K ? K->row_divisors | K->row_neg | K->row_pos : 0;
+    if (!checked) return 0;
+    if (!(checked & ~K->row_uniform)) nr = nr > 0 ? 1 : 0; /* parameters and constants: one row tells */
     for (int r = 0; r < nr; r++)
         if (!row_fits_kernel(K, rowbuf + (size_t)r * (size_t)rs)) return 1;
     return 0;

@@ -499,8 +499,6 @@ static void state_merge(const kp_program *prog, REAL *a, int64_t *ai, const REAL
 static void state_finalize(const kp_program *prog, const REAL *st, const int64_t *ix, REAL *out, int64_t cs,
                            int64_t *oi, int64_t ics) {
     int D = prog->fdim;
-    int nreal, nidx;
-    state_size(prog, &nreal, &nidx);
     switch (kp__red(prog->red)->family) {
     case KP_FAMILY_SUM:
         if (prog->exact)
@@ -528,12 +526,15 @@ static void state_finalize(const kp_program *prog, const REAL *st, const int64_t
             out[d * cs] = st[0] != st[0] ? st[0] : st[0] == (REAL)-INFINITY ? (REAL)NAN : st[3 + d] / st[1];
         return;
     }
-    case KP_FAMILY_SELECT:
+    case KP_FAMILY_SELECT: {
+        int nreal, nidx;
+        state_size(prog, &nreal, &nidx);
         if (kp__red(prog->red)->value != KP_WIDTH_NONE)
             for (int k = 0; k < nreal; k++) out[k * cs] = st[k];
         if (kp__red(prog->red)->index != KP_WIDTH_NONE)
             for (int k = 0; k < nidx; k++) oi[k * ics] = ix[k];
         return;
+    }
     }
 }
 

@@ -615,6 +615,7 @@ static entry *new_entry(const kp_jit_spec *s, const int64_t *k, size_t n, uint64
     e->kernel.row_divisors = s->row_divisors;
     e->kernel.row_neg = s->row_neg;
     e->kernel.row_pos = s->row_pos;
+    e->kernel.row_uniform = s->row_uniform;
     e->kernel.mode = s->mode;
     return e;
 }

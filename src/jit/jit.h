@@ -89,6 +89,9 @@ typedef struct kp_jit_kernel {
      * or clear (row_pos), or is NaN. Rows where it does not hold run on the
      * interpreter (cpu/kernel_impl.h, row_fits_kernel). */
     uint64_t row_neg, row_pos;
+    /* Bit c: ROW component c (c < 64) is the same in every row (a parameter's
+     * or a constant's): the checks above read it in one row only. */
+    uint64_t row_uniform;
     kp_jit_mode mode;
 } kp_jit_kernel;
 
