@@ -712,7 +712,7 @@ static void test_exp_signs(void **state) {
     kpt_fill_uniform(&rng, y, NJ * 3, 0, 1);
     kpt_fill_uniform(&rng, b, NJ, -1, 1);
     for (int i = 0; i < NI; i++) a[i] = vals[i % NVAL];
-    x[3 * 40] = NAN, x[3 * 41 + 1] = INFINITY; /* a NaN and an infinite argument, with a = 500 and a = 4000 */
+    x[3 * 40] = NAN, x[3 * 41 + 1] = INFINITY; /* a NaN and an infinite argument, in rows of a = 0.5 and 4000 */
     kpt_arg args[4] = {{x, NI, 3}, {y, NJ, 3}, {a, NI, 1}, {b, NJ, 1}};
     kp_context *ctx = NULL;
     assert_int_equal(kp_context_new(&ctx), KP_OK);
