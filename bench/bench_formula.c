@@ -9,8 +9,10 @@
  * --rounds rounds of --calls calls, per call.
  *
  * usage: kp_bench_formula [--n N] [--dtype f32|f64] [--threads T] [--calls C]
- *                         [--rounds R] [FORMULA]
+ *                         [--rounds R] [--grad] [FORMULA]
  * FORMULA defaults to the Gaussian Sum_Reduction(Exp(-SqDist(x,y)*g)*b,0);
+ * --grad times its backward instead: the gradients in x and b (an incoming
+ * gradient of ones) as one joint plan, kp_plan_exec_joint, as pykp runs them;
  * reductions that write indices only (ArgMin, ArgKMin, ...) are timed with an
  * index output. $KP_JIT chooses the engine path as for any call (off: the
  * interpreter; force: the compiled kernel from the first call).
@@ -30,27 +32,43 @@ static double now_s(void) {
 }
 
 static void usage(const char *prog) {
-    printf("usage: %s [--n N] [--dtype f32|f64] [--threads T] [--calls C] [--rounds R] [FORMULA]\n"
+    printf("usage: %s [--n N] [--dtype f32|f64] [--threads T] [--calls C] [--rounds R] [--grad] [FORMULA]\n"
            "  the time of one kp_plan_exec of FORMULA (x = Vi(3), y = Vj(3), b = Vj(1), g = Pm(1)),\n"
            "  N = M points (default 1000), best of R rounds (default 5) of C calls (default: about\n"
-           "  2e9 / N^2); FORMULA defaults to Sum_Reduction(Exp(-SqDist(x,y)*g)*b,0)\n",
+           "  2e9 / N^2); FORMULA defaults to Sum_Reduction(Exp(-SqDist(x,y)*g)*b,0); --grad: the\n"
+           "  time of its gradients in x and b instead (one joint plan, kp_plan_exec_joint)\n",
            prog);
 }
 
 typedef struct bench {
-    kp_plan *plan;
-    kp_array args[4], out, out_idx;
-    int has_out, has_idx;
+    kp_plan *plan;     /* the formula's, or (--grad) the joint plan of its gradients in x and b */
+    kp_array args[5];  /* x, y, b, g, and (--grad) the incoming gradient */
+    kp_array out, out_idx, grads[2];
+    int has_out, has_idx, grad;
     kp_exec_options opt;
 } bench;
 
 static kp_status call(bench *B) {
+    if (B->grad) return kp_plan_exec_joint(B->plan, B->args, 5, B->grads, 2, &B->opt);
     return kp_plan_exec(B->plan, B->args, 4, B->has_out ? &B->out : NULL, B->has_idx ? &B->out_idx : NULL, &B->opt);
+}
+
+/* B->plan: the joint plan of f's gradients in x (position 0) and b (2); their outputs in gx, gb. */
+static kp_status grad_plan(kp_context *ctx, const kp_formula *f, kp_dtype dt, long n, bench *B, void *gx, void *gb) {
+    kp_formula *g[2] = {NULL, NULL};
+    kp_status st = kp_formula_grad(ctx, f, 0, &g[0]);
+    if (st == KP_OK) st = kp_formula_grad(ctx, f, 2, &g[1]);
+    if (st == KP_OK) st = kp_plan_new_joint(ctx, (const kp_formula *const *)g, 2, dt, &B->plan);
+    B->grads[0] = kp_array_2d(gx, dt, n, 3);
+    B->grads[1] = kp_array_2d(gb, dt, n, 1);
+    kp_formula_free(g[0]);
+    kp_formula_free(g[1]);
+    return st;
 }
 
 int main(int argc, char **argv) {
     long n = 1000, calls = 0;
-    int threads = 1, rounds = 5;
+    int threads = 1, rounds = 5, grad = 0;
     kp_dtype dt = KP_FLOAT32;
     const char *text = "Sum_Reduction(Exp(-SqDist(x,y)*g)*b,0)";
     for (int a = 1; a < argc; a++) {
@@ -64,6 +82,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[a], "--threads") && a + 1 < argc) threads = atoi(argv[++a]);
         else if (!strcmp(argv[a], "--calls") && a + 1 < argc) calls = atol(argv[++a]);
         else if (!strcmp(argv[a], "--rounds") && a + 1 < argc) rounds = atoi(argv[++a]);
+        else if (!strcmp(argv[a], "--grad")) grad = 1;
         else if (argv[a][0] != '-') text = argv[a];
         else return usage(argv[0]), 2;
     }
@@ -76,10 +95,13 @@ int main(int argc, char **argv) {
     if (kp_formula_parse(ctx, text, aliases, 4, &f) != KP_OK)
         return fprintf(stderr, "kp_bench_formula: %s\n", kp_context_message(ctx)), 1;
     int od = kp_formula_out_dim(f), oi = kp_formula_out_index_dim(f);
+    if (grad && (od < 1 || oi > 0))
+        return fprintf(stderr, "kp_bench_formula: --grad needs a reduction with values only\n"), 2;
     char *x = malloc((size_t)n * 3 * es), *y = malloc((size_t)n * 3 * es), *b = malloc((size_t)n * es);
     char *out = malloc((size_t)n * (size_t)(od > 0 ? od : 1) * es), g[8];
+    char *e = malloc((size_t)n * (size_t)(od > 0 ? od : 1) * es), *gx = malloc((size_t)n * 3 * es), *gb = malloc((size_t)n * es);
     int64_t *idx = malloc((size_t)n * (size_t)(oi > 0 ? oi : 1) * sizeof(int64_t));
-    if (!x || !y || !b || !out || !idx) return fprintf(stderr, "kp_bench_formula: out of memory\n"), 1;
+    if (!x || !y || !b || !out || !idx || !e || !gx || !gb) return fprintf(stderr, "kp_bench_formula: out of memory\n"), 1;
     srand(1);
     for (long i = 0; i < 3 * n; i++) {
         double u = rand() / (double)RAND_MAX, v = rand() / (double)RAND_MAX;
@@ -89,13 +111,19 @@ int main(int argc, char **argv) {
     for (long i = 0; i < n; i++)
         if (dt == KP_FLOAT64) ((double *)b)[i] = 1;
         else ((float *)b)[i] = 1;
+    for (long i = 0; i < n * (od > 0 ? od : 1); i++)
+        if (dt == KP_FLOAT64) ((double *)e)[i] = 1;
+        else ((float *)e)[i] = 1;
     if (dt == KP_FLOAT64) *(double *)g = 2;
     else *(float *)g = 2;
-    bench B = {NULL, {kp_array_2d(x, dt, n, 3), kp_array_2d(y, dt, n, 3), kp_array_2d(b, dt, n, 1), kp_array_1d(g, dt, 1)},
-               kp_array_2d(out, dt, n, od > 0 ? od : 1), kp_array_2d(idx, KP_INT64, n, oi > 0 ? oi : 1), od > 0, oi > 0,
-               KP_EXEC_OPTIONS_DEFAULT};
+    bench B = {NULL,
+               {kp_array_2d(x, dt, n, 3), kp_array_2d(y, dt, n, 3), kp_array_2d(b, dt, n, 1), kp_array_1d(g, dt, 1),
+                kp_array_2d(e, dt, n, od > 0 ? od : 1)},
+               kp_array_2d(out, dt, n, od > 0 ? od : 1), kp_array_2d(idx, KP_INT64, n, oi > 0 ? oi : 1),
+               {{0}},
+               od > 0, oi > 0, grad, KP_EXEC_OPTIONS_DEFAULT};
     B.opt.num_threads = threads;
-    if (kp_plan_new(ctx, f, dt, &B.plan) != KP_OK)
+    if ((grad ? grad_plan(ctx, f, dt, n, &B, gx, gb) : kp_plan_new(ctx, f, dt, &B.plan)) != KP_OK)
         return fprintf(stderr, "kp_bench_formula: %s\n", kp_context_message(ctx)), 1;
     for (int i = 0; i < 20; i++)
         if (call(&B) != KP_OK) return fprintf(stderr, "kp_bench_formula: %s\n", kp_context_message(ctx)), 1;
@@ -108,12 +136,12 @@ int main(int argc, char **argv) {
         t = (now_s() - t) / (double)calls;
         if (t < best) best = t;
     }
-    printf("%s, N = M = %ld, %s, %d thread%s: %.1f us per call, %.3g pairs/s\n", text, n,
+    printf("%s%s, N = M = %ld, %s, %d thread%s: %.1f us per call, %.3g pairs/s\n", grad ? "gradients in x and b of " : "", text, n,
            dt == KP_FLOAT64 ? "float64" : "float32", threads, threads > 1 ? "s" : "", best * 1e6,
            (double)n * (double)n / best);
     kp_plan_free(B.plan);
     kp_formula_free(f);
     kp_context_free(ctx);
-    free(x), free(y), free(b), free(out), free(idx);
+    free(x), free(y), free(b), free(out), free(idx), free(e), free(gx), free(gb);
     return 0;
 }
