@@ -209,9 +209,11 @@ if torch is not None:
                 for i in range(nparts):
                     part = joint[i * len(joint) // nparts : (i + 1) * len(joint) // nparts]
                     keys = tuple(gnode.key for _, gnode, _ in part)
-                    jnode = _JointNode(keys, node.nx, node.ny, node.scheme, node.ranges)
-                    outs = (_call.run_joint(_lib.joint(keys), gargs, node.nx, node.ny, node.scheme, node.ranges)
-                            if _untracked() else _function_apply(_KpJointFunction, jnode, *gargs))
+                    if _untracked():
+                        outs = _call.run_joint(_lib.joint(keys), gargs, node.nx, node.ny, node.scheme, node.ranges)
+                    else:
+                        jnode = _JointNode(keys, node.nx, node.ny, node.scheme, node.ranges)
+                        outs = _function_apply(_KpJointFunction, jnode, *gargs)
                     for (k, _, _), gk in zip(part, outs):
                         grads[k] = _fit_grad(gk, args[k], f.args[k].cat)
             else:
