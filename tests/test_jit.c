@@ -766,6 +766,81 @@ static void test_exp_signs(void **state) {
     free(d);
 }
 
+/* A parameter scalar is the same in every row: where it lacks the sign the
+ * kernel's exps take for granted, the call takes the kernel compiled without
+ * the analysis (cpu/engine.c) rather than sending every row to the
+ * interpreter. Every row then has the clamped exp's bits, whatever the sign,
+ * and some of them differ from the interpreter's (so the test sees which
+ * path ran); in a joint plan too. */
+static void test_exp_signs_uniform(void **state) {
+    (void)state;
+    enum { NI = 45, NJ = 1037, NVAL = 10 };
+    static const char *texts[] = {
+        "Sum_Reduction(Exp(-SqDist(x,y)*h)*b, 1)",
+        "Sum_Reduction(Exp(SqDist(x,y)*h)*b, 1)",
+        "Sum_Reduction(Exp(-SqDist(x,y)/h)*b, 1)",
+        "Sum_Reduction(Exp(-SqDist(x,y)*h*2)*b, 1)",
+    };
+    const double vals[NVAL] = {2, -3, 0.5, -0.5, 7, -7, 0.0, -0.0, NAN, -40};
+    const char *al[] = {"x = Vi(3)", "y = Vj(3)", "h = Pm(1)", "b = Vj(1)"};
+    double x[NI * 3], y[NJ * 3], h, b[NJ], ref[NI], got[NI], plain[NI];
+    kpt_rng rng;
+    kpt_rng_seed(&rng, 23);
+    kpt_fill_uniform(&rng, x, NI * 3, 0, 1);
+    kpt_fill_uniform(&rng, y, NJ * 3, 0, 1);
+    kpt_fill_uniform(&rng, b, NJ, -1, 1);
+    kpt_arg args[4] = {{x, NI, 3}, {y, NJ, 3}, {&h, -1, 1}, {b, NJ, 1}};
+    kp_context *ctx = NULL;
+    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    for (int t = 0; t < 2; t++) {
+        kp_dtype dt = t ? KP_FLOAT64 : KP_FLOAT32;
+        int seen = 0; /* rows whose interpreter bits differ from the clamped kernel's */
+        for (size_t f = 0; f < sizeof texts / sizeof *texts; f++)
+            for (int v = 0; v < NVAL; v++) {
+                h = vals[v];
+                mode("off");
+                KPT_ASSERT_OK(ctx, kpt_run(ctx, KPT_VIA_PLAN, texts[f], al, 4, dt, args, 4, NI, 1, ref, 0, NULL, NULL));
+                mode("require");
+                kp__jit_no_exp_signs = 1;
+                KPT_ASSERT_OK(ctx, kpt_run(ctx, KPT_VIA_PLAN, texts[f], al, 4, dt, args, 4, NI, 1, plain, 0, NULL, NULL));
+                kp__jit_no_exp_signs = 0;
+                KPT_ASSERT_OK(ctx, kpt_run(ctx, KPT_VIA_PLAN, texts[f], al, 4, dt, args, 4, NI, 1, got, 0, NULL, NULL));
+                for (int i = 0; i < NI; i++) {
+                    if (memcmp(&got[i], &plain[i], sizeof got[i]) != 0)
+                        fail_msg("%s (%s), h = %g, row %d: %.17g, the clamped exp's kernel gives %.17g", texts[f],
+                                 kpt_dtype_name(dt), h, i, got[i], plain[i]);
+                    seen += memcmp(&ref[i], &plain[i], sizeof ref[i]) != 0;
+                }
+            }
+        assert_true(seen > 0);
+    }
+    /* A joint plan (gradients in x and b) of a positive scalar where the
+     * kernel's exp wants a negative one. */
+    jdata *d = jdata_new();
+    d->g = 0.75;
+    static const char *grads[] = {"Sum_Reduction(Grad(Exp(SqDist(x,y)*g)*b, x, e), 1)",
+                                  "Sum_Reduction(Grad(Exp(SqDist(x,y)*g)*b, b, e), 0)"};
+    for (int t = 0; t < 2; t++) {
+        kp_dtype dt = t ? KP_FLOAT64 : KP_FLOAT32;
+        double *interp[2], *want[2], *have[2];
+        size_t count[2];
+        mode("off");
+        KPT_ASSERT_OK(ctx, run_joint(ctx, grads, 2, dt, d, interp, count));
+        mode("require");
+        kp__jit_no_exp_signs = 1;
+        KPT_ASSERT_OK(ctx, run_joint(ctx, grads, 2, dt, d, want, count));
+        kp__jit_no_exp_signs = 0;
+        KPT_ASSERT_OK(ctx, run_joint(ctx, grads, 2, dt, d, have, count));
+        check_joint(grads, 2, have, want, count, -1);
+        assert_true(memcmp(interp[0], want[0], count[0] * sizeof(double)) != 0);
+        free_outputs(interp, 2);
+        free_outputs(want, 2);
+        free_outputs(have, 2);
+    }
+    kp_context_free(ctx);
+    free(d);
+}
+
 /* Background mode: the first joint call runs on the interpreter (bits of
  * KP_JIT=off) while its kernel compiles; the kernel then serves the calls. */
 static void test_joint_background(void **state) {
@@ -870,6 +945,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_divisor_without_reciprocal),
         cmocka_unit_test(test_joint_divisor_without_reciprocal),
         cmocka_unit_test(test_exp_signs),
+        cmocka_unit_test(test_exp_signs_uniform),
         cmocka_unit_test(test_background),
         cmocka_unit_test(test_fallback),
         cmocka_unit_test(test_joint_matches_interpreter),

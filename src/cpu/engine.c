@@ -134,12 +134,30 @@ static kp_jit_mode jit_mode_of(const kp_job *job, const kp_cpu_kernels *K) {
     return KP_JIT_TILES;
 }
 
+/* Whether every sign jk's exps take for granted (jit.h row_neg, row_pos) is
+ * that of a ROW scalar that is the same in every row of a batch. */
+static int signs_are_uniform(const kp_jit_kernel *jk) {
+    uint64_t signs = jk->row_neg | jk->row_pos;
+    return signs && !(signs & ~jk->row_uniform);
+}
+
+const kp_jit_kernel *kp__cpu_jit_kernel(kp_context *ctx, const kp_job *job, const kp_cpu_kernels *K, kp_jit_mode mode,
+                                        double pairs, int *failed) {
+    int vec_bytes = kp__cpu_vec_bytes(K);
+    const kp_jit_kernel *jk = kp__jit_kernel(ctx, job->prog, job->dtype, K->tile, vec_bytes, mode, 1, pairs, failed);
+    /* A scalar of the other sign in every row (a Gaussian written with a
+     * negative width factor, an Exp(+g * SqDist)) would send every row to the
+     * interpreter: the kernel without the analysis runs them all. */
+    if (jk && signs_are_uniform(jk) && !K->uniform_rows_fit(job, jk))
+        jk = kp__jit_kernel(ctx, job->prog, job->dtype, K->tile, vec_bytes, mode, 0, pairs, failed);
+    return jk;
+}
+
 /* The compiled kernel for job (jit/jit.h), or NULL for the interpreter. */
 static const kp_jit_kernel *compiled_kernel(kp_context *ctx, const kp_job *job, const kp_cpu_kernels *K, int *failed) {
-    const kp_program *prog = job->prog;
-    if (prog->exact) return NULL; /* its terms go one by one into the interpreter's exact accumulators */
+    if (job->prog->exact) return NULL; /* its terms go one by one into the interpreter's exact accumulators */
     double pairs = (double)job->nbatch * (double)job->nrows * (double)job->ncols;
-    return kp__jit_kernel(ctx, prog, job->dtype, K->tile, kp__cpu_vec_bytes(K), jit_mode_of(job, K), pairs, failed);
+    return kp__cpu_jit_kernel(ctx, job, K, jit_mode_of(job, K), pairs, failed);
 }
 
 kp_status kp__cpu_attach_kernel(kp_context *ctx, const kp_job **job, kp_job *copy) {

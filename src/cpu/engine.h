@@ -14,6 +14,7 @@
 #ifndef KP_CPU_ENGINE_H
 #define KP_CPU_ENGINE_H
 
+#include "jit/jit.h"
 #include "plan/engine.h"
 
 /* The progress of one run (kp_progress_fn): blocks done, calls paced from
@@ -99,7 +100,18 @@ typedef struct kp_cpu_kernels {
      * reals, ntiles = ceil(ncols / tile). process and joint_rows then read the
      * tiles there instead of computing them for every block of rows. */
     void (*col_tile)(const kp_job *job, int64_t b, int64_t t, void *cache, void *scratch);
+    /* Whether the first row of every batch fits the compiled kernel jk
+     * (kernel_impl.h row_fits_kernel): for kernels whose checks read ROW
+     * values that are the same in every row of a batch (jit.h row_uniform). */
+    int (*uniform_rows_fit)(const kp_job *job, const kp_jit_kernel *jk);
 } kp_cpu_kernels;
+
+/* The compiled kernel (jit/jit.h) that serves job on K in mode, or NULL for
+ * the interpreter; kp__jit_kernel's pairs and failed. Where the kernel's
+ * exps take signs for granted that the rows' uniform scalars lack, the
+ * kernel compiled without that analysis. */
+const kp_jit_kernel *kp__cpu_jit_kernel(kp_context *ctx, const kp_job *job, const kp_cpu_kernels *K, kp_jit_mode mode,
+                                        double pairs, int *failed);
 
 /* The COL tiles of a whole run (job->engine_cache; kp_cpu_kernels.col_tile
  * fills tile t of batch b), when row_blocks blocks of rows would each compute

@@ -50,8 +50,7 @@ static kp_status attach_joint_kernel(kp_context *ctx, kp_cpu_joint_job *jj, cons
     if (job->dtype == KP_FLOAT32 && job->scheme == KP_SUM_KAHAN) return KP_OK;
     int failed = 0;
     double pairs = (double)job->nrows * (double)job->ncols;
-    jj->job.engine_kernel =
-        kp__jit_kernel(ctx, job->prog, job->dtype, K->tile, kp__cpu_vec_bytes(K), KP_JIT_JOINT, pairs, &failed);
+    jj->job.engine_kernel = kp__cpu_jit_kernel(ctx, job, K, KP_JIT_JOINT, pairs, &failed);
     return failed ? KP_ERR_INTERNAL : KP_OK;
 }
 

@@ -276,6 +276,27 @@ static int block_has_unfit_rows(const kp_jit_kernel *K, const REAL *rowbuf, int 
     return 0;
 }
 
+/* kp_cpu_kernels.uniform_rows_fit: row 0's ROW values of each batch, checked
+ * (the checked components hold the same value in all rows of a batch). Where
+ * the values do not fit a small buffer and none can be had, answers 0: the
+ * caller then takes the kernel that runs every row. */
+static int uniform_rows_fit(const kp_job *job, const kp_jit_kernel *jk) {
+    const kp_program *prog = job->prog;
+    size_t reals = rowbuf_reals(prog) + (size_t)KP_ROW_BLOCK * (size_t)(prog->row_size + 1);
+    REAL small[2048];
+    REAL *rowv = reals <= sizeof small / sizeof *small ? small : malloc(reals * sizeof(REAL));
+    if (!rowv) return 0;
+    int fits = 1;
+    for (int64_t b = 0; fits && b < job->nbatch; b++) {
+        batch_ptrs bp;
+        batch_pointers(job, b, &bp);
+        run_row_block(job, &bp, 0, 1, rowv);
+        fits = row_fits_kernel(jk, rowv);
+    }
+    if (rowv != small) free(rowv);
+    return fits;
+}
+
 static void jit_tile(const block_ctx *c, int64_t j0, const int64_t *jmap, int len, int ra, int rb) {
     const kp_jit_kernel *K = c->jit;
     const kp_program *prog = c->job->prog;
@@ -498,6 +519,12 @@ static void col_tile_ftz(const kp_job *job, int64_t b, int64_t t, void *cache, v
     col_tile(job, b, t, cache, scratch);
     kp__ftz_leave(env);
 }
+static int uniform_rows_fit_ftz(const kp_job *job, const kp_jit_kernel *jk) {
+    kp_fpenv env = kp__ftz_enter();
+    int fits = uniform_rows_fit(job, jk);
+    kp__ftz_leave(env);
+    return fits;
+}
 static void states_finalize_ftz(const kp_job *job, int64_t b, int64_t r0, int64_t r1, const void *sreal,
                                 const int64_t *sidx, void *scratch) {
     kp_fpenv env = kp__ftz_enter();
@@ -512,4 +539,5 @@ static void states_finalize_ftz(const kp_job *job, int64_t b, int64_t r0, int64_
 const kp_cpu_kernels KP_KERNELS_NAME = {
     sizeof(REAL),          TILE,                  state_size, KP__ENTRY(process), KP__ENTRY(merge_finalize),
     scratch_size,          KP__ENTRY(joint_rows), KP__ENTRY(joint_cols), joint_scratch_size,
-    states_init,           KP__ENTRY(states_merge), KP__ENTRY(states_finalize), KP__ENTRY(col_tile)};
+    states_init,           KP__ENTRY(states_merge), KP__ENTRY(states_finalize), KP__ENTRY(col_tile),
+    KP__ENTRY(uniform_rows_fit)};

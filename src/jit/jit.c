@@ -205,7 +205,7 @@ static void init_disk_cache(void) {
     char llvm_id[4200] = "", kp_id[4200] = "", format[64];
     void *llvm_fn, *kp_fn;
     memcpy(&llvm_fn, &kp__llvm.LLVMRunPasses, sizeof llvm_fn); /* function pointers are not void *: their bits */
-    const kp_jit_kernel *(*self)(kp_context *, const kp_program *, kp_dtype, int, int, kp_jit_mode, double, int *) =
+    const kp_jit_kernel *(*self)(kp_context *, const kp_program *, kp_dtype, int, int, kp_jit_mode, int, double, int *) =
         kp__jit_kernel;
     memcpy(&kp_fn, &self, sizeof kp_fn);
     int identified = binary_identity(llvm_fn, llvm_id, sizeof llvm_id) && binary_identity(kp_fn, kp_id, sizeof kp_id);
@@ -763,7 +763,8 @@ static void exp_signs(const kp_program *prog, kp_jit_spec *s) {
 }
 
 /* The kernel's description for prog (the joint terms for KP_JIT_JOINT). */
-static kp_jit_spec spec_of(const kp_program *prog, kp_dtype dtype, int tile, int vec_bytes, kp_jit_mode mode) {
+static kp_jit_spec spec_of(const kp_program *prog, kp_dtype dtype, int tile, int vec_bytes, kp_jit_mode mode,
+                          int signs) {
     kp_jit_spec s;
     memset(&s, 0, sizeof s);
     s.f32 = dtype == KP_FLOAT32;
@@ -775,7 +776,7 @@ static kp_jit_spec spec_of(const kp_program *prog, kp_dtype dtype, int tile, int
     s.pair_size = prog->pair_size;
     s.row_uniform = row_uniform(prog);
     s.row_divisors = row_divisors(prog);
-    exp_signs(prog, &s);
+    if (signs) exp_signs(prog, &s);
     s.n = prog->pair.n;
     s.code = prog->pair.code;
     if (mode == KP_JIT_JOINT) {
@@ -802,11 +803,11 @@ static double threshold(void) {
 }
 
 const kp_jit_kernel *kp__jit_kernel(kp_context *ctx, const kp_program *prog, kp_dtype dtype, int tile, int vec_bytes,
-                                    kp_jit_mode mode, double pairs, int *failed) {
+                                    kp_jit_mode mode, int signs, double pairs, int *failed) {
     jit_mode m = env_mode();
     if (m == MODE_OFF || prog->pair.n == 0 || (dtype != KP_FLOAT32 && dtype != KP_FLOAT64)) return NULL;
     if (m == MODE_BACKGROUND) guard_if_idle();
-    kp_jit_spec s = spec_of(prog, dtype, tile, vec_bytes, mode);
+    kp_jit_spec s = spec_of(prog, dtype, tile, vec_bytes, mode, signs);
     int64_t stack_key[KEY_HEAD + KEY_PER_INSTR * 32];
     size_t cap = KEY_HEAD + KEY_PER_INSTR * (size_t)s.n;
     int64_t *k = cap <= sizeof stack_key / sizeof *stack_key ? stack_key : malloc(cap * sizeof *k);

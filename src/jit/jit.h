@@ -87,7 +87,9 @@ typedef struct kp_jit_kernel {
      * AVX-512 exp without its clamps, jit.c exp_signs) because ROW component
      * c (c < 64), a factor or divisor of it, has its sign bit set (row_neg)
      * or clear (row_pos), or is NaN. Rows where it does not hold run on the
-     * interpreter (cpu/kernel_impl.h, row_fits_kernel). */
+     * interpreter (cpu/kernel_impl.h, row_fits_kernel); where the scalar is
+     * the same in every row and lacks the sign, callers take the kernel
+     * compiled without the analysis instead (cpu/engine.c). */
     uint64_t row_neg, row_pos;
     /* Bit c: ROW component c (c < 64) is the same in every row (a parameter's
      * or a constant's): the checks above read it in one row only. */
@@ -99,10 +101,13 @@ typedef struct kp_jit_kernel {
  * vector width (bytes: 16, 32, 64), in mode (KP_JIT_JOINT for a joint
  * program, the others for an ordinary one), or NULL when the interpreter
  * must run (KP_JIT off or absent, not compiled yet, or compile failed).
+ * signs: whether its exps may take the signs of ROW scalars for granted
+ * (row_neg, row_pos); 0 for the kernel that runs every row, which callers
+ * ask for when they know the rows lack those signs (cpu/engine.c).
  * pairs: what the call reduces, counted towards the background threshold.
  * In "require" mode a failed compile sets *failed and its message in ctx. */
 const kp_jit_kernel *kp__jit_kernel(kp_context *ctx, const kp_program *prog, kp_dtype dtype, int tile, int vec_bytes,
-                                    kp_jit_mode mode, double pairs, int *failed);
+                                    kp_jit_mode mode, int signs, double pairs, int *failed);
 
 /* Process-wide counters (tests, measurements): kernels made ready, compiled
  * or loaded from the disk cache (disk_hits: of them, loaded; joint, lse: of

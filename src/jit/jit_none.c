@@ -4,8 +4,8 @@
 #include "jit/jit.h"
 
 const kp_jit_kernel *kp__jit_kernel(kp_context *ctx, const kp_program *prog, kp_dtype dtype, int tile, int vec_bytes,
-                                    kp_jit_mode mode, double pairs, int *failed) {
-    (void)ctx, (void)prog, (void)dtype, (void)tile, (void)vec_bytes, (void)mode, (void)pairs, (void)failed;
+                                    kp_jit_mode mode, int signs, double pairs, int *failed) {
+    (void)ctx, (void)prog, (void)dtype, (void)tile, (void)vec_bytes, (void)mode, (void)signs, (void)pairs, (void)failed;
     return NULL;
 }
 
