@@ -114,8 +114,11 @@ static void run_block(const void *user, int64_t blk, int64_t b, int64_t r0, int6
 /* The kernel mode for job: a Sum fused into the kernel (KP_JIT_SUM), and a
  * LogSumExp or SumSoftMaxWeight (KP_JIT_LSE), unless their float32 tiles need
  * lane-by-lane Kahan sums, a LogSumExp state outgrows the registers
- * (KP_JIT_LSE_MAX_STATE) or the tile results outgrow the tile scratch (2 *
- * tile reals); everything else gets F from the kernel (KP_JIT_TILES). */
+ * (KP_JIT_LSE_MAX_STATE), the tile results outgrow the tile scratch (2 *
+ * tile reals) or what the LogSumExp's first pass keeps outgrows the pair
+ * buffer it goes to ((pair_size + 1) * tile * KP_JIT_MAX_ROWS reals,
+ * kernel_impl.h; jit.h kp__jit_lse_stored); everything else gets F from the
+ * kernel (KP_JIT_TILES). */
 static kp_jit_mode jit_mode_of(const kp_job *job, const kp_cpu_kernels *K) {
     const kp_program *prog = job->prog;
     if (job->dtype == KP_FLOAT32 && job->scheme == KP_SUM_KAHAN) return KP_JIT_TILES;
@@ -126,7 +129,9 @@ static kp_jit_mode jit_mode_of(const kp_job *job, const kp_cpu_kernels *K) {
     case KP_FAMILY_LOGSUMEXP:
     case KP_FAMILY_SOFTMAX:
         return kp__jit_lse_state(prog->fdim, prog->red_g.dim) <= KP_JIT_LSE_MAX_STATE &&
-                       nreal * KP_JIT_MAX_ROWS <= 2 * K->tile
+                       nreal * KP_JIT_MAX_ROWS <= 2 * K->tile &&
+                       2 + KP_JIT_MAX_ROWS * kp__jit_lse_stored(prog->red_f, prog->fdim, prog->red_g) <=
+                           (prog->pair_size + 1) * KP_JIT_MAX_ROWS
                    ? KP_JIT_LSE
                    : KP_JIT_TILES;
     case KP_FAMILY_SELECT: return KP_JIT_TILES;

@@ -302,33 +302,40 @@ static void jit_tile(const block_ctx *c, int64_t j0, const int64_t *jmap, int le
     const kp_program *prog = c->job->prog;
     size_t pstride = (size_t)(prog->pair_size + 1) * TILE;
     int D = prog->fdim, compensate = !(KP_REAL_F32 && c->job->scheme == KP_SUM_PLAIN);
+    /* Sums to tmp; tile states (LogSumExp, with its first pass's values) and
+     * F for the interpreter's monoid to the pair buffer (jit.h). */
+    REAL *out = K->mode == KP_JIT_SUM ? c->tmp : c->pairbuf;
     for (int r = ra; r < rb; r += K->rows) {
-        int n = rb - r < K->rows ? rb - r : K->rows;
-        K->fn(c->rowbuf + (size_t)r * (size_t)c->rs, c->colbuf, K->mode == KP_JIT_TILES ? c->pairbuf : c->tmp, len);
+        int n = rb - r < K->rows ? rb - r : K->rows, unfit = 0;
+        K->fn(c->rowbuf + (size_t)r * (size_t)c->rs, c->colbuf, out, len);
         for (int q = 0; q < n; q++) {
             REAL *st = c->partial + (size_t)(r + q) * (size_t)c->nreal;
             /* Each row alone decides (not its neighbours in the call), so a
              * row's path does not depend on how rows are grouped. */
             if (c->divide && !row_fits_kernel(K, c->rowbuf + (size_t)(r + q) * (size_t)c->rs)) {
-                interpreted_rows(c, j0, jmap, len, r + q, r + q + 1);
+                unfit |= 1 << q;
                 continue;
             }
             if (K->mode == KP_JIT_LSE) {
-                state_merge(prog, st, NULL, c->tmp + (size_t)q * (size_t)c->nreal, NULL);
+                state_merge(prog, st, NULL, out + (size_t)q * (size_t)c->nreal, NULL);
                 continue;
             }
             if (K->mode == KP_JIT_SUM) {
                 for (int d = 0; d < D; d++) {
-                    if (compensate) kahan_add(&st[d], &st[D + d], c->tmp[q * D + d]);
-                    else st[d] += c->tmp[q * D + d];
+                    if (compensate) kahan_add(&st[d], &st[D + d], out[q * D + d]);
+                    else st[d] += out[q * D + d];
                 }
                 continue;
             }
-            const REAL *pb = c->pairbuf + (size_t)q * pstride;
+            const REAL *pb = out + (size_t)q * pstride;
             state_accumulate(prog, c->job->scheme, st, c->partial_idx + (size_t)(r + q) * (size_t)c->nidx,
                              jit_input(prog->red_f, c->colbuf, pb), jit_input(prog->red_f2, c->colbuf, pb),
                              jit_input(prog->red_g, c->colbuf, pb), len, j0, jmap, c->tmp);
         }
+        /* After the kernel's results are read: the interpreter's pair program
+         * and monoid write the pair buffer and tmp. */
+        for (int q = 0; q < n; q++)
+            if (unfit >> q & 1) interpreted_rows(c, j0, jmap, len, r + q, r + q + 1);
     }
 }
 

@@ -636,11 +636,11 @@ static jit_mode env_mode(void) {
  * that the accumulators (KP_JIT_SUM, KP_JIT_JOINT) stay in registers. */
 static int rows_for(const kp_jit_spec *s) {
     if (s->mode == KP_JIT_TILES) return 4;
-    /* KP_JIT_LSE: one row. Its exp dominates and only the max and the sums
-     * carry over from step to step, so steps already overlap; more rows only
-     * added register spills (2 and 4 rows: as fast or up to 15% slower, 3
-     * rows 40% slower, float64 on AVX-512). */
-    if (s->mode == KP_JIT_LSE) return kp__jit_lse_rows >= 1 && kp__jit_lse_rows <= KP_JIT_MAX_ROWS ? kp__jit_lse_rows : 1;
+    /* KP_JIT_LSE: two rows share the first pass's COL loads.
+     * kp_bench_formula --threads 1 --n 3000 'LogSumExp_Reduction(-SqDist(x,y)*g,0)',
+     * 1 / 2 / 4 rows: float32 2709 / 2465 / 2459 us (AVX2: 3961 / 3854 /
+     * 3932), float64 6348 / 5816 / 5675 us (AVX2: 9995 / 9368 / 9275). */
+    if (s->mode == KP_JIT_LSE) return kp__jit_lse_rows >= 1 && kp__jit_lse_rows <= KP_JIT_MAX_ROWS ? kp__jit_lse_rows : 2;
     int acc = s->mode == KP_JIT_JOINT ? s->rowdim + s->coldim : s->fdim;
     int r = 16 / (acc > 0 ? acc : 1);
     /* Fewer rows for float32 Sum kernels: the AVX-512 exp's constants and

@@ -65,6 +65,14 @@ typedef enum { KP_JIT_SUM = 0, KP_JIT_TILES = 1, KP_JIT_JOINT = 2, KP_JIT_LSE = 
  * in registers; wider reductions take KP_JIT_TILES. */
 #define KP_JIT_LSE_MAX_STATE 16
 static inline int kp__jit_lse_state(int fdim, int gdim) { return gdim ? 2 + gdim : 2 * fdim; }
+/* KP_JIT_LSE kernels take two passes over their tile: the first keeps, per
+ * row, F's components (when F is a PAIR value) then G's (when G is one) for
+ * the second, tile reals each, from out + 2 * tile; the rows' tile states go
+ * to out[0, 2 * tile). So out holds (2 + rows * kp__jit_lse_stored) * tile
+ * reals. */
+static inline int kp__jit_lse_stored(kp_operand f, int fdim, kp_operand g) {
+    return (f.loc == KP_LOC_PAIR ? fdim : 0) + (g.loc == KP_LOC_PAIR ? g.dim : 0);
+}
 
 typedef void (*kp_jit_fn)(const void *rowv, const void *colbuf, void *out, int64_t len);
 /* KP_JIT_JOINT: nrows (1 to rows) rows are real; the others' row sums are
@@ -127,7 +135,7 @@ int kp__jit_built(void);
  * compile fails with a message, as a refused target or an LLVM error would. */
 extern int kp__jit_fail_compiles;
 /* Test control: while 1 to KP_JIT_MAX_ROWS, KP_JIT_LSE kernels compiled
- * take that many rows per call (default 1), so that tests reach a block's
+ * take that many rows per call (default 2), so that tests reach a block's
  * last, shorter call. */
 extern int kp__jit_lse_rows;
 /* Test control: while nonzero, kernels compiled take every exp on the

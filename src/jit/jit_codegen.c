@@ -11,7 +11,8 @@
  * scalar definition lane by lane (formula/scalar_eval.h). The O3 pipeline
  * inlines all of it. A joint kernel (KP_JIT_JOINT) runs the same pair
  * program and feeds a joint program's Sum terms from it (joint_step); a
- * KP_JIT_LSE kernel folds F (and G) into online LogSumExp states (lse_update).
+ * KP_JIT_LSE kernel takes two passes over the tile, the lanes' maxima of F,
+ * then the sums of exp(F - max) (lse_two_passes).
  */
 #include <math.h>
 #include <stddef.h>
@@ -35,6 +36,7 @@ typedef struct gen {
     LLVMValueRef *rowval; /* rows * row_size splats (NULL: unused) */
     LLVMValueRef *colval; /* col_size: this step's loads */
     LLVMValueRef *pv;     /* pair_size: the current row's values */
+    LLVMValueRef *lse_m;  /* KP_JIT_LSE's second pass: rows * fdim lane maxima */
     LLVMValueRef k;       /* first lane of the step (i64) */
     int r;                /* current row */
     int failed;
@@ -436,46 +438,6 @@ static void joint_step(gen *g, LLVMValueRef *acc, LLVMValueRef mask) {
 
 /* ------------------------------------------ LogSumExp and SumSoftMaxWeight */
 
-/* One pair into a lane's online state st = (m, s, acc[0..nw)) with F = f and
- * weights w: one exp, no branch. With d = f - m and e = exp(-|d|), a new max
- * (f > m) makes s = s * e + 1 and acc = acc * e + w, m = f; otherwise s += e
- * and acc += e * w; both as x * a + b with a, b selected. d is NaN when f and
- * m are the same infinity (or one is NaN): e = 0 then, so a tile of -inf
- * adds nothing. A NaN f becomes the max and stays it (f > NaN is false), as
- * the interpreter's max is NaN once it has met one. Lanes outside mask keep
- * their state. */
-static void lse_update(gen *g, LLVMValueRef *st, LLVMValueRef f, const LLVMValueRef *w, int nw, LLVMValueRef mask) {
-    LLVMValueRef one = splat(g, 1), m = st[0];
-    LLVMValueRef d = kp__llvm.LLVMBuildFSub(g->B, f, m, "");
-    LLVMValueRef e = vexpneg(g, kp__llvm.LLVMBuildFNeg(g->B, call1(g, "llvm.fabs", d), ""));
-    LLVMValueRef up = kp__llvm.LLVMBuildOr(g->B, cmp(g, LLVMRealOGT, f, m), cmp(g, LLVMRealUNO, f, f), "");
-    LLVMValueRef a = sel(g, up, e, one), b = sel(g, up, one, e);
-    LLVMValueRef next[2 + KP_JIT_LSE_MAX_STATE];
-    next[0] = sel(g, up, f, m);
-    next[1] = fmuladd(g, st[1], a, b);
-    for (int k = 0; k < nw; k++) next[2 + k] = fmuladd(g, st[2 + k], a, kp__llvm.LLVMBuildFMul(g->B, b, w[k], ""));
-    for (int k = 0; k < 2 + nw; k++) st[k] = mask ? sel(g, mask, next[k], st[k]) : next[k];
-}
-
-/* The current row's pair values into its states st (kp__jit_lse_state vectors):
- * LogSumExp, (m, s) per component of F; SumSoftMaxWeight, (m, s, acc[dim G]). */
-static void lse_row(gen *g, LLVMValueRef *st, LLVMValueRef mask) {
-    const kp_jit_spec *s = g->s;
-    if (!s->red_g.dim) {
-        for (int d = 0; d < s->fdim; d++) lse_update(g, st + 2 * d, get(g, s->red_f, d), NULL, 0, mask);
-        return;
-    }
-    LLVMValueRef w[KP_JIT_LSE_MAX_STATE];
-    for (int k = 0; k < s->red_g.dim; k++) w[k] = get(g, s->red_g, k);
-    lse_update(g, st, get(g, s->red_f, 0), w, s->red_g.dim, mask);
-}
-
-/* Is acc[i] of a KP_JIT_LSE kernel a max (starting at -inf, the others at 0)? */
-static int lse_is_max(const kp_jit_spec *s, int i) {
-    int at = i % kp__jit_lse_state(s->fdim, s->red_g.dim);
-    return s->red_g.dim ? at == 0 : at % 2 == 0;
-}
-
 /* The lanes of v combined into one scalar: pairwise sums, or the max with
  * NaN winning (max). */
 static LLVMValueRef hreduce(gen *g, LLVMValueRef v, int max) {
@@ -545,9 +507,8 @@ static void lse_store(gen *g, LLVMValueRef *acc) {
 }
 
 /* One step (VL lanes at g->k) of every row: accumulates F (* F2) into acc
- * (KP_JIT_SUM; lanes outside mask add 0), folds F (and G) into the online
- * states in acc (KP_JIT_LSE; lanes outside mask unchanged) or stores the
- * reduction's PAIR inputs (KP_JIT_TILES). */
+ * (KP_JIT_SUM; lanes outside mask add 0) or stores the reduction's PAIR
+ * inputs (KP_JIT_TILES). */
 static void step(gen *g, LLVMValueRef *acc, LLVMValueRef mask) {
     const kp_jit_spec *s = g->s;
     memset(g->colval, 0, (size_t)(s->col_size + 1) * sizeof *g->colval);
@@ -557,10 +518,6 @@ static void step(gen *g, LLVMValueRef *acc, LLVMValueRef mask) {
     }
     for (g->r = 0; g->r < s->rows && !g->failed; g->r++) {
         pair_program(g);
-        if (s->mode == KP_JIT_LSE) {
-            lse_row(g, acc + g->r * kp__jit_lse_state(s->fdim, s->red_g.dim), mask);
-            continue;
-        }
         if (s->mode == KP_JIT_SUM) {
             for (int d = 0; d < s->fdim; d++) {
                 LLVMValueRef *a = &acc[g->r * s->fdim + d], f = get(g, s->red_f, d);
@@ -591,21 +548,23 @@ static void store_sums(gen *g, LLVMValueRef *acc, int n) {
     for (int i = 0; i < n; i++) store_scalar(g, i, hreduce(g, acc[i], 0));
 }
 
-/* The loop over steps: header (phis), body, then (all but KP_JIT_TILES) a masked last step. */
-static void build_loop(gen *g, LLVMBasicBlockRef entry) {
-    const kp_jit_spec *s = g->s;
-    int sums = s->mode != KP_JIT_TILES; /* SUM, JOINT, LSE: full steps, then a masked last one */
-    int nacc = s->mode == KP_JIT_SUM     ? s->rows * s->fdim
-               : s->mode == KP_JIT_JOINT ? s->rows * s->rowdim
-               : s->mode == KP_JIT_LSE   ? s->rows * kp__jit_lse_state(s->fdim, s->red_g.dim)
-                                         : 0;
-    LLVMValueRef *acc = calloc((size_t)nacc + 1, sizeof *acc), *acc0 = calloc((size_t)nacc + 1, sizeof *acc0);
-    LLVMValueRef *phis = calloc((size_t)nacc + 1, sizeof *phis);
-    if (!acc || !acc0 || !phis) {
+typedef void (*step_fn)(gen *g, LLVMValueRef *acc, LLVMValueRef mask);
+
+/* The loop over steps, entered from block pred (which the caller ends with a
+ * branch to the returned header): full steps while k + VL <= len, then a
+ * masked last one (sums), or every step that starts before len, unmasked
+ * (KP_JIT_TILES). The nacc accumulators (vectors of the kernel's type)
+ * start at acc[i] (values available in pred), are carried by phis and hold
+ * their final values on return, with the builder at the end of the loop's
+ * exit block. NULL when out of memory. */
+static LLVMBasicBlockRef build_steps(gen *g, LLVMBasicBlockRef pred, int sums, int nacc, LLVMValueRef *acc, step_fn fn) {
+    LLVMValueRef *init = calloc((size_t)nacc + 1, sizeof *init), *phis = calloc((size_t)nacc + 1, sizeof *phis);
+    if (!init || !phis) {
         fail(g, "out of memory");
-        free(acc), free(acc0), free(phis);
-        return;
+        free(init), free(phis);
+        return NULL;
     }
+    memcpy(init, acc, (size_t)nacc * sizeof *acc);
     LLVMBasicBlockRef head = kp__llvm.LLVMAppendBasicBlockInContext(g->C, g->fn, "head");
     LLVMBasicBlockRef body = kp__llvm.LLVMAppendBasicBlockInContext(g->C, g->fn, "body");
     LLVMBasicBlockRef tail = kp__llvm.LLVMAppendBasicBlockInContext(g->C, g->fn, "tail");
@@ -614,44 +573,178 @@ static void build_loop(gen *g, LLVMBasicBlockRef entry) {
     kp__llvm.LLVMPositionBuilderAtEnd(g->B, head);
     LLVMValueRef kphi = kp__llvm.LLVMBuildPhi(g->B, g->i64, "k");
     for (int i = 0; i < nacc; i++) phis[i] = acc[i] = kp__llvm.LLVMBuildPhi(g->B, g->VT, "");
-    LLVMValueRef vl = kp__llvm.LLVMConstInt(g->i64, (unsigned long long)s->vl, 0);
-    /* SUM: full steps while k + VL <= len; TILES: every step that starts before len. */
+    LLVMValueRef vl = kp__llvm.LLVMConstInt(g->i64, (unsigned long long)g->s->vl, 0);
     LLVMValueRef more = sums ? kp__llvm.LLVMBuildICmp(g->B, LLVMIntSLE, kp__llvm.LLVMBuildAdd(g->B, kphi, vl, ""), g->len, "")
-                                              : kp__llvm.LLVMBuildICmp(g->B, LLVMIntSLT, kphi, g->len, "");
+                             : kp__llvm.LLVMBuildICmp(g->B, LLVMIntSLT, kphi, g->len, "");
     kp__llvm.LLVMBuildCondBr(g->B, more, body, tail);
     kp__llvm.LLVMPositionBuilderAtEnd(g->B, body);
     g->k = kphi;
-    step(g, acc, NULL);
+    fn(g, acc, NULL);
     LLVMValueRef knext = kp__llvm.LLVMBuildAdd(g->B, kphi, vl, "");
     LLVMBasicBlockRef body_end = kp__llvm.LLVMGetInsertBlock(g->B);
     kp__llvm.LLVMBuildBr(g->B, head);
     LLVMValueRef zero64 = kp__llvm.LLVMConstInt(g->i64, 0, 0);
-    kp__llvm.LLVMAddIncoming(kphi, &zero64, &entry, 1);
+    kp__llvm.LLVMAddIncoming(kphi, &zero64, &pred, 1);
     kp__llvm.LLVMAddIncoming(kphi, &knext, &body_end, 1);
-    LLVMValueRef z = splat(g, 0), minf = splat(g, -INFINITY);
     for (int i = 0; i < nacc; i++) {
-        kp__llvm.LLVMAddIncoming(phis[i], s->mode == KP_JIT_LSE && lse_is_max(s, i) ? &minf : &z, &entry, 1);
+        kp__llvm.LLVMAddIncoming(phis[i], &init[i], &pred, 1);
         kp__llvm.LLVMAddIncoming(phis[i], &acc[i], &body_end, 1);
-        acc0[i] = acc[i] = phis[i];
+        acc[i] = phis[i];
     }
     kp__llvm.LLVMPositionBuilderAtEnd(g->B, tail);
     kp__llvm.LLVMBuildCondBr(g->B, sums ? kp__llvm.LLVMBuildICmp(g->B, LLVMIntSLT, kphi, g->len, "") : kp__llvm.LLVMConstInt(kp__llvm.LLVMInt1TypeInContext(g->C), 0, 0), last, done);
     kp__llvm.LLVMPositionBuilderAtEnd(g->B, last);
-    if (sums) step(g, acc, lane_mask(g));
+    g->k = kphi;
+    if (sums) fn(g, acc, lane_mask(g));
     LLVMBasicBlockRef last_end = kp__llvm.LLVMGetInsertBlock(g->B);
     kp__llvm.LLVMBuildBr(g->B, done);
     kp__llvm.LLVMPositionBuilderAtEnd(g->B, done);
     for (int i = 0; i < nacc; i++) {
         LLVMValueRef p = kp__llvm.LLVMBuildPhi(g->B, g->VT, "");
-        kp__llvm.LLVMAddIncoming(p, &acc0[i], &tail, 1);
+        kp__llvm.LLVMAddIncoming(p, &phis[i], &tail, 1);
         kp__llvm.LLVMAddIncoming(p, &acc[i], &last_end, 1);
         acc[i] = p;
     }
-    if (s->mode == KP_JIT_LSE) lse_store(g, acc);
-    else if (sums) store_sums(g, acc, nacc);
+    free(init), free(phis);
+    return head;
+}
+
+/* KP_JIT_LSE's scratch slot c of the current row at the step's lanes: the
+ * PAIR components of F, then of G, kept by the first pass for the second
+ * (jit.h, kp__jit_lse_stored: from out + 2 * tile, tile reals each). */
+static LLVMValueRef lse_slot(gen *g, int c) {
+    const kp_jit_spec *s = g->s;
+    int per_row = kp__jit_lse_stored(s->red_f, s->fdim, s->red_g);
+    unsigned long long at = (unsigned long long)(2 + g->r * per_row + c) * (unsigned long long)s->tile;
+    LLVMValueRef idx = kp__llvm.LLVMBuildAdd(g->B, g->k, kp__llvm.LLVMConstInt(g->i64, at, 0), "");
+    return kp__llvm.LLVMBuildBitCast(g->B, kp__llvm.LLVMBuildGEP2(g->B, g->T, g->out, &idx, 1, ""), g->PVT, "");
+}
+
+static void lse_keep(gen *g, int c, LLVMValueRef v) {
+    kp__llvm.LLVMSetAlignment(kp__llvm.LLVMBuildStore(g->B, v, lse_slot(g, c)), (unsigned)(g->s->f32 ? 4 : 8));
+}
+
+static LLVMValueRef lse_kept(gen *g, int c) {
+    LLVMValueRef ld = kp__llvm.LLVMBuildLoad2(g->B, g->VT, lse_slot(g, c), "");
+    kp__llvm.LLVMSetAlignment(ld, (unsigned)(g->s->f32 ? 4 : 8));
+    return ld;
+}
+
+/* First pass, one step: each row's F (and G) computed, their PAIR components
+ * kept, and per lane and component of F the max (acc[2d]) and a NaN met
+ * (acc[2d + 1]: 0 until F is NaN, then that NaN). Lanes outside mask
+ * unchanged. */
+static void lse_max_step(gen *g, LLVMValueRef *acc, LLVMValueRef mask) {
+    const kp_jit_spec *s = g->s;
+    memset(g->colval, 0, (size_t)(s->col_size + 1) * sizeof *g->colval);
+    for (g->r = 0; g->r < s->rows && !g->failed; g->r++) {
+        pair_program(g);
+        LLVMValueRef *st = acc + 2 * g->r * s->fdim;
+        int c = 0;
+        for (int d = 0; d < s->fdim; d++) {
+            LLVMValueRef f = get(g, s->red_f, d);
+            if (s->red_f.loc == KP_LOC_PAIR) lse_keep(g, c++, f);
+            LLVMValueRef m = sel(g, cmp(g, LLVMRealOGT, f, st[2 * d]), f, st[2 * d]);
+            LLVMValueRef nan = sel(g, cmp(g, LLVMRealUNO, f, f), f, st[2 * d + 1]);
+            st[2 * d] = mask ? sel(g, mask, m, st[2 * d]) : m;
+            st[2 * d + 1] = mask ? sel(g, mask, nan, st[2 * d + 1]) : nan;
+        }
+        for (int k = 0; s->red_g.loc == KP_LOC_PAIR && k < s->red_g.dim; k++) lse_keep(g, c++, get(g, s->red_g, k));
+    }
+}
+
+/* Second pass, one step: with each lane's max m of the first pass (g->lse_m),
+ * s += exp(F - m) per component of F (LogSumExp), or s += e and acc[k] += e
+ * G_k with e = exp(F - m) (SumSoftMaxWeight): acc holds, per row, s per
+ * component, then acc[dim G]. One exp per pair, of an argument <= 0 (or NaN,
+ * where F is NaN or an infinity meets itself: e = 0). Lanes outside mask
+ * unchanged. */
+static void lse_sum_step(gen *g, LLVMValueRef *acc, LLVMValueRef mask) {
+    const kp_jit_spec *s = g->s;
+    int D = s->fdim, DG = s->red_g.dim, per_row = DG ? 1 + DG : D;
+    memset(g->colval, 0, (size_t)(s->col_size + 1) * sizeof *g->colval);
+    for (g->r = 0; g->r < s->rows && !g->failed; g->r++) {
+        LLVMValueRef *st = acc + g->r * per_row;
+        int c = 0;
+        for (int d = 0; d < D; d++) {
+            LLVMValueRef f = s->red_f.loc == KP_LOC_PAIR ? lse_kept(g, c++) : get(g, s->red_f, d);
+            LLVMValueRef e = vexpneg(g, kp__llvm.LLVMBuildFSub(g->B, f, g->lse_m[g->r * D + d], ""));
+            LLVMValueRef sum = kp__llvm.LLVMBuildFAdd(g->B, st[d], e, "");
+            st[d] = mask ? sel(g, mask, sum, st[d]) : sum;
+            for (int k = 0; k < DG; k++) {
+                LLVMValueRef w = s->red_g.loc == KP_LOC_PAIR ? lse_kept(g, c++) : get(g, s->red_g, k);
+                LLVMValueRef a = fmuladd(g, e, w, st[1 + k]);
+                st[1 + k] = mask ? sel(g, mask, a, st[1 + k]) : a;
+            }
+        }
+    }
+}
+
+/* KP_JIT_LSE in two passes over the tile: the lanes' maxima of F first (F
+ * and G kept in the scratch), then the sums of exp(F - max), with no
+ * rescaling and no select per pair; the lanes' states combined and stored as
+ * lse_store says. */
+static void lse_two_passes(gen *g, LLVMBasicBlockRef entry) {
+    const kp_jit_spec *s = g->s;
+    int D = s->fdim, DG = s->red_g.dim, W = kp__jit_lse_state(D, DG), per_row = DG ? 1 + DG : D;
+    int n1 = 2 * s->rows * D, n2 = s->rows * per_row;
+    LLVMValueRef *a1 = calloc((size_t)n1 + 1, sizeof *a1), *a2 = calloc((size_t)n2 + 1, sizeof *a2);
+    LLVMValueRef *m = calloc((size_t)(s->rows * D) + 1, sizeof *m), *st = calloc((size_t)(s->rows * W) + 1, sizeof *st);
+    if (!a1 || !a2 || !m || !st) {
+        fail(g, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < n1; i++) a1[i] = splat(g, i % 2 ? 0 : -INFINITY);
+    LLVMBasicBlockRef head1 = build_steps(g, entry, 1, n1, a1, lse_max_step);
+    if (!head1) goto out;
+    for (int i = 0; i < s->rows * D; i++) /* a NaN met is the lane's max */
+        m[i] = sel(g, cmp(g, LLVMRealUNO, a1[2 * i + 1], a1[2 * i + 1]), a1[2 * i + 1], a1[2 * i]);
+    g->lse_m = m;
+    for (int i = 0; i < n2; i++) a2[i] = splat(g, 0);
+    LLVMBasicBlockRef between = kp__llvm.LLVMGetInsertBlock(g->B);
+    LLVMBasicBlockRef head2 = build_steps(g, between, 1, n2, a2, lse_sum_step);
+    if (!head2) goto out;
+    LLVMBasicBlockRef end = kp__llvm.LLVMGetInsertBlock(g->B);
+    kp__llvm.LLVMPositionBuilderAtEnd(g->B, between);
+    kp__llvm.LLVMBuildBr(g->B, head2);
+    kp__llvm.LLVMPositionBuilderAtEnd(g->B, end);
+    for (int r = 0; r < s->rows; r++) /* lse_store's layout: (m, s) per component, or (m, s, acc[dim G]) */
+        for (int d = 0; d < D; d++) {
+            LLVMValueRef *to = st + r * W + (DG ? 0 : 2 * d), *from = a2 + r * per_row;
+            to[0] = m[r * D + d];
+            to[1] = from[d];
+            for (int k = 0; k < DG; k++) to[2 + k] = from[1 + k];
+        }
+    lse_store(g, st);
     kp__llvm.LLVMBuildRetVoid(g->B);
-    kp__llvm.LLVMBuildBr(g->AB, head); /* last: the entry block took allocas and row values until now */
-    free(acc), free(acc0), free(phis);
+    kp__llvm.LLVMBuildBr(g->AB, head1); /* last: the entry block took allocas and row values until now */
+out:
+    g->lse_m = NULL;
+    free(a1), free(a2), free(m), free(st);
+}
+
+/* The kernel's body after the entry block: its loop(s), the results stored. */
+static void build_loop(gen *g, LLVMBasicBlockRef entry) {
+    const kp_jit_spec *s = g->s;
+    if (s->mode == KP_JIT_LSE) {
+        lse_two_passes(g, entry);
+        return;
+    }
+    int sums = s->mode != KP_JIT_TILES; /* SUM, JOINT: full steps, then a masked last one */
+    int nacc = s->mode == KP_JIT_SUM ? s->rows * s->fdim : s->mode == KP_JIT_JOINT ? s->rows * s->rowdim : 0;
+    LLVMValueRef *acc = calloc((size_t)nacc + 1, sizeof *acc);
+    if (!acc) {
+        fail(g, "out of memory");
+        return;
+    }
+    for (int i = 0; i < nacc; i++) acc[i] = splat(g, 0);
+    LLVMBasicBlockRef head = build_steps(g, entry, sums, nacc, acc, step);
+    if (head) {
+        if (sums) store_sums(g, acc, nacc);
+        kp__llvm.LLVMBuildRetVoid(g->B);
+        kp__llvm.LLVMBuildBr(g->AB, head); /* last: the entry block took allocas and row values until now */
+    }
+    free(acc);
 }
 
 static void build_function(gen *g, const char *name) {
