@@ -353,8 +353,8 @@ def run_joint(joint, args, nx=-1, ny=-1, scheme=None, ranges=None):
     stream = stream_for(where)
     plan = joint.plan(code)
     if plan is not None:  # on a CUDA device libkp runs its formulas one after the other, on the stream
-        plan.pack(descs, call.nx, call.ny, stream, ranges)
-        outs = [_arrays.empty_values(be, shape, code, where) for shape in plan.output_shapes(descs, call.nx, call.ny)]
+        shapes = plan.pack_call(descs, call.nx, call.ny, stream, ranges)
+        outs = [_arrays.empty_values(be, shape, code, where) for shape in shapes]
         plan.run_packed([be.describe_out(o) for o in outs], call.nx, call.ny, scheme)
         return outs
     outs = []  # libkp refused the joint plan: one call per formula

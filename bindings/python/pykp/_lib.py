@@ -759,11 +759,31 @@ class JointPlan:
         self.opt_addr = self.base + self.opt_off
         self.shape_buf = (ctypes.c_int(), (_i64 * KP_MAX_DIMS)())
         self.shape_addr = tuple(ctypes.addressof(b) for b in self.shape_buf)
-        self._shapes_key = self._shapes = None
+        self._layout = self._shapes = None  # as Plan's: what pack_call packed last, and the output shapes
+
+    def pack_call(self, descs, nx, ny, stream=0, ranges=None):
+        """pack, then the output_shape of every formula, as Plan.pack_call:
+        when everything but the data pointers is what the previous pack_call
+        wrote (a backward pass in a loop), only the pointers are written and
+        the shapes are the previous answer."""
+        layout = (tuple(None if d is None else d[1:] for d in descs), nx, ny, stream, ranges, _settings["num_threads"])
+        if layout == self._layout:
+            buf = self.buf
+            off = 0
+            for d in descs:
+                if d is not None:
+                    _POINTER.pack_into(buf, off, d[0])
+                off += _ARRAY_SIZE
+            return self._shapes
+        self.pack(descs, nx, ny, stream, ranges)
+        shapes = [self.output_shape(k) for k in range(self.nouts)]
+        self._layout, self._shapes = layout, shapes
+        return shapes
 
     def pack(self, descs, nx, ny, stream=0, ranges=None):
         """Writes the arguments and options of the next call into the plan's
         buffer; descs, stream, ranges: as for Plan.pack."""
+        self._layout = None  # pack_call's memory of the buffer no longer holds
         buf = self.buf
         off = 0
         for d in descs:
@@ -784,17 +804,6 @@ class JointPlan:
         if st != KP_OK:
             raise self.ctx.fail(st)
         return tuple(shape[:ndim.value])
-
-    def output_shapes(self, descs, nx, ny):
-        """output_shape of every formula for the packed arguments descs (as
-        given to pack), remembered for the last layout: the arguments' dtypes
-        and shapes and nx, ny decide them, and the backward of a loop calls
-        with the same layout every time (run_packed checks every call)."""
-        key = (tuple(None if d is None else (d[1], tuple(d[2])) for d in descs), nx, ny)
-        if key != self._shapes_key:
-            self._shapes = [self.output_shape(k) for k in range(self.nouts)]
-            self._shapes_key = key
-        return self._shapes
 
     def run_packed(self, outs, nx, ny, scheme=None):
         """kp_plan_exec_joint on the packed arguments; outs: one descriptor per
