@@ -283,6 +283,7 @@ static int block_has_unfit_rows(const kp_jit_kernel *K, const REAL *rowbuf, int 
 static int uniform_rows_fit(const kp_job *job, const kp_jit_kernel *jk) {
     const kp_program *prog = job->prog;
     size_t reals = rowbuf_reals(prog) + (size_t)KP_ROW_BLOCK * (size_t)(prog->row_size + 1);
+    if (job->nrows == 0) return 1; /* no row to read, none to run */
     REAL small[2048];
     REAL *rowv = reals <= sizeof small / sizeof *small ? small : malloc(reals * sizeof(REAL));
     if (!rowv) return 0;

@@ -205,8 +205,8 @@ static void init_disk_cache(void) {
     char llvm_id[4200] = "", kp_id[4200] = "", format[64];
     void *llvm_fn, *kp_fn;
     memcpy(&llvm_fn, &kp__llvm.LLVMRunPasses, sizeof llvm_fn); /* function pointers are not void *: their bits */
-    const kp_jit_kernel *(*self)(kp_context *, const kp_program *, kp_dtype, int, int, kp_jit_mode, int, double, int *) =
-        kp__jit_kernel;
+    const kp_jit_kernel *(*self)(kp_context *, const kp_program *, kp_dtype, int, int, kp_jit_mode, int, double,
+                                 int *) = kp__jit_kernel;
     memcpy(&kp_fn, &self, sizeof kp_fn);
     int identified = binary_identity(llvm_fn, llvm_id, sizeof llvm_id) && binary_identity(kp_fn, kp_id, sizeof kp_id);
     unsigned char bitcode[KP_SHA256_SIZE];
