@@ -64,8 +64,9 @@ kp_status kp__cpu_schedule(kp_context *ctx, const kp_job *job, const kp_cpu_spli
     kp_cpu_progress prog;
     kp__cpu_progress_init(&prog, job, s->nitems + (s->split ? s->nblocks : 0));
     /* One thread (every small call): no team to start, whose start and end
-     * cost libgomp a futex call even for one thread. */
-    if (s->nthreads == 1) {
+     * cost libgomp a futex call even for one thread. Not inside a caller's
+     * parallel region, whose team the orphaned loops would bind to. */
+    if (s->nthreads == 1 && omp_get_level() == 0) {
         run_share(ctx, job, s, scratch_bytes, w, &prog, &failed);
     } else {
 #pragma omp parallel num_threads(s->nthreads)
