@@ -477,13 +477,60 @@ class Formula:
         return g
 
 
-class Plan:
-    """Owns one kp_plan and the argument descriptors it is called with.
+class _ArgBuffer:
+    """A plan's preallocated descriptor buffer (self.buf: the arguments from
+    offset 0, _ARRAY_SIZE bytes each, the options at self.opt_off), packed
+    with struct.pack_into: cheaper than building ctypes Structures on every
+    call. A plan belongs to one thread's registry, so the buffer is never
+    shared between concurrent calls. Subclasses give _packed_shapes: libkp's
+    output shapes for the packed arguments."""
 
-    The descriptors live in one preallocated buffer per plan (args, out,
-    out_index, options) that `exec` fills with struct.pack_into: cheaper than
-    building ctypes Structures on every call. A plan belongs to one thread's
-    registry, so the buffer is never shared between concurrent calls."""
+    _layout = None  # what pack_call packed last, all but the data pointers
+    _shapes = None  # and the output shapes for it
+
+    def pack_call(self, descs, nx, ny, stream=0, ranges=None):
+        """pack, then _packed_shapes: the arguments of a call written into the
+        buffer, and the output shapes libkp gives for them. When everything
+        but the data pointers (dtypes, shapes, strides, devices, sizes,
+        stream, ranges, threads) is what the previous pack_call wrote, and
+        nothing else packed in between, only the data pointers are written
+        and the shapes are the previous answer: kp_plan_output_shape reads no
+        data pointer (pykp asks it about storage-less fake tensors), and the
+        exec calls check every argument again anyway."""
+        layout = (tuple(None if d is None else d[1:] for d in descs), nx, ny, stream, ranges, _settings["num_threads"])
+        if layout == self._layout:
+            buf = self.buf
+            off = 0
+            for d in descs:
+                if d is not None:
+                    _POINTER.pack_into(buf, off, d[0])
+                off += _ARRAY_SIZE
+            return self._shapes
+        self.pack(descs, nx, ny, stream, ranges)
+        shapes = self._packed_shapes()
+        self._layout, self._shapes = layout, shapes
+        return shapes
+
+    def pack(self, descs, nx, ny, stream=0, ranges=None):
+        """Writes the arguments and options of the next call into the plan's
+        buffer. descs: per argument position (ptr, dtype, shape, strides,
+        device, device_id) or None (unused position). stream: the CUstream (an
+        int, 0 for NULL) that libkp queues the work on when the arrays are on a
+        CUDA device. ranges: a pykp._ranges.Ranges (block-sparse) or None."""
+        self._layout = None  # pack_call's memory of the buffer no longer holds
+        buf = self.buf
+        off = 0
+        for d in descs:
+            if d is not None:
+                _pack_array(buf, off, d)
+            off += _ARRAY_SIZE
+        _OPTS.pack_into(buf, self.opt_off, _settings["num_threads"], nx, ny, stream, _OPT_SIZE)
+        _POINTER.pack_into(buf, self.opt_off + _RANGES_OFF, 0 if ranges is None else ranges.addr)
+
+
+class Plan(_ArgBuffer):
+    """Owns one kp_plan and the argument descriptors it is called with, in its
+    buffer (_ArgBuffer): args, out, out_index, options."""
 
     def __init__(self, formula, dtype):
         ctx = formula.ctx
@@ -509,47 +556,6 @@ class Plan:
         self.opt_addr = base + self.opt_off
         self.shape_buf = (ctypes.c_int(), (_i64 * KP_MAX_DIMS)(), (_i64 * KP_MAX_DIMS)())
         self.shape_addr = tuple(ctypes.addressof(b) for b in self.shape_buf)
-        self._layout = None  # what pack_call packed last, all but the data pointers
-        self._shapes = None  # and libkp's output shapes for it
-
-    def pack_call(self, descs, nx, ny, stream=0, ranges=None):
-        """pack, then output_shapes: the arguments of a call written into the
-        buffer, and the (values, indices) shapes libkp gives for them. When
-        everything but the data pointers (dtypes, shapes, strides, devices,
-        sizes, stream, ranges, threads) is what the previous pack_call wrote,
-        and nothing else packed in between, only the data pointers are
-        written and the shapes are the previous answer: kp_plan_output_shape
-        reads no data pointer (pykp asks it about storage-less fake tensors),
-        and kp_plan_exec checks every argument again anyway."""
-        layout = (tuple(None if d is None else d[1:] for d in descs), nx, ny, stream, ranges, _settings["num_threads"])
-        if layout == self._layout:
-            buf = self.buf
-            off = 0
-            for d in descs:
-                if d is not None:
-                    _POINTER.pack_into(buf, off, d[0])
-                off += _ARRAY_SIZE
-            return self._shapes
-        self.pack(descs, nx, ny, stream, ranges)
-        shapes = self.output_shapes()
-        self._layout, self._shapes = layout, shapes
-        return shapes
-
-    def pack(self, descs, nx, ny, stream=0, ranges=None):
-        """Writes the arguments and options of the next call into the plan's
-        buffer. descs: per argument position (ptr, dtype, shape, strides,
-        device, device_id) or None (unused position). stream: the CUstream (an
-        int, 0 for NULL) that libkp queues the work on when the arrays are on a
-        CUDA device. ranges: a pykp._ranges.Ranges (block-sparse) or None."""
-        self._layout = None  # pack_call's memory of the buffer no longer holds
-        buf = self.buf
-        off = 0
-        for d in descs:
-            if d is not None:
-                _pack_array(buf, off, d)
-            off += _ARRAY_SIZE
-        _OPTS.pack_into(buf, self.opt_off, _settings["num_threads"], nx, ny, stream, _OPT_SIZE)
-        _POINTER.pack_into(buf, self.opt_off + _RANGES_OFF, 0 if ranges is None else ranges.addr)
 
     def output_shapes(self):
         """kp_plan_output_shape for the packed arguments: (values shape,
@@ -563,6 +569,8 @@ class Plan:
         vals = tuple(shape[:n]) if shape[n - 1] else None
         idx = tuple(ishape[:n]) if ishape[n - 1] else None
         return vals, idx
+
+    _packed_shapes = output_shapes
 
     def run_packed(self, out, idx, nx, ny, scheme=None):
         """kp_plan_exec on the packed arguments; out, idx: descriptors of the
@@ -732,9 +740,9 @@ class Joint:
         return p
 
 
-class JointPlan:
+class JointPlan(_ArgBuffer):
     """Owns one joint kp_plan; like Plan, one preallocated descriptor buffer
-    (args, then one output per formula, then the options)."""
+    (_ArgBuffer: args, then one output per formula, then the options)."""
 
     def __init__(self, joint, dtype):
         ctx = joint.ctx
@@ -759,39 +767,10 @@ class JointPlan:
         self.opt_addr = self.base + self.opt_off
         self.shape_buf = (ctypes.c_int(), (_i64 * KP_MAX_DIMS)())
         self.shape_addr = tuple(ctypes.addressof(b) for b in self.shape_buf)
-        self._layout = self._shapes = None  # as Plan's: what pack_call packed last, and the output shapes
 
-    def pack_call(self, descs, nx, ny, stream=0, ranges=None):
-        """pack, then the output_shape of every formula, as Plan.pack_call:
-        when everything but the data pointers is what the previous pack_call
-        wrote (a backward pass in a loop), only the pointers are written and
-        the shapes are the previous answer."""
-        layout = (tuple(None if d is None else d[1:] for d in descs), nx, ny, stream, ranges, _settings["num_threads"])
-        if layout == self._layout:
-            buf = self.buf
-            off = 0
-            for d in descs:
-                if d is not None:
-                    _POINTER.pack_into(buf, off, d[0])
-                off += _ARRAY_SIZE
-            return self._shapes
-        self.pack(descs, nx, ny, stream, ranges)
-        shapes = [self.output_shape(k) for k in range(self.nouts)]
-        self._layout, self._shapes = layout, shapes
-        return shapes
-
-    def pack(self, descs, nx, ny, stream=0, ranges=None):
-        """Writes the arguments and options of the next call into the plan's
-        buffer; descs, stream, ranges: as for Plan.pack."""
-        self._layout = None  # pack_call's memory of the buffer no longer holds
-        buf = self.buf
-        off = 0
-        for d in descs:
-            if d is not None:
-                _pack_array(buf, off, d)
-            off += _ARRAY_SIZE
-        _OPTS.pack_into(buf, self.opt_off, _settings["num_threads"], nx, ny, stream, _OPT_SIZE)
-        _POINTER.pack_into(buf, self.opt_off + _RANGES_OFF, 0 if ranges is None else ranges.addr)
+    def _packed_shapes(self):
+        """Every formula's values shape for the packed arguments (a list)."""
+        return [self.output_shape(k) for k in range(self.nouts)]
 
     def output_shape(self, k):
         """kp_plan_output_shape of formula k for the packed arguments: the

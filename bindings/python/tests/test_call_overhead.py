@@ -1,6 +1,7 @@
 """The shortcuts of pykp's per-call path give what the general path gives:
 NumPy data pointers read from the array object, the element strides memo, a
-plan's memory of the previous call's layout (only the data pointers change),
+plan's and a joint plan's memory of the previous call's layout (only the data
+pointers change),
 LazyTensor numbers and K @ v taking the fast path, and contiguous inputs
 passed to libkp in place."""
 import numpy as np
@@ -40,7 +41,8 @@ def test_element_strides_memo_and_odd_strides():
 def test_layout_memory_follows_pointers_and_layouts():
     """One Genred called in turn with other arrays of the same layout (only
     the pointers change), other sizes and strided views (the layout changes),
-    and between them a direct Plan.pack (the plan's memory is dropped)."""
+    and between two calls of one layout a direct Plan.pack of another (the
+    plan's memory is dropped)."""
     rng = np.random.default_rng(1)
     k = Genred("Exp(-SqDist(x,y)*g)*b", GAUSS, axis=1)
     g = np.array([2.0], np.float64)
@@ -54,9 +56,44 @@ def test_layout_memory_follows_pointers_and_layouts():
     for i, (x, y, gg, b) in enumerate(cases):
         out = k(x, y, gg, b)
         np.testing.assert_allclose(out, _gauss_ref(x, y, gg, b), rtol=1e-12)
-        if i == 2:  # something else packs the plan's buffer: the next call must write it all again
-            call = _call.prepare(f, (x, y, gg, b))
+        if i == 0:  # another layout packed in between: the next call (this layout) must write it all again
+            call = _call.prepare(f, cases[2])
             f.plan(call.code).pack(call.descs, call.nx, call.ny)
+
+
+def test_joint_layout_memory_follows_pointers_and_layouts():
+    """The backward's joint plan (gradients in x and b) keeps the same memory
+    of its last layout: calls in turn with new arrays of one layout, other
+    sizes, a strided view, and a direct JointPlan.pack of another layout
+    between two calls of one layout; every gradient equals dense torch
+    autograd's."""
+    if torch is None:
+        pytest.skip("torch")
+    gen = torch.Generator().manual_seed(3)
+    k = Genred("Exp(-SqDist(x,y)*g)*b", GAUSS, axis=1)
+    g = torch.tensor([2.0], dtype=torch.float64)
+    cases = []
+    for n, m in ((5, 7), (5, 7), (9, 7), (5, 7), (5, 3)):
+        cases.append((torch.rand(n, 3, generator=gen, dtype=torch.float64),
+                      torch.rand(m, 3, generator=gen, dtype=torch.float64), torch.rand(m, 1, generator=gen, dtype=torch.float64)))
+    x0, y0, b0 = cases[0]
+    cases.append((x0, torch.rand(7, 6, generator=gen, dtype=torch.float64)[:, ::2], b0))  # strided y: another layout
+    cases.append(cases[0])
+    for i, (x, y, b) in enumerate(cases):
+        e = torch.rand(x.shape[0], 1, generator=gen, dtype=torch.float64)
+        xg, bg = x.clone().requires_grad_(True), b.clone().requires_grad_(True)
+        got = torch.autograd.grad(k(xg, y, g, bg), (xg, bg), e)
+        xr, br = x.clone().requires_grad_(True), b.clone().requires_grad_(True)
+        d = ((xr[:, None, :] - y[None, :, :]) ** 2).sum(-1)
+        ref = torch.autograd.grad(torch.exp(-d * g[0]) @ br, (xr, br), e)
+        for a, r in zip(got, ref):
+            torch.testing.assert_close(a, r, rtol=1e-12, atol=1e-14)
+        if i == 0:  # another layout packed in between: the next backward (this layout) writes it all again
+            x2, y2, b2 = cases[2]
+            joint = _lib.joint(tuple((k.key, "grad", a) for a in (0, 3)))
+            args = [x2, y2, g, b2, torch.rand(x2.shape[0], 1, dtype=torch.float64), None]
+            call = _call.prepare(joint, args[: _lib.formula((k.key, "grad", 0)).nargs])
+            joint.plan(call.code).pack(call.descs, call.nx, call.ny)
 
 
 def test_layout_memory_keeps_shape_errors():
