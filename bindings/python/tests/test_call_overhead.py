@@ -73,14 +73,16 @@ def test_joint_layout_memory_follows_pointers_and_layouts():
     k = Genred("Exp(-SqDist(x,y)*g)*b", GAUSS, axis=1)
     g = torch.tensor([2.0], dtype=torch.float64)
     cases = []
+    def rand(*shape):
+        return torch.rand(*shape, generator=gen, dtype=torch.float64)
+
     for n, m in ((5, 7), (5, 7), (9, 7), (5, 7), (5, 3)):
-        cases.append((torch.rand(n, 3, generator=gen, dtype=torch.float64),
-                      torch.rand(m, 3, generator=gen, dtype=torch.float64), torch.rand(m, 1, generator=gen, dtype=torch.float64)))
+        cases.append((rand(n, 3), rand(m, 3), rand(m, 1)))
     x0, y0, b0 = cases[0]
-    cases.append((x0, torch.rand(7, 6, generator=gen, dtype=torch.float64)[:, ::2], b0))  # strided y: another layout
+    cases.append((x0, rand(7, 6)[:, ::2], b0))  # strided y: another layout
     cases.append(cases[0])
     for i, (x, y, b) in enumerate(cases):
-        e = torch.rand(x.shape[0], 1, generator=gen, dtype=torch.float64)
+        e = rand(x.shape[0], 1)
         xg, bg = x.clone().requires_grad_(True), b.clone().requires_grad_(True)
         got = torch.autograd.grad(k(xg, y, g, bg), (xg, bg), e)
         xr, br = x.clone().requires_grad_(True), b.clone().requires_grad_(True)
