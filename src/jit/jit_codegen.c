@@ -594,7 +594,6 @@ static LLVMBasicBlockRef build_steps(gen *g, LLVMBasicBlockRef pred, int sums, i
     kp__llvm.LLVMPositionBuilderAtEnd(g->B, tail);
     kp__llvm.LLVMBuildCondBr(g->B, sums ? kp__llvm.LLVMBuildICmp(g->B, LLVMIntSLT, kphi, g->len, "") : kp__llvm.LLVMConstInt(kp__llvm.LLVMInt1TypeInContext(g->C), 0, 0), last, done);
     kp__llvm.LLVMPositionBuilderAtEnd(g->B, last);
-    g->k = kphi;
     if (sums) fn(g, acc, lane_mask(g));
     LLVMBasicBlockRef last_end = kp__llvm.LLVMGetInsertBlock(g->B);
     kp__llvm.LLVMBuildBr(g->B, done);
