@@ -398,6 +398,11 @@ static void interpreted_rows(const block_ctx *c, int64_t j0, const int64_t *jmap
 
 #include "cpu/kernel_ranges.h"
 
+/* A Sum's output row out (stride cs) times its red_scale, read in the row's ROW values rowv. */
+static void scale_sum(const kp_program *prog, REAL *out, int64_t cs, const REAL *rowv) {
+    for (int d = 0; d < prog->fdim; d++) out[d * cs] *= rowv[prog->red_scale.off + (prog->red_scale.dim == 1 ? 0 : d)];
+}
+
 /* rowv: the row's ROW values, for a Sum's red_scale (applied to a non-empty sum only). */
 static void write_outputs(const kp_job *job, const batch_ptrs *bp, int64_t r, const REAL *st, const int64_t *ix,
                           const REAL *rowv) {
@@ -406,11 +411,33 @@ static void write_outputs(const kp_job *job, const batch_ptrs *bp, int64_t r, co
     int64_t *oi = bp->out_idx ? bp->out_idx + r * job->out_idx.row_stride : NULL;
     state_finalize(prog, st, ix, out, job->out.comp_stride, oi, job->out_idx.comp_stride);
     if (prog->red == KP_RED_SUM && prog->red_scale.dim && row_has_pairs(job, bp->batch, r))
-        for (int d = 0; d < prog->fdim; d++)
-            out[d * job->out.comp_stride] *= rowv[prog->red_scale.off + (prog->red_scale.dim == 1 ? 0 : d)];
+        scale_sum(prog, out, job->out.comp_stride, rowv);
+}
+
+/* write_outputs for the rows [r0, r0 + nr) of a block: st, ix and rowbuf hold
+ * them one after the other. */
+static void write_block_outputs(const kp_job *job, const batch_ptrs *bp, int64_t r0, int nr, const REAL *st,
+                                const int64_t *ix, const REAL *rowbuf) {
+    const kp_program *prog = job->prog;
+    int nreal, nidx, rs = prog->row_size;
+    state_size(prog, &nreal, &nidx);
+    if (sums_in_reals(prog) && bp->out && !job->ranges.rows) { /* without state_finalize's dispatch per row */
+        int64_t cs = job->out.comp_stride;
+        int scale = prog->red == KP_RED_SUM && prog->red_scale.dim && job->ncols > 0; /* row_has_pairs */
+        for (int r = 0; r < nr; r++) {
+            REAL *out = bp->out + (r0 + r) * job->out.row_stride;
+            for (int d = 0; d < prog->fdim; d++) out[d * cs] = st[(size_t)r * (size_t)nreal + (size_t)d];
+            if (scale) scale_sum(prog, out, cs, rowbuf + (size_t)r * (size_t)rs);
+        }
+        return;
+    }
+    for (int r = 0; r < nr; r++)
+        write_outputs(job, bp, r0 + r, st + (size_t)r * (size_t)nreal, ix + (size_t)r * (size_t)nidx,
+                      rowbuf + (size_t)r * (size_t)rs);
 }
 
 static void states_init(const kp_program *prog, int64_t n, void *sreal, int64_t *sidx); /* kernel_partial.h */
+static void states_merge(const kp_program *prog, int64_t n, void *a, int64_t *ai, const void *b, const int64_t *bi);
 
 static void process(const kp_job *job, int64_t b, int64_t r0, int64_t r1, int64_t ch0, int64_t ch1,
                     int finalize, void *sreal, int64_t *sidx, void *scratch) {
@@ -448,18 +475,13 @@ static void process(const kp_job *job, int64_t b, int64_t r0, int64_t r1, int64_
             memcpy(total, partial, (size_t)nr * (size_t)nreal * sizeof(REAL));
             memcpy(total_idx, partial_idx, (size_t)nr * (size_t)nidx * sizeof(int64_t));
         } else if (finalize) {
-            for (int r = 0; r < nr; r++)
-                state_merge(prog, total + (size_t)r * (size_t)nreal, total_idx + (size_t)r * (size_t)nidx,
-                            partial + (size_t)r * (size_t)nreal, partial_idx + (size_t)r * (size_t)nidx);
+            states_merge(prog, nr, total, nidx ? total_idx : NULL, partial, nidx ? partial_idx : NULL);
         } else {
             memcpy(sreal, partial, (size_t)nr * (size_t)nreal * sizeof(REAL));
             if (nidx) memcpy(sidx, partial_idx, (size_t)nr * (size_t)nidx * sizeof(int64_t));
         }
     }
-    if (finalize)
-        for (int r = 0; r < nr; r++)
-            write_outputs(job, &bp, r0 + r, total + (size_t)r * (size_t)nreal, total_idx + (size_t)r * (size_t)nidx,
-                          rowbuf + (size_t)r * (size_t)rs);
+    if (finalize) write_block_outputs(job, &bp, r0, nr, total, total_idx, rowbuf);
 }
 
 static void merge_finalize(const kp_job *job, int64_t b, int64_t r0, int64_t r1, int64_t nchunks,

@@ -17,6 +17,10 @@ static void states_init(const kp_program *prog, int64_t n, void *sreal, int64_t 
     int nreal, nidx;
     state_size(prog, &nreal, &nidx);
     REAL *s = sreal;
+    if (sums_in_reals(prog)) { /* the identity is all zeros */
+        memset(s, 0, (size_t)n * (size_t)nreal * sizeof *s);
+        return;
+    }
     state_init(prog, s, sidx);
     for (int64_t r = 1; r < n; r++) { /* a few words each: loops, not calls to memcpy */
         for (int k = 0; k < nreal; k++) s[(size_t)r * (size_t)nreal + (size_t)k] = s[k];
@@ -28,6 +32,11 @@ static void states_init(const kp_program *prog, int64_t n, void *sreal, int64_t 
 static void states_merge(const kp_program *prog, int64_t n, void *a, int64_t *ai, const void *b, const int64_t *bi) {
     int nreal, nidx;
     state_size(prog, &nreal, &nidx);
+    if (sums_in_reals(prog)) { /* without state_merge's dispatch per row */
+        for (int64_t r = 0; r < n; r++)
+            sum_state_merge(prog->fdim, (REAL *)a + (size_t)r * (size_t)nreal, (const REAL *)b + (size_t)r * (size_t)nreal);
+        return;
+    }
     for (int64_t r = 0; r < n; r++)
         state_merge(prog, (REAL *)a + (size_t)r * (size_t)nreal, ai ? ai + (size_t)r * (size_t)nidx : NULL,
                     (const REAL *)b + (size_t)r * (size_t)nreal, bi ? bi + (size_t)r * (size_t)nidx : NULL);

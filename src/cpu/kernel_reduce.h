@@ -469,6 +469,19 @@ static void state_accumulate(const kp_program *prog, kp_sum_scheme scheme, REAL 
     }
 }
 
+/* Whether the states are a Sum's (sum, compensation) reals, the common case
+ * that the loops over rows of states take without state_init's or
+ * state_merge's dispatch. */
+static int sums_in_reals(const kp_program *prog) { return kp__red(prog->red)->family == KP_FAMILY_SUM && !prog->exact; }
+
+/* state_merge of two such states of D components. */
+static inline void sum_state_merge(int D, REAL *a, const REAL *b) {
+    for (int d = 0; d < D; d++) {
+        kahan_add(&a[d], &a[D + d], b[d]);
+        kahan_add(&a[d], &a[D + d], -b[D + d]);
+    }
+}
+
 static void state_merge(const kp_program *prog, REAL *a, int64_t *ai, const REAL *b, const int64_t *bi) {
     int D = prog->fdim;
     switch (kp__red(prog->red)->family) {
@@ -477,10 +490,7 @@ static void state_merge(const kp_program *prog, REAL *a, int64_t *ai, const REAL
             for (int d = 0; d < D; d++) kp__xsum_merge(ai + (size_t)d * KP_XSUM_WORDS, bi + (size_t)d * KP_XSUM_WORDS);
             break;
         }
-        for (int d = 0; d < D; d++) {
-            kahan_add(&a[d], &a[D + d], b[d]);
-            kahan_add(&a[d], &a[D + d], -b[D + d]);
-        }
+        sum_state_merge(D, a, b);
         break;
     case KP_FAMILY_LOGSUMEXP:
         if (prog->exact) exact_lse_merge(ai, bi, D);
