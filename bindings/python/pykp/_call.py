@@ -150,12 +150,47 @@ def _prepare_fast(f, args):
         if code != KP_FLOAT32 and code != KP_FLOAT64:
             return None  # float16 and complex calls take their parameters in another dtype: general path
         for k in numbers:
-            try:
-                a = arrays[k] = be.scalar_array(arrays[k], code, dev if dev is not None else _arrays.CPU)
-            except (TypeError, ValueError):
+            made = _number_array(be, arrays[k], code, dev)
+            if made is None:
                 return None  # the general path names the problem
-            descs[k] = describe(a)
+            arrays[k], descs[k] = made
     return Call(be, code, arrays, descs, nx, ny, rg)
+
+
+# LazyTensor's Python numbers ([x], parameters) as host arrays with their
+# descriptors, made once per value and dtype: an expression written with
+# numbers builds them again in every call. pykp alone holds these arrays and
+# never writes them. Zeros (+0 and -0 are one key), NaNs (never equal to
+# themselves) and tensors made under torch.inference_mode are not kept.
+_NUMBERS = {}
+_NUMBERS_MAX = 256
+
+
+def _number_array(be, values, code, dev):
+    """(array, descriptor) of the parameter `values` (a list of numbers) for
+    backend be, dtype code, on device dev (None: the host); None when
+    scalar_array refuses them."""
+    host = dev is None or dev[0] == KP_DEVICE_CPU
+    key = None
+    if host and len(values) == 1 and type(values[0]) is float and values[0] == values[0] and values[0] != 0:
+        key = (be, code, values[0])
+        made = _NUMBERS.get(key)
+        if made is not None:
+            return made
+    try:
+        a = be.scalar_array(values, code, _arrays.CPU if dev is None else dev)
+    except (TypeError, ValueError):
+        return None
+    made = (a, describe(a))
+    if key is not None:
+        if len(_NUMBERS) >= _NUMBERS_MAX:
+            _NUMBERS.clear()
+        if be is NumpyBackend:
+            a.flags.writeable = False
+        elif a.is_inference():  # made under torch.inference_mode: autograd could not save it later
+            return made
+        _NUMBERS[key] = made
+    return made
 
 
 def _described(f, be, code, arrays):

@@ -135,6 +135,54 @@ def test_lazytensor_numbers_and_matmul(kind):
     np.testing.assert_allclose(r if kind == "numpy" else r.numpy(), ref[:, 0], rtol=1e-12)
 
 
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_lazytensor_numbers_are_kept_per_value_and_dtype(kind):
+    """Numbers made once (_call._NUMBERS) and used again: every value, dtype
+    and backend has its own, a number's array is never another's (0.5 then
+    0.25, float32 then float64 of one value, +0 and -0, NaN), an array made
+    under torch.inference_mode is not kept for calls that record a graph, and
+    nothing changes when the store is full and starts over."""
+    if kind == "torch" and torch is None:
+        pytest.skip("torch")
+    conv = (lambda a: a) if kind == "numpy" else torch.from_numpy
+    back = (lambda a: a) if kind == "numpy" else (lambda a: a.detach().numpy())
+    rng = np.random.default_rng(3)
+    _call._NUMBERS.clear()
+    for dtype in (np.float32, np.float64, np.float32):
+        x, y = rng.random((4, 1)).astype(dtype), rng.random((5, 1)).astype(dtype)
+        xi, yj = LazyTensor(conv(x)[:, None, :]), LazyTensor(conv(y)[None, :, :])
+        for s in (0.5, 0.25, 0.5, 0.0, -0.0, float("nan"), 1e40, 0.1):
+            r = back((xi * yj * s).sum(dim=1))
+            ref = (x * s * y.sum()).astype(dtype)
+            if s == 0:  # the sign of a zero sum: -0.0 * positive terms
+                np.testing.assert_array_equal(np.signbit(r), np.signbit(ref))
+            np.testing.assert_allclose(r, ref, rtol=1e-6 if dtype == np.float32 else 1e-13)
+    assert 0 < len(_call._NUMBERS) <= 10  # 0.5, 0.25, 1e40, 0.1 per dtype; not the zeros nor NaN
+    for (be, code, v), (a, d) in _call._NUMBERS.items():
+        assert v == v and v != 0 and d[0] == _arrays.describe(a)[0] and d[1] == code
+        if be is _arrays.NumpyBackend:
+            assert not a.flags.writeable
+    if kind == "torch":
+        _call._NUMBERS.clear()
+        x = torch.rand(4, 1, dtype=torch.float64, requires_grad=True)
+        xi, yj = LazyTensor(x[:, None, :]), LazyTensor(torch.ones(1, 5, 1, dtype=torch.float64))
+        with torch.inference_mode():
+            (LazyTensor(x.detach()[:, None, :]) * yj * 0.75).sum(dim=1)
+        assert not _call._NUMBERS
+        (g,) = torch.autograd.grad((xi * yj * 0.75).sum(dim=1).sum(), (x,))
+        torch.testing.assert_close(g, torch.full_like(x, 0.75 * 5))
+    saved = _call._NUMBERS_MAX
+    try:
+        _call._NUMBERS_MAX = 2
+        x, y = rng.random((4, 1)), rng.random((5, 1))
+        xi, yj = LazyTensor(conv(x)[:, None, :]), LazyTensor(conv(y)[None, :, :])
+        for s in (1.5, 2.5, 3.5, 1.5, 4.5):
+            np.testing.assert_allclose(back((xi * yj * s).sum(dim=1)), x * s * y.sum(), rtol=1e-13)
+            assert len(_call._NUMBERS) <= 2
+    finally:
+        _call._NUMBERS_MAX = saved
+
+
 def test_float32_number_that_overflows_is_inf_as_before():
     """A number beyond float32 becomes inf in a float32 call (torch.tensor's
     rounding), on the fast path as on the general one."""
