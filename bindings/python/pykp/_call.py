@@ -46,13 +46,14 @@ class Call:
     """The arguments of one call in libkp's layout: the backend, the dtype
     code, the arrays (views of the user's), their descriptors (None where the
     formula does not use the position), the sizes nx, ny (-1: not told by any
-    argument) and whether a torch argument requires a gradient."""
+    argument), whether a torch argument requires a gradient, and whether no
+    argument has batch dimensions (flat: the call has nx * ny pairs)."""
 
-    __slots__ = ("be", "code", "arrays", "descs", "nx", "ny", "requires_grad")
+    __slots__ = ("be", "code", "arrays", "descs", "nx", "ny", "requires_grad", "flat")
 
-    def __init__(self, be, code, arrays, descs, nx, ny, requires_grad):
+    def __init__(self, be, code, arrays, descs, nx, ny, requires_grad, flat=False):
         self.be, self.code, self.arrays, self.descs = be, code, arrays, descs
-        self.nx, self.ny, self.requires_grad = nx, ny, requires_grad
+        self.nx, self.ny, self.requires_grad, self.flat = nx, ny, requires_grad, flat
 
 
 def prepare(f, args, what="argument", nx=-1, ny=-1):
@@ -154,7 +155,7 @@ def _prepare_fast(f, args):
             if made is None:
                 return None  # the general path names the problem
             arrays[k], descs[k] = made
-    return Call(be, code, arrays, descs, nx, ny, rg)
+    return Call(be, code, arrays, descs, nx, ny, rg, True)
 
 
 # LazyTensor's Python numbers ([x], parameters) as host arrays with their

@@ -79,7 +79,7 @@ if torch is not None:
         reads the triple of each formula's axis, the transposed one for the
         gradients that reduce over the other axis."""
 
-        __slots__ = ("key", "nx", "ny", "scheme", "ranges", "call")
+        __slots__ = ("key", "nx", "ny", "scheme", "ranges", "call", "pairs")
 
         def __init__(self, key, nx, ny, scheme=None, ranges=None):
             self.key = key
@@ -90,6 +90,9 @@ if torch is not None:
             # the _call.Call that `reduce` prepared for these arguments, taken (once) by
             # _KpFunction.forward instead of preparing the same arrays again
             self.call = None
+            # the forward's number of pairs when its Call tells it (no batch dimensions),
+            # for _will_use: None otherwise (_pairs reads the arguments' shapes)
+            self.pairs = None
 
         def derived(self, *op):
             return _Node((self.key,) + op, self.nx, self.ny, self.scheme, self.ranges)
@@ -246,10 +249,10 @@ if torch is not None:
             extra.append(_apply(node.derived("lse"), *args))
         return extra
 
-    def _begin_backward(ctx, f, args):
+    def _begin_backward(ctx, f, args, pairs=None):
         ctx.kp_args = args
         ctx.kp_will = {}
-        ctx.kp_pairs = _pairs(f, args)
+        ctx.kp_pairs = _pairs(f, args) if pairs is None else pairs
 
     def _end_backward(ctx):
         ctx.kp_args = ctx.kp_will = None  # no references kept past this pass (retain_graph)
@@ -340,6 +343,7 @@ if torch is not None:
             if call is None or len(call.arrays) != len(args) or not all(map(operator.is_, call.arrays, args)):
                 call = _call.prepare(run_f, args, nx=node.nx, ny=node.ny)
             out, idx = _call.run(run_f, call, None, node.scheme, node.ranges)
+            node.pairs = max(call.nx, 1) * max(call.ny, 1) if call.flat else None
             if out is not None and idx is not None:
                 return out, idx
             return out if out is not None else idx
@@ -361,7 +365,7 @@ if torch is not None:
             args, out, idx = list(saved[:-2]), saved[-2], saved[-1]
             if out is None:  # ArgMin/ArgMax: nothing to differentiate
                 return (None,) * (len(args) + 1)
-            _begin_backward(ctx, formula(node.key), args)
+            _begin_backward(ctx, formula(node.key), args, node.pairs)
             try:
                 grads = _input_grads(ctx, node, args, out, idx, G, ctx.needs_input_grad[1:])
             finally:

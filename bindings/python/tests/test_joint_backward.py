@@ -160,6 +160,38 @@ def test_will_use_skips_gradients_in_joint_passes(monkeypatch):
     close(gj[0], gs[0], torch.float64)
 
 
+@pytest.mark.skipif(genred._will_execute is None, reason="this torch has no _will_engine_execute_node")
+@pytest.mark.parametrize("batched", [False, True])
+def test_will_use_asks_from_the_calls_number_of_pairs(monkeypatch, batched):
+    """The backward asks torch whether a gradient is used only for calls of
+    _WILL_USE_MIN_PAIRS pairs or more, counted from the forward's Call (no
+    batch dimensions) or from the arguments' shapes (batches): 2 x 7 x 5
+    pairs with batches, 7 x 5 without."""
+    asked = []
+
+    def spy(fn):
+        asked.append(fn)
+        return True
+
+    monkeypatch.setattr(genred, "_will_execute", spy)
+    k = pykp.Genred("Exp(-SqDist(x,y))*b", ["x = Vi(3)", "y = Vj(3)", "b = Vj(1)"], axis=1)
+    shape = (2,) if batched else ()
+    x = torch.rand(shape + (7, 3), dtype=torch.float64, requires_grad=True)
+    y = torch.rand(shape + (5, 3), dtype=torch.float64)
+    b = torch.rand(shape + (5, 1), dtype=torch.float64, requires_grad=True)
+    pairs = (2 if batched else 1) * 7 * 5
+    for threshold, asks in ((pairs, True), (pairs + 1, False)):
+        monkeypatch.setattr(genred, "_WILL_USE_MIN_PAIRS", threshold)
+        asked.clear()
+        gx, gb = torch.autograd.grad(k(x, y, b).sum(), (x, b))
+        assert bool(asked) == asks, (threshold, len(asked))
+        xr = x[..., :, None, :] - y[..., None, :, :]
+        ref = (torch.exp(-(xr ** 2).sum(-1)) @ b).sum()
+        rx, rb = torch.autograd.grad(ref, (x, b))
+        close(gx, rx, torch.float64)
+        close(gb, rb, torch.float64)
+
+
 def test_hamiltonian_derivatives_match(monkeypatch):
     """dH/dq, dH/dp (one joint call), then a second-order backward through them
     (one joint call per first-order gradient), sigma included, vs separate passes."""
