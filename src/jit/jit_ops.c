@@ -18,7 +18,9 @@
  *                          (tests/test_jit.c). +inf above 709.78, 0 below
  *                          -708.39 (no subnormal results), NaN for NaN.
  *                          N = 16 floats and N = 8 doubles (AVX-512) compute
- *                          the same with fewer operations (below).
+ *                          the same with fewer operations (below); N = 4
+ *                          doubles (AVX2) reads a table of 2^(j/64) and
+ *                          takes a polynomial of degree 5 (below).
  *   kp_jit_expneg_*xN      the same exp for x <= 0 (LogSumExp's exp(-|d|)),
  *                          0 for NaN as for x below the range: one mask.
  * Vectors cross the interface through pointers: a vector argument's calling
@@ -123,11 +125,70 @@
 KP_JIT_EXP_F32(kp_jit_exp, 4, KP_JIT_FINISH_ALL)
 KP_JIT_EXP_F32(kp_jit_exp, 8, KP_JIT_FINISH_ALL)
 KP_JIT_EXP_F64(kp_jit_exp, 2, KP_JIT_FINISH_ALL)
-KP_JIT_EXP_F64(kp_jit_exp, 4, KP_JIT_FINISH_ALL)
 KP_JIT_EXP_F32(kp_jit_expneg, 4, KP_JIT_FINISH_NEG)
 KP_JIT_EXP_F32(kp_jit_expneg, 8, KP_JIT_FINISH_NEG)
 KP_JIT_EXP_F64(kp_jit_expneg, 2, KP_JIT_FINISH_NEG)
-KP_JIT_EXP_F64(kp_jit_expneg, 4, KP_JIT_FINISH_NEG)
+
+/* float64 on 4 lanes (AVX2 kernels, where the exp is most of the work): a
+ * table instead of most of the polynomial. x = (k / 64) ln2 + r, |r| <=
+ * ln2 / 128 (k by the shifter trick, r by Cody-Waite with ln2 / 64), exp(x) =
+ * 2^(k >> 6) T[k & 63] exp(r): T[j] = 2^(j / 64) correctly rounded, read by
+ * one gather; exp(r) = 1 + q, q = r + r^2 P(r), P of degree 3 (the Chebyshev
+ * fit on that range, approximation error 4.4e-18 relative); y = T + T q in one
+ * rounding; 2^(k >> 6) added to the exponent field: the shifter's bits, their
+ * low 6 bits cleared and shifted up by 46, are (k >> 6) << 52 (AVX2 has no
+ * 64-bit arithmetic shift). The same ends as the others (masks on x; a NaN or
+ * infinite x still reads T inside the table). About 16 vector
+ * operations and a gather where the degree-11 polynomial takes about 20.
+ * scripts/exp_poly.py --table 64 --degree 3 prints P and T. */
+#define KP_JIT_CT64_3 0.008333339152857227
+#define KP_JIT_CT64_2 0.041666707403338075
+#define KP_JIT_CT64_1 0.16666666666664534
+#define KP_JIT_CT64_0 0.4999999999998506
+#define KP_JIT_T64 { \
+    0x1.0000000000000p+0, 0x1.02c9a3e778061p+0, 0x1.059b0d3158574p+0, 0x1.0874518759bc8p+0, \
+    0x1.0b5586cf9890fp+0, 0x1.0e3ec32d3d1a2p+0, 0x1.11301d0125b51p+0, 0x1.1429aaea92de0p+0, \
+    0x1.172b83c7d517bp+0, 0x1.1a35beb6fcb75p+0, 0x1.1d4873168b9aap+0, 0x1.2063b88628cd6p+0, \
+    0x1.2387a6e756238p+0, 0x1.26b4565e27cddp+0, 0x1.29e9df51fdee1p+0, 0x1.2d285a6e4030bp+0, \
+    0x1.306fe0a31b715p+0, 0x1.33c08b26416ffp+0, 0x1.371a7373aa9cbp+0, 0x1.3a7db34e59ff7p+0, \
+    0x1.3dea64c123422p+0, 0x1.4160a21f72e2ap+0, 0x1.44e086061892dp+0, 0x1.486a2b5c13cd0p+0, \
+    0x1.4bfdad5362a27p+0, 0x1.4f9b2769d2ca7p+0, 0x1.5342b569d4f82p+0, 0x1.56f4736b527dap+0, \
+    0x1.5ab07dd485429p+0, 0x1.5e76f15ad2148p+0, 0x1.6247eb03a5585p+0, 0x1.6623882552225p+0, \
+    0x1.6a09e667f3bcdp+0, 0x1.6dfb23c651a2fp+0, 0x1.71f75e8ec5f74p+0, 0x1.75feb564267c9p+0, \
+    0x1.7a11473eb0187p+0, 0x1.7e2f336cf4e62p+0, 0x1.82589994cce13p+0, 0x1.868d99b4492edp+0, \
+    0x1.8ace5422aa0dbp+0, 0x1.8f1ae99157736p+0, 0x1.93737b0cdc5e5p+0, 0x1.97d829fde4e50p+0, \
+    0x1.9c49182a3f090p+0, 0x1.a0c667b5de565p+0, 0x1.a5503b23e255dp+0, 0x1.a9e6b5579fdbfp+0, \
+    0x1.ae89f995ad3adp+0, 0x1.b33a2b84f15fbp+0, 0x1.b7f76f2fb5e47p+0, 0x1.bcc1e904bc1d2p+0, \
+    0x1.c199bdd85529cp+0, 0x1.c67f12e57d14bp+0, 0x1.cb720dcef9069p+0, 0x1.d072d4a07897cp+0, \
+    0x1.d5818dcfba487p+0, 0x1.da9e603db3285p+0, 0x1.dfc97337b9b5fp+0, 0x1.e502ee78b3ff6p+0, \
+    0x1.ea4afa2a490dap+0, 0x1.efa1bee615a27p+0, 0x1.f50765b6e4540p+0, 0x1.fa7c1819e90d8p+0, \
+}
+static const double kp_jit_t64[64] = KP_JIT_T64;
+#define KP_JIT_EXP_F64X4(FN, FINISH)                                                                        \
+    KP_JIT_INLINE __attribute__((target("avx2,fma"))) void FN(double *o, const double *a);                  \
+    __attribute__((target("avx2,fma"))) void FN(double *o, const double *a) {                               \
+        typedef double V __attribute__((vector_size(32)));                                                  \
+        typedef long long IV __attribute__((vector_size(32)));                                              \
+        const double shift = 6755399441055744.0;                                                            \
+        V x;                                                                                                \
+        memcpy(&x, a, sizeof x);                                                                            \
+        V t = x * (64 * 1.4426950408889634) + shift;                                                        \
+        IV bits = (IV)t;                                                                                    \
+        V kf = t - shift;                                                                                   \
+        V r = x - kf * (6.93147180369123816490e-01 / 64);                                                   \
+        r = r - kf * (1.90821492927058770002e-10 / 64);                                                     \
+        V p = r * KP_JIT_CT64_3 + KP_JIT_CT64_2;                                                            \
+        p = p * r + KP_JIT_CT64_1;                                                                          \
+        p = p * r + KP_JIT_CT64_0;                                                                          \
+        V q = (r * r) * p + r;                                                                              \
+        V T = (V)_mm256_i64gather_pd(kp_jit_t64, (__m256i)(bits & 63), 8);                                  \
+        V y = T * q + T;                                                                                    \
+        y = (V)((IV)y + ((bits & ~63LL) << 46));                                                            \
+        FINISH(V, IV, x, y, 708.39, 709.782712893384, __builtin_inf())                                     \
+        memcpy(o, &y, sizeof y);                                                                            \
+    }
+KP_JIT_EXP_F64X4(kp_jit_exp_f64x4, KP_JIT_FINISH_ALL)
+KP_JIT_EXP_F64X4(kp_jit_expneg_f64x4, KP_JIT_FINISH_NEG)
 
 /* The full-width AVX-512 vectors (the CPU engine asks for kernels of 16
  * floats or 8 doubles only on AVX-512 hosts, and nothing else may: these use
