@@ -488,6 +488,22 @@ class _ArgBuffer:
     _layout = None  # what pack_call packed last, all but the data pointers
     _shapes = None  # and the output shapes for it
 
+    def _adopt(self, ctx, handle, dtype, nargs, nouts):
+        """Owns the kp_plan `handle` (freed with this object) and makes the
+        buffer: nargs argument descriptors, nouts output descriptors from
+        out_off, then the options."""
+        self.ctx = ctx
+        self.handle = handle
+        self.dtype = dtype
+        self._finalizer = weakref.finalize(self, _free_plan, handle, ctx)
+        self.nargs = nargs
+        self.buf = ctypes.create_string_buffer((nargs + nouts) * _ARRAY_SIZE + _OPT_SIZE)
+        self.base = ctypes.addressof(self.buf)
+        self.out_off = nargs * _ARRAY_SIZE
+        self.opt_off = (nargs + nouts) * _ARRAY_SIZE
+        self.out_addr = self.base + self.out_off
+        self.opt_addr = self.base + self.opt_off
+
     def pack_call(self, descs, nx, ny, stream=0, ranges=None):
         """pack, then _packed_shapes: the arguments of a call written into the
         buffer, and the output shapes libkp gives for them. When everything
@@ -538,22 +554,9 @@ class Plan(_ArgBuffer):
         st = _plan_new(ctx.handle, formula.handle, dtype, ctypes.byref(h))
         if st != KP_OK:
             raise ctx.fail(st)
-        self.ctx = ctx
-        self.handle = h.value
-        self.dtype = dtype
-        self._finalizer = weakref.finalize(self, _free_plan, h.value, ctx)
-        n = formula.nargs
-        self.nargs = n
-        size = (n + 2) * _ARRAY_SIZE + _OPT_SIZE
-        self.buf = ctypes.create_string_buffer(size)
-        base = ctypes.addressof(self.buf)
-        self.base = base
-        self.out_off = n * _ARRAY_SIZE
-        self.idx_off = (n + 1) * _ARRAY_SIZE
-        self.opt_off = (n + 2) * _ARRAY_SIZE
-        self.out_addr = base + self.out_off
-        self.idx_addr = base + self.idx_off
-        self.opt_addr = base + self.opt_off
+        self._adopt(ctx, h.value, dtype, formula.nargs, 2)  # values, then indices
+        self.idx_off = self.out_off + _ARRAY_SIZE
+        self.idx_addr = self.base + self.idx_off
         self.shape_buf = (ctypes.c_int(), (_i64 * KP_MAX_DIMS)(), (_i64 * KP_MAX_DIMS)())
         self.shape_addr = tuple(ctypes.addressof(b) for b in self.shape_buf)
 
@@ -752,19 +755,8 @@ class JointPlan(_ArgBuffer):
         st = _plan_new_joint(ctx.handle, handles, n, dtype, ctypes.byref(h))
         if st != KP_OK:
             raise ctx.fail(st)
-        self.ctx = ctx
-        self.handle = h.value
-        self.dtype = dtype
-        self._finalizer = weakref.finalize(self, _free_plan, h.value, ctx)
-        self.nargs = joint.nargs
+        self._adopt(ctx, h.value, dtype, joint.nargs, n)  # one output per formula
         self.nouts = n
-        size = (self.nargs + n) * _ARRAY_SIZE + _OPT_SIZE
-        self.buf = ctypes.create_string_buffer(size)
-        self.base = ctypes.addressof(self.buf)
-        self.out_off = self.nargs * _ARRAY_SIZE
-        self.opt_off = (self.nargs + n) * _ARRAY_SIZE
-        self.out_addr = self.base + self.out_off
-        self.opt_addr = self.base + self.opt_off
         self.shape_buf = (ctypes.c_int(), (_i64 * KP_MAX_DIMS)())
         self.shape_addr = tuple(ctypes.addressof(b) for b in self.shape_buf)
 
