@@ -669,24 +669,26 @@ class LazyTensor:
         """Numbers the variables by first appearance; returns (texts, args)."""
         pos = {}
         args = []
-
-        def sub(uid):
-            k = pos.get(uid)
-            v = all_vars[uid]
-            if k is None:
-                k = pos[uid] = len(args)
-                args.append(v.value)
-            return "%s(%d,%d)" % (_CATS[v.cat], k, v.dim)
-
         all_vars = dict(self.vars)
         for e in extra:
             all_vars.update(e.vars)
         # "@uid@" placeholders split out with str.split rather than a regex, which
-        # torch.compile (Dynamo) traces without a graph break
+        # torch.compile (Dynamo) traces without a graph break; the pieces go to a
+        # new list (Dynamo refuses writes into the split's own list)
         texts = []
         for t in (self,) + tuple(extra):
             parts = t.formula.split("@")
-            texts.append("".join(sub(int(p)) if i % 2 else p for i, p in enumerate(parts)))
+            out = [parts[0]]
+            for i in range(1, len(parts), 2):
+                uid = int(parts[i])
+                v = all_vars[uid]
+                k = pos.get(uid)
+                if k is None:
+                    k = pos[uid] = len(args)
+                    args.append(v.value)
+                out.append("%s(%d,%d)" % (_CATS[v.cat], k, v.dim))
+                out.append(parts[i + 1])
+            texts.append("".join(out))
         return texts, args
 
     def _reduce(self, reduction_op, axis, dim=None, opt_arg=None, other=None, **kwargs):
@@ -750,7 +752,7 @@ class LazyTensor:
         text = reduction_text(texts[0], reduction_op, r, opt_arg, texts[1] if other is not None else None)
         nx = merged.ni if merged.ni is not None else 1
         ny = merged.nj if merged.nj is not None else 1
-        red = {"SoftMax": "SumSoftMaxWeight"}.get(reduction_op, reduction_op)
+        red = "SumSoftMaxWeight" if reduction_op == "SoftMax" else reduction_op
         out = opts.out
         if out is not None and red not in _IN_PLACE:
             raise KpValueError("pykp: out= is taken by Sum, LogSumExp, SumSoftMaxWeight, Min and Max reductions, "
@@ -854,7 +856,7 @@ class LazyTensor:
             vv = v.reshape((1, shape[0], 1)) if len(shape) == 1 else v.reshape(shape[:-2] + (1,) + shape[-2:])
             bv = LazyTensor(vv)
         Kv = self * bv
-        Kv = Kv.sum(dim=Kv.dim() - 2)
+        Kv = Kv._reduce("Sum", Kv.nbatchdims + 1)  # over j
         return Kv.reshape(-1) if len(shape) == 1 else Kv
 
     def t(self):
