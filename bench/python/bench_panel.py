@@ -19,8 +19,10 @@ vector FMA and vector exp throughput) are compiled here with $CC -O3
 -march=native -ffast-math -fopenmp, as bench/CMakeLists.txt builds plain_loop.c.
 The floor of the Gaussian is the model 1 / (8 / FMA rate + 1 / exp rate), with
 the rates of one core times the threads: per pair 3 subtractions, 3 multiply-adds, 1 scale, 1 accumulating multiply-add and
-one exp. The Gaussian's forward + backward (gradients in x and b, torch
-autograd over pykp.Genred) is reported over its forward.
+one exp. The Gaussian's forward + backward (gradients in x and b by torch
+autograd) is reported in both spellings: its row gives the forward + backward's
+pairs/s in the pairs/s columns and its time over the forward's (of the same
+spelling) in the ratio columns.
 
 With the compiled kernels (libkp built with KP_JIT, docs/jit.md), each
 formula is timed twice in the same rounds: on the interpreter (KP_JIT=off) and
@@ -211,7 +213,9 @@ def _floor(lib, dt, threads):
     return 1.0 / (8.0 / rates["fma"] + 1.0 / rates["exp"]), rates["fma"], rates["exp"]
 
 
-def _grad_ratio(n, dtype, args):
+def _grad_times(n, dtype, args):
+    """Fastest calls, per KP_JIT mode: the Gaussian's forward in Genred's and in
+    the LazyTensor spelling, then each one's forward + backward (x and b)."""
     import torch
 
     torch.set_num_threads(args.threads)
@@ -221,18 +225,23 @@ def _grad_ratio(n, dtype, args):
     y = torch.rand(n, 3, generator=gen, dtype=tdt)
     b = torch.randn(n, 1, generator=gen, dtype=tdt)
     g = torch.tensor([1.0 / S2], dtype=tdt)
-    k = Genred("Exp(-SqDist(x,y)*g)*b", ALIASES, axis=1)
     e = torch.randn(n, 1, generator=gen, dtype=tdt)
     xg, bg = x.clone().requires_grad_(True), b.clone().requires_grad_(True)
+    k = Genred("Exp(-SqDist(x,y)*g)*b", ALIASES, axis=1)
+    yj = LazyTensor(y[None, :, :])
 
-    def fwd_bwd():
-        out = k(xg, y, g, bg)
-        gx, gb = torch.autograd.grad(out, (xg, bg), e)
-        return gx, gb
+    def genred(xv, bv):
+        return k(xv, y, g, bv)
 
+    def lazy(xv, bv):  # the expression built in every call, as user code does
+        return (-((LazyTensor(xv[:, None, :]) - yj) ** 2).sum(-1) / S2).exp() @ bv
+
+    def fwd_bwd(fwd):
+        return lambda: torch.autograd.grad(fwd(xg, bg), (xg, bg), e)
+
+    cells = [(lambda f=f: f(x, b)) for f in (genred, lazy)] + [fwd_bwd(f) for f in (genred, lazy)]
     modes = ["off"] if args.no_jit else ["off", "force"]
-    t = _time_cells([_in_mode(m, f) for m in modes for f in (lambda: k(x, y, g, b), fwd_bwd)], args)
-    return t
+    return _time_cells([_in_mode(m, f) for m in modes for f in cells], args)
 
 
 def _cpu_model():
@@ -320,12 +329,12 @@ def main():
                             row += " %.0f%% |" % (100.0 * n * n / cg / fl)
                     print(row)
                 sys.stdout.flush()
-                if not args.no_grad:
-                    t = _grad_ratio(n, dtype, args)
-                    print("| Gaussian fwd+bwd (x, b) / fwd | %s | %d | fwd %.3g | fwd+bwd %.3g | %.2f | |%s" %
-                          (np.dtype(dtype).name, n, n * n / t[0], n * n / t[1], t[1] / t[0],
-                           "" if args.no_jit else " fwd %.3g | fwd+bwd %.3g | %.2f | | | |" %
-                           (n * n / t[2], n * n / t[3], t[3] / t[2])))
+                if not args.no_grad:  # per mode: Genred fwd, LazyTensor fwd, then their fwd + bwd
+                    t = _grad_times(n, dtype, args)
+                    cols = ["%.3g | %.3g | %.2f | %.2f" % (n * n / t[m + 2], n * n / t[m + 3], t[m + 2] / t[m],
+                                                           t[m + 3] / t[m + 1]) for m in range(0, len(t), 4)]
+                    print("| Gaussian fwd+bwd (x, b), / fwd | %s | %d | %s |%s" %
+                          (np.dtype(dtype).name, n, cols[0], "" if args.no_jit else " %s | | |" % cols[1]))
                 print("load average: %s" % " ".join("%.2f" % v for v in os.getloadavg()))
     print("\nload average after: %s; total %.0f s" %
           (" ".join("%.2f" % v for v in os.getloadavg()), time.time() - t_start))
