@@ -63,6 +63,8 @@ def main():
     ap.add_argument("--degree", type=int, help="degree of P (default 9, or 4 with --float32)")
     ap.add_argument("--table", type=int, default=1, help="float64: entries of the table of 2^(j/N) (default: none)")
     args = ap.parse_args()
+    if args.table < 1 or (args.table > 1 and args.float32):
+        ap.error("--table takes a count >= 1, and only for the float64 exp")
     degree = args.degree if args.degree is not None else (4 if args.float32 else 9)
     coeffs, worst = fit(degree, args.float32, args.table)
     name = "KP_JIT_CT64_%d" if args.table > 1 else "KP_JIT_C64_%d"
@@ -73,7 +75,7 @@ def main():
             print("#define %s %r" % (name % (degree - k), c))
     if args.table > 1:
         values = [float(mp.power(2, mp.mpf(j) / args.table)) for j in range(args.table)]
-        print("#define KP_JIT_T64 { \\")
+        print("#define KP_JIT_T%d { \\" % args.table)
         for j in range(0, args.table, 4):
             print("    %s, \\" % ", ".join(v.hex() for v in values[j : j + 4]))
         print("}")
