@@ -134,14 +134,18 @@ static const kp_node *split_row_factor(lowering *lw, const kp_node *F, const kp_
     return t;
 }
 
+/* The memo covers every node id; rewrite() creates nodes one at a time while
+ * lowering, so it grows geometrically (growing to the exact size made long
+ * derivatives' lowering quadratic in copies). */
 static int ensure_memo(lowering *lw) {
     size_t need = kp__node_store_size(lw->ctx->nodes);
     if (need <= lw->nmemo) return 1;
-    kp_operand *m = kp__realloc(lw->ctx, lw->memo, need * sizeof *m);
+    size_t cap = lw->nmemo * 2 > need ? lw->nmemo * 2 : need;
+    kp_operand *m = kp__realloc(lw->ctx, lw->memo, cap * sizeof *m);
     if (!m) return 0;
-    memset(m + lw->nmemo, 0, (need - lw->nmemo) * sizeof *m);
+    memset(m + lw->nmemo, 0, (cap - lw->nmemo) * sizeof *m);
     lw->memo = m;
-    lw->nmemo = need;
+    lw->nmemo = cap;
     return 1;
 }
 

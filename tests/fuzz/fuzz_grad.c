@@ -16,6 +16,12 @@
 
 #include "fuzz_common.h"
 
+/* The largest formula (in distinct nodes) that is lowered and differentiated:
+ * each order of derivative multiplies the DAG by 2-3 and its joint gradients
+ * by the number of arguments, so past this a formula ends the input (its
+ * parse was checked) instead of costing seconds under the sanitizers. */
+#define FZ_GRAD_MAX_NODES 8192
+
 static void check_reparse(kp_context *ctx, const kp_formula *g) {
     size_t need = kp_formula_print(g, NULL, 0);
     /* The text is the DAG written as a tree: its length grows exponentially
@@ -83,6 +89,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         kp_context_free(ctx);
         return 0;
     }
+    if (kp_formula_node_count(chain[0]) > FZ_GRAD_MAX_NODES) {
+        kp_formula_free(chain[0]);
+        kp_context_free(ctx);
+        return 0;
+    }
     extras(ctx, chain[0]);
     if (fz_pick(&r, 4) == 3) joint(ctx, chain[0]);
     for (int order = 1; order <= 3; order++) {
@@ -100,6 +111,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             }
             break;
         }
+        if (kp_formula_node_count(chain[order]) > FZ_GRAD_MAX_NODES) break;
         check_reparse(ctx, chain[order]);
         lower(ctx, chain[order]);
         extras(ctx, chain[order]);
