@@ -76,6 +76,10 @@ static const struct {
     {"(-y)+x", "(Vi(0,3)-Vj(1,3))"},
     {"(-x)+(-y)", "((-Vi(0,3))-Vj(1,3))"},
     {"x-(-y)", "(Vi(0,3)+Vj(1,3))"},
+    {"Extract(Concat(x,y),0,3)", "Vi(0,3)"}, /* components within one operand of a Concat: that operand's */
+    {"Extract(Concat(x,y),3,2)", "Extract(Vj(1,3),0,2)"},
+    {"Extract(Concat(b,Concat(x,y)),5,1)", "Extract(Vj(1,3),1,1)"},
+    {"Extract(Concat(x,y),2,2)", "Extract(Concat(Vi(0,3),Vj(1,3)),2,2)"}, /* across both: kept */
 };
 
 static void test_printed_forms(void **state) {
@@ -171,6 +175,8 @@ static const struct {
     {ANISO, "Sum_Reduction(Exp(-Sum(Square(x-y)*w))*b,1)"},
     {LSE, "LogSumExp_Reduction((-Sum(Square(x-y)))*IntCst(16),1)"},
     {DOTK, "Sum_Reduction(Sum(x*y)/IntCst(2)*b,1)"},
+    {GAUSS, "Sum_Reduction(Exp(-Sum(Square(Extract(Concat(x,b),0,3)-Extract(Concat(b,y),1,3)))/s)*b,1)"},
+    {DOTK, "Sum_Reduction(Sum(Extract(Concat(b,Concat(x,y)),1,3)*Extract(Concat(b,Concat(x,y)),4,3))/IntCst(2)*b,1)"},
 };
 
 typedef struct data {

@@ -10,7 +10,9 @@
  * measures any of these texts in constant time and prints a prefix in time
  * bounded by the buffer (a printer that walks the tree would not finish the
  * depth-10 case); the measured length is the printed one; the printed text
- * reparses; kp_formula_count_nodes and kp_formula_node_count agree.
+ * reparses; kp_formula_count_nodes and kp_formula_node_count agree; nested
+ * Laplacians of a function of one component are as small in dimension 3 as in
+ * dimension 1.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -155,12 +157,48 @@ static void test_count_nodes_errors(void **state) {
     kp_context_free(ctx);
 }
 
+/* Laplacian(f, v) in dimension D takes D directional derivatives of the
+ * gradient and keeps component d of the d-th: when f depends on one component
+ * of v, the gradient is that component's derivative beside zeros (a Concat),
+ * and each Extract of a Concat's operand is that operand, so the other D - 1
+ * terms vanish and the result is as small as in dimension 1. Without it, four
+ * nested Laplacians in dimension 3 take 41,070 nodes (1,739 in dimension 1),
+ * six take 7,980,009 and 30 s to parse. */
+static size_t nested_laplacian_nodes(kp_context *ctx, const char *var, const char *of, int depth) {
+    char text[1024] = "", tmp[1024];
+    snprintf(text, sizeof text, "Atan2(1e-3,%s)", of);
+    for (int d = 0; d < depth; d++) {
+        snprintf(tmp, sizeof tmp, "Laplacian(%s,%s)", text, var);
+        memcpy(text, tmp, sizeof text);
+    }
+    snprintf(tmp, sizeof tmp, "Sum_Reduction(%s,0)", text);
+    kp_formula *f = NULL;
+    KPT_ASSERT_OK(ctx, kp_formula_parse(ctx, tmp, NULL, 0, &f));
+    size_t n = nodes(ctx, f);
+    kp_formula_free(f);
+    return n;
+}
+
+static void test_laplacian_of_one_component(void **state) {
+    (void)state;
+    kp_context *ctx = NULL;
+    assert_int_equal(kp_context_new(&ctx), KP_OK);
+    for (int depth = 1; depth <= 4; depth++) {
+        size_t one = nested_laplacian_nodes(ctx, "Vi(0,1)", "Vi(0,1)", depth);
+        size_t three = nested_laplacian_nodes(ctx, "Vi(0,3)", "Elem(Vi(0,3),0)", depth);
+        if (three > one + 4) print_error("depth %d: %zu nodes in dimension 3, %zu in dimension 1\n", depth, three, one);
+        assert_true(three <= one + 4); /* a few more: Extract(x,0,1), and at depth 3 and 4 two nodes */
+    }
+    kp_context_free(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_node_count_linear),
         cmocka_unit_test(test_print_matches_length),
         cmocka_unit_test(test_huge_text_is_cheap),
         cmocka_unit_test(test_count_nodes_errors),
+        cmocka_unit_test(test_laplacian_of_one_component),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

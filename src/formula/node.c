@@ -437,6 +437,11 @@ const kp_node *kp__extract(kp_context *ctx, const kp_node *a, int first, int cou
     if (first == 0 && count == a->dim) return a;
     if (a->op == KP_OP_CONST) return kp__const(ctx, a->value, count, st);
     if (a->op == KP_OP_EXTRACT) return kp__extract(ctx, a->child[0], a->ip[0] + first, count, st);
+    if (a->op == KP_OP_CONCAT) { /* components within one operand: that operand's */
+        int d0 = a->child[0]->dim;
+        if (first + count <= d0) return kp__extract(ctx, a->child[0], first, count, st);
+        if (first >= d0) return kp__extract(ctx, a->child[1], first - d0, count, st);
+    }
     return make(ctx, KP_OP_EXTRACT, count, a, NULL, NULL, first, st);
 }
 

@@ -68,11 +68,12 @@ static void put(sb *s, const char *fmt, ...) {
 }
 
 /* order_left: the derivative order still allowed below this point. A formula's
- * DAG grows by a factor of 2-3 per order of nested differentiation, and by the
- * variable's dimension per Laplacian (five nested Laplacians in dimension 3:
- * 561,067 nodes, seconds to parse under the sanitizers), so nested Grad, Diff,
- * Divergence (order 1 each) and Laplacian (order 2) are capped at order 6 in
- * all: three nested Laplacians. */
+ * DAG grows by a factor of 2-3 per order of nested differentiation, more for a
+ * Laplacian of a function of every component (four nested around
+ * Atan2(Sum(x),SqNorm2(x)), x of dimension 3: 119,145 nodes; five: 1,770,765
+ * and 22 s to parse in Release), so nested Grad, Diff, Divergence (order 1
+ * each) and Laplacian (order 2) are capped at order 6 in all: three nested
+ * Laplacians. */
 typedef struct genv {
     fz_reader *r;
     sb *s;
