@@ -187,7 +187,9 @@ static void test_laplacian_of_one_component(void **state) {
         size_t one = nested_laplacian_nodes(ctx, "Vi(0,1)", "Vi(0,1)", depth);
         size_t three = nested_laplacian_nodes(ctx, "Vi(0,3)", "Elem(Vi(0,3),0)", depth);
         if (three > one + 4) print_error("depth %d: %zu nodes in dimension 3, %zu in dimension 1\n", depth, three, one);
-        assert_true(three <= one + 4); /* a few more: Extract(x,0,1), and at depth 3 and 4 two nodes */
+        /* a few more: Extract(x,0,1), and from depth 3 one node where the two build equal terms in
+         * different forms (12/11, 48/47, 252/250, 1,741/1,739 nodes; 42, 290, 3,170, 41,070 unfolded) */
+        assert_true(three <= one + 4);
     }
     kp_context_free(ctx);
 }
