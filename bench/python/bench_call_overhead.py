@@ -12,7 +12,8 @@ Cases (the formulas of bench_panel.py; x, y in 3D, b of dimension 1):
 
 each with NumPy arrays, torch tensors, and torch tensors that require a
 gradient (the forward only: what the call costs when autograd records it);
-"Genred fwd+bwd" adds the backward pass (gradients in x and b). The LazyTensor
+genred_bwd and lazy_matmul_bwd add the backward pass (gradients in x and b,
+torch tensors that require them only). The LazyTensor
 cases build their expression in every call, as user code does (xi, yj are
 made once).
 
@@ -56,7 +57,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 ALIASES = ["x = Vi(3)", "y = Vj(3)", "g = Pm(1)", "b = Vj(1)"]
 S2 = 0.0625
-CASES = ["genred", "genred_bwd", "lazy_matmul", "lazy_sum", "lazy_lse", "lazy_argkmin"]
+CASES = ["genred", "genred_bwd", "lazy_matmul", "lazy_matmul_bwd", "lazy_sum", "lazy_lse", "lazy_argkmin"]
 KINDS = ["numpy", "torch", "torch_grad"]
 
 
@@ -102,7 +103,7 @@ def _cell(case, kind, n, dtype):
     """The function one call of (case, kind) runs, or None when it does not apply."""
     if kind != "numpy" and torch is None:
         return None
-    if case == "genred_bwd" and kind != "torch_grad":
+    if case.endswith("_bwd") and kind != "torch_grad":
         return None
     x, y, g, b = _arrays(n, dtype, kind)
     xi, yj = LazyTensor(x[:, None, :]), LazyTensor(y[None, :, :])
@@ -113,6 +114,8 @@ def _cell(case, kind, n, dtype):
         return lambda: torch.autograd.grad(k(x, y, g, b).sum(), (x, b))
     if case == "lazy_matmul":
         return lambda: (-((xi - yj) ** 2).sum(-1) / S2).exp() @ b
+    if case == "lazy_matmul_bwd":
+        return lambda: torch.autograd.grad(((-((xi - yj) ** 2).sum(-1) / S2).exp() @ b).sum(), (x, b))
     if case == "lazy_sum":
         return lambda: (-((xi - yj) ** 2).sum(-1) / S2).exp().sum(dim=1)
     if case == "lazy_lse":
@@ -220,7 +223,7 @@ def main():
             if fn is not None:
                 fns[(case, kind)] = fn
     for case in cases:
-        if case != "genred_bwd":
+        if not case.endswith("_bwd"):
             fns[(case, "C exec")] = _c_exec(_cell(case, "numpy", args.n, dtype))
     best = _time_cells(fns, args.inner, args.rounds)
     print("pykp per-call time, N = M = %d, %s, %d threads, best of %d rounds of %d calls; %s, Python %s, torch %s"
