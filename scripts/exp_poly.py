@@ -11,8 +11,8 @@ comes on top, see tests/test_jit.c).
 
 With --table N, the float64 exp of AVX2 kernels: x = (k / N) ln2 + r, |r| <=
 ln2 / (2 N), exp(x) = 2^(k / N) exp(r), the N values 2^(j / N) read from a
-table: prints P for that range and the table (correctly rounded doubles) as
-jit_ops.c's KP_JIT_T64 initialiser.
+table: prints P for that range and the table (correctly rounded doubles) as a
+KP_JIT_T<N> initialiser (jit_ops.c's KP_JIT_T64, N = 64).
 
 usage: python3 scripts/exp_poly.py [--float32] [--degree D] [--table N]
        (needs mpmath; default degree 9 for float64, 4 for float32)
